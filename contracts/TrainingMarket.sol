@@ -1,0 +1,688 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {IReliabilityRegistry} from "./interfaces/IReliabilityRegistry.sol";
+import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
+
+/**
+ * @title TrainingMarket
+ * @notice Escrow and bookkeeping for collaborative training jobs: an owner pays for a model,
+ * trainers train it on their private data, an aggregator scores and merges their updates round
+ * by round, and the escrow pays every trainer by contribution.
+ *
+ * How it is meant to be used:
+ * 1. The owner calls {createProject} with the reward budget plus the aggregator's fee as
+ *    `msg.value` (all of it is escrowed here) and a verifier approved by the market admin.
+ * 2. Trainers {join} with the project's stake while it is open. Training starts when the project
+ *    is full, or with {startTraining} once enough trainers joined (the owner may start early,
+ *    anyone after the join deadline).
+ * 3. Each round, every trainer calls {submitUpdate} once with the IPFS CID of its update and a
+ *    commitment to it, before the round's submission deadline.
+ * 4. The aggregator calls {finalizeRound} with the new global model, per-trainer contribution
+ *    scores and outlier flags, and a proof that the verifier accepts for exactly the submitted
+ *    commitments and these scores and flags. The round's share of the budget is credited to the
+ *    unflagged trainers in proportion to their scores; flagged trainers get nothing and lose
+ *    `slashBps` of their stake. The reliability registry records every trainer's outcome.
+ * 5. After the last round (or a cancellation) everyone pulls what they are owed with {withdraw}:
+ *    trainers their rewards and remaining stake, the aggregator its fee for finalized rounds,
+ *    the owner the rest (unspent budget, rounding dust, unearned fee, slashed stakes).
+ *
+ * No path locks ETH: an open project can be cancelled (by the owner, or by anyone when too few
+ * trainers joined in time), and a training project whose aggregator misses a deadline can be
+ * {abandon}ed by anyone. On abandonment the pending round's share is split equally among the
+ * trainers who submitted in it, so an owner cannot avoid paying by having its aggregator stall.
+ * Invariant: for every project, everything withdrawn sums to exactly what was escrowed.
+ *
+ * WARNING: a project is only as trustworthy as its verifier; the market admin must approve only
+ * verifiers that really check proofs (a test verifier refuses to deploy outside local chains).
+ */
+contract TrainingMarket is Ownable, ReentrancyGuardTransient {
+    /// @notice Lifecycle of a project.
+    enum Status {
+        Open, // trainers may join
+        Training, // rounds are running
+        Finished, // all rounds finalized; withdrawals open
+        Cancelled // cancelled or abandoned; withdrawals open
+    }
+
+    /// @notice Parameters of a new project.
+    struct ProjectConfig {
+        address aggregator; // who finalizes rounds
+        address verifier; // an approved IRoundVerifier
+        uint96 aggregatorFee; // wei, part of msg.value, earned pro rata per finalized round
+        uint96 stake; // wei each trainer deposits to join
+        uint16 rounds; // number of training rounds
+        uint16 minTrainers; // fewest trainers to start
+        uint16 maxTrainers; // most trainers; training starts when reached
+        uint16 minReliabilityBps; // registry reliability needed to join (0..10000)
+        uint16 slashBps; // share of the stake a trainer loses per flagged round (0..10000)
+        uint32 joinPeriod; // seconds after creation during which trainers may join
+        uint32 submissionPeriod; // seconds per round for submissions
+        uint32 aggregationPeriod; // seconds after the submission deadline to finalize
+        string modelName; // architecture from the model registry, e.g. "mlp"
+        string initialModelCid; // IPFS CID of the initial weights
+    }
+
+    /// @notice A project as returned by {getProject}.
+    struct ProjectView {
+        address owner;
+        address aggregator;
+        address verifier;
+        Status status;
+        uint256 rewardBudget;
+        uint256 aggregatorFee;
+        uint256 stake;
+        uint256 rounds;
+        uint256 currentRound; // rounds finalized so far; the round open for submissions
+        uint256 minTrainers;
+        uint256 maxTrainers;
+        uint256 trainerCount;
+        uint256 minReliabilityBps;
+        uint256 slashBps;
+        uint256 joinDeadline;
+        uint256 roundStart;
+        uint256 submissionPeriod;
+        uint256 aggregationPeriod;
+        uint256 submissions; // submissions in the current round
+        uint256 totalEarned; // rewards credited to trainers so far
+        uint256 slashed; // stake taken from flagged trainers so far
+        string modelName;
+        string latestModelCid;
+    }
+
+    /// @notice The arguments of {finalizeRound} besides the project and round.
+    struct RoundResult {
+        string modelCid; // IPFS CID of the new global model
+        string proofCid; // IPFS CID where the proof (and its public inputs) is published
+        uint256[] scores; // per trainer, in trainer order; 0 for non-submitters
+        bool[] flags; // per trainer, in trainer order; false for non-submitters
+        bytes proof; // checked by the project's verifier
+    }
+
+    struct Project {
+        address owner;
+        uint96 rewardBudget;
+        address aggregator;
+        uint96 aggregatorFee;
+        address verifier;
+        uint96 stake;
+        Status status;
+        uint16 rounds;
+        uint16 currentRound;
+        uint16 minTrainers;
+        uint16 maxTrainers;
+        uint16 minReliabilityBps;
+        uint16 slashBps;
+        uint16 submissions;
+        bool ownerPaid;
+        bool aggregatorPaid;
+        uint32 joinDeadline;
+        uint32 submissionPeriod;
+        uint32 aggregationPeriod;
+        uint64 roundStart;
+        uint128 totalEarned;
+        uint128 slashed;
+        string modelName;
+        string latestModelCid;
+    }
+
+    struct Settlement {
+        uint256 projectId;
+        uint256 round;
+        uint256 roundReward;
+        uint256 totalScore;
+        uint256 cut;
+    }
+
+    struct Trainer {
+        uint16 slot; // index + 1 in the trainer list; 0 = not a member
+        bool withdrawn;
+        uint96 stakeLeft;
+        uint128 earned;
+    }
+
+    /// @notice Most trainers per project (bounds every loop).
+    uint256 public constant MAX_TRAINERS = 64;
+    /// @notice Most rounds per project.
+    uint256 public constant MAX_ROUNDS = 1000;
+    /// @notice Longest accepted CID string.
+    uint256 public constant MAX_CID_LENGTH = 128;
+    uint256 private constant BPS = 10_000;
+
+    /// @notice Where trainers' reliability is kept.
+    IReliabilityRegistry public immutable registry;
+
+    uint256 private _projectCount;
+    mapping(uint256 projectId => Project) private _projects;
+    mapping(uint256 projectId => address[]) private _trainerList;
+    mapping(uint256 projectId => mapping(address => Trainer)) private _trainers;
+    mapping(uint256 projectId => mapping(uint256 round => mapping(address => bytes32))) private _commitments;
+    mapping(address verifier => bool) private _approvedVerifiers;
+    mapping(bytes32 proofHash => bool) private _usedProofs;
+
+    /// @notice The market admin approved or revoked a verifier for new projects.
+    event VerifierApprovalChanged(address indexed verifier, bool approved);
+    /// @notice A project was created and `rewardBudget + aggregatorFee` escrowed.
+    event ProjectCreated(
+        uint256 indexed projectId,
+        address indexed owner,
+        address indexed aggregator,
+        address verifier,
+        uint256 rewardBudget,
+        uint256 aggregatorFee,
+        string modelName,
+        string initialModelCid
+    );
+    /// @notice `trainer` joined with `stake`.
+    event TrainerJoined(uint256 indexed projectId, address indexed trainer, uint256 stake);
+    /// @notice Training started with `trainerCount` trainers; round 0 is open for submissions.
+    event TrainingStarted(uint256 indexed projectId, uint256 trainerCount, uint256 submissionDeadline);
+    /// @notice An open project was cancelled; everyone can withdraw their deposits.
+    event ProjectCancelled(uint256 indexed projectId, address indexed by);
+    /// @notice `trainer` submitted its update for `round`.
+    event UpdateSubmitted(
+        uint256 indexed projectId, uint256 indexed round, address indexed trainer, string cid, bytes32 commitment
+    );
+    /// @notice `round` was finalized; `rewards[i]` was credited to trainer i.
+    event RoundFinalized(
+        uint256 indexed projectId,
+        uint256 indexed round,
+        string modelCid,
+        string proofCid,
+        uint256[] scores,
+        bool[] flags,
+        uint256[] rewards
+    );
+    /// @notice `trainer` lost `amount` of its stake for a flagged update in `round`.
+    event StakeSlashed(uint256 indexed projectId, uint256 indexed round, address indexed trainer, uint256 amount);
+    /// @notice All rounds are finalized; withdrawals are open.
+    event ProjectFinished(uint256 indexed projectId, string finalModelCid);
+    /// @notice The aggregator missed `round`'s deadline; each of its `submitters` got `rewardEach`.
+    event ProjectAbandoned(uint256 indexed projectId, uint256 indexed round, uint256 submitters, uint256 rewardEach);
+    /// @notice `account` withdrew `amount` from the project.
+    event Withdrawn(uint256 indexed projectId, address indexed account, uint256 amount);
+
+    error ZeroAddress();
+    error VerifierNotApproved(address verifier);
+    error InvalidConfig(string reason);
+    error InvalidCid();
+    error UnknownProject(uint256 projectId);
+    error WrongStatus(uint256 projectId, Status expected, Status actual);
+    error JoinClosed(uint256 projectId, uint256 joinDeadline);
+    error ProjectFull(uint256 projectId);
+    error AlreadyJoined(uint256 projectId, address trainer);
+    error RoleConflict(address account);
+    error WrongStake(uint256 expected, uint256 sent);
+    error ReliabilityTooLow(address trainer, uint256 reliabilityBps, uint256 requiredBps);
+    error NotEnoughTrainers(uint256 joined, uint256 required);
+    error NotAllowedYet(uint256 projectId, uint256 notBefore);
+    error Unauthorized(address caller);
+    error NotATrainer(uint256 projectId, address caller);
+    error WrongRound(uint256 projectId, uint256 expected, uint256 given);
+    error SubmissionClosed(uint256 projectId, uint256 round, uint256 deadline);
+    error AlreadySubmitted(uint256 projectId, uint256 round, address trainer);
+    error ZeroCommitment();
+    error RoundStillOpen(uint256 projectId, uint256 round, uint256 submissionDeadline);
+    error AggregationDeadlinePassed(uint256 projectId, uint256 round, uint256 deadline);
+    error LengthMismatch(uint256 trainers, uint256 scores, uint256 flags);
+    error NoSubmission(uint256 projectId, uint256 round, address trainer);
+    error ProofAlreadyUsed(bytes32 proofHash);
+    error InvalidProof(uint256 projectId, uint256 round);
+    error NothingToWithdraw(uint256 projectId, address account);
+    error TransferFailed(address to, uint256 amount);
+
+    /// @param admin who approves verifiers
+    /// @param reliabilityRegistry the registry this market reports outcomes to (it must authorize this market)
+    constructor(address admin, IReliabilityRegistry reliabilityRegistry) Ownable(admin) {
+        if (address(reliabilityRegistry) == address(0)) revert ZeroAddress();
+        registry = reliabilityRegistry;
+    }
+
+    // ------------------------------------------------------------------ admin
+
+    /// @notice Approves or revokes `verifier` for new projects. Only the market admin.
+    /// @dev Revoking does not affect projects that already use it.
+    function setVerifierApproval(address verifier, bool approved) external onlyOwner {
+        if (verifier == address(0)) revert ZeroAddress();
+        _approvedVerifiers[verifier] = approved;
+        emit VerifierApprovalChanged(verifier, approved);
+    }
+
+    // ------------------------------------------------------------------ owner
+
+    /// @notice Creates a project and escrows `msg.value` = reward budget + aggregator fee.
+    /// @return projectId the new project's id (ids start at 1)
+    function createProject(ProjectConfig calldata cfg) external payable returns (uint256 projectId) {
+        if (cfg.aggregator == address(0)) revert ZeroAddress();
+        if (!_approvedVerifiers[cfg.verifier]) revert VerifierNotApproved(cfg.verifier);
+        if (cfg.rounds == 0 || cfg.rounds > MAX_ROUNDS) revert InvalidConfig("rounds");
+        if (cfg.minTrainers == 0 || cfg.minTrainers > cfg.maxTrainers || cfg.maxTrainers > MAX_TRAINERS) {
+            revert InvalidConfig("trainers");
+        }
+        if (cfg.minReliabilityBps > BPS || cfg.slashBps > BPS) revert InvalidConfig("bps");
+        if (cfg.joinPeriod == 0 || cfg.submissionPeriod == 0 || cfg.aggregationPeriod == 0) {
+            revert InvalidConfig("periods");
+        }
+        if (msg.value <= cfg.aggregatorFee || msg.value - cfg.aggregatorFee > type(uint96).max) {
+            revert InvalidConfig("budget");
+        }
+        if (bytes(cfg.modelName).length == 0) revert InvalidConfig("modelName");
+        _checkCid(cfg.initialModelCid);
+
+        projectId = ++_projectCount;
+        Project storage p = _projects[projectId];
+        p.owner = msg.sender;
+        p.rewardBudget = uint96(msg.value - cfg.aggregatorFee);
+        p.aggregator = cfg.aggregator;
+        p.aggregatorFee = cfg.aggregatorFee;
+        p.verifier = cfg.verifier;
+        p.stake = cfg.stake;
+        p.rounds = cfg.rounds;
+        p.minTrainers = cfg.minTrainers;
+        p.maxTrainers = cfg.maxTrainers;
+        p.minReliabilityBps = cfg.minReliabilityBps;
+        p.slashBps = cfg.slashBps;
+        p.joinDeadline = uint32(block.timestamp + cfg.joinPeriod);
+        p.submissionPeriod = cfg.submissionPeriod;
+        p.aggregationPeriod = cfg.aggregationPeriod;
+        p.modelName = cfg.modelName;
+        p.latestModelCid = cfg.initialModelCid;
+        emit ProjectCreated(
+            projectId,
+            msg.sender,
+            cfg.aggregator,
+            cfg.verifier,
+            p.rewardBudget,
+            cfg.aggregatorFee,
+            cfg.modelName,
+            cfg.initialModelCid
+        );
+    }
+
+    /// @notice Cancels an open project: by its owner at any time before training starts, or by
+    /// anyone once the join deadline passed with fewer than `minTrainers` trainers.
+    function cancel(uint256 projectId) external {
+        Project storage p = _project(projectId);
+        _expectStatus(projectId, p, Status.Open);
+        if (msg.sender != p.owner) {
+            if (block.timestamp <= p.joinDeadline) revert NotAllowedYet(projectId, uint256(p.joinDeadline) + 1);
+            uint256 joined = _trainerList[projectId].length;
+            if (joined >= p.minTrainers) revert Unauthorized(msg.sender);
+        }
+        p.status = Status.Cancelled;
+        emit ProjectCancelled(projectId, msg.sender);
+    }
+
+    /// @notice Starts training once at least `minTrainers` joined: the owner may start early,
+    /// anyone after the join deadline. A full project starts by itself.
+    function startTraining(uint256 projectId) external {
+        Project storage p = _project(projectId);
+        _expectStatus(projectId, p, Status.Open);
+        uint256 joined = _trainerList[projectId].length;
+        if (joined < p.minTrainers) revert NotEnoughTrainers(joined, p.minTrainers);
+        if (msg.sender != p.owner && block.timestamp <= p.joinDeadline) {
+            revert NotAllowedYet(projectId, uint256(p.joinDeadline) + 1);
+        }
+        _startTraining(projectId, p);
+    }
+
+    // ------------------------------------------------------------------ trainers
+
+    /// @notice Joins an open project, depositing exactly its stake.
+    function join(uint256 projectId) external payable {
+        Project storage p = _project(projectId);
+        _expectStatus(projectId, p, Status.Open);
+        if (block.timestamp > p.joinDeadline) revert JoinClosed(projectId, p.joinDeadline);
+        address[] storage list = _trainerList[projectId];
+        if (list.length >= p.maxTrainers) revert ProjectFull(projectId);
+        Trainer storage t = _trainers[projectId][msg.sender];
+        if (t.slot != 0) revert AlreadyJoined(projectId, msg.sender);
+        if (msg.sender == p.owner || msg.sender == p.aggregator) revert RoleConflict(msg.sender);
+        if (msg.value != p.stake) revert WrongStake(p.stake, msg.value);
+        uint256 reliability = registry.reliabilityOf(msg.sender);
+        if (reliability < p.minReliabilityBps) revert ReliabilityTooLow(msg.sender, reliability, p.minReliabilityBps);
+
+        list.push(msg.sender);
+        t.slot = uint16(list.length);
+        t.stakeLeft = p.stake;
+        emit TrainerJoined(projectId, msg.sender, msg.value);
+        if (list.length == p.maxTrainers) _startTraining(projectId, p);
+    }
+
+    /// @notice Submits this trainer's update for `round`: its IPFS `cid` and a `commitment` to it.
+    /// One submission per trainer per round, before the round's submission deadline.
+    function submitUpdate(uint256 projectId, uint256 round, string calldata cid, bytes32 commitment) external {
+        Project storage p = _project(projectId);
+        _expectStatus(projectId, p, Status.Training);
+        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
+        if (_trainers[projectId][msg.sender].slot == 0) revert NotATrainer(projectId, msg.sender);
+        uint256 deadline = uint256(p.roundStart) + p.submissionPeriod;
+        if (block.timestamp > deadline) revert SubmissionClosed(projectId, round, deadline);
+        if (commitment == bytes32(0)) revert ZeroCommitment();
+        _checkCid(cid);
+        mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
+        if (roundCommitments[msg.sender] != bytes32(0)) revert AlreadySubmitted(projectId, round, msg.sender);
+
+        roundCommitments[msg.sender] = commitment;
+        ++p.submissions;
+        emit UpdateSubmitted(projectId, round, msg.sender, cid, commitment);
+    }
+
+    // ------------------------------------------------------------------ aggregator
+
+    /// @notice Finalizes `round`: records the new global model, credits rewards by contribution,
+    /// slashes flagged trainers, and reports outcomes to the reliability registry.
+    /// @dev Allowed once every trainer submitted or the submission deadline passed, and until the
+    /// aggregation deadline. Reverts unless the project's verifier accepts `result.proof` for the
+    /// submitted commitments and exactly these scores and flags; a proof is accepted only once.
+    function finalizeRound(uint256 projectId, uint256 round, RoundResult calldata result) external {
+        Project storage p = _project(projectId);
+        _expectStatus(projectId, p, Status.Training);
+        if (msg.sender != p.aggregator) revert Unauthorized(msg.sender);
+        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
+        _checkTiming(projectId, p, round);
+        _checkCid(result.modelCid);
+        _checkCid(result.proofCid);
+        bytes32 proofHash = keccak256(result.proof);
+        if (_usedProofs[proofHash]) revert ProofAlreadyUsed(proofHash);
+        bytes32[] memory commitments = _collectCommitments(projectId, round, result);
+        if (!IRoundVerifier(p.verifier).verifyRound(commitments, result.scores, result.flags, result.proof)) {
+            revert InvalidProof(projectId, round);
+        }
+
+        // Effects.
+        _usedProofs[proofHash] = true;
+        (address[] memory trainers, IReliabilityRegistry.Outcome[] memory outcomes, uint256[] memory rewards) =
+            _settleRound(projectId, p, round, commitments, result);
+        p.latestModelCid = result.modelCid;
+        p.currentRound = uint16(round + 1);
+        p.submissions = 0;
+        p.roundStart = uint64(block.timestamp);
+        emit RoundFinalized(projectId, round, result.modelCid, result.proofCid, result.scores, result.flags, rewards);
+        if (round + 1 == p.rounds) {
+            p.status = Status.Finished;
+            emit ProjectFinished(projectId, result.modelCid);
+        }
+
+        // Interaction with the trusted registry, after all effects.
+        registry.recordRound(projectId, round, trainers, outcomes);
+    }
+
+    /// @notice Ends a training project whose aggregator missed the current round's aggregation
+    /// deadline. Anyone may call it. The round's share is split equally among the trainers who
+    /// submitted in it; the owner gets the budget of the rounds that never ran.
+    function abandon(uint256 projectId) external {
+        Project storage p = _project(projectId);
+        _expectStatus(projectId, p, Status.Training);
+        uint256 round = p.currentRound;
+        uint256 deadline = uint256(p.roundStart) + p.submissionPeriod + p.aggregationPeriod;
+        if (block.timestamp <= deadline) revert NotAllowedYet(projectId, deadline + 1);
+
+        p.status = Status.Cancelled;
+        uint256 submitters = p.submissions;
+        uint256 each = 0;
+        if (submitters > 0) {
+            each = _roundShare(p, round) / submitters;
+            address[] storage list = _trainerList[projectId];
+            mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
+            for (uint256 i = 0; i < list.length; ++i) {
+                if (roundCommitments[list[i]] != bytes32(0)) _trainers[projectId][list[i]].earned += uint128(each);
+            }
+            p.totalEarned += uint128(each * submitters);
+        }
+        emit ProjectAbandoned(projectId, round, submitters, each);
+    }
+
+    // ------------------------------------------------------------------ withdrawals
+
+    /// @notice Pays the caller everything it is owed by a finished or cancelled project, in all
+    /// its roles (owner, aggregator, trainer). Pull payment: state is zeroed before the transfer.
+    function withdraw(uint256 projectId) external nonReentrant {
+        Project storage p = _project(projectId);
+        if (p.status != Status.Finished && p.status != Status.Cancelled) {
+            revert WrongStatus(projectId, Status.Finished, p.status);
+        }
+        uint256 amount = _owed(projectId, p, msg.sender);
+        if (amount == 0) revert NothingToWithdraw(projectId, msg.sender);
+
+        if (msg.sender == p.owner) p.ownerPaid = true;
+        if (msg.sender == p.aggregator) p.aggregatorPaid = true;
+        Trainer storage t = _trainers[projectId][msg.sender];
+        if (t.slot != 0) t.withdrawn = true;
+        emit Withdrawn(projectId, msg.sender, amount);
+
+        (bool ok,) = payable(msg.sender).call{value: amount}("");
+        if (!ok) revert TransferFailed(msg.sender, amount);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice Number of projects created; ids run from 1 to this.
+    function projectCount() external view returns (uint256) {
+        return _projectCount;
+    }
+
+    /// @notice Everything about a project.
+    function getProject(uint256 projectId) external view returns (ProjectView memory v) {
+        Project storage p = _project(projectId);
+        v.owner = p.owner;
+        v.aggregator = p.aggregator;
+        v.verifier = p.verifier;
+        v.status = p.status;
+        v.rewardBudget = p.rewardBudget;
+        v.aggregatorFee = p.aggregatorFee;
+        v.stake = p.stake;
+        v.rounds = p.rounds;
+        v.currentRound = p.currentRound;
+        v.minTrainers = p.minTrainers;
+        v.maxTrainers = p.maxTrainers;
+        v.trainerCount = _trainerList[projectId].length;
+        v.minReliabilityBps = p.minReliabilityBps;
+        v.slashBps = p.slashBps;
+        v.joinDeadline = p.joinDeadline;
+        v.roundStart = p.roundStart;
+        v.submissionPeriod = p.submissionPeriod;
+        v.aggregationPeriod = p.aggregationPeriod;
+        v.submissions = p.submissions;
+        v.totalEarned = p.totalEarned;
+        v.slashed = p.slashed;
+        v.modelName = p.modelName;
+        v.latestModelCid = p.latestModelCid;
+    }
+
+    /// @notice The project's trainers in join order (the order of scores and flags).
+    function trainersOf(uint256 projectId) external view returns (address[] memory) {
+        _project(projectId);
+        return _trainerList[projectId];
+    }
+
+    /// @notice A trainer's standing in a project.
+    function trainerInfo(uint256 projectId, address trainer)
+        external
+        view
+        returns (bool member, uint256 index, uint256 stakeLeft, uint256 earned, bool withdrawn)
+    {
+        Trainer memory t = _trainers[projectId][trainer];
+        member = t.slot != 0;
+        index = member ? t.slot - 1 : 0;
+        return (member, index, t.stakeLeft, t.earned, t.withdrawn);
+    }
+
+    /// @notice The commitment `trainer` submitted for `round` (0 if none).
+    function commitmentOf(uint256 projectId, uint256 round, address trainer) external view returns (bytes32) {
+        return _commitments[projectId][round][trainer];
+    }
+
+    /// @notice Submission and aggregation deadlines of the current round (0, 0 unless training).
+    function roundDeadlines(uint256 projectId)
+        external
+        view
+        returns (uint256 submissionDeadline, uint256 aggregationDeadline)
+    {
+        Project storage p = _project(projectId);
+        if (p.status != Status.Training) return (0, 0);
+        submissionDeadline = uint256(p.roundStart) + p.submissionPeriod;
+        aggregationDeadline = submissionDeadline + p.aggregationPeriod;
+    }
+
+    /// @notice What `account` could withdraw now (0 while the project runs).
+    function withdrawable(uint256 projectId, address account) external view returns (uint256) {
+        Project storage p = _project(projectId);
+        if (p.status != Status.Finished && p.status != Status.Cancelled) return 0;
+        return _owed(projectId, p, account);
+    }
+
+    /// @notice Public seed of the project's update sketches (a fixed random projection).
+    function sketchSeed(uint256 projectId) external view returns (uint256) {
+        _project(projectId);
+        return uint256(keccak256(abi.encode(block.chainid, address(this), projectId)));
+    }
+
+    /// @notice Whether `verifier` may be used by new projects.
+    function isVerifierApproved(address verifier) external view returns (bool) {
+        return _approvedVerifiers[verifier];
+    }
+
+    /// @notice Whether a proof with this keccak256 hash was already used to finalize a round.
+    function isProofUsed(bytes32 proofHash) external view returns (bool) {
+        return _usedProofs[proofHash];
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    function _project(uint256 projectId) private view returns (Project storage p) {
+        p = _projects[projectId];
+        if (p.owner == address(0)) revert UnknownProject(projectId);
+    }
+
+    function _expectStatus(uint256 projectId, Project storage p, Status expected) private view {
+        if (p.status != expected) revert WrongStatus(projectId, expected, p.status);
+    }
+
+    function _checkCid(string calldata cid) private pure {
+        uint256 len = bytes(cid).length;
+        if (len == 0 || len > MAX_CID_LENGTH) revert InvalidCid();
+    }
+
+    /// @dev A round may be finalized once all trainers submitted or its submission deadline
+    /// passed, and until its aggregation deadline.
+    function _checkTiming(uint256 projectId, Project storage p, uint256 round) private view {
+        uint256 submissionDeadline = uint256(p.roundStart) + p.submissionPeriod;
+        if (p.submissions < _trainerList[projectId].length && block.timestamp <= submissionDeadline) {
+            revert RoundStillOpen(projectId, round, submissionDeadline);
+        }
+        uint256 aggregationDeadline = submissionDeadline + p.aggregationPeriod;
+        if (block.timestamp > aggregationDeadline) revert AggregationDeadlinePassed(projectId, round, aggregationDeadline);
+    }
+
+    /// @dev The round's commitments in trainer order; checks the result's shape and that only
+    /// submitters have a score or a flag.
+    function _collectCommitments(uint256 projectId, uint256 round, RoundResult calldata result)
+        private
+        view
+        returns (bytes32[] memory commitments)
+    {
+        address[] storage list = _trainerList[projectId];
+        uint256 n = list.length;
+        if (result.scores.length != n || result.flags.length != n) {
+            revert LengthMismatch(n, result.scores.length, result.flags.length);
+        }
+        commitments = new bytes32[](n);
+        mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
+        for (uint256 i = 0; i < n; ++i) {
+            bytes32 c = roundCommitments[list[i]];
+            if (c == bytes32(0) && (result.scores[i] != 0 || result.flags[i])) {
+                revert NoSubmission(projectId, round, list[i]);
+            }
+            commitments[i] = c;
+        }
+    }
+
+    /// @dev Credits the round's share to unflagged submitters by score, slashes flagged ones,
+    /// and returns every trainer's outcome for the registry and reward for the event.
+    function _settleRound(
+        uint256 projectId,
+        Project storage p,
+        uint256 round,
+        bytes32[] memory commitments,
+        RoundResult calldata result
+    )
+        private
+        returns (address[] memory trainers, IReliabilityRegistry.Outcome[] memory outcomes, uint256[] memory rewards)
+    {
+        trainers = _trainerList[projectId];
+        uint256 n = trainers.length;
+        outcomes = new IReliabilityRegistry.Outcome[](n);
+        rewards = new uint256[](n);
+        uint256 totalScore = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            if (!result.flags[i]) totalScore += result.scores[i];
+        }
+        Settlement memory s = Settlement({
+            projectId: projectId,
+            round: round,
+            roundReward: _roundShare(p, round),
+            totalScore: totalScore,
+            cut: (uint256(p.stake) * p.slashBps) / BPS
+        });
+        uint256 credited = 0;
+        uint256 slashed = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            (outcomes[i], rewards[i], slashed) =
+                _settleTrainer(s, trainers[i], commitments[i] != bytes32(0), result.flags[i], result.scores[i]);
+            credited += rewards[i];
+            p.slashed += uint128(slashed);
+        }
+        p.totalEarned += uint128(credited);
+    }
+
+    /// @dev One trainer's part of {_settleRound}.
+    function _settleTrainer(Settlement memory s, address who, bool submitted, bool flagged, uint256 score)
+        private
+        returns (IReliabilityRegistry.Outcome outcome, uint256 reward, uint256 slashed)
+    {
+        if (!submitted) return (IReliabilityRegistry.Outcome.Missed, 0, 0);
+        Trainer storage t = _trainers[s.projectId][who];
+        if (flagged) {
+            slashed = s.cut > t.stakeLeft ? t.stakeLeft : s.cut;
+            if (slashed > 0) {
+                t.stakeLeft -= uint96(slashed);
+                emit StakeSlashed(s.projectId, s.round, who, slashed);
+            }
+            return (IReliabilityRegistry.Outcome.Flagged, 0, slashed);
+        }
+        if (s.totalScore > 0) {
+            reward = (s.roundReward * score) / s.totalScore;
+            t.earned += uint128(reward);
+        }
+        return (IReliabilityRegistry.Outcome.Contributed, reward, 0);
+    }
+
+    function _startTraining(uint256 projectId, Project storage p) private {
+        p.status = Status.Training;
+        p.roundStart = uint64(block.timestamp);
+        emit TrainingStarted(projectId, _trainerList[projectId].length, block.timestamp + p.submissionPeriod);
+    }
+
+    /// @dev Round `round`'s share of the budget; the shares of all rounds sum to the budget exactly.
+    function _roundShare(Project storage p, uint256 round) private view returns (uint256) {
+        uint256 budget = p.rewardBudget;
+        return (budget * (round + 1)) / p.rounds - (budget * round) / p.rounds;
+    }
+
+    /// @dev The fee the aggregator earned: pro rata of finalized rounds.
+    function _aggregatorEarned(Project storage p) private view returns (uint256) {
+        return (uint256(p.aggregatorFee) * p.currentRound) / p.rounds;
+    }
+
+    function _owed(uint256 projectId, Project storage p, address account) private view returns (uint256 amount) {
+        if (account == p.owner && !p.ownerPaid) {
+            amount += uint256(p.rewardBudget) - p.totalEarned + p.aggregatorFee - _aggregatorEarned(p) + p.slashed;
+        }
+        if (account == p.aggregator && !p.aggregatorPaid) amount += _aggregatorEarned(p);
+        Trainer storage t = _trainers[projectId][account];
+        if (t.slot != 0 && !t.withdrawn) amount += uint256(t.earned) + t.stakeLeft;
+    }
+}

@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+/**
+ * @title IRoundVerifier
+ * @notice Checks that a round's contribution scores and outlier flags were computed correctly
+ * from the commitments the trainers submitted on chain.
+ *
+ * `TrainingMarket` calls this from `finalizeRound` with the commitments in trainer order (zero
+ * for trainers that did not submit), the scores and flags the aggregator wants to record, and the
+ * proof bytes. An implementation binds all three to the proof's public inputs (for ezkl: the
+ * per-trainer Poseidon hashes and the circuit's public outputs) and returns true only if the
+ * proof verifies against exactly these values.
+ */
+interface IRoundVerifier {
+    /// @param commitments one commitment per trainer, in the project's trainer order (0 = no submission)
+    /// @param scores the contribution score of each trainer, in fixed point, as recorded on chain
+    /// @param flags true for each trainer flagged as an outlier
+    /// @param proof the proof bytes
+    /// @return ok true when the proof verifies for exactly these public values
+    function verifyRound(
+        bytes32[] calldata commitments,
+        uint256[] calldata scores,
+        bool[] calldata flags,
+        bytes calldata proof
+    ) external view returns (bool ok);
+}

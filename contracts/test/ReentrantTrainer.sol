@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {TrainingMarket} from "../TrainingMarket.sol";
+
+/**
+ * @title ReentrantTrainer
+ * @notice FOR TESTS ONLY: a trainer contract that tries to re-enter {TrainingMarket.withdraw}
+ * from its receive hook to be paid twice.
+ */
+contract ReentrantTrainer {
+    TrainingMarket private immutable _market;
+    uint256 public projectId;
+    uint256 public reentryAttempts;
+    uint256 public reentrySuccesses;
+
+    constructor(TrainingMarket market) {
+        _market = market;
+    }
+
+    function join(uint256 id) external payable {
+        projectId = id;
+        _market.join{value: msg.value}(id);
+    }
+
+    function submit(uint256 round, string calldata cid, bytes32 commitment) external {
+        _market.submitUpdate(projectId, round, cid, commitment);
+    }
+
+    function attack() external {
+        _market.withdraw(projectId);
+    }
+
+    receive() external payable {
+        if (reentryAttempts < 3) {
+            ++reentryAttempts;
+            try _market.withdraw(projectId) {
+                ++reentrySuccesses;
+            } catch {}
+        }
+    }
+}

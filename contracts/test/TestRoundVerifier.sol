@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IRoundVerifier} from "../interfaces/IRoundVerifier.sol";
+
+/**
+ * @title TestRoundVerifier
+ * @notice FOR LOCAL TESTS ONLY. Accepts a "proof" that is just the keccak256 of the public
+ * values, so tests can exercise tampered results without a zk prover. It proves nothing about
+ * how the scores were computed.
+ * @dev Refuses to deploy on any chain but the local development chain id 31337, so it cannot be
+ * approved on a public network by mistake.
+ */
+contract TestRoundVerifier is IRoundVerifier {
+    /// @notice Deployment was attempted on a chain other than 31337.
+    error TestVerifierOnLocalChainOnly(uint256 chainId);
+
+    constructor() {
+        if (block.chainid != 31337) revert TestVerifierOnLocalChainOnly(block.chainid);
+    }
+
+    /// @inheritdoc IRoundVerifier
+    function verifyRound(
+        bytes32[] calldata commitments,
+        uint256[] calldata scores,
+        bool[] calldata flags,
+        bytes calldata proof
+    ) external pure returns (bool) {
+        return proof.length == 32 && bytes32(proof) == keccak256(abi.encode(commitments, scores, flags));
+    }
+}
