@@ -1,0 +1,47 @@
+# Two commands do everything on a fresh machine:
+#   make demo   installs what is missing, then runs a whole marketplace job on a local chain
+#   make test   installs what is missing, then runs the test suite
+# Everything is installed inside the project: .venv/ (Python) and node_modules/ (anvil, solc, ...).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+PYTEST_ARGS ?=
+
+.PHONY: install install-python install-node demo test test-heavy lint compile clean
+
+install: install-python install-node
+
+install-python: $(VENV)/.installed
+install-node: node_modules/.installed
+
+# torch is installed first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+compile: install
+	$(VENV)/bin/marketplace compile
+
+demo: install
+	$(VENV)/bin/marketplace demo
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-heavy: install
+	$(PY) -m pytest -q -m heavy $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check marketplace tests bench
+
+clean:
+	rm -rf build .cache .state reports
