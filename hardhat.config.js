@@ -17,7 +17,7 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args, hre, runSuper) => {
     compilerPath: require.resolve("solc/soljson.js"),
     isSolcJs: true,
     version: SOLC_VERSION,
-    longVersion: require("solc/package.json").version,
+    longVersion: require("solc").version().replace(/\.Emscripten.*$/, ""),
   };
 });
 

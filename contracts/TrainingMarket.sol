@@ -149,6 +149,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     uint256 public constant MAX_ROUNDS = 1000;
     /// @notice Longest accepted CID string.
     uint256 public constant MAX_CID_LENGTH = 128;
+    /// @notice Largest accepted contribution score (keeps reward arithmetic far from overflow).
+    uint256 public constant MAX_SCORE = type(uint128).max;
     uint256 private constant BPS = 10_000;
 
     /// @notice Where trainers' reliability is kept.
@@ -227,6 +229,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error RoundStillOpen(uint256 projectId, uint256 round, uint256 submissionDeadline);
     error AggregationDeadlinePassed(uint256 projectId, uint256 round, uint256 deadline);
     error LengthMismatch(uint256 trainers, uint256 scores, uint256 flags);
+    error ScoreTooLarge(uint256 index, uint256 score);
     error NoSubmission(uint256 projectId, uint256 round, address trainer);
     error ProofAlreadyUsed(bytes32 proofHash);
     error InvalidProof(uint256 projectId, uint256 round);
@@ -592,6 +595,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         commitments = new bytes32[](n);
         mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
         for (uint256 i = 0; i < n; ++i) {
+            if (result.scores[i] > MAX_SCORE) revert ScoreTooLarge(i, result.scores[i]);
             bytes32 c = roundCommitments[list[i]];
             if (c == bytes32(0) && (result.scores[i] != 0 || result.flags[i])) {
                 revert NoSubmission(projectId, round, list[i]);
@@ -630,12 +634,14 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 credited = 0;
         uint256 slashed = 0;
         for (uint256 i = 0; i < n; ++i) {
-            (outcomes[i], rewards[i], slashed) =
+            uint256 taken;
+            (outcomes[i], rewards[i], taken) =
                 _settleTrainer(s, trainers[i], commitments[i] != bytes32(0), result.flags[i], result.scores[i]);
             credited += rewards[i];
-            p.slashed += uint128(slashed);
+            slashed += taken;
         }
         p.totalEarned += uint128(credited);
+        p.slashed += uint128(slashed);
     }
 
     /// @dev One trainer's part of {_settleRound}.
