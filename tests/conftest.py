@@ -1,0 +1,29 @@
+"""Shared fixtures: one real anvil per test session, and a client signing with dev account 0."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT))
+
+from marketplace.chain.anvil import AnvilNode, dev_accounts  # noqa: E402
+from marketplace.chain.client import ChainClient  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[AnvilNode]:
+    """A real anvil on a free port for the whole session."""
+    with AnvilNode() as node:
+        yield node
+
+
+@pytest.fixture
+def chain(anvil: AnvilNode) -> ChainClient:
+    """A ChainClient on the session anvil, signing with anvil dev account 0."""
+    return ChainClient(anvil.url, dev_accounts(1)[0], expected_chain_id=anvil.chain_id)
