@@ -213,7 +213,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error UnknownProject(uint256 projectId);
     error WrongStatus(uint256 projectId, Status expected, Status actual);
     error JoinClosed(uint256 projectId, uint256 joinDeadline);
-    error ProjectFull(uint256 projectId);
     error AlreadyJoined(uint256 projectId, address trainer);
     error RoleConflict(address account);
     error WrongStake(uint256 expected, uint256 sent);
@@ -339,7 +338,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         _expectStatus(projectId, p, Status.Open);
         if (block.timestamp > p.joinDeadline) revert JoinClosed(projectId, p.joinDeadline);
         address[] storage list = _trainerList[projectId];
-        if (list.length >= p.maxTrainers) revert ProjectFull(projectId);
         Trainer storage t = _trainers[projectId][msg.sender];
         if (t.slot != 0) revert AlreadyJoined(projectId, msg.sender);
         if (msg.sender == p.owner || msg.sender == p.aggregator) revert RoleConflict(msg.sender);

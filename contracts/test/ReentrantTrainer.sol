@@ -6,13 +6,14 @@ import {TrainingMarket} from "../TrainingMarket.sol";
 /**
  * @title ReentrantTrainer
  * @notice FOR TESTS ONLY: a trainer contract that tries to re-enter {TrainingMarket.withdraw}
- * from its receive hook to be paid twice.
+ * from its receive hook to be paid twice (or, when told to, rejects payments).
  */
 contract ReentrantTrainer {
     TrainingMarket private immutable _market;
     uint256 public projectId;
     uint256 public reentryAttempts;
     uint256 public reentrySuccesses;
+    bool public rejectPayments;
 
     constructor(TrainingMarket market) {
         _market = market;
@@ -27,11 +28,17 @@ contract ReentrantTrainer {
         _market.submitUpdate(projectId, round, cid, commitment);
     }
 
+    /// @notice Makes the receive hook revert, to test failed transfers.
+    function setRejectPayments(bool reject) external {
+        rejectPayments = reject;
+    }
+
     function attack() external {
         _market.withdraw(projectId);
     }
 
     receive() external payable {
+        require(!rejectPayments, "payments rejected");
         if (reentryAttempts < 3) {
             ++reentryAttempts;
             try _market.withdraw(projectId) {

@@ -1,0 +1,427 @@
+"""TrainingMarket and ReliabilityRegistry on a real anvil: every function's happy path and revert."""
+
+from __future__ import annotations
+
+import pytest
+
+from marketplace.chain.market import Outcome, ProjectStatus, RoundResult
+from tests.market_fixtures import (  # noqa: F401 (fixtures)
+    ETH,
+    Actors,
+    accounts,
+    actors,
+    artifacts,
+    clean_chain,
+    commitment_for,
+    deployment,
+    reverts,
+)
+
+# ---------------------------------------------------------------- admin and registry
+
+
+def test_deployment_wires_market_registry_and_test_verifier(actors: Actors) -> None:
+    market, registry = actors.admin.market, actors.admin.registry
+    assert actors.admin.chain.call(registry.functions.isAuthorizedMarket(market.address))
+    assert actors.admin.chain.call(market.functions.isVerifierApproved(actors.deployment.test_verifier))
+    assert actors.admin.chain.call(market.functions.registry()) == registry.address
+    assert actors.admin.project_count() == 0
+
+
+def test_only_admin_approves_verifiers(actors: Actors) -> None:
+    with reverts("OwnableUnauthorizedAccount"):
+        actors.stranger.chain.transact(actors.stranger.market.functions.setVerifierApproval(actors.stranger.address, True))
+    with reverts("ZeroAddress"):
+        actors.admin.chain.transact(actors.admin.market.functions.setVerifierApproval("0x" + "00" * 20, True))
+    receipt = actors.admin.chain.transact(actors.admin.market.functions.setVerifierApproval(actors.stranger.address, True))
+    (event,) = actors.events(receipt, "VerifierApprovalChanged")
+    assert event["verifier"] == actors.stranger.address and event["approved"] is True
+
+
+def test_registry_authorization_and_batched_record(actors: Actors) -> None:
+    registry = actors.admin.registry
+    stranger, admin = actors.stranger, actors.admin
+    with reverts("OwnableUnauthorizedAccount"):
+        stranger.chain.transact(stranger.registry.functions.setMarketAuthorization(stranger.address, True))
+    with reverts("ZeroAddress"):
+        admin.chain.transact(registry.functions.setMarketAuthorization("0x" + "00" * 20, True))
+    who = [t.address for t in actors.trainers[:3]]
+    with reverts("UnauthorizedMarket"):
+        stranger.chain.transact(stranger.registry.functions.recordRound(1, 0, who, [0, 1, 2]))
+    admin.chain.transact(registry.functions.setMarketAuthorization(stranger.address, True))
+    with reverts("LengthMismatch"):
+        stranger.chain.transact(stranger.registry.functions.recordRound(1, 0, who, [0, 1]))
+    assert [admin.reliability(a) for a in who] == [5000, 5000, 5000]
+    receipt = stranger.chain.transact(stranger.registry.functions.recordRound(7, 3, who, [0, 1, 2]))
+    events = actors.events(receipt, "ReliabilityUpdated", registry=True)
+    assert [(e["trainer"], e["outcome"], e["reliabilityBps"], e["projectId"], e["round"]) for e in events] == [
+        (who[0], Outcome.CONTRIBUTED, 6666, 7, 3),
+        (who[1], Outcome.FLAGGED, 3333, 7, 3),
+        (who[2], Outcome.MISSED, 3333, 7, 3),
+    ]
+    assert admin.record(who[0]) == (1, 0, 0)
+    assert admin.record(who[1]) == (0, 1, 0)
+    assert admin.record(who[2]) == (0, 0, 1)
+
+
+# ---------------------------------------------------------------- create
+
+
+def test_create_project_escrows_budget_and_fee(actors: Actors) -> None:
+    chain = actors.chain
+    before = chain.balance(actors.admin.market.address)
+    pid = actors.create()
+    assert pid == 1 and actors.admin.project_count() == 1
+    assert chain.balance(actors.admin.market.address) - before == 11 * ETH
+    p = actors.stranger.get_project(pid)
+    assert p.owner == actors.owner.address and p.aggregator == actors.aggregator.address
+    assert p.status is ProjectStatus.OPEN
+    assert (p.reward_budget, p.aggregator_fee, p.stake, p.rounds) == (10 * ETH, ETH, ETH // 10, 2)
+    assert p.model_name == "mlp" and p.latest_model_cid.startswith("bafkrei")
+    assert p.join_deadline == chain.timestamp() + 3_600
+    assert actors.stranger.sketch_seed(pid) != actors.stranger.sketch_seed(actors.create())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"verifier": "0x" + "11" * 20}, "VerifierNotApproved"),
+        ({"aggregator": "0x" + "00" * 20}, "ZeroAddress"),
+        ({"rounds": 0}, "InvalidConfig"),
+        ({"min_trainers": 0}, "InvalidConfig"),
+        ({"max_trainers": 65}, "InvalidConfig"),
+        ({"slash_bps": 10_001}, "InvalidConfig"),
+        ({"min_reliability_bps": 10_001}, "InvalidConfig"),
+        ({"join_period": 0}, "InvalidConfig"),
+        ({"submission_period": 0}, "InvalidConfig"),
+        ({"aggregation_period": 0}, "InvalidConfig"),
+        ({"model_name": ""}, "InvalidConfig"),
+        ({"initial_model_cid": ""}, "InvalidCid"),
+        ({"initial_model_cid": "b" * 129}, "InvalidCid"),
+    ],
+)
+def test_create_project_rejects_bad_config(actors: Actors, overrides: dict, error: str) -> None:
+    cfg = actors.config().model_copy(update=overrides)  # bypass client-side validation on purpose
+    with reverts(error):
+        actors.owner.create_project(cfg)
+
+
+def test_create_project_rejects_budget_not_above_fee(actors: Actors) -> None:
+    cfg = actors.config()
+    fn = actors.owner.market.functions.createProject(cfg.as_abi_tuple())
+    with reverts("InvalidConfig") as info:
+        actors.owner.chain.transact(fn, value=cfg.aggregator_fee)
+    assert info.value.args_dict["reason"] == "budget"
+
+
+def test_client_side_validation_catches_bad_config_before_sending(actors: Actors) -> None:
+    with pytest.raises(ValueError, match="min_trainers"):
+        actors.config(min_trainers=5, max_trainers=4)
+    with pytest.raises(ValueError):
+        actors.config(rounds=0)
+
+
+# ---------------------------------------------------------------- join / start / cancel
+
+
+def test_join_records_trainer_and_full_project_starts(actors: Actors) -> None:
+    pid = actors.create(max_trainers=2)
+    receipt = actors.trainers[0].join(pid)
+    (event,) = actors.events(receipt, "TrainerJoined")
+    assert event["trainer"] == actors.trainers[0].address and event["stake"] == ETH // 10
+    info = actors.owner.trainer_info(pid, actors.trainers[0].address)
+    assert info.member and info.index == 0 and info.stake_left == ETH // 10
+    receipt = actors.trainers[1].join(pid)
+    (started,) = actors.events(receipt, "TrainingStarted")
+    assert started["trainerCount"] == 2
+    p = actors.owner.get_project(pid)
+    assert p.status is ProjectStatus.TRAINING and p.trainer_count == 2
+    assert actors.owner.trainers(pid) == [actors.trainers[0].address, actors.trainers[1].address]
+    assert actors.owner.round_deadlines(pid)[0] == p.round_start + 600
+
+
+def test_join_reverts(actors: Actors) -> None:
+    pid = actors.create(max_trainers=3)
+    t0, t1 = actors.trainers[0], actors.trainers[1]
+    with reverts("UnknownProject"):
+        t0.join(99, stake=0)
+    with reverts("WrongStake"):
+        t0.join(pid, stake=1)
+    with reverts("RoleConflict"):
+        actors.owner.join(pid)
+    with reverts("RoleConflict"):
+        actors.aggregator.join(pid)
+    t0.join(pid)
+    with reverts("AlreadyJoined"):
+        t0.join(pid)
+    actors.chain.increase_time(3_601)
+    with reverts("JoinClosed"):
+        t1.join(pid)
+
+
+def test_join_requires_min_reliability(actors: Actors) -> None:
+    pid = actors.create(min_reliability_bps=6_000)
+    with reverts("ReliabilityTooLow") as info:
+        actors.trainers[0].join(pid)
+    assert info.value.args_dict["reliabilityBps"] == 5_000
+
+
+def test_join_after_start_is_wrong_status(actors: Actors) -> None:
+    pid = actors.training_project(2)
+    with reverts("WrongStatus"):
+        actors.trainers[5].join(pid)
+
+
+def test_start_training_rules(actors: Actors) -> None:
+    pid = actors.create(min_trainers=2, max_trainers=4)
+    actors.trainers[0].join(pid)
+    with reverts("NotEnoughTrainers"):
+        actors.owner.start_training(pid)
+    actors.trainers[1].join(pid)
+    with reverts("NotAllowedYet"):
+        actors.stranger.start_training(pid)
+    actors.chain.increase_time(3_601)
+    actors.stranger.start_training(pid)
+    assert actors.owner.get_project(pid).status is ProjectStatus.TRAINING
+    with reverts("WrongStatus"):
+        actors.owner.start_training(pid)
+
+
+def test_owner_may_start_early(actors: Actors) -> None:
+    pid = actors.create(min_trainers=2, max_trainers=4)
+    actors.trainers[0].join(pid)
+    actors.trainers[1].join(pid)
+    actors.owner.start_training(pid)
+    assert actors.owner.get_project(pid).status is ProjectStatus.TRAINING
+
+
+def test_cancel_rules_and_full_refund(actors: Actors) -> None:
+    pid = actors.create(min_trainers=2, max_trainers=4)
+    actors.trainers[0].join(pid)
+    with reverts("NotAllowedYet"):
+        actors.stranger.cancel(pid)
+    actors.chain.increase_time(3_601)
+    actors.stranger.cancel(pid)  # too few trainers joined in time: anyone may cancel
+    assert actors.owner.get_project(pid).status is ProjectStatus.CANCELLED
+    assert actors.owner.withdrawable(pid, actors.owner.address) == 11 * ETH
+    assert actors.owner.withdrawable(pid, actors.trainers[0].address) == ETH // 10
+    assert actors.owner.withdrawable(pid, actors.aggregator.address) == 0
+    assert actors.owner.withdraw(pid) == 11 * ETH
+    assert actors.trainers[0].withdraw(pid) == ETH // 10
+    with reverts("WrongStatus"):
+        actors.owner.cancel(pid)
+
+
+def test_cancel_by_stranger_needs_too_few_trainers(actors: Actors) -> None:
+    pid = actors.create(min_trainers=2, max_trainers=4)
+    actors.trainers[0].join(pid)
+    actors.trainers[1].join(pid)
+    actors.chain.increase_time(3_601)
+    with reverts("Unauthorized"):
+        actors.stranger.cancel(pid)
+    actors.owner.cancel(pid)  # the owner may cancel any open project
+    assert actors.owner.get_project(pid).status is ProjectStatus.CANCELLED
+
+
+def test_cannot_cancel_once_training(actors: Actors) -> None:
+    pid = actors.training_project(2)
+    with reverts("WrongStatus"):
+        actors.owner.cancel(pid)
+
+
+# ---------------------------------------------------------------- submit
+
+
+def test_submit_update_records_commitment_and_event(actors: Actors) -> None:
+    pid = actors.training_project(2)
+    t0 = actors.trainers[0]
+    commitment = commitment_for(pid, 0, t0.address)
+    receipt = t0.submit_update(pid, 0, "bafkreiabc", commitment)
+    (event,) = actors.events(receipt, "UpdateSubmitted")
+    assert (event["trainer"], event["cid"], bytes(event["commitment"])) == (t0.address, "bafkreiabc", commitment)
+    assert actors.owner.commitment(pid, 0, t0.address) == commitment
+    assert actors.owner.get_project(pid).submissions == 1
+    (sub,) = actors.stranger.submissions(pid, 0)
+    assert (sub.trainer, sub.cid, sub.commitment, sub.round) == (t0.address, "bafkreiabc", commitment, 0)
+
+
+def test_submit_update_reverts(actors: Actors) -> None:
+    open_pid = actors.create()
+    with reverts("WrongStatus"):
+        actors.trainers[0].submit_update(open_pid, 0, "bafkreiabc", b"\x01" * 32)
+    pid = actors.training_project(2)
+    t0 = actors.trainers[0]
+    with reverts("WrongRound"):
+        t0.submit_update(pid, 1, "bafkreiabc", b"\x01" * 32)
+    with reverts("NotATrainer"):
+        actors.stranger.submit_update(pid, 0, "bafkreiabc", b"\x01" * 32)
+    with reverts("ZeroCommitment"):
+        t0.submit_update(pid, 0, "bafkreiabc", b"\x00" * 32)
+    with reverts("InvalidCid"):
+        t0.submit_update(pid, 0, "", b"\x01" * 32)
+    with reverts("InvalidCid"):
+        t0.submit_update(pid, 0, "b" * 129, b"\x01" * 32)
+    t0.submit_update(pid, 0, "bafkreiabc", b"\x01" * 32)
+    with reverts("AlreadySubmitted"):
+        t0.submit_update(pid, 0, "bafkreidef", b"\x02" * 32)
+    actors.chain.increase_time(601)
+    with reverts("SubmissionClosed"):
+        actors.trainers[1].submit_update(pid, 0, "bafkreiabc", b"\x01" * 32)
+
+
+# ---------------------------------------------------------------- finalize
+
+
+def test_finalize_pays_by_contribution_slashes_flagged_and_updates_registry(actors: Actors) -> None:
+    pid = actors.training_project(4)
+    actors.submit_all(pid, 0)
+    result = actors.result(pid, 0, [3, 1, 0, 9], [False, False, False, True])
+    receipt = actors.aggregator.finalize_round(pid, 0, result)
+    (event,) = actors.events(receipt, "RoundFinalized")
+    # Round share = 5 ETH split 3:1:0 among unflagged; the flagged trainer's score is ignored.
+    assert event["rewards"] == [3_750_000_000_000_000_000, 1_250_000_000_000_000_000, 0, 0]
+    assert list(event["flags"]) == [False, False, False, True]
+    (slash,) = actors.events(receipt, "StakeSlashed")
+    assert slash["trainer"] == actors.trainers[3].address and slash["amount"] == ETH // 20
+    rel = actors.events(receipt, "ReliabilityUpdated", registry=True)
+    assert [e["outcome"] for e in rel] == [0, 0, 0, 1]
+    p = actors.owner.get_project(pid)
+    assert (p.current_round, p.submissions, p.latest_model_cid) == (1, 0, result.model_cid)
+    assert p.slashed == ETH // 20 and p.total_earned == 5 * ETH
+    assert actors.owner.reliability(actors.trainers[3].address) == 3_333
+    assert actors.owner.trainer_info(pid, actors.trainers[3].address).stake_left == ETH // 20
+    (fin,) = actors.stranger.finalized_rounds(pid)
+    assert fin.scores == [3, 1, 0, 9] and fin.rewards[0] == 3_750_000_000_000_000_000
+
+
+def test_finalize_after_deadline_with_missing_trainer_records_missed(actors: Actors) -> None:
+    pid = actors.training_project(3)
+    actors.submit_all(pid, 0, actors.trainers[:2])
+    with reverts("RoundStillOpen"):
+        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 0]))
+    actors.chain.increase_time(601)
+    with reverts("NoSubmission"):
+        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 1]))
+    with reverts("NoSubmission"):
+        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 0], [False, False, True]))
+    receipt = actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 0]))
+    rel = actors.events(receipt, "ReliabilityUpdated", registry=True)
+    assert [e["outcome"] for e in rel] == [Outcome.CONTRIBUTED, Outcome.CONTRIBUTED, Outcome.MISSED]
+
+
+def test_finalize_reverts(actors: Actors) -> None:
+    pid = actors.training_project(2)
+    actors.submit_all(pid, 0)
+    good = actors.result(pid, 0, [1, 2])
+    with reverts("Unauthorized"):
+        actors.owner.finalize_round(pid, 0, good)
+    with reverts("WrongRound"):
+        actors.aggregator.finalize_round(pid, 1, good)
+    with reverts("LengthMismatch"):
+        actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", [1], [False], good.proof))
+    with reverts("InvalidProof"):  # a score changed after proving
+        actors.aggregator.finalize_round(pid, 0, RoundResult(good.model_cid, good.proof_cid, [1, 3], good.flags, good.proof))
+    with reverts("InvalidProof"):  # a flag changed after proving
+        actors.aggregator.finalize_round(pid, 0, RoundResult(good.model_cid, good.proof_cid, good.scores, [True, False], good.proof))
+    with reverts("InvalidCid"):
+        actors.aggregator.finalize_round(pid, 0, RoundResult("", good.proof_cid, good.scores, good.flags, good.proof))
+    with reverts("ScoreTooLarge"):
+        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [2**128, 1]))
+    actors.chain.increase_time(1_201)
+    with reverts("AggregationDeadlinePassed"):
+        actors.aggregator.finalize_round(pid, 0, good)
+
+
+def test_replayed_proof_is_rejected(actors: Actors) -> None:
+    pid = actors.training_project(2)
+    fixed = [b"\x07" * 32, b"\x08" * 32]
+    for round_ in (0, 1):
+        for trainer, c in zip(actors.trainers[:2], fixed, strict=True):
+            trainer.submit_update(pid, round_, "bafkreisame", c)
+        result = actors.result(pid, round_, [1, 1])
+        if round_ == 0:
+            actors.aggregator.finalize_round(pid, 0, result)
+            first = result
+        else:
+            assert result.proof == first.proof  # identical public values give the same proof
+            with reverts("ProofAlreadyUsed"):
+                actors.aggregator.finalize_round(pid, 1, result)
+
+
+def test_last_round_finishes_project_and_everyone_withdraws_exactly_the_escrow(actors: Actors) -> None:
+    chain = actors.chain
+    market_before = chain.balance(actors.admin.market.address)
+    pid = actors.training_project(4, rounds=2)
+    for round_ in range(2):
+        actors.submit_all(pid, round_)
+        receipt = actors.aggregator.finalize_round(
+            pid, round_, actors.result(pid, round_, [5, 3, 2, 7], [False, False, False, round_ == 1])
+        )
+    (finished,) = actors.events(receipt, "ProjectFinished")
+    assert finished["finalModelCid"] == "bafkreimodel1r1"
+    assert actors.owner.get_project(pid).status is ProjectStatus.FINISHED
+    with reverts("WrongStatus"):
+        actors.trainers[0].submit_update(pid, 2, "bafkreiabc", b"\x01" * 32)
+    paid = sum(client.withdraw(pid) for client in [actors.owner, actors.aggregator, *actors.trainers[:4]])
+    assert paid == 11 * ETH + 4 * (ETH // 10)
+    assert chain.balance(actors.admin.market.address) == market_before
+    for client in [actors.owner, actors.aggregator, actors.trainers[0]]:
+        with reverts("NothingToWithdraw"):
+            client.withdraw(pid)
+
+
+def test_withdraw_reverts_while_running_and_for_strangers(actors: Actors) -> None:
+    pid = actors.training_project(2)
+    with reverts("WrongStatus"):
+        actors.trainers[0].withdraw(pid)
+    assert actors.owner.withdrawable(pid, actors.trainers[0].address) == 0
+    actors.chain.increase_time(1_201)
+    actors.stranger.abandon(pid)
+    with reverts("NothingToWithdraw"):
+        actors.stranger.withdraw(pid)
+
+
+def test_owner_who_is_also_aggregator_is_paid_both_roles_once(actors: Actors) -> None:
+    pid = actors.owner.create_project(actors.config(aggregator=actors.owner.address, rounds=1, max_trainers=2))
+    for t in actors.trainers[:2]:
+        t.join(pid)
+    actors.submit_all(pid, 0)
+    actors.owner.finalize_round(pid, 0, actors.result(pid, 0, [1, 0]))
+    # Fee (1 ETH) + nothing left of the budget: trainer 0 earned all 10 ETH.
+    assert actors.owner.withdraw(pid) == ETH
+    assert actors.trainers[0].withdraw(pid) == 10 * ETH + ETH // 10
+
+
+# ---------------------------------------------------------------- abandon
+
+
+def test_abandon_pays_submitters_of_the_stalled_round_and_refunds_the_rest(actors: Actors) -> None:
+    pid = actors.training_project(4, rounds=4)
+    actors.submit_all(pid, 0)
+    actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 1, 1]))
+    actors.submit_all(pid, 1, actors.trainers[:3])
+    with reverts("NotAllowedYet"):
+        actors.stranger.abandon(pid)
+    actors.chain.increase_time(1_201)
+    receipt = actors.stranger.abandon(pid)
+    (event,) = actors.events(receipt, "ProjectAbandoned")
+    share = (10 * ETH // 4) // 3
+    assert (event["round"], event["submitters"], event["rewardEach"]) == (1, 3, share)
+    stake = ETH // 10
+    round0 = 10 * ETH // 4 // 4
+    assert actors.owner.withdrawable(pid, actors.trainers[0].address) == round0 + share + stake
+    assert actors.owner.withdrawable(pid, actors.trainers[3].address) == round0 + stake
+    assert actors.owner.withdrawable(pid, actors.aggregator.address) == ETH // 4
+    total = sum(actors.owner.withdrawable(pid, c.address) for c in [actors.owner, actors.aggregator, *actors.trainers[:4]])
+    assert total == 11 * ETH + 4 * stake
+    with reverts("WrongStatus"):
+        actors.stranger.abandon(pid)
+    with reverts("WrongStatus"):
+        actors.aggregator.finalize_round(pid, 1, actors.result(pid, 1, [1, 1, 1, 0]))
+
+
+def test_unknown_project_views_revert(actors: Actors) -> None:
+    with reverts("UnknownProject"):
+        actors.stranger.get_project(42)
+    with reverts("UnknownProject"):
+        actors.stranger.trainers(42)
