@@ -74,7 +74,7 @@ class Actors:
         """A valid project config; ``overrides`` change any field."""
         fields: dict[str, Any] = {
             "aggregator": self.aggregator.address,
-            "verifier": self.deployment.test_verifier,
+            "verifier": self.deployment.address("TestRoundVerifier"),
             "reward_budget": 10 * ETH,
             "aggregator_fee": 1 * ETH,
             "stake": ETH // 10,

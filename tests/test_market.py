@@ -23,7 +23,7 @@ from tests.market_fixtures import (  # noqa: F401 (fixtures)
 def test_deployment_wires_market_registry_and_test_verifier(actors: Actors) -> None:
     market, registry = actors.admin.market, actors.admin.registry
     assert actors.admin.chain.call(registry.functions.isAuthorizedMarket(market.address))
-    assert actors.admin.chain.call(market.functions.isVerifierApproved(actors.deployment.test_verifier))
+    assert actors.admin.chain.call(market.functions.isVerifierApproved(actors.deployment.address("TestRoundVerifier")))
     assert actors.admin.chain.call(market.functions.registry()) == registry.address
     assert actors.admin.project_count() == 0
 
