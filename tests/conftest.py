@@ -15,6 +15,9 @@ if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
 from marketplace.chain.anvil import AnvilNode, dev_accounts  # noqa: E402
 from marketplace.chain.client import ChainClient  # noqa: E402
 
+# Fixture modules shared by several test files.
+pytest_plugins = ["tests.market_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def anvil() -> Iterator[AnvilNode]:

@@ -3,7 +3,7 @@ and a cast of actors (admin, owner, aggregator, trainers, stranger) each with it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +14,8 @@ from eth_utils import keccak
 from marketplace.chain.anvil import AnvilNode, dev_accounts
 from marketplace.chain.client import ChainClient
 from marketplace.chain.compile import Artifacts, compile_contracts
-from marketplace.chain.errors import ContractRevert
 from marketplace.chain.deploy import Deployment, deploy_marketplace, market_client
+from marketplace.chain.errors import ContractRevert
 from marketplace.chain.market import MarketClient, ProjectConfig, RoundResult, local_hash_proof
 
 ETH = 10**18
@@ -41,7 +41,9 @@ def deployment(anvil: AnvilNode, artifacts: Artifacts, accounts: list[LocalAccou
 
 
 @pytest.fixture
-def clean_chain(anvil: AnvilNode, deployment: Deployment, accounts: list[LocalAccount]) -> Iterator[ChainClient]:
+def clean_chain(
+    anvil: AnvilNode, deployment: Deployment, accounts: list[LocalAccount]
+) -> Iterator[ChainClient]:
     """The admin's client; every change a test makes is reverted afterwards."""
     admin = ChainClient(anvil.url, accounts[0])
     snapshot = admin.snapshot()
@@ -117,7 +119,9 @@ class Actors:
             commitments.append(commitment)
         return commitments
 
-    def result(self, pid: int, round_: int, scores: list[int], flags: list[bool] | None = None) -> RoundResult:
+    def result(
+        self, pid: int, round_: int, scores: list[int], flags: list[bool] | None = None
+    ) -> RoundResult:
         """A round result with a proof the test verifier accepts for the on-chain commitments."""
         members = self.owner.trainers(pid)
         flags = flags if flags is not None else [False] * len(members)

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from marketplace.chain.errors import ContractRevert
 from marketplace.chain.market import MarketClient, ProjectStatus
-from tests.market_fixtures import (  # noqa: F401 (fixtures)
-    ETH,
-    Actors,
-    accounts,
-    actors,
-    artifacts,
-    clean_chain,
-    deployment,
-)
+from tests.market_fixtures import Actors
 
 N_TRAINERS = 4
 GWEI = 10**9
@@ -60,7 +59,9 @@ def test_escrow_is_conserved_under_random_protocol_runs(actors: Actors) -> None:
             stake=st.integers(0, 10**5),
             slash=st.sampled_from([0, 2_500, 10_000]),
         )
-        def create(self, rounds: int, max_trainers: int, budget: int, fee: int, stake: int, slash: int) -> int:
+        def create(
+            self, rounds: int, max_trainers: int, budget: int, fee: int, stake: int, slash: int
+        ) -> int:
             cfg = actors.config(
                 rounds=rounds,
                 min_trainers=1,

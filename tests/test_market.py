@@ -5,17 +5,7 @@ from __future__ import annotations
 import pytest
 
 from marketplace.chain.market import Outcome, ProjectStatus, RoundResult
-from tests.market_fixtures import (  # noqa: F401 (fixtures)
-    ETH,
-    Actors,
-    accounts,
-    actors,
-    artifacts,
-    clean_chain,
-    commitment_for,
-    deployment,
-    reverts,
-)
+from tests.market_fixtures import ETH, Actors, commitment_for, reverts
 
 # ---------------------------------------------------------------- admin and registry
 
@@ -23,17 +13,23 @@ from tests.market_fixtures import (  # noqa: F401 (fixtures)
 def test_deployment_wires_market_registry_and_test_verifier(actors: Actors) -> None:
     market, registry = actors.admin.market, actors.admin.registry
     assert actors.admin.chain.call(registry.functions.isAuthorizedMarket(market.address))
-    assert actors.admin.chain.call(market.functions.isVerifierApproved(actors.deployment.address("TestRoundVerifier")))
+    assert actors.admin.chain.call(
+        market.functions.isVerifierApproved(actors.deployment.address("TestRoundVerifier"))
+    )
     assert actors.admin.chain.call(market.functions.registry()) == registry.address
     assert actors.admin.project_count() == 0
 
 
 def test_only_admin_approves_verifiers(actors: Actors) -> None:
     with reverts("OwnableUnauthorizedAccount"):
-        actors.stranger.chain.transact(actors.stranger.market.functions.setVerifierApproval(actors.stranger.address, True))
+        actors.stranger.chain.transact(
+            actors.stranger.market.functions.setVerifierApproval(actors.stranger.address, True)
+        )
     with reverts("ZeroAddress"):
         actors.admin.chain.transact(actors.admin.market.functions.setVerifierApproval("0x" + "00" * 20, True))
-    receipt = actors.admin.chain.transact(actors.admin.market.functions.setVerifierApproval(actors.stranger.address, True))
+    receipt = actors.admin.chain.transact(
+        actors.admin.market.functions.setVerifierApproval(actors.stranger.address, True)
+    )
     (event,) = actors.events(receipt, "VerifierApprovalChanged")
     assert event["verifier"] == actors.stranger.address and event["approved"] is True
 
@@ -54,7 +50,9 @@ def test_registry_authorization_and_batched_record(actors: Actors) -> None:
     assert [admin.reliability(a) for a in who] == [5000, 5000, 5000]
     receipt = stranger.chain.transact(stranger.registry.functions.recordRound(7, 3, who, [0, 1, 2]))
     events = actors.events(receipt, "ReliabilityUpdated", registry=True)
-    assert [(e["trainer"], e["outcome"], e["reliabilityBps"], e["projectId"], e["round"]) for e in events] == [
+    assert [
+        (e["trainer"], e["outcome"], e["reliabilityBps"], e["projectId"], e["round"]) for e in events
+    ] == [
         (who[0], Outcome.CONTRIBUTED, 6666, 7, 3),
         (who[1], Outcome.FLAGGED, 3333, 7, 3),
         (who[2], Outcome.MISSED, 3333, 7, 3),
@@ -238,7 +236,11 @@ def test_submit_update_records_commitment_and_event(actors: Actors) -> None:
     commitment = commitment_for(pid, 0, t0.address)
     receipt = t0.submit_update(pid, 0, "bafkreiabc", commitment)
     (event,) = actors.events(receipt, "UpdateSubmitted")
-    assert (event["trainer"], event["cid"], bytes(event["commitment"])) == (t0.address, "bafkreiabc", commitment)
+    assert (event["trainer"], event["cid"], bytes(event["commitment"])) == (
+        t0.address,
+        "bafkreiabc",
+        commitment,
+    )
     assert actors.owner.commitment(pid, 0, t0.address) == commitment
     assert actors.owner.get_project(pid).submissions == 1
     (sub,) = actors.stranger.submissions(pid, 0)
@@ -318,13 +320,21 @@ def test_finalize_reverts(actors: Actors) -> None:
     with reverts("WrongRound"):
         actors.aggregator.finalize_round(pid, 1, good)
     with reverts("LengthMismatch"):
-        actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", [1], [False], good.proof))
+        actors.aggregator.finalize_round(
+            pid, 0, RoundResult("bafkreim", "bafkreip", [1], [False], good.proof)
+        )
     with reverts("InvalidProof"):  # a score changed after proving
-        actors.aggregator.finalize_round(pid, 0, RoundResult(good.model_cid, good.proof_cid, [1, 3], good.flags, good.proof))
+        actors.aggregator.finalize_round(
+            pid, 0, RoundResult(good.model_cid, good.proof_cid, [1, 3], good.flags, good.proof)
+        )
     with reverts("InvalidProof"):  # a flag changed after proving
-        actors.aggregator.finalize_round(pid, 0, RoundResult(good.model_cid, good.proof_cid, good.scores, [True, False], good.proof))
+        actors.aggregator.finalize_round(
+            pid, 0, RoundResult(good.model_cid, good.proof_cid, good.scores, [True, False], good.proof)
+        )
     with reverts("InvalidCid"):
-        actors.aggregator.finalize_round(pid, 0, RoundResult("", good.proof_cid, good.scores, good.flags, good.proof))
+        actors.aggregator.finalize_round(
+            pid, 0, RoundResult("", good.proof_cid, good.scores, good.flags, good.proof)
+        )
     with reverts("ScoreTooLarge"):
         actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [2**128, 1]))
     actors.chain.increase_time(1_201)
@@ -382,7 +392,9 @@ def test_withdraw_reverts_while_running_and_for_strangers(actors: Actors) -> Non
 
 
 def test_owner_who_is_also_aggregator_is_paid_both_roles_once(actors: Actors) -> None:
-    pid = actors.owner.create_project(actors.config(aggregator=actors.owner.address, rounds=1, max_trainers=2))
+    pid = actors.owner.create_project(
+        actors.config(aggregator=actors.owner.address, rounds=1, max_trainers=2)
+    )
     for t in actors.trainers[:2]:
         t.join(pid)
     actors.submit_all(pid, 0)
@@ -412,7 +424,10 @@ def test_abandon_pays_submitters_of_the_stalled_round_and_refunds_the_rest(actor
     assert actors.owner.withdrawable(pid, actors.trainers[0].address) == round0 + share + stake
     assert actors.owner.withdrawable(pid, actors.trainers[3].address) == round0 + stake
     assert actors.owner.withdrawable(pid, actors.aggregator.address) == ETH // 4
-    total = sum(actors.owner.withdrawable(pid, c.address) for c in [actors.owner, actors.aggregator, *actors.trainers[:4]])
+    total = sum(
+        actors.owner.withdrawable(pid, c.address)
+        for c in [actors.owner, actors.aggregator, *actors.trainers[:4]]
+    )
     assert total == 11 * ETH + 4 * stake
     with reverts("WrongStatus"):
         actors.stranger.abandon(pid)

@@ -9,16 +9,7 @@ from marketplace.chain.client import ChainClient
 from marketplace.chain.compile import Artifacts
 from marketplace.chain.deploy import deploy_marketplace
 from marketplace.chain.errors import ContractRevert
-from tests.market_fixtures import (  # noqa: F401 (fixtures)
-    ETH,
-    Actors,
-    accounts,
-    actors,
-    artifacts,
-    clean_chain,
-    deployment,
-    reverts,
-)
+from tests.market_fixtures import ETH, Actors, reverts
 
 
 def _attacker_project(actors: Actors) -> tuple[int, object]:

@@ -53,7 +53,9 @@ def deploy_marketplace(
     return Deployment(network=network, chain_id=chain.chain_id, contracts=contracts)
 
 
-def market_client(chain: ChainClient, deployment: Deployment, artifacts: Artifacts | None = None) -> MarketClient:
+def market_client(
+    chain: ChainClient, deployment: Deployment, artifacts: Artifacts | None = None
+) -> MarketClient:
     """A :class:`MarketClient` for ``deployment`` acting as ``chain``'s account."""
     artifacts = artifacts or compile_contracts()
     return MarketClient(
