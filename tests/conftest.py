@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
 
 from marketplace.chain.anvil import AnvilNode, dev_accounts  # noqa: E402
 from marketplace.chain.client import ChainClient  # noqa: E402
+
+_SESSION_START = time.time()
 
 # Fixture modules shared by several test files.
 pytest_plugins = ["tests.market_fixtures"]
@@ -30,3 +33,13 @@ def anvil() -> Iterator[AnvilNode]:
 def chain(anvil: AnvilNode) -> ChainClient:
     """A ChainClient on the session anvil, signing with anvil dev account 0."""
     return ChainClient(anvil.url, dev_accounts(1)[0], expected_chain_id=anvil.chain_id)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the reports the run wrote (gas report, ...), so they show up in CI logs."""
+    reports = ROOT / "reports"
+    for name in ("gas.md",):
+        path = reports / name
+        if path.is_file() and path.stat().st_mtime >= _SESSION_START:
+            terminalreporter.write_sep("=", f"reports/{name}")
+            terminalreporter.write_line(path.read_text())

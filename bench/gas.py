@@ -1,0 +1,176 @@
+"""Gas report: what each protocol step costs with N = 4, 16 and 64 trainers, and what batching
+the reliability updates saves. Runs on a fresh local anvil.
+
+    python -m bench.gas [--trainers 4 16 64] [--out reports/gas.json]
+
+Prints a table and writes JSON plus a Markdown copy next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+from rich.console import Console
+from rich.table import Table
+
+from marketplace.chain.anvil import AnvilNode, dev_accounts
+from marketplace.chain.client import ChainClient
+from marketplace.chain.compile import compile_contracts
+from marketplace.chain.deploy import REGISTRY, deploy_marketplace, market_client
+from marketplace.chain.market import ProjectConfig, RoundResult, local_hash_proof
+
+#: Hardhat's per-transaction gas cap (and a common RPC cap); every step must stay below it.
+TX_GAS_CAP = 16_777_216
+ETH = 10**18
+
+
+@dataclass
+class GasRow:
+    trainers: int
+    create: int
+    join_avg: int
+    join_last: int  # the join that fills the project also starts training
+    submit_avg: int
+    finalize: int
+    finalize_per_trainer: int
+    reliability_batched: int  # one recordRound call for all trainers
+    reliability_per_trainer: int  # sum of one recordRound call per trainer
+
+    @property
+    def batching_saving(self) -> float:
+        return 1 - self.reliability_batched / self.reliability_per_trainer
+
+    @property
+    def largest_tx(self) -> int:
+        return max(self.create, self.join_last, self.submit_avg, self.finalize, self.reliability_batched)
+
+
+def measure(n: int, url: str, accounts: list[LocalAccount]) -> GasRow:
+    """Runs one round of an n-trainer project on the chain at ``url`` and records gas used."""
+    admin = ChainClient(url, accounts[0])
+    for account in accounts[: n + 3]:
+        admin.set_balance(account.address, 1_000 * ETH)
+    deployment = deploy_marketplace(admin)
+    artifacts = compile_contracts()
+    base = market_client(admin, deployment, artifacts)
+    owner, aggregator = base.as_account(accounts[1]), base.as_account(accounts[2])
+    trainers = [base.as_account(a) for a in accounts[3 : 3 + n]]
+
+    cfg = ProjectConfig(
+        aggregator=aggregator.address,
+        verifier=deployment.address("TestRoundVerifier"),
+        reward_budget=10 * ETH,
+        aggregator_fee=ETH,
+        stake=ETH // 100,
+        rounds=3,
+        min_trainers=n,
+        max_trainers=n,
+        model_name="mlp",
+        initial_model_cid="bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+    )
+    receipt = owner.chain.transact(owner.market.functions.createProject(cfg.as_abi_tuple()), value=cfg.escrow)
+    create = receipt["gasUsed"]
+    pid = owner.project_count()
+    joins = [t.join(pid, cfg.stake)["gasUsed"] for t in trainers]
+    cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"  # a realistic 59-char CIDv1
+    submits = [
+        t.submit_update(pid, 0, cid, admin.w3.keccak(text=f"update {i}"))["gasUsed"]
+        for i, t in enumerate(trainers)
+    ]
+    members = owner.trainers(pid)
+    commitments = [owner.commitment(pid, 0, m) for m in members]
+    scores = [1_000 + 37 * i for i in range(n)]
+    flags = [i % 4 == 3 for i in range(n)]  # a quarter flagged: exercises the slashing path
+    proof = local_hash_proof(commitments, scores, flags)
+    receipt = aggregator.finalize_round(pid, 0, RoundResult(cid, cid, scores, flags, proof))
+    finalize = receipt["gasUsed"]
+
+    # Reliability updates on two fresh registries (same starting state), written by an EOA
+    # authorized as a market: all trainers in one call vs one call per trainer.
+    registries = []
+    for _ in range(2):
+        registry = admin.deploy(artifacts[REGISTRY], admin.account.address)
+        admin.transact(registry.functions.setMarketAuthorization(admin.account.address, True))
+        registries.append(registry)
+    outcomes = [1 if f else 0 for f in flags]
+    batched = admin.transact(registries[0].functions.recordRound(pid, 0, members, outcomes))["gasUsed"]
+    per_trainer = sum(
+        admin.transact(registries[1].functions.recordRound(pid, 0, [m], [o]))["gasUsed"]
+        for m, o in zip(members, outcomes, strict=True)
+    )
+    return GasRow(
+        trainers=n,
+        create=create,
+        join_avg=sum(joins[:-1]) // max(1, n - 1) if n > 1 else joins[0],
+        join_last=joins[-1],
+        submit_avg=sum(submits) // n,
+        finalize=finalize,
+        finalize_per_trainer=finalize // n,
+        reliability_batched=batched,
+        reliability_per_trainer=per_trainer,
+    )
+
+
+def run(sizes: list[int]) -> list[GasRow]:
+    """Measures every size on its own fresh anvil."""
+    accounts = dev_accounts(max(sizes) + 3)
+    rows = []
+    for n in sizes:
+        with AnvilNode() as node:
+            rows.append(measure(n, node.url, accounts))
+    return rows
+
+
+COLUMNS = [
+    "N", "create", "join", "join (starts)", "submit", "finalize", "finalize/N",
+    "reliability batched", "reliability 1-by-1", "saved",
+]  # fmt: skip
+
+
+def cells(r: GasRow) -> list[str]:
+    """One row of the report, formatted."""
+    numbers = [
+        r.create, r.join_avg, r.join_last, r.submit_avg, r.finalize, r.finalize_per_trainer,
+        r.reliability_batched, r.reliability_per_trainer,
+    ]  # fmt: skip
+    return [str(r.trainers), *(f"{x:,}" for x in numbers), f"{r.batching_saving:.0%}"]
+
+
+def render(rows: list[GasRow]) -> Table:
+    table = Table(title="Gas used per protocol step (TestRoundVerifier; the zk verifier adds its own cost)")
+    for col in COLUMNS:
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(*cells(r))
+    return table
+
+
+def markdown(rows: list[GasRow]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---:|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write(rows: list[GasRow], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps([asdict(r) | {"batching_saving": r.batching_saving} for r in rows], indent=2))
+    out.with_suffix(".md").write_text("# Gas report\n\n" + markdown(rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trainers", type=int, nargs="+", default=[4, 16, 64])
+    parser.add_argument("--out", type=Path, default=Path("reports/gas.json"))
+    args = parser.parse_args()
+    rows = run(args.trainers)
+    Console(width=170).print(render(rows))
+    write(rows, args.out)
+    print(f"written {args.out} and {args.out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
