@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
 from marketplace.chain.client import ChainClient
 from marketplace.chain.compile import Artifact, Artifacts, compile_contracts
 from marketplace.chain.market import MarketClient
-from marketplace.config import DeployedContract, Deployment
+from marketplace.config import ConfigError, DeployedContract, Deployment, read_deployment, resolve_network
 
 LOCAL_CHAIN_ID = 31337
 REGISTRY = "ReliabilityRegistry"
@@ -53,9 +54,7 @@ def deploy_marketplace(
     return Deployment(network=network, chain_id=chain.chain_id, contracts=contracts)
 
 
-def market_client(
-    chain: ChainClient, deployment: Deployment, artifacts: Artifacts | None = None
-) -> MarketClient:
+def market_client(chain: ChainClient, deployment: Deployment, artifacts: Artifacts | None = None) -> MarketClient:
     """A :class:`MarketClient` for ``deployment`` acting as ``chain``'s account."""
     artifacts = artifacts or compile_contracts()
     return MarketClient(
@@ -63,3 +62,19 @@ def market_client(
         chain.contract(artifacts[MARKET], deployment.address(MARKET)),
         chain.contract(artifacts[REGISTRY], deployment.address(REGISTRY)),
     )
+
+
+def connect(network: str = "local", account: LocalAccount | None = None, *, read_only: bool = False) -> MarketClient:
+    """A :class:`MarketClient` for the marketplace recorded in ``deployments/<network>.json``,
+    signing as ``account`` (default: the network profile's configured account)."""
+    profile = resolve_network(network)
+    deployment = read_deployment(network)
+    if deployment is None:
+        raise ConfigError(f"nothing deployed on {network!r}: run `marketplace deploy --network {network}` first")
+    chain = profile.client(account, read_only=read_only)
+    if chain.chain_id != deployment.chain_id:
+        raise ConfigError(
+            f"deployments/{network}.json is for chain {deployment.chain_id}, but the RPC serves {chain.chain_id}; "
+            "redeploy with `marketplace deploy`"
+        )
+    return market_client(chain, deployment)
