@@ -23,12 +23,12 @@ app = typer.Typer(
 chain_app = typer.Typer(help="Run a local development chain (anvil) in the background.", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
 
+from marketplace.cli_project import deploy_cmd, fail, project_app  # noqa: E402
+
+app.command("deploy")(deploy_cmd)
+app.add_typer(project_app, name="project")
+
 console = Console()
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=1)
 
 
 @chain_app.command("up")
@@ -45,7 +45,7 @@ def chain_up_cmd(
     try:
         state = chain_up(port, block_time=block_time, persist=persist)
     except (AnvilError, ToolchainError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     console.print(f"local chain up at [bold]{state.url}[/bold] (pid {state.pid}, chain id {state.chain_id})")
 
 
@@ -90,7 +90,7 @@ def compile_cmd(
     try:
         artifacts = compile_contracts(sources or None, force=force)
     except (CompilationError, ToolchainError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     table = Table(title="Contracts" + (" (cached)" if artifacts.cached else ""))
     table.add_column("contract")
     table.add_column("source")
@@ -118,7 +118,7 @@ def compile_cmd(
             for warning in artifacts.warnings:
                 console.print(warning, markup=False)
     if over:
-        raise _fail(f"a contract exceeds the {CODE_SIZE_LIMIT:,}-byte limit (EIP-170)")
+        raise fail(f"a contract exceeds the {CODE_SIZE_LIMIT:,}-byte limit (EIP-170)")
 
 
 if __name__ == "__main__":
