@@ -1,0 +1,96 @@
+"""Hypothesis properties of flags, scores, FedAvg and the sketch."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from marketplace.scoring import (
+    SketchScorer,
+    duplicate_flags,
+    fedavg,
+    median_distance_flags,
+    multi_krum_flags,
+    norm_flags,
+    projection_scores,
+    sketch,
+)
+
+finite = st.floats(-100, 100, allow_nan=False, allow_infinity=False, width=64)
+
+
+@st.composite
+def rounds(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    n = draw(st.integers(1, 9))
+    d = draw(st.integers(1, 6))
+    u = draw(arrays(np.float64, (n, d), elements=finite))
+    active = draw(arrays(np.bool_, (n,)))
+    return u, active
+
+
+@given(rounds(), st.floats(0.5, 4.0), st.integers(0, 3))
+@settings(max_examples=150, deadline=None)
+def test_inactive_rows_never_flagged(r: tuple[np.ndarray, np.ndarray], thr: float, f: int) -> None:
+    u, active = r
+    for flags in (
+        median_distance_flags(u, active, thr),
+        median_distance_flags(u, active, thr, directions=True),
+        multi_krum_flags(u, active, f),
+        norm_flags(u, active, 0.1, 3.0),
+        duplicate_flags(u, active),
+        SketchScorer(thr, sketch_dim=8).run_round(u, active).flags,
+    ):
+        assert not np.any(flags & ~active)
+
+
+@given(rounds(), st.floats(1e-3, 1e3), st.floats(0.5, 4.0))
+@settings(max_examples=150, deadline=None)
+def test_scores_nonnegative_zero_when_flagged_and_scale_invariant(
+    r: tuple[np.ndarray, np.ndarray], c: float, thr: float
+) -> None:
+    u, active = r
+    flags = median_distance_flags(u, active, thr)
+    s = projection_scores(u, active, flags)
+    assert np.all(s >= 0)
+    assert np.all(s[flags | ~active] == 0)
+    assert s.sum() == 0 or abs(s.sum() - 1) < 1e-9
+    scaled_flags = median_distance_flags(c * u, active, thr)
+    # flags can only differ on exact ties, which scaling by c can break by rounding
+    if np.array_equal(scaled_flags, flags):
+        np.testing.assert_allclose(projection_scores(c * u, active, flags), s, rtol=1e-7, atol=1e-9)
+    res, res_c = (
+        SketchScorer(thr, sketch_dim=None).run_round(u, active),
+        SketchScorer(thr, sketch_dim=None).run_round(c * u, active),
+    )
+    if np.array_equal(res.flags, res_c.flags):
+        np.testing.assert_allclose(res_c.scores, res.scores, rtol=1e-7, atol=1e-9)
+
+
+@given(
+    arrays(np.float32, st.integers(1, 20), elements=st.floats(-1e3, 1e3, width=32)),
+    st.integers(1, 8),
+    st.lists(st.integers(1, 1000), min_size=8, max_size=8),
+)
+@settings(max_examples=100, deadline=None)
+def test_fedavg_of_identical_updates_is_that_update(v: np.ndarray, n: int, counts: list[int]) -> None:
+    u = np.tile(v, (n, 1))
+    for num in (None, np.array(counts[:n])):
+        agg = fedavg(u, np.ones(n, bool), np.zeros(n, bool), num)
+        assert agg is not None
+        np.testing.assert_allclose(agg, v, rtol=1e-6, atol=1e-6)
+
+
+@given(
+    arrays(np.float64, 200, elements=finite),
+    arrays(np.float64, 200, elements=finite),
+    finite,
+    finite,
+    st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=100, deadline=None)
+def test_sketch_is_linear(a: np.ndarray, b: np.ndarray, x: float, y: float, seed: int) -> None:
+    lhs = sketch(x * a + y * b, 16, seed)
+    rhs = x * sketch(a, 16, seed) + y * sketch(b, 16, seed)
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-9, atol=1e-6)
