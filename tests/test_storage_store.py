@@ -1,0 +1,130 @@
+"""ModelStore against the real local node: checked gets, and a round that goes on without bad updates."""
+# ruff: noqa: F811  (the fixtures imported from tests.ipfs_fixtures are used as test arguments)
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis.extra import numpy as hnp
+
+from marketplace.storage.cid import compute_cid
+from marketplace.storage.errors import CidMismatch, NonFiniteValues, ObjectTooLarge, WrongShape
+from marketplace.storage.ipfs import IpfsClient
+from marketplace.storage.store import ModelStore
+from marketplace.storage.tensors import TensorBundle
+from tests.ipfs_fixtures import ipfs, ipfs_node  # noqa: F401
+
+EXPECTED = {"w": ((8, 4), np.float32), "b": ((4,), np.float32)}
+
+
+def update(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"w": rng.normal(size=(8, 4)).astype(np.float32), "b": rng.normal(size=4).astype(np.float32)}
+
+
+@pytest.fixture
+def store(ipfs: IpfsClient) -> ModelStore:
+    return ModelStore(ipfs, max_bytes=1 << 20)
+
+
+def test_put_get_tensors(store: ModelStore, ipfs: IpfsClient) -> None:
+    cid = store.put_tensors(update(1), {"model": "mlp", "round": 7})
+    assert ipfs.is_pinned(cid)
+    bundle = store.get_tensors(cid, EXPECTED)
+    assert bundle.cid == cid and bundle.metadata == {"model": "mlp", "round": "7"}
+    np.testing.assert_array_equal(bundle["w"], update(1)["w"])
+
+
+def test_put_torch_get_numpy(store: ModelStore) -> None:
+    t = {"w": torch.randn(8, 4), "b": torch.randn(4)}
+    bundle = store.get_tensors(store.put_tensors(t), EXPECTED)
+    np.testing.assert_array_equal(bundle["w"], t["w"].numpy())
+
+
+class LyingClient(IpfsClient):
+    """A node that answers with other bytes than the CID names (what a tampering node would do)."""
+
+    def cat(self, cid: str, *, max_bytes: int | None = None) -> bytes:
+        data = bytearray(super().cat(cid, max_bytes=max_bytes))
+        data[-1] ^= 0xFF
+        return bytes(data)
+
+
+def test_tampered_content_is_rejected(ipfs_node: object, store: ModelStore) -> None:
+    cid = store.put_tensors(update(2))
+    with LyingClient(store.client.api_url) as liar, pytest.raises(CidMismatch, match=f"does not match CID {cid}"):
+        ModelStore(liar).get_tensors(cid, EXPECTED)
+
+
+def test_oversize_object_rejected(store: ModelStore) -> None:
+    cid = store.put_tensors({"w": np.zeros((600, 600), np.float32)})
+    with pytest.raises(ObjectTooLarge):
+        store.get_tensors(cid)
+
+
+def test_fetch_updates_keeps_good_and_reports_bad(store: ModelStore) -> None:
+    nan = update(3)
+    nan["b"][0] = np.nan
+    wrong_shape = {"w": np.zeros((4, 8), np.float32), "b": np.zeros(4, np.float32)}
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(8, 4), "b": torch.zeros(4)}, buf)
+    cids = {
+        "alice": store.put_tensors(update(10)),
+        "bob": store.put_tensors(nan),
+        "carol": store.put_tensors(wrong_shape),
+        "dave": store.put_bytes(pickle.dumps(update(4))),
+        "erin": store.put_bytes(buf.getvalue()),
+        "frank": store.put_tensors({"w": np.zeros((700, 700), np.float32)}),
+        "grace": "not-a-cid",
+        "heidi": compute_cid(b"never added"),
+        "ivan": store.put_tensors(update(11)),
+        "judy": store.put_tensors(update(12)),
+        "mallory": store.put_tensors(update(13)),
+    }
+    committed = {k: float(update(s)["w"].sum()) for k, s in [("alice", 10), ("ivan", 11), ("judy", 99)]}
+
+    def commitment_check(key: str, bundle: TensorBundle) -> bool:
+        if key == "mallory":
+            raise RuntimeError("no commitment on chain")
+        return key not in committed or float(bundle["w"].sum()) == committed[key]
+
+    ok, rejected = store.fetch_updates(cids, EXPECTED, commitment_check=commitment_check)
+    assert sorted(ok) == ["alice", "ivan"]
+    assert sorted(rejected) == sorted(set(cids) - {"alice", "ivan"})
+    assert "NonFiniteValues" in rejected["bob"] and "NaN" in rejected["bob"]
+    assert "WrongShape" in rejected["carol"]
+    assert "NotSafetensors" in rejected["dave"] and "pickle" in rejected["dave"]
+    assert "NotSafetensors" in rejected["erin"]
+    assert "ObjectTooLarge" in rejected["frank"]
+    assert "InvalidCid" in rejected["grace"]
+    assert "IpfsNotFound" in rejected["heidi"]
+    assert "CommitmentMismatch" in rejected["judy"] and "on-chain commitment" in rejected["judy"]
+    assert "no commitment on chain" in rejected["mallory"]
+    np.testing.assert_array_equal(ok["alice"]["w"], update(10)["w"])
+
+
+def test_get_tensors_raises_specific_errors(store: ModelStore) -> None:
+    nan = update(5)
+    nan["w"][0, 0] = np.inf
+    with pytest.raises(NonFiniteValues):
+        store.get_tensors(store.put_tensors(nan), EXPECTED)
+    with pytest.raises(WrongShape):
+        store.get_tensors(
+            store.put_tensors({"w": np.zeros((8, 5), np.float32), "b": np.zeros(4, np.float32)}), EXPECTED
+        )
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=16)))
+def test_store_round_trip_property(store: ModelStore, array: np.ndarray) -> None:
+    if not np.isfinite(array).all():
+        array = np.nan_to_num(array, nan=0.0, posinf=1.0, neginf=-1.0)
+    cid = store.put_tensors({"x": array}, {"seed": os.urandom(4).hex()})
+    bundle = store.get_tensors(cid, {"x": (array.shape, np.float32)})
+    np.testing.assert_array_equal(bundle["x"], array)
