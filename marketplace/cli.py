@@ -23,10 +23,14 @@ app = typer.Typer(
 chain_app = typer.Typer(help="Run a local development chain (anvil) in the background.", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
 
+from marketplace.cli_demo import demo_cmd  # noqa: E402
 from marketplace.cli_project import deploy_cmd, fail, project_app  # noqa: E402
+from marketplace.storage.cli import ipfs_app  # noqa: E402
 
 app.command("deploy")(deploy_cmd)
+app.command("demo")(demo_cmd)
 app.add_typer(project_app, name="project")
+app.add_typer(ipfs_app, name="ipfs")
 
 console = Console()
 
@@ -111,9 +115,7 @@ def compile_cmd(
         )
     console.print(table)
     if artifacts.warnings:
-        console.print(
-            f"{len(artifacts.warnings)} compiler warning(s)" + ("" if show_warnings else " (--warnings)")
-        )
+        console.print(f"{len(artifacts.warnings)} compiler warning(s)" + ("" if show_warnings else " (--warnings)"))
         if show_warnings:
             for warning in artifacts.warnings:
                 console.print(warning, markup=False)

@@ -61,9 +61,7 @@ def resolve_network(name: str = LOCAL) -> NetworkProfile:
     if name == LOCAL:
         state = read_chain_state()
         url = state.url if state else DEFAULT_LOCAL_URL
-        return NetworkProfile(
-            name=name, rpc_url=url, chain_id=ANVIL_CHAIN_ID, keystore=keystore, is_local=True
-        )
+        return NetworkProfile(name=name, rpc_url=url, chain_id=ANVIL_CHAIN_ID, keystore=keystore, is_local=True)
     url = os.environ.get(RPC_URL_ENV)
     if not url:
         raise ConfigError(f"network {name!r} needs {RPC_URL_ENV} (and optionally {CHAIN_ID_ENV})")

@@ -171,3 +171,12 @@ def test_round_trip_property(tensors: dict[str, np.ndarray]) -> None:
     assert set(bundle) == set(tensors)
     for k, v in tensors.items():
         np.testing.assert_array_equal(bundle[k], v)
+
+
+def test_same_tensors_and_metadata_always_serialize_to_the_same_bytes() -> None:
+    # safetensors writes metadata in hash-map order; the CID of a model must not depend on it.
+    tensors = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(3, np.float32)}
+    meta = {"kind": "model", "project": "1", "round": "2", "trainer": "0xabc"}
+    assert len({dumps(tensors, meta) for _ in range(20)}) == 1
+    torch_tensors = {k: torch.from_numpy(v) for k, v in tensors.items()}
+    assert len({dumps(torch_tensors, meta) for _ in range(20)}) == 1

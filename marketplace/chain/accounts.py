@@ -32,14 +32,10 @@ def _read_password(keystore: Path, password: str | None, interactive: bool) -> s
         return env
     if interactive and sys.stdin is not None and sys.stdin.isatty():
         return getpass.getpass(f"Password for keystore {keystore}: ")
-    raise AccountError(
-        f"keystore {keystore} needs a password: pass it, set {PASSWORD_ENV}, or run interactively"
-    )
+    raise AccountError(f"keystore {keystore} needs a password: pass it, set {PASSWORD_ENV}, or run interactively")
 
 
-def account_from_keystore(
-    keystore: Path, password: str | None = None, *, interactive: bool = True
-) -> LocalAccount:
+def account_from_keystore(keystore: Path, password: str | None = None, *, interactive: bool = True) -> LocalAccount:
     """Decrypt an Ethereum V3 keystore JSON file."""
     try:
         encrypted = json.loads(Path(keystore).read_text())
@@ -78,9 +74,7 @@ def load_account(
     key = os.environ.get(PRIVATE_KEY_ENV)
     if key:
         return account_from_private_key(key)
-    raise AccountError(
-        f"no signing account: pass --keystore (or set {KEYSTORE_ENV}) or set {PRIVATE_KEY_ENV}"
-    )
+    raise AccountError(f"no signing account: pass --keystore (or set {KEYSTORE_ENV}) or set {PRIVATE_KEY_ENV}")
 
 
 def create_keystore(

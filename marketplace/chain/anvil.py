@@ -164,9 +164,7 @@ class AnvilNode:
             time.sleep(0.02)
         output = self._output()
         self.stop()
-        raise AnvilError(
-            f"anvil did not answer at {self.url} within {self.startup_timeout}s: {output.strip()}"
-        )
+        raise AnvilError(f"anvil did not answer at {self.url} within {self.startup_timeout}s: {output.strip()}")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate anvil (SIGTERM lets it dump ``state_path``), then kill if it lingers."""

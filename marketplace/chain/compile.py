@@ -132,9 +132,7 @@ def build_settings(evm_version: str = "cancun", optimizer_runs: int = 200) -> di
 def _fingerprint(sources: dict[str, str], settings: dict[str, Any], compiler: str) -> str:
     digest = hashlib.sha256()
     digest.update(
-        json.dumps(
-            {"settings": settings, "compiler": compiler, "format": CACHE_FORMAT}, sort_keys=True
-        ).encode()
+        json.dumps({"settings": settings, "compiler": compiler, "format": CACHE_FORMAT}, sort_keys=True).encode()
     )
     for name in sorted(sources):
         digest.update(name.encode() + b"\0" + hashlib.sha256(sources[name].encode()).digest())
@@ -168,9 +166,7 @@ def _write_cache(out: Path, fingerprint: str, compiler: str, artifacts: Artifact
 def _extract(output: dict[str, Any], sources: dict[str, str]) -> Artifacts:
     """Turn solc output into artifacts for the contracts defined in our own sources."""
     diagnostics = output.get("errors", [])
-    errors = [
-        d.get("formattedMessage", d.get("message", "")) for d in diagnostics if d["severity"] == "error"
-    ]
+    errors = [d.get("formattedMessage", d.get("message", "")) for d in diagnostics if d["severity"] == "error"]
     if errors:
         raise CompilationError(errors)
     warnings = [d.get("formattedMessage", d.get("message", "")) for d in diagnostics]
@@ -210,9 +206,7 @@ def compile_contracts(
     available as ``result.warnings``.
     """
     root = project_root()
-    roots = (
-        _default_sources() if sources is None else [sources] if isinstance(sources, Path) else list(sources)
-    )
+    roots = _default_sources() if sources is None else [sources] if isinstance(sources, Path) else list(sources)
     roots = [Path(r).resolve() for r in roots]
     if out is None:
         if roots == [r.resolve() for r in _default_sources()]:

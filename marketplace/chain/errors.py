@@ -133,8 +133,7 @@ def _normalise(value: Any, param: dict[str, Any]) -> Any:
     if typ.startswith("tuple") and isinstance(value, tuple) and typ == "tuple":
         comps = param.get("components", [])
         return {
-            c.get("name") or f"arg{i}": _normalise(v, c)
-            for i, (c, v) in enumerate(zip(comps, value, strict=False))
+            c.get("name") or f"arg{i}": _normalise(v, c) for i, (c, v) in enumerate(zip(comps, value, strict=False))
         }
     return value
 

@@ -226,9 +226,7 @@ class MarketClient:
 
     def create_project(self, config: ProjectConfig) -> int:
         """Creates a project escrowing ``config.escrow`` wei; returns its id."""
-        receipt = self.chain.transact(
-            self.market.functions.createProject(config.as_abi_tuple()), value=config.escrow
-        )
+        receipt = self.chain.transact(self.market.functions.createProject(config.as_abi_tuple()), value=config.escrow)
         (event,) = self.chain.events(receipt, self.market, "ProjectCreated")
         return int(event["args"]["projectId"])
 
@@ -251,9 +249,7 @@ class MarketClient:
         return self.chain.transact(self.market.functions.submitUpdate(project_id, round_, cid, commitment))
 
     def finalize_round(self, project_id: int, round_: int, result: RoundResult) -> Any:
-        return self.chain.transact(
-            self.market.functions.finalizeRound(project_id, round_, result.as_abi_tuple())
-        )
+        return self.chain.transact(self.market.functions.finalizeRound(project_id, round_, result.as_abi_tuple()))
 
     def abandon(self, project_id: int) -> Any:
         return self.chain.transact(self.market.functions.abandon(project_id))
@@ -293,15 +289,11 @@ class MarketClient:
 
     def commitment(self, project_id: int, round_: int, trainer: str) -> bytes:
         return bytes(
-            self.chain.call(
-                self.market.functions.commitmentOf(project_id, round_, to_checksum_address(trainer))
-            )
+            self.chain.call(self.market.functions.commitmentOf(project_id, round_, to_checksum_address(trainer)))
         )
 
     def withdrawable(self, project_id: int, account: str) -> int:
-        return int(
-            self.chain.call(self.market.functions.withdrawable(project_id, to_checksum_address(account)))
-        )
+        return int(self.chain.call(self.market.functions.withdrawable(project_id, to_checksum_address(account))))
 
     def round_deadlines(self, project_id: int) -> tuple[int, int]:
         submission, aggregation = self.chain.call(self.market.functions.roundDeadlines(project_id))
@@ -321,16 +313,12 @@ class MarketClient:
 
     # -------------------------------------------------------------- event history
 
-    def submissions(
-        self, project_id: int, round_: int | None = None, from_block: int = 0
-    ) -> list[Submission]:
+    def submissions(self, project_id: int, round_: int | None = None, from_block: int = 0) -> list[Submission]:
         """``UpdateSubmitted`` events of a project (one round, or all), oldest first."""
         argument_filters: dict[str, Any] = {"projectId": project_id}
         if round_ is not None:
             argument_filters["round"] = round_
-        logs = self.chain.get_logs(
-            self.market, "UpdateSubmitted", from_block, argument_filters=argument_filters
-        )
+        logs = self.chain.get_logs(self.market, "UpdateSubmitted", from_block, argument_filters=argument_filters)
         return [
             Submission(
                 int(e["args"]["projectId"]),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,6 +120,17 @@ def state_to_vector(state: StateDict) -> np.ndarray:
     if not parts:
         return np.zeros(0, dtype=np.float32)
     return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def tensors_to_vector(tensors: Mapping[str, Any], spec: str | ParamSpec) -> np.ndarray:
+    """Flatten named arrays or tensors (e.g. loaded from safetensors, in any key order) into one
+    float32 vector laid out in the architecture's parameter order."""
+    layout = param_spec(spec) if isinstance(spec, str) else spec
+    missing = [k for k in layout if k not in tensors]
+    if missing:
+        raise ValueError(f"missing tensors: {missing}")
+    parts = [np.asarray(tensors[k].detach().cpu() if hasattr(tensors[k], "detach") else tensors[k]) for k in layout]
+    return np.concatenate([p.reshape(-1).astype(np.float32, copy=False) for p in parts])
 
 
 def vector_to_state(vector: np.ndarray, spec: str | ParamSpec) -> OrderedDict[str, torch.Tensor]:

@@ -126,14 +126,19 @@ def unit_rows(updates: np.ndarray) -> np.ndarray:
     return np.divide(u, norms, out=np.zeros_like(u), where=norms > 0)
 
 
-def duplicate_flags(updates: np.ndarray, active_mask: np.ndarray, rel_tol: float = 1e-3) -> np.ndarray:
+def duplicate_flags(
+    updates: np.ndarray, active_mask: np.ndarray, rel_tol: float = 1e-3, order: np.ndarray | None = None
+) -> np.ndarray:
     """Flag every active row that (nearly) duplicates another active row.
 
     Rows i != j are duplicates when ``||u_i - u_j|| <= rel_tol * r`` with ``r`` the median
     distance-to-median of :func:`median_distance_flags` (exact equality when ``r == 0``).
-    All members of a duplicate group are flagged: under commit-reveal no trainer can see
-    another's update before committing, so identical updates imply collusion (Sybils or a
-    leak) and none of the copies should be paid twice.
+
+    Without ``order`` all members of a duplicate group are flagged (identical updates imply
+    collusion, and none of the copies should be paid twice). With ``order`` (e.g. each row's
+    position in the on-chain submission sequence; lower = earlier) the earliest member of a
+    group is kept and only the later ones are flagged: an update published on IPFS can be
+    copied by a free rider, but only after the original was submitted.
     """
     u, active = _check(updates, active_mask)
     flags = np.zeros(u.shape[0], dtype=bool)
@@ -144,5 +149,9 @@ def duplicate_flags(updates: np.ndarray, active_mask: np.ndarray, rel_tol: float
     r = float(np.median(median_distances(u, active)[idx])) if idx.size >= MIN_ACTIVE else 0.0
     diff = np.stack([np.linalg.norm(a - row, axis=1) for row in a])
     np.fill_diagonal(diff, np.inf)
-    flags[idx[(diff <= rel_tol * r).any(axis=1)]] = True
+    close = diff <= rel_tol * r
+    if order is not None:
+        rank = np.asarray(order)[idx]
+        close &= rank[None, :] < rank[:, None]  # row i is flagged only for an earlier twin j
+    flags[idx[close.any(axis=1)]] = True
     return flags

@@ -102,6 +102,8 @@ class SketchScorer(RoundScorer):
         min_norm_ratio: also flag lazy rows with norm below this fraction of the median norm
             (``norm_flags``); 0 disables.
         flag_duplicates: also flag (near-)identical active rows (copies, Sybils).
+        submission_order: per row, its position in the submission sequence; when given, the
+            earliest of a group of duplicates is not flagged (see ``duplicate_flags``).
         duplicate_tol: relative tolerance of ``duplicate_flags``.
         weighting: ``"samples"`` weights FedAvg by reported sample counts, ``"equal"`` not.
     """
@@ -119,6 +121,7 @@ class SketchScorer(RoundScorer):
         flag_duplicates: bool = True,
         duplicate_tol: float = 1e-3,
         weighting: Literal["samples", "equal"] = "samples",
+        submission_order: np.ndarray | None = None,
     ) -> None:
         if method not in ("median", "krum"):
             raise ValueError(f"unknown method {method!r}")
@@ -133,6 +136,7 @@ class SketchScorer(RoundScorer):
         self.flag_duplicates = flag_duplicates
         self.duplicate_tol = duplicate_tol
         self.weighting = weighting
+        self.submission_order = submission_order
 
     def summarize(self, updates: np.ndarray) -> np.ndarray:
         if self.sketch_dim is None:
@@ -147,7 +151,7 @@ class SketchScorer(RoundScorer):
         if self.min_norm_ratio > 0 or self.max_norm_ratio < float("inf"):
             flags = flags | norm_flags(summaries, active_mask, self.min_norm_ratio, self.max_norm_ratio)
         if self.flag_duplicates:
-            flags = flags | duplicate_flags(summaries, active_mask, self.duplicate_tol)
+            flags = flags | duplicate_flags(summaries, active_mask, self.duplicate_tol, self.submission_order)
         return flags
 
     def diagnostics(self, summaries: np.ndarray, active_mask: np.ndarray) -> dict[str, np.ndarray]:

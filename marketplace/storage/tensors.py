@@ -96,7 +96,8 @@ def dumps(tensors: Mapping[str, TensorLike], metadata: Mapping[str, Any] | None 
     if tensors and all(type(t).__module__.startswith("torch") for t in tensors.values()):
         from safetensors.torch import save as torch_save
 
-        return torch_save({k: t.detach().cpu().contiguous() for k, t in tensors.items()}, metadata=meta)
+        raw = torch_save({k: t.detach().cpu().contiguous() for k, t in tensors.items()}, metadata=meta)
+        return _canonical_header(raw)
     from safetensors.numpy import save as numpy_save
 
     arrays = {}
@@ -104,7 +105,18 @@ def dumps(tensors: Mapping[str, TensorLike], metadata: Mapping[str, Any] | None 
         if type(value).__module__.startswith("torch"):
             value = value.detach().cpu().numpy()
         arrays[key] = np.asarray(value, order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
-    return numpy_save(arrays, metadata=meta)
+    return _canonical_header(numpy_save(arrays, metadata=meta))
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """Rewrite the header with sorted keys, so the same tensors and metadata always give the same
+    bytes (and so the same CID): safetensors writes ``__metadata__`` in hash-map order."""
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    if len(canonical) > n:  # cannot happen for the same content; keep the library's bytes
+        return data
+    return data[:8] + canonical + b" " * (n - len(canonical)) + data[8 + n :]
 
 
 def read_header(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:

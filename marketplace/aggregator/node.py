@@ -1,0 +1,225 @@
+"""The aggregator: for every project it serves, when a round is due (all trainers submitted or the
+submission deadline passed) it fetches the updates from IPFS, rejects bad ones, flags outliers
+and scores contributions on the committed sketches, aggregates the inliers' full updates into
+the new global model, pins it, proves the scores and finalizes the round on chain.
+
+Restartable: everything is derived from the chain and IPFS, and the computation is
+deterministic, so after a crash the same round is recomputed to the same CIDs and proof; a
+round that was already finalized is recognized from the chain and not posted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from marketplace.aggregator.prover import HashProver, RoundProver
+from marketplace.chain.errors import ContractRevert
+from marketplace.chain.market import MarketClient, Project, ProjectStatus, RoundResult
+from marketplace.fl.data import LocalData
+from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
+from marketplace.fl.train import evaluate
+from marketplace.protocol import MAX_UPDATE_BYTES, SKETCH_DIM, commitment_of_sketch, scores_to_chain, update_sketch
+from marketplace.scoring.strategy import SketchScorer
+from marketplace.storage.errors import StorageError
+from marketplace.storage.store import ModelStore
+
+
+@dataclass
+class RoundReport:
+    """What happened in one finalized round."""
+
+    project_id: int
+    round: int
+    trainers: list[str]
+    submitted: list[bool]
+    flags: list[bool]
+    scores: list[float]  # shares in [0, 1]
+    chain_scores: list[int]
+    rejected: dict[str, str]  # trainer -> why its update was rejected
+    model_cid: str
+    proof_cid: str
+    accuracy: float | None = None
+    loss: float | None = None
+    tx_hash: str = ""
+    already_finalized: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class CommittedSketchScorer(SketchScorer):
+    """The paying scorer: flags and scores exactly the committed (float32) sketches."""
+
+    def __init__(self, seed: int, **kwargs: object) -> None:
+        super().__init__(sketch_dim=SKETCH_DIM, seed=seed, **kwargs)  # type: ignore[arg-type]
+
+    def summarize(self, updates: np.ndarray) -> np.ndarray:
+        return np.stack([update_sketch(row, self.seed).astype(np.float64) for row in np.asarray(updates)])
+
+
+class AggregatorNode:
+    """Serves projects whose aggregator is this client's account."""
+
+    def __init__(
+        self,
+        market: MarketClient,
+        store: ModelStore,
+        *,
+        prover: RoundProver | None = None,
+        evaluation: LocalData | None = None,
+        scorer_options: dict[str, object] | None = None,
+        now: Callable[[], int] | None = None,
+    ) -> None:
+        self.market = market
+        self.store = store
+        self.prover = prover or HashProver()
+        self.evaluation = evaluation
+        self.scorer_options = scorer_options or {}
+        self._now = now or market.chain.timestamp
+
+    @property
+    def address(self) -> str:
+        return self.market.address
+
+    def served_projects(self) -> list[int]:
+        """Ids of the training projects this account aggregates."""
+        out = []
+        for pid in range(1, self.market.project_count() + 1):
+            p = self.market.get_project(pid)
+            if p.aggregator == self.address and p.status in (ProjectStatus.OPEN, ProjectStatus.TRAINING):
+                out.append(pid)
+        return out
+
+    def is_due(self, project: Project) -> bool:
+        """True when the open round may (and must) be finalized now."""
+        if project.status is not ProjectStatus.TRAINING:
+            return False
+        submission_deadline, aggregation_deadline = self.market.round_deadlines(project.project_id)
+        now = self._now()
+        everyone = project.submissions == project.trainer_count
+        return (everyone or now > submission_deadline) and now <= aggregation_deadline
+
+    def step(self, project_id: int) -> RoundReport | None:
+        """Finalizes the open round if it is due; None if nothing was due."""
+        project = self.market.get_project(project_id)
+        if project.aggregator != self.address:
+            raise PermissionError(f"{self.address} is not the aggregator of project {project_id}")
+        if not self.is_due(project):
+            return None
+        return self.finalize(project)
+
+    def finalize(self, project: Project) -> RoundReport:
+        """Fetch -> check -> flag -> score -> aggregate -> pin -> prove -> finalize, for the open round."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        pid, round_ = project.project_id, project.current_round
+        spec = param_spec(project.model_name)
+        seed = self.market.sketch_seed(pid)
+        trainers = self.market.trainers(pid)
+        subs = {s.trainer: s for s in self.market.submissions(pid, round_)}
+        global_vec = tensors_to_vector(
+            self.store.get_tensors(project.latest_model_cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec
+        )
+
+        dim = global_vec.size
+        updates = np.zeros((len(trainers), dim), dtype=np.float32)
+        submitted = [t in subs for t in trainers]
+        valid = np.zeros(len(trainers), dtype=bool)
+        rejected: dict[str, str] = {}
+        for i, trainer in enumerate(trainers):
+            sub = subs.get(trainer)
+            if sub is None:
+                continue
+            try:
+                vec = tensors_to_vector(
+                    self.store.get_tensors(sub.cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec
+                )
+            except StorageError as exc:
+                rejected[trainer] = f"{type(exc).__name__}: {exc}"
+                continue
+            if commitment_of_sketch(update_sketch(vec, seed)) != sub.commitment:
+                rejected[trainer] = "CommitmentMismatch: the update's sketch does not match the on-chain commitment"
+                continue
+            updates[i] = vec
+            valid[i] = True
+        timings["fetch"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        # Chain order of submissions: of identical updates, only the first submitted is kept.
+        order = np.array([(subs[t].block_number, subs[t].log_index) if t in subs else (2**62, 0) for t in trainers])
+        rank = np.lexsort((order[:, 1], order[:, 0])).argsort()
+        scorer = CommittedSketchScorer(seed, weighting="equal", submission_order=rank, **self.scorer_options)
+        result = scorer.run_round(updates, valid)
+        flags = [bool(f) or (s and not v) for f, s, v in zip(result.flags, submitted, valid, strict=True)]
+        chain_scores = scores_to_chain(result.scores, np.array(flags))
+        new_vec = global_vec if result.aggregate is None else global_vec + result.aggregate.astype(np.float32)
+        timings["score"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        model_cid = self.store.put_tensors(
+            vector_to_state(new_vec, spec), {"kind": "model", "project": str(pid), "round": str(round_ + 1)}
+        )
+        commitments = [subs[t].commitment if t in subs else b"\0" * 32 for t in trainers]
+        sketches = scorer.summarize(updates)
+        proof = self.prover.prove(commitments, sketches, valid, chain_scores, flags)
+        proof_doc = {
+            "project": pid,
+            "round": round_,
+            "prover": self.prover.name,
+            "commitments": ["0x" + c.hex() for c in commitments],
+            "scores": chain_scores,
+            "flags": flags,
+            "proof": "0x" + proof.hex(),
+        }
+        proof_cid = self.store.put_bytes(json.dumps(proof_doc, sort_keys=True).encode())
+        timings["prove"] = time.perf_counter() - t2
+
+        report = RoundReport(
+            pid, round_, trainers, submitted, flags, [float(s) for s in result.scores], chain_scores, rejected,
+            model_cid, proof_cid, timings=timings,
+        )  # fmt: skip
+        if self.evaluation is not None:
+            report.loss, report.accuracy = evaluate(
+                project.model_name, vector_to_state(new_vec, spec), self.evaluation.x, self.evaluation.y
+            )
+        t3 = time.perf_counter()
+        try:
+            receipt = self.market.finalize_round(
+                pid, round_, RoundResult(model_cid, proof_cid, chain_scores, flags, proof)
+            )
+            report.tx_hash = receipt["transactionHash"].to_0x_hex()
+        except ContractRevert as exc:
+            # A previous run (before a crash) may already have finalized this round.
+            if exc.name in ("WrongRound", "ProofAlreadyUsed", "WrongStatus") and self._finalized(pid, round_):
+                report.already_finalized = True
+            else:
+                raise
+        timings["finalize"] = time.perf_counter() - t3
+        return report
+
+    def _finalized(self, project_id: int, round_: int) -> bool:
+        return any(r.round == round_ for r in self.market.finalized_rounds(project_id))
+
+    def run(
+        self,
+        project_ids: list[int] | None = None,
+        poll_seconds: float = 2.0,
+        on_report: Callable[[RoundReport], None] | None = None,
+        until_done: bool = True,
+    ) -> None:
+        """Serves ``project_ids`` (default: every project it aggregates) until all have ended."""
+        while True:
+            pids = project_ids if project_ids is not None else self.served_projects()
+            active = False
+            for pid in pids:
+                report = self.step(pid)
+                if report is not None and on_report is not None:
+                    on_report(report)
+                status = self.market.get_project(pid).status
+                active |= status in (ProjectStatus.OPEN, ProjectStatus.TRAINING)
+            if until_done and not active:
+                return
+            time.sleep(poll_seconds)

@@ -1,0 +1,139 @@
+"""A whole marketplace job on a real chain and a real IPFS node: trainers train, the aggregator
+flags and scores, the contract pays; plus bad submissions and an aggregator restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from marketplace.aggregator.node import AggregatorNode
+from marketplace.chain.deploy import TEST_VERIFIER
+from marketplace.chain.market import ProjectConfig, ProjectStatus
+from marketplace.demo import DemoConfig, LocalStack, local_stack, run_demo
+from marketplace.fl.attacks import Attack
+from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
+from marketplace.fl.models import build_model, num_params, param_spec
+from marketplace.protocol import commit_update
+from marketplace.storage.tensors import dumps
+from marketplace.trainer.node import Submitted, TrainerNode, TrainingSettings
+
+ETH = 10**18
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with local_stack(tmp_path_factory.mktemp("stack"), 14) as s:
+        yield s
+
+
+def test_two_round_job_flags_attackers_and_pays_honest_trainers(stack: LocalStack, tmp_path: Path) -> None:
+    config = DemoConfig(
+        trainers=8,
+        attacks=[Attack.SIGN_FLIP, Attack.FREE_RIDER_COPY],
+        rounds=2,
+        plot=tmp_path / "demo.png",
+        workdir=tmp_path,
+    )
+    result = run_demo(config, Console(quiet=True), stack)
+    honest = [a for a, role in result.roles.items() if role == "honest"]
+    cheaters = [a for a, role in result.roles.items() if role != "honest"]
+    for report in result.reports:
+        flagged = {t for t, f in zip(report.trainers, report.flags, strict=True) if f}
+        assert flagged == set(cheaters), f"round {report.round}: flagged {flagged}"
+        assert all(report.submitted)
+    # The model learned, and the copier did not get the victim (the original) flagged.
+    assert result.reports[-1].accuracy is not None and result.reports[-1].accuracy > result.initial_accuracy + 0.3
+    # Cheaters get nothing but what is left of their stake; honest trainers share the budget.
+    stake = ETH // 10
+    for addr in cheaters:
+        assert result.payouts[addr] == 0  # 2 flagged rounds x 50% slashing
+    assert all(result.payouts[a] > stake for a in honest)
+    assert sum(result.payouts.values()) == result.escrowed
+    assert stack.admin.reliability(cheaters[0]) < 5_000 < stack.admin.reliability(honest[0])
+    assert result.plot is not None and result.plot.stat().st_size > 10_000
+
+
+def _project(stack: LocalStack, n: int, tmp_path: Path) -> tuple[int, list[TrainerNode], AggregatorNode]:
+    """A fresh 1-round project of ``n`` trainers on the shared stack (accounts 3.. reused)."""
+    owner = stack.admin.as_account(stack.accounts[1])
+    agg = stack.admin.as_account(stack.accounts[2])
+    initial_cid = stack.store.put_tensors(build_model("mlp", seed=1).state_dict(), {"kind": "model"})
+    pid = owner.create_project(
+        ProjectConfig(
+            aggregator=agg.address,
+            verifier=stack.deployment.address(TEST_VERIFIER),
+            reward_budget=ETH,
+            rounds=1,
+            min_trainers=n,
+            max_trainers=n,
+            model_name="mlp",
+            initial_model_cid=initial_cid,
+        )
+    )
+    shards = partition_digits(n, "iid", seed=3, out_dir=tmp_path)
+    trainers = [
+        TrainerNode(stack.admin.as_account(stack.accounts[3 + i]), stack.store, load_npz(shards[i]), TrainingSettings())
+        for i in range(n)
+    ]
+    for t in trainers:
+        t.join(pid)
+    return pid, trainers, AggregatorNode(agg, stack.store, evaluation=load_npz(tmp_path / TEST_FILE))
+
+
+def _submit_raw(trainer: TrainerNode, pid: int, payload: bytes, commitment: bytes) -> None:
+    cid = trainer.store.put_bytes(payload)
+    trainer.market.submit_update(pid, 0, cid, commitment)
+
+
+def test_bad_updates_are_rejected_and_the_round_goes_on(stack: LocalStack, tmp_path: Path) -> None:
+    pid, trainers, aggregator = _project(stack, 8, tmp_path)
+    seed = stack.admin.sketch_seed(pid)
+    spec = param_spec("mlp")
+    good = np.full(num_params("mlp"), 0.01, np.float32)
+    for t in trainers[:4]:
+        assert isinstance(t.step(pid), Submitted)
+    nan = {k: np.full(shape, np.nan, np.float32) for k, (shape, _) in spec.items()}
+    wrong_shape = {k: np.zeros((3, 3), np.float32) for k in spec}
+    _submit_raw(trainers[4], pid, dumps(nan), b"\x01" * 32)
+    _submit_raw(trainers[5], pid, dumps(wrong_shape), b"\x02" * 32)
+    _submit_raw(trainers[6], pid, b"\x80\x04\x95pickle payload", b"\x03" * 32)
+    # A well-formed update whose commitment is of another update.
+    _, other_commitment = commit_update(good * 2, seed)
+    from marketplace.fl.models import vector_to_state
+
+    _submit_raw(trainers[7], pid, dumps(vector_to_state(good, spec)), other_commitment)
+
+    report = aggregator.step(pid)
+    assert report is not None and report.tx_hash
+    bad = {t.address: t for t in trainers[4:]}
+    assert set(report.rejected) == set(bad)
+    assert "NonFiniteValues" in report.rejected[trainers[4].address]
+    assert "WrongShape" in report.rejected[trainers[5].address] or "WrongKeys" in report.rejected[trainers[5].address]
+    assert "NotSafetensors" in report.rejected[trainers[6].address]
+    assert "CommitmentMismatch" in report.rejected[trainers[7].address]
+    assert report.flags == [False] * 4 + [True] * 4
+    assert sum(report.chain_scores[:4]) > 0 and report.chain_scores[4:] == [0] * 4
+    assert stack.admin.get_project(pid).status is ProjectStatus.FINISHED
+
+
+def test_aggregator_restart_does_not_double_post(stack: LocalStack, tmp_path: Path) -> None:
+    pid, trainers, aggregator = _project(stack, 4, tmp_path)
+    for t in trainers:
+        t.step(pid)
+    project = stack.admin.get_project(pid)  # what a crashed run had read before finalizing
+    first = aggregator.finalize(project)
+    assert first.tx_hash and not first.already_finalized
+    # The restarted aggregator redoes the round from the same (stale) view: same CIDs, no second post.
+    again = aggregator.finalize(project)
+    assert again.already_finalized and not again.tx_hash
+    assert (again.model_cid, again.proof_cid, again.chain_scores) == (
+        first.model_cid,
+        first.proof_cid,
+        first.chain_scores,
+    )
+    assert len(stack.admin.finalized_rounds(pid)) == 1
+    assert aggregator.step(pid) is None  # nothing due any more
