@@ -114,7 +114,7 @@ class ScoringCircuit(nn.Module):
     def __init__(self, cfg: CircuitConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        n, k = cfg.n, cfg.k
+        n = cfg.n
         self.layers = batcher_layers(n)
         self.probe = ""
         self.register_buffer("ones_n", torch.ones(1, n))

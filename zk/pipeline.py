@@ -124,7 +124,7 @@ def build(
     p = paths_for(cfg, tag)
     tm = Timings()
     tm.run("export", export_onnx, cfg, p.onnx)
-    assert ezkl.gen_settings(p.onnx, p.settings, py_run_args=run_args(cfg, logrows, legs))
+    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args(cfg, logrows, legs))
     sample = p.root / "calib.json"
     write_input(sample_rows, sample)
     if calibrate:
@@ -132,9 +132,9 @@ def build(
         tm.run(
             "calibrate",
             ezkl.calibrate_settings,
-            sample,
-            p.onnx,
-            p.settings,
+            str(sample),
+            str(p.onnx),
+            str(p.settings),
             "resources",
             scales=[SCALE],
         )
@@ -142,12 +142,12 @@ def build(
     if logrows is not None and settings["run_args"]["logrows"] != logrows:
         settings["run_args"]["logrows"] = logrows
         p.settings.write_text(json.dumps(settings))
-    assert tm.run("compile", ezkl.compile_circuit, p.onnx, p.compiled, p.settings)
+    assert tm.run("compile", ezkl.compile_circuit, str(p.onnx), str(p.compiled), str(p.settings))
     k = settings["run_args"]["logrows"]
     srs = p.root / f"kzg{k}.srs"
     if not srs.exists():
         tm.run("gen_srs", ezkl.gen_srs, str(srs), k)
-    assert tm.run("setup", ezkl.setup, p.compiled, p.vk, p.pk, srs_path=srs)
+    assert tm.run("setup", ezkl.setup, str(p.compiled), str(p.vk), str(p.pk), srs_path=str(srs))
     return p, tm, settings
 
 
@@ -164,8 +164,9 @@ def prove(p: Paths, rows: np.ndarray, name: str = "round", tm: Timings | None = 
     wit = p.root / f"{name}.witness.json"
     proof = p.root / f"{name}.proof.json"
     write_input(rows, inp)
-    tm.run("witness", ezkl.gen_witness, inp, p.compiled, wit, vk_path=p.vk, srs_path=srs_path(p))
-    tm.run("prove", ezkl.prove, wit, p.compiled, p.pk, proof, srs_path=srs_path(p))
+    srs = str(srs_path(p))
+    tm.run("witness", ezkl.gen_witness, str(inp), str(p.compiled), str(wit), vk_path=str(p.vk), srs_path=srs)
+    tm.run("prove", ezkl.prove, str(wit), str(p.compiled), str(p.pk), str(proof), srs_path=srs)
     return json.loads(wit.read_text())
 
 
@@ -173,7 +174,7 @@ def verify(p: Paths, name: str = "round", tm: Timings | None = None) -> bool:
     """Off-chain verification of ``<name>.proof.json``."""
     tm = tm or Timings()
     proof = p.root / f"{name}.proof.json"
-    return bool(tm.run("verify", ezkl.verify, proof, p.settings, p.vk, srs_path=srs_path(p)))
+    return bool(tm.run("verify", ezkl.verify, str(proof), str(p.settings), str(p.vk), srs_path=str(srs_path(p))))
 
 
 def evm_artifacts(p: Paths) -> None:
@@ -184,8 +185,13 @@ def evm_artifacts(p: Paths) -> None:
     sol_dir = p.vka_sol_dir
     sol_dir.mkdir(exist_ok=True)
     sol = sol_dir / "Halo2VerifierReusable.sol"
-    asyncio.run(ezkl.create_evm_verifier(p.vk, p.settings, sol, p.abi, srs_path=srs_path(p), reusable=True))
-    asyncio.run(ezkl.create_evm_vka(p.vk, p.settings, p.vka, srs_path=srs_path(p)))
+    srs = str(srs_path(p))
+
+    async def _gen() -> None:  # ezkl's futures need a running event loop when created
+        await ezkl.create_evm_verifier(str(p.vk), str(p.settings), str(sol), str(p.abi), srs_path=srs, reusable=True)
+        await ezkl.create_evm_vka(str(p.vk), str(p.settings), str(p.vka), srs_path=srs)
+
+    asyncio.run(_gen())
 
 
 def row_commitment(row: np.ndarray, scale: int = SCALE) -> str:
@@ -193,3 +199,68 @@ def row_commitment(row: np.ndarray, scale: int = SCALE) -> str:
     felts = [ezkl.float_to_felt(float(v), scale) for v in np.asarray(row, dtype=np.float64).reshape(-1)]
     out = ezkl.poseidon_hash(felts)
     return out[0] if isinstance(out, list) else out
+
+
+def read_vka(p: Paths) -> list[bytes]:
+    """The VKA words: ``create_evm_vka`` writes a little-endian u64 count, then 32-byte words."""
+    raw = p.vka.read_bytes()
+    count = int.from_bytes(raw[:8], "little")
+    words = [raw[8 + 32 * i : 8 + 32 * (i + 1)] for i in range(count)]
+    if len(raw) != 8 + 32 * count:
+        raise ValueError(f"unexpected VKA file size {len(raw)} for {count} words")
+    return words
+
+
+def evm_check(p: Paths, name: str = "round") -> dict[str, Any]:
+    """Compile + deploy the reusable verifier on a throwaway anvil, register the VKA, verify on chain.
+
+    Returns sizes, gas figures, the decoded instances and whether a tampered instance fails.
+    """
+    from eth_abi import decode, encode
+
+    from marketplace.chain.anvil import AnvilNode, dev_accounts
+    from marketplace.chain.client import ChainClient
+    from marketplace.chain.compile import compile_contracts
+
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    arts = compile_contracts([p.vka_sol_dir], out=p.root / "contracts.json")
+    out["compile_s"] = round(time.perf_counter() - t0, 2)
+    art = arts["Halo2VerifierReusable"]
+    out["verifier_runtime_bytes"] = art.deployed_size
+    calldata_path = p.root / f"{name}.calldata"
+    calldata = bytes(ezkl.encode_evm_calldata(str(p.root / f"{name}.proof.json"), str(calldata_path), str(p.vka)))
+    out["calldata_bytes"] = len(calldata)
+    proof_bytes, instances, vka = decode(["bytes", "uint256[]", "bytes32[]"], calldata[4:])
+    out["proof_bytes"] = len(proof_bytes)
+    out["instances"] = [hex(v) for v in instances]
+    with AnvilNode() as node:
+        client = ChainClient(node.url, dev_accounts(1)[0])
+        verifier = client.deploy(art)
+        words = read_vka(p)
+        assert list(vka) == words, "calldata VKA differs from the VKA file"
+        rec = client.transact(verifier.functions.registerVka(words))
+        out["register_vka_gas"] = int(rec["gasUsed"])
+        w3 = client.w3
+
+        def call(data: bytes) -> tuple[bool, int | None]:
+            tx = {"to": verifier.address, "data": "0x" + data.hex(), "from": client.account.address}
+            try:
+                ret = bytes(w3.eth.call(tx))  # type: ignore[arg-type]
+                ok = int.from_bytes(ret[:32], "big") == 1  # (bool success, bytes32 digest, int256[] ...)
+            except Exception:
+                return False, None
+            gas = int(w3.eth.estimate_gas(tx)) if ok else None  # type: ignore[arg-type]
+            return ok, gas
+
+        out["verified"], out["verify_gas"] = call(calldata)
+        raw = bytes(w3.eth.call({"to": verifier.address, "data": "0x" + calldata.hex()}))
+        out["return_words"] = [raw[i : i + 32].hex() for i in range(0, min(len(raw), 32 * 8), 32)]
+        out["return_bytes"] = len(raw)
+        tampered = list(instances)
+        tampered[-1] = (tampered[-1] + 1) % (1 << 256)
+        bad = calldata[:4] + encode(["bytes", "uint256[]", "bytes32[]"], [proof_bytes, tampered, list(vka)])
+        out["tampered_verified"] = call(bad)[0]
+        same = calldata[:4] + encode(["bytes", "uint256[]", "bytes32[]"], [proof_bytes, list(instances), list(vka)])
+        out["reencoded_verified"] = call(same)[0]
+    return out
