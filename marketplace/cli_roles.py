@@ -1,0 +1,212 @@
+"""``marketplace trainer ...``, ``marketplace aggregator run`` and ``marketplace data partition``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from eth_account.signers.local import LocalAccount
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from marketplace.chain.errors import ChainError
+from marketplace.chain.market import MarketClient
+from marketplace.cli_project import NETWORK, fail, fmt_eth
+from marketplace.config import ConfigError
+from marketplace.fl.attacks import Attack
+from marketplace.storage.errors import StorageError
+
+trainer_app = typer.Typer(help="Take part in projects as a trainer: join, then train round by round.")
+aggregator_app = typer.Typer(help="Serve projects as their aggregator.")
+data_app = typer.Typer(help="Data helpers for demos and tests.")
+console = Console()
+
+KEYSTORE = typer.Option(None, "--keystore", help="Keystore JSON of your wallet (else MARKETPLACE_PRIVATE_KEY).")
+DEV_ACCOUNT = typer.Option(
+    None, "--dev-account", help="Local chain only: sign with anvil's public dev account N (for trying things out)."
+)
+IPFS_API = typer.Option(
+    None, "--ipfs-api", help="Kubo RPC URL (else MARKETPLACE_IPFS_API, else `marketplace ipfs up`)."
+)
+POLL = typer.Option(2.0, "--poll", help="Seconds between checks of the chain.")
+
+
+def _account(network: str, keystore: Path | None, dev_account: int | None) -> LocalAccount:
+    from marketplace.chain.accounts import AccountError
+    from marketplace.config import resolve_network
+
+    profile = resolve_network(network)
+    if dev_account is not None:
+        if not profile.is_local:
+            raise fail("--dev-account is for the local chain only")
+        return profile.account(dev_index=dev_account)
+    try:
+        if keystore is not None:
+            from marketplace.chain.accounts import load_account
+
+            return load_account(keystore)
+        return profile.account()
+    except AccountError as exc:
+        raise fail(str(exc)) from None
+
+
+def _market(network: str, account: LocalAccount) -> MarketClient:
+    from marketplace.chain.deploy import connect
+
+    try:
+        return connect(network, account)
+    except (ConfigError, ChainError) as exc:
+        raise fail(str(exc)) from None
+
+
+def _store(ipfs_api: str | None):  # type: ignore[no-untyped-def]
+    from marketplace.storage.ipfs import IpfsClient
+    from marketplace.storage.manager import resolve_api_url
+    from marketplace.storage.store import ModelStore
+
+    try:
+        return ModelStore(IpfsClient(resolve_api_url(ipfs_api)))
+    except StorageError as exc:
+        raise fail(str(exc)) from None
+
+
+@trainer_app.command("join")
+def trainer_join(
+    project_id: int,
+    network: str = NETWORK,
+    keystore: Path | None = KEYSTORE,
+    dev_account: int | None = DEV_ACCOUNT,
+) -> None:
+    """Join a project with its stake (checks your reliability first)."""
+    market = _market(network, _account(network, keystore, dev_account))
+    try:
+        project = market.get_project(project_id)
+        reliability = market.reliability(market.address)
+        if reliability < project.min_reliability_bps:
+            raise fail(
+                f"your reliability {reliability} bps is below the project's minimum {project.min_reliability_bps}"
+            )
+        market.join(project_id, project.stake)
+    except ChainError as exc:
+        raise fail(str(exc)) from None
+    console.print(
+        f"{market.address} joined project {project_id} with {fmt_eth(project.stake)} stake "
+        f"(reliability {reliability / 100:.0f}%). Next: marketplace trainer run {project_id} --data <your data>"
+    )
+
+
+@trainer_app.command("run")
+def trainer_run(
+    project_id: int,
+    data: Path = typer.Option(
+        ..., exists=True, help="Your private data: CSV (label last), NPZ (x, y) or image folder."
+    ),
+    epochs: int = typer.Option(2, min=1),
+    lr: float = typer.Option(0.5, min=0.0),
+    batch_size: int = typer.Option(32, min=1),
+    seed: int = typer.Option(0),
+    attack: Attack = typer.Option(Attack.NONE, help="Simulation only: misbehave this way.", hidden=True),
+    network: str = NETWORK,
+    keystore: Path | None = KEYSTORE,
+    dev_account: int | None = DEV_ACCOUNT,
+    ipfs_api: str | None = IPFS_API,
+    poll: float = POLL,
+) -> None:
+    """Each round: fetch the global model, train on your data, pin the update, submit.
+
+    Stops when the project ends."""
+    from marketplace.fl.data import UnsupportedFormatError, load_local_data
+    from marketplace.trainer.node import StepOutcome, Submitted, TrainerNode, TrainingSettings
+
+    market = _market(network, _account(network, keystore, dev_account))
+    try:
+        local = load_local_data(data)
+    except (UnsupportedFormatError, ValueError, OSError) as exc:
+        raise fail(f"cannot read {data}: {exc}") from None
+    node = TrainerNode(market, _store(ipfs_api), local, TrainingSettings(epochs, lr, batch_size, seed, attack))
+    console.print(f"trainer {market.address} on project {project_id} with {len(local)} samples")
+    import time
+
+    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
+    last: object = None
+    while True:
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("local training", total=None)
+
+            def report(step: int, total: int, progress: Progress = progress, task: TaskID = task) -> None:
+                progress.update(task, completed=step, total=total)
+
+            try:
+                outcome = node.step(project_id, progress=report)
+            except (ChainError, StorageError) as exc:
+                console.print(f"[yellow]retrying after error:[/yellow] {exc}")
+                time.sleep(poll)
+                continue
+        if isinstance(outcome, Submitted):
+            console.print(f"round {outcome.round}: submitted {outcome.cid} (update norm {outcome.update_norm:.3f})")
+        elif outcome != last:
+            console.print(f"{outcome}")
+        last = outcome
+        if outcome is StepOutcome.FINISHED:
+            info = market.trainer_info(project_id, market.address)
+            console.print(f"project ended: earned {fmt_eth(info.earned)}; `marketplace project withdraw {project_id}`")
+            return
+        if not isinstance(outcome, Submitted):
+            time.sleep(poll)
+
+
+@aggregator_app.command("run")
+def aggregator_run(
+    project: list[int] | None = typer.Option(None, "--project", help="Project(s) to serve (default: all yours)."),
+    eval_data: Path | None = typer.Option(None, exists=True, help="Held-out data to report accuracy on."),
+    network: str = NETWORK,
+    keystore: Path | None = KEYSTORE,
+    dev_account: int | None = DEV_ACCOUNT,
+    ipfs_api: str | None = IPFS_API,
+    poll: float = POLL,
+    once: bool = typer.Option(False, "--once", help="Finalize whatever is due now, then exit."),
+) -> None:
+    """Watch the projects you aggregate; finalize each round when it is due."""
+    from marketplace.aggregator.node import AggregatorNode, RoundReport
+    from marketplace.fl.data import load_local_data
+
+    market = _market(network, _account(network, keystore, dev_account))
+    evaluation = load_local_data(eval_data) if eval_data else None
+    node = AggregatorNode(market, _store(ipfs_api), evaluation=evaluation)
+
+    def show(r: RoundReport) -> None:
+        acc = f", accuracy {r.accuracy:.1%}" if r.accuracy is not None else ""
+        flagged = [i for i, f in enumerate(r.flags) if f]
+        console.print(
+            f"project {r.project_id} round {r.round} finalized{acc}: flagged {flagged or 'none'}, "
+            f"scores {[f'{s:.2f}' for s in r.scores]}, model {r.model_cid}"
+        )
+        for trainer, why in r.rejected.items():
+            console.print(f"  rejected {trainer}: {why}")
+
+    console.print(f"aggregator {market.address} serving {project or 'all its projects'}")
+    try:
+        if once:
+            for pid in project or node.served_projects():
+                report = node.step(pid)
+                if report:
+                    show(report)
+            return
+        node.run(project, poll_seconds=poll, on_report=show)
+    except PermissionError as exc:
+        raise fail(str(exc)) from None
+
+
+@data_app.command("partition")
+def data_partition(
+    trainers: int = typer.Option(8, min=1, help="Number of shards."),
+    scheme: str = typer.Option("iid", help="iid or dirichlet."),
+    alpha: float = typer.Option(0.5, help="Dirichlet concentration (smaller = more skewed)."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("shards"), help="Output directory."),
+) -> None:
+    """Split scikit-learn's digits into one NPZ shard per trainer plus validation and test sets."""
+    from marketplace.fl.data import partition_digits
+
+    paths = partition_digits(trainers, scheme, alpha=alpha, seed=seed, out_dir=out)
+    console.print(f"wrote {len(paths)} shards to {out}/ (and validation.npz, test.npz)")

@@ -1,0 +1,94 @@
+"""Trainers and an aggregator as separate processes, driven only through the command line, on a
+real local chain and IPFS node: the way people would run them on their own machines."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from marketplace.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    values = {
+        "MARKETPLACE_STATE_DIR": str(tmp_path / "state"),
+        "MARKETPLACE_DEPLOYMENTS_DIR": str(tmp_path / "deployments"),
+        "MARKETPLACE_IPFS_HOME": str(tmp_path / "ipfs"),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MARKETPLACE_PRIVATE_KEY", raising=False)
+    monkeypatch.delenv("MARKETPLACE_IPFS_API", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(app, ["chain", "up", "--port", "0"]).exit_code == 0
+    assert runner.invoke(app, ["ipfs", "up"]).exit_code == 0
+    yield {**os.environ, **values}
+    runner.invoke(app, ["ipfs", "down"])
+    runner.invoke(app, ["chain", "down"])
+
+
+def cli(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(app, list(args), terminal_width=200)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "marketplace.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_trainers_and_aggregator_processes_complete_a_job(env: dict[str, str], tmp_path: Path) -> None:
+    cli("deploy")
+    cli("data", "partition", "--trainers", "3", "--out", str(tmp_path / "shards"))
+    # The owner pins initial weights through the same IPFS node.
+    from marketplace.fl.models import build_model
+    from marketplace.storage.ipfs import IpfsClient
+    from marketplace.storage.manager import resolve_api_url
+    from marketplace.storage.store import ModelStore
+
+    store = ModelStore(IpfsClient(resolve_api_url()))
+    cid = store.put_tensors(build_model("mlp").state_dict(), {"kind": "model"})
+    out = cli(
+        "project", "create", "--initial-cid", cid, "--rounds", "2", "--min-trainers", "3", "--max-trainers", "3",
+        "--aggregator", "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",  # dev account 2
+    )  # fmt: skip
+    assert "project 1 created" in out
+    out = cli("trainer", "join", "1", "--dev-account", "3")
+    assert "joined project 1" in out and "reliability 50%" in out
+    cli("trainer", "join", "1", "--dev-account", "3", code=1)  # twice: AlreadyJoined
+    for i in (4, 5):
+        cli("trainer", "join", "1", "--dev-account", str(i))
+
+    aggregator = spawn(
+        env, "aggregator", "run", "--project", "1", "--dev-account", "2", "--poll", "0.5",
+        "--eval-data", str(tmp_path / "shards" / "test.npz"),
+    )  # fmt: skip
+    trainers = [
+        spawn(env, "trainer", "run", "1", "--data", str(tmp_path / "shards" / f"trainer_{i:03d}.npz"),
+              "--dev-account", str(3 + i), "--poll", "0.5")
+        for i in range(3)
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=240)[0] for p in [aggregator, *trainers]]
+    assert [p.returncode for p in [aggregator, *trainers]] == [0, 0, 0, 0], outputs
+    assert "round 0 finalized" in outputs[0] and "round 1 finalized" in outputs[0]
+    assert all("round 1: submitted" in o and "project ended" in o for o in outputs[1:])
+    out = cli("project", "show", "1")
+    assert "finished" in out
+    out = cli("project", "withdraw", "1", code=1)  # dev account 0 has no role here
+    assert "NothingToWithdraw" in out
