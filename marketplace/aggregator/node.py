@@ -158,6 +158,12 @@ class AggregatorNode:
         new_vec = global_vec if result.aggregate is None else global_vec + result.aggregate.astype(np.float32)
         timings["score"] = time.perf_counter() - t1
 
+        loss = accuracy = None
+        if self.evaluation is not None:
+            loss, accuracy = evaluate(
+                project.model_name, vector_to_state(new_vec, spec), self.evaluation.x, self.evaluation.y
+            )
+
         t2 = time.perf_counter()
         model_cid = self.store.put_tensors(
             vector_to_state(new_vec, spec), {"kind": "model", "project": str(pid), "round": str(round_ + 1)}
@@ -173,18 +179,17 @@ class AggregatorNode:
             "scores": chain_scores,
             "flags": flags,
             "proof": "0x" + proof.hex(),
+            "model_cid": model_cid,
+            "accuracy": accuracy,  # of the new model on the aggregator's held-out data (not proven)
+            "loss": loss,
         }
         proof_cid = self.store.put_bytes(json.dumps(proof_doc, sort_keys=True).encode())
         timings["prove"] = time.perf_counter() - t2
 
         report = RoundReport(
             pid, round_, trainers, submitted, flags, [float(s) for s in result.scores], chain_scores, rejected,
-            model_cid, proof_cid, timings=timings,
+            model_cid, proof_cid, accuracy=accuracy, loss=loss, timings=timings,
         )  # fmt: skip
-        if self.evaluation is not None:
-            report.loss, report.accuracy = evaluate(
-                project.model_name, vector_to_state(new_vec, spec), self.evaluation.x, self.evaluation.y
-            )
         t3 = time.perf_counter()
         try:
             receipt = self.market.finalize_round(
