@@ -37,9 +37,7 @@ def chain(anvil: AnvilNode) -> ChainClient:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the reports the run wrote (gas report, ...), so they show up in CI logs."""
-    reports = ROOT / "reports"
-    for name in ("gas.md",):
-        path = reports / name
-        if path.is_file() and path.stat().st_mtime >= _SESSION_START:
-            terminalreporter.write_sep("=", f"reports/{name}")
+    for path in sorted((ROOT / "reports").glob("*.md")):
+        if path.stat().st_mtime >= _SESSION_START:
+            terminalreporter.write_sep("=", f"reports/{path.name}")
             terminalreporter.write_line(path.read_text())

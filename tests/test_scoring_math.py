@@ -162,3 +162,13 @@ def test_sketch_scorer_round() -> None:
     assert krum.flags.tolist() == [False] * 4 + [True]
     sk = SketchScorer(sketch_dim=64, seed=3).run_round(U5)
     assert sk.flags.tolist() == [False] * 4 + [True]
+
+
+def test_opposing_flags_hand_computed() -> None:
+    from marketplace.scoring.flags import opposing_flags
+
+    u = np.array([[1.0, 2.0], [2.0, 1.0], [1.0, 1.0], [-1.0, -1.0], [0.0, 0.0], [-9.0, 9.0]])
+    active = np.array([1, 1, 1, 1, 1, 0], bool)
+    # median of the active rows is (1, 1): dots 3, 3, 2, -2, 0; the inactive row is never flagged
+    assert opposing_flags(u, active).tolist() == [False, False, False, True, False, False]
+    assert not opposing_flags(u[:2], active[:2]).any()  # fewer than 3 active rows: no majority

@@ -15,6 +15,7 @@ from marketplace.scoring.flags import (
     median_distances,
     multi_krum_flags,
     norm_flags,
+    opposing_flags,
     unit_rows,
 )
 from marketplace.scoring.sketch import sketch, sketch_params, sketch_rows
@@ -36,6 +37,7 @@ __all__ = [
     "median_distances",
     "multi_krum_flags",
     "norm_flags",
+    "opposing_flags",
     "projection_scores",
     "sketch",
     "sketch_params",

@@ -71,6 +71,20 @@ def median_distance_flags(
     return active & (d > threshold * r)
 
 
+def opposing_flags(updates: np.ndarray, active_mask: np.ndarray) -> np.ndarray:
+    """Flag active rows that point against the consensus: ``<u_i, m> < 0`` with ``m`` the
+    coordinate-wise median of the active rows (needs ``|A| >= MIN_ACTIVE``).
+
+    Sign-flipped and label-flipped updates oppose the honest majority's direction; honest
+    updates, even on label-skewed data, share its common component. Zero rows (``<0, m> = 0``)
+    are left to :func:`norm_flags`. Scale-invariant (one dot product and a sign).
+    """
+    u, active = _check(updates, active_mask)
+    if active.sum() < MIN_ACTIVE:
+        return np.zeros(u.shape[0], dtype=bool)
+    return active & (u @ coordinate_median(u, active) < 0)
+
+
 def multi_krum_flags(updates: np.ndarray, active_mask: np.ndarray, f: int) -> np.ndarray:
     """Multi-Krum (Blanchard et al. 2017): flag the ``f`` active rows with the worst Krum score.
 

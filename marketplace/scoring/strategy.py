@@ -21,6 +21,7 @@ from marketplace.scoring.flags import (
     median_distances,
     multi_krum_flags,
     norm_flags,
+    opposing_flags,
 )
 from marketplace.scoring.sketch import DEFAULT_SKETCH_DIM, sketch_rows
 
@@ -102,6 +103,7 @@ class SketchScorer(RoundScorer):
         min_norm_ratio: also flag lazy rows with norm below this fraction of the median norm
             (``norm_flags``); 0 disables.
         flag_duplicates: also flag (near-)identical active rows (copies, Sybils).
+        flag_opposing: also flag rows pointing against the median (``opposing_flags``).
         submission_order: per row, its position in the submission sequence; when given, the
             earliest of a group of duplicates is not flagged (see ``duplicate_flags``).
         duplicate_tol: relative tolerance of ``duplicate_flags``.
@@ -122,6 +124,7 @@ class SketchScorer(RoundScorer):
         duplicate_tol: float = 1e-3,
         weighting: Literal["samples", "equal"] = "samples",
         submission_order: np.ndarray | None = None,
+        flag_opposing: bool = True,
     ) -> None:
         if method not in ("median", "krum"):
             raise ValueError(f"unknown method {method!r}")
@@ -137,6 +140,7 @@ class SketchScorer(RoundScorer):
         self.duplicate_tol = duplicate_tol
         self.weighting = weighting
         self.submission_order = submission_order
+        self.flag_opposing = flag_opposing
 
     def summarize(self, updates: np.ndarray) -> np.ndarray:
         if self.sketch_dim is None:
@@ -148,6 +152,8 @@ class SketchScorer(RoundScorer):
             flags = multi_krum_flags(summaries, active_mask, self.krum_f)
         else:
             flags = median_distance_flags(summaries, active_mask, self.threshold, self.directions)
+        if self.flag_opposing:
+            flags = flags | opposing_flags(summaries, active_mask)
         if self.min_norm_ratio > 0 or self.max_norm_ratio < float("inf"):
             flags = flags | norm_flags(summaries, active_mask, self.min_norm_ratio, self.max_norm_ratio)
         if self.flag_duplicates:
