@@ -25,7 +25,7 @@ app.add_typer(chain_app, name="chain")
 
 from marketplace.cli_demo import demo_cmd  # noqa: E402
 from marketplace.cli_project import deploy_cmd, fail, project_app  # noqa: E402
-from marketplace.cli_roles import aggregator_app, data_app, trainer_app  # noqa: E402
+from marketplace.cli_roles import aggregator_app, data_app, model_app, trainer_app  # noqa: E402
 from marketplace.storage.cli import ipfs_app  # noqa: E402
 
 app.command("deploy")(deploy_cmd)
@@ -35,6 +35,7 @@ app.add_typer(ipfs_app, name="ipfs")
 app.add_typer(trainer_app, name="trainer")
 app.add_typer(aggregator_app, name="aggregator")
 app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
 
 console = Console()
 

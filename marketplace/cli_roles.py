@@ -210,3 +210,30 @@ def data_partition(
 
     paths = partition_digits(trainers, scheme, alpha=alpha, seed=seed, out_dir=out)
     console.print(f"wrote {len(paths)} shards to {out}/ (and validation.npz, test.npz)")
+
+
+model_app = typer.Typer(help="The model registry: architectures a project can name, initial weights.")
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """Architectures in the registry, with their parameter counts."""
+    from marketplace.fl.models import available_models, num_params
+
+    for name in available_models():
+        console.print(f"{name}: {num_params(name):,} parameters")
+
+
+@model_app.command("init")
+def model_init(
+    model: str = typer.Option("mlp", help="Architecture name (see `marketplace model list`)."),
+    seed: int = typer.Option(0, help="Seed of the initial weights."),
+    ipfs_api: str | None = IPFS_API,
+) -> None:
+    """Pin freshly initialized weights to IPFS and print their CID (for `project create --initial-cid`)."""
+    from marketplace.fl.models import available_models, build_model
+
+    if model not in available_models():
+        raise fail(f"unknown model {model!r}; available: {', '.join(available_models())}")
+    cid = _store(ipfs_api).put_tensors(build_model(model, seed=seed).state_dict(), {"kind": "model", "model": model})
+    console.print(cid)

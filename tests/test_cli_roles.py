@@ -56,14 +56,9 @@ def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 def test_trainers_and_aggregator_processes_complete_a_job(env: dict[str, str], tmp_path: Path) -> None:
     cli("deploy")
     cli("data", "partition", "--trainers", "3", "--out", str(tmp_path / "shards"))
-    # The owner pins initial weights through the same IPFS node.
-    from marketplace.fl.models import build_model
-    from marketplace.storage.ipfs import IpfsClient
-    from marketplace.storage.manager import resolve_api_url
-    from marketplace.storage.store import ModelStore
-
-    store = ModelStore(IpfsClient(resolve_api_url()))
-    cid = store.put_tensors(build_model("mlp").state_dict(), {"kind": "model"})
+    assert "mlp: 2,410 parameters" in cli("model", "list")
+    cli("model", "init", "--model", "resnet", code=1)
+    cid = cli("model", "init", "--model", "mlp").strip()  # the owner pins initial weights
     out = cli(
         "project", "create", "--initial-cid", cid, "--rounds", "2", "--min-trainers", "3", "--max-trainers", "3",
         "--aggregator", "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",  # dev account 2
