@@ -15,7 +15,12 @@ import torch
 ezkl = pytest.importorskip("ezkl")
 
 from marketplace.scoring.contribution import projection_scores  # noqa: E402
-from marketplace.scoring.flags import duplicate_flags, median_distance_flags, norm_flags  # noqa: E402
+from marketplace.scoring.flags import (  # noqa: E402
+    duplicate_flags,
+    median_distance_flags,
+    norm_flags,
+    opposing_flags,
+)
 from zk.circuit import (  # noqa: E402
     CircuitConfig,
     ScoringCircuit,
@@ -72,6 +77,7 @@ def test_float_circuit_matches_numpy_scoring() -> None:
         flags, p = mod(*[torch.tensor(r, dtype=torch.float32).reshape(1, -1) for r in rows])
         sa = np.where(active[:, None], rows[:, :64], 0.0)
         want = median_distance_flags(sa, active) | norm_flags(sa, active) | duplicate_flags(sa, active)
+        want |= opposing_flags(sa, active)
         if active.sum() < 3:
             want[:] = False
         assert flags.numpy()[0].astype(bool).tolist() == want.tolist()

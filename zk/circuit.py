@@ -14,7 +14,8 @@ The circuit (all statistics over the active rows ``A``; see ``zk/NOTES.md``):
     q     = median of {n_j : j in A}
     far_i = d_i > T^2 r,  lazy_i = n_i < L^2 q,
     dup_i = exists j in A, j != i, ||c_i - c_j||^2 <= K * DUP**2      (DUP = 1/32)
-    flag_i = a_i and |A| >= 3 and (far_i or lazy_i or dup_i)
+    opp_i = <c_i, m> < 0                                  (rounded at scale 13)
+    flag_i = a_i and |A| >= 3 and (far_i or lazy_i or dup_i or opp_i)
     w_i   = a_i and not flag_i                            (inliers)
     G     = sum_i w_i c_i                                 (|I| times the inlier mean)
     p_i   = w_i * max(0, <c_i, G / N>)
@@ -167,8 +168,9 @@ class ScoringCircuit(nn.Module):
         dist = nrm + nrm.transpose(0, 1) - (gram + gram)  # squared pairwise distances
         close = (dist <= cfg.dup_abs).float() * self.offdiag * act.transpose(0, 1)
         dup = (close @ self.ones_n.transpose(0, 1) > 0.5).float()  # (n, 1)
+        opp = ((c @ m.transpose(0, 1)) < 0.0).float()  # (n, 1) points against the median
         enough = (count > cfg.min_active - 0.5).float()
-        flags = ((far + lazy + dup) > 0.5).float() * act * enough
+        flags = ((far + lazy + dup + opp) > 0.5).float() * act * enough
         w = act - flags  # inliers (flags imply active)
         g = (w.transpose(0, 1) @ c) * (1.0 / cfg.n)  # (1, k): |I|/n times the inlier mean
         p = torch.relu(c @ g.transpose(0, 1)) * w  # (n, 1)
@@ -248,8 +250,9 @@ def reference_int(rows_q: np.ndarray, cfg: CircuitConfig, probes: dict[str, np.n
     a = act[:, 0].astype(bool)
     close = (dist <= _const(cfg.dup_abs)) & ~np.eye(n, dtype=bool) & a[None, :]
     dup = close.any(axis=1)
+    opp = _rescale(c @ m) < 0
     enough = count >= cfg.min_active
-    flags = (far | lazy | dup) & a & enough
+    flags = (far | lazy | dup | opp) & a & enough
     w = (a & ~flags).astype(np.int64)
     # ezkl multiplies by the power of two 1/n by shifting the scale (g is exact at scale 13 + log2 n)
     g = w @ c
