@@ -1,0 +1,470 @@
+"""An SQLite cache of the market's and registry's events, rebuilt from the chain whenever needed.
+
+The chain is the source of truth; this index only makes listing, filtering and history pages
+cheap. :meth:`Indexer.sync` fetches the logs of both contracts since the last indexed block and
+stores them in typed tables. The database is keyed by chain id and contract addresses: a file
+made for another chain or deployment, of another schema version, or that SQLite cannot read is
+thrown away and rebuilt from the deployment block.
+
+Reorgs: the hash of every synced head is kept (the last :data:`KEPT_HEADS`). Each sync first
+checks them against the chain, newest first; everything above the newest head still on the
+chain is deleted and re-read. If none matches (a reorg deeper than that, or an ``evm_revert``
+on a dev chain), the index is rebuilt.
+
+Project parameters that no event carries (rounds, stake, trainer bounds, minimum reliability,
+periods) are immutable after creation and read once with ``getProject`` when the project is
+indexed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from eth_utils import event_abi_to_log_topic, to_checksum_address
+from hexbytes import HexBytes
+from web3.contract import Contract
+from web3.exceptions import BlockNotFound
+
+from marketplace.chain.client import ChainClient
+
+SCHEMA_VERSION = 1
+KEPT_HEADS = 32
+#: Blocks per eth_getLogs request (public RPCs cap the range).
+LOG_CHUNK = 5_000
+#: Proof documents read from IPFS per sync at most (the rest on later syncs).
+DOCS_PER_SYNC = 16
+
+#: Reads the JSON proof document of a round from its CID (None when unavailable).
+ProofDocReader = Callable[[str], dict[str, Any] | None]
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE heads (number INTEGER PRIMARY KEY, hash TEXT NOT NULL);
+CREATE TABLE projects (
+    project_id INTEGER PRIMARY KEY, owner TEXT, aggregator TEXT, verifier TEXT,
+    reward_budget TEXT, aggregator_fee TEXT, model_name TEXT, initial_model_cid TEXT,
+    stake TEXT, rounds INTEGER, min_trainers INTEGER, max_trainers INTEGER,
+    min_reliability_bps INTEGER, slash_bps INTEGER, join_deadline INTEGER,
+    submission_period INTEGER, aggregation_period INTEGER,
+    block INTEGER, log_index INTEGER, tx_hash TEXT
+);
+CREATE TABLE lifecycle (
+    project_id INTEGER, kind TEXT, data TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
+);
+CREATE TABLE trainers (
+    project_id INTEGER, trainer TEXT, idx INTEGER, stake TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT,
+    PRIMARY KEY (project_id, trainer)
+);
+CREATE TABLE submissions (
+    project_id INTEGER, round INTEGER, trainer TEXT, cid TEXT, commitment TEXT,
+    block INTEGER, log_index INTEGER, tx_hash TEXT
+);
+CREATE TABLE rounds (
+    project_id INTEGER, round INTEGER, model_cid TEXT, proof_cid TEXT, scores TEXT, flags TEXT, rewards TEXT,
+    block INTEGER, log_index INTEGER, tx_hash TEXT, accuracy REAL, doc_state TEXT,
+    PRIMARY KEY (project_id, round)
+);
+CREATE TABLE slashes (
+    project_id INTEGER, round INTEGER, trainer TEXT, amount TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
+);
+CREATE TABLE withdrawals (
+    project_id INTEGER, account TEXT, amount TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
+);
+CREATE TABLE reliability (
+    trainer TEXT, market TEXT, project_id INTEGER, round INTEGER, outcome INTEGER, reliability_bps INTEGER,
+    block INTEGER, log_index INTEGER, tx_hash TEXT
+);
+CREATE TABLE verifiers (verifier TEXT PRIMARY KEY, approved INTEGER, block INTEGER, log_index INTEGER);
+CREATE INDEX submissions_by_round ON submissions (project_id, round);
+CREATE INDEX reliability_by_trainer ON reliability (trainer);
+CREATE INDEX trainers_by_address ON trainers (trainer);
+"""
+_EVENT_TABLES = (
+    "projects", "lifecycle", "trainers", "submissions", "rounds", "slashes", "withdrawals", "reliability", "verifiers",
+)  # fmt: skip
+
+#: The status a lifecycle event puts a project in.
+STATUS_OF_KIND = {
+    "created": "open",
+    "started": "training",
+    "finished": "finished",
+    "cancelled": "cancelled",
+    "abandoned": "cancelled",
+}
+
+
+class Indexer:
+    """Event index of one market + registry deployment, stored in an SQLite file.
+
+    Thread-safe: one connection guarded by a lock (the web app calls it from worker threads).
+    """
+
+    def __init__(
+        self,
+        db_path: Path | str,
+        chain: ChainClient,
+        market: Contract,
+        registry: Contract,
+        start_block: int = 0,
+        proof_docs: ProofDocReader | None = None,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.chain = chain
+        self.market = market
+        self.registry = registry
+        self.start_block = max(0, start_block)
+        self.proof_docs = proof_docs
+        self._lock = threading.RLock()
+        self._topics = {
+            (contract.address, HexBytes(event_abi_to_log_topic(abi))): (contract, abi["name"])
+            for contract in (market, registry)
+            for abi in contract.abi
+            if abi.get("type") == "event"
+        }
+        self.rebuilds = 0
+        self._db = self._open()
+
+    # ------------------------------------------------------------------ database file
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """What the database must have been built for."""
+        return {
+            "schema": str(SCHEMA_VERSION),
+            "chain_id": str(self.chain.chain_id),
+            "market": self.market.address,
+            "registry": self.registry.address,
+            "start_block": str(self.start_block),
+        }
+
+    def _open(self) -> sqlite3.Connection:
+        if str(self.db_path) != ":memory:":
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = self._connect()
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if all(meta.get(k) == v for k, v in self.identity.items()) and "last_block" in meta:
+                return db
+            db.close()
+        except sqlite3.DatabaseError:  # no tables yet, or not an SQLite file at all
+            pass
+        return self._create()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.db_path), check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _create(self) -> sqlite3.Connection:
+        """A fresh, empty database (any previous file is deleted)."""
+        if str(self.db_path) != ":memory:":
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
+        db = self._connect()
+        db.executescript(_SCHEMA)
+        rows = [*self.identity.items(), ("last_block", str(self.start_block - 1))]
+        db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
+        return db
+
+    def rebuild(self) -> None:
+        """Forget everything; the next :meth:`sync` re-reads the chain from the deployment block."""
+        with self._lock:
+            self._db.close()
+            self._db = self._create()
+            self.rebuilds += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @property
+    def last_block(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()[0])
+
+    # ------------------------------------------------------------------ sync
+
+    def sync(self) -> int:
+        """Index everything up to the chain's latest block; returns the number of new logs."""
+        with self._lock:
+            head = self.chain._rpc(lambda: self.chain.w3.eth.get_block("latest"))
+            head_number, head_hash = int(head["number"]), HexBytes(head["hash"]).to_0x_hex()
+            last = self._rewind_to_canonical()
+            if last > head_number:  # the chain is behind us: rebuilt or reverted
+                self.rebuild()
+                last = self.start_block - 1
+            count = 0
+            start = last + 1
+            while start <= head_number:
+                end = min(head_number, start + LOG_CHUNK - 1)
+                logs = self._logs(start, end)
+                with self._db:
+                    self._db.execute("BEGIN")
+                    for log in logs:
+                        self._apply(log)
+                    self._set_last_block(end)
+                count += len(logs)
+                start = end + 1
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute("INSERT OR REPLACE INTO heads (number, hash) VALUES (?, ?)", (head_number, head_hash))
+                self._db.execute(
+                    "DELETE FROM heads WHERE number NOT IN (SELECT number FROM heads ORDER BY number DESC LIMIT ?)",
+                    (KEPT_HEADS,),
+                )
+                self._set_last_block(max(last, head_number))
+            self._read_proof_docs()
+            return count
+
+    def _set_last_block(self, number: int) -> None:
+        self._db.execute("UPDATE meta SET value = ? WHERE key = 'last_block'", (str(number),))
+
+    def _rewind_to_canonical(self) -> int:
+        """Drops whatever sits above the newest synced head still on the chain; returns the new last block."""
+        last = int(self._db.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()[0])
+        heads = self._db.execute("SELECT number, hash FROM heads ORDER BY number DESC").fetchall()
+        if not heads:
+            return last
+        for number, stored_hash in heads:
+            try:
+                block = self.chain._rpc(lambda n=number: self.chain.w3.eth.get_block(n))
+            except BlockNotFound:
+                continue
+            if HexBytes(block["hash"]).to_0x_hex() == stored_hash:
+                if number < last:
+                    self._rollback(number)
+                return number
+        self.rebuild()
+        return self.start_block - 1
+
+    def _rollback(self, keep_up_to: int) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            for table in _EVENT_TABLES:
+                self._db.execute(f"DELETE FROM {table} WHERE block > ?", (keep_up_to,))
+            self._db.execute("DELETE FROM heads WHERE number > ?", (keep_up_to,))
+            self._set_last_block(keep_up_to)
+
+    def _logs(self, from_block: int, to_block: int) -> list[tuple[str, dict[str, Any]]]:
+        """Decoded logs of both contracts in ``[from_block, to_block]``, in chain order."""
+        params = {
+            "fromBlock": from_block,
+            "toBlock": to_block,
+            "address": [self.market.address, self.registry.address],
+        }
+        raw = self.chain._rpc(lambda: self.chain.w3.eth.get_logs(params))  # type: ignore[arg-type]
+        decoded = []
+        for log in raw:
+            if not log["topics"]:
+                continue
+            key = (to_checksum_address(log["address"]), HexBytes(log["topics"][0]))
+            if key not in self._topics:
+                continue
+            contract, name = self._topics[key]
+            event = contract.events[name]().process_log(log)
+            decoded.append(
+                (
+                    name,
+                    {
+                        "args": dict(event["args"]),
+                        "block": int(log["blockNumber"]),
+                        "log_index": int(log["logIndex"]),
+                        "tx_hash": HexBytes(log["transactionHash"]).to_0x_hex(),
+                    },
+                )
+            )
+        decoded.sort(key=lambda item: (item[1]["block"], item[1]["log_index"]))
+        return decoded
+
+    # ------------------------------------------------------------------ applying events
+
+    def _apply(self, item: tuple[str, dict[str, Any]]) -> None:
+        name, ev = item
+        handler = getattr(self, f"_on_{name}", None)
+        if handler is not None:
+            handler(ev["args"], (ev["block"], ev["log_index"], ev["tx_hash"]))
+
+    def _lifecycle(self, pid: int, kind: str, data: Any, where: tuple[int, int, str]) -> None:
+        self._db.execute("INSERT INTO lifecycle VALUES (?, ?, ?, ?, ?, ?)", (pid, kind, json.dumps(data), *where))
+
+    def _on_VerifierApprovalChanged(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO verifiers VALUES (?, ?, ?, ?)", (a["verifier"], int(a["approved"]), *where[:2])
+        )
+
+    def _on_ProjectCreated(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        pid = int(a["projectId"])
+        v = self.chain.call(self.market.functions.getProject(pid))
+        self._db.execute(
+            "INSERT OR REPLACE INTO projects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                pid, a["owner"], a["aggregator"], a["verifier"], str(a["rewardBudget"]), str(a["aggregatorFee"]),
+                a["modelName"], a["initialModelCid"], str(v[6]), int(v[7]), int(v[9]), int(v[10]), int(v[12]),
+                int(v[13]), int(v[14]), int(v[16]), int(v[17]), *where,
+            ),
+        )  # fmt: skip
+        self._lifecycle(pid, "created", None, where)
+
+    def _on_TrainerJoined(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        pid = int(a["projectId"])
+        (idx,) = self._db.execute("SELECT COUNT(*) FROM trainers WHERE project_id = ?", (pid,)).fetchone()
+        self._db.execute(
+            "INSERT OR REPLACE INTO trainers VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (pid, a["trainer"], idx, str(a["stake"]), *where),
+        )
+
+    def _on_TrainingStarted(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        data = {"trainer_count": int(a["trainerCount"]), "submission_deadline": int(a["submissionDeadline"])}
+        self._lifecycle(int(a["projectId"]), "started", data, where)
+
+    def _on_ProjectFinished(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._lifecycle(int(a["projectId"]), "finished", {"final_model_cid": a["finalModelCid"]}, where)
+
+    def _on_ProjectCancelled(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._lifecycle(int(a["projectId"]), "cancelled", {"by": a["by"]}, where)
+
+    def _on_ProjectAbandoned(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        data = {"round": int(a["round"]), "submitters": int(a["submitters"]), "reward_each": str(a["rewardEach"])}
+        self._lifecycle(int(a["projectId"]), "abandoned", data, where)
+
+    def _on_UpdateSubmitted(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._db.execute(
+            "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (int(a["projectId"]), int(a["round"]), a["trainer"], a["cid"], "0x" + bytes(a["commitment"]).hex(), *where),
+        )
+
+    def _on_RoundFinalized(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+            (
+                int(a["projectId"]), int(a["round"]), a["modelCid"], a["proofCid"],
+                json.dumps([str(s) for s in a["scores"]]), json.dumps([bool(f) for f in a["flags"]]),
+                json.dumps([str(r) for r in a["rewards"]]), *where,
+            ),
+        )  # fmt: skip
+
+    def _on_StakeSlashed(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._db.execute(
+            "INSERT INTO slashes VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (int(a["projectId"]), int(a["round"]), a["trainer"], str(a["amount"]), *where),
+        )
+
+    def _on_Withdrawn(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._db.execute(
+            "INSERT INTO withdrawals VALUES (?, ?, ?, ?, ?, ?)",
+            (int(a["projectId"]), a["account"], str(a["amount"]), *where),
+        )
+
+    def _on_ReliabilityUpdated(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._db.execute(
+            "INSERT INTO reliability VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                a["trainer"], a["market"], int(a["projectId"]), int(a["round"]), int(a["outcome"]),
+                int(a["reliabilityBps"]), *where,
+            ),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ proof documents (IPFS)
+
+    def _read_proof_docs(self) -> None:
+        """Reads the accuracy the aggregator published in each new round's proof document, if any."""
+        if self.proof_docs is None:
+            return
+        pending = self._db.execute(
+            "SELECT project_id, round, proof_cid FROM rounds WHERE doc_state IS NULL ORDER BY block LIMIT ?",
+            (DOCS_PER_SYNC,),
+        ).fetchall()
+        for pid, round_, cid in pending:
+            doc = self.proof_docs(cid)
+            accuracy = doc.get("accuracy") if isinstance(doc, dict) else None
+            state = "missing" if doc is None else "ok"
+            value = float(accuracy) if isinstance(accuracy, int | float) and not isinstance(accuracy, bool) else None
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(
+                    "UPDATE rounds SET accuracy = ?, doc_state = ? WHERE project_id = ? AND round = ?",
+                    (value, state, pid, round_),
+                )
+            if doc is None:
+                break  # IPFS is unreachable or slow: do not stall this sync on every round
+
+    # ------------------------------------------------------------------ queries
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, tuple(params)).fetchall()]
+
+    def projects(self) -> list[dict[str, Any]]:
+        """Every project with its derived state: status, rounds done, trainers joined, latest model."""
+        rows = self._rows(
+            """
+            SELECT p.*,
+              (SELECT kind FROM lifecycle l WHERE l.project_id = p.project_id
+                 ORDER BY block DESC, log_index DESC LIMIT 1) AS last_kind,
+              (SELECT COUNT(*) FROM rounds r WHERE r.project_id = p.project_id) AS rounds_done,
+              (SELECT COUNT(*) FROM trainers t WHERE t.project_id = p.project_id) AS trainer_count,
+              (SELECT model_cid FROM rounds r WHERE r.project_id = p.project_id
+                 ORDER BY round DESC LIMIT 1) AS latest_round_model
+            FROM projects p ORDER BY p.project_id
+            """
+        )
+        for row in rows:
+            row["status"] = STATUS_OF_KIND.get(row.pop("last_kind") or "created", "open")
+            row["latest_model_cid"] = row.pop("latest_round_model") or row["initial_model_cid"]
+        return rows
+
+    def project(self, project_id: int) -> dict[str, Any] | None:
+        return next((p for p in self.projects() if p["project_id"] == project_id), None)
+
+    def lifecycle(self, project_id: int) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM lifecycle WHERE project_id = ? ORDER BY block, log_index", (project_id,))
+        for row in rows:
+            row["data"] = json.loads(row["data"])
+        return rows
+
+    def trainers(self, project_id: int) -> list[dict[str, Any]]:
+        """Members in the contract's trainer order."""
+        return self._rows("SELECT * FROM trainers WHERE project_id = ? ORDER BY idx", (project_id,))
+
+    def submissions(self, project_id: int, round_: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM submissions WHERE project_id = ?"
+        params: list[Any] = [project_id]
+        if round_ is not None:
+            sql += " AND round = ?"
+            params.append(round_)
+        return self._rows(sql + " ORDER BY block, log_index", params)
+
+    def rounds(self, project_id: int) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM rounds WHERE project_id = ? ORDER BY round", (project_id,))
+        for row in rows:
+            row["scores"] = [int(s) for s in json.loads(row["scores"])]
+            row["flags"] = json.loads(row["flags"])
+            row["rewards"] = [int(r) for r in json.loads(row["rewards"])]
+        return rows
+
+    def slashes(self, project_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM slashes WHERE project_id = ? ORDER BY block, log_index", (project_id,))
+
+    def withdrawals(self, project_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM withdrawals WHERE project_id = ? ORDER BY block, log_index", (project_id,))
+
+    def reliability_history(self, trainer: str) -> list[dict[str, Any]]:
+        """Every ``ReliabilityUpdated`` of ``trainer`` (any market), oldest first."""
+        return self._rows(
+            "SELECT * FROM reliability WHERE trainer = ? ORDER BY block, log_index", (to_checksum_address(trainer),)
+        )
+
+    def projects_of(self, trainer: str) -> list[dict[str, Any]]:
+        """The projects ``trainer`` joined, with its index and stake."""
+        return self._rows(
+            "SELECT * FROM trainers WHERE trainer = ? ORDER BY project_id", (to_checksum_address(trainer),)
+        )
+
+    def verifiers(self) -> list[str]:
+        """Verifiers currently approved by the market admin."""
+        return [r["verifier"] for r in self._rows("SELECT verifier FROM verifiers WHERE approved = 1 ORDER BY block")]

@@ -1,0 +1,205 @@
+"""Shapes of the JSON API (and of what the HTML templates render). Amounts are wei, as strings
+(they overflow JavaScript numbers); ``*_eth`` fields are the same amounts in ETH for display."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+
+WEI_PER_ETH = Decimal(10**18)
+
+
+def eth(wei: int | str) -> str:
+    """``wei`` in ETH, without trailing zeros (exact)."""
+    text = f"{Decimal(int(wei)) / WEI_PER_ETH:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+class Status(BaseModel):
+    """Where the app reads from and how far its index got."""
+
+    network: str
+    chain_id: int
+    rpc_url: str
+    market: str
+    registry: str
+    indexed_block: int
+    head_block: int
+    ipfs: bool
+
+
+class ModelInfo(BaseModel):
+    name: str
+    description: str
+
+
+class ProjectSummary(BaseModel):
+    project_id: int
+    status: str = Field(description="open, training, finished or cancelled")
+    owner: str
+    aggregator: str
+    verifier: str
+    model_name: str
+    reward_budget: str
+    reward_budget_eth: str
+    aggregator_fee: str
+    stake: str
+    stake_eth: str
+    rounds: int
+    rounds_done: int
+    min_trainers: int
+    max_trainers: int
+    trainer_count: int
+    min_reliability_bps: int
+    slash_bps: int
+    join_deadline: int
+    submission_period: int
+    aggregation_period: int
+    initial_model_cid: str
+    latest_model_cid: str
+    created_block: int
+    created_tx: str
+
+
+class TrainerEntry(BaseModel):
+    """One trainer's part in one round."""
+
+    index: int
+    trainer: str
+    submitted: bool
+    update_cid: str | None
+    commitment: str | None
+    score: str
+    share: float = Field(description="score / sum of unflagged scores (0 when flagged)")
+    flagged: bool
+    reward: str
+    reward_eth: str
+    slashed: str
+
+
+class RoundView(BaseModel):
+    round: int
+    model_cid: str
+    proof_cid: str
+    accuracy: float | None = Field(description="as published by the aggregator in the proof document (not proven)")
+    block: int
+    tx_hash: str
+    trainers: list[TrainerEntry]
+
+
+class Payout(BaseModel):
+    """What an account is entitled to from a project (once settled) and what it withdrew."""
+
+    account: str
+    roles: list[str]
+    entitled: str
+    entitled_eth: str
+    withdrawn: str
+    withdrawn_eth: str
+
+
+class Member(BaseModel):
+    index: int
+    trainer: str
+    stake: str
+    joined_block: int
+    earned: str
+    earned_eth: str
+    slashed: str
+    flagged_rounds: int
+
+
+class ProjectDetail(BaseModel):
+    project: ProjectSummary
+    trainers: list[Member]
+    rounds: list[RoundView]
+    payouts: list[Payout]
+    escrowed: str
+    escrowed_eth: str
+    settled: bool = Field(description="finished or cancelled: withdrawals are open")
+    pending_submissions: int = Field(description="submissions in the round open now")
+
+
+class VerifyResult(BaseModel):
+    """The verifier's answer to an ``eth_call`` of ``verifyRound`` with the round's on-chain values."""
+
+    project_id: int
+    round: int
+    verifier: str
+    valid: bool
+    gas_estimate: int | None = None
+    error: str | None = None
+    proof_source: str | None = Field(default=None, description="where the proof bytes came from")
+    proof_hash: str | None = None
+
+
+class RoundProof(BaseModel):
+    """The public values and proof of a round, to verify it yourself (e.g. from the browser)."""
+
+    project_id: int
+    round: int
+    verifier: str
+    commitments: list[str]
+    scores: list[str]
+    flags: list[bool]
+    proof: str
+    proof_source: str
+
+
+class TxRequest(BaseModel):
+    """A transaction for the user's wallet to sign: nothing here is signed by the server."""
+
+    chain_id: int
+    to: str
+    data: str
+    value: str = Field(description="wei, decimal string")
+    value_hex: str
+    summary: str
+
+
+class TxStatus(BaseModel):
+    hash: str
+    status: str = Field(description="pending, confirmed or failed")
+    block_number: int | None = None
+    gas_used: int | None = None
+    events: list[str] = Field(default_factory=list)
+    project_id: int | None = Field(default=None, description="the project a createProject transaction created")
+    error: str | None = None
+
+
+class ReliabilityPoint(BaseModel):
+    market: str
+    project_id: int
+    round: int
+    outcome: str
+    reliability_bps: int
+    block: int
+    tx_hash: str
+
+
+class TrainerProject(BaseModel):
+    project_id: int
+    status: str
+    index: int
+    stake: str
+    earned: str
+    earned_eth: str
+    flagged_rounds: int
+
+
+class TrainerProfile(BaseModel):
+    address: str
+    reliability_bps: int
+    contributed: int
+    flagged: int
+    missed: int
+    history: list[ReliabilityPoint]
+    projects: list[TrainerProject]
+
+
+class Problem(BaseModel):
+    """An error: a sentence for people, and per-field messages for forms."""
+
+    detail: str
+    errors: dict[str, str] = Field(default_factory=dict)

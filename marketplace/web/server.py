@@ -1,0 +1,65 @@
+"""Run the web app with uvicorn in a background thread (for the demo and the browser tests)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import uvicorn
+from fastapi import FastAPI
+
+
+@dataclass
+class BackgroundServer:
+    """A uvicorn server running in a daemon thread; :meth:`stop` shuts it down."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    host: str
+    port: int
+    _sock: socket.socket = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        self._sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_in_background(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 30.0, log_level: str = "warning"
+) -> BackgroundServer:
+    """Serves ``app`` on ``host:port`` (0 = a free port) from a daemon thread; returns once it accepts requests."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    bound_port = int(sock.getsockname()[1])
+    config = uvicorn.Config(app, log_level=log_level, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"web-{bound_port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive():
+            sock.close()
+            raise RuntimeError("the web server exited during startup (see the log above)")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError(f"the web server did not start within {startup_timeout}s")
+        time.sleep(0.02)
+    return BackgroundServer(server, thread, host, bound_port, sock)
