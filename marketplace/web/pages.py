@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -93,8 +94,8 @@ def new_job_page(request: Request) -> Response:
 async def new_job_submit(request: Request) -> Response:
     """Validates the form; answers with the form and its messages, or the transaction to sign."""
     svc = service(request)
-    form = await request.form()
-    values = {k: str(v) for k, v in form.items()}
+    # The form is urlencoded (HTML and htmx default); parsed here, no multipart dependency needed.
+    values = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True))
     template = "_job_form.html" if request.headers.get("HX-Request") == "true" else "new_job.html"
     try:
         config = parse_job(values, list(request.app.state.models), svc.indexer.verifiers())

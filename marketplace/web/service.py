@@ -15,7 +15,7 @@ from typing import Any
 from eth_utils import is_address, keccak, to_checksum_address
 from hexbytes import HexBytes
 from web3.contract import Contract
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from marketplace.chain.client import ChainClient
 from marketplace.chain.errors import ChainError
@@ -327,6 +327,8 @@ class MarketService:
             self.chain.call(fn, **{"from": sender, "value": value})
         except ChainError as exc:
             raise Rejected(f"the chain would reject this transaction: {exc}") from None
+        except Web3RPCError as exc:  # e.g. the sender cannot pay the value
+            raise Rejected(f"the chain would reject this transaction: {exc.message}") from None
 
     def _tx(self, fn: Any, value: int, summary: str) -> TxRequest:
         return TxRequest(

@@ -1,0 +1,251 @@
+"""The JSON API and the HTML pages against a real chain (session anvil) and a real IPFS node."""
+
+# ruff: noqa: F811  (fixtures imported from tests.web_fixtures are used as test arguments)
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
+
+from marketplace.chain.client import ChainClient
+from marketplace.web.schemas import ProjectDetail
+from tests.market_fixtures import ETH, Actors
+from tests.web_fixtures import (  # noqa: F401
+    ACCURACIES,
+    INITIAL_CID,
+    FinishedProject,
+    client,
+    finished_project,
+    ipfs,
+    ipfs_node,
+    web_app,
+    web_settings,
+)
+
+
+def send_prepared(chain: ChainClient, account: LocalAccount, tx: dict[str, Any]) -> str:
+    """Signs and sends an unsigned transaction from the API the way a wallet does; returns its hash."""
+    w3 = chain.w3
+    params: dict[str, Any] = {
+        "from": account.address, "to": tx["to"], "data": tx["data"], "value": int(tx["value"]),
+        "chainId": tx["chain_id"], "nonce": w3.eth.get_transaction_count(account.address),
+    }  # fmt: skip
+    params["gas"] = int(w3.eth.estimate_gas(params) * 1.2)  # type: ignore[arg-type]
+    params.update(chain.fees())
+    raw = account.sign_transaction(params).raw_transaction
+    return w3.eth.send_raw_transaction(raw).to_0x_hex()
+
+
+def job(actors: Actors, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "model_name": "mlp", "rounds": "2", "min_trainers": "2", "max_trainers": "3", "budget_eth": "1.5",
+        "aggregator_fee_eth": "0.1", "stake_eth": "0.05", "aggregator": actors.aggregator.address,
+        "min_reliability_pct": "0", "initial_model_cid": INITIAL_CID,
+    }  # fmt: skip
+    body.update(overrides)
+    return body
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def test_projects_list_filter_and_sort(client: TestClient, actors: Actors, finished_project: FinishedProject) -> None:
+    open_id = actors.create(reward_budget=20 * ETH, min_reliability_bps=6_000)
+    projects = client.get("/api/projects").json()
+    assert [p["project_id"] for p in projects] == [open_id, finished_project.project_id]  # newest first
+    finished = projects[1]
+    assert finished["status"] == "finished"
+    assert finished["rounds_done"] == 2 and finished["trainer_count"] == 3
+    assert finished["reward_budget_eth"] == "3" and finished["stake_eth"] == "0.1"
+    assert projects[0]["status"] == "open" and projects[0]["min_reliability_bps"] == 6_000
+
+    assert [p["project_id"] for p in client.get("/api/projects?status=open").json()] == [open_id]
+    assert [p["project_id"] for p in client.get("/api/projects?max_reliability_pct=50").json()] == [
+        finished_project.project_id
+    ]
+    assert client.get("/api/projects?sort=oldest").json()[0]["project_id"] == finished_project.project_id
+    assert client.get("/api/projects?min_budget_eth=10").json()[0]["project_id"] == open_id
+    bad = client.get("/api/projects?status=bogus")
+    assert bad.status_code == 422 and "status" in bad.json()["errors"]
+
+
+def test_project_detail_rounds_scores_accuracy_payouts(
+    client: TestClient, actors: Actors, finished_project: FinishedProject
+) -> None:
+    pid = finished_project.project_id
+    detail = ProjectDetail.model_validate(client.get(f"/api/projects/{pid}").json())
+    assert detail.settled and detail.project.status == "finished"
+    assert [r.accuracy for r in detail.rounds] == ACCURACIES  # read from the proof documents on IPFS
+    r1 = detail.rounds[1]
+    assert r1.proof_cid == finished_project.proof_cids[1]
+    assert [e.flagged for e in r1.trainers] == [False, False, True]
+    assert [e.score for e in r1.trainers] == ["600000", "400000", "0"]
+    assert abs(r1.trainers[0].share - 0.6) < 1e-9 and r1.trainers[2].share == 0
+    assert int(r1.trainers[2].slashed) == ETH // 10 // 2  # 50% of the 0.1 ETH stake
+    assert all(e.submitted and e.update_cid for e in r1.trainers)
+
+    # Entitlements mirror the contract: they add up to the escrow and match withdrawable().
+    assert sum(int(p.entitled) for p in detail.payouts) == int(detail.escrowed)
+    for payout in detail.payouts:
+        assert int(payout.entitled) == actors.owner.withdrawable(pid, payout.account)
+    trainer = next(t for t in actors.trainers if t.address == finished_project.trainers[0])
+    amount = trainer.withdraw(pid)
+    after = ProjectDetail.model_validate(client.get(f"/api/projects/{pid}").json())
+    assert next(p for p in after.payouts if p.account == trainer.address).withdrawn == str(amount)
+    assert client.get(f"/api/projects/{pid}/rounds/0").json()["round"] == 0
+    assert len(client.get(f"/api/projects/{pid}/rounds").json()) == 2
+
+
+def test_verify_round_with_the_verifier(client: TestClient, finished_project: FinishedProject) -> None:
+    pid = finished_project.project_id
+    result = client.post(f"/api/projects/{pid}/rounds/1/verify").json()
+    assert result["valid"] is True and result["error"] is None
+    assert result["gas_estimate"] > 21_000
+    assert result["proof_source"].startswith("calldata of 0x")
+    proof = client.get(f"/api/projects/{pid}/rounds/1/proof").json()
+    assert proof["flags"] == [False, False, True] and proof["scores"] == ["600000", "400000", "0"]
+    assert len(proof["commitments"]) == 3 and len(bytes.fromhex(proof["proof"][2:])) == 32
+
+    missing = client.post(f"/api/projects/{pid}/rounds/7/verify")
+    assert missing.status_code == 404 and "not finalized" in missing.json()["detail"]
+    assert client.post("/api/projects/999/rounds/0/verify").status_code == 404
+
+
+def test_trainer_profile_history(client: TestClient, finished_project: FinishedProject) -> None:
+    flagged = finished_project.trainers[2]
+    profile = client.get(f"/api/trainers/{flagged}").json()
+    assert [h["outcome"] for h in profile["history"]] == ["contributed", "flagged"]
+    assert [h["reliability_bps"] for h in profile["history"]] == [6666, 5000]
+    assert profile["reliability_bps"] == 5000 and (profile["contributed"], profile["flagged"]) == (1, 1)
+    assert profile["projects"][0]["flagged_rounds"] == 1
+    assert client.get(f"/api/trainers/{flagged.lower()}").json()["address"] == flagged
+    bad = client.get("/api/trainers/0x1234")
+    assert bad.status_code == 404 and "not an Ethereum address" in bad.json()["detail"]
+
+
+def test_unknown_things_are_404_with_a_message(client: TestClient) -> None:
+    for path in ["/api/projects/999", "/api/projects/999/rounds", "/api/tx/0x" + "ab" * 32, "/api/tx/nothex"]:
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["detail"], path
+    page = client.get("/projects/999")
+    assert page.status_code == 404 and "project 999 does not exist" in page.text
+    assert "Traceback" not in page.text
+    assert client.get("/no/such/page").status_code == 404
+
+
+# ---------------------------------------------------------------------------- writing (wallet signs)
+
+
+def test_create_project_transaction_is_signed_by_the_wallet(
+    client: TestClient, actors: Actors, accounts: list[LocalAccount]
+) -> None:
+    owner = accounts[1]
+    prepared = client.post("/api/tx/create-project", json={**job(actors), "sender": owner.address})
+    assert prepared.status_code == 200, prepared.text
+    tx = prepared.json()
+    assert tx["to"] == actors.deployment.address("TrainingMarket")
+    assert int(tx["value"]) == int(1.6 * ETH) and tx["value_hex"] == hex(int(1.6 * ETH))
+    tx_hash = send_prepared(actors.chain, owner, tx)
+    status = client.get(f"/api/tx/{tx_hash}").json()
+    assert status["status"] == "confirmed" and "ProjectCreated" in status["events"]
+    pid = status["project_id"]
+    project = client.get(f"/api/projects/{pid}").json()["project"]
+    assert project["owner"] == owner.address and project["status"] == "open"
+    assert (project["rounds"], project["min_trainers"], project["max_trainers"]) == (2, 2, 3)
+    assert project["stake"] == str(5 * ETH // 100) and project["aggregator_fee"] == str(ETH // 10)
+    assert project["submission_period"] == 600 and project["join_deadline"] > 0
+
+    # Joining: prepared for the trainer, refused (decoded) for the owner.
+    trainer = accounts[3]
+    join = client.post("/api/tx/join", json={"project_id": pid, "sender": trainer.address}).json()
+    assert int(join["value"]) == 5 * ETH // 100
+    joined = client.get(f"/api/tx/{send_prepared(actors.chain, trainer, join)}").json()
+    assert joined["status"] == "confirmed" and "TrainerJoined" in joined["events"]
+    assert client.get(f"/api/projects/{pid}").json()["trainers"][0]["trainer"] == trainer.address
+    refused = client.post("/api/tx/join", json={"project_id": pid, "sender": owner.address})
+    assert refused.status_code == 422 and "RoleConflict" in refused.json()["detail"]
+    again = client.post("/api/tx/join", json={"project_id": pid, "sender": trainer.address})
+    assert again.status_code == 422 and "AlreadyJoined" in again.json()["detail"]
+
+
+def test_join_refused_below_min_reliability(client: TestClient, actors: Actors) -> None:
+    pid = actors.create(min_reliability_bps=6_000)
+    refused = client.post("/api/tx/join", json={"project_id": pid, "sender": actors.trainers[0].address})
+    assert refused.status_code == 422
+    assert "ReliabilityTooLow" in refused.json()["detail"]
+
+
+def test_bad_job_input_gets_field_messages(client: TestClient, actors: Actors) -> None:
+    cases = {
+        "min_trainers": {"min_trainers": "5", "max_trainers": "3"},
+        "aggregator": {"aggregator": "0x1234"},
+        "budget_eth": {"budget_eth": "lots"},
+        "initial_model_cid": {"initial_model_cid": "not-a-cid"},
+        "model_name": {"model_name": "gpt"},
+        "rounds": {"rounds": "0"},
+        "min_reliability_pct": {"min_reliability_pct": "150"},
+        "verifier": {"verifier": actors.stranger.address},
+    }
+    for field, override in cases.items():
+        response = client.post("/api/tx/create-project", json=job(actors, **override))
+        assert response.status_code == 422, field
+        body = response.json()
+        assert field in body["errors"], (field, body)
+        assert "Traceback" not in response.text
+    assert client.post("/api/tx/create-project", json=job(actors, budget_eth="lots")).json()["errors"] == {
+        "budget_eth": "must be a number"
+    }
+    # Valid input, but the sender cannot pay the escrow: the simulation explains it.
+    poor = client.post("/api/tx/create-project", json={**job(actors), "sender": "0x" + "42" * 20})
+    assert poor.status_code == 422 and "would reject" in poor.json()["detail"]
+
+
+# ---------------------------------------------------------------------------- pages and schema
+
+
+def test_html_pages_render(client: TestClient, finished_project: FinishedProject) -> None:
+    pid = finished_project.project_id
+    listing = client.get("/projects")
+    assert listing.status_code == 200 and f'data-project-id="{pid}"' in listing.text
+    detail = client.get(f"/projects/{pid}")
+    assert detail.status_code == 200
+    assert "Verify on chain" in detail.text and "FLAGGED" in detail.text and 'id="chart-data"' in detail.text
+    verified = client.post(f"/projects/{pid}/rounds/0/verify")
+    assert 'data-valid="true"' in verified.text
+    assert client.get(f"/projects/{pid}/join").status_code == 200
+    assert f"marketplace trainer run {pid} --data" in client.get(f"/projects/{pid}/join").text
+    assert client.get(f"/trainers/{finished_project.trainers[0]}").status_code == 200
+    assert client.get("/projects/new").status_code == 200
+    partial = client.get("/projects?status=finished", headers={"HX-Request": "true", "HX-Target": "project-table"})
+    assert partial.text.lstrip().startswith('<div id="project-table">')
+    lenient = client.get("/projects?min_budget_eth=abc")
+    assert lenient.status_code == 200 and "not a number" in lenient.text
+    for page in (listing.text, detail.text):
+        assert "http://" not in page.replace("http://testserver", "") and "https://" not in page  # no CDN
+
+
+def test_job_form_shows_messages_not_traces(client: TestClient, actors: Actors) -> None:
+    form = job(actors, min_trainers="4", max_trainers="2", stake_eth="-1")
+    form["verifier"] = actors.deployment.address("TestRoundVerifier")
+    response = client.post("/projects/new", data=form, headers={"HX-Request": "true"})
+    assert response.status_code == 422
+    assert 'data-field="min_trainers"' in response.text or 'data-field="stake_eth"' in response.text
+    assert "Traceback" not in response.text and "<form" in response.text
+    ok = client.post("/projects/new", data=job(actors, verifier=form["verifier"]), headers={"HX-Request": "true"})
+    assert ok.status_code == 200 and 'id="job-tx"' in ok.text and "Sign and send with wallet" in ok.text
+
+
+def test_openapi_schema_lists_the_api(client: TestClient) -> None:
+    schema = client.get("/api/openapi.json").json()
+    paths = schema["paths"]
+    for path in [
+        "/api/projects", "/api/projects/{project_id}", "/api/projects/{project_id}/rounds/{round_}/verify",
+        "/api/trainers/{address}", "/api/tx/create-project", "/api/tx/join", "/api/tx/{tx_hash}", "/api/status",
+    ]:  # fmt: skip
+        assert path in paths, path
+    assert not any(p.startswith("/projects") for p in paths)  # pages are not part of the API
+    status = client.get("/api/status").json()
+    assert status["chain_id"] == 31337 and status["indexed_block"] == status["head_block"]
+    assert {m["name"] for m in client.get("/api/models").json()} >= {"mlp", "cnn"}

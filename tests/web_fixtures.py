@@ -1,0 +1,111 @@
+"""Fixtures for the web app tests: the app on the session anvil (fresh index per test), a real IPFS
+node for proof documents, and a finished project with a flagged trainer to render.
+
+Import them in a test module (``from tests.web_fixtures import ...``); they build on the market
+fixtures (``actors``: chain state is snapshot-reverted after each test).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from marketplace.chain.anvil import AnvilNode
+from marketplace.chain.market import RoundResult, local_hash_proof
+from marketplace.storage.ipfs import IpfsClient
+from marketplace.storage.manager import LocalIpfsNode
+from marketplace.web.app import create_app
+from marketplace.web.settings import WebSettings
+from tests.ipfs_fixtures import ipfs, ipfs_node
+from tests.market_fixtures import ETH, Actors
+
+INITIAL_CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+ACCURACIES = [0.61, 0.78]
+
+
+@pytest.fixture
+def web_settings(tmp_path: Path, anvil: AnvilNode, actors: Actors, ipfs_node: LocalIpfsNode) -> WebSettings:
+    """Settings for an app on the session chain; the index is a fresh file and re-syncs on every request."""
+    return WebSettings(
+        rpc_url=anvil.url,
+        deployment=actors.deployment,
+        db_path=tmp_path / "index.sqlite",
+        ipfs_api=ipfs_node.api_url,
+        sync_interval=0,
+    )
+
+
+@pytest.fixture
+def web_app(web_settings: WebSettings) -> FastAPI:
+    return create_app(web_settings)
+
+
+@pytest.fixture
+def client(web_app: FastAPI) -> Iterator[TestClient]:
+    """FastAPI's test client (runs the app's startup: a first index sync)."""
+    with TestClient(web_app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@dataclass
+class FinishedProject:
+    """A two-round project with three trainers; trainer 2 is flagged in round 1."""
+
+    project_id: int
+    trainers: list[str]
+    proof_cids: list[str]
+    scores: list[list[int]]
+    flags: list[list[bool]]
+
+
+def finalize(actors: Actors, ipfs: IpfsClient, pid: int, round_: int, scores: list[int], flags: list[bool],
+             accuracy: float | None) -> str:  # fmt: skip
+    """Finalizes ``round_`` as the aggregator does: proof document pinned to IPFS, proof on chain."""
+    members = actors.owner.trainers(pid)
+    commitments = [actors.owner.commitment(pid, round_, m) for m in members]
+    proof = local_hash_proof(commitments, scores, flags)
+    doc = {
+        "project": pid, "round": round_, "prover": "test-hash", "commitments": ["0x" + c.hex() for c in commitments],
+        "scores": scores, "flags": flags, "proof": "0x" + proof.hex(), "accuracy": accuracy,
+    }  # fmt: skip
+    proof_cid = ipfs.add(json.dumps(doc, sort_keys=True).encode())
+    result = RoundResult(f"bafkreimodel{pid}r{round_}", proof_cid, scores, flags, proof)
+    actors.aggregator.finalize_round(pid, round_, result)
+    return proof_cid
+
+
+def make_finished_project(actors: Actors, ipfs: IpfsClient) -> FinishedProject:
+    pid = actors.training_project(3, rounds=2, reward_budget=3 * ETH, aggregator_fee=ETH // 2)
+    scores = [[500_000, 300_000, 200_000], [600_000, 400_000, 0]]
+    flags = [[False, False, False], [False, False, True]]
+    cids = []
+    for round_ in range(2):
+        actors.submit_all(pid, round_)
+        cids.append(finalize(actors, ipfs, pid, round_, scores[round_], flags[round_], ACCURACIES[round_]))
+    return FinishedProject(pid, actors.owner.trainers(pid), cids, scores, flags)
+
+
+@pytest.fixture
+def finished_project(actors: Actors, ipfs: IpfsClient) -> FinishedProject:
+    return make_finished_project(actors, ipfs)
+
+
+__all__ = [
+    "ACCURACIES",
+    "INITIAL_CID",
+    "FinishedProject",
+    "client",
+    "finalize",
+    "finished_project",
+    "ipfs",
+    "ipfs_node",
+    "make_finished_project",
+    "web_app",
+    "web_settings",
+]
