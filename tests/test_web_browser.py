@@ -1,0 +1,219 @@
+"""End to end in a real headless Chromium (Debian's, driven by Playwright): post a job and join as a
+trainer through the page's wallet code (an injected EIP-1193 provider that forwards to anvil and
+signs with a test account), then see a finished round's scores and verify its proof.
+
+Screenshots of every page go to ``reports/screenshots/``.
+"""
+
+# ruff: noqa: F811  (fixtures imported from tests.web_fixtures are used as test arguments)
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+
+from marketplace.chain.anvil import AnvilNode
+from marketplace.storage.ipfs import IpfsClient
+from marketplace.web.app import create_app
+from marketplace.web.server import BackgroundServer, serve_in_background
+from marketplace.web.settings import WebSettings
+from tests.market_fixtures import Actors
+from tests.web_fixtures import INITIAL_CID, finalize, ipfs, ipfs_node, web_settings  # noqa: F401
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "reports" / "screenshots"
+WALLET_JS = (Path(__file__).parent / "web_injected_wallet.js").read_text()
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 20_000
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def server(web_settings: WebSettings) -> Iterator[BackgroundServer]:
+    with serve_in_background(create_app(web_settings)) as running:
+        yield running
+
+
+@pytest.fixture
+def browser_context(tmp_path: Path) -> Iterator[BrowserContext]:
+    """Chromium with a fresh profile directory."""
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make install-browser` (apt-get install -y chromium)")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        context.add_init_script(WALLET_JS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def use_wallet(context: BrowserContext, rpc_url: str, account: LocalAccount) -> None:
+    """Pages opened from now on see ``account`` in their injected wallet."""
+    config = json.dumps({"rpcUrl": rpc_url, "account": account.address})
+    # Init scripts run in the order added: this one runs before the wallet, the latest wins.
+    context.add_init_script(f"window.__TEST_WALLET__ = {config};")
+
+
+def shoot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def watch_errors(page: Page) -> list[str]:
+    """Collects the page's JavaScript errors and failed resource loads."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+
+    def on_console(msg: ConsoleMessage) -> None:
+        expected = any(f"status of {code}" in msg.text for code in (404, 422))  # the invalid form, the 404 page
+        if msg.type == "error" and not expected:
+            errors.append(f"console: {msg.text}")
+
+    page.on("console", on_console)
+    return errors
+
+
+def test_post_job_join_and_verify_a_finished_round(
+    server: BackgroundServer,
+    browser_context: BrowserContext,
+    anvil: AnvilNode,
+    actors: Actors,
+    accounts: list[LocalAccount],
+    ipfs: IpfsClient,
+) -> None:
+    if SCREENSHOTS.exists():
+        shutil.rmtree(SCREENSHOTS)
+    base = server.url
+    owner, trainer = accounts[1], accounts[3]
+    assert actors.trainers[0].address == trainer.address
+    context = browser_context
+
+    # ---- the owner posts a job; bad input first
+    use_wallet(context, anvil.url, owner)
+    page = context.new_page()
+    errors = watch_errors(page)
+    page.goto(f"{base}/projects/new")
+    page.click("#wallet-button")
+    expect(page.locator("#wallet-address")).to_have_text(f"{owner.address[:6]}…{owner.address[-4:]}")
+    page.fill("#f-initial_model_cid", INITIAL_CID)
+    page.fill("#f-aggregator", actors.aggregator.address)
+    page.fill("#f-rounds", "1")
+    page.fill("#f-min_trainers", "3")
+    page.fill("#f-max_trainers", "2")
+    page.fill("#f-budget_eth", "2")
+    page.fill("#f-aggregator_fee_eth", "0.2")
+    page.fill("#f-stake_eth", "0.1")
+    page.click("#job-submit")
+    expect(page.locator('.field-error[data-field="min_trainers"]')).to_contain_text("exceeds the maximum")
+    shoot(page, "post-job-invalid")
+
+    page.fill("#f-min_trainers", "2")
+    page.click("#job-submit")
+    expect(page.locator("#job-summary")).to_contain_text("escrowing 2.2 ETH")
+    page.click("#job-sign")
+    link = page.locator("#job-created-link")
+    expect(link).to_be_visible()
+    shoot(page, "post-job-confirmed")
+    pid = int(link.get_attribute("href").rsplit("/", 1)[1])  # type: ignore[union-attr]
+    project = actors.owner.get_project(pid)
+    assert project.owner == owner.address and project.reward_budget == 2 * 10**18 and project.max_trainers == 2
+    assert "eth_sendTransaction" in page.evaluate("window.ethereum.log")
+
+    # ---- a trainer joins with its wallet
+    use_wallet(context, anvil.url, trainer)
+    page = context.new_page()
+    errors += watch_errors(page)
+    page.goto(f"{base}/projects/{pid}/join")
+    page.click("#join-connect")
+    expect(page.locator("#join-reliability")).to_have_text("50%")
+    expect(page.locator("#join-eligibility")).to_contain_text("you can join")
+    page.click("#join-button")
+    expect(page.locator("#join-done")).to_contain_text(f"Joined project {pid}")
+    expect(page.locator("#trainer-command")).to_contain_text(f"marketplace trainer run {pid} --data")
+    shoot(page, "join-as-trainer")
+    assert actors.owner.trainers(pid) == [trainer.address]
+
+    # ---- the second trainer joins (training starts), both submit, the aggregator finalizes
+    actors.trainers[1].join(pid)
+    actors.submit_all(pid, 0)
+    finalize(actors, ipfs, pid, 0, [700_000, 300_000], [False, False], accuracy=0.83)
+
+    # ---- the finished round: scores, charts, proof verified by the verifier contract
+    page.goto(f"{base}/projects/{pid}")
+    expect(page.locator("#project-status")).to_have_text("finished")
+    rows = page.locator("#round-0 .round-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0).locator(".score-share")).to_have_text("70.0%")
+    expect(rows.nth(1).locator(".score-share")).to_have_text("30.0%")
+    page.click("#round-0 .verify-button")
+    expect(page.locator("#verify-0 [data-valid=true]")).to_contain_text("proof valid")
+    assert page.evaluate("Chart.getChart(document.querySelector('#accuracy-chart')) !== undefined")
+    assert page.evaluate("Chart.getChart(document.querySelector('#contribution-chart')) !== undefined")
+    shoot(page, "project-detail")
+    page.click("#round-0 .wallet-verify")
+    expect(page.locator("#verify-0 [data-valid=true]")).to_contain_text("through your wallet")
+
+    # ---- the trainer's profile and the project list
+    page.goto(f"{base}/trainers/{trainer.address}")
+    expect(page.locator("#trainer-reliability")).to_have_text("66.66%")
+    expect(page.locator("#reliability-history tbody tr")).to_have_count(1)
+    shoot(page, "trainer-profile")
+    page.goto(f"{base}/projects")
+    expect(page.locator(f'tr[data-project-id="{pid}"] .status')).to_have_text("finished")
+    page.select_option("select[name=status]", "open")
+    expect(page.locator(f'tr[data-project-id="{pid}"]')).to_have_count(0)
+    page.select_option("select[name=status]", "")
+    expect(page.locator(f'tr[data-project-id="{pid}"]')).to_have_count(1)
+    shoot(page, "projects")
+    page.goto(f"{base}/projects/{pid + 100}")
+    expect(page.locator("#error-detail")).to_contain_text("does not exist")
+    shoot(page, "not-found")
+
+    assert errors == [], errors
+    assert {p.name for p in SCREENSHOTS.glob("*.png")} >= {
+        "post-job-invalid.png", "post-job-confirmed.png", "join-as-trainer.png", "project-detail.png",
+        "trainer-profile.png", "projects.png",
+    }  # fmt: skip
+
+
+def test_page_without_a_wallet_explains_what_is_missing(server: BackgroundServer, tmp_path: Path) -> None:
+    """No injected provider: connecting says a wallet is needed instead of failing silently."""
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make install-browser`")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            page = context.new_page()
+            page.goto(f"{server.url}/projects/new")
+            page.click("#wallet-button")
+            expect(page.locator("#wallet-error")).to_contain_text("No browser wallet found")
+        finally:
+            context.close()
