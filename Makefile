@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: install install-python install-node demo test test-heavy lint compile clean
+.PHONY: install install-python install-node install-browser vendor-js demo test test-heavy lint compile clean
 
 install: install-python install-node
 
@@ -27,6 +27,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 node_modules/.installed: package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Headless Chromium for the browser tests (Debian package; Playwright drives it via executable_path).
+install-browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+# Copy htmx, Chart.js and ethers from node_modules/ into the web app's static files (committed).
+vendor-js: install-node
+	$(PY) scripts/vendor_js.py
 
 compile: install
 	$(VENV)/bin/marketplace compile
