@@ -1,5 +1,5 @@
 // Hardhat 2.x configuration for people who compile and deploy with Hardhat
-// (`npm install --no-save hardhat@2.29.1 @nomicfoundation/hardhat-ethers ethers`, then
+// (`npm install --no-save hardhat@2.29.1 @nomicfoundation/hardhat-ethers@3 ethers@6`, then
 // `npx hardhat compile` / `npx hardhat run scripts/deploy.js --network testnet`).
 // The Python toolchain (`marketplace compile`, `marketplace deploy`) does not need it.
 //
@@ -8,6 +8,9 @@
 //   MARKETPLACE_RPC_URL, MARKETPLACE_PRIVATE_KEY, MARKETPLACE_CHAIN_ID (optional check).
 const { subtask } = require("hardhat/config");
 const { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } = require("hardhat/builtin-tasks/task-names");
+try {
+  require("@nomicfoundation/hardhat-ethers"); // for scripts/deploy.js; compiling works without it
+} catch {}
 
 const SOLC_VERSION = "0.8.28";
 
@@ -36,7 +39,7 @@ module.exports = {
   },
   paths: { sources: "./contracts", artifacts: "./build/hardhat" , cache: "./.cache/hardhat" },
   networks: {
-    localhost: { url: "http://127.0.0.1:8545", chainId: 31337 },
+    localhost: { url: process.env.MARKETPLACE_LOCAL_RPC_URL || "http://127.0.0.1:8545", chainId: 31337 },
     ...(testnet ? { testnet } : {}),
   },
 };

@@ -1,0 +1,33 @@
+// Deploy the marketplace with Hardhat (for people who use Hardhat; `marketplace deploy` does the
+// same from Python). Needs `npm install --no-save hardhat@2.29.1 @nomicfoundation/hardhat-ethers@3 ethers@6`.
+//   npx hardhat run scripts/deploy.js --network testnet
+// Deploys ReliabilityRegistry and TrainingMarket (the signer becomes admin of both) and
+// authorizes the market in the registry. It never deploys the test verifier: approve a real
+// verifier with TrainingMarket.setVerifierApproval once it is deployed.
+const hre = require("hardhat");
+
+async function main() {
+  const [admin] = await hre.ethers.getSigners();
+  const { chainId } = await hre.ethers.provider.getNetwork();
+  console.log(`deploying from ${admin.address} on chain ${chainId}`);
+  const registry = await hre.ethers.deployContract("ReliabilityRegistry", [admin.address]);
+  await registry.waitForDeployment();
+  const market = await hre.ethers.deployContract("TrainingMarket", [admin.address, await registry.getAddress()]);
+  await market.waitForDeployment();
+  await (await registry.setMarketAuthorization(await market.getAddress(), true)).wait();
+  const record = {
+    network: hre.network.name,
+    chain_id: Number(chainId),
+    contracts: {
+      ReliabilityRegistry: { address: await registry.getAddress(), block_number: await hre.ethers.provider.getBlockNumber() },
+      TrainingMarket: { address: await market.getAddress(), block_number: await hre.ethers.provider.getBlockNumber() },
+    },
+  };
+  console.log(JSON.stringify(record, null, 2));
+  console.log(`save this as deployments/${hre.network.name}.json to use it from the marketplace CLI`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
