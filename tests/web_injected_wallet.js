@@ -7,6 +7,7 @@
   const listeners = {};
   const log = [];
   let nextId = 1;
+  let connected = false; // like MetaMask: no accounts until the page asks with eth_requestAccounts
   const config = () => window.__TEST_WALLET__;
 
   async function rpc(method, params) {
@@ -33,8 +34,10 @@
       const account = config().account;
       switch (method) {
         case "eth_requestAccounts":
-        case "eth_accounts":
+          connected = true;
           return [account];
+        case "eth_accounts":
+          return connected ? [account] : [];
         case "wallet_switchEthereumChain": {
           const have = await rpc("eth_chainId", []);
           if (BigInt(params[0].chainId) !== BigInt(have)) {
