@@ -158,8 +158,8 @@ def trainer_page(request: Request, address: str) -> Response:
     svc = service(request)
     profile = svc.trainer(address)
     chart = {
-        "labels": [f"P{h.project_id} R{h.round}" for h in profile.history],
-        "reliability": [h.reliability_bps / 100 for h in profile.history],
-        "outcomes": [h.outcome for h in profile.history],
+        "labels": ["start", *(f"P{h.project_id} R{h.round}" for h in profile.history)],
+        "reliability": [50.0, *(h.reliability_bps / 100 for h in profile.history)],
+        "outcomes": ["", *(h.outcome for h in profile.history)],
     }
     return render(request, "trainer.html", {"t": profile, "chart": chart})

@@ -193,7 +193,7 @@
         new Chart($("#accuracy-chart"), {
           type: "line",
           data: { labels, datasets: [{ label: "test accuracy (%)", data: d.accuracy.map((a) => (a === null ? null : a * 100)), tension: 0.2 }] },
-          options: { animation: false, scales: { y: { min: 0, max: 100 } } },
+          options: { animation: false, maintainAspectRatio: false, scales: { y: { min: 0, max: 100 } } },
         });
       } else {
         $("#accuracy-chart").hidden = true;
@@ -202,7 +202,7 @@
       new Chart($("#contribution-chart"), {
         type: "bar",
         data: { labels: d.trainers, datasets: d.shares.map((s, i) => ({ label: labels[i], data: s.map((x) => x * 100) })) },
-        options: { animation: false, scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: "share of the round's reward (%)" } } } },
+        options: { animation: false, maintainAspectRatio: false, scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: "share of the round's reward (%)" } } } },
       });
     }
     const rel = $("#reliability-data");
@@ -211,7 +211,7 @@
       new Chart($("#reliability-chart"), {
         type: "line",
         data: { labels: d.labels, datasets: [{ label: "reliability (%)", data: d.reliability, stepped: true }] },
-        options: { animation: false, scales: { y: { min: 0, max: 100 } } },
+        options: { animation: false, maintainAspectRatio: false, scales: { y: { min: 0, max: 100 } } },
       });
     }
   }
