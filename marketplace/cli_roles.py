@@ -237,3 +237,44 @@ def model_init(
         raise fail(f"unknown model {model!r}; available: {', '.join(available_models())}")
     cid = _store(ipfs_api).put_tensors(build_model(model, seed=seed).state_dict(), {"kind": "model", "model": model})
     console.print(cid)
+
+
+def audit_cmd(
+    project_id: int,
+    round_: int = typer.Argument(..., metavar="ROUND"),
+    network: str = NETWORK,
+    ipfs_api: str | None = IPFS_API,
+) -> None:
+    """Re-check a finalized round from public data: every update against its commitment, and the
+    recorded flags and scores against a recomputation. Exit code 1 if anything disagrees."""
+    from rich.table import Table
+
+    from marketplace.audit import audit_round
+    from marketplace.chain.deploy import connect
+
+    try:
+        market = connect(network, read_only=True)
+        report = audit_round(market, _store(ipfs_api), project_id, round_)
+    except (ConfigError, ChainError, StorageError) as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=f"Audit of project {project_id}, round {round_}")
+    for col in ["#", "trainer", "update", "flag (chain / recomputed)", "score (chain / recomputed)", ""]:
+        table.add_column(col)
+    for i, t in enumerate(report.trainers):
+        update = (
+            "not submitted" if not t.submitted else (f"[red]{t.problem}[/red]" if t.problem else "matches commitment")
+        )
+        mark = "[green]ok[/green]" if t.agrees else "[red]DIFFERS[/red]"
+        table.add_row(
+            str(i), t.trainer, update, f"{t.recorded_flag} / {t.recomputed_flag}",
+            f"{t.recorded_score} / {t.recomputed_score}", mark,
+        )  # fmt: skip
+    console.print(table)
+    if not report.finalized:
+        raise fail(f"round {round_} of project {project_id} is not finalized")
+    if not report.agrees:
+        raise fail("the recorded flags or scores differ from the recomputation")
+    console.print(
+        f"[green]round {round_} checks out[/green]: {len(report.invalid_updates)} invalid update(s), "
+        "all flags and scores recomputed exactly"
+    )

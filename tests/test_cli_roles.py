@@ -85,5 +85,8 @@ def test_trainers_and_aggregator_processes_complete_a_job(env: dict[str, str], t
     assert all("round 1: submitted" in o and "project ended" in o for o in outputs[1:])
     out = cli("project", "show", "1")
     assert "finished" in out
+    out = cli("audit", "1", "1")
+    assert "round 1 checks out: 0 invalid update(s)" in out
+    cli("audit", "1", "5", code=1)  # not finalized
     out = cli("project", "withdraw", "1", code=1)  # dev account 0 has no role here
     assert "NothingToWithdraw" in out

@@ -11,8 +11,10 @@ import pytest
 from rich.console import Console
 
 from marketplace.aggregator.node import AggregatorNode
+from marketplace.aggregator.rounds import collect_round, score_round
+from marketplace.audit import audit_round
 from marketplace.chain.deploy import TEST_VERIFIER
-from marketplace.chain.market import ProjectConfig, ProjectStatus
+from marketplace.chain.market import ProjectConfig, ProjectStatus, RoundResult, local_hash_proof
 from marketplace.demo import DemoConfig, LocalStack, local_stack, run_demo
 from marketplace.fl.attacks import Attack
 from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
@@ -118,6 +120,29 @@ def test_bad_updates_are_rejected_and_the_round_goes_on(stack: LocalStack, tmp_p
     assert report.flags == [False] * 4 + [True] * 4
     assert sum(report.chain_scores[:4]) > 0 and report.chain_scores[4:] == [0] * 4
     assert stack.admin.get_project(pid).status is ProjectStatus.FINISHED
+
+    # Anyone can re-check the round: the audit finds the same four invalid updates and recomputes
+    # exactly the recorded flags and scores.
+    audit = audit_round(stack.admin, stack.store, pid, 0)
+    assert audit.agrees
+    assert {t.trainer for t in audit.invalid_updates} == set(bad)
+    assert "CommitmentMismatch" in next(t.problem for t in audit.trainers if t.trainer == trainers[7].address)
+
+
+def test_audit_catches_scores_that_were_not_computed_by_the_rule(stack: LocalStack, tmp_path: Path) -> None:
+    pid, trainers, aggregator = _project(stack, 4, tmp_path)
+    for t in trainers:
+        t.step(pid)
+    # A dishonest aggregator records scores of its own choosing (the local test verifier only
+    # checks the proof is the hash of the values; the zk verifier would reject this outright).
+    inputs = collect_round(aggregator.market, stack.store, pid, 0, "mlp")
+    scored = score_round(inputs)
+    forged = [scored.chain_scores[0] * 3, *scored.chain_scores[1:]]
+    proof = local_hash_proof(inputs.commitments, forged, scored.flags)
+    aggregator.market.finalize_round(pid, 0, RoundResult("bafkreimodel", "bafkreiproof", forged, scored.flags, proof))
+    audit = audit_round(stack.admin, stack.store, pid, 0)
+    assert not audit.agrees
+    assert [t.agrees for t in audit.trainers] == [False, True, True, True]
 
 
 def test_aggregator_restart_does_not_double_post(stack: LocalStack, tmp_path: Path) -> None:

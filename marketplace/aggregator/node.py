@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from marketplace.aggregator.prover import HashProver, RoundProver
+from marketplace.aggregator.rounds import collect_round, score_round
 from marketplace.chain.errors import ContractRevert
 from marketplace.chain.market import MarketClient, Project, ProjectStatus, RoundResult
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import evaluate
-from marketplace.protocol import MAX_UPDATE_BYTES, SKETCH_DIM, commitment_of_sketch, scores_to_chain, update_sketch
-from marketplace.scoring.strategy import SketchScorer
-from marketplace.storage.errors import StorageError
+from marketplace.protocol import MAX_UPDATE_BYTES
 from marketplace.storage.store import ModelStore
 
 
@@ -48,16 +47,6 @@ class RoundReport:
     tx_hash: str = ""
     already_finalized: bool = False
     timings: dict[str, float] = field(default_factory=dict)
-
-
-class CommittedSketchScorer(SketchScorer):
-    """The paying scorer: flags and scores exactly the committed (float32) sketches."""
-
-    def __init__(self, seed: int, **kwargs: object) -> None:
-        super().__init__(sketch_dim=SKETCH_DIM, seed=seed, **kwargs)  # type: ignore[arg-type]
-
-    def summarize(self, updates: np.ndarray) -> np.ndarray:
-        return np.stack([update_sketch(row, self.seed).astype(np.float64) for row in np.asarray(updates)])
 
 
 class AggregatorNode:
@@ -117,45 +106,16 @@ class AggregatorNode:
         t0 = time.perf_counter()
         pid, round_ = project.project_id, project.current_round
         spec = param_spec(project.model_name)
-        seed = self.market.sketch_seed(pid)
-        trainers = self.market.trainers(pid)
-        subs = {s.trainer: s for s in self.market.submissions(pid, round_)}
         global_vec = tensors_to_vector(
             self.store.get_tensors(project.latest_model_cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec
         )
-
-        dim = global_vec.size
-        updates = np.zeros((len(trainers), dim), dtype=np.float32)
-        submitted = [t in subs for t in trainers]
-        valid = np.zeros(len(trainers), dtype=bool)
-        rejected: dict[str, str] = {}
-        for i, trainer in enumerate(trainers):
-            sub = subs.get(trainer)
-            if sub is None:
-                continue
-            try:
-                vec = tensors_to_vector(
-                    self.store.get_tensors(sub.cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec
-                )
-            except StorageError as exc:
-                rejected[trainer] = f"{type(exc).__name__}: {exc}"
-                continue
-            if commitment_of_sketch(update_sketch(vec, seed)) != sub.commitment:
-                rejected[trainer] = "CommitmentMismatch: the update's sketch does not match the on-chain commitment"
-                continue
-            updates[i] = vec
-            valid[i] = True
+        inputs = collect_round(self.market, self.store, pid, round_, project.model_name)
         timings["fetch"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        # Chain order of submissions: of identical updates, only the first submitted is kept.
-        order = np.array([(subs[t].block_number, subs[t].log_index) if t in subs else (2**62, 0) for t in trainers])
-        rank = np.lexsort((order[:, 1], order[:, 0])).argsort()
-        scorer = CommittedSketchScorer(seed, weighting="equal", submission_order=rank, **self.scorer_options)
-        result = scorer.run_round(updates, valid)
-        flags = [bool(f) or (s and not v) for f, s, v in zip(result.flags, submitted, valid, strict=True)]
-        chain_scores = scores_to_chain(result.scores, np.array(flags))
-        new_vec = global_vec if result.aggregate is None else global_vec + result.aggregate.astype(np.float32)
+        scored = score_round(inputs, **self.scorer_options)
+        flags, chain_scores = scored.flags, scored.chain_scores
+        new_vec = global_vec if scored.aggregate is None else global_vec + scored.aggregate.astype(np.float32)
         timings["score"] = time.perf_counter() - t1
 
         loss = accuracy = None
@@ -168,9 +128,8 @@ class AggregatorNode:
         model_cid = self.store.put_tensors(
             vector_to_state(new_vec, spec), {"kind": "model", "project": str(pid), "round": str(round_ + 1)}
         )
-        commitments = [subs[t].commitment if t in subs else b"\0" * 32 for t in trainers]
-        sketches = scorer.summarize(updates)
-        proof = self.prover.prove(commitments, sketches, valid, chain_scores, flags)
+        commitments = inputs.commitments
+        proof = self.prover.prove(commitments, scored.sketches, inputs.valid, chain_scores, flags)
         proof_doc = {
             "project": pid,
             "round": round_,
@@ -187,7 +146,7 @@ class AggregatorNode:
         timings["prove"] = time.perf_counter() - t2
 
         report = RoundReport(
-            pid, round_, trainers, submitted, flags, [float(s) for s in result.scores], chain_scores, rejected,
+            pid, round_, inputs.trainers, inputs.submitted, flags, scored.scores, chain_scores, inputs.rejected,
             model_cid, proof_cid, accuracy=accuracy, loss=loss, timings=timings,
         )  # fmt: skip
         t3 = time.perf_counter()
