@@ -42,10 +42,10 @@ compile: install
 demo: install
 	$(VENV)/bin/marketplace demo
 
-test: install
+test: install install-browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-heavy: install
+test-heavy: install install-browser
 	$(PY) -m pytest -q -m heavy $(PYTEST_ARGS)
 
 lint: install

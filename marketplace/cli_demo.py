@@ -25,6 +25,8 @@ def demo_cmd(
     epochs: int = typer.Option(2, min=1, help="Local epochs per round."),
     seed: int = typer.Option(0, help="Seed of the data split, models and attacks."),
     plot: Path = typer.Option(Path("reports/demo.png"), help="Where to write the plot."),
+    web: bool = typer.Option(True, "--web/--no-web", help="Serve the web UI during and after the job (until Ctrl-C)."),
+    port: int = typer.Option(8000, help="Web UI port on 127.0.0.1 (a free one if taken)."),
 ) -> None:
     """Run a whole marketplace job on a local chain and a local IPFS node, started by this command."""
     from marketplace.demo import DemoConfig, run_demo
@@ -42,7 +44,12 @@ def demo_cmd(
     )
     console = Console()
     try:
-        run_demo(config, console)
+        if web:
+            from marketplace.web.demo import run_demo_with_web
+
+            run_demo_with_web(config, console, port=port)
+        else:
+            run_demo(config, console)
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

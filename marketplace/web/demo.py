@@ -46,8 +46,9 @@ def run_demo_with_web(
         console.print("starting a local chain and IPFS node")
         with local_stack(workdir, config.trainers + 3) as stack:
             console.print(f"chain [bold]{stack.chain_url}[/bold]   IPFS API [bold]{stack.ipfs_api}[/bold]")
-            result = run_demo(config, console, stack)
             with serve_stack(stack, workdir / "web-index.sqlite", host, port) as server:
+                console.print(f"web UI: [bold]{server.url}/projects[/bold] (watch the job as it runs)")
+                result = run_demo(config, console, stack)
                 console.print(
                     f"\nweb UI: [bold]{server.url}/projects/{result.project_id}[/bold]  "
                     f"(all projects: {server.url}/projects; Ctrl-C stops the UI, the chain and IPFS)"
