@@ -1,0 +1,336 @@
+"""The Gram-matrix paying rule: flags and scores from unit-normalised sketches.
+
+This is the rule the zk circuit (``zk/gram_circuit.py``) proves; :func:`gram_rule_int` is its
+exact quantized form and is what :class:`GramScorer` pays with, so the aggregator's numbers and
+the proof's public outputs are the same integers.
+
+Committed row
+-------------
+Trainer ``i`` with CountSketch ``s_i`` (width K) commits to the ``K + 2`` values
+(:func:`committed_row`), all rounded to the ``2**-13`` grid::
+
+    v_i = s_i / ||s_i||                  (unit vector; entries in [-1, 1]; 0 if s_i = 0)
+    l_i = clip(log2 ||s_i||, -32, 32)    (-32 if s_i = 0)
+    a_i = 1                              (presence; an empty slot is the all-zero row)
+
+Rows outside the box ``|v| <= 1, |l| <= 32, a in {0, 1}`` are replaced by the zero row before
+scoring (:func:`sanitize_rows`; the circuit has no witness for arbitrary field elements).
+
+Rule (over the slots in submission order; ``[.]`` is 0/1)
+-------------------------------------------------------
+::
+
+    G_ij  = <v_i, v_j>,  q_i = G_ii
+    P_i   = a_i [|q_i - 1| <= UNIT_TOL]                     valid slots (unit norm)
+    m_i   = median{G_ij : j in P, j != i}                   typical cosine to the others
+    M     = median{m_i : i in P},  lam = median{l_i : i in P}
+    far_i   = 1 - m_i > T (1 - M)                            (= m_i + (T - 1) < T M)
+    lazy_i  = l_i < lam - log2(10)                          norm below 1/10 of the median norm
+    boost_i = l_i > lam + B                                 norm above 2**B times the median
+    dup_i   = exists j in P, j < i: q_i + q_j - 2 G_ij <= DUP   (a later near-copy of j)
+    flag_i  = a_i and (not P_i or (|P| >= 3 and (far_i or lazy_i or boost_i or dup_i)))
+    w_i     = a_i and not flag_i                             inliers
+    p_i     = w_i max(0, sum_j w_j G_ij)                     = |I| max(0, <v_i, g>),
+                                                             g = mean inlier unit vector
+    share_i = p_i / sum_j p_j
+
+``1 - G_ij = ||v_i - v_j||^2 / 2`` for unit vectors, so ``far`` says the median squared
+distance to the others exceeds ``T`` times the typical one (T = 2.5 on squared distances is
+about 1.58 on distances). Every statistic is a median over valid slots, so a minority cannot
+move the yardsticks far. The score pays direction only: scaling an update changes ``l`` (and
+may trip ``boost``/``lazy``), never ``p``.
+
+Everything is a function of the Gram matrix plus N log-norms: no K-wide sorting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from marketplace.scoring.aggregate import aggregation_weights, fedavg
+from marketplace.scoring.sketch import sketch_rows
+from marketplace.scoring.strategy import RoundScorer
+
+SCALE = 13
+"""Fixed point: values are integers times ``2**-13`` (ezkl input_scale = param_scale)."""
+LOG_CLIP = 32.0
+"""``l_i`` is clipped to ``[-LOG_CLIP, LOG_CLIP]``."""
+
+
+@dataclass(frozen=True)
+class GramConfig:
+    """Rule constants (all baked into the circuit's verifying key)."""
+
+    threshold: float = 2.5
+    """T: far if ``1 - m_i > T (1 - M)``."""
+    lazy_log2: float = float(np.log2(10.0))
+    """lazy if ``l_i < lam - lazy_log2`` (norm below a tenth of the median)."""
+    boost_log2: float = 1.0
+    """boosted if ``l_i > lam + boost_log2`` (norm above twice the median)."""
+    dup_dist: float = 2.0**-6
+    """duplicate if ``||v_i - v_j||^2 <= dup_dist`` (cosine above ~0.992)."""
+    unit_tol: float = 2.0**-7
+    """valid if ``|q_i - 1| <= unit_tol`` (snapping moves q by < 2**-10 for K <= 64)."""
+    min_valid: int = 3
+    earliest_wins: bool = True
+    """duplicates: keep the earliest slot of a group (slots are in submission order)."""
+    big: float = 4.0
+    """Sort padding for excluded cosines (above every valid |G_ij| <= 1 + unit_tol)."""
+    big_log: float = 64.0
+    """Sort padding for excluded log-norms (above LOG_CLIP)."""
+
+
+# --------------------------------------------------------------------------- committed rows
+
+
+def quantize(values: np.ndarray, scale: int = SCALE, *, f32: bool = True) -> np.ndarray:
+    """Float -> integer at ``2**scale``, rounding half away from zero (ezkl casts inputs to float32 first)."""
+    v = np.asarray(values, dtype=np.float64)
+    if f32:
+        v = v.astype(np.float32).astype(np.float64)
+    v = v * float(2**scale)
+    return (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int64)
+
+
+def snap(values: np.ndarray, scale: int = SCALE) -> np.ndarray:
+    """Round floats to the ``2**-scale`` grid (where ezkl's float32 cast and float_to_felt agree)."""
+    return quantize(values, scale, f32=False).astype(np.float64) / float(2**scale)
+
+
+def committed_row(sketch: np.ndarray) -> np.ndarray:
+    """The ``K + 2`` grid values a trainer commits to: ``(v, l, 1)`` (see module doc)."""
+    s = np.asarray(sketch, dtype=np.float64).reshape(-1)
+    norm = float(np.linalg.norm(s)) if np.all(np.isfinite(s)) else 0.0
+    if norm > 0.0:
+        v = s / norm
+        lg = float(np.clip(np.log2(norm), -LOG_CLIP, LOG_CLIP))
+    else:
+        v, lg = np.zeros_like(s), -LOG_CLIP
+    return np.concatenate([snap(v), snap(np.array([lg])), [1.0]])
+
+
+def committed_rows(sketches: np.ndarray, active_mask: np.ndarray | None = None) -> np.ndarray:
+    """(N, K + 2) rows; inactive slots are the all-zero row."""
+    s = np.asarray(sketches, dtype=np.float64)
+    rows = np.stack([committed_row(r) for r in s]) if s.shape[0] else np.zeros((0, s.shape[1] + 2))
+    if active_mask is not None:
+        rows[~np.asarray(active_mask, dtype=bool)] = 0.0
+    return rows
+
+
+def sanitize_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Replace rows outside the box (``|v| <= 1``, ``|l| <= 32``, ``a in {0, 1}``, finite, on the grid)
+    by the zero row. Returns (rows, replaced mask). The circuit proves nothing about such rows:
+    the aggregator substitutes the zero row (that trainer is then treated as absent)."""
+    r = np.array(rows, dtype=np.float64, copy=True)
+    k = r.shape[1] - 2
+    finite = np.all(np.isfinite(r), axis=1)
+    safe = np.where(np.isfinite(r), r, 0.0)
+    on_grid = np.all(snap(safe) == safe, axis=1)
+    box = (
+        np.all(np.abs(safe[:, :k]) <= 1.0, axis=1)
+        & (np.abs(safe[:, k]) <= LOG_CLIP)
+        & np.isin(safe[:, k + 1], (0.0, 1.0))
+    )
+    bad = ~(finite & on_grid & box)
+    r[bad] = 0.0
+    return r, bad
+
+
+# --------------------------------------------------------------------------- the rule (float)
+
+
+def _masked_median(values: np.ndarray, mask: np.ndarray) -> float:
+    return float(np.median(values[mask])) if mask.any() else 0.0
+
+
+@dataclass(frozen=True)
+class GramResult:
+    """Flags, scores and the statistics behind them (float: real values; int: scale 2**13 integers)."""
+
+    flags: np.ndarray
+    scores: np.ndarray
+    valid: np.ndarray
+    med_cos: np.ndarray
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def gram_rule_float(rows: np.ndarray, cfg: GramConfig | None = None) -> GramResult:
+    """The rule in real arithmetic (documentation and cross-check; pay with :func:`gram_rule_int`)."""
+    cfg = cfg or GramConfig()
+    x = np.asarray(rows, dtype=np.float64)
+    n, k = x.shape[0], x.shape[1] - 2
+    v, lg, act = x[:, :k], x[:, k], x[:, k + 1] > 0.5
+    gram = v @ v.T
+    q = np.diag(gram).copy()
+    valid = act & (np.abs(q - 1.0) <= cfg.unit_tol)
+    m = np.zeros(n)
+    for i in np.flatnonzero(valid):
+        others = valid.copy()
+        others[i] = False
+        m[i] = _masked_median(gram[i], others)
+    med_m, lam = _masked_median(m, valid), _masked_median(lg, valid)
+    far = 1.0 - m > cfg.threshold * (1.0 - med_m)
+    lazy = lg < lam - cfg.lazy_log2
+    boost = lg > lam + cfg.boost_log2
+    dist = q[:, None] + q[None, :] - 2.0 * gram
+    earlier = np.tri(n, k=-1, dtype=bool) if cfg.earliest_wins else ~np.eye(n, dtype=bool)
+    dup = ((dist <= cfg.dup_dist) & earlier & valid[None, :]).any(axis=1)
+    enough = valid.sum() >= cfg.min_valid
+    flags = act & (~valid | (enough & (far | lazy | boost | dup)))
+    w = act & ~flags
+    gv = np.where(np.outer(valid, valid), gram, 0.0)
+    p = np.where(w, np.maximum(gv @ w, 0.0), 0.0)
+    return GramResult(flags, p, valid, m, {"M": np.array(med_m), "lam": np.array(lam), "q": q})
+
+
+# --------------------------------------------------------------------------- the rule (exact integers)
+
+
+def _rescale(v: np.ndarray | int, shift: int = SCALE) -> np.ndarray:
+    """Divide integers by ``2**shift`` rounding half away from zero (ezkl's rescale)."""
+    a = np.asarray(v, dtype=np.int64)
+    d = 1 << shift
+    return np.sign(a) * ((np.abs(a) + d // 2) // d)
+
+
+def _c(value: float) -> int:
+    """A constant as the circuit stores it (rounded at scale 13)."""
+    return int(quantize(np.array([value]))[0])
+
+
+def _median_int(values: np.ndarray, count: int) -> int:
+    """``rescale(0.5 * 2**13 * (s[lo] + s[hi]))`` of the ascending ``values`` (the circuit's selection)."""
+    if count <= 0:
+        return 0
+    s = np.sort(values)
+    half = 1 << (SCALE - 1)
+    return int(_rescale(half * int(s[(count - 1) // 2]) + half * int(s[count // 2])))
+
+
+def gram_rule_int(rows_q: np.ndarray, cfg: GramConfig | None = None) -> GramResult:
+    """The rule exactly as the circuit computes it, on integer rows at scale ``2**13``.
+
+    ``rows_q = quantize(rows)`` of the (sanitised) committed rows. Products of two scale-13
+    values are rescaled with round-half-away-from-zero (:func:`_rescale`); 0/1 masks multiply
+    exactly; comparisons are exact. ``scores`` are the integers ``p_i`` at scale 13.
+    """
+    cfg = cfg or GramConfig()
+    x = np.asarray(rows_q, dtype=np.int64)
+    n, k = x.shape[0], x.shape[1] - 2
+    one = 1 << SCALE
+    v, lg, act = x[:, :k], x[:, k], x[:, k + 1] > one // 2
+    gram = _rescale(v @ v.T)
+    q = _rescale(np.einsum("ij,ij->i", v, v))
+    valid = act & (q >= _c(1.0 - cfg.unit_tol)) & (q <= _c(1.0 + cfg.unit_tol))
+    gm = np.where(np.outer(valid, valid), gram, 0)
+    count = int(valid.sum())
+    big = _c(cfg.big)
+    y = gm + np.where(valid, 0, big)[:, None] + big * np.eye(n, dtype=np.int64)
+    m = np.array([_median_int(y[:, i], count - 1) for i in range(n)], dtype=np.int64)
+    med_m = _median_int(np.where(valid, m, m + big), count)
+    lam = _median_int(np.where(valid, lg, lg + _c(cfg.big_log)), count)
+    far = m + _c(cfg.threshold - 1.0) < _rescale(med_m * _c(cfg.threshold))
+    lazy = lg < lam - _c(cfg.lazy_log2)
+    boost = lg > lam + _c(cfg.boost_log2)
+    dist = q[:, None] + q[None, :] - 2 * gm
+    earlier = np.tri(n, k=-1, dtype=bool) if cfg.earliest_wins else ~np.eye(n, dtype=bool)
+    dup = ((dist <= _c(cfg.dup_dist)) & earlier & valid[None, :]).any(axis=1)
+    enough = count >= cfg.min_valid
+    flags = act & (~valid | (enough & (far | lazy | boost | dup)))
+    w = act & ~flags
+    p = np.where(w, np.maximum(gm @ w.astype(np.int64), 0), 0).astype(np.int64)
+    stats = {"M": np.array(med_m), "lam": np.array(lam), "q": q, "far": far, "lazy": lazy, "boost": boost, "dup": dup}
+    return GramResult(flags, p, valid, m, stats)
+
+
+def shares(scores: np.ndarray) -> np.ndarray:
+    """Payout shares ``p_i / sum_j p_j`` (all 0 if the sum is 0)."""
+    p = np.asarray(scores, dtype=np.float64)
+    total = p.sum()
+    return p / total if total > 0 else np.zeros_like(p)
+
+
+# --------------------------------------------------------------------------- strategy
+
+
+class GramScorer(RoundScorer):
+    """Pays with :func:`gram_rule_int` on the committed rows of ``sketch_dim``-wide CountSketches.
+
+    Args:
+        sketch_dim: K, the committed sketch width (must match the circuit).
+        seed: public per-project sketch seed.
+        cfg: rule constants.
+        submission_order: per trainer, its position in the submission sequence (lower = earlier).
+            Slots are filled in that order (the duplicate rule keeps the earliest copy); without
+            it, trainer order is the slot order.
+        weighting: FedAvg weights, ``"samples"`` (reported counts) or ``"equal"``.
+    """
+
+    def __init__(
+        self,
+        sketch_dim: int = 64,
+        seed: int = 0,
+        cfg: GramConfig | None = None,
+        submission_order: np.ndarray | None = None,
+        weighting: Literal["samples", "equal"] = "samples",
+    ) -> None:
+        self.sketch_dim = sketch_dim
+        self.seed = seed
+        self.cfg = cfg or GramConfig()
+        self.submission_order = submission_order
+        self.weighting = weighting
+
+    def summarize(self, updates: np.ndarray) -> np.ndarray:
+        """The committed rows (N, K + 2) of the updates' sketches."""
+        return committed_rows(sketch_rows(updates, self.sketch_dim, self.seed))
+
+    def _slots(self, n: int) -> np.ndarray:
+        """``perm`` with slot ``s`` holding trainer ``perm[s]``."""
+        if self.submission_order is None:
+            return np.arange(n)
+        return np.argsort(np.asarray(self.submission_order), kind="stable")
+
+    def evaluate(self, summaries: np.ndarray, active_mask: np.ndarray) -> GramResult:
+        """The integer rule on the sanitised rows, mapped back to trainer order."""
+        rows = np.where(np.asarray(active_mask, dtype=bool)[:, None], summaries, 0.0)
+        rows, _ = sanitize_rows(rows)
+        perm = self._slots(rows.shape[0])
+        res = gram_rule_int(quantize(rows[perm]), self.cfg)
+        inv = np.argsort(perm)
+        stats = {key: (val[inv] if np.ndim(val) == 1 else val) for key, val in res.stats.items()}
+        return GramResult(res.flags[inv], res.scores[inv], res.valid[inv], res.med_cos[inv], stats)
+
+    def flag(self, summaries: np.ndarray, active_mask: np.ndarray) -> np.ndarray:
+        return self.evaluate(summaries, active_mask).flags
+
+    def score(self, summaries: np.ndarray, active_mask: np.ndarray, flags: np.ndarray) -> np.ndarray:
+        """Shares of the circuit's integer scores (``flags`` must be this scorer's own flags)."""
+        res = self.evaluate(summaries, active_mask)
+        if not np.array_equal(res.flags, np.asarray(flags, dtype=bool)):
+            raise ValueError("GramScorer.score needs the flags of GramScorer.flag")
+        return shares(res.scores)
+
+    def diagnostics(self, summaries: np.ndarray, active_mask: np.ndarray) -> dict[str, np.ndarray]:
+        """``med_cos``: m_i (median cosine to the others), ``log_norm``: l_i, ``int_scores``: p_i."""
+        res = self.evaluate(summaries, active_mask)
+        k = self.sketch_dim
+        return {
+            "med_cos": res.med_cos / 2.0**SCALE,
+            "log_norm": np.asarray(summaries)[:, k],
+            "int_scores": res.scores,
+            "valid": res.valid,
+        }
+
+    def aggregate(
+        self,
+        updates: np.ndarray,
+        active_mask: np.ndarray,
+        flags: np.ndarray,
+        num_samples: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        counts = num_samples if self.weighting == "samples" else None
+        return aggregation_weights(active_mask, flags, counts), fedavg(updates, active_mask, flags, counts)
