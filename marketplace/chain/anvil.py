@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ from typing import IO
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from marketplace.processes import terminate
 from marketplace.toolchain import anvil_binary
 
 DEFAULT_MNEMONIC = "test test test test test test test test test test test junk"
@@ -168,13 +168,8 @@ class AnvilNode:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate anvil (SIGTERM lets it dump ``state_path``), then kill if it lingers."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        if self.process is not None:
+            terminate(self.process, timeout)
         self._cleanup()
         self.process = None
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from marketplace.chain.anvil import ANVIL_CHAIN_ID, AnvilError, AnvilNode, pid_alive, rpc_chain_id
+from marketplace.processes import terminate_pid
 from marketplace.toolchain import project_root
 
 DEFAULT_PORT = 8545
@@ -134,14 +133,7 @@ def chain_down(path: Path | None = None, timeout: float = 10.0) -> ChainState | 
     state = running_state(path)
     if state is None:
         return None
-    os.kill(state.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(state.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if pid_alive(state.pid):
-        os.kill(state.pid, signal.SIGKILL)
-        while pid_alive(state.pid) and time.monotonic() < deadline + 5:
-            time.sleep(0.05)
+    terminate_pid(state.pid, timeout, pid_alive)
     clear_chain_state(path)
     return state
 

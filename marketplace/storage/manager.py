@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from marketplace.processes import terminate, terminate_pid
 from marketplace.storage.errors import StorageError
 
 API_ENV = "MARKETPLACE_IPFS_API"
@@ -140,13 +140,8 @@ class LocalIpfsNode:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the node (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process is not None:
+            terminate(self.process, timeout)
         self.process = None
         self.state = {}
 
@@ -231,12 +226,7 @@ def node_down(home: Path | None = None, timeout: float = 15.0) -> bool:
     if not _pid_is_node(pid):
         state_path.unlink(missing_ok=True)
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid_is_node(pid):
-        time.sleep(0.05)
-    if _pid_is_node(pid):
-        os.kill(pid, signal.SIGKILL)
+    terminate_pid(pid, timeout, _pid_is_node)
     state_path.unlink(missing_ok=True)
     return True
 
