@@ -225,6 +225,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error SubmissionClosed(uint256 projectId, uint256 round, uint256 deadline);
     error AlreadySubmitted(uint256 projectId, uint256 round, address trainer);
     error ZeroCommitment();
+    error CommitmentNotAccepted(bytes32 commitment);
     error RoundStillOpen(uint256 projectId, uint256 round, uint256 submissionDeadline);
     error AggregationDeadlinePassed(uint256 projectId, uint256 round, uint256 deadline);
     error LengthMismatch(uint256 trainers, uint256 scores, uint256 flags);
@@ -362,6 +363,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 deadline = uint256(p.roundStart) + p.submissionPeriod;
         if (block.timestamp > deadline) revert SubmissionClosed(projectId, round, deadline);
         if (commitment == bytes32(0)) revert ZeroCommitment();
+        if (!IRoundVerifier(p.verifier).acceptsCommitment(commitment)) revert CommitmentNotAccepted(commitment);
         _checkCid(cid);
         mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
         if (roundCommitments[msg.sender] != bytes32(0)) revert AlreadySubmitted(projectId, round, msg.sender);

@@ -24,4 +24,9 @@ interface IRoundVerifier {
         bool[] calldata flags,
         bytes calldata proof
     ) external view returns (bool ok);
+
+    /// @notice Whether `commitment` is a value this verifier's proofs can bind to (e.g. a field
+    /// element). `TrainingMarket.submitUpdate` refuses other commitments, so no trainer can submit
+    /// a commitment that makes the round unprovable.
+    function acceptsCommitment(bytes32 commitment) external view returns (bool);
 }

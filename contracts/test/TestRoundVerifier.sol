@@ -28,4 +28,9 @@ contract TestRoundVerifier is IRoundVerifier {
     ) external pure returns (bool) {
         return proof.length == 32 && bytes32(proof) == keccak256(abi.encode(commitments, scores, flags));
     }
+
+    /// @inheritdoc IRoundVerifier
+    function acceptsCommitment(bytes32 commitment) external pure returns (bool) {
+        return commitment != bytes32(0);
+    }
 }

@@ -1,0 +1,95 @@
+"""EzklRoundVerifier: the instance layout it builds, its VKA storage, and finalizeRound through it.
+
+The ezkl verifier is replaced by a local mock that accepts keccak256(instances) as the "proof",
+so these tests pin down the adapter's own logic; the real ezkl proof on chain is tested in zk."""
+
+from __future__ import annotations
+
+from eth_abi import encode
+from eth_utils import keccak
+
+from marketplace.chain.market import ProjectConfig, RoundResult
+from tests.market_fixtures import Actors, commitment_for, reverts
+
+R = 21888242871839275222246405745257275088548364400416034343698204186575808495617
+ZERO_ROW = 12345
+N = 4
+
+
+def instances(commitments: list[bytes], flags: list[bool], scores: list[int], n: int = N) -> list[int]:
+    hashes = [int.from_bytes(c, "big") or ZERO_ROW for c in commitments] + [ZERO_ROW] * (n - len(commitments))
+    pad = [0] * (n - len(commitments))
+    return hashes + [int(f) for f in flags] + pad + list(scores) + pad
+
+
+def mock_proof(inst: list[int]) -> bytes:
+    return keccak(encode(["uint256[]"], [inst]))
+
+
+def deploy(actors: Actors, vka: list[bytes] | None = None):  # type: ignore[no-untyped-def]
+    chain = actors.admin.chain
+    mock = chain.deploy(actors.artifacts["MockHalo2Verifier"])
+    words = vka or [keccak(text=f"vka word {i}") for i in range(337)]
+    adapter = chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, N, ZERO_ROW)
+    return adapter, mock, words
+
+
+def test_vka_is_registered_and_stored_as_code(actors: Actors) -> None:
+    adapter, mock, words = deploy(actors)
+    chain = actors.admin.chain
+    assert chain.call(adapter.functions.vka()) == words
+    digest = chain.call(adapter.functions.vkaDigest())
+    assert digest == keccak(b"".join(words)) and chain.call(mock.functions.registered(digest))
+    assert chain.call(adapter.functions.circuitSize()) == N
+
+
+def test_instances_are_hashes_then_flags_then_scores_with_padding(actors: Actors) -> None:
+    adapter, _, _ = deploy(actors)
+    chain = actors.admin.chain
+    commitments = [b"\x01" * 32, b"\x00" * 32, b"\x02" * 32]  # trainer 1 did not submit
+    assert chain.call(adapter.functions.acceptsCommitment(b"\x01" * 32))
+    assert not chain.call(adapter.functions.acceptsCommitment(b"\xff" * 32))  # >= the field modulus
+    assert not chain.call(adapter.functions.acceptsCommitment(b"\x00" * 32))
+    flags, scores = [False, False, True], [8192, 0, 0]
+    good = mock_proof(instances(commitments, flags, scores))
+    verify = adapter.functions.verifyRound
+    assert chain.call(verify(commitments, scores, flags, good))
+    assert not chain.call(verify(commitments, [8193, 0, 0], flags, good))  # a score changed
+    assert not chain.call(verify(commitments, scores, [True, False, True], good))  # a flag changed
+    assert not chain.call(verify([b"\x03" * 32, *commitments[1:]], scores, flags, good))  # swapped commitment
+    # A non-submitter cannot be scored or flagged; values must be field elements; at most N trainers.
+    assert not chain.call(
+        verify(commitments, [8192, 1, 0], flags, mock_proof(instances(commitments, flags, [8192, 1, 0])))
+    )
+    big = [R, 0, 0]
+    assert not chain.call(verify(commitments, big, flags, mock_proof(instances(commitments, flags, big))))
+    five = [b"\x01" * 32] * 5
+    assert not chain.call(verify(five, [0] * 5, [False] * 5, b"\x00" * 32))
+    assert not chain.call(verify(commitments, scores, flags, b"not a proof"))
+
+
+def test_finalize_through_the_adapter(actors: Actors) -> None:
+    adapter, _, _ = deploy(actors)
+    actors.admin.chain.transact(actors.admin.market.functions.setVerifierApproval(adapter.address, True))
+    pid = actors.owner.create_project(
+        ProjectConfig(**{**actors.config().model_dump(), "verifier": adapter.address, "max_trainers": 3, "rounds": 1})
+    )
+    for t in actors.trainers[:3]:
+        t.join(pid)
+    # Commitments must be field elements (Poseidon hashes are): anything else is refused at submission.
+    not_a_field_element = (R + 5).to_bytes(32, "big")
+    with reverts("CommitmentNotAccepted"):
+        actors.trainers[0].submit_update(pid, 0, "bafkreiu", not_a_field_element)
+    commitments = [
+        (int.from_bytes(commitment_for(pid, 0, t.address), "big") % R).to_bytes(32, "big") for t in actors.trainers[:3]
+    ]
+    for t, c in zip(actors.trainers[:3], commitments, strict=True):
+        t.submit_update(pid, 0, "bafkreiu", c)
+    flags, scores = [False, True, False], [3 * 8192, 0, 8192]
+    proof = mock_proof(instances(commitments, flags, scores))
+    tampered = RoundResult("bafkreim", "bafkreip", [8192, 0, 3 * 8192], flags, proof)
+    with reverts("InvalidProof"):
+        actors.aggregator.finalize_round(pid, 0, tampered)
+    receipt = actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", scores, flags, proof))
+    (event,) = actors.events(receipt, "RoundFinalized")
+    assert event["rewards"] == [7_500_000_000_000_000_000, 0, 2_500_000_000_000_000_000]
