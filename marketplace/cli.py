@@ -25,13 +25,14 @@ app.add_typer(chain_app, name="chain")
 
 from marketplace.cli_demo import demo_cmd  # noqa: E402
 from marketplace.cli_project import deploy_cmd, fail, project_app  # noqa: E402
-from marketplace.cli_roles import aggregator_app, audit_cmd, data_app, model_app, trainer_app  # noqa: E402
+from marketplace.cli_roles import aggregator_app, audit_cmd, data_app, model_app, trainer_app, verify_cmd  # noqa: E402
 from marketplace.storage.cli import ipfs_app  # noqa: E402
 from marketplace.web.cli import web_cmd  # noqa: E402
 
 app.command("deploy")(deploy_cmd)
 app.command("demo")(demo_cmd)
 app.command("audit")(audit_cmd)
+app.command("verify")(verify_cmd)
 app.command("web")(web_cmd)
 app.add_typer(project_app, name="project")
 app.add_typer(ipfs_app, name="ipfs")

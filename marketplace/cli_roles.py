@@ -278,3 +278,40 @@ def audit_cmd(
         f"[green]round {round_} checks out[/green]: {len(report.invalid_updates)} invalid update(s), "
         "all flags and scores recomputed exactly"
     )
+
+
+def verify_cmd(
+    project_id: int,
+    round_: int = typer.Argument(..., metavar="ROUND"),
+    network: str = NETWORK,
+    ipfs_api: str | None = IPFS_API,
+) -> None:
+    """Verify a round's proof against the project's deployed verifier (an eth_call: free, any
+    network), with the public values recorded on chain; print the result and the gas an on-chain
+    verification costs. The proof comes from IPFS, or from the finalize transaction if IPFS is
+    not reachable. Exit code 1 if the proof does not verify."""
+    from marketplace.chain.deploy import connect
+    from marketplace.storage.ipfs import IpfsClient
+    from marketplace.storage.manager import resolve_api_url
+    from marketplace.storage.store import ModelStore
+    from marketplace.verify import ProofUnavailable, verify_round
+
+    try:
+        store: ModelStore | None = ModelStore(IpfsClient(resolve_api_url(ipfs_api)))
+    except StorageError:
+        console.print("no IPFS API configured: reading the proof from the finalize transaction")
+        store = None
+    try:
+        market = connect(network, read_only=True)
+        result = verify_round(market, project_id, round_, store)
+    except (ConfigError, ChainError, ProofUnavailable) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"proof {result.proof_hash} from {result.proof_source}")
+    if result.document_agrees is False:
+        console.print("[yellow]the proof document's public values differ from the chain's (the chain's are used)[/]")
+    if not result.valid:
+        raise fail(f"verifier {result.verifier} REJECTS round {round_} of project {project_id}: {result.error}")
+    console.print(
+        f"[green]valid[/green]: verifier {result.verifier} accepts round {round_} of project {project_id}; "
+        f"an on-chain verification costs {result.gas:,} gas"
+    )

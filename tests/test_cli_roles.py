@@ -88,5 +88,7 @@ def test_trainers_and_aggregator_processes_complete_a_job(env: dict[str, str], t
     out = cli("audit", "1", "1")
     assert "round 1 checks out: 0 invalid update(s)" in out
     cli("audit", "1", "5", code=1)  # not finalized
+    out = cli("verify", "1", "0")
+    assert "valid" in out and "gas" in out and "ipfs://" in out
     out = cli("project", "withdraw", "1", code=1)  # dev account 0 has no role here
     assert "NothingToWithdraw" in out

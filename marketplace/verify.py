@@ -1,0 +1,117 @@
+"""Verify a finalized round's proof against the project's on-chain verifier, on any network.
+
+The public values are taken from the chain (the trainers' commitments and the recorded scores and
+flags); only the proof bytes come from elsewhere: the round's proof document on IPFS, or else the
+calldata of the transaction that finalized the round. The check is an ``eth_call`` of
+``verifyRound``, so it costs nothing and works against any RPC; the gas an on-chain verification
+would cost is estimated alongside.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import keccak
+from hexbytes import HexBytes
+
+from marketplace.chain.client import ChainClient
+from marketplace.chain.errors import ChainError
+from marketplace.chain.market import FinalizedRound, MarketClient
+from marketplace.storage.errors import StorageError
+from marketplace.storage.store import ModelStore
+
+#: The ABI of IRoundVerifier.verifyRound: all that is needed of any verifier.
+VERIFY_ROUND_ABI: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "verifyRound",
+        "stateMutability": "view",
+        "inputs": [
+            {"name": "commitments", "type": "bytes32[]"},
+            {"name": "scores", "type": "uint256[]"},
+            {"name": "flags", "type": "bool[]"},
+            {"name": "proof", "type": "bytes"},
+        ],
+        "outputs": [{"name": "ok", "type": "bool"}],
+    }
+]
+
+
+class ProofUnavailable(Exception):
+    """Neither the proof document nor the finalize calldata gave the proof bytes."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    project_id: int
+    round: int
+    verifier: str
+    valid: bool
+    gas: int | None  # gas an on-chain verifyRound call costs (None if it reverted)
+    proof_source: str
+    proof_hash: str
+    error: str | None = None
+    document_agrees: bool | None = None  # the IPFS document's public values equal the chain's
+
+
+def check_proof(
+    chain: ChainClient, verifier: str, commitments: list[bytes], scores: list[int], flags: list[bool], proof: bytes
+) -> tuple[bool, int | None, str | None]:
+    """(valid, gas, error) of ``verifyRound`` on ``verifier`` for these values, by eth_call."""
+    contract = chain.w3.eth.contract(address=verifier, abi=VERIFY_ROUND_ABI)
+    call = contract.functions.verifyRound(commitments, scores, flags, proof)
+    try:
+        valid = bool(chain.call(call))
+        gas = int(chain._rpc(lambda: call.estimate_gas({"from": verifier})))
+    except ChainError as exc:
+        return False, None, str(exc)
+    return valid, gas, None if valid else "the verifier rejected the proof"
+
+
+def proof_from_calldata(market: MarketClient, finalized: FinalizedRound) -> bytes:
+    """The proof bytes from the calldata of the transaction that finalized the round."""
+    chain = market.chain
+    tx = chain._rpc(lambda: chain.w3.eth.get_transaction(HexBytes(finalized.tx_hash)))
+    try:
+        fn, args = market.market.decode_function_input(tx["input"])
+    except ValueError:
+        raise ProofUnavailable(f"transaction {finalized.tx_hash} did not call finalizeRound directly") from None
+    if fn.fn_name != "finalizeRound" or args["projectId"] != finalized.project_id or args["round"] != finalized.round:
+        raise ProofUnavailable(f"transaction {finalized.tx_hash} is not this round's finalizeRound")
+    result = args["result"]
+    return bytes(result["proof"] if isinstance(result, dict) else result[4])
+
+
+def verify_round(market: MarketClient, project_id: int, round_: int, store: ModelStore | None = None) -> Verification:
+    """Verifies round ``round_`` of ``project_id`` with the public values recorded on chain."""
+    finalized = next((r for r in market.finalized_rounds(project_id) if r.round == round_), None)
+    if finalized is None:
+        raise ProofUnavailable(f"round {round_} of project {project_id} is not finalized")
+    project = market.get_project(project_id)
+    commitments = [market.commitment(project_id, round_, t) for t in market.trainers(project_id)]
+    proof: bytes | None = None
+    source = ""
+    agrees: bool | None = None
+    if store is not None:
+        try:
+            doc = json.loads(store.get_bytes(finalized.proof_cid, max_bytes=4 * 1024 * 1024))
+            proof = bytes.fromhex(doc["proof"].removeprefix("0x"))
+            source = f"ipfs://{finalized.proof_cid}"
+            agrees = (
+                [bytes.fromhex(c.removeprefix("0x")) for c in doc["commitments"]] == commitments
+                and [int(s) for s in doc["scores"]] == finalized.scores
+                and [bool(f) for f in doc["flags"]] == finalized.flags
+            )
+        except (StorageError, ValueError, KeyError, TypeError):
+            proof = None
+    if proof is None:
+        proof = proof_from_calldata(market, finalized)
+        source = f"calldata of {finalized.tx_hash}"
+    valid, gas, error = check_proof(
+        market.chain, project.verifier, commitments, finalized.scores, finalized.flags, proof
+    )
+    return Verification(
+        project_id, round_, project.verifier, valid, gas, source, "0x" + keccak(proof).hex(), error, agrees
+    )
