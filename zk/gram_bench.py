@@ -96,11 +96,16 @@ def main() -> None:
     ap.add_argument("--cols", type=int, default=2)
     ap.add_argument("--logrows", type=int, default=None)
     ap.add_argument("--evm", action="store_true")
+    ap.add_argument("--reuse", action="store_true", help="reuse the cached keys (skip export..setup)")
     args = ap.parse_args()
     n, k = args.n, args.k
     tm = Timings()
     load_before = os.getloadavg()
-    p, settings = build(n, k, args.cols, args.logrows, tm)
+    if args.reuse:
+        p = gram_paths(n, k, args.cols)
+        settings = json.loads(p.settings.read_text())
+    else:
+        p, settings = build(n, k, args.cols, args.logrows, tm)
     srs = str(p.root / f"kzg{settings['run_args']['logrows']}.srs")
     rows = demo_rows(n, k)
     inp, wit, proof = p.root / "round.input.json", p.root / "round.witness.json", p.root / "round.proof.json"

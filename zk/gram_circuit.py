@@ -53,18 +53,24 @@ class GramCircuit(nn.Module):
         self.register_buffer("earlier", torch.tensor(earlier, dtype=torch.float32))
 
     def _sort_cols(self, x: torch.Tensor) -> torch.Tensor:
-        """Sort every column of ``x`` (n, w) ascending with the Batcher network."""
-        rows = [x[i : i + 1] for i in range(self.n)]
+        """Sort every column of ``x`` (n, w) ascending with the Batcher network.
+
+        Per layer: two row gathers, one ReLU per comparator (``d = relu(a - b)``, ``lo = a - d``,
+        ``hi = b + d``) and one gather that puts ``lo``/``hi`` back (fewer cells than slicing).
+        """
+        n = self.n
         for layer in self.layers:
-            a = torch.cat([rows[i] for i, _ in layer], dim=0)
-            b = torch.cat([rows[j] for _, j in layer], dim=0)
+            lo_idx = [i for i, _ in layer]
+            hi_idx = [j for _, j in layer]
+            a = x[lo_idx]
+            b = x[hi_idx]
             d = torch.relu(a - b)
-            lo = a - d
-            hi = b + d
+            back = list(range(n))
             for p, (i, j) in enumerate(layer):
-                rows[i] = lo[p : p + 1]
-                rows[j] = hi[p : p + 1]
-        return torch.cat(rows, dim=0)
+                back[i] = n + p
+                back[j] = n + len(layer) + p
+            x = torch.cat([x, a - d, b + d], dim=0)[back]
+        return x
 
     def forward(self, *rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
         cfg, k = self.cfg, self.k
