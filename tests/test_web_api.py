@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
 from marketplace.chain.client import ChainClient
-from marketplace.web.schemas import ProjectDetail
+from marketplace.fl.models import build_model, num_params
+from marketplace.storage.ipfs import IpfsClient
+from marketplace.storage.store import ModelStore
+from marketplace.web.app import create_app
+from marketplace.web.schemas import ProjectDetail, eth
+from marketplace.web.settings import WebSettings
 from tests.market_fixtures import ETH, Actors
 from tests.web_fixtures import (  # noqa: F401
     ACCURACIES,
@@ -243,9 +249,155 @@ def test_openapi_schema_lists_the_api(client: TestClient) -> None:
     for path in [
         "/api/projects", "/api/projects/{project_id}", "/api/projects/{project_id}/rounds/{round_}/verify",
         "/api/trainers/{address}", "/api/tx/create-project", "/api/tx/join", "/api/tx/{tx_hash}", "/api/status",
+        "/api/tx/{action}", "/api/projects/{project_id}/actions", "/api/models/{name}/init",
     ]:  # fmt: skip
         assert path in paths, path
     assert not any(p.startswith("/projects") for p in paths)  # pages are not part of the API
     status = client.get("/api/status").json()
     assert status["chain_id"] == 31337 and status["indexed_block"] == status["head_block"]
     assert {m["name"] for m in client.get("/api/models").json()} >= {"mlp", "cnn"}
+
+
+# ---------------------------------------------------------------------------- project actions (wallet signs)
+
+
+def actions_of(client: TestClient, pid: int, account: str) -> dict[str, dict[str, Any]]:
+    body = client.get(f"/api/projects/{pid}/actions", params={"account": account}).json()
+    return {a["action"]: a for a in body["actions"]}
+
+
+def test_withdraw_transaction_for_the_connected_account(
+    client: TestClient, actors: Actors, accounts: list[LocalAccount], finished_project: FinishedProject
+) -> None:
+    pid = finished_project.project_id
+    trainer = next(a for a in accounts if a.address == finished_project.trainers[0])
+    owed = actors.owner.withdrawable(pid, trainer.address)
+    state = client.get(f"/api/projects/{pid}/actions", params={"account": trainer.address.lower()}).json()
+    assert state["account"] == trainer.address and state["withdrawable"] == str(owed) and owed > 0
+    assert [(a["action"], a["allowed"]) for a in state["actions"]] == [("withdraw", True)]
+
+    prepared = client.post("/api/tx/withdraw", json={"project_id": pid, "sender": trainer.address})
+    assert prepared.status_code == 200, prepared.text
+    tx = prepared.json()
+    assert tx["to"] == actors.deployment.address("TrainingMarket") and tx["value"] == "0"
+    assert tx["data"] == actors.owner.market.functions.withdraw(pid)._encode_transaction_data()
+    assert tx["summary"] == f"Withdraw {eth(owed)} ETH from project {pid}"
+    status = client.get(f"/api/tx/{send_prepared(actors.chain, trainer, tx)}").json()
+    assert status["status"] == "confirmed" and status["events"] == ["Withdrawn"]
+    payouts = client.get(f"/api/projects/{pid}").json()["payouts"]
+    assert next(p for p in payouts if p["account"] == trainer.address)["withdrawn"] == str(owed)
+
+    # Nothing left: 409 with the contract's decoded custom error, and the button's reason says so.
+    again = client.post("/api/tx/withdraw", json={"project_id": pid, "sender": trainer.address})
+    assert again.status_code == 409
+    assert "NothingToWithdraw(" in again.json()["detail"] and "nothing to withdraw" in again.json()["detail"]
+    withdraw = actions_of(client, pid, trainer.address)["withdraw"]
+    assert withdraw["allowed"] is False and "already withdrawn" in withdraw["reason"]
+    stranger = client.post("/api/tx/withdraw", json={"project_id": pid, "sender": actors.stranger.address})
+    assert stranger.status_code == 409 and "NothingToWithdraw" in stranger.json()["detail"]
+
+    missing = client.post("/api/tx/withdraw", json={"project_id": pid})
+    assert missing.status_code == 422 and "sender" in missing.json()["errors"]
+    assert client.post("/api/tx/withdraw", json={"project_id": 999, "sender": trainer.address}).status_code == 404
+    bogus = client.post("/api/tx/explode", json={"project_id": pid})
+    assert bogus.status_code == 422 and "action" in bogus.json()["errors"]
+
+
+def test_withdraw_refused_while_the_project_runs(client: TestClient, actors: Actors) -> None:
+    pid = actors.training_project(2)
+    trainer = actors.trainers[0].address
+    running = client.post("/api/tx/withdraw", json={"project_id": pid, "sender": trainer})
+    assert running.status_code == 409
+    assert "WrongStatus(" in running.json()["detail"] and f"project {pid} is training" in running.json()["detail"]
+    assert actions_of(client, pid, trainer).keys() == {"abandon"}  # no withdraw button while training
+
+
+def test_abandon_after_the_aggregation_deadline(
+    client: TestClient, actors: Actors, accounts: list[LocalAccount]
+) -> None:
+    pid = actors.training_project(2)
+    actors.submit_all(pid, 0)
+    anyone = accounts[11]  # the stranger: anyone may abandon
+    early = client.post("/api/tx/abandon", json={"project_id": pid, "sender": anyone.address})
+    assert early.status_code == 409 and "NotAllowedYet(" in early.json()["detail"]
+    state = client.get(f"/api/projects/{pid}/actions", params={"account": anyone.address}).json()
+    assert state["actions"] == [
+        {"action": "abandon", "label": "Abandon", "allowed": False, "reason": state["actions"][0]["reason"]}
+    ]
+    assert state["actions"][0]["reason"].startswith("not allowed yet: possible from")
+    _, deadline = actors.owner.round_deadlines(pid)
+    assert state["aggregation_deadline"] == deadline
+
+    actors.chain.increase_time(deadline - actors.chain.timestamp() + 1)
+    assert actions_of(client, pid, anyone.address)["abandon"]["allowed"] is True
+    tx = client.post("/api/tx/abandon", json={"project_id": pid, "sender": anyone.address}).json()
+    assert tx["value"] == "0" and tx["summary"] == f"Abandon project {pid}"
+    status = client.get(f"/api/tx/{send_prepared(actors.chain, anyone, tx)}").json()
+    assert status["status"] == "confirmed" and status["events"] == ["ProjectAbandoned"]
+    assert client.get(f"/api/projects/{pid}").json()["project"]["status"] == "cancelled"
+    # Both submitters now have their stake and the stalled round's share to withdraw.
+    assert actions_of(client, pid, actors.trainers[0].address)["withdraw"]["allowed"] is True
+
+
+def test_owner_starts_or_cancels_an_open_project(
+    client: TestClient, actors: Actors, accounts: list[LocalAccount]
+) -> None:
+    owner, trainer = accounts[1], actors.trainers[0]
+    pid = actors.create(min_trainers=2, max_trainers=4)
+    trainer.join(pid)
+    too_few = client.post("/api/tx/start", json={"project_id": pid, "sender": owner.address})
+    assert too_few.status_code == 409 and "NotEnoughTrainers(joined=1, required=2)" in too_few.json()["detail"]
+    not_owner = client.post("/api/tx/cancel", json={"project_id": pid, "sender": trainer.address})
+    assert not_owner.status_code == 409 and "NotAllowedYet(" in not_owner.json()["detail"]  # before the deadline
+    theirs = actions_of(client, pid, trainer.address)
+    assert theirs.keys() == {"start", "cancel"} and not any(a["allowed"] for a in theirs.values())
+    mine = actions_of(client, pid, owner.address)
+    assert (mine["start"]["allowed"], mine["cancel"]["allowed"]) == (False, True)
+    assert "only 1 of the 2 required trainers joined" in mine["start"]["reason"]
+
+    actors.trainers[1].join(pid)
+    assert actions_of(client, pid, owner.address)["start"]["allowed"] is True
+    start = client.post("/api/tx/start", json={"project_id": pid, "sender": owner.address}).json()
+    assert start["data"] == actors.owner.market.functions.startTraining(pid)._encode_transaction_data()
+    assert "TrainingStarted" in client.get(f"/api/tx/{send_prepared(actors.chain, owner, start)}").json()["events"]
+    late = client.post("/api/tx/cancel", json={"project_id": pid, "sender": owner.address})
+    assert late.status_code == 409 and f"project {pid} is training" in late.json()["detail"]
+    assert client.post("/api/tx/cancel", json={"project_id": pid}).status_code == 409  # no sender: status check
+
+    other = actors.create()
+    cancel = client.post("/api/tx/cancel", json={"project_id": other, "sender": owner.address}).json()
+    assert client.get(f"/api/tx/{send_prepared(actors.chain, owner, cancel)}").json()["events"] == ["ProjectCancelled"]
+    refund = actions_of(client, other, owner.address)["withdraw"]
+    assert refund["allowed"] is True
+
+
+# ---------------------------------------------------------------------------- initial weights
+
+
+def test_generate_initial_weights_pins_the_model(client: TestClient, ipfs: IpfsClient) -> None:
+    made = client.post("/api/models/mlp/init", json={"seed": 7})
+    assert made.status_code == 200, made.text
+    body = made.json()
+    assert body["model"] == "mlp" and body["seed"] == 7 and body["params"] == num_params("mlp")
+    bundle = ModelStore(ipfs, framework="torch").get_tensors(body["cid"])
+    expected = build_model("mlp", seed=7).state_dict()
+    assert sorted(bundle.tensors) == sorted(expected)
+    assert all(torch.equal(bundle.tensors[k], v) for k, v in expected.items())
+    assert bundle.metadata["model"] == "mlp"
+    assert client.post("/api/models/mlp/init", json={"seed": 7}).json()["cid"] == body["cid"]  # deterministic
+    assert client.post("/api/models/cnn/init").json()["params"] == num_params("cnn")  # seed is optional
+
+    unknown = client.post("/api/models/gpt/init")
+    assert unknown.status_code == 404 and "unknown model 'gpt'" in unknown.json()["detail"]
+    assert client.post("/api/models/mlp/init", json={"seed": -1}).status_code == 422
+    form = client.get("/projects/new").text
+    assert 'id="generate-weights"' in form and 'id="generate-weights" disabled' not in form
+
+
+def test_generate_initial_weights_without_ipfs_is_503(web_settings: WebSettings) -> None:
+    app = create_app(web_settings.model_copy(update={"ipfs_api": None}))
+    with TestClient(app, raise_server_exceptions=False) as no_ipfs:
+        response = no_ipfs.post("/api/models/mlp/init")
+        assert response.status_code == 503 and "no IPFS API configured" in response.json()["detail"]
+        form = no_ipfs.get("/projects/new").text
+        assert 'id="generate-weights" disabled' in form and "no IPFS API configured" in form

@@ -1,6 +1,8 @@
-"""End to end in a real headless Chromium (Debian's, driven by Playwright): post a job and join as a
-trainer through the page's wallet code (an injected EIP-1193 provider that forwards to anvil and
-signs with a test account), then see a finished round's scores and verify its proof.
+"""End to end in a real headless Chromium (Debian's, driven by Playwright): post a job (with initial
+weights generated and pinned by the server) and join as a trainer through the page's wallet code
+(an injected EIP-1193 provider that forwards to anvil and signs with a test account), see a
+finished round's scores and verify its proof, withdraw the reward, and cancel a project as its
+owner and withdraw the refund.
 
 Screenshots of every page go to ``reports/screenshots/``.
 """
@@ -20,6 +22,7 @@ from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect, sy
 from marketplace.chain.anvil import AnvilNode
 from marketplace.storage.ipfs import IpfsClient
 from marketplace.web.app import create_app
+from marketplace.web.schemas import eth
 from marketplace.web.server import BackgroundServer, serve_in_background
 from marketplace.web.settings import WebSettings
 from tests.market_fixtures import Actors
@@ -120,7 +123,11 @@ def test_post_job_join_and_verify_a_finished_round(
     page.goto(f"{base}/projects/new")
     page.click("#wallet-button")
     expect(page.locator("#wallet-address")).to_have_text(f"{owner.address[:6]}…{owner.address[-4:]}")
-    page.fill("#f-initial_model_cid", INITIAL_CID)
+    page.click("#generate-weights")  # the server builds the model and pins its initial weights to IPFS
+    expect(page.locator("#generate-status")).to_contain_text("pinned mlp initial weights")
+    initial_cid = page.input_value("#f-initial_model_cid")
+    assert initial_cid and initial_cid != INITIAL_CID
+    assert ipfs.cat(initial_cid, max_bytes=1 << 20)[:8]  # pinned on the node the server talks to
     page.fill("#f-aggregator", actors.aggregator.address)
     page.fill("#f-rounds", "1")
     page.fill("#f-min_trainers", "3")
@@ -135,6 +142,7 @@ def test_post_job_join_and_verify_a_finished_round(
     page.fill("#f-min_trainers", "2")
     page.click("#job-submit")
     expect(page.locator("#job-summary")).to_contain_text("escrowing 2.2 ETH")
+    expect(page.locator("#job-tx")).to_contain_text(initial_cid)
     page.click("#job-sign")
     link = page.locator("#job-created-link")
     expect(link).to_be_visible()
@@ -178,6 +186,42 @@ def test_post_job_join_and_verify_a_finished_round(
     page.click("#round-0 .wallet-verify")
     expect(page.locator("#verify-0 [data-valid=true]")).to_contain_text("through your wallet")
 
+    # ---- the trainer withdraws its reward and stake from the Payouts section
+    owed = eth(actors.owner.withdrawable(pid, trainer.address))
+    expect(page.locator("#withdraw-amount")).to_contain_text("Connect your wallet")
+    page.click("#wallet-button")
+    expect(page.locator("#withdrawable")).to_have_text(f"{owed} ETH")
+    page.click("#withdraw-button")
+    expect(page.locator("#withdraw-status #action-done")).to_contain_text(f"Withdraw {owed} ETH from project {pid}")
+    row = page.locator(f'#payouts tr[data-account="{trainer.address}"]')
+    expect(row.locator(".payout-withdrawn")).to_have_text(f"{owed} ETH")  # re-rendered from the Withdrawn event
+    expect(page.locator("#withdraw-button")).to_be_disabled()
+    expect(page.locator("#withdraw-amount")).to_contain_text("nothing to withdraw")
+    shoot(page, "project-withdrawn")
+    assert actors.owner.withdrawable(pid, trainer.address) == 0
+
+    # ---- the owner cancels an open project from its page, then withdraws the refund
+    use_wallet(context, anvil.url, owner)
+    other = actors.create()
+    page = context.new_page()
+    errors += watch_errors(page)
+    page.goto(f"{base}/projects/{other}")
+    page.click("#wallet-button")
+    expect(page.locator("[data-tx-action=cancel]")).to_be_visible()
+    expect(page.locator("[data-tx-action=start]")).to_be_hidden()  # nobody joined yet
+    page.click("[data-tx-action=cancel]")
+    expect(page.locator("#action-result #action-done")).to_contain_text(f"Cancel project {other}")
+    expect(page.locator("#project-status")).to_have_text("cancelled")
+    refund = eth(actors.owner.withdrawable(other, owner.address))
+    expect(page.locator("#withdrawable")).to_have_text(f"{refund} ETH")
+    page.click("#withdraw-button")
+    expect(page.locator("#withdraw-status #action-done")).to_contain_text(f"Withdraw {refund} ETH")
+    expect(page.locator(f'#payouts tr[data-account="{owner.address}"] .payout-withdrawn')).to_have_text(f"{refund} ETH")
+    expect(page.locator("#withdraw-button")).to_be_disabled()
+    shoot(page, "owner-cancel-and-refund")
+    page.close()
+    page = context.pages[-1]
+
     # ---- the trainer's profile and the project list
     page.goto(f"{base}/trainers/{trainer.address}")
     expect(page.locator("#trainer-reliability")).to_have_text("66.66%")
@@ -197,7 +241,7 @@ def test_post_job_join_and_verify_a_finished_round(
     assert errors == [], errors
     assert {p.name for p in SCREENSHOTS.glob("*.png")} >= {
         "post-job-invalid.png", "post-job-confirmed.png", "join-as-trainer.png", "project-detail.png",
-        "trainer-profile.png", "projects.png",
+        "trainer-profile.png", "projects.png", "project-withdrawn.png", "owner-cancel-and-refund.png",
     }  # fmt: skip
 
 

@@ -1,8 +1,10 @@
 """The JSON API under /api: the same data as the pages, plus unsigned transactions for wallets.
 
 Errors are ``{"detail": "...", "errors": {field: message}}`` with status 404 (unknown project,
-round, transaction, malformed address), 422 (bad input, or the chain would reject the
-transaction) or 503 (the chain node does not answer).
+round, transaction, model, malformed address), 409 (the project's state does not allow the
+transaction now: still running, nothing to withdraw, deadline not passed), 422 (bad input, or the
+chain would reject the transaction) or 503 (the chain node, or the IPFS node, does not answer or
+is not configured).
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from pydantic import BaseModel, Field
 
 from marketplace.web.forms import FormErrors, parse_job
 from marketplace.web.schemas import (
+    Action,
     ModelInfo,
+    ModelInit,
     Problem,
+    ProjectActions,
     ProjectDetail,
     ProjectSummary,
     RoundProof,
@@ -32,7 +37,13 @@ from marketplace.web.service import MarketService, NotFound
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "Unknown project, round, transaction or address"},
     422: {"model": Problem, "description": "Invalid input, or the chain would reject it"},
-    503: {"model": Problem, "description": "The chain node does not answer"},
+    503: {"model": Problem, "description": "The chain node (or IPFS node) does not answer or is not configured"},
+}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": Problem,
+        "description": "The project's state does not allow it now (running, nothing owed, too early)",
+    },
 }
 
 
@@ -69,6 +80,30 @@ def models(request: Request) -> list[ModelInfo]:
     return [ModelInfo(name=k, description=v) for k, v in request.app.state.models.items()]
 
 
+class ModelInitRequest(BaseModel):
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="seed of the deterministic initialization")
+
+
+@router.post("/models/{name}/init", response_model=ModelInit)
+def init_model(request: Request, name: str, body: ModelInitRequest | None = None) -> Any:
+    """Builds the registered model ``name`` (seeded), pins its state dict to the server's IPFS node and returns
+    the CID to post a job with. 503 when the server has no IPFS API configured or the node does not answer."""
+    from marketplace.web.app import pin_initial_weights
+
+    models: dict[str, str] = request.app.state.models
+    if name not in models:
+        raise NotFound(f"unknown model {name!r}; available: {', '.join(models)}")
+    seed = body.seed if body is not None else 0
+    settings = request.app.state.settings
+    if settings.ipfs_api is None:
+        detail = (
+            "this server has no IPFS API configured (start it with --ipfs-api or MARKETPLACE_IPFS_API, or run "
+            "`marketplace ipfs up`); pin initial weights yourself and paste their CID"
+        )
+        return JSONResponse({"detail": detail, "errors": {}}, status_code=503)
+    return pin_initial_weights(settings.ipfs_api, name, seed)
+
+
 @router.get("/projects", response_model=list[ProjectSummary])
 def projects(
     svc: Service,
@@ -89,6 +124,14 @@ def projects(
 def project(svc: Service, project_id: int) -> ProjectDetail:
     """A project with its trainers, rounds (scores, flags, rewards) and payouts."""
     return svc.project_detail(project_id)
+
+
+@router.get("/projects/{project_id}/actions", response_model=ProjectActions)
+def project_actions(
+    svc: Service, project_id: int, account: Annotated[str | None, Query(description="the connected wallet")] = None
+) -> ProjectActions:
+    """What ``account`` may do now (withdraw and how much, abandon, start, cancel), simulated with ``eth_call``."""
+    return svc.actions(project_id, account)
 
 
 @router.get("/projects/{project_id}/rounds", response_model=list[RoundView])
@@ -170,6 +213,26 @@ class JoinRequest(BaseModel):
 def join_tx(svc: Service, body: JoinRequest) -> TxRequest:
     """An unsigned ``join`` transaction with the project's stake (simulated if ``sender``)."""
     return svc.join_tx(body.project_id, body.sender)
+
+
+class ActionRequest(BaseModel):
+    project_id: int
+    sender: str | None = Field(
+        default=None, description="the wallet that will sign; the transaction is simulated (required to withdraw)"
+    )
+
+
+@router.post("/tx/{action}", response_model=TxRequest, responses=CONFLICT)
+def action_tx(svc: Service, action: Action, body: ActionRequest) -> Any:
+    """An unsigned ``withdraw``, ``abandon``, ``startTraining`` or ``cancel`` of a project (value 0).
+
+    409 with the decoded custom error when the project's state does not allow it now (still running,
+    nothing to withdraw, aggregation deadline not passed, too few trainers); 422 when the sender may not.
+    """
+    if action == "withdraw" and not body.sender:
+        detail = "sender: the account that withdraws is required (what it is owed depends on it)"
+        return JSONResponse({"detail": detail, "errors": {"sender": "is required to withdraw"}}, status_code=422)
+    return svc.action_tx(action, body.project_id, body.sender)
 
 
 @router.get("/tx/{tx_hash}", response_model=TxStatus)

@@ -23,7 +23,8 @@ from marketplace.chain.deploy import market_client
 from marketplace.chain.errors import ChainError
 from marketplace.web import filters
 from marketplace.web.indexer import Indexer, ProofDocReader
-from marketplace.web.service import MarketService, NotFound, Rejected
+from marketplace.web.schemas import ModelInit
+from marketplace.web.service import Conflict, MarketService, NotFound, Rejected
 from marketplace.web.settings import WebSettings
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +55,23 @@ def proof_doc_reader(api_url: str, timeout: float) -> ProofDocReader:
         return doc if isinstance(doc, dict) else None
 
     return read
+
+
+def pin_initial_weights(api_url: str, name: str, seed: int, timeout: float = 30.0) -> Response | ModelInit:
+    """Builds registry model ``name`` with ``seed`` and pins its state dict to IPFS (503 if the node fails)."""
+    from marketplace.fl.models import build_model, num_params
+    from marketplace.storage.errors import StorageError
+    from marketplace.storage.ipfs import IpfsClient
+    from marketplace.storage.store import ModelStore
+
+    state = build_model(name, seed=seed).state_dict()
+    try:
+        with IpfsClient(api_url, timeout=timeout, retries=1) as client:
+            cid = ModelStore(client).put_tensors(state, {"kind": "model", "model": name, "seed": str(seed)})
+    except StorageError as exc:
+        detail = f"the IPFS node at {api_url} did not take the weights: {exc}"
+        return JSONResponse({"detail": detail, "errors": {}}, status_code=503)
+    return ModelInit(cid=cid, model=name, params=num_params(name), seed=seed)
 
 
 def build_service(settings: WebSettings) -> MarketService:
@@ -139,6 +157,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
         return error_response(request, 404, "Not found", str(exc))
+
+    @app.exception_handler(Conflict)
+    async def conflict(request: Request, exc: Conflict) -> Response:
+        return error_response(request, 409, "Not now", str(exc))
 
     @app.exception_handler(Rejected)
     async def rejected(request: Request, exc: Rejected) -> Response:

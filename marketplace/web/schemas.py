@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -156,6 +157,42 @@ class TxRequest(BaseModel):
     value: str = Field(description="wei, decimal string")
     value_hex: str
     summary: str
+
+
+#: Project transactions anyone's wallet may send besides create and join (``POST /api/tx/{action}``).
+Action = Literal["withdraw", "abandon", "start", "cancel"]
+
+
+class ActionState(BaseModel):
+    """Whether ``account`` may send ``action`` now: the chain's answer to an ``eth_call`` of it."""
+
+    action: Action
+    label: str
+    allowed: bool
+    reason: str | None = Field(default=None, description="why not (decoded from the contract's custom error)")
+
+
+class ProjectActions(BaseModel):
+    """What the connected account can do with a project now (live from the chain)."""
+
+    project_id: int
+    status: str
+    account: str | None
+    withdrawable: str = Field(description="wei the account could withdraw now (0 while the project runs)")
+    withdrawable_eth: str
+    aggregation_deadline: int | None = Field(
+        default=None, description="training: after this time anyone may abandon the project"
+    )
+    actions: list[ActionState]
+
+
+class ModelInit(BaseModel):
+    """Initial weights of a registered model, pinned to IPFS: the CID to post a job with."""
+
+    cid: str
+    model: str
+    params: int = Field(description="number of parameters")
+    seed: int
 
 
 class TxStatus(BaseModel):

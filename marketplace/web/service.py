@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import is_address, keccak, to_checksum_address
@@ -18,12 +19,16 @@ from web3.contract import Contract
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from marketplace.chain.client import ChainClient
-from marketplace.chain.errors import ChainError
-from marketplace.chain.market import MarketClient, Outcome, ProjectConfig
+from marketplace.chain.errors import ChainError, ContractRevert
+from marketplace.chain.market import MarketClient, Outcome, ProjectConfig, ProjectStatus
+from marketplace.web.filters import when
 from marketplace.web.indexer import Indexer
 from marketplace.web.schemas import (
+    Action,
+    ActionState,
     Member,
     Payout,
+    ProjectActions,
     ProjectDetail,
     ProjectSummary,
     ReliabilityPoint,
@@ -64,12 +69,62 @@ SORT_KEYS = {
 STATUSES = ("open", "training", "finished", "cancelled")
 
 
+@dataclass(frozen=True)
+class ActionSpec:
+    """A project transaction without value: its contract function, button label and the statuses it needs."""
+
+    function: str
+    label: str
+    statuses: tuple[str, ...]
+    verb: str
+
+
+#: ``POST /api/tx/{action}``: what each action calls and when the contract allows it.
+ACTIONS: dict[Action, ActionSpec] = {
+    "withdraw": ActionSpec("withdraw", "Withdraw", ("finished", "cancelled"), "withdraw from"),
+    "abandon": ActionSpec("abandon", "Abandon", ("training",), "abandon"),
+    "start": ActionSpec("startTraining", "Start training", ("open",), "start training of"),
+    "cancel": ActionSpec("cancel", "Cancel project", ("open",), "cancel"),
+}
+#: Custom errors meaning "not in the project's current state, or not yet" (409), as opposed to "not you" (422).
+STATE_ERRORS = frozenset({"WrongStatus", "NotAllowedYet", "NothingToWithdraw", "NotEnoughTrainers"})
+
+
 class NotFound(LookupError):
     """An unknown project, round, transaction or a malformed address."""
 
 
 class Rejected(ValueError):
     """The chain would reject what the user asks for (the decoded reason is the message)."""
+
+
+class Conflict(Rejected):
+    """The project's current state does not allow it: still running, nothing to withdraw, too early (409)."""
+
+
+def nothing_to_withdraw(project_id: int, account: str) -> str:
+    return f"nothing to withdraw: project {project_id} owes {account} nothing (not a participant, or already withdrawn)"
+
+
+def wrong_status(project_id: int, status: str, spec: ActionSpec) -> str:
+    needed = " or ".join(spec.statuses)
+    return f"project {project_id} is {status}: you can {spec.verb} a project only when it is {needed}"
+
+
+def explain(exc: ContractRevert, spec: ActionSpec) -> str:
+    """A sentence for a decoded revert of one of the market's project functions."""
+    a = exc.args_dict
+    if exc.name == "NothingToWithdraw":
+        return nothing_to_withdraw(int(a["projectId"]), a["account"])
+    if exc.name == "WrongStatus":
+        return wrong_status(int(a["projectId"]), ProjectStatus(int(a["actual"])).label, spec)
+    if exc.name == "NotAllowedYet":
+        return f"not allowed yet: possible from {when(int(a['notBefore']))}"
+    if exc.name == "NotEnoughTrainers":
+        return f"only {a['joined']} of the {a['required']} required trainers joined"
+    if exc.name == "Unauthorized":
+        return f"{a['caller']} may not {spec.verb} this project now (its owner may)"
+    return str(exc)
 
 
 class MarketService:
@@ -358,6 +413,66 @@ class MarketService:
         self._simulate(fn, self._address(sender) if sender else None, stake)
         return self._tx(fn, stake, f"Join project {project_id} with a stake of {eth(stake)} ETH")
 
+    def _revert(self, fn: Any, sender: str) -> ContractRevert | None:
+        """The decoded custom error if ``fn`` sent by ``sender`` would revert now, else None."""
+        try:
+            self.chain.call(fn, **{"from": sender, "value": 0})
+        except ContractRevert as exc:
+            return exc
+        except Web3RPCError as exc:
+            raise Rejected(f"the chain would reject this transaction: {exc.message}") from None
+        return None
+
+    def _status(self, project_id: int) -> str:
+        """The project's status live from the chain (404 if the index does not know the project)."""
+        self.project(project_id)
+        return self.market.get_project(project_id).status.label
+
+    def action_tx(self, action: Action, project_id: int, sender: str | None = None) -> TxRequest:
+        """An unsigned ``withdraw``/``abandon``/``startTraining``/``cancel`` of ``project_id`` (no value).
+
+        With ``sender`` the transaction is simulated (``eth_call``) and a revert is decoded: :class:`Conflict`
+        (409) when the project's state does not allow it now (still running, nothing to withdraw, deadline
+        not passed, too few trainers), :class:`Rejected` (422) otherwise (e.g. not the owner). Without a
+        sender only the project's status is checked.
+        """
+        spec = ACTIONS[action]
+        status = self._status(project_id)
+        fn = getattr(self.market.market.functions, spec.function)(project_id)
+        summary = f"{spec.verb.capitalize()} project {project_id}"
+        if sender is None:
+            if status not in spec.statuses:
+                raise Conflict(wrong_status(project_id, status, spec))
+            return self._tx(fn, 0, summary)
+        who = self._address(sender)
+        revert = self._revert(fn, who)
+        if revert is not None:
+            cls = Conflict if revert.name in STATE_ERRORS else Rejected
+            raise cls(f"the chain would reject this transaction: {revert}: {explain(revert, spec)}")
+        if action == "withdraw":
+            summary = f"Withdraw {eth(self.market.withdrawable(project_id, who))} ETH from project {project_id}"
+        return self._tx(fn, 0, summary)
+
+    def actions(self, project_id: int, account: str | None = None) -> ProjectActions:
+        """What ``account`` may do with the project now: each action its status allows, simulated from it."""
+        status = self._status(project_id)
+        who = self._address(account) if account else None
+        withdrawable = self.market.withdrawable(project_id, who) if who else 0
+        deadline = self.market.round_deadlines(project_id)[1] if status == "training" else None
+        states = []
+        for action, spec in ACTIONS.items():
+            if status not in spec.statuses:
+                continue
+            reason: str | None = "connect a wallet"
+            if who is not None:
+                revert = self._revert(getattr(self.market.market.functions, spec.function)(project_id), who)
+                reason = explain(revert, spec) if revert is not None else None
+            states.append(ActionState(action=action, label=spec.label, allowed=reason is None, reason=reason))
+        return ProjectActions(
+            project_id=project_id, status=status, account=who, withdrawable=str(withdrawable),
+            withdrawable_eth=eth(withdrawable), aggregation_deadline=deadline, actions=states,
+        )  # fmt: skip
+
     def tx_status(self, tx_hash: str) -> TxStatus:
         """Where a transaction is: pending, confirmed (with its decoded events) or failed (with the reason)."""
         try:
@@ -383,7 +498,10 @@ class MarketService:
         names: list[str] = []
         project_id = None
         for contract in (self.market.market, self.market.registry):
-            for name in ("ProjectCreated", "TrainerJoined", "TrainingStarted", "ReliabilityUpdated", "Withdrawn"):
+            for name in (
+                "ProjectCreated", "TrainerJoined", "TrainingStarted", "ProjectCancelled", "ProjectAbandoned",
+                "ReliabilityUpdated", "Withdrawn",
+            ):  # fmt: skip
                 if not any(a.get("name") == name for a in contract.abi if a.get("type") == "event"):
                     continue
                 for ev in self.chain.events(receipt, contract, name):

@@ -99,7 +99,11 @@
   async function postJson(url, data) {
     const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(data) });
     const body = await response.json();
-    if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+    if (!response.ok) {
+      const err = new Error(body.detail || `HTTP ${response.status}`);
+      err.status = response.status;
+      throw err;
+    }
     return body;
   }
 
@@ -118,6 +122,93 @@
       status.innerHTML = `<span class="bad">✗ ${escapeHtml(describe(err))}</span>`;
       button.disabled = false;
     }
+  }
+
+  // ---------------------------------------------------------------- initial weights for a job
+  /** Asks the server to build the chosen model and pin its initial weights to IPFS; fills in the CID. */
+  async function generateWeights(button) {
+    const status = $("#generate-status");
+    const model = $("#f-model_name").value;
+    const seed = Number($("#weights-seed")?.value || 0);
+    button.disabled = true;
+    status.className = "";
+    status.textContent = `building ${model} and pinning its weights to IPFS…`;
+    try {
+      const body = await postJson(`/api/models/${encodeURIComponent(model)}/init`, { seed });
+      const input = $("#f-initial_model_cid");
+      input.value = body.cid;
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+      status.className = "ok";
+      status.textContent = `✓ pinned ${body.model} initial weights (${body.params.toLocaleString("en")} parameters, seed ${body.seed})`;
+      button.disabled = false;
+    } catch (err) {
+      status.className = "bad";
+      status.textContent = `✗ ${describe(err)}`;
+      if (err.status === 503) button.textContent = "Generate initial weights (unavailable)";
+      else button.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- project actions: withdraw, abandon, start, cancel
+  /** Replaces the given elements of the page with their fresh server rendering (after the index saw a transaction). */
+  async function refreshSections(ids) {
+    const response = await fetch(location.pathname, { headers: { accept: "text/html" } });
+    if (!response.ok) return;
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const id of ids) {
+      const now = document.getElementById(id);
+      const fresh = doc.getElementById(id);
+      if (now && fresh) now.replaceWith(fresh);
+    }
+  }
+
+  function initProjectActions(pid) {
+    const statusOf = (action) => $(action === "withdraw" ? "#withdraw-status" : "#action-result") || $("#action-result");
+    async function load(account) {
+      const amount = $("#withdraw-amount");
+      if (!account) {
+        $$("[data-tx-action]").forEach((b) => { b.disabled = true; if (b.dataset.txAction !== "withdraw") b.hidden = true; });
+        return;
+      }
+      const response = await fetch(`/api/projects/${pid}/actions?account=${account}`);
+      const body = await response.json();
+      if (!response.ok) { showError(body.detail); return; }
+      for (const state of body.actions) {
+        const button = $(`[data-tx-action="${state.action}"]`);
+        if (!button) continue;
+        button.disabled = !state.allowed;
+        button.title = state.reason || "";
+        if (state.action !== "withdraw") button.hidden = !state.allowed;
+        else if (amount) {
+          amount.innerHTML = state.allowed
+            ? `You can withdraw <strong id="withdrawable">${escapeHtml(body.withdrawable_eth)} ETH</strong> as <code>${escapeHtml(short(account))}</code>.`
+            : `<span class="empty">${escapeHtml(state.reason)}</span>`;
+        }
+      }
+    }
+    async function run(button) {
+      const action = button.dataset.txAction;
+      button.disabled = true;
+      try {
+        const sender = wallet.account || (await wallet.connect());
+        const tx = await postJson(`/api/tx/${action}`, { project_id: pid, sender });
+        const hash = await wallet.send(tx);
+        const result = await follow(hash, statusOf(action));
+        // The server re-indexed when it saw the receipt: re-render status, owner actions and payouts.
+        await refreshSections(["project-status", "rounds-done", "project-state", "payouts-section"]);
+        await load(wallet.account);
+        statusOf(action).innerHTML = `<span class="ok" id="action-done" data-action="${escapeHtml(action)}">✓ ${escapeHtml(tx.summary)}: confirmed in block ${result.block_number}.</span>`;
+      } catch (err) {
+        statusOf(action).innerHTML = `<span class="bad">✗ ${escapeHtml(describe(err))}</span>`;
+        button.disabled = false;
+      }
+    }
+    document.addEventListener("wallet:changed", (e) => load(e.detail));
+    document.addEventListener("click", (e) => {
+      const button = e.target.closest("[data-tx-action]");
+      if (button && !button.disabled) run(button);
+    });
+    if (wallet.account) load(wallet.account);
   }
 
   // ---------------------------------------------------------------- join as trainer
@@ -226,6 +317,8 @@
       if (send) sendJob(send);
       const verify = e.target.closest(".wallet-verify");
       if (verify) walletVerify(verify);
+      const weights = e.target.closest("#generate-weights");
+      if (weights && !weights.disabled) generateWeights(weights);
     });
     // The job form simulates the transaction from the connected wallet, so doomed jobs are explained early.
     document.body.addEventListener("htmx:configRequest", (e) => {
@@ -241,6 +334,8 @@
     }
     const join = $("#join");
     if (join) initJoin(join);
+    const project = $("#project-title");
+    if (project) initProjectActions(Number(project.dataset.projectId));
     charts();
     await wallet.restore();
   });
