@@ -15,12 +15,12 @@ from typing import Any
 
 from eth_utils import is_address, keccak, to_checksum_address
 from hexbytes import HexBytes
-from web3.contract import Contract
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from marketplace.chain.client import ChainClient
 from marketplace.chain.errors import ChainError, ContractRevert
-from marketplace.chain.market import MarketClient, Outcome, ProjectConfig, ProjectStatus
+from marketplace.chain.market import FinalizedRound, MarketClient, Outcome, ProjectConfig, ProjectStatus
+from marketplace.verify import ProofUnavailable, check_proof, proof_from_calldata
 from marketplace.web.filters import when
 from marketplace.web.indexer import Indexer
 from marketplace.web.schemas import (
@@ -43,21 +43,6 @@ from marketplace.web.schemas import (
     eth,
 )
 
-#: The ABI of IRoundVerifier.verifyRound, all the app needs of any verifier.
-VERIFY_ROUND_ABI: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "name": "verifyRound",
-        "stateMutability": "view",
-        "inputs": [
-            {"name": "commitments", "type": "bytes32[]"},
-            {"name": "scores", "type": "uint256[]"},
-            {"name": "flags", "type": "bool[]"},
-            {"name": "proof", "type": "bytes"},
-        ],
-        "outputs": [{"name": "ok", "type": "bool"}],
-    }
-]
 SORT_KEYS = {
     "newest": (lambda p: p.project_id, True),
     "oldest": (lambda p: p.project_id, False),
@@ -329,43 +314,33 @@ class MarketService:
         )  # fmt: skip
 
     def _proof_bytes(self, project_id: int, round_: int, tx_hash: str) -> tuple[bytes, str]:
-        tx = self.chain._rpc(lambda: self.chain.w3.eth.get_transaction(HexBytes(tx_hash)))
+        finalized = FinalizedRound(project_id, round_, "", "", [], [], [], 0, tx_hash)
         try:
-            fn, args = self.market.market.decode_function_input(tx["input"])
-        except ValueError:
-            raise Rejected(
-                f"transaction {tx_hash} did not call finalizeRound directly; cannot read the proof from its calldata"
-            ) from None
-        if fn.fn_name != "finalizeRound" or args["projectId"] != project_id or args["round"] != round_:
-            raise Rejected(f"transaction {tx_hash} is not the finalizeRound of project {project_id} round {round_}")
-        result = args["result"]
-        proof = result["proof"] if isinstance(result, dict) else result[4]
-        return bytes(proof), f"calldata of {tx_hash}"
+            return proof_from_calldata(self.market, finalized), f"calldata of {tx_hash}"
+        except ProofUnavailable as exc:
+            raise Rejected(f"{exc}; cannot read the proof from its calldata") from None
 
     def verify_round(self, project_id: int, round_: int) -> VerifyResult:
         """``eth_call``s the project's verifier with the round's on-chain values and proof."""
         proof = self.round_proof(project_id, round_)
-        verifier: Contract = self.chain.w3.eth.contract(address=proof.verifier, abi=VERIFY_ROUND_ABI)
-        call = verifier.functions.verifyRound(
-            [HexBytes(c) for c in proof.commitments],
+        proof_bytes = bytes(HexBytes(proof.proof))
+        valid, gas, error = check_proof(
+            self.chain,
+            proof.verifier,
+            [bytes(HexBytes(c)) for c in proof.commitments],
             [int(s) for s in proof.scores],
             proof.flags,
-            HexBytes(proof.proof),
+            proof_bytes,
         )
-        base = {
-            "project_id": project_id,
-            "round": round_,
-            "verifier": proof.verifier,
-            "proof_source": proof.proof_source,
-            "proof_hash": "0x" + keccak(HexBytes(proof.proof)).hex(),
-        }
-        try:
-            valid = bool(self.chain.call(call))
-            gas = int(self.chain._rpc(lambda: call.estimate_gas({"from": proof.verifier})))
-        except ChainError as exc:
-            return VerifyResult(**base, valid=False, error=str(exc))
         return VerifyResult(
-            **base, valid=valid, gas_estimate=gas, error=None if valid else "the verifier rejected the proof"
+            project_id=project_id,
+            round=round_,
+            verifier=proof.verifier,
+            proof_source=proof.proof_source,
+            proof_hash="0x" + keccak(proof_bytes).hex(),
+            valid=valid,
+            gas_estimate=gas,
+            error=error,
         )
 
     # ------------------------------------------------------------------ unsigned transactions
