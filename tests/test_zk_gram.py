@@ -1,0 +1,97 @@
+"""The Gram circuit: the paying scorer's integer rule equals ezkl's witness; commitments; worst-case inputs.
+
+Compiles the N=8, K=64 circuit (a few seconds, no keys); proving is in ``zk/gram_bench.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ezkl = pytest.importorskip("ezkl")
+
+from marketplace.scoring.gram import committed_rows, gram_rule_int, quantize  # noqa: E402
+from zk.commit import commit_update, commitment_bytes, row_commitment  # noqa: E402
+from zk.gram_bench import export, run_args  # noqa: E402
+from zk.pipeline import Paths, write_input  # noqa: E402
+
+N, K = 8, 64
+R = 21888242871839275222246405745257275088548364400416034343698204186575808495617  # BN254 scalar field
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Paths:
+    p = Paths(Path(tmp_path_factory.mktemp("gram8")))
+    export(N, K, p.onnx)
+    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args(2, None))
+    assert ezkl.compile_circuit(str(p.onnx), str(p.compiled), str(p.settings))
+    return p
+
+
+def _witness(p: Paths, rows: np.ndarray) -> tuple[list[int], list[int], list[str]]:
+    write_input(rows, p.root / "in.json")
+    ezkl.gen_witness(str(p.root / "in.json"), str(p.compiled), str(p.root / "w.json"))
+    w = json.loads((p.root / "w.json").read_text())
+    flags = [ezkl.felt_to_int(v) for v in w["outputs"][0]]
+    scores = [ezkl.felt_to_int(v) for v in w["outputs"][1]]
+    return flags, scores, w["processed_inputs"]["poseidon_hash"]
+
+
+def _random_round(rng: np.random.Generator, kind: int) -> np.ndarray:
+    base = rng.normal(size=K) * rng.uniform(0, 1.5)
+    s = base + rng.normal(size=(N, K)) * rng.uniform(0.2, 1.5)
+    s *= np.exp(rng.normal(size=(N, 1)) * 0.3)
+    active = rng.random(N) > rng.uniform(0, 0.4)
+    if kind == 1:
+        s[0] *= 10.0
+        s[1] *= 0.01
+    elif kind == 2:
+        s[3] = s[2]
+        s[5] = -s[5]
+    elif kind == 3:
+        s[4] = 0.0
+    rows = committed_rows(s, active)
+    if kind == 4:  # a non-unit vector inside the box: invalid, flagged
+        rows[2, :K] = np.round(np.clip(rows[2, :K] * 1.05, -1, 1) * 8192) / 8192
+    return rows
+
+
+def test_reference_equals_witness(compiled: Paths) -> None:
+    rng = np.random.default_rng(11)
+    for t in range(15):
+        rows = _random_round(rng, t % 5)
+        flags, scores, hashes = _witness(compiled, rows)
+        ref = gram_rule_int(quantize(rows))
+        assert flags == ref.flags.astype(int).tolist()
+        assert scores == ref.scores.tolist()
+        if t < 2:
+            assert hashes == [row_commitment(r) for r in rows]
+
+
+def test_worst_case_rows_inside_the_box_have_a_witness(compiled: Paths) -> None:
+    """Entries at +-1 (norm^2 = K), log-norms at +-32, all-equal rows: witness generation succeeds
+    and the reference still matches, so no in-box commitment can block proving."""
+    rows = np.zeros((N, K + 2))
+    rows[:, :K] = 1.0
+    rows[1, :K] = -1.0
+    rows[2, : K // 2] = -1.0
+    rows[:, K] = [32, -32, 32, -32, 0, 0, 32, -32]
+    rows[:, K + 1] = 1.0
+    rows[3, :K] = 0.0
+    flags, scores, _ = _witness(compiled, rows)
+    ref = gram_rule_int(quantize(rows))
+    assert flags == ref.flags.astype(int).tolist() and scores == ref.scores.tolist()
+    assert all(flags[i] == 1 for i in range(N))  # none of them is a unit vector
+
+
+def test_trainer_commitment_is_the_public_hash() -> None:
+    rng = np.random.default_rng(3)
+    update = rng.normal(size=1000).astype(np.float32)
+    row, commitment = commit_update(update, seed=5)
+    assert row.shape == (K + 2,) and row[-1] == 1.0
+    assert commitment == commitment_bytes(row)
+    assert commitment == bytes.fromhex(row_commitment(row))[::-1]
+    assert int.from_bytes(commitment, "big") < R
