@@ -21,7 +21,7 @@ from marketplace.chain.anvil import AnvilNode, dev_accounts
 from marketplace.chain.client import ChainClient
 from marketplace.chain.compile import compile_contracts
 from marketplace.chain.deploy import REGISTRY, deploy_marketplace, market_client
-from marketplace.chain.market import ProjectConfig, RoundResult, local_hash_proof
+from marketplace.chain.market import ProjectConfig, RoundResult
 
 #: Hardhat's per-transaction gas cap (and a common RPC cap); every step must stay below it.
 TX_GAS_CAP = 16_777_216
@@ -82,10 +82,9 @@ def measure(n: int, url: str, accounts: list[LocalAccount]) -> GasRow:
         for i, t in enumerate(trainers)
     ]
     members = owner.trainers(pid)
-    commitments = [owner.commitment(pid, 0, m) for m in members]
     scores = [1_000 + 37 * i for i in range(n)]
     flags = [i % 4 == 3 for i in range(n)]  # a quarter flagged: exercises the slashing path
-    proof = local_hash_proof(commitments, scores, flags)
+    proof = owner.test_verifier_proof(pid, 0, scores, flags)
     receipt = aggregator.finalize_round(pid, 0, RoundResult(cid, cid, scores, flags, proof))
     finalize = receipt["gasUsed"]
 

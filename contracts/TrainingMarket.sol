@@ -139,6 +139,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     struct Trainer {
         uint16 slot; // index + 1 in the trainer list; 0 = not a member
         bool withdrawn;
+        uint8 arrival; // 1 + position of its submission in the open round (valid while it has one)
         uint96 stakeLeft;
         uint128 earned;
     }
@@ -369,7 +370,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (roundCommitments[msg.sender] != bytes32(0)) revert AlreadySubmitted(projectId, round, msg.sender);
 
         roundCommitments[msg.sender] = commitment;
-        ++p.submissions;
+        _trainers[projectId][msg.sender].arrival = uint8(++p.submissions);
         emit UpdateSubmitted(projectId, round, msg.sender, cid, commitment);
     }
 
@@ -391,9 +392,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         bytes32 proofHash = keccak256(result.proof);
         if (_usedProofs[proofHash]) revert ProofAlreadyUsed(proofHash);
         bytes32[] memory commitments = _collectCommitments(projectId, round, result);
-        if (!IRoundVerifier(p.verifier).verifyRound(commitments, result.scores, result.flags, result.proof)) {
-            revert InvalidProof(projectId, round);
-        }
+        if (!_verify(projectId, p.verifier, commitments, result)) revert InvalidProof(projectId, round);
 
         // Effects.
         _usedProofs[proofHash] = true;
@@ -602,6 +601,29 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
             }
             commitments[i] = c;
         }
+    }
+
+    /// @dev Asks the verifier, with the round's values in arrival order: the trainers who submitted,
+    /// in the order their submissions were accepted, then the others in trainer order. (Arrival
+    /// order matters to the scoring rule: of two identical updates, only the first is paid.)
+    function _verify(uint256 projectId, address verifier, bytes32[] memory commitments, RoundResult calldata result)
+        private
+        view
+        returns (bool)
+    {
+        uint256 n = commitments.length;
+        bytes32[] memory c = new bytes32[](n);
+        uint256[] memory s = new uint256[](n);
+        bool[] memory f = new bool[](n);
+        address[] storage list = _trainerList[projectId];
+        uint256 late = _projects[projectId].submissions;
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 at = commitments[i] == bytes32(0) ? late++ : _trainers[projectId][list[i]].arrival - 1;
+            c[at] = commitments[i];
+            s[at] = result.scores[i];
+            f[at] = result.flags[i];
+        }
+        return IRoundVerifier(verifier).verifyRound(c, s, f, result.proof);
     }
 
     /// @dev Credits the round's share to unflagged submitters by score, slashes flagged ones,

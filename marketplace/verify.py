@@ -18,7 +18,7 @@ from hexbytes import HexBytes
 
 from marketplace.chain.client import ChainClient
 from marketplace.chain.errors import ChainError
-from marketplace.chain.market import FinalizedRound, MarketClient
+from marketplace.chain.market import FinalizedRound, MarketClient, in_arrival_order
 from marketplace.storage.errors import StorageError
 from marketplace.storage.store import ModelStore
 
@@ -109,8 +109,12 @@ def verify_round(market: MarketClient, project_id: int, round_: int, store: Mode
     if proof is None:
         proof = proof_from_calldata(market, finalized)
         source = f"calldata of {finalized.tx_hash}"
+    order = market.arrival_order(project_id, round_)  # how finalizeRound hands values to the verifier
     valid, gas, error = check_proof(
-        market.chain, project.verifier, commitments, finalized.scores, finalized.flags, proof
+        market.chain,
+        project.verifier,
+        *(in_arrival_order(v, order) for v in (commitments, finalized.scores, finalized.flags)),
+        proof,
     )
     return Verification(
         project_id, round_, project.verifier, valid, gas, source, "0x" + keccak(proof).hex(), error, agrees

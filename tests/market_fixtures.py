@@ -16,7 +16,7 @@ from marketplace.chain.client import ChainClient
 from marketplace.chain.compile import Artifacts, compile_contracts
 from marketplace.chain.deploy import Deployment, deploy_marketplace, market_client
 from marketplace.chain.errors import ContractRevert
-from marketplace.chain.market import MarketClient, ProjectConfig, RoundResult, local_hash_proof
+from marketplace.chain.market import MarketClient, ProjectConfig, RoundResult
 
 ETH = 10**18
 N_ACCOUNTS = 12
@@ -123,10 +123,8 @@ class Actors:
         self, pid: int, round_: int, scores: list[int], flags: list[bool] | None = None
     ) -> RoundResult:
         """A round result with a proof the test verifier accepts for the on-chain commitments."""
-        members = self.owner.trainers(pid)
-        flags = flags if flags is not None else [False] * len(members)
-        commitments = [self.owner.commitment(pid, round_, m) for m in members]
-        proof = local_hash_proof(commitments, scores, flags)
+        flags = flags if flags is not None else [False] * len(scores)
+        proof = self.owner.test_verifier_proof(pid, round_, scores, flags)
         return RoundResult(f"bafkreimodel{pid}r{round_}", f"bafkreiproof{pid}r{round_}", scores, flags, proof)
 
 

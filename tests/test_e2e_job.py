@@ -14,7 +14,7 @@ from marketplace.aggregator.node import AggregatorNode
 from marketplace.aggregator.rounds import collect_round, score_round
 from marketplace.audit import audit_round
 from marketplace.chain.deploy import TEST_VERIFIER
-from marketplace.chain.market import ProjectConfig, ProjectStatus, RoundResult, local_hash_proof
+from marketplace.chain.market import ProjectConfig, ProjectStatus, RoundResult
 from marketplace.demo import DemoConfig, LocalStack, local_stack, run_demo
 from marketplace.fl.attacks import Attack
 from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
@@ -138,7 +138,7 @@ def test_audit_catches_scores_that_were_not_computed_by_the_rule(stack: LocalSta
     inputs = collect_round(aggregator.market, stack.store, pid, 0, "mlp")
     scored = score_round(inputs)
     forged = [scored.chain_scores[0] * 3, *scored.chain_scores[1:]]
-    proof = local_hash_proof(inputs.commitments, forged, scored.flags)
+    proof = aggregator.market.test_verifier_proof(pid, 0, forged, scored.flags)
     aggregator.market.finalize_round(pid, 0, RoundResult("bafkreimodel", "bafkreiproof", forged, scored.flags, proof))
     audit = audit_round(stack.admin, stack.store, pid, 0)
     assert not audit.agrees

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from marketplace.chain.market import Outcome, ProjectStatus, RoundResult
+from marketplace.chain.market import Outcome, ProjectStatus, RoundResult, local_hash_proof
 from tests.market_fixtures import ETH, Actors, commitment_for, reverts
 
 # ---------------------------------------------------------------- admin and registry
@@ -13,9 +13,7 @@ from tests.market_fixtures import ETH, Actors, commitment_for, reverts
 def test_deployment_wires_market_registry_and_test_verifier(actors: Actors) -> None:
     market, registry = actors.admin.market, actors.admin.registry
     assert actors.admin.chain.call(registry.functions.isAuthorizedMarket(market.address))
-    assert actors.admin.chain.call(
-        market.functions.isVerifierApproved(actors.deployment.address("TestRoundVerifier"))
-    )
+    assert actors.admin.chain.call(market.functions.isVerifierApproved(actors.deployment.address("TestRoundVerifier")))
     assert actors.admin.chain.call(market.functions.registry()) == registry.address
     assert actors.admin.project_count() == 0
 
@@ -50,9 +48,7 @@ def test_registry_authorization_and_batched_record(actors: Actors) -> None:
     assert [admin.reliability(a) for a in who] == [5000, 5000, 5000]
     receipt = stranger.chain.transact(stranger.registry.functions.recordRound(7, 3, who, [0, 1, 2]))
     events = actors.events(receipt, "ReliabilityUpdated", registry=True)
-    assert [
-        (e["trainer"], e["outcome"], e["reliabilityBps"], e["projectId"], e["round"]) for e in events
-    ] == [
+    assert [(e["trainer"], e["outcome"], e["reliabilityBps"], e["projectId"], e["round"]) for e in events] == [
         (who[0], Outcome.CONTRIBUTED, 6666, 7, 3),
         (who[1], Outcome.FLAGGED, 3333, 7, 3),
         (who[2], Outcome.MISSED, 3333, 7, 3),
@@ -320,9 +316,7 @@ def test_finalize_reverts(actors: Actors) -> None:
     with reverts("WrongRound"):
         actors.aggregator.finalize_round(pid, 1, good)
     with reverts("LengthMismatch"):
-        actors.aggregator.finalize_round(
-            pid, 0, RoundResult("bafkreim", "bafkreip", [1], [False], good.proof)
-        )
+        actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", [1], [False], good.proof))
     with reverts("InvalidProof"):  # a score changed after proving
         actors.aggregator.finalize_round(
             pid, 0, RoundResult(good.model_cid, good.proof_cid, [1, 3], good.flags, good.proof)
@@ -332,9 +326,7 @@ def test_finalize_reverts(actors: Actors) -> None:
             pid, 0, RoundResult(good.model_cid, good.proof_cid, good.scores, [True, False], good.proof)
         )
     with reverts("InvalidCid"):
-        actors.aggregator.finalize_round(
-            pid, 0, RoundResult("", good.proof_cid, good.scores, good.flags, good.proof)
-        )
+        actors.aggregator.finalize_round(pid, 0, RoundResult("", good.proof_cid, good.scores, good.flags, good.proof))
     with reverts("ScoreTooLarge"):
         actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [2**128, 1]))
     actors.chain.increase_time(1_201)
@@ -392,9 +384,7 @@ def test_withdraw_reverts_while_running_and_for_strangers(actors: Actors) -> Non
 
 
 def test_owner_who_is_also_aggregator_is_paid_both_roles_once(actors: Actors) -> None:
-    pid = actors.owner.create_project(
-        actors.config(aggregator=actors.owner.address, rounds=1, max_trainers=2)
-    )
+    pid = actors.owner.create_project(actors.config(aggregator=actors.owner.address, rounds=1, max_trainers=2))
     for t in actors.trainers[:2]:
         t.join(pid)
     actors.submit_all(pid, 0)
@@ -425,8 +415,7 @@ def test_abandon_pays_submitters_of_the_stalled_round_and_refunds_the_rest(actor
     assert actors.owner.withdrawable(pid, actors.trainers[3].address) == round0 + stake
     assert actors.owner.withdrawable(pid, actors.aggregator.address) == ETH // 4
     total = sum(
-        actors.owner.withdrawable(pid, c.address)
-        for c in [actors.owner, actors.aggregator, *actors.trainers[:4]]
+        actors.owner.withdrawable(pid, c.address) for c in [actors.owner, actors.aggregator, *actors.trainers[:4]]
     )
     assert total == 11 * ETH + 4 * stake
     with reverts("WrongStatus"):
@@ -440,3 +429,22 @@ def test_unknown_project_views_revert(actors: Actors) -> None:
         actors.stranger.get_project(42)
     with reverts("UnknownProject"):
         actors.stranger.trainers(42)
+
+
+def test_verifier_sees_values_in_arrival_order(actors: Actors) -> None:
+    pid = actors.training_project(3)
+    t0, t1, t2 = actors.trainers[:3]
+    # Trainer 2 submits first, then trainer 0; trainer 1 never does.
+    actors.submit_all(pid, 0, [t2, t0])
+    assert actors.owner.arrival_order(pid, 0) == [2, 0, 1]
+    scores, flags = [5, 0, 7], [False, False, False]
+    commitments = [actors.owner.commitment(pid, 0, t.address) for t in (t0, t1, t2)]
+    actors.chain.increase_time(601)
+    in_trainer_order = local_hash_proof(commitments, scores, flags)
+    with reverts("InvalidProof"):
+        actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", scores, flags, in_trainer_order))
+    in_arrival = local_hash_proof([commitments[2], commitments[0], commitments[1]], [7, 5, 0], [False] * 3)
+    assert in_arrival == actors.owner.test_verifier_proof(pid, 0, scores, flags)
+    receipt = actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", scores, flags, in_arrival))
+    (event,) = actors.events(receipt, "RoundFinalized")
+    assert event["scores"] == scores  # recorded in trainer order, as submitted by the aggregator

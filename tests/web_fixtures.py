@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from marketplace.chain.anvil import AnvilNode
-from marketplace.chain.market import RoundResult, local_hash_proof
+from marketplace.chain.market import RoundResult
 from marketplace.storage.ipfs import IpfsClient
 from marketplace.storage.manager import LocalIpfsNode
 from marketplace.web.app import create_app
@@ -69,7 +69,7 @@ def finalize(actors: Actors, ipfs: IpfsClient, pid: int, round_: int, scores: li
     """Finalizes ``round_`` as the aggregator does: proof document pinned to IPFS, proof on chain."""
     members = actors.owner.trainers(pid)
     commitments = [actors.owner.commitment(pid, round_, m) for m in members]
-    proof = local_hash_proof(commitments, scores, flags)
+    proof = actors.owner.test_verifier_proof(pid, round_, scores, flags)
     doc = {
         "project": pid, "round": round_, "prover": "test-hash", "commitments": ["0x" + c.hex() for c in commitments],
         "scores": scores, "flags": flags, "proof": "0x" + proof.hex(), "accuracy": accuracy,

@@ -6,16 +6,16 @@ pragma solidity ^0.8.24;
  * @notice Checks that a round's contribution scores and outlier flags were computed correctly
  * from the commitments the trainers submitted on chain.
  *
- * `TrainingMarket` calls this from `finalizeRound` with the commitments in trainer order (zero
- * for trainers that did not submit), the scores and flags the aggregator wants to record, and the
- * proof bytes. An implementation binds all three to the proof's public inputs (for ezkl: the
+ * `TrainingMarket` calls this from `finalizeRound` with the commitments, the scores and flags the
+ * aggregator wants to record, and the proof bytes, all in arrival order (see {verifyRound}). An implementation binds all three to the proof's public inputs (for ezkl: the
  * per-trainer Poseidon hashes and the circuit's public outputs) and returns true only if the
  * proof verifies against exactly these values.
  */
 interface IRoundVerifier {
-    /// @param commitments one commitment per trainer, in the project's trainer order (0 = no submission)
-    /// @param scores the contribution score of each trainer, in fixed point, as recorded on chain
-    /// @param flags true for each trainer flagged as an outlier
+    /// @param commitments one commitment per trainer, in arrival order: first the trainers who
+    /// submitted, in the order their submissions were accepted, then the others (commitment 0)
+    /// @param scores the contribution score of each trainer (same order), in fixed point
+    /// @param flags true for each trainer flagged as an outlier (same order)
     /// @param proof the proof bytes
     /// @return ok true when the proof verifies for exactly these public values
     function verifyRound(

@@ -20,7 +20,7 @@ import numpy as np
 from marketplace.aggregator.prover import HashProver, RoundProver
 from marketplace.aggregator.rounds import collect_round, score_round
 from marketplace.chain.errors import ContractRevert
-from marketplace.chain.market import MarketClient, Project, ProjectStatus, RoundResult
+from marketplace.chain.market import MarketClient, Project, ProjectStatus, RoundResult, in_arrival_order
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import evaluate
@@ -129,7 +129,14 @@ class AggregatorNode:
             vector_to_state(new_vec, spec), {"kind": "model", "project": str(pid), "round": str(round_ + 1)}
         )
         commitments = inputs.commitments
-        proof = self.prover.prove(commitments, scored.sketches, inputs.valid, chain_scores, flags)
+        order = inputs.arrival_order  # the verifier sees every per-trainer value in this order
+        proof = self.prover.prove(
+            in_arrival_order(commitments, order),
+            scored.sketches[order],
+            inputs.valid[order],
+            in_arrival_order(chain_scores, order),
+            in_arrival_order(flags, order),
+        )
         proof_doc = {
             "project": pid,
             "round": round_,

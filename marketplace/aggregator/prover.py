@@ -15,7 +15,10 @@ from marketplace.chain.market import local_hash_proof
 
 
 class RoundProver(Protocol):
-    """Proves that ``scores`` and ``flags`` were computed from the committed sketches."""
+    """Proves that ``scores`` and ``flags`` were computed from the committed sketches.
+
+    Every per-trainer argument is in arrival order (``MarketClient.arrival_order``), the order
+    in which ``finalizeRound`` hands the values to the verifier."""
 
     name: str
 

@@ -40,6 +40,11 @@ class RoundInputs:
         return [self.submissions[t].commitment if t in self.submissions else ZERO_COMMITMENT for t in self.trainers]
 
     @property
+    def arrival_order(self) -> list[int]:
+        """Trainer indices in arrival order (how ``finalizeRound`` hands values to the verifier)."""
+        return [int(i) for i in np.argsort(self.submission_rank, kind="stable")]
+
+    @property
     def submission_rank(self) -> np.ndarray:
         """Each trainer's position in the on-chain order of submissions (non-submitters last)."""
         order = [(s.block_number, s.log_index) if (s := self.submissions.get(t)) else (2**62, 0) for t in self.trainers]

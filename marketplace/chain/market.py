@@ -190,8 +190,15 @@ class FinalizedRound:
     tx_hash: str = field(default="")
 
 
+def in_arrival_order(values: list[Any], order: list[int]) -> list[Any]:
+    """``values`` (one per trainer, in trainer order) rearranged in arrival order, the order in which
+    ``finalizeRound`` hands them to the verifier; ``order`` is :meth:`MarketClient.arrival_order`."""
+    return [values[i] for i in order]
+
+
 def local_hash_proof(commitments: list[bytes], scores: list[int], flags: list[bool]) -> bytes:
-    """The "proof" the local-only ``TestRoundVerifier`` accepts: keccak256 of the public values.
+    """The "proof" the local-only ``TestRoundVerifier`` accepts: keccak256 of the public values
+    (in arrival order, see :func:`in_arrival_order`).
 
     It proves nothing about how scores were computed; it exists so that local runs and tests
     exercise the finalize path (tampered values are still rejected).
@@ -331,6 +338,23 @@ class MarketClient:
             )
             for e in logs
         ]
+
+    def arrival_order(self, project_id: int, round_: int) -> list[int]:
+        """Trainer indices in arrival order: those who submitted in ``round_``, in the order the
+        chain accepted their submissions, then the others in trainer order."""
+        members = self.trainers(project_id)
+        index = {t: i for i, t in enumerate(members)}
+        subs = sorted(self.submissions(project_id, round_), key=lambda s: (s.block_number, s.log_index))
+        arrived = [index[s.trainer] for s in subs]
+        return arrived + [i for i in range(len(members)) if i not in set(arrived)]
+
+    def test_verifier_proof(self, project_id: int, round_: int, scores: list[int], flags: list[bool]) -> bytes:
+        """The proof the local ``TestRoundVerifier`` accepts for these trainer-order scores and flags
+        and the round's on-chain commitments (see :func:`local_hash_proof`)."""
+        members = self.trainers(project_id)
+        commitments = [self.commitment(project_id, round_, m) for m in members]
+        order = self.arrival_order(project_id, round_)
+        return local_hash_proof(*(in_arrival_order(v, order) for v in (commitments, scores, flags)))
 
     def finalized_rounds(self, project_id: int, from_block: int = 0) -> list[FinalizedRound]:
         """``RoundFinalized`` events of a project, oldest first."""

@@ -136,7 +136,10 @@ class VerifyResult(BaseModel):
 
 
 class RoundProof(BaseModel):
-    """The public values and proof of a round, to verify it yourself (e.g. from the browser)."""
+    """The public values and proof of a round, to verify it yourself (e.g. from the browser).
+
+    ``commitments``, ``scores`` and ``flags`` are in arrival order, exactly as ``finalizeRound``
+    passed them to the verifier; ``arrival_order[k]`` is the trainer index of position ``k``."""
 
     project_id: int
     round: int
@@ -146,6 +149,7 @@ class RoundProof(BaseModel):
     flags: list[bool]
     proof: str
     proof_source: str
+    arrival_order: list[int] = []
 
 
 class TxRequest(BaseModel):

@@ -19,7 +19,14 @@ from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from marketplace.chain.client import ChainClient
 from marketplace.chain.errors import ChainError, ContractRevert
-from marketplace.chain.market import FinalizedRound, MarketClient, Outcome, ProjectConfig, ProjectStatus
+from marketplace.chain.market import (
+    FinalizedRound,
+    MarketClient,
+    Outcome,
+    ProjectConfig,
+    ProjectStatus,
+    in_arrival_order,
+)
 from marketplace.verify import ProofUnavailable, check_proof, proof_from_calldata
 from marketplace.web.filters import when
 from marketplace.web.indexer import Indexer
@@ -307,10 +314,14 @@ class MarketService:
         members = [m["trainer"] for m in self.indexer.trainers(project_id)]
         commitments = [self.market.commitment(project_id, round_, m) for m in members]
         proof, source = self._proof_bytes(project_id, round_, row["tx_hash"])
+        # The verifier sees the values in arrival order (see IRoundVerifier.verifyRound).
+        order = self.market.arrival_order(project_id, round_)
         return RoundProof(
             project_id=project_id, round=round_, verifier=project.verifier,
-            commitments=["0x" + c.hex() for c in commitments], scores=[str(s) for s in row["scores"]],
-            flags=row["flags"], proof="0x" + proof.hex(), proof_source=source,
+            commitments=["0x" + c.hex() for c in in_arrival_order(commitments, order)],
+            scores=[str(s) for s in in_arrival_order(row["scores"], order)],
+            flags=in_arrival_order(row["flags"], order), proof="0x" + proof.hex(), proof_source=source,
+            arrival_order=order,
         )  # fmt: skip
 
     def _proof_bytes(self, project_id: int, round_: int, tx_hash: str) -> tuple[bytes, str]:
