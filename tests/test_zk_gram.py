@@ -14,7 +14,7 @@ import pytest
 ezkl = pytest.importorskip("ezkl")
 
 from marketplace.scoring.gram import committed_rows, gram_rule_int, quantize  # noqa: E402
-from zk.commit import commit_update, commitment_bytes, row_commitment  # noqa: E402
+from marketplace.zk.commit import commit_update, commitment_bytes, row_commitment  # noqa: E402
 from zk.gram_bench import export, run_args  # noqa: E402
 from zk.pipeline import Paths, write_input  # noqa: E402
 

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from marketplace.zk.networks import batcher_layers, median_weights
+
 SCALE = 13
 """ezkl input_scale = param_scale: values are integers times 2**-13."""
 
@@ -73,42 +75,6 @@ class CircuitConfig:
 
 
 @lru_cache(maxsize=8)
-def batcher_layers(n: int) -> tuple[tuple[tuple[int, int], ...], ...]:
-    """Batcher's odd-even merge sort for a power-of-two ``n`` as layers of disjoint (lo, hi) pairs."""
-    if n < 1 or n & (n - 1):
-        raise ValueError(f"n must be a power of two, got {n}")
-    layers: list[tuple[tuple[int, int], ...]] = []
-    p = 1
-    while p < n:
-        k = p
-        while k >= 1:
-            pairs = []
-            for j in range(k % p, n - k, 2 * k):
-                for i in range(min(k, n - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                        pairs.append((i + j, i + j + k))
-            layers.append(tuple(pairs))
-            k //= 2
-        p *= 2
-    return tuple(layers)
-
-
-def _median_weights(n: int) -> np.ndarray:
-    """(2n+2, n) matrix W with ``t @ W`` the median-selection weights.
-
-    ``t_m = [count >= m]`` for ``m = 0..2n+1``; with ``lo = (count-1)//2`` and ``hi = count//2``
-    the weight of sorted position ``j`` is ``([j == lo] + [j == hi]) / 2``, and
-    ``[j == lo] = t_{2j+1} - t_{2j+3}``, ``[j == hi] = t_{2j} - t_{2j+2}``.
-    """
-    w = np.zeros((2 * n + 2, n))
-    for j in range(n):
-        w[2 * j + 1, j] += 0.5
-        w[2 * j + 3, j] -= 0.5
-        w[2 * j, j] += 0.5
-        w[2 * j + 2, j] -= 0.5
-    return w
-
-
 class ScoringCircuit(nn.Module):
     """Outlier flags and contribution scores from N committed rows of K + 1 values."""
 
@@ -120,7 +86,7 @@ class ScoringCircuit(nn.Module):
         self.probe = ""
         self.register_buffer("ones_n", torch.ones(1, n))
         self.register_buffer("steps", torch.arange(2 * n + 2, dtype=torch.float32).reshape(1, -1) - 0.5)
-        self.register_buffer("sel", torch.tensor(_median_weights(n), dtype=torch.float32))
+        self.register_buffer("sel", torch.tensor(median_weights(n), dtype=torch.float32))
         self.register_buffer("offdiag", 1.0 - torch.eye(n))
 
     def _sort_rows(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,7 +202,7 @@ def reference_int(rows_q: np.ndarray, cfg: CircuitConfig, probes: dict[str, np.n
     c = (np.maximum(s + clip, 0) - np.maximum(s - clip, 0) - clip) * act
     count = int(act.sum())
     t = (count * one > quantize(np.arange(2 * n + 2) - 0.5)).astype(np.int64)
-    sel_w = t @ quantize(_median_weights(n))  # (n,), scale 13
+    sel_w = t @ quantize(median_weights(n))  # (n,), scale 13
     m = _masked_median_int(c, inact * _const(cfg.big_coord), sel_w)
     diff = c - m
     d = _rescale(np.einsum("ij,ij->i", diff, diff))

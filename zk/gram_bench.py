@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from marketplace.scoring.gram import committed_rows, gram_rule_int, quantize
-from zk.commit import row_commitment
-from zk.gram_circuit import GramCircuit
+from marketplace.zk.circuit import GramCircuit
+from marketplace.zk.commit import row_commitment
 from zk.pipeline import BUILD, Paths, Timings, peak_rss_mb, read_vka, write_input
 
 SCALE = 13

@@ -1,6 +1,6 @@
 """The Gram-matrix paying rule: flags and scores from unit-normalised sketches.
 
-This is the rule the zk circuit (``zk/gram_circuit.py``) proves; :func:`gram_rule_int` is its
+This is the rule the zk circuit (``marketplace/zk/circuit.py``) proves; :func:`gram_rule_int` is its
 exact quantized form and is what :class:`GramScorer` pays with, so the aggregator's numbers and
 the proof's public outputs are the same integers.
 

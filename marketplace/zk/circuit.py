@@ -1,7 +1,7 @@
 """The Gram-matrix round-scoring circuit (torch module for ezkl) and its exact quantized reference.
 
 Each trainer slot ``i < N`` is one committed row ``x_i = (v_i[0..K-1], l_i, a_i)`` of ``K + 2``
-values on the ``2**-13`` grid (see :func:`zk.commit.committed_row`): the unit-normalised
+values on the ``2**-13`` grid (see :func:`marketplace.scoring.gram.committed_row`): the unit-normalised
 CountSketch ``v_i``, its clipped log2-norm ``l_i`` and the presence bit ``a_i``. Slots are in
 submission order (earliest first) so that the duplicate rule can keep the earliest copy.
 The rule is :mod:`marketplace.scoring.gram` (formulas there); the circuit computes
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from marketplace.scoring.gram import GramConfig, gram_rule_int
-from zk.circuit import _median_weights, batcher_layers
+from marketplace.zk.networks import batcher_layers, median_weights
 
 SCALE = 13
 
@@ -48,7 +48,7 @@ class GramCircuit(nn.Module):
         self.register_buffer("ones_n", torch.ones(n, 1))
         self.register_buffer("eye", torch.eye(n))
         self.register_buffer("steps", torch.arange(2 * n + 2, dtype=torch.float32).reshape(1, -1) - 0.5)
-        self.register_buffer("sel", torch.tensor(_median_weights(n), dtype=torch.float32))
+        self.register_buffer("sel", torch.tensor(median_weights(n), dtype=torch.float32))
         earlier = np.tril(np.ones((n, n)), -1) if self.cfg.earliest_wins else 1.0 - np.eye(n)
         self.register_buffer("earlier", torch.tensor(earlier, dtype=torch.float32))
 
