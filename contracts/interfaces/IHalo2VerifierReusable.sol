@@ -12,10 +12,12 @@ interface IHalo2VerifierReusable {
     function registerVka(bytes32[] calldata vka) external returns (bytes32 digest);
 
     /// @notice Verifies `proof` for `instances` under the registered `vka`.
-    /// @dev Not declared view by ezkl, but it writes nothing, so it can be STATICCALLed.
-    /// The third return value is not meaningful for hashed inputs; use `success` only.
+    /// @dev Not declared view by ezkl, but it writes nothing, so it can be STATICCALLed. ezkl's
+    /// verifier also returns a third value (rescaled instances) that is not a well-formed array
+    /// for hashed inputs: it is deliberately left out here so that callers never decode it
+    /// (decoding it reverts with an out-of-memory panic).
     function verifyProof(bytes calldata proof, uint256[] calldata instances, bytes32[] calldata vka)
         external
         view
-        returns (bool success, bytes32 vkaDigest, int256[] memory rescaled);
+        returns (bool success, bytes32 vkaDigest);
 }

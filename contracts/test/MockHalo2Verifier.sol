@@ -26,11 +26,11 @@ contract MockHalo2Verifier is IHalo2VerifierReusable {
     function verifyProof(bytes calldata proof, uint256[] calldata instances, bytes32[] calldata vka)
         external
         view
-        returns (bool, bytes32, int256[] memory)
+        returns (bool, bytes32)
     {
         bytes32 digest = keccak256(abi.encodePacked(vka));
         require(registered[digest], "vka not registered");
         bool ok = proof.length == 32 && bytes32(proof) == keccak256(abi.encode(instances));
-        return (ok, digest, new int256[](0));
+        return (ok, digest);
     }
 }

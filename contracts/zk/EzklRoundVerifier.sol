@@ -84,7 +84,7 @@ contract EzklRoundVerifier is IRoundVerifier {
             if (h >= FIELD_MODULUS) return false;
             instances[i] = h;
         }
-        try halo2Verifier.verifyProof(proof, instances, _loadVka()) returns (bool ok, bytes32, int256[] memory) {
+        try halo2Verifier.verifyProof(proof, instances, _loadVka()) returns (bool ok, bytes32) {
             return ok;
         } catch {
             return false; // malformed proof
