@@ -64,10 +64,28 @@ def check_proof(
     call = contract.functions.verifyRound(commitments, scores, flags, proof)
     try:
         valid = bool(chain.call(call))
-        gas = int(chain._rpc(lambda: call.estimate_gas({"from": verifier})))
+        gas = gas_to_succeed(chain, call) if valid else None
     except ChainError as exc:
         return False, None, str(exc)
     return valid, gas, None if valid else "the verifier rejected the proof"
+
+
+def gas_to_succeed(chain: ChainClient, call: Any, high: int = 30_000_000) -> int:
+    """The least gas with which ``call`` still returns true.
+
+    ``eth_estimateGas`` is not enough here: a verifier that catches its inner failure and returns
+    false (as EzklRoundVerifier does) "succeeds" with too little gas, so the estimate would be
+    the cost of rejecting. A binary search over ``eth_call`` with an explicit gas limit finds the
+    cost of accepting."""
+    low = 21_000
+    while high - low > 1_000:
+        mid = (low + high) // 2
+        try:
+            ok = bool(chain.call(call, gas=mid))
+        except ChainError:
+            ok = False
+        low, high = (low, mid) if ok else (mid, high)
+    return high
 
 
 def proof_from_calldata(market: MarketClient, finalized: FinalizedRound) -> bytes:
