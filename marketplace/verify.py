@@ -15,6 +15,7 @@ from typing import Any
 
 from eth_utils import keccak
 from hexbytes import HexBytes
+from web3.exceptions import Web3RPCError
 
 from marketplace.chain.client import ChainClient
 from marketplace.chain.errors import ChainError
@@ -77,12 +78,15 @@ def gas_to_succeed(chain: ChainClient, call: Any, high: int = 30_000_000) -> int
     false (as EzklRoundVerifier does) "succeeds" with too little gas, so the estimate would be
     the cost of rejecting. A binary search over ``eth_call`` with an explicit gas limit finds the
     cost of accepting."""
-    low = 21_000
+    try:  # a lower bound: the cost of the cheapest outcome, at least the intrinsic gas
+        low = int(chain._rpc(lambda: call.estimate_gas()))
+    except (ChainError, Web3RPCError):
+        low = 21_000
     while high - low > 1_000:
         mid = (low + high) // 2
         try:
             ok = bool(chain.call(call, gas=mid))
-        except ChainError:
+        except (ChainError, Web3RPCError):  # out of gas, or below the intrinsic gas
             ok = False
         low, high = (low, mid) if ok else (mid, high)
     return high
