@@ -15,7 +15,8 @@ ezkl = pytest.importorskip("ezkl")
 
 from marketplace.scoring.gram import committed_rows, gram_rule_int, quantize  # noqa: E402
 from marketplace.zk.commit import commit_update, commitment_bytes, row_commitment  # noqa: E402
-from zk.gram_bench import export, run_args  # noqa: E402
+from marketplace.zk.keys import run_args  # noqa: E402
+from zk.gram_bench import export  # noqa: E402
 from zk.pipeline import Paths, write_input  # noqa: E402
 
 N, K = 8, 64
@@ -26,7 +27,7 @@ R = 2188824287183927522224640574525727508854836440041603434369820418657580849561
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> Paths:
     p = Paths(Path(tmp_path_factory.mktemp("gram8")))
     export(N, K, p.onnx)
-    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args(2, None))
+    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args())
     assert ezkl.compile_circuit(str(p.onnx), str(p.compiled), str(p.settings))
     return p
 

@@ -21,6 +21,7 @@ from marketplace.scoring.flags import (  # noqa: E402
     norm_flags,
     opposing_flags,
 )
+from marketplace.zk.keys import run_args  # noqa: E402
 from zk.circuit import (  # noqa: E402
     CircuitConfig,
     ScoringCircuit,
@@ -29,7 +30,7 @@ from zk.circuit import (  # noqa: E402
     quantize,
     reference_int,
 )
-from zk.pipeline import Paths, export_onnx, row_commitment, run_args, write_input  # noqa: E402
+from zk.pipeline import Paths, export_onnx, row_commitment, write_input  # noqa: E402
 
 
 def _scenario(rng: np.random.Generator, n: int, k: int, kind: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +92,7 @@ def compiled8(tmp_path_factory: pytest.TempPathFactory) -> tuple[CircuitConfig, 
     cfg = CircuitConfig(n=8, k=64)
     p = Paths(Path(tmp_path_factory.mktemp("zk8")))
     export_onnx(cfg, p.onnx)
-    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args(cfg))
+    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args())
     assert ezkl.compile_circuit(str(p.onnx), str(p.compiled), str(p.settings))
     return cfg, p
 

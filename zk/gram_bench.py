@@ -20,6 +20,7 @@ import torch
 from marketplace.scoring.gram import committed_rows, gram_rule_int, quantize
 from marketplace.zk.circuit import GramCircuit
 from marketplace.zk.commit import row_commitment
+from marketplace.zk.keys import run_args
 from zk.pipeline import BUILD, Paths, Timings, peak_rss_mb, read_vka, write_input
 
 SCALE = 13
@@ -28,21 +29,6 @@ SCALE = 13
 def gram_paths(n: int, k: int, cols: int) -> Paths:
     """``zk/build/gram_n{N}_k{K}_c{cols}``."""
     return Paths(BUILD / f"gram_n{n}_k{k}_c{cols}")
-
-
-def run_args(cols: int, logrows: int | None) -> ezkl.PyRunArgs:
-    """Hashed inputs (one Poseidon hash per slot), fixed params, public outputs, scale 13."""
-    ra = ezkl.PyRunArgs()
-    ra.input_visibility = "hashed"
-    ra.param_visibility = "fixed"
-    ra.output_visibility = "public"
-    ra.input_scale = SCALE
-    ra.param_scale = SCALE
-    ra.num_inner_cols = cols
-    ra.decomp_legs = 2
-    if logrows is not None:
-        ra.logrows = logrows
-    return ra
 
 
 def export(n: int, k: int, path: Path) -> None:
@@ -78,7 +64,7 @@ def build(n: int, k: int, cols: int, logrows: int | None, tm: Timings) -> tuple[
     """Export, settings, compile, SRS (test-only gen_srs), setup."""
     p = gram_paths(n, k, cols)
     tm.run("export", export, n, k, p.onnx)
-    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args(cols, logrows))
+    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args(logrows, cols))
     settings = json.loads(p.settings.read_text())
     assert tm.run("compile", ezkl.compile_circuit, str(p.onnx), str(p.compiled), str(p.settings))
     lr = settings["run_args"]["logrows"]

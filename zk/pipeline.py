@@ -19,6 +19,7 @@ import ezkl
 import numpy as np
 import torch
 
+from marketplace.zk.keys import run_args
 from zk.circuit import SCALE, CircuitConfig, ScoringCircuit
 
 BUILD = Path(__file__).resolve().parent / "build"
@@ -74,21 +75,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_args(cfg: CircuitConfig, logrows: int | None = None, legs: int = 2) -> ezkl.PyRunArgs:
-    """Hashed inputs (one Poseidon hash per trainer), fixed params, public outputs, scale 13."""
-    ra = ezkl.PyRunArgs()
-    ra.input_visibility = "hashed"
-    ra.param_visibility = "fixed"
-    ra.output_visibility = "public"
-    ra.input_scale = SCALE
-    ra.param_scale = SCALE
-    ra.num_inner_cols = 2
-    ra.decomp_legs = legs
-    if logrows is not None:
-        ra.logrows = logrows
-    return ra
-
-
 def export_onnx(cfg: CircuitConfig, path: Path) -> None:
     """Export :class:`ScoringCircuit` with N inputs of shape (1, K+1)."""
     model = ScoringCircuit(cfg).eval()
@@ -124,7 +110,7 @@ def build(
     p = paths_for(cfg, tag)
     tm = Timings()
     tm.run("export", export_onnx, cfg, p.onnx)
-    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args(cfg, logrows, legs))
+    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args(logrows, legs=legs))
     sample = p.root / "calib.json"
     write_input(sample_rows, sample)
     if calibrate:

@@ -50,9 +50,8 @@ from typing import Literal
 
 import numpy as np
 
-from marketplace.scoring.aggregate import aggregation_weights, fedavg
 from marketplace.scoring.sketch import sketch_rows
-from marketplace.scoring.strategy import RoundScorer
+from marketplace.scoring.strategy import InlierFedAvg, RoundScorer
 
 SCALE = 13
 """Fixed point: values are integers times ``2**-13`` (ezkl input_scale = param_scale)."""
@@ -257,7 +256,7 @@ def shares(scores: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- strategy
 
 
-class GramScorer(RoundScorer):
+class GramScorer(InlierFedAvg, RoundScorer):
     """Pays with :func:`gram_rule_int` on the committed rows of ``sketch_dim``-wide CountSketches.
 
     Args:
@@ -324,13 +323,3 @@ class GramScorer(RoundScorer):
             "int_scores": res.scores,
             "valid": res.valid,
         }
-
-    def aggregate(
-        self,
-        updates: np.ndarray,
-        active_mask: np.ndarray,
-        flags: np.ndarray,
-        num_samples: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        counts = num_samples if self.weighting == "samples" else None
-        return aggregation_weights(active_mask, flags, counts), fedavg(updates, active_mask, flags, counts)

@@ -91,7 +91,24 @@ class RoundScorer(ABC):
         return {}
 
 
-class SketchScorer(RoundScorer):
+class InlierFedAvg:
+    """Step 3 shared by the scorers: FedAvg of the inliers' full updates, weighted by reported
+    sample counts when ``weighting == "samples"``, equally otherwise."""
+
+    weighting: Literal["samples", "equal"]
+
+    def aggregate(
+        self,
+        updates: np.ndarray,
+        active_mask: np.ndarray,
+        flags: np.ndarray,
+        num_samples: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        counts = num_samples if self.weighting == "samples" else None
+        return aggregation_weights(active_mask, flags, counts), fedavg(updates, active_mask, flags, counts)
+
+
+class SketchScorer(InlierFedAvg, RoundScorer):
     """Default scorer: flags and scores on CountSketches, aggregates the full updates.
 
     Args:
@@ -167,12 +184,3 @@ class SketchScorer(RoundScorer):
     def score(self, summaries: np.ndarray, active_mask: np.ndarray, flags: np.ndarray) -> np.ndarray:
         return projection_scores(summaries, active_mask, flags)
 
-    def aggregate(
-        self,
-        updates: np.ndarray,
-        active_mask: np.ndarray,
-        flags: np.ndarray,
-        num_samples: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        counts = num_samples if self.weighting == "samples" else None
-        return aggregation_weights(active_mask, flags, counts), fedavg(updates, active_mask, flags, counts)

@@ -94,16 +94,17 @@ def fingerprint(n: int, k: int) -> str:
     return hashlib.sha256(f"{n}/{k}/{ezkl.__version__}/{source}".encode()).hexdigest()[:16]
 
 
-def run_args(logrows: int | None = None) -> ezkl.PyRunArgs:
-    """Hashed inputs (one Poseidon hash per trainer slot), fixed params, public outputs, scale 2**13."""
+def run_args(logrows: int | None = None, cols: int = 2, legs: int = 2) -> ezkl.PyRunArgs:
+    """Hashed inputs (one Poseidon hash per trainer slot), fixed params, public outputs, scale 2**13,
+    ``cols`` inner columns (2 measured fastest here) and ``legs`` decomposition legs."""
     ra = ezkl.PyRunArgs()
     ra.input_visibility = "hashed"
     ra.param_visibility = "fixed"
     ra.output_visibility = "public"
     ra.input_scale = SCALE
     ra.param_scale = SCALE
-    ra.num_inner_cols = 2
-    ra.decomp_legs = 2
+    ra.num_inner_cols = cols
+    ra.decomp_legs = legs
     if logrows is not None:
         ra.logrows = logrows
     return ra
