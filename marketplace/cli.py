@@ -26,6 +26,7 @@ app.add_typer(chain_app, name="chain")
 from marketplace.cli_demo import demo_cmd  # noqa: E402
 from marketplace.cli_project import deploy_cmd, fail, project_app  # noqa: E402
 from marketplace.cli_roles import aggregator_app, audit_cmd, data_app, model_app, trainer_app, verify_cmd  # noqa: E402
+from marketplace.cli_zk import zk_app  # noqa: E402
 from marketplace.storage.cli import ipfs_app  # noqa: E402
 from marketplace.web.cli import web_cmd  # noqa: E402
 
@@ -40,6 +41,7 @@ app.add_typer(trainer_app, name="trainer")
 app.add_typer(aggregator_app, name="aggregator")
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+app.add_typer(zk_app, name="zk")
 
 console = Console()
 

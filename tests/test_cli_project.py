@@ -54,3 +54,16 @@ def test_bad_input_gets_clear_messages(cli: CliRunner) -> None:
     assert "not an ETH amount" in out
     out = run(cli, "project", "withdraw", "1", code=1)
     assert "UnknownProject" in out
+
+
+def test_zk_verifier_deployed_approved_and_usable_by_a_project(cli: CliRunner) -> None:
+    run(cli, "deploy")
+    out = run(cli, "zk", "setup", "--trainers", "4", "--sketch", "32")
+    assert "development SRS" in out and "logrows 15" in out
+    out = run(cli, "zk", "deploy", "--trainers", "4", "--sketch", "32")
+    assert "approved" in out
+    from marketplace.config import read_deployment
+
+    adapter = read_deployment("local").address("EzklRoundVerifier-n4-k32")
+    out = run(cli, "project", "create", "--initial-cid", CID, "--max-trainers", "4", "--verifier", adapter)
+    assert "project 1 created" in out
