@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from marketplace.scoring.gram import quantize, snap  # one rounding rule for every circuit
 from marketplace.zk.networks import batcher_layers, median_weights
 
 SCALE = 13
@@ -146,25 +147,6 @@ class ScoringCircuit(nn.Module):
 
 
 # --------------------------------------------------------------------------- reference
-
-
-def quantize(values: np.ndarray, scale: int = SCALE, *, f32: bool = True) -> np.ndarray:
-    """Float -> integer at ``2**scale``, rounding half away from zero.
-
-    ``ezkl.gen_witness`` first casts JSON inputs to float32 (``f32=True``, the default);
-    ``ezkl.float_to_felt`` does not (``f32=False``). The two differ for about one value in
-    10^4, so committed values must be on the grid (see :func:`snap`), where both agree.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if f32:
-        v = v.astype(np.float32).astype(np.float64)
-    v = v * float(2**scale)
-    return (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int64)
-
-
-def snap(values: np.ndarray, scale: int = SCALE) -> np.ndarray:
-    """Round floats to the ``2**-scale`` grid (exact in float32 for |v| < 2**(24-scale))."""
-    return quantize(values, scale, f32=False).astype(np.float64) / float(2**scale)
 
 
 def _rescale(v: np.ndarray, shift: int = SCALE) -> np.ndarray:

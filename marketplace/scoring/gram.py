@@ -86,7 +86,12 @@ class GramConfig:
 
 
 def quantize(values: np.ndarray, scale: int = SCALE, *, f32: bool = True) -> np.ndarray:
-    """Float -> integer at ``2**scale``, rounding half away from zero (ezkl casts inputs to float32 first)."""
+    """Float -> integer at ``2**scale``, rounding half away from zero.
+
+    ``ezkl.gen_witness`` first casts JSON inputs to float32 (``f32=True``, the default);
+    ``ezkl.float_to_felt`` does not (``f32=False``). The two differ for about one value in
+    10^4, so committed values must be on the grid (see :func:`snap`), where both agree.
+    """
     v = np.asarray(values, dtype=np.float64)
     if f32:
         v = v.astype(np.float32).astype(np.float64)
