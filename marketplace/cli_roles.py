@@ -192,7 +192,12 @@ def aggregator_run(
                 if report:
                     show(report)
             return
-        node.run(project, poll_seconds=poll, on_report=show)
+        node.run(
+            project,
+            poll_seconds=poll,
+            on_report=show,
+            on_error=lambda exc: console.print(f"[yellow]will retry:[/yellow] {exc}"),
+        )
     except PermissionError as exc:
         raise fail(str(exc)) from None
 

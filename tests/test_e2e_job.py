@@ -162,3 +162,32 @@ def test_aggregator_restart_does_not_double_post(stack: LocalStack, tmp_path: Pa
     )
     assert len(stack.admin.finalized_rounds(pid)) == 1
     assert aggregator.step(pid) is None  # nothing due any more
+
+
+def test_ipfs_outage_mid_round_flags_nobody_and_the_round_completes_after_restart(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    from marketplace.chain.anvil import free_port
+    from marketplace.storage.errors import IpfsConnectionError
+    from marketplace.storage.manager import LocalIpfsNode
+    from marketplace.storage.store import ModelStore
+
+    port = free_port()
+    node = LocalIpfsNode(tmp_path / "ipfs", port=port)
+    node.start()
+    try:
+        store = ModelStore(node.client(retries=2, backoff=0.05))
+        own = LocalStack(stack.chain_url, node.api_url, stack.admin, stack.deployment, store, stack.accounts)
+        pid, trainers, aggregator = _project(own, 4, tmp_path)
+        for t in trainers:
+            assert isinstance(t.step(pid), Submitted)
+        node.stop()  # the aggregator's IPFS node dies before it fetched the updates
+        with pytest.raises(IpfsConnectionError):
+            aggregator.step(pid)
+        assert stack.admin.finalized_rounds(pid) == []  # nothing posted, nobody flagged
+        node.start()  # same repo, same port: the pinned updates are still there
+        report = aggregator.step(pid)
+        assert report is not None and report.tx_hash
+        assert report.flags == [False] * 4 and not report.rejected
+    finally:
+        node.stop()

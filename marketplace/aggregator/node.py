@@ -19,12 +19,13 @@ import numpy as np
 
 from marketplace.aggregator.prover import HashProver, RoundProver
 from marketplace.aggregator.rounds import collect_round, score_round
-from marketplace.chain.errors import ContractRevert
+from marketplace.chain.errors import ContractRevert, RpcUnavailable
 from marketplace.chain.market import MarketClient, Project, ProjectStatus, RoundResult, in_arrival_order
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import evaluate
 from marketplace.protocol import MAX_UPDATE_BYTES
+from marketplace.storage.errors import IpfsConnectionError, IpfsTimeout
 from marketplace.storage.store import ModelStore
 
 
@@ -180,13 +181,19 @@ class AggregatorNode:
         poll_seconds: float = 2.0,
         on_report: Callable[[RoundReport], None] | None = None,
         until_done: bool = True,
+        on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         """Serves ``project_ids`` (default: every project it aggregates) until all have ended."""
         while True:
             pids = project_ids if project_ids is not None else self.served_projects()
             active = False
             for pid in pids:
-                report = self.step(pid)
+                try:
+                    report = self.step(pid)
+                except (IpfsConnectionError, IpfsTimeout, RpcUnavailable) as exc:
+                    if on_error is not None:
+                        on_error(exc)
+                    continue  # transient: the round is retried on the next poll, before its deadline
                 if report is not None and on_report is not None:
                     on_report(report)
                 status = self.market.get_project(pid).status

@@ -12,7 +12,7 @@ from marketplace.chain.market import MarketClient, Submission
 from marketplace.fl.models import num_params, param_spec, tensors_to_vector
 from marketplace.protocol import MAX_UPDATE_BYTES, SKETCH_DIM, commitment_of_sketch, scores_to_chain, update_sketch
 from marketplace.scoring.strategy import SketchScorer
-from marketplace.storage.errors import StorageError
+from marketplace.storage.errors import IpfsConnectionError, IpfsTimeout, StorageError
 from marketplace.storage.store import ModelStore
 
 ZERO_COMMITMENT = b"\0" * 32
@@ -78,7 +78,10 @@ def collect_round(
 ) -> RoundInputs:
     """Fetches every submission of the round from IPFS and checks it: size, CID, safetensors,
     shapes/dtypes, finite values, and the sketch against the on-chain commitment. An update that
-    fails any check is recorded in ``rejected`` with the reason; the round goes on without it."""
+    fails any check is recorded in ``rejected`` with the reason; the round goes on without it.
+
+    Raises :class:`IpfsConnectionError` / :class:`IpfsTimeout` when the IPFS node itself does not
+    answer: that says nothing about the trainers, so nobody must be flagged for it."""
     spec = param_spec(model_name)
     seed = market.sketch_seed(project_id)
     trainers = market.trainers(project_id)
@@ -92,6 +95,8 @@ def collect_round(
             continue
         try:
             vec = tensors_to_vector(store.get_tensors(sub.cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec)
+        except (IpfsConnectionError, IpfsTimeout):
+            raise  # our node is down, not the trainer's fault: never flag anyone for it; retry later
         except StorageError as exc:
             rejected[trainer] = f"{type(exc).__name__}: {exc}"
             continue
