@@ -24,11 +24,6 @@ MAX_UPDATE_BYTES = 64 * 1024 * 1024
 COMMITMENT_SCHEME = "keccak256(float32-le(countsketch64(update)))"
 
 
-def sketch_seed_to_numpy(seed: int) -> int:
-    """The on-chain ``sketchSeed`` (a uint256) as a numpy seed (numpy accepts big ints)."""
-    return int(seed)
-
-
 def update_sketch(update: np.ndarray, seed: int) -> np.ndarray:
     """The committed sketch of a flat update, as float32."""
     return sketch(np.asarray(update, dtype=np.float32).reshape(-1), SKETCH_DIM, seed).astype(np.float32)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marketplace.chain.market import MarketClient, Submission
+from marketplace.chain.market import MarketClient, Submission, arrival_order
 from marketplace.fl.models import num_params, param_spec, tensors_to_vector
 from marketplace.protocol import MAX_UPDATE_BYTES, SKETCH_DIM, commitment_of_sketch, scores_to_chain, update_sketch
 from marketplace.scoring.strategy import SketchScorer
@@ -42,14 +42,12 @@ class RoundInputs:
     @property
     def arrival_order(self) -> list[int]:
         """Trainer indices in arrival order (how ``finalizeRound`` hands values to the verifier)."""
-        return [int(i) for i in np.argsort(self.submission_rank, kind="stable")]
+        return arrival_order(self.trainers, self.submissions.values())
 
     @property
     def submission_rank(self) -> np.ndarray:
         """Each trainer's position in the on-chain order of submissions (non-submitters last)."""
-        order = [(s.block_number, s.log_index) if (s := self.submissions.get(t)) else (2**62, 0) for t in self.trainers]
-        keys = np.array(order)
-        return np.lexsort((keys[:, 1], keys[:, 0])).argsort()
+        return np.argsort(self.arrival_order)
 
 
 @dataclass

@@ -6,6 +6,7 @@ else (CLI, trainer, aggregator, web app) talks to :class:`MarketClient` in Pytho
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -190,6 +191,16 @@ class FinalizedRound:
     tx_hash: str = field(default="")
 
 
+def arrival_order(trainers: list[str], submissions: Iterable[Submission]) -> list[int]:
+    """Trainer indices in arrival order: those with a submission, in the order the chain accepted
+    them (block, then log index), then the others in trainer order. This is the order in which
+    ``finalizeRound`` hands per-trainer values to the verifier."""
+    index = {t: i for i, t in enumerate(trainers)}
+    arrived = [index[s.trainer] for s in sorted(submissions, key=lambda s: (s.block_number, s.log_index))]
+    seen = set(arrived)
+    return arrived + [i for i in range(len(trainers)) if i not in seen]
+
+
 def in_arrival_order(values: list[Any], order: list[int]) -> list[Any]:
     """``values`` (one per trainer, in trainer order) rearranged in arrival order, the order in which
     ``finalizeRound`` hands them to the verifier; ``order`` is :meth:`MarketClient.arrival_order`."""
@@ -342,11 +353,7 @@ class MarketClient:
     def arrival_order(self, project_id: int, round_: int) -> list[int]:
         """Trainer indices in arrival order: those who submitted in ``round_``, in the order the
         chain accepted their submissions, then the others in trainer order."""
-        members = self.trainers(project_id)
-        index = {t: i for i, t in enumerate(members)}
-        subs = sorted(self.submissions(project_id, round_), key=lambda s: (s.block_number, s.log_index))
-        arrived = [index[s.trainer] for s in subs]
-        return arrived + [i for i in range(len(members)) if i not in set(arrived)]
+        return arrival_order(self.trainers(project_id), self.submissions(project_id, round_))
 
     def test_verifier_proof(self, project_id: int, round_: int, scores: list[int], flags: list[bool]) -> bytes:
         """The proof the local ``TestRoundVerifier`` accepts for these trainer-order scores and flags
