@@ -98,6 +98,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         string proofCid; // IPFS CID where the proof (and its public inputs) is published
         uint256[] scores; // per trainer, in trainer order; 0 for non-submitters
         bool[] flags; // per trainer, in trainer order; false for non-submitters
+        bool[] rejected; // per trainer: a submitter whose update the aggregator could not fetch or check
         bytes proof; // checked by the project's verifier
     }
 
@@ -198,6 +199,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         bool[] flags,
         uint256[] rewards
     );
+    /// @notice The aggregator rejected `trainer`'s update of `round` (not available on IPFS, malformed,
+    /// or not matching its commitment): it is recorded as flagged and the proof treats it as absent.
+    event SubmissionRejected(uint256 indexed projectId, uint256 indexed round, address indexed trainer);
     /// @notice `trainer` lost `amount` of its stake for a flagged update in `round`.
     event StakeSlashed(uint256 indexed projectId, uint256 indexed round, address indexed trainer, uint256 amount);
     /// @notice All rounds are finalized; withdrawals are open.
@@ -229,7 +233,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error CommitmentNotAccepted(bytes32 commitment);
     error RoundStillOpen(uint256 projectId, uint256 round, uint256 submissionDeadline);
     error AggregationDeadlinePassed(uint256 projectId, uint256 round, uint256 deadline);
-    error LengthMismatch(uint256 trainers, uint256 scores, uint256 flags);
+    error LengthMismatch(uint256 trainers, uint256 scores, uint256 flags, uint256 rejected);
+    error InvalidRejection(uint256 projectId, uint256 round, address trainer);
+    error VerifierTooSmall(uint256 maxTrainers, uint256 verifierMaxTrainers);
     error ScoreTooLarge(uint256 index, uint256 score);
     error NoSubmission(uint256 projectId, uint256 round, address trainer);
     error ProofAlreadyUsed(bytes32 proofHash);
@@ -265,6 +271,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (cfg.minTrainers == 0 || cfg.minTrainers > cfg.maxTrainers || cfg.maxTrainers > MAX_TRAINERS) {
             revert InvalidConfig("trainers");
         }
+        uint256 verifierMax = IRoundVerifier(cfg.verifier).maxTrainers();
+        if (cfg.maxTrainers > verifierMax) revert VerifierTooSmall(cfg.maxTrainers, verifierMax);
         if (cfg.minReliabilityBps > BPS || cfg.slashBps > BPS) revert InvalidConfig("bps");
         if (cfg.joinPeriod == 0 || cfg.submissionPeriod == 0 || cfg.aggregationPeriod == 0) {
             revert InvalidConfig("periods");
@@ -381,6 +389,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @dev Allowed once every trainer submitted or the submission deadline passed, and until the
     /// aggregation deadline. Reverts unless the project's verifier accepts `result.proof` for the
     /// submitted commitments and exactly these scores and flags; a proof is accepted only once.
+    /// WARNING: `result.rejected` (updates the aggregator says it could not fetch or that do not match
+    /// their commitment) is the aggregator's word, not proven: anyone can re-check it from IPFS
+    /// (`marketplace audit`), and a rejected trainer is treated as flagged.
     function finalizeRound(uint256 projectId, uint256 round, RoundResult calldata result) external {
         Project storage p = _project(projectId);
         _expectStatus(projectId, p, Status.Training);
@@ -588,8 +599,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     {
         address[] storage list = _trainerList[projectId];
         uint256 n = list.length;
-        if (result.scores.length != n || result.flags.length != n) {
-            revert LengthMismatch(n, result.scores.length, result.flags.length);
+        if (result.scores.length != n || result.flags.length != n || result.rejected.length != n) {
+            revert LengthMismatch(n, result.scores.length, result.flags.length, result.rejected.length);
         }
         commitments = new bytes32[](n);
         mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
@@ -599,6 +610,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
             if (c == bytes32(0) && (result.scores[i] != 0 || result.flags[i])) {
                 revert NoSubmission(projectId, round, list[i]);
             }
+            // A rejected update is a flagged submission without a score.
+            if (result.rejected[i] && (c == bytes32(0) || !result.flags[i] || result.scores[i] != 0)) {
+                revert InvalidRejection(projectId, round, list[i]);
+            }
             commitments[i] = c;
         }
     }
@@ -606,6 +621,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @dev Asks the verifier, with the round's values in arrival order: the trainers who submitted,
     /// in the order their submissions were accepted, then the others in trainer order. (Arrival
     /// order matters to the scoring rule: of two identical updates, only the first is paid.)
+    /// A rejected submission keeps its place but is handed over as an empty slot (commitment 0, not
+    /// flagged): the aggregator has no update to prove anything about; the market records it as flagged.
     function _verify(uint256 projectId, address verifier, bytes32[] memory commitments, RoundResult calldata result)
         private
         view
@@ -619,9 +636,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 late = _projects[projectId].submissions;
         for (uint256 i = 0; i < n; ++i) {
             uint256 at = commitments[i] == bytes32(0) ? late++ : _trainers[projectId][list[i]].arrival - 1;
-            c[at] = commitments[i];
+            bool rejected = result.rejected[i];
+            c[at] = rejected ? bytes32(0) : commitments[i]; // the proof has no witness for it: an empty slot
             s[at] = result.scores[i];
-            f[at] = result.flags[i];
+            f[at] = rejected ? false : result.flags[i];
         }
         return IRoundVerifier(verifier).verifyRound(c, s, f, result.proof);
     }
@@ -661,6 +679,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
                 _settleTrainer(s, trainers[i], commitments[i] != bytes32(0), result.flags[i], result.scores[i]);
             credited += rewards[i];
             slashed += taken;
+            if (result.rejected[i]) emit SubmissionRejected(s.projectId, s.round, trainers[i]);
         }
         p.totalEarned += uint128(credited);
         p.slashed += uint128(slashed);

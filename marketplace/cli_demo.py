@@ -25,6 +25,9 @@ def demo_cmd(
     epochs: int = typer.Option(2, min=1, help="Local epochs per round."),
     seed: int = typer.Option(0, help="Seed of the data split, models and attacks."),
     plot: Path = typer.Option(Path("reports/demo.png"), help="Where to write the plot."),
+    zk: bool = typer.Option(
+        True, "--zk/--no-zk", help="Prove each round with ezkl, verified on chain (~20 s a round); --no-zk: no proof."
+    ),
     web: bool = typer.Option(True, "--web/--no-web", help="Serve the web UI during and after the job (until Ctrl-C)."),
     port: int = typer.Option(8000, help="Web UI port on 127.0.0.1 (a free one if taken)."),
 ) -> None:
@@ -41,6 +44,7 @@ def demo_cmd(
         epochs=epochs,
         seed=seed,
         plot=plot,
+        zk=zk,
     )
     console = Console()
     try:

@@ -52,16 +52,14 @@ def deploy_cmd(
     EzklRoundVerifier with the circuit's VKA) and approve it in the market (you must be its admin)."""
     from marketplace.chain.deploy import connect
     from marketplace.config import DeployedContract, read_deployment, write_deployment
-    from marketplace.zk.evm import deploy_halo2_verifier, deploy_round_verifier
+    from marketplace.zk.evm import deploy_zk_verifier
     from marketplace.zk.keys import setup
 
     keys = setup(trainers, sketch)
     try:
         market = connect(network)
         chain = market.chain
-        halo2 = halo2_verifier or deploy_halo2_verifier(chain, keys).address
-        adapter = deploy_round_verifier(chain, keys, halo2)
-        chain.transact(market.market.functions.setVerifierApproval(adapter.address, True))
+        halo2, adapter = deploy_zk_verifier(market, keys, halo2_verifier)
     except (ConfigError, ChainError) as exc:
         raise fail(str(exc)) from None
     deployment = read_deployment(network)
@@ -69,10 +67,10 @@ def deploy_cmd(
         block = chain.block_number()
         deployment.contracts["Halo2VerifierReusable"] = DeployedContract(address=halo2, block_number=block)
         deployment.contracts[f"EzklRoundVerifier-n{trainers}-k{sketch}"] = DeployedContract(
-            address=adapter.address, block_number=block
+            address=adapter, block_number=block
         )
         write_deployment(deployment)
     console.print(
-        f"verifier for {trainers} trainers x {sketch}-wide sketches: [bold]{adapter.address}[/bold] "
+        f"verifier for {trainers} trainers x {sketch}-wide sketches: [bold]{adapter}[/bold] "
         f"(Halo2 verifier {halo2}); approved: projects may name it with `project create --verifier`"
     )

@@ -57,6 +57,7 @@ class DemoConfig:
     seed: int = 0
     plot: Path | None = Path("reports/demo.png")
     workdir: Path | None = None
+    zk: bool = True  # real ezkl proofs checked on chain; False: the local test verifier (no proof)
 
 
 @dataclass
@@ -123,9 +124,10 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     initial = build_model(config.model, seed=config.seed).state_dict()
     initial_cid = stack.store.put_tensors(initial, {"kind": "model", "round": "0"})
     _, initial_accuracy = evaluate(config.model, initial, test.x, test.y)
+    verifier = _zk_verifier(stack, n, console) if config.zk else stack.deployment.address(TEST_VERIFIER)
     cfg = ProjectConfig(
         aggregator=aggregator_client.address,
-        verifier=stack.deployment.address(TEST_VERIFIER),
+        verifier=verifier,
         reward_budget=config.budget_eth * ETH,
         aggregator_fee=int(config.fee_eth * ETH),
         stake=int(config.stake_eth * ETH),
@@ -178,7 +180,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
                 if not isinstance(outcome, Submitted):
                     console.print(f"  trainer {t.address[:10]}…: {outcome}")
                 progress.advance(task)
-            progress.update(task, description=f"round {round_}: aggregating")
+            progress.update(task, description=f"round {round_}: scoring{' and proving' if config.zk else ''}")
             report = aggregator.step(pid)
         if report is None:
             raise RuntimeError(f"round {round_} was not due for aggregation")
@@ -197,14 +199,33 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     return DemoResult(pid, reports, payouts, escrowed, roles, initial_accuracy, plot)
 
 
+def _zk_verifier(stack: LocalStack, trainers: int, console: Console) -> str:
+    """Sets up (once, cached) the smallest circuit for ``trainers`` and deploys and approves its verifier."""
+    from marketplace.zk.evm import deploy_zk_verifier
+    from marketplace.zk.keys import circuit_for, setup
+
+    n, k = circuit_for(trainers)
+    with console.status(f"zk: setting up the {n}-slot circuit on {k}-wide sketches (cached; ~1 min the first time)"):
+        keys = setup(n, k)
+    with console.status("zk: deploying ezkl's reusable Halo2 verifier and the round verifier"):
+        _, adapter = deploy_zk_verifier(stack.admin, keys)
+    console.print(
+        f"zk verifier [bold]{adapter}[/bold]: every round's flags and scores are proven (ezkl, {n} slots x {k}) "
+        "and checked on chain. [yellow]Development SRS[/yellow] (gen_srs): production needs a ceremony SRS."
+    )
+    return adapter
+
+
 def _short(address: str) -> str:
     return f"{address[:6]}…{address[-4:]}"
 
 
 def _round_table(report: RoundReport, roles: dict[str, str]) -> Table:
     acc = f"{report.accuracy:.1%}" if report.accuracy is not None else "-"
+    proof = f"proof {report.prover} {report.timings.get('prove', 0.0):.1f} s, finalize gas {report.gas_used:,}"
     table = Table(
-        title=f"Round {report.round}: test accuracy {acc}, model {report.model_cid[:16]}…", title_justify="left"
+        title=f"Round {report.round}: test accuracy {acc}, model {report.model_cid[:16]}…; {proof}",
+        title_justify="left",
     )
     for col in ["#", "trainer", "role", "submitted", "flagged", "contribution", "note"]:
         table.add_column(col)

@@ -19,9 +19,9 @@ from marketplace.demo import DemoConfig, LocalStack, local_stack, run_demo
 from marketplace.fl.attacks import Attack
 from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model, num_params, param_spec
-from marketplace.protocol import commit_update
 from marketplace.storage.tensors import dumps
 from marketplace.trainer.node import Submitted, TrainerNode, TrainingSettings
+from marketplace.zk.commit import commit_update
 
 ETH = 10**18
 
@@ -104,7 +104,7 @@ def test_bad_updates_are_rejected_and_the_round_goes_on(stack: LocalStack, tmp_p
     _submit_raw(trainers[5], pid, dumps(wrong_shape), b"\x02" * 32)
     _submit_raw(trainers[6], pid, b"\x80\x04\x95pickle payload", b"\x03" * 32)
     # A well-formed update whose commitment is of another update.
-    _, other_commitment = commit_update(good * 2, seed)
+    _, other_commitment = commit_update(good * 2, seed, stack.admin.sketch_width(pid))
     from marketplace.fl.models import vector_to_state
 
     _submit_raw(trainers[7], pid, dumps(vector_to_state(good, spec)), other_commitment)
@@ -120,6 +120,7 @@ def test_bad_updates_are_rejected_and_the_round_goes_on(stack: LocalStack, tmp_p
     assert report.flags == [False] * 4 + [True] * 4
     assert sum(report.chain_scores[:4]) > 0 and report.chain_scores[4:] == [0] * 4
     assert stack.admin.get_project(pid).status is ProjectStatus.FINISHED
+    assert set(stack.admin.rejected_trainers(pid, 0)) == set(bad)  # on chain: SubmissionRejected events
 
     # Anyone can re-check the round: the audit finds the same four invalid updates and recomputes
     # exactly the recorded flags and scores.
@@ -138,8 +139,9 @@ def test_audit_catches_scores_that_were_not_computed_by_the_rule(stack: LocalSta
     inputs = collect_round(aggregator.market, stack.store, pid, 0, "mlp")
     scored = score_round(inputs)
     forged = [scored.chain_scores[0] * 3, *scored.chain_scores[1:]]
-    proof = aggregator.market.test_verifier_proof(pid, 0, forged, scored.flags)
-    aggregator.market.finalize_round(pid, 0, RoundResult("bafkreimodel", "bafkreiproof", forged, scored.flags, proof))
+    proof = aggregator.market.test_verifier_proof(pid, 0, forged, scored.flags, scored.rejected)
+    result = RoundResult("bafkreimodel", "bafkreiproof", forged, scored.flags, proof, scored.rejected)
+    aggregator.market.finalize_round(pid, 0, result)
     audit = audit_round(stack.admin, stack.store, pid, 0)
     assert not audit.agrees
     assert [t.agrees for t in audit.trainers] == [False, True, True, True]

@@ -30,7 +30,7 @@ def deploy(actors: Actors, vka: list[bytes] | None = None):  # type: ignore[no-u
     chain = actors.admin.chain
     mock = chain.deploy(actors.artifacts["MockHalo2Verifier"])
     words = vka or [keccak(text=f"vka word {i}") for i in range(337)]
-    adapter = chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, N, ZERO_ROW)
+    adapter = chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, N, 32, ZERO_ROW)
     return adapter, mock, words
 
 

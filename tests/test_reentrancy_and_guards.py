@@ -54,7 +54,7 @@ def test_test_verifier_refuses_to_deploy_outside_the_local_chain(artifacts: Arti
     with AnvilNode(chain_id=11155111) as sepolia_like:  # Sepolia's chain id
         chain = ChainClient(sepolia_like.url, dev_accounts(1)[0])
         with pytest.raises(ContractRevert, match="TestVerifierOnLocalChainOnly"):
-            chain.deploy(artifacts["TestRoundVerifier"])
+            chain.deploy(artifacts["TestRoundVerifier"], 64)
         with pytest.raises(ValueError, match="only deploys on the local chain"):
             deploy_marketplace(chain, artifacts, with_test_verifier=True)
         deployment = deploy_marketplace(chain, artifacts)  # the real contracts deploy fine

@@ -29,4 +29,12 @@ interface IRoundVerifier {
     /// element). `TrainingMarket.submitUpdate` refuses other commitments, so no trainer can submit
     /// a commitment that makes the round unprovable.
     function acceptsCommitment(bytes32 commitment) external view returns (bool);
+
+    /// @notice The most trainers a round may have (the circuit's number of slots).
+    /// `TrainingMarket.createProject` refuses projects that could grow beyond it.
+    function maxTrainers() external view returns (uint256);
+
+    /// @notice K, the width of the CountSketch every trainer commits to (the circuit's input width):
+    /// a trainer's commitment is the Poseidon hash of the committed row of its K-wide sketch.
+    function sketchWidth() external view returns (uint256);
 }

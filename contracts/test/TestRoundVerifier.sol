@@ -15,8 +15,18 @@ contract TestRoundVerifier is IRoundVerifier {
     /// @notice Deployment was attempted on a chain other than 31337.
     error TestVerifierOnLocalChainOnly(uint256 chainId);
 
-    constructor() {
+    /// @inheritdoc IRoundVerifier
+    uint256 public immutable sketchWidth;
+
+    /// @param sketchWidth_ K, the sketch width trainers of its projects commit to
+    constructor(uint256 sketchWidth_) {
         if (block.chainid != 31337) revert TestVerifierOnLocalChainOnly(block.chainid);
+        sketchWidth = sketchWidth_;
+    }
+
+    /// @inheritdoc IRoundVerifier
+    function maxTrainers() external pure returns (uint256) {
+        return type(uint256).max;
     }
 
     /// @inheritdoc IRoundVerifier

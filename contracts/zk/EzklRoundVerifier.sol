@@ -33,6 +33,8 @@ contract EzklRoundVerifier is IRoundVerifier {
     IHalo2VerifierReusable public immutable halo2Verifier;
     /// @notice Trainers the circuit takes (rounds with fewer are padded).
     uint256 public immutable circuitSize;
+    /// @inheritdoc IRoundVerifier
+    uint256 public immutable sketchWidth;
     /// @notice The commitment of the all-zero vector (absent trainers, padding).
     uint256 public immutable zeroRowHash;
     /// @notice Digest under which the VKA was registered with the verifier.
@@ -47,14 +49,17 @@ contract EzklRoundVerifier is IRoundVerifier {
     /// @param verifier the deployed ezkl reusable verifier
     /// @param vka the circuit's verifying-key artifact words (from `create_evm_vka`)
     /// @param n the circuit's number of trainer inputs
+    /// @param k the circuit's sketch width (a trainer input is k + 2 values)
     /// @param zeroRowHash_ the Poseidon hash of the circuit's all-zero trainer input
-    constructor(IHalo2VerifierReusable verifier, bytes32[] memory vka, uint256 n, uint256 zeroRowHash_) {
+    constructor(IHalo2VerifierReusable verifier, bytes32[] memory vka, uint256 n, uint256 k, uint256 zeroRowHash_) {
         if (address(verifier) == address(0)) revert InvalidSetup("verifier");
         if (vka.length == 0) revert InvalidSetup("vka");
         if (n == 0 || n > 64) revert InvalidSetup("circuit size");
+        if (k == 0) revert InvalidSetup("sketch width");
         if (zeroRowHash_ == 0 || zeroRowHash_ >= FIELD_MODULUS) revert InvalidSetup("zero row hash");
         halo2Verifier = verifier;
         circuitSize = n;
+        sketchWidth = k;
         zeroRowHash = zeroRowHash_;
         vkaDigest = verifier.registerVka(vka);
         _vkaLength = vka.length;
@@ -94,6 +99,11 @@ contract EzklRoundVerifier is IRoundVerifier {
     /// @inheritdoc IRoundVerifier
     function acceptsCommitment(bytes32 commitment) external pure returns (bool) {
         return commitment != bytes32(0) && uint256(commitment) < FIELD_MODULUS;
+    }
+
+    /// @inheritdoc IRoundVerifier
+    function maxTrainers() external view returns (uint256) {
+        return circuitSize;
     }
 
     /// @notice The registered VKA words.

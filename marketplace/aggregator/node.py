@@ -1,6 +1,6 @@
 """The aggregator: for every project it serves, when a round is due (all trainers submitted or the
 submission deadline passed) it fetches the updates from IPFS, rejects bad ones, flags outliers
-and scores contributions on the committed sketches, aggregates the inliers' full updates into
+and scores contributions on the committed rows (the Gram rule), aggregates the inliers' full updates into
 the new global model, pins it, proves the scores and finalizes the round on chain.
 
 Restartable: everything is derived from the chain and IPFS, and the computation is
@@ -14,10 +14,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from marketplace.aggregator.prover import HashProver, RoundProver
+from marketplace.aggregator.prover import RoundProver, prover_for
 from marketplace.aggregator.rounds import collect_round, score_round
 from marketplace.chain.errors import ContractRevert, RpcUnavailable
 from marketplace.chain.market import MarketClient, Project, ProjectStatus, RoundResult, in_arrival_order
@@ -46,6 +47,8 @@ class RoundReport:
     accuracy: float | None = None
     loss: float | None = None
     tx_hash: str = ""
+    gas_used: int = 0
+    prover: str = ""
     already_finalized: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -59,20 +62,29 @@ class AggregatorNode:
         store: ModelStore,
         *,
         prover: RoundProver | None = None,
+        srs: Path | None = None,
         evaluation: LocalData | None = None,
-        scorer_options: dict[str, object] | None = None,
         now: Callable[[], int] | None = None,
     ) -> None:
         self.market = market
         self.store = store
-        self.prover = prover or HashProver()
+        self._prover = prover
+        self._provers: dict[int, RoundProver] = {}
+        self._srs = srs
         self.evaluation = evaluation
-        self.scorer_options = scorer_options or {}
         self._now = now or market.chain.timestamp
 
     @property
     def address(self) -> str:
         return self.market.address
+
+    def prover(self, project_id: int) -> RoundProver:
+        """The prover of ``project_id`` (the one given, else what its verifier needs: see ``prover_for``)."""
+        if self._prover is not None:
+            return self._prover
+        if project_id not in self._provers:
+            self._provers[project_id] = prover_for(self.market, project_id, srs=self._srs)
+        return self._provers[project_id]
 
     def served_projects(self) -> list[int]:
         """Ids of the training projects this account aggregates."""
@@ -114,7 +126,7 @@ class AggregatorNode:
         timings["fetch"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        scored = score_round(inputs, **self.scorer_options)
+        scored = score_round(inputs)
         flags, chain_scores = scored.flags, scored.chain_scores
         new_vec = global_vec if scored.aggregate is None else global_vec + scored.aggregate.astype(np.float32)
         timings["score"] = time.perf_counter() - t1
@@ -129,47 +141,50 @@ class AggregatorNode:
         model_cid = self.store.put_tensors(
             vector_to_state(new_vec, spec), {"kind": "model", "project": str(pid), "round": str(round_ + 1)}
         )
-        commitments = inputs.commitments
+        timings["pin"] = time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        prover = self.prover(pid)
         order = inputs.arrival_order  # the verifier sees every per-trainer value in this order
-        proof = self.prover.prove(
-            in_arrival_order(commitments, order),
-            scored.sketches[order],
-            inputs.valid[order],
+        proof = prover.prove(
+            in_arrival_order(inputs.proven_commitments, order),
+            scored.rows[order],
             in_arrival_order(chain_scores, order),
-            in_arrival_order(flags, order),
+            in_arrival_order(scored.proven_flags, order),
         )
+        timings["prove"] = time.perf_counter() - t3
         proof_doc = {
             "project": pid,
             "round": round_,
-            "prover": self.prover.name,
-            "commitments": ["0x" + c.hex() for c in commitments],
+            "prover": prover.name,
+            "commitments": ["0x" + c.hex() for c in inputs.commitments],
             "scores": chain_scores,
             "flags": flags,
+            "rejected": {t: why for t, why in inputs.rejected.items()},
             "proof": "0x" + proof.hex(),
             "model_cid": model_cid,
             "accuracy": accuracy,  # of the new model on the aggregator's held-out data (not proven)
             "loss": loss,
         }
         proof_cid = self.store.put_bytes(json.dumps(proof_doc, sort_keys=True).encode())
-        timings["prove"] = time.perf_counter() - t2
 
         report = RoundReport(
             pid, round_, inputs.trainers, inputs.submitted, flags, scored.scores, chain_scores, inputs.rejected,
-            model_cid, proof_cid, accuracy=accuracy, loss=loss, timings=timings,
+            model_cid, proof_cid, accuracy=accuracy, loss=loss, timings=timings, prover=prover.name,
         )  # fmt: skip
-        t3 = time.perf_counter()
+        t4 = time.perf_counter()
         try:
-            receipt = self.market.finalize_round(
-                pid, round_, RoundResult(model_cid, proof_cid, chain_scores, flags, proof)
-            )
+            result = RoundResult(model_cid, proof_cid, chain_scores, flags, proof, rejected=scored.rejected)
+            receipt = self.market.finalize_round(pid, round_, result)
             report.tx_hash = receipt["transactionHash"].to_0x_hex()
+            report.gas_used = int(receipt["gasUsed"])
         except ContractRevert as exc:
             # A previous run (before a crash) may already have finalized this round.
             if exc.name in ("WrongRound", "ProofAlreadyUsed", "WrongStatus") and self._finalized(pid, round_):
                 report.already_finalized = True
             else:
                 raise
-        timings["finalize"] = time.perf_counter() - t3
+        timings["finalize"] = time.perf_counter() - t4
         return report
 
     def _finalized(self, project_id: int, round_: int) -> bool:

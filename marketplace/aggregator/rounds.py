@@ -10,10 +10,11 @@ import numpy as np
 
 from marketplace.chain.market import MarketClient, Submission, arrival_order
 from marketplace.fl.models import num_params, param_spec, tensors_to_vector
-from marketplace.protocol import MAX_UPDATE_BYTES, SKETCH_DIM, commitment_of_sketch, scores_to_chain, update_sketch
-from marketplace.scoring.strategy import SketchScorer
+from marketplace.protocol import MAX_UPDATE_BYTES
+from marketplace.scoring.gram import GramConfig, GramScorer, shares
 from marketplace.storage.errors import IpfsConnectionError, IpfsTimeout, StorageError
 from marketplace.storage.store import ModelStore
+from marketplace.zk.commit import commit_update
 
 ZERO_COMMITMENT = b"\0" * 32
 
@@ -25,9 +26,11 @@ class RoundInputs:
     project_id: int
     round: int
     seed: int
+    sketch_width: int  # K, the project's verifier's sketch width
     trainers: list[str]
     submissions: dict[str, Submission]
     updates: np.ndarray  # N x D float32; zero rows for trainers without a valid update
+    rows: np.ndarray  # N x (K + 2) committed rows (their hashes are the commitments); zero rows if not valid
     valid: np.ndarray  # bool (N,): submitted an update that downloaded, parsed and matched its commitment
     rejected: dict[str, str]  # trainer -> why its submitted update is not valid
 
@@ -36,8 +39,18 @@ class RoundInputs:
         return [t in self.submissions for t in self.trainers]
 
     @property
+    def rejected_mask(self) -> list[bool]:
+        return [t in self.rejected for t in self.trainers]
+
+    @property
     def commitments(self) -> list[bytes]:
         return [self.submissions[t].commitment if t in self.submissions else ZERO_COMMITMENT for t in self.trainers]
+
+    @property
+    def proven_commitments(self) -> list[bytes]:
+        """The commitments the proof binds to: a rejected update's slot is empty (zero), as
+        ``TrainingMarket`` hands it to the verifier."""
+        return [ZERO_COMMITMENT if r else c for c, r in zip(self.commitments, self.rejected_mask, strict=True)]
 
     @property
     def arrival_order(self) -> list[int]:
@@ -52,39 +65,34 @@ class RoundInputs:
 
 @dataclass
 class ScoredRound:
-    """The paying outcome of a round."""
+    """The paying outcome of a round (per trainer, in trainer order)."""
 
-    flags: list[bool]
+    flags: list[bool]  # recorded flags: flagged by the rule, or rejected
+    rejected: list[bool]  # submitted, but the update could not be fetched or checked
+    proven_flags: list[bool]  # the circuit's flags (False for rejected: the proof sees an empty slot)
     scores: list[float]  # shares in [0, 1]
-    chain_scores: list[int]
+    chain_scores: list[int]  # the circuit's integer scores (fixed point 2**13), 0 if flagged
     aggregate: np.ndarray | None  # mean of the inliers' full updates; None = no inlier
-    sketches: np.ndarray  # N x SKETCH_DIM, the committed sketches (zero rows if not valid)
-
-
-class CommittedSketchScorer(SketchScorer):
-    """The paying scorer: flags and scores exactly the committed (float32) sketches."""
-
-    def __init__(self, seed: int, **kwargs: object) -> None:
-        super().__init__(sketch_dim=SKETCH_DIM, seed=seed, **kwargs)  # type: ignore[arg-type]
-
-    def summarize(self, updates: np.ndarray) -> np.ndarray:
-        return np.stack([update_sketch(row, self.seed).astype(np.float64) for row in np.asarray(updates)])
+    rows: np.ndarray  # N x (K + 2), the committed rows (zero rows if not valid)
 
 
 def collect_round(
     market: MarketClient, store: ModelStore, project_id: int, round_: int, model_name: str
 ) -> RoundInputs:
     """Fetches every submission of the round from IPFS and checks it: size, CID, safetensors,
-    shapes/dtypes, finite values, and the sketch against the on-chain commitment. An update that
-    fails any check is recorded in ``rejected`` with the reason; the round goes on without it.
+    shapes/dtypes, finite values, and the committed row's Poseidon hash against the on-chain
+    commitment. An update that fails any check is recorded in ``rejected`` with the reason; the
+    round goes on without it.
 
     Raises :class:`IpfsConnectionError` / :class:`IpfsTimeout` when the IPFS node itself does not
     answer: that says nothing about the trainers, so nobody must be flagged for it."""
     spec = param_spec(model_name)
     seed = market.sketch_seed(project_id)
+    k = market.sketch_width(project_id)
     trainers = market.trainers(project_id)
     subs = {s.trainer: s for s in market.submissions(project_id, round_)}
     updates = np.zeros((len(trainers), num_params(model_name)), dtype=np.float32)
+    rows = np.zeros((len(trainers), k + 2))
     valid = np.zeros(len(trainers), dtype=bool)
     rejected: dict[str, str] = {}
     for i, trainer in enumerate(trainers):
@@ -98,26 +106,32 @@ def collect_round(
         except StorageError as exc:
             rejected[trainer] = f"{type(exc).__name__}: {exc}"
             continue
-        if commitment_of_sketch(update_sketch(vec, seed)) != sub.commitment:
-            rejected[trainer] = "CommitmentMismatch: the update's sketch does not match the on-chain commitment"
+        row, commitment = commit_update(vec, seed, k)
+        if commitment != sub.commitment:
+            rejected[trainer] = "CommitmentMismatch: the committed row of the update does not hash to its commitment"
             continue
-        updates[i] = vec
-        valid[i] = True
-    return RoundInputs(project_id, round_, seed, trainers, subs, updates, valid, rejected)
+        updates[i], rows[i], valid[i] = vec, row, True
+    return RoundInputs(project_id, round_, seed, k, trainers, subs, updates, rows, valid, rejected)
 
 
-def score_round(inputs: RoundInputs, **scorer_options: object) -> ScoredRound:
-    """The paying computation: flags and scores on the committed sketches (submitters whose update
-    was rejected are flagged), and the mean of the inliers' full updates."""
-    scorer = CommittedSketchScorer(
-        inputs.seed, weighting="equal", submission_order=inputs.submission_rank, **scorer_options
-    )
-    result = scorer.run_round(inputs.updates, inputs.valid)
-    flags = [bool(f) or (s and not v) for f, s, v in zip(result.flags, inputs.submitted, inputs.valid, strict=True)]
+def score_round(inputs: RoundInputs, cfg: GramConfig | None = None) -> ScoredRound:
+    """The paying computation: the Gram rule's exact integer flags and scores on the committed
+    rows, slots in arrival order (the circuit's computation), rejected submitters flagged, and
+    the mean of the inliers' full updates."""
+    scorer = GramScorer(inputs.sketch_width, inputs.seed, cfg, submission_order=inputs.submission_rank,
+                        weighting="equal")  # fmt: skip
+    res = scorer.evaluate(inputs.rows, inputs.valid)
+    rule_flags = res.flags & inputs.valid
+    rejected = inputs.rejected_mask
+    flags = [bool(f) or r for f, r in zip(rule_flags, rejected, strict=True)]
+    chain_scores = [0 if f else int(s) for f, s in zip(flags, res.scores, strict=True)]
+    _, aggregate = scorer.aggregate(inputs.updates, inputs.valid, np.array(flags))
     return ScoredRound(
         flags=flags,
-        scores=[float(s) for s in result.scores],
-        chain_scores=scores_to_chain(result.scores, np.array(flags)),
-        aggregate=result.aggregate,
-        sketches=scorer.summarize(inputs.updates),
+        rejected=rejected,
+        proven_flags=[bool(f) for f in rule_flags],
+        scores=[float(s) for s in shares(np.array(chain_scores))],
+        chain_scores=chain_scores,
+        aggregate=aggregate,
+        rows=inputs.rows,
     )

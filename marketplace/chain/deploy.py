@@ -11,6 +11,7 @@ from marketplace.chain.client import ChainClient
 from marketplace.chain.compile import Artifact, Artifacts, compile_contracts
 from marketplace.chain.market import MarketClient
 from marketplace.config import ConfigError, DeployedContract, Deployment, read_deployment, resolve_network
+from marketplace.protocol import DEFAULT_SKETCH_WIDTH
 
 LOCAL_CHAIN_ID = 31337
 REGISTRY = "ReliabilityRegistry"
@@ -49,7 +50,7 @@ def deploy_marketplace(
     chain.transact(registry.functions.setMarketAuthorization(market.address, True))
     contracts = {REGISTRY: registry_record, MARKET: market_record}
     if with_test_verifier:
-        verifier, contracts[TEST_VERIFIER] = _deploy(chain, artifacts[TEST_VERIFIER])
+        verifier, contracts[TEST_VERIFIER] = _deploy(chain, artifacts[TEST_VERIFIER], DEFAULT_SKETCH_WIDTH)
         chain.transact(market.functions.setVerifierApproval(verifier.address, True))
     return Deployment(network=network, chain_id=chain.chain_id, contracts=contracts)
 

@@ -171,9 +171,11 @@ class RoundResult:
     scores: list[int]
     flags: list[bool]
     proof: bytes
+    rejected: list[bool] | None = None  # submitters whose update could not be fetched or checked
 
     def as_abi_tuple(self) -> tuple[Any, ...]:
-        return (self.model_cid, self.proof_cid, list(self.scores), list(self.flags), self.proof)
+        rejected = list(self.rejected) if self.rejected is not None else [False] * len(self.flags)
+        return (self.model_cid, self.proof_cid, list(self.scores), list(self.flags), rejected, self.proof)
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,14 @@ class FinalizedRound:
     rewards: list[int]
     block_number: int
     tx_hash: str = field(default="")
+
+
+#: The views of ``IRoundVerifier`` clients need (sketch width, capacity).
+ROUND_VERIFIER_ABI: list[dict[str, Any]] = [
+    {"type": "function", "name": name, "stateMutability": "view", "inputs": [],
+     "outputs": [{"name": "", "type": "uint256"}]}
+    for name in ("sketchWidth", "maxTrainers")
+]  # fmt: skip
 
 
 def arrival_order(trainers: list[str], submissions: Iterable[Submission]) -> list[int]:
@@ -320,6 +330,22 @@ class MarketClient:
     def sketch_seed(self, project_id: int) -> int:
         return int(self.chain.call(self.market.functions.sketchSeed(project_id)))
 
+    def verifier(self, project_id: int) -> Contract:
+        """The project's round verifier, seen through the ``IRoundVerifier`` interface."""
+        address = self.get_project(project_id).verifier
+        return self.chain.w3.eth.contract(address=to_checksum_address(address), abi=ROUND_VERIFIER_ABI)
+
+    def sketch_width(self, project_id: int) -> int:
+        """K: trainers of the project commit to the committed row of their K-wide sketch."""
+        return int(self.chain.call(self.verifier(project_id).functions.sketchWidth()))
+
+    def rejected_trainers(self, project_id: int, round_: int) -> list[str]:
+        """Trainers whose update of ``round_`` the aggregator rejected (``SubmissionRejected``)."""
+        logs = self.chain.get_logs(
+            self.market, "SubmissionRejected", 0, argument_filters={"projectId": project_id, "round": round_}
+        )
+        return [e["args"]["trainer"] for e in logs]
+
     def reliability(self, trainer: str) -> int:
         """Reliability of ``trainer`` in basis points (5000 for a newcomer)."""
         return int(self.chain.call(self.registry.functions.reliabilityOf(to_checksum_address(trainer))))
@@ -355,11 +381,18 @@ class MarketClient:
         chain accepted their submissions, then the others in trainer order."""
         return arrival_order(self.trainers(project_id), self.submissions(project_id, round_))
 
-    def test_verifier_proof(self, project_id: int, round_: int, scores: list[int], flags: list[bool]) -> bytes:
+    def test_verifier_proof(
+        self, project_id: int, round_: int, scores: list[int], flags: list[bool], rejected: list[bool] | None = None
+    ) -> bytes:
         """The proof the local ``TestRoundVerifier`` accepts for these trainer-order scores and flags
-        and the round's on-chain commitments (see :func:`local_hash_proof`)."""
+        and the round's on-chain commitments (see :func:`local_hash_proof`); ``rejected`` trainers
+        are handed to the verifier as empty slots (commitment 0, not flagged), as the market does."""
         members = self.trainers(project_id)
-        commitments = [self.commitment(project_id, round_, m) for m in members]
+        rejected = rejected or [False] * len(members)
+        commitments = [
+            b"\0" * 32 if r else self.commitment(project_id, round_, m) for m, r in zip(members, rejected, strict=True)
+        ]
+        flags = [f and not r for f, r in zip(flags, rejected, strict=True)]
         order = self.arrival_order(project_id, round_)
         return local_hash_proof(*(in_arrival_order(v, order) for v in (commitments, scores, flags)))
 

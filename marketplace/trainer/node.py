@@ -1,5 +1,6 @@
 """A trainer taking part in projects: each round it fetches the global model from IPFS, trains on
-its own private data, pins its update, and submits the update's CID and sketch commitment.
+its own private data, pins its update, and submits the update's CID and its commitment (the Poseidon hash of the
+committed row of its sketch, see :mod:`marketplace.protocol`).
 
 :meth:`TrainerNode.step` does whatever is due now and returns at once; :meth:`TrainerNode.run`
 loops over it until the project ends. Everything it needs to know comes from the chain, so a
@@ -22,8 +23,9 @@ from marketplace.fl.attacks import Attack, AttackConfig, attack_data, attack_upd
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import train_local
-from marketplace.protocol import MAX_UPDATE_BYTES, commit_update
+from marketplace.protocol import MAX_UPDATE_BYTES
 from marketplace.storage.store import ModelStore
+from marketplace.zk.commit import commit_update
 
 Progress = Callable[[int, int], None]
 
@@ -107,7 +109,7 @@ class TrainerNode:
         if update is None:
             return StepOutcome.NOTHING_TO_COPY
         seed = self.market.sketch_seed(project_id)
-        _, commitment = commit_update(update, seed)
+        _, commitment = commit_update(update, seed, self.market.sketch_width(project_id))
         cid = self.store.put_tensors(
             vector_to_state(update, spec),
             {"kind": "update", "project": str(project_id), "round": str(round_), "trainer": self.address},

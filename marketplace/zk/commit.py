@@ -1,8 +1,8 @@
 """What a trainer commits to for the Gram circuit: its committed row and the row's Poseidon hash.
 
-``commit_update(update, seed)`` is the trainer-side call (same shape as
-``marketplace.protocol.commit_update``): CountSketch of the flat update with the project's public
-seed, the committed row ``(v, l, 1)`` on the ``2**-13`` grid
+``commit_update(update, seed, k)`` is the trainer-side call (see :mod:`marketplace.protocol`):
+CountSketch of the flat update to ``k`` values with the project's public seed, the committed row
+``(v, l, 1)`` on the ``2**-13`` grid
 (:func:`marketplace.scoring.gram.committed_row`), and the 32-byte commitment
 ``Poseidon(float_to_felt(x, 13) for x in row)``, which is exactly the public hash the proof
 exposes for that slot (``input_visibility="hashed"``).
@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from marketplace.protocol import DEFAULT_SKETCH_WIDTH
 from marketplace.scoring.gram import SCALE, committed_row
 from marketplace.scoring.sketch import sketch
-
-GRAM_SKETCH_DIM = 64
-"""K, the committed sketch width of the Gram circuit."""
-COMMITMENT_SCHEME = "poseidon(felt13(unit(countsketch64(update)) || clip(log2 norm, -32, 32) || 1))"
 
 
 def row_commitment(row: np.ndarray, scale: int = SCALE) -> str:
@@ -38,12 +35,12 @@ def commitment_bytes(row: np.ndarray) -> bytes:
     return bytes.fromhex(row_commitment(row))[::-1]
 
 
-def zero_row_commitment(k: int = GRAM_SKETCH_DIM) -> bytes:
+def zero_row_commitment(k: int = DEFAULT_SKETCH_WIDTH) -> bytes:
     """The hash of the all-zero row: absent slots, padding and rows the aggregator had to replace."""
     return commitment_bytes(np.zeros(k + 2))
 
 
-def commit_update(update: np.ndarray, seed: int, k: int = GRAM_SKETCH_DIM) -> tuple[np.ndarray, bytes]:
+def commit_update(update: np.ndarray, seed: int, k: int = DEFAULT_SKETCH_WIDTH) -> tuple[np.ndarray, bytes]:
     """(committed row of K + 2 grid values, 32-byte Poseidon commitment) of a flat update."""
     sk = sketch(np.asarray(update, dtype=np.float32).reshape(-1), k, seed)
     row = committed_row(sk)

@@ -7,6 +7,7 @@ from web3.contract import Contract
 
 from marketplace.chain.client import ChainClient
 from marketplace.chain.compile import compile_contracts
+from marketplace.chain.market import MarketClient
 from marketplace.zk.commit import zero_row_commitment
 from marketplace.zk.keys import CircuitKeys
 
@@ -21,4 +22,15 @@ def deploy_round_verifier(chain: ChainClient, keys: CircuitKeys, halo2_verifier:
     """Deploys the adapter for ``keys``' circuit in front of ``halo2_verifier`` (registers the VKA)."""
     adapter = compile_contracts()["EzklRoundVerifier"]
     zero_row = int.from_bytes(zero_row_commitment(keys.k), "big")
-    return chain.deploy(adapter, halo2_verifier, keys.vka_words(), keys.n, zero_row)
+    return chain.deploy(adapter, halo2_verifier, keys.vka_words(), keys.n, keys.k, zero_row)
+
+
+def deploy_zk_verifier(market: MarketClient, keys: CircuitKeys, halo2_verifier: str | None = None) -> tuple[str, str]:
+    """Deploys (unless ``halo2_verifier`` is given) the reusable Halo2 verifier and an adapter for
+    ``keys``' circuit, and approves the adapter in the market (``market`` must act as its admin).
+    Returns (Halo2 verifier address, adapter address)."""
+    chain = market.chain
+    halo2 = halo2_verifier or deploy_halo2_verifier(chain, keys).address
+    adapter = deploy_round_verifier(chain, keys, halo2)
+    chain.transact(market.market.functions.setVerifierApproval(adapter.address, True))
+    return halo2, adapter.address

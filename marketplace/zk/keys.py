@@ -83,6 +83,19 @@ class CircuitKeys:
         return [raw[8 + 32 * i : 8 + 32 * (i + 1)] for i in range(count)]
 
 
+#: Circuit sizes offered (trainer slots -> sketch width K), chosen so that a round proves in
+#: about 20-40 s on 2 cores (see bench/zk.py): 64-wide sketches up to 8 trainers, 32-wide above.
+CIRCUIT_SIZES: dict[int, int] = {4: 32, 8: 64, 16: 32, 32: 32}
+
+
+def circuit_for(trainers: int) -> tuple[int, int]:
+    """(slots N, sketch width K) of the smallest offered circuit for ``trainers`` trainers."""
+    for n, k in sorted(CIRCUIT_SIZES.items()):
+        if trainers <= n:
+            return n, k
+    raise ValueError(f"no circuit for {trainers} trainers (at most {max(CIRCUIT_SIZES)})")
+
+
 def cache_dir() -> Path:
     env = os.environ.get("MARKETPLACE_ZK_CACHE")
     return Path(env) if env else project_root() / ".cache" / "zk"
