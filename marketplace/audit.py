@@ -1,9 +1,10 @@
 """``marketplace audit``: anyone re-checks a finalized round from public data only.
 
-For every submission of the round it downloads the update from IPFS, recomputes its sketch and
-commitment and compares it with what the trainer committed on chain; then it recomputes the
-paying computation (flags and scores) with the same code the aggregator runs and compares it
-with what was recorded on chain.
+For every submission of the round it downloads the update from IPFS, recomputes its committed row
+and Poseidon commitment and compares it with what the trainer committed on chain; then it
+recomputes the paying computation (flags and scores, the circuit's integers) with the same code
+the aggregator runs and compares it with what was recorded on chain, including which updates the
+aggregator rejected (the one thing the proof cannot cover: see ``TrainingMarket.finalizeRound``).
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ class TrainerAudit:
     recomputed_flag: bool
     recorded_score: int
     recomputed_score: int
+    recorded_rejected: bool = False  # the aggregator said its update was unavailable or invalid
 
     @property
     def agrees(self) -> bool:
-        return self.recorded_flag == self.recomputed_flag and self.recorded_score == self.recomputed_score
+        return (
+            self.recorded_flag == self.recomputed_flag
+            and self.recorded_score == self.recomputed_score
+            and self.recorded_rejected == bool(self.problem)
+        )
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ def audit_round(market: MarketClient, store: ModelStore, project_id: int, round_
     scored = score_round(inputs)
     recorded = next((r for r in market.finalized_rounds(project_id) if r.round == round_), None)
     n = len(inputs.trainers)
+    rejected = set(market.rejected_trainers(project_id, round_)) if recorded else set()
     rec_flags = recorded.flags if recorded else [False] * n
     rec_scores = recorded.scores if recorded else [0] * n
     lines = [
@@ -69,6 +76,7 @@ def audit_round(market: MarketClient, store: ModelStore, project_id: int, round_
             recomputed_flag=scored.flags[i],
             recorded_score=int(rec_scores[i]),
             recomputed_score=scored.chain_scores[i],
+            recorded_rejected=t in rejected,
         )
         for i, t in enumerate(inputs.trainers)
     ]

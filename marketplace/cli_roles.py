@@ -269,6 +269,8 @@ def audit_cmd(
         update = (
             "not submitted" if not t.submitted else (f"[red]{t.problem}[/red]" if t.problem else "matches commitment")
         )
+        if t.recorded_rejected:
+            update += "; rejected by the aggregator"
         mark = "[green]ok[/green]" if t.agrees else "[red]DIFFERS[/red]"
         table.add_row(
             str(i), t.trainer, update, f"{t.recorded_flag} / {t.recomputed_flag}",

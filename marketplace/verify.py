@@ -103,7 +103,7 @@ def proof_from_calldata(market: MarketClient, finalized: FinalizedRound) -> byte
     if fn.fn_name != "finalizeRound" or args["projectId"] != finalized.project_id or args["round"] != finalized.round:
         raise ProofUnavailable(f"transaction {finalized.tx_hash} is not this round's finalizeRound")
     result = args["result"]
-    return bytes(result["proof"] if isinstance(result, dict) else result[4])
+    return bytes(result["proof"] if isinstance(result, dict) else result[-1])
 
 
 def verify_round(market: MarketClient, project_id: int, round_: int, store: ModelStore | None = None) -> Verification:
@@ -112,7 +112,8 @@ def verify_round(market: MarketClient, project_id: int, round_: int, store: Mode
     if finalized is None:
         raise ProofUnavailable(f"round {round_} of project {project_id} is not finalized")
     project = market.get_project(project_id)
-    commitments = [market.commitment(project_id, round_, t) for t in market.trainers(project_id)]
+    trainers = market.trainers(project_id)
+    commitments = [market.commitment(project_id, round_, t) for t in trainers]
     proof: bytes | None = None
     source = ""
     agrees: bool | None = None
@@ -131,11 +132,15 @@ def verify_round(market: MarketClient, project_id: int, round_: int, store: Mode
     if proof is None:
         proof = proof_from_calldata(market, finalized)
         source = f"calldata of {finalized.tx_hash}"
-    order = market.arrival_order(project_id, round_)  # how finalizeRound hands values to the verifier
+    # As finalizeRound hands them to the verifier: in arrival order, a rejected update as an empty slot.
+    rejected = set(market.rejected_trainers(project_id, round_))
+    proven_commitments = [b"\0" * 32 if t in rejected else c for t, c in zip(trainers, commitments, strict=True)]
+    proven_flags = [f and t not in rejected for t, f in zip(trainers, finalized.flags, strict=True)]
+    order = market.arrival_order(project_id, round_)
     valid, gas, error = check_proof(
         market.chain,
         project.verifier,
-        *(in_arrival_order(v, order) for v in (commitments, finalized.scores, finalized.flags)),
+        *(in_arrival_order(v, order) for v in (proven_commitments, finalized.scores, proven_flags)),
         proof,
     )
     return Verification(

@@ -120,12 +120,14 @@ class Actors:
         return commitments
 
     def result(
-        self, pid: int, round_: int, scores: list[int], flags: list[bool] | None = None
+        self, pid: int, round_: int, scores: list[int], flags: list[bool] | None = None,
+        rejected: list[bool] | None = None,
     ) -> RoundResult:
         """A round result with a proof the test verifier accepts for the on-chain commitments."""
         flags = flags if flags is not None else [False] * len(scores)
-        proof = self.owner.test_verifier_proof(pid, round_, scores, flags)
-        return RoundResult(f"bafkreimodel{pid}r{round_}", f"bafkreiproof{pid}r{round_}", scores, flags, proof)
+        proof = self.owner.test_verifier_proof(pid, round_, scores, flags, rejected)
+        cids = f"bafkreimodel{pid}r{round_}", f"bafkreiproof{pid}r{round_}"
+        return RoundResult(*cids, scores, flags, proof, rejected)
 
 
 def commitment_for(pid: int, round_: int, address: str) -> bytes:

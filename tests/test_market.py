@@ -448,3 +448,44 @@ def test_verifier_sees_values_in_arrival_order(actors: Actors) -> None:
     receipt = actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", scores, flags, in_arrival))
     (event,) = actors.events(receipt, "RoundFinalized")
     assert event["scores"] == scores  # recorded in trainer order, as submitted by the aggregator
+
+
+def test_rejected_update_is_an_empty_slot_for_the_verifier_and_recorded_as_flagged(actors: Actors) -> None:
+    pid = actors.training_project(3, slash_bps=5_000)
+    t0, t1, t2 = actors.trainers[:3]
+    actors.submit_all(pid, 0, [t1, t0, t2])
+    scores, flags, rejected = [5, 0, 7], [False, True, False], [False, True, False]
+    commitments = [actors.owner.commitment(pid, 0, t.address) for t in (t0, t1, t2)]
+    # The verifier sees trainer 1 (arrived first) as an empty slot: commitment 0, not flagged.
+    empty_slot = local_hash_proof([b"\0" * 32, commitments[0], commitments[2]], [0, 5, 7], [False] * 3)
+    assert empty_slot == actors.owner.test_verifier_proof(pid, 0, scores, flags, rejected)
+    as_submitted = local_hash_proof([commitments[1], commitments[0], commitments[2]], [0, 5, 7], [True, False, False])
+    with reverts("InvalidProof"):  # a proof over the rejected trainer's commitment does not fit
+        forged = RoundResult("bafkreim", "bafkreip", scores, flags, as_submitted, rejected)
+        actors.aggregator.finalize_round(pid, 0, forged)
+    with reverts("InvalidRejection"):  # rejected must also be flagged ...
+        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, scores, [False] * 3, rejected))
+    with reverts("InvalidRejection"):  # ... and have no score
+        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [5, 1, 7], flags, rejected))
+    with reverts("LengthMismatch"):
+        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, scores, flags, [False, True]))
+
+    receipt = actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, scores, flags, rejected))
+    (event,) = actors.events(receipt, "SubmissionRejected")
+    assert event["trainer"] == t1.address and event["round"] == 0
+    (slashed,) = actors.events(receipt, "StakeSlashed")
+    assert slashed["trainer"] == t1.address
+    rel = actors.events(receipt, "ReliabilityUpdated", registry=True)
+    assert [e["outcome"] for e in rel] == [Outcome.CONTRIBUTED, Outcome.FLAGGED, Outcome.CONTRIBUTED]
+    assert actors.owner.rejected_trainers(pid, 0) == [t1.address]
+
+
+def test_rejecting_a_non_submitter_reverts(actors: Actors) -> None:
+    pid = actors.training_project(3)
+    actors.submit_all(pid, 0, actors.trainers[:2])
+    actors.chain.increase_time(601)
+    third = [False, False, True]
+    with reverts("NoSubmission"):
+        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 0], third, third))
+    with reverts("InvalidRejection"):
+        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 0], [False] * 3, third))

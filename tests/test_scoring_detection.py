@@ -16,7 +16,7 @@ import pytest
 from marketplace.fl.attacks import Attack
 from marketplace.fl.data import LocalData, load_npz, partition_digits
 from marketplace.fl.simulate import run_rounds
-from marketplace.protocol import SKETCH_DIM
+from marketplace.protocol import DEFAULT_SKETCH_WIDTH as SKETCH_DIM
 from marketplace.scoring import RoundResult, SketchScorer
 
 ATTACKERS = (6, 7)

@@ -17,8 +17,9 @@ from marketplace.fl.models import build_model
 from marketplace.fl.scenarios import label_noise_shards
 from marketplace.fl.simulate import collect_updates
 from marketplace.fl.utility import fedavg_utility
-from marketplace.protocol import SKETCH_DIM
-from marketplace.scoring import SketchScorer, exact_shapley, gtg_shapley, leave_one_out, spearman
+from marketplace.protocol import DEFAULT_SKETCH_WIDTH as SKETCH_DIM
+from marketplace.scoring import exact_shapley, gtg_shapley, leave_one_out, spearman
+from marketplace.scoring.gram import GramScorer
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 NOISE = [0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 0.0, 0.0]
@@ -28,8 +29,8 @@ def test_cheap_score_agrees_with_exact_shapley() -> None:
     shards, val = label_noise_shards(NOISE, seed=0)
     state = build_model("mlp", 0).state_dict()
     ru = collect_updates("mlp", state, shards, {6: "sign_flip", 7: "free_rider_zero"}, epochs=2, lr=0.5)
-    # The paying configuration: 64-wide sketches (marketplace.protocol.SKETCH_DIM).
-    res = SketchScorer(sketch_dim=SKETCH_DIM).run_round(ru.updates, num_samples=ru.num_samples)
+    # The paying rule (the one the circuit proves) on 64-wide sketches, as for an 8-trainer project.
+    res = GramScorer(SKETCH_DIM, seed=0, weighting="equal").run_round(ru.updates)
     assert res.flags.tolist() == [False] * 6 + [True, True]
     utility = fedavg_utility("mlp", state, ru.updates, val.x, val.y, metric="neg_loss")
     phi = exact_shapley(utility, 8)
@@ -39,7 +40,7 @@ def test_cheap_score_agrees_with_exact_shapley() -> None:
     REPORTS.mkdir(exist_ok=True)
     (REPORTS / "contribution.md").write_text(
         "# Contribution score vs exact Shapley (8 trainers, label noise 0-80%, a sign-flipper, a free rider)\n\n"
-        f"| estimator | Spearman vs exact Shapley |\n|---|---:|\n| paying score (sketch {SKETCH_DIM}), all | "
+        f"| estimator | Spearman vs exact Shapley |\n|---|---:|\n| paying score (Gram rule, sketch {SKETCH_DIM}), all | "
         f"{rho_all:.3f} |\n| paying score, honest only | {rho_honest:.3f} |\n| GTG-Shapley | {rho_gtg:.3f} |\n"
         f"| leave-one-out | {rho_loo:.3f} |\n"
     )

@@ -1,8 +1,11 @@
 """A small typed wrapper around web3: deploy, transact (signed locally), call, decode events.
 
 Reverts from calls, gas estimation and mined transactions become :class:`ContractRevert` with
-the custom error decoded from every ABI the client knows. Connection errors and timeouts are
-retried with exponential backoff; reverted transactions never are.
+the custom error decoded from every ABI the client knows. Connection errors, timeouts and
+retryable HTTP answers (429, 5xx: typically a gateway in front of the node) are retried with
+exponential backoff, then reported as :class:`RpcUnavailable` naming the method, the attempts and
+the last error; reverted transactions are never retried, and a signed transaction is re-sent only
+as the very same bytes (the node recognizes it), so a lost answer never makes a second transaction.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from web3.logs import DISCARD
-from web3.providers.rpc.utils import REQUEST_RETRY_ALLOWLIST, ExceptionRetryConfiguration
-from web3.types import BlockIdentifier, RPCEndpoint, TxParams, TxReceipt, Wei
+from web3.providers.rpc.utils import check_if_retry_on_failure
+from web3.types import BlockIdentifier, RPCEndpoint, RPCResponse, TxParams, TxReceipt, Wei
 
 from marketplace.chain.compile import Artifact
 from marketplace.chain.errors import (
@@ -46,7 +49,65 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     requests.Timeout,
     httpx.TransportError,
 )
+#: HTTP answers worth retrying: rate limited, or the node (or a gateway in front of it) failed.
+RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Never retried by the transport: :meth:`ChainClient._send_raw` retries it and checks for duplicates.
+NOT_RETRIED = frozenset({"eth_sendRawTransaction"})
 GAS_MARGIN = 1.2
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, _GaveUp):
+        exc = exc.last
+    detail = str(exc).strip()
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+class _GaveUp(RpcUnavailable):
+    """The provider's retries of one method are exhausted; ``last`` is the last transport error."""
+
+    def __init__(self, message: str, last: BaseException) -> None:
+        super().__init__(message)
+        self.last = last
+
+
+class _Refused(RpcUnavailable):
+    """The endpoint answered with an HTTP error that retrying will not fix (e.g. 401, 404)."""
+
+
+class RetryingHTTPProvider(Web3.HTTPProvider):
+    """web3's HTTP provider with our retry policy: transport failures and retryable HTTP statuses
+    of idempotent methods (web3's allowlist) are retried ``retries - 1`` times with exponential
+    backoff; then :class:`RpcUnavailable` says which method failed, how often, for how long, and
+    the last error. Other HTTP errors (e.g. 401) raise :class:`RpcUnavailable` at once."""
+
+    def __init__(self, rpc_url: str, *, timeout: float, retries: int, backoff: float) -> None:
+        super().__init__(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
+        self.retries = max(1, retries)
+        self.backoff = backoff
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        attempts = self.retries if method not in NOT_RETRIED and check_if_retry_on_failure(method) else 1
+        start = time.monotonic()
+        for attempt in range(attempts):
+            try:
+                return super().make_request(method, params)
+            except requests.HTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else None
+                if status not in RETRYABLE_HTTP_STATUSES:
+                    raise _Refused(f"RPC {self.endpoint_uri} refused {method}: {_describe(exc)}") from None
+                last: BaseException = exc
+            except TRANSIENT_ERRORS as exc:
+                last = exc
+            if attempt + 1 < attempts:
+                time.sleep(self.backoff * 2**attempt)
+        elapsed = time.monotonic() - start
+        tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
+        raise _GaveUp(
+            f"RPC {self.endpoint_uri} unreachable: {method} failed ({tries} in {elapsed:.1f}s; "
+            f"last error {_describe(last)})",
+            last,
+        ) from None
 
 
 class ChainClient:
@@ -71,18 +132,7 @@ class ChainClient:
         self.poll_interval = poll_interval
         self._retries = max(1, retries)
         self._backoff = backoff
-        # Sending a raw transaction is retried by _send_raw (which checks for duplicates).
-        allowlist = [m for m in REQUEST_RETRY_ALLOWLIST if m != "eth_sendRawTransaction"]
-        provider = Web3.HTTPProvider(
-            rpc_url,
-            request_kwargs={"timeout": request_timeout},
-            exception_retry_configuration=ExceptionRetryConfiguration(
-                errors=TRANSIENT_ERRORS,
-                retries=self._retries,
-                backoff_factor=backoff,
-                method_allowlist=allowlist,
-            ),
-        )
+        provider = RetryingHTTPProvider(rpc_url, timeout=request_timeout, retries=self._retries, backoff=backoff)
         self.w3 = Web3(provider)
         self.decoder = RevertDecoder(abis)
         self._chain_id: int | None = None
@@ -130,8 +180,8 @@ class ChainClient:
             return fn()
         except ContractLogicError as exc:
             raise self.decoder.decode(revert_data(exc)) from None
-        except TRANSIENT_ERRORS as exc:
-            raise RpcUnavailable(f"RPC {self.rpc_url} unreachable: {type(exc).__name__}") from None
+        except TRANSIENT_ERRORS as exc:  # the provider reports these itself; kept as a safety net
+            raise RpcUnavailable(f"RPC {self.rpc_url} unreachable: {_describe(exc)}") from None
 
     def _request(self, method: str, params: list[Any]) -> Any:
         return self._rpc(lambda: self.w3.manager.request_blocking(RPCEndpoint(method), params))
@@ -194,6 +244,10 @@ class ChainClient:
             self._inflight.add(tx_hash)
         try:
             receipt = self.wait(tx_hash)
+        except RpcUnavailable as exc:
+            raise RpcUnavailable(
+                f"{exc}; transaction {HexBytes(tx_hash).to_0x_hex()} was sent, its receipt is not known yet"
+            ) from None
         finally:
             with self._lock:
                 self._inflight.discard(tx_hash)
@@ -208,14 +262,23 @@ class ChainClient:
         return pending
 
     def _send_raw(self, raw: bytes) -> bytes:
-        """Send a signed transaction, retrying transport failures without double-sending."""
+        """Send a signed transaction, retrying transport failures without double-sending: a retry
+        re-sends the same signed bytes (same nonce, same hash), and a node that answers the retry
+        with an error because it already has the transaction counts as success."""
         tx_hash = bytes(Web3.keccak(raw))
+        start = time.monotonic()
         for attempt in range(self._retries):
             try:
                 return bytes(self.w3.eth.send_raw_transaction(raw))
-            except TRANSIENT_ERRORS as exc:
+            except _Refused:
+                raise
+            except (RpcUnavailable, *TRANSIENT_ERRORS) as exc:
                 if attempt == self._retries - 1:
-                    raise RpcUnavailable(f"RPC {self.rpc_url} unreachable: {type(exc).__name__}") from None
+                    raise RpcUnavailable(
+                        f"RPC {self.rpc_url} unreachable: eth_sendRawTransaction failed ({self._retries} attempts "
+                        f"in {time.monotonic() - start:.1f}s; last error {_describe(exc)}); transaction "
+                        f"{HexBytes(tx_hash).to_0x_hex()} may have reached the node: look it up before sending again"
+                    ) from None
                 time.sleep(self._backoff * 2**attempt)
             except Web3RPCError as exc:
                 # A retry after a lost response: the node already has our transaction.
@@ -245,18 +308,25 @@ class ChainClient:
             ) from None
 
     def _failure(self, receipt: TxReceipt) -> ChainError:
-        """Recover the revert reason of a failed transaction by replaying it as a call."""
+        """Recover the revert reason of a failed transaction by replaying it as a call: on the state
+        before its block, else on the state after it (when an earlier transaction of the same block
+        made it fail, e.g. someone else's, or our own sent before a restart, did the same thing first)."""
         tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
-        tx = self.w3.eth.get_transaction(receipt["transactionHash"])
+        try:
+            tx = self.w3.eth.get_transaction(receipt["transactionHash"])
+        except Exception:
+            return TransactionFailed(tx_hash, receipt.get("gasUsed"))
         replay: TxParams = {"from": tx["from"], "value": tx["value"], "data": tx["input"], "gas": tx["gas"]}
         if tx.get("to"):
             replay["to"] = tx["to"]
-        try:
-            self.w3.eth.call(replay, block_identifier=max(receipt["blockNumber"] - 1, 0))
-        except ContractLogicError as exc:
-            return self.decoder.decode(revert_data(exc), tx_hash=tx_hash)
-        except Exception:
-            pass
+        block = int(receipt["blockNumber"])
+        for state in (max(block - 1, 0), block):
+            try:
+                self.w3.eth.call(replay, block_identifier=state)
+            except ContractLogicError as exc:
+                return self.decoder.decode(revert_data(exc), tx_hash=tx_hash)
+            except Exception:
+                pass
         return TransactionFailed(tx_hash, receipt.get("gasUsed"))
 
     # ---------------------------------------------------------------- reading

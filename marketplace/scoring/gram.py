@@ -30,15 +30,25 @@ Rule (over the slots in submission order; ``[.]`` is 0/1)
     dup_i   = exists j in P, j < i: q_i + q_j - 2 G_ij <= DUP   (a later near-copy of j)
     flag_i  = a_i and (not P_i or (|P| >= 3 and (far_i or lazy_i or boost_i or dup_i)))
     w_i     = a_i and not flag_i                             inliers
-    p_i     = w_i max(0, sum_j w_j G_ij)                     = |I| max(0, <v_i, g>),
+    c_i     = w_i max(0, sum_j w_j G_ij)                     = |I| max(0, <v_i, g>),
                                                              g = mean inlier unit vector
+    p_i     = c_i f(l_i - lam)                               f ~ 2**x (see below)
     share_i = p_i / sum_j p_j
 
+``f`` interpolates ``2**x`` linearly between the integers -4..1 and is flat outside
+(``f = 1/16`` below -4, ``2`` above 1): ``f(x) = 1/16 + sum_t s_t relu(x - t)`` with knots
+``t = -4..1`` and slopes ``s = 1/16, 1/16, 1/8, 1/4, 1/2, -1``. An inlier's norm is between a
+tenth and twice the median (the lazy/boost rules), so it is paid for its direction times its
+relative size: direction-only scores ranked honest trainers with 0-80 % label noise against exact
+Shapley at Spearman 0.54-0.94 (4 seeds), with the size factor 0.83-1.00.
+
 ``1 - G_ij = ||v_i - v_j||^2 / 2`` for unit vectors, so ``far`` says the median squared
-distance to the others exceeds ``T`` times the typical one (T = 2.5 on squared distances is
-about 1.58 on distances). Every statistic is a median over valid slots, so a minority cannot
+distance to the others exceeds ``T`` times the typical one (T = 2.25 on squared distances is
+1.5 on distances; 2.5 missed a sign-flipper among honest trainers with 0-80 % label noise, where
+the typical cosine is only ~0.3, and 1.75-2.25 flag no honest trainer in the IID, Dirichlet(0.5)
+and label-noise test rounds). Every statistic is a median over valid slots, so a minority cannot
 move the yardsticks far. The score pays direction only: scaling an update changes ``l`` (and
-may trip ``boost``/``lazy``), never ``p``.
+may trip ``boost``/``lazy``) and the size factor ``f``, bounded by those rules.
 
 Everything is a function of the Gram matrix plus N log-norms: no K-wide sorting.
 """
@@ -63,7 +73,7 @@ LOG_CLIP = 32.0
 class GramConfig:
     """Rule constants (all baked into the circuit's verifying key)."""
 
-    threshold: float = 2.5
+    threshold: float = 2.25
     """T: far if ``1 - m_i > T (1 - M)``."""
     lazy_log2: float = float(np.log2(10.0))
     """lazy if ``l_i < lam - lazy_log2`` (norm below a tenth of the median)."""
@@ -80,6 +90,18 @@ class GramConfig:
     """Sort padding for excluded cosines (above every valid |G_ij| <= 1 + unit_tol)."""
     big_log: float = 64.0
     """Sort padding for excluded log-norms (above LOG_CLIP)."""
+
+
+#: Knots and slopes of the piecewise-linear ``f(x) ~ 2**x`` of the size factor (module doc).
+SIZE_KNOTS = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0)
+SIZE_SLOPES = (1 / 16, 1 / 16, 1 / 8, 1 / 4, 1 / 2, -1.0)
+SIZE_FLOOR = 1 / 16
+
+
+def size_factor(x: np.ndarray) -> np.ndarray:
+    """``f(x)``: ``2**x`` interpolated between the integers -4..1, flat outside (real arithmetic)."""
+    r = np.maximum(np.asarray(x, dtype=np.float64)[..., None] - np.array(SIZE_KNOTS), 0.0)
+    return SIZE_FLOOR + r @ np.array(SIZE_SLOPES)
 
 
 # --------------------------------------------------------------------------- committed rows
@@ -187,7 +209,7 @@ def gram_rule_float(rows: np.ndarray, cfg: GramConfig | None = None) -> GramResu
     flags = act & (~valid | (enough & (far | lazy | boost | dup)))
     w = act & ~flags
     gv = np.where(np.outer(valid, valid), gram, 0.0)
-    p = np.where(w, np.maximum(gv @ w, 0.0), 0.0)
+    p = np.where(w, np.maximum(gv @ w, 0.0), 0.0) * size_factor(lg - lam)
     return GramResult(flags, p, valid, m, {"M": np.array(med_m), "lam": np.array(lam), "q": q})
 
 
@@ -246,8 +268,13 @@ def gram_rule_int(rows_q: np.ndarray, cfg: GramConfig | None = None) -> GramResu
     enough = count >= cfg.min_valid
     flags = act & (~valid | (enough & (far | lazy | boost | dup)))
     w = act & ~flags
-    p = np.where(w, np.maximum(gm @ w.astype(np.int64), 0), 0).astype(np.int64)
-    stats = {"M": np.array(med_m), "lam": np.array(lam), "q": q, "far": far, "lazy": lazy, "boost": boost, "dup": dup}
+    c = np.where(w, np.maximum(gm @ w.astype(np.int64), 0), 0).astype(np.int64)
+    knots = np.array([_c(t) for t in SIZE_KNOTS], dtype=np.int64)
+    slopes = np.array([_c(t) for t in SIZE_SLOPES], dtype=np.int64)
+    size = _c(SIZE_FLOOR) + _rescale(np.maximum((lg - lam)[:, None] - knots[None, :], 0) @ slopes)
+    p = _rescale(c * size).astype(np.int64)
+    stats = {"M": np.array(med_m), "lam": np.array(lam), "q": q, "size": size}
+    stats.update(far=far, lazy=lazy, boost=boost, dup=dup)
     return GramResult(flags, p, valid, m, stats)
 
 

@@ -17,7 +17,9 @@ The rule is :mod:`marketplace.scoring.gram` (formulas there); the circuit comput
     far  = m + (T - 1) < T M,  lazy = l < lam - log2(10),  boost = l > lam + B
     dist = q_i + q_j - 2 Gm_ij,  dup_i = sum_j [dist_ij <= DUP] P_j [j < i] > 1/2
     flag = a (1 - P) + P [|P| >= 3] [far + lazy + boost + dup > 1/2]
-    w    = a - flag,   p = w * relu(Gm w)
+    w    = a - flag,   c = w * relu(Gm w)
+    f    = 1/16 + relu((l - lam) - knots) @ slopes          size factor ~ 2**(l - lam)
+    p    = c * f
 
 Outputs ``flags`` (1, N) in {0, 1} and ``scores`` ``p`` (1, N) at scale 2**13. The integer
 reference is :func:`marketplace.scoring.gram.gram_rule_int` (the paying scorer itself), which
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from marketplace.scoring.gram import GramConfig, gram_rule_int
+from marketplace.scoring.gram import SIZE_FLOOR, SIZE_KNOTS, SIZE_SLOPES, GramConfig, gram_rule_int
 from marketplace.zk.networks import batcher_layers, median_weights
 
 SCALE = 13
@@ -49,6 +51,8 @@ class GramCircuit(nn.Module):
         self.register_buffer("eye", torch.eye(n))
         self.register_buffer("steps", torch.arange(2 * n + 2, dtype=torch.float32).reshape(1, -1) - 0.5)
         self.register_buffer("sel", torch.tensor(median_weights(n), dtype=torch.float32))
+        self.register_buffer("knots", torch.tensor([SIZE_KNOTS], dtype=torch.float32))  # (1, 6)
+        self.register_buffer("slopes", torch.tensor(SIZE_SLOPES, dtype=torch.float32).reshape(-1, 1))  # (6, 1)
         earlier = np.tril(np.ones((n, n)), -1) if self.cfg.earliest_wins else 1.0 - np.eye(n)
         self.register_buffer("earlier", torch.tensor(earlier, dtype=torch.float32))
 
@@ -104,7 +108,9 @@ class GramCircuit(nn.Module):
         anyf = ((far + lazy + boost + dup) > 0.5).float()
         flags = act - valid + valid * anyf * enough
         w = act - flags  # inliers
-        p = torch.relu(gm @ w) * w  # (n, 1) = |I| <v_i, g> with g the mean inlier unit vector
+        c = torch.relu(gm @ w) * w  # (n, 1) = |I| <v_i, g> with g the mean inlier unit vector
+        size = torch.relu(lg - lam - self.knots) @ self.slopes + SIZE_FLOOR  # (n, 1) ~ 2**(l_i - lam)
+        p = c * size
         if self.probe:
             return locals()[self.probe].reshape(1, -1)
         return flags.reshape(1, -1), p.reshape(1, -1)
