@@ -21,6 +21,7 @@ from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model, num_params, param_spec
 from marketplace.storage.tensors import dumps
 from marketplace.trainer.node import Submitted, TrainerNode, TrainingSettings
+from marketplace.verify import verify_round
 from marketplace.zk.commit import commit_update
 
 ETH = 10**18
@@ -40,7 +41,13 @@ def test_two_round_job_flags_attackers_and_pays_honest_trainers(stack: LocalStac
         plot=tmp_path / "demo.png",
         workdir=tmp_path,
     )
-    result = run_demo(config, Console(quiet=True), stack)
+    result = run_demo(config, Console(quiet=True), stack)  # real ezkl proofs (8-slot, 64-wide circuit)
+    assert all(r.prover == "ezkl-gram" and r.tx_hash for r in result.reports)
+    # Anyone can check every round's proof against the deployed verifier, and re-derive the round.
+    for r in result.reports:
+        check = verify_round(stack.admin, result.project_id, r.round, stack.store)
+        assert check.valid and check.document_agrees and check.gas is not None and 1_000_000 < check.gas < 3_000_000
+        assert audit_round(stack.admin, stack.store, result.project_id, r.round).agrees
     honest = [a for a, role in result.roles.items() if role == "honest"]
     cheaters = [a for a, role in result.roles.items() if role != "honest"]
     for report in result.reports:

@@ -40,7 +40,7 @@ def test_cheap_score_agrees_with_exact_shapley() -> None:
     REPORTS.mkdir(exist_ok=True)
     (REPORTS / "contribution.md").write_text(
         "# Contribution score vs exact Shapley (8 trainers, label noise 0-80%, a sign-flipper, a free rider)\n\n"
-        f"| estimator | Spearman vs exact Shapley |\n|---|---:|\n| paying score (Gram rule, sketch {SKETCH_DIM}), all | "
+        f"| estimator | Spearman vs exact Shapley |\n|---|---:|\n| paying score (Gram, K={SKETCH_DIM}), all | "
         f"{rho_all:.3f} |\n| paying score, honest only | {rho_honest:.3f} |\n| GTG-Shapley | {rho_gtg:.3f} |\n"
         f"| leave-one-out | {rho_loo:.3f} |\n"
     )
