@@ -40,7 +40,16 @@ def test_vka_is_registered_and_stored_as_code(actors: Actors) -> None:
     assert chain.call(adapter.functions.vka()) == words
     digest = chain.call(adapter.functions.vkaDigest())
     assert digest == keccak(b"".join(words)) and chain.call(mock.functions.registered(digest))
-    assert chain.call(adapter.functions.circuitSize()) == N
+    assert chain.call(adapter.functions.circuitSize()) == N == chain.call(adapter.functions.maxTrainers())
+    assert chain.call(adapter.functions.sketchWidth()) == 32
+
+
+def test_projects_larger_than_the_circuit_are_refused(actors: Actors) -> None:
+    adapter, _, _ = deploy(actors)
+    actors.admin.chain.transact(actors.admin.market.functions.setVerifierApproval(adapter.address, True))
+    with reverts("VerifierTooSmall"):  # 5 trainers could join a 4-slot circuit's project
+        actors.create(verifier=adapter.address, max_trainers=N + 1)
+    assert actors.create(verifier=adapter.address, max_trainers=N) > 0
 
 
 def test_instances_are_hashes_then_flags_then_scores_with_padding(actors: Actors) -> None:
