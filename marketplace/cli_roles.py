@@ -165,14 +165,18 @@ def aggregator_run(
     ipfs_api: str | None = IPFS_API,
     poll: float = POLL,
     once: bool = typer.Option(False, "--once", help="Finalize whatever is due now, then exit."),
+    srs: Path | None = typer.Option(
+        None, exists=True, help="SRS the zk verifier's keys were made with (default: the cached development SRS)."
+    ),
 ) -> None:
-    """Watch the projects you aggregate; finalize each round when it is due."""
+    """Watch the projects you aggregate; finalize each round when it is due. Rounds of projects
+    whose verifier is an EzklRoundVerifier are proven with ezkl (keys set up once and cached)."""
     from marketplace.aggregator.node import AggregatorNode, RoundReport
     from marketplace.fl.data import load_local_data
 
     market = _market(network, _account(network, keystore, dev_account))
     evaluation = load_local_data(eval_data) if eval_data else None
-    node = AggregatorNode(market, _store(ipfs_api), evaluation=evaluation)
+    node = AggregatorNode(market, _store(ipfs_api), evaluation=evaluation, srs=srs)
 
     def show(r: RoundReport) -> None:
         acc = f", accuracy {r.accuracy:.1%}" if r.accuracy is not None else ""
