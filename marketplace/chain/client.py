@@ -23,7 +23,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted, Web3RPCError
 from web3.logs import DISCARD
 from web3.providers.rpc.utils import check_if_retry_on_failure
 from web3.types import BlockIdentifier, RPCEndpoint, RPCResponse, TxParams, TxReceipt, Wei
@@ -108,6 +108,14 @@ class RetryingHTTPProvider(Web3.HTTPProvider):
             f"last error {_describe(last)})",
             last,
         ) from None
+
+    def is_connected(self, show_traceback: bool = False) -> bool:
+        try:
+            return super().is_connected(show_traceback)
+        except RpcUnavailable as exc:
+            if show_traceback:
+                raise ProviderConnectionError(str(exc)) from None
+            return False
 
 
 class ChainClient:
