@@ -355,7 +355,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 reliability = registry.reliabilityOf(msg.sender);
         if (reliability < p.minReliabilityBps) revert ReliabilityTooLow(msg.sender, reliability, p.minReliabilityBps);
 
-        list.push(msg.sender);
+        _trainerList[projectId].push(msg.sender); // not `list.push`: analysers miss writes through storage pointers
         t.slot = uint16(list.length);
         t.stakeLeft = p.stake;
         emit TrainerJoined(projectId, msg.sender, msg.value);
@@ -437,13 +437,17 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 submitters = p.submissions;
         uint256 each = 0;
         if (submitters > 0) {
-            each = _roundShare(p, round) / submitters;
+            each = _roundShare(p, round) / submitters; // the remainder stays with the owner
             address[] storage list = _trainerList[projectId];
             mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
+            uint256 credited = 0;
             for (uint256 i = 0; i < list.length; ++i) {
-                if (roundCommitments[list[i]] != bytes32(0)) _trainers[projectId][list[i]].earned += uint128(each);
+                if (roundCommitments[list[i]] != bytes32(0)) {
+                    _trainers[projectId][list[i]].earned += uint128(each);
+                    credited += each;
+                }
             }
-            p.totalEarned += uint128(each * submitters);
+            p.totalEarned += uint128(credited);
         }
         emit ProjectAbandoned(projectId, round, submitters, each);
     }

@@ -44,6 +44,16 @@ def test_vka_is_registered_and_stored_as_code(actors: Actors) -> None:
     assert chain.call(adapter.functions.sketchWidth()) == 32
 
 
+def test_a_proof_verified_under_another_vka_is_refused(actors: Actors) -> None:
+    adapter, mock, _ = deploy(actors)
+    chain = actors.admin.chain
+    commitments, flags, scores = [b"\x01" * 32], [False], [8192]
+    good = mock_proof(instances(commitments, flags, scores))
+    assert chain.call(adapter.functions.verifyRound(commitments, scores, flags, good))
+    chain.transact(mock.functions.setReportedDigest(keccak(text="another circuit")))
+    assert not chain.call(adapter.functions.verifyRound(commitments, scores, flags, good))
+
+
 def test_projects_larger_than_the_circuit_are_refused(actors: Actors) -> None:
     adapter, _, _ = deploy(actors)
     actors.admin.chain.transact(actors.admin.market.functions.setVerifierApproval(adapter.address, True))

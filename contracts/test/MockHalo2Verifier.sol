@@ -8,9 +8,11 @@ import {IHalo2VerifierReusable} from "../interfaces/IHalo2VerifierReusable.sol";
  * @notice FOR LOCAL TESTS ONLY: stands in for ezkl's reusable verifier to test how
  * EzklRoundVerifier lays out instances. A "proof" is accepted when it equals
  * keccak256(abi.encode(instances)) and the VKA was registered. Refuses to deploy off chain 31337.
+ * {setReportedDigest} makes it report another VKA digest than the one it checked against.
  */
 contract MockHalo2Verifier is IHalo2VerifierReusable {
     mapping(bytes32 => bool) public registered;
+    bytes32 public reportedDigest;
 
     error TestVerifierOnLocalChainOnly(uint256 chainId);
 
@@ -23,6 +25,10 @@ contract MockHalo2Verifier is IHalo2VerifierReusable {
         registered[digest] = true;
     }
 
+    function setReportedDigest(bytes32 digest) external {
+        reportedDigest = digest;
+    }
+
     function verifyProof(bytes calldata proof, uint256[] calldata instances, bytes32[] calldata vka)
         external
         view
@@ -31,6 +37,6 @@ contract MockHalo2Verifier is IHalo2VerifierReusable {
         bytes32 digest = keccak256(abi.encodePacked(vka));
         require(registered[digest], "vka not registered");
         bool ok = proof.length == 32 && bytes32(proof) == keccak256(abi.encode(instances));
-        return (ok, digest);
+        return (ok, reportedDigest == bytes32(0) ? digest : reportedDigest);
     }
 }

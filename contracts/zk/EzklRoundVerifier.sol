@@ -47,13 +47,13 @@ contract EzklRoundVerifier is IRoundVerifier {
     error InvalidSetup(string reason);
 
     /// @param verifier the deployed ezkl reusable verifier
-    /// @param vka the circuit's verifying-key artifact words (from `create_evm_vka`)
+    /// @param vka_ the circuit's verifying-key artifact words (from `create_evm_vka`)
     /// @param n the circuit's number of trainer inputs
     /// @param k the circuit's sketch width (a trainer input is k + 2 values)
     /// @param zeroRowHash_ the Poseidon hash of the circuit's all-zero trainer input
-    constructor(IHalo2VerifierReusable verifier, bytes32[] memory vka, uint256 n, uint256 k, uint256 zeroRowHash_) {
+    constructor(IHalo2VerifierReusable verifier, bytes32[] memory vka_, uint256 n, uint256 k, uint256 zeroRowHash_) {
         if (address(verifier) == address(0)) revert InvalidSetup("verifier");
-        if (vka.length == 0) revert InvalidSetup("vka");
+        if (vka_.length == 0) revert InvalidSetup("vka");
         if (n == 0 || n > 64) revert InvalidSetup("circuit size");
         if (k == 0) revert InvalidSetup("sketch width");
         if (zeroRowHash_ == 0 || zeroRowHash_ >= FIELD_MODULUS) revert InvalidSetup("zero row hash");
@@ -61,9 +61,9 @@ contract EzklRoundVerifier is IRoundVerifier {
         circuitSize = n;
         sketchWidth = k;
         zeroRowHash = zeroRowHash_;
-        vkaDigest = verifier.registerVka(vka);
-        _vkaLength = vka.length;
-        _vkaPointer = _storeAsCode(abi.encodePacked(vka));
+        vkaDigest = verifier.registerVka(vka_);
+        _vkaLength = vka_.length;
+        _vkaPointer = _storeAsCode(abi.encodePacked(vka_));
     }
 
     /// @inheritdoc IRoundVerifier
@@ -89,8 +89,8 @@ contract EzklRoundVerifier is IRoundVerifier {
             if (h >= FIELD_MODULUS) return false;
             instances[i] = h;
         }
-        try halo2Verifier.verifyProof(proof, instances, _loadVka()) returns (bool ok, bytes32) {
-            return ok;
+        try halo2Verifier.verifyProof(proof, instances, _loadVka()) returns (bool ok, bytes32 digest) {
+            return ok && digest == vkaDigest; // and under this circuit's key
         } catch {
             return false; // malformed proof
         }
