@@ -36,6 +36,9 @@ def to_wei(eth: str) -> int:
 
 
 def fmt_eth(wei: int) -> str:
+    """``1.5 ETH``; amounts below a millionth of an ether (rounding dust) in wei."""
+    if 0 < abs(wei) < 10**12:
+        return f"{wei} wei"
     return f"{Decimal(wei) / 10**18:.6f}".rstrip("0").rstrip(".") + " ETH"
 
 

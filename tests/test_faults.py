@@ -32,7 +32,7 @@ from marketplace.aggregator.prover import HashProver
 from marketplace.chain.anvil import free_port
 from marketplace.chain.client import ChainClient
 from marketplace.chain.deploy import TEST_VERIFIER
-from marketplace.chain.errors import ContractRevert, RpcUnavailable
+from marketplace.chain.errors import RpcUnavailable
 from marketplace.chain.market import FinalizedRound, MarketClient, ProjectConfig, ProjectStatus, RoundResult
 from marketplace.demo import LocalStack, local_stack
 from marketplace.fl.data import LocalData
@@ -553,13 +553,6 @@ def test_an_aggregator_crash_at_each_step_of_finalization_finalizes_once_and_pay
     assert [owed[t] for t in trainers] == [r + project.stake for r in baseline.rewards]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="AggregatorNode.run() returns after a transient error (RpcUnavailable/IPFS) in its only active "
-    "project: `active` is only updated for projects whose step() did not raise, so with until_done=True it "
-    "stops serving instead of retrying on the next poll",
-)
 def test_the_aggregator_loop_keeps_serving_through_a_transient_rpc_outage(
     stack: LocalStack, submitted_round: SubmittedRound, rewind: None, proxy: FaultyRpcProxy
 ) -> None:
@@ -663,14 +656,6 @@ def test_when_every_trainer_drops_out_nobody_is_paid_or_slashed_and_the_owner_is
     assert all(owed[t.address] == project.stake for t in trainers)  # every stake back
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ContractRevert,
-    reason="the local HashProver's proof is keccak(commitments, scores, flags) and binds neither the project "
-    "nor the round, so every empty round of N trainers has the same proof: the second one ever finalized "
-    "(in any project) reverts ProofAlreadyUsed and AggregatorNode.step raises (run() dies on it); "
-    "the job can then only be abandoned",
-)
 def test_consecutive_empty_rounds_are_finalized_and_the_job_completes(
     stack: LocalStack, shards: list[LocalData], initial_cid: str, rewind: None
 ) -> None:

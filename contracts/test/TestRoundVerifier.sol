@@ -5,8 +5,9 @@ import {IRoundVerifier} from "../interfaces/IRoundVerifier.sol";
 
 /**
  * @title TestRoundVerifier
- * @notice FOR LOCAL TESTS ONLY. Accepts a "proof" that is just the keccak256 of the public
- * values, so tests can exercise tampered results without a zk prover. It proves nothing about
+ * @notice FOR LOCAL TESTS ONLY. Accepts a "proof" that is a 32-byte salt followed by the keccak256
+ * of the salt and the public values (the salt, e.g. the project and round, keeps two rounds with
+ * equal values from having the same proof, which the market would refuse as a replay), so tests can exercise tampered results without a zk prover. It proves nothing about
  * how the scores were computed.
  * @dev Refuses to deploy on any chain but the local development chain id 31337, so it cannot be
  * approved on a public network by mistake.
@@ -36,7 +37,9 @@ contract TestRoundVerifier is IRoundVerifier {
         bool[] calldata flags,
         bytes calldata proof
     ) external pure returns (bool) {
-        return proof.length == 32 && bytes32(proof) == keccak256(abi.encode(commitments, scores, flags));
+        if (proof.length != 64) return false;
+        bytes32 salt = bytes32(proof[:32]);
+        return bytes32(proof[32:]) == keccak256(abi.encode(salt, commitments, scores, flags));
     }
 
     /// @inheritdoc IRoundVerifier

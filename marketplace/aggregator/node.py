@@ -21,7 +21,7 @@ import numpy as np
 from marketplace.aggregator.prover import RoundProver, prover_for
 from marketplace.aggregator.rounds import collect_round, score_round
 from marketplace.chain.errors import ContractRevert, RpcUnavailable
-from marketplace.chain.market import MarketClient, Project, ProjectStatus, RoundResult, in_arrival_order
+from marketplace.chain.market import MarketClient, Project, ProjectStatus, RoundResult, in_arrival_order, round_salt
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import evaluate
@@ -151,6 +151,7 @@ class AggregatorNode:
             scored.rows[order],
             in_arrival_order(chain_scores, order),
             in_arrival_order(scored.proven_flags, order),
+            salt=round_salt(pid, round_),
         )
         timings["prove"] = time.perf_counter() - t3
         proof_doc = {
@@ -208,7 +209,8 @@ class AggregatorNode:
                 except (IpfsConnectionError, IpfsTimeout, RpcUnavailable) as exc:
                     if on_error is not None:
                         on_error(exc)
-                    continue  # transient: the round is retried on the next poll, before its deadline
+                    active = True  # transient: the round is retried on the next poll, before its deadline
+                    continue
                 if report is not None and on_report is not None:
                     on_report(report)
                 status = self.market.get_project(pid).status

@@ -25,11 +25,15 @@ class RoundProver(Protocol):
     Every per-trainer argument is in arrival order (``MarketClient.arrival_order``), the order in
     which ``finalizeRound`` hands the values to the verifier: ``commitments`` as the verifier sees
     them (zero for a trainer without a submission and for a rejected one), ``rows`` the committed
-    rows hashing to them (zero rows for those slots), ``flags`` and ``scores`` the circuit's outputs."""
+    rows hashing to them (zero rows for those slots), ``flags`` and ``scores`` the circuit's outputs.
+    ``salt`` is unique to the round (``round_salt(project, round)``): a prover whose proofs are
+    deterministic must bind it, or two rounds with equal values would share a proof (a replay)."""
 
     name: str
 
-    def prove(self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool]) -> bytes:
+    def prove(
+        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], salt: bytes
+    ) -> bytes:
         """Returns the proof bytes for exactly these public values."""
         ...
 
@@ -39,8 +43,10 @@ class HashProver:
 
     name = "test-hash"
 
-    def prove(self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool]) -> bytes:
-        return local_hash_proof(commitments, scores, flags)
+    def prove(
+        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], salt: bytes
+    ) -> bytes:
+        return local_hash_proof(commitments, scores, flags, salt)
 
 
 class ProofMismatch(RuntimeError):
@@ -60,7 +66,10 @@ class EzklProver:
             raise TypeError("EzklProver needs the circuit's CircuitKeys (marketplace.zk.keys.setup)")
         self.keys = keys
 
-    def prove(self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool]) -> bytes:
+    def prove(
+        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], salt: bytes = b""
+    ) -> bytes:
+        """``salt`` is not needed: Halo2 proofs are randomized (blinding), two proofs never coincide."""
         from marketplace.zk.commit import zero_row_commitment
         from marketplace.zk.prover import prove_rows
 

@@ -217,15 +217,23 @@ def in_arrival_order(values: list[Any], order: list[int]) -> list[Any]:
     return [values[i] for i in order]
 
 
-def local_hash_proof(commitments: list[bytes], scores: list[int], flags: list[bool]) -> bytes:
-    """The "proof" the local-only ``TestRoundVerifier`` accepts: keccak256 of the public values
-    (in arrival order, see :func:`in_arrival_order`).
+def local_hash_proof(commitments: list[bytes], scores: list[int], flags: list[bool], salt: bytes = b"\0" * 32) -> bytes:
+    """The "proof" the local-only ``TestRoundVerifier`` accepts: ``salt`` (32 bytes) followed by the
+    keccak256 of the salt and the public values (in arrival order, see :func:`in_arrival_order`).
 
     It proves nothing about how scores were computed; it exists so that local runs and tests
-    exercise the finalize path (tampered values are still rejected).
+    exercise the finalize path (tampered values are still rejected). The salt (the aggregator uses
+    :func:`round_salt`) keeps rounds with equal values, e.g. two empty rounds, from sharing a proof.
     """
-    encoded = abi_encode(["bytes32[]", "uint256[]", "bool[]"], [commitments, scores, flags])
-    return keccak(encoded)
+    if len(salt) != 32:
+        raise ValueError("the salt is 32 bytes")
+    encoded = abi_encode(["bytes32", "bytes32[]", "uint256[]", "bool[]"], [salt, commitments, scores, flags])
+    return salt + keccak(encoded)
+
+
+def round_salt(project_id: int, round_: int) -> bytes:
+    """A salt unique to a project's round (for :func:`local_hash_proof`)."""
+    return keccak(abi_encode(["uint256", "uint256"], [project_id, round_]))
 
 
 class MarketClient:
@@ -388,7 +396,9 @@ class MarketClient:
         and the round's on-chain commitments (see :func:`local_hash_proof`); ``rejected`` trainers
         are handed to the verifier as empty slots (commitment 0, not flagged), as the market does."""
         members = self.trainers(project_id)
-        rejected = rejected or [False] * len(members)
+        rejected = rejected if rejected is not None else [False] * len(members)
+        if len(rejected) != len(members):  # a deliberately malformed result: let the contract say so
+            rejected = [False] * len(members)
         commitments = [
             b"\0" * 32 if r else self.commitment(project_id, round_, m) for m, r in zip(members, rejected, strict=True)
         ]
