@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: install install-python install-node install-browser vendor-js demo test test-heavy lint compile clean
+.PHONY: install install-python install-node install-browser vendor-js demo test test-heavy lint compile clean install-bench bench
 
 install: install-python install-node
 
@@ -47,6 +47,14 @@ test: install install-browser
 
 test-heavy: install install-browser
 	$(PY) -m pytest -q -m heavy $(PYTEST_ARGS)
+
+# Benchmarks (tables on stdout, JSON in reports/); Flower for the robustness baselines, --no-deps on purpose.
+install-bench: install-python
+	$(PIP) install --quiet --no-deps -r requirements-bench.txt
+
+bench: install-bench
+	$(PY) -m bench.scoring
+	$(PY) -m bench.robustness
 
 lint: install
 	$(VENV)/bin/ruff check marketplace tests bench
