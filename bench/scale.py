@@ -1,0 +1,450 @@
+"""How the aggregator's per-round time and memory grow with model size D and trainer count N.
+
+    python -m bench.scale [--quick] [--dims 1e4 1e5 1e6 1e7] [--trainers 8 16 32] [--out reports/scale.json]
+
+For each D the parent process starts a real local IPFS node (embedded Kubo, ``LocalIpfsNode``),
+generates max(N) synthetic float32 updates (an honest shared direction plus noise; every 8th
+trainer sign-flips, the one before it sends a zero update) and pins each as a two-tensor
+safetensors file with :class:`~marketplace.storage.ModelStore`; the trainer-side commitment is
+:func:`marketplace.zk.commit.commit_update`. Then, per N, a fresh subprocess (the aggregator)
+does one round on the first N updates, phase by phase:
+
+a. **fetch**: ``ModelStore.get_tensors`` (IPFS cat, CID check, safetensors header and
+   names/shapes/dtypes/finite check) + flatten, one update at a time into an N x D float32 matrix;
+b. **sketch**: CountSketch of every row to K = 64 (``marketplace.scoring.sketch``); ``hash gen``
+   is the one-time (cached) draw of the bucket/sign arrays for ``(seed, D, 64)``, reported apart;
+c. **commit**: committed row (``committed_row``) + Poseidon hash (``commitment_bytes``), compared
+   with the trainer's commitment (the same functions ``commit_update`` composes, minus its sketch);
+d. **gram**: ``GramScorer(64, seed, weighting="equal").evaluate`` - the integer Gram rule on the
+   committed rows (flags + integer scores) and ``shares``;
+e. **fedavg**: ``GramScorer.aggregate`` - the mean of the inliers' full updates (float64 accumulator).
+
+Memory is the process's resident set (``/proc/self/status``), so numpy, torch, ezkl and httpx
+allocations all count: ``base`` is after imports and warm-up; each phase resets the high-water
+mark (``/proc/self/clear_refs``) and reads ``VmHWM`` at its end; ``peak`` is the largest. The
+IPFS node is a separate process; ``node`` is its high-water mark during the child's round.
+Threads: ``torch.set_num_threads(1)`` and single-threaded BLAS in the child.
+
+Measured (``python -m bench.scale``, reports/scale.json): 2 cores shared with other jobs (load 3.2-4.2
+during the run, so wall times exceed CPU times); MB = 10^6 bytes; throughput in MB/s of float32 update
+bytes (wall clock); ``round`` = fetch + sketch + commit + gram + FedAvg (not the one-time hash draw);
+``CPU`` = CPU seconds of the aggregator process plus the IPFS node's during the round; ``peak MB`` = the
+aggregator's peak RSS, in brackets with ``gc.collect()`` after each fetch; ``node MB`` = the IPFS node's
+peak RSS. Every round flagged exactly the synthetic attackers.
+
+    | D | N | MB | fetch (MB/s) | sketch (MB/s) | commit | gram | FedAvg | round | CPU | peak MB | node MB |
+    |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | 1e+04 | 8 | 0.3 | 470 ms (1) | 0.6 ms (559) | 109 ms | 1.4 ms | 0.3 ms | 581 ms | 249 ms | 255 | 121 |
+    | 1e+04 | 16 | 0.6 | 1.1 s (1) | 0.6 ms (991) | 200 ms | 1.2 ms | 0.3 ms | 1.3 s | 485 ms | 256 | 122 |
+    | 1e+04 | 32 | 1.3 | 1.8 s (1) | 1.7 ms (749) | 389 ms | 1.5 ms | 0.7 ms | 2.2 s | 899 ms | 256 | 124 |
+    | 1e+05 | 8 | 3.2 | 395 ms (8) | 15 ms (214) | 101 ms | 1.5 ms | 2.5 ms | 515 ms | 318 ms | 265 | 134 |
+    | 1e+05 | 16 | 6.4 | 624 ms (10) | 32 ms (203) | 201 ms | 2.1 ms | 3.5 ms | 862 ms | 649 ms | 265 | 133 |
+    | 1e+05 | 32 | 13 | 1.3 s (10) | 82 ms (156) | 398 ms | 2.1 ms | 6.1 ms | 1.7 s | 1.3 s | 275 | 130 |
+    | 1e+06 | 8 | 32 | 1.1 s (28) | 122 ms (262) | 133 ms | 6.0 ms | 94 ms | 1.5 s | 925 ms | 366 | 178 |
+    | 1e+06 | 16 | 64 | 1.5 s (42) | 201 ms (319) | 244 ms | 1.6 ms | 29 ms | 2.0 s | 1.9 s | 375 | 165 |
+    | 1e+06 | 32 | 128 | 3.3 s (39) | 302 ms (424) | 414 ms | 2.0 ms | 50 ms | 4.0 s | 3.3 s | 473 | 167 |
+    | 1e+07 | 8 | 320 | 8.7 s (37) | 1.9 s (171) | 134 ms | 1.0 ms | 299 ms | 11.0 s | 8.2 s | 1,381 (888) | 266 |
+    | 1e+07 | 16 | 640 | 15.7 s (41) | 1.8 s (350) | 201 ms | 1.4 ms | 353 ms | 18.1 s | 14.2 s | 1,458 (1,213) | 327 |
+    | 1e+07 | 32 | 1,280 | 32.8 s (39) | 4.8 s (265) | 507 ms | 1.5 ms | 1.2 s | 39.4 s | 27.7 s | 2,416 (1,854) | 329 |
+
+Findings:
+
+* **Fetch dominates** at every size: about 0.7 CPU-s per 40 MB update, ~0.3 s in the aggregator
+  (httpx read, CID re-hash, safetensors parse and finite check, flatten) and ~0.4 s in the node (Kubo
+  ``Download`` to a temp file, streamed back); ~40 MB/s wall from D = 1e6 up. Below that it is
+  latency-bound: ~40-65 ms per update whatever its size.
+* **Sketch** (one ``np.bincount`` per row) runs at 170-420 MB/s wall (~410 MB per CPU-s at 1e7); the
+  one-time hash draw for ``(seed, D, 64)`` costs ~15 ms at 1e6 and 0.1-0.4 s at 1e7 (80 MB, cached).
+  **Commit** (committed row + Poseidon hash of 66 values, via ezkl) is 12-17 ms per trainer and
+  **gram** 1-6 ms, both independent of D. **FedAvg** is linear in N*D (1.2 s at 1e7 x 32).
+* **Memory**: base 252 MB (numpy, torch, ezkl, httpx imported), then the N x D float32 matrix plus
+  transients of a few D-sized arrays (sketch weights in float64, the FedAvg float64 accumulator, the
+  80 MB hash arrays at 1e7). As the code is, the fetch loop also keeps recently fetched updates'
+  buffers alive until Python's cyclic GC runs: exceptions raised and caught inside ``multiformats``'
+  CID parsing (``parse_cid``/``normalize_cid``, called by ``verify_cid``) leave traceback/frame
+  cycles that reach the callers' frames and so their ``data`` locals: +0.4-0.56 GB at 1e7.
+  ``gc.collect()`` after each fetch removes it (bracketed values; it costs 0.04-0.1 s per call in this
+  process, a generation-1 collect, ~15 ms, was enough in a smaller test). At 1e7 x 32 the round
+  peaks at 2.4 GB (1.85 GB with the collect) for 1.28 GB of updates; a two-pass aggregator that
+  re-fetches the inliers for FedAvg would need O(D) instead of O(N*D).
+* Timings repeat only to about +-30 % on this shared machine (an earlier run at load 5.6-7.2 was up
+  to 1.6x slower in wall time at the same CPU time); the CPU column is the steadier measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+K = 64
+SEED = 7
+QUICK_DIMS = [10**4, 10**6]
+QUICK_TRAINERS = [8, 16]
+FULL_DIMS = [10**4, 10**5, 10**6, 10**7]
+FULL_TRAINERS = [8, 16, 32]
+PHASES = ["fetch", "sketch", "commit", "gram", "fedavg"]
+_SINGLE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+# --------------------------------------------------------------------------- memory (Linux /proc)
+
+
+def _status_kb(key: str, pid: int | str = "self") -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Current resident set in MB (10^6 bytes)."""
+    return _status_kb("VmRSS", pid) * 1024 / 1e6
+
+
+def hwm_mb(pid: int | str = "self") -> float:
+    """Resident-set high-water mark in MB since start or the last :func:`reset_hwm`."""
+    return _status_kb("VmHWM", pid) * 1024 / 1e6
+
+
+def reset_hwm(pid: int | str = "self") -> bool:
+    """Reset the high-water mark to the current RSS (Linux >= 4.0); False if not permitted."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- synthetic updates
+
+
+def spec_for(d: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """A two-tensor layout of D float32 parameters (a dense layer's weight and bias)."""
+    cols = 100
+    return {"fc.weight": ((d // cols - 1, cols), "float32"), "fc.bias": ((d - (d // cols - 1) * cols,), "float32")}
+
+
+def attacker_kind(i: int) -> str | None:
+    """Every 8th trainer sign-flips, the one before it sends a zero update (25 % attackers)."""
+    return {7: "sign_flip", 6: "zero"}.get(i % 8)
+
+
+def synthetic_update(i: int, d: int, base: np.ndarray) -> np.ndarray:
+    """Trainer i's flat float32 update: shared direction + half its norm of noise (cosine ~ 0.8)."""
+    rng = np.random.default_rng(1000 + i)
+    u = base + rng.standard_normal(d, dtype=np.float32) * np.float32(0.5e-3)
+    kind = attacker_kind(i)
+    if kind == "sign_flip":
+        u *= -1
+    elif kind == "zero":
+        u[:] = 0
+    return u
+
+
+def split(vec: np.ndarray, spec: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, np.ndarray]:
+    out, pos = {}, 0
+    for name, (shape, _) in spec.items():
+        size = int(np.prod(shape))
+        out[name] = vec[pos : pos + size].reshape(shape)
+        pos += size
+    return out
+
+
+def put_updates(api_url: str, d: int, n: int) -> dict[str, Any]:
+    """Pin n synthetic updates of D parameters; returns the manifest the aggregator child reads."""
+    from marketplace.storage import IpfsClient, ModelStore
+    from marketplace.zk.commit import commit_update
+
+    spec = spec_for(d)
+    base = np.random.default_rng(0).standard_normal(d, dtype=np.float32) * np.float32(1e-3)
+    cids, commitments = [], []
+    put_s = 0.0
+    with IpfsClient(api_url, timeout=120.0) as client:
+        store = ModelStore(client)
+        for i in range(n):
+            u = synthetic_update(i, d, base)
+            t0 = time.perf_counter()
+            cids.append(store.put_tensors(split(u, spec), {"trainer": i}))
+            put_s += time.perf_counter() - t0
+            commitments.append(commit_update(u, SEED, K)[1].hex())
+            del u
+    return {
+        "d": d,
+        "seed": SEED,
+        "spec": {k: [list(s), t] for k, (s, t) in spec.items()},
+        "cids": cids,
+        "commitments": commitments,
+        "attackers": [i for i in range(n) if attacker_kind(i)],
+        "put_s": put_s,
+    }
+
+
+# --------------------------------------------------------------------------- the aggregator round (child)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def phase(name: str, out: dict[str, dict[str, float]]) -> Iterator[None]:
+    """Record a phase's wall time, this process's CPU time and the RSS high-water mark reached."""
+    reset_hwm()
+    t0, c0 = time.perf_counter(), time.process_time()
+    yield
+    out[name] = {"s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "peak_mb": hwm_mb()}
+
+
+def aggregate_round(
+    api_url: str, manifest: dict[str, Any], n: int, node_pid: int | None, collect: bool = False
+) -> dict[str, Any]:
+    """One aggregator round on the first n updates of ``manifest``, in this process.
+
+    ``collect=True`` runs ``gc.collect()`` after each fetched update (see the module doc)."""
+    import gc
+
+    import torch
+
+    torch.set_num_threads(1)
+    from marketplace.fl.models import tensors_to_vector
+    from marketplace.protocol import MAX_UPDATE_BYTES
+    from marketplace.scoring.gram import GramScorer, committed_row, shares
+    from marketplace.scoring.sketch import sketch, sketch_params
+    from marketplace.storage import IpfsClient, ModelStore
+    from marketplace.zk.commit import commitment_bytes, zero_row_commitment
+
+    d, seed = int(manifest["d"]), int(manifest["seed"])
+    spec = {k: (tuple(s), t) for k, (s, t) in manifest["spec"].items()}
+    cids = manifest["cids"][:n]
+    want = [bytes.fromhex(c) for c in manifest["commitments"][:n]]
+    scorer = GramScorer(sketch_dim=K, seed=seed, weighting="equal", submission_order=np.arange(n))
+    phases: dict[str, dict[str, float]] = {}
+    with IpfsClient(api_url, timeout=120.0) as client:
+        store = ModelStore(client)
+        # warm-up outside the clock: HTTP connection, ezkl's Poseidon, numpy's bincount
+        client.version()
+        zero_row_commitment(K)
+        sketch(np.ones(1000, dtype=np.float32), K, seed + 1)
+        sketch_params.cache_clear()
+        base_mb = rss_mb()
+        node_cpu0 = cpu_s(node_pid) if node_pid else 0.0
+        if node_pid:
+            reset_hwm(node_pid)
+
+        with phase("fetch", phases):
+            updates = np.empty((n, d), dtype=np.float32)
+            valid = np.zeros(n, dtype=bool)
+            for i, cid in enumerate(cids):
+                bundle = store.get_tensors(cid, expected=spec, max_bytes=MAX_UPDATE_BYTES)
+                updates[i] = tensors_to_vector(bundle, spec)
+                valid[i] = True
+                del bundle
+                if collect:
+                    gc.collect()
+        node_mb = hwm_mb(node_pid) if node_pid else float("nan")
+        node_cpu = cpu_s(node_pid) - node_cpu0 if node_pid else float("nan")
+
+        with phase("hash", phases):
+            sketch_params(seed, d, K)
+        with phase("sketch", phases):
+            sketches = np.stack([sketch(row, K, seed) for row in updates])
+        with phase("commit", phases):
+            rows = np.stack([committed_row(s) for s in sketches])
+            matches = np.array([commitment_bytes(r) == w for r, w in zip(rows, want, strict=True)])
+        if not matches.all():
+            raise RuntimeError(f"commitment mismatch for trainers {np.flatnonzero(~matches).tolist()}")
+        valid &= matches
+        with phase("gram", phases):
+            res = scorer.evaluate(rows, valid)
+            paid = shares(res.scores)
+        with phase("fedavg", phases):
+            _, agg = scorer.aggregate(updates, valid, res.flags)
+    assert agg is not None and agg.shape == (d,)
+    flagged = np.flatnonzero(res.flags).tolist()
+    peak_phase = max(phases, key=lambda p: phases[p]["peak_mb"])
+    mb = n * d * 4 / 1e6
+    return {
+        "d": d,
+        "n": n,
+        "gc_each_fetch": collect,
+        "data_mb": round(mb, 2),
+        **{f"{p}_s": round(v["s"], 4) for p, v in phases.items()},
+        **{f"{p}_cpu_s": round(v["cpu_s"], 4) for p, v in phases.items()},
+        "fetch_node_cpu_s": round(node_cpu, 3),
+        **{f"{p}_peak_mb": round(v["peak_mb"], 1) for p, v in phases.items()},
+        "fetch_mb_s": round(mb / phases["fetch"]["s"], 1),
+        "sketch_mb_s": round(mb / phases["sketch"]["s"], 1),
+        "round_s": round(sum(phases[p]["s"] for p in PHASES), 3),
+        "round_cpu_s": round(sum(phases[p]["cpu_s"] for p in PHASES) + node_cpu, 3),
+        "base_mb": round(base_mb, 1),
+        "peak_mb": round(phases[peak_phase]["peak_mb"], 1),
+        "peak_phase": peak_phase,
+        "node_peak_mb": round(node_mb, 1),
+        "flagged": flagged,
+        "attackers": [i for i in manifest["attackers"] if i < n],
+        "paid_share_max": round(float(paid.max()), 4),
+        "load": round(os.getloadavg()[0], 2),
+    }
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def run_child(api_url: str, manifest_path: Path, n: int, node_pid: int | None, collect: bool) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.scale", "--child", str(manifest_path), "--api", api_url, "--n", str(n)]
+    if node_pid:
+        cmd += ["--node-pid", str(node_pid)]
+    if collect:
+        cmd += ["--collect"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **_SINGLE_THREAD})
+    if out.returncode != 0:
+        raise RuntimeError(f"aggregator child D={manifest_path.stem} N={n} failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run(dims: list[int], trainers: list[int], gc_dims: list[int], log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Every (D, N) round as the code is; for D in ``gc_dims`` also with ``gc.collect()`` per fetch."""
+    from marketplace.storage import LocalIpfsNode
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        for d in dims:
+            # a fresh node (and repo) per D keeps the disk use to one D's updates
+            with LocalIpfsNode(Path(tmp) / f"repo-{d}") as node:
+                node_pid = node.process.pid if node.process else None
+                t0 = time.perf_counter()
+                manifest = put_updates(node.api_url, d, max(trainers))
+                log(f"D={d:.0e}: pinned {max(trainers)} updates in {time.perf_counter() - t0:.1f} s")
+                path = Path(tmp) / f"{d}.json"
+                path.write_text(json.dumps(manifest))
+                for n in trainers:
+                    for collect in [False, True] if d in gc_dims else [False]:
+                        row = run_child(node.api_url, path, n, node_pid, collect)
+                        row["put_mb_s"] = round(max(trainers) * d * 4 / 1e6 / manifest["put_s"], 1)
+                        rows.append(row)
+                        gc_note = " (gc.collect per fetch)" if collect else ""
+                        log(f"  N={n}: round {row['round_s']:.2f} s, peak {row['peak_mb']:.0f} MB{gc_note}")
+    return rows
+
+
+def dur(seconds: float) -> str:
+    """``12.3 ms`` under a second, ``1.23 s`` above."""
+    return f"{1e3 * seconds:.1f} ms" if seconds < 1.0 else f"{seconds:.2f} s"
+
+
+COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("D", lambda r: f"{r['d']:.0e}"),
+    ("N", lambda r: str(r["n"])),
+    ("data MB", lambda r: f"{r['data_mb']:,.1f}"),
+    ("fetch", lambda r: dur(r["fetch_s"])),
+    ("fetch CPU", lambda r: dur(r["fetch_cpu_s"] + r["fetch_node_cpu_s"])),
+    ("fetch MB/s", lambda r: f"{r['fetch_mb_s']:,.0f}"),
+    ("hash gen", lambda r: dur(r["hash_s"])),
+    ("sketch", lambda r: dur(r["sketch_s"])),
+    ("sketch CPU", lambda r: dur(r["sketch_cpu_s"])),
+    ("sketch MB/s", lambda r: f"{r['sketch_mb_s']:,.0f}"),
+    ("commit", lambda r: dur(r["commit_s"])),
+    ("gram", lambda r: dur(r["gram_s"])),
+    ("fedavg", lambda r: dur(r["fedavg_s"])),
+    ("round", lambda r: dur(r["round_s"])),
+    ("round CPU", lambda r: dur(r["round_cpu_s"])),
+    ("base MB", lambda r: f"{r['base_mb']:,.0f}"),
+    ("peak MB", lambda r: f"{r['peak_mb']:,.0f}"),
+    ("node MB", lambda r: f"{r['node_peak_mb']:,.0f}"),
+    ("flagged", lambda r: "attackers" if r["flagged"] == r["attackers"] else str(r["flagged"])),
+]
+
+
+def table(rows: list[dict[str, Any]]) -> Table:
+    t = Table(title=f"aggregator round vs model size D and trainers N (CountSketch K={K}, Gram rule, FedAvg)")
+    for title, _ in COLUMNS:
+        t.add_column(title, justify="right")
+    for r in rows:
+        t.add_row(*(fmt(r) for _, fmt in COLUMNS))
+    return t
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(c for c, _ in COLUMNS) + " |", "|" + "---:|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(fmt(r) for _, fmt in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def gc_table(rows: list[dict[str, Any]]) -> Table:
+    """Fetch-phase peak RSS with and without ``gc.collect()`` after each fetched update."""
+    t = Table(title="fetch phase: peak RSS as the code is vs with gc.collect() after each update")
+    for col in ["D", "N", "matrix MB", "base MB", "fetch peak MB", "with gc MB", "fetch", "with gc", "round peak MB",
+                "with gc MB"]:  # fmt: skip
+        t.add_column(col, justify="right")
+    by_key = {(r["d"], r["n"], r["gc_each_fetch"]): r for r in rows}
+    for (d, n, collect), r in by_key.items():
+        g = by_key.get((d, n, True))
+        if collect or g is None:
+            continue
+        t.add_row(f"{d:.0e}", str(n), f"{r['data_mb']:,.0f}", f"{r['base_mb']:,.0f}", f"{r['fetch_peak_mb']:,.0f}",
+                  f"{g['fetch_peak_mb']:,.0f}", dur(r["fetch_s"]), dur(g["fetch_s"]), f"{r['peak_mb']:,.0f}",
+                  f"{g['peak_mb']:,.0f}")  # fmt: skip
+    return t
+
+
+def parse_dim(text: str) -> int:
+    return int(float(text))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"D in {QUICK_DIMS}, N in {QUICK_TRAINERS}")
+    parser.add_argument("--dims", nargs="+", type=parse_dim, help="model sizes, e.g. 1e4 1e6")
+    parser.add_argument("--trainers", nargs="+", type=int, help="trainer counts, e.g. 8 16 32")
+    parser.add_argument(
+        "--gc-dims", nargs="*", type=parse_dim, help="also run these D with gc.collect() per fetch (default: largest D)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("reports/scale.json"))
+    parser.add_argument("--collect", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--api", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--node-pid", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        manifest = json.loads(args.child.read_text())
+        print(json.dumps(aggregate_round(args.api, manifest, args.n, args.node_pid, args.collect)))
+        return
+    dims = args.dims or (QUICK_DIMS if args.quick else FULL_DIMS)
+    trainers = sorted(args.trainers or (QUICK_TRAINERS if args.quick else FULL_TRAINERS))
+    console = Console(width=200)
+    gc_dims = [max(dims)] if args.gc_dims is None else args.gc_dims
+    rows = run(dims, trainers, gc_dims, lambda msg: console.print(msg, style="dim"))
+    plain = [r for r in rows if not r["gc_each_fetch"]]
+    console.print(table(plain))
+    console.print(markdown(plain), soft_wrap=True)
+    if len(plain) < len(rows):
+        console.print(gc_table(rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
+        "sketch_dim": K,
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
