@@ -131,14 +131,17 @@ def test_scores_nonnegative_and_zero_off_inliers(rnd: tuple[np.ndarray, np.ndarr
 @settings(max_examples=60, deadline=None)
 @given(sketch_rounds(), st.integers(-6, 6))
 def test_common_power_of_two_scale_changes_nothing(rnd: tuple[np.ndarray, np.ndarray], j: int) -> None:
-    """Scaling every sketch by 2**j moves every l by exactly j and leaves v unchanged."""
+    """Scaling every sketch by 2**j moves every l by exactly j and leaves v unchanged: same flags, and
+    the same scores up to the rounding of the median log-norm (half away from zero, so a shift
+    across 0 may move it by one grid step, and the size factor with it)."""
     s, active = rnd
     a = gram_rule_int(quantize(committed_rows(s, active)))
     b = gram_rule_int(quantize(committed_rows(s * 2.0**j, active)))
     zero = np.all(s == 0, axis=1)
     if np.any(active & zero):
         return  # zero sketches sit at the clip -32, which does not move
-    assert a.flags.tolist() == b.flags.tolist() and a.scores.tolist() == b.scores.tolist()
+    assert a.flags.tolist() == b.flags.tolist()
+    np.testing.assert_allclose(a.scores, b.scores, rtol=2.0**-11, atol=2)
 
 
 @settings(max_examples=60, deadline=None)

@@ -111,7 +111,7 @@ def test_verify_round_with_the_verifier(client: TestClient, finished_project: Fi
     assert result["proof_source"].startswith("calldata of 0x")
     proof = client.get(f"/api/projects/{pid}/rounds/1/proof").json()
     assert proof["flags"] == [False, False, True] and proof["scores"] == ["600000", "400000", "0"]
-    assert len(proof["commitments"]) == 3 and len(bytes.fromhex(proof["proof"][2:])) == 32
+    assert len(proof["commitments"]) == 3 and len(bytes.fromhex(proof["proof"][2:])) == 64  # salt + hash
 
     missing = client.post(f"/api/projects/{pid}/rounds/7/verify")
     assert missing.status_code == 404 and "not finalized" in missing.json()["detail"]
