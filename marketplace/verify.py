@@ -9,7 +9,6 @@ would cost is estimated alongside.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from marketplace.chain.client import ChainClient
 from marketplace.chain.errors import ChainError
 from marketplace.chain.market import FinalizedRound, MarketClient, in_arrival_order
 from marketplace.storage.errors import StorageError
+from marketplace.storage.safejson import loads_bounded
 from marketplace.storage.store import ModelStore
 
 #: The ABI of IRoundVerifier.verifyRound: all that is needed of any verifier.
@@ -119,7 +119,7 @@ def verify_round(market: MarketClient, project_id: int, round_: int, store: Mode
     agrees: bool | None = None
     if store is not None:
         try:
-            doc = json.loads(store.get_bytes(finalized.proof_cid, max_bytes=4 * 1024 * 1024))
+            doc = loads_bounded(store.get_bytes(finalized.proof_cid, max_bytes=4 * 1024 * 1024), max_depth=8)
             proof = bytes.fromhex(doc["proof"].removeprefix("0x"))
             source = f"ipfs://{finalized.proof_cid}"
             agrees = (

@@ -23,9 +23,11 @@ from marketplace.storage.errors import (
     WrongKeys,
     WrongShape,
 )
+from marketplace.storage.safejson import loads_bounded
 
 DEFAULT_MAX_BYTES = 256 << 20
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+MAX_HEADER_DEPTH = 8
 
 DTYPE_SIZES: dict[str, int] = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1,
@@ -43,6 +45,15 @@ _NAME_TO_CODE = {
 
 TensorLike = Any  # numpy.ndarray or torch.Tensor
 Expected = Mapping[str, tuple[Sequence[int], Any]]
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters: names, shapes and parser messages come from the (untrusted) file."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    return _cut(repr(value), limit)
 
 
 def dtype_code(dtype: Any) -> str:
@@ -105,7 +116,8 @@ def dumps(tensors: Mapping[str, TensorLike], metadata: Mapping[str, Any] | None 
         if type(value).__module__.startswith("torch"):
             value = value.detach().cpu().numpy()
         arrays[key] = np.asarray(value, order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
-    return _canonical_header(numpy_save(arrays, metadata=meta))
+    # (safetensors writes the invalid header `{},"__metadata__":{}}` for no tensors and empty metadata)
+    return _canonical_header(numpy_save(arrays, metadata=meta if arrays or meta else None))
 
 
 def _canonical_header(data: bytes) -> bytes:
@@ -130,8 +142,9 @@ def read_header(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[s
         raise NotSafetensors(f"not a safetensors file: {len(data)} bytes is shorter than the 8-byte header length")
     (n,) = struct.unpack("<Q", data[:8])
     if n > min(len(data) - 8, MAX_HEADER_BYTES):
-        hint = " (this looks like a pickle)" if data[:1] == b"\x80" else ""
+        hint = " (this looks like a pickle)" if data[:1] == b"\x80" or data[-1:] == b"." else ""  # PROTO or STOP
         hint = " (this looks like a zip/torch.save file)" if data[:2] == b"PK" else hint
+        hint = " (this looks like a numpy .npy file)" if data[:6] == b"\x93NUMPY" else hint
         raise NotSafetensors(f"not a safetensors file: header length {n} does not fit in {len(data)} bytes{hint}")
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -140,10 +153,12 @@ def read_header(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[s
             raise NotSafetensors("not a safetensors file: duplicate key in header")
         return dict(pairs)
 
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"), object_pairs_hook=no_duplicates)
+    try:  # (a header nests three levels: {name: {"shape": [...]}}; deeper could crash json.loads)
+        header = loads_bounded(data[8 : 8 + n].decode("utf-8"), MAX_HEADER_DEPTH, object_pairs_hook=no_duplicates)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise NotSafetensors(f"not a safetensors file: header is not JSON ({exc})") from exc
+        raise NotSafetensors(f"not a safetensors file: header is not JSON ({_cut(str(exc))})") from exc
+    except RecursionError:
+        raise NotSafetensors("not a safetensors file: header JSON is nested too deeply") from None
     if not isinstance(header, dict):
         raise NotSafetensors("not a safetensors file: header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -153,17 +168,19 @@ def read_header(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[s
     spans = []
     for name, info in header.items():
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-            raise NotSafetensors(f"not a safetensors file: bad entry for tensor {name!r}")
+            raise NotSafetensors(f"not a safetensors file: bad entry for tensor {_shown(name)}")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in DTYPE_SIZES:
-            raise NotSafetensors(f"tensor {name!r}: unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise NotSafetensors(f"tensor {name!r}: bad shape {shape!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise NotSafetensors(f"tensor {name!r}: bad data_offsets {offsets!r}")
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+            raise NotSafetensors(f"tensor {_shown(name)}: unknown dtype {_shown(dtype)}")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):  # (not bool)
+            raise NotSafetensors(f"tensor {_shown(name)}: bad shape {_shown(shape)}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+            raise NotSafetensors(f"tensor {_shown(name)}: bad data_offsets {_shown(offsets)}")
         begin, end = offsets
         if not 0 <= begin <= end <= buffer_len or end - begin != math.prod(shape) * DTYPE_SIZES[dtype]:
-            raise NotSafetensors(f"tensor {name!r}: data_offsets {offsets} do not match shape {shape} {dtype}")
+            raise NotSafetensors(
+                f"tensor {_shown(name)}: data_offsets {_shown(offsets)} do not match shape {_shown(shape)} {dtype}"
+            )
         spans.append((begin, end))
     covered = 0
     for begin, end in sorted(spans):
@@ -179,11 +196,12 @@ def _check_expected(header: Mapping[str, Mapping[str, Any]], expected: Expected)
     missing = sorted(set(expected) - set(header))
     extra = sorted(set(header) - set(expected))
     if missing or extra:
-        raise WrongKeys(f"update has wrong tensor names: missing {missing}, unexpected {extra}")
+        names = f"missing {_shown(missing, 200)}, unexpected {_shown(extra, 200)}"
+        raise WrongKeys(f"update has wrong tensor names: {names}")
     for name, (shape, dtype) in expected.items():
         got_shape, want_shape = tuple(header[name]["shape"]), tuple(int(d) for d in shape)
         if got_shape != want_shape:
-            raise WrongShape(f"tensor {name!r} has shape {got_shape}, expected {want_shape}")
+            raise WrongShape(f"tensor {name!r} has shape {_shown(got_shape)}, expected {want_shape}")
         got, want = header[name]["dtype"], dtype_code(dtype)
         if got != want:
             raise WrongDtype(f"tensor {name!r} has dtype {got}, expected {want}")
@@ -212,7 +230,7 @@ def load_checked(
     if framework == "numpy":
         odd = sorted(k for k, v in header.items() if v["dtype"] in _NUMPY_UNSUPPORTED)
         if odd:
-            raise WrongDtype(f"tensors {odd} have a dtype numpy cannot hold; load with framework='torch'")
+            raise WrongDtype(f"tensors {_shown(odd, 200)} have a dtype numpy cannot hold; load with framework='torch'")
         from safetensors.numpy import load as backend_load
     elif framework == "torch":
         from safetensors.torch import load as backend_load
@@ -221,7 +239,7 @@ def load_checked(
     try:
         tensors = dict(backend_load(data))
     except Exception as exc:  # safetensors' own parser is the last word on well-formedness
-        raise NotSafetensors(f"not a safetensors file: {exc}") from exc
+        raise NotSafetensors(f"not a safetensors file: {_cut(str(exc))}") from exc
     if not allow_non_finite:
         for name, info in header.items():
             if info["dtype"] in _FLOAT_CODES:
@@ -239,4 +257,4 @@ def _check_finite(name: str, value: TensorLike) -> None:
         bad = int(value.numel() - torch.isfinite(value).sum().item())
         nan = int(torch.isnan(value).sum().item()) if bad else 0
     if bad:
-        raise NonFiniteValues(f"tensor {name!r} has {nan} NaN and {bad - nan} infinite values")
+        raise NonFiniteValues(f"tensor {_shown(name)} has {nan} NaN and {bad - nan} infinite values")

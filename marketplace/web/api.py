@@ -1,10 +1,10 @@
 """The JSON API under /api: the same data as the pages, plus unsigned transactions for wallets.
 
-Errors are ``{"detail": "...", "errors": {field: message}}`` with status 404 (unknown project,
-round, transaction, model, malformed address), 409 (the project's state does not allow the
-transaction now: still running, nothing to withdraw, deadline not passed), 422 (bad input, or the
-chain would reject the transaction) or 503 (the chain node, or the IPFS node, does not answer or
-is not configured).
+Errors are ``{"detail": "...", "errors": {field: message}}`` with status 400 (a request body that
+is not UTF-8 JSON), 404 (unknown project, round, transaction, model, malformed address), 409 (the
+project's state does not allow the transaction now: still running, nothing to withdraw, deadline
+not passed), 422 (bad input, or the chain would reject the transaction) or 503 (the chain node,
+or the IPFS node, does not answer or is not configured).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from marketplace.web.forms import FormErrors, parse_job
 from marketplace.web.schemas import (
@@ -38,6 +38,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "Unknown project, round, transaction or address"},
     422: {"model": Problem, "description": "Invalid input, or the chain would reject it"},
     503: {"model": Problem, "description": "The chain node (or IPFS node) does not answer or is not configured"},
+}
+#: Operations with a JSON body: a body that is not UTF-8 cannot even be parsed (FastAPI answers 400).
+BAD_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The request body is not UTF-8 JSON"},
 }
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {
@@ -80,11 +84,17 @@ def models(request: Request) -> list[ModelInfo]:
     return [ModelInfo(name=k, description=v) for k, v in request.app.state.models.items()]
 
 
-class ModelInitRequest(BaseModel):
+class StrictBody(BaseModel):
+    """A JSON request body taken as typed: ``true`` is not the project id 1, nor ``"7"`` the seed 7."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class ModelInitRequest(StrictBody):
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="seed of the deterministic initialization")
 
 
-@router.post("/models/{name}/init", response_model=ModelInit)
+@router.post("/models/{name}/init", response_model=ModelInit, responses=BAD_BODY)
 def init_model(request: Request, name: str, body: ModelInitRequest | None = None) -> Any:
     """Builds the registered model ``name`` (seeded), pins its state dict to the server's IPFS node and returns
     the CID to post a job with. 503 when the server has no IPFS API configured or the node does not answer."""
@@ -109,9 +119,10 @@ def projects(
     svc: Service,
     status: Literal["open", "training", "finished", "cancelled"] | None = None,
     model: str | None = None,
-    min_budget_eth: Annotated[float | None, Query(ge=0)] = None,
+    min_budget_eth: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     max_reliability_pct: Annotated[
-        float | None, Query(ge=0, le=100, description="only projects whose minimum reliability is at most this")
+        float | None,
+        Query(ge=0, le=100, allow_inf_nan=False, description="only projects whose minimum reliability is at most this"),
     ] = None,
     q: Annotated[str | None, Query(description="project id, owner address or model")] = None,
     sort: Literal["newest", "oldest", "budget", "rounds", "trainers", "reliability"] = "newest",
@@ -167,7 +178,7 @@ def trainer(svc: Service, address: str) -> TrainerProfile:
     return svc.trainer(address)
 
 
-class CreateProjectRequest(BaseModel):
+class CreateProjectRequest(StrictBody):
     """A job in user units (as on the form), and who will sign it (to simulate the transaction)."""
 
     model_name: str = "mlp"
@@ -188,7 +199,7 @@ class CreateProjectRequest(BaseModel):
     sender: str | None = Field(default=None, description="the wallet that will sign; the transaction is simulated")
 
 
-@router.post("/tx/create-project", response_model=TxRequest)
+@router.post("/tx/create-project", response_model=TxRequest, responses=BAD_BODY)
 def create_project_tx(svc: Service, body: CreateProjectRequest, request: Request) -> Any:
     """An unsigned ``createProject`` transaction for the user's wallet (validated, and simulated if ``sender``)."""
     data = body.model_dump()
@@ -204,25 +215,25 @@ def create_project_tx(svc: Service, body: CreateProjectRequest, request: Request
     return svc.create_tx(config, body.sender)
 
 
-class JoinRequest(BaseModel):
+class JoinRequest(StrictBody):
     project_id: int
     sender: str | None = Field(default=None, description="the trainer's wallet; the transaction is simulated")
 
 
-@router.post("/tx/join", response_model=TxRequest)
+@router.post("/tx/join", response_model=TxRequest, responses=BAD_BODY)
 def join_tx(svc: Service, body: JoinRequest) -> TxRequest:
     """An unsigned ``join`` transaction with the project's stake (simulated if ``sender``)."""
     return svc.join_tx(body.project_id, body.sender)
 
 
-class ActionRequest(BaseModel):
+class ActionRequest(StrictBody):
     project_id: int
     sender: str | None = Field(
         default=None, description="the wallet that will sign; the transaction is simulated (required to withdraw)"
     )
 
 
-@router.post("/tx/{action}", response_model=TxRequest, responses=CONFLICT)
+@router.post("/tx/{action}", response_model=TxRequest, responses={**BAD_BODY, **CONFLICT})
 def action_tx(svc: Service, action: Action, body: ActionRequest) -> Any:
     """An unsigned ``withdraw``, ``abandon``, ``startTraining`` or ``cancel`` of a project (value 0).
 

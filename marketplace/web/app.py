@@ -3,7 +3,6 @@ optional IPFS reader, the HTML pages, the JSON API and the error pages together.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +29,8 @@ from marketplace.web.settings import WebSettings
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger(__name__)
 PROOF_DOC_MAX_BYTES = 4 * 1024 * 1024
+#: A proof document is a flat object of lists; a deeply nested one could crash the JSON parser (see safejson).
+PROOF_DOC_MAX_DEPTH = 8
 
 
 @lru_cache(maxsize=1)
@@ -43,12 +44,13 @@ def model_registry() -> dict[str, str]:
 def proof_doc_reader(api_url: str, timeout: float) -> ProofDocReader:
     """Reads a round's JSON proof document from an IPFS node; None when it cannot."""
     from marketplace.storage.ipfs import IpfsClient
+    from marketplace.storage.safejson import loads_bounded
 
     client = IpfsClient(api_url, timeout=timeout, retries=0)
 
     def read(cid: str) -> dict[str, Any] | None:
         try:
-            doc = json.loads(client.cat(cid, max_bytes=PROOF_DOC_MAX_BYTES))
+            doc = loads_bounded(client.cat(cid, max_bytes=PROOF_DOC_MAX_BYTES), PROOF_DOC_MAX_DEPTH)
         except Exception as exc:  # unreachable node, unknown CID, not JSON: the page just omits it
             log.info("proof document %s unavailable: %s", cid, exc)
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -11,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from marketplace.web.api import service
 from marketplace.web.app import base_context
 from marketplace.web.forms import DEFAULTS, LABELS, FormErrors, parse_job
-from marketplace.web.service import SORT_KEYS, STATUSES, MarketService, Rejected
+from marketplace.web.service import SORT_KEYS, STATUSES, MarketService, NotFound, Rejected
 
 router = APIRouter(include_in_schema=False)
 
@@ -23,10 +24,12 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
 
 
 def _number(value: str | None) -> float | None:
+    """A finite number typed into a filter, else None ("nan", "inf" and "1e999" are not amounts)."""
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except ValueError:
         return None
+    return number if number is None or math.isfinite(number) else None
 
 
 @router.get("/")
@@ -104,6 +107,8 @@ async def new_job_submit(request: Request) -> Response:
         return render(request, template, _job_context(request, values, exc.errors), status=422)
     except Rejected as exc:
         return render(request, template, _job_context(request, values, {"": str(exc)}), status=422)
+    except NotFound as exc:  # a malformed wallet address: the form keeps what was typed and says why
+        return render(request, template, _job_context(request, values, {"": f"wallet: {exc}"}), status=422)
     context = {**_job_context(request, values, {}), "tx": tx, "config": config}
     return render(request, "_job_tx.html" if template == "_job_form.html" else "new_job.html", context)
 

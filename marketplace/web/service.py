@@ -11,6 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from eth_utils import is_address, keccak, to_checksum_address
@@ -31,6 +32,7 @@ from marketplace.verify import ProofUnavailable, check_proof, proof_from_calldat
 from marketplace.web.filters import when
 from marketplace.web.indexer import Indexer
 from marketplace.web.schemas import (
+    WEI_PER_ETH,
     Action,
     ActionState,
     Member,
@@ -171,9 +173,13 @@ class MarketService:
         if model:
             items = [p for p in items if p.model_name == model]
         if min_budget_eth is not None:
-            items = [p for p in items if int(p.reward_budget) >= int(min_budget_eth * 10**18)]
+            # The decimal the user typed (0.1 is not 0.1000000000000000055...), exact at any size (1e300 ETH
+            # overflowed int(float)).
+            floor = Decimal(repr(min_budget_eth)) * WEI_PER_ETH
+            items = [p for p in items if int(p.reward_budget) >= floor]
         if max_reliability_pct is not None:
-            items = [p for p in items if p.min_reliability_bps <= max_reliability_pct * 100]
+            ceiling = Decimal(repr(max_reliability_pct)) * 100  # (0.29 % is 29 bps, not 28.999999999999996)
+            items = [p for p in items if p.min_reliability_bps <= ceiling]
         if query:
             q = query.strip().lower()
             items = [p for p in items if q in p.owner.lower() or q == str(p.project_id) or q in p.model_name.lower()]
