@@ -18,26 +18,10 @@ from web3.exceptions import Web3RPCError
 
 from marketplace.chain.client import ChainClient
 from marketplace.chain.errors import ChainError
-from marketplace.chain.market import FinalizedRound, MarketClient, in_arrival_order
+from marketplace.chain.market import FinalizedRound, MarketClient, round_verifier, verifier_inputs
 from marketplace.storage.errors import StorageError
 from marketplace.storage.safejson import loads_bounded
 from marketplace.storage.store import ModelStore
-
-#: The ABI of IRoundVerifier.verifyRound: all that is needed of any verifier.
-VERIFY_ROUND_ABI: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "name": "verifyRound",
-        "stateMutability": "view",
-        "inputs": [
-            {"name": "commitments", "type": "bytes32[]"},
-            {"name": "scores", "type": "uint256[]"},
-            {"name": "flags", "type": "bool[]"},
-            {"name": "proof", "type": "bytes"},
-        ],
-        "outputs": [{"name": "ok", "type": "bool"}],
-    }
-]
 
 
 class ProofUnavailable(Exception):
@@ -61,8 +45,7 @@ def check_proof(
     chain: ChainClient, verifier: str, commitments: list[bytes], scores: list[int], flags: list[bool], proof: bytes
 ) -> tuple[bool, int | None, str | None]:
     """(valid, gas, error) of ``verifyRound`` on ``verifier`` for these values, by eth_call."""
-    contract = chain.w3.eth.contract(address=verifier, abi=VERIFY_ROUND_ABI)
-    call = contract.functions.verifyRound(commitments, scores, flags, proof)
+    call = round_verifier(chain, verifier).functions.verifyRound(commitments, scores, flags, proof)
     try:
         valid = bool(chain.call(call))
         gas = gas_to_succeed(chain, call) if valid else None
@@ -132,17 +115,12 @@ def verify_round(market: MarketClient, project_id: int, round_: int, store: Mode
     if proof is None:
         proof = proof_from_calldata(market, finalized)
         source = f"calldata of {finalized.tx_hash}"
-    # As finalizeRound hands them to the verifier: in arrival order, a rejected update as an empty slot.
     rejected = set(market.rejected_trainers(project_id, round_))
-    proven_commitments = [b"\0" * 32 if t in rejected else c for t, c in zip(trainers, commitments, strict=True)]
-    proven_flags = [f and t not in rejected for t, f in zip(trainers, finalized.flags, strict=True)]
-    order = market.arrival_order(project_id, round_)
-    valid, gas, error = check_proof(
-        market.chain,
-        project.verifier,
-        *(in_arrival_order(v, order) for v in (proven_commitments, finalized.scores, proven_flags)),
-        proof,
-    )
+    values = verifier_inputs(
+        commitments, finalized.scores, finalized.flags, [t in rejected for t in trainers],
+        market.arrival_order(project_id, round_),
+    )  # fmt: skip
+    valid, gas, error = check_proof(market.chain, project.verifier, *values, proof)
     return Verification(
         project_id, round_, project.verifier, valid, gas, source, "0x" + keccak(proof).hex(), error, agrees
     )

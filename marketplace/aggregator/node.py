@@ -21,7 +21,7 @@ import numpy as np
 from marketplace.aggregator.prover import RoundProver, prover_for
 from marketplace.aggregator.rounds import collect_round, score_round
 from marketplace.chain.errors import ContractRevert, RpcUnavailable
-from marketplace.chain.market import MarketClient, Project, ProjectStatus, RoundResult, in_arrival_order, round_salt
+from marketplace.chain.market import MarketClient, Project, ProjectStatus, RoundResult, round_salt, verifier_inputs
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import evaluate
@@ -146,13 +146,10 @@ class AggregatorNode:
         t3 = time.perf_counter()
         prover = self.prover(pid)
         order = inputs.arrival_order  # the verifier sees every per-trainer value in this order
-        proof = prover.prove(
-            in_arrival_order(inputs.proven_commitments, order),
-            scored.rows[order],
-            in_arrival_order(chain_scores, order),
-            in_arrival_order(scored.proven_flags, order),
-            salt=round_salt(pid, round_),
+        commitments, scores, proven_flags = verifier_inputs(
+            inputs.commitments, chain_scores, flags, scored.rejected, order
         )
+        proof = prover.prove(commitments, scored.rows[order], scores, proven_flags, salt=round_salt(pid, round_))
         timings["prove"] = time.perf_counter() - t3
         proof_doc = {
             "project": pid,

@@ -47,12 +47,6 @@ class RoundInputs:
         return [self.submissions[t].commitment if t in self.submissions else ZERO_COMMITMENT for t in self.trainers]
 
     @property
-    def proven_commitments(self) -> list[bytes]:
-        """The commitments the proof binds to: a rejected update's slot is empty (zero), as
-        ``TrainingMarket`` hands it to the verifier."""
-        return [ZERO_COMMITMENT if r else c for c, r in zip(self.commitments, self.rejected_mask, strict=True)]
-
-    @property
     def arrival_order(self) -> list[int]:
         """Trainer indices in arrival order (how ``finalizeRound`` hands values to the verifier)."""
         return arrival_order(self.trainers, self.submissions.values())
@@ -69,7 +63,6 @@ class ScoredRound:
 
     flags: list[bool]  # recorded flags: flagged by the rule, or rejected
     rejected: list[bool]  # submitted, but the update could not be fetched or checked
-    proven_flags: list[bool]  # the circuit's flags (False for rejected: the proof sees an empty slot)
     scores: list[float]  # shares in [0, 1]
     chain_scores: list[int]  # the circuit's integer scores (fixed point 2**13), 0 if flagged
     aggregate: np.ndarray | None  # mean of the inliers' full updates; None = no inlier
@@ -121,15 +114,13 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None) -> ScoredRou
     scorer = GramScorer(inputs.sketch_width, inputs.seed, cfg, submission_order=inputs.submission_rank,
                         weighting="equal")  # fmt: skip
     res = scorer.evaluate(inputs.rows, inputs.valid)
-    rule_flags = res.flags & inputs.valid
     rejected = inputs.rejected_mask
-    flags = [bool(f) or r for f, r in zip(rule_flags, rejected, strict=True)]
-    chain_scores = [0 if f else int(s) for f, s in zip(flags, res.scores, strict=True)]
+    flags = [bool(f) or r for f, r in zip(res.flags & inputs.valid, rejected, strict=True)]
+    chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)
     _, aggregate = scorer.aggregate(inputs.updates, inputs.valid, np.array(flags))
     return ScoredRound(
         flags=flags,
         rejected=rejected,
-        proven_flags=[bool(f) for f in rule_flags],
         scores=[float(s) for s in shares(np.array(chain_scores))],
         chain_scores=chain_scores,
         aggregate=aggregate,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from web3.contract import Contract
 
 from marketplace.chain.client import ChainClient
+from marketplace.chain.compile import compile_contracts
 
 MAX_TRAINERS = 64
 MAX_ROUNDS = 1000
@@ -193,14 +194,6 @@ class FinalizedRound:
     tx_hash: str = field(default="")
 
 
-#: The views of ``IRoundVerifier`` clients need (sketch width, capacity).
-ROUND_VERIFIER_ABI: list[dict[str, Any]] = [
-    {"type": "function", "name": name, "stateMutability": "view", "inputs": [],
-     "outputs": [{"name": "", "type": "uint256"}]}
-    for name in ("sketchWidth", "maxTrainers")
-]  # fmt: skip
-
-
 def arrival_order(trainers: list[str], submissions: Iterable[Submission]) -> list[int]:
     """Trainer indices in arrival order: those with a submission, in the order the chain accepted
     them (block, then log index), then the others in trainer order. This is the order in which
@@ -215,6 +208,22 @@ def in_arrival_order(values: list[Any], order: list[int]) -> list[Any]:
     """``values`` (one per trainer, in trainer order) rearranged in arrival order, the order in which
     ``finalizeRound`` hands them to the verifier; ``order`` is :meth:`MarketClient.arrival_order`."""
     return [values[i] for i in order]
+
+
+def round_verifier(chain: ChainClient, address: str) -> Contract:
+    """The contract at ``address`` seen through the ``IRoundVerifier`` interface (any verifier)."""
+    return chain.contract(compile_contracts()["IRoundVerifier"], address)
+
+
+def verifier_inputs(
+    commitments: list[bytes], scores: list[int], flags: list[bool], rejected: list[bool], order: list[int]
+) -> tuple[list[bytes], list[int], list[bool]]:
+    """Per-trainer values (in trainer order) as ``finalizeRound`` hands them to the verifier: in
+    arrival ``order``, and a rejected submission as an empty slot (commitment 0, not flagged)."""
+    zero = b"\0" * 32
+    c = [zero if r else x for x, r in zip(commitments, rejected, strict=True)]
+    f = [x and not r for x, r in zip(flags, rejected, strict=True)]
+    return in_arrival_order(c, order), in_arrival_order(scores, order), in_arrival_order(f, order)
 
 
 def local_hash_proof(commitments: list[bytes], scores: list[int], flags: list[bool], salt: bytes = b"\0" * 32) -> bytes:
@@ -340,8 +349,7 @@ class MarketClient:
 
     def verifier(self, project_id: int) -> Contract:
         """The project's round verifier, seen through the ``IRoundVerifier`` interface."""
-        address = self.get_project(project_id).verifier
-        return self.chain.w3.eth.contract(address=to_checksum_address(address), abi=ROUND_VERIFIER_ABI)
+        return round_verifier(self.chain, self.get_project(project_id).verifier)
 
     def sketch_width(self, project_id: int) -> int:
         """K: trainers of the project commit to the committed row of their K-wide sketch."""
@@ -399,12 +407,9 @@ class MarketClient:
         rejected = rejected if rejected is not None else [False] * len(members)
         if len(rejected) != len(members):  # a deliberately malformed result: let the contract say so
             rejected = [False] * len(members)
-        commitments = [
-            b"\0" * 32 if r else self.commitment(project_id, round_, m) for m, r in zip(members, rejected, strict=True)
-        ]
-        flags = [f and not r for f, r in zip(flags, rejected, strict=True)]
+        commitments = [self.commitment(project_id, round_, m) for m in members]
         order = self.arrival_order(project_id, round_)
-        return local_hash_proof(*(in_arrival_order(v, order) for v in (commitments, scores, flags)))
+        return local_hash_proof(*verifier_inputs(commitments, scores, flags, rejected, order))
 
     def finalized_rounds(self, project_id: int, from_block: int = 0) -> list[FinalizedRound]:
         """``RoundFinalized`` events of a project, oldest first."""
