@@ -59,13 +59,14 @@ Findings:
   **gram** 1-6 ms, both independent of D. **FedAvg** is linear in N*D (1.2 s at 1e7 x 32).
 * **Memory**: base 252 MB (numpy, torch, ezkl, httpx imported), then the N x D float32 matrix plus
   transients of a few D-sized arrays (sketch weights in float64, the FedAvg float64 accumulator, the
-  80 MB hash arrays at 1e7). As the code is, the fetch loop also keeps recently fetched updates'
-  buffers alive until Python's cyclic GC runs: exceptions raised and caught inside ``multiformats``'
-  CID parsing (``parse_cid``/``normalize_cid``, called by ``verify_cid``) leave traceback/frame
-  cycles that reach the callers' frames and so their ``data`` locals: +0.4-0.56 GB at 1e7.
-  ``gc.collect()`` after each fetch removes it (bracketed values; it costs 0.04-0.1 s per call in this
-  process, a generation-1 collect, ~15 ms, was enough in a smaller test). At 1e7 x 32 the round
-  peaks at 2.4 GB (1.85 GB with the collect) for 1.28 GB of updates; a two-pass aggregator that
+  80 MB hash arrays at 1e7). When the table was measured, the fetch loop also kept recently fetched
+  updates' buffers alive until Python's cyclic GC ran: exceptions raised and caught inside
+  ``multiformats``' CID parsing (``typing_validation``) leave traceback/frame cycles that reach the
+  callers' frames through ``f_back`` and so their ``data`` locals: +0.4-0.56 GB at 1e7. The bracketed
+  values ran ``gc.collect()`` after each fetch. **Fixed since** in ``ModelStore.get_bytes`` (a
+  generation-1 collect, ~0.2 ms, after checking any object of 1 MiB or more;
+  ``tests/test_storage_store.py`` checks that fetched objects are freed), so the bracketed figures are
+  now the code's: at 1e7 x 32 the round peaks at ~1.85 GB for 1.28 GB of updates; a two-pass aggregator that
   re-fetches the inliers for FedAvg would need O(D) instead of O(N*D).
 * Timings repeat only to about +-30 % on this shared machine (an earlier run at load 5.6-7.2 was up
   to 1.6x slower in wall time at the same CPU time); the CPU column is the steadier measure.

@@ -128,3 +128,29 @@ def test_store_round_trip_property(store: ModelStore, array: np.ndarray) -> None
     cid = store.put_tensors({"x": array}, {"seed": os.urandom(4).hex()})
     bundle = store.get_tensors(cid, {"x": (array.shape, np.float32)})
     np.testing.assert_array_equal(bundle["x"], array)
+
+
+def test_fetched_objects_are_freed_when_the_caller_drops_them(ipfs: IpfsClient) -> None:
+    """An aggregator fetches N updates one by one and keeps only what it copies out: memory must not
+    grow by one update per fetch (multiformats' internal exceptions used to leave reference cycles
+    that kept every fetched object alive until the cyclic GC's next generation-1 pass)."""
+    import gc
+    import tracemalloc
+
+    store = ModelStore(ipfs, max_bytes=64 << 20)
+    size = 2_000_000  # float32: 8 MB per update
+    cid = store.put_tensors({"w": np.arange(size, dtype=np.float32)})
+    gc.collect()
+    gc.disable()  # only what the fetch path frees itself counts
+    tracemalloc.start()
+    try:
+        baseline, _ = tracemalloc.get_traced_memory()
+        for _ in range(4):
+            bundle = store.get_tensors(cid, {"w": ((size,), np.float32)})
+            assert float(bundle["w"][-1]) == size - 1
+            del bundle
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert held - baseline < 4 * size  # less than one update's bytes: nothing fetched is still alive
