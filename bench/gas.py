@@ -12,10 +12,12 @@ import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.table import Table
+from web3.contract import Contract
 
 from marketplace.chain.anvil import AnvilNode, dev_accounts
 from marketplace.chain.client import ChainClient
@@ -23,6 +25,8 @@ from marketplace.chain.compile import compile_contracts
 from marketplace.chain.deploy import REGISTRY, deploy_marketplace, market_client
 from marketplace.chain.market import ProjectConfig, RoundResult
 
+#: ``IReliabilityRegistry.Outcome``
+OUTCOME_CONTRIBUTED, OUTCOME_FLAGGED, OUTCOME_MISSED = 0, 1, 2
 #: Hardhat's per-transaction gas cap (and a common RPC cap); every step must stay below it.
 TX_GAS_CAP = 16_777_216
 ETH = 10**18
@@ -88,19 +92,7 @@ def measure(n: int, url: str, accounts: list[LocalAccount]) -> GasRow:
     receipt = aggregator.finalize_round(pid, 0, RoundResult(cid, cid, scores, flags, proof))
     finalize = receipt["gasUsed"]
 
-    # Reliability updates on two fresh registries (same starting state), written by an EOA
-    # authorized as a market: all trainers in one call vs one call per trainer.
-    registries = []
-    for _ in range(2):
-        registry = admin.deploy(artifacts[REGISTRY], admin.account.address)
-        admin.transact(registry.functions.setMarketAuthorization(admin.account.address, True))
-        registries.append(registry)
-    outcomes = [1 if f else 0 for f in flags]
-    batched = admin.transact(registries[0].functions.recordRound(pid, 0, members, outcomes))["gasUsed"]
-    per_trainer = sum(
-        admin.transact(registries[1].functions.recordRound(pid, 0, [m], [o]))["gasUsed"]
-        for m, o in zip(members, outcomes, strict=True)
-    )
+    batched, per_trainer = reliability_gas(admin, reliability_registries(admin, artifacts), pid, 0, members, flags)
     return GasRow(
         trainers=n,
         create=create,
@@ -112,6 +104,41 @@ def measure(n: int, url: str, accounts: list[LocalAccount]) -> GasRow:
         reliability_batched=batched,
         reliability_per_trainer=per_trainer,
     )
+
+
+def reliability_registries(admin: ChainClient, artifacts: dict[str, Any]) -> tuple[Contract, Contract]:
+    """Two fresh reliability registries (same starting state) that ``admin`` may write to, as a market would."""
+    registries = []
+    for _ in range(2):
+        registry = admin.deploy(artifacts[REGISTRY], admin.account.address)
+        admin.transact(registry.functions.setMarketAuthorization(admin.account.address, True))
+        registries.append(registry)
+    return registries[0], registries[1]
+
+
+def reliability_gas(
+    admin: ChainClient,
+    registries: tuple[Contract, Contract],
+    project_id: int,
+    round_: int,
+    members: list[str],
+    flags: list[bool],
+    submitted: list[bool] | None = None,
+) -> tuple[int, int]:
+    """Gas of recording one round's outcomes (as ``finalizeRound`` reports them) for all trainers in one
+    ``recordRound`` call on the first registry vs one call per trainer on the second."""
+    submitted = submitted or [True] * len(members)
+    outcomes = [
+        (OUTCOME_FLAGGED if f else OUTCOME_CONTRIBUTED) if s else OUTCOME_MISSED
+        for f, s in zip(flags, submitted, strict=True)
+    ]
+    batched_registry, single_registry = registries
+    batched = admin.transact(batched_registry.functions.recordRound(project_id, round_, members, outcomes))["gasUsed"]
+    per_trainer = sum(
+        admin.transact(single_registry.functions.recordRound(project_id, round_, [m], [o]))["gasUsed"]
+        for m, o in zip(members, outcomes, strict=True)
+    )
+    return int(batched), int(per_trainer)
 
 
 def run(sizes: list[int]) -> list[GasRow]:

@@ -143,7 +143,11 @@ def trainer_run(
                 time.sleep(poll)
                 continue
         if isinstance(outcome, Submitted):
-            console.print(f"round {outcome.round}: submitted {outcome.cid} (update norm {outcome.update_norm:.3f})")
+            took = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in outcome.timings.items())
+            console.print(
+                f"round {outcome.round}: submitted {outcome.cid} (update norm {outcome.update_norm:.3f}; {took}; "
+                f"gas {outcome.gas_used:,})"
+            )
         elif outcome != last:
             console.print(f"{outcome}")
         last = outcome

@@ -124,7 +124,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     initial = build_model(config.model, seed=config.seed).state_dict()
     initial_cid = stack.store.put_tensors(initial, {"kind": "model", "round": "0"})
     _, initial_accuracy = evaluate(config.model, initial, test.x, test.y)
-    verifier = _zk_verifier(stack, n, console) if config.zk else stack.deployment.address(TEST_VERIFIER)
+    verifier = deploy_zk_round_verifier(stack, n, console) if config.zk else stack.deployment.address(TEST_VERIFIER)
     cfg = ProjectConfig(
         aggregator=aggregator_client.address,
         verifier=verifier,
@@ -199,7 +199,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     return DemoResult(pid, reports, payouts, escrowed, roles, initial_accuracy, plot)
 
 
-def _zk_verifier(stack: LocalStack, trainers: int, console: Console) -> str:
+def deploy_zk_round_verifier(stack: LocalStack, trainers: int, console: Console) -> str:
     """Sets up (once, cached) the smallest circuit for ``trainers`` and deploys and approves its verifier."""
     from marketplace.zk.evm import deploy_zk_verifier
     from marketplace.zk.keys import circuit_for, setup

@@ -61,6 +61,9 @@ class Submitted:
     cid: str
     commitment: bytes
     update_norm: float
+    gas_used: int = 0  # of the submitUpdate transaction
+    #: seconds per phase: fetch (global model), train, commit (sketch + Poseidon), pin, submit (mined)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class TrainerNode:
@@ -103,19 +106,33 @@ class TrainerNode:
         if self._now() > deadline:
             return StepOutcome.ROUND_CLOSED
 
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(phase: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[phase], clock = now - clock, now
+
         spec = param_spec(project.model_name)
         global_state = self.store.get_tensors(project.latest_model_cid, expected=spec, max_bytes=MAX_UPDATE_BYTES)
+        lap("fetch")
         update = self._make_update(project_id, round_, project.model_name, global_state, progress)
+        lap("train")
         if update is None:
             return StepOutcome.NOTHING_TO_COPY
         seed = self.market.sketch_seed(project_id)
         _, commitment = commit_update(update, seed, self.market.sketch_width(project_id))
+        lap("commit")
         cid = self.store.put_tensors(
             vector_to_state(update, spec),
             {"kind": "update", "project": str(project_id), "round": str(round_), "trainer": self.address},
         )
-        self.market.submit_update(project_id, round_, cid, commitment)
-        return Submitted(project_id, round_, cid, commitment, float(np.linalg.norm(update)))
+        lap("pin")
+        receipt = self.market.submit_update(project_id, round_, cid, commitment)
+        lap("submit")
+        norm = float(np.linalg.norm(update))
+        return Submitted(project_id, round_, cid, commitment, norm, int(receipt["gasUsed"]), timings)
 
     def _make_update(
         self, project_id: int, round_: int, model_name: str, global_state: Mapping, progress: Progress | None

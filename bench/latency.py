@@ -1,0 +1,256 @@
+"""Round latency breakdown: where a round's time and gas go, for N = 8, 16 and 32 trainers.
+
+    python -m bench.latency [--trainers 8 16 32] [--rounds 2] [--model mlp] [--no-zk] [--out reports/latency.json]
+
+Each N runs in its own process (so ``peak MB`` is that run's) on its own embedded stack, exactly as
+``marketplace demo`` does: a local anvil chain, a local IPFS node, the contracts deployed, and (by
+default) the real ezkl round verifier for the smallest circuit that fits N (keys cached in
+``.cache/zk``; a missing key set is generated first and reported as ``setup``). The owner posts a
+job for N trainers on the digits task (IID shards); one trainer sign-flips and one sends a zero
+update, so every round has flags to prove and slash. Every trainer is a real
+:class:`~marketplace.trainer.node.TrainerNode` and the aggregator a real
+:class:`~marketplace.aggregator.node.AggregatorNode`; their own per-phase timings are collected:
+
+* trainer (per trainer, mean and slowest): **fetch** the global model from IPFS, **train** locally
+  (PyTorch), **commit** (read the seed and K, sketch, committed row, Poseidon hash), **pin** the update,
+  **submit** (``submitUpdate``, until mined);
+* aggregator: **fetch** and check every update (CID, safetensors, commitment), **score** (the Gram
+  rule + FedAvg), **pin** the new model, **prove** (ezkl witness + proof; the test verifier's hash
+  otherwise), **finalize** (``finalizeRound``, until mined: the verifier runs on chain).
+
+One-time per-process costs (torch's first backward pass, ezkl's Poseidon, the first IPFS request) are
+paid before the clock starts. Trainers run one after another in this process; in the marketplace they
+train in parallel on their own machines, so a round's **critical path** is the slowest trainer plus the aggregator.
+
+Gas per trainer per round = its ``submitUpdate`` + its share (1/N) of ``finalizeRound`` (which
+includes the on-chain proof verification and one batched ``recordRound`` on the reliability
+registry). Batched vs unbatched reliability updates: every round's real outcomes are also recorded
+on two extra registries, all trainers in one call vs one call per trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+TRAINER_PHASES = ("fetch", "train", "commit", "pin", "submit")
+AGGREGATOR_PHASES = ("fetch", "score", "pin", "prove", "finalize")
+ETH = 10**18
+
+
+def measure(n: int, rounds: int, model: str, zk: bool, log: Console) -> dict[str, Any]:
+    """Runs one ``n``-trainer job of ``rounds`` rounds in this process and returns its figures."""
+    from bench.gas import reliability_gas, reliability_registries
+    from marketplace.aggregator.node import AggregatorNode
+    from marketplace.chain.compile import compile_contracts
+    from marketplace.chain.deploy import TEST_VERIFIER
+    from marketplace.chain.market import ProjectConfig
+    from marketplace.demo import deploy_zk_round_verifier, local_stack
+    from marketplace.fl.attacks import Attack
+    from marketplace.fl.data import load_npz, partition_digits
+    from marketplace.fl.models import build_model, num_params
+    from marketplace.trainer.node import Submitted, TrainerNode, TrainingSettings
+    from marketplace.zk.keys import circuit_for
+
+    attacks = [Attack.NONE] * (n - 2) + [Attack.SIGN_FLIP, Attack.FREE_RIDER_ZERO]
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp, local_stack(Path(tmp), n + 3) as stack:
+        shards = partition_digits(n, "iid", seed=0, out_dir=Path(tmp) / "shards")
+        owner = stack.admin.as_account(stack.accounts[1])
+        aggregator_client = stack.admin.as_account(stack.accounts[2])
+        t0 = time.perf_counter()
+        verifier = deploy_zk_round_verifier(stack, n, log) if zk else stack.deployment.address(TEST_VERIFIER)
+        setup_s = time.perf_counter() - t0
+        initial_cid = stack.store.put_tensors(build_model(model, seed=0).state_dict(), {"kind": "model"})
+        cfg = ProjectConfig(
+            aggregator=aggregator_client.address, verifier=verifier, reward_budget=n * ETH // 2,
+            aggregator_fee=ETH // 10, stake=ETH // 100, rounds=rounds, min_trainers=n, max_trainers=n,
+            model_name=model, initial_model_cid=initial_cid,
+        )  # fmt: skip
+        pid = owner.create_project(cfg)
+        trainers = [
+            TrainerNode(
+                stack.admin.as_account(stack.accounts[3 + i]),
+                stack.store,
+                load_npz(shards[i]),
+                TrainingSettings(epochs=2, lr=0.5, seed=i, attack=attacks[i]),
+            )
+            for i in range(n)
+        ]
+        for t in trainers:
+            t.join(pid)
+        aggregator = AggregatorNode(aggregator_client, stack.store)
+        _warm_up(model, load_npz(shards[0]), stack.store, aggregator_client.sketch_width(pid))
+        registries = reliability_registries(stack.admin.chain, compile_contracts())
+
+        per_round = []
+        for round_ in range(rounds):
+            submitted = []
+            for t in trainers:
+                outcome = t.step(pid)
+                if not isinstance(outcome, Submitted):
+                    raise RuntimeError(f"trainer {t.address} did not submit in round {round_}: {outcome}")
+                submitted.append(outcome)
+            report = aggregator.step(pid)
+            if report is None or report.already_finalized:
+                raise RuntimeError(f"round {round_} was not finalized")
+            batched, one_by_one = reliability_gas(
+                stack.admin.chain, registries, pid, round_, report.trainers, report.flags, report.submitted
+            )
+            trainer_total = [sum(s.timings[p] for p in TRAINER_PHASES) for s in submitted]
+            row = {
+                "round": round_,
+                "trainer_mean": {p: mean(s.timings[p] for s in submitted) for p in TRAINER_PHASES},
+                "trainer_max": {p: max(s.timings[p] for s in submitted) for p in TRAINER_PHASES},
+                "trainer_total_max": max(trainer_total),
+                "aggregator": {p: report.timings[p] for p in AGGREGATOR_PHASES},
+                "submit_gas_mean": mean(s.gas_used for s in submitted),
+                "finalize_gas": report.gas_used,
+                "reliability_batched_gas": batched,
+                "reliability_one_by_one_gas": one_by_one,
+                "flagged": [i for i, f in enumerate(report.flags) if f],
+                "prover": report.prover,
+            }
+            row["aggregator_total"] = sum(row["aggregator"].values())
+            row["critical_path"] = row["trainer_total_max"] + row["aggregator_total"]
+            per_round.append(row)
+            log.print(
+                f"N={n} round {round_}: trainers <= {row['trainer_total_max']:.2f} s, aggregator "
+                f"{row['aggregator_total']:.1f} s (prove {report.timings['prove']:.1f} s), finalize gas "
+                f"{report.gas_used:,}, flagged {row['flagged']}"
+            )
+
+    circuit = circuit_for(n) if zk else None
+    return {
+        "n": n,
+        "rounds": rounds,
+        "model": model,
+        "params": num_params(model),
+        "verifier": f"ezkl {circuit[0]} slots x {circuit[1]}" if circuit else "test (hash, no proof)",
+        "setup_s": round(setup_s, 2),
+        "per_round": per_round,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **summary(per_round, n),
+    }
+
+
+def _warm_up(model: str, data: Any, store: Any, k: int) -> None:
+    """One-time per-process costs (torch's first backward pass, ezkl's Poseidon, the first IPFS request),
+    paid before the clock starts: a trainer or aggregator pays them once, not every round."""
+    import numpy as np
+
+    from marketplace.fl.models import build_model, num_params
+    from marketplace.fl.train import train_local
+    from marketplace.zk.commit import commit_update
+
+    train_local(model, build_model(model, seed=1).state_dict(), data, 1, 0.1, 32, seed=0)
+    commit_update(np.ones(num_params(model), dtype=np.float32), 1, k)
+    store.get_bytes(store.put_bytes(b"warm-up"))
+
+
+def summary(per_round: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """Means over the rounds of what the tables show."""
+
+    def avg(get: Any) -> float:
+        return float(mean(get(r) for r in per_round))
+
+    out: dict[str, Any] = {
+        "trainer_mean_s": {p: avg(lambda r, p=p: r["trainer_mean"][p]) for p in TRAINER_PHASES},
+        "trainer_slowest_s": avg(lambda r: r["trainer_total_max"]),
+        "aggregator_s": {p: avg(lambda r, p=p: r["aggregator"][p]) for p in AGGREGATOR_PHASES},
+        "aggregator_total_s": avg(lambda r: r["aggregator_total"]),
+        "critical_path_s": avg(lambda r: r["critical_path"]),
+        "submit_gas": avg(lambda r: r["submit_gas_mean"]),
+        "finalize_gas": avg(lambda r: r["finalize_gas"]),
+        "reliability_batched_gas": avg(lambda r: r["reliability_batched_gas"]),
+        "reliability_one_by_one_gas": avg(lambda r: r["reliability_one_by_one_gas"]),
+    }
+    out["gas_per_trainer_round"] = out["submit_gas"] + out["finalize_gas"] / n
+    out["reliability_saving"] = 1 - out["reliability_batched_gas"] / out["reliability_one_by_one_gas"]
+    return out
+
+
+def _s(x: float) -> str:
+    return f"{x * 1000:.0f} ms" if x < 1 else f"{x:.1f} s"
+
+
+def time_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(
+        title="Round latency (mean over rounds): trainer phases per trainer (mean), aggregator phases per round"
+    )
+    cols = ["N", "verifier", *(f"t.{p}" for p in TRAINER_PHASES), "slowest trainer",
+            *(f"a.{p}" for p in AGGREGATOR_PHASES), "aggregator", "critical path", "peak MB"]  # fmt: skip
+    for c in cols:
+        table.add_column(c, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r["n"]), r["verifier"], *(_s(r["trainer_mean_s"][p]) for p in TRAINER_PHASES),
+            _s(r["trainer_slowest_s"]),
+            *(_s(r["aggregator_s"][p]) for p in AGGREGATOR_PHASES), _s(r["aggregator_total_s"]),
+            f"[bold]{_s(r['critical_path_s'])}[/bold]", f"{r['peak_rss_mb']:,.0f}",
+        )  # fmt: skip
+    return table
+
+
+def gas_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(
+        title="Gas per round (mean over rounds); reliability: the same outcomes batched vs one call per trainer"
+    )
+    cols = ["N", "submit", "finalize", "finalize/N", "per trainer per round", "reliability batched",
+            "batched/N", "1-by-1", "1-by-1/N", "saved"]  # fmt: skip
+    for c in cols:
+        table.add_column(c, justify="right")
+    for r in rows:
+        n = r["n"]
+        b, o = r["reliability_batched_gas"], r["reliability_one_by_one_gas"]
+        table.add_row(
+            str(n), f"{r['submit_gas']:,.0f}", f"{r['finalize_gas']:,.0f}", f"{r['finalize_gas'] / n:,.0f}",
+            f"[bold]{r['gas_per_trainer_round']:,.0f}[/bold]", f"{b:,.0f}", f"{b / n:,.0f}", f"{o:,.0f}",
+            f"{o / n:,.0f}",
+            f"{r['reliability_saving']:.0%}",
+        )  # fmt: skip
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trainers", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--model", default="mlp")
+    parser.add_argument("--no-zk", dest="zk", action="store_false", help="the test verifier instead of real proofs")
+    parser.add_argument("--out", type=Path, default=Path("reports/latency.json"))
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        result = measure(args.one, args.rounds, args.model, args.zk, Console(stderr=True))
+        print(json.dumps(result))
+        return
+    rows = []
+    for n in args.trainers:
+        cmd = [sys.executable, "-m", "bench.latency", "--one", str(n), "--rounds", str(args.rounds)]
+        cmd += ["--model", args.model, *([] if args.zk else ["--no-zk"])]
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        if out.returncode != 0:
+            print(f"N={n}: failed (exit {out.returncode})", file=sys.stderr)
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    console = Console(width=220)
+    console.print(time_table(rows))
+    console.print(gas_table(rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
+    console.print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
