@@ -417,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs.append((Task(rounds=horizon, assumed_fraction=args.assumed_fraction), list(TARGET_ATTACKS)))
     all_rows: list[Row] = []
     tables: list[Table] = []
-    verdict_ok, verdict_lines, horizon_lines = True, [], []
+    verdict_ok, verdict_lines, horizon_ok, horizon_lines = True, [], True, []
     t0 = time.perf_counter()
     for task, task_attacks in runs:
         rows = run_partition(task, task_attacks, seeds, console)
@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if task.partition == "iid" and task.rounds == rounds:  # the target is stated for the demo task
             verdict_ok, verdict_lines = target_verdict(rows)
         elif task.rounds == horizon:
-            horizon_lines = target_verdict(rows)[1]
+            horizon_ok, horizon_lines = target_verdict(rows)
     elapsed = time.perf_counter() - t0
     for tab in tables:  # together at the end, after the progress log
         console.print(tab)
@@ -436,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = "[bold green]PASS[/bold green]" if verdict_ok else "[bold red]FAIL[/bold red]"
         goal = f"ours within {TARGET_POINTS:g} point of clean at 40 % sign_flip / gaussian (IID, {rounds} rounds)"
         console.print(f"{status}: target = {goal}")
+    if horizon_lines:
+        status = "[bold green]PASS[/bold green]" if horizon_ok else "[bold red]FAIL[/bold red]"
+        console.print(f"{status}: the same target after {horizon} rounds (IID)")
     console.print(f"{elapsed:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -445,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "aggregators": LABELS,
         "gram_config": asdict(GramConfig()),
         "target": {"passed": verdict_ok if verdict_lines else None, "details": verdict_lines},
-        "horizon": horizon_lines,
+        "horizon": {"passed": horizon_ok if horizon_lines else None, "details": horizon_lines},
         "seconds": round(elapsed, 1),
         "rows": [asdict(r) | {"mean": {n: r.mean(n) for n in AGGREGATORS}} for r in all_rows],
     }

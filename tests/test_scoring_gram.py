@@ -53,7 +53,8 @@ def test_hand_computed_round() -> None:
     m = (median{.980, .980, 0}, median{.980, .921, .199}, median{.980, .921, -.199}, median{0, .199, -.199})
       = (.980, .921, .921, 0),  M = median(m) = (.921 + .921) / 2 = .921,
     far_i: 1 - m_i > 2.5 (1 - .921) = .197  ->  only slot 3 (1 - 0 = 1).
-    Scores: inliers 0..2, p_i = sum_{j in I} G_ij = (1 + 2 * .980, .980 + 1 + .921, .980 + .921 + 1).
+    Scores: inliers 0..2 (each agrees with the others), p_i = sum_{j in I} G_ij = (1 + 2 * .980, .980 + 1 + .921,
+    .980 + .921 + 1).
     """
     ang = [0.0, 0.2, -0.2, np.pi / 2]
     rows = _unit_rows([[np.cos(a), np.sin(a)] for a in ang])
@@ -90,6 +91,38 @@ def test_invalid_absent_and_too_few() -> None:
     assert res.valid.tolist() == [True, False, True, False]
     assert res.flags.tolist() == [False, True, False, False]  # 2 valid rows: no rule flags them
     assert res.scores[1] == 0 and res.scores[3] == 0 and res.scores[0] > 0
+
+
+def test_sign_flippers_the_far_test_misses_are_paid_nothing_and_left_out_of_the_model() -> None:
+    """Late in training honest updates agree little (typical cosine M ~ 0.2 < (T - 1) / (T + 1) = 0.38),
+    and 4 sign-flippers among 6 honest trainers are no longer ``far``. They still point against the
+    other inliers on net, so the leave-one-out gate pays them 0 and the new model leaves them out;
+    an honest trainer may be too (its own agreement with the others is drowned by the flippers' and the
+    64-wide sketch's noise), but most are paid and the model is the mean of the paid updates."""
+    rng = np.random.default_rng(3)
+    d = 4_000
+    base = rng.normal(size=d)
+    honest = np.stack([0.6 * base + rng.normal(size=d) for _ in range(6)])  # pairwise cosine ~0.26
+    flippers = -np.stack([0.6 * base + rng.normal(size=d) for _ in range(4)])
+    updates = np.concatenate([honest, flippers]).astype(np.float32)
+    scorer = GramScorer(64, seed=1, weighting="equal")
+    res = scorer.run_round(updates)
+    assert not res.flags.any(), "the far test no longer separates them (the regime this gate is for)"
+    assert (res.details["int_scores"][6:] == 0).all() and (res.scores[6:] == 0).all()
+    paid = res.scores > 0
+    assert paid[:6].sum() >= 4
+    np.testing.assert_allclose(res.weights, paid / paid.sum())
+    np.testing.assert_allclose(res.aggregate, updates[paid].mean(axis=0), rtol=1e-5, atol=1e-5)
+    # The same verdict from the float rule on the committed rows (the circuit proves the int rule).
+    assert ((gram_rule_float(scorer.summarize(updates)).scores > 0) == paid).all()
+
+
+def test_a_lone_inlier_is_paid() -> None:
+    """With one inlier there are no others to agree with: it is paid for itself (and makes the model)."""
+    rows = _unit_rows([[1.0, 0.0], [0.0, 1.0]])
+    rows[1] = 0.0  # absent
+    res = gram_rule_int(quantize(rows))
+    assert res.flags.tolist() == [False, False] and res.scores[0] > 0 and res.scores[1] == 0
 
 
 def test_committed_row_and_sanitize() -> None:

@@ -1,7 +1,7 @@
 """The aggregator: for every project it serves, when a round is due (all trainers submitted or the
 submission deadline passed) it fetches the updates from IPFS, rejects bad ones, flags outliers
-and scores contributions on the committed rows (the Gram rule), aggregates the inliers' full updates into
-the new global model, pins it, proves the scores and finalizes the round on chain.
+and scores contributions on the committed rows (the Gram rule), averages the paid trainers' full updates
+into the new global model, pins it, proves the scores and finalizes the round on chain.
 
 Restartable: everything is derived from the chain and IPFS, and the computation is
 deterministic, so after a crash the same round is recomputed to the same CIDs and proof; a

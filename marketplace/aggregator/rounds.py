@@ -65,7 +65,7 @@ class ScoredRound:
     rejected: list[bool]  # submitted, but the update could not be fetched or checked
     scores: list[float]  # shares in [0, 1]
     chain_scores: list[int]  # the circuit's integer scores (fixed point 2**13), 0 if flagged
-    aggregate: np.ndarray | None  # mean of the inliers' full updates; None = no inlier
+    aggregate: np.ndarray | None  # mean of the paid (score > 0) full updates; None = nobody paid
     rows: np.ndarray  # N x (K + 2), the committed rows (zero rows if not valid)
 
 
@@ -110,14 +110,16 @@ def collect_round(
 def score_round(inputs: RoundInputs, cfg: GramConfig | None = None) -> ScoredRound:
     """The paying computation: the Gram rule's exact integer flags and scores on the committed
     rows, slots in arrival order (the circuit's computation), rejected submitters flagged, and
-    the mean of the inliers' full updates."""
+    the mean of the paid trainers' full updates (inliers with a positive score)."""
     scorer = GramScorer(inputs.sketch_width, inputs.seed, cfg, submission_order=inputs.submission_rank,
                         weighting="equal")  # fmt: skip
     res = scorer.evaluate(inputs.rows, inputs.valid)
     rejected = inputs.rejected_mask
     flags = [bool(f) or r for f, r in zip(res.flags & inputs.valid, rejected, strict=True)]
     chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)
-    _, aggregate = scorer.aggregate(inputs.updates, inputs.valid, np.array(flags))
+    # The new model averages the paid updates: inliers whose update agrees with the other inliers' on net.
+    unpaid = np.array(flags) | (np.array(chain_scores) <= 0)
+    _, aggregate = scorer.aggregate(inputs.updates, inputs.valid, unpaid)
     return ScoredRound(
         flags=flags,
         rejected=rejected,

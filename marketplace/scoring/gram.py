@@ -30,10 +30,20 @@ Rule (over the slots in submission order; ``[.]`` is 0/1)
     dup_i   = exists j in P, j < i: q_i + q_j - 2 G_ij <= DUP   (a later near-copy of j)
     flag_i  = a_i and (not P_i or (|P| >= 3 and (far_i or lazy_i or boost_i or dup_i)))
     w_i     = a_i and not flag_i                             inliers
-    c_i     = w_i max(0, sum_j w_j G_ij)                     = |I| max(0, <v_i, g>),
-                                                             g = mean inlier unit vector
+    agree_i = sum_{j != i} w_j G_ij > 0                      agrees with the other inliers on net
+                                                             (a lone inlier: with itself)
+    c_i     = w_i agree_i sum_j w_j G_ij                     = |I| <v_i, g>, g = mean inlier unit vector
     p_i     = c_i f(l_i - lam)                               f ~ 2**x (see below)
     share_i = p_i / sum_j p_j
+
+The ``agree`` gate is leave-one-out: an inlier is paid only if it agrees with the *other* inliers on
+net, so an update that the ``far`` test lets through but that points against the others (a
+sign-flipper once honest updates decorrelate late in training, when ``far`` no longer separates it)
+scores 0, and the aggregate (:meth:`GramScorer.run_round`, ``score_round``) averages the paid updates
+only (score > 0). Without the gate, each inlier's own ``G_ii = 1`` counted: four sign-flippers among
+six honest trainers with typical cosine ``M < 1/3`` were paid and averaged in (IID, 15 rounds: 90.0 %
+accuracy against 93.7 % for honest-only FedAvg). Paying the leave-one-out sum itself (no self term)
+ranked honest trainers worse against exact Shapley (Spearman 0.77 against 0.94 in the label-noise test).
 
 ``f`` interpolates ``2**x`` linearly between the integers -4..1 and is flat outside
 (``f = 1/16`` below -4, ``2`` above 1): ``f(x) = 1/16 + sum_t s_t relu(x - t)`` with knots
@@ -61,7 +71,7 @@ from typing import Literal
 import numpy as np
 
 from marketplace.scoring.sketch import sketch_rows
-from marketplace.scoring.strategy import InlierFedAvg, RoundScorer
+from marketplace.scoring.strategy import InlierFedAvg, RoundResult, RoundScorer
 
 SCALE = 13
 """Fixed point: values are integers times ``2**-13`` (ezkl input_scale = param_scale)."""
@@ -209,7 +219,8 @@ def gram_rule_float(rows: np.ndarray, cfg: GramConfig | None = None) -> GramResu
     flags = act & (~valid | (enough & (far | lazy | boost | dup)))
     w = act & ~flags
     gv = np.where(np.outer(valid, valid), gram, 0.0)
-    p = np.where(w, np.maximum(gv @ w, 0.0), 0.0) * size_factor(lg - lam)
+    agree = gv @ w - np.where(w.sum() >= 2, q, 0.0) > 0.0  # with the other inliers, on net (lone inlier: itself)
+    p = np.where(w & agree, np.maximum(gv @ w, 0.0), 0.0) * size_factor(lg - lam)
     return GramResult(flags, p, valid, m, {"M": np.array(med_m), "lam": np.array(lam), "q": q})
 
 
@@ -268,7 +279,9 @@ def gram_rule_int(rows_q: np.ndarray, cfg: GramConfig | None = None) -> GramResu
     enough = count >= cfg.min_valid
     flags = act & (~valid | (enough & (far | lazy | boost | dup)))
     w = act & ~flags
-    c = np.where(w, np.maximum(gm @ w.astype(np.int64), 0), 0).astype(np.int64)
+    total = gm @ w.astype(np.int64)
+    agree = total - (q if w.sum() >= 2 else 0) > 0  # with the other inliers, on net (a lone inlier: with itself)
+    c = np.where(w & agree, np.maximum(total, 0), 0).astype(np.int64)
     knots = np.array([_c(t) for t in SIZE_KNOTS], dtype=np.int64)
     slopes = np.array([_c(t) for t in SIZE_SLOPES], dtype=np.int64)
     size = _c(SIZE_FLOOR) + _rescale(np.maximum((lg - lam)[:, None] - knots[None, :], 0) @ slopes)
@@ -347,11 +360,30 @@ class GramScorer(InlierFedAvg, RoundScorer):
 
     def diagnostics(self, summaries: np.ndarray, active_mask: np.ndarray) -> dict[str, np.ndarray]:
         """``med_cos``: m_i (median cosine to the others), ``log_norm``: l_i, ``int_scores``: p_i."""
-        res = self.evaluate(summaries, active_mask)
-        k = self.sketch_dim
+        return self._details(summaries, self.evaluate(summaries, active_mask))
+
+    def _details(self, summaries: np.ndarray, res: GramResult) -> dict[str, np.ndarray]:
         return {
             "med_cos": res.med_cos / 2.0**SCALE,
-            "log_norm": np.asarray(summaries)[:, k],
+            "log_norm": np.asarray(summaries)[:, self.sketch_dim],
             "int_scores": res.scores,
             "valid": res.valid,
         }
+
+    def run_round(
+        self,
+        updates: np.ndarray,
+        active_mask: np.ndarray | None = None,
+        num_samples: np.ndarray | None = None,
+    ) -> RoundResult:
+        """As :meth:`RoundScorer.run_round`, evaluating the rule once (not for flags, scores and details apart)."""
+        u = np.asarray(updates)
+        active = np.ones(u.shape[0], dtype=bool) if active_mask is None else np.asarray(active_mask, bool)
+        summaries = self.summarize(u)
+        res = self.evaluate(summaries, active)
+        flags = res.flags & active
+        weights, agg = self.aggregate(u, active, flags | (res.scores <= 0), num_samples)
+        return RoundResult(
+            flags=flags, scores=shares(res.scores), weights=weights, aggregate=agg,
+            details=self._details(summaries, res),
+        )  # fmt: skip
