@@ -30,8 +30,9 @@ Rule (over the slots in submission order; ``[.]`` is 0/1)
     dup_i   = exists j in P, j < i: q_i + q_j - 2 G_ij <= DUP   (a later near-copy of j)
     flag_i  = a_i and (not P_i or (|P| >= 3 and (far_i or lazy_i or boost_i or dup_i)))
     w_i     = a_i and not flag_i                             inliers
-    agree_i = sum_{j != i} w_j G_ij > 0                      agrees with the other inliers on net
-                                                             (a lone inlier: with itself)
+    agree_i = sum_{j != i} w_j G_ij > 0  or  m_i > 0        agrees with the other inliers on net
+                                                             (a lone inlier: with itself) or with
+                                                             most of the others
     c_i     = w_i agree_i sum_j w_j G_ij                     = |I| <v_i, g>, g = mean inlier unit vector
     p_i     = c_i f(l_i - lam)                               f ~ 2**x (see below)
     share_i = p_i / sum_j p_j
@@ -44,6 +45,9 @@ only (score > 0). Without the gate, each inlier's own ``G_ii = 1`` counted: four
 six honest trainers with typical cosine ``M < 1/3`` were paid and averaged in (IID, 15 rounds: 90.0 %
 accuracy against 93.7 % for honest-only FedAvg). Paying the leave-one-out sum itself (no self term)
 ranked honest trainers worse against exact Shapley (Spearman 0.77 against 0.94 in the label-noise test).
+The ``m_i > 0`` alternative keeps one unflagged attacker from cancelling weakly agreeing honest
+trainers' sums (with the net test alone, a sign-flipper among 3 honest trainers with 0-80 % label
+noise left nobody paid and the model unchanged); ``m_i`` is a median, so a minority cannot push it.
 
 ``f`` interpolates ``2**x`` linearly between the integers -4..1 and is flat outside
 (``f = 1/16`` below -4, ``2`` above 1): ``f(x) = 1/16 + sum_t s_t relu(x - t)`` with knots
@@ -219,7 +223,8 @@ def gram_rule_float(rows: np.ndarray, cfg: GramConfig | None = None) -> GramResu
     flags = act & (~valid | (enough & (far | lazy | boost | dup)))
     w = act & ~flags
     gv = np.where(np.outer(valid, valid), gram, 0.0)
-    agree = gv @ w - np.where(w.sum() >= 2, q, 0.0) > 0.0  # with the other inliers, on net (lone inlier: itself)
+    # agrees with the other inliers on net (a lone inlier: with itself), or with most of the others
+    agree = (gv @ w - np.where(w.sum() >= 2, q, 0.0) > 0.0) | (m > 0.0)
     p = np.where(w & agree, np.maximum(gv @ w, 0.0), 0.0) * size_factor(lg - lam)
     return GramResult(flags, p, valid, m, {"M": np.array(med_m), "lam": np.array(lam), "q": q})
 
@@ -280,7 +285,8 @@ def gram_rule_int(rows_q: np.ndarray, cfg: GramConfig | None = None) -> GramResu
     flags = act & (~valid | (enough & (far | lazy | boost | dup)))
     w = act & ~flags
     total = gm @ w.astype(np.int64)
-    agree = total - (q if w.sum() >= 2 else 0) > 0  # with the other inliers, on net (a lone inlier: with itself)
+    # agrees with the other inliers on net (a lone inlier: with itself), or with most of the others
+    agree = (total - (q if w.sum() >= 2 else 0) > 0) | (m > 0)
     c = np.where(w & agree, np.maximum(total, 0), 0).astype(np.int64)
     knots = np.array([_c(t) for t in SIZE_KNOTS], dtype=np.int64)
     slopes = np.array([_c(t) for t in SIZE_SLOPES], dtype=np.int64)

@@ -17,7 +17,7 @@ The rule is :mod:`marketplace.scoring.gram` (formulas there); the circuit comput
     far  = m + (T - 1) < T M,  lazy = l < lam - log2(10),  boost = l > lam + B
     dist = q_i + q_j - 2 Gm_ij,  dup_i = sum_j [dist_ij <= DUP] P_j [j < i] > 1/2
     flag = a (1 - P) + P [|P| >= 3] [far + lazy + boost + dup > 1/2]
-    w    = a - flag,   agree = [Gm w - q [sum w >= 2] > 0],   c = w * agree * relu(Gm w)
+    w    = a - flag,   agree = [Gm w - q [sum w >= 2] > 0] or [m > 0],   c = w * agree * relu(Gm w)
     f    = 1/16 + relu((l - lam) - knots) @ slopes          size factor ~ 2**(l - lam)
     p    = c * f
 
@@ -110,7 +110,8 @@ class GramCircuit(nn.Module):
         w = act - flags  # inliers
         total = gm @ w  # (n, 1) = |I| <v_i, g> with g the mean inlier unit vector
         several = (w.transpose(0, 1) @ self.ones_n > 1.5).float()  # (1, 1) = [|I| >= 2]
-        agree = (total - q * several > 0.0).float()  # agrees with the other inliers on net (leave-one-out)
+        # agrees with the other inliers on net (leave-one-out), or with most of the others (median cosine)
+        agree = (((total - q * several > 0.0).float() + (mc > 0.0).float()) > 0.5).float()
         c = torch.relu(total) * w * agree
         size = torch.relu(lg - lam - self.knots) @ self.slopes + SIZE_FLOOR  # (n, 1) ~ 2**(l_i - lam)
         p = c * size
