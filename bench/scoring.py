@@ -49,6 +49,15 @@ a millisecond, below what one ``run_round`` (sketch, three evaluations of the ru
 The old SketchScorer ranks a little better (it pays magnitude, not direction times a clipped size
 factor) but is not what the circuit proves. Spearman values are deterministic; costs vary with load.
 
+Rerun after the score's leave-one-out gate (an inlier is paid only when agreeing with the other
+inliers on net or with most of them) and a single evaluation of the rule per ``run_round``, load ~3
+(CI running alongside): the paying score's rho all / honest 0.877 / 0.833 (N = 4), 0.905 / 0.833,
+0.503 / 0.905, 0.610 / 0.905 (N = 10), cost 1.6-2.4 ms, ratio 5x / 18x / 78x / 229x. Only N = 4
+moved: in one seed the gate leaves unpaid an honest trainer with 40 % label noise whose median
+cosine to the others is negative (-0.15) while an unflagged sign-flipper cancels its net agreement;
+the tie at 0 with the attacker costs rank correlation. Same verdicts: FAIL over all trainers, PASS
+over the honest ones at N = 8 and 10 (cost half met from N = 8 on).
+
 CountSketch to K = 4096, one float32 row (ms):
 
     | D | hash gen + sketch | cached sketch | hash memory MB |
