@@ -117,9 +117,7 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None) -> ScoredRou
     rejected = inputs.rejected_mask
     flags = [bool(f) or r for f, r in zip(res.flags & inputs.valid, rejected, strict=True)]
     chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)
-    # The new model averages the paid updates: inliers whose update agrees with the other inliers' on net.
-    unpaid = np.array(flags) | (np.array(chain_scores) <= 0)
-    _, aggregate = scorer.aggregate(inputs.updates, inputs.valid, unpaid)
+    _, aggregate = scorer.aggregate_paid(inputs.updates, inputs.valid, np.array(chain_scores))
     return ScoredRound(
         flags=flags,
         rejected=rejected,

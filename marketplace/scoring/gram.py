@@ -376,6 +376,17 @@ class GramScorer(InlierFedAvg, RoundScorer):
             "valid": res.valid,
         }
 
+    def aggregate_paid(
+        self,
+        updates: np.ndarray,
+        active_mask: np.ndarray,
+        int_scores: np.ndarray,
+        num_samples: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """FedAvg of the paid updates (integer score > 0; flagged and gated trainers score 0): an update
+        counts in the model exactly when it is paid. ``None`` aggregate: nobody was paid."""
+        return self.aggregate(updates, active_mask, np.asarray(int_scores) <= 0, num_samples)
+
     def run_round(
         self,
         updates: np.ndarray,
@@ -388,7 +399,7 @@ class GramScorer(InlierFedAvg, RoundScorer):
         summaries = self.summarize(u)
         res = self.evaluate(summaries, active)
         flags = res.flags & active
-        weights, agg = self.aggregate(u, active, flags | (res.scores <= 0), num_samples)
+        weights, agg = self.aggregate_paid(u, active, res.scores, num_samples)
         return RoundResult(
             flags=flags, scores=shares(res.scores), weights=weights, aggregate=agg,
             details=self._details(summaries, res),
