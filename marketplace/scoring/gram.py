@@ -394,9 +394,7 @@ class GramScorer(InlierFedAvg, RoundScorer):
         num_samples: np.ndarray | None = None,
     ) -> RoundResult:
         """As :meth:`RoundScorer.run_round`, evaluating the rule once (not for flags, scores and details apart)."""
-        u = np.asarray(updates)
-        active = np.ones(u.shape[0], dtype=bool) if active_mask is None else np.asarray(active_mask, bool)
-        summaries = self.summarize(u)
+        u, active, summaries = self._prepare(updates, active_mask)
         res = self.evaluate(summaries, active)
         flags = res.flags & active
         weights, agg = self.aggregate_paid(u, active, res.scores, num_samples)

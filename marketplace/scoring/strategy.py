@@ -77,14 +77,20 @@ class RoundScorer(ABC):
         num_samples: np.ndarray | None = None,
     ) -> RoundResult:
         """Summarise, flag, score and aggregate one round of N x D updates."""
-        u = np.asarray(updates)
-        active = np.ones(u.shape[0], dtype=bool) if active_mask is None else np.asarray(active_mask, bool)
-        summaries = self.summarize(u)
+        u, active, summaries = self._prepare(updates, active_mask)
         flags = self.flag(summaries, active) & active
         scores = self.score(summaries, active, flags)
         weights, agg = self.aggregate(u, active, flags, num_samples)
         details = self.diagnostics(summaries, active)
         return RoundResult(flags=flags, scores=scores, weights=weights, aggregate=agg, details=details)
+
+    def _prepare(
+        self, updates: np.ndarray, active_mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``run_round``'s inputs: the updates as an array, the active mask (default: all) and the summaries."""
+        u = np.asarray(updates)
+        active = np.ones(u.shape[0], dtype=bool) if active_mask is None else np.asarray(active_mask, bool)
+        return u, active, self.summarize(u)
 
     def diagnostics(self, summaries: np.ndarray, active_mask: np.ndarray) -> dict[str, np.ndarray]:
         """Optional extra arrays for :attr:`RoundResult.details` (none by default)."""
