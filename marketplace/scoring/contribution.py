@@ -68,6 +68,12 @@ def projection_scores(
     scores = np.zeros(u.shape[0])
     if not keep.any():
         return scores
+    if normalize:
+        # Shares do not depend on a common scale; dividing by the largest inlier entry first keeps
+        # tiny (or huge) updates from under- (over-)flowing in the dot products.
+        peak = float(np.abs(u[keep]).max())
+        if peak > 0:
+            u = u / peak
     g = u[keep].mean(axis=0)
     p = np.where(keep, np.maximum(u @ g, 0.0), 0.0)
     if not normalize:
