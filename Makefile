@@ -63,7 +63,7 @@ lint: install
 # docs/static-analysis.md.
 .PHONY: slither
 slither: install
-	$(PY) -m marketplace.chain.static_analysis
+	$(PY) -m scripts.slither
 
 clean:
 	rm -rf build .cache .state reports

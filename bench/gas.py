@@ -19,11 +19,12 @@ from rich.console import Console
 from rich.table import Table
 from web3.contract import Contract
 
-from marketplace.chain.anvil import AnvilNode, dev_accounts
-from marketplace.chain.client import ChainClient
-from marketplace.chain.compile import compile_contracts
-from marketplace.chain.deploy import REGISTRY, deploy_marketplace, market_client
-from marketplace.chain.market import ProjectConfig, RoundResult
+from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.compile import compile_contracts
+from marketplace.adapters.chain.deploy import REGISTRY, deploy_marketplace, market_client
+from marketplace.adapters.chain.market import ProjectConfig, RoundResult
+from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
 
 #: ``IReliabilityRegistry.Outcome``
 OUTCOME_CONTRIBUTED, OUTCOME_FLAGGED, OUTCOME_MISSED = 0, 1, 2
@@ -88,7 +89,7 @@ def measure(n: int, url: str, accounts: list[LocalAccount]) -> GasRow:
     members = owner.trainers(pid)
     scores = [1_000 + 37 * i for i in range(n)]
     flags = [i % 4 == 3 for i in range(n)]  # a quarter flagged: exercises the slashing path
-    proof = owner.test_verifier_proof(pid, 0, scores, flags)
+    proof = local_hash_proof(*recorded_verifier_inputs(owner, pid, 0, scores, flags, [False] * len(scores)))
     receipt = aggregator.finalize_round(pid, 0, RoundResult(cid, cid, scores, flags, proof))
     finalize = receipt["gasUsed"]
 

@@ -8,8 +8,8 @@ default) the real ezkl round verifier for the smallest circuit that fits N (keys
 ``.cache/zk``; a missing key set is generated first and reported as ``setup``). The owner posts a
 job for N trainers on the digits task (IID shards); one trainer sign-flips and one sends a zero
 update, so every round has flags to prove and slash. Every trainer is a real
-:class:`~marketplace.trainer.node.TrainerNode` and the aggregator a real
-:class:`~marketplace.aggregator.node.AggregatorNode`; their own per-phase timings are collected:
+:class:`~marketplace.roles.trainer.TrainerNode` and the aggregator a real
+:class:`~marketplace.roles.aggregator.AggregatorNode`; their own per-phase timings are collected:
 
 * trainer (per trainer, mean and slowest): **fetch** the global model from IPFS, **train** locally
   (PyTorch), **commit** (read the seed and K, sketch, committed row, Poseidon hash), **pin** the update,
@@ -95,16 +95,16 @@ ETH = 10**18
 def measure(n: int, rounds: int, model: str, zk: bool, log: Console) -> dict[str, Any]:
     """Runs one ``n``-trainer job of ``rounds`` rounds in this process and returns its figures."""
     from bench.gas import reliability_gas, reliability_registries
-    from marketplace.aggregator.node import AggregatorNode
-    from marketplace.chain.compile import compile_contracts
-    from marketplace.chain.deploy import TEST_VERIFIER
-    from marketplace.chain.market import ProjectConfig
-    from marketplace.demo import deploy_zk_round_verifier, local_stack
-    from marketplace.fl.attacks import Attack
+    from marketplace.adapters.chain.compile import compile_contracts
+    from marketplace.adapters.chain.deploy import TEST_VERIFIER
+    from marketplace.adapters.chain.market import ProjectConfig
+    from marketplace.adapters.ezkl.keys import circuit_for
+    from marketplace.demo.attacks import Attack
+    from marketplace.demo.job import deploy_zk_round_verifier, local_stack
     from marketplace.fl.data import load_npz, partition_digits
     from marketplace.fl.models import build_model, num_params
-    from marketplace.trainer.node import Submitted, TrainerNode, TrainingSettings
-    from marketplace.zk.keys import circuit_for
+    from marketplace.roles.aggregator import AggregatorNode
+    from marketplace.roles.trainer import Submitted, TrainerNode, TrainingSettings
 
     attacks = [Attack.NONE] * (n - 2) + [Attack.SIGN_FLIP, Attack.FREE_RIDER_ZERO]
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp, local_stack(Path(tmp), n + 3) as stack:
@@ -194,7 +194,7 @@ def _warm_up(model: str, data: Any, store: Any, k: int) -> None:
 
     from marketplace.fl.models import build_model, num_params
     from marketplace.fl.train import train_local
-    from marketplace.zk.commit import commit_update
+    from marketplace.protocol.commitment import commit_update
 
     train_local(model, build_model(model, seed=1).state_dict(), data, 1, 0.1, 32, seed=0)
     commit_update(np.ones(num_params(model), dtype=np.float32), 1, k)

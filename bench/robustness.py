@@ -129,13 +129,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from marketplace.fl.attacks import Attack
+from marketplace.demo.attacks import Attack
 from marketplace.fl.data import TEST_FILE, LocalData, load_npz, partition_digits
 from marketplace.fl.models import build_model, param_spec, state_to_vector, vector_to_state
-from marketplace.fl.simulate import collect_updates
 from marketplace.fl.train import evaluate
-from marketplace.scoring.aggregate import apply_update, fedavg
-from marketplace.scoring.gram import GramConfig, GramScorer
+from marketplace.rule.aggregate import apply_update, fedavg
+from marketplace.rule.gram import GramConfig
+from marketplace.rule.scorer import GramScorer
+from research.simulate import collect_updates
 
 try:
     from flwr.common import Code, FitRes, Scalar, Status, ndarrays_to_parameters, parameters_to_ndarrays

@@ -5,13 +5,13 @@
 For each D the parent process starts a real local IPFS node (embedded Kubo, ``LocalIpfsNode``),
 generates max(N) synthetic float32 updates (an honest shared direction plus noise; every 8th
 trainer sign-flips, the one before it sends a zero update) and pins each as a two-tensor
-safetensors file with :class:`~marketplace.storage.ModelStore`; the trainer-side commitment is
-:func:`marketplace.zk.commit.commit_update`. Then, per N, a fresh subprocess (the aggregator)
+safetensors file with :class:`~marketplace.adapters.ipfs.ModelStore`; the trainer-side commitment is
+:func:`marketplace.protocol.commitment.commit_update`. Then, per N, a fresh subprocess (the aggregator)
 does one round on the first N updates, phase by phase:
 
 a. **fetch**: ``ModelStore.get_tensors`` (IPFS cat, CID check, safetensors header and
    names/shapes/dtypes/finite check) + flatten, one update at a time into an N x D float32 matrix;
-b. **sketch**: CountSketch of every row to K = 64 (``marketplace.scoring.sketch``); ``hash gen``
+b. **sketch**: CountSketch of every row to K = 64 (``marketplace.protocol.sketch``); ``hash gen``
    is the one-time (cached) draw of the bucket/sign arrays for ``(seed, D, 64)``, reported apart;
 c. **commit**: committed row (``committed_row``) + Poseidon hash (``commitment_bytes``), compared
    with the trainer's commitment (the same functions ``commit_update`` composes, minus its sketch);
@@ -167,8 +167,8 @@ def split(vec: np.ndarray, spec: dict[str, tuple[tuple[int, ...], str]]) -> dict
 
 def put_updates(api_url: str, d: int, n: int) -> dict[str, Any]:
     """Pin n synthetic updates of D parameters; returns the manifest the aggregator child reads."""
-    from marketplace.storage import IpfsClient, ModelStore
-    from marketplace.zk.commit import commit_update
+    from marketplace.adapters.ipfs import IpfsClient, ModelStore
+    from marketplace.protocol.commitment import commit_update
 
     spec = spec_for(d)
     base = np.random.default_rng(0).standard_normal(d, dtype=np.float32) * np.float32(1e-3)
@@ -223,12 +223,13 @@ def aggregate_round(
     import torch
 
     torch.set_num_threads(1)
+    from marketplace.adapters.ipfs import IpfsClient, ModelStore
     from marketplace.fl.models import tensors_to_vector
-    from marketplace.protocol import MAX_UPDATE_BYTES
-    from marketplace.scoring.gram import GramScorer, committed_row, shares
-    from marketplace.scoring.sketch import sketch, sketch_params
-    from marketplace.storage import IpfsClient, ModelStore
-    from marketplace.zk.commit import commitment_bytes, zero_row_commitment
+    from marketplace.protocol.commitment import commitment_bytes, committed_row, zero_row_commitment
+    from marketplace.protocol.constants import MAX_UPDATE_BYTES
+    from marketplace.protocol.sketch import sketch, sketch_params
+    from marketplace.rule.gram import shares
+    from marketplace.rule.scorer import GramScorer
 
     d, seed = int(manifest["d"]), int(manifest["seed"])
     spec = {k: (tuple(s), t) for k, (s, t) in manifest["spec"].items()}
@@ -321,7 +322,7 @@ def run_child(api_url: str, manifest_path: Path, n: int, node_pid: int | None, c
 
 def run(dims: list[int], trainers: list[int], gc_dims: list[int], log: Callable[[str], None]) -> list[dict[str, Any]]:
     """Every (D, N) round as the code is; for D in ``gc_dims`` also with ``gc.collect()`` per fetch."""
-    from marketplace.storage import LocalIpfsNode
+    from marketplace.adapters.ipfs import LocalIpfsNode
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:

@@ -3,7 +3,7 @@
 1. Contribution fidelity: the paying score vs exact Shapley (Spearman, wall-clock cost ratio) for
    N = 4..10 trainers on the label-noise case (honest noise rates 0..80 %, ~25 % attackers).
    The paying score is ``GramScorer(sketch_dim=64, seed=seed, weighting="equal")``: payout
-   shares (``marketplace.scoring.gram.shares``) of the integer scores the circuit proves. The old
+   shares (``marketplace.rule.gram.shares``) of the integer scores the circuit proves. The old
    ``SketchScorer`` (K = 4096) and GTG-Shapley (on its own, un-memoised utility) are comparison
    rows. Cost = the scorer's ``run_round`` (sketch, flags, scores, FedAvg) vs the 2^N utility
    evaluations of exact Shapley; the zk proof of the Gram rule is not included (``bench.zk``).
@@ -94,14 +94,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from marketplace.fl.attacks import Attack
+from marketplace.demo.attacks import Attack
 from marketplace.fl.data import load_npz, partition_digits
 from marketplace.fl.models import build_model
-from marketplace.fl.scenarios import label_noise_shards
-from marketplace.fl.simulate import collect_updates, run_rounds
-from marketplace.fl.utility import fedavg_utility
-from marketplace.scoring import SketchScorer, exact_shapley, gtg_shapley, sketch, sketch_params, spearman
-from marketplace.scoring.gram import GramScorer, shares
+from marketplace.rule.gram import shares
+from marketplace.rule.scorer import GramScorer
+from research.baselines import SketchScorer, exact_shapley, gtg_shapley, sketch, sketch_params, spearman
+from research.scenarios import label_noise_shards
+from research.simulate import collect_updates, run_rounds
+from research.utility import fedavg_utility
 
 ATTACK_CYCLE = ["sign_flip", "gaussian", "free_rider_zero"]
 GRAM_K = 64

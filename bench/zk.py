@@ -28,13 +28,13 @@ def measure(n: int, k: int) -> dict[str, object]:
     """One size, in this process."""
     import ezkl
 
-    from marketplace.chain.anvil import AnvilNode, dev_accounts
-    from marketplace.chain.client import ChainClient
-    from marketplace.verify import gas_to_succeed
-    from marketplace.zk.commit import commit_update
-    from marketplace.zk.evm import deploy_halo2_verifier, deploy_round_verifier
-    from marketplace.zk.keys import setup
-    from marketplace.zk.prover import prove_rows
+    from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
+    from marketplace.adapters.chain.client import ChainClient
+    from marketplace.adapters.ezkl.evm import deploy_halo2_verifier, deploy_round_verifier
+    from marketplace.adapters.ezkl.keys import setup
+    from marketplace.adapters.ezkl.prove import prove_rows
+    from marketplace.protocol.commitment import commit_update
+    from marketplace.roles.verify import gas_to_succeed
 
     t0 = time.perf_counter()
     keys = setup(n, k)

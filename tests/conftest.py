@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from marketplace.chain.anvil import AnvilNode, dev_accounts  # noqa: E402
-from marketplace.chain.client import ChainClient  # noqa: E402
+from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts  # noqa: E402
+from marketplace.adapters.chain.client import ChainClient  # noqa: E402
 
 _SESSION_START = time.time()
 

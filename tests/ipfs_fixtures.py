@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from marketplace.storage.ipfs import IpfsClient  # noqa: E402
-from marketplace.storage.manager import LocalIpfsNode  # noqa: E402
+from marketplace.adapters.ipfs.ipfs import IpfsClient  # noqa: E402
+from marketplace.adapters.ipfs.manager import LocalIpfsNode  # noqa: E402
 
 _shared: dict[str, LocalIpfsNode] = {}
 

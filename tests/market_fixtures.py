@@ -11,12 +11,13 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from marketplace.chain.anvil import AnvilNode, dev_accounts
-from marketplace.chain.client import ChainClient
-from marketplace.chain.compile import Artifacts, compile_contracts
-from marketplace.chain.deploy import Deployment, deploy_marketplace, market_client
-from marketplace.chain.errors import ContractRevert
-from marketplace.chain.market import MarketClient, ProjectConfig, RoundResult
+from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.compile import Artifacts, compile_contracts
+from marketplace.adapters.chain.deploy import Deployment, deploy_marketplace, market_client
+from marketplace.adapters.chain.errors import ContractRevert
+from marketplace.adapters.chain.market import MarketClient, ProjectConfig, RoundResult
+from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
 
 ETH = 10**18
 N_ACCOUNTS = 12
@@ -125,9 +126,24 @@ class Actors:
     ) -> RoundResult:
         """A round result with a proof the test verifier accepts for the on-chain commitments."""
         flags = flags if flags is not None else [False] * len(scores)
-        proof = self.owner.test_verifier_proof(pid, round_, scores, flags, rejected)
+        proof = test_verifier_proof(self.owner, pid, round_, scores, flags, rejected)
         cids = f"bafkreimodel{pid}r{round_}", f"bafkreiproof{pid}r{round_}"
         return RoundResult(*cids, scores, flags, proof, rejected)
+
+
+def test_verifier_proof(
+    market: MarketClient, pid: int, round_: int, scores: list[int], flags: list[bool],
+    rejected: list[bool] | None = None,
+) -> bytes:
+    """The proof the local ``TestRoundVerifier`` accepts for these trainer-order scores and flags and
+    the round's on-chain commitments; ``rejected`` trainers are empty slots, as the market hands them."""
+    members = market.trainers(pid)
+    if rejected is None or len(rejected) != len(members):  # a malformed result: let the contract say so
+        rejected = [False] * len(members)
+    return local_hash_proof(*recorded_verifier_inputs(market, pid, round_, scores, flags, rejected))
+
+
+test_verifier_proof.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 def commitment_for(pid: int, round_: int, address: str) -> bytes:

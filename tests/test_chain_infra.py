@@ -12,15 +12,21 @@ from eth_account import Account
 from typer.testing import CliRunner
 from web3.contract import Contract
 
-from marketplace.chain.accounts import AccountError, create_keystore, load_account
-from marketplace.chain.anvil import AnvilError, AnvilNode, dev_accounts, free_port, pid_alive
-from marketplace.chain.client import ChainClient
-from marketplace.chain.compile import Artifact, Artifacts, CompilationError, compile_contracts
-from marketplace.chain.errors import ChainIdMismatch, ContractRevert, RpcUnavailable
-from marketplace.cli import app
-from marketplace.config import ConfigError, DeployedContract, Deployment, read_deployment, resolve_network
-from marketplace.config import write_deployment as save_deployment
-from marketplace.toolchain import install_svm_solc, solc_binary
+from marketplace.adapters.chain.accounts import AccountError, create_keystore, load_account
+from marketplace.adapters.chain.anvil import AnvilError, AnvilNode, dev_accounts, free_port, pid_alive
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.compile import Artifact, Artifacts, CompilationError, compile_contracts
+from marketplace.adapters.chain.config import (
+    ConfigError,
+    DeployedContract,
+    Deployment,
+    read_deployment,
+    resolve_network,
+)
+from marketplace.adapters.chain.config import write_deployment as save_deployment
+from marketplace.adapters.chain.errors import ChainIdMismatch, ContractRevert, RpcUnavailable
+from marketplace.adapters.toolchain import install_svm_solc, solc_binary
+from marketplace.cli.main import app
 
 FIXTURES = Path(__file__).parent / "fixtures" / "contracts"
 

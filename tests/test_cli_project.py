@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from marketplace.cli import app
+from marketplace.cli.main import app
 
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
@@ -62,7 +62,7 @@ def test_zk_verifier_deployed_approved_and_usable_by_a_project(cli: CliRunner) -
     assert "development SRS" in out and "logrows 15" in out
     out = run(cli, "zk", "deploy", "--trainers", "4", "--sketch", "32")
     assert "approved" in out
-    from marketplace.config import read_deployment
+    from marketplace.adapters.chain.config import read_deployment
 
     adapter = read_deployment("local").address("EzklRoundVerifier-n4-k32")
     out = run(cli, "project", "create", "--initial-cid", CID, "--max-trainers", "4", "--verifier", adapter)

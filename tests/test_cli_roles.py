@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from marketplace.cli import app
+from marketplace.cli.main import app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def cli(*args: str, code: int = 0) -> str:
 
 def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "marketplace.cli", *args],
+        [sys.executable, "-m", "marketplace.cli.main", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -10,19 +10,21 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from marketplace.aggregator.node import AggregatorNode
-from marketplace.aggregator.rounds import collect_round, score_round
-from marketplace.audit import audit_round
-from marketplace.chain.deploy import TEST_VERIFIER
-from marketplace.chain.market import ProjectConfig, ProjectStatus, RoundResult
-from marketplace.demo import DemoConfig, LocalStack, local_stack, run_demo
-from marketplace.fl.attacks import Attack
+from marketplace.adapters.chain.deploy import TEST_VERIFIER
+from marketplace.adapters.chain.market import ProjectConfig, ProjectStatus, RoundResult
+from marketplace.adapters.ipfs.tensors import dumps
+from marketplace.demo.attacks import Attack
+from marketplace.demo.job import DemoConfig, LocalStack, local_stack, run_demo
 from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model, num_params, param_spec
-from marketplace.storage.tensors import dumps
-from marketplace.trainer.node import Submitted, TrainerNode, TrainingSettings
-from marketplace.verify import verify_round
-from marketplace.zk.commit import commit_update
+from marketplace.protocol.commitment import commit_update
+from marketplace.roles.aggregator import AggregatorNode
+from marketplace.roles.audit import audit_round
+from marketplace.roles.trainer import Submitted, TrainerNode, TrainingSettings
+from marketplace.roles.verify import verify_round
+from marketplace.round.collect import collect_round
+from marketplace.round.score import score_round
+from tests.market_fixtures import test_verifier_proof
 
 ETH = 10**18
 
@@ -146,7 +148,7 @@ def test_audit_catches_scores_that_were_not_computed_by_the_rule(stack: LocalSta
     inputs = collect_round(aggregator.market, stack.store, pid, 0, "mlp")
     scored = score_round(inputs)
     forged = [scored.chain_scores[0] * 3, *scored.chain_scores[1:]]
-    proof = aggregator.market.test_verifier_proof(pid, 0, forged, scored.flags, scored.rejected)
+    proof = test_verifier_proof(aggregator.market, pid, 0, forged, scored.flags, scored.rejected)
     result = RoundResult("bafkreimodel", "bafkreiproof", forged, scored.flags, proof, scored.rejected)
     aggregator.market.finalize_round(pid, 0, result)
     audit = audit_round(stack.admin, stack.store, pid, 0)
@@ -176,10 +178,10 @@ def test_aggregator_restart_does_not_double_post(stack: LocalStack, tmp_path: Pa
 def test_ipfs_outage_mid_round_flags_nobody_and_the_round_completes_after_restart(
     stack: LocalStack, tmp_path: Path
 ) -> None:
-    from marketplace.chain.anvil import free_port
-    from marketplace.storage.errors import IpfsConnectionError
-    from marketplace.storage.manager import LocalIpfsNode
-    from marketplace.storage.store import ModelStore
+    from marketplace.adapters.chain.anvil import free_port
+    from marketplace.adapters.ipfs.errors import IpfsConnectionError
+    from marketplace.adapters.ipfs.manager import LocalIpfsNode
+    from marketplace.adapters.ipfs.store import ModelStore
 
     port = free_port()
     node = LocalIpfsNode(tmp_path / "ipfs", port=port)

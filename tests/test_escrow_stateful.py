@@ -19,8 +19,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from marketplace.chain.errors import ContractRevert
-from marketplace.chain.market import MarketClient, ProjectStatus
+from marketplace.adapters.chain.errors import ContractRevert
+from marketplace.adapters.chain.market import MarketClient, ProjectStatus
 from tests.market_fixtures import Actors
 
 N_TRAINERS = 4

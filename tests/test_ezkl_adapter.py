@@ -8,7 +8,7 @@ from __future__ import annotations
 from eth_abi import encode
 from eth_utils import keccak
 
-from marketplace.chain.market import ProjectConfig, RoundResult
+from marketplace.adapters.chain.market import ProjectConfig, RoundResult
 from tests.market_fixtures import Actors, commitment_for, reverts
 
 R = 21888242871839275222246405745257275088548364400416034343698204186575808495617

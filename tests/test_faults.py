@@ -26,18 +26,18 @@ import pytest
 from hexbytes import HexBytes
 from web3.types import RPCEndpoint
 
-import marketplace.aggregator.node as aggregator_module
-from marketplace.aggregator.node import AggregatorNode
-from marketplace.aggregator.prover import HashProver
-from marketplace.chain.anvil import free_port
-from marketplace.chain.client import ChainClient
-from marketplace.chain.deploy import TEST_VERIFIER
-from marketplace.chain.errors import RpcUnavailable
-from marketplace.chain.market import FinalizedRound, MarketClient, ProjectConfig, ProjectStatus, RoundResult
-from marketplace.demo import LocalStack, local_stack
+import marketplace.roles.aggregator as aggregator_module
+from marketplace.adapters.chain.anvil import free_port
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.deploy import TEST_VERIFIER
+from marketplace.adapters.chain.errors import RpcUnavailable
+from marketplace.adapters.chain.market import FinalizedRound, MarketClient, ProjectConfig, ProjectStatus, RoundResult
+from marketplace.demo.job import LocalStack, local_stack
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import build_model
-from marketplace.trainer.node import StepOutcome, Submitted, TrainerNode, TrainingSettings
+from marketplace.roles.aggregator import AggregatorNode
+from marketplace.roles.trainer import StepOutcome, Submitted, TrainerNode, TrainingSettings
+from marketplace.round.prove import HashProver
 from tests.market_fixtures import reverts
 
 ETH = 10**18

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from marketplace.fl.attacks import (
+from marketplace.demo.attacks import (
     Attack,
     AttackConfig,
     apply_attacks,

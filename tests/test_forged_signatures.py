@@ -18,7 +18,7 @@ from eth_account.signers.local import LocalAccount
 from eth_keys.constants import SECPK1_N
 from web3.exceptions import Web3RPCError
 
-from marketplace.chain.errors import ContractRevert
+from marketplace.adapters.chain.errors import ContractRevert
 from tests.market_fixtures import ETH, Actors
 
 GAS = 3_000_000  # fixed: estimating would already simulate the call from the forger

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from marketplace.storage.errors import (
+from marketplace.adapters.ipfs.errors import (
     InvalidUpdate,
     NonFiniteValues,
     NotSafetensors,
@@ -40,10 +40,10 @@ from marketplace.storage.errors import (
     WrongKeys,
     WrongShape,
 )
-from marketplace.storage.ipfs import IpfsClient
-from marketplace.storage.safejson import TooDeeplyNested, loads_bounded, nesting_depth
-from marketplace.storage.store import ModelStore
-from marketplace.storage.tensors import DTYPE_SIZES, dumps, load_checked
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.adapters.ipfs.safejson import TooDeeplyNested, loads_bounded, nesting_depth
+from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.adapters.ipfs.tensors import DTYPE_SIZES, dumps, load_checked
 from tests.ipfs_fixtures import ipfs, ipfs_node  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,8 +127,8 @@ def test_arbitrary_headers_give_typed_errors_or_a_checked_load(
 DEEP = """
 import struct, sys
 import py_ecc  # imported by web3 and eth-account, as in every node: raises the recursion limit to 100,000
-from marketplace.storage.errors import NotSafetensors
-from marketplace.storage.tensors import load_checked
+from marketplace.adapters.ipfs.errors import NotSafetensors
+from marketplace.adapters.ipfs.tensors import load_checked
 assert sys.getrecursionlimit() >= 100_000
 for bracket, closing in [(b"[", b"]"), (b'{"a":', b"}")]:
     raw = bracket * 100_000 + b"1" + closing * 100_000

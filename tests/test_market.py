@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from marketplace.chain.market import Outcome, ProjectStatus, RoundResult, local_hash_proof
-from tests.market_fixtures import ETH, Actors, commitment_for, reverts
+from marketplace.adapters.chain.market import Outcome, ProjectStatus, RoundResult
+from marketplace.round.prove import local_hash_proof
+from tests.market_fixtures import ETH, Actors, commitment_for, reverts, test_verifier_proof
 
 # ---------------------------------------------------------------- admin and registry
 
@@ -444,7 +445,7 @@ def test_verifier_sees_values_in_arrival_order(actors: Actors) -> None:
     with reverts("InvalidProof"):
         actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", scores, flags, in_trainer_order))
     in_arrival = local_hash_proof([commitments[2], commitments[0], commitments[1]], [7, 5, 0], [False] * 3)
-    assert in_arrival == actors.owner.test_verifier_proof(pid, 0, scores, flags)
+    assert in_arrival == test_verifier_proof(actors.owner, pid, 0, scores, flags)
     receipt = actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", scores, flags, in_arrival))
     (event,) = actors.events(receipt, "RoundFinalized")
     assert event["scores"] == scores  # recorded in trainer order, as submitted by the aggregator
@@ -458,7 +459,7 @@ def test_rejected_update_is_an_empty_slot_for_the_verifier_and_recorded_as_flagg
     commitments = [actors.owner.commitment(pid, 0, t.address) for t in (t0, t1, t2)]
     # The verifier sees trainer 1 (arrived first) as an empty slot: commitment 0, not flagged.
     empty_slot = local_hash_proof([b"\0" * 32, commitments[0], commitments[2]], [0, 5, 7], [False] * 3)
-    assert empty_slot == actors.owner.test_verifier_proof(pid, 0, scores, flags, rejected)
+    assert empty_slot == test_verifier_proof(actors.owner, pid, 0, scores, flags, rejected)
     as_submitted = local_hash_proof([commitments[1], commitments[0], commitments[2]], [0, 5, 7], [True, False, False])
     with reverts("InvalidProof"):  # a proof over the rejected trainer's commitment does not fit
         forged = RoundResult("bafkreim", "bafkreip", scores, flags, as_submitted, rejected)

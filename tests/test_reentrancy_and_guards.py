@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from marketplace.chain.anvil import AnvilNode, dev_accounts
-from marketplace.chain.client import ChainClient
-from marketplace.chain.compile import Artifacts
-from marketplace.chain.deploy import deploy_marketplace
-from marketplace.chain.errors import ContractRevert
+from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.compile import Artifacts
+from marketplace.adapters.chain.deploy import deploy_marketplace
+from marketplace.adapters.chain.errors import ContractRevert
 from tests.market_fixtures import ETH, Actors, reverts
 
 

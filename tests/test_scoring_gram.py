@@ -15,21 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from marketplace.fl.attacks import Attack
+from marketplace.demo.attacks import Attack
 from marketplace.fl.data import LocalData, load_npz, partition_digits
-from marketplace.fl.simulate import run_rounds
-from marketplace.scoring.gram import (
-    GramConfig,
-    GramScorer,
-    committed_row,
-    committed_rows,
-    gram_rule_float,
-    gram_rule_int,
-    quantize,
-    sanitize_rows,
-    shares,
-)
-from marketplace.scoring.strategy import RoundResult
+from marketplace.protocol.commitment import committed_row, committed_rows, quantize, sanitize_rows
+from marketplace.rule.gram import GramConfig, gram_rule_float, gram_rule_int, shares
+from marketplace.rule.scorer import GramScorer
+from marketplace.rule.strategy import RoundResult
+from research.simulate import run_rounds
 
 ATTACKERS = (6, 7)
 HONEST = list(range(6))

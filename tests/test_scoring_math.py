@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from marketplace.scoring import (
+from research.baselines import (
     SketchScorer,
     aggregation_weights,
     apply_update,
@@ -25,7 +25,7 @@ from marketplace.scoring import (
     sketch_rows,
     spearman,
 )
-from marketplace.scoring.contribution import rankdata
+from research.baselines.contribution import rankdata
 
 ALL = np.ones(5, dtype=bool)
 # four rows near (1, 0), one far outlier
@@ -111,7 +111,7 @@ def test_sketch_definition_and_cache() -> None:
     rows = sketch_rows(np.stack([u, 2 * u]), 4, seed=7)
     assert np.allclose(rows[1], 2 * expected)
     with pytest.raises(ValueError):
-        sketch_rows(u, 4)
+        sketch_rows(u, 4, 0)
 
 
 def test_sketch_preserves_inner_products_roughly() -> None:
@@ -165,7 +165,7 @@ def test_sketch_scorer_round() -> None:
 
 
 def test_opposing_flags_hand_computed() -> None:
-    from marketplace.scoring.flags import opposing_flags
+    from research.baselines.flags import opposing_flags
 
     u = np.array([[1.0, 2.0], [2.0, 1.0], [1.0, 1.0], [-1.0, -1.0], [0.0, 0.0], [-9.0, 9.0]])
     active = np.array([1, 1, 1, 1, 1, 0], bool)

@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from marketplace.scoring import (
+from research.baselines import (
     SketchScorer,
     duplicate_flags,
     fedavg,

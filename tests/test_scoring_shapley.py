@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from marketplace.fl.models import build_model
-from marketplace.fl.scenarios import label_noise_shards
-from marketplace.fl.simulate import collect_updates
-from marketplace.fl.utility import fedavg_utility
-from marketplace.protocol import DEFAULT_SKETCH_WIDTH as SKETCH_DIM
-from marketplace.scoring import exact_shapley, gtg_shapley, leave_one_out, spearman
-from marketplace.scoring.gram import GramScorer
+from marketplace.protocol.constants import DEFAULT_SKETCH_WIDTH as SKETCH_DIM
+from marketplace.rule.scorer import GramScorer
+from research.baselines import exact_shapley, gtg_shapley, leave_one_out, spearman
+from research.scenarios import label_noise_shards
+from research.simulate import collect_updates
+from research.utility import fedavg_utility
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 NOISE = [0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 0.0, 0.0]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from marketplace.chain.static_analysis import JUSTIFIED, Finding, run_slither, slither_executable, triage
-from marketplace.toolchain import ToolchainError
+from marketplace.adapters.toolchain import ToolchainError
+from scripts.slither import JUSTIFIED, Finding, run_slither, slither_executable, triage
 
 ROOT = Path(__file__).resolve().parent.parent
 

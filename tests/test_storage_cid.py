@@ -9,10 +9,10 @@ import os
 import pytest
 from multiformats import CID, multihash
 
-from marketplace.storage.cid import compute_cid, normalize_cid, parse_cid, verify_cid
-from marketplace.storage.errors import CidMismatch, InvalidCid, UnsupportedCid
-from marketplace.storage.ipfs import IpfsClient
-from marketplace.storage.unixfs import CHUNK_SIZE, CIDV1_RAW_LEAVES, MAX_LINKS, import_bytes
+from marketplace.adapters.ipfs.cid import compute_cid, normalize_cid, parse_cid, verify_cid
+from marketplace.adapters.ipfs.errors import CidMismatch, InvalidCid, UnsupportedCid
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.adapters.ipfs.unixfs import CHUNK_SIZE, CIDV1_RAW_LEAVES, MAX_LINKS, import_bytes
 from tests.ipfs_fixtures import ipfs, ipfs_node  # noqa: F401
 
 EMPTY_V0 = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"  # Kubo's well-known empty file

@@ -11,14 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from marketplace.storage.errors import (
+from marketplace.adapters.ipfs.errors import (
     IpfsApiError,
     IpfsConnectionError,
     IpfsNotFound,
     ObjectTooLarge,
 )
-from marketplace.storage.ipfs import IpfsClient, normalize_api_url
-from marketplace.storage.manager import (
+from marketplace.adapters.ipfs.ipfs import IpfsClient, normalize_api_url
+from marketplace.adapters.ipfs.manager import (
     LocalIpfsNode,
     NodeStartError,
     node_down,
@@ -27,7 +27,7 @@ from marketplace.storage.manager import (
     read_state,
     resolve_api_url,
 )
-from marketplace.storage.unixfs import CIDV1_RAW_LEAVES
+from marketplace.adapters.ipfs.unixfs import CIDV1_RAW_LEAVES
 from tests.ipfs_fixtures import ipfs, ipfs_node  # noqa: F401
 
 MISSING = "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n"  # a valid CID nobody added

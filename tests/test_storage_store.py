@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -13,11 +11,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis.extra import numpy as hnp
 
-from marketplace.storage.cid import compute_cid
-from marketplace.storage.errors import CidMismatch, NonFiniteValues, ObjectTooLarge, WrongShape
-from marketplace.storage.ipfs import IpfsClient
-from marketplace.storage.store import ModelStore
-from marketplace.storage.tensors import TensorBundle
+from marketplace.adapters.ipfs.errors import CidMismatch, NonFiniteValues, ObjectTooLarge, WrongShape
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.adapters.ipfs.store import ModelStore
 from tests.ipfs_fixtures import ipfs, ipfs_node  # noqa: F401
 
 EXPECTED = {"w": ((8, 4), np.float32), "b": ((4,), np.float32)}
@@ -66,47 +62,6 @@ def test_oversize_object_rejected(store: ModelStore) -> None:
     cid = store.put_tensors({"w": np.zeros((600, 600), np.float32)})
     with pytest.raises(ObjectTooLarge):
         store.get_tensors(cid)
-
-
-def test_fetch_updates_keeps_good_and_reports_bad(store: ModelStore) -> None:
-    nan = update(3)
-    nan["b"][0] = np.nan
-    wrong_shape = {"w": np.zeros((4, 8), np.float32), "b": np.zeros(4, np.float32)}
-    buf = io.BytesIO()
-    torch.save({"w": torch.zeros(8, 4), "b": torch.zeros(4)}, buf)
-    cids = {
-        "alice": store.put_tensors(update(10)),
-        "bob": store.put_tensors(nan),
-        "carol": store.put_tensors(wrong_shape),
-        "dave": store.put_bytes(pickle.dumps(update(4))),
-        "erin": store.put_bytes(buf.getvalue()),
-        "frank": store.put_tensors({"w": np.zeros((700, 700), np.float32)}),
-        "grace": "not-a-cid",
-        "heidi": compute_cid(b"never added"),
-        "ivan": store.put_tensors(update(11)),
-        "judy": store.put_tensors(update(12)),
-        "mallory": store.put_tensors(update(13)),
-    }
-    committed = {k: float(update(s)["w"].sum()) for k, s in [("alice", 10), ("ivan", 11), ("judy", 99)]}
-
-    def commitment_check(key: str, bundle: TensorBundle) -> bool:
-        if key == "mallory":
-            raise RuntimeError("no commitment on chain")
-        return key not in committed or float(bundle["w"].sum()) == committed[key]
-
-    ok, rejected = store.fetch_updates(cids, EXPECTED, commitment_check=commitment_check)
-    assert sorted(ok) == ["alice", "ivan"]
-    assert sorted(rejected) == sorted(set(cids) - {"alice", "ivan"})
-    assert "NonFiniteValues" in rejected["bob"] and "NaN" in rejected["bob"]
-    assert "WrongShape" in rejected["carol"]
-    assert "NotSafetensors" in rejected["dave"] and "pickle" in rejected["dave"]
-    assert "NotSafetensors" in rejected["erin"]
-    assert "ObjectTooLarge" in rejected["frank"]
-    assert "InvalidCid" in rejected["grace"]
-    assert "IpfsNotFound" in rejected["heidi"]
-    assert "CommitmentMismatch" in rejected["judy"] and "on-chain commitment" in rejected["judy"]
-    assert "no commitment on chain" in rejected["mallory"]
-    np.testing.assert_array_equal(ok["alice"]["w"], update(10)["w"])
 
 
 def test_get_tensors_raises_specific_errors(store: ModelStore) -> None:

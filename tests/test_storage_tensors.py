@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from marketplace.storage.errors import (
+from marketplace.adapters.ipfs.errors import (
     InvalidUpdate,
     NonFiniteValues,
     NotSafetensors,
@@ -23,7 +23,7 @@ from marketplace.storage.errors import (
     WrongKeys,
     WrongShape,
 )
-from marketplace.storage.tensors import dtype_code, dumps, load_checked, read_header
+from marketplace.adapters.ipfs.tensors import dtype_code, dumps, load_checked, read_header
 
 EXPECTED = {"w": ((3, 4), np.float32), "b": ((4,), "float32")}
 

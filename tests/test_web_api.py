@@ -9,10 +9,10 @@ import torch
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
-from marketplace.chain.client import ChainClient
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import build_model, num_params
-from marketplace.storage.ipfs import IpfsClient
-from marketplace.storage.store import ModelStore
 from marketplace.web.app import create_app
 from marketplace.web.schemas import ProjectDetail, eth
 from marketplace.web.settings import WebSettings

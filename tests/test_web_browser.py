@@ -19,8 +19,8 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect, sync_playwright
 
-from marketplace.chain.anvil import AnvilNode
-from marketplace.storage.ipfs import IpfsClient
+from marketplace.adapters.chain.anvil import AnvilNode
+from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.web.app import create_app
 from marketplace.web.schemas import eth
 from marketplace.web.server import BackgroundServer, serve_in_background

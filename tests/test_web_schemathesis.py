@@ -40,12 +40,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from marketplace.chain.anvil import AnvilNode
-from marketplace.chain.client import ChainClient
-from marketplace.chain.compile import Artifacts
-from marketplace.chain.deploy import Deployment, market_client
-from marketplace.storage.ipfs import IpfsClient
-from marketplace.storage.manager import LocalIpfsNode
+from marketplace.adapters.chain.anvil import AnvilNode
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.compile import Artifacts
+from marketplace.adapters.chain.deploy import Deployment, market_client
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.web.api import router as api_router
 from marketplace.web.app import create_app
 from marketplace.web.settings import WebSettings

@@ -13,11 +13,11 @@ import pytest
 
 ezkl = pytest.importorskip("ezkl")
 
-from marketplace.scoring.gram import committed_rows, gram_rule_int, quantize  # noqa: E402
-from marketplace.zk.commit import commit_update, commitment_bytes, row_commitment  # noqa: E402
-from marketplace.zk.keys import run_args  # noqa: E402
-from zk.gram_bench import export  # noqa: E402
-from zk.pipeline import Paths, write_input  # noqa: E402
+from marketplace.adapters.ezkl.keys import run_args  # noqa: E402
+from marketplace.protocol.commitment import commit_update, commitment_bytes, committed_rows, quantize, row_commitment  # noqa: E402  # noqa: E402
+from marketplace.rule.gram import gram_rule_int  # noqa: E402
+from research.zk_prototype.gram_bench import export  # noqa: E402
+from research.zk_prototype.pipeline import Paths, write_input  # noqa: E402
 
 N, K = 8, 64
 R = 21888242871839275222246405745257275088548364400416034343698204186575808495617  # BN254 scalar field

@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from marketplace.chain.market import ProjectConfig, RoundResult, in_arrival_order
-from marketplace.scoring.gram import gram_rule_int, quantize
-from marketplace.zk.commit import commit_update
-from marketplace.zk.evm import deploy_halo2_verifier, deploy_round_verifier
-from marketplace.zk.keys import CircuitKeys, setup
-from marketplace.zk.prover import prove_rows
+from marketplace.adapters.chain.market import ProjectConfig, RoundResult
+from marketplace.adapters.ezkl.evm import deploy_halo2_verifier, deploy_round_verifier
+from marketplace.adapters.ezkl.keys import CircuitKeys, setup
+from marketplace.adapters.ezkl.prove import prove_rows
+from marketplace.protocol.commitment import commit_update, quantize
+from marketplace.protocol.ordering import in_arrival_order
+from marketplace.rule.gram import gram_rule_int
 from tests.market_fixtures import Actors, reverts
 
 N, K = 4, 32

@@ -16,14 +16,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from marketplace.chain.anvil import AnvilNode
-from marketplace.chain.market import RoundResult
-from marketplace.storage.ipfs import IpfsClient
-from marketplace.storage.manager import LocalIpfsNode
+from marketplace.adapters.chain.anvil import AnvilNode
+from marketplace.adapters.chain.market import RoundResult
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.web.app import create_app
 from marketplace.web.settings import WebSettings
 from tests.ipfs_fixtures import ipfs, ipfs_node
-from tests.market_fixtures import ETH, Actors
+from tests.market_fixtures import ETH, Actors, test_verifier_proof
 
 INITIAL_CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 ACCURACIES = [0.61, 0.78]
@@ -69,7 +69,7 @@ def finalize(actors: Actors, ipfs: IpfsClient, pid: int, round_: int, scores: li
     """Finalizes ``round_`` as the aggregator does: proof document pinned to IPFS, proof on chain."""
     members = actors.owner.trainers(pid)
     commitments = [actors.owner.commitment(pid, round_, m) for m in members]
-    proof = actors.owner.test_verifier_proof(pid, round_, scores, flags)
+    proof = test_verifier_proof(actors.owner, pid, round_, scores, flags)
     doc = {
         "project": pid, "round": round_, "prover": "test-hash", "commitments": ["0x" + c.hex() for c in commitments],
         "scores": scores, "flags": flags, "proof": "0x" + proof.hex(), "accuracy": accuracy,

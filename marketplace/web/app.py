@@ -17,9 +17,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from marketplace.chain.client import ChainClient
-from marketplace.chain.deploy import market_client
-from marketplace.chain.errors import ChainError
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.deploy import market_client
+from marketplace.adapters.chain.errors import ChainError
 from marketplace.web import filters
 from marketplace.web.indexer import Indexer, ProofDocReader
 from marketplace.web.schemas import ModelInit
@@ -43,8 +43,8 @@ def model_registry() -> dict[str, str]:
 
 def proof_doc_reader(api_url: str, timeout: float) -> ProofDocReader:
     """Reads a round's JSON proof document from an IPFS node; None when it cannot."""
-    from marketplace.storage.ipfs import IpfsClient
-    from marketplace.storage.safejson import loads_bounded
+    from marketplace.adapters.ipfs.ipfs import IpfsClient
+    from marketplace.adapters.ipfs.safejson import loads_bounded
 
     client = IpfsClient(api_url, timeout=timeout, retries=0)
 
@@ -61,10 +61,10 @@ def proof_doc_reader(api_url: str, timeout: float) -> ProofDocReader:
 
 def pin_initial_weights(api_url: str, name: str, seed: int, timeout: float = 30.0) -> Response | ModelInit:
     """Builds registry model ``name`` with ``seed`` and pins its state dict to IPFS (503 if the node fails)."""
+    from marketplace.adapters.ipfs.errors import StorageError
+    from marketplace.adapters.ipfs.ipfs import IpfsClient
+    from marketplace.adapters.ipfs.store import ModelStore
     from marketplace.fl.models import build_model, num_params
-    from marketplace.storage.errors import StorageError
-    from marketplace.storage.ipfs import IpfsClient
-    from marketplace.storage.store import ModelStore
 
     state = build_model(name, seed=seed).state_dict()
     try:

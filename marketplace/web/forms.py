@@ -1,7 +1,7 @@
 """The "post a job" form: user units in, a validated :class:`ProjectConfig` out, or per-field messages.
 
 Validation is two-layered: :class:`JobForm` parses what a person types (ETH amounts, percents,
-minutes, a CID), then :class:`~marketplace.chain.market.ProjectConfig` (the same model the CLI
+minutes, a CID), then :class:`~marketplace.adapters.chain.market.ProjectConfig` (the same model the CLI
 uses) checks the result against what the contract accepts.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from marketplace.chain.market import MAX_CID_LENGTH, MAX_ROUNDS, MAX_TRAINERS, ProjectConfig
-from marketplace.storage.cid import parse_cid
+from marketplace.adapters.chain.market import MAX_CID_LENGTH, MAX_ROUNDS, MAX_TRAINERS, ProjectConfig
+from marketplace.adapters.ipfs.cid import parse_cid
 
 WEI = 10**18
 

@@ -30,7 +30,7 @@ from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.exceptions import BlockNotFound
 
-from marketplace.chain.client import ChainClient
+from marketplace.adapters.chain.client import ChainClient
 
 SCHEMA_VERSION = 1
 KEPT_HEADS = 32

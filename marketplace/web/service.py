@@ -18,17 +18,11 @@ from eth_utils import is_address, keccak, to_checksum_address
 from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
-from marketplace.chain.client import ChainClient
-from marketplace.chain.errors import ChainError, ContractRevert
-from marketplace.chain.market import (
-    FinalizedRound,
-    MarketClient,
-    Outcome,
-    ProjectConfig,
-    ProjectStatus,
-    in_arrival_order,
-)
-from marketplace.verify import ProofUnavailable, check_proof, proof_from_calldata
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.errors import ChainError, ContractRevert
+from marketplace.adapters.chain.market import FinalizedRound, MarketClient, Outcome, ProjectConfig, ProjectStatus
+from marketplace.protocol.ordering import in_arrival_order
+from marketplace.roles.verify import ProofUnavailable, check_proof, proof_from_calldata
 from marketplace.web.filters import when
 from marketplace.web.indexer import Indexer
 from marketplace.web.schemas import (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from marketplace.config import Deployment
+from marketplace.adapters.chain.config import Deployment
 
 
 class WebSettings(BaseModel):

@@ -1,0 +1,421 @@
+"""A small typed wrapper around web3: deploy, transact (signed locally), call, decode events.
+
+Reverts from calls, gas estimation and mined transactions become :class:`ContractRevert` with
+the custom error decoded from every ABI the client knows. Connection errors, timeouts and
+retryable HTTP answers (429, 5xx: typically a gateway in front of the node) are retried with
+exponential backoff, then reported as :class:`RpcUnavailable` naming the method, the attempts and
+the last error; reverted transactions are never retried, and a signed transaction is re-sent only
+as the very same bytes (the node recognizes it), so a lost answer never makes a second transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import httpx
+import requests
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractConstructor, ContractFunction
+from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted, Web3RPCError
+from web3.logs import DISCARD
+from web3.providers.rpc.utils import check_if_retry_on_failure
+from web3.types import BlockIdentifier, RPCEndpoint, RPCResponse, TxParams, TxReceipt, Wei
+
+from marketplace.adapters.chain.compile import Artifact
+from marketplace.adapters.chain.errors import (
+    ChainError,
+    ChainIdMismatch,
+    NoAccount,
+    RevertDecoder,
+    RpcUnavailable,
+    TransactionFailed,
+    revert_data,
+)
+
+T = TypeVar("T")
+FunctionCall = ContractFunction | ContractConstructor
+
+#: Transport failures worth retrying (web3's HTTPProvider uses requests; httpx for completeness).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    requests.ConnectionError,
+    requests.Timeout,
+    httpx.TransportError,
+)
+#: HTTP answers worth retrying: rate limited, or the node (or a gateway in front of it) failed.
+RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Never retried by the transport: :meth:`ChainClient._send_raw` retries it and checks for duplicates.
+NOT_RETRIED = frozenset({"eth_sendRawTransaction"})
+GAS_MARGIN = 1.2
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, _GaveUp):
+        exc = exc.last
+    detail = str(exc).strip()
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+class _GaveUp(RpcUnavailable):
+    """The provider's retries of one method are exhausted; ``last`` is the last transport error."""
+
+    def __init__(self, message: str, last: BaseException) -> None:
+        super().__init__(message)
+        self.last = last
+
+
+class _Refused(RpcUnavailable):
+    """The endpoint answered with an HTTP error that retrying will not fix (e.g. 401, 404)."""
+
+
+class RetryingHTTPProvider(Web3.HTTPProvider):
+    """web3's HTTP provider with our retry policy: transport failures and retryable HTTP statuses
+    of idempotent methods (web3's allowlist) are retried ``retries - 1`` times with exponential
+    backoff; then :class:`RpcUnavailable` says which method failed, how often, for how long, and
+    the last error. Other HTTP errors (e.g. 401) raise :class:`RpcUnavailable` at once."""
+
+    def __init__(self, rpc_url: str, *, timeout: float, retries: int, backoff: float) -> None:
+        super().__init__(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
+        self.retries = max(1, retries)
+        self.backoff = backoff
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        attempts = self.retries if method not in NOT_RETRIED and check_if_retry_on_failure(method) else 1
+        start = time.monotonic()
+        for attempt in range(attempts):
+            try:
+                return super().make_request(method, params)
+            except requests.HTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else None
+                if status not in RETRYABLE_HTTP_STATUSES:
+                    raise _Refused(f"RPC {self.endpoint_uri} refused {method}: {_describe(exc)}") from None
+                last: BaseException = exc
+            except TRANSIENT_ERRORS as exc:
+                last = exc
+            if attempt + 1 < attempts:
+                time.sleep(self.backoff * 2**attempt)
+        elapsed = time.monotonic() - start
+        tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
+        raise _GaveUp(
+            f"RPC {self.endpoint_uri} unreachable: {method} failed ({tries} in {elapsed:.1f}s; "
+            f"last error {_describe(last)})",
+            last,
+        ) from None
+
+    def is_connected(self, show_traceback: bool = False) -> bool:
+        try:
+            return super().is_connected(show_traceback)
+        except RpcUnavailable as exc:
+            if show_traceback:
+                raise ProviderConnectionError(str(exc)) from None
+            return False
+
+
+class ChainClient:
+    """JSON-RPC client bound to one node and (optionally) one signing account."""
+
+    def __init__(
+        self,
+        rpc_url: str,
+        account: LocalAccount | None = None,
+        expected_chain_id: int | None = None,
+        abis: Iterable[list[dict[str, Any]]] = (),
+        *,
+        request_timeout: float = 30.0,
+        retries: int = 5,
+        backoff: float = 0.25,
+        receipt_timeout: float = 120.0,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.rpc_url = rpc_url
+        self._account = account
+        self.receipt_timeout = receipt_timeout
+        self.poll_interval = poll_interval
+        self._retries = max(1, retries)
+        self._backoff = backoff
+        provider = RetryingHTTPProvider(rpc_url, timeout=request_timeout, retries=self._retries, backoff=backoff)
+        self.w3 = Web3(provider)
+        self.decoder = RevertDecoder(abis)
+        self._chain_id: int | None = None
+        self._lock = threading.Lock()
+        self._next_nonce: int | None = None
+        self._inflight: set[bytes] = set()
+        if expected_chain_id is not None:
+            actual = self.chain_id
+            if actual != expected_chain_id:
+                raise ChainIdMismatch(expected_chain_id, actual, rpc_url)
+
+    # ----------------------------------------------------------------- basics
+    def __repr__(self) -> str:
+        who = self._account.address if self._account else "read-only"
+        return f"ChainClient({self.rpc_url!r}, account={who})"
+
+    __str__ = __repr__
+
+    @property
+    def account(self) -> LocalAccount:
+        """The signing account (raises :class:`NoAccount` for a read-only client)."""
+        if self._account is None:
+            raise NoAccount("this client has no signing account; configure a key or keystore")
+        return self._account
+
+    @property
+    def address(self) -> str | None:
+        """The signing account's address, if any."""
+        return self._account.address if self._account else None
+
+    @property
+    def chain_id(self) -> int:
+        """The chain id the RPC reports (cached)."""
+        if self._chain_id is None:
+            self._chain_id = self._rpc(lambda: int(self.w3.eth.chain_id))
+        return self._chain_id
+
+    def register_abi(self, abi: list[dict[str, Any]]) -> None:
+        """Let the revert decoder know the custom errors of ``abi``."""
+        self.decoder.register(abi)
+
+    def _rpc(self, fn: Callable[[], T]) -> T:
+        """Run a web3 call, translating transport failures and reverts."""
+        try:
+            return fn()
+        except ContractLogicError as exc:
+            raise self.decoder.decode(revert_data(exc)) from None
+        except TRANSIENT_ERRORS as exc:  # the provider reports these itself; kept as a safety net
+            raise RpcUnavailable(f"RPC {self.rpc_url} unreachable: {_describe(exc)}") from None
+
+    def _request(self, method: str, params: list[Any]) -> Any:
+        return self._rpc(lambda: self.w3.manager.request_blocking(RPCEndpoint(method), params))
+
+    # ------------------------------------------------------------- contracts
+    def contract(self, artifact: Artifact | list[dict[str, Any]], address: str) -> Contract:
+        """A contract object at ``address`` (its ABI's errors get registered for decoding)."""
+        abi = artifact.abi if isinstance(artifact, Artifact) else artifact
+        self.register_abi(abi)
+        return self.w3.eth.contract(address=to_checksum_address(address), abi=abi)
+
+    def deploy(self, artifact: Artifact, *args: Any, value: int = 0, gas: int | None = None) -> Contract:
+        """Deploy ``artifact`` with constructor ``args``; return the deployed contract."""
+        if not artifact.is_deployable:
+            raise ChainError(f"{artifact.name} has no bytecode (interface or abstract contract)")
+        self.register_abi(artifact.abi)
+        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        receipt = self.transact(factory.constructor(*args), value=value, gas=gas)
+        address = receipt["contractAddress"]
+        if address is None:
+            raise ChainError(f"deploying {artifact.name} produced no contract address")
+        return self.contract(artifact, address)
+
+    # ----------------------------------------------------------- transactions
+    def fees(self) -> dict[str, int]:
+        """EIP-1559 fee fields from the node (max fee = 2 x base fee + tip)."""
+        block = self._rpc(lambda: self.w3.eth.get_block("latest"))
+        base = int(block.get("baseFeePerGas", 0) or 0)
+        tip = int(self._rpc(lambda: self.w3.eth.max_priority_fee))
+        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+
+    def estimate_gas(self, fn_call: FunctionCall, value: int = 0) -> int:
+        """Gas estimate for ``fn_call`` from the client's account (reverts raise ContractRevert)."""
+        params: TxParams = {"from": self.account.address, "value": Wei(value)}
+        return int(self._rpc(lambda: fn_call.estimate_gas(params)))
+
+    def transact(self, fn_call: FunctionCall, value: int = 0, gas: int | None = None) -> TxReceipt:
+        """Sign and send ``fn_call`` from the client's account; wait for and return the receipt.
+
+        Gas is estimated (+20%) unless given. Raises :class:`ContractRevert` if the estimate or
+        the mined transaction reverts (never retried).
+        """
+        account = self.account
+        if gas is None:
+            gas = int(self.estimate_gas(fn_call, value) * GAS_MARGIN)
+        params: TxParams = {
+            "from": account.address,
+            "value": Wei(value),
+            "gas": gas,
+            "chainId": self.chain_id,
+            **self.fees(),  # type: ignore[typeddict-item]
+        }
+        with self._lock:
+            nonce = self._allocate_nonce(account.address)
+            params["nonce"] = nonce
+            tx = self._rpc(lambda: fn_call.build_transaction(params))
+            raw = account.sign_transaction(tx).raw_transaction
+            tx_hash = self._send_raw(raw)
+            self._next_nonce = nonce + 1
+            self._inflight.add(tx_hash)
+        try:
+            receipt = self.wait(tx_hash)
+        except RpcUnavailable as exc:
+            raise RpcUnavailable(
+                f"{exc}; transaction {HexBytes(tx_hash).to_0x_hex()} was sent, its receipt is not known yet"
+            ) from None
+        finally:
+            with self._lock:
+                self._inflight.discard(tx_hash)
+        if receipt["status"] != 1:
+            raise self._failure(receipt)
+        return receipt
+
+    def _allocate_nonce(self, address: str) -> int:
+        pending = int(self._rpc(lambda: self.w3.eth.get_transaction_count(address, "pending")))
+        if self._inflight and self._next_nonce is not None:
+            return max(pending, self._next_nonce)
+        return pending
+
+    def _send_raw(self, raw: bytes) -> bytes:
+        """Send a signed transaction, retrying transport failures without double-sending: a retry
+        re-sends the same signed bytes (same nonce, same hash), and a node that answers the retry
+        with an error because it already has the transaction counts as success."""
+        tx_hash = bytes(Web3.keccak(raw))
+        start = time.monotonic()
+        for attempt in range(self._retries):
+            try:
+                return bytes(self.w3.eth.send_raw_transaction(raw))
+            except _Refused:
+                raise
+            except (RpcUnavailable, *TRANSIENT_ERRORS) as exc:
+                if attempt == self._retries - 1:
+                    raise RpcUnavailable(
+                        f"RPC {self.rpc_url} unreachable: eth_sendRawTransaction failed ({self._retries} attempts "
+                        f"in {time.monotonic() - start:.1f}s; last error {_describe(exc)}); transaction "
+                        f"{HexBytes(tx_hash).to_0x_hex()} may have reached the node: look it up before sending again"
+                    ) from None
+                time.sleep(self._backoff * 2**attempt)
+            except Web3RPCError as exc:
+                # A retry after a lost response: the node already has our transaction.
+                if attempt > 0 and self._known(tx_hash):
+                    return tx_hash
+                raise ChainError(f"node rejected transaction: {exc.message}") from None
+        return tx_hash
+
+    def _known(self, tx_hash: bytes) -> bool:
+        try:
+            self.w3.eth.get_transaction(HexBytes(tx_hash))
+            return True
+        except Exception:
+            return False
+
+    def wait(self, tx_hash: bytes | str) -> TxReceipt:
+        """Wait for a transaction's receipt (raises ChainError after ``receipt_timeout``)."""
+        try:
+            return self._rpc(
+                lambda: self.w3.eth.wait_for_transaction_receipt(
+                    HexBytes(tx_hash), timeout=self.receipt_timeout, poll_latency=self.poll_interval
+                )
+            )
+        except TimeExhausted:
+            raise ChainError(
+                f"transaction {HexBytes(tx_hash).to_0x_hex()} not mined within {self.receipt_timeout}s"
+            ) from None
+
+    def _failure(self, receipt: TxReceipt) -> ChainError:
+        """Recover the revert reason of a failed transaction by replaying it as a call: on the state
+        before its block, else on the state after it (when an earlier transaction of the same block
+        made it fail, e.g. someone else's, or our own sent before a restart, did the same thing first)."""
+        tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
+        try:
+            tx = self.w3.eth.get_transaction(receipt["transactionHash"])
+        except Exception:
+            return TransactionFailed(tx_hash, receipt.get("gasUsed"))
+        replay: TxParams = {"from": tx["from"], "value": tx["value"], "data": tx["input"], "gas": tx["gas"]}
+        if tx.get("to"):
+            replay["to"] = tx["to"]
+        block = int(receipt["blockNumber"])
+        for state in (max(block - 1, 0), block):
+            try:
+                self.w3.eth.call(replay, block_identifier=state)
+            except ContractLogicError as exc:
+                return self.decoder.decode(revert_data(exc), tx_hash=tx_hash)
+            except Exception:
+                pass
+        return TransactionFailed(tx_hash, receipt.get("gasUsed"))
+
+    # ---------------------------------------------------------------- reading
+    def call(self, fn_call: ContractFunction, block_identifier: BlockIdentifier = "latest", **tx: Any) -> Any:
+        """Call a view (or simulate any function) from the client's account unless ``from`` given."""
+        params: dict[str, Any] = dict(tx)
+        if "from" not in params and self._account is not None:
+            params["from"] = self._account.address
+        return self._rpc(lambda: fn_call.call(params, block_identifier=block_identifier))  # type: ignore[arg-type]
+
+    def events(self, receipt: TxReceipt, contract: Contract, event_name: str) -> list[dict[str, Any]]:
+        """Every ``event_name`` emitted by ``contract`` in ``receipt``, decoded.
+
+        Each item has the same shape as :meth:`get_logs`: ``event``, ``args`` (dict),
+        ``block_number``, ``tx_hash`` (0x-hex), ``log_index``.
+        """
+        decoded = contract.events[event_name]().process_receipt(receipt, errors=DISCARD)
+        return [_event_dict(ev) for ev in decoded if ev["address"] == contract.address]
+
+    def get_logs(
+        self,
+        contract: Contract,
+        event_name: str,
+        from_block: BlockIdentifier = 0,
+        to_block: BlockIdentifier = "latest",
+        argument_filters: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Past ``event_name`` logs of ``contract`` (oldest first), shaped like :meth:`events`."""
+        logs = self._rpc(
+            lambda: contract.events[event_name]().get_logs(
+                argument_filters=argument_filters, from_block=from_block, to_block=to_block
+            )
+        )
+        return [_event_dict(log) for log in logs]
+
+    def balance(self, address: str) -> int:
+        """Balance of ``address`` in wei."""
+        return int(self._rpc(lambda: self.w3.eth.get_balance(to_checksum_address(address))))
+
+    def block_number(self) -> int:
+        """The latest block number."""
+        return int(self._rpc(lambda: self.w3.eth.block_number))
+
+    def timestamp(self) -> int:
+        """The latest block's timestamp."""
+        return int(self._rpc(lambda: self.w3.eth.get_block("latest"))["timestamp"])
+
+    # --------------------------------------------------- anvil / dev helpers
+    def increase_time(self, seconds: int) -> None:
+        """Advance the chain clock by ``seconds`` and mine a block (anvil/hardhat only)."""
+        self._request("evm_increaseTime", [int(seconds)])
+        self.mine()
+
+    def mine(self, n: int = 1) -> None:
+        """Mine ``n`` blocks."""
+        self._request("anvil_mine", [hex(n)])
+
+    def snapshot(self) -> str:
+        """Take an EVM snapshot; returns its id for :meth:`revert`."""
+        return str(self._request("evm_snapshot", []))
+
+    def revert(self, snapshot_id: str) -> None:
+        """Revert to a snapshot (nonce bookkeeping is reset)."""
+        ok = self._request("evm_revert", [snapshot_id])
+        with self._lock:
+            self._next_nonce = None
+            self._inflight.clear()
+        if ok is False:
+            raise ChainError(f"evm_revert to snapshot {snapshot_id} failed (already used or unknown)")
+
+    def set_balance(self, address: str, wei: int) -> None:
+        """Set an address's balance (anvil only)."""
+        self._request("anvil_setBalance", [to_checksum_address(address), hex(wei)])
+
+
+def _event_dict(log: Any) -> dict[str, Any]:
+    """A decoded web3 ``EventData`` as a plain dict."""
+    return {
+        "event": log["event"],
+        "args": dict(log["args"]),
+        "block_number": int(log["blockNumber"]),
+        "tx_hash": HexBytes(log["transactionHash"]).to_0x_hex(),
+        "log_index": int(log["logIndex"]),
+    }

@@ -1,0 +1,87 @@
+"""Deploy the marketplace contracts: registry, market, and (on local chains) a test verifier."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3.contract import Contract
+
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.compile import Artifact, Artifacts, compile_contracts
+from marketplace.adapters.chain.config import (
+    ConfigError,
+    DeployedContract,
+    Deployment,
+    read_deployment,
+    resolve_network,
+)
+from marketplace.adapters.chain.market import MarketClient
+from marketplace.protocol.constants import DEFAULT_SKETCH_WIDTH
+
+LOCAL_CHAIN_ID = 31337
+REGISTRY = "ReliabilityRegistry"
+MARKET = "TrainingMarket"
+TEST_VERIFIER = "TestRoundVerifier"
+
+
+def _deploy(chain: ChainClient, artifact: Artifact, *args: Any) -> tuple[Contract, DeployedContract]:
+    contract = chain.deploy(artifact, *args)
+    record = DeployedContract(address=contract.address, block_number=chain.block_number())
+    return contract, record
+
+
+def deploy_marketplace(
+    chain: ChainClient,
+    artifacts: Artifacts | None = None,
+    *,
+    network: str = "local",
+    with_test_verifier: bool | None = None,
+) -> Deployment:
+    """Deploys ReliabilityRegistry and TrainingMarket from ``chain``'s account (the admin of both)
+    and authorizes the market in the registry. On the local chain (id 31337) it also deploys and
+    approves the ``TestRoundVerifier`` unless ``with_test_verifier`` is False; elsewhere that
+    verifier is refused (it proves nothing).
+    """
+    artifacts = artifacts or compile_contracts()
+    local = chain.chain_id == LOCAL_CHAIN_ID
+    if with_test_verifier is None:
+        with_test_verifier = local
+    if with_test_verifier and not local:
+        raise ValueError("the test verifier proves nothing and only deploys on the local chain (id 31337)")
+
+    admin = chain.account.address
+    registry, registry_record = _deploy(chain, artifacts[REGISTRY], admin)
+    market, market_record = _deploy(chain, artifacts[MARKET], admin, registry.address)
+    chain.transact(registry.functions.setMarketAuthorization(market.address, True))
+    contracts = {REGISTRY: registry_record, MARKET: market_record}
+    if with_test_verifier:
+        verifier, contracts[TEST_VERIFIER] = _deploy(chain, artifacts[TEST_VERIFIER], DEFAULT_SKETCH_WIDTH)
+        chain.transact(market.functions.setVerifierApproval(verifier.address, True))
+    return Deployment(network=network, chain_id=chain.chain_id, contracts=contracts)
+
+
+def market_client(chain: ChainClient, deployment: Deployment, artifacts: Artifacts | None = None) -> MarketClient:
+    """A :class:`MarketClient` for ``deployment`` acting as ``chain``'s account."""
+    artifacts = artifacts or compile_contracts()
+    return MarketClient(
+        chain,
+        chain.contract(artifacts[MARKET], deployment.address(MARKET)),
+        chain.contract(artifacts[REGISTRY], deployment.address(REGISTRY)),
+    )
+
+
+def connect(network: str = "local", account: LocalAccount | None = None, *, read_only: bool = False) -> MarketClient:
+    """A :class:`MarketClient` for the marketplace recorded in ``deployments/<network>.json``,
+    signing as ``account`` (default: the network profile's configured account)."""
+    profile = resolve_network(network)
+    deployment = read_deployment(network)
+    if deployment is None:
+        raise ConfigError(f"nothing deployed on {network!r}: run `marketplace deploy --network {network}` first")
+    chain = profile.client(account, read_only=read_only)
+    if chain.chain_id != deployment.chain_id:
+        raise ConfigError(
+            f"deployments/{network}.json is for chain {deployment.chain_id}, but the RPC serves {chain.chain_id}; "
+            "redeploy with `marketplace deploy`"
+        )
+    return market_client(chain, deployment)

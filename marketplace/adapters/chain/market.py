@@ -1,0 +1,371 @@
+"""Typed adapter of the TrainingMarket and ReliabilityRegistry contracts.
+
+This is the only module that knows the contracts' function names and argument order; everything
+else (CLI, trainer, aggregator, web app) talks to :class:`MarketClient` in Python terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from web3.contract import Contract
+
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.compile import compile_contracts
+from marketplace.protocol.ordering import arrival_order
+
+MAX_TRAINERS = 64
+MAX_ROUNDS = 1000
+MAX_CID_LENGTH = 128
+
+
+class ProjectStatus(IntEnum):
+    """Mirror of ``TrainingMarket.Status``."""
+
+    OPEN = 0
+    TRAINING = 1
+    FINISHED = 2
+    CANCELLED = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Outcome(IntEnum):
+    """Mirror of ``IReliabilityRegistry.Outcome``."""
+
+    CONTRIBUTED = 0
+    FLAGGED = 1
+    MISSED = 2
+
+
+class ProjectConfig(BaseModel):
+    """Parameters of a new project, validated before anything is sent to the chain.
+
+    Amounts are in wei, periods in seconds. ``reward_budget + aggregator_fee`` is escrowed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    aggregator: str
+    verifier: str
+    reward_budget: int = Field(gt=0, lt=2**96)
+    aggregator_fee: int = Field(default=0, ge=0, lt=2**96)
+    stake: int = Field(default=0, ge=0, lt=2**96)
+    rounds: int = Field(ge=1, le=MAX_ROUNDS)
+    min_trainers: int = Field(ge=1, le=MAX_TRAINERS)
+    max_trainers: int = Field(ge=1, le=MAX_TRAINERS)
+    min_reliability_bps: int = Field(default=0, ge=0, le=10_000)
+    slash_bps: int = Field(default=5_000, ge=0, le=10_000)
+    join_period: int = Field(default=3600, gt=0, lt=2**32)
+    submission_period: int = Field(default=600, gt=0, lt=2**32)
+    aggregation_period: int = Field(default=600, gt=0, lt=2**32)
+    model_name: str = Field(min_length=1, max_length=64)
+    initial_model_cid: str = Field(min_length=1, max_length=MAX_CID_LENGTH)
+
+    @field_validator("aggregator", "verifier")
+    @classmethod
+    def _checksum(cls, value: str) -> str:
+        return to_checksum_address(value)
+
+    @model_validator(mode="after")
+    def _trainer_bounds(self) -> ProjectConfig:
+        if self.min_trainers > self.max_trainers:
+            raise ValueError(f"min_trainers ({self.min_trainers}) exceeds max_trainers ({self.max_trainers})")
+        return self
+
+    @property
+    def escrow(self) -> int:
+        """What the owner sends: the reward budget plus the aggregator's fee."""
+        return self.reward_budget + self.aggregator_fee
+
+    def as_abi_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.aggregator,
+            self.verifier,
+            self.aggregator_fee,
+            self.stake,
+            self.rounds,
+            self.min_trainers,
+            self.max_trainers,
+            self.min_reliability_bps,
+            self.slash_bps,
+            self.join_period,
+            self.submission_period,
+            self.aggregation_period,
+            self.model_name,
+            self.initial_model_cid,
+        )
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project as the chain reports it."""
+
+    project_id: int
+    owner: str
+    aggregator: str
+    verifier: str
+    status: ProjectStatus
+    reward_budget: int
+    aggregator_fee: int
+    stake: int
+    rounds: int
+    current_round: int
+    min_trainers: int
+    max_trainers: int
+    trainer_count: int
+    min_reliability_bps: int
+    slash_bps: int
+    join_deadline: int
+    round_start: int
+    submission_period: int
+    aggregation_period: int
+    submissions: int
+    total_earned: int
+    slashed: int
+    model_name: str
+    latest_model_cid: str
+
+    @property
+    def rounds_done(self) -> int:
+        return self.current_round
+
+
+@dataclass(frozen=True)
+class TrainerInfo:
+    """A trainer's standing in one project."""
+
+    member: bool
+    index: int
+    stake_left: int
+    earned: int
+    withdrawn: bool
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One ``UpdateSubmitted`` event."""
+
+    project_id: int
+    round: int
+    trainer: str
+    cid: str
+    commitment: bytes
+    block_number: int
+    log_index: int
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What the aggregator records for a round (see ``TrainingMarket.RoundResult``)."""
+
+    model_cid: str
+    proof_cid: str
+    scores: list[int]
+    flags: list[bool]
+    proof: bytes
+    rejected: list[bool] | None = None  # submitters whose update could not be fetched or checked
+
+    def as_abi_tuple(self) -> tuple[Any, ...]:
+        rejected = list(self.rejected) if self.rejected is not None else [False] * len(self.flags)
+        return (self.model_cid, self.proof_cid, list(self.scores), list(self.flags), rejected, self.proof)
+
+
+@dataclass(frozen=True)
+class FinalizedRound:
+    """One ``RoundFinalized`` event."""
+
+    project_id: int
+    round: int
+    model_cid: str
+    proof_cid: str
+    scores: list[int]
+    flags: list[bool]
+    rewards: list[int]
+    block_number: int
+    tx_hash: str = field(default="")
+
+
+def round_verifier(chain: ChainClient, address: str) -> Contract:
+    """The contract at ``address`` seen through the ``IRoundVerifier`` interface (any verifier)."""
+    return chain.contract(compile_contracts()["IRoundVerifier"], address)
+
+
+class MarketClient:
+    """Calls and transactions of one account against a deployed market and registry."""
+
+    def __init__(self, chain: ChainClient, market: Contract, registry: Contract) -> None:
+        self.chain = chain
+        self.market = market
+        self.registry = registry
+
+    def as_account(self, account: LocalAccount) -> MarketClient:
+        """The same market seen by another account (a new client; this one is unchanged)."""
+        chain = ChainClient(self.chain.rpc_url, account)
+        return MarketClient(
+            chain,
+            chain.contract(self.market.abi, self.market.address),
+            chain.contract(self.registry.abi, self.registry.address),
+        )
+
+    @property
+    def address(self) -> str:
+        """The address transactions are sent from."""
+        return self.chain.account.address
+
+    # -------------------------------------------------------------- transactions
+
+    def create_project(self, config: ProjectConfig) -> int:
+        """Creates a project escrowing ``config.escrow`` wei; returns its id."""
+        receipt = self.chain.transact(self.market.functions.createProject(config.as_abi_tuple()), value=config.escrow)
+        (event,) = self.chain.events(receipt, self.market, "ProjectCreated")
+        return int(event["args"]["projectId"])
+
+    def join(self, project_id: int, stake: int | None = None) -> Any:
+        """Joins with the project's stake (read from chain unless given)."""
+        if stake is None:
+            stake = self.get_project(project_id).stake
+        return self.chain.transact(self.market.functions.join(project_id), value=stake)
+
+    def start_training(self, project_id: int) -> Any:
+        return self.chain.transact(self.market.functions.startTraining(project_id))
+
+    def cancel(self, project_id: int) -> Any:
+        return self.chain.transact(self.market.functions.cancel(project_id))
+
+    def submit_update(self, project_id: int, round_: int, cid: str, commitment: bytes) -> Any:
+        """Submits this trainer's update (IPFS ``cid``) and its 32-byte ``commitment`` for ``round_``."""
+        if len(commitment) != 32:
+            raise ValueError(f"a commitment is 32 bytes, got {len(commitment)}")
+        return self.chain.transact(self.market.functions.submitUpdate(project_id, round_, cid, commitment))
+
+    def finalize_round(self, project_id: int, round_: int, result: RoundResult) -> Any:
+        return self.chain.transact(self.market.functions.finalizeRound(project_id, round_, result.as_abi_tuple()))
+
+    def abandon(self, project_id: int) -> Any:
+        return self.chain.transact(self.market.functions.abandon(project_id))
+
+    def withdraw(self, project_id: int) -> int:
+        """Withdraws everything owed to this account; returns the amount in wei."""
+        receipt = self.chain.transact(self.market.functions.withdraw(project_id))
+        (event,) = self.chain.events(receipt, self.market, "Withdrawn")
+        return int(event["args"]["amount"])
+
+    # -------------------------------------------------------------- views
+
+    def project_count(self) -> int:
+        return int(self.chain.call(self.market.functions.projectCount()))
+
+    def get_project(self, project_id: int) -> Project:
+        v = self.chain.call(self.market.functions.getProject(project_id))
+        return Project(
+            project_id,
+            v[0],
+            v[1],
+            v[2],
+            ProjectStatus(v[3]),
+            *[int(x) for x in v[4:21]],
+            v[21],
+            v[22],
+        )
+
+    def trainers(self, project_id: int) -> list[str]:
+        return list(self.chain.call(self.market.functions.trainersOf(project_id)))
+
+    def trainer_info(self, project_id: int, trainer: str) -> TrainerInfo:
+        member, index, stake_left, earned, withdrawn = self.chain.call(
+            self.market.functions.trainerInfo(project_id, to_checksum_address(trainer))
+        )
+        return TrainerInfo(member, int(index), int(stake_left), int(earned), withdrawn)
+
+    def commitment(self, project_id: int, round_: int, trainer: str) -> bytes:
+        return bytes(
+            self.chain.call(self.market.functions.commitmentOf(project_id, round_, to_checksum_address(trainer)))
+        )
+
+    def withdrawable(self, project_id: int, account: str) -> int:
+        return int(self.chain.call(self.market.functions.withdrawable(project_id, to_checksum_address(account))))
+
+    def round_deadlines(self, project_id: int) -> tuple[int, int]:
+        submission, aggregation = self.chain.call(self.market.functions.roundDeadlines(project_id))
+        return int(submission), int(aggregation)
+
+    def sketch_seed(self, project_id: int) -> int:
+        return int(self.chain.call(self.market.functions.sketchSeed(project_id)))
+
+    def verifier(self, project_id: int) -> Contract:
+        """The project's round verifier, seen through the ``IRoundVerifier`` interface."""
+        return round_verifier(self.chain, self.get_project(project_id).verifier)
+
+    def sketch_width(self, project_id: int) -> int:
+        """K: trainers of the project commit to the committed row of their K-wide sketch."""
+        return int(self.chain.call(self.verifier(project_id).functions.sketchWidth()))
+
+    def rejected_trainers(self, project_id: int, round_: int) -> list[str]:
+        """Trainers whose update of ``round_`` the aggregator rejected (``SubmissionRejected``)."""
+        logs = self.chain.get_logs(
+            self.market, "SubmissionRejected", 0, argument_filters={"projectId": project_id, "round": round_}
+        )
+        return [e["args"]["trainer"] for e in logs]
+
+    def reliability(self, trainer: str) -> int:
+        """Reliability of ``trainer`` in basis points (5000 for a newcomer)."""
+        return int(self.chain.call(self.registry.functions.reliabilityOf(to_checksum_address(trainer))))
+
+    def record(self, trainer: str) -> tuple[int, int, int]:
+        """(contributed, flagged, missed) rounds of ``trainer`` across all projects."""
+        c, f, m = self.chain.call(self.registry.functions.recordOf(to_checksum_address(trainer)))
+        return int(c), int(f), int(m)
+
+    # -------------------------------------------------------------- event history
+
+    def submissions(self, project_id: int, round_: int | None = None, from_block: int = 0) -> list[Submission]:
+        """``UpdateSubmitted`` events of a project (one round, or all), oldest first."""
+        argument_filters: dict[str, Any] = {"projectId": project_id}
+        if round_ is not None:
+            argument_filters["round"] = round_
+        logs = self.chain.get_logs(self.market, "UpdateSubmitted", from_block, argument_filters=argument_filters)
+        return [
+            Submission(
+                int(e["args"]["projectId"]),
+                int(e["args"]["round"]),
+                e["args"]["trainer"],
+                e["args"]["cid"],
+                bytes(e["args"]["commitment"]),
+                int(e["block_number"]),
+                int(e["log_index"]),
+            )
+            for e in logs
+        ]
+
+    def arrival_order(self, project_id: int, round_: int) -> list[int]:
+        """Trainer indices in arrival order: those who submitted in ``round_``, in the order the
+        chain accepted their submissions, then the others in trainer order."""
+        return arrival_order(self.trainers(project_id), self.submissions(project_id, round_))
+
+    def finalized_rounds(self, project_id: int, from_block: int = 0) -> list[FinalizedRound]:
+        """``RoundFinalized`` events of a project, oldest first."""
+        logs = self.chain.get_logs(
+            self.market, "RoundFinalized", from_block, argument_filters={"projectId": project_id}
+        )
+        return [
+            FinalizedRound(
+                int(e["args"]["projectId"]),
+                int(e["args"]["round"]),
+                e["args"]["modelCid"],
+                e["args"]["proofCid"],
+                [int(s) for s in e["args"]["scores"]],
+                list(e["args"]["flags"]),
+                [int(r) for r in e["args"]["rewards"]],
+                int(e["block_number"]),
+                e["tx_hash"],
+            )
+            for e in logs
+        ]

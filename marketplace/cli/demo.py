@@ -1,0 +1,59 @@
+"""``marketplace demo``: the main job on the embedded default stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from marketplace.demo.attacks import Attack
+
+
+def demo_cmd(
+    trainers: int = typer.Option(8, min=2, max=64, help="Number of trainers."),
+    attack: list[Attack] = typer.Option(
+        [Attack.SIGN_FLIP, Attack.FREE_RIDER_ZERO],
+        "--attack",
+        help="One malicious trainer per occurrence (the last trainers); repeat the option.",
+    ),
+    honest: bool = typer.Option(False, "--honest", help="No malicious trainers at all."),
+    rounds: int = typer.Option(5, min=1, max=50, help="Training rounds."),
+    model: str = typer.Option("mlp", help="Model architecture: mlp or cnn."),
+    partition: str = typer.Option("iid", help="Data split across trainers: iid or dirichlet."),
+    alpha: float = typer.Option(0.5, help="Dirichlet concentration (smaller = more skewed)."),
+    epochs: int = typer.Option(2, min=1, help="Local epochs per round."),
+    seed: int = typer.Option(0, help="Seed of the data split, models and attacks."),
+    plot: Path = typer.Option(Path("reports/demo.png"), help="Where to write the plot."),
+    zk: bool = typer.Option(
+        True, "--zk/--no-zk", help="Prove each round with ezkl, verified on chain (~20 s a round); --no-zk: no proof."
+    ),
+    web: bool = typer.Option(True, "--web/--no-web", help="Serve the web UI during and after the job (until Ctrl-C)."),
+    port: int = typer.Option(8000, help="Web UI port on 127.0.0.1 (a free one if taken)."),
+) -> None:
+    """Run a whole marketplace job on a local chain and a local IPFS node, started by this command."""
+    from marketplace.demo.job import DemoConfig, run_demo
+
+    config = DemoConfig(
+        trainers=trainers,
+        attacks=[] if honest else list(attack),
+        rounds=rounds,
+        model=model,
+        partition=partition,
+        alpha=alpha,
+        epochs=epochs,
+        seed=seed,
+        plot=plot,
+        zk=zk,
+    )
+    console = Console()
+    try:
+        if web:
+            from marketplace.demo.web import run_demo_with_web
+
+            run_demo_with_web(config, console, port=port)
+        else:
+            run_demo(config, console)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None

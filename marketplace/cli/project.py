@@ -1,0 +1,229 @@
+"""``marketplace deploy`` and ``marketplace project ...``: the owner's side of the command line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from marketplace.adapters.chain.config import ConfigError
+from marketplace.adapters.chain.errors import ChainError
+from marketplace.adapters.chain.market import MarketClient, Project, ProjectConfig
+
+project_app = typer.Typer(help="Create, inspect and settle training projects.", no_args_is_help=True)
+console = Console()
+
+NETWORK = typer.Option("local", "--network", "-n", help="Network profile: local, or a name configured by env vars.")
+
+
+def fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def to_wei(eth: str) -> int:
+    """Parses an ETH amount such as '1.5' exactly (no float rounding)."""
+    try:
+        value = Decimal(eth)
+    except Exception:
+        raise typer.BadParameter(f"not an ETH amount: {eth!r}") from None
+    if value < 0:
+        raise typer.BadParameter("amounts cannot be negative")
+    return int(value * 10**18)
+
+
+def fmt_eth(wei: int) -> str:
+    """``1.5 ETH``; amounts below a millionth of an ether (rounding dust) in wei."""
+    if 0 < abs(wei) < 10**12:
+        return f"{wei} wei"
+    return f"{Decimal(wei) / 10**18:.6f}".rstrip("0").rstrip(".") + " ETH"
+
+
+def _market(network: str, read_only: bool = False) -> MarketClient:
+    from marketplace.adapters.chain.deploy import connect
+
+    try:
+        return connect(network, read_only=read_only)
+    except (ConfigError, ChainError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+
+
+def deploy_cmd(network: str = NETWORK) -> None:
+    """Compile and deploy the registry and market (plus the test verifier on the local chain)."""
+    from marketplace.adapters.chain.compile import CompilationError
+    from marketplace.adapters.chain.config import deployment_path, resolve_network, write_deployment
+    from marketplace.adapters.chain.deploy import deploy_marketplace
+
+    try:
+        chain = resolve_network(network).client()
+        deployment = deploy_marketplace(chain, network=network)
+    except (ConfigError, ChainError, CompilationError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    write_deployment(deployment)
+    table = Table(title=f"Deployed on {network} (chain {deployment.chain_id})")
+    table.add_column("contract")
+    table.add_column("address")
+    for name, record in deployment.contracts.items():
+        table.add_row(name, record.address)
+    console.print(table)
+    console.print(f"recorded in {deployment_path(network)}")
+
+
+@project_app.command("create")
+def create_cmd(
+    initial_cid: str = typer.Option(..., help="IPFS CID of the initial model weights."),
+    model: str = typer.Option("mlp", help="Architecture name from the model registry."),
+    rounds: int = typer.Option(3, min=1, max=1000),
+    min_trainers: int = typer.Option(2, min=1, max=64),
+    max_trainers: int = typer.Option(8, min=1, max=64),
+    budget: str = typer.Option("1", help="Reward budget in ETH, paid to trainers by contribution."),
+    fee: str = typer.Option("0.1", help="Aggregator fee in ETH, earned per finalized round."),
+    stake: str = typer.Option("0.01", help="Stake in ETH each trainer deposits to join."),
+    min_reliability: int = typer.Option(0, min=0, max=10_000, help="Reliability (bps) needed to join."),
+    slash: int = typer.Option(5_000, min=0, max=10_000, help="Share of stake (bps) lost per flagged round."),
+    join_period: int = typer.Option(3600, min=1, help="Seconds during which trainers may join."),
+    submission_period: int = typer.Option(600, min=1, help="Seconds per round for submissions."),
+    aggregation_period: int = typer.Option(600, min=1, help="Seconds after submissions to finalize."),
+    aggregator: str | None = typer.Option(None, help="Aggregator address (default: you)."),
+    verifier: str | None = typer.Option(None, help="Approved verifier (default on local: the test verifier)."),
+    network: str = NETWORK,
+) -> None:
+    """Post a training job, escrowing budget + fee."""
+    from pydantic import ValidationError
+
+    from marketplace.adapters.chain.config import read_deployment
+
+    market = _market(network)
+    if verifier is None:
+        deployment = read_deployment(network)
+        if deployment is None or "TestRoundVerifier" not in deployment.contracts:
+            raise fail("pass --verifier: no default verifier is recorded for this network")
+        verifier = deployment.address("TestRoundVerifier")
+    try:
+        config = ProjectConfig(
+            aggregator=aggregator or market.address,
+            verifier=verifier,
+            reward_budget=to_wei(budget),
+            aggregator_fee=to_wei(fee),
+            stake=to_wei(stake),
+            rounds=rounds,
+            min_trainers=min_trainers,
+            max_trainers=max_trainers,
+            min_reliability_bps=min_reliability,
+            slash_bps=slash,
+            join_period=join_period,
+            submission_period=submission_period,
+            aggregation_period=aggregation_period,
+            model_name=model,
+            initial_model_cid=initial_cid,
+        )
+    except ValidationError as exc:
+        raise fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    try:
+        pid = market.create_project(config)
+    except ChainError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"project [bold]{pid}[/bold] created, {fmt_eth(config.escrow)} escrowed")
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "-"
+
+
+def project_row(p: Project) -> list[str]:
+    return [
+        str(p.project_id),
+        p.status.label,
+        p.model_name,
+        fmt_eth(p.reward_budget),
+        f"{p.rounds_done}/{p.rounds}",
+        f"{p.trainer_count}/{p.max_trainers}",
+        str(p.min_reliability_bps),
+    ]
+
+
+@project_app.command("list")
+def list_cmd(network: str = NETWORK) -> None:
+    """Every project on the network."""
+    market = _market(network, read_only=True)
+    table = Table(title=f"Projects on {network}")
+    for col in ["id", "status", "model", "budget", "rounds", "trainers", "min reliability"]:
+        table.add_column(col)
+    for pid in range(1, market.project_count() + 1):
+        table.add_row(*project_row(market.get_project(pid)))
+    console.print(table)
+
+
+@project_app.command("show")
+def show_cmd(project_id: int, network: str = NETWORK) -> None:
+    """A project's parameters, trainers, rounds and what everyone can withdraw."""
+    market = _market(network, read_only=True)
+    try:
+        p = market.get_project(project_id)
+    except ChainError as exc:
+        raise fail(str(exc)) from None
+    console.print(
+        f"[bold]project {p.project_id}[/bold] ({p.status.label}): model {p.model_name}, "
+        f"round {p.rounds_done}/{p.rounds}, budget {fmt_eth(p.reward_budget)}, fee {fmt_eth(p.aggregator_fee)}, "
+        f"stake {fmt_eth(p.stake)}\n  owner {p.owner}\n  aggregator {p.aggregator}\n  verifier {p.verifier}\n"
+        f"  latest model {p.latest_model_cid}\n  join deadline {_when(p.join_deadline)}"
+    )
+    trainers = Table(title="Trainers")
+    for col in ["#", "address", "reliability", "earned", "stake left", "withdrawable"]:
+        trainers.add_column(col)
+    for i, addr in enumerate(market.trainers(project_id)):
+        info = market.trainer_info(project_id, addr)
+        trainers.add_row(
+            str(i),
+            addr,
+            str(market.reliability(addr)),
+            fmt_eth(info.earned),
+            fmt_eth(info.stake_left),
+            fmt_eth(market.withdrawable(project_id, addr)),
+        )
+    console.print(trainers)
+    rounds = Table(title="Finalized rounds")
+    for col in ["round", "model CID", "scores", "flags"]:
+        rounds.add_column(col)
+    for r in market.finalized_rounds(project_id):
+        rounds.add_row(str(r.round), r.model_cid, str(r.scores), "".join("X" if f else "." for f in r.flags))
+    console.print(rounds)
+
+
+def _settle(action: str, project_id: int, network: str) -> None:
+    market = _market(network)
+    try:
+        if action == "withdraw":
+            console.print(f"withdrew {fmt_eth(market.withdraw(project_id))}")
+            return
+        getattr(market, action)(project_id)
+    except ChainError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"project {project_id}: {action.replace('_', ' ')} done")
+
+
+@project_app.command("start")
+def start_cmd(project_id: int, network: str = NETWORK) -> None:
+    """Start training once enough trainers joined (owner: any time; anyone: after the join deadline)."""
+    _settle("start_training", project_id, network)
+
+
+@project_app.command("cancel")
+def cancel_cmd(project_id: int, network: str = NETWORK) -> None:
+    """Cancel an open project (owner; anyone if too few trainers joined in time)."""
+    _settle("cancel", project_id, network)
+
+
+@project_app.command("abandon")
+def abandon_cmd(project_id: int, network: str = NETWORK) -> None:
+    """End a project whose aggregator missed a deadline (anyone)."""
+    _settle("abandon", project_id, network)
+
+
+@project_app.command("withdraw")
+def withdraw_cmd(project_id: int, network: str = NETWORK) -> None:
+    """Withdraw everything the project owes you (rewards, stake, fee or refund)."""
+    _settle("withdraw", project_id, network)

@@ -1,0 +1,287 @@
+"""The main job: a whole marketplace run on an embedded default stack.
+
+Starts a local chain (anvil) and a local IPFS node on 127.0.0.1, deploys the contracts, and then
+plays every role: the owner posts a job with escrow, trainers (some of them malicious) join,
+train on their private shards and submit round by round, the aggregator flags, scores,
+aggregates and finalizes each round, and finally everyone withdraws. Prints a table per round
+and a payout table, and writes a plot.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.config import Deployment
+from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace, market_client
+from marketplace.adapters.chain.market import MarketClient, ProjectConfig
+from marketplace.adapters.ipfs.manager import LocalIpfsNode
+from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.demo.attacks import Attack
+from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
+from marketplace.fl.models import build_model
+from marketplace.fl.train import evaluate
+from marketplace.roles.aggregator import AggregatorNode, RoundReport
+from marketplace.roles.trainer import Submitted, TrainerNode, TrainingSettings
+
+ETH = 10**18
+
+
+@dataclass
+class DemoConfig:
+    """What the demo job looks like."""
+
+    trainers: int = 8
+    attacks: list[Attack] = field(default_factory=lambda: [Attack.SIGN_FLIP, Attack.FREE_RIDER_ZERO])
+    rounds: int = 5
+    model: str = "mlp"
+    partition: str = "iid"
+    alpha: float = 0.5
+    epochs: int = 2
+    lr: float = 0.5
+    budget_eth: int = 8
+    fee_eth: float = 0.5
+    stake_eth: float = 0.1
+    slash_bps: int = 5_000
+    seed: int = 0
+    plot: Path | None = Path("reports/demo.png")
+    workdir: Path | None = None
+    zk: bool = True  # real ezkl proofs checked on chain; False: the local test verifier (no proof)
+
+
+@dataclass
+class DemoResult:
+    project_id: int
+    reports: list[RoundReport]
+    payouts: dict[str, int]
+    escrowed: int
+    roles: dict[str, str]
+    initial_accuracy: float
+    plot: Path | None
+
+
+@dataclass
+class LocalStack:
+    """A running local chain + IPFS node with the marketplace deployed."""
+
+    chain_url: str
+    ipfs_api: str
+    admin: MarketClient
+    deployment: Deployment
+    store: ModelStore
+    accounts: list[LocalAccount]
+
+
+@contextmanager
+def local_stack(workdir: Path, n_accounts: int) -> Iterator[LocalStack]:
+    """Starts anvil and the IPFS node on free loopback ports, deploys, and stops both on exit."""
+    accounts = dev_accounts(n_accounts)
+    with AnvilNode() as anvil, LocalIpfsNode(workdir / "ipfs") as ipfs:
+        admin_chain = ChainClient(anvil.url, accounts[0])
+        for account in accounts:
+            admin_chain.set_balance(account.address, 1_000 * ETH)
+        deployment = deploy_marketplace(admin_chain)
+        admin = market_client(admin_chain, deployment)
+        yield LocalStack(anvil.url, ipfs.api_url, admin, deployment, ModelStore(ipfs.client()), accounts)
+
+
+def run_demo(config: DemoConfig, console: Console | None = None, stack: LocalStack | None = None) -> DemoResult:
+    """Runs the demo job; starts (and stops) its own stack unless one is given."""
+    console = console or Console()
+    if stack is None:
+        with tempfile.TemporaryDirectory(prefix="marketplace-demo-") as tmp:
+            workdir = config.workdir or Path(tmp)
+            with console.status("starting a local chain and IPFS node"), local_stack(workdir, config.trainers + 3) as s:
+                console.print(f"chain [bold]{s.chain_url}[/bold]   IPFS API [bold]{s.ipfs_api}[/bold]")
+                return _run(config, console, s, workdir)
+    return _run(config, console, stack, config.workdir or Path(tempfile.mkdtemp(prefix="marketplace-demo-")))
+
+
+def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path) -> DemoResult:
+    n = config.trainers
+    if len(config.attacks) >= n:
+        raise ValueError("at least one trainer must be honest")
+    owner = stack.admin.as_account(stack.accounts[1])
+    aggregator_client = stack.admin.as_account(stack.accounts[2])
+    attacks = [Attack.NONE] * (n - len(config.attacks)) + list(config.attacks)
+
+    # The data: one private shard per trainer; the owner keeps a held-out test set.
+    shards = partition_digits(n, config.partition, alpha=config.alpha, seed=config.seed, out_dir=workdir / "shards")
+    test = load_npz(workdir / "shards" / TEST_FILE)
+
+    # Owner: initial weights to IPFS, then the job with escrow.
+    initial = build_model(config.model, seed=config.seed).state_dict()
+    initial_cid = stack.store.put_tensors(initial, {"kind": "model", "round": "0"})
+    _, initial_accuracy = evaluate(config.model, initial, test.x, test.y)
+    verifier = deploy_zk_round_verifier(stack, n, console) if config.zk else stack.deployment.address(TEST_VERIFIER)
+    cfg = ProjectConfig(
+        aggregator=aggregator_client.address,
+        verifier=verifier,
+        reward_budget=config.budget_eth * ETH,
+        aggregator_fee=int(config.fee_eth * ETH),
+        stake=int(config.stake_eth * ETH),
+        rounds=config.rounds,
+        min_trainers=n,
+        max_trainers=n,
+        slash_bps=config.slash_bps,
+        model_name=config.model,
+        initial_model_cid=initial_cid,
+    )
+    pid = owner.create_project(cfg)
+    console.print(
+        f"owner {owner.address[:10]}… posted project [bold]{pid}[/bold]: {config.rounds} rounds of {config.model}, "
+        f"{config.budget_eth} ETH budget + {config.fee_eth} ETH aggregator fee escrowed; "
+        f"initial test accuracy {initial_accuracy:.1%}"
+    )
+
+    trainer_accounts = stack.accounts[3 : 3 + n]
+    trainers = [
+        TrainerNode(
+            stack.admin.as_account(trainer_accounts[i]),
+            stack.store,
+            load_npz(shards[i]),
+            TrainingSettings(
+                epochs=config.epochs,
+                lr=config.lr,
+                seed=config.seed + i,
+                attack=attacks[i],
+                colluders=tuple(a.address for j, a in enumerate(trainer_accounts) if attacks[j] is Attack.SYBIL),
+            ),
+        )
+        for i in range(n)
+    ]
+    roles = {t.address: "honest" if attacks[i] is Attack.NONE else attacks[i].value for i, t in enumerate(trainers)}
+    for t in trainers:
+        t.join(pid)
+    console.print(
+        f"{n} trainers joined with {config.stake_eth} ETH stake each; "
+        f"malicious: {', '.join(f'#{i} {a.value}' for i, a in enumerate(attacks) if a is not Attack.NONE) or 'none'}"
+    )
+    aggregator = AggregatorNode(aggregator_client, stack.store, evaluation=test)
+
+    reports: list[RoundReport] = []
+    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
+    for round_ in range(config.rounds):
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(f"round {round_}: local training", total=n)
+            for t in trainers:
+                outcome = t.step(pid)
+                if not isinstance(outcome, Submitted):
+                    console.print(f"  trainer {t.address[:10]}…: {outcome}")
+                progress.advance(task)
+            progress.update(task, description=f"round {round_}: scoring{' and proving' if config.zk else ''}")
+            report = aggregator.step(pid)
+        if report is None:
+            raise RuntimeError(f"round {round_} was not due for aggregation")
+        reports.append(report)
+        console.print(_round_table(report, roles))
+
+    payouts = {}
+    for client in [owner, aggregator_client, *(t.market for t in trainers)]:
+        owed = client.withdrawable(pid, client.address)
+        payouts[client.address] = client.withdraw(pid) if owed > 0 else 0
+    escrowed = cfg.escrow + n * cfg.stake
+    console.print(_payout_table(stack, pid, payouts, roles, owner.address, aggregator_client.address, escrowed))
+    plot = _plot(config.plot, reports, roles, initial_accuracy) if config.plot else None
+    if plot:
+        console.print(f"plot written to [bold]{plot}[/bold]")
+    return DemoResult(pid, reports, payouts, escrowed, roles, initial_accuracy, plot)
+
+
+def deploy_zk_round_verifier(stack: LocalStack, trainers: int, console: Console) -> str:
+    """Sets up (once, cached) the smallest circuit for ``trainers`` and deploys and approves its verifier."""
+    from marketplace.adapters.ezkl.evm import deploy_zk_verifier
+    from marketplace.adapters.ezkl.keys import circuit_for, setup
+
+    n, k = circuit_for(trainers)
+    with console.status(f"zk: setting up the {n}-slot circuit on {k}-wide sketches (cached; ~1 min the first time)"):
+        keys = setup(n, k)
+    with console.status("zk: deploying ezkl's reusable Halo2 verifier and the round verifier"):
+        _, adapter = deploy_zk_verifier(stack.admin, keys)
+    console.print(
+        f"zk verifier [bold]{adapter}[/bold]: every round's flags and scores are proven (ezkl, {n} slots x {k}) "
+        "and checked on chain. [yellow]Development SRS[/yellow] (gen_srs): production needs a ceremony SRS."
+    )
+    return adapter
+
+
+def _short(address: str) -> str:
+    return f"{address[:6]}…{address[-4:]}"
+
+
+def _round_table(report: RoundReport, roles: dict[str, str]) -> Table:
+    acc = f"{report.accuracy:.1%}" if report.accuracy is not None else "-"
+    proof = f"proof {report.prover} {report.timings.get('prove', 0.0):.1f} s, finalize gas {report.gas_used:,}"
+    table = Table(
+        title=f"Round {report.round}: test accuracy {acc}, model {report.model_cid[:16]}…; {proof}",
+        title_justify="left",
+    )
+    for col in ["#", "trainer", "role", "submitted", "flagged", "contribution", "note"]:
+        table.add_column(col)
+    for i, addr in enumerate(report.trainers):
+        flagged = "[red]FLAGGED[/red]" if report.flags[i] else ""
+        share = f"{report.scores[i]:.1%}" if report.submitted[i] and not report.flags[i] else "-"
+        table.add_row(
+            str(i), _short(addr), roles.get(addr, "?"), "yes" if report.submitted[i] else "no", flagged, share,
+            report.rejected.get(addr, ""),
+        )  # fmt: skip
+    return table
+
+
+def _eth(wei: int) -> str:
+    return f"{wei / ETH:.4f}"
+
+
+def _payout_table(
+    stack: LocalStack, pid: int, payouts: dict[str, int], roles: dict[str, str], owner: str, agg: str, escrowed: int
+) -> Table:
+    table = Table(title=f"Payouts of project {pid} (ETH)", title_justify="left")
+    for col in ["who", "role", "withdrawn", "reliability"]:
+        table.add_column(col)
+    for addr, amount in payouts.items():
+        role = "owner (refund)" if addr == owner else "aggregator (fee)" if addr == agg else f"trainer: {roles[addr]}"
+        rel = f"{stack.admin.reliability(addr) / 100:.0f}%" if addr in roles else ""
+        table.add_row(_short(addr), role, _eth(amount), rel)
+    total = sum(payouts.values())
+    table.add_row("[bold]total[/bold]", "", f"[bold]{_eth(total)}[/bold]", f"escrowed {_eth(escrowed)}")
+    return table
+
+
+def _plot(path: Path, reports: list[RoundReport], roles: dict[str, str], initial_accuracy: float) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    rounds = list(range(len(reports) + 1))
+    ax1.plot(rounds, [initial_accuracy] + [r.accuracy or 0.0 for r in reports], marker="o")
+    ax1.set(xlabel="rounds finalized", ylabel="test accuracy", title="Global model accuracy", ylim=(0, 1))
+    ax1.set_xticks(rounds)
+    ax1.grid(alpha=0.3)
+    trainers = reports[0].trainers
+    bottom = np.zeros(len(trainers))
+    for r in reports:
+        shares = np.array([0.0 if f else s for s, f in zip(r.scores, r.flags, strict=True)])
+        ax2.bar(range(len(trainers)), shares, bottom=bottom, label=f"round {r.round}")
+        bottom += shares
+    labels = [f"#{i}\n{roles[a].replace('_', ' ')}" for i, a in enumerate(trainers)]
+    ax2.set_xticks(range(len(trainers)), labels, fontsize=7)
+    ax2.set(ylabel="contribution share (summed over rounds)", title="Contributions per trainer")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,219 @@
+"""The aggregator: for every project it serves, when a round is due (all trainers submitted or the
+submission deadline passed) it fetches the updates from IPFS, rejects bad ones, flags outliers
+and scores contributions on the committed rows (the Gram rule), averages the paid trainers' full updates
+into the new global model, pins it, proves the scores and finalizes the round on chain.
+
+Restartable: everything is derived from the chain and IPFS, and the computation is
+deterministic, so after a crash the same round is recomputed to the same CIDs and proof; a
+round that was already finalized is recognized from the chain and not posted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from marketplace.adapters.chain.errors import ContractRevert, RpcUnavailable
+from marketplace.adapters.chain.market import MarketClient, Project, ProjectStatus, RoundResult
+from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsTimeout
+from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.fl.data import LocalData
+from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
+from marketplace.fl.train import evaluate
+from marketplace.protocol.constants import MAX_UPDATE_BYTES
+from marketplace.protocol.ordering import verifier_inputs
+from marketplace.round.collect import collect_round
+from marketplace.round.prove import RoundProver, prover_for, round_salt
+from marketplace.round.score import score_round
+
+
+@dataclass
+class RoundReport:
+    """What happened in one finalized round."""
+
+    project_id: int
+    round: int
+    trainers: list[str]
+    submitted: list[bool]
+    flags: list[bool]
+    scores: list[float]  # shares in [0, 1]
+    chain_scores: list[int]
+    rejected: dict[str, str]  # trainer -> why its update was rejected
+    model_cid: str
+    proof_cid: str
+    accuracy: float | None = None
+    loss: float | None = None
+    tx_hash: str = ""
+    gas_used: int = 0
+    prover: str = ""
+    already_finalized: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class AggregatorNode:
+    """Serves projects whose aggregator is this client's account."""
+
+    def __init__(
+        self,
+        market: MarketClient,
+        store: ModelStore,
+        *,
+        prover: RoundProver | None = None,
+        srs: Path | None = None,
+        evaluation: LocalData | None = None,
+        now: Callable[[], int] | None = None,
+    ) -> None:
+        self.market = market
+        self.store = store
+        self._prover = prover
+        self._provers: dict[int, RoundProver] = {}
+        self._srs = srs
+        self.evaluation = evaluation
+        self._now = now or market.chain.timestamp
+
+    @property
+    def address(self) -> str:
+        return self.market.address
+
+    def prover(self, project_id: int) -> RoundProver:
+        """The prover of ``project_id`` (the one given, else what its verifier needs: see ``prover_for``)."""
+        if self._prover is not None:
+            return self._prover
+        if project_id not in self._provers:
+            self._provers[project_id] = prover_for(self.market, project_id, srs=self._srs)
+        return self._provers[project_id]
+
+    def served_projects(self) -> list[int]:
+        """Ids of the training projects this account aggregates."""
+        out = []
+        for pid in range(1, self.market.project_count() + 1):
+            p = self.market.get_project(pid)
+            if p.aggregator == self.address and p.status in (ProjectStatus.OPEN, ProjectStatus.TRAINING):
+                out.append(pid)
+        return out
+
+    def is_due(self, project: Project) -> bool:
+        """True when the open round may (and must) be finalized now."""
+        if project.status is not ProjectStatus.TRAINING:
+            return False
+        submission_deadline, aggregation_deadline = self.market.round_deadlines(project.project_id)
+        now = self._now()
+        everyone = project.submissions == project.trainer_count
+        return (everyone or now > submission_deadline) and now <= aggregation_deadline
+
+    def step(self, project_id: int) -> RoundReport | None:
+        """Finalizes the open round if it is due; None if nothing was due."""
+        project = self.market.get_project(project_id)
+        if project.aggregator != self.address:
+            raise PermissionError(f"{self.address} is not the aggregator of project {project_id}")
+        if not self.is_due(project):
+            return None
+        return self.finalize(project)
+
+    def finalize(self, project: Project) -> RoundReport:
+        """Fetch -> check -> flag -> score -> aggregate -> pin -> prove -> finalize, for the open round."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        pid, round_ = project.project_id, project.current_round
+        spec = param_spec(project.model_name)
+        global_vec = tensors_to_vector(
+            self.store.get_tensors(project.latest_model_cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec
+        )
+        inputs = collect_round(self.market, self.store, pid, round_, project.model_name)
+        timings["fetch"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        scored = score_round(inputs)
+        flags, chain_scores = scored.flags, scored.chain_scores
+        new_vec = global_vec if scored.aggregate is None else global_vec + scored.aggregate.astype(np.float32)
+        timings["score"] = time.perf_counter() - t1
+
+        loss = accuracy = None
+        if self.evaluation is not None:
+            loss, accuracy = evaluate(
+                project.model_name, vector_to_state(new_vec, spec), self.evaluation.x, self.evaluation.y
+            )
+
+        t2 = time.perf_counter()
+        model_cid = self.store.put_tensors(
+            vector_to_state(new_vec, spec), {"kind": "model", "project": str(pid), "round": str(round_ + 1)}
+        )
+        timings["pin"] = time.perf_counter() - t2
+
+        t3 = time.perf_counter()
+        prover = self.prover(pid)
+        order = inputs.arrival_order  # the verifier sees every per-trainer value in this order
+        commitments, scores, proven_flags = verifier_inputs(
+            inputs.commitments, chain_scores, flags, scored.rejected, order
+        )
+        proof = prover.prove(commitments, scored.rows[order], scores, proven_flags, salt=round_salt(pid, round_))
+        timings["prove"] = time.perf_counter() - t3
+        proof_doc = {
+            "project": pid,
+            "round": round_,
+            "prover": prover.name,
+            "commitments": ["0x" + c.hex() for c in inputs.commitments],
+            "scores": chain_scores,
+            "flags": flags,
+            "rejected": {t: why for t, why in inputs.rejected.items()},
+            "proof": "0x" + proof.hex(),
+            "model_cid": model_cid,
+            "accuracy": accuracy,  # of the new model on the aggregator's held-out data (not proven)
+            "loss": loss,
+        }
+        proof_cid = self.store.put_bytes(json.dumps(proof_doc, sort_keys=True).encode())
+
+        report = RoundReport(
+            pid, round_, inputs.trainers, inputs.submitted, flags, scored.scores, chain_scores, inputs.rejected,
+            model_cid, proof_cid, accuracy=accuracy, loss=loss, timings=timings, prover=prover.name,
+        )  # fmt: skip
+        t4 = time.perf_counter()
+        try:
+            result = RoundResult(model_cid, proof_cid, chain_scores, flags, proof, rejected=scored.rejected)
+            receipt = self.market.finalize_round(pid, round_, result)
+            report.tx_hash = receipt["transactionHash"].to_0x_hex()
+            report.gas_used = int(receipt["gasUsed"])
+        except ContractRevert as exc:
+            # A previous run (before a crash) may already have finalized this round.
+            if exc.name in ("WrongRound", "ProofAlreadyUsed", "WrongStatus") and self._finalized(pid, round_):
+                report.already_finalized = True
+            else:
+                raise
+        timings["finalize"] = time.perf_counter() - t4
+        return report
+
+    def _finalized(self, project_id: int, round_: int) -> bool:
+        return any(r.round == round_ for r in self.market.finalized_rounds(project_id))
+
+    def run(
+        self,
+        project_ids: list[int] | None = None,
+        poll_seconds: float = 2.0,
+        on_report: Callable[[RoundReport], None] | None = None,
+        until_done: bool = True,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Serves ``project_ids`` (default: every project it aggregates) until all have ended."""
+        while True:
+            pids = project_ids if project_ids is not None else self.served_projects()
+            active = False
+            for pid in pids:
+                try:
+                    report = self.step(pid)
+                except (IpfsConnectionError, IpfsTimeout, RpcUnavailable) as exc:
+                    if on_error is not None:
+                        on_error(exc)
+                    active = True  # transient: the round is retried on the next poll, before its deadline
+                    continue
+                if report is not None and on_report is not None:
+                    on_report(report)
+                status = self.market.get_project(pid).status
+                active |= status in (ProjectStatus.OPEN, ProjectStatus.TRAINING)
+            if until_done and not active:
+                return
+            time.sleep(poll_seconds)

@@ -1,0 +1,93 @@
+"""A round's inputs as anyone can rebuild them from the chain and IPFS: every submission fetched,
+checked and turned into its committed row. The aggregator uses this to finalize; ``marketplace
+audit`` uses the very same function to check a finalized round."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from marketplace.adapters.chain.market import MarketClient, Submission
+from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsTimeout, StorageError
+from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.fl.models import num_params, param_spec, tensors_to_vector
+from marketplace.protocol.commitment import commit_update
+from marketplace.protocol.constants import MAX_UPDATE_BYTES
+from marketplace.protocol.ordering import EMPTY_COMMITMENT, arrival_order
+
+
+@dataclass
+class RoundInputs:
+    """Everything the paying computation of one round depends on."""
+
+    project_id: int
+    round: int
+    seed: int
+    sketch_width: int  # K, the project's verifier's sketch width
+    trainers: list[str]
+    submissions: dict[str, Submission]
+    updates: np.ndarray  # N x D float32; zero rows for trainers without a valid update
+    rows: np.ndarray  # N x (K + 2) committed rows (their hashes are the commitments); zero rows if not valid
+    valid: np.ndarray  # bool (N,): submitted an update that downloaded, parsed and matched its commitment
+    rejected: dict[str, str]  # trainer -> why its submitted update is not valid
+
+    @property
+    def submitted(self) -> list[bool]:
+        return [t in self.submissions for t in self.trainers]
+
+    @property
+    def rejected_mask(self) -> list[bool]:
+        return [t in self.rejected for t in self.trainers]
+
+    @property
+    def commitments(self) -> list[bytes]:
+        return [self.submissions[t].commitment if t in self.submissions else EMPTY_COMMITMENT for t in self.trainers]
+
+    @property
+    def arrival_order(self) -> list[int]:
+        """Trainer indices in arrival order (how ``finalizeRound`` hands values to the verifier)."""
+        return arrival_order(self.trainers, self.submissions.values())
+
+    @property
+    def submission_rank(self) -> np.ndarray:
+        """Each trainer's position in the on-chain order of submissions (non-submitters last)."""
+        return np.argsort(self.arrival_order)
+
+
+def collect_round(
+    market: MarketClient, store: ModelStore, project_id: int, round_: int, model_name: str
+) -> RoundInputs:
+    """Fetches every submission of the round from IPFS and checks it: size, CID, safetensors,
+    shapes/dtypes, finite values, and the committed row's Poseidon hash against the on-chain
+    commitment. An update that fails any check is recorded in ``rejected`` with the reason; the
+    round goes on without it.
+
+    Raises :class:`IpfsConnectionError` / :class:`IpfsTimeout` when the IPFS node itself does not
+    answer: that says nothing about the trainers, so nobody must be flagged for it."""
+    spec = param_spec(model_name)
+    seed = market.sketch_seed(project_id)
+    k = market.sketch_width(project_id)
+    trainers = market.trainers(project_id)
+    subs = {s.trainer: s for s in market.submissions(project_id, round_)}
+    updates = np.zeros((len(trainers), num_params(model_name)), dtype=np.float32)
+    rows = np.zeros((len(trainers), k + 2))
+    valid = np.zeros(len(trainers), dtype=bool)
+    rejected: dict[str, str] = {}
+    for i, trainer in enumerate(trainers):
+        sub = subs.get(trainer)
+        if sub is None:
+            continue
+        try:
+            vec = tensors_to_vector(store.get_tensors(sub.cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec)
+        except (IpfsConnectionError, IpfsTimeout):
+            raise  # our node is down, not the trainer's fault: never flag anyone for it; retry later
+        except StorageError as exc:
+            rejected[trainer] = f"{type(exc).__name__}: {exc}"
+            continue
+        row, commitment = commit_update(vec, seed, k)
+        if commitment != sub.commitment:
+            rejected[trainer] = "CommitmentMismatch: the committed row of the update does not hash to its commitment"
+            continue
+        updates[i], rows[i], valid[i] = vec, row, True
+    return RoundInputs(project_id, round_, seed, k, trainers, subs, updates, rows, valid, rejected)

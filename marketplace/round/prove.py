@@ -1,0 +1,154 @@
+"""Provers: produce the proof a project's verifier checks in ``finalizeRound``.
+
+A prover knows nothing of IPFS or transactions: given the round's public values and the committed
+rows behind them it returns proof bytes. :class:`EzklProver` proves the Gram circuit with ezkl for
+projects whose verifier is an ``EzklRoundVerifier``; :class:`HashProver` serves the local-only
+``TestRoundVerifier``. :func:`prover_for` picks the one a project needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+from web3.contract import Contract
+
+from marketplace.adapters.chain.compile import compile_contracts
+from marketplace.adapters.chain.errors import ChainError
+from marketplace.adapters.chain.market import MarketClient
+from marketplace.protocol.ordering import verifier_inputs
+
+
+def local_hash_proof(commitments: list[bytes], scores: list[int], flags: list[bool], salt: bytes = b"\0" * 32) -> bytes:
+    """The "proof" the local-only ``TestRoundVerifier`` accepts: ``salt`` (32 bytes) followed by the
+    keccak256 of the salt and the public values (in arrival order, see :func:`in_arrival_order`).
+
+    It proves nothing about how scores were computed; it exists so that local runs and tests
+    exercise the finalize path (tampered values are still rejected). The salt (the aggregator uses
+    :func:`round_salt`) keeps rounds with equal values, e.g. two empty rounds, from sharing a proof.
+    """
+    if len(salt) != 32:
+        raise ValueError("the salt is 32 bytes")
+    encoded = abi_encode(["bytes32", "bytes32[]", "uint256[]", "bool[]"], [salt, commitments, scores, flags])
+    return salt + keccak(encoded)
+
+
+def round_salt(project_id: int, round_: int) -> bytes:
+    """A salt unique to a project's round (for :func:`local_hash_proof`)."""
+    return keccak(abi_encode(["uint256", "uint256"], [project_id, round_]))
+
+
+def recorded_verifier_inputs(
+    market: MarketClient, project_id: int, round_: int, scores: list[int], flags: list[bool], rejected: list[bool]
+) -> tuple[list[bytes], list[int], list[bool]]:
+    """The public values ``finalizeRound`` hands the verifier for these trainer-order ``scores``,
+    ``flags`` and ``rejected`` marks and the round's on-chain commitments and arrival order."""
+    trainers = market.trainers(project_id)
+    commitments = [market.commitment(project_id, round_, t) for t in trainers]
+    return verifier_inputs(commitments, scores, flags, rejected, market.arrival_order(project_id, round_))
+
+
+class RoundProver(Protocol):
+    """Proves that ``scores`` and ``flags`` were computed from the committed rows.
+
+    Every per-trainer argument is in arrival order (``MarketClient.arrival_order``), the order in
+    which ``finalizeRound`` hands the values to the verifier: ``commitments`` as the verifier sees
+    them (zero for a trainer without a submission and for a rejected one), ``rows`` the committed
+    rows hashing to them (zero rows for those slots), ``flags`` and ``scores`` the circuit's outputs.
+    ``salt`` is unique to the round (``round_salt(project, round)``): a prover whose proofs are
+    deterministic must bind it, or two rounds with equal values would share a proof (a replay)."""
+
+    name: str
+
+    def prove(
+        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], salt: bytes
+    ) -> bytes:
+        """Returns the proof bytes for exactly these public values."""
+        ...
+
+
+class HashProver:
+    """For the local test verifier only: the "proof" is the hash of the public values (proves nothing)."""
+
+    name = "test-hash"
+
+    def prove(
+        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], salt: bytes
+    ) -> bytes:
+        return local_hash_proof(commitments, scores, flags, salt)
+
+
+class ProofMismatch(RuntimeError):
+    """The circuit's outputs differ from the values the aggregator is about to record (a bug: the
+    proof would be rejected on chain, so nothing is sent)."""
+
+
+class EzklProver:
+    """Real zero-knowledge proofs of the Gram circuit (ezkl, Halo2/KZG) for an ``EzklRoundVerifier``."""
+
+    name = "ezkl-gram"
+
+    def __init__(self, keys: object) -> None:
+        from marketplace.adapters.ezkl.keys import CircuitKeys
+
+        if not isinstance(keys, CircuitKeys):
+            raise TypeError("EzklProver needs the circuit's CircuitKeys (marketplace.adapters.ezkl.keys.setup)")
+        self.keys = keys
+
+    def prove(
+        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], salt: bytes = b""
+    ) -> bytes:
+        """``salt`` is not needed: Halo2 proofs are randomized (blinding), two proofs never coincide."""
+        from marketplace.adapters.ezkl.prove import prove_rows
+        from marketplace.protocol.commitment import zero_row_commitment
+
+        n, k = self.keys.n, self.keys.k
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.shape[0] > n or rows.shape[1] != k + 2:
+            raise ValueError(f"the circuit takes up to {n} rows of {k + 2} values, got {rows.shape}")
+        padded = np.zeros((n, k + 2))
+        padded[: rows.shape[0]] = rows
+        proof = prove_rows(self.keys, padded)
+        used = len(commitments)
+        zero = int.from_bytes(zero_row_commitment(k), "big")
+        want_hashes = [int.from_bytes(c, "big") or zero for c in commitments]
+        if proof.hashes[:used] != want_hashes:
+            raise ProofMismatch("the committed rows do not hash to the commitments")
+        if proof.flags[:used] != list(flags) or proof.scores[:used] != list(scores):
+            raise ProofMismatch(f"circuit outputs {proof.flags[:used]}, {proof.scores[:used]} != {flags}, {scores}")
+        return proof.proof
+
+
+def ezkl_verifier(market: MarketClient, address: str) -> Contract | None:
+    """The ``EzklRoundVerifier`` at ``address``, or None if that contract is not one."""
+    artifact = compile_contracts()["EzklRoundVerifier"]
+    contract = market.chain.contract(artifact, address)
+    try:
+        market.chain.call(contract.functions.vkaDigest())
+    except (ChainError, ValueError):
+        return None
+    return contract
+
+
+def prover_for(market: MarketClient, project_id: int, *, srs: Path | None = None) -> RoundProver:
+    """The prover ``project_id``'s verifier needs: for an ``EzklRoundVerifier``, the circuit's keys
+    (set up once and cached, see ``marketplace zk setup``), checked against the VKA the verifier
+    registered; a :class:`HashProver` for anything else (the local test verifier)."""
+    verifier = ezkl_verifier(market, market.get_project(project_id).verifier)
+    if verifier is None:
+        return HashProver()
+    from marketplace.adapters.ezkl.keys import setup
+
+    n = int(market.chain.call(verifier.functions.circuitSize()))
+    k = int(market.chain.call(verifier.functions.sketchWidth()))
+    keys = setup(n, k, srs=srs)
+    on_chain = [bytes(w) for w in market.chain.call(verifier.functions.vka())]
+    if on_chain != keys.vka_words():
+        raise RuntimeError(
+            f"the cached keys of circuit n={n}, k={k} ({keys.root}) do not match the verifying key registered "
+            f"by verifier {verifier.address}: set up the keys it was deployed with (same SRS: --srs)"
+        )
+    return EzklProver(keys)

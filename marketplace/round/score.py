@@ -1,0 +1,46 @@
+"""The paying computation of a round: the Gram rule's exact integer flags and scores on the
+committed rows in arrival order (what the circuit proves), and the new model from the paid
+updates. Shared by the aggregator and ``marketplace audit``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from marketplace.round.collect import RoundInputs
+from marketplace.rule.gram import GramConfig, shares
+from marketplace.rule.scorer import GramScorer
+
+
+@dataclass
+class ScoredRound:
+    """The paying outcome of a round (per trainer, in trainer order)."""
+
+    flags: list[bool]  # recorded flags: flagged by the rule, or rejected
+    rejected: list[bool]  # submitted, but the update could not be fetched or checked
+    scores: list[float]  # shares in [0, 1]
+    chain_scores: list[int]  # the circuit's integer scores (fixed point 2**13), 0 if flagged
+    aggregate: np.ndarray | None  # mean of the paid (score > 0) full updates; None = nobody paid
+    rows: np.ndarray  # N x (K + 2), the committed rows (zero rows if not valid)
+
+
+def score_round(inputs: RoundInputs, cfg: GramConfig | None = None) -> ScoredRound:
+    """The paying computation: the Gram rule's exact integer flags and scores on the committed
+    rows, slots in arrival order (the circuit's computation), rejected submitters flagged, and
+    the mean of the paid trainers' full updates (inliers with a positive score)."""
+    scorer = GramScorer(inputs.sketch_width, inputs.seed, cfg, submission_order=inputs.submission_rank,
+                        weighting="equal")  # fmt: skip
+    res = scorer.evaluate(inputs.rows, inputs.valid)
+    rejected = inputs.rejected_mask
+    flags = [bool(f) or r for f, r in zip(res.flags & inputs.valid, rejected, strict=True)]
+    chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)
+    _, aggregate = scorer.aggregate_paid(inputs.updates, inputs.valid, np.array(chain_scores))
+    return ScoredRound(
+        flags=flags,
+        rejected=rejected,
+        scores=[float(s) for s in shares(np.array(chain_scores))],
+        chain_scores=chain_scores,
+        aggregate=aggregate,
+        rows=inputs.rows,
+    )

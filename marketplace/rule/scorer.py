@@ -1,0 +1,111 @@
+"""The paying scorer: the Gram rule behind the :class:`~marketplace.rule.strategy.RoundScorer`
+steps (summarise -> flag -> score -> aggregate), on the committed rows of the updates."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from marketplace.protocol.commitment import committed_rows, quantize, sanitize_rows
+from marketplace.protocol.constants import SCALE
+from marketplace.protocol.sketch import sketch_rows
+from marketplace.rule.gram import GramConfig, GramResult, gram_rule_int, shares
+from marketplace.rule.strategy import InlierFedAvg, RoundResult, RoundScorer
+
+
+class GramScorer(InlierFedAvg, RoundScorer):
+    """Pays with :func:`gram_rule_int` on the committed rows of ``sketch_dim``-wide CountSketches.
+
+    Args:
+        sketch_dim: K, the committed sketch width (must match the circuit).
+        seed: public per-project sketch seed.
+        cfg: rule constants.
+        submission_order: per trainer, its position in the submission sequence (lower = earlier).
+            Slots are filled in that order (the duplicate rule keeps the earliest copy); without
+            it, trainer order is the slot order.
+        weighting: FedAvg weights, ``"samples"`` (reported counts) or ``"equal"``.
+    """
+
+    def __init__(
+        self,
+        sketch_dim: int = 64,
+        seed: int = 0,
+        cfg: GramConfig | None = None,
+        submission_order: np.ndarray | None = None,
+        weighting: Literal["samples", "equal"] = "samples",
+    ) -> None:
+        self.sketch_dim = sketch_dim
+        self.seed = seed
+        self.cfg = cfg or GramConfig()
+        self.submission_order = submission_order
+        self.weighting = weighting
+
+    def summarize(self, updates: np.ndarray) -> np.ndarray:
+        """The committed rows (N, K + 2) of the updates' sketches."""
+        return committed_rows(sketch_rows(updates, self.sketch_dim, self.seed))
+
+    def _slots(self, n: int) -> np.ndarray:
+        """``perm`` with slot ``s`` holding trainer ``perm[s]``."""
+        if self.submission_order is None:
+            return np.arange(n)
+        return np.argsort(np.asarray(self.submission_order), kind="stable")
+
+    def evaluate(self, summaries: np.ndarray, active_mask: np.ndarray) -> GramResult:
+        """The integer rule on the sanitised rows, mapped back to trainer order."""
+        rows = np.where(np.asarray(active_mask, dtype=bool)[:, None], summaries, 0.0)
+        rows, _ = sanitize_rows(rows)
+        perm = self._slots(rows.shape[0])
+        res = gram_rule_int(quantize(rows[perm]), self.cfg)
+        inv = np.argsort(perm)
+        stats = {key: (val[inv] if np.ndim(val) == 1 else val) for key, val in res.stats.items()}
+        return GramResult(res.flags[inv], res.scores[inv], res.valid[inv], res.med_cos[inv], stats)
+
+    def flag(self, summaries: np.ndarray, active_mask: np.ndarray) -> np.ndarray:
+        return self.evaluate(summaries, active_mask).flags
+
+    def score(self, summaries: np.ndarray, active_mask: np.ndarray, flags: np.ndarray) -> np.ndarray:
+        """Shares of the circuit's integer scores (``flags`` must be this scorer's own flags)."""
+        res = self.evaluate(summaries, active_mask)
+        if not np.array_equal(res.flags, np.asarray(flags, dtype=bool)):
+            raise ValueError("GramScorer.score needs the flags of GramScorer.flag")
+        return shares(res.scores)
+
+    def diagnostics(self, summaries: np.ndarray, active_mask: np.ndarray) -> dict[str, np.ndarray]:
+        """``med_cos``: m_i (median cosine to the others), ``log_norm``: l_i, ``int_scores``: p_i."""
+        return self._details(summaries, self.evaluate(summaries, active_mask))
+
+    def _details(self, summaries: np.ndarray, res: GramResult) -> dict[str, np.ndarray]:
+        return {
+            "med_cos": res.med_cos / 2.0**SCALE,
+            "log_norm": np.asarray(summaries)[:, self.sketch_dim],
+            "int_scores": res.scores,
+            "valid": res.valid,
+        }
+
+    def aggregate_paid(
+        self,
+        updates: np.ndarray,
+        active_mask: np.ndarray,
+        int_scores: np.ndarray,
+        num_samples: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """FedAvg of the paid updates (integer score > 0; flagged and gated trainers score 0): an update
+        counts in the model exactly when it is paid. ``None`` aggregate: nobody was paid."""
+        return self.aggregate(updates, active_mask, np.asarray(int_scores) <= 0, num_samples)
+
+    def run_round(
+        self,
+        updates: np.ndarray,
+        active_mask: np.ndarray | None = None,
+        num_samples: np.ndarray | None = None,
+    ) -> RoundResult:
+        """As :meth:`RoundScorer.run_round`, evaluating the rule once (not for flags, scores and details apart)."""
+        u, active, summaries = self._prepare(updates, active_mask)
+        res = self.evaluate(summaries, active)
+        flags = res.flags & active
+        weights, agg = self.aggregate_paid(u, active, res.scores, num_samples)
+        return RoundResult(
+            flags=flags, scores=shares(res.scores), weights=weights, aggregate=agg,
+            details=self._details(summaries, res),
+        )  # fmt: skip

@@ -1,1 +1,0 @@
-"""The trainer's side: join projects, train locally each round, pin the update, commit on chain."""

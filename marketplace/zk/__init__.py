@@ -1,2 +1,0 @@
-"""Zero-knowledge proofs of a round's scoring (ezkl): the circuit, trainers' commitments, key
-setup (cached outside git), proving, and the on-chain verifier."""
