@@ -61,7 +61,7 @@ def send_and_expect_unauthorized(actors: Actors, raw: bytes, sender: str) -> Non
     mined = chain.w3.eth.get_transaction(receipt["transactionHash"])
     assert mined["from"] == sender
     assert receipt["status"] == 0
-    failure = chain._failure(receipt)  # the revert reason, decoded by replaying the transaction
+    failure = chain.revert_reason(receipt)  # the revert reason, decoded by replaying the transaction
     assert isinstance(failure, ContractRevert) and failure.name == "Unauthorized", failure
     assert failure.args_dict["caller"] == sender
 

@@ -41,9 +41,9 @@ from marketplace.adapters.ipfs.errors import (
     WrongShape,
 )
 from marketplace.adapters.ipfs.ipfs import IpfsClient
-from marketplace.adapters.ipfs.safejson import TooDeeplyNested, loads_bounded, nesting_depth
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.tensors import DTYPE_SIZES, dumps, load_checked
+from marketplace.protocol.safejson import TooDeeplyNested, loads_bounded, nesting_depth
 from tests.ipfs_fixtures import ipfs, ipfs_node  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent

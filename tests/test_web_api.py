@@ -280,7 +280,7 @@ def test_withdraw_transaction_for_the_connected_account(
     assert prepared.status_code == 200, prepared.text
     tx = prepared.json()
     assert tx["to"] == actors.deployment.address("TrainingMarket") and tx["value"] == "0"
-    assert tx["data"] == actors.owner.market.functions.withdraw(pid)._encode_transaction_data()
+    assert tx["data"] == ChainClient.calldata(actors.owner.market.functions.withdraw(pid))
     assert tx["summary"] == f"Withdraw {eth(owed)} ETH from project {pid}"
     status = client.get(f"/api/tx/{send_prepared(actors.chain, trainer, tx)}").json()
     assert status["status"] == "confirmed" and status["events"] == ["Withdrawn"]
@@ -358,7 +358,7 @@ def test_owner_starts_or_cancels_an_open_project(
     actors.trainers[1].join(pid)
     assert actions_of(client, pid, owner.address)["start"]["allowed"] is True
     start = client.post("/api/tx/start", json={"project_id": pid, "sender": owner.address}).json()
-    assert start["data"] == actors.owner.market.functions.startTraining(pid)._encode_transaction_data()
+    assert start["data"] == ChainClient.calldata(actors.owner.market.functions.startTraining(pid))
     assert "TrainingStarted" in client.get(f"/api/tx/{send_prepared(actors.chain, owner, start)}").json()["events"]
     late = client.post("/api/tx/cancel", json={"project_id": pid, "sender": owner.address})
     assert late.status_code == 409 and f"project {pid} is training" in late.json()["detail"]

@@ -10,7 +10,7 @@ round that was already finalized is recognized from the chain and not posted twi
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import evaluate
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.ordering import verifier_inputs
+from marketplace.protocol.proof_document import ProofDocument
 from marketplace.round.collect import collect_round
 from marketplace.round.prove import RoundProver, prover_for, round_salt
 from marketplace.round.score import score_round
@@ -153,20 +154,20 @@ class AggregatorNode:
         )
         proof = prover.prove(commitments, scored.rows[order], scores, proven_flags, salt=round_salt(pid, round_))
         timings["prove"] = time.perf_counter() - t3
-        proof_doc = {
-            "project": pid,
-            "round": round_,
-            "prover": prover.name,
-            "commitments": ["0x" + c.hex() for c in inputs.commitments],
-            "scores": chain_scores,
-            "flags": flags,
-            "rejected": {t: why for t, why in inputs.rejected.items()},
-            "proof": "0x" + proof.hex(),
-            "model_cid": model_cid,
-            "accuracy": accuracy,  # of the new model on the aggregator's held-out data (not proven)
-            "loss": loss,
-        }
-        proof_cid = self.store.put_bytes(json.dumps(proof_doc, sort_keys=True).encode())
+        document = ProofDocument(
+            project=pid,
+            round=round_,
+            prover=prover.name,
+            commitments=["0x" + c.hex() for c in inputs.commitments],
+            scores=chain_scores,
+            flags=flags,
+            rejected=dict(inputs.rejected),
+            proof="0x" + proof.hex(),
+            model_cid=model_cid,
+            accuracy=accuracy,  # of the new model on the aggregator's held-out data (not proven)
+            loss=loss if loss is not None and math.isfinite(loss) else None,  # a diverged model: no loss
+        )
+        proof_cid = self.store.put_bytes(document.to_bytes())
 
         report = RoundReport(
             pid, round_, inputs.trainers, inputs.submitted, flags, scored.scores, chain_scores, inputs.rejected,

@@ -13,16 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import keccak
-from hexbytes import HexBytes
 from web3.exceptions import Web3RPCError
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.chain.market import FinalizedRound, MarketClient, round_verifier
 from marketplace.adapters.ipfs.errors import StorageError
-from marketplace.adapters.ipfs.safejson import loads_bounded
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.protocol.ordering import verifier_inputs
+from marketplace.protocol.proof_document import MAX_PROOF_DOCUMENT_BYTES, InvalidProofDocument, ProofDocument
 
 
 class ProofUnavailable(Exception):
@@ -63,7 +62,7 @@ def gas_to_succeed(chain: ChainClient, call: Any, high: int = 30_000_000) -> int
     the cost of rejecting. A binary search over ``eth_call`` with an explicit gas limit finds the
     cost of accepting."""
     try:  # a lower bound: the cost of the cheapest outcome, at least the intrinsic gas
-        low = int(chain._rpc(lambda: call.estimate_gas()))
+        low = chain.estimate_gas(call)
     except (ChainError, Web3RPCError):
         low = 21_000
     while high - low > 1_000:
@@ -79,7 +78,7 @@ def gas_to_succeed(chain: ChainClient, call: Any, high: int = 30_000_000) -> int
 def proof_from_calldata(market: MarketClient, finalized: FinalizedRound) -> bytes:
     """The proof bytes from the calldata of the transaction that finalized the round."""
     chain = market.chain
-    tx = chain._rpc(lambda: chain.w3.eth.get_transaction(HexBytes(finalized.tx_hash)))
+    tx = chain.get_transaction(finalized.tx_hash)
     try:
         fn, args = market.market.decode_function_input(tx["input"])
     except ValueError:
@@ -103,15 +102,15 @@ def verify_round(market: MarketClient, project_id: int, round_: int, store: Mode
     agrees: bool | None = None
     if store is not None:
         try:
-            doc = loads_bounded(store.get_bytes(finalized.proof_cid, max_bytes=4 * 1024 * 1024), max_depth=8)
-            proof = bytes.fromhex(doc["proof"].removeprefix("0x"))
+            doc = ProofDocument.parse(store.get_bytes(finalized.proof_cid, max_bytes=MAX_PROOF_DOCUMENT_BYTES))
+            proof = doc.proof_bytes
             source = f"ipfs://{finalized.proof_cid}"
             agrees = (
-                [bytes.fromhex(c.removeprefix("0x")) for c in doc["commitments"]] == commitments
-                and [int(s) for s in doc["scores"]] == finalized.scores
-                and [bool(f) for f in doc["flags"]] == finalized.flags
+                doc.commitment_bytes == commitments
+                and doc.scores == finalized.scores
+                and doc.flags == finalized.flags
             )
-        except (StorageError, ValueError, KeyError, TypeError):
+        except (StorageError, InvalidProofDocument):
             proof = None
     if proof is None:
         proof = proof_from_calldata(market, finalized)

@@ -44,7 +44,7 @@ def model_registry() -> dict[str, str]:
 def proof_doc_reader(api_url: str, timeout: float) -> ProofDocReader:
     """Reads a round's JSON proof document from an IPFS node; None when it cannot."""
     from marketplace.adapters.ipfs.ipfs import IpfsClient
-    from marketplace.adapters.ipfs.safejson import loads_bounded
+    from marketplace.protocol.safejson import loads_bounded
 
     client = IpfsClient(api_url, timeout=timeout, retries=0)
 

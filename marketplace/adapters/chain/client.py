@@ -26,7 +26,18 @@ from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError, ProviderConnectionError, TimeExhausted, Web3RPCError
 from web3.logs import DISCARD
 from web3.providers.rpc.utils import check_if_retry_on_failure
-from web3.types import BlockIdentifier, RPCEndpoint, RPCResponse, TxParams, TxReceipt, Wei
+from web3.types import (
+    BlockData,
+    BlockIdentifier,
+    FilterParams,
+    LogReceipt,
+    RPCEndpoint,
+    RPCResponse,
+    TxData,
+    TxParams,
+    TxReceipt,
+    Wei,
+)
 
 from marketplace.adapters.chain.compile import Artifact
 from marketplace.adapters.chain.errors import (
@@ -222,9 +233,19 @@ class ChainClient:
         return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
 
     def estimate_gas(self, fn_call: FunctionCall, value: int = 0) -> int:
-        """Gas estimate for ``fn_call`` from the client's account (reverts raise ContractRevert)."""
-        params: TxParams = {"from": self.account.address, "value": Wei(value)}
+        """Gas estimate for ``fn_call`` from the client's account, if it has one (reverts raise
+        ContractRevert)."""
+        params: TxParams = {"value": Wei(value)}
+        if self._account is not None:
+            params["from"] = self._account.address
         return int(self._rpc(lambda: fn_call.estimate_gas(params)))
+
+    @staticmethod
+    def calldata(fn_call: FunctionCall) -> str:
+        """The 0x-hex calldata of ``fn_call`` (selector and ABI-encoded arguments), e.g. for an unsigned
+        transaction a wallet signs."""
+        contract = fn_call.w3.eth.contract(abi=[fn_call.abi])
+        return contract.encode_abi(fn_call.fn_name, args=list(fn_call.args), kwargs=dict(fn_call.kwargs))
 
     def transact(self, fn_call: FunctionCall, value: int = 0, gas: int | None = None) -> TxReceipt:
         """Sign and send ``fn_call`` from the client's account; wait for and return the receipt.
@@ -260,7 +281,7 @@ class ChainClient:
             with self._lock:
                 self._inflight.discard(tx_hash)
         if receipt["status"] != 1:
-            raise self._failure(receipt)
+            raise self.revert_reason(receipt)
         return receipt
 
     def _allocate_nonce(self, address: str) -> int:
@@ -315,7 +336,7 @@ class ChainClient:
                 f"transaction {HexBytes(tx_hash).to_0x_hex()} not mined within {self.receipt_timeout}s"
             ) from None
 
-    def _failure(self, receipt: TxReceipt) -> ChainError:
+    def revert_reason(self, receipt: TxReceipt) -> ChainError:
         """Recover the revert reason of a failed transaction by replaying it as a call: on the state
         before its block, else on the state after it (when an earlier transaction of the same block
         made it fail, e.g. someone else's, or our own sent before a restart, did the same thing first)."""
@@ -369,6 +390,22 @@ class ChainClient:
             )
         )
         return [_event_dict(log) for log in logs]
+
+    def get_logs_raw(self, params: FilterParams) -> list[LogReceipt]:
+        """``eth_getLogs`` with raw ``params`` (any addresses and topics), undecoded."""
+        return list(self._rpc(lambda: self.w3.eth.get_logs(params)))
+
+    def get_block(self, block_identifier: BlockIdentifier = "latest") -> BlockData:
+        """A block's header fields (raises ``web3.exceptions.BlockNotFound`` for an unknown block)."""
+        return self._rpc(lambda: self.w3.eth.get_block(block_identifier))
+
+    def get_transaction(self, tx_hash: bytes | str) -> TxData:
+        """A transaction by hash (raises ``web3.exceptions.TransactionNotFound`` if the node has none)."""
+        return self._rpc(lambda: self.w3.eth.get_transaction(HexBytes(tx_hash)))
+
+    def get_receipt(self, tx_hash: bytes | str) -> TxReceipt:
+        """A mined transaction's receipt (raises ``web3.exceptions.TransactionNotFound`` if not mined)."""
+        return self._rpc(lambda: self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
 
     def balance(self, address: str) -> int:
         """Balance of ``address`` in wei."""

@@ -23,7 +23,7 @@ from marketplace.adapters.ipfs.errors import (
     WrongKeys,
     WrongShape,
 )
-from marketplace.adapters.ipfs.safejson import loads_bounded
+from marketplace.protocol.safejson import loads_bounded
 
 DEFAULT_MAX_BYTES = 256 << 20
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
