@@ -235,7 +235,7 @@ def aggregate_round(
     spec = {k: (tuple(s), t) for k, (s, t) in manifest["spec"].items()}
     cids = manifest["cids"][:n]
     want = [bytes.fromhex(c) for c in manifest["commitments"][:n]]
-    scorer = GramScorer(sketch_dim=K, seed=seed, weighting="equal", submission_order=np.arange(n))
+    scorer = GramScorer(sketch_dim=K, seed=seed, weighting="equal", arrival=range(n))
     phases: dict[str, dict[str, float]] = {}
     with IpfsClient(api_url, timeout=120.0) as client:
         store = ModelStore(client)

@@ -220,7 +220,7 @@ def test_clean_rounds_flag_nobody(shards: dict[str, list[LocalData]], scheme: st
 def test_iid_attackers_flagged_honest_kept(shards: dict[str, list[LocalData]], attack: Attack) -> None:
     """Every attack at 25% on IID shards, both rounds. Copies: slots in submission order (index
     order here), so the source (trainer 0, earlier) is kept and paid, the two copies flagged."""
-    for res in _rounds(shards["iid"], attack, GramScorer(submission_order=np.arange(8))):
+    for res in _rounds(shards["iid"], attack, GramScorer(arrival=range(8))):
         assert res.flags[list(ATTACKERS)].all(), (attack, res.details["med_cos"])
         assert not res.flags[HONEST].any(), (attack, res.details["med_cos"])
         assert np.all(res.scores[list(ATTACKERS)] == 0) and np.all(res.scores[HONEST] > 0)

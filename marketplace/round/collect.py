@@ -49,11 +49,6 @@ class RoundInputs:
         """Trainer indices in arrival order (how ``finalizeRound`` hands values to the verifier)."""
         return arrival_order(self.trainers, self.submissions.values())
 
-    @property
-    def submission_rank(self) -> np.ndarray:
-        """Each trainer's position in the on-chain order of submissions (non-submitters last)."""
-        return np.argsort(self.arrival_order)
-
 
 def collect_round(
     market: MarketClient, store: ModelStore, project_id: int, round_: int, model_name: str

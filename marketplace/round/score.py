@@ -29,7 +29,7 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None) -> ScoredRou
     """The paying computation: the Gram rule's exact integer flags and scores on the committed
     rows, slots in arrival order (the circuit's computation), rejected submitters flagged, and
     the mean of the paid trainers' full updates (inliers with a positive score)."""
-    scorer = GramScorer(inputs.sketch_width, inputs.seed, cfg, submission_order=inputs.submission_rank,
+    scorer = GramScorer(inputs.sketch_width, inputs.seed, cfg, arrival=inputs.arrival_order,
                         weighting="equal")  # fmt: skip
     res = scorer.evaluate(inputs.rows, inputs.valid)
     rejected = inputs.rejected_mask

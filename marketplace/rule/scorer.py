@@ -3,6 +3,7 @@ steps (summarise -> flag -> score -> aggregate), on the committed rows of the up
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -21,9 +22,9 @@ class GramScorer(InlierFedAvg, RoundScorer):
         sketch_dim: K, the committed sketch width (must match the circuit).
         seed: public per-project sketch seed.
         cfg: rule constants.
-        submission_order: per trainer, its position in the submission sequence (lower = earlier).
-            Slots are filled in that order (the duplicate rule keeps the earliest copy); without
-            it, trainer order is the slot order.
+        arrival: the trainer indices in arrival order (:func:`marketplace.protocol.ordering.arrival_order`):
+            slot ``s`` holds trainer ``arrival[s]`` (the duplicate rule keeps the earliest copy);
+            without it, trainer order is the slot order.
         weighting: FedAvg weights, ``"samples"`` (reported counts) or ``"equal"``.
     """
 
@@ -32,30 +33,24 @@ class GramScorer(InlierFedAvg, RoundScorer):
         sketch_dim: int = 64,
         seed: int = 0,
         cfg: GramConfig | None = None,
-        submission_order: np.ndarray | None = None,
+        arrival: Sequence[int] | None = None,
         weighting: Literal["samples", "equal"] = "samples",
     ) -> None:
         self.sketch_dim = sketch_dim
         self.seed = seed
         self.cfg = cfg or GramConfig()
-        self.submission_order = submission_order
+        self.arrival = arrival
         self.weighting = weighting
 
     def summarize(self, updates: np.ndarray) -> np.ndarray:
         """The committed rows (N, K + 2) of the updates' sketches."""
         return committed_rows(sketch_rows(updates, self.sketch_dim, self.seed))
 
-    def _slots(self, n: int) -> np.ndarray:
-        """``perm`` with slot ``s`` holding trainer ``perm[s]``."""
-        if self.submission_order is None:
-            return np.arange(n)
-        return np.argsort(np.asarray(self.submission_order), kind="stable")
-
     def evaluate(self, summaries: np.ndarray, active_mask: np.ndarray) -> GramResult:
         """The integer rule on the sanitised rows, mapped back to trainer order."""
         rows = np.where(np.asarray(active_mask, dtype=bool)[:, None], summaries, 0.0)
         rows, _ = sanitize_rows(rows)
-        perm = self._slots(rows.shape[0])
+        perm = np.arange(rows.shape[0]) if self.arrival is None else np.asarray(self.arrival, dtype=np.int64)
         res = gram_rule_int(quantize(rows[perm]), self.cfg)
         inv = np.argsort(perm)
         stats = {key: (val[inv] if np.ndim(val) == 1 else val) for key, val in res.stats.items()}
