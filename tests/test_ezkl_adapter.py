@@ -1,15 +1,31 @@
-"""EzklRoundVerifier: the instance layout it builds, its VKA storage, and finalizeRound through it.
+"""EzklRoundVerifier: the instance layout it builds, its VKA storage, finalizeRound through it, and
+what it declares (proof system, rule version), from which the aggregator picks its prover.
 
 The ezkl verifier is replaced by a local mock that accepts keccak256(instances) as the "proof",
 so these tests pin down the adapter's own logic; the real ezkl proof on chain is tested in zk."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
 from eth_abi import encode
 from eth_utils import keccak
 
-from marketplace.adapters.chain.market import ProjectConfig, RoundResult
+import marketplace.adapters.ezkl.keys
+from marketplace.adapters.chain.market import (
+    MarketClient,
+    ProjectConfig,
+    RoundResult,
+    VerifierInfo,
+    encode_rule_version,
+)
+from marketplace.roles.aggregator import AggregatorNode
+from marketplace.round.prove import EzklProver, RuleVersionMismatch, UnknownProofSystem, prover_for
+from marketplace.rule import RULE_VERSION
 from tests.market_fixtures import Actors, commitment_for, reverts
+from tests.test_market import unreachable_store
 
 R = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 ZERO_ROW = 12345
@@ -26,11 +42,12 @@ def mock_proof(inst: list[int]) -> bytes:
     return keccak(encode(["uint256[]"], [inst]))
 
 
-def deploy(actors: Actors, vka: list[bytes] | None = None):  # type: ignore[no-untyped-def]
+def deploy(actors: Actors, vka: list[bytes] | None = None, rule_version: str = RULE_VERSION):  # type: ignore[no-untyped-def]
     chain = actors.admin.chain
     mock = chain.deploy(actors.artifacts["MockHalo2Verifier"])
     words = vka or [keccak(text=f"vka word {i}") for i in range(337)]
-    adapter = chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, N, 32, ZERO_ROW)
+    version = encode_rule_version(rule_version)
+    adapter = chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, N, 32, ZERO_ROW, version)
     return adapter, mock, words
 
 
@@ -112,3 +129,77 @@ def test_finalize_through_the_adapter(actors: Actors) -> None:
     receipt = actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", scores, flags, proof))
     (event,) = actors.events(receipt, "RoundFinalized")
     assert event["rewards"] == [7_500_000_000_000_000_000, 0, 2_500_000_000_000_000_000]
+
+
+# ---------------------------------------------------------------- what the adapter declares
+
+
+class KeySetupReached(Exception):
+    """Raised by the stubbed key setup: prover selection got as far as the circuit's keys."""
+
+
+def _stub_key_setup(monkeypatch: pytest.MonkeyPatch, calls: list[tuple[int, int]]) -> None:
+    def setup(n: int, k: int, *, srs: Path | None = None) -> None:
+        calls.append((n, k))
+        raise KeySetupReached
+
+    monkeypatch.setattr(marketplace.adapters.ezkl.keys, "setup", setup)
+
+
+def _approved_project(actors: Actors, adapter_address: str) -> int:
+    actors.admin.chain.transact(actors.admin.market.functions.setVerifierApproval(adapter_address, True))
+    return actors.create(verifier=adapter_address, max_trainers=N)
+
+
+def test_the_adapter_declares_ezkl_and_the_rule_version_it_was_deployed_for(
+    actors: Actors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adapter, mock, words = deploy(actors)
+    chain = actors.admin.chain
+    assert chain.call(adapter.functions.proofSystem()) == b"ezkl-halo2-kzg".ljust(32, b"\0")
+    assert chain.call(adapter.functions.ruleVersion()) == bytes.fromhex(RULE_VERSION)
+    pid = _approved_project(actors, adapter.address)
+    info = actors.owner.verifier_info(pid)
+    assert info == VerifierInfo(adapter.address, "ezkl-halo2-kzg", RULE_VERSION, N, 32)
+    calls: list[tuple[int, int]] = []
+    _stub_key_setup(monkeypatch, calls)
+    with pytest.raises(KeySetupReached):  # dispatched to the ezkl prover, which sets up the circuit's keys
+        prover_for(actors.aggregator, pid)
+    assert calls == [(N, 32)]
+    with reverts("InvalidSetup"):
+        chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, N, 32, ZERO_ROW, b"\0" * 8)
+
+
+def test_aggregator_refuses_an_adapter_of_another_rule_version_before_any_key_or_proof(
+    actors: Actors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = f"{int(RULE_VERSION, 16) ^ 0xFF:016x}"
+    adapter, _, _ = deploy(actors, rule_version=other)
+    pid = _approved_project(actors, adapter.address)
+    calls: list[tuple[int, int]] = []
+    _stub_key_setup(monkeypatch, calls)
+
+    def no_proof(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("a proof was computed")
+
+    monkeypatch.setattr(EzklProver, "prove", no_proof)
+    node = AggregatorNode(actors.aggregator, unreachable_store())
+    with pytest.raises(
+        RuleVersionMismatch, match=f"was built for rule {other}; this code implements rule {RULE_VERSION}"
+    ):
+        node.prover(pid)
+    assert calls == []  # refused before the circuit's keys were even looked at
+
+
+def test_an_unknown_proof_system_is_refused(actors: Actors) -> None:
+    adapter, _, _ = deploy(actors)
+    pid = _approved_project(actors, adapter.address)
+    declared = actors.owner.verifier_info(pid)
+
+    class Groth16Market(MarketClient):
+        def verifier_info(self, project_id: int) -> VerifierInfo:
+            return replace(declared, proof_system="groth16")
+
+    market = Groth16Market(actors.aggregator.chain, actors.aggregator.market, actors.aggregator.registry)
+    with pytest.raises(UnknownProofSystem, match="'groth16'; this code proves only for 'test-hash', 'ezkl-halo2-kzg'"):
+        prover_for(market, pid)

@@ -1,11 +1,17 @@
-"""TrainingMarket and ReliabilityRegistry on a real anvil: every function's happy path and revert."""
+"""TrainingMarket and ReliabilityRegistry on a real anvil: every function's happy path and revert;
+and what the test verifier declares, from which the aggregator picks its prover."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
-from marketplace.adapters.chain.market import Outcome, ProjectStatus, RoundResult
-from marketplace.round.prove import local_hash_proof
+from marketplace.adapters.chain.market import Outcome, ProjectStatus, RoundResult, encode_rule_version
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.roles.aggregator import AggregatorNode
+from marketplace.round.prove import HashProver, RuleVersionMismatch, local_hash_proof, prover_for
+from marketplace.rule import RULE_VERSION
 from tests.market_fixtures import ETH, Actors, commitment_for, reverts, test_verifier_proof
 
 # ---------------------------------------------------------------- admin and registry
@@ -490,3 +496,46 @@ def test_rejecting_a_non_submitter_reverts(actors: Actors) -> None:
         actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 0], third, third))
     with reverts("InvalidRejection"):
         actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 0], [False] * 3, third))
+
+
+# ---------------------------------------------------------------- what the verifier declares
+
+
+def unreachable_store() -> ModelStore:
+    """A store whose every IPFS request fails the test: choosing a prover must not fetch anything."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        pytest.fail(f"unexpected IPFS request {request.url}")
+
+    return ModelStore(IpfsClient(transport=httpx.MockTransport(refuse)))
+
+
+def test_test_verifier_declares_its_proof_system_and_rule_version(actors: Actors) -> None:
+    pid = actors.create()
+    info = actors.owner.verifier_info(pid)
+    assert info.address == actors.deployment.address("TestRoundVerifier")
+    assert (info.proof_system, info.rule_version) == ("test-hash", RULE_VERSION)
+    assert (info.max_trainers, info.sketch_width) == (2**256 - 1, 64)
+    assert isinstance(prover_for(actors.aggregator, pid), HashProver)
+    with reverts("InvalidSetup"):
+        actors.chain.deploy(actors.artifacts["TestRoundVerifier"], 64, b"\0" * 8)
+
+
+def test_aggregator_refuses_a_test_verifier_of_another_rule_version(
+    actors: Actors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = f"{int(RULE_VERSION, 16) ^ 1:016x}"
+    verifier = actors.chain.deploy(actors.artifacts["TestRoundVerifier"], 64, encode_rule_version(other))
+    actors.chain.transact(actors.admin.market.functions.setVerifierApproval(verifier.address, True))
+    pid = actors.training_project(2, verifier=verifier.address)
+
+    def no_proof(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("a proof was computed")
+
+    monkeypatch.setattr(HashProver, "prove", no_proof)
+    node = AggregatorNode(actors.aggregator, unreachable_store())
+    with pytest.raises(RuleVersionMismatch) as refused:
+        node.prover(pid)
+    assert (refused.value.verifier_version, refused.value.local_version) == (other, RULE_VERSION)
+    assert f"was built for rule {other}; this code implements rule {RULE_VERSION}" in str(refused.value)
+    assert isinstance(node.prover(actors.create()), HashProver)  # the deployment's own verifier is fine

@@ -9,6 +9,8 @@ from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import Artifacts
 from marketplace.adapters.chain.deploy import deploy_marketplace
 from marketplace.adapters.chain.errors import ContractRevert
+from marketplace.adapters.chain.market import encode_rule_version
+from marketplace.rule import RULE_VERSION
 from tests.market_fixtures import ETH, Actors, reverts
 
 
@@ -54,7 +56,7 @@ def test_test_verifier_refuses_to_deploy_outside_the_local_chain(artifacts: Arti
     with AnvilNode(chain_id=11155111) as sepolia_like:  # Sepolia's chain id
         chain = ChainClient(sepolia_like.url, dev_accounts(1)[0])
         with pytest.raises(ContractRevert, match="TestVerifierOnLocalChainOnly"):
-            chain.deploy(artifacts["TestRoundVerifier"], 64)
+            chain.deploy(artifacts["TestRoundVerifier"], 64, encode_rule_version(RULE_VERSION))
         with pytest.raises(ValueError, match="only deploys on the local chain"):
             deploy_marketplace(chain, artifacts, with_test_verifier=True)
         deployment = deploy_marketplace(chain, artifacts)  # the real contracts deploy fine

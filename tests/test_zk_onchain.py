@@ -15,6 +15,7 @@ from marketplace.adapters.ezkl.keys import CircuitKeys, setup
 from marketplace.adapters.ezkl.prove import prove_rows
 from marketplace.protocol.commitment import commit_update, quantize
 from marketplace.protocol.ordering import in_arrival_order
+from marketplace.round.prove import EzklProver, prover_for
 from marketplace.rule.gram import gram_rule_int
 from tests.market_fixtures import Actors, reverts
 
@@ -41,6 +42,8 @@ def test_real_proof_accepted_on_chain_and_every_forgery_rejected(actors: Actors,
     chain.transact(actors.admin.market.functions.setVerifierApproval(adapter.address, True))
     cfg = {**actors.config().model_dump(), "verifier": adapter.address, "max_trainers": 4, "rounds": 2}
     pid = actors.owner.create_project(ProjectConfig(**cfg))
+    prover = prover_for(actors.aggregator, pid)  # the adapter declares ezkl; its VKA is the cached keys'
+    assert isinstance(prover, EzklProver) and prover.keys == zk_keys
     trainers = actors.trainers[:4]
     for t in trainers:
         t.join(pid)

@@ -7,9 +7,14 @@ pragma solidity ^0.8.24;
  * from the commitments the trainers submitted on chain.
  *
  * `TrainingMarket` calls this from `finalizeRound` with the commitments, the scores and flags the
- * aggregator wants to record, and the proof bytes, all in arrival order (see {verifyRound}). An implementation binds all three to the proof's public inputs (for ezkl: the
- * per-trainer Poseidon hashes and the circuit's public outputs) and returns true only if the
- * proof verifies against exactly these values.
+ * aggregator wants to record, and the proof bytes, all in arrival order (see {verifyRound}). An
+ * implementation binds all three to the proof's public inputs (for ezkl: the per-trainer Poseidon
+ * hashes and the circuit's public outputs) and returns true only if the proof verifies against
+ * exactly these values.
+ *
+ * A verifier also declares what it is, so that off-chain code knows how to prove a project's rounds
+ * without guessing: {proofSystem} (which prover makes its proofs) and {ruleVersion} (which version
+ * of the scoring rule its proofs are about). Both are fixed when it is deployed.
  */
 interface IRoundVerifier {
     /// @param commitments one commitment per trainer, in arrival order: first the trainers who
@@ -37,4 +42,24 @@ interface IRoundVerifier {
     /// @notice K, the width of the CountSketch every trainer commits to (the circuit's input width):
     /// a trainer's commitment is the Poseidon hash of the committed row of its K-wide sketch.
     function sketchWidth() external view returns (uint256);
+
+    /// @notice The proof system whose proofs {verifyRound} checks: a short ASCII name, left-aligned
+    /// and padded with zero bytes (`bytes32("ezkl-halo2-kzg")`: ezkl's Halo2 proofs with KZG
+    /// commitments; `bytes32("test-hash")`: the local test verifier, which proves nothing). A
+    /// constant of the implementation. The aggregator picks its prover by it.
+    ///
+    /// WARNING: a self-description, not a guarantee: any contract can return any name. What a
+    /// project's proofs are worth depends on the verifier the market admin approved, not on this value.
+    function proofSystem() external view returns (bytes32);
+
+    /// @notice The version of the scoring rule this verifier's proofs are about: the
+    /// `marketplace.rule.RULE_VERSION` (the first 8 bytes of the hash of the rule's code) it was
+    /// deployed for, never zero and never changed afterwards. Code implementing another version
+    /// computes other scores or flags than the ones the verifier's circuit proves, so the aggregator
+    /// refuses to serve a project whose verifier declares a rule version it does not implement.
+    ///
+    /// WARNING: declared by whoever deployed the verifier; nothing on chain ties it to the circuit's
+    /// keys. The market admin must approve a verifier only after checking that its keys were set up
+    /// from the rule's code at this version.
+    function ruleVersion() external view returns (bytes8);
 }

@@ -7,22 +7,35 @@ import {IRoundVerifier} from "../interfaces/IRoundVerifier.sol";
  * @title TestRoundVerifier
  * @notice FOR LOCAL TESTS ONLY. Accepts a "proof" that is a 32-byte salt followed by the keccak256
  * of the salt and the public values (the salt, e.g. the project and round, keeps two rounds with
- * equal values from having the same proof, which the market would refuse as a replay), so tests can exercise tampered results without a zk prover. It proves nothing about
- * how the scores were computed.
+ * equal values from having the same proof, which the market would refuse as a replay), so tests
+ * can exercise tampered results without a zk prover. It proves nothing about how the scores were
+ * computed. Its {proofSystem} is "test-hash" (made by `marketplace.round.prove.HashProver`).
  * @dev Refuses to deploy on any chain but the local development chain id 31337, so it cannot be
  * approved on a public network by mistake.
  */
 contract TestRoundVerifier is IRoundVerifier {
     /// @notice Deployment was attempted on a chain other than 31337.
     error TestVerifierOnLocalChainOnly(uint256 chainId);
+    /// @notice A constructor argument is unusable.
+    error InvalidSetup(string reason);
 
     /// @inheritdoc IRoundVerifier
     uint256 public immutable sketchWidth;
+    /// @inheritdoc IRoundVerifier
+    bytes8 public immutable ruleVersion;
 
     /// @param sketchWidth_ K, the sketch width trainers of its projects commit to
-    constructor(uint256 sketchWidth_) {
+    /// @param ruleVersion_ the rule version its projects are scored by (`marketplace.rule.RULE_VERSION`)
+    constructor(uint256 sketchWidth_, bytes8 ruleVersion_) {
         if (block.chainid != 31337) revert TestVerifierOnLocalChainOnly(block.chainid);
+        if (ruleVersion_ == bytes8(0)) revert InvalidSetup("rule version");
         sketchWidth = sketchWidth_;
+        ruleVersion = ruleVersion_;
+    }
+
+    /// @inheritdoc IRoundVerifier
+    function proofSystem() external pure returns (bytes32) {
+        return "test-hash";
     }
 
     /// @inheritdoc IRoundVerifier

@@ -21,6 +21,9 @@ import {IHalo2VerifierReusable} from "../interfaces/IHalo2VerifierReusable.sol";
  * or the hash of the all-zero vector for a trainer that did not submit and for padding rows,
  * flags are 0/1 and scores are fixed-point integers, and asks the ezkl verifier.
  *
+ * Its {proofSystem} is "ezkl-halo2-kzg"; its {ruleVersion} is the version of the scoring rule the
+ * circuit (and so the VKA) was built from, given at deployment.
+ *
  * WARNING: the proof is only as sound as the setup of its keys; keys made from a locally
  * generated SRS (`gen_srs`) are for development only. Production needs a ceremony SRS.
  */
@@ -39,6 +42,8 @@ contract EzklRoundVerifier is IRoundVerifier {
     uint256 public immutable zeroRowHash;
     /// @notice Digest under which the VKA was registered with the verifier.
     bytes32 public immutable vkaDigest;
+    /// @inheritdoc IRoundVerifier
+    bytes8 public immutable ruleVersion;
     /// @dev The VKA words, stored as the code of a data contract (cheap to read back).
     address private immutable _vkaPointer;
     uint256 private immutable _vkaLength;
@@ -51,16 +56,26 @@ contract EzklRoundVerifier is IRoundVerifier {
     /// @param n the circuit's number of trainer inputs
     /// @param k the circuit's sketch width (a trainer input is k + 2 values)
     /// @param zeroRowHash_ the Poseidon hash of the circuit's all-zero trainer input
-    constructor(IHalo2VerifierReusable verifier, bytes32[] memory vka_, uint256 n, uint256 k, uint256 zeroRowHash_) {
+    /// @param ruleVersion_ the scoring rule's version the circuit was built from (`marketplace.rule.RULE_VERSION`)
+    constructor(
+        IHalo2VerifierReusable verifier,
+        bytes32[] memory vka_,
+        uint256 n,
+        uint256 k,
+        uint256 zeroRowHash_,
+        bytes8 ruleVersion_
+    ) {
         if (address(verifier) == address(0)) revert InvalidSetup("verifier");
         if (vka_.length == 0) revert InvalidSetup("vka");
         if (n == 0 || n > 64) revert InvalidSetup("circuit size");
         if (k == 0) revert InvalidSetup("sketch width");
         if (zeroRowHash_ == 0 || zeroRowHash_ >= FIELD_MODULUS) revert InvalidSetup("zero row hash");
+        if (ruleVersion_ == bytes8(0)) revert InvalidSetup("rule version");
         halo2Verifier = verifier;
         circuitSize = n;
         sketchWidth = k;
         zeroRowHash = zeroRowHash_;
+        ruleVersion = ruleVersion_;
         vkaDigest = verifier.registerVka(vka_);
         _vkaLength = vka_.length;
         _vkaPointer = _storeAsCode(abi.encodePacked(vka_));
@@ -104,6 +119,11 @@ contract EzklRoundVerifier is IRoundVerifier {
     /// @inheritdoc IRoundVerifier
     function maxTrainers() external view returns (uint256) {
         return circuitSize;
+    }
+
+    /// @inheritdoc IRoundVerifier
+    function proofSystem() external pure returns (bytes32) {
+        return "ezkl-halo2-kzg";
     }
 
     /// @notice The registered VKA words.

@@ -3,23 +3,25 @@
 A prover knows nothing of IPFS or transactions: given the round's public values and the committed
 rows behind them it returns proof bytes. :class:`EzklProver` proves the Gram circuit with ezkl for
 projects whose verifier is an ``EzklRoundVerifier``; :class:`HashProver` serves the local-only
-``TestRoundVerifier``. :func:`prover_for` picks the one a project needs.
+``TestRoundVerifier``. :func:`prover_for` picks the one a project needs from what the project's
+verifier declares (``IRoundVerifier.proofSystem()``), and refuses a verifier built for another
+version of the scoring rule than this code implements (``ruleVersion()`` against
+:data:`marketplace.rule.RULE_VERSION`) before any key is set up or any proof computed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
-from web3.contract import Contract
 
 from marketplace.adapters.chain.compile import compile_contracts
-from marketplace.adapters.chain.errors import ChainError
-from marketplace.adapters.chain.market import MarketClient
+from marketplace.adapters.chain.market import MarketClient, VerifierInfo
 from marketplace.protocol.ordering import verifier_inputs
+from marketplace.rule import RULE_VERSION
 
 
 def local_hash_proof(commitments: list[bytes], scores: list[int], flags: list[bool], salt: bytes = b"\0" * 32) -> bytes:
@@ -74,6 +76,13 @@ class HashProver:
     """For the local test verifier only: the "proof" is the hash of the public values (proves nothing)."""
 
     name = "test-hash"
+    #: The ``proofSystem()`` of the verifiers it proves for (``TestRoundVerifier``).
+    proof_system: ClassVar[str] = "test-hash"
+
+    @classmethod
+    def for_verifier(cls, market: MarketClient, info: VerifierInfo, *, srs: Path | None = None) -> HashProver:
+        """The prover of a ``TestRoundVerifier`` (it needs nothing from the verifier)."""
+        return cls()
 
     def prove(
         self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], salt: bytes
@@ -86,10 +95,66 @@ class ProofMismatch(RuntimeError):
     proof would be rejected on chain, so nothing is sent)."""
 
 
+class ProverSelectionError(RuntimeError):
+    """No prover of this code can prove the rounds of a project (raised before anything is proven)."""
+
+
+class UnknownProofSystem(ProverSelectionError):
+    """The project's verifier declares a proof system this code has no prover for."""
+
+    def __init__(self, project_id: int, verifier: str, proof_system: str) -> None:
+        self.project_id, self.verifier, self.proof_system = project_id, verifier, proof_system
+        known = ", ".join(repr(p.proof_system) for p in PROVERS)
+        super().__init__(
+            f"project {project_id}'s verifier {verifier} declares proof system {proof_system!r}; "
+            f"this code proves only for {known}"
+        )
+
+
+class RuleVersionMismatch(ProverSelectionError):
+    """The project's verifier was deployed for another version of the scoring rule than this code
+    implements: its proofs are about other flags and scores than the ones this code computes."""
+
+    def __init__(self, project_id: int, verifier: str, verifier_version: str, local_version: str) -> None:
+        self.project_id, self.verifier = project_id, verifier
+        self.verifier_version, self.local_version = verifier_version, local_version
+        super().__init__(
+            f"project {project_id}'s verifier {verifier} was built for rule {verifier_version}; "
+            f"this code implements rule {local_version}: serve it with the code of rule {verifier_version}"
+        )
+
+
+class VerifyingKeyMismatch(ProverSelectionError):
+    """The cached circuit keys are not the ones the project's ``EzklRoundVerifier`` registered."""
+
+    def __init__(self, verifier: str, n: int, k: int, keys_root: Path) -> None:
+        self.verifier, self.n, self.k, self.keys_root = verifier, n, k, keys_root
+        super().__init__(
+            f"the cached keys of circuit n={n}, k={k} ({keys_root}) do not match the verifying key registered "
+            f"by verifier {verifier}: set up the keys it was deployed with (same SRS: --srs)"
+        )
+
+
 class EzklProver:
     """Real zero-knowledge proofs of the Gram circuit (ezkl, Halo2/KZG) for an ``EzklRoundVerifier``."""
 
     name = "ezkl-gram"
+    #: The ``proofSystem()`` of the verifiers it proves for (``EzklRoundVerifier``).
+    proof_system: ClassVar[str] = "ezkl-halo2-kzg"
+
+    @classmethod
+    def for_verifier(cls, market: MarketClient, info: VerifierInfo, *, srs: Path | None = None) -> EzklProver:
+        """The prover of the ``EzklRoundVerifier`` ``info`` describes: its circuit's keys (set up once
+        and cached, see ``marketplace zk setup``), checked against the VKA the verifier registered."""
+        from marketplace.adapters.ezkl.keys import setup
+
+        n, k = info.max_trainers, info.sketch_width  # an EzklRoundVerifier's maxTrainers is its circuit size
+        keys = setup(n, k, srs=srs)
+        verifier = market.chain.contract(compile_contracts()["EzklRoundVerifier"], info.address)
+        on_chain = [bytes(w) for w in market.chain.call(verifier.functions.vka())]
+        if on_chain != keys.vka_words():
+            raise VerifyingKeyMismatch(info.address, n, k, keys.root)
+        return cls(keys)
 
     def __init__(self, keys: object) -> None:
         from marketplace.adapters.ezkl.keys import CircuitKeys
@@ -122,33 +187,26 @@ class EzklProver:
         return proof.proof
 
 
-def ezkl_verifier(market: MarketClient, address: str) -> Contract | None:
-    """The ``EzklRoundVerifier`` at ``address``, or None if that contract is not one."""
-    artifact = compile_contracts()["EzklRoundVerifier"]
-    contract = market.chain.contract(artifact, address)
-    try:
-        market.chain.call(contract.functions.vkaDigest())
-    except (ChainError, ValueError):
-        return None
-    return contract
+#: The provers this code has, one per proof system a verifier may declare.
+PROVERS: tuple[type[HashProver] | type[EzklProver], ...] = (HashProver, EzklProver)
 
 
-def prover_for(market: MarketClient, project_id: int, *, srs: Path | None = None) -> RoundProver:
-    """The prover ``project_id``'s verifier needs: for an ``EzklRoundVerifier``, the circuit's keys
-    (set up once and cached, see ``marketplace zk setup``), checked against the VKA the verifier
-    registered; a :class:`HashProver` for anything else (the local test verifier)."""
-    verifier = ezkl_verifier(market, market.get_project(project_id).verifier)
-    if verifier is None:
-        return HashProver()
-    from marketplace.adapters.ezkl.keys import setup
+def prover_for(
+    market: MarketClient, project_id: int, *, srs: Path | None = None, rule_version: str = RULE_VERSION
+) -> RoundProver:
+    """The prover ``project_id``'s verifier needs, chosen by the proof system it declares
+    (``proofSystem()``): an :class:`EzklProver` with the circuit's keys for ``"ezkl-halo2-kzg"``,
+    a :class:`HashProver` for the local test verifier's ``"test-hash"``.
 
-    n = int(market.chain.call(verifier.functions.circuitSize()))
-    k = int(market.chain.call(verifier.functions.sketchWidth()))
-    keys = setup(n, k, srs=srs)
-    on_chain = [bytes(w) for w in market.chain.call(verifier.functions.vka())]
-    if on_chain != keys.vka_words():
-        raise RuntimeError(
-            f"the cached keys of circuit n={n}, k={k} ({keys.root}) do not match the verifying key registered "
-            f"by verifier {verifier.address}: set up the keys it was deployed with (same SRS: --srs)"
-        )
-    return EzklProver(keys)
+    Raises, before any key is set up: :class:`UnknownProofSystem` for a proof system this code has
+    no prover for, :class:`RuleVersionMismatch` when the verifier's ``ruleVersion()`` is not
+    ``rule_version`` (this code's :data:`~marketplace.rule.RULE_VERSION`); and
+    :class:`VerifyingKeyMismatch` when the cached keys are not those the verifier registered."""
+    info = market.verifier_info(project_id)
+    by_system = {p.proof_system: p for p in PROVERS}
+    prover = by_system.get(info.proof_system)
+    if prover is None:
+        raise UnknownProofSystem(project_id, info.address, info.proof_system)
+    if info.rule_version != rule_version:
+        raise RuleVersionMismatch(project_id, info.address, info.rule_version, rule_version)
+    return prover.for_verifier(market, info, srs=srs)

@@ -1,4 +1,8 @@
-"""Deploy the marketplace contracts: registry, market, and (on local chains) a test verifier."""
+"""Deploy the marketplace contracts: registry, market, and (on local chains) a test verifier.
+
+The test verifier declares the rule version it is deployed for (``ruleVersion()``: by default this
+code's :data:`marketplace.rule.RULE_VERSION`), like a zk verifier (:mod:`marketplace.adapters.ezkl.evm`).
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ from marketplace.adapters.chain.config import (
     read_deployment,
     resolve_network,
 )
-from marketplace.adapters.chain.market import MarketClient
+from marketplace.adapters.chain.market import MarketClient, encode_rule_version
 from marketplace.protocol.constants import DEFAULT_SKETCH_WIDTH
+from marketplace.rule import RULE_VERSION
 
 LOCAL_CHAIN_ID = 31337
 REGISTRY = "ReliabilityRegistry"
@@ -37,11 +42,12 @@ def deploy_marketplace(
     *,
     network: str = "local",
     with_test_verifier: bool | None = None,
+    rule_version: str = RULE_VERSION,
 ) -> Deployment:
     """Deploys ReliabilityRegistry and TrainingMarket from ``chain``'s account (the admin of both)
     and authorizes the market in the registry. On the local chain (id 31337) it also deploys and
-    approves the ``TestRoundVerifier`` unless ``with_test_verifier`` is False; elsewhere that
-    verifier is refused (it proves nothing).
+    approves the ``TestRoundVerifier`` (declaring ``rule_version``, 16 hex digits) unless
+    ``with_test_verifier`` is False; elsewhere that verifier is refused (it proves nothing).
     """
     artifacts = artifacts or compile_contracts()
     local = chain.chain_id == LOCAL_CHAIN_ID
@@ -56,7 +62,9 @@ def deploy_marketplace(
     chain.transact(registry.functions.setMarketAuthorization(market.address, True))
     contracts = {REGISTRY: registry_record, MARKET: market_record}
     if with_test_verifier:
-        verifier, contracts[TEST_VERIFIER] = _deploy(chain, artifacts[TEST_VERIFIER], DEFAULT_SKETCH_WIDTH)
+        verifier, contracts[TEST_VERIFIER] = _deploy(
+            chain, artifacts[TEST_VERIFIER], DEFAULT_SKETCH_WIDTH, encode_rule_version(rule_version)
+        )
         chain.transact(market.functions.setVerifierApproval(verifier.address, True))
     return Deployment(network=network, chain_id=chain.chain_id, contracts=contracts)
 

@@ -198,6 +198,39 @@ def round_verifier(chain: ChainClient, address: str) -> Contract:
     return chain.contract(compile_contracts()["IRoundVerifier"], address)
 
 
+def encode_rule_version(version: str) -> bytes:
+    """A rule version (16 hex digits, as ``marketplace.rule.RULE_VERSION``) as the 8 bytes a
+    verifier's ``ruleVersion()`` holds (a ``bytes8`` constructor argument)."""
+    raw = bytes.fromhex(version)
+    if len(raw) != 8 or raw == b"\0" * 8:
+        raise ValueError(f"a rule version is 16 hex digits, not all zero: {version!r}")
+    return raw
+
+
+@dataclass(frozen=True)
+class VerifierInfo:
+    """What a round verifier declares about itself (``IRoundVerifier``'s views)."""
+
+    address: str
+    proof_system: str  # ``proofSystem()`` without its zero padding, e.g. "ezkl-halo2-kzg", "test-hash"
+    rule_version: str  # ``ruleVersion()`` as 16 hex digits, the form of ``marketplace.rule.RULE_VERSION``
+    max_trainers: int  # ``maxTrainers()``: the circuit's size (slots) for a zk verifier
+    sketch_width: int  # ``sketchWidth()``: K, the width of the sketches trainers commit to
+
+
+def read_verifier_info(chain: ChainClient, address: str) -> VerifierInfo:
+    """The declarations of the verifier at ``address`` (four calls to its ``IRoundVerifier`` views)."""
+    views = round_verifier(chain, address).functions
+    system = bytes(chain.call(views.proofSystem()))
+    return VerifierInfo(
+        address=to_checksum_address(address),
+        proof_system=system.rstrip(b"\0").decode("ascii", errors="backslashreplace"),
+        rule_version=bytes(chain.call(views.ruleVersion())).hex(),
+        max_trainers=int(chain.call(views.maxTrainers())),
+        sketch_width=int(chain.call(views.sketchWidth())),
+    )
+
+
 class MarketClient:
     """Calls and transactions of one account against a deployed market and registry."""
 
@@ -303,6 +336,10 @@ class MarketClient:
     def verifier(self, project_id: int) -> Contract:
         """The project's round verifier, seen through the ``IRoundVerifier`` interface."""
         return round_verifier(self.chain, self.get_project(project_id).verifier)
+
+    def verifier_info(self, project_id: int) -> VerifierInfo:
+        """What ``project_id``'s verifier declares: proof system, rule version, size, sketch width."""
+        return read_verifier_info(self.chain, self.get_project(project_id).verifier)
 
     def sketch_width(self, project_id: int) -> int:
         """K: trainers of the project commit to the committed row of their K-wide sketch."""

@@ -1,5 +1,10 @@
 """Deploying a circuit's on-chain verifier: ezkl's reusable Halo2 verifier (one per chain) and an
-EzklRoundVerifier adapter for the circuit (its VKA registered), approved in the market."""
+EzklRoundVerifier adapter for the circuit (its VKA registered), approved in the market.
+
+The adapter declares the rule version its circuit was built from (``ruleVersion()``):
+:data:`marketplace.rule.RULE_VERSION`, the version :func:`marketplace.adapters.ezkl.keys.setup`
+builds and caches keys for in this code.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ from web3.contract import Contract
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import compile_contracts
-from marketplace.adapters.chain.market import MarketClient
+from marketplace.adapters.chain.market import MarketClient, encode_rule_version
 from marketplace.adapters.ezkl.keys import CircuitKeys
 from marketplace.protocol.commitment import zero_row_commitment
+from marketplace.rule import RULE_VERSION
 
 
 def deploy_halo2_verifier(chain: ChainClient, keys: CircuitKeys) -> Contract:
@@ -18,11 +24,15 @@ def deploy_halo2_verifier(chain: ChainClient, keys: CircuitKeys) -> Contract:
     return chain.deploy(artifacts["Halo2VerifierReusable"])
 
 
-def deploy_round_verifier(chain: ChainClient, keys: CircuitKeys, halo2_verifier: str) -> Contract:
-    """Deploys the adapter for ``keys``' circuit in front of ``halo2_verifier`` (registers the VKA)."""
+def deploy_round_verifier(
+    chain: ChainClient, keys: CircuitKeys, halo2_verifier: str, *, rule_version: str = RULE_VERSION
+) -> Contract:
+    """Deploys the adapter for ``keys``' circuit in front of ``halo2_verifier`` (registers the VKA),
+    declaring ``rule_version`` (16 hex digits; keys set up by this code are for :data:`RULE_VERSION`)."""
     adapter = compile_contracts()["EzklRoundVerifier"]
     zero_row = int.from_bytes(zero_row_commitment(keys.k), "big")
-    return chain.deploy(adapter, halo2_verifier, keys.vka_words(), keys.n, keys.k, zero_row)
+    version = encode_rule_version(rule_version)
+    return chain.deploy(adapter, halo2_verifier, keys.vka_words(), keys.n, keys.k, zero_row, version)
 
 
 def deploy_zk_verifier(market: MarketClient, keys: CircuitKeys, halo2_verifier: str | None = None) -> tuple[str, str]:
