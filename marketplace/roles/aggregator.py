@@ -119,8 +119,9 @@ class AggregatorNode:
     def finalize(self, project: Project) -> RoundReport:
         """Fetch -> check -> flag -> score -> aggregate -> pin -> prove -> finalize, for the open round."""
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
         pid, round_ = project.project_id, project.current_round
+        prover = self.prover(pid)  # first: a verifier this code cannot prove for stops the round before any work
+        t0 = time.perf_counter()
         spec = param_spec(project.model_name)
         global_vec = tensors_to_vector(
             self.store.get_tensors(project.latest_model_cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec
@@ -147,7 +148,6 @@ class AggregatorNode:
         timings["pin"] = time.perf_counter() - t2
 
         t3 = time.perf_counter()
-        prover = self.prover(pid)
         order = inputs.arrival_order  # the verifier sees every per-trainer value in this order
         commitments, scores, proven_flags = verifier_inputs(
             inputs.commitments, chain_scores, flags, scored.rejected, order
