@@ -99,6 +99,7 @@ def measure(n: int, rounds: int, model: str, zk: bool, log: Console) -> dict[str
     from marketplace.adapters.chain.deploy import TEST_VERIFIER
     from marketplace.adapters.chain.market import ProjectConfig
     from marketplace.adapters.ezkl.keys import circuit_for
+    from marketplace.demo.adversaries import update_source
     from marketplace.demo.attacks import Attack
     from marketplace.demo.job import deploy_zk_round_verifier, local_stack
     from marketplace.fl.data import load_npz, partition_digits
@@ -125,8 +126,7 @@ def measure(n: int, rounds: int, model: str, zk: bool, log: Console) -> dict[str
             TrainerNode(
                 stack.admin.as_account(stack.accounts[3 + i]),
                 stack.store,
-                load_npz(shards[i]),
-                TrainingSettings(epochs=2, lr=0.5, seed=i, attack=attacks[i]),
+                update_source(attacks[i], load_npz(shards[i]), TrainingSettings(epochs=2, lr=0.5, seed=i)),
             )
             for i in range(n)
         ]

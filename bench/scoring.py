@@ -97,9 +97,10 @@ from rich.table import Table
 from marketplace.demo.attacks import Attack
 from marketplace.fl.data import load_npz, partition_digits
 from marketplace.fl.models import build_model
+from marketplace.protocol.sketch import sketch, sketch_params
 from marketplace.rule.gram import shares
 from marketplace.rule.scorer import GramScorer
-from research.baselines import SketchScorer, exact_shapley, gtg_shapley, sketch, sketch_params, spearman
+from research.baselines import SketchScorer, exact_shapley, gtg_shapley, spearman
 from research.scenarios import label_noise_shards
 from research.simulate import collect_updates, run_rounds
 from research.utility import fedavg_utility

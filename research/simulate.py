@@ -1,4 +1,4 @@
-"""In-process federated rounds with optional attackers (for demos, tests and benchmarks)."""
+"""In-process federated rounds with optional attackers (for research, tests and benchmarks)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marketplace.demo.attacks import Attack, AttackConfig, apply_attacks, attack_data, get_attack
+from marketplace.demo.attacks import Attack, AttackConfig, attack_data, attack_update, get_attack
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import StateDict, build_model, state_to_vector, vector_to_state
 from marketplace.fl.train import train_local
@@ -21,6 +21,24 @@ class RoundUpdates:
 
     updates: np.ndarray
     num_samples: np.ndarray
+
+
+def apply_attacks(
+    updates: np.ndarray,
+    attackers: Mapping[int, str | Attack],
+    seed: int = 0,
+    config: AttackConfig | None = None,
+) -> np.ndarray:
+    """Replace the attackers' rows of an N x D update matrix by their attacked versions.
+
+    The rows not in ``attackers`` are the honest reference the (omniscient) attackers see.
+    Label-flip rows are left as they are: they must already come from flipped-data training.
+    """
+    u = np.array(updates, dtype=np.float32, copy=True)
+    honest = [u[i] for i in range(u.shape[0]) if i not in attackers]
+    for i, name in attackers.items():
+        u[i] = attack_update(name, u[i], honest, seed=seed + i, config=config)
+    return u
 
 
 def collect_updates(

@@ -20,7 +20,7 @@ from marketplace.fl.models import build_model, num_params, param_spec
 from marketplace.protocol.commitment import commit_update
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.roles.audit import audit_round
-from marketplace.roles.trainer import Submitted, TrainerNode, TrainingSettings
+from marketplace.roles.trainer import LocalTraining, Submitted, TrainerNode
 from marketplace.roles.verify import verify_round
 from marketplace.round.collect import collect_round
 from marketplace.round.score import score_round
@@ -87,7 +87,7 @@ def _project(stack: LocalStack, n: int, tmp_path: Path) -> tuple[int, list[Train
     )
     shards = partition_digits(n, "iid", seed=3, out_dir=tmp_path)
     trainers = [
-        TrainerNode(stack.admin.as_account(stack.accounts[3 + i]), stack.store, load_npz(shards[i]), TrainingSettings())
+        TrainerNode(stack.admin.as_account(stack.accounts[3 + i]), stack.store, LocalTraining(load_npz(shards[i])))
         for i in range(n)
     ]
     for t in trainers:

@@ -36,7 +36,7 @@ from marketplace.demo.job import LocalStack, local_stack
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import build_model
 from marketplace.roles.aggregator import AggregatorNode
-from marketplace.roles.trainer import StepOutcome, Submitted, TrainerNode, TrainingSettings
+from marketplace.roles.trainer import LocalTraining, StepOutcome, Submitted, TrainerNode, TrainingSettings
 from marketplace.round.prove import HashProver
 from tests.market_fixtures import reverts
 
@@ -358,7 +358,7 @@ def new_job(stack: LocalStack, shards: list[LocalData], initial_cid: str, rounds
     )
     pid = client(stack, OWNER).create_project(config)
     trainers = [
-        TrainerNode(client(stack, FIRST_TRAINER + i), stack.store, shards[i], TrainingSettings(epochs=1))
+        TrainerNode(client(stack, FIRST_TRAINER + i), stack.store, LocalTraining(shards[i], TrainingSettings(epochs=1)))
         for i in range(N_TRAINERS)
     ]
     for t in trainers:

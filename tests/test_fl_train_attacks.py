@@ -1,22 +1,29 @@
-"""Local training / evaluation and the attack simulations."""
+"""Local training / evaluation, the attack simulations and the trainers' update sources."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import pytest
 
+from marketplace.adapters.chain.market import MarketClient
+from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.demo.adversaries import CopyUpdate, SybilGroup, ZeroUpdate, update_source
 from marketplace.demo.attacks import (
     Attack,
     AttackConfig,
-    apply_attacks,
     attack_data,
     attack_update,
     get_attack,
     label_derangement,
 )
 from marketplace.fl.data import LocalData, load_digits_data
-from marketplace.fl.models import build_model, state_to_vector
+from marketplace.fl.models import build_model, num_params, state_to_vector, vector_to_state
 from marketplace.fl.train import add_update, evaluate, train_local
+from marketplace.roles.trainer import LocalTraining, TrainingSettings, UpdateContext
+from research.simulate import apply_attacks
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +81,68 @@ def test_apply_attacks_and_label_flip() -> None:
     flipped = attack_data("label_flip", data, seed=3)
     assert np.array_equal(flipped.y, perm) and attack_data("sign_flip", data) is data
     assert Attack.LABEL_FLIP.is_data_attack and not Attack.SIGN_FLIP.is_data_attack
+
+
+@dataclass
+class _Submission:
+    trainer: str
+    cid: str
+
+
+class _Market:
+    """The two things an update source reads from the market: its address and the round's submissions."""
+
+    address = "0xself"
+
+    def __init__(self, submitted: list[str]) -> None:
+        self.submitted = submitted
+
+    def submissions(self, project_id: int, round_: int) -> list[_Submission]:
+        return [_Submission(t, f"cid-{t}") for t in self.submitted]
+
+
+class _Store:
+    def __init__(self, updates: dict[str, np.ndarray]) -> None:
+        self.updates = updates
+
+    def get_tensors(self, cid: str, expected: Any = None, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+        vector = self.updates[cid.removeprefix("cid-")]
+        return {k: t.numpy() for k, t in vector_to_state(vector, "mlp").items()}
+
+
+def _context(submitted: list[str], updates: dict[str, np.ndarray], round_: int = 2) -> UpdateContext:
+    state = {k: t.numpy() for k, t in build_model("mlp", 0).state_dict().items()}
+    market, store = cast(MarketClient, _Market(submitted)), cast(ModelStore, _Store(updates))
+    return UpdateContext(1, round_, "mlp", state, market, store)
+
+
+def test_update_sources(digits: LocalData) -> None:
+    data = LocalData(digits.x[:200], digits.y[:200])
+    settings = TrainingSettings(epochs=1, lr=0.5, seed=3)
+    rng = np.random.default_rng(0)
+    others = {t: rng.normal(size=num_params("mlp")).astype(np.float32) for t in ("0xa", "0xb")}
+    ctx = _context([], others)
+    honest = LocalTraining(data, settings).make_update(ctx)
+    state = build_model("mlp", 0).state_dict()
+    assert np.array_equal(honest, state_to_vector(train_local("mlp", state, data, 1, 0.5, 32, seed=3 * 1_000 + 2)))
+    assert np.array_equal(update_source("none", data, settings).make_update(ctx), honest)
+    assert np.array_equal(update_source("sign_flip", data, settings).make_update(ctx), -honest)
+    noisy = update_source(Attack.GAUSSIAN, data, settings).make_update(ctx)
+    assert np.array_equal(noisy, attack_update("gaussian", honest, seed=3 * 1_000 + 2))
+    flipped = update_source("label_flip", data, settings)
+    assert isinstance(flipped, LocalTraining) and np.array_equal(flipped.data.y, label_derangement(10, 3)[data.y])
+    zero = update_source("free_rider_zero", data, settings)
+    assert isinstance(zero, ZeroUpdate) and not zero.make_update(ctx).any()
+    assert zero.make_update(ctx).shape == honest.shape
+
+    copier = update_source("free_rider_copy", data, settings)
+    assert isinstance(copier, CopyUpdate)
+    assert copier.make_update(_context(["0xself"], others)) is None  # nothing to copy yet
+    assert np.array_equal(copier.make_update(_context(["0xself", "0xb", "0xa"], others)), others["0xb"])
+
+    sybil = update_source("sybil", data, settings, colluders=["0xa", "0xself"])
+    assert isinstance(sybil, SybilGroup)
+    assert np.array_equal(sybil.make_update(_context(["0xb"], others)), -honest)  # the first crafts
+    assert np.array_equal(sybil.make_update(_context(["0xb", "0xa"], others)), others["0xa"])  # the others copy
+    with pytest.raises(ValueError, match="unknown attack"):
+        update_source("nope", data)

@@ -1,6 +1,8 @@
 """The Gram circuit: the paying scorer's integer rule equals ezkl's witness; commitments; worst-case inputs.
 
-Compiles the N=8, K=64 circuit (a few seconds, no keys); proving is in ``zk/gram_bench.py``.
+Builds the N=8, K=64 circuit exactly as production does (:mod:`marketplace.adapters.ezkl.keys`:
+the same ONNX export, settings and compile; a few seconds, no keys). Proving: ``tests/test_zk_onchain.py``
+and ``python -m bench.zk``.
 """
 
 from __future__ import annotations
@@ -13,27 +15,32 @@ import pytest
 
 ezkl = pytest.importorskip("ezkl")
 
-from marketplace.adapters.ezkl.keys import run_args  # noqa: E402
-from marketplace.protocol.commitment import commit_update, commitment_bytes, committed_rows, quantize, row_commitment  # noqa: E402  # noqa: E402
+from marketplace.adapters.ezkl.keys import CircuitKeys, compile_circuit, export_onnx, settings_for  # noqa: E402
+from marketplace.protocol.commitment import (  # noqa: E402
+    commit_update,
+    commitment_bytes,
+    committed_rows,
+    quantize,
+    row_commitment,
+)
+from marketplace.rule.circuit import GramCircuit  # noqa: E402
 from marketplace.rule.gram import gram_rule_int  # noqa: E402
-from research.zk_prototype.gram_bench import export  # noqa: E402
-from research.zk_prototype.pipeline import Paths, write_input  # noqa: E402
 
 N, K = 8, 64
 R = 21888242871839275222246405745257275088548364400416034343698204186575808495617  # BN254 scalar field
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> Paths:
-    p = Paths(Path(tmp_path_factory.mktemp("gram8")))
-    export(N, K, p.onnx)
-    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args())
-    assert ezkl.compile_circuit(str(p.onnx), str(p.compiled), str(p.settings))
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> CircuitKeys:
+    p = CircuitKeys(N, K, Path(tmp_path_factory.mktemp("gram8")))
+    export_onnx(GramCircuit(N, K), N, K + 2, p.onnx)
+    settings_for(p.onnx, p.settings)
+    compile_circuit(p.onnx, p.compiled, p.settings)
     return p
 
 
-def _witness(p: Paths, rows: np.ndarray) -> tuple[list[int], list[int], list[str]]:
-    write_input(rows, p.root / "in.json")
+def _witness(p: CircuitKeys, rows: np.ndarray) -> tuple[list[int], list[int], list[str]]:
+    (p.root / "in.json").write_text(json.dumps({"input_data": [[float(v) for v in row] for row in rows]}))
     ezkl.gen_witness(str(p.root / "in.json"), str(p.compiled), str(p.root / "w.json"))
     w = json.loads((p.root / "w.json").read_text())
     flags = [ezkl.felt_to_int(v) for v in w["outputs"][0]]
@@ -60,7 +67,7 @@ def _random_round(rng: np.random.Generator, kind: int) -> np.ndarray:
     return rows
 
 
-def test_reference_equals_witness(compiled: Paths) -> None:
+def test_reference_equals_witness(compiled: CircuitKeys) -> None:
     rng = np.random.default_rng(11)
     for t in range(15):
         rows = _random_round(rng, t % 5)
@@ -72,7 +79,7 @@ def test_reference_equals_witness(compiled: Paths) -> None:
             assert hashes == [row_commitment(r) for r in rows]
 
 
-def test_worst_case_rows_inside_the_box_have_a_witness(compiled: Paths) -> None:
+def test_worst_case_rows_inside_the_box_have_a_witness(compiled: CircuitKeys) -> None:
     """Entries at +-1 (norm^2 = K), log-norms at +-32, all-equal rows: witness generation succeeds
     and the reference still matches, so no in-box commitment can block proving."""
     rows = np.zeros((N, K + 2))

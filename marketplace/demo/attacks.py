@@ -2,7 +2,9 @@
 
 Update-level attacks transform a flat update vector; the data-level label flip permutes
 labels before (otherwise honest) local training. Attacks are looked up by name through
-the :class:`Attack` string enum (``Attack("sign_flip")``).
+the :class:`Attack` string enum (``Attack("sign_flip")``). A trainer node misbehaves through
+the update sources of :mod:`marketplace.demo.adversaries`; in-process simulations apply the
+same transforms to a round's update matrix (``research.simulate.apply_attacks``).
 
 =================== ===========================================================
 name                effect
@@ -21,7 +23,7 @@ name                effect
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -131,21 +133,3 @@ def attack_update(
         case Attack.SYBIL:
             return sybil_update(honest_updates, cfg.sybil_scale)
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def apply_attacks(
-    updates: np.ndarray,
-    attackers: Mapping[int, str | Attack],
-    seed: int = 0,
-    config: AttackConfig | None = None,
-) -> np.ndarray:
-    """Replace the attackers' rows of an N x D update matrix by their attacked versions.
-
-    The rows not in ``attackers`` are the honest reference the (omniscient) attackers see.
-    Label-flip rows are left as they are: they must already come from flipped-data training.
-    """
-    u = np.array(updates, dtype=np.float32, copy=True)
-    honest = [u[i] for i in range(u.shape[0]) if i not in attackers]
-    for i, name in attackers.items():
-        u[i] = attack_update(name, u[i], honest, seed=seed + i, config=config)
-    return u

@@ -28,6 +28,7 @@ from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace,
 from marketplace.adapters.chain.market import MarketClient, ProjectConfig
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.demo.adversaries import update_source
 from marketplace.demo.attacks import Attack
 from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model
@@ -146,17 +147,16 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     )
 
     trainer_accounts = stack.accounts[3 : 3 + n]
+    sybils = [a.address for a, attack in zip(trainer_accounts, attacks, strict=True) if attack is Attack.SYBIL]
     trainers = [
         TrainerNode(
             stack.admin.as_account(trainer_accounts[i]),
             stack.store,
-            load_npz(shards[i]),
-            TrainingSettings(
-                epochs=config.epochs,
-                lr=config.lr,
-                seed=config.seed + i,
-                attack=attacks[i],
-                colluders=tuple(a.address for j, a in enumerate(trainer_accounts) if attacks[j] is Attack.SYBIL),
+            update_source(
+                attacks[i],
+                load_npz(shards[i]),
+                TrainingSettings(epochs=config.epochs, lr=config.lr, seed=config.seed + i),
+                colluders=sybils,
             ),
         )
         for i in range(n)

@@ -1,6 +1,12 @@
-"""A trainer taking part in projects: each round it fetches the global model from IPFS, trains on
-its own private data, pins its update, and submits the update's CID and its commitment (the Poseidon hash of the
-committed row of its sketch, see :mod:`marketplace.protocol.constants`).
+"""A trainer taking part in projects: each round it fetches the global model from IPFS, makes its
+update, pins it, and submits the update's CID and its commitment (the Poseidon hash of the
+committed row of its sketch, see :mod:`marketplace.protocol.commitment`).
+
+Where the update comes from is the trainer's :class:`UpdateSource`: the honest
+:class:`LocalTraining` trains on the trainer's private data; the demo's simulated cheaters
+(:mod:`marketplace.demo.adversaries`) are other sources. A source sees one :class:`UpdateContext`
+per round and returns the flat update, or ``None`` when it has nothing to submit yet
+(:attr:`StepOutcome.NOTHING_TO_COPY`; the trainer tries again at its next step).
 
 :meth:`TrainerNode.step` does whatever is due now and returns at once; :meth:`TrainerNode.run`
 loops over it until the project ends. Everything it needs to know comes from the chain, so a
@@ -14,20 +20,19 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from marketplace.adapters.chain.market import MarketClient, ProjectStatus
 from marketplace.adapters.ipfs.store import ModelStore
-from marketplace.demo.attacks import Attack, AttackConfig, attack_data, attack_update
+from marketplace.adapters.ipfs.tensors import TensorLike
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
-from marketplace.fl.train import train_local
+from marketplace.fl.train import Progress, train_local
 from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,56 @@ class TrainingSettings:
     lr: float = 0.1
     batch_size: int = 32
     seed: int = 0
-    attack: Attack = Attack.NONE  # simulation only: how this trainer misbehaves
-    attack_config: AttackConfig = field(default_factory=AttackConfig)
-    colluders: tuple[str, ...] = ()  # simulation only: the other members of a Sybil group
+
+
+@dataclass(frozen=True)
+class UpdateContext:
+    """What an :class:`UpdateSource` may use to make one round's update.
+
+    ``global_state`` is the round's global model as fetched from IPFS (named arrays in the
+    architecture's layout); ``market`` signs as this trainer and, with ``store``, lets a source
+    read the round's other submissions; ``progress`` reports training steps.
+    """
+
+    project_id: int
+    round: int
+    model_name: str
+    global_state: Mapping[str, TensorLike]
+    market: MarketClient
+    store: ModelStore
+    progress: Progress | None = None
+
+    @property
+    def trainer(self) -> str:
+        """This trainer's address."""
+        return self.market.address
+
+
+class UpdateSource(Protocol):
+    """Makes the flat update (float32, the architecture's parameter order) a trainer submits."""
+
+    def make_update(self, ctx: UpdateContext) -> np.ndarray | None:
+        """The update for ``ctx.round``, or ``None`` if there is nothing to submit yet."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalTraining:
+    """The honest source: ``settings.epochs`` of local SGD on ``data`` from the global model,
+    seeded by ``settings.seed * 1000 + round`` (deterministic per trainer and round)."""
+
+    data: LocalData
+    settings: TrainingSettings = field(default_factory=TrainingSettings)
+
+    def make_update(self, ctx: UpdateContext) -> np.ndarray:
+        s = self.settings
+        spec = param_spec(ctx.model_name)
+        state = OrderedDict((k, torch.from_numpy(np.array(ctx.global_state[k]))) for k in spec)
+        update = train_local(
+            ctx.model_name, state, self.data, s.epochs, s.lr, s.batch_size,
+            seed=s.seed * 1_000 + ctx.round, progress=ctx.progress,
+        )  # fmt: skip
+        return tensors_to_vector(update, ctx.model_name)
 
 
 class StepOutcome(StrEnum):
@@ -67,21 +119,20 @@ class Submitted:
 
 
 class TrainerNode:
-    """One trainer (one wallet, one private data set)."""
+    """One trainer (one wallet) submitting what its ``source`` makes (usually
+    ``LocalTraining(data, settings)``: training on its private data)."""
 
     def __init__(
         self,
         market: MarketClient,
         store: ModelStore,
-        data: LocalData,
-        settings: TrainingSettings | None = None,
+        source: UpdateSource,
         *,
         now: Callable[[], int] | None = None,
     ) -> None:
         self.market = market
         self.store = store
-        self.settings = settings or TrainingSettings()
-        self.data = attack_data(self.settings.attack, data, seed=self.settings.seed)
+        self.source = source
         self._now = now or market.chain.timestamp
 
     @property
@@ -117,7 +168,8 @@ class TrainerNode:
         spec = param_spec(project.model_name)
         global_state = self.store.get_tensors(project.latest_model_cid, expected=spec, max_bytes=MAX_UPDATE_BYTES)
         lap("fetch")
-        update = self._make_update(project_id, round_, project.model_name, global_state, progress)
+        ctx = UpdateContext(project_id, round_, project.model_name, global_state, self.market, self.store, progress)
+        update = self.source.make_update(ctx)
         lap("train")
         if update is None:
             return StepOutcome.NOTHING_TO_COPY
@@ -133,39 +185,6 @@ class TrainerNode:
         lap("submit")
         norm = float(np.linalg.norm(update))
         return Submitted(project_id, round_, cid, commitment, norm, int(receipt["gasUsed"]), timings)
-
-    def _make_update(
-        self, project_id: int, round_: int, model_name: str, global_state: Mapping, progress: Progress | None
-    ) -> np.ndarray | None:
-        s = self.settings
-        if s.attack is Attack.FREE_RIDER_ZERO:
-            return np.zeros(sum(int(np.prod(shape)) for shape, _ in param_spec(model_name).values()), np.float32)
-        if s.attack is Attack.FREE_RIDER_COPY:
-            return self._copy_someone(project_id, round_, model_name)
-        if s.attack is Attack.SYBIL:
-            copied = self._copy_someone(project_id, round_, model_name, among=set(s.colluders))
-            if copied is not None:
-                return copied  # the group submits one crafted update many times
-        state = OrderedDict((k, torch.from_numpy(np.array(global_state[k]))) for k in param_spec(model_name))
-        update = train_local(
-            model_name, state, self.data, s.epochs, s.lr, s.batch_size, seed=s.seed * 1_000 + round_, progress=progress
-        )
-        vector = tensors_to_vector(update, model_name)
-        if s.attack in (Attack.NONE, Attack.LABEL_FLIP):
-            return vector
-        if s.attack is Attack.SYBIL:
-            return -vector  # the first of the group crafts: against its honest direction
-        return attack_update(s.attack, vector, seed=s.seed * 1_000 + round_, config=s.attack_config)
-
-    def _copy_someone(
-        self, project_id: int, round_: int, model_name: str, among: set[str] | None = None
-    ) -> np.ndarray | None:
-        """A free rider: downloads another trainer's (or a colluder's) update of this round."""
-        for sub in self.market.submissions(project_id, round_):
-            if sub.trainer != self.address and (among is None or sub.trainer in among):
-                tensors = self.store.get_tensors(sub.cid, expected=param_spec(model_name), max_bytes=MAX_UPDATE_BYTES)
-                return tensors_to_vector(tensors, model_name)
-        return None
 
     def run(self, project_id: int, poll_seconds: float = 2.0, on_event: Callable[[object], None] | None = None) -> None:
         """Steps until the project is finished or cancelled, sleeping ``poll_seconds`` between checks."""

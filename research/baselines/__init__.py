@@ -1,13 +1,17 @@
-"""Pure-numpy round scoring: sketches, outlier flags, contribution scores, FedAvg."""
+"""Baseline scoring (research only, not what the marketplace pays with): outlier flags, the
+projection score and the ``SketchScorer`` that used them, and reference valuations (exact and
+GTG Shapley, leave-one-out) to measure the paying rule against.
 
-from marketplace.protocol.sketch import sketch, sketch_params, sketch_rows
-from marketplace.rule.aggregate import aggregation_weights, apply_update, fedavg
-from marketplace.rule.strategy import RoundResult, RoundScorer
+The package's own array code (sketches, FedAvg, the ``RoundScorer`` base) is imported from
+``marketplace`` where it is used, not re-exported here.
+"""
+
 from research.baselines.contribution import (
     exact_shapley,
     gtg_shapley,
     leave_one_out,
     projection_scores,
+    rankdata,
     spearman,
 )
 from research.baselines.flags import (
@@ -23,15 +27,10 @@ from research.baselines.flags import (
 from research.baselines.sketch_scorer import SketchScorer
 
 __all__ = [
-    "RoundResult",
-    "RoundScorer",
     "SketchScorer",
-    "aggregation_weights",
-    "apply_update",
     "coordinate_median",
     "duplicate_flags",
     "exact_shapley",
-    "fedavg",
     "gtg_shapley",
     "leave_one_out",
     "median_distance_flags",
@@ -40,9 +39,7 @@ __all__ = [
     "norm_flags",
     "opposing_flags",
     "projection_scores",
-    "sketch",
-    "sketch_params",
-    "sketch_rows",
+    "rankdata",
     "spearman",
     "unit_rows",
 ]

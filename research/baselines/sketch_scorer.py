@@ -99,4 +99,3 @@ class SketchScorer(InlierFedAvg, RoundScorer):
 
     def score(self, summaries: np.ndarray, active_mask: np.ndarray, flags: np.ndarray) -> np.ndarray:
         return projection_scores(summaries, active_mask, flags)
-

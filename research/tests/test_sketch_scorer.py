@@ -16,7 +16,8 @@ import pytest
 from marketplace.demo.attacks import Attack
 from marketplace.fl.data import LocalData, load_npz, partition_digits
 from marketplace.protocol.constants import DEFAULT_SKETCH_WIDTH as SKETCH_DIM
-from research.baselines import RoundResult, SketchScorer
+from marketplace.rule.strategy import RoundResult
+from research.baselines import SketchScorer
 from research.simulate import run_rounds
 
 ATTACKERS = (6, 7)

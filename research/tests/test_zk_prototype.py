@@ -14,7 +14,8 @@ import torch
 
 ezkl = pytest.importorskip("ezkl")
 
-from marketplace.adapters.ezkl.keys import run_args  # noqa: E402
+from marketplace.adapters.ezkl.keys import CircuitKeys, compile_circuit, export_onnx, settings_for  # noqa: E402
+from marketplace.protocol.commitment import row_commitment  # noqa: E402
 from research.baselines.contribution import projection_scores  # noqa: E402
 from research.baselines.flags import (  # noqa: E402
     duplicate_flags,
@@ -30,7 +31,7 @@ from research.zk_prototype.circuit import (  # noqa: E402
     quantize,
     reference_int,
 )
-from research.zk_prototype.pipeline import Paths, export_onnx, row_commitment, write_input  # noqa: E402
+from research.zk_prototype.pipeline import write_input  # noqa: E402
 
 
 def _scenario(rng: np.random.Generator, n: int, k: int, kind: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,16 +89,16 @@ def test_float_circuit_matches_numpy_scoring() -> None:
 
 
 @pytest.fixture(scope="module")
-def compiled8(tmp_path_factory: pytest.TempPathFactory) -> tuple[CircuitConfig, Paths]:
+def compiled8(tmp_path_factory: pytest.TempPathFactory) -> tuple[CircuitConfig, CircuitKeys]:
     cfg = CircuitConfig(n=8, k=64)
-    p = Paths(Path(tmp_path_factory.mktemp("zk8")))
-    export_onnx(cfg, p.onnx)
-    assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=run_args())
-    assert ezkl.compile_circuit(str(p.onnx), str(p.compiled), str(p.settings))
+    p = CircuitKeys(cfg.n, cfg.k, Path(tmp_path_factory.mktemp("zk8")))
+    export_onnx(ScoringCircuit(cfg), cfg.n, cfg.k + 1, p.onnx)
+    settings_for(p.onnx, p.settings)
+    compile_circuit(p.onnx, p.compiled, p.settings)
     return cfg, p
 
 
-def test_reference_equals_ezkl_witness_and_commitments(compiled8: tuple[CircuitConfig, Paths]) -> None:
+def test_reference_equals_ezkl_witness_and_commitments(compiled8: tuple[CircuitConfig, CircuitKeys]) -> None:
     cfg, p = compiled8
     rng = np.random.default_rng(7)
     for t in range(12):

@@ -11,8 +11,9 @@ import json
 import ezkl
 import numpy as np
 
+from marketplace.protocol.commitment import row_commitment
 from research.zk_prototype.circuit import CircuitConfig, make_rows, quantize, reference_int
-from research.zk_prototype.pipeline import build, peak_rss_mb, prove, row_commitment, verify
+from research.zk_prototype.pipeline import build, peak_rss_mb, prove, verify
 
 
 def demo_round(cfg: CircuitConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

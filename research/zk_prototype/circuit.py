@@ -37,10 +37,8 @@ import torch
 from torch import nn
 
 from marketplace.protocol.commitment import quantize, snap
+from marketplace.protocol.constants import SCALE
 from marketplace.rule.networks import batcher_layers, median_weights
-
-SCALE = 13
-"""ezkl input_scale = param_scale: values are integers times 2**-13."""
 
 
 @dataclass(frozen=True)
@@ -166,8 +164,9 @@ def _masked_median_int(x: np.ndarray, inact_big: np.ndarray, sel_w: np.ndarray) 
     return _rescale(sel_w @ srt)
 
 
-def reference_int(rows_q: np.ndarray, cfg: CircuitConfig, probes: dict[str, np.ndarray] | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def reference_int(
+    rows_q: np.ndarray, cfg: CircuitConfig, probes: dict[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Flags (0/1) and integer scores (scale ``2**SCALE``) exactly as the circuit computes them.
 
     ``rows_q`` are the quantised committed rows (n, k+1) (see :func:`quantize`). Every product of

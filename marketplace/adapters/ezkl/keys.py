@@ -1,6 +1,11 @@
 """Circuit setup, done once per circuit size and cached outside git: ONNX export, ezkl settings,
 compiled circuit, SRS, proving and verifying keys, and the EVM verifier's artefacts.
 
+:func:`setup` is the production build of :class:`~marketplace.rule.circuit.GramCircuit`; its
+steps (:func:`export_onnx`, :func:`settings_for`, :func:`compile_circuit`, :func:`generate_keys`,
+:func:`evm_artifacts`) are public so that the live circuit's tests and the research prototype
+(``research/zk_prototype``) build exactly the same way.
+
 The cache lives in ``.cache/zk/gram-n{N}-k{K}/`` (``MARKETPLACE_ZK_CACHE`` overrides the parent)
 and is keyed by a fingerprint of the rule (:data:`marketplace.rule.RULE_VERSION`), the circuit size
 and the ezkl version, so a changed rule is rebuilt, never silently reused.
@@ -20,9 +25,11 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ezkl
 import torch
+from torch import nn
 
 from marketplace.adapters.toolchain import install_svm_solc, project_root
 from marketplace.protocol.constants import SCALE
@@ -134,47 +141,73 @@ def setup(n: int, k: int, *, srs: Path | None = None, root: Path | None = None) 
     if keys.root.exists():
         shutil.rmtree(keys.root)
     keys.root.mkdir(parents=True)
+    export_onnx(GramCircuit(n, k), n, k + 2, keys.onnx)
+    settings_for(keys.onnx, keys.settings)
+    compile_circuit(keys.onnx, keys.compiled, keys.settings)
+    generate_keys(keys, srs)
+    evm_artifacts(keys)
+    stamp.write_text(want)
+    return keys
+
+
+def export_onnx(module: nn.Module, n: int, width: int, path: Path) -> None:
+    """ONNX of a circuit module taking ``n`` inputs ``row0..row{n-1}`` of shape (1, ``width``) and
+    returning ``(flags, scores)``: opset 17, the TorchScript exporter (``dynamo=False``), eval mode."""
     torch.onnx.export(
-        GramCircuit(n, k).eval(),
-        tuple(torch.zeros(1, k + 2) for _ in range(n)),
-        str(keys.onnx),
+        module.eval(),
+        tuple(torch.zeros(1, width) for _ in range(n)),
+        str(path),
         dynamo=False,
         opset_version=17,
         input_names=[f"row{i}" for i in range(n)],
         output_names=["flags", "scores"],
     )
-    _settings(keys)
-    if not ezkl.compile_circuit(str(keys.onnx), str(keys.compiled), str(keys.settings)):
+
+
+def settings_for(
+    onnx: Path, settings: Path, *, logrows: int | None = None, cols: int = 2, legs: int = 2
+) -> dict[str, Any]:
+    """Writes the ezkl settings of the circuit ``onnx`` (:func:`run_args` with ``cols``, ``legs``)
+    to ``settings`` and returns them.
+
+    Without ``logrows``: the smallest logrows that holds the circuit's rows and its range-check
+    table (ezkl's default sizes the table for a lookup range this circuit does not use, which
+    made a 4-trainer circuit k=17 instead of k=15: 4x the proving time and an SRS 4x as large);
+    a circuit that needs lookups keeps ezkl's choice. With ``logrows``: ezkl's settings at it.
+    """
+    if not ezkl.gen_settings(str(onnx), str(settings), py_run_args=run_args(logrows, cols, legs)):
+        raise RuntimeError("ezkl gen_settings failed")
+    out: dict[str, Any] = json.loads(settings.read_text())
+    if logrows is not None or out.get("required_lookups"):
+        return out
+    ranges = [hi for _, hi in out.get("required_range_checks", [])] or [0]
+    # rows (plus blinding) must fit, and a range table of max+1 entries needs one more bit than max
+    smallest = max((int(out["num_rows"]) + 64).bit_length(), max(ranges).bit_length() + 1)
+    if smallest >= out["run_args"]["logrows"]:
+        return out
+    if not ezkl.gen_settings(str(onnx), str(settings), py_run_args=run_args(smallest, cols, legs)):
+        raise RuntimeError(f"ezkl gen_settings failed at logrows {smallest}")
+    return dict(json.loads(settings.read_text()))
+
+
+def compile_circuit(onnx: Path, compiled: Path, settings: Path) -> None:
+    """ezkl's compiled circuit of ``onnx`` under ``settings``."""
+    if not ezkl.compile_circuit(str(onnx), str(compiled), str(settings)):
         raise RuntimeError("ezkl compile_circuit failed")
+
+
+def generate_keys(keys: CircuitKeys, srs: Path | None = None) -> None:
+    """The SRS (a copy of ``srs``; without it generated locally, development only: see the module
+    warning) and the proving and verifying keys of ``keys.compiled``."""
     if srs is not None:
         shutil.copyfile(srs, keys.srs)
     else:
-        ezkl.gen_srs(str(keys.srs), keys.logrows)  # development only: see the module warning
+        ezkl.gen_srs(str(keys.srs), keys.logrows)
     if not ezkl.setup(str(keys.compiled), str(keys.vk), str(keys.pk), srs_path=str(keys.srs)):
         raise RuntimeError("ezkl setup failed")
-    _evm_artifacts(keys)
-    stamp.write_text(want)
-    return keys
 
 
-def _settings(keys: CircuitKeys) -> None:
-    """ezkl settings with the smallest logrows that holds the circuit's rows and its range-check
-    table (ezkl's default sizes the table for a lookup range this circuit does not use, which
-    made a 4-trainer circuit k=17 instead of k=15: 4x the proving time and an SRS 4x as large)."""
-    if not ezkl.gen_settings(str(keys.onnx), str(keys.settings), py_run_args=run_args()):
-        raise RuntimeError("ezkl gen_settings failed")
-    settings = json.loads(keys.settings.read_text())
-    ranges = [hi for _, hi in settings.get("required_range_checks", [])] or [0]
-    if settings.get("required_lookups"):
-        return  # lookups need the default table: keep ezkl's choice
-    # rows (plus blinding) must fit, and a range table of max+1 entries needs one more bit than max
-    logrows = max((int(settings["num_rows"]) + 64).bit_length(), max(ranges).bit_length() + 1)
-    smaller = logrows < settings["run_args"]["logrows"]
-    if smaller and not ezkl.gen_settings(str(keys.onnx), str(keys.settings), py_run_args=run_args(logrows)):
-        raise RuntimeError(f"ezkl gen_settings failed at logrows {logrows}")
-
-
-def _evm_artifacts(keys: CircuitKeys) -> None:
+def evm_artifacts(keys: CircuitKeys) -> None:
     """The reusable Halo2 verifier's Solidity (the same for every circuit) and this circuit's VKA."""
     install_svm_solc()  # ezkl's create_evm_verifier looks for solc 0.8.20 under ~/.svm
     keys.sol_dir.mkdir(exist_ok=True)
