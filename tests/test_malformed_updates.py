@@ -150,7 +150,7 @@ def test_deeply_nested_header_does_not_crash_the_process() -> None:
 DEEP_PROOF_DOC = """
 import sys
 import py_ecc  # (as above)
-from marketplace.web.app import proof_doc_reader
+from marketplace.web.proof_docs import proof_doc_reader
 print("read:", proof_doc_reader(sys.argv[1], 10.0)(sys.argv[2]))
 """
 

@@ -13,7 +13,7 @@ from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import build_model, num_params
-from marketplace.web.app import create_app
+from marketplace.web.main import create_app
 from marketplace.web.schemas import ProjectDetail, eth
 from marketplace.web.settings import WebSettings
 from tests.market_fixtures import ETH, Actors

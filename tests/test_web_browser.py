@@ -21,7 +21,7 @@ from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect, sy
 
 from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.adapters.ipfs.ipfs import IpfsClient
-from marketplace.web.app import create_app
+from marketplace.web.main import create_app
 from marketplace.web.schemas import eth
 from marketplace.web.server import BackgroundServer, serve_in_background
 from marketplace.web.settings import WebSettings

@@ -1,11 +1,21 @@
-"""The SQLite event index: incremental sync, reorgs (evm_revert), rebuilds for foreign or corrupt files."""
+"""The SQLite event index: incremental sync, reorgs (evm_revert), rebuilds for foreign or corrupt files,
+proof documents (missing, invalid)."""
 
+# ruff: noqa: F811  (fixtures imported from tests.web_fixtures are used as test arguments)
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.protocol.proof_document import ProofDocument
 from marketplace.web.indexer import Indexer
+from marketplace.web.proof_docs import ProofDocUnavailable
 from tests.market_fixtures import ETH, Actors
+from tests.web_fixtures import client, finalize, ipfs, ipfs_node, proof_document, web_app, web_settings  # noqa: F401
 
 
 def make_indexer(actors: Actors, path: Path, **kwargs: object) -> Indexer:
@@ -73,12 +83,18 @@ def test_foreign_or_corrupt_database_is_rebuilt(actors: Actors, tmp_path: Path) 
 
 def test_accuracy_comes_from_the_proof_document(actors: Actors, tmp_path: Path) -> None:
     pid = actors.training_project(2, rounds=2)
-    docs = {f"bafkreiproof{pid}r0": {"accuracy": 0.9}}  # round 1's document is unavailable
+    document = ProofDocument(
+        project=pid, round=0, prover="test-hash", commitments=[], scores=[], flags=[], proof="0x", model_cid="m",
+        accuracy=0.9,
+    )  # fmt: skip
+    docs = {f"bafkreiproof{pid}r0": document}  # round 1's document is unavailable
     seen: list[str] = []
 
-    def reader(cid: str) -> dict[str, object] | None:
+    def reader(cid: str) -> ProofDocument | None:
         seen.append(cid)
-        return docs.get(cid)
+        if cid not in docs:
+            raise ProofDocUnavailable(cid)
+        return docs[cid]
 
     for round_ in range(2):
         actors.submit_all(pid, round_)
@@ -90,3 +106,31 @@ def test_accuracy_comes_from_the_proof_document(actors: Actors, tmp_path: Path) 
     assert rounds[1]["accuracy"] is None and rounds[1]["doc_state"] == "missing"
     index.sync()
     assert len(seen) == 2  # each document is read once
+
+
+def test_invalid_proof_documents_are_skipped(
+    actors: Actors, ipfs: IpfsClient, web_app: FastAPI, client: TestClient
+) -> None:
+    """A proof document whose accuracy is a 401-digit integer (no float holds it) or ``Infinity`` is recorded as
+    invalid and skipped: the next round's document is still read, and the pages keep working."""
+    pid = actors.training_project(2, rounds=3)
+    scores, flags = [600_000, 400_000], [False, False]
+    bad_accuracies = ["1" + "0" * 400, "Infinity"]
+    for round_, accuracy in enumerate(bad_accuracies):
+        actors.submit_all(pid, round_)
+        doc = proof_document(actors, pid, round_, scores, flags, 0.5).model_dump()
+        raw = json.dumps(doc, sort_keys=True).replace('"accuracy": 0.5', f'"accuracy": {accuracy}').encode()
+        assert f'"accuracy": {accuracy}'.encode() in raw
+        finalize(actors, ipfs, pid, round_, scores, flags, None, document=raw)
+    actors.submit_all(pid, 2)
+    finalize(actors, ipfs, pid, 2, scores, flags, 0.75)
+
+    detail = client.get(f"/api/projects/{pid}")
+    assert detail.status_code == 200, detail.text
+    assert [r["accuracy"] for r in detail.json()["rounds"]] == [None, None, 0.75]
+    indexer: Indexer = web_app.state.services.context.indexer
+    assert [r["doc_state"] for r in indexer.rounds(pid)] == ["invalid", "invalid", "ok"]
+    page = client.get(f"/projects/{pid}")
+    assert page.status_code == 200 and "accuracy 75.0%" in page.text
+    assert client.get("/projects").status_code == 200
+    assert client.get(f"/api/projects/{pid}/rounds/0").json()["accuracy"] is None

@@ -26,7 +26,6 @@ import pytest
 import schemathesis
 from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -46,8 +45,8 @@ from marketplace.adapters.chain.compile import Artifacts
 from marketplace.adapters.chain.deploy import Deployment, market_client
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
-from marketplace.web.api import router as api_router
-from marketplace.web.app import create_app
+from marketplace.web.main import create_app
+from marketplace.web.routes import api_router
 from marketplace.web.settings import WebSettings
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
 from tests.market_fixtures import ETH, Actors
@@ -65,20 +64,28 @@ FUZZ_SETTINGS = settings(
 )
 
 
-def _negatable(route: APIRoute) -> bool:
-    """Whether schemathesis can make invalid input for the route: a body, or a parameter that is not any string."""
-    params = [*route.dependant.path_params, *route.dependant.query_params]
-    return bool(route.dependant.body_params) or any(p.field_info.annotation is not str for p in params)
+def api_operations() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every JSON API operation (method, path) of the API's own OpenAPI schema (built without a chain)."""
+    app = FastAPI()
+    app.include_router(api_router)
+    paths = app.openapi()["paths"]
+    return {(method.upper(), path): op for path, ops in paths.items() for method, op in ops.items()}
 
 
-#: Every JSON API operation, read from the router (so a new endpoint is fuzzed without editing this file),
+def _negatable(operation: dict[str, Any]) -> bool:
+    """Whether schemathesis can make invalid input for the operation: a body, or a parameter that is not any
+    string."""
+    plain_string = {"type": "string"}
+    params = [{k: v for k, v in p["schema"].items() if k != "title"} for p in operation.get("parameters", [])]
+    return "requestBody" in operation or any(schema != plain_string for schema in params)
+
+
+#: Every JSON API operation, read from the API's schema (so a new endpoint is fuzzed without editing this file),
 #: with the generation modes that apply.
 API_CASES = sorted(
-    (method, route.path, mode)
-    for route in api_router.routes
-    if isinstance(route, APIRoute)
-    for method in route.methods
-    for mode in (["valid", "invalid"] if _negatable(route) else ["valid"])
+    (method, path, mode)
+    for (method, path), operation in api_operations().items()
+    for mode in (["valid", "invalid"] if _negatable(operation) else ["valid"])
 )
 MODES = {"valid": GenerationMode.POSITIVE, "invalid": GenerationMode.NEGATIVE}
 
@@ -185,9 +192,9 @@ class WithoutLifespan:
 def app(world: World) -> Iterator[WithoutLifespan]:
     """One app for all the fuzzing, its index synced once (nothing changes on chain while it runs)."""
     app = create_app(world.settings.model_copy(update={"sync_interval": 3600}))
-    app.state.service.refresh(force=True)
+    app.state.services.context.refresh(force=True)
     yield WithoutLifespan(app)
-    app.state.service.indexer.close()
+    app.state.services.context.close()
 
 
 @pytest.fixture(scope="module")

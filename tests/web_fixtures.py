@@ -7,7 +7,6 @@ fixtures (``actors``: chain state is snapshot-reverted after each test).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.adapters.chain.market import RoundResult
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
-from marketplace.web.app import create_app
+from marketplace.protocol.proof_document import ProofDocument
+from marketplace.web.main import create_app
 from marketplace.web.settings import WebSettings
 from tests.ipfs_fixtures import ipfs, ipfs_node
 from tests.market_fixtures import ETH, Actors, test_verifier_proof
@@ -64,18 +64,27 @@ class FinishedProject:
     flags: list[list[bool]]
 
 
-def finalize(actors: Actors, ipfs: IpfsClient, pid: int, round_: int, scores: list[int], flags: list[bool],
-             accuracy: float | None) -> str:  # fmt: skip
-    """Finalizes ``round_`` as the aggregator does: proof document pinned to IPFS, proof on chain."""
+def proof_document(
+    actors: Actors, pid: int, round_: int, scores: list[int], flags: list[bool], accuracy: float | None
+) -> ProofDocument:
+    """Round ``round_``'s proof document as the aggregator makes it (with the test verifier's proof)."""
     members = actors.owner.trainers(pid)
     commitments = [actors.owner.commitment(pid, round_, m) for m in members]
     proof = test_verifier_proof(actors.owner, pid, round_, scores, flags)
-    doc = {
-        "project": pid, "round": round_, "prover": "test-hash", "commitments": ["0x" + c.hex() for c in commitments],
-        "scores": scores, "flags": flags, "proof": "0x" + proof.hex(), "accuracy": accuracy,
-    }  # fmt: skip
-    proof_cid = ipfs.add(json.dumps(doc, sort_keys=True).encode())
-    result = RoundResult(f"bafkreimodel{pid}r{round_}", proof_cid, scores, flags, proof)
+    return ProofDocument(
+        project=pid, round=round_, prover="test-hash", commitments=["0x" + c.hex() for c in commitments],
+        scores=scores, flags=flags, proof="0x" + proof.hex(), model_cid=f"bafkreimodel{pid}r{round_}",
+        accuracy=accuracy,
+    )  # fmt: skip
+
+
+def finalize(actors: Actors, ipfs: IpfsClient, pid: int, round_: int, scores: list[int], flags: list[bool],
+             accuracy: float | None, document: bytes | None = None) -> str:  # fmt: skip
+    """Finalizes ``round_`` as the aggregator does: proof document pinned to IPFS (``document`` instead, if
+    given), proof on chain."""
+    doc = proof_document(actors, pid, round_, scores, flags, accuracy)
+    proof_cid = ipfs.add(doc.to_bytes() if document is None else document)
+    result = RoundResult(doc.model_cid, proof_cid, scores, flags, doc.proof_bytes)
     actors.aggregator.finalize_round(pid, round_, result)
     return proof_cid
 
@@ -106,6 +115,7 @@ __all__ = [
     "ipfs",
     "ipfs_node",
     "make_finished_project",
+    "proof_document",
     "web_app",
     "web_settings",
 ]

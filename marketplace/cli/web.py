@@ -29,7 +29,7 @@ def web_cmd(
 
     from marketplace.adapters.chain.config import ConfigError, read_deployment, resolve_network
     from marketplace.adapters.chain.errors import ChainError
-    from marketplace.web.app import create_app
+    from marketplace.web.main import create_app
     from marketplace.web.settings import WebSettings
 
     try:

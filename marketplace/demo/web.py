@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from marketplace.demo.job import DemoConfig, DemoResult, LocalStack, local_stack, run_demo
-from marketplace.web.app import create_app
+from marketplace.web.main import create_app
 from marketplace.web.server import BackgroundServer, serve_in_background
 from marketplace.web.settings import WebSettings
 

@@ -14,14 +14,20 @@ on a dev chain), the index is rebuilt.
 Project parameters that no event carries (rounds, stake, trainer bounds, minimum reliability,
 periods) are immutable after creation and read once with ``getProject`` when the project is
 indexed.
+
+Each finalized round's proof document (on IPFS, see :mod:`marketplace.web.proof_docs`) is read once,
+after the logs, at most :data:`DOCS_PER_SYNC` per sync; its ``doc_state`` becomes ``ok`` (its
+accuracy is shown), ``invalid`` (not a proof document: skipped, never fatal to a sync) or
+``missing`` (the node did not deliver it; the rest wait for a later sync).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +35,10 @@ from eth_utils import event_abi_to_log_topic, to_checksum_address
 from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.exceptions import BlockNotFound
+from web3.types import FilterParams
 
 from marketplace.adapters.chain.client import ChainClient
+from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 
 SCHEMA_VERSION = 1
 KEPT_HEADS = 32
@@ -39,8 +47,7 @@ LOG_CHUNK = 5_000
 #: Proof documents read from IPFS per sync at most (the rest on later syncs).
 DOCS_PER_SYNC = 16
 
-#: Reads the JSON proof document of a round from its CID (None when unavailable).
-ProofDocReader = Callable[[str], dict[str, Any] | None]
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -192,7 +199,7 @@ class Indexer:
     def sync(self) -> int:
         """Index everything up to the chain's latest block; returns the number of new logs."""
         with self._lock:
-            head = self.chain._rpc(lambda: self.chain.w3.eth.get_block("latest"))
+            head = self.chain.get_block("latest")
             head_number, head_hash = int(head["number"]), HexBytes(head["hash"]).to_0x_hex()
             last = self._rewind_to_canonical()
             if last > head_number:  # the chain is behind us: rebuilt or reverted
@@ -232,7 +239,7 @@ class Indexer:
             return last
         for number, stored_hash in heads:
             try:
-                block = self.chain._rpc(lambda n=number: self.chain.w3.eth.get_block(n))
+                block = self.chain.get_block(number)
             except BlockNotFound:
                 continue
             if HexBytes(block["hash"]).to_0x_hex() == stored_hash:
@@ -252,12 +259,12 @@ class Indexer:
 
     def _logs(self, from_block: int, to_block: int) -> list[tuple[str, dict[str, Any]]]:
         """Decoded logs of both contracts in ``[from_block, to_block]``, in chain order."""
-        params = {
+        params: FilterParams = {
             "fromBlock": from_block,
             "toBlock": to_block,
             "address": [self.market.address, self.registry.address],
         }
-        raw = self.chain._rpc(lambda: self.chain.w3.eth.get_logs(params))  # type: ignore[arg-type]
+        raw = self.chain.get_logs_raw(params)
         decoded = []
         for log in raw:
             if not log["topics"]:
@@ -380,18 +387,24 @@ class Indexer:
             (DOCS_PER_SYNC,),
         ).fetchall()
         for pid, round_, cid in pending:
-            doc = self.proof_docs(cid)
-            accuracy = doc.get("accuracy") if isinstance(doc, dict) else None
-            state = "missing" if doc is None else "ok"
-            value = float(accuracy) if isinstance(accuracy, int | float) and not isinstance(accuracy, bool) else None
-            with self._db:
-                self._db.execute("BEGIN")
-                self._db.execute(
-                    "UPDATE rounds SET accuracy = ?, doc_state = ? WHERE project_id = ? AND round = ?",
-                    (value, state, pid, round_),
-                )
-            if doc is None:
+            try:
+                doc = self.proof_docs(cid)
+            except ProofDocUnavailable:
+                self._set_doc_state(pid, round_, "missing", None)
                 break  # IPFS is unreachable or slow: do not stall this sync on every round
+            if doc is None:
+                log.info("round %d of project %d: proof document %s is invalid, skipped", round_, pid, cid)
+                self._set_doc_state(pid, round_, "invalid", None)
+            else:
+                self._set_doc_state(pid, round_, "ok", doc.accuracy)
+
+    def _set_doc_state(self, pid: int, round_: int, state: str, accuracy: float | None) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "UPDATE rounds SET accuracy = ?, doc_state = ? WHERE project_id = ? AND round = ?",
+                (accuracy, state, pid, round_),
+            )
 
     # ------------------------------------------------------------------ queries
 

@@ -1,12 +1,14 @@
 """Shapes of the JSON API (and of what the HTML templates render). Amounts are wei, as strings
-(they overflow JavaScript numbers); ``*_eth`` fields are the same amounts in ETH for display."""
+(they overflow JavaScript numbers); ``*_eth`` fields are the same amounts in ETH for display.
+
+Request bodies are at the end; they are strict (:class:`StrictBody`)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 WEI_PER_ETH = Decimal(10**18)
 
@@ -244,3 +246,49 @@ class Problem(BaseModel):
 
     detail: str
     errors: dict[str, str] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- request bodies
+
+
+class StrictBody(BaseModel):
+    """A JSON request body taken as typed: ``true`` is not the project id 1, nor ``"7"`` the seed 7."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class ModelInitRequest(StrictBody):
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="seed of the deterministic initialization")
+
+
+class CreateProjectRequest(StrictBody):
+    """A job in user units (as on the form), and who will sign it (to simulate the transaction)."""
+
+    model_name: str = "mlp"
+    rounds: int | str
+    min_trainers: int | str
+    max_trainers: int | str
+    budget_eth: str = Field(description="ETH, decimal string")
+    aggregator_fee_eth: str = "0"
+    stake_eth: str = "0"
+    aggregator: str
+    verifier: str | None = Field(default=None, description="default: the first approved verifier")
+    join_period_minutes: int | str = 60
+    submission_period_minutes: int | str = 10
+    aggregation_period_minutes: int | str = 10
+    min_reliability_pct: str = "0"
+    slash_pct: str = "50"
+    initial_model_cid: str
+    sender: str | None = Field(default=None, description="the wallet that will sign; the transaction is simulated")
+
+
+class JoinRequest(StrictBody):
+    project_id: int
+    sender: str | None = Field(default=None, description="the trainer's wallet; the transaction is simulated")
+
+
+class ActionRequest(StrictBody):
+    project_id: int
+    sender: str | None = Field(
+        default=None, description="the wallet that will sign; the transaction is simulated (required to withdraw)"
+    )

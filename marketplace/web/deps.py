@@ -1,0 +1,84 @@
+"""FastAPI dependencies: the settings, the services and the page renderer, taken from ``request.app.state``
+(which :func:`marketplace.web.main.create_app` fills); routes never import the app.
+
+The services come in two kinds: those that read the index (projects, rounds, trainers, transactions,
+the context) sync it first, throttled to once per ``sync_interval`` and once per request however many
+of them a route takes (FastAPI caches a dependency within a request); the model catalogue and the
+page renderer need no chain data and do not.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from marketplace.web.services.container import Services
+from marketplace.web.services.context import MarketContext
+from marketplace.web.services.models import ModelService
+from marketplace.web.services.projects import ProjectService
+from marketplace.web.services.rounds import RoundService
+from marketplace.web.services.trainers import TrainerService
+from marketplace.web.services.transactions import TransactionService
+from marketplace.web.settings import WebSettings
+from marketplace.web.templating import Page
+
+
+def get_settings(request: Request) -> WebSettings:
+    settings: WebSettings = request.app.state.settings
+    return settings
+
+
+def get_services(request: Request) -> Services:
+    """The app's services, the index as it is."""
+    services: Services = request.app.state.services
+    return services
+
+
+def synced_services(services: Annotated[Services, Depends(get_services)]) -> Services:
+    """The app's services, the index synced (throttled)."""
+    services.context.refresh()
+    return services
+
+
+Synced = Annotated[Services, Depends(synced_services)]
+
+
+def get_context(services: Synced) -> MarketContext:
+    return services.context
+
+
+def get_projects(services: Synced) -> ProjectService:
+    return services.projects
+
+
+def get_rounds(services: Synced) -> RoundService:
+    return services.rounds
+
+
+def get_trainers(services: Synced) -> TrainerService:
+    return services.trainers
+
+
+def get_transactions(services: Synced) -> TransactionService:
+    return services.transactions
+
+
+def get_models(services: Annotated[Services, Depends(get_services)]) -> ModelService:
+    return services.models
+
+
+def get_page(request: Request) -> Page:
+    """Renders templates for ``request`` (also used by the error handlers, outside dependency injection)."""
+    services = get_services(request)
+    return Page(request, request.app.state.templates, get_settings(request), services.context.market.market.address)
+
+
+SettingsDep = Annotated[WebSettings, Depends(get_settings)]
+ContextDep = Annotated[MarketContext, Depends(get_context)]
+ProjectsDep = Annotated[ProjectService, Depends(get_projects)]
+RoundsDep = Annotated[RoundService, Depends(get_rounds)]
+TrainersDep = Annotated[TrainerService, Depends(get_trainers)]
+TransactionsDep = Annotated[TransactionService, Depends(get_transactions)]
+ModelsDep = Annotated[ModelService, Depends(get_models)]
+PageDep = Annotated[Page, Depends(get_page)]

@@ -1,0 +1,56 @@
+"""The web app factory: :func:`create_app` wires the settings, the services (chain client, event index,
+optional IPFS reader), the lifespan (first index sync, closing the index), the JSON API and page
+routers, the static files and the error handlers together. Nothing else happens here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from marketplace.adapters.chain.errors import ChainError
+from marketplace.web.errors import install_error_handlers
+from marketplace.web.routes import api_router, pages_router
+from marketplace.web.services.container import Services
+from marketplace.web.settings import WebSettings
+from marketplace.web.templating import build_templates
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: WebSettings) -> FastAPI:
+    """The FastAPI app for one deployment (ChainError if its chain does not answer with the deployment's
+    chain id). The index syncs at startup and then lazily, at most every ``sync_interval`` seconds."""
+    services = Services.for_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            services.context.refresh(force=True)
+        except ChainError as exc:  # serve anyway: pages explain the chain is unreachable
+            log.warning("initial index sync failed: %s", exc)
+        yield
+        services.context.close()
+
+    app = FastAPI(
+        title="Training marketplace",
+        description="Projects, rounds, proofs and trainers of a TrainingMarket deployment, read from the chain.",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN; the schema is at /api/openapi.json
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.services = services
+    app.state.templates = build_templates()
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.include_router(api_router)
+    app.include_router(pages_router)
+    install_error_handlers(app)
+    return app

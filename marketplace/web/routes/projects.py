@@ -1,0 +1,160 @@
+"""Projects: the list (filtered, sorted) and a project's detail, as JSON and as pages; the "post a job"
+form (its transaction comes from :mod:`~marketplace.web.services.transactions`); a project's "join"
+page (the command a trainer runs)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from marketplace.web.deps import ModelsDep, PageDep, ProjectsDep, SettingsDep, TransactionsDep
+from marketplace.web.forms import DEFAULTS, LABELS, FormErrors, parse_job
+from marketplace.web.schemas import ProjectDetail, ProjectSummary
+from marketplace.web.services.errors import NotFound, Rejected
+from marketplace.web.services.models import ModelService
+from marketplace.web.services.projects import SORT_KEYS, STATUSES
+
+api = APIRouter()
+pages = APIRouter(include_in_schema=False)
+
+
+# ---------------------------------------------------------------------------- JSON
+
+
+@api.get("/projects", response_model=list[ProjectSummary])
+def projects(
+    svc: ProjectsDep,
+    status: Literal["open", "training", "finished", "cancelled"] | None = None,
+    model: str | None = None,
+    min_budget_eth: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    max_reliability_pct: Annotated[
+        float | None,
+        Query(ge=0, le=100, allow_inf_nan=False, description="only projects whose minimum reliability is at most this"),
+    ] = None,
+    q: Annotated[str | None, Query(description="project id, owner address or model")] = None,
+    sort: Literal["newest", "oldest", "budget", "rounds", "trainers", "reliability"] = "newest",
+) -> list[ProjectSummary]:
+    """Every project on the network, filtered and sorted."""
+    return svc.projects(status, model, min_budget_eth, max_reliability_pct, q, sort)
+
+
+@api.get("/projects/{project_id}", response_model=ProjectDetail)
+def project(svc: ProjectsDep, project_id: int) -> ProjectDetail:
+    """A project with its trainers, rounds (scores, flags, rewards) and payouts."""
+    return svc.project_detail(project_id)
+
+
+# ---------------------------------------------------------------------------- pages
+
+
+def _number(value: str | None) -> float | None:
+    """A finite number typed into a filter, else None ("nan", "inf" and "1e999" are not amounts)."""
+    try:
+        number = float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+    return number if number is None or math.isfinite(number) else None
+
+
+@pages.get("/")
+def home() -> Response:
+    return RedirectResponse("/projects", status_code=307)
+
+
+@pages.get("/projects")
+def projects_page(
+    page: PageDep,
+    svc: ProjectsDep,
+    catalogue: ModelsDep,
+    status: str = "",
+    model: str = "",
+    min_budget_eth: str = "",
+    max_reliability_pct: str = "",
+    q: str = "",
+    sort: str = "newest",
+) -> Response:
+    """Every project; the filter form re-renders only the table with htmx."""
+    notes = []
+    budget, reliability = _number(min_budget_eth), _number(max_reliability_pct)
+    if min_budget_eth and budget is None:
+        notes.append(f"ignored minimum budget {min_budget_eth!r}: not a number")
+    if max_reliability_pct and reliability is None:
+        notes.append(f"ignored reliability {max_reliability_pct!r}: not a number")
+    items = svc.projects(status if status in STATUSES else None, model or None, budget, reliability, q or None, sort)
+    context = {
+        "projects": items,
+        "notes": notes,
+        "filters": {
+            "status": status, "model": model, "min_budget_eth": min_budget_eth,
+            "max_reliability_pct": max_reliability_pct, "q": q, "sort": sort if sort in SORT_KEYS else "newest",
+        },
+        "statuses": STATUSES,
+        "sorts": list(SORT_KEYS),
+        "models": catalogue.registry,
+    }  # fmt: skip
+    if page.htmx and page.htmx_target == "project-table":
+        return page.render("_project_table.html", context)
+    return page.render("projects.html", context)
+
+
+def _job_context(
+    catalogue: ModelService, verifiers: list[str], values: dict[str, str], errors: dict[str, str]
+) -> dict[str, Any]:
+    return {"values": values, "errors": errors, "labels": LABELS, "models": catalogue.registry, "verifiers": verifiers}
+
+
+@pages.get("/projects/new")
+def new_job_page(page: PageDep, txs: TransactionsDep, catalogue: ModelsDep) -> Response:
+    values = dict(DEFAULTS)
+    verifiers = txs.verifiers()
+    if verifiers:
+        values["verifier"] = verifiers[0]
+    return page.render("new_job.html", _job_context(catalogue, verifiers, values, {}))
+
+
+@pages.post("/projects/new")
+async def new_job_submit(request: Request, page: PageDep, txs: TransactionsDep, catalogue: ModelsDep) -> Response:
+    """Validates the form; answers with the form and its messages, or the transaction to sign."""
+    # The form is urlencoded (HTML and htmx default); parsed here, no multipart dependency needed.
+    values = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True))
+    template = "_job_form.html" if page.htmx else "new_job.html"
+    verifiers = txs.verifiers()
+    try:
+        config = parse_job(values, catalogue.names, verifiers)
+        tx = txs.create_tx(config, values.get("sender") or None)
+    except FormErrors as exc:
+        return page.render(template, _job_context(catalogue, verifiers, values, exc.errors), status=422)
+    except Rejected as exc:
+        return page.render(template, _job_context(catalogue, verifiers, values, {"": str(exc)}), status=422)
+    except NotFound as exc:  # a malformed wallet address: the form keeps what was typed and says why
+        return page.render(template, _job_context(catalogue, verifiers, values, {"": f"wallet: {exc}"}), status=422)
+    context = {**_job_context(catalogue, verifiers, values, {}), "tx": tx, "config": config}
+    return page.render("_job_tx.html" if template == "_job_form.html" else "new_job.html", context)
+
+
+@pages.get("/projects/{project_id}")
+def project_page(page: PageDep, svc: ProjectsDep, project_id: int) -> Response:
+    detail = svc.project_detail(project_id)
+    charts = {
+        "rounds": [r.round for r in detail.rounds],
+        "accuracy": [r.accuracy for r in detail.rounds],
+        "trainers": [f"#{m.index} {m.trainer[:6]}…{m.trainer[-4:]}" for m in detail.trainers],
+        "shares": [[e.share for e in r.trainers] for r in detail.rounds],
+    }
+    return page.render("project.html", {"d": detail, "p": detail.project, "charts": charts})
+
+
+@pages.get("/projects/{project_id}/join")
+def join_page(page: PageDep, svc: ProjectsDep, settings: SettingsDep, project_id: int) -> Response:
+    project = svc.project(project_id)
+    command = f"marketplace trainer run {project_id} --data <your-data.npz>"
+    if settings.network != "local":
+        command += f" --network {settings.network}"
+    command += " --keystore <your-wallet.json>"
+    if settings.ipfs_api:
+        command += f" --ipfs-api {settings.ipfs_api}"
+    return page.render("join.html", {"p": project, "command": command})

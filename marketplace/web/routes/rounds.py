@@ -1,0 +1,48 @@
+"""A project's finalized rounds: as JSON, with a round's proof, and its verification by the project's
+verifier (as JSON, and as the inline answer next to a round's button on the project page)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from marketplace.web.deps import PageDep, RoundsDep
+from marketplace.web.schemas import RoundProof, RoundView, VerifyResult
+from marketplace.web.services.errors import Rejected
+
+api = APIRouter()
+pages = APIRouter(include_in_schema=False)
+
+
+@api.get("/projects/{project_id}/rounds", response_model=list[RoundView])
+def rounds(svc: RoundsDep, project_id: int) -> list[RoundView]:
+    """The finalized rounds of a project."""
+    return svc.rounds(project_id)
+
+
+@api.get("/projects/{project_id}/rounds/{round_}", response_model=RoundView)
+def round_(svc: RoundsDep, project_id: int, round_: int) -> RoundView:
+    """One finalized round."""
+    return svc.round(project_id, round_)
+
+
+@api.get("/projects/{project_id}/rounds/{round_}/proof", response_model=RoundProof)
+def round_proof(svc: RoundsDep, project_id: int, round_: int) -> RoundProof:
+    """The public values recorded on chain and the proof bytes (from the finalize transaction's calldata)."""
+    return svc.round_proof(project_id, round_)
+
+
+@api.post("/projects/{project_id}/rounds/{round_}/verify", response_model=VerifyResult)
+def verify_round(svc: RoundsDep, project_id: int, round_: int) -> VerifyResult:
+    """Asks the project's verifier (``eth_call`` of ``verifyRound``) whether the round's proof holds."""
+    return svc.verify_round(project_id, round_)
+
+
+@pages.post("/projects/{project_id}/rounds/{round_}/verify")
+def verify_partial(page: PageDep, svc: RoundsDep, project_id: int, round_: int) -> Response:
+    """The verifier's answer, rendered inline next to the round's button (htmx)."""
+    try:
+        result = svc.verify_round(project_id, round_)
+    except Rejected as exc:
+        return page.render("_verify_result.html", {"result": None, "error": str(exc)})
+    return page.render("_verify_result.html", {"result": result, "error": None})

@@ -1,0 +1,70 @@
+"""Transactions for the user's wallet (``/api/tx``): unsigned ``createProject``, ``join`` and project actions
+(withdraw, abandon, start, cancel), what the connected account may do with a project now, and where a
+sent transaction is. The server never signs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from marketplace.web.deps import ContextDep, ModelsDep, TransactionsDep
+from marketplace.web.errors import BAD_BODY, CONFLICT
+from marketplace.web.forms import parse_job
+from marketplace.web.schemas import (
+    Action,
+    ActionRequest,
+    CreateProjectRequest,
+    JoinRequest,
+    ProjectActions,
+    TxRequest,
+    TxStatus,
+)
+
+api = APIRouter()
+
+
+@api.get("/projects/{project_id}/actions", response_model=ProjectActions)
+def project_actions(
+    svc: TransactionsDep,
+    project_id: int,
+    account: Annotated[str | None, Query(description="the connected wallet")] = None,
+) -> ProjectActions:
+    """What ``account`` may do now (withdraw and how much, abandon, start, cancel), simulated with ``eth_call``."""
+    return svc.actions(project_id, account)
+
+
+@api.post("/tx/create-project", response_model=TxRequest, responses=BAD_BODY)
+def create_project_tx(svc: TransactionsDep, catalogue: ModelsDep, body: CreateProjectRequest) -> TxRequest:
+    """An unsigned ``createProject`` transaction for the user's wallet (validated, and simulated if ``sender``)."""
+    data = body.model_dump()
+    verifiers = svc.verifiers()
+    if not data.get("verifier") and verifiers:
+        data["verifier"] = verifiers[0]
+    config = parse_job({k: str(v) for k, v in data.items() if v is not None}, catalogue.names, verifiers)
+    return svc.create_tx(config, body.sender)
+
+
+@api.post("/tx/join", response_model=TxRequest, responses=BAD_BODY)
+def join_tx(svc: TransactionsDep, body: JoinRequest) -> TxRequest:
+    """An unsigned ``join`` transaction with the project's stake (simulated if ``sender``)."""
+    return svc.join_tx(body.project_id, body.sender)
+
+
+@api.post("/tx/{action}", response_model=TxRequest, responses={**BAD_BODY, **CONFLICT})
+def action_tx(svc: TransactionsDep, action: Action, body: ActionRequest) -> TxRequest:
+    """An unsigned ``withdraw``, ``abandon``, ``startTraining`` or ``cancel`` of a project (value 0).
+
+    409 with the decoded custom error when the project's state does not allow it now (still running,
+    nothing to withdraw, aggregation deadline not passed, too few trainers); 422 when the sender may not.
+    """
+    return svc.action_tx(action, body.project_id, body.sender)
+
+
+@api.get("/tx/{tx_hash}", response_model=TxStatus)
+def tx_status(svc: TransactionsDep, context: ContextDep, tx_hash: str) -> TxStatus:
+    """Pending, confirmed (with the decoded events and a created project's id) or failed (with the reason)."""
+    status = svc.tx_status(tx_hash)
+    if status.status != "pending":
+        context.refresh(force=True)  # the next page shows what it did
+    return status

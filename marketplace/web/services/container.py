@@ -1,0 +1,40 @@
+"""Every service of one deployment, over one :class:`MarketContext`: what the app keeps in ``app.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from marketplace.web.services.context import MarketContext, connect
+from marketplace.web.services.models import ModelService, model_registry
+from marketplace.web.services.projects import ProjectService
+from marketplace.web.services.rounds import RoundService
+from marketplace.web.services.trainers import TrainerService
+from marketplace.web.services.transactions import TransactionService
+from marketplace.web.settings import WebSettings
+
+
+@dataclass(frozen=True)
+class Services:
+    context: MarketContext
+    projects: ProjectService
+    rounds: RoundService
+    trainers: TrainerService
+    transactions: TransactionService
+    models: ModelService
+
+    @classmethod
+    def over(cls, context: MarketContext, models: ModelService) -> Services:
+        projects = ProjectService(context)
+        return cls(
+            context=context,
+            projects=projects,
+            rounds=RoundService(context, projects),
+            trainers=TrainerService(context, projects),
+            transactions=TransactionService(context, projects),
+            models=models,
+        )
+
+    @classmethod
+    def for_settings(cls, settings: WebSettings) -> Services:
+        """Connects to the settings' chain (ChainError if its chain id is not the deployment's) and opens the index."""
+        return cls.over(connect(settings), ModelService(model_registry(), settings.ipfs_api))

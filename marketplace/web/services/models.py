@@ -1,0 +1,64 @@
+"""Model architectures a job can use, and their initial weights: built (seeded) and pinned to the
+server's IPFS node, so that a job can be posted without training anything first.
+
+The architectures come from :mod:`marketplace.fl.models`, which pulls in torch (seconds to import):
+it is imported when first needed, not when this module is.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from marketplace.adapters.ipfs.errors import StorageError
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.web.schemas import ModelInfo, ModelInit
+from marketplace.web.services.errors import NotFound, Unavailable
+
+NO_IPFS = (
+    "this server has no IPFS API configured (start it with --ipfs-api or MARKETPLACE_IPFS_API, or run "
+    "`marketplace ipfs up`); pin initial weights yourself and paste their CID"
+)
+
+
+@lru_cache(maxsize=1)
+def model_registry() -> dict[str, str]:
+    """Registered architectures (name -> description), sorted by name."""
+    from marketplace.fl.models import REGISTRY  # lazy: torch (see the module docstring)
+
+    return {name: arch.description for name, arch in sorted(REGISTRY.items())}
+
+
+class ModelService:
+    """The registered architectures, and initial weights pinned to the IPFS node at ``ipfs_api`` (if any)."""
+
+    def __init__(self, registry: dict[str, str], ipfs_api: str | None, timeout: float = 30.0) -> None:
+        self.registry = registry
+        self.ipfs_api = ipfs_api
+        self.timeout = timeout
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.registry)
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(name=k, description=v) for k, v in self.registry.items()]
+
+    def init(self, name: str, seed: int = 0) -> ModelInit:
+        """Builds registered model ``name`` with ``seed`` and pins its state dict; its CID.
+
+        :class:`NotFound` for an unknown model, :class:`Unavailable` without an IPFS node or when it fails.
+        """
+        if name not in self.registry:
+            raise NotFound(f"unknown model {name!r}; available: {', '.join(self.registry)}")
+        if self.ipfs_api is None:
+            raise Unavailable(NO_IPFS)
+        from marketplace.fl.models import build_model, num_params  # lazy: torch (see the module docstring)
+
+        state = build_model(name, seed=seed).state_dict()
+        try:
+            with IpfsClient(self.ipfs_api, timeout=self.timeout, retries=1) as client:
+                cid = ModelStore(client).put_tensors(state, {"kind": "model", "model": name, "seed": str(seed)})
+        except StorageError as exc:
+            raise Unavailable(f"the IPFS node at {self.ipfs_api} did not take the weights: {exc}") from None
+        return ModelInit(cid=cid, model=name, params=num_params(name), seed=seed)

@@ -1,0 +1,201 @@
+"""Read model of projects: the list (filtered, sorted), one project, and its detail (trainers, rounds
+with scores, flags, rewards and slashes, and everyone's payout), all from the event index.
+
+Payouts mirror the contract's ``_owed``: what each account is entitled to once the project is
+settled, and what it withdrew so far.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from marketplace.web.schemas import (
+    WEI_PER_ETH,
+    Member,
+    Payout,
+    ProjectDetail,
+    ProjectSummary,
+    RoundView,
+    TrainerEntry,
+    eth,
+)
+from marketplace.web.services.context import MarketContext
+from marketplace.web.services.errors import NotFound
+
+#: Sort orders of the project list: name -> (key, descending).
+SORT_KEYS: dict[str, tuple[Callable[[ProjectSummary], Any], bool]] = {
+    "newest": (lambda p: p.project_id, True),
+    "oldest": (lambda p: p.project_id, False),
+    "budget": (lambda p: int(p.reward_budget), True),
+    "rounds": (lambda p: p.rounds_done, True),
+    "trainers": (lambda p: p.trainer_count, True),
+    "reliability": (lambda p: p.min_reliability_bps, True),
+}
+STATUSES = ("open", "training", "finished", "cancelled")
+
+
+def summary(row: dict[str, Any]) -> ProjectSummary:
+    """A project row of the index as the API shows it."""
+    return ProjectSummary(
+        **{k: row[k] for k in ProjectSummary.model_fields if k in row},
+        reward_budget_eth=eth(row["reward_budget"]),
+        stake_eth=eth(row["stake"]),
+        created_block=row["block"],
+        created_tx=row["tx_hash"],
+    )
+
+
+def payouts(
+    project: ProjectSummary, trainers: list[Member], earned: dict[str, int], slashed: dict[str, int]
+) -> list[Payout]:
+    """Everyone's entitlement, mirroring the contract's ``_owed`` (before any withdrawal)."""
+    entitled: dict[str, int] = defaultdict(int)
+    roles: dict[str, list[str]] = defaultdict(list)
+    total_earned = sum(earned.values())
+    aggregator_earned = int(project.aggregator_fee) * project.rounds_done // project.rounds
+    entitled[project.owner] += (
+        int(project.reward_budget) - total_earned + int(project.aggregator_fee) - aggregator_earned
+        + sum(slashed.values())
+    )  # fmt: skip
+    roles[project.owner].append("owner")
+    entitled[project.aggregator] += aggregator_earned
+    roles[project.aggregator].append("aggregator")
+    for m in trainers:
+        entitled[m.trainer] += int(m.stake) - slashed[m.trainer] + earned[m.trainer]
+        roles[m.trainer].append("trainer")
+    return [
+        Payout(account=a, roles=roles[a], entitled=str(v), entitled_eth=eth(v), withdrawn="0", withdrawn_eth="0")
+        for a, v in entitled.items()
+    ]
+
+
+class ProjectService:
+    """Projects of one deployment, as the pages and the API show them."""
+
+    def __init__(self, context: MarketContext) -> None:
+        self.context = context
+        self.indexer = context.indexer
+
+    def projects(
+        self,
+        status: str | None = None,
+        model: str | None = None,
+        min_budget_eth: float | None = None,
+        max_reliability_pct: float | None = None,
+        query: str | None = None,
+        sort: str = "newest",
+    ) -> list[ProjectSummary]:
+        """Every project, filtered (status, model, budget, a reliability bar you can meet, owner) and sorted."""
+        items = [summary(r) for r in self.indexer.projects()]
+        if status:
+            items = [p for p in items if p.status == status]
+        if model:
+            items = [p for p in items if p.model_name == model]
+        if min_budget_eth is not None:
+            # The decimal the user typed (0.1 is not 0.1000000000000000055...), exact at any size (1e300 ETH
+            # overflowed int(float)).
+            floor = Decimal(repr(min_budget_eth)) * WEI_PER_ETH
+            items = [p for p in items if int(p.reward_budget) >= floor]
+        if max_reliability_pct is not None:
+            ceiling = Decimal(repr(max_reliability_pct)) * 100  # (0.29 % is 29 bps, not 28.999999999999996)
+            items = [p for p in items if p.min_reliability_bps <= ceiling]
+        if query:
+            q = query.strip().lower()
+            items = [p for p in items if q in p.owner.lower() or q == str(p.project_id) or q in p.model_name.lower()]
+        key, reverse = SORT_KEYS.get(sort, SORT_KEYS["newest"])
+        return sorted(items, key=key, reverse=reverse)
+
+    def project(self, project_id: int) -> ProjectSummary:
+        """One project; :class:`NotFound` if the index does not know it."""
+        row = self.indexer.project(project_id)
+        if row is None:
+            raise NotFound(f"project {project_id} does not exist on {self.context.network}")
+        return summary(row)
+
+    def detail(self, project_id: int) -> ProjectDetail:
+        """A project with its trainers, rounds (scores, flags, rewards) and payouts (withdrawals not filled in)."""
+        project = self.project(project_id)
+        members = self.indexer.trainers(project_id)
+        rounds = self.indexer.rounds(project_id)
+        slashes = self.indexer.slashes(project_id)
+        lifecycle = self.indexer.lifecycle(project_id)
+        slashed_by: dict[tuple[int, str], int] = defaultdict(int)
+        for s in slashes:
+            slashed_by[(s["round"], s["trainer"])] += int(s["amount"])
+        round_views = [self._round_view(r, members, slashed_by) for r in rounds]
+
+        earned: dict[str, int] = defaultdict(int)
+        flagged: dict[str, int] = defaultdict(int)
+        for view in round_views:
+            for entry in view.trainers:
+                earned[entry.trainer] += int(entry.reward)
+                flagged[entry.trainer] += int(entry.flagged)
+        abandoned = next((e["data"] for e in lifecycle if e["kind"] == "abandoned"), None)
+        if abandoned is not None:
+            for sub in self.indexer.submissions(project_id, abandoned["round"]):
+                earned[sub["trainer"]] += int(abandoned["reward_each"])
+        slashed_total: dict[str, int] = defaultdict(int)
+        for (_, trainer), amount in slashed_by.items():
+            slashed_total[trainer] += amount
+
+        trainers = [
+            Member(
+                index=m["idx"], trainer=m["trainer"], stake=m["stake"], joined_block=m["block"],
+                earned=str(earned[m["trainer"]]), earned_eth=eth(earned[m["trainer"]]),
+                slashed=str(slashed_total[m["trainer"]]), flagged_rounds=flagged[m["trainer"]],
+            )
+            for m in members
+        ]  # fmt: skip
+        escrowed = int(project.reward_budget) + int(project.aggregator_fee) + sum(int(m.stake) for m in trainers)
+        current = project.rounds_done
+        pending = len(self.indexer.submissions(project_id, current)) if project.status == "training" else 0
+        return ProjectDetail(
+            project=project,
+            trainers=trainers,
+            rounds=round_views,
+            payouts=payouts(project, trainers, earned, slashed_total),
+            escrowed=str(escrowed),
+            escrowed_eth=eth(escrowed),
+            settled=project.status in ("finished", "cancelled"),
+            pending_submissions=pending,
+        )
+
+    def project_detail(self, project_id: int) -> ProjectDetail:
+        """:meth:`detail` with what each account withdrew so far (``Withdrawn`` events)."""
+        detail = self.detail(project_id)
+        withdrawn: dict[str, int] = defaultdict(int)
+        for w in self.indexer.withdrawals(project_id):
+            withdrawn[w["account"]] += int(w["amount"])
+        for p in detail.payouts:
+            p.withdrawn = str(withdrawn[p.account])
+            p.withdrawn_eth = eth(withdrawn[p.account])
+        return detail
+
+    def _round_view(
+        self, row: dict[str, Any], members: list[dict[str, Any]], slashed_by: dict[tuple[int, str], int]
+    ) -> RoundView:
+        subs = {s["trainer"]: s for s in self.indexer.submissions(row["project_id"], row["round"])}
+        scores, flags, rewards = row["scores"], row["flags"], row["rewards"]
+        total = sum(s for s, f in zip(scores, flags, strict=False) if not f)
+        entries = []
+        for m in members:
+            i = m["idx"]
+            if i >= len(scores):
+                continue
+            sub = subs.get(m["trainer"])
+            entries.append(
+                TrainerEntry(
+                    index=i, trainer=m["trainer"], submitted=sub is not None,
+                    update_cid=sub["cid"] if sub else None, commitment=sub["commitment"] if sub else None,
+                    score=str(scores[i]), share=0.0 if flags[i] or total == 0 else scores[i] / total,
+                    flagged=flags[i], reward=str(rewards[i]), reward_eth=eth(rewards[i]),
+                    slashed=str(slashed_by.get((row["round"], m["trainer"]), 0)),
+                )
+            )  # fmt: skip
+        return RoundView(
+            round=row["round"], model_cid=row["model_cid"], proof_cid=row["proof_cid"], accuracy=row["accuracy"],
+            block=row["block"], tx_hash=row["tx_hash"], trainers=entries,
+        )  # fmt: skip

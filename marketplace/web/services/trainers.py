@@ -1,0 +1,51 @@
+"""Read model of a trainer: its reliability now (live from the registry), its reliability history
+across projects (events) and what it staked, earned and had flagged in each project it joined."""
+
+from __future__ import annotations
+
+from marketplace.adapters.chain.market import Outcome
+from marketplace.web.schemas import ReliabilityPoint, TrainerProfile, TrainerProject
+from marketplace.web.services.context import MarketContext, account_address
+from marketplace.web.services.projects import ProjectService
+
+
+class TrainerService:
+    """Trainers of one deployment."""
+
+    def __init__(self, context: MarketContext, projects: ProjectService) -> None:
+        self.context = context
+        self.projects = projects
+
+    def trainer(self, address: str) -> TrainerProfile:
+        """A trainer's reliability now (live) and its history across projects (events); :class:`NotFound`
+        for a malformed address."""
+        address = account_address(address)
+        market, indexer = self.context.market, self.context.indexer
+        contributed, flagged, missed = market.record(address)
+        history = [
+            ReliabilityPoint(
+                market=r["market"], project_id=r["project_id"], round=r["round"],
+                outcome=Outcome(r["outcome"]).name.lower(), reliability_bps=r["reliability_bps"], block=r["block"],
+                tx_hash=r["tx_hash"],
+            )
+            for r in indexer.reliability_history(address)
+        ]  # fmt: skip
+        projects = []
+        for row in indexer.projects_of(address):
+            detail = self.projects.detail(row["project_id"])
+            me = next(m for m in detail.trainers if m.trainer == address)
+            projects.append(
+                TrainerProject(
+                    project_id=row["project_id"], status=detail.project.status, index=me.index, stake=me.stake,
+                    earned=me.earned, earned_eth=me.earned_eth, flagged_rounds=me.flagged_rounds,
+                )
+            )  # fmt: skip
+        return TrainerProfile(
+            address=address,
+            reliability_bps=market.reliability(address),
+            contributed=contributed,
+            flagged=flagged,
+            missed=missed,
+            history=history,
+            projects=projects,
+        )

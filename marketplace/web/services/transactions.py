@@ -1,0 +1,228 @@
+"""Transactions for the user's wallet: unsigned ``createProject``, ``join``, ``withdraw``, ``abandon``,
+``startTraining`` and ``cancel`` (``to``, ``data``, ``value``), what an account may send now, and where
+a sent transaction is.
+
+The server never signs. Given the sender, a transaction is simulated first (``eth_call`` from the
+sender's address) so that a doomed one is explained before the wallet pops up: the contract's
+custom error is decoded and put in a sentence, :class:`Conflict` when the project's state does not
+allow it now, :class:`Rejected` otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hexbytes import HexBytes
+from web3.exceptions import TransactionNotFound, Web3RPCError
+
+from marketplace.adapters.chain.errors import ChainError, ContractRevert
+from marketplace.adapters.chain.market import ProjectConfig, ProjectStatus
+from marketplace.web.filters import when
+from marketplace.web.schemas import Action, ActionState, ProjectActions, TxRequest, TxStatus, eth
+from marketplace.web.services.context import MarketContext, account_address
+from marketplace.web.services.errors import Conflict, InvalidInput, NotFound, Rejected
+from marketplace.web.services.projects import ProjectService
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """A project transaction without value: its contract function, button label and the statuses it needs."""
+
+    function: str
+    label: str
+    statuses: tuple[str, ...]
+    verb: str
+
+
+#: ``POST /api/tx/{action}``: what each action calls and when the contract allows it.
+ACTIONS: dict[Action, ActionSpec] = {
+    "withdraw": ActionSpec("withdraw", "Withdraw", ("finished", "cancelled"), "withdraw from"),
+    "abandon": ActionSpec("abandon", "Abandon", ("training",), "abandon"),
+    "start": ActionSpec("startTraining", "Start training", ("open",), "start training of"),
+    "cancel": ActionSpec("cancel", "Cancel project", ("open",), "cancel"),
+}
+#: Custom errors meaning "not in the project's current state, or not yet" (409), as opposed to "not you" (422).
+STATE_ERRORS = frozenset({"WrongStatus", "NotAllowedYet", "NothingToWithdraw", "NotEnoughTrainers"})
+#: Events a transaction status names (of the market and the registry).
+STATUS_EVENTS = (
+    "ProjectCreated", "TrainerJoined", "TrainingStarted", "ProjectCancelled", "ProjectAbandoned", "ReliabilityUpdated",
+    "Withdrawn",
+)  # fmt: skip
+
+
+def nothing_to_withdraw(project_id: int, account: str) -> str:
+    return f"nothing to withdraw: project {project_id} owes {account} nothing (not a participant, or already withdrawn)"
+
+
+def wrong_status(project_id: int, status: str, spec: ActionSpec) -> str:
+    needed = " or ".join(spec.statuses)
+    return f"project {project_id} is {status}: you can {spec.verb} a project only when it is {needed}"
+
+
+def explain(exc: ContractRevert, spec: ActionSpec) -> str:
+    """A sentence for a decoded revert of one of the market's project functions."""
+    a = exc.args_dict
+    if exc.name == "NothingToWithdraw":
+        return nothing_to_withdraw(int(a["projectId"]), a["account"])
+    if exc.name == "WrongStatus":
+        return wrong_status(int(a["projectId"]), ProjectStatus(int(a["actual"])).label, spec)
+    if exc.name == "NotAllowedYet":
+        return f"not allowed yet: possible from {when(int(a['notBefore']))}"
+    if exc.name == "NotEnoughTrainers":
+        return f"only {a['joined']} of the {a['required']} required trainers joined"
+    if exc.name == "Unauthorized":
+        return f"{a['caller']} may not {spec.verb} this project now (its owner may)"
+    return str(exc)
+
+
+class TransactionService:
+    """Unsigned transactions against one deployment's market, and their status."""
+
+    def __init__(self, context: MarketContext, projects: ProjectService) -> None:
+        self.context = context
+        self.projects = projects
+        self.chain = context.chain
+        self.market = context.market
+
+    def verifiers(self) -> list[str]:
+        """The verifiers a new project may name: those the market admin approved, oldest first."""
+        return self.context.indexer.verifiers()
+
+    def create_tx(self, config: ProjectConfig, sender: str | None = None) -> TxRequest:
+        """``createProject(config)`` with the escrow as value, simulated from ``sender`` if given."""
+        fn = self.market.market.functions.createProject(config.as_abi_tuple())
+        self._simulate(fn, account_address(sender) if sender else None, config.escrow)
+        summary = (
+            f"Create a {config.rounds}-round {config.model_name} job for {config.min_trainers}-{config.max_trainers} "
+            f"trainers, escrowing {eth(config.escrow)} ETH"
+        )
+        return self._tx(fn, config.escrow, summary)
+
+    def join_tx(self, project_id: int, sender: str | None = None) -> TxRequest:
+        """``join(projectId)`` with the project's stake, simulated from ``sender`` if given."""
+        project = self.projects.project(project_id)
+        fn = self.market.market.functions.join(project_id)
+        stake = int(project.stake)
+        self._simulate(fn, account_address(sender) if sender else None, stake)
+        return self._tx(fn, stake, f"Join project {project_id} with a stake of {eth(stake)} ETH")
+
+    def action_tx(self, action: Action, project_id: int, sender: str | None = None) -> TxRequest:
+        """An unsigned ``withdraw``/``abandon``/``startTraining``/``cancel`` of ``project_id`` (no value).
+
+        A withdrawal needs its ``sender`` (:class:`InvalidInput` without: what it is owed depends on it).
+        With ``sender`` the transaction is simulated (``eth_call``) and a revert is decoded: :class:`Conflict`
+        (409) when the project's state does not allow it now (still running, nothing to withdraw, deadline
+        not passed, too few trainers), :class:`Rejected` (422) otherwise (e.g. not the owner). Without a
+        sender only the project's status is checked.
+        """
+        if action == "withdraw" and not sender:
+            detail = "sender: the account that withdraws is required (what it is owed depends on it)"
+            raise InvalidInput(detail, {"sender": "is required to withdraw"})
+        spec = ACTIONS[action]
+        status = self._status(project_id)
+        fn = getattr(self.market.market.functions, spec.function)(project_id)
+        summary = f"{spec.verb.capitalize()} project {project_id}"
+        if sender is None:
+            if status not in spec.statuses:
+                raise Conflict(wrong_status(project_id, status, spec))
+            return self._tx(fn, 0, summary)
+        who = account_address(sender)
+        revert = self._revert(fn, who)
+        if revert is not None:
+            cls = Conflict if revert.name in STATE_ERRORS else Rejected
+            raise cls(f"the chain would reject this transaction: {revert}: {explain(revert, spec)}")
+        if action == "withdraw":
+            summary = f"Withdraw {eth(self.market.withdrawable(project_id, who))} ETH from project {project_id}"
+        return self._tx(fn, 0, summary)
+
+    def actions(self, project_id: int, account: str | None = None) -> ProjectActions:
+        """What ``account`` may do with the project now: each action its status allows, simulated from it."""
+        status = self._status(project_id)
+        who = account_address(account) if account else None
+        withdrawable = self.market.withdrawable(project_id, who) if who else 0
+        deadline = self.market.round_deadlines(project_id)[1] if status == "training" else None
+        states = []
+        for action, spec in ACTIONS.items():
+            if status not in spec.statuses:
+                continue
+            reason: str | None = "connect a wallet"
+            if who is not None:
+                revert = self._revert(getattr(self.market.market.functions, spec.function)(project_id), who)
+                reason = explain(revert, spec) if revert is not None else None
+            states.append(ActionState(action=action, label=spec.label, allowed=reason is None, reason=reason))
+        return ProjectActions(
+            project_id=project_id, status=status, account=who, withdrawable=str(withdrawable),
+            withdrawable_eth=eth(withdrawable), aggregation_deadline=deadline, actions=states,
+        )  # fmt: skip
+
+    def tx_status(self, tx_hash: str) -> TxStatus:
+        """Where a transaction is: pending, confirmed (with its decoded events) or failed (with the reason)."""
+        try:
+            key = HexBytes(tx_hash)
+            if len(key) != 32:
+                raise ValueError
+        except ValueError:
+            raise NotFound(f"{tx_hash!r} is not a transaction hash") from None
+        try:
+            receipt = self.chain.get_receipt(key)
+        except TransactionNotFound:
+            try:
+                self.chain.get_transaction(key)
+            except TransactionNotFound:
+                raise NotFound(f"transaction {tx_hash} is unknown to the node") from None
+            return TxStatus(hash=tx_hash, status="pending")
+        if receipt["status"] != 1:
+            return TxStatus(
+                hash=tx_hash, status="failed", block_number=receipt["blockNumber"], gas_used=receipt["gasUsed"],
+                error=str(self.chain.revert_reason(receipt)),
+            )  # fmt: skip
+        names: list[str] = []
+        project_id = None
+        for contract in (self.market.market, self.market.registry):
+            for name in STATUS_EVENTS:
+                if not any(a.get("name") == name for a in contract.abi if a.get("type") == "event"):
+                    continue
+                for ev in self.chain.events(receipt, contract, name):
+                    names.append(name)
+                    if name == "ProjectCreated":
+                        project_id = int(ev["args"]["projectId"])
+        return TxStatus(
+            hash=tx_hash, status="confirmed", block_number=receipt["blockNumber"], gas_used=receipt["gasUsed"],
+            events=names, project_id=project_id,
+        )  # fmt: skip
+
+    def _simulate(self, fn: Any, sender: str | None, value: int) -> None:
+        if sender is None:
+            return
+        try:
+            self.chain.call(fn, **{"from": sender, "value": value})
+        except ChainError as exc:
+            raise Rejected(f"the chain would reject this transaction: {exc}") from None
+        except Web3RPCError as exc:  # e.g. the sender cannot pay the value
+            raise Rejected(f"the chain would reject this transaction: {exc.message}") from None
+
+    def _tx(self, fn: Any, value: int, summary: str) -> TxRequest:
+        return TxRequest(
+            chain_id=self.chain.chain_id,
+            to=self.market.market.address,
+            data=self.chain.calldata(fn),
+            value=str(value),
+            value_hex=hex(value),
+            summary=summary,
+        )
+
+    def _revert(self, fn: Any, sender: str) -> ContractRevert | None:
+        """The decoded custom error if ``fn`` sent by ``sender`` would revert now, else None."""
+        try:
+            self.chain.call(fn, **{"from": sender, "value": 0})
+        except ContractRevert as exc:
+            return exc
+        except Web3RPCError as exc:
+            raise Rejected(f"the chain would reject this transaction: {exc.message}") from None
+        return None
+
+    def _status(self, project_id: int) -> str:
+        """The project's status live from the chain (:class:`NotFound` if the index does not know the project)."""
+        self.projects.project(project_id)
+        return self.market.get_project(project_id).status.label
