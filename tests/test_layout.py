@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "fl": set(),
     "adapters.toolchain": set(),
     "adapters.processes": set(),
-    "adapters.chain": {"protocol", "adapters.toolchain", "adapters.processes"},
+    "adapters.chain": {"protocol", "rule", "adapters.toolchain", "adapters.processes"},
     "adapters.ipfs": {"protocol", "adapters.toolchain", "adapters.processes"},
     "adapters.ezkl": {"protocol", "rule", "adapters.chain", "adapters.toolchain"},
     "round": _BELOW_ROUND,
