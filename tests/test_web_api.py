@@ -118,6 +118,21 @@ def test_verify_round_with_the_verifier(client: TestClient, finished_project: Fi
     assert client.post("/api/projects/999/rounds/0/verify").status_code == 404
 
 
+def test_verify_a_round_with_a_rejected_submission(client: TestClient, actors: Actors) -> None:
+    """The contract hands a rejected submission to the verifier as an empty slot; "Verify on chain" must
+    send the same values (it sent the rejected trainer's commitment and flag, and called a valid round invalid)."""
+    pid = actors.training_project(3)
+    actors.submit_all(pid, 0)
+    rejected = [False, True, False]
+    result_ = actors.result(pid, 0, [600_000, 0, 400_000], [False, True, False], rejected)
+    actors.aggregator.finalize_round(pid, 0, result_)
+    result = client.post(f"/api/projects/{pid}/rounds/0/verify").json()
+    assert result["valid"] is True and result["error"] is None
+    proof = client.get(f"/api/projects/{pid}/rounds/0/proof").json()
+    slot = proof["arrival_order"].index(1)  # the rejected trainer's slot
+    assert proof["commitments"][slot] == "0x" + "00" * 32 and proof["flags"][slot] is False
+
+
 def test_trainer_profile_history(client: TestClient, finished_project: FinishedProject) -> None:
     flagged = finished_project.trainers[2]
     profile = client.get(f"/api/trainers/{flagged}").json()

@@ -13,8 +13,8 @@ from eth_utils import keccak
 from hexbytes import HexBytes
 
 from marketplace.adapters.chain.market import FinalizedRound
-from marketplace.protocol.ordering import in_arrival_order
 from marketplace.roles.verify import ProofUnavailable, check_proof, proof_from_calldata
+from marketplace.round.prove import recorded_verifier_inputs
 from marketplace.web.schemas import RoundProof, RoundView, VerifyResult
 from marketplace.web.services.context import MarketContext
 from marketplace.web.services.errors import NotFound, Rejected
@@ -45,16 +45,17 @@ class RoundService:
         project = self.projects.project(project_id)
         market = self.context.market
         members = [m["trainer"] for m in self.context.indexer.trainers(project_id)]
-        commitments = [market.commitment(project_id, round_, m) for m in members]
         proof, source = self._proof_bytes(project_id, round_, row["tx_hash"])
-        # The verifier sees the values in arrival order (see IRoundVerifier.verifyRound).
-        order = market.arrival_order(project_id, round_)
+        # The values exactly as finalizeRound handed them to the verifier: in arrival order, a rejected
+        # submission as an empty slot (see IRoundVerifier.verifyRound), the function the aggregator uses.
+        rejected = set(market.rejected_trainers(project_id, round_))
+        commitments, scores, flags = recorded_verifier_inputs(
+            market, project_id, round_, list(row["scores"]), list(row["flags"]), [m in rejected for m in members]
+        )
         return RoundProof(
             project_id=project_id, round=round_, verifier=project.verifier,
-            commitments=["0x" + c.hex() for c in in_arrival_order(commitments, order)],
-            scores=[str(s) for s in in_arrival_order(row["scores"], order)],
-            flags=in_arrival_order(row["flags"], order), proof="0x" + proof.hex(), proof_source=source,
-            arrival_order=order,
+            commitments=["0x" + c.hex() for c in commitments], scores=[str(s) for s in scores], flags=flags,
+            proof="0x" + proof.hex(), proof_source=source, arrival_order=market.arrival_order(project_id, round_),
         )  # fmt: skip
 
     def verify_round(self, project_id: int, round_: int) -> VerifyResult:
