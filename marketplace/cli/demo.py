@@ -1,12 +1,16 @@
-"""``marketplace demo``: the main job on the embedded default stack."""
+"""``marketplace demo``: the main job on the embedded default stack.
+
+The command imports the demo (torch, ezkl, and the web stack with ``--web``) inside its body, so that
+``marketplace --help`` stays fast; everything else is imported at the top.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
+from marketplace.cli.common import console, fail
 from marketplace.demo.attacks import Attack
 
 
@@ -46,7 +50,6 @@ def demo_cmd(
         plot=plot,
         zk=zk,
     )
-    console = Console()
     try:
         if web:
             from marketplace.demo.web import run_demo_with_web
@@ -55,5 +58,4 @@ def demo_cmd(
         else:
             run_demo(config, console)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None

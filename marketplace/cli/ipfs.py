@@ -1,4 +1,4 @@
-"""``marketplace ipfs up|down|status``: a typer sub-app to mount with ``app.add_typer(ipfs_app, name="ipfs")``."""
+"""``marketplace ipfs up|down|status``: the project's local IPFS node (embedded Kubo)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ HOME_HELP = "node directory (repo, state, log); default $MARKETPLACE_IPFS_HOME o
 
 
 @ipfs_app.command("up")
-def up(
+def ipfs_up_cmd(
     home: Path | None = typer.Option(None, help=HOME_HELP),
     port: int = typer.Option(0, help="RPC port; 0 picks a free one"),
 ) -> None:
@@ -25,13 +25,13 @@ def up(
 
 
 @ipfs_app.command("down")
-def down(home: Path | None = typer.Option(None, help=HOME_HELP)) -> None:
+def ipfs_down_cmd(home: Path | None = typer.Option(None, help=HOME_HELP)) -> None:
     """Stop the local IPFS node."""
     typer.echo("IPFS node stopped" if node_down(home or default_home()) else "no IPFS node was running")
 
 
 @ipfs_app.command("status")
-def status(home: Path | None = typer.Option(None, help=HOME_HELP)) -> None:
+def ipfs_status_cmd(home: Path | None = typer.Option(None, help=HOME_HELP)) -> None:
     """Say whether the local IPFS node is running; exit code 1 if not."""
     st = node_status(home or default_home())
     if st.running:

@@ -1,79 +1,23 @@
-"""``marketplace deploy`` and ``marketplace project ...``: the owner's side of the command line."""
+"""``marketplace project ...``: the owner's side of the command line (create, inspect, settle projects)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import typer
-from rich.console import Console
+from pydantic import ValidationError
 from rich.table import Table
 
-from marketplace.adapters.chain.config import ConfigError
+from marketplace.adapters.chain.config import read_deployment
 from marketplace.adapters.chain.errors import ChainError
-from marketplace.adapters.chain.market import MarketClient, Project, ProjectConfig
+from marketplace.adapters.chain.market import Project, ProjectConfig
+from marketplace.cli.common import NETWORK, connect_market, console, fail, fmt_eth, to_wei
 
 project_app = typer.Typer(help="Create, inspect and settle training projects.", no_args_is_help=True)
-console = Console()
-
-NETWORK = typer.Option("local", "--network", "-n", help="Network profile: local, or a name configured by env vars.")
-
-
-def fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    return typer.Exit(code=1)
-
-
-def to_wei(eth: str) -> int:
-    """Parses an ETH amount such as '1.5' exactly (no float rounding)."""
-    try:
-        value = Decimal(eth)
-    except Exception:
-        raise typer.BadParameter(f"not an ETH amount: {eth!r}") from None
-    if value < 0:
-        raise typer.BadParameter("amounts cannot be negative")
-    return int(value * 10**18)
-
-
-def fmt_eth(wei: int) -> str:
-    """``1.5 ETH``; amounts below a millionth of an ether (rounding dust) in wei."""
-    if 0 < abs(wei) < 10**12:
-        return f"{wei} wei"
-    return f"{Decimal(wei) / 10**18:.6f}".rstrip("0").rstrip(".") + " ETH"
-
-
-def _market(network: str, read_only: bool = False) -> MarketClient:
-    from marketplace.adapters.chain.deploy import connect
-
-    try:
-        return connect(network, read_only=read_only)
-    except (ConfigError, ChainError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
-
-
-def deploy_cmd(network: str = NETWORK) -> None:
-    """Compile and deploy the registry and market (plus the test verifier on the local chain)."""
-    from marketplace.adapters.chain.compile import CompilationError
-    from marketplace.adapters.chain.config import deployment_path, resolve_network, write_deployment
-    from marketplace.adapters.chain.deploy import deploy_marketplace
-
-    try:
-        chain = resolve_network(network).client()
-        deployment = deploy_marketplace(chain, network=network)
-    except (ConfigError, ChainError, CompilationError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    write_deployment(deployment)
-    table = Table(title=f"Deployed on {network} (chain {deployment.chain_id})")
-    table.add_column("contract")
-    table.add_column("address")
-    for name, record in deployment.contracts.items():
-        table.add_row(name, record.address)
-    console.print(table)
-    console.print(f"recorded in {deployment_path(network)}")
 
 
 @project_app.command("create")
-def create_cmd(
+def project_create_cmd(
     initial_cid: str = typer.Option(..., help="IPFS CID of the initial model weights."),
     model: str = typer.Option("mlp", help="Architecture name from the model registry."),
     rounds: int = typer.Option(3, min=1, max=1000),
@@ -92,11 +36,7 @@ def create_cmd(
     network: str = NETWORK,
 ) -> None:
     """Post a training job, escrowing budget + fee."""
-    from pydantic import ValidationError
-
-    from marketplace.adapters.chain.config import read_deployment
-
-    market = _market(network)
+    market = connect_market(network)
     if verifier is None:
         deployment = read_deployment(network)
         if deployment is None or "TestRoundVerifier" not in deployment.contracts:
@@ -130,10 +70,12 @@ def create_cmd(
 
 
 def _when(ts: int) -> str:
+    """A unix timestamp as UTC date and time; ``-`` for 0 (not set)."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "-"
 
 
-def project_row(p: Project) -> list[str]:
+def _project_row(p: Project) -> list[str]:
+    """The cells of ``project list``'s row for ``p``."""
     return [
         str(p.project_id),
         p.status.label,
@@ -146,21 +88,21 @@ def project_row(p: Project) -> list[str]:
 
 
 @project_app.command("list")
-def list_cmd(network: str = NETWORK) -> None:
+def project_list_cmd(network: str = NETWORK) -> None:
     """Every project on the network."""
-    market = _market(network, read_only=True)
+    market = connect_market(network, read_only=True)
     table = Table(title=f"Projects on {network}")
     for col in ["id", "status", "model", "budget", "rounds", "trainers", "min reliability"]:
         table.add_column(col)
     for pid in range(1, market.project_count() + 1):
-        table.add_row(*project_row(market.get_project(pid)))
+        table.add_row(*_project_row(market.get_project(pid)))
     console.print(table)
 
 
 @project_app.command("show")
-def show_cmd(project_id: int, network: str = NETWORK) -> None:
+def project_show_cmd(project_id: int, network: str = NETWORK) -> None:
     """A project's parameters, trainers, rounds and what everyone can withdraw."""
-    market = _market(network, read_only=True)
+    market = connect_market(network, read_only=True)
     try:
         p = market.get_project(project_id)
     except ChainError as exc:
@@ -194,7 +136,9 @@ def show_cmd(project_id: int, network: str = NETWORK) -> None:
 
 
 def _settle(action: str, project_id: int, network: str) -> None:
-    market = _market(network)
+    """Calls the market's ``action`` (a method taking the project id) and reports it; ``withdraw``
+    reports the amount withdrawn."""
+    market = connect_market(network)
     try:
         if action == "withdraw":
             console.print(f"withdrew {fmt_eth(market.withdraw(project_id))}")
@@ -206,24 +150,24 @@ def _settle(action: str, project_id: int, network: str) -> None:
 
 
 @project_app.command("start")
-def start_cmd(project_id: int, network: str = NETWORK) -> None:
+def project_start_cmd(project_id: int, network: str = NETWORK) -> None:
     """Start training once enough trainers joined (owner: any time; anyone: after the join deadline)."""
     _settle("start_training", project_id, network)
 
 
 @project_app.command("cancel")
-def cancel_cmd(project_id: int, network: str = NETWORK) -> None:
+def project_cancel_cmd(project_id: int, network: str = NETWORK) -> None:
     """Cancel an open project (owner; anyone if too few trainers joined in time)."""
     _settle("cancel", project_id, network)
 
 
 @project_app.command("abandon")
-def abandon_cmd(project_id: int, network: str = NETWORK) -> None:
+def project_abandon_cmd(project_id: int, network: str = NETWORK) -> None:
     """End a project whose aggregator missed a deadline (anyone)."""
     _settle("abandon", project_id, network)
 
 
 @project_app.command("withdraw")
-def withdraw_cmd(project_id: int, network: str = NETWORK) -> None:
+def project_withdraw_cmd(project_id: int, network: str = NETWORK) -> None:
     """Withdraw everything the project owes you (rewards, stake, fee or refund)."""
     _settle("withdraw", project_id, network)

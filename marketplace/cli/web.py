@@ -1,19 +1,24 @@
-"""``marketplace web``: serve the web UI and JSON API for a network's deployment."""
+"""``marketplace web``: serve the web UI and JSON API for a network's deployment.
+
+The command imports the web stack (uvicorn, FastAPI) inside its body, so that ``marketplace --help``
+stays fast; everything else is imported at the top.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console()
+from marketplace.adapters.chain.config import ConfigError, read_deployment, resolve_network
+from marketplace.adapters.chain.errors import ChainError
+from marketplace.adapters.ipfs.errors import StorageError
+from marketplace.adapters.ipfs.manager import resolve_api_url
+from marketplace.cli.common import NETWORK, console, fail
 
 
 def web_cmd(
-    network: str = typer.Option(
-        "local", "--network", "-n", help="Network profile: local, or a name configured by env vars."
-    ),
+    network: str = NETWORK,
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     db: Path | None = typer.Option(None, help="SQLite event index (default: .state/web-<network>.sqlite)."),
@@ -27,8 +32,6 @@ def web_cmd(
     """Serve the web UI: projects, rounds and proofs, post a job and join with a browser wallet. Holds no keys."""
     import uvicorn
 
-    from marketplace.adapters.chain.config import ConfigError, read_deployment, resolve_network
-    from marketplace.adapters.chain.errors import ChainError
     from marketplace.web.main import create_app
     from marketplace.web.settings import WebSettings
 
@@ -47,17 +50,13 @@ def web_cmd(
         )
         app = create_app(settings)
     except (ConfigError, ChainError) as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     console.print(f"web UI for [bold]{network}[/bold] at [bold]http://{host}:{port}[/bold]  (Ctrl-C stops it)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def _ipfs_api(explicit: str | None) -> str | None:
     """The IPFS API to read proof documents from, or None (the accuracy chart is then omitted)."""
-    from marketplace.adapters.ipfs.errors import StorageError
-    from marketplace.adapters.ipfs.manager import resolve_api_url
-
     try:
         return resolve_api_url(explicit)
     except StorageError:

@@ -1,25 +1,27 @@
-"""``marketplace zk ...``: circuit keys and the on-chain verifier for zero-knowledge round proofs."""
+"""``marketplace zk setup|deploy``: circuit keys and the on-chain verifier for zero-knowledge round proofs.
+
+The commands import the ezkl adapters (ezkl, torch) inside their bodies, so that ``marketplace --help``
+stays fast; everything else is imported at the top.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from marketplace.adapters.chain.config import ConfigError
+from marketplace.adapters.chain.config import ConfigError, DeployedContract, read_deployment, write_deployment
 from marketplace.adapters.chain.errors import ChainError
-from marketplace.cli.project import NETWORK, fail
+from marketplace.cli.common import NETWORK, connect_market, console, fail
 
 zk_app = typer.Typer(help="Zero-knowledge proofs of round scoring: keys, verifier deployment.", no_args_is_help=True)
-console = Console()
 
 TRAINERS = typer.Option(16, min=2, max=64, help="Trainer slots of the circuit (projects with up to this many).")
 SKETCH = typer.Option(32, min=8, max=256, help="Sketch width K of the committed rows.")
 
 
 @zk_app.command("setup")
-def setup_cmd(
+def zk_setup_cmd(
     trainers: int = TRAINERS,
     sketch: int = SKETCH,
     srs: Path | None = typer.Option(
@@ -42,7 +44,7 @@ def setup_cmd(
 
 
 @zk_app.command("deploy")
-def deploy_cmd(
+def zk_deploy_cmd(
     trainers: int = TRAINERS,
     sketch: int = SKETCH,
     halo2_verifier: str | None = typer.Option(None, help="An already deployed reusable Halo2 verifier to reuse."),
@@ -50,21 +52,18 @@ def deploy_cmd(
 ) -> None:
     """Deploy the circuit's on-chain verifier (the reusable Halo2 verifier unless given, plus an
     EzklRoundVerifier with the circuit's VKA) and approve it in the market (you must be its admin)."""
-    from marketplace.adapters.chain.config import DeployedContract, read_deployment, write_deployment
-    from marketplace.adapters.chain.deploy import connect
     from marketplace.adapters.ezkl.evm import deploy_zk_verifier
     from marketplace.adapters.ezkl.keys import setup
 
     keys = setup(trainers, sketch)
+    market = connect_market(network)
     try:
-        market = connect(network)
-        chain = market.chain
         halo2, adapter = deploy_zk_verifier(market, keys, halo2_verifier)
     except (ConfigError, ChainError) as exc:
         raise fail(str(exc)) from None
     deployment = read_deployment(network)
     if deployment is not None:
-        block = chain.block_number()
+        block = market.chain.block_number()
         deployment.contracts["Halo2VerifierReusable"] = DeployedContract(address=halo2, block_number=block)
         deployment.contracts[f"EzklRoundVerifier-n{trainers}-k{sketch}"] = DeployedContract(
             address=adapter, block_number=block

@@ -1,0 +1,77 @@
+"""``marketplace aggregator run``: serve projects as their aggregator.
+
+The command imports the aggregator node (torch, ezkl) inside its body, so that ``marketplace --help``
+stays fast; everything else is imported at the top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from marketplace.cli.common import (
+    DEV_ACCOUNT,
+    IPFS_API,
+    KEYSTORE,
+    NETWORK,
+    POLL,
+    connect_market,
+    console,
+    fail,
+    open_store,
+    signing_account,
+)
+from marketplace.fl.data import load_local_data
+
+aggregator_app = typer.Typer(help="Serve projects as their aggregator.")
+
+
+@aggregator_app.command("run")
+def aggregator_run_cmd(
+    project: list[int] | None = typer.Option(None, "--project", help="Project(s) to serve (default: all yours)."),
+    eval_data: Path | None = typer.Option(None, exists=True, help="Held-out data to report accuracy on."),
+    network: str = NETWORK,
+    keystore: Path | None = KEYSTORE,
+    dev_account: int | None = DEV_ACCOUNT,
+    ipfs_api: str | None = IPFS_API,
+    poll: float = POLL,
+    once: bool = typer.Option(False, "--once", help="Finalize whatever is due now, then exit."),
+    srs: Path | None = typer.Option(
+        None, exists=True, help="SRS the zk verifier's keys were made with (default: the cached development SRS)."
+    ),
+) -> None:
+    """Watch the projects you aggregate; finalize each round when it is due. Rounds of projects
+    whose verifier is an EzklRoundVerifier are proven with ezkl (keys set up once and cached)."""
+    from marketplace.roles.aggregator import AggregatorNode, RoundReport
+
+    market = connect_market(network, signing_account(network, keystore, dev_account))
+    evaluation = load_local_data(eval_data) if eval_data else None
+    node = AggregatorNode(market, open_store(ipfs_api), evaluation=evaluation, srs=srs)
+
+    def show(r: RoundReport) -> None:
+        acc = f", accuracy {r.accuracy:.1%}" if r.accuracy is not None else ""
+        flagged = [i for i, f in enumerate(r.flags) if f]
+        console.print(
+            f"project {r.project_id} round {r.round} finalized{acc}: flagged {flagged or 'none'}, "
+            f"scores {[f'{s:.2f}' for s in r.scores]}, model {r.model_cid}"
+        )
+        for trainer, why in r.rejected.items():
+            console.print(f"  rejected {trainer}: {why}")
+
+    console.print(f"aggregator {market.address} serving {project or 'all its projects'}")
+    try:
+        if once:
+            for pid in project or node.served_projects():
+                report = node.step(pid)
+                if report:
+                    show(report)
+            return
+        node.run(
+            project,
+            poll_seconds=poll,
+            on_report=show,
+            on_error=lambda exc: console.print(f"[yellow]will retry:[/yellow] {exc}"),
+        )
+    except PermissionError as exc:
+        raise fail(str(exc)) from None

@@ -1,0 +1,122 @@
+"""``marketplace trainer join|run``: take part in projects as a trainer.
+
+``trainer run`` imports the trainer node (torch) inside the command, so that ``marketplace --help``
+stays fast; everything else is imported at the top.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from marketplace.adapters.chain.errors import ChainError
+from marketplace.adapters.ipfs.errors import StorageError
+from marketplace.cli.common import (
+    DEV_ACCOUNT,
+    IPFS_API,
+    KEYSTORE,
+    NETWORK,
+    POLL,
+    connect_market,
+    console,
+    fail,
+    fmt_eth,
+    open_store,
+    signing_account,
+)
+from marketplace.demo.attacks import Attack
+from marketplace.fl.data import UnsupportedFormatError, load_local_data
+
+trainer_app = typer.Typer(help="Take part in projects as a trainer: join, then train round by round.")
+
+
+@trainer_app.command("join")
+def trainer_join_cmd(
+    project_id: int,
+    network: str = NETWORK,
+    keystore: Path | None = KEYSTORE,
+    dev_account: int | None = DEV_ACCOUNT,
+) -> None:
+    """Join a project with its stake (checks your reliability first)."""
+    market = connect_market(network, signing_account(network, keystore, dev_account))
+    try:
+        project = market.get_project(project_id)
+        reliability = market.reliability(market.address)
+        if reliability < project.min_reliability_bps:
+            raise fail(
+                f"your reliability {reliability} bps is below the project's minimum {project.min_reliability_bps}"
+            )
+        market.join(project_id, project.stake)
+    except ChainError as exc:
+        raise fail(str(exc)) from None
+    console.print(
+        f"{market.address} joined project {project_id} with {fmt_eth(project.stake)} stake "
+        f"(reliability {reliability / 100:.0f}%). Next: marketplace trainer run {project_id} --data <your data>"
+    )
+
+
+@trainer_app.command("run")
+def trainer_run_cmd(
+    project_id: int,
+    data: Path = typer.Option(
+        ..., exists=True, help="Your private data: CSV (label last), NPZ (x, y) or image folder."
+    ),
+    epochs: int = typer.Option(2, min=1),
+    lr: float = typer.Option(0.5, min=0.0),
+    batch_size: int = typer.Option(32, min=1),
+    seed: int = typer.Option(0),
+    attack: Attack = typer.Option(Attack.NONE, help="Simulation only: misbehave this way.", hidden=True),
+    network: str = NETWORK,
+    keystore: Path | None = KEYSTORE,
+    dev_account: int | None = DEV_ACCOUNT,
+    ipfs_api: str | None = IPFS_API,
+    poll: float = POLL,
+) -> None:
+    """Each round: fetch the global model, train on your data, pin the update, submit.
+
+    Stops when the project ends."""
+    from marketplace.demo.adversaries import update_source
+    from marketplace.roles.trainer import StepOutcome, Submitted, TrainerNode, TrainingSettings
+
+    market = connect_market(network, signing_account(network, keystore, dev_account))
+    try:
+        local = load_local_data(data)
+    except (UnsupportedFormatError, ValueError, OSError) as exc:
+        raise fail(f"cannot read {data}: {exc}") from None
+    source = update_source(attack, local, TrainingSettings(epochs, lr, batch_size, seed))
+    node = TrainerNode(market, open_store(ipfs_api), source)
+    console.print(f"trainer {market.address} on project {project_id} with {len(local)} samples")
+
+    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
+    last: object = None
+    while True:
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("local training", total=None)
+
+            def report(step: int, total: int, progress: Progress = progress, task: TaskID = task) -> None:
+                progress.update(task, completed=step, total=total)
+
+            try:
+                outcome = node.step(project_id, progress=report)
+            except (ChainError, StorageError) as exc:
+                console.print(f"[yellow]retrying after error:[/yellow] {exc}")
+                time.sleep(poll)
+                continue
+        if isinstance(outcome, Submitted):
+            took = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in outcome.timings.items())
+            console.print(
+                f"round {outcome.round}: submitted {outcome.cid} (update norm {outcome.update_norm:.3f}; {took}; "
+                f"gas {outcome.gas_used:,})"
+            )
+        elif outcome != last:
+            console.print(f"{outcome}")
+        last = outcome
+        if outcome is StepOutcome.FINISHED:
+            info = market.trainer_info(project_id, market.address)
+            console.print(f"project ended: earned {fmt_eth(info.earned)}; `marketplace project withdraw {project_id}`")
+            return
+        if not isinstance(outcome, Submitted):
+            time.sleep(poll)
