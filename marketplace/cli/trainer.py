@@ -1,7 +1,8 @@
 """``marketplace trainer join|run``: take part in projects as a trainer.
 
-``trainer run`` imports the trainer node (torch) inside the command, so that ``marketplace --help``
-stays fast; everything else is imported at the top.
+``trainer run`` imports the trainer node (torch) and the demo's simulated cheaters (the hidden
+``--attack`` option) inside the command, so that ``marketplace --help`` stays fast; everything else
+is imported at the top.
 """
 
 from __future__ import annotations
