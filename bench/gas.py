@@ -23,7 +23,7 @@ from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import compile_contracts
 from marketplace.adapters.chain.deploy import REGISTRY, deploy_marketplace, market_client
-from marketplace.adapters.chain.market import ProjectConfig, RoundResult
+from marketplace.adapters.chain.market import Finalization, ProjectConfig
 from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
 
 #: ``IReliabilityRegistry.Outcome``
@@ -90,7 +90,7 @@ def measure(n: int, url: str, accounts: list[LocalAccount]) -> GasRow:
     scores = [1_000 + 37 * i for i in range(n)]
     flags = [i % 4 == 3 for i in range(n)]  # a quarter flagged: exercises the slashing path
     proof = local_hash_proof(*recorded_verifier_inputs(owner, pid, 0, scores, flags, [False] * len(scores)))
-    receipt = aggregator.finalize_round(pid, 0, RoundResult(cid, cid, scores, flags, proof))
+    receipt = aggregator.finalize_round(pid, 0, Finalization(cid, cid, scores, flags, proof))
     finalize = receipt["gasUsed"]
 
     batched, per_trainer = reliability_gas(admin, reliability_registries(admin, artifacts), pid, 0, members, flags)

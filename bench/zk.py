@@ -32,7 +32,7 @@ def measure(n: int, k: int) -> dict[str, object]:
     from marketplace.adapters.chain.client import ChainClient
     from marketplace.adapters.ezkl.evm import deploy_halo2_verifier, deploy_round_verifier
     from marketplace.adapters.ezkl.keys import setup
-    from marketplace.adapters.ezkl.prove import prove_rows
+    from marketplace.adapters.ezkl.prover import prove_rows
     from marketplace.protocol.commitment import commit_update
     from marketplace.roles.verify import gas_to_succeed
 

@@ -16,7 +16,7 @@ from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import Artifacts, compile_contracts
 from marketplace.adapters.chain.deploy import Deployment, deploy_marketplace, market_client
 from marketplace.adapters.chain.errors import ContractRevert
-from marketplace.adapters.chain.market import MarketClient, ProjectConfig, RoundResult
+from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
 from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
 
 ETH = 10**18
@@ -123,12 +123,12 @@ class Actors:
     def result(
         self, pid: int, round_: int, scores: list[int], flags: list[bool] | None = None,
         rejected: list[bool] | None = None,
-    ) -> RoundResult:
+    ) -> Finalization:
         """A round result with a proof the test verifier accepts for the on-chain commitments."""
         flags = flags if flags is not None else [False] * len(scores)
         proof = test_verifier_proof(self.owner, pid, round_, scores, flags, rejected)
         cids = f"bafkreimodel{pid}r{round_}", f"bafkreiproof{pid}r{round_}"
-        return RoundResult(*cids, scores, flags, proof, rejected)
+        return Finalization(*cids, scores, flags, proof, rejected)
 
 
 def test_verifier_proof(

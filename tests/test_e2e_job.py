@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from marketplace.adapters.chain.deploy import TEST_VERIFIER
-from marketplace.adapters.chain.market import ProjectConfig, ProjectStatus, RoundResult
+from marketplace.adapters.chain.market import Finalization, ProjectConfig, ProjectStatus
 from marketplace.adapters.ipfs.tensors import dumps
 from marketplace.demo.attacks import Attack
 from marketplace.demo.job import DemoConfig, LocalStack, local_stack, run_demo
@@ -149,7 +149,7 @@ def test_audit_catches_scores_that_were_not_computed_by_the_rule(stack: LocalSta
     scored = score_round(inputs)
     forged = [scored.chain_scores[0] * 3, *scored.chain_scores[1:]]
     proof = test_verifier_proof(aggregator.market, pid, 0, forged, scored.flags, scored.rejected)
-    result = RoundResult("bafkreimodel", "bafkreiproof", forged, scored.flags, proof, scored.rejected)
+    result = Finalization("bafkreimodel", "bafkreiproof", forged, scored.flags, proof, scored.rejected)
     aggregator.market.finalize_round(pid, 0, result)
     audit = audit_round(stack.admin, stack.store, pid, 0)
     assert not audit.agrees

@@ -15,9 +15,9 @@ from eth_utils import keccak
 
 import marketplace.adapters.ezkl.keys
 from marketplace.adapters.chain.market import (
+    Finalization,
     MarketClient,
     ProjectConfig,
-    RoundResult,
     VerifierInfo,
     encode_rule_version,
 )
@@ -123,10 +123,10 @@ def test_finalize_through_the_adapter(actors: Actors) -> None:
         t.submit_update(pid, 0, "bafkreiu", c)
     flags, scores = [False, True, False], [3 * 8192, 0, 8192]
     proof = mock_proof(instances(commitments, flags, scores))
-    tampered = RoundResult("bafkreim", "bafkreip", [8192, 0, 3 * 8192], flags, proof)
+    tampered = Finalization("bafkreim", "bafkreip", [8192, 0, 3 * 8192], flags, proof)
     with reverts("InvalidProof"):
         actors.aggregator.finalize_round(pid, 0, tampered)
-    receipt = actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", scores, flags, proof))
+    receipt = actors.aggregator.finalize_round(pid, 0, Finalization("bafkreim", "bafkreip", scores, flags, proof))
     (event,) = actors.events(receipt, "RoundFinalized")
     assert event["rewards"] == [7_500_000_000_000_000_000, 0, 2_500_000_000_000_000_000]
 

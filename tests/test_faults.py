@@ -31,7 +31,7 @@ from marketplace.adapters.chain.anvil import free_port
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.deploy import TEST_VERIFIER
 from marketplace.adapters.chain.errors import RpcUnavailable
-from marketplace.adapters.chain.market import FinalizedRound, MarketClient, ProjectConfig, ProjectStatus, RoundResult
+from marketplace.adapters.chain.market import Finalization, FinalizedRound, MarketClient, ProjectConfig, ProjectStatus
 from marketplace.demo.job import LocalStack, local_stack
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import build_model
@@ -670,7 +670,7 @@ def test_consecutive_empty_rounds_are_finalized_and_the_job_completes(
     settle_everyone(stack, pid)
 
 
-def _dummy_result(stack: LocalStack, pid: int) -> RoundResult:
+def _dummy_result(stack: LocalStack, pid: int) -> Finalization:
     """A well-formed round result, for calls that must revert before its proof is even looked at."""
     n = len(stack.admin.trainers(pid))
-    return RoundResult("bafkreimodel", "bafkreiproof", [0] * n, [False] * n, b"\x01" * 32)
+    return Finalization("bafkreimodel", "bafkreiproof", [0] * n, [False] * n, b"\x01" * 32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from marketplace.adapters.chain.market import Outcome, ProjectStatus, RoundResult, encode_rule_version
+from marketplace.adapters.chain.market import Finalization, Outcome, ProjectStatus, encode_rule_version
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.roles.aggregator import AggregatorNode
@@ -323,17 +323,17 @@ def test_finalize_reverts(actors: Actors) -> None:
     with reverts("WrongRound"):
         actors.aggregator.finalize_round(pid, 1, good)
     with reverts("LengthMismatch"):
-        actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", [1], [False], good.proof))
+        actors.aggregator.finalize_round(pid, 0, Finalization("bafkreim", "bafkreip", [1], [False], good.proof))
     with reverts("InvalidProof"):  # a score changed after proving
         actors.aggregator.finalize_round(
-            pid, 0, RoundResult(good.model_cid, good.proof_cid, [1, 3], good.flags, good.proof)
+            pid, 0, Finalization(good.model_cid, good.proof_cid, [1, 3], good.flags, good.proof)
         )
     with reverts("InvalidProof"):  # a flag changed after proving
         actors.aggregator.finalize_round(
-            pid, 0, RoundResult(good.model_cid, good.proof_cid, good.scores, [True, False], good.proof)
+            pid, 0, Finalization(good.model_cid, good.proof_cid, good.scores, [True, False], good.proof)
         )
     with reverts("InvalidCid"):
-        actors.aggregator.finalize_round(pid, 0, RoundResult("", good.proof_cid, good.scores, good.flags, good.proof))
+        actors.aggregator.finalize_round(pid, 0, Finalization("", good.proof_cid, good.scores, good.flags, good.proof))
     with reverts("ScoreTooLarge"):
         actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [2**128, 1]))
     actors.chain.increase_time(1_201)
@@ -449,10 +449,10 @@ def test_verifier_sees_values_in_arrival_order(actors: Actors) -> None:
     actors.chain.increase_time(601)
     in_trainer_order = local_hash_proof(commitments, scores, flags)
     with reverts("InvalidProof"):
-        actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", scores, flags, in_trainer_order))
+        actors.aggregator.finalize_round(pid, 0, Finalization("bafkreim", "bafkreip", scores, flags, in_trainer_order))
     in_arrival = local_hash_proof([commitments[2], commitments[0], commitments[1]], [7, 5, 0], [False] * 3)
     assert in_arrival == test_verifier_proof(actors.owner, pid, 0, scores, flags)
-    receipt = actors.aggregator.finalize_round(pid, 0, RoundResult("bafkreim", "bafkreip", scores, flags, in_arrival))
+    receipt = actors.aggregator.finalize_round(pid, 0, Finalization("bafkreim", "bafkreip", scores, flags, in_arrival))
     (event,) = actors.events(receipt, "RoundFinalized")
     assert event["scores"] == scores  # recorded in trainer order, as submitted by the aggregator
 
@@ -468,7 +468,7 @@ def test_rejected_update_is_an_empty_slot_for_the_verifier_and_recorded_as_flagg
     assert empty_slot == test_verifier_proof(actors.owner, pid, 0, scores, flags, rejected)
     as_submitted = local_hash_proof([commitments[1], commitments[0], commitments[2]], [0, 5, 7], [True, False, False])
     with reverts("InvalidProof"):  # a proof over the rejected trainer's commitment does not fit
-        forged = RoundResult("bafkreim", "bafkreip", scores, flags, as_submitted, rejected)
+        forged = Finalization("bafkreim", "bafkreip", scores, flags, as_submitted, rejected)
         actors.aggregator.finalize_round(pid, 0, forged)
     with reverts("InvalidRejection"):  # rejected must also be flagged ...
         actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, scores, [False] * 3, rejected))

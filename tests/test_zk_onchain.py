@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from marketplace.adapters.chain.market import ProjectConfig, RoundResult
+from marketplace.adapters.chain.market import Finalization, ProjectConfig
 from marketplace.adapters.ezkl.evm import deploy_halo2_verifier, deploy_round_verifier
 from marketplace.adapters.ezkl.keys import CircuitKeys, setup
-from marketplace.adapters.ezkl.prove import prove_rows
+from marketplace.adapters.ezkl.prover import prove_rows
 from marketplace.protocol.commitment import commit_update, quantize
 from marketplace.protocol.ordering import in_arrival_order
 from marketplace.round.prove import EzklProver, prover_for
@@ -70,7 +70,7 @@ def test_real_proof_accepted_on_chain_and_every_forgery_rejected(actors: Actors,
         flags[trainer], scores[trainer] = proof.flags[slot], proof.scores[slot]
 
     def finalize(scores_: list[int], flags_: list[bool], proof_bytes: bytes, round_: int = 0):  # type: ignore[no-untyped-def]
-        result = RoundResult(f"bafkreimodel{round_}", f"bafkreiproof{round_}", scores_, flags_, proof_bytes)
+        result = Finalization(f"bafkreimodel{round_}", f"bafkreiproof{round_}", scores_, flags_, proof_bytes)
         return actors.aggregator.finalize_round(pid, round_, result)
 
     tampered_proof = bytearray(proof.proof)

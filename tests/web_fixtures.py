@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from marketplace.adapters.chain.anvil import AnvilNode
-from marketplace.adapters.chain.market import RoundResult
+from marketplace.adapters.chain.market import Finalization
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.protocol.proof_document import ProofDocument
@@ -84,7 +84,7 @@ def finalize(actors: Actors, ipfs: IpfsClient, pid: int, round_: int, scores: li
     given), proof on chain."""
     doc = proof_document(actors, pid, round_, scores, flags, accuracy)
     proof_cid = ipfs.add(doc.to_bytes() if document is None else document)
-    result = RoundResult(doc.model_cid, proof_cid, scores, flags, doc.proof_bytes)
+    result = Finalization(doc.model_cid, proof_cid, scores, flags, doc.proof_bytes)
     actors.aggregator.finalize_round(pid, round_, result)
     return proof_cid
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from marketplace.adapters.chain.errors import ContractRevert, RpcUnavailable
-from marketplace.adapters.chain.market import MarketClient, Project, ProjectStatus, RoundResult
+from marketplace.adapters.chain.market import Finalization, MarketClient, Project, ProjectStatus
 from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsTimeout
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.data import LocalData
@@ -175,7 +175,7 @@ class AggregatorNode:
         )  # fmt: skip
         t4 = time.perf_counter()
         try:
-            result = RoundResult(model_cid, proof_cid, chain_scores, flags, proof, rejected=scored.rejected)
+            result = Finalization(model_cid, proof_cid, chain_scores, flags, proof, rejected=scored.rejected)
             receipt = self.market.finalize_round(pid, round_, result)
             report.tx_hash = receipt["transactionHash"].to_0x_hex()
             report.gas_used = int(receipt["gasUsed"])

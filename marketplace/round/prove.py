@@ -167,7 +167,7 @@ class EzklProver:
         self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], salt: bytes = b""
     ) -> bytes:
         """``salt`` is not needed: Halo2 proofs are randomized (blinding), two proofs never coincide."""
-        from marketplace.adapters.ezkl.prove import prove_rows
+        from marketplace.adapters.ezkl.prover import prove_rows
         from marketplace.protocol.commitment import zero_row_commitment
 
         n, k = self.keys.n, self.keys.k

@@ -163,8 +163,8 @@ class Submission:
 
 
 @dataclass(frozen=True)
-class RoundResult:
-    """What the aggregator records for a round (see ``TrainingMarket.RoundResult``)."""
+class Finalization:
+    """What the aggregator records for a round: the ``RoundResult`` struct ``TrainingMarket.finalizeRound`` takes."""
 
     model_cid: str
     proof_cid: str
@@ -279,7 +279,7 @@ class MarketClient:
             raise ValueError(f"a commitment is 32 bytes, got {len(commitment)}")
         return self.chain.transact(self.market.functions.submitUpdate(project_id, round_, cid, commitment))
 
-    def finalize_round(self, project_id: int, round_: int, result: RoundResult) -> Any:
+    def finalize_round(self, project_id: int, round_: int, result: Finalization) -> Any:
         return self.chain.transact(self.market.functions.finalizeRound(project_id, round_, result.as_abi_tuple()))
 
     def abandon(self, project_id: int) -> Any:

@@ -15,7 +15,7 @@ from marketplace.adapters.ezkl.keys import CircuitKeys
 
 
 @dataclass(frozen=True)
-class RoundProof:
+class CircuitProof:
     """A proof of one round and its public instances as the verifier contract sees them."""
 
     proof: bytes  # what TrainingMarket.finalizeRound passes on to the verifier
@@ -24,7 +24,7 @@ class RoundProof:
     scores: list[int]  # fixed point at 2**13
 
 
-def prove_rows(keys: CircuitKeys, rows: np.ndarray) -> RoundProof:
+def prove_rows(keys: CircuitKeys, rows: np.ndarray) -> CircuitProof:
     """Witness + proof for ``n`` committed rows (``n`` x ``k + 2``, in arrival order, zero rows for
     empty slots). Raises if the rows have no witness (values off the grid or out of range)."""
     rows = np.asarray(rows, dtype=np.float64)
@@ -40,7 +40,7 @@ def prove_rows(keys: CircuitKeys, rows: np.ndarray) -> RoundProof:
         calldata = bytes(ezkl.encode_evm_calldata(str(d / "proof.json"), str(d / "calldata"), str(keys.vka)))
     proof, instances, _ = decode(["bytes", "uint256[]", "bytes32[]"], calldata[4:])
     n = keys.n
-    return RoundProof(
+    return CircuitProof(
         proof=bytes(proof),
         hashes=list(instances[:n]),
         flags=[bool(v) for v in instances[n : 2 * n]],
