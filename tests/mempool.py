@@ -1,0 +1,88 @@
+"""A mempool the tests control, for front-running attacks: anvil with automine off and a fee-ordered
+pool (``--order fees``), transactions sent without waiting, pending transactions read the way a
+mempool watcher reads them, and blocks mined on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract.contract import ContractFunction
+
+from marketplace.adapters.chain.anvil import AnvilNode
+from marketplace.adapters.chain.client import ChainClient
+
+GWEI = 10**9
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A transaction seen in the mempool."""
+
+    hash: str
+    sender: str
+    to: str
+    input: bytes
+    tip: int
+
+
+class Mempool:
+    """Sends, watches and mines on an anvil whose automine is off."""
+
+    def __init__(self, chain: ChainClient) -> None:
+        self.chain = chain
+        self.w3: Web3 = chain.w3
+
+    def automine(self, on: bool) -> None:
+        self.w3.provider.make_request("evm_setAutomine", [on])  # type: ignore[arg-type]
+
+    def send(self, account: LocalAccount, fn: ContractFunction, *, tip_gwei: int, gas: int = 3_000_000,
+             value: int = 0) -> str:  # fmt: skip
+        """Signs and broadcasts ``fn`` from ``account`` with a priority fee of ``tip_gwei``; does not wait."""
+        return self.send_raw(account, {"to": fn.address, "data": ChainClient.calldata(fn), "value": value},
+                             tip_gwei=tip_gwei, gas=gas)  # fmt: skip
+
+    def send_raw(self, account: LocalAccount, tx: dict[str, Any], *, tip_gwei: int, gas: int = 3_000_000) -> str:
+        base = int(self.w3.eth.get_block("latest")["baseFeePerGas"])
+        full = {
+            **tx,
+            "from": account.address,
+            "chainId": self.chain.chain_id,
+            "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
+            "gas": gas,
+            "maxPriorityFeePerGas": tip_gwei * GWEI,
+            "maxFeePerGas": 4 * base + tip_gwei * GWEI,
+            "type": 2,
+        }
+        signed = account.sign_transaction(full)
+        return HexBytes(self.w3.eth.send_raw_transaction(signed.raw_transaction)).to_0x_hex()
+
+    def pending(self) -> list[Pending]:
+        """What a mempool watcher sees: every pending transaction, with its calldata."""
+        content = self.w3.provider.make_request("txpool_content", [])["result"]  # type: ignore[arg-type]
+        out = []
+        for by_sender in content.get("pending", {}).values():
+            for tx in by_sender.values():
+                sender, to = Web3.to_checksum_address(tx["from"]), Web3.to_checksum_address(tx["to"])
+                tip = int(tx.get("maxPriorityFeePerGas") or "0x0", 16)
+                out.append(Pending(tx["hash"], sender, to, bytes(HexBytes(tx["input"])), tip))
+        return out
+
+    def mine(self) -> list[dict[str, Any]]:
+        """Mines one block with everything pending (fee order); returns the receipts in block order."""
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        block = self.w3.eth.get_block("latest", full_transactions=False)
+        return [self.w3.eth.get_transaction_receipt(h) for h in block["transactions"]]
+
+
+@contextmanager
+def fee_ordered_anvil() -> Iterator[AnvilNode]:
+    """A fresh anvil that orders pending transactions by priority fee (automine is switched off by the test)."""
+    with AnvilNode(extra_args=("--order", "fees")) as node:
+        yield node
