@@ -4,6 +4,7 @@ real local chain and IPFS node: the way people would run them on their own machi
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from marketplace.adapters.chain.config import resolve_network
 from marketplace.cli.main import app
+from tests.web_fixtures import API_KEY, PASSWORD, KeyedRpcProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,3 +97,22 @@ def test_trainers_and_aggregator_processes_complete_a_job(env: dict[str, str], t
     assert "withdrew" in out and "wei" in out
     out = cli("project", "withdraw", "1", code=1)  # nothing left
     assert "NothingToWithdraw" in out
+
+
+def test_audit_and_verify_never_print_the_rpc_credentials(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider's RPC URL carries its API key (and sometimes a password): when the provider refuses the
+    key, ``marketplace audit`` and ``verify`` say which endpoint failed without printing the credentials."""
+    cli("deploy")
+    deployments = Path(env["MARKETPLACE_DEPLOYMENTS_DIR"])
+    shutil.copy(deployments / "local.json", deployments / "remote.json")  # the same chain, through a provider
+    proxy = KeyedRpcProxy(resolve_network("local").rpc_url)
+    try:
+        monkeypatch.setenv("MARKETPLACE_RPC_URL", proxy.url)
+        monkeypatch.setenv("MARKETPLACE_CHAIN_ID", "31337")
+        proxy.revoke()  # the provider answers eth_chainId (the client connects), then refuses the key
+        for command in ("audit", "verify"):
+            out = cli(command, "1", "0", "--network", "remote", code=1)
+            assert f"127.0.0.1:{proxy.port}/v2/***" in out and "refused" in out, out
+            assert API_KEY not in out and PASSWORD not in out, out
+    finally:
+        proxy.close()

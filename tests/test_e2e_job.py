@@ -16,14 +16,14 @@ from marketplace.adapters.ipfs.tensors import dumps
 from marketplace.demo.attacks import Attack
 from marketplace.demo.job import DemoConfig, LocalStack, local_stack, run_demo
 from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
-from marketplace.fl.models import build_model, num_params, param_spec
+from marketplace.fl.models import build_model, num_params, param_spec, tensors_to_vector, vector_to_state
 from marketplace.protocol.commitment import commit_update
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.roles.audit import audit_round
 from marketplace.roles.trainer import LocalTraining, Submitted, TrainerNode
 from marketplace.roles.verify import verify_round
 from marketplace.round.collect import collect_round
-from marketplace.round.score import score_round
+from marketplace.round.score import new_model, score_round
 from tests.market_fixtures import test_verifier_proof
 
 ETH = 10**18
@@ -154,6 +154,41 @@ def test_audit_catches_scores_that_were_not_computed_by_the_rule(stack: LocalSta
     audit = audit_round(stack.admin, stack.store, pid, 0)
     assert not audit.agrees
     assert [t.agrees for t in audit.trainers] == [False, True, True, True]
+
+
+def test_audit_catches_a_new_model_that_is_not_the_mean_of_the_paid_updates(stack: LocalStack, tmp_path: Path) -> None:
+    """No proof covers the new global model. An aggregator that pays by the rule and proves it but records a
+    model other than the previous one plus the mean of the paid updates (here: one weight one float32 step
+    off) is caught by the audit, bit for bit; so is a recorded model CID that is not a model at all."""
+    spec = param_spec("mlp")
+    for recorded in ("tampered", "not a model"):
+        pid, trainers, aggregator = _project(stack, 4, tmp_path / recorded)
+        for t in trainers:
+            assert isinstance(t.step(pid), Submitted)
+        inputs = collect_round(aggregator.market, stack.store, pid, 0, "mlp")
+        scored = score_round(inputs)
+        start = stack.admin.get_project(pid).latest_model_cid
+        honest = new_model(tensors_to_vector(stack.store.get_tensors(start, expected=spec), spec), scored)
+        tampered = honest.copy()
+        tampered[7] = np.nextafter(tampered[7], np.float32(np.inf))
+        if recorded == "tampered":
+            model_cid = stack.store.put_tensors(vector_to_state(tampered, spec), {"kind": "model"})
+        else:
+            model_cid = stack.store.put_bytes(b"not a model")
+        proof = test_verifier_proof(aggregator.market, pid, 0, scored.chain_scores, scored.flags, scored.rejected)
+        result = Finalization(model_cid, "bafkreiproof", scored.chain_scores, scored.flags, proof, scored.rejected)
+        aggregator.market.finalize_round(pid, 0, result)
+
+        audit = audit_round(stack.admin, stack.store, pid, 0)
+        assert all(t.agrees for t in audit.trainers)  # flags and scores are the rule's
+        assert audit.model is not None and not audit.model.agrees and not audit.agrees
+        model = audit.model
+        paid = sum(1 for score in scored.chain_scores if score > 0)
+        assert paid > 0 and (model.previous_cid, model.recorded_cid, model.paid) == (start, model_cid, paid)
+        if recorded == "tampered":
+            assert f"1 of {honest.size} parameters differ" in audit.model.problem
+        else:
+            assert "not a valid mlp model" in audit.model.problem and "NotSafetensors" in audit.model.problem
 
 
 def test_aggregator_restart_does_not_double_post(stack: LocalStack, tmp_path: Path) -> None:

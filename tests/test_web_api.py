@@ -133,6 +133,29 @@ def test_verify_a_round_with_a_rejected_submission(client: TestClient, actors: A
     assert proof["commitments"][slot] == "0x" + "00" * 32 and proof["flags"][slot] is False
 
 
+def test_rejected_submissions_are_shown(client: TestClient, actors: Actors) -> None:
+    """``SubmissionRejected`` is indexed: the API's round entries say which submission the aggregator rejected
+    (``rejected``, besides ``flagged``), and the project page marks it."""
+    pid = actors.training_project(3, rounds=2)
+    actors.submit_all(pid, 0)
+    rejected = [False, True, False]
+    actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [600_000, 0, 400_000], rejected, rejected))
+    actors.submit_all(pid, 1)
+    actors.aggregator.finalize_round(pid, 1, actors.result(pid, 1, [500_000, 0, 500_000], [False, False, True]))
+
+    rounds = client.get(f"/api/projects/{pid}/rounds").json()
+    assert [e["rejected"] for e in rounds[0]["trainers"]] == rejected
+    assert [e["flagged"] for e in rounds[0]["trainers"]] == rejected  # a rejection is recorded as flagged
+    assert [e["rejected"] for e in rounds[1]["trainers"]] == [False, False, False]  # flagged by the rule only
+    assert [e["flagged"] for e in rounds[1]["trainers"]] == [False, False, True]
+    assert client.get(f"/api/projects/{pid}/rounds/0").json()["trainers"][1]["rejected"] is True
+
+    page = client.get(f"/projects/{pid}").text
+    round0 = page[page.index('id="round-0"') : page.index('id="round-1"')]
+    round1 = page[page.index('id="round-1"') :]
+    assert round0.count("REJECTED") == 1 and "REJECTED" not in round1 and "FLAGGED" in round1
+
+
 def test_trainer_profile_history(client: TestClient, finished_project: FinishedProject) -> None:
     flagged = finished_project.trainers[2]
     profile = client.get(f"/api/trainers/{flagged}").json()

@@ -1,5 +1,6 @@
 """Fixtures for the web app tests: the app on the session anvil (fresh index per test), a real IPFS
-node for proof documents, and a finished project with a flagged trainer to render.
+node for proof documents, a finished project with a flagged trainer to render, and
+:class:`KeyedRpcProxy`, an RPC endpoint whose URL carries credentials the way providers hand them out.
 
 Import them in a test module (``from tests.web_fixtures import ...``); they build on the market
 fixtures (``actors``: chain state is snapshot-reverted after each test).
@@ -7,15 +8,20 @@ fixtures (``actors``: chain state is snapshot-reverted after each test).
 
 from __future__ import annotations
 
+import json
+import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from marketplace.adapters.chain.anvil import AnvilNode
+from marketplace.adapters.chain.anvil import AnvilNode, free_port
 from marketplace.adapters.chain.market import Finalization
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
@@ -105,15 +111,87 @@ def finished_project(actors: Actors, ipfs: IpfsClient) -> FinishedProject:
     return make_finished_project(actors, ipfs)
 
 
+#: What a provider's URL hides: an API key in the path and the query, and a password in the userinfo.
+API_KEY = "Xk3vT9qLw2ZpR7sN4bYc8dHf1jMg6uEa"
+PASSWORD = "hunter2-s3cret"
+
+
+class KeyedRpcProxy:
+    """An RPC endpoint on 127.0.0.1 forwarding to ``upstream`` whose :attr:`url` holds credentials
+    (``http://alice:<password>@127.0.0.1:<port>/v2/<key>?apikey=<key>``), like a provider's.
+
+    After :meth:`revoke` it answers every method but ``eth_chainId`` with HTTP 401, as a provider does for a
+    revoked key: the client then fails at once, with an error that names the endpoint's URL.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.revoked = False
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    method = json.loads(body).get("method")
+                except (ValueError, AttributeError):
+                    method = None
+                if proxy.revoked and method != "eth_chainId":
+                    self._answer(401, b'{"error": "invalid API key"}')
+                    return
+                headers = {"Content-Type": "application/json"}
+                request = urllib.request.Request(proxy.upstream, data=body, headers=headers)
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    self._answer(response.status, response.read())
+
+            def _answer(self, status: int, payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+        self.port = int(self._server.server_address[1])
+        self.url = f"http://alice:{PASSWORD}@127.0.0.1:{self.port}/v2/{API_KEY}?apikey={API_KEY}"
+
+    def revoke(self) -> None:
+        """From now on, refuse every method but ``eth_chainId`` (HTTP 401)."""
+        self.revoked = True
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def keyed_rpc(anvil: AnvilNode) -> Iterator[KeyedRpcProxy]:
+    proxy = KeyedRpcProxy(anvil.url)
+    yield proxy
+    proxy.close()
+
+
 __all__ = [
     "ACCURACIES",
+    "API_KEY",
     "INITIAL_CID",
+    "PASSWORD",
     "FinishedProject",
+    "KeyedRpcProxy",
     "client",
     "finalize",
     "finished_project",
     "ipfs",
     "ipfs_node",
+    "keyed_rpc",
     "make_finished_project",
     "proof_document",
     "web_app",

@@ -2,7 +2,8 @@
 and verify its proof against the deployed verifier.
 
 ``audit`` imports the audit (torch) inside the command, so that ``marketplace --help`` stays fast;
-everything else is imported at the top.
+everything else is imported at the top. Error messages name the RPC endpoint without its credentials
+(:func:`~marketplace.web.redact.redact_urls`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.cli.common import IPFS_API, NETWORK, connect_market, console, fail, open_store, open_store_if_reachable
 from marketplace.roles.verify import ProofUnavailable, verify_round
+from marketplace.web.redact import redact_urls
 
 
 def audit_cmd(
@@ -23,8 +25,9 @@ def audit_cmd(
     network: str = NETWORK,
     ipfs_api: str | None = IPFS_API,
 ) -> None:
-    """Re-check a finalized round from public data: every update against its commitment, and the
-    recorded flags and scores against a recomputation. Exit code 1 if anything disagrees."""
+    """Re-check a finalized round from public data: every update against its commitment, the recorded
+    flags and scores against a recomputation, and the recorded new model against the previous model
+    plus the mean of the paid updates (bit for bit; nothing is pinned). Exit code 1 if anything disagrees."""
     from marketplace.roles.audit import audit_round
 
     market = connect_market(network, read_only=True)
@@ -32,7 +35,7 @@ def audit_cmd(
     try:
         report = audit_round(market, store, project_id, round_)
     except (ConfigError, ChainError, StorageError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(redact_urls(str(exc))) from None
     table = Table(title=f"Audit of project {project_id}, round {round_}")
     for col in ["#", "trainer", "update", "flag (chain / recomputed)", "score (chain / recomputed)", ""]:
         table.add_column(col)
@@ -48,13 +51,21 @@ def audit_cmd(
             f"{t.recorded_score} / {t.recomputed_score}", mark,
         )  # fmt: skip
     console.print(table)
-    if not report.finalized:
+    if not report.finalized or report.model is None:
         raise fail(f"round {round_} of project {project_id} is not finalized")
-    if not report.agrees:
+    model = report.model
+    console.print(
+        f"new model {model.recorded_cid} (recorded) = {model.previous_cid} + mean of {model.paid} paid update(s): "
+        + ("[green]recomputed bit for bit[/green]" if model.agrees else f"[red]DIFFERS[/red]: {model.problem}"),
+        soft_wrap=True,
+    )
+    if not all(t.agrees for t in report.trainers):
         raise fail("the recorded flags or scores differ from the recomputation")
+    if not model.agrees:
+        raise fail("the recorded new model differs from the recomputation")
     console.print(
         f"[green]round {round_} checks out[/green]: {len(report.invalid_updates)} invalid update(s), "
-        "all flags and scores recomputed exactly"
+        "all flags and scores recomputed exactly, the new model recomputed bit for bit"
     )
 
 
@@ -75,7 +86,7 @@ def verify_cmd(
     try:
         result = verify_round(market, project_id, round_, store)
     except (ConfigError, ChainError, ProofUnavailable) as exc:
-        raise fail(str(exc)) from None
+        raise fail(redact_urls(str(exc))) from None
     console.print(f"proof {result.proof_hash} from {result.proof_source}")
     if result.document_agrees is False:
         console.print("[yellow]the proof document's public values differ from the chain's (the chain's are used)[/]")

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from marketplace.adapters.chain.errors import ContractRevert, RpcUnavailable
 from marketplace.adapters.chain.market import Finalization, MarketClient, Project, ProjectStatus
 from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsTimeout
@@ -30,7 +28,7 @@ from marketplace.protocol.ordering import verifier_inputs
 from marketplace.protocol.proof_document import ProofDocument
 from marketplace.round.collect import collect_round
 from marketplace.round.prove import RoundProver, prover_for, round_salt
-from marketplace.round.score import score_round
+from marketplace.round.score import new_model, score_round
 
 
 @dataclass
@@ -132,7 +130,7 @@ class AggregatorNode:
         t1 = time.perf_counter()
         scored = score_round(inputs)
         flags, chain_scores = scored.flags, scored.chain_scores
-        new_vec = global_vec if scored.aggregate is None else global_vec + scored.aggregate.astype(np.float32)
+        new_vec = new_model(global_vec, scored)
         timings["score"] = time.perf_counter() - t1
 
         loss = accuracy = None

@@ -5,16 +5,29 @@ and Poseidon commitment and compares it with what the trainer committed on chain
 recomputes the paying computation (flags and scores, the circuit's integers) with the same code
 the aggregator runs and compares it with what was recorded on chain, including which updates the
 aggregator rejected (the one thing the proof cannot cover: see ``TrainingMarket.finalizeRound``).
+
+Last, the new global model, which no proof covers either: it recomputes it from the model the round
+started from (the previous round's recorded model, or the project's initial model) plus the mean of
+the paid updates, with the function the aggregator built it with (:func:`~marketplace.round.score.new_model`),
+fetches the model recorded on chain (checked against its CID, like every download) and compares the
+two tensor by tensor, bit for bit. Nothing is pinned. A recorded model that cannot be fetched or is not
+a model of the project's architecture is a mismatch too; so is a round whose starting model cannot be
+read (then nothing can be checked).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from marketplace.adapters.chain.market import MarketClient
+from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsTimeout, StorageError
 from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.fl.models import ParamSpec, param_spec, tensors_to_vector
+from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.round.collect import collect_round
-from marketplace.round.score import score_round
+from marketplace.round.score import ScoredRound, new_model, score_round
 
 
 @dataclass(frozen=True)
@@ -41,16 +54,33 @@ class TrainerAudit:
 
 
 @dataclass(frozen=True)
+class ModelAudit:
+    """The round's new global model: the one recorded on chain against the recomputation."""
+
+    previous_cid: str  # the model the round started from (previous round's, or the project's initial model)
+    recorded_cid: str  # the ``modelCid`` finalizeRound recorded
+    paid: int  # updates averaged into the recomputed model
+    problem: str = ""  # why the recorded model is not the recomputed one ("" when equal bit for bit)
+
+    @property
+    def agrees(self) -> bool:
+        return not self.problem
+
+
+@dataclass(frozen=True)
 class AuditReport:
     project_id: int
     round: int
     finalized: bool
     trainers: list[TrainerAudit]
+    model: ModelAudit | None = None  # None when the round is not finalized
 
     @property
     def agrees(self) -> bool:
-        """True when the round is finalized and every recorded flag and score was recomputed exactly."""
-        return self.finalized and all(t.agrees for t in self.trainers)
+        """True when the round is finalized, every recorded flag and score was recomputed exactly and the
+        recorded new model is the recomputed one, bit for bit."""
+        model_agrees = self.model is not None and self.model.agrees
+        return self.finalized and model_agrees and all(t.agrees for t in self.trainers)
 
     @property
     def invalid_updates(self) -> list[TrainerAudit]:
@@ -81,4 +111,71 @@ def audit_round(market: MarketClient, store: ModelStore, project_id: int, round_
         )
         for i, t in enumerate(inputs.trainers)
     ]
-    return AuditReport(project_id, round_, recorded is not None, lines)
+    model = None
+    if recorded is not None:
+        previous = _starting_model_cid(market, project_id, round_)
+        model = audit_model(store, project.model_name, previous, recorded.model_cid, scored)
+    return AuditReport(project_id, round_, recorded is not None, lines, model)
+
+
+def audit_model(
+    store: ModelStore, model_name: str, previous_cid: str, recorded_cid: str, scored: ScoredRound
+) -> ModelAudit:
+    """Recomputes the new model from ``previous_cid`` and ``scored`` (:func:`new_model`) and compares it with
+    the model at ``recorded_cid``, bit for bit. Raises only when the IPFS node itself does not answer."""
+    paid = sum(1 for s in scored.chain_scores if s > 0)
+    spec = param_spec(model_name)
+    try:
+        previous = _model_vector(store, previous_cid, spec)
+    except (IpfsConnectionError, IpfsTimeout):
+        raise  # our IPFS node is down: that says nothing about the round
+    except StorageError as exc:
+        problem = f"the round's starting model {previous_cid} cannot be read ({type(exc).__name__}: {exc})"
+        return ModelAudit(previous_cid, recorded_cid, paid, problem)
+    expected = new_model(previous, scored)
+    try:
+        recorded = _model_vector(store, recorded_cid, spec)
+    except (IpfsConnectionError, IpfsTimeout):
+        raise
+    except StorageError as exc:
+        problem = f"the recorded model is not a valid {model_name} model ({type(exc).__name__}: {exc})"
+        return ModelAudit(previous_cid, recorded_cid, paid, problem)
+    differing = [
+        name
+        for name, (start, stop) in _offsets(spec).items()
+        if expected[start:stop].tobytes() != recorded[start:stop].tobytes()
+    ]
+    if not differing:
+        return ModelAudit(previous_cid, recorded_cid, paid)
+    with np.errstate(invalid="ignore", over="ignore"):
+        largest = float(np.max(np.abs(expected.astype(np.float64) - recorded.astype(np.float64))))
+    count = int(np.count_nonzero(expected.view(np.uint32) != recorded.view(np.uint32)))
+    problem = (
+        f"the recorded model is not the previous model plus the mean of the {paid} paid update(s): "
+        f"{count} of {expected.size} parameters differ (largest difference {largest:.3g}) in {', '.join(differing)}"
+    )
+    return ModelAudit(previous_cid, recorded_cid, paid, problem)
+
+
+def _model_vector(store: ModelStore, cid: str, spec: ParamSpec) -> np.ndarray:
+    """The flat model at ``cid``, read as the aggregator reads it (checked: CID, safetensors, names, shapes,
+    dtypes, finite values; a :class:`StorageError` says which check failed)."""
+    return tensors_to_vector(store.get_tensors(cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec)
+
+
+def _offsets(spec: ParamSpec) -> dict[str, tuple[int, int]]:
+    """Where each named tensor lies in the flat vector (the architecture's parameter order)."""
+    out, start = {}, 0
+    for name, (shape, _) in spec.items():
+        stop = start + int(np.prod(shape, dtype=np.int64))
+        out[name], start = (start, stop), stop
+    return out
+
+
+def _starting_model_cid(market: MarketClient, project_id: int, round_: int) -> str:
+    """The model round ``round_`` started from: the previous round's recorded model, or the initial model."""
+    if round_ > 0:
+        previous = next(r for r in market.finalized_rounds(project_id) if r.round == round_ - 1)
+        return previous.model_cid
+    (created,) = market.chain.get_logs(market.market, "ProjectCreated", 0, argument_filters={"projectId": project_id})
+    return str(created["args"]["initialModelCid"])

@@ -1,6 +1,7 @@
 """The paying computation of a round: the Gram rule's exact integer flags and scores on the
 committed rows in arrival order (what the circuit proves), and the new model from the paid
-updates. Shared by the aggregator and ``marketplace audit``."""
+updates (:func:`new_model`). Shared by the aggregator and ``marketplace audit``: the audit recomputes
+the new global model with the very function the aggregator built it with."""
 
 from __future__ import annotations
 
@@ -44,3 +45,12 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None) -> ScoredRou
         aggregate=aggregate,
         rows=inputs.rows,
     )
+
+
+def new_model(previous: np.ndarray, scored: ScoredRound) -> np.ndarray:
+    """The round's new global model (flat, float32, the architecture's parameter order): ``previous``
+    plus the mean of the paid trainers' full updates (``scored.aggregate``), or ``previous`` itself
+    when nobody was paid. Deterministic: the same inputs give the same bits."""
+    if scored.aggregate is None:
+        return previous
+    return previous + scored.aggregate.astype(np.float32)

@@ -11,6 +11,9 @@
   :class:`Unavailable` (the IPFS node does not answer or is not configured);
 * 500: anything else, logged; the answer says nothing about it.
 
+Every message is passed through :func:`~marketplace.web.redact.redact_urls` first: an unreachable RPC
+endpoint is named in the error, and its URL may carry the provider's API key.
+
 :data:`API_ERRORS`, :data:`BAD_BODY` and :data:`CONFLICT` document these answers in the OpenAPI schema.
 """
 
@@ -27,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.web.deps import get_page
 from marketplace.web.forms import FormErrors
+from marketplace.web.redact import redact_urls
 from marketplace.web.schemas import Problem
 from marketplace.web.services.errors import Conflict, InvalidInput, NotFound, Rejected, Unavailable
 
@@ -67,9 +71,11 @@ def wants_json(request: Request) -> bool:
 def error_response(
     request: Request, status: int, title: str, detail: str, errors: dict[str, str] | None = None
 ) -> Response:
-    """JSON ``{detail, errors}`` under /api, else the error page."""
+    """JSON ``{detail, errors}`` under /api, else the error page (URLs in messages without credentials)."""
+    detail = redact_urls(detail)
+    errors = {field: redact_urls(message) for field, message in (errors or {}).items()}
     if wants_json(request):
-        return JSONResponse({"detail": detail, "errors": errors or {}}, status_code=status)
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=status)
     return get_page(request).render("error.html", {"status": status, "title": title, "detail": detail}, status)
 
 

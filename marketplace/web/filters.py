@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,10 +46,23 @@ def duration(seconds: int) -> str:
     return f"{seconds} s"
 
 
+def finite_json(value: Any) -> Any:
+    """``value`` with every float that is not finite (NaN, +-Infinity) replaced by None, in lists, tuples and
+    dicts at any depth: what strict JSON can hold (``JSON.parse`` refuses ``NaN`` and ``Infinity``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def tojson_script(value: Any) -> Markup:
-    """JSON safe to embed in ``<script type="application/json">``."""
-    text = json.dumps(value, default=str).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return Markup(text)
+    """Strict JSON (no ``NaN``/``Infinity``: non-finite numbers become ``null``) safe to embed in
+    ``<script type="application/json">``: a chart whose data holds a non-finite number still parses."""
+    text = json.dumps(finite_json(value), default=str, allow_nan=False)
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
 def register(env: Environment) -> None:

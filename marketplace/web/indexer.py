@@ -11,36 +11,49 @@ checks them against the chain, newest first; everything above the newest head st
 chain is deleted and re-read. If none matches (a reorg deeper than that, or an ``evm_revert``
 on a dev chain), the index is rebuilt.
 
+Events are decoded leniently (:mod:`marketplace.web.lenient_abi`): a CID or model name that is not
+UTF-8 is stored with U+FFFD instead of failing every sync; a log that still cannot be decoded is
+logged and skipped.
+
 Project parameters that no event carries (rounds, stake, trainer bounds, minimum reliability,
 periods) are immutable after creation and read once with ``getProject`` when the project is
 indexed.
 
 Each finalized round's proof document (on IPFS, see :mod:`marketplace.web.proof_docs`) is read once,
 after the logs, at most :data:`DOCS_PER_SYNC` per sync; its ``doc_state`` becomes ``ok`` (its
-accuracy is shown), ``invalid`` (not a proof document: skipped, never fatal to a sync) or
-``missing`` (the node did not deliver it; the rest wait for a later sync).
+accuracy is shown), ``invalid`` (not a proof document, or an accuracy that is not a finite fraction:
+skipped, never fatal to a sync) or ``missing`` (the node did not deliver it; the rest wait for a later
+sync). A reader that fails in any other way is logged and the document recorded as invalid: no
+document can stop the index.
+
+``SubmissionRejected`` events are kept per round (:meth:`Indexer.rejections`): the trainers whose update
+the aggregator declared unavailable or not matching its commitment.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from eth_abi.exceptions import DecodingError
 from eth_utils import event_abi_to_log_topic, to_checksum_address
 from hexbytes import HexBytes
 from web3.contract import Contract
-from web3.exceptions import BlockNotFound
+from web3.exceptions import BlockNotFound, MismatchedABI
 from web3.types import FilterParams
 
 from marketplace.adapters.chain.client import ChainClient
+from marketplace.web.lenient_abi import lenient_contract
 from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 
-SCHEMA_VERSION = 1
+#: 2: ``rejections`` (``SubmissionRejected``); an index of an older version is rebuilt.
+SCHEMA_VERSION = 2
 KEPT_HEADS = 32
 #: Blocks per eth_getLogs request (public RPCs cap the range).
 LOG_CHUNK = 5_000
@@ -76,6 +89,9 @@ CREATE TABLE rounds (
     block INTEGER, log_index INTEGER, tx_hash TEXT, accuracy REAL, doc_state TEXT,
     PRIMARY KEY (project_id, round)
 );
+CREATE TABLE rejections (
+    project_id INTEGER, round INTEGER, trainer TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
+);
 CREATE TABLE slashes (
     project_id INTEGER, round INTEGER, trainer TEXT, amount TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
 );
@@ -92,7 +108,8 @@ CREATE INDEX reliability_by_trainer ON reliability (trainer);
 CREATE INDEX trainers_by_address ON trainers (trainer);
 """
 _EVENT_TABLES = (
-    "projects", "lifecycle", "trainers", "submissions", "rounds", "slashes", "withdrawals", "reliability", "verifiers",
+    "projects", "lifecycle", "trainers", "submissions", "rounds", "rejections", "slashes", "withdrawals", "reliability",
+    "verifiers",
 )  # fmt: skip
 
 #: The status a lifecycle event puts a project in.
@@ -122,14 +139,14 @@ class Indexer:
     ) -> None:
         self.db_path = Path(db_path)
         self.chain = chain
-        self.market = market
-        self.registry = registry
+        self.market = lenient_contract(market)
+        self.registry = lenient_contract(registry)
         self.start_block = max(0, start_block)
         self.proof_docs = proof_docs
         self._lock = threading.RLock()
         self._topics = {
             (contract.address, HexBytes(event_abi_to_log_topic(abi))): (contract, abi["name"])
-            for contract in (market, registry)
+            for contract in (self.market, self.registry)
             for abi in contract.abi
             if abi.get("type") == "event"
         }
@@ -212,8 +229,8 @@ class Indexer:
                 logs = self._logs(start, end)
                 with self._db:
                     self._db.execute("BEGIN")
-                    for log in logs:
-                        self._apply(log)
+                    for item in logs:
+                        self._apply(item)
                     self._set_last_block(end)
                 count += len(logs)
                 start = end + 1
@@ -258,7 +275,8 @@ class Indexer:
             self._set_last_block(keep_up_to)
 
     def _logs(self, from_block: int, to_block: int) -> list[tuple[str, dict[str, Any]]]:
-        """Decoded logs of both contracts in ``[from_block, to_block]``, in chain order."""
+        """Decoded logs of both contracts in ``[from_block, to_block]``, in chain order (a log that cannot
+        be decoded is logged and skipped)."""
         params: FilterParams = {
             "fromBlock": from_block,
             "toBlock": to_block,
@@ -266,22 +284,27 @@ class Indexer:
         }
         raw = self.chain.get_logs_raw(params)
         decoded = []
-        for log in raw:
-            if not log["topics"]:
+        for entry in raw:
+            if not entry["topics"]:
                 continue
-            key = (to_checksum_address(log["address"]), HexBytes(log["topics"][0]))
+            key = (to_checksum_address(entry["address"]), HexBytes(entry["topics"][0]))
             if key not in self._topics:
                 continue
             contract, name = self._topics[key]
-            event = contract.events[name]().process_log(log)
+            try:
+                event = contract.events[name]().process_log(entry)
+            except (DecodingError, MismatchedABI, ValueError) as exc:
+                where = f"block {int(entry['blockNumber'])}, log {int(entry['logIndex'])}"
+                log.warning("%s at %s cannot be decoded, skipped: %s", name, where, exc)
+                continue
             decoded.append(
                 (
                     name,
                     {
                         "args": dict(event["args"]),
-                        "block": int(log["blockNumber"]),
-                        "log_index": int(log["logIndex"]),
-                        "tx_hash": HexBytes(log["transactionHash"]).to_0x_hex(),
+                        "block": int(entry["blockNumber"]),
+                        "log_index": int(entry["logIndex"]),
+                        "tx_hash": HexBytes(entry["transactionHash"]).to_0x_hex(),
                     },
                 )
             )
@@ -355,6 +378,12 @@ class Indexer:
             ),
         )  # fmt: skip
 
+    def _on_SubmissionRejected(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._db.execute(
+            "INSERT INTO rejections VALUES (?, ?, ?, ?, ?, ?)",
+            (int(a["projectId"]), int(a["round"]), a["trainer"], *where),
+        )
+
     def _on_StakeSlashed(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
         self._db.execute(
             "INSERT INTO slashes VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -392,7 +421,10 @@ class Indexer:
             except ProofDocUnavailable:
                 self._set_doc_state(pid, round_, "missing", None)
                 break  # IPFS is unreachable or slow: do not stall this sync on every round
-            if doc is None:
+            except Exception:  # a document must not be able to stop the index, whatever the reader does
+                log.exception("round %d of project %d: reading proof document %s failed, skipped", round_, pid, cid)
+                doc = None
+            if doc is None or not _is_fraction(doc.accuracy):
                 log.info("round %d of project %d: proof document %s is invalid, skipped", round_, pid, cid)
                 self._set_doc_state(pid, round_, "invalid", None)
             else:
@@ -460,6 +492,13 @@ class Indexer:
             row["rewards"] = [int(r) for r in json.loads(row["rewards"])]
         return rows
 
+    def rejections(self, project_id: int) -> dict[int, set[str]]:
+        """Round -> the trainers whose update of that round the aggregator rejected (``SubmissionRejected``)."""
+        out: dict[int, set[str]] = {}
+        for row in self._rows("SELECT round, trainer FROM rejections WHERE project_id = ?", (project_id,)):
+            out.setdefault(row["round"], set()).add(row["trainer"])
+        return out
+
     def slashes(self, project_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM slashes WHERE project_id = ? ORDER BY block, log_index", (project_id,))
 
@@ -481,3 +520,10 @@ class Indexer:
     def verifiers(self) -> list[str]:
         """Verifiers currently approved by the market admin."""
         return [r["verifier"] for r in self._rows("SELECT verifier FROM verifiers WHERE approved = 1 ORDER BY block")]
+
+
+def _is_fraction(value: object) -> bool:
+    """None (no accuracy published) or a finite number in [0, 1]: what the index stores and charts show."""
+    if value is None:
+        return True
+    return isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1

@@ -24,7 +24,7 @@ class Status(BaseModel):
 
     network: str
     chain_id: int
-    rpc_url: str
+    rpc_url: str = Field(description="the chain's RPC endpoint, credentials (userinfo, API keys) replaced by ***")
     market: str
     registry: str
     indexed_block: int
@@ -76,6 +76,10 @@ class TrainerEntry(BaseModel):
     score: str
     share: float = Field(description="score / sum of unflagged scores (0 when flagged)")
     flagged: bool
+    rejected: bool = Field(
+        description="the aggregator rejected the submitted update (unavailable, malformed or not matching its "
+        "commitment: its word, see SubmissionRejected); a rejected trainer is also flagged"
+    )
     reward: str
     reward_eth: str
     slashed: str

@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from marketplace.web.deps import ModelsDep, PageDep, ProjectsDep, SettingsDep, TransactionsDep
 from marketplace.web.forms import DEFAULTS, LABELS, FormErrors, parse_job
+from marketplace.web.redact import redact_url, redact_urls
 from marketplace.web.schemas import ProjectDetail, ProjectSummary
 from marketplace.web.services.errors import NotFound, Rejected
 from marketplace.web.services.models import ModelService
@@ -129,7 +130,8 @@ async def new_job_submit(request: Request, page: PageDep, txs: TransactionsDep, 
     except FormErrors as exc:
         return page.render(template, _job_context(catalogue, verifiers, values, exc.errors), status=422)
     except Rejected as exc:
-        return page.render(template, _job_context(catalogue, verifiers, values, {"": str(exc)}), status=422)
+        message = redact_urls(str(exc))  # a chain that did not answer is named by its URL
+        return page.render(template, _job_context(catalogue, verifiers, values, {"": message}), status=422)
     except NotFound as exc:  # a malformed wallet address: the form keeps what was typed and says why
         return page.render(template, _job_context(catalogue, verifiers, values, {"": f"wallet: {exc}"}), status=422)
     context = {**_job_context(catalogue, verifiers, values, {}), "tx": tx, "config": config}
@@ -156,5 +158,5 @@ def join_page(page: PageDep, svc: ProjectsDep, settings: SettingsDep, project_id
         command += f" --network {settings.network}"
     command += " --keystore <your-wallet.json>"
     if settings.ipfs_api:
-        command += f" --ipfs-api {settings.ipfs_api}"
+        command += f" --ipfs-api {redact_url(settings.ipfs_api)}"  # the server's credentials stay private
     return page.render("join.html", {"p": project, "command": command})

@@ -1,5 +1,6 @@
 """A project's finalized rounds: as JSON, with a round's proof, and its verification by the project's
-verifier (as JSON, and as the inline answer next to a round's button on the project page)."""
+verifier (as JSON, and as the inline answer next to a round's button on the project page). A verifier
+call that failed is reported with its error, the RPC URL in it without credentials."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from marketplace.web.deps import PageDep, RoundsDep
+from marketplace.web.redact import redact_urls
 from marketplace.web.schemas import RoundProof, RoundView, VerifyResult
 from marketplace.web.services.errors import Rejected
 
@@ -35,14 +37,19 @@ def round_proof(svc: RoundsDep, project_id: int, round_: int) -> RoundProof:
 @api.post("/projects/{project_id}/rounds/{round_}/verify", response_model=VerifyResult)
 def verify_round(svc: RoundsDep, project_id: int, round_: int) -> VerifyResult:
     """Asks the project's verifier (``eth_call`` of ``verifyRound``) whether the round's proof holds."""
-    return svc.verify_round(project_id, round_)
+    return _shown(svc.verify_round(project_id, round_))
 
 
 @pages.post("/projects/{project_id}/rounds/{round_}/verify")
 def verify_partial(page: PageDep, svc: RoundsDep, project_id: int, round_: int) -> Response:
     """The verifier's answer, rendered inline next to the round's button (htmx)."""
     try:
-        result = svc.verify_round(project_id, round_)
+        result = _shown(svc.verify_round(project_id, round_))
     except Rejected as exc:
-        return page.render("_verify_result.html", {"result": None, "error": str(exc)})
+        return page.render("_verify_result.html", {"result": None, "error": redact_urls(str(exc))})
     return page.render("_verify_result.html", {"result": result, "error": None})
+
+
+def _shown(result: VerifyResult) -> VerifyResult:
+    """``result`` as shown: a failed call's error names the RPC endpoint, whose URL may hold an API key."""
+    return result if result.error is None else result.model_copy(update={"error": redact_urls(result.error)})

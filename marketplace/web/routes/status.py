@@ -1,10 +1,12 @@
-"""``GET /api/status``: where the app reads from and how far its index got."""
+"""``GET /api/status``: where the app reads from (the RPC URL without its credentials) and how far its
+index got."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
 from marketplace.web.deps import ContextDep, SettingsDep
+from marketplace.web.redact import redact_url
 from marketplace.web.schemas import Status
 
 api = APIRouter()
@@ -16,7 +18,7 @@ def status(context: ContextDep, settings: SettingsDep) -> Status:
     return Status(
         network=context.network,
         chain_id=context.chain.chain_id,
-        rpc_url=settings.rpc_url,
+        rpc_url=redact_url(settings.rpc_url),  # providers put API keys in the URL
         market=context.market.market.address,
         registry=context.market.registry.address,
         indexed_block=context.indexer.last_block,

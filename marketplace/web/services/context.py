@@ -2,6 +2,8 @@
 their event index (kept fresh, throttled) and the network's name.
 
 :func:`connect` builds it from the settings. The server holds no keys: the chain client cannot sign.
+Its contracts decode strings leniently (:mod:`marketplace.web.lenient_abi`): a CID or model name that
+is not UTF-8, which anyone can put on chain, is shown with U+FFFD instead of failing the request.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.deploy import market_client
 from marketplace.adapters.chain.market import MarketClient
 from marketplace.web.indexer import Indexer
+from marketplace.web.lenient_abi import lenient_contract
 from marketplace.web.proof_docs import proof_doc_reader
 from marketplace.web.services.errors import NotFound
 from marketplace.web.settings import WebSettings
@@ -52,7 +55,8 @@ def connect(settings: WebSettings) -> MarketContext:
     the market client and the index for ``settings``; the index reads proof documents from the settings'
     IPFS node, if any."""
     chain = ChainClient(settings.rpc_url, None, expected_chain_id=settings.deployment.chain_id)
-    market = market_client(chain, settings.deployment)
+    deployed = market_client(chain, settings.deployment)
+    market = MarketClient(chain, lenient_contract(deployed.market), lenient_contract(deployed.registry))
     blocks = [c.block_number for c in settings.deployment.contracts.values()]
     start = max(0, min(blocks) - 1) if blocks else 0
     reader = proof_doc_reader(settings.ipfs_api, settings.ipfs_timeout) if settings.ipfs_api else None

@@ -1,5 +1,5 @@
 """Read model of projects: the list (filtered, sorted), one project, and its detail (trainers, rounds
-with scores, flags, rewards and slashes, and everyone's payout), all from the event index.
+with scores, flags, rejections, rewards and slashes, and everyone's payout), all from the event index.
 
 Payouts mirror the contract's ``_owed``: what each account is entitled to once the project is
 settled, and what it withdrew so far.
@@ -125,7 +125,8 @@ class ProjectService:
         slashed_by: dict[tuple[int, str], int] = defaultdict(int)
         for s in slashes:
             slashed_by[(s["round"], s["trainer"])] += int(s["amount"])
-        round_views = [self._round_view(r, members, slashed_by) for r in rounds]
+        rejections = self.indexer.rejections(project_id)
+        round_views = [self._round_view(r, members, slashed_by, rejections.get(r["round"], set())) for r in rounds]
 
         earned: dict[str, int] = defaultdict(int)
         flagged: dict[str, int] = defaultdict(int)
@@ -175,7 +176,11 @@ class ProjectService:
         return detail
 
     def _round_view(
-        self, row: dict[str, Any], members: list[dict[str, Any]], slashed_by: dict[tuple[int, str], int]
+        self,
+        row: dict[str, Any],
+        members: list[dict[str, Any]],
+        slashed_by: dict[tuple[int, str], int],
+        rejected: set[str],
     ) -> RoundView:
         subs = {s["trainer"]: s for s in self.indexer.submissions(row["project_id"], row["round"])}
         scores, flags, rewards = row["scores"], row["flags"], row["rewards"]
@@ -191,7 +196,8 @@ class ProjectService:
                     index=i, trainer=m["trainer"], submitted=sub is not None,
                     update_cid=sub["cid"] if sub else None, commitment=sub["commitment"] if sub else None,
                     score=str(scores[i]), share=0.0 if flags[i] or total == 0 else scores[i] / total,
-                    flagged=flags[i], reward=str(rewards[i]), reward_eth=eth(rewards[i]),
+                    flagged=flags[i], rejected=m["trainer"] in rejected, reward=str(rewards[i]),
+                    reward_eth=eth(rewards[i]),
                     slashed=str(slashed_by.get((row["round"], m["trainer"]), 0)),
                 )
             )  # fmt: skip
