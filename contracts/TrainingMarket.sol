@@ -22,7 +22,8 @@ import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
  *    commitment to it, before the round's submission deadline.
  * 4. The aggregator calls {finalizeRound} with the new global model, per-trainer contribution
  *    scores and outlier flags, and a proof that the verifier accepts for exactly the submitted
- *    commitments and these scores and flags. The round's share of the budget is credited to the
+ *    commitments and these scores and flags, and for this round only ({roundTag}: chain, market,
+ *    project, round; a proof of any other round fails). The round's share of the budget is credited to the
  *    unflagged trainers in proportion to their scores; flagged trainers get nothing and lose
  *    `slashBps` of their stake. The reliability registry records every trainer's outcome.
  * 5. After the last round (or a cancellation) everyone pulls what they are owed with {withdraw}:
@@ -151,6 +152,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     uint256 public constant MAX_ROUNDS = 1000;
     /// @notice Longest accepted CID string.
     uint256 public constant MAX_CID_LENGTH = 128;
+    /// @notice Longest accepted model name, in bytes (it is stored and emitted: unbounded, it cost
+    /// its creator gas per byte and every reader of the project its size).
+    uint256 public constant MAX_MODEL_NAME_LENGTH = 64;
     /// @notice Largest accepted contribution score (keeps reward arithmetic far from overflow).
     uint256 public constant MAX_SCORE = type(uint128).max;
     uint256 private constant BPS = 10_000;
@@ -164,7 +168,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     mapping(uint256 projectId => mapping(address => Trainer)) private _trainers;
     mapping(uint256 projectId => mapping(uint256 round => mapping(address => bytes32))) private _commitments;
     mapping(address verifier => bool) private _approvedVerifiers;
-    mapping(bytes32 proofHash => bool) private _usedProofs;
 
     /// @notice The market admin approved or revoked a verifier for new projects.
     event VerifierApprovalChanged(address indexed verifier, bool approved);
@@ -215,6 +218,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error VerifierNotApproved(address verifier);
     error InvalidConfig(string reason);
     error InvalidCid();
+    error ModelNameTooLong(uint256 length, uint256 maxLength);
     error UnknownProject(uint256 projectId);
     error WrongStatus(uint256 projectId, Status expected, Status actual);
     error JoinClosed(uint256 projectId, uint256 joinDeadline);
@@ -238,7 +242,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error VerifierTooSmall(uint256 maxTrainers, uint256 verifierMaxTrainers);
     error ScoreTooLarge(uint256 index, uint256 score);
     error NoSubmission(uint256 projectId, uint256 round, address trainer);
-    error ProofAlreadyUsed(bytes32 proofHash);
     error InvalidProof(uint256 projectId, uint256 round);
     error NothingToWithdraw(uint256 projectId, address account);
     error TransferFailed(address to, uint256 amount);
@@ -280,7 +283,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (msg.value <= cfg.aggregatorFee || msg.value - cfg.aggregatorFee > type(uint96).max) {
             revert InvalidConfig("budget");
         }
-        if (bytes(cfg.modelName).length == 0) revert InvalidConfig("modelName");
+        uint256 nameLength = bytes(cfg.modelName).length;
+        if (nameLength == 0) revert InvalidConfig("modelName");
+        if (nameLength > MAX_MODEL_NAME_LENGTH) revert ModelNameTooLong(nameLength, MAX_MODEL_NAME_LENGTH);
         _checkCid(cfg.initialModelCid);
 
         projectId = ++_projectCount;
@@ -388,7 +393,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// slashes flagged trainers, and reports outcomes to the reliability registry.
     /// @dev Allowed once every trainer submitted or the submission deadline passed, and until the
     /// aggregation deadline. Reverts unless the project's verifier accepts `result.proof` for the
-    /// submitted commitments and exactly these scores and flags; a proof is accepted only once.
+    /// submitted commitments, exactly these scores and flags, and this round's {roundTag}. A round is
+    /// finalized once (the round counter moves on) and a proof of one round fails in every other
+    /// round, project, market and chain, so no set of used proofs is kept: none that one project
+    /// could fill to block another's finalization.
     /// WARNING: `result.rejected` (updates the aggregator says it could not fetch or that do not match
     /// their commitment) is the aggregator's word, not proven: anyone can re-check it from IPFS
     /// (`marketplace audit`), and a rejected trainer is treated as flagged.
@@ -400,13 +408,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         _checkTiming(projectId, p, round);
         _checkCid(result.modelCid);
         _checkCid(result.proofCid);
-        bytes32 proofHash = keccak256(result.proof);
-        if (_usedProofs[proofHash]) revert ProofAlreadyUsed(proofHash);
         bytes32[] memory commitments = _collectCommitments(projectId, round, result);
-        if (!_verify(projectId, p.verifier, commitments, result)) revert InvalidProof(projectId, round);
+        if (!_verify(projectId, round, p.verifier, commitments, result)) revert InvalidProof(projectId, round);
 
         // Effects.
-        _usedProofs[proofHash] = true;
         (address[] memory trainers, IReliabilityRegistry.Outcome[] memory outcomes, uint256[] memory rewards) =
             _settleRound(projectId, p, round, commitments, result);
         p.latestModelCid = result.modelCid;
@@ -562,9 +567,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         return _approvedVerifiers[verifier];
     }
 
-    /// @notice Whether a proof with this keccak256 hash was already used to finalize a round.
-    function isProofUsed(bytes32 proofHash) external view returns (bool) {
-        return _usedProofs[proofHash];
+    /// @notice The tag of `round` of `projectId` that {finalizeRound} hands the verifier:
+    /// `keccak256(abi.encode(block.chainid, address(this), projectId, round))`. A round's proof is
+    /// made for its tag and fails with any other (another round, project, market or chain).
+    function roundTag(uint256 projectId, uint256 round) public view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), projectId, round));
     }
 
     // ------------------------------------------------------------------ internals
@@ -627,15 +634,28 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// order matters to the scoring rule: of two identical updates, only the first is paid.)
     /// A rejected submission keeps its place but is handed over as an empty slot (commitment 0, not
     /// flagged): the aggregator has no update to prove anything about; the market records it as flagged.
-    function _verify(uint256 projectId, address verifier, bytes32[] memory commitments, RoundResult calldata result)
+    /// The verifier also gets the round's {roundTag}, so that the proof counts for this round only.
+    function _verify(
+        uint256 projectId,
+        uint256 round,
+        address verifier,
+        bytes32[] memory commitments,
+        RoundResult calldata result
+    ) private view returns (bool) {
+        (bytes32[] memory c, uint256[] memory s, bool[] memory f) = _inArrivalOrder(projectId, commitments, result);
+        return IRoundVerifier(verifier).verifyRound(roundTag(projectId, round), c, s, f, result.proof);
+    }
+
+    /// @dev The round's commitments, scores and flags in arrival order, rejected submissions as empty slots.
+    function _inArrivalOrder(uint256 projectId, bytes32[] memory commitments, RoundResult calldata result)
         private
         view
-        returns (bool)
+        returns (bytes32[] memory c, uint256[] memory s, bool[] memory f)
     {
         uint256 n = commitments.length;
-        bytes32[] memory c = new bytes32[](n);
-        uint256[] memory s = new uint256[](n);
-        bool[] memory f = new bool[](n);
+        c = new bytes32[](n);
+        s = new uint256[](n);
+        f = new bool[](n);
         address[] storage list = _trainerList[projectId];
         uint256 late = _projects[projectId].submissions;
         for (uint256 i = 0; i < n; ++i) {
@@ -645,7 +665,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
             s[at] = result.scores[i];
             f[at] = rejected ? false : result.flags[i];
         }
-        return IRoundVerifier(verifier).verifyRound(c, s, f, result.proof);
     }
 
     /// @dev Credits the round's share to unflagged submitters by score, slashes flagged ones,

@@ -1,5 +1,6 @@
-"""EzklRoundVerifier: the instance layout it builds, its VKA storage, finalizeRound through it, and
-what it declares (proof system, rule version), from which the aggregator picks its prover.
+"""EzklRoundVerifier: the instance layout it builds (the round tag's included), its VKA storage,
+finalizeRound through it, and what it declares (proof system, rule version), from which the
+aggregator picks its prover.
 
 The ezkl verifier is replaced by a local mock that accepts keccak256(instances) as the "proof",
 so these tests pin down the adapter's own logic; the real ezkl proof on chain is tested in zk."""
@@ -21,8 +22,10 @@ from marketplace.adapters.chain.market import (
     VerifierInfo,
     encode_rule_version,
 )
+from marketplace.adapters.ezkl.prover import encode_round_proof
+from marketplace.protocol.round_tag import tag_chunks
 from marketplace.roles.aggregator import AggregatorNode
-from marketplace.round.prove import EzklProver, RuleVersionMismatch, UnknownProofSystem, prover_for
+from marketplace.round.prove import EzklProver, RuleVersionMismatch, UnknownProofSystem, prover_for, round_tag
 from marketplace.rule import RULE_VERSION
 from tests.market_fixtures import Actors, commitment_for, reverts
 from tests.test_market import unreachable_store
@@ -30,16 +33,27 @@ from tests.test_market import unreachable_store
 R = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 ZERO_ROW = 12345
 N = 4
+TAG = keccak(text="a round's tag")
+TAG_HASH = 67890  # the mock does not hash: any field element stands for Poseidon(tag chunks)
 
 
-def instances(commitments: list[bytes], flags: list[bool], scores: list[int], n: int = N) -> list[int]:
+def instances(
+    commitments: list[bytes],
+    flags: list[bool],
+    scores: list[int],
+    n: int = N,
+    tag: bytes = TAG,
+    tag_hash: int = TAG_HASH,
+) -> list[int]:
+    """``[h_0 .. h_{n-1}, h_tag | flags | scores | tag chunks]``, as ezkl's calldata orders them."""
     hashes = [int.from_bytes(c, "big") or ZERO_ROW for c in commitments] + [ZERO_ROW] * (n - len(commitments))
     pad = [0] * (n - len(commitments))
-    return hashes + [int(f) for f in flags] + pad + list(scores) + pad
+    return hashes + [tag_hash] + [int(f) for f in flags] + pad + list(scores) + pad + tag_chunks(tag)
 
 
-def mock_proof(inst: list[int]) -> bytes:
-    return keccak(encode(["uint256[]"], [inst]))
+def mock_proof(inst: list[int], tag_hash: int = TAG_HASH) -> bytes:
+    """The mock Halo2 verifier's "proof" of ``inst``, with ``tag_hash`` as the adapter takes them."""
+    return encode_round_proof(keccak(encode(["uint256[]"], [inst])), tag_hash)
 
 
 def deploy(actors: Actors, vka: list[bytes] | None = None, rule_version: str = RULE_VERSION):  # type: ignore[no-untyped-def]
@@ -66,9 +80,9 @@ def test_a_proof_verified_under_another_vka_is_refused(actors: Actors) -> None:
     chain = actors.admin.chain
     commitments, flags, scores = [b"\x01" * 32], [False], [8192]
     good = mock_proof(instances(commitments, flags, scores))
-    assert chain.call(adapter.functions.verifyRound(commitments, scores, flags, good))
+    assert chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, good))
     chain.transact(mock.functions.setReportedDigest(keccak(text="another circuit")))
-    assert not chain.call(adapter.functions.verifyRound(commitments, scores, flags, good))
+    assert not chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, good))
 
 
 def test_projects_larger_than_the_circuit_are_refused(actors: Actors) -> None:
@@ -88,7 +102,10 @@ def test_instances_are_hashes_then_flags_then_scores_with_padding(actors: Actors
     assert not chain.call(adapter.functions.acceptsCommitment(b"\x00" * 32))
     flags, scores = [False, False, True], [8192, 0, 0]
     good = mock_proof(instances(commitments, flags, scores))
-    verify = adapter.functions.verifyRound
+
+    def verify(*args: object) -> object:
+        return adapter.functions.verifyRound(TAG, *args)
+
     assert chain.call(verify(commitments, scores, flags, good))
     assert not chain.call(verify(commitments, [8193, 0, 0], flags, good))  # a score changed
     assert not chain.call(verify(commitments, scores, [True, False, True], good))  # a flag changed
@@ -102,6 +119,37 @@ def test_instances_are_hashes_then_flags_then_scores_with_padding(actors: Actors
     five = [b"\x01" * 32] * 5
     assert not chain.call(verify(five, [0] * 5, [False] * 5, b"\x00" * 32))
     assert not chain.call(verify(commitments, scores, flags, b"not a proof"))
+
+
+def test_the_round_tag_is_bound_by_its_chunks_and_the_provers_tag_hash(actors: Actors) -> None:
+    """The adapter fills in the tag's 8 chunks of 16 bits (its first 128 bits) from the tag the market
+    passes and takes h_tag from the proof bytes, abi.encode(bytes halo2Proof, uint256 tagHash)."""
+    adapter, _, _ = deploy(actors)
+    chain = actors.admin.chain
+    commitments, flags, scores = [b"\x01" * 32, b"\x02" * 32], [False, True], [8192, 0]
+    inst = instances(commitments, flags, scores)
+    assert inst[N] == TAG_HASH and inst[-8:] == [int.from_bytes(TAG[2 * j : 2 * j + 2], "big") for j in range(8)]
+    good = mock_proof(inst)
+
+    def verify(tag: bytes, proof: bytes) -> bool:
+        return bool(chain.call(adapter.functions.verifyRound(tag, commitments, scores, flags, proof)))
+
+    assert verify(TAG, good)
+    value = int.from_bytes(TAG, "big")
+    last_bound, first_free = 1 << 128, 1 << 127  # the lowest of the high (bound) 128 bits, the highest of the rest
+    assert not verify((value ^ last_bound).to_bytes(32, "big"), good)  # another tag: other chunks
+    assert not verify(keccak(text="another round"), good)
+    assert verify((value ^ first_free).to_bytes(32, "big"), good)  # the low 128 bits are not bound (see the NatSpec)
+    assert not verify(TAG, mock_proof(inst, TAG_HASH + 1))  # h_tag is an instance: another one fails
+    at_modulus = instances(commitments, flags, scores, tag_hash=R)
+    assert not verify(TAG, mock_proof(at_modulus, R))  # h_tag must be a field element
+    # Anything but abi.encode(bytes, uint256) is refused, whatever the bytes inside.
+    halo2 = keccak(encode(["uint256[]"], [inst]))
+    assert not verify(TAG, halo2)  # the bare Halo2 proof
+    assert not verify(TAG, good[:-1])  # truncated
+    assert not verify(TAG, good + b"\0" * 32)  # trailing bytes
+    assert not verify(TAG, (96).to_bytes(32, "big") + good[32:])  # another head offset
+    assert not verify(TAG, good[:64] + (2**255).to_bytes(32, "big") + good[96:])  # a length past the end
 
 
 def test_finalize_through_the_adapter(actors: Actors) -> None:
@@ -122,7 +170,8 @@ def test_finalize_through_the_adapter(actors: Actors) -> None:
     for t, c in zip(actors.trainers[:3], commitments, strict=True):
         t.submit_update(pid, 0, "bafkreiu", c)
     flags, scores = [False, True, False], [3 * 8192, 0, 8192]
-    proof = mock_proof(instances(commitments, flags, scores))
+    tag = round_tag(actors.owner, pid, 0)
+    proof = mock_proof(instances(commitments, flags, scores, tag=tag))
     tampered = Finalization("bafkreim", "bafkreip", [8192, 0, 3 * 8192], flags, proof)
     with reverts("InvalidProof"):
         actors.aggregator.finalize_round(pid, 0, tampered)

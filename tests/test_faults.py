@@ -23,6 +23,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import pytest
+from eth_utils import keccak
 from hexbytes import HexBytes
 from web3.types import RPCEndpoint
 
@@ -30,7 +31,7 @@ import marketplace.roles.aggregator as aggregator_module
 from marketplace.adapters.chain.anvil import free_port
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.deploy import TEST_VERIFIER
-from marketplace.adapters.chain.errors import RpcUnavailable
+from marketplace.adapters.chain.errors import ContractRevert, RpcUnavailable
 from marketplace.adapters.chain.market import Finalization, FinalizedRound, MarketClient, ProjectConfig, ProjectStatus
 from marketplace.demo.job import LocalStack, local_stack
 from marketplace.fl.data import LocalData
@@ -570,6 +571,51 @@ def test_the_aggregator_loop_keeps_serving_through_a_transient_rpc_outage(
     assert len(errors) == 1 and isinstance(errors[0], RpcUnavailable)
     assert len(reports) == 1 and reports[0].tx_hash
     assert stack.admin.get_project(pid).status is ProjectStatus.FINISHED
+
+
+class ProvesAnotherRound(HashProver):
+    """A prover whose proofs are for another round than the one being finalized: ``finalizeRound``
+    reverts (``InvalidProof``), as it did when another project had used the round's proof up."""
+
+    def prove(self, commitments: list[bytes], rows: Any, scores: list[int], flags: list[bool], tag: bytes) -> bytes:
+        return super().prove(commitments, rows, scores, flags, keccak(tag))
+
+
+def test_the_aggregator_loop_survives_a_revert_in_one_project_and_keeps_serving_the_others(
+    stack: LocalStack, shards: list[LocalData], initial_cid: str, rewind: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 item 3: one project's finalizeRound reverting stopped the daemon for all its projects.
+    Now the revert goes to ``on_error``, that project is retried on the next poll, and the other
+    project's round is finalized all the same."""
+    blocked, _ = new_job(stack, shards, initial_cid, rounds=1)
+    served, _ = new_job(stack, shards, initial_cid, rounds=1)
+    chain = stack.admin.chain
+    deadline = max(stack.admin.round_deadlines(pid)[0] for pid in (blocked, served))
+    chain.increase_time(deadline - chain.timestamp() + 1)  # both rounds are due (nobody submitted)
+    node = aggregator(stack)
+    honest, failing = HashProver(), ProvesAnotherRound()
+    monkeypatch.setattr(node, "prover", lambda pid: failing if pid == blocked else honest)
+
+    class Stop(Exception):
+        """Ends the otherwise endless loop once the served project is done."""
+
+    errors: list[Exception] = []
+    reports: list[Any] = []
+
+    def on_error(exc: Exception) -> None:
+        errors.append(exc)
+        if stack.admin.get_project(served).status is ProjectStatus.FINISHED:
+            raise Stop
+
+    with pytest.raises(Stop):  # the blocked project comes first in every poll
+        node.run([blocked, served], poll_seconds=0.05, on_report=reports.append, on_error=on_error)
+    assert len(errors) == 2 and all(isinstance(e, ContractRevert) and e.name == "InvalidProof" for e in errors)
+    assert [(r.project_id, r.round) for r in reports] == [(served, 0)] and reports[0].tx_hash
+    assert stack.admin.get_project(served).status is ProjectStatus.FINISHED
+    assert (stack.admin.get_project(blocked).status, stack.admin.get_project(blocked).current_round) == (
+        ProjectStatus.TRAINING,
+        0,
+    )
 
 
 # ------------------------------------------------------------------ trainer dropouts

@@ -6,11 +6,18 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from marketplace.adapters.chain.market import Finalization, Outcome, ProjectStatus, encode_rule_version
+from marketplace.adapters.chain.market import (
+    MAX_MODEL_NAME_LENGTH,
+    Finalization,
+    Outcome,
+    ProjectStatus,
+    encode_rule_version,
+)
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.protocol.round_tag import round_tag as compute_round_tag
 from marketplace.roles.aggregator import AggregatorNode
-from marketplace.round.prove import HashProver, RuleVersionMismatch, local_hash_proof, prover_for
+from marketplace.round.prove import HashProver, RuleVersionMismatch, local_hash_proof, prover_for, round_tag
 from marketplace.rule import RULE_VERSION
 from tests.market_fixtures import ETH, Actors, commitment_for, reverts, test_verifier_proof
 
@@ -97,6 +104,7 @@ def test_create_project_escrows_budget_and_fee(actors: Actors) -> None:
         ({"submission_period": 0}, "InvalidConfig"),
         ({"aggregation_period": 0}, "InvalidConfig"),
         ({"model_name": ""}, "InvalidConfig"),
+        ({"model_name": "m" * 65}, "ModelNameTooLong"),
         ({"initial_model_cid": ""}, "InvalidCid"),
         ({"initial_model_cid": "b" * 129}, "InvalidCid"),
     ],
@@ -105,6 +113,24 @@ def test_create_project_rejects_bad_config(actors: Actors, overrides: dict, erro
     cfg = actors.config().model_copy(update=overrides)  # bypass client-side validation on purpose
     with reverts(error):
         actors.owner.create_project(cfg)
+
+
+def test_model_name_is_at_most_64_bytes_on_chain_and_in_the_client(actors: Actors) -> None:
+    """A 4 KB model name cost its creator 3.1M gas and every reader its size (issue 12 item 5):
+    the contract refuses names over MAX_MODEL_NAME_LENGTH bytes, and so does ProjectConfig, in bytes."""
+    market = actors.owner.market
+    assert actors.chain.call(market.functions.MAX_MODEL_NAME_LENGTH()) == MAX_MODEL_NAME_LENGTH == 64
+    assert actors.owner.get_project(actors.create(model_name="m" * 64)).model_name == "m" * 64
+    too_long = actors.config().model_copy(update={"model_name": "m" * 4096})  # bypass client-side validation
+    with reverts("ModelNameTooLong") as info:
+        actors.owner.create_project(too_long)
+    assert info.value.args_dict == {"length": 4096, "maxLength": 64}
+    with reverts("ModelNameTooLong"):  # 22 characters, 66 bytes of UTF-8: the contract counts bytes
+        actors.owner.create_project(actors.config().model_copy(update={"model_name": "\u20ac" * 22}))
+    with pytest.raises(ValueError, match="is 66 bytes long; a model name has 1 to 64 bytes"):
+        actors.config(model_name="\u20ac" * 22)
+    with pytest.raises(ValueError, match="model_name"):
+        actors.config(model_name="m" * 65)
 
 
 def test_create_project_rejects_budget_not_above_fee(actors: Actors) -> None:
@@ -341,20 +367,41 @@ def test_finalize_reverts(actors: Actors) -> None:
         actors.aggregator.finalize_round(pid, 0, good)
 
 
-def test_replayed_proof_is_rejected(actors: Actors) -> None:
-    pid = actors.training_project(2)
+def test_the_round_tag_names_chain_market_project_and_round(actors: Actors) -> None:
+    """finalizeRound hands the verifier keccak256(abi.encode(chainid, market, project, round)); the
+    aggregator, `marketplace verify` and the web app compute the same tag (round.prove.round_tag)."""
+    market = actors.owner.market
+    chain_id, address = actors.chain.chain_id, market.address
+    tags = set()
+    for pid, round_ in [(1, 0), (1, 1), (2, 0), (2, 1)]:
+        on_chain = bytes(actors.chain.call(market.functions.roundTag(pid, round_)))
+        assert on_chain == round_tag(actors.owner, pid, round_) == compute_round_tag(chain_id, address, pid, round_)
+        tags.add(on_chain)
+    assert len(tags) == 4
+    assert compute_round_tag(chain_id + 1, address, 1, 0) not in tags  # another chain
+    assert compute_round_tag(chain_id, actors.stranger.address, 1, 0) not in tags  # another market
+
+
+def test_a_proof_is_valid_for_its_own_round_of_its_own_project_only(actors: Actors) -> None:
+    """Same commitments in the same order in two rounds and in another project: a proof of one round
+    is refused in every other (InvalidProof), and no project can use up another's proof."""
     fixed = [b"\x07" * 32, b"\x08" * 32]
-    for round_ in (0, 1):
+    victim = actors.training_project(2)
+    copycat = actors.training_project(2)  # the same trainers, submitting the same commitments
+    for pid in (victim, copycat):
         for trainer, c in zip(actors.trainers[:2], fixed, strict=True):
-            trainer.submit_update(pid, round_, "bafkreisame", c)
-        result = actors.result(pid, round_, [1, 1])
-        if round_ == 0:
-            actors.aggregator.finalize_round(pid, 0, result)
-            first = result
-        else:
-            assert result.proof == first.proof  # identical public values give the same proof
-            with reverts("ProofAlreadyUsed"):
-                actors.aggregator.finalize_round(pid, 1, result)
+            trainer.submit_update(pid, 0, "bafkreisame", c)
+    victims = actors.result(victim, 0, [1, 1])
+    with reverts("InvalidProof"):  # the victim's proof in the other project
+        actors.aggregator.finalize_round(copycat, 0, victims)
+    actors.aggregator.finalize_round(victim, 0, victims)  # ... does not stop the victim
+    actors.aggregator.finalize_round(copycat, 0, actors.result(copycat, 0, [1, 1]))
+
+    for trainer, c in zip(actors.trainers[:2], fixed, strict=True):
+        trainer.submit_update(victim, 1, "bafkreisame", c)
+    with reverts("InvalidProof"):  # round 0's proof again in round 1
+        actors.aggregator.finalize_round(victim, 1, victims)
+    actors.aggregator.finalize_round(victim, 1, actors.result(victim, 1, [1, 1]))
 
 
 def test_last_round_finishes_project_and_everyone_withdraws_exactly_the_escrow(actors: Actors) -> None:
@@ -447,10 +494,11 @@ def test_verifier_sees_values_in_arrival_order(actors: Actors) -> None:
     scores, flags = [5, 0, 7], [False, False, False]
     commitments = [actors.owner.commitment(pid, 0, t.address) for t in (t0, t1, t2)]
     actors.chain.increase_time(601)
-    in_trainer_order = local_hash_proof(commitments, scores, flags)
+    tag = round_tag(actors.owner, pid, 0)
+    in_trainer_order = local_hash_proof(tag, commitments, scores, flags)
     with reverts("InvalidProof"):
         actors.aggregator.finalize_round(pid, 0, Finalization("bafkreim", "bafkreip", scores, flags, in_trainer_order))
-    in_arrival = local_hash_proof([commitments[2], commitments[0], commitments[1]], [7, 5, 0], [False] * 3)
+    in_arrival = local_hash_proof(tag, [commitments[2], commitments[0], commitments[1]], [7, 5, 0], [False] * 3)
     assert in_arrival == test_verifier_proof(actors.owner, pid, 0, scores, flags)
     receipt = actors.aggregator.finalize_round(pid, 0, Finalization("bafkreim", "bafkreip", scores, flags, in_arrival))
     (event,) = actors.events(receipt, "RoundFinalized")
@@ -464,9 +512,12 @@ def test_rejected_update_is_an_empty_slot_for_the_verifier_and_recorded_as_flagg
     scores, flags, rejected = [5, 0, 7], [False, True, False], [False, True, False]
     commitments = [actors.owner.commitment(pid, 0, t.address) for t in (t0, t1, t2)]
     # The verifier sees trainer 1 (arrived first) as an empty slot: commitment 0, not flagged.
-    empty_slot = local_hash_proof([b"\0" * 32, commitments[0], commitments[2]], [0, 5, 7], [False] * 3)
+    tag = round_tag(actors.owner, pid, 0)
+    empty_slot = local_hash_proof(tag, [b"\0" * 32, commitments[0], commitments[2]], [0, 5, 7], [False] * 3)
     assert empty_slot == test_verifier_proof(actors.owner, pid, 0, scores, flags, rejected)
-    as_submitted = local_hash_proof([commitments[1], commitments[0], commitments[2]], [0, 5, 7], [True, False, False])
+    as_submitted = local_hash_proof(
+        tag, [commitments[1], commitments[0], commitments[2]], [0, 5, 7], [True, False, False]
+    )
     with reverts("InvalidProof"):  # a proof over the rejected trainer's commitment does not fit
         forged = Finalization("bafkreim", "bafkreip", scores, flags, as_submitted, rejected)
         actors.aggregator.finalize_round(pid, 0, forged)

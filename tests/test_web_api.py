@@ -111,7 +111,7 @@ def test_verify_round_with_the_verifier(client: TestClient, finished_project: Fi
     assert result["proof_source"].startswith("calldata of 0x")
     proof = client.get(f"/api/projects/{pid}/rounds/1/proof").json()
     assert proof["flags"] == [False, False, True] and proof["scores"] == ["600000", "400000", "0"]
-    assert len(proof["commitments"]) == 3 and len(bytes.fromhex(proof["proof"][2:])) == 64  # salt + hash
+    assert len(proof["commitments"]) == 3 and len(bytes.fromhex(proof["proof"][2:])) == 32  # keccak(tag, values)
 
     missing = client.post(f"/api/projects/{pid}/rounds/7/verify")
     assert missing.status_code == 404 and "not finalized" in missing.json()["detail"]
@@ -212,6 +212,14 @@ def test_create_project_transaction_is_signed_by_the_wallet(
     assert refused.status_code == 422 and "RoleConflict" in refused.json()["detail"]
     again = client.post("/api/tx/join", json={"project_id": pid, "sender": trainer.address})
     assert again.status_code == 422 and "AlreadyJoined" in again.json()["detail"]
+
+
+def test_the_job_form_refuses_a_model_name_longer_than_the_contract_takes(client: TestClient, actors: Actors) -> None:
+    """``createProject`` refuses model names over 64 bytes (``ModelNameTooLong``); the form says so
+    first, counting bytes as the contract does (22 characters, 66 bytes of UTF-8)."""
+    response = client.post("/api/tx/create-project", json=job(actors, model_name="\u20ac" * 22))
+    assert response.status_code == 422
+    assert response.json()["errors"]["model_name"] == "is 66 bytes long; a model name has 1 to 64 bytes"
 
 
 def test_join_refused_below_min_reliability(client: TestClient, actors: Actors) -> None:

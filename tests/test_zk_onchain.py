@@ -1,5 +1,7 @@
 """Real ezkl proofs of a round's scoring, verified on chain by TrainingMarket through the
-EzklRoundVerifier adapter and ezkl's reusable Halo2 verifier.
+EzklRoundVerifier adapter and ezkl's reusable Halo2 verifier; a proof is bound to its chain,
+market, project and round (issue 12 item 3: another project's sybils with the victim's commitments
+in the same order cannot use, nor use up, the victim's proof).
 
 One small circuit (4 trainer slots, 32-wide sketches) is set up once and cached under
 ``.cache/zk``; each proof takes ~20 s on 2 cores. Development SRS (gen_srs): test only."""
@@ -9,13 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from marketplace.adapters.chain.market import Finalization, ProjectConfig
+from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
 from marketplace.adapters.ezkl.evm import deploy_halo2_verifier, deploy_round_verifier
 from marketplace.adapters.ezkl.keys import CircuitKeys, setup
-from marketplace.adapters.ezkl.prover import prove_rows
-from marketplace.protocol.commitment import commit_update, quantize
+from marketplace.adapters.ezkl.prover import CircuitProof, encode_round_proof, prove_rows
+from marketplace.protocol import round_tag as tags
+from marketplace.protocol.commitment import commit_update, commitment_bytes, quantize
 from marketplace.protocol.ordering import in_arrival_order
-from marketplace.round.prove import EzklProver, prover_for
+from marketplace.round.prove import EzklProver, prover_for, round_tag
 from marketplace.rule.gram import gram_rule_int
 from tests.market_fixtures import Actors, reverts
 
@@ -35,11 +38,30 @@ def _updates(seed: int, n: int) -> list[np.ndarray]:
     return ups
 
 
-def test_real_proof_accepted_on_chain_and_every_forgery_rejected(actors: Actors, zk_keys: CircuitKeys) -> None:
+def _zk_verifier(actors: Actors, keys: CircuitKeys):  # type: ignore[no-untyped-def]
+    """ezkl's verifier and the circuit's adapter, deployed and approved in the market."""
     chain = actors.admin.chain
-    halo2 = deploy_halo2_verifier(chain, zk_keys)
-    adapter = deploy_round_verifier(chain, zk_keys, halo2.address)
+    halo2 = deploy_halo2_verifier(chain, keys)
+    adapter = deploy_round_verifier(chain, keys, halo2.address)
     chain.transact(actors.admin.market.functions.setVerifierApproval(adapter.address, True))
+    return adapter
+
+
+def _in_trainer_order(proof: CircuitProof, order: list[int]) -> tuple[list[int], list[bool]]:
+    """The proof's scores and flags (in arrival order) back in trainer order, as finalizeRound takes them."""
+    scores, flags = [0] * len(order), [False] * len(order)
+    for slot, trainer in enumerate(order):
+        scores[trainer], flags[trainer] = proof.scores[slot], proof.flags[slot]
+    return scores, flags
+
+
+def _tag_hash(tag: bytes) -> int:
+    """Poseidon of the circuit's tag input, as the prover would hand it over for ``tag``."""
+    return int.from_bytes(commitment_bytes(np.array(tags.tag_input(tag))), "big")
+
+
+def test_real_proof_accepted_on_chain_and_every_forgery_rejected(actors: Actors, zk_keys: CircuitKeys) -> None:
+    adapter = _zk_verifier(actors, zk_keys)
     cfg = {**actors.config().model_dump(), "verifier": adapter.address, "max_trainers": 4, "rounds": 2}
     pid = actors.owner.create_project(ProjectConfig(**cfg))
     prover = prover_for(actors.aggregator, pid)  # the adapter declares ezkl; its VKA is the cached keys'
@@ -57,26 +79,25 @@ def test_real_proof_accepted_on_chain_and_every_forgery_rejected(actors: Actors,
     assert order == [3, 0, 2, 1]
     slots = np.array(in_arrival_order(list(rows), order))
 
-    proof = prove_rows(zk_keys, slots)
+    tag = round_tag(actors.aggregator, pid, 0)
+    proof = prove_rows(zk_keys, slots, tag)
     reference = gram_rule_int(quantize(slots))  # the quantized rule is the reference
     assert proof.flags == reference.flags.tolist() and proof.scores == reference.scores.tolist()
     assert proof.hashes == [int.from_bytes(c, "big") for c in in_arrival_order(list(commitments), order)]
     assert proof.flags[order.index(3)] and not any(proof.flags[order.index(i)] for i in (0, 1, 2))
+    assert proof.tag == tags.tag_chunks(tag) and proof.tag_hash == _tag_hash(tag)
 
     # Back to trainer order for the contract, which hands them to the verifier in arrival order.
-    flags = [False] * 4
-    scores = [0] * 4
-    for slot, trainer in enumerate(order):
-        flags[trainer], scores[trainer] = proof.flags[slot], proof.scores[slot]
+    scores, flags = _in_trainer_order(proof, order)
 
     def finalize(scores_: list[int], flags_: list[bool], proof_bytes: bytes, round_: int = 0):  # type: ignore[no-untyped-def]
         result = Finalization(f"bafkreimodel{round_}", f"bafkreiproof{round_}", scores_, flags_, proof_bytes)
         return actors.aggregator.finalize_round(pid, round_, result)
 
-    tampered_proof = bytearray(proof.proof)
+    tampered_proof = bytearray(proof.halo2_proof)
     tampered_proof[100] ^= 1
     with reverts("InvalidProof"):
-        finalize(scores, flags, bytes(tampered_proof))
+        finalize(scores, flags, encode_round_proof(bytes(tampered_proof), proof.tag_hash))
     with reverts("InvalidProof"):  # a public output changed: one more unit of score for trainer 0
         finalize([scores[0] + 1, *scores[1:]], flags, proof.proof)
     with reverts("InvalidProof"):  # the flipped trainer unflagged
@@ -88,16 +109,74 @@ def test_real_proof_accepted_on_chain_and_every_forgery_rejected(actors: Actors,
     gas = receipt["gasUsed"]
     assert 1_000_000 < gas < 3_000_000, gas
 
-    # Round 1: the same commitments again cannot reuse round 0's proof (replay) ...
+    # Round 1, the same commitments again: a proof over the rows in another order (made for this
+    # round) binds other commitments to the slots.
     for i in (3, 0, 2, 1):
         trainers[i].submit_update(pid, 1, f"bafkreiupdate{i}", commitments[i])
-    with reverts("ProofAlreadyUsed"):
-        finalize(scores, flags, proof.proof, round_=1)
-    # ... and a proof over the rows in another order binds other commitments to the slots.
     swap = [1, 0, 2, 3]
-    swapped = prove_rows(zk_keys, slots[swap])
+    swapped = prove_rows(zk_keys, slots[swap], round_tag(actors.aggregator, pid, 1))
     f2, s2 = [False] * 4, [0] * 4
     for slot, trainer in enumerate(order):
         f2[trainer], s2[trainer] = swapped.flags[swap[slot]], swapped.scores[swap[slot]]
     with reverts("InvalidProof"):
         finalize(s2, f2, swapped.proof, round_=1)
+
+
+def test_a_proof_is_bound_to_its_chain_market_project_and_round(actors: Actors, zk_keys: CircuitKeys) -> None:
+    """The attack of issue 12 item 3: an attacker's project whose sybils submitted the victim's
+    commitments in the same order tries to finalize with the victim's real proof (read from IPFS or the
+    mempool before the victim's finalizeRound is mined). It is refused, the victim finalizes afterwards,
+    and the proof also fails in the victim's next round and for another market or chain id."""
+    adapter = _zk_verifier(actors, zk_keys)
+    base = {**actors.config().model_dump(), "verifier": adapter.address, "min_trainers": 4, "max_trainers": 4}
+    victim = actors.owner.create_project(ProjectConfig(**{**base, "rounds": 2}))
+    attacker: MarketClient = actors.stranger  # owner and aggregator of its own project
+    sybils = actors.trainers[4:8]
+    copycat = attacker.create_project(ProjectConfig(**{**base, "aggregator": attacker.address, "rounds": 1}))
+    for t in actors.trainers[:4]:
+        t.join(victim)
+    for t in sybils:
+        t.join(copycat)
+
+    rows, commitments = zip(*(commit_update(u, 11, K) for u in _updates(2, 4)), strict=True)
+    for i in (3, 0, 2, 1):  # the same commitments, in the same order, in both projects
+        actors.trainers[i].submit_update(victim, 0, f"bafkreivictim{i}", commitments[i])
+        sybils[i].submit_update(copycat, 0, f"bafkreicopy{i}", commitments[i])
+    order = actors.owner.arrival_order(victim, 0)
+    assert order == actors.owner.arrival_order(copycat, 0) == [3, 0, 2, 1]
+    tag = round_tag(actors.aggregator, victim, 0)
+    proof = prove_rows(zk_keys, np.array(in_arrival_order(list(rows), order)), tag)
+    scores, flags = _in_trainer_order(proof, order)
+    victims = Finalization("bafkreimodel", "bafkreiproof", scores, flags, proof.proof)
+
+    # The attacker's project: the victim's proof as is, or with the tag hash its own tag would need.
+    with reverts("InvalidProof"):
+        attacker.finalize_round(copycat, 0, victims)
+    copycat_tag = round_tag(attacker, copycat, 0)
+    assert tags.tag_chunks(copycat_tag) != tags.tag_chunks(tag)
+    rehashed = encode_round_proof(proof.halo2_proof, _tag_hash(copycat_tag))
+    with reverts("InvalidProof"):
+        attacker.finalize_round(copycat, 0, Finalization("bafkreim", "bafkreip", scores, flags, rehashed))
+
+    # The same public values for another market or chain: refused by the verifier itself.
+    chain = actors.admin.chain
+    commitments_in, scores_in, flags_in = (in_arrival_order(v, order) for v in (list(commitments), scores, flags))
+
+    def verifies(tag_: bytes, proof_bytes: bytes = proof.proof) -> bool:
+        return bool(chain.call(adapter.functions.verifyRound(tag_, commitments_in, scores_in, flags_in, proof_bytes)))
+
+    market = actors.admin.market.address
+    assert verifies(tags.round_tag(chain.chain_id, market, victim, 0))
+    assert not verifies(tags.round_tag(chain.chain_id + 1, market, victim, 0))  # another chain
+    assert not verifies(tags.round_tag(chain.chain_id, actors.stranger.address, victim, 0))  # another market
+    assert not verifies(tag, encode_round_proof(proof.halo2_proof, proof.tag_hash + 1))  # another tag hash
+
+    # The victim finalizes with its proof after the attempts; in its next round the proof is refused.
+    receipt = actors.aggregator.finalize_round(victim, 0, victims)
+    (event,) = actors.events(receipt, "RoundFinalized")
+    assert event["projectId"] == victim and list(event["scores"]) == scores
+    for i in (3, 0, 2, 1):
+        actors.trainers[i].submit_update(victim, 1, f"bafkreivictim{i}", commitments[i])
+    with reverts("InvalidProof"):
+        actors.aggregator.finalize_round(victim, 1, victims)
+    assert attacker.get_project(copycat).current_round == 0

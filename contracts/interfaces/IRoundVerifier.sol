@@ -6,24 +6,35 @@ pragma solidity ^0.8.24;
  * @notice Checks that a round's contribution scores and outlier flags were computed correctly
  * from the commitments the trainers submitted on chain.
  *
- * `TrainingMarket` calls this from `finalizeRound` with the commitments, the scores and flags the
- * aggregator wants to record, and the proof bytes, all in arrival order (see {verifyRound}). An
- * implementation binds all three to the proof's public inputs (for ezkl: the per-trainer Poseidon
- * hashes and the circuit's public outputs) and returns true only if the proof verifies against
- * exactly these values.
+ * `TrainingMarket` calls this from `finalizeRound` with the round's tag, the commitments, the
+ * scores and flags the aggregator wants to record, and the proof bytes, the per-trainer values in
+ * arrival order (see {verifyRound}). An implementation binds all four to the proof's public inputs
+ * (for ezkl: the tag's chunks, the per-trainer Poseidon hashes and the circuit's public outputs)
+ * and returns true only if the proof verifies against exactly these values.
+ *
+ * The tag names the round: `keccak256(abi.encode(block.chainid, market, projectId, round))`
+ * (`TrainingMarket.roundTag`). Binding it makes a proof worthless outside the one round of the one
+ * project, market and chain it was made for, so the market keeps no set of used proofs (a round is
+ * finalized once by state) and no project can replay, or block, another's proof.
  *
  * A verifier also declares what it is, so that off-chain code knows how to prove a project's rounds
  * without guessing: {proofSystem} (which prover makes its proofs) and {ruleVersion} (which version
  * of the scoring rule its proofs are about). Both are fixed when it is deployed.
  */
 interface IRoundVerifier {
+    /// @param roundTag the round's tag (chain, market, project, round); a proof made for another tag must fail
     /// @param commitments one commitment per trainer, in arrival order: first the trainers who
     /// submitted, in the order their submissions were accepted, then the others (commitment 0)
     /// @param scores the contribution score of each trainer (same order), in fixed point
     /// @param flags true for each trainer flagged as an outlier (same order)
     /// @param proof the proof bytes
-    /// @return ok true when the proof verifies for exactly these public values
+    /// @return ok true when the proof verifies for exactly these public values and this tag
+    ///
+    /// WARNING: an implementation that ignores `roundTag` (or binds less of it than it can
+    /// defend) lets a proof be replayed in another project whose commitments are the same: the
+    /// market relies on the verifier for this, it keeps no set of used proofs.
     function verifyRound(
+        bytes32 roundTag,
         bytes32[] calldata commitments,
         uint256[] calldata scores,
         bool[] calldata flags,

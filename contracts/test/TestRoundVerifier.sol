@@ -5,11 +5,11 @@ import {IRoundVerifier} from "../interfaces/IRoundVerifier.sol";
 
 /**
  * @title TestRoundVerifier
- * @notice FOR LOCAL TESTS ONLY. Accepts a "proof" that is a 32-byte salt followed by the keccak256
- * of the salt and the public values (the salt, e.g. the project and round, keeps two rounds with
- * equal values from having the same proof, which the market would refuse as a replay), so tests
- * can exercise tampered results without a zk prover. It proves nothing about how the scores were
- * computed. Its {proofSystem} is "test-hash" (made by `marketplace.round.prove.HashProver`).
+ * @notice FOR LOCAL TESTS ONLY. Accepts a "proof" that is the keccak256 of the round tag and the
+ * public values, `keccak256(abi.encode(roundTag, commitments, scores, flags))`, so tests can exercise
+ * tampered results and proofs of other rounds without a zk prover: like a real proof, it is valid
+ * for one round of one project only. It proves nothing about how the scores were computed. Its
+ * {proofSystem} is "test-hash" (made by `marketplace.round.prove.HashProver`).
  * @dev Refuses to deploy on any chain but the local development chain id 31337, so it cannot be
  * approved on a public network by mistake.
  */
@@ -45,14 +45,14 @@ contract TestRoundVerifier is IRoundVerifier {
 
     /// @inheritdoc IRoundVerifier
     function verifyRound(
+        bytes32 roundTag,
         bytes32[] calldata commitments,
         uint256[] calldata scores,
         bool[] calldata flags,
         bytes calldata proof
     ) external pure returns (bool) {
-        if (proof.length != 64) return false;
-        bytes32 salt = bytes32(proof[:32]);
-        return bytes32(proof[32:]) == keccak256(abi.encode(salt, commitments, scores, flags));
+        if (proof.length != 32) return false;
+        return bytes32(proof) == keccak256(abi.encode(roundTag, commitments, scores, flags));
     }
 
     /// @inheritdoc IRoundVerifier

@@ -13,24 +13,45 @@ import {IHalo2VerifierReusable} from "../interfaces/IHalo2VerifierReusable.sol";
  * How it is meant to be used: deploy one per circuit size (N trainers, sketch width K) with the
  * shared ezkl reusable verifier and the circuit's VKA; the market admin approves it; projects
  * whose trainer count is at most N name it as their verifier. `TrainingMarket.finalizeRound`
- * calls {verifyRound}, which lays out the proof's public instances as the circuit defines them,
+ * calls {verifyRound}, which lays out the proof's public instances as the circuit defines them
+ * (the order ezkl's calldata has them in),
  *
- *     [ h_0 .. h_{N-1} | flag_0 .. flag_{N-1} | score_0 .. score_{N-1} ]
+ *     [ h_0 .. h_{N-1}, h_tag | flag_0 .. flag_{N-1} | score_0 .. score_{N-1} | t_0 .. t_7 ]
  *
  * where `h_i` is trainer i's on-chain commitment (the Poseidon hash of its committed vector),
  * or the hash of the all-zero vector for a trainer that did not submit and for padding rows,
- * flags are 0/1 and scores are fixed-point integers, and asks the ezkl verifier.
+ * flags are 0/1, scores are fixed-point integers, `t_j` is the j-th 16-bit chunk of the round
+ * tag's first 128 bits (big-endian) and `h_tag` the Poseidon hash of the circuit's tag input,
+ * and asks the ezkl verifier.
+ *
+ * Binding the round: the circuit takes the tag's chunks as an input and outputs them unchanged,
+ * so the tag input is constrained twice: its Poseidon hash is the public `h_tag` and its values
+ * are the public `t_j`, both tied to the same witness cells. The chunks are computed here from
+ * the `roundTag` the market passes; `h_tag` is supplied by the prover inside the proof bytes,
+ * `proof = abi.encode(bytes halo2Proof, uint256 tagHash)`, because Poseidon costs too much on
+ * chain. That is sound: a proof verifies only if `h_tag` is the hash of the very values that the
+ * public `t_j` fix, so for the chunks computed here exactly one `tagHash` can verify, and a proof
+ * made for another tag has other `t_j` and fails whatever `tagHash` accompanies it.
  *
  * Its {proofSystem} is "ezkl-halo2-kzg"; its {ruleVersion} is the version of the scoring rule the
  * circuit (and so the VKA) was built from, given at deployment.
  *
  * WARNING: the proof is only as sound as the setup of its keys; keys made from a locally
  * generated SRS (`gen_srs`) are for development only. Production needs a ceremony SRS.
+ *
+ * WARNING: only the tag's first 128 bits are bound (field inputs pass through float32 at fixed
+ * point 2^13 and are range-checked below 2^27, so the tag is split into 16-bit chunks). Reusing a
+ * proof in another round therefore needs a tag that agrees in those 128 bits: a second preimage
+ * of truncated keccak256, about 2^128 work.
  */
 contract EzklRoundVerifier is IRoundVerifier {
     /// @notice The BN254 scalar field modulus: every public instance must be below it.
     uint256 public constant FIELD_MODULUS =
         21888242871839275222246405745257275088548364400416034343698204186575808495617;
+    /// @notice Chunks of the round tag the proof binds (`marketplace.protocol.constants.TAG_CHUNKS`).
+    uint256 public constant TAG_CHUNKS = 8;
+    /// @notice Bits per chunk (`TAG_CHUNK_BITS`): the proof binds the tag's first 8 x 16 = 128 bits.
+    uint256 public constant TAG_CHUNK_BITS = 16;
 
     /// @notice The shared ezkl verifier.
     IHalo2VerifierReusable public immutable halo2Verifier;
@@ -82,33 +103,19 @@ contract EzklRoundVerifier is IRoundVerifier {
     }
 
     /// @inheritdoc IRoundVerifier
+    /// @dev `proof` is `abi.encode(bytes halo2Proof, uint256 tagHash)`; anything else is refused
+    /// (returns false), as is a `tagHash` outside the field.
     function verifyRound(
+        bytes32 roundTag,
         bytes32[] calldata commitments,
         uint256[] calldata scores,
         bool[] calldata flags,
         bytes calldata proof
     ) external view returns (bool) {
-        uint256 n = commitments.length;
-        uint256 size = circuitSize;
-        if (n > size || scores.length != n || flags.length != n) return false;
-        uint256[] memory instances = new uint256[](3 * size);
-        for (uint256 i = 0; i < size; ++i) {
-            uint256 h = i < n ? uint256(commitments[i]) : 0;
-            if (i < n) {
-                if (scores[i] >= FIELD_MODULUS) return false; // no aliasing modulo the field
-                if (h == 0 && (flags[i] || scores[i] != 0)) return false;
-                instances[size + i] = flags[i] ? 1 : 0;
-                instances[2 * size + i] = scores[i];
-            }
-            if (h == 0) h = zeroRowHash;
-            if (h >= FIELD_MODULUS) return false;
-            instances[i] = h;
-        }
-        try halo2Verifier.verifyProof(proof, instances, _loadVka()) returns (bool ok, bytes32 digest) {
-            return ok && digest == vkaDigest; // and under this circuit's key
-        } catch {
-            return false; // malformed proof
-        }
+        (bool valid, uint256[] memory instances) = _instances(commitments, scores, flags);
+        if (!valid) return false;
+        _putTagChunks(instances, roundTag);
+        return _verifyProof(proof, instances);
     }
 
     /// @inheritdoc IRoundVerifier
@@ -129,6 +136,69 @@ contract EzklRoundVerifier is IRoundVerifier {
     /// @notice The registered VKA words.
     function vka() external view returns (bytes32[] memory) {
         return _loadVka();
+    }
+
+    /// @dev The instances from the trainers' values (hashes, flags, scores; the tag's are filled in
+    /// by {_putTagChunks} and {_verifyProof});
+    /// `ok` is false if the values cannot be a round of this circuit.
+    function _instances(bytes32[] calldata commitments, uint256[] calldata scores, bool[] calldata flags)
+        private
+        view
+        returns (bool ok, uint256[] memory instances)
+    {
+        uint256 n = commitments.length;
+        uint256 size = circuitSize;
+        if (n > size || scores.length != n || flags.length != n) return (false, instances);
+        instances = new uint256[](3 * size + 1 + TAG_CHUNKS);
+        for (uint256 i = 0; i < size; ++i) {
+            uint256 h = i < n ? uint256(commitments[i]) : 0;
+            if (i < n) {
+                if (scores[i] >= FIELD_MODULUS) return (false, instances); // no aliasing modulo the field
+                if (h == 0 && (flags[i] || scores[i] != 0)) return (false, instances);
+                instances[size + 1 + i] = flags[i] ? 1 : 0;
+                instances[2 * size + 1 + i] = scores[i];
+            }
+            if (h == 0) h = zeroRowHash;
+            if (h >= FIELD_MODULUS) return (false, instances);
+            instances[i] = h;
+        }
+        return (true, instances);
+    }
+
+    /// @dev Writes the tag's chunks, the last `TAG_CHUNKS` instances.
+    function _putTagChunks(uint256[] memory instances, bytes32 roundTag) private pure {
+        uint256 at = instances.length - TAG_CHUNKS;
+        uint256 tag = uint256(roundTag);
+        for (uint256 j = 0; j < TAG_CHUNKS; ++j) {
+            instances[at + j] = (tag >> (256 - TAG_CHUNK_BITS * (j + 1))) & ((1 << TAG_CHUNK_BITS) - 1);
+        }
+    }
+
+    /// @dev Completes the instances with the prover's `h_tag` and asks the ezkl verifier.
+    function _verifyProof(bytes calldata proof, uint256[] memory instances) private view returns (bool) {
+        (bool wellFormed, bytes calldata halo2Proof, uint256 tagHash) = _decodeProof(proof);
+        if (!wellFormed || tagHash >= FIELD_MODULUS) return false;
+        instances[circuitSize] = tagHash;
+        try halo2Verifier.verifyProof(halo2Proof, instances, _loadVka()) returns (bool ok, bytes32 digest) {
+            return ok && digest == vkaDigest; // and under this circuit's key
+        } catch {
+            return false; // malformed proof
+        }
+    }
+
+    /// @dev Splits `abi.encode(bytes halo2Proof, uint256 tagHash)` (head: offset 0x40 and the hash;
+    /// tail: length and the zero-padded bytes); `ok` is false for any other layout.
+    function _decodeProof(bytes calldata proof)
+        private
+        pure
+        returns (bool ok, bytes calldata halo2Proof, uint256 tagHash)
+    {
+        halo2Proof = proof[0:0];
+        if (proof.length < 96 || uint256(bytes32(proof[0:32])) != 64) return (false, halo2Proof, 0);
+        uint256 length = uint256(bytes32(proof[64:96]));
+        uint256 padded = proof.length - 96; // the proof's bytes, zero-padded to whole words
+        if (padded % 32 != 0 || length > padded || padded - length >= 32) return (false, halo2Proof, 0);
+        return (true, proof[96:96 + length], uint256(bytes32(proof[32:64])));
     }
 
     function _loadVka() private view returns (bytes32[] memory words) {

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from marketplace.adapters.chain.errors import ContractRevert, RpcUnavailable
+from marketplace.adapters.chain.errors import ChainError, ContractRevert
 from marketplace.adapters.chain.market import Finalization, MarketClient, Project, ProjectStatus
 from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsTimeout
 from marketplace.adapters.ipfs.store import ModelStore
@@ -27,7 +27,7 @@ from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.ordering import verifier_inputs
 from marketplace.protocol.proof_document import ProofDocument
 from marketplace.round.collect import collect_round
-from marketplace.round.prove import RoundProver, prover_for, round_salt
+from marketplace.round.prove import RoundProver, prover_for, round_tag
 from marketplace.round.score import new_model, score_round
 
 
@@ -150,7 +150,8 @@ class AggregatorNode:
         commitments, scores, proven_flags = verifier_inputs(
             inputs.commitments, chain_scores, flags, scored.rejected, order
         )
-        proof = prover.prove(commitments, scored.rows[order], scores, proven_flags, salt=round_salt(pid, round_))
+        tag = round_tag(self.market, pid, round_)  # the proof is valid for this round of this project only
+        proof = prover.prove(commitments, scored.rows[order], scores, proven_flags, tag=tag)
         timings["prove"] = time.perf_counter() - t3
         document = ProofDocument(
             project=pid,
@@ -179,7 +180,7 @@ class AggregatorNode:
             report.gas_used = int(receipt["gasUsed"])
         except ContractRevert as exc:
             # A previous run (before a crash) may already have finalized this round.
-            if exc.name in ("WrongRound", "ProofAlreadyUsed", "WrongStatus") and self._finalized(pid, round_):
+            if exc.name in ("WrongRound", "WrongStatus") and self._finalized(pid, round_):
                 report.already_finalized = True
             else:
                 raise
@@ -197,22 +198,25 @@ class AggregatorNode:
         until_done: bool = True,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
-        """Serves ``project_ids`` (default: every project it aggregates) until all have ended."""
+        """Serves ``project_ids`` (default: every project it aggregates) until all have ended.
+
+        One project's trouble never stops the others: a chain error in a project's step (a revert
+        of its ``finalizeRound``, an RPC outage: any :class:`ChainError`) or an IPFS outage is
+        reported to ``on_error`` and that project is retried on the next poll, while the loop goes
+        on serving the rest."""
         while True:
             pids = project_ids if project_ids is not None else self.served_projects()
             active = False
             for pid in pids:
                 try:
                     report = self.step(pid)
-                except (IpfsConnectionError, IpfsTimeout, RpcUnavailable) as exc:
+                    if report is not None and on_report is not None:
+                        on_report(report)
+                    active |= self.market.get_project(pid).status in (ProjectStatus.OPEN, ProjectStatus.TRAINING)
+                except (IpfsConnectionError, IpfsTimeout, ChainError) as exc:
                     if on_error is not None:
                         on_error(exc)
-                    active = True  # transient: the round is retried on the next poll, before its deadline
-                    continue
-                if report is not None and on_report is not None:
-                    on_report(report)
-                status = self.market.get_project(pid).status
-                active |= status in (ProjectStatus.OPEN, ProjectStatus.TRAINING)
+                    active = True  # retried on the next poll, before the round's deadline
             if until_done and not active:
                 return
             time.sleep(poll_seconds)

@@ -1,7 +1,9 @@
 """Verify a finalized round's proof against the project's on-chain verifier, on any network.
 
-The public values are taken from the chain (the trainers' commitments and the recorded scores and
-flags); only the proof bytes come from elsewhere: the round's proof document on IPFS, or else the
+The public values are taken from the chain (the round's tag, the trainers' commitments and the
+recorded scores and flags, as ``finalizeRound`` handed them to the verifier: the function the
+aggregator proves with, :func:`marketplace.round.prove.recorded_verifier_inputs`); only the proof
+bytes come from elsewhere: the round's proof document on IPFS, or else the
 calldata of the transaction that finalized the round. The check is an ``eth_call`` of
 ``verifyRound``, so it costs nothing and works against any RPC; the gas an on-chain verification
 would cost is estimated alongside.
@@ -20,8 +22,8 @@ from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.chain.market import FinalizedRound, MarketClient, round_verifier
 from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.adapters.ipfs.store import ModelStore
-from marketplace.protocol.ordering import verifier_inputs
 from marketplace.protocol.proof_document import MAX_PROOF_DOCUMENT_BYTES, InvalidProofDocument, ProofDocument
+from marketplace.round.prove import recorded_verifier_inputs
 
 
 class ProofUnavailable(Exception):
@@ -42,10 +44,17 @@ class Verification:
 
 
 def check_proof(
-    chain: ChainClient, verifier: str, commitments: list[bytes], scores: list[int], flags: list[bool], proof: bytes
+    chain: ChainClient,
+    verifier: str,
+    tag: bytes,
+    commitments: list[bytes],
+    scores: list[int],
+    flags: list[bool],
+    proof: bytes,
 ) -> tuple[bool, int | None, str | None]:
-    """(valid, gas, error) of ``verifyRound`` on ``verifier`` for these values, by eth_call."""
-    call = round_verifier(chain, verifier).functions.verifyRound(commitments, scores, flags, proof)
+    """(valid, gas, error) of ``verifyRound`` on ``verifier`` for the round ``tag`` and these values
+    (in ``verifyRound``'s order, as :func:`recorded_verifier_inputs` gives them), by eth_call."""
+    call = round_verifier(chain, verifier).functions.verifyRound(tag, commitments, scores, flags, proof)
     try:
         valid = bool(chain.call(call))
         gas = gas_to_succeed(chain, call) if valid else None
@@ -116,10 +125,9 @@ def verify_round(market: MarketClient, project_id: int, round_: int, store: Mode
         proof = proof_from_calldata(market, finalized)
         source = f"calldata of {finalized.tx_hash}"
     rejected = set(market.rejected_trainers(project_id, round_))
-    values = verifier_inputs(
-        commitments, finalized.scores, finalized.flags, [t in rejected for t in trainers],
-        market.arrival_order(project_id, round_),
-    )  # fmt: skip
+    values = recorded_verifier_inputs(
+        market, project_id, round_, finalized.scores, finalized.flags, [t in rejected for t in trainers]
+    )
     valid, gas, error = check_proof(market.chain, project.verifier, *values, proof)
     return Verification(
         project_id, round_, project.verifier, valid, gas, source, "0x" + keccak(proof).hex(), error, agrees

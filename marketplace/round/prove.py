@@ -1,7 +1,9 @@
 """Provers: produce the proof a project's verifier checks in ``finalizeRound``.
 
-A prover knows nothing of IPFS or transactions: given the round's public values and the committed
-rows behind them it returns proof bytes. :class:`EzklProver` proves the Gram circuit with ezkl for
+A prover knows nothing of IPFS or transactions: given the round's public values, the committed
+rows behind them and the round's tag (:func:`round_tag`: chain, market, project and round, what
+``TrainingMarket.finalizeRound`` hands the verifier) it returns proof bytes that verify only with
+that tag. :class:`EzklProver` proves the Gram circuit with ezkl for
 projects whose verifier is an ``EzklRoundVerifier``; :class:`HashProver` serves the local-only
 ``TestRoundVerifier``. :func:`prover_for` picks the one a project needs from what the project's
 verifier declares (``IRoundVerifier.proofSystem()``), and refuses a verifier built for another
@@ -12,7 +14,7 @@ version of the scoring rule than this code implements (``ruleVersion()`` against
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 import numpy as np
 from eth_abi import encode as abi_encode
@@ -20,37 +22,52 @@ from eth_utils import keccak
 
 from marketplace.adapters.chain.compile import compile_contracts
 from marketplace.adapters.chain.market import MarketClient, VerifierInfo
+from marketplace.protocol import round_tag as tags
 from marketplace.protocol.ordering import verifier_inputs
 from marketplace.rule import RULE_VERSION
 
 
-def local_hash_proof(commitments: list[bytes], scores: list[int], flags: list[bool], salt: bytes = b"\0" * 32) -> bytes:
-    """The "proof" the local-only ``TestRoundVerifier`` accepts: ``salt`` (32 bytes) followed by the
-    keccak256 of the salt and the public values (in arrival order, see :func:`in_arrival_order`).
+def local_hash_proof(tag: bytes, commitments: list[bytes], scores: list[int], flags: list[bool]) -> bytes:
+    """The "proof" the local-only ``TestRoundVerifier`` accepts: the keccak256 of the round ``tag``
+    and the public values (in arrival order, as :func:`recorded_verifier_inputs` gives them).
 
     It proves nothing about how scores were computed; it exists so that local runs and tests
-    exercise the finalize path (tampered values are still rejected). The salt (the aggregator uses
-    :func:`round_salt`) keeps rounds with equal values, e.g. two empty rounds, from sharing a proof.
+    exercise the finalize path (tampered values are still rejected). The tag (:func:`round_tag`)
+    makes it valid for one round of one project only, as a real proof is.
     """
-    if len(salt) != 32:
-        raise ValueError("the salt is 32 bytes")
-    encoded = abi_encode(["bytes32", "bytes32[]", "uint256[]", "bool[]"], [salt, commitments, scores, flags])
-    return salt + keccak(encoded)
+    if len(tag) != 32:
+        raise ValueError(f"a round tag is 32 bytes, got {len(tag)}")
+    return keccak(abi_encode(["bytes32", "bytes32[]", "uint256[]", "bool[]"], [tag, commitments, scores, flags]))
 
 
-def round_salt(project_id: int, round_: int) -> bytes:
-    """A salt unique to a project's round (for :func:`local_hash_proof`)."""
-    return keccak(abi_encode(["uint256", "uint256"], [project_id, round_]))
+def round_tag(market: MarketClient, project_id: int, round_: int) -> bytes:
+    """The tag ``finalizeRound`` hands the verifier for round ``round_`` of ``project_id`` on
+    ``market``'s chain (``TrainingMarket.roundTag``; :func:`marketplace.protocol.round_tag.round_tag`):
+    a proof verifies only with the tag it was made for. The aggregator proves with it; ``marketplace
+    verify`` and the web app's "Verify on chain" check with it (:func:`recorded_verifier_inputs`)."""
+    return tags.round_tag(market.chain.chain_id, market.market.address, project_id, round_)
+
+
+class VerifierInputs(NamedTuple):
+    """What ``finalizeRound`` hands the verifier, in ``IRoundVerifier.verifyRound``'s argument order
+    (all but the proof): the round tag, then commitments, scores and flags in arrival order."""
+
+    tag: bytes
+    commitments: list[bytes]
+    scores: list[int]
+    flags: list[bool]
 
 
 def recorded_verifier_inputs(
     market: MarketClient, project_id: int, round_: int, scores: list[int], flags: list[bool], rejected: list[bool]
-) -> tuple[list[bytes], list[int], list[bool]]:
+) -> VerifierInputs:
     """The public values ``finalizeRound`` hands the verifier for these trainer-order ``scores``,
-    ``flags`` and ``rejected`` marks and the round's on-chain commitments and arrival order."""
+    ``flags`` and ``rejected`` marks, the round's on-chain commitments and arrival order, and the
+    round's tag."""
     trainers = market.trainers(project_id)
     commitments = [market.commitment(project_id, round_, t) for t in trainers]
-    return verifier_inputs(commitments, scores, flags, rejected, market.arrival_order(project_id, round_))
+    ordered = verifier_inputs(commitments, scores, flags, rejected, market.arrival_order(project_id, round_))
+    return VerifierInputs(round_tag(market, project_id, round_), *ordered)
 
 
 class RoundProver(Protocol):
@@ -60,15 +77,15 @@ class RoundProver(Protocol):
     which ``finalizeRound`` hands the values to the verifier: ``commitments`` as the verifier sees
     them (zero for a trainer without a submission and for a rejected one), ``rows`` the committed
     rows hashing to them (zero rows for those slots), ``flags`` and ``scores`` the circuit's outputs.
-    ``salt`` is unique to the round (``round_salt(project, round)``): a prover whose proofs are
-    deterministic must bind it, or two rounds with equal values would share a proof (a replay)."""
+    ``tag`` is the round's tag (:func:`round_tag`): the proof must verify only with it, so that it
+    is worthless for any other round, project, market or chain."""
 
     name: str
 
     def prove(
-        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], salt: bytes
+        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], tag: bytes
     ) -> bytes:
-        """Returns the proof bytes for exactly these public values."""
+        """Returns the proof bytes for exactly these public values and this tag."""
         ...
 
 
@@ -85,9 +102,9 @@ class HashProver:
         return cls()
 
     def prove(
-        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], salt: bytes
+        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], tag: bytes
     ) -> bytes:
-        return local_hash_proof(commitments, scores, flags, salt)
+        return local_hash_proof(tag, commitments, scores, flags)
 
 
 class ProofMismatch(RuntimeError):
@@ -164,9 +181,10 @@ class EzklProver:
         self.keys = keys
 
     def prove(
-        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], salt: bytes = b""
+        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], tag: bytes
     ) -> bytes:
-        """``salt`` is not needed: Halo2 proofs are randomized (blinding), two proofs never coincide."""
+        """A Halo2 proof with ``tag`` as the circuit's tag input (bound: see ``EzklRoundVerifier``);
+        raises :class:`ProofMismatch` unless its public outputs are exactly these values."""
         from marketplace.adapters.ezkl.prover import prove_rows
         from marketplace.protocol.commitment import zero_row_commitment
 
@@ -176,7 +194,7 @@ class EzklProver:
             raise ValueError(f"the circuit takes up to {n} rows of {k + 2} values, got {rows.shape}")
         padded = np.zeros((n, k + 2))
         padded[: rows.shape[0]] = rows
-        proof = prove_rows(self.keys, padded)
+        proof = prove_rows(self.keys, padded, tag)
         used = len(commitments)
         zero = int.from_bytes(zero_row_commitment(k), "big")
         want_hashes = [int.from_bytes(c, "big") or zero for c in commitments]

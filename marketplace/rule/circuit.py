@@ -23,6 +23,14 @@ The rule is :mod:`marketplace.rule.gram` (formulas there); the circuit computes
 
 Outputs ``flags`` (1, N) in {0, 1} and ``scores`` ``p`` (1, N) at scale 2**13. The integer
 reference is :func:`marketplace.rule.gram.gram_rule_int` (the paying scorer itself).
+
+One more input, after the N rows, is the round tag (``TAG_CHUNKS`` values, see
+:mod:`marketplace.protocol.round_tag`), and one more output is that input unchanged. The tag takes
+no part in the rule; it is passed through so that it is constrained: with hashed inputs the proof
+exposes the tag input's Poseidon hash and the tag output as public values, both tied to the same
+witness cells, so a proof verifies only with the tag it was made for. (An input that reaches no
+output could be pruned by ezkl and then bind nothing.) The ezkl instances are, in this order,
+``[h_0 .. h_{N-1}, h_tag | flags | scores | tag]``.
 """
 
 from __future__ import annotations
@@ -31,12 +39,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from marketplace.protocol.constants import TAG_CHUNKS
 from marketplace.rule.gram import SIZE_FLOOR, SIZE_KNOTS, SIZE_SLOPES, GramConfig
 from marketplace.rule.networks import batcher_layers, median_weights
 
 
 class GramCircuit(nn.Module):
-    """Flags and scores from N committed rows of K + 2 values (Gram-matrix rule)."""
+    """Flags and scores from N committed rows of K + 2 values (Gram-matrix rule), and the round tag
+    passed through. Inputs: ``row0 .. row{N-1}`` (1, K + 2) and ``tag`` (1, :attr:`tag_width`)."""
+
+    #: Values of the tag input (and output).
+    tag_width = TAG_CHUNKS
 
     def __init__(self, n: int, k: int, cfg: GramConfig | None = None) -> None:
         super().__init__()
@@ -72,8 +85,10 @@ class GramCircuit(nn.Module):
             x = torch.cat([x, a - d, b + d], dim=0)[back]
         return x
 
-    def forward(self, *rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``inputs`` = the N rows, then the tag; returns ``(flags, scores, tag)``."""
         cfg, k = self.cfg, self.k
+        rows, tag = inputs[: self.n], inputs[self.n]
         x = torch.cat(rows, dim=0)  # (n, k+2)
         v = x[:, :k]
         lg = x[:, k : k + 1]  # (n, 1)
@@ -111,5 +126,4 @@ class GramCircuit(nn.Module):
         c = torch.relu(total) * w * agree
         size = torch.relu(lg - lam - self.knots) @ self.slopes + SIZE_FLOOR  # (n, 1) ~ 2**(l_i - lam)
         p = c * size
-        return flags.reshape(1, -1), p.reshape(1, -1)
-
+        return flags.reshape(1, -1), p.reshape(1, -1), tag  # the tag unchanged: see the module doc

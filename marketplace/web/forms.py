@@ -14,7 +14,14 @@ from typing import Any
 from eth_utils import is_address, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from marketplace.adapters.chain.market import MAX_CID_LENGTH, MAX_ROUNDS, MAX_TRAINERS, ProjectConfig
+from marketplace.adapters.chain.market import (
+    MAX_CID_LENGTH,
+    MAX_MODEL_NAME_LENGTH,
+    MAX_ROUNDS,
+    MAX_TRAINERS,
+    ProjectConfig,
+    check_model_name,
+)
 from marketplace.adapters.ipfs.cid import parse_cid
 
 WEI = 10**18
@@ -73,7 +80,7 @@ class JobForm(BaseModel):
 
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
-    model_name: str = Field(min_length=1, max_length=64)
+    model_name: str = Field(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)
     rounds: int = Field(ge=1, le=MAX_ROUNDS)
     min_trainers: int = Field(ge=1, le=MAX_TRAINERS)
     max_trainers: int = Field(ge=1, le=MAX_TRAINERS)
@@ -95,6 +102,11 @@ class JobForm(BaseModel):
         if not is_address(value):
             raise ValueError("is not an Ethereum address (0x followed by 40 hex digits)")
         return to_checksum_address(value)
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        return check_model_name(value)  # in bytes, as the contract counts (before the registry lookup)
 
     @field_validator("initial_model_cid")
     @classmethod

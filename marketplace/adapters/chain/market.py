@@ -22,6 +22,17 @@ from marketplace.protocol.ordering import arrival_order
 MAX_TRAINERS = 64
 MAX_ROUNDS = 1000
 MAX_CID_LENGTH = 128
+#: ``TrainingMarket.MAX_MODEL_NAME_LENGTH``: the longest model name, in UTF-8 bytes.
+MAX_MODEL_NAME_LENGTH = 64
+
+
+def check_model_name(value: str) -> str:
+    """``value`` if ``createProject`` accepts it as a model name (1 to :data:`MAX_MODEL_NAME_LENGTH`
+    bytes of UTF-8); raises ValueError otherwise."""
+    size = len(value.encode("utf-8"))
+    if not 1 <= size <= MAX_MODEL_NAME_LENGTH:
+        raise ValueError(f"is {size} bytes long; a model name has 1 to {MAX_MODEL_NAME_LENGTH} bytes")
+    return value
 
 
 class ProjectStatus(IntEnum):
@@ -66,13 +77,18 @@ class ProjectConfig(BaseModel):
     join_period: int = Field(default=3600, gt=0, lt=2**32)
     submission_period: int = Field(default=600, gt=0, lt=2**32)
     aggregation_period: int = Field(default=600, gt=0, lt=2**32)
-    model_name: str = Field(min_length=1, max_length=64)
+    model_name: str = Field(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)
     initial_model_cid: str = Field(min_length=1, max_length=MAX_CID_LENGTH)
 
     @field_validator("aggregator", "verifier")
     @classmethod
     def _checksum(cls, value: str) -> str:
         return to_checksum_address(value)
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        return check_model_name(value)  # the contract counts bytes, not characters
 
     @model_validator(mode="after")
     def _trainer_bounds(self) -> ProjectConfig:

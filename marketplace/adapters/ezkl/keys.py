@@ -115,7 +115,8 @@ def fingerprint(n: int, k: int, rule_version: str = RULE_VERSION) -> str:
 
 
 def run_args(logrows: int | None = None, cols: int = 2, legs: int = 2) -> ezkl.PyRunArgs:
-    """Hashed inputs (one Poseidon hash per trainer slot), fixed params, public outputs, scale 2**13,
+    """Hashed inputs (one Poseidon hash per input: per trainer slot, and the tag), fixed params,
+    public outputs, scale 2**13,
     ``cols`` inner columns (2 measured fastest here) and ``legs`` decomposition legs."""
     ra = ezkl.PyRunArgs()
     ra.input_visibility = "hashed"
@@ -141,7 +142,7 @@ def setup(n: int, k: int, *, srs: Path | None = None, root: Path | None = None) 
     if keys.root.exists():
         shutil.rmtree(keys.root)
     keys.root.mkdir(parents=True)
-    export_onnx(GramCircuit(n, k), n, k + 2, keys.onnx)
+    export_onnx(GramCircuit(n, k), n, k + 2, keys.onnx, tag_width=GramCircuit.tag_width)
     settings_for(keys.onnx, keys.settings)
     compile_circuit(keys.onnx, keys.compiled, keys.settings)
     generate_keys(keys, srs)
@@ -150,17 +151,20 @@ def setup(n: int, k: int, *, srs: Path | None = None, root: Path | None = None) 
     return keys
 
 
-def export_onnx(module: nn.Module, n: int, width: int, path: Path) -> None:
+def export_onnx(module: nn.Module, n: int, width: int, path: Path, *, tag_width: int = 0) -> None:
     """ONNX of a circuit module taking ``n`` inputs ``row0..row{n-1}`` of shape (1, ``width``) and
-    returning ``(flags, scores)``: opset 17, the TorchScript exporter (``dynamo=False``), eval mode."""
+    returning ``(flags, scores)``: opset 17, the TorchScript exporter (``dynamo=False``), eval mode.
+    With ``tag_width``, the module takes one more input ``tag`` of shape (1, ``tag_width``) and
+    returns it as a third output (the round tag of :class:`~marketplace.rule.circuit.GramCircuit`)."""
+    inputs = [torch.zeros(1, width) for _ in range(n)] + ([torch.zeros(1, tag_width)] if tag_width else [])
     torch.onnx.export(
         module.eval(),
-        tuple(torch.zeros(1, width) for _ in range(n)),
+        tuple(inputs),
         str(path),
         dynamo=False,
         opset_version=17,
-        input_names=[f"row{i}" for i in range(n)],
-        output_names=["flags", "scores"],
+        input_names=[f"row{i}" for i in range(n)] + (["tag"] if tag_width else []),
+        output_names=["flags", "scores"] + (["tag_out"] if tag_width else []),
     )
 
 

@@ -1,5 +1,7 @@
 """Read model of finalized rounds: the rounds of a project, one round's public values and proof as
 recorded on chain, and the project's verifier's answer for them (an ``eth_call``, costs nothing).
+The values are those ``finalizeRound`` handed the verifier, the round's tag among them, computed
+by the function the aggregator proves with (:func:`marketplace.round.prove.recorded_verifier_inputs`).
 
 The proof bytes come from the calldata of the transaction that finalized the round, so a round
 can be checked without IPFS.
@@ -10,11 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from eth_utils import keccak
-from hexbytes import HexBytes
 
 from marketplace.adapters.chain.market import FinalizedRound
 from marketplace.roles.verify import ProofUnavailable, check_proof, proof_from_calldata
-from marketplace.round.prove import recorded_verifier_inputs
+from marketplace.round.prove import VerifierInputs, recorded_verifier_inputs
 from marketplace.web.schemas import RoundProof, RoundView, VerifyResult
 from marketplace.web.services.context import MarketContext
 from marketplace.web.services.errors import NotFound, Rejected
@@ -41,45 +42,43 @@ class RoundService:
 
     def round_proof(self, project_id: int, round_: int) -> RoundProof:
         """The round's public values as recorded on chain and its proof, from the finalize calldata."""
-        row = self._round_row(project_id, round_)
-        project = self.projects.project(project_id)
-        market = self.context.market
-        members = [m["trainer"] for m in self.context.indexer.trainers(project_id)]
-        proof, source = self._proof_bytes(project_id, round_, row["tx_hash"])
-        # The values exactly as finalizeRound handed them to the verifier: in arrival order, a rejected
-        # submission as an empty slot (see IRoundVerifier.verifyRound), the function the aggregator uses.
-        rejected = set(market.rejected_trainers(project_id, round_))
-        commitments, scores, flags = recorded_verifier_inputs(
-            market, project_id, round_, list(row["scores"]), list(row["flags"]), [m in rejected for m in members]
-        )
+        values, proof, source = self._recorded(project_id, round_)
         return RoundProof(
-            project_id=project_id, round=round_, verifier=project.verifier,
-            commitments=["0x" + c.hex() for c in commitments], scores=[str(s) for s in scores], flags=flags,
-            proof="0x" + proof.hex(), proof_source=source, arrival_order=market.arrival_order(project_id, round_),
+            project_id=project_id, round=round_, verifier=self.projects.project(project_id).verifier,
+            commitments=["0x" + c.hex() for c in values.commitments], scores=[str(s) for s in values.scores],
+            flags=values.flags, proof="0x" + proof.hex(), proof_source=source,
+            arrival_order=self.context.market.arrival_order(project_id, round_),
         )  # fmt: skip
 
     def verify_round(self, project_id: int, round_: int) -> VerifyResult:
-        """``eth_call``s the project's verifier with the round's on-chain values and proof."""
-        proof = self.round_proof(project_id, round_)
-        proof_bytes = bytes(HexBytes(proof.proof))
-        valid, gas, error = check_proof(
-            self.context.chain,
-            proof.verifier,
-            [bytes(HexBytes(c)) for c in proof.commitments],
-            [int(s) for s in proof.scores],
-            proof.flags,
-            proof_bytes,
-        )
+        """``eth_call``s the project's verifier with the round's on-chain values (its tag among them) and proof."""
+        verifier = self.projects.project(project_id).verifier
+        values, proof, source = self._recorded(project_id, round_)
+        valid, gas, error = check_proof(self.context.chain, verifier, *values, proof)
         return VerifyResult(
             project_id=project_id,
             round=round_,
-            verifier=proof.verifier,
-            proof_source=proof.proof_source,
-            proof_hash="0x" + keccak(proof_bytes).hex(),
+            verifier=verifier,
+            proof_source=source,
+            proof_hash="0x" + keccak(proof).hex(),
             valid=valid,
             gas_estimate=gas,
             error=error,
         )
+
+    def _recorded(self, project_id: int, round_: int) -> tuple[VerifierInputs, bytes, str]:
+        """What ``finalizeRound`` handed the verifier (the round's tag, then in arrival order the
+        commitments, a rejected submission as an empty slot, scores and flags), and the proof with
+        where it was read from."""
+        row = self._round_row(project_id, round_)
+        market = self.context.market
+        members = [m["trainer"] for m in self.context.indexer.trainers(project_id)]
+        proof, source = self._proof_bytes(project_id, round_, row["tx_hash"])
+        rejected = set(market.rejected_trainers(project_id, round_))
+        values = recorded_verifier_inputs(
+            market, project_id, round_, list(row["scores"]), list(row["flags"]), [m in rejected for m in members]
+        )
+        return values, proof, source
 
     def _round_row(self, project_id: int, round_: int) -> dict[str, Any]:
         self.projects.project(project_id)
