@@ -34,6 +34,7 @@ def measure(n: int, k: int) -> dict[str, object]:
     from marketplace.adapters.ezkl.keys import setup
     from marketplace.adapters.ezkl.prover import prove_rows
     from marketplace.protocol.commitment import commit_update
+    from marketplace.protocol.round_tag import round_tag
     from marketplace.roles.verify import gas_to_succeed
 
     t0 = time.perf_counter()
@@ -45,14 +46,15 @@ def measure(n: int, k: int) -> dict[str, object]:
     rows[-1, :k] *= -1  # one sign-flipped update
     load = os.getloadavg()[0]
     t1 = time.perf_counter()
-    proof = prove_rows(keys, rows)
+    tag = round_tag(31337, "0x" + "00" * 19 + "01", 1, 0)  # any tag: the adapter is called directly
+    proof = prove_rows(keys, rows, tag)
     prove_s = time.perf_counter() - t1
     with AnvilNode() as node:
         chain = ChainClient(node.url, dev_accounts(1)[0])
         halo2 = deploy_halo2_verifier(chain, keys)
         adapter = deploy_round_verifier(chain, keys, halo2.address)
         call = adapter.functions.verifyRound(
-            [h.to_bytes(32, "big") for h in proof.hashes], proof.scores, proof.flags, proof.proof
+            tag, [h.to_bytes(32, "big") for h in proof.hashes], proof.scores, proof.flags, proof.proof
         )
         valid = bool(chain.call(call))
         gas = gas_to_succeed(chain, call)

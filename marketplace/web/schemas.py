@@ -144,12 +144,17 @@ class VerifyResult(BaseModel):
 class RoundProof(BaseModel):
     """The public values and proof of a round, to verify it yourself (e.g. from the browser).
 
-    ``commitments``, ``scores`` and ``flags`` are in arrival order, exactly as ``finalizeRound``
-    passed them to the verifier; ``arrival_order[k]`` is the trainer index of position ``k``."""
+    ``round_tag``, ``commitments``, ``scores`` and ``flags`` are exactly what ``finalizeRound`` passed
+    the verifier (``verifyRound``'s arguments before the proof; per-trainer values in arrival order);
+    ``arrival_order[k]`` is the trainer index of position ``k``."""
 
     project_id: int
     round: int
     verifier: str
+    round_tag: str = Field(
+        description="the round's tag, keccak256(abi.encode(chainid, market, projectId, round)): "
+        "the proof is valid with this tag only"
+    )
     commitments: list[str]
     scores: list[str]
     flags: list[bool]

@@ -45,7 +45,8 @@ class RoundService:
         values, proof, source = self._recorded(project_id, round_)
         return RoundProof(
             project_id=project_id, round=round_, verifier=self.projects.project(project_id).verifier,
-            commitments=["0x" + c.hex() for c in values.commitments], scores=[str(s) for s in values.scores],
+            round_tag="0x" + values.tag.hex(), commitments=["0x" + c.hex() for c in values.commitments],
+            scores=[str(s) for s in values.scores],
             flags=values.flags, proof="0x" + proof.hex(), proof_source=source,
             arrival_order=self.context.market.arrival_order(project_id, round_),
         )  # fmt: skip

@@ -9,7 +9,7 @@
   const pct = (bps) => `${(bps / 100).toFixed(bps % 100 ? 2 : 0)}%`;
   const short = (a) => `${a.slice(0, 6)}…${a.slice(-4)}`;
   const CHAIN_ID = BigInt(document.body.dataset.chainId);
-  const VERIFIER_ABI = ["function verifyRound(bytes32[] commitments, uint256[] scores, bool[] flags, bytes proof) view returns (bool)"];
+  const VERIFIER_ABI = ["function verifyRound(bytes32 roundTag, bytes32[] commitments, uint256[] scores, bool[] flags, bytes proof) view returns (bool)"];
 
   function describe(err) {
     if (err && (err.code === 4001 || err.code === "ACTION_REJECTED" || err?.info?.error?.code === 4001)) {
@@ -262,7 +262,7 @@
       const proof = await response.json();
       if (!response.ok) throw new Error(proof.detail);
       const iface = new ethers.Interface(VERIFIER_ABI);
-      const data = iface.encodeFunctionData("verifyRound", [proof.commitments, proof.scores, proof.flags, proof.proof]);
+      const data = iface.encodeFunctionData("verifyRound", [proof.round_tag, proof.commitments, proof.scores, proof.flags, proof.proof]);
       const raw = await window.ethereum.request({ method: "eth_call", params: [{ to: proof.verifier, data }, "latest"] });
       const [ok] = iface.decodeFunctionResult("verifyRound", raw);
       out.innerHTML = ok
