@@ -18,8 +18,15 @@ import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
  * 2. Trainers {join} with the project's stake while it is open. Training starts when the project
  *    is full, or with {startTraining} once enough trainers joined (the owner may start early,
  *    anyone after the join deadline).
- * 3. Each round, every trainer calls {submitUpdate} once with the IPFS CID of its update and a
- *    commitment to it, before the round's submission deadline.
+ * 3. Each round has a commit phase and a reveal phase (commit-reveal). While the commit phase is open
+ *    (until the submission deadline, or until every trainer committed) each trainer calls
+ *    {commitUpdate} once with a seal of its submission: a hash binding its update's IPFS CID, its row
+ *    commitment, its own address, this chain, market, project and round, and a secret salt ({sealOf}).
+ *    Once the commit phase has closed, each trainer calls {revealUpdate} with the CID, commitment and
+ *    salt, within `revealPeriod`. Nobody can copy a submission before it is committed, and after that
+ *    copying is useless: a copied seal opens only for the original trainer's address, and no new commit
+ *    is possible. The order of the commits (not of the reveals) is the round's arrival order. A trainer
+ *    that committed and did not reveal is treated as flagged (no reward, stake slashed).
  * 4. The aggregator calls {finalizeRound} with the new global model, per-trainer contribution
  *    scores and outlier flags, and a proof that the verifier accepts for exactly the submitted
  *    commitments and these scores and flags, and for this round only ({roundTag}: chain, market,
@@ -60,8 +67,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint16 minReliabilityBps; // registry reliability needed to join (0..10000)
         uint16 slashBps; // share of the stake a trainer loses per flagged round (0..10000)
         uint32 joinPeriod; // seconds after creation during which trainers may join
-        uint32 submissionPeriod; // seconds per round for submissions
-        uint32 aggregationPeriod; // seconds after the submission deadline to finalize
+        uint32 submissionPeriod; // seconds per round for commits (the commit phase)
+        uint32 revealPeriod; // seconds after the commit phase closes for reveals
+        uint32 aggregationPeriod; // seconds after the reveal deadline to finalize
         string modelName; // architecture from the model registry, e.g. "mlp"
         string initialModelCid; // IPFS CID of the initial weights
     }
@@ -85,8 +93,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 joinDeadline;
         uint256 roundStart;
         uint256 submissionPeriod;
+        uint256 revealPeriod;
         uint256 aggregationPeriod;
-        uint256 submissions; // submissions in the current round
+        uint256 commits; // commits in the current round
+        uint256 submissions; // reveals in the current round
         uint256 totalEarned; // rewards credited to trainers so far
         uint256 slashed; // stake taken from flagged trainers so far
         string modelName;
@@ -117,13 +127,16 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint16 maxTrainers;
         uint16 minReliabilityBps;
         uint16 slashBps;
-        uint16 submissions;
+        uint16 submissions; // reveals in the current round
+        uint16 commits; // commits in the current round
         bool ownerPaid;
         bool aggregatorPaid;
         uint32 joinDeadline;
         uint32 submissionPeriod;
         uint32 aggregationPeriod;
+        uint32 revealPeriod;
         uint64 roundStart;
+        uint64 commitsClosedAt; // when the last trainer committed (0 while some have not)
         uint128 totalEarned;
         uint128 slashed;
         string modelName;
@@ -141,7 +154,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     struct Trainer {
         uint16 slot; // index + 1 in the trainer list; 0 = not a member
         bool withdrawn;
-        uint8 arrival; // 1 + position of its submission in the open round (valid while it has one)
+        uint8 arrival; // 1 + position of its commit in the open round (valid while it has one)
         uint96 stakeLeft;
         uint128 earned;
     }
@@ -155,6 +168,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice Longest accepted model name, in bytes (it is stored and emitted: unbounded, it cost
     /// its creator gas per byte and every reader of the project its size).
     uint256 public constant MAX_MODEL_NAME_LENGTH = 64;
+    /// @notice Longest accepted commit note (a trainer's own encrypted reminder of its submission).
+    uint256 public constant MAX_NOTE_LENGTH = 192;
     /// @notice Largest accepted contribution score (keeps reward arithmetic far from overflow).
     uint256 public constant MAX_SCORE = type(uint128).max;
     uint256 private constant BPS = 10_000;
@@ -167,6 +182,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     mapping(uint256 projectId => address[]) private _trainerList;
     mapping(uint256 projectId => mapping(address => Trainer)) private _trainers;
     mapping(uint256 projectId => mapping(uint256 round => mapping(address => bytes32))) private _commitments;
+    mapping(uint256 projectId => mapping(uint256 round => mapping(address => bytes32))) private _seals;
     mapping(address verifier => bool) private _approvedVerifiers;
 
     /// @notice The market admin approved or revoked a verifier for new projects.
@@ -188,10 +204,23 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     event TrainingStarted(uint256 indexed projectId, uint256 trainerCount, uint256 submissionDeadline);
     /// @notice An open project was cancelled; everyone can withdraw their deposits.
     event ProjectCancelled(uint256 indexed projectId, address indexed by);
-    /// @notice `trainer` submitted its update for `round`.
-    event UpdateSubmitted(
-        uint256 indexed projectId, uint256 indexed round, address indexed trainer, string cid, bytes32 commitment
+    /// @notice `trainer` committed the sealed submission `seal` for `round`, as the `arrival`-th (from 1);
+    /// `note` is the trainer's own opaque reminder (the market does not read it).
+    event UpdateCommitted(
+        uint256 indexed projectId, uint256 indexed round, address indexed trainer, bytes32 seal, uint256 arrival, bytes note
     );
+    /// @notice `trainer` revealed its update for `round`: its IPFS `cid` and row `commitment`, in the
+    /// arrival position of its commit.
+    event UpdateSubmitted(
+        uint256 indexed projectId,
+        uint256 indexed round,
+        address indexed trainer,
+        string cid,
+        bytes32 commitment,
+        uint256 arrival
+    );
+    /// @notice `trainer` committed in `round` and did not reveal: treated as flagged.
+    event RevealMissed(uint256 indexed projectId, uint256 indexed round, address indexed trainer);
     /// @notice `round` was finalized; `rewards[i]` was credited to trainer i.
     event RoundFinalized(
         uint256 indexed projectId,
@@ -233,6 +262,14 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error WrongRound(uint256 projectId, uint256 expected, uint256 given);
     error SubmissionClosed(uint256 projectId, uint256 round, uint256 deadline);
     error AlreadySubmitted(uint256 projectId, uint256 round, address trainer);
+    error AlreadyCommitted(uint256 projectId, uint256 round, address trainer);
+    error NotCommitted(uint256 projectId, uint256 round, address trainer);
+    error RevealNotOpen(uint256 projectId, uint256 round, uint256 opensAt);
+    error RevealClosed(uint256 projectId, uint256 round, uint256 deadline);
+    error SealMismatch(uint256 projectId, uint256 round, address trainer);
+    error ZeroSeal();
+    error NoteTooLong(uint256 length, uint256 maxLength);
+    error InvalidModelName();
     error ZeroCommitment();
     error CommitmentNotAccepted(bytes32 commitment);
     error RoundStillOpen(uint256 projectId, uint256 round, uint256 submissionDeadline);
@@ -277,7 +314,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 verifierMax = IRoundVerifier(cfg.verifier).maxTrainers();
         if (cfg.maxTrainers > verifierMax) revert VerifierTooSmall(cfg.maxTrainers, verifierMax);
         if (cfg.minReliabilityBps > BPS || cfg.slashBps > BPS) revert InvalidConfig("bps");
-        if (cfg.joinPeriod == 0 || cfg.submissionPeriod == 0 || cfg.aggregationPeriod == 0) {
+        if (cfg.joinPeriod == 0 || cfg.submissionPeriod == 0 || cfg.revealPeriod == 0 || cfg.aggregationPeriod == 0) {
             revert InvalidConfig("periods");
         }
         if (msg.value <= cfg.aggregatorFee || msg.value - cfg.aggregatorFee > type(uint96).max) {
@@ -286,6 +323,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 nameLength = bytes(cfg.modelName).length;
         if (nameLength == 0) revert InvalidConfig("modelName");
         if (nameLength > MAX_MODEL_NAME_LENGTH) revert ModelNameTooLong(nameLength, MAX_MODEL_NAME_LENGTH);
+        _checkModelName(cfg.modelName);
         _checkCid(cfg.initialModelCid);
 
         projectId = ++_projectCount;
@@ -303,6 +341,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         p.slashBps = cfg.slashBps;
         p.joinDeadline = uint32(block.timestamp + cfg.joinPeriod);
         p.submissionPeriod = cfg.submissionPeriod;
+        p.revealPeriod = cfg.revealPeriod;
         p.aggregationPeriod = cfg.aggregationPeriod;
         p.modelName = cfg.modelName;
         p.latestModelCid = cfg.initialModelCid;
@@ -367,32 +406,52 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (list.length == p.maxTrainers) _startTraining(projectId, p);
     }
 
-    /// @notice Submits this trainer's update for `round`: its IPFS `cid` and a `commitment` to it.
-    /// One submission per trainer per round, before the round's submission deadline.
-    function submitUpdate(uint256 projectId, uint256 round, string calldata cid, bytes32 commitment) external {
+    /// @notice Commits this trainer's sealed submission for `round` ({sealOf}), while the commit phase
+    /// is open: before the round's submission deadline and while some trainer has not committed.
+    /// `note` (at most {MAX_NOTE_LENGTH} bytes) is emitted for the trainer itself, e.g. its submission
+    /// encrypted under its own key so that it can reveal after a restart; the market ignores it.
+    function commitUpdate(uint256 projectId, uint256 round, bytes32 seal, bytes calldata note) external {
         Project storage p = _project(projectId);
-        _expectStatus(projectId, p, Status.Training);
-        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
-        if (_trainers[projectId][msg.sender].slot == 0) revert NotATrainer(projectId, msg.sender);
+        _checkMemberInRound(projectId, p, round);
         uint256 deadline = uint256(p.roundStart) + p.submissionPeriod;
         if (block.timestamp > deadline) revert SubmissionClosed(projectId, round, deadline);
-        if (commitment == bytes32(0)) revert ZeroCommitment();
-        if (!IRoundVerifier(p.verifier).acceptsCommitment(commitment)) revert CommitmentNotAccepted(commitment);
-        _checkCid(cid);
-        mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
-        if (roundCommitments[msg.sender] != bytes32(0)) revert AlreadySubmitted(projectId, round, msg.sender);
+        if (seal == bytes32(0)) revert ZeroSeal();
+        if (note.length > MAX_NOTE_LENGTH) revert NoteTooLong(note.length, MAX_NOTE_LENGTH);
+        mapping(address => bytes32) storage seals = _seals[projectId][round];
+        if (seals[msg.sender] != bytes32(0)) revert AlreadyCommitted(projectId, round, msg.sender);
 
-        roundCommitments[msg.sender] = commitment;
-        _trainers[projectId][msg.sender].arrival = uint8(++p.submissions);
-        emit UpdateSubmitted(projectId, round, msg.sender, cid, commitment);
+        seals[msg.sender] = seal;
+        uint256 arrival = ++p.commits;
+        _trainers[projectId][msg.sender].arrival = uint8(arrival);
+        if (arrival == _trainerList[projectId].length) p.commitsClosedAt = uint64(block.timestamp);
+        emit UpdateCommitted(projectId, round, msg.sender, seal, arrival, note);
+    }
+
+    /// @notice Reveals this trainer's committed submission for `round`: the IPFS `cid` of its update,
+    /// its row `commitment` and the `salt` of its seal. Allowed once the commit phase has closed and
+    /// until the reveal deadline ({roundDeadlines}); the seal must open to exactly these values for
+    /// `msg.sender` ({sealOf}).
+    function revealUpdate(uint256 projectId, uint256 round, string calldata cid, bytes32 commitment, bytes32 salt)
+        external
+    {
+        Project storage p = _project(projectId);
+        _checkMemberInRound(projectId, p, round);
+        _checkRevealWindow(projectId, p, round);
+        if (_commitments[projectId][round][msg.sender] != bytes32(0)) {
+            revert AlreadySubmitted(projectId, round, msg.sender);
+        }
+        if (sealOf(commitment, cid, msg.sender, projectId, round, salt) != _seals[projectId][round][msg.sender]) {
+            revert SealMismatch(projectId, round, msg.sender);
+        }
+        _recordReveal(projectId, p, round, cid, commitment);
     }
 
     // ------------------------------------------------------------------ aggregator
 
     /// @notice Finalizes `round`: records the new global model, credits rewards by contribution,
     /// slashes flagged trainers, and reports outcomes to the reliability registry.
-    /// @dev Allowed once every trainer submitted or the submission deadline passed, and until the
-    /// aggregation deadline. Reverts unless the project's verifier accepts `result.proof` for the
+    /// @dev Allowed once the reveal phase is over (every committed trainer revealed after the commit
+    /// phase closed, or the reveal deadline passed), and until the aggregation deadline. Reverts unless the project's verifier accepts `result.proof` for the
     /// submitted commitments, exactly these scores and flags, and this round's {roundTag}. A round is
     /// finalized once (the round counter moves on) and a proof of one round fails in every other
     /// round, project, market and chain, so no set of used proofs is kept: none that one project
@@ -417,6 +476,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         p.latestModelCid = result.modelCid;
         p.currentRound = uint16(round + 1);
         p.submissions = 0;
+        p.commits = 0;
+        p.commitsClosedAt = 0;
         p.roundStart = uint64(block.timestamp);
         emit RoundFinalized(projectId, round, result.modelCid, result.proofCid, result.scores, result.flags, rewards);
         if (round + 1 == p.rounds) {
@@ -430,12 +491,12 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
 
     /// @notice Ends a training project whose aggregator missed the current round's aggregation
     /// deadline. Anyone may call it. The round's share is split equally among the trainers who
-    /// submitted in it; the owner gets the budget of the rounds that never ran.
+    /// revealed in it; the owner gets the budget of the rounds that never ran.
     function abandon(uint256 projectId) external {
         Project storage p = _project(projectId);
         _expectStatus(projectId, p, Status.Training);
         uint256 round = p.currentRound;
-        uint256 deadline = uint256(p.roundStart) + p.submissionPeriod + p.aggregationPeriod;
+        (,,, uint256 deadline) = _deadlines(projectId, p);
         if (block.timestamp <= deadline) revert NotAllowedYet(projectId, deadline + 1);
 
         p.status = Status.Cancelled;
@@ -506,7 +567,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         v.joinDeadline = p.joinDeadline;
         v.roundStart = p.roundStart;
         v.submissionPeriod = p.submissionPeriod;
+        v.revealPeriod = p.revealPeriod;
         v.aggregationPeriod = p.aggregationPeriod;
+        v.commits = p.commits;
         v.submissions = p.submissions;
         v.totalEarned = p.totalEarned;
         v.slashed = p.slashed;
@@ -532,21 +595,44 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         return (member, index, t.stakeLeft, t.earned, t.withdrawn);
     }
 
-    /// @notice The commitment `trainer` submitted for `round` (0 if none).
+    /// @notice The seal `trainer` committed for `round` (0 if none).
+    function committedSeal(uint256 projectId, uint256 round, address trainer) external view returns (bytes32) {
+        return _seals[projectId][round][trainer];
+    }
+
+    /// @notice The seal of a submission: `keccak256(abi.encode(commitment, keccak256(bytes(cid)), trainer,
+    /// block.chainid, address(this), projectId, round, salt))`. It binds the submission to its trainer,
+    /// chain, market, project and round; the secret `salt` hides it until the reveal.
+    function sealOf(
+        bytes32 commitment,
+        string calldata cid,
+        address trainer,
+        uint256 projectId,
+        uint256 round,
+        bytes32 salt
+    ) public view returns (bytes32) {
+        return keccak256(
+            abi.encode(commitment, keccak256(bytes(cid)), trainer, block.chainid, address(this), projectId, round, salt)
+        );
+    }
+
+    /// @notice The row commitment `trainer` revealed for `round` (0 if none).
     function commitmentOf(uint256 projectId, uint256 round, address trainer) external view returns (bytes32) {
         return _commitments[projectId][round][trainer];
     }
 
-    /// @notice Submission and aggregation deadlines of the current round (0, 0 unless training).
+    /// @notice The current round's deadlines (all 0 unless training): commits until `commitDeadline`
+    /// (or until every trainer committed); reveals from `revealOpens` until `revealDeadline`;
+    /// finalization until `aggregationDeadline`, once every committed trainer revealed or the reveal
+    /// deadline passed. `revealOpens` is the moment the last trainer committed, if all did in time.
     function roundDeadlines(uint256 projectId)
         external
         view
-        returns (uint256 submissionDeadline, uint256 aggregationDeadline)
+        returns (uint256 commitDeadline, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline)
     {
         Project storage p = _project(projectId);
-        if (p.status != Status.Training) return (0, 0);
-        submissionDeadline = uint256(p.roundStart) + p.submissionPeriod;
-        aggregationDeadline = submissionDeadline + p.aggregationPeriod;
+        if (p.status != Status.Training) return (0, 0, 0, 0);
+        return _deadlines(projectId, p);
     }
 
     /// @notice What `account` could withdraw now (0 while the project runs).
@@ -585,19 +671,76 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (p.status != expected) revert WrongStatus(projectId, expected, p.status);
     }
 
+    /// @dev A CID is 1 to {MAX_CID_LENGTH} letters and digits (base58btc, base32 and base36 CIDs all are):
+    /// anything else could not be a CID and would be a string every reader must survive.
     function _checkCid(string calldata cid) private pure {
-        uint256 len = bytes(cid).length;
-        if (len == 0 || len > MAX_CID_LENGTH) revert InvalidCid();
+        bytes calldata b = bytes(cid);
+        if (b.length == 0 || b.length > MAX_CID_LENGTH) revert InvalidCid();
+        for (uint256 i = 0; i < b.length; ++i) {
+            bytes1 c = b[i];
+            bool alnum = (c >= "0" && c <= "9") || (c >= "A" && c <= "Z") || (c >= "a" && c <= "z");
+            if (!alnum) revert InvalidCid();
+        }
+    }
+
+    /// @dev A model name is letters, digits, `_`, `-` and `.` (a registry key, never markup or control bytes).
+    function _checkModelName(string calldata name) private pure {
+        bytes calldata b = bytes(name);
+        for (uint256 i = 0; i < b.length; ++i) {
+            bytes1 c = b[i];
+            bool ok = (c >= "0" && c <= "9") || (c >= "A" && c <= "Z") || (c >= "a" && c <= "z") || c == "_" || c == "-"
+                || c == ".";
+            if (!ok) revert InvalidModelName();
+        }
+    }
+
+    /// @dev The caller is a trainer of this training project and `round` is the open round.
+    function _checkMemberInRound(uint256 projectId, Project storage p, uint256 round) private view {
+        _expectStatus(projectId, p, Status.Training);
+        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
+        if (_trainers[projectId][msg.sender].slot == 0) revert NotATrainer(projectId, msg.sender);
+    }
+
+    /// @dev Records the caller's revealed submission (its seal already checked).
+    function _recordReveal(uint256 projectId, Project storage p, uint256 round, string calldata cid, bytes32 commitment)
+        private
+    {
+        if (commitment == bytes32(0)) revert ZeroCommitment();
+        if (!IRoundVerifier(p.verifier).acceptsCommitment(commitment)) revert CommitmentNotAccepted(commitment);
+        _checkCid(cid);
+        _commitments[projectId][round][msg.sender] = commitment;
+        ++p.submissions;
+        emit UpdateSubmitted(projectId, round, msg.sender, cid, commitment, _trainers[projectId][msg.sender].arrival);
+    }
+
+    /// @dev The caller committed in `round`, and the reveal phase is open.
+    function _checkRevealWindow(uint256 projectId, Project storage p, uint256 round) private view {
+        if (_seals[projectId][round][msg.sender] == bytes32(0)) revert NotCommitted(projectId, round, msg.sender);
+        (, uint256 opens, uint256 closes,) = _deadlines(projectId, p);
+        if (block.timestamp < opens) revert RevealNotOpen(projectId, round, opens);
+        if (block.timestamp > closes) revert RevealClosed(projectId, round, closes);
+    }
+
+    /// @dev The open round's deadlines (see {roundDeadlines}).
+    function _deadlines(uint256 projectId, Project storage p)
+        private
+        view
+        returns (uint256 commitDeadline, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline)
+    {
+        commitDeadline = uint256(p.roundStart) + p.submissionPeriod;
+        bool allCommitted = p.commits == _trainerList[projectId].length && p.commitsClosedAt != 0;
+        uint256 revealStart = allCommitted ? uint256(p.commitsClosedAt) : commitDeadline;
+        revealOpens = allCommitted ? revealStart : commitDeadline + 1;
+        revealDeadline = revealStart + p.revealPeriod;
+        aggregationDeadline = revealDeadline + p.aggregationPeriod;
     }
 
     /// @dev A round may be finalized once all trainers submitted or its submission deadline
     /// passed, and until its aggregation deadline.
     function _checkTiming(uint256 projectId, Project storage p, uint256 round) private view {
-        uint256 submissionDeadline = uint256(p.roundStart) + p.submissionPeriod;
-        if (p.submissions < _trainerList[projectId].length && block.timestamp <= submissionDeadline) {
-            revert RoundStillOpen(projectId, round, submissionDeadline);
-        }
-        uint256 aggregationDeadline = submissionDeadline + p.aggregationPeriod;
+        (, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline) = _deadlines(projectId, p);
+        bool revealsDone = block.timestamp >= revealOpens && p.submissions == p.commits;
+        if (!revealsDone && block.timestamp <= revealDeadline) revert RoundStillOpen(projectId, round, revealDeadline);
         if (block.timestamp > aggregationDeadline) revert AggregationDeadlinePassed(projectId, round, aggregationDeadline);
     }
 
@@ -629,8 +772,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev Asks the verifier, with the round's values in arrival order: the trainers who submitted,
-    /// in the order their submissions were accepted, then the others in trainer order. (Arrival
+    /// @dev Asks the verifier, with the round's values in arrival order: the trainers who committed,
+    /// in the order their commits were accepted, then the others in trainer order (a trainer that
+    /// committed and did not reveal keeps its place as an empty slot). (Arrival
     /// order matters to the scoring rule: of two identical updates, only the first is paid.)
     /// A rejected submission keeps its place but is handed over as an empty slot (commitment 0, not
     /// flagged): the aggregator has no update to prove anything about; the market records it as flagged.
@@ -642,24 +786,27 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         bytes32[] memory commitments,
         RoundResult calldata result
     ) private view returns (bool) {
-        (bytes32[] memory c, uint256[] memory s, bool[] memory f) = _inArrivalOrder(projectId, commitments, result);
+        (bytes32[] memory c, uint256[] memory s, bool[] memory f) =
+            _inArrivalOrder(projectId, round, commitments, result);
         return IRoundVerifier(verifier).verifyRound(roundTag(projectId, round), c, s, f, result.proof);
     }
 
     /// @dev The round's commitments, scores and flags in arrival order, rejected submissions as empty slots.
-    function _inArrivalOrder(uint256 projectId, bytes32[] memory commitments, RoundResult calldata result)
-        private
-        view
-        returns (bytes32[] memory c, uint256[] memory s, bool[] memory f)
-    {
+    function _inArrivalOrder(
+        uint256 projectId,
+        uint256 round,
+        bytes32[] memory commitments,
+        RoundResult calldata result
+    ) private view returns (bytes32[] memory c, uint256[] memory s, bool[] memory f) {
         uint256 n = commitments.length;
         c = new bytes32[](n);
         s = new uint256[](n);
         f = new bool[](n);
         address[] storage list = _trainerList[projectId];
-        uint256 late = _projects[projectId].submissions;
+        mapping(address => bytes32) storage seals = _seals[projectId][round];
+        uint256 late = _projects[projectId].commits;
         for (uint256 i = 0; i < n; ++i) {
-            uint256 at = commitments[i] == bytes32(0) ? late++ : _trainers[projectId][list[i]].arrival - 1;
+            uint256 at = seals[list[i]] == bytes32(0) ? late++ : _trainers[projectId][list[i]].arrival - 1;
             bool rejected = result.rejected[i];
             c[at] = rejected ? bytes32(0) : commitments[i]; // the proof has no witness for it: an empty slot
             s[at] = result.scores[i];
@@ -667,8 +814,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev Credits the round's share to unflagged submitters by score, slashes flagged ones,
-    /// and returns every trainer's outcome for the registry and reward for the event.
+    /// @dev Credits the round's share to unflagged submitters by score, slashes flagged ones and those
+    /// that committed without revealing, and returns every trainer's outcome for the registry and
+    /// reward for the event.
     function _settleRound(
         uint256 projectId,
         Project storage p,
@@ -713,7 +861,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         private
         returns (IReliabilityRegistry.Outcome outcome, uint256 reward, uint256 slashed)
     {
-        if (!submitted) return (IReliabilityRegistry.Outcome.Missed, 0, 0);
+        if (!submitted) {
+            if (_seals[s.projectId][s.round][who] == bytes32(0)) return (IReliabilityRegistry.Outcome.Missed, 0, 0);
+            emit RevealMissed(s.projectId, s.round, who); // committed and withheld its reveal: as flagged
+            flagged = true;
+        }
         Trainer storage t = _trainers[s.projectId][who];
         if (flagged) {
             slashed = s.cut > t.stakeLeft ? t.stakeLeft : s.cut;

@@ -17,6 +17,7 @@ from marketplace.adapters.chain.compile import Artifacts, compile_contracts
 from marketplace.adapters.chain.deploy import Deployment, deploy_marketplace, market_client
 from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
+from marketplace.protocol.seal import derive_salt, seal
 from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
 
 ETH = 10**18
@@ -109,16 +110,31 @@ class Actors:
             self.owner.start_training(pid)
         return pid
 
-    def submit_all(self, pid: int, round_: int, trainers: list[MarketClient] | None = None) -> list[bytes]:
-        """Every given trainer (default: all members) submits a distinct commitment."""
+    def submit_all(
+        self, pid: int, round_: int, trainers: list[MarketClient] | None = None, *, reveal: bool = True
+    ) -> list[bytes]:
+        """Every given trainer (default: all members) commits a distinct commitment; then, unless
+        ``reveal`` is false, the reveal phase is opened (the chain's clock moved past the commit
+        deadline if some member did not commit) and they all reveal."""
         members = self.owner.trainers(pid)
         chosen = trainers if trainers is not None else [t for t in self.trainers if t.address in members]
         commitments = []
         for trainer in chosen:
             commitment = commitment_for(pid, round_, trainer.address)
-            trainer.submit_update(pid, round_, f"bafkrei{trainer.address[2:12].lower()}r{round_}", commitment)
+            commit(trainer, pid, round_, cid_for(pid, round_, trainer.address), commitment)
             commitments.append(commitment)
+        if reveal:
+            self.open_reveals(pid)
+            for trainer, commitment in zip(chosen, commitments, strict=True):
+                reveal_update(trainer, pid, round_, cid_for(pid, round_, trainer.address), commitment)
         return commitments
+
+    def open_reveals(self, pid: int) -> None:
+        """Moves the chain's clock past the commit deadline unless every member committed already."""
+        deadlines = self.owner.round_deadlines(pid)
+        now = self.chain.timestamp()
+        if now < deadlines.reveal_opens:
+            self.chain.increase_time(deadlines.reveal_opens - now)
 
     def result(
         self, pid: int, round_: int, scores: list[int], flags: list[bool] | None = None,
@@ -144,6 +160,24 @@ def test_verifier_proof(
 
 
 test_verifier_proof.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def cid_for(pid: int, round_: int, address: str) -> str:
+    """A distinct (fake) update CID per project, round and trainer."""
+    return f"bafkrei{address[2:12].lower()}r{round_}p{pid}"
+
+
+def commit(trainer: MarketClient, pid: int, round_: int, cid: str, commitment: bytes) -> Any:
+    """``trainer`` commits the seal of ``(cid, commitment)`` as the trainer node does (salt from its key)."""
+    where = trainer.round_address(pid, round_)
+    salt = derive_salt(trainer.chain.account, where, commitment)
+    return trainer.commit_update(pid, round_, seal(commitment, cid, trainer.address, where, salt))
+
+
+def reveal_update(trainer: MarketClient, pid: int, round_: int, cid: str, commitment: bytes) -> Any:
+    """``trainer`` reveals what :func:`commit` sealed."""
+    salt = derive_salt(trainer.chain.account, trainer.round_address(pid, round_), commitment)
+    return trainer.reveal_update(pid, round_, cid, commitment, salt)
 
 
 def commitment_for(pid: int, round_: int, address: str) -> bytes:

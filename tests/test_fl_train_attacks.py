@@ -137,12 +137,17 @@ def test_update_sources(digits: LocalData) -> None:
 
     copier = update_source("free_rider_copy", data, settings)
     assert isinstance(copier, CopyUpdate)
-    assert copier.make_update(_context(["0xself"], others)) is None  # nothing to copy yet
+    assert copier.make_update(_context(["0xself"], others)) is None  # nobody else revealed last round
+    assert copier.make_update(_context(["0xb"], others, round_=0)) is None  # round 0: nothing earlier to replay
     assert np.array_equal(copier.make_update(_context(["0xself", "0xb", "0xa"], others)), others["0xb"])
 
-    sybil = update_source("sybil", data, settings, colluders=["0xa", "0xself"])
-    assert isinstance(sybil, SybilGroup)
-    assert np.array_equal(sybil.make_update(_context(["0xb"], others)), -honest)  # the first crafts
-    assert np.array_equal(sybil.make_update(_context(["0xb", "0xa"], others)), others["0xa"])  # the others copy
+    group: dict[tuple[int, int], np.ndarray] = {}
+    first = update_source("sybil", data, settings, group=group)
+    second = update_source("sybil", LocalData(data.x[:50], data.y[:50]), settings, group=group)
+    assert isinstance(first, SybilGroup)
+    assert np.array_equal(first.make_update(ctx), -honest)  # the first to need it crafts
+    assert np.array_equal(second.make_update(ctx), -honest)  # the others submit the same, shared off chain
+    alone = update_source("sybil", LocalData(data.x[:50], data.y[:50]), settings)
+    assert not np.array_equal(alone.make_update(ctx), -honest)  # no group: crafts its own
     with pytest.raises(ValueError, match="unknown attack"):
         update_source("nope", data)

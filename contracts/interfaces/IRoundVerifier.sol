@@ -42,8 +42,8 @@ interface IRoundVerifier {
     ) external view returns (bool ok);
 
     /// @notice Whether `commitment` is a value this verifier's proofs can bind to (e.g. a field
-    /// element). `TrainingMarket.submitUpdate` refuses other commitments, so no trainer can submit
-    /// a commitment that makes the round unprovable.
+    /// element, and not the commitment of an empty slot). `TrainingMarket.revealUpdate` refuses other
+    /// commitments, so no trainer can submit a commitment that makes the round unprovable.
     function acceptsCommitment(bytes32 commitment) external view returns (bool);
 
     /// @notice The most trainers a round may have (the circuit's number of slots).

@@ -24,8 +24,12 @@ contract ReentrantTrainer {
         _market.join{value: msg.value}(id);
     }
 
-    function submit(uint256 round, string calldata cid, bytes32 commitment) external {
-        _market.submitUpdate(projectId, round, cid, commitment);
+    function commit(uint256 round, bytes32 seal) external {
+        _market.commitUpdate(projectId, round, seal, "");
+    }
+
+    function reveal(uint256 round, string calldata cid, bytes32 commitment, bytes32 salt) external {
+        _market.revealUpdate(projectId, round, cid, commitment, salt);
     }
 
     /// @notice Makes the receive hook revert, to test failed transfers.

@@ -119,8 +119,11 @@ contract EzklRoundVerifier is IRoundVerifier {
     }
 
     /// @inheritdoc IRoundVerifier
-    function acceptsCommitment(bytes32 commitment) external pure returns (bool) {
-        return commitment != bytes32(0) && uint256(commitment) < FIELD_MODULUS;
+    /// @dev Refuses 0, values outside the field, and the hash of the all-zero row: that row is what an
+    /// empty slot is, so a "submission" of it contributes nothing and would only count as taking part.
+    function acceptsCommitment(bytes32 commitment) external view returns (bool) {
+        uint256 c = uint256(commitment);
+        return c != 0 && c < FIELD_MODULUS && c != zeroRowHash;
     }
 
     /// @inheritdoc IRoundVerifier

@@ -10,10 +10,13 @@ attack              source
 ``none``            :class:`~marketplace.roles.trainer.LocalTraining` on the data
 ``label_flip``      the same, on labels mapped through a seeded derangement
 ``free_rider_zero`` :class:`ZeroUpdate`: the zero vector, no training
-``free_rider_copy`` :class:`CopyUpdate`: the first other submission of the round
-                    (``None`` while nobody else has submitted)
-``sybil``           :class:`SybilGroup`: a colluder's update of the round if one
-                    submitted already, else its own trained update negated
+``free_rider_copy`` :class:`CopyUpdate`: another trainer's update of the previous
+                    round, replayed (``None`` in round 0: submissions are sealed
+                    until the commit phase closes, so nothing of the round can
+                    be copied)
+``sybil``           :class:`SybilGroup`: the group's crafted update of the round,
+                    shared off chain before anyone commits (the first member to
+                    make it trains and negates its own update)
 others              :class:`PoisonedTraining`: honest training, then
                     :func:`~marketplace.demo.attacks.attack_update`
 =================== ===========================================================
@@ -24,7 +27,6 @@ Seeds are those of the honest training (``settings.seed``: the label derangement
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,11 +46,11 @@ class ZeroUpdate:
         return np.zeros(num_params(ctx.model_name), np.float32)
 
 
-def copy_submission(ctx: UpdateContext, among: frozenset[str] | None = None) -> np.ndarray | None:
-    """The flat update of the first submission of ``ctx.round`` by another trainer (restricted to
-    ``among`` if given), downloaded from IPFS; ``None`` if there is none yet."""
-    for sub in ctx.market.submissions(ctx.project_id, ctx.round):
-        if sub.trainer != ctx.trainer and (among is None or sub.trainer in among):
+def copy_submission(ctx: UpdateContext, round_: int) -> np.ndarray | None:
+    """The flat update of the first revealed submission of ``round_`` by another trainer, downloaded
+    from IPFS; ``None`` if there is none."""
+    for sub in ctx.market.submissions(ctx.project_id, round_):
+        if sub.trainer != ctx.trainer:
             spec = param_spec(ctx.model_name)
             tensors = ctx.store.get_tensors(sub.cid, expected=spec, max_bytes=MAX_UPDATE_BYTES)
             return tensors_to_vector(tensors, ctx.model_name)
@@ -57,25 +59,27 @@ def copy_submission(ctx: UpdateContext, among: frozenset[str] | None = None) -> 
 
 @dataclass(frozen=True)
 class CopyUpdate:
-    """A free rider that submits a copy of another trainer's update of the round."""
+    """A free rider that replays another trainer's update of the previous round (the round's own
+    submissions are sealed while it could still commit)."""
 
     def make_update(self, ctx: UpdateContext) -> np.ndarray | None:
-        return copy_submission(ctx)
+        return copy_submission(ctx, ctx.round - 1) if ctx.round > 0 else None
 
 
 @dataclass(frozen=True)
 class SybilGroup:
-    """One member of a Sybil group: the group submits one crafted update many times. The first
-    member to submit crafts it (its honestly trained update, negated); the others copy it."""
+    """One member of a Sybil group: the group submits one crafted update many times. The group
+    shares it off chain (``shared``, one dict for the whole group in this process) before anyone
+    commits; the first member to need it crafts it (its honestly trained update, negated)."""
 
     training: LocalTraining
-    colluders: frozenset[str]
+    shared: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
 
     def make_update(self, ctx: UpdateContext) -> np.ndarray:
-        copied = copy_submission(ctx, among=self.colluders)
-        if copied is not None:
-            return copied
-        return -self.training.make_update(ctx)
+        key = (ctx.project_id, ctx.round)
+        if key not in self.shared:
+            self.shared[key] = -self.training.make_update(ctx)
+        return self.shared[key]
 
 
 @dataclass(frozen=True)
@@ -96,12 +100,13 @@ def update_source(
     attack: str | Attack,
     data: LocalData,
     settings: TrainingSettings | None = None,
-    colluders: Iterable[str] = (),
+    group: dict[tuple[int, int], np.ndarray] | None = None,
     config: AttackConfig | None = None,
 ) -> UpdateSource:
     """The update source of a trainer with ``data`` that misbehaves as ``attack`` (``none``: honest).
 
-    ``colluders`` are the addresses of the Sybil group (``sybil`` only); ``config`` the attack
+    ``group`` is the Sybil group's shared store of crafted updates (``sybil`` only: pass the same
+    dict to every member; a member without one forms a group of its own); ``config`` the attack
     strengths. ``ValueError`` for an unknown attack name.
     """
     kind = get_attack(attack)
@@ -115,6 +120,6 @@ def update_source(
         case Attack.FREE_RIDER_COPY:
             return CopyUpdate()
         case Attack.SYBIL:
-            return SybilGroup(training, frozenset(colluders))
+            return SybilGroup(training, group if group is not None else {})
         case _:
             return PoisonedTraining(training, kind, config or AttackConfig())

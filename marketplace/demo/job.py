@@ -34,7 +34,7 @@ from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model
 from marketplace.fl.train import evaluate
 from marketplace.roles.aggregator import AggregatorNode, RoundReport
-from marketplace.roles.trainer import Submitted, TrainerNode, TrainingSettings
+from marketplace.roles.trainer import Committed, StepOutcome, Submitted, TrainerNode, TrainingSettings
 
 ETH = 10**18
 
@@ -147,7 +147,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     )
 
     trainer_accounts = stack.accounts[3 : 3 + n]
-    sybils = [a.address for a, attack in zip(trainer_accounts, attacks, strict=True) if attack is Attack.SYBIL]
+    sybil_group: dict[tuple[int, int], np.ndarray] = {}  # the Sybils' crafted updates, shared off chain
     trainers = [
         TrainerNode(
             stack.admin.as_account(trainer_accounts[i]),
@@ -156,7 +156,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
                 attacks[i],
                 load_npz(shards[i]),
                 TrainingSettings(epochs=config.epochs, lr=config.lr, seed=config.seed + i),
-                colluders=sybils,
+                group=sybil_group,
             ),
         )
         for i in range(n)
@@ -174,10 +174,16 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
     for round_ in range(config.rounds):
         with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task(f"round {round_}: local training", total=n)
-            for t in trainers:
+            task = progress.add_task(f"round {round_}: local training and commits", total=2 * n)
+            for t in trainers:  # commit phase: every trainer seals its submission
                 outcome = t.step(pid)
-                if not isinstance(outcome, Submitted):
+                if not isinstance(outcome, Committed):
+                    console.print(f"  trainer {t.address[:10]}…: {outcome}")
+                progress.advance(task)
+            progress.update(task, description=f"round {round_}: reveals")
+            for t in trainers:  # everyone committed: the reveal phase is open
+                outcome = t.step(pid)
+                if not isinstance(outcome, Submitted | StepOutcome):
                     console.print(f"  trainer {t.address[:10]}…: {outcome}")
                 progress.advance(task)
             progress.update(task, description=f"round {round_}: scoring{' and proving' if config.zk else ''}")

@@ -1,7 +1,8 @@
 """Arrival order: the order of a round's slots, and how per-trainer values reach the verifier.
 
-A round's slots are the project's trainers in **arrival order**: those who submitted, in the order
-the chain accepted their submissions (block, then log index), then the others in trainer order.
+A round's slots are the project's trainers in **arrival order**: those who committed a submission,
+in the order the chain accepted their commits (the market numbers them: ``arrival`` 1, 2, ...), then
+the others in trainer order. A trainer that committed and did not reveal keeps its slot, empty.
 The duplicate rule keeps the earliest of two near-identical updates, so the order is part of the
 rule; ``TrainingMarket.finalizeRound`` builds the same order on chain when it hands the
 per-trainer values to the verifier, and every off-chain party (aggregator, audit, verify, web)
@@ -20,22 +21,20 @@ EMPTY_COMMITMENT = b"\0" * 32
 
 
 class Arrival(Protocol):
-    """What ordering needs of a submission: who, and where the chain accepted it."""
+    """What ordering needs of a commit: who, and its position in the round (from 1)."""
 
     @property
     def trainer(self) -> str: ...
     @property
-    def block_number(self) -> int: ...
-    @property
-    def log_index(self) -> int: ...
+    def arrival(self) -> int: ...
 
 
-def arrival_order(trainers: Sequence[str], submissions: Iterable[Arrival]) -> list[int]:
-    """Trainer indices in arrival order: those with a submission, in the order the chain accepted
-    them (block, then log index), then the others in trainer order. This is the order in which
-    ``finalizeRound`` hands per-trainer values to the verifier."""
+def arrival_order(trainers: Sequence[str], commits: Iterable[Arrival]) -> list[int]:
+    """Trainer indices in arrival order: those with a commit, by their ``arrival`` position, then the
+    others in trainer order. This is the order in which ``finalizeRound`` hands per-trainer values
+    to the verifier."""
     index = {t: i for i, t in enumerate(trainers)}
-    arrived = [index[s.trainer] for s in sorted(submissions, key=lambda s: (s.block_number, s.log_index))]
+    arrived = [index[c.trainer] for c in sorted(commits, key=lambda c: c.arrival)]
     seen = set(arrived)
     return arrived + [i for i in range(len(trainers)) if i not in seen]
 

@@ -100,10 +100,10 @@ class AggregatorNode:
         """True when the open round may (and must) be finalized now."""
         if project.status is not ProjectStatus.TRAINING:
             return False
-        submission_deadline, aggregation_deadline = self.market.round_deadlines(project.project_id)
+        deadlines = self.market.round_deadlines(project.project_id)
         now = self._now()
-        everyone = project.submissions == project.trainer_count
-        return (everyone or now > submission_deadline) and now <= aggregation_deadline
+        reveals_done = now >= deadlines.reveal_opens and project.submissions == project.commits
+        return (reveals_done or now > deadlines.reveal) and now <= deadlines.aggregation
 
     def step(self, project_id: int) -> RoundReport | None:
         """Finalizes the open round if it is due; None if nothing was due."""

@@ -1,6 +1,9 @@
 """A trainer taking part in projects: each round it fetches the global model from IPFS, makes its
 update, pins it, and submits the update's CID and its commitment (the Poseidon hash of the
-committed row of its sketch, see :mod:`marketplace.protocol.commitment`).
+committed row of its sketch, see :mod:`marketplace.protocol.commitment`) in two steps: during the
+commit phase it commits a seal of them (:mod:`marketplace.protocol.seal`), and once the commit phase
+has closed it reveals them. Its salt is derived from its own key and its CID and commitment travel
+in its commit's encrypted note, so a trainer restarted between the two steps still reveals.
 
 Where the update comes from is the trainer's :class:`UpdateSource`: the honest
 :class:`LocalTraining` trains on the trainer's private data; the demo's simulated cheaters
@@ -25,7 +28,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from marketplace.adapters.chain.market import MarketClient, ProjectStatus
+from marketplace.adapters.chain.market import MarketClient, Project, ProjectStatus
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.tensors import TensorLike
 from marketplace.fl.data import LocalData
@@ -33,6 +36,9 @@ from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import Progress, train_local
 from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
+from marketplace.protocol.seal import InvalidNote, RoundAddress, derive_salt, open_note, seal, seal_note
+
+EMPTY = b"\0" * 32
 
 
 @dataclass(frozen=True)
@@ -96,25 +102,40 @@ class LocalTraining:
 
 
 class StepOutcome(StrEnum):
-    SUBMITTED = "submitted"
     ALREADY_SUBMITTED = "already submitted"
     NOT_TRAINING = "not training yet"
-    ROUND_CLOSED = "submission closed"
+    ROUND_CLOSED = "commit phase closed"
+    WAITING_FOR_REVEAL = "committed; waiting for the reveal phase"
+    REVEAL_CLOSED = "reveal phase closed"
     FINISHED = "project ended"
     NOTHING_TO_COPY = "nothing to copy yet"
 
 
 @dataclass(frozen=True)
-class Submitted:
-    """What :meth:`TrainerNode.step` submitted."""
+class Committed:
+    """What :meth:`TrainerNode.step` committed (sealed; revealed by a later step)."""
 
     project_id: int
     round: int
     cid: str
     commitment: bytes
     update_norm: float
-    gas_used: int = 0  # of the submitUpdate transaction
-    #: seconds per phase: fetch (global model), train, commit (sketch + Poseidon), pin, submit (mined)
+    gas_used: int = 0  # of the commitUpdate transaction
+    #: seconds per phase: fetch (global model), train, commit (sketch + Poseidon), pin, seal (commit mined)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What :meth:`TrainerNode.step` revealed: the round's submission, now public."""
+
+    project_id: int
+    round: int
+    cid: str
+    commitment: bytes
+    update_norm: float | None = None  # known if this node committed it (not after a restart)
+    gas_used: int = 0  # of the commit (if this node made it) and reveal transactions
+    #: seconds per phase: fetch, train, commit, pin, seal (if this node committed), submit (reveal mined)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -134,6 +155,7 @@ class TrainerNode:
         self.store = store
         self.source = source
         self._now = now or market.chain.timestamp
+        self._committed: dict[tuple[int, int], Committed] = {}
 
     @property
     def address(self) -> str:
@@ -143,20 +165,35 @@ class TrainerNode:
         """Joins with the project's stake (reverts with a clear error if not allowed)."""
         self.market.join(project_id)
 
-    def step(self, project_id: int, progress: Progress | None = None) -> StepOutcome | Submitted:
-        """Trains and submits for the open round if this trainer has not yet; else says why not."""
+    def step(self, project_id: int, progress: Progress | None = None) -> StepOutcome | Committed | Submitted:
+        """Does what is due in the open round: commits if this trainer has not yet and the commit phase
+        is open, reveals if it committed and the reveal phase is open; else says why not."""
         project = self.market.get_project(project_id)
         if project.status in (ProjectStatus.FINISHED, ProjectStatus.CANCELLED):
             return StepOutcome.FINISHED
         if project.status is not ProjectStatus.TRAINING:
             return StepOutcome.NOT_TRAINING
         round_ = project.current_round
-        if self.market.commitment(project_id, round_, self.address) != b"\0" * 32:
+        if self.market.commitment(project_id, round_, self.address) != EMPTY:
             return StepOutcome.ALREADY_SUBMITTED
-        deadline, _ = self.market.round_deadlines(project_id)
-        if self._now() > deadline:
-            return StepOutcome.ROUND_CLOSED
+        deadlines = self.market.round_deadlines(project_id)
+        now = self._now()
+        if self.market.committed_seal(project_id, round_, self.address) == EMPTY:
+            if now > deadlines.commit or project.commits == project.trainer_count:
+                return StepOutcome.ROUND_CLOSED
+            return self._commit(project, progress)
+        if now < deadlines.reveal_opens:
+            return StepOutcome.WAITING_FOR_REVEAL
+        if now > deadlines.reveal:
+            return StepOutcome.REVEAL_CLOSED
+        return self._reveal(project_id, round_)
 
+    def _where(self, project_id: int, round_: int) -> RoundAddress:
+        return self.market.round_address(project_id, round_)
+
+    def _commit(self, project: Project, progress: Progress | None) -> StepOutcome | Committed:
+        """Makes the update, pins it and commits its seal (with the encrypted note for the reveal)."""
+        project_id, round_ = project.project_id, project.current_round
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -181,10 +218,37 @@ class TrainerNode:
             {"kind": "update", "project": str(project_id), "round": str(round_), "trainer": self.address},
         )
         lap("pin")
-        receipt = self.market.submit_update(project_id, round_, cid, commitment)
-        lap("submit")
-        norm = float(np.linalg.norm(update))
-        return Submitted(project_id, round_, cid, commitment, norm, int(receipt["gasUsed"]), timings)
+        account, where = self.market.chain.account, self._where(project_id, round_)
+        sealed = seal(commitment, cid, self.address, where, derive_salt(account, where, commitment))
+        receipt = self.market.commit_update(project_id, round_, sealed, seal_note(account, where, commitment, cid))
+        lap("seal")
+        committed = Committed(
+            project_id, round_, cid, commitment, float(np.linalg.norm(update)), int(receipt["gasUsed"]), timings
+        )
+        self._committed[(project_id, round_)] = committed
+        return committed
+
+    def _reveal(self, project_id: int, round_: int) -> Submitted:
+        """Reveals this trainer's commit of ``round_`` (found in memory, else in its commit's note)."""
+        clock = time.perf_counter()
+        where = self._where(project_id, round_)
+        committed = self._committed.pop((project_id, round_), None)
+        if committed is None:  # restarted since it committed: its note on chain says what it sealed
+            commitment, cid = self._own_note(project_id, round_, where)
+        else:
+            commitment, cid = committed.commitment, committed.cid
+        salt = derive_salt(self.market.chain.account, where, commitment)
+        receipt = self.market.reveal_update(project_id, round_, cid, commitment, salt)
+        timings = {**(committed.timings if committed else {}), "submit": time.perf_counter() - clock}
+        gas = int(receipt["gasUsed"]) + (committed.gas_used if committed else 0)
+        norm = committed.update_norm if committed else None
+        return Submitted(project_id, round_, cid, commitment, norm, gas, timings)
+
+    def _own_note(self, project_id: int, round_: int, where: RoundAddress) -> tuple[bytes, str]:
+        for commit in self.market.commits(project_id, round_):
+            if commit.trainer == self.address:
+                return open_note(self.market.chain.account, where, commit.note)
+        raise InvalidNote(f"no commit of {self.address} in round {round_} of project {project_id}")
 
     def run(self, project_id: int, poll_seconds: float = 2.0, on_event: Callable[[object], None] | None = None) -> None:
         """Steps until the project is finished or cancelled, sleeping ``poll_seconds`` between checks."""
@@ -196,5 +260,5 @@ class TrainerNode:
             last = outcome
             if outcome is StepOutcome.FINISHED:
                 return
-            if not isinstance(outcome, Submitted):
+            if not isinstance(outcome, Submitted | Committed):  # after a commit, try the reveal at once
                 time.sleep(poll_seconds)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marketplace.adapters.chain.market import MarketClient, Submission
+from marketplace.adapters.chain.market import Commit, MarketClient, Submission
 from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsTimeout, StorageError
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import num_params, param_spec, tensors_to_vector
@@ -26,7 +26,8 @@ class RoundInputs:
     seed: int
     sketch_width: int  # K, the project's verifier's sketch width
     trainers: list[str]
-    submissions: dict[str, Submission]
+    submissions: dict[str, Submission]  # revealed submissions
+    commits: list[Commit]  # sealed commits: they fix the arrival order (revealed or not)
     updates: np.ndarray  # N x D float32; zero rows for trainers without a valid update
     rows: np.ndarray  # N x (K + 2) committed rows (their hashes are the commitments); zero rows if not valid
     valid: np.ndarray  # bool (N,): submitted an update that downloaded, parsed and matched its commitment
@@ -46,8 +47,8 @@ class RoundInputs:
 
     @property
     def arrival_order(self) -> list[int]:
-        """Trainer indices in arrival order (how ``finalizeRound`` hands values to the verifier)."""
-        return arrival_order(self.trainers, self.submissions.values())
+        """Trainer indices in arrival order, by commit (how ``finalizeRound`` hands values to the verifier)."""
+        return arrival_order(self.trainers, self.commits)
 
 
 def collect_round(
@@ -65,6 +66,7 @@ def collect_round(
     k = market.sketch_width(project_id)
     trainers = market.trainers(project_id)
     subs = {s.trainer: s for s in market.submissions(project_id, round_)}
+    commits = market.commits(project_id, round_)
     updates = np.zeros((len(trainers), num_params(model_name)), dtype=np.float32)
     rows = np.zeros((len(trainers), k + 2))
     valid = np.zeros(len(trainers), dtype=bool)
@@ -85,4 +87,4 @@ def collect_round(
             rejected[trainer] = "CommitmentMismatch: the committed row of the update does not hash to its commitment"
             continue
         updates[i], rows[i], valid[i] = vec, row, True
-    return RoundInputs(project_id, round_, seed, k, trainers, subs, updates, rows, valid, rejected)
+    return RoundInputs(project_id, round_, seed, k, trainers, subs, commits, updates, rows, valid, rejected)

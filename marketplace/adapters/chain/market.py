@@ -18,6 +18,7 @@ from web3.contract import Contract
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import compile_contracts
 from marketplace.protocol.ordering import arrival_order
+from marketplace.protocol.seal import RoundAddress
 
 MAX_TRAINERS = 64
 MAX_ROUNDS = 1000
@@ -76,6 +77,7 @@ class ProjectConfig(BaseModel):
     slash_bps: int = Field(default=5_000, ge=0, le=10_000)
     join_period: int = Field(default=3600, gt=0, lt=2**32)
     submission_period: int = Field(default=600, gt=0, lt=2**32)
+    reveal_period: int = Field(default=600, gt=0, lt=2**32)
     aggregation_period: int = Field(default=600, gt=0, lt=2**32)
     model_name: str = Field(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)
     initial_model_cid: str = Field(min_length=1, max_length=MAX_CID_LENGTH)
@@ -114,6 +116,7 @@ class ProjectConfig(BaseModel):
             self.slash_bps,
             self.join_period,
             self.submission_period,
+            self.reveal_period,
             self.aggregation_period,
             self.model_name,
             self.initial_model_cid,
@@ -142,7 +145,9 @@ class Project:
     join_deadline: int
     round_start: int
     submission_period: int
+    reveal_period: int
     aggregation_period: int
+    commits: int
     submissions: int
     total_earned: int
     slashed: int
@@ -166,16 +171,40 @@ class TrainerInfo:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """One ``UpdateCommitted`` event: a trainer's sealed submission, in arrival order ``arrival`` (from 1)."""
+
+    project_id: int
+    round: int
+    trainer: str
+    seal: bytes
+    arrival: int
+    note: bytes
+    block_number: int
+
+
+@dataclass(frozen=True)
 class Submission:
-    """One ``UpdateSubmitted`` event."""
+    """One ``UpdateSubmitted`` event: a revealed submission, in the arrival position of its commit."""
 
     project_id: int
     round: int
     trainer: str
     cid: str
     commitment: bytes
+    arrival: int
     block_number: int
     log_index: int
+
+
+@dataclass(frozen=True)
+class RoundDeadlines:
+    """The open round's deadlines (unix seconds; all 0 unless training), see ``TrainingMarket.roundDeadlines``."""
+
+    commit: int  # commits until then (or until every trainer committed)
+    reveal_opens: int  # reveals from then (when the last trainer committed, if all did in time)
+    reveal: int  # reveals until then
+    aggregation: int  # finalization until then, once every committed trainer revealed or ``reveal`` passed
 
 
 @dataclass(frozen=True)
@@ -289,11 +318,19 @@ class MarketClient:
     def cancel(self, project_id: int) -> Any:
         return self.chain.transact(self.market.functions.cancel(project_id))
 
-    def submit_update(self, project_id: int, round_: int, cid: str, commitment: bytes) -> Any:
-        """Submits this trainer's update (IPFS ``cid``) and its 32-byte ``commitment`` for ``round_``."""
-        if len(commitment) != 32:
-            raise ValueError(f"a commitment is 32 bytes, got {len(commitment)}")
-        return self.chain.transact(self.market.functions.submitUpdate(project_id, round_, cid, commitment))
+    def commit_update(self, project_id: int, round_: int, seal: bytes, note: bytes = b"") -> Any:
+        """Commits this trainer's sealed submission (:func:`marketplace.protocol.seal.seal`) for ``round_``,
+        with its own opaque ``note``."""
+        if len(seal) != 32:
+            raise ValueError(f"a seal is 32 bytes, got {len(seal)}")
+        return self.chain.transact(self.market.functions.commitUpdate(project_id, round_, seal, note))
+
+    def reveal_update(self, project_id: int, round_: int, cid: str, commitment: bytes, salt: bytes) -> Any:
+        """Reveals this trainer's committed submission: the update's IPFS ``cid``, its 32-byte row
+        ``commitment`` and the seal's 32-byte ``salt``."""
+        if len(commitment) != 32 or len(salt) != 32:
+            raise ValueError("a commitment and a salt are 32 bytes each")
+        return self.chain.transact(self.market.functions.revealUpdate(project_id, round_, cid, commitment, salt))
 
     def finalize_round(self, project_id: int, round_: int, result: Finalization) -> Any:
         return self.chain.transact(self.market.functions.finalizeRound(project_id, round_, result.as_abi_tuple()))
@@ -320,9 +357,9 @@ class MarketClient:
             v[1],
             v[2],
             ProjectStatus(v[3]),
-            *[int(x) for x in v[4:21]],
-            v[21],
-            v[22],
+            *[int(x) for x in v[4:23]],
+            v[23],
+            v[24],
         )
 
     def trainers(self, project_id: int) -> list[str]:
@@ -342,9 +379,19 @@ class MarketClient:
     def withdrawable(self, project_id: int, account: str) -> int:
         return int(self.chain.call(self.market.functions.withdrawable(project_id, to_checksum_address(account))))
 
-    def round_deadlines(self, project_id: int) -> tuple[int, int]:
-        submission, aggregation = self.chain.call(self.market.functions.roundDeadlines(project_id))
-        return int(submission), int(aggregation)
+    def committed_seal(self, project_id: int, round_: int, trainer: str) -> bytes:
+        """The seal ``trainer`` committed for ``round_`` (32 zero bytes if none)."""
+        return bytes(
+            self.chain.call(self.market.functions.committedSeal(project_id, round_, to_checksum_address(trainer)))
+        )
+
+    def round_deadlines(self, project_id: int) -> RoundDeadlines:
+        commit, opens, reveal, aggregation = self.chain.call(self.market.functions.roundDeadlines(project_id))
+        return RoundDeadlines(int(commit), int(opens), int(reveal), int(aggregation))
+
+    def round_address(self, project_id: int, round_: int) -> RoundAddress:
+        """Where a submission of ``round_`` belongs (what a seal binds besides the trainer)."""
+        return RoundAddress(self.chain.chain_id, self.market.address, project_id, round_)
 
     def sketch_seed(self, project_id: int) -> int:
         return int(self.chain.call(self.market.functions.sketchSeed(project_id)))
@@ -379,8 +426,27 @@ class MarketClient:
 
     # -------------------------------------------------------------- event history
 
+    def commits(self, project_id: int, round_: int | None = None, from_block: int = 0) -> list[Commit]:
+        """``UpdateCommitted`` events of a project (one round, or all), oldest first."""
+        argument_filters: dict[str, Any] = {"projectId": project_id}
+        if round_ is not None:
+            argument_filters["round"] = round_
+        logs = self.chain.get_logs(self.market, "UpdateCommitted", from_block, argument_filters=argument_filters)
+        return [
+            Commit(
+                int(e["args"]["projectId"]),
+                int(e["args"]["round"]),
+                e["args"]["trainer"],
+                bytes(e["args"]["seal"]),
+                int(e["args"]["arrival"]),
+                bytes(e["args"]["note"]),
+                int(e["block_number"]),
+            )
+            for e in logs
+        ]
+
     def submissions(self, project_id: int, round_: int | None = None, from_block: int = 0) -> list[Submission]:
-        """``UpdateSubmitted`` events of a project (one round, or all), oldest first."""
+        """``UpdateSubmitted`` events (reveals) of a project (one round, or all), oldest first."""
         argument_filters: dict[str, Any] = {"projectId": project_id}
         if round_ is not None:
             argument_filters["round"] = round_
@@ -392,6 +458,7 @@ class MarketClient:
                 e["args"]["trainer"],
                 e["args"]["cid"],
                 bytes(e["args"]["commitment"]),
+                int(e["args"]["arrival"]),
                 int(e["block_number"]),
                 int(e["log_index"]),
             )
@@ -399,9 +466,9 @@ class MarketClient:
         ]
 
     def arrival_order(self, project_id: int, round_: int) -> list[int]:
-        """Trainer indices in arrival order: those who submitted in ``round_``, in the order the
-        chain accepted their submissions, then the others in trainer order."""
-        return arrival_order(self.trainers(project_id), self.submissions(project_id, round_))
+        """Trainer indices in arrival order: those who committed in ``round_``, in the order the chain
+        accepted their commits, then the others in trainer order."""
+        return arrival_order(self.trainers(project_id), self.commits(project_id, round_))
 
     def finalized_rounds(self, project_id: int, from_block: int = 0) -> list[FinalizedRound]:
         """``RoundFinalized`` events of a project, oldest first."""
