@@ -16,7 +16,7 @@ from marketplace.fl.models import build_model, num_params
 from marketplace.web.main import create_app
 from marketplace.web.schemas import ProjectDetail, eth
 from marketplace.web.settings import WebSettings
-from tests.market_fixtures import ETH, Actors
+from tests.market_fixtures import ETH, Actors, cid_for, commit, commitment_for, reveal_update
 from tests.web_fixtures import (  # noqa: F401
     ACCURACIES,
     INITIAL_CID,
@@ -156,6 +156,73 @@ def test_rejected_submissions_are_shown(client: TestClient, actors: Actors) -> N
     assert round0.count("REJECTED") == 1 and "REJECTED" not in round1 and "FLAGGED" in round1
 
 
+def test_the_open_round_shows_its_commit_reveal_phase_and_who_committed_and_revealed(
+    client: TestClient, actors: Actors
+) -> None:
+    """A training project's page and API say which phase the open round is in (commit, reveal, aggregation),
+    until when, and each trainer's commit (its arrival position: the round's order) and reveal; a trainer that
+    committed and never revealed is shown as such, and once the round is finalized as a missed reveal: flagged,
+    slashed, unpaid, in every round view."""
+    pid = actors.training_project(3, rounds=2, stake=ETH // 10)
+    a, b, c = (t for t in actors.trainers if t.address in actors.owner.trainers(pid))
+
+    def open_round() -> dict[str, Any]:
+        body = client.get(f"/api/projects/{pid}").json()
+        assert body["pending_commits"] == body["open_round"]["commits"]
+        return body["open_round"]
+
+    def states(round_: dict[str, Any]) -> list[str]:
+        return [t["state"] for t in round_["trainers"]]
+
+    start = open_round()
+    deadlines = actors.owner.round_deadlines(pid)
+    assert (start["round"], start["phase"], start["commits"], start["reveals"]) == (0, "commit", 0, 0)
+    assert (start["commit_deadline"], start["reveal_deadline"]) == (deadlines.commit, deadlines.reveal)
+    assert start["aggregation_deadline"] == deadlines.aggregation
+    assert states(start) == ["waiting to commit"] * 3
+    assert "Commit phase" in start["summary"] and "0 of 3" in start["summary"]
+    page = client.get(f"/projects/{pid}").text
+    assert 'data-phase="commit"' in page and "Commit phase" in page and "commit 10 min, reveal 10 min" in page
+
+    for trainer in (b, a):  # commit order b, a: b is #1 although a joined first
+        commit(trainer, pid, 0, cid_for(pid, 0, trainer.address), commitment_for(pid, 0, trainer.address))
+    two = open_round()
+    assert two["phase"] == "commit" and two["commits"] == 2
+    assert [t["arrival"] for t in two["trainers"]] == [2, 1, None]
+    assert states(two) == ["committed #2, waiting to reveal", "committed #1, waiting to reveal", "waiting to commit"]
+
+    commit(c, pid, 0, cid_for(pid, 0, c.address), commitment_for(pid, 0, c.address))
+    revealing = open_round()  # everyone committed: the reveal phase opens at once
+    assert revealing["phase"] == "reveal" and revealing["reveal_opens"] <= revealing["now"]
+    for trainer in (a, b):  # c never reveals
+        reveal_update(trainer, pid, 0, cid_for(pid, 0, trainer.address), commitment_for(pid, 0, trainer.address))
+    waiting = open_round()
+    assert waiting["phase"] == "reveal" and "2 of 3 revealed" in waiting["summary"]
+    assert states(waiting) == ["revealed (commit #2)", "revealed (commit #1)", "committed #3, waiting to reveal"]
+
+    actors.chain.increase_time(waiting["reveal_deadline"] - actors.chain.timestamp() + 1)
+    late = open_round()
+    assert late["phase"] == "aggregation" and "1 committed trainer(s) did not reveal" in late["summary"]
+    assert states(late)[2] == "committed #3, did not reveal in time"
+    page = client.get(f"/projects/{pid}").text
+    assert 'data-phase="aggregation"' in page and "did not reveal in time" in page
+
+    actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [500_000, 500_000, 0]))
+    (round0,) = client.get(f"/api/projects/{pid}/rounds").json()
+    by_trainer = {e["trainer"]: e for e in round0["trainers"]}
+    assert [by_trainer[t.address]["arrival"] for t in (a, b, c)] == [2, 1, 3]
+    assert [by_trainer[t.address]["submitted"] for t in (a, b, c)] == [True, True, False]
+    missed = by_trainer[c.address]
+    assert missed["committed"] and missed["reveal_missed"] and missed["flagged"] and missed["update_cid"] is None
+    assert missed["reward"] == "0" and int(missed["slashed"]) == ETH // 10 // 2
+    assert not any(by_trainer[t.address]["reveal_missed"] for t in (a, b))
+    assert client.get(f"/api/projects/{pid}").json()["open_round"]["round"] == 1  # the next round is open
+    page = client.get(f"/projects/{pid}").text
+    round0_html = page[page.index('id="round-0"') :]
+    assert round0_html.count("MISSED REVEAL") == 1 and "REJECTED" not in round0_html
+    assert client.post(f"/api/projects/{pid}/rounds/0/verify").json()["valid"] is True  # its slot is empty
+
+
 def test_trainer_profile_history(client: TestClient, finished_project: FinishedProject) -> None:
     flagged = finished_project.trainers[2]
     profile = client.get(f"/api/trainers/{flagged}").json()
@@ -200,6 +267,7 @@ def test_create_project_transaction_is_signed_by_the_wallet(
     assert (project["rounds"], project["min_trainers"], project["max_trainers"]) == (2, 2, 3)
     assert project["stake"] == str(5 * ETH // 100) and project["aggregator_fee"] == str(ETH // 10)
     assert project["submission_period"] == 600 and project["join_deadline"] > 0
+    assert project["reveal_period"] == 600 and project["aggregation_period"] == 600
 
     # Joining: prepared for the trainer, refused (decoded) for the owner.
     trainer = accounts[3]
@@ -220,6 +288,33 @@ def test_the_job_form_refuses_a_model_name_longer_than_the_contract_takes(client
     response = client.post("/api/tx/create-project", json=job(actors, model_name="\u20ac" * 22))
     assert response.status_code == 422
     assert response.json()["errors"]["model_name"] == "is 66 bytes long; a model name has 1 to 64 bytes"
+
+
+def test_the_job_takes_a_reveal_period(client: TestClient, actors: Actors, accounts: list[LocalAccount]) -> None:
+    """Each round's reveal period is part of the job: the form shows it with its default, the API takes it in
+    minutes and it reaches the contract; a period that is not a whole number of minutes from 1 to a year is
+    refused with a sentence, on the form too."""
+    form = client.get("/projects/new").text
+    assert 'name="reveal_period_minutes"' in form and "Reveal period" in form and "Commit period" in form
+    assert 'id="f-reveal_period_minutes" type="number" value="10"' in form
+
+    owner = accounts[1]
+    prepared = client.post(
+        "/api/tx/create-project", json={**job(actors, reveal_period_minutes="25"), "sender": owner.address}
+    )
+    assert prepared.status_code == 200, prepared.text
+    pid = client.get(f"/api/tx/{send_prepared(actors.chain, owner, prepared.json())}").json()["project_id"]
+    assert actors.owner.get_project(pid).reveal_period == 25 * 60
+    assert client.get(f"/api/projects/{pid}").json()["project"]["reveal_period"] == 25 * 60
+
+    words = "must be a whole number of minutes from 1 to 525,600 (a year)"
+    for bad in ("0", "-5", "1.5", "soon", "525601"):
+        refused = client.post("/api/tx/create-project", json=job(actors, reveal_period_minutes=bad))
+        assert refused.status_code == 422, bad
+        assert refused.json()["errors"] == {"reveal_period_minutes": words}, bad
+    form_data = job(actors, reveal_period_minutes="0", verifier=actors.deployment.address("TestRoundVerifier"))
+    page = client.post("/projects/new", data=form_data, headers={"HX-Request": "true"})
+    assert page.status_code == 422 and f"Reveal period {words}" in page.text
 
 
 def test_join_refused_below_min_reliability(client: TestClient, actors: Actors) -> None:
@@ -371,11 +466,14 @@ def test_abandon_after_the_aggregation_deadline(
         {"action": "abandon", "label": "Abandon", "allowed": False, "reason": state["actions"][0]["reason"]}
     ]
     assert state["actions"][0]["reason"].startswith("not allowed yet: possible from")
-    _, deadline = actors.owner.round_deadlines(pid)
+    deadline = actors.owner.round_deadlines(pid).aggregation
     assert state["aggregation_deadline"] == deadline
+    assert client.get(f"/api/projects/{pid}").json()["open_round"]["phase"] == "aggregation"
 
     actors.chain.increase_time(deadline - actors.chain.timestamp() + 1)
     assert actions_of(client, pid, anyone.address)["abandon"]["allowed"] is True
+    overdue = client.get(f"/api/projects/{pid}").json()["open_round"]
+    assert overdue["phase"] == "overdue" and "anyone may abandon" in overdue["summary"]
     tx = client.post("/api/tx/abandon", json={"project_id": pid, "sender": anyone.address}).json()
     assert tx["value"] == "0" and tx["summary"] == f"Abandon project {pid}"
     status = client.get(f"/api/tx/{send_prepared(actors.chain, anyone, tx)}").json()

@@ -25,7 +25,7 @@ from marketplace.web.main import create_app
 from marketplace.web.schemas import eth
 from marketplace.web.server import BackgroundServer, serve_in_background
 from marketplace.web.settings import WebSettings
-from tests.market_fixtures import Actors
+from tests.market_fixtures import Actors, cid_for, commitment_for, reveal_update
 from tests.web_fixtures import INITIAL_CID, finalize, ipfs, ipfs_node, web_settings  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,12 +163,24 @@ def test_post_job_join_and_verify_a_finished_round(
     page.click("#join-button")
     expect(page.locator("#join-done")).to_contain_text(f"Joined project {pid}")
     expect(page.locator("#trainer-command")).to_contain_text(f"marketplace trainer run {pid} --data")
+    expect(page.locator("#commit-reveal")).to_contain_text("commit, then reveal")
     shoot(page, "join-as-trainer")
     assert actors.owner.trainers(pid) == [trainer.address]
 
-    # ---- the second trainer joins (training starts), both submit, the aggregator finalizes
+    # ---- the second trainer joins (training starts): round 0 opens in its commit phase; both commit and
+    # reveal, the aggregator finalizes
     actors.trainers[1].join(pid)
-    actors.submit_all(pid, 0)
+    page.goto(f"{base}/projects/{pid}")
+    expect(page.locator("#round-phase")).to_have_text("commit")
+    expect(page.locator("#open-round-trainers tbody tr")).to_have_count(2)
+    expect(page.locator("#open-round-trainers .open-round-state").first).to_have_text("waiting to commit")
+    shoot(page, "round-commit-phase")
+    actors.submit_all(pid, 0, reveal=False)
+    page.reload()
+    expect(page.locator("#round-phase")).to_have_text("reveal")  # everyone committed: the reveal phase opened
+    expect(page.locator("#round-phase-summary")).to_contain_text("0 of 2 revealed")
+    for member in actors.trainers[:2]:
+        reveal_update(member, pid, 0, cid_for(pid, 0, member.address), commitment_for(pid, 0, member.address))
     finalize(actors, ipfs, pid, 0, [700_000, 300_000], [False, False], accuracy=0.83)
 
     # ---- the finished round: scores, charts, proof verified by the verifier contract
@@ -242,6 +254,7 @@ def test_post_job_join_and_verify_a_finished_round(
     assert {p.name for p in SCREENSHOTS.glob("*.png")} >= {
         "post-job-invalid.png", "post-job-confirmed.png", "join-as-trainer.png", "project-detail.png",
         "trainer-profile.png", "projects.png", "project-withdrawn.png", "owner-cancel-and-refund.png",
+        "round-commit-phase.png",
     }  # fmt: skip
 
 

@@ -7,23 +7,21 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
-from eth_abi import encode
-from eth_utils import function_abi_to_4byte_selector
-from eth_utils.abi import collapse_if_tuple
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hexbytes import HexBytes
 
-from marketplace.adapters.chain.market import Finalization, MarketClient
+from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.protocol.proof_document import ProofDocument
 from marketplace.web.filters import tojson_script
 from marketplace.web.indexer import Indexer
-from marketplace.web.lenient_abi import lenient_contract
 from marketplace.web.proof_docs import ProofDocUnavailable
-from tests.market_fixtures import ETH, Actors, commitment_for, test_verifier_proof
+from tests.market_fixtures import ETH, Actors, cid_for, commit, commitment_for, reveal_update
 from tests.web_fixtures import client, finalize, ipfs, ipfs_node, proof_document, web_app, web_settings  # noqa: F401
 
 
@@ -55,6 +53,42 @@ def test_sync_is_incremental_and_derives_status(actors: Actors, tmp_path: Path) 
     again = make_indexer(actors, tmp_path / "i.sqlite")
     assert again.last_block == actors.chain.block_number() and again.project(pid) is not None
     assert again.sync() == 0 and again.rebuilds == 0
+
+
+def test_commits_reveals_and_missed_reveals_are_indexed(actors: Actors, tmp_path: Path) -> None:
+    """Commit-reveal in the index: each commit with its seal and arrival (the round's order), each reveal with
+    the arrival of its commit, and, once the round is finalized, who committed and never revealed; an index
+    file of the schema before commit-reveal is rebuilt, not misread."""
+    index = make_indexer(actors, tmp_path / "i.sqlite")
+    pid = actors.training_project(3, rounds=1)
+    a, b, c = actors.trainers[:3]
+    for trainer in (c, a, b):
+        commit(trainer, pid, 0, cid_for(pid, 0, trainer.address), commitment_for(pid, 0, trainer.address))
+    index.sync()
+    commits = index.commits(pid, 0)
+    assert [(row["trainer"], row["arrival"]) for row in commits] == [(c.address, 1), (a.address, 2), (b.address, 3)]
+    seal = actors.owner.committed_seal(pid, 0, c.address)
+    assert commits[0]["seal"] == "0x" + seal.hex() and index.submissions(pid, 0) == []
+    for trainer in (a, c):  # b never reveals
+        reveal_update(trainer, pid, 0, cid_for(pid, 0, trainer.address), commitment_for(pid, 0, trainer.address))
+    actors.chain.increase_time(actors.owner.round_deadlines(pid).reveal - actors.chain.timestamp() + 1)
+    actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 0, 1]))
+    index.sync()
+    reveals = index.submissions(pid, 0)
+    assert [(row["trainer"], row["arrival"]) for row in reveals] == [(a.address, 2), (c.address, 1)]
+    assert reveals[0]["cid"] == cid_for(pid, 0, a.address)
+    assert index.reveals_missed(pid) == {0: {b.address}}
+    assert index.project(pid)["reveal_period"] == 600  # type: ignore[index]
+    index.close()
+
+    old = sqlite3.connect(tmp_path / "i.sqlite")
+    old.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")  # as written before commit-reveal
+    old.commit()
+    old.close()
+    again = make_indexer(actors, tmp_path / "i.sqlite")
+    assert again.projects() == [] and again.last_block == again.start_block - 1  # thrown away
+    again.sync()
+    assert again.reveals_missed(pid) == {0: {b.address}}
 
 
 def test_reverted_blocks_are_dropped(actors: Actors, tmp_path: Path) -> None:
@@ -145,44 +179,46 @@ def test_invalid_proof_documents_are_skipped(
     assert client.get(f"/api/projects/{pid}/rounds/0").json()["accuracy"] is None
 
 
-def send_raw_strings(client: MarketClient, function: str, args: list[Any], value: int = 0) -> None:
-    """Sends ``function(*args)`` to the market, signed by ``client``'s account, with every ``string`` argument
-    given as raw bytes (any bytes, as anyone can send them; web3 would only encode valid text)."""
-    abi = next(a for a in client.market.abi if a.get("type") == "function" and a["name"] == function)
-    types = [collapse_if_tuple(dict(i)).replace("string", "bytes") for i in abi["inputs"]]
-    chain, account = client.chain, client.chain.account
-    w3 = chain.w3
-    tx: dict[str, Any] = {
-        "from": account.address, "to": client.market.address, "value": value, "chainId": chain.chain_id,
-        "data": function_abi_to_4byte_selector(abi) + encode(types, args),
-        "nonce": w3.eth.get_transaction_count(account.address),
-    }  # fmt: skip
-    tx["gas"] = int(w3.eth.estimate_gas(tx) * 1.2)  # type: ignore[arg-type]
-    tx.update(chain.fees())
-    receipt = chain.wait(w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction))
-    assert receipt["status"] == 1
+class RewritingChain:
+    """The index's chain client, except that the logs it reads have ``old`` bytes replaced by ``new`` (of the
+    same length): what an index reads from a deployment whose contract took any bytes as a string (this market
+    refuses CIDs and model names that are not letters and digits, older deployments did not)."""
+
+    def __init__(self, chain: ChainClient, replacements: dict[bytes, bytes]) -> None:
+        assert all(len(old) == len(new) for old, new in replacements.items())
+        self._chain = chain
+        self._replacements = replacements
+
+    def get_logs_raw(self, params: Any) -> list[dict[str, Any]]:
+        out = []
+        for entry in self._chain.get_logs_raw(params):
+            data = bytes(entry["data"])
+            for old, new in self._replacements.items():
+                data = data.replace(old, new)
+            out.append({**entry, "data": HexBytes(data)})
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._chain, name)
 
 
-def test_strings_that_are_not_utf8_do_not_stop_the_index(actors: Actors, client: TestClient) -> None:
-    """A CID is any bytes of the right length to the contract. An owner whose initial model CID and a trainer
-    whose update CID are not UTF-8 made every sync raise (every page and API call failed, for every project);
-    now they are shown with U+FFFD and the rest of the chain is indexed as usual."""
-    config = actors.config(max_trainers=2)
-    bad_initial = [*config.as_abi_tuple()[:-2], b"mlp", b"bafy\xff\xfeinitial"]  # (model name, initial CID)
-    send_raw_strings(actors.owner, "createProject", [tuple(bad_initial)], value=config.escrow)
-    open_id = actors.owner.project_count()
-    actors.trainers[2].join(open_id, stake=config.stake)
+def test_strings_that_are_not_utf8_do_not_stop_the_index(actors: Actors, web_app: FastAPI, client: TestClient) -> None:
+    """A CID or model name in an event is any bytes to the ABI. An initial model CID and an update CID that are
+    not UTF-8 made every sync raise (every page and API call failed, for every project); now they are shown with
+    U+FFFD and the rest of the chain is indexed as usual. (This market refuses such strings, so the logs are
+    rewritten on their way to the index, as a deployment that took them would have emitted them.)"""
+    indexer: Indexer = web_app.state.services.context.indexer
+    indexer.chain = RewritingChain(indexer.chain, {b"QQQQ": b"\xff\xfe\xff\xfe", b"ZZZZ": b"\xc3(\xc3("})  # type: ignore[assignment]
+    open_id = actors.create(max_trainers=2, initial_model_cid="bafyQQQQinitial")
+    actors.trainers[2].join(open_id)
 
     pid = actors.training_project(2)
     trainer = actors.trainers[0]
-    send_raw_strings(trainer, "submitUpdate", [pid, 0, b"bafk\xc3(update", commitment_for(pid, 0, trainer.address)])
-    actors.submit_all(pid, 0, actors.trainers[1:2])
-    # (the aggregator's own client cannot read that submission either: it reads it leniently here)
-    lenient = MarketClient(actors.chain, lenient_contract(actors.admin.market), lenient_contract(actors.admin.registry))
-    proof = test_verifier_proof(lenient, pid, 0, [1, 1], [False, False])
-    actors.aggregator.finalize_round(
-        pid, 0, Finalization("bafkreimodel", "bafkreiproof", [1, 1], [False, False], proof)
-    )
+    bad_cid, commitment = "bafkZZZZupdate", commitment_for(pid, 0, trainer.address)
+    commit(trainer, pid, 0, bad_cid, commitment)
+    actors.submit_all(pid, 0, actors.trainers[1:2])  # everyone committed: the other one reveals
+    reveal_update(trainer, pid, 0, bad_cid, commitment)
+    actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1]))
     later = actors.create()  # everything after the bad events is indexed too
 
     projects = client.get("/api/projects")
@@ -190,12 +226,12 @@ def test_strings_that_are_not_utf8_do_not_stop_the_index(actors: Actors, client:
     assert [p["project_id"] for p in projects.json()] == [later, pid, open_id]
     opened = client.get(f"/api/projects/{open_id}")
     assert opened.status_code == 200, opened.text
-    assert opened.json()["project"]["initial_model_cid"] == "bafy\ufffd\ufffdinitial"
+    assert opened.json()["project"]["initial_model_cid"] == "bafy" + "\ufffd" * 4 + "initial"
     assert opened.json()["project"]["trainer_count"] == 1
     detail = client.get(f"/api/projects/{pid}")
     assert detail.status_code == 200, detail.text
     (round_,) = detail.json()["rounds"]
-    assert round_["trainers"][0]["update_cid"] == "bafk\ufffd(update" and round_["trainers"][0]["submitted"]
+    assert round_["trainers"][0]["update_cid"] == "bafk\ufffd(\ufffd(update" and round_["trainers"][0]["submitted"]
     for page in (f"/projects/{pid}", f"/projects/{open_id}", "/projects", f"/trainers/{trainer.address}"):
         assert client.get(page).status_code == 200, page
     actions = client.get(f"/api/projects/{open_id}/actions")  # reads the project live from the chain

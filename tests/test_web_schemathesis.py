@@ -49,7 +49,7 @@ from marketplace.web.main import create_app
 from marketplace.web.routes import api_router
 from marketplace.web.settings import WebSettings
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
-from tests.market_fixtures import ETH, Actors
+from tests.market_fixtures import ETH, Actors, cid_for, commit, commitment_for
 from tests.web_fixtures import INITIAL_CID, make_finished_project
 
 #: Examples per operation and generation mode (the whole file stays under a minute on 2 busy cores).
@@ -94,7 +94,8 @@ ODD_NUMBERS = ["nan", "inf", "-inf", "1e999", "-1", "1e-30", "9" * 80, "0x10", "
 #: Number fields of a job: text in the form, and strings (or integers) in the JSON API as well.
 JOB_NUMBERS = [
     "rounds", "min_trainers", "max_trainers", "budget_eth", "aggregator_fee_eth", "stake_eth", "join_period_minutes",
-    "submission_period_minutes", "aggregation_period_minutes", "min_reliability_pct", "slash_pct",
+    "submission_period_minutes", "reveal_period_minutes", "aggregation_period_minutes", "min_reliability_pct",
+    "slash_pct",
 ]  # fmt: skip
 
 #: What every API response must satisfy. Not ``positive_data_acceptance``: a schema-valid string is not
@@ -148,6 +149,8 @@ def world(
         finished = make_finished_project(actors, ipfs)
     open_id = actors.create(reward_budget=ETH // 10)
     training_id = actors.training_project(3)
+    first = actors.trainers[0]  # one commit in the open round: its page shows the commit phase, half done
+    commit(first, training_id, 0, cid_for(training_id, 0, first.address), commitment_for(training_id, 0, first.address))
     web_settings = WebSettings(
         rpc_url=anvil.url, deployment=deployment, db_path=Path(tmp_path_factory.mktemp("web")) / "index.sqlite",
         ipfs_api=ipfs_node.api_url, sync_interval=0,
@@ -166,7 +169,8 @@ def world(
         "model_name": ["mlp", "cnn"], "rounds": [2], "min_trainers": [2], "max_trainers": [3],
         "budget_eth": ["1.5", "0.000000000000000001"], "aggregator_fee_eth": ["0.1"], "stake_eth": ["0.05"],
         "aggregator": [actors.aggregator.address], "verifier": [deployment.address("TestRoundVerifier")],
-        "join_period_minutes": [60], "submission_period_minutes": [10], "aggregation_period_minutes": [10],
+        "join_period_minutes": [60], "submission_period_minutes": [10], "reveal_period_minutes": [10],
+        "aggregation_period_minutes": [10],
         "min_reliability_pct": ["0", "50"], "slash_pct": ["50"], "initial_model_cid": [INITIAL_CID],
     }  # fmt: skip
     yield World(web_settings, known, before)
@@ -299,8 +303,8 @@ def test_api_operation_survives_fuzzing(
 #: Form fields of "post a job" (``POST /projects/new``), as the browser sends them: strings.
 JOB_FIELDS = [
     "model_name", "rounds", "min_trainers", "max_trainers", "budget_eth", "aggregator_fee_eth", "stake_eth",
-    "aggregator", "verifier", "join_period_minutes", "submission_period_minutes", "aggregation_period_minutes",
-    "min_reliability_pct", "slash_pct", "initial_model_cid", "sender",
+    "aggregator", "verifier", "join_period_minutes", "submission_period_minutes", "reveal_period_minutes",
+    "aggregation_period_minutes", "min_reliability_pct", "slash_pct", "initial_model_cid", "sender",
 ]  # fmt: skip
 PAGE_CASES = [
     ("GET", "/projects"), ("GET", "/projects/new"), ("POST", "/projects/new"), ("GET", "/projects/{project_id}"),

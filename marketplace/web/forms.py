@@ -3,6 +3,10 @@
 Validation is two-layered: :class:`JobForm` parses what a person types (ETH amounts, percents,
 minutes, a CID), then :class:`~marketplace.adapters.chain.market.ProjectConfig` (the same model the CLI
 uses) checks the result against what the contract accepts.
+
+Each round has a commit phase (``submission_period_minutes``, labelled "Commit period": trainers commit
+sealed updates), a reveal phase (``reveal_period_minutes``: they reveal them) and an aggregation phase
+(``aggregation_period_minutes``); each is a whole number of minutes from 1 to :data:`MAX_PERIOD_MINUTES`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ from marketplace.adapters.chain.market import (
 from marketplace.adapters.ipfs.cid import parse_cid
 
 WEI = 10**18
+#: The longest period the form takes, in minutes (a year).
+MAX_PERIOD_MINUTES = 60 * 24 * 365
+#: The round's periods, in minutes on the form.
+PERIOD_FIELDS = (
+    "join_period_minutes",
+    "submission_period_minutes",
+    "reveal_period_minutes",
+    "aggregation_period_minutes",
+)
 
 #: Labels used in messages and on the form.
 LABELS: dict[str, str] = {
@@ -38,7 +51,8 @@ LABELS: dict[str, str] = {
     "aggregator": "Aggregator address",
     "verifier": "Verifier",
     "join_period_minutes": "Join period",
-    "submission_period_minutes": "Submission period",
+    "submission_period_minutes": "Commit period",
+    "reveal_period_minutes": "Reveal period",
     "aggregation_period_minutes": "Aggregation period",
     "min_reliability_pct": "Minimum reliability",
     "slash_pct": "Slash per flagged round",
@@ -54,6 +68,7 @@ DEFAULTS: dict[str, str] = {
     "stake_eth": "0.01",
     "join_period_minutes": "60",
     "submission_period_minutes": "10",
+    "reveal_period_minutes": "10",
     "aggregation_period_minutes": "10",
     "min_reliability_pct": "0",
     "slash_pct": "50",
@@ -89,9 +104,10 @@ class JobForm(BaseModel):
     stake_eth: Decimal = Field(default=Decimal(0), ge=0)
     aggregator: str
     verifier: str
-    join_period_minutes: int = Field(default=60, ge=1, le=60 * 24 * 365)
-    submission_period_minutes: int = Field(default=10, ge=1, le=60 * 24 * 365)
-    aggregation_period_minutes: int = Field(default=10, ge=1, le=60 * 24 * 365)
+    join_period_minutes: int = Field(default=60, ge=1, le=MAX_PERIOD_MINUTES)
+    submission_period_minutes: int = Field(default=10, ge=1, le=MAX_PERIOD_MINUTES, description="the commit phase")
+    reveal_period_minutes: int = Field(default=10, ge=1, le=MAX_PERIOD_MINUTES, description="the reveal phase")
+    aggregation_period_minutes: int = Field(default=10, ge=1, le=MAX_PERIOD_MINUTES)
     min_reliability_pct: Decimal = Field(default=Decimal(0), ge=0, le=100)
     slash_pct: Decimal = Field(default=Decimal(50), ge=0, le=100)
     initial_model_cid: str = Field(min_length=1, max_length=MAX_CID_LENGTH)
@@ -138,6 +154,7 @@ class JobForm(BaseModel):
                 slash_bps=int(self.slash_pct * 100),
                 join_period=self.join_period_minutes * 60,
                 submission_period=self.submission_period_minutes * 60,
+                reveal_period=self.reveal_period_minutes * 60,
                 aggregation_period=self.aggregation_period_minutes * 60,
                 model_name=self.model_name,
                 initial_model_cid=self.initial_model_cid,
@@ -155,6 +172,7 @@ _CONFIG_FIELD = {
     "slash_bps": "slash_pct",
     "join_period": "join_period_minutes",
     "submission_period": "submission_period_minutes",
+    "reveal_period": "reveal_period_minutes",
     "aggregation_period": "aggregation_period_minutes",
 }
 
@@ -194,7 +212,9 @@ def parse_job(data: Mapping[str, Any], models: list[str], verifiers: list[str]) 
         for error in exc.errors():
             field = str(error["loc"][0]) if error.get("loc") else ""
             message = _message(error)
-            if isinstance(error.get("input"), str) and error.get("type", "").startswith(("decimal", "int")):
+            if field in PERIOD_FIELDS and error.get("type") != "missing":
+                message = f"must be a whole number of minutes from 1 to {MAX_PERIOD_MINUTES:,} (a year)"
+            elif isinstance(error.get("input"), str) and error.get("type", "").startswith(("decimal", "int")):
                 try:
                     Decimal(error["input"])
                 except InvalidOperation:

@@ -28,6 +28,11 @@ document can stop the index.
 
 ``SubmissionRejected`` events are kept per round (:meth:`Indexer.rejections`): the trainers whose update
 the aggregator declared unavailable or not matching its commitment.
+
+Commit-reveal: each round a trainer first commits a seal (``UpdateCommitted``: the seal and its arrival
+position, which is the round's order; the trainer's opaque note is not kept), then reveals its CID and
+commitment (``UpdateSubmitted``, in the ``submissions`` table with the same arrival). A trainer that committed
+and did not reveal is named by ``RevealMissed`` when the round is finalized (:meth:`Indexer.reveals_missed`).
 """
 
 from __future__ import annotations
@@ -52,8 +57,9 @@ from marketplace.adapters.chain.client import ChainClient
 from marketplace.web.lenient_abi import lenient_contract
 from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 
-#: 2: ``rejections`` (``SubmissionRejected``); an index of an older version is rebuilt.
-SCHEMA_VERSION = 2
+#: 2: ``rejections`` (``SubmissionRejected``); 3: commit-reveal (``commits``, ``reveals_missed``, the
+#: arrival of a submission, the reveal period of a project). An index of an older version is rebuilt.
+SCHEMA_VERSION = 3
 KEPT_HEADS = 32
 #: Blocks per eth_getLogs request (public RPCs cap the range).
 LOG_CHUNK = 5_000
@@ -70,7 +76,7 @@ CREATE TABLE projects (
     reward_budget TEXT, aggregator_fee TEXT, model_name TEXT, initial_model_cid TEXT,
     stake TEXT, rounds INTEGER, min_trainers INTEGER, max_trainers INTEGER,
     min_reliability_bps INTEGER, slash_bps INTEGER, join_deadline INTEGER,
-    submission_period INTEGER, aggregation_period INTEGER,
+    submission_period INTEGER, reveal_period INTEGER, aggregation_period INTEGER,
     block INTEGER, log_index INTEGER, tx_hash TEXT
 );
 CREATE TABLE lifecycle (
@@ -80,9 +86,16 @@ CREATE TABLE trainers (
     project_id INTEGER, trainer TEXT, idx INTEGER, stake TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT,
     PRIMARY KEY (project_id, trainer)
 );
-CREATE TABLE submissions (
-    project_id INTEGER, round INTEGER, trainer TEXT, cid TEXT, commitment TEXT,
+CREATE TABLE commits (
+    project_id INTEGER, round INTEGER, trainer TEXT, seal TEXT, arrival INTEGER,
     block INTEGER, log_index INTEGER, tx_hash TEXT
+);
+CREATE TABLE submissions (
+    project_id INTEGER, round INTEGER, trainer TEXT, cid TEXT, commitment TEXT, arrival INTEGER,
+    block INTEGER, log_index INTEGER, tx_hash TEXT
+);
+CREATE TABLE reveals_missed (
+    project_id INTEGER, round INTEGER, trainer TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
 );
 CREATE TABLE rounds (
     project_id INTEGER, round INTEGER, model_cid TEXT, proof_cid TEXT, scores TEXT, flags TEXT, rewards TEXT,
@@ -103,13 +116,14 @@ CREATE TABLE reliability (
     block INTEGER, log_index INTEGER, tx_hash TEXT
 );
 CREATE TABLE verifiers (verifier TEXT PRIMARY KEY, approved INTEGER, block INTEGER, log_index INTEGER);
+CREATE INDEX commits_by_round ON commits (project_id, round);
 CREATE INDEX submissions_by_round ON submissions (project_id, round);
 CREATE INDEX reliability_by_trainer ON reliability (trainer);
 CREATE INDEX trainers_by_address ON trainers (trainer);
 """
 _EVENT_TABLES = (
-    "projects", "lifecycle", "trainers", "submissions", "rounds", "rejections", "slashes", "withdrawals", "reliability",
-    "verifiers",
+    "projects", "lifecycle", "trainers", "commits", "submissions", "reveals_missed", "rounds", "rejections", "slashes",
+    "withdrawals", "reliability", "verifiers",
 )  # fmt: skip
 
 #: The status a lifecycle event puts a project in.
@@ -329,16 +343,23 @@ class Indexer:
 
     def _on_ProjectCreated(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
         pid = int(a["projectId"])
-        v = self.chain.call(self.market.functions.getProject(pid))
+        v = self._project_view(pid)
         self._db.execute(
-            "INSERT OR REPLACE INTO projects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO projects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 pid, a["owner"], a["aggregator"], a["verifier"], str(a["rewardBudget"]), str(a["aggregatorFee"]),
-                a["modelName"], a["initialModelCid"], str(v[6]), int(v[7]), int(v[9]), int(v[10]), int(v[12]),
-                int(v[13]), int(v[14]), int(v[16]), int(v[17]), *where,
+                a["modelName"], a["initialModelCid"], str(v["stake"]), int(v["rounds"]), int(v["minTrainers"]),
+                int(v["maxTrainers"]), int(v["minReliabilityBps"]), int(v["slashBps"]), int(v["joinDeadline"]),
+                int(v["submissionPeriod"]), int(v["revealPeriod"]), int(v["aggregationPeriod"]), *where,
             ),
         )  # fmt: skip
         self._lifecycle(pid, "created", None, where)
+
+    def _project_view(self, pid: int) -> dict[str, Any]:
+        """``getProject(pid)`` by field name (a tuple by position drifts whenever the struct grows)."""
+        (output,) = next(f for f in self.market.abi if f.get("name") == "getProject")["outputs"]
+        values = self.chain.call(self.market.functions.getProject(pid))
+        return dict(zip((c["name"] for c in output["components"]), values, strict=True))
 
     def _on_TrainerJoined(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
         pid = int(a["projectId"])
@@ -362,10 +383,28 @@ class Indexer:
         data = {"round": int(a["round"]), "submitters": int(a["submitters"]), "reward_each": str(a["rewardEach"])}
         self._lifecycle(int(a["projectId"]), "abandoned", data, where)
 
+    def _on_UpdateCommitted(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._db.execute(
+            "INSERT INTO commits VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(a["projectId"]), int(a["round"]), a["trainer"], "0x" + bytes(a["seal"]).hex(), int(a["arrival"]),
+                *where,
+            ),
+        )  # fmt: skip
+
     def _on_UpdateSubmitted(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
         self._db.execute(
-            "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (int(a["projectId"]), int(a["round"]), a["trainer"], a["cid"], "0x" + bytes(a["commitment"]).hex(), *where),
+            "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(a["projectId"]), int(a["round"]), a["trainer"], a["cid"], "0x" + bytes(a["commitment"]).hex(),
+                int(a["arrival"]), *where,
+            ),
+        )  # fmt: skip
+
+    def _on_RevealMissed(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._db.execute(
+            "INSERT INTO reveals_missed VALUES (?, ?, ?, ?, ?, ?)",
+            (int(a["projectId"]), int(a["round"]), a["trainer"], *where),
         )
 
     def _on_RoundFinalized(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
@@ -476,8 +515,16 @@ class Indexer:
         """Members in the contract's trainer order."""
         return self._rows("SELECT * FROM trainers WHERE project_id = ? ORDER BY idx", (project_id,))
 
+    def commits(self, project_id: int, round_: int | None = None) -> list[dict[str, Any]]:
+        """``UpdateCommitted`` of a project (one round, or all), in chain order (within a round: arrival order)."""
+        return self._of_rounds("commits", project_id, round_)
+
     def submissions(self, project_id: int, round_: int | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM submissions WHERE project_id = ?"
+        """``UpdateSubmitted`` (the reveals) of a project (one round, or all), in chain order."""
+        return self._of_rounds("submissions", project_id, round_)
+
+    def _of_rounds(self, table: str, project_id: int, round_: int | None) -> list[dict[str, Any]]:
+        sql = f"SELECT * FROM {table} WHERE project_id = ?"
         params: list[Any] = [project_id]
         if round_ is not None:
             sql += " AND round = ?"
@@ -496,6 +543,13 @@ class Indexer:
         """Round -> the trainers whose update of that round the aggregator rejected (``SubmissionRejected``)."""
         out: dict[int, set[str]] = {}
         for row in self._rows("SELECT round, trainer FROM rejections WHERE project_id = ?", (project_id,)):
+            out.setdefault(row["round"], set()).add(row["trainer"])
+        return out
+
+    def reveals_missed(self, project_id: int) -> dict[int, set[str]]:
+        """Round -> the trainers that committed in that round and did not reveal (``RevealMissed``)."""
+        out: dict[int, set[str]] = {}
+        for row in self._rows("SELECT round, trainer FROM reveals_missed WHERE project_id = ?", (project_id,)):
             out.setdefault(row["round"], set()).add(row["trainer"])
         return out
 

@@ -57,8 +57,9 @@ class ProjectSummary(BaseModel):
     min_reliability_bps: int
     slash_bps: int
     join_deadline: int
-    submission_period: int
-    aggregation_period: int
+    submission_period: int = Field(description="seconds per round for commits (the commit phase)")
+    reveal_period: int = Field(description="seconds after the commit phase closes for reveals")
+    aggregation_period: int = Field(description="seconds after the reveal deadline to finalize")
     initial_model_cid: str
     latest_model_cid: str
     created_block: int
@@ -66,16 +67,21 @@ class ProjectSummary(BaseModel):
 
 
 class TrainerEntry(BaseModel):
-    """One trainer's part in one round."""
+    """One trainer's part in one finalized round (commit, reveal, outcome)."""
 
     index: int
     trainer: str
-    submitted: bool
+    committed: bool = Field(description="committed a sealed submission in the round's commit phase")
+    arrival: int | None = Field(description="position of its commit in the round (from 1): the round's order")
+    submitted: bool = Field(description="revealed its committed update (UpdateSubmitted): it was scored")
+    reveal_missed: bool = Field(
+        description="committed and did not reveal in time (RevealMissed): treated as flagged and slashed"
+    )
     update_cid: str | None
     commitment: str | None
     score: str
     share: float = Field(description="score / sum of unflagged scores (0 when flagged)")
-    flagged: bool
+    flagged: bool = Field(description="flagged by the rule, rejected, or a missed reveal: no reward, stake slashed")
     rejected: bool = Field(
         description="the aggregator rejected the submitted update (unavailable, malformed or not matching its "
         "commitment: its word, see SubmissionRejected); a rejected trainer is also flagged"
@@ -83,6 +89,38 @@ class TrainerEntry(BaseModel):
     reward: str
     reward_eth: str
     slashed: str
+
+
+class OpenRoundTrainer(BaseModel):
+    """One trainer in the round open now."""
+
+    index: int
+    trainer: str
+    committed: bool
+    arrival: int | None = Field(description="position of its commit (from 1), if it committed")
+    revealed: bool
+    state: str = Field(description="in words: waiting to commit, committed (waiting to reveal), revealed, ...")
+
+
+class OpenRound(BaseModel):
+    """The round open now (training projects): its commit-reveal phase, deadlines and who did what so far.
+
+    ``phase`` is ``commit`` (sealed commits until ``commit_deadline`` or until every trainer committed),
+    ``reveal`` (from ``reveal_opens`` until ``reveal_deadline``), ``aggregation`` (every committed trainer
+    revealed, or the reveal deadline passed: the aggregator may finalize until ``aggregation_deadline``) or
+    ``overdue`` (anyone may abandon). Times are unix seconds of the chain's clock."""
+
+    round: int
+    phase: Literal["commit", "reveal", "aggregation", "overdue"]
+    summary: str = Field(description="the phase in words")
+    now: int = Field(description="the chain's time (latest block) the phase is computed for")
+    commit_deadline: int
+    reveal_opens: int
+    reveal_deadline: int
+    aggregation_deadline: int
+    commits: int
+    reveals: int
+    trainers: list[OpenRoundTrainer]
 
 
 class RoundView(BaseModel):
@@ -125,7 +163,11 @@ class ProjectDetail(BaseModel):
     escrowed: str
     escrowed_eth: str
     settled: bool = Field(description="finished or cancelled: withdrawals are open")
-    pending_submissions: int = Field(description="submissions in the round open now")
+    pending_submissions: int = Field(description="reveals in the round open now")
+    pending_commits: int = Field(default=0, description="commits in the round open now")
+    open_round: OpenRound | None = Field(
+        default=None, description="training projects: the open round's phase, deadlines, commits and reveals"
+    )
 
 
 class VerifyResult(BaseModel):
@@ -283,7 +325,8 @@ class CreateProjectRequest(StrictBody):
     aggregator: str
     verifier: str | None = Field(default=None, description="default: the first approved verifier")
     join_period_minutes: int | str = 60
-    submission_period_minutes: int | str = 10
+    submission_period_minutes: int | str = Field(default=10, description="minutes per round for commits")
+    reveal_period_minutes: int | str = Field(default=10, description="minutes per round for reveals")
     aggregation_period_minutes: int | str = 10
     min_reliability_pct: str = "0"
     slash_pct: str = "50"

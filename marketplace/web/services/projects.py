@@ -1,5 +1,7 @@
 """Read model of projects: the list (filtered, sorted), one project, and its detail (trainers, rounds
-with scores, flags, rejections, rewards and slashes, and everyone's payout), all from the event index.
+with each trainer's commit, reveal (or missed reveal), score, flag, rejection, reward and slash, and
+everyone's payout), all from the event index; plus, for a training project, the open round's
+commit-reveal phase and deadlines (live from the chain: :mod:`~marketplace.web.services.round_phase`).
 
 Payouts mirror the contract's ``_owed``: what each account is entitled to once the project is
 settled, and what it withdrew so far.
@@ -12,9 +14,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from marketplace.web.filters import when
 from marketplace.web.schemas import (
     WEI_PER_ETH,
     Member,
+    OpenRound,
+    OpenRoundTrainer,
     Payout,
     ProjectDetail,
     ProjectSummary,
@@ -24,6 +29,7 @@ from marketplace.web.schemas import (
 )
 from marketplace.web.services.context import MarketContext
 from marketplace.web.services.errors import NotFound
+from marketplace.web.services.round_phase import describe, round_phase
 
 #: Sort orders of the project list: name -> (key, descending).
 SORT_KEYS: dict[str, tuple[Callable[[ProjectSummary], Any], bool]] = {
@@ -126,7 +132,11 @@ class ProjectService:
         for s in slashes:
             slashed_by[(s["round"], s["trainer"])] += int(s["amount"])
         rejections = self.indexer.rejections(project_id)
-        round_views = [self._round_view(r, members, slashed_by, rejections.get(r["round"], set())) for r in rounds]
+        missed = self.indexer.reveals_missed(project_id)
+        round_views = [
+            self._round_view(r, members, slashed_by, rejections.get(r["round"], set()), missed.get(r["round"], set()))
+            for r in rounds
+        ]
 
         earned: dict[str, int] = defaultdict(int)
         flagged: dict[str, int] = defaultdict(int)
@@ -152,7 +162,9 @@ class ProjectService:
         ]  # fmt: skip
         escrowed = int(project.reward_budget) + int(project.aggregator_fee) + sum(int(m.stake) for m in trainers)
         current = project.rounds_done
-        pending = len(self.indexer.submissions(project_id, current)) if project.status == "training" else 0
+        training = project.status == "training"
+        pending = len(self.indexer.submissions(project_id, current)) if training else 0
+        commits = len(self.indexer.commits(project_id, current)) if training else 0
         return ProjectDetail(
             project=project,
             trainers=trainers,
@@ -162,10 +174,12 @@ class ProjectService:
             escrowed_eth=eth(escrowed),
             settled=project.status in ("finished", "cancelled"),
             pending_submissions=pending,
+            pending_commits=commits,
         )
 
     def project_detail(self, project_id: int) -> ProjectDetail:
-        """:meth:`detail` with what each account withdrew so far (``Withdrawn`` events)."""
+        """:meth:`detail` with what each account withdrew so far (``Withdrawn`` events) and, for a training
+        project, the open round (:meth:`open_round`)."""
         detail = self.detail(project_id)
         withdrawn: dict[str, int] = defaultdict(int)
         for w in self.indexer.withdrawals(project_id):
@@ -173,7 +187,42 @@ class ProjectService:
         for p in detail.payouts:
             p.withdrawn = str(withdrawn[p.account])
             p.withdrawn_eth = eth(withdrawn[p.account])
+        if detail.project.status == "training":
+            detail.open_round = self.open_round(detail)
         return detail
+
+    def open_round(self, detail: ProjectDetail) -> OpenRound:
+        """The open round of a training project: its phase at the chain's time and the deadlines (live calls:
+        ``roundDeadlines`` and the latest block), who committed (in arrival order) and who revealed (index)."""
+        project = detail.project
+        pid, round_ = project.project_id, project.rounds_done
+        market = self.context.market
+        deadlines = market.round_deadlines(pid)
+        now = market.chain.timestamp()
+        commits = {c["trainer"]: int(c["arrival"]) for c in self.indexer.commits(pid, round_)}
+        revealed = {s["trainer"] for s in self.indexer.submissions(pid, round_)}
+        phase = round_phase(now, deadlines, len(detail.trainers), len(commits), len(revealed))
+        trainers = []
+        for m in detail.trainers:
+            arrival = commits.get(m.trainer)
+            if m.trainer in revealed:
+                state = f"revealed (commit #{arrival})"
+            elif arrival is not None:
+                late = phase.name in ("aggregation", "overdue")
+                state = f"committed #{arrival}, " + ("did not reveal in time" if late else "waiting to reveal")
+            else:
+                state = "waiting to commit" if phase.name == "commit" else "did not commit (missed this round)"
+            trainers.append(
+                OpenRoundTrainer(
+                    index=m.index, trainer=m.trainer, committed=arrival is not None, arrival=arrival,
+                    revealed=m.trainer in revealed, state=state,
+                )
+            )  # fmt: skip
+        return OpenRound(
+            round=round_, phase=phase.name, summary=describe(phase, when), now=now, commit_deadline=deadlines.commit,
+            reveal_opens=deadlines.reveal_opens, reveal_deadline=deadlines.reveal,
+            aggregation_deadline=deadlines.aggregation, commits=len(commits), reveals=len(revealed), trainers=trainers,
+        )  # fmt: skip
 
     def _round_view(
         self,
@@ -181,8 +230,10 @@ class ProjectService:
         members: list[dict[str, Any]],
         slashed_by: dict[tuple[int, str], int],
         rejected: set[str],
+        reveal_missed: set[str],
     ) -> RoundView:
         subs = {s["trainer"]: s for s in self.indexer.submissions(row["project_id"], row["round"])}
+        arrivals = {c["trainer"]: int(c["arrival"]) for c in self.indexer.commits(row["project_id"], row["round"])}
         scores, flags, rewards = row["scores"], row["flags"], row["rewards"]
         total = sum(s for s, f in zip(scores, flags, strict=False) if not f)
         entries = []
@@ -191,12 +242,17 @@ class ProjectService:
             if i >= len(scores):
                 continue
             sub = subs.get(m["trainer"])
+            # A trainer that committed and did not reveal is an empty slot to the proof (flag false) but
+            # treated as flagged by the market: slashed, recorded flagged in the registry.
+            flagged = flags[i] or m["trainer"] in reveal_missed
             entries.append(
                 TrainerEntry(
-                    index=i, trainer=m["trainer"], submitted=sub is not None,
-                    update_cid=sub["cid"] if sub else None, commitment=sub["commitment"] if sub else None,
-                    score=str(scores[i]), share=0.0 if flags[i] or total == 0 else scores[i] / total,
-                    flagged=flags[i], rejected=m["trainer"] in rejected, reward=str(rewards[i]),
+                    index=i, trainer=m["trainer"], committed=m["trainer"] in arrivals,
+                    arrival=arrivals.get(m["trainer"]), submitted=sub is not None,
+                    reveal_missed=m["trainer"] in reveal_missed, update_cid=sub["cid"] if sub else None,
+                    commitment=sub["commitment"] if sub else None,
+                    score=str(scores[i]), share=0.0 if flagged or total == 0 else scores[i] / total,
+                    flagged=flagged, rejected=m["trainer"] in rejected, reward=str(rewards[i]),
                     reward_eth=eth(rewards[i]),
                     slashed=str(slashed_by.get((row["round"], m["trainer"]), 0)),
                 )

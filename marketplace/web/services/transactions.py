@@ -141,7 +141,7 @@ class TransactionService:
         status = self._status(project_id)
         who = account_address(account) if account else None
         withdrawable = self.market.withdrawable(project_id, who) if who else 0
-        deadline = self.market.round_deadlines(project_id)[1] if status == "training" else None
+        deadline = self.market.round_deadlines(project_id).aggregation if status == "training" else None
         states = []
         for action, spec in ACTIONS.items():
             if status not in spec.statuses:
