@@ -42,8 +42,30 @@ def test_owner_flow_through_the_cli(cli: CliRunner) -> None:
     assert "open" in out and "2.5 ETH" in out and "0/4" in out
     out = run(cli, "project", "show", "1")
     assert "project 1" in out and CID in out
+    assert "each round: commit 10 min, reveal 10 min, aggregation 10 min" in out and "commit phase" not in out
     out = run(cli, "project", "show", "7", code=1)
     assert "UnknownProject(projectId=7)" in out
+
+
+def test_a_round_has_a_commit_and_a_reveal_period_and_show_says_which_is_open(cli: CliRunner) -> None:
+    """``project create --reveal-period`` sets how long trainers have to reveal what they committed; ``project
+    show`` prints the round's periods and, while training, the open round's phase with its deadlines."""
+    run(cli, "deploy")
+    help_text = run(cli, "project", "create", "--help")
+    assert "--reveal-period" in help_text and "reveal" in help_text and "commit" in help_text
+    out = run(
+        cli, "project", "create", "--initial-cid", CID, "--min-trainers", "1", "--max-trainers", "1",
+        "--submission-period", "1200", "--reveal-period", "5400", "--aggregation-period", "7200",
+    )  # fmt: skip
+    assert "project 1 created" in out
+    out = run(cli, "project", "show", "1")
+    assert "each round: commit 20 min, reveal 90 min, aggregation 2 h" in out
+    run(cli, "trainer", "join", "1", "--dev-account", "3")  # the project is full: training starts
+    out = " ".join(run(cli, "project", "show", "1").split())  # (rich wraps lines at 80 columns)
+    assert "round 0: Commit phase: trainers commit sealed updates until" in out
+    assert "(0/1 committed)" in out and "(0/0 revealed)" in out and "aggregation until" in out
+    out = run(cli, "project", "create", "--initial-cid", CID, "--reveal-period", "0", code=2)
+    assert "--reveal-period" in out
 
 
 def test_bad_input_gets_clear_messages(cli: CliRunner) -> None:

@@ -85,7 +85,11 @@ def test_trainers_and_aggregator_processes_complete_a_job(env: dict[str, str], t
     outputs = [p.communicate(timeout=240)[0] for p in [aggregator, *trainers]]
     assert [p.returncode for p in [aggregator, *trainers]] == [0, 0, 0, 0], outputs
     assert "round 0 finalized" in outputs[0] and "round 1 finalized" in outputs[0]
-    assert all("round 1: submitted" in o and "project ended" in o for o in outputs[1:])
+    for o in outputs[1:]:  # each trainer commits, then reveals, each round (the gas and time of each step)
+        for round_ in (0, 1):
+            assert f"round {round_}: committed the seal of " in o and f"round {round_}: revealed " in o, o
+        assert o.index("round 1: committed") < o.index("round 1: revealed") < o.index("project ended"), o
+        assert "commit + reveal gas" in o and "seal " in o, o
     out = cli("project", "show", "1")
     assert "finished" in out
     out = cli("audit", "1", "1")

@@ -41,7 +41,7 @@ def audit_cmd(
         table.add_column(col)
     for i, t in enumerate(report.trainers):
         update = (
-            "not submitted" if not t.submitted else (f"[red]{t.problem}[/red]" if t.problem else "matches commitment")
+            "not revealed" if not t.submitted else (f"[red]{t.problem}[/red]" if t.problem else "matches commitment")
         )
         if t.recorded_rejected:
             update += "; rejected by the aggregator"

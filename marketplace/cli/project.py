@@ -1,4 +1,9 @@
-"""``marketplace project ...``: the owner's side of the command line (create, inspect, settle projects)."""
+"""``marketplace project ...``: the owner's side of the command line (create, inspect, settle projects).
+
+Each round has a commit phase (``--submission-period``: trainers commit sealed updates), a reveal phase
+(``--reveal-period``: they reveal them) and an aggregation phase (``--aggregation-period``); ``project show``
+prints the open round's phase and deadlines (:mod:`marketplace.web.services.round_phase`).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ from rich.table import Table
 
 from marketplace.adapters.chain.config import read_deployment
 from marketplace.adapters.chain.errors import ChainError
-from marketplace.adapters.chain.market import Project, ProjectConfig
+from marketplace.adapters.chain.market import MarketClient, Project, ProjectConfig, ProjectStatus
 from marketplace.cli.common import NETWORK, connect_market, console, fail, fmt_eth, to_wei
+from marketplace.web.services.round_phase import describe, round_phase
 
 project_app = typer.Typer(help="Create, inspect and settle training projects.", no_args_is_help=True)
 
@@ -29,13 +35,27 @@ def project_create_cmd(
     min_reliability: int = typer.Option(0, min=0, max=10_000, help="Reliability (bps) needed to join."),
     slash: int = typer.Option(5_000, min=0, max=10_000, help="Share of stake (bps) lost per flagged round."),
     join_period: int = typer.Option(3600, min=1, help="Seconds during which trainers may join."),
-    submission_period: int = typer.Option(600, min=1, help="Seconds per round for submissions."),
-    aggregation_period: int = typer.Option(600, min=1, help="Seconds after submissions to finalize."),
+    submission_period: int = typer.Option(
+        600,
+        min=1,
+        help="Seconds per round in which trainers commit sealed updates (the commit phase; it ends "
+        "early once every trainer committed).",
+    ),
+    reveal_period: int = typer.Option(
+        600,
+        min=1,
+        help="Seconds after the commit phase in which trainers reveal their updates; a trainer that "
+        "committed and does not reveal is slashed as flagged.",
+    ),
+    aggregation_period: int = typer.Option(600, min=1, help="Seconds after the reveal deadline to finalize."),
     aggregator: str | None = typer.Option(None, help="Aggregator address (default: you)."),
     verifier: str | None = typer.Option(None, help="Approved verifier (default on local: the test verifier)."),
     network: str = NETWORK,
 ) -> None:
-    """Post a training job, escrowing budget + fee."""
+    """Post a training job, escrowing budget + fee.
+
+    Each round: trainers commit sealed updates (--submission-period), then reveal them (--reveal-period),
+    then the aggregator finalizes (--aggregation-period)."""
     market = connect_market(network)
     if verifier is None:
         deployment = read_deployment(network)
@@ -56,6 +76,7 @@ def project_create_cmd(
             slash_bps=slash,
             join_period=join_period,
             submission_period=submission_period,
+            reveal_period=reveal_period,
             aggregation_period=aggregation_period,
             model_name=model,
             initial_model_cid=initial_cid,
@@ -72,6 +93,34 @@ def project_create_cmd(
 def _when(ts: int) -> str:
     """A unix timestamp as UTC date and time; ``-`` for 0 (not set)."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "-"
+
+
+def _duration(seconds: int) -> str:
+    """``600`` -> ``10 min``; ``5400`` -> ``90 min``; ``7200`` -> ``2 h``; ``45`` -> ``45 s``."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
+def _round_lines(market: MarketClient, p: Project) -> str:
+    """The periods of a round, and for a training project the open round's phase and deadlines."""
+    lines = (
+        f"  each round: commit {_duration(p.submission_period)}, reveal {_duration(p.reveal_period)}, "
+        f"aggregation {_duration(p.aggregation_period)}"
+    )
+    if p.status is not ProjectStatus.TRAINING:
+        return lines
+    d = market.round_deadlines(p.project_id)
+    phase = round_phase(market.chain.timestamp(), d, p.trainer_count, p.commits, p.submissions)
+    return "\n".join(
+        [
+            lines,
+            f"  round {p.current_round}: {describe(phase, _when)}",
+            f"    commit until {_when(d.commit)} ({p.commits}/{p.trainer_count} committed)",
+            f"    reveal from {_when(d.reveal_opens)} until {_when(d.reveal)} ({p.submissions}/{p.commits} revealed)",
+            f"    aggregation until {_when(d.aggregation)}",
+        ]
+    )
 
 
 def _project_row(p: Project) -> list[str]:
@@ -101,7 +150,8 @@ def project_list_cmd(network: str = NETWORK) -> None:
 
 @project_app.command("show")
 def project_show_cmd(project_id: int, network: str = NETWORK) -> None:
-    """A project's parameters, trainers, rounds and what everyone can withdraw."""
+    """A project's parameters, the open round's phase (commit, reveal, aggregation) and deadlines, its
+    trainers, finalized rounds and what everyone can withdraw."""
     market = connect_market(network, read_only=True)
     try:
         p = market.get_project(project_id)
@@ -111,7 +161,7 @@ def project_show_cmd(project_id: int, network: str = NETWORK) -> None:
         f"[bold]project {p.project_id}[/bold] ({p.status.label}): model {p.model_name}, "
         f"round {p.rounds_done}/{p.rounds}, budget {fmt_eth(p.reward_budget)}, fee {fmt_eth(p.aggregator_fee)}, "
         f"stake {fmt_eth(p.stake)}\n  owner {p.owner}\n  aggregator {p.aggregator}\n  verifier {p.verifier}\n"
-        f"  latest model {p.latest_model_cid}\n  join deadline {_when(p.join_deadline)}"
+        f"  latest model {p.latest_model_cid}\n  join deadline {_when(p.join_deadline)}\n{_round_lines(market, p)}"
     )
     trainers = Table(title="Trainers")
     for col in ["#", "address", "reliability", "earned", "stake left", "withdrawable"]:

@@ -1,5 +1,10 @@
 """``marketplace trainer join|run``: take part in projects as a trainer.
 
+``trainer run`` does each round in two steps (commit-reveal): it trains, pins its update and commits a seal
+of it while the commit phase is open, then reveals the update's CID and commitment once the commit phase
+has closed; it prints both, with their gas and timings. Restarted between the two, it finds what it
+committed in its own note on chain and reveals.
+
 ``trainer run`` imports the trainer node (torch) and the demo's simulated cheaters (the hidden
 ``--attack`` option) inside the command, so that ``marketplace --help`` stays fast; everything else
 is imported at the top.
@@ -76,11 +81,14 @@ def trainer_run_cmd(
     ipfs_api: str | None = IPFS_API,
     poll: float = POLL,
 ) -> None:
-    """Each round: fetch the global model, train on your data, pin the update, submit.
+    """Each round: fetch the global model, train on your data, pin the update and commit a seal of it (the
+    commit phase); once every trainer committed or the commit period ended, reveal the update (the reveal
+    phase). A trainer that commits and does not reveal in time is slashed as flagged: keep this running, or
+    restart it (it finds its commit on chain and reveals).
 
     Stops when the project ends."""
     from marketplace.demo.adversaries import update_source
-    from marketplace.roles.trainer import StepOutcome, Submitted, TrainerNode, TrainingSettings
+    from marketplace.roles.trainer import Committed, StepOutcome, Submitted, TrainerNode, TrainingSettings
 
     market = connect_market(network, signing_account(network, keystore, dev_account))
     try:
@@ -93,6 +101,7 @@ def trainer_run_cmd(
 
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
     last: object = None
+    commits: dict[int, Committed] = {}  # this run's commits by round (their gas and timings)
     while True:
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("local training", total=None)
@@ -106,11 +115,22 @@ def trainer_run_cmd(
                 console.print(f"[yellow]retrying after error:[/yellow] {exc}")
                 time.sleep(poll)
                 continue
-        if isinstance(outcome, Submitted):
-            took = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in outcome.timings.items())
+        if isinstance(outcome, Committed):
+            commits[outcome.round] = outcome
+            took = ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in outcome.timings.items())
             console.print(
-                f"round {outcome.round}: submitted {outcome.cid} (update norm {outcome.update_norm:.3f}; {took}; "
-                f"gas {outcome.gas_used:,})"
+                f"round {outcome.round}: committed the seal of {outcome.cid} (update norm {outcome.update_norm:.3f}; "
+                f"{took}; gas {outcome.gas_used:,}); the reveal follows when the commit phase closes"
+            )
+        elif isinstance(outcome, Submitted):
+            committed = commits.pop(outcome.round, None)
+            if committed is not None:
+                reveal_gas, note = outcome.gas_used - committed.gas_used, f"commit + reveal gas {outcome.gas_used:,}"
+            else:  # committed before a restart: this run read its commit's note
+                reveal_gas, note = outcome.gas_used, "its commit was found in its note on chain"
+            console.print(
+                f"round {outcome.round}: revealed {outcome.cid} (reveal {outcome.timings.get('submit', 0.0):.2f} s, "
+                f"gas {reveal_gas:,}; {note})"
             )
         elif outcome != last:
             console.print(f"{outcome}")
@@ -119,5 +139,5 @@ def trainer_run_cmd(
             info = market.trainer_info(project_id, market.address)
             console.print(f"project ended: earned {fmt_eth(info.earned)}; `marketplace project withdraw {project_id}`")
             return
-        if not isinstance(outcome, Submitted):
+        if not isinstance(outcome, Submitted | Committed):  # after a commit, try the reveal at once
             time.sleep(poll)
