@@ -1,9 +1,11 @@
 """The escrow invariant under random sequences of actions (hypothesis stateful test, real anvil).
 
 Whatever owners, trainers, the aggregator and strangers do, in whatever order and at whatever
-time: the market holds exactly what was deposited minus what was withdrawn, and once every project
-is driven to an end (cancel or abandon, the paths anyone can take) everyone can withdraw and the
-amounts paid out for each project equal what it escrowed, leaving nothing stuck.
+time (trainers commit and reveal in separate steps; some never reveal and are slashed, some reveal
+what their seal does not open to): the market holds exactly what was deposited minus what was
+withdrawn, and once every project is driven to an end (cancel or abandon, the paths anyone can
+take) everyone can withdraw and the amounts paid out for each project equal what it escrowed,
+leaving nothing stuck.
 """
 
 from __future__ import annotations
@@ -21,10 +23,19 @@ from hypothesis.stateful import (
 
 from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.adapters.chain.market import MarketClient, ProjectStatus
-from tests.market_fixtures import Actors
+from tests.market_fixtures import Actors, commit, commitment_for, reveal_update
 
 N_TRAINERS = 4
 GWEI = 10**9
+EMPTY = b"\0" * 32
+
+
+def cid_of(trainer: int) -> str:
+    return f"bafkreiu{trainer}"
+
+
+def commitment_of(pid: int, round_: int, trainer: int) -> bytes:
+    return commitment_for(pid, round_, str(trainer))
 
 
 def test_escrow_is_conserved_under_random_protocol_runs(actors: Actors) -> None:
@@ -58,10 +69,12 @@ def test_escrow_is_conserved_under_random_protocol_runs(actors: Actors) -> None:
             fee=st.integers(0, 10**5),
             stake=st.integers(0, 10**5),
             slash=st.sampled_from([0, 2_500, 10_000]),
+            joiners=st.integers(0, N_TRAINERS),
         )
         def create(
-            self, rounds: int, max_trainers: int, budget: int, fee: int, stake: int, slash: int
+            self, rounds: int, max_trainers: int, budget: int, fee: int, stake: int, slash: int, joiners: int
         ) -> int:
+            """A new project, which the first ``joiners`` trainers join at once (a full project starts)."""
             cfg = actors.config(
                 rounds=rounds,
                 min_trainers=1,
@@ -74,12 +87,15 @@ def test_escrow_is_conserved_under_random_protocol_runs(actors: Actors) -> None:
             pid = actors.owner.create_project(cfg)
             self.escrowed[pid] = cfg.escrow
             self.withdrawn[pid] = 0
+            self.join(pid, list(range(min(joiners, max_trainers))))
             return pid
 
-        @rule(pid=projects, who=st.integers(0, N_TRAINERS - 1))
-        def join(self, pid: int, who: int) -> None:
-            if self.attempt(trainers[who].join, pid) is not None:
-                self.escrowed[pid] += actors.owner.get_project(pid).stake
+        @rule(pid=projects, who=st.lists(st.integers(0, N_TRAINERS - 1), min_size=1, max_size=N_TRAINERS))
+        def join(self, pid: int, who: list[int]) -> None:
+            """The ``who`` trainers try to join, one after another."""
+            for i in who:
+                if self.attempt(trainers[i].join, pid) is not None:
+                    self.escrowed[pid] += actors.owner.get_project(pid).stake
 
         @rule(pid=projects, by_owner=st.booleans())
         def start_training(self, pid: int, by_owner: bool) -> None:
@@ -89,12 +105,31 @@ def test_escrow_is_conserved_under_random_protocol_runs(actors: Actors) -> None:
         def cancel(self, pid: int, by_owner: bool) -> None:
             self.attempt((actors.owner if by_owner else actors.stranger).cancel, pid)
 
-        @rule(pid=projects, who=st.lists(st.integers(0, N_TRAINERS - 1), max_size=N_TRAINERS, unique=True))
-        def submit(self, pid: int, who: list[int]) -> None:
+        def members(self, pid: int, picks: list[int], committed: bool = False) -> list[int]:
+            """The trainers (indices into ``trainers``) that ``picks`` choose among the project's members
+            (among those that committed in the open round, if ``committed``)."""
+            joined = set(actors.owner.trainers(pid))
             round_ = actors.owner.get_project(pid).current_round
-            for i in who:
-                commitment = chain.w3.keccak(text=f"{pid}/{round_}/{i}/{chain.timestamp()}")
-                self.attempt(trainers[i].submit_update, pid, round_, f"bafkreiu{i}", bytes(commitment))
+
+            def eligible(t: MarketClient) -> bool:
+                return not committed or actors.owner.committed_seal(pid, round_, t.address) != EMPTY
+
+            pool = [i for i, t in enumerate(trainers) if t.address in joined and eligible(t)]
+            return list(dict.fromkeys(pool[p % len(pool)] for p in picks)) if pool else []
+
+        @rule(pid=projects, picks=st.lists(st.integers(0, N_TRAINERS - 1), max_size=N_TRAINERS))
+        def commit_seals(self, pid: int, picks: list[int]) -> None:
+            round_ = actors.owner.get_project(pid).current_round
+            for i in self.members(pid, picks):
+                self.attempt(commit, trainers[i], pid, round_, cid_of(i), commitment_of(pid, round_, i))
+
+        @rule(pid=projects, picks=st.lists(st.integers(0, N_TRAINERS - 1), max_size=N_TRAINERS), opens=st.booleans())
+        def reveal(self, pid: int, picks: list[int], opens: bool) -> None:
+            """Reveals what was committed (``opens``), or something the seal does not open to."""
+            round_ = actors.owner.get_project(pid).current_round
+            for i in self.members(pid, picks, committed=True):
+                cid = cid_of(i) if opens else cid_of(i) + "x"
+                self.attempt(reveal_update, trainers[i], pid, round_, cid, commitment_of(pid, round_, i))
 
         @rule(
             pid=projects,
@@ -107,7 +142,7 @@ def test_escrow_is_conserved_under_random_protocol_runs(actors: Actors) -> None:
                 return
             round_ = project.current_round
             members = actors.owner.trainers(pid)
-            submitted = [actors.owner.commitment(pid, round_, m) != b"\0" * 32 for m in members]
+            submitted = [actors.owner.commitment(pid, round_, m) != EMPTY for m in members]
             n = len(members)
             s = [sc if ok else 0 for sc, ok in zip(scores[:n], submitted, strict=True)]
             f = [fl and ok for fl, ok in zip(flags[:n], submitted, strict=True)]

@@ -19,7 +19,16 @@ from marketplace.protocol.round_tag import round_tag as compute_round_tag
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.round.prove import HashProver, RuleVersionMismatch, local_hash_proof, prover_for, round_tag
 from marketplace.rule import RULE_VERSION
-from tests.market_fixtures import ETH, Actors, commitment_for, reverts, test_verifier_proof
+from tests.market_fixtures import (
+    ETH,
+    Actors,
+    cid_for,
+    commit,
+    commitment_for,
+    reveal_update,
+    reverts,
+    test_verifier_proof,
+)
 
 # ---------------------------------------------------------------- admin and registry
 
@@ -102,6 +111,7 @@ def test_create_project_escrows_budget_and_fee(actors: Actors) -> None:
         ({"min_reliability_bps": 10_001}, "InvalidConfig"),
         ({"join_period": 0}, "InvalidConfig"),
         ({"submission_period": 0}, "InvalidConfig"),
+        ({"reveal_period": 0}, "InvalidConfig"),
         ({"aggregation_period": 0}, "InvalidConfig"),
         ({"model_name": ""}, "InvalidConfig"),
         ({"model_name": "m" * 65}, "ModelNameTooLong"),
@@ -164,7 +174,13 @@ def test_join_records_trainer_and_full_project_starts(actors: Actors) -> None:
     p = actors.owner.get_project(pid)
     assert p.status is ProjectStatus.TRAINING and p.trainer_count == 2
     assert actors.owner.trainers(pid) == [actors.trainers[0].address, actors.trainers[1].address]
-    assert actors.owner.round_deadlines(pid)[0] == p.round_start + 600
+    deadlines = actors.owner.round_deadlines(pid)
+    assert deadlines.commit == p.round_start + 600  # nobody committed yet: the phases follow the periods
+    assert (deadlines.reveal_opens, deadlines.reveal, deadlines.aggregation) == (
+        p.round_start + 601,
+        p.round_start + 1_200,
+        p.round_start + 1_800,
+    )
 
 
 def test_join_reverts(actors: Actors) -> None:
@@ -256,48 +272,97 @@ def test_cannot_cancel_once_training(actors: Actors) -> None:
         actors.owner.cancel(pid)
 
 
-# ---------------------------------------------------------------- submit
+# ---------------------------------------------------------------- commit and reveal
 
 
-def test_submit_update_records_commitment_and_event(actors: Actors) -> None:
+def test_commit_then_reveal_records_seal_commitment_and_events(actors: Actors) -> None:
     pid = actors.training_project(2)
-    t0 = actors.trainers[0]
-    commitment = commitment_for(pid, 0, t0.address)
-    receipt = t0.submit_update(pid, 0, "bafkreiabc", commitment)
+    t0, t1 = actors.trainers[:2]
+    commitment, cid = commitment_for(pid, 0, t0.address), "bafkreiabc"
+    receipt = commit(t0, pid, 0, cid, commitment)
+    (committed,) = actors.events(receipt, "UpdateCommitted")
+    assert (committed["trainer"], committed["round"], committed["arrival"]) == (t0.address, 0, 1)
+    assert bytes(committed["seal"]) == actors.owner.committed_seal(pid, 0, t0.address) != b"\0" * 32
+    assert actors.events(receipt, "UpdateSubmitted") == []
+    assert actors.owner.commitment(pid, 0, t0.address) == b"\0" * 32  # nothing revealed yet
+    p = actors.owner.get_project(pid)
+    assert (p.commits, p.submissions) == (1, 0)
+    (seen,) = actors.stranger.commits(pid, 0)
+    assert (seen.trainer, seen.arrival, seen.seal) == (t0.address, 1, bytes(committed["seal"]))
+
+    commit(t1, pid, 0, cid_for(pid, 0, t1.address), commitment_for(pid, 0, t1.address))
+    receipt = reveal_update(t0, pid, 0, cid, commitment)  # everyone committed: the reveal phase is open
     (event,) = actors.events(receipt, "UpdateSubmitted")
-    assert (event["trainer"], event["cid"], bytes(event["commitment"])) == (
+    assert (event["trainer"], event["cid"], bytes(event["commitment"]), event["arrival"]) == (
         t0.address,
-        "bafkreiabc",
+        cid,
         commitment,
+        1,
     )
     assert actors.owner.commitment(pid, 0, t0.address) == commitment
-    assert actors.owner.get_project(pid).submissions == 1
+    p = actors.owner.get_project(pid)
+    assert (p.commits, p.submissions) == (2, 1)
     (sub,) = actors.stranger.submissions(pid, 0)
-    assert (sub.trainer, sub.cid, sub.commitment, sub.round) == (t0.address, "bafkreiabc", commitment, 0)
+    assert (sub.trainer, sub.cid, sub.commitment, sub.round, sub.arrival) == (t0.address, cid, commitment, 0, 1)
 
 
-def test_submit_update_reverts(actors: Actors) -> None:
+def test_commit_update_reverts(actors: Actors) -> None:
+    seal = b"\x01" * 32
     open_pid = actors.create()
     with reverts("WrongStatus"):
-        actors.trainers[0].submit_update(open_pid, 0, "bafkreiabc", b"\x01" * 32)
+        actors.trainers[0].commit_update(open_pid, 0, seal)
     pid = actors.training_project(2)
     t0 = actors.trainers[0]
+    with reverts("UnknownProject"):
+        t0.commit_update(99, 0, seal)
     with reverts("WrongRound"):
-        t0.submit_update(pid, 1, "bafkreiabc", b"\x01" * 32)
+        t0.commit_update(pid, 1, seal)
     with reverts("NotATrainer"):
-        actors.stranger.submit_update(pid, 0, "bafkreiabc", b"\x01" * 32)
-    with reverts("ZeroCommitment"):
-        t0.submit_update(pid, 0, "bafkreiabc", b"\x00" * 32)
-    with reverts("InvalidCid"):
-        t0.submit_update(pid, 0, "", b"\x01" * 32)
-    with reverts("InvalidCid"):
-        t0.submit_update(pid, 0, "b" * 129, b"\x01" * 32)
-    t0.submit_update(pid, 0, "bafkreiabc", b"\x01" * 32)
-    with reverts("AlreadySubmitted"):
-        t0.submit_update(pid, 0, "bafkreidef", b"\x02" * 32)
+        actors.stranger.commit_update(pid, 0, seal)
+    with reverts("ZeroSeal"):
+        t0.commit_update(pid, 0, b"\x00" * 32)
+    with reverts("NoteTooLong") as info:
+        t0.commit_update(pid, 0, seal, b"n" * 193)
+    assert info.value.args_dict == {"length": 193, "maxLength": 192}
+    t0.commit_update(pid, 0, seal, b"n" * 192)
+    with reverts("AlreadyCommitted"):
+        t0.commit_update(pid, 0, b"\x02" * 32)
     actors.chain.increase_time(601)
-    with reverts("SubmissionClosed"):
-        actors.trainers[1].submit_update(pid, 0, "bafkreiabc", b"\x01" * 32)
+    with reverts("SubmissionClosed"):  # the commit phase is over
+        actors.trainers[1].commit_update(pid, 0, seal)
+
+
+def test_reveal_update_reverts(actors: Actors) -> None:
+    """A reveal must open its own trainer's seal in the open round, and what it opens to must be a
+    submission the market accepts (a nonzero commitment the verifier takes, a CID of 1 to 128 letters
+    and digits): a trainer that sealed anything else can never reveal it."""
+    open_pid = actors.create()
+    with reverts("WrongStatus"):
+        actors.trainers[0].reveal_update(open_pid, 0, "bafkreiabc", b"\x01" * 32, b"\x02" * 32)
+    pid = actors.training_project(4)
+    t0, t1, t2, t3 = actors.trainers[:4]
+    good = commitment_for(pid, 0, t3.address)
+    commit(t0, pid, 0, "bafkreiabc", b"\0" * 32)
+    commit(t1, pid, 0, "", good)
+    commit(t2, pid, 0, "b" * 129, good)
+    commit(t3, pid, 0, "bafkreiabc", good)
+    with reverts("WrongRound"):
+        reveal_update(t3, pid, 1, "bafkreiabc", good)
+    with reverts("NotATrainer"):
+        reveal_update(actors.stranger, pid, 0, "bafkreiabc", good)
+    with reverts("ZeroCommitment"):
+        reveal_update(t0, pid, 0, "bafkreiabc", b"\0" * 32)
+    with reverts("InvalidCid"):
+        reveal_update(t1, pid, 0, "", good)
+    with reverts("InvalidCid"):
+        reveal_update(t2, pid, 0, "b" * 129, good)
+    reveal_update(t3, pid, 0, "bafkreiabc", good)
+    with reverts("AlreadySubmitted"):
+        reveal_update(t3, pid, 0, "bafkreiabc", good)
+    deadlines = actors.owner.round_deadlines(pid)
+    actors.chain.increase_time(deadlines.reveal - actors.chain.timestamp() + 1)
+    with reverts("RevealClosed"):
+        reveal_update(t0, pid, 0, "bafkreiabc", b"\0" * 32)
 
 
 # ---------------------------------------------------------------- finalize
@@ -327,10 +392,14 @@ def test_finalize_pays_by_contribution_slashes_flagged_and_updates_registry(acto
 
 def test_finalize_after_deadline_with_missing_trainer_records_missed(actors: Actors) -> None:
     pid = actors.training_project(3)
-    actors.submit_all(pid, 0, actors.trainers[:2])
-    with reverts("RoundStillOpen"):
-        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 0]))
-    actors.chain.increase_time(601)
+    actors.submit_all(pid, 0, actors.trainers[:2], reveal=False)
+    with reverts("RoundStillOpen"):  # the commit phase is still open: the third trainer may commit
+        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [0, 0, 0]))
+    actors.open_reveals(pid)
+    with reverts("RoundStillOpen"):  # commits closed, but the two committed trainers have not revealed
+        actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [0, 0, 0]))
+    for t in actors.trainers[:2]:
+        reveal_update(t, pid, 0, cid_for(pid, 0, t.address), commitment_for(pid, 0, t.address))
     with reverts("NoSubmission"):
         actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 1]))
     with reverts("NoSubmission"):
@@ -362,7 +431,8 @@ def test_finalize_reverts(actors: Actors) -> None:
         actors.aggregator.finalize_round(pid, 0, Finalization("", good.proof_cid, good.scores, good.flags, good.proof))
     with reverts("ScoreTooLarge"):
         actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [2**128, 1]))
-    actors.chain.increase_time(1_201)
+    deadline = actors.owner.round_deadlines(pid).aggregation
+    actors.chain.increase_time(deadline - actors.chain.timestamp() + 1)
     with reverts("AggregationDeadlinePassed"):
         actors.aggregator.finalize_round(pid, 0, good)
 
@@ -382,6 +452,15 @@ def test_the_round_tag_names_chain_market_project_and_round(actors: Actors) -> N
     assert compute_round_tag(chain_id, actors.stranger.address, 1, 0) not in tags  # another market
 
 
+def submit_fixed(actors: Actors, pid: int, round_: int, commitments: list[bytes]) -> None:
+    """The first trainers commit and reveal these ``commitments`` (one each, the same CID for all)."""
+    chosen = actors.trainers[: len(commitments)]
+    for trainer, c in zip(chosen, commitments, strict=True):
+        commit(trainer, pid, round_, "bafkreisame", c)
+    for trainer, c in zip(chosen, commitments, strict=True):
+        reveal_update(trainer, pid, round_, "bafkreisame", c)
+
+
 def test_a_proof_is_valid_for_its_own_round_of_its_own_project_only(actors: Actors) -> None:
     """Same commitments in the same order in two rounds and in another project: a proof of one round
     is refused in every other (InvalidProof), and no project can use up another's proof."""
@@ -389,16 +468,14 @@ def test_a_proof_is_valid_for_its_own_round_of_its_own_project_only(actors: Acto
     victim = actors.training_project(2)
     copycat = actors.training_project(2)  # the same trainers, submitting the same commitments
     for pid in (victim, copycat):
-        for trainer, c in zip(actors.trainers[:2], fixed, strict=True):
-            trainer.submit_update(pid, 0, "bafkreisame", c)
+        submit_fixed(actors, pid, 0, fixed)
     victims = actors.result(victim, 0, [1, 1])
     with reverts("InvalidProof"):  # the victim's proof in the other project
         actors.aggregator.finalize_round(copycat, 0, victims)
     actors.aggregator.finalize_round(victim, 0, victims)  # ... does not stop the victim
     actors.aggregator.finalize_round(copycat, 0, actors.result(copycat, 0, [1, 1]))
 
-    for trainer, c in zip(actors.trainers[:2], fixed, strict=True):
-        trainer.submit_update(victim, 1, "bafkreisame", c)
+    submit_fixed(actors, victim, 1, fixed)
     with reverts("InvalidProof"):  # round 0's proof again in round 1
         actors.aggregator.finalize_round(victim, 1, victims)
     actors.aggregator.finalize_round(victim, 1, actors.result(victim, 1, [1, 1]))
@@ -417,7 +494,9 @@ def test_last_round_finishes_project_and_everyone_withdraws_exactly_the_escrow(a
     assert finished["finalModelCid"] == "bafkreimodel1r1"
     assert actors.owner.get_project(pid).status is ProjectStatus.FINISHED
     with reverts("WrongStatus"):
-        actors.trainers[0].submit_update(pid, 2, "bafkreiabc", b"\x01" * 32)
+        actors.trainers[0].commit_update(pid, 2, b"\x01" * 32)
+    with reverts("WrongStatus"):
+        reveal_update(actors.trainers[0], pid, 1, cid_for(pid, 1, actors.trainers[0].address), b"\x01" * 32)
     paid = sum(client.withdraw(pid) for client in [actors.owner, actors.aggregator, *actors.trainers[:4]])
     assert paid == 11 * ETH + 4 * (ETH // 10)
     assert chain.balance(actors.admin.market.address) == market_before
@@ -431,7 +510,7 @@ def test_withdraw_reverts_while_running_and_for_strangers(actors: Actors) -> Non
     with reverts("WrongStatus"):
         actors.trainers[0].withdraw(pid)
     assert actors.owner.withdrawable(pid, actors.trainers[0].address) == 0
-    actors.chain.increase_time(1_201)
+    actors.chain.increase_time(actors.owner.round_deadlines(pid).aggregation - actors.chain.timestamp() + 1)
     actors.stranger.abandon(pid)
     with reverts("NothingToWithdraw"):
         actors.stranger.withdraw(pid)
@@ -456,9 +535,11 @@ def test_abandon_pays_submitters_of_the_stalled_round_and_refunds_the_rest(actor
     actors.submit_all(pid, 0)
     actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 1, 1]))
     actors.submit_all(pid, 1, actors.trainers[:3])
-    with reverts("NotAllowedYet"):
+    deadline = actors.owner.round_deadlines(pid).aggregation
+    with reverts("NotAllowedYet") as info:
         actors.stranger.abandon(pid)
-    actors.chain.increase_time(1_201)
+    assert info.value.args_dict["notBefore"] == deadline + 1
+    actors.chain.increase_time(deadline - actors.chain.timestamp() + 1)
     receipt = actors.stranger.abandon(pid)
     (event,) = actors.events(receipt, "ProjectAbandoned")
     share = (10 * ETH // 4) // 3
@@ -488,12 +569,11 @@ def test_unknown_project_views_revert(actors: Actors) -> None:
 def test_verifier_sees_values_in_arrival_order(actors: Actors) -> None:
     pid = actors.training_project(3)
     t0, t1, t2 = actors.trainers[:3]
-    # Trainer 2 submits first, then trainer 0; trainer 1 never does.
+    # Trainer 2 commits first, then trainer 0; trainer 1 never does (its slot comes last, empty).
     actors.submit_all(pid, 0, [t2, t0])
     assert actors.owner.arrival_order(pid, 0) == [2, 0, 1]
     scores, flags = [5, 0, 7], [False, False, False]
     commitments = [actors.owner.commitment(pid, 0, t.address) for t in (t0, t1, t2)]
-    actors.chain.increase_time(601)
     tag = round_tag(actors.owner, pid, 0)
     in_trainer_order = local_hash_proof(tag, commitments, scores, flags)
     with reverts("InvalidProof"):
@@ -540,8 +620,7 @@ def test_rejected_update_is_an_empty_slot_for_the_verifier_and_recorded_as_flagg
 
 def test_rejecting_a_non_submitter_reverts(actors: Actors) -> None:
     pid = actors.training_project(3)
-    actors.submit_all(pid, 0, actors.trainers[:2])
-    actors.chain.increase_time(601)
+    actors.submit_all(pid, 0, actors.trainers[:2])  # commits closed at the deadline, both revealed
     third = [False, False, True]
     with reverts("NoSubmission"):
         actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 0], third, third))
