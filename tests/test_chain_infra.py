@@ -6,9 +6,12 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from eth_abi import encode
 from eth_account import Account
+from eth_utils import function_abi_to_4byte_selector
 from typer.testing import CliRunner
 from web3.contract import Contract
 
@@ -100,6 +103,27 @@ def test_deploy_payable_and_events(chain: ChainClient, probe: Contract) -> None:
     logs = chain.get_logs(probe, "Deposited", from_block=receipt["blockNumber"])
     assert [log["args"]["note"] for log in logs] == ["hello"]
     assert logs[0]["block_number"] == receipt["blockNumber"]
+
+
+def test_strings_that_are_not_utf8_decode_with_replacement_characters(chain: ChainClient, probe: Contract) -> None:
+    """A Solidity ``string`` is any bytes: someone who sends raw bytes that are not UTF-8 (web3 itself only
+    encodes text) must not make reading the event raise. The client reads them with U+FFFD; encoding stays
+    web3's strict one (a ``bytes32`` of 31 bytes is refused before anything is sent)."""
+    abi = next(a for a in probe.abi if a.get("name") == "deposit")
+    account = chain.account
+    tx: dict[str, Any] = {
+        "from": account.address, "to": probe.address, "value": 7, "chainId": chain.chain_id, "gas": 200_000,
+        "nonce": chain.w3.eth.get_transaction_count(account.address),
+        "data": function_abi_to_4byte_selector(abi) + encode(["bytes"], [b"caf\xc3( \xff ok"]),
+        **chain.fees(),
+    }  # fmt: skip
+    receipt = chain.wait(chain.w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction))
+    assert receipt["status"] == 1
+    (event,) = chain.events(receipt, probe, "Deposited")
+    assert event["args"]["note"] == "caf\ufffd( \ufffd ok" and event["args"]["amount"] == 7
+    logs = chain.get_logs(probe, "Deposited", from_block=receipt["blockNumber"])
+    assert [log["args"]["note"] for log in logs] == ["caf\ufffd( \ufffd ok"]
+    assert chain.w3.is_encodable("string", "café") and not chain.w3.is_encodable("bytes32", b"\x01" * 31)
 
 
 def test_quick_transactions_from_threads(chain: ChainClient, probe: Contract) -> None:

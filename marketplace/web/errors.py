@@ -28,9 +28,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from marketplace.adapters.chain.errors import ChainError
+from marketplace.adapters.chain.redact import redact_urls
 from marketplace.web.deps import get_page
 from marketplace.web.forms import FormErrors
-from marketplace.web.redact import redact_urls
 from marketplace.web.schemas import Problem
 from marketplace.web.services.errors import Conflict, InvalidInput, NotFound, Rejected, Unavailable
 

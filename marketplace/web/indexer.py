@@ -54,7 +54,7 @@ from web3.exceptions import BlockNotFound, MismatchedABI
 from web3.types import FilterParams
 
 from marketplace.adapters.chain.client import ChainClient
-from marketplace.web.lenient_abi import lenient_contract
+from marketplace.adapters.chain.lenient_abi import lenient_contract
 from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 
 #: 2: ``rejections`` (``SubmissionRejected``); 3: commit-reveal (``commits``, ``reveals_missed``, the

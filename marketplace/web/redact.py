@@ -1,68 +1,9 @@
-"""Credentials out of URLs before they are shown: RPC providers put API keys in the URL.
-
-``https://eth-sepolia.g.alchemy.com/v2/<key>``, ``https://mainnet.infura.io/v3/<key>``,
-``https://<name>.quiknode.pro/<token>/``, ``https://rpc.ankr.com/eth/<key>``, ``https://host/?apikey=<key>``
-and ``https://user:password@host`` all carry a secret. :func:`redact_url` replaces, with :data:`HIDDEN`:
-
-* the userinfo (``user:password@``), whole;
-* every path segment that looks like a key (:func:`looks_like_key`);
-* every query value whose name says it is a secret (``key``, ``apikey``, ``token``, ``secret``,
-  ``password``, ``auth``...) or that looks like a key;
-* the fragment.
-
-Scheme, host, port and the other path segments stay, so the URL still says which provider and network
-it is. A text that cannot be parsed as a URL is replaced whole. :func:`redact_urls` applies this to
-every URL inside a text (an error message that quotes the endpoint).
-"""
+"""Moved to :mod:`marketplace.adapters.chain.redact` (the chain client redacts its own messages, and adapters
+may not import the web app). Kept only for ``marketplace/cli/audit.py``, which still imports it from here;
+new code imports the adapter module."""
 
 from __future__ import annotations
 
-import re
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from marketplace.adapters.chain.redact import HIDDEN, redact_url, redact_urls
 
-HIDDEN = "***"
-#: Query parameter names whose value is a secret whatever it looks like.
-SECRET_NAMES = re.compile(r"key|token|secret|passw|pwd|auth|credential|session|signature|sig$", re.IGNORECASE)
-_KEYLIKE = re.compile(r"^[A-Za-z0-9_\-.~=+]+$")
-_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>()\[\]{}]+")
-
-
-def looks_like_key(segment: str) -> bool:
-    """True for a token an API key could be: at least 16 characters of letters, digits and ``-_.~=+``,
-    with a digit among them, or at least 32 such characters (``v2``, ``eth``, ``ethereum-sepolia`` and
-    ``rpc`` are not keys; ``abcdef0123456789...`` is)."""
-    if len(segment) < 16 or not _KEYLIKE.match(segment):
-        return False
-    return len(segment) >= 32 or any(c.isdigit() for c in segment)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its credentials (see the module docstring); :data:`HIDDEN` if it is not a URL."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port  # raises ValueError for a port that is not a number
-    except ValueError:
-        return HIDDEN
-    if not parts.scheme or not parts.netloc:
-        return HIDDEN
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    if "@" in parts.netloc:
-        netloc = f"{HIDDEN}@{netloc}"
-    path = "/".join(HIDDEN if looks_like_key(s) else s for s in parts.path.split("/"))
-    query = "&".join(_redact_param(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True))
-    return urlunsplit((parts.scheme, netloc, path, query, HIDDEN if parts.fragment else ""))
-
-
-def _redact_param(name: str, value: str) -> str:
-    if looks_like_key(name):  # a bare token (``?<key>``)
-        return HIDDEN
-    secret = SECRET_NAMES.search(name) or looks_like_key(value)
-    return f"{quote(name, safe='')}={HIDDEN if secret else quote(value, safe='')}"
-
-
-def redact_urls(text: str) -> str:
-    """``text`` with every URL in it passed through :func:`redact_url`."""
-    return _URL.sub(lambda m: redact_url(m.group(0)), text)
+__all__ = ["HIDDEN", "redact_url", "redact_urls"]

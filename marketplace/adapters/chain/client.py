@@ -6,6 +6,16 @@ retryable HTTP answers (429, 5xx: typically a gateway in front of the node) are 
 exponential backoff, then reported as :class:`RpcUnavailable` naming the method, the attempts and
 the last error; reverted transactions are never retried, and a signed transaction is re-sent only
 as the very same bytes (the node recognizes it), so a lost answer never makes a second transaction.
+
+Chain data is anyone's: strings in return values and event logs decode leniently (bytes that are not
+UTF-8 become U+FFFD, :mod:`~marketplace.adapters.chain.lenient_abi`), so a CID or model name someone
+wrote as raw bytes reads as text that is not a CID, never as an exception out of a read.
+
+RPC providers put credentials in the URL (API keys in the path or query, a user and password): every
+message the client makes (:class:`RpcUnavailable`, :class:`ChainIdMismatch`, the HTTP library's error
+it quotes) and its ``repr`` name the endpoint with them replaced by ``***``
+(:mod:`~marketplace.adapters.chain.redact`), so no caller that prints an error or the client can show
+them. Only :attr:`ChainClient.rpc_url` holds the URL as given.
 """
 
 from __future__ import annotations
@@ -49,6 +59,8 @@ from marketplace.adapters.chain.errors import (
     TransactionFailed,
     revert_data,
 )
+from marketplace.adapters.chain.lenient_abi import lenient_codec
+from marketplace.adapters.chain.redact import redact_endpoint, redact_url
 
 T = TypeVar("T")
 FunctionCall = ContractFunction | ContractConstructor
@@ -90,7 +102,8 @@ class RetryingHTTPProvider(Web3.HTTPProvider):
     """web3's HTTP provider with our retry policy: transport failures and retryable HTTP statuses
     of idempotent methods (web3's allowlist) are retried ``retries - 1`` times with exponential
     backoff; then :class:`RpcUnavailable` says which method failed, how often, for how long, and
-    the last error. Other HTTP errors (e.g. 401) raise :class:`RpcUnavailable` at once."""
+    the last error. Other HTTP errors (e.g. 401) and any other failure of the HTTP library raise
+    :class:`RpcUnavailable` at once. Messages name the endpoint without its credentials."""
 
     def __init__(self, rpc_url: str, *, timeout: float, retries: int, backoff: float) -> None:
         super().__init__(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
@@ -106,19 +119,22 @@ class RetryingHTTPProvider(Web3.HTTPProvider):
             except requests.HTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else None
                 if status not in RETRYABLE_HTTP_STATUSES:
-                    raise _Refused(f"RPC {self.endpoint_uri} refused {method}: {_describe(exc)}") from None
+                    raise self._refused(method, exc) from None
                 last: BaseException = exc
             except TRANSIENT_ERRORS as exc:
                 last = exc
+            except requests.RequestException as exc:  # e.g. an invalid URL: it quotes the URL
+                raise self._refused(method, exc) from None
             if attempt + 1 < attempts:
                 time.sleep(self.backoff * 2**attempt)
         elapsed = time.monotonic() - start
         tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
-        raise _GaveUp(
-            f"RPC {self.endpoint_uri} unreachable: {method} failed ({tries} in {elapsed:.1f}s; "
-            f"last error {_describe(last)})",
-            last,
-        ) from None
+        message = f"RPC {self.endpoint_uri} unreachable: {method} failed ({tries} in {elapsed:.1f}s; last error "
+        raise _GaveUp(redact_endpoint(f"{message}{_describe(last)})", self.endpoint_uri), last) from None
+
+    def _refused(self, method: str, exc: BaseException) -> _Refused:
+        message = f"RPC {self.endpoint_uri} refused {method}: {_describe(exc)}"
+        return _Refused(redact_endpoint(message, self.endpoint_uri))
 
     def is_connected(self, show_traceback: bool = False) -> bool:
         try:
@@ -153,6 +169,7 @@ class ChainClient:
         self._backoff = backoff
         provider = RetryingHTTPProvider(rpc_url, timeout=request_timeout, retries=self._retries, backoff=backoff)
         self.w3 = Web3(provider)
+        self.w3.codec = lenient_codec()  # every contract made from ``w3`` decodes strings leniently
         self.decoder = RevertDecoder(abis)
         self._chain_id: int | None = None
         self._lock = threading.Lock()
@@ -166,7 +183,7 @@ class ChainClient:
     # ----------------------------------------------------------------- basics
     def __repr__(self) -> str:
         who = self._account.address if self._account else "read-only"
-        return f"ChainClient({self.rpc_url!r}, account={who})"
+        return f"ChainClient({redact_url(self.rpc_url)!r}, account={who})"
 
     __str__ = __repr__
 
@@ -200,7 +217,11 @@ class ChainClient:
         except ContractLogicError as exc:
             raise self.decoder.decode(revert_data(exc)) from None
         except TRANSIENT_ERRORS as exc:  # the provider reports these itself; kept as a safety net
-            raise RpcUnavailable(f"RPC {self.rpc_url} unreachable: {_describe(exc)}") from None
+            raise RpcUnavailable(self._redact(f"RPC {self.rpc_url} unreachable: {_describe(exc)}")) from None
+
+    def _redact(self, message: str) -> str:
+        """``message`` without the credentials of this client's endpoint (see the module docstring)."""
+        return redact_endpoint(message, self.rpc_url)
 
     def _request(self, method: str, params: list[Any]) -> Any:
         return self._rpc(lambda: self.w3.manager.request_blocking(RPCEndpoint(method), params))
@@ -304,9 +325,12 @@ class ChainClient:
             except (RpcUnavailable, *TRANSIENT_ERRORS) as exc:
                 if attempt == self._retries - 1:
                     raise RpcUnavailable(
-                        f"RPC {self.rpc_url} unreachable: eth_sendRawTransaction failed ({self._retries} attempts "
-                        f"in {time.monotonic() - start:.1f}s; last error {_describe(exc)}); transaction "
-                        f"{HexBytes(tx_hash).to_0x_hex()} may have reached the node: look it up before sending again"
+                        self._redact(
+                            f"RPC {self.rpc_url} unreachable: eth_sendRawTransaction failed ({self._retries} "
+                            f"attempts in {time.monotonic() - start:.1f}s; last error {_describe(exc)}); transaction "
+                            f"{HexBytes(tx_hash).to_0x_hex()} may have reached the node: look it up before sending "
+                            "again"
+                        )
                     ) from None
                 time.sleep(self._backoff * 2**attempt)
             except Web3RPCError as exc:

@@ -9,6 +9,8 @@ from eth_abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
+from marketplace.adapters.chain.redact import redact_url
+
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 
@@ -35,12 +37,13 @@ class RpcUnavailable(ChainError):
 
 
 class ChainIdMismatch(ChainError):
-    """The RPC endpoint serves a different chain than the one configured."""
+    """The RPC endpoint serves a different chain than the one configured. The message names the
+    endpoint ``url`` without its credentials (:func:`~marketplace.adapters.chain.redact.redact_url`)."""
 
     def __init__(self, expected: int, actual: int, url: str = "") -> None:
         self.expected = expected
         self.actual = actual
-        where = f" at {url}" if url else ""
+        where = f" at {redact_url(url)}" if url else ""
         super().__init__(f"chain id mismatch{where}: expected {expected}, the RPC reports {actual}")
 
 

@@ -11,9 +11,9 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from marketplace.adapters.chain.redact import redact_url, redact_urls
 from marketplace.web.deps import ModelsDep, PageDep, ProjectsDep, SettingsDep, TransactionsDep
 from marketplace.web.forms import DEFAULTS, LABELS, FormErrors, parse_job
-from marketplace.web.redact import redact_url, redact_urls
 from marketplace.web.schemas import ProjectDetail, ProjectSummary
 from marketplace.web.services.errors import NotFound, Rejected
 from marketplace.web.services.models import ModelService

@@ -7,8 +7,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from marketplace.adapters.chain.redact import redact_urls
 from marketplace.web.deps import PageDep, RoundsDep
-from marketplace.web.redact import redact_urls
 from marketplace.web.schemas import RoundProof, RoundView, VerifyResult
 from marketplace.web.services.errors import Rejected
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from marketplace.adapters.chain.redact import redact_url
 from marketplace.web.deps import ContextDep, SettingsDep
-from marketplace.web.redact import redact_url
 from marketplace.web.schemas import Status
 
 api = APIRouter()

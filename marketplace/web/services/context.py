@@ -15,9 +15,9 @@ from eth_utils import is_address, to_checksum_address
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.deploy import market_client
+from marketplace.adapters.chain.lenient_abi import lenient_contract
 from marketplace.adapters.chain.market import MarketClient
 from marketplace.web.indexer import Indexer
-from marketplace.web.lenient_abi import lenient_contract
 from marketplace.web.proof_docs import proof_doc_reader
 from marketplace.web.services.errors import NotFound
 from marketplace.web.settings import WebSettings
