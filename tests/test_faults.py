@@ -37,7 +37,14 @@ from marketplace.demo.job import LocalStack, local_stack
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import build_model
 from marketplace.roles.aggregator import AggregatorNode
-from marketplace.roles.trainer import LocalTraining, StepOutcome, Submitted, TrainerNode, TrainingSettings
+from marketplace.roles.trainer import (
+    Committed,
+    LocalTraining,
+    StepOutcome,
+    Submitted,
+    TrainerNode,
+    TrainingSettings,
+)
 from marketplace.round.prove import HashProver
 from tests.market_fixtures import reverts
 
@@ -434,6 +441,8 @@ class SubmittedRound:
 def submitted_round(stack: LocalStack, shards: list[LocalData], initial_cid: str) -> SubmittedRound:
     pid, trainers = new_job(stack, shards, initial_cid, rounds=1)
     for t in trainers:
+        assert isinstance(t.step(pid), Committed)
+    for t in trainers:  # everyone committed: the reveal phase is open
         assert isinstance(t.step(pid), Submitted)
     snapshot = stack.admin.chain.snapshot()
     report = aggregator(stack).step(pid)
@@ -590,7 +599,7 @@ def test_the_aggregator_loop_survives_a_revert_in_one_project_and_keeps_serving_
     blocked, _ = new_job(stack, shards, initial_cid, rounds=1)
     served, _ = new_job(stack, shards, initial_cid, rounds=1)
     chain = stack.admin.chain
-    deadline = max(stack.admin.round_deadlines(pid)[0] for pid in (blocked, served))
+    deadline = max(stack.admin.round_deadlines(pid).commit for pid in (blocked, served))
     chain.increase_time(deadline - chain.timestamp() + 1)  # both rounds are due (nobody submitted)
     node = aggregator(stack)
     honest, failing = HashProver(), ProvesAnotherRound()
@@ -626,15 +635,17 @@ def test_a_trainer_who_drops_out_gets_nothing_loses_nothing_and_the_round_finali
     *present, dropout = trainers
     records = {t.address: stack.admin.record(t.address) for t in trainers}
     for t in present:
-        assert isinstance(t.step(pid), Submitted)
+        assert isinstance(t.step(pid), Committed)
     node = aggregator(stack)
     assert node.step(pid) is None  # one trainer missing and the deadline not passed: not due
     with reverts("RoundStillOpen"):
         node.market.finalize_round(pid, 0, _dummy_result(stack, pid))
 
-    submission_deadline, _ = stack.admin.round_deadlines(pid)
-    stack.admin.chain.increase_time(submission_deadline - stack.admin.chain.timestamp() + 1)
-    assert dropout.step(pid) is StepOutcome.ROUND_CLOSED  # too late to submit now
+    commit_deadline = stack.admin.round_deadlines(pid).commit
+    stack.admin.chain.increase_time(commit_deadline - stack.admin.chain.timestamp() + 1)
+    assert dropout.step(pid) is StepOutcome.ROUND_CLOSED  # too late to commit now
+    for t in present:
+        assert isinstance(t.step(pid), Submitted)  # the reveal phase is open
     report = node.step(pid)
     assert report is not None and report.tx_hash
     assert report.submitted == [True, True, True, False]
@@ -670,8 +681,7 @@ def test_when_every_trainer_drops_out_nobody_is_paid_or_slashed_and_the_owner_is
 
     # Round 0: nobody submits. After the submission deadline the contract lets the aggregator
     # finalize the empty round: nobody is paid, nobody is slashed, every trainer has a missed round.
-    submission_deadline, aggregation_deadline = stack.admin.round_deadlines(pid)
-    chain.increase_time(submission_deadline - chain.timestamp() + 1)
+    chain.increase_time(stack.admin.round_deadlines(pid).commit - chain.timestamp() + 1)
     report = node.step(pid)
     assert report is not None and report.tx_hash
     assert report.submitted == [False] * N_TRAINERS and not any(report.flags) and not any(report.chain_scores)
@@ -683,7 +693,7 @@ def test_when_every_trainer_drops_out_nobody_is_paid_or_slashed_and_the_owner_is
 
     # Round 1: nobody submits and the aggregator does not finalize either. Nobody can end the job
     # before the aggregation deadline; after it anyone can abandon it.
-    submission_deadline, aggregation_deadline = stack.admin.round_deadlines(pid)
+    aggregation_deadline = stack.admin.round_deadlines(pid).aggregation
     chain.increase_time(aggregation_deadline - chain.timestamp() - 30)  # margin: anvil's clock also ticks
     with reverts("NotAllowedYet"):
         stranger.abandon(pid)
@@ -708,8 +718,7 @@ def test_consecutive_empty_rounds_are_finalized_and_the_job_completes(
     pid, _ = new_job(stack, shards, initial_cid, rounds=2)
     chain, node = stack.admin.chain, aggregator(stack)
     for round_ in range(2):
-        submission_deadline, _ = stack.admin.round_deadlines(pid)
-        chain.increase_time(submission_deadline - chain.timestamp() + 1)
+        chain.increase_time(stack.admin.round_deadlines(pid).commit - chain.timestamp() + 1)
         report = node.step(pid)
         assert report is not None and report.round == round_ and report.tx_hash
     assert stack.admin.get_project(pid).status is ProjectStatus.FINISHED

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from marketplace.adapters.chain.errors import ChainError, ContractRevert
 from marketplace.adapters.chain.market import Finalization, MarketClient, Project, ProjectStatus
-from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsTimeout
+from marketplace.adapters.ipfs.errors import CidMismatch, IpfsError, StorageError
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.data import LocalData
-from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
+from marketplace.fl.models import available_models, param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import evaluate
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.ordering import verifier_inputs
@@ -198,25 +198,54 @@ class AggregatorNode:
         until_done: bool = True,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
-        """Serves ``project_ids`` (default: every project it aggregates) until all have ended.
+        """Serves ``project_ids`` (default: every project it aggregates) until all have ended, or are
+        skipped.
 
-        One project's trouble never stops the others: a chain error in a project's step (a revert
-        of its ``finalizeRound``, an RPC outage: any :class:`ChainError`) or an IPFS outage is
-        reported to ``on_error`` and that project is retried on the next poll, while the loop goes
-        on serving the rest."""
+        One project's trouble never stops the others: what stops a project's step is reported to
+        ``on_error`` and the loop goes on serving the rest. Then:
+
+        - transient, the project is retried on the next poll (before its round's deadline) and reported
+          again if it fails again: a chain error (a revert of its ``finalizeRound``, an RPC outage: any
+          :class:`ChainError`), the IPFS node not answering, not having an object or sending bytes that
+          are not the CID's (:class:`IpfsError`, :class:`CidMismatch`);
+        - final for that project, reported once and the project skipped from then on (it no longer keeps
+          the loop going): its model name is no architecture of this code (a :class:`ValueError` naming
+          the project), or its global model is not a model of that architecture (its CID is not a CID, the
+          object is too large, not safetensors, other tensors: any other :class:`StorageError`; the
+          model only changes when the round is finalized, which needs the model). Its trainers and owner
+          get their funds back by ``abandon`` after the aggregation deadline.
+
+        A bad submission is not the project's trouble: :func:`collect_round` rejects it, with its reason,
+        and the round is finalized without it."""
+        skipped: set[int] = set()
+        usable: set[int] = set()  # projects whose model name is an architecture (a project's name never changes)
         while True:
             pids = project_ids if project_ids is not None else self.served_projects()
             active = False
             for pid in pids:
+                if pid in skipped:
+                    continue
                 try:
+                    if pid not in usable:
+                        model_name = self.market.get_project(pid).model_name
+                        if model_name not in available_models():
+                            skipped.add(pid)
+                            if on_error is not None:
+                                on_error(ValueError(f"project {pid} skipped: no architecture is called {model_name!r}"))
+                            continue
+                        usable.add(pid)
                     report = self.step(pid)
                     if report is not None and on_report is not None:
                         on_report(report)
                     active |= self.market.get_project(pid).status in (ProjectStatus.OPEN, ProjectStatus.TRAINING)
-                except (IpfsConnectionError, IpfsTimeout, ChainError) as exc:
+                except (IpfsError, CidMismatch, ChainError) as exc:
                     if on_error is not None:
                         on_error(exc)
                     active = True  # retried on the next poll, before the round's deadline
+                except StorageError as exc:  # the round's global model is not a model: nothing to aggregate on
+                    skipped.add(pid)
+                    if on_error is not None:
+                        on_error(exc)
             if until_done and not active:
                 return
             time.sleep(poll_seconds)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from marketplace.adapters.chain.market import MarketClient, Project, ProjectStatus
+from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.tensors import TensorLike
 from marketplace.fl.data import LocalData
@@ -251,13 +252,33 @@ class TrainerNode:
         raise InvalidNote(f"no commit of {self.address} in round {round_} of project {project_id}")
 
     def run(self, project_id: int, poll_seconds: float = 2.0, on_event: Callable[[object], None] | None = None) -> None:
-        """Steps until the project is finished or cancelled, sleeping ``poll_seconds`` between checks."""
+        """Steps until the project is finished or cancelled, sleeping ``poll_seconds`` between checks.
+
+        ``on_event`` hears every change: each new outcome of :meth:`step`, and each :class:`StorageError`
+        that stopped a step (one that repeats unchanged, poll after poll, is heard once). Such an error
+        never stops the loop: the step is tried again at the next poll, which is all that can help.
+
+        - The IPFS node did not answer or does not have the object, or sent bytes that are not the CID's
+          (:class:`IpfsError`, :class:`CidMismatch`): transient, the next poll may succeed.
+        - The round's global model is not a model of the project's architecture (its CID is not a CID, the
+          object is too large, not safetensors, other tensors: any other :class:`StorageError`): final for
+          that model, so it is reported once; it stays the round's model until the round is finalized
+          without this trainer (the next poll trains on the new model) or the project ends (and so does
+          this loop).
+
+        A project whose model name is no architecture of this code raises :class:`ValueError` out of the
+        step: this trainer can never train there.
+        """
         last: object = None
         while True:
-            outcome = self.step(project_id)
-            if outcome != last and on_event is not None:
+            try:
+                outcome: object = self.step(project_id)
+            except StorageError as exc:  # IpfsError and CidMismatch: transient; else the model is bad
+                outcome = exc
+            seen = (type(outcome), str(outcome)) if isinstance(outcome, Exception) else outcome
+            if seen != last and on_event is not None:
                 on_event(outcome)
-            last = outcome
+            last = seen
             if outcome is StepOutcome.FINISHED:
                 return
             if not isinstance(outcome, Submitted | Committed):  # after a commit, try the reveal at once
