@@ -27,7 +27,7 @@ from marketplace.protocol.round_tag import tag_chunks
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.round.prove import EzklProver, RuleVersionMismatch, UnknownProofSystem, prover_for, round_tag
 from marketplace.rule import RULE_VERSION
-from tests.market_fixtures import Actors, commitment_for, reverts
+from tests.market_fixtures import Actors, commit, commitment_for, reveal_update, reverts
 from tests.test_market import unreachable_store
 
 R = 21888242871839275222246405745257275088548364400416034343698204186575808495617
@@ -100,6 +100,9 @@ def test_instances_are_hashes_then_flags_then_scores_with_padding(actors: Actors
     assert chain.call(adapter.functions.acceptsCommitment(b"\x01" * 32))
     assert not chain.call(adapter.functions.acceptsCommitment(b"\xff" * 32))  # >= the field modulus
     assert not chain.call(adapter.functions.acceptsCommitment(b"\x00" * 32))
+    # The hash of the all-zero row is what an empty slot is: a "submission" of it contributes nothing.
+    assert not chain.call(adapter.functions.acceptsCommitment(ZERO_ROW.to_bytes(32, "big")))
+    assert chain.call(adapter.functions.acceptsCommitment((ZERO_ROW + 1).to_bytes(32, "big")))
     flags, scores = [False, False, True], [8192, 0, 0]
     good = mock_proof(instances(commitments, flags, scores))
 
@@ -160,15 +163,24 @@ def test_finalize_through_the_adapter(actors: Actors) -> None:
     )
     for t in actors.trainers[:3]:
         t.join(pid)
-    # Commitments must be field elements (Poseidon hashes are): anything else is refused at submission.
-    not_a_field_element = (R + 5).to_bytes(32, "big")
-    with reverts("CommitmentNotAccepted"):
-        actors.trainers[0].submit_update(pid, 0, "bafkreiu", not_a_field_element)
+    # Commitments must be field elements (Poseidon hashes are) and not the zero row's hash: anything
+    # else is refused when it is revealed (a trainer that sealed one can never reveal).
+    bad = actors.training_project(2, verifier=adapter.address, rounds=1)  # trainers 0 and 1 again
+    refused = [(R + 5).to_bytes(32, "big"), ZERO_ROW.to_bytes(32, "big")]  # not a field element; the zero row
+    for t, c in zip(actors.trainers[:2], refused, strict=True):
+        commit(t, bad, 0, "bafkreiu", c)
+    for t, c in zip(actors.trainers[:2], refused, strict=True):
+        with reverts("CommitmentNotAccepted") as info:
+            reveal_update(t, bad, 0, "bafkreiu", c)
+        assert info.value.args_dict["commitment"] == c
+
     commitments = [
         (int.from_bytes(commitment_for(pid, 0, t.address), "big") % R).to_bytes(32, "big") for t in actors.trainers[:3]
     ]
     for t, c in zip(actors.trainers[:3], commitments, strict=True):
-        t.submit_update(pid, 0, "bafkreiu", c)
+        commit(t, pid, 0, "bafkreiu", c)
+    for t, c in zip(actors.trainers[:3], commitments, strict=True):
+        reveal_update(t, pid, 0, "bafkreiu", c)
     flags, scores = [False, True, False], [3 * 8192, 0, 8192]
     tag = round_tag(actors.owner, pid, 0)
     proof = mock_proof(instances(commitments, flags, scores, tag=tag))

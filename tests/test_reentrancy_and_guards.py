@@ -10,6 +10,7 @@ from marketplace.adapters.chain.compile import Artifacts
 from marketplace.adapters.chain.deploy import deploy_marketplace
 from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.adapters.chain.market import encode_rule_version
+from marketplace.protocol.seal import seal
 from marketplace.rule import RULE_VERSION
 from tests.market_fixtures import ETH, Actors, reverts
 
@@ -20,7 +21,10 @@ def _attacker_project(actors: Actors) -> tuple[int, object]:
     attacker = admin.deploy(actors.artifacts["ReentrantTrainer"], actors.admin.market.address)
     pid = actors.create(rounds=1, min_trainers=1, max_trainers=1)
     admin.transact(attacker.functions.join(pid), value=ETH // 10)
-    admin.transact(attacker.functions.submit(0, "bafkreiattacker", b"\x05" * 32))
+    cid, commitment, salt = "bafkreiattacker", b"\x05" * 32, b"\x06" * 32
+    sealed = seal(commitment, cid, attacker.address, actors.admin.round_address(pid, 0), salt)
+    admin.transact(attacker.functions.commit(0, sealed))  # the only trainer: the reveal phase opens at once
+    admin.transact(attacker.functions.reveal(0, cid, commitment, salt))
     actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1]))
     return pid, attacker
 

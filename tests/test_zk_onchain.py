@@ -20,7 +20,7 @@ from marketplace.protocol.commitment import commit_update, commitment_bytes, qua
 from marketplace.protocol.ordering import in_arrival_order
 from marketplace.round.prove import EzklProver, prover_for, round_tag
 from marketplace.rule.gram import gram_rule_int
-from tests.market_fixtures import Actors, reverts
+from tests.market_fixtures import Actors, commit, reveal_update, reverts
 
 N, K = 4, 32
 
@@ -55,6 +55,15 @@ def _in_trainer_order(proof: CircuitProof, order: list[int]) -> tuple[list[int],
     return scores, flags
 
 
+def _submit(trainers: list[MarketClient], pid: int, round_: int, cids: list[str], commitments: list[bytes]) -> None:
+    """The trainers commit in the order given, then reveal in the reverse order (the commit order is the
+    arrival order)."""
+    for t, cid, c in zip(trainers, cids, commitments, strict=True):
+        commit(t, pid, round_, cid, c)
+    for t, cid, c in reversed(list(zip(trainers, cids, commitments, strict=True))):
+        reveal_update(t, pid, round_, cid, c)
+
+
 def _tag_hash(tag: bytes) -> int:
     """Poseidon of the circuit's tag input, as the prover would hand it over for ``tag``."""
     return int.from_bytes(commitment_bytes(np.array(tags.tag_input(tag))), "big")
@@ -70,11 +79,13 @@ def test_real_proof_accepted_on_chain_and_every_forgery_rejected(actors: Actors,
     for t in trainers:
         t.join(pid)
 
-    # Trainers commit to their rows (Poseidon); they arrive in the order 3, 0, 2, 1.
+    # Trainers commit to their rows (Poseidon); their commits arrive in the order 3, 0, 2, 1 (and their
+    # reveals in the reverse order).
     seed = actors.owner.sketch_seed(pid)
     rows, commitments = zip(*(commit_update(u, seed, K) for u in _updates(1, 4)), strict=True)
-    for i in (3, 0, 2, 1):
-        trainers[i].submit_update(pid, 0, f"bafkreiupdate{i}", commitments[i])
+    arrival = (3, 0, 2, 1)
+    _submit([trainers[i] for i in arrival], pid, 0, [f"bafkreiupdate{i}" for i in arrival],
+            [commitments[i] for i in arrival])  # fmt: skip
     order = actors.owner.arrival_order(pid, 0)
     assert order == [3, 0, 2, 1]
     slots = np.array(in_arrival_order(list(rows), order))
@@ -111,8 +122,8 @@ def test_real_proof_accepted_on_chain_and_every_forgery_rejected(actors: Actors,
 
     # Round 1, the same commitments again: a proof over the rows in another order (made for this
     # round) binds other commitments to the slots.
-    for i in (3, 0, 2, 1):
-        trainers[i].submit_update(pid, 1, f"bafkreiupdate{i}", commitments[i])
+    _submit([trainers[i] for i in arrival], pid, 1, [f"bafkreiupdate{i}" for i in arrival],
+            [commitments[i] for i in arrival])  # fmt: skip
     swap = [1, 0, 2, 3]
     swapped = prove_rows(zk_keys, slots[swap], round_tag(actors.aggregator, pid, 1))
     f2, s2 = [False] * 4, [0] * 4
@@ -139,9 +150,10 @@ def test_a_proof_is_bound_to_its_chain_market_project_and_round(actors: Actors, 
         t.join(copycat)
 
     rows, commitments = zip(*(commit_update(u, 11, K) for u in _updates(2, 4)), strict=True)
-    for i in (3, 0, 2, 1):  # the same commitments, in the same order, in both projects
-        actors.trainers[i].submit_update(victim, 0, f"bafkreivictim{i}", commitments[i])
-        sybils[i].submit_update(copycat, 0, f"bafkreicopy{i}", commitments[i])
+    arrival = (3, 0, 2, 1)  # the same commitments, in the same order, in both projects
+    in_order = [commitments[i] for i in arrival]
+    _submit([actors.trainers[i] for i in arrival], victim, 0, [f"bafkreivictim{i}" for i in arrival], in_order)
+    _submit([sybils[i] for i in arrival], copycat, 0, [f"bafkreicopy{i}" for i in arrival], in_order)
     order = actors.owner.arrival_order(victim, 0)
     assert order == actors.owner.arrival_order(copycat, 0) == [3, 0, 2, 1]
     tag = round_tag(actors.aggregator, victim, 0)
@@ -175,8 +187,7 @@ def test_a_proof_is_bound_to_its_chain_market_project_and_round(actors: Actors, 
     receipt = actors.aggregator.finalize_round(victim, 0, victims)
     (event,) = actors.events(receipt, "RoundFinalized")
     assert event["projectId"] == victim and list(event["scores"]) == scores
-    for i in (3, 0, 2, 1):
-        actors.trainers[i].submit_update(victim, 1, f"bafkreivictim{i}", commitments[i])
+    _submit([actors.trainers[i] for i in arrival], victim, 1, [f"bafkreivictim{i}" for i in arrival], in_order)
     with reverts("InvalidProof"):
         actors.aggregator.finalize_round(victim, 1, victims)
     assert attacker.get_project(copycat).current_round == 0
