@@ -11,58 +11,73 @@ update, so every round has flags to prove and slash. Every trainer is a real
 :class:`~marketplace.roles.trainer.TrainerNode` and the aggregator a real
 :class:`~marketplace.roles.aggregator.AggregatorNode`; their own per-phase timings are collected:
 
-* trainer (per trainer, mean and slowest): **fetch** the global model from IPFS, **train** locally
-  (PyTorch), **commit** (read the seed and K, sketch, committed row, Poseidon hash), **pin** the update,
-  **submit** (``submitUpdate``, until mined);
+* trainer (per trainer, mean and slowest), in the commit phase: **fetch** the global model from IPFS,
+  **train** locally (PyTorch), **commit** (read the seed and K, sketch, committed row, Poseidon hash), **pin**
+  the update, **seal** (derive the salt, encrypt the note, ``commitUpdate`` until mined); then, once every
+  trainer committed, in the reveal phase: **reveal** (``revealUpdate``, until mined);
 * aggregator: **fetch** and check every update (CID, safetensors, commitment), **score** (the Gram
   rule + FedAvg), **pin** the new model, **prove** (ezkl witness + proof; the test verifier's hash
   otherwise), **finalize** (``finalizeRound``, until mined: the verifier runs on chain).
 
 One-time per-process costs (torch's first backward pass, ezkl's Poseidon, the first IPFS request) are
 paid before the clock starts. Trainers run one after another in this process; in the marketplace they
-train in parallel on their own machines, so a round's **critical path** is the slowest trainer plus the aggregator.
+train in parallel on their own machines, and the reveals start when the last commit is mined, so a
+round's **critical path** is the slowest trainer's commit phase, plus the slowest reveal, plus the
+aggregator.
 
-Gas per trainer per round = its ``submitUpdate`` + its share (1/N) of ``finalizeRound`` (which
-includes the on-chain proof verification and one batched ``recordRound`` on the reliability
-registry). Batched vs unbatched reliability updates: every round's real outcomes are also recorded
+Gas per trainer per round = its ``commitUpdate`` + its ``revealUpdate`` + its share (1/N) of
+``finalizeRound`` (which includes the on-chain proof verification and one batched ``recordRound`` on
+the reliability registry). Batched vs unbatched reliability updates: every round's real outcomes are also recorded
 on two extra registries, all trainers in one call vs one call per trainer.
 
-Measured (``python -m bench.latency``: 2 rounds per N, the demo's ``mlp`` of 2,410 parameters, real
-ezkl proofs, 2 cores, nothing else running; ``reports/latency.json``). Per trainer (mean)::
+Measured with commit-reveal (2 rounds per N, the demo's ``mlp`` of 2,410 parameters, 2 shared cores;
+``reports/latency.json``): N = 8 with real ezkl proofs (``python -m bench.latency --trainers 8``); the
+trainer phases and the commit and reveal gas of N = 16 and 32 with ``--no-zk`` (they do not depend on the
+verifier; the zk verifier's ``acceptsCommitment`` adds ~150 gas to a reveal). Per trainer (mean)::
 
-    | N | circuit | fetch | train | commit | pin | submit | slowest trainer |
-    |---:|---|---:|---:|---:|---:|---:|---:|
-    | 8 | 8 x 64 | 15 ms | 11 ms | 47 ms | 15 ms | 33 ms | 136 ms |
-    | 16 | 16 x 32 | 14 ms | 9 ms | 44 ms | 19 ms | 37 ms | 159 ms |
-    | 32 | 32 x 32 | 18 ms | 11 ms | 57 ms | 24 ms | 51 ms | 267 ms |
+    | N | fetch | train | commit | pin | seal (commit tx) | reveal (tx) | slowest trainer |
+    |---:|---:|---:|---:|---:|---:|---:|---:|
+    | 8 | 8 ms | 5 ms | 29 ms | 38 ms | 28 ms | 21 ms | 167 ms |
+    | 16 | 9 ms | 204 ms | 32 ms | 24 ms | 31 ms | 22 ms | 605 ms |
+    | 32 | 9 ms | 5 ms | 30 ms | 34 ms | 33 ms | 24 ms | 197 ms |
 
-Aggregator, per round::
+Aggregator, per round (N = 16 and 32: the last full run, before commit-reveal, which changed nothing the
+aggregator times)::
 
     | N | fetch | score | pin | prove | finalize | round (critical path) | peak RSS |
     |---:|---:|---:|---:|---:|---:|---:|---:|
-    | 8 | 580 ms | 2 ms | 56 ms | 18.0 s | 479 ms | 19.2 s | 1.45 GB |
+    | 8 | 490 ms | 1 ms | 51 ms | 15.4 s | 372 ms | 16.5 s | 1.54 GB |
     | 16 | 1.1 s | 2 ms | 62 ms | 19.5 s | 535 ms | 21.3 s | 1.58 GB |
     | 32 | 2.1 s | 2 ms | 61 ms | 80.0 s | 713 ms | 83.1 s | 4.50 GB |
 
-Gas per round (mean of the 2 rounds; the first round of a project costs more: cold storage)::
+Gas per round (mean of the 2 rounds; the first round of a project costs more: cold storage; finalize of
+N = 16 and 32 with the zk verifier from the run before commit-reveal)::
 
-    | N | submit | finalize (incl. proof check) | per trainer per round | reliability batched / N | 1-by-1 / N | saved |
-    |---:|---:|---:|---:|---:|---:|---:|
-    | 8 | 69,235 | 1,698,225 (1.77M, 1.62M) | 281,513 | 22,052 | 43,913 | 50 % |
-    | 16 | 69,234 | 2,027,387 (2.17M, 1.88M) | 195,945 | 20,475 | 43,897 | 53 % |
-    | 32 | 69,233 | 2,680,898 (2.96M, 2.40M) | 153,011 | 19,682 | 43,885 | 55 % |
+    | N | commit | reveal | both | finalize (incl. proof) | per trainer per round | batched / N | 1-by-1 / N | saved |
+    |---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | 8 | 67,635 | 81,587 | 149,222 | 1,726,963 (1.80M, 1.65M) | 365,092 | 22,052 | 43,913 | 50 % |
+    | 16 | 67,443 | 81,437 | 148,880 | 2,027,387 (2.17M, 1.88M) | 275,592 | 20,475 | 43,897 | 53 % |
+    | 32 | 67,349 | 81,438 | 148,787 | 2,680,898 (2.96M, 2.40M) | 232,565 | 19,682 | 43,885 | 55 % |
 
 Findings:
 
-* **Proving is the round**: 94-96 % of the aggregator's time, 18-20 s up to 16 trainers and 80 s
+* **Proving is the round**: 94-96 % of the aggregator's time, 15-20 s up to 16 trainers and 80 s
   (4.5 GB) at 32 (logrows 17); everything else in a round is ~1-3 s. The key setup, once per circuit
   and cached, took 36 s (16 x 32) and 121 s (32 x 32).
-* The aggregator's **fetch** is ~70 ms per update on this small model (IPFS round trip, CID and
+* **Commit-reveal** costs each trainer a second transaction: ~149k gas per round instead of ~69k for the
+  single ``submitUpdate`` before it (commit ~67k: the seal, the arrival and the note in its event; reveal
+  ~81k: the seal is recomputed and the CID and commitment stored), so +80k per trainer per round (+30 % of
+  the per-trainer total at N = 8, +52 % at N = 32 where the proof check is shared by more trainers). In
+  time it adds one transaction to a trainer's path (~20-30 ms on anvil; a block on a real chain) and the
+  wait for the commit phase to close: the reveals start when the last trainer committed (or at the commit
+  deadline).
+* The aggregator's **fetch** is ~60-70 ms per update on this small model (IPFS round trip, CID and
   safetensors checks, the Poseidon commitment check ~15 ms): latency-bound, linear in N (see
   ``bench/scale.py`` for large models, where bandwidth dominates).
-* On this task a **trainer**'s whole round is 0.1-0.3 s (2 epochs over ~40-140 digits);
-  ``commit`` includes two chain reads (the project's seed and K) besides the sketch and Poseidon hash.
-* **Gas per trainer per round** falls with N (282k -> 153k) because the proof check (~1.3-1.5M) is
+* On this task a **trainer**'s whole round is 0.2-0.6 s (2 epochs over ~40-140 digits; the mean training
+  time varies between runs with the warm-up); ``commit`` includes two chain reads (the project's seed and
+  K) besides the sketch and Poseidon hash, ``seal`` the signature that derives the salt and the note.
+* **Gas per trainer per round** falls with N (365k -> 233k) because the proof check (~1.3-1.5M) is
   paid once per round; the batched reliability update costs ~20k per trainer against ~44k in
   separate calls (50-55 % saved).
 * At N = 32 (shards of ~40 digits) the sign-flipper was **not flagged** in either round (the zero
@@ -87,7 +102,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-TRAINER_PHASES = ("fetch", "train", "commit", "pin", "submit")
+#: A trainer's phases, as ``Committed``/``Submitted`` time them (``submit`` is the reveal transaction).
+TRAINER_PHASES = ("fetch", "train", "commit", "pin", "seal", "submit")
+COMMIT_PHASES = TRAINER_PHASES[:-1]
+#: Column names: ``submit`` is shown as ``reveal``.
+PHASE_LABELS = {"submit": "reveal"}
 AGGREGATOR_PHASES = ("fetch", "score", "pin", "prove", "finalize")
 ETH = 10**18
 
@@ -105,7 +124,7 @@ def measure(n: int, rounds: int, model: str, zk: bool, log: Console) -> dict[str
     from marketplace.fl.data import load_npz, partition_digits
     from marketplace.fl.models import build_model, num_params
     from marketplace.roles.aggregator import AggregatorNode
-    from marketplace.roles.trainer import Submitted, TrainerNode, TrainingSettings
+    from marketplace.roles.trainer import Committed, Submitted, TrainerNode, TrainingSettings
 
     attacks = [Attack.NONE] * (n - 2) + [Attack.SIGN_FLIP, Attack.FREE_RIDER_ZERO]
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp, local_stack(Path(tmp), n + 3) as stack:
@@ -138,11 +157,16 @@ def measure(n: int, rounds: int, model: str, zk: bool, log: Console) -> dict[str
 
         per_round = []
         for round_ in range(rounds):
-            submitted = []
-            for t in trainers:
+            committed, submitted = [], []
+            for t in trainers:  # the commit phase: it closes with the last commit
+                outcome = t.step(pid)
+                if not isinstance(outcome, Committed):
+                    raise RuntimeError(f"trainer {t.address} did not commit in round {round_}: {outcome}")
+                committed.append(outcome)
+            for t in trainers:  # the reveal phase
                 outcome = t.step(pid)
                 if not isinstance(outcome, Submitted):
-                    raise RuntimeError(f"trainer {t.address} did not submit in round {round_}: {outcome}")
+                    raise RuntimeError(f"trainer {t.address} did not reveal in round {round_}: {outcome}")
                 submitted.append(outcome)
             report = aggregator.step(pid)
             if report is None or report.already_finalized:
@@ -151,13 +175,16 @@ def measure(n: int, rounds: int, model: str, zk: bool, log: Console) -> dict[str
                 stack.admin.chain, registries, pid, round_, report.trainers, report.flags, report.submitted
             )
             trainer_total = [sum(s.timings[p] for p in TRAINER_PHASES) for s in submitted]
+            commit_phase = [sum(s.timings[p] for p in COMMIT_PHASES) for s in submitted]
             row = {
                 "round": round_,
                 "trainer_mean": {p: mean(s.timings[p] for s in submitted) for p in TRAINER_PHASES},
                 "trainer_max": {p: max(s.timings[p] for s in submitted) for p in TRAINER_PHASES},
                 "trainer_total_max": max(trainer_total),
+                "trainer_path": max(commit_phase) + max(s.timings["submit"] for s in submitted),
                 "aggregator": {p: report.timings[p] for p in AGGREGATOR_PHASES},
-                "submit_gas_mean": mean(s.gas_used for s in submitted),
+                "commit_gas_mean": mean(c.gas_used for c in committed),
+                "reveal_gas_mean": mean(s.gas_used - c.gas_used for c, s in zip(committed, submitted, strict=True)),
                 "finalize_gas": report.gas_used,
                 "reliability_batched_gas": batched,
                 "reliability_one_by_one_gas": one_by_one,
@@ -165,11 +192,12 @@ def measure(n: int, rounds: int, model: str, zk: bool, log: Console) -> dict[str
                 "prover": report.prover,
             }
             row["aggregator_total"] = sum(row["aggregator"].values())
-            row["critical_path"] = row["trainer_total_max"] + row["aggregator_total"]
+            row["critical_path"] = row["trainer_path"] + row["aggregator_total"]
             per_round.append(row)
             log.print(
-                f"N={n} round {round_}: trainers <= {row['trainer_total_max']:.2f} s, aggregator "
-                f"{row['aggregator_total']:.1f} s (prove {report.timings['prove']:.1f} s), finalize gas "
+                f"N={n} round {round_}: trainers (commit phase + reveal) {row['trainer_path']:.2f} s, aggregator "
+                f"{row['aggregator_total']:.1f} s (prove {report.timings['prove']:.1f} s), gas commit "
+                f"{row['commit_gas_mean']:,.0f} + reveal {row['reveal_gas_mean']:,.0f} per trainer, finalize "
                 f"{report.gas_used:,}, flagged {row['flagged']}"
             )
 
@@ -210,15 +238,17 @@ def summary(per_round: list[dict[str, Any]], n: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "trainer_mean_s": {p: avg(lambda r, p=p: r["trainer_mean"][p]) for p in TRAINER_PHASES},
         "trainer_slowest_s": avg(lambda r: r["trainer_total_max"]),
+        "trainer_path_s": avg(lambda r: r["trainer_path"]),
         "aggregator_s": {p: avg(lambda r, p=p: r["aggregator"][p]) for p in AGGREGATOR_PHASES},
         "aggregator_total_s": avg(lambda r: r["aggregator_total"]),
         "critical_path_s": avg(lambda r: r["critical_path"]),
-        "submit_gas": avg(lambda r: r["submit_gas_mean"]),
+        "commit_gas": avg(lambda r: r["commit_gas_mean"]),
+        "reveal_gas": avg(lambda r: r["reveal_gas_mean"]),
         "finalize_gas": avg(lambda r: r["finalize_gas"]),
         "reliability_batched_gas": avg(lambda r: r["reliability_batched_gas"]),
         "reliability_one_by_one_gas": avg(lambda r: r["reliability_one_by_one_gas"]),
     }
-    out["gas_per_trainer_round"] = out["submit_gas"] + out["finalize_gas"] / n
+    out["gas_per_trainer_round"] = out["commit_gas"] + out["reveal_gas"] + out["finalize_gas"] / n
     out["reliability_saving"] = 1 - out["reliability_batched_gas"] / out["reliability_one_by_one_gas"]
     return out
 
@@ -231,14 +261,15 @@ def time_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(
         title="Round latency (mean over rounds): trainer phases per trainer (mean), aggregator phases per round"
     )
-    cols = ["N", "verifier", *(f"t.{p}" for p in TRAINER_PHASES), "slowest trainer",
-            *(f"a.{p}" for p in AGGREGATOR_PHASES), "aggregator", "critical path", "peak MB"]  # fmt: skip
+    cols = ["N", "verifier", *(f"t.{PHASE_LABELS.get(p, p)}" for p in TRAINER_PHASES), "slowest trainer",
+            "trainers' path", *(f"a.{p}" for p in AGGREGATOR_PHASES), "aggregator", "critical path",
+            "peak MB"]  # fmt: skip
     for c in cols:
         table.add_column(c, justify="right")
     for r in rows:
         table.add_row(
             str(r["n"]), r["verifier"], *(_s(r["trainer_mean_s"][p]) for p in TRAINER_PHASES),
-            _s(r["trainer_slowest_s"]),
+            _s(r["trainer_slowest_s"]), _s(r["trainer_path_s"]),
             *(_s(r["aggregator_s"][p]) for p in AGGREGATOR_PHASES), _s(r["aggregator_total_s"]),
             f"[bold]{_s(r['critical_path_s'])}[/bold]", f"{r['peak_rss_mb']:,.0f}",
         )  # fmt: skip
@@ -249,7 +280,7 @@ def gas_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(
         title="Gas per round (mean over rounds); reliability: the same outcomes batched vs one call per trainer"
     )
-    cols = ["N", "submit", "finalize", "finalize/N", "per trainer per round", "reliability batched",
+    cols = ["N", "commit", "reveal", "finalize", "finalize/N", "per trainer per round", "reliability batched",
             "batched/N", "1-by-1", "1-by-1/N", "saved"]  # fmt: skip
     for c in cols:
         table.add_column(c, justify="right")
@@ -257,7 +288,8 @@ def gas_table(rows: list[dict[str, Any]]) -> Table:
         n = r["n"]
         b, o = r["reliability_batched_gas"], r["reliability_one_by_one_gas"]
         table.add_row(
-            str(n), f"{r['submit_gas']:,.0f}", f"{r['finalize_gas']:,.0f}", f"{r['finalize_gas'] / n:,.0f}",
+            str(n), f"{r['commit_gas']:,.0f}", f"{r['reveal_gas']:,.0f}", f"{r['finalize_gas']:,.0f}",
+            f"{r['finalize_gas'] / n:,.0f}",
             f"[bold]{r['gas_per_trainer_round']:,.0f}[/bold]", f"{b:,.0f}", f"{b / n:,.0f}", f"{o:,.0f}",
             f"{o / n:,.0f}",
             f"{r['reliability_saving']:.0%}",
