@@ -3,7 +3,7 @@ and verify its proof against the deployed verifier.
 
 ``audit`` imports the audit (torch) inside the command, so that ``marketplace --help`` stays fast;
 everything else is imported at the top. Error messages name the RPC endpoint without its credentials
-(:func:`~marketplace.web.redact.redact_urls`).
+(:func:`~marketplace.adapters.chain.redact.redact_urls`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from rich.table import Table
 
 from marketplace.adapters.chain.config import ConfigError
 from marketplace.adapters.chain.errors import ChainError
+from marketplace.adapters.chain.redact import redact_urls
 from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.cli.common import IPFS_API, NETWORK, connect_market, console, fail, open_store, open_store_if_reachable
 from marketplace.roles.verify import ProofUnavailable, verify_round
-from marketplace.web.redact import redact_urls
 
 
 def audit_cmd(

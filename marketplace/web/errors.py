@@ -11,7 +11,7 @@
   :class:`Unavailable` (the IPFS node does not answer or is not configured);
 * 500: anything else, logged; the answer says nothing about it.
 
-Every message is passed through :func:`~marketplace.web.redact.redact_urls` first: an unreachable RPC
+Every message is passed through :func:`~marketplace.adapters.chain.redact.redact_urls` first: an unreachable RPC
 endpoint is named in the error, and its URL may carry the provider's API key.
 
 :data:`API_ERRORS`, :data:`BAD_BODY` and :data:`CONFLICT` document these answers in the OpenAPI schema.

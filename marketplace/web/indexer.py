@@ -11,7 +11,7 @@ checks them against the chain, newest first; everything above the newest head st
 chain is deleted and re-read. If none matches (a reorg deeper than that, or an ``evm_revert``
 on a dev chain), the index is rebuilt.
 
-Events are decoded leniently (:mod:`marketplace.web.lenient_abi`): a CID or model name that is not
+Events are decoded leniently (:mod:`marketplace.adapters.chain.lenient_abi`): a CID or model name that is not
 UTF-8 is stored with U+FFFD instead of failing every sync; a log that still cannot be decoded is
 logged and skipped.
 

@@ -2,7 +2,7 @@
 their event index (kept fresh, throttled) and the network's name.
 
 :func:`connect` builds it from the settings. The server holds no keys: the chain client cannot sign.
-Its contracts decode strings leniently (:mod:`marketplace.web.lenient_abi`): a CID or model name that
+Its contracts decode strings leniently (:mod:`marketplace.adapters.chain.lenient_abi`): a CID or model name that
 is not UTF-8, which anyone can put on chain, is shown with U+FFFD instead of failing the request.
 """
 
