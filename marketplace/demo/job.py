@@ -181,7 +181,8 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
                     console.print(f"  trainer {t.address[:10]}…: {outcome}")
                 progress.advance(task)
             progress.update(task, description=f"round {round_}: reveals")
-            for t in trainers:  # everyone committed: the reveal phase is open
+            _open_reveals(owner, pid)
+            for t in trainers:  # the reveal phase is open
                 outcome = t.step(pid)
                 if not isinstance(outcome, Submitted | StepOutcome):
                     console.print(f"  trainer {t.address[:10]}…: {outcome}")
@@ -203,6 +204,15 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     if plot:
         console.print(f"plot written to [bold]{plot}[/bold]")
     return DemoResult(pid, reports, payouts, escrowed, roles, initial_accuracy, plot)
+
+
+def _open_reveals(market: MarketClient, pid: int) -> None:
+    """Moves the local chain's clock to the reveal phase if a trainer did not commit (e.g. a copier with nothing
+    to copy): the commit phase then lasts until its deadline, which the demo does not wait out in real time."""
+    deadlines = market.round_deadlines(pid)
+    now = market.chain.timestamp()
+    if now < deadlines.reveal_opens:
+        market.chain.increase_time(deadlines.reveal_opens - now)
 
 
 def deploy_zk_round_verifier(stack: LocalStack, trainers: int, console: Console) -> str:
