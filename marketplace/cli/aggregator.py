@@ -71,7 +71,7 @@ def aggregator_run_cmd(
             project,
             poll_seconds=poll,
             on_report=show,
-            on_error=lambda exc: console.print(f"[yellow]will retry:[/yellow] {exc}"),
+            on_error=lambda exc: console.print(f"[yellow]{type(exc).__name__}:[/yellow] {exc}"),
         )
     except PermissionError as exc:
         raise fail(str(exc)) from None
