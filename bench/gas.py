@@ -1,6 +1,11 @@
 """Gas report: what each protocol step costs with N = 4, 16 and 64 trainers, and what batching
 the reliability updates saves. Runs on a fresh local anvil.
 
+A trainer submits in two transactions (commit-reveal): ``commitUpdate`` with its seal and its
+encrypted note (as ``TrainerNode`` sends them: a 59-character CIDv1, so a 95-byte note), then
+``revealUpdate`` with the CID, the commitment and the salt; the table shows each, and their sum per
+trainer. The last commit of a round also records that the commit phase closed.
+
     python -m bench.gas [--trainers 4 16 64] [--out reports/gas.json]
 
 Prints a table and writes JSON plus a Markdown copy next to it.
@@ -24,6 +29,7 @@ from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import compile_contracts
 from marketplace.adapters.chain.deploy import REGISTRY, deploy_marketplace, market_client
 from marketplace.adapters.chain.market import Finalization, ProjectConfig
+from marketplace.protocol.seal import derive_salt, seal, seal_note
 from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
 
 #: ``IReliabilityRegistry.Outcome``
@@ -39,11 +45,17 @@ class GasRow:
     create: int
     join_avg: int
     join_last: int  # the join that fills the project also starts training
-    submit_avg: int
+    commit_avg: int  # commitUpdate: seal + encrypted note
+    reveal_avg: int  # revealUpdate: CID, commitment, salt
     finalize: int
     finalize_per_trainer: int
     reliability_batched: int  # one recordRound call for all trainers
     reliability_per_trainer: int  # sum of one recordRound call per trainer
+
+    @property
+    def submit_avg(self) -> int:
+        """What one trainer's submission costs: its commit plus its reveal."""
+        return self.commit_avg + self.reveal_avg
 
     @property
     def batching_saving(self) -> float:
@@ -51,7 +63,8 @@ class GasRow:
 
     @property
     def largest_tx(self) -> int:
-        return max(self.create, self.join_last, self.submit_avg, self.finalize, self.reliability_batched)
+        steps = (self.create, self.join_last, self.commit_avg, self.reveal_avg, self.finalize, self.reliability_batched)
+        return max(steps)
 
 
 def measure(n: int, url: str, accounts: list[LocalAccount]) -> GasRow:
@@ -82,9 +95,15 @@ def measure(n: int, url: str, accounts: list[LocalAccount]) -> GasRow:
     pid = owner.project_count()
     joins = [t.join(pid, cfg.stake)["gasUsed"] for t in trainers]
     cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"  # a realistic 59-char CIDv1
-    submits = [
-        t.submit_update(pid, 0, cid, admin.w3.keccak(text=f"update {i}"))["gasUsed"]
-        for i, t in enumerate(trainers)
+    where = owner.round_address(pid, 0)
+    commitments = [bytes(admin.w3.keccak(text=f"update {i}")) for i in range(n)]
+    salts = [derive_salt(t.chain.account, where, c) for t, c in zip(trainers, commitments, strict=True)]
+    commits = [
+        t.commit_update(pid, 0, seal(c, cid, t.address, where, salt), seal_note(t.chain.account, where, c, cid))
+        for t, c, salt in zip(trainers, commitments, salts, strict=True)
+    ]
+    reveals = [  # every trainer committed: the reveal phase is open at once
+        t.reveal_update(pid, 0, cid, c, salt) for t, c, salt in zip(trainers, commitments, salts, strict=True)
     ]
     members = owner.trainers(pid)
     scores = [1_000 + 37 * i for i in range(n)]
@@ -99,7 +118,8 @@ def measure(n: int, url: str, accounts: list[LocalAccount]) -> GasRow:
         create=create,
         join_avg=sum(joins[:-1]) // max(1, n - 1) if n > 1 else joins[0],
         join_last=joins[-1],
-        submit_avg=sum(submits) // n,
+        commit_avg=sum(int(r["gasUsed"]) for r in commits) // n,
+        reveal_avg=sum(int(r["gasUsed"]) for r in reveals) // n,
         finalize=finalize,
         finalize_per_trainer=finalize // n,
         reliability_batched=batched,
@@ -153,7 +173,7 @@ def run(sizes: list[int]) -> list[GasRow]:
 
 
 COLUMNS = [
-    "N", "create", "join", "join (starts)", "submit", "finalize", "finalize/N",
+    "N", "create", "join", "join (starts)", "commit", "reveal", "commit + reveal", "finalize", "finalize/N",
     "reliability batched", "reliability 1-by-1", "saved",
 ]  # fmt: skip
 
@@ -161,8 +181,8 @@ COLUMNS = [
 def cells(r: GasRow) -> list[str]:
     """One row of the report, formatted."""
     numbers = [
-        r.create, r.join_avg, r.join_last, r.submit_avg, r.finalize, r.finalize_per_trainer,
-        r.reliability_batched, r.reliability_per_trainer,
+        r.create, r.join_avg, r.join_last, r.commit_avg, r.reveal_avg, r.submit_avg, r.finalize,
+        r.finalize_per_trainer, r.reliability_batched, r.reliability_per_trainer,
     ]  # fmt: skip
     return [str(r.trainers), *(f"{x:,}" for x in numbers), f"{r.batching_saving:.0%}"]
 
@@ -184,7 +204,8 @@ def markdown(rows: list[GasRow]) -> str:
 
 def write(rows: list[GasRow], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps([asdict(r) | {"batching_saving": r.batching_saving} for r in rows], indent=2))
+    extra = [{"submit_avg": r.submit_avg, "batching_saving": r.batching_saving} for r in rows]
+    out.write_text(json.dumps([asdict(r) | e for r, e in zip(rows, extra, strict=True)], indent=2))
     out.with_suffix(".md").write_text("# Gas report\n\n" + markdown(rows))
 
 

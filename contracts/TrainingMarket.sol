@@ -173,6 +173,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice Largest accepted contribution score (keeps reward arithmetic far from overflow).
     uint256 public constant MAX_SCORE = type(uint128).max;
     uint256 private constant BPS = 10_000;
+    /// @dev Bit `c` is set for each byte `c` a CID may hold: `0-9`, `A-Z`, `a-z`.
+    uint256 private constant _ALPHANUMERIC = 0x7fffffe07fffffe03ff000000000000;
+    /// @dev Bit `c` is set for each byte `c` a model name may hold: `0-9`, `A-Z`, `a-z`, `_`, `-`, `.`.
+    uint256 private constant _MODEL_NAME_BYTES = 0x7fffffe87fffffe03ff600000000000;
 
     /// @notice Where trainers' reliability is kept.
     IReliabilityRegistry public immutable registry;
@@ -272,7 +276,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error InvalidModelName();
     error ZeroCommitment();
     error CommitmentNotAccepted(bytes32 commitment);
-    error RoundStillOpen(uint256 projectId, uint256 round, uint256 submissionDeadline);
+    error RoundStillOpen(uint256 projectId, uint256 round, uint256 revealDeadline);
     error AggregationDeadlinePassed(uint256 projectId, uint256 round, uint256 deadline);
     error LengthMismatch(uint256 trainers, uint256 scores, uint256 flags, uint256 rejected);
     error InvalidRejection(uint256 projectId, uint256 round, address trainer);
@@ -675,23 +679,25 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// anything else could not be a CID and would be a string every reader must survive.
     function _checkCid(string calldata cid) private pure {
         bytes calldata b = bytes(cid);
-        if (b.length == 0 || b.length > MAX_CID_LENGTH) revert InvalidCid();
-        for (uint256 i = 0; i < b.length; ++i) {
-            bytes1 c = b[i];
-            bool alnum = (c >= "0" && c <= "9") || (c >= "A" && c <= "Z") || (c >= "a" && c <= "z");
-            if (!alnum) revert InvalidCid();
-        }
+        if (b.length == 0 || b.length > MAX_CID_LENGTH || !_onlyBytesOf(b, _ALPHANUMERIC)) revert InvalidCid();
     }
 
     /// @dev A model name is letters, digits, `_`, `-` and `.` (a registry key, never markup or control bytes).
     function _checkModelName(string calldata name) private pure {
-        bytes calldata b = bytes(name);
-        for (uint256 i = 0; i < b.length; ++i) {
-            bytes1 c = b[i];
-            bool ok = (c >= "0" && c <= "9") || (c >= "A" && c <= "Z") || (c >= "a" && c <= "z") || c == "_" || c == "-"
-                || c == ".";
-            if (!ok) revert InvalidModelName();
+        if (!_onlyBytesOf(bytes(name), _MODEL_NAME_BYTES)) revert InvalidModelName();
+    }
+
+    /// @dev Whether every byte `c` of `b` has bit `c` set in `allowed` (a byte over 127 never has: the
+    /// sets are ASCII). One shift and mask per byte: a reveal's 59-byte CID was checked with range
+    /// comparisons at ~480 gas per byte before.
+    function _onlyBytesOf(bytes calldata b, uint256 allowed) private pure returns (bool) {
+        for (uint256 i = 0; i < b.length;) {
+            if ((allowed >> uint8(b[i])) & 1 == 0) return false;
+            unchecked {
+                ++i;
+            }
         }
+        return true;
     }
 
     /// @dev The caller is a trainer of this training project and `round` is the open round.
@@ -735,8 +741,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         aggregationDeadline = revealDeadline + p.aggregationPeriod;
     }
 
-    /// @dev A round may be finalized once all trainers submitted or its submission deadline
-    /// passed, and until its aggregation deadline.
+    /// @dev A round may be finalized once its reveal phase is over (the phase opened and every trainer
+    /// that committed revealed, or the reveal deadline passed), and until its aggregation deadline.
     function _checkTiming(uint256 projectId, Project storage p, uint256 round) private view {
         (, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline) = _deadlines(projectId, p);
         bool revealsDone = block.timestamp >= revealOpens && p.submissions == p.commits;

@@ -1,6 +1,8 @@
 """A mempool the tests control, for front-running attacks: anvil with automine off and a fee-ordered
 pool (``--order fees``), transactions sent without waiting, pending transactions read the way a
-mempool watcher reads them, and blocks mined on demand.
+mempool watcher reads them, and blocks mined on demand; and a trainer's market client that only
+broadcasts its commit and reveal (:class:`BroadcastingMarket`), so that a real ``TrainerNode``'s
+transactions sit in that pool for a watcher to copy.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from web3.contract.contract import ContractFunction
 
 from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.market import MarketClient
 
 GWEI = 10**9
 
@@ -79,6 +82,28 @@ class Mempool:
         self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
         block = self.w3.eth.get_block("latest", full_transactions=False)
         return [self.w3.eth.get_transaction_receipt(h) for h in block["transactions"]]
+
+
+class BroadcastingMarket(MarketClient):
+    """``market`` whose ``commit_update`` and ``reveal_update`` are broadcast through ``mempool`` with a
+    priority fee of ``tip_gwei`` and not waited for (their "receipt" is ``{"gasUsed": 0}``): with
+    automine off they stay pending until the test mines. Everything else is ``market``'s."""
+
+    def __init__(self, market: MarketClient, mempool: Mempool, *, tip_gwei: int) -> None:
+        super().__init__(market.chain, market.market, market.registry)
+        self.mempool = mempool
+        self.tip_gwei = tip_gwei
+        self.sent: list[str] = []  # hashes of the broadcast transactions
+
+    def _broadcast(self, fn: ContractFunction) -> dict[str, int]:
+        self.sent.append(self.mempool.send(self.chain.account, fn, tip_gwei=self.tip_gwei))
+        return {"gasUsed": 0}
+
+    def commit_update(self, project_id: int, round_: int, seal: bytes, note: bytes = b"") -> Any:
+        return self._broadcast(self.market.functions.commitUpdate(project_id, round_, seal, note))
+
+    def reveal_update(self, project_id: int, round_: int, cid: str, commitment: bytes, salt: bytes) -> Any:
+        return self._broadcast(self.market.functions.revealUpdate(project_id, round_, cid, commitment, salt))
 
 
 @contextmanager

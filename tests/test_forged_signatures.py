@@ -68,7 +68,7 @@ def send_and_expect_unauthorized(actors: Actors, raw: bytes, sender: str) -> Non
 
 @pytest.fixture
 def pid(actors: Actors) -> int:
-    """A training project whose three trainers all submitted round 0: the aggregator may finalize it now."""
+    """A training project whose three trainers all committed and revealed round 0: it may be finalized now."""
     pid = actors.training_project(3)
     actors.submit_all(pid, 0)
     return pid
