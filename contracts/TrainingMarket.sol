@@ -173,10 +173,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice Largest accepted contribution score (keeps reward arithmetic far from overflow).
     uint256 public constant MAX_SCORE = type(uint128).max;
     uint256 private constant BPS = 10_000;
-    /// @dev Bit `c` is set for each byte `c` a CID may hold: `0-9`, `A-Z`, `a-z`.
-    uint256 private constant _ALPHANUMERIC = 0x7fffffe07fffffe03ff000000000000;
-    /// @dev Bit `c` is set for each byte `c` a model name may hold: `0-9`, `A-Z`, `a-z`, `_`, `-`, `.`.
-    uint256 private constant _MODEL_NAME_BYTES = 0x7fffffe87fffffe03ff600000000000;
+    /// @dev Bit `c` is set for each byte `c` a CID may hold: `0-9` (0x30..), `A-Z` (0x41..), `a-z` (0x61..).
+    uint256 private constant _ALPHANUMERIC =
+        (((1 << 10) - 1) << 0x30) | (((1 << 26) - 1) << 0x41) | (((1 << 26) - 1) << 0x61);
+    /// @dev Bit `c` is set for each byte `c` a model name may hold: letters, digits, `_` (0x5f), `-`, `.` (0x2d, 0x2e).
+    uint256 private constant _MODEL_NAME_BYTES = _ALPHANUMERIC | (1 << 0x5f) | (1 << 0x2d) | (1 << 0x2e);
 
     /// @notice Where trainers' reliability is kept.
     IReliabilityRegistry public immutable registry;
