@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from marketplace.adapters.chain.market import Commit, MarketClient, Submission
-from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsTimeout, StorageError
+from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsError, IpfsTimeout, StorageError
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import num_params, param_spec, tensors_to_vector
 from marketplace.protocol.commitment import commit_update
@@ -59,6 +59,11 @@ def collect_round(
     commitment. An update that fails any check is recorded in ``rejected`` with the reason; the
     round goes on without it.
 
+    An update whose fetch times out while the IPFS node itself answers (:func:`node_answers`) is
+    rejected too: that is what an online node does for a CID no peer serves (it searches until the
+    client gives up), and a trainer that revealed such a CID would otherwise stall the round until the
+    aggregation deadline, when abandoning the project pays it a share.
+
     Raises :class:`IpfsConnectionError` / :class:`IpfsTimeout` when the IPFS node itself does not
     answer: that says nothing about the trainers, so nobody must be flagged for it."""
     spec = param_spec(model_name)
@@ -77,8 +82,13 @@ def collect_round(
             continue
         try:
             vec = tensors_to_vector(store.get_tensors(sub.cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec)
-        except (IpfsConnectionError, IpfsTimeout):
+        except IpfsConnectionError:
             raise  # our node is down, not the trainer's fault: never flag anyone for it; retry later
+        except IpfsTimeout as exc:
+            if not node_answers(store):
+                raise  # our node hangs: as above
+            rejected[trainer] = f"IpfsTimeout: the update did not come in time ({exc})"
+            continue
         except StorageError as exc:
             rejected[trainer] = f"{type(exc).__name__}: {exc}"
             continue
@@ -88,3 +98,13 @@ def collect_round(
             continue
         updates[i], rows[i], valid[i] = vec, row, True
     return RoundInputs(project_id, round_, seed, k, trainers, subs, commits, updates, rows, valid, rejected)
+
+
+def node_answers(store: ModelStore) -> bool:
+    """Whether the store's IPFS node answers a request that needs no content (``version``) in time: if so,
+    a fetch that timed out timed out on its object, not on the node."""
+    try:
+        store.client.version()
+    except IpfsError:
+        return False
+    return True
