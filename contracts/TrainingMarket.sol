@@ -168,6 +168,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice Longest accepted model name, in bytes (it is stored and emitted: unbounded, it cost
     /// its creator gas per byte and every reader of the project its size).
     uint256 public constant MAX_MODEL_NAME_LENGTH = 64;
+    /// @notice Shortest commit, reveal and aggregation period. A phase shorter than a few blocks lets the
+    /// project's owner make honest trainers miss it: a one-second reveal window slashes every committer
+    /// (they cannot reveal in time) and returns the budget and the stakes to the owner.
+    uint256 public constant MIN_PHASE_PERIOD = 5 minutes;
     /// @notice Longest accepted commit note (a trainer's own encrypted reminder of its submission).
     uint256 public constant MAX_NOTE_LENGTH = 192;
     /// @notice Largest accepted contribution score (keeps reward arithmetic far from overflow).
@@ -319,9 +323,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 verifierMax = IRoundVerifier(cfg.verifier).maxTrainers();
         if (cfg.maxTrainers > verifierMax) revert VerifierTooSmall(cfg.maxTrainers, verifierMax);
         if (cfg.minReliabilityBps > BPS || cfg.slashBps > BPS) revert InvalidConfig("bps");
-        if (cfg.joinPeriod == 0 || cfg.submissionPeriod == 0 || cfg.revealPeriod == 0 || cfg.aggregationPeriod == 0) {
-            revert InvalidConfig("periods");
-        }
+        if (
+            cfg.joinPeriod == 0 || cfg.submissionPeriod < MIN_PHASE_PERIOD || cfg.revealPeriod < MIN_PHASE_PERIOD
+                || cfg.aggregationPeriod < MIN_PHASE_PERIOD
+        ) revert InvalidConfig("periods");
         if (msg.value <= cfg.aggregatorFee || msg.value - cfg.aggregatorFee > type(uint96).max) {
             revert InvalidConfig("budget");
         }

@@ -32,12 +32,13 @@ import httpx
 import numpy as np
 import pytest
 from eth_account.signers.local import LocalAccount
+from pydantic import ValidationError
 
 from marketplace.adapters.chain.anvil import dev_accounts
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace, market_client
 from marketplace.adapters.chain.errors import ContractRevert
-from marketplace.adapters.chain.market import MarketClient, ProjectConfig, ProjectStatus
+from marketplace.adapters.chain.market import MIN_PHASE_PERIOD, MarketClient, ProjectConfig, ProjectStatus
 from marketplace.adapters.ipfs.cid import compute_cid
 from marketplace.adapters.ipfs.errors import IpfsTimeout
 from marketplace.adapters.ipfs.ipfs import IpfsClient
@@ -47,10 +48,10 @@ from marketplace.fl.models import build_model, num_params, param_spec, tensors_t
 from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.seal import derive_salt, seal
 from marketplace.roles.aggregator import AggregatorNode
-from marketplace.roles.trainer import Committed, Submitted, TrainerNode, UpdateContext
+from marketplace.roles.trainer import Committed, StepOutcome, Submitted, TrainerNode, UpdateContext
 from marketplace.round.collect import collect_round
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
-from tests.market_fixtures import Actors
+from tests.market_fixtures import Actors, reverts
 from tests.mempool import BroadcastingMarket, Mempool, fee_ordered_anvil
 
 ETH = 10**18
@@ -89,14 +90,6 @@ def own_reveal(trainer: MarketClient, pid: int, round_: int, cid: str, commitmen
 # --------------------------------------------------------------------------- 1. pinned before committed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "TrainerNode pins its update to IPFS before its commit is mined, so the update is public while the "
-        "commit phase is open; fix: commit first (the CID computed without adding, e.g. Kubo's only-hash) and "
-        "pin only once the commit phase has closed, keeping the bytes on the trainer's disk for a restart"
-    ),
-)
 def test_an_update_seen_on_ipfs_before_its_commit_cannot_be_committed_first_by_a_watcher(
     ipfs_node: LocalIpfsNode,
 ) -> None:
@@ -131,7 +124,7 @@ def test_an_update_seen_on_ipfs_before_its_commit_cannot_be_committed_first_by_a
         for t, u in zip(honest, updates[1:], strict=True):
             assert isinstance(TrainerNode(t, store, FixedUpdate(u)).step(pid), Committed)
 
-        # The victim pins its update and broadcasts its commit; the watcher lists the node's pins meanwhile.
+        # The victim broadcasts its commit; the watcher lists the node's pins while it is pending.
         pinned_before = set(store.client.pin_ls())
         mempool = Mempool(admin)
         mempool.automine(False)
@@ -140,16 +133,21 @@ def test_an_update_seen_on_ipfs_before_its_commit_cannot_be_committed_first_by_a
                                  FixedUpdate(updates[0]))  # fmt: skip
             a_commit = a_node.step(pid)
             assert isinstance(a_commit, Committed)
-            (seen,) = set(store.client.pin_ls()) - pinned_before  # the victim's update, while its commit is pending
-            spec = param_spec("mlp")
-            copy = tensors_to_vector(store.get_tensors(seen, expected=spec), spec)
-            _, commitment = commit_update(copy, watcher.sketch_seed(pid), watcher.sketch_width(pid))
-            mempool.send(watcher.chain.account, watcher.market.functions.commitUpdate(
-                pid, 0, own_seal(watcher, pid, 0, seen, commitment), b""), tip_gwei=COPIER_TIP)  # fmt: skip
+            assert set(store.client.pin_ls()) == pinned_before  # nothing of the victim's is public yet
             block = mempool.mine()
         finally:
             mempool.automine(True)
-        assert [r["from"] for r in block] == [watcher.address, victim.address]  # the copy is committed first
+        assert [r["from"] for r in block] == [victim.address]
+        # Once its commit is on chain the victim publishes its update; the watcher copies it at once, and
+        # commits the copy (the commit phase is still open: the watcher has not committed).
+        assert a_node.step(pid) is StepOutcome.WAITING_FOR_REVEAL
+        (seen,) = set(store.client.pin_ls()) - pinned_before
+        assert seen == a_commit.cid
+        spec = param_spec("mlp")
+        copy = tensors_to_vector(store.get_tensors(seen, expected=spec), spec)
+        _, commitment = commit_update(copy, watcher.sketch_seed(pid), watcher.sketch_width(pid))
+        watcher.commit_update(pid, 0, own_seal(watcher, pid, 0, seen, commitment))
+        assert [c.trainer for c in watcher.commits(pid, 0)][-2:] == [victim.address, watcher.address]
 
         # Every trainer committed: reveals open. Everyone reveals, the aggregator finalizes with the rule.
         for t, u in zip(honest, updates[1:], strict=True):
@@ -277,22 +275,26 @@ def test_an_ipfs_node_that_hangs_still_rejects_nobody(
 # --------------------------------------------------------------------------- 3. a reveal window too short
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "createProject accepts any revealPeriod > 0 and the trainer client joins any project, so an owner can "
-        "set a reveal window shorter than a block interval and collect every stake as 'missed reveals'; fix: "
-        "a floor on revealPeriod in createProject (InvalidConfig('periods'); e.g. >= 10 minutes) and in "
-        "ProjectConfig, or at least TrainerNode.join refusing such a project"
-    ),
-)
 def test_an_owner_cannot_take_the_stakes_with_a_reveal_window_shorter_than_a_block(
     project_with_store: tuple[Actors, ModelStore, int], ipfs_node: LocalIpfsNode
 ) -> None:
+    """A one-second reveal window (with slashBps = 100 %) would let the owner take every stake as 'missed
+    reveals': the market refuses any phase shorter than MIN_PHASE_PERIOD, and at that minimum honest
+    trainers revealing one per 12-second block are all in time and paid."""
     actors, store, _ = project_with_store
     initial = store.put_tensors(build_model("mlp", seed=1).state_dict(), {"kind": "model"})
     chain = actors.chain
-    pid = actors.training_project(3, rounds=1, initial_model_cid=initial, slash_bps=10_000, reveal_period=1)
+    with pytest.raises(ValidationError):
+        actors.config(reveal_period=1)
+    shortest = int(chain.call(actors.owner.market.functions.MIN_PHASE_PERIOD()))
+    assert shortest == MIN_PHASE_PERIOD
+    for field in ("submission_period", "reveal_period", "aggregation_period"):
+        too_short = actors.config(rounds=1, initial_model_cid=initial).model_copy(update={field: 1})
+        with reverts("InvalidConfig"):
+            actors.owner.create_project(too_short)
+    pid = actors.training_project(
+        3, rounds=1, initial_model_cid=initial, slash_bps=10_000, reveal_period=MIN_PHASE_PERIOD
+    )
     nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers[:3], honest_updates(3),
                                                                     strict=True)]  # fmt: skip
     for node in nodes:

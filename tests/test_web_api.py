@@ -292,8 +292,8 @@ def test_the_job_form_refuses_a_model_name_longer_than_the_contract_takes(client
 
 def test_the_job_takes_a_reveal_period(client: TestClient, actors: Actors, accounts: list[LocalAccount]) -> None:
     """Each round's reveal period is part of the job: the form shows it with its default, the API takes it in
-    minutes and it reaches the contract; a period that is not a whole number of minutes from 1 to a year is
-    refused with a sentence, on the form too."""
+    minutes and it reaches the contract; a period that is not a whole number of minutes from 5 (the market's
+    shortest phase) to a year is refused with a sentence, on the form too."""
     form = client.get("/projects/new").text
     assert 'name="reveal_period_minutes"' in form and "Reveal period" in form and "Commit period" in form
     assert 'id="f-reveal_period_minutes" type="number" value="10"' in form
@@ -307,8 +307,8 @@ def test_the_job_takes_a_reveal_period(client: TestClient, actors: Actors, accou
     assert actors.owner.get_project(pid).reveal_period == 25 * 60
     assert client.get(f"/api/projects/{pid}").json()["project"]["reveal_period"] == 25 * 60
 
-    words = "must be a whole number of minutes from 1 to 525,600 (a year)"
-    for bad in ("0", "-5", "1.5", "soon", "525601"):
+    words = "must be a whole number of minutes from 5 to 525,600 (a year)"
+    for bad in ("0", "4", "-5", "1.5", "soon", "525601"):
         refused = client.post("/api/tx/create-project", json=job(actors, reveal_period_minutes=bad))
         assert refused.status_code == 422, bad
         assert refused.json()["errors"] == {"reveal_period_minutes": words}, bad

@@ -3,7 +3,10 @@ update, pins it, and submits the update's CID and its commitment (the Poseidon h
 committed row of its sketch, see :mod:`marketplace.protocol.commitment`) in two steps: during the
 commit phase it commits a seal of them (:mod:`marketplace.protocol.seal`), and once the commit phase
 has closed it reveals them. Its salt is derived from its own key and its CID and commitment travel
-in its commit's encrypted note, so a trainer restarted between the two steps still reveals.
+in its commit's encrypted note, so a trainer restarted between the two steps still reveals. The
+update itself is added to IPFS only once the commit is on chain (its CID is computed locally first):
+before that, nobody can fetch it and commit a copy ahead of it. (A trainer that crashes after its
+commit is mined and before the update is added has nothing to reveal: it then misses the reveal.)
 
 Where the update comes from is the trainer's :class:`UpdateSource`: the honest
 :class:`LocalTraining` trains on the trainer's private data; the demo's simulated cheaters
@@ -122,7 +125,7 @@ class Committed:
     commitment: bytes
     update_norm: float
     gas_used: int = 0  # of the commitUpdate transaction
-    #: seconds per phase: fetch (global model), train, commit (sketch + Poseidon), pin, seal (commit mined)
+    #: seconds per phase: fetch (global model), train, commit (sketch + Poseidon), seal (commit mined), pin
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -157,6 +160,7 @@ class TrainerNode:
         self.source = source
         self._now = now or market.chain.timestamp
         self._committed: dict[tuple[int, int], Committed] = {}
+        self._unpublished: dict[tuple[int, int], tuple[bytes, str]] = {}
 
     @property
     def address(self) -> str:
@@ -183,6 +187,7 @@ class TrainerNode:
             if now > deadlines.commit or project.commits == project.trainer_count:
                 return StepOutcome.ROUND_CLOSED
             return self._commit(project, progress)
+        self._publish(project_id, round_)  # the commit is on chain: the update may be fetched now
         if now < deadlines.reveal_opens:
             return StepOutcome.WAITING_FOR_REVEAL
         if now > deadlines.reveal:
@@ -214,20 +219,32 @@ class TrainerNode:
         seed = self.market.sketch_seed(project_id)
         _, commitment = commit_update(update, seed, self.market.sketch_width(project_id))
         lap("commit")
-        cid = self.store.put_tensors(
+        data, cid = self.store.prepare_tensors(
             vector_to_state(update, spec),
             {"kind": "update", "project": str(project_id), "round": str(round_), "trainer": self.address},
         )
-        lap("pin")
         account, where = self.market.chain.account, self._where(project_id, round_)
         sealed = seal(commitment, cid, self.address, where, derive_salt(account, where, commitment))
         receipt = self.market.commit_update(project_id, round_, sealed, seal_note(account, where, commitment, cid))
         lap("seal")
+        # Published only once the commit is on chain: whoever fetches it then can commit a copy only after
+        # this commit, and the rule keeps the earliest of near-identical updates. (Until then the CID is
+        # secret: sealed. If the commit is still pending, the next step publishes it.)
+        self._unpublished[(project_id, round_)] = (data, cid)
+        if self.market.committed_seal(project_id, round_, self.address) == sealed:
+            self._publish(project_id, round_)
+        lap("pin")
         committed = Committed(
             project_id, round_, cid, commitment, float(np.linalg.norm(update)), int(receipt["gasUsed"]), timings
         )
         self._committed[(project_id, round_)] = committed
         return committed
+
+    def _publish(self, project_id: int, round_: int) -> None:
+        """Adds and pins this trainer's committed update of ``round_`` if it has not yet."""
+        pending = self._unpublished.pop((project_id, round_), None)
+        if pending is not None:
+            self.store.publish(*pending)
 
     def _reveal(self, project_id: int, round_: int) -> Submitted:
         """Reveals this trainer's commit of ``round_`` (found in memory, else in its commit's note)."""

@@ -6,7 +6,8 @@ uses) checks the result against what the contract accepts.
 
 Each round has a commit phase (``submission_period_minutes``, labelled "Commit period": trainers commit
 sealed updates), a reveal phase (``reveal_period_minutes``: they reveal them) and an aggregation phase
-(``aggregation_period_minutes``); each is a whole number of minutes from 1 to :data:`MAX_PERIOD_MINUTES`.
+(``aggregation_period_minutes``); each is a whole number of minutes from :data:`MIN_PHASE_MINUTES` (the
+market's shortest phase) to :data:`MAX_PERIOD_MINUTES`; the join period from 1.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from marketplace.adapters.chain.market import (
     MAX_MODEL_NAME_LENGTH,
     MAX_ROUNDS,
     MAX_TRAINERS,
+    MIN_PHASE_PERIOD,
     ProjectConfig,
     check_model_name,
 )
 from marketplace.adapters.ipfs.cid import parse_cid
 
 WEI = 10**18
+#: The shortest commit, reveal and aggregation period, in minutes (``TrainingMarket.MIN_PHASE_PERIOD``).
+MIN_PHASE_MINUTES = MIN_PHASE_PERIOD // 60
 #: The longest period the form takes, in minutes (a year).
 MAX_PERIOD_MINUTES = 60 * 24 * 365
 #: The round's periods, in minutes on the form.
@@ -105,9 +109,13 @@ class JobForm(BaseModel):
     aggregator: str
     verifier: str
     join_period_minutes: int = Field(default=60, ge=1, le=MAX_PERIOD_MINUTES)
-    submission_period_minutes: int = Field(default=10, ge=1, le=MAX_PERIOD_MINUTES, description="the commit phase")
-    reveal_period_minutes: int = Field(default=10, ge=1, le=MAX_PERIOD_MINUTES, description="the reveal phase")
-    aggregation_period_minutes: int = Field(default=10, ge=1, le=MAX_PERIOD_MINUTES)
+    submission_period_minutes: int = Field(
+        default=10, ge=MIN_PHASE_MINUTES, le=MAX_PERIOD_MINUTES, description="the commit phase"
+    )
+    reveal_period_minutes: int = Field(
+        default=10, ge=MIN_PHASE_MINUTES, le=MAX_PERIOD_MINUTES, description="the reveal phase"
+    )
+    aggregation_period_minutes: int = Field(default=10, ge=MIN_PHASE_MINUTES, le=MAX_PERIOD_MINUTES)
     min_reliability_pct: Decimal = Field(default=Decimal(0), ge=0, le=100)
     slash_pct: Decimal = Field(default=Decimal(50), ge=0, le=100)
     initial_model_cid: str = Field(min_length=1, max_length=MAX_CID_LENGTH)
@@ -213,7 +221,8 @@ def parse_job(data: Mapping[str, Any], models: list[str], verifiers: list[str]) 
             field = str(error["loc"][0]) if error.get("loc") else ""
             message = _message(error)
             if field in PERIOD_FIELDS and error.get("type") != "missing":
-                message = f"must be a whole number of minutes from 1 to {MAX_PERIOD_MINUTES:,} (a year)"
+                low = 1 if field == "join_period_minutes" else MIN_PHASE_MINUTES
+                message = f"must be a whole number of minutes from {low} to {MAX_PERIOD_MINUTES:,} (a year)"
             elif isinstance(error.get("input"), str) and error.get("type", "").startswith(("decimal", "int")):
                 try:
                     Decimal(error["input"])

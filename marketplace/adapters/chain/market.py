@@ -23,6 +23,8 @@ from marketplace.protocol.seal import RoundAddress
 MAX_TRAINERS = 64
 MAX_ROUNDS = 1000
 MAX_CID_LENGTH = 128
+#: Shortest commit, reveal and aggregation period in seconds (``TrainingMarket.MIN_PHASE_PERIOD``).
+MIN_PHASE_PERIOD = 300
 #: ``TrainingMarket.MAX_MODEL_NAME_LENGTH``: the longest model name, in UTF-8 bytes.
 MAX_MODEL_NAME_LENGTH = 64
 
@@ -76,9 +78,9 @@ class ProjectConfig(BaseModel):
     min_reliability_bps: int = Field(default=0, ge=0, le=10_000)
     slash_bps: int = Field(default=5_000, ge=0, le=10_000)
     join_period: int = Field(default=3600, gt=0, lt=2**32)
-    submission_period: int = Field(default=600, gt=0, lt=2**32)
-    reveal_period: int = Field(default=600, gt=0, lt=2**32)
-    aggregation_period: int = Field(default=600, gt=0, lt=2**32)
+    submission_period: int = Field(default=600, ge=MIN_PHASE_PERIOD, lt=2**32)
+    reveal_period: int = Field(default=600, ge=MIN_PHASE_PERIOD, lt=2**32)
+    aggregation_period: int = Field(default=600, ge=MIN_PHASE_PERIOD, lt=2**32)
     model_name: str = Field(min_length=1, max_length=MAX_MODEL_NAME_LENGTH)
     initial_model_cid: str = Field(min_length=1, max_length=MAX_CID_LENGTH)
 

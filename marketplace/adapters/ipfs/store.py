@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from marketplace.adapters.ipfs.cid import normalize_cid, verify_cid
+from marketplace.adapters.ipfs.cid import compute_cid, normalize_cid, verify_cid
+from marketplace.adapters.ipfs.errors import CidMismatch
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.tensors import DEFAULT_MAX_BYTES, Expected, TensorBundle, dumps, load_checked
 
@@ -38,6 +39,21 @@ class ModelStore:
     def put_tensors(self, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> str:
         """Serialize ``tensors`` (numpy or torch) to safetensors with ``metadata``, add and pin; returns the CID."""
         return self.put_bytes(dumps(tensors, metadata), name="update.safetensors")
+
+    def prepare_tensors(
+        self, tensors: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
+    ) -> tuple[bytes, str]:
+        """The safetensors bytes of ``tensors`` and the CID this node will give them, without adding them
+        (nothing is published: e.g. to commit to an object before anyone can fetch it)."""
+        data = dumps(tensors, metadata)
+        return data, compute_cid(data, self.client.profile)
+
+    def publish(self, data: bytes, cid: str) -> None:
+        """Adds and pins ``data`` prepared by :meth:`prepare_tensors`; :class:`CidMismatch` if the node
+        names it differently (the CID was already committed to)."""
+        got = self.put_bytes(data, name="update.safetensors")
+        if got != normalize_cid(cid):
+            raise CidMismatch(f"the node added the object as {got}, not as the committed {cid}")
 
     def get_bytes(self, cid: str, max_bytes: int | None = None) -> bytes:
         """Fetch ``cid`` (at most ``max_bytes``) and check the bytes against the CID."""
