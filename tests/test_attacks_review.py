@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import numpy as np
 import pytest
 from eth_account.signers.local import LocalAccount
 from pydantic import ValidationError
@@ -44,36 +42,20 @@ from marketplace.adapters.ipfs.errors import IpfsTimeout
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.store import ModelStore
-from marketplace.fl.models import build_model, num_params, param_spec, tensors_to_vector
+from marketplace.fl.models import build_model, param_spec, tensors_to_vector
 from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.seal import derive_salt, seal
 from marketplace.roles.aggregator import AggregatorNode
-from marketplace.roles.trainer import Committed, StepOutcome, Submitted, TrainerNode, UpdateContext
+from marketplace.roles.trainer import Committed, StepOutcome, Submitted, TrainerNode
 from marketplace.round.collect import collect_round
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
 from tests.market_fixtures import Actors, reverts
 from tests.mempool import BroadcastingMarket, Mempool, fee_ordered_anvil
+from tests.update_sources import FixedUpdate, agreeing_updates
 
 ETH = 10**18
 STAKE = ETH // 10
 HONEST_TIP, COPIER_TIP = 1, 50  # gwei
-
-
-@dataclass(frozen=True)
-class FixedUpdate:
-    """An update source that always returns ``update`` (no training needed for these attacks)."""
-
-    update: np.ndarray
-
-    def make_update(self, ctx: UpdateContext) -> np.ndarray:
-        return self.update
-
-
-def honest_updates(n: int, seed: int = 11) -> list[np.ndarray]:
-    """``n`` updates that agree (a shared direction plus noise): the rule flags none of them."""
-    rng = np.random.default_rng(seed)
-    base = rng.normal(size=num_params("mlp"))
-    return [(0.01 * (base + 0.5 * rng.normal(size=base.size))).astype(np.float32) for _ in range(n)]
 
 
 def own_seal(trainer: MarketClient, pid: int, round_: int, cid: str, commitment: bytes) -> bytes:
@@ -120,7 +102,7 @@ def test_an_update_seen_on_ipfs_before_its_commit_cannot_be_committed_first_by_a
         pid = owner.create_project(cfg)
         for t in trainers:
             t.join(pid)
-        updates = honest_updates(4)
+        updates = agreeing_updates(4, seed=11)
         for t, u in zip(honest, updates[1:], strict=True):
             assert isinstance(TrainerNode(t, store, FixedUpdate(u)).step(pid), Committed)
 
@@ -225,7 +207,7 @@ def test_a_revealed_cid_nobody_serves_is_rejected_and_cannot_stall_the_round(
 ) -> None:
     actors, store, pid = project_with_store
     honest, attacker = actors.trainers[:3], actors.trainers[3]
-    nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(honest, honest_updates(3), strict=True)]
+    nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(honest, agreeing_updates(3, seed=11), strict=True)]
     for node in nodes:
         assert isinstance(node.step(pid), Committed)
     # The attacker trains nothing: it seals a CID of no object and a made-up commitment.
@@ -258,7 +240,7 @@ def test_an_ipfs_node_that_hangs_still_rejects_nobody(
     """The other side of the fix above: when the aggregator's own node does not answer at all, no update
     is rejected (nobody is flagged for it) and the round waits for the node."""
     actors, store, pid = project_with_store
-    nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers[:4], honest_updates(4),
+    nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers[:4], agreeing_updates(4, seed=11),
                                                                     strict=True)]  # fmt: skip
     for node in nodes:
         assert isinstance(node.step(pid), Committed)
@@ -295,7 +277,7 @@ def test_an_owner_cannot_take_the_stakes_with_a_reveal_window_shorter_than_a_blo
     pid = actors.training_project(
         3, rounds=1, initial_model_cid=initial, slash_bps=10_000, reveal_period=MIN_PHASE_PERIOD
     )
-    nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers[:3], honest_updates(3),
+    nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers[:3], agreeing_updates(3, seed=11),
                                                                     strict=True)]  # fmt: skip
     for node in nodes:
         assert isinstance(node.step(pid), Committed)

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from eth_account.signers.local import LocalAccount
 from typer.testing import CliRunner
@@ -45,30 +44,21 @@ from marketplace.adapters.chain.market import MarketClient, Outcome, ProjectConf
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.cli.main import app
-from marketplace.fl.models import build_model, num_params, param_spec, tensors_to_vector, vector_to_state
+from marketplace.fl.models import build_model, param_spec, tensors_to_vector, vector_to_state
 from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.seal import derive_salt, seal
 from marketplace.roles.aggregator import AggregatorNode, RoundReport
 from marketplace.roles.audit import audit_round
-from marketplace.roles.trainer import Committed, Submitted, TrainerNode, UpdateContext
+from marketplace.roles.trainer import Committed, Submitted, TrainerNode
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
 from tests.mempool import BroadcastingMarket, Mempool, fee_ordered_anvil
+from tests.update_sources import FixedUpdate, agreeing_updates
 
 ETH = 10**18
 STAKE = ETH // 10
 SLASH_BPS = 5_000
 NETWORK = "frontrun"
 HONEST_TIP, COPIER_TIP = 1, 50  # gwei
-
-
-@dataclass(frozen=True)
-class FixedUpdate:
-    """An update source that always returns ``update`` (honest trainers here need no training)."""
-
-    update: np.ndarray
-
-    def make_update(self, ctx: UpdateContext) -> np.ndarray:
-        return self.update
 
 
 @dataclass
@@ -127,13 +117,6 @@ def name_of(failure: ContractRevert | None) -> str:
     return failure.name if failure is not None else "went through"
 
 
-def honest_updates(n: int, seed: int = 5) -> list[np.ndarray]:
-    """``n`` updates that agree (a shared direction plus noise): the rule flags none of them."""
-    rng = np.random.default_rng(seed)
-    base = rng.normal(size=num_params("mlp"))
-    return [(0.01 * (base + 0.5 * rng.normal(size=base.size))).astype(np.float32) for _ in range(n)]
-
-
 @pytest.fixture(scope="module")
 def played(ipfs_node: LocalIpfsNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Played]:
     accounts: list[LocalAccount] = dev_accounts(11)
@@ -166,7 +149,7 @@ def played(ipfs_node: LocalIpfsNode, tmp_path_factory: pytest.TempPathFactory) -
             t.join(pid)
         p = Played(admin, store, deployment, ipfs_node.api_url, pid, victim, honest, commit_copier, sealed_copier,
                    late_copier, escrowed=cfg.escrow + len(trainers) * STAKE)  # fmt: skip
-        updates = honest_updates(4)
+        updates = agreeing_updates(4, seed=5)
         mempool = Mempool(admin)
 
         # The copier of reveals commits a seal of its own first (it cannot know A's update yet).
