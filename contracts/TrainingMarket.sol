@@ -501,7 +501,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
 
     /// @notice Ends a training project whose aggregator missed the current round's aggregation
     /// deadline. Anyone may call it. The round's share is split equally among the trainers who
-    /// revealed in it; the owner gets the budget of the rounds that never ran.
+    /// revealed in it (a trainer that committed and did not reveal is slashed, as at finalization); the
+    /// owner gets the budget of the rounds that never ran.
     function abandon(uint256 projectId) external {
         Project storage p = _project(projectId);
         _expectStatus(projectId, p, Status.Training);
@@ -511,20 +512,21 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
 
         p.status = Status.Cancelled;
         uint256 submitters = p.submissions;
-        uint256 each = 0;
-        if (submitters > 0) {
-            each = _roundShare(p, round) / submitters; // the remainder stays with the owner
-            address[] storage list = _trainerList[projectId];
-            mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
-            uint256 credited = 0;
-            for (uint256 i = 0; i < list.length; ++i) {
-                if (roundCommitments[list[i]] != bytes32(0)) {
-                    _trainers[projectId][list[i]].earned += uint128(each);
-                    credited += each;
-                }
+        uint256 each = submitters > 0 ? _roundShare(p, round) / submitters : 0; // the remainder stays with the owner
+        uint256 cut = (uint256(p.stake) * p.slashBps) / BPS;
+        address[] storage list = _trainerList[projectId];
+        mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
+        uint256 credited = 0;
+        for (uint256 i = 0; i < list.length; ++i) {
+            address who = list[i];
+            if (roundCommitments[who] != bytes32(0)) {
+                _trainers[projectId][who].earned += uint128(each);
+                credited += each;
+            } else if (_seals[projectId][round][who] != bytes32(0)) {
+                p.slashed += uint128(_slashWithheldReveal(projectId, round, who, cut)); // as at finalization
             }
-            p.totalEarned += uint128(credited);
         }
+        p.totalEarned += uint128(credited);
         emit ProjectAbandoned(projectId, round, submitters, each);
     }
 
@@ -866,6 +868,20 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         }
         p.totalEarned += uint128(credited);
         p.slashed += uint128(slashed);
+    }
+
+    /// @dev Slashes `who`, which committed in `round` of an abandoned project and did not reveal.
+    function _slashWithheldReveal(uint256 projectId, uint256 round, address who, uint256 cut)
+        private
+        returns (uint256 slashed)
+    {
+        Trainer storage t = _trainers[projectId][who];
+        slashed = cut > t.stakeLeft ? t.stakeLeft : cut;
+        emit RevealMissed(projectId, round, who);
+        if (slashed > 0) {
+            t.stakeLeft -= uint96(slashed);
+            emit StakeSlashed(projectId, round, who, slashed);
+        }
     }
 
     /// @dev One trainer's part of {_settleRound}.

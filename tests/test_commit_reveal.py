@@ -356,8 +356,12 @@ def test_abandonment_pays_only_the_trainers_who_revealed(actors: Actors) -> None
     (event,) = actors.events(receipt, "ProjectAbandoned")
     share = 10 * ETH // 2 // 2
     assert (event["submitters"], event["rewardEach"]) == (2, share)
-    assert [actors.owner.withdrawable(pid, x.address) for x in (t0, t1, t2)] == [share + STAKE, STAKE, share + STAKE]
-    assert actors.owner.withdrawable(pid, actors.owner.address) == 10 * ETH - 2 * share + ETH  # budget left + fee
+    # t1 withheld its reveal: slashed as at finalization (the default slashBps is 50 %), nothing earned
+    assert [e["trainer"] for e in actors.events(receipt, "RevealMissed")] == [t1.address]
+    half = STAKE // 2
+    assert [actors.owner.withdrawable(pid, x.address) for x in (t0, t1, t2)] == [share + STAKE, half, share + STAKE]
+    # budget left + fee + the slashed half stake
+    assert actors.owner.withdrawable(pid, actors.owner.address) == 10 * ETH - 2 * share + ETH + half
 
 
 # ---------------------------------------------------------------- strings
