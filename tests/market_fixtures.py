@@ -167,11 +167,15 @@ def cid_for(pid: int, round_: int, address: str) -> str:
     return f"bafkrei{address[2:12].lower()}r{round_}p{pid}"
 
 
+def own_seal(trainer: MarketClient, pid: int, round_: int, cid: str, commitment: bytes) -> bytes:
+    """The seal ``trainer`` commits for ``(cid, commitment)``, with its own key-derived salt (as the node does)."""
+    where = trainer.round_address(pid, round_)
+    return seal(commitment, cid, trainer.address, where, derive_salt(trainer.chain.account, where, commitment))
+
+
 def commit(trainer: MarketClient, pid: int, round_: int, cid: str, commitment: bytes) -> Any:
     """``trainer`` commits the seal of ``(cid, commitment)`` as the trainer node does (salt from its key)."""
-    where = trainer.round_address(pid, round_)
-    salt = derive_salt(trainer.chain.account, where, commitment)
-    return trainer.commit_update(pid, round_, seal(commitment, cid, trainer.address, where, salt))
+    return trainer.commit_update(pid, round_, own_seal(trainer, pid, round_, cid, commitment))
 
 
 def reveal_update(trainer: MarketClient, pid: int, round_: int, cid: str, commitment: bytes) -> Any:

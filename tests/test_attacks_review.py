@@ -36,7 +36,7 @@ from marketplace.adapters.chain.anvil import dev_accounts
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace, market_client
 from marketplace.adapters.chain.errors import ContractRevert
-from marketplace.adapters.chain.market import MIN_PHASE_PERIOD, MarketClient, ProjectConfig, ProjectStatus
+from marketplace.adapters.chain.market import MIN_PHASE_PERIOD, ProjectConfig, ProjectStatus
 from marketplace.adapters.ipfs.cid import compute_cid
 from marketplace.adapters.ipfs.errors import IpfsTimeout
 from marketplace.adapters.ipfs.ipfs import IpfsClient
@@ -44,29 +44,17 @@ from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import build_model, param_spec, tensors_to_vector
 from marketplace.protocol.commitment import commit_update
-from marketplace.protocol.seal import derive_salt, seal
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.roles.trainer import Committed, StepOutcome, Submitted, TrainerNode
 from marketplace.round.collect import collect_round
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
-from tests.market_fixtures import Actors, reverts
+from tests.market_fixtures import Actors, own_seal, reveal_update, reverts
 from tests.mempool import BroadcastingMarket, Mempool, fee_ordered_anvil
 from tests.update_sources import FixedUpdate, agreeing_updates
 
 ETH = 10**18
 STAKE = ETH // 10
 HONEST_TIP, COPIER_TIP = 1, 50  # gwei
-
-
-def own_seal(trainer: MarketClient, pid: int, round_: int, cid: str, commitment: bytes) -> bytes:
-    """The seal ``trainer`` commits for ``(cid, commitment)``, with its own key-derived salt."""
-    where = trainer.round_address(pid, round_)
-    return seal(commitment, cid, trainer.address, where, derive_salt(trainer.chain.account, where, commitment))
-
-
-def own_reveal(trainer: MarketClient, pid: int, round_: int, cid: str, commitment: bytes) -> Any:
-    salt = derive_salt(trainer.chain.account, trainer.round_address(pid, round_), commitment)
-    return trainer.reveal_update(pid, round_, cid, commitment, salt)
 
 
 # --------------------------------------------------------------------------- 1. pinned before committed
@@ -135,7 +123,7 @@ def test_an_update_seen_on_ipfs_before_its_commit_cannot_be_committed_first_by_a
         for t, u in zip(honest, updates[1:], strict=True):
             assert isinstance(TrainerNode(t, store, FixedUpdate(u)).step(pid), Submitted)
         assert isinstance(a_node.step(pid), Submitted)
-        own_reveal(watcher, pid, 0, seen, commitment)
+        reveal_update(watcher, pid, 0, seen, commitment)
         report = AggregatorNode(aggregator, store).step(pid)
         assert report is not None and owner.get_project(pid).status is ProjectStatus.FINISHED
         paid = {t.address: t.withdraw(pid) for t in trainers}
@@ -215,7 +203,7 @@ def test_a_revealed_cid_nobody_serves_is_rejected_and_cannot_stall_the_round(
     attacker.commit_update(pid, 0, own_seal(attacker, pid, 0, bogus_cid, bogus_commitment))
     for node in nodes:
         assert isinstance(node.step(pid), Submitted)
-    own_reveal(attacker, pid, 0, bogus_cid, bogus_commitment)
+    reveal_update(attacker, pid, 0, bogus_cid, bogus_commitment)
 
     with _StallingIpfs(ipfs_node.api_url, bogus_cid) as online_node:
         client = IpfsClient(online_node.url, timeout=1.0, retries=0)
