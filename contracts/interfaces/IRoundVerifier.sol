@@ -41,6 +41,19 @@ interface IRoundVerifier {
         bytes calldata proof
     ) external view returns (bool ok);
 
+    /// @notice Whether `row` is the committed row whose commitment is `commitment`, as `proof` shows.
+    /// `TrainingMarket.disputeRejection` calls it when a rejected trainer publishes its row: a row that
+    /// passes is then one of the round's rows, and the round must be proven with it.
+    /// @param commitment the trainer's on-chain commitment (the Poseidon hash of its row, for ezkl)
+    /// @param row the row's K + 2 values as integers at the circuit's scale 2^13 (v, l, a); the market has
+    /// checked its length and box before calling
+    /// @param proof the row proof (for ezkl: a proof of the row circuit, hashed input and public output)
+    /// @return ok true when the proof shows that `row` hashes to `commitment`
+    function verifyRow(bytes32 commitment, int256[] calldata row, bytes calldata proof)
+        external
+        view
+        returns (bool ok);
+
     /// @notice Whether `commitment` is a value this verifier's proofs can bind to (e.g. a field
     /// element, and not the commitment of an empty slot). `TrainingMarket.revealUpdate` refuses other
     /// commitments, so no trainer can submit a commitment that makes the round unprovable.

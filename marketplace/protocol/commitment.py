@@ -82,6 +82,41 @@ def sanitize_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return r, bad
 
 
+class InvalidPublishedRow(ValueError):
+    """A row published on chain (a dispute) that cannot be a committed row: wrong length or off the box."""
+
+
+#: Bounds of a published row's integers at scale ``2**SCALE`` (``TrainingMarket`` checks the same box
+#: in ``disputeRejection``: ``MAX_UNIT``, ``MAX_LOG`` there).
+MAX_UNIT_INT = 2**SCALE
+MAX_LOG_INT = int(LOG_CLIP) * 2**SCALE
+
+
+def published_row(row: np.ndarray) -> list[int]:
+    """A committed row (K + 2 grid values) as the integers at scale ``2**SCALE`` that a trainer publishes
+    on chain to dispute a rejection (``disputeRejection``'s ``int256[] row``). Exact: rows are on the grid."""
+    r = np.asarray(row, dtype=np.float64).reshape(-1)
+    return [int(v) for v in quantize(r, f32=False)]
+
+
+def row_from_ints(values: list[int] | tuple[int, ...], k: int) -> np.ndarray:
+    """The committed row of a published integer row, after checking what the market checks: ``k + 2``
+    integers, ``v`` entries in ``[-2**13, 2**13]``, ``l`` in ``[-32 * 2**13, 32 * 2**13]`` and
+    ``a = 2**13`` (a published row is a submission). Everything read from chain is untrusted input:
+    raises :class:`InvalidPublishedRow` otherwise. Inside this box the circuit has a witness for the row
+    (it proves, and the rule flags a row whose ``v`` is not a unit vector)."""
+    ints = [int(v) for v in values]
+    if len(ints) != k + 2:
+        raise InvalidPublishedRow(f"a published row has {len(ints)} values; the project's rows have {k + 2}")
+    if any(abs(v) > MAX_UNIT_INT for v in ints[:k]):
+        raise InvalidPublishedRow(f"a published row's v entries must lie in [-{MAX_UNIT_INT}, {MAX_UNIT_INT}]")
+    if abs(ints[k]) > MAX_LOG_INT:
+        raise InvalidPublishedRow(f"a published row's l must lie in [-{MAX_LOG_INT}, {MAX_LOG_INT}]")
+    if ints[k + 1] != MAX_UNIT_INT:
+        raise InvalidPublishedRow(f"a published row's presence bit must be {MAX_UNIT_INT} (a = 1)")
+    return np.array(ints, dtype=np.float64) / float(2**SCALE)
+
+
 def row_commitment(row: np.ndarray, scale: int = SCALE) -> str:
     """Poseidon hash of one committed row as ezkl computes it for a hashed input.
 
