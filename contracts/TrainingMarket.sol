@@ -137,6 +137,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint32 revealPeriod;
         uint64 roundStart;
         uint64 commitsClosedAt; // when the last trainer committed (0 while some have not)
+        uint64 rejectedMask; // bit i: trainer i's submission is rejected in the open round (announced, undisputed)
+        uint64 disputedMask; // bit i: trainer i disputed its rejection in the open round
+        uint64 disputeDeadline; // end of the open round's dispute window (0: no rejections announced)
         uint128 totalEarned;
         uint128 slashed;
         string modelName;
@@ -149,6 +152,13 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 roundReward;
         uint256 totalScore;
         uint256 cut;
+    }
+
+    /// @notice An aggregator's track record over every project of this market ({aggregatorRecord}).
+    struct AggregatorRecord {
+        uint64 rounds; // rounds it finalized
+        uint64 rejections; // submissions it announced as rejected
+        uint64 disputesLost; // of those, the ones whose trainer published its committed row
     }
 
     struct Trainer {
@@ -174,6 +184,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     uint256 public constant MIN_PHASE_PERIOD = 5 minutes;
     /// @notice Longest accepted commit note (a trainer's own encrypted reminder of its submission).
     uint256 public constant MAX_NOTE_LENGTH = 192;
+    /// @notice Largest absolute value of a published row's `v` entries: 1 at the circuit's scale 2^13
+    /// (`marketplace.protocol.commitment.MAX_UNIT_INT`); also the only accepted presence value `a`.
+    int256 public constant MAX_UNIT = 8192;
+    /// @notice Largest absolute value of a published row's `l`: 32 at scale 2^13 (`MAX_LOG_INT`).
+    int256 public constant MAX_LOG = 32 * 8192;
     /// @notice Largest accepted contribution score (keeps reward arithmetic far from overflow).
     uint256 public constant MAX_SCORE = type(uint128).max;
     uint256 private constant BPS = 10_000;
@@ -193,6 +208,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     mapping(uint256 projectId => mapping(uint256 round => mapping(address => bytes32))) private _commitments;
     mapping(uint256 projectId => mapping(uint256 round => mapping(address => bytes32))) private _seals;
     mapping(address verifier => bool) private _approvedVerifiers;
+    mapping(address aggregator => AggregatorRecord) private _aggregatorRecords;
 
     /// @notice The market admin approved or revoked a verifier for new projects.
     event VerifierApprovalChanged(address indexed verifier, bool approved);
@@ -243,6 +259,14 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice The aggregator rejected `trainer`'s update of `round` (not available on IPFS, malformed,
     /// or not matching its commitment): it is recorded as flagged and the proof treats it as absent.
     event SubmissionRejected(uint256 indexed projectId, uint256 indexed round, address indexed trainer);
+    /// @notice The aggregator announced that it will reject `trainer`'s submission in `round`; the trainer
+    /// may dispute it ({disputeRejection}) until `disputeDeadline`.
+    event RejectionAnnounced(
+        uint256 indexed projectId, uint256 indexed round, address indexed trainer, uint256 disputeDeadline
+    );
+    /// @notice `trainer` disputed its rejection by publishing its committed `row` (integers at scale 2^13,
+    /// checked against its commitment by the verifier): the round must be proven with this row.
+    event RejectionDisputed(uint256 indexed projectId, uint256 indexed round, address indexed trainer, int256[] row);
     /// @notice `trainer` lost `amount` of its stake for a flagged update in `round`.
     event StakeSlashed(uint256 indexed projectId, uint256 indexed round, address indexed trainer, uint256 amount);
     /// @notice All rounds are finalized; withdrawals are open.
@@ -285,6 +309,13 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error AggregationDeadlinePassed(uint256 projectId, uint256 round, uint256 deadline);
     error LengthMismatch(uint256 trainers, uint256 scores, uint256 flags, uint256 rejected);
     error InvalidRejection(uint256 projectId, uint256 round, address trainer);
+    error RejectionsAlreadyAnnounced(uint256 projectId, uint256 round);
+    error NotRejected(uint256 projectId, uint256 round, address trainer);
+    error DisputeClosed(uint256 projectId, uint256 round, uint256 deadline);
+    error DisputeWindowOpen(uint256 projectId, uint256 round, uint256 deadline);
+    error InvalidRowLength(uint256 length, uint256 expected);
+    error InvalidRowValue(uint256 index, int256 value);
+    error InvalidRowProof(uint256 projectId, uint256 round, address trainer);
     error VerifierTooSmall(uint256 maxTrainers, uint256 verifierMaxTrainers);
     error ScoreTooLarge(uint256 index, uint256 score);
     error NoSubmission(uint256 projectId, uint256 round, address trainer);
@@ -458,6 +489,64 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ aggregator
 
+    /// @notice Announces the submissions of `round` that the aggregator will reject (updates it could not
+    /// fetch, or whose rows do not match their commitments), once per round, after the reveal phase and
+    /// before the aggregation deadline. It opens a dispute window of `revealPeriod` seconds, during which
+    /// each of these trainers may publish its committed row ({disputeRejection}); the aggregation deadline
+    /// moves to `aggregationPeriod` after the window closes. Only announced, undisputed submissions can be
+    /// rejected in {finalizeRound}.
+    function rejectSubmissions(uint256 projectId, uint256 round, address[] calldata trainers) external {
+        Project storage p = _project(projectId);
+        _expectStatus(projectId, p, Status.Training);
+        if (msg.sender != p.aggregator) revert Unauthorized(msg.sender);
+        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
+        _checkTiming(projectId, p, round);
+        if (p.disputeDeadline != 0) revert RejectionsAlreadyAnnounced(projectId, round);
+        if (trainers.length == 0) revert InvalidRejection(projectId, round, address(0));
+
+        uint256 deadline = block.timestamp + p.revealPeriod;
+        uint64 mask = 0;
+        for (uint256 i = 0; i < trainers.length; ++i) {
+            address who = trainers[i];
+            uint256 slot = _trainers[projectId][who].slot;
+            uint64 bit = slot == 0 ? 0 : uint64(1) << (slot - 1);
+            if (bit == 0 || mask & bit != 0 || _commitments[projectId][round][who] == bytes32(0)) {
+                revert InvalidRejection(projectId, round, who);
+            }
+            mask |= bit;
+            emit RejectionAnnounced(projectId, round, who, deadline);
+        }
+        p.rejectedMask = mask;
+        p.disputeDeadline = uint64(deadline);
+        _aggregatorRecords[msg.sender].rejections += uint64(trainers.length);
+    }
+
+    /// @notice Disputes the caller's announced rejection in `round` by publishing its committed `row`: K + 2
+    /// integers at scale 2^13 (`v` entries and `l` within {MAX_UNIT} and {MAX_LOG}, presence `a` = {MAX_UNIT}),
+    /// with a `proof` that the project's verifier accepts for the caller's commitment and this row
+    /// ({IRoundVerifier-verifyRow}). Until the dispute deadline. The rejection is lifted: the round must
+    /// be proven with this row (it is scored like any other, and paid if the rule pays it), and the
+    /// aggregator's record counts a lost dispute.
+    function disputeRejection(uint256 projectId, uint256 round, int256[] calldata row, bytes calldata proof)
+        external
+    {
+        Project storage p = _project(projectId);
+        _checkMemberInRound(projectId, p, round);
+        uint64 bit = uint64(1) << (_trainers[projectId][msg.sender].slot - 1);
+        if (p.rejectedMask & bit == 0) revert NotRejected(projectId, round, msg.sender);
+        if (block.timestamp > p.disputeDeadline) revert DisputeClosed(projectId, round, p.disputeDeadline);
+        IRoundVerifier verifier = IRoundVerifier(p.verifier);
+        _checkRow(row, verifier.sketchWidth());
+        if (!verifier.verifyRow(_commitments[projectId][round][msg.sender], row, proof)) {
+            revert InvalidRowProof(projectId, round, msg.sender);
+        }
+
+        p.rejectedMask &= ~bit;
+        p.disputedMask |= bit;
+        ++_aggregatorRecords[p.aggregator].disputesLost;
+        emit RejectionDisputed(projectId, round, msg.sender, row);
+    }
+
     /// @notice Finalizes `round`: records the new global model, credits rewards by contribution,
     /// slashes flagged trainers, and reports outcomes to the reliability registry.
     /// @dev Allowed once the reveal phase is over (every committed trainer revealed after the commit
@@ -466,15 +555,23 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// finalized once (the round counter moves on) and a proof of one round fails in every other
     /// round, project, market and chain, so no set of used proofs is kept: none that one project
     /// could fill to block another's finalization.
-    /// WARNING: `result.rejected` (updates the aggregator says it could not fetch or that do not match
-    /// their commitment) is the aggregator's word, not proven: anyone can re-check it from IPFS
-    /// (`marketplace audit`), and a rejected trainer is treated as flagged.
+    /// A rejected submission (`result.rejected`) must have been announced with {rejectSubmissions} and not
+    /// disputed, and a round with announced rejections is finalized only after its dispute window (or
+    /// once every rejected trainer disputed). A rejection that stands is treated as flagged, and the
+    /// round's share paid to trainers shrinks to the accepted submissions' part
+    /// (`share * accepted / revealed`; the rest stays with the owner), so that rejecting others never
+    /// enlarges the pool the remaining trainers split.
+    /// WARNING: an undisputed rejection is still the aggregator's word (whether an update was served
+    /// cannot be proven either way): a trainer that does not dispute within the window loses the round.
     function finalizeRound(uint256 projectId, uint256 round, RoundResult calldata result) external {
         Project storage p = _project(projectId);
         _expectStatus(projectId, p, Status.Training);
         if (msg.sender != p.aggregator) revert Unauthorized(msg.sender);
         if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
         _checkTiming(projectId, p, round);
+        if (p.rejectedMask != 0 && block.timestamp <= p.disputeDeadline) {
+            revert DisputeWindowOpen(projectId, round, p.disputeDeadline);
+        }
         _checkCid(result.modelCid);
         _checkCid(result.proofCid);
         bytes32[] memory commitments = _collectCommitments(projectId, round, result);
@@ -488,7 +585,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         p.submissions = 0;
         p.commits = 0;
         p.commitsClosedAt = 0;
+        p.rejectedMask = 0;
+        p.disputedMask = 0;
+        p.disputeDeadline = 0;
         p.roundStart = uint64(block.timestamp);
+        ++_aggregatorRecords[msg.sender].rounds;
         emit RoundFinalized(projectId, round, result.modelCid, result.proofCid, result.scores, result.flags, rewards);
         if (round + 1 == p.rounds) {
             p.status = Status.Finished;
@@ -654,6 +755,29 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         return _owed(projectId, p, account);
     }
 
+    /// @notice The open round's rejections: bit i of `rejectedMask` is set while trainer i's announced
+    /// rejection stands, bit i of `disputedMask` once trainer i disputed it, and `disputeDeadline` is the
+    /// end of the dispute window (0 when the aggregator announced no rejections in the open round).
+    function rejections(uint256 projectId)
+        external
+        view
+        returns (uint256 rejectedMask, uint256 disputedMask, uint256 disputeDeadline)
+    {
+        Project storage p = _project(projectId);
+        return (p.rejectedMask, p.disputedMask, p.disputeDeadline);
+    }
+
+    /// @notice `aggregator`'s track record over all projects of this market: rounds finalized, submissions
+    /// it announced as rejected, and disputes it lost (rejected trainers that published their committed row).
+    function aggregatorRecord(address aggregator)
+        external
+        view
+        returns (uint256 rounds, uint256 rejected, uint256 disputesLost)
+    {
+        AggregatorRecord storage r = _aggregatorRecords[aggregator];
+        return (r.rounds, r.rejections, r.disputesLost);
+    }
+
     /// @notice Public seed of the project's update sketches (a fixed random projection).
     function sketchSeed(uint256 projectId) external view returns (uint256) {
         _project(projectId);
@@ -708,6 +832,17 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         return true;
     }
 
+    /// @dev A published row is `k + 2` integers inside the box every committed row lies in (outside it the
+    /// round circuit has no witness: the round would become unprovable).
+    function _checkRow(int256[] calldata row, uint256 k) private pure {
+        if (row.length != k + 2) revert InvalidRowLength(row.length, k + 2);
+        for (uint256 i = 0; i < k; ++i) {
+            if (row[i] > MAX_UNIT || row[i] < -MAX_UNIT) revert InvalidRowValue(i, row[i]);
+        }
+        if (row[k] > MAX_LOG || row[k] < -MAX_LOG) revert InvalidRowValue(k, row[k]);
+        if (row[k + 1] != MAX_UNIT) revert InvalidRowValue(k + 1, row[k + 1]);
+    }
+
     /// @dev The caller is a trainer of this training project and `round` is the open round.
     function _checkMemberInRound(uint256 projectId, Project storage p, uint256 round) private view {
         _expectStatus(projectId, p, Status.Training);
@@ -746,7 +881,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 revealStart = allCommitted ? uint256(p.commitsClosedAt) : commitDeadline;
         revealOpens = allCommitted ? revealStart : commitDeadline + 1;
         revealDeadline = revealStart + p.revealPeriod;
-        aggregationDeadline = revealDeadline + p.aggregationPeriod;
+        uint256 settleFrom = p.disputeDeadline > revealDeadline ? p.disputeDeadline : revealDeadline;
+        aggregationDeadline = settleFrom + p.aggregationPeriod; // a dispute window moves it on
     }
 
     /// @dev A round may be finalized once its reveal phase is over (the phase opened and every trainer
@@ -758,8 +894,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (block.timestamp > aggregationDeadline) revert AggregationDeadlinePassed(projectId, round, aggregationDeadline);
     }
 
-    /// @dev The round's commitments in trainer order; checks the result's shape and that only
-    /// submitters have a score or a flag.
+    /// @dev The round's commitments in trainer order; checks the result's shape, that only
+    /// submitters have a score or a flag, and that only announced, undisputed submissions are rejected.
     function _collectCommitments(uint256 projectId, uint256 round, RoundResult calldata result)
         private
         view
@@ -771,6 +907,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
             revert LengthMismatch(n, result.scores.length, result.flags.length, result.rejected.length);
         }
         commitments = new bytes32[](n);
+        uint256 rejectedMask = _projects[projectId].rejectedMask;
         mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
         for (uint256 i = 0; i < n; ++i) {
             if (result.scores[i] > MAX_SCORE) revert ScoreTooLarge(i, result.scores[i]);
@@ -778,8 +915,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
             if (c == bytes32(0) && (result.scores[i] != 0 || result.flags[i])) {
                 revert NoSubmission(projectId, round, list[i]);
             }
-            // A rejected update is a flagged submission without a score.
-            if (result.rejected[i] && (c == bytes32(0) || !result.flags[i] || result.scores[i] != 0)) {
+            // A rejected update is an announced, undisputed submission, flagged, without a score.
+            if (result.rejected[i] && ((rejectedMask >> i) & 1 == 0 || !result.flags[i] || result.scores[i] != 0)) {
                 revert InvalidRejection(projectId, round, list[i]);
             }
             commitments[i] = c;
@@ -828,7 +965,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev Credits the round's share to unflagged submitters by score, slashes flagged ones and those
+    /// @dev Credits the round's share (shrunk by standing rejections: see {finalizeRound}) to unflagged
+    /// submitters by score, slashes flagged ones and those
     /// that committed without revealing, and returns every trainer's outcome for the registry and
     /// reward for the event.
     function _settleRound(
@@ -852,7 +990,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         Settlement memory s = Settlement({
             projectId: projectId,
             round: round,
-            roundReward: _roundShare(p, round),
+            roundReward: _roundPool(p, round, result.rejected),
             totalScore: totalScore,
             cut: (uint256(p.stake) * p.slashBps) / BPS
         });
@@ -914,6 +1052,18 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         p.status = Status.Training;
         p.roundStart = uint64(block.timestamp);
         emit TrainingStarted(projectId, _trainerList[projectId].length, block.timestamp + p.submissionPeriod);
+    }
+
+    /// @dev What the trainers of `round` split: its share, shrunk to the part of the revealed submissions
+    /// that were not rejected (`share * accepted / revealed`).
+    function _roundPool(Project storage p, uint256 round, bool[] calldata rejected) private view returns (uint256) {
+        uint256 revealed = p.submissions;
+        if (revealed == 0) return 0;
+        uint256 accepted = revealed;
+        for (uint256 i = 0; i < rejected.length; ++i) {
+            if (rejected[i]) --accepted;
+        }
+        return (_roundShare(p, round) * accepted) / revealed;
     }
 
     /// @dev Round `round`'s share of the budget; the shares of all rounds sum to the budget exactly.

@@ -46,6 +46,9 @@ class ProofDocument(BaseModel):
     flags: list[bool] = Field(max_length=1024)
     rejected: dict[str, str] = Field(default_factory=dict, max_length=1024)
     """Trainer address -> why its submission was rejected."""
+    published: dict[str, str] = Field(default_factory=dict, max_length=1024)
+    """Trainer address -> why its update was rejected, for trainers that then published their committed row
+    on chain (a dispute): scored and paid on that row, their update left out of the model."""
     proof: str = Field(max_length=2 * MAX_PROOF_DOCUMENT_BYTES)
     model_cid: str = Field(max_length=128)
     accuracy: float | None = None

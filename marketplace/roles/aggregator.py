@@ -3,6 +3,10 @@ submission deadline passed) it fetches the updates from IPFS, rejects bad ones, 
 and scores contributions on the committed rows (the Gram rule), averages the paid trainers' full updates
 into the new global model, pins it, proves the scores and finalizes the round on chain.
 
+Rejections are announced first (``rejectSubmissions``) and finalized only after the dispute window:
+a rejected trainer that publishes its committed row on chain in that window is scored on it like any
+other (:func:`~marketplace.round.collect.apply_published_rows`), its update staying out of the model.
+
 Restartable: everything is derived from the chain and IPFS, and the computation is
 deterministic, so after a crash the same round is recomputed to the same CIDs and proof; a
 round that was already finalized is recognized from the chain and not posted twice.
@@ -26,7 +30,7 @@ from marketplace.fl.train import evaluate
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.ordering import verifier_inputs
 from marketplace.protocol.proof_document import ProofDocument
-from marketplace.round.collect import collect_round
+from marketplace.round.collect import RoundInputs, apply_published_rows, collect_round
 from marketplace.round.prove import RoundProver, prover_for, round_tag
 from marketplace.round.score import new_model, score_round
 
@@ -74,6 +78,9 @@ class AggregatorNode:
         self._srs = srs
         self.evaluation = evaluation
         self._now = now or market.chain.timestamp
+        #: the inputs of a round whose rejections were announced (its dispute window is open): the second
+        #: pass adds the published rows instead of fetching every update again
+        self._collected: dict[tuple[int, int], RoundInputs] = {}
 
     @property
     def address(self) -> str:
@@ -106,16 +113,22 @@ class AggregatorNode:
         return (reveals_done or now > deadlines.reveal) and now <= deadlines.aggregation
 
     def step(self, project_id: int) -> RoundReport | None:
-        """Finalizes the open round if it is due; None if nothing was due."""
+        """Finalizes the open round if it is due; None if nothing was due, or if it announced rejections
+        (the round is then finalized by a later step, after the dispute window)."""
         project = self.market.get_project(project_id)
         if project.aggregator != self.address:
             raise PermissionError(f"{self.address} is not the aggregator of project {project_id}")
         if not self.is_due(project):
             return None
+        rejections = self.market.rejections(project_id)
+        if rejections.rejected and self._now() <= rejections.dispute_deadline:
+            return None  # the rejected trainers may still publish their rows
         return self.finalize(project)
 
-    def finalize(self, project: Project) -> RoundReport:
-        """Fetch -> check -> flag -> score -> aggregate -> pin -> prove -> finalize, for the open round."""
+    def finalize(self, project: Project) -> RoundReport | None:
+        """Fetch -> check -> flag -> score -> aggregate -> pin -> prove -> finalize, for the open round.
+        If some updates must be rejected and no rejection was announced yet, announces them instead and
+        returns None: the round is finalized once their dispute window closed."""
         timings: dict[str, float] = {}
         pid, round_ = project.project_id, project.current_round
         prover = self.prover(pid)  # first: a verifier this code cannot prove for stops the round before any work
@@ -124,8 +137,13 @@ class AggregatorNode:
         global_vec = tensors_to_vector(
             self.store.get_tensors(project.latest_model_cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec
         )
-        inputs = collect_round(self.market, self.store, pid, round_, project.model_name)
+        inputs = self._inputs(project)
         timings["fetch"] = time.perf_counter() - t0
+        if inputs.rejected and not self.market.rejections(pid).announced:
+            self.market.reject_submissions(pid, round_, list(inputs.rejected))
+            self._collected[(pid, round_)] = inputs
+            return None
+        self._collected.pop((pid, round_), None)
 
         t1 = time.perf_counter()
         scored = score_round(inputs)
@@ -161,6 +179,7 @@ class AggregatorNode:
             scores=chain_scores,
             flags=flags,
             rejected=dict(inputs.rejected),
+            published=dict(inputs.published),
             proof="0x" + proof.hex(),
             model_cid=model_cid,
             accuracy=accuracy,  # of the new model on the aggregator's held-out data (not proven)
@@ -186,6 +205,15 @@ class AggregatorNode:
                 raise
         timings["finalize"] = time.perf_counter() - t4
         return report
+
+    def _inputs(self, project: Project) -> RoundInputs:
+        """The open round's inputs: fetched and checked (:func:`collect_round`), or those of the first pass
+        (when the rejections were announced) with the rows published since."""
+        pid, round_ = project.project_id, project.current_round
+        first = self._collected.get((pid, round_))
+        if first is None:
+            return collect_round(self.market, self.store, pid, round_, project.model_name)
+        return apply_published_rows(first, self.market.disputed_rows(pid, round_))
 
     def _finalized(self, project_id: int, round_: int) -> bool:
         return any(r.round == round_ for r in self.market.finalized_rounds(project_id))

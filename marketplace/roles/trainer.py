@@ -14,6 +14,11 @@ Where the update comes from is the trainer's :class:`UpdateSource`: the honest
 per round and returns the flat update, or ``None`` when it has nothing to submit yet
 (:attr:`StepOutcome.NOTHING_TO_COPY`; the trainer tries again at its next step).
 
+If the aggregator announces that it rejects this trainer's submission, the trainer disputes the
+rejection within the dispute window: it publishes its committed row on chain with a proof that the row
+hashes to its commitment (:meth:`TrainerNode.step` returns :class:`Disputed`), so the round is scored
+with its row and a false rejection takes neither its reward nor its stake.
+
 :meth:`TrainerNode.step` does whatever is due now and returns at once; :meth:`TrainerNode.run`
 loops over it until the project ends. Everything it needs to know comes from the chain, so a
 restarted trainer carries on where it stopped.
@@ -38,9 +43,10 @@ from marketplace.adapters.ipfs.tensors import TensorLike
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import Progress, train_local
-from marketplace.protocol.commitment import commit_update
+from marketplace.protocol.commitment import commit_update, published_row
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.seal import InvalidNote, RoundAddress, derive_salt, open_note, seal, seal_note
+from marketplace.round.prove import prover_for
 
 EMPTY = b"\0" * 32
 
@@ -143,6 +149,22 @@ class Submitted:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Disputed:
+    """What :meth:`TrainerNode.step` did when the aggregator rejected this trainer's submission: it
+    published its committed row with a row proof (``disputeRejection``)."""
+
+    project_id: int
+    round: int
+    row: list[int]  # the published row (integers at scale 2^13)
+    gas_used: int = 0
+
+
+class OwnRowMismatch(RuntimeError):
+    """This trainer's own update (fetched by its revealed CID) does not hash to its on-chain commitment:
+    it has no row it could publish."""
+
+
 class TrainerNode:
     """One trainer (one wallet) submitting what its ``source`` makes (usually
     ``LocalTraining(data, settings)``: training on its private data)."""
@@ -161,6 +183,7 @@ class TrainerNode:
         self._now = now or market.chain.timestamp
         self._committed: dict[tuple[int, int], Committed] = {}
         self._unpublished: dict[tuple[int, int], tuple[bytes, str]] = {}
+        self._rows: dict[tuple[int, int], np.ndarray] = {}  # committed rows, by (project, round)
 
     @property
     def address(self) -> str:
@@ -170,9 +193,10 @@ class TrainerNode:
         """Joins with the project's stake (reverts with a clear error if not allowed)."""
         self.market.join(project_id)
 
-    def step(self, project_id: int, progress: Progress | None = None) -> StepOutcome | Committed | Submitted:
+    def step(self, project_id: int, progress: Progress | None = None) -> StepOutcome | Committed | Submitted | Disputed:
         """Does what is due in the open round: commits if this trainer has not yet and the commit phase
-        is open, reveals if it committed and the reveal phase is open; else says why not."""
+        is open, reveals if it committed and the reveal phase is open, disputes its rejection if the
+        aggregator announced one; else says why not."""
         project = self.market.get_project(project_id)
         if project.status in (ProjectStatus.FINISHED, ProjectStatus.CANCELLED):
             return StepOutcome.FINISHED
@@ -180,7 +204,7 @@ class TrainerNode:
             return StepOutcome.NOT_TRAINING
         round_ = project.current_round
         if self.market.commitment(project_id, round_, self.address) != EMPTY:
-            return StepOutcome.ALREADY_SUBMITTED
+            return self._dispute_if_rejected(project_id, round_) or StepOutcome.ALREADY_SUBMITTED
         deadlines = self.market.round_deadlines(project_id)
         now = self._now()
         if self.market.committed_seal(project_id, round_, self.address) == EMPTY:
@@ -217,7 +241,8 @@ class TrainerNode:
         if update is None:
             return StepOutcome.NOTHING_TO_COPY
         seed = self.market.sketch_seed(project_id)
-        _, commitment = commit_update(update, seed, self.market.sketch_width(project_id))
+        row, commitment = commit_update(update, seed, self.market.sketch_width(project_id))
+        self._rows[(project_id, round_)] = row
         lap("commit")
         data, cid = self.store.prepare_tensors(
             vector_to_state(update, spec),
@@ -261,6 +286,39 @@ class TrainerNode:
         gas = int(receipt["gasUsed"]) + (committed.gas_used if committed else 0)
         norm = committed.update_norm if committed else None
         return Submitted(project_id, round_, cid, commitment, norm, gas, timings)
+
+    def _dispute_if_rejected(self, project_id: int, round_: int) -> Disputed | None:
+        """Disputes this trainer's announced rejection in ``round_`` while the window is open (None if
+        there is nothing to dispute)."""
+        rejections = self.market.rejections(project_id)
+        if self.address not in rejections.rejected or self._now() > rejections.dispute_deadline:
+            return None
+        row = self._own_row(project_id, round_)
+        proof = prover_for(self.market, project_id).prove_row(row)
+        ints = published_row(row)
+        receipt = self.market.dispute_rejection(project_id, round_, ints, proof)
+        return Disputed(project_id, round_, ints, int(receipt["gasUsed"]))
+
+    def _own_row(self, project_id: int, round_: int) -> np.ndarray:
+        """The row this trainer committed in ``round_``: remembered since its commit, else recomputed from
+        its own update (fetched by the CID it revealed) and checked against its on-chain commitment."""
+        commitment = self.market.commitment(project_id, round_, self.address)
+        row = self._rows.get((project_id, round_))
+        if row is None:
+            project = self.market.get_project(project_id)
+            mine = [s for s in self.market.submissions(project_id, round_) if s.trainer == self.address]
+            if not mine:
+                raise OwnRowMismatch(f"{self.address} revealed nothing in round {round_} of project {project_id}")
+            spec = param_spec(project.model_name)
+            update = tensors_to_vector(
+                self.store.get_tensors(mine[0].cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec
+            )
+            row, recomputed = commit_update(
+                update, self.market.sketch_seed(project_id), self.market.sketch_width(project_id)
+            )
+            if recomputed != commitment:
+                raise OwnRowMismatch(f"the update at {mine[0].cid} does not hash to {self.address}'s commitment")
+        return row
 
     def _own_note(self, project_id: int, round_: int, where: RoundAddress) -> tuple[bytes, str]:
         for commit in self.market.commits(project_id, round_):

@@ -1,18 +1,19 @@
 """A round's inputs as anyone can rebuild them from the chain and IPFS: every submission fetched,
-checked and turned into its committed row. The aggregator uses this to finalize; ``marketplace
-audit`` uses the very same function to check a finalized round."""
+checked and turned into its committed row, and the rows that rejected trainers published on chain to
+dispute their rejection (:func:`apply_published_rows`). The aggregator uses this to finalize;
+``marketplace audit`` uses the very same function to check a finalized round."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from marketplace.adapters.chain.market import Commit, MarketClient, Submission
+from marketplace.adapters.chain.market import Commit, DisputedRow, MarketClient, Submission
 from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsError, IpfsTimeout, StorageError
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import num_params, param_spec, tensors_to_vector
-from marketplace.protocol.commitment import commit_update
+from marketplace.protocol.commitment import commit_update, commitment_bytes, row_from_ints
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.ordering import EMPTY_COMMITMENT, arrival_order
 
@@ -30,8 +31,16 @@ class RoundInputs:
     commits: list[Commit]  # sealed commits: they fix the arrival order (revealed or not)
     updates: np.ndarray  # N x D float32; zero rows for trainers without a valid update
     rows: np.ndarray  # N x (K + 2) committed rows (their hashes are the commitments); zero rows if not valid
-    valid: np.ndarray  # bool (N,): submitted an update that downloaded, parsed and matched its commitment
-    rejected: dict[str, str]  # trainer -> why its submitted update is not valid
+    valid: np.ndarray  # bool (N,): its row counts: a matching update, or a row published in a dispute
+    rejected: dict[str, str]  # trainer -> why its submitted update is not valid (and no row was published)
+    #: trainer -> why its update was rejected, for trainers that then published their committed row: the row
+    #: is scored and paid like any other, the update (if any) stays out of the model
+    published: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def has_update(self) -> np.ndarray:
+        """bool (N,): the full update is here (valid, and not only a published row): what the model averages."""
+        return self.valid & ~np.array([t in self.published for t in self.trainers], dtype=bool)
 
     @property
     def submitted(self) -> list[bool]:
@@ -97,7 +106,37 @@ def collect_round(
             rejected[trainer] = "CommitmentMismatch: the committed row of the update does not hash to its commitment"
             continue
         updates[i], rows[i], valid[i] = vec, row, True
-    return RoundInputs(project_id, round_, seed, k, trainers, subs, commits, updates, rows, valid, rejected)
+    inputs = RoundInputs(project_id, round_, seed, k, trainers, subs, commits, updates, rows, valid, rejected)
+    return apply_published_rows(inputs, market.disputed_rows(project_id, round_))
+
+
+class PublishedRowMismatch(ValueError):
+    """A row published on chain does not hash to its trainer's commitment: the project's verifier accepted
+    a row proof that proves nothing (the test verifier does), so no round proof can contain this row."""
+
+
+def apply_published_rows(inputs: RoundInputs, published: list[DisputedRow]) -> RoundInputs:
+    """``inputs`` with each rejected trainer's published committed row (a ``RejectionDisputed`` event of
+    this round) in place of its missing row: it is scored and paid like any other row, while its update
+    (if any) stays out of the model. A row is parsed as untrusted input (length, box:
+    :func:`row_from_ints`) and must hash to the trainer's commitment. Idempotent; ``inputs`` is unchanged.
+
+    Raises :class:`~marketplace.protocol.commitment.InvalidPublishedRow` or :class:`PublishedRowMismatch`
+    for a row the market should not have accepted (a verifier that proves nothing)."""
+    rows, valid = inputs.rows.copy(), inputs.valid.copy()
+    rejected, now_published = dict(inputs.rejected), dict(inputs.published)
+    for event in published:
+        if event.round != inputs.round or event.trainer not in rejected:
+            continue
+        i = inputs.trainers.index(event.trainer)
+        row = row_from_ints(event.row, inputs.sketch_width)
+        if commitment_bytes(row) != inputs.submissions[event.trainer].commitment:
+            raise PublishedRowMismatch(
+                f"the row {event.trainer} published in round {inputs.round} does not hash to its commitment"
+            )
+        rows[i], valid[i] = row, True
+        now_published[event.trainer] = rejected.pop(event.trainer)
+    return replace(inputs, rows=rows, valid=valid, rejected=rejected, published=now_published)
 
 
 def node_answers(store: ModelStore) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from marketplace.protocol.commitment import sanitize_rows
 from marketplace.round.collect import RoundInputs
 from marketplace.rule.gram import GramConfig, shares
 from marketplace.rule.scorer import GramScorer
@@ -23,27 +24,30 @@ class ScoredRound:
     scores: list[float]  # shares in [0, 1]
     chain_scores: list[int]  # the circuit's integer scores (fixed point 2**13), 0 if flagged
     aggregate: np.ndarray | None  # mean of the paid (score > 0) full updates; None = nobody paid
-    rows: np.ndarray  # N x (K + 2), the committed rows (zero rows if not valid)
+    rows: np.ndarray  # N x (K + 2), the rows scored: the ones to prove (zero rows if not valid)
 
 
 def score_round(inputs: RoundInputs, cfg: GramConfig | None = None) -> ScoredRound:
     """The paying computation: the Gram rule's exact integer flags and scores on the committed
     rows, slots in arrival order (the circuit's computation), rejected submitters flagged, and
-    the mean of the paid trainers' full updates (inliers with a positive score)."""
+    the mean of the paid trainers' full updates (inliers with a positive score; a trainer paid for a
+    row it published on chain has no update in the mean). The rows scored are the rows to prove
+    (``rows``: sanitised once, here), so what is proven is what is paid."""
     scorer = GramScorer(inputs.sketch_width, inputs.seed, cfg, arrival=inputs.arrival_order,
                         weighting="equal")  # fmt: skip
-    res = scorer.evaluate(inputs.rows, inputs.valid)
+    rows, _ = sanitize_rows(inputs.rows)
+    res = scorer.evaluate(rows, inputs.valid)
     rejected = inputs.rejected_mask
     flags = [bool(f) or r for f, r in zip(res.flags & inputs.valid, rejected, strict=True)]
     chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)
-    _, aggregate = scorer.aggregate_paid(inputs.updates, inputs.valid, np.array(chain_scores))
+    _, aggregate = scorer.aggregate_paid(inputs.updates, inputs.has_update, np.array(chain_scores))
     return ScoredRound(
         flags=flags,
         rejected=rejected,
         scores=[float(s) for s in shares(np.array(chain_scores))],
         chain_scores=chain_scores,
         aggregate=aggregate,
-        rows=inputs.rows,
+        rows=rows,
     )
 
 

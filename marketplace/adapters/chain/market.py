@@ -210,6 +210,56 @@ class RoundDeadlines:
 
 
 @dataclass(frozen=True)
+class Rejections:
+    """The open round's announced rejections (``TrainingMarket.rejections``), by trainer address."""
+
+    rejected: list[str]  # announced and not disputed: these may be rejected at finalization
+    disputed: list[str]  # rejected trainers that published their committed row
+    dispute_deadline: int  # end of the dispute window (unix seconds; 0: nothing announced this round)
+
+    @property
+    def announced(self) -> bool:
+        return self.dispute_deadline != 0
+
+
+@dataclass(frozen=True)
+class RejectionAnnouncement:
+    """One ``RejectionAnnounced`` event."""
+
+    project_id: int
+    round: int
+    trainer: str
+    dispute_deadline: int
+    block_number: int
+
+
+@dataclass(frozen=True)
+class DisputedRow:
+    """One ``RejectionDisputed`` event: a rejected trainer's published committed row (integers at scale 2^13,
+    unchecked: parse with :func:`marketplace.protocol.commitment.row_from_ints`)."""
+
+    project_id: int
+    round: int
+    trainer: str
+    row: tuple[int, ...]
+    block_number: int
+
+
+@dataclass(frozen=True)
+class AggregatorRecord:
+    """An aggregator's track record over every project of the market (``aggregatorRecord``)."""
+
+    rounds: int  # rounds it finalized
+    rejected: int  # submissions it announced as rejected
+    disputes_lost: int  # rejections whose trainer published its committed row
+
+    @property
+    def upheld(self) -> int:
+        """Announced rejections that were not disputed (pending ones included)."""
+        return self.rejected - self.disputes_lost
+
+
+@dataclass(frozen=True)
 class Finalization:
     """What the aggregator records for a round: the ``RoundResult`` struct ``TrainingMarket.finalizeRound`` takes."""
 
@@ -334,6 +384,15 @@ class MarketClient:
             raise ValueError("a commitment and a salt are 32 bytes each")
         return self.chain.transact(self.market.functions.revealUpdate(project_id, round_, cid, commitment, salt))
 
+    def reject_submissions(self, project_id: int, round_: int, trainers: list[str]) -> Any:
+        """Announces the submissions of ``round_`` the aggregator will reject; opens the dispute window."""
+        who = [to_checksum_address(t) for t in trainers]
+        return self.chain.transact(self.market.functions.rejectSubmissions(project_id, round_, who))
+
+    def dispute_rejection(self, project_id: int, round_: int, row: list[int], proof: bytes) -> Any:
+        """Publishes this trainer's committed ``row`` (integers at scale 2^13) with its row ``proof``."""
+        return self.chain.transact(self.market.functions.disputeRejection(project_id, round_, list(row), proof))
+
     def finalize_round(self, project_id: int, round_: int, result: Finalization) -> Any:
         return self.chain.transact(self.market.functions.finalizeRound(project_id, round_, result.as_abi_tuple()))
 
@@ -410,6 +469,23 @@ class MarketClient:
         """K: trainers of the project commit to the committed row of their K-wide sketch."""
         return int(self.chain.call(self.verifier(project_id).functions.sketchWidth()))
 
+    def rejections(self, project_id: int) -> Rejections:
+        """The open round's announced rejections and disputes (by trainer address)."""
+        rejected_mask, disputed_mask, deadline = self.chain.call(self.market.functions.rejections(project_id))
+        trainers = self.trainers(project_id)
+        return Rejections(
+            rejected=[t for i, t in enumerate(trainers) if (int(rejected_mask) >> i) & 1],
+            disputed=[t for i, t in enumerate(trainers) if (int(disputed_mask) >> i) & 1],
+            dispute_deadline=int(deadline),
+        )
+
+    def aggregator_record(self, aggregator: str) -> AggregatorRecord:
+        """``aggregator``'s rounds finalized, rejections announced and disputes lost, over the whole market."""
+        rounds, rejected, lost = self.chain.call(
+            self.market.functions.aggregatorRecord(to_checksum_address(aggregator))
+        )
+        return AggregatorRecord(int(rounds), int(rejected), int(lost))
+
     def rejected_trainers(self, project_id: int, round_: int) -> list[str]:
         """Trainers whose update of ``round_`` the aggregator rejected (``SubmissionRejected``)."""
         logs = self.chain.get_logs(
@@ -463,6 +539,42 @@ class MarketClient:
                 int(e["args"]["arrival"]),
                 int(e["block_number"]),
                 int(e["log_index"]),
+            )
+            for e in logs
+        ]
+
+    def announced_rejections(
+        self, project_id: int, round_: int | None = None, from_block: int = 0
+    ) -> list[RejectionAnnouncement]:
+        """``RejectionAnnounced`` events of a project (one round, or all), oldest first."""
+        argument_filters: dict[str, Any] = {"projectId": project_id}
+        if round_ is not None:
+            argument_filters["round"] = round_
+        logs = self.chain.get_logs(self.market, "RejectionAnnounced", from_block, argument_filters=argument_filters)
+        return [
+            RejectionAnnouncement(
+                int(e["args"]["projectId"]),
+                int(e["args"]["round"]),
+                e["args"]["trainer"],
+                int(e["args"]["disputeDeadline"]),
+                int(e["block_number"]),
+            )
+            for e in logs
+        ]
+
+    def disputed_rows(self, project_id: int, round_: int | None = None, from_block: int = 0) -> list[DisputedRow]:
+        """``RejectionDisputed`` events of a project (one round, or all), oldest first."""
+        argument_filters: dict[str, Any] = {"projectId": project_id}
+        if round_ is not None:
+            argument_filters["round"] = round_
+        logs = self.chain.get_logs(self.market, "RejectionDisputed", from_block, argument_filters=argument_filters)
+        return [
+            DisputedRow(
+                int(e["args"]["projectId"]),
+                int(e["args"]["round"]),
+                e["args"]["trainer"],
+                tuple(int(v) for v in e["args"]["row"]),
+                int(e["block_number"]),
             )
             for e in logs
         ]
