@@ -33,6 +33,11 @@ import {IHalo2VerifierReusable} from "../interfaces/IHalo2VerifierReusable.sol";
  * public `t_j` fix, so for the chunks computed here exactly one `tagHash` can verify, and a proof
  * made for another tag has other `t_j` and fails whatever `tagHash` accompanies it.
  *
+ * Disputes: it also checks proofs of the project's row circuit (`marketplace.rule.row_circuit`, the
+ * same K), with which a rejected trainer shows that the row it publishes is the row behind its
+ * commitment ({verifyRow}). The same reusable Halo2 verifier serves both circuits (its code does not
+ * depend on the circuit); each circuit's VKA is registered, and a proof counts only under its own.
+ *
  * Its {proofSystem} is "ezkl-halo2-kzg"; its {ruleVersion} is the version of the scoring rule the
  * circuit (and so the VKA) was built from, given at deployment.
  *
@@ -52,6 +57,10 @@ contract EzklRoundVerifier is IRoundVerifier {
     uint256 public constant TAG_CHUNKS = 8;
     /// @notice Bits per chunk (`TAG_CHUNK_BITS`): the proof binds the tag's first 8 x 16 = 128 bits.
     uint256 public constant TAG_CHUNK_BITS = 16;
+    /// @notice Fixed point of a published row: 2^13 is 1 (`marketplace.protocol.constants.SCALE`).
+    int256 public constant ROW_ONE = 8192;
+    /// @notice Largest |l| of a published row: 32 at scale 2^13 (`LOG_CLIP`).
+    int256 public constant ROW_MAX_LOG = 32 * 8192;
 
     /// @notice The shared ezkl verifier.
     IHalo2VerifierReusable public immutable halo2Verifier;
@@ -63,17 +72,23 @@ contract EzklRoundVerifier is IRoundVerifier {
     uint256 public immutable zeroRowHash;
     /// @notice Digest under which the VKA was registered with the verifier.
     bytes32 public immutable vkaDigest;
+    /// @notice Digest under which the row circuit's VKA was registered with the verifier.
+    bytes32 public immutable rowVkaDigest;
     /// @inheritdoc IRoundVerifier
     bytes8 public immutable ruleVersion;
     /// @dev The VKA words, stored as the code of a data contract (cheap to read back).
     address private immutable _vkaPointer;
     uint256 private immutable _vkaLength;
+    /// @dev The row circuit's VKA words, stored the same way.
+    address private immutable _rowVkaPointer;
+    uint256 private immutable _rowVkaLength;
 
     /// @notice A constructor argument is unusable.
     error InvalidSetup(string reason);
 
     /// @param verifier the deployed ezkl reusable verifier
     /// @param vka_ the circuit's verifying-key artifact words (from `create_evm_vka`)
+    /// @param rowVka_ the VKA words of the row circuit of width k (`marketplace.adapters.ezkl.keys.setup_row`)
     /// @param n the circuit's number of trainer inputs
     /// @param k the circuit's sketch width (a trainer input is k + 2 values)
     /// @param zeroRowHash_ the Poseidon hash of the circuit's all-zero trainer input
@@ -81,6 +96,7 @@ contract EzklRoundVerifier is IRoundVerifier {
     constructor(
         IHalo2VerifierReusable verifier,
         bytes32[] memory vka_,
+        bytes32[] memory rowVka_,
         uint256 n,
         uint256 k,
         uint256 zeroRowHash_,
@@ -88,6 +104,7 @@ contract EzklRoundVerifier is IRoundVerifier {
     ) {
         if (address(verifier) == address(0)) revert InvalidSetup("verifier");
         if (vka_.length == 0) revert InvalidSetup("vka");
+        if (rowVka_.length == 0) revert InvalidSetup("row vka");
         if (n == 0 || n > 64) revert InvalidSetup("circuit size");
         if (k == 0) revert InvalidSetup("sketch width");
         if (zeroRowHash_ == 0 || zeroRowHash_ >= FIELD_MODULUS) revert InvalidSetup("zero row hash");
@@ -98,8 +115,12 @@ contract EzklRoundVerifier is IRoundVerifier {
         zeroRowHash = zeroRowHash_;
         ruleVersion = ruleVersion_;
         vkaDigest = verifier.registerVka(vka_);
+        rowVkaDigest = verifier.registerVka(rowVka_);
+        if (rowVkaDigest == vkaDigest) revert InvalidSetup("row vka");
         _vkaLength = vka_.length;
         _vkaPointer = _storeAsCode(abi.encodePacked(vka_));
+        _rowVkaLength = rowVka_.length;
+        _rowVkaPointer = _storeAsCode(abi.encodePacked(rowVka_));
     }
 
     /// @inheritdoc IRoundVerifier
@@ -116,6 +137,29 @@ contract EzklRoundVerifier is IRoundVerifier {
         if (!valid) return false;
         _putTagChunks(instances, roundTag);
         return _verifyProof(proof, instances);
+    }
+
+    /// @inheritdoc IRoundVerifier
+    /// @dev `proof` is the row circuit's Halo2 proof bytes as ezkl's calldata carries them
+    /// (`marketplace.adapters.ezkl.prover.prove_row`). The instances are built here, all of them:
+    /// `[commitment | row_0 .. row_{K+1}]`, a negative value x as `FIELD_MODULUS - |x|`. Returns false
+    /// for a row of another length than `sketchWidth + 2`, a commitment that is 0 or not below the
+    /// field modulus, a row outside the box (`|v| <= 2^13`, `|l| <= 32 * 2^13`, `a` in {0, 2^13}: the
+    /// box keeps the integers far below p/2, so no two rows give the same instances), and a proof
+    /// that does not verify under the row circuit's VKA.
+    function verifyRow(bytes32 commitment, int256[] calldata row, bytes calldata proof) external view returns (bool) {
+        uint256 width = sketchWidth + 2;
+        uint256 c = uint256(commitment);
+        if (row.length != width || c == 0 || c >= FIELD_MODULUS) return false;
+        uint256[] memory instances = new uint256[](width + 1);
+        instances[0] = c;
+        for (uint256 i = 0; i < width; ++i) {
+            int256 x = row[i];
+            int256 bound = i < width - 2 ? ROW_ONE : ROW_MAX_LOG;
+            if (i == width - 1 ? (x != 0 && x != ROW_ONE) : (x > bound || x < -bound)) return false;
+            instances[i + 1] = x >= 0 ? uint256(x) : FIELD_MODULUS - uint256(-x);
+        }
+        return _verifyHalo2(proof, instances, _loadVka(_rowVkaPointer, _rowVkaLength), rowVkaDigest);
     }
 
     /// @inheritdoc IRoundVerifier
@@ -138,7 +182,12 @@ contract EzklRoundVerifier is IRoundVerifier {
 
     /// @notice The registered VKA words.
     function vka() external view returns (bytes32[] memory) {
-        return _loadVka();
+        return _loadVka(_vkaPointer, _vkaLength);
+    }
+
+    /// @notice The registered VKA words of the row circuit.
+    function rowVka() external view returns (bytes32[] memory) {
+        return _loadVka(_rowVkaPointer, _rowVkaLength);
     }
 
     /// @dev The instances from the trainers' values (hashes, flags, scores; the tag's are filled in
@@ -182,8 +231,17 @@ contract EzklRoundVerifier is IRoundVerifier {
         (bool wellFormed, bytes calldata halo2Proof, uint256 tagHash) = _decodeProof(proof);
         if (!wellFormed || tagHash >= FIELD_MODULUS) return false;
         instances[circuitSize] = tagHash;
-        try halo2Verifier.verifyProof(halo2Proof, instances, _loadVka()) returns (bool ok, bytes32 digest) {
-            return ok && digest == vkaDigest; // and under this circuit's key
+        return _verifyHalo2(halo2Proof, instances, _loadVka(_vkaPointer, _vkaLength), vkaDigest);
+    }
+
+    /// @dev Asks the ezkl verifier; true only if the proof verifies and under the key of `digest`.
+    function _verifyHalo2(bytes calldata halo2Proof, uint256[] memory instances, bytes32[] memory words, bytes32 digest)
+        private
+        view
+        returns (bool)
+    {
+        try halo2Verifier.verifyProof(halo2Proof, instances, words) returns (bool ok, bytes32 verifiedUnder) {
+            return ok && verifiedUnder == digest; // and under this circuit's key
         } catch {
             return false; // malformed proof
         }
@@ -204,9 +262,8 @@ contract EzklRoundVerifier is IRoundVerifier {
         return (true, proof[96:96 + length], uint256(bytes32(proof[32:64])));
     }
 
-    function _loadVka() private view returns (bytes32[] memory words) {
-        uint256 length = _vkaLength;
-        address pointer = _vkaPointer;
+    /// @dev Reads back `length` VKA words stored by {_storeAsCode} at `pointer`.
+    function _loadVka(address pointer, uint256 length) private view returns (bytes32[] memory words) {
         words = new bytes32[](length);
         assembly ("memory-safe") {
             // The data contract's code is one STOP byte followed by the words.

@@ -9,12 +9,16 @@ projects whose verifier is an ``EzklRoundVerifier``; :class:`HashProver` serves 
 verifier declares (``IRoundVerifier.proofSystem()``), and refuses a verifier built for another
 version of the scoring rule than this code implements (``ruleVersion()`` against
 :data:`marketplace.rule.RULE_VERSION`) before any key is set up or any proof computed.
+
+A prover also proves a trainer's published row (:meth:`RoundProver.prove_row`): the proof that
+``TrainingMarket.disputeRejection`` hands the verifier's ``verifyRow`` with the row's integers
+(:func:`marketplace.protocol.commitment.published_row`) and the trainer's commitment.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 from eth_abi import encode as abi_encode
@@ -23,8 +27,12 @@ from eth_utils import keccak
 from marketplace.adapters.chain.compile import compile_contracts
 from marketplace.adapters.chain.market import MarketClient, VerifierInfo
 from marketplace.protocol import round_tag as tags
+from marketplace.protocol.commitment import commitment_bytes, published_row
 from marketplace.protocol.ordering import verifier_inputs
 from marketplace.rule import RULE_VERSION
+
+if TYPE_CHECKING:  # ezkl and torch are imported only when a proof is made
+    from marketplace.adapters.ezkl.keys import RowKeys
 
 
 def local_hash_proof(tag: bytes, commitments: list[bytes], scores: list[int], flags: list[bool]) -> bytes:
@@ -38,6 +46,16 @@ def local_hash_proof(tag: bytes, commitments: list[bytes], scores: list[int], fl
     if len(tag) != 32:
         raise ValueError(f"a round tag is 32 bytes, got {len(tag)}")
     return keccak(abi_encode(["bytes32", "bytes32[]", "uint256[]", "bool[]"], [tag, commitments, scores, flags]))
+
+
+def local_row_proof(row: np.ndarray) -> bytes:
+    """The "row proof" the local-only ``TestRoundVerifier.verifyRow`` accepts for a committed ``row``:
+    ``keccak256(abi.encode(bytes32 commitment, int256[] rowInts))`` with the row's commitment
+    (:func:`~marketplace.protocol.commitment.commitment_bytes`) and its published integers
+    (:func:`~marketplace.protocol.commitment.published_row`). Anyone can make it for any row: it
+    proves nothing (like :func:`local_hash_proof`)."""
+    values = np.asarray(row, dtype=np.float64).reshape(-1)
+    return keccak(abi_encode(["bytes32", "int256[]"], [commitment_bytes(values), published_row(values)]))
 
 
 def round_tag(market: MarketClient, project_id: int, round_: int) -> bytes:
@@ -88,6 +106,12 @@ class RoundProver(Protocol):
         """Returns the proof bytes for exactly these public values and this tag."""
         ...
 
+    def prove_row(self, row: np.ndarray) -> bytes:
+        """Returns the proof bytes ``verifyRow(commitment_bytes(row), published_row(row), proof)``
+        accepts: that the published integers of the committed ``row`` (K + 2 grid values) are the row
+        behind the trainer's commitment."""
+        ...
+
 
 class HashProver:
     """For the local test verifier only: the "proof" is the hash of the public values (proves nothing)."""
@@ -105,6 +129,10 @@ class HashProver:
         self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], tag: bytes
     ) -> bytes:
         return local_hash_proof(tag, commitments, scores, flags)
+
+    def prove_row(self, row: np.ndarray) -> bytes:
+        """:func:`local_row_proof` (proves nothing)."""
+        return local_row_proof(row)
 
 
 class ProofMismatch(RuntimeError):
@@ -162,7 +190,8 @@ class EzklProver:
     @classmethod
     def for_verifier(cls, market: MarketClient, info: VerifierInfo, *, srs: Path | None = None) -> EzklProver:
         """The prover of the ``EzklRoundVerifier`` ``info`` describes: its circuit's keys (set up once
-        and cached, see ``marketplace zk setup``), checked against the VKA the verifier registered."""
+        and cached, see ``marketplace zk setup``), checked against the VKA the verifier registered;
+        the row circuit's keys are checked against its ``rowVka()`` when a row is first proven."""
         from marketplace.adapters.ezkl.keys import setup
 
         n, k = info.max_trainers, info.sketch_width  # an EzklRoundVerifier's maxTrainers is its circuit size
@@ -171,14 +200,36 @@ class EzklProver:
         on_chain = [bytes(w) for w in market.chain.call(verifier.functions.vka())]
         if on_chain != keys.vka_words():
             raise VerifyingKeyMismatch(info.address, n, k, keys.root)
-        return cls(keys)
+        row_vka = [bytes(w) for w in market.chain.call(verifier.functions.rowVka())]
+        return cls(keys, row_vka=row_vka, verifier=info.address, srs=srs)
 
-    def __init__(self, keys: object) -> None:
+    def __init__(
+        self, keys: object, *, row_vka: list[bytes] | None = None, verifier: str = "", srs: Path | None = None
+    ) -> None:
+        """``keys``: the round circuit's; ``row_vka``: the row circuit's VKA words the verifier registered
+        (``rowVka()``; None: not checked), ``verifier`` its address, ``srs`` the SRS to set up the row
+        circuit with if its keys are not cached yet."""
         from marketplace.adapters.ezkl.keys import CircuitKeys
 
         if not isinstance(keys, CircuitKeys):
             raise TypeError("EzklProver needs the circuit's CircuitKeys (marketplace.adapters.ezkl.keys.setup)")
         self.keys = keys
+        self._row_vka, self._verifier, self._srs = row_vka, verifier, srs
+        self._row_keys: RowKeys | None = None
+
+    def prove_row(self, row: np.ndarray) -> bytes:
+        """A proof of the row circuit of the round circuit's K (``EzklRoundVerifier.verifyRow``'s format:
+        :func:`marketplace.adapters.ezkl.prover.prove_row`). Raises :class:`VerifyingKeyMismatch` if the
+        cached row keys are not those the verifier registered, and ``ProvingFailed`` if ezkl fails."""
+        from marketplace.adapters.ezkl.keys import setup_row
+        from marketplace.adapters.ezkl.prover import prove_row
+
+        if self._row_keys is None:
+            row_keys = setup_row(self.keys.k, srs=self._srs, root=self.keys.root.parent)
+            if self._row_vka is not None and self._row_vka != row_keys.vka_words():
+                raise VerifyingKeyMismatch(self._verifier, 1, self.keys.k, row_keys.root)
+            self._row_keys = row_keys
+        return prove_row(self._row_keys, row)
 
     def prove(
         self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], tag: bytes

@@ -1,5 +1,6 @@
 """Deploying a circuit's on-chain verifier: ezkl's reusable Halo2 verifier (one per chain) and an
-EzklRoundVerifier adapter for the circuit (its VKA registered), approved in the market.
+EzklRoundVerifier adapter for the circuit (its VKA registered, and the VKA of the row circuit of the
+same K, whose proofs settle disputes: ``verifyRow``), approved in the market.
 
 The adapter declares the rule version its circuit was built from (``ruleVersion()``):
 :data:`marketplace.rule.RULE_VERSION`, the version :func:`marketplace.adapters.ezkl.keys.setup`
@@ -13,7 +14,7 @@ from web3.contract import Contract
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import compile_contracts
 from marketplace.adapters.chain.market import MarketClient, encode_rule_version
-from marketplace.adapters.ezkl.keys import CircuitKeys
+from marketplace.adapters.ezkl.keys import CircuitKeys, setup_row
 from marketplace.protocol.commitment import zero_row_commitment
 from marketplace.rule import RULE_VERSION
 
@@ -27,12 +28,15 @@ def deploy_halo2_verifier(chain: ChainClient, keys: CircuitKeys) -> Contract:
 def deploy_round_verifier(
     chain: ChainClient, keys: CircuitKeys, halo2_verifier: str, *, rule_version: str = RULE_VERSION
 ) -> Contract:
-    """Deploys the adapter for ``keys``' circuit in front of ``halo2_verifier`` (registers the VKA),
+    """Deploys the adapter for ``keys``' circuit in front of ``halo2_verifier`` (registers its VKA and
+    the VKA of the row circuit of width ``keys.k``, set up next to ``keys`` unless cached there),
     declaring ``rule_version`` (16 hex digits; keys set up by this code are for :data:`RULE_VERSION`)."""
     adapter = compile_contracts()["EzklRoundVerifier"]
+    row_keys = setup_row(keys.k, root=keys.root.parent)
     zero_row = int.from_bytes(zero_row_commitment(keys.k), "big")
     version = encode_rule_version(rule_version)
-    return chain.deploy(adapter, halo2_verifier, keys.vka_words(), keys.n, keys.k, zero_row, version)
+    vka, row_vka = keys.vka_words(), row_keys.vka_words()
+    return chain.deploy(adapter, halo2_verifier, vka, row_vka, keys.n, keys.k, zero_row, version)
 
 
 def deploy_zk_verifier(market: MarketClient, keys: CircuitKeys, halo2_verifier: str | None = None) -> tuple[str, str]:
