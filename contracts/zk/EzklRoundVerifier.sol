@@ -146,7 +146,8 @@ contract EzklRoundVerifier is IRoundVerifier {
     /// for a row of another length than `sketchWidth + 2`, a commitment that is 0 or not below the
     /// field modulus, a row outside the box (`|v| <= 2^13`, `|l| <= 32 * 2^13`, `a` in {0, 2^13}: the
     /// box keeps the integers far below p/2, so no two rows give the same instances), and a proof
-    /// that does not verify under the row circuit's VKA.
+    /// that does not verify under the row circuit's VKA. Row proofs are not unique (every proving run
+    /// gives other bytes, and ezkl's verifier ignores bytes after the proof): nothing may key on them.
     function verifyRow(bytes32 commitment, int256[] calldata row, bytes calldata proof) external view returns (bool) {
         uint256 width = sketchWidth + 2;
         uint256 c = uint256(commitment);
