@@ -16,6 +16,7 @@ from marketplace.fl.models import build_model, num_params
 from marketplace.web.main import create_app
 from marketplace.web.schemas import ProjectDetail, eth
 from marketplace.web.settings import WebSettings
+from tests.disputes import close_disputes
 from tests.market_fixtures import ETH, Actors, cid_for, commit, commitment_for, reveal_update
 from tests.web_fixtures import (  # noqa: F401
     ACCURACIES,
@@ -51,6 +52,13 @@ def job(actors: Actors, **overrides: Any) -> dict[str, Any]:
     }  # fmt: skip
     body.update(overrides)
     return body
+
+
+def reject_undisputed(actors: Actors, pid: int, round_: int, rejected: list[bool]) -> None:
+    """The aggregator announces the rejections (trainer order) and nobody disputes them before the window closes."""
+    members = actors.owner.trainers(pid)
+    actors.aggregator.reject_submissions(pid, round_, [t for t, r in zip(members, rejected, strict=True) if r])
+    close_disputes(actors.owner, pid)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -124,6 +132,7 @@ def test_verify_a_round_with_a_rejected_submission(client: TestClient, actors: A
     pid = actors.training_project(3)
     actors.submit_all(pid, 0)
     rejected = [False, True, False]
+    reject_undisputed(actors, pid, 0, rejected)
     result_ = actors.result(pid, 0, [600_000, 0, 400_000], [False, True, False], rejected)
     actors.aggregator.finalize_round(pid, 0, result_)
     result = client.post(f"/api/projects/{pid}/rounds/0/verify").json()
@@ -139,6 +148,7 @@ def test_rejected_submissions_are_shown(client: TestClient, actors: Actors) -> N
     pid = actors.training_project(3, rounds=2)
     actors.submit_all(pid, 0)
     rejected = [False, True, False]
+    reject_undisputed(actors, pid, 0, rejected)
     actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [600_000, 0, 400_000], rejected, rejected))
     actors.submit_all(pid, 1)
     actors.aggregator.finalize_round(pid, 1, actors.result(pid, 1, [500_000, 0, 500_000], [False, False, True]))
@@ -149,6 +159,7 @@ def test_rejected_submissions_are_shown(client: TestClient, actors: Actors) -> N
     assert [e["rejected"] for e in rounds[1]["trainers"]] == [False, False, False]  # flagged by the rule only
     assert [e["flagged"] for e in rounds[1]["trainers"]] == [False, False, True]
     assert client.get(f"/api/projects/{pid}/rounds/0").json()["trainers"][1]["rejected"] is True
+    assert [e["dispute"] for e in rounds[0]["trainers"]] == [None, "upheld", None]
 
     page = client.get(f"/projects/{pid}").text
     round0 = page[page.index('id="round-0"') : page.index('id="round-1"')]
@@ -391,11 +402,13 @@ def test_openapi_schema_lists_the_api(client: TestClient) -> None:
         "/api/projects", "/api/projects/{project_id}", "/api/projects/{project_id}/rounds/{round_}/verify",
         "/api/trainers/{address}", "/api/tx/create-project", "/api/tx/join", "/api/tx/{tx_hash}", "/api/status",
         "/api/tx/{action}", "/api/projects/{project_id}/actions", "/api/models/{name}/init",
+        "/api/aggregators/{address}",
     ]:  # fmt: skip
         assert path in paths, path
     assert not any(p.startswith("/projects") for p in paths)  # pages are not part of the API
     status = client.get("/api/status").json()
     assert status["chain_id"] == 31337 and status["indexed_block"] == status["head_block"]
+    assert status["skipped_events"] == 0
     assert {m["name"] for m in client.get("/api/models").json()} >= {"mlp", "cnn"}
 
 

@@ -190,6 +190,7 @@ def test_post_job_join_and_verify_a_finished_round(
     expect(rows).to_have_count(2)
     expect(rows.nth(0).locator(".score-share")).to_have_text("70.0%")
     expect(rows.nth(1).locator(".score-share")).to_have_text("30.0%")
+    expect(page.locator("#aggregator-record")).to_have_text("1 round finalized, no rejections")
     page.click("#round-0 .verify-button")
     expect(page.locator("#verify-0 [data-valid=true]")).to_contain_text("proof valid")
     assert page.evaluate("Chart.getChart(document.querySelector('#accuracy-chart')) !== undefined")

@@ -1,8 +1,8 @@
 """FastAPI dependencies: the settings, the services and the page renderer, taken from ``request.app.state``
 (which :func:`marketplace.web.main.create_app` fills); routes never import the app.
 
-The services come in two kinds: those that read the index (projects, rounds, trainers, transactions,
-the context) sync it first, throttled to once per ``sync_interval`` and once per request however many
+The services come in two kinds: those that read the index (projects, rounds, trainers, aggregators,
+transactions, the context) sync it first, throttled to once per ``sync_interval`` and once per request however many
 of them a route takes (FastAPI caches a dependency within a request); the model catalogue and the
 page renderer need no chain data and do not.
 """
@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from marketplace.web.services.aggregators import AggregatorService
 from marketplace.web.services.container import Services
 from marketplace.web.services.context import MarketContext
 from marketplace.web.services.models import ModelService
@@ -60,6 +61,10 @@ def get_trainers(services: Synced) -> TrainerService:
     return services.trainers
 
 
+def get_aggregators(services: Synced) -> AggregatorService:
+    return services.aggregators
+
+
 def get_transactions(services: Synced) -> TransactionService:
     return services.transactions
 
@@ -79,6 +84,7 @@ ContextDep = Annotated[MarketContext, Depends(get_context)]
 ProjectsDep = Annotated[ProjectService, Depends(get_projects)]
 RoundsDep = Annotated[RoundService, Depends(get_rounds)]
 TrainersDep = Annotated[TrainerService, Depends(get_trainers)]
+AggregatorsDep = Annotated[AggregatorService, Depends(get_aggregators)]
 TransactionsDep = Annotated[TransactionService, Depends(get_transactions)]
 ModelsDep = Annotated[ModelService, Depends(get_models)]
 PageDep = Annotated[Page, Depends(get_page)]

@@ -29,6 +29,19 @@ document can stop the index.
 ``SubmissionRejected`` events are kept per round (:meth:`Indexer.rejections`): the trainers whose update
 the aggregator declared unavailable or not matching its commitment.
 
+Disputes: before finalizing, the aggregator announces the rejections it will make (``RejectionAnnounced``, one
+per trainer, with the end of the dispute window); a rejected trainer may publish its committed row until then
+(``RejectionDisputed``). :meth:`Indexer.disputes` derives each announced or rejected trainer's
+:class:`Dispute` state per round. The published row itself is not kept (it is on chain); it is checked to be
+a row the market could have accepted (at most :data:`MAX_ROW_LENGTH` values, inside the committed rows' box).
+A proof document's reasons for its rejections (``rejected`` and ``published``: the aggregator's word, bounded
+to :data:`MAX_REASON_CHARS` printable characters) are kept with the round's accuracy.
+
+Event data is untrusted: every handler checks the types and bounds of what it stores (an integer beyond
+SQLite's 64 bits, an address that is not one) and runs in its own savepoint. An event that fails its checks,
+or a log that cannot be decoded, is skipped, logged and recorded (:meth:`Indexer.skipped_events`); it never
+stops a sync.
+
 Commit-reveal: each round a trainer first commits a seal (``UpdateCommitted``: the seal and its arrival
 position, which is the round's order; the trainer's opaque note is not kept), then reveals its CID and
 commitment (``UpdateSubmitted``, in the ``submissions`` table with the same arrival). A trainer that committed
@@ -43,11 +56,12 @@ import math
 import sqlite3
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from eth_abi.exceptions import DecodingError
-from eth_utils import event_abi_to_log_topic, to_checksum_address
+from eth_utils import event_abi_to_log_topic, is_address, is_checksum_address, to_checksum_address
 from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.exceptions import BlockNotFound, MismatchedABI
@@ -55,16 +69,28 @@ from web3.types import FilterParams
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.lenient_abi import lenient_contract
+from marketplace.protocol.commitment import InvalidPublishedRow, row_from_ints
+from marketplace.protocol.proof_document import ProofDocument
 from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 
 #: 2: ``rejections`` (``SubmissionRejected``); 3: commit-reveal (``commits``, ``reveals_missed``, the
-#: arrival of a submission, the reveal period of a project). An index of an older version is rebuilt.
-SCHEMA_VERSION = 3
+#: arrival of a submission, the reveal period of a project); 4: disputes (``announcements``
+#: (``RejectionAnnounced``), ``disputes`` (``RejectionDisputed``), the rejection reasons of a round's proof
+#: document, ``skipped`` events). An index of an older version is rebuilt.
+SCHEMA_VERSION = 4
 KEPT_HEADS = 32
 #: Blocks per eth_getLogs request (public RPCs cap the range).
 LOG_CHUNK = 5_000
 #: Proof documents read from IPFS per sync at most (the rest on later syncs).
 DOCS_PER_SYNC = 16
+#: Longest published row accepted from a ``RejectionDisputed`` (K + 2 values, K at most 1024).
+MAX_ROW_LENGTH = 1026
+#: Largest integer stored from an event (SQLite's INTEGER is 64-bit signed).
+MAX_STORED_INT = 2**63 - 1
+#: Longest rejection reason kept from a proof document, in characters.
+MAX_REASON_CHARS = 160
+
+DisputeState = Literal["announced", "disputed", "upheld", "withdrawn"]
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +125,20 @@ CREATE TABLE reveals_missed (
 );
 CREATE TABLE rounds (
     project_id INTEGER, round INTEGER, model_cid TEXT, proof_cid TEXT, scores TEXT, flags TEXT, rewards TEXT,
-    block INTEGER, log_index INTEGER, tx_hash TEXT, accuracy REAL, doc_state TEXT,
+    block INTEGER, log_index INTEGER, tx_hash TEXT, accuracy REAL, doc_state TEXT, reasons TEXT,
     PRIMARY KEY (project_id, round)
 );
 CREATE TABLE rejections (
     project_id INTEGER, round INTEGER, trainer TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
 );
+CREATE TABLE announcements (
+    project_id INTEGER, round INTEGER, trainer TEXT, dispute_deadline INTEGER,
+    block INTEGER, log_index INTEGER, tx_hash TEXT
+);
+CREATE TABLE disputes (
+    project_id INTEGER, round INTEGER, trainer TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
+);
+CREATE TABLE skipped (name TEXT, reason TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT);
 CREATE TABLE slashes (
     project_id INTEGER, round INTEGER, trainer TEXT, amount TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
 );
@@ -122,9 +156,31 @@ CREATE INDEX reliability_by_trainer ON reliability (trainer);
 CREATE INDEX trainers_by_address ON trainers (trainer);
 """
 _EVENT_TABLES = (
-    "projects", "lifecycle", "trainers", "commits", "submissions", "reveals_missed", "rounds", "rejections", "slashes",
-    "withdrawals", "reliability", "verifiers",
+    "projects", "lifecycle", "trainers", "commits", "submissions", "reveals_missed", "rounds", "rejections",
+    "announcements", "disputes", "skipped", "slashes", "withdrawals", "reliability", "verifiers",
 )  # fmt: skip
+
+
+class MalformedEvent(ValueError):
+    """An event whose values this market could not have emitted (wrong type, out of bounds): skipped."""
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """Where one trainer's rejection in one round stands.
+
+    ``state`` is ``announced`` (the aggregator announced the rejection; the trainer has not disputed it and the
+    round is not finalized: the window is open until ``deadline``, or closed and the rejection will stand),
+    ``disputed`` (the trainer published its committed row: it is scored on that row, its update stays out of
+    the model), ``upheld`` (the round was finalized with the submission rejected: flagged, unpaid) or
+    ``withdrawn`` (announced, not disputed, and the round finalized without rejecting it). ``deadline`` is the
+    end of the dispute window, None for a rejection no announcement of which is indexed (an older market);
+    ``tx_hash`` is the transaction of the event that decided the state."""
+
+    state: DisputeState
+    deadline: int | None
+    tx_hash: str
+
 
 #: The status a lifecycle event puts a project in.
 STATUS_OF_KIND = {
@@ -290,7 +346,7 @@ class Indexer:
 
     def _logs(self, from_block: int, to_block: int) -> list[tuple[str, dict[str, Any]]]:
         """Decoded logs of both contracts in ``[from_block, to_block]``, in chain order (a log that cannot
-        be decoded is logged and skipped)."""
+        be decoded comes with an ``error`` instead of ``args``: :meth:`_apply` skips and records it)."""
         params: FilterParams = {
             "fromBlock": from_block,
             "toBlock": to_block,
@@ -307,31 +363,44 @@ class Indexer:
             contract, name = self._topics[key]
             try:
                 event = contract.events[name]().process_log(entry)
+                found: dict[str, Any] = {"args": dict(event["args"])}
             except (DecodingError, MismatchedABI, ValueError) as exc:
-                where = f"block {int(entry['blockNumber'])}, log {int(entry['logIndex'])}"
-                log.warning("%s at %s cannot be decoded, skipped: %s", name, where, exc)
-                continue
-            decoded.append(
-                (
-                    name,
-                    {
-                        "args": dict(event["args"]),
-                        "block": int(entry["blockNumber"]),
-                        "log_index": int(entry["logIndex"]),
-                        "tx_hash": HexBytes(entry["transactionHash"]).to_0x_hex(),
-                    },
-                )
+                found = {"error": f"cannot be decoded: {exc}"}
+            found.update(
+                block=int(entry["blockNumber"]),
+                log_index=int(entry["logIndex"]),
+                tx_hash=HexBytes(entry["transactionHash"]).to_0x_hex(),
             )
+            decoded.append((name, found))
         decoded.sort(key=lambda item: (item[1]["block"], item[1]["log_index"]))
         return decoded
 
     # ------------------------------------------------------------------ applying events
 
     def _apply(self, item: tuple[str, dict[str, Any]]) -> None:
+        """Stores one event, in a savepoint: an event that cannot be decoded or fails its handler's checks
+        leaves nothing behind but its entry in ``skipped`` (and a warning in the log)."""
         name, ev = item
+        where = (ev["block"], ev["log_index"], ev["tx_hash"])
+        if "error" in ev:
+            self._skip(name, ev["error"], where)
+            return
         handler = getattr(self, f"_on_{name}", None)
-        if handler is not None:
-            handler(ev["args"], (ev["block"], ev["log_index"], ev["tx_hash"]))
+        if handler is None:
+            return
+        self._db.execute("SAVEPOINT event")
+        try:
+            handler(ev["args"], where)
+        except (ValueError, TypeError, KeyError, OverflowError, sqlite3.IntegrityError) as exc:
+            self._db.execute("ROLLBACK TO SAVEPOINT event")
+            self._db.execute("RELEASE SAVEPOINT event")
+            self._skip(name, str(exc), where)
+            return
+        self._db.execute("RELEASE SAVEPOINT event")
+
+    def _skip(self, name: str, reason: str, where: tuple[int, int, str]) -> None:
+        log.warning("%s at block %d, log %d skipped: %s", name, where[0], where[1], reason[:300])
+        self._db.execute("INSERT INTO skipped VALUES (?, ?, ?, ?, ?)", (name, reason[:300], *where))
 
     def _lifecycle(self, pid: int, kind: str, data: Any, where: tuple[int, int, str]) -> None:
         self._db.execute("INSERT INTO lifecycle VALUES (?, ?, ?, ?, ?, ?)", (pid, kind, json.dumps(data), *where))
@@ -409,7 +478,7 @@ class Indexer:
 
     def _on_RoundFinalized(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+            "INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
             (
                 int(a["projectId"]), int(a["round"]), a["modelCid"], a["proofCid"],
                 json.dumps([str(s) for s in a["scores"]]), json.dumps([bool(f) for f in a["flags"]]),
@@ -422,6 +491,18 @@ class Indexer:
             "INSERT INTO rejections VALUES (?, ?, ?, ?, ?, ?)",
             (int(a["projectId"]), int(a["round"]), a["trainer"], *where),
         )
+
+    def _on_RejectionAnnounced(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        values = (
+            _stored_int(a["projectId"], "projectId"), _stored_int(a["round"], "round"), _address(a["trainer"]),
+            _stored_int(a["disputeDeadline"], "disputeDeadline"),
+        )  # fmt: skip
+        self._db.execute("INSERT INTO announcements VALUES (?, ?, ?, ?, ?, ?, ?)", (*values, *where))
+
+    def _on_RejectionDisputed(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        values = (_stored_int(a["projectId"], "projectId"), _stored_int(a["round"], "round"), _address(a["trainer"]))
+        _check_row(a["row"])
+        self._db.execute("INSERT INTO disputes VALUES (?, ?, ?, ?, ?, ?)", (*values, *where))
 
     def _on_StakeSlashed(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
         self._db.execute(
@@ -467,14 +548,16 @@ class Indexer:
                 log.info("round %d of project %d: proof document %s is invalid, skipped", round_, pid, cid)
                 self._set_doc_state(pid, round_, "invalid", None)
             else:
-                self._set_doc_state(pid, round_, "ok", doc.accuracy)
+                self._set_doc_state(pid, round_, "ok", doc.accuracy, _reasons(doc))
 
-    def _set_doc_state(self, pid: int, round_: int, state: str, accuracy: float | None) -> None:
+    def _set_doc_state(
+        self, pid: int, round_: int, state: str, accuracy: float | None, reasons: dict[str, str] | None = None
+    ) -> None:
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
-                "UPDATE rounds SET accuracy = ?, doc_state = ? WHERE project_id = ? AND round = ?",
-                (accuracy, state, pid, round_),
+                "UPDATE rounds SET accuracy = ?, doc_state = ?, reasons = ? WHERE project_id = ? AND round = ?",
+                (accuracy, state, json.dumps(reasons or {}), pid, round_),
             )
 
     # ------------------------------------------------------------------ queries
@@ -537,6 +620,7 @@ class Indexer:
             row["scores"] = [int(s) for s in json.loads(row["scores"])]
             row["flags"] = json.loads(row["flags"])
             row["rewards"] = [int(r) for r in json.loads(row["rewards"])]
+            row["reasons"] = json.loads(row["reasons"] or "{}")
         return rows
 
     def rejections(self, project_id: int) -> dict[int, set[str]]:
@@ -545,6 +629,37 @@ class Indexer:
         for row in self._rows("SELECT round, trainer FROM rejections WHERE project_id = ?", (project_id,)):
             out.setdefault(row["round"], set()).add(row["trainer"])
         return out
+
+    def disputes(self, project_id: int) -> dict[int, dict[str, Dispute]]:
+        """Round -> trainer -> :class:`Dispute`, for every trainer whose submission the aggregator announced as
+        rejected (``RejectionAnnounced``) or rejected (``SubmissionRejected``) in that round."""
+        finalized = {r["round"] for r in self._rows("SELECT round FROM rounds WHERE project_id = ?", (project_id,))}
+        announced = {
+            (r["round"], r["trainer"]): (r["dispute_deadline"], r["tx_hash"])
+            for r in self._of_rounds("announcements", project_id, None)
+        }
+        disputed = {(r["round"], r["trainer"]): r["tx_hash"] for r in self._of_rounds("disputes", project_id, None)}
+        rejected = {(r["round"], r["trainer"]): r["tx_hash"] for r in self._of_rounds("rejections", project_id, None)}
+        out: dict[int, dict[str, Dispute]] = {}
+        for key in sorted(announced.keys() | disputed.keys() | rejected.keys()):
+            round_, trainer = key
+            deadline, announced_tx = announced.get(key, (None, ""))
+            state: DisputeState
+            if key in rejected:
+                state, tx = "upheld", rejected[key]
+            elif key in disputed:
+                state, tx = "disputed", disputed[key]
+            elif round_ in finalized:
+                state, tx = "withdrawn", announced_tx
+            else:
+                state, tx = "announced", announced_tx
+            out.setdefault(round_, {})[trainer] = Dispute(state, deadline, tx)
+        return out
+
+    def skipped_events(self) -> list[dict[str, Any]]:
+        """Events skipped because they could not be decoded or failed their checks, oldest first: ``name``,
+        ``reason``, ``block``, ``log_index``, ``tx_hash``."""
+        return self._rows("SELECT * FROM skipped ORDER BY block, log_index")
 
     def reveals_missed(self, project_id: int) -> dict[int, set[str]]:
         """Round -> the trainers that committed in that round and did not reveal (``RevealMissed``)."""
@@ -581,3 +696,48 @@ def _is_fraction(value: object) -> bool:
     if value is None:
         return True
     return isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
+
+
+def _stored_int(value: object, what: str) -> int:
+    """``value`` if it is an integer SQLite stores (0 to 2**63 - 1), else :class:`MalformedEvent`."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_STORED_INT:
+        raise MalformedEvent(f"{what} {str(value)[:80]!r} is not an integer in [0, 2**63)")
+    return value
+
+
+def _address(value: object) -> str:
+    """``value`` if it is a checksummed address (as decoded from an event), else :class:`MalformedEvent`."""
+    if not isinstance(value, str) or not is_checksum_address(value):
+        raise MalformedEvent(f"{str(value)[:80]!r} is not an address")
+    return value
+
+
+def _check_row(row: object) -> None:
+    """A published row the market could have accepted: a sequence of at most :data:`MAX_ROW_LENGTH` integers
+    (K + 2, K >= 1) inside the committed rows' box (:func:`row_from_ints`); else :class:`MalformedEvent`."""
+    if not isinstance(row, list | tuple):
+        raise MalformedEvent(f"the row is a {type(row).__name__}, not a list of integers")
+    if not 3 <= len(row) <= MAX_ROW_LENGTH:
+        raise MalformedEvent(f"a row of {len(row)} values (a published row has 3 to {MAX_ROW_LENGTH})")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in row):
+        raise MalformedEvent("the row holds values that are not integers")
+    try:
+        row_from_ints(row, len(row) - 2)
+    except InvalidPublishedRow as exc:
+        raise MalformedEvent(str(exc)) from None
+
+
+def _reasons(doc: ProofDocument) -> dict[str, str]:
+    """The proof document's reasons for its rejections (``rejected``, then ``published``: the aggregator's
+    word), by checksummed trainer address; keys that are not addresses are dropped, reasons keep at most
+    :data:`MAX_REASON_CHARS` printable characters."""
+    out: dict[str, str] = {}
+    for field in ("rejected", "published"):
+        given = getattr(doc, field, None)
+        if not isinstance(given, dict):
+            continue
+        for trainer, reason in list(given.items())[:1024]:
+            if isinstance(trainer, str) and is_address(trainer) and isinstance(reason, str):
+                text = "".join(ch for ch in reason if ch.isprintable()).strip()[:MAX_REASON_CHARS]
+                out[to_checksum_address(trainer)] = text
+    return out

@@ -30,6 +30,9 @@ class Status(BaseModel):
     indexed_block: int
     head_block: int
     ipfs: bool
+    skipped_events: int = Field(
+        default=0, description="events the index skipped (undecodable, or values the market cannot emit): logged"
+    )
 
 
 class ModelInfo(BaseModel):
@@ -66,6 +69,12 @@ class ProjectSummary(BaseModel):
     created_tx: str
 
 
+#: Where a trainer's rejection stands (:class:`marketplace.web.indexer.Dispute`): ``announced`` (the round is
+#: open: the trainer may dispute until the deadline), ``disputed`` (it published its committed row: scored on
+#: it), ``upheld`` (finalized as rejected) or ``withdrawn`` (announced, then not rejected at finalization).
+DisputeStateName = Literal["announced", "disputed", "upheld", "withdrawn"]
+
+
 class TrainerEntry(BaseModel):
     """One trainer's part in one finalized round (commit, reveal, outcome)."""
 
@@ -89,6 +98,17 @@ class TrainerEntry(BaseModel):
     reward: str
     reward_eth: str
     slashed: str
+    dispute: DisputeStateName | None = Field(
+        default=None,
+        description="if the aggregator announced or made a rejection of this trainer in the round: where it stands "
+        "(disputed: the trainer published its committed row and was scored on it; upheld: the rejection stands)",
+    )
+    dispute_deadline: int | None = Field(default=None, description="end of the dispute window (unix seconds)")
+    reason: str | None = Field(
+        default=None,
+        description="why the trainer is flagged, rejected or disputed, in words (a rejection's cause is the "
+        "aggregator's word from its proof document)",
+    )
 
 
 class OpenRoundTrainer(BaseModel):
@@ -99,7 +119,13 @@ class OpenRoundTrainer(BaseModel):
     committed: bool
     arrival: int | None = Field(description="position of its commit (from 1), if it committed")
     revealed: bool
-    state: str = Field(description="in words: waiting to commit, committed (waiting to reveal), revealed, ...")
+    state: str = Field(
+        description="in words: waiting to commit, committed (waiting to reveal), revealed, ...; and for a trainer "
+        "whose rejection the aggregator announced, where its dispute stands"
+    )
+    dispute: DisputeStateName | None = Field(
+        default=None, description="announced (may dispute until dispute_deadline) or disputed (published its row)"
+    )
 
 
 class OpenRound(BaseModel):
@@ -120,6 +146,11 @@ class OpenRound(BaseModel):
     aggregation_deadline: int
     commits: int
     reveals: int
+    dispute_deadline: int | None = Field(
+        default=None,
+        description="if the aggregator announced rejections in this round: until when the rejected trainers may "
+        "dispute them (the round is finalized only after it, or once every rejected trainer disputed)",
+    )
     trainers: list[OpenRoundTrainer]
 
 
@@ -155,6 +186,28 @@ class Member(BaseModel):
     flagged_rounds: int
 
 
+class AggregatorRecord(BaseModel):
+    """An aggregator's track record over every project of this market, as the market counts it
+    (``TrainingMarket.aggregatorRecord``, read live from the chain)."""
+
+    rounds_finalized: int
+    rejections: int = Field(description="submissions it announced as rejected")
+    disputes_lost: int = Field(description="announced rejections whose trainer published its committed row")
+    upheld: int = Field(description="announced rejections not disputed (those still in their window included)")
+    overturned_share: float | None = Field(
+        description="disputes_lost / rejections: the share of its rejections overturned (None without rejections)"
+    )
+    summary: str = Field(description="the record in words")
+
+
+class AggregatorProfile(BaseModel):
+    """An aggregator: its track record and the projects of this market it aggregates."""
+
+    address: str
+    record: AggregatorRecord
+    projects: list[int] = Field(description="ids of the projects that name it as their aggregator")
+
+
 class ProjectDetail(BaseModel):
     project: ProjectSummary
     trainers: list[Member]
@@ -167,6 +220,9 @@ class ProjectDetail(BaseModel):
     pending_commits: int = Field(default=0, description="commits in the round open now")
     open_round: OpenRound | None = Field(
         default=None, description="training projects: the open round's phase, deadlines, commits and reveals"
+    )
+    aggregator_record: AggregatorRecord | None = Field(
+        default=None, description="the project's aggregator's track record over this market (live from the chain)"
     )
 
 

@@ -1,5 +1,6 @@
 """HTTP routes, one module per resource: :mod:`~.status`, :mod:`~.models`, :mod:`~.projects`,
-:mod:`~.rounds` (proofs and their verification), :mod:`~.trainers` and :mod:`~.transactions`.
+:mod:`~.rounds` (proofs and their verification), :mod:`~.trainers`, :mod:`~.aggregators` and
+:mod:`~.transactions`.
 
 Each module holds both of its resource's routers: ``api`` (JSON, mounted under ``/api`` and in the
 OpenAPI schema) and, where the resource has pages, ``pages`` (HTML, left out of the schema). One
@@ -19,6 +20,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from marketplace.web.errors import API_ERRORS
+from marketplace.web.routes.aggregators import api as aggregators_api
 from marketplace.web.routes.models import api as models_api
 from marketplace.web.routes.projects import api as projects_api
 from marketplace.web.routes.projects import pages as projects_pages
@@ -31,7 +33,7 @@ from marketplace.web.routes.transactions import api as transactions_api
 
 #: The JSON API: every resource's ``api`` router under ``/api``, documented error answers on each.
 api_router = APIRouter(prefix="/api", tags=["api"], responses=API_ERRORS)
-for router in (status_api, models_api, projects_api, rounds_api, trainers_api, transactions_api):
+for router in (status_api, models_api, projects_api, rounds_api, trainers_api, aggregators_api, transactions_api):
     api_router.include_router(router)
 
 #: The HTML pages (not in the OpenAPI schema).

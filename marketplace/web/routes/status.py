@@ -24,4 +24,5 @@ def status(context: ContextDep, settings: SettingsDep) -> Status:
         indexed_block=context.indexer.last_block,
         head_block=context.chain.block_number(),
         ipfs=settings.ipfs_api is not None,
+        skipped_events=len(context.indexer.skipped_events()),
     )

@@ -6,6 +6,8 @@ Read models (from the event index plus a few live chain calls):
   rounds, payouts);
 * :mod:`~marketplace.web.services.rounds`: finalized rounds, a round's proof and its verification;
 * :mod:`~marketplace.web.services.trainers`: a trainer's reliability and history;
+* :mod:`~marketplace.web.services.aggregators`: an aggregator's track record (rounds, rejections, disputes
+  lost) and its projects; :mod:`~marketplace.web.services.disputes` puts rejections and flags in words;
 * :mod:`~marketplace.web.services.models`: the model architectures (and pinning initial weights).
 
 Writes: :mod:`~marketplace.web.services.transactions` builds unsigned transactions for the user's

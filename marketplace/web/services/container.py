@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from marketplace.web.services.aggregators import AggregatorService
 from marketplace.web.services.context import MarketContext, connect
 from marketplace.web.services.models import ModelService, model_registry
 from marketplace.web.services.projects import ProjectService
@@ -21,6 +22,7 @@ class Services:
     trainers: TrainerService
     transactions: TransactionService
     models: ModelService
+    aggregators: AggregatorService
 
     @classmethod
     def over(cls, context: MarketContext, models: ModelService) -> Services:
@@ -32,6 +34,7 @@ class Services:
             trainers=TrainerService(context, projects),
             transactions=TransactionService(context, projects),
             models=models,
+            aggregators=AggregatorService(context),
         )
 
     @classmethod

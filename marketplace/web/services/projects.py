@@ -1,7 +1,9 @@
 """Read model of projects: the list (filtered, sorted), one project, and its detail (trainers, rounds
-with each trainer's commit, reveal (or missed reveal), score, flag, rejection, reward and slash, and
-everyone's payout), all from the event index; plus, for a training project, the open round's
-commit-reveal phase and deadlines (live from the chain: :mod:`~marketplace.web.services.round_phase`).
+with each trainer's commit, reveal (or missed reveal), score, flag, rejection and its dispute, the reason
+for a flag in words, reward and slash, and everyone's payout), all from the event index; plus, for a
+training project, the open round's commit-reveal phase, deadlines and announced rejections (live from the
+chain: :mod:`~marketplace.web.services.round_phase`), and the aggregator's track record (live:
+:mod:`~marketplace.web.services.aggregators`).
 
 Payouts mirror the contract's ``_owed``: what each account is entitled to once the project is
 settled, and what it withdrew so far.
@@ -15,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from marketplace.web.filters import when
+from marketplace.web.indexer import Dispute
 from marketplace.web.schemas import (
     WEI_PER_ETH,
     Member,
@@ -27,7 +30,9 @@ from marketplace.web.schemas import (
     TrainerEntry,
     eth,
 )
+from marketplace.web.services.aggregators import aggregator_record
 from marketplace.web.services.context import MarketContext
+from marketplace.web.services.disputes import describe_dispute, flag_reason
 from marketplace.web.services.errors import NotFound
 from marketplace.web.services.round_phase import describe, round_phase
 
@@ -133,10 +138,14 @@ class ProjectService:
             slashed_by[(s["round"], s["trainer"])] += int(s["amount"])
         rejections = self.indexer.rejections(project_id)
         missed = self.indexer.reveals_missed(project_id)
+        disputes = self.indexer.disputes(project_id)
         round_views = [
-            self._round_view(r, members, slashed_by, rejections.get(r["round"], set()), missed.get(r["round"], set()))
+            self._round_view(
+                r, members, slashed_by, rejections.get(r["round"], set()), missed.get(r["round"], set()),
+                disputes.get(r["round"], {}),
+            )
             for r in rounds
-        ]
+        ]  # fmt: skip
 
         earned: dict[str, int] = defaultdict(int)
         flagged: dict[str, int] = defaultdict(int)
@@ -178,8 +187,8 @@ class ProjectService:
         )
 
     def project_detail(self, project_id: int) -> ProjectDetail:
-        """:meth:`detail` with what each account withdrew so far (``Withdrawn`` events) and, for a training
-        project, the open round (:meth:`open_round`)."""
+        """:meth:`detail` with what each account withdrew so far (``Withdrawn`` events), the aggregator's track
+        record (live) and, for a training project, the open round (:meth:`open_round`)."""
         detail = self.detail(project_id)
         withdrawn: dict[str, int] = defaultdict(int)
         for w in self.indexer.withdrawals(project_id):
@@ -189,11 +198,13 @@ class ProjectService:
             p.withdrawn_eth = eth(withdrawn[p.account])
         if detail.project.status == "training":
             detail.open_round = self.open_round(detail)
+        detail.aggregator_record = aggregator_record(self.context.market, detail.project.aggregator)
         return detail
 
     def open_round(self, detail: ProjectDetail) -> OpenRound:
         """The open round of a training project: its phase at the chain's time and the deadlines (live calls:
-        ``roundDeadlines`` and the latest block), who committed (in arrival order) and who revealed (index)."""
+        ``roundDeadlines`` and the latest block), who committed (in arrival order), who revealed, and whose
+        rejection the aggregator announced and where its dispute stands (index)."""
         project = detail.project
         pid, round_ = project.project_id, project.rounds_done
         market = self.context.market
@@ -201,6 +212,7 @@ class ProjectService:
         now = market.chain.timestamp()
         commits = {c["trainer"]: int(c["arrival"]) for c in self.indexer.commits(pid, round_)}
         revealed = {s["trainer"] for s in self.indexer.submissions(pid, round_)}
+        disputes = self.indexer.disputes(pid).get(round_, {})
         phase = round_phase(now, deadlines, len(detail.trainers), len(commits), len(revealed))
         trainers = []
         for m in detail.trainers:
@@ -212,16 +224,21 @@ class ProjectService:
                 state = f"committed #{arrival}, " + ("did not reveal in time" if late else "waiting to reveal")
             else:
                 state = "waiting to commit" if phase.name == "commit" else "did not commit (missed this round)"
+            dispute = disputes.get(m.trainer)
+            if dispute is not None:
+                state += f"; {describe_dispute(dispute, when, now)}"
             trainers.append(
                 OpenRoundTrainer(
                     index=m.index, trainer=m.trainer, committed=arrival is not None, arrival=arrival,
-                    revealed=m.trainer in revealed, state=state,
+                    revealed=m.trainer in revealed, state=state, dispute=dispute.state if dispute else None,
                 )
             )  # fmt: skip
+        deadline = max((d.deadline for d in disputes.values() if d.deadline is not None), default=None)
         return OpenRound(
             round=round_, phase=phase.name, summary=describe(phase, when), now=now, commit_deadline=deadlines.commit,
             reveal_opens=deadlines.reveal_opens, reveal_deadline=deadlines.reveal,
-            aggregation_deadline=deadlines.aggregation, commits=len(commits), reveals=len(revealed), trainers=trainers,
+            aggregation_deadline=deadlines.aggregation, commits=len(commits), reveals=len(revealed),
+            dispute_deadline=deadline, trainers=trainers,
         )  # fmt: skip
 
     def _round_view(
@@ -231,6 +248,7 @@ class ProjectService:
         slashed_by: dict[tuple[int, str], int],
         rejected: set[str],
         reveal_missed: set[str],
+        disputes: dict[str, Dispute],
     ) -> RoundView:
         subs = {s["trainer"]: s for s in self.indexer.submissions(row["project_id"], row["round"])}
         arrivals = {c["trainer"]: int(c["arrival"]) for c in self.indexer.commits(row["project_id"], row["round"])}
@@ -245,6 +263,10 @@ class ProjectService:
             # A trainer that committed and did not reveal is an empty slot to the proof (flag false) but
             # treated as flagged by the market: slashed, recorded flagged in the registry.
             flagged = flags[i] or m["trainer"] in reveal_missed
+            dispute = disputes.get(m["trainer"])
+            reason = flag_reason(
+                flagged, m["trainer"] in reveal_missed, dispute, when, row["reasons"].get(m["trainer"])
+            )
             entries.append(
                 TrainerEntry(
                     index=i, trainer=m["trainer"], committed=m["trainer"] in arrivals,
@@ -255,6 +277,8 @@ class ProjectService:
                     flagged=flagged, rejected=m["trainer"] in rejected, reward=str(rewards[i]),
                     reward_eth=eth(rewards[i]),
                     slashed=str(slashed_by.get((row["round"], m["trainer"]), 0)),
+                    dispute=dispute.state if dispute else None, dispute_deadline=dispute.deadline if dispute else None,
+                    reason=reason,
                 )
             )  # fmt: skip
         return RoundView(
