@@ -26,8 +26,9 @@ from marketplace.adapters.ezkl.keys import CircuitKeys, RowKeys, setup, setup_ro
 from marketplace.adapters.ezkl.prover import FIELD_MODULUS, ProvingFailed, prove_row, prove_rows
 from marketplace.protocol.commitment import commit_update, commitment_bytes, published_row
 from marketplace.roles.verify import gas_to_succeed
-from marketplace.round.prove import HashProver, local_row_proof
+from marketplace.round.prove import EzklRowProver, HashProver, VerifyingKeyMismatch, local_row_proof, row_prover_for
 from marketplace.rule import RULE_VERSION
+from tests.market_fixtures import Actors
 
 N, K = 4, 32
 ONE = 2**13
@@ -208,3 +209,21 @@ def test_the_hash_prover_row_proof_is_what_the_test_verifier_checks(chain: Chain
     assert _verifies(chain, verifier, commitment, published_row(row), proof)
     assert not _verifies(chain, verifier, commitment, published_row(other), proof)
     assert not _verifies(chain, verifier, commitment, published_row(row), HashProver().prove_row(other))
+
+
+def test_a_trainer_gets_the_row_prover_its_projects_verifier_needs(actors: Actors, row_keys: RowKeys) -> None:
+    """row_prover_for: the ezkl row prover (the row circuit's keys only, checked against the adapter's
+    rowVka()) for a project of an EzklRoundVerifier, the hash prover for the local test verifier."""
+    chain = actors.chain
+    zk_keys = setup(N, K)
+    adapter = deploy_round_verifier(chain, zk_keys, deploy_halo2_verifier(chain, zk_keys).address)
+    chain.transact(actors.admin.market.functions.setVerifierApproval(adapter.address, True))
+    trainer = actors.trainers[0]
+    zk_project = actors.create(verifier=adapter.address, max_trainers=N)
+    prover = row_prover_for(trainer, zk_project)
+    assert isinstance(prover, EzklRowProver) and prover.keys == row_keys
+    row, commitment = _row(8)
+    assert _verifies(chain, adapter, commitment, published_row(row), prover.prove_row(row))
+    assert isinstance(row_prover_for(trainer, actors.create()), HashProver)
+    with pytest.raises(VerifyingKeyMismatch, match="do not match the verifying key registered by verifier 0xabc"):
+        EzklRowProver(row_keys, row_vka=[b"\x01" * 32], verifier="0xabc")

@@ -12,7 +12,8 @@ version of the scoring rule than this code implements (``ruleVersion()`` against
 
 A prover also proves a trainer's published row (:meth:`RoundProver.prove_row`): the proof that
 ``TrainingMarket.disputeRejection`` hands the verifier's ``verifyRow`` with the row's integers
-(:func:`marketplace.protocol.commitment.published_row`) and the trainer's commitment.
+(:func:`marketplace.protocol.commitment.published_row`) and the trainer's commitment. A trainer, who
+proves rows only, takes :func:`row_prover_for`: the same choice, without the round circuit's keys.
 """
 
 from __future__ import annotations
@@ -113,6 +114,16 @@ class RoundProver(Protocol):
         ...
 
 
+class RowProver(Protocol):
+    """Proves that a published row is the committed row behind a commitment (a trainer's dispute)."""
+
+    name: str
+
+    def prove_row(self, row: np.ndarray) -> bytes:
+        """As :meth:`RoundProver.prove_row`."""
+        ...
+
+
 class HashProver:
     """For the local test verifier only: the "proof" is the hash of the public values (proves nothing)."""
 
@@ -180,6 +191,45 @@ class VerifyingKeyMismatch(ProverSelectionError):
         )
 
 
+class EzklRowProver:
+    """Real zero-knowledge proofs of the row circuit (:mod:`marketplace.rule.row_circuit`) for an
+    ``EzklRoundVerifier``'s ``verifyRow``. It needs the row circuit's keys only (seconds and ~40 MB to
+    set up; the round circuit's take a minute and ~500 MB), so a trainer disputing a rejection uses it."""
+
+    name = "ezkl-row"
+    #: The ``proofSystem()`` of the verifiers it proves for (``EzklRoundVerifier``).
+    proof_system: ClassVar[str] = "ezkl-halo2-kzg"
+
+    @classmethod
+    def for_verifier(cls, market: MarketClient, info: VerifierInfo, *, srs: Path | None = None) -> EzklRowProver:
+        """The row prover of the ``EzklRoundVerifier`` ``info`` describes: the row circuit of its K (set up
+        once and cached), checked against the row VKA the verifier registered (``rowVka()``)."""
+        from marketplace.adapters.ezkl.keys import setup_row
+
+        return cls(setup_row(info.sketch_width, srs=srs), row_vka=_row_vka(market, info.address), verifier=info.address)
+
+    def __init__(self, keys: RowKeys, *, row_vka: list[bytes] | None = None, verifier: str = "") -> None:
+        """``keys``: the row circuit's (:func:`marketplace.adapters.ezkl.keys.setup_row`); raises
+        :class:`VerifyingKeyMismatch` unless their VKA is ``row_vka``, the words ``verifier`` registered
+        (None: not checked)."""
+        if row_vka is not None and row_vka != keys.vka_words():
+            raise VerifyingKeyMismatch(verifier, 1, keys.k, keys.root)
+        self.keys = keys
+
+    def prove_row(self, row: np.ndarray) -> bytes:
+        """A proof of the row circuit in ``EzklRoundVerifier.verifyRow``'s format
+        (:func:`marketplace.adapters.ezkl.prover.prove_row`); raises ``ProvingFailed`` if ezkl fails."""
+        from marketplace.adapters.ezkl.prover import prove_row
+
+        return prove_row(self.keys, row)
+
+
+def _row_vka(market: MarketClient, verifier: str) -> list[bytes]:
+    """The row circuit's VKA words an ``EzklRoundVerifier`` registered."""
+    adapter = market.chain.contract(compile_contracts()["EzklRoundVerifier"], verifier)
+    return [bytes(w) for w in market.chain.call(adapter.functions.rowVka())]
+
+
 class EzklProver:
     """Real zero-knowledge proofs of the Gram circuit (ezkl, Halo2/KZG) for an ``EzklRoundVerifier``."""
 
@@ -200,8 +250,7 @@ class EzklProver:
         on_chain = [bytes(w) for w in market.chain.call(verifier.functions.vka())]
         if on_chain != keys.vka_words():
             raise VerifyingKeyMismatch(info.address, n, k, keys.root)
-        row_vka = [bytes(w) for w in market.chain.call(verifier.functions.rowVka())]
-        return cls(keys, row_vka=row_vka, verifier=info.address, srs=srs)
+        return cls(keys, row_vka=_row_vka(market, info.address), verifier=info.address, srs=srs)
 
     def __init__(
         self, keys: object, *, row_vka: list[bytes] | None = None, verifier: str = "", srs: Path | None = None
@@ -215,21 +264,18 @@ class EzklProver:
             raise TypeError("EzklProver needs the circuit's CircuitKeys (marketplace.adapters.ezkl.keys.setup)")
         self.keys = keys
         self._row_vka, self._verifier, self._srs = row_vka, verifier, srs
-        self._row_keys: RowKeys | None = None
+        self._rows: EzklRowProver | None = None
 
     def prove_row(self, row: np.ndarray) -> bytes:
-        """A proof of the row circuit of the round circuit's K (``EzklRoundVerifier.verifyRow``'s format:
-        :func:`marketplace.adapters.ezkl.prover.prove_row`). Raises :class:`VerifyingKeyMismatch` if the
-        cached row keys are not those the verifier registered, and ``ProvingFailed`` if ezkl fails."""
+        """A proof of the row circuit of the round circuit's K (:class:`EzklRowProver`, its keys next to
+        the round circuit's). Raises :class:`VerifyingKeyMismatch` if the cached row keys are not those
+        the verifier registered, and ``ProvingFailed`` if ezkl fails."""
         from marketplace.adapters.ezkl.keys import setup_row
-        from marketplace.adapters.ezkl.prover import prove_row
 
-        if self._row_keys is None:
-            row_keys = setup_row(self.keys.k, srs=self._srs, root=self.keys.root.parent)
-            if self._row_vka is not None and self._row_vka != row_keys.vka_words():
-                raise VerifyingKeyMismatch(self._verifier, 1, self.keys.k, row_keys.root)
-            self._row_keys = row_keys
-        return prove_row(self._row_keys, row)
+        if self._rows is None:
+            keys = setup_row(self.keys.k, srs=self._srs, root=self.keys.root.parent)
+            self._rows = EzklRowProver(keys, row_vka=self._row_vka, verifier=self._verifier)
+        return self._rows.prove_row(row)
 
     def prove(
         self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], tag: bytes
@@ -258,6 +304,19 @@ class EzklProver:
 
 #: The provers this code has, one per proof system a verifier may declare.
 PROVERS: tuple[type[HashProver] | type[EzklProver], ...] = (HashProver, EzklProver)
+#: The row provers, one per proof system (the same systems as :data:`PROVERS`).
+ROW_PROVERS: tuple[type[HashProver] | type[EzklRowProver], ...] = (HashProver, EzklRowProver)
+
+
+def _declared_verifier(market: MarketClient, project_id: int, rule_version: str) -> VerifierInfo:
+    """The project's verifier, after checking that this code has a prover for its proof system and
+    implements its rule version (see :func:`prover_for`)."""
+    info = market.verifier_info(project_id)
+    if info.proof_system not in {p.proof_system for p in PROVERS}:
+        raise UnknownProofSystem(project_id, info.address, info.proof_system)
+    if info.rule_version != rule_version:
+        raise RuleVersionMismatch(project_id, info.address, info.rule_version, rule_version)
+    return info
 
 
 def prover_for(
@@ -271,11 +330,17 @@ def prover_for(
     no prover for, :class:`RuleVersionMismatch` when the verifier's ``ruleVersion()`` is not
     ``rule_version`` (this code's :data:`~marketplace.rule.RULE_VERSION`); and
     :class:`VerifyingKeyMismatch` when the cached keys are not those the verifier registered."""
-    info = market.verifier_info(project_id)
-    by_system = {p.proof_system: p for p in PROVERS}
-    prover = by_system.get(info.proof_system)
-    if prover is None:
-        raise UnknownProofSystem(project_id, info.address, info.proof_system)
-    if info.rule_version != rule_version:
-        raise RuleVersionMismatch(project_id, info.address, info.rule_version, rule_version)
+    info = _declared_verifier(market, project_id, rule_version)
+    prover = {p.proof_system: p for p in PROVERS}[info.proof_system]
+    return prover.for_verifier(market, info, srs=srs)
+
+
+def row_prover_for(
+    market: MarketClient, project_id: int, *, srs: Path | None = None, rule_version: str = RULE_VERSION
+) -> RowProver:
+    """The row prover ``project_id``'s verifier needs (for ``disputeRejection``), chosen and checked as
+    :func:`prover_for` chooses (same errors): an :class:`EzklRowProver` (the row circuit's keys only,
+    checked against the verifier's ``rowVka()``) or a :class:`HashProver`."""
+    info = _declared_verifier(market, project_id, rule_version)
+    prover = {p.proof_system: p for p in ROW_PROVERS}[info.proof_system]
     return prover.for_verifier(market, info, srs=srs)
