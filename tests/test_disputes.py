@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixture imported from tests.ipfs_fixtures is used as a test argument)
 """Disputed rejections on a real anvil (issue 12 item 2): the aggregator's rejections are announced before
 finalization, a rejected trainer publishes its committed row within the dispute window, and the round must
 then be scored with that row. Attacks of an aggregator colluding with the owner or with a trainer, and
@@ -18,11 +19,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectStatus
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.adapters.ipfs.manager import LocalIpfsNode
+from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.fl.models import build_model, param_spec, tensors_to_vector
 from marketplace.protocol.commitment import MAX_LOG_INT, MAX_UNIT_INT, commit_update, published_row
+from marketplace.roles.aggregator import AggregatorNode
+from marketplace.roles.audit import audit_round
+from marketplace.roles.trainer import Committed, Disputed, StepOutcome, Submitted, TrainerNode
 from marketplace.round.collect import RoundInputs, apply_published_rows
 from marketplace.round.prove import HashProver, local_hash_proof, recorded_verifier_inputs
 from marketplace.round.score import score_round
+from tests.disputes import close_disputes
+from tests.ipfs_fixtures import ipfs_node  # noqa: F401
 from tests.market_fixtures import ETH, Actors, cid_for, commit, commitment_for, reveal_update, reverts
+from tests.update_sources import FixedUpdate, agreeing_updates
 
 N = 5
 BUDGET = 10 * ETH
@@ -101,11 +112,6 @@ def _dispute(trainer: MarketClient, rnd: Round) -> object:
     """``trainer`` publishes its committed row with the row proof its project's verifier takes."""
     row = rnd.row_of(trainer)
     return trainer.dispute_rejection(rnd.pid, 0, published_row(row), HashProver().prove_row(row))
-
-
-def _close_disputes(market: MarketClient, pid: int) -> None:
-    deadline = market.rejections(pid).dispute_deadline
-    market.chain.increase_time(max(0, deadline - market.chain.timestamp()) + 1)
 
 
 def _payouts(actors: Actors, pid: int) -> dict[str, int]:
@@ -195,7 +201,7 @@ def test_a_rejected_trainer_disputes_within_the_window_and_must_then_be_scored(a
     assert state.rejected == [other.address] and state.disputed == [victim.address]
     with reverts("NotRejected"):  # once
         _dispute(victim, rnd)
-    _close_disputes(actors.owner, rnd.pid)
+    close_disputes(actors.owner, rnd.pid)
     with reverts("DisputeClosed"):
         _dispute(other, rnd)
     # The disputed trainer cannot be rejected any more: the round is scored with its published row.
@@ -281,7 +287,7 @@ def test_a_colluding_noise_trainer_gains_nothing_by_having_the_honest_ones_rejec
 
     # Nobody disputes: the rejections stand, and the colluder's share is capped by the shrunken pool.
     actors.aggregator.reject_submissions(rnd.pid, 0, [t.address for t in honest_ones])
-    _close_disputes(actors.owner, rnd.pid)
+    close_disputes(actors.owner, rnd.pid)
     rejected = {t.address for t in honest_ones}
     receipt = actors.aggregator.finalize_round(rnd.pid, 0, _finalization(actors.aggregator, rnd, rejected))
     (finalized,) = actors.events(receipt, "RoundFinalized")
@@ -315,7 +321,7 @@ def test_false_rejections_change_nothing_for_anyone_when_disputed(actors: Actors
             for i in sorted(rejected - silent):
                 _dispute(rnd.trainers[i], rnd)
             if silent:
-                _close_disputes(actors.owner, rnd.pid)
+                close_disputes(actors.owner, rnd.pid)
             standing = {addresses[i] for i in silent}
             receipt = actors.aggregator.finalize_round(rnd.pid, 0, _finalization(actors.aggregator, rnd, standing))
             payouts = _payouts(actors, rnd.pid)
@@ -342,7 +348,7 @@ def test_a_standing_rejection_is_flagged_and_counted_in_the_aggregators_record(a
     rnd = _training_round(actors)
     victim = rnd.trainers[2]
     actors.aggregator.reject_submissions(rnd.pid, 0, [victim.address])
-    _close_disputes(actors.owner, rnd.pid)
+    close_disputes(actors.owner, rnd.pid)
     actors.aggregator.finalize_round(rnd.pid, 0, _finalization(actors.aggregator, rnd, {victim.address}))
     assert actors.owner.record(victim.address) == (0, 1, 0)  # flagged
     assert actors.owner.trainer_info(rnd.pid, victim.address).stake_left == STAKE // 2
@@ -359,3 +365,62 @@ def test_dispute_events_are_read_back_exactly(actors: Actors) -> None:
     assert event.trainer == victim.address and list(event.row) == published_row(rnd.row_of(victim))
     (announced,) = actors.owner.announced_rejections(rnd.pid, 0)
     assert announced.trainer == victim.address and announced.dispute_deadline > 0
+
+
+# ---------------------------------------------------------------- the nodes
+
+
+class _UnpublishedStore(ModelStore):
+    """A trainer's store whose updates never reach the shared node (a trainer cut off from the aggregator)."""
+
+    def publish(self, data: bytes, cid: str) -> None:
+        """Adds nothing: the CID was committed, the object never reaches any node the aggregator asks."""
+
+
+def test_the_nodes_dispute_a_false_rejection_end_to_end(actors: Actors, ipfs_node: LocalIpfsNode) -> None:
+    """Real trainer and aggregator nodes on a real IPFS node: one trainer's update never reaches the aggregator
+    (rejected as unavailable). Its node disputes by itself with the row it committed; the aggregator waits for
+    the window, then scores the round with the published row: the trainer is paid and not slashed, its update
+    stays out of the model, and the audit agrees with every recorded value."""
+    store = ModelStore(ipfs_node.client())
+    initial = store.put_tensors(build_model("mlp", seed=1).state_dict(), {"kind": "model"})
+    pid = actors.training_project(4, rounds=2, initial_model_cid=initial, slash_bps=5_000)
+    updates = agreeing_updates(4, seed=5)
+    cut_off = _UnpublishedStore(ipfs_node.client())
+    nodes = [
+        TrainerNode(t, cut_off if i == 3 else store, FixedUpdate(u))
+        for i, (t, u) in enumerate(zip(actors.trainers[:4], updates, strict=True))
+    ]
+    for node in nodes:
+        assert isinstance(node.step(pid), Committed)
+    for node in nodes:
+        assert isinstance(node.step(pid), Submitted)
+    victim = nodes[3]
+    aggregator = AggregatorNode(actors.aggregator, ModelStore(IpfsClient(ipfs_node.api_url, timeout=2.0, retries=0)))
+
+    assert aggregator.step(pid) is None  # it announces the rejection instead of finalizing
+    state = actors.owner.rejections(pid)
+    assert state.rejected == [victim.address] and state.dispute_deadline > 0
+    assert aggregator.step(pid) is None  # and waits for the window
+    assert [n.step(pid) for n in nodes[:3]] == [StepOutcome.ALREADY_SUBMITTED] * 3
+    disputed = victim.step(pid)
+    assert isinstance(disputed, Disputed) and disputed.gas_used > 0
+    assert victim.step(pid) is StepOutcome.ALREADY_SUBMITTED  # once
+
+    report = aggregator.step(pid)  # every rejected trainer disputed: no need to wait for the window
+    assert report is not None and report.tx_hash
+    assert report.rejected == {} and victim.address in report.published
+    v = report.trainers.index(victim.address)
+    assert not report.flags[v] and report.chain_scores[v] > 0
+    assert actors.owner.trainer_info(pid, victim.address).stake_left == STAKE
+    assert actors.owner.trainer_info(pid, victim.address).earned > 0
+    # The model is the previous one plus the mean of the three updates the aggregator had.
+    spec = param_spec("mlp")
+    new = tensors_to_vector(store.get_tensors(report.model_cid, expected=spec), spec)
+    old = tensors_to_vector(store.get_tensors(initial, expected=spec), spec)
+    paid = [u for i, u in enumerate(updates) if i != 3 and report.chain_scores[report.trainers.index(nodes[i].address)]]
+    assert np.allclose(new - old, np.mean(paid, axis=0), atol=1e-6)
+    audit = audit_round(actors.owner, store, pid, 0)
+    assert audit.agrees, audit
+    record = actors.owner.aggregator_record(actors.aggregator.address)
+    assert (record.rounds, record.rejected, record.disputes_lost) == (1, 1, 1)

@@ -34,6 +34,7 @@ R = 2188824287183927522224640574525727508854836440041603434369820418657580849561
 ZERO_ROW = 12345
 N = 4
 TAG = keccak(text="a round's tag")
+ROW_VKA = [keccak(text=f"row vka word {i}") for i in range(217)]  # the row circuit's (registered too)
 TAG_HASH = 67890  # the mock does not hash: any field element stands for Poseidon(tag chunks)
 
 
@@ -61,7 +62,9 @@ def deploy(actors: Actors, vka: list[bytes] | None = None, rule_version: str = R
     mock = chain.deploy(actors.artifacts["MockHalo2Verifier"])
     words = vka or [keccak(text=f"vka word {i}") for i in range(337)]
     version = encode_rule_version(rule_version)
-    adapter = chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, N, 32, ZERO_ROW, version)
+    adapter = chain.deploy(
+        actors.artifacts["EzklRoundVerifier"], mock.address, words, ROW_VKA, N, 32, ZERO_ROW, version
+    )
     return adapter, mock, words
 
 
@@ -228,7 +231,7 @@ def test_the_adapter_declares_ezkl_and_the_rule_version_it_was_deployed_for(
         prover_for(actors.aggregator, pid)
     assert calls == [(N, 32)]
     with reverts("InvalidSetup"):
-        chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, N, 32, ZERO_ROW, b"\0" * 8)
+        chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, ROW_VKA, N, 32, ZERO_ROW, b"\0" * 8)
 
 
 def test_aggregator_refuses_an_adapter_of_another_rule_version_before_any_key_or_proof(

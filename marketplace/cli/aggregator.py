@@ -58,6 +58,8 @@ def aggregator_run_cmd(
         )
         for trainer, why in r.rejected.items():
             console.print(f"  rejected {trainer}: {why}")
+        for trainer, why in r.published.items():
+            console.print(f"  disputed {trainer}: its update was rejected ({why}); scored on the row it published")
 
     console.print(f"aggregator {market.address} serving {project or 'all its projects'}")
     try:

@@ -88,7 +88,14 @@ def trainer_run_cmd(
 
     Stops when the project ends."""
     from marketplace.demo.adversaries import update_source
-    from marketplace.roles.trainer import Committed, StepOutcome, Submitted, TrainerNode, TrainingSettings
+    from marketplace.roles.trainer import (
+        Committed,
+        Disputed,
+        StepOutcome,
+        Submitted,
+        TrainerNode,
+        TrainingSettings,
+    )
 
     market = connect_market(network, signing_account(network, keystore, dev_account))
     try:
@@ -131,6 +138,11 @@ def trainer_run_cmd(
             console.print(
                 f"round {outcome.round}: revealed {outcome.cid} (reveal {outcome.timings.get('submit', 0.0):.2f} s, "
                 f"gas {reveal_gas:,}; {note})"
+            )
+        elif isinstance(outcome, Disputed):
+            console.print(
+                f"round {outcome.round}: the aggregator rejected this submission; disputed it by publishing the "
+                f"committed row on chain (gas {outcome.gas_used:,}): the round must be scored with it"
             )
         elif outcome != last:
             console.print(f"{outcome}")

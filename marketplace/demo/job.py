@@ -34,7 +34,7 @@ from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model
 from marketplace.fl.train import evaluate
 from marketplace.roles.aggregator import AggregatorNode, RoundReport
-from marketplace.roles.trainer import Committed, StepOutcome, Submitted, TrainerNode, TrainingSettings
+from marketplace.roles.trainer import Committed, Disputed, StepOutcome, Submitted, TrainerNode, TrainingSettings
 
 ETH = 10**18
 
@@ -189,6 +189,14 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
                 progress.advance(task)
             progress.update(task, description=f"round {round_}: scoring{' and proving' if config.zk else ''}")
             report = aggregator.step(pid)
+            if report is None and owner.rejections(pid).announced:
+                progress.update(task, description=f"round {round_}: disputes of rejected submissions")
+                for t in trainers:  # a rejected trainer publishes its committed row
+                    outcome = t.step(pid)
+                    if isinstance(outcome, Disputed):
+                        console.print(f"  trainer {t.address[:10]}… disputed its rejection: published its row")
+                _close_disputes(owner, pid)
+                report = aggregator.step(pid)
         if report is None:
             raise RuntimeError(f"round {round_} was not due for aggregation")
         reports.append(report)
@@ -204,6 +212,15 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     if plot:
         console.print(f"plot written to [bold]{plot}[/bold]")
     return DemoResult(pid, reports, payouts, escrowed, roles, initial_accuracy, plot)
+
+
+def _close_disputes(market: MarketClient, pid: int) -> None:
+    """Moves the local chain's clock past the dispute window of the round's announced rejections (the demo does
+    not wait it out in real time; every rejected trainer it runs has disputed by then, or cannot)."""
+    deadline = market.rejections(pid).dispute_deadline
+    now = market.chain.timestamp()
+    if now <= deadline:
+        market.chain.increase_time(deadline - now + 1)
 
 
 def _open_reveals(market: MarketClient, pid: int) -> None:

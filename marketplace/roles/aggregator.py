@@ -56,6 +56,8 @@ class RoundReport:
     prover: str = ""
     already_finalized: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    #: trainer -> why its update was rejected, for rejected trainers that published their row (scored on it)
+    published: dict[str, str] = field(default_factory=dict)
 
 
 class AggregatorNode:
@@ -190,6 +192,7 @@ class AggregatorNode:
         report = RoundReport(
             pid, round_, inputs.trainers, inputs.submitted, flags, scored.scores, chain_scores, inputs.rejected,
             model_cid, proof_cid, accuracy=accuracy, loss=loss, timings=timings, prover=prover.name,
+            published=dict(inputs.published),
         )  # fmt: skip
         t4 = time.perf_counter()
         try:

@@ -46,7 +46,7 @@ from marketplace.fl.train import Progress, train_local
 from marketplace.protocol.commitment import commit_update, published_row
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.seal import InvalidNote, RoundAddress, derive_salt, open_note, seal, seal_note
-from marketplace.round.prove import prover_for
+from marketplace.round.prove import row_prover_for
 
 EMPTY = b"\0" * 32
 
@@ -294,7 +294,7 @@ class TrainerNode:
         if self.address not in rejections.rejected or self._now() > rejections.dispute_deadline:
             return None
         row = self._own_row(project_id, round_)
-        proof = prover_for(self.market, project_id).prove_row(row)
+        proof = row_prover_for(self.market, project_id).prove_row(row)
         ints = published_row(row)
         receipt = self.market.dispute_rejection(project_id, round_, ints, proof)
         return Disputed(project_id, round_, ints, int(receipt["gasUsed"]))

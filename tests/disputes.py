@@ -1,0 +1,32 @@
+"""Driving a round through its dispute window in tests: the aggregator's step announces rejections instead of
+finalizing, the rejected trainers may dispute, and the round is finalized once the window has closed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from marketplace.adapters.chain.market import MarketClient
+from marketplace.roles.aggregator import AggregatorNode, RoundReport
+from marketplace.roles.trainer import TrainerNode
+
+
+def close_disputes(market: MarketClient, pid: int) -> None:
+    """Moves the chain's clock past the open round's dispute window (if rejections were announced)."""
+    deadline = market.rejections(pid).dispute_deadline
+    now = market.chain.timestamp()
+    if now <= deadline:
+        market.chain.increase_time(deadline - now + 1)
+
+
+def step_through_disputes(
+    aggregator: AggregatorNode, pid: int, trainers: Sequence[TrainerNode] = ()
+) -> RoundReport | None:
+    """The aggregator's step; if it announced rejections instead of finalizing, each of ``trainers`` steps
+    (a rejected one disputes), the clock moves past the window, and the aggregator steps again."""
+    report = aggregator.step(pid)
+    if report is None and aggregator.market.rejections(pid).announced:
+        for t in trainers:
+            t.step(pid)
+        close_disputes(aggregator.market, pid)
+        report = aggregator.step(pid)
+    return report
