@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from marketplace.adapters.chain.market import MarketClient
-from marketplace.roles.aggregator import AggregatorNode, RoundReport
+from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
 from marketplace.roles.trainer import TrainerNode
 
 
@@ -24,9 +24,10 @@ def step_through_disputes(
     """The aggregator's step; if it announced rejections instead of finalizing, each of ``trainers`` steps
     (a rejected one disputes), the clock moves past the window, and the aggregator steps again."""
     report = aggregator.step(pid)
-    if report is None and aggregator.market.rejections(pid).announced:
+    if isinstance(report, RejectionsAnnounced):
         for t in trainers:
             t.step(pid)
         close_disputes(aggregator.market, pid)
         report = aggregator.step(pid)
+    assert not isinstance(report, RejectionsAnnounced)
     return report

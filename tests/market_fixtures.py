@@ -43,9 +43,7 @@ def deployment(anvil: AnvilNode, artifacts: Artifacts, accounts: list[LocalAccou
 
 
 @pytest.fixture
-def clean_chain(
-    anvil: AnvilNode, deployment: Deployment, accounts: list[LocalAccount]
-) -> Iterator[ChainClient]:
+def clean_chain(anvil: AnvilNode, deployment: Deployment, accounts: list[LocalAccount]) -> Iterator[ChainClient]:
     """The admin's client; every change a test makes is reverted afterwards."""
     admin = ChainClient(anvil.url, accounts[0])
     snapshot = admin.snapshot()
@@ -137,7 +135,11 @@ class Actors:
             self.chain.increase_time(deadlines.reveal_opens - now)
 
     def result(
-        self, pid: int, round_: int, scores: list[int], flags: list[bool] | None = None,
+        self,
+        pid: int,
+        round_: int,
+        scores: list[int],
+        flags: list[bool] | None = None,
         rejected: list[bool] | None = None,
     ) -> Finalization:
         """A round result with a proof the test verifier accepts for the on-chain commitments."""
@@ -148,7 +150,11 @@ class Actors:
 
 
 def test_verifier_proof(
-    market: MarketClient, pid: int, round_: int, scores: list[int], flags: list[bool],
+    market: MarketClient,
+    pid: int,
+    round_: int,
+    scores: list[int],
+    flags: list[bool],
     rejected: list[bool] | None = None,
 ) -> bytes:
     """The proof the local ``TestRoundVerifier`` accepts for these trainer-order scores and flags and

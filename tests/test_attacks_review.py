@@ -47,6 +47,7 @@ from marketplace.protocol.commitment import commit_update
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.roles.trainer import Committed, StepOutcome, Submitted, TrainerNode
 from marketplace.round.collect import collect_round
+from tests.disputes import step_through_disputes
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
 from tests.market_fixtures import Actors, own_seal, reveal_update, reverts
 from tests.mempool import BroadcastingMarket, Mempool, fee_ordered_anvil
@@ -208,7 +209,7 @@ def test_a_revealed_cid_nobody_serves_is_rejected_and_cannot_stall_the_round(
     with _StallingIpfs(ipfs_node.api_url, bogus_cid) as online_node:
         client = IpfsClient(online_node.url, timeout=1.0, retries=0)
         aggregator = AggregatorNode(actors.aggregator, ModelStore(client))
-        report = aggregator.step(pid)  # raised IpfsTimeout before: the round could not be finalized
+        report = step_through_disputes(aggregator, pid)  # raised IpfsTimeout before: the round stalled
 
     assert report is not None and report.tx_hash
     assert actors.owner.get_project(pid).current_round == 1  # the round is finalized, the project goes on

@@ -79,9 +79,7 @@ def test_compile_outputs_and_cache(compiled: tuple[Artifacts, Path, float]) -> N
 def test_compile_error_and_svm_wrapper(tmp_path: Path) -> None:
     broken = tmp_path / "src" / "Broken.sol"
     broken.parent.mkdir()
-    broken.write_text(
-        "pragma solidity ^0.8.20; contract Broken { function f() public { undefinedThing(); } }"
-    )
+    broken.write_text("pragma solidity ^0.8.20; contract Broken { function f() public { undefinedThing(); } }")
     with pytest.raises(CompilationError) as info:
         compile_contracts([broken.parent], tmp_path / "out.json")
     assert any("undefinedThing" in m for m in info.value.messages)
@@ -128,9 +126,7 @@ def test_strings_that_are_not_utf8_decode_with_replacement_characters(chain: Cha
 
 def test_quick_transactions_from_threads(chain: ChainClient, probe: Contract) -> None:
     with ThreadPoolExecutor(4) as pool:
-        receipts = list(
-            pool.map(lambda i: chain.transact(probe.functions.deposit(f"n{i}"), value=1), range(8))
-        )
+        receipts = list(pool.map(lambda i: chain.transact(probe.functions.deposit(f"n{i}"), value=1), range(8)))
     assert all(r["status"] == 1 for r in receipts)
     assert chain.call(probe.functions.total()) == 5 + 8
 
@@ -213,9 +209,7 @@ def test_anvil_refuses_busy_port(anvil: AnvilNode) -> None:
 
 
 # ------------------------------------------------------------------- accounts
-def test_keystore_round_trip_never_leaks_key(
-    tmp_path: Path, anvil: AnvilNode, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_keystore_round_trip_never_leaks_key(tmp_path: Path, anvil: AnvilNode, monkeypatch: pytest.MonkeyPatch) -> None:
     account = Account.create()
     key_hex = account.key.hex().removeprefix("0x")
     path = tmp_path / "keystore.json"

@@ -24,7 +24,7 @@ from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import build_model, param_spec, tensors_to_vector
 from marketplace.protocol.commitment import MAX_LOG_INT, MAX_UNIT_INT, commit_update, published_row
-from marketplace.roles.aggregator import AggregatorNode
+from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
 from marketplace.roles.audit import audit_round
 from marketplace.roles.trainer import Committed, Disputed, StepOutcome, Submitted, TrainerNode
 from marketplace.round.collect import RoundInputs, apply_published_rows
@@ -398,7 +398,8 @@ def test_the_nodes_dispute_a_false_rejection_end_to_end(actors: Actors, ipfs_nod
     victim = nodes[3]
     aggregator = AggregatorNode(actors.aggregator, ModelStore(IpfsClient(ipfs_node.api_url, timeout=2.0, retries=0)))
 
-    assert aggregator.step(pid) is None  # it announces the rejection instead of finalizing
+    announced = aggregator.step(pid)  # it announces the rejection instead of finalizing
+    assert isinstance(announced, RejectionsAnnounced) and list(announced.rejected) == [victim.address]
     state = actors.owner.rejections(pid)
     assert state.rejected == [victim.address] and state.dispute_deadline > 0
     assert aggregator.step(pid) is None  # and waits for the window
@@ -408,7 +409,7 @@ def test_the_nodes_dispute_a_false_rejection_end_to_end(actors: Actors, ipfs_nod
     assert victim.step(pid) is StepOutcome.ALREADY_SUBMITTED  # once
 
     report = aggregator.step(pid)  # every rejected trainer disputed: no need to wait for the window
-    assert report is not None and report.tx_hash
+    assert isinstance(report, RoundReport) and report.tx_hash
     assert report.rejected == {} and victim.address in report.published
     v = report.trainers.index(victim.address)
     assert not report.flags[v] and report.chain_scores[v] > 0

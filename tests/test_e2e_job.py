@@ -36,6 +36,7 @@ from marketplace.roles.verify import verify_round
 from marketplace.round.collect import collect_round
 from marketplace.round.prove import recorded_verifier_inputs
 from marketplace.round.score import new_model, score_round
+from tests.disputes import step_through_disputes
 from tests.market_fixtures import commit, reveal_update, test_verifier_proof
 
 ETH = 10**18
@@ -182,7 +183,7 @@ def test_bad_updates_are_rejected_and_the_round_goes_on(stack: LocalStack, tmp_p
     for t, cid, (_, commitment) in zip(trainers[4:], sealed, bad_submissions, strict=True):
         reveal_update(t.market, pid, 0, cid, commitment)
 
-    report = aggregator.step(pid)
+    report = step_through_disputes(aggregator, pid)  # rejections announced, not disputed, then finalized
     assert report is not None and report.tx_hash
     bad = {t.address: t for t in trainers[4:]}
     assert set(report.rejected) == set(bad)

@@ -97,7 +97,8 @@ def test_random_bytes_are_rejected(data: bytes, framework: str) -> None:
 
 json_leaf = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8)
 json_value = st.recursive(
-    json_leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
     max_leaves=12,
 )
 dims = st.integers(-2, 2**66) | st.sampled_from([0, 1, 3, 4, 2**32, 2**63])

@@ -19,6 +19,7 @@ from marketplace.protocol.round_tag import round_tag as compute_round_tag
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.round.prove import HashProver, RuleVersionMismatch, local_hash_proof, prover_for, round_tag
 from marketplace.rule import RULE_VERSION
+from tests.disputes import close_disputes
 from tests.market_fixtures import (
     ETH,
     Actors,
@@ -589,6 +590,8 @@ def test_rejected_update_is_an_empty_slot_for_the_verifier_and_recorded_as_flagg
     pid = actors.training_project(3, slash_bps=5_000)
     t0, t1, t2 = actors.trainers[:3]
     actors.submit_all(pid, 0, [t1, t0, t2])
+    actors.aggregator.reject_submissions(pid, 0, [t1.address])  # announced, and not disputed in the window
+    close_disputes(actors.owner, pid)
     scores, flags, rejected = [5, 0, 7], [False, True, False], [False, True, False]
     commitments = [actors.owner.commitment(pid, 0, t.address) for t in (t0, t1, t2)]
     # The verifier sees trainer 1 (arrived first) as an empty slot: commitment 0, not flagged.

@@ -38,8 +38,9 @@ from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.tensors import TensorBundle
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import build_model
-from marketplace.roles.aggregator import AggregatorNode, RoundReport
+from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
 from marketplace.roles.trainer import Committed, LocalTraining, StepOutcome, Submitted, TrainerNode, TrainingSettings
+from tests.disputes import close_disputes
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,7 +167,13 @@ def run_aggregator(node: AggregatorNode, pids: list[int]) -> tuple[list[RoundRep
         errors.append(exc)
         assert len(errors) <= 2 * len(pids), f"the same errors again and again: {errors}"
 
-    node.run(pids, poll_seconds=0.05, on_report=reports.append, on_error=on_error)
+    def on_report(report: RoundReport | RejectionsAnnounced) -> None:
+        if isinstance(report, RejectionsAnnounced):  # nobody disputes: move the clock past the window
+            close_disputes(node.market, report.project_id)
+        else:
+            reports.append(report)
+
+    node.run(pids, poll_seconds=0.05, on_report=on_report, on_error=on_error)
     return reports, errors
 
 

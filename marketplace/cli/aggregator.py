@@ -6,6 +6,7 @@ stays fast; everything else is imported at the top.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -43,13 +44,22 @@ def aggregator_run_cmd(
 ) -> None:
     """Watch the projects you aggregate; finalize each round when it is due. Rounds of projects
     whose verifier is an EzklRoundVerifier are proven with ezkl (keys set up once and cached)."""
-    from marketplace.roles.aggregator import AggregatorNode, RoundReport
+    from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
 
     market = connect_market(network, signing_account(network, keystore, dev_account))
     evaluation = load_local_data(eval_data) if eval_data else None
     node = AggregatorNode(market, open_store(ipfs_api), evaluation=evaluation, srs=srs)
 
-    def show(r: RoundReport) -> None:
+    def show(r: RoundReport | RejectionsAnnounced) -> None:
+        if isinstance(r, RejectionsAnnounced):
+            until = datetime.fromtimestamp(r.dispute_deadline, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            console.print(
+                f"project {r.project_id} round {r.round}: announced {len(r.rejected)} rejection(s); "
+                f"the rejected trainers may publish their rows until {until}, then the round is finalized"
+            )
+            for trainer, why in r.rejected.items():
+                console.print(f"  rejecting {trainer}: {why}")
+            return
         acc = f", accuracy {r.accuracy:.1%}" if r.accuracy is not None else ""
         flagged = [i for i, f in enumerate(r.flags) if f]
         console.print(

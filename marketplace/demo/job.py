@@ -33,7 +33,7 @@ from marketplace.demo.attacks import Attack
 from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model
 from marketplace.fl.train import evaluate
-from marketplace.roles.aggregator import AggregatorNode, RoundReport
+from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
 from marketplace.roles.trainer import Committed, Disputed, StepOutcome, Submitted, TrainerNode, TrainingSettings
 
 ETH = 10**18
@@ -189,7 +189,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
                 progress.advance(task)
             progress.update(task, description=f"round {round_}: scoring{' and proving' if config.zk else ''}")
             report = aggregator.step(pid)
-            if report is None and owner.rejections(pid).announced:
+            if isinstance(report, RejectionsAnnounced):
                 progress.update(task, description=f"round {round_}: disputes of rejected submissions")
                 for t in trainers:  # a rejected trainer publishes its committed row
                     outcome = t.step(pid)
@@ -197,7 +197,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
                         console.print(f"  trainer {t.address[:10]}… disputed its rejection: published its row")
                 _close_disputes(owner, pid)
                 report = aggregator.step(pid)
-        if report is None:
+        if not isinstance(report, RoundReport):
             raise RuntimeError(f"round {round_} was not due for aggregation")
         reports.append(report)
         console.print(_round_table(report, roles))

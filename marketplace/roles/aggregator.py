@@ -60,6 +60,19 @@ class RoundReport:
     published: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RejectionsAnnounced:
+    """What :meth:`AggregatorNode.step` did instead of finalizing a round with rejected submissions: it
+    announced them (``rejectSubmissions``); the round is finalized after ``dispute_deadline`` (or once every
+    rejected trainer has published its row)."""
+
+    project_id: int
+    round: int
+    rejected: dict[str, str]  # trainer -> why its update is rejected
+    dispute_deadline: int  # unix seconds
+    tx_hash: str = ""
+
+
 class AggregatorNode:
     """Serves projects whose aggregator is this client's account."""
 
@@ -114,9 +127,9 @@ class AggregatorNode:
         reveals_done = now >= deadlines.reveal_opens and project.submissions == project.commits
         return (reveals_done or now > deadlines.reveal) and now <= deadlines.aggregation
 
-    def step(self, project_id: int) -> RoundReport | None:
-        """Finalizes the open round if it is due; None if nothing was due, or if it announced rejections
-        (the round is then finalized by a later step, after the dispute window)."""
+    def step(self, project_id: int) -> RoundReport | RejectionsAnnounced | None:
+        """Finalizes the open round if it is due, or announces its rejections (the round is then finalized by
+        a later step, after the dispute window); None if nothing was due."""
         project = self.market.get_project(project_id)
         if project.aggregator != self.address:
             raise PermissionError(f"{self.address} is not the aggregator of project {project_id}")
@@ -127,10 +140,10 @@ class AggregatorNode:
             return None  # the rejected trainers may still publish their rows
         return self.finalize(project)
 
-    def finalize(self, project: Project) -> RoundReport | None:
+    def finalize(self, project: Project) -> RoundReport | RejectionsAnnounced:
         """Fetch -> check -> flag -> score -> aggregate -> pin -> prove -> finalize, for the open round.
-        If some updates must be rejected and no rejection was announced yet, announces them instead and
-        returns None: the round is finalized once their dispute window closed."""
+        If some updates must be rejected and no rejection was announced yet, announces them instead: the
+        round is finalized once their dispute window closed."""
         timings: dict[str, float] = {}
         pid, round_ = project.project_id, project.current_round
         prover = self.prover(pid)  # first: a verifier this code cannot prove for stops the round before any work
@@ -142,9 +155,11 @@ class AggregatorNode:
         inputs = self._inputs(project)
         timings["fetch"] = time.perf_counter() - t0
         if inputs.rejected and not self.market.rejections(pid).announced:
-            self.market.reject_submissions(pid, round_, list(inputs.rejected))
+            receipt = self.market.reject_submissions(pid, round_, list(inputs.rejected))
             self._collected[(pid, round_)] = inputs
-            return None
+            deadline = self.market.rejections(pid).dispute_deadline
+            tx = receipt["transactionHash"].to_0x_hex()
+            return RejectionsAnnounced(pid, round_, dict(inputs.rejected), deadline, tx)
         self._collected.pop((pid, round_), None)
 
         t1 = time.perf_counter()
@@ -225,7 +240,7 @@ class AggregatorNode:
         self,
         project_ids: list[int] | None = None,
         poll_seconds: float = 2.0,
-        on_report: Callable[[RoundReport], None] | None = None,
+        on_report: Callable[[RoundReport | RejectionsAnnounced], None] | None = None,
         until_done: bool = True,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:

@@ -115,9 +115,7 @@ def verify_round(market: MarketClient, project_id: int, round_: int, store: Mode
             proof = doc.proof_bytes
             source = f"ipfs://{finalized.proof_cid}"
             agrees = (
-                doc.commitment_bytes == commitments
-                and doc.scores == finalized.scores
-                and doc.flags == finalized.flags
+                doc.commitment_bytes == commitments and doc.scores == finalized.scores and doc.flags == finalized.flags
             )
         except (StorageError, InvalidProofDocument):
             proof = None
