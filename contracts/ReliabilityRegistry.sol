@@ -17,19 +17,23 @@ import {IReliabilityRegistry} from "./interfaces/IReliabilityRegistry.sol";
  * Reliability is the mean of a Beta(1, 1) prior updated with the record:
  * `(contributed + 1) * 10000 / (contributed + flagged + missed + 2)` basis points, so a newcomer
  * starts at 5000, honest rounds push it towards 10000 and flagged or missed rounds towards 0.
+ *
+ * What a record is made of is public ({trackRecordOf}): rounds by outcome, projects, distinct owners of
+ * those projects, and the rewards earned in them (value someone else paid). A round of a project whose
+ * owner is also its aggregator counts for nothing: that owner decides the outcomes alone.
+ *
+ * WARNING: independence is only checked between addresses; a farmer with several addresses (an owner,
+ * an aggregator, trainers) passes it. What such a record costs is the market's protocol fee on every
+ * budget it escrows, and what a project's bar requires in earned rewards is set by the market so that
+ * farming the bar costs at least the budget it protects (`TrainingMarket.requiredTrackRecord`).
  */
 contract ReliabilityRegistry is IReliabilityRegistry, Ownable {
-    /// @dev A trainer's counts, packed into one storage slot.
-    struct Record {
-        uint64 contributed;
-        uint64 flagged;
-        uint64 missed;
-    }
 
     uint256 private constant BPS = 10_000;
 
     mapping(address market => bool) private _authorized;
-    mapping(address trainer => Record) private _records;
+    mapping(address trainer => TrackRecord) private _records;
+    mapping(address trainer => mapping(address owner => bool)) private _workedFor;
 
     /// @notice `market` was allowed (or no longer allowed) to record outcomes.
     event MarketAuthorizationChanged(address indexed market, bool authorized);
@@ -42,6 +46,11 @@ contract ReliabilityRegistry is IReliabilityRegistry, Ownable {
         Outcome outcome,
         uint256 reliabilityBps
     );
+
+    /// @notice A round of `projectId` on `market` was not recorded: its owner is its aggregator.
+    event RoundNotCounted(address indexed market, uint256 indexed projectId, uint256 round, address owner);
+    /// @notice `trainer`'s record gained a project (`newOwner`: of an owner it had not worked for before).
+    event ProjectCounted(address indexed trainer, address indexed market, uint256 indexed projectId, bool newOwner);
 
     /// @notice The caller is not an authorized market.
     error UnauthorizedMarket(address caller);
@@ -60,18 +69,27 @@ contract ReliabilityRegistry is IReliabilityRegistry, Ownable {
     }
 
     /// @inheritdoc IReliabilityRegistry
-    function recordRound(uint256 projectId, uint256 round, address[] calldata trainers, Outcome[] calldata outcomes)
-        external
-    {
+    /// @dev On a project's first round each trainer's project count grows, and its owner count if it had not
+    /// worked for `projectOwner` before. Rewards above what a record holds are capped (2^96 wei).
+    function recordRound(
+        uint256 projectId,
+        uint256 round,
+        address projectOwner,
+        address aggregator,
+        address[] calldata trainers,
+        Outcome[] calldata outcomes,
+        uint256[] calldata rewards
+    ) external {
         if (!_authorized[msg.sender]) revert UnauthorizedMarket(msg.sender);
-        if (trainers.length != outcomes.length) revert LengthMismatch(trainers.length, outcomes.length);
+        if (trainers.length != outcomes.length || trainers.length != rewards.length) {
+            revert LengthMismatch(trainers.length, outcomes.length);
+        }
+        if (projectOwner == aggregator) {
+            emit RoundNotCounted(msg.sender, projectId, round, projectOwner);
+            return;
+        }
         for (uint256 i = 0; i < trainers.length; ++i) {
-            Record storage r = _records[trainers[i]];
-            Outcome outcome = outcomes[i];
-            if (outcome == Outcome.Contributed) ++r.contributed;
-            else if (outcome == Outcome.Flagged) ++r.flagged;
-            else ++r.missed;
-            emit ReliabilityUpdated(trainers[i], msg.sender, projectId, round, outcome, _reliability(r));
+            _recordOne(projectId, round, projectOwner, trainers[i], outcomes[i], rewards[i]);
         }
     }
 
@@ -80,10 +98,20 @@ contract ReliabilityRegistry is IReliabilityRegistry, Ownable {
         return _reliability(_records[trainer]);
     }
 
+    /// @inheritdoc IReliabilityRegistry
+    function earnedOf(address trainer) external view returns (uint256) {
+        return _records[trainer].earned;
+    }
+
     /// @notice The raw counts behind {reliabilityOf}.
     function recordOf(address trainer) external view returns (uint64 contributed, uint64 flagged, uint64 missed) {
-        Record memory r = _records[trainer];
+        TrackRecord memory r = _records[trainer];
         return (r.contributed, r.flagged, r.missed);
+    }
+
+    /// @notice Everything `trainer`'s record is made of (rounds by outcome, projects, distinct owners, wei earned).
+    function trackRecordOf(address trainer) external view returns (TrackRecord memory) {
+        return _records[trainer];
     }
 
     /// @notice Whether `market` may record outcomes.
@@ -91,7 +119,37 @@ contract ReliabilityRegistry is IReliabilityRegistry, Ownable {
         return _authorized[market];
     }
 
-    function _reliability(Record memory r) private pure returns (uint256) {
+    function _recordOne(
+        uint256 projectId,
+        uint256 round,
+        address projectOwner,
+        address trainer,
+        Outcome outcome,
+        uint256 reward
+    ) private {
+        TrackRecord storage r = _records[trainer];
+        if (round == 0) _countProject(r, trainer, projectOwner, projectId);
+        if (outcome == Outcome.Contributed) ++r.contributed;
+        else if (outcome == Outcome.Flagged) ++r.flagged;
+        else ++r.missed;
+        uint256 earned = uint256(r.earned) + reward;
+        r.earned = earned > type(uint96).max ? type(uint96).max : uint96(earned);
+        emit ReliabilityUpdated(trainer, msg.sender, projectId, round, outcome, _reliability(r));
+    }
+
+    function _countProject(TrackRecord storage r, address trainer, address projectOwner, uint256 projectId)
+        private
+    {
+        ++r.projects;
+        bool newOwner = !_workedFor[trainer][projectOwner];
+        if (newOwner) {
+            _workedFor[trainer][projectOwner] = true;
+            ++r.owners;
+        }
+        emit ProjectCounted(trainer, msg.sender, projectId, newOwner);
+    }
+
+    function _reliability(TrackRecord memory r) private pure returns (uint256) {
         uint256 total = uint256(r.contributed) + r.flagged + r.missed;
         return ((uint256(r.contributed) + 1) * BPS) / (total + 2);
     }

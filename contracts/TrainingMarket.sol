@@ -13,8 +13,9 @@ import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
  * by round, and the escrow pays every trainer by contribution.
  *
  * How it is meant to be used:
- * 1. The owner calls {createProject} with the reward budget plus the aggregator's fee as
- *    `msg.value` (all of it is escrowed here) and a verifier approved by the market admin.
+ * 1. The owner calls {createProject} with the reward budget, the aggregator's fee and the protocol fee
+ *    ({PROTOCOL_FEE_BPS} of the budget, burned) as `msg.value` (budget and aggregator fee are escrowed
+ *    here) and a verifier approved by the market admin.
  * 2. Trainers {join} with the project's stake while it is open. Training starts when the project
  *    is full, or with {startTraining} once enough trainers joined (the owner may start early,
  *    anyone after the join deadline).
@@ -184,6 +185,12 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     uint256 public constant MIN_PHASE_PERIOD = 5 minutes;
     /// @notice Longest accepted commit note (a trainer's own encrypted reminder of its submission).
     uint256 public constant MAX_NOTE_LENGTH = 192;
+    /// @notice The protocol fee, in basis points of a project's reward budget, burned when the project is
+    /// created. It is what a track record costs to farm: rewards earned in self-dealt projects were escrowed
+    /// by the farmer, who burned this share of them ({requiredTrackRecord}).
+    uint256 public constant PROTOCOL_FEE_BPS = 200;
+    /// @notice Where protocol fees go: an address nobody holds the key of.
+    address public constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
     /// @notice Largest absolute value of a published row's `v` entries: 1 at the circuit's scale 2^13
     /// (`marketplace.protocol.commitment.MAX_UNIT_INT`); also the only accepted presence value `a`.
     int256 public constant MAX_UNIT = 8192;
@@ -288,6 +295,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error RoleConflict(address account);
     error WrongStake(uint256 expected, uint256 sent);
     error ReliabilityTooLow(address trainer, uint256 reliabilityBps, uint256 requiredBps);
+    error TrackRecordTooSmall(address trainer, uint256 earned, uint256 required);
     error NotEnoughTrainers(uint256 joined, uint256 required);
     error NotAllowedYet(uint256 projectId, uint256 notBefore);
     error Unauthorized(address caller);
@@ -342,35 +350,18 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ owner
 
-    /// @notice Creates a project and escrows `msg.value` = reward budget + aggregator fee.
+    /// @notice Creates a project: `msg.value` = reward budget + aggregator fee + protocol fee, where the
+    /// protocol fee is {PROTOCOL_FEE_BPS} of the budget (rounded up) and is burned; the budget is
+    /// `(msg.value - aggregatorFee) * 10000 / (10000 + PROTOCOL_FEE_BPS)` (rounded down).
     /// @return projectId the new project's id (ids start at 1)
     function createProject(ProjectConfig calldata cfg) external payable returns (uint256 projectId) {
-        if (cfg.aggregator == address(0)) revert ZeroAddress();
-        if (!_approvedVerifiers[cfg.verifier]) revert VerifierNotApproved(cfg.verifier);
-        if (cfg.rounds == 0 || cfg.rounds > MAX_ROUNDS) revert InvalidConfig("rounds");
-        if (cfg.minTrainers == 0 || cfg.minTrainers > cfg.maxTrainers || cfg.maxTrainers > MAX_TRAINERS) {
-            revert InvalidConfig("trainers");
-        }
-        uint256 verifierMax = IRoundVerifier(cfg.verifier).maxTrainers();
-        if (cfg.maxTrainers > verifierMax) revert VerifierTooSmall(cfg.maxTrainers, verifierMax);
-        if (cfg.minReliabilityBps > BPS || cfg.slashBps > BPS) revert InvalidConfig("bps");
-        if (
-            cfg.joinPeriod == 0 || cfg.submissionPeriod < MIN_PHASE_PERIOD || cfg.revealPeriod < MIN_PHASE_PERIOD
-                || cfg.aggregationPeriod < MIN_PHASE_PERIOD
-        ) revert InvalidConfig("periods");
-        if (msg.value <= cfg.aggregatorFee || msg.value - cfg.aggregatorFee > type(uint96).max) {
-            revert InvalidConfig("budget");
-        }
-        uint256 nameLength = bytes(cfg.modelName).length;
-        if (nameLength == 0) revert InvalidConfig("modelName");
-        if (nameLength > MAX_MODEL_NAME_LENGTH) revert ModelNameTooLong(nameLength, MAX_MODEL_NAME_LENGTH);
-        _checkModelName(cfg.modelName);
-        _checkCid(cfg.initialModelCid);
-
+        _checkConfig(cfg);
+        uint256 budget = ((msg.value - cfg.aggregatorFee) * BPS) / (BPS + PROTOCOL_FEE_BPS);
+        if (budget == 0) revert InvalidConfig("budget");
         projectId = ++_projectCount;
         Project storage p = _projects[projectId];
         p.owner = msg.sender;
-        p.rewardBudget = uint96(msg.value - cfg.aggregatorFee);
+        p.rewardBudget = uint96(budget);
         p.aggregator = cfg.aggregator;
         p.aggregatorFee = cfg.aggregatorFee;
         p.verifier = cfg.verifier;
@@ -396,6 +387,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
             cfg.modelName,
             cfg.initialModelCid
         );
+        uint256 protocolFee = msg.value - cfg.aggregatorFee - budget;
+        (bool burned,) = payable(BURN_ADDRESS).call{value: protocolFee}("");
+        if (!burned) revert TransferFailed(BURN_ADDRESS, protocolFee);
     }
 
     /// @notice Cancels an open project: by its owner at any time before training starts, or by
@@ -439,6 +433,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (msg.value != p.stake) revert WrongStake(p.stake, msg.value);
         uint256 reliability = registry.reliabilityOf(msg.sender);
         if (reliability < p.minReliabilityBps) revert ReliabilityTooLow(msg.sender, reliability, p.minReliabilityBps);
+        if (p.minReliabilityBps != 0) {
+            uint256 required = _requiredTrackRecord(p);
+            uint256 earned = registry.earnedOf(msg.sender);
+            if (earned < required) revert TrackRecordTooSmall(msg.sender, earned, required);
+        }
 
         _trainerList[projectId].push(msg.sender); // not `list.push`: analysers miss writes through storage pointers
         t.slot = uint16(list.length);
@@ -597,7 +596,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         }
 
         // Interaction with the trusted registry, after all effects.
-        registry.recordRound(projectId, round, trainers, outcomes);
+        registry.recordRound(projectId, round, p.owner, p.aggregator, trainers, outcomes, rewards);
     }
 
     /// @notice Ends a training project whose aggregator missed the current round's aggregation
@@ -755,6 +754,16 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         return _owed(projectId, p, account);
     }
 
+    /// @notice What a trainer must have earned in independent projects ({IReliabilityRegistry-earnedOf}) to
+    /// join `projectId`, if it sets a reliability bar (0 otherwise): its budget per trainer slot divided by
+    /// the protocol fee rate. Rewards earned in self-dealt projects were escrowed by the farmer with
+    /// {PROTOCOL_FEE_BPS} of them burned, so farming this record burns at least the budget per slot, the
+    /// value the bar protects.
+    function requiredTrackRecord(uint256 projectId) external view returns (uint256) {
+        Project storage p = _project(projectId);
+        return p.minReliabilityBps == 0 ? 0 : _requiredTrackRecord(p);
+    }
+
     /// @notice The open round's rejections: bit i of `rejectedMask` is set while trainer i's announced
     /// rejection stands, bit i of `disputedMask` once trainer i disputed it, and `disputeDeadline` is the
     /// end of the dispute window (0 when the aggregator announced no rejections in the open round).
@@ -797,6 +806,31 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     }
 
     // ------------------------------------------------------------------ internals
+
+    /// @dev A new project's config is usable: roles, verifier, sizes, bars, periods, value, model name and CID.
+    function _checkConfig(ProjectConfig calldata cfg) private view {
+        if (cfg.aggregator == address(0)) revert ZeroAddress();
+        if (!_approvedVerifiers[cfg.verifier]) revert VerifierNotApproved(cfg.verifier);
+        if (cfg.rounds == 0 || cfg.rounds > MAX_ROUNDS) revert InvalidConfig("rounds");
+        if (cfg.minTrainers == 0 || cfg.minTrainers > cfg.maxTrainers || cfg.maxTrainers > MAX_TRAINERS) {
+            revert InvalidConfig("trainers");
+        }
+        uint256 verifierMax = IRoundVerifier(cfg.verifier).maxTrainers();
+        if (cfg.maxTrainers > verifierMax) revert VerifierTooSmall(cfg.maxTrainers, verifierMax);
+        if (cfg.minReliabilityBps > BPS || cfg.slashBps > BPS) revert InvalidConfig("bps");
+        if (
+            cfg.joinPeriod == 0 || cfg.submissionPeriod < MIN_PHASE_PERIOD || cfg.revealPeriod < MIN_PHASE_PERIOD
+                || cfg.aggregationPeriod < MIN_PHASE_PERIOD
+        ) revert InvalidConfig("periods");
+        if (msg.value <= cfg.aggregatorFee || msg.value - cfg.aggregatorFee > type(uint96).max) {
+            revert InvalidConfig("budget");
+        }
+        uint256 nameLength = bytes(cfg.modelName).length;
+        if (nameLength == 0) revert InvalidConfig("modelName");
+        if (nameLength > MAX_MODEL_NAME_LENGTH) revert ModelNameTooLong(nameLength, MAX_MODEL_NAME_LENGTH);
+        _checkModelName(cfg.modelName);
+        _checkCid(cfg.initialModelCid);
+    }
 
     function _project(uint256 projectId) private view returns (Project storage p) {
         p = _projects[projectId];
@@ -1052,6 +1086,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         p.status = Status.Training;
         p.roundStart = uint64(block.timestamp);
         emit TrainingStarted(projectId, _trainerList[projectId].length, block.timestamp + p.submissionPeriod);
+    }
+
+    /// @dev The budget per trainer slot over the protocol fee rate (see {requiredTrackRecord}).
+    function _requiredTrackRecord(Project storage p) private view returns (uint256) {
+        return (uint256(p.rewardBudget) * BPS) / (uint256(p.maxTrainers) * PROTOCOL_FEE_BPS);
     }
 
     /// @dev What the trainers of `round` split: its share, shrunk to the part of the revealed submissions

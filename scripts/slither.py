@@ -52,6 +52,10 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
     ("assembly", "EzklRoundVerifier", "_loadVka"): "SSTORE2 read (extcodecopy), memory-safe",
     ("assembly", "EzklRoundVerifier", "_storeAsCode"): "SSTORE2 write (create), memory-safe",
     ("low-level-calls", "TrainingMarket", "withdraw"): "pull payment to any wallet; nonReentrant, effects first",
+    ("low-level-calls", "TrainingMarket", "createProject"): "burning the protocol fee: value to a codeless constant",
+    ("incorrect-equality", "TrainingMarket", "_collectCommitments"): "a bit of the rejection mask (struct taint)",
+    ("timestamp", "TrainingMarket", "_collectCommitments"): "a bit of the rejection mask (struct taint)",
+    ("timestamp", "TrainingMarket", "disputeRejection"): "dispute deadline; periods are minutes to days",
     ("pragma", "", "^0.8.24"): "OpenZeppelin's own ^0.8.20 beside ours; one pinned compiler (0.8.28) builds all",
     ("solc-version", "", "^0.8.24"): "slither 0.10.3's bug table lists 0.8.24 with no bugs; the build pins 0.8.28",
 }

@@ -372,7 +372,7 @@ def creates(actors: Actors, **overrides: object) -> bool:
     False on ``InvalidCid`` / ``InvalidModelName`` / ``ModelNameTooLong`` / ``InvalidConfig``."""
     cfg = actors.config().model_copy(update=overrides)  # bypass client-side validation
     try:
-        actors.owner.chain.call(actors.owner.market.functions.createProject(cfg.as_abi_tuple()), value=cfg.escrow)
+        actors.owner.chain.call(actors.owner.market.functions.createProject(cfg.as_abi_tuple()), value=cfg.payment)
     except ContractRevert as exc:
         assert exc.name in ("InvalidCid", "InvalidModelName", "ModelNameTooLong", "InvalidConfig"), exc
         return False

@@ -269,7 +269,7 @@ def test_a_transaction_whose_answer_is_lost_is_sent_once(
     receipt = chain.w3.eth.get_transaction_receipt(tx_hash)
     assert receipt["from"] == owner.address
     gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
-    assert chain.balance(owner.address) == balance - config.escrow - gas  # charged once
+    assert chain.balance(owner.address) == balance - config.payment - gas  # charged once
     assert chain.balance(stack.admin.market.address) == escrow + config.escrow
 
 

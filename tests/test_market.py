@@ -56,6 +56,9 @@ def test_only_admin_approves_verifiers(actors: Actors) -> None:
     assert event["verifier"] == actors.stranger.address and event["approved"] is True
 
 
+OWNER, AGG = "0x" + "11" * 20, "0x" + "22" * 20  # an owner and an aggregator that are not the same
+
+
 def test_registry_authorization_and_batched_record(actors: Actors) -> None:
     registry = actors.admin.registry
     stranger, admin = actors.stranger, actors.admin
@@ -65,12 +68,14 @@ def test_registry_authorization_and_batched_record(actors: Actors) -> None:
         admin.chain.transact(registry.functions.setMarketAuthorization("0x" + "00" * 20, True))
     who = [t.address for t in actors.trainers[:3]]
     with reverts("UnauthorizedMarket"):
-        stranger.chain.transact(stranger.registry.functions.recordRound(1, 0, who, [0, 1, 2]))
+        stranger.chain.transact(stranger.registry.functions.recordRound(1, 0, OWNER, AGG, who, [0, 1, 2], [0] * 3))
     admin.chain.transact(registry.functions.setMarketAuthorization(stranger.address, True))
     with reverts("LengthMismatch"):
-        stranger.chain.transact(stranger.registry.functions.recordRound(1, 0, who, [0, 1]))
+        stranger.chain.transact(stranger.registry.functions.recordRound(1, 0, OWNER, AGG, who, [0, 1], [0] * 3))
     assert [admin.reliability(a) for a in who] == [5000, 5000, 5000]
-    receipt = stranger.chain.transact(stranger.registry.functions.recordRound(7, 3, who, [0, 1, 2]))
+    receipt = stranger.chain.transact(
+        stranger.registry.functions.recordRound(7, 3, OWNER, AGG, who, [0, 1, 2], [5, 0, 0])
+    )
     events = actors.events(receipt, "ReliabilityUpdated", registry=True)
     assert [(e["trainer"], e["outcome"], e["reliabilityBps"], e["projectId"], e["round"]) for e in events] == [
         (who[0], Outcome.CONTRIBUTED, 6666, 7, 3),
@@ -80,6 +85,7 @@ def test_registry_authorization_and_batched_record(actors: Actors) -> None:
     assert admin.record(who[0]) == (1, 0, 0)
     assert admin.record(who[1]) == (0, 1, 0)
     assert admin.record(who[2]) == (0, 0, 1)
+    assert admin.track_record(who[0]).earned == 5 and admin.track_record(who[0]).projects == 0  # round 3, not 0
 
 
 # ---------------------------------------------------------------- create

@@ -106,7 +106,7 @@ class Stack:
     def create_raw(self, config: ProjectConfig, model_name: bytes, initial_cid: bytes) -> int:
         """``createProject`` of ``config`` with these raw bytes as its model name and initial model CID."""
         owner = self.client(OWNER)
-        send_raw(owner, "createProject", [(*config.as_abi_tuple()[:-2], model_name, initial_cid)], config.escrow)
+        send_raw(owner, "createProject", [(*config.as_abi_tuple()[:-2], model_name, initial_cid)], config.payment)
         return owner.project_count()
 
     def past(self, pid: int, deadline: str) -> None:

@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 /**
  * @title IReliabilityRegistry
- * @notice Cross-project reliability of trainers, written by authorized markets once per round.
+ * @notice Cross-project track records of trainers, written by authorized markets once per round.
  */
 interface IReliabilityRegistry {
     /// @notice What a trainer did in one round.
@@ -13,10 +13,32 @@ interface IReliabilityRegistry {
         Missed // was expected to submit and did not
     }
 
-    /// @notice Records one round's outcomes for many trainers in a single call.
-    function recordRound(uint256 projectId, uint256 round, address[] calldata trainers, Outcome[] calldata outcomes)
-        external;
+    /// @notice What a trainer's reliability is made of: only rounds of independent projects count
+    /// (see {recordRound}).
+    struct TrackRecord {
+        uint32 contributed; // rounds contributed
+        uint32 flagged; // rounds flagged (or a reveal withheld, or a rejection that stood)
+        uint32 missed; // rounds missed
+        uint32 projects; // projects taken part in
+        uint32 owners; // distinct owners of those projects
+        uint96 earned; // wei of rewards earned, paid by those owners
+    }
+
+    /// @notice Records one round's outcomes and rewards for many trainers in a single call. A round of a
+    /// project whose `projectOwner` is its `aggregator` is not independent and counts for nothing.
+    function recordRound(
+        uint256 projectId,
+        uint256 round,
+        address projectOwner,
+        address aggregator,
+        address[] calldata trainers,
+        Outcome[] calldata outcomes,
+        uint256[] calldata rewards
+    ) external;
 
     /// @notice Reliability of `trainer` in basis points (0..10000); 5000 for a newcomer.
     function reliabilityOf(address trainer) external view returns (uint256);
+
+    /// @notice Wei of rewards `trainer` earned in independent projects ({TrackRecord-earned}).
+    function earnedOf(address trainer) external view returns (uint256);
 }

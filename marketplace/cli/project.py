@@ -87,7 +87,10 @@ def project_create_cmd(
         pid = market.create_project(config)
     except ChainError as exc:
         raise fail(str(exc)) from None
-    console.print(f"project [bold]{pid}[/bold] created, {fmt_eth(config.escrow)} escrowed")
+    console.print(
+        f"project [bold]{pid}[/bold] created, {fmt_eth(config.escrow)} escrowed, "
+        f"{fmt_eth(config.protocol_fee)} protocol fee burned"
+    )
 
 
 def _when(ts: int) -> str:

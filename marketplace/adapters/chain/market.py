@@ -25,6 +25,8 @@ MAX_ROUNDS = 1000
 MAX_CID_LENGTH = 128
 #: Shortest commit, reveal and aggregation period in seconds (``TrainingMarket.MIN_PHASE_PERIOD``).
 MIN_PHASE_PERIOD = 300
+#: ``TrainingMarket.PROTOCOL_FEE_BPS``: the share of a reward budget burned when a project is created.
+PROTOCOL_FEE_BPS = 200
 #: ``TrainingMarket.MAX_MODEL_NAME_LENGTH``: the longest model name, in UTF-8 bytes.
 MAX_MODEL_NAME_LENGTH = 64
 
@@ -62,7 +64,8 @@ class Outcome(IntEnum):
 class ProjectConfig(BaseModel):
     """Parameters of a new project, validated before anything is sent to the chain.
 
-    Amounts are in wei, periods in seconds. ``reward_budget + aggregator_fee`` is escrowed.
+    Amounts are in wei, periods in seconds. ``reward_budget + aggregator_fee`` is escrowed (:attr:`escrow`);
+    the owner also pays the protocol fee (:attr:`protocol_fee`, burned): it sends :attr:`payment`.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -102,8 +105,20 @@ class ProjectConfig(BaseModel):
 
     @property
     def escrow(self) -> int:
-        """What the owner sends: the reward budget plus the aggregator's fee."""
+        """What the market holds for the project: the reward budget plus the aggregator's fee."""
         return self.reward_budget + self.aggregator_fee
+
+    @property
+    def protocol_fee(self) -> int:
+        """``PROTOCOL_FEE_BPS`` of the reward budget, rounded up: burned at creation (the market derives the
+        budget from what it is sent as ``(value - aggregator_fee) * 10000 / 10200``, rounded down, which gives
+        back exactly ``reward_budget``)."""
+        return -(-self.reward_budget * PROTOCOL_FEE_BPS // 10_000)
+
+    @property
+    def payment(self) -> int:
+        """What the owner sends to create the project: escrow plus protocol fee."""
+        return self.escrow + self.protocol_fee
 
     def as_abi_tuple(self) -> tuple[Any, ...]:
         return (
@@ -260,6 +275,23 @@ class AggregatorRecord:
 
 
 @dataclass(frozen=True)
+class TrackRecord:
+    """What a trainer's reliability is made of (``ReliabilityRegistry.trackRecordOf``): only rounds of
+    independent projects (owner is not the aggregator) count."""
+
+    contributed: int
+    flagged: int
+    missed: int
+    projects: int  # projects taken part in
+    owners: int  # distinct owners of those projects
+    earned: int  # wei of rewards earned in them
+
+    @property
+    def rounds(self) -> int:
+        return self.contributed + self.flagged + self.missed
+
+
+@dataclass(frozen=True)
 class Finalization:
     """What the aggregator records for a round: the ``RoundResult`` struct ``TrainingMarket.finalizeRound`` takes."""
 
@@ -353,8 +385,9 @@ class MarketClient:
     # -------------------------------------------------------------- transactions
 
     def create_project(self, config: ProjectConfig) -> int:
-        """Creates a project escrowing ``config.escrow`` wei; returns its id."""
-        receipt = self.chain.transact(self.market.functions.createProject(config.as_abi_tuple()), value=config.escrow)
+        """Creates a project escrowing ``config.escrow`` wei (it sends ``config.payment``: the protocol fee is
+        burned); returns its id."""
+        receipt = self.chain.transact(self.market.functions.createProject(config.as_abi_tuple()), value=config.payment)
         (event,) = self.chain.events(receipt, self.market, "ProjectCreated")
         return int(event["args"]["projectId"])
 
@@ -496,6 +529,15 @@ class MarketClient:
     def reliability(self, trainer: str) -> int:
         """Reliability of ``trainer`` in basis points (5000 for a newcomer)."""
         return int(self.chain.call(self.registry.functions.reliabilityOf(to_checksum_address(trainer))))
+
+    def track_record(self, trainer: str) -> TrackRecord:
+        """Rounds by outcome, projects, distinct owners and wei earned behind ``trainer``'s reliability."""
+        r = self.chain.call(self.registry.functions.trackRecordOf(to_checksum_address(trainer)))
+        return TrackRecord(*(int(v) for v in r))
+
+    def required_track_record(self, project_id: int) -> int:
+        """Wei a trainer must have earned in independent projects to join ``project_id`` (0: no bar)."""
+        return int(self.chain.call(self.market.functions.requiredTrackRecord(project_id)))
 
     def record(self, trainer: str) -> tuple[int, int, int]:
         """(contributed, flagged, missed) rounds of ``trainer`` across all projects."""

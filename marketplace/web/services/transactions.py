@@ -90,14 +90,15 @@ class TransactionService:
         return self.context.indexer.verifiers()
 
     def create_tx(self, config: ProjectConfig, sender: str | None = None) -> TxRequest:
-        """``createProject(config)`` with the escrow as value, simulated from ``sender`` if given."""
+        """``createProject(config)`` with the escrow and the protocol fee as value, simulated from ``sender`` if
+        given."""
         fn = self.market.market.functions.createProject(config.as_abi_tuple())
-        self._simulate(fn, account_address(sender) if sender else None, config.escrow)
+        self._simulate(fn, account_address(sender) if sender else None, config.payment)
         summary = (
             f"Create a {config.rounds}-round {config.model_name} job for {config.min_trainers}-{config.max_trainers} "
-            f"trainers, escrowing {eth(config.escrow)} ETH"
+            f"trainers, escrowing {eth(config.escrow)} ETH and burning a {eth(config.protocol_fee)} ETH protocol fee"
         )
-        return self._tx(fn, config.escrow, summary)
+        return self._tx(fn, config.payment, summary)
 
     def join_tx(self, project_id: int, sender: str | None = None) -> TxRequest:
         """``join(projectId)`` with the project's stake, simulated from ``sender`` if given."""
