@@ -526,6 +526,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// ({IRoundVerifier-verifyRow}). Until the dispute deadline. The rejection is lifted: the round must
     /// be proven with this row (it is scored like any other, and paid if the rule pays it), and the
     /// aggregator's record counts a lost dispute.
+    /// WARNING: send it with the gas `eth_estimateGas` gives (about 1M with the zk verifier): with much less,
+    /// the verifier's own call runs out of gas, reports the proof as invalid, and the dispute reverts with
+    /// {InvalidRowProof}, as for a bad proof (it can be sent again with more gas until the deadline).
     function disputeRejection(uint256 projectId, uint256 round, int256[] calldata row, bytes calldata proof)
         external
     {
