@@ -142,7 +142,8 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     pid = owner.create_project(cfg)
     console.print(
         f"owner {owner.address[:10]}… posted project [bold]{pid}[/bold]: {config.rounds} rounds of {config.model}, "
-        f"{config.budget_eth} ETH budget + {config.fee_eth} ETH aggregator fee escrowed; "
+        f"{config.budget_eth} ETH budget + {config.fee_eth} ETH aggregator fee escrowed "
+        f"({_eth(cfg.protocol_fee)} ETH protocol fee burned); "
         f"initial test accuracy {initial_accuracy:.1%}"
     )
 
