@@ -83,7 +83,10 @@ def aggregator_run_cmd(
             project,
             poll_seconds=poll,
             on_report=show,
-            on_error=lambda exc: console.print(f"[yellow]{type(exc).__name__}:[/yellow] {exc}"),
+            on_error=lambda exc: console.print(
+                f"[yellow]{type(exc).__name__}:[/yellow] {exc}"
+                + "".join(f" ({note})" for note in getattr(exc, "__notes__", []))
+            ),
         )
     except PermissionError as exc:
         raise fail(str(exc)) from None

@@ -22,11 +22,13 @@ from pathlib import Path
 
 from marketplace.adapters.chain.errors import ChainError, ContractRevert
 from marketplace.adapters.chain.market import Finalization, MarketClient, Project, ProjectStatus
+from marketplace.adapters.ezkl.errors import ProvingFailed
 from marketplace.adapters.ipfs.errors import CidMismatch, IpfsError, StorageError
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import available_models, param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import evaluate
+from marketplace.protocol.commitment import InvalidPublishedRow
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.ordering import verifier_inputs
 from marketplace.protocol.proof_document import ProofDocument
@@ -253,7 +255,12 @@ class AggregatorNode:
         - transient, the project is retried on the next poll (before its round's deadline) and reported
           again if it fails again: a chain error (a revert of its ``finalizeRound``, an RPC outage: any
           :class:`ChainError`), the IPFS node not answering, not having an object or sending bytes that
-          are not the CID's (:class:`IpfsError`, :class:`CidMismatch`);
+          are not the CID's (:class:`IpfsError`, :class:`CidMismatch`), the prover failing (ezkl errors and
+          panics: :class:`ProvingFailed`), or a row published on chain that no proof can contain (the project's
+          verifier accepted a row proof that proves nothing: :class:`InvalidPublishedRow`,
+          :class:`PublishedRowMismatch`);
+        Each error reported carries a note naming its project (``exc.__notes__``).
+
         - final for that project, reported once and the project skipped from then on (it no longer keeps
           the loop going): its model name is no architecture of this code (a :class:`ValueError` naming
           the project), or its global model is not a model of that architecture (its CID is not a CID, the
@@ -284,11 +291,13 @@ class AggregatorNode:
                     if report is not None and on_report is not None:
                         on_report(report)
                     active |= self.market.get_project(pid).status in (ProjectStatus.OPEN, ProjectStatus.TRAINING)
-                except (IpfsError, CidMismatch, ChainError) as exc:
+                except (IpfsError, CidMismatch, ChainError, ProvingFailed, InvalidPublishedRow) as exc:
+                    exc.add_note(f"project {pid}")
                     if on_error is not None:
                         on_error(exc)
                     active = True  # retried on the next poll, before the round's deadline
                 except StorageError as exc:  # the round's global model is not a model: nothing to aggregate on
+                    exc.add_note(f"project {pid}")
                     skipped.add(pid)
                     if on_error is not None:
                         on_error(exc)

@@ -36,6 +36,7 @@ import ezkl
 import numpy as np
 from eth_abi import decode, encode
 
+from marketplace.adapters.ezkl.errors import ProvingFailed
 from marketplace.adapters.ezkl.keys import CircuitKeys, RowKeys
 from marketplace.protocol.commitment import commitment_bytes, published_row
 from marketplace.protocol.constants import TAG_CHUNKS
@@ -43,11 +44,6 @@ from marketplace.protocol.round_tag import tag_chunks, tag_input
 
 #: The BN254 scalar field's modulus: ezkl's instances are its elements (negative x is p - |x|).
 FIELD_MODULUS = 21888242871839275222246405745257275088548364400416034343698204186575808495617
-
-
-class ProvingFailed(RuntimeError):
-    """ezkl could not make the proof (no witness for the values, keys that do not fit, a panic in
-    ezkl's Rust code), or the proof it made is not about the values asked for."""
 
 
 def _is_panic(exc: BaseException) -> bool:
