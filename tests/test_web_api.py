@@ -268,13 +268,21 @@ def test_create_project_transaction_is_signed_by_the_wallet(
     assert prepared.status_code == 200, prepared.text
     tx = prepared.json()
     assert tx["to"] == actors.deployment.address("TrainingMarket")
-    assert int(tx["value"]) == int(1.6 * ETH) and tx["value_hex"] == hex(int(1.6 * ETH))
+    # The value is the escrow (1.5 ETH budget + 0.1 ETH aggregator fee) plus the 2 % protocol fee on the budget.
+    paid = 16 * ETH // 10 + 3 * ETH // 100
+    assert int(tx["value"]) == paid and tx["value_hex"] == hex(paid)
+    assert (tx["costs"]["escrow_eth"], tx["costs"]["protocol_fee_eth"], tx["costs"]["payment_eth"]) == (
+        "1.6", "0.03", "1.63"
+    )  # fmt: skip
+    market_before = actors.chain.balance(tx["to"])
     tx_hash = send_prepared(actors.chain, owner, tx)
     status = client.get(f"/api/tx/{tx_hash}").json()
     assert status["status"] == "confirmed" and "ProjectCreated" in status["events"]
     pid = status["project_id"]
+    assert actors.chain.balance(tx["to"]) - market_before == 16 * ETH // 10  # the market holds the escrow only
     project = client.get(f"/api/projects/{pid}").json()["project"]
     assert project["owner"] == owner.address and project["status"] == "open"
+    assert project["reward_budget"] == str(15 * ETH // 10)
     assert (project["rounds"], project["min_trainers"], project["max_trainers"]) == (2, 2, 3)
     assert project["stake"] == str(5 * ETH // 100) and project["aggregator_fee"] == str(ETH // 10)
     assert project["submission_period"] == 600 and project["join_deadline"] > 0

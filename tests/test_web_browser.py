@@ -135,13 +135,21 @@ def test_post_job_join_and_verify_a_finished_round(
     page.fill("#f-budget_eth", "2")
     page.fill("#f-aggregator_fee_eth", "0.2")
     page.fill("#f-stake_eth", "0.1")
+    costs = page.locator("#job-costs-live")  # what the owner sends, computed as the market takes it
+    expect(costs).to_have_text("2.24 ETH: 2.2 ETH escrowed + 0.04 ETH protocol fee (burned)")
+    page.fill("#f-min_reliability_pct", "60")
+    expect(costs).to_contain_text("your reliability bar will require 50 ETH earned in independent projects")
+    page.fill("#f-min_reliability_pct", "0")
+    expect(costs).not_to_contain_text("reliability bar")
     page.click("#job-submit")
     expect(page.locator('.field-error[data-field="min_trainers"]')).to_contain_text("exceeds the maximum")
     shoot(page, "post-job-invalid")
 
     page.fill("#f-min_trainers", "2")
     page.click("#job-submit")
-    expect(page.locator("#job-summary")).to_contain_text("escrowing 2.2 ETH")
+    expect(page.locator("#job-summary")).to_contain_text("sending 2.24 ETH: escrowing 2.2 ETH")
+    expect(page.locator("#job-protocol-fee")).to_contain_text("0.04 ETH, burned")
+    expect(page.locator("#job-payment")).to_contain_text("2.24 ETH")
     expect(page.locator("#job-tx")).to_contain_text(initial_cid)
     page.click("#job-sign")
     link = page.locator("#job-created-link")
@@ -257,6 +265,29 @@ def test_post_job_join_and_verify_a_finished_round(
         "trainer-profile.png", "projects.png", "project-withdrawn.png", "owner-cancel-and-refund.png",
         "round-commit-phase.png",
     }  # fmt: skip
+
+
+def test_the_join_page_checks_the_earned_record_a_bar_requires(
+    server: BackgroundServer, browser_context: BrowserContext, anvil: AnvilNode, actors: Actors,
+    accounts: list[LocalAccount],
+) -> None:  # fmt: skip
+    """A newcomer meets a 50 % bar's reliability but has earned nothing: the join page shows the 125 ETH the bar
+    requires and why, the connected wallet's earned record, and does not offer to join."""
+    pid = actors.create(reward_budget=40 * 10**18, max_trainers=4, min_reliability_bps=5_000)
+    use_wallet(browser_context, anvil.url, accounts[3])
+    page = browser_context.new_page()
+    errors = watch_errors(page)
+    page.goto(f"{server.url}/projects/{pid}/join")
+    expect(page.locator("#join-required-earned")).to_contain_text("500 ETH")
+    expect(page.locator("#join-bar-why")).to_contain_text("burns at least the budget per slot it protects")
+    page.click("#join-connect")
+    expect(page.locator("#join-reliability")).to_have_text("50%")
+    expect(page.locator("#join-earned")).to_have_text("0 ETH")
+    eligibility = page.locator("#join-eligibility")
+    expect(eligibility).to_have_text("✗ you earned 0 ETH in independent projects; this project requires 500 ETH")
+    expect(page.locator("#join-button")).to_be_disabled()
+    shoot(page, "join-below-earned-record")
+    assert errors == [], errors
 
 
 def test_page_without_a_wallet_explains_what_is_missing(server: BackgroundServer, tmp_path: Path) -> None:

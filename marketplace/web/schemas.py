@@ -208,6 +208,20 @@ class AggregatorProfile(BaseModel):
     projects: list[int] = Field(description="ids of the projects that name it as their aggregator")
 
 
+class ReliabilityBar(BaseModel):
+    """What a project's reliability bar asks of a trainer (``min_reliability_bps > 0``): the reliability and, in
+    independent projects, an earned record of ``required_earned`` wei (``TrainingMarket.requiredTrackRecord``:
+    the budget per trainer slot divided by the protocol fee rate)."""
+
+    min_reliability_bps: int
+    required_earned: str = Field(description="wei a trainer must have earned in independent projects to join")
+    required_earned_eth: str
+    protected: str = Field(description="the budget per trainer slot (wei): what farming the bar burns at least")
+    protected_eth: str
+    protocol_fee_bps: int
+    summary: str = Field(description="the bar and why it asks for an earned record, in words")
+
+
 class ProjectDetail(BaseModel):
     project: ProjectSummary
     trainers: list[Member]
@@ -223,6 +237,10 @@ class ProjectDetail(BaseModel):
     )
     aggregator_record: AggregatorRecord | None = Field(
         default=None, description="the project's aggregator's track record over this market (live from the chain)"
+    )
+    reliability_bar: ReliabilityBar | None = Field(
+        default=None,
+        description="what the project's reliability bar asks of a trainer (live from the chain); None without a bar",
     )
 
 
@@ -261,6 +279,22 @@ class RoundProof(BaseModel):
     arrival_order: list[int] = []
 
 
+class JobCosts(BaseModel):
+    """What creating a project costs its owner: ``payment`` (the transaction's value) = ``escrow`` (reward budget
+    + aggregator fee, held by the market) + ``protocol_fee`` (``protocol_fee_bps`` of the budget, burned)."""
+
+    escrow: str
+    escrow_eth: str
+    protocol_fee: str = Field(description="wei burned at creation")
+    protocol_fee_eth: str
+    protocol_fee_bps: int
+    payment: str = Field(description="wei the owner sends: escrow + protocol fee")
+    payment_eth: str
+    reliability_bar: ReliabilityBar | None = Field(
+        default=None, description="what the job's reliability bar will ask of each trainer; None without a bar"
+    )
+
+
 class TxRequest(BaseModel):
     """A transaction for the user's wallet to sign: nothing here is signed by the server."""
 
@@ -270,6 +304,7 @@ class TxRequest(BaseModel):
     value: str = Field(description="wei, decimal string")
     value_hex: str
     summary: str
+    costs: JobCosts | None = Field(default=None, description="createProject only: what the value is made of")
 
 
 #: Project transactions anyone's wallet may send besides create and join (``POST /api/tx/{action}``).
@@ -336,6 +371,27 @@ class TrainerProject(BaseModel):
     earned: str
     earned_eth: str
     flagged_rounds: int
+    counted: bool = Field(
+        default=True,
+        description="whether the project's rounds count in the trainer's track record (its owner is not its "
+        "aggregator)",
+    )
+
+
+class TrackRecord(BaseModel):
+    """What a trainer's reliability is made of (``ReliabilityRegistry.trackRecordOf``, live from the chain):
+    only rounds of independent projects (whose owner is not their aggregator) count."""
+
+    contributed: int
+    flagged: int
+    missed: int
+    rounds: int = Field(description="contributed + flagged + missed")
+    projects: int = Field(description="independent projects taken part in")
+    owners: int = Field(description="distinct owners of those projects")
+    earned: str = Field(description="wei of rewards earned in those projects")
+    earned_eth: str
+    summary: str = Field(description="the record in words")
+    rule: str = Field(description="what counts, in one sentence")
 
 
 class TrainerProfile(BaseModel):
@@ -344,6 +400,7 @@ class TrainerProfile(BaseModel):
     contributed: int
     flagged: int
     missed: int
+    track_record: TrackRecord
     history: list[ReliabilityPoint]
     projects: list[TrainerProject]
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS
 from marketplace.adapters.chain.redact import redact_url, redact_urls
 from marketplace.web.deps import ModelsDep, PageDep, ProjectsDep, SettingsDep, TransactionsDep
 from marketplace.web.forms import DEFAULTS, LABELS, FormErrors, parse_job
@@ -105,7 +106,10 @@ def projects_page(
 def _job_context(
     catalogue: ModelService, verifiers: list[str], values: dict[str, str], errors: dict[str, str]
 ) -> dict[str, Any]:
-    return {"values": values, "errors": errors, "labels": LABELS, "models": catalogue.registry, "verifiers": verifiers}
+    return {
+        "values": values, "errors": errors, "labels": LABELS, "models": catalogue.registry, "verifiers": verifiers,
+        "protocol_fee_bps": PROTOCOL_FEE_BPS,
+    }  # fmt: skip
 
 
 @pages.get("/projects/new")
@@ -159,4 +163,4 @@ def join_page(page: PageDep, svc: ProjectsDep, settings: SettingsDep, project_id
     command += " --keystore <your-wallet.json>"
     if settings.ipfs_api:
         command += f" --ipfs-api {redact_url(settings.ipfs_api)}"  # the server's credentials stay private
-    return page.render("join.html", {"p": project, "command": command})
+    return page.render("join.html", {"p": project, "bar": svc.reliability_bar(project), "command": command})

@@ -14,7 +14,8 @@ pages = APIRouter(include_in_schema=False)
 
 @api.get("/trainers/{address}", response_model=TrainerProfile)
 def trainer(svc: TrainersDep, address: str) -> TrainerProfile:
-    """A trainer's reliability and its history across projects."""
+    """A trainer's reliability, what it is made of (rounds, independent projects, distinct owners, ETH earned in
+    them; live from the registry) and its history across projects."""
     return svc.trainer(address)
 
 

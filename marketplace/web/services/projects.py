@@ -2,8 +2,9 @@
 with each trainer's commit, reveal (or missed reveal), score, flag, rejection and its dispute, the reason
 for a flag in words, reward and slash, and everyone's payout), all from the event index; plus, for a
 training project, the open round's commit-reveal phase, deadlines and announced rejections (live from the
-chain: :mod:`~marketplace.web.services.round_phase`), and the aggregator's track record (live:
-:mod:`~marketplace.web.services.aggregators`).
+chain: :mod:`~marketplace.web.services.round_phase`), the aggregator's track record (live:
+:mod:`~marketplace.web.services.aggregators`) and what the project's reliability bar asks of a trainer (live:
+:mod:`~marketplace.web.services.track_records`).
 
 Payouts mirror the contract's ``_owed``: what each account is entitled to once the project is
 settled, and what it withdrew so far.
@@ -26,6 +27,7 @@ from marketplace.web.schemas import (
     Payout,
     ProjectDetail,
     ProjectSummary,
+    ReliabilityBar,
     RoundView,
     TrainerEntry,
     eth,
@@ -35,6 +37,7 @@ from marketplace.web.services.context import MarketContext
 from marketplace.web.services.disputes import describe_dispute, flag_reason
 from marketplace.web.services.errors import NotFound
 from marketplace.web.services.round_phase import describe, round_phase
+from marketplace.web.services.track_records import project_bar
 
 #: Sort orders of the project list: name -> (key, descending).
 SORT_KEYS: dict[str, tuple[Callable[[ProjectSummary], Any], bool]] = {
@@ -126,6 +129,14 @@ class ProjectService:
             raise NotFound(f"project {project_id} does not exist on {self.context.network}")
         return summary(row)
 
+    def reliability_bar(self, project: ProjectSummary) -> ReliabilityBar | None:
+        """What ``project``'s reliability bar asks of a trainer, its required record live from the market; None
+        without a bar."""
+        return project_bar(
+            self.context.market, project.project_id, project.min_reliability_bps, int(project.reward_budget),
+            project.max_trainers,
+        )  # fmt: skip
+
     def detail(self, project_id: int) -> ProjectDetail:
         """A project with its trainers, rounds (scores, flags, rewards) and payouts (withdrawals not filled in)."""
         project = self.project(project_id)
@@ -188,7 +199,8 @@ class ProjectService:
 
     def project_detail(self, project_id: int) -> ProjectDetail:
         """:meth:`detail` with what each account withdrew so far (``Withdrawn`` events), the aggregator's track
-        record (live) and, for a training project, the open round (:meth:`open_round`)."""
+        record (live), the reliability bar (:meth:`reliability_bar`, live) and, for a training project, the open
+        round (:meth:`open_round`)."""
         detail = self.detail(project_id)
         withdrawn: dict[str, int] = defaultdict(int)
         for w in self.indexer.withdrawals(project_id):
@@ -199,6 +211,7 @@ class ProjectService:
         if detail.project.status == "training":
             detail.open_round = self.open_round(detail)
         detail.aggregator_record = aggregator_record(self.context.market, detail.project.aggregator)
+        detail.reliability_bar = self.reliability_bar(detail.project)
         return detail
 
     def open_round(self, detail: ProjectDetail) -> OpenRound:

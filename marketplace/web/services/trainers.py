@@ -1,5 +1,7 @@
-"""Read model of a trainer: its reliability now (live from the registry), its reliability history
-across projects (events) and what it staked, earned and had flagged in each project it joined."""
+"""Read model of a trainer: its reliability now and what it is made of (live from the registry: rounds by outcome,
+independent projects, distinct owners, wei earned), its reliability history across projects (events) and what it
+staked, earned and had flagged in each project it joined, and whether that project counts in its record (its
+owner is not its aggregator)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from marketplace.adapters.chain.market import Outcome
 from marketplace.web.schemas import ReliabilityPoint, TrainerProfile, TrainerProject
 from marketplace.web.services.context import MarketContext, account_address
 from marketplace.web.services.projects import ProjectService
+from marketplace.web.services.track_records import track_record
 
 
 class TrainerService:
@@ -17,11 +20,11 @@ class TrainerService:
         self.projects = projects
 
     def trainer(self, address: str) -> TrainerProfile:
-        """A trainer's reliability now (live) and its history across projects (events); :class:`NotFound`
-        for a malformed address."""
+        """A trainer's reliability and track record now (live) and its history across projects (events);
+        :class:`NotFound` for a malformed address."""
         address = account_address(address)
         market, indexer = self.context.market, self.context.indexer
-        contributed, flagged, missed = market.record(address)
+        record = track_record(market, address)
         history = [
             ReliabilityPoint(
                 market=r["market"], project_id=r["project_id"], round=r["round"],
@@ -38,14 +41,16 @@ class TrainerService:
                 TrainerProject(
                     project_id=row["project_id"], status=detail.project.status, index=me.index, stake=me.stake,
                     earned=me.earned, earned_eth=me.earned_eth, flagged_rounds=me.flagged_rounds,
+                    counted=detail.project.owner != detail.project.aggregator,
                 )
             )  # fmt: skip
         return TrainerProfile(
             address=address,
             reliability_bps=market.reliability(address),
-            contributed=contributed,
-            flagged=flagged,
-            missed=missed,
+            contributed=record.contributed,
+            flagged=record.flagged,
+            missed=record.missed,
+            track_record=record,
             history=history,
             projects=projects,
         )

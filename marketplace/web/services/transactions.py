@@ -5,11 +5,17 @@ a sent transaction is.
 The server never signs. Given the sender, a transaction is simulated first (``eth_call`` from the
 sender's address) so that a doomed one is explained before the wallet pops up: the contract's
 custom error is decoded and put in a sentence, :class:`Conflict` when the project's state does not
-allow it now, :class:`Rejected` otherwise.
+allow it now, :class:`Rejected` otherwise (a ``join`` below the project's reliability bar, or without the
+earned record it requires, says what the bar asks and what the trainer has).
+
+``createProject`` sends the escrow (reward budget + aggregator fee) and the protocol fee (burned):
+its request carries :class:`~marketplace.web.schemas.JobCosts`, the value broken down, and the earned record a
+reliability bar will require of trainers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,12 +23,13 @@ from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from marketplace.adapters.chain.errors import ChainError, ContractRevert
-from marketplace.adapters.chain.market import ProjectConfig, ProjectStatus
-from marketplace.web.filters import when
-from marketplace.web.schemas import Action, ActionState, ProjectActions, TxRequest, TxStatus, eth
+from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, ProjectConfig, ProjectStatus
+from marketplace.web.filters import bps, when
+from marketplace.web.schemas import Action, ActionState, JobCosts, ProjectActions, TxRequest, TxStatus, eth
 from marketplace.web.services.context import MarketContext, account_address
 from marketplace.web.services.errors import Conflict, InvalidInput, NotFound, Rejected
 from marketplace.web.services.projects import ProjectService
+from marketplace.web.services.track_records import config_bar, explain_bar_refusal
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,32 @@ def explain(exc: ContractRevert, spec: ActionSpec) -> str:
     return str(exc)
 
 
+def explain_join(exc: ContractRevert, project_id: int) -> str | None:
+    """A sentence for a decoded revert of ``join(project_id)`` (None for an error it does not know)."""
+    a = exc.args_dict
+    bar = explain_bar_refusal(exc, project_id)
+    if bar is not None:
+        return bar
+    if exc.name == "RoleConflict":
+        return f"{a['account']} is the owner or the aggregator of project {project_id}: they cannot train in it"
+    if exc.name == "AlreadyJoined":
+        return f"{a['trainer']} already joined project {project_id}"
+    if exc.name == "JoinClosed":
+        return f"joining project {project_id} closed at {when(int(a['joinDeadline']))}"
+    if exc.name == "WrongStatus":
+        return f"project {project_id} is {ProjectStatus(int(a['actual'])).label}: joining is closed"
+    return None
+
+
+def job_costs(config: ProjectConfig) -> JobCosts:
+    """What creating ``config`` costs its owner (escrow, protocol fee, payment) and what its bar will require."""
+    return JobCosts(
+        escrow=str(config.escrow), escrow_eth=eth(config.escrow), protocol_fee=str(config.protocol_fee),
+        protocol_fee_eth=eth(config.protocol_fee), protocol_fee_bps=PROTOCOL_FEE_BPS, payment=str(config.payment),
+        payment_eth=eth(config.payment), reliability_bar=config_bar(config),
+    )  # fmt: skip
+
+
 class TransactionService:
     """Unsigned transactions against one deployment's market, and their status."""
 
@@ -90,22 +123,28 @@ class TransactionService:
         return self.context.indexer.verifiers()
 
     def create_tx(self, config: ProjectConfig, sender: str | None = None) -> TxRequest:
-        """``createProject(config)`` with the escrow and the protocol fee as value, simulated from ``sender`` if
-        given."""
+        """``createProject(config)`` with the escrow and the protocol fee as value (``config.payment``), simulated
+        from ``sender`` if given; its ``costs`` break the value down and give the record a bar will require."""
         fn = self.market.market.functions.createProject(config.as_abi_tuple())
         self._simulate(fn, account_address(sender) if sender else None, config.payment)
+        costs = job_costs(config)
         summary = (
             f"Create a {config.rounds}-round {config.model_name} job for {config.min_trainers}-{config.max_trainers} "
-            f"trainers, escrowing {eth(config.escrow)} ETH and burning a {eth(config.protocol_fee)} ETH protocol fee"
+            f"trainers, sending {costs.payment_eth} ETH: escrowing {costs.escrow_eth} ETH and burning a "
+            f"{costs.protocol_fee_eth} ETH protocol fee ({bps(PROTOCOL_FEE_BPS)} of the budget)"
         )
-        return self._tx(fn, config.payment, summary)
+        if costs.reliability_bar is not None:
+            summary += f"; trainers need {costs.reliability_bar.summary}"
+        return self._tx(fn, config.payment, summary).model_copy(update={"costs": costs})
 
     def join_tx(self, project_id: int, sender: str | None = None) -> TxRequest:
-        """``join(projectId)`` with the project's stake, simulated from ``sender`` if given."""
+        """``join(projectId)`` with the project's stake, simulated from ``sender`` if given (a refusal is
+        explained: :func:`explain_join`)."""
         project = self.projects.project(project_id)
         fn = self.market.market.functions.join(project_id)
         stake = int(project.stake)
-        self._simulate(fn, account_address(sender) if sender else None, stake)
+        who = account_address(sender) if sender else None
+        self._simulate(fn, who, stake, lambda revert: explain_join(revert, project_id))
         return self._tx(fn, stake, f"Join project {project_id} with a stake of {eth(stake)} ETH")
 
     def action_tx(self, action: Action, project_id: int, sender: str | None = None) -> TxRequest:
@@ -193,11 +232,19 @@ class TransactionService:
             events=names, project_id=project_id,
         )  # fmt: skip
 
-    def _simulate(self, fn: Any, sender: str | None, value: int) -> None:
+    def _simulate(
+        self, fn: Any, sender: str | None, value: int, explain: Callable[[ContractRevert], str | None] | None = None
+    ) -> None:
+        """:class:`Rejected` if ``fn`` sent by ``sender`` with ``value`` would revert now (nothing without a
+        sender); ``explain`` puts a decoded custom error in words after it."""
         if sender is None:
             return
         try:
             self.chain.call(fn, **{"from": sender, "value": value})
+        except ContractRevert as exc:
+            sentence = explain(exc) if explain is not None else None
+            words = f": {sentence}" if sentence else ""
+            raise Rejected(f"the chain would reject this transaction: {exc}{words}") from None
         except ChainError as exc:
             raise Rejected(f"the chain would reject this transaction: {exc}") from None
         except Web3RPCError as exc:  # e.g. the sender cannot pay the value

@@ -124,6 +124,35 @@
     }
   }
 
+  // ---------------------------------------------------------------- what a job costs (live, on the form)
+  const fmtEth = (wei) => ethers.formatEther(wei).replace(/\.0$/, "");
+  /** The job form's "What you send": escrow + protocol fee (ProjectConfig.protocol_fee: the fee rounded up), and
+   * the earned record a reliability bar will require (TrainingMarket.requiredTrackRecord). The review step shows
+   * the server's figures. */
+  function updateJobCosts() {
+    const box = $("#job-costs");
+    const out = $("#job-costs-live");
+    if (!box || !out || !window.ethers) return;
+    const feeBps = BigInt(box.dataset.feeBps);
+    try {
+      const budget = ethers.parseEther($("#f-budget_eth").value.trim() || "0");
+      const aggregatorFee = ethers.parseEther($("#f-aggregator_fee_eth").value.trim() || "0");
+      if (budget <= 0n || aggregatorFee < 0n) throw new Error("no budget");
+      const fee = (budget * feeBps + 9999n) / 10000n;
+      const escrow = budget + aggregatorFee;
+      let text = `${fmtEth(escrow + fee)} ETH: ${fmtEth(escrow)} ETH escrowed + ${fmtEth(fee)} ETH protocol fee (burned)`;
+      const bar = Number($("#f-min_reliability_pct").value || 0);
+      const maxTrainers = BigInt(Math.max(1, Math.trunc(Number($("#f-max_trainers").value) || 1)));
+      if (bar > 0) {
+        const required = (budget * 10000n) / (maxTrainers * feeBps);
+        text += `; your reliability bar will require ${fmtEth(required)} ETH earned in independent projects of each trainer`;
+      }
+      out.textContent = text;
+    } catch (_) {
+      out.textContent = "";
+    }
+  }
+
   // ---------------------------------------------------------------- initial weights for a job
   /** Asks the server to build the chosen model and pin its initial weights to IPFS; fills in the CID. */
   async function generateWeights(button) {
@@ -225,11 +254,19 @@
       if (!response.ok) { $("#join-eligibility").textContent = trainer.detail; return; }
       $("#join-reliability").textContent = pct(trainer.reliability_bps);
       const min = Number(section.dataset.minReliability);
+      // A project with a reliability bar also requires an earned record in independent projects (wei).
+      const required = BigInt(section.dataset.requiredEarned || "0");
+      const earned = BigInt(trainer.track_record.earned);
+      const earnedBox = $("#join-earned");
+      if (earnedBox) earnedBox.textContent = `${trainer.track_record.earned_eth} ETH`;
       let problem = null;
       if (trainer.projects.some((p) => p.project_id === pid)) problem = "you already joined this project";
       else if (section.dataset.status !== "open") problem = `the project is ${section.dataset.status}; joining is closed`;
       else if ([section.dataset.owner, section.dataset.aggregator].includes(account)) problem = "the owner and the aggregator cannot train";
       else if (trainer.reliability_bps < min) problem = `below the project's minimum of ${pct(min)}`;
+      else if (min > 0 && earned < required) {
+        problem = `you earned ${trainer.track_record.earned_eth} ETH in independent projects; this project requires ${fmtEth(required)} ETH`;
+      }
       $("#join-eligibility").textContent = problem ? `✗ ${problem}` : "✓ you can join";
       $("#join-eligibility").className = problem ? "bad" : "ok";
       button.disabled = !!problem;
@@ -320,6 +357,9 @@
       const weights = e.target.closest("#generate-weights");
       if (weights && !weights.disabled) generateWeights(weights);
     });
+    document.addEventListener("input", (e) => { if (e.target.closest("#job-form")) updateJobCosts(); });
+    document.body.addEventListener("htmx:afterSwap", updateJobCosts);
+    updateJobCosts();
     // The job form simulates the transaction from the connected wallet, so doomed jobs are explained early.
     document.body.addEventListener("htmx:configRequest", (e) => {
       if (wallet.account && e.detail.verb === "post") e.detail.parameters.sender = wallet.account;
