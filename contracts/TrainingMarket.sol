@@ -160,6 +160,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint64 rounds; // rounds it finalized
         uint64 rejections; // submissions it announced as rejected
         uint64 disputesLost; // of those, the ones whose trainer published its committed row
+        uint64 upheld; // of those, the ones that stood (rejected at finalization or abandonment)
     }
 
     struct Trainer {
@@ -191,6 +192,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     uint256 public constant PROTOCOL_FEE_BPS = 200;
     /// @notice Where protocol fees go: an address nobody holds the key of.
     address public constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
+    /// @notice Fewest accepted submissions the scoring rule flags among (`GramConfig.min_valid`): with fewer, it
+    /// flags nobody, so standing rejections that leave fewer accepted shrink the round's pool ({finalizeRound}).
+    uint256 public constant MIN_VALID_ROWS = 3;
     /// @notice Largest absolute value of a published row's `v` entries: 1 at the circuit's scale 2^13
     /// (`marketplace.protocol.commitment.MAX_UNIT_INT`); also the only accepted presence value `a`.
     int256 public constant MAX_UNIT = 8192;
@@ -559,10 +563,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// could fill to block another's finalization.
     /// A rejected submission (`result.rejected`) must have been announced with {rejectSubmissions} and not
     /// disputed, and a round with announced rejections is finalized only after its dispute window (or
-    /// once every rejected trainer disputed). A rejection that stands is treated as flagged, and the
-    /// round's share paid to trainers shrinks to the accepted submissions' part
-    /// (`share * accepted / revealed`; the rest stays with the owner), so that rejecting others never
-    /// enlarges the pool the remaining trainers split.
+    /// once every rejected trainer disputed). A rejection that stands is treated as flagged. If standing
+    /// rejections leave fewer than {MIN_VALID_ROWS} accepted submissions (the rule then flags nobody), the
+    /// round's share paid to trainers shrinks to the accepted part (`share * accepted / revealed`; the rest
+    /// stays with the owner), so that suppressing rows never lets a shrunken round pay one trainer the
+    /// whole round; otherwise the rejected trainers' part goes to the others, as a non-submitter's does.
     /// WARNING: an undisputed rejection is still the aggregator's word (whether an update was served
     /// cannot be proven either way): a trainer that does not dispute within the window loses the round.
     function finalizeRound(uint256 projectId, uint256 round, RoundResult calldata result) external {
@@ -604,8 +609,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
 
     /// @notice Ends a training project whose aggregator missed the current round's aggregation
     /// deadline. Anyone may call it. The round's share is split equally among the trainers who
-    /// revealed in it (a trainer that committed and did not reveal is slashed, as at finalization); the
-    /// owner gets the budget of the rounds that never ran.
+    /// revealed in it, but for those whose announced rejection stood (the window is over by then); a
+    /// trainer that committed and did not reveal, or whose rejection stood, is slashed, as at finalization.
+    /// The owner gets the budget of the rounds that never ran.
     function abandon(uint256 projectId) external {
         Project storage p = _project(projectId);
         _expectStatus(projectId, p, Status.Training);
@@ -614,22 +620,30 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (block.timestamp <= deadline) revert NotAllowedYet(projectId, deadline + 1);
 
         p.status = Status.Cancelled;
-        uint256 submitters = p.submissions;
-        uint256 each = submitters > 0 ? _roundShare(p, round) / submitters : 0; // the remainder stays with the owner
-        uint256 cut = (uint256(p.stake) * p.slashBps) / BPS;
+        uint256 standing = p.rejectedMask; // the dispute window closed before the aggregation deadline
         address[] storage list = _trainerList[projectId];
         mapping(address => bytes32) storage roundCommitments = _commitments[projectId][round];
-        uint256 credited = 0;
+        uint256 submitters = 0;
+        for (uint256 i = 0; i < list.length; ++i) {
+            if (roundCommitments[list[i]] != bytes32(0) && (standing >> i) & 1 == 0) ++submitters;
+        }
+        uint256 each = submitters > 0 ? _roundShare(p, round) / submitters : 0; // the remainder stays with the owner
+        uint256 cut = (uint256(p.stake) * p.slashBps) / BPS;
         for (uint256 i = 0; i < list.length; ++i) {
             address who = list[i];
-            if (roundCommitments[who] != bytes32(0)) {
+            if (roundCommitments[who] == bytes32(0)) {
+                if (_seals[projectId][round][who] == bytes32(0)) continue;
+                emit RevealMissed(projectId, round, who); // as at finalization
+            } else if ((standing >> i) & 1 == 0) {
                 _trainers[projectId][who].earned += uint128(each);
-                credited += each;
-            } else if (_seals[projectId][round][who] != bytes32(0)) {
-                p.slashed += uint128(_slashWithheldReveal(projectId, round, who, cut)); // as at finalization
+                continue;
+            } else {
+                emit SubmissionRejected(projectId, round, who); // a rejection that stood: as at finalization
+                ++_aggregatorRecords[p.aggregator].upheld;
             }
+            p.slashed += uint128(_slash(projectId, round, who, cut));
         }
-        p.totalEarned += uint128(credited);
+        p.totalEarned += uint128(each * submitters);
         emit ProjectAbandoned(projectId, round, submitters, each);
     }
 
@@ -780,14 +794,15 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     }
 
     /// @notice `aggregator`'s track record over all projects of this market: rounds finalized, submissions
-    /// it announced as rejected, and disputes it lost (rejected trainers that published their committed row).
+    /// it announced as rejected, disputes it lost (rejected trainers that published their committed row), and
+    /// rejections that stood (the rest were withdrawn at finalization, or are pending).
     function aggregatorRecord(address aggregator)
         external
         view
-        returns (uint256 rounds, uint256 rejected, uint256 disputesLost)
+        returns (uint256 rounds, uint256 rejected, uint256 disputesLost, uint256 upheld)
     {
         AggregatorRecord storage r = _aggregatorRecords[aggregator];
-        return (r.rounds, r.rejections, r.disputesLost);
+        return (r.rounds, r.rejections, r.disputesLost, r.upheld);
     }
 
     /// @notice Public seed of the project's update sketches (a fixed random projection).
@@ -1039,20 +1054,20 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
                 _settleTrainer(s, trainers[i], commitments[i] != bytes32(0), result.flags[i], result.scores[i]);
             credited += rewards[i];
             slashed += taken;
-            if (result.rejected[i]) emit SubmissionRejected(s.projectId, s.round, trainers[i]);
+            if (result.rejected[i]) {
+                emit SubmissionRejected(s.projectId, s.round, trainers[i]);
+                ++_aggregatorRecords[p.aggregator].upheld;
+            }
         }
         p.totalEarned += uint128(credited);
         p.slashed += uint128(slashed);
     }
 
-    /// @dev Slashes `who`, which committed in `round` of an abandoned project and did not reveal.
-    function _slashWithheldReveal(uint256 projectId, uint256 round, address who, uint256 cut)
-        private
-        returns (uint256 slashed)
-    {
+    /// @dev Slashes `who` in `round` of an abandoned project: it committed and did not reveal, or its
+    /// rejection stood.
+    function _slash(uint256 projectId, uint256 round, address who, uint256 cut) private returns (uint256 slashed) {
         Trainer storage t = _trainers[projectId][who];
         slashed = cut > t.stakeLeft ? t.stakeLeft : cut;
-        emit RevealMissed(projectId, round, who);
         if (slashed > 0) {
             t.stakeLeft -= uint96(slashed);
             emit StakeSlashed(projectId, round, who, slashed);
@@ -1096,16 +1111,16 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         return (uint256(p.rewardBudget) * BPS) / (uint256(p.maxTrainers) * PROTOCOL_FEE_BPS);
     }
 
-    /// @dev What the trainers of `round` split: its share, shrunk to the part of the revealed submissions
-    /// that were not rejected (`share * accepted / revealed`).
+    /// @dev What the trainers of `round` split: its share, shrunk to the accepted part
+    /// (`share * accepted / revealed`) when standing rejections leave fewer than {MIN_VALID_ROWS} accepted.
     function _roundPool(Project storage p, uint256 round, bool[] calldata rejected) private view returns (uint256) {
         uint256 revealed = p.submissions;
-        if (revealed == 0) return 0;
         uint256 accepted = revealed;
         for (uint256 i = 0; i < rejected.length; ++i) {
             if (rejected[i]) --accepted;
         }
-        return (_roundShare(p, round) * accepted) / revealed;
+        uint256 share = _roundShare(p, round);
+        return accepted < MIN_VALID_ROWS && accepted < revealed ? (share * accepted) / revealed : share;
     }
 
     /// @dev Round `round`'s share of the budget; the shares of all rounds sum to the budget exactly.

@@ -30,6 +30,7 @@ from marketplace.roles.trainer import Committed, Disputed, StepOutcome, Submitte
 from marketplace.round.collect import RoundInputs, apply_published_rows
 from marketplace.round.prove import HashProver, local_hash_proof, recorded_verifier_inputs
 from marketplace.round.score import score_round
+from marketplace.rule.gram import GramConfig
 from tests.disputes import close_disputes
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
 from tests.market_fixtures import ETH, Actors, cid_for, commit, commitment_for, reveal_update, reverts
@@ -302,7 +303,8 @@ def test_false_rejections_change_nothing_for_anyone_when_disputed(actors: Actors
     """For every set of falsely rejected trainers that dispute (and the same round with a noise trainer):
     owner, aggregator and every trainer end exactly as after the honest finalization, and no falsely
     rejected trainer loses stake or reliability. For every subset that does not dispute: those are flagged,
-    and the trainers split at most the accepted part of the round's share; nobody else is slashed."""
+    and when fewer than 3 accepted submissions remain the trainers split at most the accepted part of the round's
+    share (a shrunken round never pays one trainer the whole round); nobody else is slashed."""
     rnd = _training_round(actors, colluder=0)
     honest, honest_records = _honest_payouts(actors, rnd)
     addresses = [t.address for t in rnd.trainers]
@@ -331,7 +333,8 @@ def test_false_rejections_change_nothing_for_anyone_when_disputed(actors: Actors
                 assert records == honest_records
             else:
                 rewards = actors.events(receipt, "RoundFinalized")[0]["rewards"]
-                assert sum(rewards) <= share * (N - len(silent)) // N
+                accepted = N - len(silent)
+                assert sum(rewards) <= (share * accepted // N if accepted < 3 else share)  # shrunk below 3 only
                 for i, a in enumerate(addresses):
                     if i in silent:  # flagged: no reward, one flagged round on its record
                         assert rewards[i] == 0 and records[i] == (0, 1, 0)
@@ -353,7 +356,7 @@ def test_a_standing_rejection_is_flagged_and_counted_in_the_aggregators_record(a
     assert actors.owner.record(victim.address) == (0, 1, 0)  # flagged
     assert actors.owner.trainer_info(rnd.pid, victim.address).stake_left == STAKE // 2
     record = actors.owner.aggregator_record(actors.aggregator.address)
-    assert (record.rounds, record.rejected, record.disputes_lost) == (1, 1, 0)
+    assert (record.rounds, record.rejected, record.disputes_lost, record.upheld) == (1, 1, 0, 1)
 
 
 def test_dispute_events_are_read_back_exactly(actors: Actors) -> None:
@@ -425,3 +428,9 @@ def test_the_nodes_dispute_a_false_rejection_end_to_end(actors: Actors, ipfs_nod
     assert audit.agrees, audit
     record = actors.owner.aggregator_record(actors.aggregator.address)
     assert (record.rounds, record.rejected, record.disputes_lost) == (1, 1, 1)
+
+
+def test_the_markets_fewest_valid_rows_is_the_rules(actors: Actors) -> None:
+    """The pool shrinks when standing rejections leave fewer accepted submissions than the rule flags among:
+    the market's constant and the rule's must be one number."""
+    assert int(actors.chain.call(actors.owner.market.functions.MIN_VALID_ROWS())) == GramConfig().min_valid

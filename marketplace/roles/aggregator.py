@@ -32,7 +32,7 @@ from marketplace.protocol.commitment import InvalidPublishedRow
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.ordering import verifier_inputs
 from marketplace.protocol.proof_document import ProofDocument
-from marketplace.round.collect import RoundInputs, apply_published_rows, collect_round
+from marketplace.round.collect import PublishedRowMismatch, RoundInputs, apply_published_rows, collect_round
 from marketplace.round.prove import RoundProver, prover_for, round_tag
 from marketplace.round.score import new_model, score_round
 
@@ -155,6 +155,7 @@ class AggregatorNode:
             self.store.get_tensors(project.latest_model_cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec
         )
         inputs = self._inputs(project)
+        self._pin_updates(inputs)
         timings["fetch"] = time.perf_counter() - t0
         if inputs.rejected and not self.market.rejections(pid).announced:
             receipt = self.market.reject_submissions(pid, round_, list(inputs.rejected))
@@ -226,6 +227,14 @@ class AggregatorNode:
         timings["finalize"] = time.perf_counter() - t4
         return report
 
+    def _pin_updates(self, inputs: RoundInputs) -> None:
+        """Pins every update of the round it could use on its own node: the round's data stays available to it
+        after a restart (an update served for the first pass cannot vanish before the second) and to
+        ``marketplace audit`` after the trainers go offline."""
+        for trainer, ok in zip(inputs.trainers, inputs.has_update, strict=True):
+            if ok:
+                self.store.client.pin_add(inputs.submissions[trainer].cid)
+
     def _inputs(self, project: Project) -> RoundInputs:
         """The open round's inputs: fetched and checked (:func:`collect_round`), or those of the first pass
         (when the rejections were announced) with the rows published since."""
@@ -291,7 +300,14 @@ class AggregatorNode:
                     if report is not None and on_report is not None:
                         on_report(report)
                     active |= self.market.get_project(pid).status in (ProjectStatus.OPEN, ProjectStatus.TRAINING)
-                except (IpfsError, CidMismatch, ChainError, ProvingFailed, InvalidPublishedRow) as exc:
+                except (
+                    IpfsError,
+                    CidMismatch,
+                    ChainError,
+                    ProvingFailed,
+                    InvalidPublishedRow,
+                    PublishedRowMismatch,
+                ) as exc:
                     exc.add_note(f"project {pid}")
                     if on_error is not None:
                         on_error(exc)

@@ -116,6 +116,14 @@ class ProjectConfig(BaseModel):
         return -(-self.reward_budget * PROTOCOL_FEE_BPS // 10_000)
 
     @property
+    def required_track_record(self) -> int:
+        """What ``TrainingMarket.requiredTrackRecord`` will answer for this project: 0 without a reliability bar,
+        else the budget per trainer slot over the protocol fee rate (wei earned in independent projects)."""
+        if self.min_reliability_bps == 0:
+            return 0
+        return self.reward_budget * 10_000 // (self.max_trainers * PROTOCOL_FEE_BPS)
+
+    @property
     def payment(self) -> int:
         """What the owner sends to create the project: escrow plus protocol fee."""
         return self.escrow + self.protocol_fee
@@ -267,11 +275,12 @@ class AggregatorRecord:
     rounds: int  # rounds it finalized
     rejected: int  # submissions it announced as rejected
     disputes_lost: int  # rejections whose trainer published its committed row
+    upheld: int  # rejections that stood (at finalization or abandonment)
 
     @property
-    def upheld(self) -> int:
-        """Announced rejections that were not disputed (pending ones included)."""
-        return self.rejected - self.disputes_lost
+    def withdrawn(self) -> int:
+        """Announced rejections that neither stood nor were disputed (withdrawn at finalization, or pending)."""
+        return self.rejected - self.disputes_lost - self.upheld
 
 
 @dataclass(frozen=True)
@@ -513,11 +522,12 @@ class MarketClient:
         )
 
     def aggregator_record(self, aggregator: str) -> AggregatorRecord:
-        """``aggregator``'s rounds finalized, rejections announced and disputes lost, over the whole market."""
-        rounds, rejected, lost = self.chain.call(
+        """``aggregator``'s rounds finalized, rejections announced, disputes lost and rejections upheld, over the
+        whole market."""
+        rounds, rejected, lost, upheld = self.chain.call(
             self.market.functions.aggregatorRecord(to_checksum_address(aggregator))
         )
-        return AggregatorRecord(int(rounds), int(rejected), int(lost))
+        return AggregatorRecord(int(rounds), int(rejected), int(lost), int(upheld))
 
     def rejected_trainers(self, project_id: int, round_: int) -> list[str]:
         """Trainers whose update of ``round_`` the aggregator rejected (``SubmissionRejected``)."""

@@ -5,7 +5,8 @@
   is not their aggregator; :data:`INDEPENDENCE_RULE`);
 * a project with a reliability bar (``min_reliability_bps > 0``) also requires an earned record
   (``TrainingMarket.requiredTrackRecord``): :func:`project_bar` reads it live for a project on chain,
-  :func:`config_bar` computes it as the contract will (:func:`required_earned`) for a job not yet created;
+  :func:`config_bar` computes it as the contract will (``ProjectConfig.required_track_record``) for a job
+  not yet created;
 * :func:`explain_bar_refusal` puts ``ReliabilityTooLow`` and ``TrackRecordTooSmall`` (``join`` refused) in words.
 
 Amounts in the sentences are exact ETH (:func:`~marketplace.web.schemas.eth`).
@@ -19,7 +20,6 @@ from marketplace.adapters.chain.market import TrackRecord as ChainTrackRecord
 from marketplace.web.filters import bps
 from marketplace.web.schemas import ReliabilityBar, TrackRecord, eth
 
-BPS = 10_000
 #: What counts in a track record, in one sentence (the trainer page and the API say it next to the record).
 INDEPENDENCE_RULE = (
     "Only projects whose owner is not their aggregator count: where the owner aggregates its own project it "
@@ -55,15 +55,6 @@ def track_record(market: MarketClient, trainer: str) -> TrackRecord:
     return track_record_view(market.track_record(trainer))
 
 
-def required_earned(reward_budget: int, max_trainers: int, min_reliability_bps: int) -> int:
-    """What ``TrainingMarket.requiredTrackRecord`` will answer for a project created with these parameters: 0
-    without a bar, else ``reward_budget * 10000 // (max_trainers * PROTOCOL_FEE_BPS)`` wei (the budget per
-    trainer slot divided by the protocol fee rate, rounded down as the contract does)."""
-    if min_reliability_bps == 0:
-        return 0
-    return reward_budget * BPS // (max_trainers * PROTOCOL_FEE_BPS)
-
-
 def bar_view(min_reliability_bps: int, required: int, reward_budget: int, max_trainers: int) -> ReliabilityBar | None:
     """The bar of a project with these parameters that requires ``required`` wei earned (None without a bar)."""
     if min_reliability_bps == 0:
@@ -81,9 +72,9 @@ def bar_view(min_reliability_bps: int, required: int, reward_budget: int, max_tr
 
 
 def config_bar(config: ProjectConfig) -> ReliabilityBar | None:
-    """The bar a job not yet on chain will set (:func:`required_earned`); None without a bar."""
+    """The bar a job not yet on chain will set (``ProjectConfig.required_track_record``); None without a bar."""
     bar, budget, size = config.min_reliability_bps, config.reward_budget, config.max_trainers
-    return bar_view(bar, required_earned(budget, size, bar), budget, size)
+    return bar_view(bar, config.required_track_record, budget, size)
 
 
 def project_bar(
