@@ -116,7 +116,7 @@ def measure(value: int, url: str, accounts: list[LocalAccount]) -> FarmingCost:
     verifier = deployment.address(TEST_VERIFIER)
     victim_owner, victim_aggregator, farmer, sybil_owner, sybil_aggregator = (base.as_account(a) for a in accounts[1:6])
     victim_cfg = _config(victim_aggregator.address, 4 * value, 1, verifier)
-    bar = {"max_trainers": 4, "min_reliability_bps": BAR_BPS}
+    bar = {"min_trainers": 4, "max_trainers": 4, "min_reliability_bps": BAR_BPS}
     victim = victim_owner.create_project(victim_cfg.model_copy(update=bar))
     assert victim_owner.get_project(victim).reward_budget == 4 * value
     required = victim_owner.required_track_record(victim)

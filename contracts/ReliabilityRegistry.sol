@@ -34,6 +34,8 @@ contract ReliabilityRegistry is IReliabilityRegistry, Ownable {
     mapping(address market => bool) private _authorized;
     mapping(address trainer => TrackRecord) private _records;
     mapping(address trainer => mapping(address owner => bool)) private _workedFor;
+    mapping(address market => mapping(uint256 projectId => mapping(address trainer => uint256))) private _reserved;
+    mapping(address trainer => uint256) private _reservedTotal;
 
     /// @notice `market` was allowed (or no longer allowed) to record outcomes.
     event MarketAuthorizationChanged(address indexed market, bool authorized);
@@ -51,6 +53,15 @@ contract ReliabilityRegistry is IReliabilityRegistry, Ownable {
     event RoundNotCounted(address indexed market, uint256 indexed projectId, uint256 round, address owner);
     /// @notice `trainer`'s record gained a project (`newOwner`: of an owner it had not worked for before).
     event ProjectCounted(address indexed trainer, address indexed market, uint256 indexed projectId, bool newOwner);
+
+    /// @notice `amount` of `trainer`'s record was reserved for a project's bar (`RecordReleased`: given back;
+    /// `RecordSpent`: debited from its record because it was flagged there).
+    event RecordReserved(address indexed trainer, address indexed market, uint256 indexed projectId, uint256 amount);
+    event RecordReleased(address indexed trainer, address indexed market, uint256 indexed projectId, uint256 amount);
+    event RecordSpent(address indexed trainer, address indexed market, uint256 indexed projectId, uint256 amount);
+
+    /// @notice Too little of `trainer`'s earned record is available (not reserved) for a bar requiring `required`.
+    error TrackRecordTooSmall(address trainer, uint256 available, uint256 required);
 
     /// @notice The caller is not an authorized market.
     error UnauthorizedMarket(address caller);
@@ -94,6 +105,36 @@ contract ReliabilityRegistry is IReliabilityRegistry, Ownable {
     }
 
     /// @inheritdoc IReliabilityRegistry
+    function reserve(uint256 projectId, address trainer, uint256 amount) external {
+        if (!_authorized[msg.sender]) revert UnauthorizedMarket(msg.sender);
+        uint256 available = _records[trainer].earned - _reservedTotal[trainer];
+        if (available < amount) revert TrackRecordTooSmall(trainer, available, amount);
+        _reserved[msg.sender][projectId][trainer] += amount;
+        _reservedTotal[trainer] += amount;
+        emit RecordReserved(trainer, msg.sender, projectId, amount);
+    }
+
+    /// @inheritdoc IReliabilityRegistry
+    function release(uint256 projectId, address trainer) external {
+        if (!_authorized[msg.sender]) revert UnauthorizedMarket(msg.sender);
+        uint256 amount = _reserved[msg.sender][projectId][trainer];
+        if (amount == 0) return;
+        delete _reserved[msg.sender][projectId][trainer];
+        _reservedTotal[trainer] -= amount;
+        emit RecordReleased(trainer, msg.sender, projectId, amount);
+    }
+
+    /// @inheritdoc IReliabilityRegistry
+    function availableOf(address trainer) external view returns (uint256) {
+        return _records[trainer].earned - _reservedTotal[trainer];
+    }
+
+    /// @notice Wei of `trainer`'s record reserved by the bar of project `projectId` of `market`.
+    function reservedOf(address market, uint256 projectId, address trainer) external view returns (uint256) {
+        return _reserved[market][projectId][trainer];
+    }
+
+    /// @inheritdoc IReliabilityRegistry
     function reliabilityOf(address trainer) external view returns (uint256) {
         return _reliability(_records[trainer]);
     }
@@ -129,12 +170,28 @@ contract ReliabilityRegistry is IReliabilityRegistry, Ownable {
     ) private {
         TrackRecord storage r = _records[trainer];
         if (round == 0) _countProject(r, trainer, projectOwner, projectId);
-        if (outcome == Outcome.Contributed) ++r.contributed;
-        else if (outcome == Outcome.Flagged) ++r.flagged;
-        else ++r.missed;
+        if (outcome == Outcome.Contributed) {
+            ++r.contributed;
+        } else if (outcome == Outcome.Flagged) {
+            ++r.flagged;
+            _spendReservation(r, projectId, trainer);
+        } else {
+            ++r.missed;
+        }
         uint256 earned = uint256(r.earned) + reward;
         r.earned = earned > type(uint96).max ? type(uint96).max : uint96(earned);
         emit ReliabilityUpdated(trainer, msg.sender, projectId, round, outcome, _reliability(r));
+    }
+
+    /// @dev A trainer flagged in a project whose bar reserved part of its record loses that part: earned and
+    /// the reservation shrink together (earned never falls below what stays reserved elsewhere).
+    function _spendReservation(TrackRecord storage r, uint256 projectId, address trainer) private {
+        uint256 amount = _reserved[msg.sender][projectId][trainer];
+        if (amount == 0) return;
+        delete _reserved[msg.sender][projectId][trainer];
+        _reservedTotal[trainer] -= amount;
+        r.earned -= uint96(amount);
+        emit RecordSpent(trainer, msg.sender, projectId, amount);
     }
 
     function _countProject(TrackRecord storage r, address trainer, address projectOwner, uint256 projectId)

@@ -299,7 +299,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error RoleConflict(address account);
     error WrongStake(uint256 expected, uint256 sent);
     error ReliabilityTooLow(address trainer, uint256 reliabilityBps, uint256 requiredBps);
-    error TrackRecordTooSmall(address trainer, uint256 earned, uint256 required);
     error NotEnoughTrainers(uint256 joined, uint256 required);
     error NotAllowedYet(uint256 projectId, uint256 notBefore);
     error Unauthorized(address caller);
@@ -437,17 +436,15 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (msg.value != p.stake) revert WrongStake(p.stake, msg.value);
         uint256 reliability = registry.reliabilityOf(msg.sender);
         if (reliability < p.minReliabilityBps) revert ReliabilityTooLow(msg.sender, reliability, p.minReliabilityBps);
-        if (p.minReliabilityBps != 0) {
-            uint256 required = _requiredTrackRecord(p);
-            uint256 earned = registry.earnedOf(msg.sender);
-            if (earned < required) revert TrackRecordTooSmall(msg.sender, earned, required);
-        }
 
         _trainerList[projectId].push(msg.sender); // not `list.push`: analysers miss writes through storage pointers
         t.slot = uint16(list.length);
         t.stakeLeft = p.stake;
         emit TrainerJoined(projectId, msg.sender, msg.value);
         if (list.length == p.maxTrainers) _startTraining(projectId, p);
+        // Interaction with the trusted registry: a bar reserves the record it requires until this trainer
+        // withdraws (reverts `TrackRecordTooSmall` when too little of its record is free).
+        if (p.minReliabilityBps != 0) registry.reserve(projectId, msg.sender, _requiredTrackRecord(p));
     }
 
     /// @notice Commits this trainer's sealed submission for `round` ({sealOf}), while the commit phase
@@ -650,21 +647,25 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     // ------------------------------------------------------------------ withdrawals
 
     /// @notice Pays the caller everything it is owed by a finished or cancelled project, in all
-    /// its roles (owner, aggregator, trainer). Pull payment: state is zeroed before the transfer.
+    /// its roles (owner, aggregator, trainer), and gives a trainer back the track record the project's bar
+    /// reserved (even when it is owed nothing). Pull payment: state is zeroed before the transfer.
     function withdraw(uint256 projectId) external nonReentrant {
         Project storage p = _project(projectId);
         if (p.status != Status.Finished && p.status != Status.Cancelled) {
             revert WrongStatus(projectId, Status.Finished, p.status);
         }
         uint256 amount = _owed(projectId, p, msg.sender);
-        if (amount == 0) revert NothingToWithdraw(projectId, msg.sender);
+        Trainer storage t = _trainers[projectId][msg.sender];
+        bool releases = t.slot != 0 && !t.withdrawn && p.minReliabilityBps != 0; // its reserved record
+        if (amount == 0 && !releases) revert NothingToWithdraw(projectId, msg.sender);
 
         if (msg.sender == p.owner) p.ownerPaid = true;
         if (msg.sender == p.aggregator) p.aggregatorPaid = true;
-        Trainer storage t = _trainers[projectId][msg.sender];
         if (t.slot != 0) t.withdrawn = true;
         emit Withdrawn(projectId, msg.sender, amount);
 
+        if (releases) registry.release(projectId, msg.sender); // trusted
+        if (amount == 0) return;
         (bool ok,) = payable(msg.sender).call{value: amount}("");
         if (!ok) revert TransferFailed(msg.sender, amount);
     }
@@ -771,11 +772,13 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         return _owed(projectId, p, account);
     }
 
-    /// @notice What a trainer must have earned in independent projects ({IReliabilityRegistry-earnedOf}) to
-    /// join `projectId`, if it sets a reliability bar (0 otherwise): its budget per trainer slot divided by
-    /// the protocol fee rate. Rewards earned in self-dealt projects were escrowed by the farmer with
-    /// {PROTOCOL_FEE_BPS} of them burned, so farming this record burns at least the budget per slot, the
-    /// value the bar protects.
+    /// @notice What a trainer must have earned in independent projects, and not reserved by another bar
+    /// ({IReliabilityRegistry-availableOf}), to join `projectId` if it sets a reliability bar (0 otherwise):
+    /// its budget per guaranteed trainer (`minTrainers`: the largest equal share a trainer can get) divided
+    /// by the protocol fee rate. Rewards earned in self-dealt projects were escrowed by the farmer with
+    /// {PROTOCOL_FEE_BPS} of them burned, so farming this record burns at least the value the bar protects.
+    /// Joining reserves it until the trainer withdraws; a round it is flagged in spends it (the registry
+    /// debits it from the record), so one farmed record opens one bar at a time and sabotage costs it.
     function requiredTrackRecord(uint256 projectId) external view returns (uint256) {
         Project storage p = _project(projectId);
         return p.minReliabilityBps == 0 ? 0 : _requiredTrackRecord(p);
@@ -1106,9 +1109,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         emit TrainingStarted(projectId, _trainerList[projectId].length, block.timestamp + p.submissionPeriod);
     }
 
-    /// @dev The budget per trainer slot over the protocol fee rate (see {requiredTrackRecord}).
+    /// @dev The budget per guaranteed trainer over the protocol fee rate (see {requiredTrackRecord}).
     function _requiredTrackRecord(Project storage p) private view returns (uint256) {
-        return (uint256(p.rewardBudget) * BPS) / (uint256(p.maxTrainers) * PROTOCOL_FEE_BPS);
+        return (uint256(p.rewardBudget) * BPS) / (uint256(p.minTrainers) * PROTOCOL_FEE_BPS);
     }
 
     /// @dev What the trainers of `round` split: its share, shrunk to the accepted part

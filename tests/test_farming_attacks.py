@@ -3,9 +3,9 @@ real anvil, by an outsider who controls as many addresses as it likes: a farmer 
 Sybil aggregator (so every address check passes), and honest trainers and owners beside it.
 
 The claim under attack (docs/security.md, "Reliability that cannot be farmed cheaply"): a project with a
-reliability bar protects ``V`` = its budget per trainer slot and requires ``V / 2 %`` wei earned in independent
-projects; rewards earned by self-dealing were escrowed by the farmer with 2 % burned, so reaching a bar by
-self-dealing burns at least ``V``.
+reliability bar protects ``V`` = its budget per guaranteed trainer (``minTrainers``) and requires ``V / 2 %`` wei
+earned in independent projects and not reserved by another bar; rewards earned by self-dealing were escrowed
+by the farmer with 2 % burned, so reaching a bar by self-dealing burns at least ``V``.
 
 What holds, and is guarded here where no other test does:
 
@@ -20,20 +20,20 @@ What holds, and is guarded here where no other test does:
   locks nothing; a budget near 2^96 pays out without overflow and saturates a record at 2^96 - 1 wei; a bar no
   record can reach (above 2^96 - 1 wei) is cancelled and refunded.
 
-What does not hold is a strict xfail that asserts the safe outcome (each reason says why it fails today):
+Holes the review found, fixed since (their tests now pass):
 
-- a record is never spent: one farmed record (``V`` burned) opens every bar of the same size, at once;
-- reliability lost by being flagged in a barred project is farmed back with dust rounds (1 000 wei budgets)
-  for gas only, and the earned part of the record is untouched: the farmer sabotages bar after bar;
-- the bar assumes a full project: a trainer alone in a project that starts with fewer than ``maxTrainers``
-  (``minTrainers`` < ``maxTrainers``, anyone starts it after the join deadline) is paid the whole budget,
-  ``maxTrainers`` times what its record burned.
+- a record was never spent: one farmed record (``V`` burned) opened every bar of the same size at once — joining
+  now reserves the required record in the registry until the trainer withdraws;
+- reliability lost by being flagged in a barred project was farmed back with dust rounds for gas only, the
+  earned part untouched — a round the trainer is flagged in now spends the reservation (debited from earned);
+- the bar assumed a full project: a trainer alone in a project that starts with ``minTrainers`` < ``maxTrainers``
+  was paid the whole budget, ``maxTrainers`` times what its record burned — the bar now divides the budget by
+  ``minTrainers``.
 
-Measured here (anvil, gas at 1 gwei, a victim of 10 ETH for 4 slots with a 90 % bar: ``V`` = 2.5 ETH, 125 ETH
-earned required): farming the record burns 2.5 ETH plus ~0.003 ETH of gas (1.001x ``V``, the claim holds for one
-bar); the same record then joins 3 such bars (7.5 ETH protected, 0.33x); after being flagged twice (75 %),
-18 dust rounds (~0.005 ETH of gas, 20 wei burned) clear the bar again (0.002x ``V``); alone in a 4-slot project
-the farmer is paid all 10 ETH (4x what it burned).
+Measured before the fixes (anvil, gas at 1 gwei, a victim of 10 ETH for 4 slots with a 90 % bar: ``V`` = 2.5 ETH,
+125 ETH earned required): farming the record burned 2.5 ETH plus ~0.003 ETH of gas (1.001x ``V``); the same
+record then joined 3 such bars (0.33x); after being flagged twice, 18 dust rounds (~0.005 ETH of gas) cleared
+the bar again (0.002x ``V``); alone in a 4-slot project the farmer was paid all 10 ETH (4x what it burned).
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def test_create_project_splits_every_value_exactly_and_burns_at_least_two_percen
     assert chain.balance(owner.market.address) - held == budget + aggregator_fee
     assert fee == value - aggregator_fee - budget
     assert fee * 10_000 >= budget * 200  # at least 2 % of the budget burned
-    assert owner.required_track_record(pid) == budget * 10_000 // (SLOTS * 200)
+    assert owner.required_track_record(pid) == budget * 10_000 // (cfg.min_trainers * 200)
     owner.cancel(pid)
     assert owner.withdraw(pid) == budget + aggregator_fee
     assert chain.balance(owner.market.address) == held
@@ -343,14 +343,9 @@ def test_a_budget_near_two_to_the_96_pays_out_caps_the_record_and_an_unreachable
     assert chain.balance(actors.owner.market.address) == held
 
 
-# ---------------------------------------------------------------- holes (strict xfails)
+# ---------------------------------------------------------------- holes the review found, fixed since
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a record is never spent: join checks earnedOf >= requiredTrackRecord and reserves nothing, so one "
-    "farmed record (V burned) opens every bar of the same size at once (3 bars, 3V protected, for V)",
-)
 def test_one_farmed_record_does_not_open_more_bars_than_it_burned_for(actors: Actors) -> None:
     farmer = _farmer(actors)
     victims = [_victim(actors) for _ in range(3)]
@@ -367,11 +362,6 @@ def test_one_farmed_record_does_not_open_more_bars_than_it_burned_for(actors: Ac
     assert farmer.cost() >= joined * PROTECTED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reliability counts rounds, not value, and a flagged round takes nothing from earned: after being "
-    "flagged in a barred project the farmer clears the bar again with 18 dust rounds for gas only",
-)
 def test_a_trainer_flagged_in_a_barred_project_cannot_clear_the_bar_again_for_gas(actors: Actors) -> None:
     farmer = _farmer(actors)
     honest = actors.trainers[1:SLOTS]
@@ -385,9 +375,9 @@ def test_a_trainer_flagged_in_a_barred_project_cannot_clear_the_bar_again_for_ga
         _play(actors, first, round_, actors.aggregator, [farmer.trainer, *honest], frozenset({farmer.trainer.address}))
     record = actors.owner.track_record(farmer.trainer.address)
     assert actors.owner.reliability(farmer.trainer.address) < BAR
-    assert record.earned >= required  # the flags took nothing from it
+    assert record.earned < required  # the first flag spent the record the bar had reserved
     with reverts("ReliabilityTooLow"):
-        farmer.trainer.join(second)  # the bar does its job, for now
+        farmer.trainer.join(second)  # the bar does its job
 
     spent = farmer.cost()
     farmer.farm(actors, DUST, _rounds_to_reach(record, BAR))
@@ -398,12 +388,6 @@ def test_a_trainer_flagged_in_a_barred_project_cannot_clear_the_bar_again_for_ga
     assert farmer.cost() - spent >= PROTECTED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="requiredTrackRecord divides the budget by maxTrainers, but a project starts with minTrainers (anyone "
-    "starts it after the join deadline) and the round's share goes to whoever is paid: alone in a 4-slot "
-    "project the farmer is paid 4V for a record that burned V",
-)
 def test_a_trainer_alone_in_a_barred_project_is_paid_no_more_than_its_record_burned(actors: Actors) -> None:
     farmer = _farmer(actors)
     victim = _victim(actors, min_trainers=1)

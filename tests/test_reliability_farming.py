@@ -76,11 +76,13 @@ def test_a_record_shows_rounds_projects_distinct_owners_and_wei_earned(actors: A
 
 
 def test_farming_a_reliability_bar_burns_at_least_the_value_it_protects(actors: Actors) -> None:
-    """The issue's farmer, now: a victim project (10 ETH for 4 trainers, 90 % required) protects 2.5 ETH per
-    slot and requires 125 ETH earned in independent projects. Reliability alone, farmed in a self-dealt
-    project with separate owner and aggregator addresses and a tiny budget, does not get the farmer in; the
-    earned value does, and farming it burned at least the 2.5 ETH the bar protects."""
-    victim = actors.create(reward_budget=10 * ETH, max_trainers=4, min_reliability_bps=9_000)
+    """The issue's farmer, now: a victim project (10 ETH for at least 4 trainers, 90 % required) protects
+    2.5 ETH per guaranteed trainer and requires 125 ETH earned in independent projects. Reliability alone,
+    farmed in a self-dealt project with separate owner and aggregator addresses and a tiny budget, does not get
+    the farmer in; the earned value does, and farming it burned at least the 2.5 ETH the bar protects. Joining
+    reserves that record: it opens no second bar until the farmer withdraws from the first."""
+    victim = actors.create(reward_budget=10 * ETH, min_trainers=4, max_trainers=4, min_reliability_bps=9_000)
+    second = actors.create(reward_budget=10 * ETH, min_trainers=4, max_trainers=4, min_reliability_bps=9_000)
     required = actors.owner.required_track_record(victim)
     assert required == 10 * ETH // 4 * 10_000 // PROTOCOL_FEE_BPS == 125 * ETH
     farmer, sybil_owner, sybil_aggregator = actors.trainers[0], actors.trainers[1], actors.trainers[2]
@@ -104,6 +106,16 @@ def test_farming_a_reliability_bar_burns_at_least_the_value_it_protects(actors: 
     protected = actors.owner.get_project(victim).reward_budget // 4
     assert burned >= protected
     assert actors.owner.track_record(farmer.address).earned >= required
+    assert actors.owner.available_record(farmer.address) < required  # reserved by the victim's bar
+    with reverts("TrackRecordTooSmall"):
+        farmer.join(second)
+
+
+def test_a_bar_counts_the_guaranteed_trainers_not_the_slots(actors: Actors) -> None:
+    """A project that may start with one trainer can pay that one the whole budget: its bar protects the
+    budget per minimum trainer."""
+    pid = actors.create(reward_budget=10 * ETH, min_trainers=1, max_trainers=4, min_reliability_bps=1)
+    assert actors.owner.required_track_record(pid) == 10 * ETH * 10_000 // PROTOCOL_FEE_BPS
 
 
 def test_a_project_without_a_reliability_bar_requires_no_record(actors: Actors) -> None:

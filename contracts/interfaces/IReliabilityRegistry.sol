@@ -41,4 +41,15 @@ interface IReliabilityRegistry {
 
     /// @notice Wei of rewards `trainer` earned in independent projects ({TrackRecord-earned}).
     function earnedOf(address trainer) external view returns (uint256);
+
+    /// @notice Wei of `trainer`'s earned record not reserved by a project's bar.
+    function availableOf(address trainer) external view returns (uint256);
+
+    /// @notice Reserves `amount` of `trainer`'s available record for project `projectId` of the calling
+    /// market (a bar it joined); reverts `TrackRecordTooSmall(trainer, available, amount)` if too little is
+    /// available. A round the trainer is flagged in spends the reservation (it is debited from earned).
+    function reserve(uint256 projectId, address trainer, uint256 amount) external;
+
+    /// @notice Returns what is left of `trainer`'s reservation for project `projectId` of the calling market.
+    function release(uint256 projectId, address trainer) external;
 }

@@ -118,10 +118,11 @@ class ProjectConfig(BaseModel):
     @property
     def required_track_record(self) -> int:
         """What ``TrainingMarket.requiredTrackRecord`` will answer for this project: 0 without a reliability bar,
-        else the budget per trainer slot over the protocol fee rate (wei earned in independent projects)."""
+        else the budget per guaranteed trainer (``min_trainers``) over the protocol fee rate (wei earned in
+        independent projects, not reserved by another bar)."""
         if self.min_reliability_bps == 0:
             return 0
-        return self.reward_budget * 10_000 // (self.max_trainers * PROTOCOL_FEE_BPS)
+        return self.reward_budget * 10_000 // (self.min_trainers * PROTOCOL_FEE_BPS)
 
     @property
     def payment(self) -> int:
@@ -544,6 +545,10 @@ class MarketClient:
         """Rounds by outcome, projects, distinct owners and wei earned behind ``trainer``'s reliability."""
         r = self.chain.call(self.registry.functions.trackRecordOf(to_checksum_address(trainer)))
         return TrackRecord(*(int(v) for v in r))
+
+    def available_record(self, trainer: str) -> int:
+        """Wei of ``trainer``'s earned record not reserved by the bar of a project it is in."""
+        return int(self.chain.call(self.registry.functions.availableOf(to_checksum_address(trainer))))
 
     def required_track_record(self, project_id: int) -> int:
         """Wei a trainer must have earned in independent projects to join ``project_id`` (0: no bar)."""
