@@ -1,8 +1,9 @@
 """What it costs to farm a reliability bar by self-dealing, beside what it cost before (issue 12 item 4).
 
 The farmer wants to join a victim project that requires 90 % reliability and protects ``V`` = its reward
-budget per trainer slot. It controls an owner, an aggregator and a trainer address (sybils), so every
-address check passes, and runs its own projects on the local test verifier to build a record.
+budget per guaranteed trainer (its minimum trainers). It controls an owner, an aggregator and a trainer
+address (sybils), so every address check passes, and runs its own projects on the local test verifier to
+build a record.
 
 - **before** (counts only, no protocol fee; a project whose owner is its aggregator counted): 8 rounds of a
   self-dealt project with a 1 wei budget gave 90 %; the cost is the gas of those rounds, whatever ``V``.
@@ -17,7 +18,7 @@ self-dealt rounds (which now count for nothing), the "now" row really farms the 
 
 Measured (2026-11-29, anvil, 1 gwei): before, 0.0025 ETH of gas reached the bar whatever it protected
 (0.025x of 0.1 ETH, 0.0003x of 10 ETH); now farming it burned exactly the value protected plus 0.0026 ETH of
-gas (1.026x, 1.003x, 1.000x for 0.1, 1 and 10 ETH per slot), and only then did the farmer get in.
+gas (1.026x, 1.003x, 1.000x for 0.1, 1 and 10 ETH per guaranteed trainer), and only then did the farmer get in.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ ROUNDS_FOR_BAR = 8  # (8 + 1) / (8 + 2) = 90 %: a Beta(1, 1) mean
 
 @dataclass
 class FarmingCost:
-    value_protected: int  # wei per trainer slot of the victim project
+    value_protected: int  # wei per guaranteed trainer of the victim project
     before_gas: int  # gas of the 8 self-dealt rounds that reached 90 % before
     now_gas: int  # gas of farming the record now
     now_burned: int  # protocol fees burned now
@@ -107,7 +108,7 @@ def _self_dealt_project(
 
 
 def measure(value: int, url: str, accounts: list[LocalAccount]) -> FarmingCost:
-    """Farms the bar of a victim project protecting ``value`` wei per slot, on the chain at ``url``."""
+    """Farms the bar of a victim project protecting ``value`` wei per guaranteed trainer, on the chain at ``url``."""
     admin = ChainClient(url, accounts[0])
     for account in accounts:
         admin.set_balance(account.address, 10**9 * ETH)
@@ -157,7 +158,9 @@ def render(rows: list[FarmingCost], gwei: float) -> Table:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--values", type=float, nargs="+", default=[0.1, 1.0, 10.0], help="ETH protected per slot")
+    parser.add_argument(
+        "--values", type=float, nargs="+", default=[0.1, 1.0, 10.0], help="ETH protected per guaranteed trainer"
+    )
     parser.add_argument("--gwei", type=float, default=1.0, help="gas price for the gas part of the cost")
     args = parser.parse_args()
     accounts = dev_accounts(6)
