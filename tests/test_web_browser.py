@@ -26,6 +26,7 @@ from marketplace.web.schemas import eth
 from marketplace.web.server import BackgroundServer, serve_in_background
 from marketplace.web.settings import WebSettings
 from tests.market_fixtures import Actors, cid_for, commitment_for, reveal_update
+from tests.test_web_track_record import required_record, run_project
 from tests.web_fixtures import INITIAL_CID, finalize, ipfs, ipfs_node, web_settings  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,8 +138,10 @@ def test_post_job_join_and_verify_a_finished_round(
     page.fill("#f-stake_eth", "0.1")
     costs = page.locator("#job-costs-live")  # what the owner sends, computed as the market takes it
     expect(costs).to_have_text("2.24 ETH: 2.2 ETH escrowed + 0.04 ETH protocol fee (burned)")
-    page.fill("#f-min_reliability_pct", "60")
-    expect(costs).to_contain_text("your reliability bar will require 50 ETH earned in independent projects")
+    page.fill("#f-min_reliability_pct", "60")  # the bar divides the budget by the minimum trainers (3 here)
+    bar = f"your reliability bar will require {eth(required_record(2 * 10**18, 3))} ETH of record available"
+    expect(costs).to_contain_text(bar)
+    expect(costs).to_contain_text("joining reserves it until withdrawal, a flagged round spends it")
     page.fill("#f-min_reliability_pct", "0")
     expect(costs).not_to_contain_text("reliability bar")
     page.click("#job-submit")
@@ -271,22 +274,56 @@ def test_the_join_page_checks_the_earned_record_a_bar_requires(
     server: BackgroundServer, browser_context: BrowserContext, anvil: AnvilNode, actors: Actors,
     accounts: list[LocalAccount],
 ) -> None:  # fmt: skip
-    """A newcomer meets a 50 % bar's reliability but has earned nothing: the join page shows the 125 ETH the bar
-    requires and why, the connected wallet's earned record, and does not offer to join."""
-    pid = actors.create(reward_budget=40 * 10**18, max_trainers=4, min_reliability_bps=5_000)
+    """A newcomer meets a 50 % bar's reliability but has earned nothing: the join page shows the record the bar
+    requires (the budget per guaranteed trainer over the 2 % fee) and why, the connected wallet's available record,
+    and does not offer to join. Then the trainer earns 10 ETH and joins another barred project that reserves 6 ETH
+    of it: a bar requiring 6 ETH is refused on the page (4 ETH available, though 10 ETH earned)."""
+    budget = 40 * 10**18
+    pid = actors.create(reward_budget=budget, min_trainers=2, max_trainers=4, min_reliability_bps=5_000)
+    required = required_record(budget, 2)
+    assert actors.owner.required_track_record(pid) == required
     use_wallet(browser_context, anvil.url, accounts[3])
     page = browser_context.new_page()
     errors = watch_errors(page)
     page.goto(f"{server.url}/projects/{pid}/join")
-    expect(page.locator("#join-required-earned")).to_contain_text("500 ETH")
-    expect(page.locator("#join-bar-why")).to_contain_text("burns at least the budget per slot it protects")
+    expect(page.locator("#join-required-earned")).to_contain_text(f"{eth(required)} ETH")
+    expect(page.locator("#join-required-earned")).to_contain_text("budget per guaranteed trainer (minimum trainers")
+    expect(page.locator("#join-bar-why")).to_contain_text(
+        "burns at least the budget per guaranteed trainer (minimum trainers) it protects"
+    )
+    expect(page.locator("#join-bar-reservation")).to_contain_text("reserves this record until you withdraw")
     page.click("#join-connect")
     expect(page.locator("#join-reliability")).to_have_text("50%")
+    expect(page.locator("#join-available")).to_have_text("0 ETH")
     expect(page.locator("#join-earned")).to_have_text("0 ETH")
     eligibility = page.locator("#join-eligibility")
-    expect(eligibility).to_have_text("✗ you earned 0 ETH in independent projects; this project requires 500 ETH")
+    expect(eligibility).to_have_text(
+        f"✗ you have 0 ETH of record available (0 ETH earned, 0 ETH reserved by other bars); this project requires "
+        f"{eth(required)} ETH"
+    )
     expect(page.locator("#join-button")).to_be_disabled()
     shoot(page, "join-below-earned-record")
+
+    trainer = actors.trainers[0]
+    assert trainer.address == accounts[3].address
+    run_project(actors, actors.stranger, actors.aggregator, [trainer], rounds=1)  # earns the whole 10 ETH budget
+    small = 12 * 10**18 // 100  # one guaranteed trainer: 0.12 ETH / 2 % = 6 ETH
+    holding = actors.create(reward_budget=small, min_trainers=1, max_trainers=2, min_reliability_bps=5_000)
+    trainer.join(holding)
+    same = actors.create(reward_budget=small, min_trainers=1, max_trainers=2, min_reliability_bps=5_000)
+    size = required_record(small, 1)
+    earned = actors.owner.track_record(trainer.address).earned
+    assert actors.owner.available_record(trainer.address) == earned - size < size <= earned
+    page.goto(f"{server.url}/projects/{same}/join")
+    page.click("#join-connect")  # the injected wallet forgets the connection on a new page
+    expect(page.locator("#join-available")).to_have_text(f"{eth(earned - size)} ETH")
+    expect(page.locator("#join-reserved")).to_have_text(f"{eth(size)} ETH")
+    expect(eligibility).to_have_text(
+        f"✗ you have {eth(earned - size)} ETH of record available ({eth(earned)} ETH earned, {eth(size)} ETH "
+        f"reserved by other bars); this project requires {eth(size)} ETH"
+    )
+    expect(page.locator("#join-button")).to_be_disabled()
+    shoot(page, "join-record-reserved")
     assert errors == [], errors
 
 

@@ -209,17 +209,26 @@ class AggregatorProfile(BaseModel):
 
 
 class ReliabilityBar(BaseModel):
-    """What a project's reliability bar asks of a trainer (``min_reliability_bps > 0``): the reliability and, in
-    independent projects, an earned record of ``required_earned`` wei (``TrainingMarket.requiredTrackRecord``:
-    the budget per trainer slot divided by the protocol fee rate)."""
+    """What a project's reliability bar asks of a trainer (``min_reliability_bps > 0``): the reliability and an
+    available record of ``required_earned`` wei (``TrainingMarket.requiredTrackRecord``: the budget per guaranteed
+    trainer, ``minTrainers``, divided by the protocol fee rate), earned in independent projects and not reserved
+    by another bar (``ReliabilityRegistry.availableOf``). Joining reserves it until the trainer withdraws; a round
+    the trainer is flagged in spends it."""
 
     min_reliability_bps: int
-    required_earned: str = Field(description="wei a trainer must have earned in independent projects to join")
+    required_earned: str = Field(
+        description="wei of record a trainer must have available (earned in independent projects, not reserved by "
+        "another bar) to join; joining reserves it"
+    )
     required_earned_eth: str
-    protected: str = Field(description="the budget per trainer slot (wei): what farming the bar burns at least")
+    protected: str = Field(
+        description="the budget per guaranteed trainer (reward budget // minimum trainers, wei): what farming the "
+        "bar burns at least"
+    )
     protected_eth: str
     protocol_fee_bps: int
     summary: str = Field(description="the bar and why it asks for an earned record, in words")
+    reservation_rule: str = Field(description="what joining does to the record (reserved, spent), in one sentence")
 
 
 class ProjectDetail(BaseModel):
@@ -376,11 +385,19 @@ class TrainerProject(BaseModel):
         description="whether the project's rounds count in the trainer's track record (its owner is not its "
         "aggregator)",
     )
+    reserved: str = Field(
+        default="0",
+        description="wei of the trainer's record this project's reliability bar holds reserved (live, "
+        "``reservedOf``): 0 without a bar, after it withdrew, or once a flagged round spent it",
+    )
+    reserved_eth: str = "0"
 
 
 class TrackRecord(BaseModel):
     """What a trainer's reliability is made of (``ReliabilityRegistry.trackRecordOf``, live from the chain):
-    only rounds of independent projects (whose owner is not their aggregator) count."""
+    only rounds of independent projects (whose owner is not their aggregator) count. Of what it earned, the bars of
+    the projects it is in hold ``reserved`` until it withdraws from them; the rest is ``available``
+    (``availableOf``) for a new join."""
 
     contributed: int
     flagged: int
@@ -388,10 +405,19 @@ class TrackRecord(BaseModel):
     rounds: int = Field(description="contributed + flagged + missed")
     projects: int = Field(description="independent projects taken part in")
     owners: int = Field(description="distinct owners of those projects")
-    earned: str = Field(description="wei of rewards earned in those projects")
+    earned: str = Field(description="wei of rewards earned in those projects (less what flagged rounds spent)")
     earned_eth: str
+    reserved: str = Field(
+        description="wei of the earned record reserved by the bars of projects the trainer is in (earned - available)"
+    )
+    reserved_eth: str
+    available: str = Field(
+        description="wei of the earned record not reserved (``availableOf``): what a new bar's join is checked against"
+    )
+    available_eth: str
     summary: str = Field(description="the record in words")
     rule: str = Field(description="what counts, in one sentence")
+    reservation_rule: str = Field(description="what joining a barred project does to the record, in one sentence")
 
 
 class TrainerProfile(BaseModel):

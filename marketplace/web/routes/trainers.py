@@ -15,7 +15,8 @@ pages = APIRouter(include_in_schema=False)
 @api.get("/trainers/{address}", response_model=TrainerProfile)
 def trainer(svc: TrainersDep, address: str) -> TrainerProfile:
     """A trainer's reliability, what it is made of (rounds, independent projects, distinct owners, ETH earned in
-    them; live from the registry) and its history across projects."""
+    them, how much of it reliability bars hold reserved and how much is available; live from the registry) and its
+    history across projects."""
     return svc.trainer(address)
 
 

@@ -6,8 +6,8 @@ Read models (from the event index plus a few live chain calls):
   rounds, payouts);
 * :mod:`~marketplace.web.services.rounds`: finalized rounds, a round's proof and its verification;
 * :mod:`~marketplace.web.services.trainers`: a trainer's reliability, track record and history;
-  :mod:`~marketplace.web.services.track_records` puts a track record and a project's reliability bar (the
-  earned record it requires) in words;
+  :mod:`~marketplace.web.services.track_records` puts a track record (earned, reserved, available) and a
+  project's reliability bar (the available record it requires and a join reserves) in words;
 * :mod:`~marketplace.web.services.aggregators`: an aggregator's track record (rounds, rejections, disputes
   lost) and its projects; :mod:`~marketplace.web.services.disputes` puts rejections and flags in words;
 * :mod:`~marketplace.web.services.models`: the model architectures (and pinning initial weights).

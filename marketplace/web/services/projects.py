@@ -134,7 +134,7 @@ class ProjectService:
         without a bar."""
         return project_bar(
             self.context.market, project.project_id, project.min_reliability_bps, int(project.reward_budget),
-            project.max_trainers,
+            project.min_trainers,
         )  # fmt: skip
 
     def detail(self, project_id: int) -> ProjectDetail:

@@ -1,15 +1,16 @@
 """Read model of a trainer: its reliability now and what it is made of (live from the registry: rounds by outcome,
-independent projects, distinct owners, wei earned), its reliability history across projects (events) and what it
-staked, earned and had flagged in each project it joined, and whether that project counts in its record (its
-owner is not its aggregator)."""
+independent projects, distinct owners, wei earned, how much of it the bars of its projects hold reserved and how
+much is available), its reliability history across projects (events) and what it staked, earned and had flagged
+in each project it joined, whether that project counts in its record (its owner is not its aggregator) and what
+of its record that project's bar holds reserved (live)."""
 
 from __future__ import annotations
 
 from marketplace.adapters.chain.market import Outcome
-from marketplace.web.schemas import ReliabilityPoint, TrainerProfile, TrainerProject
+from marketplace.web.schemas import ReliabilityPoint, TrainerProfile, TrainerProject, eth
 from marketplace.web.services.context import MarketContext, account_address
 from marketplace.web.services.projects import ProjectService
-from marketplace.web.services.track_records import track_record
+from marketplace.web.services.track_records import reserved_for, track_record
 
 
 class TrainerService:
@@ -37,11 +38,14 @@ class TrainerService:
         for row in indexer.projects_of(address):
             detail = self.projects.detail(row["project_id"])
             me = next(m for m in detail.trainers if m.trainer == address)
+            barred = detail.project.min_reliability_bps > 0  # only a bar reserves: no call for the others
+            reserved = reserved_for(market, row["project_id"], address) if barred else 0
             projects.append(
                 TrainerProject(
                     project_id=row["project_id"], status=detail.project.status, index=me.index, stake=me.stake,
                     earned=me.earned, earned_eth=me.earned_eth, flagged_rounds=me.flagged_rounds,
-                    counted=detail.project.owner != detail.project.aggregator,
+                    counted=detail.project.owner != detail.project.aggregator, reserved=str(reserved),
+                    reserved_eth=eth(reserved),
                 )
             )  # fmt: skip
         return TrainerProfile(

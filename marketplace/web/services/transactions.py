@@ -6,7 +6,7 @@ The server never signs. Given the sender, a transaction is simulated first (``et
 sender's address) so that a doomed one is explained before the wallet pops up: the contract's
 custom error is decoded and put in a sentence, :class:`Conflict` when the project's state does not
 allow it now, :class:`Rejected` otherwise (a ``join`` below the project's reliability bar, or without the
-earned record it requires, says what the bar asks and what the trainer has).
+available record it requires, says what the bar asks and what the trainer has available).
 
 ``createProject`` sends the escrow (reward budget + aggregator fee) and the protocol fee (burned):
 its request carries :class:`~marketplace.web.schemas.JobCosts`, the value broken down, and the earned record a
@@ -54,7 +54,7 @@ STATE_ERRORS = frozenset({"WrongStatus", "NotAllowedYet", "NothingToWithdraw", "
 #: Events a transaction status names (of the market and the registry).
 STATUS_EVENTS = (
     "ProjectCreated", "TrainerJoined", "TrainingStarted", "ProjectCancelled", "ProjectAbandoned", "ReliabilityUpdated",
-    "Withdrawn",
+    "Withdrawn", "RecordReserved", "RecordReleased", "RecordSpent",
 )  # fmt: skip
 
 

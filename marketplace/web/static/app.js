@@ -127,8 +127,8 @@
   // ---------------------------------------------------------------- what a job costs (live, on the form)
   const fmtEth = (wei) => ethers.formatEther(wei).replace(/\.0$/, "");
   /** The job form's "What you send": escrow + protocol fee (ProjectConfig.protocol_fee: the fee rounded up), and
-   * the earned record a reliability bar will require (TrainingMarket.requiredTrackRecord). The review step shows
-   * the server's figures. */
+   * the record a reliability bar will require of each trainer (TrainingMarket.requiredTrackRecord: the budget per
+   * guaranteed trainer, budget / minimum trainers, over the fee rate). The review step shows the server's figures. */
   function updateJobCosts() {
     const box = $("#job-costs");
     const out = $("#job-costs-live");
@@ -142,10 +142,11 @@
       const escrow = budget + aggregatorFee;
       let text = `${fmtEth(escrow + fee)} ETH: ${fmtEth(escrow)} ETH escrowed + ${fmtEth(fee)} ETH protocol fee (burned)`;
       const bar = Number($("#f-min_reliability_pct").value || 0);
-      const maxTrainers = BigInt(Math.max(1, Math.trunc(Number($("#f-max_trainers").value) || 1)));
+      const minTrainers = BigInt(Math.max(1, Math.trunc(Number($("#f-min_trainers").value) || 1)));
       if (bar > 0) {
-        const required = (budget * 10000n) / (maxTrainers * feeBps);
-        text += `; your reliability bar will require ${fmtEth(required)} ETH earned in independent projects of each trainer`;
+        const required = (budget * 10000n) / (minTrainers * feeBps);
+        text += `; your reliability bar will require ${fmtEth(required)} ETH of record available to each trainer ` +
+          "(the budget per guaranteed trainer, earned in independent projects; joining reserves it until withdrawal, a flagged round spends it)";
       }
       out.textContent = text;
     } catch (_) {
@@ -254,18 +255,24 @@
       if (!response.ok) { $("#join-eligibility").textContent = trainer.detail; return; }
       $("#join-reliability").textContent = pct(trainer.reliability_bps);
       const min = Number(section.dataset.minReliability);
-      // A project with a reliability bar also requires an earned record in independent projects (wei).
+      // A project with a reliability bar also requires an available record (wei): earned in independent
+      // projects and not reserved by the bar of another project this trainer is in (availableOf).
+      const record = trainer.track_record;
       const required = BigInt(section.dataset.requiredEarned || "0");
-      const earned = BigInt(trainer.track_record.earned);
-      const earnedBox = $("#join-earned");
-      if (earnedBox) earnedBox.textContent = `${trainer.track_record.earned_eth} ETH`;
+      const available = BigInt(record.available);
+      for (const [id, eth] of [["#join-available", record.available_eth], ["#join-earned", record.earned_eth],
+                               ["#join-reserved", record.reserved_eth]]) {
+        const box = $(id);
+        if (box) box.textContent = `${eth} ETH`;
+      }
       let problem = null;
       if (trainer.projects.some((p) => p.project_id === pid)) problem = "you already joined this project";
       else if (section.dataset.status !== "open") problem = `the project is ${section.dataset.status}; joining is closed`;
       else if ([section.dataset.owner, section.dataset.aggregator].includes(account)) problem = "the owner and the aggregator cannot train";
       else if (trainer.reliability_bps < min) problem = `below the project's minimum of ${pct(min)}`;
-      else if (min > 0 && earned < required) {
-        problem = `you earned ${trainer.track_record.earned_eth} ETH in independent projects; this project requires ${fmtEth(required)} ETH`;
+      else if (min > 0 && available < required) {
+        problem = `you have ${record.available_eth} ETH of record available (${record.earned_eth} ETH earned, ` +
+          `${record.reserved_eth} ETH reserved by other bars); this project requires ${fmtEth(required)} ETH`;
       }
       $("#join-eligibility").textContent = problem ? `✗ ${problem}` : "✓ you can join";
       $("#join-eligibility").className = problem ? "bad" : "ok";
