@@ -177,5 +177,4 @@ def _starting_model_cid(market: MarketClient, project_id: int, round_: int) -> s
     if round_ > 0:
         previous = next(r for r in market.finalized_rounds(project_id) if r.round == round_ - 1)
         return previous.model_cid
-    (created,) = market.chain.get_logs(market.market, "ProjectCreated", 0, argument_filters={"projectId": project_id})
-    return str(created["args"]["initialModelCid"])
+    return market.initial_model_cid(project_id)

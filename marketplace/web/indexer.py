@@ -79,8 +79,6 @@ from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 #: document, ``skipped`` events). An index of an older version is rebuilt.
 SCHEMA_VERSION = 4
 KEPT_HEADS = 32
-#: Blocks per eth_getLogs request (public RPCs cap the range).
-LOG_CHUNK = 5_000
 #: Proof documents read from IPFS per sync at most (the rest on later syncs).
 DOCS_PER_SYNC = 16
 #: Longest published row accepted from a ``RejectionDisputed`` (K + 2 values, K at most 1024).
@@ -284,7 +282,11 @@ class Indexer:
     # ------------------------------------------------------------------ sync
 
     def sync(self) -> int:
-        """Index everything up to the chain's latest block; returns the number of new logs."""
+        """Index everything up to the chain's latest block; returns the number of new logs.
+
+        The blocks are read from the deployment block on, :attr:`ChainClient.log_block_range` blocks at a time
+        (the client pages and narrows further if the provider asks it to), each range stored in its own
+        transaction: a sync that fails part way keeps what it read."""
         with self._lock:
             head = self.chain.get_block("latest")
             head_number, head_hash = int(head["number"]), HexBytes(head["hash"]).to_0x_hex()
@@ -295,7 +297,7 @@ class Indexer:
             count = 0
             start = last + 1
             while start <= head_number:
-                end = min(head_number, start + LOG_CHUNK - 1)
+                end = min(head_number, start + self.chain.log_block_range - 1)
                 logs = self._logs(start, end)
                 with self._db:
                     self._db.execute("BEGIN")

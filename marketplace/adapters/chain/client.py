@@ -16,10 +16,18 @@ message the client makes (:class:`RpcUnavailable`, :class:`ChainIdMismatch`, the
 it quotes) and its ``repr`` name the endpoint with them replaced by ``***``
 (:mod:`~marketplace.adapters.chain.redact`), so no caller that prints an error or the client can show
 them. Only :attr:`ChainClient.rpc_url` holds the URL as given.
+
+Event logs are read in pages (:func:`paged_logs`): no ``eth_getLogs`` request spans more than
+:attr:`ChainClient.log_block_range` blocks (the constructor's ``log_block_range``, else
+``MARKETPLACE_LOG_BLOCK_RANGE``, else :data:`DEFAULT_LOG_BLOCK_RANGE`), because public providers refuse
+wider ranges. When the provider still answers that a range is too large (:func:`says_range_too_large`), the
+range is halved and asked again, and the client keeps the smaller size for later queries. Logs that cannot
+be read at all raise :class:`LogsUnavailable`, one line naming the event, the blocks and the provider's answer.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -77,6 +85,16 @@ RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Never retried by the transport: :meth:`ChainClient._send_raw` retries it and checks for duplicates.
 NOT_RETRIED = frozenset({"eth_sendRawTransaction"})
 GAS_MARGIN = 1.2
+#: Blocks per ``eth_getLogs`` request unless configured: what public providers accept.
+DEFAULT_LOG_BLOCK_RANGE = 10_000
+#: Environment variable setting the blocks per ``eth_getLogs`` request (a positive integer).
+LOG_BLOCK_RANGE_ENV = "MARKETPLACE_LOG_BLOCK_RANGE"
+#: Lowercase fragments of provider answers meaning "ask for fewer blocks" (range or result count too large):
+#: "query exceeds max block range 10000", "block range is too wide", "query returned more than 10000 results",
+#: "Log response size exceeded", "eth_getLogs is limited to a 10,000 range", "range too large".
+RANGE_TOO_LARGE_HINTS = ("range", "too large", "too wide", "too big", "exceed", "more than", "response size")
+#: Lowercase fragments of rate limiting, which a smaller range does not cure.
+RATE_LIMIT_HINTS = ("rate limit", "rate-limit", "ratelimit", "too many requests", "requests per")
 
 
 def _describe(exc: BaseException) -> str:
@@ -96,6 +114,72 @@ class _GaveUp(RpcUnavailable):
 
 class _Refused(RpcUnavailable):
     """The endpoint answered with an HTTP error that retrying will not fix (e.g. 401, 404)."""
+
+
+class LogsUnavailable(ChainError):
+    """The provider did not give the logs asked for (it refused the request, even for a single block when the
+    refusal was about the range); the message is one line naming the event, the blocks and its answer."""
+
+
+class RangeTooLarge(Exception):
+    """The provider refused the ``eth_getLogs`` request for blocks ``lo`` to ``hi`` because of its block range
+    (or its result count): a smaller range may succeed. :func:`paged_logs` handles it."""
+
+    def __init__(self, answer: str, lo: int, hi: int) -> None:
+        super().__init__(answer)
+        self.answer = answer
+        self.lo = lo
+        self.hi = hi
+
+
+def says_range_too_large(message: str) -> bool:
+    """Whether a provider's error ``message`` for ``eth_getLogs`` means that a smaller block range may succeed
+    (any of :data:`RANGE_TOO_LARGE_HINTS`, and none of :data:`RATE_LIMIT_HINTS`)."""
+    text = message.lower()
+    if any(hint in text for hint in RATE_LIMIT_HINTS):
+        return False
+    return any(hint in text for hint in RANGE_TOO_LARGE_HINTS)
+
+
+def paged_logs(fetch: Callable[[int, int], list[T]], start: int, end: int, size: int) -> tuple[list[T], int]:
+    """Everything ``fetch(lo, hi)`` returns for consecutive inclusive block ranges covering ``[start, end]``
+    exactly once, oldest first, each ``size`` blocks but the last (nothing is fetched when ``start > end``);
+    and the size that worked. ValueError unless ``size >= 1``.
+
+    When ``fetch`` raises :class:`RangeTooLarge` for a range of ``n > 1`` blocks, the size becomes
+    ``ceil(n / 2)`` and the walk goes on from the same block: a refused range is asked again halved, and
+    later ranges are no larger. A single block refused so re-raises it. Any other exception propagates.
+    """
+    if size < 1:
+        raise ValueError(f"a block range has at least 1 block, got {size}")
+    out: list[T] = []
+    lo = start
+    while lo <= end:
+        hi = min(end, lo + size - 1)
+        try:
+            out.extend(fetch(lo, hi))
+        except RangeTooLarge:
+            if hi == lo:
+                raise
+            size = (hi - lo + 2) // 2
+            continue
+        lo = hi + 1
+    return out, size
+
+
+def log_block_range_from_env() -> int:
+    """``MARKETPLACE_LOG_BLOCK_RANGE`` if set, else :data:`DEFAULT_LOG_BLOCK_RANGE`; :class:`ChainError` if it
+    is not a positive integer."""
+    raw = os.environ.get(LOG_BLOCK_RANGE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LOG_BLOCK_RANGE
+    try:
+        value = int(raw, 0)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ChainError(f"{LOG_BLOCK_RANGE_ENV} must be a positive number of blocks, got {raw!r}")
+    return value
 
 
 class RetryingHTTPProvider(Web3.HTTPProvider):
@@ -160,13 +244,20 @@ class ChainClient:
         backoff: float = 0.25,
         receipt_timeout: float = 120.0,
         poll_interval: float = 0.05,
+        log_block_range: int | None = None,
     ) -> None:
+        """``log_block_range``: blocks per ``eth_getLogs`` request (default :func:`log_block_range_from_env`);
+        ValueError unless positive."""
+        if log_block_range is not None and log_block_range < 1:
+            raise ValueError(f"log_block_range must be a positive number of blocks, got {log_block_range}")
         self.rpc_url = rpc_url
         self._account = account
         self.receipt_timeout = receipt_timeout
         self.poll_interval = poll_interval
         self._retries = max(1, retries)
         self._backoff = backoff
+        self._request_timeout = request_timeout
+        self._log_range = log_block_range if log_block_range is not None else log_block_range_from_env()
         provider = RetryingHTTPProvider(rpc_url, timeout=request_timeout, retries=self._retries, backoff=backoff)
         self.w3 = Web3(provider)
         self.w3.codec = lenient_codec()  # every contract made from ``w3`` decodes strings leniently
@@ -186,6 +277,27 @@ class ChainClient:
         return f"ChainClient({redact_url(self.rpc_url)!r}, account={who})"
 
     __str__ = __repr__
+
+    def with_account(self, account: LocalAccount | None) -> ChainClient:
+        """A new client of the same endpoint with the same settings (timeouts, retries, the current
+        :attr:`log_block_range`, known ABIs) signing as ``account`` (None: read-only); this one is unchanged."""
+        other = ChainClient(
+            self.rpc_url,
+            account,
+            request_timeout=self._request_timeout,
+            retries=self._retries,
+            backoff=self._backoff,
+            receipt_timeout=self.receipt_timeout,
+            poll_interval=self.poll_interval,
+            log_block_range=self.log_block_range,
+        )
+        other.decoder = self.decoder
+        return other
+
+    @property
+    def log_block_range(self) -> int:
+        """Blocks per ``eth_getLogs`` request: as configured, or less once the provider refused that many."""
+        return self._log_range
 
     @property
     def account(self) -> LocalAccount:
@@ -235,6 +347,13 @@ class ChainClient:
 
     def deploy(self, artifact: Artifact, *args: Any, value: int = 0, gas: int | None = None) -> Contract:
         """Deploy ``artifact`` with constructor ``args``; return the deployed contract."""
+        return self.deploy_with_receipt(artifact, *args, value=value, gas=gas)[0]
+
+    def deploy_with_receipt(
+        self, artifact: Artifact, *args: Any, value: int = 0, gas: int | None = None
+    ) -> tuple[Contract, TxReceipt]:
+        """Deploy ``artifact`` with constructor ``args``; return the deployed contract and the receipt of its
+        creation (its ``blockNumber`` is the first block the contract can have emitted logs in)."""
         if not artifact.is_deployable:
             raise ChainError(f"{artifact.name} has no bytecode (interface or abstract contract)")
         self.register_abi(artifact.abi)
@@ -243,7 +362,7 @@ class ChainClient:
         address = receipt["contractAddress"]
         if address is None:
             raise ChainError(f"deploying {artifact.name} produced no contract address")
-        return self.contract(artifact, address)
+        return self.contract(artifact, address), receipt
 
     # ----------------------------------------------------------- transactions
     def fees(self) -> dict[str, int]:
@@ -407,17 +526,78 @@ class ChainClient:
         to_block: BlockIdentifier = "latest",
         argument_filters: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """Past ``event_name`` logs of ``contract`` (oldest first), shaped like :meth:`events`."""
-        logs = self._rpc(
-            lambda: contract.events[event_name]().get_logs(
-                argument_filters=argument_filters, from_block=from_block, to_block=to_block
-            )
-        )
+        """Past ``event_name`` logs of ``contract`` in ``[from_block, to_block]`` (oldest first), shaped like
+        :meth:`events`, read in pages of at most :attr:`log_block_range` blocks (see :func:`paged_logs`).
+
+        Tags (``"latest"``, ...) are resolved to block numbers once, before the first page. Raises
+        :class:`LogsUnavailable` when the provider refuses the logs, :class:`RpcUnavailable` when it does not
+        answer."""
+        event = contract.events[event_name]
+
+        def fetch(lo: int, hi: int) -> list[Any]:
+            return list(event().get_logs(argument_filters=argument_filters, from_block=lo, to_block=hi))
+
+        logs = self._paged(fetch, from_block, to_block, f"{event_name} logs of {contract.address}")
         return [_event_dict(log) for log in logs]
 
     def get_logs_raw(self, params: FilterParams) -> list[LogReceipt]:
-        """``eth_getLogs`` with raw ``params`` (any addresses and topics), undecoded."""
-        return list(self._rpc(lambda: self.w3.eth.get_logs(params)))
+        """``eth_getLogs`` with raw ``params`` (any addresses and topics), undecoded, oldest first; paged like
+        :meth:`get_logs` over ``fromBlock`` to ``toBlock`` (defaults: the latest block) unless ``blockHash``
+        names one block."""
+        if "blockHash" in params:
+            try:
+                return list(self._rpc(lambda: self.w3.eth.get_logs(params)))
+            except Web3RPCError as exc:
+                block = HexBytes(params["blockHash"]).to_0x_hex()
+                message = f"RPC {self.rpc_url} refused to read the logs of block {block}: {_rpc_error_text(exc)}"
+                raise LogsUnavailable(self._redact(message)) from None
+
+        def fetch(lo: int, hi: int) -> list[LogReceipt]:
+            return list(self.w3.eth.get_logs({**params, "fromBlock": lo, "toBlock": hi}))
+
+        start, end = params.get("fromBlock", "latest"), params.get("toBlock", "latest")
+        address = params.get("address", "any address")
+        return self._paged(fetch, start, end, f"logs of {address if isinstance(address, str) else ', '.join(address)}")
+
+    def _paged(
+        self, fetch: Callable[[int, int], list[T]], start: BlockIdentifier, end: BlockIdentifier, what: str
+    ) -> list[T]:
+        """:func:`paged_logs` of ``fetch`` over ``[start, end]`` with this client's range (which it narrows when
+        the provider asks for less); provider refusals become :class:`LogsUnavailable`."""
+        first, last = self._block_number_of(start), self._block_number_of(end)
+
+        def guarded(lo: int, hi: int) -> list[T]:
+            try:
+                return self._rpc(lambda: fetch(lo, hi))
+            except Web3RPCError as exc:
+                answer = _rpc_error_text(exc)
+                if says_range_too_large(answer):
+                    raise RangeTooLarge(answer, lo, hi) from None
+                raise self._logs_unavailable(what, lo, hi, answer) from None
+
+        try:
+            logs, size = paged_logs(guarded, first, last, self._log_range)
+        except RangeTooLarge as exc:
+            raise self._logs_unavailable(what, exc.lo, exc.hi, exc.answer) from None
+        self._log_range = min(self._log_range, size)
+        return logs
+
+    def _logs_unavailable(self, what: str, lo: int, hi: int, answer: str) -> LogsUnavailable:
+        blocks = f"block {lo}" if lo == hi else f"blocks {lo}..{hi}"
+        return LogsUnavailable(self._redact(f"RPC {self.rpc_url} refused to read {what} in {blocks}: {answer}"))
+
+    def _block_number_of(self, block: BlockIdentifier) -> int:
+        """``block`` as a number: ints as given, ``"earliest"`` 0, ``"latest"`` the head, hex strings parsed,
+        other tags (``"safe"``, ``"finalized"``, ``"pending"``) as the node resolves them."""
+        if isinstance(block, int):
+            return block
+        if block == "earliest":
+            return 0
+        if block == "latest":
+            return self.block_number()
+        if isinstance(block, str) and block.startswith("0x") and len(block) <= 18:
+            return int(block, 16)
+        return int(self.get_block(block)["number"])
 
     def get_block(self, block_identifier: BlockIdentifier = "latest") -> BlockData:
         """A block's header fields (raises ``web3.exceptions.BlockNotFound`` for an unknown block)."""
@@ -469,6 +649,13 @@ class ChainClient:
     def set_balance(self, address: str, wei: int) -> None:
         """Set an address's balance (anvil only)."""
         self._request("anvil_setBalance", [to_checksum_address(address), hex(wei)])
+
+
+def _rpc_error_text(exc: Web3RPCError) -> str:
+    """The provider's own message in a JSON-RPC error answer (else web3's rendering of it), on one line."""
+    error = exc.rpc_response.get("error") if isinstance(exc.rpc_response, dict) else None
+    text = error.get("message") if isinstance(error, dict) else None
+    return " ".join(str(text if text else exc.message).split())
 
 
 def _event_dict(log: Any) -> dict[str, Any]:

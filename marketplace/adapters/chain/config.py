@@ -4,7 +4,9 @@ records (``deployments/<network>.json``).
 ``local`` is the anvil started by ``marketplace chain up`` (its URL from ``.state/chain.json``,
 else ``http://127.0.0.1:8545``; chain id 31337; anvil dev account 0 unless a key is configured).
 Any other name reads ``MARKETPLACE_RPC_URL``, ``MARKETPLACE_CHAIN_ID`` (optional, checked
-against the RPC) and ``MARKETPLACE_PRIVATE_KEY`` / ``MARKETPLACE_KEYSTORE``.
+against the RPC) and ``MARKETPLACE_PRIVATE_KEY`` / ``MARKETPLACE_KEYSTORE``. Every profile reads
+``MARKETPLACE_LOG_BLOCK_RANGE``: the most blocks one ``eth_getLogs`` request spans (default 10,000, what public
+providers accept; see :mod:`marketplace.adapters.chain.client`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pydantic import BaseModel, Field
 
 from marketplace.adapters.chain.accounts import KEYSTORE_ENV, PRIVATE_KEY_ENV, load_account
 from marketplace.adapters.chain.anvil import ANVIL_CHAIN_ID, dev_accounts
-from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.client import DEFAULT_LOG_BLOCK_RANGE, ChainClient, log_block_range_from_env
+from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.chain.localnet import read_chain_state
 from marketplace.adapters.toolchain import project_root
 
@@ -40,6 +43,8 @@ class NetworkProfile(BaseModel):
     chain_id: int | None = None
     keystore: Path | None = None
     is_local: bool = False
+    #: The most blocks one ``eth_getLogs`` request spans (the client halves it when the provider asks for less).
+    log_block_range: int = Field(default=DEFAULT_LOG_BLOCK_RANGE, ge=1)
 
     def account(self, password: str | None = None, *, dev_index: int = 0) -> LocalAccount:
         """The signing account: configured key/keystore; on ``local`` anvil's dev account."""
@@ -52,16 +57,23 @@ class NetworkProfile(BaseModel):
     def client(self, account: LocalAccount | None = None, *, read_only: bool = False) -> ChainClient:
         """A :class:`ChainClient` for this network (chain id checked when one is expected)."""
         signer = None if read_only else (account or self.account())
-        return ChainClient(self.rpc_url, signer, expected_chain_id=self.chain_id)
+        return ChainClient(self.rpc_url, signer, expected_chain_id=self.chain_id, log_block_range=self.log_block_range)
 
 
 def resolve_network(name: str = LOCAL) -> NetworkProfile:
-    """Build the profile for ``name`` from the chain state file and the environment."""
+    """Build the profile for ``name`` from the chain state file and the environment (:class:`ConfigError` for a
+    value that is not usable)."""
     keystore = Path(os.environ[KEYSTORE_ENV]) if os.environ.get(KEYSTORE_ENV) else None
+    try:
+        log_range = log_block_range_from_env()
+    except ChainError as exc:
+        raise ConfigError(str(exc)) from None
     if name == LOCAL:
         state = read_chain_state()
         url = state.url if state else DEFAULT_LOCAL_URL
-        return NetworkProfile(name=name, rpc_url=url, chain_id=ANVIL_CHAIN_ID, keystore=keystore, is_local=True)
+        return NetworkProfile(
+            name=name, rpc_url=url, chain_id=ANVIL_CHAIN_ID, keystore=keystore, is_local=True, log_block_range=log_range
+        )
     url = os.environ.get(RPC_URL_ENV)
     if not url:
         raise ConfigError(f"network {name!r} needs {RPC_URL_ENV} (and optionally {CHAIN_ID_ENV})")
@@ -70,12 +82,12 @@ def resolve_network(name: str = LOCAL) -> NetworkProfile:
         chain_id = int(raw_id, 0) if raw_id else None
     except ValueError:
         raise ConfigError(f"{CHAIN_ID_ENV} must be an integer, got {raw_id!r}") from None
-    return NetworkProfile(name=name, rpc_url=url, chain_id=chain_id, keystore=keystore)
+    return NetworkProfile(name=name, rpc_url=url, chain_id=chain_id, keystore=keystore, log_block_range=log_range)
 
 
 # ------------------------------------------------------------------ deployments
 class DeployedContract(BaseModel):
-    """One deployed contract."""
+    """One deployed contract; ``block_number`` is the block of its creation (no log of it is older)."""
 
     address: str
     block_number: int

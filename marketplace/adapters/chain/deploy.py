@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from web3.contract import Contract
 
 from marketplace.adapters.chain.client import ChainClient
@@ -31,8 +32,13 @@ TEST_VERIFIER = "TestRoundVerifier"
 
 
 def _deploy(chain: ChainClient, artifact: Artifact, *args: Any) -> tuple[Contract, DeployedContract]:
-    contract = chain.deploy(artifact, *args)
-    record = DeployedContract(address=contract.address, block_number=chain.block_number())
+    """Deploys ``artifact``; its record names the block and transaction that created it."""
+    contract, receipt = chain.deploy_with_receipt(artifact, *args)
+    record = DeployedContract(
+        address=contract.address,
+        block_number=int(receipt["blockNumber"]),
+        tx_hash=HexBytes(receipt["transactionHash"]).to_0x_hex(),
+    )
     return contract, record
 
 
@@ -70,12 +76,14 @@ def deploy_marketplace(
 
 
 def market_client(chain: ChainClient, deployment: Deployment, artifacts: Artifacts | None = None) -> MarketClient:
-    """A :class:`MarketClient` for ``deployment`` acting as ``chain``'s account."""
+    """A :class:`MarketClient` for ``deployment`` acting as ``chain``'s account; its event queries start at the
+    market's recorded creation block."""
     artifacts = artifacts or compile_contracts()
     return MarketClient(
         chain,
         chain.contract(artifacts[MARKET], deployment.address(MARKET)),
         chain.contract(artifacts[REGISTRY], deployment.address(REGISTRY)),
+        deploy_block=deployment.contracts[MARKET].block_number,
     )
 
 

@@ -14,6 +14,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from web3.contract import Contract
+from web3.exceptions import BlockNotFound
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import compile_contracts
@@ -371,20 +372,27 @@ def read_verifier_info(chain: ChainClient, address: str) -> VerifierInfo:
 
 
 class MarketClient:
-    """Calls and transactions of one account against a deployed market and registry."""
+    """Calls and transactions of one account against a deployed market and registry.
 
-    def __init__(self, chain: ChainClient, market: Contract, registry: Contract) -> None:
+    Event queries read no block older than ``deploy_block`` (the market's creation block, from the deployment
+    record), in pages (:meth:`ChainClient.get_logs`)."""
+
+    def __init__(self, chain: ChainClient, market: Contract, registry: Contract, deploy_block: int = 0) -> None:
         self.chain = chain
         self.market = market
         self.registry = registry
+        self.deploy_block = max(0, deploy_block)
+        self._created_in: dict[int, tuple[int, bytes]] = {}  # project id -> its creation block's number and hash
 
     def as_account(self, account: LocalAccount) -> MarketClient:
-        """The same market seen by another account (a new client; this one is unchanged)."""
-        chain = ChainClient(self.chain.rpc_url, account)
+        """The same market seen by another account (a new client with this one's settings and deployment
+        block; this one is unchanged)."""
+        chain = self.chain.with_account(account)
         return MarketClient(
             chain,
             chain.contract(self.market.abi, self.market.address),
             chain.contract(self.registry.abi, self.registry.address),
+            deploy_block=self.deploy_block,
         )
 
     @property
@@ -533,7 +541,10 @@ class MarketClient:
     def rejected_trainers(self, project_id: int, round_: int) -> list[str]:
         """Trainers whose update of ``round_`` the aggregator rejected (``SubmissionRejected``)."""
         logs = self.chain.get_logs(
-            self.market, "SubmissionRejected", 0, argument_filters={"projectId": project_id, "round": round_}
+            self.market,
+            "SubmissionRejected",
+            self.first_block(project_id),
+            argument_filters={"projectId": project_id, "round": round_},
         )
         return [e["args"]["trainer"] for e in logs]
 
@@ -560,13 +571,58 @@ class MarketClient:
         return int(c), int(f), int(m)
 
     # -------------------------------------------------------------- event history
+    # Every query reads from ``from_block`` if given, else from the project's :meth:`first_block`, and never
+    # from before the market's deployment block; :meth:`ChainClient.get_logs` pages it.
 
-    def commits(self, project_id: int, round_: int | None = None, from_block: int = 0) -> list[Commit]:
+    def _project_created(self, project_id: int, from_block: int) -> dict[str, Any] | None:
+        """The ``ProjectCreated`` event of ``project_id`` (shaped like :meth:`ChainClient.get_logs`), or None."""
+        logs = self.chain.get_logs(
+            self.market, "ProjectCreated", from_block, argument_filters={"projectId": project_id}
+        )
+        return logs[0] if logs else None
+
+    def first_block(self, project_id: int) -> int:
+        """The block ``project_id`` was created in (none of its events is older; the deployment block for a
+        project not created yet). Found from the deployment block once, then remembered with the block's hash
+        and found again when the chain no longer has that block (a reorg, or an ``evm_revert`` on a dev chain):
+        one block lookup instead of a walk over the whole market's history."""
+        known = self._created_in.get(project_id)
+        if known is not None and self._block_hash(known[0]) == known[1]:
+            return known[0]
+        event = self._project_created(project_id, self.deploy_block)
+        if event is None:
+            self._created_in.pop(project_id, None)
+            return self.deploy_block
+        block = int(event["block_number"])
+        found = self._block_hash(block)
+        if found is not None:
+            self._created_in[project_id] = (block, found)
+        return block
+
+    def _block_hash(self, number: int) -> bytes | None:
+        """The hash of block ``number`` on the chain the node follows now (None if it has no such block)."""
+        try:
+            return bytes(self.chain.get_block(number)["hash"])
+        except BlockNotFound:
+            return None
+
+    def _since(self, project_id: int, from_block: int | None) -> int:
+        return max(self.deploy_block, self.first_block(project_id) if from_block is None else from_block)
+
+    def initial_model_cid(self, project_id: int) -> str:
+        """The model CID ``project_id`` was created with (its ``ProjectCreated`` event); KeyError if none."""
+        event = self._project_created(project_id, self.first_block(project_id))
+        if event is None:
+            raise KeyError(f"no project {project_id} was created on this market")
+        return str(event["args"]["initialModelCid"])
+
+    def commits(self, project_id: int, round_: int | None = None, from_block: int | None = None) -> list[Commit]:
         """``UpdateCommitted`` events of a project (one round, or all), oldest first."""
         argument_filters: dict[str, Any] = {"projectId": project_id}
         if round_ is not None:
             argument_filters["round"] = round_
-        logs = self.chain.get_logs(self.market, "UpdateCommitted", from_block, argument_filters=argument_filters)
+        since = self._since(project_id, from_block)
+        logs = self.chain.get_logs(self.market, "UpdateCommitted", since, argument_filters=argument_filters)
         return [
             Commit(
                 int(e["args"]["projectId"]),
@@ -580,12 +636,15 @@ class MarketClient:
             for e in logs
         ]
 
-    def submissions(self, project_id: int, round_: int | None = None, from_block: int = 0) -> list[Submission]:
+    def submissions(
+        self, project_id: int, round_: int | None = None, from_block: int | None = None
+    ) -> list[Submission]:
         """``UpdateSubmitted`` events (reveals) of a project (one round, or all), oldest first."""
         argument_filters: dict[str, Any] = {"projectId": project_id}
         if round_ is not None:
             argument_filters["round"] = round_
-        logs = self.chain.get_logs(self.market, "UpdateSubmitted", from_block, argument_filters=argument_filters)
+        since = self._since(project_id, from_block)
+        logs = self.chain.get_logs(self.market, "UpdateSubmitted", since, argument_filters=argument_filters)
         return [
             Submission(
                 int(e["args"]["projectId"]),
@@ -601,13 +660,14 @@ class MarketClient:
         ]
 
     def announced_rejections(
-        self, project_id: int, round_: int | None = None, from_block: int = 0
+        self, project_id: int, round_: int | None = None, from_block: int | None = None
     ) -> list[RejectionAnnouncement]:
         """``RejectionAnnounced`` events of a project (one round, or all), oldest first."""
         argument_filters: dict[str, Any] = {"projectId": project_id}
         if round_ is not None:
             argument_filters["round"] = round_
-        logs = self.chain.get_logs(self.market, "RejectionAnnounced", from_block, argument_filters=argument_filters)
+        since = self._since(project_id, from_block)
+        logs = self.chain.get_logs(self.market, "RejectionAnnounced", since, argument_filters=argument_filters)
         return [
             RejectionAnnouncement(
                 int(e["args"]["projectId"]),
@@ -619,12 +679,15 @@ class MarketClient:
             for e in logs
         ]
 
-    def disputed_rows(self, project_id: int, round_: int | None = None, from_block: int = 0) -> list[DisputedRow]:
+    def disputed_rows(
+        self, project_id: int, round_: int | None = None, from_block: int | None = None
+    ) -> list[DisputedRow]:
         """``RejectionDisputed`` events of a project (one round, or all), oldest first."""
         argument_filters: dict[str, Any] = {"projectId": project_id}
         if round_ is not None:
             argument_filters["round"] = round_
-        logs = self.chain.get_logs(self.market, "RejectionDisputed", from_block, argument_filters=argument_filters)
+        since = self._since(project_id, from_block)
+        logs = self.chain.get_logs(self.market, "RejectionDisputed", since, argument_filters=argument_filters)
         return [
             DisputedRow(
                 int(e["args"]["projectId"]),
@@ -641,10 +704,13 @@ class MarketClient:
         accepted their commits, then the others in trainer order."""
         return arrival_order(self.trainers(project_id), self.commits(project_id, round_))
 
-    def finalized_rounds(self, project_id: int, from_block: int = 0) -> list[FinalizedRound]:
+    def finalized_rounds(self, project_id: int, from_block: int | None = None) -> list[FinalizedRound]:
         """``RoundFinalized`` events of a project, oldest first."""
         logs = self.chain.get_logs(
-            self.market, "RoundFinalized", from_block, argument_filters={"projectId": project_id}
+            self.market,
+            "RoundFinalized",
+            self._since(project_id, from_block),
+            argument_filters={"projectId": project_id},
         )
         return [
             FinalizedRound(
