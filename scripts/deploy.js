@@ -15,12 +15,14 @@ async function main() {
   const market = await hre.ethers.deployContract("TrainingMarket", [admin.address, await registry.getAddress()]);
   await market.waitForDeployment();
   await (await registry.setMarketAuthorization(await market.getAddress(), true)).wait();
+  // The block each contract was created in (its creation receipt), where event queries start.
+  const createdIn = async (contract) => (await contract.deploymentTransaction().wait()).blockNumber;
   const record = {
     network: hre.network.name,
     chain_id: Number(chainId),
     contracts: {
-      ReliabilityRegistry: { address: await registry.getAddress(), block_number: await hre.ethers.provider.getBlockNumber() },
-      TrainingMarket: { address: await market.getAddress(), block_number: await hre.ethers.provider.getBlockNumber() },
+      ReliabilityRegistry: { address: await registry.getAddress(), block_number: await createdIn(registry) },
+      TrainingMarket: { address: await market.getAddress(), block_number: await createdIn(market) },
     },
   };
   console.log(JSON.stringify(record, null, 2));

@@ -157,9 +157,13 @@ def project_show_cmd(project_id: int, network: str = NETWORK) -> None:
     trainers, finalized rounds and what everyone can withdraw."""
     market = connect_market(network, read_only=True)
     try:
-        p = market.get_project(project_id)
-    except ChainError as exc:
+        _show_project(market, project_id)
+    except ChainError as exc:  # one line (e.g. LogsUnavailable), never a traceback
         raise fail(str(exc)) from None
+
+
+def _show_project(market: MarketClient, project_id: int) -> None:
+    p = market.get_project(project_id)
     console.print(
         f"[bold]project {p.project_id}[/bold] ({p.status.label}): model {p.model_name}, "
         f"round {p.rounds_done}/{p.rounds}, budget {fmt_eth(p.reward_budget)}, fee {fmt_eth(p.aggregator_fee)}, "

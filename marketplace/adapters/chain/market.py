@@ -557,6 +557,14 @@ class MarketClient:
         r = self.chain.call(self.registry.functions.trackRecordOf(to_checksum_address(trainer)))
         return TrackRecord(*(int(v) for v in r))
 
+    def reserved_record(self, project_id: int, trainer: str) -> int:
+        """Wei of ``trainer``'s record reserved by the reliability bar of ``project_id`` (0 once it withdrew)."""
+        return int(
+            self.chain.call(
+                self.registry.functions.reservedOf(self.market.address, project_id, to_checksum_address(trainer))
+            )
+        )
+
     def available_record(self, trainer: str) -> int:
         """Wei of ``trainer``'s earned record not reserved by the bar of a project it is in."""
         return int(self.chain.call(self.registry.functions.availableOf(to_checksum_address(trainer))))

@@ -56,7 +56,12 @@ def connect(settings: WebSettings) -> MarketContext:
     IPFS node, if any."""
     chain = ChainClient(settings.rpc_url, None, expected_chain_id=settings.deployment.chain_id)
     deployed = market_client(chain, settings.deployment)
-    market = MarketClient(chain, lenient_contract(deployed.market), lenient_contract(deployed.registry))
+    market = MarketClient(
+        chain,
+        lenient_contract(deployed.market),
+        lenient_contract(deployed.registry),
+        deploy_block=deployed.deploy_block,
+    )
     blocks = [c.block_number for c in settings.deployment.contracts.values()]
     start = max(0, min(blocks) - 1) if blocks else 0
     reader = proof_doc_reader(settings.ipfs_api, settings.ipfs_timeout) if settings.ipfs_api else None

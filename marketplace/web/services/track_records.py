@@ -17,8 +17,6 @@ Amounts in the sentences are exact ETH (:func:`~marketplace.web.schemas.eth`).
 
 from __future__ import annotations
 
-from eth_utils import to_checksum_address
-
 from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, MarketClient, ProjectConfig
 from marketplace.adapters.chain.market import TrackRecord as ChainTrackRecord
@@ -78,8 +76,7 @@ def track_record(market: MarketClient, trainer: str) -> TrackRecord:
 def reserved_for(market: MarketClient, project_id: int, trainer: str) -> int:
     """Wei of ``trainer``'s record the bar of ``project_id`` (of this market) holds reserved, live from the
     registry (``reservedOf``): 0 without a bar, after it withdrew, or once a flagged round spent it."""
-    fn = market.registry.functions.reservedOf(market.market.address, project_id, to_checksum_address(trainer))
-    return int(market.chain.call(fn))
+    return market.reserved_record(project_id, trainer)
 
 
 def bar_view(min_reliability_bps: int, required: int, reward_budget: int, min_trainers: int) -> ReliabilityBar | None:
