@@ -5,9 +5,11 @@
 //
 // The compiler is the solc-js build from node_modules/solc, so nothing is downloaded.
 // The `testnet` network reads the same variables as `marketplace --network testnet`:
-//   MARKETPLACE_RPC_URL, MARKETPLACE_PRIVATE_KEY, MARKETPLACE_CHAIN_ID (optional check).
+//   MARKETPLACE_RPC_URL, MARKETPLACE_KEYSTORE + MARKETPLACE_KEYSTORE_PASSWORD or MARKETPLACE_PRIVATE_KEY
+//   (scripts/accounts.js), MARKETPLACE_CHAIN_ID (optional check).
 const { subtask } = require("hardhat/config");
 const { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } = require("hardhat/builtin-tasks/task-names");
+const { testnetAccounts } = require("./scripts/accounts.js");
 try {
   require("@nomicfoundation/hardhat-ethers"); // for scripts/deploy.js; compiling works without it
 } catch {}
@@ -27,7 +29,7 @@ subtask(TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD, async (args, hre, runSuper) => {
 const testnet = process.env.MARKETPLACE_RPC_URL
   ? {
       url: process.env.MARKETPLACE_RPC_URL,
-      accounts: process.env.MARKETPLACE_PRIVATE_KEY ? [process.env.MARKETPLACE_PRIVATE_KEY] : [],
+      accounts: testnetAccounts(process.env),
       ...(process.env.MARKETPLACE_CHAIN_ID ? { chainId: Number(process.env.MARKETPLACE_CHAIN_ID) } : {}),
     }
   : undefined;

@@ -8,6 +8,11 @@ const hre = require("hardhat");
 
 async function main() {
   const [admin] = await hre.ethers.getSigners();
+  if (!admin) {
+    throw new Error(
+      "no account to deploy from: set MARKETPLACE_KEYSTORE and MARKETPLACE_KEYSTORE_PASSWORD, or MARKETPLACE_PRIVATE_KEY",
+    );
+  }
   const { chainId } = await hre.ethers.provider.getNetwork();
   console.log(`deploying from ${admin.address} on chain ${chainId}`);
   const registry = await hre.ethers.deployContract("ReliabilityRegistry", [admin.address]);
