@@ -43,6 +43,11 @@ def test_owner_flow_through_the_cli(cli: CliRunner) -> None:
     out = run(cli, "project", "show", "1")
     assert "project 1" in out and CID in out
     assert "each round: commit 10 min, reveal 10 min, aggregation 10 min" in out and "commit phase" not in out
+    assert "withdrawals open when the project is finished or cancelled" in " ".join(out.split())
+    assert "0 rounds finalized, 0 rejections announced" in " ".join(out.split())
+    run(cli, "project", "cancel", "1")
+    out = " ".join(run(cli, "project", "show", "1").split())
+    assert "withdrawable: owner (also the aggregator) 3 ETH" in out, out
     out = run(cli, "project", "show", "7", code=1)
     assert "UnknownProject(projectId=7)" in out
 

@@ -62,9 +62,12 @@ def aggregator_run_cmd(
             return
         acc = f", accuracy {r.accuracy:.1%}" if r.accuracy is not None else ""
         flagged = [i for i, f in enumerate(r.flags) if f]
+        took = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in r.timings.items())
+        done = "was already finalized (by an earlier run)" if r.already_finalized else "finalized"
         console.print(
-            f"project {r.project_id} round {r.round} finalized{acc}: flagged {flagged or 'none'}, "
-            f"scores {[f'{s:.2f}' for s in r.scores]}, model {r.model_cid}"
+            f"project {r.project_id} round {r.round} {done}{acc}: flagged {flagged or 'none'}, "
+            f"scores {[f'{s:.2f}' for s in r.scores]}, model {r.model_cid}\n"
+            f"  proof {r.prover} ({took}); transaction {r.tx_hash or '-'}, gas {r.gas_used:,}"
         )
         for trainer, why in r.rejected.items():
             console.print(f"  rejected {trainer}: {why}")

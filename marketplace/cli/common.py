@@ -34,7 +34,12 @@ from marketplace.adapters.ipfs.store import ModelStore
 console = Console()
 
 NETWORK = typer.Option("local", "--network", "-n", help="Network profile: local, or a name configured by env vars.")
-KEYSTORE = typer.Option(None, "--keystore", help="Keystore JSON of your wallet (else MARKETPLACE_PRIVATE_KEY).")
+KEYSTORE = typer.Option(
+    None,
+    "--keystore",
+    help="Keystore JSON of your wallet (else MARKETPLACE_KEYSTORE, its password in MARKETPLACE_KEYSTORE_PASSWORD or "
+    "asked; else MARKETPLACE_PRIVATE_KEY).",
+)
 DEV_ACCOUNT = typer.Option(
     None, "--dev-account", help="Local chain only: sign with anvil's public dev account N (for trying things out)."
 )

@@ -184,6 +184,22 @@ def _show_project(market: MarketClient, project_id: int) -> None:
             fmt_eth(market.withdrawable(project_id, addr)),
         )
     console.print(trainers)
+    if p.status in (ProjectStatus.FINISHED, ProjectStatus.CANCELLED) and p.owner == p.aggregator:
+        owed = fmt_eth(market.withdrawable(project_id, p.owner))
+        console.print(f"withdrawable: owner (also the aggregator) {owed} (`marketplace project withdraw {project_id}`)")
+    elif p.status in (ProjectStatus.FINISHED, ProjectStatus.CANCELLED):
+        console.print(
+            f"withdrawable: owner {fmt_eth(market.withdrawable(project_id, p.owner))}, "
+            f"aggregator {fmt_eth(market.withdrawable(project_id, p.aggregator))} "
+            f"(`marketplace project withdraw {project_id}` as either)"
+        )
+    else:
+        console.print("withdrawals open when the project is finished or cancelled")
+    record = market.aggregator_record(p.aggregator)
+    console.print(
+        f"aggregator's record: {record.rounds} rounds finalized, {record.rejected} rejections announced, "
+        f"{record.disputes_lost} disputes lost, {record.upheld} rejections upheld"
+    )
     rounds = Table(title="Finalized rounds")
     for col in ["round", "model CID", "scores", "flags"]:
         rounds.add_column(col)

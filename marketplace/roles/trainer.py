@@ -112,7 +112,7 @@ class LocalTraining:
 
 
 class StepOutcome(StrEnum):
-    ALREADY_SUBMITTED = "already submitted"
+    ALREADY_SUBMITTED = "revealed; waiting for the round to be finalized"
     NOT_TRAINING = "not training yet"
     ROUND_CLOSED = "commit phase closed"
     WAITING_FOR_REVEAL = "committed; waiting for the reveal phase"
