@@ -203,11 +203,18 @@ class KeySetupReached(Exception):
 
 
 def _stub_key_setup(monkeypatch: pytest.MonkeyPatch, calls: list[tuple[int, int]]) -> None:
+    """Key setup (``--srs``) and the lookup of cached keys (no ``--srs``) record the circuit asked for."""
+
     def setup(n: int, k: int, *, srs: Path | None = None) -> None:
         calls.append((n, k))
         raise KeySetupReached
 
+    def find_keys(n: int, k: int, vka: list[bytes], *, root: Path | None = None) -> None:
+        calls.append((n, k))
+        raise KeySetupReached
+
     monkeypatch.setattr(marketplace.adapters.ezkl.keys, "setup", setup)
+    monkeypatch.setattr(marketplace.adapters.ezkl.keys, "find_keys", find_keys)
 
 
 def _approved_project(actors: Actors, adapter_address: str) -> int:
@@ -227,9 +234,11 @@ def test_the_adapter_declares_ezkl_and_the_rule_version_it_was_deployed_for(
     assert info == VerifierInfo(adapter.address, "ezkl-halo2-kzg", RULE_VERSION, N, 32)
     calls: list[tuple[int, int]] = []
     _stub_key_setup(monkeypatch, calls)
-    with pytest.raises(KeySetupReached):  # dispatched to the ezkl prover, which sets up the circuit's keys
+    with pytest.raises(KeySetupReached):  # dispatched to the ezkl prover, which looks for the circuit's keys
         prover_for(actors.aggregator, pid)
-    assert calls == [(N, 32)]
+    with pytest.raises(KeySetupReached):  # or, given an SRS file, sets them up
+        prover_for(actors.aggregator, pid, srs=Path("ceremony.srs"))
+    assert calls == [(N, 32), (N, 32)]
     with reverts("InvalidSetup"):
         chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, ROW_VKA, N, 32, ZERO_ROW, b"\0" * 8)
 

@@ -181,13 +181,23 @@ class RuleVersionMismatch(ProverSelectionError):
 
 
 class VerifyingKeyMismatch(ProverSelectionError):
-    """The cached circuit keys are not the ones the project's ``EzklRoundVerifier`` registered."""
+    """The circuit keys are not the ones the project's ``EzklRoundVerifier`` registered: the keys in
+    ``keys_root`` made with the SRS ``srs`` (``keys.srs_id``: a SHA-256, or ``"dev"``) differ; or, with
+    ``srs`` None, no cached keys match (``keys_root``: the cache looked through)."""
 
-    def __init__(self, verifier: str, n: int, k: int, keys_root: Path) -> None:
-        self.verifier, self.n, self.k, self.keys_root = verifier, n, k, keys_root
+    def __init__(self, verifier: str, n: int, k: int, keys_root: Path, *, srs: str | None = None) -> None:
+        self.verifier, self.n, self.k, self.keys_root, self.srs = verifier, n, k, keys_root, srs
+        circuit = f"row circuit k={k}" if n == 1 else f"circuit n={n}, k={k}"
+        if srs is None:
+            which = f"in {keys_root}"
+        else:  # "dev" is marketplace.adapters.ezkl.keys.DEV_SRS (not imported here: it loads ezkl)
+            which = f"made with {'a development SRS' if srs == 'dev' else f'SRS sha256 {srs}'} ({keys_root})"
+        setup = f"--row-only --sketch {k}" if n == 1 else f"--size {n}x{k}"
         super().__init__(
-            f"the cached keys of circuit n={n}, k={k} ({keys_root}) do not match the verifying key registered "
-            f"by verifier {verifier}: set up the keys it was deployed with (same SRS: --srs)"
+            f"the cached keys of {circuit} {which} do not match the verifying key registered by verifier "
+            f"{verifier}: set up keys from the SRS file it was deployed with (its deployer publishes the file or "
+            f"its sha256; `marketplace zk info` shows the recorded one): `marketplace zk setup --srs FILE {setup}`, "
+            "then pass --srs FILE (or nothing: matching cached keys are found)"
         )
 
 
@@ -202,18 +212,28 @@ class EzklRowProver:
 
     @classmethod
     def for_verifier(cls, market: MarketClient, info: VerifierInfo, *, srs: Path | None = None) -> EzklRowProver:
-        """The row prover of the ``EzklRoundVerifier`` ``info`` describes: the row circuit of its K (set up
-        once and cached), checked against the row VKA the verifier registered (``rowVka()``)."""
-        from marketplace.adapters.ezkl.keys import setup_row
+        """The row prover of the ``EzklRoundVerifier`` ``info`` describes: the row circuit of its K whose VKA
+        is the row VKA the verifier registered (``rowVka()``). With ``srs``, the keys of that SRS file (set
+        up once and cached); without, the cached keys (any SRS) that match. Raises
+        :class:`VerifyingKeyMismatch` when those keys do not match (or no cached keys do)."""
+        from marketplace.adapters.ezkl.keys import cache_dir, find_row_keys, setup_row
 
-        return cls(setup_row(info.sketch_width, srs=srs), row_vka=_row_vka(market, info.address), verifier=info.address)
+        row_vka, k = _row_vka(market, info.address), info.sketch_width
+        if srs is not None:
+            keys = setup_row(k, srs=srs)
+        else:
+            found = find_row_keys(k, row_vka)
+            if found is None:
+                raise VerifyingKeyMismatch(info.address, 1, k, cache_dir())
+            keys = found
+        return cls(keys, row_vka=row_vka, verifier=info.address)
 
     def __init__(self, keys: RowKeys, *, row_vka: list[bytes] | None = None, verifier: str = "") -> None:
         """``keys``: the row circuit's (:func:`marketplace.adapters.ezkl.keys.setup_row`); raises
         :class:`VerifyingKeyMismatch` unless their VKA is ``row_vka``, the words ``verifier`` registered
         (None: not checked)."""
         if row_vka is not None and row_vka != keys.vka_words():
-            raise VerifyingKeyMismatch(verifier, 1, keys.k, keys.root)
+            raise VerifyingKeyMismatch(verifier, 1, keys.k, keys.root, srs=keys.srs_id)
         self.keys = keys
 
     def prove_row(self, row: np.ndarray) -> bytes:
@@ -239,42 +259,47 @@ class EzklProver:
 
     @classmethod
     def for_verifier(cls, market: MarketClient, info: VerifierInfo, *, srs: Path | None = None) -> EzklProver:
-        """The prover of the ``EzklRoundVerifier`` ``info`` describes: its circuit's keys (set up once
-        and cached, see ``marketplace zk setup``), checked against the VKA the verifier registered;
-        the row circuit's keys are checked against its ``rowVka()`` when a row is first proven."""
-        from marketplace.adapters.ezkl.keys import setup
+        """The prover of the ``EzklRoundVerifier`` ``info`` describes: its circuit's keys whose VKA is the
+        VKA the verifier registered. With ``srs``, the keys of that SRS file (set up once and cached, see
+        ``marketplace zk setup``); without, the cached keys (any SRS) that match. Raises
+        :class:`VerifyingKeyMismatch` when those keys do not match (or no cached keys do). The row
+        circuit's keys (same SRS) are checked against its ``rowVka()`` when a row is first proven."""
+        from marketplace.adapters.ezkl.keys import cache_dir, find_keys, setup
 
         n, k = info.max_trainers, info.sketch_width  # an EzklRoundVerifier's maxTrainers is its circuit size
-        keys = setup(n, k, srs=srs)
         verifier = market.chain.contract(compile_contracts()["EzklRoundVerifier"], info.address)
         on_chain = [bytes(w) for w in market.chain.call(verifier.functions.vka())]
-        if on_chain != keys.vka_words():
-            raise VerifyingKeyMismatch(info.address, n, k, keys.root)
-        return cls(keys, row_vka=_row_vka(market, info.address), verifier=info.address, srs=srs)
+        if srs is not None:
+            keys = setup(n, k, srs=srs)
+            if on_chain != keys.vka_words():
+                raise VerifyingKeyMismatch(info.address, n, k, keys.root, srs=keys.srs_id)
+        else:
+            found = find_keys(n, k, on_chain)
+            if found is None:
+                raise VerifyingKeyMismatch(info.address, n, k, cache_dir())
+            keys = found
+        return cls(keys, row_vka=_row_vka(market, info.address), verifier=info.address)
 
-    def __init__(
-        self, keys: object, *, row_vka: list[bytes] | None = None, verifier: str = "", srs: Path | None = None
-    ) -> None:
+    def __init__(self, keys: object, *, row_vka: list[bytes] | None = None, verifier: str = "") -> None:
         """``keys``: the round circuit's; ``row_vka``: the row circuit's VKA words the verifier registered
-        (``rowVka()``; None: not checked), ``verifier`` its address, ``srs`` the SRS to set up the row
-        circuit with if its keys are not cached yet."""
+        (``rowVka()``; None: not checked), ``verifier`` its address."""
         from marketplace.adapters.ezkl.keys import CircuitKeys
 
         if not isinstance(keys, CircuitKeys):
             raise TypeError("EzklProver needs the circuit's CircuitKeys (marketplace.adapters.ezkl.keys.setup)")
         self.keys = keys
-        self._row_vka, self._verifier, self._srs = row_vka, verifier, srs
+        self._row_vka, self._verifier = row_vka, verifier
         self._rows: EzklRowProver | None = None
 
     def prove_row(self, row: np.ndarray) -> bytes:
-        """A proof of the row circuit of the round circuit's K (:class:`EzklRowProver`, its keys next to
-        the round circuit's). Raises :class:`VerifyingKeyMismatch` if the cached row keys are not those
-        the verifier registered, and ``ProvingFailed`` if ezkl fails."""
-        from marketplace.adapters.ezkl.keys import setup_row
+        """A proof of the row circuit of the round circuit's K made with the same SRS
+        (:class:`EzklRowProver`, :func:`marketplace.adapters.ezkl.keys.row_keys_for`). Raises
+        :class:`VerifyingKeyMismatch` if those row keys are not those the verifier registered, and
+        ``ProvingFailed`` if ezkl fails."""
+        from marketplace.adapters.ezkl.keys import row_keys_for
 
         if self._rows is None:
-            keys = setup_row(self.keys.k, srs=self._srs, root=self.keys.root.parent)
-            self._rows = EzklRowProver(keys, row_vka=self._row_vka, verifier=self._verifier)
+            self._rows = EzklRowProver(row_keys_for(self.keys), row_vka=self._row_vka, verifier=self._verifier)
         return self._rows.prove_row(row)
 
     def prove(
@@ -329,7 +354,10 @@ def prover_for(
     Raises, before any key is set up: :class:`UnknownProofSystem` for a proof system this code has
     no prover for, :class:`RuleVersionMismatch` when the verifier's ``ruleVersion()`` is not
     ``rule_version`` (this code's :data:`~marketplace.rule.RULE_VERSION`); and
-    :class:`VerifyingKeyMismatch` when the cached keys are not those the verifier registered."""
+    :class:`VerifyingKeyMismatch` when the keys are not those the verifier registered: with ``srs`` (the
+    CLI's ``--srs``), the keys made with that SRS file (found in the cache or built); without, no cached
+    keys of any SRS match (none are built: keys made with a fresh development SRS never match a verifier
+    deployed before)."""
     info = _declared_verifier(market, project_id, rule_version)
     prover = {p.proof_system: p for p in PROVERS}[info.proof_system]
     return prover.for_verifier(market, info, srs=srs)
@@ -339,8 +367,8 @@ def row_prover_for(
     market: MarketClient, project_id: int, *, srs: Path | None = None, rule_version: str = RULE_VERSION
 ) -> RowProver:
     """The row prover ``project_id``'s verifier needs (for ``disputeRejection``), chosen and checked as
-    :func:`prover_for` chooses (same errors): an :class:`EzklRowProver` (the row circuit's keys only,
-    checked against the verifier's ``rowVka()``) or a :class:`HashProver`."""
+    :func:`prover_for` chooses (same errors, same use of ``srs``): an :class:`EzklRowProver` (the row
+    circuit's keys only, checked against the verifier's ``rowVka()``) or a :class:`HashProver`."""
     info = _declared_verifier(market, project_id, rule_version)
     prover = {p.proof_system: p for p in ROW_PROVERS}[info.proof_system]
     return prover.for_verifier(market, info, srs=srs)

@@ -1,5 +1,5 @@
-"""Circuit setup, done once per circuit size and cached outside git: ONNX export, ezkl settings,
-compiled circuit, SRS, proving and verifying keys, and the EVM verifier's artefacts.
+"""Circuit setup, done once per circuit size and SRS and cached outside git: ONNX export, ezkl
+settings, compiled circuit, SRS, proving and verifying keys, and the EVM verifier's artefacts.
 
 :func:`setup` is the production build of :class:`~marketplace.rule.circuit.GramCircuit` and of the
 row circuit of the same K (:func:`setup_row`, :class:`~marketplace.rule.row_circuit.RowCircuit`: a
@@ -8,15 +8,27 @@ trainer's proof that a row it publishes is its committed row); the steps (:func:
 public so that the live circuit's tests and the research prototype (``research/zk_prototype``)
 build exactly the same way.
 
-The cache lives in ``.cache/zk/gram-n{N}-k{K}/`` and ``.cache/zk/row-k{K}/``
-(``MARKETPLACE_ZK_CACHE`` overrides the parent) and is keyed by a fingerprint of the rule
-(:data:`marketplace.rule.RULE_VERSION`), the circuit size and the ezkl version, so a changed rule is
-rebuilt, never silently reused.
+The cache (:func:`cache_dir`: ``.cache/zk/``, ``MARKETPLACE_ZK_CACHE`` overrides it) holds one
+folder per SRS, and in it one folder per circuit::
+
+    .cache/zk/dev-srs/gram-n{N}-k{K}/     keys made with a development SRS generated here
+    .cache/zk/dev-srs/row-k{K}/
+    .cache/zk/srs-{sha256[:16]}/gram-n{N}-k{K}/   keys made with the SRS file of that sha256
+    .cache/zk/srs-{sha256[:16]}/row-k{K}/
+
+Keys are keyed by the SRS (:func:`srs_id`: the SHA-256 of the SRS file, or :data:`DEV_SRS`) and by
+a fingerprint of the rule (:data:`marketplace.rule.RULE_VERSION`), the circuit size, the ezkl
+version and that SRS identity, so keys made with one SRS are never returned for another and a
+changed rule is rebuilt, never silently reused. A circuit is built in a temporary folder next to
+its place and moved there when complete: a reader never sees half-built keys.
+
+Keys must be those a deployed verifier registered: :func:`find_keys` and :func:`find_row_keys`
+look through every SRS's keys for the ones whose VKA is a given VKA.
 
 WARNING: without ``srs`` the structured reference string is generated locally with
 ``ezkl.gen_srs``; whoever generated it knows its secret and could forge proofs. That is fine for
 development and tests only. A production deployment must pass a ceremony SRS (e.g. from the
-perpetual powers-of-tau) of the circuit's logrows.
+perpetual powers-of-tau) of at least the circuit's logrows.
 """
 
 from __future__ import annotations
@@ -26,9 +38,11 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ezkl
 import torch
@@ -40,14 +54,41 @@ from marketplace.rule import RULE_VERSION
 from marketplace.rule.circuit import GramCircuit
 from marketplace.rule.row_circuit import ROW_DECOMP_BASE, ROW_DECOMP_LEGS, RowCircuit
 
+#: The SRS identity (:func:`srs_id`) of keys made with a development SRS generated on this machine
+#: (``ezkl.gen_srs``, a fresh random secret each time: insecure, and no other machine can make the
+#: same keys).
+DEV_SRS = "dev"
+#: The cache folder of the keys made with a development SRS.
+DEV_SRS_DIR = "dev-srs"
+#: Name of the file, in a circuit's folder, holding the SRS identity it was made with.
+SRS_ID_FILE = "srs_id"
+
 
 @dataclass(frozen=True)
 class CircuitKeys:
-    """Paths of one circuit's cached artefacts."""
+    """Paths of one circuit's cached artefacts; ``srs_id`` names the SRS they were made with
+    (:func:`srs_id`: :data:`DEV_SRS` or the SRS file's SHA-256)."""
 
     n: int
     k: int
     root: Path
+    srs_id: str = DEV_SRS
+
+    @property
+    def size(self) -> str:
+        """``"{n}x{k}"``, the size as ``marketplace zk setup --size`` takes it."""
+        return f"{self.n}x{self.k}"
+
+    @property
+    def development_srs(self) -> bool:
+        """Whether the keys were made with a development SRS (see the module warning)."""
+        return self.srs_id == DEV_SRS
+
+    @property
+    def srs_sha256(self) -> str:
+        """SHA-256 (hex) of the SRS file the keys were made with (for a development SRS, of the one
+        generated here)."""
+        return self.srs_id if not self.development_srs else sha256_file(self.srs)
 
     @property
     def onnx(self) -> Path:
@@ -99,6 +140,8 @@ class RowKeys(CircuitKeys):
     """Paths of the row circuit's cached artefacts (:func:`setup_row`); ``n`` is 1 (one row)."""
 
 
+KeysT = TypeVar("KeysT", bound=CircuitKeys)
+
 #: Circuit sizes offered (trainer slots -> sketch width K), chosen so that a round proves in
 #: about 20-40 s on 2 cores (see bench/zk.py): 64-wide sketches up to 8 trainers, 32-wide above.
 CIRCUIT_SIZES: dict[int, int] = {4: 32, 8: 64, 16: 32, 32: 32}
@@ -113,20 +156,44 @@ def circuit_for(trainers: int) -> tuple[int, int]:
 
 
 def cache_dir() -> Path:
+    """The parent of the cached keys: ``MARKETPLACE_ZK_CACHE`` if set, else ``<project root>/.cache/zk``."""
     env = os.environ.get("MARKETPLACE_ZK_CACHE")
     return Path(env) if env else project_root() / ".cache" / "zk"
 
 
-def fingerprint(n: int, k: int, rule_version: str = RULE_VERSION) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 (hex) of the file at ``path``, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def srs_id(srs: Path | None) -> str:
+    """The identity keys made with the SRS file ``srs`` are cached under: its SHA-256 (hex); for
+    ``None`` (a development SRS generated at setup) :data:`DEV_SRS`."""
+    return DEV_SRS if srs is None else sha256_file(srs)
+
+
+def srs_dir(srs: str, root: Path | None = None) -> Path:
+    """The cache folder of the keys made with the SRS of identity ``srs`` (:func:`srs_id`), under
+    ``root`` (default :func:`cache_dir`): ``dev-srs`` or ``srs-{first 16 hex digits}``."""
+    name = DEV_SRS_DIR if srs == DEV_SRS else f"srs-{srs[:16]}"
+    return (root or cache_dir()) / name
+
+
+def fingerprint(n: int, k: int, rule_version: str = RULE_VERSION, *, srs: str = DEV_SRS) -> str:
     """Changes whenever the rule (:data:`marketplace.rule.RULE_VERSION`: the code of the rule's
-    folder, its constants and the committed rows), the circuit's size or the ezkl version changes."""
-    return hashlib.sha256(f"{n}/{k}/{ezkl.__version__}/{rule_version}".encode()).hexdigest()[:16]
+    folder, its constants and the committed rows), the circuit's size, the ezkl version or the SRS
+    (``srs``: :func:`srs_id`) changes."""
+    return hashlib.sha256(f"{n}/{k}/{ezkl.__version__}/{rule_version}/{srs}".encode()).hexdigest()[:16]
 
 
-def row_fingerprint(k: int, rule_version: str = RULE_VERSION) -> str:
+def row_fingerprint(k: int, rule_version: str = RULE_VERSION, *, srs: str = DEV_SRS) -> str:
     """:func:`fingerprint` of the row circuit of width ``k`` (the rule's folder holds the row circuit
     and its decomposition constants, so :data:`~marketplace.rule.RULE_VERSION` covers them)."""
-    return hashlib.sha256(f"row/{k}/{ezkl.__version__}/{rule_version}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"row/{k}/{ezkl.__version__}/{rule_version}/{srs}".encode()).hexdigest()[:16]
 
 
 def run_args(logrows: int | None = None, cols: int = 2, legs: int = 2, base: int | None = None) -> ezkl.PyRunArgs:
@@ -151,49 +218,133 @@ def run_args(logrows: int | None = None, cols: int = 2, legs: int = 2, base: int
 
 def setup(n: int, k: int, *, srs: Path | None = None, root: Path | None = None) -> CircuitKeys:
     """Builds (or reuses) everything needed to prove and verify rounds of ``n`` trainers with
-    ``k``-wide sketches, and the row circuit of width ``k`` (:func:`setup_row`, same ``srs`` and
-    ``root``: the verifier adapter registers both). Idempotent; a stale cache (other fingerprint) is
-    rebuilt from scratch."""
-    setup_row(k, srs=srs, root=root)
-    keys = CircuitKeys(n, k, (root or cache_dir()) / f"gram-n{n}-k{k}")
-    stamp = keys.root / "fingerprint"
-    want = fingerprint(n, k)
-    if stamp.is_file() and stamp.read_text() == want and keys.vka.is_file():
-        return keys
-    if keys.root.exists():
-        shutil.rmtree(keys.root)
-    keys.root.mkdir(parents=True)
-    export_onnx(GramCircuit(n, k), n, k + 2, keys.onnx, tag_width=GramCircuit.tag_width)
-    settings_for(keys.onnx, keys.settings)
-    compile_circuit(keys.onnx, keys.compiled, keys.settings)
-    generate_keys(keys, srs)
-    evm_artifacts(keys)
-    stamp.write_text(want)
-    return keys
+    ``k``-wide sketches, made with the SRS file ``srs`` (a ceremony SRS of at least the circuit's
+    logrows; None: a development SRS generated here, see the module warning), and the row circuit
+    of width ``k`` with the same SRS (:func:`setup_row`: the verifier adapter registers both).
+
+    The keys live in ``srs_dir(srs_id(srs), root) / f"gram-n{n}-k{k}"`` (``root`` default
+    :func:`cache_dir`). Idempotent: keys made with this SRS, rule and ezkl version are reused; keys
+    made with any other SRS are never returned (they are in another folder, and the folder's
+    fingerprint covers the SRS); a stale folder is rebuilt from scratch."""
+    ident = srs_id(srs)
+    _setup_row(k, srs, ident, root)
+    keys = CircuitKeys(n, k, srs_dir(ident, root) / f"gram-n{n}-k{k}", ident)
+
+    def build(into: CircuitKeys) -> None:
+        export_onnx(GramCircuit(n, k), n, k + 2, into.onnx, tag_width=GramCircuit.tag_width)
+        settings_for(into.onnx, into.settings)
+        compile_circuit(into.onnx, into.compiled, into.settings)
+        generate_keys(into, srs)
+        evm_artifacts(into)
+
+    return _cached(keys, fingerprint(n, k, srs=ident), build)
 
 
 def setup_row(k: int, *, srs: Path | None = None, root: Path | None = None) -> RowKeys:
     """Builds (or reuses) the row circuit of width ``k`` (:class:`~marketplace.rule.row_circuit.RowCircuit`:
     hashed input, public output, scale 2**13, the decomposition base and legs of its module, the
-    smallest logrows that holds it) and its keys and VKA, in ``row-k{K}``. ``srs``: a ceremony SRS of
-    at least its logrows (the round circuit's serves: ezkl downsizes it); without it a development
-    SRS is generated (see the module warning). Idempotent; a stale cache is rebuilt from scratch."""
-    keys = RowKeys(1, k, (root or cache_dir()) / f"row-k{k}")
-    stamp = keys.root / "fingerprint"
-    want = row_fingerprint(k)
-    if stamp.is_file() and stamp.read_text() == want and keys.vka.is_file():
+    smallest logrows that holds it) and its keys and VKA, in ``srs_dir(srs_id(srs), root) / f"row-k{k}"``.
+    ``srs``: a ceremony SRS of at least its logrows (the round circuit's serves: ezkl downsizes it);
+    without it a development SRS is generated (see the module warning). Idempotent and keyed by the
+    SRS as :func:`setup` is."""
+    return _setup_row(k, srs, srs_id(srs), root)
+
+
+def _setup_row(k: int, srs: Path | None, ident: str, root: Path | None) -> RowKeys:
+    """:func:`setup_row` with the SRS's identity already computed (``ident == srs_id(srs)``)."""
+    keys = RowKeys(1, k, srs_dir(ident, root) / f"row-k{k}", ident)
+
+    def build(into: CircuitKeys) -> None:
+        circuit = RowCircuit(k)
+        export_onnx(circuit, 1, circuit.width, into.onnx, inputs=("row",), outputs=("row_out",))
+        settings_for(into.onnx, into.settings, legs=ROW_DECOMP_LEGS, base=ROW_DECOMP_BASE)
+        compile_circuit(into.onnx, into.compiled, into.settings)
+        generate_keys(into, srs)
+        evm_artifacts(into)
+
+    return _cached(keys, row_fingerprint(k, srs=ident), build)
+
+
+def row_keys_for(keys: CircuitKeys) -> RowKeys:
+    """The row circuit of ``keys``' K made with the same SRS as ``keys`` (the round circuit's), in the
+    same cache (:func:`setup` builds it; set up again here if it went missing). For a development SRS
+    these are the development keys of the same cache; for a ceremony SRS, the keys of its SHA-256."""
+    root = keys.root.parent.parent
+    if keys.development_srs:
+        return _setup_row(keys.k, None, DEV_SRS, root)
+    return _setup_row(keys.k, keys.srs, keys.srs_id, root)  # keys.srs is a copy of that SRS file
+
+
+def _cached(keys: KeysT, stamp: str, build: Callable[[CircuitKeys], None]) -> KeysT:
+    """``keys`` if their folder is complete and stamped ``stamp``; else built by ``build`` (given the
+    paths of a fresh temporary folder next to ``keys.root``) and moved into place."""
+    if _complete(keys, stamp):
         return keys
-    if keys.root.exists():
-        shutil.rmtree(keys.root)
-    keys.root.mkdir(parents=True)
-    circuit = RowCircuit(k)
-    export_onnx(circuit, 1, circuit.width, keys.onnx, inputs=("row",), outputs=("row_out",))
-    settings_for(keys.onnx, keys.settings, legs=ROW_DECOMP_LEGS, base=ROW_DECOMP_BASE)
-    compile_circuit(keys.onnx, keys.compiled, keys.settings)
-    generate_keys(keys, srs)
-    evm_artifacts(keys)
-    stamp.write_text(want)
+    keys.root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{keys.root.name}.", dir=keys.root.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the keys from the other users of a shared cache
+    try:
+        build(CircuitKeys(keys.n, keys.k, tmp, keys.srs_id))
+        (tmp / SRS_ID_FILE).write_text(keys.srs_id)
+        (tmp / "fingerprint").write_text(stamp)
+        if keys.root.exists() and not _complete(keys, stamp):
+            shutil.rmtree(keys.root)
+        try:
+            tmp.rename(keys.root)
+        except OSError:  # another process put complete keys there meanwhile
+            if not _complete(keys, stamp):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return keys
+
+
+def _complete(keys: CircuitKeys, stamp: str) -> bool:
+    """Whether ``keys.root`` holds finished keys stamped ``stamp`` (made with ``keys.srs_id``)."""
+    stamped = keys.root / "fingerprint"
+    return stamped.is_file() and stamped.read_text() == stamp and keys.vka.is_file()
+
+
+def cached_keys(n: int, k: int, *, root: Path | None = None) -> list[CircuitKeys]:
+    """Every complete, current set of keys of the ``n`` x ``k`` round circuit in the cache (``root``,
+    default :func:`cache_dir`), one per SRS it was set up with (development SRS first)."""
+    found = _cached_in(root, f"gram-n{n}-k{k}", lambda ident: fingerprint(n, k, srs=ident))
+    return [CircuitKeys(n, k, folder, ident) for folder, ident in found]
+
+
+def cached_row_keys(k: int, *, root: Path | None = None) -> list[RowKeys]:
+    """:func:`cached_keys` of the row circuit of width ``k``."""
+    found = _cached_in(root, f"row-k{k}", lambda ident: row_fingerprint(k, srs=ident))
+    return [RowKeys(1, k, folder, ident) for folder, ident in found]
+
+
+def _cached_in(root: Path | None, name: str, stamp: Callable[[str], str]) -> list[tuple[Path, str]]:
+    """(folder, SRS identity) of the complete keys in ``<root>/<SRS folder>/<name>`` (development SRS
+    first, then by folder name): those whose recorded SRS identity belongs in that SRS folder and
+    whose fingerprint is ``stamp(identity)``."""
+    parent = root or cache_dir()
+    found = []
+    for srs_folder in [parent / DEV_SRS_DIR, *sorted(parent.glob("srs-*"))]:
+        folder = srs_folder / name
+        ident_file = folder / SRS_ID_FILE
+        if not ident_file.is_file():
+            continue
+        ident = ident_file.read_text().strip()
+        if srs_dir(ident, parent) == srs_folder and _complete(CircuitKeys(0, 0, folder, ident), stamp(ident)):
+            found.append((folder, ident))
+    return found
+
+
+def find_keys(n: int, k: int, vka: list[bytes], *, root: Path | None = None) -> CircuitKeys | None:
+    """The cached keys of the ``n`` x ``k`` round circuit whose VKA is ``vka`` (the words a deployed
+    ``EzklRoundVerifier`` registered: ``vka()``), whatever SRS they were made with; None if none are."""
+    return next((keys for keys in cached_keys(n, k, root=root) if keys.vka_words() == vka), None)
+
+
+def find_row_keys(k: int, row_vka: list[bytes], *, root: Path | None = None) -> RowKeys | None:
+    """The cached row-circuit keys of width ``k`` whose VKA is ``row_vka`` (``rowVka()``); None if none are."""
+    return next((keys for keys in cached_row_keys(k, root=root) if keys.vka_words() == row_vka), None)
 
 
 def export_onnx(

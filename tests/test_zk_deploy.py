@@ -1,0 +1,174 @@
+"""``marketplace zk deploy`` is safe (through the CLI, against real anvils): permissions are checked
+before anything is deployed, there is no default circuit size off the local chain, a development SRS
+goes elsewhere only with ``--allow-dev-srs`` and a loud warning, and the deployment record keeps
+every verifier ever deployed (size, rule version, SRS hash, address, approval); ``zk info`` and
+``zk revoke``.
+
+Deploys the 4 x 32 circuit's verifier with the development keys of tests/test_zk_onchain.py (set up
+once and cached in .cache/zk/dev-srs, about a minute the first time)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.deploy import HALO2_VERIFIER, ZkVerifierRecord, read_record
+from marketplace.adapters.ezkl.keys import setup
+from marketplace.cli.main import app
+from marketplace.rule import RULE_VERSION
+
+CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+TESTNET_ID = 11155111  # Sepolia's chain id: not the local chain
+
+
+def run(cli: CliRunner, *args: str, code: int = 0) -> str:
+    result = cli.invoke(app, list(args), terminal_width=200)
+    assert result.exit_code == code, result.output
+    return " ".join(result.output.split())  # rich wraps long lines
+
+
+@pytest.fixture
+def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MARKETPLACE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("MARKETPLACE_DEPLOYMENTS_DIR", str(tmp_path / "deployments"))
+    monkeypatch.delenv("MARKETPLACE_PRIVATE_KEY", raising=False)
+    monkeypatch.delenv("MARKETPLACE_KEYSTORE", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def local(dirs: Path) -> Iterator[CliRunner]:
+    """A local chain (id 31337, ``marketplace chain up``) with the market deployed."""
+    runner = CliRunner()
+    run(runner, "chain", "up", "--port", "0")
+    run(runner, "deploy")
+    yield runner
+    runner.invoke(app, ["chain", "down"])
+
+
+@pytest.fixture
+def testnet(dirs: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[CliRunner, ChainClient]]:
+    """An anvil with chain id 11155111 as network ``testnet`` (env profile), the market deployed by dev
+    account 0 (its owner)."""
+    with AnvilNode(chain_id=TESTNET_ID) as node:
+        monkeypatch.setenv("MARKETPLACE_RPC_URL", node.url)
+        monkeypatch.setenv("MARKETPLACE_CHAIN_ID", str(TESTNET_ID))
+        monkeypatch.setenv("MARKETPLACE_PRIVATE_KEY", dev_accounts(1)[0].key.hex())
+        runner = CliRunner()
+        out = run(runner, "deploy", "--network", "testnet")
+        assert "TestRoundVerifier" not in out
+        yield runner, ChainClient(node.url, expected_chain_id=TESTNET_ID)
+
+
+@pytest.fixture(scope="module")
+def dev_keys_4x32() -> None:
+    setup(4, 32)  # before the CLI runs, so that a command's duration is not a setup's
+
+
+def _nonce(chain: ChainClient, index: int) -> int:
+    return int(chain.w3.eth.get_transaction_count(dev_accounts(index + 1)[index].address))
+
+
+def _verifiers(network: str) -> list[ZkVerifierRecord]:
+    record = read_record(network)
+    assert record is not None
+    return record.zk_verifiers
+
+
+def test_size_options_are_checked_before_anything(local: CliRunner) -> None:
+    assert "a size is NxK" in run(local, "zk", "deploy", "--size", "4by32", code=2)
+    assert "N in 2..64" in run(local, "zk", "deploy", "--size", "1x32", code=2)
+    assert "give the circuit size once, not --size and --trainers" in run(
+        local, "zk", "deploy", "--size", "4x32", "--trainers", "4", code=1
+    )
+    assert "--sketch 64 contradicts --size 4x32" in run(
+        local, "zk", "setup", "--size", "4x32", "--sketch", "64", code=1
+    )
+    assert "no circuit for 40 trainers" in run(local, "zk", "deploy", "--max-trainers", "40", code=1)
+    assert _verifiers("local") == []
+
+
+def test_every_deployed_verifier_is_recorded_and_the_owner_only_deploys(local: CliRunner, dev_keys_4x32: None) -> None:
+    chain = ChainClient(_local_url(), expected_chain_id=31337)
+    out = run(local, "zk", "deploy", "--size", "4x32", "--dev-account", "3", code=1)
+    stranger = dev_accounts(4)[3].address
+    assert f"{stranger} is not the owner of market" in out and "Nothing was deployed" in out
+    assert _nonce(chain, 3) == 0 and _verifiers("local") == []
+
+    out = run(local, "zk", "deploy", "--size", "4x32")
+    assert "development SRS (generated here): fine on the local chain" in out and "approved" in out
+    [first] = _verifiers("local")
+    keys = setup(4, 32)
+    assert (first.size, first.rule_version, first.approved) == ("4x32", RULE_VERSION, True)
+    assert (first.srs_sha256, first.development_srs) == (keys.srs_sha256, True)
+    record = read_record("local")
+    assert record is not None and record.address("EzklRoundVerifier-n4-k32") == first.address
+    assert record.address(HALO2_VERIFIER) == first.halo2_verifier
+
+    out = run(local, "zk", "deploy", "--trainers", "4")  # the same keys again: nothing to do
+    assert f"verifier {first.address} (4x32, rule {RULE_VERSION}) with these keys is already deployed" in out
+    assert len(_verifiers("local")) == 1
+
+    out = run(local, "zk", "deploy", "--max-trainers", "3", "--again")  # circuit_for(3) is 4 x 32
+    first_again, second = _verifiers("local")
+    assert first_again == first and second.address != first.address and second.approved
+    assert second.halo2_verifier == first.halo2_verifier  # the recorded Halo2 verifier is reused
+    assert f"still approved: earlier verifier {first.address}" in out
+    assert read_record("local").address("EzklRoundVerifier-n4-k32") == second.address  # type: ignore[union-attr]
+
+    out = run(local, "zk", "info")
+    for v in (first, second):
+        assert f"verifier {v.address}: ezkl-halo2-kzg, size 4x32, rule {RULE_VERSION} (this code's), approved" in out
+    assert out.count(f"recorded: DEVELOPMENT SRS (sha256 {keys.srs_sha256}") == 2
+    assert out.count(f"round circuit match: {keys.root}") == 2 and "none match" not in out
+
+    assert "is not the owner" in run(local, "zk", "revoke", first.address, "--dev-account", "3", code=1)
+    assert "no longer approved for new projects (its record updated)" in run(local, "zk", "revoke", first.address)
+    first_revoked, second_kept = _verifiers("local")
+    assert (first_revoked.address, first_revoked.approved, second_kept) == (first.address, False, second)
+    out = run(local, "zk", "info", "--verifier", first.address)
+    assert (
+        f"verifier {first.address}: ezkl-halo2-kzg, size 4x32, rule {RULE_VERSION} (this code's), not approved" in out
+    )
+    out = run(
+        local, "project", "create", "--initial-cid", CID, "--max-trainers", "4", "--verifier", first.address, code=1
+    )
+    assert "VerifierNotApproved" in out
+
+
+def test_off_the_local_chain_size_srs_and_owner_are_required_first(
+    testnet: tuple[CliRunner, ChainClient], dev_keys_4x32: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli, chain = testnet
+    owner_nonce = _nonce(chain, 0)
+    out = run(cli, "zk", "deploy", "--network", "testnet", code=1)
+    assert "give the verifier's circuit size: --size NxK" in out and "no default off the local chain" in out
+    out = run(cli, "zk", "deploy", "--network", "testnet", "--size", "4x32", code=1)
+    assert f"refusing a verifier made with a DEVELOPMENT SRS on chain {TESTNET_ID}" in out
+    assert "Pass --srs FILE with a ceremony SRS" in out and "Nothing was deployed" in out
+    assert _nonce(chain, 0) == owner_nonce and _verifiers("testnet") == []
+
+    monkeypatch.setenv("MARKETPLACE_PRIVATE_KEY", dev_accounts(2)[1].key.hex())  # not the market's owner
+    balance = chain.balance(dev_accounts(2)[1].address)
+    out = run(cli, "zk", "deploy", "--network", "testnet", "--size", "4x32", "--allow-dev-srs", code=1)
+    assert "is not the owner of market" in out
+    assert _nonce(chain, 1) == 0 and chain.balance(dev_accounts(2)[1].address) == balance
+
+    monkeypatch.setenv("MARKETPLACE_PRIVATE_KEY", dev_accounts(1)[0].key.hex())
+    out = run(cli, "zk", "deploy", "--network", "testnet", "--max-trainers", "4", "--allow-dev-srs")
+    assert f"WARNING: deploying a verifier made with a DEVELOPMENT SRS on chain {TESTNET_ID}" in out
+    [entry] = _verifiers("testnet")
+    assert (entry.size, entry.development_srs, entry.approved) == ("4x32", True, True)
+    out = run(cli, "zk", "info", "--network", "testnet")
+    assert f"verifier {entry.address}: ezkl-halo2-kzg, size 4x32" in out and "round circuit match" in out
+
+
+def _local_url() -> str:
+    from marketplace.adapters.chain.config import resolve_network
+
+    return resolve_network("local").rpc_url
