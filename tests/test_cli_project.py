@@ -94,3 +94,9 @@ def test_zk_verifier_deployed_approved_and_usable_by_a_project(cli: CliRunner) -
     adapter = read_deployment("local").address("EzklRoundVerifier-n4-k32")
     out = run(cli, "project", "create", "--initial-cid", CID, "--max-trainers", "4", "--verifier", adapter)
     assert "project 1 created" in out
+    # Without --verifier: the recorded zk verifier that fits, not the test verifier; too large a project is refused.
+    out = " ".join(run(cli, "project", "create", "--initial-cid", CID, "--max-trainers", "3").split())
+    assert f"verifier {adapter} (from deployments/local.json" in out and "project 2 created" in out
+    out = " ".join(run(cli, "project", "create", "--initial-cid", CID, "--max-trainers", "5").split())
+    test_verifier = read_deployment("local").address("TestRoundVerifier")  # on the local chain it fits any size
+    assert f"verifier {test_verifier}" in out and "project 3 created" in out

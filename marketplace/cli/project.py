@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from marketplace.adapters.chain.config import read_deployment
+from marketplace.adapters.chain.deploy import read_record
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.chain.market import MarketClient, Project, ProjectConfig, ProjectStatus
 from marketplace.cli.common import NETWORK, connect_market, console, fail, fmt_eth, to_wei
@@ -49,7 +49,11 @@ def project_create_cmd(
     ),
     aggregation_period: int = typer.Option(600, min=1, help="Seconds after the reveal deadline to finalize."),
     aggregator: str | None = typer.Option(None, help="Aggregator address (default: you)."),
-    verifier: str | None = typer.Option(None, help="Approved verifier (default on local: the test verifier)."),
+    verifier: str | None = typer.Option(
+        None,
+        help="Approved verifier (default: the smallest approved zk verifier recorded for the network that fits "
+        "--max-trainers; on the local chain without one, the test verifier).",
+    ),
     network: str = NETWORK,
 ) -> None:
     """Post a training job, escrowing budget + fee.
@@ -58,10 +62,13 @@ def project_create_cmd(
     then the aggregator finalizes (--aggregation-period)."""
     market = connect_market(network)
     if verifier is None:
-        deployment = read_deployment(network)
-        if deployment is None or "TestRoundVerifier" not in deployment.contracts:
-            raise fail("pass --verifier: no default verifier is recorded for this network")
-        verifier = deployment.address("TestRoundVerifier")
+        verifier = _recorded_verifier(network, max_trainers)
+        console.print(f"verifier {verifier} (from deployments/{network}.json; --verifier picks another)")
+    if aggregator is None:
+        console.print(
+            "aggregator: you (--aggregator names another); rounds of a project whose owner is its aggregator "
+            "do not count in trainers' track records"
+        )
     try:
         config = ProjectConfig(
             aggregator=aggregator or market.address,
@@ -103,6 +110,25 @@ def _duration(seconds: int) -> str:
     if seconds % 3600 == 0:
         return f"{seconds // 3600} h"
     return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
+
+
+def _recorded_verifier(network: str, max_trainers: int) -> str:
+    """The verifier a new project of up to ``max_trainers`` trainers uses by default: the smallest approved zk
+    verifier recorded for ``network`` that is large enough, else (local chain) the test verifier."""
+    record = read_record(network)
+    if record is None:
+        raise fail(f"nothing deployed on {network!r}: run `marketplace deploy --network {network}` first")
+    fitting = sorted(
+        (v for v in record.zk_verifiers if v.approved and v.trainers >= max_trainers), key=lambda v: v.trainers
+    )
+    if fitting:
+        return fitting[0].address
+    if "TestRoundVerifier" in record.contracts:
+        return record.address("TestRoundVerifier")
+    raise fail(
+        f"pass --verifier: no approved zk verifier for {max_trainers} trainers is recorded for {network!r} "
+        f"(`marketplace zk deploy --network {network} --max-trainers {max_trainers}`, or `marketplace zk info`)"
+    )
 
 
 def _round_lines(market: MarketClient, p: Project) -> str:
