@@ -18,6 +18,7 @@ from marketplace.cli.demo import demo_cmd
 from marketplace.cli.deploy import compile_cmd, deploy_cmd
 from marketplace.cli.ipfs import ipfs_app
 from marketplace.cli.model import model_app
+from marketplace.cli.network import network_app
 from marketplace.cli.project import project_app
 from marketplace.cli.trainer import trainer_app
 from marketplace.cli.web import web_cmd
@@ -36,6 +37,7 @@ app.command("verify")(verify_cmd)
 app.command("web")(web_cmd)
 app.command("compile")(compile_cmd)
 app.add_typer(chain_app, name="chain")
+app.add_typer(network_app, name="network")
 app.add_typer(project_app, name="project")
 app.add_typer(ipfs_app, name="ipfs")
 app.add_typer(trainer_app, name="trainer")
