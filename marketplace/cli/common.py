@@ -33,7 +33,12 @@ from marketplace.adapters.ipfs.store import ModelStore
 
 console = Console()
 
-NETWORK = typer.Option("local", "--network", "-n", help="Network profile: local, or a name configured by env vars.")
+NETWORK = typer.Option(
+    "local",
+    "--network",
+    "-n",
+    help="Network profile: local, or a profile from `marketplace network init` (MARKETPLACE_* env vars override).",
+)
 KEYSTORE = typer.Option(
     None,
     "--keystore",
