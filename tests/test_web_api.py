@@ -7,12 +7,15 @@ from typing import Any
 
 import torch
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from fastapi.testclient import TestClient
 
 from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.market import encode_rule_version
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import build_model, num_params
+from marketplace.rule import RULE_VERSION
 from marketplace.web.main import create_app
 from marketplace.web.schemas import ProjectDetail, eth
 from marketplace.web.settings import WebSettings
@@ -566,3 +569,29 @@ def test_generate_initial_weights_without_ipfs_is_503(web_settings: WebSettings)
         assert response.status_code == 503 and "no IPFS API configured" in response.json()["detail"]
         form = no_ipfs.get("/projects/new").text
         assert 'id="generate-weights" disabled' in form and "no IPFS API configured" in form
+
+
+def test_a_job_without_a_verifier_gets_the_smallest_approved_one_that_proves_and_fits(
+    client: TestClient, actors: Actors
+) -> None:
+    """Issue 13: the API picked the first approved verifier (the local test verifier, which proves nothing). Now
+    a job naming none gets the smallest approved verifier that proves something and fits its size, and the
+    test verifier only when nothing else fits."""
+    chain = actors.admin.chain
+    mock = chain.deploy(actors.artifacts["MockHalo2Verifier"])
+    words = [keccak(text=f"vka word {i}") for i in range(8)]
+    row_words = [keccak(text=f"row vka word {i}") for i in range(8)]
+    version = encode_rule_version(RULE_VERSION)
+    zk4 = chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, row_words, 4, 32, 12345, version)
+    chain.transact(actors.admin.market.functions.setVerifierApproval(zk4.address, True))
+
+    def chosen(max_trainers: str) -> str:
+        prepared = client.post("/api/tx/create-project", json=job(actors, max_trainers=max_trainers))
+        assert prepared.status_code == 200, prepared.text
+        _, args = actors.admin.market.decode_function_input(prepared.json()["data"])
+        return str(args["cfg"]["verifier"])  # ProjectConfig.verifier
+
+    assert chosen("3") == zk4.address  # proves something, and 3 trainers fit its 4 slots
+    assert chosen("5") == actors.deployment.address("TestRoundVerifier")  # nothing else fits 5
+    page = client.get("/projects/new").text
+    assert f'<option value="{zk4.address}" selected>' in page  # the job form preselects it too

@@ -462,7 +462,11 @@ class CreateProjectRequest(StrictBody):
     aggregator_fee_eth: str = "0"
     stake_eth: str = "0"
     aggregator: str
-    verifier: str | None = Field(default=None, description="default: the first approved verifier")
+    verifier: str | None = Field(
+        default=None,
+        description="default: the smallest approved verifier that proves something and fits max_trainers "
+        "(else the first that fits: the test verifier on the local chain)",
+    )
     join_period_minutes: int | str = 60
     submission_period_minutes: int | str = Field(default=10, description="minutes per round for commits")
     reveal_period_minutes: int | str = Field(default=10, description="minutes per round for reveals")

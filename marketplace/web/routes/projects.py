@@ -116,8 +116,10 @@ def _job_context(
 def new_job_page(page: PageDep, txs: TransactionsDep, catalogue: ModelsDep) -> Response:
     values = dict(DEFAULTS)
     verifiers = txs.verifiers()
-    if verifiers:
-        values["verifier"] = verifiers[0]
+    size = values.get("max_trainers")
+    default = txs.default_verifier(int(size) if str(size).isdigit() else None)
+    if default:
+        values["verifier"] = default
     return page.render("new_job.html", _job_context(catalogue, verifiers, values, {}))
 
 

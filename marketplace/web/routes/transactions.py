@@ -39,8 +39,11 @@ def create_project_tx(svc: TransactionsDep, catalogue: ModelsDep, body: CreatePr
     """An unsigned ``createProject`` transaction for the user's wallet (validated, and simulated if ``sender``)."""
     data = body.model_dump()
     verifiers = svc.verifiers()
-    if not data.get("verifier") and verifiers:
-        data["verifier"] = verifiers[0]
+    if not data.get("verifier"):
+        size = data.get("max_trainers")
+        default = svc.default_verifier(int(size) if str(size).isdigit() else None)
+        if default:
+            data["verifier"] = default
     config = parse_job({k: str(v) for k, v in data.items() if v is not None}, catalogue.names, verifiers)
     return svc.create_tx(config, body.sender)
 

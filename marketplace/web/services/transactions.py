@@ -23,7 +23,7 @@ from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from marketplace.adapters.chain.errors import ChainError, ContractRevert
-from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, ProjectConfig, ProjectStatus
+from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, ProjectConfig, ProjectStatus, read_verifier_info
 from marketplace.web.filters import bps, when
 from marketplace.web.schemas import Action, ActionState, JobCosts, ProjectActions, TxRequest, TxStatus, eth
 from marketplace.web.services.context import MarketContext, account_address
@@ -121,6 +121,23 @@ class TransactionService:
     def verifiers(self) -> list[str]:
         """The verifiers a new project may name: those the market admin approved, oldest first."""
         return self.context.indexer.verifiers()
+
+    def default_verifier(self, max_trainers: int | None = None) -> str | None:
+        """The verifier a new job gets when it names none: the smallest approved verifier that proves something
+        (not the local test verifier, ``proofSystem() == "test-hash"``) and fits ``max_trainers``; else the
+        first approved verifier that fits (the test verifier, on the local chain); None if none is approved.
+        A verifier whose declarations cannot be read is passed over."""
+        fitting = []
+        for address in self.verifiers():
+            try:
+                info = read_verifier_info(self.chain, address)
+            except (ChainError, ValueError):
+                continue
+            if max_trainers is None or info.max_trainers >= max_trainers:
+                fitting.append(info)
+        proving = sorted((v for v in fitting if v.proof_system != "test-hash"), key=lambda v: v.max_trainers)
+        chosen = proving or fitting
+        return chosen[0].address if chosen else None
 
     def create_tx(self, config: ProjectConfig, sender: str | None = None) -> TxRequest:
         """``createProject(config)`` with the escrow and the protocol fee as value (``config.payment``), simulated
