@@ -264,6 +264,23 @@ def test_aggregator_refuses_an_adapter_of_another_rule_version_before_any_key_or
     assert calls == []  # refused before the circuit's keys were even looked at
 
 
+def test_the_aggregator_daemon_reports_a_project_it_cannot_prove_once_and_goes_on(
+    actors: Actors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project whose verifier this code cannot prove for (here: another rule version) is reported once, with
+    its project id, and skipped: the daemon does not die with a traceback (issue 13: errors in one line)."""
+    other = f"{int(RULE_VERSION, 16) ^ 0xFF:016x}"
+    adapter, _, _ = deploy(actors, rule_version=other)
+    pid = _approved_project(actors, adapter.address)
+    _stub_key_setup(monkeypatch, [])
+    node = AggregatorNode(actors.aggregator, unreachable_store())
+    monkeypatch.setattr(node, "is_due", lambda project: True)  # the round is due: the prover is chosen first
+    errors: list[Exception] = []
+    node.run([pid], poll_seconds=0.01, on_error=errors.append)  # returns: the only project is skipped
+    (error,) = errors
+    assert isinstance(error, RuleVersionMismatch) and f"project {pid}" in getattr(error, "__notes__", [])
+
+
 def test_an_unknown_proof_system_is_refused(actors: Actors) -> None:
     adapter, _, _ = deploy(actors)
     pid = _approved_project(actors, adapter.address)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from marketplace.adapters.chain.errors import ChainError
 from marketplace.cli.common import (
     DEV_ACCOUNT,
     IPFS_API,
@@ -45,6 +46,7 @@ def aggregator_run_cmd(
     """Watch the projects you aggregate; finalize each round when it is due. Rounds of projects
     whose verifier is an EzklRoundVerifier are proven with ezkl (keys set up once and cached)."""
     from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
+    from marketplace.round.prove import ProverSelectionError
 
     market = connect_market(network, signing_account(network, keystore, dev_account))
     evaluation = load_local_data(eval_data) if eval_data else None
@@ -91,5 +93,5 @@ def aggregator_run_cmd(
                 + "".join(f" ({note})" for note in getattr(exc, "__notes__", []))
             ),
         )
-    except PermissionError as exc:
+    except (PermissionError, ProverSelectionError, ChainError) as exc:  # one line, naming what to do
         raise fail(str(exc)) from None

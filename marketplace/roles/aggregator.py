@@ -33,7 +33,7 @@ from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.ordering import verifier_inputs
 from marketplace.protocol.proof_document import ProofDocument
 from marketplace.round.collect import PublishedRowMismatch, RoundInputs, apply_published_rows, collect_round
-from marketplace.round.prove import RoundProver, prover_for, round_tag
+from marketplace.round.prove import ProverSelectionError, RoundProver, prover_for, round_tag
 from marketplace.round.score import new_model, score_round
 
 
@@ -274,7 +274,9 @@ class AggregatorNode:
           the loop going): its model name is no architecture of this code (a :class:`ValueError` naming
           the project), or its global model is not a model of that architecture (its CID is not a CID, the
           object is too large, not safetensors, other tensors: any other :class:`StorageError`; the
-          model only changes when the round is finalized, which needs the model). Its trainers and owner
+          model only changes when the round is finalized, which needs the model), or this code cannot prove
+          its rounds (:class:`ProverSelectionError`: an unknown proof system, another rule version, or cached
+          keys that are not the verifier's; the error says which ``zk setup`` to run). Its trainers and owner
           get their funds back by ``abandon`` after the aggregation deadline.
 
         A bad submission is not the project's trouble: :func:`collect_round` rejects it, with its reason,
@@ -312,7 +314,7 @@ class AggregatorNode:
                     if on_error is not None:
                         on_error(exc)
                     active = True  # retried on the next poll, before the round's deadline
-                except StorageError as exc:  # the round's global model is not a model: nothing to aggregate on
+                except (StorageError, ProverSelectionError) as exc:  # no model to aggregate on, or no fitting keys
                     exc.add_note(f"project {pid}")
                     skipped.add(pid)
                     if on_error is not None:
