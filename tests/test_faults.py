@@ -18,7 +18,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -46,6 +45,7 @@ from marketplace.roles.trainer import (
     TrainingSettings,
 )
 from marketplace.round.prove import HashProver
+from tests.http_server import LoopbackServer, QuietHandler
 from tests.market_fixtures import reverts
 
 ETH = 10**18
@@ -95,12 +95,7 @@ class FaultyRpcProxy:
         self._lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 kind = proxy._take(*_rpc_call(body))
@@ -108,31 +103,21 @@ class FaultyRpcProxy:
                     self.close_connection = True
                     return
                 if kind == "http_502":
-                    self._answer(502, b"bad gateway")
+                    self.answer(502, b"bad gateway")
                     return
                 status, answer = proxy._forward(body)
                 if kind == "drop_after":
                     self.close_connection = True
                 elif kind == "http_502_after":
-                    self._answer(502, b"bad gateway")
+                    self.answer(502, b"bad gateway")
                 else:
                     if kind == "delay":
                         time.sleep(proxy.delay)
                     with contextlib.suppress(OSError):  # the client may have given up waiting
-                        self._answer(status, answer)
+                        self.answer(status, answer)
 
-            def _answer(self, status: int, payload: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._server = LoopbackServer(Handler)
+        self.url = f"http://127.0.0.1:{self._server.port}"
 
     def inject(self, kind: FaultKind, method: str | None = None, count: int | None = 1) -> None:
         """The next ``count`` requests of ``method`` (None: any; count None: every one) fail so."""
@@ -150,8 +135,7 @@ class FaultyRpcProxy:
             return [s for s in self.seen if s.method == method]
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
 
     def _take(self, method: str, params: Any) -> str:
         with self._lock:

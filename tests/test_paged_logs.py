@@ -153,9 +153,7 @@ class RangeLimitedProxy(FaultyRpcProxy):
     lists the (from, to, refused) of every ``eth_getLogs`` it saw (tags resolved against the node)."""
 
     def __init__(self, upstream: str, limit: int = LIMIT) -> None:
-        super().__init__(upstream)
-        # Headers and body go out in two writes: without TCP_NODELAY each answer waits for a delayed ACK (40 ms).
-        self._server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
+        super().__init__(upstream)  # (its handler turns Nagle off: answers are not held for a delayed ACK)
         self.limit = limit
         self.refusal: str | None = None
         self.ranges: list[tuple[int, int, bool]] = []

@@ -9,25 +9,23 @@ fixtures (``actors``: chain state is snapshot-reverted after each test).
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from marketplace.adapters.chain.anvil import AnvilNode, free_port
+from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.adapters.chain.market import Finalization
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.protocol.proof_document import ProofDocument
 from marketplace.web.main import create_app
 from marketplace.web.settings import WebSettings
+from tests.http_server import LoopbackServer, QuietHandler
 from tests.ipfs_fixtures import ipfs, ipfs_node
 from tests.market_fixtures import ETH, Actors, test_verifier_proof
 
@@ -129,12 +127,7 @@ class KeyedRpcProxy:
         self.revoked = False
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 try:
@@ -142,25 +135,15 @@ class KeyedRpcProxy:
                 except (ValueError, AttributeError):
                     method = None
                 if proxy.revoked and method != "eth_chainId":
-                    self._answer(401, b'{"error": "invalid API key"}')
+                    self.answer(401, b'{"error": "invalid API key"}')
                     return
                 headers = {"Content-Type": "application/json"}
                 request = urllib.request.Request(proxy.upstream, data=body, headers=headers)
                 with urllib.request.urlopen(request, timeout=30) as response:
-                    self._answer(response.status, response.read())
+                    self.answer(response.status, response.read())
 
-            def _answer(self, status: int, payload: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
-        self.port = int(self._server.server_address[1])
+        self._server = LoopbackServer(Handler)
+        self.port = self._server.port
         self.url = f"http://alice:{PASSWORD}@127.0.0.1:{self.port}/v2/{API_KEY}?apikey={API_KEY}"
 
     def revoke(self) -> None:
@@ -168,8 +151,7 @@ class KeyedRpcProxy:
         self.revoked = True
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
 
 
 @pytest.fixture
