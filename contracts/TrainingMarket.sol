@@ -1066,8 +1066,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         p.slashed += uint128(slashed);
     }
 
-    /// @dev Slashes `who` in `round` of an abandoned project: it committed and did not reveal, or its
-    /// rejection stood.
+    /// @dev Slashes `cut` (at most what is left) of `who`'s stake in `round`: flagged, committed without revealing,
+    /// or its rejection stood (at finalization or abandonment). Returns what was taken.
     function _slash(uint256 projectId, uint256 round, address who, uint256 cut) private returns (uint256 slashed) {
         Trainer storage t = _trainers[projectId][who];
         slashed = cut > t.stakeLeft ? t.stakeLeft : cut;
@@ -1087,18 +1087,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
             emit RevealMissed(s.projectId, s.round, who); // committed and withheld its reveal: as flagged
             flagged = true;
         }
-        Trainer storage t = _trainers[s.projectId][who];
-        if (flagged) {
-            slashed = s.cut > t.stakeLeft ? t.stakeLeft : s.cut;
-            if (slashed > 0) {
-                t.stakeLeft -= uint96(slashed);
-                emit StakeSlashed(s.projectId, s.round, who, slashed);
-            }
-            return (IReliabilityRegistry.Outcome.Flagged, 0, slashed);
-        }
+        if (flagged) return (IReliabilityRegistry.Outcome.Flagged, 0, _slash(s.projectId, s.round, who, s.cut));
         if (s.totalScore > 0) {
             reward = (s.roundReward * score) / s.totalScore;
-            t.earned += uint128(reward);
+            _trainers[s.projectId][who].earned += uint128(reward);
         }
         return (IReliabilityRegistry.Outcome.Contributed, reward, 0);
     }

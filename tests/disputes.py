@@ -5,17 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from marketplace.adapters.chain.market import MarketClient
+from marketplace.demo.job import close_disputes
 from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
 from marketplace.roles.trainer import TrainerNode
 
-
-def close_disputes(market: MarketClient, pid: int) -> None:
-    """Moves the chain's clock past the open round's dispute window (if rejections were announced)."""
-    deadline = market.rejections(pid).dispute_deadline
-    now = market.chain.timestamp()
-    if now <= deadline:
-        market.chain.increase_time(deadline - now + 1)
+__all__ = ["close_disputes", "step_through_disputes"]
 
 
 def step_through_disputes(

@@ -196,7 +196,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
                     outcome = t.step(pid)
                     if isinstance(outcome, Disputed):
                         console.print(f"  trainer {t.address[:10]}… disputed its rejection: published its row")
-                _close_disputes(owner, pid)
+                close_disputes(owner, pid)
                 report = aggregator.step(pid)
         if not isinstance(report, RoundReport):
             raise RuntimeError(f"round {round_} was not due for aggregation")
@@ -215,7 +215,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     return DemoResult(pid, reports, payouts, escrowed, roles, initial_accuracy, plot)
 
 
-def _close_disputes(market: MarketClient, pid: int) -> None:
+def close_disputes(market: MarketClient, pid: int) -> None:
     """Moves the local chain's clock past the dispute window of the round's announced rejections (the demo does
     not wait it out in real time; every rejected trainer it runs has disputed by then, or cannot)."""
     deadline = market.rejections(pid).dispute_deadline
