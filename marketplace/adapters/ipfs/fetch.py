@@ -28,6 +28,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -162,7 +163,9 @@ class SwarmFetcher:
     """Makes DAGs local by fetching them from the node's swarm; see the module docstring.
 
     ``has_peer_source``: whether the node can get peers on its own (configured peers or public mode);
-    when it cannot and no peer is connected, a fetch is answered "not available" at once."""
+    when it cannot and no peer is connected, a fetch is answered "not available" at once.
+    ``before_restart`` is called before the monitor restarts the node (e.g. to sample traffic counters
+    of the connections the restart closes)."""
 
     def __init__(
         self,
@@ -175,6 +178,7 @@ class SwarmFetcher:
         max_jobs: int = 16,
         max_abandoned: int = 4,
         poll_seconds: float = 0.05,
+        before_restart: Callable[[], object] | None = None,
     ) -> None:
         self.kubo = kubo
         self.work_dir = work_dir
@@ -184,6 +188,7 @@ class SwarmFetcher:
         self.max_jobs = max_jobs
         self.max_abandoned = max_abandoned
         self.poll_seconds = poll_seconds
+        self.before_restart = before_restart
         self.stats = FetchStats()
         self._jobs: dict[str, _Job] = {}
         self._mutex = threading.Lock()
@@ -319,6 +324,8 @@ class SwarmFetcher:
         if self._closed:
             return
         with contextlib.suppress(Exception):  # a failed restart shows in the next requests' errors
+            if self.before_restart:
+                self.before_restart()
             self.kubo.restart()
         self._count("restarts")
 

@@ -39,7 +39,7 @@ _NOT_FOUND = re.compile(
     re.I,
 )
 _TOO_LARGE = re.compile(r"over this node's fetch limit", re.I)
-FETCH_SLACK = 10.0  # seconds the HTTP read waits beyond the node's own fetch timeout
+FETCH_SLACK = 10.0  # at most this many seconds the HTTP read waits beyond the node's own fetch timeout
 _MULTIADDR = re.compile(r"^/(ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d+)(?:/(http|https))?/?$")
 
 
@@ -96,9 +96,10 @@ class IpfsClient:
     """Client of one node's Kubo RPC API.
 
     ``timeout`` bounds connecting and each read (seconds); ``retries`` more attempts are made after
-    a failure to connect, waiting ``backoff * 2**n`` seconds. ``fetch_timeout`` is how long the node may
-    look for a CID in its swarm (sent as Kubo's ``timeout`` option of ``cat`` and ``pin/add``; their
-    reads wait that long plus :data:`FETCH_SLACK`). Objects are added with ``profile`` (Kubo's
+    a failure to connect, waiting ``backoff * 2**n`` seconds. ``fetch_timeout`` (default: ``timeout``) is
+    how long the node may look for a CID in its swarm: it is sent as Kubo's ``timeout`` option of
+    ``cat`` and ``pin/add``, whose reads wait that long plus as much again, at most :data:`FETCH_SLACK`
+    more, for the node's answer. Objects are added with ``profile`` (Kubo's
     defaults: CIDv0, 256 KiB chunks), the profile :func:`~marketplace.adapters.ipfs.cid.verify_cid`
     can check.
     """
@@ -110,7 +111,7 @@ class IpfsClient:
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.2,
-        fetch_timeout: float = 30.0,
+        fetch_timeout: float | None = None,
         profile: ImportProfile = KUBO_DEFAULT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -118,7 +119,7 @@ class IpfsClient:
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
-        self.fetch_timeout = fetch_timeout
+        self.fetch_timeout = timeout if fetch_timeout is None else fetch_timeout
         self.profile = profile
         self._http = httpx.Client(
             base_url=f"{self.api_url}/api/v0",
@@ -175,7 +176,7 @@ class IpfsClient:
     def _fetch_options(self) -> tuple[dict[str, str], httpx.Timeout]:
         """Kubo's ``timeout`` option for a read that may search the swarm, and the HTTP timeout to match."""
         seconds = max(self.fetch_timeout, 0.001)
-        read = httpx.Timeout(seconds + FETCH_SLACK, connect=min(self.timeout, 10.0))
+        read = httpx.Timeout(seconds + min(seconds, FETCH_SLACK), connect=min(self.timeout, 10.0))
         return {"timeout": f"{seconds:.3f}s"}, read
 
     def _post_json(self, endpoint: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:

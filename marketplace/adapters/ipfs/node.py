@@ -436,15 +436,16 @@ def serve(
     bound = sock.getsockname()[1]
     api_url = f"http://{host if ':' not in host else f'[{host}]'}:{bound}"
     settings = kubo.swarm
+    traffic = TcpTraffic(exclude_port=bound)
+    traffic.start()
     fetcher = SwarmFetcher(
         kubo,
         work_dir,
         max_bytes=max_fetch_bytes,
         default_timeout=fetch_timeout,
         has_peer_source=bool(settings.peers or settings.public),
+        before_restart=traffic.sample,
     )
-    traffic = TcpTraffic(exclude_port=bound)
-    traffic.start()
     app = create_app(kubo, work_dir, max_upload_bytes, fetcher, traffic)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
