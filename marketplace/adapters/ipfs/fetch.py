@@ -313,7 +313,7 @@ class SwarmFetcher:
                 ):
                     restart = True
             with self._mutex:
-                abandoned = [j for j in self._jobs.values() if j.waiters <= 0]
+                abandoned = [j for j in self._jobs.values() if j.waiters <= 0 and not j.future.done()]
                 self.stats.abandoned = len(abandoned)
             if restart or len(abandoned) > self.max_abandoned:
                 for job in abandoned:

@@ -459,6 +459,7 @@ def serve(
         "swarm_addresses": [f"{a}/p2p/{peer_id}" for a in kubo.swarm_addresses()],
         "listen": list(settings.listen),
         "peers": list(settings.peers),
+        "allowed_networks": list(settings.allowed),
         "public": settings.public,
         "swarm_key_fingerprint": swarm_key_fingerprint(swarm_key) if swarm_key else None,
         "fetch_timeout": fetch_timeout,
@@ -505,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peer", action="append", default=[], metavar="MULTIADDR", help="peer to stay connected to (.../p2p/<id>)"
     )
+    parser.add_argument(
+        "--allow", action="append", default=[], metavar="CIDR", help="network to accept peers from, repeatable"
+    )
     parser.add_argument("--swarm-key", type=Path, help="private swarm key file (Kubo's swarm.key format)")
     parser.add_argument("--public", action="store_true", help="join the public IPFS network")
     parser.add_argument("--fetch-timeout", type=float, default=DEFAULT_FETCH_TIMEOUT, help="seconds (default 30)")
@@ -512,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         key = read_swarm_key(args.swarm_key) if args.swarm_key else None
-        settings = build_settings(args.listen, args.peer, args.public, key is not None)
+        settings = build_settings(args.listen, args.peer, args.public, key is not None, args.allow)
         serve(
             args.repo,
             args.host,
