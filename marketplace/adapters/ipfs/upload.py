@@ -84,8 +84,8 @@ def _name_of(headers: Message) -> str:
     if content_type in _NOT_FILES or content_type.startswith("multipart/") or "/" in name:
         what = "a symlink" if content_type == "application/symlink" else "a directory"
         raise UploadError(
-            f"entry {filename!r} is {what}: this node adds files only (one part per file, no '/' in"
-            " names); add each file separately"
+            f"entry {name or filename!r} is {what}: this node adds files only, not directories or"
+            " symlinks; add each file separately, with no '/' in its name"
         )
     return name
 
