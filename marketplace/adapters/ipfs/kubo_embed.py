@@ -291,10 +291,9 @@ class EmbeddedKubo:
                 raise NotPinned(NOT_PINNED)
 
     def recursive_pins(self) -> list[str]:
-        """CIDs pinned recursively, sorted."""
+        """CIDs pinned recursively, sorted (from the record: every pin change goes through it)."""
         with self._pin_record.lock:
-            listed = set(self._list_pins())
-            return sorted(c for c in self._recursive() if c in listed)
+            return sorted(self._recursive())
 
     def pins(self) -> dict[str, str]:
         """Every pinned CID and its type, ``"recursive"`` or ``"indirect"``.
