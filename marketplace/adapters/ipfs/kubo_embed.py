@@ -15,6 +15,9 @@ block store that every block of a DAG is there; :meth:`EmbeddedKubo.fetch` runs 
 holding the lock that serializes the other calls, so a caller can wait for it in a thread with a
 timeout, and :meth:`EmbeddedKubo.restart` closes and reopens the node, which makes every stuck
 ``Download`` return (measured: at once, code -2).
+
+The library lists pinned CIDs without their type; the node keeps its own record of recursive pins
+(:mod:`pin_record`) so a file that is also a block of another pinned file stays ``recursive``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 
 from multiformats import CID
 
+from marketplace.adapters.ipfs.pin_record import RECORD_NAME, PinRecord, reconcile
 from marketplace.adapters.ipfs.swarm import (
     SwarmConfigError,
     SwarmSettings,
@@ -65,6 +69,13 @@ int CleanupNode(char* repoPath);
 
 class KuboLibraryError(RuntimeError):
     """The embedded Kubo library is missing or one of its calls failed."""
+
+
+NOT_PINNED = "not pinned or pinned indirectly"  # Kubo's message (boxo pinner.ErrNotPinned)
+
+
+class NotPinned(KuboLibraryError):
+    """``pin rm`` of a CID without a recursive pin of its own."""
 
 
 def library_path() -> Path:
@@ -140,6 +151,7 @@ class EmbeddedKubo:
         self._running = False
         self._restart_listen: list[str] = list(self.swarm.listen)
         self._lib_path = library_path()
+        self._pin_record = PinRecord(self.repo / RECORD_NAME)
 
     def _c(self, text: str | Path) -> Any:
         return self._ffi.new("char[]", str(text).encode())
@@ -354,31 +366,95 @@ class EmbeddedKubo:
         if rc != 0:
             raise KuboLibraryError(f"Kubo could not read {cid} (code {rc})")
 
-    def pin(self, cid: str) -> None:
-        """Pin recursively; the caller checks :meth:`has_dag` first."""
-        with self._lock:
-            rc = self._lib.PinCID(self._c(self.repo), self._c(cid))
-        if rc != 0:
-            raise KuboLibraryError(f"Kubo could not pin {cid} (code {rc})")
+    # --- pins: the library pins and unpins, the pin record keeps their types --------------------
 
-    def unpin(self, cid: str) -> None:
-        """Remove a recursive pin."""
-        with self._lock:
-            rc = self._lib.UnpinCID(self._c(self.repo), self._c(cid))
-        if rc != 0:
-            raise KuboLibraryError(f"Kubo could not unpin {cid} (code {rc})")
-
-    def pins(self) -> dict[str, str]:
-        """Pinned CIDs and their type, ``"recursive"`` or ``"indirect"``.
-
-        The library lists every pinned block without its type; a pin that lies below another one
-        is reported as indirect (a block pinned both ways shows as indirect).
-        """
+    def _list_pins(self) -> list[str]:
         with self._lock:
             text = self._take_string(self._lib.ListPins(self._c(self.repo)))
-        listed = list(json.loads(text)) if text else []
-        indirect: set[str] = set()
-        for cid in listed:
-            if cid not in indirect:
-                indirect |= self.descendants(CID.decode(cid))
-        return {cid: "indirect" if cid in indirect else "recursive" for cid in listed}
+        return [str(c) for c in json.loads(text)] if text else []
+
+    def _pin_call(self, cid: str) -> int:
+        with self._lock:
+            return int(self._lib.PinCID(self._c(self.repo), self._c(cid)))
+
+    def _unpin_call(self, cid: str) -> int:
+        with self._lock:
+            return int(self._lib.UnpinCID(self._c(self.repo), self._c(cid)))
+
+    def _recursive(self) -> set[str]:
+        """The recursive pins (caller holds the record's lock); reconciled once per process.
+
+        Without a record, a listed CID that is also a block of another pin is probed: the library
+        unpins only a CID that has a pin of its own, which is then pinned again at once.
+        """
+        record = self._pin_record
+        if record.cids is None:
+            result = reconcile(record.load(), self._list_pins(), lambda c: self.descendants(CID.decode(c)))
+            recursive = set(result.recursive)
+            for cid in result.ambiguous:
+                if self._unpin_call(cid) == 0:
+                    recursive.add(cid)
+                    record.save(recursive)
+                    if self._pin_call(cid) != 0:
+                        raise KuboLibraryError(f"Kubo could not restore the pin of {cid} after checking its type")
+            record.save(recursive)
+        assert record.cids is not None
+        return record.cids
+
+    def add(self, path: Path, *, pin: bool = True) -> str:
+        """Add a file like ``ipfs add --pin=<pin>``; returns its CIDv0.
+
+        The library always pins what it adds; with ``pin=False`` that pin is removed again unless
+        the file was already pinned recursively before, which Kubo's ``pin=false`` leaves alone.
+        """
+        with self._pin_record.lock:
+            already = set(self._recursive())
+            cid = self.add_file(path)
+            if pin:
+                self._pin_record.add(cid)
+            elif cid not in already and self._unpin_call(cid) != 0:
+                raise KuboLibraryError(f"Kubo added {cid} but could not drop the pin it made (pin=false)")
+        return cid
+
+    def pin(self, cid: str) -> None:
+        """Pin recursively; the caller checks :meth:`has_dag` first."""
+        with self._pin_record.lock:
+            self._recursive()
+            self._pin_record.add(cid)  # recorded first: a crash leaves a record entry, dropped at the next start
+            rc = self._pin_call(cid)
+            if rc != 0:
+                self._pin_record.discard(cid)
+                raise KuboLibraryError(f"Kubo could not pin {cid} (code {rc})")
+
+    def unpin(self, cid: str) -> None:
+        """Remove the recursive pin of ``cid``; :class:`NotPinned` if it has none (Kubo's message)."""
+        with self._pin_record.lock:
+            if cid not in self._recursive():
+                raise NotPinned(NOT_PINNED)
+            rc = self._unpin_call(cid)
+            self._pin_record.discard(cid)
+            if rc != 0:
+                raise NotPinned(NOT_PINNED)
+
+    def recursive_pins(self) -> list[str]:
+        """CIDs pinned recursively, sorted (from the record: every pin change goes through it)."""
+        with self._pin_record.lock:
+            return sorted(self._recursive())
+
+    def pins(self) -> dict[str, str]:
+        """Every pinned CID and its type, ``"recursive"`` or ``"indirect"``.
+
+        Like Kubo's ``pin ls --type=all``: a CID with a pin of its own is ``recursive`` even when
+        it is also a block of another pinned file; the other listed CIDs are blocks of pins.
+        """
+        with self._pin_record.lock:
+            listed = self._list_pins()
+            recursive = self._recursive()
+            return {c: "recursive" if c in recursive else "indirect" for c in listed}
+
+    def pinned_through(self, cid: str) -> str | None:
+        """A recursive pin whose DAG holds ``cid`` below its root (the first in sorted order), or None."""
+        for root in self.recursive_pins():
+            if root != cid and cid in self.descendants(CID.decode(root)):
+                return root
+        return None
