@@ -142,6 +142,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalIpfsNo
         LocalIpfsNode(base / "a") as a,
         LocalIpfsNode(base / "b", peers=a.swarm_addresses, max_fetch_bytes=LIMIT, fetch_timeout=FETCH_TIMEOUT) as b,
     ):
+        with client(b) as cb:  # B dials A as it starts
+            deadline = time.monotonic() + 15
+            while not cb.swarm_peers() and time.monotonic() < deadline:
+                time.sleep(0.1)
         yield a, b
 
 
@@ -311,7 +315,9 @@ def test_cli_up_with_a_peer_id_and_peers(tmp_path: Path, monkeypatch: pytest.Mon
         address = next(line.split()[0] for line in ident.splitlines() if "/p2p/" in line)
         assert "this machine only" in ident
         cli("ipfs", "up", "--home", second, "--swarm-key", str(key), "--peer", address)
-        peers = cli("ipfs", "peers", "--home", second)
+        deadline = time.monotonic() + 10  # the new node dials its peer as it starts
+        while "1 peer(s)" not in (peers := cli("ipfs", "peers", "--home", second)) and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert f"/p2p/{peer_id}" in peers and "1 peer(s) connected" in peers
         assert "--peer" in cli("ipfs", "up", "--help") and "MULTIADDR" in cli("ipfs", "up", "--help")
         bad = cli("ipfs", "up", "--home", str(tmp_path / "three"), "--peer", "/ip4/10.0.0.1/tcp/1", code=1)
