@@ -65,6 +65,13 @@ class UpdateKey:
 
     secret: bytes  # 32 bytes, X25519 scalar
 
+    def __post_init__(self) -> None:
+        if len(self.secret) != _KEY_BYTES:
+            raise ValueError(f"an update key's secret is 32 bytes, got {len(self.secret)}")
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"UpdateKey(public=0x{self.public.hex()})"
+
     @property
     def public(self) -> bytes:
         """The 32-byte X25519 public key."""
