@@ -49,7 +49,7 @@ from marketplace.roles.aggregator import (
     publish_update_key,
 )
 from marketplace.roles.audit import NOT_CHECKED_WHEN_ENCRYPTED, audit_encrypted_round, audit_round
-from marketplace.roles.trainer import Committed, Submitted, TrainerNode, UpdateContext
+from marketplace.roles.trainer import Committed, StepOutcome, Submitted, TrainerNode, UpdateContext
 from marketplace.round.prove import HashProver
 from tests.disputes import close_disputes, step_through_disputes
 from tests.market_fixtures import commit, reveal_update
@@ -232,6 +232,12 @@ def test_only_the_projects_aggregator_publishes_its_key_once_while_the_project_r
         aggregator.publish_key(pid, (1).to_bytes(32, "little"))
     with pytest.raises(ContractRevert, match=rf"^ZeroKey\(projectId={pid}\)"):
         aggregator.chain.transact(aggregator.contract.functions.publishKey(pid, b"\0" * 32))
+    small = (1).to_bytes(32, "little")  # published with a raw transaction, past the client's check
+    unusable = env.project(1)
+    aggregator.chain.transact(aggregator.contract.functions.publishKey(unusable, small))
+    node = TrainerNode(env.market(FIRST_TRAINER), env.store, PerRound(agreeing_updates(1, seed=1)))
+    assert node.step(unusable) is StepOutcome.UNUSABLE_UPDATE_KEY  # it does not submit rather than pin in the clear
+    assert env.admin.get_project(unusable).commits == 0
     with pytest.raises(ContractRevert, match=r"^UnknownProject\(projectId=999\)"):
         aggregator.publish_key(999, key)
     assert aggregator.key_of(pid) is None and aggregator.publication(pid) is None

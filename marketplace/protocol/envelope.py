@@ -104,8 +104,8 @@ def seal_update(plaintext: bytes, recipient: bytes, sender_secret: bytes) -> byt
     module doc), with a fresh random nonce. :class:`InvalidUpdateKey` for a key nothing can be encrypted to."""
     sender = PrivateKey(sender_secret)
     box = Box(sender, PublicKey(check_public_key(recipient)))
-    sealed = box.encrypt(plaintext)  # nonce || ciphertext
-    return MAGIC + bytes(sender.public_key) + sealed.nonce + sealed.ciphertext
+    sealed = box.encrypt(plaintext)  # nonce || ciphertext, as the envelope lays them out
+    return b"".join((MAGIC, bytes(sender.public_key), sealed))
 
 
 def open_own(envelope: bytes, recipient: bytes, sender_secret: bytes) -> bytes:
