@@ -67,6 +67,8 @@ def audit_cmd(
         if published is not None and update_key is None:
             _show_encrypted(audit_encrypted_round(market, store, project_id, round_))
             return
+        if published is None and update_key is not None:
+            raise fail(f"project {project_id}'s updates are public: --update-key is not needed")
         opener = None if published is None or update_key is None else _opener(update_key, published)
         report = audit_round(market, store, project_id, round_, opener)
     except (ConfigError, ChainError, StorageError) as exc:

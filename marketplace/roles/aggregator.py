@@ -90,7 +90,7 @@ class RejectionsAnnounced:
 
 class UpdateKeyMismatch(RuntimeError):
     """The key a project's updates are encrypted to is not the one this wallet derives for it: this node cannot
-    read the project's updates (published by another wallet of the same address? by hand?)."""
+    read the project's updates (a key published by hand, or derived by another version of this code)."""
 
 
 def project_update_key(market: MarketClient, project_id: int) -> UpdateKey:
