@@ -36,6 +36,7 @@ from marketplace.protocol.envelope import (
     MAGIC,
     EnvelopeError,
     InvalidUpdateKey,
+    UpdateKey,
     is_envelope,
     open_own,
     seal_update,
@@ -220,6 +221,34 @@ def test_an_encrypted_project_pays_as_a_clear_one_and_only_its_aggregator_reads_
         assert audit_round(env.admin, env.store, pid, round_, agg_key.open).agrees
 
 
+def test_an_envelope_opens_only_whole_and_unchanged_for_its_recipient() -> None:
+    """Every byte of an envelope is authenticated: one flipped bit anywhere, a truncation, another recipient's
+    key or another sender key refuses to open (``EnvelopeError``), never returns other bytes."""
+    recipient = key_from(1)
+    sender = b"\x05" * 32
+    plaintext = b"update bytes " * 50
+    envelope = seal_update(plaintext, recipient.public, sender)
+    assert recipient.open(envelope) == plaintext and envelope != seal_update(plaintext, recipient.public, sender)
+    for i in range(len(MAGIC), len(envelope)):
+        changed = bytearray(envelope)
+        changed[i] ^= 0x01
+        with pytest.raises(EnvelopeError):
+            recipient.open(bytes(changed))
+    for cut in (len(envelope) - 1, 100, 40):
+        with pytest.raises(EnvelopeError):
+            recipient.open(envelope[:cut])
+    with pytest.raises(EnvelopeError):
+        key_from(2).open(envelope)
+    with pytest.raises(EnvelopeError):
+        open_own(envelope, recipient.public, b"\x06" * 32)
+    assert "secret" not in repr(recipient) and recipient.secret.hex() not in repr(recipient)
+
+
+def key_from(seed: int) -> UpdateKey:
+    """A fixed update key pair (no wallet needed)."""
+    return UpdateKey(bytes([seed]) * 32)
+
+
 def test_only_the_projects_aggregator_publishes_its_key_once_while_the_project_runs(env: Env) -> None:
     pid = env.project(2)
     key = project_update_key(env.market(AGGREGATOR), pid).public
@@ -391,6 +420,8 @@ def test_the_command_line_publishes_the_key_shows_it_and_audits_what_it_can(env:
     cli("aggregator", "export-key", "--project", str(pid), "--out", str(secret), "--dev-account", "2", code=1)
     out = cli("audit", str(pid), "0", "--update-key", str(secret))
     assert "round 0 checks out: 0 invalid update(s)" in out and "recomputed bit for bit" in out
+    public = env.project(2, join=False)
+    assert "updates are public" in cli("audit", str(public), "0", "--update-key", str(secret), code=1)
     wrong = tmp_path / "wrong.key"
     wrong.write_text(project_update_key(env.market(OWNER), pid).secret.hex())
     assert "is not the one this project's updates are encrypted to" in cli(
