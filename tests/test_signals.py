@@ -12,6 +12,7 @@ a second signal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -83,6 +84,14 @@ def wait_all_gone(pids: Sequence[int], timeout: float) -> list[int]:
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.05)
     return [p for p in pids if alive(p)]
+
+
+def kill_left(pids: Sequence[int]) -> None:
+    """Test hygiene after a failure: SIGKILL whatever of ``pids`` still runs."""
+    for pid in pids:
+        if alive(pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 class Command:
@@ -235,14 +244,18 @@ def test_demo_stops_with_its_chain_and_ipfs_node_after_a_burst(
         assert_stopped(demo, signals, children)
     finally:
         demo.kill()
+        kill_left(list(children))
 
 
 def test_a_killed_demo_takes_its_chain_and_ipfs_node_with_it(tmp_path: Path) -> None:
     demo, _, children = start_demo(tmp_path, until=r"IPFS API (http\S+)")  # killed during its job
-    demo.process.kill()
-    demo.process.wait(10)
-    left = wait_all_gone(list(children), 10.0)
-    assert not left, f"orphans of a SIGKILLed demo: {[children[p] for p in left]}"
+    try:
+        demo.process.kill()
+        demo.process.wait(10)
+        left = wait_all_gone(list(children), 10.0)
+        assert not left, f"orphans of a SIGKILLed demo: {[children[p] for p in left]}"
+    finally:
+        kill_left(list(children))
 
 
 # --- the node commands --------------------------------------------------------------------------
@@ -332,7 +345,7 @@ def test_ipfs_node_stops_after_a_burst(tmp_path: Path, signum: signal.Signals) -
                     "--state-file", str(state)])  # fmt: skip
     try:
         api = json.loads(node.wait_for(r"\{.*\"api_url\".*\}", 60).group(0))["api_url"]
-        cid = httpx.post(f"{api}/api/v0/add", files={"file": ("x", b"x" * 300_000)}).json()["Hash"]
+        cid = httpx.post(f"{api}/api/v0/add", files={"file": ("x", b"x" * 20_000)}).json()["Hash"]
         tally = burst(api, [f"/api/v0/cat?arg={cid}", "/api/v0/version", "/api/v0/pin/ls"], method="POST")
         assert tally == {"200": 1000}, tally
         assert_stopped(node, [signum], descendants(node.process.pid), codes={0, 128 + signum})
@@ -378,6 +391,7 @@ def test_a_command_stuck_on_its_way_out_ends_with_its_children(
     """A second signal ends it at once; without one it is ended ``grace`` seconds after the first. Its child
     ends with it either way."""
     stuck = Command([sys.executable, "-c", STUCK, stuck_in, str(grace)])
+    child = 0
     try:
         child = int(stuck.wait_for(r"^(\d+)$", 30).group(1))
         stuck.process.send_signal(signals[0])
@@ -394,6 +408,7 @@ def test_a_command_stuck_on_its_way_out_ends_with_its_children(
         assert not wait_all_gone([child], 5.0), "the child outlived its parent"
     finally:
         stuck.kill()
+        kill_left([child])
 
 
 def test_a_child_started_from_a_passing_thread_outlives_the_thread_but_not_the_process() -> None:
@@ -414,6 +429,7 @@ def test_a_child_started_from_a_passing_thread_outlives_the_thread_but_not_the_p
         """
     )
     parent = Command([sys.executable, "-c", script])
+    pid = "0"
     try:
         pid, status = parent.wait_for(r"^(\d+) (\S+)$", 30).groups()
         assert status == "None" and alive(int(pid)), "the child died with the thread that started it"
@@ -421,3 +437,4 @@ def test_a_child_started_from_a_passing_thread_outlives_the_thread_but_not_the_p
         assert not wait_all_gone([int(pid)], 5.0), "the child outlived its killed parent"
     finally:
         parent.kill()
+        kill_left([int(pid)])
