@@ -381,7 +381,7 @@ STUCK = textwrap.dedent(
     [
         ("native", (signal.SIGINT, signal.SIGINT), 60.0, -signal.SIGINT),  # ended by SIGINT itself
         ("native", (signal.SIGTERM, signal.SIGTERM), 60.0, -signal.SIGTERM),
-        ("python", (signal.SIGTERM,), 1.0, 143),  # the watchdog: "stopped ..."
+        ("python", (signal.SIGTERM,), 1.0, -signal.SIGTERM),  # by the watchdog, which says so
     ],
     ids=["second-SIGINT-in-native-code", "second-SIGTERM-in-native-code", "SIGTERM-grace"],
 )
@@ -403,7 +403,7 @@ def test_a_command_stuck_on_its_way_out_ends_with_its_children(
         assert stuck.process.wait(grace + 10) == code, stuck.output
         assert time.monotonic() - started < min(grace, 2.0) + 1.0
         assert "Traceback" not in stuck.output, stuck.output
-        if code > 0:
+        if len(signals) == 1:
             assert f"stopped ({signals[0].name}; still stopping after 1 s: forced)" in stuck.output, stuck.output
         assert not wait_all_gone([child], 5.0), "the child outlived its parent"
     finally:

@@ -13,11 +13,11 @@ Starting: :func:`start_child` starts a child that belongs to the command, unless
 Stopping: :func:`terminate` stops a child politely (SIGTERM lets anvil dump its state and Kubo
 close its repo), then forcibly if it lingers. Inside :func:`stop_on_signals` the first SIGINT or
 SIGTERM raises :class:`Interrupted` in the main thread, so the ``with`` blocks that own children
-stop them in order, and the command then ends with :func:`exit_now`. A second signal ends the process
-at once, by the signal's default action (the kernel's, so it works even while native code holds the
+stop them in order before the command exits with 130 or 143. A second signal ends the process at
+once, by the signal's default action (the kernel's, so it works even while native code holds the
 GIL; the shell reports 130 or 143; the children get their parent-death signal). A command still
-alive ``grace`` seconds after the first signal (its main thread stuck) has its owned children killed
-and ends with 128 + the signal's number, by a watchdog thread that learns of signals through
+alive ``grace`` seconds after the first signal (its main thread or its exit stuck) has its owned
+children killed and is ended the same way, by a watchdog thread that learns of signals through
 :func:`signal.set_wakeup_fd` (Python runs its handlers only when the main thread gets back to Python
 code).
 """
@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PARENT_DEATH_SIGNAL = signal.SIGTERM
@@ -218,25 +218,20 @@ def stop_owned(timeout: float = 5.0) -> None:
         terminate(process, timeout)
 
 
-def exit_now(code: int) -> NoReturn:
-    """Ends a command that was stopped by a signal, once its ``with`` blocks have stopped what it started:
-    stops any owned child left, flushes stdout and stderr and exits with ``code`` at once. Skips the
-    interpreter's shutdown, which waits for every non-daemon thread (a web server's worker threads may
-    still be busy) and restores the default signal handlers (a second Ctrl-C in that window would end the
-    process by the signal instead of with ``code``)."""
-    stop_owned()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
-
-
 # --- stopping the command itself ---------------------------------------------------------------
 
 
+def _default_action(signum: int) -> None:
+    """Restores ``signum``'s default action (ending the process) from any thread (``signal.signal``
+    works in the main thread only)."""
+    if _LIBC is not None:
+        _LIBC.signal(ctypes.c_int(signum), ctypes.c_void_p(0))  # SIG_DFL
+
+
 class _Watchdog:
-    """A daemon thread reading the signal wakeup socket: arms a deadline at the first stop signal,
-    forces the end at the second one or at the deadline."""
+    """A daemon thread reading the signal wakeup socket. At the first stop signal it gives both stop
+    signals their default action back (the next one ends the process, even if the main thread never
+    gets to run Python code again) and arms a deadline; at the deadline it ends the process."""
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
@@ -253,7 +248,7 @@ class _Watchdog:
             ready, _, _ = select.select([self.reader], [], [], timeout)
             if not ready:
                 if first is not None:
-                    _force(first, f"still stopping after {self.grace:g} s")
+                    _end_by(first, f"still stopping after {self.grace:g} s")
                 continue
             try:
                 data = self.reader.recv(64)
@@ -261,14 +256,13 @@ class _Watchdog:
                 continue
             except OSError:
                 return
-            for signum in data:
-                if signum == 0:  # disarmed: the command ended without a stop signal
-                    return
-                if signum not in STOP_SIGNALS:
-                    continue
-                if first is not None:
-                    _force(signum, "second signal")
-                first, deadline = signum, time.monotonic() + self.grace
+            if 0 in data:  # disarmed: the command ended without a stop signal
+                return
+            signums = [signum for signum in data if signum in STOP_SIGNALS]
+            if signums and first is None:
+                for signum in STOP_SIGNALS:
+                    _default_action(signum)
+                first, deadline = signums[0], time.monotonic() + self.grace
 
     def disarm(self) -> None:
         with contextlib.suppress(OSError):
@@ -278,33 +272,39 @@ class _Watchdog:
         self.writer.close()
 
 
-def _force(signum: int, why: str) -> None:
-    """Kills the owned children and ends the process now with 128 + ``signum`` (no cleanup, no
-    traceback: the main thread may hold any lock, so this writes straight to stderr)."""
+def _end_by(signum: int, why: str) -> None:
+    """Kills the owned children, says so in one line and ends the process by ``signum``'s default action
+    (exit status: ended by that signal; a shell reports 128 + its number). No cleanup, no traceback: the
+    main thread may hold any lock, so this writes straight to stderr."""
     kill_owned()
     with contextlib.suppress(OSError):
         os.write(2, f"\nstopped ({signal.Signals(signum).name}; {why}: forced)\n".encode())
-    os._exit(128 + signum)
+    _default_action(signum)
+    os.kill(os.getpid(), signum)
+    time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGKILL)  # where the default action could not be restored
 
 
 @contextlib.contextmanager
 def stop_on_signals(grace: float = 10.0) -> Iterator[None]:
     """Within the block (main thread only), SIGINT and SIGTERM stop the command:
 
-    - the first raises :class:`Interrupted` in the main thread; ``with`` blocks stop their children;
-    - a second one ends the process at once: the same signal by its default action (the handlers are
-      one-shot, see :func:`_one_shot`), the other one by the watchdog, like
-    - the process still running ``grace`` seconds after the first: the watchdog SIGKILLs the owned
-      children and ends the process with 128 + the signal's number.
+    - the first raises :class:`Interrupted` in the main thread, so the ``with`` blocks stop their
+      children in order; the caller then exits (130 or 143: :attr:`Interrupted.exit_code`);
+    - a second one ends the process at once, by the signal's default action: the handlers are one-shot
+      (:func:`_one_shot`: done by the kernel, so even while native code holds the GIL), and the watchdog
+      restores the default action of the other stop signal too. Owned children get their parent-death
+      signal;
+    - a process still running ``grace`` seconds after the first (its main thread or its exit stuck) has
+      its owned children SIGKILLed and is ended by the first signal's default action.
 
-    Leaving the block without a signal restores the previous handlers. After a signal they stay, so
-    that a second Ctrl-C still ends a process that hangs on its way out."""
+    Leaving the block without a signal restores the previous handlers."""
     watchdog = _Watchdog(grace)
     stopping = False
 
     def handler(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
-        if not stopping:  # later signals are the watchdog's
+        if not stopping:
             stopping = True
             raise Interrupted(signum)
 
@@ -315,19 +315,9 @@ def stop_on_signals(grace: float = 10.0) -> Iterator[None]:
     watchdog.thread.start()
     try:
         yield
-    except Interrupted:
-        raise  # handlers, wakeup fd and watchdog stay until the process ends
-    except BaseException:
-        _restore(watchdog, previous, previous_fd, stopping)
-        raise
-    else:
-        _restore(watchdog, previous, previous_fd, stopping)
-
-
-def _restore(watchdog: _Watchdog, previous: dict[signal.Signals, Any], previous_fd: int, stopping: bool) -> None:
-    if stopping:  # a signal came (its Interrupted was caught inside the block): keep watching
-        return
-    signal.set_wakeup_fd(previous_fd)
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
-    watchdog.disarm()
+    finally:
+        if not stopping:  # after a signal the watchdog stays, until the process ends
+            signal.set_wakeup_fd(previous_fd)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+            watchdog.disarm()

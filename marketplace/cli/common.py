@@ -33,7 +33,7 @@ from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import resolve_api_url
 from marketplace.adapters.ipfs.store import ModelStore
-from marketplace.adapters.processes import Interrupted, exit_now, stop_on_signals
+from marketplace.adapters.processes import Interrupted, stop_on_signals
 
 console = Console()
 
@@ -68,15 +68,15 @@ def fail(message: str) -> typer.Exit:
 @contextmanager
 def stops_on_signals() -> Iterator[None]:
     """The body of a command that runs until stopped (a ``with`` block, or a decorator under the command's):
-    SIGINT (Ctrl-C) or SIGTERM stops what the command started, prints ``stopped (SIGINT)`` and ends the
-    process with 130 (SIGTERM: 143), without a traceback (:func:`~marketplace.adapters.processes.exit_now`);
-    a second signal ends it at once (:func:`~marketplace.adapters.processes.stop_on_signals`)."""
+    SIGINT (Ctrl-C) or SIGTERM stops what the command started, prints ``stopped (SIGINT)`` and exits with
+    130 (SIGTERM: 143), without a traceback; a second signal ends it at once
+    (:func:`~marketplace.adapters.processes.stop_on_signals`)."""
     try:
         with stop_on_signals():
             yield
     except Interrupted as exc:
         console.print(f"stopped ({exc.signal_name})")
-        exit_now(exc.exit_code)
+        raise typer.Exit(code=exc.exit_code) from None
 
 
 def to_wei(eth: str) -> int:
