@@ -72,9 +72,6 @@ class Interrupted(KeyboardInterrupt):
         return signal.Signals(self.signum).name
 
 
-# --- starting -----------------------------------------------------------------------------------
-
-
 def _libc() -> ctypes.CDLL | None:
     """Linux's libc (``prctl``, ``sigaction``), loaded once, before any fork: a child only calls it."""
     if not sys.platform.startswith("linux"):
@@ -89,29 +86,7 @@ _LIBC = _libc()
 _PRCTL: Callable[..., int] | None = getattr(_LIBC, "prctl", None)
 
 
-class _Sigaction(ctypes.Structure):
-    """glibc's and musl's ``struct sigaction`` on x86-64 and arm64."""
-
-    _fields_ = [
-        ("sa_handler", ctypes.c_void_p),
-        ("sa_mask", ctypes.c_ulong * 16),
-        ("sa_flags", ctypes.c_uint),
-        ("sa_restorer", ctypes.c_void_p),
-    ]
-
-
-def _one_shot(signum: int) -> bool:
-    """Makes the handler now installed for ``signum`` one-shot (``SA_RESETHAND``): the kernel restores the
-    default action (ending the process) as it delivers the signal, so the next one ends the process even
-    while the main thread runs native code that holds the GIL (ezkl proving does, for seconds), when no
-    Python code can run. False where this is not known to work (then the watchdog has to do)."""
-    if _LIBC is None or platform.machine() not in ("x86_64", "aarch64"):
-        return False
-    action = _Sigaction()
-    if _LIBC.sigaction(signum, None, ctypes.byref(action)) != 0:
-        return False
-    action.sa_flags |= _SA_RESETHAND
-    return bool(_LIBC.sigaction(signum, ctypes.byref(action), None) == 0)
+# --- starting -----------------------------------------------------------------------------------
 
 
 def _die_with(parent: int) -> Callable[[], None]:
@@ -158,12 +133,6 @@ def disown(process: subprocess.Popen[Any]) -> None:
     """Stops tracking ``process`` (it was stopped, or is deliberately left running)."""
     with _owned_lock:
         _owned.discard(process)
-
-
-def owned_pids() -> list[int]:
-    """The pids of the owned children still tracked."""
-    with _owned_lock:
-        return sorted(p.pid for p in _owned)
 
 
 # --- stopping ------------------------------------------------------------------------------------
@@ -219,6 +188,31 @@ def stop_owned(timeout: float = 5.0) -> None:
 
 
 # --- stopping the command itself ---------------------------------------------------------------
+
+
+class _Sigaction(ctypes.Structure):
+    """glibc's and musl's ``struct sigaction`` on x86-64 and arm64."""
+
+    _fields_ = [
+        ("sa_handler", ctypes.c_void_p),
+        ("sa_mask", ctypes.c_ulong * 16),
+        ("sa_flags", ctypes.c_uint),
+        ("sa_restorer", ctypes.c_void_p),
+    ]
+
+
+def _one_shot(signum: int) -> bool:
+    """Makes the handler now installed for ``signum`` one-shot (``SA_RESETHAND``): the kernel restores the
+    default action (ending the process) as it delivers the signal, so the next one ends the process even
+    while the main thread runs native code that holds the GIL (ezkl proving does, for seconds), when no
+    Python code can run. False where this is not known to work (then the watchdog has to do)."""
+    if _LIBC is None or platform.machine() not in ("x86_64", "aarch64"):
+        return False
+    action = _Sigaction()
+    if _LIBC.sigaction(signum, None, ctypes.byref(action)) != 0:
+        return False
+    action.sa_flags |= _SA_RESETHAND
+    return bool(_LIBC.sigaction(signum, ctypes.byref(action), None) == 0)
 
 
 def _default_action(signum: int) -> None:
