@@ -26,6 +26,7 @@ from marketplace.cli.common import (
     fail,
     open_store,
     signing_account,
+    stops_on_signals,
 )
 from marketplace.fl.data import load_local_data
 
@@ -81,21 +82,22 @@ def aggregator_run_cmd(
 
     console.print(f"aggregator {market.address} serving {project or 'all its projects'}")
     try:
-        if once:
-            for pid in project or node.served_projects():
-                report = node.step(pid)
-                if report:
-                    show(report)
-            return
-        node.run(
-            project,
-            poll_seconds=poll,
-            on_report=show,
-            on_error=lambda exc: console.print(
-                f"[yellow]{type(exc).__name__}:[/yellow] {exc}"
-                + "".join(f" ({note})" for note in getattr(exc, "__notes__", []))
-            ),
-        )
+        with stops_on_signals():  # Ctrl-C or SIGTERM: "stopped", exit code 130 or 143
+            if once:
+                for pid in project or node.served_projects():
+                    report = node.step(pid)
+                    if report:
+                        show(report)
+                return
+            node.run(
+                project,
+                poll_seconds=poll,
+                on_report=show,
+                on_error=lambda exc: console.print(
+                    f"[yellow]{type(exc).__name__}:[/yellow] {exc}"
+                    + "".join(f" ({note})" for note in getattr(exc, "__notes__", []))
+                ),
+            )
     except (PermissionError, ProverSelectionError, ChainError) as exc:  # one line, naming what to do
         raise fail(str(exc)) from None
 
