@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 import uvicorn
 from fastapi import FastAPI
 
+#: Pending connections the kernel queues before refusing (a burst of page loads opens many at once).
+_BACKLOG = 2048
+#: How long an idle keep-alive connection stays open. uvicorn's 5 s default loses requests under load: a
+#: client reuses a connection in the instant the server closes it ("server disconnected without a response").
+_KEEP_ALIVE_SECONDS = 75
+
 
 @dataclass
 class BackgroundServer:
@@ -65,9 +71,16 @@ def serve_in_background(
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(128)
+    sock.listen(_BACKLOG)
     bound_port = int(sock.getsockname()[1])
-    config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=graceful_shutdown)
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=graceful_shutdown,
+        timeout_keep_alive=_KEEP_ALIVE_SECONDS,
+        backlog=_BACKLOG,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"web-{bound_port}", daemon=True)
     thread.start()
