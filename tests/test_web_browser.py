@@ -18,6 +18,7 @@ from playwright.sync_api import BrowserContext, expect
 
 from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.web.filters import round_eth
 from marketplace.web.schemas import eth
 from marketplace.web.server import BackgroundServer
 from tests.browser_fixtures import audit, browser_context, chromium_context, server, use_wallet, watch_errors  # noqa: F401
@@ -208,7 +209,7 @@ def test_the_join_page_checks_the_earned_record_a_bar_requires(
     errors = watch_errors(page)
     problems: list[str] = []
     page.goto(f"{server.url}/projects/{pid}/join")
-    expect(page.locator("#join-required-earned")).to_contain_text(f"{eth(required)} ETH")
+    expect(page.locator("#join-required-earned")).to_contain_text(f"{round_eth(required)} ETH")
     expect(page.locator("#join-required-earned")).to_contain_text("budget per guaranteed trainer (minimum trainers")
     expect(page.locator("#join-bar-why")).to_contain_text(
         "burns at least the budget per guaranteed trainer (minimum trainers) it protects"

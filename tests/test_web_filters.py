@@ -87,6 +87,12 @@ def test_amount_shows_the_rounded_value_and_carries_the_exact_one(wei: int) -> N
     assert span.get("title").startswith(span.get("data-copy") + " ETH")
 
 
+def test_an_exact_amount_says_its_full_value_when_rounding_changed_it() -> None:
+    odd = element(f"<p>{amount(2200000000000000007, exact=True)}</p>")
+    assert text_of(odd) == "2.2\N{NO-BREAK SPACE}ETH exactly 2.200000000000000007\N{NO-BREAK SPACE}ETH"
+    assert text_of(element(f"<p>{amount(22 * ETH // 10, exact=True)}</p>")) == "2.2\N{NO-BREAK SPACE}ETH"
+
+
 def test_amount_of_nothing_is_a_dash() -> None:
     assert amount(None) == "-"
 

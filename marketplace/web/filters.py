@@ -68,19 +68,23 @@ def round_eth(wei: int | str) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def amount(wei: int | str | None, unit: str = "ETH") -> Markup:
+def amount(wei: int | str | None, unit: str = "ETH", exact: bool = False) -> Markup:
     """``wei`` as ``<span class="amount">1.3342 ETH</span>``: rounded (:func:`round_eth`) with its unit; the
     exact value in ETH and in wei in ``title``, the exact ETH in ``data-copy`` and the wei in ``data-wei``.
-    ``None`` renders as ``-``."""
+    With ``exact`` (what a transaction sends), a rounded value is followed by the exact one in words:
+    ``<small class="exact">exactly 2.200000000000000007 ETH</small>``. ``None`` renders as ``-``."""
     if wei is None or wei == "":
         return Markup("-")
-    exact = eth(wei)
+    full = eth(wei)
     shown = round_eth(wei)
-    title = f"{exact} {unit} = {int(wei):,} wei" if int(wei) else f"0 {unit}"
-    return Markup(
-        f'<span class="amount" title="{escape(title)}" data-wei="{int(wei)}" data-copy="{escape(exact)}">'
+    title = f"{full} {unit} = {int(wei):,} wei" if int(wei) else f"0 {unit}"
+    html = (
+        f'<span class="amount" title="{escape(title)}" data-wei="{int(wei)}" data-copy="{escape(full)}">'
         f"{escape(shown)}\N{NO-BREAK SPACE}{escape(unit)}</span>"
     )
+    if exact and Decimal(shown.replace(",", "")) != Decimal(full):
+        html += f' <small class="exact">exactly {escape(full)}\N{NO-BREAK SPACE}{escape(unit)}</small>'
+    return Markup(html)
 
 
 def account(address: str | None, label: str | None = None, full: bool = False) -> Markup:
