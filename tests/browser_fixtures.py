@@ -6,8 +6,10 @@ on a laptop sees it and keeps a screenshot of each.
 
 * runs axe-core (vendored from npm into the static files, injected here only: no page loads it) over the page
   and reports every serious or critical violation of WCAG 2.x A/AA and axe's best practices;
-* checks the page fits the width (no horizontal scrolling: wide tables scroll inside their own box), that the
-  header's links and buttons are inside the screen and each on one line (no "Post / a / job");
+* checks the page fits the width (no horizontal scrolling: wide tables scroll inside their own box or stack into
+  cards), that the header's links and buttons are inside the screen and each on one line (no "Post / a / job"),
+  and that disabled buttons and the coloured labels (status pills, flags, the connected address) have a
+  contrast of at least 4.5:1 (axe leaves disabled controls out);
 * writes ``reports/screenshots/<name>-<width>.png`` (full page).
 
 It returns the problems as sentences, so a test can report every page's at once.
@@ -103,7 +105,7 @@ def watch_errors(page: Page) -> list[str]:
     return errors
 
 
-_LAYOUT_JS = """
+_LAYOUT_JS = r"""
 () => {
   const vw = document.documentElement.clientWidth;
   const problems = [];
@@ -140,6 +142,27 @@ _LAYOUT_JS = """
     }
     if (lines(el) > 1) problems.push(`the header's "${label}" wraps over ${lines(el)} lines`);
   }
+  // Contrast of what axe leaves out (disabled buttons) and of the small coloured labels, computed here too.
+  const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+  const luminance = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let a = el; a; a = a.parentElement) {
+      const c = rgb(getComputedStyle(a).backgroundColor);
+      if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const labels = "button[disabled], .status, .phase, .flag, .flag-mini, .slashed, #wallet-address, .skip-link";
+  for (const el of document.querySelectorAll(labels)) {
+    if (!shown(el) || !el.textContent.trim()) continue;
+    const [fg, bg] = [luminance(rgb(getComputedStyle(el).color)), luminance(background(el))];
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const what = `"${el.textContent.trim()}" (${name(el)})`;
+    if (ratio < 4.5) problems.push(`${what} has a contrast of ${ratio.toFixed(2)}:1, under 4.5:1`);
+  }
   return problems;
 }
 """
@@ -155,12 +178,12 @@ async (tags) => {
 _cleared = False
 
 
-def audit(page: Page, name: str) -> list[str]:
-    """Audits ``page`` at each of :data:`VIEWPORTS` (axe-core, fits the width, header) and writes
-    ``reports/screenshots/<name>-<width>.png``; returns the problems found, each a sentence naming the page
-    and width. The viewport is put back as it was."""
+def audit(page: Page, name: str, *, screenshots: bool = True) -> list[str]:
+    """Audits ``page`` at each of :data:`VIEWPORTS` (axe-core, fits the width, header, contrast) and, unless
+    ``screenshots`` is false, writes ``reports/screenshots/<name>-<width>.png``; returns the problems found, each
+    a sentence naming the page and width. The viewport is put back as it was."""
     global _cleared
-    if not _cleared:  # a run's screenshots only: remove those of earlier runs once
+    if screenshots and not _cleared:  # a run's screenshots only: remove those of earlier runs once
         for old in SCREENSHOTS.glob("*.png"):
             old.unlink()
         _cleared = True
@@ -177,7 +200,8 @@ def audit(page: Page, name: str) -> list[str]:
         for v in page.evaluate(_AXE_RUN_JS, AXE_TAGS):
             if v["impact"] in BLOCKING:
                 problems.append(f"{where}: axe {v['impact']} {v['id']} ({v['help']}): " + " | ".join(v["nodes"]))
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
+        if screenshots:
+            page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=True)
     if before is not None:
         page.set_viewport_size(before)
     return problems

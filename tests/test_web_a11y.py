@@ -149,3 +149,28 @@ def test_every_page_is_accessible_and_fits_a_phone_and_a_laptop(
 
     assert errors == [], errors
     assert problems == [], "\n".join(problems)
+
+
+BROKEN_PAGE = """<!doctype html><html lang="en"><head><title>broken</title>
+<style>header.top { display: flex; width: 390px; } nav a { display: inline-block; width: 2.5rem; }
+.pale { color: #bbb; } button[disabled] { color: #aaa; background: #ddd; }</style></head>
+<body><header class="top"><nav><a href="#">Post a job</a></nav>
+<button style="margin-left: 300px">Connect wallet</button></header>
+<main><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="><p class="pale">pale text</p>
+<button disabled>Join</button><div style="width: 900px">wide</div></main></body></html>"""
+
+
+def test_the_audit_finds_what_it_looks_for(browser_context: BrowserContext) -> None:
+    """The checks every page passes can fail: on a page built to break them, the audit reports a missing text
+    alternative and low contrast (axe), the page's width, a header item off screen and one wrapped, and a
+    disabled button's contrast, at both widths."""
+    page = browser_context.new_page()
+    page.set_content(BROKEN_PAGE)
+    problems = "\n".join(audit(page, "broken", screenshots=False))
+    for width in (390, 1366):
+        assert f"broken at {width} px: axe critical image-alt" in problems
+        assert f"broken at {width} px: axe serious color-contrast" in problems
+        assert f'broken at {width} px: "Join" (button) has a contrast of' in problems
+    assert "broken at 390 px: the page is" in problems and "sticking out: header.top, div)" in problems
+    assert 'broken at 390 px: the header\'s "Connect wallet" is outside the screen' in problems
+    assert 'the header\'s "Post a job" wraps over' in problems
