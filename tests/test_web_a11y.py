@@ -61,6 +61,25 @@ def visit(page: Page, url: str) -> None:
         expect(page.locator("#wallet-address")).to_be_visible()
 
 
+_COPY_JS = """
+(selector) => {
+  const el = document.querySelector(selector);
+  const range = document.createRange();
+  range.selectNodeContents(el);
+  getSelection().removeAllRanges();
+  getSelection().addRange(range);
+  const data = new DataTransfer();
+  el.dispatchEvent(new ClipboardEvent("copy", { clipboardData: data, bubbles: true, cancelable: true }));
+  return data.getData("text/plain") || getSelection().toString();
+}
+"""
+
+
+def copy_text(page: Page, selector: str) -> str:
+    """What copying the text of the first element matching ``selector`` puts on the clipboard."""
+    return page.evaluate(_COPY_JS, selector)
+
+
 def test_every_page_is_accessible_and_fits_a_phone_and_a_laptop(
     server: BackgroundServer, browser_context: BrowserContext, anvil: AnvilNode, actors: Actors,
     accounts: list[LocalAccount], ipfs: IpfsClient,
@@ -81,6 +100,8 @@ def test_every_page_is_accessible_and_fits_a_phone_and_a_laptop(
     expect(row.locator(".amount").first).to_have_text("0.2\N{NO-BREAK SPACE}ETH")
     expect(row.locator(".amount").first).to_have_attribute("data-copy", "0.200000000000000016")
     expect(row.locator("a.account")).to_have_attribute("href", f"/trainers/{actors.owner.address}")
+    assert copy_text(page, f'tr[data-project-id="{open_pid}"] .amount') == "0.200000000000000016"
+    assert copy_text(page, f'tr[data-project-id="{open_pid}"] a.account') == actors.owner.address
     problems += audit(page, "projects")
 
     visit(page, f"{base}/projects/new")
