@@ -8,6 +8,7 @@ digits, and never shows a non-zero amount as 0. A percentage is within half a un
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from decimal import Decimal
 from fractions import Fraction
@@ -17,6 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from marketplace.web.filters import ETH_PLACES, SMALL_DIGITS, account, amount, eth_quantum, pct, pct_bps, round_eth
+from marketplace.web.templating import TEMPLATES_DIR
+from scripts.vendor_js import FILES, TEST_ONLY, VENDOR
 
 ETH = 10**18
 UINT256 = 2**256 - 1
@@ -137,3 +140,13 @@ def test_pct_bps_rounds_to_one_decimal(value: int) -> None:
 
 def test_pct_bps_examples() -> None:
     assert (pct_bps(6666), pct_bps(5000), pct_bps(None)) == ("66.7%", "50.0%", "-")
+
+
+def test_axe_is_vendored_for_the_tests_and_no_page_loads_it() -> None:
+    """axe-core sits in the static files next to the other vendored scripts (no CDN), for the browser tests to
+    inject; no template references it, so production pages never load it."""
+    for package in TEST_ONLY:
+        for _, name in FILES[package]:
+            assert (VENDOR / name).stat().st_size > 100_000
+            assert not [t.name for t in TEMPLATES_DIR.glob("*.html") if name in t.read_text()]
+    assert json.loads((VENDOR / "versions.json").read_text())["axe-core"] == "4.14.1"
