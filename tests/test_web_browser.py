@@ -10,96 +10,23 @@ Screenshots of every page go to ``reports/screenshots/``.
 # ruff: noqa: F811  (fixtures imported from tests.web_fixtures are used as test arguments)
 from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, expect
 
 from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.adapters.ipfs.ipfs import IpfsClient
-from marketplace.web.main import create_app
+from marketplace.web.filters import round_eth
 from marketplace.web.schemas import eth
-from marketplace.web.server import BackgroundServer, serve_in_background
-from marketplace.web.settings import WebSettings
+from marketplace.web.server import BackgroundServer
+from tests.browser_fixtures import audit, browser_context, chromium_context, server, use_wallet, watch_errors  # noqa: F401
 from tests.market_fixtures import Actors, cid_for, commitment_for, reveal_update
 from tests.test_web_track_record import required_record, run_project
 from tests.web_fixtures import INITIAL_CID, finalize, ipfs, ipfs_node, web_settings  # noqa: F401
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "reports" / "screenshots"
-WALLET_JS = (Path(__file__).parent / "web_injected_wallet.js").read_text()
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 20_000
-
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def server(web_settings: WebSettings) -> Iterator[BackgroundServer]:
-    with serve_in_background(create_app(web_settings)) as running:
-        yield running
-
-
-@pytest.fixture
-def browser_context(tmp_path: Path) -> Iterator[BrowserContext]:
-    """Chromium with a fresh profile directory."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `make install-browser` (apt-get install -y chromium)")
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        context.add_init_script(WALLET_JS)
-        try:
-            yield context
-        finally:
-            context.close()
-
-
-def use_wallet(context: BrowserContext, rpc_url: str, account: LocalAccount) -> None:
-    """Pages opened from now on see ``account`` in their injected wallet."""
-    config = json.dumps({"rpcUrl": rpc_url, "account": account.address})
-    # Init scripts run in the order added: this one runs before the wallet, the latest wins.
-    context.add_init_script(f"window.__TEST_WALLET__ = {config};")
-
-
-def shoot(page: Page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def watch_errors(page: Page) -> list[str]:
-    """Collects the page's JavaScript errors and failed resource loads."""
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-
-    def on_console(msg: ConsoleMessage) -> None:
-        expected = any(f"status of {code}" in msg.text for code in (404, 422))  # the invalid form, the 404 page
-        if msg.type == "error" and not expected:
-            errors.append(f"console: {msg.text}")
-
-    page.on("console", on_console)
-    return errors
 
 
 def test_post_job_join_and_verify_a_finished_round(
@@ -110,8 +37,6 @@ def test_post_job_join_and_verify_a_finished_round(
     accounts: list[LocalAccount],
     ipfs: IpfsClient,
 ) -> None:
-    if SCREENSHOTS.exists():
-        shutil.rmtree(SCREENSHOTS)
     base = server.url
     owner, trainer = accounts[1], accounts[3]
     assert actors.trainers[0].address == trainer.address
@@ -121,6 +46,7 @@ def test_post_job_join_and_verify_a_finished_round(
     use_wallet(context, anvil.url, owner)
     page = context.new_page()
     errors = watch_errors(page)
+    problems: list[str] = []  # what audit() found: axe violations, layout, at each width
     page.goto(f"{base}/projects/new")
     page.click("#wallet-button")
     expect(page.locator("#wallet-address")).to_have_text(f"{owner.address[:6]}…{owner.address[-4:]}")
@@ -146,7 +72,7 @@ def test_post_job_join_and_verify_a_finished_round(
     expect(costs).not_to_contain_text("reliability bar")
     page.click("#job-submit")
     expect(page.locator('.field-error[data-field="min_trainers"]')).to_contain_text("exceeds the maximum")
-    shoot(page, "post-job-invalid")
+    problems += audit(page, "post-job-invalid")
 
     page.fill("#f-min_trainers", "2")
     page.click("#job-submit")
@@ -157,7 +83,7 @@ def test_post_job_join_and_verify_a_finished_round(
     page.click("#job-sign")
     link = page.locator("#job-created-link")
     expect(link).to_be_visible()
-    shoot(page, "post-job-confirmed")
+    problems += audit(page, "post-job-confirmed")
     pid = int(link.get_attribute("href").rsplit("/", 1)[1])  # type: ignore[union-attr]
     project = actors.owner.get_project(pid)
     assert project.owner == owner.address and project.reward_budget == 2 * 10**18 and project.max_trainers == 2
@@ -175,7 +101,7 @@ def test_post_job_join_and_verify_a_finished_round(
     expect(page.locator("#join-done")).to_contain_text(f"Joined project {pid}")
     expect(page.locator("#trainer-command")).to_contain_text(f"marketplace trainer run {pid} --data")
     expect(page.locator("#commit-reveal")).to_contain_text("commit, then reveal")
-    shoot(page, "join-as-trainer")
+    problems += audit(page, "join-as-trainer")
     assert actors.owner.trainers(pid) == [trainer.address]
 
     # ---- the second trainer joins (training starts): round 0 opens in its commit phase; both commit and
@@ -185,7 +111,7 @@ def test_post_job_join_and_verify_a_finished_round(
     expect(page.locator("#round-phase")).to_have_text("commit")
     expect(page.locator("#open-round-trainers tbody tr")).to_have_count(2)
     expect(page.locator("#open-round-trainers .open-round-state").first).to_have_text("waiting to commit")
-    shoot(page, "round-commit-phase")
+    problems += audit(page, "round-commit-phase")
     actors.submit_all(pid, 0, reveal=False)
     page.reload()
     expect(page.locator("#round-phase")).to_have_text("reveal")  # everyone committed: the reveal phase opened
@@ -206,7 +132,7 @@ def test_post_job_join_and_verify_a_finished_round(
     expect(page.locator("#verify-0 [data-valid=true]")).to_contain_text("proof valid")
     assert page.evaluate("Chart.getChart(document.querySelector('#accuracy-chart')) !== undefined")
     assert page.evaluate("Chart.getChart(document.querySelector('#contribution-chart')) !== undefined")
-    shoot(page, "project-detail")
+    problems += audit(page, "project-detail")
     page.click("#round-0 .wallet-verify")
     expect(page.locator("#verify-0 [data-valid=true]")).to_contain_text("through your wallet")
 
@@ -221,7 +147,7 @@ def test_post_job_join_and_verify_a_finished_round(
     expect(row.locator(".payout-withdrawn")).to_have_text(f"{owed} ETH")  # re-rendered from the Withdrawn event
     expect(page.locator("#withdraw-button")).to_be_disabled()
     expect(page.locator("#withdraw-amount")).to_contain_text("nothing to withdraw")
-    shoot(page, "project-withdrawn")
+    problems += audit(page, "project-withdrawn")
     assert actors.owner.withdrawable(pid, trainer.address) == 0
 
     # ---- the owner cancels an open project from its page, then withdraws the refund
@@ -242,32 +168,28 @@ def test_post_job_join_and_verify_a_finished_round(
     expect(page.locator("#withdraw-status #action-done")).to_contain_text(f"Withdraw {refund} ETH")
     expect(page.locator(f'#payouts tr[data-account="{owner.address}"] .payout-withdrawn')).to_have_text(f"{refund} ETH")
     expect(page.locator("#withdraw-button")).to_be_disabled()
-    shoot(page, "owner-cancel-and-refund")
+    problems += audit(page, "owner-cancel-and-refund")
     page.close()
     page = context.pages[-1]
 
     # ---- the trainer's profile and the project list
     page.goto(f"{base}/trainers/{trainer.address}")
-    expect(page.locator("#trainer-reliability")).to_have_text("66.66%")
+    expect(page.locator("#trainer-reliability")).to_have_text("66.7%")
     expect(page.locator("#reliability-history tbody tr")).to_have_count(1)
-    shoot(page, "trainer-profile")
+    problems += audit(page, "trainer-profile")
     page.goto(f"{base}/projects")
     expect(page.locator(f'tr[data-project-id="{pid}"] .status')).to_have_text("finished")
     page.select_option("select[name=status]", "open")
     expect(page.locator(f'tr[data-project-id="{pid}"]')).to_have_count(0)
     page.select_option("select[name=status]", "")
     expect(page.locator(f'tr[data-project-id="{pid}"]')).to_have_count(1)
-    shoot(page, "projects")
+    problems += audit(page, "projects")
     page.goto(f"{base}/projects/{pid + 100}")
     expect(page.locator("#error-detail")).to_contain_text("does not exist")
-    shoot(page, "not-found")
+    problems += audit(page, "not-found")
 
     assert errors == [], errors
-    assert {p.name for p in SCREENSHOTS.glob("*.png")} >= {
-        "post-job-invalid.png", "post-job-confirmed.png", "join-as-trainer.png", "project-detail.png",
-        "trainer-profile.png", "projects.png", "project-withdrawn.png", "owner-cancel-and-refund.png",
-        "round-commit-phase.png",
-    }  # fmt: skip
+    assert problems == [], "\n".join(problems)
 
 
 def test_the_join_page_checks_the_earned_record_a_bar_requires(
@@ -285,8 +207,9 @@ def test_the_join_page_checks_the_earned_record_a_bar_requires(
     use_wallet(browser_context, anvil.url, accounts[3])
     page = browser_context.new_page()
     errors = watch_errors(page)
+    problems: list[str] = []
     page.goto(f"{server.url}/projects/{pid}/join")
-    expect(page.locator("#join-required-earned")).to_contain_text(f"{eth(required)} ETH")
+    expect(page.locator("#join-required-earned")).to_contain_text(f"{round_eth(required)} ETH")
     expect(page.locator("#join-required-earned")).to_contain_text("budget per guaranteed trainer (minimum trainers")
     expect(page.locator("#join-bar-why")).to_contain_text(
         "burns at least the budget per guaranteed trainer (minimum trainers) it protects"
@@ -302,7 +225,7 @@ def test_the_join_page_checks_the_earned_record_a_bar_requires(
         f"{eth(required)} ETH"
     )
     expect(page.locator("#join-button")).to_be_disabled()
-    shoot(page, "join-below-earned-record")
+    problems += audit(page, "join-below-earned-record")
 
     trainer = actors.trainers[0]
     assert trainer.address == accounts[3].address
@@ -323,23 +246,15 @@ def test_the_join_page_checks_the_earned_record_a_bar_requires(
         f"reserved by other bars); this project requires {eth(size)} ETH"
     )
     expect(page.locator("#join-button")).to_be_disabled()
-    shoot(page, "join-record-reserved")
+    problems += audit(page, "join-record-reserved")
     assert errors == [], errors
+    assert problems == [], "\n".join(problems)
 
 
 def test_page_without_a_wallet_explains_what_is_missing(server: BackgroundServer, tmp_path: Path) -> None:
     """No injected provider: connecting says a wallet is needed instead of failing silently."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `make install-browser`")
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        try:
-            page = context.new_page()
-            page.goto(f"{server.url}/projects/new")
-            page.click("#wallet-button")
-            expect(page.locator("#wallet-error")).to_contain_text("No browser wallet found")
-        finally:
-            context.close()
+    for context in chromium_context(tmp_path, wallet=False):
+        page = context.new_page()
+        page.goto(f"{server.url}/projects/new")
+        page.click("#wallet-button")
+        expect(page.locator("#wallet-error")).to_contain_text("No browser wallet found")
