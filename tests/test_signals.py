@@ -362,8 +362,8 @@ STUCK = textwrap.dedent(
     from marketplace.adapters.processes import start_child, stop_on_signals
 
     child = start_child(["sleep", "300"])
-    print(child.pid, flush=True)
     with stop_on_signals(grace=float(sys.argv[2])):
+        print(child.pid, flush=True)  # signalled once this is read: inside the block
         try:
             time.sleep(300)
         finally:

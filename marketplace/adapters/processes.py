@@ -302,11 +302,13 @@ def stop_on_signals(grace: float = 10.0) -> Iterator[None]:
             stopping = True
             raise Interrupted(signum)
 
+    # The watchdog first: a signal that arrives while a thread starts would raise inside ``Thread.start``,
+    # before the block is entered, and leave the process without its watchdog.
+    watchdog.thread.start()
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     for signum in STOP_SIGNALS:
         _one_shot(signum)
     previous_fd = signal.set_wakeup_fd(watchdog.writer.fileno(), warn_on_full_buffer=False)
-    watchdog.thread.start()
     try:
         yield
     finally:
