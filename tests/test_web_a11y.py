@@ -119,17 +119,23 @@ def test_every_page_is_accessible_and_fits_a_phone_and_a_laptop(
     problems += audit(page, "post-job-review")
 
     visit(page, f"{base}/projects/{finished.project_id}")
-    expect(page.locator(".flag").first).to_be_visible()
+    expect(page.locator('#round-line-1 a[href$="/rounds/1"]').last).to_be_visible()  # flagged: see why
     for chart in ("accuracy", "contribution"):
         table = page.locator(f"#{chart}-table")  # the chart's text alternative
         expect(table.locator("tbody tr").first).to_be_attached()
-    expect(page.locator("#round-1 .round-table .amount").first).to_have_attribute("data-wei", re.compile(r"^\d+$"))
     problems += audit(page, "project-finished")
+    visit(page, f"{base}/projects/{finished.project_id}/rounds/1")
+    expect(page.locator("#round-1 .round-table .amount").first).to_have_attribute("data-wei", re.compile(r"^\d+$"))
+    expect(page.locator("#flag-causes-title")).to_be_visible()  # the rule's causes (or why not) have come in
+    problems += audit(page, "round-flagged")
 
     visit(page, f"{base}/projects/{disputed}")
+    problems += audit(page, "project-disputes")
+    visit(page, f"{base}/projects/{disputed}/rounds/0")
     expect(page.locator("#round-0 .flag.disputed")).to_have_count(1)
     expect(page.locator("#round-0 .flag.rejected")).to_have_count(1)
-    problems += audit(page, "project-disputes")
+    expect(page.locator('#round-0 [data-cause="disputed"]')).to_have_count(1)
+    problems += audit(page, "round-disputes")
 
     visit(page, f"{base}/projects/{training}")
     expect(page.locator("#round-phase")).to_have_text("commit")

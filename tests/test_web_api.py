@@ -164,9 +164,8 @@ def test_rejected_submissions_are_shown(client: TestClient, actors: Actors) -> N
     assert client.get(f"/api/projects/{pid}/rounds/0").json()["trainers"][1]["rejected"] is True
     assert [e["dispute"] for e in rounds[0]["trainers"]] == [None, "upheld", None]
 
-    page = client.get(f"/projects/{pid}").text
-    round0 = page[page.index('id="round-0"') : page.index('id="round-1"')]
-    round1 = page[page.index('id="round-1"') :]
+    round0 = client.get(f"/projects/{pid}/rounds/0").text  # each round has its own page
+    round1 = client.get(f"/projects/{pid}/rounds/1").text
     assert round0.count("REJECTED") == 1 and "REJECTED" not in round1 and "FLAGGED" in round1
 
 
@@ -231,8 +230,7 @@ def test_the_open_round_shows_its_commit_reveal_phase_and_who_committed_and_reve
     assert missed["reward"] == "0" and int(missed["slashed"]) == ETH // 10 // 2
     assert not any(by_trainer[t.address]["reveal_missed"] for t in (a, b))
     assert client.get(f"/api/projects/{pid}").json()["open_round"]["round"] == 1  # the next round is open
-    page = client.get(f"/projects/{pid}").text
-    round0_html = page[page.index('id="round-0"') :]
+    round0_html = client.get(f"/projects/{pid}/rounds/0").text
     assert round0_html.count("MISSED REVEAL") == 1 and "REJECTED" not in round0_html
     assert client.post(f"/api/projects/{pid}/rounds/0/verify").json()["valid"] is True  # its slot is empty
 
@@ -380,7 +378,9 @@ def test_html_pages_render(client: TestClient, finished_project: FinishedProject
     assert listing.status_code == 200 and f'data-project-id="{pid}"' in listing.text
     detail = client.get(f"/projects/{pid}")
     assert detail.status_code == 200
-    assert "Verify on chain" in detail.text and "FLAGGED" in detail.text and 'id="chart-data"' in detail.text
+    assert 'id="chart-data"' in detail.text and f'href="/projects/{pid}/rounds/1"' in detail.text
+    round1 = client.get(f"/projects/{pid}/rounds/1").text
+    assert "Verify on chain" in round1 and "FLAGGED" in round1
     verified = client.post(f"/projects/{pid}/rounds/0/verify")
     assert 'data-valid="true"' in verified.text
     assert client.get(f"/projects/{pid}/join").status_code == 200

@@ -123,18 +123,22 @@ def test_post_job_join_and_verify_a_finished_round(
     # ---- the finished round: scores, charts, proof verified by the verifier contract
     page.goto(f"{base}/projects/{pid}")
     expect(page.locator("#project-status")).to_have_text("finished")
+    expect(page.locator("#aggregator-record")).to_have_text("1 round finalized, no rejections")
+    assert page.evaluate("Chart.getChart(document.querySelector('#accuracy-chart')) !== undefined")
+    assert page.evaluate("Chart.getChart(document.querySelector('#contribution-chart')) !== undefined")
+    problems += audit(page, "project-detail")
+    page.click("#round-line-0 a")  # the round's own page
+    expect(page).to_have_url(f"{base}/projects/{pid}/rounds/0")
     rows = page.locator("#round-0 .round-table tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.nth(0).locator(".score-share")).to_have_text("70.0%")
     expect(rows.nth(1).locator(".score-share")).to_have_text("30.0%")
-    expect(page.locator("#aggregator-record")).to_have_text("1 round finalized, no rejections")
     page.click("#round-0 .verify-button")
     expect(page.locator("#verify-0 [data-valid=true]")).to_contain_text("proof valid")
-    assert page.evaluate("Chart.getChart(document.querySelector('#accuracy-chart')) !== undefined")
-    assert page.evaluate("Chart.getChart(document.querySelector('#contribution-chart')) !== undefined")
-    problems += audit(page, "project-detail")
+    problems += audit(page, "round-detail")
     page.click("#round-0 .wallet-verify")
     expect(page.locator("#verify-0 [data-valid=true]")).to_contain_text("through your wallet")
+    page.goto(f"{base}/projects/{pid}")
 
     # ---- the trainer withdraws its reward and stake from the Payouts section
     owed = eth(actors.owner.withdrawable(pid, trainer.address))

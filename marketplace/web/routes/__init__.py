@@ -24,6 +24,7 @@ from marketplace.web.routes.aggregators import api as aggregators_api
 from marketplace.web.routes.models import api as models_api
 from marketplace.web.routes.projects import api as projects_api
 from marketplace.web.routes.projects import pages as projects_pages
+from marketplace.web.routes.round_pages import pages as round_pages
 from marketplace.web.routes.rounds import api as rounds_api
 from marketplace.web.routes.rounds import pages as rounds_pages
 from marketplace.web.routes.status import api as status_api
@@ -38,5 +39,5 @@ for router in (status_api, models_api, projects_api, rounds_api, trainers_api, a
 
 #: The HTML pages (not in the OpenAPI schema).
 pages_router = APIRouter(include_in_schema=False)
-for router in (projects_pages, rounds_pages, trainers_pages):
+for router in (projects_pages, rounds_pages, round_pages, trainers_pages):
     pages_router.include_router(router)

@@ -18,6 +18,7 @@ from marketplace.web.forms import DEFAULTS, LABELS, FormErrors, parse_job
 from marketplace.web.schemas import ProjectDetail, ProjectSummary
 from marketplace.web.services.errors import NotFound, Rejected
 from marketplace.web.services.models import ModelService
+from marketplace.web.services.project_pages import project_context
 from marketplace.web.services.projects import SORT_KEYS, STATUSES
 
 api = APIRouter()
@@ -146,14 +147,7 @@ async def new_job_submit(request: Request, page: PageDep, txs: TransactionsDep, 
 
 @pages.get("/projects/{project_id}")
 def project_page(page: PageDep, svc: ProjectsDep, project_id: int) -> Response:
-    detail = svc.project_detail(project_id)
-    charts = {
-        "rounds": [r.round for r in detail.rounds],
-        "accuracy": [r.accuracy for r in detail.rounds],
-        "trainers": [f"#{m.index} {m.trainer[:6]}…{m.trainer[-4:]}" for m in detail.trainers],
-        "shares": [[e.share for e in r.trainers] for r in detail.rounds],
-    }
-    return page.render("project.html", {"d": detail, "p": detail.project, "charts": charts})
+    return page.render("project.html", project_context(svc.project_detail(project_id)))
 
 
 @pages.get("/projects/{project_id}/join")
