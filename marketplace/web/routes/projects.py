@@ -139,11 +139,14 @@ def new_job_page(page: PageDep, txs: TransactionsDep, catalogue: ModelsDep, labe
 async def new_job_submit(
     request: Request, page: PageDep, txs: TransactionsDep, catalogue: ModelsDep, labels: VerifiersDep
 ) -> Response:
-    """Validates the form; answers with the form and its messages, or the transaction to sign."""
+    """Validates the form; answers with the form and its messages, or the transaction to sign. With ``?edit=1``
+    (the review step's "Edit") it answers with the form holding the posted values, unvalidated."""
     # The form is urlencoded (HTML and htmx default); parsed here, no multipart dependency needed.
     values = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True))
     template = "_job_form.html" if page.htmx else "new_job.html"
     verifiers = txs.verifiers()
+    if request.query_params.get("edit"):  # "Edit" on the review step: the form again, with what was typed
+        return page.render(template, _job_context(catalogue, verifiers, values, {}, labels))
     try:
         config = parse_job(values, catalogue.names, verifiers)
         tx = txs.create_tx(config, values.get("sender") or None)
