@@ -242,7 +242,9 @@ def test_the_adapter_declares_ezkl_and_the_rule_version_it_was_deployed_for(
         prover_for(actors.aggregator, pid, srs=Path("ceremony.srs"))
     assert calls == [(N, 32), (N, 32)]
     with reverts("InvalidSetup"):
-        chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, ROW_VKA, N, 32, ZERO_ROW, b"\0" * 8, *LABEL)
+        chain.deploy(
+            actors.artifacts["EzklRoundVerifier"], mock.address, words, ROW_VKA, N, 32, ZERO_ROW, b"\0" * 8, *LABEL
+        )
 
 
 def test_aggregator_refuses_an_adapter_of_another_rule_version_before_any_key_or_proof(

@@ -584,7 +584,10 @@ def test_a_job_without_a_verifier_gets_the_smallest_approved_one_that_proves_and
     words = [keccak(text=f"vka word {i}") for i in range(8)]
     row_words = [keccak(text=f"row vka word {i}") for i in range(8)]
     version = encode_rule_version(RULE_VERSION)
-    zk4 = chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, row_words, 4, 32, 12345, version, "zk 4x32", "a 4x32 circuit")
+    label = ("zk 4x32", "a 4x32 circuit")
+    zk4 = chain.deploy(
+        actors.artifacts["EzklRoundVerifier"], mock.address, words, row_words, 4, 32, 12345, version, *label
+    )
     chain.transact(actors.admin.market.functions.setVerifierApproval(zk4.address, True))
 
     def chosen(max_trainers: str) -> str:
