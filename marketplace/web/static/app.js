@@ -569,9 +569,9 @@
       const select = e.target.closest("#f-verifier");
       const box = $("#verifier-description");
       if (!select || !box || select.tagName !== "SELECT") return;
-      const option = select.selectedOptions[0];
-      box.textContent = option?.dataset.description || "unnamed verifier, no description";
-      box.className = option?.dataset.provesNothing === "true" ? "flag" : "";
+      const known = JSON.parse($("#verifier-descriptions")?.textContent || "{}")[select.value] || {};
+      box.textContent = known.description || "unnamed verifier, no description";
+      box.className = known.proves_nothing ? "flag" : "";
     });
     updateJobCosts();
     // The job form simulates the transaction from the connected wallet, so doomed jobs are explained early.
