@@ -47,6 +47,7 @@ def web_cmd(
             ipfs_api=_ipfs_api(ipfs_api),
             network=network,
             sync_interval=sync_interval,
+            explorer_url=profile.explorer_url,
         )
         app = create_app(settings)
     except (ConfigError, ChainError) as exc:

@@ -24,3 +24,6 @@ class WebSettings(BaseModel):
     #: Seconds to wait for the IPFS node when reading a round's proof document.
     ipfs_timeout: float = Field(default=3.0, gt=0)
     title: str = "Training marketplace"
+    #: A block explorer's base URL (the network profile's ``--explorer``): pages link a sent transaction's hash to
+    #: ``<explorer>/tx/<hash>``; None (the local chain) shows the hash without a link.
+    explorer_url: str | None = None

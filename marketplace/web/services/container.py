@@ -11,6 +11,7 @@ from marketplace.web.services.projects import ProjectService
 from marketplace.web.services.rounds import RoundService
 from marketplace.web.services.trainers import TrainerService
 from marketplace.web.services.transactions import TransactionService
+from marketplace.web.services.verifiers import VerifierService
 from marketplace.web.settings import WebSettings
 
 
@@ -23,6 +24,7 @@ class Services:
     transactions: TransactionService
     models: ModelService
     aggregators: AggregatorService
+    verifiers: VerifierService
 
     @classmethod
     def over(cls, context: MarketContext, models: ModelService) -> Services:
@@ -35,6 +37,7 @@ class Services:
             transactions=TransactionService(context, projects),
             models=models,
             aggregators=AggregatorService(context),
+            verifiers=VerifierService(context),
         )
 
     @classmethod
