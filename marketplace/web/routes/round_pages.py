@@ -18,7 +18,7 @@ from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.tensors import DEFAULT_MAX_BYTES
 from marketplace.protocol.proof_document import MAX_PROOF_DOCUMENT_BYTES
-from marketplace.web.deps import PageDep, ProjectsDep, SettingsDep, Synced
+from marketplace.web.deps import PageDep, ProjectsDep, SettingsDep, Synced, VerifiersDep
 from marketplace.web.filters import when
 from marketplace.web.services.errors import NotFound, Unavailable
 from marketplace.web.services.flag_reasons import FlagReasonService, chain_causes, public_recompute
@@ -47,7 +47,7 @@ def project_live(page: PageDep, svc: ProjectsDep, project_id: int) -> Response:
 
 
 @pages.get("/projects/{project_id}/rounds/{round_}")
-def round_page(page: PageDep, svc: ProjectsDep, project_id: int, round_: int) -> Response:
+def round_page(page: PageDep, svc: ProjectsDep, labels: VerifiersDep, project_id: int, round_: int) -> Response:
     """One finalized round: every trainer's commit, reveal, flag and its reasons, score share and reward."""
     detail = svc.detail(project_id)
     view = next((r for r in detail.rounds if r.round == round_), None)
@@ -58,6 +58,7 @@ def round_page(page: PageDep, svc: ProjectsDep, project_id: int, round_: int) ->
     causes = {e.trainer: chain_causes(e, words.get(e.trainer), when) for e in view.trainers}
     before, after = neighbours(detail, round_)
     context = {"d": detail, "p": detail.project, "r": view, "causes": causes, "before": before, "after": after}
+    context["verifier"] = labels.label(detail.project.verifier)
     return page.render("round.html", context)
 
 
