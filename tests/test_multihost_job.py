@@ -1,0 +1,127 @@
+"""Roles on separate hosts (issue 14): a whole job whose owner, aggregator and three trainers are separate
+processes on separate hosts, each with its own IPFS node, the chain reachable over the hosts' network.
+
+Each host is a Linux network namespace on a bridge the test creates (tests/netns.py); where namespaces are
+not permitted every node runs on its own loopback port instead, and the test says so (a warning). The job
+uses the test verifier (no ezkl), so it stays fast; every command is the command line a participant would
+type (tests/multihost.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tests.multihost import NETWORK, Lan, Party, lan, wait_all
+from tests.netns import SUBNET, Hosts, namespace_pids
+
+TRAINERS = 3
+ROUNDS = 2
+ROLES = ("owner", "aggregator", *(f"trainer{i}" for i in range(TRAINERS)))
+
+_LISTEN = """
+import socket, sys, time
+for host, port in ((sys.argv[1], 8001), ("127.0.0.1", 8000)):
+    s = socket.socket(); s.bind((host, port)); s.listen()
+    globals()[f"s{port}"] = s
+print("listening", flush=True)
+time.sleep(600)
+"""
+_CONNECT = "import socket, sys; s = socket.socket(); s.settimeout(3); print(s.connect_ex((sys.argv[1], int(sys.argv[2]))))"
+
+
+def _own_addresses() -> list[ipaddress.IPv4Address]:
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    return [ipaddress.IPv4Interface(line.split()[3]).ip for line in out.splitlines()]
+
+
+def test_each_host_reaches_the_others_only_over_the_switch() -> None:
+    hosts = Hosts(["a", "b"])
+    with pytest.raises(RuntimeError, match="the block failed"), hosts:
+        if hosts.mode != "netns":
+            pytest.skip(f"network namespaces are not permitted here: {hosts.reason}")
+        a, b = hosts["a"], hosts["b"]
+        server = a.popen([sys.executable, "-c", _LISTEN, a.address], stdout=subprocess.PIPE)
+        assert server.stdout is not None and server.stdout.readline().strip() == "listening"
+
+        def connect(host_address: str, port: int) -> int:
+            return int(b.run([sys.executable, "-c", _CONNECT, host_address, str(port)]).stdout)
+
+        assert connect(a.address, 8001) == 0  # a's service on its address: reached over the switch
+        assert connect(a.address, 8000) != 0  # a's service on its own loopback: not from b
+        assert connect("127.0.0.1", 8000) != 0  # b's loopback is b's
+        for host in (a, b):  # loopback up, one address on the switch, no other route
+            out = host.run(["ip", "-o", "-4", "addr", "show"]).stdout
+            assert "127.0.0.1/8" in out and f"{host.address}/24" in out, out
+            assert host.run(["ip", "route", "show", "default"]).stdout.strip() == ""
+        assert not any(ip in SUBNET for ip in _own_addresses())  # the test's own namespace is not on the switch
+        namespaces = hosts.namespaces
+        assert len(namespaces) == 3 and namespace_pids(a.netns or "") == [server.pid]
+        raise RuntimeError("the block failed")  # everything is cleaned up all the same
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert not any(name in listed for name in namespaces)
+    assert server.wait(5) is not None
+
+
+def _say_mode(net: Lan) -> None:
+    if net.hosts.mode != "netns":
+        warnings.warn(
+            f"network namespaces are not permitted ({net.hosts.reason}): every node ran on its own loopback port",
+            stacklevel=2,
+        )
+
+
+def _refused(host: Party, address: str, port: int) -> bool:
+    out = host.host.run([sys.executable, "-c", _CONNECT, address, str(port)]).stdout
+    return int(out) != 0
+
+
+def test_a_job_whose_parties_are_separate_hosts(tmp_path: Path) -> None:
+    with lan(ROLES, tmp_path) as net:
+        _say_mode(net)
+        owner, aggregator = net["owner"], net["aggregator"]
+        trainers = [net[f"trainer{i}"] for i in range(TRAINERS)]
+        swarm_key = tmp_path / "swarm.key"
+        owner.cli("ipfs", "swarm-key", "new", str(swarm_key))
+        net.start_swarm(["aggregator", "owner", *(t.name for t in trainers)], swarm_key)
+
+        # (a) The owner deploys, pins the initial model on its own node and posts the job.
+        owner.cli("deploy", "--network", NETWORK)
+        for party in (aggregator, *trainers):
+            party.receive_record(owner)
+        cid = owner.cli("model", "init", "--model", "mlp", "--ipfs-api", owner.ipfs_api).split()[-1]
+        out = owner.cli(
+            *("project", "create", "--network", NETWORK, "--initial-cid", cid, "--model", "mlp"),
+            *("--rounds", str(ROUNDS), "--min-trainers", str(TRAINERS), "--max-trainers", str(TRAINERS)),
+            *("--budget", "1", "--fee", "0.1", "--stake", "0.01", "--aggregator", aggregator.address),
+        )
+        assert "project 1 created" in out, out
+        owner.cli("data", "partition", "--trainers", str(TRAINERS), "--out", str(tmp_path / "shards"))
+
+        # (b) Each trainer joins from its own host; then everyone runs as a daemon.
+        for t in trainers:
+            assert "joined project 1" in t.cli("trainer", "join", "1", "--network", NETWORK)
+        agg = aggregator.spawn(
+            *("aggregator", "run", "--project", "1", "--network", NETWORK, "--ipfs-api", aggregator.ipfs_api),
+            *("--poll", "0.5", "--eval-data", str(tmp_path / "shards" / "test.npz")),
+        )
+        runs = [
+            t.spawn(
+                *("trainer", "run", "1", "--network", NETWORK, "--ipfs-api", t.ipfs_api, "--poll", "0.5"),
+                *("--data", str(tmp_path / "shards" / f"trainer_{i:03d}.npz")),
+            )
+            for i, t in enumerate(trainers)
+        ]
+        wait_all([agg, *runs], 240, lambda: {p.name: p.log() for p in (aggregator, *trainers)})
+        log = aggregator.log()
+        for round_ in range(ROUNDS):
+            assert f"project 1 round {round_} finalized" in log and "flagged none" in log, log
+        assert "reject" not in log, log
+        for t in trainers:
+            assert "round 1: revealed" in t.log() and "project ended" in t.log(), t.log()
