@@ -2,8 +2,8 @@
 
 Public API::
 
-    LocalIpfsNode(repo, port=0)            # start/stop the project's embedded-Kubo node
-    IpfsClient(api_url)                    # add / cat / pin_* / id / version over the Kubo RPC API
+    LocalIpfsNode(repo, port=0, peers=[...]) # start/stop the project's embedded-Kubo node (swarm options)
+    IpfsClient(api_url)                    # add / cat / pin_* / id / version / swarm_* over the Kubo RPC API
     ModelStore(client)                     # put_tensors / get_tensors
     compute_cid, verify_cid, parse_cid     # CIDs in pure Python
     dumps, load_checked                    # safetensors (never pickle)
@@ -13,6 +13,7 @@ from marketplace.adapters.ipfs.cid import compute_cid, normalize_cid, parse_cid,
 from marketplace.adapters.ipfs.errors import (
     CidMismatch,
     CommitmentMismatch,
+    ContentUnavailable,
     InvalidCid,
     InvalidUpdate,
     IpfsApiError,
@@ -20,6 +21,7 @@ from marketplace.adapters.ipfs.errors import (
     IpfsError,
     IpfsNotFound,
     IpfsTimeout,
+    NodeBusy,
     NonFiniteValues,
     NotSafetensors,
     ObjectTooLarge,
@@ -38,6 +40,7 @@ from marketplace.adapters.ipfs.tensors import TensorBundle, dumps, load_checked
 __all__ = [
     "CidMismatch",
     "CommitmentMismatch",
+    "ContentUnavailable",
     "InvalidCid",
     "InvalidUpdate",
     "IpfsApiError",
@@ -48,6 +51,7 @@ __all__ = [
     "IpfsTimeout",
     "LocalIpfsNode",
     "ModelStore",
+    "NodeBusy",
     "NodeStartError",
     "NonFiniteValues",
     "NotSafetensors",

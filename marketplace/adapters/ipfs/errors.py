@@ -53,6 +53,16 @@ class IpfsNotFound(IpfsApiError):
     """The node does not have the object (an offline node never fetches it)."""
 
 
+class ContentUnavailable(IpfsNotFound):
+    """Nobody delivered the object: it is not in the node's store and no peer sent it before the
+    fetch timeout (or the node is offline, or has no peer to ask). The bytes did not arrive — unlike
+    :class:`CidMismatch`, where bytes arrived and are wrong."""
+
+
+class NodeBusy(IpfsApiError):
+    """The node refused a fetch because it already runs as many as it allows; try again later."""
+
+
 class ObjectTooLarge(StorageError):
     """An object is larger than the caller's limit; detected while streaming."""
 

@@ -2,8 +2,11 @@
 
 Works with the project's local node (:mod:`marketplace.adapters.ipfs.node`) and with a user's own
 Kubo ``ipfs daemon``: point it at the daemon's RPC URL (``http://127.0.0.1:5001``, or the
-multiaddr form ``/ip4/127.0.0.1/tcp/5001`` from Kubo's config). Connection failures are retried
-with exponential backoff; every failure surfaces as an :class:`~marketplace.adapters.ipfs.errors.IpfsError`.
+multiaddr form ``/ip4/127.0.0.1/tcp/5001`` from Kubo's config). Failures to connect are retried
+with exponential backoff; a node that stops answering is not (:class:`IpfsTimeout` at once). Reads
+that may have to wait for the swarm (``cat``, ``pin/add``) pass Kubo's ``timeout`` option, so a
+CID nobody serves comes back as :class:`ContentUnavailable` after ``fetch_timeout`` seconds. Every
+failure surfaces as an :class:`~marketplace.adapters.ipfs.errors.IpfsError` (or :class:`ObjectTooLarge`).
 """
 
 from __future__ import annotations
@@ -20,17 +23,23 @@ import httpx
 
 from marketplace.adapters.ipfs.cid import normalize_cid
 from marketplace.adapters.ipfs.errors import (
+    ContentUnavailable,
     IpfsApiError,
     IpfsConnectionError,
     IpfsError,
-    IpfsNotFound,
     IpfsTimeout,
+    NodeBusy,
     ObjectTooLarge,
 )
 from marketplace.adapters.ipfs.unixfs import KUBO_DEFAULT, ImportProfile
 
 T = TypeVar("T")
-_NOT_FOUND = re.compile(r"not found locally|could not find|no link named|block not found", re.I)
+_NOT_FOUND = re.compile(
+    r"not found locally|could not find|no link named|block not found|context deadline exceeded|content not available",
+    re.I,
+)
+_TOO_LARGE = re.compile(r"over this node's fetch limit", re.I)
+FETCH_SLACK = 10.0  # at most this many seconds the HTTP read waits beyond the node's own fetch timeout
 _MULTIADDR = re.compile(r"^/(ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d+)(?:/(http|https))?/?$")
 
 
@@ -65,12 +74,33 @@ class NodeVersion:
     system: str
 
 
+@dataclass(frozen=True)
+class SwarmPeer:
+    """One connected peer from ``/api/v0/swarm/peers``: the connection's multiaddr and the peer ID."""
+
+    addr: str
+    peer: str
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    """Answer of ``/api/v0/stats/bw``: bytes in and out since the node started, bytes per second now."""
+
+    total_in: int
+    total_out: int
+    rate_in: float
+    rate_out: float
+
+
 class IpfsClient:
     """Client of one node's Kubo RPC API.
 
     ``timeout`` bounds connecting and each read (seconds); ``retries`` more attempts are made after
-    a connection error, waiting ``backoff * 2**n`` seconds. Objects are added with ``profile``
-    (Kubo's defaults: CIDv0, 256 KiB chunks), the profile :func:`~marketplace.adapters.ipfs.cid.verify_cid`
+    a failure to connect, waiting ``backoff * 2**n`` seconds. ``fetch_timeout`` (default: ``timeout``) is
+    how long the node may look for a CID in its swarm: it is sent as Kubo's ``timeout`` option of
+    ``cat`` and ``pin/add``, whose reads wait that long plus as much again, at most :data:`FETCH_SLACK`
+    more, for the node's answer. Objects are added with ``profile`` (Kubo's
+    defaults: CIDv0, 256 KiB chunks), the profile :func:`~marketplace.adapters.ipfs.cid.verify_cid`
     can check.
     """
 
@@ -81,12 +111,15 @@ class IpfsClient:
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.2,
+        fetch_timeout: float | None = None,
         profile: ImportProfile = KUBO_DEFAULT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.api_url = normalize_api_url(api_url)
         self.retries = retries
         self.backoff = backoff
+        self.timeout = timeout
+        self.fetch_timeout = timeout if fetch_timeout is None else fetch_timeout
         self.profile = profile
         self._http = httpx.Client(
             base_url=f"{self.api_url}/api/v0",
@@ -97,12 +130,16 @@ class IpfsClient:
     # --- plumbing ----------------------------------------------------------------------------
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """``call()``, again after a failure to connect; a node that accepted the request but does not
+        answer in time is not asked again (:class:`IpfsTimeout` at once)."""
         for attempt in range(self.retries + 1):
             try:
                 return call()
-            except httpx.TimeoutException as exc:
+            except httpx.ConnectTimeout as exc:
                 if attempt == self.retries:
-                    raise IpfsTimeout(f"IPFS {what}: no answer from {self.api_url} in time ({exc})") from exc
+                    raise IpfsTimeout(f"IPFS {what}: cannot connect to {self.api_url} in time ({exc})") from exc
+            except httpx.TimeoutException as exc:
+                raise IpfsTimeout(f"IPFS {what}: no answer from {self.api_url} in time ({exc})") from exc
             except httpx.TransportError as exc:
                 if attempt == self.retries:
                     raise IpfsConnectionError(
@@ -125,10 +162,26 @@ class IpfsClient:
         except (ValueError, AttributeError):
             message = text
         message = message.strip() or f"HTTP {response.status_code}"
-        cls = IpfsNotFound if _NOT_FOUND.search(message) else IpfsApiError
+        if response.status_code == 413 or _TOO_LARGE.search(message):
+            raise ObjectTooLarge(f"IPFS {what} failed: {message}")
+        cls = (
+            ContentUnavailable
+            if _NOT_FOUND.search(message)
+            else NodeBusy
+            if response.status_code == 503
+            else IpfsApiError
+        )
         raise cls(f"IPFS {what} failed: {message}", response.status_code)
 
+    def _fetch_options(self) -> tuple[dict[str, str], httpx.Timeout]:
+        """Kubo's ``timeout`` option for a read that may search the swarm, and the HTTP timeout to match."""
+        seconds = max(self.fetch_timeout, 0.001)
+        read = httpx.Timeout(seconds + min(seconds, FETCH_SLACK), connect=min(self.timeout, 10.0))
+        return {"timeout": f"{seconds:.3f}s"}, read
+
     def _post_json(self, endpoint: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """POST to ``endpoint`` and parse the last JSON line of the answer."""
+
         def call() -> Any:
             response = self._http.post(endpoint, params=params, **kwargs)
             self._raise_for(endpoint, response)
@@ -155,12 +208,13 @@ class IpfsClient:
     def cat(self, cid: str, *, max_bytes: int | None = None) -> bytes:
         """The bytes of file ``cid``; :class:`ObjectTooLarge` as soon as more than ``max_bytes`` arrive."""
         cid = normalize_cid(cid)
-        params: dict[str, str] = {"arg": cid}
+        options, timeout = self._fetch_options()
+        params: dict[str, str] = {"arg": cid, **options}
         if max_bytes is not None:
             params["length"] = str(max_bytes + 1)  # the node stops early too
 
         def call() -> bytes:
-            with self._http.stream("POST", "cat", params=params) as response:
+            with self._http.stream("POST", "cat", params=params, timeout=timeout) as response:
                 self._raise_for("cat", response)
                 announced = response.headers.get("X-Content-Length")
                 if max_bytes is not None and announced and announced.isdigit() and int(announced) > max_bytes:
@@ -174,13 +228,20 @@ class IpfsClient:
                     parts.append(piece)
                 if response.headers.get("X-Stream-Error"):
                     raise IpfsApiError(f"IPFS cat {cid}: stream error {response.headers['X-Stream-Error']}")
+                if announced and announced.isdigit() and max_bytes is None and received < int(announced):
+                    # Kubo streams what it has and cuts the stream when a later block does not come in time
+                    raise ContentUnavailable(
+                        f"IPFS cat {cid}: content not available: the stream ended after {received} of "
+                        f"{int(announced)} bytes"
+                    )
                 return b"".join(parts)
 
         return self._retrying("cat", call)
 
     def pin_add(self, cid: str) -> list[str]:
-        """Pin ``cid`` recursively; returns the pinned CIDs."""
-        answer = self._post_json("pin/add", {"arg": normalize_cid(cid)})
+        """Pin ``cid`` recursively (fetching it from the swarm if needed); returns the pinned CIDs."""
+        options, timeout = self._fetch_options()
+        answer = self._post_json("pin/add", {"arg": normalize_cid(cid), **options}, timeout=timeout)
         return [str(c) for c in answer.get("Pins", [])]
 
     def pin_rm(self, cid: str) -> list[str]:
@@ -202,6 +263,27 @@ class IpfsClient:
         a = self._post_json("id")
         return NodeId(str(a.get("ID", "")), str(a.get("AgentVersion", "")), list(a.get("Addresses") or []))
 
+    def swarm_peers(self) -> list[SwarmPeer]:
+        """The peers the node is connected to."""
+        a = self._post_json("swarm/peers")
+        return [SwarmPeer(str(p.get("Addr", "")), str(p.get("Peer", ""))) for p in (a.get("Peers") or [])]
+
+    def swarm_connect(self, peer_addr: str) -> None:
+        """Connect the node to the peer at ``peer_addr`` (a multiaddr ending in ``/p2p/<peer id>``)."""
+        self._post_json("swarm/connect", {"arg": peer_addr})
+
+    def bandwidth(self) -> Bandwidth:
+        """The node's swarm traffic (``stats/bw``; on the project's node: its libp2p TCP connections)."""
+        a = self._post_json("stats/bw")
+        return Bandwidth(
+            int(a.get("TotalIn", 0)), int(a.get("TotalOut", 0)), float(a.get("RateIn", 0)), float(a.get("RateOut", 0))
+        )
+
+    def swarm_stats(self) -> dict[str, Any]:
+        """The project's node only: what it fetched from its peers (``stats/swarm``, see
+        :class:`~marketplace.adapters.ipfs.fetch.FetchStats`) and its TCP traffic."""
+        return dict(self._post_json("stats/swarm"))
+
     def version(self) -> NodeVersion:
         """The node's Kubo version."""
         a = self._post_json("version")
@@ -220,4 +302,4 @@ class IpfsClient:
         self.close()
 
 
-__all__ = ["IpfsClient", "IpfsError", "NodeId", "NodeVersion", "normalize_api_url"]
+__all__ = ["Bandwidth", "IpfsClient", "IpfsError", "NodeId", "NodeVersion", "SwarmPeer", "normalize_api_url"]

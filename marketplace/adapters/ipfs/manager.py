@@ -15,7 +15,8 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -65,9 +66,14 @@ def _ping(api_url: str, timeout: float = 2.0) -> bool:
 class LocalIpfsNode:
     """The project's IPFS node as a process: ``with LocalIpfsNode(repo) as node: node.api_url``.
 
-    ``port=0`` lets the node pick a free port. ``detach=True`` starts it in its own session so it
+    ``port=0`` lets the node pick a free RPC port. ``detach=True`` starts it in its own session so it
     outlives this process (what ``marketplace ipfs up`` does). The repo keeps pinned data across
     restarts.
+
+    Swarm: ``listen`` (TCP multiaddrs; default ``/ip4/127.0.0.1/tcp/0``), ``peers`` (full multiaddrs
+    ``.../p2p/<id>`` to stay connected to), ``swarm_key`` (a ``swarm.key`` file: private swarm),
+    ``public`` (join the public IPFS network). ``fetch_timeout`` (seconds) and ``max_fetch_bytes``
+    bound fetches from the swarm (None: the node's defaults, 30 s and 1 GiB).
     """
 
     def __init__(
@@ -79,10 +85,23 @@ class LocalIpfsNode:
         log_file: Path | None = None,
         startup_timeout: float = 60.0,
         detach: bool = False,
+        *,
+        listen: Sequence[str] = (),
+        peers: Sequence[str] = (),
+        swarm_key: Path | None = None,
+        public: bool = False,
+        fetch_timeout: float | None = None,
+        max_fetch_bytes: int | None = None,
     ) -> None:
         self.repo = Path(repo).resolve()
         self.port = port
         self.host = host
+        self.listen = list(listen)
+        self.peers = list(peers)
+        self.swarm_key = Path(swarm_key).resolve() if swarm_key else None
+        self.public = public
+        self.fetch_timeout = fetch_timeout
+        self.max_fetch_bytes = max_fetch_bytes
         self.state_file = Path(state_file or self.repo.parent / f"{self.repo.name}.{STATE_NAME}").resolve()
         self.log_file = Path(log_file or self.repo.parent / f"{self.repo.name}.log").resolve()
         self.startup_timeout = startup_timeout
@@ -98,13 +117,44 @@ class LocalIpfsNode:
             raise NodeStartError("the node is not running")
         return str(self.state["api_url"])
 
+    @property
+    def peer_id(self) -> str:
+        """The node's libp2p peer ID."""
+        if not self.state:
+            raise NodeStartError("the node is not running")
+        return str(self.state["peer_id"])
+
+    @property
+    def swarm_addresses(self) -> list[str]:
+        """The node's swarm multiaddrs with ``/p2p/<id>``: what other nodes pass as ``--peer``."""
+        if not self.state:
+            raise NodeStartError("the node is not running")
+        return [str(a) for a in self.state.get("swarm_addresses", [])]
+
+    def command(self) -> list[str]:
+        """The node's command line."""
+        cmd = [sys.executable, "-m", "marketplace.adapters.ipfs.node", "--repo", str(self.repo)]
+        cmd += ["--host", self.host, "--port", str(self.port), "--state-file", str(self.state_file)]
+        for addr in self.listen:
+            cmd += ["--listen", addr]
+        for peer in self.peers:
+            cmd += ["--peer", peer]
+        if self.swarm_key:
+            cmd += ["--swarm-key", str(self.swarm_key)]
+        if self.public:
+            cmd.append("--public")
+        if self.fetch_timeout is not None:
+            cmd += ["--fetch-timeout", str(self.fetch_timeout)]
+        if self.max_fetch_bytes is not None:
+            cmd += ["--max-fetch-bytes", str(self.max_fetch_bytes)]
+        return cmd
+
     def start(self) -> str:
         """Start the node, wait until it answers, and return its API URL."""
         t0 = time.monotonic()
         self.repo.parent.mkdir(parents=True, exist_ok=True)
         self.state_file.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "marketplace.adapters.ipfs.node", "--repo", str(self.repo)]
-        cmd += ["--host", self.host, "--port", str(self.port), "--state-file", str(self.state_file)]
+        cmd = self.command()
         env = dict(os.environ)
         project_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH")) if p)
@@ -174,6 +224,10 @@ class NodeStatus:
     repo: str | None = None
     kubo_version: str | None = None
     detail: str = ""
+    peer_id: str | None = None
+    swarm_addresses: list[str] = field(default_factory=list)
+    swarm_key_fingerprint: str | None = None
+    public: bool = False
 
 
 def read_state(home: Path | None = None) -> dict[str, Any] | None:
@@ -194,11 +248,34 @@ def node_status(home: Path | None = None) -> NodeStatus:
     alive = _pid_is_node(pid)
     answering = alive and _ping(str(state["api_url"]))
     detail = "running" if answering else ("process alive but not answering" if alive else "stale state file")
-    return NodeStatus(answering, state.get("api_url"), pid, state.get("repo"), state.get("kubo_version"), detail)
+    return NodeStatus(
+        answering,
+        state.get("api_url"),
+        pid,
+        state.get("repo"),
+        state.get("kubo_version"),
+        detail,
+        state.get("peer_id"),
+        list(state.get("swarm_addresses") or []),
+        state.get("swarm_key_fingerprint"),
+        bool(state.get("public")),
+    )
 
 
-def node_up(home: Path | None = None, port: int = 0, startup_timeout: float = 60.0) -> NodeStatus:
-    """Start the local node in the background (or report the one already running)."""
+def node_up(
+    home: Path | None = None,
+    port: int = 0,
+    startup_timeout: float = 60.0,
+    *,
+    listen: Sequence[str] = (),
+    peers: Sequence[str] = (),
+    swarm_key: Path | None = None,
+    public: bool = False,
+    fetch_timeout: float | None = None,
+    max_fetch_bytes: int | None = None,
+) -> NodeStatus:
+    """Start the local node in the background with these swarm settings (see :class:`LocalIpfsNode`),
+    or report the one already running (its settings stay as they are: stop it first to change them)."""
     home = (home or default_home()).resolve()
     status = node_status(home)
     if status.running:
@@ -210,6 +287,12 @@ def node_up(home: Path | None = None, port: int = 0, startup_timeout: float = 60
         log_file=home / "node.log",
         startup_timeout=startup_timeout,
         detach=True,
+        listen=listen,
+        peers=peers,
+        swarm_key=swarm_key,
+        public=public,
+        fetch_timeout=fetch_timeout,
+        max_fetch_bytes=max_fetch_bytes,
     )
     node.start()
     return node_status(home)

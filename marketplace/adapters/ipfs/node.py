@@ -6,7 +6,15 @@ and serves this subset of the Kubo RPC API on 127.0.0.1, with Kubo's request and
 shapes so the same client works against a user's own ``ipfs daemon``:
 
 ``/api/v0/add`` (multipart, one file), ``/api/v0/cat``, ``/api/v0/pin/add``, ``/api/v0/pin/ls``,
-``/api/v0/pin/rm``, ``/api/v0/id``, ``/api/v0/version``.
+``/api/v0/pin/rm``, ``/api/v0/id``, ``/api/v0/version``, ``/api/v0/swarm/peers``,
+``/api/v0/swarm/connect``, ``/api/v0/stats/bw``, and ``/api/v0/stats/swarm`` (this node's own:
+what it fetched from its peers, see :class:`~marketplace.adapters.ipfs.fetch.FetchStats`).
+
+``cat`` and ``pin/add`` of an object the node lacks fetch it from the swarm (see :mod:`fetch`):
+with a deadline (``--fetch-timeout``, or the request's ``timeout`` option as in Kubo, e.g.
+``timeout=10s``) and a size limit (``--max-fetch-bytes``); the answer for an object nobody delivered
+says "content not available". The swarm (``--listen``, ``--peer``, ``--swarm-key``, ``--public``)
+is configured as :mod:`swarm` describes; by default the node stays on loopback.
 
 Like Kubo, every endpoint takes POST and answers errors as ``{"Message", "Code", "Type"}``;
 requests that carry an ``Origin`` header (browsers) are refused. When ready it writes a JSON
@@ -16,6 +24,7 @@ state file (``--state-file``) with its pid and API URL, and deletes it on a clea
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import mmap
@@ -38,10 +47,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from marketplace.adapters.ipfs.cid import normalize_cid, parse_cid
-from marketplace.adapters.ipfs.errors import StorageError
-from marketplace.adapters.ipfs.kubo_embed import KUBO_VERSION, EmbeddedKubo
+from marketplace.adapters.ipfs.cid import normalize_cid
+from marketplace.adapters.ipfs.errors import ContentUnavailable, NodeBusy, ObjectTooLarge, StorageError
+from marketplace.adapters.ipfs.fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_FETCH_BYTES, SwarmFetcher
+from marketplace.adapters.ipfs.kubo_embed import KUBO_VERSION, EmbeddedKubo, KuboLibraryError
 from marketplace.adapters.ipfs.manager import LocalIpfsNode, write_json_atomic
+from marketplace.adapters.ipfs.swarm import (
+    SwarmConfigError,
+    SwarmSettings,
+    build_settings,
+    read_swarm_key,
+    swarm_key_fingerprint,
+)
+from marketplace.adapters.ipfs.traffic import TcpTraffic
 from marketplace.adapters.ipfs.unixfs import CHUNK_SIZE, import_bytes
 
 __all__ = ["LocalIpfsNode", "create_app", "main", "serve"]
@@ -84,6 +102,48 @@ def _arg_cid(request: Request) -> str:
         return normalize_cid(arg)
     except StorageError as exc:
         raise ApiError(f"invalid path {arg!r}: {exc}", 400) from exc
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_REQUEST_TIMEOUT = 3600.0
+
+
+def parse_go_duration(text: str) -> float:
+    """Seconds in a Go duration string as Kubo's ``timeout`` option takes it (``30s``, ``1m30s``, ``500ms``)."""
+    text = text.strip()
+    pos, total = 0, 0.0
+    for match in _GO_DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ApiError(f"option 'timeout': invalid duration {text!r} (e.g. 30s, 1m30s, 500ms)", 400)
+    return total
+
+
+def _request_timeout(request: Request) -> float | None:
+    """The request's ``timeout`` option in seconds (capped at an hour), None when absent."""
+    value = request.query_params.get("timeout")
+    if not value:
+        return None
+    seconds = parse_go_duration(value)
+    if seconds <= 0:
+        raise ApiError("option 'timeout' must be positive", 400)
+    return min(seconds, MAX_REQUEST_TIMEOUT)
+
+
+async def _ensure_local(fetcher: SwarmFetcher, cid: str, request: Request) -> None:
+    """Every block of ``cid`` in the local store, fetched from the swarm if needed; errors as :class:`ApiError`."""
+    try:
+        await fetcher.ensure_local(cid, _request_timeout(request))
+    except ContentUnavailable as exc:
+        raise ApiError(str(exc), 500) from exc
+    except ObjectTooLarge as exc:
+        raise ApiError(str(exc), 413) from exc
+    except NodeBusy as exc:
+        raise ApiError(str(exc), 503) from exc
 
 
 def _check_add_options(request: Request) -> None:
@@ -132,9 +192,19 @@ def _json_line(obj: dict[str, Any]) -> Response:
     return Response(json.dumps(obj) + "\n", media_type="application/json")
 
 
-def create_app(kubo: EmbeddedKubo, work_dir: Path, max_upload_bytes: int = DEFAULT_MAX_UPLOAD) -> Starlette:
-    """The Starlette app serving the Kubo RPC subset for ``kubo``; temp files go in ``work_dir``."""
+def create_app(
+    kubo: EmbeddedKubo,
+    work_dir: Path,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    fetcher: SwarmFetcher | None = None,
+    traffic: TcpTraffic | None = None,
+) -> Starlette:
+    """The Starlette app serving the Kubo RPC subset for ``kubo``; temp files go in ``work_dir``.
+
+    ``fetcher`` gets blocks the node lacks from its swarm (default: a :class:`SwarmFetcher` with the
+    default timeout and size limit); ``traffic`` measures the swarm's TCP bytes for ``stats/bw``."""
     work_dir.mkdir(parents=True, exist_ok=True)
+    fetcher = fetcher or SwarmFetcher(kubo, work_dir, has_peer_source=bool(kubo.swarm.peers or kubo.swarm.public))
 
     def tmp_path(suffix: str) -> Path:
         return work_dir / f"{uuid.uuid4().hex}{suffix}"
@@ -174,8 +244,7 @@ def create_app(kubo: EmbeddedKubo, work_dir: Path, max_upload_bytes: int = DEFAU
             raise ApiError(f"offset/length must be integers: {exc}", 400) from exc
         if offset < 0 or (limit is not None and limit < 0):
             raise ApiError("offset and length must not be negative", 400)
-        if not await run_in_threadpool(kubo.has_dag, parse_cid(cid)):
-            raise ApiError(f"block was not found locally (offline): ipld: could not find {cid}")
+        await _ensure_local(fetcher, cid, request)
         dest = tmp_path(".cat")
         await run_in_threadpool(kubo.download, cid, dest)
         if dest.is_dir():
@@ -203,8 +272,7 @@ def create_app(kubo: EmbeddedKubo, work_dir: Path, max_upload_bytes: int = DEFAU
 
     async def pin_add(request: Request) -> Response:
         cid = _arg_cid(request)
-        if not await run_in_threadpool(kubo.has_dag, parse_cid(cid)):
-            raise ApiError(f"pin: block was not found locally (offline): ipld: could not find {cid}")
+        await _ensure_local(fetcher, cid, request)
         await run_in_threadpool(kubo.pin, cid)
         return _json_line({"Pins": [cid]})
 
@@ -232,14 +300,68 @@ def create_app(kubo: EmbeddedKubo, work_dir: Path, max_upload_bytes: int = DEFAU
 
     async def node_id(request: Request) -> Response:
         peer = await run_in_threadpool(kubo.peer_id)
+        addresses = await run_in_threadpool(kubo.swarm_addresses)
         return _json_line(
             {
                 "ID": peer,
                 "PublicKey": "",
-                "Addresses": [],
+                "Addresses": [f"{a}/p2p/{peer}" for a in addresses],
                 "AgentVersion": f"kubo/{KUBO_VERSION}/embedded-marketplace",
                 "ProtocolVersion": "ipfs/0.1.0",
                 "Protocols": [],
+            }
+        )
+
+    async def swarm_peers(request: Request) -> Response:
+        peers = await run_in_threadpool(kubo.peers)
+        return _json_line({"Peers": [{"Addr": addr, "Peer": pid} for addr, pid in peers] or None})
+
+    async def swarm_connect(request: Request) -> Response:
+        addrs = request.query_params.getlist("arg")
+        if not addrs:
+            raise ApiError("argument 'address' is required", 400)
+        done = []
+        for addr in addrs:
+            peer = addr.rstrip("/").rsplit("/", 1)[-1]
+            if "/p2p/" not in addr and "/ipfs/" not in addr:
+                raise ApiError(f"invalid peer address {addr!r}: it must end with /p2p/<peer id>", 400)
+            try:
+                timeout = _request_timeout(request) or DEFAULT_FETCH_TIMEOUT
+                await asyncio.wait_for(asyncio.to_thread(kubo.connect, addr), timeout)
+            except (KuboLibraryError, TimeoutError) as exc:
+                raise ApiError(f"connect {peer} failure: {exc or 'timed out'}") from exc
+            done.append(f"connect {peer} success")
+        return _json_line({"Strings": done})
+
+    async def stats_bw(request: Request) -> Response:
+        t = await run_in_threadpool(traffic.sample) if traffic else None
+        return _json_line(
+            {
+                "TotalIn": t.bytes_in if t else 0,
+                "TotalOut": t.bytes_out if t else 0,
+                "RateIn": t.rate_in if t else 0.0,
+                "RateOut": t.rate_out if t else 0.0,
+            }
+        )
+
+    async def stats_swarm(request: Request) -> Response:
+        stats = fetcher.snapshot()
+        peers = await run_in_threadpool(kubo.peers)
+        t = await run_in_threadpool(traffic.sample) if traffic else None
+        return _json_line(
+            {
+                "Peers": len(peers),
+                "Fetches": stats.fetches,
+                "FetchesCompleted": stats.completed,
+                "FetchedBytes": stats.fetched_bytes,
+                "FetchedBlocks": stats.fetched_blocks,
+                "Unavailable": stats.unavailable,
+                "TooLarge": stats.too_large,
+                "Abandoned": stats.abandoned,
+                "Restarts": stats.restarts,
+                "TcpBytesIn": t.bytes_in if t else None,
+                "TcpBytesOut": t.bytes_out if t else None,
+                "TcpConnections": t.connections if t else None,
             }
         )
 
@@ -257,6 +379,10 @@ def create_app(kubo: EmbeddedKubo, work_dir: Path, max_upload_bytes: int = DEFAU
         "pin/rm": pin_rm,
         "id": node_id,
         "version": version,
+        "swarm/peers": swarm_peers,
+        "swarm/connect": swarm_connect,
+        "stats/bw": stats_bw,
+        "stats/swarm": stats_swarm,
     }
 
     def guarded(handler: Any) -> Any:
@@ -284,32 +410,59 @@ def serve(
     port: int = 0,
     state_file: Path | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    swarm: SwarmSettings | None = None,
+    swarm_key: bytes | None = None,
+    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
+    max_fetch_bytes: int = DEFAULT_MAX_FETCH_BYTES,
 ) -> None:
-    """Start Kubo on ``repo`` and serve the RPC subset until SIGINT/SIGTERM."""
+    """Start Kubo on ``repo`` in ``swarm`` (default: loopback only; ``swarm_key`` for a private swarm)
+    and serve the RPC subset until SIGINT/SIGTERM. Fetches from the swarm give up after
+    ``fetch_timeout`` seconds (a request's ``timeout`` option overrides it) and refuse objects over
+    ``max_fetch_bytes``."""
     import uvicorn
 
     repo = repo.resolve()
     state_file = state_file.resolve() if state_file else None
     started = time.monotonic()
-    kubo = EmbeddedKubo(repo)
+    kubo = EmbeddedKubo(repo, swarm, swarm_key)
     kubo.start()
     work_dir = repo / "marketplace-tmp"
     shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
     bound = sock.getsockname()[1]
     api_url = f"http://{host if ':' not in host else f'[{host}]'}:{bound}"
-    config = uvicorn.Config(
-        create_app(kubo, work_dir, max_upload_bytes), log_level="warning", access_log=False, lifespan="off"
+    settings = kubo.swarm
+    traffic = TcpTraffic(exclude_port=bound)
+    traffic.start()
+    fetcher = SwarmFetcher(
+        kubo,
+        work_dir,
+        max_bytes=max_fetch_bytes,
+        default_timeout=fetch_timeout,
+        has_peer_source=bool(settings.peers or settings.public),
+        before_restart=traffic.sample,
     )
+    app = create_app(kubo, work_dir, max_upload_bytes, fetcher, traffic)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
+    peer_id = kubo.peer_id()
     state = {
         "pid": os.getpid(),
         "api_url": api_url,
         "repo": str(repo),
         "kubo_version": KUBO_VERSION,
+        "peer_id": peer_id,
+        "swarm_addresses": [f"{a}/p2p/{peer_id}" for a in kubo.swarm_addresses()],
+        "listen": list(settings.listen),
+        "peers": list(settings.peers),
+        "public": settings.public,
+        "swarm_key_fingerprint": swarm_key_fingerprint(swarm_key) if swarm_key else None,
+        "fetch_timeout": fetch_timeout,
+        "max_fetch_bytes": max_fetch_bytes,
         "started_at": time.time(),
         "start_seconds": round(time.monotonic() - started, 3),
     }
@@ -323,6 +476,8 @@ def serve(
     try:
         server.run(sockets=[sock])
     finally:
+        fetcher.close()
+        traffic.stop()
         kubo.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
         if state_file:
@@ -336,13 +491,42 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point of ``python -m marketplace.adapters.ipfs.node``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, required=True, help="IPFS repo directory (created if missing)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1", help="address the RPC API listens on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="RPC port (0 picks a free one)")
-    parser.add_argument("--state-file", type=Path, help="JSON file written when ready (pid, api_url)")
+    parser.add_argument("--state-file", type=Path, help="JSON file written when ready (pid, api_url, peer id)")
     parser.add_argument("--max-upload-bytes", type=int, default=DEFAULT_MAX_UPLOAD)
+    parser.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="swarm listen address, repeatable (default /ip4/127.0.0.1/tcp/0)",
+    )
+    parser.add_argument(
+        "--peer", action="append", default=[], metavar="MULTIADDR", help="peer to stay connected to (.../p2p/<id>)"
+    )
+    parser.add_argument("--swarm-key", type=Path, help="private swarm key file (Kubo's swarm.key format)")
+    parser.add_argument("--public", action="store_true", help="join the public IPFS network")
+    parser.add_argument("--fetch-timeout", type=float, default=DEFAULT_FETCH_TIMEOUT, help="seconds (default 30)")
+    parser.add_argument("--max-fetch-bytes", type=int, default=DEFAULT_MAX_FETCH_BYTES)
     args = parser.parse_args(argv)
     try:
-        serve(args.repo, args.host, args.port, args.state_file, args.max_upload_bytes)
+        key = read_swarm_key(args.swarm_key) if args.swarm_key else None
+        settings = build_settings(args.listen, args.peer, args.public, key is not None)
+        serve(
+            args.repo,
+            args.host,
+            args.port,
+            args.state_file,
+            args.max_upload_bytes,
+            settings,
+            key,
+            args.fetch_timeout,
+            args.max_fetch_bytes,
+        )
+    except SwarmConfigError as exc:
+        print(f"ipfs node: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         print(f"ipfs node failed: {exc}", file=sys.stderr)
         return 1

@@ -175,3 +175,14 @@ def dag_pb_links(block: bytes) -> list[bytes]:
                 if lf == 1 and lw == 2 and isinstance(lv, bytes):
                     links.append(lv)
     return links
+
+
+def unixfs_file_size(block: bytes) -> int | None:
+    """The ``filesize`` a dag-pb block's UnixFS data declares (a file's root says the whole file's size),
+    or None when the block carries no UnixFS data or no size."""
+    for field, wire, value in _fields(block):
+        if field == 1 and wire == 2 and isinstance(value, bytes):
+            for uf, uw, uv in _fields(value):
+                if uf == 3 and uw == 0 and isinstance(uv, int):
+                    return uv
+    return None

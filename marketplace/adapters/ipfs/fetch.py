@@ -1,0 +1,340 @@
+"""Fetching a DAG the node does not hold from its swarm, with a deadline and a size limit.
+
+The embedded library's ``Download`` never gives up and cannot be cancelled, so a fetch runs it in a
+thread of its own (:meth:`EmbeddedKubo.fetch`, which holds no lock) and the request waits for that
+thread with a timeout. One fetch runs per CID: requests for a CID already being fetched wait for the
+same one. A request that times out answers :class:`ContentUnavailable`; its fetch goes on in the
+background (the blocks may still arrive) until it ends or the node restarts.
+
+A monitor thread watches the blocks of every running fetch arrive in the repo's block store:
+the root block's UnixFS ``filesize`` (or a raw root's length) tells early if the file is larger
+than ``max_bytes``, and the bytes of the DAG's blocks are counted as they arrive (the cap is
+``max_bytes`` plus 1/64 and 1 MiB for the DAG's own structure), so a root that lies about its size
+is caught too. A fetch over the limit fails with :class:`ObjectTooLarge`.
+
+Bounds: at most ``max_jobs`` fetches run at once (:class:`NodeBusy` beyond). A fetch that nobody
+waits for any more is *abandoned*; when more than ``max_abandoned`` are, or when a fetch is over
+the size limit (it would otherwise download the whole object), the monitor restarts the Kubo
+node (:meth:`EmbeddedKubo.restart`, about 0.05 s), which ends every ``Download``; fetches that
+still have a waiting request start again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from multiformats import CID
+
+from marketplace.adapters.ipfs.cid import parse_cid
+from marketplace.adapters.ipfs.errors import ContentUnavailable, IpfsApiError, NodeBusy, ObjectTooLarge
+from marketplace.adapters.ipfs.kubo_embed import FETCH_INTERRUPTED, EmbeddedKubo
+from marketplace.adapters.ipfs.unixfs import unixfs_file_size
+
+DEFAULT_FETCH_TIMEOUT = 30.0
+DEFAULT_MAX_FETCH_BYTES = 1 << 30
+
+
+def structure_allowance(max_bytes: int) -> int:
+    """Block bytes a file of ``max_bytes`` may take beyond its content (dag-pb/UnixFS framing, parents)."""
+    return max_bytes // 64 + (1 << 20)
+
+
+@dataclass
+class FetchStats:
+    """Counters of the node's swarm fetches since it started.
+
+    ``fetched_bytes``/``fetched_blocks``: blocks of fetched DAGs that were not in the store when the
+    fetch began and arrived while it ran (the data this node got from its peers, block bytes without
+    any network overhead). ``unavailable``/``too_large``: requests answered so. ``abandoned``: fetches
+    running with nobody waiting, now. ``restarts``: Kubo restarts to end abandoned or oversized fetches.
+    """
+
+    fetches: int = 0
+    completed: int = 0
+    unavailable: int = 0
+    too_large: int = 0
+    fetched_bytes: int = 0
+    fetched_blocks: int = 0
+    abandoned: int = 0
+    restarts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
+        return asdict(self)
+
+
+class DagProgress:
+    """Which blocks of the DAG under ``root`` are in the local store, found from the root down.
+
+    :meth:`scan` looks again at the blocks not seen yet (cheap: one ``stat`` each) and counts those
+    that appeared. ``declared`` is the file size the root block states, once the root is local."""
+
+    def __init__(self, kubo: EmbeddedKubo, root: CID) -> None:
+        self.kubo = kubo
+        self.root = root
+        self.pending: list[CID] = [root]
+        self.seen: set[bytes] = {bytes(root)}
+        self.declared: int | None = None
+        self.block_bytes = 0  # every local block of the DAG found so far
+        self.arrived_bytes = 0  # of those, the ones that appeared after the first scan
+        self.arrived_blocks = 0
+        self._scanned = False
+        self._lock = threading.Lock()
+
+    def scan(self) -> tuple[int, int]:
+        """Look for newly stored blocks; returns the bytes and the number of those that arrived since the
+        last scan (the first scan finds what was local before the fetch and returns ``(0, 0)``)."""
+        with self._lock:
+            return self._scan()
+
+    def _scan(self) -> tuple[int, int]:
+        still: list[CID] = []
+        gained = blocks = 0
+        while self.pending:
+            cid = self.pending.pop()
+            size = self.kubo.block_size(cid)
+            if size is None:
+                still.append(cid)
+                continue
+            gained += size
+            blocks += 1
+            if cid == self.root:
+                self.declared = self._declared_size(cid, size)
+            for child in self.kubo.children(cid) or []:
+                if bytes(child) not in self.seen:
+                    self.seen.add(bytes(child))
+                    self.pending.append(child)
+        self.pending = still
+        self.block_bytes += gained
+        if not self._scanned:
+            self._scanned = True
+            return 0, 0
+        self.arrived_bytes += gained
+        self.arrived_blocks += blocks
+        return gained, blocks
+
+    def _declared_size(self, cid: CID, size: int) -> int | None:
+        if cid.codec.name != "dag-pb":
+            return size
+        block = self.kubo.read_block(cid)
+        return unixfs_file_size(block) if block is not None else None
+
+    def over_limit(self, max_bytes: int) -> str | None:
+        """Why the DAG is over ``max_bytes``, or None."""
+        if self.declared is not None and self.declared > max_bytes:
+            return f"its root declares {self.declared} bytes"
+        if self.block_bytes > max_bytes + structure_allowance(max_bytes):
+            return f"more than {self.block_bytes} bytes of its blocks arrived"
+        return None
+
+
+class _Job:
+    """One running ``Download`` of ``cid`` and the requests waiting for it."""
+
+    def __init__(self, kubo: EmbeddedKubo, cid: str) -> None:
+        self.cid = cid
+        self.progress = DagProgress(kubo, parse_cid(cid))
+        self.future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.future.set_running_or_notify_cancel()
+        self.waiters = 0
+        self.started = time.monotonic()
+
+    def settle(self, error: BaseException | None = None) -> bool:
+        """Finish the job (with ``error``) unless it is finished already; True if this call did."""
+        if self.future.done():
+            return False
+        if error is None:
+            self.future.set_result(None)
+        else:
+            self.future.set_exception(error)
+        return True
+
+
+class SwarmFetcher:
+    """Makes DAGs local by fetching them from the node's swarm; see the module docstring.
+
+    ``has_peer_source``: whether the node can get peers on its own (configured peers or public mode);
+    when it cannot and no peer is connected, a fetch is answered "not available" at once.
+    ``before_restart`` is called before the monitor restarts the node (e.g. to sample traffic counters
+    of the connections the restart closes)."""
+
+    def __init__(
+        self,
+        kubo: EmbeddedKubo,
+        work_dir: Path,
+        *,
+        max_bytes: int = DEFAULT_MAX_FETCH_BYTES,
+        default_timeout: float = DEFAULT_FETCH_TIMEOUT,
+        has_peer_source: bool = False,
+        max_jobs: int = 16,
+        max_abandoned: int = 4,
+        poll_seconds: float = 0.05,
+        before_restart: Callable[[], object] | None = None,
+    ) -> None:
+        self.kubo = kubo
+        self.work_dir = work_dir
+        self.max_bytes = max_bytes
+        self.default_timeout = default_timeout
+        self.has_peer_source = has_peer_source
+        self.max_jobs = max_jobs
+        self.max_abandoned = max_abandoned
+        self.poll_seconds = poll_seconds
+        self.before_restart = before_restart
+        self.stats = FetchStats()
+        self._jobs: dict[str, _Job] = {}
+        self._mutex = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._monitor = threading.Thread(target=self._watch, name="ipfs-fetch-monitor", daemon=True)
+        self._monitor.start()
+
+    # --- requests -------------------------------------------------------------------------------
+
+    async def ensure_local(self, cid: str, timeout: float | None = None) -> None:
+        """Return once every block of ``cid`` is in the local store, fetching the missing ones.
+
+        Raises :class:`ContentUnavailable` after ``timeout`` seconds (default: the node's), or at once
+        when the node has no peer to ask; :class:`ObjectTooLarge` when the object is over the node's
+        limit; :class:`NodeBusy` when ``max_jobs`` fetches run already."""
+        timeout = self.default_timeout if timeout is None else timeout
+        if await asyncio.to_thread(self.kubo.has_dag, parse_cid(cid)):
+            return
+        connected = len(await asyncio.to_thread(self.kubo.peers))
+        if not connected and not self.has_peer_source:
+            self._count("unavailable")
+            raise ContentUnavailable(
+                f"content not available: ipld: could not find {cid} (not in this node's store, and the node "
+                "has no peer to fetch it from: start it with --peer, or let peers connect to it)"
+            )
+        job = self._join(cid)
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job.future)), timeout)
+        except TimeoutError:
+            self._count("unavailable")
+            raise ContentUnavailable(
+                f"content not available: ipld: could not find {cid} (not in this node's store, and not "
+                f"received from its {connected} connected peer(s) within {timeout:g} s)"
+            ) from None
+        except ObjectTooLarge:
+            self._count("too_large")
+            raise
+        finally:
+            with self._mutex:
+                job.waiters -= 1
+            self._wake.set()
+
+    def _count(self, name: str) -> None:
+        with self._mutex:
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
+
+    def _join(self, cid: str) -> _Job:
+        with self._mutex:
+            job = self._jobs.get(cid)
+            if job is None or job.future.done():
+                if len(self._jobs) >= self.max_jobs:
+                    raise NodeBusy(f"this node already runs {len(self._jobs)} swarm fetches: try again later", 503)
+                job = _Job(self.kubo, cid)
+                self._jobs[cid] = job
+                self.stats.fetches += 1
+                threading.Thread(target=self._run, args=(job,), name=f"ipfs-fetch-{cid[:12]}", daemon=True).start()
+            job.waiters += 1
+        self._wake.set()
+        return job
+
+    # --- the worker of one job ----------------------------------------------------------------
+
+    def _run(self, job: _Job) -> None:
+        """Run ``Download`` for ``job`` until it ends; again after a node restart if someone still waits."""
+        try:
+            self._scan(job)  # what is local before the download starts is not counted as fetched
+            while True:
+                dest = self.work_dir / f"{uuid.uuid4().hex}.fetch"
+                try:
+                    rc = self.kubo.fetch(job.cid, dest)
+                finally:
+                    if dest.is_dir():
+                        shutil.rmtree(dest, ignore_errors=True)
+                    else:
+                        dest.unlink(missing_ok=True)
+                if rc == FETCH_INTERRUPTED and job.waiters > 0 and not job.future.done():
+                    continue
+                break
+            self._scan(job)
+            if rc == 0 and self.kubo.has_dag(job.progress.root):
+                if job.settle():
+                    self._count("completed")
+            elif rc == FETCH_INTERRUPTED:
+                job.settle(ContentUnavailable(f"content not available: the fetch of {job.cid} was interrupted"))
+            else:
+                job.settle(IpfsApiError(f"Kubo could not fetch {job.cid} (code {rc}): is it a file?"))
+        except Exception as exc:  # a malformed block, a full disk: the waiting requests get the error
+            job.settle(exc)
+        finally:
+            with self._mutex:
+                if self._jobs.get(job.cid) is job:
+                    del self._jobs[job.cid]
+            self._wake.set()
+
+    def _scan(self, job: _Job) -> None:
+        new_bytes, new_blocks = job.progress.scan()
+        with self._mutex:
+            self.stats.fetched_bytes += new_bytes
+            self.stats.fetched_blocks += new_blocks
+
+    # --- the monitor ----------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Scan running jobs for size, count abandoned ones, restart the node when needed."""
+        while not self._closed:
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+            with self._mutex:
+                jobs = [j for j in self._jobs.values() if not j.future.done()]
+            restart = False
+            for job in jobs:
+                try:
+                    self._scan(job)
+                except Exception as exc:  # a malformed block in the DAG
+                    job.settle(IpfsApiError(f"cannot read the DAG of {job.cid}: {exc}"))
+                    restart = True
+                    continue
+                why = job.progress.over_limit(self.max_bytes)
+                if why and job.settle(
+                    ObjectTooLarge(f"{job.cid} is over this node's fetch limit of {self.max_bytes} bytes ({why})")
+                ):
+                    restart = True
+            with self._mutex:
+                abandoned = [j for j in self._jobs.values() if j.waiters <= 0]
+                self.stats.abandoned = len(abandoned)
+            if restart or len(abandoned) > self.max_abandoned:
+                for job in abandoned:
+                    job.settle(ContentUnavailable(f"content not available: the fetch of {job.cid} was abandoned"))
+                self._restart()
+
+    def _restart(self) -> None:
+        if self._closed:
+            return
+        with contextlib.suppress(Exception):  # a failed restart shows in the next requests' errors
+            if self.before_restart:
+                self.before_restart()
+            self.kubo.restart()
+        self._count("restarts")
+
+    def snapshot(self) -> FetchStats:
+        """A copy of the counters."""
+        with self._mutex:
+            return FetchStats(**self.stats.as_dict())
+
+    def close(self) -> None:
+        """Stop the monitor (the node's :meth:`EmbeddedKubo.stop` ends the downloads)."""
+        self._closed = True
+        self._wake.set()

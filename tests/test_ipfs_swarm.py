@@ -1,0 +1,308 @@
+"""Nodes of separate participants in one swarm (real embedded Kubo nodes on loopback): content moves
+between them, is reported unavailable promptly when nobody has it, stays within the size limit, and
+stays inside a private swarm; the CLI starts and connects nodes."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from marketplace.adapters.ipfs.cid import compute_cid
+from marketplace.adapters.ipfs.errors import CidMismatch, ContentUnavailable, IpfsApiError, ObjectTooLarge
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.adapters.ipfs.manager import LocalIpfsNode
+from marketplace.adapters.ipfs.node import ApiError, parse_go_duration
+from marketplace.adapters.ipfs.swarm import (
+    KUBO_DEFAULT_BOOTSTRAP,
+    SwarmConfigError,
+    SwarmSettings,
+    allowed_networks,
+    format_swarm_key,
+    new_swarm_key,
+    parse_peer_addr,
+    parse_swarm_key,
+    read_swarm_key,
+    swarm_config,
+    swarm_key_fingerprint,
+)
+from marketplace.cli.main import app
+
+PEER = "QmYWynPBu1KHwZ58fDccdPWokVwgFeLcTrc8LrVpkHBzGR"
+LOOPBACK_ONLY = [
+    "/ip4/0.0.0.0/ipcidr/2",
+    "/ip4/64.0.0.0/ipcidr/3",
+    "/ip4/96.0.0.0/ipcidr/4",
+    "/ip4/112.0.0.0/ipcidr/5",
+    "/ip4/120.0.0.0/ipcidr/6",
+    "/ip4/124.0.0.0/ipcidr/7",
+    "/ip4/126.0.0.0/ipcidr/8",
+    "/ip4/128.0.0.0/ipcidr/1",
+    "/ip6/::/ipcidr/0",
+]
+FETCH_TIMEOUT = 2.0
+LIMIT = 1_000_000
+
+
+def missing_cid() -> str:
+    """A valid CID of bytes no node ever added."""
+    return compute_cid(os.urandom(32))
+
+
+# --- the node's swarm configuration (pure) --------------------------------------------------------
+
+
+def test_default_config_stays_on_loopback() -> None:
+    cfg = swarm_config({"Bootstrap": ["/dnsaddr/bootstrap.libp2p.io/p2p/x"]}, SwarmSettings())
+    assert cfg["Addresses"]["Swarm"] == ["/ip4/127.0.0.1/tcp/0"]
+    assert cfg["Bootstrap"] == [] and cfg["Peering"] == {"Peers": None}
+    assert cfg["Swarm"]["AddrFilters"] == LOOPBACK_ONLY
+    assert cfg["Routing"]["Type"] == "none" and cfg["Discovery"]["MDNS"]["Enabled"] is False
+
+
+def test_peers_and_listen_addresses_open_only_their_networks() -> None:
+    peer = f"/ip4/10.1.2.3/tcp/4001/p2p/{PEER}"
+    allowed = allowed_networks(["/ip4/10.9.0.2/tcp/4001"], [peer], interfaces=[])
+    assert allowed == ["10.9.0.0/24", "10.1.2.3/32"]  # no interface has 10.9.0.2: a /24 around it
+    cfg = swarm_config({}, SwarmSettings(("/ip4/10.9.0.2/tcp/4001",), (peer,), tuple(allowed)))
+    assert cfg["Peering"]["Peers"] == [{"ID": PEER, "Addrs": ["/ip4/10.1.2.3/tcp/4001"]}]
+    assert cfg["Bootstrap"] == [peer]
+    filters = cfg["Swarm"]["AddrFilters"]
+    assert "/ip4/128.0.0.0/ipcidr/1" in filters and "/ip6/::/ipcidr/0" in filters
+    assert not any(f.startswith(("/ip4/10.9.0.0/", "/ip4/10.1.2.3/")) for f in filters)
+    assert "/ip4/10.1.2.2/ipcidr/32" in filters and "/ip4/10.9.1.0/ipcidr/24" in filters
+    on_interface = allowed_networks(["/ip4/10.9.0.2/tcp/1"], [], interfaces=[ipaddress.ip_network("10.9.0.0/16")])
+    assert on_interface == ["10.9.0.0/16"]
+
+
+def test_public_mode_uses_the_public_network_and_refuses_a_swarm_key() -> None:
+    cfg = swarm_config({}, SwarmSettings(public=True))
+    assert cfg["Bootstrap"] == list(KUBO_DEFAULT_BOOTSTRAP)
+    assert cfg["Routing"]["Type"] == "dht" and cfg["Swarm"]["AddrFilters"] is None
+    with pytest.raises(SwarmConfigError, match="private swarm"):
+        SwarmSettings(public=True, private=True)
+
+
+def test_bad_addresses_are_refused() -> None:
+    for bad in ("/ip4/10.0.0.1/tcp/4001", f"/ip4/10.0.0.999/tcp/1/p2p/{PEER}", "/ip4/1.2.3.4/udp/1/p2p/" + PEER):
+        with pytest.raises(SwarmConfigError):
+            parse_peer_addr(bad)
+    with pytest.raises(SwarmConfigError, match="not a peer ID"):
+        parse_peer_addr("/ip4/10.0.0.1/tcp/4001/p2p/QmNotAPeer")
+    with pytest.raises(SwarmConfigError, match="TCP multiaddr"):
+        SwarmSettings(listen=("/ip4/0.0.0.0/udp/4001/quic-v1",))
+
+
+def test_swarm_key_file(tmp_path: Path) -> None:
+    key = new_swarm_key(tmp_path / "swarm.key")
+    text = (tmp_path / "swarm.key").read_text()
+    assert text == f"/key/swarm/psk/1.0.0/\n/base16/\n{key.hex()}\n" == format_swarm_key(key)
+    assert (tmp_path / "swarm.key").stat().st_mode & 0o777 == 0o600
+    assert read_swarm_key(tmp_path / "swarm.key") == key
+    assert len(swarm_key_fingerprint(key)) == 32 and key.hex()[:32] not in swarm_key_fingerprint(key)
+    with pytest.raises(SwarmConfigError, match="exists"):
+        new_swarm_key(tmp_path / "swarm.key")
+    with pytest.raises(SwarmConfigError, match="64 hex"):
+        parse_swarm_key("/key/swarm/psk/1.0.0/\n/base16/\nabc\n")
+
+
+def test_timeout_option_takes_go_durations() -> None:
+    assert parse_go_duration("30s") == 30 and parse_go_duration("1m30s") == 90
+    assert parse_go_duration("500ms") == pytest.approx(0.5)
+    for bad in ("30", "s", "1x", ""):
+        with pytest.raises(ApiError):
+            parse_go_duration(bad)
+
+
+# --- two real nodes -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalIpfsNode, LocalIpfsNode]]:
+    """Node A (loopback, no peers) and node B configured with A as its peer, a 1 MB fetch limit."""
+    base = tmp_path_factory.mktemp("swarm")
+    with (
+        LocalIpfsNode(base / "a") as a,
+        LocalIpfsNode(base / "b", peers=a.swarm_addresses, max_fetch_bytes=LIMIT, fetch_timeout=FETCH_TIMEOUT) as b,
+    ):
+        yield a, b
+
+
+def client(node: LocalIpfsNode) -> IpfsClient:
+    return IpfsClient(node.api_url, timeout=30, fetch_timeout=FETCH_TIMEOUT, retries=0)
+
+
+def test_id_and_peers(pair: tuple[LocalIpfsNode, LocalIpfsNode]) -> None:
+    a, b = pair
+    with client(a) as ca, client(b) as cb:
+        ident = ca.id()
+        assert ident.id == a.peer_id and ident.addresses == a.swarm_addresses
+        assert ident.addresses and all(x.startswith("/ip4/127.0.0.1/tcp/") for x in ident.addresses)
+        assert all(x.endswith(f"/p2p/{a.peer_id}") for x in ident.addresses)
+        assert a.peer_id in [p.peer for p in cb.swarm_peers()]
+        assert b.peer_id in [p.peer for p in ca.swarm_peers()]
+    state = json.loads(b.state_file.read_text())
+    assert state["peer_id"] == b.peer_id and state["peers"] == a.swarm_addresses
+
+
+def test_a_file_added_on_one_node_is_read_through_another_and_stays(
+    pair: tuple[LocalIpfsNode, LocalIpfsNode], tmp_path: Path
+) -> None:
+    _, b = pair
+    data = os.urandom(700_000)  # three blocks and a root
+    with LocalIpfsNode(tmp_path / "c") as c, client(c) as cc, client(b) as cb:
+        cid, c_id = cc.add(data), c.peer_id
+        cb.swarm_connect(c.swarm_addresses[0])  # B did not know C: swarm/connect
+        assert c_id in [p.peer for p in cb.swarm_peers()]
+        assert cb.cat(cid) == data
+        stats = cb.swarm_stats()
+        assert stats["FetchedBytes"] >= len(data) and stats["FetchesCompleted"] >= 1
+        assert cc.bandwidth().total_out >= len(data)  # C's libp2p connections carried the file
+    with client(b) as cb:  # C is gone: B has the file itself now
+        deadline = time.monotonic() + 5
+        while c_id in [p.peer for p in cb.swarm_peers()] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert c_id not in [p.peer for p in cb.swarm_peers()]
+        assert cb.cat(cid) == data
+        assert cb.pin_add(cid) == [cid] and cb.is_pinned(cid)
+
+
+def test_content_nobody_has_is_unavailable_in_time_and_the_node_keeps_answering(
+    pair: tuple[LocalIpfsNode, LocalIpfsNode],
+) -> None:
+    a, b = pair
+    with client(a) as ca:
+        local = ca.add(b"something A has")
+    outcome: dict[str, object] = {}
+
+    def fetch_missing() -> None:
+        t0 = time.monotonic()
+        with client(b) as cb:
+            try:
+                cb.cat(missing_cid())
+            except Exception as exc:
+                outcome["error"] = exc
+        outcome["seconds"] = time.monotonic() - t0
+
+    waiting = threading.Thread(target=fetch_missing)
+    waiting.start()
+    time.sleep(0.3)
+    with client(b) as cb:
+        for _ in range(3):  # other requests go on while the missing CID is searched for
+            t0 = time.monotonic()
+            assert cb.version().version == "0.22.0"
+            assert cb.cat(local) == b"something A has"
+            assert time.monotonic() - t0 < 1.0
+    waiting.join(timeout=FETCH_TIMEOUT + 10)
+    error = outcome["error"]
+    assert isinstance(error, ContentUnavailable) and not isinstance(error, CidMismatch)
+    assert "not available" in str(error) and "1 connected peer" in str(error)
+    assert FETCH_TIMEOUT - 0.1 <= float(outcome["seconds"]) < FETCH_TIMEOUT + 2  # type: ignore[arg-type]
+    with client(b) as cb, pytest.raises(ContentUnavailable):
+        cb.pin_add(missing_cid())
+
+
+def test_abandoned_fetches_do_not_pile_up(pair: tuple[LocalIpfsNode, LocalIpfsNode]) -> None:
+    """Each timed-out fetch leaves a download nobody waits for; past four the node restarts Kubo to end
+    them, and goes on fetching from its peer."""
+    a, b = pair
+    with client(b) as cb:
+        restarts = cb.swarm_stats()["Restarts"]
+    with ThreadPoolExecutor(6) as pool:
+        errors = list(pool.map(lambda _: _cat_error(b, missing_cid()), range(6)))
+    assert all(isinstance(e, ContentUnavailable) for e in errors)
+    time.sleep(0.5)
+    with client(b) as cb, client(a) as ca:
+        stats = cb.swarm_stats()
+        assert stats["Restarts"] > restarts and stats["Abandoned"] <= 4
+        data = os.urandom(300_000)
+        assert cb.cat(ca.add(data)) == data  # the restarted node is back in the swarm
+
+
+def _cat_error(node: LocalIpfsNode, cid: str) -> Exception | None:
+    with IpfsClient(node.api_url, fetch_timeout=0.5, retries=0) as c:
+        try:
+            c.cat(cid)
+        except Exception as exc:
+            return exc
+    return None
+
+
+def test_objects_over_the_fetch_limit_are_refused(pair: tuple[LocalIpfsNode, LocalIpfsNode]) -> None:
+    a, b = pair
+    with client(a) as ca, client(b) as cb:
+        big = ca.add(os.urandom(3 * LIMIT))
+        t0 = time.monotonic()
+        with pytest.raises(ObjectTooLarge, match=f"over this node's fetch limit of {LIMIT} bytes"):
+            cb.cat(big)
+        assert time.monotonic() - t0 < FETCH_TIMEOUT
+        with pytest.raises(ObjectTooLarge):
+            cb.pin_add(big)
+        small = os.urandom(LIMIT // 2)
+        assert cb.cat(ca.add(small)) == small  # objects within the limit still come
+
+
+def test_a_private_swarm_keeps_other_nodes_out(pair: tuple[LocalIpfsNode, LocalIpfsNode], tmp_path: Path) -> None:
+    _, keyless = pair
+    key, other = tmp_path / "swarm.key", tmp_path / "other.key"
+    new_swarm_key(key)
+    new_swarm_key(other)
+    data = os.urandom(300_000)
+    with LocalIpfsNode(tmp_path / "p", swarm_key=key) as p, client(p) as cp:
+        cid = cp.add(data)
+        assert json.loads(p.state_file.read_text())["swarm_key_fingerprint"] == swarm_key_fingerprint(
+            read_swarm_key(key)
+        )
+        with LocalIpfsNode(tmp_path / "q", swarm_key=key, peers=p.swarm_addresses) as q, client(q) as cq:
+            assert cq.cat(cid) == data  # same key: in the swarm
+        with LocalIpfsNode(tmp_path / "r", swarm_key=other, peers=p.swarm_addresses) as r, client(r) as cr:
+            with pytest.raises(ContentUnavailable):
+                cr.cat(cid)
+            assert cr.swarm_peers() == []
+        with client(keyless) as ck:  # no key at all
+            with pytest.raises(IpfsApiError, match="failure"):
+                ck.swarm_connect(p.swarm_addresses[0])
+            with pytest.raises(ContentUnavailable):
+                ck.cat(cid)
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def cli(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(app, list(args), terminal_width=200)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_cli_up_with_a_peer_id_and_peers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MARKETPLACE_IPFS_API", raising=False)
+    key = tmp_path / "swarm.key"
+    out = cli("ipfs", "swarm-key", "new", str(key))
+    fingerprint = out.split("fingerprint: ")[1].strip()
+    assert fingerprint == cli("ipfs", "swarm-key", "fingerprint", str(key)).strip()
+    first, second = str(tmp_path / "one"), str(tmp_path / "two")
+    try:
+        up = cli("ipfs", "up", "--home", first, "--swarm-key", str(key))
+        assert f"key fingerprint {fingerprint}" in up
+        ident = cli("ipfs", "id", "--home", first)
+        peer_id = ident.split("peer id: ")[1].split()[0]
+        address = next(line.split()[0] for line in ident.splitlines() if "/p2p/" in line)
+        assert "this machine only" in ident
+        cli("ipfs", "up", "--home", second, "--swarm-key", str(key), "--peer", address)
+        peers = cli("ipfs", "peers", "--home", second)
+        assert f"/p2p/{peer_id}" in peers and "1 peer(s) connected" in peers
+        assert "--peer" in cli("ipfs", "up", "--help") and "MULTIADDR" in cli("ipfs", "up", "--help")
+        bad = cli("ipfs", "up", "--home", str(tmp_path / "three"), "--peer", "/ip4/10.0.0.1/tcp/1", code=1)
+        assert "/p2p/<peer id>" in bad
+    finally:
+        cli("ipfs", "down", "--home", first)
+        cli("ipfs", "down", "--home", second)
