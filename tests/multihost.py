@@ -287,8 +287,9 @@ def ledger(network: str, project_id: int, addresses: Sequence[str]) -> dict[str,
             {"round": r.round, "flags": list(r.flags), "scores": list(r.scores), "model": r.model_cid}
             for r in market.finalized_rounds(project_id)
         ],
-        "submissions": {
-            str(r): {s.trainer: s.cid for s in market.submissions(project_id, r)} for r in range(p.rounds_done)
+        "submissions": {  # revealed update CIDs of every round so far, the open one included
+            str(r): {s.trainer: s.cid for s in market.submissions(project_id, r)}
+            for r in range(min(p.rounds_done + 1, p.rounds))
         },
         "withdrawable": {a: market.withdrawable(project_id, a) for a in [*trainers, *addresses]},
         "stake_left": {t: market.trainer_info(project_id, t).stake_left for t in trainers},

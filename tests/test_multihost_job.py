@@ -10,7 +10,6 @@ type (tests/multihost.py).
 from __future__ import annotations
 
 import ipaddress
-import socket
 import subprocess
 import sys
 import warnings
@@ -18,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.multihost import NETWORK, Lan, Party, lan, wait_all
+from tests.multihost import NETWORK, Lan, Party, lan, wait_all, wait_for
 from tests.netns import SUBNET, Hosts, namespace_pids
 
 TRAINERS = 3
 ROUNDS = 2
+PARAMS = 2410  # the mlp's parameters: an update is at least 4 bytes each
 ROLES = ("owner", "aggregator", *(f"trainer{i}" for i in range(TRAINERS)))
 
 _LISTEN = """
@@ -33,7 +33,9 @@ for host, port in ((sys.argv[1], 8001), ("127.0.0.1", 8000)):
 print("listening", flush=True)
 time.sleep(600)
 """
-_CONNECT = "import socket, sys; s = socket.socket(); s.settimeout(3); print(s.connect_ex((sys.argv[1], int(sys.argv[2]))))"
+_CONNECT = (
+    "import socket, sys; s = socket.socket(); s.settimeout(3); print(s.connect_ex((sys.argv[1], int(sys.argv[2]))))"
+)
 
 
 def _own_addresses() -> list[ipaddress.IPv4Address]:
@@ -104,13 +106,10 @@ def test_a_job_whose_parties_are_separate_hosts(tmp_path: Path) -> None:
         assert "project 1 created" in out, out
         owner.cli("data", "partition", "--trainers", str(TRAINERS), "--out", str(tmp_path / "shards"))
 
-        # (b) Each trainer joins from its own host; then everyone runs as a daemon.
+        # (b) Each trainer joins from its own host and runs as a daemon; the aggregator starts once every
+        # trainer revealed its first update, so its node cannot have had any update before.
         for t in trainers:
             assert "joined project 1" in t.cli("trainer", "join", "1", "--network", NETWORK)
-        agg = aggregator.spawn(
-            *("aggregator", "run", "--project", "1", "--network", NETWORK, "--ipfs-api", aggregator.ipfs_api),
-            *("--poll", "0.5", "--eval-data", str(tmp_path / "shards" / "test.npz")),
-        )
         runs = [
             t.spawn(
                 *("trainer", "run", "1", "--network", NETWORK, "--ipfs-api", t.ipfs_api, "--poll", "0.5"),
@@ -118,10 +117,56 @@ def test_a_job_whose_parties_are_separate_hosts(tmp_path: Path) -> None:
             )
             for i, t in enumerate(trainers)
         ]
-        wait_all([agg, *runs], 240, lambda: {p.name: p.log() for p in (aggregator, *trainers)})
+        logs = lambda: {p.name: p.log() for p in (aggregator, *trainers) if p.logs}  # noqa: E731
+        wait_for(lambda: all("round 0: revealed" in t.log() for t in trainers), 120, logs)
+        first = owner.ledger(1)["submissions"]["0"]
+        assert sorted(first) == sorted(t.address for t in trainers)
+        before = aggregator.ipfs_rpc("stats/swarm")[0]
+        assert before["FetchedBlocks"] == 0 and before["Peers"] == len(ROLES) - 1, before
+        assert not set(first.values()) & set(aggregator.ipfs_rpc("pin/ls")[0]["Keys"])
+        agg = aggregator.spawn(
+            *("aggregator", "run", "--project", "1", "--network", NETWORK, "--ipfs-api", aggregator.ipfs_api),
+            *("--poll", "0.5", "--eval-data", str(tmp_path / "shards" / "test.npz")),
+        )
+        wait_all([agg, *runs], 240, logs)
         log = aggregator.log()
         for round_ in range(ROUNDS):
-            assert f"project 1 round {round_} finalized" in log and "flagged none" in log, log
+            assert f"project 1 round {round_} finalized" in log, log
         assert "reject" not in log, log
         for t in trainers:
             assert "round 1: revealed" in t.log() and "project ended" in t.log(), t.log()
+
+        # (c) Every update reached the aggregator through the swarm: its node fetched them from its peers and
+        # keeps them pinned, and no role could have reached another's node but over the swarm (each command
+        # was given its own node, whose RPC listens on 127.0.0.1 of its own host).
+        book = owner.ledger(1, owner.address, aggregator.address)
+        assert book["status"] == "FINISHED" and [r["round"] for r in book["rounds"]] == list(range(ROUNDS))
+        updates = {cid for round_ in book["submissions"].values() for cid in round_.values()}
+        assert len(updates) == ROUNDS * TRAINERS
+        after = aggregator.ipfs_rpc("stats/swarm")[0]
+        assert after["FetchedBlocks"] >= len(updates) and after["FetchedBytes"] >= len(updates) * PARAMS * 4, after
+        assert after["Unavailable"] == 0, after
+        assert updates <= set(aggregator.ipfs_rpc("pin/ls")[0]["Keys"])
+        for t in trainers:  # each trainer's node sent at least its own updates
+            served = t.ipfs_rpc("stats/swarm")[0]["TcpBytesOut"]
+            print("DEBUG", t.name, t.ipfs_rpc("stats/swarm"), after)
+            assert served is None or served >= ROUNDS * PARAMS * 4, served
+        if net.hosts.mode == "netns":
+            port = int(trainers[0].ipfs_api.rsplit(":", 1)[1])
+            assert _refused(aggregator, trainers[0].host.address, port)  # a node's RPC: its own host only
+            assert _refused(aggregator, "127.0.0.1", port)
+
+        # (d) Anyone checks every round from its own node, which fetches what it needs from the swarm.
+        for round_ in range(ROUNDS):
+            out = owner.cli("verify", "1", str(round_), "--network", NETWORK, "--ipfs-api", owner.ipfs_api)
+            assert "valid" in out and "invalid" not in out, out
+            out = owner.cli("audit", "1", str(round_), "--network", NETWORK, "--ipfs-api", owner.ipfs_api)
+            assert f"round {round_} checks out" in out, out
+
+        # (e) Everyone withdraws from its own host: what was escrowed (budget + fee) and staked comes back.
+        owed = book["withdrawable"]
+        assert all(owed[t.address] > book["stake"] for t in trainers), owed  # stake back plus a reward
+        assert sum(owed.values()) == book["budget"] + book["fee"] + TRAINERS * book["stake"]
+        for party in (owner, aggregator, *trainers):
+            assert "withdrew" in party.cli("project", "withdraw", "1", "--network", NETWORK)
+        assert not any(owner.ledger(1, owner.address, aggregator.address)["withdrawable"].values())
