@@ -24,7 +24,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,9 +54,12 @@ def free_port() -> int:
 
 _RPC = """
 import json, sys, urllib.request
-body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": sys.argv[2], "params": json.loads(sys.argv[3])}).encode()
-req = urllib.request.Request(sys.argv[1], data=body, headers={"Content-Type": "application/json"})
-print(json.dumps(json.loads(urllib.request.urlopen(req, timeout=10).read())))
+answers = []
+for method, params in json.loads(sys.argv[2]):
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    req = urllib.request.Request(sys.argv[1], data=body, headers={"Content-Type": "application/json"})
+    answers.append(json.loads(urllib.request.urlopen(req, timeout=10).read()))
+print(json.dumps(answers))
 """
 
 
@@ -117,11 +122,15 @@ class Party:
         """Runs ``python -c CODE ARGS`` on this party's host with its environment; its stdout."""
         return self.host.run([PY, "-c", code, *args], self.env(), timeout=timeout).stdout
 
-    def rpc(self, method: str, *params: Any, url: str | None = None) -> Any:
-        """A JSON-RPC call to the chain (or ``url``) from this party's host; the result (errors raise)."""
-        answer = json.loads(self.python(_RPC, url or self.rpc_url, method, json.dumps(list(params))))
-        assert "error" not in answer, (method, params, answer)
-        return answer["result"]
+    def rpc(self, method: str, *params: Any) -> Any:
+        """A JSON-RPC call to the chain from this party's host; its result (an error fails the test)."""
+        return self.rpc_many([(method, list(params))])[0]
+
+    def rpc_many(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """JSON-RPC calls to the chain from this party's host, in order, in one process; their results."""
+        answers = json.loads(self.python(_RPC, self.rpc_url, json.dumps(calls)))
+        assert not any("error" in a for a in answers), (calls, answers)
+        return [a["result"] for a in answers]
 
     def ipfs_rpc(self, path: str, **params: str) -> Any:
         """A Kubo RPC call (``/api/v0/PATH``) to this party's own node, from its host; the JSON answer."""
@@ -150,17 +159,18 @@ class Party:
         src = deployer.home / "deployments" / f"{NETWORK}.json"
         shutil.copyfile(src, self.home / "deployments" / f"{NETWORK}.json")
 
-    def ipfs_up(self, peers: Sequence[str], swarm_key: Path) -> None:
+    def ipfs_up(self, peers: Sequence[str], swarm_key: Path, fetch_timeout: float = 30.0) -> None:
         """Starts this party's IPFS node on its host's address, peered with ``peers``, in the private swarm of
-        ``swarm_key``; records its RPC URL and swarm multiaddr."""
+        ``swarm_key``, answering "not available" for what no peer sent within ``fetch_timeout`` seconds;
+        records its RPC URL and swarm multiaddr."""
         port = SWARM_PORT if self.host.netns else free_port()
         args = ["ipfs", "up", "--home", str(self.ipfs_home), "--listen", f"/ip4/{self.host.address}/tcp/{port}"]
         for peer in peers:
             args += ["--peer", peer]
-        out = self.cli(*args, "--swarm-key", str(swarm_key), timeout=90)
+        out = self.cli(*args, "--swarm-key", str(swarm_key), "--fetch-timeout", str(fetch_timeout), timeout=90)
         self.ipfs_api = re.findall(r"MARKETPLACE_IPFS_API=(\S+)", out)[0]
-        ident = self.cli("ipfs", "id", "--home", str(self.ipfs_home))
-        self.multiaddr = next(a for a in re.findall(r"/ip4/\S+/p2p/\S+", ident) if f"/{self.host.address}/" in a)
+        self.multiaddr = re.findall(r"swarm address: (/ip4/\S+/p2p/\S+)", out)[0]
+        assert self.multiaddr.startswith(f"/ip4/{self.host.address}/tcp/{port}/p2p/"), out
 
     def ipfs_down(self) -> None:
         """Stops this party's IPFS node (no error if it is not running)."""
@@ -186,20 +196,27 @@ class Lan:
 
     def fund(self, funder: Party, eth: int = 10) -> None:
         """Gives every party ``eth`` ETH (``anvil_setBalance``, sent from ``funder``'s host)."""
-        for party in self.parties.values():
-            funder.rpc("anvil_setBalance", party.address, hex(eth * ETH))
+        funder.rpc_many([("anvil_setBalance", [p.address, hex(eth * ETH)]) for p in self.parties.values()])
 
     def warp(self, via: Party, seconds: int) -> None:
         """Moves the chain's clock ``seconds`` on and mines a block (from ``via``'s host)."""
-        via.rpc("evm_increaseTime", seconds)
-        via.rpc("evm_mine")
+        via.rpc_many([("evm_increaseTime", [seconds]), ("evm_mine", [])])
 
-    def start_swarm(self, names: Sequence[str], swarm_key: Path) -> None:
-        """Starts the IPFS nodes of ``names`` in order, each peered with every node started before it."""
+    def start_swarm(self, stages: Sequence[Sequence[str]], swarm_key: Path, fetch_timeout: float = 30.0) -> None:
+        """Starts the IPFS nodes of each stage's parties at once, each peered with every node of the stages
+        before (connections go both ways: nodes of one stage meet only if a later stage or a fetch joins
+        them; a party fetches from the nodes it is connected to)."""
         started: list[str] = []
-        for name in names:
-            self.parties[name].ipfs_up(started, swarm_key)
-            started.append(self.parties[name].multiaddr)
+        for stage in stages:
+            peers = tuple(started)
+            with ThreadPoolExecutor(len(stage)) as pool:
+                list(
+                    pool.map(
+                        partial(Party.ipfs_up, peers=peers, swarm_key=swarm_key, fetch_timeout=fetch_timeout),
+                        [self.parties[n] for n in stage],
+                    )
+                )
+            started += [self.parties[n].multiaddr for n in stage]
 
 
 def _wait_for_chain(party: Party, chain: subprocess.Popen[str], timeout: float = 30.0) -> None:
@@ -237,8 +254,8 @@ def lan(roles: Sequence[str], root: Path, *, chain_role: str = "chain") -> Itera
             first = next(iter(parties.values()))
             _wait_for_chain(first, chain)
             net.fund(first)
-            for party in parties.values():
-                party.init_network()
+            with ThreadPoolExecutor(len(parties)) as pool:
+                list(pool.map(Party.init_network, parties.values()))
             yield net
         finally:
             for party in parties.values():

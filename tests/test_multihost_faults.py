@@ -26,6 +26,7 @@ TRAINERS = 4
 ROLES = ("owner", "aggregator", *(f"trainer{i}" for i in range(TRAINERS)))
 PERIOD = 300  # seconds of each phase (the market's minimum)
 SLASH_BPS = 5000
+FETCH_TIMEOUT = 10.0  # seconds each node looks for an object in the swarm before 'not available'
 
 
 def test_an_update_whose_node_went_offline_is_unavailable_and_its_trainer_loses_what_the_rules_say(
@@ -38,7 +39,7 @@ def test_an_update_whose_node_went_offline_is_unavailable_and_its_trainer_loses_
         offline, disputer = trainers[2], trainers[3]
         swarm_key = tmp_path / "swarm.key"
         owner.cli("ipfs", "swarm-key", "new", str(swarm_key))
-        net.start_swarm(["aggregator", "owner", *(t.name for t in trainers)], swarm_key)
+        net.start_swarm([["owner"], ["aggregator"], [t.name for t in trainers]], swarm_key, fetch_timeout=FETCH_TIMEOUT)
         owner.cli("deploy", "--network", NETWORK)
         for party in (aggregator, *trainers):
             party.receive_record(owner)

@@ -91,7 +91,10 @@ def test_a_job_whose_parties_are_separate_hosts(tmp_path: Path) -> None:
         trainers = [net[f"trainer{i}"] for i in range(TRAINERS)]
         swarm_key = tmp_path / "swarm.key"
         owner.cli("ipfs", "swarm-key", "new", str(swarm_key))
-        net.start_swarm(["aggregator", "owner", *(t.name for t in trainers)], swarm_key)
+        net.start_swarm([["owner"], ["aggregator"], [t.name for t in trainers]], swarm_key)
+
+        ident = aggregator.cli("ipfs", "id", "--home", str(aggregator.ipfs_home))
+        assert aggregator.multiaddr in ident, ident  # what a participant hands the others for their --peer
 
         # (a) The owner deploys, pins the initial model on its own node and posts the job.
         owner.cli("deploy", "--network", NETWORK)
@@ -149,7 +152,6 @@ def test_a_job_whose_parties_are_separate_hosts(tmp_path: Path) -> None:
         assert updates <= set(aggregator.ipfs_rpc("pin/ls")[0]["Keys"])
         for t in trainers:  # each trainer's node sent at least its own updates
             served = t.ipfs_rpc("stats/swarm")[0]["TcpBytesOut"]
-            print("DEBUG", t.name, t.ipfs_rpc("stats/swarm"), after)
             assert served is None or served >= ROUNDS * PARAMS * 4, served
         if net.hosts.mode == "netns":
             port = int(trainers[0].ipfs_api.rsplit(":", 1)[1])
