@@ -74,6 +74,7 @@ class Party:
     address: str = ""
     ipfs_api: str = ""  # its node's RPC URL (127.0.0.1 on its own host)
     multiaddr: str = ""  # its node's swarm address with /p2p/<peer id>, for the others' --peer
+    zk_cache: Path | None = None  # its zk key folder (default: its own, empty)
     logs: list[IO[str]] = field(default_factory=list, repr=False)
 
     @property
@@ -93,7 +94,7 @@ class Party:
             "MARKETPLACE_STATE_DIR": str(self.home / "state"),
             "MARKETPLACE_NETWORKS_DIR": str(self.home / "networks"),
             "MARKETPLACE_DEPLOYMENTS_DIR": str(self.home / "deployments"),
-            "MARKETPLACE_ZK_CACHE": str(self.home / "zk"),
+            "MARKETPLACE_ZK_CACHE": str(self.zk_cache or self.home / "zk"),
             "MARKETPLACE_IPFS_HOME": str(self.ipfs_home),
             "MARKETPLACE_KEYSTORE_PASSWORD": PASSWORD,
         }

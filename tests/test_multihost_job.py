@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.multihost import NETWORK, Lan, Party, lan, wait_all, wait_for
+from tests.multihost import NETWORK, ROOT, Lan, Party, lan, wait_all, wait_for
 from tests.netns import SUBNET, Hosts, namespace_pids
 
 TRAINERS = 3
@@ -84,10 +84,16 @@ def _refused(host: Party, address: str, port: int) -> bool:
     return int(out) != 0
 
 
-def test_a_job_whose_parties_are_separate_hosts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prover", ["test-hash", pytest.param("ezkl-gram", marks=pytest.mark.heavy)])
+def test_a_job_whose_parties_are_separate_hosts(prover: str, tmp_path: Path) -> None:
+    """``test-hash``: the test verifier (the proof is a hash of the values, no ezkl); ``ezkl-gram`` (heavy):
+    real proofs of the 4 x 32 circuit, with the development keys of the checkout's zk cache, which the owner
+    (the market's admin here) deploys the verifier of and the aggregator proves with."""
     with lan(ROLES, tmp_path) as net:
         _say_mode(net)
         owner, aggregator = net["owner"], net["aggregator"]
+        if prover == "ezkl-gram":  # the admin's published key folder, used as it is (500 MB of keys)
+            owner.zk_cache = aggregator.zk_cache = ROOT / ".cache" / "zk"
         trainers = [net[f"trainer{i}"] for i in range(TRAINERS)]
         swarm_key = tmp_path / "swarm.key"
         owner.cli("ipfs", "swarm-key", "new", str(swarm_key))
@@ -98,6 +104,9 @@ def test_a_job_whose_parties_are_separate_hosts(tmp_path: Path) -> None:
 
         # (a) The owner deploys, pins the initial model on its own node and posts the job.
         owner.cli("deploy", "--network", NETWORK)
+        if prover == "ezkl-gram":
+            out = owner.cli("zk", "deploy", "--network", NETWORK, "--max-trainers", str(TRAINERS), timeout=900)
+            assert "approved" in out, out
         for party in (aggregator, *trainers):
             party.receive_record(owner)
         cid = owner.cli("model", "init", "--model", "mlp", "--ipfs-api", owner.ipfs_api).split()[-1]
@@ -131,10 +140,11 @@ def test_a_job_whose_parties_are_separate_hosts(tmp_path: Path) -> None:
             *("aggregator", "run", "--project", "1", "--network", NETWORK, "--ipfs-api", aggregator.ipfs_api),
             *("--poll", "0.5", "--eval-data", str(tmp_path / "shards" / "test.npz")),
         )
-        wait_all([agg, *runs], 240, logs)
+        wait_all([agg, *runs], 240 if prover == "test-hash" else 900, logs)
         log = aggregator.log()
         for round_ in range(ROUNDS):
             assert f"project 1 round {round_} finalized" in log, log
+        assert log.count(f"proof {prover} (") == ROUNDS, log
         assert "reject" not in log, log
         for t in trainers:
             assert "round 1: revealed" in t.log() and "project ended" in t.log(), t.log()
