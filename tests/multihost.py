@@ -97,6 +97,7 @@ class Party:
             "MARKETPLACE_ZK_CACHE": str(self.zk_cache or self.home / "zk"),
             "MARKETPLACE_IPFS_HOME": str(self.ipfs_home),
             "MARKETPLACE_KEYSTORE_PASSWORD": PASSWORD,
+            "COLUMNS": "250",  # one line per message: the tests look for lines
         }
 
     def cli(self, *args: str, code: int = 0, timeout: float = 120.0) -> str:

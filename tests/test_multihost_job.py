@@ -74,7 +74,7 @@ def test_each_host_reaches_the_others_only_over_the_switch() -> None:
 def _say_mode(net: Lan) -> None:
     if net.hosts.mode != "netns":
         warnings.warn(
-            f"network namespaces are not permitted ({net.hosts.reason}): every node ran on its own loopback port",
+            f"network namespaces are not permitted ({net.hosts.reason}): every node runs on its own loopback port of this machine",
             stacklevel=2,
         )
 
