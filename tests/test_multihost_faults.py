@@ -105,7 +105,9 @@ def test_an_update_whose_node_went_offline_is_unavailable_and_its_trainer_loses_
 
         # The audit, from the owner's own node, agrees and shows whose update is missing from the model.
         out = owner.cli("audit", "1", "0", "--network", NETWORK, "--ipfs-api", owner.ipfs_api)
-        assert "round 0 checks out" in out, out
+        assert "round 0 checks out: 1 invalid update(s)" in out, out  # the offline trainer's: the rejection stood
+        assert "mean of 2 paid update(s)" in out, out  # the disputer's row is paid, its update not in the model
+        assert out.count("paid for the row it published in a dispute; update not in the model") == 1, out
         for t in (trainers[0], trainers[1], disputer):
             out = t.cli("project", "withdraw", "1", "--network", NETWORK)
             assert "withdrew" in out

@@ -74,7 +74,8 @@ def test_each_host_reaches_the_others_only_over_the_switch() -> None:
 def _say_mode(net: Lan) -> None:
     if net.hosts.mode != "netns":
         warnings.warn(
-            f"network namespaces are not permitted ({net.hosts.reason}): every node runs on its own loopback port of this machine",
+            f"network namespaces are not permitted ({net.hosts.reason}): "
+            "every node runs on its own loopback port of this machine",
             stacklevel=2,
         )
 
@@ -173,7 +174,8 @@ def test_a_job_whose_parties_are_separate_hosts(prover: str, tmp_path: Path) -> 
             out = owner.cli("verify", "1", str(round_), "--network", NETWORK, "--ipfs-api", owner.ipfs_api)
             assert "valid" in out and "invalid" not in out, out
             out = owner.cli("audit", "1", str(round_), "--network", NETWORK, "--ipfs-api", owner.ipfs_api)
-            assert f"round {round_} checks out" in out, out
+            assert f"round {round_} checks out: 0 invalid update(s)" in out, out
+            assert f"mean of {TRAINERS} paid update(s)" in out, out
 
         # (e) Everyone withdraws from its own host: what was escrowed (budget + fee) and staked comes back.
         owed = book["withdrawable"]
