@@ -56,6 +56,13 @@ def ipfs_up_cmd(
         help="another participant's node to stay connected to, repeatable: an address from its "
         "`marketplace ipfs id`, e.g. /ip4/10.0.0.1/tcp/4001/p2p/Qm...",
     ),
+    allow: list[str] = typer.Option(
+        [],
+        "--allow",
+        metavar="CIDR",
+        help="network whose nodes may connect, repeatable, e.g. 0.0.0.0/0 with --swarm-key on the internet "
+        "(default: loopback, the subnets of the --listen addresses and the --peer addresses only)",
+    ),
     swarm_key: Path | None = typer.Option(
         None,
         "--swarm-key",
@@ -82,12 +89,13 @@ def ipfs_up_cmd(
     """
     try:
         key = read_swarm_key(swarm_key) if swarm_key else None
-        build_settings(listen, peer, public, key is not None)  # check the flags before starting anything
+        build_settings(listen, peer, public, key is not None, allow)  # check the flags before starting anything
         status = node_up(
             home or default_home(),
             port=port,
             listen=listen,
             peers=peer,
+            allow=allow,
             swarm_key=swarm_key,
             public=public,
             fetch_timeout=fetch_timeout,

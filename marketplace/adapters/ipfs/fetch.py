@@ -10,7 +10,10 @@ A monitor thread watches the blocks of every running fetch arrive in the repo's 
 the root block's UnixFS ``filesize`` (or a raw root's length) tells early if the file is larger
 than ``max_bytes``, and the bytes of the DAG's blocks are counted as they arrive (the cap is
 ``max_bytes`` plus 1/64 and 1 MiB for the DAG's own structure), so a root that lies about its size
-is caught too. A fetch over the limit fails with :class:`ObjectTooLarge`.
+is caught too; the check runs every ``poll_seconds`` and once more when the download ends (on a fast
+link a whole object can arrive between two checks). A fetch over the limit fails with
+:class:`ObjectTooLarge`, and so does every later request for that CID (the node remembers the last
+:data:`MAX_REMEMBERED` such CIDs), even though some or all of its blocks may have arrived.
 
 Bounds: at most ``max_jobs`` fetches run at once (:class:`NodeBusy` beyond). A fetch that nobody
 waits for any more is *abandoned*; when more than ``max_abandoned`` are, or when a fetch is over
@@ -41,6 +44,7 @@ from marketplace.adapters.ipfs.unixfs import unixfs_file_size
 
 DEFAULT_FETCH_TIMEOUT = 30.0
 DEFAULT_MAX_FETCH_BYTES = 1 << 30
+MAX_REMEMBERED = 4096  # CIDs refused as too large that the node keeps refusing
 
 
 def structure_allowance(max_bytes: int) -> int:
@@ -191,6 +195,7 @@ class SwarmFetcher:
         self.before_restart = before_restart
         self.stats = FetchStats()
         self._jobs: dict[str, _Job] = {}
+        self._too_large: dict[str, str] = {}  # CIDs refused as too large, oldest first
         self._mutex = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -206,6 +211,11 @@ class SwarmFetcher:
         when the node has no peer to ask; :class:`ObjectTooLarge` when the object is over the node's
         limit; :class:`NodeBusy` when ``max_jobs`` fetches run already."""
         timeout = self.default_timeout if timeout is None else timeout
+        with self._mutex:
+            refused = self._too_large.get(cid)
+        if refused:
+            self._count("too_large")
+            raise self._too_large_error(cid, refused)
         if await asyncio.to_thread(self.kubo.has_dag, parse_cid(cid)):
             return
         connected = len(await asyncio.to_thread(self.kubo.peers))
@@ -269,7 +279,10 @@ class SwarmFetcher:
                     continue
                 break
             self._scan(job)
-            if rc == 0 and self.kubo.has_dag(job.progress.root):
+            why = job.progress.over_limit(self.max_bytes)
+            if why:  # the download ended before the monitor saw the size (a fast link)
+                self._refuse(job, why)
+            elif rc == 0 and self.kubo.has_dag(job.progress.root):
                 if job.settle():
                     self._count("completed")
             elif rc == FETCH_INTERRUPTED:
@@ -283,6 +296,17 @@ class SwarmFetcher:
                 if self._jobs.get(job.cid) is job:
                     del self._jobs[job.cid]
             self._wake.set()
+
+    def _refuse(self, job: _Job, why: str) -> bool:
+        """Fail ``job`` as too large and remember its CID; True if this call settled it."""
+        with self._mutex:
+            self._too_large[job.cid] = why
+            while len(self._too_large) > MAX_REMEMBERED:
+                del self._too_large[next(iter(self._too_large))]
+        return job.settle(self._too_large_error(job.cid, why))
+
+    def _too_large_error(self, cid: str, why: str) -> ObjectTooLarge:
+        return ObjectTooLarge(f"{cid} is over this node's fetch limit of {self.max_bytes} bytes ({why})")
 
     def _scan(self, job: _Job) -> None:
         new_bytes, new_blocks = job.progress.scan()
@@ -308,12 +332,10 @@ class SwarmFetcher:
                     restart = True
                     continue
                 why = job.progress.over_limit(self.max_bytes)
-                if why and job.settle(
-                    ObjectTooLarge(f"{job.cid} is over this node's fetch limit of {self.max_bytes} bytes ({why})")
-                ):
+                if why and self._refuse(job, why):
                     restart = True
             with self._mutex:
-                abandoned = [j for j in self._jobs.values() if j.waiters <= 0]
+                abandoned = [j for j in self._jobs.values() if j.waiters <= 0 and not j.future.done()]
                 self.stats.abandoned = len(abandoned)
             if restart or len(abandoned) > self.max_abandoned:
                 for job in abandoned:

