@@ -143,6 +143,10 @@ class Party:
         out = self.python(code, f"{self.ipfs_api}/api/v0/{path}", json.dumps(params))
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
+    def pins(self) -> set[str]:
+        """The CIDs pinned on this party's own node (``pin/ls``; ``{}`` when there are none, as Kubo answers)."""
+        return set(self.ipfs_rpc("pin/ls")[0].get("Keys", {}))
+
     def ledger(self, project_id: int, *addresses: str) -> dict[str, Any]:
         """What the market says of project ``project_id``, read on this party's host (see :func:`ledger`)."""
         out = self.host.run(

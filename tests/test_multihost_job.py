@@ -136,7 +136,7 @@ def test_a_job_whose_parties_are_separate_hosts(prover: str, tmp_path: Path) -> 
         assert sorted(first) == sorted(t.address for t in trainers)
         before = aggregator.ipfs_rpc("stats/swarm")[0]
         assert before["FetchedBlocks"] == 0 and before["Peers"] == len(ROLES) - 1, before
-        assert not set(first.values()) & set(aggregator.ipfs_rpc("pin/ls")[0]["Keys"])
+        assert not set(first.values()) & aggregator.pins()
         agg = aggregator.spawn(
             *("aggregator", "run", "--project", "1", "--network", NETWORK, "--ipfs-api", aggregator.ipfs_api),
             *("--poll", "0.5", "--eval-data", str(tmp_path / "shards" / "test.npz")),
@@ -160,7 +160,7 @@ def test_a_job_whose_parties_are_separate_hosts(prover: str, tmp_path: Path) -> 
         after = aggregator.ipfs_rpc("stats/swarm")[0]
         assert after["FetchedBlocks"] >= len(updates) and after["FetchedBytes"] >= len(updates) * PARAMS * 4, after
         assert after["Unavailable"] == 0, after
-        assert updates <= set(aggregator.ipfs_rpc("pin/ls")[0]["Keys"])
+        assert updates <= aggregator.pins()
         for t in trainers:  # each trainer's node sent at least its own updates
             served = t.ipfs_rpc("stats/swarm")[0]["TcpBytesOut"]
             assert served is None or served >= ROUNDS * PARAMS * 4, served
