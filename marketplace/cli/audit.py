@@ -82,6 +82,8 @@ def audit_cmd(
         )
         if t.recorded_rejected:
             update += "; rejected by the aggregator"
+        if t.row_only:
+            update = f"[yellow]paid for the row it published in a dispute; update not in the model: {t.row_only}[/]"
         mark = "[green]ok[/green]" if t.agrees else "[red]DIFFERS[/red]"
         table.add_row(
             str(i), t.trainer, update, f"{t.recorded_flag} / {t.recomputed_flag}",

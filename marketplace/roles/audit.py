@@ -64,6 +64,9 @@ class TrainerAudit:
     recorded_score: int
     recomputed_score: int
     recorded_rejected: bool = False  # the aggregator said its update was unavailable or invalid
+    #: why its update could not be used, when it is paid for the row it published in a dispute instead ("" if
+    #: not): its update is not in the new model
+    row_only: str = ""
 
     @property
     def agrees(self) -> bool:
@@ -132,22 +135,24 @@ def audit_round(
             recorded_score=int(rec_scores[i]),
             recomputed_score=scored.chain_scores[i],
             recorded_rejected=t in rejected,
+            row_only=inputs.published.get(t, ""),
         )
         for i, t in enumerate(inputs.trainers)
     ]
     model = None
     if recorded is not None:
         previous = _starting_model_cid(market, project_id, round_)
-        model = audit_model(store, project.model_name, previous, recorded.model_cid, scored)
+        averaged = sum(1 for s, full in zip(scored.chain_scores, inputs.has_update, strict=True) if s > 0 and full)
+        model = audit_model(store, project.model_name, previous, recorded.model_cid, scored, averaged)
     return AuditReport(project_id, round_, recorded is not None, lines, model)
 
 
 def audit_model(
-    store: ModelStore, model_name: str, previous_cid: str, recorded_cid: str, scored: ScoredRound
+    store: ModelStore, model_name: str, previous_cid: str, recorded_cid: str, scored: ScoredRound, paid: int
 ) -> ModelAudit:
     """Recomputes the new model from ``previous_cid`` and ``scored`` (:func:`new_model`) and compares it with
-    the model at ``recorded_cid``, bit for bit. Raises only when the IPFS node itself does not answer."""
-    paid = sum(1 for s in scored.chain_scores if s > 0)
+    the model at ``recorded_cid``, bit for bit; ``paid`` is the number of full updates ``scored`` averages (a
+    row paid without its update is not one). Raises only when the IPFS node itself does not answer."""
     spec = param_spec(model_name)
     try:
         previous = _model_vector(store, previous_cid, spec)
