@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.multihost import NETWORK, lan, wait_all, wait_for
 from tests.test_multihost_job import _say_mode
 
@@ -30,8 +32,9 @@ FETCH_TIMEOUT = 10.0  # seconds each node looks for an object in the swarm befor
 
 
 def test_an_update_whose_node_went_offline_is_unavailable_and_its_trainer_loses_what_the_rules_say(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("MARKETPLACE_IPFS_FETCH_TIMEOUT", str(FETCH_TIMEOUT))  # every party's client, as its node
     with lan(ROLES, tmp_path) as net:
         _say_mode(net)
         owner, aggregator = net["owner"], net["aggregator"]
