@@ -31,6 +31,7 @@ SLASH_BPS = 5000
 FETCH_TIMEOUT = 10.0  # seconds each node looks for an object in the swarm before 'not available'
 
 
+@pytest.mark.heavy  # ~2-3 min: run by make test-heavy (CI runs it after make test)
 def test_an_update_whose_node_went_offline_is_unavailable_and_its_trainer_loses_what_the_rules_say(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
