@@ -182,8 +182,13 @@ def run_demo(config: DemoConfig, console: Console | None = None, stack: LocalSta
 def started_stack(config: DemoConfig, console: Console, workdir: Path, web: bool = False) -> Iterator[LocalStack]:
     """:func:`local_stack` for ``config`` (a node per participant, the web server's too if ``web``, unless
     the node is shared), saying what it started on ``console``."""
-    console.print("starting a local chain" + ("" if config.ipfs_api else " and IPFS"))
-    with local_stack(workdir, config.trainers + 3, config.ipfs_api, config.participants(web), console) as stack:
+    starting = "starting a local chain" + ("" if config.ipfs_api else " and IPFS node" + ("" if config.shared else "s"))
+    with ExitStack() as started:
+        with console.status(starting):
+            participants = config.participants(web)
+            stack = started.enter_context(
+                local_stack(workdir, config.trainers + 3, config.ipfs_api, participants, console)
+            )
         console.print(
             f"chain [bold]{stack.chain_url}[/bold]   IPFS API [bold]{stack.ipfs_api}[/bold] {_ipfs_note(config, stack)}"
         )
