@@ -124,19 +124,22 @@ class DemoSwarm:
             raise ValueError(f"the demo's swarm has no IPFS node for {name!r}") from None
 
     def report(self) -> SwarmReport:
-        """Each node's peers and traffic now (asked of every node), and the swarm's size."""
+        """Each node's peers and traffic now (asked of every node, side by side), and the swarm's size."""
         names = {p.node.peer_id: name for name, p in self.participants.items()}
-        links: dict[str, set[str]] = {}
-        nodes = []
-        for name, p in self.participants.items():
-            peer_ids = sorted({peer.peer for peer in p.client.swarm_peers()})
-            links[p.node.peer_id] = set(peer_ids)
+        order = _participant_order(list(self.participants))
+
+        def traffic(p: Participant) -> tuple[NodeTraffic, set[str]]:
+            peer_ids = {peer.peer for peer in p.client.swarm_peers()}
             fetched = int(p.client.swarm_stats().get("FetchedBytes", 0))
             served = p.client.bandwidth().total_out
-            peers = tuple(sorted((names.get(i, i) for i in peer_ids), key=_participant_order(list(self.participants))))
-            nodes.append(NodeTraffic(name, p.node.peer_id, peers, fetched, served))
+            peers = tuple(sorted((names.get(i, i) for i in peer_ids), key=order))
+            return NodeTraffic(p.name, p.node.peer_id, peers, fetched, served), peer_ids
+
+        with ThreadPoolExecutor(max_workers=min(len(self.participants), 16), thread_name_prefix="ipfs-stats") as pool:
+            answers = list(pool.map(traffic, self.participants.values()))
+        links = {node.peer_id: peer_ids for node, peer_ids in answers}
         size, connections = _component(links, self.participants[OWNER].node.peer_id)
-        return SwarmReport(nodes, size, connections, self.key_fingerprint)
+        return SwarmReport([node for node, _ in answers], size, connections, self.key_fingerprint)
 
 
 def _participant_order(names: list[str]) -> Callable[[str], tuple[int, str]]:
