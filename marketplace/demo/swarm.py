@@ -23,6 +23,7 @@ Each node is an owned child process (it ends with this process, see
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -166,15 +167,33 @@ def _slug(name: str) -> str:
 
 def _start_all(nodes: Sequence[LocalIpfsNode], done: Callable[[], None]) -> None:
     """Starts ``nodes`` side by side (each takes seconds, mostly Python imports); ``done()`` after each.
-    Returns once every start ended; raises the first failure then (the caller stops them all)."""
-    failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=len(nodes), thread_name_prefix="ipfs-start") as pool:
-        for future in as_completed([pool.submit(node.start) for node in nodes]):
-            if future.exception() is not None and failure is None:
-                failure = future.exception()
+
+    Returns once every node answers. On the first failure, or an interruption (Ctrl-C: a
+    KeyboardInterrupt in the main thread), the nodes not started yet are not started and those
+    starting are ended (SIGTERM, so their starts fail at once); it re-raises once no start is running
+    (the caller stops the nodes that did start)."""
+    cancelled = threading.Event()
+
+    def start(node: LocalIpfsNode) -> None:
+        if not cancelled.is_set():
+            node.start()
+
+    pool = ThreadPoolExecutor(max_workers=len(nodes), thread_name_prefix="ipfs-start")
+    futures = [pool.submit(start, node) for node in nodes]
+    try:
+        for future in as_completed(futures):
+            future.result()
             done()
-    if failure is not None:
-        raise failure
+    except BaseException:
+        cancelled.set()
+        while not all(f.done() for f in futures):  # a process may still be spawned: end it too
+            for node in nodes:
+                if node.process is not None and node.process.poll() is None and not node.state:
+                    node.process.terminate()
+            time.sleep(0.05)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _stop_all(nodes: Sequence[LocalIpfsNode]) -> None:
