@@ -258,6 +258,45 @@ def test_a_killed_demo_takes_its_chain_and_ipfs_node_with_it(tmp_path: Path) -> 
         kill_left(list(children))
 
 
+def processes_with(text: str) -> dict[int, str]:
+    """Every running process whose command line contains ``text``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and alive(int(entry.name)):
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if text in cmdline:
+                    found[int(entry.name)] = cmdline
+    return found
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGINT,), (signal.SIGTERM,)], ids=["SIGINT", "SIGTERM"])
+def test_a_demo_stopped_while_its_ipfs_nodes_start_leaves_none_of_them(
+    tmp_path: Path, signals: tuple[signal.Signals, ...]
+) -> None:
+    """The demo starts a node per participant side by side; stopped while some of them are still starting (and
+    more are about to be spawned), it stops in time and leaves no node of its run behind, even one spawned
+    after the signal."""
+    demo = marketplace("demo", "--no-zk", "--no-web", "--honest", "--trainers", "5", "--plot", str(tmp_path / "x.png"))
+    children: dict[int, str] = {}
+    run_dir: str | None = None
+    try:
+        deadline = time.monotonic() + 120
+        while len([c for c in children.values() if "marketplace.adapters.ipfs.node" in c]) < 3:
+            assert demo.process.poll() is None and time.monotonic() < deadline, demo.output
+            time.sleep(0.02)
+            children = descendants(demo.process.pid)
+        assert "IPFS API" not in demo.output, demo.output  # the nodes are not all up yet
+        repo = re.search(r"--repo (\S+)/ipfs/", next(c for c in children.values() if "ipfs.node" in c))
+        assert repo, children
+        run_dir = repo.group(1)  # the run's directory: in the command line of every node it starts
+        assert_stopped(demo, signals, children)
+        assert not wait_all_gone(list(processes_with(run_dir)), 5.0), processes_with(run_dir)
+    finally:
+        demo.kill()
+        kill_left([*children, *(processes_with(run_dir) if run_dir else {})])
+
+
 # --- the node commands --------------------------------------------------------------------------
 
 

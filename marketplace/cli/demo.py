@@ -43,9 +43,16 @@ def demo_cmd(
         help=f"Kubo RPC URL of an IPFS node to use (else {API_ENV}); without either the demo starts its own node.",
         show_envvar=False,
     ),
+    shared_ipfs: bool = typer.Option(
+        False,
+        "--shared-ipfs",
+        help="One local IPFS node for every participant, instead of one node each in a private swarm "
+        "(implied by --ipfs-api).",
+    ),
 ) -> None:
-    """Run a whole marketplace job on a local chain and a local IPFS node, started by this command (or your
-    IPFS node: --ipfs-api). Ctrl-C or SIGTERM stops it and everything it started."""
+    """Run a whole marketplace job on a local chain and local IPFS nodes, one per participant in a private
+    swarm, started by this command (--shared-ipfs: one node for all; --ipfs-api: your node, for all).
+    Ctrl-C or SIGTERM stops it and everything it started."""
     from marketplace.demo.job import DemoConfig, run_demo
 
     config = DemoConfig(
@@ -60,6 +67,7 @@ def demo_cmd(
         plot=plot,
         zk=zk,
         ipfs_api=ipfs_api or None,
+        shared_ipfs=shared_ipfs,
     )
     try:
         with stops_on_signals():

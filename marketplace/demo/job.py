@@ -1,18 +1,20 @@
 """The main job: a whole marketplace run on an embedded default stack.
 
-Starts a local chain (anvil) and a local IPFS node on 127.0.0.1 (or uses the IPFS node it is given),
-deploys the contracts, and then
-plays every role: the owner posts a job with escrow, trainers (some of them malicious) join,
-train on their private shards and submit round by round, the aggregator flags, scores,
-aggregates and finalizes each round, and finally everyone withdraws. Prints a table per round
-and a payout table, and writes a plot.
+Starts a local chain (anvil) and, on 127.0.0.1, one IPFS node per participant in a private swarm
+(:mod:`marketplace.demo.swarm`; or one node for everyone: ``shared_ipfs``, or the node it is given),
+deploys the contracts, and then plays every role, each participant through its own node: the owner
+posts a job with escrow, trainers (some of them malicious) join, train on their private shards and
+submit round by round, the aggregator flags, scores, aggregates and finalizes each round, and
+finally everyone withdraws. Prints a table per round and a payout table; with a swarm, an auditor
+re-derives the last round through its own node and a table shows each node's swarm traffic.
+Writes a plot.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +34,22 @@ from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.demo.adversaries import update_source
 from marketplace.demo.attacks import Attack
+from marketplace.demo.swarm import (
+    AGGREGATOR,
+    AUDITOR,
+    OWNER,
+    DemoSwarm,
+    SwarmReport,
+    demo_swarm,
+    participant_names,
+    swarm_table,
+    trainer_name,
+)
 from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model
 from marketplace.fl.train import evaluate
 from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
+from marketplace.roles.audit import audit_round
 from marketplace.roles.trainer import Committed, Disputed, StepOutcome, Submitted, TrainerNode, TrainingSettings
 
 ETH = 10**18
@@ -61,7 +75,17 @@ class DemoConfig:
     plot: Path | None = Path("reports/demo.png")
     workdir: Path | None = None
     zk: bool = True  # real ezkl proofs checked on chain; False: the local test verifier (no proof)
-    ipfs_api: str | None = None  # the Kubo RPC URL of an IPFS node to use; None: start a local node
+    ipfs_api: str | None = None  # the Kubo RPC URL of an IPFS node for everyone; None: start local node(s)
+    shared_ipfs: bool = False  # one local node for every participant; False: one node each, in a private swarm
+
+    @property
+    def shared(self) -> bool:
+        """Whether every participant uses one IPFS node (``shared_ipfs``, or an external node given)."""
+        return self.shared_ipfs or bool(self.ipfs_api)
+
+    def participants(self, web: bool = False) -> list[str]:
+        """The participants that get their own IPFS node: none when the node is shared."""
+        return [] if self.shared else participant_names(self.trainers, web=web)
 
 
 @dataclass
@@ -73,11 +97,16 @@ class DemoResult:
     roles: dict[str, str]
     initial_accuracy: float
     plot: Path | None
+    swarm: SwarmReport | None = None  # the swarm at the end; None with one shared node
+    audit_agrees: bool | None = None  # whether the auditor's re-derivation of the last round agreed
 
 
 @dataclass
 class LocalStack:
-    """A running local chain + IPFS node with the marketplace deployed."""
+    """A running local chain + IPFS node(s) with the marketplace deployed.
+
+    ``store`` (on ``ipfs_api``) is the shared node's, or with a ``swarm`` the owner's; :meth:`store_of`
+    gives each participant the store of its own node."""
 
     chain_url: str
     ipfs_api: str
@@ -85,21 +114,44 @@ class LocalStack:
     deployment: Deployment
     store: ModelStore
     accounts: list[LocalAccount]
+    swarm: DemoSwarm | None = None
+
+    def store_of(self, participant: str) -> ModelStore:
+        """The store of ``participant``'s own node in the swarm, or the shared one without a swarm;
+        ValueError if the swarm has no node for it."""
+        return self.swarm.store(participant) if self.swarm else self.store
 
 
 @contextmanager
-def local_stack(workdir: Path, n_accounts: int, ipfs_api: str | None = None) -> Iterator[LocalStack]:
-    """Starts anvil on a free loopback port, and an IPFS node unless ``ipfs_api`` names one to use
-    (checked to answer first: :class:`~marketplace.adapters.ipfs.errors.StorageError` if not), deploys, and
-    stops what it started on exit."""
+def local_stack(
+    workdir: Path,
+    n_accounts: int,
+    ipfs_api: str | None = None,
+    participants: Sequence[str] = (),
+    console: Console | None = None,
+) -> Iterator[LocalStack]:
+    """Starts anvil on a free loopback port and IPFS: with ``participants`` (owner and aggregator first,
+    see :func:`~marketplace.demo.swarm.participant_names`) one node for each in a private swarm (its start
+    shown on ``console``), else one node for everyone, or none if ``ipfs_api`` names one to use (checked
+    to answer first: :class:`~marketplace.adapters.ipfs.errors.StorageError` if not); deploys, and stops
+    what it started on exit. ValueError for ``participants`` with ``ipfs_api``."""
+    if ipfs_api and participants:
+        raise ValueError("an IPFS node given by its API is shared by every participant: no swarm of nodes")
     accounts = dev_accounts(n_accounts)
-    with AnvilNode() as anvil, _ipfs_client(workdir, ipfs_api) as ipfs:
+    with ExitStack() as started:
+        anvil = started.enter_context(AnvilNode())
+        swarm = None
+        if participants:
+            swarm = started.enter_context(demo_swarm(workdir / "ipfs", participants, console))
+            ipfs = swarm.store(OWNER).client
+        else:
+            ipfs = started.enter_context(_ipfs_client(workdir, ipfs_api))
         admin_chain = ChainClient(anvil.url, accounts[0])
         for account in accounts:
             admin_chain.set_balance(account.address, 1_000 * ETH)
         deployment = deploy_marketplace(admin_chain)
         admin = market_client(admin_chain, deployment)
-        yield LocalStack(anvil.url, ipfs.api_url, admin, deployment, ModelStore(ipfs), accounts)
+        yield LocalStack(anvil.url, ipfs.api_url, admin, deployment, ModelStore(ipfs), accounts, swarm)
 
 
 @contextmanager
@@ -115,16 +167,45 @@ def _ipfs_client(workdir: Path, ipfs_api: str | None) -> Iterator[IpfsClient]:
 
 
 def run_demo(config: DemoConfig, console: Console | None = None, stack: LocalStack | None = None) -> DemoResult:
-    """Runs the demo job; starts (and stops) its own stack unless one is given."""
+    """Runs the demo job; starts (and stops) its own stack unless one is given (then each participant uses
+    its own node if the stack has a swarm, else the stack's one node)."""
     console = console or Console()
     if stack is None:
         with tempfile.TemporaryDirectory(prefix="marketplace-demo-") as tmp:
             workdir = config.workdir or Path(tmp)
-            starting = "starting a local chain" + ("" if config.ipfs_api else " and IPFS node")
-            with console.status(starting), local_stack(workdir, config.trainers + 3, config.ipfs_api) as s:
-                console.print(f"chain [bold]{s.chain_url}[/bold]   IPFS API [bold]{s.ipfs_api}[/bold]")
+            with started_stack(config, console, workdir) as s:
                 return _run(config, console, s, workdir)
     return _run(config, console, stack, config.workdir or Path(tempfile.mkdtemp(prefix="marketplace-demo-")))
+
+
+@contextmanager
+def started_stack(config: DemoConfig, console: Console, workdir: Path, web: bool = False) -> Iterator[LocalStack]:
+    """:func:`local_stack` for ``config`` (a node per participant, the web server's too if ``web``, unless
+    the node is shared), saying what it started on ``console``."""
+    starting = "starting a local chain" + ("" if config.ipfs_api else " and IPFS node" + ("" if config.shared else "s"))
+    with ExitStack() as started:
+        with console.status(starting):
+            participants = config.participants(web)
+            stack = started.enter_context(
+                local_stack(workdir, config.trainers + 3, config.ipfs_api, participants, console)
+            )
+        console.print(
+            f"chain [bold]{stack.chain_url}[/bold]   IPFS API [bold]{stack.ipfs_api}[/bold] {_ipfs_note(config, stack)}"
+        )
+        yield stack
+
+
+def _ipfs_note(config: DemoConfig, stack: LocalStack) -> str:
+    """What the IPFS API printed before it is: whose node, and whether the others share it."""
+    if stack.swarm:
+        n = len(stack.swarm.participants)
+        return (
+            f"(the owner's; each of the {n} participants has its own node, started in "
+            f"{stack.swarm.start_seconds:.1f} s, all in a private swarm; --shared-ipfs: one for all)"
+        )
+    if config.ipfs_api:
+        return "(the node you gave, shared by every participant)"
+    return "(one node shared by every participant: --shared-ipfs)"
 
 
 def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path) -> DemoResult:
@@ -141,7 +222,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
 
     # Owner: initial weights to IPFS, then the job with escrow.
     initial = build_model(config.model, seed=config.seed).state_dict()
-    initial_cid = stack.store.put_tensors(initial, {"kind": "model", "round": "0"})
+    initial_cid = stack.store_of(OWNER).put_tensors(initial, {"kind": "model", "round": "0"})
     _, initial_accuracy = evaluate(config.model, initial, test.x, test.y)
     verifier = deploy_zk_round_verifier(stack, n, console) if config.zk else stack.deployment.address(TEST_VERIFIER)
     cfg = ProjectConfig(
@@ -170,7 +251,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
     trainers = [
         TrainerNode(
             stack.admin.as_account(trainer_accounts[i]),
-            stack.store,
+            stack.store_of(trainer_name(i)),
             update_source(
                 attacks[i],
                 load_npz(shards[i]),
@@ -187,7 +268,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
         f"{n} trainers joined with {config.stake_eth} ETH stake each; "
         f"malicious: {', '.join(f'#{i} {a.value}' for i, a in enumerate(attacks) if a is not Attack.NONE) or 'none'}"
     )
-    aggregator = AggregatorNode(aggregator_client, stack.store, evaluation=test)
+    aggregator = AggregatorNode(aggregator_client, stack.store_of(AGGREGATOR), evaluation=test)
 
     reports: list[RoundReport] = []
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
@@ -227,10 +308,29 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
         payouts[client.address] = client.withdraw(pid) if owed > 0 else 0
     escrowed = cfg.escrow + n * cfg.stake
     console.print(_payout_table(stack, pid, payouts, roles, owner.address, aggregator_client.address, escrowed))
+    audit_agrees = (
+        _audit(stack, pid, reports[-1].round, console) if stack.swarm and AUDITOR in stack.swarm.participants else None
+    )
+    swarm = stack.swarm.report() if stack.swarm else None
+    if swarm:
+        console.print(swarm_table(swarm))
     plot = _plot(config.plot, reports, roles, initial_accuracy) if config.plot else None
     if plot:
         console.print(f"plot written to [bold]{plot}[/bold]")
-    return DemoResult(pid, reports, payouts, escrowed, roles, initial_accuracy, plot)
+    return DemoResult(pid, reports, payouts, escrowed, roles, initial_accuracy, plot, swarm, audit_agrees)
+
+
+def _audit(stack: LocalStack, pid: int, round_: int, console: Console) -> bool:
+    """The auditor re-derives round ``round_`` from the chain and its own node (which fetches the round's data
+    from the swarm) and says whether the flags, scores and model agree with what was finalized."""
+    with console.status(f"auditor: re-deriving round {round_} from the chain and the swarm"):
+        report = audit_round(stack.admin, stack.store_of(AUDITOR), pid, round_)
+    verdict = "[green]agree[/green]" if report.agrees else "[red]DISAGREE[/red]"
+    console.print(
+        f"auditor (its own IPFS node): round {round_} re-derived from the chain and the swarm; flags, scores and "
+        f"model {verdict} with what was finalized"
+    )
+    return report.agrees
 
 
 def close_disputes(market: MarketClient, pid: int) -> None:
