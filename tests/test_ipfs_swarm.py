@@ -74,8 +74,9 @@ def test_peers_and_listen_addresses_open_only_their_networks() -> None:
     allowed = allowed_networks(["/ip4/10.9.0.2/tcp/4001"], [peer], interfaces=[])
     assert allowed == ["10.9.0.0/24", "10.1.2.3/32"]  # no interface has 10.9.0.2: a /24 around it
     cfg = swarm_config({}, SwarmSettings(("/ip4/10.9.0.2/tcp/4001",), (peer,), tuple(allowed)))
-    assert cfg["Peering"]["Peers"] == [{"ID": PEER, "Addrs": ["/ip4/10.1.2.3/tcp/4001"]}]
-    assert cfg["Bootstrap"] == [peer]
+    # peers are dialled by the running node (PeerKeeper), not from the config: Kubo's bitswap can miss a
+    # connection made while it starts
+    assert cfg["Peering"] == {"Peers": None} and cfg["Bootstrap"] == []
     filters = cfg["Swarm"]["AddrFilters"]
     assert "/ip4/128.0.0.0/ipcidr/1" in filters and "/ip6/::/ipcidr/0" in filters
     assert not any(f.startswith(("/ip4/10.9.0.0/", "/ip4/10.1.2.3/")) for f in filters)

@@ -53,6 +53,7 @@ from marketplace.adapters.ipfs.errors import ContentUnavailable, NodeBusy, Objec
 from marketplace.adapters.ipfs.fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_FETCH_BYTES, SwarmFetcher
 from marketplace.adapters.ipfs.kubo_embed import KUBO_VERSION, NOT_PINNED, EmbeddedKubo, KuboLibraryError, NotPinned
 from marketplace.adapters.ipfs.manager import LocalIpfsNode, write_json_atomic
+from marketplace.adapters.ipfs.peer_keeper import PeerKeeper
 from marketplace.adapters.ipfs.swarm import (
     SwarmConfigError,
     SwarmSettings,
@@ -530,6 +531,8 @@ def serve(
         has_peer_source=bool(settings.peers or settings.public),
         before_restart=traffic.sample,
     )
+    keeper = PeerKeeper(kubo, settings.peers)
+    keeper.start()
     app = create_app(kubo, work_dir, max_upload_bytes, fetcher, traffic)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
@@ -561,6 +564,7 @@ def serve(
     try:
         server.run(sockets=[sock])
     finally:
+        keeper.stop()
         fetcher.close()
         traffic.stop()
         kubo.stop()

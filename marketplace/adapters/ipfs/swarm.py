@@ -240,25 +240,15 @@ def deny_filters(allowed: Iterable[IpNetwork]) -> list[str]:
     return out
 
 
-def peering_peers(peers: Sequence[str]) -> list[dict[str, Any]]:
-    """Kubo ``Peering.Peers`` entries (``{"ID", "Addrs"}``, one per peer ID) for full peer multiaddrs."""
-    by_id: dict[str, list[str]] = {}
-    for text in peers:
-        peer = parse_peer_addr(text)
-        addrs = by_id.setdefault(peer.peer_id, [])
-        if str(peer.addr) not in addrs:
-            addrs.append(str(peer.addr))
-    return [{"ID": pid, "Addrs": addrs} for pid, addrs in by_id.items()]
-
-
 def swarm_config(cfg: dict[str, Any], settings: SwarmSettings) -> dict[str, Any]:
     """Rewrite a Kubo config (in place, returned) for ``settings``.
 
     Always: no mDNS, no relays, no announce overrides, QUIC and WebTransport off (listen addresses are
-    TCP). Unless ``settings.public``: bootstrap and peering with ``settings.peers`` only, routing
+    TCP). ``settings.peers`` are not written to the config: the node dials them once it runs
+    (:mod:`peer_keeper`). Unless ``settings.public``: no bootstrap peers, routing
     ``none`` (content comes from connected peers over bitswap), no NAT port mapping, AutoNAT off,
     no reproviding, and address filters refusing everything but loopback and ``settings.allowed``.
-    With ``public``: Kubo's default bootstrap peers plus ``settings.peers``, DHT routing, NAT port
+    With ``public``: Kubo's default bootstrap peers, DHT routing, NAT port
     mapping, no address filters."""
     cfg.setdefault("Discovery", {})["MDNS"] = {"Enabled": False}
     addresses = cfg.setdefault("Addresses", {})
@@ -270,18 +260,21 @@ def swarm_config(cfg: dict[str, Any], settings: SwarmSettings) -> dict[str, Any]
     swarm["RelayService"] = {"Enabled": False}
     network = swarm.setdefault("Transports", {}).setdefault("Network", {})
     network.update({"QUIC": False, "WebTransport": False, "Websocket": False, "TCP": True})
-    peers = [str(parse_peer_addr(p)) for p in settings.peers]
-    cfg["Peering"] = {"Peers": peering_peers(settings.peers) or None}
+    for peer in settings.peers:
+        parse_peer_addr(peer)  # refused here if malformed
+    # Not in Peering/Bootstrap: dialled by the node once it runs (see peer_keeper.py: a connection made
+    # while Kubo starts can be missed by its bitswap).
+    cfg["Peering"] = {"Peers": None}
     routing = cfg.setdefault("Routing", {})
     if settings.public:
-        cfg["Bootstrap"] = [*KUBO_DEFAULT_BOOTSTRAP, *peers]
+        cfg["Bootstrap"] = list(KUBO_DEFAULT_BOOTSTRAP)
         swarm["DisableNatPortMap"] = False
         swarm["AddrFilters"] = None
         cfg["AutoNAT"] = {}
         routing["Type"] = "dht"
         cfg.setdefault("Reprovider", {}).pop("Interval", None)
     else:
-        cfg["Bootstrap"] = peers
+        cfg["Bootstrap"] = []
         swarm["DisableNatPortMap"] = True
         swarm["AddrFilters"] = deny_filters(ipaddress.ip_network(n, strict=False) for n in settings.allowed)
         cfg["AutoNAT"] = {"ServiceMode": "disabled"}
