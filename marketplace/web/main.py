@@ -1,6 +1,7 @@
 """The web app factory: :func:`create_app` wires the settings, the services (chain client, event index,
 optional IPFS reader), the lifespan (first index sync, closing the index), the JSON API and page
-routers, the static files and the error handlers together. Nothing else happens here."""
+routers, the static files, the error handlers and the page cache (:mod:`~marketplace.web.page_cache`) together.
+Nothing else happens here."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.web.errors import install_error_handlers
+from marketplace.web.page_cache import PageCache
 from marketplace.web.routes import api_router, pages_router
 from marketplace.web.services.container import Services
 from marketplace.web.settings import WebSettings
@@ -25,7 +27,8 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: WebSettings) -> FastAPI:
     """The FastAPI app for one deployment (ChainError if its chain does not answer with the deployment's
-    chain id). The index syncs at startup and then lazily, at most every ``sync_interval`` seconds."""
+    chain id). The index syncs at startup, then every ``sync_interval`` seconds in a background thread (or in
+    requests: :class:`~marketplace.web.services.context.MarketContext`)."""
     services = Services.for_settings(settings)
 
     @asynccontextmanager
@@ -34,6 +37,7 @@ def create_app(settings: WebSettings) -> FastAPI:
             services.context.refresh(force=True)
         except ChainError as exc:  # serve anyway: pages explain the chain is unreachable
             log.warning("initial index sync failed: %s", exc)
+        services.context.start()
         yield
         services.context.close()
 
@@ -53,4 +57,5 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.include_router(api_router)
     app.include_router(pages_router)
     install_error_handlers(app)
+    app.add_middleware(PageCache, context=services.context)
     return app

@@ -19,8 +19,13 @@ class WebSettings(BaseModel):
     db_path: Path = Path(".state/web-index.sqlite")
     ipfs_api: str | None = None
     network: str = "local"
-    #: Requests re-sync the index at most this often (seconds); 0 = on every request.
+    #: The index is synced this often (seconds): in a background thread, or with 0 in every request that reads it
+    #: (what was just done on chain shows at once: the tests' setting).
     sync_interval: float = Field(default=1.0, ge=0)
     #: Seconds to wait for the IPFS node when reading a round's proof document.
     ipfs_timeout: float = Field(default=3.0, gt=0)
     title: str = "Training marketplace"
+    #: Pages and their JSON twins read only the index and cached chain reads, which a background thread keeps
+    #: fresh (issue 15). False: each request syncs the index (throttled to ``sync_interval``) and reads the chain
+    #: live, as before; ``bench/web_load.py`` compares both.
+    serve_from_index: bool = True

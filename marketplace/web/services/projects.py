@@ -1,10 +1,11 @@
 """Read model of projects: the list (filtered, sorted), one project, and its detail (trainers, rounds
 with each trainer's commit, reveal (or missed reveal), score, flag, rejection and its dispute, the reason
 for a flag in words, reward and slash, and everyone's payout), all from the event index; plus, for a
-training project, the open round's commit-reveal phase, deadlines and announced rejections (live from the
-chain: :mod:`~marketplace.web.services.round_phase`), the aggregator's track record (live:
-:mod:`~marketplace.web.services.aggregators`) and what the project's reliability bar asks of a trainer (live:
-:mod:`~marketplace.web.services.track_records`).
+training project, the open round's commit-reveal phase, deadlines and announced rejections
+(:mod:`~marketplace.web.services.round_phase`), the aggregator's track record
+(:mod:`~marketplace.web.services.aggregators`) and what the project's reliability bar asks of a trainer
+(:mod:`~marketplace.web.services.track_records`): these three from the chain's views, as cached by
+:mod:`~marketplace.web.services.chain_reads`.
 
 Payouts mirror the contract's ``_owed``: what each account is entitled to once the project is
 settled, and what it withdrew so far.
@@ -133,7 +134,7 @@ class ProjectService:
         """What ``project``'s reliability bar asks of a trainer, its required record live from the market; None
         without a bar."""
         return project_bar(
-            self.context.market, project.project_id, project.min_reliability_bps, int(project.reward_budget),
+            self.context.reads, project.project_id, project.min_reliability_bps, int(project.reward_budget),
             project.min_trainers,
         )  # fmt: skip
 
@@ -210,19 +211,18 @@ class ProjectService:
             p.withdrawn_eth = eth(withdrawn[p.account])
         if detail.project.status == "training":
             detail.open_round = self.open_round(detail)
-        detail.aggregator_record = aggregator_record(self.context.market, detail.project.aggregator)
+        detail.aggregator_record = aggregator_record(self.context.reads, detail.project.aggregator)
         detail.reliability_bar = self.reliability_bar(detail.project)
         return detail
 
     def open_round(self, detail: ProjectDetail) -> OpenRound:
-        """The open round of a training project: its phase at the chain's time and the deadlines (live calls:
-        ``roundDeadlines`` and the latest block), who committed (in arrival order), who revealed, and whose
-        rejection the aggregator announced and where its dispute stands (index)."""
+        """The open round of a training project: its phase at the chain's time and the deadlines (``roundDeadlines``
+        and the time of the block the index is synced to: :meth:`MarketContext.now`), who committed (in arrival
+        order), who revealed, and whose rejection the aggregator announced and where its dispute stands (index)."""
         project = detail.project
         pid, round_ = project.project_id, project.rounds_done
-        market = self.context.market
-        deadlines = market.round_deadlines(pid)
-        now = market.chain.timestamp()
+        deadlines = self.context.reads.round_deadlines(pid)
+        now = self.context.now()
         commits = {c["trainer"]: int(c["arrival"]) for c in self.indexer.commits(pid, round_)}
         revealed = {s["trainer"] for s in self.indexer.submissions(pid, round_)}
         disputes = self.indexer.disputes(pid).get(round_, {})

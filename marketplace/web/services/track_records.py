@@ -22,6 +22,7 @@ from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, MarketClient, Pr
 from marketplace.adapters.chain.market import TrackRecord as ChainTrackRecord
 from marketplace.web.filters import bps
 from marketplace.web.schemas import ReliabilityBar, TrackRecord, eth
+from marketplace.web.services.chain_reads import ChainReads
 
 #: What counts in a track record, in one sentence (the trainer page and the API say it next to the record).
 INDEPENDENCE_RULE = (
@@ -68,12 +69,12 @@ def track_record_view(record: ChainTrackRecord, available: int) -> TrackRecord:
     )  # fmt: skip
 
 
-def track_record(market: MarketClient, trainer: str) -> TrackRecord:
+def track_record(market: MarketClient | ChainReads, trainer: str) -> TrackRecord:
     """``trainer``'s track record, live from the registry (``trackRecordOf`` and ``availableOf``)."""
     return track_record_view(market.track_record(trainer), market.available_record(trainer))
 
 
-def reserved_for(market: MarketClient, project_id: int, trainer: str) -> int:
+def reserved_for(market: MarketClient | ChainReads, project_id: int, trainer: str) -> int:
     """Wei of ``trainer``'s record the bar of ``project_id`` (of this market) holds reserved, live from the
     registry (``reservedOf``): 0 without a bar, after it withdrew, or once a flagged round spent it."""
     return market.reserved_record(project_id, trainer)
@@ -105,7 +106,7 @@ def config_bar(config: ProjectConfig) -> ReliabilityBar | None:
 
 
 def project_bar(
-    market: MarketClient, project_id: int, min_reliability_bps: int, reward_budget: int, min_trainers: int
+    market: MarketClient | ChainReads, project_id: int, min_reliability_bps: int, reward_budget: int, min_trainers: int
 ) -> ReliabilityBar | None:
     """A project's bar, its required record live from the market (``requiredTrackRecord``, one ``eth_call``
     when it has a bar); None without a bar."""

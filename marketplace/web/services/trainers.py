@@ -24,7 +24,7 @@ class TrainerService:
         """A trainer's reliability and track record now (live) and its history across projects (events);
         :class:`NotFound` for a malformed address."""
         address = account_address(address)
-        market, indexer = self.context.market, self.context.indexer
+        market, indexer = self.context.reads, self.context.indexer
         record = track_record(market, address)
         history = [
             ReliabilityPoint(

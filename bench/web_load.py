@@ -1,0 +1,381 @@
+"""Web load: a bounded burst of requests against the pages that read the index, before and after issue 15.
+
+    python -m bench.web_load [--requests 2000] [--concurrency 20 50 100] [--projects 12] [--block-every 1.0]
+                             [--modes before after] [--out reports/web_load.json]
+
+A local anvil chain gets the marketplace and ``--projects`` projects (a third finished after two rounds with
+a flagged trainer, a third open, a third training with a commit in its open round). For each mode the web app
+is served by uvicorn in its own process (``python -m bench.web_load --serve``), as ``marketplace web`` serves
+it, and this process sends ``--requests`` requests, ``--concurrency`` at a time (httpx, async, one connection
+per concurrent request), cycling over the project list, a project page, their JSON twins and a trainer page,
+over every project and trainer. Meanwhile a block is mined every ``--block-every`` seconds (0: a still chain),
+so the index keeps moving: each new block means a sync, and new answers.
+
+Modes (:attr:`~marketplace.web.settings.WebSettings.serve_from_index`):
+
+* ``before``: each request syncs the index first (throttled to once a second, everyone waiting on the request
+  that syncs) and reads the chain for the live parts (open round, aggregator record, reliability bar, track
+  record): the app as it was when issue 15 measured it;
+* ``after``: a background thread syncs the index and refreshes the cached chain reads after each new block;
+  requests read the index and those caches only, and identical requests at the same index version share one
+  answer.
+
+Prints, per mode and concurrency, requests per second, p50 / p90 / p99 / max latency and errors (a non-2xx
+answer or a dropped connection), beside the figure issue 15 measured (2,000 requests, 20 concurrent: 189
+req/s, p50 92 ms, p99 442 ms; at 100 concurrent p99 2.8 s, one dropped connection in 4,000). The target:
+p99 <= 150 ms at 50 concurrent. The machine has 2 cores, shared by the server, this load generator, anvil and
+the block miner (and whatever else runs): the figures are this machine's, not the server's alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ETH = 10**18
+#: Issue 15's measurement of the app before it (2,000 requests, 20 concurrent; 100 concurrent: p99 2.8 s).
+TODAY = {"concurrency": 20, "rps": 189.0, "p50_ms": 92.0, "p99_ms": 442.0}
+TARGET_P99_MS = 150.0
+TARGET_CONCURRENCY = 50
+
+
+@dataclass
+class Burst:
+    """One burst's figures."""
+
+    mode: str
+    concurrency: int
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    blocks_mined: int
+
+
+# ---------------------------------------------------------------------------- the chain
+
+
+def build_world(rpc_url: str, n_projects: int) -> tuple[Any, list[int], list[str]]:
+    """Deploys the marketplace on ``rpc_url`` and creates ``n_projects`` projects (finished, open, training);
+    returns the deployment, the project ids and the trainers' addresses."""
+    from marketplace.adapters.chain.anvil import dev_accounts
+    from marketplace.adapters.chain.client import ChainClient
+    from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace, market_client
+    from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
+    from marketplace.protocol.seal import derive_salt, seal
+    from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
+
+    accounts = dev_accounts(12)
+    admin_chain = ChainClient(rpc_url, accounts[0])
+    for account in accounts:
+        admin_chain.set_balance(account.address, 10_000 * ETH)
+    deployment = deploy_marketplace(admin_chain)
+    admin = market_client(admin_chain, deployment)
+    owner, aggregator = admin.as_account(accounts[1]), admin.as_account(accounts[2])
+    trainers = [admin.as_account(a) for a in accounts[3:11]]
+
+    def create(**overrides: Any) -> int:
+        fields: dict[str, Any] = {
+            "aggregator": aggregator.address, "verifier": deployment.address(TEST_VERIFIER),
+            "reward_budget": 3 * ETH, "aggregator_fee": ETH // 2, "stake": ETH // 10, "rounds": 2,
+            "min_trainers": 2, "max_trainers": 3, "min_reliability_bps": 0, "slash_bps": 5_000, "join_period": 3_600,
+            "submission_period": 600, "aggregation_period": 600, "model_name": "mlp",
+            "initial_model_cid": "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+        }  # fmt: skip
+        fields.update(overrides)
+        return owner.create_project(ProjectConfig(**fields))
+
+    def commit(trainer: MarketClient, pid: int, round_: int) -> tuple[str, bytes, bytes]:
+        from eth_utils import keccak
+
+        commitment = keccak(text=f"{pid}/{round_}/{trainer.address}")
+        cid = f"bafkrei{trainer.address[2:12].lower()}r{round_}p{pid}"
+        where = trainer.round_address(pid, round_)
+        salt = derive_salt(trainer.chain.account, where, commitment)
+        trainer.commit_update(pid, round_, seal(commitment, cid, trainer.address, where, salt))
+        return cid, commitment, salt
+
+    def training(members: list[MarketClient]) -> int:
+        pid = create()
+        for trainer in members:
+            trainer.join(pid)  # the third join fills the project: training starts
+        return pid
+
+    ids, kinds = [], ["finished", "open", "training"]
+    for i in range(n_projects):
+        kind = kinds[i % 3]
+        members = [trainers[(i + k) % len(trainers)] for k in range(3)]
+        if kind == "open":
+            pid = create()
+            members[0].join(pid)
+        elif kind == "training":
+            pid = training(members)
+            commit(members[0], pid, 0)
+        else:
+            pid = training(members)
+            for round_, (scores, flags) in enumerate(
+                [([500_000, 300_000, 200_000], [False] * 3), ([600_000, 400_000, 0], [False, False, True])]
+            ):
+                sealed = [commit(t, pid, round_) for t in members]
+                for trainer, (cid, commitment, salt) in zip(members, sealed, strict=True):
+                    trainer.reveal_update(pid, round_, cid, commitment, salt)
+                values = recorded_verifier_inputs(owner, pid, round_, scores, flags, [False] * 3)
+                proof = local_hash_proof(*values)
+                cids = f"bafkreimodel{pid}r{round_}", f"bafkreiproof{pid}r{round_}"
+                aggregator.finalize_round(pid, round_, Finalization(*cids, scores, flags, proof))
+        ids.append(pid)
+    return deployment, ids, [t.address for t in trainers]
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+def serve(settings_json: str, port: int) -> None:
+    """Serves the app for the settings in ``settings_json`` on 127.0.0.1:``port`` until killed."""
+    import uvicorn
+
+    from marketplace.web.main import create_app
+    from marketplace.web.settings import WebSettings
+
+    settings = WebSettings.model_validate_json(Path(settings_json).read_text())
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+
+
+def start_server(settings: Any, workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    """``python -m bench.web_load --serve`` for ``settings``; returns once it answers ``/api/status``."""
+    path = workdir / f"settings-{port}.json"
+    path.write_text(settings.model_dump_json())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.web_load", "--serve", str(path), "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))},
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the web server exited with {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the web server did not answer within 120 s")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# ---------------------------------------------------------------------------- the load
+
+
+def urls(project_ids: list[int], trainers: list[str]) -> list[str]:
+    """The paths a burst cycles over: list, page, their JSON twins and a trainer page, over every project."""
+    out = []
+    for i, pid in enumerate(project_ids):
+        trainer = trainers[i % len(trainers)]
+        out += ["/projects", f"/projects/{pid}", "/api/projects", f"/api/projects/{pid}", f"/trainers/{trainer}"]
+    return out
+
+
+async def burst(base: str, paths: list[str], n: int, concurrency: int) -> tuple[list[float], int, float]:
+    """``n`` GETs of ``paths`` (cycled), ``concurrency`` at a time; latencies (s), errors, wall time (s).
+
+    Each of the ``concurrency`` workers has its own client and connection (a browser's tab, say): one shared
+    pool of 50 connections costs httpx several times the CPU per request (its pool is searched per request),
+    and on 2 cores the load generator's CPU is the server's loss."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(n))
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+
+    async def worker() -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) as client:
+            for i in counter:
+                start = time.perf_counter()
+                try:
+                    response = await client.get(paths[i % len(paths)])
+                    ok = response.is_success
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - start)
+                errors += not ok
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, errors, time.perf_counter() - began
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, by the nearest-rank method, in ms."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank] * 1000
+
+
+class BlockMiner:
+    """Mines a block every ``every`` seconds on ``rpc_url`` while running (0: none)."""
+
+    def __init__(self, rpc_url: str, every: float) -> None:
+        from marketplace.adapters.chain.client import ChainClient
+
+        self.chain = ChainClient(rpc_url)
+        self.every = every
+        self.mined = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.chain.mine()
+            self.mined += 1
+
+    def __enter__(self) -> BlockMiner:
+        if self.every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def run_mode(
+    mode: str, settings: Any, workdir: Path, rpc_url: str, paths: list[str], n: int, levels: list[int],
+    block_every: float, log: Console,
+) -> list[Burst]:  # fmt: skip
+    """Serves ``settings`` and runs a burst at each concurrency in ``levels``."""
+    from marketplace.adapters.chain.anvil import free_port
+
+    port = free_port()
+    process = start_server(settings, workdir, port)
+    base = f"http://127.0.0.1:{port}"
+    results = []
+    try:
+        for path in dict.fromkeys(paths):  # every answer once: what the first visitor of each page waits for
+            httpx.get(base + path, timeout=60)
+        for concurrency in levels:
+            with BlockMiner(rpc_url, block_every) as miner:
+                latencies, errors, seconds = asyncio.run(burst(base, paths, n, concurrency))
+            result = Burst(
+                mode=mode, concurrency=concurrency, requests=n, seconds=round(seconds, 2),
+                rps=round(n / seconds, 1), p50_ms=round(percentile(latencies, 50), 1),
+                p90_ms=round(percentile(latencies, 90), 1), p99_ms=round(percentile(latencies, 99), 1),
+                max_ms=round(max(latencies) * 1000, 1), errors=errors, blocks_mined=miner.mined,
+            )  # fmt: skip
+            log.print(
+                f"{mode:>6} c={concurrency:<3} {result.rps:7.1f} req/s  p50 {result.p50_ms:6.1f} ms  "
+                f"p99 {result.p99_ms:7.1f} ms  errors {errors}"
+            )
+            results.append(result)
+    finally:
+        stop_server(process)
+    return results
+
+
+def table(results: list[Burst]) -> Table:
+    out = Table(title="Web load: pages that read the index (loopback, 2 shared cores)")
+    for name in ("mode", "concurrent", "requests", "req/s", "p50", "p90", "p99", "max", "errors", "blocks"):
+        out.add_column(name, justify="left" if name == "mode" else "right")
+    out.add_row(
+        "issue 15 (today)", str(TODAY["concurrency"]), "2,000", f"{TODAY['rps']:.0f}", f"{TODAY['p50_ms']:.0f} ms",
+        "", f"{TODAY['p99_ms']:.0f} ms", "", "", "",
+    )  # fmt: skip
+    for r in results:
+        out.add_row(
+            r.mode, str(r.concurrency), f"{r.requests:,}", f"{r.rps:.0f}", f"{r.p50_ms:.0f} ms", f"{r.p90_ms:.0f} ms",
+            f"{r.p99_ms:.0f} ms", f"{r.max_ms:.0f} ms", str(r.errors), str(r.blocks_mined),
+        )  # fmt: skip
+    return out
+
+
+def verdict(results: list[Burst]) -> str:
+    """Whether the target (p99 <= 150 ms at 50 concurrent, no errors) holds after the change."""
+    at = [r for r in results if r.mode == "after" and r.concurrency == TARGET_CONCURRENCY]
+    if not at:
+        return f"(no 'after' burst at {TARGET_CONCURRENCY} concurrent: target not checked)"
+    worst = max(r.p99_ms for r in at)
+    errors = sum(r.errors for r in at)
+    ok = worst <= TARGET_P99_MS and errors == 0
+    return (
+        f"target p99 <= {TARGET_P99_MS:.0f} ms at {TARGET_CONCURRENCY} concurrent: "
+        f"{'met' if ok else 'NOT met'} (p99 {worst:.0f} ms, {errors} errors)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="web load: pages that read the index, before and after issue 15")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per burst")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[20, 50, 100], help="requests in flight")
+    parser.add_argument("--projects", type=int, default=12, help="projects on the chain (finished, open, training)")
+    parser.add_argument("--block-every", type=float, default=1.0, help="mine a block every N seconds (0: none)")
+    parser.add_argument("--modes", nargs="+", choices=["before", "after"], default=["before", "after"])
+    parser.add_argument("--out", type=Path, default=Path("reports/web_load.json"))
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.port)
+        return 0
+
+    from marketplace.adapters.chain.anvil import AnvilNode
+    from marketplace.web.settings import WebSettings
+
+    console = Console(width=120)
+    results: list[Burst] = []
+    with AnvilNode() as anvil, tempfile.TemporaryDirectory(prefix="web-load-") as tmp:
+        workdir = Path(tmp)
+        began = time.monotonic()
+        deployment, ids, trainers = build_world(anvil.url, args.projects)
+        console.print(f"{len(ids)} projects on a local chain in {time.monotonic() - began:.1f} s")
+        paths = urls(ids, trainers)
+        for mode in args.modes:
+            settings = WebSettings(
+                rpc_url=anvil.url, deployment=deployment, db_path=workdir / f"index-{mode}.sqlite",
+                sync_interval=1.0, serve_from_index=mode == "after",
+            )  # fmt: skip
+            results += run_mode(
+                mode, settings, workdir, anvil.url, paths, args.requests, args.concurrency, args.block_every, console
+            )
+    console.print(table(results))
+    console.print(verdict(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "today": TODAY, "target": {"p99_ms": TARGET_P99_MS, "concurrency": TARGET_CONCURRENCY},
+        "projects": args.projects, "block_every": args.block_every, "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "bursts": [asdict(r) for r in results], "verdict": verdict(results),
+    }  # fmt: skip
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
