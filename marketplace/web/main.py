@@ -22,6 +22,15 @@ from marketplace.web.settings import WebSettings
 from marketplace.web.templating import build_templates
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+API_DESCRIPTION = """Projects, rounds, proofs and trainers of a TrainingMarket deployment, read from the chain, and
+unsigned transactions for your wallet (the server never signs).
+
+One unit per kind of value, in and out: every amount `<name>` is **wei** as a decimal string, beside
+`<name>_eth`, the same amount in ETH (a request takes either); percentages are **basis points** (`*_bps`,
+1 bps = 0.01 %); periods are **seconds** (`*_period`) and points in time unix seconds. Lists come a page at a
+time (`limit`, `offset`; the answer has `items` and `total`). An error is a `Problem`: `detail` says what went
+wrong in a sentence, `code` names it for programs (the contract's custom error, e.g. `WrongStatus`), `field`
+and `errors` name the fields at fault."""
 log = logging.getLogger(__name__)
 
 
@@ -43,10 +52,10 @@ def create_app(settings: WebSettings) -> FastAPI:
 
     app = FastAPI(
         title="Training marketplace",
-        description="Projects, rounds, proofs and trainers of a TrainingMarket deployment, read from the chain.",
+        description=API_DESCRIPTION,
         version="1",
         lifespan=lifespan,
-        docs_url=None,  # Swagger UI and ReDoc load from a CDN; the schema is at /api/openapi.json
+        docs_url=None,  # FastAPI's Swagger UI and ReDoc load from a CDN: /api/docs serves a vendored Swagger UI
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from marketplace.adapters.chain.market import AggregatorRecord as ChainRecord
 from marketplace.adapters.chain.market import MarketClient
-from marketplace.web.schemas import AggregatorProfile, AggregatorRecord
+from marketplace.web.schemas import AggregatorProfile, AggregatorRecord, to_bps
 from marketplace.web.services.chain_reads import ChainReads
 from marketplace.web.services.context import MarketContext, account_address
 
@@ -33,7 +33,7 @@ def record_view(record: ChainRecord) -> AggregatorRecord:
         summary += "no rejections"
     return AggregatorRecord(
         rounds_finalized=record.rounds, rejections=record.rejected, disputes_lost=record.disputes_lost,
-        upheld=record.upheld, overturned_share=share, summary=summary,
+        upheld=record.upheld, overturned_bps=None if share is None else to_bps(share), summary=summary,
     )  # fmt: skip
 
 

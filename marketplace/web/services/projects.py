@@ -21,7 +21,6 @@ from typing import Any
 from marketplace.web.filters import when
 from marketplace.web.indexer import Dispute
 from marketplace.web.schemas import (
-    WEI_PER_ETH,
     Member,
     OpenRound,
     OpenRoundTrainer,
@@ -32,6 +31,7 @@ from marketplace.web.schemas import (
     RoundView,
     TrainerEntry,
     eth,
+    to_bps,
 )
 from marketplace.web.services.aggregators import aggregator_record
 from marketplace.web.services.context import MarketContext
@@ -57,6 +57,7 @@ def summary(row: dict[str, Any]) -> ProjectSummary:
     return ProjectSummary(
         **{k: row[k] for k in ProjectSummary.model_fields if k in row},
         reward_budget_eth=eth(row["reward_budget"]),
+        aggregator_fee_eth=eth(row["aggregator_fee"]),
         stake_eth=eth(row["stake"]),
         created_block=row["block"],
         created_tx=row["tx_hash"],
@@ -98,25 +99,22 @@ class ProjectService:
         self,
         status: str | None = None,
         model: str | None = None,
-        min_budget_eth: float | None = None,
-        max_reliability_pct: float | None = None,
+        min_budget: Decimal | int | None = None,
+        max_reliability_bps: Decimal | int | None = None,
         query: str | None = None,
         sort: str = "newest",
     ) -> list[ProjectSummary]:
-        """Every project, filtered (status, model, budget, a reliability bar you can meet, owner) and sorted."""
+        """Every project, filtered (status, model, a budget of at least ``min_budget`` wei, a reliability bar of at
+        most ``max_reliability_bps``, owner) and sorted."""
         items = [summary(r) for r in self.indexer.projects()]
         if status:
             items = [p for p in items if p.status == status]
         if model:
             items = [p for p in items if p.model_name == model]
-        if min_budget_eth is not None:
-            # The decimal the user typed (0.1 is not 0.1000000000000000055...), exact at any size (1e300 ETH
-            # overflowed int(float)).
-            floor = Decimal(repr(min_budget_eth)) * WEI_PER_ETH
-            items = [p for p in items if int(p.reward_budget) >= floor]
-        if max_reliability_pct is not None:
-            ceiling = Decimal(repr(max_reliability_pct)) * 100  # (0.29 % is 29 bps, not 28.999999999999996)
-            items = [p for p in items if p.min_reliability_bps <= ceiling]
+        if min_budget is not None:
+            items = [p for p in items if int(p.reward_budget) >= min_budget]
+        if max_reliability_bps is not None:
+            items = [p for p in items if p.min_reliability_bps <= max_reliability_bps]
         if query:
             q = query.strip().lower()
             items = [p for p in items if q in p.owner.lower() or q == str(p.project_id) or q in p.model_name.lower()]
@@ -175,9 +173,10 @@ class ProjectService:
 
         trainers = [
             Member(
-                index=m["idx"], trainer=m["trainer"], stake=m["stake"], joined_block=m["block"],
-                earned=str(earned[m["trainer"]]), earned_eth=eth(earned[m["trainer"]]),
-                slashed=str(slashed_total[m["trainer"]]), flagged_rounds=flagged[m["trainer"]],
+                index=m["idx"], trainer=m["trainer"], stake=m["stake"], stake_eth=eth(m["stake"]),
+                joined_block=m["block"], earned=str(earned[m["trainer"]]), earned_eth=eth(earned[m["trainer"]]),
+                slashed=str(slashed_total[m["trainer"]]), slashed_eth=eth(slashed_total[m["trainer"]]),
+                flagged_rounds=flagged[m["trainer"]],
             )
             for m in members
         ]  # fmt: skip
@@ -286,10 +285,11 @@ class ProjectService:
                     arrival=arrivals.get(m["trainer"]), submitted=sub is not None,
                     reveal_missed=m["trainer"] in reveal_missed, update_cid=sub["cid"] if sub else None,
                     commitment=sub["commitment"] if sub else None,
-                    score=str(scores[i]), share=0.0 if flagged or total == 0 else scores[i] / total,
+                    score=str(scores[i]), share_bps=0 if flagged or total == 0 else to_bps(scores[i] / total),
                     flagged=flagged, rejected=m["trainer"] in rejected, reward=str(rewards[i]),
                     reward_eth=eth(rewards[i]),
                     slashed=str(slashed_by.get((row["round"], m["trainer"]), 0)),
+                    slashed_eth=eth(slashed_by.get((row["round"], m["trainer"]), 0)),
                     dispute=dispute.state if dispute else None, dispute_deadline=dispute.deadline if dispute else None,
                     reason=reason,
                 )

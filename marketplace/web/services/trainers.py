@@ -43,6 +43,7 @@ class TrainerService:
             projects.append(
                 TrainerProject(
                     project_id=row["project_id"], status=detail.project.status, index=me.index, stake=me.stake,
+                    stake_eth=me.stake_eth,
                     earned=me.earned, earned_eth=me.earned_eth, flagged_rounds=me.flagged_rounds,
                     counted=detail.project.owner != detail.project.aggregator, reserved=str(reserved),
                     reserved_eth=eth(reserved),
