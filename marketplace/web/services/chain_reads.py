@@ -143,13 +143,16 @@ class ChainReads:
             if hit is not None:
                 return hit.value  # type: ignore[no-any-return]
             self.chain_calls += 1
-            value = call()
+            try:
+                value = call()
+            finally:
+                with self._lock:
+                    self._first_reads.pop(key, None)
             now = time.monotonic()
             with self._lock:
                 self._entries[key] = _Entry(value, now, now)
                 while len(self._entries) > self.max_entries:
                     self._entries.popitem(last=False)
-                self._first_reads.pop(key, None)
             return value
 
     def _hit(self, key: tuple[Any, ...]) -> _Entry | None:
