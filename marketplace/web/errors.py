@@ -147,7 +147,7 @@ def _listing(a: Args) -> str:
 
 
 #: ``InvalidConfig(reason)`` of ``createProject``: the config field at fault and what it must be.
-CONFIG_REASONS: dict[str, tuple[str, str]] = {
+CONFIG_REASONS: dict[str, tuple[str | None, str]] = {
     "budget": ("reward_budget", "the reward budget must be more than 0 and fit the market's 96-bit amounts"),
     "rounds": ("rounds", "the number of rounds must be from 1 to 1,000"),
     "trainers": ("min_trainers", "the minimum trainers must be from 1 to the maximum, and the maximum at most 64"),
@@ -158,6 +158,12 @@ CONFIG_REASONS: dict[str, tuple[str, str]] = {
     ),
     "modelName": ("model_name", "the model name must not be empty"),
 }
+
+
+def _config_reason(a: Args) -> tuple[str | None, str]:
+    """The field and the words of ``InvalidConfig(reason)`` (:data:`CONFIG_REASONS`)."""
+    return CONFIG_REASONS.get(str(a["reason"]), (None, f"the project's settings are invalid ({a['reason']})"))
+
 
 #: Every custom error of the contracts, in words (see the module docstring).
 CUSTOM_ERRORS: dict[str, Words] = {
@@ -170,12 +176,7 @@ CUSTOM_ERRORS: dict[str, Words] = {
         lambda a, t: f"{a['verifier']} is not a verifier the market admin approved: choose one of the approved ones",
         field="verifier",
     ),
-    "InvalidConfig": Words(
-        lambda a, t: CONFIG_REASONS.get(str(a["reason"]), ("", f"the project's settings are invalid ({a['reason']})"))[
-            1
-        ],
-        field=lambda a: CONFIG_REASONS.get(str(a["reason"]), (None, ""))[0],
-    ),
+    "InvalidConfig": Words(lambda a, t: _config_reason(a)[1], field=lambda a: _config_reason(a)[0]),
     "InvalidCid": Words(
         lambda a, t: "the initial weights CID must be 1 to 128 letters and digits (a CID such as bafy… or Qm…)",
         field="initial_model_cid",
