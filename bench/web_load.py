@@ -1,15 +1,16 @@
 """Web load: a bounded burst of requests against the pages that read the index, before and after issue 15.
 
     python -m bench.web_load [--requests 2000] [--concurrency 20 50 100] [--projects 12] [--block-every 1.0]
-                             [--modes before after] [--out reports/web_load.json]
+                             [--processes 2] [--modes before after] [--out reports/web_load.json]
 
 A local anvil chain gets the marketplace and ``--projects`` projects (a third finished after two rounds with
 a flagged trainer, a third open, a third training with a commit in its open round). For each mode the web app
 is served by uvicorn in its own process (``python -m bench.web_load --serve``), as ``marketplace web`` serves
-it, and this process sends ``--requests`` requests, ``--concurrency`` at a time (httpx, async, one connection
-per concurrent request), cycling over the project list, a project page, their JSON twins and a trainer page,
-over every project and trainer. Meanwhile a block is mined every ``--block-every`` seconds (0: a still chain),
-so the index keeps moving: each new block means a sync, and new answers.
+it, and ``--processes`` load processes (default: one per core; httpx costs ~2 ms of CPU per request, more than
+the server) send ``--requests`` requests, ``--concurrency`` at a time between them (httpx, async, one
+connection per concurrent request), cycling over the project list, a project page, their JSON twins and a
+trainer page, over every project and trainer. Meanwhile a block is mined every ``--block-every`` seconds (0: a
+still chain), so the index keeps moving: each new block means a sync, and new answers.
 
 Modes (:attr:`~marketplace.web.settings.WebSettings.serve_from_index`):
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import resource
 import subprocess
@@ -41,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -207,15 +210,18 @@ def urls(project_ids: list[int], trainers: list[str]) -> list[str]:
     return out
 
 
-async def burst(base: str, paths: list[str], n: int, concurrency: int) -> tuple[list[float], int, float]:
-    """``n`` GETs of ``paths`` (cycled), ``concurrency`` at a time; latencies (s), errors, wall time (s).
+async def burst(
+    base: str, paths: list[str], requests: range, concurrency: int
+) -> tuple[list[float], int, float, float]:
+    """GETs of ``paths`` (the ``i``-th of ``requests`` is ``paths[i % len(paths)]``), ``concurrency`` at a time;
+    latencies (s), errors, and when the first started and the last ended (``time.monotonic``, system-wide).
 
     Each of the ``concurrency`` workers has its own client and connection (a browser's tab, say): one shared
     pool of 50 connections costs httpx several times the CPU per request (its pool is searched per request),
     and on 2 cores the load generator's CPU is the server's loss."""
     latencies: list[float] = []
     errors = 0
-    counter = iter(range(n))
+    counter = iter(requests)
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
     async def worker() -> None:
@@ -231,9 +237,38 @@ async def burst(base: str, paths: list[str], n: int, concurrency: int) -> tuple[
                 latencies.append(time.perf_counter() - start)
                 errors += not ok
 
-    began = time.perf_counter()
+    began = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, errors, time.perf_counter() - began
+    return latencies, errors, began, time.monotonic()
+
+
+def burst_process(
+    base: str, paths: list[str], requests: range, concurrency: int, start_at: float
+) -> tuple[list[float], int, float, float, float]:
+    """:func:`burst` in a process of its own, from ``start_at`` (``time.monotonic``); also its CPU seconds."""
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    cpu = own_cpu()
+    latencies, errors, began, ended = asyncio.run(burst(base, paths, requests, concurrency))
+    return latencies, errors, began, ended, own_cpu() - cpu
+
+
+def load(
+    pool: ProcessPoolExecutor, processes: int, base: str, paths: list[str], n: int, concurrency: int
+) -> tuple[list[float], int, float, float]:
+    """``n`` requests, ``concurrency`` in flight, from ``processes`` load processes (each its share of both);
+    latencies, errors, wall time and the load processes' CPU seconds."""
+    shares = [range(k, n, processes) for k in range(processes)]
+    workers = [concurrency // processes + (k < concurrency % processes) for k in range(processes)]
+    start_at = time.monotonic() + 1.0  # every process starts together
+    futures = [
+        pool.submit(burst_process, base, paths, share, count, start_at)
+        for share, count in zip(shares, workers, strict=True)
+        if count
+    ]
+    parts = [f.result() for f in futures]
+    latencies = [latency for part in parts for latency in part[0]]
+    wall = max(p[3] for p in parts) - min(p[2] for p in parts)
+    return latencies, sum(p[1] for p in parts), wall, sum(p[4] for p in parts)
 
 
 def process_cpu(pid: int) -> float:
@@ -284,7 +319,7 @@ class BlockMiner:
 
 def run_mode(
     mode: str, settings: Any, workdir: Path, rpc_url: str, paths: list[str], n: int, levels: list[int],
-    block_every: float, log: Console,
+    block_every: float, processes: int, log: Console,
 ) -> list[Burst]:  # fmt: skip
     """Serves ``settings`` and runs a burst at each concurrency in ``levels``."""
     from marketplace.adapters.chain.anvil import free_port
@@ -293,14 +328,15 @@ def run_mode(
     process = start_server(settings, workdir, port)
     base = f"http://127.0.0.1:{port}"
     results = []
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
     try:
         for path in dict.fromkeys(paths):  # every answer once: what the first visitor of each page waits for
             httpx.get(base + path, timeout=60)
         for concurrency in levels:
-            server_before, client_before = process_cpu(process.pid), own_cpu()
+            server_before = process_cpu(process.pid)
             with BlockMiner(rpc_url, block_every) as miner:
-                latencies, errors, seconds = asyncio.run(burst(base, paths, n, concurrency))
-            server_cpu, client_cpu = process_cpu(process.pid) - server_before, own_cpu() - client_before
+                latencies, errors, seconds, client_cpu = load(pool, processes, base, paths, n, concurrency)
+            server_cpu = process_cpu(process.pid) - server_before
             result = Burst(
                 mode=mode, concurrency=concurrency, requests=n, seconds=round(seconds, 2),
                 rps=round(n / seconds, 1), p50_ms=round(percentile(latencies, 50), 1),
@@ -314,6 +350,7 @@ def run_mode(
             )
             results.append(result)
     finally:
+        pool.shutdown()
         stop_server(process)
     return results
 
@@ -357,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[20, 50, 100], help="requests in flight")
     parser.add_argument("--projects", type=int, default=12, help="projects on the chain (finished, open, training)")
     parser.add_argument("--block-every", type=float, default=1.0, help="mine a block every N seconds (0: none)")
+    parser.add_argument(
+        "--processes", type=int, default=os.cpu_count() or 1, help="load generator processes (sharing the load)"
+    )
     parser.add_argument("--modes", nargs="+", choices=["before", "after"], default=["before", "after"])
     parser.add_argument("--out", type=Path, default=Path("reports/web_load.json"))
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -383,14 +423,16 @@ def main(argv: list[str] | None = None) -> int:
                 sync_interval=1.0, serve_from_index=mode == "after",
             )  # fmt: skip
             results += run_mode(
-                mode, settings, workdir, anvil.url, paths, args.requests, args.concurrency, args.block_every, console
-            )
+                mode, settings, workdir, anvil.url, paths, args.requests, args.concurrency, args.block_every,
+                args.processes, console,
+            )  # fmt: skip
     console.print(table(results))
     console.print(verdict(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "today": TODAY, "target": {"p99_ms": TARGET_P99_MS, "concurrency": TARGET_CONCURRENCY},
         "projects": args.projects, "block_every": args.block_every, "cpus": os.cpu_count(),
+        "load_processes": args.processes,
         "load_average": os.getloadavg(),
         "bursts": [asdict(r) for r in results], "verdict": verdict(results),
     }  # fmt: skip
