@@ -186,6 +186,10 @@ def test_a_verifier_too_small_for_the_job_highlights_the_maximum_trainers(client
     )
     assert api.status_code == 422 and api.json()["code"] == "VerifierTooSmall"
     assert api.json()["field"] == "max_trainers" and not LEAKS.search(api.text)
+    assert api.json()["errors"] == {
+        "max_trainers": "is refused by the market: the verifier proves rounds of at most 4 trainers and this job "
+        "allows 5: choose a larger verifier or fewer trainers"
+    }
 
 
 def test_a_failed_transaction_says_why_in_words(

@@ -513,8 +513,8 @@ async def typed_error(request: Request, exc: Exception) -> Response:
     errors = exc.errors if isinstance(exc, InvalidInput) else None
     code = getattr(exc, "code", None)
     field = getattr(exc, "field", None)
-    if isinstance(exc, Rejected) and field and errors is None:
-        errors = {field: exc.sentence or str(exc)}
+    if isinstance(exc, Rejected) and field and errors is None:  # words that follow the field's name, as for input
+        errors = {field: f"is refused by the market: {exc.sentence or exc}"}
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
     return error_response(request, status, title, str(exc), errors, code=code, field=field, headers=headers)
 
