@@ -3,19 +3,26 @@
 # ruff: noqa: F811  (fixtures imported from tests.web_fixtures are used as test arguments)
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import torch
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.adapters.chain.client import ChainClient
@@ -25,6 +32,7 @@ from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import build_model, num_params
 from marketplace.rule import RULE_VERSION
 from marketplace.web.main import create_app
+from marketplace.web.page_cache import PageCache
 from marketplace.web.schemas import ProjectDetail, eth
 from marketplace.web.services.errors import TooManyRequests
 from marketplace.web.services.pin_limits import PinLimiter
@@ -870,3 +878,61 @@ def test_an_app_that_syncs_in_requests_reads_the_chain_live(web_settings: WebSet
             assert client.get(f"/api/projects/{pid}").status_code == 200
         assert context.reads.chain_calls >= before + 6  # aggregator record and round deadlines, every time
         assert "x-index-version" not in client.get("/api/projects").headers
+
+
+@dataclass
+class Versioned:
+    """What the page cache reads of the deployment's context: its version, and whether it syncs in the
+    background."""
+
+    version: tuple[int, int] = (1, 0)
+    background: bool = True
+
+
+def test_the_page_cache_shares_answers_per_version_and_serves_the_last_one_while_the_next_is_made() -> None:
+    """Identical GETs at one version are answered once; after a change the first request gets the new answer,
+    and identical ones arriving while it is made get the previous one instead of waiting; other answers (not
+    200, other paths, htmx partials) are kept apart or not at all."""
+    context = Versioned()
+    made: list[str] = []
+    release = asyncio.Event()
+
+    async def project(request: Request) -> PlainTextResponse:
+        made.append(request.url.path)
+        if request.query_params.get("slow"):
+            await release.wait()
+        partial = request.headers.get("hx-request", "")
+        return PlainTextResponse(f"v{context.version[0]}{partial}", status_code=int(request.query_params.get("s", 200)))
+
+    app = PageCache(Starlette(routes=[Route("/projects/{pid}", project)]), context)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            first, second = await client.get("/projects/1"), await client.get("/projects/1")
+            assert (first.text, second.text, len(made)) == ("v1", "v1", 1)
+            assert first.headers["x-index-version"] == "1.0"
+            assert (await client.get("/projects/1", headers={"HX-Request": "true"})).text == "v1true"
+            assert [(await client.get("/projects/2?s=404")).status_code for _ in range(2)] == [404, 404]
+            assert len(made) == 4  # the partial apart, the 404s not kept
+
+            release.set()
+            assert (await client.get("/projects/3?slow=1")).text == "v1"  # made once, at version 1
+            release.clear()
+            context.version = (2, 0)
+            slow = asyncio.create_task(client.get("/projects/3?slow=1"))  # the first after the change: makes v2
+            await asyncio.sleep(0.05)
+            meanwhile = await client.get("/projects/3?slow=1")
+            assert meanwhile.text == "v1" and meanwhile.headers["x-index-version"] == "1.0"  # the one before
+            release.set()
+            assert (await slow).text == "v2"
+            assert (await client.get("/projects/3?slow=1")).text == "v2"
+            assert made.count("/projects/3") == 2
+
+            context.background = False  # requests sync the index themselves: nothing is kept
+            before = len(made)
+            await client.get("/projects/1")
+            await client.get("/projects/1")
+            assert len(made) == before + 2
+
+    asyncio.run(scenario())

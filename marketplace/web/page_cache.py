@@ -4,9 +4,10 @@
 project, their JSON twins, a project's rounds, a trainer, an aggregator, the model list) is answered from the
 cache when the same request (path, query, and the htmx headers that choose a partial) was answered ``200`` at the
 same :attr:`~marketplace.web.services.context.MarketContext.version` (the index and the cached chain reads
-unchanged); otherwise the app answers it and the answer is kept. Concurrent identical requests that miss wait
-for the one being answered instead of rendering it each. A cached answer is served in the event loop, without a
-worker thread, so a burst of reads costs little more than writing the bytes.
+unchanged); otherwise the app answers it and the answer is kept. The first request after the index changed
+gets the new answer; identical requests that arrive while it is being made get the answer before it (at most
+one sync older) if there is one, else wait for it, instead of making it each. A cached answer is served in the
+event loop, without a worker thread, so a burst of reads costs little more than writing the bytes.
 
 It is on only while a background thread keeps the index fresh (``MarketContext.background``): when requests
 sync the index themselves, the answer depends on that sync, which happens after this middleware would look.
@@ -79,12 +80,13 @@ class PageCache:
         version = self.context.version
         while True:
             answer = self._answers.get(key)
-            if answer is not None and answer.version == version:
+            pending = self._pending.get(key)
+            if answer is not None and (answer.version == version or pending is not None):
+                # the answer at this version, or, while someone makes that one, the one before it
                 self.hits += 1
                 self._answers.move_to_end(key)
                 await _replay(answer, send)
                 return
-            pending = self._pending.get(key)
             if pending is None:
                 break
             await asyncio.shield(pending)  # someone is answering this very request: take theirs
