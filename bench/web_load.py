@@ -19,7 +19,9 @@ Modes (:attr:`~marketplace.web.settings.WebSettings.serve_from_index`):
   record): the app as it was when issue 15 measured it;
 * ``after``: a background thread syncs the index and refreshes the cached chain reads after a sync that saw
   new events; requests read the index and those caches only, and identical requests at the same index version
-  share one answer (the index's narrower locking and its indexes by project are in both modes).
+  share one answer (the index's narrower locking and its indexes by project are in both modes);
+* ``floor``: the ``after`` server asked for a 100-byte static file only: what this machine, as loaded as it is
+  at that moment, gives for the cheapest answer there is; the pages cannot do better.
 
 Prints, per mode and concurrency, requests per second, p50 / p90 / p99 / max latency, errors (a non-2xx
 answer or a dropped connection) and the CPU time the server and the load generator spent per request (which,
@@ -56,6 +58,8 @@ ETH = 10**18
 #: Issue 15's measurement of the app before it (2,000 requests, 20 concurrent; 100 concurrent: p99 2.8 s).
 TODAY = {"concurrency": 20, "rps": 189.0, "p50_ms": 92.0, "p99_ms": 442.0}
 TARGET_P99_MS = 150.0
+#: The cheapest answer the server has (a 100-byte static file): the ``floor`` mode's only path.
+FLOOR_PATH = "/static/vendor/versions.json"
 TARGET_CONCURRENCY = 50
 
 
@@ -397,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--processes", type=int, default=os.cpu_count() or 1, help="load generator processes (sharing the load)"
     )
-    parser.add_argument("--modes", nargs="+", choices=["before", "after"], default=["before", "after"])
+    parser.add_argument(
+        "--modes", nargs="+", choices=["before", "after", "floor"], default=["before", "after", "floor"]
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/web_load.json"))
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -416,12 +422,12 @@ def main(argv: list[str] | None = None) -> int:
         began = time.monotonic()
         deployment, ids, trainers = build_world(anvil.url, args.projects)
         console.print(f"{len(ids)} projects on a local chain in {time.monotonic() - began:.1f} s")
-        paths = urls(ids, trainers)
         for mode in args.modes:
             settings = WebSettings(
                 rpc_url=anvil.url, deployment=deployment, db_path=workdir / f"index-{mode}.sqlite",
-                sync_interval=1.0, serve_from_index=mode == "after",
+                sync_interval=1.0, serve_from_index=mode != "before",
             )  # fmt: skip
+            paths = [FLOOR_PATH] if mode == "floor" else urls(ids, trainers)
             results += run_mode(
                 mode, settings, workdir, anvil.url, paths, args.requests, args.concurrency, args.block_every,
                 args.processes, console,
