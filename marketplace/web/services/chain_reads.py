@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from marketplace.adapters.chain.errors import ChainError
-from marketplace.adapters.chain.market import AggregatorRecord, MarketClient, RoundDeadlines, TrackRecord
+from marketplace.adapters.chain.market import (
+    AggregatorRecord,
+    MarketClient,
+    RoundDeadlines,
+    TrackRecord,
+    VerifierInfo,
+    read_verifier_info,
+)
 
 #: Seconds after which an answer is read again even without new events.
 MAX_AGE = 60.0
@@ -41,6 +48,7 @@ class _Entry:
     value: Any
     read_at: float
     used_at: float
+    call: Callable[[], Any]
 
 
 class ChainReads:
@@ -92,6 +100,10 @@ class ChainReads:
         key = ("reserved_record", project_id, trainer)
         return self._read(key, lambda: self.market.reserved_record(project_id, trainer))
 
+    def verifier_info(self, address: str) -> VerifierInfo:
+        """A round verifier's declarations (``IRoundVerifier``: proof system, rule version, size, sketch width)."""
+        return self._read(("verifier_info", address), lambda: read_verifier_info(self.market.chain, address))
+
     # ------------------------------------------------------------------ the cache
 
     def refresh(self, *, everything: bool = True) -> int:
@@ -104,10 +116,11 @@ class ChainReads:
         with self._lock:
             for key in [k for k, e in self._entries.items() if now - e.used_at > MAX_AGE]:
                 del self._entries[key]
-            due = [k for k, e in self._entries.items() if everything or now - e.read_at > MAX_AGE]
-        for key in due:
+            due = [(k, e.call) for k, e in self._entries.items() if everything or now - e.read_at > MAX_AGE]
+        for key, call in due:
             try:
-                value = self._call(key)
+                self.chain_calls += 1
+                value = call()
             except ChainError as exc:
                 log.warning("keeping the cached %s: the chain did not answer (%s)", key[0], exc)
                 continue
@@ -123,11 +136,6 @@ class ChainReads:
         with self._lock:
             self._entries.clear()
             self._version += 1
-
-    def _call(self, key: tuple[Any, ...]) -> Any:
-        self.chain_calls += 1
-        name, *args = key
-        return getattr(self.market, name)(*args)
 
     def _read(self, key: tuple[Any, ...], call: Callable[[], T]) -> T:
         if not self.cached:
@@ -150,7 +158,7 @@ class ChainReads:
                     self._first_reads.pop(key, None)
             now = time.monotonic()
             with self._lock:
-                self._entries[key] = _Entry(value, now, now)
+                self._entries[key] = _Entry(value, now, now, call)
                 while len(self._entries) > self.max_entries:
                     self._entries.popitem(last=False)
             return value

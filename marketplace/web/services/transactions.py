@@ -23,7 +23,7 @@ from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from marketplace.adapters.chain.errors import ChainError, ContractRevert
-from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, ProjectConfig, read_verifier_info
+from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, ProjectConfig
 from marketplace.web.errors import Attempt, Refusal, refusal, revert_words
 from marketplace.web.filters import bps
 from marketplace.web.schemas import Action, ActionState, JobCosts, ProjectActions, TxRequest, TxStatus, eth
@@ -97,7 +97,7 @@ class TransactionService:
         fitting = []
         for address in self.verifiers():
             try:
-                info = read_verifier_info(self.chain, address)
+                info = self.context.reads.verifier_info(address)
             except (ChainError, ValueError):
                 continue
             if max_trainers is None or info.max_trainers >= max_trainers:
