@@ -43,7 +43,7 @@ demo: install
 	$(VENV)/bin/marketplace demo
 
 test: install install-browser
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not heavy" $(PYTEST_ARGS)
 
 test-heavy: install install-browser
 	$(PY) -m pytest -q -m heavy $(PYTEST_ARGS)

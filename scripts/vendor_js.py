@@ -24,7 +24,10 @@ FILES: dict[str, list[tuple[str, str]]] = {
     "htmx.org": [("dist/htmx.min.js", "htmx.min.js")],
     "chart.js": [("dist/chart.umd.min.js", "chart.umd.min.js")],
     "ethers": [("dist/ethers.umd.min.js", "ethers.umd.min.js")],
+    "axe-core": [("axe.min.js", "axe.min.js")],
 }
+#: Vendored for the browser tests only (they inject it into each page to audit it): no page loads it.
+TEST_ONLY = frozenset({"axe-core"})
 LICENSES = ("LICENSE", "LICENSE.md", "LICENSE.txt")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from marketplace.adapters.chain.anvil import free_port
@@ -19,6 +18,7 @@ from marketplace.adapters.chain.config import DeployedContract, Deployment, writ
 from marketplace.adapters.chain.errors import ChainIdMismatch, RpcUnavailable
 from marketplace.adapters.chain.redact import HIDDEN, redact_endpoint, redact_url, redact_urls, secrets_of
 from marketplace.cli.main import app
+from marketplace.web import server
 from tests.web_fixtures import API_KEY, PASSWORD, KeyedRpcProxy, keyed_rpc  # noqa: F401
 
 
@@ -137,7 +137,7 @@ def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     def serve(*args: object, **kwargs: object) -> None:
         raise AssertionError("the web app started on an endpoint it cannot use")
 
-    monkeypatch.setattr(uvicorn, "run", serve)
+    monkeypatch.setattr(server, "serve_in_background", serve)  # how `marketplace web` serves
     return "remote"
 
 

@@ -35,6 +35,8 @@ ZERO_ROW = 12345
 N = 4
 TAG = keccak(text="a round's tag")
 ROW_VKA = [keccak(text=f"row vka word {i}") for i in range(217)]  # the row circuit's (registered too)
+#: The adapter's name and description (constructor arguments).
+LABEL = ("ezkl verifier: 4 trainers x 32-wide sketches, development SRS", "what a proof shows")
 TAG_HASH = 67890  # the mock does not hash: any field element stands for Poseidon(tag chunks)
 
 
@@ -63,7 +65,7 @@ def deploy(actors: Actors, vka: list[bytes] | None = None, rule_version: str = R
     words = vka or [keccak(text=f"vka word {i}") for i in range(337)]
     version = encode_rule_version(rule_version)
     adapter = chain.deploy(
-        actors.artifacts["EzklRoundVerifier"], mock.address, words, ROW_VKA, N, 32, ZERO_ROW, version
+        actors.artifacts["EzklRoundVerifier"], mock.address, words, ROW_VKA, N, 32, ZERO_ROW, version, *LABEL
     )
     return adapter, mock, words
 
@@ -240,7 +242,9 @@ def test_the_adapter_declares_ezkl_and_the_rule_version_it_was_deployed_for(
         prover_for(actors.aggregator, pid, srs=Path("ceremony.srs"))
     assert calls == [(N, 32), (N, 32)]
     with reverts("InvalidSetup"):
-        chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, ROW_VKA, N, 32, ZERO_ROW, b"\0" * 8)
+        chain.deploy(
+            actors.artifacts["EzklRoundVerifier"], mock.address, words, ROW_VKA, N, 32, ZERO_ROW, b"\0" * 8, *LABEL
+        )
 
 
 def test_aggregator_refuses_an_adapter_of_another_rule_version_before_any_key_or_proof(

@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from marketplace.adapters.ipfs.cid import compute_cid
-from marketplace.adapters.ipfs.errors import CidMismatch, ContentUnavailable, IpfsApiError, ObjectTooLarge
-from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.adapters.ipfs.errors import CidMismatch, ContentUnavailable, IpfsApiError, ObjectTooLarge, StorageError
+from marketplace.adapters.ipfs.ipfs import FETCH_TIMEOUT_ENV, IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.node import ApiError, parse_go_duration
 from marketplace.adapters.ipfs.swarm import (
@@ -325,3 +325,17 @@ def test_cli_up_with_a_peer_id_and_peers(tmp_path: Path, monkeypatch: pytest.Mon
     finally:
         cli("ipfs", "down", "--home", first)
         cli("ipfs", "down", "--home", second)
+
+
+def test_the_fetch_timeout_of_the_commands_clients_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A participant whose node looks 10 s for missing content sets MARKETPLACE_IPFS_FETCH_TIMEOUT=10 so its
+    commands' clients ask for the same (Kubo's ``timeout`` option); nonsense is refused in words."""
+    monkeypatch.delenv(FETCH_TIMEOUT_ENV, raising=False)
+    assert IpfsClient("http://127.0.0.1:1", timeout=30).fetch_timeout == 30
+    monkeypatch.setenv(FETCH_TIMEOUT_ENV, "10")
+    assert IpfsClient("http://127.0.0.1:1", timeout=30).fetch_timeout == 10
+    assert IpfsClient("http://127.0.0.1:1", timeout=30, fetch_timeout=2).fetch_timeout == 2  # the code's own word
+    for bad in ("0", "-1", "ten", "nan", "inf"):
+        monkeypatch.setenv(FETCH_TIMEOUT_ENV, bad)
+        with pytest.raises(StorageError, match=FETCH_TIMEOUT_ENV):
+            IpfsClient("http://127.0.0.1:1")

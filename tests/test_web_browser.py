@@ -10,96 +10,24 @@ Screenshots of every page go to ``reports/screenshots/``.
 # ruff: noqa: F811  (fixtures imported from tests.web_fixtures are used as test arguments)
 from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Iterator
+import re
 from pathlib import Path
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, expect
 
 from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.adapters.ipfs.ipfs import IpfsClient
-from marketplace.web.main import create_app
+from marketplace.web.filters import bps, pct_bps, round_eth
 from marketplace.web.schemas import eth
-from marketplace.web.server import BackgroundServer, serve_in_background
-from marketplace.web.settings import WebSettings
+from marketplace.web.server import BackgroundServer
+from tests.browser_fixtures import audit, browser_context, chromium_context, server, use_wallet, watch_errors  # noqa: F401
 from tests.market_fixtures import Actors, cid_for, commitment_for, reveal_update
 from tests.test_web_track_record import required_record, run_project
 from tests.web_fixtures import INITIAL_CID, finalize, ipfs, ipfs_node, web_settings  # noqa: F401
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "reports" / "screenshots"
-WALLET_JS = (Path(__file__).parent / "web_injected_wallet.js").read_text()
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 20_000
-
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def server(web_settings: WebSettings) -> Iterator[BackgroundServer]:
-    with serve_in_background(create_app(web_settings)) as running:
-        yield running
-
-
-@pytest.fixture
-def browser_context(tmp_path: Path) -> Iterator[BrowserContext]:
-    """Chromium with a fresh profile directory."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `make install-browser` (apt-get install -y chromium)")
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        context.add_init_script(WALLET_JS)
-        try:
-            yield context
-        finally:
-            context.close()
-
-
-def use_wallet(context: BrowserContext, rpc_url: str, account: LocalAccount) -> None:
-    """Pages opened from now on see ``account`` in their injected wallet."""
-    config = json.dumps({"rpcUrl": rpc_url, "account": account.address})
-    # Init scripts run in the order added: this one runs before the wallet, the latest wins.
-    context.add_init_script(f"window.__TEST_WALLET__ = {config};")
-
-
-def shoot(page: Page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def watch_errors(page: Page) -> list[str]:
-    """Collects the page's JavaScript errors and failed resource loads."""
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-
-    def on_console(msg: ConsoleMessage) -> None:
-        expected = any(f"status of {code}" in msg.text for code in (404, 422))  # the invalid form, the 404 page
-        if msg.type == "error" and not expected:
-            errors.append(f"console: {msg.text}")
-
-    page.on("console", on_console)
-    return errors
 
 
 def test_post_job_join_and_verify_a_finished_round(
@@ -110,8 +38,6 @@ def test_post_job_join_and_verify_a_finished_round(
     accounts: list[LocalAccount],
     ipfs: IpfsClient,
 ) -> None:
-    if SCREENSHOTS.exists():
-        shutil.rmtree(SCREENSHOTS)
     base = server.url
     owner, trainer = accounts[1], accounts[3]
     assert actors.trainers[0].address == trainer.address
@@ -121,6 +47,7 @@ def test_post_job_join_and_verify_a_finished_round(
     use_wallet(context, anvil.url, owner)
     page = context.new_page()
     errors = watch_errors(page)
+    problems: list[str] = []  # what audit() found: axe violations, layout, at each width
     page.goto(f"{base}/projects/new")
     page.click("#wallet-button")
     expect(page.locator("#wallet-address")).to_have_text(f"{owner.address[:6]}…{owner.address[-4:]}")
@@ -139,25 +66,56 @@ def test_post_job_join_and_verify_a_finished_round(
     costs = page.locator("#job-costs-live")  # what the owner sends, computed as the market takes it
     expect(costs).to_have_text("2.24 ETH: 2.2 ETH escrowed + 0.04 ETH protocol fee (burned)")
     page.fill("#f-min_reliability_pct", "60")  # the bar divides the budget by the minimum trainers (3 here)
-    bar = f"your reliability bar will require {eth(required_record(2 * 10**18, 3))} ETH of record available"
+    bar = f"your reliability bar will require {round_eth(required_record(2 * 10**18, 3))} ETH of record available"
     expect(costs).to_contain_text(bar)
     expect(costs).to_contain_text("joining reserves it until withdrawal, a flagged round spends it")
     page.fill("#f-min_reliability_pct", "0")
     expect(costs).not_to_contain_text("reliability bar")
     page.click("#job-submit")
     expect(page.locator('.field-error[data-field="min_trainers"]')).to_contain_text("exceeds the maximum")
-    shoot(page, "post-job-invalid")
+    problems += audit(page, "post-job-invalid")
 
     page.fill("#f-min_trainers", "2")
     page.click("#job-submit")
     expect(page.locator("#job-summary")).to_contain_text("sending 2.24 ETH: escrowing 2.2 ETH")
+    expect(page.locator("#job-verifier")).to_contain_text("Test verifier — proves nothing")
+    expect(page.locator("#job-verifier-warning")).to_contain_text("accepted without any proof")
+    page.click("#job-edit")  # back to the form: what was typed is kept
+    expect(page.locator("#f-budget_eth")).to_have_value("2")
+    expect(page.locator("#f-aggregator")).to_have_value(actors.aggregator.address)
+    expect(page.locator("#f-initial_model_cid")).to_have_value(initial_cid)
+    page.click("#wallet-button")  # a new page: connect again
+    page.click("#job-submit")
     expect(page.locator("#job-protocol-fee")).to_contain_text("0.04 ETH, burned")
     expect(page.locator("#job-payment")).to_contain_text("2.24 ETH")
     expect(page.locator("#job-tx")).to_contain_text(initial_cid)
+    status = page.locator("#job-status")
+    page.evaluate("window.ethereum.hold()")  # the wallet stays open until the test answers for the user
     page.click("#job-sign")
+    expect(status).to_have_attribute("data-state", "confirm")
+    expect(status).to_contain_text("Confirm the transaction in your wallet")
+    problems += audit(page, "post-job-confirm-in-wallet")
+    page.evaluate("window.ethereum.release(false)")  # the user rejects it: Edit and the button stay
+    expect(status).to_have_attribute("data-state", "failed")
+    expect(status).to_contain_text("You rejected the request in your wallet")
+    expect(page.locator("#job-edit")).to_be_visible()
+    chain = actors.admin.chain
+    chain.w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        page.click("#job-sign")
+        expect(status).to_have_attribute("data-state", "pending")
+        expect(status.locator(".tx-hash")).to_be_visible()  # the local chain has no explorer: the hash, no link
+        expect(status.locator("a.tx-link")).to_have_count(0)
+        expect(page.locator("#job-edit")).to_be_hidden()  # sent: it cannot be posted twice
+        expect(page.locator("#job-sign")).to_be_hidden()
+        problems += audit(page, "post-job-pending")
+    finally:
+        chain.w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+        chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     link = page.locator("#job-created-link")
     expect(link).to_be_visible()
-    shoot(page, "post-job-confirmed")
+    expect(status).to_have_attribute("data-state", "confirmed")
+    problems += audit(page, "post-job-confirmed")
     pid = int(link.get_attribute("href").rsplit("/", 1)[1])  # type: ignore[union-attr]
     project = actors.owner.get_project(pid)
     assert project.owner == owner.address and project.reward_budget == 2 * 10**18 and project.max_trainers == 2
@@ -169,13 +127,16 @@ def test_post_job_join_and_verify_a_finished_round(
     errors += watch_errors(page)
     page.goto(f"{base}/projects/{pid}/join")
     page.click("#join-connect")
-    expect(page.locator("#join-reliability")).to_have_text("50%")
+    expect(page.locator("#join-reliability")).to_have_text("50.0%")
     expect(page.locator("#join-eligibility")).to_contain_text("you can join")
     page.click("#join-button")
     expect(page.locator("#join-done")).to_contain_text(f"Joined project {pid}")
+    expect(page.locator("#join-eligibility")).not_to_contain_text("you can join")
+    expect(page.locator("#join-eligibility")).to_contain_text("you are a trainer of this project")
+    expect(page.locator("#join-button")).to_be_hidden()
     expect(page.locator("#trainer-command")).to_contain_text(f"marketplace trainer run {pid} --data")
     expect(page.locator("#commit-reveal")).to_contain_text("commit, then reveal")
-    shoot(page, "join-as-trainer")
+    problems += audit(page, "join-as-trainer")
     assert actors.owner.trainers(pid) == [trainer.address]
 
     # ---- the second trainer joins (training starts): round 0 opens in its commit phase; both commit and
@@ -185,7 +146,7 @@ def test_post_job_join_and_verify_a_finished_round(
     expect(page.locator("#round-phase")).to_have_text("commit")
     expect(page.locator("#open-round-trainers tbody tr")).to_have_count(2)
     expect(page.locator("#open-round-trainers .open-round-state").first).to_have_text("waiting to commit")
-    shoot(page, "round-commit-phase")
+    problems += audit(page, "round-commit-phase")
     actors.submit_all(pid, 0, reveal=False)
     page.reload()
     expect(page.locator("#round-phase")).to_have_text("reveal")  # everyone committed: the reveal phase opened
@@ -197,31 +158,42 @@ def test_post_job_join_and_verify_a_finished_round(
     # ---- the finished round: scores, charts, proof verified by the verifier contract
     page.goto(f"{base}/projects/{pid}")
     expect(page.locator("#project-status")).to_have_text("finished")
+    expect(page.locator("#aggregator-record")).to_have_text("1 round finalized, no rejections")
+    assert page.evaluate("Chart.getChart(document.querySelector('#accuracy-chart')) !== undefined")
+    assert page.evaluate("Chart.getChart(document.querySelector('#contribution-chart')) !== undefined")
+    problems += audit(page, "project-detail")
+    page.click("#round-line-0 a")  # the round's own page
+    expect(page).to_have_url(f"{base}/projects/{pid}/rounds/0")
     rows = page.locator("#round-0 .round-table tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.nth(0).locator(".score-share")).to_have_text("70.0%")
     expect(rows.nth(1).locator(".score-share")).to_have_text("30.0%")
-    expect(page.locator("#aggregator-record")).to_have_text("1 round finalized, no rejections")
     page.click("#round-0 .verify-button")
-    expect(page.locator("#verify-0 [data-valid=true]")).to_contain_text("proof valid")
-    assert page.evaluate("Chart.getChart(document.querySelector('#accuracy-chart')) !== undefined")
-    assert page.evaluate("Chart.getChart(document.querySelector('#contribution-chart')) !== undefined")
-    shoot(page, "project-detail")
+    verdict = page.locator("#verify-0 [data-valid=true]")
+    expect(verdict).to_contain_text("accepted by the test verifier, which proves nothing")
+    expect(verdict).not_to_contain_text("proof valid")
+    problems += audit(page, "round-detail")
     page.click("#round-0 .wallet-verify")
-    expect(page.locator("#verify-0 [data-valid=true]")).to_contain_text("through your wallet")
+    expect(verdict).to_contain_text("through your wallet")
+    expect(verdict).to_contain_text("which proves nothing")
+    page.goto(f"{base}/projects/{pid}")
+    expect(page.locator("#project-verifier")).to_contain_text("Test verifier — proves nothing")
 
     # ---- the trainer withdraws its reward and stake from the Payouts section
     owed = eth(actors.owner.withdrawable(pid, trainer.address))
     expect(page.locator("#withdraw-amount")).to_contain_text("Connect your wallet")
     page.click("#wallet-button")
-    expect(page.locator("#withdrawable")).to_have_text(f"{owed} ETH")
+    expect(page.locator("#withdrawable")).to_have_text(
+        f"{round_eth(actors.owner.withdrawable(pid, trainer.address))} ETH"
+    )
+    expect(page.locator("#withdrawable .amount")).to_have_attribute("data-copy", owed)  # the exact value on copy
     page.click("#withdraw-button")
     expect(page.locator("#withdraw-status #action-done")).to_contain_text(f"Withdraw {owed} ETH from project {pid}")
     row = page.locator(f'#payouts tr[data-account="{trainer.address}"]')
     expect(row.locator(".payout-withdrawn")).to_have_text(f"{owed} ETH")  # re-rendered from the Withdrawn event
     expect(page.locator("#withdraw-button")).to_be_disabled()
     expect(page.locator("#withdraw-amount")).to_contain_text("nothing to withdraw")
-    shoot(page, "project-withdrawn")
+    problems += audit(page, "project-withdrawn")
     assert actors.owner.withdrawable(pid, trainer.address) == 0
 
     # ---- the owner cancels an open project from its page, then withdraws the refund
@@ -237,37 +209,33 @@ def test_post_job_join_and_verify_a_finished_round(
     expect(page.locator("#action-result #action-done")).to_contain_text(f"Cancel project {other}")
     expect(page.locator("#project-status")).to_have_text("cancelled")
     refund = eth(actors.owner.withdrawable(other, owner.address))
-    expect(page.locator("#withdrawable")).to_have_text(f"{refund} ETH")
+    expect(page.locator("#withdrawable .amount")).to_have_attribute("data-copy", refund)
     page.click("#withdraw-button")
     expect(page.locator("#withdraw-status #action-done")).to_contain_text(f"Withdraw {refund} ETH")
     expect(page.locator(f'#payouts tr[data-account="{owner.address}"] .payout-withdrawn')).to_have_text(f"{refund} ETH")
     expect(page.locator("#withdraw-button")).to_be_disabled()
-    shoot(page, "owner-cancel-and-refund")
+    problems += audit(page, "owner-cancel-and-refund")
     page.close()
     page = context.pages[-1]
 
     # ---- the trainer's profile and the project list
     page.goto(f"{base}/trainers/{trainer.address}")
-    expect(page.locator("#trainer-reliability")).to_have_text("66.66%")
+    expect(page.locator("#trainer-reliability")).to_have_text("66.7%")
     expect(page.locator("#reliability-history tbody tr")).to_have_count(1)
-    shoot(page, "trainer-profile")
+    problems += audit(page, "trainer-profile")
     page.goto(f"{base}/projects")
     expect(page.locator(f'tr[data-project-id="{pid}"] .status')).to_have_text("finished")
     page.select_option("select[name=status]", "open")
     expect(page.locator(f'tr[data-project-id="{pid}"]')).to_have_count(0)
     page.select_option("select[name=status]", "")
     expect(page.locator(f'tr[data-project-id="{pid}"]')).to_have_count(1)
-    shoot(page, "projects")
+    problems += audit(page, "projects")
     page.goto(f"{base}/projects/{pid + 100}")
     expect(page.locator("#error-detail")).to_contain_text("does not exist")
-    shoot(page, "not-found")
+    problems += audit(page, "not-found")
 
     assert errors == [], errors
-    assert {p.name for p in SCREENSHOTS.glob("*.png")} >= {
-        "post-job-invalid.png", "post-job-confirmed.png", "join-as-trainer.png", "project-detail.png",
-        "trainer-profile.png", "projects.png", "project-withdrawn.png", "owner-cancel-and-refund.png",
-        "round-commit-phase.png",
-    }  # fmt: skip
+    assert problems == [], "\n".join(problems)
 
 
 def test_the_join_page_checks_the_earned_record_a_bar_requires(
@@ -285,24 +253,25 @@ def test_the_join_page_checks_the_earned_record_a_bar_requires(
     use_wallet(browser_context, anvil.url, accounts[3])
     page = browser_context.new_page()
     errors = watch_errors(page)
+    problems: list[str] = []
     page.goto(f"{server.url}/projects/{pid}/join")
-    expect(page.locator("#join-required-earned")).to_contain_text(f"{eth(required)} ETH")
+    expect(page.locator("#join-required-earned")).to_contain_text(f"{round_eth(required)} ETH")
     expect(page.locator("#join-required-earned")).to_contain_text("budget per guaranteed trainer (minimum trainers")
     expect(page.locator("#join-bar-why")).to_contain_text(
         "burns at least the budget per guaranteed trainer (minimum trainers) it protects"
     )
     expect(page.locator("#join-bar-reservation")).to_contain_text("reserves this record until you withdraw")
     page.click("#join-connect")
-    expect(page.locator("#join-reliability")).to_have_text("50%")
+    expect(page.locator("#join-reliability")).to_have_text("50.0%")
     expect(page.locator("#join-available")).to_have_text("0 ETH")
     expect(page.locator("#join-earned")).to_have_text("0 ETH")
     eligibility = page.locator("#join-eligibility")
     expect(eligibility).to_have_text(
         f"✗ you have 0 ETH of record available (0 ETH earned, 0 ETH reserved by other bars); this project requires "
-        f"{eth(required)} ETH"
+        f"{round_eth(required)} ETH"
     )
     expect(page.locator("#join-button")).to_be_disabled()
-    shoot(page, "join-below-earned-record")
+    problems += audit(page, "join-below-earned-record")
 
     trainer = actors.trainers[0]
     assert trainer.address == accounts[3].address
@@ -316,30 +285,88 @@ def test_the_join_page_checks_the_earned_record_a_bar_requires(
     assert actors.owner.available_record(trainer.address) == earned - size < size <= earned
     page.goto(f"{server.url}/projects/{same}/join")
     page.click("#join-connect")  # the injected wallet forgets the connection on a new page
-    expect(page.locator("#join-available")).to_have_text(f"{eth(earned - size)} ETH")
-    expect(page.locator("#join-reserved")).to_have_text(f"{eth(size)} ETH")
+    expect(page.locator("#join-available")).to_have_text(f"{round_eth(earned - size)} ETH")
+    expect(page.locator("#join-available .amount")).to_have_attribute(
+        "title", re.compile(rf"^{eth(earned - size)} ETH")
+    )
+    expect(page.locator("#join-reserved")).to_have_text(f"{round_eth(size)} ETH")
     expect(eligibility).to_have_text(
-        f"✗ you have {eth(earned - size)} ETH of record available ({eth(earned)} ETH earned, {eth(size)} ETH "
-        f"reserved by other bars); this project requires {eth(size)} ETH"
+        f"✗ you have {round_eth(earned - size)} ETH of record available ({round_eth(earned)} ETH earned, "
+        f"{round_eth(size)} ETH reserved by other bars); this project requires {round_eth(size)} ETH"
     )
     expect(page.locator("#join-button")).to_be_disabled()
-    shoot(page, "join-record-reserved")
+    problems += audit(page, "join-record-reserved")
     assert errors == [], errors
+    assert problems == [], "\n".join(problems)
 
 
 def test_page_without_a_wallet_explains_what_is_missing(server: BackgroundServer, tmp_path: Path) -> None:
     """No injected provider: connecting says a wallet is needed instead of failing silently."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `make install-browser`")
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        context.set_default_timeout(TIMEOUT_MS)
-        try:
-            page = context.new_page()
-            page.goto(f"{server.url}/projects/new")
-            page.click("#wallet-button")
-            expect(page.locator("#wallet-error")).to_contain_text("No browser wallet found")
-        finally:
-            context.close()
+    for context in chromium_context(tmp_path, wallet=False):
+        page = context.new_page()
+        page.goto(f"{server.url}/projects/new")
+        page.click("#wallet-button")
+        expect(page.locator("#wallet-error")).to_contain_text("No browser wallet found")
+
+
+def test_the_wallet_follows_account_and_network_changes(
+    server: BackgroundServer, browser_context: BrowserContext, anvil: AnvilNode, accounts: list[LocalAccount]
+) -> None:
+    """The header shows the connected account's balance; another account chosen in the wallet replaces it; another
+    network is named and "Switch network" brings the wallet back (adding the network when the wallet does not know
+    it); "Disconnect" forgets the account."""
+    first, second = accounts[3], accounts[4]
+    use_wallet(browser_context, anvil.url, first)
+    page = browser_context.new_page()
+    errors = watch_errors(page)
+    problems: list[str] = []
+    page.goto(f"{server.url}/projects")
+    page.click("#wallet-button")
+    address = page.locator("#wallet-address")
+    expect(address).to_have_text(f"{first.address[:6]}…{first.address[-4:]}")
+    balance = page.locator("#wallet-balance")
+    expect(balance).to_contain_text("balance")
+    expect(balance).to_contain_text("ETH")
+    problems += audit(page, "wallet-connected")
+
+    page.evaluate(f"window.__TEST_WALLET__.account = '{second.address}'")
+    page.evaluate(f"window.ethereum.emit('accountsChanged', ['{second.address}'])")
+    expect(address).to_have_text(f"{second.address[:6]}…{second.address[-4:]}")
+
+    page.evaluate("window.ethereum.onChain('0x1')")  # the user picked mainnet in the wallet
+    switch = page.locator("#wallet-switch")
+    expect(switch).to_be_visible()
+    expect(page.locator("#wallet-error")).to_contain_text("Your wallet is on chain 1; this market is on chain")
+    problems += audit(page, "wallet-other-network")
+    page.evaluate("window.ethereum.forgetChain()")  # ...and it does not know this market's chain yet
+    switch.click()
+    expect(switch).to_be_hidden()
+    expect(page.locator("#wallet-error")).to_be_hidden()
+    added = page.evaluate("window.ethereum.added")
+    assert [a["rpcUrls"] for a in added] == [[anvil.url]] and "blockExplorerUrls" not in added[0]
+
+    page.click("#wallet-disconnect")
+    expect(page.locator("#wallet-button")).to_be_visible()
+    expect(address).to_be_hidden()
+    expect(balance).to_be_hidden()
+    page.reload()  # it stays disconnected on the next page until the user connects again
+    expect(page.locator("#wallet-button")).to_be_visible()
+    assert errors == [], errors
+    assert problems == [], "\n".join(problems)
+
+
+def test_amounts_and_percentages_computed_in_the_page_follow_the_servers_rules(
+    server: BackgroundServer, browser_context: BrowserContext
+) -> None:
+    """app.js rounds amounts and percentages as marketplace/web/filters.py does (the same examples agree)."""
+    page = browser_context.new_page()
+    page.goto(f"{server.url}/projects")
+    weis = [0, 1, 999, 123456789012345, 200000000000000016, 1334210915569622607, 12345500000000000000000,
+            10**18, 99995 * 10**13, 5 * 10**13, 49999 * 10**12, 10**36 + 5 * 10**13, -1334210915569622607]  # fmt: skip
+    shown = page.evaluate("(ws) => ws.map((w) => window.marketplaceFormat.roundEth(w))", [str(w) for w in weis])
+    assert shown == [round_eth(w) for w in weis]
+    values = [0, 5, 50, 5000, 6666, 6665, 6650, 10_000, 1, 9_995, 33]
+    assert page.evaluate("(vs) => vs.map((v) => window.marketplaceFormat.pct(v))", values) == [
+        pct_bps(v) for v in values
+    ]
+    assert page.evaluate("(vs) => vs.map((v) => window.marketplaceFormat.bps(v))", values) == [bps(v) for v in values]

@@ -172,7 +172,10 @@ def test_a_verifier_too_small_for_the_job_highlights_the_maximum_trainers(client
     words = [keccak(text=f"vka word {i}") for i in range(8)]
     version = encode_rule_version(RULE_VERSION)
     row_words = [keccak(text=f"row vka word {i}") for i in range(8)]
-    zk4 = chain.deploy(actors.artifacts["EzklRoundVerifier"], mock.address, words, row_words, 4, 32, 12345, version)
+    label = ("zk 4x32", "a 4x32 circuit")
+    zk4 = chain.deploy(
+        actors.artifacts["EzklRoundVerifier"], mock.address, words, row_words, 4, 32, 12345, version, *label
+    )
     chain.transact(actors.admin.market.functions.setVerifierApproval(zk4.address, True))
     sender = actors.owner.address
     page = client.post(

@@ -174,7 +174,7 @@ def test_invalid_proof_documents_are_skipped(
     indexer: Indexer = web_app.state.services.context.indexer
     assert [r["doc_state"] for r in indexer.rounds(pid)] == ["invalid", "invalid", "ok"]
     page = client.get(f"/projects/{pid}")
-    assert page.status_code == 200 and "accuracy 75.0%" in page.text
+    assert page.status_code == 200 and '<td role="cell" data-label="Accuracy" class="num">75.0%</td>' in page.text
     assert client.get("/projects").status_code == 200
     assert client.get(f"/api/projects/{pid}/rounds/0").json()["accuracy"] is None
 

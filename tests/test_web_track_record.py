@@ -14,6 +14,7 @@ from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
 from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, MarketClient
+from marketplace.web.filters import amount
 from marketplace.web.schemas import eth
 from marketplace.web.services.track_records import INDEPENDENCE_RULE
 from tests.market_fixtures import ETH, Actors
@@ -87,13 +88,13 @@ def test_a_trainers_record_shows_independent_projects_only(client: TestClient, a
     assert (flagged["contributed"], flagged["flagged"], flagged["projects"], flagged["owners"]) == (1, 1, 1, 1)
 
     page = client.get(f"/trainers/{t.address}").text
-    assert f'<dd id="record-earned">{eth(counted)} ETH</dd>' in page
-    assert '<dd id="record-reserved">0 ETH</dd>' in page
-    assert f'<dd id="record-available"><strong>{eth(counted)} ETH</strong>' in page
+    assert f'<dd id="record-earned">{amount(counted)}</dd>' in page
+    assert f'<dd id="record-reserved">{amount(0)}</dd>' in page
+    assert f'<dd id="record-available"><strong>{amount(counted)}</strong>' in page
     assert '<dd id="record-projects">2</dd>' in page and '<dd id="record-owners">2</dd>' in page
     assert '<span id="record-contributed">3</span>' in page
     assert "Only projects whose owner is not their aggregator count" in page
-    self_dealt_row = page[page.index(f'<tr data-project-id="{self_dealt}">') :].split("</tr>")[0]
+    self_dealt_row = page[page.index(f'data-project-id="{self_dealt}">') :].split("</tr>")[0]
     assert "no: its owner is its aggregator" in self_dealt_row
     history = page[page.index('id="reliability-history"') :].split("</table>")[0]
     assert f'href="/projects/{self_dealt}"' not in history and f'href="/projects/{second}"' in history
@@ -128,11 +129,11 @@ def test_a_join_below_the_earned_record_a_bar_requires_is_refused_in_words(clien
     assert client.get(f"/api/projects/{actors.create()}").json()["reliability_bar"] is None  # no bar
 
     page = client.get(f"/projects/{victim}").text
-    assert f'<strong id="project-required-earned">{eth(required)} ETH</strong>' in page and WHY in page
+    assert f'<strong id="project-required-earned">{amount(required)}</strong>' in page and WHY in page
     assert "per trainer slot" not in page
     join_page = client.get(f"/projects/{victim}/join").text
     assert f'data-required-earned="{required}"' in join_page
-    assert f'<dd id="join-required-earned"><strong>{eth(required)} ETH</strong>' in join_page and WHY in join_page
+    assert f'<dd id="join-required-earned"><strong>{amount(required)}</strong>' in join_page and WHY in join_page
     assert 'id="join-available"' in join_page and 'id="join-reserved"' in join_page
     assert "Joining reserves this record until you withdraw" in join_page
 
@@ -200,9 +201,10 @@ def test_a_record_reserved_by_one_bar_does_not_open_a_second_until_withdrawal(
     reserved_by = {p["project_id"]: p["reserved"] for p in profile["projects"]}
     assert reserved_by[first] == str(size)
     page = client.get(f"/trainers/{trainer.address}").text
-    assert '<dd id="record-reserved">6 ETH</dd>' in page and '<dd id="record-available"><strong>4 ETH</strong>' in page
-    first_row = page[page.index(f'<tr data-project-id="{first}">') :].split("</tr>")[0]
-    assert '<td class="num record-reserved">6 ETH</td>' in first_row
+    assert f'<dd id="record-reserved">{amount(6 * ETH)}</dd>' in page
+    assert f'<dd id="record-available"><strong>{amount(4 * ETH)}</strong>' in page
+    first_row = page[page.index(f'data-project-id="{first}">') :].split("</tr>")[0]
+    assert f'class="num record-reserved">{amount(6 * ETH)}</td>' in first_row
 
     refused = client.post("/api/tx/join", json={"project_id": second, "sender": trainer.address})
     assert refused.status_code == 422
@@ -255,10 +257,11 @@ def test_the_job_review_shows_the_protocol_fee_and_the_total(
     review = client.post("/projects/new", data=body, headers={"HX-Request": "true"})
     assert review.status_code == 200, review.text
     page = review.text
-    assert f'<dd id="job-escrow">{eth(escrow)} ETH (' in page
-    assert f'<dd id="job-protocol-fee">{eth(fee)} ETH, burned (2% of the reward budget)</dd>' in page
-    assert f'<dd id="job-payment"><strong>{eth(payment)} ETH</strong>' in page
-    assert f'<strong id="job-required-earned">{eth(required)} ETH</strong>' in page and WHY in page
+    assert f'<dd id="job-escrow">{amount(escrow)} (' in page
+    assert f'<dd id="job-protocol-fee">{amount(fee)}, burned (2% of the reward budget)</dd>' in page
+    assert f'<dd id="job-payment"><strong>{amount(payment, exact=True)}</strong>' in page
+    assert f"exactly {eth(payment)}\N{NO-BREAK SPACE}ETH" in page  # what the wallet sends, to the wei
+    assert f'<strong id="job-required-earned">{amount(required)}</strong>' in page and WHY in page
 
     prepared = client.post("/api/tx/create-project", json={**api_body, "sender": owner.address}).json()
     costs = prepared["costs"]
@@ -277,6 +280,6 @@ def test_the_job_review_shows_the_protocol_fee_and_the_total(
     assert actors.owner.required_track_record(pid) == required  # what the review said the bar would require
 
     plain = client.post("/projects/new", data=form(actors), headers={"HX-Request": "true"}).text
-    assert 'id="job-protocol-fee">0.03 ETH' in plain and 'id="job-required-earned"' not in plain
+    assert f'id="job-protocol-fee">{amount(3 * ETH // 100)}' in plain and 'id="job-required-earned"' not in plain
     assert client.post("/api/tx/create-project", json=job(actors)).json()["costs"]["reliability_bar"] is None
     assert "2% of it is burned on top as a protocol fee" in client.get("/projects/new").text

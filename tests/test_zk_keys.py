@@ -131,6 +131,8 @@ def _adapter(actors: Actors, halo2: str, row_keys: RowKeys, stand_in: RowKeys) -
         K,
         ZERO_ROW,
         encode_rule_version(RULE_VERSION),
+        "row test verifier",
+        "registers a real row circuit's VKA",
     )
     chain.transact(actors.admin.market.functions.setVerifierApproval(adapter.address, True))
     return adapter

@@ -2,12 +2,20 @@
 // It answers account requests with the test account and forwards every other JSON-RPC call to the
 // local anvil node; eth_sendTransaction is signed by anvil with the test account (an unlocked dev
 // account), so the page's wallet code path is the one real users hit with MetaMask.
-// Configured by window.__TEST_WALLET__ = {rpcUrl, account} (set by a preceding init script).
+// Configured by window.__TEST_WALLET__ = {rpcUrl, account} (set by a preceding init script). Tests drive it further:
+// ethereum.emit(event, value) fires a wallet event (accountsChanged, chainChanged); ethereum.onChain(hex) makes it
+// report another chain until switched back; ethereum.forgetChain() makes it not know the page's chain until
+// wallet_addEthereumChain; ethereum.hold() keeps the next eth_sendTransaction waiting until ethereum.release()
+// (true: send it; false: the user rejects it, error 4001).
 (() => {
   const listeners = {};
   const log = [];
   let nextId = 1;
   let connected = false; // like MetaMask: no accounts until the page asks with eth_requestAccounts
+  let chainOverride = null; // the chain the wallet says it is on, when not the node's
+  let knowsChain = true; // whether switching to the node's chain works without wallet_addEthereumChain
+  let held = null; // {promise, resolve} of a send waiting for release()
+  const added = [];
   const config = () => window.__TEST_WALLET__;
 
   async function rpc(method, params) {
@@ -38,16 +46,32 @@
           return [account];
         case "eth_accounts":
           return connected ? [account] : [];
+        case "eth_chainId":
+          return chainOverride || (await rpc("eth_chainId", []));
+        case "wallet_addEthereumChain":
+          added.push(params[0]);
+          knowsChain = true;
+          return null;
         case "wallet_switchEthereumChain": {
           const have = await rpc("eth_chainId", []);
-          if (BigInt(params[0].chainId) !== BigInt(have)) {
+          if (BigInt(params[0].chainId) !== BigInt(have) || !knowsChain) {
             const err = new Error("Unrecognized chain");
             err.code = 4902;
             throw err;
           }
+          if (chainOverride) { chainOverride = null; ethereum.emit("chainChanged", have); }
           return null;
         }
         case "eth_sendTransaction": {
+          if (held) {
+            const send = await held.promise;
+            held = null;
+            if (!send) {
+              const err = new Error("User rejected the request.");
+              err.code = 4001;
+              throw err;
+            }
+          }
           const tx = { ...params[0], from: account };
           return await rpc("eth_sendTransaction", [tx]);
         }
@@ -55,6 +79,12 @@
           return await rpc(method, params);
       }
     },
+    added,
+    emit(event, value) { (listeners[event] || []).forEach((fn) => fn(value)); },
+    onChain(hex) { chainOverride = hex; ethereum.emit("chainChanged", hex); },
+    forgetChain() { knowsChain = false; },
+    hold() { let resolve; const promise = new Promise((r) => { resolve = r; }); held = { promise, resolve }; },
+    release(send) { held.resolve(send); },
     on(event, fn) { (listeners[event] = listeners[event] || []).push(fn); return ethereum; },
     removeListener(event, fn) { listeners[event] = (listeners[event] || []).filter((f) => f !== fn); return ethereum; },
   };

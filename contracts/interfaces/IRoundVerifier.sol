@@ -20,6 +20,11 @@ pragma solidity ^0.8.24;
  * A verifier also declares what it is, so that off-chain code knows how to prove a project's rounds
  * without guessing: {proofSystem} (which prover makes its proofs) and {ruleVersion} (which version
  * of the scoring rule its proofs are about). Both are fixed when it is deployed.
+ *
+ * And it tells people what it is: {name} and {description} are what a user interface shows where a
+ * project's verifier or a verification result appears, and {provesNothing} marks a verifier whose
+ * "proofs" show nothing (the local test verifier), so such a project is labelled as such everywhere.
+ * Verifiers deployed before these three views existed lack them: readers fall back to the address.
  */
 interface IRoundVerifier {
     /// @param roundTag the round's tag (chain, market, project, round); a proof made for another tag must fail
@@ -86,4 +91,20 @@ interface IRoundVerifier {
     /// keys. The market admin must approve a verifier only after checking that its keys were set up
     /// from the rule's code at this version.
     function ruleVersion() external view returns (bytes8);
+
+    /// @notice A short name for people, one line of at most 80 bytes of UTF-8, never empty and never changed
+    /// (e.g. "ezkl verifier: 16 trainers x 32-wide sketches, development SRS", "Test verifier — proves nothing").
+    ///
+    /// WARNING: a self-description, like {proofSystem}: show it next to the address, never instead of
+    /// the market admin's approval.
+    function name() external view returns (string memory);
+
+    /// @notice What a proof this verifier accepts shows, for people, at most 1024 bytes of UTF-8, never
+    /// changed: the circuit's size and sketch width, what is proven, and whether the keys come from a
+    /// development SRS (anyone holding it can forge proofs) or a ceremony SRS (named by its hash).
+    function description() external view returns (string memory);
+
+    /// @notice True for a verifier whose accepted proofs show nothing about how the scores and flags were
+    /// computed (the local test verifier); a user interface labels its projects as such everywhere.
+    function provesNothing() external view returns (bool);
 }

@@ -34,6 +34,22 @@ contract TestRoundVerifier is IRoundVerifier {
     }
 
     /// @inheritdoc IRoundVerifier
+    function name() external pure returns (string memory) {
+        return unicode"Test verifier — proves nothing";
+    }
+
+    /// @inheritdoc IRoundVerifier
+    function description() external pure returns (string memory) {
+        return "For local tests only (chain 31337): it accepts the keccak256 hash of a round's values as its proof, "
+            "which anyone can compute for any scores and flags. It proves nothing about how they were computed.";
+    }
+
+    /// @inheritdoc IRoundVerifier
+    function provesNothing() external pure returns (bool) {
+        return true;
+    }
+
+    /// @inheritdoc IRoundVerifier
     function proofSystem() external pure returns (bytes32) {
         return "test-hash";
     }

@@ -39,7 +39,8 @@ import {IHalo2VerifierReusable} from "../interfaces/IHalo2VerifierReusable.sol";
  * depend on the circuit); each circuit's VKA is registered, and a proof counts only under its own.
  *
  * Its {proofSystem} is "ezkl-halo2-kzg"; its {ruleVersion} is the version of the scoring rule the
- * circuit (and so the VKA) was built from, given at deployment.
+ * circuit (and so the VKA) was built from, given at deployment; so are its {name} and {description}
+ * (`marketplace zk deploy` writes them from the circuit's size, sketch width, rule version and SRS).
  *
  * WARNING: the proof is only as sound as the setup of its keys; keys made from a locally
  * generated SRS (`gen_srs`) are for development only. Production needs a ceremony SRS.
@@ -82,6 +83,13 @@ contract EzklRoundVerifier is IRoundVerifier {
     /// @dev The row circuit's VKA words, stored the same way.
     address private immutable _rowVkaPointer;
     uint256 private immutable _rowVkaLength;
+    /// @dev {name} and {description}, set once by the constructor.
+    string private _name;
+    string private _description;
+
+    /// @notice Longest {name} and {description}, in bytes.
+    uint256 public constant MAX_NAME_BYTES = 80;
+    uint256 public constant MAX_DESCRIPTION_BYTES = 1024;
 
     /// @notice A constructor argument is unusable.
     error InvalidSetup(string reason);
@@ -93,6 +101,8 @@ contract EzklRoundVerifier is IRoundVerifier {
     /// @param k the circuit's sketch width (a trainer input is k + 2 values)
     /// @param zeroRowHash_ the Poseidon hash of the circuit's all-zero trainer input
     /// @param ruleVersion_ the scoring rule's version the circuit was built from (`marketplace.rule.RULE_VERSION`)
+    /// @param name_ {name}: 1 to MAX_NAME_BYTES bytes
+    /// @param description_ {description}: 1 to MAX_DESCRIPTION_BYTES bytes
     constructor(
         IHalo2VerifierReusable verifier,
         bytes32[] memory vka_,
@@ -100,7 +110,9 @@ contract EzklRoundVerifier is IRoundVerifier {
         uint256 n,
         uint256 k,
         uint256 zeroRowHash_,
-        bytes8 ruleVersion_
+        bytes8 ruleVersion_,
+        string memory name_,
+        string memory description_
     ) {
         if (address(verifier) == address(0)) revert InvalidSetup("verifier");
         if (vka_.length == 0) revert InvalidSetup("vka");
@@ -109,6 +121,11 @@ contract EzklRoundVerifier is IRoundVerifier {
         if (k == 0) revert InvalidSetup("sketch width");
         if (zeroRowHash_ == 0 || zeroRowHash_ >= FIELD_MODULUS) revert InvalidSetup("zero row hash");
         if (ruleVersion_ == bytes8(0)) revert InvalidSetup("rule version");
+        if (bytes(name_).length == 0 || bytes(name_).length > MAX_NAME_BYTES) revert InvalidSetup("name");
+        uint256 described = bytes(description_).length;
+        if (described == 0 || described > MAX_DESCRIPTION_BYTES) revert InvalidSetup("description");
+        _name = name_;
+        _description = description_;
         halo2Verifier = verifier;
         circuitSize = n;
         sketchWidth = k;
@@ -179,6 +196,21 @@ contract EzklRoundVerifier is IRoundVerifier {
     /// @inheritdoc IRoundVerifier
     function proofSystem() external pure returns (bytes32) {
         return "ezkl-halo2-kzg";
+    }
+
+    /// @inheritdoc IRoundVerifier
+    function name() external view returns (string memory) {
+        return _name;
+    }
+
+    /// @inheritdoc IRoundVerifier
+    function description() external view returns (string memory) {
+        return _description;
+    }
+
+    /// @inheritdoc IRoundVerifier
+    function provesNothing() external pure returns (bool) {
+        return false;
     }
 
     /// @notice The registered VKA words.

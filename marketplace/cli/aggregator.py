@@ -1,4 +1,5 @@
-"""``marketplace aggregator run``: serve projects as their aggregator.
+"""``marketplace aggregator run``: serve projects as their aggregator; ``publish-key``: encrypt a project's
+updates to it; ``export-key``: hand a project's secret update key to an auditor.
 
 The command imports the aggregator node (torch, ezkl) inside its body, so that ``marketplace --help``
 stays fast; everything else is imported at the top.
@@ -6,12 +7,14 @@ stays fast; everything else is imported at the top.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 
 from marketplace.adapters.chain.errors import ChainError
+from marketplace.adapters.chain.update_keys import recorded_update_keys
 from marketplace.cli.common import (
     DEV_ACCOUNT,
     IPFS_API,
@@ -23,6 +26,7 @@ from marketplace.cli.common import (
     fail,
     open_store,
     signing_account,
+    stops_on_signals,
 )
 from marketplace.fl.data import load_local_data
 
@@ -78,20 +82,81 @@ def aggregator_run_cmd(
 
     console.print(f"aggregator {market.address} serving {project or 'all its projects'}")
     try:
-        if once:
-            for pid in project or node.served_projects():
-                report = node.step(pid)
-                if report:
-                    show(report)
-            return
-        node.run(
-            project,
-            poll_seconds=poll,
-            on_report=show,
-            on_error=lambda exc: console.print(
-                f"[yellow]{type(exc).__name__}:[/yellow] {exc}"
-                + "".join(f" ({note})" for note in getattr(exc, "__notes__", []))
-            ),
-        )
+        with stops_on_signals():  # Ctrl-C or SIGTERM: "stopped", exit code 130 or 143
+            if once:
+                for pid in project or node.served_projects():
+                    report = node.step(pid)
+                    if report:
+                        show(report)
+                return
+            node.run(
+                project,
+                poll_seconds=poll,
+                on_report=show,
+                on_error=lambda exc: console.print(
+                    f"[yellow]{type(exc).__name__}:[/yellow] {exc}"
+                    + "".join(f" ({note})" for note in getattr(exc, "__notes__", []))
+                ),
+            )
     except (PermissionError, ProverSelectionError, ChainError) as exc:  # one line, naming what to do
         raise fail(str(exc)) from None
+
+
+@aggregator_app.command("publish-key")
+def aggregator_publish_key_cmd(
+    project: int = typer.Option(..., "--project", help="The project whose updates are to be encrypted to you."),
+    network: str = NETWORK,
+    keystore: Path | None = KEYSTORE,
+    dev_account: int | None = DEV_ACCOUNT,
+) -> None:
+    """Encrypt a project's updates to you: publish its update key (X25519) in the market's UpdateKeys. You
+    must be the project's aggregator; once per project, while it is open or training; it can never be
+    changed. Publish it before trainers join, so they know their updates will not be public; a key published
+    later applies from each trainer's next commit on. The secret half is derived from your wallet (a signature
+    of it, never stored): `aggregator run` with the same wallet decrypts the updates."""
+    from marketplace.protocol.envelope import InvalidUpdateKey
+    from marketplace.roles.aggregator import publish_update_key
+
+    market = connect_market(network, signing_account(network, keystore, dev_account))
+    keys = recorded_update_keys(market)
+    if keys is None:
+        raise fail(
+            f"no UpdateKeys contract is recorded beside the market of {network!r}: its projects cannot be encrypted"
+        )
+    try:
+        public = publish_update_key(market, keys, project)
+    except (ChainError, InvalidUpdateKey) as exc:
+        raise fail(str(exc)) from None
+    console.print(
+        f"project {project}: updates are encrypted to 0x{public.hex()} from each trainer's next commit on "
+        "(only this wallet can read them; `marketplace project show` tells trainers)"
+    )
+
+
+@aggregator_app.command("export-key")
+def aggregator_export_key_cmd(
+    project: int = typer.Option(..., "--project", help="The project whose secret update key to write."),
+    out: Path = typer.Option(..., "--out", help="File to write (created with mode 0600; never overwritten)."),
+    network: str = NETWORK,
+    keystore: Path | None = KEYSTORE,
+    dev_account: int | None = DEV_ACCOUNT,
+) -> None:
+    """Write a project's secret update key to a file, for a full `marketplace audit --update-key FILE` by
+    you or by an auditor you trust. Whoever holds it can read every update of this project (of no other)."""
+    from marketplace.roles.aggregator import project_update_key
+
+    market = connect_market(network, signing_account(network, keystore, dev_account))
+    keys = recorded_update_keys(market)
+    try:
+        published = keys.key_of(project) if keys is not None else None
+    except ChainError as exc:
+        raise fail(str(exc)) from None
+    key = project_update_key(market, project)
+    if published != key.public:
+        raise fail(f"project {project}'s updates are not encrypted to {market.address}'s key: nothing to export")
+    try:
+        with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(key.secret.hex() + "\n")
+    except OSError as exc:
+        raise fail(f"cannot write {out}: {exc.strerror}") from None
+    console.print(f"wrote project {project}'s secret update key (public 0x{key.public.hex()}) to {out}")

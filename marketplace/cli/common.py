@@ -8,12 +8,15 @@
 - :func:`signing_account`, :func:`connect_market`, :func:`open_store` and
   :func:`open_store_if_reachable` turn those options into the account, market client and IPFS
   store a command works with, converting the library's typed errors into :func:`fail`.
+- :func:`stops_on_signals` wraps the body of a command that runs until stopped (Ctrl-C or SIGTERM).
 
 Imports only light modules (chain and IPFS adapters, no torch, ezkl or web stack).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import resolve_api_url
 from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.adapters.processes import Interrupted, stop_on_signals
 
 console = Console()
 
@@ -59,6 +63,20 @@ def fail(message: str) -> typer.Exit:
     ``raise fail(...) from None``."""
     console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(code=1)
+
+
+@contextmanager
+def stops_on_signals() -> Iterator[None]:
+    """The body of a command that runs until stopped (a ``with`` block, or a decorator under the command's):
+    SIGINT (Ctrl-C) or SIGTERM stops what the command started, prints ``stopped (SIGINT)`` and exits with
+    130 (SIGTERM: 143), without a traceback; a second signal ends it at once
+    (:func:`~marketplace.adapters.processes.stop_on_signals`)."""
+    try:
+        with stop_on_signals():
+            yield
+    except Interrupted as exc:
+        console.print(f"stopped ({exc.signal_name})")
+        raise typer.Exit(code=exc.exit_code) from None
 
 
 def to_wei(eth: str) -> int:

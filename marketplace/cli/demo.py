@@ -10,7 +10,9 @@ from pathlib import Path
 
 import typer
 
-from marketplace.cli.common import console, fail
+from marketplace.adapters.ipfs.errors import StorageError
+from marketplace.adapters.ipfs.manager import API_ENV
+from marketplace.cli.common import console, fail, stops_on_signals
 from marketplace.demo.attacks import Attack
 
 
@@ -34,8 +36,16 @@ def demo_cmd(
     ),
     web: bool = typer.Option(True, "--web/--no-web", help="Serve the web UI during and after the job (until Ctrl-C)."),
     port: int = typer.Option(8000, help="Web UI port on 127.0.0.1 (a free one if taken)."),
+    ipfs_api: str | None = typer.Option(
+        None,
+        "--ipfs-api",
+        envvar=API_ENV,
+        help=f"Kubo RPC URL of an IPFS node to use (else {API_ENV}); without either the demo starts its own node.",
+        show_envvar=False,
+    ),
 ) -> None:
-    """Run a whole marketplace job on a local chain and a local IPFS node, started by this command."""
+    """Run a whole marketplace job on a local chain and a local IPFS node, started by this command (or your
+    IPFS node: --ipfs-api). Ctrl-C or SIGTERM stops it and everything it started."""
     from marketplace.demo.job import DemoConfig, run_demo
 
     config = DemoConfig(
@@ -49,13 +59,15 @@ def demo_cmd(
         seed=seed,
         plot=plot,
         zk=zk,
+        ipfs_api=ipfs_api or None,
     )
     try:
-        if web:
-            from marketplace.demo.web import run_demo_with_web
+        with stops_on_signals():
+            if web:
+                from marketplace.demo.web import run_demo_with_web
 
-            run_demo_with_web(config, console, port=port)
-        else:
-            run_demo(config, console)
-    except ValueError as exc:
+                run_demo_with_web(config, console, port=port)
+            else:
+                run_demo(config, console)
+    except (ValueError, StorageError) as exc:
         raise fail(str(exc)) from None

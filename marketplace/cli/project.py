@@ -2,7 +2,8 @@
 
 Each round has a commit phase (``--submission-period``: trainers commit sealed updates), a reveal phase
 (``--reveal-period``: they reveal them) and an aggregation phase (``--aggregation-period``); ``project show``
-prints the open round's phase and deadlines (:mod:`marketplace.web.services.round_phase`).
+prints the open round's phase and deadlines (:mod:`marketplace.web.services.round_phase`), and whether the
+project's updates are encrypted to its aggregator (``marketplace aggregator publish-key``) or public.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.table import Table
 from marketplace.adapters.chain.deploy import read_record
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.chain.market import MarketClient, Project, ProjectConfig, ProjectStatus
+from marketplace.adapters.chain.update_keys import recorded_update_keys
 from marketplace.cli.common import NETWORK, connect_market, console, fail, fmt_eth, to_wei
 from marketplace.web.services.round_phase import describe, round_phase
 
@@ -179,8 +181,8 @@ def project_list_cmd(network: str = NETWORK) -> None:
 
 @project_app.command("show")
 def project_show_cmd(project_id: int, network: str = NETWORK) -> None:
-    """A project's parameters, the open round's phase (commit, reveal, aggregation) and deadlines, its
-    trainers, finalized rounds and what everyone can withdraw."""
+    """A project's parameters, whether its updates are encrypted to its aggregator, the open round's phase
+    (commit, reveal, aggregation) and deadlines, its trainers, finalized rounds and what everyone can withdraw."""
     market = connect_market(network, read_only=True)
     try:
         _show_project(market, project_id)
@@ -194,7 +196,8 @@ def _show_project(market: MarketClient, project_id: int) -> None:
         f"[bold]project {p.project_id}[/bold] ({p.status.label}): model {p.model_name}, "
         f"round {p.rounds_done}/{p.rounds}, budget {fmt_eth(p.reward_budget)}, fee {fmt_eth(p.aggregator_fee)}, "
         f"stake {fmt_eth(p.stake)}\n  owner {p.owner}\n  aggregator {p.aggregator}\n  verifier {p.verifier}\n"
-        f"  latest model {p.latest_model_cid}\n  join deadline {_when(p.join_deadline)}\n{_round_lines(market, p)}"
+        f"  latest model {p.latest_model_cid}\n  updates {_updates(market, project_id)}\n"
+        f"  join deadline {_when(p.join_deadline)}\n{_round_lines(market, p)}"
     )
     trainers = Table(title="Trainers")
     for col in ["#", "address", "reliability", "earned", "stake left", "withdrawable"]:
@@ -232,6 +235,23 @@ def _show_project(market: MarketClient, project_id: int) -> None:
     for r in market.finalized_rounds(project_id):
         rounds.add_row(str(r.round), r.model_cid, str(r.scores), "".join("X" if f else "." for f in r.flags))
     console.print(rounds)
+
+
+def _updates(market: MarketClient, project_id: int) -> str:
+    """Whether the project's updates are encrypted (to which key, since which block) or public on IPFS."""
+    keys = recorded_update_keys(market)
+    if keys is None:
+        return "public on IPFS (no UpdateKeys contract is recorded for this market: updates cannot be encrypted)"
+    published = keys.publication(project_id)
+    if published is None:
+        return (
+            "public on IPFS: anyone can read them (the aggregator can still encrypt them: "
+            f"`marketplace aggregator publish-key --project {project_id}`)"
+        )
+    return (
+        f"encrypted to the aggregator's key 0x{published.public_key.hex()} (published in block "
+        f"{published.block_number}; updates pinned before that are public): only the aggregator can read them"
+    )
 
 
 def _settle(action: str, project_id: int, network: str) -> None:

@@ -32,6 +32,7 @@ from marketplace.cli.common import (
     fmt_eth,
     open_store,
     signing_account,
+    stops_on_signals,
 )
 from marketplace.demo.attacks import Attack
 from marketplace.fl.data import UnsupportedFormatError, load_local_data
@@ -65,6 +66,7 @@ def trainer_join_cmd(
 
 
 @trainer_app.command("run")
+@stops_on_signals()  # Ctrl-C or SIGTERM: "stopped", exit code 130 or 143
 def trainer_run_cmd(
     project_id: int,
     data: Path = typer.Option(

@@ -14,7 +14,7 @@ from marketplace.adapters.chain.config import ConfigError, read_deployment, reso
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.adapters.ipfs.manager import resolve_api_url
-from marketplace.cli.common import NETWORK, console, fail
+from marketplace.cli.common import NETWORK, console, fail, stops_on_signals
 
 
 def web_cmd(
@@ -29,10 +29,10 @@ def web_cmd(
     ),
     sync_interval: float = typer.Option(1.0, min=0.0, help="Re-read the chain at most every N seconds."),
 ) -> None:
-    """Serve the web UI: projects, rounds and proofs, post a job and join with a browser wallet. Holds no keys."""
-    import uvicorn
-
+    """Serve the web UI: projects, rounds and proofs, post a job and join with a browser wallet. Holds no keys.
+    Ctrl-C or SIGTERM stops it."""
     from marketplace.web.main import create_app
+    from marketplace.web.server import serve_in_background
     from marketplace.web.settings import WebSettings
 
     try:
@@ -47,12 +47,19 @@ def web_cmd(
             ipfs_api=_ipfs_api(ipfs_api),
             network=network,
             sync_interval=sync_interval,
+            explorer_url=profile.explorer_url,
         )
         app = create_app(settings)
     except (ConfigError, ChainError) as exc:
         raise fail(str(exc)) from None
-    console.print(f"web UI for [bold]{network}[/bold] at [bold]http://{host}:{port}[/bold]  (Ctrl-C stops it)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    with stops_on_signals():
+        try:
+            server = serve_in_background(app, host, port)
+        except OSError as exc:  # the port is taken, or the host is not an address of this machine
+            raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        with server:
+            console.print(f"web UI for [bold]{network}[/bold] at [bold]{server.url}[/bold]  (Ctrl-C stops it)")
+            server.wait()
 
 
 def _ipfs_api(explicit: str | None) -> str | None:

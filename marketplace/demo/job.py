@@ -1,6 +1,7 @@
 """The main job: a whole marketplace run on an embedded default stack.
 
-Starts a local chain (anvil) and a local IPFS node on 127.0.0.1, deploys the contracts, and then
+Starts a local chain (anvil) and a local IPFS node on 127.0.0.1 (or uses the IPFS node it is given),
+deploys the contracts, and then
 plays every role: the owner posts a job with escrow, trainers (some of them malicious) join,
 train on their private shards and submit round by round, the aggregator flags, scores,
 aggregates and finalizes each round, and finally everyone withdraws. Prints a table per round
@@ -26,6 +27,7 @@ from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.config import Deployment
 from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace, market_client
 from marketplace.adapters.chain.market import MarketClient, ProjectConfig
+from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.demo.adversaries import update_source
@@ -59,6 +61,7 @@ class DemoConfig:
     plot: Path | None = Path("reports/demo.png")
     workdir: Path | None = None
     zk: bool = True  # real ezkl proofs checked on chain; False: the local test verifier (no proof)
+    ipfs_api: str | None = None  # the Kubo RPC URL of an IPFS node to use; None: start a local node
 
 
 @dataclass
@@ -85,16 +88,30 @@ class LocalStack:
 
 
 @contextmanager
-def local_stack(workdir: Path, n_accounts: int) -> Iterator[LocalStack]:
-    """Starts anvil and the IPFS node on free loopback ports, deploys, and stops both on exit."""
+def local_stack(workdir: Path, n_accounts: int, ipfs_api: str | None = None) -> Iterator[LocalStack]:
+    """Starts anvil on a free loopback port, and an IPFS node unless ``ipfs_api`` names one to use
+    (checked to answer first: :class:`~marketplace.adapters.ipfs.errors.StorageError` if not), deploys, and
+    stops what it started on exit."""
     accounts = dev_accounts(n_accounts)
-    with AnvilNode() as anvil, LocalIpfsNode(workdir / "ipfs") as ipfs:
+    with AnvilNode() as anvil, _ipfs_client(workdir, ipfs_api) as ipfs:
         admin_chain = ChainClient(anvil.url, accounts[0])
         for account in accounts:
             admin_chain.set_balance(account.address, 1_000 * ETH)
         deployment = deploy_marketplace(admin_chain)
         admin = market_client(admin_chain, deployment)
-        yield LocalStack(anvil.url, ipfs.api_url, admin, deployment, ModelStore(ipfs.client()), accounts)
+        yield LocalStack(anvil.url, ipfs.api_url, admin, deployment, ModelStore(ipfs), accounts)
+
+
+@contextmanager
+def _ipfs_client(workdir: Path, ipfs_api: str | None) -> Iterator[IpfsClient]:
+    """A client of the node at ``ipfs_api`` (once it answered), else of a local node started in ``workdir``."""
+    if ipfs_api:
+        with IpfsClient(ipfs_api) as client:
+            client.version()
+            yield client
+        return
+    with LocalIpfsNode(workdir / "ipfs") as node, node.client() as client:
+        yield client
 
 
 def run_demo(config: DemoConfig, console: Console | None = None, stack: LocalStack | None = None) -> DemoResult:
@@ -103,7 +120,8 @@ def run_demo(config: DemoConfig, console: Console | None = None, stack: LocalSta
     if stack is None:
         with tempfile.TemporaryDirectory(prefix="marketplace-demo-") as tmp:
             workdir = config.workdir or Path(tmp)
-            with console.status("starting a local chain and IPFS node"), local_stack(workdir, config.trainers + 3) as s:
+            starting = "starting a local chain" + ("" if config.ipfs_api else " and IPFS node")
+            with console.status(starting), local_stack(workdir, config.trainers + 3, config.ipfs_api) as s:
                 console.print(f"chain [bold]{s.chain_url}[/bold]   IPFS API [bold]{s.ipfs_api}[/bold]")
                 return _run(config, console, s, workdir)
     return _run(config, console, stack, config.workdir or Path(tempfile.mkdtemp(prefix="marketplace-demo-")))

@@ -1,5 +1,7 @@
 """The demo with the web UI left running: run the demo job on a local stack, then serve the UI for it
-until Ctrl-C (the chain and the IPFS node stay up as long as the UI does)."""
+until Ctrl-C (the chain and the IPFS node stay up as long as the UI does; a KeyboardInterrupt, or
+:class:`~marketplace.adapters.processes.Interrupted` for SIGTERM, stops the UI, then the stack, and
+propagates)."""
 
 from __future__ import annotations
 
@@ -39,12 +41,13 @@ def run_demo_with_web(
     port: int = 8000,
     stop: threading.Event | None = None,
 ) -> DemoResult:
-    """Runs the demo job, then serves the web UI (printing its URL) until Ctrl-C or ``stop`` is set."""
+    """Runs the demo job, then serves the web UI (printing its URL) until ``stop`` is set (returns the
+    result) or a KeyboardInterrupt (Ctrl-C) ends the wait (propagates, once the UI and the stack are stopped)."""
     console = console or Console()
     with tempfile.TemporaryDirectory(prefix="marketplace-demo-") as tmp:
         workdir = config.workdir or Path(tmp)
-        console.print("starting a local chain and IPFS node")
-        with local_stack(workdir, config.trainers + 3) as stack:
+        console.print("starting a local chain" + ("" if config.ipfs_api else " and IPFS node"))
+        with local_stack(workdir, config.trainers + 3, config.ipfs_api) as stack:
             console.print(f"chain [bold]{stack.chain_url}[/bold]   IPFS API [bold]{stack.ipfs_api}[/bold]")
             with serve_stack(stack, workdir / "web-index.sqlite", host, port) as server:
                 console.print(f"web UI: [bold]{server.url}/projects[/bold] (watch the job as it runs)")
@@ -54,9 +57,6 @@ def run_demo_with_web(
                     f"(all projects: {server.url}/projects; Ctrl-C stops the UI, the chain and IPFS)"
                 )
                 stop = stop or threading.Event()
-                try:
-                    while not stop.wait(1.0):  # short waits keep Ctrl-C responsive
-                        pass
-                except KeyboardInterrupt:
-                    console.print("stopping")
+                while not stop.wait(1.0):  # short waits keep Ctrl-C responsive
+                    pass
     return result

@@ -7,6 +7,11 @@ Rejections are announced first (``rejectSubmissions``) and finalized only after 
 a rejected trainer that publishes its committed row on chain in that window is scored on it like any
 other (:func:`~marketplace.round.collect.apply_published_rows`), its update staying out of the model.
 
+In an encrypted project (its aggregator published an update key in ``UpdateKeys``: :func:`publish_update_key`)
+the trainers' updates are encrypted to that key; the node derives the secret key from its wallet
+(:func:`~marketplace.protocol.envelope.update_key`) and opens every fetched update before checking it. An update
+that does not open is rejected like any other bad update (its trainer may dispute with its row).
+
 Restartable: everything is derived from the chain and IPFS, and the computation is
 deterministic, so after a crash the same round is recomputed to the same CIDs and proof; a
 round that was already finalized is recognized from the chain and not posted twice.
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from marketplace.adapters.chain.errors import ChainError, ContractRevert
 from marketplace.adapters.chain.market import Finalization, MarketClient, Project, ProjectStatus
+from marketplace.adapters.chain.update_keys import UpdateKeysClient, recorded_update_keys
 from marketplace.adapters.ezkl.errors import ProvingFailed
 from marketplace.adapters.ipfs.errors import CidMismatch, IpfsError, StorageError
 from marketplace.adapters.ipfs.store import ModelStore
@@ -30,9 +36,16 @@ from marketplace.fl.models import available_models, param_spec, tensors_to_vecto
 from marketplace.fl.train import evaluate
 from marketplace.protocol.commitment import InvalidPublishedRow
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
+from marketplace.protocol.envelope import UpdateKey, is_envelope, update_key
 from marketplace.protocol.ordering import verifier_inputs
 from marketplace.protocol.proof_document import ProofDocument
-from marketplace.round.collect import PublishedRowMismatch, RoundInputs, apply_published_rows, collect_round
+from marketplace.round.collect import (
+    PublishedRowMismatch,
+    RoundInputs,
+    UpdateOpener,
+    apply_published_rows,
+    collect_round,
+)
 from marketplace.round.prove import ProverSelectionError, RoundProver, prover_for, round_tag
 from marketplace.round.score import new_model, score_round
 
@@ -75,8 +88,31 @@ class RejectionsAnnounced:
     tx_hash: str = ""
 
 
+class UpdateKeyMismatch(RuntimeError):
+    """The key a project's updates are encrypted to is not the one this wallet derives for it: this node cannot
+    read the project's updates (a key published by hand, or derived by another version of this code)."""
+
+
+def project_update_key(market: MarketClient, project_id: int) -> UpdateKey:
+    """The update key pair ``market``'s account derives for ``project_id`` (the one it publishes as its
+    aggregator): see :func:`~marketplace.protocol.envelope.update_key`."""
+    return update_key(market.chain.account, market.chain.chain_id, market.market.address, project_id)
+
+
+def publish_update_key(market: MarketClient, keys: UpdateKeysClient, project_id: int) -> bytes:
+    """Publishes the update key of ``project_id`` (derived from ``market``'s account, which must be the
+    project's aggregator) in ``keys``; from then on the project's trainers encrypt their updates to it. Returns
+    the public key. Reverts (``NotTheAggregator``, ``KeyAlreadyPublished``, ``ProjectNotActive``) as the
+    contract says."""
+    public = project_update_key(market, project_id).public
+    keys.publish_key(project_id, public)
+    return public
+
+
 class AggregatorNode:
-    """Serves projects whose aggregator is this client's account."""
+    """Serves projects whose aggregator is this client's account. ``update_keys`` is the market's
+    ``UpdateKeys`` (default: the one recorded beside the market in the deployment records, see
+    :func:`recorded_update_keys`; without one, no project can be encrypted)."""
 
     def __init__(
         self,
@@ -87,9 +123,12 @@ class AggregatorNode:
         srs: Path | None = None,
         evaluation: LocalData | None = None,
         now: Callable[[], int] | None = None,
+        update_keys: UpdateKeysClient | None = None,
     ) -> None:
         self.market = market
         self.store = store
+        self.update_keys = update_keys if update_keys is not None else recorded_update_keys(market)
+        self._derived_keys: dict[int, UpdateKey] = {}  # project id -> its update key (checked)
         self._prover = prover
         self._provers: dict[int, RoundProver] = {}
         self._srs = srs
@@ -110,6 +149,28 @@ class AggregatorNode:
         if project_id not in self._provers:
             self._provers[project_id] = prover_for(self.market, project_id, srs=self._srs)
         return self._provers[project_id]
+
+    def update_opener(self, project_id: int) -> UpdateOpener | None:
+        """How this node opens the updates of ``project_id``: None for a project whose updates are public;
+        for an encrypted one, its derived key opens every envelope (a clear update, pinned before the key was
+        published, is read as it is). :class:`UpdateKeyMismatch` if the published key is not this wallet's."""
+        published = self.update_keys.key_of(project_id) if self.update_keys is not None else None
+        if published is None:
+            return None
+        if project_id not in self._derived_keys:
+            derived = project_update_key(self.market, project_id)
+            if derived.public != published:
+                raise UpdateKeyMismatch(
+                    f"project {project_id}'s updates are encrypted to 0x{published.hex()}, but {self.address} "
+                    f"derives 0x{derived.public.hex()}: this wallet cannot read them"
+                )
+            self._derived_keys[project_id] = derived
+        key = self._derived_keys[project_id]
+
+        def open_update(data: bytes) -> bytes:
+            return key.open(data) if is_envelope(data) else data
+
+        return open_update
 
     def served_projects(self) -> list[int]:
         """Ids of the training projects this account aggregates."""
@@ -241,7 +302,8 @@ class AggregatorNode:
         pid, round_ = project.project_id, project.current_round
         first = self._collected.get((pid, round_))
         if first is None:
-            return collect_round(self.market, self.store, pid, round_, project.model_name)
+            opener = self.update_opener(pid)
+            return collect_round(self.market, self.store, pid, round_, project.model_name, opener)
         return apply_published_rows(first, self.market.disputed_rows(pid, round_))
 
     def _finalized(self, project_id: int, round_: int) -> bool:
@@ -276,7 +338,8 @@ class AggregatorNode:
           object is too large, not safetensors, other tensors: any other :class:`StorageError`; the
           model only changes when the round is finalized, which needs the model), or this code cannot prove
           its rounds (:class:`ProverSelectionError`: an unknown proof system, another rule version, or cached
-          keys that are not the verifier's; the error says which ``zk setup`` to run). Its trainers and owner
+          keys that are not the verifier's; the error says which ``zk setup`` to run), or its updates are
+          encrypted to a key this wallet does not derive (:class:`UpdateKeyMismatch`). Its trainers and owner
           get their funds back by ``abandon`` after the aggregation deadline.
 
         A bad submission is not the project's trouble: :func:`collect_round` rejects it, with its reason,
@@ -314,7 +377,7 @@ class AggregatorNode:
                     if on_error is not None:
                         on_error(exc)
                     active = True  # retried on the next poll, before the round's deadline
-                except (StorageError, ProverSelectionError) as exc:  # no model to aggregate on, or no fitting keys
+                except (StorageError, ProverSelectionError, UpdateKeyMismatch) as exc:  # no model, keys or update key
                     exc.add_note(f"project {pid}")
                     skipped.add(pid)
                     if on_error is not None:

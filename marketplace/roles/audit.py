@@ -13,6 +13,16 @@ fetches the model recorded on chain (checked against its CID, like every downloa
 two tensor by tensor, bit for bit. Nothing is pinned. A recorded model that cannot be fetched or is not
 a model of the project's architecture is a mismatch too; so is a round whose starting model cannot be
 read (then nothing can be checked).
+
+**Encrypted projects** (the aggregator published an update key, :mod:`marketplace.protocol.envelope`): the
+updates on IPFS are encrypted to the aggregator, so the public cannot recompute the round.
+:func:`audit_round` then needs the project's secret update key (``open_update``: the aggregator's, or given by
+it to an auditor) and checks everything as above. Without it, :func:`audit_encrypted_round` checks what public
+data allows (:data:`NOT_CHECKED_WHEN_ENCRYPTED` lists the rest): the round's proof against the project's
+verifier with the public values recorded on chain (with a zk verifier, the recorded flags and scores are the
+rule's on the committed rows), the proof document against the chain, every revealed object served under its
+CID (an encrypted one) or checked like any clear update, and the recorded model a valid model of the
+project's architecture.
 """
 
 from __future__ import annotations
@@ -24,10 +34,21 @@ import numpy as np
 from marketplace.adapters.chain.market import MarketClient
 from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsTimeout, StorageError
 from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.adapters.ipfs.tensors import load_checked
 from marketplace.fl.models import ParamSpec, param_spec, tensors_to_vector
+from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
-from marketplace.round.collect import collect_round
+from marketplace.protocol.envelope import OVERHEAD, is_envelope
+from marketplace.roles.verify import ProofUnavailable, Verification, verify_round
+from marketplace.round.collect import UpdateOpener, collect_round, node_answers
 from marketplace.round.score import ScoredRound, new_model, score_round
+
+#: What nobody without the project's secret update key can check in a round of an encrypted project.
+NOT_CHECKED_WHEN_ENCRYPTED = (
+    "that each encrypted update matches its trainer's commitment",
+    "that the aggregator's rejections of encrypted updates were due",
+    "that the new model is the previous model plus the mean of the paid updates",
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +64,9 @@ class TrainerAudit:
     recorded_score: int
     recomputed_score: int
     recorded_rejected: bool = False  # the aggregator said its update was unavailable or invalid
+    #: why its update could not be used, when it is paid for the row it published in a dispute instead ("" if
+    #: not): its update is not in the new model
+    row_only: str = ""
 
     @property
     def agrees(self) -> bool:
@@ -87,10 +111,13 @@ class AuditReport:
         return [t for t in self.trainers if t.problem]
 
 
-def audit_round(market: MarketClient, store: ModelStore, project_id: int, round_: int) -> AuditReport:
-    """Recomputes round ``round_`` of ``project_id`` from the chain and IPFS and compares."""
+def audit_round(
+    market: MarketClient, store: ModelStore, project_id: int, round_: int, open_update: UpdateOpener | None = None
+) -> AuditReport:
+    """Recomputes round ``round_`` of ``project_id`` from the chain and IPFS and compares. In an encrypted
+    project ``open_update`` opens the updates (with the project's secret update key)."""
     project = market.get_project(project_id)
-    inputs = collect_round(market, store, project_id, round_, project.model_name)
+    inputs = collect_round(market, store, project_id, round_, project.model_name, open_update)
     scored = score_round(inputs)
     recorded = next((r for r in market.finalized_rounds(project_id) if r.round == round_), None)
     n = len(inputs.trainers)
@@ -108,22 +135,24 @@ def audit_round(market: MarketClient, store: ModelStore, project_id: int, round_
             recorded_score=int(rec_scores[i]),
             recomputed_score=scored.chain_scores[i],
             recorded_rejected=t in rejected,
+            row_only=inputs.published.get(t, ""),
         )
         for i, t in enumerate(inputs.trainers)
     ]
     model = None
     if recorded is not None:
         previous = _starting_model_cid(market, project_id, round_)
-        model = audit_model(store, project.model_name, previous, recorded.model_cid, scored)
+        averaged = sum(1 for s, full in zip(scored.chain_scores, inputs.has_update, strict=True) if s > 0 and full)
+        model = audit_model(store, project.model_name, previous, recorded.model_cid, scored, averaged)
     return AuditReport(project_id, round_, recorded is not None, lines, model)
 
 
 def audit_model(
-    store: ModelStore, model_name: str, previous_cid: str, recorded_cid: str, scored: ScoredRound
+    store: ModelStore, model_name: str, previous_cid: str, recorded_cid: str, scored: ScoredRound, paid: int
 ) -> ModelAudit:
     """Recomputes the new model from ``previous_cid`` and ``scored`` (:func:`new_model`) and compares it with
-    the model at ``recorded_cid``, bit for bit. Raises only when the IPFS node itself does not answer."""
-    paid = sum(1 for s in scored.chain_scores if s > 0)
+    the model at ``recorded_cid``, bit for bit; ``paid`` is the number of full updates ``scored`` averages (a
+    row paid without its update is not one). Raises only when the IPFS node itself does not answer."""
     spec = param_spec(model_name)
     try:
         previous = _model_vector(store, previous_cid, spec)
@@ -178,3 +207,145 @@ def _starting_model_cid(market: MarketClient, project_id: int, round_: int) -> s
         previous = next(r for r in market.finalized_rounds(project_id) if r.round == round_ - 1)
         return previous.model_cid
     return market.initial_model_cid(project_id)
+
+
+# ------------------------------------------------------------------ encrypted projects, without the key
+@dataclass(frozen=True)
+class EncryptedTrainerAudit:
+    """One trainer's line of the audit of an encrypted round (without the secret update key)."""
+
+    trainer: str
+    submitted: bool
+    cid: str
+    encrypted: bool  # its object is an envelope (served under its CID): not checkable against its commitment
+    problem: str  # why its object is certainly not a valid update (unavailable, malformed, a bad clear update)
+    recorded_flag: bool
+    recorded_score: int
+    recorded_rejected: bool
+    published_row: bool = False  # rejected, and published its committed row (scored on it; the proof covers it)
+
+    @property
+    def agrees(self) -> bool:
+        """False when the chain contradicts what can be checked: an object that is certainly invalid was not
+        rejected, or a clear update that checks out was. (A rejected envelope cannot be judged; a trainer that
+        published its row is scored on it, and its rejection cannot stand.)"""
+        if self.published_row:
+            return not self.recorded_rejected
+        if self.problem:
+            return self.recorded_rejected
+        return self.encrypted or not self.recorded_rejected
+
+
+@dataclass(frozen=True)
+class EncryptedAuditReport:
+    """What the public can check of a finalized round of an encrypted project."""
+
+    project_id: int
+    round: int
+    finalized: bool
+    trainers: list[EncryptedTrainerAudit]
+    proof_system: str  # the verifier's ``proofSystem()`` ("test-hash": the proof proves nothing)
+    proof: Verification | None = None
+    proof_problem: str = ""  # why the proof could not be checked, or what it failed
+    model_cid: str = ""
+    model_problem: str = ""  # why the recorded model is not a valid model of the project's architecture
+    not_checked: tuple[str, ...] = NOT_CHECKED_WHEN_ENCRYPTED
+
+    @property
+    def proof_proves(self) -> bool:
+        """The verifier checks real proofs (a zk verifier): a valid proof means the recorded flags and scores
+        are the rule's on the committed rows."""
+        return self.proof_system != "test-hash"
+
+    @property
+    def agrees(self) -> bool:
+        """True when the round is finalized and everything the public can check agrees: the proof verifies
+        (and its document, if read, has the chain's values), the recorded model is a valid model, and every
+        line agrees. Not a full audit: see :attr:`not_checked`."""
+        proof_ok = self.proof is not None and self.proof.valid and self.proof.document_agrees is not False
+        lines_ok = all(t.agrees for t in self.trainers)
+        return self.finalized and proof_ok and not self.proof_problem and not self.model_problem and lines_ok
+
+
+def audit_encrypted_round(
+    market: MarketClient, store: ModelStore, project_id: int, round_: int
+) -> EncryptedAuditReport:
+    """Checks round ``round_`` of an encrypted ``project_id`` from public data only (see the module doc)."""
+    project = market.get_project(project_id)
+    spec = param_spec(project.model_name)
+    trainers = market.trainers(project_id)
+    subs = {s.trainer: s for s in market.submissions(project_id, round_)}
+    recorded = next((r for r in market.finalized_rounds(project_id) if r.round == round_), None)
+    rejected = set(market.rejected_trainers(project_id, round_)) if recorded else set()
+    seed, k = market.sketch_seed(project_id), market.sketch_width(project_id)
+    published = {d.trainer for d in market.disputed_rows(project_id, round_)}
+    lines = []
+    for i, trainer in enumerate(trainers):
+        sub = subs.get(trainer)
+        encrypted, problem = False, ""
+        if sub is not None:
+            encrypted, problem = _check_object(store, sub.cid, sub.commitment, spec, seed, k)
+        lines.append(
+            EncryptedTrainerAudit(
+                trainer=trainer,
+                submitted=sub is not None,
+                cid=sub.cid if sub is not None else "",
+                encrypted=encrypted,
+                problem=problem,
+                recorded_flag=bool(recorded.flags[i]) if recorded else False,
+                recorded_score=int(recorded.scores[i]) if recorded else 0,
+                recorded_rejected=trainer in rejected,
+                published_row=trainer in published,
+            )
+        )
+    proof_system = market.verifier_info(project_id).proof_system
+    if recorded is None:
+        return EncryptedAuditReport(project_id, round_, False, lines, proof_system)
+    proof, proof_problem = None, ""
+    try:
+        proof = verify_round(market, project_id, round_, store)
+    except ProofUnavailable as exc:
+        proof_problem = str(exc)
+    if proof is not None and not proof.valid:
+        proof_problem = f"the verifier rejects the round's proof ({proof.error})"
+    elif proof is not None and proof.document_agrees is False:
+        proof_problem = "the proof document's public values differ from the chain's"
+    model_problem = ""
+    try:
+        _model_vector(store, recorded.model_cid, spec)
+    except (IpfsConnectionError, IpfsTimeout):
+        raise
+    except StorageError as exc:
+        model_problem = f"the recorded model is not a valid {project.model_name} model ({type(exc).__name__}: {exc})"
+    return EncryptedAuditReport(
+        project_id, round_, True, lines, proof_system, proof, proof_problem, recorded.model_cid, model_problem
+    )
+
+
+def _check_object(
+    store: ModelStore, cid: str, commitment: bytes, spec: ParamSpec, seed: int, k: int
+) -> tuple[bool, str]:
+    """(encrypted, problem) of a revealed object: fetched and checked against its CID and size; an envelope
+    (of at least the envelope's size) is as far as anyone without the key can go; a clear update is checked as
+    the aggregator checks it, commitment included."""
+    try:
+        data = store.get_bytes(cid, max_bytes=MAX_UPDATE_BYTES + OVERHEAD)
+    except IpfsConnectionError:
+        raise
+    except IpfsTimeout:
+        if not node_answers(store):
+            raise
+        return False, "IpfsTimeout: the object did not come in time"
+    except StorageError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    if is_envelope(data):
+        if len(data) < OVERHEAD:
+            return True, f"EnvelopeError: an envelope has at least {OVERHEAD} bytes, got {len(data)}"
+        return True, ""
+    try:
+        vec = tensors_to_vector(load_checked(data, spec, MAX_UPDATE_BYTES, framework=store.framework), spec)
+    except StorageError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    if commit_update(vec, seed, k)[1] != commitment:
+        return False, "CommitmentMismatch: the committed row of the update does not hash to its commitment"
+    return False, ""

@@ -14,6 +14,12 @@ Where the update comes from is the trainer's :class:`UpdateSource`: the honest
 per round and returns the flat update, or ``None`` when it has nothing to submit yet
 (:attr:`StepOutcome.NOTHING_TO_COPY`; the trainer tries again at its next step).
 
+In an encrypted project (its aggregator published an update key in ``UpdateKeys``) the trainer pins its update
+encrypted to that key (:mod:`marketplace.protocol.envelope`): the seal and the reveal carry the CID of the
+encrypted bytes, the commitment is the plaintext's as always. The key is read at each commit, so a key
+published late applies from the trainer's next commit on. Its sender key is derived from its wallet, so a
+restarted trainer still reads its own update (to dispute a rejection).
+
 If the aggregator announces that it rejects this trainer's submission, the trainer disputes the
 rejection within the dispute window: it publishes its committed row on chain with a proof that the row
 hashes to its commitment (:meth:`TrainerNode.step` returns :class:`Disputed`), so the round is scored
@@ -37,6 +43,8 @@ import numpy as np
 import torch
 
 from marketplace.adapters.chain.market import MarketClient, Project, ProjectStatus
+from marketplace.adapters.chain.update_keys import UpdateKeysClient, recorded_update_keys
+from marketplace.adapters.ipfs.cid import compute_cid
 from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.tensors import TensorLike
@@ -45,7 +53,16 @@ from marketplace.fl.models import param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import Progress, train_local
 from marketplace.protocol.commitment import commit_update, published_row
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
+from marketplace.protocol.envelope import (
+    InvalidUpdateKey,
+    check_public_key,
+    is_envelope,
+    open_own,
+    seal_update,
+    sender_key,
+)
 from marketplace.protocol.seal import InvalidNote, RoundAddress, derive_salt, open_note, seal, seal_note
+from marketplace.round.collect import UpdateOpener, fetch_update
 from marketplace.round.prove import row_prover_for
 
 EMPTY = b"\0" * 32
@@ -119,6 +136,7 @@ class StepOutcome(StrEnum):
     REVEAL_CLOSED = "reveal phase closed"
     FINISHED = "project ended"
     NOTHING_TO_COPY = "nothing to copy yet"
+    UNUSABLE_UPDATE_KEY = "the aggregator's update key cannot be encrypted to; not submitting"
 
 
 @dataclass(frozen=True)
@@ -167,7 +185,10 @@ class OwnRowMismatch(RuntimeError):
 
 class TrainerNode:
     """One trainer (one wallet) submitting what its ``source`` makes (usually
-    ``LocalTraining(data, settings)``: training on its private data)."""
+    ``LocalTraining(data, settings)``: training on its private data). ``update_keys`` is the market's
+    ``UpdateKeys`` (default: the one recorded beside the market in the deployment records, see
+    :func:`recorded_update_keys`); without one the trainer cannot know that a project is encrypted and pins
+    its updates in the clear."""
 
     def __init__(
         self,
@@ -176,10 +197,12 @@ class TrainerNode:
         source: UpdateSource,
         *,
         now: Callable[[], int] | None = None,
+        update_keys: UpdateKeysClient | None = None,
     ) -> None:
         self.market = market
         self.store = store
         self.source = source
+        self.update_keys = update_keys if update_keys is not None else recorded_update_keys(market)
         self._now = now or market.chain.timestamp
         self._committed: dict[tuple[int, int], Committed] = {}
         self._unpublished: dict[tuple[int, int], tuple[bytes, str]] = {}
@@ -196,7 +219,9 @@ class TrainerNode:
     def step(self, project_id: int, progress: Progress | None = None) -> StepOutcome | Committed | Submitted | Disputed:
         """Does what is due in the open round: commits if this trainer has not yet and the commit phase
         is open, reveals if it committed and the reveal phase is open, disputes its rejection if the
-        aggregator announced one; else says why not."""
+        aggregator announced one; else says why not (:attr:`StepOutcome.UNUSABLE_UPDATE_KEY`: the project's
+        update key is a point nothing can be encrypted to, so this trainer does not submit rather than publish
+        its update)."""
         project = self.market.get_project(project_id)
         if project.status in (ProjectStatus.FINISHED, ProjectStatus.CANCELLED):
             return StepOutcome.FINISHED
@@ -232,6 +257,10 @@ class TrainerNode:
             now = time.perf_counter()
             timings[phase], clock = now - clock, now
 
+        try:
+            recipient = self._update_key(project_id)
+        except InvalidUpdateKey:
+            return StepOutcome.UNUSABLE_UPDATE_KEY
         spec = param_spec(project.model_name)
         global_state = self.store.get_tensors(project.latest_model_cid, expected=spec, max_bytes=MAX_UPDATE_BYTES)
         lap("fetch")
@@ -249,6 +278,9 @@ class TrainerNode:
             {"kind": "update", "project": str(project_id), "round": str(round_), "trainer": self.address},
         )
         account, where = self.market.chain.account, self._where(project_id, round_)
+        if recipient is not None:  # an encrypted project: what is pinned (and sealed) is the envelope
+            data = seal_update(data, recipient, sender_key(account, where))
+            cid = compute_cid(data, self.store.client.profile)
         sealed = seal(commitment, cid, self.address, where, derive_salt(account, where, commitment))
         receipt = self.market.commit_update(project_id, round_, sealed, seal_note(account, where, commitment, cid))
         lap("seal")
@@ -264,6 +296,12 @@ class TrainerNode:
         )
         self._committed[(project_id, round_)] = committed
         return committed
+
+    def _update_key(self, project_id: int) -> bytes | None:
+        """The key this trainer encrypts its update of ``project_id`` to now (None: the project's updates are
+        public); :class:`InvalidUpdateKey` if the published key cannot be encrypted to."""
+        key = self.update_keys.key_of(project_id) if self.update_keys is not None else None
+        return None if key is None else check_public_key(key)
 
     def _publish(self, project_id: int, round_: int) -> None:
         """Adds and pins this trainer's committed update of ``round_`` if it has not yet."""
@@ -309,9 +347,8 @@ class TrainerNode:
             mine = [s for s in self.market.submissions(project_id, round_) if s.trainer == self.address]
             if not mine:
                 raise OwnRowMismatch(f"{self.address} revealed nothing in round {round_} of project {project_id}")
-            spec = param_spec(project.model_name)
-            update = tensors_to_vector(
-                self.store.get_tensors(mine[0].cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec
+            update = fetch_update(
+                self.store, mine[0].cid, param_spec(project.model_name), self._own_opener(project_id, round_)
             )
             row, recomputed = commit_update(
                 update, self.market.sketch_seed(project_id), self.market.sketch_width(project_id)
@@ -319,6 +356,20 @@ class TrainerNode:
             if recomputed != commitment:
                 raise OwnRowMismatch(f"the update at {mine[0].cid} does not hash to {self.address}'s commitment")
         return row
+
+    def _own_opener(self, project_id: int, round_: int) -> UpdateOpener | None:
+        """How this trainer reads its own pinned update of ``round_`` again: in an encrypted project its envelope
+        is opened with its derived sender key (an update pinned in the clear before the key was published is
+        read as it is); None in a project whose updates are public."""
+        key = self.update_keys.key_of(project_id) if self.update_keys is not None else None
+        if key is None:
+            return None
+        secret = sender_key(self.market.chain.account, self._where(project_id, round_))
+
+        def open_update(data: bytes) -> bytes:
+            return open_own(data, key, secret) if is_envelope(data) else data
+
+        return open_update
 
     def _own_note(self, project_id: int, round_: int, where: RoundAddress) -> tuple[bytes, str]:
         for commit in self.market.commits(project_id, round_):

@@ -5,6 +5,7 @@ dispute their rejection (:func:`apply_published_rows`). The aggregator uses this
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -12,10 +13,17 @@ import numpy as np
 from marketplace.adapters.chain.market import Commit, DisputedRow, MarketClient, Submission
 from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsError, IpfsTimeout, StorageError
 from marketplace.adapters.ipfs.store import ModelStore
-from marketplace.fl.models import num_params, param_spec, tensors_to_vector
+from marketplace.adapters.ipfs.tensors import load_checked
+from marketplace.fl.models import ParamSpec, num_params, param_spec, tensors_to_vector
 from marketplace.protocol.commitment import commit_update, commitment_bytes, row_from_ints
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
+from marketplace.protocol.envelope import OVERHEAD, EnvelopeError
 from marketplace.protocol.ordering import EMPTY_COMMITMENT, arrival_order
+
+#: Turns the bytes of a fetched update object into the safetensors bytes of the update (e.g. opens an
+#: encrypted update, :class:`~marketplace.protocol.envelope.UpdateKey.open`); raises :class:`EnvelopeError`
+#: for bytes it cannot open.
+UpdateOpener = Callable[[bytes], bytes]
 
 
 @dataclass
@@ -61,12 +69,21 @@ class RoundInputs:
 
 
 def collect_round(
-    market: MarketClient, store: ModelStore, project_id: int, round_: int, model_name: str
+    market: MarketClient,
+    store: ModelStore,
+    project_id: int,
+    round_: int,
+    model_name: str,
+    open_update: UpdateOpener | None = None,
 ) -> RoundInputs:
     """Fetches every submission of the round from IPFS and checks it: size, CID, safetensors,
     shapes/dtypes, finite values, and the committed row's Poseidon hash against the on-chain
     commitment. An update that fails any check is recorded in ``rejected`` with the reason; the
     round goes on without it.
+
+    In an encrypted project ``open_update`` opens each fetched object first (:func:`fetch_update`); an object
+    it cannot open (:class:`EnvelopeError`: garbage, made for another key, changed) is rejected like any other
+    bad update, and so is a plaintext that then fails a check.
 
     An update whose fetch times out while the IPFS node itself answers (:func:`node_answers`) is
     rejected too: that is what an online node does for a CID no peer serves (it searches until the
@@ -90,7 +107,7 @@ def collect_round(
         if sub is None:
             continue
         try:
-            vec = tensors_to_vector(store.get_tensors(sub.cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec)
+            vec = fetch_update(store, sub.cid, spec, open_update)
         except IpfsConnectionError:
             raise  # our node is down, not the trainer's fault: never flag anyone for it; retry later
         except IpfsTimeout as exc:
@@ -98,7 +115,7 @@ def collect_round(
                 raise  # our node hangs: as above
             rejected[trainer] = f"IpfsTimeout: the update did not come in time ({exc})"
             continue
-        except StorageError as exc:
+        except (StorageError, EnvelopeError) as exc:
             rejected[trainer] = f"{type(exc).__name__}: {exc}"
             continue
         row, commitment = commit_update(vec, seed, k)
@@ -108,6 +125,17 @@ def collect_round(
         updates[i], rows[i], valid[i] = vec, row, True
     inputs = RoundInputs(project_id, round_, seed, k, trainers, subs, commits, updates, rows, valid, rejected)
     return apply_published_rows(inputs, market.disputed_rows(project_id, round_))
+
+
+def fetch_update(store: ModelStore, cid: str, spec: ParamSpec, open_update: UpdateOpener | None = None) -> np.ndarray:
+    """The flat update at ``cid``, checked (size, CID, safetensors, names/shapes/dtypes, finite values). With
+    ``open_update`` the object may be :data:`~marketplace.protocol.envelope.OVERHEAD` bytes larger and is opened
+    before it is read as safetensors. Raises the :class:`StorageError` of the check that failed, or the
+    opener's :class:`EnvelopeError`."""
+    if open_update is None:
+        return tensors_to_vector(store.get_tensors(cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec)
+    data = open_update(store.get_bytes(cid, max_bytes=MAX_UPDATE_BYTES + OVERHEAD))
+    return tensors_to_vector(load_checked(data, spec, MAX_UPDATE_BYTES, framework=store.framework), spec)
 
 
 class PublishedRowMismatch(ValueError):

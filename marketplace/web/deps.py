@@ -23,6 +23,7 @@ from marketplace.web.services.projects import ProjectService
 from marketplace.web.services.rounds import RoundService
 from marketplace.web.services.trainers import TrainerService
 from marketplace.web.services.transactions import TransactionService
+from marketplace.web.services.verifiers import VerifierService
 from marketplace.web.settings import WebSettings
 from marketplace.web.templating import Page
 
@@ -71,6 +72,10 @@ def get_transactions(services: Synced) -> TransactionService:
     return services.transactions
 
 
+def get_verifiers(services: Synced) -> VerifierService:
+    return services.verifiers
+
+
 def get_models(services: Annotated[Services, Depends(get_services)]) -> ModelService:
     return services.models
 
@@ -88,5 +93,6 @@ RoundsDep = Annotated[RoundService, Depends(get_rounds)]
 TrainersDep = Annotated[TrainerService, Depends(get_trainers)]
 AggregatorsDep = Annotated[AggregatorService, Depends(get_aggregators)]
 TransactionsDep = Annotated[TransactionService, Depends(get_transactions)]
+VerifiersDep = Annotated[VerifierService, Depends(get_verifiers)]
 ModelsDep = Annotated[ModelService, Depends(get_models)]
 PageDep = Annotated[Page, Depends(get_page)]

@@ -316,6 +316,24 @@ CUSTOM_ERRORS: dict[str, Words] = {
         )
     ),
     "UnauthorizedMarket": Words(lambda a, t: f"{a['caller']} is not a market the reliability registry authorized"),
+    # ---- UpdateKeys (the aggregator's key for encrypted updates)
+    "NotTheAggregator": Words(
+        lambda a, t: (
+            f"{a['caller']} is not the aggregator of project {a['projectId']} ({a['aggregator']} is), who alone "
+            "publishes its update key"
+        )
+    ),
+    "KeyAlreadyPublished": Words(
+        lambda a, t: f"the update key of project {a['projectId']} is published already, and never changes",
+        conflict=True,
+    ),
+    "ZeroKey": Words(lambda a, t: f"the update key for project {a['projectId']} is empty (all zeros)"),
+    "ProjectNotActive": Words(
+        lambda a, t: (
+            f"project {a['projectId']} is {_status(a['status'])}: keys are published only while it is open or training"
+        ),
+        conflict=True,
+    ),
     # ---- round verifiers
     "InvalidSetup": Words(lambda a, t: f"the verifier cannot be set up: {a['reason']}"),
     "TestVerifierOnLocalChainOnly": Words(

@@ -1,7 +1,8 @@
 """Answers of the pages that read the index, shared by identical requests until the index changes.
 
 :class:`PageCache` is an ASGI middleware. A ``GET`` of one of :data:`CACHED_PATHS` (the project list and a
-project, their JSON twins, a project's rounds, a trainer, an aggregator, the model list) is answered from the
+project, their JSON twins, a project's rounds and round pages, its live part, a trainer, an aggregator, the model
+list) is answered from the
 cache when the same request (path, query, and the htmx headers that choose a partial) was answered ``200`` at the
 same :attr:`~marketplace.web.services.context.MarketContext.version` (the index and the cached chain reads
 unchanged); otherwise the app answers it and the answer is kept. The first request after the index changed
@@ -31,9 +32,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Paths whose ``GET`` answer depends only on the index, the cached chain reads and the query.
+#: Paths whose ``GET`` answer depends only on the index, the cached chain reads and the query (a round's page and
+#: the project's live part, which htmx polls while it trains, among them).
 CACHED_PATHS = re.compile(
-    r"^/(?:api/)?projects(?:/\d{1,18}(?:/rounds(?:/\d{1,18})?)?)?$"
+    r"^/(?:api/)?projects(?:/\d{1,18}(?:/rounds(?:/\d{1,18})?|/live)?)?$"
     r"|^/(?:api/)?trainers/[^/]{1,100}$"
     r"|^/api/aggregators/[^/]{1,100}$"
     r"|^/api/models$"

@@ -35,3 +35,6 @@ class WebSettings(BaseModel):
     #: fresh (issue 15). False: each request syncs the index (throttled to ``sync_interval``) and reads the chain
     #: live, as before; ``bench/web_load.py`` compares both.
     serve_from_index: bool = True
+    #: A block explorer's base URL (the network profile's ``--explorer``): pages link a sent transaction's hash to
+    #: ``<explorer>/tx/<hash>``; None (the local chain) shows the hash without a link.
+    explorer_url: str | None = None

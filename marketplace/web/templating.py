@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
+from marketplace.adapters.chain.redact import redact_url
 from marketplace.web.filters import register as register_filters
 from marketplace.web.settings import WebSettings
 
@@ -22,6 +23,13 @@ def build_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     register_filters(templates.env)
     return templates
+
+
+def wallet_rpc_url(rpc_url: str) -> str:
+    """The RPC URL a wallet may be offered when it adds this network (``wallet_addEthereumChain``): the server's,
+    unless it carries credentials (an API key in the path or query, a password), which never leave the server;
+    then "" (the user adds the network with an RPC of their own)."""
+    return rpc_url if redact_url(rpc_url) == rpc_url else ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class Page:
             "chain_id": self.settings.deployment.chain_id,
             "market_address": self.market_address,
             "htmx": self.htmx,
+            "explorer_url": (self.settings.explorer_url or "").rstrip("/"),
+            "wallet_rpc_url": wallet_rpc_url(self.settings.rpc_url),
         }
 
     def render(self, name: str, context: dict[str, Any], status: int = 200) -> Response:

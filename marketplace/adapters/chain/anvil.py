@@ -19,7 +19,7 @@ from typing import IO
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from marketplace.adapters.processes import terminate
+from marketplace.adapters.processes import disown, start_child, terminate
 from marketplace.adapters.toolchain import anvil_binary
 
 DEFAULT_MNEMONIC = "test test test test test test test test test test test junk"
@@ -64,8 +64,9 @@ class AnvilNode:
     """An anvil process on 127.0.0.1; use as a context manager or call start()/stop().
 
     ``state_path`` makes anvil load the state from that file (if present) and dump it there on
-    exit, so a local chain survives restarts. ``detached`` starts anvil in its own session so it
-    outlives this Python process (used by ``marketplace chain up``).
+    exit, so a local chain survives restarts. Anvil is this process's child: it is stopped with it, also
+    when this process is killed (:func:`~marketplace.adapters.processes.start_child`); ``start(detached=True)``
+    starts it in its own session instead, so it outlives this Python process (``marketplace chain up``).
     """
 
     def __init__(
@@ -132,12 +133,8 @@ class AnvilNode:
             self._log = self.log_path.open("wb")
         else:
             self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
-        self.process = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=detached,
+        self.process = start_child(
+            self.command(), detached=detached, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
         )
         self._wait_ready()
         return self
@@ -178,6 +175,7 @@ class AnvilNode:
         if self.process is None:
             raise AnvilError("anvil is not running")
         pid = self.process.pid
+        disown(self.process)
         # Mark the Popen as settled so its finaliser does not warn "still running": the
         # process is deliberately left behind (``marketplace chain down`` stops it by pid).
         self.process.returncode = 0

@@ -1,4 +1,5 @@
-"""Deploy the marketplace contracts: registry, market, and (on local chains) a test verifier.
+"""Deploy the marketplace contracts: registry, market, the market's ``UpdateKeys`` (the keys encrypted projects'
+updates are encrypted to, :mod:`marketplace.adapters.chain.update_keys`), and (on local chains) a test verifier.
 
 The test verifier declares the rule version it is deployed for (``ruleVersion()``: by default this
 code's :data:`marketplace.rule.RULE_VERSION`), like a zk verifier (:mod:`marketplace.adapters.ezkl.evm`).
@@ -33,6 +34,7 @@ from marketplace.adapters.chain.config import (
     write_deployment,
 )
 from marketplace.adapters.chain.market import MarketClient, encode_rule_version
+from marketplace.adapters.chain.update_keys import UPDATE_KEYS
 from marketplace.protocol.constants import DEFAULT_SKETCH_WIDTH
 from marketplace.rule import RULE_VERSION
 
@@ -63,10 +65,10 @@ def deploy_marketplace(
     with_test_verifier: bool | None = None,
     rule_version: str = RULE_VERSION,
 ) -> Deployment:
-    """Deploys ReliabilityRegistry and TrainingMarket from ``chain``'s account (the admin of both)
-    and authorizes the market in the registry. On the local chain (id 31337) it also deploys and
-    approves the ``TestRoundVerifier`` (declaring ``rule_version``, 16 hex digits) unless
-    ``with_test_verifier`` is False; elsewhere that verifier is refused (it proves nothing).
+    """Deploys ReliabilityRegistry and TrainingMarket from ``chain``'s account (the admin of both),
+    authorizes the market in the registry and deploys the market's ``UpdateKeys``. On the local chain
+    (id 31337) it also deploys and approves the ``TestRoundVerifier`` (declaring ``rule_version``, 16 hex
+    digits) unless ``with_test_verifier`` is False; elsewhere that verifier is refused (it proves nothing).
     """
     artifacts = artifacts or compile_contracts()
     local = chain.chain_id == LOCAL_CHAIN_ID
@@ -79,7 +81,8 @@ def deploy_marketplace(
     registry, registry_record = _deploy(chain, artifacts[REGISTRY], admin)
     market, market_record = _deploy(chain, artifacts[MARKET], admin, registry.address)
     chain.transact(registry.functions.setMarketAuthorization(market.address, True))
-    contracts = {REGISTRY: registry_record, MARKET: market_record}
+    _, keys_record = _deploy(chain, artifacts[UPDATE_KEYS], market.address)
+    contracts = {REGISTRY: registry_record, MARKET: market_record, UPDATE_KEYS: keys_record}
     if with_test_verifier:
         verifier, contracts[TEST_VERIFIER] = _deploy(
             chain, artifacts[TEST_VERIFIER], DEFAULT_SKETCH_WIDTH, encode_rule_version(rule_version)

@@ -35,6 +35,7 @@ from marketplace.adapters.chain.deploy import (
     record_zk_verifier,
 )
 from marketplace.adapters.chain.market import MarketClient, VerifierInfo, encode_rule_version, read_verifier_info
+from marketplace.adapters.chain.verifier_label import ezkl_verifier_text
 from marketplace.adapters.ezkl.keys import CircuitKeys, row_keys_for
 from marketplace.protocol.commitment import zero_row_commitment
 from marketplace.rule import RULE_VERSION
@@ -117,7 +118,8 @@ def deploy_round_verifier(
 ) -> Contract:
     """Deploys the adapter for ``keys``' circuit in front of ``halo2_verifier`` (registers its VKA and
     the VKA of the row circuit of width ``keys.k`` made with the same SRS, :func:`row_keys_for`),
-    declaring ``rule_version`` (16 hex digits; keys set up by this code are for :data:`RULE_VERSION`)."""
+    declaring ``rule_version`` (16 hex digits; keys set up by this code are for :data:`RULE_VERSION`), and named
+    and described for people from the circuit's size, the rule version and the SRS (:func:`ezkl_verifier_text`)."""
     return _deploy_round_verifier(chain, keys, halo2_verifier, rule_version)[0]
 
 
@@ -129,7 +131,10 @@ def _deploy_round_verifier(
     zero_row = int.from_bytes(zero_row_commitment(keys.k), "big")
     version = encode_rule_version(rule_version)
     vka, row_vka = keys.vka_words(), row_keys.vka_words()
-    return chain.deploy_with_receipt(adapter, halo2_verifier, vka, row_vka, keys.n, keys.k, zero_row, version)
+    name, description = ezkl_verifier_text(keys.n, keys.k, rule_version, keys.srs_sha256, keys.development_srs)
+    return chain.deploy_with_receipt(
+        adapter, halo2_verifier, vka, row_vka, keys.n, keys.k, zero_row, version, name, description
+    )
 
 
 def deploy_zk_verifier(

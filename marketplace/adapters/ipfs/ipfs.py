@@ -12,6 +12,7 @@ failure surfaces as an :class:`~marketplace.adapters.ipfs.errors.IpfsError` (or 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from marketplace.adapters.ipfs.errors import (
     IpfsTimeout,
     NodeBusy,
     ObjectTooLarge,
+    StorageError,
 )
 from marketplace.adapters.ipfs.unixfs import KUBO_DEFAULT, ImportProfile
 
@@ -92,6 +94,25 @@ class Bandwidth:
     rate_out: float
 
 
+#: Seconds the commands' clients let a node look for content it does not hold (Kubo's ``timeout`` option),
+#: when the code does not say: e.g. a participant whose node runs with ``--fetch-timeout 10`` sets it to 10.
+FETCH_TIMEOUT_ENV = "MARKETPLACE_IPFS_FETCH_TIMEOUT"
+
+
+def fetch_timeout_from_env(default: float) -> float:
+    """``$MARKETPLACE_IPFS_FETCH_TIMEOUT`` (positive seconds) if set, else ``default``."""
+    raw = os.environ.get(FETCH_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise StorageError(f"{FETCH_TIMEOUT_ENV}={raw!r}: expected a positive number of seconds")
+    return seconds
+
+
 class IpfsClient:
     """Client of one node's Kubo RPC API.
 
@@ -119,7 +140,7 @@ class IpfsClient:
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
-        self.fetch_timeout = timeout if fetch_timeout is None else fetch_timeout
+        self.fetch_timeout = fetch_timeout_from_env(timeout) if fetch_timeout is None else fetch_timeout
         self.profile = profile
         self._http = httpx.Client(
             base_url=f"{self.api_url}/api/v0",

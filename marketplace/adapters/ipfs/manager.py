@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from marketplace.adapters.ipfs.errors import StorageError
-from marketplace.adapters.processes import terminate, terminate_pid
+from marketplace.adapters.processes import start_child, terminate, terminate_pid
 
 API_ENV = "MARKETPLACE_IPFS_API"
 HOME_ENV = "MARKETPLACE_IPFS_HOME"
@@ -164,13 +164,8 @@ class LocalIpfsNode:
         project_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH")) if p)
         with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=self.detach,
+            self.process = start_child(
+                cmd, detached=self.detach, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
             )
         deadline = t0 + self.startup_timeout
         while time.monotonic() < deadline:

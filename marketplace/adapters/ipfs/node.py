@@ -531,7 +531,7 @@ def serve(
         before_restart=traffic.sample,
     )
     app = create_app(kubo, work_dir, max_upload_bytes, fetcher, traffic)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     peer_id = kubo.peer_id()
     state = {

@@ -20,11 +20,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from marketplace.web.errors import API_ERRORS
+from marketplace.web.routes.accounts import api as accounts_api
+from marketplace.web.routes.accounts import pages as accounts_pages
 from marketplace.web.routes.aggregators import api as aggregators_api
 from marketplace.web.routes.docs import pages as docs_pages
 from marketplace.web.routes.models import api as models_api
 from marketplace.web.routes.projects import api as projects_api
 from marketplace.web.routes.projects import pages as projects_pages
+from marketplace.web.routes.round_pages import pages as round_pages
 from marketplace.web.routes.rounds import api as rounds_api
 from marketplace.web.routes.rounds import pages as rounds_pages
 from marketplace.web.routes.status import api as status_api
@@ -36,8 +39,10 @@ from marketplace.web.routes.transactions import api as transactions_api
 api_router = APIRouter(prefix="/api", tags=["api"], responses=API_ERRORS)
 for router in (status_api, models_api, projects_api, rounds_api, trainers_api, aggregators_api, transactions_api):
     api_router.include_router(router)
+api_router.include_router(accounts_api)
 
 #: The HTML pages (not in the OpenAPI schema).
 pages_router = APIRouter(include_in_schema=False)
-for router in (docs_pages, projects_pages, rounds_pages, trainers_pages):
+for router in (docs_pages, projects_pages, rounds_pages, round_pages, trainers_pages):
     pages_router.include_router(router)
+pages_router.include_router(accounts_pages)

@@ -14,13 +14,15 @@ from fastapi.responses import RedirectResponse, Response
 
 from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS
 from marketplace.adapters.chain.redact import redact_url, redact_urls
-from marketplace.web.deps import ModelsDep, PageDep, ProjectsDep, SettingsDep, TransactionsDep
+from marketplace.web.deps import ModelsDep, PageDep, ProjectsDep, SettingsDep, TransactionsDep, VerifiersDep
 from marketplace.web.forms import DEFAULTS, FORM_FIELD, LABELS, FormErrors, parse_job
 from marketplace.web.routes.paging import PAGE_SIZE, Limit, Offset, page_of
 from marketplace.web.schemas import WEI_PER_ETH, Paged, ProjectDetail, ProjectSummary
 from marketplace.web.services.errors import NotFound, Rejected
 from marketplace.web.services.models import ModelService
+from marketplace.web.services.project_pages import project_context
 from marketplace.web.services.projects import SORT_KEYS, STATUSES
+from marketplace.web.services.verifiers import VerifierService
 
 api = APIRouter()
 pages = APIRouter(include_in_schema=False)
@@ -130,65 +132,78 @@ def projects_page(
 
 
 def _job_context(
-    catalogue: ModelService, verifiers: list[str], values: dict[str, str], errors: dict[str, str]
+    catalogue: ModelService,
+    verifiers: list[str],
+    values: dict[str, str],
+    errors: dict[str, str],
+    labels: VerifierService | None = None,
 ) -> dict[str, Any]:
-    return {
+    """The job form's context; with ``labels``, the approved verifiers' labels (``verifier_options``, those that
+    prove something first) and the chosen one's (``verifier``)."""
+    context = {
         "values": values, "errors": errors, "labels": LABELS, "models": catalogue.registry, "verifiers": verifiers,
         "protocol_fee_bps": PROTOCOL_FEE_BPS,
     }  # fmt: skip
+    if labels is not None:
+        context["verifier_options"] = labels.approved()
+        chosen = values.get("verifier")
+        context["verifier"] = labels.label(chosen) if chosen else None
+    return context
 
 
 @pages.get("/projects/new")
-def new_job_page(page: PageDep, txs: TransactionsDep, catalogue: ModelsDep) -> Response:
+def new_job_page(page: PageDep, txs: TransactionsDep, catalogue: ModelsDep, labels: VerifiersDep) -> Response:
     values = dict(DEFAULTS)
     verifiers = txs.verifiers()
     size = values.get("max_trainers")
     default = txs.default_verifier(int(size) if str(size).isdigit() else None)
     if default:
         values["verifier"] = default
-    return page.render("new_job.html", _job_context(catalogue, verifiers, values, {}))
+    return page.render("new_job.html", _job_context(catalogue, verifiers, values, {}, labels))
 
 
 @pages.post("/projects/new")
-async def new_job_submit(request: Request, page: PageDep, txs: TransactionsDep, catalogue: ModelsDep) -> Response:
-    """Validates the form; answers with the form and its messages, or the transaction to sign."""
+async def new_job_submit(
+    request: Request, page: PageDep, txs: TransactionsDep, catalogue: ModelsDep, labels: VerifiersDep
+) -> Response:
+    """Validates the form; answers with the form and its messages, or the transaction to sign. With ``?edit=1``
+    (the review step's "Edit") it answers with the form holding the posted values, unvalidated."""
     # The form is urlencoded (HTML and htmx default); parsed here, no multipart dependency needed.
     values = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True))
     template = "_job_form.html" if page.htmx else "new_job.html"
     verifiers = txs.verifiers()
+    if request.query_params.get("edit"):  # "Edit" on the review step: the form again, with what was typed
+        return page.render(template, _job_context(catalogue, verifiers, values, {}, labels))
     try:
         config = parse_job(values, catalogue.names, verifiers)
         tx = txs.create_tx(config, values.get("sender") or None)
     except FormErrors as exc:
-        return page.render(template, _job_context(catalogue, verifiers, values, exc.errors), status=422)
+        return page.render(template, _job_context(catalogue, verifiers, values, exc.errors, labels), status=422)
     except Rejected as exc:  # the chain would refuse it: the field at fault, if one is, else the whole form
         field = FORM_FIELD.get(exc.field, exc.field) if exc.field else ""
         message = exc.sentence if field and exc.sentence else str(exc)
         if field:  # words that follow the field's label
             message = f"is refused by the market: {message}"
         errors = {field: redact_urls(message)}  # a chain that did not answer is named by its URL
-        return page.render(template, _job_context(catalogue, verifiers, values, errors), status=422)
+        return page.render(template, _job_context(catalogue, verifiers, values, errors, labels), status=422)
     except NotFound:  # a malformed wallet address: the form keeps what was typed and says why
         message = "Your wallet's address is not an Ethereum address (0x followed by 40 hex digits): reconnect it."
-        return page.render(template, _job_context(catalogue, verifiers, values, {"": message}), status=422)
-    context = {**_job_context(catalogue, verifiers, values, {}), "tx": tx, "config": config}
+        return page.render(template, _job_context(catalogue, verifiers, values, {"": message}, labels), status=422)
+    context = {**_job_context(catalogue, verifiers, values, {}, labels), "tx": tx, "config": config}
     return page.render("_job_tx.html" if template == "_job_form.html" else "new_job.html", context)
 
 
 @pages.get("/projects/{project_id}")
-def project_page(page: PageDep, svc: ProjectsDep, project_id: int) -> Response:
+def project_page(page: PageDep, svc: ProjectsDep, labels: VerifiersDep, project_id: int) -> Response:
     detail = svc.project_detail(project_id)
-    charts = {
-        "rounds": [r.round for r in detail.rounds],
-        "accuracy": [r.accuracy for r in detail.rounds],
-        "trainers": [f"#{m.index} {m.trainer[:6]}…{m.trainer[-4:]}" for m in detail.trainers],
-        "shares": [[e.share for e in r.trainers] for r in detail.rounds],
-    }
-    return page.render("project.html", {"d": detail, "p": detail.project, "charts": charts})
+    context = project_context(detail) | {"verifier": labels.label(detail.project.verifier)}
+    return page.render("project.html", context)
 
 
 @pages.get("/projects/{project_id}/join")
-def join_page(page: PageDep, svc: ProjectsDep, settings: SettingsDep, project_id: int) -> Response:
+def join_page(
+    page: PageDep, svc: ProjectsDep, settings: SettingsDep, labels: VerifiersDep, project_id: int
+) -> Response:
     project = svc.project(project_id)
     command = f"marketplace trainer run {project_id} --data <your-data.npz>"
     if settings.network != "local":
@@ -196,4 +211,5 @@ def join_page(page: PageDep, svc: ProjectsDep, settings: SettingsDep, project_id
     command += " --keystore <your-wallet.json>"
     if settings.ipfs_api:
         command += f" --ipfs-api {redact_url(settings.ipfs_api)}"  # the server's credentials stay private
-    return page.render("join.html", {"p": project, "bar": svc.reliability_bar(project), "command": command})
+    context = {"p": project, "bar": svc.reliability_bar(project), "command": command}
+    return page.render("join.html", {**context, "verifier": labels.label(project.verifier)})

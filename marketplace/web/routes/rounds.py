@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from marketplace.adapters.chain.redact import redact_urls
-from marketplace.web.deps import PageDep, RoundsDep
+from marketplace.web.deps import PageDep, RoundsDep, VerifiersDep
 from marketplace.web.routes.paging import PAGE_SIZE, Limit, Offset, page_of
 from marketplace.web.schemas import Paged, RoundProof, RoundView, VerifyResult
 from marketplace.web.services.errors import Rejected
@@ -42,13 +42,15 @@ def verify_round(svc: RoundsDep, project_id: int, round_: int) -> VerifyResult:
 
 
 @pages.post("/projects/{project_id}/rounds/{round_}/verify")
-def verify_partial(page: PageDep, svc: RoundsDep, project_id: int, round_: int) -> Response:
-    """The verifier's answer, rendered inline next to the round's button (htmx)."""
+def verify_partial(page: PageDep, svc: RoundsDep, labels: VerifiersDep, project_id: int, round_: int) -> Response:
+    """The verifier's answer, rendered inline next to the round's button (htmx), naming the verifier."""
     try:
         result = _shown(svc.verify_round(project_id, round_))
     except Rejected as exc:
-        return page.render("_verify_result.html", {"result": None, "error": redact_urls(str(exc))})
-    return page.render("_verify_result.html", {"result": result, "error": None})
+        return page.render("_verify_result.html", {"result": None, "error": redact_urls(str(exc)), "verifier": None})
+    return page.render(
+        "_verify_result.html", {"result": result, "error": None, "verifier": labels.label(result.verifier)}
+    )
 
 
 def _shown(result: VerifyResult) -> VerifyResult:

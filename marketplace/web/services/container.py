@@ -12,6 +12,7 @@ from marketplace.web.services.projects import ProjectService
 from marketplace.web.services.rounds import RoundService
 from marketplace.web.services.trainers import TrainerService
 from marketplace.web.services.transactions import TransactionService
+from marketplace.web.services.verifiers import VerifierService
 from marketplace.web.settings import WebSettings
 
 
@@ -24,6 +25,7 @@ class Services:
     transactions: TransactionService
     models: ModelService
     aggregators: AggregatorService
+    verifiers: VerifierService
 
     @classmethod
     def over(cls, context: MarketContext, models: ModelService) -> Services:
@@ -36,6 +38,7 @@ class Services:
             transactions=TransactionService(context, projects),
             models=models,
             aggregators=AggregatorService(context),
+            verifiers=VerifierService(context),
         )
 
     @classmethod

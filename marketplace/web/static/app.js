@@ -6,9 +6,54 @@
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-  const pct = (bps) => `${(bps / 100).toFixed(bps % 100 ? 2 : 0)}%`;
   const short = (a) => `${a.slice(0, 6)}…${a.slice(-4)}`;
   const CHAIN_ID = BigInt(document.body.dataset.chainId);
+  const EXPLORER = document.body.dataset.explorer || "";
+
+  // ---------------------------------------------------------------- amounts and percentages
+  // The rules of marketplace/web/filters.py, for what the page computes itself (a browser test checks both agree).
+  const ETH_PLACES = 4; // an amount in ETH is rounded to 4 decimals...
+  const SMALL_DIGITS = 2; // ...unless that keeps fewer than 2 significant digits (then finer, down to 1 wei)
+  const group = (digits) => digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  /** wei in ETH, exactly, without trailing zeros (filters.eth). */
+  function ethExact(wei) {
+    const value = BigInt(wei);
+    const abs = value < 0n ? -value : value;
+    const frac = (abs % 10n ** 18n).toString().padStart(18, "0").replace(/0+$/, "");
+    const text = `${abs / 10n ** 18n}${frac ? "." + frac : ""}`;
+    return value < 0n ? `-${text}` : text;
+  }
+  /** wei in ETH rounded half up to 4 decimals (finer for small amounts: 2 significant digits), trailing zeros
+   * dropped, thousands grouped (filters.round_eth): "1.3342", "0.2", "12,345.5", "0.00012", "0". */
+  function roundEth(wei) {
+    const value = BigInt(wei);
+    const abs = value < 0n ? -value : value;
+    if (abs === 0n) return "0";
+    const adjusted = abs.toString().length - 1 - 18; // power of ten of the leading digit, in ETH
+    const exponent = Math.min(-ETH_PLACES, Math.max(adjusted - SMALL_DIGITS + 1, -18));
+    const quantum = 10n ** BigInt(18 + exponent); // in wei
+    const rounded = ((abs + quantum / 2n) / quantum) * quantum;
+    const whole = group((rounded / 10n ** 18n).toString());
+    const frac = (rounded % 10n ** 18n).toString().padStart(18, "0").slice(0, -exponent).replace(/0+$/, "");
+    const text = frac ? `${whole}.${frac}` : whole;
+    return value < 0n ? `-${text}` : text;
+  }
+  /** An amount as the server renders it (filters.amount): rounded with its unit, the exact value on hover. */
+  function amountHtml(wei, unit = "ETH") {
+    const full = ethExact(wei);
+    const title = BigInt(wei) === 0n ? `0 ${unit}` : `${full} ${unit} = ${group(BigInt(wei).toString())} wei`;
+    return `<span class="amount" title="${escapeHtml(title)}" data-wei="${BigInt(wei)}" data-copy="${escapeHtml(full)}">` +
+      `${escapeHtml(roundEth(wei))}\u00a0${escapeHtml(unit)}</span>`;
+  }
+  /** A rate set in basis points, exactly (filters.bps): "2%", "66.66%". */
+  const bps = (value) => (value % 100 ? `${(value / 100).toFixed(2)}%` : `${value / 100}%`);
+  /** A measured value held in basis points (a reliability), one decimal, half up (filters.pct_bps): "66.7%". */
+  function pct(value) {
+    const v = Math.trunc(Number(value));
+    const tenths = Math.floor((Math.abs(v) + 5) / 10);
+    return `${v < 0 ? "-" : ""}${Math.floor(tenths / 10)}.${tenths % 10}%`;
+  }
+  window.marketplaceFormat = { ethExact, roundEth, amountHtml, bps, pct };
   const VERIFIER_ABI = ["function verifyRound(bytes32 roundTag, bytes32[] commitments, uint256[] scores, bool[] flags, bytes proof) view returns (bool)"];
 
   function describe(err) {
@@ -26,6 +71,7 @@
 
   const wallet = {
     account: null,
+    disconnected: false, // the user pressed "Disconnect": the page forgets the account until they connect again
     available() {
       return typeof window.ethereum !== "undefined" && window.ethereum !== null;
     },
@@ -38,12 +84,19 @@
       this.require();
       const accounts = await window.ethereum.request({ method: "eth_requestAccounts" });
       if (!accounts || !accounts.length) throw new Error("Your wallet shared no account.");
+      this.disconnected = false;
+      sessionStorage.removeItem("wallet-disconnected");
       await this.ensureChain();
       this.set(accounts[0]);
       return this.account;
     },
+    disconnect() {
+      this.disconnected = true;
+      sessionStorage.setItem("wallet-disconnected", "1");
+      this.set(null);
+    },
     async restore() {
-      if (!this.available()) return;
+      if (!this.available() || sessionStorage.getItem("wallet-disconnected")) return;
       try {
         const accounts = await window.ethereum.request({ method: "eth_accounts" });
         if (accounts && accounts.length) this.set(accounts[0]);
@@ -55,21 +108,63 @@
       const link = $("#wallet-address");
       button.hidden = !!this.account;
       link.hidden = !this.account;
+      $("#wallet-disconnect").hidden = !this.account;
+      $("#wallet-balance").hidden = !this.account;
       if (this.account) {
         link.textContent = short(this.account);
         link.href = `/trainers/${this.account}`;
         link.title = this.account;
+        this.showBalance();
+        this.checkChain();
+      } else {
+        $("#wallet-switch").hidden = true;
       }
       document.dispatchEvent(new CustomEvent("wallet:changed", { detail: this.account }));
     },
+    /** Shows the connected account's balance on this page's chain (read through the wallet). */
+    async showBalance() {
+      const box = $("#wallet-balance");
+      const account = this.account;
+      try {
+        const wei = await window.ethereum.request({ method: "eth_getBalance", params: [account, "latest"] });
+        if (account !== this.account) return;
+        box.innerHTML = `balance ${amountHtml(BigInt(wei))}`;
+        box.id = "wallet-balance";
+      } catch (_) {
+        box.textContent = "";
+      }
+    },
+    /** Offers "Switch network" while the wallet is on another chain than this page's. */
+    async checkChain() {
+      try {
+        const have = BigInt(await window.ethereum.request({ method: "eth_chainId" }));
+        const other = have !== CHAIN_ID;
+        $("#wallet-switch").hidden = !other;
+        if (other) showError(`Your wallet is on chain ${have}; this market is on chain ${CHAIN_ID} (${document.body.dataset.network}). Use "Switch network".`);
+        return !other;
+      } catch (_) {
+        return false;
+      }
+    },
+    /** Asks the wallet to switch to this page's chain, adding it first when the wallet does not know it (4902). */
     async ensureChain() {
       const have = BigInt(await window.ethereum.request({ method: "eth_chainId" }));
       if (have === CHAIN_ID) return;
+      const chainId = "0x" + CHAIN_ID.toString(16);
       try {
-        await window.ethereum.request({ method: "wallet_switchEthereumChain", params: [{ chainId: "0x" + CHAIN_ID.toString(16) }] });
-      } catch (_) {
-        throw new Error(`Your wallet is on chain ${have}; switch it to chain ${CHAIN_ID} (${document.body.dataset.network}).`);
+        await window.ethereum.request({ method: "wallet_switchEthereumChain", params: [{ chainId }] });
+      } catch (err) {
+        const unknown = err && (err.code === 4902 || err?.data?.originalError?.code === 4902);
+        const rpc = document.body.dataset.rpcUrl;
+        if (!unknown) throw new Error(`Your wallet is on chain ${have}; switch it to chain ${CHAIN_ID} (${document.body.dataset.network}): ${describe(err)}`);
+        if (!rpc) throw new Error(`Your wallet does not know chain ${CHAIN_ID} (${document.body.dataset.network}); add it with an RPC URL of yours, then try again.`);
+        const params = { chainId, chainName: `${document.body.dataset.network} (chain ${CHAIN_ID})`, rpcUrls: [rpc],
+          nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 } };
+        if (EXPLORER) params.blockExplorerUrls = [EXPLORER];
+        await window.ethereum.request({ method: "wallet_addEthereumChain", params: [params] });
+        await window.ethereum.request({ method: "wallet_switchEthereumChain", params: [{ chainId }] });
       }
+      $("#wallet-switch").hidden = true;
     },
     /** Asks the wallet to sign and send {to, data, value}; returns the transaction hash. */
     async send(tx) {
@@ -82,18 +177,84 @@
   };
   window.marketplaceWallet = wallet;
 
-  /** Polls the server until the transaction is mined; resolves with its status, rejects if it failed. */
-  async function follow(hash, el) {
-    el.innerHTML = `Sent <code>${escapeHtml(hash)}</code>, waiting for confirmation…`;
+  /** A transaction's hash, linked to the network's explorer when it has one (the local chain has none). */
+  function txLink(hash) {
+    const code = `<code class="tx-hash" title="${escapeHtml(hash)}" data-copy="${escapeHtml(hash)}">${escapeHtml(short(hash))}</code>`;
+    return EXPLORER ? `<a class="tx-link" href="${escapeHtml(EXPLORER)}/tx/${escapeHtml(hash)}" target="_blank" rel="noopener">${code}</a>` : code;
+  }
+
+  /** Puts a transaction's state into its status box: confirm (the wallet is open), pending, confirmed, failed,
+   * replaced; `data-state` says which (tests and styles read it). */
+  function txState(el, state, html) {
+    el.dataset.state = state;
+    const cls = { confirm: "pending", pending: "pending", confirmed: "ok", failed: "bad", replaced: "bad" }[state];
+    el.innerHTML = `<span class="${cls}" id="tx-${state}">${html}</span>`;
+  }
+
+  /** Raised when the transaction was replaced (sped up or cancelled in the wallet) before it was mined. */
+  class Replaced extends Error {}
+
+  /** Polls the server until the transaction is mined; resolves with its status, rejects if it failed (the reason
+   * in words) or was replaced by another with the same nonce. */
+  async function follow(hash, el, sent = null) {
+    txState(el, "pending", `Pending: transaction ${txLink(hash)} sent, waiting for it to be mined…`);
     for (let i = 0; i < 1200; i++) {
       const response = await fetch(`/api/tx/${hash}`);
       const body = await response.json();
       if (response.ok && body.status === "confirmed") return body;
-      if (response.ok && body.status === "failed") throw new Error(`The transaction failed: ${body.error}`);
+      if (response.ok && body.status === "failed") {
+        const error = new Error(`The transaction ${short(hash)} failed in block ${body.block_number}: ${body.error || "it was reverted"}.`);
+        error.failed = true;
+        throw error;
+      }
       if (!response.ok && response.status !== 404) throw new Error(body.detail || `HTTP ${response.status}`);
+      if (response.status === 404 && sent && i % 4 === 3 && (await replaced(sent))) {
+        throw new Replaced(`The transaction ${short(hash)} was replaced by another one from your wallet with the same nonce ` +
+          "(sped up or cancelled there); this page shows what was mined once you reload it.");
+      }
       await sleep(i < 20 ? 300 : 1500);
     }
     throw new Error("Still not mined; check your wallet.");
+  }
+
+  /** Whether the transaction `sent` ({from, nonce}) can no longer be mined: the node does not know it and the
+   * account's mined nonce has passed it. */
+  async function replaced(sent) {
+    try {
+      const count = BigInt(await window.ethereum.request({ method: "eth_getTransactionCount", params: [sent.from, "latest"] }));
+      return sent.nonce !== null && count > sent.nonce;
+    } catch (_) {
+      return false;
+    }
+  }
+
+  /** The whole life of one transaction: "confirm in your wallet" (the previous error cleared), then pending
+   * with its hash, then confirmed (resolves with the server's status), failed or replaced (rejects; the box
+   * already says so). `onSent` runs once the wallet sent it (e.g. to hide "Edit"). */
+  async function sendTx(tx, el, onSent = () => {}) {
+    showError("");
+    txState(el, "confirm", "Confirm the transaction in your wallet…");
+    let hash;
+    try {
+      hash = await wallet.send(tx);
+    } catch (err) {
+      txState(el, "failed", `✗ ${escapeHtml(describe(err))}`);
+      throw err;
+    }
+    onSent(hash);
+    let sent = null;
+    try {
+      const seen = await window.ethereum.request({ method: "eth_getTransactionByHash", params: [hash] });
+      if (seen) sent = { from: seen.from, nonce: BigInt(seen.nonce) };
+    } catch (_) { /* the wallet cannot tell: replacement goes undetected */ }
+    try {
+      const result = await follow(hash, el, sent);
+      txState(el, "confirmed", `✓ Confirmed in block ${result.block_number}: transaction ${txLink(hash)}.`);
+      return result;
+    } catch (err) {
+      txState(el, err instanceof Replaced ? "replaced" : "failed", `✗ ${escapeHtml(describe(err))}`);
+      throw err;
+    }
   }
 
   async function postJson(url, data) {
@@ -108,24 +269,44 @@
   }
 
   // ---------------------------------------------------------------- post a job
+  /** Signs and sends the reviewed job. Once the wallet sent it, "Edit" and the button go (the job cannot be posted
+   * twice); a rejection in the wallet leaves both. */
   async function sendJob(button) {
     const section = button.closest("[data-tx]");
     const status = $(button.dataset.target);
+    const edit = $("#job-edit");
     button.disabled = true;
     try {
       const tx = JSON.parse(section.dataset.tx);
-      const hash = await wallet.send(tx);
-      const result = await follow(hash, status);
+      const result = await sendTx(tx, status, () => {
+        button.hidden = true;
+        if (edit) edit.hidden = true;
+      });
       const link = result.project_id ? ` <a id="job-created-link" href="/projects/${result.project_id}">Project ${result.project_id}</a> created.` : "";
-      status.innerHTML = `<span class="ok">✓ Confirmed in block ${result.block_number}.</span>${link}`;
+      status.insertAdjacentHTML("beforeend", link);
     } catch (err) {
-      status.innerHTML = `<span class="bad">✗ ${escapeHtml(describe(err))}</span>`;
-      button.disabled = false;
+      if (!button.hidden) button.disabled = false;
     }
   }
 
+  /** "Edit" on the review step: back to the form with what was typed (the form is posted again, unvalidated). */
+  async function editJob(link) {
+    const values = JSON.parse(link.dataset.values || "{}");
+    const form = document.createElement("form");
+    form.method = "post";
+    form.action = "/projects/new?edit=1";
+    for (const [name, value] of Object.entries(values)) {
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = name;
+      input.value = value;
+      form.append(input);
+    }
+    document.body.append(form);
+    form.submit();
+  }
+
   // ---------------------------------------------------------------- what a job costs (live, on the form)
-  const fmtEth = (wei) => ethers.formatEther(wei).replace(/\.0$/, "");
   /** The job form's "What you send": escrow + protocol fee (ProjectConfig.protocol_fee: the fee rounded up), and
    * the record a reliability bar will require of each trainer (TrainingMarket.requiredTrackRecord: the budget per
    * guaranteed trainer, budget / minimum trainers, over the fee rate). The review step shows the server's figures. */
@@ -140,15 +321,15 @@
       if (budget <= 0n || aggregatorFee < 0n) throw new Error("no budget");
       const fee = (budget * feeBps + 9999n) / 10000n;
       const escrow = budget + aggregatorFee;
-      let text = `${fmtEth(escrow + fee)} ETH: ${fmtEth(escrow)} ETH escrowed + ${fmtEth(fee)} ETH protocol fee (burned)`;
+      let text = `${amountHtml(escrow + fee)}: ${amountHtml(escrow)} escrowed + ${amountHtml(fee)} protocol fee (burned)`;
       const bar = Number($("#f-min_reliability_pct").value || 0);
       const minTrainers = BigInt(Math.max(1, Math.trunc(Number($("#f-min_trainers").value) || 1)));
       if (bar > 0) {
         const required = (budget * 10000n) / (minTrainers * feeBps);
-        text += `; your reliability bar will require ${fmtEth(required)} ETH of record available to each trainer ` +
+        text += `; your reliability bar will require ${amountHtml(required)} of record available to each trainer ` +
           "(the budget per guaranteed trainer, earned in independent projects; joining reserves it until withdrawal, a flagged round spends it)";
       }
-      out.textContent = text;
+      out.innerHTML = text;
     } catch (_) {
       out.textContent = "";
     }
@@ -211,7 +392,7 @@
         if (state.action !== "withdraw") button.hidden = !state.allowed;
         else if (amount) {
           amount.innerHTML = state.allowed
-            ? `You can withdraw <strong id="withdrawable">${escapeHtml(body.withdrawable_eth)} ETH</strong> as <code>${escapeHtml(short(account))}</code>.`
+            ? `You can withdraw <strong id="withdrawable">${amountHtml(body.withdrawable)}</strong> as <code>${escapeHtml(short(account))}</code>.`
             : `<span class="empty">${escapeHtml(state.reason)}</span>`;
         }
       }
@@ -221,15 +402,16 @@
       button.disabled = true;
       try {
         const sender = wallet.account || (await wallet.connect());
+        showError("");
         const tx = await postJson(`/api/tx/${action}`, { project_id: pid, sender });
-        const hash = await wallet.send(tx);
-        const result = await follow(hash, statusOf(action));
+        const result = await sendTx(tx, statusOf(action));
         // The server re-indexed when it saw the receipt: re-render status, owner actions and payouts.
         await refreshSections(["project-status", "rounds-done", "project-state", "payouts-section"]);
         await load(wallet.account);
         statusOf(action).innerHTML = `<span class="ok" id="action-done" data-action="${escapeHtml(action)}">✓ ${escapeHtml(tx.summary)}: confirmed in block ${result.block_number}.</span>`;
       } catch (err) {
-        statusOf(action).innerHTML = `<span class="bad">✗ ${escapeHtml(describe(err))}</span>`;
+        const box = statusOf(action);
+        if (!box.dataset.state || box.dataset.state === "confirmed") txState(box, "failed", `✗ ${escapeHtml(describe(err))}`);
         button.disabled = false;
       }
     }
@@ -246,6 +428,7 @@
     const pid = Number(section.dataset.projectId);
     const button = $("#join-button");
     const status = $("#join-status");
+    let joined = false; // set once this page joined: it no longer offers to join
     async function refresh(account) {
       $("#join-account").textContent = account ? `connected as ${account}` : "";
       $("#join-connect").hidden = !!account;
@@ -254,27 +437,28 @@
       const trainer = await response.json();
       if (!response.ok) { $("#join-eligibility").textContent = trainer.detail; return; }
       $("#join-reliability").textContent = pct(trainer.reliability_bps);
+      $("#join-reliability").title = `${trainer.reliability_bps / 100}% exactly`;
       const min = Number(section.dataset.minReliability);
       // A project with a reliability bar also requires an available record (wei): earned in independent
       // projects and not reserved by the bar of another project this trainer is in (availableOf).
       const record = trainer.track_record;
       const required = BigInt(section.dataset.requiredEarned || "0");
       const available = BigInt(record.available);
-      for (const [id, eth] of [["#join-available", record.available_eth], ["#join-earned", record.earned_eth],
-                               ["#join-reserved", record.reserved_eth]]) {
+      for (const [id, wei] of [["#join-available", record.available], ["#join-earned", record.earned],
+                               ["#join-reserved", record.reserved]]) {
         const box = $(id);
-        if (box) box.textContent = `${eth} ETH`;
+        if (box) box.innerHTML = amountHtml(wei);
       }
       let problem = null;
-      if (trainer.projects.some((p) => p.project_id === pid)) problem = "you already joined this project";
+      if (joined || trainer.projects.some((p) => p.project_id === pid)) problem = "you already joined this project";
       else if (section.dataset.status !== "open") problem = `the project is ${section.dataset.status}; joining is closed`;
       else if ([section.dataset.owner, section.dataset.aggregator].includes(account)) problem = "the owner and the aggregator cannot train";
-      else if (trainer.reliability_bps < min) problem = `below the project's minimum of ${pct(min)}`;
+      else if (trainer.reliability_bps < min) problem = `your reliability ${escapeHtml(pct(trainer.reliability_bps))} is below the project's minimum of ${bps(min)}`;
       else if (min > 0 && available < required) {
-        problem = `you have ${record.available_eth} ETH of record available (${record.earned_eth} ETH earned, ` +
-          `${record.reserved_eth} ETH reserved by other bars); this project requires ${fmtEth(required)} ETH`;
+        problem = `you have ${amountHtml(record.available)} of record available (${amountHtml(record.earned)} earned, ` +
+          `${amountHtml(record.reserved)} reserved by other bars); this project requires ${amountHtml(required)}`;
       }
-      $("#join-eligibility").textContent = problem ? `✗ ${problem}` : "✓ you can join";
+      $("#join-eligibility").innerHTML = problem ? `✗ ${problem}` : "✓ you can join";
       $("#join-eligibility").className = problem ? "bad" : "ok";
       button.disabled = !!problem;
     }
@@ -286,14 +470,18 @@
     button.addEventListener("click", async () => {
       button.disabled = true;
       try {
+        showError("");
         const tx = await postJson("/api/tx/join", { project_id: pid, sender: wallet.account });
-        const hash = await wallet.send(tx);
-        const result = await follow(hash, status);
+        const result = await sendTx(tx, status, () => { button.hidden = true; });
+        joined = true;
         const started = result.events.includes("TrainingStarted") ? " The project is full: training has started." : "";
-        status.innerHTML = `<span class="ok" id="join-done">✓ Joined project ${pid} in block ${result.block_number}.</span>${started} Now start training with the command below.`;
+        status.insertAdjacentHTML("beforeend", ` <span class="ok" id="join-done">Joined project ${pid}.</span>${started} Now start training with the command below.`);
+        $("#join-eligibility").className = "ok";
+        $("#join-eligibility").textContent = "✓ you are a trainer of this project";
+        wallet.showBalance();
       } catch (err) {
-        status.innerHTML = `<span class="bad">✗ ${escapeHtml(describe(err))}</span>`;
-        button.disabled = false;
+        if (!status.dataset.state || status.dataset.state === "confirmed") txState(status, "failed", `✗ ${escapeHtml(describe(err))}`);
+        if (!joined) { button.hidden = false; button.disabled = false; }
       }
     });
   }
@@ -309,9 +497,14 @@
       const data = iface.encodeFunctionData("verifyRound", [proof.round_tag, proof.commitments, proof.scores, proof.flags, proof.proof]);
       const raw = await window.ethereum.request({ method: "eth_call", params: [{ to: proof.verifier, data }, "latest"] });
       const [ok] = iface.decodeFunctionResult("verifyRound", raw);
-      out.innerHTML = ok
-        ? `<span class="verify ok" data-valid="true">✓ proof valid (eth_call through your wallet)</span>`
-        : `<span class="verify bad" data-valid="false">✗ proof rejected (eth_call through your wallet)</span>`;
+      const label = $("#verifier-label");
+      const name = escapeHtml(label?.dataset.verifierName || short(proof.verifier));
+      const nothing = label?.dataset.provesNothing === "true";
+      out.innerHTML = ok && nothing
+        ? `<span class="verify bad" data-valid="true" data-proves-nothing="true">accepted by the test verifier, which proves nothing (${name}; eth_call through your wallet)</span>`
+        : ok
+          ? `<span class="verify ok" data-valid="true">✓ proof valid — checked by ${name} (eth_call through your wallet)</span>`
+          : `<span class="verify bad" data-valid="false">✗ proof rejected by ${name} (eth_call through your wallet)</span>`;
     } catch (err) {
       out.innerHTML = `<span class="verify bad" data-valid="false">✗ ${escapeHtml(describe(err))}</span>`;
     }
@@ -356,6 +549,10 @@
     $("#wallet-button").addEventListener("click", async () => {
       try { await wallet.connect(); showError(""); } catch (err) { showError(describe(err)); }
     });
+    $("#wallet-disconnect").addEventListener("click", () => { wallet.disconnect(); showError(""); });
+    $("#wallet-switch").addEventListener("click", async () => {
+      try { await wallet.ensureChain(); showError(""); if (wallet.account) wallet.showBalance(); } catch (err) { showError(describe(err)); }
+    });
     document.addEventListener("click", (e) => {
       const send = e.target.closest("[data-action=send-tx]");
       if (send) sendJob(send);
@@ -363,9 +560,19 @@
       if (verify) walletVerify(verify);
       const weights = e.target.closest("#generate-weights");
       if (weights && !weights.disabled) generateWeights(weights);
+      const edit = e.target.closest("#job-edit");
+      if (edit) { e.preventDefault(); editJob(edit); }
     });
     document.addEventListener("input", (e) => { if (e.target.closest("#job-form")) updateJobCosts(); });
     document.body.addEventListener("htmx:afterSwap", updateJobCosts);
+    document.addEventListener("change", (e) => {
+      const select = e.target.closest("#f-verifier");
+      const box = $("#verifier-description");
+      if (!select || !box || select.tagName !== "SELECT") return;
+      const known = JSON.parse($("#verifier-descriptions")?.textContent || "{}")[select.value] || {};
+      box.textContent = known.description || "unnamed verifier, no description";
+      box.className = known.proves_nothing ? "flag" : "";
+    });
     updateJobCosts();
     // The job form simulates the transaction from the connected wallet, so doomed jobs are explained early.
     document.body.addEventListener("htmx:configRequest", (e) => {
@@ -377,7 +584,15 @@
     });
     if (wallet.available()) {
       $$(".wallet-verify").forEach((b) => { b.hidden = false; });
-      if (window.ethereum.on) window.ethereum.on("accountsChanged", (accounts) => wallet.set(accounts[0] || null));
+      if (window.ethereum.on) {
+        // Another account chosen in the wallet (or none: it disconnected this site) replaces the page's.
+        window.ethereum.on("accountsChanged", (accounts) => { if (!wallet.disconnected) wallet.set(accounts[0] || null); });
+        // Another network: say so (and offer to switch back); the balance is that of this page's chain.
+        window.ethereum.on("chainChanged", async () => {
+          if (!wallet.account) return;
+          if (await wallet.checkChain()) { showError(""); wallet.showBalance(); }
+        });
+      }
     }
     const join = $("#join");
     if (join) initJoin(join);

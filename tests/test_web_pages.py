@@ -1,0 +1,111 @@
+# ruff: noqa: F811  (fixtures imported from tests.web_fixtures are used as test arguments)
+"""The project page as a summary, a finalized round's own page with the reasons of its flags, the live part
+polled while training, and the downloads (issue 15), on the session anvil and a real IPFS node.
+
+The rule's causes are checked on real committed rows (:func:`rule_causes`): updates made far, lazy, boosted and
+duplicated are each named by the test that flags them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from marketplace.adapters.chain.market import Finalization
+from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.protocol.commitment import committed_rows
+from marketplace.protocol.sketch import sketch_rows
+from marketplace.web.services.flag_reasons import rule_causes
+from tests.market_fixtures import Actors
+from tests.test_web_a11y import disputed_project
+from tests.web_fixtures import (  # noqa: F401
+    FinishedProject,
+    client,
+    finished_project,
+    ipfs,
+    ipfs_node,
+    proof_document,
+    web_app,
+    web_settings,
+)
+
+
+def test_the_project_page_is_a_summary_linking_each_round(
+    client: TestClient, finished_project: FinishedProject
+) -> None:
+    pid = finished_project.project_id
+    page = client.get(f"/projects/{pid}").text
+    for round_ in (0, 1):
+        assert f'href="/projects/{pid}/rounds/{round_}"' in page
+        assert f'href="/projects/{pid}/rounds/{round_}/proof-document"' in page
+    assert "round-table" not in page  # the per-trainer tables live on the round pages
+    assert 'id="download-latest-model"' in page and "Final model" in page
+    # The chart's shares are of everything paid: all trainers' bars add up to 100 %, not to the number of rounds.
+    data = json.loads(re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page, re.S)[1])
+    assert abs(sum(sum(row) for row in data["shares"]) - 1.0) < 1e-9
+    assert data["axis"] == "share of all rewards paid so far (%)"
+    assert "share of the round's reward" not in page
+    assert 'hx-trigger="every 5s"' not in page  # a finished project does not poll
+
+
+def test_a_round_page_gives_each_flag_its_reasons(client: TestClient, actors: Actors, ipfs: IpfsClient) -> None:
+    pid = disputed_project(actors, ipfs)
+    page = client.get(f"/projects/{pid}/rounds/0")
+    assert page.status_code == 200
+    html = page.text
+    assert html.count('data-cause="disputed"') == 1
+    assert html.count('data-cause="rejected" data-source="chain"') == 1
+    assert "IpfsTimeout: the update did not come in time (the aggregator&#39;s word, not proven)" in html
+    assert "did not dispute it before" in html
+    assert client.get(f"/projects/{pid}/rounds/1").status_code == 404
+
+
+def test_a_training_project_polls_its_live_part_and_shows_its_initial_model(client: TestClient, actors: Actors) -> None:
+    pid = actors.training_project(2, rounds=1)
+    page = client.get(f"/projects/{pid}").text
+    assert f'hx-get="/projects/{pid}/live" hx-trigger="every 5s"' in page
+    assert "Initial model" in page and "no round is finalized yet" in page
+    assert client.get(f"/projects/{pid}/model").status_code == 404  # nothing trained yet
+    live = client.get(f"/projects/{pid}/live", headers={"HX-Request": "true"}).text
+    assert 'id="open-round"' in live and 'id="rounds-done" hx-swap-oob="true"' in live
+    assert '<section id="rounds-list" aria-labelledby="rounds-title" hx-swap-oob="true">' in live
+
+
+def test_downloads_are_the_pinned_objects(client: TestClient, actors: Actors, ipfs: IpfsClient) -> None:
+    pid = actors.training_project(3, rounds=1)
+    actors.submit_all(pid, 0)
+    weights = b"model bytes of round 0"
+    model_cid = ipfs.add(weights)
+    scores, flags = [500_000, 300_000, 200_000], [False, False, False]
+    doc = proof_document(actors, pid, 0, scores, flags, 0.5).model_copy(update={"model_cid": model_cid})
+    proof_cid = ipfs.add(doc.to_bytes())
+    actors.aggregator.finalize_round(pid, 0, Finalization(model_cid, proof_cid, scores, flags, doc.proof_bytes))
+    proof = client.get(f"/projects/{pid}/rounds/0/proof-document")
+    assert proof.status_code == 200 and proof.content == doc.to_bytes()
+    assert "attachment" in proof.headers["content-disposition"]
+    for url in (f"/projects/{pid}/rounds/0/model", f"/projects/{pid}/model"):
+        answer = client.get(url)
+        assert answer.status_code == 200 and answer.content == weights
+
+
+def test_the_rule_names_the_test_that_flags_each_update() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=3_000)
+    ups = [base + 0.5 * rng.normal(size=3_000) for _ in range(6)]
+    ups.append(-base + 0.1 * rng.normal(size=3_000))  # points against the others
+    ups.append(ups[1] * 8)  # scaled up
+    ups.append(ups[2].copy())  # a copy of an earlier update
+    ups.append(ups[3] * 0.01)  # barely trained
+    rows = committed_rows(sketch_rows(np.stack(ups), 64, 7))
+    causes = rule_causes(rows, np.ones(len(ups), bool), None, 64)
+    assert causes[:6] == [[]] * 6
+    assert causes[6] == ["far"]
+    assert causes[7] == ["boosted", "duplicate"]  # same direction as trainer 1: a duplicate too
+    assert causes[8] == ["duplicate"]
+    assert causes[9][0] == "lazy"
+    # Arrival order decides which copy is the duplicate: the copy arriving first is not flagged as one.
+    order = [8, *range(8), 9]
+    assert "duplicate" not in rule_causes(rows, np.ones(len(ups), bool), order, 64)[8]
