@@ -32,7 +32,7 @@ from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import build_model, num_params
 from marketplace.rule import RULE_VERSION
 from marketplace.web.main import create_app
-from marketplace.web.page_cache import PageCache
+from marketplace.web.page_cache import PageCache, mark_chain_time
 from marketplace.web.schemas import ProjectDetail, eth
 from marketplace.web.services.errors import TooManyRequests
 from marketplace.web.services.pin_limits import PinLimiter
@@ -890,6 +890,7 @@ class Versioned:
     background."""
 
     version: tuple[int, int] = (1, 0)
+    head: int | None = 100
     background: bool = True
 
 
@@ -906,7 +907,10 @@ def test_the_page_cache_shares_answers_per_version_and_serves_the_last_one_while
         if request.query_params.get("slow"):
             await release.wait()
         partial = request.headers.get("hx-request", "")
-        return PlainTextResponse(f"v{context.version[0]}{partial}", status_code=int(request.query_params.get("s", 200)))
+        answer = PlainTextResponse(
+            f"v{context.version[0]}{partial}", status_code=int(request.query_params.get("s", 200))
+        )
+        return mark_chain_time(answer, bool(request.query_params.get("phase")))
 
     app = PageCache(Starlette(routes=[Route("/projects/{pid}", project)]), context)  # type: ignore[arg-type]
 
@@ -932,6 +936,12 @@ def test_the_page_cache_shares_answers_per_version_and_serves_the_last_one_while
             assert (await slow).text == "v2"
             assert (await client.get("/projects/3?slow=1")).text == "v2"
             assert made.count("/projects/3") == 2
+
+            # a new block without events: only the answers that show the chain's time are made again
+            assert (await client.get("/projects/4?phase=1")).headers.get("x-shows-chain-time") is None
+            context.head = 101
+            assert (await client.get("/projects/4?phase=1")).text == "v2" and made.count("/projects/4") == 2
+            assert (await client.get("/projects/3?slow=1")).text == "v2" and made.count("/projects/3") == 2
 
             context.background = False  # requests sync the index themselves: nothing is kept
             before = len(made)

@@ -41,7 +41,8 @@ Concurrency: one connection, its queries guarded by a lock; :meth:`Indexer.sync`
 and write the database, never while it waits on the chain or on IPFS (the logs, the blocks, ``getProject`` of a
 new project and the proof documents are fetched first), so a sync in one thread does not hold up the queries of
 the others. Syncs themselves run one at a time. :attr:`Indexer.version` changes whenever a sync changed what
-the queries answer, and :attr:`Indexer.head_timestamp` is the time of the block the index is synced to.
+the queries answer; :attr:`Indexer.head_number` and :attr:`Indexer.head_timestamp` are the block the index is
+synced to and its time.
 
 Event data is untrusted: every handler checks the types and bounds of what it stores (an integer beyond
 SQLite's 64 bits, an address that is not one) and runs in its own savepoint. An event that fails its checks,
@@ -303,8 +304,14 @@ class Indexer:
     @property
     def version(self) -> int:
         """A number that changes whenever a sync (or a rebuild) changed what the queries answer: new events,
-        a rollback, a proof document read, or a new head (whose time the open round's phase depends on)."""
+        a rollback, a proof document read (a new block without events changes only :attr:`head_number`)."""
         return self._version
+
+    @property
+    def head_number(self) -> int | None:
+        """The number of the block the index was last synced to (None before the first sync)."""
+        head = self._head
+        return head[0] if head is not None else None
 
     @property
     def event_version(self) -> int:
@@ -360,7 +367,7 @@ class Indexer:
             new_head = (head_number, head_hash, int(head["timestamp"]))
             if count:
                 self._event_version += 1
-            if count or docs or new_head != self._head:
+            if count or docs:
                 self._version += 1
             self._head = new_head
             return count

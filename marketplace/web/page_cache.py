@@ -5,24 +5,30 @@ project, their JSON twins, a project's rounds and round pages, its live part, a 
 list) is answered from the
 cache when the same request (path, query, and the htmx headers that choose a partial) was answered ``200`` at the
 same :attr:`~marketplace.web.services.context.MarketContext.version` (the index and the cached chain reads
-unchanged); otherwise the app answers it and the answer is kept. The first request after the index changed
+unchanged) and, for an answer that shows the chain's time (a training project's open round: the app marks it with
+the :data:`SHOWS_CHAIN_TIME` header, which is not passed on), at the same synced block; otherwise the app answers
+it and the answer is kept. The first request after the index changed
 gets the new answer; identical requests that arrive while it is being made get the answer before it (at most
 one sync older) if there is one, else wait for it, instead of making it each. A cached answer is served in the
 event loop, without a worker thread, so a burst of reads costs little more than writing the bytes.
 
 It is on only while a background thread keeps the index fresh (``MarketContext.background``): when requests
 sync the index themselves, the answer depends on that sync, which happens after this middleware would look.
-Answers carry ``X-Index-Version``, the version they were made at.
+Answers carry ``X-Index-Version``, the version they were made at, and (these paths, on or off)
+``Server-Timing: app;dur=<ms>``, the time the server took to start answering.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+
+from starlette.responses import Response
 
 from marketplace.web.services.context import MarketContext
 
@@ -42,6 +48,9 @@ CACHED_PATHS = re.compile(
 )
 #: Request headers that change the answer (htmx asks for a partial).
 VARYING_HEADERS = (b"hx-request", b"hx-target")
+#: The header with which a route marks an answer that depends on the chain's time (the synced block), not only on
+#: the index's version: kept only until the next block.
+SHOWS_CHAIN_TIME = "x-shows-chain-time"
 #: Answers kept at most (the least recently used go first).
 MAX_ENTRIES = 1024
 #: Largest answer kept, in bytes.
@@ -51,9 +60,14 @@ MAX_BODY = 1 << 20
 @dataclass(frozen=True)
 class CachedAnswer:
     version: tuple[int, int]
+    head: int | None  # the synced block, for an answer that shows the chain's time; None for the others
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
+
+    def current(self, version: tuple[int, int], head: int | None) -> bool:
+        """Whether the answer is the one the app would give at ``version`` and ``head``."""
+        return self.version == version and (self.head is None or self.head == head)
 
 
 class PageCache:
@@ -69,21 +83,20 @@ class PageCache:
         self.misses = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "GET"
-            or not self.context.background
-            or not CACHED_PATHS.match(scope["path"])
-        ):
+        if scope["type"] != "http" or scope["method"] != "GET" or not CACHED_PATHS.match(scope["path"]):
             await self.app(scope, receive, send)
+            return
+        send = _timed(send)
+        if not self.context.background:
+            await self.app(scope, receive, _without_time_mark(send))
             return
         headers = dict(scope.get("headers") or [])
         key = (scope["path"], scope.get("query_string", b""), *(headers.get(h) for h in VARYING_HEADERS))
-        version = self.context.version
+        version, head = self.context.version, self.context.head
         while True:
             answer = self._answers.get(key)
             pending = self._pending.get(key)
-            if answer is not None and (answer.version == version or pending is not None):
+            if answer is not None and (answer.current(version, head) or pending is not None):
                 # the answer at this version, or, while someone makes that one, the one before it
                 self.hits += 1
                 self._answers.move_to_end(key)
@@ -92,31 +105,41 @@ class PageCache:
             if pending is None:
                 break
             await asyncio.shield(pending)  # someone is answering this very request: take theirs
-            version = self.context.version
+            version, head = self.context.version, self.context.head
         self.misses += 1
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[key] = done
         try:
-            await self._answer_and_keep(key, version, scope, receive, send)
+            await self._answer_and_keep(key, version, head, scope, receive, send)
         finally:
             del self._pending[key]
             done.set_result(None)
 
     async def _answer_and_keep(
-        self, key: tuple[Any, ...], version: tuple[int, int], scope: Scope, receive: Receive, send: Send
+        self,
+        key: tuple[Any, ...],
+        version: tuple[int, int],
+        head: int | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         """Lets the app answer, passing its messages on, and keeps a complete ``200`` answer under ``key``."""
         start: Message | None = None
         chunks: list[bytes] = []
         size = 0
         keep = True
+        timed = False
 
         async def capture(message: Message) -> None:
-            nonlocal start, size, keep
+            nonlocal start, size, keep, timed
             if message["type"] == "http.response.start":
-                start = message
+                headers = list(message.get("headers", []))
+                timed = any(k.lower() == SHOWS_CHAIN_TIME.encode() for k, _ in headers)
+                headers = [(k, v) for k, v in headers if k.lower() != SHOWS_CHAIN_TIME.encode()]
+                start = {**message, "headers": headers}
                 keep = message["status"] == 200
-                message = {**message, "headers": [*message.get("headers", []), _version_header(version)]}
+                message = {**message, "headers": [*headers, _version_header(version)]}
             elif message["type"] == "http.response.body" and keep:
                 body = message.get("body", b"")
                 size += len(body)
@@ -126,11 +149,47 @@ class PageCache:
 
         await self.app(scope, receive, capture)
         if keep and start is not None:
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"x-index-version"]
-            self._answers[key] = CachedAnswer(version, start["status"], headers, b"".join(chunks))
+            dropped = (b"x-index-version", b"server-timing")  # added again to each answer
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in dropped]
+            answer = CachedAnswer(version, head if timed else None, start["status"], headers, b"".join(chunks))
+            self._answers[key] = answer
             self._answers.move_to_end(key)
             while len(self._answers) > self.max_entries:
                 self._answers.popitem(last=False)
+
+
+def mark_chain_time(response: Response, shows: bool = True) -> Response:
+    """``response`` marked (if it ``shows`` the chain's time: an open round's phase follows the clock) as an answer
+    the cache keeps only until the next block (:data:`SHOWS_CHAIN_TIME`)."""
+    if shows:
+        response.headers[SHOWS_CHAIN_TIME] = "1"
+    return response
+
+
+def _timed(send: Send) -> Send:
+    """``send`` that adds ``Server-Timing: app;dur=<ms>`` to the answer: how long the server took from here to the
+    answer's start (browsers' developer tools show it; ``bench/web_load.py`` reads it)."""
+    began = time.perf_counter()
+
+    async def timed(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            took = f"app;dur={(time.perf_counter() - began) * 1000:.2f}".encode()
+            message = {**message, "headers": [*message.get("headers", []), (b"server-timing", took)]}
+        await send(message)
+
+    return timed
+
+
+def _without_time_mark(send: Send) -> Send:
+    """``send`` without the :data:`SHOWS_CHAIN_TIME` header (the cache's business only)."""
+
+    async def unmarked(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != SHOWS_CHAIN_TIME.encode()]
+            message = {**message, "headers": kept}
+        await send(message)
+
+    return unmarked
 
 
 def _version_header(version: tuple[int, int]) -> tuple[bytes, bytes]:

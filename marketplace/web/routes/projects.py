@@ -16,6 +16,7 @@ from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS
 from marketplace.adapters.chain.redact import redact_url, redact_urls
 from marketplace.web.deps import ModelsDep, PageDep, ProjectsDep, SettingsDep, TransactionsDep, VerifiersDep
 from marketplace.web.forms import DEFAULTS, FORM_FIELD, LABELS, FormErrors, parse_job
+from marketplace.web.page_cache import mark_chain_time
 from marketplace.web.routes.paging import PAGE_SIZE, Limit, Offset, page_of
 from marketplace.web.schemas import WEI_PER_ETH, Paged, ProjectDetail, ProjectSummary
 from marketplace.web.services.errors import NotFound, Rejected
@@ -61,9 +62,11 @@ def projects(
 
 
 @api.get("/projects/{project_id}", response_model=ProjectDetail)
-def project(svc: ProjectsDep, project_id: int) -> ProjectDetail:
+def project(svc: ProjectsDep, project_id: int, response: Response) -> ProjectDetail:
     """A project with its trainers, rounds (scores, flags, rewards) and payouts."""
-    return svc.project_detail(project_id)
+    detail = svc.project_detail(project_id)
+    mark_chain_time(response, detail.open_round is not None)  # the open round's phase follows the clock
+    return detail
 
 
 # ---------------------------------------------------------------------------- pages
@@ -197,7 +200,7 @@ async def new_job_submit(
 def project_page(page: PageDep, svc: ProjectsDep, labels: VerifiersDep, project_id: int) -> Response:
     detail = svc.project_detail(project_id)
     context = project_context(detail) | {"verifier": labels.label(detail.project.verifier)}
-    return page.render("project.html", context)
+    return mark_chain_time(page.render("project.html", context), detail.open_round is not None)
 
 
 @pages.get("/projects/{project_id}/join")

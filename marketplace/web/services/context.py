@@ -68,9 +68,15 @@ class MarketContext:
 
     @property
     def version(self) -> tuple[int, int]:
-        """Changes whenever what a page shows may have: the index's :attr:`~Indexer.version` and the cached chain
-        reads' :attr:`~ChainReads.version`."""
+        """Changes whenever what a page shows may have, but for the chain's time: the index's
+        :attr:`~Indexer.version` and the cached chain reads' :attr:`~ChainReads.version`."""
         return self.indexer.version, self.reads.version
+
+    @property
+    def head(self) -> int | None:
+        """The block the index is synced to, whose time :meth:`now` gives (what an open round's phase depends on,
+        besides :attr:`version`)."""
+        return self.indexer.head_number
 
     @property
     def background(self) -> bool:
