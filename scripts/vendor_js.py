@@ -50,15 +50,34 @@ def plan() -> list[tuple[Path, Path]]:
     return pairs
 
 
+#: Swagger UI for the interactive API documentation at ``/api/docs`` (npm package, files, names in static/vendor/).
+SWAGGER_UI = "swagger-ui-dist"
+SWAGGER_UI_FILES = [
+    ("swagger-ui-bundle.js", "swagger-ui-bundle.js"),
+    ("swagger-ui.css", "swagger-ui.css"),
+    ("favicon-32x32.png", "swagger-ui-favicon-32x32.png"),
+]
+
+
+def swagger_ui_plan() -> list[tuple[Path, Path]]:
+    """(source, destination) pairs of Swagger UI and its license; raises if the package is not installed."""
+    package_dir = NODE_MODULES / SWAGGER_UI
+    if not package_dir.is_dir():
+        raise SystemExit(f"{SWAGGER_UI} is not in node_modules/: run `npm install` first")
+    pairs = [(package_dir / source, VENDOR / dest) for source, dest in SWAGGER_UI_FILES]
+    return [*pairs, (package_dir / "LICENSE", VENDOR / f"{SWAGGER_UI}.LICENSE")]
+
+
 def versions() -> dict[str, str]:
-    return {p: json.loads((NODE_MODULES / p / "package.json").read_text())["version"] for p in FILES}
+    packages = [*FILES, SWAGGER_UI]
+    return {p: json.loads((NODE_MODULES / p / "package.json").read_text())["version"] for p in packages}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only compare, do not copy")
     args = parser.parse_args(argv)
-    pairs = plan()
+    pairs = plan() + swagger_ui_plan()
     manifest = json.dumps(versions(), indent=2, sort_keys=True) + "\n"
     if args.check:
         stale = [str(d.relative_to(ROOT)) for s, d in pairs if not d.is_file() or d.read_bytes() != s.read_bytes()]

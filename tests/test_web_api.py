@@ -3,14 +3,28 @@
 # ruff: noqa: F811  (fixtures imported from tests.web_fixtures are used as test arguments)
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 import torch
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
+from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.market import encode_rule_version
 from marketplace.adapters.ipfs.ipfs import IpfsClient
@@ -18,9 +32,13 @@ from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import build_model, num_params
 from marketplace.rule import RULE_VERSION
 from marketplace.web.main import create_app
+from marketplace.web.page_cache import PageCache, mark_chain_time
 from marketplace.web.schemas import ProjectDetail, eth
+from marketplace.web.services.errors import TooManyRequests
+from marketplace.web.services.pin_limits import PinLimiter
 from marketplace.web.settings import WebSettings
 from tests.disputes import close_disputes
+from tests.http_server import LoopbackServer, QuietHandler
 from tests.market_fixtures import ETH, Actors, cid_for, commit, commitment_for, reveal_update
 from tests.web_fixtures import (  # noqa: F401
     ACCURACIES,
@@ -49,13 +67,26 @@ def send_prepared(chain: ChainClient, account: LocalAccount, tx: dict[str, Any])
 
 
 def job(actors: Actors, **overrides: Any) -> dict[str, Any]:
+    """A job for the JSON API: amounts in ETH (or wei), percentages in basis points, periods in seconds."""
     body = {
-        "model_name": "mlp", "rounds": "2", "min_trainers": "2", "max_trainers": "3", "budget_eth": "1.5",
+        "model_name": "mlp", "rounds": 2, "min_trainers": 2, "max_trainers": 3, "reward_budget_eth": "1.5",
         "aggregator_fee_eth": "0.1", "stake_eth": "0.05", "aggregator": actors.aggregator.address,
-        "min_reliability_pct": "0", "initial_model_cid": INITIAL_CID,
+        "min_reliability_bps": 0, "initial_model_cid": INITIAL_CID,
     }  # fmt: skip
     body.update(overrides)
     return body
+
+
+def form(actors: Actors, **overrides: str) -> dict[str, str]:
+    """The "post a job" form as the browser sends it: text, in ETH, percent and minutes."""
+    data = {
+        "model_name": "mlp", "rounds": "2", "min_trainers": "2", "max_trainers": "3", "budget_eth": "1.5",
+        "aggregator_fee_eth": "0.1", "stake_eth": "0.05", "aggregator": actors.aggregator.address,
+        "verifier": actors.deployment.address("TestRoundVerifier"), "min_reliability_pct": "0",
+        "initial_model_cid": INITIAL_CID,
+    }  # fmt: skip
+    data.update(overrides)
+    return data
 
 
 def reject_undisputed(actors: Actors, pid: int, round_: int, rejected: list[bool]) -> None:
@@ -70,22 +101,30 @@ def reject_undisputed(actors: Actors, pid: int, round_: int, rejected: list[bool
 
 def test_projects_list_filter_and_sort(client: TestClient, actors: Actors, finished_project: FinishedProject) -> None:
     open_id = actors.create(reward_budget=20 * ETH, min_reliability_bps=6_000)
-    projects = client.get("/api/projects").json()
+    page = client.get("/api/projects").json()
+    projects = page["items"]
+    assert (page["total"], page["limit"], page["offset"]) == (2, 50, 0)
     assert [p["project_id"] for p in projects] == [open_id, finished_project.project_id]  # newest first
     finished = projects[1]
     assert finished["status"] == "finished"
     assert finished["rounds_done"] == 2 and finished["trainer_count"] == 3
     assert finished["reward_budget_eth"] == "3" and finished["stake_eth"] == "0.1"
+    assert finished["aggregator_fee"] == str(ETH // 2) and finished["aggregator_fee_eth"] == "0.5"
     assert projects[0]["status"] == "open" and projects[0]["min_reliability_bps"] == 6_000
 
-    assert [p["project_id"] for p in client.get("/api/projects?status=open").json()] == [open_id]
-    assert [p["project_id"] for p in client.get("/api/projects?max_reliability_pct=50").json()] == [
-        finished_project.project_id
-    ]
-    assert client.get("/api/projects?sort=oldest").json()[0]["project_id"] == finished_project.project_id
-    assert client.get("/api/projects?min_budget_eth=10").json()[0]["project_id"] == open_id
+    def ids(query: str) -> list[int]:
+        return [p["project_id"] for p in client.get(f"/api/projects?{query}").json()["items"]]
+
+    assert ids("status=open") == [open_id]
+    assert ids("max_reliability_bps=5000") == [finished_project.project_id]
+    assert ids("max_reliability_bps=6000") == [open_id, finished_project.project_id]
+    assert ids("sort=oldest")[0] == finished_project.project_id
+    assert ids("min_budget_eth=10") == [open_id] == ids(f"min_budget={10 * ETH}")
+    assert ids("limit=1") == [open_id] and ids("limit=1&offset=1") == [finished_project.project_id]
+    assert client.get("/api/projects?limit=1&offset=1").json()["total"] == 2
     bad = client.get("/api/projects?status=bogus")
-    assert bad.status_code == 422 and "status" in bad.json()["errors"]
+    assert bad.status_code == 422 and bad.json()["field"] == "status"
+    assert bad.json()["errors"]["status"] == "must be one of: open, training, finished or cancelled"
 
 
 def test_project_detail_rounds_scores_accuracy_payouts(
@@ -112,7 +151,9 @@ def test_project_detail_rounds_scores_accuracy_payouts(
     after = ProjectDetail.model_validate(client.get(f"/api/projects/{pid}").json())
     assert next(p for p in after.payouts if p.account == trainer.address).withdrawn == str(amount)
     assert client.get(f"/api/projects/{pid}/rounds/0").json()["round"] == 0
-    assert len(client.get(f"/api/projects/{pid}/rounds").json()) == 2
+    rounds = client.get(f"/api/projects/{pid}/rounds").json()
+    assert rounds["total"] == 2 and [r["round"] for r in rounds["items"]] == [0, 1]
+    assert [r["round"] for r in client.get(f"/api/projects/{pid}/rounds?offset=1").json()["items"]] == [1]
 
 
 def test_verify_round_with_the_verifier(client: TestClient, finished_project: FinishedProject) -> None:
@@ -157,7 +198,7 @@ def test_rejected_submissions_are_shown(client: TestClient, actors: Actors) -> N
     actors.submit_all(pid, 1)
     actors.aggregator.finalize_round(pid, 1, actors.result(pid, 1, [500_000, 0, 500_000], [False, False, True]))
 
-    rounds = client.get(f"/api/projects/{pid}/rounds").json()
+    rounds = client.get(f"/api/projects/{pid}/rounds").json()["items"]
     assert [e["rejected"] for e in rounds[0]["trainers"]] == rejected
     assert [e["flagged"] for e in rounds[0]["trainers"]] == rejected  # a rejection is recorded as flagged
     assert [e["rejected"] for e in rounds[1]["trainers"]] == [False, False, False]  # flagged by the rule only
@@ -222,7 +263,7 @@ def test_the_open_round_shows_its_commit_reveal_phase_and_who_committed_and_reve
     assert 'data-phase="aggregation"' in page and "did not reveal in time" in page
 
     actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [500_000, 500_000, 0]))
-    (round0,) = client.get(f"/api/projects/{pid}/rounds").json()
+    (round0,) = client.get(f"/api/projects/{pid}/rounds").json()["items"]
     by_trainer = {e["trainer"]: e for e in round0["trainers"]}
     assert [by_trainer[t.address]["arrival"] for t in (a, b, c)] == [2, 1, 3]
     assert [by_trainer[t.address]["submitted"] for t in (a, b, c)] == [True, True, False]
@@ -298,9 +339,14 @@ def test_create_project_transaction_is_signed_by_the_wallet(
     assert joined["status"] == "confirmed" and "TrainerJoined" in joined["events"]
     assert client.get(f"/api/projects/{pid}").json()["trainers"][0]["trainer"] == trainer.address
     refused = client.post("/api/tx/join", json={"project_id": pid, "sender": owner.address})
-    assert refused.status_code == 422 and "RoleConflict" in refused.json()["detail"]
+    assert refused.status_code == 422 and refused.json()["code"] == "RoleConflict"
+    assert refused.json()["detail"] == (
+        f"The chain would refuse to join project {pid}: {owner.address} is the project's owner or aggregator, and "
+        "may not also train in it."
+    )
     again = client.post("/api/tx/join", json={"project_id": pid, "sender": trainer.address})
-    assert again.status_code == 422 and "AlreadyJoined" in again.json()["detail"]
+    assert again.status_code == 422 and again.json()["code"] == "AlreadyJoined"
+    assert f"{trainer.address} already joined project {pid}" in again.json()["detail"]
 
 
 def test_the_job_form_refuses_a_model_name_longer_than_the_contract_takes(client: TestClient, actors: Actors) -> None:
@@ -312,62 +358,77 @@ def test_the_job_form_refuses_a_model_name_longer_than_the_contract_takes(client
 
 
 def test_the_job_takes_a_reveal_period(client: TestClient, actors: Actors, accounts: list[LocalAccount]) -> None:
-    """Each round's reveal period is part of the job: the form shows it with its default, the API takes it in
-    minutes and it reaches the contract; a period that is not a whole number of minutes from 5 (the market's
-    shortest phase) to a year is refused with a sentence, on the form too."""
-    form = client.get("/projects/new").text
-    assert 'name="reveal_period_minutes"' in form and "Reveal period" in form and "Commit period" in form
-    assert 'id="f-reveal_period_minutes" type="number" value="10"' in form
+    """Each round's reveal period is part of the job: the form shows it with its default (minutes), the API takes
+    it in seconds (as it answers periods) and it reaches the contract; a period that is not a whole number of
+    minutes from 5 (the market's shortest phase) to a year is refused with a sentence on the form, and one out of
+    300 s to a year by the API."""
+    page = client.get("/projects/new").text
+    assert 'name="reveal_period_minutes"' in page and "Reveal period" in page and "Commit period" in page
+    assert 'id="f-reveal_period_minutes" type="number" value="10"' in page
 
     owner = accounts[1]
     prepared = client.post(
-        "/api/tx/create-project", json={**job(actors, reveal_period_minutes="25"), "sender": owner.address}
+        "/api/tx/create-project", json={**job(actors, reveal_period=25 * 60), "sender": owner.address}
     )
     assert prepared.status_code == 200, prepared.text
     pid = client.get(f"/api/tx/{send_prepared(actors.chain, owner, prepared.json())}").json()["project_id"]
     assert actors.owner.get_project(pid).reveal_period == 25 * 60
     assert client.get(f"/api/projects/{pid}").json()["project"]["reveal_period"] == 25 * 60
 
-    words = "must be a whole number of minutes from 5 to 525,600 (a year)"
-    for bad in ("0", "4", "-5", "1.5", "soon", "525601"):
-        refused = client.post("/api/tx/create-project", json=job(actors, reveal_period_minutes=bad))
+    bounds = {0: "must be at least 300", 299: "must be at least 300", 31_536_001: "must be at most 31,536,000"}
+    for bad, words in bounds.items():
+        refused = client.post("/api/tx/create-project", json=job(actors, reveal_period=bad))
         assert refused.status_code == 422, bad
-        assert refused.json()["errors"] == {"reveal_period_minutes": words}, bad
-    form_data = job(actors, reveal_period_minutes="0", verifier=actors.deployment.address("TestRoundVerifier"))
-    page = client.post("/projects/new", data=form_data, headers={"HX-Request": "true"})
-    assert page.status_code == 422 and f"Reveal period {words}" in page.text
+        assert refused.json()["errors"] == {"reveal_period": words} and refused.json()["field"] == "reveal_period"
+    words = "must be a whole number of minutes from 5 to 525,600 (a year)"
+    for typed in ("0", "4", "-5", "1.5", "soon", "525601"):
+        page = client.post(
+            "/projects/new", data=form(actors, reveal_period_minutes=typed), headers={"HX-Request": "true"}
+        )
+        assert page.status_code == 422 and f"Reveal period {words}" in page.text, typed
 
 
 def test_join_refused_below_min_reliability(client: TestClient, actors: Actors) -> None:
     pid = actors.create(min_reliability_bps=6_000)
     refused = client.post("/api/tx/join", json={"project_id": pid, "sender": actors.trainers[0].address})
-    assert refused.status_code == 422
-    assert "ReliabilityTooLow" in refused.json()["detail"]
+    assert refused.status_code == 422 and refused.json()["code"] == "ReliabilityTooLow"
+    assert f"has a reliability of 50%, and project {pid} requires at least 60%" in refused.json()["detail"]
 
 
 def test_bad_job_input_gets_field_messages(client: TestClient, actors: Actors) -> None:
-    cases = {
-        "min_trainers": {"min_trainers": "5", "max_trainers": "3"},
+    cases: dict[str, dict[str, Any]] = {
+        "min_trainers": {"min_trainers": 5, "max_trainers": 3},
         "aggregator": {"aggregator": "0x1234"},
-        "budget_eth": {"budget_eth": "lots"},
+        "reward_budget_eth": {"reward_budget_eth": "lots"},
         "initial_model_cid": {"initial_model_cid": "not-a-cid"},
         "model_name": {"model_name": "gpt"},
-        "rounds": {"rounds": "0"},
-        "min_reliability_pct": {"min_reliability_pct": "150"},
+        "rounds": {"rounds": 0},
+        "min_reliability_bps": {"min_reliability_bps": 15_000},
         "verifier": {"verifier": actors.stranger.address},
+        "reward_budget": {"reward_budget": "1.5"},
     }
     for field, override in cases.items():
-        response = client.post("/api/tx/create-project", json=job(actors, **override))
+        body = job(actors, **override)
+        if field == "reward_budget":
+            del body["reward_budget_eth"]
+        response = client.post("/api/tx/create-project", json=body)
         assert response.status_code == 422, field
-        body = response.json()
-        assert field in body["errors"], (field, body)
-        assert "Traceback" not in response.text
-    assert client.post("/api/tx/create-project", json=job(actors, budget_eth="lots")).json()["errors"] == {
-        "budget_eth": "must be a number"
+        problem = response.json()
+        assert field in problem["errors"] and problem["field"] == field, (field, problem)
+        assert "Traceback" not in response.text and "nput should" not in response.text
+    assert client.post("/api/tx/create-project", json=job(actors, reward_budget_eth="lots")).json()["errors"] == {
+        "reward_budget_eth": "must be a number"
     }
-    # Valid input, but the sender cannot pay the escrow: the simulation explains it.
+    both = client.post("/api/tx/create-project", json=job(actors, reward_budget=str(ETH)))
+    assert both.json()["errors"] == {
+        "reward_budget": "is given twice: give reward_budget (wei) or reward_budget_eth (ETH), not both"
+    }
+    # Valid input, but the sender cannot pay the escrow: the simulation explains it, in words.
     poor = client.post("/api/tx/create-project", json={**job(actors), "sender": "0x" + "42" * 20})
-    assert poor.status_code == 422 and "would reject" in poor.json()["detail"]
+    assert poor.status_code == 422 and poor.json()["code"] == "InsufficientFunds"
+    assert poor.json()["detail"] == (
+        "The chain would refuse to create this project: the sending wallet cannot pay the 1.63 ETH it sends plus gas."
+    )
 
 
 # ---------------------------------------------------------------------------- pages and schema
@@ -398,13 +459,12 @@ def test_html_pages_render(client: TestClient, finished_project: FinishedProject
 
 
 def test_job_form_shows_messages_not_traces(client: TestClient, actors: Actors) -> None:
-    form = job(actors, min_trainers="4", max_trainers="2", stake_eth="-1")
-    form["verifier"] = actors.deployment.address("TestRoundVerifier")
-    response = client.post("/projects/new", data=form, headers={"HX-Request": "true"})
+    bad = form(actors, min_trainers="4", max_trainers="2", stake_eth="-1")
+    response = client.post("/projects/new", data=bad, headers={"HX-Request": "true"})
     assert response.status_code == 422
-    assert 'data-field="min_trainers"' in response.text or 'data-field="stake_eth"' in response.text
+    assert 'data-field="stake_eth"' in response.text and "Trainer stake must not be negative" in response.text
     assert "Traceback" not in response.text and "<form" in response.text
-    ok = client.post("/projects/new", data=job(actors, verifier=form["verifier"]), headers={"HX-Request": "true"})
+    ok = client.post("/projects/new", data=form(actors), headers={"HX-Request": "true"})
     assert ok.status_code == 200 and 'id="job-tx"' in ok.text and "Sign and send with wallet" in ok.text
 
 
@@ -415,14 +475,14 @@ def test_openapi_schema_lists_the_api(client: TestClient) -> None:
         "/api/projects", "/api/projects/{project_id}", "/api/projects/{project_id}/rounds/{round_}/verify",
         "/api/trainers/{address}", "/api/tx/create-project", "/api/tx/join", "/api/tx/{tx_hash}", "/api/status",
         "/api/tx/{action}", "/api/projects/{project_id}/actions", "/api/models/{name}/init",
-        "/api/aggregators/{address}",
+        "/api/aggregators/{address}", "/api/models",
     ]:  # fmt: skip
         assert path in paths, path
     assert not any(p.startswith("/projects") for p in paths)  # pages are not part of the API
     status = client.get("/api/status").json()
     assert status["chain_id"] == 31337 and status["indexed_block"] == status["head_block"]
     assert status["skipped_events"] == 0
-    assert {m["name"] for m in client.get("/api/models").json()} >= {"mlp", "cnn"}
+    assert {m["name"] for m in client.get("/api/models").json()["items"]} >= {"mlp", "cnn"}
 
 
 # ---------------------------------------------------------------------------- project actions (wallet signs)
@@ -456,26 +516,34 @@ def test_withdraw_transaction_for_the_connected_account(
 
     # Nothing left: 409 with the contract's decoded custom error, and the button's reason says so.
     again = client.post("/api/tx/withdraw", json={"project_id": pid, "sender": trainer.address})
-    assert again.status_code == 409
-    assert "NothingToWithdraw(" in again.json()["detail"] and "nothing to withdraw" in again.json()["detail"]
+    assert again.status_code == 409 and again.json()["code"] == "NothingToWithdraw"
+    assert again.json()["detail"] == (
+        f"The chain would refuse to withdraw from project {pid}: nothing to withdraw: project {pid} owes "
+        f"{trainer.address} nothing (not a participant, or already withdrawn)."
+    )
     withdraw = actions_of(client, pid, trainer.address)["withdraw"]
     assert withdraw["allowed"] is False and "already withdrawn" in withdraw["reason"]
     stranger = client.post("/api/tx/withdraw", json={"project_id": pid, "sender": actors.stranger.address})
-    assert stranger.status_code == 409 and "NothingToWithdraw" in stranger.json()["detail"]
+    assert stranger.status_code == 409 and stranger.json()["code"] == "NothingToWithdraw"
 
     missing = client.post("/api/tx/withdraw", json={"project_id": pid})
-    assert missing.status_code == 422 and "sender" in missing.json()["errors"]
+    assert missing.status_code == 422 and missing.json()["field"] == "sender"
     assert client.post("/api/tx/withdraw", json={"project_id": 999, "sender": trainer.address}).status_code == 404
     bogus = client.post("/api/tx/explode", json={"project_id": pid})
-    assert bogus.status_code == 422 and "action" in bogus.json()["errors"]
+    assert bogus.status_code == 422 and bogus.json()["errors"] == {
+        "action": "must be one of: withdraw, abandon, start or cancel"
+    }
 
 
 def test_withdraw_refused_while_the_project_runs(client: TestClient, actors: Actors) -> None:
     pid = actors.training_project(2)
     trainer = actors.trainers[0].address
     running = client.post("/api/tx/withdraw", json={"project_id": pid, "sender": trainer})
-    assert running.status_code == 409
-    assert "WrongStatus(" in running.json()["detail"] and f"project {pid} is training" in running.json()["detail"]
+    assert running.status_code == 409 and running.json()["code"] == "WrongStatus"
+    assert running.json()["detail"] == (
+        f"The chain would refuse to withdraw from project {pid}: project {pid} is training, and that is possible "
+        "only while it is finished."
+    )
     assert actions_of(client, pid, trainer).keys() == {"abandon"}  # no withdraw button while training
 
 
@@ -486,7 +554,8 @@ def test_abandon_after_the_aggregation_deadline(
     actors.submit_all(pid, 0)
     anyone = accounts[11]  # the stranger: anyone may abandon
     early = client.post("/api/tx/abandon", json={"project_id": pid, "sender": anyone.address})
-    assert early.status_code == 409 and "NotAllowedYet(" in early.json()["detail"]
+    assert early.status_code == 409 and early.json()["code"] == "NotAllowedYet"
+    assert "not allowed yet: possible from" in early.json()["detail"]
     state = client.get(f"/api/projects/{pid}/actions", params={"account": anyone.address}).json()
     assert state["actions"] == [
         {"action": "abandon", "label": "Abandon", "allowed": False, "reason": state["actions"][0]["reason"]}
@@ -516,9 +585,10 @@ def test_owner_starts_or_cancels_an_open_project(
     pid = actors.create(min_trainers=2, max_trainers=4)
     trainer.join(pid)
     too_few = client.post("/api/tx/start", json={"project_id": pid, "sender": owner.address})
-    assert too_few.status_code == 409 and "NotEnoughTrainers(joined=1, required=2)" in too_few.json()["detail"]
+    assert too_few.status_code == 409 and too_few.json()["code"] == "NotEnoughTrainers"
+    assert "only 1 of the 2 required trainers joined" in too_few.json()["detail"]
     not_owner = client.post("/api/tx/cancel", json={"project_id": pid, "sender": trainer.address})
-    assert not_owner.status_code == 409 and "NotAllowedYet(" in not_owner.json()["detail"]  # before the deadline
+    assert not_owner.status_code == 409 and not_owner.json()["code"] == "NotAllowedYet"  # before the deadline
     theirs = actions_of(client, pid, trainer.address)
     assert theirs.keys() == {"start", "cancel"} and not any(a["allowed"] for a in theirs.values())
     mine = actions_of(client, pid, owner.address)
@@ -558,7 +628,7 @@ def test_generate_initial_weights_pins_the_model(client: TestClient, ipfs: IpfsC
     assert client.post("/api/models/cnn/init").json()["params"] == num_params("cnn")  # seed is optional
 
     unknown = client.post("/api/models/gpt/init")
-    assert unknown.status_code == 404 and "unknown model 'gpt'" in unknown.json()["detail"]
+    assert unknown.status_code == 404 and "There is no model 'gpt'" in unknown.json()["detail"]
     assert client.post("/api/models/mlp/init", json={"seed": -1}).status_code == 422
     form = client.get("/projects/new").text
     assert 'id="generate-weights"' in form and 'id="generate-weights" disabled' not in form
@@ -590,13 +660,293 @@ def test_a_job_without_a_verifier_gets_the_smallest_approved_one_that_proves_and
     )
     chain.transact(actors.admin.market.functions.setVerifierApproval(zk4.address, True))
 
-    def chosen(max_trainers: str) -> str:
+    def chosen(max_trainers: int) -> str:
         prepared = client.post("/api/tx/create-project", json=job(actors, max_trainers=max_trainers))
         assert prepared.status_code == 200, prepared.text
         _, args = actors.admin.market.decode_function_input(prepared.json()["data"])
         return str(args["cfg"]["verifier"])  # ProjectConfig.verifier
 
-    assert chosen("3") == zk4.address  # proves something, and 3 trainers fit its 4 slots
-    assert chosen("5") == actors.deployment.address("TestRoundVerifier")  # nothing else fits 5
+    assert chosen(3) == zk4.address  # proves something, and 3 trainers fit its 4 slots
+    assert chosen(5) == actors.deployment.address("TestRoundVerifier")  # nothing else fits 5
     page = client.get("/projects/new").text
     assert f'<option value="{zk4.address}" selected>' in page  # the job form preselects it too
+
+
+# ---------------------------------------------------------------------------- the API's conventions and docs
+
+
+def schema_properties(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """(component, property, its schema, the component's properties) of every component of the OpenAPI schema."""
+    out = []
+    for name, component in schema["components"]["schemas"].items():
+        props = component.get("properties", {})
+        out += [(name, prop, spec, props) for prop, spec in props.items()]
+    return out
+
+
+def kinds(spec: dict[str, Any]) -> set[str]:
+    """The JSON types a property takes (through ``anyOf``)."""
+    return {s.get("type", "") for s in spec.get("anyOf", [spec])}
+
+
+def test_the_api_has_one_unit_per_kind_of_value_and_pages_its_lists(client: TestClient) -> None:
+    """Every amount has its wei and ETH forms, percentages are basis points and periods seconds, in and out (the
+    schema says so), and every list is a page with its total."""
+    schema = client.get("/api/openapi.json").json()
+    for component, prop, spec, props in schema_properties(schema):
+        where = f"{component}.{prop}"
+        description = spec.get("description", "")
+        assert not prop.endswith(("_pct", "_minutes", "_share", "_percent")), where
+        if prop.endswith("_eth"):  # an amount in ETH: beside it, the same in wei
+            wei = props.get(prop.removesuffix("_eth"))
+            assert wei is not None and "wei" in wei.get("description", ""), where
+        if spec.get("pattern") == "^[0-9]+$":  # an amount in wei: beside it, the same in ETH
+            assert f"{prop}_eth" in props and "wei" in description, where
+        if prop.endswith("_bps"):
+            assert kinds(spec) <= {"integer", "null"} and "basis points" in description, where
+        if prop.endswith("_period"):
+            assert kinds(spec) == {"integer"} and "seconds" in description, where
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                assert not parameter["name"].endswith(("_pct", "_minutes")), (path, parameter["name"])
+            answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            assert answer.get("type") != "array", f"{method} {path} answers a list without paging it"
+            if answer.get("$ref", "").startswith("#/components/schemas/Paged_"):
+                names = {p["name"] for p in operation.get("parameters", [])}
+                assert {"limit", "offset"} <= names, path
+    description = schema["info"]["description"]
+    assert "basis points" in description and "seconds" in description and "wei" in description
+
+
+def test_api_docs_are_served_from_vendored_assets(client: TestClient) -> None:
+    """``/api/docs`` was a 404: now Swagger UI over the app's schema, every asset from this server."""
+    docs = client.get("/api/docs")
+    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    assert "SwaggerUIBundle" in docs.text and "'/api/openapi.json'" in docs.text
+    assert "http://" not in docs.text and "https://" not in docs.text and "//cdn" not in docs.text  # no CDN
+    assets = re.findall(r'(?:src|href)="(/[^"]+)"', docs.text)
+    assert set(assets) == {
+        "/static/vendor/swagger-ui.css", "/static/vendor/swagger-ui-bundle.js",
+        "/static/vendor/swagger-ui-favicon-32x32.png",
+    }  # fmt: skip
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert "SwaggerUIBundle" in client.get("/static/vendor/swagger-ui-bundle.js").text
+    assert '"validatorUrl": null' in docs.text  # no badge fetched from the validator's site
+    versions = client.get("/static/vendor/versions.json").json()
+    assert (
+        versions["swagger-ui-dist"] == json.loads(Path("package.json").read_text())["dependencies"]["swagger-ui-dist"]
+    )
+
+
+# ---------------------------------------------------------------------------- pinning without a wallet
+
+
+def test_pinning_initial_weights_is_limited_per_client_and_in_size(web_settings: WebSettings) -> None:
+    """Anyone may have the server pin a model's initial weights, without a wallet: at most ``pins_per_client``
+    per client and window (429 with Retry-After, in words), and none larger than ``max_pin_bytes`` (422)."""
+    app = create_app(web_settings.model_copy(update={"pins_per_client": 2, "pins_total": 3}))
+    first = TestClient(app, raise_server_exceptions=False, client=("10.0.0.1", 40000))
+    assert [first.post("/api/models/mlp/init", json={"seed": s}).status_code for s in (1, 2)] == [200, 200]
+    refused = first.post("/api/models/mlp/init", json={"seed": 3})
+    assert refused.status_code == 429 and refused.json()["code"] == "TooManyRequests"
+    assert 3500 < int(refused.headers["Retry-After"]) <= 3601
+    assert refused.json()["detail"].startswith(
+        "This server pins at most 2 sets of initial weights per client every 60 minutes"
+    )
+    second = TestClient(app, raise_server_exceptions=False, client=("10.0.0.2", 40000))  # the same app, still up
+    assert second.post("/api/models/mlp/init", json={"seed": 4}).status_code == 200  # another client
+    everyone = second.post("/api/models/mlp/init", json={"seed": 5})
+    assert everyone.status_code == 429 and "for everyone" in everyone.json()["detail"]
+    small = create_app(web_settings.model_copy(update={"max_pin_bytes": 1_000}))
+    with TestClient(small, raise_server_exceptions=False) as client:
+        large = client.post("/api/models/mlp/init")
+        assert large.status_code == 422 and large.json()["field"] == "name"
+        assert (
+            f"The mlp weights are {4 * num_params('mlp'):,} bytes, more than this server pins" in large.json()["detail"]
+        )
+
+
+def test_the_pin_limiter_forgets_pins_older_than_its_window() -> None:
+    now = [0.0]
+    limiter = PinLimiter(per_client=1, total=10, window=60, clock=lambda: now[0])
+    limiter.take("a")
+    with pytest.raises(TooManyRequests) as refused:
+        limiter.take("a")
+    assert refused.value.retry_after == 61
+    now[0] = 59.5
+    with pytest.raises(TooManyRequests):
+        limiter.take("a")
+    now[0] = 60.0
+    limiter.take("a")  # the first pin is out of the window
+    limiter.take("b")
+
+
+# ---------------------------------------------------------------------------- pages that read the index
+
+
+class StallingRpc:
+    """An RPC endpoint forwarding to ``upstream`` that, once :meth:`stall` is called, holds every request until
+    :meth:`release` (a chain node that stopped answering)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.running = threading.Event()
+        self.running.set()
+        self.held = 0
+        proxy = self
+
+        class Handler(QuietHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if not proxy.running.is_set():
+                    proxy.held += 1
+                    proxy.running.wait(60)
+                request = urllib.request.Request(
+                    proxy.upstream, data=body, headers={"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    self.answer(response.status, response.read())
+
+        self._server = LoopbackServer(Handler)
+        self.url = f"http://127.0.0.1:{self._server.port}"
+
+    def stall(self) -> None:
+        self.running.clear()
+
+    def release(self) -> None:
+        self.running.set()
+
+    def close(self) -> None:
+        self.release()
+        self._server.close()
+
+
+def test_pages_that_read_the_index_do_not_wait_on_the_chain(
+    web_settings: WebSettings, anvil: AnvilNode, actors: Actors, finished_project: FinishedProject
+) -> None:
+    """With the index synced in the background (``sync_interval`` > 0), the project list, a project, their JSON
+    twins and a trainer page answer from the index and the cached chain reads: while the chain node does not
+    answer at all, they still answer at once. What happens on chain shows within the sync interval."""
+    rpc = StallingRpc(anvil.url)
+    settings = web_settings.model_copy(update={"rpc_url": rpc.url, "sync_interval": 0.05})
+    pid, trainer = finished_project.project_id, finished_project.trainers[0]
+    training = actors.training_project(2)
+    paths = [
+        "/projects", f"/projects/{pid}", f"/projects/{training}", "/api/projects", f"/api/projects/{pid}",
+        f"/api/projects/{training}", f"/trainers/{trainer}", f"/api/trainers/{trainer}",
+    ]  # fmt: skip
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            context = client.app.state.services.context  # type: ignore[attr-defined]
+            assert context.background
+            first = {path: client.get(path) for path in paths}  # the first reads go to the chain once
+            assert all(r.status_code == 200 for r in first.values()), {p: r.status_code for p, r in first.items()}
+            calls = context.reads.chain_calls
+            again = {path: client.get(path) for path in paths}
+            assert context.reads.chain_calls == calls  # answered from the index and the cache
+            assert all(again[p].headers["x-index-version"] == first[p].headers["x-index-version"] for p in paths)
+
+            rpc.stall()
+            for path in paths:
+                started = time.monotonic()
+                answer = client.get(path)
+                assert answer.status_code == 200 and time.monotonic() - started < 1.0, path
+                assert answer.text == again[path].text, path
+            deadline = time.monotonic() + 5
+            while rpc.held == 0 and time.monotonic() < deadline:  # the background sync is the one waiting
+                time.sleep(0.02)
+            assert rpc.held > 0
+            rpc.release()
+
+            created = actors.create()
+            deadline = time.monotonic() + 10
+            while created not in [p["project_id"] for p in client.get("/api/projects").json()["items"]]:
+                assert time.monotonic() < deadline, "a new project did not show within 10 s"
+                time.sleep(0.05)
+            assert client.get(f"/api/projects/{created}").json()["project"]["status"] == "open"
+    finally:
+        rpc.close()
+
+
+def test_an_app_that_syncs_in_requests_reads_the_chain_live(web_settings: WebSettings, actors: Actors) -> None:
+    """``serve_from_index=False`` (the benchmark's "before"): every request syncs and reads the chain live."""
+    app = create_app(web_settings.model_copy(update={"serve_from_index": False, "sync_interval": 1.0}))
+    pid = actors.training_project(2)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        context = client.app.state.services.context  # type: ignore[attr-defined]
+        assert not context.background and not context.reads.cached
+        before = context.reads.chain_calls
+        for _ in range(3):
+            assert client.get(f"/api/projects/{pid}").status_code == 200
+        assert context.reads.chain_calls >= before + 6  # aggregator record and round deadlines, every time
+        assert "x-index-version" not in client.get("/api/projects").headers
+
+
+@dataclass
+class Versioned:
+    """What the page cache reads of the deployment's context: its version, and whether it syncs in the
+    background."""
+
+    version: tuple[int, int] = (1, 0)
+    head: int | None = 100
+    background: bool = True
+
+
+def test_the_page_cache_shares_answers_per_version_and_serves_the_last_one_while_the_next_is_made() -> None:
+    """Identical GETs at one version are answered once; after a change the first request gets the new answer,
+    and identical ones arriving while it is made get the previous one instead of waiting; other answers (not
+    200, other paths, htmx partials) are kept apart or not at all."""
+    context = Versioned()
+    made: list[str] = []
+    release = asyncio.Event()
+
+    async def project(request: Request) -> PlainTextResponse:
+        made.append(request.url.path)
+        if request.query_params.get("slow"):
+            await release.wait()
+        partial = request.headers.get("hx-request", "")
+        answer = PlainTextResponse(
+            f"v{context.version[0]}{partial}", status_code=int(request.query_params.get("s", 200))
+        )
+        return mark_chain_time(answer, bool(request.query_params.get("phase")))
+
+    app = PageCache(Starlette(routes=[Route("/projects/{pid}", project)]), context)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            first, second = await client.get("/projects/1"), await client.get("/projects/1")
+            assert (first.text, second.text, len(made)) == ("v1", "v1", 1)
+            assert first.headers["x-index-version"] == "1.0"
+            assert (await client.get("/projects/1", headers={"HX-Request": "true"})).text == "v1true"
+            assert [(await client.get("/projects/2?s=404")).status_code for _ in range(2)] == [404, 404]
+            assert len(made) == 4  # the partial apart, the 404s not kept
+
+            release.set()
+            assert (await client.get("/projects/3?slow=1")).text == "v1"  # made once, at version 1
+            release.clear()
+            context.version = (2, 0)
+            slow = asyncio.create_task(client.get("/projects/3?slow=1"))  # the first after the change: makes v2
+            await asyncio.sleep(0.05)
+            meanwhile = await client.get("/projects/3?slow=1")
+            assert meanwhile.text == "v1" and meanwhile.headers["x-index-version"] == "1.0"  # the one before
+            release.set()
+            assert (await slow).text == "v2"
+            assert (await client.get("/projects/3?slow=1")).text == "v2"
+            assert made.count("/projects/3") == 2
+
+            # a new block without events: only the answers that show the chain's time are made again
+            assert (await client.get("/projects/4?phase=1")).headers.get("x-shows-chain-time") is None
+            context.head = 101
+            assert (await client.get("/projects/4?phase=1")).text == "v2" and made.count("/projects/4") == 2
+            assert (await client.get("/projects/3?slow=1")).text == "v2" and made.count("/projects/3") == 2
+
+            context.background = False  # requests sync the index themselves: nothing is kept
+            before = len(made)
+            await client.get("/projects/1")
+            await client.get("/projects/1")
+            assert len(made) == before + 2
+
+    asyncio.run(scenario())

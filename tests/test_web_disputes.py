@@ -101,7 +101,7 @@ def test_rejections_disputes_and_the_aggregators_record_are_shown(
 
     summary = "1 round finalized, 2 rejections announced, 1 dispute lost (50% of its rejections overturned)"
     record = {
-        "rounds_finalized": 1, "rejections": 2, "disputes_lost": 1, "upheld": 1, "overturned_share": 0.5,
+        "rounds_finalized": 1, "rejections": 2, "disputes_lost": 1, "upheld": 1, "overturned_bps": 5000,
         "summary": summary,
     }  # fmt: skip
     assert detail["aggregator_record"] == record
@@ -112,7 +112,7 @@ def test_rejections_disputes_and_the_aggregators_record_are_shown(
     assert profile.json() == {"address": aggregator, "record": record, "projects": [pid]}
     stranger = client.get(f"/api/aggregators/{actors.stranger.address}").json()
     assert stranger["projects"] == [] and stranger["record"]["summary"] == "0 rounds finalized, no rejections"
-    assert stranger["record"]["overturned_share"] is None
+    assert stranger["record"]["overturned_bps"] is None
     bad = client.get("/api/aggregators/0x1234")
     assert bad.status_code == 404 and "not an Ethereum address" in bad.json()["detail"]
 

@@ -223,7 +223,7 @@ def test_strings_that_are_not_utf8_do_not_stop_the_index(actors: Actors, web_app
 
     projects = client.get("/api/projects")
     assert projects.status_code == 200, projects.text
-    assert [p["project_id"] for p in projects.json()] == [later, pid, open_id]
+    assert [p["project_id"] for p in projects.json()["items"]] == [later, pid, open_id]
     opened = client.get(f"/api/projects/{open_id}")
     assert opened.status_code == 200, opened.text
     assert opened.json()["project"]["initial_model_cid"] == "bafy" + "\ufffd" * 4 + "initial"

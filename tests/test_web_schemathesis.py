@@ -91,11 +91,11 @@ MODES = {"valid": GenerationMode.POSITIVE, "invalid": GenerationMode.NEGATIVE}
 
 #: What people type into number fields besides numbers.
 ODD_NUMBERS = ["nan", "inf", "-inf", "1e999", "-1", "1e-30", "9" * 80, "0x10", "1_000", " 2 ", "٣", "²", "1,5", ""]
-#: Number fields of a job: text in the form, and strings (or integers) in the JSON API as well.
+#: Number fields of a job typed as text: the form's, and the JSON API's amounts (decimal strings).
 JOB_NUMBERS = [
     "rounds", "min_trainers", "max_trainers", "budget_eth", "aggregator_fee_eth", "stake_eth", "join_period_minutes",
     "submission_period_minutes", "reveal_period_minutes", "aggregation_period_minutes", "min_reliability_pct",
-    "slash_pct",
+    "slash_pct", "reward_budget_eth", "reward_budget", "aggregator_fee", "stake",
 ]  # fmt: skip
 
 #: What every API response must satisfy. Not ``positive_data_acceptance``: a schema-valid string is not
@@ -122,7 +122,7 @@ class World:
 
 def index_view(client: TestClient) -> dict[str, Any]:
     """What the index shows: the project list and every project's detail (rounds, scores, payouts)."""
-    projects = client.get("/api/projects").json()
+    projects = client.get("/api/projects").json()["items"]
     details = {p["project_id"]: client.get(f"/api/projects/{p['project_id']}").json() for p in projects}
     return {"projects": projects, "details": details}
 
@@ -164,14 +164,19 @@ def world(
         "project_id": [finished.project_id, open_id, training_id], "round_": [0, 1],
         "account": people, "sender": people, "address": people, "q": [actors.owner.address, "mlp", str(open_id)],
         "tx_hash": [r["tx_hash"] for r in rounds] + [p["created_tx"] for p in before["projects"]],
-        "name": ["mlp"], "model": ["mlp"], "min_budget_eth": [0.0, 1.5, 1e300], "max_reliability_pct": [0.0, 100.0],
-        # a job (POST /api/tx/create-project, and the form)
+        "name": ["mlp"], "model": ["mlp"], "min_budget_eth": [0.0, 1.5, 1e300], "min_budget": ["0", str(10**30)],
+        "max_reliability_bps": [0, 10_000], "limit": [1, 50], "offset": [0, 1, 2**62],
+        # a job: the API's (POST /api/tx/create-project: wei or ETH, basis points, seconds)
         "model_name": ["mlp", "cnn"], "rounds": [2], "min_trainers": [2], "max_trainers": [3],
-        "budget_eth": ["1.5", "0.000000000000000001"], "aggregator_fee_eth": ["0.1"], "stake_eth": ["0.05"],
+        "reward_budget_eth": ["1.5", "0.000000000000000001"], "reward_budget": [str(ETH)],
+        "aggregator_fee_eth": ["0.1"], "stake_eth": ["0.05"], "stake": ["0", str(ETH // 20)],
         "aggregator": [actors.aggregator.address], "verifier": [deployment.address("TestRoundVerifier")],
-        "join_period_minutes": [60], "submission_period_minutes": [10], "reveal_period_minutes": [10],
-        "aggregation_period_minutes": [10],
-        "min_reliability_pct": ["0", "50"], "slash_pct": ["50"], "initial_model_cid": [INITIAL_CID],
+        "join_period": [3_600], "submission_period": [600], "reveal_period": [600], "aggregation_period": [600],
+        "min_reliability_bps": [0, 5_000], "slash_bps": [5_000], "initial_model_cid": [INITIAL_CID],
+        # and the form's (POST /projects/new: ETH, percent, minutes)
+        "budget_eth": ["1.5", "0.000000000000000001"], "join_period_minutes": [60], "submission_period_minutes": [10],
+        "reveal_period_minutes": [10], "aggregation_period_minutes": [10], "min_reliability_pct": ["0", "50"],
+        "slash_pct": ["50"], "max_reliability_pct": [0.0, 100.0],
     }  # fmt: skip
     yield World(web_settings, known, before)
     admin.revert(snapshot)
@@ -384,14 +389,22 @@ def test_page_survives_fuzzing(pages_schema: schemathesis.BaseSchema, world: Wor
 def test_huge_or_non_finite_budget_filters_do_not_crash(app: WithoutLifespan) -> None:
     """``int(1e300 * 10**18)`` overflowed (500); "nan" and "1e999" on the page did the same."""
     client = TestClient(app.app)
-    assert client.get("/api/projects?min_budget_eth=1e300").json() == []
-    assert len(client.get("/api/projects?min_budget_eth=0.0").json()) == 3
-    assert len(client.get("/api/projects?min_budget_eth=0.1").json()) == 3  # the open project's budget is 0.1 ETH
-    assert len(client.get("/api/projects?min_budget_eth=0.10000000000000002").json()) == 2
+
+    def total(query: str) -> int:
+        page = client.get(f"/api/projects?{query}").json()
+        assert len(page["items"]) == page["total"]
+        return int(page["total"])
+
+    assert total("min_budget_eth=1e300") == 0
+    assert total("min_budget_eth=0.0") == 3
+    assert total("min_budget_eth=0.1") == 3 == total(f"min_budget={ETH // 10}")  # the open project's 0.1 ETH
+    assert total("min_budget_eth=0.10000000000000002") == 2 == total(f"min_budget={ETH // 10 + 1}")
     for bad in ["inf", "nan", "-inf"]:
         refused = client.get(f"/api/projects?min_budget_eth={bad}")
-        assert refused.status_code == 422 and "min_budget_eth" in refused.json()["errors"], bad
-    assert client.get("/api/projects?max_reliability_pct=nan").status_code == 422
+        assert refused.status_code == 422 and refused.json()["errors"] == {"min_budget_eth": "must be a finite number"}
+    assert client.get("/api/projects?max_reliability_bps=nan").json()["errors"] == {
+        "max_reliability_bps": "must be a whole number"
+    }
     for odd in ["nan", "1e999", "inf"]:
         page = client.get(f"/projects?min_budget_eth={odd}&max_reliability_pct={odd}")
         assert page.status_code == 200 and "not a number" in page.text, odd
@@ -418,10 +431,10 @@ def test_json_bodies_are_taken_as_typed(app: WithoutLifespan, world: World) -> N
     assert client.post("/api/tx/join", json={"project_id": open_id}).status_code == 200
     for body in [{"project_id": True}, {"project_id": str(open_id)}, {"project_id": float(open_id)}]:
         refused = client.post("/api/tx/join", json=body)
-        assert refused.status_code == 422 and "project_id" in refused.json()["errors"], body
+        assert refused.status_code == 422 and refused.json()["errors"] == {"project_id": "must be a whole number"}
     assert client.post("/api/tx/start", json={"project_id": True}).status_code == 422
     seed = client.post("/api/models/nope/init", json={"seed": "7"})
-    assert seed.status_code == 422 and "seed" in seed.json()["errors"]
+    assert seed.status_code == 422 and seed.json()["errors"] == {"seed": "must be a whole number"}
 
 
 def test_job_form_with_a_malformed_wallet_keeps_the_form(app: WithoutLifespan, world: World) -> None:

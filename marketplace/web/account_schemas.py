@@ -53,6 +53,8 @@ class AccountView(BaseModel):
     earned_eth: str
     withdrawable: str = Field(description="wei it can withdraw now, in all of them")
     withdrawable_eth: str
-    reliability_bps: int = Field(description="its reliability as a trainer now (live; 5000 for a newcomer)")
+    reliability_bps: int = Field(
+        description="its reliability as a trainer now, basis points (live; 5000 for a newcomer)"
+    )
     track_record: TrackRecord
     history: list[ReliabilityPoint] = Field(description="its reliability after each recorded round, oldest first")

@@ -2,9 +2,11 @@
 (which :func:`marketplace.web.main.create_app` fills); routes never import the app.
 
 The services come in two kinds: those that read the index (projects, rounds, trainers, aggregators,
-transactions, the context) sync it first, throttled to once per ``sync_interval`` and once per request however many
-of them a route takes (FastAPI caches a dependency within a request); the model catalogue and the
-page renderer need no chain data and do not.
+transactions, the context) have it synced first when the app syncs in requests
+(:meth:`~marketplace.web.services.context.MarketContext.sync_for_request`: throttled to once per ``sync_interval``,
+and once per request however many of them a route takes, since FastAPI caches a dependency within a request; a
+background thread keeps it fresh otherwise, and requests never wait for a sync); the model catalogue and the page
+renderer need no chain data and do not.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def get_services(request: Request) -> Services:
 
 
 def synced_services(services: Annotated[Services, Depends(get_services)]) -> Services:
-    """The app's services, the index synced (throttled)."""
-    services.context.refresh()
+    """The app's services, the index synced if the app syncs in requests (throttled)."""
+    services.context.sync_for_request()
     return services
 
 

@@ -37,6 +37,13 @@ a row the market could have accepted (at most :data:`MAX_ROW_LENGTH` values, ins
 A proof document's reasons for its rejections (``rejected`` and ``published``: the aggregator's word, bounded
 to :data:`MAX_REASON_CHARS` printable characters) are kept with the round's accuracy.
 
+Concurrency: one connection, its queries guarded by a lock; :meth:`Indexer.sync` takes that lock only to read
+and write the database, never while it waits on the chain or on IPFS (the logs, the blocks, ``getProject`` of a
+new project and the proof documents are fetched first), so a sync in one thread does not hold up the queries of
+the others. Syncs themselves run one at a time. :attr:`Indexer.version` changes whenever a sync changed what
+the queries answer; :attr:`Indexer.head_number` and :attr:`Indexer.head_timestamp` are the block the index is
+synced to and its time.
+
 Event data is untrusted: every handler checks the types and bounds of what it stores (an integer beyond
 SQLite's 64 bits, an address that is not one) and runs in its own savepoint. An event that fails its checks,
 or a log that cannot be decoded, is skipped, logged and recorded (:meth:`Indexer.skipped_events`); it never
@@ -76,8 +83,9 @@ from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 #: 2: ``rejections`` (``SubmissionRejected``); 3: commit-reveal (``commits``, ``reveals_missed``, the
 #: arrival of a submission, the reveal period of a project); 4: disputes (``announcements``
 #: (``RejectionAnnounced``), ``disputes`` (``RejectionDisputed``), the rejection reasons of a round's proof
-#: document, ``skipped`` events). An index of an older version is rebuilt.
-SCHEMA_VERSION = 4
+#: document, ``skipped`` events); 5: indexes by project on the per-project tables. An index of an older version
+#: is rebuilt.
+SCHEMA_VERSION = 5
 KEPT_HEADS = 32
 #: Proof documents read from IPFS per sync at most (the rest on later syncs).
 DOCS_PER_SYNC = 16
@@ -152,6 +160,13 @@ CREATE INDEX commits_by_round ON commits (project_id, round);
 CREATE INDEX submissions_by_round ON submissions (project_id, round);
 CREATE INDEX reliability_by_trainer ON reliability (trainer);
 CREATE INDEX trainers_by_address ON trainers (trainer);
+CREATE INDEX lifecycle_by_project ON lifecycle (project_id);
+CREATE INDEX reveals_missed_by_project ON reveals_missed (project_id);
+CREATE INDEX rejections_by_project ON rejections (project_id);
+CREATE INDEX announcements_by_project ON announcements (project_id);
+CREATE INDEX disputes_by_project ON disputes (project_id);
+CREATE INDEX slashes_by_project ON slashes (project_id);
+CREATE INDEX withdrawals_by_project ON withdrawals (project_id);
 """
 _EVENT_TABLES = (
     "projects", "lifecycle", "trainers", "commits", "submissions", "reveals_missed", "rounds", "rejections",
@@ -219,6 +234,11 @@ class Indexer:
             if abi.get("type") == "event"
         }
         self.rebuilds = 0
+        self._sync_lock = threading.Lock()
+        self._version = 0
+        self._event_version = 0
+        self._head: tuple[int, str, int] | None = None  # number, hash, timestamp of the last synced head
+        self._project_views: dict[int, dict[str, Any]] = {}  # getProject of the projects being indexed
         self._db = self._open()
 
     # ------------------------------------------------------------------ database file
@@ -269,6 +289,8 @@ class Indexer:
             self._db.close()
             self._db = self._create()
             self.rebuilds += 1
+            self._version += 1
+            self._event_version += 1
 
     def close(self) -> None:
         with self._lock:
@@ -279,6 +301,30 @@ class Indexer:
         with self._lock:
             return int(self._db.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()[0])
 
+    @property
+    def version(self) -> int:
+        """A number that changes whenever a sync (or a rebuild) changed what the queries answer: new events,
+        a rollback, a proof document read (a new block without events changes only :attr:`head_number`)."""
+        return self._version
+
+    @property
+    def head_number(self) -> int | None:
+        """The number of the block the index was last synced to (None before the first sync)."""
+        head = self._head
+        return head[0] if head is not None else None
+
+    @property
+    def event_version(self) -> int:
+        """A number that changes whenever a sync applied events, rolled some back or rebuilt the index: the
+        contracts' state may have changed (they change it only in transactions, which emit events)."""
+        return self._event_version
+
+    @property
+    def head_timestamp(self) -> int | None:
+        """The timestamp of the block the index was last synced to (None before the first sync)."""
+        head = self._head
+        return head[2] if head is not None else None
+
     # ------------------------------------------------------------------ sync
 
     def sync(self) -> int:
@@ -286,8 +332,9 @@ class Indexer:
 
         The blocks are read from the deployment block on, :attr:`ChainClient.log_block_range` blocks at a time
         (the client pages and narrows further if the provider asks it to), each range stored in its own
-        transaction: a sync that fails part way keeps what it read."""
-        with self._lock:
+        transaction: a sync that fails part way keeps what it read. The database lock is held only while
+        reading or writing it (see the module docstring)."""
+        with self._sync_lock:
             head = self.chain.get_block("latest")
             head_number, head_hash = int(head["number"]), HexBytes(head["hash"]).to_0x_hex()
             last = self._rewind_to_canonical()
@@ -299,14 +346,16 @@ class Indexer:
             while start <= head_number:
                 end = min(head_number, start + self.chain.log_block_range - 1)
                 logs = self._logs(start, end)
-                with self._db:
+                self._project_views = self._prefetch_projects(logs)
+                with self._lock, self._db:
                     self._db.execute("BEGIN")
                     for item in logs:
                         self._apply(item)
                     self._set_last_block(end)
+                self._project_views = {}
                 count += len(logs)
                 start = end + 1
-            with self._db:
+            with self._lock, self._db:
                 self._db.execute("BEGIN")
                 self._db.execute("INSERT OR REPLACE INTO heads (number, hash) VALUES (?, ?)", (head_number, head_hash))
                 self._db.execute(
@@ -314,7 +363,13 @@ class Indexer:
                     (KEPT_HEADS,),
                 )
                 self._set_last_block(max(last, head_number))
-            self._read_proof_docs()
+            docs = self._read_proof_docs()
+            new_head = (head_number, head_hash, int(head["timestamp"]))
+            if count:
+                self._event_version += 1
+            if count or docs:
+                self._version += 1
+            self._head = new_head
             return count
 
     def _set_last_block(self, number: int) -> None:
@@ -322,8 +377,9 @@ class Indexer:
 
     def _rewind_to_canonical(self) -> int:
         """Drops whatever sits above the newest synced head still on the chain; returns the new last block."""
-        last = int(self._db.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()[0])
-        heads = self._db.execute("SELECT number, hash FROM heads ORDER BY number DESC").fetchall()
+        with self._lock:
+            last = int(self._db.execute("SELECT value FROM meta WHERE key = 'last_block'").fetchone()[0])
+            heads = self._db.execute("SELECT number, hash FROM heads ORDER BY number DESC").fetchall()
         if not heads:
             return last
         for number, stored_hash in heads:
@@ -339,7 +395,9 @@ class Indexer:
         return self.start_block - 1
 
     def _rollback(self, keep_up_to: int) -> None:
-        with self._db:
+        self._version += 1
+        self._event_version += 1
+        with self._lock, self._db:
             self._db.execute("BEGIN")
             for table in _EVENT_TABLES:
                 self._db.execute(f"DELETE FROM {table} WHERE block > ?", (keep_up_to,))
@@ -426,7 +484,26 @@ class Indexer:
         )  # fmt: skip
         self._lifecycle(pid, "created", None, where)
 
+    def _prefetch_projects(self, logs: list[tuple[str, dict[str, Any]]]) -> dict[int, dict[str, Any]]:
+        """``getProject`` of every project created in ``logs``, read before the database is locked (a project
+        whose view cannot be read now is read again when its event is applied, and skipped if that fails)."""
+        views = {}
+        for name, ev in logs:
+            if name != "ProjectCreated" or "args" not in ev:
+                continue
+            try:
+                pid = int(ev["args"]["projectId"])
+                views[pid] = self._read_project_view(pid)
+            except (ValueError, TypeError, KeyError, OverflowError):
+                continue
+        return views
+
     def _project_view(self, pid: int) -> dict[str, Any]:
+        """``getProject(pid)`` by field name: prefetched (:meth:`_prefetch_projects`), else read now."""
+        view = self._project_views.get(pid)
+        return view if view is not None else self._read_project_view(pid)
+
+    def _read_project_view(self, pid: int) -> dict[str, Any]:
         """``getProject(pid)`` by field name (a tuple by position drifts whenever the struct grows)."""
         (output,) = next(f for f in self.market.abi if f.get("name") == "getProject")["outputs"]
         values = self.chain.call(self.market.functions.getProject(pid))
@@ -529,20 +606,22 @@ class Indexer:
 
     # ------------------------------------------------------------------ proof documents (IPFS)
 
-    def _read_proof_docs(self) -> None:
-        """Reads the accuracy the aggregator published in each new round's proof document, if any."""
+    def _read_proof_docs(self) -> int:
+        """Reads the accuracy the aggregator published in each new round's proof document, if any; returns how
+        many rounds' document states it recorded."""
         if self.proof_docs is None:
-            return
-        pending = self._db.execute(
-            "SELECT project_id, round, proof_cid FROM rounds WHERE doc_state IS NULL ORDER BY block LIMIT ?",
-            (DOCS_PER_SYNC,),
-        ).fetchall()
-        for pid, round_, cid in pending:
+            return 0
+        with self._lock:
+            pending = self._db.execute(
+                "SELECT project_id, round, proof_cid FROM rounds WHERE doc_state IS NULL ORDER BY block LIMIT ?",
+                (DOCS_PER_SYNC,),
+            ).fetchall()
+        for done, (pid, round_, cid) in enumerate(pending, start=1):
             try:
                 doc = self.proof_docs(cid)
             except ProofDocUnavailable:
                 self._set_doc_state(pid, round_, "missing", None)
-                break  # IPFS is unreachable or slow: do not stall this sync on every round
+                return done  # IPFS is unreachable or slow: do not stall this sync on every round
             except Exception:  # a document must not be able to stop the index, whatever the reader does
                 log.exception("round %d of project %d: reading proof document %s failed, skipped", round_, pid, cid)
                 doc = None
@@ -551,11 +630,12 @@ class Indexer:
                 self._set_doc_state(pid, round_, "invalid", None)
             else:
                 self._set_doc_state(pid, round_, "ok", doc.accuracy, _reasons(doc))
+        return len(pending)
 
     def _set_doc_state(
         self, pid: int, round_: int, state: str, accuracy: float | None, reasons: dict[str, str] | None = None
     ) -> None:
-        with self._db:
+        with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.execute(
                 "UPDATE rounds SET accuracy = ?, doc_state = ?, reasons = ? WHERE project_id = ? AND round = ?",
@@ -568,10 +648,12 @@ class Indexer:
         with self._lock:
             return [dict(r) for r in self._db.execute(sql, tuple(params)).fetchall()]
 
-    def projects(self) -> list[dict[str, Any]]:
-        """Every project with its derived state: status, rounds done, trainers joined, latest model."""
+    def projects(self, project_id: int | None = None) -> list[dict[str, Any]]:
+        """Every project (or the one with ``project_id``) with its derived state: status, rounds done, trainers
+        joined, latest model."""
+        where, params = ("WHERE p.project_id = ?", (project_id,)) if project_id is not None else ("", ())
         rows = self._rows(
-            """
+            f"""
             SELECT p.*,
               (SELECT kind FROM lifecycle l WHERE l.project_id = p.project_id
                  ORDER BY block DESC, log_index DESC LIMIT 1) AS last_kind,
@@ -579,8 +661,9 @@ class Indexer:
               (SELECT COUNT(*) FROM trainers t WHERE t.project_id = p.project_id) AS trainer_count,
               (SELECT model_cid FROM rounds r WHERE r.project_id = p.project_id
                  ORDER BY round DESC LIMIT 1) AS latest_round_model
-            FROM projects p ORDER BY p.project_id
-            """
+            FROM projects p {where} ORDER BY p.project_id
+            """,
+            params,
         )
         for row in rows:
             row["status"] = STATUS_OF_KIND.get(row.pop("last_kind") or "created", "open")
@@ -588,7 +671,11 @@ class Indexer:
         return rows
 
     def project(self, project_id: int) -> dict[str, Any] | None:
-        return next((p for p in self.projects() if p["project_id"] == project_id), None)
+        """One project as :meth:`projects` shows it, or None."""
+        if not -(2**63) <= project_id <= MAX_STORED_INT:  # SQLite's integers: no such project
+            return None
+        rows = self.projects(project_id)
+        return rows[0] if rows else None
 
     def lifecycle(self, project_id: int) -> list[dict[str, Any]]:
         rows = self._rows("SELECT * FROM lifecycle WHERE project_id = ? ORDER BY block, log_index", (project_id,))

@@ -1,6 +1,7 @@
 """The web app factory: :func:`create_app` wires the settings, the services (chain client, event index,
 optional IPFS reader), the lifespan (first index sync, closing the index), the JSON API and page
-routers, the static files and the error handlers together. Nothing else happens here."""
+routers, the static files, the error handlers and the page cache (:mod:`~marketplace.web.page_cache`) together.
+Nothing else happens here."""
 
 from __future__ import annotations
 
@@ -14,18 +15,29 @@ from fastapi.staticfiles import StaticFiles
 
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.web.errors import install_error_handlers
+from marketplace.web.page_cache import PageCache
 from marketplace.web.routes import api_router, pages_router
 from marketplace.web.services.container import Services
 from marketplace.web.settings import WebSettings
 from marketplace.web.templating import build_templates
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+API_DESCRIPTION = """Projects, rounds, proofs and trainers of a TrainingMarket deployment, read from the chain, and
+unsigned transactions for your wallet (the server never signs).
+
+One unit per kind of value, in and out: every amount `<name>` is **wei** as a decimal string, beside
+`<name>_eth`, the same amount in ETH (a request takes either); percentages are **basis points** (`*_bps`,
+1 bps = 0.01 %); periods are **seconds** (`*_period`) and points in time unix seconds. Lists come a page at a
+time (`limit`, `offset`; the answer has `items` and `total`). An error is a `Problem`: `detail` says what went
+wrong in a sentence, `code` names it for programs (the contract's custom error, e.g. `WrongStatus`), `field`
+and `errors` name the fields at fault."""
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: WebSettings) -> FastAPI:
     """The FastAPI app for one deployment (ChainError if its chain does not answer with the deployment's
-    chain id). The index syncs at startup and then lazily, at most every ``sync_interval`` seconds."""
+    chain id). The index syncs at startup, then every ``sync_interval`` seconds in a background thread (or in
+    requests: :class:`~marketplace.web.services.context.MarketContext`)."""
     services = Services.for_settings(settings)
 
     @asynccontextmanager
@@ -34,15 +46,16 @@ def create_app(settings: WebSettings) -> FastAPI:
             services.context.refresh(force=True)
         except ChainError as exc:  # serve anyway: pages explain the chain is unreachable
             log.warning("initial index sync failed: %s", exc)
+        services.context.start()
         yield
         services.context.close()
 
     app = FastAPI(
         title="Training marketplace",
-        description="Projects, rounds, proofs and trainers of a TrainingMarket deployment, read from the chain.",
+        description=API_DESCRIPTION,
         version="1",
         lifespan=lifespan,
-        docs_url=None,  # Swagger UI and ReDoc load from a CDN; the schema is at /api/openapi.json
+        docs_url=None,  # FastAPI's Swagger UI and ReDoc load from a CDN: /api/docs serves a vendored Swagger UI
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -53,4 +66,5 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.include_router(api_router)
     app.include_router(pages_router)
     install_error_handlers(app)
+    app.add_middleware(PageCache, context=services.context)
     return app

@@ -1,12 +1,18 @@
-"""Shapes of the JSON API (and of what the HTML templates render). Amounts are wei, as strings
-(they overflow JavaScript numbers); ``*_eth`` fields are the same amounts in ETH for display.
+"""Shapes of the JSON API (and of what the HTML templates render), with one unit per kind of value, in and out:
+
+* **amounts**: every amount ``<name>`` is wei as a decimal string (amounts overflow JavaScript numbers), beside
+  ``<name>_eth``, the same amount in ETH, exact, as a decimal string; a request takes either;
+* **percentages**: basis points, integers (``*_bps``; 1 bps = 0.01 %, 10,000 = 100 %), in and out; the one
+  fraction is a round's ``accuracy``, the aggregator's own figure (0 to 1) from its proof document;
+* **periods**: seconds (``*_period``), in and out; points in time: unix seconds (``*_deadline``, ``now``);
+* **lists**: paginated (:class:`Paged`: ``items``, ``total``, ``limit``, ``offset``).
 
 Request bodies are at the end; they are strict (:class:`StrictBody`)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +23,32 @@ def eth(wei: int | str) -> str:
     """``wei`` in ETH, without trailing zeros (exact)."""
     text = f"{Decimal(int(wei)) / WEI_PER_ETH:f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def to_bps(fraction: float) -> int:
+    """A fraction (0.6667) in basis points (6667), rounded to the nearest."""
+    return round(fraction * 10_000)
+
+
+#: An amount in wei (a decimal string) and the same amount in ETH (exact, a decimal string).
+Wei = Annotated[str, Field(pattern=r"^[0-9]+$", description="wei, a decimal string")]
+Eth = Annotated[str, Field(description="the same amount in ETH, exact, a decimal string")]
+#: A percentage in basis points (1 bps = 0.01 %).
+Bps = Annotated[int, Field(ge=0, le=10_000, description="basis points (1 bps = 0.01 %, 10000 = 100 %)")]
+#: A period in seconds; a point in time in unix seconds.
+Seconds = Annotated[int, Field(ge=0, description="seconds")]
+UnixTime = Annotated[int, Field(description="unix time, seconds")]
+
+T = TypeVar("T")
+
+
+class Paged(BaseModel, Generic[T]):
+    """One page of a list: ``items`` from position ``offset`` (at most ``limit`` of them) of ``total``."""
+
+    items: list[T]
+    total: int = Field(description="how many there are in all (after the filters)")
+    limit: int = Field(description="the most items a page holds")
+    offset: int = Field(description="the position of the first item in the whole list (from 0)")
 
 
 class Status(BaseModel):
@@ -47,22 +79,23 @@ class ProjectSummary(BaseModel):
     aggregator: str
     verifier: str
     model_name: str
-    reward_budget: str
-    reward_budget_eth: str
-    aggregator_fee: str
-    stake: str
-    stake_eth: str
+    reward_budget: Wei = Field(description="wei paid to trainers over all rounds, a decimal string")
+    reward_budget_eth: Eth
+    aggregator_fee: Wei = Field(description="wei paid to the aggregator over all rounds, a decimal string")
+    aggregator_fee_eth: Eth
+    stake: Wei = Field(description="wei each trainer deposits to join, a decimal string")
+    stake_eth: Eth
     rounds: int
     rounds_done: int
     min_trainers: int
     max_trainers: int
     trainer_count: int
-    min_reliability_bps: int
-    slash_bps: int
-    join_deadline: int
-    submission_period: int = Field(description="seconds per round for commits (the commit phase)")
-    reveal_period: int = Field(description="seconds after the commit phase closes for reveals")
-    aggregation_period: int = Field(description="seconds after the reveal deadline to finalize")
+    min_reliability_bps: Bps = Field(description="the reliability a trainer needs to join, basis points")
+    slash_bps: Bps = Field(description="the part of its stake a trainer loses per flagged round, basis points")
+    join_deadline: UnixTime
+    submission_period: Seconds = Field(description="seconds per round for commits (the commit phase)")
+    reveal_period: Seconds = Field(description="seconds after the commit phase closes for reveals")
+    aggregation_period: Seconds = Field(description="seconds after the reveal deadline to finalize")
     initial_model_cid: str
     latest_model_cid: str
     created_block: int
@@ -88,16 +121,19 @@ class TrainerEntry(BaseModel):
     )
     update_cid: str | None
     commitment: str | None
-    score: str
-    share: float = Field(description="score / sum of unflagged scores (0 when flagged)")
+    score: str = Field(description="the score the rule gave (an integer, a decimal string)")
+    share_bps: Bps = Field(
+        description="its share of the round's reward: score / sum of unflagged scores, basis points (0 when flagged)"
+    )
     flagged: bool = Field(description="flagged by the rule, rejected, or a missed reveal: no reward, stake slashed")
     rejected: bool = Field(
         description="the aggregator rejected the submitted update (unavailable, malformed or not matching its "
         "commitment: its word, see SubmissionRejected); a rejected trainer is also flagged"
     )
-    reward: str
-    reward_eth: str
-    slashed: str
+    reward: Wei
+    reward_eth: Eth
+    slashed: Wei = Field(description="wei of its stake slashed in this round, a decimal string")
+    slashed_eth: Eth
     dispute: DisputeStateName | None = Field(
         default=None,
         description="if the aggregator announced or made a rejection of this trainer in the round: where it stands "
@@ -109,6 +145,11 @@ class TrainerEntry(BaseModel):
         description="why the trainer is flagged, rejected or disputed, in words (a rejection's cause is the "
         "aggregator's word from its proof document)",
     )
+
+    @property
+    def share(self) -> float:
+        """:attr:`share_bps` as a fraction (for the pages' charts)."""
+        return self.share_bps / 10_000
 
 
 class OpenRoundTrainer(BaseModel):
@@ -158,7 +199,9 @@ class RoundView(BaseModel):
     round: int
     model_cid: str
     proof_cid: str
-    accuracy: float | None = Field(description="as published by the aggregator in the proof document (not proven)")
+    accuracy: float | None = Field(
+        description="a fraction from 0 to 1, as published by the aggregator in the proof document (not proven)"
+    )
     block: int
     tx_hash: str
     trainers: list[TrainerEntry]
@@ -169,20 +212,22 @@ class Payout(BaseModel):
 
     account: str
     roles: list[str]
-    entitled: str
-    entitled_eth: str
-    withdrawn: str
-    withdrawn_eth: str
+    entitled: Wei
+    entitled_eth: Eth
+    withdrawn: Wei
+    withdrawn_eth: Eth
 
 
 class Member(BaseModel):
     index: int
     trainer: str
-    stake: str
+    stake: Wei
+    stake_eth: Eth
     joined_block: int
-    earned: str
-    earned_eth: str
-    slashed: str
+    earned: Wei
+    earned_eth: Eth
+    slashed: Wei
+    slashed_eth: Eth
     flagged_rounds: int
 
 
@@ -194,8 +239,9 @@ class AggregatorRecord(BaseModel):
     rejections: int = Field(description="submissions it announced as rejected")
     disputes_lost: int = Field(description="announced rejections whose trainer published its committed row")
     upheld: int = Field(description="announced rejections not disputed (those still in their window included)")
-    overturned_share: float | None = Field(
-        description="disputes_lost / rejections: the share of its rejections overturned (None without rejections)"
+    overturned_bps: Bps | None = Field(
+        description="disputes_lost / rejections: the share of its rejections overturned, basis points (None without "
+        "rejections)"
     )
     summary: str = Field(description="the record in words")
 
@@ -215,18 +261,18 @@ class ReliabilityBar(BaseModel):
     by another bar (``ReliabilityRegistry.availableOf``). Joining reserves it until the trainer withdraws; a round
     the trainer is flagged in spends it."""
 
-    min_reliability_bps: int
-    required_earned: str = Field(
+    min_reliability_bps: Bps
+    required_earned: Wei = Field(
         description="wei of record a trainer must have available (earned in independent projects, not reserved by "
         "another bar) to join; joining reserves it"
     )
-    required_earned_eth: str
-    protected: str = Field(
+    required_earned_eth: Eth
+    protected: Wei = Field(
         description="the budget per guaranteed trainer (reward budget // minimum trainers, wei): what farming the "
         "bar burns at least"
     )
-    protected_eth: str
-    protocol_fee_bps: int
+    protected_eth: Eth
+    protocol_fee_bps: Bps
     summary: str = Field(description="the bar and why it asks for an earned record, in words")
     reservation_rule: str = Field(description="what joining does to the record (reserved, spent), in one sentence")
 
@@ -236,8 +282,8 @@ class ProjectDetail(BaseModel):
     trainers: list[Member]
     rounds: list[RoundView]
     payouts: list[Payout]
-    escrowed: str
-    escrowed_eth: str
+    escrowed: Wei = Field(description="wei the market holds for the project (budget, fee, stakes), a decimal string")
+    escrowed_eth: Eth
     settled: bool = Field(description="finished or cancelled: withdrawals are open")
     pending_submissions: int = Field(description="reveals in the round open now")
     pending_commits: int = Field(default=0, description="commits in the round open now")
@@ -292,13 +338,13 @@ class JobCosts(BaseModel):
     """What creating a project costs its owner: ``payment`` (the transaction's value) = ``escrow`` (reward budget
     + aggregator fee, held by the market) + ``protocol_fee`` (``protocol_fee_bps`` of the budget, burned)."""
 
-    escrow: str
-    escrow_eth: str
-    protocol_fee: str = Field(description="wei burned at creation")
-    protocol_fee_eth: str
-    protocol_fee_bps: int
-    payment: str = Field(description="wei the owner sends: escrow + protocol fee")
-    payment_eth: str
+    escrow: Wei = Field(description="wei the market holds: reward budget + aggregator fee, a decimal string")
+    escrow_eth: Eth
+    protocol_fee: Wei = Field(description="wei burned at creation, a decimal string")
+    protocol_fee_eth: Eth
+    protocol_fee_bps: Bps = Field(description="the protocol fee's rate, basis points of the reward budget")
+    payment: Wei = Field(description="wei the owner sends: escrow + protocol fee, a decimal string")
+    payment_eth: Eth
     reliability_bar: ReliabilityBar | None = Field(
         default=None, description="what the job's reliability bar will ask of each trainer; None without a bar"
     )
@@ -310,8 +356,9 @@ class TxRequest(BaseModel):
     chain_id: int
     to: str
     data: str
-    value: str = Field(description="wei, decimal string")
-    value_hex: str
+    value: Wei = Field(description="wei the transaction sends, a decimal string")
+    value_eth: Eth
+    value_hex: str = Field(description="the same value in wei, 0x-hex (as wallets take it)")
     summary: str
     costs: JobCosts | None = Field(default=None, description="createProject only: what the value is made of")
 
@@ -335,8 +382,8 @@ class ProjectActions(BaseModel):
     project_id: int
     status: str
     account: str | None
-    withdrawable: str = Field(description="wei the account could withdraw now (0 while the project runs)")
-    withdrawable_eth: str
+    withdrawable: Wei = Field(description="wei the account could withdraw now (0 while the project runs)")
+    withdrawable_eth: Eth
     aggregation_deadline: int | None = Field(
         default=None, description="training: after this time anyone may abandon the project"
     )
@@ -359,7 +406,8 @@ class TxStatus(BaseModel):
     gas_used: int | None = None
     events: list[str] = Field(default_factory=list)
     project_id: int | None = Field(default=None, description="the project a createProject transaction created")
-    error: str | None = None
+    error: str | None = Field(default=None, description="why it failed, in words")
+    code: str | None = Field(default=None, description="the contract's custom error it failed with, if known")
 
 
 class ReliabilityPoint(BaseModel):
@@ -367,7 +415,7 @@ class ReliabilityPoint(BaseModel):
     project_id: int
     round: int
     outcome: str
-    reliability_bps: int
+    reliability_bps: Bps
     block: int
     tx_hash: str
 
@@ -376,21 +424,22 @@ class TrainerProject(BaseModel):
     project_id: int
     status: str
     index: int
-    stake: str
-    earned: str
-    earned_eth: str
+    stake: Wei
+    stake_eth: Eth
+    earned: Wei
+    earned_eth: Eth
     flagged_rounds: int
     counted: bool = Field(
         default=True,
         description="whether the project's rounds count in the trainer's track record (its owner is not its "
         "aggregator)",
     )
-    reserved: str = Field(
+    reserved: Wei = Field(
         default="0",
-        description="wei of the trainer's record this project's reliability bar holds reserved (live, "
-        "``reservedOf``): 0 without a bar, after it withdrew, or once a flagged round spent it",
+        description="wei of the trainer's record this project's reliability bar holds reserved (``reservedOf``): 0 "
+        "without a bar, after it withdrew, or once a flagged round spent it",
     )
-    reserved_eth: str = "0"
+    reserved_eth: Eth = "0"
 
 
 class TrackRecord(BaseModel):
@@ -405,16 +454,16 @@ class TrackRecord(BaseModel):
     rounds: int = Field(description="contributed + flagged + missed")
     projects: int = Field(description="independent projects taken part in")
     owners: int = Field(description="distinct owners of those projects")
-    earned: str = Field(description="wei of rewards earned in those projects (less what flagged rounds spent)")
-    earned_eth: str
-    reserved: str = Field(
+    earned: Wei = Field(description="wei of rewards earned in those projects (less what flagged rounds spent)")
+    earned_eth: Eth
+    reserved: Wei = Field(
         description="wei of the earned record reserved by the bars of projects the trainer is in (earned - available)"
     )
-    reserved_eth: str
-    available: str = Field(
+    reserved_eth: Eth
+    available: Wei = Field(
         description="wei of the earned record not reserved (``availableOf``): what a new bar's join is checked against"
     )
-    available_eth: str
+    available_eth: Eth
     summary: str = Field(description="the record in words")
     rule: str = Field(description="what counts, in one sentence")
     reservation_rule: str = Field(description="what joining a barred project does to the record, in one sentence")
@@ -422,7 +471,7 @@ class TrackRecord(BaseModel):
 
 class TrainerProfile(BaseModel):
     address: str
-    reliability_bps: int
+    reliability_bps: Bps = Field(description="the trainer's reliability now, basis points (newcomers: 5000)")
     contributed: int
     flagged: int
     missed: int
@@ -432,10 +481,17 @@ class TrainerProfile(BaseModel):
 
 
 class Problem(BaseModel):
-    """An error: a sentence for people, and per-field messages for forms."""
+    """An error: a sentence for people (``detail``), what it is for programs (``code``), the field at fault if one
+    is (``field``) and a sentence per field at fault (``errors``, words that follow the field's name)."""
 
-    detail: str
-    errors: dict[str, str] = Field(default_factory=dict)
+    detail: str = Field(description="what went wrong, in a sentence that names the field or the action")
+    code: str | None = Field(
+        default=None,
+        description="what went wrong, for programs: the contract's custom error (e.g. WrongStatus), or InvalidInput, "
+        "NotFound, TooManyRequests, ChainUnavailable, ...",
+    )
+    field: str | None = Field(default=None, description="the field of the request at fault, if one is")
+    errors: dict[str, str] = Field(default_factory=dict, description="field -> what is wrong with it")
 
 
 # ---------------------------------------------------------------------------- request bodies
@@ -452,28 +508,46 @@ class ModelInitRequest(StrictBody):
 
 
 class CreateProjectRequest(StrictBody):
-    """A job in user units (as on the form), and who will sign it (to simulate the transaction)."""
+    """A new job, in the API's units (amounts in wei or in ETH, percentages in basis points, periods in seconds),
+    and who will sign it (to simulate the transaction). Each amount is given once: ``<name>`` (wei) or
+    ``<name>_eth`` (ETH)."""
 
-    model_name: str = "mlp"
-    rounds: int | str
-    min_trainers: int | str
-    max_trainers: int | str
-    budget_eth: str = Field(description="ETH, decimal string")
-    aggregator_fee_eth: str = "0"
-    stake_eth: str = "0"
-    aggregator: str
+    model_name: str = Field(default="mlp", description="a registered model (GET /api/models)")
+    rounds: int = Field(ge=1, le=1_000)
+    min_trainers: int = Field(ge=1, le=64)
+    max_trainers: int = Field(ge=1, le=64)
+    reward_budget: str | None = Field(
+        default=None, description="wei paid to trainers over all rounds, a decimal string"
+    )
+    reward_budget_eth: str | None = Field(default=None, description="the same in ETH, a decimal string")
+    aggregator_fee: str | None = Field(default=None, description="wei for the aggregator (default 0), a decimal string")
+    aggregator_fee_eth: str | None = Field(default=None, description="the same in ETH, a decimal string")
+    stake: str | None = Field(default=None, description="wei each trainer deposits (default 0), a decimal string")
+    stake_eth: str | None = Field(default=None, description="the same in ETH, a decimal string")
+    aggregator: str = Field(description="who scores and finalizes the rounds (an address)")
     verifier: str | None = Field(
         default=None,
         description="default: the smallest approved verifier that proves something and fits max_trainers "
         "(else the first that fits: the test verifier on the local chain)",
     )
-    join_period_minutes: int | str = 60
-    submission_period_minutes: int | str = Field(default=10, description="minutes per round for commits")
-    reveal_period_minutes: int | str = Field(default=10, description="minutes per round for reveals")
-    aggregation_period_minutes: int | str = 10
-    min_reliability_pct: str = "0"
-    slash_pct: str = "50"
-    initial_model_cid: str
+    join_period: int = Field(default=3_600, ge=60, le=31_536_000, description="seconds trainers may join")
+    submission_period: int = Field(
+        default=600, ge=300, le=31_536_000, description="seconds per round for commits (the commit phase)"
+    )
+    reveal_period: int = Field(default=600, ge=300, le=31_536_000, description="seconds per round for reveals")
+    aggregation_period: int = Field(
+        default=600, ge=300, le=31_536_000, description="seconds to finalize a round after its reveal deadline"
+    )
+    min_reliability_bps: int = Field(
+        default=0, ge=0, le=10_000, description="the reliability a trainer needs to join, basis points"
+    )
+    slash_bps: int = Field(
+        default=5_000,
+        ge=0,
+        le=10_000,
+        description="the part of its stake a trainer loses per flagged round, basis points",
+    )
+    initial_model_cid: str = Field(description="IPFS CID of the initial weights (POST /api/models/{name}/init)")
     sender: str | None = Field(default=None, description="the wallet that will sign; the transaction is simulated")
 
 

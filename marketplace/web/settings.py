@@ -19,11 +19,22 @@ class WebSettings(BaseModel):
     db_path: Path = Path(".state/web-index.sqlite")
     ipfs_api: str | None = None
     network: str = "local"
-    #: Requests re-sync the index at most this often (seconds); 0 = on every request.
+    #: The index is synced this often (seconds): in a background thread, or with 0 in every request that reads it
+    #: (what was just done on chain shows at once: the tests' setting).
     sync_interval: float = Field(default=1.0, ge=0)
     #: Seconds to wait for the IPFS node when reading a round's proof document.
     ipfs_timeout: float = Field(default=3.0, gt=0)
     title: str = "Training marketplace"
+    #: Initial weights the server pins to its IPFS node for anyone (``POST /api/models/{name}/init``): at most this
+    #: many per client and in all within ``pin_window`` seconds, and none larger than ``max_pin_bytes``.
+    pins_per_client: int = Field(default=20, ge=0)
+    pins_total: int = Field(default=200, ge=0)
+    pin_window: float = Field(default=3600.0, gt=0)
+    max_pin_bytes: int = Field(default=64 << 20, ge=0)
+    #: Pages and their JSON twins read only the index and cached chain reads, which a background thread keeps
+    #: fresh (issue 15). False: each request syncs the index (throttled to ``sync_interval``) and reads the chain
+    #: live, as before; ``bench/web_load.py`` compares both.
+    serve_from_index: bool = True
     #: A block explorer's base URL (the network profile's ``--explorer``): pages link a sent transaction's hash to
     #: ``<explorer>/tx/<hash>``; None (the local chain) shows the hash without a link.
     explorer_url: str | None = None

@@ -1,6 +1,6 @@
 """HTTP routes, one module per resource: :mod:`~.status`, :mod:`~.models`, :mod:`~.projects`,
 :mod:`~.rounds` (proofs and their verification), :mod:`~.trainers`, :mod:`~.aggregators` and
-:mod:`~.transactions`.
+:mod:`~.transactions`; and :mod:`~.docs`, the API's interactive documentation (``/api/docs``).
 
 Each module holds both of its resource's routers: ``api`` (JSON, mounted under ``/api`` and in the
 OpenAPI schema) and, where the resource has pages, ``pages`` (HTML, left out of the schema). One
@@ -23,6 +23,7 @@ from marketplace.web.errors import API_ERRORS
 from marketplace.web.routes.accounts import api as accounts_api
 from marketplace.web.routes.accounts import pages as accounts_pages
 from marketplace.web.routes.aggregators import api as aggregators_api
+from marketplace.web.routes.docs import pages as docs_pages
 from marketplace.web.routes.models import api as models_api
 from marketplace.web.routes.projects import api as projects_api
 from marketplace.web.routes.projects import pages as projects_pages
@@ -42,6 +43,6 @@ api_router.include_router(accounts_api)
 
 #: The HTML pages (not in the OpenAPI schema).
 pages_router = APIRouter(include_in_schema=False)
-for router in (projects_pages, rounds_pages, round_pages, trainers_pages):
+for router in (docs_pages, projects_pages, rounds_pages, round_pages, trainers_pages):
     pages_router.include_router(router)
 pages_router.include_router(accounts_pages)

@@ -5,6 +5,7 @@ page (the command a trainer runs)."""
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
@@ -14,8 +15,10 @@ from fastapi.responses import RedirectResponse, Response
 from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS
 from marketplace.adapters.chain.redact import redact_url, redact_urls
 from marketplace.web.deps import ModelsDep, PageDep, ProjectsDep, SettingsDep, TransactionsDep, VerifiersDep
-from marketplace.web.forms import DEFAULTS, LABELS, FormErrors, parse_job
-from marketplace.web.schemas import ProjectDetail, ProjectSummary
+from marketplace.web.forms import DEFAULTS, FORM_FIELD, LABELS, FormErrors, parse_job
+from marketplace.web.page_cache import mark_chain_time
+from marketplace.web.routes.paging import PAGE_SIZE, Limit, Offset, page_of
+from marketplace.web.schemas import WEI_PER_ETH, Paged, ProjectDetail, ProjectSummary
 from marketplace.web.services.errors import NotFound, Rejected
 from marketplace.web.services.models import ModelService
 from marketplace.web.services.project_pages import project_context
@@ -29,30 +32,55 @@ pages = APIRouter(include_in_schema=False)
 # ---------------------------------------------------------------------------- JSON
 
 
-@api.get("/projects", response_model=list[ProjectSummary])
+@api.get("/projects", response_model=Paged[ProjectSummary])
 def projects(
     svc: ProjectsDep,
     status: Literal["open", "training", "finished", "cancelled"] | None = None,
     model: str | None = None,
-    min_budget_eth: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-    max_reliability_pct: Annotated[
+    min_budget_eth: Annotated[
         float | None,
-        Query(ge=0, le=100, allow_inf_nan=False, description="only projects whose minimum reliability is at most this"),
+        Query(ge=0, allow_inf_nan=False, description="only projects whose reward budget is at least this, in ETH"),
+    ] = None,
+    min_budget: Annotated[
+        str | None,
+        Query(pattern=r"^[0-9]{1,40}$", description="only projects whose reward budget is at least this, in wei"),
+    ] = None,
+    max_reliability_bps: Annotated[
+        int | None,
+        Query(ge=0, le=10_000, description="only projects whose minimum reliability is at most this, basis points"),
     ] = None,
     q: Annotated[str | None, Query(description="project id, owner address or model")] = None,
     sort: Literal["newest", "oldest", "budget", "rounds", "trainers", "reliability"] = "newest",
-) -> list[ProjectSummary]:
-    """Every project on the network, filtered and sorted."""
-    return svc.projects(status, model, min_budget_eth, max_reliability_pct, q, sort)
+    limit: Limit = PAGE_SIZE,
+    offset: Offset = 0,
+) -> Paged[ProjectSummary]:
+    """The projects on the network, filtered and sorted, a page at a time."""
+    floor = eth_to_wei(min_budget_eth)
+    if min_budget is not None:
+        floor = max(floor or 0, int(min_budget))
+    return page_of(svc.projects(status, model, floor, max_reliability_bps, q, sort), limit, offset)
 
 
 @api.get("/projects/{project_id}", response_model=ProjectDetail)
-def project(svc: ProjectsDep, project_id: int) -> ProjectDetail:
+def project(svc: ProjectsDep, project_id: int, response: Response) -> ProjectDetail:
     """A project with its trainers, rounds (scores, flags, rewards) and payouts."""
-    return svc.project_detail(project_id)
+    detail = svc.project_detail(project_id)
+    mark_chain_time(response, detail.open_round is not None)  # the open round's phase follows the clock
+    return detail
 
 
 # ---------------------------------------------------------------------------- pages
+
+
+def eth_to_wei(value: float | None) -> Decimal | None:
+    """An amount of ETH typed as a number, in wei: the decimal typed (0.1 is not 0.1000000000000000055...), exact at
+    any size (1e300 ETH overflowed ``int(float)``)."""
+    return None if value is None else Decimal(repr(value)) * WEI_PER_ETH
+
+
+def pct_to_bps(value: float | None) -> Decimal | None:
+    """A percentage typed as a number, in basis points (0.29 % is 29 bps, not 28.999999999999996)."""
+    return None if value is None else Decimal(repr(value)) * 100
 
 
 def _number(value: str | None) -> float | None:
@@ -88,7 +116,8 @@ def projects_page(
         notes.append(f"ignored minimum budget {min_budget_eth!r}: not a number")
     if max_reliability_pct and reliability is None:
         notes.append(f"ignored reliability {max_reliability_pct!r}: not a number")
-    items = svc.projects(status if status in STATUSES else None, model or None, budget, reliability, q or None, sort)
+    chosen = status if status in STATUSES else None
+    items = svc.projects(chosen, model or None, eth_to_wei(budget), pct_to_bps(reliability), q or None, sort)
     context = {
         "projects": items,
         "notes": notes,
@@ -153,12 +182,16 @@ async def new_job_submit(
         tx = txs.create_tx(config, values.get("sender") or None)
     except FormErrors as exc:
         return page.render(template, _job_context(catalogue, verifiers, values, exc.errors, labels), status=422)
-    except Rejected as exc:
-        message = redact_urls(str(exc))  # a chain that did not answer is named by its URL
+    except Rejected as exc:  # the chain would refuse it: the field at fault, if one is, else the whole form
+        field = FORM_FIELD.get(exc.field, exc.field) if exc.field else ""
+        message = exc.sentence if field and exc.sentence else str(exc)
+        if field:  # words that follow the field's label
+            message = f"is refused by the market: {message}"
+        errors = {field: redact_urls(message)}  # a chain that did not answer is named by its URL
+        return page.render(template, _job_context(catalogue, verifiers, values, errors, labels), status=422)
+    except NotFound:  # a malformed wallet address: the form keeps what was typed and says why
+        message = "Your wallet's address is not an Ethereum address (0x followed by 40 hex digits): reconnect it."
         return page.render(template, _job_context(catalogue, verifiers, values, {"": message}, labels), status=422)
-    except NotFound as exc:  # a malformed wallet address: the form keeps what was typed and says why
-        context = _job_context(catalogue, verifiers, values, {"": f"wallet: {exc}"}, labels)
-        return page.render(template, context, status=422)
     context = {**_job_context(catalogue, verifiers, values, {}, labels), "tx": tx, "config": config}
     return page.render("_job_tx.html" if template == "_job_form.html" else "new_job.html", context)
 
@@ -167,7 +200,7 @@ async def new_job_submit(
 def project_page(page: PageDep, svc: ProjectsDep, labels: VerifiersDep, project_id: int) -> Response:
     detail = svc.project_detail(project_id)
     context = project_context(detail) | {"verifier": labels.label(detail.project.verifier)}
-    return page.render("project.html", context)
+    return mark_chain_time(page.render("project.html", context), detail.open_round is not None)
 
 
 @pages.get("/projects/{project_id}/join")

@@ -20,6 +20,7 @@ from marketplace.adapters.ipfs.tensors import DEFAULT_MAX_BYTES
 from marketplace.protocol.proof_document import MAX_PROOF_DOCUMENT_BYTES
 from marketplace.web.deps import PageDep, ProjectsDep, SettingsDep, Synced, VerifiersDep
 from marketplace.web.filters import when
+from marketplace.web.page_cache import mark_chain_time
 from marketplace.web.services.errors import NotFound, Unavailable
 from marketplace.web.services.flag_reasons import FlagReasonService, chain_causes, public_recompute
 from marketplace.web.services.project_pages import neighbours, project_context
@@ -43,7 +44,8 @@ FlagReasonsDep = Annotated[FlagReasonService, Depends(get_flag_reasons)]
 @pages.get("/projects/{project_id}/live")
 def project_live(page: PageDep, svc: ProjectsDep, project_id: int) -> Response:
     """The project page's live part (status, rounds done, the open round, the rounds list), for htmx to poll."""
-    return page.render("_project_live.html", project_context(svc.project_detail(project_id)))
+    detail = svc.project_detail(project_id)
+    return mark_chain_time(page.render("_project_live.html", project_context(detail)), detail.open_round is not None)
 
 
 @pages.get("/projects/{project_id}/rounds/{round_}")

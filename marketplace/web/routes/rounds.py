@@ -9,17 +9,18 @@ from fastapi.responses import Response
 
 from marketplace.adapters.chain.redact import redact_urls
 from marketplace.web.deps import PageDep, RoundsDep, VerifiersDep
-from marketplace.web.schemas import RoundProof, RoundView, VerifyResult
+from marketplace.web.routes.paging import PAGE_SIZE, Limit, Offset, page_of
+from marketplace.web.schemas import Paged, RoundProof, RoundView, VerifyResult
 from marketplace.web.services.errors import Rejected
 
 api = APIRouter()
 pages = APIRouter(include_in_schema=False)
 
 
-@api.get("/projects/{project_id}/rounds", response_model=list[RoundView])
-def rounds(svc: RoundsDep, project_id: int) -> list[RoundView]:
-    """The finalized rounds of a project."""
-    return svc.rounds(project_id)
+@api.get("/projects/{project_id}/rounds", response_model=Paged[RoundView])
+def rounds(svc: RoundsDep, project_id: int, limit: Limit = PAGE_SIZE, offset: Offset = 0) -> Paged[RoundView]:
+    """The finalized rounds of a project, oldest first, a page at a time."""
+    return page_of(svc.rounds(project_id), limit, offset)
 
 
 @api.get("/projects/{project_id}/rounds/{round_}", response_model=RoundView)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from marketplace.web.deps import ContextDep, ModelsDep, TransactionsDep
 from marketplace.web.errors import BAD_BODY, CONFLICT
-from marketplace.web.forms import parse_job
+from marketplace.web.forms import parse_job_request
 from marketplace.web.schemas import (
     Action,
     ActionRequest,
@@ -36,21 +36,18 @@ def project_actions(
 
 @api.post("/tx/create-project", response_model=TxRequest, responses=BAD_BODY)
 def create_project_tx(svc: TransactionsDep, catalogue: ModelsDep, body: CreateProjectRequest) -> TxRequest:
-    """An unsigned ``createProject`` transaction for the user's wallet (validated, and simulated if ``sender``)."""
-    data = body.model_dump()
-    verifiers = svc.verifiers()
-    if not data.get("verifier"):
-        size = data.get("max_trainers")
-        default = svc.default_verifier(int(size) if str(size).isdigit() else None)
-        if default:
-            data["verifier"] = default
-    config = parse_job({k: str(v) for k, v in data.items() if v is not None}, catalogue.names, verifiers)
+    """An unsigned ``createProject`` transaction for the user's wallet (validated, and simulated if ``sender``):
+    amounts in wei or ETH, percentages in basis points, periods in seconds. A refusal names the field at fault."""
+    default = None if body.verifier else svc.default_verifier(body.max_trainers)
+    config = parse_job_request(body, catalogue.names, svc.verifiers(), default)
     return svc.create_tx(config, body.sender)
 
 
-@api.post("/tx/join", response_model=TxRequest, responses=BAD_BODY)
+@api.post("/tx/join", response_model=TxRequest, responses={**BAD_BODY, **CONFLICT})
 def join_tx(svc: TransactionsDep, body: JoinRequest) -> TxRequest:
-    """An unsigned ``join`` transaction with the project's stake (simulated if ``sender``)."""
+    """An unsigned ``join`` transaction with the project's stake (simulated if ``sender``): 409 when joining is
+    closed (the project is not open, or its join deadline passed), 422 when the sender may not join (the
+    project's owner or aggregator, already joined, below the reliability bar)."""
     return svc.join_tx(body.project_id, body.sender)
 
 

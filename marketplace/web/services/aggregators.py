@@ -1,17 +1,18 @@
 """Read model of an aggregator: its track record over the market (rounds finalized, rejections announced,
 disputes lost) and the projects it aggregates.
 
-The record is read from the chain (``TrainingMarket.aggregatorRecord``, one ``eth_call``), not derived from
-the index: the contract counts each rejection and each lost dispute as it happens, over every project of the
-market, so the answer is the market's own, whatever the index skipped (a malformed event) or has not synced
-yet. The projects come from the index.
+The record is read from the chain (``TrainingMarket.aggregatorRecord``, one ``eth_call``, cached until the index
+sees new events: :mod:`~marketplace.web.services.chain_reads`), not derived from the index: the contract counts
+each rejection and each lost dispute as it happens, over every project of the market, so the answer is the
+market's own, whatever the index skipped (a malformed event). The projects come from the index.
 """
 
 from __future__ import annotations
 
 from marketplace.adapters.chain.market import AggregatorRecord as ChainRecord
 from marketplace.adapters.chain.market import MarketClient
-from marketplace.web.schemas import AggregatorProfile, AggregatorRecord
+from marketplace.web.schemas import AggregatorProfile, AggregatorRecord, to_bps
+from marketplace.web.services.chain_reads import ChainReads
 from marketplace.web.services.context import MarketContext, account_address
 
 
@@ -32,12 +33,12 @@ def record_view(record: ChainRecord) -> AggregatorRecord:
         summary += "no rejections"
     return AggregatorRecord(
         rounds_finalized=record.rounds, rejections=record.rejected, disputes_lost=record.disputes_lost,
-        upheld=record.upheld, overturned_share=share, summary=summary,
+        upheld=record.upheld, overturned_bps=None if share is None else to_bps(share), summary=summary,
     )  # fmt: skip
 
 
-def aggregator_record(market: MarketClient, address: str) -> AggregatorRecord:
-    """``address``'s track record, live from the market (``aggregatorRecord``)."""
+def aggregator_record(market: MarketClient | ChainReads, address: str) -> AggregatorRecord:
+    """``address``'s track record from the market (``aggregatorRecord``: live, or cached by :class:`ChainReads`)."""
     return record_view(market.aggregator_record(address))
 
 
@@ -53,5 +54,5 @@ class AggregatorService:
         address = account_address(address)
         projects = [p["project_id"] for p in self.context.indexer.projects() if p["aggregator"] == address]
         return AggregatorProfile(
-            address=address, record=aggregator_record(self.context.market, address), projects=projects
+            address=address, record=aggregator_record(self.context.reads, address), projects=projects
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from marketplace.web.services.aggregators import AggregatorService
 from marketplace.web.services.context import MarketContext, connect
 from marketplace.web.services.models import ModelService, model_registry
+from marketplace.web.services.pin_limits import PinLimiter
 from marketplace.web.services.projects import ProjectService
 from marketplace.web.services.rounds import RoundService
 from marketplace.web.services.trainers import TrainerService
@@ -43,4 +44,6 @@ class Services:
     @classmethod
     def for_settings(cls, settings: WebSettings) -> Services:
         """Connects to the settings' chain (ChainError if its chain id is not the deployment's) and opens the index."""
-        return cls.over(connect(settings), ModelService(model_registry(), settings.ipfs_api))
+        limiter = PinLimiter(settings.pins_per_client, settings.pins_total, settings.pin_window)
+        models = ModelService(model_registry(), settings.ipfs_api, limiter=limiter, max_bytes=settings.max_pin_bytes)
+        return cls.over(connect(settings), models)

@@ -1,5 +1,6 @@
 """Model architectures a job can use, and their initial weights: built (seeded) and pinned to the
-server's IPFS node, so that a job can be posted without training anything first.
+server's IPFS node, so that a job can be posted without training anything first. Anyone may ask, without a
+wallet: what is pinned is bounded in size and rate (:mod:`~marketplace.web.services.pin_limits`).
 
 The architectures come from :mod:`marketplace.fl.models`, which pulls in torch (seconds to import):
 it is imported when first needed, not when this module is.
@@ -13,7 +14,8 @@ from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.web.schemas import ModelInfo, ModelInit
-from marketplace.web.services.errors import NotFound, Unavailable
+from marketplace.web.services.errors import InvalidInput, NotFound, Unavailable
+from marketplace.web.services.pin_limits import PinLimiter
 
 NO_IPFS = (
     "this server has no IPFS API configured (start it with --ipfs-api or MARKETPLACE_IPFS_API, or run "
@@ -32,10 +34,19 @@ def model_registry() -> dict[str, str]:
 class ModelService:
     """The registered architectures, and initial weights pinned to the IPFS node at ``ipfs_api`` (if any)."""
 
-    def __init__(self, registry: dict[str, str], ipfs_api: str | None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        registry: dict[str, str],
+        ipfs_api: str | None,
+        timeout: float = 30.0,
+        limiter: PinLimiter | None = None,
+        max_bytes: int = 64 << 20,
+    ) -> None:
         self.registry = registry
         self.ipfs_api = ipfs_api
         self.timeout = timeout
+        self.limiter = limiter if limiter is not None else PinLimiter(per_client=20, total=200)
+        self.max_bytes = max_bytes
 
     @property
     def names(self) -> list[str]:
@@ -44,16 +55,26 @@ class ModelService:
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(name=k, description=v) for k, v in self.registry.items()]
 
-    def init(self, name: str, seed: int = 0) -> ModelInit:
-        """Builds registered model ``name`` with ``seed`` and pins its state dict; its CID.
+    def init(self, name: str, seed: int = 0, client: str = "") -> ModelInit:
+        """Builds registered model ``name`` with ``seed`` and pins its state dict for ``client``; its CID.
 
-        :class:`NotFound` for an unknown model, :class:`Unavailable` without an IPFS node or when it fails.
+        :class:`NotFound` for an unknown model, :class:`Unavailable` without an IPFS node or when it fails,
+        :class:`InvalidInput` for weights over ``max_bytes``, :class:`TooManyRequests` past the limiter's limits.
         """
         if name not in self.registry:
-            raise NotFound(f"unknown model {name!r}; available: {', '.join(self.registry)}")
+            raise NotFound(f"There is no model {name!r}; the models are {', '.join(self.registry)}.")
         if self.ipfs_api is None:
             raise Unavailable(NO_IPFS)
         from marketplace.fl.models import build_model, num_params  # lazy: torch (see the module docstring)
+
+        size = 4 * num_params(name)  # float32
+        if size > self.max_bytes:
+            detail = (
+                f"The {name} weights are {size:,} bytes, more than this server pins for anyone ({self.max_bytes:,} "
+                "bytes): pin them yourself and paste their CID."
+            )
+            raise InvalidInput(detail, {"name": f"is a model whose weights are too large to pin here ({size:,} bytes)"})
+        self.limiter.take(client)
 
         state = build_model(name, seed=seed).state_dict()
         try:

@@ -1,10 +1,11 @@
 """Read model of projects: the list (filtered, sorted), one project, and its detail (trainers, rounds
 with each trainer's commit, reveal (or missed reveal), score, flag, rejection and its dispute, the reason
 for a flag in words, reward and slash, and everyone's payout), all from the event index; plus, for a
-training project, the open round's commit-reveal phase, deadlines and announced rejections (live from the
-chain: :mod:`~marketplace.web.services.round_phase`), the aggregator's track record (live:
-:mod:`~marketplace.web.services.aggregators`) and what the project's reliability bar asks of a trainer (live:
-:mod:`~marketplace.web.services.track_records`).
+training project, the open round's commit-reveal phase, deadlines and announced rejections
+(:mod:`~marketplace.web.services.round_phase`), the aggregator's track record
+(:mod:`~marketplace.web.services.aggregators`) and what the project's reliability bar asks of a trainer
+(:mod:`~marketplace.web.services.track_records`): these three from the chain's views, as cached by
+:mod:`~marketplace.web.services.chain_reads`.
 
 Payouts mirror the contract's ``_owed``: what each account is entitled to once the project is
 settled, and what it withdrew so far.
@@ -20,7 +21,6 @@ from typing import Any
 from marketplace.web.filters import when
 from marketplace.web.indexer import Dispute
 from marketplace.web.schemas import (
-    WEI_PER_ETH,
     Member,
     OpenRound,
     OpenRoundTrainer,
@@ -31,6 +31,7 @@ from marketplace.web.schemas import (
     RoundView,
     TrainerEntry,
     eth,
+    to_bps,
 )
 from marketplace.web.services.aggregators import aggregator_record
 from marketplace.web.services.context import MarketContext
@@ -56,6 +57,7 @@ def summary(row: dict[str, Any]) -> ProjectSummary:
     return ProjectSummary(
         **{k: row[k] for k in ProjectSummary.model_fields if k in row},
         reward_budget_eth=eth(row["reward_budget"]),
+        aggregator_fee_eth=eth(row["aggregator_fee"]),
         stake_eth=eth(row["stake"]),
         created_block=row["block"],
         created_tx=row["tx_hash"],
@@ -97,25 +99,22 @@ class ProjectService:
         self,
         status: str | None = None,
         model: str | None = None,
-        min_budget_eth: float | None = None,
-        max_reliability_pct: float | None = None,
+        min_budget: Decimal | int | None = None,
+        max_reliability_bps: Decimal | int | None = None,
         query: str | None = None,
         sort: str = "newest",
     ) -> list[ProjectSummary]:
-        """Every project, filtered (status, model, budget, a reliability bar you can meet, owner) and sorted."""
+        """Every project, filtered (status, model, a budget of at least ``min_budget`` wei, a reliability bar of at
+        most ``max_reliability_bps``, owner) and sorted."""
         items = [summary(r) for r in self.indexer.projects()]
         if status:
             items = [p for p in items if p.status == status]
         if model:
             items = [p for p in items if p.model_name == model]
-        if min_budget_eth is not None:
-            # The decimal the user typed (0.1 is not 0.1000000000000000055...), exact at any size (1e300 ETH
-            # overflowed int(float)).
-            floor = Decimal(repr(min_budget_eth)) * WEI_PER_ETH
-            items = [p for p in items if int(p.reward_budget) >= floor]
-        if max_reliability_pct is not None:
-            ceiling = Decimal(repr(max_reliability_pct)) * 100  # (0.29 % is 29 bps, not 28.999999999999996)
-            items = [p for p in items if p.min_reliability_bps <= ceiling]
+        if min_budget is not None:
+            items = [p for p in items if int(p.reward_budget) >= min_budget]
+        if max_reliability_bps is not None:
+            items = [p for p in items if p.min_reliability_bps <= max_reliability_bps]
         if query:
             q = query.strip().lower()
             items = [p for p in items if q in p.owner.lower() or q == str(p.project_id) or q in p.model_name.lower()]
@@ -133,7 +132,7 @@ class ProjectService:
         """What ``project``'s reliability bar asks of a trainer, its required record live from the market; None
         without a bar."""
         return project_bar(
-            self.context.market, project.project_id, project.min_reliability_bps, int(project.reward_budget),
+            self.context.reads, project.project_id, project.min_reliability_bps, int(project.reward_budget),
             project.min_trainers,
         )  # fmt: skip
 
@@ -174,9 +173,10 @@ class ProjectService:
 
         trainers = [
             Member(
-                index=m["idx"], trainer=m["trainer"], stake=m["stake"], joined_block=m["block"],
-                earned=str(earned[m["trainer"]]), earned_eth=eth(earned[m["trainer"]]),
-                slashed=str(slashed_total[m["trainer"]]), flagged_rounds=flagged[m["trainer"]],
+                index=m["idx"], trainer=m["trainer"], stake=m["stake"], stake_eth=eth(m["stake"]),
+                joined_block=m["block"], earned=str(earned[m["trainer"]]), earned_eth=eth(earned[m["trainer"]]),
+                slashed=str(slashed_total[m["trainer"]]), slashed_eth=eth(slashed_total[m["trainer"]]),
+                flagged_rounds=flagged[m["trainer"]],
             )
             for m in members
         ]  # fmt: skip
@@ -210,19 +210,18 @@ class ProjectService:
             p.withdrawn_eth = eth(withdrawn[p.account])
         if detail.project.status == "training":
             detail.open_round = self.open_round(detail)
-        detail.aggregator_record = aggregator_record(self.context.market, detail.project.aggregator)
+        detail.aggregator_record = aggregator_record(self.context.reads, detail.project.aggregator)
         detail.reliability_bar = self.reliability_bar(detail.project)
         return detail
 
     def open_round(self, detail: ProjectDetail) -> OpenRound:
-        """The open round of a training project: its phase at the chain's time and the deadlines (live calls:
-        ``roundDeadlines`` and the latest block), who committed (in arrival order), who revealed, and whose
-        rejection the aggregator announced and where its dispute stands (index)."""
+        """The open round of a training project: its phase at the chain's time and the deadlines (``roundDeadlines``
+        and the time of the block the index is synced to: :meth:`MarketContext.now`), who committed (in arrival
+        order), who revealed, and whose rejection the aggregator announced and where its dispute stands (index)."""
         project = detail.project
         pid, round_ = project.project_id, project.rounds_done
-        market = self.context.market
-        deadlines = market.round_deadlines(pid)
-        now = market.chain.timestamp()
+        deadlines = self.context.reads.round_deadlines(pid)
+        now = self.context.now()
         commits = {c["trainer"]: int(c["arrival"]) for c in self.indexer.commits(pid, round_)}
         revealed = {s["trainer"] for s in self.indexer.submissions(pid, round_)}
         disputes = self.indexer.disputes(pid).get(round_, {})
@@ -286,10 +285,11 @@ class ProjectService:
                     arrival=arrivals.get(m["trainer"]), submitted=sub is not None,
                     reveal_missed=m["trainer"] in reveal_missed, update_cid=sub["cid"] if sub else None,
                     commitment=sub["commitment"] if sub else None,
-                    score=str(scores[i]), share=0.0 if flagged or total == 0 else scores[i] / total,
+                    score=str(scores[i]), share_bps=0 if flagged or total == 0 else to_bps(scores[i] / total),
                     flagged=flagged, rejected=m["trainer"] in rejected, reward=str(rewards[i]),
                     reward_eth=eth(rewards[i]),
                     slashed=str(slashed_by.get((row["round"], m["trainer"]), 0)),
+                    slashed_eth=eth(slashed_by.get((row["round"], m["trainer"]), 0)),
                     dispute=dispute.state if dispute else None, dispute_deadline=dispute.deadline if dispute else None,
                     reason=reason,
                 )

@@ -12,10 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from eth_utils import keccak
+from web3.exceptions import Web3RPCError
 
-from marketplace.adapters.chain.market import FinalizedRound
+from marketplace.adapters.chain.errors import ChainError
+from marketplace.adapters.chain.market import FinalizedRound, round_verifier
 from marketplace.roles.verify import ProofUnavailable, check_proof, proof_from_calldata
 from marketplace.round.prove import VerifierInputs, recorded_verifier_inputs
+from marketplace.web.errors import Attempt, refusal
 from marketplace.web.schemas import RoundProof, RoundView, VerifyResult
 from marketplace.web.services.context import MarketContext
 from marketplace.web.services.errors import NotFound, Rejected
@@ -56,6 +59,8 @@ class RoundService:
         verifier = self.projects.project(project_id).verifier
         values, proof, source = self._recorded(project_id, round_)
         valid, gas, error = check_proof(self.context.chain, verifier, *values, proof)
+        if error is not None and not valid:
+            error = self._refusal_in_words(verifier, values, proof, project_id, round_) or error
         return VerifyResult(
             project_id=project_id,
             round=round_,
@@ -66,6 +71,19 @@ class RoundService:
             gas_estimate=gas,
             error=error,
         )
+
+    def _refusal_in_words(
+        self, verifier: str, values: VerifierInputs, proof: bytes, project_id: int, round_: int
+    ) -> str | None:
+        """Why the verifier's ``verifyRound`` call failed, in words (:func:`marketplace.web.errors.refusal`): the
+        call again, its error decoded (None if it now answers, or fails in a way that has no words)."""
+        call = round_verifier(self.context.chain, verifier).functions.verifyRound(*values, proof)
+        try:
+            self.context.chain.call(call)
+        except (ChainError, Web3RPCError) as exc:
+            words = refusal(exc, Attempt(f"verify round {round_} of project {project_id}", project_id))
+            return f"the verifier could not check the proof: {words.sentence}"
+        return None
 
     def _recorded(self, project_id: int, round_: int) -> tuple[VerifierInputs, bytes, str]:
         """What ``finalizeRound`` handed the verifier (the round's tag, then in arrival order the

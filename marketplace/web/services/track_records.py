@@ -10,18 +10,19 @@
   fee rate): :func:`project_bar` reads it live for a project on chain, :func:`config_bar` computes it as the
   contract will (``ProjectConfig.required_track_record``) for a job not yet created. Joining reserves it until
   the trainer withdraws; a round the trainer is flagged in spends it (:data:`RESERVATION_RULE`);
-* :func:`explain_bar_refusal` puts ``ReliabilityTooLow`` and ``TrackRecordTooSmall`` (``join`` refused) in words.
+* ``ReliabilityTooLow`` and ``TrackRecordTooSmall`` (``join`` refused) are put in words with the other custom
+  errors (:data:`marketplace.web.errors.CUSTOM_ERRORS`), with :data:`PER_GUARANTEED_TRAINER` and :data:`WHY_EARNED`.
 
 Amounts in the sentences are exact ETH (:func:`~marketplace.web.schemas.eth`).
 """
 
 from __future__ import annotations
 
-from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, MarketClient, ProjectConfig
 from marketplace.adapters.chain.market import TrackRecord as ChainTrackRecord
 from marketplace.web.filters import bps
 from marketplace.web.schemas import ReliabilityBar, TrackRecord, eth
+from marketplace.web.services.chain_reads import ChainReads
 
 #: What counts in a track record, in one sentence (the trainer page and the API say it next to the record).
 INDEPENDENCE_RULE = (
@@ -68,12 +69,12 @@ def track_record_view(record: ChainTrackRecord, available: int) -> TrackRecord:
     )  # fmt: skip
 
 
-def track_record(market: MarketClient, trainer: str) -> TrackRecord:
+def track_record(market: MarketClient | ChainReads, trainer: str) -> TrackRecord:
     """``trainer``'s track record, live from the registry (``trackRecordOf`` and ``availableOf``)."""
     return track_record_view(market.track_record(trainer), market.available_record(trainer))
 
 
-def reserved_for(market: MarketClient, project_id: int, trainer: str) -> int:
+def reserved_for(market: MarketClient | ChainReads, project_id: int, trainer: str) -> int:
     """Wei of ``trainer``'s record the bar of ``project_id`` (of this market) holds reserved, live from the
     registry (``reservedOf``): 0 without a bar, after it withdrew, or once a flagged round spent it."""
     return market.reserved_record(project_id, trainer)
@@ -105,7 +106,7 @@ def config_bar(config: ProjectConfig) -> ReliabilityBar | None:
 
 
 def project_bar(
-    market: MarketClient, project_id: int, min_reliability_bps: int, reward_budget: int, min_trainers: int
+    market: MarketClient | ChainReads, project_id: int, min_reliability_bps: int, reward_budget: int, min_trainers: int
 ) -> ReliabilityBar | None:
     """A project's bar, its required record live from the market (``requiredTrackRecord``, one ``eth_call``
     when it has a bar); None without a bar."""
@@ -113,25 +114,3 @@ def project_bar(
         return None
     required = market.required_track_record(project_id)
     return bar_view(min_reliability_bps, required, reward_budget, min_trainers)
-
-
-def explain_bar_refusal(exc: ContractRevert, project_id: int) -> str | None:
-    """A sentence for ``join`` refused by the project's bar (``ReliabilityTooLow`` from the market,
-    ``TrackRecordTooSmall(trainer, available, required)`` from the registry's reservation); None for any other
-    revert."""
-    a = exc.args_dict
-    if exc.name == "ReliabilityTooLow":
-        return (
-            f"{a['trainer']} has a reliability of {bps(int(a['reliabilityBps']))}; project {project_id} requires at "
-            f"least {bps(int(a['requiredBps']))}"
-        )
-    if exc.name == "TrackRecordTooSmall":
-        return (
-            f"{a['trainer']} has {eth(int(a['available']))} ETH of its record available (earned in independent "
-            f"projects and not reserved by another bar it joined) and project {project_id} requires "
-            f"{eth(int(a['required']))} ETH: its reliability bar asks for a record of its {PER_GUARANTEED_TRAINER} "
-            f"divided by the {bps(PROTOCOL_FEE_BPS)} protocol fee, because {WHY_EARNED}; joining reserves it until "
-            "the trainer withdraws, and a round it is flagged in spends it (only projects whose owner is not their "
-            "aggregator count)"
-        )
-    return None

@@ -24,7 +24,7 @@ class TrainerService:
         """A trainer's reliability and track record now (live) and its history across projects (events);
         :class:`NotFound` for a malformed address."""
         address = account_address(address)
-        market, indexer = self.context.market, self.context.indexer
+        market, indexer = self.context.reads, self.context.indexer
         record = track_record(market, address)
         history = [
             ReliabilityPoint(
@@ -43,6 +43,7 @@ class TrainerService:
             projects.append(
                 TrainerProject(
                     project_id=row["project_id"], status=detail.project.status, index=me.index, stake=me.stake,
+                    stake_eth=me.stake_eth,
                     earned=me.earned, earned_eth=me.earned_eth, flagged_rounds=me.flagged_rounds,
                     counted=detail.project.owner != detail.project.aggregator, reserved=str(reserved),
                     reserved_eth=eth(reserved),

@@ -4,9 +4,10 @@ a sent transaction is.
 
 The server never signs. Given the sender, a transaction is simulated first (``eth_call`` from the
 sender's address) so that a doomed one is explained before the wallet pops up: the contract's
-custom error is decoded and put in a sentence, :class:`Conflict` when the project's state does not
-allow it now, :class:`Rejected` otherwise (a ``join`` below the project's reliability bar, or without the
-available record it requires, says what the bar asks and what the trainer has available).
+custom error is decoded and put in a sentence (:func:`marketplace.web.errors.refusal`, which also says which
+field of a new project is at fault), :class:`Conflict` when the project's state does not allow it now,
+:class:`Rejected` otherwise (a ``join`` below the project's reliability bar, or without the available record it
+requires, says what the bar asks and what the trainer has available).
 
 ``createProject`` sends the escrow (reward budget + aggregator fee) and the protocol fee (burned):
 its request carries :class:`~marketplace.web.schemas.JobCosts`, the value broken down, and the earned record a
@@ -15,7 +16,6 @@ reliability bar will require of trainers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +23,14 @@ from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from marketplace.adapters.chain.errors import ChainError, ContractRevert
-from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, ProjectConfig, ProjectStatus, read_verifier_info
-from marketplace.web.filters import bps, when
+from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, ProjectConfig
+from marketplace.web.errors import Attempt, Refusal, refusal, revert_words
+from marketplace.web.filters import bps
 from marketplace.web.schemas import Action, ActionState, JobCosts, ProjectActions, TxRequest, TxStatus, eth
 from marketplace.web.services.context import MarketContext, account_address
-from marketplace.web.services.errors import Conflict, InvalidInput, NotFound, Rejected
+from marketplace.web.services.errors import InvalidInput, NotFound
 from marketplace.web.services.projects import ProjectService
-from marketplace.web.services.track_records import config_bar, explain_bar_refusal
+from marketplace.web.services.track_records import config_bar
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,6 @@ ACTIONS: dict[Action, ActionSpec] = {
     "start": ActionSpec("startTraining", "Start training", ("open",), "start training of"),
     "cancel": ActionSpec("cancel", "Cancel project", ("open",), "cancel"),
 }
-#: Custom errors meaning "not in the project's current state, or not yet" (409), as opposed to "not you" (422).
-STATE_ERRORS = frozenset({"WrongStatus", "NotAllowedYet", "NothingToWithdraw", "NotEnoughTrainers"})
 #: Events a transaction status names (of the market and the registry).
 STATUS_EVENTS = (
     "ProjectCreated", "TrainerJoined", "TrainingStarted", "ProjectCancelled", "ProjectAbandoned", "ReliabilityUpdated",
@@ -58,46 +57,14 @@ STATUS_EVENTS = (
 )  # fmt: skip
 
 
-def nothing_to_withdraw(project_id: int, account: str) -> str:
-    return f"nothing to withdraw: project {project_id} owes {account} nothing (not a participant, or already withdrawn)"
-
-
 def wrong_status(project_id: int, status: str, spec: ActionSpec) -> str:
     needed = " or ".join(spec.statuses)
-    return f"project {project_id} is {status}: you can {spec.verb} a project only when it is {needed}"
+    return f"project {project_id} is {status}, and you can {spec.verb} a project only while it is {needed}"
 
 
-def explain(exc: ContractRevert, spec: ActionSpec) -> str:
-    """A sentence for a decoded revert of one of the market's project functions."""
-    a = exc.args_dict
-    if exc.name == "NothingToWithdraw":
-        return nothing_to_withdraw(int(a["projectId"]), a["account"])
-    if exc.name == "WrongStatus":
-        return wrong_status(int(a["projectId"]), ProjectStatus(int(a["actual"])).label, spec)
-    if exc.name == "NotAllowedYet":
-        return f"not allowed yet: possible from {when(int(a['notBefore']))}"
-    if exc.name == "NotEnoughTrainers":
-        return f"only {a['joined']} of the {a['required']} required trainers joined"
-    if exc.name == "Unauthorized":
-        return f"{a['caller']} may not {spec.verb} this project now (its owner may)"
-    return str(exc)
-
-
-def explain_join(exc: ContractRevert, project_id: int) -> str | None:
-    """A sentence for a decoded revert of ``join(project_id)`` (None for an error it does not know)."""
-    a = exc.args_dict
-    bar = explain_bar_refusal(exc, project_id)
-    if bar is not None:
-        return bar
-    if exc.name == "RoleConflict":
-        return f"{a['account']} is the owner or the aggregator of project {project_id}: they cannot train in it"
-    if exc.name == "AlreadyJoined":
-        return f"{a['trainer']} already joined project {project_id}"
-    if exc.name == "JoinClosed":
-        return f"joining project {project_id} closed at {when(int(a['joinDeadline']))}"
-    if exc.name == "WrongStatus":
-        return f"project {project_id} is {ProjectStatus(int(a['actual'])).label}: joining is closed"
-    return None
+def action_attempt(spec: ActionSpec, project_id: int) -> Attempt:
+    """What an action of :data:`ACTIONS` attempts, for the sentences."""
+    return Attempt(f"{spec.verb} project {project_id}", project_id)
 
 
 def job_costs(config: ProjectConfig) -> JobCosts:
@@ -130,7 +97,7 @@ class TransactionService:
         fitting = []
         for address in self.verifiers():
             try:
-                info = read_verifier_info(self.chain, address)
+                info = self.context.reads.verifier_info(address)
             except (ChainError, ValueError):
                 continue
             if max_trainers is None or info.max_trainers >= max_trainers:
@@ -143,7 +110,8 @@ class TransactionService:
         """``createProject(config)`` with the escrow and the protocol fee as value (``config.payment``), simulated
         from ``sender`` if given; its ``costs`` break the value down and give the record a bar will require."""
         fn = self.market.market.functions.createProject(config.as_abi_tuple())
-        self._simulate(fn, account_address(sender) if sender else None, config.payment)
+        attempt = Attempt("create this project")
+        self._simulate(fn, account_address(sender) if sender else None, config.payment, attempt)
         costs = job_costs(config)
         summary = (
             f"Create a {config.rounds}-round {config.model_name} job for {config.min_trainers}-{config.max_trainers} "
@@ -155,13 +123,13 @@ class TransactionService:
         return self._tx(fn, config.payment, summary).model_copy(update={"costs": costs})
 
     def join_tx(self, project_id: int, sender: str | None = None) -> TxRequest:
-        """``join(projectId)`` with the project's stake, simulated from ``sender`` if given (a refusal is
-        explained: :func:`explain_join`)."""
+        """``join(projectId)`` with the project's stake, simulated from ``sender`` if given (a refusal in words:
+        a bar the trainer does not meet says what it asks and what the trainer has)."""
         project = self.projects.project(project_id)
         fn = self.market.market.functions.join(project_id)
         stake = int(project.stake)
         who = account_address(sender) if sender else None
-        self._simulate(fn, who, stake, lambda revert: explain_join(revert, project_id))
+        self._simulate(fn, who, stake, Attempt(f"join project {project_id}", project_id))
         return self._tx(fn, stake, f"Join project {project_id} with a stake of {eth(stake)} ETH")
 
     def action_tx(self, action: Action, project_id: int, sender: str | None = None) -> TxRequest:
@@ -174,21 +142,22 @@ class TransactionService:
         sender only the project's status is checked.
         """
         if action == "withdraw" and not sender:
-            detail = "sender: the account that withdraws is required (what it is owed depends on it)"
-            raise InvalidInput(detail, {"sender": "is required to withdraw"})
+            detail = "Please give the sender: the account that withdraws (what it is owed depends on it)."
+            raise InvalidInput(detail, {"sender": "is required to withdraw (the account that withdraws)"})
         spec = ACTIONS[action]
         status = self._status(project_id)
         fn = getattr(self.market.market.functions, spec.function)(project_id)
         summary = f"{spec.verb.capitalize()} project {project_id}"
+        attempt = action_attempt(spec, project_id)
         if sender is None:
             if status not in spec.statuses:
-                raise Conflict(wrong_status(project_id, status, spec))
+                sentence = wrong_status(project_id, status, spec)
+                raise Refusal(sentence, "WrongStatus", conflict=True).rejected(attempt)
             return self._tx(fn, 0, summary)
         who = account_address(sender)
-        revert = self._revert(fn, who)
+        revert = self._revert(fn, who, attempt)
         if revert is not None:
-            cls = Conflict if revert.name in STATE_ERRORS else Rejected
-            raise cls(f"the chain would reject this transaction: {revert}: {explain(revert, spec)}")
+            raise revert_words(revert, attempt).rejected(attempt)
         if action == "withdraw":
             summary = f"Withdraw {eth(self.market.withdrawable(project_id, who))} ETH from project {project_id}"
         return self._tx(fn, 0, summary)
@@ -205,8 +174,10 @@ class TransactionService:
                 continue
             reason: str | None = "connect a wallet"
             if who is not None:
-                revert = self._revert(getattr(self.market.market.functions, spec.function)(project_id), who)
-                reason = explain(revert, spec) if revert is not None else None
+                attempt = action_attempt(spec, project_id)
+                fn = getattr(self.market.market.functions, spec.function)(project_id)
+                revert = self._revert(fn, who, attempt)
+                reason = revert_words(revert, attempt).sentence if revert is not None else None
             states.append(ActionState(action=action, label=spec.label, allowed=reason is None, reason=reason))
         return ProjectActions(
             project_id=project_id, status=status, account=who, withdrawable=str(withdrawable),
@@ -230,9 +201,13 @@ class TransactionService:
                 raise NotFound(f"transaction {tx_hash} is unknown to the node") from None
             return TxStatus(hash=tx_hash, status="pending")
         if receipt["status"] != 1:
+            reason = self.chain.revert_reason(receipt)
+            known = isinstance(reason, ContractRevert)
+            words = refusal(reason, Attempt("carry out this transaction")) if known else None
+            error = words.sentence if words is not None else "the transaction failed and the chain gave no reason"
             return TxStatus(
                 hash=tx_hash, status="failed", block_number=receipt["blockNumber"], gas_used=receipt["gasUsed"],
-                error=str(self.chain.revert_reason(receipt)),
+                error=error, code=words.code if words is not None else None,
             )  # fmt: skip
         names: list[str] = []
         project_id = None
@@ -249,23 +224,15 @@ class TransactionService:
             events=names, project_id=project_id,
         )  # fmt: skip
 
-    def _simulate(
-        self, fn: Any, sender: str | None, value: int, explain: Callable[[ContractRevert], str | None] | None = None
-    ) -> None:
-        """:class:`Rejected` if ``fn`` sent by ``sender`` with ``value`` would revert now (nothing without a
-        sender); ``explain`` puts a decoded custom error in words after it."""
+    def _simulate(self, fn: Any, sender: str | None, value: int, attempt: Attempt) -> None:
+        """:class:`Rejected` (or :class:`Conflict`) in words if ``fn`` sent by ``sender`` with ``value`` would be
+        refused now (nothing without a sender)."""
         if sender is None:
             return
         try:
             self.chain.call(fn, **{"from": sender, "value": value})
-        except ContractRevert as exc:
-            sentence = explain(exc) if explain is not None else None
-            words = f": {sentence}" if sentence else ""
-            raise Rejected(f"the chain would reject this transaction: {exc}{words}") from None
-        except ChainError as exc:
-            raise Rejected(f"the chain would reject this transaction: {exc}") from None
-        except Web3RPCError as exc:  # e.g. the sender cannot pay the value
-            raise Rejected(f"the chain would reject this transaction: {exc.message}") from None
+        except (ChainError, Web3RPCError) as exc:
+            raise refusal(exc, attempt, value).rejected(attempt) from None
 
     def _tx(self, fn: Any, value: int, summary: str) -> TxRequest:
         return TxRequest(
@@ -273,18 +240,20 @@ class TransactionService:
             to=self.market.market.address,
             data=self.chain.calldata(fn),
             value=str(value),
+            value_eth=eth(value),
             value_hex=hex(value),
             summary=summary,
         )
 
-    def _revert(self, fn: Any, sender: str) -> ContractRevert | None:
-        """The decoded custom error if ``fn`` sent by ``sender`` would revert now, else None."""
+    def _revert(self, fn: Any, sender: str, attempt: Attempt) -> ContractRevert | None:
+        """The decoded custom error if ``fn`` sent by ``sender`` would revert now, else None (another refusal of
+        the node is raised in words)."""
         try:
             self.chain.call(fn, **{"from": sender, "value": 0})
         except ContractRevert as exc:
             return exc
         except Web3RPCError as exc:
-            raise Rejected(f"the chain would reject this transaction: {exc.message}") from None
+            raise refusal(exc, attempt).rejected(attempt) from None
         return None
 
     def _status(self, project_id: int) -> str:
