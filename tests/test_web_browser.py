@@ -22,6 +22,7 @@ from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.web.filters import bps, pct_bps, round_eth
 from marketplace.web.schemas import eth
 from marketplace.web.server import BackgroundServer
+from marketplace.web.services.project_pages import SHARE_AXIS
 from tests.browser_fixtures import audit, browser_context, chromium_context, server, use_wallet, watch_errors  # noqa: F401
 from tests.market_fixtures import Actors, cid_for, commitment_for, reveal_update
 from tests.test_web_track_record import required_record, run_project
@@ -161,6 +162,8 @@ def test_post_job_join_and_verify_a_finished_round(
     expect(page.locator("#aggregator-record")).to_have_text("1 round finalized, no rejections")
     assert page.evaluate("Chart.getChart(document.querySelector('#accuracy-chart')) !== undefined")
     assert page.evaluate("Chart.getChart(document.querySelector('#contribution-chart')) !== undefined")
+    axis = "Chart.getChart(document.querySelector('#contribution-chart')).options.scales.y.title.text"
+    assert page.evaluate(axis) == SHARE_AXIS  # the bars add up every round: the axis says so
     problems += audit(page, "project-detail")
     page.click("#round-line-0 a")  # the round's own page
     expect(page).to_have_url(f"{base}/projects/{pid}/rounds/0")
@@ -324,6 +327,7 @@ def test_the_wallet_follows_account_and_network_changes(
     page.click("#wallet-button")
     address = page.locator("#wallet-address")
     expect(address).to_have_text(f"{first.address[:6]}…{first.address[-4:]}")
+    expect(address).to_have_attribute("href", f"/accounts/{first.address}")
     balance = page.locator("#wallet-balance")
     expect(balance).to_contain_text("balance")
     expect(balance).to_contain_text("ETH")
@@ -332,6 +336,7 @@ def test_the_wallet_follows_account_and_network_changes(
     page.evaluate(f"window.__TEST_WALLET__.account = '{second.address}'")
     page.evaluate(f"window.ethereum.emit('accountsChanged', ['{second.address}'])")
     expect(address).to_have_text(f"{second.address[:6]}…{second.address[-4:]}")
+    expect(address).to_have_attribute("href", f"/accounts/{second.address}")  # "my account" follows the wallet
 
     page.evaluate("window.ethereum.onChain('0x1')")  # the user picked mainnet in the wallet
     switch = page.locator("#wallet-switch")

@@ -112,7 +112,7 @@
       $("#wallet-balance").hidden = !this.account;
       if (this.account) {
         link.textContent = short(this.account);
-        link.href = `/trainers/${this.account}`;
+        link.href = `/accounts/${this.account}`; // "my account": roles, earnings, what can be withdrawn
         link.title = this.account;
         this.showBalance();
         this.checkChain();
@@ -530,7 +530,7 @@
       new Chart($("#contribution-chart"), {
         type: "bar",
         data: { labels: d.trainers, datasets: d.shares.map((s, i) => ({ label: labels[i], data: s.map((x) => x * 100) })) },
-        options: { animation: false, maintainAspectRatio: false, scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: "share of the round's reward (%)" } } } },
+        options: { animation: false, maintainAspectRatio: false, scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: d.axis || "share of all rewards paid so far (%)" } } } },
       });
     }
     const rel = $("#reliability-data");
