@@ -172,6 +172,10 @@ def test_project_and_join_pages_name_the_verifier(client: TestClient, actors: Ac
     old = actors.create(verifier=legacy.address)
     shown = text(client.get(f"/projects/{old}").text)
     assert f"Verifier {UNNAMED} (proves nothing: its results are not checked) {legacy.address}" in shown
+    listed = client.get("/projects").text  # the project list labels them too
+    for project_id in (pid, old):
+        row = listed.split(f'data-project-id="{project_id}"')[1].split("</tr>")[0]
+        assert "verifier-proves-nothing" in row, project_id
 
 
 def test_a_verify_result_names_its_verifier_and_never_says_valid_for_one_that_proves_nothing(

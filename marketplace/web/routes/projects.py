@@ -102,6 +102,7 @@ def projects_page(
     page: PageDep,
     svc: ProjectsDep,
     catalogue: ModelsDep,
+    labels: VerifiersDep,
     status: str = "",
     model: str = "",
     min_budget_eth: str = "",
@@ -120,6 +121,7 @@ def projects_page(
     items = svc.projects(chosen, model or None, eth_to_wei(budget), pct_to_bps(reliability), q or None, sort)
     context = {
         "projects": items,
+        "proves_nothing": {v for v in {p.verifier for p in items} if labels.label(v).proves_nothing},
         "notes": notes,
         "filters": {
             "status": status, "model": model, "min_budget_eth": min_budget_eth,
