@@ -22,8 +22,10 @@ would check: that it is paid, keeps its stake, and that the attacker earns nothi
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,7 +40,7 @@ from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace,
 from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.adapters.chain.market import MIN_PHASE_PERIOD, ProjectConfig, ProjectStatus
 from marketplace.adapters.ipfs.cid import compute_cid
-from marketplace.adapters.ipfs.errors import IpfsTimeout
+from marketplace.adapters.ipfs.errors import IpfsTimeout, NodeBusy
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.store import ModelStore
@@ -290,3 +292,42 @@ def test_an_owner_cannot_take_the_stakes_with_a_reveal_window_shorter_than_a_blo
     assert all(amount > STAKE for amount in paid.values()), (paid, outcomes, owner_before)
     assert all(isinstance(o, Submitted) for o in outcomes), outcomes
     assert owner_before < 10 * ETH + ETH
+
+
+def test_a_node_kept_busy_by_other_clients_rejects_nobody(
+    project_with_store: tuple[Actors, ModelStore, int], ipfs_node: LocalIpfsNode, tmp_path: Path
+) -> None:
+    """Attack review of issue 14: visitors of a web UI sharing the aggregator's node hold all its swarm-fetch
+    slots with CIDs nobody serves; the aggregator's fetches then answer NodeBusy. That is the node's state, not
+    the trainers' doing: nobody is rejected, the round waits (before the fix every honest trainer was rejected)."""
+    actors, store, pid = project_with_store
+    nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers[:4], agreeing_updates(4, seed=11),
+                                                                    strict=True)]  # fmt: skip
+    for node in nodes:
+        assert isinstance(node.step(pid), Committed)
+    for node in nodes:
+        assert isinstance(node.step(pid), Submitted)
+    # The aggregator's own node, peered with the trainers' node: content comes over the swarm.
+    with LocalIpfsNode(tmp_path / "aggregator-ipfs", peers=ipfs_node.swarm_addresses, fetch_timeout=30) as own:
+        client = IpfsClient(own.api_url, timeout=10.0, retries=0)
+        busy = ModelStore(client)
+        deadline = time.monotonic() + 20
+        while client.swarm_stats().get("Peers", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        nobody = [compute_cid(f"served by nobody {i}".encode()) for i in range(16)]
+        holders = [
+            threading.Thread(
+                target=lambda cid=cid: httpx.post(f"{own.api_url}/api/v0/cat", params={"arg": cid, "timeout": "20s"},
+                                                  timeout=40),
+                daemon=True,
+            )
+            for cid in nobody
+        ]  # fmt: skip
+        for holder in holders:
+            holder.start()
+        deadline = time.monotonic() + 20
+        while client.swarm_stats().get("Fetches", 0) < 16 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(NodeBusy):
+            collect_round(actors.aggregator, busy, pid, 0, "mlp")
+    assert actors.owner.get_project(pid).current_round == 0  # nothing finalized, nobody flagged

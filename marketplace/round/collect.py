@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from marketplace.adapters.chain.market import Commit, DisputedRow, MarketClient, Submission
-from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsError, IpfsTimeout, StorageError
+from marketplace.adapters.ipfs.errors import IpfsConnectionError, IpfsError, IpfsTimeout, NodeBusy, StorageError
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.tensors import load_checked
 from marketplace.fl.models import ParamSpec, num_params, param_spec, tensors_to_vector
@@ -91,7 +91,9 @@ def collect_round(
     aggregation deadline, when abandoning the project pays it a share.
 
     Raises :class:`IpfsConnectionError` / :class:`IpfsTimeout` when the IPFS node itself does not
-    answer: that says nothing about the trainers, so nobody must be flagged for it."""
+    answer, and :class:`NodeBusy` when it already runs all the swarm fetches it allows (for other
+    clients, e.g. web visitors sharing it): that says nothing about the trainers, so nobody must be
+    flagged for it."""
     spec = param_spec(model_name)
     seed = market.sketch_seed(project_id)
     k = market.sketch_width(project_id)
@@ -115,6 +117,8 @@ def collect_round(
                 raise  # our node hangs: as above
             rejected[trainer] = f"IpfsTimeout: the update did not come in time ({exc})"
             continue
+        except NodeBusy:
+            raise  # our node runs as many fetches as it allows for other clients: not the trainer's doing
         except (StorageError, EnvelopeError) as exc:
             rejected[trainer] = f"{type(exc).__name__}: {exc}"
             continue
