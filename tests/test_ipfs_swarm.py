@@ -340,3 +340,27 @@ def test_the_fetch_timeout_of_the_commands_clients_comes_from_the_environment(mo
         monkeypatch.setenv(FETCH_TIMEOUT_ENV, bad)
         with pytest.raises(StorageError, match=FETCH_TIMEOUT_ENV):
             IpfsClient("http://127.0.0.1:1")
+
+
+def test_a_restart_forced_by_an_oversize_object_does_not_make_later_content_unavailable(tmp_path: Path) -> None:
+    """Attack review of issue 14: one participant's object over the fetch limit makes the node restart its Kubo,
+    which drops every connection. A node whose peers were connected only through ``swarm/connect`` (as the demo
+    does, no ``--peer``) then answered every later fetch "not available" at once: one trainer got everyone after
+    it rejected. Now the node redials peers it was told to connect to, and a node that has had peers waits for
+    them instead of answering at once."""
+    with (
+        LocalIpfsNode(tmp_path / "a") as a,
+        LocalIpfsNode(tmp_path / "b", max_fetch_bytes=LIMIT, fetch_timeout=FETCH_TIMEOUT) as b,
+        client(a) as ca,
+        client(b) as cb,
+    ):
+        cb.swarm_connect(a.swarm_addresses[0])
+        big, later = ca.add(os.urandom(3 * LIMIT)), os.urandom(LIMIT // 2)
+        later_cid = ca.add(later)
+        with pytest.raises(ObjectTooLarge):
+            cb.cat(big)  # the node restarts its Kubo: the connection to A is gone
+        deadline = time.monotonic() + 10
+        while cb.swarm_stats().get("Restarts", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cb.swarm_stats().get("Restarts", 0) >= 1
+        assert cb.cat(later_cid) == later  # comes once A is redialled, not "not available" at once

@@ -166,8 +166,9 @@ class _Job:
 class SwarmFetcher:
     """Makes DAGs local by fetching them from the node's swarm; see the module docstring.
 
-    ``has_peer_source``: whether the node can get peers on its own (configured peers or public mode);
-    when it cannot and no peer is connected, a fetch is answered "not available" at once.
+    ``has_peer_source``: whether the node can get peers on its own (configured peers or public mode),
+    or has had a connected peer since it started; when neither and no peer is connected, a fetch is
+    answered "not available" at once.
     ``before_restart`` is called before the monitor restarts the node (e.g. to sample traffic counters
     of the connections the restart closes)."""
 
@@ -219,6 +220,11 @@ class SwarmFetcher:
         if await asyncio.to_thread(self.kubo.has_dag, parse_cid(cid)):
             return
         connected = len(await asyncio.to_thread(self.kubo.peers))
+        if connected:
+            # A node that has had peers expects them back (after a drop or a restart: they redial): it
+            # waits for the content instead of answering "not available" at once (attack review of
+            # issue 14: a restart forced by one trainer's object otherwise failed every later fetch).
+            self.has_peer_source = True
         if not connected and not self.has_peer_source:
             self._count("unavailable")
             raise ContentUnavailable(

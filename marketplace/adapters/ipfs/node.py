@@ -240,11 +240,13 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     fetcher: SwarmFetcher | None = None,
     traffic: TcpTraffic | None = None,
+    keeper: PeerKeeper | None = None,
 ) -> Starlette:
     """The Starlette app serving the Kubo RPC subset for ``kubo``; temp files go in ``work_dir``.
 
     ``fetcher`` gets blocks the node lacks from its swarm (default: a :class:`SwarmFetcher` with the
-    default timeout and size limit); ``traffic`` measures the swarm's TCP bytes for ``stats/bw``."""
+    default timeout and size limit); ``traffic`` measures the swarm's TCP bytes for ``stats/bw``;
+    ``keeper`` (if any) is told every peer connected through ``swarm/connect``, and redials it from then on."""
     work_dir.mkdir(parents=True, exist_ok=True)
     fetcher = fetcher or SwarmFetcher(kubo, work_dir, has_peer_source=bool(kubo.swarm.peers or kubo.swarm.public))
 
@@ -415,6 +417,8 @@ def create_app(
                 await asyncio.wait_for(asyncio.to_thread(kubo.connect, addr), timeout)
             except (KuboLibraryError, TimeoutError) as exc:
                 raise ApiError(f"connect {peer} failure: {exc or 'timed out'}") from exc
+            if keeper is not None:
+                keeper.add(addr)  # kept like a --peer: redialled after a drop or a restart
             done.append(f"connect {peer} success")
         return _json_line({"Strings": done})
 
@@ -533,7 +537,7 @@ def serve(
     )
     keeper = PeerKeeper(kubo, settings.peers)
     keeper.start()
-    app = create_app(kubo, work_dir, max_upload_bytes, fetcher, traffic)
+    app = create_app(kubo, work_dir, max_upload_bytes, fetcher, traffic, keeper)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     peer_id = kubo.peer_id()

@@ -29,18 +29,27 @@ class PeerKeeper:
         self.peers = [(addr, split_peer_addr(addr)[1]) for addr in peers]
         self.interval = interval
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ipfs-peer-keeper", daemon=True)
 
     def start(self) -> None:
         """Dial every peer now (in the thread) and keep doing so; returns at once."""
-        if self.peers:
-            self._thread.start()
+        self._thread.start()
+
+    def add(self, peer_addr: str) -> None:
+        """Keep ``peer_addr`` (``.../p2p/<id>``) connected too, e.g. a peer connected through the API."""
+        entry = (peer_addr, split_peer_addr(peer_addr)[1])
+        with self._lock:
+            if entry not in self.peers:
+                self.peers = [*self.peers, entry]
 
     def dial_missing(self) -> int:
         """Dial the configured peers that are not connected; returns how many were dialled."""
         connected = {peer_id for _, peer_id in self.kubo.peers()}
         dialled = 0
-        for addr, peer_id in self.peers:
+        with self._lock:
+            peers = list(self.peers)
+        for addr, peer_id in peers:
             if peer_id not in connected:
                 dialled += 1
                 with contextlib.suppress(KuboLibraryError):  # unreachable now: tried again next time
@@ -50,7 +59,8 @@ class PeerKeeper:
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(KuboLibraryError):
-                self.dial_missing()
+                if self.peers:
+                    self.dial_missing()
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
