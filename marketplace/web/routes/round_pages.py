@@ -21,6 +21,7 @@ from marketplace.protocol.proof_document import MAX_PROOF_DOCUMENT_BYTES
 from marketplace.web.deps import PageDep, ProjectsDep, SettingsDep, Synced, VerifiersDep
 from marketplace.web.filters import when
 from marketplace.web.page_cache import mark_chain_time
+from marketplace.web.schemas import ProjectDetail, RoundView
 from marketplace.web.services.errors import NotFound, Unavailable
 from marketplace.web.services.flag_reasons import FlagReasonService, chain_causes, public_recompute
 from marketplace.web.services.project_pages import neighbours, project_context
@@ -48,13 +49,19 @@ def project_live(page: PageDep, svc: ProjectsDep, project_id: int) -> Response:
     return mark_chain_time(page.render("_project_live.html", project_context(detail)), detail.open_round is not None)
 
 
+def _finalized(detail: ProjectDetail, round_: int) -> RoundView:
+    """The finalized round ``round_`` of the project, or 404."""
+    view = next((r for r in detail.rounds if r.round == round_), None)
+    if view is None:
+        raise NotFound(f"round {round_} of project {detail.project.project_id} is not finalized")
+    return view
+
+
 @pages.get("/projects/{project_id}/rounds/{round_}")
 def round_page(page: PageDep, svc: ProjectsDep, labels: VerifiersDep, project_id: int, round_: int) -> Response:
     """One finalized round: every trainer's commit, reveal, flag and its reasons, score share and reward."""
     detail = svc.detail(project_id)
-    view = next((r for r in detail.rounds if r.round == round_), None)
-    if view is None:
-        raise NotFound(f"round {round_} of project {project_id} is not finalized")
+    view = _finalized(detail, round_)
     row = next(r for r in svc.indexer.rounds(project_id) if r["round"] == round_)
     words = row["reasons"]  # the aggregator's stated causes of its rejections (proof document)
     causes = {e.trainer: chain_causes(e, words.get(e.trainer), when) for e in view.trainers}
@@ -67,9 +74,7 @@ def round_page(page: PageDep, svc: ProjectsDep, labels: VerifiersDep, project_id
 @pages.get("/projects/{project_id}/rounds/{round_}/flag-causes")
 def flag_causes(page: PageDep, svc: ProjectsDep, reasons: FlagReasonsDep, project_id: int, round_: int) -> Response:
     """The rule's causes of the round's flags, recomputed from the revealed updates (htmx partial)."""
-    view = next((r for r in svc.detail(project_id).rounds if r.round == round_), None)
-    if view is None:
-        raise NotFound(f"round {round_} of project {project_id} is not finalized")
+    view = _finalized(svc.detail(project_id), round_)
     result = reasons.causes(project_id, round_)
     return page.render("_flag_causes.html", {"r": view, "result": result})
 
@@ -90,9 +95,7 @@ def _download(settings: WebSettings, cid: str, max_bytes: int, filename: str, me
 @pages.get("/projects/{project_id}/rounds/{round_}/proof-document")
 def proof_document(svc: ProjectsDep, settings: SettingsDep, project_id: int, round_: int) -> Response:
     """The round's proof document (JSON, as the aggregator pinned it)."""
-    view = next((r for r in svc.detail(project_id).rounds if r.round == round_), None)
-    if view is None:
-        raise NotFound(f"round {round_} of project {project_id} is not finalized")
+    view = _finalized(svc.detail(project_id), round_)
     name = f"project-{project_id}-round-{round_}-proof.json"
     return _download(settings, view.proof_cid, MAX_PROOF_DOCUMENT_BYTES, name, "application/json")
 
@@ -100,9 +103,7 @@ def proof_document(svc: ProjectsDep, settings: SettingsDep, project_id: int, rou
 @pages.get("/projects/{project_id}/rounds/{round_}/model")
 def round_model(svc: ProjectsDep, settings: SettingsDep, project_id: int, round_: int) -> Response:
     """The global model after the round (safetensors)."""
-    view = next((r for r in svc.detail(project_id).rounds if r.round == round_), None)
-    if view is None:
-        raise NotFound(f"round {round_} of project {project_id} is not finalized")
+    view = _finalized(svc.detail(project_id), round_)
     name = f"project-{project_id}-round-{round_}-model.safetensors"
     return _download(settings, view.model_cid, DEFAULT_MAX_BYTES, name, "application/octet-stream")
 
