@@ -23,10 +23,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -109,9 +108,16 @@ class Party:
 
     def spawn(self, *args: str) -> subprocess.Popen[str]:
         """Starts ``marketplace ARGS`` on this party's host in the background, output to a log in its folder."""
-        log = (self.home / f"{args[0]}-{len(self.logs)}.log").open("w+")
+        return self._spawn(args[0], [PY, "-m", "marketplace.cli.main", *args])
+
+    def spawn_python(self, code: str, *args: str) -> subprocess.Popen[str]:
+        """Starts ``python -c CODE ARGS`` on this party's host in the background (e.g. a participant running
+        modified code), output to a log in its folder like :meth:`spawn`."""
+        return self._spawn("python", [PY, "-c", code, *args])
+
+    def _spawn(self, label: str, argv: list[str]) -> subprocess.Popen[str]:
+        log = (self.home / f"{label}-{len(self.logs)}.log").open("w+")
         self.logs.append(log)
-        argv = [PY, "-m", "marketplace.cli.main", *args]
         return self.host.popen(argv, self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.home)
 
     def log(self, index: int = -1) -> str:
@@ -165,14 +171,18 @@ class Party:
         src = deployer.home / "deployments" / f"{NETWORK}.json"
         shutil.copyfile(src, self.home / "deployments" / f"{NETWORK}.json")
 
-    def ipfs_up(self, peers: Sequence[str], swarm_key: Path, fetch_timeout: float = 30.0) -> None:
+    def ipfs_up(
+        self, peers: Sequence[str], swarm_key: Path, fetch_timeout: float = 30.0, max_fetch_bytes: int | None = None
+    ) -> None:
         """Starts this party's IPFS node on its host's address, peered with ``peers``, in the private swarm of
-        ``swarm_key``, answering "not available" for what no peer sent within ``fetch_timeout`` seconds;
-        records its RPC URL and swarm multiaddr."""
+        ``swarm_key``, answering "not available" for what no peer sent within ``fetch_timeout`` seconds (and
+        refusing objects over ``max_fetch_bytes``, default the node's); records its RPC URL and swarm multiaddr."""
         port = SWARM_PORT if self.host.netns else free_port()
         args = ["ipfs", "up", "--home", str(self.ipfs_home), "--listen", f"/ip4/{self.host.address}/tcp/{port}"]
         for peer in peers:
             args += ["--peer", peer]
+        if max_fetch_bytes is not None:
+            args += ["--max-fetch-bytes", str(max_fetch_bytes)]
         out = self.cli(*args, "--swarm-key", str(swarm_key), "--fetch-timeout", str(fetch_timeout), timeout=90)
         self.ipfs_api = re.findall(r"MARKETPLACE_IPFS_API=(\S+)", out)[0]
         self.multiaddr = re.findall(r"swarm address: (/ip4/\S+/p2p/\S+)", out)[0]
@@ -208,20 +218,27 @@ class Lan:
         """Moves the chain's clock ``seconds`` on and mines a block (from ``via``'s host)."""
         via.rpc_many([("evm_increaseTime", [seconds]), ("evm_mine", [])])
 
-    def start_swarm(self, stages: Sequence[Sequence[str]], swarm_key: Path, fetch_timeout: float = 30.0) -> None:
+    def start_swarm(
+        self,
+        stages: Sequence[Sequence[str]],
+        swarm_key: Path,
+        fetch_timeout: float = 30.0,
+        max_fetch_bytes: Mapping[str, int] | None = None,
+    ) -> None:
         """Starts the IPFS nodes of each stage's parties at once, each peered with every node of the stages
         before (connections go both ways: nodes of one stage meet only if a later stage or a fetch joins
-        them; a party fetches from the nodes it is connected to)."""
+        them; a party fetches from the nodes it is connected to; the first stage's nodes are started with
+        ``--listen`` only). ``max_fetch_bytes``: the fetch limit of some parties' nodes, by name."""
         started: list[str] = []
+        limits = max_fetch_bytes or {}
         for stage in stages:
             peers = tuple(started)
+
+            def up(name: str, peers: tuple[str, ...] = peers) -> None:
+                self.parties[name].ipfs_up(peers, swarm_key, fetch_timeout, limits.get(name))
+
             with ThreadPoolExecutor(len(stage)) as pool:
-                list(
-                    pool.map(
-                        partial(Party.ipfs_up, peers=peers, swarm_key=swarm_key, fetch_timeout=fetch_timeout),
-                        [self.parties[n] for n in stage],
-                    )
-                )
+                list(pool.map(up, stage))
             started += [self.parties[n].multiaddr for n in stage]
 
 

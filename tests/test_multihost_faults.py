@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.multihost import NETWORK, lan, wait_all, wait_for
+from tests.multihost import NETWORK, Lan, lan, wait_all, wait_for
 from tests.test_multihost_job import _say_mode
 
 TRAINERS = 4
@@ -29,6 +29,26 @@ ROLES = ("owner", "aggregator", *(f"trainer{i}" for i in range(TRAINERS)))
 PERIOD = 300  # seconds of each phase (the market's minimum)
 SLASH_BPS = 5000
 FETCH_TIMEOUT = 10.0  # seconds each node looks for an object in the swarm before 'not available'
+
+
+def _post_job_and_join(net: Lan, tmp_path: Path) -> None:
+    """The owner deploys the market, publishes its record, posts a one-round job for the aggregator and
+    partitions the data (shards in ``tmp_path/shards``); every trainer joins."""
+    owner, aggregator = net["owner"], net["aggregator"]
+    trainers = [net[f"trainer{i}"] for i in range(TRAINERS)]
+    owner.cli("deploy", "--network", NETWORK)
+    for party in (aggregator, *trainers):
+        party.receive_record(owner)
+    cid = owner.cli("model", "init", "--model", "mlp", "--ipfs-api", owner.ipfs_api).split()[-1]
+    owner.cli(
+        *("project", "create", "--network", NETWORK, "--initial-cid", cid, "--model", "mlp", "--rounds", "1"),
+        *("--min-trainers", str(TRAINERS), "--max-trainers", str(TRAINERS), "--aggregator", aggregator.address),
+        *("--budget", "1", "--fee", "0.1", "--stake", "0.01", "--slash", str(SLASH_BPS)),
+        *("--submission-period", str(PERIOD), "--reveal-period", str(PERIOD), "--aggregation-period", str(PERIOD)),
+    )
+    owner.cli("data", "partition", "--trainers", str(TRAINERS), "--out", str(tmp_path / "shards"))
+    for t in trainers:
+        t.cli("trainer", "join", "1", "--network", NETWORK)
 
 
 @pytest.mark.heavy  # ~2-3 min: run by make test-heavy (CI runs it after make test)
@@ -44,19 +64,7 @@ def test_an_update_whose_node_went_offline_is_unavailable_and_its_trainer_loses_
         swarm_key = tmp_path / "swarm.key"
         owner.cli("ipfs", "swarm-key", "new", str(swarm_key))
         net.start_swarm([["owner"], ["aggregator"], [t.name for t in trainers]], swarm_key, fetch_timeout=FETCH_TIMEOUT)
-        owner.cli("deploy", "--network", NETWORK)
-        for party in (aggregator, *trainers):
-            party.receive_record(owner)
-        cid = owner.cli("model", "init", "--model", "mlp", "--ipfs-api", owner.ipfs_api).split()[-1]
-        owner.cli(
-            *("project", "create", "--network", NETWORK, "--initial-cid", cid, "--model", "mlp", "--rounds", "1"),
-            *("--min-trainers", str(TRAINERS), "--max-trainers", str(TRAINERS), "--aggregator", aggregator.address),
-            *("--budget", "1", "--fee", "0.1", "--stake", "0.01", "--slash", str(SLASH_BPS)),
-            *("--submission-period", str(PERIOD), "--reveal-period", str(PERIOD), "--aggregation-period", str(PERIOD)),
-        )
-        owner.cli("data", "partition", "--trainers", str(TRAINERS), "--out", str(tmp_path / "shards"))
-        for t in trainers:
-            t.cli("trainer", "join", "1", "--network", NETWORK)
+        _post_job_and_join(net, tmp_path)
         runs = [
             t.spawn(
                 *("trainer", "run", "1", "--network", NETWORK, "--ipfs-api", t.ipfs_api, "--poll", "0.5"),
@@ -120,3 +128,78 @@ def test_an_update_whose_node_went_offline_is_unavailable_and_its_trainer_loses_
         book = owner.ledger(1, owner.address, aggregator.address)
         assert book["withdrawable"][offline.address] == owed[offline.address]
         assert sum(book["withdrawable"].values()) == owed[offline.address]
+
+
+# A trainer running modified code: instead of its update it pins (and seals) 40 MB of noise, 5x the
+# aggregator node's fetch limit, so the aggregator's node refuses it (and, where the download has begun,
+# restarts its Kubo, dropping every connection). Its commitment is its real update's: it can dispute.
+_OVERSIZE_TRAINER = """
+import os, sys
+from marketplace.adapters.ipfs.cid import compute_cid
+from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.cli.main import app
+
+NOISE = os.urandom(40_000_000)
+
+def prepare_tensors(self, tensors, metadata=None):
+    return NOISE, compute_cid(NOISE, self.client.profile)
+
+ModelStore.prepare_tensors = prepare_tensors
+app(sys.argv[1:], prog_name="marketplace")
+"""
+AGGREGATOR_FETCH_LIMIT = 8_000_000
+
+
+@pytest.mark.heavy  # ~2-3 min: run by make test-heavy (CI runs it after make test)
+def test_an_oversize_update_from_one_trainer_gets_no_other_trainer_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack review of issue 14, finding 2, across hosts: the aggregator's node is started with ``--listen``
+    only (it dials nobody: the trainers and the owner dial it) and a fetch limit; trainer 0 reveals an object
+    over that limit. Its update alone is rejected (it disputes with its row, as the rules allow); the other
+    three are fetched over the swarm, accepted and paid, and the escrow is withdrawn to the wei."""
+    monkeypatch.setenv("MARKETPLACE_IPFS_FETCH_TIMEOUT", str(FETCH_TIMEOUT))
+    with lan(ROLES, tmp_path) as net:
+        _say_mode(net)
+        owner, aggregator = net["owner"], net["aggregator"]
+        trainers = [net[f"trainer{i}"] for i in range(TRAINERS)]
+        attacker, honest = trainers[0], trainers[1:]
+        swarm_key = tmp_path / "swarm.key"
+        owner.cli("ipfs", "swarm-key", "new", str(swarm_key))
+        net.start_swarm(
+            [["aggregator"], ["owner"], [t.name for t in trainers]],
+            swarm_key,
+            fetch_timeout=FETCH_TIMEOUT,
+            max_fetch_bytes={"aggregator": AGGREGATOR_FETCH_LIMIT},
+        )
+        _post_job_and_join(net, tmp_path)
+        runs = []
+        for i, t in enumerate(trainers):
+            args = (
+                *("trainer", "run", "1", "--network", NETWORK, "--ipfs-api", t.ipfs_api, "--poll", "0.5"),
+                *("--data", str(tmp_path / "shards" / f"trainer_{i:03d}.npz")),
+            )
+            runs.append(t.spawn_python(_OVERSIZE_TRAINER, *args) if t is attacker else t.spawn(*args))
+        logs = lambda: {t.name: t.log() for t in (aggregator, *trainers)}  # noqa: E731
+        wait_for(lambda: all("round 0: revealed" in t.log() for t in trainers), 180, logs)
+
+        agg = aggregator.spawn(
+            *("aggregator", "run", "--project", "1", "--network", NETWORK, "--ipfs-api", aggregator.ipfs_api),
+            *("--poll", "0.5"),
+        )
+        wait_all([agg, *runs], 300, logs)
+        log = aggregator.log()
+        assert "project 1 round 0 finalized" in log, log
+        [line] = [x for x in log.splitlines() if "rejecting" in x]
+        assert attacker.address in line and "limit" in line, line  # the oversize object, named as such
+        assert f"disputed {attacker.address}" in log, log
+
+        book = owner.ledger(1, owner.address, aggregator.address)
+        [round0] = book["rounds"]
+        assert round0["flags"][1:] == [False] * (TRAINERS - 1), round0
+        for t in honest:
+            assert book["withdrawable"][t.address] > book["stake"], t.name  # stake back and a reward
+        assert sum(book["withdrawable"].values()) == book["budget"] + book["fee"] + TRAINERS * book["stake"]
+        # The honest updates made the model: the audit from the owner's node finds them in it.
+        out = owner.cli("audit", "1", "0", "--network", NETWORK, "--ipfs-api", owner.ipfs_api)
+        assert "mean of 3 paid update(s)" in out, out
