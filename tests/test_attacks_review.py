@@ -225,18 +225,23 @@ def test_a_revealed_cid_nobody_serves_is_rejected_and_cannot_stall_the_round(
         assert actors.owner.trainer_info(pid, t.address).earned > 0
 
 
+def _four_trainers_commit_and_reveal(actors: Actors, store: ModelStore, pid: int) -> None:
+    """Four trainers of project ``pid`` commit and then reveal updates that agree (the rule flags none)."""
+    updates = agreeing_updates(4, seed=11)
+    nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers[:4], updates, strict=True)]
+    for node in nodes:
+        assert isinstance(node.step(pid), Committed)
+    for node in nodes:
+        assert isinstance(node.step(pid), Submitted)
+
+
 def test_an_ipfs_node_that_hangs_still_rejects_nobody(
     project_with_store: tuple[Actors, ModelStore, int], ipfs_node: LocalIpfsNode
 ) -> None:
     """The other side of the fix above: when the aggregator's own node does not answer at all, no update
     is rejected (nobody is flagged for it) and the round waits for the node."""
     actors, store, pid = project_with_store
-    nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers[:4], agreeing_updates(4, seed=11),
-                                                                    strict=True)]  # fmt: skip
-    for node in nodes:
-        assert isinstance(node.step(pid), Committed)
-    for node in nodes:
-        assert isinstance(node.step(pid), Submitted)
+    _four_trainers_commit_and_reveal(actors, store, pid)
     # The aggregator's node hangs: no request gets an answer, the probe neither.
     with _StallingIpfs(ipfs_node.api_url, None) as hung:
         hung_store = ModelStore(IpfsClient(hung.url, timeout=1.0, retries=0))
@@ -301,12 +306,7 @@ def test_a_node_kept_busy_by_other_clients_rejects_nobody(
     slots with CIDs nobody serves; the aggregator's fetches then answer NodeBusy. That is the node's state, not
     the trainers' doing: nobody is rejected, the round waits (before the fix every honest trainer was rejected)."""
     actors, store, pid = project_with_store
-    nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers[:4], agreeing_updates(4, seed=11),
-                                                                    strict=True)]  # fmt: skip
-    for node in nodes:
-        assert isinstance(node.step(pid), Committed)
-    for node in nodes:
-        assert isinstance(node.step(pid), Submitted)
+    _four_trainers_commit_and_reveal(actors, store, pid)
     # The aggregator's own node, peered with the trainers' node: content comes over the swarm.
     with LocalIpfsNode(tmp_path / "aggregator-ipfs", peers=ipfs_node.swarm_addresses, fetch_timeout=30) as own:
         client = IpfsClient(own.api_url, timeout=10.0, retries=0)
