@@ -10,6 +10,7 @@ and ``aggregator run`` do.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +18,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from eth_account.signers.local import LocalAccount
+from nacl.public import Box, PrivateKey, PublicKey
 from typer.testing import CliRunner
 
 from marketplace.adapters.chain.anvil import dev_accounts
+from marketplace.adapters.chain.compile import compile_contracts
+from marketplace.adapters.chain.config import DeployedContract, Deployment, deployment_path, write_deployment
 from marketplace.adapters.chain.deploy import TEST_VERIFIER, connect, read_record
 from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.adapters.chain.market import MarketClient, ProjectConfig, ProjectStatus
-from marketplace.adapters.chain.update_keys import UPDATE_KEYS, UpdateKeysClient, recorded_update_keys
+from marketplace.adapters.chain.update_keys import (
+    UPDATE_KEYS,
+    UnexpectedUpdateKeys,
+    UpdateKeysClient,
+    recorded_update_keys,
+)
 from marketplace.adapters.ipfs.errors import NotSafetensors
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import resolve_api_url
@@ -35,13 +44,18 @@ from marketplace.protocol.commitment import commit_update, published_row
 from marketplace.protocol.envelope import (
     MAGIC,
     EnvelopeError,
+    EnvelopeOriginMismatch,
     InvalidUpdateKey,
+    UnsupportedEnvelopeVersion,
     UpdateKey,
+    UpdateOrigin,
+    check_form,
     is_envelope,
     open_own,
     seal_update,
     sender_key,
 )
+from marketplace.protocol.seal import RoundAddress
 from marketplace.roles.aggregator import (
     AggregatorNode,
     RejectionsAnnounced,
@@ -60,6 +74,7 @@ ETH = 10**18
 STAKE = ETH // 10
 ADMIN, OWNER, AGGREGATOR, STRANGER = 0, 1, 2, 9
 FIRST_TRAINER = 3  # dev accounts 3..8 are trainers
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def cli(*args: str, code: int = 0) -> str:
@@ -195,20 +210,23 @@ def test_an_encrypted_project_pays_as_a_clear_one_and_only_its_aggregator_reads_
     owner_key = project_update_key(env.market(OWNER), pid)  # the owner's wallet derives another key
     for (round_, trainer), cid in encrypted.cids.items():
         i = env.admin.trainers(pid).index(trainer)
+        where = env.admin.round_address(pid, round_)
+        origin = UpdateOrigin(where, trainer)
         pinned = env.store.get_bytes(cid)
         assert cid != clear.cids[(round_, trainer)] and is_envelope(pinned)
         with pytest.raises(NotSafetensors):
             load_checked(pinned, spec)
-        plaintext = agg_key.open(pinned)
+        plaintext = agg_key.open(pinned, origin)
         assert np.array_equal(tensors_to_vector(load_checked(plaintext, spec), spec), updates[round_][i])
         assert plaintext not in pinned and plaintext[8:64] not in pinned  # not even the header is readable
+        assert origin.encode() not in pinned  # nor whose update it is (the reveal says that)
         with pytest.raises(EnvelopeError):
-            owner_key.open(pinned)
-        own = sender_key(env.accounts[FIRST_TRAINER + i], env.admin.round_address(pid, round_))
-        assert open_own(pinned, public, own) == plaintext  # a restarted trainer reads its own update again
-        other = sender_key(env.accounts[FIRST_TRAINER + (i + 1) % 4], env.admin.round_address(pid, round_))
+            owner_key.open(pinned, origin)
+        own = sender_key(env.accounts[FIRST_TRAINER + i], where)
+        assert open_own(pinned, public, own, origin) == plaintext  # a restarted trainer reads its own update again
+        other = sender_key(env.accounts[FIRST_TRAINER + (i + 1) % 4], where)
         with pytest.raises(EnvelopeError):
-            open_own(pinned, public, other)
+            open_own(pinned, public, other, origin)
         _, commitment = commit_update(updates[round_][i], env.admin.sketch_seed(pid), env.admin.sketch_width(pid))
         assert env.admin.commitment(pid, round_, trainer) == commitment  # the plaintext's, unchanged
 
@@ -221,27 +239,70 @@ def test_an_encrypted_project_pays_as_a_clear_one_and_only_its_aggregator_reads_
         assert audit_round(env.admin, env.store, pid, round_, agg_key.open).agrees
 
 
+HERE = RoundAddress(31337, "0x" + "ab" * 20, 7, 2)
+TRAINER = "0x" + "cd" * 20
+
+
 def test_an_envelope_opens_only_whole_and_unchanged_for_its_recipient() -> None:
     """Every byte of an envelope is authenticated: one flipped bit anywhere, a truncation, another recipient's
     key or another sender key refuses to open (``EnvelopeError``), never returns other bytes."""
     recipient = key_from(1)
     sender = b"\x05" * 32
     plaintext = b"update bytes " * 50
-    envelope = seal_update(plaintext, recipient.public, sender)
-    assert recipient.open(envelope) == plaintext and envelope != seal_update(plaintext, recipient.public, sender)
+    origin = UpdateOrigin(HERE, TRAINER)
+    envelope = seal_update(plaintext, recipient.public, sender, origin)
+    assert recipient.open(envelope, origin) == plaintext
+    assert envelope != seal_update(plaintext, recipient.public, sender, origin)
     for i in range(len(MAGIC), len(envelope)):
         changed = bytearray(envelope)
         changed[i] ^= 0x01
         with pytest.raises(EnvelopeError):
-            recipient.open(bytes(changed))
+            recipient.open(bytes(changed), origin)
     for cut in (len(envelope) - 1, 100, 40):
         with pytest.raises(EnvelopeError):
-            recipient.open(envelope[:cut])
+            recipient.open(envelope[:cut], origin)
     with pytest.raises(EnvelopeError):
-        key_from(2).open(envelope)
+        key_from(2).open(envelope, origin)
     with pytest.raises(EnvelopeError):
-        open_own(envelope, recipient.public, b"\x06" * 32)
+        open_own(envelope, recipient.public, b"\x06" * 32, origin)
     assert "secret" not in repr(recipient) and recipient.secret.hex() not in repr(recipient)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        UpdateOrigin(HERE, "0x" + "ce" * 20),  # another trainer
+        UpdateOrigin(RoundAddress(31337, HERE.market, 7, 3), TRAINER),  # a later round
+        UpdateOrigin(RoundAddress(31337, HERE.market, 8, 2), TRAINER),  # another project
+        UpdateOrigin(RoundAddress(31337, "0x" + "ac" * 20, 7, 2), TRAINER),  # another market
+        UpdateOrigin(RoundAddress(1, HERE.market, 7, 2), TRAINER),  # another chain
+    ],
+    ids=["trainer", "round", "project", "market", "chain"],
+)
+def test_an_envelope_opens_only_for_the_submission_it_was_sealed_for(other: UpdateOrigin) -> None:
+    """The trainer, round, project, market and chain are sealed with the update: an envelope revealed by another
+    submission than its own (a replayed copy) opens for neither the aggregator nor its sender, and the error
+    says whose envelope it is."""
+    recipient, sender = key_from(1), b"\x05" * 32
+    origin = UpdateOrigin(HERE, TRAINER)
+    envelope = seal_update(b"update bytes " * 50, recipient.public, sender, origin)
+    with pytest.raises(EnvelopeOriginMismatch, match=rf"sealed for {re.escape(str(origin))}, not for"):
+        recipient.open(envelope, other)
+    with pytest.raises(EnvelopeOriginMismatch):
+        open_own(envelope, recipient.public, sender, other)
+    assert str(UpdateOrigin.decode(origin.encode())) == str(origin)  # the error names it as the sealer did
+
+
+def test_an_envelope_of_the_first_version_is_refused_with_its_version() -> None:
+    """An envelope as version 1 made it (``mkt-enc1``, no origin inside) is still recognised as an envelope, and
+    refused by its version, by the key holder and by the public check alike."""
+    recipient, sender = key_from(1), PrivateKey(b"\x05" * 32)
+    old = b"mkt-enc1" + bytes(sender.public_key) + Box(sender, PublicKey(recipient.public)).encrypt(b"x" * 400)
+    assert is_envelope(old) and MAGIC == b"mkt-enc2"
+    with pytest.raises(UnsupportedEnvelopeVersion, match=r"version '1'.*version 2 only"):
+        recipient.open(old, UpdateOrigin(HERE, TRAINER))
+    with pytest.raises(UnsupportedEnvelopeVersion):
+        check_form(old)
 
 
 def key_from(seed: int) -> UpdateKey:
@@ -309,11 +370,16 @@ def test_garbage_ciphertext_is_rejected_like_a_bad_update_and_its_trainer_may_di
     rows = {t.address: commit_update(ups[3 + j], seed, k) for j, t in enumerate(bad)}
     rng = np.random.default_rng(0)
     own_key = project_update_key(env.market(STRANGER), pid).public  # not the aggregator's
+    where = env.admin.round_address(pid, 0)
     pinned = {
         a.address: MAGIC + rng.bytes(4_000),
-        b.address: seal_update(dumps(vector_to_state(ups[4], spec)), own_key, b"\x07" * 32),
-        c.address: seal_update(b"\x80\x04\x95pickle payload", public, b"\x08" * 32),
-        d.address: seal_update(dumps(vector_to_state(2 * ups[0], spec)), public, b"\x09" * 32),
+        b.address: seal_update(
+            dumps(vector_to_state(ups[4], spec)), own_key, b"\x07" * 32, UpdateOrigin(where, b.address)
+        ),
+        c.address: seal_update(b"\x80\x04\x95pickle payload", public, b"\x08" * 32, UpdateOrigin(where, c.address)),
+        d.address: seal_update(
+            dumps(vector_to_state(2 * ups[0], spec)), public, b"\x09" * 32, UpdateOrigin(where, d.address)
+        ),
     }
     assert all(isinstance(t.step(pid), Committed) for t in honest)
     cids = {}
@@ -356,6 +422,109 @@ def test_garbage_ciphertext_is_rejected_like_a_bad_update_and_its_trainer_may_di
     partial = audit_encrypted_round(env.admin, env.store, pid, 0)  # rejected envelopes cannot be judged
     assert partial.agrees
     assert {t.trainer for t in partial.trainers if t.recorded_rejected} == {a.address, c.address, d.address}
+
+
+def test_a_replayed_envelope_is_rejected_with_whose_it_is_and_an_honest_encrypted_round_pays(env: Env) -> None:
+    """Five trainers of an encrypted project, two rounds, all updates along one shared direction (so a stale
+    update would score like a fresh one). Round 0 is honest: nobody is rejected and everyone is paid. In round
+    1 trainer 0 commits and reveals trainer 1's round-0 envelope (public on IPFS, its commitment on chain), and
+    trainer 2 its own round-0 envelope again. The aggregator opens each envelope for the submission that
+    revealed it: both replays are rejected with ``EnvelopeOriginMismatch`` naming whose envelope it is, neither
+    disputes (trainer 0 cannot: the row its commitment hashes to is trainer 1's, never published), and both are
+    flagged and slashed; the three honest trainers are paid."""
+    pid = env.project(5, rounds=2)
+    agg = env.market(AGGREGATOR)
+    publish_update_key(agg, env.keys(AGGREGATOR), pid)
+    ups = agreeing_updates(10, seed=51)  # one direction: round 0 gets the first five, round 1 the others
+    trainers = [TrainerNode(env.market(FIRST_TRAINER + i), env.store, PerRound([ups[i], ups[5 + i]])) for i in range(5)]
+    aggregator = AggregatorNode(agg, env.store)
+    assert all(isinstance(t.step(pid), Committed) for t in trainers)
+    revealed = {t.address: t.step(pid) for t in trainers}
+    assert all(isinstance(r, Submitted) for r in revealed.values())
+    first = step_through_disputes(aggregator, pid, trainers)
+    assert first is not None and first.tx_hash and first.rejected == {} and not any(first.flags)
+    assert all(score > 0 for score in first.chain_scores)  # an honest encrypted round pays everyone
+
+    other, victim, again = env.market(FIRST_TRAINER), trainers[1], env.market(FIRST_TRAINER + 2)
+    honest = [trainers[1], trainers[3], trainers[4]]
+    replays = {  # what each replayer commits: a round-0 envelope's CID and the commitment on chain beside it
+        other.address: (revealed[victim.address].cid, env.admin.commitment(pid, 0, victim.address)),  # type: ignore[union-attr]
+        again.address: (revealed[again.address].cid, env.admin.commitment(pid, 0, again.address)),  # type: ignore[union-attr]
+    }
+    for replayer in (other, again):
+        commit(replayer, pid, 1, *replays[replayer.address])
+    assert all(isinstance(t.step(pid), Committed) for t in honest)
+    assert all(isinstance(t.step(pid), Submitted) for t in honest)
+    for replayer in (other, again):
+        reveal_update(replayer, pid, 1, *replays[replayer.address])
+
+    announced = aggregator.step(pid)
+    assert isinstance(announced, RejectionsAnnounced) and set(announced.rejected) == {other.address, again.address}
+    where0, where1 = env.admin.round_address(pid, 0), env.admin.round_address(pid, 1)
+    for replayer, author in ((other, victim.address), (again, again.address)):
+        why = announced.rejected[replayer.address]
+        assert why.startswith("EnvelopeOriginMismatch: ")
+        assert f"sealed for {UpdateOrigin(where0, author)}, not for {UpdateOrigin(where1, replayer.address)}" in why
+    close_disputes(agg, pid)
+    report = aggregator.step(pid)
+    assert isinstance(report, RoundReport) and report.tx_hash and report.published == {}
+    assert set(report.rejected) == {other.address, again.address}
+    for replayer in (other, again):
+        i = report.trainers.index(replayer.address)
+        assert report.flags[i] and report.chain_scores[i] == 0
+        assert env.admin.trainer_info(pid, replayer.address).stake_left == STAKE // 2
+    assert set(env.admin.rejected_trainers(pid, 1)) == {other.address, again.address}
+    for t in honest:
+        i = report.trainers.index(t.address)
+        assert not report.flags[i] and report.chain_scores[i] > 0
+        assert env.admin.withdrawable(pid, t.address) > STAKE
+    assert env.admin.get_project(pid).status is ProjectStatus.FINISHED
+    full = audit_round(env.admin, env.store, pid, 1, project_update_key(agg, pid).open)
+    assert full.agrees and {t.trainer for t in full.invalid_updates} == {other.address, again.address}
+
+
+def test_a_record_naming_another_contract_as_update_keys_is_refused_naming_both_addresses(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand-made deployment record can name any contract as the market's ``UpdateKeys``. The attacker's
+    (``FakeUpdateKeys``: its ``market()`` answers the real market, but anyone publishes any key, and the attacker
+    published its own for a project), the genuine code deployed for another market, and an address without code
+    are each refused (``UnexpectedUpdateKeys``, naming the record's contract and the market): by the library,
+    the trainer and aggregator nodes, and the commands. The record ``deploy`` wrote still loads."""
+    pid = env.project(2)
+    attacker = env.market(STRANGER)
+    market = env.admin.market.address
+    fake_artifacts = compile_contracts([FIXTURES / "fake_update_keys"], tmp_path / "fake.json")
+    fake = attacker.chain.deploy(fake_artifacts["FakeUpdateKeys"], market)
+    attacker_key = project_update_key(attacker, pid).public
+    attacker.chain.transact(fake.functions.publishKey(pid, attacker_key))
+    elsewhere = attacker.chain.deploy(compile_contracts()[UPDATE_KEYS], attacker.address)  # genuine, not ours
+    genuine = Deployment.model_validate_json(deployment_path("local").read_text())
+    refused = {
+        fake.address: "its code is not the UpdateKeys compiled from contracts/UpdateKeys.sol",
+        elsewhere.address: f"it holds the keys of the market {attacker.address}",
+        attacker.address: "no contract is deployed there",
+    }
+    monkeypatch.setenv("MARKETPLACE_DEPLOYMENTS_DIR", str(tmp_path / "hand-made"))
+    trainer = env.market(FIRST_TRAINER)
+    for address, why in refused.items():
+        contracts = {**genuine.contracts, UPDATE_KEYS: DeployedContract(address=address, block_number=0)}
+        write_deployment(genuine.model_copy(update={"contracts": contracts}))
+        expected = f"names {address} as the UpdateKeys of the market {market}, but {why}"
+        with pytest.raises(UnexpectedUpdateKeys, match=re.escape(expected)) as refusal:
+            recorded_update_keys(trainer)
+        assert (refusal.value.update_keys, refusal.value.market) == (address, market)
+        with pytest.raises(UnexpectedUpdateKeys):  # rather than encrypt its updates to the attacker's key
+            TrainerNode(trainer, env.store, PerRound(agreeing_updates(1, seed=1)))
+        with pytest.raises(UnexpectedUpdateKeys):
+            AggregatorNode(env.market(AGGREGATOR), env.store)
+        assert expected in cli("project", "show", str(pid), code=1)
+    read = UpdateKeysClient(trainer.chain, trainer.chain.contract(fake_artifacts["FakeUpdateKeys"], fake.address))
+    assert read.key_of(pid) == attacker_key and read.market_address() == market  # what the nodes would have used
+
+    write_deployment(genuine)
+    keys = recorded_update_keys(trainer)
+    assert keys is not None and keys.address == genuine.address(UPDATE_KEYS) and keys.market_address() == market
 
 
 def test_a_key_published_late_applies_from_each_trainers_next_commit(env: Env) -> None:

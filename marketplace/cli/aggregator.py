@@ -14,7 +14,6 @@ from pathlib import Path
 import typer
 
 from marketplace.adapters.chain.errors import ChainError
-from marketplace.adapters.chain.update_keys import recorded_update_keys
 from marketplace.cli.common import (
     DEV_ACCOUNT,
     IPFS_API,
@@ -24,6 +23,7 @@ from marketplace.cli.common import (
     connect_market,
     console,
     fail,
+    market_update_keys,
     open_store,
     signing_account,
     stops_on_signals,
@@ -54,7 +54,8 @@ def aggregator_run_cmd(
 
     market = connect_market(network, signing_account(network, keystore, dev_account))
     evaluation = load_local_data(eval_data) if eval_data else None
-    node = AggregatorNode(market, open_store(ipfs_api), evaluation=evaluation, srs=srs)
+    store, keys = open_store(ipfs_api), market_update_keys(market)
+    node = AggregatorNode(market, store, evaluation=evaluation, srs=srs, update_keys=keys)
 
     def show(r: RoundReport | RejectionsAnnounced) -> None:
         if isinstance(r, RejectionsAnnounced):
@@ -118,7 +119,7 @@ def aggregator_publish_key_cmd(
     from marketplace.roles.aggregator import publish_update_key
 
     market = connect_market(network, signing_account(network, keystore, dev_account))
-    keys = recorded_update_keys(market)
+    keys = market_update_keys(market)
     if keys is None:
         raise fail(
             f"no UpdateKeys contract is recorded beside the market of {network!r}: its projects cannot be encrypted"
@@ -146,7 +147,7 @@ def aggregator_export_key_cmd(
     from marketplace.roles.aggregator import project_update_key
 
     market = connect_market(network, signing_account(network, keystore, dev_account))
-    keys = recorded_update_keys(market)
+    keys = market_update_keys(market)
     try:
         published = keys.key_of(project) if keys is not None else None
     except ChainError as exc:

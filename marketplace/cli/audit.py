@@ -12,7 +12,6 @@ everything the public can check agrees, and the output lists what it could not c
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,11 +25,12 @@ from marketplace.adapters.chain.redact import redact_urls
 from marketplace.adapters.chain.update_keys import recorded_update_keys
 from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.cli.common import IPFS_API, NETWORK, connect_market, console, fail, open_store, open_store_if_reachable
-from marketplace.protocol.envelope import UpdateKey, is_envelope
+from marketplace.protocol.envelope import UpdateKey, UpdateOrigin, is_envelope
 from marketplace.roles.verify import ProofUnavailable, verify_round
 
 if TYPE_CHECKING:
     from marketplace.roles.audit import EncryptedAuditReport
+    from marketplace.round.collect import UpdateOpener
 
 #: Exit code of an audit of an encrypted project without its key: what the public can check agrees, the rest
 #: (listed) was not checked.
@@ -114,7 +114,7 @@ def _published_key(market: MarketClient, project_id: int) -> bytes | None:
     return keys.key_of(project_id) if keys is not None else None
 
 
-def _opener(path: Path, published: bytes) -> Callable[[bytes], bytes]:
+def _opener(path: Path, published: bytes) -> UpdateOpener:
     """Opens the project's envelopes with the secret key in ``path`` (hex), which must be the published key's."""
     try:
         key = UpdateKey(bytes.fromhex(path.read_text().strip().removeprefix("0x")))
@@ -123,8 +123,8 @@ def _opener(path: Path, published: bytes) -> Callable[[bytes], bytes]:
     if key.public != published:
         raise fail(f"the key in {path} is not the one this project's updates are encrypted to (0x{published.hex()})")
 
-    def open_update(data: bytes) -> bytes:
-        return key.open(data) if is_envelope(data) else data
+    def open_update(data: bytes, origin: UpdateOrigin) -> bytes:
+        return key.open(data, origin) if is_envelope(data) else data
 
     return open_update
 

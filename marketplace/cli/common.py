@@ -7,7 +7,8 @@
   :data:`NETWORK`, :data:`KEYSTORE`, :data:`DEV_ACCOUNT`, :data:`IPFS_API`, :data:`POLL`.
 - :func:`signing_account`, :func:`connect_market`, :func:`open_store` and
   :func:`open_store_if_reachable` turn those options into the account, market client and IPFS
-  store a command works with, converting the library's typed errors into :func:`fail`.
+  store a command works with, and :func:`market_update_keys` finds the market's ``UpdateKeys``,
+  converting the library's typed errors into :func:`fail`.
 - :func:`stops_on_signals` wraps the body of a command that runs until stopped (Ctrl-C or SIGTERM).
 
 Imports only light modules (chain and IPFS adapters, no torch, ezkl or web stack).
@@ -29,6 +30,7 @@ from marketplace.adapters.chain.config import ConfigError, resolve_network
 from marketplace.adapters.chain.deploy import connect
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.chain.market import MarketClient
+from marketplace.adapters.chain.update_keys import UpdateKeysClient, recorded_update_keys
 from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import resolve_api_url
@@ -119,6 +121,15 @@ def connect_market(network: str, account: LocalAccount | None = None, *, read_on
     try:
         return connect(network, account, read_only=read_only)
     except (ConfigError, ChainError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+
+
+def market_update_keys(market: MarketClient) -> UpdateKeysClient | None:
+    """The ``UpdateKeys`` recorded beside ``market`` (None if none is recorded), checked to be the market's: a
+    record naming another contract (``UnexpectedUpdateKeys``) is an error naming both addresses."""
+    try:
+        return recorded_update_keys(market)
+    except (ConfigError, ChainError) as exc:
         raise fail(str(exc)) from None
 
 

@@ -17,8 +17,7 @@ from rich.table import Table
 from marketplace.adapters.chain.deploy import read_record
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.chain.market import MarketClient, Project, ProjectConfig, ProjectStatus
-from marketplace.adapters.chain.update_keys import recorded_update_keys
-from marketplace.cli.common import NETWORK, connect_market, console, fail, fmt_eth, to_wei
+from marketplace.cli.common import NETWORK, connect_market, console, fail, fmt_eth, market_update_keys, to_wei
 from marketplace.web.services.round_phase import describe, round_phase
 
 project_app = typer.Typer(help="Create, inspect and settle training projects.", no_args_is_help=True)
@@ -239,7 +238,7 @@ def _show_project(market: MarketClient, project_id: int) -> None:
 
 def _updates(market: MarketClient, project_id: int) -> str:
     """Whether the project's updates are encrypted (to which key, since which block) or public on IPFS."""
-    keys = recorded_update_keys(market)
+    keys = market_update_keys(market)
     if keys is None:
         return "public on IPFS (no UpdateKeys contract is recorded for this market: updates cannot be encrypted)"
     published = keys.publication(project_id)

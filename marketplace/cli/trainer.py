@@ -30,6 +30,7 @@ from marketplace.cli.common import (
     console,
     fail,
     fmt_eth,
+    market_update_keys,
     open_store,
     signing_account,
     stops_on_signals,
@@ -105,7 +106,7 @@ def trainer_run_cmd(
     except (UnsupportedFormatError, ValueError, OSError) as exc:
         raise fail(f"cannot read {data}: {exc}") from None
     source = update_source(attack, local, TrainingSettings(epochs, lr, batch_size, seed))
-    node = TrainerNode(market, open_store(ipfs_api), source)
+    node = TrainerNode(market, open_store(ipfs_api), source, update_keys=market_update_keys(market))
     console.print(f"trainer {market.address} on project {project_id} with {len(local)} samples")
 
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]

@@ -7,24 +7,33 @@ The scheme is NaCl's ``crypto_box`` (X25519 key agreement, XSalsa20-Poly1305 aut
 PyNaCl's :class:`~nacl.public.Box`) between a sender key of the trainer's and the aggregator's public key,
 with a fresh random 24-byte nonce per envelope::
 
-    envelope = MAGIC (8 bytes) || sender public key (32) || nonce (24) || ciphertext (plaintext + 16-byte tag)
+    envelope  = MAGIC (8 bytes) || sender public key (32) || nonce (24) || ciphertext (plaintext + 16-byte tag)
+    plaintext = origin (136 bytes) || update (safetensors)
+    origin    = chain id (32, big-endian) || market (20) || project id (32) || round (32) || trainer (20)
 
+- **Bound to its submission**: the origin names the one submission the envelope is for (:class:`UpdateOrigin`).
+  It is inside the box, so it is authenticated with the update: whoever pins a copy of someone else's envelope
+  (public on IPFS once revealed), or its own envelope again in a later round, cannot change it, and the
+  aggregator, which opens an envelope only for the submission it was revealed by (:meth:`UpdateKey.open`),
+  refuses it (:class:`EnvelopeOriginMismatch`) instead of scoring it as that trainer's update of that round.
 - **Anonymous**: the sender key is not the trainer's identity: it is derived from a signature of the
   trainer's wallet over the round (:func:`sender_key`; RFC 6979 signatures are deterministic), so it differs
-  per trainer, project and round, and says nothing about who sent the envelope (the trainer's reveal does).
-  Because it is derived, the trainer can open its own envelope again after a restart (:func:`open_own`), to
-  recompute the row it must publish if its update is rejected; a one-off random key (``SealedBox``) would not
-  allow that. A nonce is never reused: every envelope draws a fresh one.
+  per trainer, project and round, and says nothing about who sent the envelope to anyone but the aggregator
+  (the trainer's reveal does). Because it is derived, the trainer can open its own envelope again after a
+  restart (:func:`open_own`), to recompute the row it must publish if its update is rejected; a one-off random
+  key (``SealedBox``) would not allow that. A nonce is never reused: every envelope draws a fresh one.
 - **Authenticated**: a changed byte anywhere, an envelope made for another key or a truncated one does not
   open (:class:`EnvelopeError`); an opened envelope is still untrusted input (the aggregator checks the
   plaintext as it checks a clear update, including its commitment).
+- **Versioned**: the last byte of :data:`MAGIC` is the format's version. Version 1 (before the origin) is
+  refused with :class:`UnsupportedEnvelopeVersion`, as any other version this code does not write.
 - **The aggregator's key** is per project, derived from a signature of the aggregator's wallet over the chain,
   market and project (:func:`update_key`): never stored, protected exactly as the wallet's key is (a keystore
   and its password), and the same every time it is derived, so a restarted aggregator decrypts the same
   updates. Whoever holds the wallet's key can derive it.
 
-A safetensors file starts with its header length as a little-endian u64; :data:`MAGIC` read that way is
-about 3.6e18, so no valid update starts with it and :func:`is_envelope` tells the two apart.
+A safetensors file starts with its header length as a little-endian u64; :data:`MAGIC` (of any version byte)
+read that way is above 2.7e16, so no valid update starts with it and :func:`is_envelope` tells the two apart.
 """
 
 from __future__ import annotations
@@ -39,19 +48,82 @@ from nacl.public import Box, PrivateKey, PublicKey
 
 from marketplace.protocol.seal import RoundAddress
 
-#: First 8 bytes of every envelope.
-MAGIC = b"mkt-enc1"
+#: What every envelope starts with, whatever its version.
+_PREFIX = b"mkt-enc"
+#: The version of the envelopes this code writes and opens (the last byte of :data:`MAGIC`).
+VERSION = 2
+#: First 8 bytes of every envelope this code writes: :data:`_PREFIX` and the version byte.
+MAGIC = _PREFIX + str(VERSION).encode()
 _KEY_BYTES = 32
 _NONCE_BYTES = Box.NONCE_SIZE
 _TAG_BYTES = 16  # Poly1305
-#: Bytes an envelope adds to its plaintext: magic, sender key, nonce and the Poly1305 tag.
-OVERHEAD = len(MAGIC) + _KEY_BYTES + _NONCE_BYTES + _TAG_BYTES
+_UINT_BYTES, _ADDRESS_BYTES = 32, 20
+#: Bytes of an encoded :class:`UpdateOrigin`.
+ORIGIN_BYTES = 3 * _UINT_BYTES + 2 * _ADDRESS_BYTES
+#: Bytes an envelope adds to its update: magic, sender key, nonce, the Poly1305 tag and the origin.
+OVERHEAD = len(MAGIC) + _KEY_BYTES + _NONCE_BYTES + _TAG_BYTES + ORIGIN_BYTES
 _KEY_VERSION = 1
 
 
 class EnvelopeError(ValueError):
     """Bytes that are not an envelope this key opens: not an envelope, too short, made for another key,
     or changed after it was made."""
+
+
+class UnsupportedEnvelopeVersion(EnvelopeError):
+    """An envelope of a format version this code does not open (version 1: made before envelopes named
+    their submission)."""
+
+
+class EnvelopeOriginMismatch(EnvelopeError):
+    """An envelope that opens, but was sealed for another submission (another trainer, round, project, market
+    or chain) than the one that revealed it: a replayed copy."""
+
+
+@dataclass(frozen=True)
+class UpdateOrigin:
+    """The one submission an envelope is for: trainer ``trainer``'s update of ``where``'s round."""
+
+    where: RoundAddress
+    trainer: str
+
+    def encode(self) -> bytes:
+        """The :data:`ORIGIN_BYTES` bytes sealed in front of the update (see the module doc)."""
+        w = self.where
+        return b"".join(
+            (
+                w.chain_id.to_bytes(_UINT_BYTES, "big"),
+                bytes.fromhex(to_checksum_address(w.market)[2:]),
+                w.project_id.to_bytes(_UINT_BYTES, "big"),
+                w.round.to_bytes(_UINT_BYTES, "big"),
+                bytes.fromhex(to_checksum_address(self.trainer)[2:]),
+            )
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> UpdateOrigin:
+        """Inverse of :meth:`encode` for any :data:`ORIGIN_BYTES` bytes."""
+        if len(data) != ORIGIN_BYTES:
+            raise ValueError(f"an origin is {ORIGIN_BYTES} bytes, got {len(data)}")
+        fields, at = [], 0
+        for size in (_UINT_BYTES, _ADDRESS_BYTES, _UINT_BYTES, _UINT_BYTES, _ADDRESS_BYTES):
+            fields.append(data[at : at + size])
+            at += size
+        chain, market, project, round_, trainer = fields
+        where = RoundAddress(
+            int.from_bytes(chain, "big"),
+            to_checksum_address(market),
+            int.from_bytes(project, "big"),
+            int.from_bytes(round_, "big"),
+        )
+        return cls(where, to_checksum_address(trainer))
+
+    def __str__(self) -> str:
+        w = self.where
+        return (
+            f"{to_checksum_address(self.trainer)}'s update of round {w.round} of project {w.project_id} "
+            f"(chain {w.chain_id}, market {to_checksum_address(w.market)})"
+        )
 
 
 class InvalidUpdateKey(ValueError):
@@ -77,15 +149,24 @@ class UpdateKey:
         """The 32-byte X25519 public key."""
         return bytes(PrivateKey(self.secret).public_key)
 
-    def open(self, envelope: bytes) -> bytes:
-        """The plaintext of ``envelope``; :class:`EnvelopeError` if it does not open with this key."""
+    def open(self, envelope: bytes, origin: UpdateOrigin) -> bytes:
+        """The update ``envelope`` holds for the submission ``origin`` (the one that revealed it).
+        :class:`EnvelopeError` if it does not open with this key (:class:`UnsupportedEnvelopeVersion` for an
+        older format), :class:`EnvelopeOriginMismatch` if it was sealed for another submission."""
         sender, nonce, ciphertext = _parse(envelope)
-        return _decrypt(PrivateKey(self.secret), sender, nonce, ciphertext)
+        return _checked(_decrypt(PrivateKey(self.secret), sender, nonce, ciphertext), origin)
 
 
 def is_envelope(data: bytes) -> bool:
-    """Whether ``data`` claims to be an envelope (starts with :data:`MAGIC`); it may still fail to open."""
-    return data[: len(MAGIC)] == MAGIC
+    """Whether ``data`` claims to be an envelope of any version (starts with ``mkt-enc`` and a version byte);
+    it may still fail to open."""
+    return len(data) >= len(MAGIC) and data[: len(_PREFIX)] == _PREFIX
+
+
+def check_form(envelope: bytes) -> None:
+    """What anyone can check of an envelope without a key: this code's version and at least
+    :data:`OVERHEAD` bytes. :class:`UnsupportedEnvelopeVersion` / :class:`EnvelopeError` otherwise."""
+    _parse(envelope)
 
 
 def check_public_key(public_key: bytes) -> bytes:
@@ -99,28 +180,46 @@ def check_public_key(public_key: bytes) -> bytes:
     return public_key
 
 
-def seal_update(plaintext: bytes, recipient: bytes, sender_secret: bytes) -> bytes:
-    """``plaintext`` encrypted to the public key ``recipient`` from the sender key ``sender_secret`` (see the
-    module doc), with a fresh random nonce. :class:`InvalidUpdateKey` for a key nothing can be encrypted to."""
+def seal_update(update: bytes, recipient: bytes, sender_secret: bytes, origin: UpdateOrigin) -> bytes:
+    """``update`` sealed for the submission ``origin`` (the origin first, then the update, see the module doc),
+    encrypted to the public key ``recipient`` from the sender key ``sender_secret`` with a fresh random nonce.
+    :class:`InvalidUpdateKey` for a key nothing can be encrypted to."""
     sender = PrivateKey(sender_secret)
     box = Box(sender, PublicKey(check_public_key(recipient)))
-    sealed = box.encrypt(plaintext)  # nonce || ciphertext, as the envelope lays them out
+    sealed = box.encrypt(origin.encode() + update)  # nonce || ciphertext, as the envelope lays them out
     return b"".join((MAGIC, bytes(sender.public_key), sealed))
 
 
-def open_own(envelope: bytes, recipient: bytes, sender_secret: bytes) -> bytes:
-    """The plaintext of an envelope this sender key made for ``recipient`` (the trainer reading its own
-    update again); :class:`EnvelopeError` if it was not made with this sender key for this recipient."""
+def open_own(envelope: bytes, recipient: bytes, sender_secret: bytes, origin: UpdateOrigin) -> bytes:
+    """The update of an envelope this sender key made for ``recipient`` and the submission ``origin`` (the
+    trainer reading its own update again); :class:`EnvelopeError` if it was not made with this sender key for
+    this recipient, :class:`EnvelopeOriginMismatch` if it was sealed for another submission."""
     sender, nonce, ciphertext = _parse(envelope)
     own = PrivateKey(sender_secret)
     if sender != bytes(own.public_key):
         raise EnvelopeError("the envelope was not made with this sender key")
-    return _decrypt(own, check_public_key(recipient), nonce, ciphertext)
+    return _checked(_decrypt(own, check_public_key(recipient), nonce, ciphertext), origin)
+
+
+def _checked(plaintext: bytes, origin: UpdateOrigin) -> bytes:
+    """The update of an opened ``plaintext`` whose origin is ``origin``; :class:`EnvelopeOriginMismatch` if not."""
+    sealed_for = plaintext[:ORIGIN_BYTES]
+    if sealed_for != origin.encode():
+        raise EnvelopeOriginMismatch(
+            f"the envelope was sealed for {UpdateOrigin.decode(sealed_for)}, not for {origin}: a replayed copy"
+        )
+    return plaintext[ORIGIN_BYTES:]
 
 
 def _parse(envelope: bytes) -> tuple[bytes, bytes, bytes]:
     if not is_envelope(envelope):
         raise EnvelopeError("not an encrypted update (no envelope header)")
+    if envelope[: len(MAGIC)] != MAGIC:
+        version = envelope[len(_PREFIX) : len(MAGIC)]
+        raise UnsupportedEnvelopeVersion(
+            f"an envelope of version {version.decode('ascii', 'replace')!r} (this code opens version {VERSION} "
+            "only: version 1 did not name its trainer and round)"
+        )
     if len(envelope) < OVERHEAD:
         raise EnvelopeError(f"an envelope has at least {OVERHEAD} bytes, got {len(envelope)}")
     start = len(MAGIC)

@@ -9,8 +9,9 @@ other (:func:`~marketplace.round.collect.apply_published_rows`), its update stay
 
 In an encrypted project (its aggregator published an update key in ``UpdateKeys``: :func:`publish_update_key`)
 the trainers' updates are encrypted to that key; the node derives the secret key from its wallet
-(:func:`~marketplace.protocol.envelope.update_key`) and opens every fetched update before checking it. An update
-that does not open is rejected like any other bad update (its trainer may dispute with its row).
+(:func:`~marketplace.protocol.envelope.update_key`) and opens every fetched update before checking it, for the
+submission that revealed it. An update that does not open, or was sealed for another trainer or round (a
+replayed envelope), is rejected like any other bad update (its trainer may dispute with its row).
 
 Restartable: everything is derived from the chain and IPFS, and the computation is
 deterministic, so after a crash the same round is recomputed to the same CIDs and proof; a
@@ -36,7 +37,7 @@ from marketplace.fl.models import available_models, param_spec, tensors_to_vecto
 from marketplace.fl.train import evaluate
 from marketplace.protocol.commitment import InvalidPublishedRow
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
-from marketplace.protocol.envelope import UpdateKey, is_envelope, update_key
+from marketplace.protocol.envelope import UpdateKey, UpdateOrigin, is_envelope, update_key
 from marketplace.protocol.ordering import verifier_inputs
 from marketplace.protocol.proof_document import ProofDocument
 from marketplace.round.collect import (
@@ -152,8 +153,9 @@ class AggregatorNode:
 
     def update_opener(self, project_id: int) -> UpdateOpener | None:
         """How this node opens the updates of ``project_id``: None for a project whose updates are public;
-        for an encrypted one, its derived key opens every envelope (a clear update, pinned before the key was
-        published, is read as it is). :class:`UpdateKeyMismatch` if the published key is not this wallet's."""
+        for an encrypted one, its derived key opens every envelope sealed for the submission that revealed it (a
+        clear update, pinned before the key was published, is read as it is). :class:`UpdateKeyMismatch` if the
+        published key is not this wallet's."""
         published = self.update_keys.key_of(project_id) if self.update_keys is not None else None
         if published is None:
             return None
@@ -167,8 +169,8 @@ class AggregatorNode:
             self._derived_keys[project_id] = derived
         key = self._derived_keys[project_id]
 
-        def open_update(data: bytes) -> bytes:
-            return key.open(data) if is_envelope(data) else data
+        def open_update(data: bytes, origin: UpdateOrigin) -> bytes:
+            return key.open(data, origin) if is_envelope(data) else data
 
         return open_update
 

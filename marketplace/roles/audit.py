@@ -38,7 +38,7 @@ from marketplace.adapters.ipfs.tensors import load_checked
 from marketplace.fl.models import ParamSpec, param_spec, tensors_to_vector
 from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
-from marketplace.protocol.envelope import OVERHEAD, is_envelope
+from marketplace.protocol.envelope import OVERHEAD, EnvelopeError, check_form, is_envelope
 from marketplace.roles.verify import ProofUnavailable, Verification, verify_round
 from marketplace.round.collect import UpdateOpener, collect_round, node_answers
 from marketplace.round.score import ScoredRound, new_model, score_round
@@ -326,8 +326,8 @@ def _check_object(
     store: ModelStore, cid: str, commitment: bytes, spec: ParamSpec, seed: int, k: int
 ) -> tuple[bool, str]:
     """(encrypted, problem) of a revealed object: fetched and checked against its CID and size; an envelope
-    (of at least the envelope's size) is as far as anyone without the key can go; a clear update is checked as
-    the aggregator checks it, commitment included."""
+    (of this code's version, of at least the envelope's size: :func:`check_form`) is as far as anyone without
+    the key can go; a clear update is checked as the aggregator checks it, commitment included."""
     try:
         data = store.get_bytes(cid, max_bytes=MAX_UPDATE_BYTES + OVERHEAD)
     except IpfsConnectionError:
@@ -339,8 +339,10 @@ def _check_object(
     except StorageError as exc:
         return False, f"{type(exc).__name__}: {exc}"
     if is_envelope(data):
-        if len(data) < OVERHEAD:
-            return True, f"EnvelopeError: an envelope has at least {OVERHEAD} bytes, got {len(data)}"
+        try:
+            check_form(data)
+        except EnvelopeError as exc:
+            return True, f"{type(exc).__name__}: {exc}"
         return True, ""
     try:
         vec = tensors_to_vector(load_checked(data, spec, MAX_UPDATE_BYTES, framework=store.framework), spec)

@@ -55,6 +55,7 @@ from marketplace.protocol.commitment import commit_update, published_row
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.envelope import (
     InvalidUpdateKey,
+    UpdateOrigin,
     check_public_key,
     is_envelope,
     open_own,
@@ -62,7 +63,7 @@ from marketplace.protocol.envelope import (
     sender_key,
 )
 from marketplace.protocol.seal import InvalidNote, RoundAddress, derive_salt, open_note, seal, seal_note
-from marketplace.round.collect import UpdateOpener, fetch_update
+from marketplace.round.collect import ObjectOpener, fetch_update
 from marketplace.round.prove import row_prover_for
 
 EMPTY = b"\0" * 32
@@ -279,7 +280,7 @@ class TrainerNode:
         )
         account, where = self.market.chain.account, self._where(project_id, round_)
         if recipient is not None:  # an encrypted project: what is pinned (and sealed) is the envelope
-            data = seal_update(data, recipient, sender_key(account, where))
+            data = seal_update(data, recipient, sender_key(account, where), UpdateOrigin(where, self.address))
             cid = compute_cid(data, self.store.client.profile)
         sealed = seal(commitment, cid, self.address, where, derive_salt(account, where, commitment))
         receipt = self.market.commit_update(project_id, round_, sealed, seal_note(account, where, commitment, cid))
@@ -357,17 +358,18 @@ class TrainerNode:
                 raise OwnRowMismatch(f"the update at {mine[0].cid} does not hash to {self.address}'s commitment")
         return row
 
-    def _own_opener(self, project_id: int, round_: int) -> UpdateOpener | None:
+    def _own_opener(self, project_id: int, round_: int) -> ObjectOpener | None:
         """How this trainer reads its own pinned update of ``round_`` again: in an encrypted project its envelope
         is opened with its derived sender key (an update pinned in the clear before the key was published is
         read as it is); None in a project whose updates are public."""
         key = self.update_keys.key_of(project_id) if self.update_keys is not None else None
         if key is None:
             return None
-        secret = sender_key(self.market.chain.account, self._where(project_id, round_))
+        where = self._where(project_id, round_)
+        secret, origin = sender_key(self.market.chain.account, where), UpdateOrigin(where, self.address)
 
         def open_update(data: bytes) -> bytes:
-            return open_own(data, key, secret) if is_envelope(data) else data
+            return open_own(data, key, secret, origin) if is_envelope(data) else data
 
         return open_update
 

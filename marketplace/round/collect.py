@@ -17,13 +17,16 @@ from marketplace.adapters.ipfs.tensors import load_checked
 from marketplace.fl.models import ParamSpec, num_params, param_spec, tensors_to_vector
 from marketplace.protocol.commitment import commit_update, commitment_bytes, row_from_ints
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
-from marketplace.protocol.envelope import OVERHEAD, EnvelopeError
+from marketplace.protocol.envelope import OVERHEAD, EnvelopeError, UpdateOrigin
 from marketplace.protocol.ordering import EMPTY_COMMITMENT, arrival_order
 
-#: Turns the bytes of a fetched update object into the safetensors bytes of the update (e.g. opens an
-#: encrypted update, :class:`~marketplace.protocol.envelope.UpdateKey.open`); raises :class:`EnvelopeError`
-#: for bytes it cannot open.
-UpdateOpener = Callable[[bytes], bytes]
+#: Turns the bytes of the object a submission revealed into the safetensors bytes of the update, given the
+#: submission (``origin``: its trainer and round); e.g. opens an encrypted update,
+#: :meth:`~marketplace.protocol.envelope.UpdateKey.open`. Raises :class:`EnvelopeError` for bytes it cannot
+#: open, or sealed for another submission.
+UpdateOpener = Callable[[bytes, UpdateOrigin], bytes]
+#: The same for one known submission: what :func:`fetch_update` applies to the object it fetched.
+ObjectOpener = Callable[[bytes], bytes]
 
 
 @dataclass
@@ -81,9 +84,12 @@ def collect_round(
     commitment. An update that fails any check is recorded in ``rejected`` with the reason; the
     round goes on without it.
 
-    In an encrypted project ``open_update`` opens each fetched object first (:func:`fetch_update`); an object
-    it cannot open (:class:`EnvelopeError`: garbage, made for another key, changed) is rejected like any other
-    bad update, and so is a plaintext that then fails a check.
+    In an encrypted project ``open_update`` opens each fetched object first (:func:`fetch_update`), for the
+    submission that revealed it; an object it cannot open (:class:`EnvelopeError`: garbage, made for another
+    key, changed, of an older format) or sealed for another submission
+    (:class:`~marketplace.protocol.envelope.EnvelopeOriginMismatch`: another trainer's envelope, or one of an
+    earlier round, replayed) is rejected like any other bad update, and so is a plaintext that then fails a
+    check.
 
     An update whose fetch times out while the IPFS node itself answers (:func:`node_answers`) is
     rejected too: that is what an online node does for a CID no peer serves (it searches until the
@@ -104,12 +110,14 @@ def collect_round(
     rows = np.zeros((len(trainers), k + 2))
     valid = np.zeros(len(trainers), dtype=bool)
     rejected: dict[str, str] = {}
+    where = market.round_address(project_id, round_)
     for i, trainer in enumerate(trainers):
         sub = subs.get(trainer)
         if sub is None:
             continue
         try:
-            vec = fetch_update(store, sub.cid, spec, open_update)
+            opener = None if open_update is None else _for(open_update, UpdateOrigin(where, trainer))
+            vec = fetch_update(store, sub.cid, spec, opener)
         except IpfsConnectionError:
             raise  # our node is down, not the trainer's fault: never flag anyone for it; retry later
         except IpfsTimeout as exc:
@@ -131,7 +139,12 @@ def collect_round(
     return apply_published_rows(inputs, market.disputed_rows(project_id, round_))
 
 
-def fetch_update(store: ModelStore, cid: str, spec: ParamSpec, open_update: UpdateOpener | None = None) -> np.ndarray:
+def _for(open_update: UpdateOpener, origin: UpdateOrigin) -> ObjectOpener:
+    """``open_update`` for the one submission ``origin``."""
+    return lambda data: open_update(data, origin)
+
+
+def fetch_update(store: ModelStore, cid: str, spec: ParamSpec, open_update: ObjectOpener | None = None) -> np.ndarray:
     """The flat update at ``cid``, checked (size, CID, safetensors, names/shapes/dtypes, finite values). With
     ``open_update`` the object may be :data:`~marketplace.protocol.envelope.OVERHEAD` bytes larger and is opened
     before it is read as safetensors. Raises the :class:`StorageError` of the check that failed, or the

@@ -615,6 +615,10 @@ class ChainClient:
         """Balance of ``address`` in wei."""
         return int(self._rpc(lambda: self.w3.eth.get_balance(to_checksum_address(address))))
 
+    def code(self, address: str) -> bytes:
+        """The runtime code deployed at ``address`` (empty if none)."""
+        return bytes(self._rpc(lambda: self.w3.eth.get_code(to_checksum_address(address))))
+
     def block_number(self) -> int:
         """The latest block number."""
         return int(self._rpc(lambda: self.w3.eth.block_number))

@@ -40,13 +40,16 @@ class CompilationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Artifact:
-    """One compiled contract: ABI plus creation and runtime bytecode (hex, no 0x prefix)."""
+    """One compiled contract: ABI plus creation and runtime bytecode (hex, no 0x prefix), and where the runtime
+    code holds its immutables (``(start, length)`` in bytes; zeros in ``deployed_bytecode``, the constructor's
+    values once deployed)."""
 
     name: str
     source: str
     abi: list[dict[str, Any]] = field(hash=False)
     bytecode: str
     deployed_bytecode: str
+    immutables: tuple[tuple[int, int], ...] = ()
 
     @property
     def deployed_size(self) -> int:
@@ -58,6 +61,17 @@ class Artifact:
         """False for interfaces and abstract contracts (no creation code)."""
         return bool(self.bytecode)
 
+    def is_runtime_of(self, code: bytes) -> bool:
+        """Whether ``code`` (what ``eth_getCode`` returns) is this contract's runtime code, byte for byte, but for
+        the values of its immutables (whatever its constructor set them to)."""
+        expected = bytes.fromhex(self.deployed_bytecode)
+        if not expected or len(code) != len(expected):
+            return False
+        masked = bytearray(code)
+        for start, length in self.immutables:
+            masked[start : start + length] = bytes(length)
+        return bytes(masked) == expected
+
     def to_json(self) -> dict[str, Any]:
         """Serialise for the artifacts file."""
         return {
@@ -66,6 +80,7 @@ class Artifact:
             "abi": self.abi,
             "bytecode": self.bytecode,
             "deployed_bytecode": self.deployed_bytecode,
+            "immutables": [list(slot) for slot in self.immutables],
         }
 
     @classmethod
@@ -77,6 +92,7 @@ class Artifact:
             abi=data["abi"],
             bytecode=data["bytecode"],
             deployed_bytecode=data["deployed_bytecode"],
+            immutables=tuple((int(start), int(length)) for start, length in data.get("immutables", [])),
         )
 
 
@@ -125,7 +141,16 @@ def build_settings(evm_version: str = "cancun", optimizer_runs: int = 200) -> di
         "optimizer": {"enabled": True, "runs": optimizer_runs},
         "evmVersion": evm_version,
         "viaIR": False,
-        "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
+        "outputSelection": {
+            "*": {
+                "*": [
+                    "abi",
+                    "evm.bytecode.object",
+                    "evm.deployedBytecode.object",
+                    "evm.deployedBytecode.immutableReferences",
+                ]
+            }
+        },
     }
 
 
@@ -185,8 +210,14 @@ def _extract(output: dict[str, Any], sources: dict[str, str]) -> Artifacts:
                 abi=data["abi"],
                 bytecode=data["evm"]["bytecode"]["object"],
                 deployed_bytecode=data["evm"]["deployedBytecode"]["object"],
+                immutables=_immutables(data["evm"]["deployedBytecode"].get("immutableReferences", {})),
             )
     return artifacts
+
+
+def _immutables(references: dict[str, list[dict[str, int]]]) -> tuple[tuple[int, int], ...]:
+    """solc's ``immutableReferences`` (AST id -> where the runtime code holds it) as sorted ``(start, length)``."""
+    return tuple(sorted((int(r["start"]), int(r["length"])) for refs in references.values() for r in refs))
 
 
 def compile_contracts(

@@ -5,6 +5,12 @@ is not None); see :mod:`marketplace.protocol.envelope` for the scheme. ``UpdateK
 market by ``marketplace deploy`` and recorded in the deployment record under :data:`UPDATE_KEYS`; a node that
 was handed only a :class:`~marketplace.adapters.chain.market.MarketClient` finds it there
 (:func:`recorded_update_keys`).
+
+The record is not trusted: a hand-made one could name a contract of the attacker's that answers ``keyOf`` with
+the attacker's key, and trainers would encrypt their updates to it. So a recorded ``UpdateKeys`` is used only
+once :func:`check_update_keys` found it genuine: its runtime code is the one compiled from
+``contracts/UpdateKeys.sol`` (but for its immutable ``market``), so only a project's aggregator can have
+published a key there, and its ``market()`` is the market in use (:class:`UnexpectedUpdateKeys` otherwise).
 """
 
 from __future__ import annotations
@@ -17,14 +23,29 @@ from pydantic import ValidationError
 from web3.contract import Contract
 
 from marketplace.adapters.chain.client import ChainClient
-from marketplace.adapters.chain.compile import Artifacts, compile_contracts
-from marketplace.adapters.chain.config import Deployment, deployments_dir
+from marketplace.adapters.chain.compile import Artifact, Artifacts, compile_contracts
+from marketplace.adapters.chain.config import ConfigError, Deployment, deployments_dir
 from marketplace.adapters.chain.market import MarketClient
 from marketplace.protocol.envelope import check_public_key
 
 #: The deployment record's name of the contract.
 UPDATE_KEYS = "UpdateKeys"
+_MARKET = "TrainingMarket"
 _ZERO = b"\0" * 32
+
+
+class UnexpectedUpdateKeys(ConfigError):
+    """The contract a deployment record names as a market's ``UpdateKeys`` is not that market's: not the code
+    compiled from ``contracts/UpdateKeys.sol`` (another contract, or another version of it), or the keys of
+    another market. Its keys are not used: they could be anyone's."""
+
+    def __init__(self, update_keys: str, market: str, why: str) -> None:
+        self.update_keys = update_keys
+        self.market = market
+        super().__init__(
+            f"the deployment record names {update_keys} as the UpdateKeys of the market {market}, but {why}: "
+            "refusing the keys it publishes (redeploy, or get the record from whoever deployed the market)"
+        )
 
 
 @dataclass(frozen=True)
@@ -84,22 +105,43 @@ class UpdateKeysClient:
         )
 
 
+def check_update_keys(keys: UpdateKeysClient, market: str, artifact: Artifact) -> None:
+    """Returns if ``keys`` is a genuine ``UpdateKeys`` of ``market``: its runtime code is ``artifact``'s (compiled
+    from ``contracts/UpdateKeys.sol``) but for the value of its immutable ``market``, and ``market()`` answers
+    ``market``. :class:`UnexpectedUpdateKeys`, naming both addresses, otherwise."""
+    wanted = to_checksum_address(market)
+    code = keys.chain.code(keys.address)
+    if not code:
+        raise UnexpectedUpdateKeys(keys.address, wanted, "no contract is deployed there")
+    if not artifact.is_runtime_of(code):
+        raise UnexpectedUpdateKeys(
+            keys.address, wanted, "its code is not the UpdateKeys compiled from contracts/UpdateKeys.sol"
+        )
+    holds = keys.market_address()
+    if holds != wanted:
+        raise UnexpectedUpdateKeys(keys.address, wanted, f"it holds the keys of the market {holds}")
+
+
 def update_keys_client(
     chain: ChainClient, deployment: Deployment, artifacts: Artifacts | None = None
 ) -> UpdateKeysClient | None:
-    """An :class:`UpdateKeysClient` for ``deployment`` acting as ``chain``'s account; None if the deployment has
-    no ``UpdateKeys`` (a record from before it existed: no project there can be encrypted)."""
+    """An :class:`UpdateKeysClient` for ``deployment`` acting as ``chain``'s account, checked against the
+    deployment's market (:func:`check_update_keys`: :class:`UnexpectedUpdateKeys`); None if the deployment has no
+    ``UpdateKeys`` (a record from before it existed: no project there can be encrypted)."""
     record = deployment.contracts.get(UPDATE_KEYS)
     if record is None:
         return None
     artifacts = artifacts or compile_contracts()
-    return UpdateKeysClient(chain, chain.contract(artifacts[UPDATE_KEYS], record.address), record.block_number)
+    keys = UpdateKeysClient(chain, chain.contract(artifacts[UPDATE_KEYS], record.address), record.block_number)
+    check_update_keys(keys, deployment.address(_MARKET), artifacts[UPDATE_KEYS])
+    return keys
 
 
 def recorded_update_keys(market: MarketClient) -> UpdateKeysClient | None:
     """The ``UpdateKeys`` recorded beside ``market`` in a deployment record of :func:`deployments_dir` (the
     same chain id and market address), acting as ``market``'s account; None if no record names one. Records
-    that cannot be read are skipped."""
+    that cannot be read are skipped; :class:`UnexpectedUpdateKeys` if the one recorded is not ``market``'s
+    (:func:`check_update_keys`)."""
     folder = deployments_dir()
     if not folder.is_dir():
         return None
@@ -109,7 +151,7 @@ def recorded_update_keys(market: MarketClient) -> UpdateKeysClient | None:
             deployment = Deployment.model_validate_json(path.read_text())
         except (OSError, ValidationError):
             continue
-        recorded = deployment.contracts.get("TrainingMarket")
+        recorded = deployment.contracts.get(_MARKET)
         if (
             deployment.chain_id == market.chain.chain_id
             and recorded is not None
