@@ -34,6 +34,7 @@ from marketplace.rule import RULE_VERSION
 from marketplace.web.main import create_app
 from marketplace.web.page_cache import PageCache, mark_chain_time
 from marketplace.web.schemas import ProjectDetail, eth
+from marketplace.web.services.client_keys import client_key
 from marketplace.web.services.errors import TooManyRequests
 from marketplace.web.services.pin_limits import PinLimiter
 from marketplace.web.settings import WebSettings
@@ -781,6 +782,63 @@ def test_the_pin_limiter_forgets_pins_older_than_its_window() -> None:
     now[0] = 60.0
     limiter.take("a")  # the first pin is out of the window
     limiter.take("b")
+
+
+def test_pinning_the_same_weights_again_answers_their_cid_without_counting_again(
+    web_settings: WebSettings, ipfs: IpfsClient
+) -> None:
+    """The same model and seed are the same bytes, so the same CID: asking again for weights the server pinned is
+    answered with their CID and does not count against the client's pins (attack review of issue 14, finding 7).
+    Once the node no longer holds them pinned, they are built and pinned again, and that counts."""
+    app = create_app(web_settings.model_copy(update={"pins_per_client": 2, "pins_total": 10}))
+    one = TestClient(app, raise_server_exceptions=False, client=("10.0.0.1", 40000))
+    first = one.post("/api/models/mlp/init", json={"seed": 7771})
+    assert first.status_code == 200
+    cid = first.json()["cid"]
+    for _ in range(3):
+        again = one.post("/api/models/mlp/init", json={"seed": 7771})
+        assert again.status_code == 200 and again.json()["cid"] == cid  # not counted
+    assert one.post("/api/models/mlp/init", json={"seed": 7772}).status_code == 200  # the second pin counted
+    assert one.post("/api/models/mlp/init", json={"seed": 7773}).status_code == 429
+    ipfs.pin_rm(cid)
+    assert not ipfs.is_pinned(cid)
+    assert one.post("/api/models/mlp/init", json={"seed": 7771}).status_code == 429  # to pin again: a new pin
+    other = TestClient(app, raise_server_exceptions=False, client=("10.0.0.2", 40000))
+    assert other.post("/api/models/mlp/init", json={"seed": 7771}).json()["cid"] == cid
+    assert ipfs.is_pinned(cid)
+
+
+def test_clients_of_one_ipv6_64_share_their_pin_limit(web_settings: WebSettings) -> None:
+    """An IPv6 host picks its addresses in its /64 at will: the /64 is the client the limit counts."""
+    app = create_app(web_settings.model_copy(update={"pins_per_client": 1, "pins_total": 10}))
+
+    def pin(host: str, seed: int) -> int:
+        client = TestClient(app, raise_server_exceptions=False, client=(host, 40000))
+        return client.post("/api/models/mlp/init", json={"seed": seed}).status_code
+
+    assert pin("2001:db8:5:6::1", 7781) == 200
+    assert pin("2001:db8:5:6:ffff:ffff:ffff:fffe", 7782) == 429  # the same /64
+    assert pin("2001:db8:5:7::1", 7783) == 200  # the next /64
+    assert pin("192.0.2.1", 7784) == 200 and pin("192.0.2.2", 7785) == 200  # IPv4: each address
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),  # IPv4-mapped (a dual-stack socket): the IPv4 client
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::1", "::/64"),
+        ("testclient", "testclient"),  # not an address: as it is
+        ("", "unknown"),
+        (None, "unknown"),
+    ],
+)
+def test_a_client_is_its_ipv4_address_or_its_ipv6_64(host: str | None, key: str) -> None:
+    assert client_key(host) == key
 
 
 # ---------------------------------------------------------------------------- pages that read the index

@@ -5,8 +5,9 @@ The services come in two kinds: those that read the index (projects, rounds, tra
 transactions, the context) have it synced first when the app syncs in requests
 (:meth:`~marketplace.web.services.context.MarketContext.sync_for_request`: throttled to once per ``sync_interval``,
 and once per request however many of them a route takes, since FastAPI caches a dependency within a request; a
-background thread keeps it fresh otherwise, and requests never wait for a sync); the model catalogue and the page
-renderer need no chain data and do not.
+background thread keeps it fresh otherwise, and requests never wait for a sync); the model catalogue, the IPFS
+fetches and the page renderer need no chain data and do not. :data:`ClientDep` is the client a request comes from,
+as the limits per client count it (:func:`~marketplace.web.services.client_keys.client_key`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from marketplace.web.services.aggregators import AggregatorService
+from marketplace.web.services.client_keys import client_key
 from marketplace.web.services.container import Services
 from marketplace.web.services.context import MarketContext
+from marketplace.web.services.ipfs_fetches import WebFetches
 from marketplace.web.services.models import ModelService
 from marketplace.web.services.projects import ProjectService
 from marketplace.web.services.rounds import RoundService
@@ -80,6 +83,15 @@ def get_models(services: Annotated[Services, Depends(get_services)]) -> ModelSer
     return services.models
 
 
+def get_fetches(services: Annotated[Services, Depends(get_services)]) -> WebFetches:
+    return services.fetches
+
+
+def get_client(request: Request) -> str:
+    """The key of the client ``request`` comes from (an IPv6 client's /64)."""
+    return client_key(request.client.host if request.client is not None else None)
+
+
 def get_page(request: Request) -> Page:
     """Renders templates for ``request`` (also used by the error handlers, outside dependency injection)."""
     services = get_services(request)
@@ -95,4 +107,6 @@ AggregatorsDep = Annotated[AggregatorService, Depends(get_aggregators)]
 TransactionsDep = Annotated[TransactionService, Depends(get_transactions)]
 VerifiersDep = Annotated[VerifierService, Depends(get_verifiers)]
 ModelsDep = Annotated[ModelService, Depends(get_models)]
+FetchesDep = Annotated[WebFetches, Depends(get_fetches)]
+ClientDep = Annotated[str, Depends(get_client)]
 PageDep = Annotated[Page, Depends(get_page)]

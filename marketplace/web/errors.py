@@ -13,7 +13,8 @@ name, "field": field, "errors": {field: sentence}}``, elsewhere the error page, 
 * 429: :class:`TooManyRequests` (a client asked for more than this server does for it; ``Retry-After`` says when
   to try again);
 * 503: :class:`~marketplace.adapters.chain.errors.ChainError` (the chain node does not answer) and
-  :class:`Unavailable` (the IPFS node does not answer or is not configured);
+  :class:`Unavailable` (the IPFS node does not answer or is not configured, or this server does not ask it now:
+  :mod:`~marketplace.web.services.ipfs_fetches`; ``Retry-After`` when it says when to ask again);
 * 500: anything else, logged; the answer says nothing about it.
 
 Every message is passed through :func:`~marketplace.adapters.chain.redact.redact_urls` first: an unreachable RPC
@@ -533,8 +534,14 @@ async def typed_error(request: Request, exc: Exception) -> Response:
     field = getattr(exc, "field", None)
     if isinstance(exc, Rejected) and field and errors is None:  # words that follow the field's name, as for input
         errors = {field: f"is refused by the market: {exc.sentence or exc}"}
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
-    return error_response(request, status, title, str(exc), errors, code=code, field=field, headers=headers)
+    return error_response(request, status, title, str(exc), errors, code=code, field=field, headers=retry_headers(exc))
+
+
+def retry_headers(exc: Exception) -> dict[str, str] | None:
+    """``Retry-After`` for an error that says when to ask again (:class:`TooManyRequests`, :class:`Unavailable`
+    with ``retry_after``), else None."""
+    retry_after = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(retry_after)} if isinstance(retry_after, int) else None
 
 
 async def chain_down(request: Request, exc: ChainError) -> Response:

@@ -41,6 +41,7 @@ _NOT_FOUND = re.compile(
     re.I,
 )
 _TOO_LARGE = re.compile(r"over this node's fetch limit", re.I)
+_NOT_PINNED = re.compile(r"is not pinned", re.I)
 FETCH_SLACK = 10.0  # at most this many seconds the HTTP read waits beyond the node's own fetch timeout
 _MULTIADDR = re.compile(r"^/(ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d+)(?:/(http|https))?/?$")
 
@@ -276,8 +277,15 @@ class IpfsClient:
         return {str(c): str(v.get("Type", "")) for c, v in (answer.get("Keys") or {}).items()}
 
     def is_pinned(self, cid: str) -> bool:
-        """True if ``cid`` is pinned recursively."""
-        return normalize_cid(cid) in self.pin_ls("recursive")
+        """True if ``cid`` is pinned recursively (the node is asked about that one CID, not for every pin)."""
+        cid = normalize_cid(cid)
+        try:
+            answer = self._post_json("pin/ls", {"type": "recursive", "arg": cid})
+        except IpfsApiError as exc:
+            if _NOT_PINNED.search(str(exc)):
+                return False
+            raise
+        return cid in {normalize_cid(str(c)) for c in (answer.get("Keys") or {})}
 
     def id(self) -> NodeId:
         """The node's identity."""

@@ -3,9 +3,9 @@ anyone, within limits: :mod:`~marketplace.web.services.pin_limits`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from marketplace.web.deps import ModelsDep
+from marketplace.web.deps import ClientDep, ModelsDep
 from marketplace.web.errors import BAD_BODY, RATE_LIMITED
 from marketplace.web.routes.paging import PAGE_SIZE, Limit, Offset, page_of
 from marketplace.web.schemas import ModelInfo, ModelInit, ModelInitRequest, Paged
@@ -20,10 +20,10 @@ def models(catalogue: ModelsDep, limit: Limit = PAGE_SIZE, offset: Offset = 0) -
 
 
 @api.post("/models/{name}/init", response_model=ModelInit, responses={**BAD_BODY, **RATE_LIMITED})
-def init_model(request: Request, catalogue: ModelsDep, name: str, body: ModelInitRequest | None = None) -> ModelInit:
+def init_model(client: ClientDep, catalogue: ModelsDep, name: str, body: ModelInitRequest | None = None) -> ModelInit:
     """Builds the registered model ``name`` (seeded), pins its state dict to the server's IPFS node and returns
-    the CID to post a job with. Anyone may ask, within limits: 429 past the pins per client (its IP address) or
-    in all per hour, 422 for weights larger than the server pins; 503 when the server has no IPFS API configured
-    or the node does not answer."""
-    client = request.client.host if request.client is not None else "unknown"
+    the CID to post a job with. Anyone may ask, within limits: 429 past the pins per client (its IPv4 address or
+    IPv6 /64) or in all per hour, 422 for weights larger than the server pins; 503 when the server has no IPFS API
+    configured or the node does not answer. Asking again for weights the server pinned already (the same model
+    and seed) answers the same CID and does not count again."""
     return catalogue.init(name, body.seed if body is not None else 0, client)

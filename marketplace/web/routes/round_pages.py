@@ -3,7 +3,9 @@ reasons, the verify buttons), the reasons the rule gives for its flags recompute
 partial: the recomputation fetches the round's updates), the project page's live part (polled by htmx while the
 project is open or training) and the downloads: a round's proof document and model, the project's latest model.
 
-Downloads are fetched through the server's IPFS node and checked against their CID before they are served.
+Downloads are fetched through the server's IPFS node and checked against their CID before they are served; these
+fetches, and the recomputation's, are cached and bounded (:mod:`~marketplace.web.services.ipfs_fetches`): a
+request beyond the bounds gets 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -13,19 +15,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from marketplace.adapters.ipfs.errors import StorageError
-from marketplace.adapters.ipfs.ipfs import IpfsClient
-from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.tensors import DEFAULT_MAX_BYTES
 from marketplace.protocol.proof_document import MAX_PROOF_DOCUMENT_BYTES
-from marketplace.web.deps import PageDep, ProjectsDep, SettingsDep, Synced, VerifiersDep
+from marketplace.web.deps import ClientDep, FetchesDep, PageDep, ProjectsDep, SettingsDep, Synced, VerifiersDep
+from marketplace.web.errors import retry_headers
 from marketplace.web.filters import when
 from marketplace.web.page_cache import mark_chain_time
 from marketplace.web.schemas import ProjectDetail, RoundView
 from marketplace.web.services.errors import NotFound, Unavailable
-from marketplace.web.services.flag_reasons import FlagReasonService, chain_causes, public_recompute
+from marketplace.web.services.flag_reasons import FlagReasonService, Recomputed, chain_causes, public_recompute
+from marketplace.web.services.ipfs_fetches import WebFetches
 from marketplace.web.services.project_pages import neighbours, project_context
-from marketplace.web.settings import WebSettings
 
 pages = APIRouter(include_in_schema=False)
 
@@ -34,7 +34,8 @@ def get_flag_reasons(request: Request, services: Synced, settings: SettingsDep) 
     """The app's :class:`FlagReasonService` (made on first use, kept in ``app.state``)."""
     state = request.app.state
     if getattr(state, "flag_reasons", None) is None:
-        state.flag_reasons = FlagReasonService(public_recompute(services.context.market, settings.ipfs_api))
+        recompute = public_recompute(services.context.market, services.fetches)
+        state.flag_reasons = FlagReasonService(recompute, settings.ipfs_failure_ttl)
     service: FlagReasonService = state.flag_reasons
     return service
 
@@ -72,48 +73,53 @@ def round_page(page: PageDep, svc: ProjectsDep, labels: VerifiersDep, project_id
 
 
 @pages.get("/projects/{project_id}/rounds/{round_}/flag-causes")
-def flag_causes(page: PageDep, svc: ProjectsDep, reasons: FlagReasonsDep, project_id: int, round_: int) -> Response:
-    """The rule's causes of the round's flags, recomputed from the revealed updates (htmx partial)."""
+def flag_causes(
+    page: PageDep, svc: ProjectsDep, reasons: FlagReasonsDep, client: ClientDep, project_id: int, round_: int
+) -> Response:
+    """The rule's causes of the round's flags, recomputed from the revealed updates (htmx partial). When the server
+    runs all the IPFS fetches it allows for visitors, the partial says so, with 503 and ``Retry-After`` (an error
+    page would be swapped into the round's page)."""
     view = _finalized(svc.detail(project_id), round_)
-    result = reasons.causes(project_id, round_)
-    return page.render("_flag_causes.html", {"r": view, "result": result})
-
-
-def _download(settings: WebSettings, cid: str, max_bytes: int, filename: str, media_type: str) -> Response:
-    """The object at ``cid`` from the server's IPFS node, checked against its CID, as an attachment."""
-    if not settings.ipfs_api:
-        raise Unavailable("this server has no IPFS node to download from")
     try:
-        with IpfsClient(settings.ipfs_api, timeout=max(settings.ipfs_timeout, 30.0), retries=0) as client:
-            data = ModelStore(client).get_bytes(cid, max_bytes=max_bytes)
-    except StorageError as exc:
-        raise Unavailable(f"the IPFS node did not deliver {cid}: {type(exc).__name__}: {exc}") from None
+        result, status, headers = reasons.causes(project_id, round_, client), 200, None
+    except Unavailable as exc:
+        words = str(exc).rstrip(".")
+        result, status, headers = Recomputed({}, words[:1].lower() + words[1:]), 503, retry_headers(exc)
+    response = page.render("_flag_causes.html", {"r": view, "result": result}, status)
+    response.headers.update(headers or {})
+    return response
+
+
+def _download(fetches: WebFetches, client: str, cid: str, max_bytes: int, filename: str, media_type: str) -> Response:
+    """The object at ``cid`` through the server's IPFS node, checked against its CID, as an attachment
+    (:class:`Unavailable`, 503, when it cannot be had now: :meth:`WebFetches.get_bytes`)."""
+    data = fetches.get_bytes(cid, max_bytes, client)
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     return Response(data, media_type=media_type, headers=headers)
 
 
 @pages.get("/projects/{project_id}/rounds/{round_}/proof-document")
-def proof_document(svc: ProjectsDep, settings: SettingsDep, project_id: int, round_: int) -> Response:
+def proof_document(svc: ProjectsDep, fetches: FetchesDep, client: ClientDep, project_id: int, round_: int) -> Response:
     """The round's proof document (JSON, as the aggregator pinned it)."""
     view = _finalized(svc.detail(project_id), round_)
     name = f"project-{project_id}-round-{round_}-proof.json"
-    return _download(settings, view.proof_cid, MAX_PROOF_DOCUMENT_BYTES, name, "application/json")
+    return _download(fetches, client, view.proof_cid, MAX_PROOF_DOCUMENT_BYTES, name, "application/json")
 
 
 @pages.get("/projects/{project_id}/rounds/{round_}/model")
-def round_model(svc: ProjectsDep, settings: SettingsDep, project_id: int, round_: int) -> Response:
+def round_model(svc: ProjectsDep, fetches: FetchesDep, client: ClientDep, project_id: int, round_: int) -> Response:
     """The global model after the round (safetensors)."""
     view = _finalized(svc.detail(project_id), round_)
     name = f"project-{project_id}-round-{round_}-model.safetensors"
-    return _download(settings, view.model_cid, DEFAULT_MAX_BYTES, name, "application/octet-stream")
+    return _download(fetches, client, view.model_cid, DEFAULT_MAX_BYTES, name, "application/octet-stream")
 
 
 @pages.get("/projects/{project_id}/model")
-def latest_model(svc: ProjectsDep, settings: SettingsDep, project_id: int) -> Response:
+def latest_model(svc: ProjectsDep, fetches: FetchesDep, client: ClientDep, project_id: int) -> Response:
     """The model of the latest finalized round (the final model once the project finished); 404 before any."""
     rounds = svc.detail(project_id).rounds
     if not rounds:
         raise NotFound(f"project {project_id} has no finalized round yet: no trained model to download")
     last = rounds[-1]
     name = f"project-{project_id}-round-{last.round}-model.safetensors"
-    return _download(settings, last.model_cid, DEFAULT_MAX_BYTES, name, "application/octet-stream")
+    return _download(fetches, client, last.model_cid, DEFAULT_MAX_BYTES, name, "application/octet-stream")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from marketplace.web.services.aggregators import AggregatorService
 from marketplace.web.services.context import MarketContext, connect
+from marketplace.web.services.ipfs_fetches import WebFetches
 from marketplace.web.services.models import ModelService, model_registry
 from marketplace.web.services.pin_limits import PinLimiter
 from marketplace.web.services.projects import ProjectService
@@ -26,9 +27,10 @@ class Services:
     models: ModelService
     aggregators: AggregatorService
     verifiers: VerifierService
+    fetches: WebFetches
 
     @classmethod
-    def over(cls, context: MarketContext, models: ModelService) -> Services:
+    def over(cls, context: MarketContext, models: ModelService, fetches: WebFetches) -> Services:
         projects = ProjectService(context)
         return cls(
             context=context,
@@ -39,6 +41,7 @@ class Services:
             models=models,
             aggregators=AggregatorService(context),
             verifiers=VerifierService(context),
+            fetches=fetches,
         )
 
     @classmethod
@@ -46,4 +49,12 @@ class Services:
         """Connects to the settings' chain (ChainError if its chain id is not the deployment's) and opens the index."""
         limiter = PinLimiter(settings.pins_per_client, settings.pins_total, settings.pin_window)
         models = ModelService(model_registry(), settings.ipfs_api, limiter=limiter, max_bytes=settings.max_pin_bytes)
-        return cls.over(connect(settings), models)
+        fetches = WebFetches(
+            settings.ipfs_api,
+            total=settings.ipfs_fetches,
+            per_client=settings.ipfs_fetches_per_client,
+            timeout=settings.ipfs_fetch_timeout,
+            failure_ttl=settings.ipfs_failure_ttl,
+            cache_bytes=settings.ipfs_cache_bytes,
+        )
+        return cls.over(connect(settings), models, fetches)

@@ -53,6 +53,11 @@ class TooManyRequests(Exception):
 
 
 class Unavailable(Exception):
-    """A service this server depends on (the IPFS node) is not configured or does not answer (503)."""
+    """A service this server depends on (the IPFS node) is not configured or does not answer, or this server does
+    not ask it now (503); ``retry_after``: seconds to wait, when the server knows."""
 
     code = "Unavailable"
+
+    def __init__(self, detail: str, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -28,12 +29,12 @@ import numpy as np
 
 from marketplace.adapters.chain.market import MarketClient
 from marketplace.adapters.ipfs.errors import StorageError
-from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.protocol.commitment import sanitize_rows
 from marketplace.rule.gram import GramConfig
 from marketplace.rule.scorer import GramScorer
 from marketplace.web.schemas import TrainerEntry
+from marketplace.web.services.ipfs_fetches import FailureMemory, WebFetches
 
 CauseCode = Literal["far", "lazy", "boosted", "duplicate", "malformed", "missed_reveal", "rejected", "disputed"]
 #: The rule's tests in the order they are reported, by the key of :func:`gram_rule_int`'s statistics.
@@ -132,40 +133,54 @@ class Recomputed:
     unavailable: str | None = None
 
 
-#: Recomputes one finalized round: ``(project_id, round_) -> Recomputed`` (see :class:`FlagReasonService`).
-Recompute = Callable[[int, int], Recomputed]
+#: Recomputes one finalized round for a client: ``(project_id, round_, client) -> Recomputed`` (see
+#: :class:`FlagReasonService`).
+Recompute = Callable[[int, int, str], Recomputed]
 
 
 class FlagReasonService:
-    """The rule's causes of each finalized round's flags, recomputed once per round and kept (bounded)."""
+    """The rule's causes of each finalized round's flags, recomputed once per round and kept (bounded); a round
+    that could not be recomputed is not tried again for ``failure_ttl`` seconds."""
 
-    def __init__(self, recompute: Recompute) -> None:
+    def __init__(
+        self, recompute: Recompute, failure_ttl: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._recompute = recompute
         self._cache: dict[tuple[int, int], Recomputed] = {}
+        self._failures = FailureMemory(failure_ttl, clock)
         self._lock = threading.Lock()
 
-    def causes(self, project_id: int, round_: int) -> Recomputed:
-        """The rule's causes of round ``round_`` of ``project_id``, computed on first use; an unavailable answer
-        (IPFS down) is not kept, so a later request tries again."""
+    def causes(self, project_id: int, round_: int, client: str = "") -> Recomputed:
+        """The rule's causes of round ``round_`` of ``project_id``, computed on first use (for ``client``: the
+        recomputation's IPFS fetches count as one of its own, :class:`~.ipfs_fetches.WebFetches`). An unavailable
+        answer (IPFS down, an update nobody serves) is remembered for ``failure_ttl`` seconds: asking again within
+        that time gets it from memory, without a fetch; later, the round is recomputed. :class:`Unavailable`
+        (not remembered) when the server runs all the IPFS fetches it allows for visitors now."""
         key = (project_id, round_)
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        result = self._recompute(project_id, round_)
+        recalled = self._failures.recall(key)
+        if recalled is not None:
+            reason, age, left = recalled
+            return Recomputed({}, f"{reason} ({age} seconds ago: this server tries again in {left} seconds)")
+        result = self._recompute(project_id, round_, client)
         if result.unavailable is None:
             with self._lock:
                 if len(self._cache) >= CACHE_ROUNDS:
                     self._cache.pop(next(iter(self._cache)))
                 self._cache[key] = result
+        else:
+            self._failures.remember(key, result.unavailable)
         return result
 
 
-def public_recompute(market: MarketClient, ipfs_api: str | None, timeout: float = 30.0) -> Recompute:
-    """A :data:`Recompute` that reads the chain through ``market`` and the updates through the IPFS node at
-    ``ipfs_api`` (None: nothing can be fetched, every round is unavailable)."""
+def public_recompute(market: MarketClient, fetches: WebFetches) -> Recompute:
+    """A :data:`Recompute` that reads the chain through ``market`` and the updates through ``fetches`` (one of
+    its slots for the whole recomputation; no node: every round is unavailable)."""
 
-    def recompute(project_id: int, round_: int) -> Recomputed:
-        if ipfs_api is None:
+    def recompute(project_id: int, round_: int, client: str) -> Recomputed:
+        if fetches.ipfs_api is None:
             return Recomputed({}, "this server has no IPFS node to fetch the round's updates from")
         from marketplace.round.collect import collect_round  # lazy: it imports torch (the model architectures)
 
@@ -175,8 +190,8 @@ def public_recompute(market: MarketClient, ipfs_api: str | None, timeout: float 
         model = market.get_project(project_id).model_name
         rejected_on_chain = set(market.rejected_trainers(project_id, round_))
         try:
-            with IpfsClient(ipfs_api, timeout=timeout, retries=0) as client:
-                inputs = collect_round(market, ModelStore(client), project_id, round_, model)
+            with fetches.slot(client), fetches.client() as ipfs:
+                inputs = collect_round(market, ModelStore(ipfs), project_id, round_, model)
         except (StorageError, KeyError, ValueError) as exc:
             return Recomputed({}, f"the updates could not be read ({type(exc).__name__}: {exc})")
         unread = set(inputs.rejected) - rejected_on_chain

@@ -1,6 +1,9 @@
 """Model architectures a job can use, and their initial weights: built (seeded) and pinned to the
 server's IPFS node, so that a job can be posted without training anything first. Anyone may ask, without a
-wallet: what is pinned is bounded in size and rate (:mod:`~marketplace.web.services.pin_limits`).
+wallet: what is pinned is bounded in size and rate (:mod:`~marketplace.web.services.pin_limits`). The same model
+and seed make the same bytes, so the same CID: asking again for weights the server pinned (and its node still
+holds pinned) is answered with their CID, without building or pinning anything, and does not count against the
+limits again.
 
 The architectures come from :mod:`marketplace.fl.models`, which pulls in torch (seconds to import):
 it is imported when first needed, not when this module is.
@@ -8,6 +11,10 @@ it is imported when first needed, not when this module is.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 from marketplace.adapters.ipfs.errors import StorageError
@@ -21,6 +28,8 @@ NO_IPFS = (
     "this server has no IPFS API configured (start it with --ipfs-api or MARKETPLACE_IPFS_API, or run "
     "`marketplace ipfs up`); pin initial weights yourself and paste their CID"
 )
+#: Pins remembered (model and seed -> CID) at most, the least recently asked for forgotten first.
+MAX_REMEMBERED_PINS = 4096
 
 
 @lru_cache(maxsize=1)
@@ -47,6 +56,9 @@ class ModelService:
         self.timeout = timeout
         self.limiter = limiter if limiter is not None else PinLimiter(per_client=20, total=200)
         self.max_bytes = max_bytes
+        self._pinned: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._asking: dict[tuple[str, int], tuple[threading.Lock, int]] = {}
+        self._mutex = threading.Lock()
 
     @property
     def names(self) -> list[str]:
@@ -56,7 +68,9 @@ class ModelService:
         return [ModelInfo(name=k, description=v) for k, v in self.registry.items()]
 
     def init(self, name: str, seed: int = 0, client: str = "") -> ModelInit:
-        """Builds registered model ``name`` with ``seed`` and pins its state dict for ``client``; its CID.
+        """Builds registered model ``name`` with ``seed`` and pins its state dict for ``client``; its CID. Weights
+        this service pinned already and the node still holds pinned are answered at once, not counted again
+        (identical asks at the same time wait for the first).
 
         :class:`NotFound` for an unknown model, :class:`Unavailable` without an IPFS node or when it fails,
         :class:`InvalidInput` for weights over ``max_bytes``, :class:`TooManyRequests` past the limiter's limits.
@@ -74,12 +88,57 @@ class ModelService:
                 "bytes): pin them yourself and paste their CID."
             )
             raise InvalidInput(detail, {"name": f"is a model whose weights are too large to pin here ({size:,} bytes)"})
-        self.limiter.take(client)
-
-        state = build_model(name, seed=seed).state_dict()
-        try:
-            with IpfsClient(self.ipfs_api, timeout=self.timeout, retries=1) as client:
-                cid = ModelStore(client).put_tensors(state, {"kind": "model", "model": name, "seed": str(seed)})
-        except StorageError as exc:
-            raise Unavailable(f"the IPFS node at {self.ipfs_api} did not take the weights: {exc}") from None
+        key = (name, seed)
+        with self._one_at_a_time(key):
+            cid = self._still_pinned(key)
+            if cid is None:
+                self.limiter.take(client)
+                state = build_model(name, seed=seed).state_dict()
+                try:
+                    with IpfsClient(self.ipfs_api, timeout=self.timeout, retries=1) as ipfs:
+                        cid = ModelStore(ipfs).put_tensors(state, {"kind": "model", "model": name, "seed": str(seed)})
+                except StorageError as exc:
+                    raise Unavailable(f"the IPFS node at {self.ipfs_api} did not take the weights: {exc}") from None
+                self._remember(key, cid)
         return ModelInit(cid=cid, model=name, params=num_params(name), seed=seed)
+
+    def _still_pinned(self, key: tuple[str, int]) -> str | None:
+        """The CID this service pinned for ``key``, if the node still holds it pinned (else it is forgotten)."""
+        with self._mutex:
+            cid = self._pinned.get(key)
+        if cid is None or self.ipfs_api is None:
+            return None
+        try:
+            with IpfsClient(self.ipfs_api, timeout=self.timeout, retries=1) as ipfs:
+                pinned = ipfs.is_pinned(cid)
+        except StorageError as exc:
+            raise Unavailable(f"the IPFS node at {self.ipfs_api} did not answer: {exc}") from None
+        with self._mutex:
+            if pinned:
+                self._pinned.move_to_end(key)
+            else:
+                self._pinned.pop(key, None)
+        return cid if pinned else None
+
+    def _remember(self, key: tuple[str, int], cid: str) -> None:
+        with self._mutex:
+            self._pinned[key] = cid
+            while len(self._pinned) > MAX_REMEMBERED_PINS:
+                self._pinned.popitem(last=False)
+
+    @contextmanager
+    def _one_at_a_time(self, key: tuple[str, int]) -> Iterator[None]:
+        """Holds the lock of ``key`` (made on first use, dropped when nobody holds or waits for it)."""
+        with self._mutex:
+            lock, users = self._asking.get(key, (threading.Lock(), 0))
+            self._asking[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._mutex:
+                lock, users = self._asking[key]
+                if users == 1:
+                    del self._asking[key]
+                else:
+                    self._asking[key] = (lock, users - 1)

@@ -3,13 +3,13 @@ builds a registered model's initial weights and pins them: anyone can ask, so ea
 
 * **size**: weights larger than ``max_bytes`` are not pinned (a registered model's size is known before it is
   built: its parameters, 4 bytes each);
-* **rate**: at most ``per_client`` pins per client (its IP address, as the server sees it: behind a reverse proxy,
-  start uvicorn with ``--proxy-headers``) and ``total`` pins from everyone within any ``window`` seconds; the
-  next ask is refused with :class:`~marketplace.web.services.errors.TooManyRequests`, which says when to try
-  again.
+* **rate**: at most ``per_client`` pins per client (its IPv4 address or IPv6 /64, as the server sees it:
+  :func:`~marketplace.web.services.client_keys.client_key`) and ``total`` pins from everyone within any
+  ``window`` seconds; the next ask is refused with :class:`~marketplace.web.services.errors.TooManyRequests`,
+  which says when to try again.
 
-Asking again for weights already pinned (the same model and seed give the same CID) counts as well: the server
-builds them before it knows their CID.
+Asking again for weights the server pinned already (the same model and seed give the same bytes, so the same CID)
+does not count: :class:`~marketplace.web.services.models.ModelService` answers it with the CID it remembers.
 """
 
 from __future__ import annotations
