@@ -3,7 +3,7 @@ processes on separate hosts, each with its own IPFS node, the chain reachable ov
 
 Each host is a Linux network namespace on a bridge the test creates (tests/netns.py); where namespaces are
 not permitted every node runs on its own loopback port instead, and the test says so (a warning). The job
-uses the test verifier (no ezkl), so it stays fast; every command is the command line a participant would
+uses the test verifier (no ezkl) or real ezkl proofs; every command is the command line a participant would
 type (tests/multihost.py).
 """
 
@@ -85,7 +85,10 @@ def _refused(host: Party, address: str, port: int) -> bool:
     return int(out) != 0
 
 
-@pytest.mark.parametrize("prover", ["test-hash", pytest.param("ezkl-gram", marks=pytest.mark.heavy)])
+# Both heavy (make test-heavy, which CI runs after make test): test-hash ~2 min, ezkl-gram ~4-5 min. What make
+# test keeps of separate hosts: the switch test above and the node-to-node swarm tests (tests/test_ipfs_swarm.py).
+@pytest.mark.heavy
+@pytest.mark.parametrize("prover", ["test-hash", "ezkl-gram"])
 def test_a_job_whose_parties_are_separate_hosts(prover: str, tmp_path: Path) -> None:
     """``test-hash``: the test verifier (the proof is a hash of the values, no ezkl); ``ezkl-gram`` (heavy):
     real proofs of the 4 x 32 circuit, with the development keys of the checkout's zk cache, which the owner
