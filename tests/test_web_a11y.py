@@ -24,7 +24,7 @@ from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.web.filters import round_eth
 from marketplace.web.server import BackgroundServer
-from tests.browser_fixtures import audit, browser_context, server, use_wallet, watch_errors  # noqa: F401
+from tests.browser_fixtures import VIEWPORTS, audit, browser_context, server, use_wallet, watch_errors  # noqa: F401
 from tests.disputes import close_disputes
 from tests.market_fixtures import ETH, Actors
 from tests.test_disputes import _dispute, _finalization, _training_round
@@ -102,6 +102,10 @@ def test_every_page_is_accessible_and_fits_a_phone_and_a_laptop(
     expect(row.locator("a.account")).to_have_attribute("href", f"/trainers/{actors.owner.address}")
     assert copy_text(page, f'tr[data-project-id="{open_pid}"] .amount') == "0.200000000000000016"
     assert copy_text(page, f'tr[data-project-id="{open_pid}"] a.account') == actors.owner.address
+    for width, height in VIEWPORTS:  # its verifier (the test verifier) proves nothing: the list says so, at any width
+        page.set_viewport_size({"width": width, "height": height})
+        expect(row.locator(".verifier-proves-nothing")).to_be_visible()
+        expect(row.locator(".verifier-proves-nothing")).to_have_text("proves nothing")
     problems += audit(page, "projects")
 
     visit(page, f"{base}/projects/new")
@@ -123,6 +127,7 @@ def test_every_page_is_accessible_and_fits_a_phone_and_a_laptop(
     for chart in ("accuracy", "contribution"):
         table = page.locator(f"#{chart}-table")  # the chart's text alternative
         expect(table.locator("tbody tr").first).to_be_attached()
+    expect(page.locator("#model-card-missing")).to_contain_text("Not described")  # posted without a model card
     problems += audit(page, "project-finished")
     visit(page, f"{base}/projects/{finished.project_id}/rounds/1")
     expect(page.locator("#round-1 .round-table .amount").first).to_have_attribute("data-wei", re.compile(r"^\d+$"))

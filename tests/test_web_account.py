@@ -16,6 +16,7 @@ from playwright.sync_api import BrowserContext, expect
 
 from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.web.filters import round_eth
+from marketplace.web.schemas import eth
 from marketplace.web.server import BackgroundServer
 from tests.browser_fixtures import audit, browser_context, server, use_wallet, watch_errors  # noqa: F401
 from tests.market_fixtures import ETH, Actors
@@ -113,17 +114,57 @@ def test_the_account_page_is_accessible_and_fits_a_phone_and_a_laptop(
     server: BackgroundServer, browser_context: BrowserContext, anvil: AnvilNode, actors: Actors,
     accounts: list[LocalAccount], finished_project: FinishedProject,
 ) -> None:  # fmt: skip
+    """The connected wallet's own account page offers "Withdraw" on each project with something to withdraw now and
+    follows the transaction to its confirmation; another account's page offers nothing to this wallet; "My account"
+    in the header leads to the connected wallet's page."""
     pid = finished_project.project_id
     trainer = finished_project.trainers[0]
+    assert accounts[3].address == trainer
     use_wallet(browser_context, anvil.url, accounts[3])
     page = browser_context.new_page()
     errors = watch_errors(page)
     visit(page, f"{server.url}/accounts")
+    mine = page.locator("#my-account")
+    expect(mine).to_be_visible()
+    expect(mine).to_have_attribute("href", f"/accounts/{trainer}")
     page.fill("#account-lookup input[name=address]", trainer)
     page.click("#account-lookup button[type=submit]")
     expect(page.locator("h1")).to_contain_text(trainer)
-    expect(page.locator(f'#account-projects tr[data-project-id="{pid}"] .account-roles')).to_have_text("trainer")
+    page.click("#wallet-button")  # the test wallet forgets the connection on a new page
+    row = page.locator(f'#account-projects tr[data-project-id="{pid}"]')
+    expect(row.locator(".account-roles")).to_have_text("trainer")
     expect(page.locator("#account-history tbody tr")).to_have_count(2)
+    expect(mine).to_have_attribute("aria-current", "page")
+    owed = actors.owner.withdrawable(pid, trainer)
+    button = row.locator("[data-account-withdraw]")
+    expect(button).to_be_visible()  # this account's own wallet: it can withdraw here
+    expect(button).to_have_attribute("aria-label", f"Withdraw {eth(owed)} ETH from project {pid}")
+    expect(page.locator("#account-withdraw-note")).to_be_hidden()
     problems = audit(page, "account")
+
+    button.click()
+    status = page.locator("#account-withdraw-status")
+    expect(status).to_have_attribute("data-state", "confirmed", timeout=60_000)
+    expect(status.locator(".tx-hash")).to_be_visible()
+    expect(page.locator("#account-withdraw-done")).to_contain_text(f"Withdraw {eth(owed)} ETH from project {pid}")
+    expect(row.locator(".account-withdrawable")).to_have_text(f"0{NBSP}ETH")  # re-rendered from the chain
+    expect(row.locator(".account-withdrawn")).to_have_text(f"{round_eth(owed)}{NBSP}ETH")
+    expect(row.locator("[data-account-withdraw]")).to_have_count(0)
+    assert actors.owner.withdrawable(pid, trainer) == 0
+    problems += audit(page, "account-withdrawn")
+
+    aggregator = actors.aggregator.address  # its fee is withdrawable, but not by this wallet
+    visit(page, f"{server.url}/accounts/{aggregator}")
+    other = page.locator(f'#account-projects tr[data-project-id="{pid}"]')
+    expect(other.locator(".account-withdrawable")).not_to_have_text(f"0{NBSP}ETH")
+    expect(other.locator("[data-account-withdraw]")).to_be_hidden()
+    expect(page.locator("#account-withdraw-note")).to_contain_text(
+        "only this account's own wallet can withdraw its funds"
+    )
+    expect(mine).not_to_have_attribute("aria-current", "page")
+    problems += audit(page, "account-of-another-wallet")
+    mine.click()
+    expect(page).to_have_url(f"{server.url}/accounts/{trainer}")
+    assert actors.owner.withdrawable(pid, aggregator) > 0
     assert errors == [], errors
     assert problems == [], "\n".join(problems)

@@ -58,6 +58,9 @@ def test_post_job_join_and_verify_a_finished_round(
     assert initial_cid and initial_cid != INITIAL_CID
     assert ipfs.cat(initial_cid, max_bytes=1 << 20)[:8]  # pinned on the node the server talks to
     page.fill("#f-aggregator", actors.aggregator.address)
+    page.fill("#f-card_task", "Classify handwritten digits 0-9")  # the model card: what is being trained
+    page.fill("#f-card_data", "8x8 digit images, labelled 0-9\none shard per trainer")
+    page.fill("#f-card_metric", "accuracy on a held-out test set")
     page.fill("#f-rounds", "1")
     page.fill("#f-min_trainers", "3")
     page.fill("#f-max_trainers", "2")
@@ -89,7 +92,9 @@ def test_post_job_join_and_verify_a_finished_round(
     page.click("#job-submit")
     expect(page.locator("#job-protocol-fee")).to_contain_text("0.04 ETH, burned")
     expect(page.locator("#job-payment")).to_contain_text("2.24 ETH")
-    expect(page.locator("#job-tx")).to_contain_text(initial_cid)
+    expect(page.locator("#job-weights-described")).to_contain_text(f"the weights of {initial_cid} with the model card")
+    described = page.locator("#job-weights code.cid").first.inner_text()  # the weights with the card: a new CID
+    expect(page.locator("#job-card .card-task")).to_have_text("Classify handwritten digits 0-9")
     status = page.locator("#job-status")
     page.evaluate("window.ethereum.hold()")  # the wallet stays open until the test answers for the user
     page.click("#job-sign")
@@ -120,6 +125,7 @@ def test_post_job_join_and_verify_a_finished_round(
     pid = int(link.get_attribute("href").rsplit("/", 1)[1])  # type: ignore[union-attr]
     project = actors.owner.get_project(pid)
     assert project.owner == owner.address and project.reward_budget == 2 * 10**18 and project.max_trainers == 2
+    assert actors.owner.initial_model_cid(pid) == described != initial_cid  # the chain keeps the CID, not the card
     assert "eth_sendTransaction" in page.evaluate("window.ethereum.log")
 
     # ---- a trainer joins with its wallet
@@ -163,7 +169,13 @@ def test_post_job_join_and_verify_a_finished_round(
     assert page.evaluate("Chart.getChart(document.querySelector('#accuracy-chart')) !== undefined")
     assert page.evaluate("Chart.getChart(document.querySelector('#contribution-chart')) !== undefined")
     axis = "Chart.getChart(document.querySelector('#contribution-chart')).options.scales.y.title.text"
-    assert page.evaluate(axis) == SHARE_AXIS  # the bars add up every round: the axis says so
+    data_axis = "JSON.parse(document.querySelector('#chart-data').textContent).axis"
+    assert page.evaluate(axis) == page.evaluate(data_axis) == SHARE_AXIS  # the bars add up every round: it says so
+    card = page.locator("#model-card")  # what is being trained, from the initial weights' header
+    expect(card.locator(".card-task")).to_have_text("Classify handwritten digits 0-9")
+    expect(card.locator(".card-data")).to_have_text("8x8 digit images, labelled 0-9\none shard per trainer")
+    expect(card.locator(".card-metric")).to_have_text("accuracy on a held-out test set")
+    expect(card.locator("#card-architecture")).to_contain_text("mlp")
     problems += audit(page, "project-detail")
     page.click("#round-line-0 a")  # the round's own page
     expect(page).to_have_url(f"{base}/projects/{pid}/rounds/0")
@@ -375,3 +387,69 @@ def test_amounts_and_percentages_computed_in_the_page_follow_the_servers_rules(
         pct_bps(v) for v in values
     ]
     assert page.evaluate("(vs) => vs.map((v) => window.marketplaceFormat.bps(v))", values) == [bps(v) for v in values]
+
+
+def test_a_transaction_replaced_in_the_wallet_shows_as_replaced_with_the_new_hash(
+    server: BackgroundServer, browser_context: BrowserContext, anvil: AnvilNode, actors: Actors,
+    accounts: list[LocalAccount],
+) -> None:  # fmt: skip
+    """While a job's transaction is pending, the wallet replaces it (same nonce, higher fee): cancelled (0 ETH to
+    itself), the page says "replaced" with the new hash and offers the job again; sped up (the same call), it says
+    "replaced" with the new hash, confirmed, and the project it created."""
+    owner = accounts[1]
+    use_wallet(browser_context, anvil.url, owner)
+    page = browser_context.new_page()
+    errors = watch_errors(page)
+    problems: list[str] = []
+    page.goto(f"{server.url}/projects/new")
+    page.click("#wallet-button")
+    expect(page.locator("#wallet-address")).to_be_visible()
+    page.fill("#f-initial_model_cid", INITIAL_CID)
+    page.fill("#f-aggregator", actors.aggregator.address)
+    page.click("#job-submit")
+    expect(page.locator("#job-tx")).to_be_visible()
+    status, sign = page.locator("#job-status"), page.locator("#job-sign")
+    w3 = actors.admin.chain.w3
+    before = w3.eth.get_transaction_count(owner.address)
+
+    def send_and_replace(cancel: bool) -> tuple[str, str]:
+        """Signs the job with mining paused, replaces it in the wallet, mines; the two hashes."""
+        w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+        try:
+            sign.click()
+            expect(status).to_have_attribute("data-state", "pending")
+            sent = status.locator(".tx-hash").get_attribute("title") or ""
+            replacement = page.evaluate("(cancel) => window.ethereum.replaceLast({ cancel })", cancel)
+        finally:
+            w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+            w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        assert sent.startswith("0x") and replacement != sent
+        expect(status).to_have_attribute("data-state", "replaced", timeout=60_000)  # generous: a loaded machine
+        expect(status.locator(f'.tx-hash[title="{sent}"]')).to_be_visible()
+        expect(status.locator(f'.tx-hash[title="{replacement}"]')).to_be_visible()  # the new hash
+        return sent, replacement
+
+    _, cancelled = send_and_replace(cancel=True)
+    expect(status).to_contain_text("Cancelled: transaction")
+    expect(status).to_contain_text("what you asked for was not done")
+    expect(sign).to_be_visible()  # the job was not posted: it is offered again
+    expect(page.locator("#job-edit")).to_be_visible()
+    expect(page.locator("#job-created-link")).to_have_count(0)
+    assert w3.eth.get_transaction_receipt(cancelled)["to"] == owner.address  # type: ignore[index]
+    problems += audit(page, "post-job-replaced-cancelled")
+
+    _, sped_up = send_and_replace(cancel=False)
+    expect(status.locator("#tx-replaced")).to_have_class("ok")
+    expect(status).to_contain_text("Sped up: transaction")
+    expect(status).to_contain_text("confirmed in block")
+    link = page.locator("#job-created-link")
+    expect(link).to_be_visible()
+    pid = int(link.get_attribute("href").rsplit("/", 1)[1])  # type: ignore[union-attr]
+    assert actors.owner.get_project(pid).owner == owner.address
+    assert w3.eth.get_transaction_receipt(sped_up)["status"] == 1  # type: ignore[index]
+    assert w3.eth.get_transaction_count(owner.address) == before + 2  # one nonce each: the originals never mined
+    expect(sign).to_be_hidden()
+    expect(page.locator("#job-edit")).to_be_hidden()
+    problems += audit(page, "post-job-replaced-sped-up")
+    assert errors == [], errors
+    assert problems == [], "\n".join(problems)

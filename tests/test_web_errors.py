@@ -7,6 +7,7 @@ field or the action, the answer carries the field at fault, and neither the raw 
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,8 +21,9 @@ from marketplace.adapters.chain.errors import RevertDecoder
 from marketplace.adapters.chain.market import encode_rule_version
 from marketplace.rule import RULE_VERSION
 from marketplace.web.errors import CUSTOM_ERRORS, VALIDATION_WORDS, Attempt, invalid_value, revert_words
-from marketplace.web.forms import MAX_BUDGET_WEI
+from marketplace.web.forms import LABELS, MAX_BUDGET_WEI
 from marketplace.web.schemas import eth
+from marketplace.web.templating import build_templates
 from tests.market_fixtures import ETH, Actors
 from tests.test_web_api import form, job
 from tests.web_fixtures import client, ipfs_node, web_app, web_settings  # noqa: F401
@@ -250,3 +252,26 @@ def test_a_body_that_is_not_json_is_said_so(client: TestClient) -> None:
     broken = client.post("/api/tx/join", content=b"{", headers={"content-type": "application/json"})
     assert broken.status_code == 422 and broken.json()["errors"] == {"body": "is not valid JSON"}
     assert broken.json()["field"] == "body" and not LEAKS.search(broken.text)
+
+
+def test_only_an_error_on_a_field_of_the_form_asks_to_correct_it(client: TestClient, actors: Actors) -> None:
+    """ "Please correct the highlighted field" followed errors that highlight none. A form-level error alone (a
+    malformed wallet, the chain's refusal about no field) is said in the alert box and nothing asks to correct a
+    field; an error about a value the form does not show (the wallet) is said there with its label, and is not
+    counted as a highlighted field."""
+    for sender in ("0x1234", "0x" + "42" * 20):  # not an address; an address that cannot pay
+        page = client.post("/projects/new", data=form(actors, sender=sender), headers={"HX-Request": "true"})
+        assert page.status_code == 422 and 'role="alert"' in page.text, sender
+        assert "Please correct" not in page.text and 'aria-invalid="true"' not in page.text, sender
+    env = build_templates().env
+    context = {
+        "values": {}, "labels": LABELS, "models": {"mlp": "an MLP"}, "verifiers": [], "protocol_fee_bps": 200,
+        "settings": SimpleNamespace(ipfs_api=None),
+    }  # fmt: skip
+    hidden = env.get_template("_job_form.html").render(**context, errors={"sender": "is not an Ethereum address"})
+    assert "Please correct" not in hidden and 'aria-invalid="true"' not in hidden
+    assert "Wallet is not an Ethereum address" in hidden  # said, with its label
+    errors = {"": "Refused.", "budget_eth": "must be a number"}
+    both = env.get_template("_job_form.html").render(**context, errors=errors)
+    assert "Refused." in both and "Please correct the highlighted field." in both
+    assert re.findall(r'aria-invalid="true"', both) == ['aria-invalid="true"']

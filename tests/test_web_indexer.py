@@ -11,15 +11,18 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hexbytes import HexBytes
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.ipfs.ipfs import IpfsClient
+from marketplace.protocol.model_card import ModelCard
 from marketplace.protocol.proof_document import ProofDocument
 from marketplace.web.filters import tojson_script
 from marketplace.web.indexer import Indexer
+from marketplace.web.model_cards import CardUnavailable
 from marketplace.web.proof_docs import ProofDocUnavailable
 from tests.market_fixtures import ETH, Actors, cid_for, commit, commitment_for, reveal_update
 from tests.web_fixtures import client, finalize, ipfs, ipfs_node, proof_document, web_app, web_settings  # noqa: F401
@@ -149,6 +152,39 @@ def test_accuracy_comes_from_the_proof_document(actors: Actors, tmp_path: Path) 
     assert rounds[1]["accuracy"] is None and rounds[1]["doc_state"] == "missing"
     index.sync()
     assert len(seen) == 2  # each document is read once
+
+
+def test_model_cards_are_read_once_newest_first_and_never_stop_the_index(
+    actors: Actors, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each project's card is read once: described, none (the reader found none, or failed in any way) or missing
+    (IPFS did not deliver); newest project first; a sync stops reading cards once it spent its time on them."""
+    card = ModelCard(task="digits")
+    outcomes: dict[str, object] = {"cidA": card, "cidB": None, "cidC": CardUnavailable("slow"), "cidD": KeyError("x")}
+    seen: list[str] = []
+
+    def reader(cid: str) -> ModelCard | None:
+        seen.append(cid)
+        outcome = outcomes[cid]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome  # type: ignore[return-value]
+
+    pids = [actors.create(initial_model_cid=cid) for cid in outcomes]
+    index = make_indexer(actors, tmp_path / "i.sqlite", model_cards=reader)
+    monkeypatch.setattr("marketplace.web.indexer.CARDS_SECONDS_PER_SYNC", -1.0)  # every read uses up the budget
+    index.sync()
+    assert seen == ["cidD"]  # the newest first, and one read spent this sync's time
+    monkeypatch.setattr("marketplace.web.indexer.CARDS_SECONDS_PER_SYNC", 60.0)
+    index.sync()
+    assert seen == ["cidD", "cidC", "cidB", "cidA"]
+    states = [index.model_card(pid) for pid in pids]
+    assert states == [("described", card), ("none", None), ("missing", None), ("none", None)]
+    index.sync()
+    assert len(seen) == 4  # each card is read once
+    without = make_indexer(actors, tmp_path / "other.sqlite")  # an index that reads no IPFS node
+    without.sync()
+    assert without.project(pids[0]) is not None and without.model_card(pids[0]) == ("unread", None)
 
 
 def test_invalid_proof_documents_are_skipped(

@@ -6,7 +6,9 @@
 // ethereum.emit(event, value) fires a wallet event (accountsChanged, chainChanged); ethereum.onChain(hex) makes it
 // report another chain until switched back; ethereum.forgetChain() makes it not know the page's chain until
 // wallet_addEthereumChain; ethereum.hold() keeps the next eth_sendTransaction waiting until ethereum.release()
-// (true: send it; false: the user rejects it, error 4001).
+// (true: send it; false: the user rejects it, error 4001); ethereum.replaceLast({cancel}) replaces the last transaction
+// it sent while that is still pending, as a wallet's "speed up" (the same call) or "cancel" (0 ETH to oneself) does:
+// the same nonce, twice the fees; it returns the replacement's hash.
 (() => {
   const listeners = {};
   const log = [];
@@ -15,6 +17,7 @@
   let chainOverride = null; // the chain the wallet says it is on, when not the node's
   let knowsChain = true; // whether switching to the node's chain works without wallet_addEthereumChain
   let held = null; // {promise, resolve} of a send waiting for release()
+  let lastSent = null; // the hash of the last transaction sent
   const added = [];
   const config = () => window.__TEST_WALLET__;
 
@@ -73,7 +76,8 @@
             }
           }
           const tx = { ...params[0], from: account };
-          return await rpc("eth_sendTransaction", [tx]);
+          lastSent = await rpc("eth_sendTransaction", [tx]);
+          return lastSent;
         }
         default:
           return await rpc(method, params);
@@ -85,6 +89,16 @@
     forgetChain() { knowsChain = false; },
     hold() { let resolve; const promise = new Promise((r) => { resolve = r; }); held = { promise, resolve }; },
     release(send) { held.resolve(send); },
+    async replaceLast({ cancel = false } = {}) {
+      const old = await rpc("eth_getTransactionByHash", [lastSent]);
+      if (!old || old.blockNumber) throw new Error(`transaction ${lastSent} is not pending`);
+      const bump = (hex) => "0x" + (2n * BigInt(hex) + 10n ** 9n).toString(16); // twice, and 1 gwei more
+      const call = cancel ? { to: old.from, value: "0x0", data: "0x" } : { to: old.to, value: old.value, data: old.input };
+      const tx = { from: old.from, ...call, nonce: old.nonce, gas: old.gas,
+        maxFeePerGas: bump(old.maxFeePerGas || old.gasPrice), maxPriorityFeePerGas: bump(old.maxPriorityFeePerGas || "0x0") };
+      lastSent = await rpc("eth_sendTransaction", [tx]);
+      return lastSent;
+    },
     on(event, fn) { (listeners[event] = listeners[event] || []).push(fn); return ethereum; },
     removeListener(event, fn) { listeners[event] = (listeners[event] || []).filter((f) => f !== fn); return ethereum; },
   };

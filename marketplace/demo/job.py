@@ -48,6 +48,7 @@ from marketplace.demo.swarm import (
 from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model
 from marketplace.fl.train import evaluate
+from marketplace.protocol.model_card import ModelCard, card_metadata
 from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
 from marketplace.roles.audit import audit_round
 from marketplace.roles.trainer import Committed, Disputed, StepOutcome, Submitted, TrainerNode, TrainingSettings
@@ -222,7 +223,12 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
 
     # Owner: initial weights to IPFS, then the job with escrow.
     initial = build_model(config.model, seed=config.seed).state_dict()
-    initial_cid = stack.store_of(OWNER).put_tensors(initial, {"kind": "model", "round": "0"})
+    card = ModelCard(
+        task="Classify 8x8 images of handwritten digits (0-9)",
+        data=f"scikit-learn's digits, split into {n} private shards ({config.partition}), one per trainer",
+        metric="accuracy on the owner's held-out test set",
+    )  # the model card travels in the initial weights' header (the contract keeps their CID only)
+    initial_cid = stack.store_of(OWNER).put_tensors(initial, {"kind": "model", "round": "0", **card_metadata(card)})
     _, initial_accuracy = evaluate(config.model, initial, test.x, test.y)
     verifier = deploy_zk_round_verifier(stack, n, console) if config.zk else stack.deployment.address(TEST_VERIFIER)
     cfg = ProjectConfig(

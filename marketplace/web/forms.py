@@ -11,6 +11,9 @@ Two entrances, one set of checks (the contract's own: a value the form or the AP
   units (amounts in wei or in ETH, percentages in basis points, periods in seconds), by its field names
   (:class:`~marketplace.web.services.errors.InvalidInput`).
 
+The form also takes a model card (what is being trained: :func:`parse_card`), which the contract does not hold:
+it goes into the initial weights' header (:meth:`~marketplace.web.services.models.ModelService.describe`).
+
 Each round has a commit phase (``submission_period``, labelled "Commit period": trainers commit sealed updates),
 a reveal phase (``reveal_period``) and an aggregation phase (``aggregation_period``); each is from
 :data:`MIN_PHASE_MINUTES` minutes (the market's shortest phase) to :data:`MAX_PERIOD_MINUTES` (a year); the join
@@ -38,6 +41,7 @@ from marketplace.adapters.chain.market import (
     check_model_name,
 )
 from marketplace.adapters.ipfs.cid import parse_cid
+from marketplace.protocol.model_card import FIELDS, InvalidCard, ModelCard, check_card
 from marketplace.web.errors import invalid_value
 from marketplace.web.schemas import CreateProjectRequest, eth
 from marketplace.web.services.errors import InvalidInput
@@ -79,8 +83,14 @@ LABELS: dict[str, str] = {
     "min_reliability_pct": "Minimum reliability",
     "slash_pct": "Slash per flagged round",
     "initial_model_cid": "Initial weights CID",
+    "card_task": "Task",
+    "card_data": "Data description",
+    "card_metric": "Evaluation metric",
+    "card_license": "License",
     "sender": "Wallet",
 }
+#: The form's model card fields (what is being trained) -> the card's fields (``model_card.FIELDS``).
+CARD_FIELDS: dict[str, str] = {f"card_{name}": name for name in FIELDS}
 DEFAULTS: dict[str, str] = {
     "model_name": "mlp",
     "rounds": "3",
@@ -307,6 +317,15 @@ def parse_job(data: Mapping[str, Any], models: list[str], verifiers: list[str]) 
         raise FormErrors(checked)
     config: ProjectConfig = checked
     return config
+
+
+def parse_card(data: Mapping[str, Any]) -> ModelCard | None:
+    """The model card typed into the job form (:data:`CARD_FIELDS`, each optional), None when all are empty;
+    :class:`FormErrors` by form field (too long, HTML, control characters: :func:`check_card`)."""
+    try:
+        return check_card({card: data.get(form) for form, card in CARD_FIELDS.items()})
+    except InvalidCard as exc:
+        raise FormErrors({f"card_{name}": words for name, words in exc.errors.items()}) from None
 
 
 #: The API's amounts: each is given in wei or in ETH (``<name>`` or ``<name>_eth``), the budget above 0.

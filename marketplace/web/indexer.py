@@ -26,6 +26,12 @@ skipped, never fatal to a sync) or ``missing`` (the node did not deliver it; the
 sync). A reader that fails in any other way is logged and the document recorded as invalid: no
 document can stop the index.
 
+Each project's model card (in its initial weights' header on IPFS, see :mod:`marketplace.web.model_cards`) is
+read once the same way, newest project first, at most :data:`CARDS_PER_SYNC` per sync and no more once a sync spent
+:data:`CARDS_SECONDS_PER_SYNC` on them (a slow node delays one sync by one read, not by every project's):
+``described`` (the card, already bounded and plain text, is kept as JSON), ``none`` (the weights carry no card
+that can be read) or ``missing`` (the node did not deliver them). No state is read again.
+
 ``SubmissionRejected`` events are kept per round (:meth:`Indexer.rejections`): the trainers whose update
 the aggregator declared unavailable or not matching its commitment.
 
@@ -62,6 +68,7 @@ import logging
 import math
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,18 +84,24 @@ from web3.types import FilterParams
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.lenient_abi import lenient_contract
 from marketplace.protocol.commitment import InvalidPublishedRow, row_from_ints
+from marketplace.protocol.model_card import ModelCard
 from marketplace.protocol.proof_document import ProofDocument
+from marketplace.web.model_cards import CardReader, CardUnavailable
 from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 
 #: 2: ``rejections`` (``SubmissionRejected``); 3: commit-reveal (``commits``, ``reveals_missed``, the
 #: arrival of a submission, the reveal period of a project); 4: disputes (``announcements``
 #: (``RejectionAnnounced``), ``disputes`` (``RejectionDisputed``), the rejection reasons of a round's proof
-#: document, ``skipped`` events); 5: indexes by project on the per-project tables. An index of an older version
-#: is rebuilt.
-SCHEMA_VERSION = 5
+#: document, ``skipped`` events); 5: indexes by project on the per-project tables; 6: ``cards`` (the model card
+#: of each project's initial weights). An index of an older version is rebuilt.
+SCHEMA_VERSION = 6
 KEPT_HEADS = 32
 #: Proof documents read from IPFS per sync at most (the rest on later syncs).
 DOCS_PER_SYNC = 16
+#: Model cards read from IPFS per sync at most (the rest on later syncs).
+CARDS_PER_SYNC = 16
+#: Seconds a sync spends reading model cards before it leaves the rest to later syncs.
+CARDS_SECONDS_PER_SYNC = 2.0
 #: Longest published row accepted from a ``RejectionDisputed`` (K + 2 values, K at most 1024).
 MAX_ROW_LENGTH = 1026
 #: Largest integer stored from an event (SQLite's INTEGER is 64-bit signed).
@@ -97,6 +110,7 @@ MAX_STORED_INT = 2**63 - 1
 MAX_REASON_CHARS = 160
 
 DisputeState = Literal["announced", "disputed", "upheld", "withdrawn"]
+CardState = Literal["described", "none", "missing", "unread"]
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +170,7 @@ CREATE TABLE reliability (
     block INTEGER, log_index INTEGER, tx_hash TEXT
 );
 CREATE TABLE verifiers (verifier TEXT PRIMARY KEY, approved INTEGER, block INTEGER, log_index INTEGER);
+CREATE TABLE cards (project_id INTEGER PRIMARY KEY, state TEXT NOT NULL, card TEXT, block INTEGER);
 CREATE INDEX commits_by_round ON commits (project_id, round);
 CREATE INDEX submissions_by_round ON submissions (project_id, round);
 CREATE INDEX reliability_by_trainer ON reliability (trainer);
@@ -170,7 +185,7 @@ CREATE INDEX withdrawals_by_project ON withdrawals (project_id);
 """
 _EVENT_TABLES = (
     "projects", "lifecycle", "trainers", "commits", "submissions", "reveals_missed", "rounds", "rejections",
-    "announcements", "disputes", "skipped", "slashes", "withdrawals", "reliability", "verifiers",
+    "announcements", "disputes", "skipped", "slashes", "withdrawals", "reliability", "verifiers", "cards",
 )  # fmt: skip
 
 
@@ -219,6 +234,7 @@ class Indexer:
         registry: Contract,
         start_block: int = 0,
         proof_docs: ProofDocReader | None = None,
+        model_cards: CardReader | None = None,
     ) -> None:
         self.db_path = Path(db_path)
         self.chain = chain
@@ -226,6 +242,7 @@ class Indexer:
         self.registry = lenient_contract(registry)
         self.start_block = max(0, start_block)
         self.proof_docs = proof_docs
+        self.model_cards = model_cards
         self._lock = threading.RLock()
         self._topics = {
             (contract.address, HexBytes(event_abi_to_log_topic(abi))): (contract, abi["name"])
@@ -364,10 +381,11 @@ class Indexer:
                 )
                 self._set_last_block(max(last, head_number))
             docs = self._read_proof_docs()
+            cards = self._read_model_cards()
             new_head = (head_number, head_hash, int(head["timestamp"]))
             if count:
                 self._event_version += 1
-            if count or docs:
+            if count or docs or cards:
                 self._version += 1
             self._head = new_head
             return count
@@ -642,6 +660,42 @@ class Indexer:
                 (accuracy, state, json.dumps(reasons or {}), pid, round_),
             )
 
+    # ------------------------------------------------------------------ model cards (IPFS)
+
+    def _read_model_cards(self) -> int:
+        """Reads the model card of each new project's initial weights, newest project first; returns how many
+        projects' card states it recorded."""
+        if self.model_cards is None:
+            return 0
+        with self._lock:
+            pending = self._db.execute(
+                """SELECT project_id, initial_model_cid, block FROM projects
+                   WHERE project_id NOT IN (SELECT project_id FROM cards) ORDER BY project_id DESC LIMIT ?""",
+                (CARDS_PER_SYNC,),
+            ).fetchall()
+        started = time.monotonic()
+        for done, (pid, cid, block) in enumerate(pending, start=1):
+            try:
+                card = self.model_cards(cid)
+                state = "described" if card is not None else "none"
+            except CardUnavailable:
+                card, state = None, "missing"
+            except Exception:  # weights must not be able to stop the index, whatever the reader does
+                log.exception("project %d: reading the model card of %s failed, skipped", pid, cid)
+                card, state = None, "none"
+            self._set_card(pid, state, card, block)
+            if time.monotonic() - started > CARDS_SECONDS_PER_SYNC:
+                return done  # IPFS is slow: do not stall this sync on every project
+        return len(pending)
+
+    def _set_card(self, pid: int, state: str, card: ModelCard | None, block: int) -> None:
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR REPLACE INTO cards VALUES (?, ?, ?, ?)",
+                (pid, state, card.model_dump_json() if card is not None else None, block),
+            )
+
     # ------------------------------------------------------------------ queries
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -774,6 +828,18 @@ class Indexer:
         return self._rows(
             "SELECT * FROM trainers WHERE trainer = ? ORDER BY project_id", (to_checksum_address(trainer),)
         )
+
+    def model_card(self, project_id: int) -> tuple[CardState, ModelCard | None]:
+        """The model card of a project's initial weights and where reading it stands: ``described`` (with the
+        card), ``none`` (they carry none that can be read), ``missing`` (IPFS did not deliver them), ``unread``
+        (not read yet, or this index reads no IPFS node)."""
+        rows = self._rows("SELECT state, card FROM cards WHERE project_id = ?", (project_id,))
+        if not rows:
+            return "unread", None
+        state, card = rows[0]["state"], rows[0]["card"]
+        if state == "described" and card:
+            return "described", ModelCard.model_validate_json(card)
+        return ("missing" if state == "missing" else "none"), None
 
     def verifiers(self) -> list[str]:
         """Verifiers currently approved by the market admin."""

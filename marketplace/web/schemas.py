@@ -16,6 +16,8 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from marketplace.protocol.model_card import ModelCard
+
 WEI_PER_ETH = Decimal(10**18)
 
 
@@ -296,6 +298,16 @@ class ProjectDetail(BaseModel):
     reliability_bar: ReliabilityBar | None = Field(
         default=None,
         description="what the project's reliability bar asks of a trainer (live from the chain); None without a bar",
+    )
+    model_card: ModelCard | None = Field(
+        default=None,
+        description="what is being trained (task, data, metric, license) as the owner wrote it in the initial "
+        "weights' header on IPFS: untrusted plain text, each field cut to its length; null when not described",
+    )
+    model_card_state: Literal["described", "none", "missing", "unread"] = Field(
+        default="unread",
+        description="described (model_card is set); none (the initial weights carry no card that can be read); "
+        "missing (the server's IPFS node did not deliver them); unread (not read yet, or the server has no IPFS node)",
     )
 
 

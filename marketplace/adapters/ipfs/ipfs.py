@@ -260,6 +260,32 @@ class IpfsClient:
 
         return self._retrying("cat", call)
 
+    def cat_prefix(self, cid: str, length: int) -> bytes:
+        """The first ``length`` bytes of file ``cid`` (all of it when it is shorter): the node reads no further.
+        (E.g. a safetensors header without the tensors.)"""
+        cid = normalize_cid(cid)
+        if length <= 0:
+            return b""
+        options, timeout = self._fetch_options()
+        params: dict[str, str] = {"arg": cid, "length": str(length), **options}
+
+        def call() -> bytes:
+            with self._http.stream("POST", "cat", params=params, timeout=timeout) as response:
+                self._raise_for("cat", response)
+                parts: list[bytes] = []
+                received = 0
+                for piece in response.iter_bytes():
+                    parts.append(piece[: length - received])
+                    received += len(parts[-1])
+                    if received >= length:
+                        break
+                else:
+                    if response.headers.get("X-Stream-Error"):
+                        raise IpfsApiError(f"IPFS cat {cid}: stream error {response.headers['X-Stream-Error']}")
+                return b"".join(parts)
+
+        return self._retrying("cat", call)
+
     def pin_add(self, cid: str) -> list[str]:
         """Pin ``cid`` recursively (fetching it from the swarm if needed); returns the pinned CIDs."""
         options, timeout = self._fetch_options()

@@ -192,6 +192,34 @@ def read_header(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[dict[s
     return header, dict(metadata)
 
 
+#: The largest header :func:`read_metadata` reads (a model's header is a few hundred bytes per tensor).
+MAX_METADATA_HEADER_BYTES = 128 * 1024
+
+
+def read_metadata(prefix: bytes, max_header_bytes: int = MAX_METADATA_HEADER_BYTES) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file from its first bytes (``prefix``: the 8-byte header length and
+    at least the whole header; the tensors are not needed). :class:`NotSafetensors` when the header is longer
+    than ``max_header_bytes`` or than ``prefix`` holds, is not a JSON object nested at most
+    :data:`MAX_HEADER_DEPTH` levels, or its metadata does not map strings to strings."""
+    if len(prefix) < 8:
+        raise NotSafetensors(f"not a safetensors file: {len(prefix)} bytes is shorter than the 8-byte header length")
+    (n,) = struct.unpack("<Q", prefix[:8])
+    if n > max_header_bytes:
+        raise NotSafetensors(f"the header is {n:,} bytes, more than the {max_header_bytes:,} read for its metadata")
+    if 8 + n > len(prefix):
+        raise NotSafetensors(f"not a safetensors file: header length {n} does not fit in {len(prefix)} bytes")
+    try:
+        header = loads_bounded(prefix[8 : 8 + n].decode("utf-8"), MAX_HEADER_DEPTH)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise NotSafetensors(f"not a safetensors file: header is not JSON ({_cut(str(exc))})") from exc
+    if not isinstance(header, dict):
+        raise NotSafetensors("not a safetensors file: header is not a JSON object")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise NotSafetensors("not a safetensors file: __metadata__ must map strings to strings")
+    return dict(metadata)
+
+
 def _check_expected(header: Mapping[str, Mapping[str, Any]], expected: Expected) -> None:
     missing = sorted(set(expected) - set(header))
     extra = sorted(set(header) - set(expected))

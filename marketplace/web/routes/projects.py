@@ -12,14 +12,24 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS
+from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, ProjectConfig
 from marketplace.adapters.chain.redact import redact_url, redact_urls
-from marketplace.web.deps import ModelsDep, PageDep, ProjectsDep, SettingsDep, TransactionsDep, VerifiersDep
-from marketplace.web.forms import DEFAULTS, FORM_FIELD, LABELS, FormErrors, parse_job
+from marketplace.protocol.model_card import ModelCard
+from marketplace.web.deps import (
+    ClientDep,
+    FetchesDep,
+    ModelsDep,
+    PageDep,
+    ProjectsDep,
+    SettingsDep,
+    TransactionsDep,
+    VerifiersDep,
+)
+from marketplace.web.forms import DEFAULTS, FORM_FIELD, LABELS, FormErrors, parse_card, parse_job
 from marketplace.web.page_cache import mark_chain_time
 from marketplace.web.routes.paging import PAGE_SIZE, Limit, Offset, page_of
 from marketplace.web.schemas import WEI_PER_ETH, Paged, ProjectDetail, ProjectSummary
-from marketplace.web.services.errors import NotFound, Rejected
+from marketplace.web.services.errors import InvalidInput, NotFound, Rejected, TooManyRequests, Unavailable
 from marketplace.web.services.models import ModelService
 from marketplace.web.services.project_pages import project_context
 from marketplace.web.services.projects import SORT_KEYS, STATUSES
@@ -169,21 +179,50 @@ def new_job_page(page: PageDep, txs: TransactionsDep, catalogue: ModelsDep, labe
 
 @pages.post("/projects/new")
 async def new_job_submit(
-    request: Request, page: PageDep, txs: TransactionsDep, catalogue: ModelsDep, labels: VerifiersDep
+    request: Request,
+    page: PageDep,
+    txs: TransactionsDep,
+    catalogue: ModelsDep,
+    labels: VerifiersDep,
+    fetches: FetchesDep,
+    client: ClientDep,
 ) -> Response:
-    """Validates the form; answers with the form and its messages, or the transaction to sign. With ``?edit=1``
-    (the review step's "Edit") it answers with the form holding the posted values, unvalidated."""
+    """Validates the form; answers with the form and its messages, or the transaction to sign. A model card typed
+    into the form is put into the initial weights' header (a new CID, pinned to the server's node: the transaction
+    names that one). With ``?edit=1`` (the review step's "Edit") it answers with the form holding the posted values,
+    unvalidated."""
     # The form is urlencoded (HTML and htmx default); parsed here, no multipart dependency needed.
     values = dict(parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True))
     template = "_job_form.html" if page.htmx else "new_job.html"
     verifiers = txs.verifiers()
     if request.query_params.get("edit"):  # "Edit" on the review step: the form again, with what was typed
         return page.render(template, _job_context(catalogue, verifiers, values, {}, labels))
+    errors: dict[str, str] = {}
+    config: ProjectConfig | None = None
+    card: ModelCard | None = None
     try:
         config = parse_job(values, catalogue.names, verifiers)
-        tx = txs.create_tx(config, values.get("sender") or None)
     except FormErrors as exc:
-        return page.render(template, _job_context(catalogue, verifiers, values, exc.errors, labels), status=422)
+        errors.update(exc.errors)
+    try:
+        card = parse_card(values)
+    except FormErrors as exc:
+        errors.update(exc.errors)
+    if errors or config is None:
+        return page.render(template, _job_context(catalogue, verifiers, values, errors, labels), status=422)
+    weights = config.initial_model_cid
+    try:
+        tx = txs.create_tx(config, values.get("sender") or None)  # a refusal is said before anything is pinned
+        if card is not None:  # the card goes into the initial weights' header: the contract keeps their CID only
+            described = catalogue.describe(weights, card, client, fetches)
+            config = config.model_copy(update={"initial_model_cid": described})
+            tx = txs.create_tx(config, values.get("sender") or None)
+    except InvalidInput as exc:  # the weights could not be given the card
+        errors = {k: redact_urls(v)[:400] for k, v in exc.errors.items()}
+        return page.render(template, _job_context(catalogue, verifiers, values, errors, labels), status=422)
+    except (Unavailable, TooManyRequests) as exc:
+        errors = {"": redact_urls(str(exc))}
+        return page.render(template, _job_context(catalogue, verifiers, values, errors, labels), status=422)
     except Rejected as exc:  # the chain would refuse it: the field at fault, if one is, else the whole form
         field = FORM_FIELD.get(exc.field, exc.field) if exc.field else ""
         message = exc.sentence if field and exc.sentence else str(exc)
@@ -194,14 +233,22 @@ async def new_job_submit(
     except NotFound:  # a malformed wallet address: the form keeps what was typed and says why
         message = "Your wallet's address is not an Ethereum address (0x followed by 40 hex digits): reconnect it."
         return page.render(template, _job_context(catalogue, verifiers, values, {"": message}, labels), status=422)
-    context = {**_job_context(catalogue, verifiers, values, {}, labels), "tx": tx, "config": config}
+    context = {
+        **_job_context(catalogue, verifiers, values, {}, labels), "tx": tx, "config": config, "card": card,
+        "weights": weights,
+    }  # fmt: skip
     return page.render("_job_tx.html" if template == "_job_form.html" else "new_job.html", context)
 
 
 @pages.get("/projects/{project_id}")
-def project_page(page: PageDep, svc: ProjectsDep, labels: VerifiersDep, project_id: int) -> Response:
+def project_page(
+    page: PageDep, svc: ProjectsDep, labels: VerifiersDep, catalogue: ModelsDep, project_id: int
+) -> Response:
     detail = svc.project_detail(project_id)
-    context = project_context(detail) | {"verifier": labels.label(detail.project.verifier)}
+    context = project_context(detail) | {
+        "verifier": labels.label(detail.project.verifier),
+        "architecture": catalogue.registry.get(detail.project.model_name),
+    }
     return mark_chain_time(page.render("project.html", context), detail.open_round is not None)
 
 

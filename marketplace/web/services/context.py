@@ -22,6 +22,7 @@ from marketplace.adapters.chain.lenient_abi import lenient_contract
 from marketplace.adapters.chain.market import MarketClient
 from marketplace.adapters.chain.redact import redact_urls
 from marketplace.web.indexer import Indexer
+from marketplace.web.model_cards import model_card_reader
 from marketplace.web.proof_docs import proof_doc_reader
 from marketplace.web.services.chain_reads import ChainReads
 from marketplace.web.services.errors import NotFound
@@ -143,8 +144,8 @@ class MarketContext:
 
 def connect(settings: WebSettings) -> MarketContext:
     """The chain client (read-only; raises ChainError if the node's chain id is not the deployment's),
-    the market client and the index for ``settings``; the index reads proof documents from the settings'
-    IPFS node, if any."""
+    the market client and the index for ``settings``; the index reads proof documents and model cards from the
+    settings' IPFS node, if any."""
     chain = ChainClient(settings.rpc_url, None, expected_chain_id=settings.deployment.chain_id)
     deployed = market_client(chain, settings.deployment)
     market = MarketClient(
@@ -156,7 +157,10 @@ def connect(settings: WebSettings) -> MarketContext:
     blocks = [c.block_number for c in settings.deployment.contracts.values()]
     start = max(0, min(blocks) - 1) if blocks else 0
     reader = proof_doc_reader(settings.ipfs_api, settings.ipfs_timeout) if settings.ipfs_api else None
-    indexer = Indexer(settings.db_path, chain, market.market, market.registry, start_block=start, proof_docs=reader)
+    cards = model_card_reader(settings.ipfs_api, settings.ipfs_timeout) if settings.ipfs_api else None
+    indexer = Indexer(
+        settings.db_path, chain, market.market, market.registry, start_block=start, proof_docs=reader, model_cards=cards
+    )
     return MarketContext(
         chain, market, indexer, settings.network, settings.sync_interval, serve_from_index=settings.serve_from_index
     )

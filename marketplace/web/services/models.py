@@ -1,9 +1,9 @@
 """Model architectures a job can use, and their initial weights: built (seeded) and pinned to the
-server's IPFS node, so that a job can be posted without training anything first. Anyone may ask, without a
-wallet: what is pinned is bounded in size and rate (:mod:`~marketplace.web.services.pin_limits`). The same model
-and seed make the same bytes, so the same CID: asking again for weights the server pinned (and its node still
-holds pinned) is answered with their CID, without building or pinning anything, and does not count against the
-limits again.
+server's IPFS node, so that a job can be posted without training anything first, and given a model card (what is
+being trained: :mod:`marketplace.protocol.model_card`) in their header. Anyone may ask, without a wallet: what is
+pinned is bounded in size and rate (:mod:`~marketplace.web.services.pin_limits`). The same model and seed make
+the same bytes, so the same CID: asking again for weights the server pinned (and its node still holds pinned) is
+answered with their CID, without building or pinning anything, and does not count against the limits again.
 
 The architectures come from :mod:`marketplace.fl.models`, which pulls in torch (seconds to import):
 it is imported when first needed, not when this module is.
@@ -17,11 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from marketplace.adapters.ipfs.errors import StorageError
+from marketplace.adapters.ipfs.cid import normalize_cid
+from marketplace.adapters.ipfs.errors import InvalidUpdate, ObjectTooLarge, StorageError, UpdateTooLarge
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.adapters.ipfs.tensors import load_checked
+from marketplace.protocol.model_card import ModelCard, card_metadata
 from marketplace.web.schemas import ModelInfo, ModelInit
 from marketplace.web.services.errors import InvalidInput, NotFound, Unavailable
+from marketplace.web.services.ipfs_fetches import WebFetches
 from marketplace.web.services.pin_limits import PinLimiter
 
 NO_IPFS = (
@@ -30,6 +34,10 @@ NO_IPFS = (
 )
 #: Pins remembered (model and seed -> CID) at most, the least recently asked for forgotten first.
 MAX_REMEMBERED_PINS = 4096
+NO_IPFS_CARD = (
+    "this server has no IPFS API configured, so it cannot add a model card to the initial weights: leave the card "
+    "empty, or pin weights that carry one yourself and paste their CID"
+)
 
 
 @lru_cache(maxsize=1)
@@ -142,3 +150,40 @@ class ModelService:
                     del self._asking[key]
                 else:
                     self._asking[key] = (lock, users - 1)
+
+    def describe(self, cid: str, card: ModelCard, client: str, fetches: WebFetches) -> str:
+        """The CID of the initial weights at ``cid`` with ``card`` in their safetensors header (the rest of their
+        metadata and every tensor unchanged), pinned to the server's IPFS node for ``client`` unless that is
+        ``cid`` itself (they already carry this card). The contract keeps only this CID: the card travels with the
+        weights. The weights are fetched through ``fetches`` (cached and bounded like every IPFS fetch a visitor
+        starts: the CID is the visitor's choice).
+
+        :class:`Unavailable` without an IPFS node; :class:`InvalidInput` naming ``initial_model_cid`` when the node
+        does not deliver the weights, they are larger than ``max_bytes`` or not safetensors weights;
+        :class:`TooManyRequests` past the limiter's limits.
+        """
+        if self.ipfs_api is None:
+            raise Unavailable(NO_IPFS_CARD)
+        field = "initial_model_cid"
+        try:
+            data = fetches.get_bytes(normalize_cid(cid), self.max_bytes, client)
+            weights = load_checked(data, None, self.max_bytes, framework="torch")
+        except (ObjectTooLarge, UpdateTooLarge):
+            words = f"holds weights larger than this server reads to add a model card ({self.max_bytes:,} bytes)"
+            raise InvalidInput(f"The initial weights {words}.", {field: words}) from None
+        except InvalidUpdate as exc:
+            words = f"does not hold safetensors weights a model card can be added to ({exc})"
+            raise InvalidInput(f"The initial weights CID {words}.", {field: words}) from None
+        except (StorageError, Unavailable) as exc:
+            words = f"could not be fetched from this server's IPFS node to add the model card ({exc})"
+            raise InvalidInput(f"The initial weights CID {words}.", {field: words}) from None
+        try:
+            with IpfsClient(self.ipfs_api, timeout=self.timeout, retries=1) as ipfs:
+                store = ModelStore(ipfs, max_bytes=self.max_bytes, framework="torch")
+                data, described = store.prepare_tensors(weights.tensors, {**weights.metadata, **card_metadata(card)})
+                if described != normalize_cid(cid):
+                    self.limiter.take(client)
+                    store.publish(data, described)
+        except StorageError as exc:
+            raise Unavailable(f"the IPFS node at {self.ipfs_api} did not take the weights: {exc}") from None
+        return described

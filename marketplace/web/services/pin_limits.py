@@ -1,8 +1,9 @@
 """Limits on what the server pins to its IPFS node for people without a wallet (``POST /api/models/{name}/init``
-builds a registered model's initial weights and pins them: anyone can ask, so each ask is bounded):
+builds a registered model's initial weights and pins them; the job form's review step pins initial weights again
+with a model card in their header: anyone can ask, so each ask is bounded):
 
 * **size**: weights larger than ``max_bytes`` are not pinned (a registered model's size is known before it is
-  built: its parameters, 4 bytes each);
+  built: its parameters, 4 bytes each; weights given a card are not read past ``max_bytes``);
 * **rate**: at most ``per_client`` pins per client (its IPv4 address or IPv6 /64, as the server sees it:
   :func:`~marketplace.web.services.client_keys.client_key`) and ``total`` pins from everyone within any
   ``window`` seconds; the next ask is refused with :class:`~marketplace.web.services.errors.TooManyRequests`,

@@ -137,7 +137,8 @@ class ProjectService:
         )  # fmt: skip
 
     def detail(self, project_id: int) -> ProjectDetail:
-        """A project with its trainers, rounds (scores, flags, rewards) and payouts (withdrawals not filled in)."""
+        """A project with its trainers, rounds (scores, flags, rewards), payouts (withdrawals not filled in) and
+        model card (as the index read it from the initial weights)."""
         project = self.project(project_id)
         members = self.indexer.trainers(project_id)
         rounds = self.indexer.rounds(project_id)
@@ -185,6 +186,7 @@ class ProjectService:
         training = project.status == "training"
         pending = len(self.indexer.submissions(project_id, current)) if training else 0
         commits = len(self.indexer.commits(project_id, current)) if training else 0
+        card_state, card = self.indexer.model_card(project_id)
         return ProjectDetail(
             project=project,
             trainers=trainers,
@@ -195,6 +197,8 @@ class ProjectService:
             settled=project.status in ("finished", "cancelled"),
             pending_submissions=pending,
             pending_commits=commits,
+            model_card=card,
+            model_card_state=card_state,
         )
 
     def project_detail(self, project_id: int) -> ProjectDetail:

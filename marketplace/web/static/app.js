@@ -110,6 +110,13 @@
       link.hidden = !this.account;
       $("#wallet-disconnect").hidden = !this.account;
       $("#wallet-balance").hidden = !this.account;
+      const mine = $("#my-account"); // "My account" in the navigation: the connected wallet's account page
+      if (mine) {
+        mine.hidden = !this.account;
+        mine.href = this.account ? `/accounts/${this.account}` : "/accounts";
+        if (this.account && location.pathname === mine.getAttribute("href")) mine.setAttribute("aria-current", "page");
+        else mine.removeAttribute("aria-current");
+      }
       if (this.account) {
         link.textContent = short(this.account);
         link.href = `/accounts/${this.account}`; // "my account": roles, earnings, what can be withdrawn
@@ -184,18 +191,37 @@
   }
 
   /** Puts a transaction's state into its status box: confirm (the wallet is open), pending, confirmed, failed,
-   * replaced; `data-state` says which (tests and styles read it). */
-  function txState(el, state, html) {
+   * replaced; `data-state` says which (tests and styles read it). `cls` overrides the state's colour (a replacement
+   * that did what was asked is good news). */
+  function txState(el, state, html, cls = null) {
     el.dataset.state = state;
-    const cls = { confirm: "pending", pending: "pending", confirmed: "ok", failed: "bad", replaced: "bad" }[state];
+    cls = cls || { confirm: "pending", pending: "pending", confirmed: "ok", failed: "bad", replaced: "bad" }[state];
     el.innerHTML = `<span class="${cls}" id="tx-${state}">${html}</span>`;
   }
 
-  /** Raised when the transaction was replaced (sped up or cancelled in the wallet) before it was mined. */
-  class Replaced extends Error {}
+  /** Raised when the transaction was replaced (sped up or cancelled in the wallet) before it was mined;
+   * `replacement` is the mined transaction that took its nonce ({hash, to, input, value}), null if not found. */
+  class Replaced extends Error {
+    constructor(message, replacement) {
+      super(message);
+      this.replacement = replacement;
+    }
+  }
+
+  /** The server's status of a mined transaction (it may lag the chain for a moment: asked again while 404). */
+  async function minedStatus(hash) {
+    for (let i = 0; i < 40; i++) {
+      const response = await fetch(`/api/tx/${hash}`);
+      const body = await response.json();
+      if (response.ok && body.status !== "pending") return body;
+      if (!response.ok && response.status !== 404) throw new Error(body.detail || `HTTP ${response.status}`);
+      await sleep(300);
+    }
+    throw new Error(`The transaction ${short(hash)} is not known to the server yet; reload the page.`);
+  }
 
   /** Polls the server until the transaction is mined; resolves with its status, rejects if it failed (the reason
-   * in words) or was replaced by another with the same nonce. */
+   * in words) or was replaced by another with the same nonce (`Replaced`, with the replacement when found). */
   async function follow(hash, el, sent = null) {
     txState(el, "pending", `Pending: transaction ${txLink(hash)} sent, waiting for it to be mined…`);
     for (let i = 0; i < 1200; i++) {
@@ -210,7 +236,7 @@
       if (!response.ok && response.status !== 404) throw new Error(body.detail || `HTTP ${response.status}`);
       if (response.status === 404 && sent && i % 4 === 3 && (await replaced(sent))) {
         throw new Replaced(`The transaction ${short(hash)} was replaced by another one from your wallet with the same nonce ` +
-          "(sped up or cancelled there); this page shows what was mined once you reload it.");
+          "(sped up or cancelled there).", await findReplacement(sent));
       }
       await sleep(i < 20 ? 300 : 1500);
     }
@@ -228,9 +254,66 @@
     }
   }
 
+  /** How many blocks back from the latest the replacement of a transaction is looked for. */
+  const REPLACEMENT_BLOCKS = 64n;
+
+  /** The mined transaction from `sent.from` with `sent.nonce` (what replaced the one sent), looked for in the blocks
+   * since it was sent (at most the last REPLACEMENT_BLOCKS); null if none is found or the wallet cannot tell. */
+  async function findReplacement(sent) {
+    try {
+      const latest = BigInt(await window.ethereum.request({ method: "eth_blockNumber" }));
+      const floor = latest > REPLACEMENT_BLOCKS ? latest - REPLACEMENT_BLOCKS : 0n;
+      for (let n = sent.block > floor ? sent.block : floor; n <= latest; n++) {
+        const block = await window.ethereum.request({ method: "eth_getBlockByNumber", params: ["0x" + n.toString(16), true] });
+        for (const t of block?.transactions || []) {
+          if (typeof t === "object" && t.from?.toLowerCase() === sent.from.toLowerCase() && BigInt(t.nonce) === sent.nonce) return t;
+        }
+      }
+    } catch (_) { /* the wallet cannot tell */ }
+    return null;
+  }
+
+  /** What a replacement did, shown in the status box: a speed-up (the same call, mined) resolves with the
+   * replacement's status; a cancellation, another call or a failed replacement rejects (`err.cancelled` when the
+   * call asked for was certainly not carried out, so the page may offer it again; not when that is unknown). */
+  async function settleReplaced(err, tx, hash, el) {
+    const by = err.replacement;
+    err.cancelled = false;
+    if (!by) {
+      txState(el, "replaced", `✗ ${escapeHtml(err.message)} Its replacement was not found in the last blocks; ` +
+        "reload the page to see what was mined.");
+      throw err;
+    }
+    const same = (by.to || "").toLowerCase() === tx.to.toLowerCase() &&
+      (by.input || by.data || "0x").toLowerCase() === tx.data.toLowerCase() && BigInt(by.value) === BigInt(tx.value);
+    const was = `transaction ${txLink(hash)} was replaced in your wallet by ${txLink(by.hash)} (same nonce)`;
+    let status = null;
+    try {
+      status = await minedStatus(by.hash);
+    } catch (_) { /* said below */ }
+    if (!status) {
+      txState(el, "replaced", `✗ Replaced: ${was}; what it did is not known yet: reload the page.`);
+      throw err;
+    }
+    if (same && status.status === "confirmed") {
+      txState(el, "replaced", `✓ Sped up: ${was}, confirmed in block ${status.block_number}.`, "ok");
+      return status;
+    }
+    err.cancelled = true;
+    if (same) {
+      txState(el, "replaced", `✗ Sped up, then failed: ${was}, which failed in block ${status.block_number}: ` +
+        `${escapeHtml(status.error || "it was reverted")}.`);
+    } else {
+      txState(el, "replaced", `✗ Cancelled: ${was}, another transaction (mined in block ${status.block_number}); ` +
+        "what you asked for was not done.");
+    }
+    throw err;
+  }
+
   /** The whole life of one transaction: "confirm in your wallet" (the previous error cleared), then pending
-   * with its hash, then confirmed (resolves with the server's status), failed or replaced (rejects; the box
-   * already says so). `onSent` runs once the wallet sent it (e.g. to hide "Edit"). */
+   * with its hash, then confirmed (resolves with the server's status), failed or replaced (a speed-up resolves
+   * with its replacement's status; else rejects; the box already says so). `onSent` runs once the wallet sent it
+   * (e.g. to hide "Edit"). */
   async function sendTx(tx, el, onSent = () => {}) {
     showError("");
     txState(el, "confirm", "Confirm the transaction in your wallet…");
@@ -244,15 +327,19 @@
     onSent(hash);
     let sent = null;
     try {
-      const seen = await window.ethereum.request({ method: "eth_getTransactionByHash", params: [hash] });
-      if (seen) sent = { from: seen.from, nonce: BigInt(seen.nonce) };
+      const [seen, block] = await Promise.all([
+        window.ethereum.request({ method: "eth_getTransactionByHash", params: [hash] }),
+        window.ethereum.request({ method: "eth_blockNumber" }),
+      ]);
+      if (seen) sent = { from: seen.from, nonce: BigInt(seen.nonce), block: BigInt(block) };
     } catch (_) { /* the wallet cannot tell: replacement goes undetected */ }
     try {
       const result = await follow(hash, el, sent);
       txState(el, "confirmed", `✓ Confirmed in block ${result.block_number}: transaction ${txLink(hash)}.`);
       return result;
     } catch (err) {
-      txState(el, err instanceof Replaced ? "replaced" : "failed", `✗ ${escapeHtml(describe(err))}`);
+      if (err instanceof Replaced) return await settleReplaced(err, tx, hash, el);
+      txState(el, "failed", `✗ ${escapeHtml(describe(err))}`);
       throw err;
     }
   }
@@ -285,6 +372,10 @@
       const link = result.project_id ? ` <a id="job-created-link" href="/projects/${result.project_id}">Project ${result.project_id}</a> created.` : "";
       status.insertAdjacentHTML("beforeend", link);
     } catch (err) {
+      if (err.cancelled) { // replaced by another transaction in the wallet: the job was not posted, offer it again
+        button.hidden = false;
+        if (edit) edit.hidden = false;
+      }
       if (!button.hidden) button.disabled = false;
     }
   }
@@ -361,7 +452,8 @@
   }
 
   // ---------------------------------------------------------------- project actions: withdraw, abandon, start, cancel
-  /** Replaces the given elements of the page with their fresh server rendering (after the index saw a transaction). */
+  /** Replaces the given elements of the page with their fresh server rendering (after the index saw a transaction);
+   * one the fresh page no longer has is removed. */
   async function refreshSections(ids) {
     const response = await fetch(location.pathname, { headers: { accept: "text/html" } });
     if (!response.ok) return;
@@ -370,6 +462,7 @@
       const now = document.getElementById(id);
       const fresh = doc.getElementById(id);
       if (now && fresh) now.replaceWith(fresh);
+      else if (now) now.remove();
     }
   }
 
@@ -421,6 +514,51 @@
       if (button && !button.disabled) run(button);
     });
     if (wallet.account) load(wallet.account);
+  }
+
+  // ---------------------------------------------------------------- an account's page: withdraw what it can now
+  /** The account page offers "Withdraw" on each project with something to withdraw now, to this account's own wallet
+   * only (anyone may look at any account; only its wallet can withdraw its funds). Each withdrawal goes through the
+   * transaction lifecycle in `#account-withdraw-status`; once confirmed the summary and the table are re-rendered. */
+  function initAccount(title) {
+    const address = title.dataset.address;
+    const status = () => $("#account-withdraw-status");
+    function show(account) {
+      const mine = !!account && account.toLowerCase() === address.toLowerCase();
+      $$("[data-account-withdraw]").forEach((b) => { b.hidden = !mine; });
+      const note = $("#account-withdraw-note");
+      if (!note) return;
+      note.hidden = mine;
+      note.textContent = account && !mine
+        ? `Your wallet is connected as ${short(account)}: only this account's own wallet can withdraw its funds.`
+        : "Connect this account's wallet to withdraw here.";
+    }
+    async function withdraw(button) {
+      const pid = Number(button.dataset.projectId);
+      const box = status();
+      $$("[data-account-withdraw]").forEach((b) => { b.disabled = true; });
+      try {
+        showError("");
+        const tx = await postJson("/api/tx/withdraw", { project_id: pid, sender: wallet.account });
+        const result = await sendTx(tx, box, () => { button.hidden = true; });
+        // The server re-indexed when it saw the receipt: the totals and the table show the withdrawal.
+        await refreshSections(["account-summary", "account-projects", "account-withdraw-note"]);
+        txState(box, box.dataset.state, `<span id="account-withdraw-done" data-project-id="${pid}">✓ ${escapeHtml(tx.summary)}: ` +
+          `confirmed in block ${result.block_number} (transaction ${txLink(result.hash)}).</span>`, "ok");
+        wallet.showBalance();
+      } catch (err) {
+        if (!box.dataset.state || box.dataset.state === "confirmed") txState(box, "failed", `✗ ${escapeHtml(describe(err))}`);
+      } finally {
+        $$("[data-account-withdraw]").forEach((b) => { b.disabled = false; });
+        show(wallet.account);
+      }
+    }
+    document.addEventListener("wallet:changed", (e) => show(e.detail));
+    document.addEventListener("click", (e) => {
+      const button = e.target.closest("[data-account-withdraw]");
+      if (button && !button.disabled && !button.hidden) withdraw(button);
+    });
+    show(wallet.account);
   }
 
   // ---------------------------------------------------------------- join as trainer
@@ -530,7 +668,7 @@
       new Chart($("#contribution-chart"), {
         type: "bar",
         data: { labels: d.trainers, datasets: d.shares.map((s, i) => ({ label: labels[i], data: s.map((x) => x * 100) })) },
-        options: { animation: false, maintainAspectRatio: false, scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: d.axis || "share of all rewards paid so far (%)" } } } },
+        options: { animation: false, maintainAspectRatio: false, scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: d.axis } } } },
       });
     }
     const rel = $("#reliability-data");
@@ -598,6 +736,8 @@
     if (join) initJoin(join);
     const project = $("#project-title");
     if (project) initProjectActions(Number(project.dataset.projectId));
+    const account = $("#account-title");
+    if (account) initAccount(account);
     charts();
     await wallet.restore();
   });
