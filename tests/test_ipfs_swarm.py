@@ -4,6 +4,7 @@ stays inside a private swarm; the CLI starts and connects nodes."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -13,14 +14,19 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
+from multiformats import CID
 from typer.testing import CliRunner
 
-from marketplace.adapters.ipfs.cid import compute_cid
+from marketplace.adapters.ipfs.cid import compute_cid, normalize_cid
 from marketplace.adapters.ipfs.errors import CidMismatch, ContentUnavailable, IpfsApiError, ObjectTooLarge, StorageError
+from marketplace.adapters.ipfs.fetch import structure_allowance
 from marketplace.adapters.ipfs.ipfs import FETCH_TIMEOUT_ENV, IpfsClient
+from marketplace.adapters.ipfs.kubo_embed import flatfs_path
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.node import ApiError, parse_go_duration
+from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.swarm import (
     KUBO_DEFAULT_BOOTSTRAP,
     SwarmConfigError,
@@ -35,7 +41,10 @@ from marketplace.adapters.ipfs.swarm import (
     swarm_config,
     swarm_key_fingerprint,
 )
+from marketplace.adapters.ipfs.unixfs import CHUNK_SIZE, dag_pb_links
 from marketplace.cli.main import app
+from marketplace.protocol.constants import MAX_UPDATE_BYTES
+from marketplace.round.collect import fetch_update
 
 PEER = "QmYWynPBu1KHwZ58fDccdPWokVwgFeLcTrc8LrVpkHBzGR"
 LOOPBACK_ONLY = [
@@ -258,6 +267,7 @@ def test_objects_over_the_fetch_limit_are_refused(pair: tuple[LocalIpfsNode, Loc
     a, b = pair
     with client(a) as ca, client(b) as cb:
         big = ca.add(os.urandom(3 * LIMIT))
+        restarts = cb.swarm_stats()["Restarts"]
         t0 = time.monotonic()
         with pytest.raises(ObjectTooLarge, match=f"over this node's fetch limit of {LIMIT} bytes"):
             cb.cat(big)
@@ -266,6 +276,117 @@ def test_objects_over_the_fetch_limit_are_refused(pair: tuple[LocalIpfsNode, Loc
             cb.pin_add(big)  # asked again: the same answer, even if some blocks arrived
         small = os.urandom(LIMIT // 2)
         assert cb.cat(ca.add(small)) == small  # objects within the limit still come
+        assert cb.swarm_stats()["Restarts"] == restarts  # refused from its root: no download to end
+
+
+def _ranged_cat(node: LocalIpfsNode, cid: str, offset: int, length: int) -> httpx.Response:
+    params = {"arg": cid, "offset": str(offset), "length": str(length), "timeout": "15s"}
+    return httpx.post(f"{node.api_url}/api/v0/cat", params=params, timeout=40)
+
+
+def test_a_request_for_a_few_bytes_of_a_big_object_fetches_no_more_than_it_may_take(
+    pair: tuple[LocalIpfsNode, LocalIpfsNode], tmp_path: Path
+) -> None:
+    """Attack review of issue 14, finding 3: a ``cat`` with a small ``length`` (or ``IpfsClient.cat(max_bytes=)``,
+    which sends one) of an object the node lacks fetched the whole object, up to the node's own limit, and kept
+    it: anyone who may call the node could fill its disk with objects it asked a few bytes of. Now the node
+    fetches the root block alone, refuses the object for that request, and still fetches it for a request that
+    may take all of it."""
+    a, _ = pair
+    data = os.urandom(20 * LIMIT)
+    with (
+        LocalIpfsNode(tmp_path / "b", peers=a.swarm_addresses, max_fetch_bytes=64 * LIMIT) as b,
+        client(a) as ca,
+        client(b) as cb,
+    ):
+        cid = ca.add(data)
+        deadline = time.monotonic() + 15
+        while a.peer_id not in [p.peer for p in cb.swarm_peers()] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = cb.swarm_stats()
+        with pytest.raises(ObjectTooLarge) as too_large:
+            cb.cat(cid, max_bytes=LIMIT)
+        refused = _ranged_cat(b, cid, 1000, 100)
+        after = cb.swarm_stats()
+        fetched = after["FetchedBytes"] - before["FetchedBytes"]
+        assert 0 < fetched <= LIMIT + 1 + structure_allowance(LIMIT + 1)  # measured: the 3.7 kB root block
+        assert f"over this request's fetch limit of {LIMIT + 1} bytes" in str(too_large.value)
+        assert refused.status_code == 413, refused.text
+        assert "over this request's fetch limit of 1100 bytes (its root declares" in refused.json()["Message"]
+        assert after["TooLarge"] - before["TooLarge"] == 2 and after["Restarts"] == before["Restarts"]
+        assert cb.cat(cid) == data  # not remembered as too large: a request that may take it all gets it
+        ranged = _ranged_cat(b, cid, 1000, 100)  # stored now: any range of it
+        assert ranged.status_code == 200 and ranged.content == data[1000:1100]
+
+
+def test_the_aggregators_update_fetch_makes_its_node_fetch_no_more_than_the_update_limit(
+    pair: tuple[LocalIpfsNode, LocalIpfsNode], tmp_path: Path
+) -> None:
+    """Finding 3 on the aggregator's path: ``fetch_update`` (what ``collect_round`` calls) asks for an update with
+    the update size limit (``IpfsClient.cat(max_bytes=)``, sent as Kubo's ``length``), so a node that may fetch
+    1 GiB fetches the root of a larger object, not the object."""
+    a, _ = pair
+    with LocalIpfsNode(tmp_path / "agg", peers=a.swarm_addresses) as b, client(a) as ca, client(b) as cb:
+        cid = ca.add(os.urandom(MAX_UPDATE_BYTES + LIMIT))
+        before = cb.swarm_stats()["FetchedBytes"]
+        with pytest.raises(ObjectTooLarge, match="over this request's fetch limit"):
+            fetch_update(ModelStore(cb), cid, {"w": ((2,), "float32")})
+        assert cb.swarm_stats()["FetchedBytes"] - before < LIMIT  # its root block
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes([*out, n])
+
+
+def _field(number: int, value: bytes | int) -> bytes:
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def understating_root(real_root: bytes, size: int, filesize: int) -> bytes:
+    """A dag-pb root linking to the leaves of ``real_root`` (a file of ``size`` bytes, one level of leaves)
+    whose UnixFS data declares only ``filesize`` bytes."""
+    leaves = dag_pb_links(real_root)
+    sizes = [min(CHUNK_SIZE, size - i * CHUNK_SIZE) for i in range(len(leaves))]
+    pairs = zip(leaves, sizes, strict=True)
+    links = b"".join(_field(2, _field(1, cid) + _field(2, b"") + _field(3, n + 14)) for cid, n in pairs)
+    unixfs = _field(1, 2) + _field(3, filesize) + b"".join(_field(4, n) for n in sizes)
+    return links + _field(1, unixfs)
+
+
+def test_a_root_that_understates_its_size_is_stopped_past_the_requests_limit(
+    pair: tuple[LocalIpfsNode, LocalIpfsNode], tmp_path: Path
+) -> None:
+    """A root that declares 1,000 bytes over 20 MB of leaves passes the root check of a request that may take
+    2 MB; the blocks that arrive past its limit (plus the structure allowance) stop the fetch, Kubo restarts
+    to end the download, a request with the same limit is refused at once, one that may take it all gets it."""
+    a, _ = pair
+    data = os.urandom(20 * LIMIT)
+    with (
+        LocalIpfsNode(tmp_path / "b", peers=a.swarm_addresses, max_fetch_bytes=64 * LIMIT) as b,
+        client(a) as ca,
+        client(b) as cb,
+    ):
+        real = flatfs_path(a.repo, CID.decode(ca.add(data))).read_bytes()
+        block = understating_root(real, len(data), 1000)
+        cid = normalize_cid(bytes([0x12, 32]) + hashlib.sha256(block).digest())
+        stored = flatfs_path(a.repo, CID.decode(cid))  # A serves what its flatfs store holds
+        stored.parent.mkdir(exist_ok=True)
+        stored.write_bytes(block)
+        with pytest.raises(ObjectTooLarge, match=rf"over this request's fetch limit of {2 * LIMIT + 1} bytes \(more "):
+            cb.cat(cid, max_bytes=2 * LIMIT)
+        deadline = time.monotonic() + 10
+        while cb.swarm_stats()["Restarts"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cb.swarm_stats()["Restarts"] >= 1  # the download was ended
+        with pytest.raises(ObjectTooLarge, match="of its blocks arrived"):
+            cb.cat(cid, max_bytes=LIMIT)  # remembered for requests that may take no more
+        assert cb.cat(cid) == data  # a request that may take 64 MB gets it
 
 
 def test_a_private_swarm_keeps_other_nodes_out(pair: tuple[LocalIpfsNode, LocalIpfsNode], tmp_path: Path) -> None:
@@ -342,12 +463,13 @@ def test_the_fetch_timeout_of_the_commands_clients_comes_from_the_environment(mo
             IpfsClient("http://127.0.0.1:1")
 
 
-def test_a_restart_forced_by_an_oversize_object_does_not_make_later_content_unavailable(tmp_path: Path) -> None:
-    """Attack review of issue 14: one participant's object over the fetch limit makes the node restart its Kubo,
-    which drops every connection. A node whose peers were connected only through ``swarm/connect`` (as the demo
-    does, no ``--peer``) then answered every later fetch "not available" at once: one trainer got everyone after
-    it rejected. Now the node redials peers it was told to connect to, and a node that has had peers waits for
-    them instead of answering at once."""
+def test_a_restart_of_kubo_does_not_make_later_content_unavailable(tmp_path: Path) -> None:
+    """Attack review of issue 14, finding 2: a restart of the node's Kubo (to end abandoned or oversize fetches)
+    drops every connection. A node whose peers were connected only through ``swarm/connect`` (as the demo does,
+    no ``--peer``) then answered every later fetch "not available" at once: one trainer got everyone after it
+    rejected. Now the node redials peers it was told to connect to, and a node that has had peers waits for them
+    instead of answering at once. An object whose root declares more than the limit no longer restarts Kubo
+    (finding 3: its root alone is fetched); the restart is forced here by abandoned fetches."""
     with (
         LocalIpfsNode(tmp_path / "a") as a,
         LocalIpfsNode(tmp_path / "b", max_fetch_bytes=LIMIT, fetch_timeout=FETCH_TIMEOUT) as b,
@@ -355,15 +477,17 @@ def test_a_restart_forced_by_an_oversize_object_does_not_make_later_content_unav
         client(b) as cb,
     ):
         cb.swarm_connect(a.swarm_addresses[0])
-        # 64x the limit: the monitor sees the root's declared size while the download still runs and
-        # restarts Kubo (a 3x object once finished over loopback before the monitor looked, so the
-        # download ended on its own and nothing restarted).
         big, later = ca.add(os.urandom(64 * LIMIT)), os.urandom(LIMIT // 2)
         later_cid = ca.add(later)
         with pytest.raises(ObjectTooLarge):
-            cb.cat(big)  # the node restarts its Kubo: the connection to A is gone
+            cb.cat(big)
+        stats = cb.swarm_stats()
+        assert stats["Restarts"] == 0 and stats["FetchedBytes"] < LIMIT  # the root block alone came
+        with ThreadPoolExecutor(6) as pool:  # six fetches nobody serves, abandoned: Kubo restarts
+            errors = list(pool.map(lambda _: _cat_error(b, missing_cid()), range(6)))
+        assert all(isinstance(e, ContentUnavailable) for e in errors)
         deadline = time.monotonic() + 10
         while cb.swarm_stats().get("Restarts", 0) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert cb.swarm_stats().get("Restarts", 0) >= 1
+        assert cb.swarm_stats().get("Restarts", 0) >= 1  # the connection to A is gone
         assert cb.cat(later_cid) == later  # comes once A is redialled, not "not available" at once

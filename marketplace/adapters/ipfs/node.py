@@ -12,8 +12,10 @@ what it fetched from its peers, see :class:`~marketplace.adapters.ipfs.fetch.Fet
 
 ``cat`` and ``pin/add`` of an object the node lacks fetch it from the swarm (see :mod:`fetch`):
 with a deadline (``--fetch-timeout``, or the request's ``timeout`` option as in Kubo, e.g.
-``timeout=10s``) and a size limit (``--max-fetch-bytes``); the answer for an object nobody delivered
-says "content not available". The swarm (``--listen``, ``--peer``, ``--swarm-key``, ``--public``)
+``timeout=10s``) and a size limit (``--max-fetch-bytes``, and for a ``cat`` with a ``length``
+``offset + length``: the node fetches no larger object for it); the answer for an object nobody
+delivered says "content not available", for one over the limit "over this node's (or this request's)
+fetch limit" (HTTP 413). The swarm (``--listen``, ``--peer``, ``--swarm-key``, ``--public``)
 is configured as :mod:`swarm` describes; by default the node stays on loopback.
 
 Like Kubo, every endpoint takes POST and answers errors as ``{"Message", "Code", "Type"}``;
@@ -137,10 +139,11 @@ def _request_timeout(request: Request) -> float | None:
     return min(seconds, MAX_REQUEST_TIMEOUT)
 
 
-async def _ensure_local(fetcher: SwarmFetcher, cid: str, request: Request) -> None:
-    """Every block of ``cid`` in the local store, fetched from the swarm if needed; errors as :class:`ApiError`."""
+async def _ensure_local(fetcher: SwarmFetcher, cid: str, request: Request, max_bytes: int | None = None) -> None:
+    """Every block of ``cid`` in the local store, fetched from the swarm if needed (a file of at most
+    ``max_bytes``, None: the node's limit); errors as :class:`ApiError`."""
     try:
-        await fetcher.ensure_local(cid, _request_timeout(request))
+        await fetcher.ensure_local(cid, _request_timeout(request), max_bytes)
     except ContentUnavailable as exc:
         raise ApiError(str(exc), 500) from exc
     except ObjectTooLarge as exc:
@@ -299,7 +302,9 @@ def create_app(
             raise ApiError(f"offset/length must be integers: {exc}", 400) from exc
         if offset < 0 or (limit is not None and limit < 0):
             raise ApiError("offset and length must not be negative", 400)
-        await _ensure_local(fetcher, cid, request)
+        # A request for `length` bytes makes the node fetch no file larger than offset + length
+        # (IpfsClient.cat(max_bytes=n) sends length=n+1); without a length, the node's limit.
+        await _ensure_local(fetcher, cid, request, None if limit is None else offset + limit)
         dest = tmp_path(".cat")
         await run_in_threadpool(kubo.download, cid, dest)
         if dest.is_dir():
