@@ -161,7 +161,7 @@ class LocalIpfsNode:
         self.state_file.unlink(missing_ok=True)
         cmd = self.command()
         env = dict(os.environ)
-        project_root = str(Path(__file__).resolve().parents[2])
+        project_root = str(Path(__file__).resolve().parents[3])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH")) if p)
         with self.log_file.open("ab") as log:
             self.process = start_child(
