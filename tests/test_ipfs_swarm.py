@@ -387,6 +387,8 @@ def test_a_root_that_understates_its_size_is_stopped_past_the_requests_limit(
         with pytest.raises(ObjectTooLarge, match="of its blocks arrived"):
             cb.cat(cid, max_bytes=LIMIT)  # remembered for requests that may take no more
         assert cb.cat(cid) == data  # a request that may take 64 MB gets it
+        ranged = _ranged_cat(b, cid, 1000, 100)  # stored now: no request is refused it
+        assert ranged.status_code == 200 and ranged.content == data[1000:1100]
 
 
 def test_a_private_swarm_keeps_other_nodes_out(pair: tuple[LocalIpfsNode, LocalIpfsNode], tmp_path: Path) -> None:

@@ -342,6 +342,8 @@ class SwarmFetcher:
             if why:  # the download ended before the monitor saw the size (a fast link)
                 self._refuse(job, why)
             elif rc == 0 and self.kubo.has_dag(job.progress.root):
+                with self._mutex:
+                    self._too_large.pop(job.cid, None)  # stored now: no request is refused it
                 if job.settle():
                     self._count("completed")
             elif rc == FETCH_INTERRUPTED:
