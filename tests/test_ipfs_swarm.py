@@ -4,10 +4,12 @@ stays inside a private swarm; the CLI starts and connects nodes."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from multiformats import CID
+from multiformats import CID, multibase
+from nacl.signing import SigningKey
 from typer.testing import CliRunner
 
 from marketplace.adapters.ipfs.cid import compute_cid, normalize_cid
@@ -29,6 +32,7 @@ from marketplace.adapters.ipfs.node import ApiError, parse_go_duration
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.swarm import (
     KUBO_DEFAULT_BOOTSTRAP,
+    ConnLimits,
     SwarmConfigError,
     SwarmSettings,
     allowed_networks,
@@ -76,6 +80,7 @@ def test_default_config_stays_on_loopback() -> None:
     assert cfg["Bootstrap"] == [] and cfg["Peering"] == {"Peers": None}
     assert cfg["Swarm"]["AddrFilters"] == LOOPBACK_ONLY
     assert cfg["Routing"]["Type"] == "none" and cfg["Discovery"]["MDNS"]["Enabled"] is False
+    assert cfg["Swarm"]["ConnMgr"] == {"Type": "basic", "LowWater": 32, "HighWater": 96, "GracePeriod": "20s"}
 
 
 def test_peers_and_listen_addresses_open_only_their_networks() -> None:
@@ -83,9 +88,9 @@ def test_peers_and_listen_addresses_open_only_their_networks() -> None:
     allowed = allowed_networks(["/ip4/10.9.0.2/tcp/4001"], [peer], interfaces=[])
     assert allowed == ["10.9.0.0/24", "10.1.2.3/32"]  # no interface has 10.9.0.2: a /24 around it
     cfg = swarm_config({}, SwarmSettings(("/ip4/10.9.0.2/tcp/4001",), (peer,), tuple(allowed)))
-    # peers are dialled by the running node (PeerKeeper), not from the config: Kubo's bitswap can miss a
-    # connection made while it starts
-    assert cfg["Peering"] == {"Peers": None} and cfg["Bootstrap"] == []
+    # peers are Peering peers (protected from trimming), never Bootstrap peers: the running node dials them
+    # (PeerKeeper) before Kubo would; Kubo's bitswap can miss a connection made while it starts
+    assert cfg["Peering"] == {"Peers": [{"ID": PEER, "Addrs": ["/ip4/10.1.2.3/tcp/4001"]}]} and cfg["Bootstrap"] == []
     filters = cfg["Swarm"]["AddrFilters"]
     assert "/ip4/128.0.0.0/ipcidr/1" in filters and "/ip6/::/ipcidr/0" in filters
     assert not any(f.startswith(("/ip4/10.9.0.0/", "/ip4/10.1.2.3/")) for f in filters)
@@ -118,6 +123,9 @@ def test_bad_addresses_are_refused() -> None:
         parse_peer_addr("/ip4/10.0.0.1/tcp/4001/p2p/QmNotAPeer")
     with pytest.raises(SwarmConfigError, match="TCP multiaddr"):
         SwarmSettings(listen=("/ip4/0.0.0.0/udp/4001/quic-v1",))
+    for low, high, grace in ((0, 96, 20.0), (97, 96, 20.0), (32, 96, 0.0)):  # a low water of 0 disables trimming
+        with pytest.raises(SwarmConfigError, match="connection"):
+            ConnLimits(low, high, grace)
 
 
 def test_swarm_key_file(tmp_path: Path) -> None:
@@ -413,6 +421,79 @@ def test_a_private_swarm_keeps_other_nodes_out(pair: tuple[LocalIpfsNode, LocalI
                 ck.swarm_connect(p.swarm_addresses[0])
             with pytest.raises(ContentUnavailable):
                 ck.cat(cid)
+
+
+def _dht_key(peer_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(multibase.get("base58btc").raw_decoder(peer_id)).digest(), "big")
+
+
+def ed25519_identity(far_from: str | None = None) -> dict[str, str]:
+    """A Kubo ``Identity`` (``PeerID``, ``PrivKey``) with a fresh Ed25519 key; with ``far_from``, one whose DHT key
+    shares at least 2 leading bits with that peer's, so Kubo's DHT does not protect it on that peer (its routing
+    table protects the peers sharing fewer, 3 of 4 random peers, from the connection manager)."""
+    while True:
+        key = SigningKey.generate()
+        public = b"\x08\x01\x12\x20" + bytes(key.verify_key)  # libp2p PublicKey{Type: Ed25519, Data}
+        peer_id = multibase.get("base58btc").raw_encoder(bytes([0, len(public)]) + public)  # identity multihash
+        if far_from is None or (_dht_key(peer_id) ^ _dht_key(far_from)).bit_length() <= 254:
+            private = b"\x08\x01\x12\x40" + bytes(key) + bytes(key.verify_key)
+            return {"PeerID": peer_id, "PrivKey": base64.b64encode(private).decode()}
+
+
+def clone_repo(template: Path, dest: Path, identity: dict[str, str]) -> Path:
+    """A copy of the stopped node repo ``template`` with another identity."""
+    shutil.copytree(template, dest)
+    cfg = json.loads((dest / "config").read_text())
+    cfg["Identity"] = identity
+    (dest / "config").write_text(json.dumps(cfg, indent=2))
+    return dest
+
+
+def test_a_peer_given_with_peer_is_never_trimmed_by_the_connection_manager(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack review of issue 14, finding 4: a holder of the swarm key who opens many connections makes Kubo's
+    connection manager close connections down to its low water, and it closes inbound connections first (a
+    trainer that dials the aggregator). Now the ``--peer`` peers are Kubo's ``Peering.Peers``, which it never
+    trims. Node B (low water 1, high water 2, grace 1 s) has A as ``--peer`` at an address B cannot dial (A is
+    behind NAT, say), A dials B, and B dials three more peers; no identity is one Kubo's DHT would protect on
+    B. Kubo's log shows it trimming the others every 10 s, never A, and A stays connected throughout."""
+    with LocalIpfsNode(tmp_path / "template"):
+        pass  # a repo to copy
+    b_id = ed25519_identity()
+    ids = [ed25519_identity(b_id["PeerID"]) for _ in range(4)]
+    repos = [clone_repo(tmp_path / "template", tmp_path / name, i) for name, i in zip("axyz", ids, strict=True)]
+    a_id = ids[0]["PeerID"]
+    log = tmp_path / "b-libp2p.log"
+    monkeypatch.setenv("GOLOG_FILE", str(log))
+    monkeypatch.setenv("GOLOG_LOG_LEVEL", "error,connmgr=debug")
+    b = LocalIpfsNode(
+        clone_repo(tmp_path / "template", tmp_path / "b", b_id),
+        peers=[f"/ip4/127.0.0.1/tcp/9/p2p/{a_id}"],  # an address B cannot dial: A dials in
+        conn_limits=ConnLimits(1, 2, 1.0),
+    )
+    with b:
+        monkeypatch.delenv("GOLOG_FILE")
+        monkeypatch.delenv("GOLOG_LOG_LEVEL")
+        with (
+            LocalIpfsNode(repos[0]) as a,
+            LocalIpfsNode(repos[1]) as x,
+            LocalIpfsNode(repos[2]) as y,
+            LocalIpfsNode(repos[3]) as z,
+            client(a) as ca,
+            client(b) as cb,
+        ):
+            ca.swarm_connect(b.swarm_addresses[0])  # kept by A's node: redialled if dropped
+            for other in (x, y, z):
+                cb.swarm_connect(other.swarm_addresses[0])
+            assert a.peer_id == a_id
+            missing, deadline = 0, time.monotonic() + 45
+            while log.read_text().count("closing conn") < 4 and time.monotonic() < deadline:
+                missing += a_id not in [p.peer for p in cb.swarm_peers()]
+                time.sleep(0.05)
+            closed = [line for line in log.read_text().splitlines() if "closing conn" in line]
+    assert len(closed) >= 4, "Kubo trimmed no connection: no pressure, nothing measured"
+    assert not [line for line in closed if a_id in line] and missing == 0
 
 
 # --- the CLI ------------------------------------------------------------------------------------
