@@ -4,25 +4,35 @@ stays inside a private swarm; the CLI starts and connects nodes."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
+from multiformats import CID, multibase
+from nacl.signing import SigningKey
 from typer.testing import CliRunner
 
-from marketplace.adapters.ipfs.cid import compute_cid
+from marketplace.adapters.ipfs.cid import compute_cid, normalize_cid
 from marketplace.adapters.ipfs.errors import CidMismatch, ContentUnavailable, IpfsApiError, ObjectTooLarge, StorageError
+from marketplace.adapters.ipfs.fetch import structure_allowance
 from marketplace.adapters.ipfs.ipfs import FETCH_TIMEOUT_ENV, IpfsClient
+from marketplace.adapters.ipfs.kubo_embed import flatfs_path
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.node import ApiError, parse_go_duration
+from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.swarm import (
     KUBO_DEFAULT_BOOTSTRAP,
+    ConnLimits,
     SwarmConfigError,
     SwarmSettings,
     allowed_networks,
@@ -35,7 +45,10 @@ from marketplace.adapters.ipfs.swarm import (
     swarm_config,
     swarm_key_fingerprint,
 )
+from marketplace.adapters.ipfs.unixfs import CHUNK_SIZE, dag_pb_links
 from marketplace.cli.main import app
+from marketplace.protocol.constants import MAX_UPDATE_BYTES
+from marketplace.round.collect import fetch_update
 
 PEER = "QmYWynPBu1KHwZ58fDccdPWokVwgFeLcTrc8LrVpkHBzGR"
 LOOPBACK_ONLY = [
@@ -67,6 +80,7 @@ def test_default_config_stays_on_loopback() -> None:
     assert cfg["Bootstrap"] == [] and cfg["Peering"] == {"Peers": None}
     assert cfg["Swarm"]["AddrFilters"] == LOOPBACK_ONLY
     assert cfg["Routing"]["Type"] == "none" and cfg["Discovery"]["MDNS"]["Enabled"] is False
+    assert cfg["Swarm"]["ConnMgr"] == {"Type": "basic", "LowWater": 32, "HighWater": 96, "GracePeriod": "20s"}
 
 
 def test_peers_and_listen_addresses_open_only_their_networks() -> None:
@@ -74,9 +88,9 @@ def test_peers_and_listen_addresses_open_only_their_networks() -> None:
     allowed = allowed_networks(["/ip4/10.9.0.2/tcp/4001"], [peer], interfaces=[])
     assert allowed == ["10.9.0.0/24", "10.1.2.3/32"]  # no interface has 10.9.0.2: a /24 around it
     cfg = swarm_config({}, SwarmSettings(("/ip4/10.9.0.2/tcp/4001",), (peer,), tuple(allowed)))
-    # peers are dialled by the running node (PeerKeeper), not from the config: Kubo's bitswap can miss a
-    # connection made while it starts
-    assert cfg["Peering"] == {"Peers": None} and cfg["Bootstrap"] == []
+    # peers are Peering peers (protected from trimming), never Bootstrap peers: the running node dials them
+    # (PeerKeeper) before Kubo would; Kubo's bitswap can miss a connection made while it starts
+    assert cfg["Peering"] == {"Peers": [{"ID": PEER, "Addrs": ["/ip4/10.1.2.3/tcp/4001"]}]} and cfg["Bootstrap"] == []
     filters = cfg["Swarm"]["AddrFilters"]
     assert "/ip4/128.0.0.0/ipcidr/1" in filters and "/ip6/::/ipcidr/0" in filters
     assert not any(f.startswith(("/ip4/10.9.0.0/", "/ip4/10.1.2.3/")) for f in filters)
@@ -109,6 +123,9 @@ def test_bad_addresses_are_refused() -> None:
         parse_peer_addr("/ip4/10.0.0.1/tcp/4001/p2p/QmNotAPeer")
     with pytest.raises(SwarmConfigError, match="TCP multiaddr"):
         SwarmSettings(listen=("/ip4/0.0.0.0/udp/4001/quic-v1",))
+    for low, high, grace in ((0, 96, 20.0), (97, 96, 20.0), (32, 96, 0.0)):  # a low water of 0 disables trimming
+        with pytest.raises(SwarmConfigError, match="connection"):
+            ConnLimits(low, high, grace)
 
 
 def test_swarm_key_file(tmp_path: Path) -> None:
@@ -258,6 +275,7 @@ def test_objects_over_the_fetch_limit_are_refused(pair: tuple[LocalIpfsNode, Loc
     a, b = pair
     with client(a) as ca, client(b) as cb:
         big = ca.add(os.urandom(3 * LIMIT))
+        restarts = cb.swarm_stats()["Restarts"]
         t0 = time.monotonic()
         with pytest.raises(ObjectTooLarge, match=f"over this node's fetch limit of {LIMIT} bytes"):
             cb.cat(big)
@@ -266,6 +284,119 @@ def test_objects_over_the_fetch_limit_are_refused(pair: tuple[LocalIpfsNode, Loc
             cb.pin_add(big)  # asked again: the same answer, even if some blocks arrived
         small = os.urandom(LIMIT // 2)
         assert cb.cat(ca.add(small)) == small  # objects within the limit still come
+        assert cb.swarm_stats()["Restarts"] == restarts  # refused from its root: no download to end
+
+
+def _ranged_cat(node: LocalIpfsNode, cid: str, offset: int, length: int) -> httpx.Response:
+    params = {"arg": cid, "offset": str(offset), "length": str(length), "timeout": "15s"}
+    return httpx.post(f"{node.api_url}/api/v0/cat", params=params, timeout=40)
+
+
+def test_a_request_for_a_few_bytes_of_a_big_object_fetches_no_more_than_it_may_take(
+    pair: tuple[LocalIpfsNode, LocalIpfsNode], tmp_path: Path
+) -> None:
+    """Attack review of issue 14, finding 3: a ``cat`` with a small ``length`` (or ``IpfsClient.cat(max_bytes=)``,
+    which sends one) of an object the node lacks fetched the whole object, up to the node's own limit, and kept
+    it: anyone who may call the node could fill its disk with objects it asked a few bytes of. Now the node
+    fetches the root block alone, refuses the object for that request, and still fetches it for a request that
+    may take all of it."""
+    a, _ = pair
+    data = os.urandom(20 * LIMIT)
+    with (
+        LocalIpfsNode(tmp_path / "b", peers=a.swarm_addresses, max_fetch_bytes=64 * LIMIT) as b,
+        client(a) as ca,
+        client(b) as cb,
+    ):
+        cid = ca.add(data)
+        deadline = time.monotonic() + 15
+        while a.peer_id not in [p.peer for p in cb.swarm_peers()] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = cb.swarm_stats()
+        with pytest.raises(ObjectTooLarge) as too_large:
+            cb.cat(cid, max_bytes=LIMIT)
+        refused = _ranged_cat(b, cid, 1000, 100)
+        after = cb.swarm_stats()
+        fetched = after["FetchedBytes"] - before["FetchedBytes"]
+        assert 0 < fetched <= LIMIT + 1 + structure_allowance(LIMIT + 1)  # measured: the 3.7 kB root block
+        assert f"over this request's fetch limit of {LIMIT + 1} bytes" in str(too_large.value)
+        assert refused.status_code == 413, refused.text
+        assert "over this request's fetch limit of 1100 bytes (its root declares" in refused.json()["Message"]
+        assert after["TooLarge"] - before["TooLarge"] == 2 and after["Restarts"] == before["Restarts"]
+        assert cb.cat(cid) == data  # not remembered as too large: a request that may take it all gets it
+        ranged = _ranged_cat(b, cid, 1000, 100)  # stored now: any range of it
+        assert ranged.status_code == 200 and ranged.content == data[1000:1100]
+
+
+def test_the_aggregators_update_fetch_makes_its_node_fetch_no_more_than_the_update_limit(
+    pair: tuple[LocalIpfsNode, LocalIpfsNode], tmp_path: Path
+) -> None:
+    """Finding 3 on the aggregator's path: ``fetch_update`` (what ``collect_round`` calls) asks for an update with
+    the update size limit (``IpfsClient.cat(max_bytes=)``, sent as Kubo's ``length``), so a node that may fetch
+    1 GiB fetches the root of a larger object, not the object."""
+    a, _ = pair
+    with LocalIpfsNode(tmp_path / "agg", peers=a.swarm_addresses) as b, client(a) as ca, client(b) as cb:
+        cid = ca.add(os.urandom(MAX_UPDATE_BYTES + LIMIT))
+        before = cb.swarm_stats()["FetchedBytes"]
+        with pytest.raises(ObjectTooLarge, match="over this request's fetch limit"):
+            fetch_update(ModelStore(cb), cid, {"w": ((2,), "float32")})
+        assert cb.swarm_stats()["FetchedBytes"] - before < LIMIT  # its root block
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes([*out, n])
+
+
+def _field(number: int, value: bytes | int) -> bytes:
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def understating_root(real_root: bytes, size: int, filesize: int) -> bytes:
+    """A dag-pb root linking to the leaves of ``real_root`` (a file of ``size`` bytes, one level of leaves)
+    whose UnixFS data declares only ``filesize`` bytes."""
+    leaves = dag_pb_links(real_root)
+    sizes = [min(CHUNK_SIZE, size - i * CHUNK_SIZE) for i in range(len(leaves))]
+    pairs = zip(leaves, sizes, strict=True)
+    links = b"".join(_field(2, _field(1, cid) + _field(2, b"") + _field(3, n + 14)) for cid, n in pairs)
+    unixfs = _field(1, 2) + _field(3, filesize) + b"".join(_field(4, n) for n in sizes)
+    return links + _field(1, unixfs)
+
+
+def test_a_root_that_understates_its_size_is_stopped_past_the_requests_limit(
+    pair: tuple[LocalIpfsNode, LocalIpfsNode], tmp_path: Path
+) -> None:
+    """A root that declares 1,000 bytes over 20 MB of leaves passes the root check of a request that may take
+    2 MB; the blocks that arrive past its limit (plus the structure allowance) stop the fetch, Kubo restarts
+    to end the download, a request with the same limit is refused at once, one that may take it all gets it."""
+    a, _ = pair
+    data = os.urandom(20 * LIMIT)
+    with (
+        LocalIpfsNode(tmp_path / "b", peers=a.swarm_addresses, max_fetch_bytes=64 * LIMIT) as b,
+        client(a) as ca,
+        client(b) as cb,
+    ):
+        real = flatfs_path(a.repo, CID.decode(ca.add(data))).read_bytes()
+        block = understating_root(real, len(data), 1000)
+        cid = normalize_cid(bytes([0x12, 32]) + hashlib.sha256(block).digest())
+        stored = flatfs_path(a.repo, CID.decode(cid))  # A serves what its flatfs store holds
+        stored.parent.mkdir(exist_ok=True)
+        stored.write_bytes(block)
+        with pytest.raises(ObjectTooLarge, match=rf"over this request's fetch limit of {2 * LIMIT + 1} bytes \(more "):
+            cb.cat(cid, max_bytes=2 * LIMIT)
+        deadline = time.monotonic() + 10
+        while cb.swarm_stats()["Restarts"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cb.swarm_stats()["Restarts"] >= 1  # the download was ended
+        with pytest.raises(ObjectTooLarge, match="of its blocks arrived"):
+            cb.cat(cid, max_bytes=LIMIT)  # remembered for requests that may take no more
+        assert cb.cat(cid) == data  # a request that may take 64 MB gets it
+        ranged = _ranged_cat(b, cid, 1000, 100)  # stored now: no request is refused it
+        assert ranged.status_code == 200 and ranged.content == data[1000:1100]
 
 
 def test_a_private_swarm_keeps_other_nodes_out(pair: tuple[LocalIpfsNode, LocalIpfsNode], tmp_path: Path) -> None:
@@ -290,6 +421,79 @@ def test_a_private_swarm_keeps_other_nodes_out(pair: tuple[LocalIpfsNode, LocalI
                 ck.swarm_connect(p.swarm_addresses[0])
             with pytest.raises(ContentUnavailable):
                 ck.cat(cid)
+
+
+def _dht_key(peer_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(multibase.get("base58btc").raw_decoder(peer_id)).digest(), "big")
+
+
+def ed25519_identity(far_from: str | None = None) -> dict[str, str]:
+    """A Kubo ``Identity`` (``PeerID``, ``PrivKey``) with a fresh Ed25519 key; with ``far_from``, one whose DHT key
+    shares at least 2 leading bits with that peer's, so Kubo's DHT does not protect it on that peer (its routing
+    table protects the peers sharing fewer, 3 of 4 random peers, from the connection manager)."""
+    while True:
+        key = SigningKey.generate()
+        public = b"\x08\x01\x12\x20" + bytes(key.verify_key)  # libp2p PublicKey{Type: Ed25519, Data}
+        peer_id = multibase.get("base58btc").raw_encoder(bytes([0, len(public)]) + public)  # identity multihash
+        if far_from is None or (_dht_key(peer_id) ^ _dht_key(far_from)).bit_length() <= 254:
+            private = b"\x08\x01\x12\x40" + bytes(key) + bytes(key.verify_key)
+            return {"PeerID": peer_id, "PrivKey": base64.b64encode(private).decode()}
+
+
+def clone_repo(template: Path, dest: Path, identity: dict[str, str]) -> Path:
+    """A copy of the stopped node repo ``template`` with another identity."""
+    shutil.copytree(template, dest)
+    cfg = json.loads((dest / "config").read_text())
+    cfg["Identity"] = identity
+    (dest / "config").write_text(json.dumps(cfg, indent=2))
+    return dest
+
+
+def test_a_peer_given_with_peer_is_never_trimmed_by_the_connection_manager(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack review of issue 14, finding 4: a holder of the swarm key who opens many connections makes Kubo's
+    connection manager close connections down to its low water, and it closes inbound connections first (a
+    trainer that dials the aggregator). Now the ``--peer`` peers are Kubo's ``Peering.Peers``, which it never
+    trims. Node B (low water 1, high water 2, grace 1 s) has A as ``--peer`` at an address B cannot dial (A is
+    behind NAT, say), A dials B, and B dials three more peers; no identity is one Kubo's DHT would protect on
+    B. Kubo's log shows it trimming the others every 10 s, never A, and A stays connected throughout."""
+    with LocalIpfsNode(tmp_path / "template"):
+        pass  # a repo to copy
+    b_id = ed25519_identity()
+    ids = [ed25519_identity(b_id["PeerID"]) for _ in range(4)]
+    repos = [clone_repo(tmp_path / "template", tmp_path / name, i) for name, i in zip("axyz", ids, strict=True)]
+    a_id = ids[0]["PeerID"]
+    log = tmp_path / "b-libp2p.log"
+    monkeypatch.setenv("GOLOG_FILE", str(log))
+    monkeypatch.setenv("GOLOG_LOG_LEVEL", "error,connmgr=debug")
+    b = LocalIpfsNode(
+        clone_repo(tmp_path / "template", tmp_path / "b", b_id),
+        peers=[f"/ip4/127.0.0.1/tcp/9/p2p/{a_id}"],  # an address B cannot dial: A dials in
+        conn_limits=ConnLimits(1, 2, 1.0),
+    )
+    with b:
+        monkeypatch.delenv("GOLOG_FILE")
+        monkeypatch.delenv("GOLOG_LOG_LEVEL")
+        with (
+            LocalIpfsNode(repos[0]) as a,
+            LocalIpfsNode(repos[1]) as x,
+            LocalIpfsNode(repos[2]) as y,
+            LocalIpfsNode(repos[3]) as z,
+            client(a) as ca,
+            client(b) as cb,
+        ):
+            ca.swarm_connect(b.swarm_addresses[0])  # kept by A's node: redialled if dropped
+            for other in (x, y, z):
+                cb.swarm_connect(other.swarm_addresses[0])
+            assert a.peer_id == a_id
+            missing, deadline = 0, time.monotonic() + 45
+            while log.read_text().count("closing conn") < 4 and time.monotonic() < deadline:
+                missing += a_id not in [p.peer for p in cb.swarm_peers()]
+                time.sleep(0.05)
+            closed = [line for line in log.read_text().splitlines() if "closing conn" in line]
+    assert len(closed) >= 4, "Kubo trimmed no connection: no pressure, nothing measured"
+    assert not [line for line in closed if a_id in line] and missing == 0
 
 
 # --- the CLI ------------------------------------------------------------------------------------
@@ -342,12 +546,13 @@ def test_the_fetch_timeout_of_the_commands_clients_comes_from_the_environment(mo
             IpfsClient("http://127.0.0.1:1")
 
 
-def test_a_restart_forced_by_an_oversize_object_does_not_make_later_content_unavailable(tmp_path: Path) -> None:
-    """Attack review of issue 14: one participant's object over the fetch limit makes the node restart its Kubo,
-    which drops every connection. A node whose peers were connected only through ``swarm/connect`` (as the demo
-    does, no ``--peer``) then answered every later fetch "not available" at once: one trainer got everyone after
-    it rejected. Now the node redials peers it was told to connect to, and a node that has had peers waits for
-    them instead of answering at once."""
+def test_a_restart_of_kubo_does_not_make_later_content_unavailable(tmp_path: Path) -> None:
+    """Attack review of issue 14, finding 2: a restart of the node's Kubo (to end abandoned or oversize fetches)
+    drops every connection. A node whose peers were connected only through ``swarm/connect`` (as the demo does,
+    no ``--peer``) then answered every later fetch "not available" at once: one trainer got everyone after it
+    rejected. Now the node redials peers it was told to connect to, and a node that has had peers waits for them
+    instead of answering at once. An object whose root declares more than the limit no longer restarts Kubo
+    (finding 3: its root alone is fetched); the restart is forced here by abandoned fetches."""
     with (
         LocalIpfsNode(tmp_path / "a") as a,
         LocalIpfsNode(tmp_path / "b", max_fetch_bytes=LIMIT, fetch_timeout=FETCH_TIMEOUT) as b,
@@ -355,15 +560,17 @@ def test_a_restart_forced_by_an_oversize_object_does_not_make_later_content_unav
         client(b) as cb,
     ):
         cb.swarm_connect(a.swarm_addresses[0])
-        # 64x the limit: the monitor sees the root's declared size while the download still runs and
-        # restarts Kubo (a 3x object once finished over loopback before the monitor looked, so the
-        # download ended on its own and nothing restarted).
         big, later = ca.add(os.urandom(64 * LIMIT)), os.urandom(LIMIT // 2)
         later_cid = ca.add(later)
         with pytest.raises(ObjectTooLarge):
-            cb.cat(big)  # the node restarts its Kubo: the connection to A is gone
+            cb.cat(big)
+        stats = cb.swarm_stats()
+        assert stats["Restarts"] == 0 and stats["FetchedBytes"] < LIMIT  # the root block alone came
+        with ThreadPoolExecutor(6) as pool:  # six fetches nobody serves, abandoned: Kubo restarts
+            errors = list(pool.map(lambda _: _cat_error(b, missing_cid()), range(6)))
+        assert all(isinstance(e, ContentUnavailable) for e in errors)
         deadline = time.monotonic() + 10
         while cb.swarm_stats().get("Restarts", 0) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert cb.swarm_stats().get("Restarts", 0) >= 1
+        assert cb.swarm_stats().get("Restarts", 0) >= 1  # the connection to A is gone
         assert cb.cat(later_cid) == later  # comes once A is redialled, not "not available" at once

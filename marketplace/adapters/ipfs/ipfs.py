@@ -40,7 +40,7 @@ _NOT_FOUND = re.compile(
     r"not found locally|could not find|no link named|block not found|context deadline exceeded|content not available",
     re.I,
 )
-_TOO_LARGE = re.compile(r"over this node's fetch limit", re.I)
+_TOO_LARGE = re.compile(r"over this (?:node|request)'s fetch limit", re.I)
 _NOT_PINNED = re.compile(r"is not pinned", re.I)
 FETCH_SLACK = 10.0  # at most this many seconds the HTTP read waits beyond the node's own fetch timeout
 _MULTIADDR = re.compile(r"^/(ip4|ip6|dns|dns4|dns6)/([^/]+)/tcp/(\d+)(?:/(http|https))?/?$")
@@ -228,12 +228,16 @@ class IpfsClient:
             raise IpfsApiError(f"IPFS add: unexpected answer {answer!r}") from exc
 
     def cat(self, cid: str, *, max_bytes: int | None = None) -> bytes:
-        """The bytes of file ``cid``; :class:`ObjectTooLarge` as soon as more than ``max_bytes`` arrive."""
+        """The bytes of file ``cid``; :class:`ObjectTooLarge` as soon as more than ``max_bytes`` arrive.
+
+        ``max_bytes`` is sent as Kubo's ``length`` option (``max_bytes + 1``): the project's node then fetches
+        no object larger than that from its swarm (it answers :class:`ObjectTooLarge` from the root block
+        alone), and a Kubo daemon streams no more than that."""
         cid = normalize_cid(cid)
         options, timeout = self._fetch_options()
         params: dict[str, str] = {"arg": cid, **options}
         if max_bytes is not None:
-            params["length"] = str(max_bytes + 1)  # the node stops early too
+            params["length"] = str(max_bytes + 1)  # the node fetches and sends no more than that
 
         def call() -> bytes:
             with self._http.stream("POST", "cat", params=params, timeout=timeout) as response:

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from marketplace.adapters.ipfs.errors import StorageError
+from marketplace.adapters.ipfs.swarm import ConnLimits
 from marketplace.adapters.processes import start_child, terminate, terminate_pid
 
 API_ENV = "MARKETPLACE_IPFS_API"
@@ -74,7 +75,8 @@ class LocalIpfsNode:
     ``.../p2p/<id>`` to stay connected to), ``allow`` (more CIDR networks the address filters let
     through), ``swarm_key`` (a ``swarm.key`` file: private swarm), ``public`` (join the public IPFS
     network). ``fetch_timeout`` (seconds) and ``max_fetch_bytes``
-    bound fetches from the swarm (None: the node's defaults, 30 s and 1 GiB).
+    bound fetches from the swarm (None: the node's defaults, 30 s and 1 GiB). ``conn_limits``: Kubo's
+    connection manager (None: :class:`~marketplace.adapters.ipfs.swarm.ConnLimits`'s defaults).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class LocalIpfsNode:
         public: bool = False,
         fetch_timeout: float | None = None,
         max_fetch_bytes: int | None = None,
+        conn_limits: ConnLimits | None = None,
     ) -> None:
         self.repo = Path(repo).resolve()
         self.port = port
@@ -105,6 +108,7 @@ class LocalIpfsNode:
         self.public = public
         self.fetch_timeout = fetch_timeout
         self.max_fetch_bytes = max_fetch_bytes
+        self.conn_limits = conn_limits
         self.state_file = Path(state_file or self.repo.parent / f"{self.repo.name}.{STATE_NAME}").resolve()
         self.log_file = Path(log_file or self.repo.parent / f"{self.repo.name}.log").resolve()
         self.startup_timeout = startup_timeout
@@ -152,6 +156,10 @@ class LocalIpfsNode:
             cmd += ["--fetch-timeout", str(self.fetch_timeout)]
         if self.max_fetch_bytes is not None:
             cmd += ["--max-fetch-bytes", str(self.max_fetch_bytes)]
+        if self.conn_limits is not None:
+            cmd += ["--conn-low-water", str(self.conn_limits.low_water)]
+            cmd += ["--conn-high-water", str(self.conn_limits.high_water)]
+            cmd += ["--conn-grace", str(self.conn_limits.grace_seconds)]
         return cmd
 
     def start(self) -> str:
@@ -161,7 +169,7 @@ class LocalIpfsNode:
         self.state_file.unlink(missing_ok=True)
         cmd = self.command()
         env = dict(os.environ)
-        project_root = str(Path(__file__).resolve().parents[2])
+        project_root = str(Path(__file__).resolve().parents[3])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH")) if p)
         with self.log_file.open("ab") as log:
             self.process = start_child(

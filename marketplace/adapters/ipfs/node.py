@@ -12,9 +12,12 @@ what it fetched from its peers, see :class:`~marketplace.adapters.ipfs.fetch.Fet
 
 ``cat`` and ``pin/add`` of an object the node lacks fetch it from the swarm (see :mod:`fetch`):
 with a deadline (``--fetch-timeout``, or the request's ``timeout`` option as in Kubo, e.g.
-``timeout=10s``) and a size limit (``--max-fetch-bytes``); the answer for an object nobody delivered
-says "content not available". The swarm (``--listen``, ``--peer``, ``--swarm-key``, ``--public``)
-is configured as :mod:`swarm` describes; by default the node stays on loopback.
+``timeout=10s``) and a size limit (``--max-fetch-bytes``, and for a ``cat`` with a ``length``
+``offset + length``: the node fetches no larger object for it); the answer for an object nobody
+delivered says "content not available", for one over the limit "over this node's (or this request's)
+fetch limit" (HTTP 413). The swarm (``--listen``, ``--peer``, ``--swarm-key``, ``--public``, and
+the connection manager's ``--conn-low-water``, ``--conn-high-water``, ``--conn-grace``) is
+configured as :mod:`swarm` describes; by default the node stays on loopback.
 
 Like Kubo, every endpoint takes POST and answers errors as ``{"Message", "Code", "Type"}``;
 requests that carry an ``Origin`` header (browsers) are refused. When ready it writes a JSON
@@ -55,6 +58,7 @@ from marketplace.adapters.ipfs.kubo_embed import KUBO_VERSION, NOT_PINNED, Embed
 from marketplace.adapters.ipfs.manager import LocalIpfsNode, write_json_atomic
 from marketplace.adapters.ipfs.peer_keeper import PeerKeeper
 from marketplace.adapters.ipfs.swarm import (
+    ConnLimits,
     SwarmConfigError,
     SwarmSettings,
     build_settings,
@@ -137,10 +141,11 @@ def _request_timeout(request: Request) -> float | None:
     return min(seconds, MAX_REQUEST_TIMEOUT)
 
 
-async def _ensure_local(fetcher: SwarmFetcher, cid: str, request: Request) -> None:
-    """Every block of ``cid`` in the local store, fetched from the swarm if needed; errors as :class:`ApiError`."""
+async def _ensure_local(fetcher: SwarmFetcher, cid: str, request: Request, max_bytes: int | None = None) -> None:
+    """Every block of ``cid`` in the local store, fetched from the swarm if needed (a file of at most
+    ``max_bytes``, None: the node's limit); errors as :class:`ApiError`."""
     try:
-        await fetcher.ensure_local(cid, _request_timeout(request))
+        await fetcher.ensure_local(cid, _request_timeout(request), max_bytes)
     except ContentUnavailable as exc:
         raise ApiError(str(exc), 500) from exc
     except ObjectTooLarge as exc:
@@ -299,7 +304,9 @@ def create_app(
             raise ApiError(f"offset/length must be integers: {exc}", 400) from exc
         if offset < 0 or (limit is not None and limit < 0):
             raise ApiError("offset and length must not be negative", 400)
-        await _ensure_local(fetcher, cid, request)
+        # A request for `length` bytes makes the node fetch no file larger than offset + length
+        # (IpfsClient.cat(max_bytes=n) sends length=n+1); without a length, the node's limit.
+        await _ensure_local(fetcher, cid, request, None if limit is None else offset + limit)
         dest = tmp_path(".cat")
         await run_in_threadpool(kubo.download, cid, dest)
         if dest.is_dir():
@@ -555,6 +562,11 @@ def serve(
         "swarm_key_fingerprint": swarm_key_fingerprint(swarm_key) if swarm_key else None,
         "fetch_timeout": fetch_timeout,
         "max_fetch_bytes": max_fetch_bytes,
+        "conn_limits": {
+            "low_water": settings.conn.low_water,
+            "high_water": settings.conn.high_water,
+            "grace_seconds": settings.conn.grace_seconds,
+        },
         "started_at": time.time(),
         "start_seconds": round(time.monotonic() - started, 3),
     }
@@ -605,10 +617,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public", action="store_true", help="join the public IPFS network")
     parser.add_argument("--fetch-timeout", type=float, default=DEFAULT_FETCH_TIMEOUT, help="seconds (default 30)")
     parser.add_argument("--max-fetch-bytes", type=int, default=DEFAULT_MAX_FETCH_BYTES)
+    conn = ConnLimits()
+    parser.add_argument(
+        "--conn-low-water", type=int, default=conn.low_water, help="connections kept when trimming (default 32)"
+    )
+    parser.add_argument(
+        "--conn-high-water", type=int, default=conn.high_water, help="connections that start a trim (default 96)"
+    )
+    parser.add_argument(
+        "--conn-grace", type=float, default=conn.grace_seconds, help="seconds a new connection is never trimmed"
+    )
     args = parser.parse_args(argv)
     try:
         key = read_swarm_key(args.swarm_key) if args.swarm_key else None
-        settings = build_settings(args.listen, args.peer, args.public, key is not None, args.allow)
+        conn = ConnLimits(args.conn_low_water, args.conn_high_water, args.conn_grace)
+        settings = build_settings(args.listen, args.peer, args.public, key is not None, args.allow, conn)
         serve(
             args.repo,
             args.host,

@@ -1,12 +1,20 @@
 """Keep the node connected to its configured peers by dialling them from Python once it runs.
 
-Peers given to Kubo's config (``Peering.Peers``/``Bootstrap``) are dialled while the node starts, and the
-embedded Kubo's bitswap sometimes misses a connection made then: it never asks that peer for blocks, and
-fetches from it end as "content not available" (measured by the demo: 7 of 128 node-to-peer pairs, against
-0 of 128 when the same connections were made through ``ConnectToPeer`` after the start). So the swarm
-config leaves the peer lists empty and :class:`PeerKeeper` dials each configured peer once the node is
-up, then every ``interval`` seconds redials those that are not connected (after a drop, or after the node
-restarted to end abandoned fetches).
+A connection that Kubo makes while it starts is sometimes missed by the embedded Kubo's bitswap: it never
+asks that peer for blocks, and fetches from it end as "content not available" (measured by the demo with
+the peers in Kubo's ``Bootstrap`` and ``Peering`` lists: 7 of 128 node-to-peer pairs, against 0 of 128 when
+the same connections were made through ``ConnectToPeer`` after the start; Kubo dials its ``Bootstrap`` peers
+at once). So the swarm config never lists peers in ``Bootstrap``, and
+:class:`PeerKeeper` dials each configured peer once the node is up, then every ``interval`` seconds
+redials those that are not connected (after a drop, or after the node restarted to end abandoned fetches).
+
+The ``--peer`` peers are also Kubo's ``Peering.Peers``, for one reason: its connection manager never trims
+a peering peer (attack review of issue 14, finding 4). Kubo's own peering service dials a peer that is not
+connected only 7.5 to 12.5 s after the start (boxo's ``peering``: a 5 s initial delay grown by half and a
+random part), and the keeper has connected it by then; measured with both in place: 0 of 128 fresh nodes
+failed to fetch from their ``--peer`` right after starting. Peers added with :meth:`PeerKeeper.add` (through
+``swarm/connect``) are redialled but not protected: the embedded library exports no call to protect a
+peer of a running node.
 """
 
 from __future__ import annotations

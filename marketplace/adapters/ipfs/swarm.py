@@ -189,14 +189,47 @@ def swarm_key_fingerprint(key: bytes) -> str:
 
 
 @dataclass(frozen=True)
+class ConnLimits:
+    """Kubo's connection manager (``Swarm.ConnMgr``, type ``basic``).
+
+    When the node holds ``high_water`` connections or more, it closes connections down to
+    ``low_water`` (at most once every 10 s), sparing those younger than ``grace_seconds`` and the
+    peers it protects: its ``--peer`` peers (Kubo's ``Peering.Peers``). The defaults are Kubo's own
+    (32, 96, 20 s): the point is that they are written down and that the configured peers are
+    protected, so a holder of the swarm key who opens many connections cannot have them trimmed."""
+
+    low_water: int = 32
+    high_water: int = 96
+    grace_seconds: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.low_water <= self.high_water:
+            raise SwarmConfigError(  # libp2p's connection manager never trims with a low water of 0
+                f"connection limits: need 1 <= low water ({self.low_water}) <= high water ({self.high_water})"
+            )
+        if not self.grace_seconds > 0 or self.grace_seconds == float("inf"):
+            raise SwarmConfigError(f"connection grace period must be positive seconds, not {self.grace_seconds}")
+
+    def kubo_config(self) -> dict[str, Any]:
+        """The ``Swarm.ConnMgr`` section of Kubo's config."""
+        return {
+            "Type": "basic",
+            "LowWater": self.low_water,
+            "HighWater": self.high_water,
+            "GracePeriod": f"{self.grace_seconds:g}s",
+        }
+
+
+@dataclass(frozen=True)
 class SwarmSettings:
     """How the node takes part in a swarm.
 
-    ``listen``: TCP multiaddrs to listen on. ``peers``: peers to stay connected to (Kubo's
-    ``Peering.Peers``, also its ``Bootstrap`` list). ``allowed``: the networks the address filters
-    let through besides loopback (the subnets of the listen addresses and the peers' addresses, see
-    :func:`allowed_networks`). ``public``: join the public IPFS network (Kubo's default bootstrap
-    peers, DHT routing, no address filters); incompatible with a private swarm key.
+    ``listen``: TCP multiaddrs to listen on. ``peers``: peers to stay connected to (dialled by the
+    running node, see :mod:`peer_keeper`, and protected from trimming as Kubo's ``Peering.Peers``).
+    ``allowed``: the networks the address filters let through besides loopback (the subnets of the
+    listen addresses and the peers' addresses, see :func:`allowed_networks`). ``public``: join the
+    public IPFS network (Kubo's default bootstrap peers, DHT routing, no address filters);
+    incompatible with a private swarm key. ``conn``: the connection manager's limits.
     """
 
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
@@ -204,6 +237,7 @@ class SwarmSettings:
     allowed: tuple[str, ...] = ()
     public: bool = False
     private: bool = False
+    conn: ConnLimits = ConnLimits()
 
     def __post_init__(self) -> None:
         for addr in self.listen:
@@ -240,12 +274,25 @@ def deny_filters(allowed: Iterable[IpNetwork]) -> list[str]:
     return out
 
 
+def peering_peers(peers: Sequence[str]) -> list[dict[str, Any]]:
+    """Kubo ``Peering.Peers`` entries (``{"ID", "Addrs"}``, one per peer ID) for full peer multiaddrs."""
+    by_id: dict[str, list[str]] = {}
+    for text in peers:
+        peer = parse_peer_addr(text)
+        addrs = by_id.setdefault(peer.peer_id, [])
+        if str(peer.addr) not in addrs:
+            addrs.append(str(peer.addr))
+    return [{"ID": pid, "Addrs": addrs} for pid, addrs in by_id.items()]
+
+
 def swarm_config(cfg: dict[str, Any], settings: SwarmSettings) -> dict[str, Any]:
     """Rewrite a Kubo config (in place, returned) for ``settings``.
 
     Always: no mDNS, no relays, no announce overrides, QUIC and WebTransport off (listen addresses are
-    TCP). ``settings.peers`` are not written to the config: the node dials them once it runs
-    (:mod:`peer_keeper`). Unless ``settings.public``: no bootstrap peers, routing
+    TCP), the connection manager of ``settings.conn``. ``settings.peers`` are Kubo's ``Peering.Peers``,
+    which its connection manager never trims, and never its ``Bootstrap`` list: the node dials them
+    once it runs (:mod:`peer_keeper`), before Kubo's peering service would (see there). Unless
+    ``settings.public``: no bootstrap peers, routing
     ``none`` (content comes from connected peers over bitswap), no NAT port mapping, AutoNAT off,
     no reproviding, and address filters refusing everything but loopback and ``settings.allowed``.
     With ``public``: Kubo's default bootstrap peers, DHT routing, NAT port
@@ -260,11 +307,11 @@ def swarm_config(cfg: dict[str, Any], settings: SwarmSettings) -> dict[str, Any]
     swarm["RelayService"] = {"Enabled": False}
     network = swarm.setdefault("Transports", {}).setdefault("Network", {})
     network.update({"QUIC": False, "WebTransport": False, "Websocket": False, "TCP": True})
-    for peer in settings.peers:
-        parse_peer_addr(peer)  # refused here if malformed
-    # Not in Peering/Bootstrap: dialled by the node once it runs (see peer_keeper.py: a connection made
-    # while Kubo starts can be missed by its bitswap).
-    cfg["Peering"] = {"Peers": None}
+    swarm["ConnMgr"] = settings.conn.kubo_config()
+    # Peering protects the peers from the connection manager; Kubo dials them only 7.5 s or more after it
+    # starts, when the node has connected them itself (see peer_keeper.py: a connection made while Kubo
+    # starts, as Bootstrap peers are dialled, can be missed by its bitswap).
+    cfg["Peering"] = {"Peers": peering_peers(settings.peers) or None}
     routing = cfg.setdefault("Routing", {})
     if settings.public:
         cfg["Bootstrap"] = list(KUBO_DEFAULT_BOOTSTRAP)
@@ -354,13 +401,15 @@ def build_settings(
     public: bool = False,
     private: bool = False,
     allow: Sequence[str] = (),
+    conn: ConnLimits | None = None,
 ) -> SwarmSettings:
     """The :class:`SwarmSettings` for the node's flags: ``listen`` defaults to :data:`DEFAULT_LISTEN`, and
     unless ``public`` the allowed networks are those of :func:`allowed_networks` (reads interfaces,
-    resolves peer names) plus ``allow`` (CIDR networks the user opens explicitly)."""
+    resolves peer names) plus ``allow`` (CIDR networks the user opens explicitly); ``conn`` defaults to
+    :class:`ConnLimits`'s defaults."""
     listen = tuple(listen) or (DEFAULT_LISTEN,)
     extra = [parse_network(n) for n in allow]
     if public and extra:
         raise SwarmConfigError("--allow has no effect with --public (a public node filters no address)")
     allowed = () if public else tuple(dict.fromkeys([*allowed_networks(listen, peers), *extra]))
-    return SwarmSettings(listen, tuple(peers), allowed, public, private)
+    return SwarmSettings(listen, tuple(peers), allowed, public, private, conn or ConnLimits())
