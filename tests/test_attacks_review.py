@@ -42,7 +42,7 @@ from marketplace.adapters.chain.market import MIN_PHASE_PERIOD, ProjectConfig, P
 from marketplace.adapters.ipfs.cid import compute_cid
 from marketplace.adapters.ipfs.errors import IpfsTimeout, NodeBusy
 from marketplace.adapters.ipfs.ipfs import IpfsClient
-from marketplace.adapters.ipfs.manager import LocalIpfsNode
+from marketplace.adapters.ipfs.manager import LocalIpfsNode, NodeOptions
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import build_model, param_spec, tensors_to_vector
 from marketplace.protocol.commitment import commit_update
@@ -308,7 +308,9 @@ def test_a_node_kept_busy_by_other_clients_rejects_nobody(
     actors, store, pid = project_with_store
     _four_trainers_commit_and_reveal(actors, store, pid)
     # The aggregator's own node, peered with the trainers' node: content comes over the swarm.
-    with LocalIpfsNode(tmp_path / "aggregator-ipfs", peers=ipfs_node.swarm_addresses, fetch_timeout=30) as own:
+    with LocalIpfsNode(
+        tmp_path / "aggregator-ipfs", options=NodeOptions(peers=ipfs_node.swarm_addresses, fetch_timeout=30)
+    ) as own:
         client = IpfsClient(own.api_url, timeout=10.0, retries=0)
         busy = ModelStore(client)
         deadline = time.monotonic() + 20

@@ -27,7 +27,7 @@ from marketplace.adapters.ipfs.errors import CidMismatch, ContentUnavailable, Ip
 from marketplace.adapters.ipfs.fetch import structure_allowance
 from marketplace.adapters.ipfs.ipfs import FETCH_TIMEOUT_ENV, IpfsClient
 from marketplace.adapters.ipfs.kubo_embed import flatfs_path
-from marketplace.adapters.ipfs.manager import LocalIpfsNode
+from marketplace.adapters.ipfs.manager import LocalIpfsNode, NodeOptions
 from marketplace.adapters.ipfs.node import ApiError, parse_go_duration
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.swarm import (
@@ -158,7 +158,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalIpfsNo
     base = tmp_path_factory.mktemp("swarm")
     with (
         LocalIpfsNode(base / "a") as a,
-        LocalIpfsNode(base / "b", peers=a.swarm_addresses, max_fetch_bytes=LIMIT, fetch_timeout=FETCH_TIMEOUT) as b,
+        LocalIpfsNode(
+            base / "b", options=NodeOptions(peers=a.swarm_addresses, max_fetch_bytes=LIMIT, fetch_timeout=FETCH_TIMEOUT)
+        ) as b,
     ):
         with client(b) as cb:  # B dials A as it starts
             deadline = time.monotonic() + 15
@@ -303,7 +305,7 @@ def test_a_request_for_a_few_bytes_of_a_big_object_fetches_no_more_than_it_may_t
     a, _ = pair
     data = os.urandom(20 * LIMIT)
     with (
-        LocalIpfsNode(tmp_path / "b", peers=a.swarm_addresses, max_fetch_bytes=64 * LIMIT) as b,
+        LocalIpfsNode(tmp_path / "b", options=NodeOptions(peers=a.swarm_addresses, max_fetch_bytes=64 * LIMIT)) as b,
         client(a) as ca,
         client(b) as cb,
     ):
@@ -334,7 +336,11 @@ def test_the_aggregators_update_fetch_makes_its_node_fetch_no_more_than_the_upda
     the update size limit (``IpfsClient.cat(max_bytes=)``, sent as Kubo's ``length``), so a node that may fetch
     1 GiB fetches the root of a larger object, not the object."""
     a, _ = pair
-    with LocalIpfsNode(tmp_path / "agg", peers=a.swarm_addresses) as b, client(a) as ca, client(b) as cb:
+    with (
+        LocalIpfsNode(tmp_path / "agg", options=NodeOptions(peers=a.swarm_addresses)) as b,
+        client(a) as ca,
+        client(b) as cb,
+    ):
         cid = ca.add(os.urandom(MAX_UPDATE_BYTES + LIMIT))
         before = cb.swarm_stats()["FetchedBytes"]
         with pytest.raises(ObjectTooLarge, match="over this request's fetch limit"):
@@ -376,7 +382,7 @@ def test_a_root_that_understates_its_size_is_stopped_past_the_requests_limit(
     a, _ = pair
     data = os.urandom(20 * LIMIT)
     with (
-        LocalIpfsNode(tmp_path / "b", peers=a.swarm_addresses, max_fetch_bytes=64 * LIMIT) as b,
+        LocalIpfsNode(tmp_path / "b", options=NodeOptions(peers=a.swarm_addresses, max_fetch_bytes=64 * LIMIT)) as b,
         client(a) as ca,
         client(b) as cb,
     ):
@@ -405,14 +411,20 @@ def test_a_private_swarm_keeps_other_nodes_out(pair: tuple[LocalIpfsNode, LocalI
     new_swarm_key(key)
     new_swarm_key(other)
     data = os.urandom(300_000)
-    with LocalIpfsNode(tmp_path / "p", swarm_key=key) as p, client(p) as cp:
+    with LocalIpfsNode(tmp_path / "p", options=NodeOptions(swarm_key=key)) as p, client(p) as cp:
         cid = cp.add(data)
         assert json.loads(p.state_file.read_text())["swarm_key_fingerprint"] == swarm_key_fingerprint(
             read_swarm_key(key)
         )
-        with LocalIpfsNode(tmp_path / "q", swarm_key=key, peers=p.swarm_addresses) as q, client(q) as cq:
+        with (
+            LocalIpfsNode(tmp_path / "q", options=NodeOptions(swarm_key=key, peers=p.swarm_addresses)) as q,
+            client(q) as cq,
+        ):
             assert cq.cat(cid) == data  # same key: in the swarm
-        with LocalIpfsNode(tmp_path / "r", swarm_key=other, peers=p.swarm_addresses) as r, client(r, 1.0) as cr:
+        with (
+            LocalIpfsNode(tmp_path / "r", options=NodeOptions(swarm_key=other, peers=p.swarm_addresses)) as r,
+            client(r, 1.0) as cr,
+        ):
             with pytest.raises(ContentUnavailable):
                 cr.cat(cid)
             assert cr.swarm_peers() == []
@@ -469,8 +481,10 @@ def test_a_peer_given_with_peer_is_never_trimmed_by_the_connection_manager(
     monkeypatch.setenv("GOLOG_LOG_LEVEL", "error,connmgr=debug")
     b = LocalIpfsNode(
         clone_repo(tmp_path / "template", tmp_path / "b", b_id),
-        peers=[f"/ip4/127.0.0.1/tcp/9/p2p/{a_id}"],  # an address B cannot dial: A dials in
-        conn_limits=ConnLimits(1, 2, 1.0),
+        options=NodeOptions(
+            peers=[f"/ip4/127.0.0.1/tcp/9/p2p/{a_id}"],  # an address B cannot dial: A dials in
+            conn_limits=ConnLimits(1, 2, 1.0),
+        ),
     )
     with b:
         monkeypatch.delenv("GOLOG_FILE")
@@ -555,7 +569,7 @@ def test_a_restart_of_kubo_does_not_make_later_content_unavailable(tmp_path: Pat
     (finding 3: its root alone is fetched); the restart is forced here by abandoned fetches."""
     with (
         LocalIpfsNode(tmp_path / "a") as a,
-        LocalIpfsNode(tmp_path / "b", max_fetch_bytes=LIMIT, fetch_timeout=FETCH_TIMEOUT) as b,
+        LocalIpfsNode(tmp_path / "b", options=NodeOptions(max_fetch_bytes=LIMIT, fetch_timeout=FETCH_TIMEOUT)) as b,
         client(a) as ca,
         client(b) as cb,
     ):

@@ -131,8 +131,9 @@ def test_an_update_whose_node_went_offline_is_unavailable_and_its_trainer_loses_
 
 
 # A trainer running modified code: instead of its update it pins (and seals) 40 MB of noise, 5x the
-# aggregator node's fetch limit, so the aggregator's node refuses it (and, where the download has begun,
-# restarts its Kubo, dropping every connection). Its commitment is its real update's: it can dispute.
+# aggregator node's fetch limit, so the aggregator's node refuses it (from its root block since the fix of
+# finding 3; before, by restarting its Kubo mid-download, which dropped every connection). Its commitment is
+# its real update's: it can dispute.
 _OVERSIZE_TRAINER = """
 import os, sys
 from marketplace.adapters.ipfs.cid import compute_cid

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from marketplace.adapters.chain.market import Finalization
 from marketplace.adapters.ipfs.cid import compute_cid
 from marketplace.adapters.ipfs.ipfs import IpfsClient
-from marketplace.adapters.ipfs.manager import LocalIpfsNode
+from marketplace.adapters.ipfs.manager import LocalIpfsNode, NodeOptions
 from marketplace.round.collect import collect_round  # noqa: F401  (torch imported now, not inside a timed request)
 from marketplace.web.main import create_app
 from marketplace.web.services.errors import Unavailable
@@ -41,7 +41,9 @@ TTL = 60.0
 @pytest.fixture
 def shared(tmp_path: Path, ipfs_node: LocalIpfsNode) -> Iterator[LocalIpfsNode]:
     """The web server's node, peered with the session's node (a node with peers searches for what it lacks)."""
-    with LocalIpfsNode(tmp_path / "shared-ipfs", peers=ipfs_node.swarm_addresses, fetch_timeout=30) as node:
+    with LocalIpfsNode(
+        tmp_path / "shared-ipfs", options=NodeOptions(peers=ipfs_node.swarm_addresses, fetch_timeout=30)
+    ) as node:
         client = IpfsClient(node.api_url, timeout=10.0, retries=0)
         deadline = time.monotonic() + 30
         while client.swarm_stats().get("Peers", 0) < 1:

@@ -14,7 +14,14 @@ import typer
 
 from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.adapters.ipfs.ipfs import IpfsClient
-from marketplace.adapters.ipfs.manager import default_home, node_down, node_status, node_up, resolve_api_url
+from marketplace.adapters.ipfs.manager import (
+    NodeOptions,
+    default_home,
+    node_down,
+    node_status,
+    node_up,
+    resolve_api_url,
+)
 from marketplace.adapters.ipfs.swarm import (
     SwarmConfigError,
     build_settings,
@@ -93,13 +100,15 @@ def ipfs_up_cmd(
         status = node_up(
             home or default_home(),
             port=port,
-            listen=listen,
-            peers=peer,
-            allow=allow,
-            swarm_key=swarm_key,
-            public=public,
-            fetch_timeout=fetch_timeout,
-            max_fetch_bytes=max_fetch_bytes,
+            options=NodeOptions(
+                listen=listen,
+                peers=peer,
+                allow=allow,
+                swarm_key=swarm_key,
+                public=public,
+                fetch_timeout=fetch_timeout,
+                max_fetch_bytes=max_fetch_bytes,
+            ),
         )
     except (SwarmConfigError, StorageError) as exc:
         raise _fail(str(exc)) from None

@@ -36,7 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from marketplace.adapters.ipfs.ipfs import IpfsClient
-from marketplace.adapters.ipfs.manager import LocalIpfsNode, NodeStartError
+from marketplace.adapters.ipfs.manager import LocalIpfsNode, NodeOptions, NodeStartError
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.ipfs.swarm import new_swarm_key, swarm_key_fingerprint
 
@@ -256,7 +256,9 @@ def demo_swarm(
     participants: dict[str, Participant] = {}
 
     def node(name: str) -> LocalIpfsNode:
-        nodes[name] = LocalIpfsNode(workdir / _slug(name), swarm_key=key, fetch_timeout=fetch_timeout)
+        nodes[name] = LocalIpfsNode(
+            workdir / _slug(name), options=NodeOptions(swarm_key=key, fetch_timeout=fetch_timeout)
+        )
         return nodes[name]
 
     with ExitStack() as stack:

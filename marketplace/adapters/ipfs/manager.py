@@ -64,19 +64,57 @@ def _ping(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class NodeOptions:
+    """How a node joins its swarm and bounds its fetches (the node command's swarm flags).
+
+    ``listen`` (TCP multiaddrs; default ``/ip4/127.0.0.1/tcp/0``), ``peers`` (full multiaddrs
+    ``.../p2p/<id>`` to stay connected to), ``allow`` (more CIDR networks the address filters let
+    through), ``swarm_key`` (a ``swarm.key`` file: private swarm), ``public`` (join the public IPFS
+    network). ``fetch_timeout`` (seconds) and ``max_fetch_bytes`` bound fetches from the swarm (None: the
+    node's defaults, 30 s and 1 GiB). ``conn_limits``: Kubo's connection manager (None:
+    :class:`~marketplace.adapters.ipfs.swarm.ConnLimits`'s defaults)."""
+
+    listen: Sequence[str] = ()
+    peers: Sequence[str] = ()
+    allow: Sequence[str] = ()
+    swarm_key: Path | None = None
+    public: bool = False
+    fetch_timeout: float | None = None
+    max_fetch_bytes: int | None = None
+    conn_limits: ConnLimits | None = None
+
+    def argv(self) -> list[str]:
+        """These options as the node command's flags."""
+        args: list[str] = []
+        for addr in self.listen:
+            args += ["--listen", addr]
+        for peer in self.peers:
+            args += ["--peer", peer]
+        for net in self.allow:
+            args += ["--allow", net]
+        if self.swarm_key:
+            args += ["--swarm-key", str(Path(self.swarm_key).resolve())]
+        if self.public:
+            args.append("--public")
+        if self.fetch_timeout is not None:
+            args += ["--fetch-timeout", str(self.fetch_timeout)]
+        if self.max_fetch_bytes is not None:
+            args += ["--max-fetch-bytes", str(self.max_fetch_bytes)]
+        if self.conn_limits is not None:
+            args += ["--conn-low-water", str(self.conn_limits.low_water)]
+            args += ["--conn-high-water", str(self.conn_limits.high_water)]
+            args += ["--conn-grace", str(self.conn_limits.grace_seconds)]
+        return args
+
+
 class LocalIpfsNode:
     """The project's IPFS node as a process: ``with LocalIpfsNode(repo) as node: node.api_url``.
 
     ``port=0`` lets the node pick a free RPC port. ``detach=True`` starts it in its own session so it
     outlives this process (what ``marketplace ipfs up`` does). The repo keeps pinned data across
-    restarts.
-
-    Swarm: ``listen`` (TCP multiaddrs; default ``/ip4/127.0.0.1/tcp/0``), ``peers`` (full multiaddrs
-    ``.../p2p/<id>`` to stay connected to), ``allow`` (more CIDR networks the address filters let
-    through), ``swarm_key`` (a ``swarm.key`` file: private swarm), ``public`` (join the public IPFS
-    network). ``fetch_timeout`` (seconds) and ``max_fetch_bytes``
-    bound fetches from the swarm (None: the node's defaults, 30 s and 1 GiB). ``conn_limits``: Kubo's
-    connection manager (None: :class:`~marketplace.adapters.ipfs.swarm.ConnLimits`'s defaults).
+    restarts. ``options``: how it joins its swarm and bounds its fetches (:class:`NodeOptions`; default:
+    loopback only, dialling nobody).
     """
 
     def __init__(
@@ -89,26 +127,12 @@ class LocalIpfsNode:
         startup_timeout: float = 60.0,
         detach: bool = False,
         *,
-        listen: Sequence[str] = (),
-        peers: Sequence[str] = (),
-        allow: Sequence[str] = (),
-        swarm_key: Path | None = None,
-        public: bool = False,
-        fetch_timeout: float | None = None,
-        max_fetch_bytes: int | None = None,
-        conn_limits: ConnLimits | None = None,
+        options: NodeOptions | None = None,
     ) -> None:
         self.repo = Path(repo).resolve()
         self.port = port
         self.host = host
-        self.listen = list(listen)
-        self.peers = list(peers)
-        self.allow = list(allow)
-        self.swarm_key = Path(swarm_key).resolve() if swarm_key else None
-        self.public = public
-        self.fetch_timeout = fetch_timeout
-        self.max_fetch_bytes = max_fetch_bytes
-        self.conn_limits = conn_limits
+        self.options = options or NodeOptions()
         self.state_file = Path(state_file or self.repo.parent / f"{self.repo.name}.{STATE_NAME}").resolve()
         self.log_file = Path(log_file or self.repo.parent / f"{self.repo.name}.log").resolve()
         self.startup_timeout = startup_timeout
@@ -142,24 +166,7 @@ class LocalIpfsNode:
         """The node's command line."""
         cmd = [sys.executable, "-m", "marketplace.adapters.ipfs.node", "--repo", str(self.repo)]
         cmd += ["--host", self.host, "--port", str(self.port), "--state-file", str(self.state_file)]
-        for addr in self.listen:
-            cmd += ["--listen", addr]
-        for peer in self.peers:
-            cmd += ["--peer", peer]
-        for net in self.allow:
-            cmd += ["--allow", net]
-        if self.swarm_key:
-            cmd += ["--swarm-key", str(self.swarm_key)]
-        if self.public:
-            cmd.append("--public")
-        if self.fetch_timeout is not None:
-            cmd += ["--fetch-timeout", str(self.fetch_timeout)]
-        if self.max_fetch_bytes is not None:
-            cmd += ["--max-fetch-bytes", str(self.max_fetch_bytes)]
-        if self.conn_limits is not None:
-            cmd += ["--conn-low-water", str(self.conn_limits.low_water)]
-            cmd += ["--conn-high-water", str(self.conn_limits.high_water)]
-            cmd += ["--conn-grace", str(self.conn_limits.grace_seconds)]
+        cmd += self.options.argv()
         return cmd
 
     def start(self) -> str:
@@ -275,15 +282,9 @@ def node_up(
     port: int = 0,
     startup_timeout: float = 60.0,
     *,
-    listen: Sequence[str] = (),
-    peers: Sequence[str] = (),
-    allow: Sequence[str] = (),
-    swarm_key: Path | None = None,
-    public: bool = False,
-    fetch_timeout: float | None = None,
-    max_fetch_bytes: int | None = None,
+    options: NodeOptions | None = None,
 ) -> NodeStatus:
-    """Start the local node in the background with these swarm settings (see :class:`LocalIpfsNode`),
+    """Start the local node in the background with these swarm ``options`` (see :class:`NodeOptions`),
     or report the one already running (its settings stay as they are: stop it first to change them)."""
     home = (home or default_home()).resolve()
     status = node_status(home)
@@ -296,13 +297,7 @@ def node_up(
         log_file=home / "node.log",
         startup_timeout=startup_timeout,
         detach=True,
-        listen=listen,
-        peers=peers,
-        allow=allow,
-        swarm_key=swarm_key,
-        public=public,
-        fetch_timeout=fetch_timeout,
-        max_fetch_bytes=max_fetch_bytes,
+        options=options,
     )
     node.start()
     return node_status(home)
