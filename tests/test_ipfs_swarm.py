@@ -588,3 +588,88 @@ def test_a_restart_of_kubo_does_not_make_later_content_unavailable(tmp_path: Pat
             time.sleep(0.05)
         assert cb.swarm_stats().get("Restarts", 0) >= 1  # the connection to A is gone
         assert cb.cat(later_cid) == later  # comes once A is redialled, not "not available" at once
+
+
+def repeating_node(child: bytes, times: int, child_size: int, filesize: int) -> bytes:
+    """A dag-pb UnixFS file node that links ``times`` times to the one block ``child`` (a file of ``child_size``
+    bytes) and declares ``filesize`` bytes."""
+    link = _field(2, _field(1, child) + _field(2, b"") + _field(3, child_size + 14))
+    unixfs = _field(1, 2) + _field(3, filesize) + b"".join(_field(4, child_size) for _ in range(times))
+    return link * times + _field(1, unixfs)
+
+
+def plant_block(node: LocalIpfsNode, block: bytes) -> bytes:
+    """Puts a dag-pb ``block`` in ``node``'s flatfs store (the node serves what it holds); its binary CIDv0."""
+    cid = bytes([0x12, 32]) + hashlib.sha256(block).digest()
+    stored = flatfs_path(node.repo, CID.decode(cid))
+    stored.parent.mkdir(exist_ok=True)
+    stored.write_bytes(block)
+    return cid
+
+
+def repeating_dag(node: LocalIpfsNode, leaf: str, leaf_size: int, fanouts: list[int]) -> str:
+    """A DAG on ``node`` whose levels link ``fanouts`` times to one block of the level below, down to ``leaf``;
+    its root declares 1,000 bytes. Its blocks are a few kB (plus the leaf), its file the product of it all."""
+    child, size = bytes(CID.decode(leaf)), leaf_size
+    for times in fanouts:
+        child, size = plant_block(node, repeating_node(child, times, size, size * times)), size * times
+    return normalize_cid(plant_block(node, repeating_node(child, 1, size, 1000)))
+
+
+def test_a_dag_that_links_one_block_many_times_is_refused_by_the_file_it_makes(tmp_path: Path) -> None:
+    """Attack review 14: the limits counted a DAG's distinct blocks, but Kubo's ``Download`` (what a fetch and a
+    ``cat`` run) writes the file, every linked block as many times as it is linked, and ``has_dag`` walked every
+    path. A trainer's update of 42 blocks (4 kB: 40 levels linking the next one twice) then made the node's fetch
+    run forever and every later request for it walk 2**40 paths in a thread of its own: 8 such requests and the
+    node answered no fetch at all (its ``version`` still did, so the aggregator rejected every honest trainer
+    after it); 260 kB of blocks (a 256 KiB leaf, two levels of 64 links) made a 1 GiB file written twice in the
+    node's work directory for a request that may take 1 MB. Now the file the blocks make counts: such DAGs are
+    refused at once, and the node goes on serving."""
+    with (
+        LocalIpfsNode(tmp_path / "a") as a,
+        LocalIpfsNode(tmp_path / "b", peers=a.swarm_addresses, max_fetch_bytes=8 * LIMIT) as b,
+        client(a) as ca,
+        client(b) as cb,
+    ):
+        deadline = time.monotonic() + 15
+        while a.peer_id not in [p.peer for p in cb.swarm_peers()] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        deep = repeating_dag(a, ca.add(b"x"), 1, [2] * 40)  # a file of 2**40 bytes
+        wide = repeating_dag(a, ca.add(os.urandom(CHUNK_SIZE)), CHUNK_SIZE, [64, 16])  # 256 MiB
+        work = b.repo / "marketplace-tmp"
+        peak = [0]
+        watching = threading.Event()
+
+        def watch() -> None:
+            while not watching.is_set():
+                sizes = [f.stat().st_size for f in work.glob("*") if f.is_file()]
+                peak[0] = max([peak[0], *sizes])
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        t0 = time.monotonic()
+        with pytest.raises(ObjectTooLarge, match=rf"limit of {LIMIT + 1} bytes \(its blocks make a file of up to"):
+            cb.cat(deep, max_bytes=LIMIT)
+        with pytest.raises(ObjectTooLarge, match="its blocks make a file of up to"):
+            cb.cat(wide)  # the node's own limit, 8 MB
+        with ThreadPoolExecutor(8) as pool:  # asked again and again: refused at once every time
+
+            def again(cid: str) -> Exception | None:
+                with client(b) as c:
+                    try:
+                        c.cat(cid)
+                    except Exception as exc:
+                        return exc
+                return None
+
+            errors = list(pool.map(again, [deep, wide] * 4))
+        assert all(isinstance(e, ObjectTooLarge) for e in errors), errors
+        assert time.monotonic() - t0 < 30  # measured: 0.5 s; before, the first request alone waited 20 s
+        watching.set()
+        watcher.join()
+        assert peak[0] <= 8 * LIMIT  # measured: 0; before, 1 GiB files for a 64 MB node
+        stats = cb.swarm_stats()
+        assert stats["FetchedBytes"] < 2 * CHUNK_SIZE, stats  # the distinct blocks came, once
+        honest = os.urandom(LIMIT // 2)
+        assert cb.cat(ca.add(honest)) == honest

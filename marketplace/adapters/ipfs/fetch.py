@@ -14,8 +14,12 @@ once, for that request only: another request that may take more fetches it. Then
 DAG is fetched, and a monitor thread watches its blocks arrive in the repo's block store: the bytes
 of the DAG's blocks may not exceed the largest limit of the requests waiting for it plus 1/64 and
 1 MiB for the DAG's own structure (:func:`structure_allowance`), so a root that lies about its size
-is caught too; the check runs every ``poll_seconds`` and once more when the download ends (on a fast
-link a whole object can arrive between two checks). A fetch over that cap fails with
+is caught too; nor may the file those blocks make (:func:`content_bound`: a DAG that links one block
+many times is a small DAG of a huge file, which ``Download`` writes out whole), nor the file ``Download``
+has written so far exceed that limit (a DAG that repeats blocks it has not got yet). The checks run every
+``poll_seconds`` and once more when the download ends (on a fast link a whole object can arrive between
+two checks). A DAG local already is refused when its file would be over the node's own limit (reading a
+range of it writes the whole file). A fetch over that cap fails with
 :class:`ObjectTooLarge`, and so does every later request for that CID whose limit is not larger
 (the node remembers the last :data:`MAX_REMEMBERED` such CIDs with the cap they broke), even though
 some or all of its blocks may have arrived.
@@ -67,6 +71,36 @@ def root_block_cid(cid: CID) -> CID:
     return CID("base32", 1, "raw", cid.digest)
 
 
+def content_bound(kubo: EmbeddedKubo, root: CID) -> int | None:
+    """At most how many bytes reading the file ``root`` yields (what ``Download`` writes), None while a block of
+    its DAG is not local: a leaf's size, a parent's own size plus its children's bounds, each child counted as
+    many times as it is linked. A DAG may link one block many times (honestly: a file of repeated chunks), so
+    its file can be far larger than its blocks (measured: 260 kB of blocks made a 1 GiB file; 42 blocks of
+    4 kB a 1 TiB one); each distinct block is looked at once."""
+    bounds: dict[bytes, int] = {}
+    links: dict[bytes, list[CID]] = {}
+    stack = [root]
+    while stack:
+        cid = stack[-1]
+        key = bytes(cid)
+        if key in bounds:
+            stack.pop()
+            continue
+        if key not in links:
+            children = kubo.children(cid)
+            if children is None:
+                return None
+            links[key] = children
+            stack.extend(c for c in children if bytes(c) not in bounds)
+            continue
+        stack.pop()
+        own = len(cid.raw_digest) if cid.hashfun.name == "identity" else kubo.block_size(cid)
+        if own is None:
+            return None
+        bounds[key] = own + sum(bounds[bytes(c)] for c in links.pop(key))
+    return bounds[bytes(root)]
+
+
 def declared_size(kubo: EmbeddedKubo, cid: CID) -> int | None:
     """The file size the local root block of ``cid`` states (UnixFS ``filesize``, or a raw block's length);
     None when the block is not local or states no size (e.g. a directory)."""
@@ -104,7 +138,8 @@ class DagProgress:
     """Which blocks of the DAG under ``root`` are in the local store, found from the root down.
 
     :meth:`scan` looks again at the blocks not seen yet (cheap: one ``stat`` each) and counts those
-    that appeared. ``declared`` is the file size the root block states, once the root is local."""
+    that appeared. ``declared`` is the file size the root block states, once the root is local; ``bound``
+    the most its file can be (:func:`content_bound`), once every block is."""
 
     def __init__(self, kubo: EmbeddedKubo, root: CID) -> None:
         self.kubo = kubo
@@ -112,6 +147,7 @@ class DagProgress:
         self.pending: list[CID] = [root]
         self.seen: set[bytes] = {bytes(root)}
         self.declared: int | None = None
+        self.bound: int | None = None
         self.block_bytes = 0  # every local block of the DAG found so far
         self.arrived_bytes = 0  # of those, the ones that appeared after the first scan
         self.arrived_blocks = 0
@@ -142,6 +178,8 @@ class DagProgress:
                     self.seen.add(bytes(child))
                     self.pending.append(child)
         self.pending = still
+        if not still and self.bound is None:
+            self.bound = content_bound(self.kubo, self.root)
         self.block_bytes += gained
         if not self._scanned:
             self._scanned = True
@@ -150,12 +188,16 @@ class DagProgress:
         self.arrived_blocks += blocks
         return gained, blocks
 
-    def over_limit(self, max_bytes: int) -> str | None:
-        """Why the DAG is over ``max_bytes``, or None."""
+    def over_limit(self, max_bytes: int, written: int = 0) -> str | None:
+        """Why the DAG is over ``max_bytes``, or None; ``written``: the bytes of its file written so far."""
         if self.declared is not None and self.declared > max_bytes:
             return f"its root declares {self.declared} bytes"
         if self.block_bytes > max_bytes + structure_allowance(max_bytes):
             return f"more than {self.block_bytes} bytes of its blocks arrived"
+        if self.bound is not None and self.bound > max_bytes + structure_allowance(max_bytes):
+            return f"its blocks make a file of up to {self.bound} bytes"
+        if written > max_bytes:
+            return f"more than {written} bytes of its file were written"
         return None
 
 
@@ -172,6 +214,17 @@ class _Job:
         self.waiters = 0
         self.refused: str | None = None  # why the job was refused as too large
         self.started = time.monotonic()
+        self.dest: Path | None = None  # where the running Download writes the file
+        self.written = 0  # the most bytes of the file it was seen to have written
+
+    def watch_written(self) -> int:
+        """The most bytes of the file the download was seen to have written, now included."""
+        dest = self.dest
+        if dest is not None:
+            with contextlib.suppress(OSError):  # not created yet, removed, or a directory
+                if dest.is_file():
+                    self.written = max(self.written, dest.stat().st_size)
+        return self.written
 
     def settle(self, error: BaseException | None = None) -> bool:
         """Finish the job (with ``error``) unless it is finished already; True if this call did."""
@@ -236,7 +289,9 @@ class SwarmFetcher:
         ``max_bytes`` is the most this request may take (the file's size; see :meth:`request_limit`):
         the root block is fetched first, alone, and a root that declares more is refused before any
         other block is asked for; blocks past that limit plus :func:`structure_allowance` (a root that
-        lies) stop the fetch. A DAG that is local already is not checked.
+        lies), a file they make past it (:func:`content_bound`: blocks linked many times) or a written file
+        past the limit stop the fetch. A DAG that is local already is checked against the node's limit only
+        (any range of a stored object may be read).
 
         Raises :class:`ContentUnavailable` after ``timeout`` seconds (default: the node's), or at once
         when the node has no peer to ask; :class:`ObjectTooLarge` when the object is over this
@@ -249,7 +304,7 @@ class SwarmFetcher:
         if refused and limit <= refused[0]:
             self._count("too_large")
             raise self._too_large_error(cid, limit, refused[1])
-        if await asyncio.to_thread(self.kubo.has_dag, root):
+        if await self._local(cid, root):
             return
         connected = len(await asyncio.to_thread(self.kubo.peers))
         if connected:
@@ -272,8 +327,19 @@ class SwarmFetcher:
         if declared is not None and declared > limit:
             self._count("too_large")  # not remembered: a request that may take more gets it
             raise self._too_large_error(cid, limit, f"its root declares {declared} bytes")
-        if not await asyncio.to_thread(self.kubo.has_dag, root):
+        if not await self._local(cid, root):
             await self._wait(cid, limit, cid, limit, deadline, timeout, connected)
+
+    async def _local(self, cid: str, root: CID) -> bool:
+        """Whether every block of ``cid`` is local; :class:`ObjectTooLarge` if they are but make a file over the
+        node's limit (reading it writes the whole file, whatever the request's range)."""
+        bound = await asyncio.to_thread(content_bound, self.kubo, root)
+        if bound is None:
+            return False
+        if bound > self.max_bytes + structure_allowance(self.max_bytes):
+            self._count("too_large")
+            raise self._too_large_error(cid, self.max_bytes, f"its blocks make a file of up to {bound} bytes")
+        return True
 
     async def _wait(
         self, key: str, cap: int, cid: str, limit: int, deadline: float, timeout: float, connected: int
@@ -327,9 +393,12 @@ class SwarmFetcher:
             self._scan(job)  # what is local before the download starts is not counted as fetched
             while True:
                 dest = self.work_dir / f"{uuid.uuid4().hex}.fetch"
+                job.dest = dest
                 try:
                     rc = self.kubo.fetch(job.cid, dest)
                 finally:
+                    job.watch_written()
+                    job.dest = None
                     if dest.is_dir():
                         shutil.rmtree(dest, ignore_errors=True)
                     else:
@@ -338,7 +407,7 @@ class SwarmFetcher:
                     continue
                 break
             self._scan(job)
-            why = job.progress.over_limit(job.cap)
+            why = job.progress.over_limit(job.cap, job.written)
             if why:  # the download ended before the monitor saw the size (a fast link)
                 self._refuse(job, why)
             elif rc == 0 and self.kubo.has_dag(job.progress.root):
@@ -401,7 +470,7 @@ class SwarmFetcher:
                     job.settle(IpfsApiError(f"cannot read the DAG of {job.cid}: {exc}"))
                     restart = True
                     continue
-                why = job.progress.over_limit(job.cap)
+                why = job.progress.over_limit(job.cap, job.watch_written())
                 if why and self._refuse(job, why):
                     restart = True
             with self._mutex:

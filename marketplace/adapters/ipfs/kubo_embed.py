@@ -322,9 +322,13 @@ class EmbeddedKubo:
         return cid
 
     def _children(self, cid: CID) -> list[CID] | None:
-        """Links of a local block, ``[]`` for a leaf, ``None`` if the block is missing."""
+        """Links of a local block, ``[]`` for a leaf, ``None`` if the block is missing (a block inlined in an
+        identity CID is always local, and may link to others too)."""
         if cid.hashfun.name == "identity":
-            return []
+            inline = bytes(cid.raw_digest)
+            if cid.codec.name != "dag-pb" or inline[:1] != b"\x12":
+                return []
+            return [CID.decode(link) for link in dag_pb_links(inline)]
         path = flatfs_path(self.repo, cid)
         if not path.exists():
             return None
@@ -338,13 +342,19 @@ class EmbeddedKubo:
             return [CID.decode(link) for link in dag_pb_links(fh.read())]
 
     def has_dag(self, cid: CID) -> bool:
-        """True if every block of the DAG under ``cid`` is in the local block store."""
+        """True if every block of the DAG under ``cid`` is in the local block store; each distinct block is looked
+        at once (a DAG may link one block many times: 40 blocks that each link the next one twice are a tree of
+        2**40 paths)."""
         stack = [cid]
+        seen = {bytes(cid)}
         while stack:
             children = self._children(stack.pop())
             if children is None:
                 return False
-            stack.extend(children)
+            for child in children:
+                if bytes(child) not in seen:
+                    seen.add(bytes(child))
+                    stack.append(child)
         return True
 
     def descendants(self, cid: CID) -> set[str]:
