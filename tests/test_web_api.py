@@ -784,6 +784,18 @@ def test_the_pin_limiter_forgets_pins_older_than_its_window() -> None:
     limiter.take("b")
 
 
+def test_the_pin_limiter_checks_without_counting() -> None:
+    """``check`` refuses what ``take`` would, before costly work (the model card's fetch and load), and counts
+    nothing: checking many times leaves the one pin allowed."""
+    limiter = PinLimiter(per_client=1, total=10, window=60, clock=lambda: 0.0)
+    for _ in range(5):
+        limiter.check("a")
+    limiter.take("a")
+    with pytest.raises(TooManyRequests):
+        limiter.check("a")
+    limiter.check("b")
+
+
 def test_pinning_the_same_weights_again_answers_their_cid_without_counting_again(
     web_settings: WebSettings, ipfs: IpfsClient
 ) -> None:

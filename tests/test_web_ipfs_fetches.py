@@ -23,15 +23,18 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from marketplace.adapters.chain.market import Finalization
-from marketplace.adapters.ipfs.cid import compute_cid
+from marketplace.adapters.ipfs.cid import compute_cid, parse_cid
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode, NodeOptions
+from marketplace.adapters.ipfs.unixfs import CIDV1_RAW_LEAVES
 from marketplace.round.collect import collect_round  # noqa: F401  (torch imported now, not inside a timed request)
 from marketplace.web.main import create_app
+from marketplace.web.server import serve_in_background
 from marketplace.web.services.errors import Unavailable
 from marketplace.web.services.ipfs_fetches import FailureMemory, FetchSlots, ObjectCache, WebFetches
 from marketplace.web.settings import WebSettings
 from tests.market_fixtures import Actors, commit, commitment_for, reveal_update
+from tests.test_web_api import form
 from tests.web_fixtures import ipfs, ipfs_node, proof_document, web_settings  # noqa: F401
 
 FETCH_TIMEOUT = 5.0  # the web's per-fetch timeout in these tests (the node's own is 30 s)
@@ -291,3 +294,55 @@ def test_failures_are_forgotten_after_their_ttl_and_objects_within_the_byte_budg
 def test_without_a_node_nothing_is_fetched() -> None:
     with pytest.raises(Unavailable, match="no IPFS node"):
         WebFetches(None).get_bytes(compute_cid(b"x"), 100, "a")
+
+
+# ---------------------------------------------------------------------------- attack review of these bounds
+
+
+def test_a_job_form_whose_card_waits_on_ipfs_does_not_hold_the_other_visitors(
+    actors: Actors, web_settings: WebSettings, shared: LocalIpfsNode
+) -> None:
+    """Second attack review of issue 14, finding 2: the job form's review step fetches the initial weights (a CID
+    the visitor chooses) to add the model card. It ran on the server's event loop, so while the node searched for a
+    CID nobody serves (the web's fetch timeout) every other request of the server waited. Now it runs off the
+    loop: a page is served at once meanwhile."""
+    settings = web_settings.model_copy(
+        update={"ipfs_api": shared.api_url, "sync_interval": 3600.0, "ipfs_fetch_timeout": FETCH_TIMEOUT}
+    )
+    posted: list[httpx.Response] = []
+    with serve_in_background(create_app(settings)) as running:
+        data = form(actors, initial_model_cid=nobody_serves("initial weights"), card_task="digits")
+        poster = threading.Thread(
+            target=lambda: posted.append(httpx.post(f"{running.url}/projects/new", data=data, timeout=60)), daemon=True
+        )
+        fetches_before = stats(shared)["Fetches"]
+        poster.start()
+        deadline = time.monotonic() + 30
+        while stats(shared)["Fetches"] == fetches_before:  # the node is searching for the weights now
+            assert time.monotonic() < deadline and poster.is_alive(), "the form did not make the node fetch"
+            time.sleep(0.02)
+        started = time.monotonic()
+        page = httpx.get(f"{running.url}/projects", timeout=60)
+        took = time.monotonic() - started
+        searching = poster.is_alive()
+        poster.join(60)
+    assert page.status_code == 200
+    assert searching, "the form's fetch ended before the page was asked for: the test saw nothing"
+    assert took < FETCH_TIMEOUT / 2, f"the project list waited {took:.1f} s on another visitor's IPFS fetch"
+    assert posted and posted[0].status_code == 422 and "could not be fetched" in posted[0].text
+
+
+def test_a_failure_is_remembered_for_the_object_however_its_cid_is_written(shared: LocalIpfsNode) -> None:
+    """Second attack review of issue 14, finding 5: the failure memory was keyed by the CID's text, so the same
+    CID in another base reached the node again. Now every spelling is one object."""
+    fetches = WebFetches(shared.api_url, total=2, per_client=1, timeout=FETCH_TIMEOUT, failure_ttl=TTL)
+    missing = compute_cid(b"a v1 object nobody serves " + str(time.time_ns()).encode(), CIDV1_RAW_LEAVES)
+    spellings = [missing, str(parse_cid(missing).set(base="base58btc")), str(parse_cid(missing).set(base="base36"))]
+    assert len(set(spellings)) == 3
+    with pytest.raises(Unavailable):
+        fetches.get_bytes(spellings[0], 1 << 20, "10.0.4.1")
+    asked = stats(shared)
+    for spelling in spellings[1:]:
+        with pytest.raises(Unavailable, match="seconds ago"):
+            fetches.get_bytes(spelling, 1 << 20, "10.0.4.2")
+    assert stats(shared)["Unavailable"] == asked["Unavailable"], "another spelling reached the node again"

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, ProjectConfig
@@ -214,7 +215,9 @@ async def new_job_submit(
     try:
         tx = txs.create_tx(config, values.get("sender") or None)  # a refusal is said before anything is pinned
         if card is not None:  # the card goes into the initial weights' header: the contract keeps their CID only
-            described = catalogue.describe(weights, card, client, fetches)
+            # Off the event loop: an IPFS fetch of up to the visitor fetches' timeout, a load and a pin (attack
+            # review of issue 14: run inline it held every other request of the server meanwhile).
+            described = await run_in_threadpool(catalogue.describe, weights, card, client, fetches)
             config = config.model_copy(update={"initial_model_cid": described})
             tx = txs.create_tx(config, values.get("sender") or None)
     except InvalidInput as exc:  # the weights could not be given the card

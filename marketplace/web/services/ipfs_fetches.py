@@ -32,6 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 
+from marketplace.adapters.ipfs.cid import normalize_cid
 from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.store import ModelStore
@@ -197,6 +198,8 @@ class WebFetches:
         (``retry_after``: when the first running fetch will have given up)."""
         if self.ipfs_api is None:
             raise Unavailable(f"{NO_NODE[:1].upper()}{NO_NODE[1:]}.")
+        with contextlib.suppress(StorageError):  # one key per object, however its CID is written (a malformed
+            cid = normalize_cid(cid)  # one fails below, remembered as it is)
         data = self.objects.get(cid)
         if data is not None and len(data) <= max_bytes:
             return data

@@ -165,6 +165,7 @@ class ModelService:
         if self.ipfs_api is None:
             raise Unavailable(NO_IPFS_CARD)
         field = "initial_model_cid"
+        self.limiter.check(client)  # refused before fetching, loading and re-serializing anything
         try:
             data = fetches.get_bytes(normalize_cid(cid), self.max_bytes, client)
             weights = load_checked(data, None, self.max_bytes, framework="torch")

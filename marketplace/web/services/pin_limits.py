@@ -42,6 +42,14 @@ class PinLimiter:
 
     def take(self, client: str) -> None:
         """Counts one pin for ``client``; :class:`TooManyRequests` (nothing counted) if that would exceed a limit."""
+        self._admit(client, count=True)
+
+    def check(self, client: str) -> None:
+        """:class:`TooManyRequests` if a pin for ``client`` would exceed a limit now; counts nothing (to refuse
+        before costly work whose end may pin)."""
+        self._admit(client, count=False)
+
+    def _admit(self, client: str, *, count: bool) -> None:
         with self._lock:
             now = self.clock()
             mine = self._clients.pop(client, None) or deque()
@@ -68,5 +76,6 @@ class PinLimiter:
                     "paste their CID.",
                     wait,
                 )
-            mine.append(now)
-            self._all.append(now)
+            if count:
+                mine.append(now)
+                self._all.append(now)
