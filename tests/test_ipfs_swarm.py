@@ -627,7 +627,7 @@ def test_a_dag_that_links_one_block_many_times_is_refused_by_the_file_it_makes(t
     refused at once, and the node goes on serving."""
     with (
         LocalIpfsNode(tmp_path / "a") as a,
-        LocalIpfsNode(tmp_path / "b", peers=a.swarm_addresses, max_fetch_bytes=8 * LIMIT) as b,
+        LocalIpfsNode(tmp_path / "b", options=NodeOptions(peers=a.swarm_addresses, max_fetch_bytes=8 * LIMIT)) as b,
         client(a) as ca,
         client(b) as cb,
     ):

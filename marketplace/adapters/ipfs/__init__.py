@@ -2,7 +2,7 @@
 
 Public API::
 
-    LocalIpfsNode(repo, port=0, peers=[...]) # start/stop the project's embedded-Kubo node (swarm options)
+    LocalIpfsNode(repo, options=NodeOptions(peers=[...]))  # start/stop the project's embedded-Kubo node
     IpfsClient(api_url)                    # add / cat / pin_* / id / version / swarm_* over the Kubo RPC API
     ModelStore(client)                     # put_tensors / get_tensors
     compute_cid, verify_cid, parse_cid     # CIDs in pure Python
