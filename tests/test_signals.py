@@ -234,7 +234,10 @@ def start_demo(tmp_path: Path, until: str = DONE) -> tuple[Command, str, dict[in
     return demo, base, children
 
 
-@pytest.mark.parametrize("signals", [(signal.SIGINT,), (signal.SIGTERM,)], ids=["SIGINT", "SIGTERM"])
+# SIGTERM is heavy (make test-heavy, which CI runs after make test): each case runs a whole demo (~30 s).
+@pytest.mark.parametrize(
+    "signals", [(signal.SIGINT,), pytest.param((signal.SIGTERM,), marks=pytest.mark.heavy)], ids=["SIGINT", "SIGTERM"]
+)
 def test_demo_stops_with_its_chain_and_ipfs_node_after_a_burst(
     tmp_path: Path, signals: tuple[signal.Signals, ...]
 ) -> None:

@@ -95,6 +95,7 @@ def _finalization(scored: ScoredRound, proof: bytes) -> Finalization:
     return Finalization("bafkreimodel", "bafkreiproof", scored.chain_scores, scored.flags, proof, scored.rejected)
 
 
+@pytest.mark.heavy  # ~45 s (row and round keys, two real proofs): make test-heavy, which CI runs after make test
 def test_a_false_rejection_is_disputed_with_a_real_row_proof_and_the_round_proven_with_the_row(
     actors: Actors, zk_keys: CircuitKeys
 ) -> None:
