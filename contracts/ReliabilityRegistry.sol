@@ -205,7 +205,11 @@ contract ReliabilityRegistry is IReliabilityRegistry, Ownable {
     {
         uint256 w = _records[trainer];
         if (outcome == Outcome.Contributed) {
-            w = _increment(w, 0, COUNTER, trainer);
+            // _increment(w, 0, COUNTER, trainer), written out for the most common outcome (~50 gas a trainer less)
+            if (uint32(w) == COUNTER) revert RecordCounterFull(trainer);
+            unchecked {
+                ++w;
+            }
         } else if (outcome == Outcome.Flagged) {
             w = _increment(w, FLAGGED, COUNTER, trainer);
             if (w & RESERVING != 0) w = _spendReservation(w, projectId, trainer);
