@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from eth_utils import to_checksum_address
 
 from marketplace.adapters.chain.market import (
     MAX_MODEL_NAME_LENGTH,
@@ -12,6 +13,7 @@ from marketplace.adapters.chain.market import (
     Outcome,
     ProjectStatus,
     encode_rule_version,
+    round_records,
 )
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.store import ModelStore
@@ -93,6 +95,20 @@ def test_registry_authorization_and_batched_record(actors: Actors) -> None:
     assert admin.record(who[1]) == (0, 1, 0)
     assert admin.record(who[2]) == (0, 0, 1)
     assert admin.track_record(who[0]).earned == 5 and admin.track_record(who[0]).projects == 0  # round 3, not 0
+    assert {r.market for r in records} == {stranger.address} and not any(r.project_counted for r in records)
+
+
+@pytest.mark.parametrize(
+    "word",
+    [3 << 160, 10_001 << 168, 1 << 186, 1 << 255],  # an unknown outcome, over 100 %, bits past the last flag
+)
+def test_a_round_recorded_word_the_registry_cannot_have_written_is_refused(word: int) -> None:
+    event = {"market": OWNER, "projectId": 1, "round": 0, "records": [word]}
+    with pytest.raises(ValueError, match="not a RoundRecorded word"):
+        round_records(event)
+    (fine,) = round_records({**event, "records": [int(AGG, 16) | (1 << 160) | (5_000 << 168) | (3 << 184)]})
+    assert (fine.trainer, fine.outcome, fine.reliability_bps) == (to_checksum_address(AGG), Outcome.FLAGGED, 5_000)
+    assert fine.project_counted and fine.new_owner and fine.market == to_checksum_address(OWNER)
 
 
 # ---------------------------------------------------------------- create
