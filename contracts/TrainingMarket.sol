@@ -137,7 +137,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint32 submissionPeriod;
         uint32 revealPeriod;
         uint64 revealedMask; // bit i: trainer i revealed in the open round
-        // The configuration, then the open round's disputes and the totals (read and written once per round at most):
+        // The configuration and the open round's rejections (one slot):
         uint16 rounds;
         uint8 minTrainers;
         uint8 maxTrainers;
@@ -147,9 +147,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         bool aggregatorPaid;
         uint32 joinDeadline;
         uint32 aggregationPeriod;
-        uint40 disputeDeadline; // end of the open round's dispute window (0: no rejections announced)
         uint64 rejectedMask; // bit i: trainer i's submission is rejected in the open round (announced, undisputed)
+        // The open round's disputes and the rewards credited (one slot: a dispute rewrites the slot its deadline,
+        // set by the announcement, made non-zero; the mask first, so that the deadline does not fit the slot above):
         uint64 disputedMask; // bit i: trainer i disputed its rejection in the open round
+        uint40 disputeDeadline; // end of the open round's dispute window (0: no rejections announced)
         uint128 totalEarned;
         uint128 slashed;
         string modelName;
