@@ -1,21 +1,87 @@
-"""Gas report: what each protocol step costs with N = 4, 16 and 64 trainers, and what batching
-the reliability updates saves. Runs on a fresh local anvil.
+"""Gas per trainer per round, by component, for N = 4, 16, 32 and 64 trainers: the contracts of the working tree
+("new") beside the contracts before issue 16's gas work ("old", :data:`BASELINE_REV`), in the same run, each
+on its own fresh anvil. Also what batching the reliability updates saves, and (``--breakdown N``) what the
+transactions of one round spend their gas on.
 
-A trainer submits in two transactions (commit-reveal): ``commitUpdate`` with its seal and its
-encrypted note (as ``TrainerNode`` sends them: a 59-character CIDv1, so a 95-byte note), then
-``revealUpdate`` with the CID, the commitment and the salt; the table shows each, and their sum per
-trainer. The last commit of a round also records that the commit phase closed.
+What is measured: one project of :data:`ROUNDS` rounds with N trainers (a quarter of them flagged each round,
+so the slashing path runs), the test verifier (its "proof" is a hash: verification is a few thousand gas; the
+zk verifier adds ~1.33M to 1.46M per round, ``python -m bench.zk``). A trainer's transactions are its join, one
+``commitUpdate`` (its seal and the 95-byte note ``TrainerNode`` sends) and one ``revealUpdate`` (a 59-character
+CID) per round, and its withdrawal (the mean of those owed something: the quarter flagged in every round at a 50 %
+slash is left nothing to withdraw); the aggregator's ``finalizeRound`` (verification and the registry's
+``recordRound`` inside) is shared by the N trainers. Gas per trainer per round = join / R + mean over the R
+rounds of (commit + reveal + finalize / N) + withdraw / R. The first round costs more than the later ones (a
+trainer's seal and commitment slots, its record and its (trainer, owner) pair are written for the first time),
+so the later-round figure (commit + reveal + finalize / N of round 2) is printed too: it is what every further
+round of a longer project costs, before the join and withdrawal shares.
 
-    python -m bench.gas [--trainers 4 16 64] [--out reports/gas.json]
+Reliability, batched vs one-by-one: two fresh registries record the same outcomes (the round's flags, rewards
+for contributors) for the project's trainers, one ``recordRound`` transaction for all of them vs one per
+trainer; per trainer, for a project's first round (new records, a new owner for each trainer) and for a later
+one.
 
-Prints a table and writes JSON plus a Markdown copy next to it.
+The old contracts are compiled from git (``git show <BASELINE_REV>:contracts/...`` into
+``build/gas-baseline-<rev>/``, compiled once and cached like the working tree's): no frozen copy to keep
+beside the real ones, and the baseline is exactly what main held before (a clone needs its history back to
+that commit). Both run through today's ``MarketClient`` (their function signatures are the same).
+
+    python -m bench.gas [--trainers 4 16 32 64] [--breakdown 16] [--out reports/gas.json]
+
+Prints the tables and writes JSON plus a Markdown copy next to it.
+
+Measured (2026-11-29, ``python -m bench.gas``; gas does not depend on the machine), gas per trainer per round:
+
+    N    join/R  commit  reveal  finalize/N  withdraw/R  per round  new/old  later round
+    4  old 32,059  67,733  85,482  79,190  14,799  279,263        211,480
+    4  new 30,179  51,345  59,680  65,896  14,702  221,801  0.79  146,303
+    16 old 30,355  67,157  85,481  54,334  14,799  252,127        189,601
+    16 new 28,780  51,296  59,679  43,137  14,702  197,593  0.78  127,052
+    32 old 30,071  67,061  85,483  50,195  14,799  247,609        185,958
+    32 new 28,547  51,288  59,681  39,348  14,702  193,565  0.78  123,849
+    64 old 29,929  67,012  85,483  48,132  14,799  245,356        184,142
+    64 new 28,430  51,283  59,681  37,463  14,702  191,558  0.78  122,254
+
+Reliability, gas per trainer, one batched ``recordRound`` vs one per trainer (saved): a project's first round
+old 24.6 / 30.7 / 31.7 / 32.2 %, new 28.5 / 35.6 / 36.8 / 37.4 % at N = 4 / 16 / 32 / 64 (a new record and a
+new (trainer, owner) pair are new slots, 20k each, batched or not); a later round old 52.4 / 65.5 / 67.7 /
+68.8 %, new 60.1 / 75.1 / 77.6 / 78.9 % (9,111 vs 36,609 gas per trainer at N = 16). No batching reaches 75 %
+at N = 4: the one-by-one calls' fixed cost (~29k: the transaction, the authorization read, the event) is
+shared by only four trainers.
+
+What a later round's gas goes to at N = 16 (``--breakdown``): commit 45,590 = 23,660 intrinsic (21k + the
+note's calldata) + 15,900 storage (the open round's slot, the trainer's slot, its seal slot rewritten) +
+3,667 log + 2,363 computation; reveal 53,976 = 23,600 intrinsic + 17,700 storage (the commitment slot
+rewritten) + 2,879 the verifier's ``acceptsCommitment`` + 3,411 log + 6,386 computation; finalize 439,456 /
+16 = 27.5k = 8.1k storage reads (each trainer's list entry, slot and commitment: 3 cold reads) + 7.4k
+external calls (the registry, ~7k a trainer; the test verifier) + 5.7k computation + 3.0k writes (rewards,
+slashes) + 2.0k calldata + 1.2k logs. Of the 127k, 47k is the intrinsic gas of a trainer's two transactions.
+
+Issue 16's targets. Batched reliability >= 75 % cheaper per trainer: met in every round after a project's
+first from N = 16 on (75.1 %, 77.6 %, 78.9 %), not in a first round (the new slots) nor at N = 4. Gas per
+trainer per round <= 150k at N = 16: met by every round after a project's first (127k); over a whole project
+a trainer pays 127k + 210k / R per round (the first round's new slots ~80k, the join ~86k and the withdrawal
+~44k shared by the R rounds): 198k for this 3-round project, under 150k from R = 10 on. With the zk verifier,
+verification adds ~1.37M per round (``bench.zk``), 86k per trainer at N = 16: 213k for a later round, and no
+storage layout can win that back. Reaching 150k with it takes a protocol change that verifies less often:
+finalization that checks the proof only when challenged within a window (the aggregator bonded), or one proof
+for several rounds. <= 110k at N = 32: a trainer's commit and reveal alone cost 100k (42k of it two
+transactions' base fee), so the reveal has to stop being a transaction of its own: trainers hand their
+openings to the aggregator after the commit phase and it reveals them in one batched call (the seal binds the
+trainer, so anyone holding an opening can reveal it; a trainer left out reveals itself before the deadline, as
+today). Estimated from the breakdown, not measured: a reveal inside a batch costs ~17k (its calldata ~2.6k, the
+trainer's and seal slots read and the commitment slot rewritten ~9.2k, the event 3.4k, the rest ~1.8k) instead
+of 54k, so ~87k per trainer at N = 32 with the test verifier; with the zk verifier (1.46M / 32 = 46k more) that
+also needs the verification change.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+import subprocess
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +92,10 @@ from web3.contract import Contract
 
 from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
 from marketplace.adapters.chain.client import ChainClient
-from marketplace.adapters.chain.compile import compile_contracts
-from marketplace.adapters.chain.deploy import REGISTRY, deploy_marketplace, market_client
-from marketplace.adapters.chain.market import Finalization, ProjectConfig
+from marketplace.adapters.chain.compile import Artifacts, compile_contracts
+from marketplace.adapters.chain.deploy import REGISTRY, TEST_VERIFIER, deploy_marketplace, market_client
+from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
+from marketplace.adapters.toolchain import project_root
 from marketplace.protocol.seal import derive_salt, seal, seal_note
 from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
 
@@ -39,97 +106,177 @@ OWNER, AGGREGATOR = "0x" + "11" * 20, "0x" + "22" * 20
 #: Hardhat's per-transaction gas cap (and a common RPC cap); every step must stay below it.
 TX_GAS_CAP = 16_777_216
 ETH = 10**18
+#: Rounds of the measured project.
+ROUNDS = 3
+#: The commit whose contracts are the "old" implementation (main before issue 16's gas work).
+BASELINE_REV = "cfc389e1bc09c88e7a8317fab5222e9779b5481b"
+OLD, NEW = "old", "new"
+#: A realistic 59-character CIDv1 (what trainers reveal and the aggregator records).
+CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+#: What a transaction's gas goes to (:func:`breakdown`).
+PARTS = ("intrinsic", "storage reads", "storage writes", "logs", "external calls", "computation")
 
 
 @dataclass
 class GasRow:
+    impl: str  # OLD or NEW
     trainers: int
+    rounds: int
     create: int
-    join_avg: int
-    join_last: int  # the join that fills the project also starts training
-    commit_avg: int  # commitUpdate: seal + encrypted note
-    reveal_avg: int  # revealUpdate: CID, commitment, salt
-    finalize: int
-    finalize_per_trainer: int
-    reliability_batched: int  # one recordRound call for all trainers
-    reliability_per_trainer: int  # sum of one recordRound call per trainer
+    join: int  # mean of the N joins (the last one also starts training)
+    largest_join: int
+    commit: list[int]  # per round: mean over the trainers of commitUpdate (seal + encrypted note)
+    reveal: list[int]  # per round: mean of revealUpdate (CID, commitment, salt)
+    finalize: list[int]  # per round: the whole finalizeRound (verification and recordRound inside)
+    withdraw: int  # mean of the withdrawals of the trainers owed something (the flagged ones lost their stake)
+    reliability_first: tuple[int, int]  # (one recordRound for all, one per trainer) in a project's first round
+    reliability_later: tuple[int, int]  # the same in a later round
+    breakdown: dict[str, dict[str, int]] = field(default_factory=dict)  # a later round's transactions, by part
 
     @property
-    def submit_avg(self) -> int:
-        """What one trainer's submission costs: its commit plus its reveal."""
-        return self.commit_avg + self.reveal_avg
+    def join_share(self) -> float:
+        return self.join / self.rounds
 
     @property
-    def batching_saving(self) -> float:
-        return 1 - self.reliability_batched / self.reliability_per_trainer
+    def withdraw_share(self) -> float:
+        return self.withdraw / self.rounds
+
+    @property
+    def commit_mean(self) -> float:
+        return sum(self.commit) / self.rounds
+
+    @property
+    def reveal_mean(self) -> float:
+        return sum(self.reveal) / self.rounds
+
+    @property
+    def finalize_share(self) -> float:
+        """A trainer's share of finalizing a round, mean over the rounds."""
+        return sum(self.finalize) / self.rounds / self.trainers
+
+    @property
+    def per_round(self) -> float:
+        """Everything one trainer's rounds cost, per round: its transactions and its share of finalization."""
+        return self.join_share + self.commit_mean + self.reveal_mean + self.finalize_share + self.withdraw_share
+
+    @property
+    def later_round(self) -> float:
+        """Commit + reveal + finalize / N of the last round: what each further round costs a trainer."""
+        return self.commit[-1] + self.reveal[-1] + self.finalize[-1] / self.trainers
+
+    @property
+    def saving_first(self) -> float:
+        """What one batched ``recordRound`` saves per trainer vs one per trainer, in a project's first round."""
+        return 1 - self.reliability_first[0] / self.reliability_first[1]
+
+    @property
+    def saving_later(self) -> float:
+        return 1 - self.reliability_later[0] / self.reliability_later[1]
 
     @property
     def largest_tx(self) -> int:
-        steps = (self.create, self.join_last, self.commit_avg, self.reveal_avg, self.finalize, self.reliability_batched)
-        return max(steps)
+        return max(self.create, self.largest_join, *self.commit, *self.reveal, *self.finalize, self.withdraw,
+                   self.reliability_first[0], self.reliability_later[0])  # fmt: skip
 
 
-def measure(n: int, url: str, accounts: list[LocalAccount]) -> GasRow:
-    """Runs one round of an n-trainer project on the chain at ``url`` and records gas used."""
+def baseline_artifacts(rev: str = BASELINE_REV) -> Artifacts:
+    """The contracts as they were at ``rev``, compiled (and cached) under ``build/gas-baseline-<rev>/``."""
+    root = project_root()
+    target = root / "build" / f"gas-baseline-{rev[:12]}"
+    names = _git(root, "ls-tree", "-r", "--name-only", rev, "contracts").split()
+    for name in names:
+        path = target / name
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_git(root, "show", f"{rev}:{name}"))
+    return compile_contracts(target / "contracts", out=target / "contracts.json")
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True).stdout
+
+
+def measure(
+    impl: str, artifacts: Artifacts, n: int, url: str, accounts: list[LocalAccount], trace: bool = False
+) -> GasRow:
+    """Runs a whole :data:`ROUNDS`-round project of ``n`` trainers on the chain at ``url`` (deployed from
+    ``artifacts``) and records the gas of every step; with ``trace``, also the :func:`breakdown` of the last
+    round's transactions (the node must keep execution steps: ``anvil --steps-tracing``)."""
     admin = ChainClient(url, accounts[0])
     for account in accounts[: n + 3]:
         admin.set_balance(account.address, 1_000 * ETH)
-    deployment = deploy_marketplace(admin)
-    artifacts = compile_contracts()
+    deployment = deploy_marketplace(admin, artifacts)
     base = market_client(admin, deployment, artifacts)
     owner, aggregator = base.as_account(accounts[1]), base.as_account(accounts[2])
     trainers = [base.as_account(a) for a in accounts[3 : 3 + n]]
-
     cfg = ProjectConfig(
         aggregator=aggregator.address,
-        verifier=deployment.address("TestRoundVerifier"),
+        verifier=deployment.address(TEST_VERIFIER),
         reward_budget=10 * ETH,
         aggregator_fee=ETH,
         stake=ETH // 100,
-        rounds=3,
+        rounds=ROUNDS,
         min_trainers=n,
         max_trainers=n,
         model_name="mlp",
         initial_model_cid="bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
     )
-    receipt = owner.chain.transact(owner.market.functions.createProject(cfg.as_abi_tuple()), value=cfg.payment)
-    create = receipt["gasUsed"]
+    create = _gas(owner.chain.transact(owner.market.functions.createProject(cfg.as_abi_tuple()), value=cfg.payment))
     pid = owner.project_count()
-    joins = [t.join(pid, cfg.stake)["gasUsed"] for t in trainers]
-    cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"  # a realistic 59-char CIDv1
-    where = owner.round_address(pid, 0)
-    commitments = [bytes(admin.w3.keccak(text=f"update {i}")) for i in range(n)]
+    joins = [_gas(t.join(pid, cfg.stake)) for t in trainers]
+    flags = [i % 4 == 3 for i in range(n)]  # a quarter flagged: exercises the slashing path
+    commits, reveals, finalizes, parts = [], [], [], {}
+    for round_ in range(ROUNDS):
+        c, r, f = play_round(owner, aggregator, trainers, pid, round_, flags)
+        commits.append(sum(_gas(x) for x in c) // n)
+        reveals.append(sum(_gas(x) for x in r) // n)
+        finalizes.append(_gas(f))
+        if trace and round_ == ROUNDS - 1:
+            parts = {name: breakdown(admin, tx) for name, tx in (("commit", c[0]), ("reveal", r[0]), ("finalize", f))}
+    owed = [t for t in trainers if t.withdrawable(pid, t.address) > 0]  # a flagged trainer lost its whole stake
+    withdraws = [_gas(t.chain.transact(t.market.functions.withdraw(pid))) for t in owed]
+    registries = reliability_registries(admin, artifacts)
+    members = [t.address for t in trainers]
+    first = reliability_gas(admin, registries, pid, 0, members, flags)
+    later = reliability_gas(admin, registries, pid, 1, members, flags)
+    return GasRow(
+        impl=impl, trainers=n, rounds=ROUNDS, create=create, join=sum(joins) // n, largest_join=max(joins),
+        commit=commits, reveal=reveals, finalize=finalizes, withdraw=sum(withdraws) // len(withdraws),
+        reliability_first=first, reliability_later=later, breakdown=parts,
+    )  # fmt: skip
+
+
+def play_round(
+    owner: MarketClient,
+    aggregator: MarketClient,
+    trainers: list[MarketClient],
+    pid: int,
+    round_: int,
+    flags: list[bool],
+) -> tuple[list[Any], list[Any], Any]:
+    """Every trainer commits, then reveals, then the aggregator finalizes with the test verifier's proof;
+    returns the receipts (commits, reveals, finalization)."""
+    where = owner.round_address(pid, round_)
+    commitments = [bytes(owner.chain.w3.keccak(text=f"update {round_} {i}")) for i in range(len(trainers))]
     salts = [derive_salt(t.chain.account, where, c) for t, c in zip(trainers, commitments, strict=True)]
     commits = [
-        t.commit_update(pid, 0, seal(c, cid, t.address, where, salt), seal_note(t.chain.account, where, c, cid))
-        for t, c, salt in zip(trainers, commitments, salts, strict=True)
+        t.commit_update(pid, round_, seal(c, CID, t.address, where, s), seal_note(t.chain.account, where, c, CID))
+        for t, c, s in zip(trainers, commitments, salts, strict=True)
     ]
     reveals = [  # every trainer committed: the reveal phase is open at once
-        t.reveal_update(pid, 0, cid, c, salt) for t, c, salt in zip(trainers, commitments, salts, strict=True)
+        t.reveal_update(pid, round_, CID, c, s) for t, c, s in zip(trainers, commitments, salts, strict=True)
     ]
-    members = owner.trainers(pid)
-    scores = [1_000 + 37 * i for i in range(n)]
-    flags = [i % 4 == 3 for i in range(n)]  # a quarter flagged: exercises the slashing path
-    proof = local_hash_proof(*recorded_verifier_inputs(owner, pid, 0, scores, flags, [False] * len(scores)))
-    receipt = aggregator.finalize_round(pid, 0, Finalization(cid, cid, scores, flags, proof))
-    finalize = receipt["gasUsed"]
-
-    batched, per_trainer = reliability_gas(admin, reliability_registries(admin, artifacts), pid, 0, members, flags)
-    return GasRow(
-        trainers=n,
-        create=create,
-        join_avg=sum(joins[:-1]) // max(1, n - 1) if n > 1 else joins[0],
-        join_last=joins[-1],
-        commit_avg=sum(int(r["gasUsed"]) for r in commits) // n,
-        reveal_avg=sum(int(r["gasUsed"]) for r in reveals) // n,
-        finalize=finalize,
-        finalize_per_trainer=finalize // n,
-        reliability_batched=batched,
-        reliability_per_trainer=per_trainer,
-    )
+    scores = [1_000 + 37 * i for i in range(len(trainers))]
+    proof = local_hash_proof(*recorded_verifier_inputs(owner, pid, round_, scores, flags, [False] * len(scores)))
+    finalized = aggregator.finalize_round(pid, round_, Finalization(CID, CID, scores, flags, proof))
+    return commits, reveals, finalized
 
 
-def reliability_registries(admin: ChainClient, artifacts: dict[str, Any]) -> tuple[Contract, Contract]:
+def _gas(receipt: Any) -> int:
+    return int(receipt["gasUsed"])
+
+
+def reliability_registries(admin: ChainClient, artifacts: Artifacts) -> tuple[Contract, Contract]:
     """Two fresh reliability registries (same starting state) that ``admin`` may write to, as a market would."""
     registries = []
     for _ in range(2):
@@ -169,60 +316,130 @@ def reliability_gas(
     return int(batched), int(per_trainer)
 
 
-def run(sizes: list[int]) -> list[GasRow]:
-    """Measures every size on its own fresh anvil."""
+def breakdown(chain: ChainClient, receipt: Any) -> dict[str, int]:
+    """Where a transaction's gas went (:data:`PARTS`), from the node's execution trace: the intrinsic gas
+    (21,000 and the calldata), storage reads and writes, logs, external calls (everything the callee spent
+    included) and the rest of the computation. The parts sum to the gas used (none of these transactions
+    earns a refund)."""
+    tx = chain.get_transaction(receipt["transactionHash"])
+    data = bytes(tx["input"])
+    zeros = data.count(0)
+    parts = Counter({"intrinsic": 21_000 + 4 * zeros + 16 * (len(data) - zeros)})
+    trace = chain.trace_transaction(receipt["transactionHash"])
+    steps = trace["structLogs"]
+    top = steps[0]["depth"]
+    kinds = {"SLOAD": "storage reads", "SSTORE": "storage writes", "CALL": "external calls",
+             "STATICCALL": "external calls", "DELEGATECALL": "external calls"}  # fmt: skip
+    for i, step in enumerate(steps):
+        if step["depth"] != top:
+            continue
+        j = i + 1
+        while j < len(steps) and steps[j]["depth"] != top:
+            j += 1
+        cost = step["gas"] - steps[j]["gas"] if j < len(steps) else step["gasCost"]
+        kind = "logs" if step["op"].startswith("LOG") else kinds.get(step["op"], "computation")
+        parts[kind] += cost
+    return {part: parts[part] for part in PARTS}
+
+
+def run(sizes: Sequence[int], breakdown_at: int | None = None) -> list[GasRow]:
+    """Measures every size with the old and the new contracts, each on its own fresh anvil."""
     accounts = dev_accounts(max(sizes) + 3)
+    implementations = {OLD: baseline_artifacts(), NEW: compile_contracts()}
     rows = []
     for n in sizes:
-        with AnvilNode() as node:
-            rows.append(measure(n, node.url, accounts))
+        for impl, artifacts in implementations.items():
+            trace = n == breakdown_at and impl == NEW
+            with AnvilNode(extra_args=("--steps-tracing",) if trace else ()) as node:
+                rows.append(measure(impl, artifacts, n, node.url, accounts, trace))
     return rows
 
 
-COLUMNS = [
-    "N", "create", "join", "join (starts)", "commit", "reveal", "commit + reveal", "finalize", "finalize/N",
-    "reliability batched", "reliability 1-by-1", "saved",
-]  # fmt: skip
+COMPONENTS = ["N", "", "join / R", "commit", "reveal", "finalize / N", "withdraw / R", "per round", "new / old",
+              "later round"]  # fmt: skip
+RELIABILITY = ["N", "", "first: batched", "one by one", "saved", "later: batched", "one by one", "saved"]
 
 
-def cells(r: GasRow) -> list[str]:
-    """One row of the report, formatted."""
-    numbers = [
-        r.create, r.join_avg, r.join_last, r.commit_avg, r.reveal_avg, r.submit_avg, r.finalize,
-        r.finalize_per_trainer, r.reliability_batched, r.reliability_per_trainer,
-    ]  # fmt: skip
-    return [str(r.trainers), *(f"{x:,}" for x in numbers), f"{r.batching_saving:.0%}"]
+def _old_of(rows: list[GasRow], row: GasRow) -> GasRow | None:
+    return next((r for r in rows if r.impl == OLD and r.trainers == row.trainers), None)
 
 
-def render(rows: list[GasRow]) -> Table:
-    table = Table(title="Gas used per protocol step (TestRoundVerifier; the zk verifier adds its own cost)")
-    for col in COLUMNS:
-        table.add_column(col, justify="right")
+def component_cells(rows: list[GasRow], r: GasRow) -> list[str]:
+    """One row of the per-trainer table, formatted."""
+    old = _old_of(rows, r)
+    ratio = f"{r.per_round / old.per_round:.2f}" if old and r.impl == NEW else ""
+    numbers = [r.join_share, r.commit_mean, r.reveal_mean, r.finalize_share, r.withdraw_share, r.per_round]
+    return [str(r.trainers), r.impl, *(f"{x:,.0f}" for x in numbers), ratio, f"{r.later_round:,.0f}"]
+
+
+def reliability_cells(r: GasRow) -> list[str]:
+    """One row of the batching table, per trainer, formatted."""
+    (b1, o1), (b2, o2), n = r.reliability_first, r.reliability_later, r.trainers
+    return [str(r.trainers), r.impl, f"{b1 // n:,}", f"{o1 // n:,}", f"{r.saving_first:.1%}", f"{b2 // n:,}",
+            f"{o2 // n:,}", f"{r.saving_later:.1%}"]  # fmt: skip
+
+
+def render(rows: list[GasRow]) -> list[Table]:
+    tables = [
+        Table(title=f"Gas per trainer per round ({ROUNDS}-round project, test verifier)"),
+        Table(title="Reliability: one recordRound for all trainers vs one per trainer, gas per trainer"),
+    ]
+    for col in COMPONENTS:
+        tables[0].add_column(col, justify="right")
+    for col in RELIABILITY:
+        tables[1].add_column(col, justify="right")
     for r in rows:
-        table.add_row(*cells(r))
-    return table
+        tables[0].add_row(*component_cells(rows, r))
+        tables[1].add_row(*reliability_cells(r))
+    traced = [r for r in rows if r.breakdown]
+    for r in traced:
+        table = Table(title=f"Where a later round's gas goes, N = {r.trainers} ({r.impl})")
+        for col in ["", *PARTS, "total"]:
+            table.add_column(col, justify="right")
+        for name, parts in r.breakdown.items():
+            table.add_row(name, *(f"{parts[p]:,}" for p in PARTS), f"{sum(parts.values()):,}")
+        tables.append(table)
+    return tables
+
+
+def _markdown_table(columns: list[str], lines: list[list[str]]) -> str:
+    head = ["| " + " | ".join(columns) + " |", "|" + "---:|" * len(columns)]
+    return "\n".join(head + ["| " + " | ".join(cells) + " |" for cells in lines]) + "\n"
 
 
 def markdown(rows: list[GasRow]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---:|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    """The tables in Markdown (what the README's gas section shows)."""
+    out = _markdown_table(COMPONENTS, [component_cells(rows, r) for r in rows])
+    out += "\n" + _markdown_table(RELIABILITY, [reliability_cells(r) for r in rows])
+    for r in rows:
+        if r.breakdown:
+            lines = [[name, *(f"{parts[p]:,}" for p in PARTS), f"{sum(parts.values()):,}"]
+                     for name, parts in r.breakdown.items()]  # fmt: skip
+            out += f"\nN = {r.trainers} ({r.impl}), a later round:\n\n" + _markdown_table(["", *PARTS, "total"], lines)
+    return out
 
 
 def write(rows: list[GasRow], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    extra = [{"submit_avg": r.submit_avg, "batching_saving": r.batching_saving} for r in rows]
-    out.write_text(json.dumps([asdict(r) | e for r, e in zip(rows, extra, strict=True)], indent=2))
+    derived = [
+        {"per_round": r.per_round, "later_round": r.later_round, "saving_first": r.saving_first,
+         "saving_later": r.saving_later}
+        for r in rows
+    ]  # fmt: skip
+    out.write_text(json.dumps([asdict(r) | d for r, d in zip(rows, derived, strict=True)], indent=2))
     out.with_suffix(".md").write_text("# Gas report\n\n" + markdown(rows))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trainers", type=int, nargs="+", default=[4, 16, 64])
+    parser.add_argument("--trainers", type=int, nargs="+", default=[4, 16, 32, 64])
+    parser.add_argument("--breakdown", type=int, default=16, help="trace the new contracts' later round at this N")
     parser.add_argument("--out", type=Path, default=Path("reports/gas.json"))
     args = parser.parse_args()
-    rows = run(args.trainers)
-    Console(width=170).print(render(rows))
+    rows = run(args.trainers, args.breakdown)
+    console = Console(width=170)
+    for table in render(rows):
+        console.print(table)
     write(rows, args.out)
     print(f"written {args.out} and {args.out.with_suffix('.md')}")
 

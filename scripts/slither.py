@@ -41,7 +41,6 @@ DEPENDENCY_DIRS: tuple[str, ...] = ("node_modules/",)
 #: (detector, contract, function or state variable) -> why the finding is not a bug (see docs/static-analysis.md).
 #: File-level findings (pragmas) have no contract and the pragma's text in place of the function.
 JUSTIFIED: dict[tuple[str, str, str], str] = {
-    ("incorrect-equality", "TrainingMarket", "finalizeRound"): "round counters, not time or balance (struct taint)",
     ("timestamp", "TrainingMarket", "cancel"): "join deadline; periods are minutes to days",
     ("timestamp", "TrainingMarket", "startTraining"): "join deadline; periods are minutes to days",
     ("timestamp", "TrainingMarket", "join"): "join deadline; periods are minutes to days",
@@ -54,8 +53,6 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
     ("assembly", "EzklRoundVerifier", "_storeAsCode"): "SSTORE2 write (create), memory-safe",
     ("low-level-calls", "TrainingMarket", "withdraw"): "pull payment to any wallet; nonReentrant, effects first",
     ("low-level-calls", "TrainingMarket", "createProject"): "burning the protocol fee: value to a codeless constant",
-    ("incorrect-equality", "TrainingMarket", "_collectCommitments"): "a bit of the rejection mask (struct taint)",
-    ("timestamp", "TrainingMarket", "_collectCommitments"): "a bit of the rejection mask (struct taint)",
     ("timestamp", "TrainingMarket", "disputeRejection"): "dispute deadline; periods are minutes to days",
     ("pragma", "", "^0.8.24"): "OpenZeppelin's own ^0.8.20 beside ours; one pinned compiler (0.8.28) builds all",
     ("solc-version", "", "^0.8.24"): "slither 0.10.3's bug table lists 0.8.24 with no bugs; the build pins 0.8.28",

@@ -83,6 +83,7 @@ class Played:
     repinned_cid: str = ""
     report: RoundReport | None = None
     finalize_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # trainer -> its outcome in the registry
     payouts: dict[str, int] = field(default_factory=dict)
     escrowed: int = 0
 
@@ -217,9 +218,7 @@ def played(ipfs_node: LocalIpfsNode, tmp_path_factory: pytest.TempPathFactory) -
         receipt = admin.get_receipt(p.report.tx_hash)
         for name in ("RevealMissed", "StakeSlashed", "RoundFinalized"):
             p.finalize_events[name] = [e["args"] for e in admin.events(receipt, base.market, name)]
-        p.finalize_events["ReliabilityUpdated"] = [
-            e["args"] for e in admin.events(receipt, base.registry, "ReliabilityUpdated")
-        ]
+        p.outcomes = {r.trainer: r.outcome for r in base.round_records(receipt)}
         assert owner.get_project(pid).status is ProjectStatus.FINISHED
         for client in (owner, aggregator, *trainers):
             p.payouts[client.address] = client.withdraw(pid)
@@ -293,7 +292,7 @@ def test_the_original_is_paid_and_not_flagged_and_no_copier_earns(played: Played
     assert [t for t, s in zip(trainers, report.submitted, strict=True) if s] == revealed
     assert not any(report.flags) and not report.rejected
     assert all(report.chain_scores[trainers.index(t)] > 0 for t in revealed)
-    outcomes = {e["trainer"]: e["outcome"] for e in p.finalize_events["ReliabilityUpdated"]}
+    outcomes = p.outcomes
     assert outcomes[p.victim.address] == Outcome.CONTRIBUTED
     assert (outcomes[p.commit_copier.address], outcomes[p.sealed_copier.address]) == (Outcome.FLAGGED,) * 2
     assert outcomes[p.late_copier.address] == Outcome.MISSED

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from eth_utils import to_checksum_address
 
 from marketplace.adapters.chain.market import (
     MAX_MODEL_NAME_LENGTH,
@@ -12,12 +13,20 @@ from marketplace.adapters.chain.market import (
     Outcome,
     ProjectStatus,
     encode_rule_version,
+    round_records,
 )
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.protocol.round_tag import round_tag as compute_round_tag
 from marketplace.roles.aggregator import AggregatorNode
-from marketplace.round.prove import HashProver, RuleVersionMismatch, local_hash_proof, prover_for, round_tag
+from marketplace.round.prove import (
+    HashProver,
+    RuleVersionMismatch,
+    local_hash_proof,
+    prover_for,
+    recorded_verifier_inputs,
+    round_tag,
+)
 from marketplace.rule import RULE_VERSION
 from tests.disputes import close_disputes
 from tests.market_fixtures import (
@@ -76,8 +85,8 @@ def test_registry_authorization_and_batched_record(actors: Actors) -> None:
     receipt = stranger.chain.transact(
         stranger.registry.functions.recordRound(7, 3, OWNER, AGG, who, [0, 1, 2], [5, 0, 0])
     )
-    events = actors.events(receipt, "ReliabilityUpdated", registry=True)
-    assert [(e["trainer"], e["outcome"], e["reliabilityBps"], e["projectId"], e["round"]) for e in events] == [
+    records = actors.admin.round_records(receipt)
+    assert [(r.trainer, r.outcome, r.reliability_bps, r.project_id, r.round) for r in records] == [
         (who[0], Outcome.CONTRIBUTED, 6666, 7, 3),
         (who[1], Outcome.FLAGGED, 3333, 7, 3),
         (who[2], Outcome.MISSED, 3333, 7, 3),
@@ -86,6 +95,20 @@ def test_registry_authorization_and_batched_record(actors: Actors) -> None:
     assert admin.record(who[1]) == (0, 1, 0)
     assert admin.record(who[2]) == (0, 0, 1)
     assert admin.track_record(who[0]).earned == 5 and admin.track_record(who[0]).projects == 0  # round 3, not 0
+    assert {r.market for r in records} == {stranger.address} and not any(r.project_counted for r in records)
+
+
+@pytest.mark.parametrize(
+    "word",
+    [3 << 160, 10_001 << 168, 1 << 186, 1 << 255],  # an unknown outcome, over 100 %, bits past the last flag
+)
+def test_a_round_recorded_word_the_registry_cannot_have_written_is_refused(word: int) -> None:
+    event = {"market": OWNER, "projectId": 1, "round": 0, "records": [word]}
+    with pytest.raises(ValueError, match="not a RoundRecorded word"):
+        round_records(event)
+    (fine,) = round_records({**event, "records": [int(AGG, 16) | (1 << 160) | (5_000 << 168) | (3 << 184)]})
+    assert (fine.trainer, fine.outcome, fine.reliability_bps) == (to_checksum_address(AGG), Outcome.FLAGGED, 5_000)
+    assert fine.project_counted and fine.new_owner and fine.market == to_checksum_address(OWNER)
 
 
 # ---------------------------------------------------------------- create
@@ -313,6 +336,35 @@ def test_commit_then_reveal_records_seal_commitment_and_events(actors: Actors) -
     assert (sub.trainer, sub.cid, sub.commitment, sub.round, sub.arrival) == (t0.address, cid, commitment, 0, 1)
 
 
+def test_the_market_keeps_the_open_rounds_seals_and_commitments_and_the_events_keep_every_rounds(
+    actors: Actors,
+) -> None:
+    """A trainer's seal and commitment slots are written again every round (cheaper than new ones): the market
+    answers for the open round (and a trainer's latest seal), and the client reads an earlier round's from its
+    ``UpdateCommitted`` and ``UpdateSubmitted`` events, so a finalized round still verifies."""
+    pid = actors.training_project(2)
+    t0, t1 = actors.trainers[:2]
+    first = actors.submit_all(pid, 0)
+    seal0 = actors.owner.committed_seal(pid, 0, t0.address)
+    finalized = actors.result(pid, 0, [1, 2])  # its proof: from the open round's commitments, as the market keeps them
+    actors.aggregator.finalize_round(pid, 0, finalized)
+    second = actors.submit_all(pid, 1, [t0])  # t1 sits round 1 out
+    view = actors.owner.market.functions
+    assert bytes(actors.chain.call(view.commitmentOf(pid, 0, t0.address))) == b"\0" * 32  # not kept
+    assert bytes(actors.chain.call(view.commitmentOf(pid, 1, t0.address))) == second[0]
+    assert bytes(actors.chain.call(view.committedSeal(pid, 0, t0.address))) == b"\0" * 32  # t0 committed since
+    assert bytes(actors.chain.call(view.committedSeal(pid, 0, t1.address))) != b"\0" * 32  # its latest seal
+    assert actors.owner.round_commitments(pid, 0) == first
+    assert actors.owner.round_commitments(pid, 1) == [second[0], b"\0" * 32]
+    assert [actors.owner.commitment(pid, 0, t.address) for t in (t0, t1)] == first
+    assert actors.owner.committed_seal(pid, 0, t0.address) == seal0 != actors.owner.committed_seal(pid, 1, t0.address)
+    assert actors.owner.committed_seal(pid, 1, t1.address) == b"\0" * 32
+    actors.aggregator.finalize_round(pid, 1, actors.result(pid, 1, [1, 0]))
+    assert actors.owner.round_commitments(pid, 1) == [second[0], b"\0" * 32]  # finished: all from the events
+    inputs = recorded_verifier_inputs(actors.owner, pid, 0, [1, 2], [False] * 2, [False] * 2)  # from the events
+    assert local_hash_proof(*inputs) == finalized.proof
+
+
 def test_commit_update_reverts(actors: Actors) -> None:
     seal = b"\x01" * 32
     open_pid = actors.create()
@@ -386,8 +438,8 @@ def test_finalize_pays_by_contribution_slashes_flagged_and_updates_registry(acto
     assert list(event["flags"]) == [False, False, False, True]
     (slash,) = actors.events(receipt, "StakeSlashed")
     assert slash["trainer"] == actors.trainers[3].address and slash["amount"] == ETH // 20
-    rel = actors.events(receipt, "ReliabilityUpdated", registry=True)
-    assert [e["outcome"] for e in rel] == [0, 0, 0, 1]
+    rel = actors.admin.round_records(receipt)
+    assert [r.outcome for r in rel] == [0, 0, 0, 1]
     p = actors.owner.get_project(pid)
     assert (p.current_round, p.submissions, p.latest_model_cid) == (1, 0, result.model_cid)
     assert p.slashed == ETH // 20 and p.total_earned == 5 * ETH
@@ -412,8 +464,8 @@ def test_finalize_after_deadline_with_missing_trainer_records_missed(actors: Act
     with reverts("NoSubmission"):
         actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 0], [False, False, True]))
     receipt = actors.aggregator.finalize_round(pid, 0, actors.result(pid, 0, [1, 1, 0]))
-    rel = actors.events(receipt, "ReliabilityUpdated", registry=True)
-    assert [e["outcome"] for e in rel] == [Outcome.CONTRIBUTED, Outcome.CONTRIBUTED, Outcome.MISSED]
+    rel = actors.admin.round_records(receipt)
+    assert [r.outcome for r in rel] == [Outcome.CONTRIBUTED, Outcome.CONTRIBUTED, Outcome.MISSED]
 
 
 def test_finalize_reverts(actors: Actors) -> None:
@@ -622,8 +674,8 @@ def test_rejected_update_is_an_empty_slot_for_the_verifier_and_recorded_as_flagg
     assert event["trainer"] == t1.address and event["round"] == 0
     (slashed,) = actors.events(receipt, "StakeSlashed")
     assert slashed["trainer"] == t1.address
-    rel = actors.events(receipt, "ReliabilityUpdated", registry=True)
-    assert [e["outcome"] for e in rel] == [Outcome.CONTRIBUTED, Outcome.FLAGGED, Outcome.CONTRIBUTED]
+    rel = actors.admin.round_records(receipt)
+    assert [r.outcome for r in rel] == [Outcome.CONTRIBUTED, Outcome.FLAGGED, Outcome.CONTRIBUTED]
     assert actors.owner.rejected_trainers(pid, 0) == [t1.address]
 
 

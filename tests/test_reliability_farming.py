@@ -11,16 +11,20 @@ with 2 % of them burned, so farming a bar burns at least the budget per slot: th
 
 from __future__ import annotations
 
-from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, Finalization, MarketClient
+from typing import Any
+
+from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, Finalization, MarketClient, Outcome
 from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
 from tests.market_fixtures import ETH, Actors, cid_for, commit, commitment_for, reveal_update, reverts
 
 BURN = "0x000000000000000000000000000000000000dEaD"
 
 
-def _run_rounds(actors: Actors, pid: int, aggregator: MarketClient, trainers: list[MarketClient]) -> None:
-    """Every round of ``pid``: the trainers commit and reveal, ``aggregator`` finalizes (equal scores)."""
+def _run_rounds(actors: Actors, pid: int, aggregator: MarketClient, trainers: list[MarketClient]) -> list[Any]:
+    """Every round of ``pid``: the trainers commit and reveal, ``aggregator`` finalizes (equal scores); returns
+    the finalizations' receipts."""
     project = aggregator.get_project(pid)
+    receipts = []
     for round_ in range(project.current_round, project.rounds):
         for t in trainers:
             commit(t, pid, round_, cid_for(pid, round_, t.address), commitment_for(pid, round_, t.address))
@@ -31,8 +35,10 @@ def _run_rounds(actors: Actors, pid: int, aggregator: MarketClient, trainers: li
         proof = local_hash_proof(
             *recorded_verifier_inputs(aggregator, pid, round_, scores, flags, [False] * len(members))
         )
-
-        aggregator.finalize_round(pid, round_, Finalization("bafkreim", "bafkreip", scores, flags, proof))
+        receipts.append(
+            aggregator.finalize_round(pid, round_, Finalization("bafkreim", "bafkreip", scores, flags, proof))
+        )
+    return receipts
 
 
 def test_the_protocol_fee_is_burned_and_the_budget_escrowed_exactly(actors: Actors) -> None:
@@ -52,7 +58,10 @@ def test_rounds_of_a_project_whose_owner_is_its_aggregator_count_for_nothing(act
     trainers = actors.trainers[:2]
     for t in trainers:
         t.join(pid)
-    _run_rounds(actors, pid, actors.owner, trainers)
+    receipts = _run_rounds(actors, pid, actors.owner, trainers)
+    for receipt in receipts:
+        (skipped,) = actors.events(receipt, "RoundNotCounted", registry=True)
+        assert skipped["owner"] == actors.owner.address and actors.owner.round_records(receipt) == []
     for t in trainers:
         assert actors.owner.reliability(t.address) == 5000  # unchanged: a newcomer's
         record = actors.owner.track_record(t.address)
@@ -63,16 +72,25 @@ def test_rounds_of_a_project_whose_owner_is_its_aggregator_count_for_nothing(act
 def test_a_record_shows_rounds_projects_distinct_owners_and_wei_earned(actors: Actors) -> None:
     t = actors.trainers[0]
     other_owner = actors.stranger
-    earned = 0
+    earned, entries = 0, []
     for owner in (actors.owner, actors.owner, other_owner):
         pid = owner.create_project(actors.config(rounds=2, min_trainers=1, max_trainers=1))
         t.join(pid)
-        _run_rounds(actors, pid, actors.aggregator, [t])
+        receipts = _run_rounds(actors, pid, actors.aggregator, [t])
+        entries += [entry for receipt in receipts for entry in actors.owner.round_records(receipt)]
         earned += actors.owner.trainer_info(pid, t.address).earned
     record = actors.owner.track_record(t.address)
     assert (record.contributed, record.flagged, record.missed) == (6, 0, 0)
     assert (record.projects, record.owners) == (3, 2)
     assert record.earned == earned == 3 * 10 * ETH
+    # The registry's one event per round says the same, round by round: each project's first round counted it
+    # (and the first project of each owner a new owner), and the reliability after each round.
+    assert [(e.trainer, e.outcome, e.round, e.project_counted, e.new_owner) for e in entries] == [
+        (t.address, Outcome.CONTRIBUTED, 0, True, True), (t.address, Outcome.CONTRIBUTED, 1, False, False),
+        (t.address, Outcome.CONTRIBUTED, 0, True, False), (t.address, Outcome.CONTRIBUTED, 1, False, False),
+        (t.address, Outcome.CONTRIBUTED, 0, True, True), (t.address, Outcome.CONTRIBUTED, 1, False, False),
+    ]  # fmt: skip
+    assert [e.reliability_bps for e in entries] == [(c + 1) * 10_000 // (c + 2) for c in range(1, 7)]
 
 
 def test_farming_a_reliability_bar_burns_at_least_the_value_it_protects(actors: Actors) -> None:

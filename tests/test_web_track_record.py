@@ -98,7 +98,7 @@ def test_a_trainers_record_shows_independent_projects_only(client: TestClient, a
     assert "no: its owner is its aggregator" in self_dealt_row
     history = page[page.index('id="reliability-history"') :].split("</table>")[0]
     assert f'href="/projects/{self_dealt}"' not in history and f'href="/projects/{second}"' in history
-    # The registry's new events (ProjectCounted, RoundNotCounted) are not indexed, and not skipped as malformed.
+    # The registry's RoundNotCounted is not indexed, and RoundRecorded is: nothing was skipped as malformed.
     assert client.get("/api/status").json()["skipped_events"] == 0
 
     newcomer = client.get(f"/api/trainers/{actors.trainers[5].address}").json()["track_record"]

@@ -105,7 +105,7 @@ def verify_round(market: MarketClient, project_id: int, round_: int, store: Mode
         raise ProofUnavailable(f"round {round_} of project {project_id} is not finalized")
     project = market.get_project(project_id)
     trainers = market.trainers(project_id)
-    commitments = [market.commitment(project_id, round_, t) for t in trainers]
+    commitments = market.round_commitments(project_id, round_)
     proof: bytes | None = None
     source = ""
     agrees: bool | None = None

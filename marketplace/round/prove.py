@@ -83,8 +83,7 @@ def recorded_verifier_inputs(
     """The public values ``finalizeRound`` hands the verifier for these trainer-order ``scores``,
     ``flags`` and ``rejected`` marks, the round's on-chain commitments and arrival order, and the
     round's tag."""
-    trainers = market.trainers(project_id)
-    commitments = [market.commitment(project_id, round_, t) for t in trainers]
+    commitments = market.round_commitments(project_id, round_)
     ordered = verifier_inputs(commitments, scores, flags, rejected, market.arrival_order(project_id, round_))
     return VerifierInputs(round_tag(market, project_id, round_), *ordered)
 

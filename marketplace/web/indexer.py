@@ -83,6 +83,7 @@ from web3.types import FilterParams
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.lenient_abi import lenient_contract
+from marketplace.adapters.chain.market import round_records
 from marketplace.protocol.commitment import InvalidPublishedRow, row_from_ints
 from marketplace.protocol.model_card import ModelCard
 from marketplace.protocol.proof_document import ProofDocument
@@ -93,8 +94,9 @@ from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 #: arrival of a submission, the reveal period of a project); 4: disputes (``announcements``
 #: (``RejectionAnnounced``), ``disputes`` (``RejectionDisputed``), the rejection reasons of a round's proof
 #: document, ``skipped`` events); 5: indexes by project on the per-project tables; 6: ``cards`` (the model card
-#: of each project's initial weights). An index of an older version is rebuilt.
-SCHEMA_VERSION = 6
+#: of each project's initial weights); 7: ``reliability`` rows from the registry's ``RoundRecorded`` (one event per
+#: round, one row per trainer in it). An index of an older version is rebuilt.
+SCHEMA_VERSION = 7
 KEPT_HEADS = 32
 #: Proof documents read from IPFS per sync at most (the rest on later syncs).
 DOCS_PER_SYNC = 16
@@ -613,14 +615,16 @@ class Indexer:
             (int(a["projectId"]), a["account"], str(a["amount"]), *where),
         )
 
-    def _on_ReliabilityUpdated(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
-        self._db.execute(
+    def _on_RoundRecorded(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        for what in ("projectId", "round"):
+            _stored_int(a[what], what)  # raises MalformedEvent (the event is skipped)
+        self._db.executemany(
             "INSERT INTO reliability VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                a["trainer"], a["market"], int(a["projectId"]), int(a["round"]), int(a["outcome"]),
-                int(a["reliabilityBps"]), *where,
-            ),
-        )  # fmt: skip
+            [
+                (r.trainer, r.market, r.project_id, r.round, int(r.outcome), r.reliability_bps, *where)
+                for r in round_records(a)
+            ],
+        )
 
     # ------------------------------------------------------------------ proof documents (IPFS)
 
@@ -818,7 +822,7 @@ class Indexer:
         return self._rows("SELECT * FROM withdrawals WHERE project_id = ? ORDER BY block, log_index", (project_id,))
 
     def reliability_history(self, trainer: str) -> list[dict[str, Any]]:
-        """Every ``ReliabilityUpdated`` of ``trainer`` (any market), oldest first."""
+        """Every round the registry recorded for ``trainer`` (``RoundRecorded``, any market), oldest first."""
         return self._rows(
             "SELECT * FROM reliability WHERE trainer = ? ORDER BY block, log_index", (to_checksum_address(trainer),)
         )

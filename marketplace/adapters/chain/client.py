@@ -654,6 +654,13 @@ class ChainClient:
         """Set an address's balance (anvil only)."""
         self._request("anvil_setBalance", [to_checksum_address(address), hex(wei)])
 
+    def trace_transaction(self, tx_hash: bytes | str) -> dict[str, Any]:
+        """A mined transaction's execution, step by step (``debug_traceTransaction``'s default tracer, without
+        stack, memory or storage): ``{"gas": ..., "structLogs": [{"op", "gas", "gasCost", "depth", ...}]}``.
+        Anvil keeps the steps only when started with ``--steps-tracing`` (else ``structLogs`` is empty)."""
+        options = {"disableStack": True, "disableMemory": True, "disableStorage": True}
+        return dict(self._request("debug_traceTransaction", [HexBytes(tx_hash).to_0x_hex(), options]))
+
 
 def _rpc_error_text(exc: Web3RPCError) -> str:
     """The provider's own message in a JSON-RPC error answer (else web3's rendering of it), on one line."""

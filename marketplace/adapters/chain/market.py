@@ -6,6 +6,7 @@ else (CLI, trainer, aggregator, web app) talks to :class:`MarketClient` in Pytho
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -18,7 +19,7 @@ from web3.exceptions import BlockNotFound
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import compile_contracts
-from marketplace.protocol.ordering import arrival_order
+from marketplace.protocol.ordering import EMPTY_COMMITMENT, arrival_order
 from marketplace.protocol.seal import RoundAddress
 
 MAX_TRAINERS = 64
@@ -302,6 +303,51 @@ class TrackRecord:
         return self.contributed + self.flagged + self.missed
 
 
+#: Bits of a ``RoundRecorded`` word (``ReliabilityRegistry`` packs one per trainer): address, outcome, reliability,
+#: then the two flags.
+_ADDRESS_BITS, _OUTCOME_AT, _RELIABILITY_AT, _COUNTED_AT, _NEW_OWNER_AT = 160, 160, 168, 184, 185
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One trainer's entry of the registry's ``RoundRecorded`` event: its outcome in one round of a project on
+    ``market`` and its reliability after it. ``project_counted``: the round was the project's first, so the project
+    counted for its record; ``new_owner``: and its owner was one the trainer had not worked for before."""
+
+    market: str
+    project_id: int
+    round: int
+    trainer: str
+    outcome: Outcome
+    reliability_bps: int
+    project_counted: bool
+    new_owner: bool
+
+
+def round_records(args: Mapping[str, Any]) -> list[RoundRecord]:
+    """The per-trainer entries of a ``RoundRecorded`` event (its decoded arguments), in the event's order.
+    Raises ValueError for a word the registry cannot have written (an unknown outcome, a reliability over 10000,
+    a bit set above the last flag)."""
+    entries = []
+    for word in args["records"]:
+        outcome, reliability = (word >> _OUTCOME_AT) & 0xFF, (word >> _RELIABILITY_AT) & 0xFFFF
+        if word >> (_NEW_OWNER_AT + 1) or outcome > Outcome.MISSED or reliability > 10_000:
+            raise ValueError(f"{word:#x} is not a RoundRecorded word")
+        entries.append(
+            RoundRecord(
+                market=to_checksum_address(args["market"]),
+                project_id=int(args["projectId"]),
+                round=int(args["round"]),
+                trainer=to_checksum_address(f"0x{word & ((1 << _ADDRESS_BITS) - 1):040x}"),
+                outcome=Outcome(outcome),
+                reliability_bps=reliability,
+                project_counted=bool((word >> _COUNTED_AT) & 1),
+                new_owner=bool((word >> _NEW_OWNER_AT) & 1),
+            )
+        )
+    return entries
+
+
 @dataclass(frozen=True)
 class Finalization:
     """What the aggregator records for a round: the ``RoundResult`` struct ``TrainingMarket.finalizeRound`` takes."""
@@ -484,18 +530,35 @@ class MarketClient:
         return TrainerInfo(member, int(index), int(stake_left), int(earned), withdrawn)
 
     def commitment(self, project_id: int, round_: int, trainer: str) -> bytes:
-        return bytes(
-            self.chain.call(self.market.functions.commitmentOf(project_id, round_, to_checksum_address(trainer)))
-        )
+        """The row commitment ``trainer`` revealed in ``round_`` (32 zero bytes if none). The market keeps the open
+        round's (``commitmentOf``); an earlier round's is read from its ``UpdateSubmitted`` event."""
+        trainer = to_checksum_address(trainer)
+        kept = bytes(self.chain.call(self.market.functions.commitmentOf(project_id, round_, trainer)))
+        if kept != EMPTY_COMMITMENT or self.get_project(project_id).current_round == round_:
+            return kept
+        return next((s.commitment for s in self.submissions(project_id, round_) if s.trainer == trainer), kept)
+
+    def round_commitments(self, project_id: int, round_: int) -> list[bytes]:
+        """Every trainer's row commitment in ``round_``, in trainer order (32 zero bytes for one that did not
+        reveal): from the market for the open round, from the round's ``UpdateSubmitted`` events for an earlier
+        one (one query, not one per trainer)."""
+        trainers = self.trainers(project_id)
+        if self.get_project(project_id).current_round == round_:
+            return [bytes(self.chain.call(self.market.functions.commitmentOf(project_id, round_, t))) for t in trainers]
+        revealed = {s.trainer: s.commitment for s in self.submissions(project_id, round_)}
+        return [revealed.get(t, EMPTY_COMMITMENT) for t in trainers]
 
     def withdrawable(self, project_id: int, account: str) -> int:
         return int(self.chain.call(self.market.functions.withdrawable(project_id, to_checksum_address(account))))
 
     def committed_seal(self, project_id: int, round_: int, trainer: str) -> bytes:
-        """The seal ``trainer`` committed for ``round_`` (32 zero bytes if none)."""
-        return bytes(
-            self.chain.call(self.market.functions.committedSeal(project_id, round_, to_checksum_address(trainer)))
-        )
+        """The seal ``trainer`` committed for ``round_`` (32 zero bytes if none). The market keeps each trainer's
+        latest seal (``committedSeal``); an earlier one is read from its round's ``UpdateCommitted`` event."""
+        trainer = to_checksum_address(trainer)
+        kept = bytes(self.chain.call(self.market.functions.committedSeal(project_id, round_, trainer)))
+        if kept != EMPTY_COMMITMENT or self.get_project(project_id).current_round == round_:
+            return kept
+        return next((c.seal for c in self.commits(project_id, round_) if c.trainer == trainer), kept)
 
     def round_deadlines(self, project_id: int) -> RoundDeadlines:
         commit, opens, reveal, aggregation = self.chain.call(self.market.functions.roundDeadlines(project_id))
@@ -547,6 +610,11 @@ class MarketClient:
             argument_filters={"projectId": project_id, "round": round_},
         )
         return [e["args"]["trainer"] for e in logs]
+
+    def round_records(self, receipt: Any) -> list[RoundRecord]:
+        """Every trainer's entry of the registry's ``RoundRecorded`` events in ``receipt`` (a finalization's)."""
+        events = self.chain.events(receipt, self.registry, "RoundRecorded")
+        return [record for e in events for record in round_records(e["args"])]
 
     def reliability(self, trainer: str) -> int:
         """Reliability of ``trainer`` in basis points (5000 for a newcomer)."""

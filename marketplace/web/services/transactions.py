@@ -52,7 +52,7 @@ ACTIONS: dict[Action, ActionSpec] = {
 }
 #: Events a transaction status names (of the market and the registry).
 STATUS_EVENTS = (
-    "ProjectCreated", "TrainerJoined", "TrainingStarted", "ProjectCancelled", "ProjectAbandoned", "ReliabilityUpdated",
+    "ProjectCreated", "TrainerJoined", "TrainingStarted", "ProjectCancelled", "ProjectAbandoned", "RoundRecorded",
     "Withdrawn", "RecordReserved", "RecordReleased", "RecordSpent",
 )  # fmt: skip
 
