@@ -317,6 +317,12 @@ CUSTOM_ERRORS: dict[str, Words] = {
         )
     ),
     "UnauthorizedMarket": Words(lambda a, t: f"{a['caller']} is not a market the reliability registry authorized"),
+    "RecordCounterFull": Words(
+        lambda a, t: (
+            f"a counter of {a['trainer']}'s track record is full (over 4 billion rounds or projects): the registry "
+            "refuses to wrap it around"
+        )
+    ),
     # ---- UpdateKeys (the aggregator's key for encrypted updates)
     "NotTheAggregator": Words(
         lambda a, t: (
