@@ -446,7 +446,9 @@ def create_app(
         t = await run_in_threadpool(traffic.sample) if traffic else None
         return _json_line(
             {
-                "Peers": len(peers),
+                # Distinct peers: two connections to one peer (its --peer dial and Kubo's peering service
+                # crossing, say) are one peer.
+                "Peers": len({peer for _, peer in peers}),
                 "Fetches": stats.fetches,
                 "FetchesCompleted": stats.completed,
                 "FetchedBytes": stats.fetched_bytes,
