@@ -32,7 +32,7 @@ from marketplace.protocol.model_card import (
     read_card,
 )
 from tests.market_fixtures import Actors
-from tests.test_web_api import form
+from tests.test_web_api import form, job
 from tests.web_fixtures import INITIAL_CID, client, ipfs, ipfs_node, web_app, web_settings  # noqa: F401
 
 CARD = {
@@ -215,3 +215,46 @@ def test_a_malicious_card_is_shown_escaped_cut_or_as_not_described(
         section = text(card_section(client.get(f"/projects/{project}").text))
         assert section.startswith("What is being trained Not described: the owner posted this job without"), case
         assert client.get(f"/api/projects/{project}").json()["model_card_state"] == "none", case
+
+
+def test_the_api_puts_a_card_into_the_weights_it_names_and_refuses_a_bad_one(
+    client: TestClient, actors: Actors, ipfs: IpfsClient
+) -> None:
+    generated = client.post("/api/models/mlp/init", json={"seed": 5}).json()["cid"]
+    card = {k[5:]: v for k, v in CARD.items()}
+    tx = client.post("/api/tx/create-project", json=job(actors, initial_model_cid=generated, model_card=card))
+    assert tx.status_code == 200, tx.text
+    described = tx.json()["initial_model_cid"]
+    assert described != generated
+    assert read_card(load_checked(ipfs.cat(described, max_bytes=1 << 24)).metadata) == ModelCard(**card)
+    assert described.encode().hex() in tx.json()["data"]  # the transaction names the described weights
+    plain = client.post("/api/tx/create-project", json=job(actors, initial_model_cid=generated)).json()
+    assert plain["initial_model_cid"] == generated  # no card: the weights as given
+
+    pinned = set(ipfs.pin_ls())
+    bad = client.post(
+        "/api/tx/create-project",
+        json=job(actors, initial_model_cid=generated, model_card={"task": "<b>x</b>", "metric": "a\nb"}),
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"] == {
+        "model_card.task": "must not contain < or > (no HTML: the card is shown as plain text)",
+        "model_card.metric": "must be one line",
+    }
+    assert set(ipfs.pin_ls()) == pinned  # nothing pinned for a refused card
+    poor = {"sender": "0x" + "42" * 20, "model_card": {"task": "another task"}}
+    refused = client.post("/api/tx/create-project", json=job(actors, initial_model_cid=generated, **poor))
+    assert refused.status_code == 422 and refused.json()["code"] == "InsufficientFunds"  # the chain would refuse
+    assert set(ipfs.pin_ls()) == pinned  # so the card was not pinned
+
+
+def test_the_join_page_says_what_is_being_trained(client: TestClient, actors: Actors, ipfs: IpfsClient) -> None:
+    described = weights_with(ipfs, card_metadata(ModelCard(task="Spot <cracks> in welds", license="MIT")))
+    pid = actors.create(initial_model_cid=described)
+    page = client.get(f"/projects/{pid}/join").text
+    section = text(card_section(page))
+    assert "What is being trained Task Spot <cracks> in welds" in section and "License MIT" in section
+    assert "<cracks>" not in page  # escaped
+    assert 'id="join-button"' in page and 'id="trainer-command"' in page  # the steps are still there
+    old = actors.create()
+    assert text(card_section(client.get(f"/projects/{old}/join").text)).startswith("What is being trained Not described")

@@ -106,17 +106,11 @@ DEFAULTS: dict[str, str] = {
     "min_reliability_pct": "0",
     "slash_pct": "50",
 }
-#: What a form field left empty means (the others are required).
-OPTIONAL: dict[str, str] = {
-    "aggregator_fee_eth": "0",
-    "stake_eth": "0",
-    "join_period_minutes": "60",
-    "submission_period_minutes": "10",
-    "reveal_period_minutes": "10",
-    "aggregation_period_minutes": "10",
-    "min_reliability_pct": "0",
-    "slash_pct": "50",
-}
+#: Form fields that must be filled in.
+REQUIRED = frozenset({"model_name", "rounds", "min_trainers", "max_trainers", "budget_eth"})
+#: What a form field left empty means: its prefilled value, except that an empty stake is no stake (the form
+#: suggests 0.01 ETH).
+OPTIONAL: dict[str, str] = {**{k: v for k, v in DEFAULTS.items() if k not in REQUIRED}, "stake_eth": "0"}
 #: The config field (:class:`ProjectConfig`, the API's names) behind each form field.
 CONFIG_FIELD: dict[str, str] = {
     "budget_eth": "reward_budget",
@@ -328,6 +322,18 @@ def parse_card(data: Mapping[str, Any]) -> ModelCard | None:
         raise FormErrors({f"card_{name}": words for name, words in exc.errors.items()}) from None
 
 
+def parse_card_request(body: CreateProjectRequest) -> ModelCard | None:
+    """The model card given to the JSON API (``model_card``), None without one or when all its fields are empty;
+    :class:`InvalidInput` naming each field at fault as ``model_card.<field>`` (:func:`check_card`)."""
+    if body.model_card is None:
+        return None
+    try:
+        return check_card(body.model_card.model_dump())
+    except InvalidCard as exc:
+        errors = {f"model_card.{name}": words for name, words in exc.errors.items()}
+        raise InvalidInput(_detail(errors), errors) from None
+
+
 #: The API's amounts: each is given in wei or in ETH (``<name>`` or ``<name>_eth``), the budget above 0.
 AMOUNTS = {"reward_budget": MAX_BUDGET_WEI, "aggregator_fee": MAX_WEI, "stake": MAX_WEI}
 
@@ -339,7 +345,7 @@ def parse_job_request(
     raises :class:`InvalidInput` with a sentence per field at fault, by the API's field names. Without a verifier,
     ``default_verifier``."""
     errors: dict[str, str] = {}
-    values: dict[str, Any] = body.model_dump(exclude={"sender", *(f"{a}_eth" for a in AMOUNTS)})
+    values: dict[str, Any] = body.model_dump(exclude={"sender", "model_card", *(f"{a}_eth" for a in AMOUNTS)})
     for name, most in AMOUNTS.items():
         wei, decimal_eth = getattr(body, name), getattr(body, f"{name}_eth")
         positive = name == "reward_budget"

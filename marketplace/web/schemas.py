@@ -373,6 +373,11 @@ class TxRequest(BaseModel):
     value_hex: str = Field(description="the same value in wei, 0x-hex (as wallets take it)")
     summary: str
     costs: JobCosts | None = Field(default=None, description="createProject only: what the value is made of")
+    initial_model_cid: str | None = Field(
+        default=None,
+        description="createProject only: the initial weights the transaction names (with a model card, the given "
+        "weights with the card in their header: a new CID, pinned to this server's IPFS node)",
+    )
 
 
 #: Project transactions anyone's wallet may send besides create and join (``POST /api/tx/{action}``).
@@ -519,6 +524,16 @@ class ModelInitRequest(StrictBody):
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="seed of the deterministic initialization")
 
 
+class ModelCardRequest(StrictBody):
+    """A job's model card as the API takes it: each field optional, plain text (no ``<`` or ``>``, no control
+    characters but line breaks in ``data``) within its length (:data:`marketplace.protocol.model_card.FIELDS`)."""
+
+    task: str | None = Field(default=None, max_length=4_096, description="what the model learns to do")
+    data: str | None = Field(default=None, max_length=4_096, description="the data trainers train on, its labels")
+    metric: str | None = Field(default=None, max_length=4_096, description="how the model is evaluated")
+    license: str | None = Field(default=None, max_length=4_096, description="the trained model's license")
+
+
 class CreateProjectRequest(StrictBody):
     """A new job, in the API's units (amounts in wei or in ETH, percentages in basis points, periods in seconds),
     and who will sign it (to simulate the transaction). Each amount is given once: ``<name>`` (wei) or
@@ -560,6 +575,11 @@ class CreateProjectRequest(StrictBody):
         description="the part of its stake a trainer loses per flagged round, basis points",
     )
     initial_model_cid: str = Field(description="IPFS CID of the initial weights (POST /api/models/{name}/init)")
+    model_card: ModelCardRequest | None = Field(
+        default=None,
+        description="what is being trained: put into the initial weights' header, so the transaction names a new CID "
+        "(answered as initial_model_cid)",
+    )
     sender: str | None = Field(default=None, description="the wallet that will sign; the transaction is simulated")
 
 

@@ -257,8 +257,14 @@ def project_page(
 
 @pages.get("/projects/{project_id}/join")
 def join_page(
-    page: PageDep, svc: ProjectsDep, settings: SettingsDep, labels: VerifiersDep, project_id: int
+    page: PageDep,
+    svc: ProjectsDep,
+    settings: SettingsDep,
+    labels: VerifiersDep,
+    catalogue: ModelsDep,
+    project_id: int,
 ) -> Response:
+    """What joining takes (stake, bar, periods), what is being trained (the model card), and the command to run."""
     project = svc.project(project_id)
     command = f"marketplace trainer run {project_id} --data <your-data.npz>"
     if settings.network != "local":
@@ -266,5 +272,9 @@ def join_page(
     command += " --keystore <your-wallet.json>"
     if settings.ipfs_api:
         command += f" --ipfs-api {redact_url(settings.ipfs_api)}"  # the server's credentials stay private
-    context = {"p": project, "bar": svc.reliability_bar(project), "command": command}
+    card_state, card = svc.model_card(project_id)
+    context = {
+        "p": project, "bar": svc.reliability_bar(project), "command": command, "model_card": card,
+        "model_card_state": card_state, "architecture": catalogue.registry.get(project.model_name),
+    }  # fmt: skip
     return page.render("join.html", {**context, "verifier": labels.label(project.verifier)})

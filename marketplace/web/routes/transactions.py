@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from marketplace.web.deps import ContextDep, ModelsDep, TransactionsDep
+from marketplace.web.deps import ClientDep, ContextDep, FetchesDep, ModelsDep, TransactionsDep
 from marketplace.web.errors import BAD_BODY, CONFLICT
-from marketplace.web.forms import parse_job_request
+from marketplace.web.forms import parse_card_request, parse_job_request
 from marketplace.web.schemas import (
     Action,
     ActionRequest,
@@ -35,12 +35,24 @@ def project_actions(
 
 
 @api.post("/tx/create-project", response_model=TxRequest, responses=BAD_BODY)
-def create_project_tx(svc: TransactionsDep, catalogue: ModelsDep, body: CreateProjectRequest) -> TxRequest:
+def create_project_tx(
+    svc: TransactionsDep, catalogue: ModelsDep, fetches: FetchesDep, client: ClientDep, body: CreateProjectRequest
+) -> TxRequest:
     """An unsigned ``createProject`` transaction for the user's wallet (validated, and simulated if ``sender``):
-    amounts in wei or ETH, percentages in basis points, periods in seconds. A refusal names the field at fault."""
+    amounts in wei or ETH, percentages in basis points, periods in seconds. A refusal names the field at fault.
+
+    With a ``model_card`` the initial weights are fetched, given the card in their header and pinned to this
+    server's IPFS node, as the job form does; the transaction names that CID (``initial_model_cid`` of the answer).
+    Nothing is pinned for a job the chain would refuse."""
     default = None if body.verifier else svc.default_verifier(body.max_trainers)
     config = parse_job_request(body, catalogue.names, svc.verifiers(), default)
-    return svc.create_tx(config, body.sender)
+    card = parse_card_request(body)
+    tx = svc.create_tx(config, body.sender)  # a refusal is said before anything is pinned
+    if card is not None:
+        described = catalogue.describe(config.initial_model_cid, card, client, fetches)
+        config = config.model_copy(update={"initial_model_cid": described})
+        tx = svc.create_tx(config, body.sender)
+    return tx.model_copy(update={"initial_model_cid": config.initial_model_cid})
 
 
 @api.post("/tx/join", response_model=TxRequest, responses={**BAD_BODY, **CONFLICT})

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from marketplace.protocol.model_card import ModelCard
 from marketplace.web.filters import when
-from marketplace.web.indexer import Dispute
+from marketplace.web.indexer import CardState, Dispute
 from marketplace.web.schemas import (
     Member,
     OpenRound,
@@ -127,6 +128,11 @@ class ProjectService:
         if row is None:
             raise NotFound(f"project {project_id} does not exist on {self.context.network}")
         return summary(row)
+
+    def model_card(self, project_id: int) -> tuple[CardState, ModelCard | None]:
+        """The model card of a project's initial weights and where reading it stands (the index's answer: see
+        :attr:`ProjectDetail.model_card_state`)."""
+        return self.indexer.model_card(project_id)
 
     def reliability_bar(self, project: ProjectSummary) -> ReliabilityBar | None:
         """What ``project``'s reliability bar asks of a trainer, its required record live from the market; None
