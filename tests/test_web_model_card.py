@@ -257,4 +257,5 @@ def test_the_join_page_says_what_is_being_trained(client: TestClient, actors: Ac
     assert "<cracks>" not in page  # escaped
     assert 'id="join-button"' in page and 'id="trainer-command"' in page  # the steps are still there
     old = actors.create()
-    assert text(card_section(client.get(f"/projects/{old}/join").text)).startswith("What is being trained Not described")
+    shown = text(card_section(client.get(f"/projects/{old}/join").text))
+    assert shown.startswith("What is being trained Not described")
