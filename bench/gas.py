@@ -68,10 +68,11 @@ for several rounds. <= 110k at N = 32: a trainer's commit and reveal alone cost 
 transactions' base fee), so the reveal has to stop being a transaction of its own: trainers hand their
 openings to the aggregator after the commit phase and it reveals them in one batched call (the seal binds the
 trainer, so anyone holding an opening can reveal it; a trainer left out reveals itself before the deadline, as
-today). Estimated from the breakdown, not measured: a reveal inside a batch costs ~17k (its calldata ~2.6k, the
-trainer's and seal slots read and the commitment slot rewritten ~9.2k, the event 3.4k, the rest ~1.8k) instead
-of 54k, so ~87k per trainer at N = 32 with the test verifier; with the zk verifier (1.46M / 32 = 46k more) that
-also needs the verification change.
+today). Measured since with a prototype (docs/design/gas-per-trainer.md, ``research/gas/``): a reveal inside a
+batch costs 23.6k at N = 16 (22.5k at 32) instead of 54k, so 92.6k per trainer at N = 32 with the test verifier;
+with the zk verifier (44k more at N = 32, measured with real proofs) that is 137k, and the design study shows
+which further steps (batched signed commits, a circuit-specific verifier, or optimistic verification) reach the
+targets.
 """
 
 from __future__ import annotations
