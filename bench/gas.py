@@ -81,7 +81,7 @@ import argparse
 import json
 import subprocess
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,7 @@ from web3.contract import Contract
 from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import Artifacts, compile_contracts
+from marketplace.adapters.chain.config import Deployment
 from marketplace.adapters.chain.deploy import REGISTRY, TEST_VERIFIER, deploy_marketplace, market_client
 from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
 from marketplace.adapters.toolchain import project_root
@@ -197,12 +198,32 @@ def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True).stdout
 
 
-def measure(
-    impl: str, artifacts: Artifacts, n: int, url: str, accounts: list[LocalAccount], trace: bool = False
-) -> GasRow:
-    """Runs a whole :data:`ROUNDS`-round project of ``n`` trainers on the chain at ``url`` (deployed from
-    ``artifacts``) and records the gas of every step; with ``trace``, also the :func:`breakdown` of the last
-    round's transactions (the node must keep execution steps: ``anvil --steps-tracing``)."""
+@dataclass
+class OpenProject:
+    """A market deployed on a fresh chain and one project of ``n`` trainers that all joined (training started)."""
+
+    admin: ChainClient
+    deployment: Deployment
+    owner: MarketClient
+    aggregator: MarketClient
+    trainers: list[MarketClient]
+    project_id: int
+    create_gas: int
+    join_gas: list[int]
+
+
+def open_project(
+    url: str,
+    artifacts: Artifacts,
+    n: int,
+    rounds: int,
+    accounts: list[LocalAccount],
+    verifier: Callable[[MarketClient, Deployment], str] | None = None,
+) -> OpenProject:
+    """Deploys the market from ``artifacts`` on the chain at ``url`` (``accounts``: admin, owner, aggregator,
+    then the trainers, funded here) and runs a project of ``rounds`` rounds and ``n`` trainers up to training:
+    created with the verifier ``verifier(admin's client, deployment)`` deploys (default: the test verifier),
+    joined by every trainer."""
     admin = ChainClient(url, accounts[0])
     for account in accounts[: n + 3]:
         admin.set_balance(account.address, 1_000 * ETH)
@@ -212,11 +233,11 @@ def measure(
     trainers = [base.as_account(a) for a in accounts[3 : 3 + n]]
     cfg = ProjectConfig(
         aggregator=aggregator.address,
-        verifier=deployment.address(TEST_VERIFIER),
+        verifier=verifier(base, deployment) if verifier else deployment.address(TEST_VERIFIER),
         reward_budget=10 * ETH,
         aggregator_fee=ETH,
         stake=ETH // 100,
-        rounds=ROUNDS,
+        rounds=rounds,
         min_trainers=n,
         max_trainers=n,
         model_name="mlp",
@@ -225,6 +246,18 @@ def measure(
     create = _gas(owner.chain.transact(owner.market.functions.createProject(cfg.as_abi_tuple()), value=cfg.payment))
     pid = owner.project_count()
     joins = [_gas(t.join(pid, cfg.stake)) for t in trainers]
+    return OpenProject(admin, deployment, owner, aggregator, trainers, pid, create, joins)
+
+
+def measure(
+    impl: str, artifacts: Artifacts, n: int, url: str, accounts: list[LocalAccount], trace: bool = False
+) -> GasRow:
+    """Runs a whole :data:`ROUNDS`-round project of ``n`` trainers on the chain at ``url`` (deployed from
+    ``artifacts``) and records the gas of every step; with ``trace``, also the :func:`breakdown` of the last
+    round's transactions (the node must keep execution steps: ``anvil --steps-tracing``)."""
+    p = open_project(url, artifacts, n, ROUNDS, accounts)
+    admin, owner, aggregator, trainers, pid = p.admin, p.owner, p.aggregator, p.trainers, p.project_id
+    create, joins = p.create_gas, p.join_gas
     flags = [i % 4 == 3 for i in range(n)]  # a quarter flagged: exercises the slashing path
     commits, reveals, finalizes, parts = [], [], [], {}
     for round_ in range(ROUNDS):

@@ -30,12 +30,10 @@ from typing import Any
 
 from eth_account import Account
 
-from bench.gas import CID, ETH, breakdown
+from bench.gas import CID, breakdown, open_project
 from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
-from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import Artifacts, compile_contracts
-from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace, market_client
-from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
+from marketplace.adapters.chain.market import Finalization, MarketClient
 from marketplace.adapters.ezkl.prover import encode_round_proof
 from marketplace.adapters.toolchain import project_root
 from marketplace.protocol.seal import derive_salt, seal, seal_note
@@ -154,29 +152,8 @@ def measure(n: int, artifacts: Artifacts, proof_bytes: int = 0, trace: bool = Fa
     tracing = ("--steps-tracing",) if trace else ()
     receipts: dict[str, Any] = {}
     with AnvilNode(extra_args=("--disable-code-size-limit", *tracing)) as node:
-        admin = ChainClient(node.url, accounts[0])
-        for account in accounts:
-            admin.set_balance(account.address, 1_000 * ETH)
-        deployment = deploy_marketplace(admin, artifacts)
-        base = market_client(admin, deployment, artifacts)
-        owner, aggregator = base.as_account(accounts[1]), base.as_account(accounts[2])
-        trainers = [base.as_account(a) for a in accounts[3 : 3 + n]]
-        cfg = ProjectConfig(
-            aggregator=aggregator.address,
-            verifier=deployment.address(TEST_VERIFIER),
-            reward_budget=10 * ETH,
-            aggregator_fee=ETH,
-            stake=ETH // 100,
-            rounds=len(MODES) + 1,
-            min_trainers=n,
-            max_trainers=n,
-            model_name="mlp",
-            initial_model_cid="bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
-        )
-        owner.chain.transact(owner.market.functions.createProject(cfg.as_abi_tuple()), value=cfg.payment)
-        pid = owner.project_count()
-        for t in trainers:
-            t.join(pid, cfg.stake)
+        p = open_project(node.url, artifacts, n, len(MODES) + 1, accounts)
+        admin, owner, aggregator, trainers, pid = p.admin, p.owner, p.aggregator, p.trainers, p.project_id
         flags = [i % 4 == 3 for i in range(n)]
         later_round(owner, aggregator, trainers, pid, 0, flags, ONE_BY_ONE, proof_bytes)  # new slots
         rows = {

@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ezkl
 
@@ -45,16 +47,22 @@ def dedicated_sol(keys_root: Path, out: Path) -> Path:
     return sol
 
 
-def measure(n: int, k: int, cache: Path) -> dict[str, object]:
+def saved_proof(cache: Path, n: int, k: int) -> tuple[dict[str, Any], bytes, list[int]]:
+    """The proof :mod:`research.gas.zk_trace` saved: its record, the Halo2 proof bytes and the public instances
+    in the circuit's order (``[h_0 .. h_{N-1}, h_tag | flags | scores | tag chunks]``)."""
     saved = json.loads((cache / f"proof-n{n}-k{k}.json").read_text())
+    instances = [*saved["hashes"], saved["tag_hash"], *map(int, saved["flags"]), *saved["scores"]]
+    instances += [int(saved["tag"][4 * j : 4 * j + 4], 16) for j in range(8)]
+    return saved, bytes.fromhex(saved["halo2_proof"]), instances
+
+
+def measure(n: int, k: int, cache: Path) -> dict[str, object]:
     keys = setup(n, k, root=cache)
     sol_dir = cache / f"dedicated-n{n}-k{k}"
     dedicated_sol(keys.root, sol_dir)
     dedicated = compile_contracts([sol_dir], out=sol_dir / "contracts.json")
     reusable = compile_contracts([keys.sol_dir], out=keys.root / "contracts.json")
-    instances = [*saved["hashes"], saved["tag_hash"], *map(int, saved["flags"]), *saved["scores"]]
-    instances += [int(saved["tag"][4 * j : 4 * j + 4], 16) for j in range(8)]
-    proof = bytes.fromhex(saved["halo2_proof"])
+    proof, instances = saved_proof(cache, n, k)[1:]
     out: dict[str, object] = {"n": n, "k": k, "instances": len(instances)}
     with AnvilNode(extra_args=("--steps-tracing", "--disable-code-size-limit")) as node:
         chain = ChainClient(node.url, dev_accounts(1)[0])
@@ -79,13 +87,18 @@ def measure(n: int, k: int, cache: Path) -> dict[str, object]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def size_cli(description: str, measure: Callable[[int, int, Path], Any]) -> None:
+    """``python -m <module> NxK [--cache DIR]``: prints ``measure(N, K, DIR)`` as one JSON line."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("size")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/hgas-zk"))
     args = ap.parse_args()
     n, k = map(int, args.size.split("x"))
     print(json.dumps(measure(n, k, args.cache)), flush=True)
+
+
+def main() -> None:
+    size_cli(__doc__.splitlines()[0], measure)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ Not imported by the package or the tests.
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import compile_contracts
 from marketplace.adapters.ezkl.keys import setup
-from research.gas.dedicated import dedicated_sol
+from research.gas.dedicated import dedicated_sol, saved_proof, size_cli
 
 HERE = Path(__file__).resolve().parent
 
@@ -107,7 +105,7 @@ def _accepts(chain: ChainClient, call: Any) -> bool:
 
 
 def measure(n: int, k: int, cache: Path) -> dict[str, Any]:
-    saved = json.loads((cache / f"proof-n{n}-k{k}.json").read_text())
+    saved, proof, instances = saved_proof(cache, n, k)
     keys = setup(n, k, root=cache)
     whole_dir = cache / f"dedicated-n{n}-k{k}"
     source = dedicated_sol(keys.root, whole_dir).read_text()
@@ -118,9 +116,6 @@ def measure(n: int, k: int, cache: Path) -> dict[str, Any]:
     (split_dir / "Halo2QuotientEval.sol").write_text(helper)
     parts = compile_contracts([split_dir], out=split_dir / "contracts.json")
     whole = compile_contracts([whole_dir], out=whole_dir / "contracts.json")
-    instances = [*saved["hashes"], saved["tag_hash"], *map(int, saved["flags"]), *saved["scores"]]
-    instances += [int(saved["tag"][4 * j : 4 * j + 4], 16) for j in range(8)]
-    proof = bytes.fromhex(saved["halo2_proof"])
     out: dict[str, Any] = {
         "n": n, "k": k, "whole_bytes": _size(whole, "Halo2Verifier"),
         "verifier_bytes": _size(parts, "Halo2Verifier"), "helper_bytes": _size(parts, "Halo2QuotientEval"),
@@ -192,12 +187,7 @@ def adapters(chain: ChainClient, keys: Any, saved: dict[str, Any], split_verifie
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("size")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/hgas-zk"))
-    args = ap.parse_args()
-    n, k = map(int, args.size.split("x"))
-    print(json.dumps(measure(n, k, args.cache)), flush=True)
+    size_cli(__doc__.splitlines()[0], measure)
 
 
 if __name__ == "__main__":

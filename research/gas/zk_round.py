@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.gas import CID, ETH
+from bench.gas import CID, open_project
 from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
-from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import compile_contracts
-from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace, market_client
-from marketplace.adapters.chain.market import Finalization, ProjectConfig
+from marketplace.adapters.chain.config import Deployment
+from marketplace.adapters.chain.deploy import TEST_VERIFIER
+from marketplace.adapters.chain.market import Finalization, MarketClient
 from marketplace.adapters.ezkl.evm import deploy_zk_verifier
 from marketplace.adapters.ezkl.keys import setup
 from marketplace.adapters.ezkl.prover import prove_rows
@@ -44,37 +44,16 @@ def measure(n: int, k: int, cache: Path, test_verifier: bool = False) -> dict[st
     """Both rounds; with ``test_verifier``, the same rounds (same rows, scores and flags) finalized with the
     test verifier (its hash "proof") instead: the difference is what verifying the zk proof costs."""
     keys = setup(n, k, root=cache)
-    artifacts = compile_contracts()
     accounts = dev_accounts(n + 3)
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {"n": n, "k": k, "rounds": []}
     with AnvilNode() as node:
-        admin = ChainClient(node.url, accounts[0])
-        for account in accounts:
-            admin.set_balance(account.address, 1_000 * ETH)
-        deployment = deploy_marketplace(admin, artifacts)
-        base = market_client(admin, deployment, artifacts)
-        _, verifier = deploy_zk_verifier(base, keys)
-        if test_verifier:
-            verifier = deployment.address(TEST_VERIFIER)
-        owner, aggregator = base.as_account(accounts[1]), base.as_account(accounts[2])
-        trainers = [base.as_account(a) for a in accounts[3 : 3 + n]]
-        cfg = ProjectConfig(
-            aggregator=aggregator.address,
-            verifier=verifier,
-            reward_budget=10 * ETH,
-            aggregator_fee=ETH,
-            stake=ETH // 100,
-            rounds=ROUNDS,
-            min_trainers=n,
-            max_trainers=n,
-            model_name="mlp",
-            initial_model_cid="bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
-        )
-        owner.chain.transact(owner.market.functions.createProject(cfg.as_abi_tuple()), value=cfg.payment)
-        pid = owner.project_count()
-        for t in trainers:
-            t.join(pid, cfg.stake)
+
+        def verifier(base: MarketClient, deployment: Deployment) -> str:
+            return deployment.address(TEST_VERIFIER) if test_verifier else deploy_zk_verifier(base, keys)[1]
+
+        p = open_project(node.url, compile_contracts(), n, ROUNDS, accounts, verifier)
+        owner, aggregator, trainers, pid = p.owner, p.aggregator, p.trainers, p.project_id
         for round_ in range(ROUNDS):
             base_update = rng.normal(size=5_000)
             rows = np.array([commit_update(base_update + rng.normal(size=5_000) * 0.6, 1, k)[0] for _ in range(n)])
