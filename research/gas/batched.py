@@ -168,6 +168,66 @@ def measure(n: int, artifacts: Artifacts, proof_bytes: int = 0, trace: bool = Fa
     return {"n": n, "proof_bytes": proof_bytes, "per_trainer": per_trainer, "breakdown": parts}
 
 
+def _reverts(chain: Any, call: Any) -> bool:
+    try:
+        chain.call(call)
+    except Exception:  # any revert (ChainError, web3's ContractLogicError)
+        return True
+    return False
+
+
+def checks(artifacts: Artifacts, n: int = 4) -> dict[str, bool]:
+    """The batches' behaviour the design relies on (section 3b of the design doc), on the prototype: a trainer
+    that commits or reveals by itself first is skipped by the batch, not a revert; a trainer left out of the
+    reveal batch (censored) reveals itself and the round finalizes; a wrong signer, a signature of another
+    round and a bad opening are refused."""
+    accounts = dev_accounts(n + 4)
+    out: dict[str, bool] = {}
+    with AnvilNode(extra_args=("--disable-code-size-limit",)) as node:
+        p = open_project(node.url, artifacts, n, 2, accounts)
+        owner, aggregator, trainers, pid = p.owner, p.aggregator, p.trainers, p.project_id
+        market, chain = aggregator.market, aggregator.chain
+        where = owner.round_address(pid, 0)
+        commitments = [bytes(owner.chain.w3.keccak(text=f"check {i}")) for i in range(n)]
+        salts = [derive_salt(t.chain.account, where, c) for t, c in zip(trainers, commitments, strict=True)]
+        seals = [seal(c, CID, t.address, where, s) for t, c, s in zip(trainers, commitments, salts, strict=True)]
+        signed = [sign_commit(owner, t.chain.account, pid, 0, s, b"") for t, s in zip(trainers, seals, strict=True)]
+        stranger = sign_commit(owner, accounts[n + 3], pid, 0, seals[0], b"")
+        forged = (trainers[0].address, *stranger[1:])
+        out["a commit signed by another key is refused"] = _reverts(
+            chain, market.functions.commitBatch(pid, 0, [forged])
+        )
+        trainers[-1].commit_update(pid, 0, seals[-1], b"")  # commits by itself before the batch
+        batch = chain.transact(market.functions.commitBatch(pid, 0, signed))
+        out["a trainer that committed by itself is skipped by the batch"] = (
+            len(chain.events(batch, market, "UpdateCommitted")) == n - 1
+        )
+        openings = [(t.address, CID, c, s) for t, c, s in zip(trainers, commitments, salts, strict=True)]
+        bad = [(openings[1][0], CID, commitments[1], salts[0])]
+        out["an opening with another salt is refused (prototype: reverts)"] = _reverts(
+            chain, market.functions.revealBatch(pid, 0, bad)
+        )
+        trainers[0].reveal_update(pid, 0, CID, commitments[0], salts[0])  # reveals by itself before the batch
+        batch = chain.transact(market.functions.revealBatch(pid, 0, openings[:-1]))  # the last one left out
+        out["a trainer that revealed by itself is skipped by the batch"] = (
+            len(chain.events(batch, market, "UpdateSubmitted")) == n - 2
+        )
+        trainers[-1].reveal_update(pid, 0, CID, commitments[-1], salts[-1])  # the censored trainer reveals itself
+        out["every trainer revealed"] = all(
+            chain.call(market.functions.commitmentOf(pid, 0, t.address)) == c
+            for t, c in zip(trainers, commitments, strict=True)
+        )
+        flags, scores = [False] * n, [1_000 + i for i in range(n)]
+        proof = local_hash_proof(*recorded_verifier_inputs(owner, pid, 0, scores, flags, flags))
+        done = aggregator.finalize_round(pid, 0, Finalization(CID, CID, scores, flags, proof))
+        rewards = chain.events(done, market, "RoundFinalized")[0]["args"]["rewards"]
+        out["the round with a censored trainer finalizes and pays it"] = rewards[-1] > 0
+        out["a signed commit of round 0 is refused in round 1"] = _reverts(
+            chain, market.functions.commitBatch(pid, 1, signed[:1])
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trainers", type=int, nargs="+", default=[16, 32])
@@ -183,6 +243,7 @@ def main() -> None:
         "market_bytes_optimistic": code_size(optimistic),
         "verified": [measure(n, batched, trace=n == args.breakdown) for n in args.trainers],
         "optimistic": [measure(n, optimistic, args.proof_bytes) for n in args.trainers],
+        "checks": checks(batched),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
