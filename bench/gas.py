@@ -68,10 +68,11 @@ for several rounds. <= 110k at N = 32: a trainer's commit and reveal alone cost 
 transactions' base fee), so the reveal has to stop being a transaction of its own: trainers hand their
 openings to the aggregator after the commit phase and it reveals them in one batched call (the seal binds the
 trainer, so anyone holding an opening can reveal it; a trainer left out reveals itself before the deadline, as
-today). Estimated from the breakdown, not measured: a reveal inside a batch costs ~17k (its calldata ~2.6k, the
-trainer's and seal slots read and the commitment slot rewritten ~9.2k, the event 3.4k, the rest ~1.8k) instead
-of 54k, so ~87k per trainer at N = 32 with the test verifier; with the zk verifier (1.46M / 32 = 46k more) that
-also needs the verification change.
+today). Measured since with a prototype (docs/design/gas-per-trainer.md, ``research/gas/``): a reveal inside a
+batch costs 23.6k at N = 16 (22.5k at 32) instead of 54k, so 92.6k per trainer at N = 32 with the test verifier;
+with the zk verifier (44k more at N = 32, measured with real proofs) that is 137k, and the design study shows
+which further steps (batched signed commits, a circuit-specific verifier, or optimistic verification) reach the
+targets.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ import argparse
 import json
 import subprocess
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,7 @@ from web3.contract import Contract
 from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import Artifacts, compile_contracts
+from marketplace.adapters.chain.config import Deployment
 from marketplace.adapters.chain.deploy import REGISTRY, TEST_VERIFIER, deploy_marketplace, market_client
 from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
 from marketplace.adapters.toolchain import project_root
@@ -196,12 +198,32 @@ def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True).stdout
 
 
-def measure(
-    impl: str, artifacts: Artifacts, n: int, url: str, accounts: list[LocalAccount], trace: bool = False
-) -> GasRow:
-    """Runs a whole :data:`ROUNDS`-round project of ``n`` trainers on the chain at ``url`` (deployed from
-    ``artifacts``) and records the gas of every step; with ``trace``, also the :func:`breakdown` of the last
-    round's transactions (the node must keep execution steps: ``anvil --steps-tracing``)."""
+@dataclass
+class OpenProject:
+    """A market deployed on a fresh chain and one project of ``n`` trainers that all joined (training started)."""
+
+    admin: ChainClient
+    deployment: Deployment
+    owner: MarketClient
+    aggregator: MarketClient
+    trainers: list[MarketClient]
+    project_id: int
+    create_gas: int
+    join_gas: list[int]
+
+
+def open_project(
+    url: str,
+    artifacts: Artifacts,
+    n: int,
+    rounds: int,
+    accounts: list[LocalAccount],
+    verifier: Callable[[MarketClient, Deployment], str] | None = None,
+) -> OpenProject:
+    """Deploys the market from ``artifacts`` on the chain at ``url`` (``accounts``: admin, owner, aggregator,
+    then the trainers, funded here) and runs a project of ``rounds`` rounds and ``n`` trainers up to training:
+    created with the verifier ``verifier(admin's client, deployment)`` deploys (default: the test verifier),
+    joined by every trainer."""
     admin = ChainClient(url, accounts[0])
     for account in accounts[: n + 3]:
         admin.set_balance(account.address, 1_000 * ETH)
@@ -211,11 +233,11 @@ def measure(
     trainers = [base.as_account(a) for a in accounts[3 : 3 + n]]
     cfg = ProjectConfig(
         aggregator=aggregator.address,
-        verifier=deployment.address(TEST_VERIFIER),
+        verifier=verifier(base, deployment) if verifier else deployment.address(TEST_VERIFIER),
         reward_budget=10 * ETH,
         aggregator_fee=ETH,
         stake=ETH // 100,
-        rounds=ROUNDS,
+        rounds=rounds,
         min_trainers=n,
         max_trainers=n,
         model_name="mlp",
@@ -224,6 +246,18 @@ def measure(
     create = _gas(owner.chain.transact(owner.market.functions.createProject(cfg.as_abi_tuple()), value=cfg.payment))
     pid = owner.project_count()
     joins = [_gas(t.join(pid, cfg.stake)) for t in trainers]
+    return OpenProject(admin, deployment, owner, aggregator, trainers, pid, create, joins)
+
+
+def measure(
+    impl: str, artifacts: Artifacts, n: int, url: str, accounts: list[LocalAccount], trace: bool = False
+) -> GasRow:
+    """Runs a whole :data:`ROUNDS`-round project of ``n`` trainers on the chain at ``url`` (deployed from
+    ``artifacts``) and records the gas of every step; with ``trace``, also the :func:`breakdown` of the last
+    round's transactions (the node must keep execution steps: ``anvil --steps-tracing``)."""
+    p = open_project(url, artifacts, n, ROUNDS, accounts)
+    admin, owner, aggregator, trainers, pid = p.admin, p.owner, p.aggregator, p.trainers, p.project_id
+    create, joins = p.create_gas, p.join_gas
     flags = [i % 4 == 3 for i in range(n)]  # a quarter flagged: exercises the slashing path
     commits, reveals, finalizes, parts = [], [], [], {}
     for round_ in range(ROUNDS):
