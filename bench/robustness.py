@@ -129,10 +129,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from bench.owner_reference import PayMoved, adversarial_reference, colluder_mask, pay_moved
 from marketplace.demo.attacks import Attack
-from marketplace.fl.data import TEST_FILE, LocalData, load_npz, partition_digits
+from marketplace.fl.data import TEST_FILE, VALIDATION_FILE, LocalData, load_npz, partition_digits
 from marketplace.fl.models import build_model, param_spec, state_to_vector, vector_to_state
-from marketplace.fl.train import evaluate
+from marketplace.fl.train import evaluate, train_local
+from marketplace.protocol.commitment import sanitize_rows
 from marketplace.rule.aggregate import apply_update, fedavg
 from marketplace.rule.gram import GramConfig
 from marketplace.rule.scorer import GramScorer
@@ -145,9 +147,12 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the bench extras
     raise SystemExit(f"this benchmark needs Flower ({exc}); run `make install-bench` first") from exc
 
-AGGREGATORS = ("ours", "fedavg", "krum", "trimmed", "oracle")
+AGGREGATORS = ("ours", "ref", "fedavg", "krum", "trimmed", "oracle")
+RULES = ("ours", "ref")
+"""The aggregators that are the paying rule (they report flags and who is paid)."""
 LABELS = {
     "ours": "ours",
+    "ref": "ours + reference",
     "fedavg": "FedAvg",
     "krum": "Krum (flwr)",
     "trimmed": "trimmed mean (flwr)",
@@ -159,6 +164,13 @@ FRACTIONS = (0.2, 0.4)
 TARGET_ATTACKS = (Attack.SIGN_FLIP, Attack.GAUSSIAN)
 TARGET_FRACTION = 0.4
 TARGET_POINTS = 1.0
+SKEW_ATTACKS = (Attack.SIGN_FLIP, Attack.LABEL_FLIP)
+SKEW_POINTS = 5.0
+"""Issue 16: ours + reference within 5 points of honest-only at 40 % of these attackers on Dirichlet shards."""
+HORIZON_ATTACKS = (Attack.SIGN_FLIP, Attack.GAUSSIAN, Attack.LABEL_FLIP)
+OWNER_SCENARIOS = ((Attack.NONE, 0.0), (Attack.SIGN_FLIP, 0.4))
+"""The adversarial owner's runs: all honest (the owner colludes with trainer 0), and 40 % sign-flippers (the
+owner colludes with them)."""
 
 
 @dataclass(frozen=True)
@@ -183,13 +195,17 @@ class Trajectory:
 
     accuracy: list[float] = field(default_factory=list)
     attackers_flagged: int = 0
-    """attacker-rounds flagged (ours only)."""
+    """attacker-rounds flagged (the rules only)."""
     honest_flagged: int = 0
-    """honest-rounds flagged (ours only)."""
+    """honest-rounds flagged (the rules only)."""
+    attackers_paid: int = 0
+    """attacker-rounds paid (and so averaged into the model; the rules only)."""
+    honest_unpaid: int = 0
+    """honest-rounds not paid, flagged or not (the rules only)."""
 
 
-Aggregate = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
-"""``(global vector, N x D updates, sample counts) -> (new global vector, flags or None)``."""
+Aggregate = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]]
+"""``(global vector, N x D updates, sample counts) -> (new global vector, (flags, paid) or None)``."""
 
 
 class _Layers:
@@ -235,16 +251,38 @@ def _no_metrics(_metrics: list[tuple[int, dict[str, Scalar]]]) -> dict[str, Scal
     return {}
 
 
-def make_aggregators(task: Task, seed: int, bad: np.ndarray) -> dict[str, Aggregate]:
+def owner_reference(task: Task, global_vec: np.ndarray, validation: LocalData, seed: int, r: int) -> np.ndarray:
+    """The owner's reference update: the trainers' recipe (``task``) on the owner's validation data, from the
+    round's global model (round ``r`` of ``seed``; its batch order is its own)."""
+    state = vector_to_state(global_vec, task.model)
+    upd = train_local(
+        task.model, state, validation, task.epochs, task.lr, task.batch_size, seed=(seed * 1000 + r) * 1000 + 999
+    )
+    return state_to_vector(upd)
+
+
+def make_aggregators(task: Task, seed: int, bad: np.ndarray, validation: LocalData) -> dict[str, Aggregate]:
     """Fresh aggregators (Flower's strategies count rounds) for one scenario; ``bad`` marks the attackers
-    (only the oracle looks at it)."""
+    (only the oracle looks at it); ``validation`` is the owner's data (only ``ref`` trains on it)."""
     layers = _Layers(task.model)
     n_bad = round(task.assumed_fraction * task.trainers)
     ours = GramScorer(sketch_dim=64, seed=seed, weighting="equal")
+    ref_round = 0
 
-    def run_ours(global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run_ours(
+        global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         res = ours.run_round(updates, num_samples=num_samples)
-        return apply_update(global_vec, res.aggregate), res.flags
+        return apply_update(global_vec, res.aggregate), (res.flags, res.scores > 0)
+
+    def run_ref(
+        global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        nonlocal ref_round
+        reference = owner_reference(task, global_vec, validation, seed, ref_round)
+        ref_round += 1
+        res = ours.run_round(updates, num_samples=num_samples, reference=reference)
+        return apply_update(global_vec, res.aggregate), (res.flags, res.scores > 0)
 
     def run_fedavg(global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray) -> tuple[np.ndarray, None]:
         n = updates.shape[0]
@@ -257,6 +295,7 @@ def make_aggregators(task: Task, seed: int, bad: np.ndarray) -> dict[str, Aggreg
     trimmed = FedTrimmedAvg(beta=task.assumed_fraction, fit_metrics_aggregation_fn=_no_metrics)
     return {
         "ours": run_ours,
+        "ref": run_ref,
         "fedavg": run_fedavg,
         "krum": _flower(krum, layers),
         "trimmed": _flower(trimmed, layers),
@@ -265,12 +304,17 @@ def make_aggregators(task: Task, seed: int, bad: np.ndarray) -> dict[str, Aggreg
 
 
 def run_scenario(
-    task: Task, shards: Sequence[LocalData], test: LocalData, attackers: dict[int, Attack], seed: int
+    task: Task,
+    shards: Sequence[LocalData],
+    test: LocalData,
+    validation: LocalData,
+    attackers: dict[int, Attack],
+    seed: int,
 ) -> dict[str, Trajectory]:
-    """All four aggregators on one (attack, fraction, seed), each on its own trajectory."""
+    """All the aggregators on one (attack, fraction, seed), each on its own trajectory."""
     bad = np.zeros(task.trainers, dtype=bool)
     bad[list(attackers)] = True
-    aggregators = make_aggregators(task, seed, bad)
+    aggregators = make_aggregators(task, seed, bad, validation)
     init = state_to_vector(build_model(task.model, seed).state_dict())
     states = {name: init.copy() for name in aggregators}
     out = {name: Trajectory() for name in aggregators}
@@ -285,12 +329,15 @@ def run_scenario(
                 )  # fmt: skip
                 cache[key] = (ru.updates, ru.num_samples)
             updates, num_samples = cache[key]
-            states[name], flags = aggregate(states[name], updates, num_samples)
+            states[name], outcome = aggregate(states[name], updates, num_samples)
             _, acc = evaluate(task.model, vector_to_state(states[name], task.model), test.x, test.y)
             out[name].accuracy.append(acc)
-            if flags is not None:
+            if outcome is not None:
+                flags, paid = outcome
                 out[name].attackers_flagged += int((flags & bad).sum())
                 out[name].honest_flagged += int((flags & ~bad).sum())
+                out[name].attackers_paid += int((paid & bad).sum())
+                out[name].honest_unpaid += int((~paid & ~bad).sum())
     return out
 
 
@@ -306,9 +353,13 @@ class Row:
     final: dict[str, list[float]]
     """per aggregator, final test accuracy per seed."""
     attackers_flagged: float
-    """ours: share of attacker-rounds flagged."""
+    """ours: share of attacker-rounds flagged (the reference never changes flags)."""
     honest_flagged: float
     """ours: share of honest-rounds flagged."""
+    attackers_paid: dict[str, float]
+    """per rule (ours, ref): share of attacker-rounds paid (so averaged into the model)."""
+    honest_unpaid: dict[str, float]
+    """per rule: share of honest-rounds not paid (flagged, or left unpaid)."""
     curves: dict[str, list[list[float]]]
     """per aggregator, per seed, accuracy after each round."""
 
@@ -324,16 +375,21 @@ def run_partition(task: Task, attacks: Sequence[Attack], seeds: Sequence[int], c
             paths = partition_digits(task.trainers, task.partition, alpha=task.alpha, seed=seed, out_dir=tmp)
             shards = [load_npz(p) for p in paths]
             test = load_npz(Path(tmp) / TEST_FILE)
+            validation = load_npz(Path(tmp) / VALIDATION_FILE)
         for attack, fraction in scenarios:
             k = round(fraction * task.trainers)
             attackers = {task.trainers - 1 - j: attack for j in range(k)}
             t0 = time.perf_counter()
-            runs[(attack, fraction)].append(run_scenario(task, shards, test, attackers, seed))
+            runs[(attack, fraction)].append(run_scenario(task, shards, test, validation, attackers, seed))
             console.log(f"{task.partition} seed {seed} {attack.value} {fraction:.0%}: {time.perf_counter() - t0:.1f} s")
     rows = []
     for (attack, fraction), per_seed in runs.items():
         k = round(fraction * task.trainers)
         ours = [s["ours"] for s in per_seed]
+        bad_rounds, honest_rounds = (
+            max(1, k * task.rounds * len(per_seed)),
+            (task.trainers - k) * task.rounds * len(per_seed),
+        )
         rows.append(
             Row(
                 partition=task.partition,
@@ -344,6 +400,8 @@ def run_partition(task: Task, attacks: Sequence[Attack], seeds: Sequence[int], c
                 final={n: [s[n].accuracy[-1] for s in per_seed] for n in AGGREGATORS},
                 attackers_flagged=sum(t.attackers_flagged for t in ours) / max(1, k * task.rounds * len(ours)),
                 honest_flagged=sum(t.honest_flagged for t in ours) / ((task.trainers - k) * task.rounds * len(ours)),
+                attackers_paid={n: sum(s[n].attackers_paid for s in per_seed) / bad_rounds for n in RULES},
+                honest_unpaid={n: sum(s[n].honest_unpaid for s in per_seed) / honest_rounds for n in RULES},
                 curves={n: [s[n].accuracy for s in per_seed] for n in AGGREGATORS},
             )
         )
@@ -365,8 +423,10 @@ def table(rows: list[Row], task: Task, seeds: Sequence[int]) -> Table:
         "bad",
         *(LABELS[n] for n in AGGREGATORS),
         "ours - clean",
-        "ours - honest-only",
-        "ours flags: bad / hon",
+        "ours / +ref - honest-only",
+        "flags: bad / hon",
+        "paid bad: ours / +ref",
+        "unpaid hon: ours / +ref",
     ]
     for col in cols:
         t.add_column(col, justify="right")
@@ -377,9 +437,32 @@ def table(rows: list[Row], task: Task, seeds: Sequence[int]) -> Table:
         style = "red" if delta < -TARGET_POINTS else ""
         caught = f"{r.attackers_flagged:.0%}" if r.n_attackers else "-"
         shown = f"[{style}]{delta:+.1f}[/{style}]" if style else f"{delta:+.1f}"
-        vs_oracle = f"{100 * (r.mean('ours') - r.mean('oracle')):+.1f}"
-        t.add_row(r.attack, f"{r.fraction:.0%}", *cells, shown, vs_oracle, f"{caught} / {r.honest_flagged:.0%}")
+        vs_oracle = " / ".join(f"{100 * (r.mean(n) - r.mean('oracle')):+.1f}" for n in RULES)
+        paid_bad = " / ".join(f"{r.attackers_paid[n]:.0%}" for n in RULES) if r.n_attackers else "-"
+        unpaid = " / ".join(f"{r.honest_unpaid[n]:.0%}" for n in RULES)
+        t.add_row(
+            r.attack,
+            f"{r.fraction:.0%}",
+            *cells,
+            shown,
+            vs_oracle,
+            f"{caught} / {r.honest_flagged:.0%}",
+            paid_bad,
+            unpaid,
+        )
     return t
+
+
+def markdown(rows: list[Row]) -> str:
+    """The rows as the README's and the docstring's markdown table (accuracy %, means over seeds)."""
+    head = ["attack", "bad", *(LABELS[n] for n in AGGREGATORS), "flags bad / hon", "paid bad: ours / +ref"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for r in rows:
+        paid_bad = " / ".join(f"{r.attackers_paid[n]:.0%}" for n in RULES) if r.n_attackers else "-"
+        caught = f"{r.attackers_flagged:.0%}" if r.n_attackers else "-"
+        cells = [r.attack, f"{r.fraction:.0%}", *(_pct(r.mean(n)) for n in AGGREGATORS)]
+        lines.append("| " + " | ".join([*cells, f"{caught} / {r.honest_flagged:.0%}", paid_bad]) + " |")
+    return "\n".join(lines)
 
 
 def target_verdict(rows: list[Row]) -> tuple[bool, list[str]]:
@@ -399,6 +482,118 @@ def target_verdict(rows: list[Row]) -> tuple[bool, list[str]]:
     return ok, lines
 
 
+def skew_verdict(rows: list[Row]) -> tuple[bool, list[str]]:
+    """Issue 16: ``ref`` within ``SKEW_POINTS`` of honest-only FedAvg at 40 % sign-flip / label-flip on
+    Dirichlet shards, its clean runs those of ``ours``, and in every row at least as good as every Flower
+    strategy."""
+    ok, lines = True, []
+    for r in rows:
+        where = f"{r.partition}, {r.rounds} rounds, {r.attack} {r.fraction:.0%}"
+        if r.partition == "dirichlet" and Attack(r.attack) in SKEW_ATTACKS and r.fraction == TARGET_FRACTION:
+            gap = 100 * (r.mean("ref") - r.mean("oracle"))
+            ok &= gap >= -SKEW_POINTS
+            lines.append(f"{where}: ours + reference - honest-only = {gap:+.1f} points (ours: "
+                         f"{100 * (r.mean('ours') - r.mean('oracle')):+.1f})")  # fmt: skip
+        if r.fraction == 0.0 and r.final["ref"] != r.final["ours"]:
+            ok = False
+            lines.append(f"{where}: the clean run changed ({r.mean('ours'):.1%} -> {r.mean('ref'):.1%})")
+        behind = [LABELS[n] for n in ("krum", "trimmed") if r.mean(n) > r.mean("ref")]
+        if behind:
+            ok = False
+            lines.append(
+                f"{where}: ours + reference {_pct(r.mean('ref'))} < {', '.join(behind)} "
+                f"({', '.join(_pct(r.mean(n)) for n in ('krum', 'trimmed'))}; honest-only {_pct(r.mean('oracle'))})"
+            )
+    return ok, lines
+
+
+# --------------------------------------------------------------------------- the adversarial owner
+
+
+@dataclass
+class OwnerRow:
+    """The owner's adversarial reference over the rounds of (partition, attack, fraction) and seeds: what it
+    moved, in % of each round's budget, next to what the honest owner's reference moved on the same rows."""
+
+    partition: str
+    rounds: int
+    attack: str
+    fraction: float
+    colluders: list[int]
+    adversarial: list[PayMoved]
+    """per round (all seeds), the adversarial reference's effect."""
+    honest: list[PayMoved]
+    """per round, the honest reference's effect (the same rows, the same colluders' mask)."""
+    final: list[float]
+    """final test accuracy per seed, the model built with the adversarial reference."""
+
+    def stat(self, which: str, key: str, how: Callable[[np.ndarray], float]) -> float:
+        moved = self.adversarial if which == "adversarial" else self.honest
+        return how(np.array([getattr(m, key) for m in moved], dtype=np.float64))
+
+
+def run_owner(task: Task, attack: Attack, fraction: float, seeds: Sequence[int], console: Console) -> OwnerRow:
+    """The owner colludes with trainer 0 (no attackers) or with the attackers, knows every row before it
+    commits its own, and commits :func:`bench.owner_reference.adversarial_reference`; the model follows
+    the rule with that reference."""
+    k = round(fraction * task.trainers)
+    attackers = {task.trainers - 1 - j: attack for j in range(k)}
+    colluders = sorted(attackers) if attackers else [0]
+    col = colluder_mask(task.trainers, colluders)
+    row = OwnerRow(task.partition, task.rounds, attack.value, fraction, colluders, [], [], [])
+    for seed in seeds:
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="bench-robustness-") as tmp:
+            paths = partition_digits(task.trainers, task.partition, alpha=task.alpha, seed=seed, out_dir=tmp)
+            shards = [load_npz(p) for p in paths]
+            test = load_npz(Path(tmp) / TEST_FILE)
+            validation = load_npz(Path(tmp) / VALIDATION_FILE)
+        scorer = GramScorer(sketch_dim=64, seed=seed, weighting="equal")
+        state = state_to_vector(build_model(task.model, seed).state_dict())
+        active = np.ones(task.trainers, dtype=bool)
+        for r in range(task.rounds):
+            ru = collect_updates(
+                task.model, vector_to_state(state, task.model), shards, attackers,
+                task.epochs, task.lr, task.batch_size, seed=seed * 1000 + r,
+            )  # fmt: skip
+            rows, _ = sanitize_rows(scorer.summarize(ru.updates))
+            adv = scorer.evaluate(rows, active, adversarial_reference(rows, col, scorer.cfg))
+            honest_row = scorer.reference_row(owner_reference(task, state, validation, seed, r))
+            row.adversarial.append(pay_moved(adv, col))
+            row.honest.append(pay_moved(scorer.evaluate(rows, active, honest_row), col))
+            _, agg = scorer.aggregate_paid(ru.updates, active, adv.scores)
+            state = apply_update(state, agg)
+        row.final.append(evaluate(task.model, vector_to_state(state, task.model), test.x, test.y)[1])
+        console.log(
+            f"owner {task.partition} seed {seed} {attack.value} {fraction:.0%}: {time.perf_counter() - t0:.1f} s"
+        )
+    return row
+
+
+def owner_table(rows: list[OwnerRow], seeds: Sequence[int]) -> Table:
+    t = Table(
+        title=f"the owner's adversarial reference, % of a round's budget (per round: mean / max), seeds {list(seeds)}"
+    )
+    cols = [
+        "partition", "rounds", "attackers", "colluders", "honest pay lost", "bound (m < M)", "colluders' gain",
+        "budget kept", "honest reference: honest pay lost", "accuracy",
+    ]  # fmt: skip
+    for col in cols:
+        t.add_column(col, justify="right")
+    for r in rows:
+
+        def mm(which: str, key: str, row: OwnerRow = r) -> str:
+            return f"{100 * row.stat(which, key, np.mean):.1f} / {100 * row.stat(which, key, np.max):.1f}"
+
+        t.add_row(
+            r.partition, str(r.rounds), f"{r.attack} {r.fraction:.0%}" if r.fraction else "none",
+            ",".join(map(str, r.colluders)), mm("adversarial", "honest_lost"), mm("adversarial", "bound"),
+            mm("adversarial", "colluder_gain"), str(sum(m.owner_kept for m in r.adversarial)),
+            mm("honest", "honest_lost"), _pct(float(np.mean(r.final))),
+        )  # fmt: skip
+    return t
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 attacks, 3 rounds, one seed, IID only, no horizon")
@@ -407,23 +602,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--attacks", nargs="+", choices=[a.value for a in ATTACKS], default=None, help="default all")
     parser.add_argument("--rounds", type=int, default=None, help="default 5, the demo's (quick: 3)")
     parser.add_argument(
-        "--horizon", type=int, default=None, help="also run the target attacks (IID) this many rounds; 0 = skip "
-        "(default 15, quick 0)"
+        "--horizon", type=int, default=None, help="also run sign_flip, gaussian and label_flip this many rounds; "
+        "0 = skip (default 15, quick 0)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--horizon-partitions", nargs="+", choices=["iid", "dirichlet"], default=["iid", "dirichlet"],
+        help="the partitions of the --horizon runs (default both)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--owner", action=argparse.BooleanOptionalAction, default=None,
+        help="run the adversarial owner's scenarios (default: yes, quick: no)",
     )  # fmt: skip
     parser.add_argument("--assumed-fraction", type=float, default=0.4, help="Krum's f / N and trimmed mean's beta")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     parser.add_argument("--out", type=Path, default=Path("reports/robustness.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    console = Console(width=180)
+    console = Console(width=220)
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2, 3, 4])
     rounds = args.rounds if args.rounds is not None else (3 if args.quick else 5)
     horizon = args.horizon if args.horizon is not None else (0 if args.quick else 15)
     partitions = args.partitions or (["iid"] if args.quick else ["iid", "dirichlet"])
+    owner = args.owner if args.owner is not None else not args.quick
     attacks = [Attack(a) for a in args.attacks] if args.attacks else QUICK_ATTACKS if args.quick else ATTACKS
     runs = [(Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction), attacks) for p in partitions]
     if horizon:
-        runs.append((Task(rounds=horizon, assumed_fraction=args.assumed_fraction), list(TARGET_ATTACKS)))
+        runs += [
+            (Task(rounds=horizon, partition=p, assumed_fraction=args.assumed_fraction), list(HORIZON_ATTACKS))
+            for p in args.horizon_partitions
+        ]
     all_rows: list[Row] = []
     tables: list[Table] = []
     verdict_ok, verdict_lines, horizon_ok, horizon_lines = True, [], True, []
@@ -434,11 +641,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         all_rows += rows
         if task.partition == "iid" and task.rounds == rounds:  # the target is stated for the demo task
             verdict_ok, verdict_lines = target_verdict(rows)
-        elif task.rounds == horizon:
+        elif task.partition == "iid" and task.rounds == horizon:
             horizon_ok, horizon_lines = target_verdict(rows)
+    owner_rows = [
+        run_owner(Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction), a, f, seeds, console)
+        for p in (partitions if owner else [])
+        for a, f in OWNER_SCENARIOS
+    ]
     elapsed = time.perf_counter() - t0
     for tab in tables:  # together at the end, after the progress log
         console.print(tab)
+    if owner_rows:
+        console.print(owner_table(owner_rows, seeds))
     for line in verdict_lines + horizon_lines:
         console.print(f"  {line}")
     if verdict_lines:
@@ -448,6 +662,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if horizon_lines:
         status = "[bold green]PASS[/bold green]" if horizon_ok else "[bold red]FAIL[/bold red]"
         console.print(f"{status}: the same target after {horizon} rounds (IID)")
+    skew_ok, skew_lines = skew_verdict(all_rows)
+    for line in skew_lines:
+        console.print(f"  {line}")
+    status = "[bold green]PASS[/bold green]" if skew_ok else "[bold red]FAIL[/bold red]"
+    goal = (
+        f"ours + reference within {SKEW_POINTS:g} points of honest-only at 40 % sign_flip / label_flip "
+        "(Dirichlet), clean runs unchanged, never behind Krum or trimmed mean"
+    )
+    console.print(f"{status}: issue 16 = {goal}")
     console.print(f"{elapsed:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -458,8 +681,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gram_config": asdict(GramConfig()),
         "target": {"passed": verdict_ok if verdict_lines else None, "details": verdict_lines},
         "horizon": {"passed": horizon_ok if horizon_lines else None, "details": horizon_lines},
+        "skew": {"passed": skew_ok, "details": skew_lines},
         "seconds": round(elapsed, 1),
         "rows": [asdict(r) | {"mean": {n: r.mean(n) for n in AGGREGATORS}} for r in all_rows],
+        "markdown": {
+            f"{r.partition} {r.rounds}": markdown(
+                [x for x in all_rows if (x.partition, x.rounds) == (r.partition, r.rounds)]
+            )
+            for r in all_rows
+        },
+        "owner": [asdict(r) for r in owner_rows],
     }
     args.out.write_text(json.dumps(report, indent=2))
     console.print(f"wrote {args.out}")
