@@ -34,6 +34,8 @@ class PayMoved:
     """sum over the non-colluders of the share they lost (``max(0, before - after)``)."""
     colluder_gain: float
     """the colluders' share after minus before."""
+    colluder_before: float
+    """the colluders' share without the reference."""
     owner_kept: bool
     """the rule without the reference paid someone and the reference paid nobody (budget back to the owner)."""
     bound: float
@@ -50,6 +52,7 @@ def pay_moved(res: GramResult, colluders: np.ndarray) -> PayMoved:
     return PayMoved(
         honest_lost=float(np.maximum(before - after, 0.0)[~col].sum()),
         colluder_gain=float((after - before)[col].sum()),
+        colluder_before=float(before[col].sum()),
         owner_kept=bool(before.sum() > 0 and after.sum() == 0),
         bound=float(before[below].sum()),
     )
