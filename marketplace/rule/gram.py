@@ -243,7 +243,7 @@ def gram_rule_int(rows_q: np.ndarray, cfg: GramConfig | None = None) -> GramResu
 #
 # Flags are never changed, so the reference cannot get anyone slashed or recorded as flagged. A trainer the
 # reference leaves unpaid is a trainer paid today whose own median cosine to the others is below the median
-# of those (``m_i < M``): fewer than half of the valid slots. A trainer it pays that today's rule does not is an
+# of those (``m_i < M``): at most half of the valid slots. A trainer it pays that today's rule does not is an
 # inlier whose agreement with the others is at most its own (``sum_{j != i} w_j G_ij <= 0``), so its score is
 # at most ``q_i f(l_i - lam) <= 2 (1 + UNIT_TOL)``. A round today's rule pays stays paid (the fallback), so
 # no budget goes back to the owner that today's rule would have paid out.
@@ -253,8 +253,9 @@ def gram_rule_ref_float(rows: np.ndarray, reference: np.ndarray | None, cfg: Gra
     """:func:`gram_rule_float` with the owner's reference row (real arithmetic; pay with :func:`gram_rule_ref_int`).
 
     ``reference``: the owner's committed row ``(v_r, l_r, a_r)`` (length K + 2), or ``None`` (no reference:
-    the rule without it). Extra statistics: ``ref_ok``, ``ref_cos`` (``g``), ``ref_med`` (``m_r``),
-    ``ref_excluded`` / ``ref_included`` (paid by one rule and not the other) and ``base_scores`` (``p``).
+    the rule without it). Extra statistics: ``ref_ok`` (the reference decided the scores: it passed its
+    checks and left someone paid), ``ref_cos`` (``g``), ``ref_med`` (``m_r``), ``ref_excluded`` /
+    ``ref_included`` (paid by one rule and not the other) and ``base_scores`` (``p``).
     """
     cfg = cfg or GramConfig()
     base = gram_rule_float(rows, cfg)
