@@ -706,7 +706,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     skew_ok, skew_lines = skew_verdict(all_rows)
     for line in skew_lines:
         console.print(f"  {line}")
+    skew_measured = any(
+        r.partition == "dirichlet" and Attack(r.attack) in SKEW_ATTACKS and r.fraction == TARGET_FRACTION
+        for r in all_rows
+    )
     status = "[bold green]PASS[/bold green]" if skew_ok else "[bold red]FAIL[/bold red]"
+    status = status if skew_measured else "[bold]NOT MEASURED[/bold] (no Dirichlet 40 % sign_flip / label_flip run)"
     goal = (
         f"ours + reference within {SKEW_POINTS:g} points of honest-only at 40 % sign_flip / label_flip "
         f"(Dirichlet), clean runs at most {CLEAN_POINTS:g} below ours, never behind Krum or trimmed mean"
@@ -722,7 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gram_config": asdict(GramConfig()),
         "target": {"passed": verdict_ok if verdict_lines else None, "details": verdict_lines},
         "horizon": {"passed": horizon_ok if horizon_lines else None, "details": horizon_lines},
-        "skew": {"passed": skew_ok, "details": skew_lines},
+        "skew": {"passed": skew_ok if skew_measured else None, "details": skew_lines},
         "seconds": round(elapsed, 1),
         "rows": [asdict(r) | {"mean": {n: r.mean(n) for n in AGGREGATORS}} for r in all_rows],
         "markdown": {
