@@ -12,7 +12,9 @@ Variants (``g``: cosine to the reference, ``m``/``M``: median cosine to the othe
 * ``exclude``: ``paid0`` minus (``g <= 0`` and ``m < M``);
 * ``decide``: unflagged, ``g > 0`` and a positive sum over that set;
 * ``resum``: kept = unflagged and (``g > 0`` or (``paid0`` and ``m >= M``)), positive sum over the kept set;
-* ``chosen``: the rule of ``gram_rule_ref_int`` (kept as ``resum``, positive ``total``);
+* ``add_total``: kept as ``resum``, positive ``total`` (a first version of the chosen rule);
+* ``chosen``: the rule of ``gram_rule_ref_int``: ``paid0`` and (``g > 0`` or ``m >= M``), or not ``paid0``,
+  unflagged, ``g > 0`` and a positive sum of cosines to the unflagged trainers with ``g > 0``;
 * ``add_above``: as ``chosen`` but a trainer the rule does not pay is added only if ``m >= M``;
 * ``half``: as ``chosen`` with ``g > m_r / 2`` for ``g > 0``.
 
@@ -40,7 +42,7 @@ from marketplace.rule.aggregate import apply_update, fedavg
 from marketplace.rule.gram import gram_rule_int
 from research.simulate import collect_updates
 
-VARIANTS = ("rule", "oracle", "exclude", "decide", "resum", "chosen", "add_above", "half")
+VARIANTS = ("rule", "oracle", "exclude", "decide", "resum", "add_total", "chosen", "add_above", "half")
 
 
 def paid_set(variant: str, rows: np.ndarray, ref: np.ndarray, bad: np.ndarray) -> np.ndarray:
@@ -64,20 +66,22 @@ def paid_set(variant: str, rows: np.ndarray, ref: np.ndarray, bad: np.ndarray) -
     elif variant == "resum":
         gate = unfl & ((g > 0) | ((m >= big_m) & paid0))
         out = gate & (gram @ gate > 0)
-    elif variant == "add_above":
-        gate = unfl & ((paid0 & ((g > 0) | (m >= big_m))) | (~paid0 & (g > 0) & (m >= big_m)))
+    elif variant == "add_total":
+        gate = unfl & ((g > 0) | ((m >= big_m) & paid0))
         out = gate & (gram @ unfl > 0)
     else:
-        agree = g > (m_r / 2 if variant == "half" else 0.0)
-        gate = unfl & (agree | ((m >= big_m) & paid0))
-        out = gate & (gram @ unfl > 0)
+        agree = unfl & (g > (m_r / 2 if variant == "half" else 0.0))
+        add = ~paid0 & agree & (gram @ agree > 0)
+        out = (paid0 & ((g > 0) | (m >= big_m))) | (add & (m >= big_m) if variant == "add_above" else add)
     return out if out.any() else paid0
 
 
-def run(partition: str, attack: Attack, fraction: float, rounds: int, seeds: Sequence[int]) -> dict[str, float]:
+def run(
+    partition: str, attack: Attack, fraction: float, rounds: int, seeds: Sequence[int], variants: Sequence[str]
+) -> dict[str, float]:
     """Mean final test accuracy per variant."""
     torch.set_num_threads(1)
-    acc: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    acc: dict[str, list[float]] = {name: [] for name in variants}
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
             paths = partition_digits(10, partition, alpha=0.5, seed=seed, out_dir=tmp)
@@ -85,7 +89,7 @@ def run(partition: str, attack: Attack, fraction: float, rounds: int, seeds: Seq
             validation, test = load_npz(Path(tmp) / VALIDATION_FILE), load_npz(Path(tmp) / TEST_FILE)
         attackers = {9 - j: attack for j in range(round(fraction * 10))}
         bad = np.isin(np.arange(10), list(attackers))
-        for name in VARIANTS:
+        for name in variants:
             state = state_to_vector(build_model("mlp", seed).state_dict())
             for r in range(rounds):
                 start = vector_to_state(state, "mlp")
@@ -105,8 +109,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("fraction", type=float)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     args = parser.parse_args(argv)
-    means = run(args.partition, Attack(args.attack), args.fraction, args.rounds, args.seeds)
+    means = run(args.partition, Attack(args.attack), args.fraction, args.rounds, args.seeds, args.variants)
     print(" ".join(f"{name}={100 * a:.1f}" for name, a in means.items()))
 
 

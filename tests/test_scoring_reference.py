@@ -97,8 +97,10 @@ def test_any_reference_changes_no_flag_and_moves_pay_within_the_bounds(rnd: tupl
     added = paid_after & ~paid_before
     active = rows_q[:, -1] > ONE // 2
     assert np.all(active[added] & ~res.flags[added])
-    cap = 2 * int(np.ceil(ONE * (1 + cfg.unit_tol))) + 2
-    assert np.all(res.scores[added] <= cap)
+    q, size = base.stats["q"], base.stats["size"]
+    own = (np.maximum(q * size, 0) + ONE // 2) >> SCALE  # q_i f(l_i - lam), rounded as the rule rounds
+    assert np.all(res.scores[added] <= own[added])
+    assert np.all(own[added] <= 2 * int(np.ceil(ONE * (1 + cfg.unit_tol))) + 1)
     both = paid_before & paid_after
     assert res.scores[both].tolist() == base.scores[both].tolist()
     assert not (paid_before.any() and not paid_after.any())
@@ -147,8 +149,9 @@ def test_hand_computed_reference() -> None:
     m = (-.334, -.029, -.029, -.334, -.334, -.334), M = -.334: nothing is far (1 - m <= 1.334 < 2.25 * 1.334).
     Nobody agrees with the others (every m_i <= 0, every net sum < 0: -.737, -.331, -.331, -.737, -1.667, -1.667),
     so the rule pays nobody and the budget goes back to the owner. The reference: g = (.362, .921, .921, .362,
-    -.921, -.921), m_r = .362 > 0, not far: it passes; it keeps the four honest rows (g > 0) and pays them
-    u_i = 1 + net sum = (.263, .669, .669, .263) (size factor 1); the flipped rows (g < 0, unpaid) stay unpaid.
+    -.921, -.921), m_r = .362 > 0, not far: it passes. It adds the four honest rows (g > 0), each agreeing
+    with the four on net (t = 1 + .697 - .029 - .737 = .931 and .697 + 1 + .697 - .029 = 2.365), and pays
+    them min(t_i, q_i) = (.931, 1, 1, .931) (size factor 1); the flipped rows (g < 0, unpaid) stay unpaid.
     """
     ang = [1.2, 0.4, -0.4, -1.2]
     honest = [[np.cos(a), np.sin(a), 0.0] for a in ang]
@@ -159,7 +162,7 @@ def test_hand_computed_reference() -> None:
     assert not f.flags.any() and f.stats["ref_ok"]
     assert f.stats["base_scores"].tolist() == [0.0] * 6
     np.testing.assert_allclose(f.med_cos, [-0.334, -0.029, -0.029, -0.334, -0.334, -0.334], atol=2e-3)
-    np.testing.assert_allclose(f.scores, [0.263, 0.669, 0.669, 0.263, 0.0, 0.0], atol=3e-3)
+    np.testing.assert_allclose(f.scores, [0.931, 1.0, 1.0, 0.931, 0.0, 0.0], atol=3e-3)
     i = gram_rule_ref_int(quantize(rows), quantize(e1))
     assert not i.flags.any() and i.stats["base_scores"].tolist() == [0] * 6
     assert (i.scores > 0).tolist() == [True] * 4 + [False] * 2

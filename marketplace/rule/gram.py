@@ -235,18 +235,21 @@ def gram_rule_int(rows_q: np.ndarray, cfg: GramConfig | None = None) -> GramResu
 #     ok     = a_r and |q_r - 1| <= UNIT_TOL and |P| >= 3   a valid reference ...
 #              and m_r > 0                                  ... agreeing with most trainers
 #              and not (1 - m_r > T (1 - M))                ... and not "far" by the trainers' own yardstick
-#     u_i    = max(sum_j w_j G_ij, 0) f(l_i - lam)          the score without the agree gate (p_i = [agree_i] u_i)
-#     keep_i = w_i and (g_i > 0 or (p_i > 0 and m_i >= M))  agrees with the reference, or is paid today and at
+#     R_i    = w_i and g_i > 0                              the inliers agreeing with the reference
+#     t_i    = sum_j R_j G_ij                               agreement with them (its own q_i included if in R)
+#     keep_i = p_i > 0 and (g_i > 0 or m_i >= M)            paid today, and agrees with the reference or is at
 #                                                           least as typical as the median trainer
-#     p'_i   = [keep_i] u_i
+#     add_i  = p_i = 0 and R_i and t_i > 0                  unpaid today, agrees with the reference and does
+#                                                           not disagree with those that do
+#     p'_i   = p_i if keep_i;  min(t_i, q_i) f(l_i - lam) if add_i;  0 otherwise
 #     scores = p' if ok and sum_i p'_i > 0, else p          (the rule above)
 #
-# Flags are never changed, so the reference cannot get anyone slashed or recorded as flagged. A trainer the
-# reference leaves unpaid is a trainer paid today whose own median cosine to the others is below the median
-# of those (``m_i < M``): at most half of the valid slots. A trainer it pays that today's rule does not is an
-# inlier whose agreement with the others is at most its own (``sum_{j != i} w_j G_ij <= 0``), so its score is
-# at most ``q_i f(l_i - lam) <= 2 (1 + UNIT_TOL)``. A round today's rule pays stays paid (the fallback), so
-# no budget goes back to the owner that today's rule would have paid out.
+# Flags are never changed, so the reference cannot get anyone slashed or recorded as flagged. A trainer paid
+# both ways is paid the same integer. A trainer the reference leaves unpaid is a trainer paid today whose own
+# median cosine to the others is below the median of those (``m_i < M``): at most half of the valid slots. A
+# trainer it pays that today's rule does not is an unflagged slot paid at most ``q_i f(l_i - lam) <=
+# 2 (1 + UNIT_TOL)``: what one trainer agreeing only with itself would score. A round today's rule pays
+# stays paid (the fallback), so no budget goes back to the owner that today's rule would have paid out.
 
 
 def gram_rule_ref_float(rows: np.ndarray, reference: np.ndarray | None, cfg: GramConfig | None = None) -> GramResult:
@@ -266,12 +269,13 @@ def gram_rule_ref_float(rows: np.ndarray, reference: np.ndarray | None, cfg: Gra
     v, lg = x[:, :k], x[:, k]
     ref = np.asarray(reference, dtype=np.float64)
     v_r, a_r = ref[:k], bool(ref[k + 1] > 0.5)
-    valid, m = base.valid, base.med_cos
+    valid, m, q = base.valid, base.med_cos, base.stats["q"]
     med_m, lam = float(base.stats["M"]), float(base.stats["lam"])
     w = (x[:, k + 1] > 0.5) & ~base.flags
-    gv = np.where(np.outer(valid, valid), v @ v.T, 0.0)
-    u = np.maximum(gv @ w, 0.0) * size_factor(lg - lam)
     g = v @ v_r
+    agree_r = w & (g > 0.0)
+    t = np.where(np.outer(valid, valid), v @ v.T, 0.0) @ agree_r
+    added = np.minimum(t, q) * size_factor(lg - lam)
     m_r = _masked_median(g, valid)
     ok = (
         a_r
@@ -280,7 +284,10 @@ def gram_rule_ref_float(rows: np.ndarray, reference: np.ndarray | None, cfg: Gra
         and m_r > 0.0
         and not 1.0 - m_r > cfg.threshold * (1.0 - med_m)
     )
-    return _with_reference(base, w & ((g > 0.0) | ((base.scores > 0) & (m >= med_m))), u, g, m_r, ok)
+    paid = base.scores > 0
+    keep = paid & ((g > 0.0) | (m >= med_m))
+    add = ~paid & agree_r & (t > 0.0)
+    return _with_reference(base, np.where(keep, base.scores, np.where(add, added, 0.0)), g, m_r, ok)
 
 
 def gram_rule_ref_int(rows_q: np.ndarray, reference_q: np.ndarray | None, cfg: GramConfig | None = None) -> GramResult:
@@ -288,8 +295,9 @@ def gram_rule_ref_int(rows_q: np.ndarray, reference_q: np.ndarray | None, cfg: G
 
     ``reference_q = quantize(reference)`` of the owner's sanitised committed row (length K + 2), or ``None``.
     Scale-13 integers throughout, products rescaled as in :func:`gram_rule_int`; the extra work is one Gram
-    column (``g``), one median of the valid slots (``m_r``), a mask, a sum and a select. Flags, validity and
-    medians are :func:`gram_rule_int`'s; ``scores`` differ from it only when the reference passes its checks.
+    column (``g``), one median of the valid slots (``m_r``), one masked sum per slot (``t``), comparisons,
+    a sum and selects. Flags, validity and medians are :func:`gram_rule_int`'s; ``scores`` differ from it
+    only when the reference passes its checks.
     """
     cfg = cfg or GramConfig()
     base = gram_rule_int(rows_q, cfg)
@@ -301,26 +309,28 @@ def gram_rule_ref_int(rows_q: np.ndarray, reference_q: np.ndarray | None, cfg: G
     v, act = x[:, :k], x[:, k + 1] > one // 2
     ref = np.asarray(reference_q, dtype=np.int64)
     v_r, a_r = ref[:k], bool(ref[k + 1] > one // 2)
-    valid, m, size = base.valid, base.med_cos, base.stats["size"]
+    valid, m, q, size = base.valid, base.med_cos, base.stats["q"], base.stats["size"]
     med_m = int(base.stats["M"])
     w = act & ~base.flags
-    gm = np.where(np.outer(valid, valid), _rescale(v @ v.T), 0)
-    u = _rescale(np.maximum(gm @ w.astype(np.int64), 0) * size).astype(np.int64)
     g = _rescale(v @ v_r).astype(np.int64)
+    agree_r = w & (g > 0)
+    t = np.where(np.outer(valid, valid), _rescale(v @ v.T), 0) @ agree_r.astype(np.int64)
+    added = _rescale(np.minimum(t, q) * size).astype(np.int64)
     count = int(valid.sum())
     m_r = _median_int(np.where(valid, g, g + _c(cfg.big)), count)
     q_r = int(_rescale(int(v_r @ v_r)))
     far_r = m_r + _c(cfg.threshold - 1.0) < int(_rescale(med_m * _c(cfg.threshold)))
     ok = a_r and _c(1.0 - cfg.unit_tol) <= q_r <= _c(1.0 + cfg.unit_tol) and count >= cfg.min_valid
     ok = ok and m_r > 0 and not far_r
-    return _with_reference(base, w & ((g > 0) | ((base.scores > 0) & (m >= med_m))), u, g, m_r, ok)
+    paid = base.scores > 0
+    keep = paid & ((g > 0) | (m >= med_m))
+    add = ~paid & agree_r & (t > 0)
+    return _with_reference(base, np.where(keep, base.scores, np.where(add, added, 0)), g, m_r, ok)
 
 
-def _with_reference(
-    base: GramResult, keep: np.ndarray, ungated: np.ndarray, ref_cos: np.ndarray, ref_med: float, ok: bool
-) -> GramResult:
-    """The reference's scores ``[keep] ungated`` if ``ok`` and some are positive, else ``base``'s (same dtype)."""
-    scores = np.where(keep, ungated, 0).astype(base.scores.dtype)
+def _with_reference(base: GramResult, scores: np.ndarray, ref_cos: np.ndarray, ref_med: float, ok: bool) -> GramResult:
+    """The reference's ``scores`` if ``ok`` and some are positive, else ``base``'s (in ``base``'s dtype)."""
+    scores = np.maximum(scores, 0).astype(base.scores.dtype)
     used = ok and bool((scores > 0).any())
     final = scores if used else base.scores
     stats = dict(base.stats)
