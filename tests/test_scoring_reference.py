@@ -127,6 +127,28 @@ def test_the_adversarial_owner_gets_no_budget_back_and_unpays_within_the_bound(
     assert res.flags.tolist() == gram_rule_int(rows_q).flags.tolist()
 
 
+def test_colluders_the_owner_adds_are_paid_at_most_what_agreeing_with_oneself_scores() -> None:
+    """Four honest rows ``e0 + e_j / 2`` (pairwise cosine 0.8) and three colluders ``-e0 + 0.35 e_k`` (0.89
+    among them, -0.84 with the honest rows), K = 8: nobody is far and nobody agrees on net (honest
+    3 x 0.8 - 3 x 0.84 < 0, m = -0.02), so the rule pays nobody. The owner's reference agrees with the
+    colluders and one honest row (``g = +-0.23``, ``m_r > 0``): the colluders agree with each other
+    (``t = 1 + 2 x 0.89 - 0.84 = 1.94``) and are added, but each is paid ``min(t, q) f = q f``, what a
+    trainer agreeing only with itself scores, not ``t f``. (Here the round's budget would otherwise go
+    back to the owner: the honest trainers lose nothing the rule paid them.)"""
+    e = np.eye(8)
+    rows = committed_rows(
+        np.array([e[0] + 0.5 * e[1 + j] for j in range(4)] + [-e[0] + 0.35 * e[5 + k] for k in range(3)])
+    )
+    reference = committed_row(np.linalg.pinv(rows[:, :8]) @ np.array([1.0, -1, -1, -1, 1, 1, 1]))
+    base = gram_rule_int(quantize(rows))
+    res = gram_rule_ref_int(quantize(rows), quantize(reference))
+    assert not base.flags.any() and not (base.scores > 0).any() and res.stats["ref_ok"]
+    assert (res.scores > 0).tolist() == [False] * 4 + [True] * 3
+    q, size = base.stats["q"], base.stats["size"]
+    own = (q * size + ONE // 2) >> SCALE
+    assert res.scores[4:].tolist() == own[4:].tolist()
+
+
 def test_a_reference_against_most_trainers_is_ignored() -> None:
     """Five trainers near e1, one near -e1: the reference -e1 (the minority's side) agrees with fewer than
     half of the trainers (``m_r < 0``), so it changes nothing; e1 itself passes and keeps the majority paid."""
