@@ -223,6 +223,128 @@ def gram_rule_int(rows_q: np.ndarray, cfg: GramConfig | None = None) -> GramResu
     return GramResult(flags, p, valid, m, stats)
 
 
+# --------------------------------------------------------------------------- the owner's reference row (optional)
+#
+# An extension of the rule above (docs/design/robust-reference.md), kept apart so that the rule itself is
+# unchanged: with no reference, or a reference that does not pass its checks, the result is exactly
+# :func:`gram_rule_int`'s. The reference ``(v_r, l_r, a_r)`` is a row committed like a trainer's (the owner's
+# update on its validation data, from the round's global model, sketched with the project's sketch)::
+#
+#     g_i    = <v_i, v_r>                                   agreement with the reference
+#     m_r    = median{g_j : j in P}                         the reference's typical cosine to the trainers
+#     ok     = a_r and |q_r - 1| <= UNIT_TOL and |P| >= 3   a valid reference ...
+#              and m_r > 0                                  ... agreeing with most trainers
+#              and not (1 - m_r > T (1 - M))                ... and not "far" by the trainers' own yardstick
+#     R_i    = w_i and g_i > 0                              the inliers agreeing with the reference
+#     t_i    = sum_j R_j G_ij                               agreement with them (its own q_i included if in R)
+#     keep_i = p_i > 0 and (g_i > 0 or m_i >= M)            paid today, and agrees with the reference or is at
+#                                                           least as typical as the median trainer
+#     add_i  = p_i = 0 and R_i and t_i > 0                  unpaid today, agrees with the reference and does
+#                                                           not disagree with those that do
+#     p'_i   = p_i if keep_i;  min(t_i, q_i) f(l_i - lam) if add_i;  0 otherwise
+#     scores = p' if ok and sum_i p'_i > 0, else p          (the rule above)
+#
+# Flags are never changed, so the reference cannot get anyone slashed or recorded as flagged. A trainer paid
+# both ways is paid the same integer. A trainer the reference leaves unpaid is a trainer paid today whose own
+# median cosine to the others is below the median of those (``m_i < M``): at most half of the valid slots. A
+# trainer it pays that today's rule does not is an unflagged slot paid at most ``q_i f(l_i - lam) <=
+# 2 (1 + UNIT_TOL)``: what one trainer agreeing only with itself would score. A round today's rule pays
+# stays paid (the fallback), so no budget goes back to the owner that today's rule would have paid out.
+
+
+def gram_rule_ref_float(rows: np.ndarray, reference: np.ndarray | None, cfg: GramConfig | None = None) -> GramResult:
+    """:func:`gram_rule_float` with the owner's reference row (real arithmetic; pay with :func:`gram_rule_ref_int`).
+
+    ``reference``: the owner's committed row ``(v_r, l_r, a_r)`` (length K + 2), or ``None`` (no reference:
+    the rule without it). Extra statistics: ``ref_ok`` (the reference decided the scores: it passed its
+    checks and left someone paid), ``ref_cos`` (``g``), ``ref_med`` (``m_r``), ``ref_excluded`` /
+    ``ref_included`` (paid by one rule and not the other) and ``base_scores`` (``p``).
+    """
+    cfg = cfg or GramConfig()
+    base = gram_rule_float(rows, cfg)
+    if reference is None:
+        return base
+    x = np.asarray(rows, dtype=np.float64)
+    k = x.shape[1] - 2
+    v, lg = x[:, :k], x[:, k]
+    ref = np.asarray(reference, dtype=np.float64)
+    v_r, a_r = ref[:k], bool(ref[k + 1] > 0.5)
+    valid, m, q = base.valid, base.med_cos, base.stats["q"]
+    med_m, lam = float(base.stats["M"]), float(base.stats["lam"])
+    w = (x[:, k + 1] > 0.5) & ~base.flags
+    g = v @ v_r
+    agree_r = w & (g > 0.0)
+    t = np.where(np.outer(valid, valid), v @ v.T, 0.0) @ agree_r
+    added = np.minimum(t, q) * size_factor(lg - lam)
+    m_r = _masked_median(g, valid)
+    ok = (
+        a_r
+        and abs(float(v_r @ v_r) - 1.0) <= cfg.unit_tol
+        and int(valid.sum()) >= cfg.min_valid
+        and m_r > 0.0
+        and not 1.0 - m_r > cfg.threshold * (1.0 - med_m)
+    )
+    paid = base.scores > 0
+    keep = paid & ((g > 0.0) | (m >= med_m))
+    add = ~paid & agree_r & (t > 0.0)
+    return _with_reference(base, np.where(keep, base.scores, np.where(add, added, 0.0)), g, m_r, ok)
+
+
+def gram_rule_ref_int(rows_q: np.ndarray, reference_q: np.ndarray | None, cfg: GramConfig | None = None) -> GramResult:
+    """:func:`gram_rule_int` with the owner's reference row, exactly as a circuit would compute it.
+
+    ``reference_q = quantize(reference)`` of the owner's sanitised committed row (length K + 2), or ``None``.
+    Scale-13 integers throughout, products rescaled as in :func:`gram_rule_int`; the extra work is one Gram
+    column (``g``), one median of the valid slots (``m_r``), one masked sum per slot (``t``), comparisons,
+    a sum and selects. Flags, validity and medians are :func:`gram_rule_int`'s; ``scores`` differ from it
+    only when the reference passes its checks.
+    """
+    cfg = cfg or GramConfig()
+    base = gram_rule_int(rows_q, cfg)
+    if reference_q is None:
+        return base
+    x = np.asarray(rows_q, dtype=np.int64)
+    k = x.shape[1] - 2
+    one = 1 << SCALE
+    v, act = x[:, :k], x[:, k + 1] > one // 2
+    ref = np.asarray(reference_q, dtype=np.int64)
+    v_r, a_r = ref[:k], bool(ref[k + 1] > one // 2)
+    valid, m, q, size = base.valid, base.med_cos, base.stats["q"], base.stats["size"]
+    med_m = int(base.stats["M"])
+    w = act & ~base.flags
+    g = _rescale(v @ v_r).astype(np.int64)
+    agree_r = w & (g > 0)
+    t = np.where(np.outer(valid, valid), _rescale(v @ v.T), 0) @ agree_r.astype(np.int64)
+    added = _rescale(np.minimum(t, q) * size).astype(np.int64)
+    count = int(valid.sum())
+    m_r = _median_int(np.where(valid, g, g + _c(cfg.big)), count)
+    q_r = int(_rescale(int(v_r @ v_r)))
+    far_r = m_r + _c(cfg.threshold - 1.0) < int(_rescale(med_m * _c(cfg.threshold)))
+    ok = a_r and _c(1.0 - cfg.unit_tol) <= q_r <= _c(1.0 + cfg.unit_tol) and count >= cfg.min_valid
+    ok = ok and m_r > 0 and not far_r
+    paid = base.scores > 0
+    keep = paid & ((g > 0) | (m >= med_m))
+    add = ~paid & agree_r & (t > 0)
+    return _with_reference(base, np.where(keep, base.scores, np.where(add, added, 0)), g, m_r, ok)
+
+
+def _with_reference(base: GramResult, scores: np.ndarray, ref_cos: np.ndarray, ref_med: float, ok: bool) -> GramResult:
+    """The reference's ``scores`` if ``ok`` and some are positive, else ``base``'s (in ``base``'s dtype)."""
+    scores = np.maximum(scores, 0).astype(base.scores.dtype)
+    used = ok and bool((scores > 0).any())
+    final = scores if used else base.scores
+    stats = dict(base.stats)
+    stats.update(
+        ref_ok=np.array(used),
+        ref_cos=ref_cos,
+        ref_med=np.array(ref_med),
+        ref_excluded=(base.scores > 0) & ~(final > 0),
+        ref_included=(final > 0) & ~(base.scores > 0),
+        base_scores=base.scores,
+    )
+    return GramResult(base.flags, final, base.valid, base.med_cos, stats)
+
+
 def shares(scores: np.ndarray) -> np.ndarray:
     """Payout shares ``p_i / sum_j p_j`` (all 0 if the sum is 0)."""
     p = np.asarray(scores, dtype=np.float64)

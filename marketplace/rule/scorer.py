@@ -1,5 +1,6 @@
 """The paying scorer: the Gram rule behind the :class:`~marketplace.rule.strategy.RoundScorer`
-steps (summarise -> flag -> score -> aggregate), on the committed rows of the updates."""
+steps (summarise -> flag -> score -> aggregate), on the committed rows of the updates, optionally with the
+owner's reference row (:func:`~marketplace.rule.gram.gram_rule_ref_int`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from marketplace.protocol.commitment import committed_rows, quantize, sanitize_rows
 from marketplace.protocol.constants import SCALE
 from marketplace.protocol.sketch import sketch_rows
-from marketplace.rule.gram import GramConfig, GramResult, gram_rule_int, shares
+from marketplace.rule.gram import GramConfig, GramResult, gram_rule_int, gram_rule_ref_int, shares
 from marketplace.rule.strategy import InlierFedAvg, RoundResult, RoundScorer
 
 
@@ -46,12 +47,24 @@ class GramScorer(InlierFedAvg, RoundScorer):
         """The committed rows (N, K + 2) of the updates' sketches."""
         return committed_rows(sketch_rows(updates, self.sketch_dim, self.seed))
 
-    def evaluate(self, summaries: np.ndarray, active_mask: np.ndarray) -> GramResult:
-        """The integer rule on the sanitised rows, mapped back to trainer order."""
+    def reference_row(self, reference: np.ndarray) -> np.ndarray:
+        """The owner's committed reference row (K + 2) of its flat update, as a trainer's row is made."""
+        return self.summarize(np.asarray(reference)[None, :])[0]
+
+    def evaluate(
+        self, summaries: np.ndarray, active_mask: np.ndarray, reference_row: np.ndarray | None = None
+    ) -> GramResult:
+        """The integer rule on the sanitised rows, mapped back to trainer order; with ``reference_row`` (the
+        owner's committed row, sanitised here like the trainers'), the reference-aware rule
+        :func:`~marketplace.rule.gram.gram_rule_ref_int`. Without it the result is :func:`gram_rule_int`'s."""
         rows = np.where(np.asarray(active_mask, dtype=bool)[:, None], summaries, 0.0)
         rows, _ = sanitize_rows(rows)
         perm = np.arange(rows.shape[0]) if self.arrival is None else np.asarray(self.arrival, dtype=np.int64)
-        res = gram_rule_int(quantize(rows[perm]), self.cfg)
+        if reference_row is None:
+            res = gram_rule_int(quantize(rows[perm]), self.cfg)
+        else:
+            ref, _ = sanitize_rows(np.asarray(reference_row, dtype=np.float64)[None, :])
+            res = gram_rule_ref_int(quantize(rows[perm]), quantize(ref[0]), self.cfg)
         inv = np.argsort(perm)
         stats = {key: (val[inv] if np.ndim(val) == 1 else val) for key, val in res.stats.items()}
         return GramResult(res.flags[inv], res.scores[inv], res.valid[inv], res.med_cos[inv], stats)
@@ -71,12 +84,15 @@ class GramScorer(InlierFedAvg, RoundScorer):
         return self._details(summaries, self.evaluate(summaries, active_mask))
 
     def _details(self, summaries: np.ndarray, res: GramResult) -> dict[str, np.ndarray]:
-        return {
+        details = {
             "med_cos": res.med_cos / 2.0**SCALE,
             "log_norm": np.asarray(summaries)[:, self.sketch_dim],
             "int_scores": res.scores,
             "valid": res.valid,
         }
+        if "ref_ok" in res.stats:  # the reference-aware rule: what the reference changed
+            details.update({key: res.stats[key] for key in ("ref_ok", "ref_excluded", "ref_included", "base_scores")})
+        return details
 
     def aggregate_paid(
         self,
@@ -94,10 +110,14 @@ class GramScorer(InlierFedAvg, RoundScorer):
         updates: np.ndarray,
         active_mask: np.ndarray | None = None,
         num_samples: np.ndarray | None = None,
+        reference: np.ndarray | None = None,
     ) -> RoundResult:
-        """As :meth:`RoundScorer.run_round`, evaluating the rule once (not for flags, scores and details apart)."""
+        """As :meth:`RoundScorer.run_round`, evaluating the rule once (not for flags, scores and details apart).
+
+        ``reference``: the owner's flat reference update (length D), or ``None`` for the rule without it."""
         u, active, summaries = self._prepare(updates, active_mask)
-        res = self.evaluate(summaries, active)
+        ref_row = None if reference is None else self.reference_row(reference)
+        res = self.evaluate(summaries, active, ref_row)
         flags = res.flags & active
         weights, agg = self.aggregate_paid(u, active, res.scores, num_samples)
         return RoundResult(
