@@ -19,57 +19,88 @@ d. **gram**: ``GramScorer(64, seed, weighting="equal").evaluate`` - the integer 
    committed rows (flags + integer scores) and ``shares``;
 e. **fedavg**: ``GramScorer.aggregate`` - the mean of the inliers' full updates (float64 accumulator).
 
+Beside the fetch, outside the round, the **raw cat**: the same N objects read from the node's
+``/api/v0/cat`` in turn, one HTTP stream each as ``IpfsClient.cat`` sends it, bytes counted and
+dropped (:func:`raw_cat`): the node's side of the fetch without the client's joining of the pieces,
+CID re-hash, safetensors parsing and checks and flatten. It runs after the fetch, so both read
+blocks the node has just served. Their ratio and the CPU of each split between the aggregator
+process (client) and the IPFS node show where the fetch time goes.
+
 Memory is the process's resident set (``/proc/self/status``), so numpy, torch, ezkl and httpx
 allocations all count: ``base`` is after imports and warm-up; each phase resets the high-water
 mark (``/proc/self/clear_refs``) and reads ``VmHWM`` at its end; ``peak`` is the largest. The
 IPFS node is a separate process; ``node`` is its high-water mark during the child's round.
 Threads: ``torch.set_num_threads(1)`` and single-threaded BLAS in the child.
 
-Measured (``python -m bench.scale``, reports/scale.json): 2 cores shared with other jobs (load 3.2-4.2
-during the run, so wall times exceed CPU times); MB = 10^6 bytes; throughput in MB/s of float32 update
-bytes (wall clock); ``round`` = fetch + sketch + commit + gram + FedAvg (not the one-time hash draw);
-``CPU`` = CPU seconds of the aggregator process plus the IPFS node's during the round; ``peak MB`` = the
-aggregator's peak RSS, in brackets with ``gc.collect()`` after each fetch; ``node MB`` = the IPFS node's
-peak RSS. Every round flagged exactly the synthetic attackers.
+Measured (``python -m bench.scale``, reports/scale.json): 2 cores shared with other sessions running
+zk proofs and benchmarks, **not an idle machine**: load 2.7 at the start rising to 9.4 (the ``load``
+column, 1-minute average at the end of each round), so wall times exceed CPU times and the MB/s are
+lower bounds; the CPU columns are the steadier measure. MB = 10^6 bytes; throughput in MB/s of float32
+update bytes (wall clock); ``round`` = fetch + sketch + commit + gram + FedAvg (not the one-time hash
+draw, not the raw cat); ``CPU`` = CPU seconds of the aggregator process plus the IPFS node's during the
+round; ``peak MB`` = the aggregator's peak RSS, in brackets with ``gc.collect()`` after each fetch;
+``node MB`` = the IPFS node's peak RSS. Every round flagged exactly the synthetic attackers.
 
-    | D | N | MB | fetch (MB/s) | sketch (MB/s) | commit | gram | FedAvg | round | CPU | peak MB | node MB |
-    |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | 1e+04 | 8 | 0.3 | 470 ms (1) | 0.6 ms (559) | 109 ms | 1.4 ms | 0.3 ms | 581 ms | 249 ms | 255 | 121 |
-    | 1e+04 | 16 | 0.6 | 1.1 s (1) | 0.6 ms (991) | 200 ms | 1.2 ms | 0.3 ms | 1.3 s | 485 ms | 256 | 122 |
-    | 1e+04 | 32 | 1.3 | 1.8 s (1) | 1.7 ms (749) | 389 ms | 1.5 ms | 0.7 ms | 2.2 s | 899 ms | 256 | 124 |
-    | 1e+05 | 8 | 3.2 | 395 ms (8) | 15 ms (214) | 101 ms | 1.5 ms | 2.5 ms | 515 ms | 318 ms | 265 | 134 |
-    | 1e+05 | 16 | 6.4 | 624 ms (10) | 32 ms (203) | 201 ms | 2.1 ms | 3.5 ms | 862 ms | 649 ms | 265 | 133 |
-    | 1e+05 | 32 | 13 | 1.3 s (10) | 82 ms (156) | 398 ms | 2.1 ms | 6.1 ms | 1.7 s | 1.3 s | 275 | 130 |
-    | 1e+06 | 8 | 32 | 1.1 s (28) | 122 ms (262) | 133 ms | 6.0 ms | 94 ms | 1.5 s | 925 ms | 366 | 178 |
-    | 1e+06 | 16 | 64 | 1.5 s (42) | 201 ms (319) | 244 ms | 1.6 ms | 29 ms | 2.0 s | 1.9 s | 375 | 165 |
-    | 1e+06 | 32 | 128 | 3.3 s (39) | 302 ms (424) | 414 ms | 2.0 ms | 50 ms | 4.0 s | 3.3 s | 473 | 167 |
-    | 1e+07 | 8 | 320 | 8.7 s (37) | 1.9 s (171) | 134 ms | 1.0 ms | 299 ms | 11.0 s | 8.2 s | 1,381 (888) | 266 |
-    | 1e+07 | 16 | 640 | 15.7 s (41) | 1.8 s (350) | 201 ms | 1.4 ms | 353 ms | 18.1 s | 14.2 s | 1,458 (1,213) | 327 |
-    | 1e+07 | 32 | 1,280 | 32.8 s (39) | 4.8 s (265) | 507 ms | 1.5 ms | 1.2 s | 39.4 s | 27.7 s | 2,416 (1,854) | 329 |
+    | D | N | MB | fetch (MB/s) | raw cat (MB/s) | fetch / cat | fetch CPU cl.+node | cat CPU cl.+node | load |
+    |---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | 1e+04 | 8 | 0.32 | 417 ms (1) | 374 ms (1) | 1.12 | 0.04 + 0.03 s | 0.03 + 0.04 s | 2.7 |
+    | 1e+04 | 16 | 0.64 | 855 ms (1) | 779 ms (1) | 1.10 | 0.07 + 0.07 s | 0.04 + 0.07 s | 3.0 |
+    | 1e+04 | 32 | 1.3 | 1.67 s (1) | 1.41 s (1) | 1.18 | 0.13 + 0.14 s | 0.06 + 0.15 s | 3.1 |
+    | 1e+05 | 8 | 3.2 | 234 ms (14) | 147 ms (22) | 1.59 | 0.05 + 0.06 s | 0.03 + 0.06 s | 3.5 |
+    | 1e+05 | 16 | 6.4 | 508 ms (13) | 474 ms (14) | 1.07 | 0.09 + 0.11 s | 0.05 + 0.12 s | 3.5 |
+    | 1e+05 | 32 | 13 | 693 ms (18) | 741 ms (17) | 0.94 | 0.17 + 0.22 s | 0.07 + 0.23 s | 3.6 |
+    | 1e+06 | 8 | 32 | 1.03 s (31) | 551 ms (58) | 1.87 | 0.18 + 0.23 s | 0.05 + 0.19 s | 4.4 |
+    | 1e+06 | 16 | 64 | 1.73 s (37) | 666 ms (96) | 2.59 | 0.32 + 0.54 s | 0.08 + 0.35 s | 4.5 |
+    | 1e+06 | 32 | 128 | 2.64 s (49) | 1.82 s (70) | 1.45 | 0.56 + 0.88 s | 0.15 + 0.73 s | 5.0 |
+    | 1e+07 | 8 | 320 | 5.80 s (55) | 1.94 s (165) | 2.99 | 1.58 + 1.42 s | 0.24 + 1.08 s | 6.3 |
+    | 1e+07 | 16 | 640 | 9.54 s (67) | 5.43 s (118) | 1.76 | 2.73 + 2.59 s | 0.49 + 2.64 s | 7.8 |
+    | 1e+07 | 32 | 1,280 | 19.2 s (67) | 9.97 s (128) | 1.92 | 5.89 + 6.44 s | 0.98 + 5.28 s | 9.4 |
+
+    | D | N | sketch (MB/s) | commit | gram | FedAvg | round | CPU | peak MB | node MB |
+    |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | 1e+04 | 8 | 0.6 ms (568) | 138 ms | 0.8 ms | 0.3 ms | 557 ms | 141 ms | 254 | 124 |
+    | 1e+04 | 16 | 0.4 ms (1,496) | 242 ms | 8.4 ms | 0.3 ms | 1.11 s | 282 ms | 254 | 128 |
+    | 1e+04 | 32 | 0.9 ms (1,463) | 487 ms | 0.9 ms | 0.4 ms | 2.16 s | 551 ms | 255 | 129 |
+    | 1e+05 | 8 | 7.6 ms (419) | 72 ms | 0.8 ms | 1.6 ms | 317 ms | 188 ms | 260 | 131 |
+    | 1e+05 | 16 | 24 ms (264) | 270 ms | 1.3 ms | 2.0 ms | 805 ms | 357 ms | 262 | 134 |
+    | 1e+05 | 32 | 26 ms (494) | 381 ms | 1.1 ms | 2.7 ms | 1.10 s | 676 ms | 270 | 134 |
+    | 1e+06 | 8 | 127 ms (252) | 177 ms | 8.7 ms | 26 ms | 1.37 s | 536 ms | 315 | 164 |
+    | 1e+06 | 16 | 330 ms (194) | 370 ms | 0.8 ms | 54 ms | 2.48 s | 1.14 s | 348 | 170 |
+    | 1e+06 | 32 | 500 ms (256) | 405 ms | 1.0 ms | 31 ms | 3.57 s | 1.93 s | 412 | 174 |
+    | 1e+07 | 8 | 1.44 s (223) | 151 ms | 0.9 ms | 256 ms | 7.65 s | 3.88 s | 902 (904) | 319 |
+    | 1e+07 | 16 | 3.20 s (200) | 592 ms | 0.8 ms | 754 ms | 14.1 s | 6.96 s | 1,205 (1,214) | 326 |
+    | 1e+07 | 32 | 2.37 s (540) | 335 ms | 5.1 ms | 782 ms | 22.6 s | 15.0 s | 1,852 (1,854) | 328 |
 
 Findings:
 
-* **Fetch dominates** at every size: about 0.7 CPU-s per 40 MB update, ~0.3 s in the aggregator
-  (httpx read, CID re-hash, safetensors parse and finite check, flatten) and ~0.4 s in the node (Kubo
-  ``Download`` to a temp file, streamed back); ~40 MB/s wall from D = 1e6 up. Below that it is
-  latency-bound: ~40-65 ms per update whatever its size.
-* **Sketch** (one ``np.bincount`` per row) runs at 170-420 MB/s wall (~410 MB per CPU-s at 1e7); the
-  one-time hash draw for ``(seed, D, 64)`` costs ~15 ms at 1e6 and 0.1-0.4 s at 1e7 (80 MB, cached).
-  **Commit** (committed row + Poseidon hash of 66 values, via ezkl) is 12-17 ms per trainer and
-  **gram** 1-6 ms, both independent of D. **FedAvg** is linear in N*D (1.2 s at 1e7 x 32).
-* **Memory**: base 252 MB (numpy, torch, ezkl, httpx imported), then the N x D float32 matrix plus
+* **Fetch dominates** at every size. From D = 1e6 up the checked fetch takes 1.5-3.0x the raw cat's
+  wall time (55-67 MB/s against 118-165 MB/s at 1e7; ``curl`` of a 40 MB object from the same node
+  gave 115-150 MB/s at that load). The node's CPU is the same either way (~0.17-0.2 CPU-s per 40 MB
+  update: ``Download`` from embedded Kubo, streamed back over HTTP); the client's is what the checks
+  add: ~0.03 CPU-s per 40 MB update for the raw cat against ~0.18-0.2 for ``get_tensors`` + flatten
+  (joining the pieces into one ``bytes``, CID re-hash, safetensors parse and finite check, the copy
+  into the matrix). So a checked fetch spends about half its CPU in the node and half in the client,
+  the raw cat ~85 % in the node. Below D = 1e6 the fetch and the raw cat take the same time
+  (ratio 0.94-1.18 at 1e4 and 1e5): ~25-50 ms per object of latency in the node (its HTTP server in
+  front of embedded Kubo; ``curl`` sees ~27 ms for a 40 kB object), whatever the object's size.
+* The issue's idle-machine figures (``get_tensors`` of 4 x 40 MB updates at 140-160 MB/s, 1.25x the
+  raw cat's ~190 MB/s) could not be reproduced here: the machine was not idle during this run. The
+  CPU split above does not depend on load and is the measure to compare.
+* **Sketch** (one ``np.bincount`` per row) runs at 190-540 MB/s wall; the one-time hash draw for
+  ``(seed, D, 64)`` costs 10-40 ms at 1e6 and 0.1-0.2 s at 1e7 (80 MB, cached). **Commit** (committed
+  row + Poseidon hash of 66 values, via ezkl) is 10-35 ms per trainer and **gram** 1-9 ms, both
+  independent of D. **FedAvg** is linear in N*D (0.8 s at 1e7 x 32).
+* **Memory**: base 250 MB (numpy, torch, ezkl, httpx imported), then the N x D float32 matrix plus
   transients of a few D-sized arrays (sketch weights in float64, the FedAvg float64 accumulator, the
-  80 MB hash arrays at 1e7). When the table was measured, the fetch loop also kept recently fetched
-  updates' buffers alive until Python's cyclic GC ran: exceptions raised and caught inside
-  ``multiformats``' CID parsing (``typing_validation``) leave traceback/frame cycles that reach the
-  callers' frames through ``f_back`` and so their ``data`` locals: +0.4-0.56 GB at 1e7. The bracketed
-  values ran ``gc.collect()`` after each fetch. **Fixed since** in ``ModelStore.get_bytes`` (a
-  generation-1 collect, ~0.2 ms, after checking any object of 1 MiB or more;
-  ``tests/test_storage_store.py`` checks that fetched objects are freed), so the bracketed figures are
-  now the code's: at 1e7 x 32 the round peaks at ~1.85 GB for 1.28 GB of updates; a two-pass aggregator that
-  re-fetches the inliers for FedAvg would need O(D) instead of O(N*D).
-* Timings repeat only to about +-30 % on this shared machine (an earlier run at load 5.6-7.2 was up
-  to 1.6x slower in wall time at the same CPU time); the CPU column is the steadier measure.
+  80 MB hash arrays at 1e7): 1.85 GB at 1e7 x 32 for 1.28 GB of updates; ``gc.collect()`` after each
+  fetch no longer changes it (bracketed values) since ``ModelStore.get_bytes`` frees fetched objects at
+  once (a generation-1 collect after checking any object of 1 MiB or more, against traceback cycles
+  left by ``multiformats``' CID parsing; ``tests/test_storage_store.py``). Before that fix the peak
+  was 2.4 GB at 1e7 x 32. A two-pass aggregator that re-fetches the inliers for FedAvg would need O(D)
+  instead of O(N*D).
+* The previous run (load 3.2-4.2, before the raw cat column): fetch ~40 MB/s from 1e6 up, 0.7 CPU-s per
+  40 MB update in client plus node, 39.4 s and 27.7 s CPU for a 1e7 x 32 round. Timings repeat only to
+  about +-30 % on this shared machine; the CPU column is the steadier measure.
 """
 
 from __future__ import annotations
@@ -203,6 +234,25 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def raw_cat(api_url: str, cids: list[str]) -> int:
+    """Read every CID in turn from the node's ``/api/v0/cat`` and throw the bytes away; returns the bytes read.
+
+    The node's side of a fetch alone: one HTTP stream per object, as ``IpfsClient.cat`` sends it, but
+    without joining the pieces into one ``bytes``, the CID check, the safetensors parsing and checks, or
+    the flatten that ``ModelStore.get_tensors`` and the fetch phase add."""
+    import httpx
+
+    total = 0
+    with httpx.Client(base_url=f"{api_url}/api/v0", timeout=120.0) as http:
+        for cid in cids:
+            with http.stream("POST", "cat", params={"arg": cid}) as response:
+                if response.status_code != 200:
+                    raise RuntimeError(f"raw cat of {cid}: HTTP {response.status_code}: {response.read()[:200]!r}")
+                for piece in response.iter_raw():
+                    total += len(piece)
+    return total
+
+
 @contextmanager
 def phase(name: str, out: dict[str, dict[str, float]]) -> Iterator[None]:
     """Record a phase's wall time, this process's CPU time and the RSS high-water mark reached."""
@@ -262,6 +312,12 @@ def aggregate_round(
         node_mb = hwm_mb(node_pid) if node_pid else float("nan")
         node_cpu = cpu_s(node_pid) - node_cpu0 if node_pid else float("nan")
 
+        # the node's raw cat of the same updates, outside the round: where the fetch time goes
+        cat_node_cpu0 = cpu_s(node_pid) if node_pid else 0.0
+        with phase("cat", phases):
+            cat_bytes = raw_cat(client.api_url, cids)
+        cat_node_cpu = cpu_s(node_pid) - cat_node_cpu0 if node_pid else float("nan")
+
         with phase("hash", phases):
             sketch_params(seed, d, K)
         with phase("sketch", phases):
@@ -279,7 +335,7 @@ def aggregate_round(
             _, agg = scorer.aggregate(updates, valid, res.flags)
     assert agg is not None and agg.shape == (d,)
     flagged = np.flatnonzero(res.flags).tolist()
-    peak_phase = max(phases, key=lambda p: phases[p]["peak_mb"])
+    peak_phase = max((p for p in phases if p != "cat"), key=lambda p: phases[p]["peak_mb"])
     mb = n * d * 4 / 1e6
     return {
         "d": d,
@@ -289,8 +345,11 @@ def aggregate_round(
         **{f"{p}_s": round(v["s"], 4) for p, v in phases.items()},
         **{f"{p}_cpu_s": round(v["cpu_s"], 4) for p, v in phases.items()},
         "fetch_node_cpu_s": round(node_cpu, 3),
+        "cat_node_cpu_s": round(cat_node_cpu, 3),
+        "cat_bytes": cat_bytes,
         **{f"{p}_peak_mb": round(v["peak_mb"], 1) for p, v in phases.items()},
         "fetch_mb_s": round(mb / phases["fetch"]["s"], 1),
+        "cat_mb_s": round(mb / phases["cat"]["s"], 1),
         "sketch_mb_s": round(mb / phases["sketch"]["s"], 1),
         "round_s": round(sum(phases[p]["s"] for p in PHASES), 3),
         "round_cpu_s": round(sum(phases[p]["cpu_s"] for p in PHASES) + node_cpu, 3),
@@ -357,6 +416,10 @@ COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("fetch", lambda r: dur(r["fetch_s"])),
     ("fetch CPU", lambda r: dur(r["fetch_cpu_s"] + r["fetch_node_cpu_s"])),
     ("fetch MB/s", lambda r: f"{r['fetch_mb_s']:,.0f}"),
+    ("raw cat", lambda r: dur(r["cat_s"])),
+    ("cat CPU", lambda r: dur(r["cat_cpu_s"] + r["cat_node_cpu_s"])),
+    ("cat MB/s", lambda r: f"{r['cat_mb_s']:,.0f}"),
+    ("fetch / cat", lambda r: f"{r['fetch_s'] / r['cat_s']:.2f}x"),
     ("hash gen", lambda r: dur(r["hash_s"])),
     ("sketch", lambda r: dur(r["sketch_s"])),
     ("sketch CPU", lambda r: dur(r["sketch_cpu_s"])),
@@ -382,10 +445,61 @@ def table(rows: list[dict[str, Any]]) -> Table:
     return t
 
 
+def _peak(r: dict[str, Any], collected: dict[tuple[int, int], dict[str, Any]]) -> str:
+    g = collected.get((r["d"], r["n"]))
+    return f"{r['peak_mb']:,.0f}" + (f" ({g['peak_mb']:,.0f})" if g else "")
+
+
+def short(seconds: float) -> str:
+    """Three significant digits or so: ``0.6 ms``, ``137 ms``, ``1.94 s``, ``19.2 s``."""
+    if seconds < 0.01:
+        return f"{1e3 * seconds:.1f} ms"
+    if seconds < 1.0:
+        return f"{1e3 * seconds:.0f} ms"
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _mb(r: dict[str, Any]) -> str:
+    return f"{r['data_mb']:,.2g}" if r["data_mb"] < 10 else f"{r['data_mb']:,.0f}"
+
+
+Cell = Callable[[dict[str, Any], dict[tuple[int, int], dict[str, Any]]], str]
+FETCH_COLUMNS: list[tuple[str, Cell]] = [
+    ("D", lambda r, _: f"{r['d']:.0e}"),
+    ("N", lambda r, _: str(r["n"])),
+    ("MB", lambda r, _: _mb(r)),
+    ("fetch (MB/s)", lambda r, _: f"{short(r['fetch_s'])} ({r['fetch_mb_s']:,.0f})"),
+    ("raw cat (MB/s)", lambda r, _: f"{short(r['cat_s'])} ({r['cat_mb_s']:,.0f})"),
+    ("fetch / cat", lambda r, _: f"{r['fetch_s'] / r['cat_s']:.2f}"),
+    ("fetch CPU cl.+node", lambda r, _: f"{r['fetch_cpu_s']:.2f} + {r['fetch_node_cpu_s']:.2f} s"),
+    ("cat CPU cl.+node", lambda r, _: f"{r['cat_cpu_s']:.2f} + {r['cat_node_cpu_s']:.2f} s"),
+    ("load", lambda r, _: f"{r['load']:.1f}"),
+]
+ROUND_COLUMNS: list[tuple[str, Cell]] = [
+    ("D", lambda r, _: f"{r['d']:.0e}"),
+    ("N", lambda r, _: str(r["n"])),
+    ("sketch (MB/s)", lambda r, _: f"{short(r['sketch_s'])} ({r['sketch_mb_s']:,.0f})"),
+    ("commit", lambda r, _: short(r["commit_s"])),
+    ("gram", lambda r, _: short(r["gram_s"])),
+    ("FedAvg", lambda r, _: short(r["fedavg_s"])),
+    ("round", lambda r, _: short(r["round_s"])),
+    ("CPU", lambda r, _: short(r["round_cpu_s"])),
+    ("peak MB", _peak),
+    ("node MB", lambda r, _: f"{r['node_peak_mb']:,.0f}"),
+]
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(c for c, _ in COLUMNS) + " |", "|" + "---:|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r) for _, fmt in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
+    """The docstring's two tables (fetch beside the raw cat; the round's phases), for the rounds as the code
+    is, ``peak MB`` with the gc-per-fetch run in brackets where there is one."""
+    collected = {(r["d"], r["n"]): r for r in rows if r["gc_each_fetch"]}
+    plain = [r for r in rows if not r["gc_each_fetch"]]
+    out = []
+    for columns in (FETCH_COLUMNS, ROUND_COLUMNS):
+        lines = ["| " + " | ".join(c for c, _ in columns) + " |", "|" + "---:|" * len(columns)]
+        lines += ["| " + " | ".join(fmt(r, collected) for _, fmt in columns) + " |" for r in plain]
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 def gc_table(rows: list[dict[str, Any]]) -> Table:
@@ -430,12 +544,12 @@ def main() -> None:
         return
     dims = args.dims or (QUICK_DIMS if args.quick else FULL_DIMS)
     trainers = sorted(args.trainers or (QUICK_TRAINERS if args.quick else FULL_TRAINERS))
-    console = Console(width=200)
+    console = Console(width=260)
     gc_dims = [max(dims)] if args.gc_dims is None else args.gc_dims
     rows = run(dims, trainers, gc_dims, lambda msg: console.print(msg, style="dim"))
     plain = [r for r in rows if not r["gc_each_fetch"]]
     console.print(table(plain))
-    console.print(markdown(plain), soft_wrap=True)
+    console.print(markdown(rows), soft_wrap=True)
     if len(plain) < len(rows):
         console.print(gc_table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
