@@ -73,19 +73,21 @@ round; ``peak MB`` = the aggregator's peak RSS, in brackets with ``gc.collect()`
 
 Findings:
 
-* **Fetch dominates** at every size. From D = 1e6 up the checked fetch takes 1.5-3.0x the raw cat's
+* **Fetch dominates** at every size. From D = 1e6 up the checked fetch takes 1.4-3.0x the raw cat's
   wall time (55-67 MB/s against 118-165 MB/s at 1e7; ``curl`` of a 40 MB object from the same node
-  gave 115-150 MB/s at that load). The node's CPU is the same either way (~0.17-0.2 CPU-s per 40 MB
+  gave 115-150 MB/s at that load). The node's CPU is about the same either way (0.13-0.2 CPU-s per 40 MB
   update: ``Download`` from embedded Kubo, streamed back over HTTP); the client's is what the checks
-  add: ~0.03 CPU-s per 40 MB update for the raw cat against ~0.18-0.2 for ``get_tensors`` + flatten
+  add: ~0.03 CPU-s per 40 MB update for the raw cat against 0.17-0.2 for ``get_tensors`` + flatten
   (joining the pieces into one ``bytes``, CID re-hash, safetensors parse and finite check, the copy
   into the matrix). So a checked fetch spends about half its CPU in the node and half in the client,
-  the raw cat ~85 % in the node. Below D = 1e6 the fetch and the raw cat take the same time
+  the raw cat ~83 % in the node. Below D = 1e6 the fetch and the raw cat take the same time
   (ratio 0.94-1.18 at 1e4 and 1e5): ~25-50 ms per object of latency in the node (its HTTP server in
   front of embedded Kubo; ``curl`` sees ~27 ms for a 40 kB object), whatever the object's size.
 * The issue's idle-machine figures (``get_tensors`` of 4 x 40 MB updates at 140-160 MB/s, 1.25x the
-  raw cat's ~190 MB/s) could not be reproduced here: the machine was not idle during this run. The
-  CPU split above does not depend on load and is the measure to compare.
+  raw cat's ~190 MB/s) could not be reproduced here: the machine was not idle during this run. In
+  CPU seconds (client + node) the fetch costs 1.7-2.3x the raw cat at 1e7; that the wall-time ratio
+  is nearer 1.25 on an idle machine fits the node's streaming and the client's reading overlapping on
+  two free cores, which a loaded machine does not give them (an inference, not measured here).
 * **Sketch** (one ``np.bincount`` per row) runs at 190-540 MB/s wall; the one-time hash draw for
   ``(seed, D, 64)`` costs 10-40 ms at 1e6 and 0.1-0.2 s at 1e7 (80 MB, cached). **Commit** (committed
   row + Poseidon hash of 66 values, via ezkl) is 10-35 ms per trainer and **gram** 1-9 ms, both
