@@ -33,7 +33,7 @@ IPFS node is a separate process; ``node`` is its high-water mark during the chil
 Threads: ``torch.set_num_threads(1)`` and single-threaded BLAS in the child.
 
 Measured (``python -m bench.scale``, reports/scale.json): 2 cores shared with other sessions running
-zk proofs and benchmarks, **not an idle machine**: load 2.7 at the start rising to 9.4 (the ``load``
+zk proofs, benchmarks and tests, **not an idle machine**: load 3.4-5.7 during the run (the ``load``
 column, 1-minute average at the end of each round), so wall times exceed CPU times and the MB/s are
 lower bounds; the CPU columns are the steadier measure. MB = 10^6 bytes; throughput in MB/s of float32
 update bytes (wall clock); ``round`` = fetch + sketch + commit + gram + FedAvg (not the one-time hash
@@ -43,66 +43,72 @@ round; ``peak MB`` = the aggregator's peak RSS, in brackets with ``gc.collect()`
 
     | D | N | MB | fetch (MB/s) | raw cat (MB/s) | fetch / cat | fetch CPU cl.+node | cat CPU cl.+node | load |
     |---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | 1e+04 | 8 | 0.32 | 417 ms (1) | 374 ms (1) | 1.12 | 0.04 + 0.03 s | 0.03 + 0.04 s | 2.7 |
-    | 1e+04 | 16 | 0.64 | 855 ms (1) | 779 ms (1) | 1.10 | 0.07 + 0.07 s | 0.04 + 0.07 s | 3.0 |
-    | 1e+04 | 32 | 1.3 | 1.67 s (1) | 1.41 s (1) | 1.18 | 0.13 + 0.14 s | 0.06 + 0.15 s | 3.1 |
-    | 1e+05 | 8 | 3.2 | 234 ms (14) | 147 ms (22) | 1.59 | 0.05 + 0.06 s | 0.03 + 0.06 s | 3.5 |
-    | 1e+05 | 16 | 6.4 | 508 ms (13) | 474 ms (14) | 1.07 | 0.09 + 0.11 s | 0.05 + 0.12 s | 3.5 |
-    | 1e+05 | 32 | 13 | 693 ms (18) | 741 ms (17) | 0.94 | 0.17 + 0.22 s | 0.07 + 0.23 s | 3.6 |
-    | 1e+06 | 8 | 32 | 1.03 s (31) | 551 ms (58) | 1.87 | 0.18 + 0.23 s | 0.05 + 0.19 s | 4.4 |
-    | 1e+06 | 16 | 64 | 1.73 s (37) | 666 ms (96) | 2.59 | 0.32 + 0.54 s | 0.08 + 0.35 s | 4.5 |
-    | 1e+06 | 32 | 128 | 2.64 s (49) | 1.82 s (70) | 1.45 | 0.56 + 0.88 s | 0.15 + 0.73 s | 5.0 |
-    | 1e+07 | 8 | 320 | 5.80 s (55) | 1.94 s (165) | 2.99 | 1.58 + 1.42 s | 0.24 + 1.08 s | 6.3 |
-    | 1e+07 | 16 | 640 | 9.54 s (67) | 5.43 s (118) | 1.76 | 2.73 + 2.59 s | 0.49 + 2.64 s | 7.8 |
-    | 1e+07 | 32 | 1,280 | 19.2 s (67) | 9.97 s (128) | 1.92 | 5.89 + 6.44 s | 0.98 + 5.28 s | 9.4 |
+    | 1e+04 | 8 | 0.32 | 400 ms (1) | 366 ms (1) | 1.09 | 0.04 + 0.04 s | 0.03 + 0.03 s | 3.4 |
+    | 1e+04 | 16 | 0.64 | 760 ms (1) | 718 ms (1) | 1.06 | 0.07 + 0.05 s | 0.04 + 0.06 s | 3.5 |
+    | 1e+04 | 32 | 1.3 | 1.52 s (1) | 1.45 s (1) | 1.05 | 0.13 + 0.12 s | 0.06 + 0.12 s | 3.9 |
+    | 1e+05 | 8 | 3.2 | 270 ms (12) | 361 ms (9) | 0.75 | 0.04 + 0.05 s | 0.03 + 0.06 s | 4.4 |
+    | 1e+05 | 16 | 6.4 | 624 ms (10) | 344 ms (19) | 1.82 | 0.09 + 0.10 s | 0.04 + 0.10 s | 4.6 |
+    | 1e+05 | 32 | 13 | 946 ms (14) | 522 ms (24) | 1.81 | 0.17 + 0.23 s | 0.06 + 0.20 s | 4.7 |
+    | 1e+06 | 8 | 32 | 304 ms (105) | 218 ms (147) | 1.40 | 0.14 + 0.18 s | 0.05 + 0.18 s | 5.4 |
+    | 1e+06 | 16 | 64 | 831 ms (77) | 792 ms (81) | 1.05 | 0.28 + 0.41 s | 0.09 + 0.38 s | 5.5 |
+    | 1e+06 | 32 | 128 | 2.36 s (54) | 943 ms (136) | 2.51 | 0.55 + 0.92 s | 0.15 + 0.69 s | 5.5 |
+    | 1e+07 | 8 | 320 | 3.56 s (90) | 1.87 s (171) | 1.90 | 1.34 + 1.19 s | 0.24 + 1.24 s | 5.5 |
+    | 1e+07 | 16 | 640 | 8.20 s (78) | 5.21 s (123) | 1.58 | 2.40 + 2.66 s | 0.47 + 3.05 s | 5.3 |
+    | 1e+07 | 32 | 1,280 | 16.3 s (78) | 7.79 s (164) | 2.10 | 6.63 + 5.71 s | 0.87 + 4.86 s | 5.0 |
 
     | D | N | sketch (MB/s) | commit | gram | FedAvg | round | CPU | peak MB | node MB |
     |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | 1e+04 | 8 | 0.6 ms (568) | 138 ms | 0.8 ms | 0.3 ms | 557 ms | 141 ms | 254 | 124 |
-    | 1e+04 | 16 | 0.4 ms (1,496) | 242 ms | 8.4 ms | 0.3 ms | 1.11 s | 282 ms | 254 | 128 |
-    | 1e+04 | 32 | 0.9 ms (1,463) | 487 ms | 0.9 ms | 0.4 ms | 2.16 s | 551 ms | 255 | 129 |
-    | 1e+05 | 8 | 7.6 ms (419) | 72 ms | 0.8 ms | 1.6 ms | 317 ms | 188 ms | 260 | 131 |
-    | 1e+05 | 16 | 24 ms (264) | 270 ms | 1.3 ms | 2.0 ms | 805 ms | 357 ms | 262 | 134 |
-    | 1e+05 | 32 | 26 ms (494) | 381 ms | 1.1 ms | 2.7 ms | 1.10 s | 676 ms | 270 | 134 |
-    | 1e+06 | 8 | 127 ms (252) | 177 ms | 8.7 ms | 26 ms | 1.37 s | 536 ms | 315 | 164 |
-    | 1e+06 | 16 | 330 ms (194) | 370 ms | 0.8 ms | 54 ms | 2.48 s | 1.14 s | 348 | 170 |
-    | 1e+06 | 32 | 500 ms (256) | 405 ms | 1.0 ms | 31 ms | 3.57 s | 1.93 s | 412 | 174 |
-    | 1e+07 | 8 | 1.44 s (223) | 151 ms | 0.9 ms | 256 ms | 7.65 s | 3.88 s | 902 (904) | 319 |
-    | 1e+07 | 16 | 3.20 s (200) | 592 ms | 0.8 ms | 754 ms | 14.1 s | 6.96 s | 1,205 (1,214) | 326 |
-    | 1e+07 | 32 | 2.37 s (540) | 335 ms | 5.1 ms | 782 ms | 22.6 s | 15.0 s | 1,852 (1,854) | 328 |
+    | 1e+04 | 8 | 0.3 ms (1,154) | 116 ms | 0.8 ms | 0.2 ms | 517 ms | 145 ms | 254 | 122 |
+    | 1e+04 | 16 | 0.4 ms (1,506) | 246 ms | 0.8 ms | 0.2 ms | 1.01 s | 257 ms | 254 | 124 |
+    | 1e+04 | 32 | 0.8 ms (1,671) | 1.75 s | 0.9 ms | 0.4 ms | 3.28 s | 529 ms | 255 | 125 |
+    | 1e+05 | 8 | 1.8 ms (1,752) | 181 ms | 0.8 ms | 0.7 ms | 455 ms | 167 ms | 260 | 130 |
+    | 1e+05 | 16 | 16 ms (404) | 273 ms | 4.9 ms | 2.1 ms | 920 ms | 342 ms | 263 | 132 |
+    | 1e+05 | 32 | 75 ms (170) | 570 ms | 0.9 ms | 2.7 ms | 1.59 s | 709 ms | 269 | 133 |
+    | 1e+06 | 8 | 100 ms (320) | 148 ms | 0.7 ms | 18 ms | 571 ms | 456 ms | 317 | 168 |
+    | 1e+06 | 16 | 179 ms (357) | 305 ms | 0.9 ms | 36 ms | 1.35 s | 943 ms | 350 | 166 |
+    | 1e+06 | 32 | 387 ms (331) | 588 ms | 0.9 ms | 65 ms | 3.40 s | 1.95 s | 413 | 168 |
+    | 1e+07 | 8 | 1.20 s (267) | 129 ms | 8.8 ms | 217 ms | 5.12 s | 3.46 s | 890 (893) | 334 |
+    | 1e+07 | 16 | 2.04 s (314) | 255 ms | 0.8 ms | 482 ms | 11.0 s | 6.45 s | 1,212 (1,214) | 331 |
+    | 1e+07 | 32 | 1.68 s (761) | 273 ms | 5.3 ms | 472 ms | 18.7 s | 14.7 s | 1,855 (1,853) | 347 |
 
 Findings:
 
-* **Fetch dominates** at every size. From D = 1e6 up the checked fetch takes 1.4-3.0x the raw cat's
-  wall time (55-67 MB/s against 118-165 MB/s at 1e7; ``curl`` of a 40 MB object from the same node
-  gave 115-150 MB/s at that load). The node's CPU is about the same either way (0.13-0.2 CPU-s per 40 MB
-  update: ``Download`` from embedded Kubo, streamed back over HTTP); the client's is what the checks
-  add: ~0.03 CPU-s per 40 MB update for the raw cat against 0.17-0.2 for ``get_tensors`` + flatten
-  (joining the pieces into one ``bytes``, CID re-hash, safetensors parse and finite check, the copy
-  into the matrix). So a checked fetch spends about half its CPU in the node and half in the client,
-  the raw cat ~83 % in the node. Below D = 1e6 the fetch and the raw cat take the same time
-  (ratio 0.94-1.18 at 1e4 and 1e5): ~25-50 ms per object of latency in the node (its HTTP server in
-  front of embedded Kubo; ``curl`` sees ~27 ms for a 40 kB object), whatever the object's size.
+* **Fetch dominates** at every size. From D = 1e6 up the checked fetch takes 1.05-2.5x the raw cat's
+  wall time (78-90 MB/s against 123-171 MB/s at 1e7; ``curl`` of a 40 MB object from the same node
+  gave 115-150 MB/s at load ~9). The node's CPU is about the same either way (0.15-0.19 CPU-s per
+  40 MB update: ``Download`` from embedded Kubo, streamed back over HTTP); the client's is what the
+  checks add: ~0.03 CPU-s per 40 MB update for the raw cat against 0.15-0.21 for ``get_tensors`` +
+  flatten (joining the pieces into one ``bytes``, CID re-hash, safetensors parse and finite check, the
+  copy into the matrix). So a checked fetch spends about half its CPU in the node and half in the
+  client, the raw cat ~85 % in the node; in CPU seconds (client + node) the fetch costs 1.4-2.2x the
+  raw cat at 1e7. At D = 1e4 both are latency-bound, ~45 ms per object on the kept-alive connection
+  in the raw cat as in the fetch (fetch / cat 1.05-1.09; the node's HTTP server in front of embedded
+  Kubo: a fresh ``curl`` per 40 kB object took ~27 ms); at 1e5 the ratio scatters with load
+  (0.75-1.8) around latencies of the same order.
 * The issue's idle-machine figures (``get_tensors`` of 4 x 40 MB updates at 140-160 MB/s, 1.25x the
-  raw cat's ~190 MB/s) could not be reproduced here: the machine was not idle during this run. In
-  CPU seconds (client + node) the fetch costs 1.7-2.3x the raw cat at 1e7; that the wall-time ratio
-  is nearer 1.25 on an idle machine fits the node's streaming and the client's reading overlapping on
-  two free cores, which a loaded machine does not give them (an inference, not measured here).
-* **Sketch** (one ``np.bincount`` per row) runs at 190-540 MB/s wall; the one-time hash draw for
-  ``(seed, D, 64)`` costs 10-40 ms at 1e6 and 0.1-0.2 s at 1e7 (80 MB, cached). **Commit** (committed
-  row + Poseidon hash of 66 values, via ezkl) is 10-35 ms per trainer and **gram** 1-9 ms, both
-  independent of D. **FedAvg** is linear in N*D (0.8 s at 1e7 x 32).
+  raw cat's ~190 MB/s) could not be reproduced here: the machine was never idle during this work. That
+  the wall-time ratio is nearer 1.25 than the CPU ratio on an idle machine fits the node's streaming and
+  the client's reading overlapping on two free cores, which a loaded machine does not give them (an
+  inference, not measured here). A first run of this table at load 2.7-9.4 gave fetch / cat 1.45-3.0
+  from 1e6 up (55-67 against 118-165 MB/s at 1e7) and the same CPU split (1e7 x 32: fetch 5.89 +
+  6.44 CPU-s, raw cat 0.98 + 5.28), a 22.6 s round (15.0 s CPU) at 1e7 x 32.
+* **Sketch** (one ``np.bincount`` per row) runs at 270-760 MB/s wall from 1e6 up; the one-time hash
+  draw for ``(seed, D, 64)`` costs ~10 ms at 1e6 and 0.08-0.24 s at 1e7 (80 MB, cached). **Commit**
+  (committed row + Poseidon hash of 66 values, via ezkl) is 8-23 ms per trainer (once 55 ms, at
+  1e4 x 32, under load) and **gram** 1-9 ms, both independent of D. **FedAvg** is linear in N*D
+  (0.47 s at 1e7 x 32).
 * **Memory**: base 250 MB (numpy, torch, ezkl, httpx imported), then the N x D float32 matrix plus
   transients of a few D-sized arrays (sketch weights in float64, the FedAvg float64 accumulator, the
-  80 MB hash arrays at 1e7): 1.85 GB at 1e7 x 32 for 1.28 GB of updates; ``gc.collect()`` after each
+  80 MB hash arrays at 1e7): 1.86 GB at 1e7 x 32 for 1.28 GB of updates; ``gc.collect()`` after each
   fetch no longer changes it (bracketed values) since ``ModelStore.get_bytes`` frees fetched objects at
   once (a generation-1 collect after checking any object of 1 MiB or more, against traceback cycles
   left by ``multiformats``' CID parsing; ``tests/test_storage_store.py``). Before that fix the peak
   was 2.4 GB at 1e7 x 32. A two-pass aggregator that re-fetches the inliers for FedAvg would need O(D)
   instead of O(N*D).
-* The previous run (load 3.2-4.2, before the raw cat column): fetch ~40 MB/s from 1e6 up, 0.7 CPU-s per
-  40 MB update in client plus node, 39.4 s and 27.7 s CPU for a 1e7 x 32 round. Timings repeat only to
-  about +-30 % on this shared machine; the CPU column is the steadier measure.
+* The run before the raw cat column (load 3.2-4.2): fetch ~40 MB/s from 1e6 up, 0.7 CPU-s per 40 MB
+  update in client plus node, 39.4 s and 27.7 s CPU for a 1e7 x 32 round. Timings repeat only to
+  about +-30 % on this shared machine (compare the two runs above); the CPU columns are the steadier
+  measure.
 """
 
 from __future__ import annotations
