@@ -19,57 +19,96 @@ d. **gram**: ``GramScorer(64, seed, weighting="equal").evaluate`` - the integer 
    committed rows (flags + integer scores) and ``shares``;
 e. **fedavg**: ``GramScorer.aggregate`` - the mean of the inliers' full updates (float64 accumulator).
 
+Beside the fetch, outside the round, the **raw cat**: the same N objects read from the node's
+``/api/v0/cat`` in turn, one HTTP stream each as ``IpfsClient.cat`` sends it, bytes counted and
+dropped (:func:`raw_cat`): the node's side of the fetch without the client's joining of the pieces,
+CID re-hash, safetensors parsing and checks and flatten. It runs after the fetch, so both read
+blocks the node has just served. Their ratio and the CPU of each split between the aggregator
+process (client) and the IPFS node show where the fetch time goes.
+
 Memory is the process's resident set (``/proc/self/status``), so numpy, torch, ezkl and httpx
 allocations all count: ``base`` is after imports and warm-up; each phase resets the high-water
 mark (``/proc/self/clear_refs``) and reads ``VmHWM`` at its end; ``peak`` is the largest. The
 IPFS node is a separate process; ``node`` is its high-water mark during the child's round.
 Threads: ``torch.set_num_threads(1)`` and single-threaded BLAS in the child.
 
-Measured (``python -m bench.scale``, reports/scale.json): 2 cores shared with other jobs (load 3.2-4.2
-during the run, so wall times exceed CPU times); MB = 10^6 bytes; throughput in MB/s of float32 update
-bytes (wall clock); ``round`` = fetch + sketch + commit + gram + FedAvg (not the one-time hash draw);
-``CPU`` = CPU seconds of the aggregator process plus the IPFS node's during the round; ``peak MB`` = the
-aggregator's peak RSS, in brackets with ``gc.collect()`` after each fetch; ``node MB`` = the IPFS node's
-peak RSS. Every round flagged exactly the synthetic attackers.
+Measured (``python -m bench.scale``, reports/scale.json): 2 cores shared with other sessions running
+zk proofs, benchmarks and tests, **not an idle machine**: load 3.4-5.7 during the run (the ``load``
+column, 1-minute average at the end of each round), so wall times exceed CPU times and the MB/s are
+lower bounds; the CPU columns are the steadier measure. MB = 10^6 bytes; throughput in MB/s of float32
+update bytes (wall clock); ``round`` = fetch + sketch + commit + gram + FedAvg (not the one-time hash
+draw, not the raw cat); ``CPU`` = CPU seconds of the aggregator process plus the IPFS node's during the
+round; ``peak MB`` = the aggregator's peak RSS, in brackets with ``gc.collect()`` after each fetch;
+``node MB`` = the IPFS node's peak RSS. Every round flagged exactly the synthetic attackers.
 
-    | D | N | MB | fetch (MB/s) | sketch (MB/s) | commit | gram | FedAvg | round | CPU | peak MB | node MB |
-    |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | 1e+04 | 8 | 0.3 | 470 ms (1) | 0.6 ms (559) | 109 ms | 1.4 ms | 0.3 ms | 581 ms | 249 ms | 255 | 121 |
-    | 1e+04 | 16 | 0.6 | 1.1 s (1) | 0.6 ms (991) | 200 ms | 1.2 ms | 0.3 ms | 1.3 s | 485 ms | 256 | 122 |
-    | 1e+04 | 32 | 1.3 | 1.8 s (1) | 1.7 ms (749) | 389 ms | 1.5 ms | 0.7 ms | 2.2 s | 899 ms | 256 | 124 |
-    | 1e+05 | 8 | 3.2 | 395 ms (8) | 15 ms (214) | 101 ms | 1.5 ms | 2.5 ms | 515 ms | 318 ms | 265 | 134 |
-    | 1e+05 | 16 | 6.4 | 624 ms (10) | 32 ms (203) | 201 ms | 2.1 ms | 3.5 ms | 862 ms | 649 ms | 265 | 133 |
-    | 1e+05 | 32 | 13 | 1.3 s (10) | 82 ms (156) | 398 ms | 2.1 ms | 6.1 ms | 1.7 s | 1.3 s | 275 | 130 |
-    | 1e+06 | 8 | 32 | 1.1 s (28) | 122 ms (262) | 133 ms | 6.0 ms | 94 ms | 1.5 s | 925 ms | 366 | 178 |
-    | 1e+06 | 16 | 64 | 1.5 s (42) | 201 ms (319) | 244 ms | 1.6 ms | 29 ms | 2.0 s | 1.9 s | 375 | 165 |
-    | 1e+06 | 32 | 128 | 3.3 s (39) | 302 ms (424) | 414 ms | 2.0 ms | 50 ms | 4.0 s | 3.3 s | 473 | 167 |
-    | 1e+07 | 8 | 320 | 8.7 s (37) | 1.9 s (171) | 134 ms | 1.0 ms | 299 ms | 11.0 s | 8.2 s | 1,381 (888) | 266 |
-    | 1e+07 | 16 | 640 | 15.7 s (41) | 1.8 s (350) | 201 ms | 1.4 ms | 353 ms | 18.1 s | 14.2 s | 1,458 (1,213) | 327 |
-    | 1e+07 | 32 | 1,280 | 32.8 s (39) | 4.8 s (265) | 507 ms | 1.5 ms | 1.2 s | 39.4 s | 27.7 s | 2,416 (1,854) | 329 |
+    | D | N | MB | fetch (MB/s) | raw cat (MB/s) | fetch / cat | fetch CPU cl.+node | cat CPU cl.+node | load |
+    |---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | 1e+04 | 8 | 0.32 | 400 ms (1) | 366 ms (1) | 1.09 | 0.04 + 0.04 s | 0.03 + 0.03 s | 3.4 |
+    | 1e+04 | 16 | 0.64 | 760 ms (1) | 718 ms (1) | 1.06 | 0.07 + 0.05 s | 0.04 + 0.06 s | 3.5 |
+    | 1e+04 | 32 | 1.3 | 1.52 s (1) | 1.45 s (1) | 1.05 | 0.13 + 0.12 s | 0.06 + 0.12 s | 3.9 |
+    | 1e+05 | 8 | 3.2 | 270 ms (12) | 361 ms (9) | 0.75 | 0.04 + 0.05 s | 0.03 + 0.06 s | 4.4 |
+    | 1e+05 | 16 | 6.4 | 624 ms (10) | 344 ms (19) | 1.82 | 0.09 + 0.10 s | 0.04 + 0.10 s | 4.6 |
+    | 1e+05 | 32 | 13 | 946 ms (14) | 522 ms (24) | 1.81 | 0.17 + 0.23 s | 0.06 + 0.20 s | 4.7 |
+    | 1e+06 | 8 | 32 | 304 ms (105) | 218 ms (147) | 1.40 | 0.14 + 0.18 s | 0.05 + 0.18 s | 5.4 |
+    | 1e+06 | 16 | 64 | 831 ms (77) | 792 ms (81) | 1.05 | 0.28 + 0.41 s | 0.09 + 0.38 s | 5.5 |
+    | 1e+06 | 32 | 128 | 2.36 s (54) | 943 ms (136) | 2.51 | 0.55 + 0.92 s | 0.15 + 0.69 s | 5.5 |
+    | 1e+07 | 8 | 320 | 3.56 s (90) | 1.87 s (171) | 1.90 | 1.34 + 1.19 s | 0.24 + 1.24 s | 5.5 |
+    | 1e+07 | 16 | 640 | 8.20 s (78) | 5.21 s (123) | 1.58 | 2.40 + 2.66 s | 0.47 + 3.05 s | 5.3 |
+    | 1e+07 | 32 | 1,280 | 16.3 s (78) | 7.79 s (164) | 2.10 | 6.63 + 5.71 s | 0.87 + 4.86 s | 5.0 |
+
+    | D | N | sketch (MB/s) | commit | gram | FedAvg | round | CPU | peak MB | node MB |
+    |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | 1e+04 | 8 | 0.3 ms (1,154) | 116 ms | 0.8 ms | 0.2 ms | 517 ms | 145 ms | 254 | 122 |
+    | 1e+04 | 16 | 0.4 ms (1,506) | 246 ms | 0.8 ms | 0.2 ms | 1.01 s | 257 ms | 254 | 124 |
+    | 1e+04 | 32 | 0.8 ms (1,671) | 1.75 s | 0.9 ms | 0.4 ms | 3.28 s | 529 ms | 255 | 125 |
+    | 1e+05 | 8 | 1.8 ms (1,752) | 181 ms | 0.8 ms | 0.7 ms | 455 ms | 167 ms | 260 | 130 |
+    | 1e+05 | 16 | 16 ms (404) | 273 ms | 4.9 ms | 2.1 ms | 920 ms | 342 ms | 263 | 132 |
+    | 1e+05 | 32 | 75 ms (170) | 570 ms | 0.9 ms | 2.7 ms | 1.59 s | 709 ms | 269 | 133 |
+    | 1e+06 | 8 | 100 ms (320) | 148 ms | 0.7 ms | 18 ms | 571 ms | 456 ms | 317 | 168 |
+    | 1e+06 | 16 | 179 ms (357) | 305 ms | 0.9 ms | 36 ms | 1.35 s | 943 ms | 350 | 166 |
+    | 1e+06 | 32 | 387 ms (331) | 588 ms | 0.9 ms | 65 ms | 3.40 s | 1.95 s | 413 | 168 |
+    | 1e+07 | 8 | 1.20 s (267) | 129 ms | 8.8 ms | 217 ms | 5.12 s | 3.46 s | 890 (893) | 334 |
+    | 1e+07 | 16 | 2.04 s (314) | 255 ms | 0.8 ms | 482 ms | 11.0 s | 6.45 s | 1,212 (1,214) | 331 |
+    | 1e+07 | 32 | 1.68 s (761) | 273 ms | 5.3 ms | 472 ms | 18.7 s | 14.7 s | 1,855 (1,853) | 347 |
 
 Findings:
 
-* **Fetch dominates** at every size: about 0.7 CPU-s per 40 MB update, ~0.3 s in the aggregator
-  (httpx read, CID re-hash, safetensors parse and finite check, flatten) and ~0.4 s in the node (Kubo
-  ``Download`` to a temp file, streamed back); ~40 MB/s wall from D = 1e6 up. Below that it is
-  latency-bound: ~40-65 ms per update whatever its size.
-* **Sketch** (one ``np.bincount`` per row) runs at 170-420 MB/s wall (~410 MB per CPU-s at 1e7); the
-  one-time hash draw for ``(seed, D, 64)`` costs ~15 ms at 1e6 and 0.1-0.4 s at 1e7 (80 MB, cached).
-  **Commit** (committed row + Poseidon hash of 66 values, via ezkl) is 12-17 ms per trainer and
-  **gram** 1-6 ms, both independent of D. **FedAvg** is linear in N*D (1.2 s at 1e7 x 32).
-* **Memory**: base 252 MB (numpy, torch, ezkl, httpx imported), then the N x D float32 matrix plus
+* **Fetch dominates** at every size. From D = 1e6 up the checked fetch takes 1.05-2.5x the raw cat's
+  wall time (78-90 MB/s against 123-171 MB/s at 1e7; ``curl`` of a 40 MB object from the same node
+  gave 115-150 MB/s at load ~9). The node's CPU is about the same either way (0.15-0.19 CPU-s per
+  40 MB update: ``Download`` from embedded Kubo, streamed back over HTTP); the client's is what the
+  checks add: ~0.03 CPU-s per 40 MB update for the raw cat against 0.15-0.21 for ``get_tensors`` +
+  flatten (joining the pieces into one ``bytes``, CID re-hash, safetensors parse and finite check, the
+  copy into the matrix). So a checked fetch spends about half its CPU in the node and half in the
+  client, the raw cat ~85 % in the node; in CPU seconds (client + node) the fetch costs 1.4-2.2x the
+  raw cat at 1e7. At D = 1e4 both are latency-bound, ~45 ms per object on the kept-alive connection
+  in the raw cat as in the fetch (fetch / cat 1.05-1.09; the node's HTTP server in front of embedded
+  Kubo: a fresh ``curl`` per 40 kB object took ~27 ms); at 1e5 the ratio scatters with load
+  (0.75-1.8) around latencies of the same order.
+* The issue's idle-machine figures (``get_tensors`` of 4 x 40 MB updates at 140-160 MB/s, 1.25x the
+  raw cat's ~190 MB/s) could not be reproduced here: the machine was never idle during this work. That
+  the wall-time ratio is nearer 1.25 than the CPU ratio on an idle machine fits the node's streaming and
+  the client's reading overlapping on two free cores, which a loaded machine does not give them (an
+  inference, not measured here). A first run of this table at load 2.7-9.4 gave fetch / cat 1.45-3.0
+  from 1e6 up (55-67 against 118-165 MB/s at 1e7) and the same CPU split (1e7 x 32: fetch 5.89 +
+  6.44 CPU-s, raw cat 0.98 + 5.28), a 22.6 s round (15.0 s CPU) at 1e7 x 32.
+* **Sketch** (one ``np.bincount`` per row) runs at 270-760 MB/s wall from 1e6 up; the one-time hash
+  draw for ``(seed, D, 64)`` costs ~10 ms at 1e6 and 0.08-0.24 s at 1e7 (80 MB, cached). **Commit**
+  (committed row + Poseidon hash of 66 values, via ezkl) is 8-23 ms per trainer (once 55 ms, at
+  1e4 x 32, under load) and **gram** 1-9 ms, both independent of D. **FedAvg** is linear in N*D
+  (0.47 s at 1e7 x 32).
+* **Memory**: base 250 MB (numpy, torch, ezkl, httpx imported), then the N x D float32 matrix plus
   transients of a few D-sized arrays (sketch weights in float64, the FedAvg float64 accumulator, the
-  80 MB hash arrays at 1e7). When the table was measured, the fetch loop also kept recently fetched
-  updates' buffers alive until Python's cyclic GC ran: exceptions raised and caught inside
-  ``multiformats``' CID parsing (``typing_validation``) leave traceback/frame cycles that reach the
-  callers' frames through ``f_back`` and so their ``data`` locals: +0.4-0.56 GB at 1e7. The bracketed
-  values ran ``gc.collect()`` after each fetch. **Fixed since** in ``ModelStore.get_bytes`` (a
-  generation-1 collect, ~0.2 ms, after checking any object of 1 MiB or more;
-  ``tests/test_storage_store.py`` checks that fetched objects are freed), so the bracketed figures are
-  now the code's: at 1e7 x 32 the round peaks at ~1.85 GB for 1.28 GB of updates; a two-pass aggregator that
-  re-fetches the inliers for FedAvg would need O(D) instead of O(N*D).
-* Timings repeat only to about +-30 % on this shared machine (an earlier run at load 5.6-7.2 was up
-  to 1.6x slower in wall time at the same CPU time); the CPU column is the steadier measure.
+  80 MB hash arrays at 1e7): 1.86 GB at 1e7 x 32 for 1.28 GB of updates; ``gc.collect()`` after each
+  fetch no longer changes it (bracketed values) since ``ModelStore.get_bytes`` frees fetched objects at
+  once (a generation-1 collect after checking any object of 1 MiB or more, against traceback cycles
+  left by ``multiformats``' CID parsing; ``tests/test_storage_store.py``). Before that fix the peak
+  was 2.4 GB at 1e7 x 32. A two-pass aggregator that re-fetches the inliers for FedAvg would need O(D)
+  instead of O(N*D).
+* The run before the raw cat column (load 3.2-4.2): fetch ~40 MB/s from 1e6 up, 0.7 CPU-s per 40 MB
+  update in client plus node, 39.4 s and 27.7 s CPU for a 1e7 x 32 round. Timings repeat only to
+  about +-30 % on this shared machine (compare the two runs above); the CPU columns are the steadier
+  measure.
 """
 
 from __future__ import annotations
@@ -203,6 +242,25 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def raw_cat(api_url: str, cids: list[str]) -> int:
+    """Read every CID in turn from the node's ``/api/v0/cat`` and throw the bytes away; returns the bytes read.
+
+    The node's side of a fetch alone: one HTTP stream per object, as ``IpfsClient.cat`` sends it, but
+    without joining the pieces into one ``bytes``, the CID check, the safetensors parsing and checks, or
+    the flatten that ``ModelStore.get_tensors`` and the fetch phase add."""
+    import httpx
+
+    total = 0
+    with httpx.Client(base_url=f"{api_url}/api/v0", timeout=120.0) as http:
+        for cid in cids:
+            with http.stream("POST", "cat", params={"arg": cid}) as response:
+                if response.status_code != 200:
+                    raise RuntimeError(f"raw cat of {cid}: HTTP {response.status_code}: {response.read()[:200]!r}")
+                for piece in response.iter_raw():
+                    total += len(piece)
+    return total
+
+
 @contextmanager
 def phase(name: str, out: dict[str, dict[str, float]]) -> Iterator[None]:
     """Record a phase's wall time, this process's CPU time and the RSS high-water mark reached."""
@@ -262,6 +320,12 @@ def aggregate_round(
         node_mb = hwm_mb(node_pid) if node_pid else float("nan")
         node_cpu = cpu_s(node_pid) - node_cpu0 if node_pid else float("nan")
 
+        # the node's raw cat of the same updates, outside the round: where the fetch time goes
+        cat_node_cpu0 = cpu_s(node_pid) if node_pid else 0.0
+        with phase("cat", phases):
+            cat_bytes = raw_cat(client.api_url, cids)
+        cat_node_cpu = cpu_s(node_pid) - cat_node_cpu0 if node_pid else float("nan")
+
         with phase("hash", phases):
             sketch_params(seed, d, K)
         with phase("sketch", phases):
@@ -279,7 +343,7 @@ def aggregate_round(
             _, agg = scorer.aggregate(updates, valid, res.flags)
     assert agg is not None and agg.shape == (d,)
     flagged = np.flatnonzero(res.flags).tolist()
-    peak_phase = max(phases, key=lambda p: phases[p]["peak_mb"])
+    peak_phase = max((p for p in phases if p != "cat"), key=lambda p: phases[p]["peak_mb"])
     mb = n * d * 4 / 1e6
     return {
         "d": d,
@@ -289,8 +353,11 @@ def aggregate_round(
         **{f"{p}_s": round(v["s"], 4) for p, v in phases.items()},
         **{f"{p}_cpu_s": round(v["cpu_s"], 4) for p, v in phases.items()},
         "fetch_node_cpu_s": round(node_cpu, 3),
+        "cat_node_cpu_s": round(cat_node_cpu, 3),
+        "cat_bytes": cat_bytes,
         **{f"{p}_peak_mb": round(v["peak_mb"], 1) for p, v in phases.items()},
         "fetch_mb_s": round(mb / phases["fetch"]["s"], 1),
+        "cat_mb_s": round(mb / phases["cat"]["s"], 1),
         "sketch_mb_s": round(mb / phases["sketch"]["s"], 1),
         "round_s": round(sum(phases[p]["s"] for p in PHASES), 3),
         "round_cpu_s": round(sum(phases[p]["cpu_s"] for p in PHASES) + node_cpu, 3),
@@ -357,6 +424,10 @@ COLUMNS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("fetch", lambda r: dur(r["fetch_s"])),
     ("fetch CPU", lambda r: dur(r["fetch_cpu_s"] + r["fetch_node_cpu_s"])),
     ("fetch MB/s", lambda r: f"{r['fetch_mb_s']:,.0f}"),
+    ("raw cat", lambda r: dur(r["cat_s"])),
+    ("cat CPU", lambda r: dur(r["cat_cpu_s"] + r["cat_node_cpu_s"])),
+    ("cat MB/s", lambda r: f"{r['cat_mb_s']:,.0f}"),
+    ("fetch / cat", lambda r: f"{r['fetch_s'] / r['cat_s']:.2f}x"),
     ("hash gen", lambda r: dur(r["hash_s"])),
     ("sketch", lambda r: dur(r["sketch_s"])),
     ("sketch CPU", lambda r: dur(r["sketch_cpu_s"])),
@@ -382,10 +453,61 @@ def table(rows: list[dict[str, Any]]) -> Table:
     return t
 
 
+def _peak(r: dict[str, Any], collected: dict[tuple[int, int], dict[str, Any]]) -> str:
+    g = collected.get((r["d"], r["n"]))
+    return f"{r['peak_mb']:,.0f}" + (f" ({g['peak_mb']:,.0f})" if g else "")
+
+
+def short(seconds: float) -> str:
+    """Three significant digits or so: ``0.6 ms``, ``137 ms``, ``1.94 s``, ``19.2 s``."""
+    if seconds < 0.01:
+        return f"{1e3 * seconds:.1f} ms"
+    if seconds < 1.0:
+        return f"{1e3 * seconds:.0f} ms"
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _mb(r: dict[str, Any]) -> str:
+    return f"{r['data_mb']:,.2g}" if r["data_mb"] < 10 else f"{r['data_mb']:,.0f}"
+
+
+Cell = Callable[[dict[str, Any], dict[tuple[int, int], dict[str, Any]]], str]
+FETCH_COLUMNS: list[tuple[str, Cell]] = [
+    ("D", lambda r, _: f"{r['d']:.0e}"),
+    ("N", lambda r, _: str(r["n"])),
+    ("MB", lambda r, _: _mb(r)),
+    ("fetch (MB/s)", lambda r, _: f"{short(r['fetch_s'])} ({r['fetch_mb_s']:,.0f})"),
+    ("raw cat (MB/s)", lambda r, _: f"{short(r['cat_s'])} ({r['cat_mb_s']:,.0f})"),
+    ("fetch / cat", lambda r, _: f"{r['fetch_s'] / r['cat_s']:.2f}"),
+    ("fetch CPU cl.+node", lambda r, _: f"{r['fetch_cpu_s']:.2f} + {r['fetch_node_cpu_s']:.2f} s"),
+    ("cat CPU cl.+node", lambda r, _: f"{r['cat_cpu_s']:.2f} + {r['cat_node_cpu_s']:.2f} s"),
+    ("load", lambda r, _: f"{r['load']:.1f}"),
+]
+ROUND_COLUMNS: list[tuple[str, Cell]] = [
+    ("D", lambda r, _: f"{r['d']:.0e}"),
+    ("N", lambda r, _: str(r["n"])),
+    ("sketch (MB/s)", lambda r, _: f"{short(r['sketch_s'])} ({r['sketch_mb_s']:,.0f})"),
+    ("commit", lambda r, _: short(r["commit_s"])),
+    ("gram", lambda r, _: short(r["gram_s"])),
+    ("FedAvg", lambda r, _: short(r["fedavg_s"])),
+    ("round", lambda r, _: short(r["round_s"])),
+    ("CPU", lambda r, _: short(r["round_cpu_s"])),
+    ("peak MB", _peak),
+    ("node MB", lambda r, _: f"{r['node_peak_mb']:,.0f}"),
+]
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(c for c, _ in COLUMNS) + " |", "|" + "---:|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r) for _, fmt in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
+    """The docstring's two tables (fetch beside the raw cat; the round's phases), for the rounds as the code
+    is, ``peak MB`` with the gc-per-fetch run in brackets where there is one."""
+    collected = {(r["d"], r["n"]): r for r in rows if r["gc_each_fetch"]}
+    plain = [r for r in rows if not r["gc_each_fetch"]]
+    out = []
+    for columns in (FETCH_COLUMNS, ROUND_COLUMNS):
+        lines = ["| " + " | ".join(c for c, _ in columns) + " |", "|" + "---:|" * len(columns)]
+        lines += ["| " + " | ".join(fmt(r, collected) for _, fmt in columns) + " |" for r in plain]
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 def gc_table(rows: list[dict[str, Any]]) -> Table:
@@ -430,12 +552,12 @@ def main() -> None:
         return
     dims = args.dims or (QUICK_DIMS if args.quick else FULL_DIMS)
     trainers = sorted(args.trainers or (QUICK_TRAINERS if args.quick else FULL_TRAINERS))
-    console = Console(width=200)
+    console = Console(width=260)
     gc_dims = [max(dims)] if args.gc_dims is None else args.gc_dims
     rows = run(dims, trainers, gc_dims, lambda msg: console.print(msg, style="dim"))
     plain = [r for r in rows if not r["gc_each_fetch"]]
     console.print(table(plain))
-    console.print(markdown(plain), soft_wrap=True)
+    console.print(markdown(rows), soft_wrap=True)
     if len(plain) < len(rows):
         console.print(gc_table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
