@@ -84,9 +84,12 @@ def deploy_marketplace(
     registry, registry_record = _deploy(chain, artifacts[REGISTRY], admin)
     market, market_record = _deploy(chain, artifacts[MARKET], admin, registry.address)
     chain.transact(registry.functions.setMarketAuthorization(market.address, True))
-    lens, lens_record = _deploy(chain, artifacts[LENS], market.address)
-    _, keys_record = _deploy(chain, artifacts[UPDATE_KEYS], lens.address)
-    contracts = {REGISTRY: registry_record, MARKET: market_record, LENS: lens_record, UPDATE_KEYS: keys_record}
+    contracts = {REGISTRY: registry_record, MARKET: market_record}
+    if LENS in artifacts:
+        lens, contracts[LENS] = _deploy(chain, artifacts[LENS], market.address)
+        _, contracts[UPDATE_KEYS] = _deploy(chain, artifacts[UPDATE_KEYS], lens.address)
+    else:  # an earlier contract set (the gas bench's baseline): its market has its views, UpdateKeys reads it
+        _, contracts[UPDATE_KEYS] = _deploy(chain, artifacts[UPDATE_KEYS], market.address)
     if with_test_verifier:
         verifier, contracts[TEST_VERIFIER] = _deploy(
             chain, artifacts[TEST_VERIFIER], DEFAULT_SKETCH_WIDTH, encode_rule_version(rule_version)
@@ -98,16 +101,21 @@ def deploy_marketplace(
 def market_client(chain: ChainClient, deployment: Deployment, artifacts: Artifacts | None = None) -> MarketClient:
     """A :class:`MarketClient` for ``deployment`` acting as ``chain``'s account; its event queries start at the
     market's recorded creation block. The recorded lens is used only once :func:`check_lens` found it genuine
-    (:class:`UnexpectedLens`), and a record without one is refused (:class:`ConfigError`: redeploy)."""
+    (:class:`UnexpectedLens`), and a record without one is refused (:class:`ConfigError`: redeploy). Only
+    ``artifacts`` of an earlier contract set without ``MarketLens`` (the gas bench's baseline), whose market has
+    its own views, use the market as its lens."""
     artifacts = artifacts or compile_contracts()
     market = chain.contract(artifacts[MARKET], deployment.address(MARKET))
-    if LENS not in deployment.contracts:
+    if LENS not in artifacts:
+        lens = market
+    elif LENS not in deployment.contracts:
         raise ConfigError(
             f"the deployment of chain {deployment.chain_id} records no {LENS} (deployed before the market's views "
             "moved into it): redeploy with `marketplace deploy`"
         )
-    lens = chain.contract(artifacts[LENS], deployment.address(LENS))
-    check_lens(chain, lens, market.address, artifacts[LENS])
+    else:
+        lens = chain.contract(artifacts[LENS], deployment.address(LENS))
+        check_lens(chain, lens, market.address, artifacts[LENS])
     return MarketClient(
         chain,
         market,
