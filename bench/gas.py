@@ -95,8 +95,8 @@ from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import Artifacts, compile_contracts
 from marketplace.adapters.chain.config import Deployment
-from marketplace.adapters.chain.deploy import REGISTRY, TEST_VERIFIER, deploy_marketplace, market_client
-from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
+from marketplace.adapters.chain.deploy import MARKET, REGISTRY, TEST_VERIFIER, deploy_marketplace, market_client
+from marketplace.adapters.chain.market import Finalization, MarketClient, Opening, ProjectConfig
 from marketplace.adapters.toolchain import project_root
 from marketplace.protocol.seal import derive_salt, seal, seal_note
 from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
@@ -129,6 +129,7 @@ class GasRow:
     largest_join: int
     commit: list[int]  # per round: mean over the trainers of commitUpdate (seal + encrypted note)
     reveal: list[int]  # per round: mean of revealUpdate (CID, commitment, salt)
+    reveal_batched: int | None  # a later round's revealBatch of every trainer's opening / N (None: no revealBatch)
     finalize: list[int]  # per round: the whole finalizeRound (verification and recordRound inside)
     withdraw: int  # mean of the withdrawals of the trainers owed something (the flagged ones lost their stake)
     reliability_first: tuple[int, int]  # (one recordRound for all, one per trainer) in a project's first round
@@ -269,15 +270,38 @@ def measure(
             parts = {name: breakdown(admin, tx) for name, tx in (("commit", c[0]), ("reveal", r[0]), ("finalize", f))}
     owed = [t for t in trainers if t.withdrawable(pid, t.address) > 0]  # a flagged trainer lost its whole stake
     withdraws = [_gas(t.chain.transact(t.market.functions.withdraw(pid))) for t in owed]
+    batched = batched_reveal(url, artifacts, n, accounts) if "revealBatch" in _functions(artifacts) else None
     registries = reliability_registries(admin, artifacts)
     members = [t.address for t in trainers]
     first = reliability_gas(admin, registries, pid, 0, members, flags)
     later = reliability_gas(admin, registries, pid, 1, members, flags)
     return GasRow(
         impl=impl, trainers=n, rounds=ROUNDS, create=create, join=sum(joins) // n, largest_join=max(joins),
-        commit=commits, reveal=reveals, finalize=finalizes, withdraw=sum(withdraws) // len(withdraws),
+        commit=commits, reveal=reveals, reveal_batched=batched, finalize=finalizes,
+        withdraw=sum(withdraws) // len(withdraws),
         reliability_first=first, reliability_later=later, breakdown=parts,
     )  # fmt: skip
+
+
+def _functions(artifacts: Artifacts) -> set[str]:
+    return {f.get("name", "") for f in artifacts[MARKET].abi}
+
+
+def batched_reveal(url: str, artifacts: Artifacts, n: int, accounts: list[LocalAccount]) -> int:
+    """The gas per trainer of one ``revealBatch`` of all ``n`` trainers' openings in a later round (round 1 of a
+    new project on the same chain; round 0 one by one), as the aggregator sends it."""
+    p = open_project(url, artifacts, n, 2, accounts)
+    flags = [False] * n
+    play_round(p.owner, p.aggregator, p.trainers, p.project_id, 0, flags)
+    where = p.owner.round_address(p.project_id, 1)
+    commitments = [bytes(p.owner.chain.w3.keccak(text=f"update 1 {i}")) for i in range(n)]
+    salts = [derive_salt(t.chain.account, where, c) for t, c in zip(p.trainers, commitments, strict=True)]
+    for t, c, s in zip(p.trainers, commitments, salts, strict=True):
+        t.commit_update(p.project_id, 1, seal(c, CID, t.address, where, s), seal_note(t.chain.account, where, c, CID))
+    openings = [Opening(t.address, CID, c, s) for t, c, s in zip(p.trainers, commitments, salts, strict=True)]
+    receipt = p.aggregator.reveal_batch(p.project_id, 1, openings)
+    assert len(p.aggregator.batch_revealed(receipt)) == n
+    return _gas(receipt) // n
 
 
 def play_round(
@@ -389,8 +413,8 @@ def run(sizes: Sequence[int], breakdown_at: int | None = None) -> list[GasRow]:
     return rows
 
 
-COMPONENTS = ["N", "", "join / R", "commit", "reveal", "finalize / N", "withdraw / R", "per round", "new / old",
-              "later round"]  # fmt: skip
+COMPONENTS = ["N", "", "join / R", "commit", "reveal", "batched reveal", "finalize / N", "withdraw / R",
+              "per round", "new / old", "later round"]  # fmt: skip
 RELIABILITY = ["N", "", "first: batched", "one by one", "saved", "later: batched", "one by one", "saved"]
 
 
@@ -403,7 +427,9 @@ def component_cells(rows: list[GasRow], r: GasRow) -> list[str]:
     old = _old_of(rows, r)
     ratio = f"{r.per_round / old.per_round:.2f}" if old and r.impl == NEW else ""
     numbers = [r.join_share, r.commit_mean, r.reveal_mean, r.finalize_share, r.withdraw_share, r.per_round]
-    return [str(r.trainers), r.impl, *(f"{x:,.0f}" for x in numbers), ratio, f"{r.later_round:,.0f}"]
+    cells = [f"{x:,.0f}" for x in numbers]
+    cells.insert(3, "" if r.reveal_batched is None else f"{r.reveal_batched:,}")
+    return [str(r.trainers), r.impl, *cells, ratio, f"{r.later_round:,.0f}"]
 
 
 def reliability_cells(r: GasRow) -> list[str]:

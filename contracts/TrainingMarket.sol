@@ -24,9 +24,10 @@ import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
  *    {commitUpdate} once with a seal of its submission: a hash binding its update's IPFS CID, its row
  *    commitment, its own address, this chain, market, project and round, and a secret salt ({sealOf}).
  *    Once the commit phase has closed, each trainer calls {revealUpdate} with the CID, commitment and
- *    salt, within `revealPeriod`. Nobody can copy a submission before it is committed, and after that
- *    copying is useless: a copied seal opens only for the original trainer's address, and no new commit
- *    is possible. The order of the commits (not of the reveals) is the round's arrival order. A trainer
+ *    salt, within `revealPeriod` (or anyone, e.g. the aggregator, sends several trainers' openings at once
+ *    with {revealBatch}; a trainer left out reveals itself). Nobody can copy a submission before it is
+ *    committed, and after that copying is useless: a copied seal opens only for the original trainer's
+ *    address, and no new commit is possible. The order of the commits (not of the reveals) is the round's arrival order. A trainer
  *    that committed and did not reveal is treated as flagged (no reward, stake slashed).
  * 4. The aggregator calls {finalizeRound} with the new global model, per-trainer contribution
  *    scores and outlier flags, and a proof that the verifier accepts for exactly the submitted
@@ -75,7 +76,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         string initialModelCid; // IPFS CID of the initial weights
     }
 
-    /// @notice A project as returned by {getProject}.
+    /// @notice A project as {MarketLens-getProject} returns it.
     struct ProjectView {
         address owner;
         address aggregator;
@@ -102,6 +103,14 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 slashed; // stake taken from flagged trainers so far
         string modelName;
         string latestModelCid;
+    }
+
+    /// @notice A trainer's opening of its seal ({sealOf}), for {revealBatch}.
+    struct Opening {
+        address trainer;
+        string cid;
+        bytes32 commitment;
+        bytes32 salt;
     }
 
     /// @notice The arguments of {finalizeRound} besides the project and round.
@@ -177,7 +186,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 cut;
     }
 
-    /// @notice An aggregator's track record over every project of this market ({aggregatorRecord}).
+    /// @notice An aggregator's track record over every project of this market ({MarketLens-aggregatorRecord}).
     struct AggregatorRecord {
         uint64 rounds; // rounds it finalized
         uint64 rejections; // submissions it announced as rejected
@@ -244,13 +253,13 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice Where trainers' reliability is kept.
     IReliabilityRegistry public immutable registry;
 
-    uint256 private _projectCount;
-    mapping(uint256 projectId => Project) private _projects;
-    mapping(uint256 projectId => address[]) private _trainerList;
-    mapping(uint256 projectId => mapping(address => Trainer)) private _trainers;
-    mapping(uint256 projectId => mapping(address => Submission)) private _submissions;
-    mapping(address verifier => bool) private _approvedVerifiers;
-    mapping(address aggregator => AggregatorRecord) private _aggregatorRecords;
+    uint256 internal _projectCount;
+    mapping(uint256 projectId => Project) internal _projects;
+    mapping(uint256 projectId => address[]) internal _trainerList;
+    mapping(uint256 projectId => mapping(address => Trainer)) internal _trainers;
+    mapping(uint256 projectId => mapping(address => Submission)) internal _submissions;
+    mapping(address verifier => bool) internal _approvedVerifiers;
+    mapping(address aggregator => AggregatorRecord) internal _aggregatorRecords;
 
     /// @notice The market admin approved or revoked a verifier for new projects.
     event VerifierApprovalChanged(address indexed verifier, bool approved);
@@ -364,6 +373,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error InvalidProof(uint256 projectId, uint256 round);
     error NothingToWithdraw(uint256 projectId, address account);
     error TransferFailed(address to, uint256 amount);
+    error NothingRevealed(uint256 projectId, uint256 round);
 
     /// @param admin who approves verifiers
     /// @param reliabilityRegistry the registry this market reports outcomes to (it must authorize this market)
@@ -505,7 +515,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
 
     /// @notice Reveals this trainer's committed submission for `round`: the IPFS `cid` of its update,
     /// its row `commitment` and the `salt` of its seal. Allowed once the commit phase has closed and
-    /// until the reveal deadline ({roundDeadlines}); the seal must open to exactly these values for
+    /// until the reveal deadline ({MarketLens-roundDeadlines}); the seal must open to exactly these values for
     /// `msg.sender` ({sealOf}).
     function revealUpdate(uint256 projectId, uint256 round, string calldata cid, bytes32 commitment, bytes32 salt)
         external
@@ -527,6 +537,67 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         ++p.submissions;
         p.revealedMask |= bit;
         emit UpdateSubmitted(projectId, round, msg.sender, cid, commitment, t.arrival);
+    }
+
+    /// @notice Reveals several trainers' committed submissions of `round` in one transaction, as
+    /// {revealUpdate} would one by one (the same checks and the same `UpdateSubmitted` events), during the
+    /// reveal phase. Anyone may send it, e.g. the aggregator with the openings its trainers handed it: a seal
+    /// opens only to what its trainer committed ({sealOf} binds the trainer, chain, market, project and round),
+    /// so an opening can reveal nothing else, for nobody else, in no other round or project. An opening that
+    /// reveals nothing is skipped, not a revert: one of a trainer that is not a member, did not commit in
+    /// `round` or already revealed (by itself, or in an earlier batch: a trainer's own reveal cannot make the
+    /// batch fail), or that does not open its seal, or opens it to a zero or unaccepted commitment or an invalid
+    /// CID. Returns how many trainers it revealed; reverts `NothingRevealed` if none (a batch copied and sent
+    /// first, or wholly revealed already), and as {revealUpdate} if the project is not training, `round` is not
+    /// the open round or the reveal phase is not open.
+    ///
+    /// WARNING: a batch is a convenience, never a duty. Whoever batches can leave a trainer out or send the
+    /// batch late; a trainer whose reveal is not on chain in time must reveal itself with {revealUpdate} before
+    /// the reveal deadline, or it is treated as flagged. And a trainer must hand out its opening only once the
+    /// commit phase has closed on chain ({MarketLens-roundDeadlines}: `revealOpens`): before that, anyone
+    /// holding it could commit a copy of the update.
+    function revealBatch(uint256 projectId, uint256 round, Opening[] calldata openings)
+        external
+        returns (uint256 revealed)
+    {
+        Project storage p = _projects[projectId];
+        if (p.status != Status.Training) revert WrongStatus(projectId, Status.Training, _project(projectId).status);
+        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
+        (, uint256 opens, uint256 closes) = _revealWindow(p);
+        if (block.timestamp < opens) revert RevealNotOpen(projectId, round, opens);
+        if (block.timestamp > closes) revert RevealClosed(projectId, round, closes);
+        uint64 mask = p.revealedMask;
+        IRoundVerifier verifier = IRoundVerifier(p.verifier);
+        for (uint256 i = 0; i < openings.length; ++i) {
+            uint64 bit = _revealOpening(projectId, round, verifier, openings[i], mask);
+            if (bit == 0) continue;
+            mask |= bit;
+            ++revealed;
+        }
+        if (revealed == 0) revert NothingRevealed(projectId, round);
+        p.submissions += uint8(revealed); // at most the trainers' count: each bit is set once
+        p.revealedMask = mask;
+    }
+
+    /// @dev Reveals opening `o` of {revealBatch} if it reveals something (see there) given the trainers revealed
+    /// so far (`mask`): records its commitment, emits its `UpdateSubmitted` and returns its trainer's bit; 0 if it
+    /// is skipped.
+    function _revealOpening(uint256 projectId, uint256 round, IRoundVerifier verifier, Opening calldata o, uint64 mask)
+        private
+        returns (uint64 bit)
+    {
+        Trainer storage t = _trainers[projectId][o.trainer];
+        uint256 slot = t.slot;
+        if (slot == 0 || t.committedRound != round + 1) return 0;
+        bit = uint64(1) << (slot - 1);
+        if (mask & bit != 0) return 0;
+        Submission storage sub = _submissions[projectId][o.trainer];
+        if (
+            sealOf(o.commitment, o.cid, o.trainer, projectId, round, o.salt) != sub.seal || o.commitment == bytes32(0)
+                || !_isCid(o.cid) || !verifier.acceptsCommitment(o.commitment)
+        ) return 0;
+        sub.commitment = o.commitment;
+        emit UpdateSubmitted(projectId, round, o.trainer, o.cid, o.commitment, t.arrival);
     }
 
     // ------------------------------------------------------------------ aggregator
@@ -721,59 +792,26 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         return _projectCount;
     }
 
-    /// @notice Everything about a project.
-    function getProject(uint256 projectId) external view returns (ProjectView memory v) {
-        Project storage p = _project(projectId);
-        v.owner = p.owner;
-        v.aggregator = p.aggregator;
-        v.verifier = p.verifier;
-        v.status = p.status;
-        v.rewardBudget = p.rewardBudget;
-        v.aggregatorFee = p.aggregatorFee;
-        v.stake = p.stake;
-        v.rounds = p.rounds;
-        v.currentRound = p.currentRound;
-        v.minTrainers = p.minTrainers;
-        v.maxTrainers = p.maxTrainers;
-        v.trainerCount = _trainerList[projectId].length;
-        v.minReliabilityBps = p.minReliabilityBps;
-        v.slashBps = p.slashBps;
-        v.joinDeadline = p.joinDeadline;
-        v.roundStart = p.roundStart;
-        v.submissionPeriod = p.submissionPeriod;
-        v.revealPeriod = p.revealPeriod;
-        v.aggregationPeriod = p.aggregationPeriod;
-        v.commits = p.commits;
-        v.submissions = p.submissions;
-        v.totalEarned = p.totalEarned;
-        v.slashed = p.slashed;
-        v.modelName = p.modelName;
-        v.latestModelCid = p.latestModelCid;
+    /// @notice The words at `slots` of this contract's storage, in order. {MarketLens} computes the composite
+    /// views (a project, a trainer's standing, the open round's deadlines and rejections, seals and commitments,
+    /// an aggregator's record) from them, which keeps their code out of this contract (the 24 KB limit). Storage
+    /// is public on any chain (`eth_getStorageAt`): this reveals nothing, and changes nothing.
+    function extsload(bytes32[] calldata slots) external view returns (bytes32[] memory words) {
+        words = new bytes32[](slots.length);
+        for (uint256 i = 0; i < slots.length; ++i) {
+            bytes32 slot = slots[i];
+            bytes32 word;
+            assembly ("memory-safe") {
+                word := sload(slot)
+            }
+            words[i] = word;
+        }
     }
 
     /// @notice The project's trainers in join order (the order of scores and flags).
     function trainersOf(uint256 projectId) external view returns (address[] memory) {
         _project(projectId);
         return _trainerList[projectId];
-    }
-
-    /// @notice A trainer's standing in a project.
-    function trainerInfo(uint256 projectId, address trainer)
-        external
-        view
-        returns (bool member, uint256 index, uint256 stakeLeft, uint256 earned, bool withdrawn)
-    {
-        Trainer memory t = _trainers[projectId][trainer];
-        member = t.slot != 0;
-        index = member ? t.slot - 1 : 0;
-        return (member, index, t.stakeLeft, t.earned, t.withdrawn);
-    }
-
-    /// @notice The seal `trainer` committed for `round`, if that is the last round it committed in; 0 otherwise.
-    /// The market keeps each trainer's latest seal only: every round's are in the `UpdateCommitted` events.
-    function committedSeal(uint256 projectId, uint256 round, address trainer) external view returns (bytes32) {
-        if (_trainers[projectId][trainer].committedRound != round + 1) return bytes32(0);
-        return _submissions[projectId][trainer].seal;
     }
 
     /// @notice The seal of a submission: `keccak256(abi.encode(commitment, keccak256(bytes(cid)), trainer,
@@ -790,30 +828,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         return keccak256(
             abi.encode(commitment, keccak256(bytes(cid)), trainer, block.chainid, address(this), projectId, round, salt)
         );
-    }
-
-    /// @notice The row commitment `trainer` revealed in `round`, if `round` is the open round (or the round its
-    /// project was abandoned in); 0 otherwise. The market keeps the open round's commitments only: every round's
-    /// are in the `UpdateSubmitted` events.
-    function commitmentOf(uint256 projectId, uint256 round, address trainer) external view returns (bytes32) {
-        Project storage p = _projects[projectId];
-        uint256 slot = _trainers[projectId][trainer].slot;
-        if (round != p.currentRound || slot == 0 || (p.revealedMask >> (slot - 1)) & 1 == 0) return bytes32(0);
-        return _submissions[projectId][trainer].commitment;
-    }
-
-    /// @notice The current round's deadlines (all 0 unless training): commits until `commitDeadline`
-    /// (or until every trainer committed); reveals from `revealOpens` until `revealDeadline`;
-    /// finalization until `aggregationDeadline`, once every committed trainer revealed or the reveal
-    /// deadline passed. `revealOpens` is the moment the last trainer committed, if all did in time.
-    function roundDeadlines(uint256 projectId)
-        external
-        view
-        returns (uint256 commitDeadline, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline)
-    {
-        Project storage p = _project(projectId);
-        if (p.status != Status.Training) return (0, 0, 0, 0);
-        return _deadlines(p);
     }
 
     /// @notice What `account` could withdraw now (0 while the project runs).
@@ -833,30 +847,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     function requiredTrackRecord(uint256 projectId) external view returns (uint256) {
         Project storage p = _project(projectId);
         return p.minReliabilityBps == 0 ? 0 : _requiredTrackRecord(p);
-    }
-
-    /// @notice The open round's rejections: bit i of `rejectedMask` is set while trainer i's announced
-    /// rejection stands, bit i of `disputedMask` once trainer i disputed it, and `disputeDeadline` is the
-    /// end of the dispute window (0 when the aggregator announced no rejections in the open round).
-    function rejections(uint256 projectId)
-        external
-        view
-        returns (uint256 rejectedMask, uint256 disputedMask, uint256 disputeDeadline)
-    {
-        Project storage p = _project(projectId);
-        return (p.rejectedMask, p.disputedMask, p.disputeDeadline);
-    }
-
-    /// @notice `aggregator`'s track record over all projects of this market: rounds finalized, submissions
-    /// it announced as rejected, disputes it lost (rejected trainers that published their committed row), and
-    /// rejections that stood (the rest were withdrawn at finalization, or are pending).
-    function aggregatorRecord(address aggregator)
-        external
-        view
-        returns (uint256 rounds, uint256 rejected, uint256 disputesLost, uint256 upheld)
-    {
-        AggregatorRecord storage r = _aggregatorRecords[aggregator];
-        return (r.rounds, r.rejections, r.disputesLost, r.upheld);
     }
 
     /// @notice Public seed of the project's update sketches (a fixed random projection).
@@ -904,7 +894,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         _checkCid(cfg.initialModelCid);
     }
 
-    function _project(uint256 projectId) private view returns (Project storage p) {
+    function _project(uint256 projectId) internal view returns (Project storage p) {
         p = _projects[projectId];
         if (p.owner == address(0)) revert UnknownProject(projectId);
     }
@@ -916,8 +906,12 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @dev A CID is 1 to {MAX_CID_LENGTH} letters and digits (base58btc, base32 and base36 CIDs all are):
     /// anything else could not be a CID and would be a string every reader must survive.
     function _checkCid(string calldata cid) private pure {
+        if (!_isCid(cid)) revert InvalidCid();
+    }
+
+    function _isCid(string calldata cid) private pure returns (bool) {
         bytes calldata b = bytes(cid);
-        if (b.length == 0 || b.length > MAX_CID_LENGTH || !_onlyNameBytes(b, false)) revert InvalidCid();
+        return b.length != 0 && b.length <= MAX_CID_LENGTH && _onlyNameBytes(b, false);
     }
 
     /// @dev A model name is letters, digits, `_`, `-` and `.` (a registry key, never markup or control bytes).
@@ -987,9 +981,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (block.timestamp > closes) revert RevealClosed(projectId, round, closes);
     }
 
-    /// @dev The open round's commit deadline and reveal phase (see {roundDeadlines}), from its slot alone.
+    /// @dev The open round's commit deadline and reveal phase (see {MarketLens-roundDeadlines}), from its slot alone.
     function _revealWindow(Project storage p)
-        private
+        internal
         view
         returns (uint256 commitDeadline, uint256 revealOpens, uint256 revealDeadline)
     {
@@ -1000,9 +994,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         revealDeadline = revealStart + p.revealPeriod;
     }
 
-    /// @dev The open round's deadlines (see {roundDeadlines}).
+    /// @dev The open round's deadlines (see {MarketLens-roundDeadlines}).
     function _deadlines(Project storage p)
-        private
+        internal
         view
         returns (uint256 commitDeadline, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline)
     {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {MarketLens} from "./MarketLens.sol";
 import {TrainingMarket} from "./TrainingMarket.sol";
 
 /**
@@ -9,7 +10,7 @@ import {TrainingMarket} from "./TrainingMarket.sol";
  * anyone run gradient inversion on a trainer's data; in a project whose aggregator published a key here,
  * trainers pin their updates encrypted to it, so that only the aggregator can read them.
  *
- * How it is meant to be used: the project's aggregator (as {TrainingMarket.getProject} names it) calls
+ * How it is meant to be used: the project's aggregator (as {MarketLens-getProject} names it) calls
  * {publishKey} once with a 32-byte X25519 public key, best while the project is open, before trainers
  * join, so that they know what they join. A project is "encrypted" exactly when {keyOf} is not zero.
  * Trainers read {keyOf} when they commit: a key published late (while the project is training) applies
@@ -30,6 +31,8 @@ import {TrainingMarket} from "./TrainingMarket.sol";
 contract UpdateKeys {
     /// @notice The market whose projects' keys this contract holds.
     TrainingMarket public immutable market;
+    /// @notice The market's lens, which names each project's aggregator and status.
+    MarketLens public immutable lens;
 
     mapping(uint256 projectId => bytes32 publicKey) private _keys;
 
@@ -45,8 +48,9 @@ contract UpdateKeys {
     /// @notice Keys are published only while the project is open or training.
     error ProjectNotActive(uint256 projectId, TrainingMarket.Status status);
 
-    constructor(TrainingMarket market_) {
-        market = market_;
+    constructor(MarketLens lens_) {
+        lens = lens_;
+        market = lens_.market();
     }
 
     /// @notice Publishes `publicKey` (X25519, 32 bytes) as the key `projectId`'s updates are encrypted to.
@@ -55,7 +59,7 @@ contract UpdateKeys {
         if (publicKey == bytes32(0)) revert ZeroKey(projectId);
         bytes32 published = _keys[projectId];
         if (published != bytes32(0)) revert KeyAlreadyPublished(projectId, published);
-        TrainingMarket.ProjectView memory p = market.getProject(projectId);
+        TrainingMarket.ProjectView memory p = lens.getProject(projectId);
         if (msg.sender != p.aggregator) revert NotTheAggregator(projectId, msg.sender, p.aggregator);
         if (p.status != TrainingMarket.Status.Open && p.status != TrainingMarket.Status.Training) {
             revert ProjectNotActive(projectId, p.status);

@@ -90,7 +90,7 @@ class BroadcastingMarket(MarketClient):
     automine off they stay pending until the test mines. Everything else is ``market``'s."""
 
     def __init__(self, market: MarketClient, mempool: Mempool, *, tip_gwei: int) -> None:
-        super().__init__(market.chain, market.market, market.registry)
+        super().__init__(market.chain, market.market, market.registry, market.lens)
         self.mempool = mempool
         self.tip_gwei = tip_gwei
         self.sent: list[str] = []  # hashes of the broadcast transactions

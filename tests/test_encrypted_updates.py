@@ -498,7 +498,9 @@ def test_a_record_naming_another_contract_as_update_keys_is_refused_naming_both_
     fake = attacker.chain.deploy(fake_artifacts["FakeUpdateKeys"], market)
     attacker_key = project_update_key(attacker, pid).public
     attacker.chain.transact(fake.functions.publishKey(pid, attacker_key))
-    elsewhere = attacker.chain.deploy(compile_contracts()[UPDATE_KEYS], attacker.address)  # genuine, not ours
+    genuine_code = compile_contracts()
+    other_lens = attacker.chain.deploy(genuine_code["MarketLens"], attacker.address)  # the lens of another "market"
+    elsewhere = attacker.chain.deploy(genuine_code[UPDATE_KEYS], other_lens.address)  # genuine, not ours
     genuine = Deployment.model_validate_json(deployment_path("local").read_text())
     refused = {
         fake.address: "its code is not the UpdateKeys compiled from contracts/UpdateKeys.sol",

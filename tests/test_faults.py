@@ -188,9 +188,12 @@ def proxied_market(stack: LocalStack, proxy: FaultyRpcProxy, account_index: int)
 def market_at(stack: LocalStack, url: str, account_index: int) -> MarketClient:
     """A MarketClient for the stack's market that talks to the RPC at ``url``, with short timeouts."""
     chain = ChainClient(url, stack.accounts[account_index], request_timeout=TIMEOUT, retries=RETRIES, backoff=BACKOFF)
-    market, registry = stack.admin.market, stack.admin.registry
+    market, registry, lens = stack.admin.market, stack.admin.registry, stack.admin.lens
     return MarketClient(
-        chain, chain.contract(market.abi, market.address), chain.contract(registry.abi, registry.address)
+        chain,
+        chain.contract(market.abi, market.address),
+        chain.contract(registry.abi, registry.address),
+        chain.contract(lens.abi, lens.address),
     )
 
 

@@ -349,7 +349,7 @@ def test_the_market_keeps_the_open_rounds_seals_and_commitments_and_the_events_k
     finalized = actors.result(pid, 0, [1, 2])  # its proof: from the open round's commitments, as the market keeps them
     actors.aggregator.finalize_round(pid, 0, finalized)
     second = actors.submit_all(pid, 1, [t0])  # t1 sits round 1 out
-    view = actors.owner.market.functions
+    view = actors.owner.lens.functions
     assert bytes(actors.chain.call(view.commitmentOf(pid, 0, t0.address))) == b"\0" * 32  # not kept
     assert bytes(actors.chain.call(view.commitmentOf(pid, 1, t0.address))) == second[0]
     assert bytes(actors.chain.call(view.committedSeal(pid, 0, t0.address))) == b"\0" * 32  # t0 committed since

@@ -31,7 +31,7 @@ from tests.web_fixtures import client, finalize, ipfs, ipfs_node, proof_document
 def make_indexer(actors: Actors, path: Path, **kwargs: object) -> Indexer:
     base = actors.admin
     start = min(c.block_number for c in actors.deployment.contracts.values()) - 1
-    return Indexer(path, base.chain, base.market, base.registry, start_block=start, **kwargs)  # type: ignore[arg-type]
+    return Indexer(path, base.chain, base.market, base.registry, base.lens, start_block=start, **kwargs)  # type: ignore[arg-type]
 
 
 def test_sync_is_incremental_and_derives_status(actors: Actors, tmp_path: Path) -> None:
@@ -116,7 +116,9 @@ def test_foreign_or_corrupt_database_is_rebuilt(actors: Actors, tmp_path: Path) 
     index.close()
     # The same file opened for another deployment (different start block here) is thrown away.
     start = index.start_block + 1
-    other = Indexer(path, actors.admin.chain, actors.admin.market, actors.admin.registry, start_block=start)
+    other = Indexer(
+        path, actors.admin.chain, actors.admin.market, actors.admin.registry, actors.admin.lens, start_block=start
+    )
     assert other.last_block == start - 1 and other.projects() == []
     other.sync()
     assert [p["project_id"] for p in other.projects()] == [pid]

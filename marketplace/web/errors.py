@@ -256,6 +256,13 @@ CUSTOM_ERRORS: dict[str, Words] = {
     "SealMismatch": Words(
         lambda a, t: f"what {a['trainer']} revealed does not match the seal it committed in {_round(a)}"
     ),
+    "NothingRevealed": Words(
+        lambda a, t: (
+            f"no opening in the batch revealed anything in {_round(a)}: each trainer in it already "
+            "revealed, did not commit, or its opening does not open its seal"
+        ),
+        conflict=True,
+    ),
     "ZeroSeal": Words(lambda a, t: "the seal is empty (all zeros)"),
     "NoteTooLong": Words(lambda a, t: f"the note is {a['length']} bytes long; at most {a['maxLength']} bytes"),
     "ZeroCommitment": Words(lambda a, t: "the commitment is empty (all zeros)"),

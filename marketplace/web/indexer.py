@@ -16,7 +16,7 @@ UTF-8 is stored with U+FFFD instead of failing every sync; a log that still cann
 logged and skipped.
 
 Project parameters that no event carries (rounds, stake, trainer bounds, minimum reliability,
-periods) are immutable after creation and read once with ``getProject`` when the project is
+periods) are immutable after creation and read once with ``MarketLens.getProject`` when the project is
 indexed.
 
 Each finalized round's proof document (on IPFS, see :mod:`marketplace.web.proof_docs`) is read once,
@@ -234,6 +234,7 @@ class Indexer:
         chain: ChainClient,
         market: Contract,
         registry: Contract,
+        lens: Contract,
         start_block: int = 0,
         proof_docs: ProofDocReader | None = None,
         model_cards: CardReader | None = None,
@@ -242,6 +243,7 @@ class Indexer:
         self.chain = chain
         self.market = lenient_contract(market)
         self.registry = lenient_contract(registry)
+        self.lens = lens  # the market's MarketLens (getProject)
         self.start_block = max(0, start_block)
         self.proof_docs = proof_docs
         self.model_cards = model_cards
@@ -525,8 +527,8 @@ class Indexer:
 
     def _read_project_view(self, pid: int) -> dict[str, Any]:
         """``getProject(pid)`` by field name (a tuple by position drifts whenever the struct grows)."""
-        (output,) = next(f for f in self.market.abi if f.get("name") == "getProject")["outputs"]
-        values = self.chain.call(self.market.functions.getProject(pid))
+        (output,) = next(f for f in self.lens.abi if f.get("name") == "getProject")["outputs"]
+        values = self.chain.call(self.lens.functions.getProject(pid))
         return dict(zip((c["name"] for c in output["components"]), values, strict=True))
 
     def _on_TrainerJoined(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:

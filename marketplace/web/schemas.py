@@ -235,7 +235,7 @@ class Member(BaseModel):
 
 class AggregatorRecord(BaseModel):
     """An aggregator's track record over every project of this market, as the market counts it
-    (``TrainingMarket.aggregatorRecord``, read live from the chain)."""
+    (``MarketLens.aggregatorRecord``, read live from the chain)."""
 
     rounds_finalized: int
     rejections: int = Field(description="submissions it announced as rejected")

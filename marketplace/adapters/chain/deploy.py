@@ -1,4 +1,5 @@
-"""Deploy the marketplace contracts: registry, market, the market's ``UpdateKeys`` (the keys encrypted projects'
+"""Deploy the marketplace contracts: registry, market, the market's ``MarketLens`` (its composite views, read
+from its storage), the market's ``UpdateKeys`` (the keys encrypted projects'
 updates are encrypted to, :mod:`marketplace.adapters.chain.update_keys`), and (on local chains) a test verifier.
 
 The test verifier declares the rule version it is deployed for (``ruleVersion()``: by default this
@@ -41,6 +42,8 @@ from marketplace.rule import RULE_VERSION
 LOCAL_CHAIN_ID = 31337
 REGISTRY = "ReliabilityRegistry"
 MARKET = "TrainingMarket"
+#: The record's name of the market's lens (its composite views: ``getProject``, ``roundDeadlines``, ...).
+LENS = "MarketLens"
 TEST_VERIFIER = "TestRoundVerifier"
 #: The record's name of the reusable Halo2 verifier (one per chain, shared by every zk verifier).
 HALO2_VERIFIER = "Halo2VerifierReusable"
@@ -66,7 +69,7 @@ def deploy_marketplace(
     rule_version: str = RULE_VERSION,
 ) -> Deployment:
     """Deploys ReliabilityRegistry and TrainingMarket from ``chain``'s account (the admin of both),
-    authorizes the market in the registry and deploys the market's ``UpdateKeys``. On the local chain
+    authorizes the market in the registry and deploys the market's ``MarketLens`` and ``UpdateKeys``. On the local chain
     (id 31337) it also deploys and approves the ``TestRoundVerifier`` (declaring ``rule_version``, 16 hex
     digits) unless ``with_test_verifier`` is False; elsewhere that verifier is refused (it proves nothing).
     """
@@ -81,8 +84,12 @@ def deploy_marketplace(
     registry, registry_record = _deploy(chain, artifacts[REGISTRY], admin)
     market, market_record = _deploy(chain, artifacts[MARKET], admin, registry.address)
     chain.transact(registry.functions.setMarketAuthorization(market.address, True))
-    _, keys_record = _deploy(chain, artifacts[UPDATE_KEYS], market.address)
-    contracts = {REGISTRY: registry_record, MARKET: market_record, UPDATE_KEYS: keys_record}
+    contracts = {REGISTRY: registry_record, MARKET: market_record}
+    if LENS in artifacts:
+        lens, contracts[LENS] = _deploy(chain, artifacts[LENS], market.address)
+        _, contracts[UPDATE_KEYS] = _deploy(chain, artifacts[UPDATE_KEYS], lens.address)
+    else:  # an earlier contract set (the gas bench's baseline): its market has its views, UpdateKeys reads it
+        _, contracts[UPDATE_KEYS] = _deploy(chain, artifacts[UPDATE_KEYS], market.address)
     if with_test_verifier:
         verifier, contracts[TEST_VERIFIER] = _deploy(
             chain, artifacts[TEST_VERIFIER], DEFAULT_SKETCH_WIDTH, encode_rule_version(rule_version)
@@ -93,14 +100,59 @@ def deploy_marketplace(
 
 def market_client(chain: ChainClient, deployment: Deployment, artifacts: Artifacts | None = None) -> MarketClient:
     """A :class:`MarketClient` for ``deployment`` acting as ``chain``'s account; its event queries start at the
-    market's recorded creation block."""
+    market's recorded creation block. The recorded lens is used only once :func:`check_lens` found it genuine
+    (:class:`UnexpectedLens`), and a record without one is refused (:class:`ConfigError`: redeploy). Only
+    ``artifacts`` of an earlier contract set without ``MarketLens`` (the gas bench's baseline), whose market has
+    its own views, use the market as its lens."""
     artifacts = artifacts or compile_contracts()
+    market = chain.contract(artifacts[MARKET], deployment.address(MARKET))
+    if LENS not in artifacts:
+        lens = market
+    elif LENS not in deployment.contracts:
+        raise ConfigError(
+            f"the deployment of chain {deployment.chain_id} records no {LENS} (deployed before the market's views "
+            "moved into it): redeploy with `marketplace deploy`"
+        )
+    else:
+        lens = chain.contract(artifacts[LENS], deployment.address(LENS))
+        check_lens(chain, lens, market.address, artifacts[LENS])
     return MarketClient(
         chain,
-        chain.contract(artifacts[MARKET], deployment.address(MARKET)),
+        market,
         chain.contract(artifacts[REGISTRY], deployment.address(REGISTRY)),
+        lens,
         deploy_block=deployment.contracts[MARKET].block_number,
     )
+
+
+class UnexpectedLens(ConfigError):
+    """The contract a deployment record names as a market's ``MarketLens`` is not that market's lens: not the code
+    compiled from ``contracts/MarketLens.sol``, or the lens of another market. Its answers (a project's aggregator,
+    deadlines, rejections) could be anyone's, so it is not used."""
+
+    def __init__(self, lens: str, market: str, why: str) -> None:
+        self.lens = lens
+        self.market = market
+        super().__init__(
+            f"the deployment record names {lens} as the MarketLens of the market {market}, but {why}: refusing it "
+            "(redeploy, or get the record from whoever deployed the market)"
+        )
+
+
+def check_lens(chain: ChainClient, lens: Contract, market: str, artifact: Artifact) -> None:
+    """Returns if ``lens`` is a genuine ``MarketLens`` of ``market``: its runtime code is ``artifact``'s but for its
+    immutable ``market``, and ``market()`` answers ``market``. :class:`UnexpectedLens` otherwise."""
+    wanted = to_checksum_address(market)
+    code = chain.code(lens.address)
+    if not code:
+        raise UnexpectedLens(lens.address, wanted, "no contract is deployed there")
+    if not artifact.is_runtime_of(code):
+        raise UnexpectedLens(
+            lens.address, wanted, "its code is not the MarketLens compiled from contracts/MarketLens.sol"
+        )
+    reads = to_checksum_address(chain.call(lens.functions.market()))
+    if reads != wanted:
+        raise UnexpectedLens(lens.address, wanted, f"it reads the market {reads}")
 
 
 def connect(network: str = "local", account: LocalAccount | None = None, *, read_only: bool = False) -> MarketClient:

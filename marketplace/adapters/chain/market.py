@@ -6,7 +6,7 @@ else (CLI, trainer, aggregator, web app) talks to :class:`MarketClient` in Pytho
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -226,8 +226,27 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class Opening:
+    """A trainer's opening of its seal (``TrainingMarket.Opening``, for ``revealBatch``): what it committed to
+    (``cid``, 32-byte ``commitment``) and the seal's 32-byte ``salt``. It opens that trainer's seal only, in one
+    round of one project of one market (:func:`marketplace.protocol.seal.seal`)."""
+
+    trainer: str
+    cid: str
+    commitment: bytes
+    salt: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.commitment) != 32 or len(self.salt) != 32:
+            raise ValueError("a commitment and a salt are 32 bytes each")
+
+    def as_abi_tuple(self) -> tuple[str, str, bytes, bytes]:
+        return (to_checksum_address(self.trainer), self.cid, bytes(self.commitment), bytes(self.salt))
+
+
+@dataclass(frozen=True)
 class RoundDeadlines:
-    """The open round's deadlines (unix seconds; all 0 unless training), see ``TrainingMarket.roundDeadlines``."""
+    """The open round's deadlines (unix seconds; all 0 unless training), see ``MarketLens.roundDeadlines``."""
 
     commit: int  # commits until then (or until every trainer committed)
     reveal_opens: int  # reveals from then (when the last trainer committed, if all did in time)
@@ -237,7 +256,7 @@ class RoundDeadlines:
 
 @dataclass(frozen=True)
 class Rejections:
-    """The open round's announced rejections (``TrainingMarket.rejections``), by trainer address."""
+    """The open round's announced rejections (``MarketLens.rejections``), by trainer address."""
 
     rejected: list[str]  # announced and not disputed: these may be rejected at finalization
     disputed: list[str]  # rejected trainers that published their committed row
@@ -418,15 +437,19 @@ def read_verifier_info(chain: ChainClient, address: str) -> VerifierInfo:
 
 
 class MarketClient:
-    """Calls and transactions of one account against a deployed market and registry.
+    """Calls and transactions of one account against a deployed market, its registry and its lens (``MarketLens``:
+    the market's composite views, computed from its storage).
 
     Event queries read no block older than ``deploy_block`` (the market's creation block, from the deployment
     record), in pages (:meth:`ChainClient.get_logs`)."""
 
-    def __init__(self, chain: ChainClient, market: Contract, registry: Contract, deploy_block: int = 0) -> None:
+    def __init__(
+        self, chain: ChainClient, market: Contract, registry: Contract, lens: Contract, deploy_block: int = 0
+    ) -> None:
         self.chain = chain
         self.market = market
         self.registry = registry
+        self.lens = lens
         self.deploy_block = max(0, deploy_block)
         self._created_in: dict[int, tuple[int, bytes]] = {}  # project id -> its creation block's number and hash
 
@@ -438,6 +461,7 @@ class MarketClient:
             chain,
             chain.contract(self.market.abi, self.market.address),
             chain.contract(self.registry.abi, self.registry.address),
+            chain.contract(self.lens.abi, self.lens.address),
             deploy_block=self.deploy_block,
         )
 
@@ -481,6 +505,19 @@ class MarketClient:
             raise ValueError("a commitment and a salt are 32 bytes each")
         return self.chain.transact(self.market.functions.revealUpdate(project_id, round_, cid, commitment, salt))
 
+    def reveal_batch(self, project_id: int, round_: int, openings: Sequence[Opening]) -> Any:
+        """Reveals several trainers' committed submissions of ``round_`` in one transaction (anyone may send it;
+        ``TrainingMarket.revealBatch``): openings that reveal nothing (a trainer already revealed, a seal they
+        do not open) are skipped by the market; ``NothingRevealed`` if none reveals anything. The trainers
+        revealed are the receipt's ``UpdateSubmitted`` events (:meth:`batch_revealed`)."""
+        return self.chain.transact(
+            self.market.functions.revealBatch(project_id, round_, [o.as_abi_tuple() for o in openings])
+        )
+
+    def batch_revealed(self, receipt: Any) -> list[str]:
+        """The trainers a :meth:`reveal_batch` receipt revealed, in batch order."""
+        return [e["args"]["trainer"] for e in self.chain.events(receipt, self.market, "UpdateSubmitted")]
+
     def reject_submissions(self, project_id: int, round_: int, trainers: list[str]) -> Any:
         """Announces the submissions of ``round_`` the aggregator will reject; opens the dispute window."""
         who = [to_checksum_address(t) for t in trainers]
@@ -508,7 +545,7 @@ class MarketClient:
         return int(self.chain.call(self.market.functions.projectCount()))
 
     def get_project(self, project_id: int) -> Project:
-        v = self.chain.call(self.market.functions.getProject(project_id))
+        v = self.chain.call(self.lens.functions.getProject(project_id))
         return Project(
             project_id,
             v[0],
@@ -525,7 +562,7 @@ class MarketClient:
 
     def trainer_info(self, project_id: int, trainer: str) -> TrainerInfo:
         member, index, stake_left, earned, withdrawn = self.chain.call(
-            self.market.functions.trainerInfo(project_id, to_checksum_address(trainer))
+            self.lens.functions.trainerInfo(project_id, to_checksum_address(trainer))
         )
         return TrainerInfo(member, int(index), int(stake_left), int(earned), withdrawn)
 
@@ -533,7 +570,7 @@ class MarketClient:
         """The row commitment ``trainer`` revealed in ``round_`` (32 zero bytes if none). The market keeps the open
         round's (``commitmentOf``); an earlier round's is read from its ``UpdateSubmitted`` event."""
         trainer = to_checksum_address(trainer)
-        kept = bytes(self.chain.call(self.market.functions.commitmentOf(project_id, round_, trainer)))
+        kept = bytes(self.chain.call(self.lens.functions.commitmentOf(project_id, round_, trainer)))
         if kept != EMPTY_COMMITMENT or self.get_project(project_id).current_round == round_:
             return kept
         return next((s.commitment for s in self.submissions(project_id, round_) if s.trainer == trainer), kept)
@@ -544,7 +581,7 @@ class MarketClient:
         one (one query, not one per trainer)."""
         trainers = self.trainers(project_id)
         if self.get_project(project_id).current_round == round_:
-            return [bytes(self.chain.call(self.market.functions.commitmentOf(project_id, round_, t))) for t in trainers]
+            return [bytes(self.chain.call(self.lens.functions.commitmentOf(project_id, round_, t))) for t in trainers]
         revealed = {s.trainer: s.commitment for s in self.submissions(project_id, round_)}
         return [revealed.get(t, EMPTY_COMMITMENT) for t in trainers]
 
@@ -555,13 +592,13 @@ class MarketClient:
         """The seal ``trainer`` committed for ``round_`` (32 zero bytes if none). The market keeps each trainer's
         latest seal (``committedSeal``); an earlier one is read from its round's ``UpdateCommitted`` event."""
         trainer = to_checksum_address(trainer)
-        kept = bytes(self.chain.call(self.market.functions.committedSeal(project_id, round_, trainer)))
+        kept = bytes(self.chain.call(self.lens.functions.committedSeal(project_id, round_, trainer)))
         if kept != EMPTY_COMMITMENT or self.get_project(project_id).current_round == round_:
             return kept
         return next((c.seal for c in self.commits(project_id, round_) if c.trainer == trainer), kept)
 
     def round_deadlines(self, project_id: int) -> RoundDeadlines:
-        commit, opens, reveal, aggregation = self.chain.call(self.market.functions.roundDeadlines(project_id))
+        commit, opens, reveal, aggregation = self.chain.call(self.lens.functions.roundDeadlines(project_id))
         return RoundDeadlines(int(commit), int(opens), int(reveal), int(aggregation))
 
     def round_address(self, project_id: int, round_: int) -> RoundAddress:
@@ -585,7 +622,7 @@ class MarketClient:
 
     def rejections(self, project_id: int) -> Rejections:
         """The open round's announced rejections and disputes (by trainer address)."""
-        rejected_mask, disputed_mask, deadline = self.chain.call(self.market.functions.rejections(project_id))
+        rejected_mask, disputed_mask, deadline = self.chain.call(self.lens.functions.rejections(project_id))
         trainers = self.trainers(project_id)
         return Rejections(
             rejected=[t for i, t in enumerate(trainers) if (int(rejected_mask) >> i) & 1],
@@ -597,7 +634,7 @@ class MarketClient:
         """``aggregator``'s rounds finalized, rejections announced, disputes lost and rejections upheld, over the
         whole market."""
         rounds, rejected, lost, upheld = self.chain.call(
-            self.market.functions.aggregatorRecord(to_checksum_address(aggregator))
+            self.lens.functions.aggregatorRecord(to_checksum_address(aggregator))
         )
         return AggregatorRecord(int(rounds), int(rejected), int(lost), int(upheld))
 

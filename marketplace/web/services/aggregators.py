@@ -1,7 +1,7 @@
 """Read model of an aggregator: its track record over the market (rounds finalized, rejections announced,
 disputes lost) and the projects it aggregates.
 
-The record is read from the chain (``TrainingMarket.aggregatorRecord``, one ``eth_call``, cached until the index
+The record is read from the chain (``MarketLens.aggregatorRecord``, one ``eth_call``, cached until the index
 sees new events: :mod:`~marketplace.web.services.chain_reads`), not derived from the index: the contract counts
 each rejection and each lost dispute as it happens, over every project of the market, so the answer is the
 market's own, whatever the index skipped (a malformed event). The projects come from the index.

@@ -72,7 +72,7 @@ class ChainReads:
     # ------------------------------------------------------------------ the views
 
     def aggregator_record(self, aggregator: str) -> AggregatorRecord:
-        """``TrainingMarket.aggregatorRecord``."""
+        """``MarketLens.aggregatorRecord``."""
         return self._read(("aggregator_record", aggregator), lambda: self.market.aggregator_record(aggregator))
 
     def required_track_record(self, project_id: int) -> int:
@@ -80,7 +80,7 @@ class ChainReads:
         return self._read(("required_track_record", project_id), lambda: self.market.required_track_record(project_id))
 
     def round_deadlines(self, project_id: int) -> RoundDeadlines:
-        """``TrainingMarket.roundDeadlines``."""
+        """``MarketLens.roundDeadlines``."""
         return self._read(("round_deadlines", project_id), lambda: self.market.round_deadlines(project_id))
 
     def reliability(self, trainer: str) -> int:

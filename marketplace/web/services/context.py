@@ -152,6 +152,7 @@ def connect(settings: WebSettings) -> MarketContext:
         chain,
         lenient_contract(deployed.market),
         lenient_contract(deployed.registry),
+        lenient_contract(deployed.lens),
         deploy_block=deployed.deploy_block,
     )
     blocks = [c.block_number for c in settings.deployment.contracts.values()]
@@ -159,7 +160,14 @@ def connect(settings: WebSettings) -> MarketContext:
     reader = proof_doc_reader(settings.ipfs_api, settings.ipfs_timeout) if settings.ipfs_api else None
     cards = model_card_reader(settings.ipfs_api, settings.ipfs_timeout) if settings.ipfs_api else None
     indexer = Indexer(
-        settings.db_path, chain, market.market, market.registry, start_block=start, proof_docs=reader, model_cards=cards
+        settings.db_path,
+        chain,
+        market.market,
+        market.registry,
+        market.lens,
+        start_block=start,
+        proof_docs=reader,
+        model_cards=cards,
     )
     return MarketContext(
         chain, market, indexer, settings.network, settings.sync_interval, serve_from_index=settings.serve_from_index

@@ -1,5 +1,5 @@
 """Where a training project's open round stands: its phase under commit-reveal, from the chain's clock,
-the round's deadlines (``TrainingMarket.roundDeadlines``) and how many trainers committed and revealed.
+the round's deadlines (``MarketLens.roundDeadlines``) and how many trainers committed and revealed.
 
 A round has three phases, then an overdue state:
 

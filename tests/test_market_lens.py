@@ -1,0 +1,212 @@
+"""The market's composite views moved into ``MarketLens`` (issue 16, step 2 of docs/design/gas-per-trainer.md):
+the lens must answer exactly what the market's own views answered, in every state of a project.
+
+The reference is ``tests/solidity/TrainingMarketWithViews.sol``: today's market with the views it had before, copied
+verbatim (over 24 KB: its own anvil, code size limit off). A lens deployed for it reads its raw storage
+(``extsload``), and every view is compared, for every trainer, a stranger and three rounds, on projects driven by
+hypothesis through their states: open, committing, revealing, rejections announced and one disputed, a round
+finalized with a flagged trainer, finished and withdrawn from, cancelled, and a project that does not exist.
+Configurations vary (amounts up to 2^90 wei, model names and CIDs shorter and longer than a storage word).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from marketplace.adapters.chain.anvil import AnvilNode
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.compile import Artifacts, compile_contracts
+from marketplace.adapters.chain.deploy import LENS, MARKET, UnexpectedLens, deploy_marketplace, market_client
+from marketplace.adapters.chain.errors import ContractRevert
+from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
+from marketplace.adapters.toolchain import project_root
+from marketplace.protocol.commitment import commit_update, published_row
+from marketplace.round.prove import HashProver
+from tests.market_fixtures import cid_for, commit, reveal_update, test_verifier_proof
+
+REFERENCE = "TrainingMarketWithViews"
+VIEWS = ("getProject", "roundDeadlines", "rejections", "trainerInfo", "committedSeal", "commitmentOf")
+N = 4
+
+
+@pytest.fixture(scope="module")
+def reference_artifacts() -> Artifacts:
+    """The contracts with the reference market compiled as ``TrainingMarket`` (so that the deployment code deploys
+    it, and the lens is compiled beside it)."""
+    root = project_root()
+    out = root / "build" / "test-market-lens" / "contracts.json"
+    compiled = compile_contracts([root / "contracts", root / "tests" / "solidity"], out=out)
+    return Artifacts({**compiled, MARKET: compiled[REFERENCE]}.items())
+
+
+@pytest.fixture(scope="module")
+def world(reference_artifacts: Artifacts) -> Iterator[tuple[MarketClient, list[MarketClient], MarketClient]]:
+    """(owner, trainers, aggregator) on an anvil without the code size limit, with the reference market deployed."""
+    from marketplace.adapters.chain.anvil import dev_accounts
+
+    accounts = dev_accounts(N + 4)
+    with AnvilNode(extra_args=("--disable-code-size-limit",)) as node:
+        admin = ChainClient(node.url, accounts[0])
+        for account in accounts:
+            admin.set_balance(account.address, 10**30)
+        deployment = deploy_marketplace(admin, reference_artifacts)
+        base = market_client(admin, deployment, reference_artifacts)
+        yield (
+            base.as_account(accounts[1]),
+            [base.as_account(a) for a in accounts[3 : 3 + N]],
+            base.as_account(accounts[2]),
+        )
+
+
+def _answer(chain: ChainClient, call: Any) -> Any:
+    try:
+        return ("ok", chain.call(call))
+    except ContractRevert as exc:
+        return ("revert", exc.name, exc.args)
+
+
+def assert_same_views(owner: MarketClient, pids: list[int], accounts: list[str]) -> None:
+    """Every composite view of the reference market equals the lens's, for ``pids`` and ``accounts``."""
+    market, lens, chain = owner.market.functions, owner.lens.functions, owner.chain
+    calls: list[tuple[str, tuple[Any, ...]]] = []
+    for pid in pids:
+        calls += [("getProject", (pid,)), ("roundDeadlines", (pid,)), ("rejections", (pid,))]
+        for who in accounts:
+            calls.append(("trainerInfo", (pid, who)))
+            for round_ in range(3):
+                calls += [("committedSeal", (pid, round_, who)), ("commitmentOf", (pid, round_, who))]
+    for who in accounts:
+        calls.append(("aggregatorRecord", (who,)))
+    for name, args in calls:
+        want = _answer(chain, market[name](*args))
+        got = _answer(chain, lens[name](*args))
+        assert got == want, f"{name}{args}: the lens answers {got}, the market's view {want}"
+
+
+_NAME = string.ascii_letters + string.digits + "_-."
+configs = st.fixed_dictionaries(
+    {
+        "reward_budget": st.integers(10**6, 2**90),
+        "aggregator_fee": st.integers(0, 2**90),
+        "stake": st.integers(0, 10**20),
+        "slash_bps": st.integers(0, 10_000),
+        "join_period": st.integers(3_600, 2**32 - 1),
+        "submission_period": st.integers(300, 10**7),
+        "reveal_period": st.integers(300, 10**7),
+        "aggregation_period": st.integers(300, 10**7),
+        "model_name": st.text(_NAME, min_size=1, max_size=64),
+        "initial_model_cid": st.text(string.ascii_letters + string.digits, min_size=1, max_size=128),
+    }
+)
+
+
+@settings(
+    max_examples=3,
+    deadline=None,
+    phases=(Phase.explicit, Phase.generate),  # an example drives a whole project: no shrinking
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(cfg=configs)
+def test_the_lens_answers_what_the_markets_views_answered_in_every_state(
+    world: tuple[MarketClient, list[MarketClient], MarketClient], cfg: dict[str, Any]
+) -> None:
+    owner, trainers, aggregator = world
+    chain = owner.chain
+    snapshot = chain.snapshot()
+    try:
+        _drive(owner, trainers, aggregator, cfg)
+    finally:
+        chain.revert(snapshot)
+
+
+def _drive(owner: MarketClient, trainers: list[MarketClient], aggregator: MarketClient, cfg: dict[str, Any]) -> None:
+    chain = owner.chain
+    config = ProjectConfig(
+        aggregator=aggregator.address, verifier=_test_verifier(owner), rounds=2, min_trainers=2,
+        max_trainers=N + 1, **cfg,
+    )  # fmt: skip
+    pid = owner.create_project(config)
+    cancelled = owner.create_project(config)
+    accounts = [t.address for t in trainers] + [owner.address, aggregator.address]
+    pids = [pid, cancelled, pid + 100]
+
+    def check() -> None:
+        assert_same_views(owner, pids, accounts)
+
+    check()  # open, nobody joined
+    for t in trainers:
+        t.join(pid, cfg["stake"])
+    trainers[0].join(cancelled, cfg["stake"])
+    owner.cancel(cancelled)
+    check()  # open and full but for one; the other cancelled
+    owner.start_training(pid)
+    seed, k = owner.sketch_seed(pid), owner.sketch_width(pid)
+    rng = np.random.default_rng(len(cfg["model_name"]))
+    rows, commitments = {}, {}
+    for t in trainers[:3]:
+        rows[t.address], commitments[t.address] = commit_update(rng.normal(size=500), seed, k)
+        commit(t, pid, 0, cid_for(pid, 0, t.address), commitments[t.address])
+    check()  # three of four committed
+    deadlines = owner.round_deadlines(pid)
+    chain.increase_time(deadlines.reveal_opens - chain.timestamp())
+    for t in trainers[:2]:
+        reveal_update(t, pid, 0, cid_for(pid, 0, t.address), commitments[t.address])
+    check()  # reveal phase, two of three revealed
+    reveal_update(trainers[2], pid, 0, cid_for(pid, 0, trainers[2].address), commitments[trainers[2].address])
+    aggregator.reject_submissions(pid, 0, [trainers[1].address, trainers[2].address])
+    check()  # rejections announced
+    victim = trainers[1]
+    victim.dispute_rejection(pid, 0, published_row(rows[victim.address]), HashProver().prove_row(rows[victim.address]))
+    check()  # one disputed, one standing
+    scores, flags, rejected = [3, 5, 0, 0], [False, False, True, False], [False, False, True, False]
+    proof = test_verifier_proof(owner, pid, 0, scores, flags, rejected)
+    chain.increase_time(owner.rejections(pid).dispute_deadline - chain.timestamp() + 1)
+    aggregator.finalize_round(pid, 0, Finalization("bafkreimodel0", "bafkreiproof0", scores, flags, proof, rejected))
+    check()  # round 1 open: rewards credited, a standing rejection slashed, a trainer that missed the round
+    for t in trainers:
+        commit(t, pid, 1, cid_for(pid, 1, t.address), commitments.get(t.address, b"\x01" * 32))
+    for t in trainers:
+        reveal_update(t, pid, 1, cid_for(pid, 1, t.address), commitments.get(t.address, b"\x01" * 32))
+    scores, flags = [1, 2, 3, 4], [False, False, False, True]
+    proof = test_verifier_proof(owner, pid, 1, scores, flags)
+    aggregator.finalize_round(pid, 1, Finalization("bafkreimodel1", "bafkreiproof1", scores, flags, proof))
+    trainers[0].withdraw(pid)
+    check()  # finished, one trainer withdrawn
+
+
+def _test_verifier(owner: MarketClient) -> str:
+    (event,) = owner.chain.get_logs(owner.market, "VerifierApprovalChanged", owner.deploy_block)
+    return str(event["args"]["verifier"])
+
+
+def test_a_recorded_lens_that_is_not_the_markets_is_refused(
+    world: tuple[MarketClient, list[MarketClient], MarketClient], reference_artifacts: Artifacts
+) -> None:
+    """A deployment record naming another market's lens, or another contract, as the lens is refused: its answers
+    (a project's aggregator, its deadlines) could be anyone's."""
+    from marketplace.adapters.chain.deploy import check_lens
+
+    owner = world[0]
+    chain = owner.chain
+    foreign = chain.deploy(reference_artifacts[LENS], owner.registry.address)  # a lens of another "market"
+    with pytest.raises(UnexpectedLens, match="reads the market"):
+        check_lens(chain, foreign, owner.market.address, reference_artifacts[LENS])
+    with pytest.raises(UnexpectedLens, match="not the MarketLens"):
+        check_lens(chain, owner.registry, owner.market.address, reference_artifacts[LENS])
+    check_lens(chain, owner.lens, owner.market.address, reference_artifacts[LENS])  # the genuine one
+
+
+def test_the_market_is_under_the_size_limit_with_room_for_the_batch() -> None:
+    """The point of the lens: the market fits under EIP-170's 24,576 bytes, with ``revealBatch``."""
+    artifacts = compile_contracts()
+    assert artifacts[MARKET].deployed_size <= 24_576 - 1_000
+    assert artifacts[LENS].deployed_size <= 24_576
+    names = {f.get("name") for f in artifacts[MARKET].abi}
+    assert "revealBatch" in names and not names & set(VIEWS)
