@@ -49,7 +49,7 @@ def aggregator_run_cmd(
 ) -> None:
     """Watch the projects you aggregate; finalize each round when it is due. Rounds of projects
     whose verifier is an EzklRoundVerifier are proven with ezkl (keys set up once and cached)."""
-    from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
+    from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RevealsBatched, RoundReport
     from marketplace.round.prove import ProverSelectionError
 
     market = connect_market(network, signing_account(network, keystore, dev_account))
@@ -81,11 +81,22 @@ def aggregator_run_cmd(
         for trainer, why in r.published.items():
             console.print(f"  disputed {trainer}: its update was rejected ({why}); scored on the row it published")
 
+    def show_batch(b: RevealsBatched) -> None:
+        console.print(
+            f"project {b.project_id} round {b.round}: revealed {len(b.revealed)} trainer(s) in one batch "
+            f"(transaction {b.tx_hash}, gas {b.gas_used:,})"
+        )
+        for trainer, why in b.missing.items():
+            console.print(f"  no opening of {trainer} ({why}): it reveals itself")
+
     console.print(f"aggregator {market.address} serving {project or 'all its projects'}")
     try:
         with stops_on_signals():  # Ctrl-C or SIGTERM: "stopped", exit code 130 or 143
             if once:
                 for pid in project or node.served_projects():
+                    batch = node.reveal_openings(pid)
+                    if batch:
+                        show_batch(batch)
                     report = node.step(pid)
                     if report:
                         show(report)
@@ -94,6 +105,7 @@ def aggregator_run_cmd(
                 project,
                 poll_seconds=poll,
                 on_report=show,
+                on_batch=show_batch,
                 on_error=lambda exc: console.print(
                     f"[yellow]{type(exc).__name__}:[/yellow] {exc}"
                     + "".join(f" ({note})" for note in getattr(exc, "__notes__", []))

@@ -83,10 +83,16 @@ def trainer_run_cmd(
     dev_account: int | None = DEV_ACCOUNT,
     ipfs_api: str | None = IPFS_API,
     poll: float = POLL,
+    reveal_via: str = typer.Option(
+        "aggregator",
+        "--reveal-via",
+        help="Who reveals your update: 'aggregator' (in one batch for all trainers, from the opening you publish "
+        "once the commit phase closed; you reveal yourself if it has not by half the reveal period) or 'self'.",
+    ),
 ) -> None:
     """Each round: fetch the global model, train on your data, pin the update and commit a seal of it (the
-    commit phase); once every trainer committed or the commit period ended, reveal the update (the reveal
-    phase). A trainer that commits and does not reveal in time is slashed as flagged: keep this running, or
+    commit phase); once every trainer committed or the commit period ended, hand the opening to the aggregator
+    (or reveal the update yourself with --reveal-via self) (the reveal phase). A trainer that commits and does not reveal in time is slashed as flagged: keep this running, or
     restart it (it finds its commit on chain and reveals).
 
     Stops when the project ends."""
@@ -94,19 +100,24 @@ def trainer_run_cmd(
     from marketplace.roles.trainer import (
         Committed,
         Disputed,
+        RevealVia,
         StepOutcome,
         Submitted,
         TrainerNode,
         TrainingSettings,
     )
 
+    if reveal_via not in {v.value for v in RevealVia}:
+        raise fail(f"--reveal-via is 'aggregator' or 'self', not {reveal_via!r}")
     market = connect_market(network, signing_account(network, keystore, dev_account))
     try:
         local = load_local_data(data)
     except (UnsupportedFormatError, ValueError, OSError) as exc:
         raise fail(f"cannot read {data}: {exc}") from None
     source = update_source(attack, local, TrainingSettings(epochs, lr, batch_size, seed))
-    node = TrainerNode(market, open_store(ipfs_api), source, update_keys=market_update_keys(market))
+    node = TrainerNode(
+        market, open_store(ipfs_api), source, update_keys=market_update_keys(market), reveal_via=RevealVia(reveal_via)
+    )
     console.print(f"trainer {market.address} on project {project_id} with {len(local)} samples")
 
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
@@ -134,7 +145,9 @@ def trainer_run_cmd(
             )
         elif isinstance(outcome, Submitted):
             committed = commits.pop(outcome.round, None)
-            if committed is not None:
+            if outcome.revealed_by is RevealVia.AGGREGATOR:
+                reveal_gas, note = 0, "revealed by the aggregator's batch"
+            elif committed is not None:
                 reveal_gas, note = outcome.gas_used - committed.gas_used, f"commit + reveal gas {outcome.gas_used:,}"
             else:  # committed before a restart: this run read its commit's note
                 reveal_gas, note = outcome.gas_used, "its commit was found in its note on chain"

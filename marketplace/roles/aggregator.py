@@ -13,6 +13,12 @@ the trainers' updates are encrypted to that key; the node derives the secret key
 submission that revealed it. An update that does not open, or was sealed for another trainer or round (a
 replayed envelope), is rejected like any other bad update (its trainer may dispute with its row).
 
+Reveals are batched: once the commit phase has closed, the node collects the openings the trainers published
+(:func:`~marketplace.round.openings.find_openings`: found through their commits' notes, fetched over IPFS,
+each checked off chain against its trainer's seal) and reveals them in one ``revealBatch``
+(:meth:`AggregatorNode.reveal_openings`). A trainer whose opening is missing or bad is left out, and reveals
+itself by half the reveal period; a batch never fails a round.
+
 Restartable: everything is derived from the chain and IPFS, and the computation is
 deterministic, so after a crash the same round is recomputed to the same CIDs and proof; a
 round that was already finalized is recognized from the chain and not posted twice.
@@ -47,6 +53,7 @@ from marketplace.round.collect import (
     apply_published_rows,
     collect_round,
 )
+from marketplace.round.openings import find_openings, opening_store
 from marketplace.round.prove import ProverSelectionError, RoundProver, prover_for, round_tag
 from marketplace.round.score import new_model, score_round
 
@@ -87,6 +94,18 @@ class RejectionsAnnounced:
     rejected: dict[str, str]  # trainer -> why its update is rejected
     dispute_deadline: int  # unix seconds
     tx_hash: str = ""
+
+
+@dataclass(frozen=True)
+class RevealsBatched:
+    """What :meth:`AggregatorNode.reveal_openings` did: one ``revealBatch`` of the openings it found."""
+
+    project_id: int
+    round: int
+    revealed: list[str]  # the trainers the batch revealed, in batch order
+    missing: dict[str, str]  # trainer -> why it was left out (it reveals itself)
+    tx_hash: str = ""
+    gas_used: int = 0
 
 
 class UpdateKeyMismatch(RuntimeError):
@@ -138,6 +157,8 @@ class AggregatorNode:
         #: the inputs of a round whose rejections were announced (its dispute window is open): the second
         #: pass adds the published rows instead of fetching every update again
         self._collected: dict[tuple[int, int], RoundInputs] = {}
+        self._opening_store = opening_store(store)
+        self._batched: set[tuple[int, int]] = set()  # (project, round) whose reveal batch is done
 
     @property
     def address(self) -> str:
@@ -191,6 +212,34 @@ class AggregatorNode:
         now = self._now()
         reveals_done = now >= deadlines.reveal_opens and project.submissions == project.commits
         return (reveals_done or now > deadlines.reveal) and now <= deadlines.aggregation
+
+    def reveal_openings(self, project_id: int) -> RevealsBatched | None:
+        """Reveals, in one ``revealBatch``, the openings the open round's unrevealed trainers published, once per
+        round, early in the reveal phase: as soon as every one of them is found, else a quarter into the reveal
+        period with those found (the others reveal themselves from half the period on, so a batch after that
+        is not sent). None if nothing was sent (not the time, nothing found, or every opening revealed by its
+        trainer first: ``NothingRevealed``). A missing or bad opening is left out, never an error; the errors
+        raised are this node's own (chain or IPFS node unreachable)."""
+        project = self.market.get_project(project_id)
+        if project.status is not ProjectStatus.TRAINING or (project_id, project.current_round) in self._batched:
+            return None
+        round_, deadlines, now = project.current_round, self.market.round_deadlines(project_id), self._now()
+        if now < deadlines.reveal_opens or now >= deadlines.reveal_opens + project.reveal_period // 2:
+            return None
+        found = find_openings(self.market, self._opening_store, project_id, round_)
+        if not found.openings or (found.missing and now < deadlines.reveal_opens + project.reveal_period // 4):
+            return None  # the stragglers may still publish theirs
+        self._batched.add((project_id, round_))
+        try:
+            receipt = self.market.reveal_batch(project_id, round_, found.openings)
+        except ContractRevert as exc:
+            if exc.name == "NothingRevealed":  # every trainer revealed itself meanwhile
+                return None
+            self._batched.discard((project_id, round_))
+            raise
+        revealed = self.market.batch_revealed(receipt)
+        tx = receipt["transactionHash"].to_0x_hex()
+        return RevealsBatched(project_id, round_, revealed, found.missing, tx, int(receipt["gasUsed"]))
 
     def step(self, project_id: int) -> RoundReport | RejectionsAnnounced | None:
         """Finalizes the open round if it is due, or announces its rejections (the round is then finalized by
@@ -311,6 +360,23 @@ class AggregatorNode:
     def _finalized(self, project_id: int, round_: int) -> bool:
         return any(r.round == round_ for r in self.market.finalized_rounds(project_id))
 
+    def _try_batch(
+        self,
+        project_id: int,
+        on_batch: Callable[[RevealsBatched], None] | None,
+        on_error: Callable[[Exception], None] | None,
+    ) -> None:
+        """:meth:`reveal_openings`, its errors reported and otherwise ignored."""
+        try:
+            batch = self.reveal_openings(project_id)
+        except (ChainError, StorageError) as exc:
+            exc.add_note(f"project {project_id}: reveal batch")
+            if on_error is not None:
+                on_error(exc)
+            return
+        if batch is not None and on_batch is not None:
+            on_batch(batch)
+
     def run(
         self,
         project_ids: list[int] | None = None,
@@ -318,6 +384,7 @@ class AggregatorNode:
         on_report: Callable[[RoundReport | RejectionsAnnounced], None] | None = None,
         until_done: bool = True,
         on_error: Callable[[Exception], None] | None = None,
+        on_batch: Callable[[RevealsBatched], None] | None = None,
     ) -> None:
         """Serves ``project_ids`` (default: every project it aggregates) until all have ended, or are
         skipped.
@@ -345,7 +412,11 @@ class AggregatorNode:
           get their funds back by ``abandon`` after the aggregation deadline.
 
         A bad submission is not the project's trouble: :func:`collect_round` rejects it, with its reason,
-        and the round is finalized without it."""
+        and the round is finalized without it.
+
+        Before each step it reveals the trainers' published openings in one batch when that is due
+        (:meth:`reveal_openings`, heard by ``on_batch``); what stops a batch is reported to ``on_error`` and
+        changes nothing else (the trainers reveal themselves)."""
         skipped: set[int] = set()
         usable: set[int] = set()  # projects whose model name is an architecture (a project's name never changes)
         while True:
@@ -363,6 +434,7 @@ class AggregatorNode:
                                 on_error(ValueError(f"project {pid} skipped: no architecture is called {model_name!r}"))
                             continue
                         usable.add(pid)
+                    self._try_batch(pid, on_batch, on_error)
                     report = self.step(pid)
                     if report is not None and on_report is not None:
                         on_report(report)

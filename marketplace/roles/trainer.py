@@ -20,6 +20,13 @@ encrypted bytes, the commitment is the plaintext's as always. The key is read at
 published late applies from the trainer's next commit on. Its sender key is derived from its wallet, so a
 restarted trainer still reads its own update (to dispute a rejection).
 
+Who reveals (:class:`RevealVia`): the trainer itself (``SELF``), or first the aggregator, in one
+``revealBatch`` for all its trainers (``AGGREGATOR``, cheaper: :mod:`marketplace.protocol.opening`). Then the
+commit's note also points to the trainer's opening document, which the trainer adds to IPFS once the commit
+phase has closed on chain (:meth:`TrainerNode.publish_opening` refuses before that, whatever the local clock
+says); if it is still not revealed at ``revealOpens + revealPeriod / 2`` it reveals itself, so an aggregator that
+withholds the batch costs it the gas of its own reveal, never the round.
+
 If the aggregator announces that it rejects this trainer's submission, the trainer disputes the
 rejection within the dispute window: it publishes its committed row on chain with a proof that the row
 hashes to its commitment (:meth:`TrainerNode.step` returns :class:`Disputed`), so the round is scored
@@ -42,7 +49,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from marketplace.adapters.chain.market import MarketClient, Project, ProjectStatus
+from marketplace.adapters.chain.market import Commit, MarketClient, Project, ProjectStatus
 from marketplace.adapters.chain.update_keys import UpdateKeysClient, recorded_update_keys
 from marketplace.adapters.ipfs.cid import compute_cid
 from marketplace.adapters.ipfs.errors import StorageError
@@ -62,6 +69,7 @@ from marketplace.protocol.envelope import (
     seal_update,
     sender_key,
 )
+from marketplace.protocol.opening import MAX_NOTE_BYTES, OpeningDocument, note_with_pointer, split_note
 from marketplace.protocol.seal import InvalidNote, RoundAddress, derive_salt, open_note, seal, seal_note
 from marketplace.round.collect import ObjectOpener, fetch_update
 from marketplace.round.prove import row_prover_for
@@ -138,6 +146,21 @@ class StepOutcome(StrEnum):
     FINISHED = "project ended"
     NOTHING_TO_COPY = "nothing to copy yet"
     UNUSABLE_UPDATE_KEY = "the aggregator's update key cannot be encrypted to; not submitting"
+    WAITING_FOR_AGGREGATOR = "opening published; waiting for the aggregator's reveal batch"
+
+
+class RevealVia(StrEnum):
+    """Who reveals a trainer's commit: first the aggregator (in one batch for every trainer, from the opening
+    the trainer publishes once the commit phase has closed; the trainer reveals itself if the batch has not
+    revealed it by half the reveal period), or the trainer itself."""
+
+    AGGREGATOR = "aggregator"
+    SELF = "self"
+
+
+class OpeningTooEarly(RuntimeError):
+    """The opening of a round whose commit phase is still open on chain: releasing it would let anyone commit
+    a copy of the update before the phase closes."""
 
 
 @dataclass(frozen=True)
@@ -163,9 +186,10 @@ class Submitted:
     cid: str
     commitment: bytes
     update_norm: float | None = None  # known if this node committed it (not after a restart)
-    gas_used: int = 0  # of the commit (if this node made it) and reveal transactions
+    gas_used: int = 0  # of the commit (if this node made it) and reveal (if it made it) transactions
     #: seconds per phase: fetch, train, commit, pin, seal (if this node committed), submit (reveal mined)
     timings: dict[str, float] = field(default_factory=dict)
+    revealed_by: RevealVia = RevealVia.SELF  # AGGREGATOR: its reveal batch revealed it (no reveal gas here)
 
 
 @dataclass(frozen=True)
@@ -189,7 +213,7 @@ class TrainerNode:
     ``LocalTraining(data, settings)``: training on its private data). ``update_keys`` is the market's
     ``UpdateKeys`` (default: the one recorded beside the market in the deployment records, see
     :func:`recorded_update_keys`); without one the trainer cannot know that a project is encrypted and pins
-    its updates in the clear."""
+    its updates in the clear. ``reveal_via`` says who reveals its commits first (:class:`RevealVia`)."""
 
     def __init__(
         self,
@@ -199,8 +223,10 @@ class TrainerNode:
         *,
         now: Callable[[], int] | None = None,
         update_keys: UpdateKeysClient | None = None,
+        reveal_via: RevealVia = RevealVia.SELF,
     ) -> None:
         self.market = market
+        self.reveal_via = reveal_via
         self.store = store
         self.source = source
         self.update_keys = update_keys if update_keys is not None else recorded_update_keys(market)
@@ -208,6 +234,7 @@ class TrainerNode:
         self._committed: dict[tuple[int, int], Committed] = {}
         self._unpublished: dict[tuple[int, int], tuple[bytes, str]] = {}
         self._rows: dict[tuple[int, int], np.ndarray] = {}  # committed rows, by (project, round)
+        self._openings: dict[tuple[int, int], tuple[bytes, str]] = {}  # opening documents not yet added
 
     @property
     def address(self) -> str:
@@ -230,7 +257,8 @@ class TrainerNode:
             return StepOutcome.NOT_TRAINING
         round_ = project.current_round
         if self.market.commitment(project_id, round_, self.address) != EMPTY:
-            return self._dispute_if_rejected(project_id, round_) or StepOutcome.ALREADY_SUBMITTED
+            disputed = self._dispute_if_rejected(project_id, round_)
+            return disputed or self._revealed_by_batch(project_id, round_) or StepOutcome.ALREADY_SUBMITTED
         deadlines = self.market.round_deadlines(project_id)
         now = self._now()
         if self.market.committed_seal(project_id, round_, self.address) == EMPTY:
@@ -242,6 +270,14 @@ class TrainerNode:
             return StepOutcome.WAITING_FOR_REVEAL
         if now > deadlines.reveal:
             return StepOutcome.REVEAL_CLOSED
+        handing_over = (
+            self.reveal_via is RevealVia.AGGREGATOR and now < deadlines.reveal_opens + project.reveal_period // 2
+        )
+        try:
+            if handing_over and self.publish_opening(project_id, round_):
+                return StepOutcome.WAITING_FOR_AGGREGATOR
+        except OpeningTooEarly:  # this node's clock is ahead of the chain's
+            return StepOutcome.WAITING_FOR_REVEAL
         return self._reveal(project_id, round_)
 
     def _where(self, project_id: int, round_: int) -> RoundAddress:
@@ -282,8 +318,16 @@ class TrainerNode:
         if recipient is not None:  # an encrypted project: what is pinned (and sealed) is the envelope
             data = seal_update(data, recipient, sender_key(account, where), UpdateOrigin(where, self.address))
             cid = compute_cid(data, self.store.client.profile)
-        sealed = seal(commitment, cid, self.address, where, derive_salt(account, where, commitment))
-        receipt = self.market.commit_update(project_id, round_, sealed, seal_note(account, where, commitment, cid))
+        salt = derive_salt(account, where, commitment)
+        sealed = seal(commitment, cid, self.address, where, salt)
+        note = seal_note(account, where, commitment, cid)
+        if self.reveal_via is RevealVia.AGGREGATOR:  # the note points to the opening, added once commits closed
+            document = OpeningDocument.of(where, self.address, cid, commitment, salt).to_bytes()
+            pointer = compute_cid(document, self.store.client.profile)
+            if len(note_with_pointer(note, pointer)) <= MAX_NOTE_BYTES:
+                note = note_with_pointer(note, pointer)
+                self._openings[(project_id, round_)] = (document, pointer)
+        receipt = self.market.commit_update(project_id, round_, sealed, note)
         lap("seal")
         # Published only once the commit is on chain: whoever fetches it then can commit a copy only after
         # this commit, and the rule keeps the earliest of near-identical updates. (Until then the CID is
@@ -309,6 +353,47 @@ class TrainerNode:
         pending = self._unpublished.pop((project_id, round_), None)
         if pending is not None:
             self.store.publish(*pending)
+
+    def publish_opening(self, project_id: int, round_: int) -> bool:
+        """Adds this trainer's opening document of ``round_`` (the one its commit's note points to) to IPFS, for the
+        aggregator's reveal batch; False if its note points to none (then only this trainer can reveal).
+
+        Raises :class:`OpeningTooEarly` unless the chain says that the round's commit phase has closed (its
+        latest block is at or after ``revealOpens``): the local clock is never trusted for this."""
+        project = self.market.get_project(project_id)
+        if round_ >= project.current_round and project.status is ProjectStatus.TRAINING:
+            opens = self.market.round_deadlines(project_id).reveal_opens
+            if round_ > project.current_round or self.market.chain.timestamp() < opens:
+                raise OpeningTooEarly(f"the commit phase of round {round_} of project {project_id} is open on chain")
+        elif round_ >= project.current_round:
+            raise OpeningTooEarly(f"project {project_id} is not training round {round_}")
+        key = (project_id, round_)
+        if key not in self._openings:  # restarted since it committed: rebuild it from its note
+            pointer, _ = split_note(self._own_commit(project_id, round_).note)
+            if pointer is None:
+                return False
+            where = self._where(project_id, round_)
+            commitment, cid = self._own_note(project_id, round_, where)
+            salt = derive_salt(self.market.chain.account, where, commitment)
+            document = OpeningDocument.of(where, self.address, cid, commitment, salt).to_bytes()
+            if compute_cid(document, self.store.client.profile) != pointer:
+                return False  # written by other code: the aggregator finds nothing it can use
+            self._openings[key] = (document, pointer)
+        document, pointer = self._openings[key]
+        if self.store.put_bytes(document, name="opening.json") != pointer:
+            raise StorageError(f"the node added the opening document under another CID than {pointer}")
+        return True
+
+    def _revealed_by_batch(self, project_id: int, round_: int) -> Submitted | None:
+        """Once, for a commit this node made and did not reveal itself: what the aggregator's batch revealed."""
+        committed = self._committed.pop((project_id, round_), None)
+        self._openings.pop((project_id, round_), None)
+        if committed is None:
+            return None
+        return Submitted(
+            project_id, round_, committed.cid, committed.commitment, committed.update_norm, committed.gas_used,
+            dict(committed.timings), revealed_by=RevealVia.AGGREGATOR,
+        )  # fmt: skip
 
     def _reveal(self, project_id: int, round_: int) -> Submitted:
         """Reveals this trainer's commit of ``round_`` (found in memory, else in its commit's note)."""
@@ -373,11 +458,23 @@ class TrainerNode:
 
         return open_update
 
-    def _own_note(self, project_id: int, round_: int, where: RoundAddress) -> tuple[bytes, str]:
+    def _own_commit(self, project_id: int, round_: int) -> Commit:
         for commit in self.market.commits(project_id, round_):
             if commit.trainer == self.address:
-                return open_note(self.market.chain.account, where, commit.note)
+                return commit
         raise InvalidNote(f"no commit of {self.address} in round {round_} of project {project_id}")
+
+    def _own_note(self, project_id: int, round_: int, where: RoundAddress) -> tuple[bytes, str]:
+        """(commitment, cid) from this trainer's own note of ``round_`` (behind the pointer to its opening, if any)."""
+        note = self._own_commit(project_id, round_).note
+        pointer, inner = split_note(note)
+        account = self.market.chain.account
+        if pointer is not None:
+            try:
+                return open_note(account, where, inner)
+            except InvalidNote:
+                pass  # an older note that happens to start like a pointer
+        return open_note(account, where, note)
 
     def run(self, project_id: int, poll_seconds: float = 2.0, on_event: Callable[[object], None] | None = None) -> None:
         """Steps until the project is finished or cancelled, sleeping ``poll_seconds`` between checks.
