@@ -91,9 +91,11 @@ def trainer_run_cmd(
     ),
 ) -> None:
     """Each round: fetch the global model, train on your data, pin the update and commit a seal of it (the
-    commit phase); once every trainer committed or the commit period ended, hand the opening to the aggregator
-    (or reveal the update yourself with --reveal-via self) (the reveal phase). A trainer that commits and does not reveal in time is slashed as flagged: keep this running, or
-    restart it (it finds its commit on chain and reveals).
+    commit phase); once every trainer committed or the commit period ended, hand the opening to the aggregator,
+    which reveals every trainer in one transaction, and reveal the update yourself if it has not by half the
+    reveal period, or at once with --reveal-via self (the reveal phase). A trainer that commits and is not
+    revealed in time is slashed as flagged: keep this running, or restart it (it finds its commit on chain and
+    reveals).
 
     Stops when the project ends."""
     from marketplace.demo.adversaries import update_source
