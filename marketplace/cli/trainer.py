@@ -148,15 +148,20 @@ def trainer_run_cmd(
         elif isinstance(outcome, Submitted):
             committed = commits.pop(outcome.round, None)
             if outcome.revealed_by is RevealVia.AGGREGATOR:
-                reveal_gas, note = 0, "revealed by the aggregator's batch"
-            elif committed is not None:
-                reveal_gas, note = outcome.gas_used - committed.gas_used, f"commit + reveal gas {outcome.gas_used:,}"
-            else:  # committed before a restart: this run read its commit's note
-                reveal_gas, note = outcome.gas_used, "its commit was found in its note on chain"
-            console.print(
-                f"round {outcome.round}: revealed {outcome.cid} (reveal {outcome.timings.get('submit', 0.0):.2f} s, "
-                f"gas {reveal_gas:,}; {note})"
-            )
+                console.print(
+                    f"round {outcome.round}: revealed {outcome.cid} by the aggregator's batch (no reveal gas; "
+                    f"commit gas {outcome.gas_used:,})"
+                )
+            else:
+                if committed is not None:
+                    reveal_gas = outcome.gas_used - committed.gas_used
+                    note = f"commit + reveal gas {outcome.gas_used:,}"
+                else:  # committed before a restart: this run read its commit's note
+                    reveal_gas, note = outcome.gas_used, "its commit was found in its note on chain"
+                took = outcome.timings.get("submit", 0.0)
+                console.print(
+                    f"round {outcome.round}: revealed {outcome.cid} (reveal {took:.2f} s, gas {reveal_gas:,}; {note})"
+                )
         elif isinstance(outcome, Disputed):
             console.print(
                 f"round {outcome.round}: the aggregator rejected this submission; disputed it by publishing the "
