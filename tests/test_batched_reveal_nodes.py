@@ -151,7 +151,8 @@ def test_a_trainer_never_publishes_its_opening_while_the_commit_phase_is_open(
     with pytest.raises(StorageError):  # nobody can fetch it: the node never added it
         opening_store(store, fetch_seconds=1.0).get_bytes(pointer)
     actors.open_reveals(pid)  # the commit deadline passed: the phase is closed
-    assert liar.publish_opening(pid, 0) is True
+    restarted = TrainerNode(honest.market, store, honest.source, reveal_via=RevealVia.AGGREGATOR)
+    assert restarted.publish_opening(pid, 0) is True  # rebuilt from its note on chain: the same CID
     document = OpeningDocument.parse(opening_store(store).get_bytes(pointer))
     document.check(actors.owner.round_address(pid, 0), liar.address, commit.seal)
 
