@@ -108,6 +108,24 @@ def test_the_aggregator_reveals_every_trainer_in_one_batch_and_everyone_is_paid(
     assert len(set(reveals)) == 1  # one transaction revealed them all
 
 
+def test_a_trainer_reports_the_batch_that_revealed_it_even_when_the_round_closed_before_it_looked(
+    actors: Actors, ipfs_node: LocalIpfsNode
+) -> None:
+    """The aggregator batches and finalizes (here: the project's last round) between two steps of a trainer: the
+    trainer still reports, once, that the batch revealed its update, then that the project ended."""
+    store = store_of(ipfs_node)
+    pid = project(actors, store)
+    nodes = trainer_nodes(actors, store, seed=9)
+    commit_all(nodes, pid)
+    assert [n.step(pid) for n in nodes] == [StepOutcome.WAITING_FOR_AGGREGATOR] * N
+    aggregator = AggregatorNode(actors.aggregator, store)
+    assert isinstance(aggregator.reveal_openings(pid), RevealsBatched)
+    finalize(aggregator, pid)
+    outcomes = [n.step(pid) for n in nodes]
+    assert all(isinstance(o, Submitted) and o.revealed_by is RevealVia.AGGREGATOR for o in outcomes), outcomes
+    assert [n.step(pid) for n in nodes] == [StepOutcome.FINISHED] * N
+
+
 def test_when_the_aggregator_withholds_the_batch_trainers_reveal_themselves_by_half_the_period(
     actors: Actors, ipfs_node: LocalIpfsNode
 ) -> None:

@@ -251,6 +251,9 @@ class TrainerNode:
         update key is a point nothing can be encrypted to, so this trainer does not submit rather than publish
         its update)."""
         project = self.market.get_project(project_id)
+        earlier = self._revealed_since_last_step(project)
+        if earlier is not None:
+            return earlier
         if project.status in (ProjectStatus.FINISHED, ProjectStatus.CANCELLED):
             return StepOutcome.FINISHED
         if project.status is not ProjectStatus.TRAINING:
@@ -383,6 +386,20 @@ class TrainerNode:
         if self.store.put_bytes(document, name="opening.json") != pointer:
             raise StorageError(f"the node added the opening document under another CID than {pointer}")
         return True
+
+    def _revealed_since_last_step(self, project: Project) -> Submitted | None:
+        """Once, for a commit this node handed to the aggregator in a round that has closed since its last step
+        (the batch revealed it and the round was finalized, or the project ended, in between): what the batch
+        revealed. A commit of such a round that nobody revealed is forgotten (the reveal was missed)."""
+        ended = project.status in (ProjectStatus.FINISHED, ProjectStatus.CANCELLED)
+        for project_id, round_ in sorted(self._committed):
+            if project_id != project.project_id or not (ended or round_ < project.current_round):
+                continue
+            if self.market.commitment(project_id, round_, self.address) != EMPTY:
+                return self._revealed_by_batch(project_id, round_)
+            self._committed.pop((project_id, round_))
+            self._openings.pop((project_id, round_), None)
+        return None
 
     def _revealed_by_batch(self, project_id: int, round_: int) -> Submitted | None:
         """Once, for a commit this node made and did not reveal itself: what the aggregator's batch revealed."""
