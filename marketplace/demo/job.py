@@ -51,7 +51,15 @@ from marketplace.fl.train import evaluate
 from marketplace.protocol.model_card import ModelCard, card_metadata
 from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
 from marketplace.roles.audit import audit_round
-from marketplace.roles.trainer import Committed, Disputed, StepOutcome, Submitted, TrainerNode, TrainingSettings
+from marketplace.roles.trainer import (
+    Committed,
+    Disputed,
+    RevealVia,
+    StepOutcome,
+    Submitted,
+    TrainerNode,
+    TrainingSettings,
+)
 
 ETH = 10**18
 
@@ -264,6 +272,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
                 TrainingSettings(epochs=config.epochs, lr=config.lr, seed=config.seed + i),
                 group=sybil_group,
             ),
+            reveal_via=RevealVia.AGGREGATOR,  # openings handed to the aggregator's reveal batch, as `trainer run`
         )
         for i in range(n)
     ]
@@ -288,11 +297,12 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
                 progress.advance(task)
             progress.update(task, description=f"round {round_}: reveals")
             _open_reveals(owner, pid)
-            for t in trainers:  # the reveal phase is open
+            for t in trainers:  # the reveal phase is open: each publishes its opening for the aggregator
                 outcome = t.step(pid)
                 if not isinstance(outcome, Submitted | StepOutcome):
                     console.print(f"  trainer {t.address[:10]}…: {outcome}")
                 progress.advance(task)
+            _reveal_in_batch(aggregator, owner, pid, trainers, console)
             progress.update(task, description=f"round {round_}: scoring{' and proving' if config.zk else ''}")
             report = aggregator.step(pid)
             if isinstance(report, RejectionsAnnounced):
@@ -346,6 +356,36 @@ def close_disputes(market: MarketClient, pid: int) -> None:
     now = market.chain.timestamp()
     if now <= deadline:
         market.chain.increase_time(deadline - now + 1)
+
+
+def _reveal_in_batch(
+    aggregator: AggregatorNode, market: MarketClient, pid: int, trainers: list[TrainerNode], console: Console
+) -> None:
+    """The aggregator reveals the openings the trainers published in one ``revealBatch``; a trainer it did not
+    reveal (an opening it could not use) reveals itself from half the reveal period on, which the demo does not
+    wait out in real time: it moves the local chain's clock there."""
+    deadlines, period = market.round_deadlines(pid), market.get_project(pid).reveal_period
+    quarter = deadlines.reveal_opens + period // 4
+    batch = aggregator.reveal_openings(pid)
+    if batch is None and market.chain.timestamp() < quarter:  # an opening is missing: the batch waits a quarter
+        market.chain.increase_time(quarter - market.chain.timestamp())
+        batch = aggregator.reveal_openings(pid)
+    if batch is not None:
+        console.print(
+            f"  aggregator revealed {len(batch.revealed)} trainer(s) in one batch (gas {batch.gas_used:,})"
+            + (f"; left out: {', '.join(t[:10] + '…' for t in batch.missing)}" if batch.missing else "")
+        )
+    for t in trainers:  # reports the batch's reveal, or finds itself left out
+        t.step(pid)
+    round_ = market.get_project(pid).current_round
+    unrevealed = {c.trainer for c in market.commits(pid, round_)} - {r.trainer for r in market.submissions(pid, round_)}
+    if unrevealed:
+        half = deadlines.reveal_opens + period // 2
+        if market.chain.timestamp() < half:
+            market.chain.increase_time(half - market.chain.timestamp())
+        for t in trainers:
+            if t.address in unrevealed:
+                t.step(pid)
 
 
 def _open_reveals(market: MarketClient, pid: int) -> None:
