@@ -21,9 +21,10 @@ hand, e.g. TopK sorts at N = 8 for a test, gets ``gram-n{N}-k{K}-{sort}{cols}``.
 
 Keys are keyed by the SRS (:func:`srs_id`: the SHA-256 of the SRS file, or :data:`DEV_SRS`) and by
 a fingerprint of the rule (:data:`marketplace.rule.RULE_VERSION`), the circuit size and layout
-(sort and inner columns), the ezkl version and that SRS identity, so keys made with one SRS are never returned for another and a
-changed rule is rebuilt, never silently reused. A circuit is built in a temporary folder next to
-its place and moved there when complete: a reader never sees half-built keys.
+(sort and inner columns), the ezkl version and that SRS identity, so keys made with one SRS are
+never returned for another and a changed rule is rebuilt, never silently reused. A circuit is
+built in a temporary folder next to its place and moved there when complete: a reader never sees
+half-built keys.
 
 Keys must be those a deployed verifier registered: :func:`find_keys` and :func:`find_row_keys`
 look through every SRS's keys for the ones whose VKA is a given VKA.
@@ -410,12 +411,14 @@ def settings_for(
     """Writes the ezkl settings of the circuit ``onnx`` (:func:`run_args` with ``cols``, ``legs``,
     ``base``) to ``settings`` and returns them.
 
-    Without ``logrows``: the smallest logrows that holds the circuit's rows, its shuffle and
-    dynamic-lookup columns (ezkl's ``total_shuffle_col_size + total_dynamic_col_size``: TopK sorts
-    put their shuffled cells there), each with the blinding rows, and its range-check table (ezkl's
-    default sizes the table for a lookup range this circuit does not use, which made a 4-trainer
-    circuit k=17 instead of k=15: 4x the proving time and an SRS 4x as large); a circuit that needs
-    lookups keeps ezkl's choice. With ``logrows``: ezkl's settings at it.
+    Without ``logrows``: the smallest logrows (:func:`smallest_logrows`) that holds the circuit's rows
+    in its ``cols`` inner columns (ezkl's own choice can be lower, overflowing into more columns),
+    its shuffle and dynamic-lookup columns (ezkl's ``total_shuffle_col_size +
+    total_dynamic_col_size``: TopK sorts put their shuffled cells there), each with the blinding
+    rows, and its range-check table (ezkl's default sizes the table for a lookup range this circuit
+    does not use, which made a 4-trainer circuit k=17 instead of k=15: 4x the proving time and an
+    SRS 4x as large); a circuit that needs lookups keeps ezkl's choice. With ``logrows``: ezkl's
+    settings at it.
     """
     if not ezkl.gen_settings(str(onnx), str(settings), py_run_args=run_args(logrows, cols, legs, base)):
         raise RuntimeError("ezkl gen_settings failed")
@@ -423,7 +426,7 @@ def settings_for(
     if logrows is not None or out.get("required_lookups"):
         return out
     smallest = smallest_logrows(out)
-    if smallest >= out["run_args"]["logrows"]:
+    if smallest == out["run_args"]["logrows"]:
         return out
     if not ezkl.gen_settings(str(onnx), str(settings), py_run_args=run_args(smallest, cols, legs, base)):
         raise RuntimeError(f"ezkl gen_settings failed at logrows {smallest}")
