@@ -240,8 +240,10 @@ def main() -> None:
     for step, fn in ((args.one, measure), (args.setup, setup_step), (args.count, count)):
         if step:
             n, k = map(int, step.split("x"))
-            print(json.dumps(fn(args.layout, n, k)))
-            return
+            print(json.dumps(fn(args.layout, n, k)), flush=True)
+            # ezkl's threads can crash the interpreter's shutdown (PyGILState_Release) after the work is
+            # done and printed: leave without it
+            os._exit(0)
     rows = []
     for size in args.sizes:
         for layout in ("new",) if args.no_legacy else LAYOUTS:

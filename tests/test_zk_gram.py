@@ -197,7 +197,7 @@ def batcher16(tmp_path_factory: pytest.TempPathFactory) -> CircuitKeys:
     return _compile(tmp_path_factory.mktemp("batcher16"), 16, 32, "batcher", hashed=False)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(spec=SPECS)
 @example(spec=BOUNDARY[2])
 def test_sort_layouts_agree(batcher16: CircuitKeys, topk16: CircuitKeys, spec: RoundSpec) -> None:

@@ -9,6 +9,7 @@ come from its seed, so one ``@example`` serves every size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,40 +87,46 @@ def _q(v: np.ndarray) -> int:
     return int(_rescale(int(v @ v)))
 
 
-def _dist(u: np.ndarray, w: np.ndarray) -> int:
-    return _q(u) + _q(w) - 2 * int(_rescale(int(u @ w)))
-
-
 def _unit_ok(v: np.ndarray) -> bool:
     return _c(1.0 - CFG.unit_tol) <= _q(v) <= _c(1.0 + CFG.unit_tol)
 
 
-def _scan(v: np.ndarray, rng: np.random.Generator, hit: object, span: int = 400) -> np.ndarray | None:
-    """``v`` with one coordinate moved by the smallest ``|t| <= span`` for which ``hit(row)`` holds
-    (coordinates tried from the largest in magnitude), or None."""
-    for c in list(np.argsort(-np.abs(v)))[:4]:
-        for t in sorted(range(-span, span + 1), key=abs):
-            w = v.copy()
-            w[c] = np.clip(w[c] + t, -ONE, ONE)
-            if hit(w):  # type: ignore[operator]
-                return w
+def _q_rows(w: np.ndarray) -> np.ndarray:
+    return _rescale(np.einsum("ij,ij->i", w, w))
+
+
+def _first_move(v: np.ndarray, hit: Callable[[np.ndarray], np.ndarray], span: int = 400) -> np.ndarray | None:
+    """``v`` with one coordinate (of its 4 largest) moved by the smallest ``|t| <= span`` for which
+    ``hit`` holds (``hit`` maps stacked rows to a boolean per row), or None."""
+    steps = np.array(sorted(range(-span, span + 1), key=abs))
+    for c in np.argsort(-np.abs(v))[:4]:
+        w = np.repeat(v[None, :], len(steps), axis=0)
+        w[:, c] = np.clip(w[:, c] + steps, -ONE, ONE)
+        ok = np.flatnonzero(hit(w))
+        if ok.size:
+            return w[ok[0]]
     return None
 
 
 def _near(u: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:
     """A unit row at squared distance exactly ``target`` units from ``u`` (an exact copy if none is found)."""
+    lo, hi = _c(1.0 - CFG.unit_tol), _c(1.0 + CFG.unit_tol)
+
+    def hit(w: np.ndarray) -> np.ndarray:
+        q = _q_rows(w)
+        return (_q(u) + q - 2 * _rescale(w @ u) == target) & (q >= lo) & (q <= hi)
+
     for _ in range(4):
         step = rng.normal(size=u.shape[0])
-        real = u / ONE + step / np.linalg.norm(step) * np.sqrt(target / ONE)
-        w = _scan(_unit(real), rng, lambda w: _dist(u, w) == target and _unit_ok(w))
+        w = _first_move(_unit(u / ONE + step / np.linalg.norm(step) * np.sqrt(target / ONE)), hit)
         if w is not None:
             return w
     return u.copy()
 
 
-def _q_at(v: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:
+def _q_at(v: np.ndarray, target: int) -> np.ndarray:
     """``v`` scaled so that ``q`` is exactly ``target`` units (``v`` itself if none is found)."""
-    w = _scan(np.round(v * np.sqrt(target / ONE)).astype(np.int64), rng, lambda w: _q(w) == target)
+    w = _first_move(np.round(v * np.sqrt(target / ONE)).astype(np.int64), lambda w: _q_rows(w) == target)
     return v if w is None else w
 
 
@@ -155,9 +162,9 @@ def build_round(spec: RoundSpec, n: int, k: int) -> np.ndarray:
             else:
                 v = _near(u, _c(CFG.dup_dist) + delta, rng)
         elif kind == "qlo":
-            v = _q_at(honest(), _c(1.0 - CFG.unit_tol) + delta, rng)
+            v = _q_at(honest(), _c(1.0 - CFG.unit_tol) + delta)
         elif kind == "qhi":
-            v = _q_at(honest(), _c(1.0 + CFG.unit_tol) + delta, rng)
+            v = _q_at(honest(), _c(1.0 + CFG.unit_tol) + delta)
         else:  # honest, lazy, boost (log-norms set below), or a copy with nothing before it
             v = honest()
         rows[i, :k], rows[i, k], rows[i, k + 1] = v, lg, ONE
