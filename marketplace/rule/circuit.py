@@ -55,8 +55,9 @@ Layout (what ezkl lays out; each point changes rows, never a value):
 - median selection weights from two gathers and adds (``(s_j - s_{j+1}) / 2``,
   :func:`~marketplace.rule.networks.median_weights`) instead of a product with a dense
   ``(2n+2, n)`` constant. Why: the same 0, 1/2 or 1 per position, exact at scale 13.
-- the count comparisons ``[count >= m]`` only for ``m <= `` positions, the others a scale-0 zero.
-  Why: a count never exceeds the number of sorted positions, so the others are 0.
+- the count comparisons ``[count >= m]`` only for ``m`` up to the number of sorted positions (not
+  up to ``2n + 1``), the others a scale-0 zero. Why: a count never exceeds the number of sorted
+  positions, so the others are 0.
 - TopK layout only: each per-row median sorts the ``N - 1`` off-diagonal entries of its column.
   Why: the diagonal was padded with BIG to the top, and the selection reaches position
   ``(count - 1) // 2 <= N - 2`` at most. (The Batcher network needs a power of two and keeps it.)
