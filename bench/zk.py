@@ -1,11 +1,37 @@
-"""Proving cost of a round's scoring circuit: setup, witness+prove, verify (off chain), peak memory,
-proof size and on-chain verify gas, for each circuit size (N trainers x K-wide sketches).
+"""Proving cost of a round's scoring circuit, old and new layout side by side: rows, logrows, setup,
+witness+prove (wall and CPU seconds), peak memory, proof size and on-chain verify gas, for each
+circuit size (N trainers x K-wide sketches).
 
-    python -m bench.zk --sizes 8x32 16x32 16x64 [--out reports/zk.json]
+    python -m bench.zk --sizes 8x64 16x32 32x32 64x32 [--out reports/zk.json] [--no-legacy]
 
-Each size runs in its own process (peak memory is per process). Keys are cached in .cache/zk,
-so a second run measures proving only (setup is reported as cached). Target: a 16-trainer
-round proves in under 30 s and 4 GB on a 2-core machine.
+``new`` is the production circuit (:class:`marketplace.rule.circuit.GramCircuit` in its size's
+layout, :data:`marketplace.rule.circuit.CIRCUIT_LAYOUTS`; keys from
+:func:`marketplace.adapters.ezkl.keys.setup`, cached in ``.cache/zk``); ``old`` is the circuit before
+issue 16 (``research/zk_speed/legacy.py``, 2 inner columns, built the same way, keys cached in
+``.cache/zk/legacy/``). The old 64 x 32 needs logrows 20: only its rows and logrows are shown.
+Setup runs in its own process, then proving in another (peak RSS is per process: the proving
+figure is proving's own). A cached setup is reported as cached. The 1-minute load average is
+printed beside every proof, and CPU seconds (user + system of the proving process, all threads),
+which move less than wall time on a shared machine. Targets (issue 16): N = 16 in <= 15 s and
+2 GB, N = 32 in <= 30 s and 3 GB, N = 64 in <= 90 s and 8 GB.
+
+Measured 2026-11-29, ezkl 23.0.5, 2 cores shared with other sessions. "quiet": started at a
+1-minute load below 0.7; otherwise load 2-10 with one core busy elsewhere (wall about CPU). prove =
+wall s / CPU s:
+
+    size   layout              k   rows      setup   prove quiet     prove loaded     peak RSS  proof    verify gas
+    8x64   old Batcher         15   21,994    83 s                   37.2 / 21.6 s    1.25 GB  6,240 B  1,348,199
+    8x64   new Batcher 2 cols  15   21,994    77 s   17.4 / 21.3 s   15.3 / 21.5 s    1.26 GB  6,240 B  1,349,019
+    16x32  old Batcher         16   33,125   136 s                   92.7 / 41.2 s    2.23 GB  6,240 B  1,395,282
+    16x32  new Batcher 2 cols  15   25,618    57 s   12.3 / 22.2 s   21.3 / 21.1 s    1.26 GB  6,240 B  1,395,224
+    32x32  old Batcher         17  128,653  ~240 s                  148.4 / 84.5 s    4.17 GB  6,240 B  1,487,937
+    32x32  new TopK 2 cols     16   53,717   148 s   29.3 / 53.3 s   51.3 / 50.9 s    2.58 GB  7,328 B  1,628,245
+    64x32  old Batcher         20  564,221   (rows only)
+    64x32  new TopK 3 cols     17  124,374   271 s   75.5 / 139.2 s  124.7 / 136.1 s  6.19 GB  9,664 B  2,159,131
+
+Every proof verified on anvil and its outputs equalled ``gram_rule_int``. Issue 16's targets are met
+in the quiet runs (32x32 with 0.7 s to spare) and for memory everywhere; a loaded machine misses
+the time targets (the prover gets one core).
 """
 
 from __future__ import annotations
@@ -14,41 +40,143 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+LAYOUTS = ("new", "old")
 
-def measure(n: int, k: int) -> dict[str, object]:
-    """One size, in this process."""
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _peak_gb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
+def _legacy_keys(n: int, k: int, *, build: bool) -> Any:
+    """The old circuit's keys (``.cache/zk/legacy/gram-n{n}-k{k}``), built if ``build`` and missing or
+    stale (stamped with the SHA-256 of ``research/zk_speed/legacy.py`` and the ezkl version)."""
+    import ezkl
+
+    from marketplace.adapters.ezkl.keys import (
+        CircuitKeys,
+        cache_dir,
+        compile_circuit,
+        evm_artifacts,
+        export_onnx,
+        generate_keys,
+        settings_for,
+        sha256_file,
+    )
+    from research.zk_speed import legacy
+
+    keys = CircuitKeys(n, k, cache_dir() / "legacy" / f"gram-n{n}-k{k}")
+    stamp = f"{sha256_file(Path(legacy.__file__))}/{ezkl.__version__}"
+    stamp_file = keys.root / "fingerprint"
+    if stamp_file.is_file() and stamp_file.read_text() == stamp and keys.vka.is_file():
+        return keys
+    if not build:
+        raise RuntimeError(f"no legacy keys for {n}x{k}: run the setup step first")
+    if keys.root.exists():
+        shutil.rmtree(keys.root)
+    keys.root.mkdir(parents=True)
+    circuit = legacy.GramCircuit(n, k)
+    export_onnx(circuit, n, k + 2, keys.onnx, tag_width=circuit.tag_width)
+    settings_for(keys.onnx, keys.settings)
+    compile_circuit(keys.onnx, keys.compiled, keys.settings)
+    generate_keys(keys)
+    evm_artifacts(keys)
+    stamp_file.write_text(stamp)
+    return keys
+
+
+def _keys(layout: str, n: int, k: int, *, build: bool) -> Any:
+    from marketplace.adapters.ezkl.keys import cached_keys, setup
+
+    if layout == "old":
+        return _legacy_keys(n, k, build=build)
+    if build:
+        return setup(n, k)
+    found = cached_keys(n, k)
+    if not found:
+        raise RuntimeError(f"no keys for {n}x{k}: run the setup step first")
+    return found[0]
+
+
+def count(layout: str, n: int, k: int) -> dict[str, object]:
+    """Rows and logrows only (ONNX export and ezkl's settings; no keys)."""
+    import tempfile
+
+    from marketplace.adapters.ezkl.keys import export_onnx, settings_for, smallest_logrows
+    from marketplace.rule.circuit import GramCircuit, layout_for
+    from research.zk_speed import legacy
+
+    lay = layout_for(n)
+    circuit = legacy.GramCircuit(n, k) if layout == "old" else GramCircuit(n, k, sort=lay.sort)
+    cols = 2 if layout == "old" else lay.cols
+    with tempfile.TemporaryDirectory(prefix="bench-zk-") as tmp:
+        onnx, settings = Path(tmp) / "net.onnx", Path(tmp) / "settings.json"
+        export_onnx(circuit, n, k + 2, onnx, tag_width=GramCircuit.tag_width)
+        out = settings_for(onnx, settings, cols=cols)
+    # logrows: what the rows need (ezkl itself would stay lower and overflow into more columns)
+    return {"layout": layout, "n": n, "k": k, "sort": "batcher" if layout == "old" else lay.sort, "cols": cols,
+            "rows": int(out["num_rows"]), "logrows": smallest_logrows(out)}  # fmt: skip
+
+
+def setup_step(layout: str, n: int, k: int) -> dict[str, object]:
+    """Keys of one circuit, in this process: setup seconds (``cached`` if they were there) and peak RSS."""
+    from marketplace.adapters.ezkl.keys import cached_keys
+
+    cached = bool(cached_keys(n, k)) if layout == "new" else _is_cached_legacy(n, k)
+    t0 = time.perf_counter()
+    _keys(layout, n, k, build=True)
+    return {"setup_s": "cached" if cached else round(time.perf_counter() - t0, 1),
+            "setup_peak_rss_gb": None if cached else _peak_gb()}  # fmt: skip
+
+
+def _is_cached_legacy(n: int, k: int) -> bool:
+    try:
+        _legacy_keys(n, k, build=False)
+    except RuntimeError:
+        return False
+    return True
+
+
+def measure(layout: str, n: int, k: int) -> dict[str, object]:
+    """Prove one round with cached keys, in this process, and verify it on anvil."""
     import ezkl
 
     from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
     from marketplace.adapters.chain.client import ChainClient
     from marketplace.adapters.ezkl.evm import deploy_halo2_verifier, deploy_round_verifier
-    from marketplace.adapters.ezkl.keys import setup
     from marketplace.adapters.ezkl.prover import prove_rows
-    from marketplace.protocol.commitment import commit_update
+    from marketplace.protocol.commitment import commit_update, quantize
     from marketplace.protocol.round_tag import round_tag
     from marketplace.roles.verify import gas_to_succeed
+    from marketplace.rule.gram import gram_rule_int
 
-    t0 = time.perf_counter()
-    keys = setup(n, k)
-    setup_s = time.perf_counter() - t0
+    keys = _keys(layout, n, k, build=False)
     rng = np.random.default_rng(0)
     base = rng.normal(size=5_000)
     rows = np.array([commit_update(base + rng.normal(size=5_000) * 0.6, 1, k)[0] for _ in range(n)])
     rows[-1, :k] *= -1  # one sign-flipped update
-    load = os.getloadavg()[0]
-    t1 = time.perf_counter()
     tag = round_tag(31337, "0x" + "00" * 19 + "01", 1, 0)  # any tag: the adapter is called directly
+    load = os.getloadavg()[0]
+    t1, c1 = time.perf_counter(), _cpu()
     proof = prove_rows(keys, rows, tag)
-    prove_s = time.perf_counter() - t1
+    prove_s, prove_cpu = time.perf_counter() - t1, _cpu() - c1
+    peak = _peak_gb()
+    ref = gram_rule_int(quantize(rows))
     with AnvilNode() as node:
         chain = ChainClient(node.url, dev_accounts(1)[0])
         halo2 = deploy_halo2_verifier(chain, keys)
@@ -60,50 +188,90 @@ def measure(n: int, k: int) -> dict[str, object]:
         gas = gas_to_succeed(chain, call)
     settings = json.loads(keys.settings.read_text())
     return {
+        "layout": layout,
         "n": n,
         "k": k,
+        "sort": "batcher" if layout == "old" else _layout(n).sort,
+        "cols": int(settings["run_args"]["num_inner_cols"]),
         "logrows": keys.logrows,
         "rows": settings["num_rows"],
-        "setup_s": round(setup_s, 1),
         "prove_s": round(prove_s, 1),
+        "prove_cpu_s": round(prove_cpu, 1),
         "load": round(load, 2),
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "peak_rss_gb": peak,
         "pk_gb": round(keys.pk.stat().st_size / 2**30, 2),
         "proof_bytes": len(proof.proof),
         "verify_gas": gas,
         "valid_on_chain": valid,
+        "exact": proof.flags == ref.flags.tolist() and proof.scores == ref.scores.tolist(),
         "flagged": sum(proof.flags),
         "ezkl": ezkl.__version__,
     }
 
 
+def _layout(n: int) -> Any:
+    from marketplace.rule.circuit import layout_for
+
+    return layout_for(n)
+
+
+def _run(*args: str) -> dict[str, object] | None:
+    """``python -m bench.zk <args>`` in its own process; its last JSON line, or None (failure printed)."""
+    out = subprocess.run([sys.executable, "-m", "bench.zk", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"{' '.join(args)}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run_size(layout: str, size: str) -> dict[str, object] | None:
+    """One layout at one size: rows only for the old 64-slot circuit (logrows 20), else setup then prove."""
+    n, _ = map(int, size.split("x"))
+    if layout == "old" and n >= 64:
+        return _run("--count", size, "--layout", layout)
+    built = _run("--setup", size, "--layout", layout)
+    if built is None:
+        return None
+    proved = _run("--one", size, "--layout", layout)
+    return None if proved is None else {**proved, **built}
+
+
+COLUMNS = ["layout", "n", "k", "sort", "cols", "logrows", "rows", "setup_s", "setup_peak_rss_gb", "prove_s",
+           "prove_cpu_s", "load", "peak_rss_gb", "pk_gb", "proof_bytes", "verify_gas", "valid_on_chain",
+           "exact"]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["8x32", "16x32", "16x64"], help="NxK circuit sizes")
+    parser.add_argument("--sizes", nargs="+", default=["8x64", "16x32", "32x32", "64x32"], help="NxK circuit sizes")
     parser.add_argument("--out", type=Path, default=Path("reports/zk.json"))
+    parser.add_argument("--no-legacy", action="store_true", help="the new circuit only")
+    parser.add_argument("--layout", choices=LAYOUTS, default="new", help=argparse.SUPPRESS)
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--setup", help=argparse.SUPPRESS)
+    parser.add_argument("--count", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:
-        n, k = map(int, args.one.split("x"))
-        print(json.dumps(measure(n, k)))
-        return
+    for step, fn in ((args.one, measure), (args.setup, setup_step), (args.count, count)):
+        if step:
+            n, k = map(int, step.split("x"))
+            print(json.dumps(fn(args.layout, n, k)), flush=True)
+            # ezkl's threads can crash the interpreter's shutdown (PyGILState_Release) after the work is
+            # done and printed: leave without it
+            os._exit(0)
     rows = []
     for size in args.sizes:
-        out = subprocess.run([sys.executable, "-m", "bench.zk", "--one", size], capture_output=True, text=True)
-        if out.returncode != 0:
-            print(f"{size}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-            continue
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    table = Table(title="Round proofs (ezkl, reusable verifier; setup is once per circuit and cached)")
-    cols = ["n", "k", "logrows", "rows", "setup_s", "prove_s", "load", "peak_rss_gb", "pk_gb", "proof_bytes",
-            "verify_gas", "valid_on_chain"]  # fmt: skip
-    for c in cols:
+        for layout in ("new",) if args.no_legacy else LAYOUTS:
+            got = run_size(layout, size)
+            if got is not None:
+                rows.append(got)
+                print(json.dumps(got), flush=True)
+    table = Table(title="Round proofs, new and old layout (ezkl, reusable verifier; setup once per circuit, cached)")
+    for c in COLUMNS:
         table.add_column(c, justify="right")
     for r in rows:
-        table.add_row(
-            *(f"{r[c]:,}" if isinstance(r[c], int) and not isinstance(r[c], bool) else str(r[c]) for c in cols)
-        )
-    Console(width=160).print(table)
+        cells = [r.get(c, "") for c in COLUMNS]
+        table.add_row(*(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in cells))
+    Console(width=220).print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
 

@@ -89,7 +89,7 @@ def test_size_options_are_checked_before_anything(local: CliRunner) -> None:
     assert "--sketch 64 contradicts --size 4x32" in run(
         local, "zk", "setup", "--size", "4x32", "--sketch", "64", code=1
     )
-    assert "no circuit for 40 trainers" in run(local, "zk", "deploy", "--max-trainers", "40", code=1)
+    assert "no circuit for 65 trainers (at most 64)" in run(local, "zk", "deploy", "--max-trainers", "65", code=1)
     assert _verifiers("local") == []
 
 

@@ -1,9 +1,15 @@
-"""The Gram circuit: the paying scorer's integer rule equals ezkl's witness; commitments; worst-case
-inputs; the round tag passes through unchanged and hashed.
+"""The Gram circuit: the paying scorer's integer rule equals ezkl's witness, at every offered size and
+in both sort layouts; commitments; worst-case inputs; the round tag passes through unchanged and
+hashed.
 
-Builds the N=8, K=64 circuit exactly as production does (:mod:`marketplace.adapters.ezkl.keys`:
-the same ONNX export, settings and compile; a few seconds, no keys). Proving: ``tests/test_zk_onchain.py``
-and ``python -m bench.zk``.
+Builds the production circuit of each size exactly as production does (:mod:`marketplace.adapters.ezkl.keys`:
+its layout from :func:`marketplace.rule.circuit.layout_for`, the same ONNX export, settings and
+compile; seconds, no keys): 8x64, 16x32 and 32x32 here, 64x32 ``heavy``. The property test draws
+adversarial rounds (``tests/zk_rounds.py``: absent slots, zero sketches, exact and near copies at
+the duplicate distance +-1 unit, sign flips, log-norms at the lazy/boost thresholds +-1 unit,
+non-unit rows at ``q = 1 +- tol`` +-1 unit, ties, 0-3 valid slots) and checks that the witness's
+flags and scores are :func:`marketplace.rule.gram.gram_rule_int`'s, bit for bit. Proving:
+``tests/test_zk_onchain.py`` and ``python -m bench.zk``.
 """
 
 from __future__ import annotations
@@ -13,10 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, example, given, settings
 
 ezkl = pytest.importorskip("ezkl")
 
-from marketplace.adapters.ezkl.keys import CircuitKeys, compile_circuit, export_onnx, settings_for  # noqa: E402
+from marketplace.adapters.ezkl.keys import (  # noqa: E402
+    CircuitKeys,
+    compile_circuit,
+    export_onnx,
+    run_args,
+    settings_for,
+)
 from marketplace.protocol.commitment import (  # noqa: E402
     commit_update,
     commitment_bytes,
@@ -25,27 +38,53 @@ from marketplace.protocol.commitment import (  # noqa: E402
     row_commitment,
 )
 from marketplace.protocol.round_tag import round_tag, tag_chunks, tag_input  # noqa: E402
-from marketplace.rule.circuit import GramCircuit  # noqa: E402
-from marketplace.rule.gram import gram_rule_int  # noqa: E402
+from marketplace.rule.circuit import GramCircuit, Sort, layout_for  # noqa: E402
+from marketplace.rule.gram import GramConfig, gram_rule_int  # noqa: E402
+from tests.zk_rounds import ONE, SPECS, RoundSpec, build_round, worst_rows  # noqa: E402
 
 N, K = 8, 64
 R = 21888242871839275222246405745257275088548364400416034343698204186575808495617  # BN254 scalar field
+#: The production sizes checked here (64 x 32: heavy, its compile and witnesses take minutes).
+SIZES = [(8, 64), (16, 32), (32, 32), pytest.param((64, 32), marks=pytest.mark.heavy, id="64x32")]
+
+
+def _compile(
+    root: Path, n: int, k: int, sort: Sort, cfg: GramConfig | None = None, cols: int = 2, *, hashed: bool = True
+) -> CircuitKeys:
+    """The circuit compiled as :func:`marketplace.adapters.ezkl.keys.setup` does (no keys). Without
+    ``hashed`` the inputs are private: the same layout and logrows, and a witness without the Poseidon
+    hashing of the inputs (2.4x faster at 32 x 32; the hashes are checked on hashed circuits)."""
+    p = CircuitKeys(n, k, root)
+    export_onnx(GramCircuit(n, k, cfg, sort=sort), n, k + 2, p.onnx, tag_width=GramCircuit.tag_width)
+    settings = settings_for(p.onnx, p.settings, cols=cols)
+    if not hashed:
+        args = run_args(int(settings["run_args"]["logrows"]), cols)
+        args.input_visibility = "private"
+        assert ezkl.gen_settings(str(p.onnx), str(p.settings), py_run_args=args)
+    compile_circuit(p.onnx, p.compiled, p.settings)
+    return p
+
+
+@pytest.fixture(scope="module", params=SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+def production(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> CircuitKeys:
+    """The production circuit of one size (its layout's sort and inner columns), private inputs."""
+    n, k = request.param
+    layout = layout_for(n)
+    return _compile(tmp_path_factory.mktemp(f"gram{n}x{k}"), n, k, layout.sort, cols=layout.cols, hashed=False)
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> CircuitKeys:
-    p = CircuitKeys(N, K, Path(tmp_path_factory.mktemp("gram8")))
-    export_onnx(GramCircuit(N, K), N, K + 2, p.onnx, tag_width=GramCircuit.tag_width)
-    settings_for(p.onnx, p.settings)
-    compile_circuit(p.onnx, p.compiled, p.settings)
-    return p
+    """The production 8 x 64 circuit."""
+    return _compile(tmp_path_factory.mktemp("gram8"), N, K, layout_for(N).sort)
 
 
 TAG = round_tag(31337, "0x" + "12" * 20, 1, 0)
 
 
 def _witness(p: CircuitKeys, rows: np.ndarray, tag: bytes = TAG) -> tuple[list[int], list[int], list[str]]:
-    """(flags, scores, Poseidon hashes of the rows) of ezkl's witness; checks the tag's pass-through."""
+    """(flags, scores, Poseidon hashes of the rows: none for private inputs) of ezkl's witness; checks
+    the tag's pass-through."""
     data = [[float(v) for v in row] for row in rows] + [tag_input(tag)]
     (p.root / "in.json").write_text(json.dumps({"input_data": data}))
     ezkl.gen_witness(str(p.root / "in.json"), str(p.compiled), str(p.root / "w.json"))
@@ -53,9 +92,21 @@ def _witness(p: CircuitKeys, rows: np.ndarray, tag: bytes = TAG) -> tuple[list[i
     flags = [ezkl.felt_to_int(v) for v in w["outputs"][0]]
     scores = [ezkl.felt_to_int(v) for v in w["outputs"][1]]
     assert [ezkl.felt_to_int(v) for v in w["outputs"][2]] == tag_chunks(tag)  # the tag output is the tag
-    hashes = w["processed_inputs"]["poseidon_hash"]
-    assert len(hashes) == N + 1  # one per row, then the tag's
-    return flags, scores, hashes[:N]
+    hashes = (w.get("processed_inputs") or {}).get("poseidon_hash")
+    if not hashes:  # private inputs
+        return flags, scores, []
+    assert len(hashes) == p.n + 1  # one per row, then the tag's
+    return flags, scores, hashes[: p.n]
+
+
+def _matches(p: CircuitKeys, rows_q: np.ndarray, cfg: GramConfig | None = None) -> tuple[list[int], list[int]]:
+    """The witness's (flags, scores) for the integer rows ``rows_q`` (scale 2**13), asserted equal to
+    :func:`gram_rule_int`'s."""
+    flags, scores, _ = _witness(p, rows_q / ONE)
+    ref = gram_rule_int(rows_q, cfg)
+    assert flags == ref.flags.astype(int).tolist()
+    assert scores == ref.scores.tolist()
+    return flags, scores
 
 
 def _random_round(rng: np.random.Generator, kind: int) -> np.ndarray:
@@ -89,20 +140,86 @@ def test_reference_equals_witness(compiled: CircuitKeys) -> None:
             assert hashes == [row_commitment(r) for r in rows]
 
 
-def test_worst_case_rows_inside_the_box_have_a_witness(compiled: CircuitKeys) -> None:
+def test_worst_case_rows_inside_the_box_have_a_witness(production: CircuitKeys) -> None:
     """Entries at +-1 (norm^2 = K), log-norms at +-32, all-equal rows: witness generation succeeds
     and the reference still matches, so no in-box commitment can block proving."""
-    rows = np.zeros((N, K + 2))
-    rows[:, :K] = 1.0
-    rows[1, :K] = -1.0
-    rows[2, : K // 2] = -1.0
-    rows[:, K] = [32, -32, 32, -32, 0, 0, 32, -32]
-    rows[:, K + 1] = 1.0
-    rows[3, :K] = 0.0
-    flags, scores, _ = _witness(compiled, rows)
-    ref = gram_rule_int(quantize(rows))
-    assert flags == ref.flags.astype(int).tolist() and scores == ref.scores.tolist()
-    assert all(flags[i] == 1 for i in range(N))  # none of them is a unit vector
+    flags, _ = _matches(production, worst_rows(production.n, production.k))
+    assert all(flags)  # none of them is a unit vector
+
+
+#: Boundary rounds of the property test, whatever the size (kinds repeat over the slots).
+BOUNDARY = [
+    RoundSpec(1, ("absent",)),  # nobody
+    RoundSpec(2, ("zero",)),  # only zero sketches: present, none valid
+    RoundSpec(3, ("honest", "copy")),  # exact copies: ties in every sorted column, every later copy a duplicate
+    RoundSpec(4, ("honest", "honest", "near-1", "near", "near+1")),  # at the duplicate distance and 1 unit off
+    RoundSpec(5, ("honest", "honest", "flip")),  # sign flips
+    RoundSpec(6, ("honest", "lazy-1", "lazy", "lazy+1", "honest")),  # at the lazy threshold and 1 unit off
+    RoundSpec(7, ("honest", "boost-1", "boost", "boost+1", "honest")),  # at the boost threshold and 1 unit off
+    RoundSpec(8, ("honest", "qlo-1", "qlo", "qlo+1", "qhi-1", "qhi", "qhi+1")),  # q at 1 -+ tol and 1 unit off
+    RoundSpec(9, ("honest", "worst", "zero", "absent")),
+    *(RoundSpec(10 + c, ("honest", "near", "flip", "lazy", "boost"), valid_cap=c) for c in range(4)),  # 0-3 valid
+]
+
+
+def _with_examples(test):  # type: ignore[no-untyped-def]
+    for spec in BOUNDARY:
+        test = example(spec=spec)(test)
+    return test
+
+
+PROPERTY = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,
+)
+
+
+@PROPERTY
+@given(spec=SPECS)
+@_with_examples
+def test_reference_equals_witness_property(production: CircuitKeys, spec: RoundSpec) -> None:
+    """Adversarial rounds (module doc), 100 per size plus the boundary rounds: the witness's flags and
+    scores are the integer rule's."""
+    _matches(production, build_round(spec, production.n, production.k))
+
+
+@pytest.fixture(scope="module")
+def topk16(tmp_path_factory: pytest.TempPathFactory) -> CircuitKeys:
+    """The 16 x 32 circuit with TopK sorts (production sorts it with the Batcher network)."""
+    assert layout_for(16).sort == "batcher"
+    return _compile(tmp_path_factory.mktemp("topk16"), 16, 32, "topk", hashed=False)
+
+
+@pytest.fixture(scope="module")
+def batcher16(tmp_path_factory: pytest.TempPathFactory) -> CircuitKeys:
+    return _compile(tmp_path_factory.mktemp("batcher16"), 16, 32, "batcher", hashed=False)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(spec=SPECS)
+@example(spec=BOUNDARY[2])
+def test_sort_layouts_agree(batcher16: CircuitKeys, topk16: CircuitKeys, spec: RoundSpec) -> None:
+    """Batcher networks and ezkl's TopK give the same witness outputs (and both the integer rule's)."""
+    rows = build_round(spec, 16, 32)
+    assert _matches(batcher16, rows) == _matches(topk16, rows)
+
+
+@pytest.mark.parametrize("sort", ["batcher", "topk"])
+def test_every_copy_is_flagged_when_earliest_wins_is_off(sort: Sort, tmp_path: Path) -> None:
+    """``earliest_wins=False``: every member of a group of near copies is a duplicate (both triangles of
+    the pairs), as in the integer rule; the default keeps the earliest."""
+    cfg = GramConfig(earliest_wins=False)
+    p = _compile(tmp_path, 8, 32, sort, cfg, hashed=False)
+    spec = RoundSpec(21, ("honest", "copy", "honest", "near", "flip", "honest"))
+    rows = build_round(spec, 8, 32)
+    flags, _ = _matches(p, rows, cfg)
+    copies = gram_rule_int(rows, cfg).stats["dup"]
+    assert copies.sum() >= 2 and all(flags[i] for i in np.flatnonzero(copies))
+    assert copies.sum() > gram_rule_int(rows).stats["dup"].sum()  # the earliest copies too
+    for seed in range(8):
+        _matches(p, build_round(RoundSpec(100 + seed, ("honest", "copy", "near", "near+1", "honest")), 8, 32), cfg)
 
 
 def test_the_tag_passes_through_and_changes_nothing_else(compiled: CircuitKeys) -> None:

@@ -4,7 +4,9 @@ market, project and round (issue 12 item 3: another project's sybils with the vi
 in the same order cannot use, nor use up, the victim's proof).
 
 One small circuit (4 trainer slots, 32-wide sketches) is set up once and cached under
-``.cache/zk``; each proof takes ~20 s on 2 cores. Development SRS (gen_srs): test only."""
+``.cache/zk``; each proof takes ~20 s on 2 cores. Development SRS (gen_srs): test only. ``heavy``:
+one proof of the TopK layout (the sort the circuits of 32 and 64 slots use: a shuffle argument in
+the EVM verifier) at 8 x 32, about a minute plus its setup."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from marketplace.protocol import round_tag as tags
 from marketplace.protocol.commitment import commit_update, commitment_bytes, quantize
 from marketplace.protocol.ordering import in_arrival_order
 from marketplace.round.prove import EzklProver, prover_for, round_tag
+from marketplace.rule.circuit import CircuitLayout
 from marketplace.rule.gram import gram_rule_int
 from tests.market_fixtures import Actors, commit, reveal_update, reverts
 
@@ -191,3 +194,34 @@ def test_a_proof_is_bound_to_its_chain_market_project_and_round(actors: Actors, 
     with reverts("InvalidProof"):
         actors.aggregator.finalize_round(victim, 1, victims)
     assert attacker.get_project(copycat).current_round == 0
+
+
+@pytest.mark.heavy
+def test_a_topk_layout_proof_verifies_on_chain(actors: Actors) -> None:
+    """The TopK layout (ezkl's sort: a prover-supplied column pinned by a shuffle argument and
+    neighbour comparisons, used from 32 slots on) proves a round with an absent slot, a sign-flipper and
+    a later copy at 8 x 32: its outputs are the integer rule's, the reusable verifier accepts it
+    through the adapter, and a changed score or flag is refused."""
+    keys = setup(8, 32, layout=CircuitLayout(32, "topk", 2))
+    assert keys.root.name == "gram-n8-k32-topk2"  # not the production 8-slot layout's keys
+    updates = _updates(5, 8)  # the last one flipped
+    updates[4] = updates[2]  # a later copy
+    rows = np.array([commit_update(u, 3, 32)[0] for u in updates])
+    rows[6] = 0.0  # an absent slot
+    tag = tags.round_tag(31337, "0x" + "00" * 19 + "01", 1, 0)  # any tag: the adapter is called directly
+    proof = prove_rows(keys, rows, tag)
+    reference = gram_rule_int(quantize(rows))
+    assert proof.flags == reference.flags.tolist() and proof.scores == reference.scores.tolist()
+    assert proof.flags[7] and proof.flags[4] and not proof.flags[6] and proof.scores[6] == 0
+
+    chain = actors.admin.chain
+    halo2 = deploy_halo2_verifier(chain, keys)
+    adapter = deploy_round_verifier(chain, keys, halo2.address)
+    hashes = [h.to_bytes(32, "big") for h in proof.hashes]
+
+    def verifies(scores: list[int], flags: list[bool]) -> bool:
+        return bool(chain.call(adapter.functions.verifyRound(tag, hashes, scores, flags, proof.proof)))
+
+    assert verifies(proof.scores, proof.flags)
+    assert not verifies([proof.scores[0] + 1, *proof.scores[1:]], proof.flags)
+    assert not verifies(proof.scores, [False] * 8)

@@ -2,7 +2,9 @@
 
 - :mod:`~marketplace.rule.gram`: the rule's constants (:class:`~marketplace.rule.gram.GramConfig`),
   its real-arithmetic form and its exact integer form (what pays, bit for bit the circuit's outputs);
-- :mod:`~marketplace.rule.circuit` and :mod:`~marketplace.rule.networks`: the circuit ezkl proves;
+- :mod:`~marketplace.rule.circuit` and :mod:`~marketplace.rule.networks`: the circuit ezkl proves,
+  and its layout per size (``CIRCUIT_LAYOUTS``: sort and inner columns; it changes rows, never a
+  value, and lives here so that the fingerprint covers it);
 - :mod:`~marketplace.rule.strategy`, :mod:`~marketplace.rule.scorer`, :mod:`~marketplace.rule.aggregate`:
   the rule as a round scorer (flag -> score -> aggregate the paid updates).
 

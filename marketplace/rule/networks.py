@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+import torch
 
 
 def batcher_layers(n: int) -> tuple[tuple[tuple[int, int], ...], ...]:
@@ -25,17 +25,30 @@ def batcher_layers(n: int) -> tuple[tuple[tuple[int, int], ...], ...]:
     return tuple(layers)
 
 
-def median_weights(n: int) -> np.ndarray:
-    """(2n+2, n) matrix W with ``t @ W`` the median-selection weights.
+def median_gathers(n: int) -> tuple[list[int], list[int]]:
+    """The two gathers of :func:`median_weights` for ``n`` sorted positions: indices into
+    ``[t_0 .. t_n, 0]`` (n + 2 values) of ``t_{2j}`` and ``t_{2j+1}`` for ``j = 0..n``, the index
+    ``n + 1`` (the appended zero) wherever ``2j`` or ``2j + 1`` exceeds ``n``."""
+    even = [min(2 * j, n + 1) for j in range(n + 1)]
+    odd = [min(2 * j + 1, n + 1) for j in range(n + 1)]
+    return even, odd
 
-    ``t_m = [count >= m]`` for ``m = 0..2n+1``; with ``lo = (count-1)//2`` and ``hi = count//2``
-    the weight of sorted position ``j`` is ``([j == lo] + [j == hi]) / 2``, and
-    ``[j == lo] = t_{2j+1} - t_{2j+3}``, ``[j == hi] = t_{2j} - t_{2j+2}``.
+
+def median_weights(t: torch.Tensor, zero: torch.Tensor, gathers: tuple[list[int], list[int]]) -> torch.Tensor:
+    """The median-selection weights (1, n) of ``n`` ascending sorted positions, ``gathers`` being
+    :func:`median_gathers(n) <median_gathers>`.
+
+    Specification: ``t_m = [count >= m]``; with ``lo = (count-1)//2`` and ``hi = count//2`` the
+    weight of sorted position ``j`` is ``([j == lo] + [j == hi]) / 2``, and
+    ``[j == lo] = t_{2j+1} - t_{2j+3}``, ``[j == hi] = t_{2j} - t_{2j+2}``; so the weight is
+    ``(s_j - s_{j+1}) / 2`` with ``s_j = t_{2j} + t_{2j+1}`` (two gathers and adds, no constant
+    matrix). ``t`` (1, n + 1) holds ``t_0 .. t_n`` at scale 0; ``t_m`` for ``m > n`` is 0 (a count of
+    ``n`` positions never exceeds ``n``) and is taken from ``zero`` (1, 1), a 0 at scale 0 (a float
+    constant 0 would lift the weights to the next scale and force a rescale). The weights of a count
+    of 0 are all 0.
     """
-    w = np.zeros((2 * n + 2, n))
-    for j in range(n):
-        w[2 * j + 1, j] += 0.5
-        w[2 * j + 3, j] -= 0.5
-        w[2 * j, j] += 0.5
-        w[2 * j + 2, j] -= 0.5
-    return w
+    n = t.shape[1] - 1
+    even, odd = gathers
+    tz = torch.cat([t, zero], dim=1)  # (1, n + 2)
+    s = tz[:, even] + tz[:, odd]  # (1, n + 1)
+    return (s[:, :n] - s[:, 1:]) * 0.5

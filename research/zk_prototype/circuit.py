@@ -38,7 +38,8 @@ from torch import nn
 
 from marketplace.protocol.commitment import quantize, snap
 from marketplace.protocol.constants import SCALE
-from marketplace.rule.networks import batcher_layers, median_weights
+from marketplace.rule.networks import batcher_layers
+from research.zk_speed.legacy import median_weights  # the dense (2n+2, n) form the old circuit used
 
 
 @dataclass(frozen=True)

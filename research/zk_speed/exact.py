@@ -26,18 +26,26 @@ from torch import nn
 from marketplace.adapters.ezkl.keys import CircuitKeys, compile_circuit, export_onnx, settings_for
 from marketplace.protocol.commitment import committed_rows, quantize
 from marketplace.protocol.round_tag import round_tag, tag_input
-from marketplace.rule.circuit import GramCircuit
+from marketplace.rule.circuit import GramCircuit, layout_for
 from marketplace.rule.gram import gram_rule_int
-from research.zk_speed.variants import GramFast, GramLean, GramTopK, GramTri
+from research.zk_speed.legacy import GramCircuit as LegacyCircuit
+from research.zk_speed.variants import GramFast, GramLean, GramTopK
+
+
+def _production(n: int, k: int) -> nn.Module:
+    """The production circuit of ``n`` slots, with its size's sort (:func:`marketplace.rule.circuit.layout_for`)."""
+    return GramCircuit(n, k, sort=layout_for(n).sort)
+
 
 VARIANTS: dict[str, Callable[[int, int], nn.Module]] = {
-    "live": GramCircuit,
+    "legacy": LegacyCircuit,  # the circuit before issue 16
     "topk": GramTopK,
     "fast": GramFast,
     "lean": GramLean,
-    "tri": GramTri,
-    "tri4": partial(GramTri, leaf=4),  # blocks of 4: exercises the block Gram at N = 8
-    "tri-batcher": partial(GramTri, batcher=True),  # no shuffles: for Poseidon-bound sizes
+    "tri": partial(GramCircuit, sort="topk"),  # the production circuit with TopK sorts (design: GramTri)
+    "tri4": partial(GramCircuit, sort="topk", leaf=4),  # blocks of 4: exercises the block Gram at N = 8
+    "tri-batcher": partial(GramCircuit, sort="batcher"),  # no shuffles: for Poseidon-bound sizes
+    "production": _production,  # the layout of the size (CIRCUIT_LAYOUTS)
 }
 TAG = round_tag(31337, "0x" + "12" * 20, 1, 0)
 

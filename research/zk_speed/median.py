@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from marketplace.adapters.ezkl.keys import compile_circuit, run_args
-from marketplace.rule.networks import batcher_layers, median_weights
+from marketplace.rule.networks import batcher_layers
+from research.zk_speed.legacy import median_weights  # the dense (2n+2, n) form the old circuit used
 
 BIG = 4.0
 

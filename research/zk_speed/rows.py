@@ -23,10 +23,7 @@ from pathlib import Path
 import ezkl
 from torch import nn
 
-from marketplace.adapters.ezkl.keys import export_onnx, run_args
-
-#: Rows Halo2 reserves for blinding (ezkl's RESERVED_BLINDING_ROWS is about this; settings_for adds 64).
-BLINDING = 64
+from marketplace.adapters.ezkl.keys import export_onnx, run_args, smallest_logrows
 
 
 @dataclass(frozen=True)
@@ -41,8 +38,8 @@ class RowCount:
     shuffles: int
     shuffle_cells: int
     logrows: int
-    """The smallest logrows that holds the rows (plus blinding) and the range-check table: the
-    formula of :func:`~marketplace.adapters.ezkl.keys.settings_for`, applied whatever ezkl chose."""
+    """The smallest logrows that holds the rows, the shuffle columns (plus blinding) and the
+    range-check table: :func:`~marketplace.adapters.ezkl.keys.smallest_logrows`, whatever ezkl chose."""
     range_checks: list[list[int]] = field(default_factory=list)
 
 
@@ -58,9 +55,7 @@ def _count(
         raise RuntimeError("ezkl gen_settings failed")
     out = json.loads(settings.read_text())
     poseidon = out.get("module_sizes", {}).get("poseidon", [0])[0]
-    ranges = [hi for _, hi in out.get("required_range_checks", [])] or [0]
-    shuffle = int(out.get("total_shuffle_col_size", 0)) + int(out.get("total_dynamic_col_size", 0))
-    needed = max((int(out["num_rows"]) + BLINDING).bit_length(), max(ranges).bit_length() + 1, shuffle.bit_length())
+    needed = smallest_logrows(out)
     return RowCount(
         num_rows=int(out["num_rows"]),
         model_rows=-1,

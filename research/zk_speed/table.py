@@ -1,9 +1,10 @@
-"""Where the round circuit's rows go: ablations of the live circuit and the TopK variant, by size.
+"""Where the round circuit's rows go: ablations of the old (pre-issue-16) circuit and its TopK variant,
+and the production layouts, by size.
 
     python -m research.zk_speed.table ablate 8x32 16x32     # one line per component removed
     python -m research.zk_speed.table ablate-topk 16x32 32x32   # the same on the TopK variant
-    python -m research.zk_speed.table sizes 8x32 16x32 32x32 64x32   # live vs every variant
-    python -m research.zk_speed.table plan 8x64 16x32 32x32 64x32    # the proposed layout per size
+    python -m research.zk_speed.table sizes 8x32 16x32 32x32 64x32   # old vs every variant
+    python -m research.zk_speed.table plan 8x64 16x32 32x32 64x32    # the production layout per size
     python -m research.zk_speed.table nodes 16x32           # rows per ezkl node (op), top ones
 
 Only ONNX export and ``ezkl.gen_settings`` run (no keys, no proofs): seconds per circuit.
@@ -15,9 +16,10 @@ import argparse
 import json
 from collections import Counter
 
-from marketplace.rule.circuit import GramCircuit
+from marketplace.rule.circuit import CIRCUIT_LAYOUTS, GramCircuit
+from research.zk_speed.legacy import GramCircuit as LegacyCircuit
 from research.zk_speed.rows import count_rows, node_rows
-from research.zk_speed.variants import COMPONENTS, GramAblation, GramFast, GramLean, GramTopK, GramTri
+from research.zk_speed.variants import COMPONENTS, GramAblation, GramFast, GramLean, GramTopK
 
 TAG = GramCircuit.tag_width
 
@@ -28,12 +30,12 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def ablate(n: int, k: int, topk: bool = False) -> list[dict[str, object]]:
-    """Rows of the live circuit (``topk``: of :class:`GramTopK`), of it without the input-output
+    """Rows of the old circuit (``topk``: of :class:`GramTopK`), of it without the input-output
     range checks, and of :class:`GramAblation` without each component (marginal costs)."""
     out: list[dict[str, object]] = []
-    base = GramTopK(n, k) if topk else GramCircuit(n, k)
+    base = GramTopK(n, k) if topk else LegacyCircuit(n, k)
     full = count_rows(base, n, k + 2, tag_width=TAG)
-    out.append({"variant": "TopK circuit" if topk else "live circuit", **full.__dict__})
+    out.append({"variant": "TopK circuit" if topk else "old circuit", **full.__dict__})
     same = count_rows(GramAblation(n, k, topk=topk), n, k + 2, tag_width=TAG)
     out.append({"variant": "GramAblation() (must equal it)", **same.__dict__})
     noio = count_rows(base, n, k + 2, tag_width=TAG, io_range=False)
@@ -47,35 +49,31 @@ def ablate(n: int, k: int, topk: bool = False) -> list[dict[str, object]]:
 
 
 def sizes(n: int, k: int) -> list[dict[str, object]]:
-    """The live circuit and each variant at one size (2 inner columns), and :class:`GramTri` with 3
-    and 4 inner columns."""
+    """The old circuit and each variant at one size (2 inner columns), then the production circuit
+    with TopK sorts (``tri``: the design's ``GramTri``) with 2, 3 and 4 inner columns."""
     out: list[dict[str, object]] = []
-    for name, cls in (("live", GramCircuit), ("topk", GramTopK), ("fast", GramFast), ("lean", GramLean),
-                      ("tri", GramTri)):  # fmt: skip
+    for name, cls in (("old", LegacyCircuit), ("topk", GramTopK), ("fast", GramFast), ("lean", GramLean)):
         out.append({"variant": name, "cols": 2, **count_rows(cls(n, k), n, k + 2, tag_width=TAG).__dict__})
-    for cols in (3, 4):
-        got = count_rows(GramTri(n, k), n, k + 2, tag_width=TAG, cols=cols)
+    for cols in (2, 3, 4):
+        got = count_rows(GramCircuit(n, k, sort="topk"), n, k + 2, tag_width=TAG, cols=cols)
         out.append({"variant": "tri", "cols": cols, **got.__dict__})
     return out
 
 
-#: The per-size layout the design proposes: (variant, inner columns) by N.
-PLAN: dict[int, tuple[str, int]] = {8: ("tri-batcher", 2), 16: ("tri-batcher", 2), 32: ("tri", 2), 64: ("tri", 3)}
-
-
 def plan(n: int, k: int) -> dict[str, object]:
-    """Rows of the proposed layout at one size (:data:`PLAN`) beside the live circuit's."""
-    name, cols = PLAN[n]
-    module = GramTri(n, k, batcher=name == "tri-batcher")
-    got = count_rows(module, n, k + 2, tag_width=TAG, cols=cols)
-    live = count_rows(GramCircuit(n, k), n, k + 2, tag_width=TAG)
-    return {"variant": name, "cols": cols, "live_rows": live.num_rows, "live_logrows": live.logrows, **got.__dict__}
+    """Rows of the production layout at one size
+    (:data:`marketplace.rule.circuit.CIRCUIT_LAYOUTS`) beside the old circuit's."""
+    layout = CIRCUIT_LAYOUTS[n]
+    got = count_rows(GramCircuit(n, k, sort=layout.sort), n, k + 2, tag_width=TAG, cols=layout.cols)
+    old = count_rows(LegacyCircuit(n, k), n, k + 2, tag_width=TAG)
+    return {"sort": layout.sort, "cols": layout.cols, "old_rows": old.num_rows, "old_logrows": old.logrows,
+            **got.__dict__}  # fmt: skip
 
 
 def nodes(n: int, k: int, top: int = 40, topk: bool = False) -> dict[str, object]:
-    """Rows per op type and the ``top`` largest nodes of the live circuit's layout (``topk``: of
+    """Rows per op type and the ``top`` largest nodes of the old circuit's layout (``topk``: of
     :class:`GramTopK`'s)."""
-    laid = node_rows(GramTopK(n, k) if topk else GramCircuit(n, k), n, k + 2, tag_width=TAG)
+    laid = node_rows(GramTopK(n, k) if topk else LegacyCircuit(n, k), n, k + 2, tag_width=TAG)
     by_op: Counter[str] = Counter()
     for _, op, rows in laid:
         by_op[op.split(" ")[0]] += rows

@@ -1,26 +1,29 @@
-"""Variants of the live round circuit (:class:`marketplace.rule.circuit.GramCircuit`) for row counting.
+"""Variants of the pre-issue-16 round circuit (:class:`research.zk_speed.legacy.GramCircuit`) for row
+counting; the layout they led to is the production circuit, :class:`marketplace.rule.circuit.GramCircuit`.
 
-- :class:`GramAblation`: the live circuit with named components replaced by stand-ins of the same
+- :class:`GramAblation`: the old circuit with named components replaced by stand-ins of the same
   shape (an identity, a constant), so that ``rows(full) - rows(without c)`` is what ``c`` costs.
   Nothing it computes is meant to be right; only its layout is measured.
-- :class:`GramTopK`: the live circuit with both Batcher networks replaced by ezkl's native sort
+- :class:`GramTopK`: the old circuit with both Batcher networks replaced by ezkl's native sort
   (ONNX ``TopK`` with ``k = n``, ascending): ezkl assigns the sorted column as a witness and
   constrains it with a shuffle (permutation) argument plus ``n - 1`` comparisons of neighbours, so
   its outputs are the Batcher network's, value for value, and the integer reference is unchanged.
-- :class:`GramFast`, :class:`GramLean`, :class:`GramTri`: successive layouts of the same rule with
-  fewer rows (each class says what it changes); every one gives the live circuit's outputs bit for
-  bit (``python -m research.zk_speed.exact``). ``GramTri`` is what ``docs/design/proving-speed.md``
-  proposes (TopK sorts from N = 32 on, the Batcher networks below).
+- :class:`GramFast`, :class:`GramLean`: successive layouts of the same rule with fewer rows (each
+  class says what it changes); every one gives the old circuit's outputs bit for bit
+  (``python -m research.zk_speed.exact``). The next step, ``GramTri`` of
+  ``docs/design/proving-speed.md`` (``GramLean`` with the Gram matrix from blocks), is now the
+  production circuit: :class:`marketplace.rule.circuit.GramCircuit` with ``sort="topk"`` (or
+  ``"batcher"``, the Batcher networks with all the other cuts).
 
-The components (names of :data:`COMPONENTS`) follow :meth:`GramCircuit.forward`.
+The components (names of :data:`COMPONENTS`) follow the old circuit's ``forward``.
 """
 
 from __future__ import annotations
 
 import torch
 
-from marketplace.rule.circuit import GramCircuit
 from marketplace.rule.gram import SIZE_FLOOR, GramConfig
+from research.zk_speed.legacy import GramCircuit
 
 #: What :class:`GramAblation` can drop, and its stand-in.
 COMPONENTS: dict[str, str] = {
@@ -310,45 +313,3 @@ class GramLean(GramFast):
         size = torch.relu(lg - lam - self.knots) @ self.slopes + SIZE_FLOOR
         p = c * size
         return flags.reshape(1, -1), p.reshape(1, -1), tag
-
-
-class GramTri(GramLean):
-    """:class:`GramLean` with the Gram matrix built from blocks so that only about half its entries
-    are computed and rescaled (ezkl rescales every entry of a product, ~23 rows each, and that was
-    a third of the circuit): ``G`` of rows ``[lo, hi)`` is the two diagonal blocks (recursively)
-    and one off-diagonal block ``V_hi V_lo^T``, whose transpose is a gather; blocks of at most
-    ``leaf`` rows are one product. Every entry is the same rescaled dot product as in ``V V^T``, so
-    the outputs are :class:`GramCircuit`'s, bit for bit (``G`` is symmetric by construction)."""
-
-    def __init__(self, n: int, k: int, cfg: GramConfig | None = None, leaf: int = 2, batcher: bool = False) -> None:
-        super().__init__(n, k, cfg, batcher=batcher)
-        self.leaf = leaf
-        self.products: list[tuple[list[int], list[int]]] = []  # (row indices, column indices)
-        where: dict[tuple[int, int], int] = {}
-        offset = 0
-
-        def build(lo: int, hi: int) -> None:
-            nonlocal offset
-            if hi - lo <= leaf:
-                self.products.append((list(range(lo, hi)), list(range(lo, hi))))
-                for a, i in enumerate(range(lo, hi)):
-                    for b, j in enumerate(range(lo, hi)):
-                        where[(i, j)] = offset + a * (hi - lo) + b
-                offset += (hi - lo) ** 2
-                return
-            mid = (lo + hi) // 2
-            build(lo, mid)
-            build(mid, hi)
-            self.products.append((list(range(mid, hi)), list(range(lo, mid))))
-            for a, i in enumerate(range(mid, hi)):
-                for b, j in enumerate(range(lo, mid)):
-                    where[(i, j)] = where[(j, i)] = offset + a * (mid - lo) + b
-            offset += (hi - mid) * (mid - lo)
-
-        build(0, n)
-        self.entries = offset
-        self.assemble = [where[(i, j)] for i in range(n) for j in range(n)]
-
-    def _gram(self, v: torch.Tensor) -> torch.Tensor:
-        parts = [(v[rows] @ v[cols].transpose(0, 1)).reshape(1, -1) for rows, cols in self.products]
-        return torch.cat(parts, dim=1)[:, self.assemble].reshape(self.n, self.n)

@@ -16,11 +16,15 @@ folder per SRS, and in it one folder per circuit::
     .cache/zk/srs-{sha256[:16]}/gram-n{N}-k{K}/   keys made with the SRS file of that sha256
     .cache/zk/srs-{sha256[:16]}/row-k{K}/
 
+(``gram-n{N}-k{K}`` is the circuit in its size's layout, :func:`gram_folder`; a layout chosen by
+hand, e.g. TopK sorts at N = 8 for a test, gets ``gram-n{N}-k{K}-{sort}{cols}``.)
+
 Keys are keyed by the SRS (:func:`srs_id`: the SHA-256 of the SRS file, or :data:`DEV_SRS`) and by
-a fingerprint of the rule (:data:`marketplace.rule.RULE_VERSION`), the circuit size, the ezkl
-version and that SRS identity, so keys made with one SRS are never returned for another and a
-changed rule is rebuilt, never silently reused. A circuit is built in a temporary folder next to
-its place and moved there when complete: a reader never sees half-built keys.
+a fingerprint of the rule (:data:`marketplace.rule.RULE_VERSION`), the circuit size and layout
+(sort and inner columns), the ezkl version and that SRS identity, so keys made with one SRS are
+never returned for another and a changed rule is rebuilt, never silently reused. A circuit is
+built in a temporary folder next to its place and moved there when complete: a reader never sees
+half-built keys.
 
 Keys must be those a deployed verifier registered: :func:`find_keys` and :func:`find_row_keys`
 look through every SRS's keys for the ones whose VKA is a given VKA.
@@ -51,7 +55,7 @@ from torch import nn
 from marketplace.adapters.toolchain import install_svm_solc, project_root
 from marketplace.protocol.constants import SCALE
 from marketplace.rule import RULE_VERSION
-from marketplace.rule.circuit import GramCircuit
+from marketplace.rule.circuit import CIRCUIT_LAYOUTS, CircuitLayout, GramCircuit, layout_for
 from marketplace.rule.row_circuit import ROW_DECOMP_BASE, ROW_DECOMP_LEGS, RowCircuit
 
 #: The SRS identity (:func:`srs_id`) of keys made with a development SRS generated on this machine
@@ -62,6 +66,8 @@ DEV_SRS = "dev"
 DEV_SRS_DIR = "dev-srs"
 #: Name of the file, in a circuit's folder, holding the SRS identity it was made with.
 SRS_ID_FILE = "srs_id"
+#: Rows kept free for Halo2's blinding when choosing logrows (ezkl reserves 8; a margin).
+BLINDING_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -142,9 +148,11 @@ class RowKeys(CircuitKeys):
 
 KeysT = TypeVar("KeysT", bound=CircuitKeys)
 
-#: Circuit sizes offered (trainer slots -> sketch width K), chosen so that a round proves in
-#: about 20-40 s on 2 cores (see bench/zk.py): 64-wide sketches up to 8 trainers, 32-wide above.
-CIRCUIT_SIZES: dict[int, int] = {4: 32, 8: 64, 16: 32, 32: 32}
+#: Circuit sizes offered (trainer slots -> sketch width K): those of the rule's layout table
+#: (:data:`marketplace.rule.circuit.CIRCUIT_LAYOUTS`, which also fixes each size's sort and inner
+#: columns), chosen so that a round proves within issue 16's targets on 2 cores (see bench/zk.py):
+#: 64-wide sketches up to 8 trainers, 32-wide above, up to 64 trainers.
+CIRCUIT_SIZES: dict[int, int] = {n: layout.k for n, layout in CIRCUIT_LAYOUTS.items()}
 
 
 def circuit_for(trainers: int) -> tuple[int, int]:
@@ -183,11 +191,17 @@ def srs_dir(srs: str, root: Path | None = None) -> Path:
     return (root or cache_dir()) / name
 
 
-def fingerprint(n: int, k: int, rule_version: str = RULE_VERSION, *, srs: str = DEV_SRS) -> str:
+def fingerprint(
+    n: int, k: int, rule_version: str = RULE_VERSION, *, srs: str = DEV_SRS, layout: CircuitLayout | None = None
+) -> str:
     """Changes whenever the rule (:data:`marketplace.rule.RULE_VERSION`: the code of the rule's
-    folder, its constants and the committed rows), the circuit's size, the ezkl version or the SRS
-    (``srs``: :func:`srs_id`) changes."""
-    return hashlib.sha256(f"{n}/{k}/{ezkl.__version__}/{rule_version}/{srs}".encode()).hexdigest()[:16]
+    folder, its constants, the committed rows and the layout table), the circuit's size, its layout
+    (``layout``, default :func:`~marketplace.rule.circuit.layout_for` ``(n)``: the sort and the inner
+    columns, named here too so that a layout chosen by hand is never taken for the size's own), the
+    ezkl version or the SRS (``srs``: :func:`srs_id`) changes."""
+    lay = layout or layout_for(n)
+    text = f"{n}/{k}/{lay.sort}/{lay.cols}/{ezkl.__version__}/{rule_version}/{srs}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def row_fingerprint(k: int, rule_version: str = RULE_VERSION, *, srs: str = DEV_SRS) -> str:
@@ -216,28 +230,42 @@ def run_args(logrows: int | None = None, cols: int = 2, legs: int = 2, base: int
     return ra
 
 
-def setup(n: int, k: int, *, srs: Path | None = None, root: Path | None = None) -> CircuitKeys:
+def gram_folder(n: int, k: int, layout: CircuitLayout | None = None) -> str:
+    """The cache folder name of the ``n`` x ``k`` round circuit: ``gram-n{n}-k{k}`` in the size's own
+    layout (:func:`~marketplace.rule.circuit.layout_for`), ``gram-n{n}-k{k}-{sort}{cols}`` in another."""
+    lay = layout or layout_for(n)
+    own = layout_for(n)
+    suffix = "" if (lay.sort, lay.cols) == (own.sort, own.cols) else f"-{lay.sort}{lay.cols}"
+    return f"gram-n{n}-k{k}{suffix}"
+
+
+def setup(
+    n: int, k: int, *, srs: Path | None = None, root: Path | None = None, layout: CircuitLayout | None = None
+) -> CircuitKeys:
     """Builds (or reuses) everything needed to prove and verify rounds of ``n`` trainers with
     ``k``-wide sketches, made with the SRS file ``srs`` (a ceremony SRS of at least the circuit's
     logrows; None: a development SRS generated here, see the module warning), and the row circuit
     of width ``k`` with the same SRS (:func:`setup_row`: the verifier adapter registers both).
 
-    The keys live in ``srs_dir(srs_id(srs), root) / f"gram-n{n}-k{k}"`` (``root`` default
-    :func:`cache_dir`). Idempotent: keys made with this SRS, rule and ezkl version are reused; keys
-    made with any other SRS are never returned (they are in another folder, and the folder's
-    fingerprint covers the SRS); a stale folder is rebuilt from scratch."""
+    The circuit is :class:`~marketplace.rule.circuit.GramCircuit` with the sort and inner columns of
+    ``layout`` (default: the size's, :func:`~marketplace.rule.circuit.layout_for`; its ``k`` is not
+    read). The keys live in ``srs_dir(srs_id(srs), root) / gram_folder(n, k, layout)`` (``root``
+    default :func:`cache_dir`). Idempotent: keys made with this SRS, rule, layout and ezkl version
+    are reused; keys made with any other SRS are never returned (they are in another folder, and
+    the folder's fingerprint covers the SRS); a stale folder is rebuilt from scratch."""
+    lay = layout or layout_for(n)
     ident = srs_id(srs)
     _setup_row(k, srs, ident, root)
-    keys = CircuitKeys(n, k, srs_dir(ident, root) / f"gram-n{n}-k{k}", ident)
+    keys = CircuitKeys(n, k, srs_dir(ident, root) / gram_folder(n, k, lay), ident)
 
     def build(into: CircuitKeys) -> None:
-        export_onnx(GramCircuit(n, k), n, k + 2, into.onnx, tag_width=GramCircuit.tag_width)
-        settings_for(into.onnx, into.settings)
+        export_onnx(GramCircuit(n, k, sort=lay.sort), n, k + 2, into.onnx, tag_width=GramCircuit.tag_width)
+        settings_for(into.onnx, into.settings, cols=lay.cols)
         compile_circuit(into.onnx, into.compiled, into.settings)
         generate_keys(into, srs)
         evm_artifacts(into)
 
-    return _cached(keys, fingerprint(n, k, srs=ident), build)
+    return _cached(keys, fingerprint(n, k, srs=ident, layout=lay), build)
 
 
 def setup_row(k: int, *, srs: Path | None = None, root: Path | None = None) -> RowKeys:
@@ -309,7 +337,7 @@ def _complete(keys: CircuitKeys, stamp: str) -> bool:
 def cached_keys(n: int, k: int, *, root: Path | None = None) -> list[CircuitKeys]:
     """Every complete, current set of keys of the ``n`` x ``k`` round circuit in the cache (``root``,
     default :func:`cache_dir`), one per SRS it was set up with (development SRS first)."""
-    found = _cached_in(root, f"gram-n{n}-k{k}", lambda ident: fingerprint(n, k, srs=ident))
+    found = _cached_in(root, gram_folder(n, k), lambda ident: fingerprint(n, k, srs=ident))
     return [CircuitKeys(n, k, folder, ident) for folder, ident in found]
 
 
@@ -383,24 +411,39 @@ def settings_for(
     """Writes the ezkl settings of the circuit ``onnx`` (:func:`run_args` with ``cols``, ``legs``,
     ``base``) to ``settings`` and returns them.
 
-    Without ``logrows``: the smallest logrows that holds the circuit's rows and its range-check
-    table (ezkl's default sizes the table for a lookup range this circuit does not use, which
-    made a 4-trainer circuit k=17 instead of k=15: 4x the proving time and an SRS 4x as large);
-    a circuit that needs lookups keeps ezkl's choice. With ``logrows``: ezkl's settings at it.
+    Without ``logrows``: the smallest logrows (:func:`smallest_logrows`) that holds the circuit's rows
+    in its ``cols`` inner columns (ezkl's own choice can be lower, overflowing into more columns),
+    its shuffle and dynamic-lookup columns (ezkl's ``total_shuffle_col_size +
+    total_dynamic_col_size``: TopK sorts put their shuffled cells there), each with the blinding
+    rows, and its range-check table (ezkl's default sizes the table for a lookup range this circuit
+    does not use, which made a 4-trainer circuit k=17 instead of k=15: 4x the proving time and an
+    SRS 4x as large); a circuit that needs lookups keeps ezkl's choice. With ``logrows``: ezkl's
+    settings at it.
     """
     if not ezkl.gen_settings(str(onnx), str(settings), py_run_args=run_args(logrows, cols, legs, base)):
         raise RuntimeError("ezkl gen_settings failed")
     out: dict[str, Any] = json.loads(settings.read_text())
     if logrows is not None or out.get("required_lookups"):
         return out
-    ranges = [hi for _, hi in out.get("required_range_checks", [])] or [0]
-    # rows (plus blinding) must fit, and a range table of max+1 entries needs one more bit than max
-    smallest = max((int(out["num_rows"]) + 64).bit_length(), max(ranges).bit_length() + 1)
-    if smallest >= out["run_args"]["logrows"]:
+    smallest = smallest_logrows(out)
+    if smallest == out["run_args"]["logrows"]:
         return out
     if not ezkl.gen_settings(str(onnx), str(settings), py_run_args=run_args(smallest, cols, legs, base)):
         raise RuntimeError(f"ezkl gen_settings failed at logrows {smallest}")
     return dict(json.loads(settings.read_text()))
+
+
+def smallest_logrows(settings: dict[str, Any]) -> int:
+    """The smallest logrows that holds what ezkl's ``settings`` describe: the rows, and the shuffle
+    and dynamic-lookup columns, each plus 64 rows for blinding (ezkl reserves fewer), and a range
+    table of ``max + 1`` entries (one more bit than ``max``)."""
+    ranges = [hi for _, hi in settings.get("required_range_checks", [])] or [0]
+    columns = int(settings.get("total_shuffle_col_size", 0)) + int(settings.get("total_dynamic_col_size", 0))
+    return max(
+        (int(settings["num_rows"]) + BLINDING_ROWS).bit_length(),
+        (columns + BLINDING_ROWS).bit_length(),
+        max(ranges).bit_length() + 1,
+    )
 
 
 def compile_circuit(onnx: Path, compiled: Path, settings: Path) -> None:
