@@ -294,6 +294,8 @@ def test_an_unknown_proof_system_is_refused(actors: Actors) -> None:
         def verifier_info(self, project_id: int) -> VerifierInfo:
             return replace(declared, proof_system="groth16")
 
-    market = Groth16Market(actors.aggregator.chain, actors.aggregator.market, actors.aggregator.registry)
+    market = Groth16Market(
+        actors.aggregator.chain, actors.aggregator.market, actors.aggregator.registry, actors.aggregator.lens
+    )
     with pytest.raises(UnknownProofSystem, match="'groth16'; this code proves only for 'test-hash', 'ezkl-halo2-kzg'"):
         prover_for(market, pid)
