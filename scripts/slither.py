@@ -54,6 +54,11 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
     ("low-level-calls", "TrainingMarket", "withdraw"): "pull payment to any wallet; nonReentrant, effects first",
     ("low-level-calls", "TrainingMarket", "createProject"): "burning the protocol fee: value to a codeless constant",
     ("timestamp", "TrainingMarket", "disputeRejection"): "dispute deadline; periods are minutes to days",
+    ("timestamp", "TrainingMarket", "revealBatch"): "reveal phase (as _checkRevealWindow); minutes to days",
+    ("calls-loop", "TrainingMarket", "_revealOpening"): "view call to the project's approved verifier, per opening",
+    ("assembly", "TrainingMarket", "extsload"): "sload of the asked slots (read-only view), memory-safe",
+    ("assembly", "MarketLens", "_string"): "mstore into the array it allocated, memory-safe",
+    ("divide-before-multiply", "MarketLens", "_string"): "rounds a string's length up to whole words on purpose",
     ("pragma", "", "^0.8.24"): "OpenZeppelin's own ^0.8.20 beside ours; one pinned compiler (0.8.28) builds all",
     ("solc-version", "", "^0.8.24"): "slither 0.10.3's bug table lists 0.8.24 with no bugs; the build pins 0.8.28",
 }
