@@ -68,6 +68,7 @@ def test_an_update_whose_node_went_offline_is_unavailable_and_its_trainer_loses_
         runs = [
             t.spawn(
                 *("trainer", "run", "1", "--network", NETWORK, "--ipfs-api", t.ipfs_api, "--poll", "0.5"),
+                *("--reveal-via", "self"),  # the aggregator starts after the reveals (see below)
                 *("--data", str(tmp_path / "shards" / f"trainer_{i:03d}.npz")),
             )
             for i, t in enumerate(trainers)
@@ -178,6 +179,7 @@ def test_an_oversize_update_from_one_trainer_gets_no_other_trainer_rejected(
         for i, t in enumerate(trainers):
             args = (
                 *("trainer", "run", "1", "--network", NETWORK, "--ipfs-api", t.ipfs_api, "--poll", "0.5"),
+                *("--reveal-via", "self"),  # the aggregator starts after the reveals (see below)
                 *("--data", str(tmp_path / "shards" / f"trainer_{i:03d}.npz")),
             )
             runs.append(t.spawn_python(_OVERSIZE_TRAINER, *args) if t is attacker else t.spawn(*args))

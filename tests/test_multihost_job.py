@@ -129,6 +129,7 @@ def test_a_job_whose_parties_are_separate_hosts(prover: str, tmp_path: Path) -> 
         runs = [
             t.spawn(
                 *("trainer", "run", "1", "--network", NETWORK, "--ipfs-api", t.ipfs_api, "--poll", "0.5"),
+                *("--reveal-via", "self"),  # the aggregator starts after the reveals (see below)
                 *("--data", str(tmp_path / "shards" / f"trainer_{i:03d}.npz")),
             )
             for i, t in enumerate(trainers)
