@@ -352,10 +352,7 @@ def _audit(stack: LocalStack, pid: int, round_: int, console: Console) -> bool:
 def close_disputes(market: MarketClient, pid: int) -> None:
     """Moves the local chain's clock past the dispute window of the round's announced rejections (the demo does
     not wait it out in real time; every rejected trainer it runs has disputed by then, or cannot)."""
-    deadline = market.rejections(pid).dispute_deadline
-    now = market.chain.timestamp()
-    if now <= deadline:
-        market.chain.increase_time(deadline - now + 1)
+    _advance_to(market, market.rejections(pid).dispute_deadline + 1)
 
 
 def _reveal_in_batch(
@@ -364,11 +361,12 @@ def _reveal_in_batch(
     """The aggregator reveals the openings the trainers published in one ``revealBatch``; a trainer it did not
     reveal (an opening it could not use) reveals itself from half the reveal period on, which the demo does not
     wait out in real time: it moves the local chain's clock there."""
-    deadlines, period = market.round_deadlines(pid), market.get_project(pid).reveal_period
+    deadlines, project = market.round_deadlines(pid), market.get_project(pid)
+    period = project.reveal_period
     quarter = deadlines.reveal_opens + period // 4
     batch = aggregator.reveal_openings(pid)
     if batch is None and market.chain.timestamp() < quarter:  # an opening is missing: the batch waits a quarter
-        market.chain.increase_time(quarter - market.chain.timestamp())
+        _advance_to(market, quarter)
         batch = aggregator.reveal_openings(pid)
     if batch is not None:
         console.print(
@@ -377,12 +375,10 @@ def _reveal_in_batch(
         )
     for t in trainers:  # reports the batch's reveal, or finds itself left out
         t.step(pid)
-    round_ = market.get_project(pid).current_round
+    round_ = project.current_round
     unrevealed = {c.trainer for c in market.commits(pid, round_)} - {r.trainer for r in market.submissions(pid, round_)}
     if unrevealed:
-        half = deadlines.reveal_opens + period // 2
-        if market.chain.timestamp() < half:
-            market.chain.increase_time(half - market.chain.timestamp())
+        _advance_to(market, deadlines.reveal_opens + period // 2)
         for t in trainers:
             if t.address in unrevealed:
                 t.step(pid)
@@ -391,10 +387,15 @@ def _reveal_in_batch(
 def _open_reveals(market: MarketClient, pid: int) -> None:
     """Moves the local chain's clock to the reveal phase if a trainer did not commit (e.g. a copier with nothing
     to copy): the commit phase then lasts until its deadline, which the demo does not wait out in real time."""
-    deadlines = market.round_deadlines(pid)
+    _advance_to(market, market.round_deadlines(pid).reveal_opens)
+
+
+def _advance_to(market: MarketClient, t: int) -> None:
+    """Moves the local chain's clock to time ``t`` if it is before it (the demo does not wait out phases in real
+    time); a clock already at or past ``t`` is left alone."""
     now = market.chain.timestamp()
-    if now < deadlines.reveal_opens:
-        market.chain.increase_time(deadlines.reveal_opens - now)
+    if now < t:
+        market.chain.increase_time(t - now)
 
 
 def deploy_zk_round_verifier(stack: LocalStack, trainers: int, console: Console) -> str:
