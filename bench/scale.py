@@ -32,66 +32,67 @@ mark (``/proc/self/clear_refs``) and reads ``VmHWM`` at its end; ``peak`` is the
 IPFS node is a separate process; ``node`` is its high-water mark during the child's round.
 Threads: ``torch.set_num_threads(1)`` and single-threaded BLAS in the child.
 
-Measured (``python -m bench.scale``, reports/scale.json): 2 cores shared with other sessions running
-zk proofs, benchmarks and tests, **not an idle machine**: load 3.4-5.7 during the run (the ``load``
-column, 1-minute average at the end of each round), so wall times exceed CPU times and the MB/s are
-lower bounds; the CPU columns are the steadier measure. MB = 10^6 bytes; throughput in MB/s of float32
-update bytes (wall clock); ``round`` = fetch + sketch + commit + gram + FedAvg (not the one-time hash
-draw, not the raw cat); ``CPU`` = CPU seconds of the aggregator process plus the IPFS node's during the
+Measured on an idle machine (``python -m bench.scale``, 2026-11-30, before other work started: load 0.6-1.1
+during the run, the ``load`` column, 1-minute average at the end of each round). MB = 10^6 bytes; throughput in
+MB/s of float32 update bytes (wall clock); ``round`` = fetch + sketch + commit + gram + FedAvg (not the one-time
+hash draw, not the raw cat); ``CPU`` = CPU seconds of the aggregator process plus the IPFS node's during the
 round; ``peak MB`` = the aggregator's peak RSS, in brackets with ``gc.collect()`` after each fetch;
 ``node MB`` = the IPFS node's peak RSS. Every round flagged exactly the synthetic attackers.
 
     | D | N | MB | fetch (MB/s) | raw cat (MB/s) | fetch / cat | fetch CPU cl.+node | cat CPU cl.+node | load |
     |---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | 1e+04 | 8 | 0.32 | 400 ms (1) | 366 ms (1) | 1.09 | 0.04 + 0.04 s | 0.03 + 0.03 s | 3.4 |
-    | 1e+04 | 16 | 0.64 | 760 ms (1) | 718 ms (1) | 1.06 | 0.07 + 0.05 s | 0.04 + 0.06 s | 3.5 |
-    | 1e+04 | 32 | 1.3 | 1.52 s (1) | 1.45 s (1) | 1.05 | 0.13 + 0.12 s | 0.06 + 0.12 s | 3.9 |
-    | 1e+05 | 8 | 3.2 | 270 ms (12) | 361 ms (9) | 0.75 | 0.04 + 0.05 s | 0.03 + 0.06 s | 4.4 |
-    | 1e+05 | 16 | 6.4 | 624 ms (10) | 344 ms (19) | 1.82 | 0.09 + 0.10 s | 0.04 + 0.10 s | 4.6 |
-    | 1e+05 | 32 | 13 | 946 ms (14) | 522 ms (24) | 1.81 | 0.17 + 0.23 s | 0.06 + 0.20 s | 4.7 |
-    | 1e+06 | 8 | 32 | 304 ms (105) | 218 ms (147) | 1.40 | 0.14 + 0.18 s | 0.05 + 0.18 s | 5.4 |
-    | 1e+06 | 16 | 64 | 831 ms (77) | 792 ms (81) | 1.05 | 0.28 + 0.41 s | 0.09 + 0.38 s | 5.5 |
-    | 1e+06 | 32 | 128 | 2.36 s (54) | 943 ms (136) | 2.51 | 0.55 + 0.92 s | 0.15 + 0.69 s | 5.5 |
-    | 1e+07 | 8 | 320 | 3.56 s (90) | 1.87 s (171) | 1.90 | 1.34 + 1.19 s | 0.24 + 1.24 s | 5.5 |
-    | 1e+07 | 16 | 640 | 8.20 s (78) | 5.21 s (123) | 1.58 | 2.40 + 2.66 s | 0.47 + 3.05 s | 5.3 |
-    | 1e+07 | 32 | 1,280 | 16.3 s (78) | 7.79 s (164) | 2.10 | 6.63 + 5.71 s | 0.87 + 4.86 s | 5.0 |
+    | 1e+04 | 8 | 0.32 | 410 ms (1) | 346 ms (1) | 1.19 | 0.04 + 0.04 s | 0.03 + 0.04 s | 0.8 |
+    | 1e+04 | 16 | 0.64 | 776 ms (1) | 694 ms (1) | 1.12 | 0.07 + 0.08 s | 0.04 + 0.08 s | 0.7 |
+    | 1e+04 | 32 | 1.3 | 1.56 s (1) | 1.45 s (1) | 1.07 | 0.14 + 0.15 s | 0.07 + 0.17 s | 0.7 |
+    | 1e+05 | 8 | 3.2 | 295 ms (11) | 147 ms (22) | 2.01 | 0.04 + 0.07 s | 0.03 + 0.04 s | 0.7 |
+    | 1e+05 | 16 | 6.4 | 511 ms (12) | 272 ms (24) | 1.88 | 0.10 + 0.10 s | 0.04 + 0.09 s | 0.7 |
+    | 1e+05 | 32 | 13 | 683 ms (19) | 872 ms (15) | 0.78 | 0.16 + 0.21 s | 0.07 + 0.23 s | 0.7 |
+    | 1e+06 | 8 | 32 | 512 ms (62) | 292 ms (110) | 1.75 | 0.18 + 0.29 s | 0.06 + 0.20 s | 0.7 |
+    | 1e+06 | 16 | 64 | 1.10 s (58) | 448 ms (143) | 2.45 | 0.35 + 0.52 s | 0.10 + 0.40 s | 0.7 |
+    | 1e+06 | 32 | 128 | 1.74 s (73) | 954 ms (134) | 1.83 | 0.63 + 0.91 s | 0.15 + 0.85 s | 0.6 |
+    | 1e+07 | 8 | 320 | 2.89 s (111) | 1.24 s (257) | 2.32 | 1.39 + 1.99 s | 0.20 + 1.27 s | 0.8 |
+    | 1e+07 | 16 | 640 | 5.82 s (110) | 2.94 s (218) | 1.98 | 3.15 + 3.59 s | 0.48 + 2.95 s | 1.1 |
+    | 1e+07 | 32 | 1,280 | 10.6 s (121) | 6.40 s (200) | 1.66 | 5.88 + 6.52 s | 0.93 + 6.31 s | 1.1 |
 
     | D | N | sketch (MB/s) | commit | gram | FedAvg | round | CPU | peak MB | node MB |
     |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | 1e+04 | 8 | 0.3 ms (1,154) | 116 ms | 0.8 ms | 0.2 ms | 517 ms | 145 ms | 254 | 122 |
-    | 1e+04 | 16 | 0.4 ms (1,506) | 246 ms | 0.8 ms | 0.2 ms | 1.01 s | 257 ms | 254 | 124 |
-    | 1e+04 | 32 | 0.8 ms (1,671) | 1.75 s | 0.9 ms | 0.4 ms | 3.28 s | 529 ms | 255 | 125 |
-    | 1e+05 | 8 | 1.8 ms (1,752) | 181 ms | 0.8 ms | 0.7 ms | 455 ms | 167 ms | 260 | 130 |
-    | 1e+05 | 16 | 16 ms (404) | 273 ms | 4.9 ms | 2.1 ms | 920 ms | 342 ms | 263 | 132 |
-    | 1e+05 | 32 | 75 ms (170) | 570 ms | 0.9 ms | 2.7 ms | 1.59 s | 709 ms | 269 | 133 |
-    | 1e+06 | 8 | 100 ms (320) | 148 ms | 0.7 ms | 18 ms | 571 ms | 456 ms | 317 | 168 |
-    | 1e+06 | 16 | 179 ms (357) | 305 ms | 0.9 ms | 36 ms | 1.35 s | 943 ms | 350 | 166 |
-    | 1e+06 | 32 | 387 ms (331) | 588 ms | 0.9 ms | 65 ms | 3.40 s | 1.95 s | 413 | 168 |
-    | 1e+07 | 8 | 1.20 s (267) | 129 ms | 8.8 ms | 217 ms | 5.12 s | 3.46 s | 890 (893) | 334 |
-    | 1e+07 | 16 | 2.04 s (314) | 255 ms | 0.8 ms | 482 ms | 11.0 s | 6.45 s | 1,212 (1,214) | 331 |
-    | 1e+07 | 32 | 1.68 s (761) | 273 ms | 5.3 ms | 472 ms | 18.7 s | 14.7 s | 1,855 (1,853) | 347 |
+    | 1e+04 | 8 | 0.3 ms (1,208) | 70 ms | 0.9 ms | 0.2 ms | 481 ms | 152 ms | 254 | 123 |
+    | 1e+04 | 16 | 0.4 ms (1,448) | 137 ms | 0.9 ms | 0.2 ms | 914 ms | 285 ms | 254 | 127 |
+    | 1e+04 | 32 | 1.3 ms (951) | 283 ms | 0.9 ms | 0.4 ms | 1.84 s | 577 ms | 255 | 127 |
+    | 1e+05 | 8 | 7.8 ms (413) | 68 ms | 0.8 ms | 1.4 ms | 374 ms | 193 ms | 262 | 132 |
+    | 1e+05 | 16 | 3.3 ms (1,962) | 141 ms | 0.8 ms | 1.3 ms | 657 ms | 347 ms | 264 | 132 |
+    | 1e+05 | 32 | 33 ms (388) | 278 ms | 0.9 ms | 3.1 ms | 998 ms | 690 ms | 272 | 133 |
+    | 1e+06 | 8 | 59 ms (540) | 70 ms | 0.8 ms | 12 ms | 653 ms | 610 ms | 316 | 157 |
+    | 1e+06 | 16 | 106 ms (607) | 156 ms | 1.3 ms | 23 ms | 1.38 s | 1.16 s | 348 | 172 |
+    | 1e+06 | 32 | 150 ms (851) | 274 ms | 1.0 ms | 26 ms | 2.20 s | 1.99 s | 412 | 169 |
+    | 1e+07 | 8 | 538 ms (595) | 70 ms | 1.0 ms | 132 ms | 3.63 s | 4.12 s | 891 (888) | 280 |
+    | 1e+07 | 16 | 994 ms (644) | 138 ms | 1.3 ms | 246 ms | 7.20 s | 8.12 s | 1,211 (1,208) | 306 |
+    | 1e+07 | 32 | 1.64 s (782) | 280 ms | 1.2 ms | 470 ms | 13.0 s | 14.8 s | 1,845 (1,849) | 323 |
+
+The same table at load 3.4-5.7 (2 cores shared with sessions running zk proofs and tests; kept for
+comparison, in the findings below): fetch 78-90 MB/s at 1e7 against the raw cat's 123-171 (fetch / cat
+1.05-2.5 from 1e6 up), a 16.3 s fetch and an 18.7 s round (14.7 CPU-s) at 1e7 x 32.
 
 Findings:
 
-* **Fetch dominates** at every size. From D = 1e6 up the checked fetch takes 1.05-2.5x the raw cat's
-  wall time (78-90 MB/s against 123-171 MB/s at 1e7; ``curl`` of a 40 MB object from the same node
-  gave 115-150 MB/s at load ~9). The node's CPU is about the same either way (0.15-0.19 CPU-s per
-  40 MB update: ``Download`` from embedded Kubo, streamed back over HTTP); the client's is what the
-  checks add: ~0.03 CPU-s per 40 MB update for the raw cat against 0.15-0.21 for ``get_tensors`` +
-  flatten (joining the pieces into one ``bytes``, CID re-hash, safetensors parse and finite check, the
-  copy into the matrix). So a checked fetch spends about half its CPU in the node and half in the
-  client, the raw cat ~85 % in the node; in CPU seconds (client + node) the fetch costs 1.4-2.2x the
-  raw cat at 1e7. At D = 1e4 both are latency-bound, ~45 ms per object on the kept-alive connection
-  in the raw cat as in the fetch (fetch / cat 1.05-1.09; the node's HTTP server in front of embedded
-  Kubo: a fresh ``curl`` per 40 kB object took ~27 ms); at 1e5 the ratio scatters with load
-  (0.75-1.8) around latencies of the same order.
+* **Fetch dominates** at every size. Idle, from D = 1e6 up the checked fetch takes 1.66-2.45x the raw
+  cat's wall time (110-121 MB/s against 200-257 MB/s at 1e7); loaded (load 3.4-5.7) 1.05-2.5x (78-90
+  against 123-171 MB/s). The node's CPU is about the same either way (0.20 CPU-s per 40 MB update idle:
+  ``Download`` from embedded Kubo, streamed back over HTTP); the client's is what the checks add: 0.03
+  CPU-s per 40 MB update for the raw cat against 0.18 for ``get_tensors`` + flatten (joining the pieces
+  into one ``bytes``, CID re-hash, safetensors parse and finite check, the copy into the matrix). At
+  1e7 x 32 idle: fetch 5.88 (client) + 6.52 (node) CPU-s in 10.6 s of wall, raw cat 0.93 + 6.31 CPU-s
+  in 6.4 s: the fetch is CPU-bound and its two halves overlap only in part (12.4 CPU-s in 10.6 s on two
+  free cores), so the checks cost about as much wall time as the node's serving. At D = 1e4 both are
+  latency-bound, ~45 ms per object on the kept-alive connection in the raw cat as in the fetch (fetch /
+  cat 1.07-1.19); at 1e5 the ratio scatters (0.78-2.0) around latencies of the same order.
 * The issue's idle-machine figures (``get_tensors`` of 4 x 40 MB updates at 140-160 MB/s, 1.25x the
-  raw cat's ~190 MB/s) could not be reproduced here: the machine was never idle during this work. That
-  the wall-time ratio is nearer 1.25 than the CPU ratio on an idle machine fits the node's streaming and
-  the client's reading overlapping on two free cores, which a loaded machine does not give them (an
-  inference, not measured here). A first run of this table at load 2.7-9.4 gave fetch / cat 1.45-3.0
-  from 1e6 up (55-67 against 118-165 MB/s at 1e7) and the same CPU split (1e7 x 32: fetch 5.89 +
-  6.44 CPU-s, raw cat 0.98 + 5.28), a 22.6 s round (15.0 s CPU) at 1e7 x 32.
+  raw cat's ~190 MB/s) are **not confirmed** by this idle run: 110-121 MB/s, about 2x the raw cat
+  (200-257 MB/s). Where the time goes is now on record (the CPU columns): the client's checks, ~0.18
+  CPU-s per 40 MB, run after the bytes arrive and do not overlap the node's streaming of the next
+  update. Fetching the next update while checking the last one would hide most of them (not done:
+  fetching is not a target of issue 16). An earlier loaded run (load 2.7-9.4) gave fetch / cat 1.45-3.0
+  from 1e6 up and a 22.6 s round (15.0 s CPU) at 1e7 x 32.
 * **Sketch** (one ``np.bincount`` per row) runs at 270-760 MB/s wall from 1e6 up; the one-time hash
   draw for ``(seed, D, 64)`` costs ~10 ms at 1e6 and 0.08-0.24 s at 1e7 (80 MB, cached). **Commit**
   (committed row + Poseidon hash of 66 values, via ezkl) is 8-23 ms per trainer (once 55 ms, at
