@@ -22,7 +22,9 @@ import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
  * 3. Each round has a commit phase and a reveal phase (commit-reveal). While the commit phase is open
  *    (until the submission deadline, or until every trainer committed) each trainer calls
  *    {commitUpdate} once with a seal of its submission: a hash binding its update's IPFS CID, its row
- *    commitment, its own address, this chain, market, project and round, and a secret salt ({sealOf}).
+ *    commitment, its own address, this chain, market, project and round, and a secret salt ({sealOf}) (or signs
+ *    the commit off chain and anyone, e.g. the aggregator, sends several trainers' signed commits at once with
+ *    {commitBatch}; a trainer left out commits itself).
  *    Once the commit phase has closed, each trainer calls {revealUpdate} with the CID, commitment and
  *    salt, within `revealPeriod` (or anyone, e.g. the aggregator, sends several trainers' openings at once
  *    with {revealBatch}; a trainer left out reveals itself). Nobody can copy a submission before it is
@@ -111,6 +113,16 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         string cid;
         bytes32 commitment;
         bytes32 salt;
+    }
+
+    /// @notice A trainer's commit signed off chain (EIP-712, see {commitBatch}), for {commitBatch}.
+    struct SignedCommit {
+        address trainer;
+        bytes32 seal;
+        bytes note;
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
     }
 
     /// @notice The arguments of {finalizeRound} besides the project and round.
@@ -246,6 +258,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice Largest accepted contribution score (keeps reward arithmetic far from overflow).
     uint256 public constant MAX_SCORE = type(uint128).max;
     uint256 private constant BPS = 10_000;
+    /// @dev EIP-712: the type hashes of {commitBatch}'s domain and message.
+    bytes32 private constant _DOMAIN_TYPEHASH =
+        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
+    bytes32 private constant _COMMIT_TYPEHASH =
+        keccak256("Commit(uint256 projectId,uint256 round,bytes32 seal,bytes32 noteHash)");
     /// @dev 0x01 and 0x80 in each of the 32 bytes of a word (for {_onlyNameBytes}).
     uint256 private constant _BYTE_ONES = type(uint256).max / type(uint8).max;
     uint256 private constant _TOP_BITS = _BYTE_ONES << 7;
@@ -374,6 +391,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error NothingToWithdraw(uint256 projectId, address account);
     error TransferFailed(address to, uint256 amount);
     error NothingRevealed(uint256 projectId, uint256 round);
+    error NothingCommitted(uint256 projectId, uint256 round);
 
     /// @param admin who approves verifiers
     /// @param reliabilityRegistry the registry this market reports outcomes to (it must authorize this market)
@@ -499,18 +517,72 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     function commitUpdate(uint256 projectId, uint256 round, bytes32 seal, bytes calldata note) external {
         Project storage p = _projects[projectId];
         Trainer storage t = _memberInRound(projectId, p, round);
-        uint256 deadline = uint256(p.roundStart) + p.submissionPeriod;
-        if (block.timestamp > deadline) revert SubmissionClosed(projectId, round, deadline);
+        _checkCommitWindow(projectId, p, round);
         if (seal == bytes32(0)) revert ZeroSeal();
         if (note.length > MAX_NOTE_LENGTH) revert NoteTooLong(note.length, MAX_NOTE_LENGTH);
         if (t.committedRound == round + 1) revert AlreadyCommitted(projectId, round, msg.sender);
+        _commit(projectId, p, round, msg.sender, t, seal, note);
+    }
 
-        _submissions[projectId][msg.sender].seal = seal;
+    /// @notice Commits several trainers' sealed submissions of `round` in one transaction, as {commitUpdate} would
+    /// one by one (the same `UpdateCommitted` events, the arrival order being the batch's order), while the commit
+    /// phase is open. Anyone may send it, e.g. the aggregator with the signed commits its trainers handed it: each
+    /// entry carries its trainer's EIP-712 signature of `Commit(uint256 projectId,uint256 round,bytes32 seal,
+    /// bytes32 noteHash)` (`noteHash` = `keccak256(note)`) under the domain `("TrainingMarket", "1", chainid, this
+    /// market)`, so a signed commit commits exactly what its trainer signed, for that trainer only, in no other
+    /// round, project, market or chain. An entry that commits nothing is skipped, not a revert: one of a trainer
+    /// that is not a member or already committed in `round` (by itself, or in an earlier batch: a trainer's own
+    /// commit cannot make the batch fail), one whose signature does not recover to its trainer, or with a zero seal
+    /// or a note over {MAX_NOTE_LENGTH} bytes. Returns how many trainers it committed; reverts `NothingCommitted` if
+    /// none (a batch copied and sent first, or wholly committed already), and as {commitUpdate} if the project is
+    /// not training, `round` is not the open round or the commit phase is over.
+    ///
+    /// WARNING: a batch is a convenience, never a duty. Whoever batches chooses the order of its entries (the
+    /// round's arrival order, which decides between identical updates only; a seal hides its update until the
+    /// reveal) and can leave a trainer out or send the batch late: a trainer whose commit is not on chain in time
+    /// must commit itself with {commitUpdate} before the submission deadline. A signature stays valid until its
+    /// round closes: anyone holding it may commit it (never anything but what the trainer signed).
+    function commitBatch(uint256 projectId, uint256 round, SignedCommit[] calldata commits)
+        external
+        returns (uint256 committed)
+    {
+        Project storage p = _projects[projectId];
+        if (p.status != Status.Training) revert WrongStatus(projectId, Status.Training, _project(projectId).status);
+        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
+        _checkCommitWindow(projectId, p, round);
+        bytes32 domain = keccak256(
+            abi.encode(_DOMAIN_TYPEHASH, keccak256("TrainingMarket"), keccak256("1"), block.chainid, address(this))
+        );
+        for (uint256 i = 0; i < commits.length; ++i) {
+            SignedCommit calldata c = commits[i];
+            Trainer storage t = _trainers[projectId][c.trainer];
+            if (t.slot == 0 || t.committedRound == round + 1 || c.seal == bytes32(0)) continue;
+            if (c.note.length > MAX_NOTE_LENGTH) continue;
+            bytes32 message = keccak256(abi.encode(_COMMIT_TYPEHASH, projectId, round, c.seal, keccak256(c.note)));
+            bytes32 digest = keccak256(abi.encodePacked(hex"1901", domain, message));
+            if (ecrecover(digest, c.v, c.r, c.s) != c.trainer) continue; // a member is never address(0)
+            _commit(projectId, p, round, c.trainer, t, c.seal, c.note);
+            ++committed;
+        }
+        if (committed == 0) revert NothingCommitted(projectId, round);
+    }
+
+    /// @dev Records `who`'s (`t`'s) commit of `seal` in `round` as the next arrival; the caller checked it.
+    function _commit(
+        uint256 projectId,
+        Project storage p,
+        uint256 round,
+        address who,
+        Trainer storage t,
+        bytes32 seal,
+        bytes calldata note
+    ) private {
+        _submissions[projectId][who].seal = seal;
         uint256 arrival = ++p.commits;
         t.arrival = uint8(arrival);
         t.committedRound = uint16(round + 1);
         if (arrival == p.trainerCount) p.commitsClosedAt = uint40(block.timestamp);
-        emit UpdateCommitted(projectId, round, msg.sender, seal, arrival, note);
+        emit UpdateCommitted(projectId, round, who, seal, arrival, note);
     }
 
     /// @notice Reveals this trainer's committed submission for `round`: the IPFS `cid` of its update,
@@ -971,6 +1043,12 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
         t = _trainers[projectId][msg.sender];
         if (t.slot == 0) revert NotATrainer(projectId, msg.sender);
+    }
+
+    /// @dev The open round's commit phase has not passed its deadline (`round` is the open round).
+    function _checkCommitWindow(uint256 projectId, Project storage p, uint256 round) private view {
+        uint256 deadline = uint256(p.roundStart) + p.submissionPeriod;
+        if (block.timestamp > deadline) revert SubmissionClosed(projectId, round, deadline);
     }
 
     /// @dev The caller (`t`) committed in `round`, and the reveal phase is open.

@@ -44,7 +44,7 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
     ("timestamp", "TrainingMarket", "cancel"): "join deadline; periods are minutes to days",
     ("timestamp", "TrainingMarket", "startTraining"): "join deadline; periods are minutes to days",
     ("timestamp", "TrainingMarket", "join"): "join deadline; periods are minutes to days",
-    ("timestamp", "TrainingMarket", "commitUpdate"): "commit deadline; periods are minutes to days",
+    ("timestamp", "TrainingMarket", "_checkCommitWindow"): "commit deadline; periods are minutes to days",
     ("timestamp", "TrainingMarket", "_checkRevealWindow"): "reveal phase; periods are minutes to days",
     ("timestamp", "TrainingMarket", "finalizeRound"): "flags `round + 1 == p.rounds` (struct taint)",
     ("timestamp", "TrainingMarket", "abandon"): "aggregation deadline; periods are minutes to days",

@@ -19,8 +19,10 @@ from web3.exceptions import BlockNotFound
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import compile_contracts
+from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.protocol.ordering import EMPTY_COMMITMENT, arrival_order
 from marketplace.protocol.seal import RoundAddress
+from marketplace.protocol.signed_commit import SignedCommit
 
 MAX_TRAINERS = 64
 MAX_ROUNDS = 1000
@@ -497,6 +499,29 @@ class MarketClient:
         if len(seal) != 32:
             raise ValueError(f"a seal is 32 bytes, got {len(seal)}")
         return self.chain.transact(self.market.functions.commitUpdate(project_id, round_, seal, note))
+
+    def commit_batch(self, project_id: int, round_: int, commits: Sequence[SignedCommit]) -> Any:
+        """Commits several trainers' signed commits of ``round_`` in one transaction (anyone may send it;
+        ``TrainingMarket.commitBatch``), in the given order (the round's arrival order): entries that commit
+        nothing (a trainer already committed, a signature that is not its trainer's) are skipped by the market;
+        ``NothingCommitted`` if none commits anything. The trainers committed are the receipt's
+        ``UpdateCommitted`` events (:meth:`batch_committed`)."""
+        return self.chain.transact(
+            self.market.functions.commitBatch(project_id, round_, [c.as_abi_tuple() for c in commits])
+        )
+
+    def batch_committed(self, receipt: Any) -> list[str]:
+        """The trainers a :meth:`commit_batch` receipt committed, in batch order."""
+        return [e["args"]["trainer"] for e in self.chain.events(receipt, self.market, "UpdateCommitted")]
+
+    def commit_would_land(self, project_id: int, round_: int, commit: SignedCommit) -> bool:
+        """Whether ``commit`` alone would be committed by a ``commitBatch`` now (an ``eth_call`` of it against the
+        latest block): False if the market would skip it or refuse the batch."""
+        try:
+            fn = self.market.functions.commitBatch(project_id, round_, [commit.as_abi_tuple()])
+            return int(self.chain.call(fn)) == 1
+        except ContractRevert:
+            return False
 
     def reveal_update(self, project_id: int, round_: int, cid: str, commitment: bytes, salt: bytes) -> Any:
         """Reveals this trainer's committed submission: the update's IPFS ``cid``, its 32-byte row
