@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +58,24 @@ def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[str], seconds: float = 180.0) -> None:
+    """Waits until something listens on 127.0.0.1:``port`` (``process`` is starting it)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0]
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on port {port} after {seconds} s")
+
+
 def test_trainers_and_aggregator_processes_complete_a_job(env: dict[str, str], tmp_path: Path) -> None:
     cli("deploy")
     cli("data", "partition", "--trainers", "3", "--out", str(tmp_path / "shards"))
@@ -73,19 +93,25 @@ def test_trainers_and_aggregator_processes_complete_a_job(env: dict[str, str], t
     for i in (4, 5):
         cli("trainer", "join", "1", "--dev-account", str(i))
 
+    port = free_port()
     aggregator = spawn(
         env, "aggregator", "run", "--project", "1", "--dev-account", "2", "--poll", "0.5",
-        "--eval-data", str(tmp_path / "shards" / "test.npz"),
+        "--eval-data", str(tmp_path / "shards" / "test.npz"), "--commit-inbox", f"127.0.0.1:{port}",
     )  # fmt: skip
-    trainers = [
+    wait_for_port(port, aggregator)  # its commit inbox is up: a trainer that found none would commit itself
+    inbox = f"http://127.0.0.1:{port}/commits"
+    trainers = [  # trainers 0 and 1 hand their commits and openings to the aggregator; trainer 2 does both itself
         spawn(env, "trainer", "run", "1", "--data", str(tmp_path / "shards" / f"trainer_{i:03d}.npz"),
-              "--dev-account", str(3 + i), "--poll", "0.5", *(["--reveal-via", "self"] if i == 2 else []))
+              "--dev-account", str(3 + i), "--poll", "0.5",
+              *(["--reveal-via", "self"] if i == 2 else ["--commit-via", inbox]))
         for i in range(3)
     ]  # fmt: skip
     outputs = [p.communicate(timeout=240)[0] for p in [aggregator, *trainers]]
     assert [p.returncode for p in [aggregator, *trainers]] == [0, 0, 0, 0], outputs
     assert "round 0 finalized" in outputs[0] and "round 1 finalized" in outputs[0]
-    # one revealBatch per round reveals the two trainers that hand their openings over; the third reveals itself
+    # one commitBatch and one revealBatch per round for the two trainers that hand theirs over; the third does both
+    assert f"commit inbox: {inbox}" in " ".join(outputs[0].split()), outputs[0]
+    assert " ".join(outputs[0].split()).count("committed 2 trainer(s) in one batch") == 2, outputs[0]
     assert " ".join(outputs[0].split()).count("revealed 2 trainer(s) in one batch") == 2, outputs[0]
     for i, o in enumerate(outputs[1:]):  # each trainer commits, then is revealed, each round (gas and timings)
         for round_ in (0, 1):
@@ -93,6 +119,8 @@ def test_trainers_and_aggregator_processes_complete_a_job(env: dict[str, str], t
         assert o.index("round 1: committed") < o.index("round 1: revealed") < o.index("project ended"), o
         revealed = "commit + reveal gas" if i == 2 else "by the aggregator's batch (no reveal gas"
         assert revealed in " ".join(o.split()) and "seal " in o, o  # (rich wraps long lines)
+        committed_by_batch = " ".join(o.split()).count("by the aggregator's batch, no gas")
+        assert committed_by_batch == (0 if i == 2 else 2), o
     out = cli("project", "show", "1")
     assert "finished" in out
     out = cli("audit", "1", "1")

@@ -46,16 +46,34 @@ def aggregator_run_cmd(
     srs: Path | None = typer.Option(
         None, exists=True, help="SRS the zk verifier's keys were made with (default: the cached development SRS)."
     ),
+    commit_inbox: str | None = typer.Option(
+        None,
+        "--commit-inbox",
+        metavar="HOST:PORT",
+        help="Serve a commit inbox on HOST:PORT (an address your trainers reach; port 0: any free one) and commit "
+        "the signed commits they hand in (`trainer run --commit-via URL`, the URL printed at start) in one "
+        "transaction per round: you pay their commit gas. Everything posted is checked (size, JSON, this market, "
+        "your project, its open round, a member's own signature) and each commit again with an eth_call before "
+        "it is batched; trainers you leave out commit themselves by half the commit period.",
+    ),
 ) -> None:
     """Watch the projects you aggregate; finalize each round when it is due. Rounds of projects
     whose verifier is an EzklRoundVerifier are proven with ezkl (keys set up once and cached)."""
-    from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RevealsBatched, RoundReport
+    from marketplace.roles.aggregator import (
+        AggregatorNode,
+        CommitsBatched,
+        RejectionsAnnounced,
+        RevealsBatched,
+        RoundReport,
+    )
+    from marketplace.round.commit_inbox import CommitInbox, InboxServer
     from marketplace.round.prove import ProverSelectionError
 
     market = connect_market(network, signing_account(network, keystore, dev_account))
     evaluation = load_local_data(eval_data) if eval_data else None
     store, keys = open_store(ipfs_api), market_update_keys(market)
-    node = AggregatorNode(market, store, evaluation=evaluation, srs=srs, update_keys=keys)
+    inbox = CommitInbox(market) if commit_inbox is not None else None
+    node = AggregatorNode(market, store, evaluation=evaluation, srs=srs, update_keys=keys, commit_inbox=inbox)
 
     def show(r: RoundReport | RejectionsAnnounced) -> None:
         if isinstance(r, RejectionsAnnounced):
@@ -81,7 +99,15 @@ def aggregator_run_cmd(
         for trainer, why in r.published.items():
             console.print(f"  disputed {trainer}: its update was rejected ({why}); scored on the row it published")
 
-    def show_batch(b: RevealsBatched) -> None:
+    def show_batch(b: CommitsBatched | RevealsBatched) -> None:
+        if isinstance(b, CommitsBatched):
+            console.print(
+                f"project {b.project_id} round {b.round}: committed {len(b.committed)} trainer(s) in one batch "
+                f"(transaction {b.tx_hash}, gas {b.gas_used:,})"
+            )
+            for trainer in b.dropped:
+                console.print(f"  the signed commit of {trainer} would not land: it commits itself")
+            return
         console.print(
             f"project {b.project_id} round {b.round}: revealed {len(b.revealed)} trainer(s) in one batch "
             f"(transaction {b.tx_hash}, gas {b.gas_used:,})"
@@ -90,10 +116,23 @@ def aggregator_run_cmd(
             console.print(f"  no opening of {trainer} ({why}): it reveals itself")
 
     console.print(f"aggregator {market.address} serving {project or 'all its projects'}")
+    server = None
+    if inbox is not None and commit_inbox is not None:
+        host, _, port = commit_inbox.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise fail(f"--commit-inbox is HOST:PORT, not {commit_inbox!r}")
+        try:
+            server = InboxServer(inbox, host.strip("[]"), int(port))
+        except OSError as exc:
+            raise fail(f"cannot serve the commit inbox on {commit_inbox}: {exc}") from None
+        console.print(f"commit inbox: {server.url} (trainers: `marketplace trainer run ... --commit-via {server.url}`)")
     try:
         with stops_on_signals():  # Ctrl-C or SIGTERM: "stopped", exit code 130 or 143
             if once:
                 for pid in project or node.served_projects():
+                    commits = node.commit_signed(pid)
+                    if commits:
+                        show_batch(commits)
                     batch = node.reveal_openings(pid)
                     if batch:
                         show_batch(batch)
@@ -113,6 +152,9 @@ def aggregator_run_cmd(
             )
     except (PermissionError, ProverSelectionError, ChainError) as exc:  # one line, naming what to do
         raise fail(str(exc)) from None
+    finally:
+        if server is not None:
+            server.close()
 
 
 @aggregator_app.command("publish-key")

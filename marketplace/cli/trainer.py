@@ -3,7 +3,9 @@
 ``trainer run`` does each round in two steps (commit-reveal): it trains, pins its update and commits a seal
 of it while the commit phase is open, then reveals the update's CID and commitment once the commit phase
 has closed; it prints both, with their gas and timings. Restarted between the two, it finds what it
-committed in its own note on chain and reveals.
+committed in its own note on chain and reveals. With ``--commit-via URL`` (the aggregator's commit inbox) it signs
+its commit and hands it over instead, for the aggregator's ``commitBatch``, and commits itself if the commit is
+not on chain by half the commit period.
 
 ``trainer run`` imports the trainer node (torch) and the demo's simulated cheaters (the hidden
 ``--attack`` option) inside the command, so that ``marketplace --help`` stays fast; everything else
@@ -89,6 +91,15 @@ def trainer_run_cmd(
         help="Who reveals your update: 'aggregator' (in one batch for all trainers, from the opening you publish "
         "once the commit phase closed; you reveal yourself if it has not by half the reveal period) or 'self'.",
     ),
+    commit_via: str = typer.Option(
+        "self",
+        "--commit-via",
+        help="Who commits your seal: 'self', or the URL of the aggregator's commit inbox (`aggregator run "
+        "--commit-inbox` prints it; http://HOST:PORT/commits): you sign the commit and hand it over, the aggregator "
+        "commits every trainer in one transaction (you pay no commit gas), and you commit yourself if it is not on "
+        "chain by half the commit period, or at once if the inbox refuses it or does not answer. The signed commit "
+        "reveals nothing (your update stays sealed until you reveal it).",
+    ),
 ) -> None:
     """Each round: fetch the global model, train on your data, pin the update and commit a seal of it (the
     commit phase); once every trainer committed or the commit period ended, hand the opening to the aggregator,
@@ -101,6 +112,7 @@ def trainer_run_cmd(
     from marketplace.demo.adversaries import update_source
     from marketplace.roles.trainer import (
         Committed,
+        CommitVia,
         Disputed,
         RevealVia,
         StepOutcome,
@@ -111,6 +123,8 @@ def trainer_run_cmd(
 
     if reveal_via not in {v.value for v in RevealVia}:
         raise fail(f"--reveal-via is 'aggregator' or 'self', not {reveal_via!r}")
+    if commit_via != "self" and not commit_via.startswith(("http://", "https://")):
+        raise fail(f"--commit-via is 'self' or the http(s) URL of the aggregator's commit inbox, not {commit_via!r}")
     market = connect_market(network, signing_account(network, keystore, dev_account))
     try:
         local = load_local_data(data)
@@ -118,8 +132,9 @@ def trainer_run_cmd(
         raise fail(f"cannot read {data}: {exc}") from None
     source = update_source(attack, local, TrainingSettings(epochs, lr, batch_size, seed))
     node = TrainerNode(
-        market, open_store(ipfs_api), source, update_keys=market_update_keys(market), reveal_via=RevealVia(reveal_via)
-    )
+        market, open_store(ipfs_api), source, update_keys=market_update_keys(market), reveal_via=RevealVia(reveal_via),
+        commit_inbox=None if commit_via == "self" else commit_via,
+    )  # fmt: skip
     console.print(f"trainer {market.address} on project {project_id} with {len(local)} samples")
 
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
@@ -141,9 +156,14 @@ def trainer_run_cmd(
         if isinstance(outcome, Committed):
             commits[outcome.round] = outcome
             took = ", ".join(f"{phase} {seconds:.2f} s" for phase, seconds in outcome.timings.items())
+            if outcome.handover_error:
+                console.print(
+                    f"[yellow]the commit inbox did not take the signed commit:[/yellow] {outcome.handover_error}"
+                )
+            by = "by the aggregator's batch, no gas" if outcome.committed_by is CommitVia.AGGREGATOR else None
             console.print(
                 f"round {outcome.round}: committed the seal of {outcome.cid} (update norm {outcome.update_norm:.3f}; "
-                f"{took}; gas {outcome.gas_used:,}); the reveal follows when the commit phase closes"
+                f"{took}; {by or f'gas {outcome.gas_used:,}'}); the reveal follows when the commit phase closes"
             )
         elif isinstance(outcome, Submitted):
             committed = commits.pop(outcome.round, None)

@@ -60,6 +60,7 @@ from marketplace.roles.trainer import (
     TrainerNode,
     TrainingSettings,
 )
+from marketplace.round.commit_inbox import CommitInbox, InboxServer
 
 ETH = 10**18
 
@@ -218,6 +219,13 @@ def _ipfs_note(config: DemoConfig, stack: LocalStack) -> str:
 
 
 def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path) -> DemoResult:
+    """:func:`_play` with the aggregator's commit inbox served on 127.0.0.1 (trainers hand it their signed commits,
+    as with ``trainer run --commit-via``)."""
+    with InboxServer(CommitInbox(stack.admin.as_account(stack.accounts[2]))) as inbox:
+        return _play(config, console, stack, workdir, inbox)
+
+
+def _play(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path, inbox: InboxServer) -> DemoResult:
     n = config.trainers
     if len(config.attacks) >= n:
         raise ValueError("at least one trainer must be honest")
@@ -273,6 +281,7 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
                 group=sybil_group,
             ),
             reveal_via=RevealVia.AGGREGATOR,  # openings handed to the aggregator's reveal batch, as `trainer run`
+            commit_inbox=inbox.url,  # signed commits handed to the aggregator's commit batch
         )
         for i in range(n)
     ]
@@ -283,18 +292,21 @@ def _run(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path)
         f"{n} trainers joined with {config.stake_eth} ETH stake each; "
         f"malicious: {', '.join(f'#{i} {a.value}' for i, a in enumerate(attacks) if a is not Attack.NONE) or 'none'}"
     )
-    aggregator = AggregatorNode(aggregator_client, stack.store_of(AGGREGATOR), evaluation=test)
+    aggregator = AggregatorNode(
+        aggregator_client, stack.store_of(AGGREGATOR), evaluation=test, commit_inbox=inbox.inbox
+    )
 
     reports: list[RoundReport] = []
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
     for round_ in range(config.rounds):
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task(f"round {round_}: local training and commits", total=2 * n)
-            for t in trainers:  # commit phase: every trainer seals its submission
+            for t in trainers:  # commit phase: every trainer seals its submission and hands its signed commit over
                 outcome = t.step(pid)
-                if not isinstance(outcome, Committed):
+                if not isinstance(outcome, Committed) and outcome is not StepOutcome.WAITING_FOR_COMMIT_BATCH:
                     console.print(f"  trainer {t.address[:10]}…: {outcome}")
                 progress.advance(task)
+            _commit_in_batch(aggregator, owner, pid, trainers, console)
             progress.update(task, description=f"round {round_}: reveals")
             _open_reveals(owner, pid)
             for t in trainers:  # the reveal phase is open: each publishes its opening for the aggregator
@@ -353,6 +365,33 @@ def close_disputes(market: MarketClient, pid: int) -> None:
     """Moves the local chain's clock past the dispute window of the round's announced rejections (the demo does
     not wait it out in real time; every rejected trainer it runs has disputed by then, or cannot)."""
     _advance_to(market, market.rejections(pid).dispute_deadline + 1)
+
+
+def _commit_in_batch(
+    aggregator: AggregatorNode, market: MarketClient, pid: int, trainers: list[TrainerNode], console: Console
+) -> None:
+    """The aggregator commits the signed commits the trainers handed in, in one ``commitBatch``; it waits a quarter
+    of the commit period for a trainer that handed in none (e.g. a copier with nothing to copy yet), and a trainer
+    it did not commit commits itself from half the period on: the demo does not wait these out in real time, it
+    moves the local chain's clock there."""
+    project = market.get_project(pid)
+    quarter = project.round_start + project.submission_period // 4
+    batch = aggregator.commit_signed(pid)
+    if batch is None and market.chain.timestamp() < quarter:  # a signed commit is missing: the batch waits
+        market.chain.increase_time(quarter - market.chain.timestamp())
+        batch = aggregator.commit_signed(pid)
+    if batch is not None:
+        console.print(
+            f"  aggregator committed {len(batch.committed)} trainer(s) in one batch (gas {batch.gas_used:,})"
+            + (f"; left out: {', '.join(t[:10] + '…' for t in batch.dropped)}" if batch.dropped else "")
+        )
+    waiting = [t for t in trainers if t.step(pid) is StepOutcome.WAITING_FOR_COMMIT_BATCH]  # each sees its commit
+    if waiting:
+        half = project.round_start + project.submission_period // 2
+        if market.chain.timestamp() < half:
+            market.chain.increase_time(half - market.chain.timestamp())
+        for t in waiting:
+            t.step(pid)
 
 
 def _reveal_in_batch(

@@ -13,6 +13,11 @@ the trainers' updates are encrypted to that key; the node derives the secret key
 submission that revealed it. An update that does not open, or was sealed for another trainer or round (a
 replayed envelope), is rejected like any other bad update (its trainer may dispute with its row).
 
+Commits can be batched too: given a :class:`~marketplace.round.commit_inbox.CommitInbox` (served over HTTP by
+``aggregator run --commit-inbox``), the node commits the signed commits its trainers handed in with one
+``commitBatch`` (:meth:`AggregatorNode.commit_signed`), each checked first with an ``eth_call``; a trainer whose
+commit is not on chain by half the commit period commits itself.
+
 Reveals are batched: once the commit phase has closed, the node collects the openings the trainers published
 (:func:`~marketplace.round.openings.find_openings`: found through their commits' notes, fetched over IPFS,
 each checked off chain against its trainer's seal) and reveals them in one ``revealBatch``
@@ -53,6 +58,7 @@ from marketplace.round.collect import (
     apply_published_rows,
     collect_round,
 )
+from marketplace.round.commit_inbox import CommitInbox
 from marketplace.round.openings import find_openings, opening_store
 from marketplace.round.prove import ProverSelectionError, RoundProver, prover_for, round_tag
 from marketplace.round.score import new_model, score_round
@@ -97,6 +103,18 @@ class RejectionsAnnounced:
 
 
 @dataclass(frozen=True)
+class CommitsBatched:
+    """What :meth:`AggregatorNode.commit_signed` did: one ``commitBatch`` of the signed commits its inbox held."""
+
+    project_id: int
+    round: int
+    committed: list[str]  # the trainers the batch committed, in batch order (their arrival order)
+    dropped: list[str]  # trainers whose held commit would not land (checked with an eth_call): they commit themselves
+    tx_hash: str = ""
+    gas_used: int = 0
+
+
+@dataclass(frozen=True)
 class RevealsBatched:
     """What :meth:`AggregatorNode.reveal_openings` did: one ``revealBatch`` of the openings it found."""
 
@@ -132,7 +150,8 @@ def publish_update_key(market: MarketClient, keys: UpdateKeysClient, project_id:
 class AggregatorNode:
     """Serves projects whose aggregator is this client's account. ``update_keys`` is the market's
     ``UpdateKeys`` (default: the one recorded beside the market in the deployment records, see
-    :func:`recorded_update_keys`; without one, no project can be encrypted)."""
+    :func:`recorded_update_keys`; without one, no project can be encrypted). ``commit_inbox`` holds the signed
+    commits its trainers handed over (None: they commit themselves)."""
 
     def __init__(
         self,
@@ -144,9 +163,11 @@ class AggregatorNode:
         evaluation: LocalData | None = None,
         now: Callable[[], int] | None = None,
         update_keys: UpdateKeysClient | None = None,
+        commit_inbox: CommitInbox | None = None,
     ) -> None:
         self.market = market
         self.store = store
+        self.commit_inbox = commit_inbox
         self.update_keys = update_keys if update_keys is not None else recorded_update_keys(market)
         self._derived_keys: dict[int, UpdateKey] = {}  # project id -> its update key (checked)
         self._prover = prover
@@ -212,6 +233,43 @@ class AggregatorNode:
         now = self._now()
         reveals_done = now >= deadlines.reveal_opens and project.submissions == project.commits
         return (reveals_done or now > deadlines.reveal) and now <= deadlines.aggregation
+
+    def commit_signed(self, project_id: int) -> CommitsBatched | None:
+        """Commits, in one ``commitBatch``, the signed commits the inbox holds for the open round, in the order they
+        were handed in, during the first half of the commit period: as soon as it holds one of every trainer that
+        has not committed, else from a quarter of the period on with those it holds (each later poll batches what
+        arrived since; from half the period on the trainers commit themselves, so no batch is sent). Each is checked
+        first with an ``eth_call`` (one that would not land is dropped: its trainer commits itself). None if
+        nothing was sent (no inbox, not the time, nothing held, or everything committed meanwhile:
+        ``NothingCommitted``). The errors raised are this node's own (the chain unreachable)."""
+        project = self.market.get_project(project_id)
+        if self.commit_inbox is None or project.status is not ProjectStatus.TRAINING:
+            return None
+        round_, now = project.current_round, self._now()
+        held = self.commit_inbox.held(project_id, round_)
+        half = project.round_start + project.submission_period // 2
+        if not held:
+            return None
+        if now >= half or project.commits == project.trainer_count:  # too late, or useless: forgotten
+            self.commit_inbox.drop(project_id, round_, [c.trainer for c in held])
+            return None
+        waiting = project.trainer_count - project.commits  # members that have not committed
+        if len(held) < waiting and now < project.round_start + project.submission_period // 4:
+            return None  # the others may still hand theirs in
+        landing = [c for c in held if self.market.commit_would_land(project_id, round_, c)]
+        dropped = [c.trainer for c in held if c not in landing]
+        self.commit_inbox.drop(project_id, round_, [c.trainer for c in held])
+        if not landing:
+            return None
+        try:
+            receipt = self.market.commit_batch(project_id, round_, landing)
+        except ContractRevert as exc:
+            if exc.name == "NothingCommitted":  # every trainer committed itself meanwhile
+                return None
+            raise
+        committed = self.market.batch_committed(receipt)
+        tx = receipt["transactionHash"].to_0x_hex()
+        return CommitsBatched(project_id, round_, committed, dropped, tx, int(receipt["gasUsed"]))
 
     def reveal_openings(self, project_id: int) -> RevealsBatched | None:
         """Reveals, in one ``revealBatch``, the openings the open round's unrevealed trainers published, once per
@@ -363,10 +421,19 @@ class AggregatorNode:
     def _try_batch(
         self,
         project_id: int,
-        on_batch: Callable[[RevealsBatched], None] | None,
+        on_batch: Callable[[CommitsBatched | RevealsBatched], None] | None,
         on_error: Callable[[Exception], None] | None,
     ) -> None:
-        """:meth:`reveal_openings`, its errors reported and otherwise ignored."""
+        """:meth:`commit_signed` and :meth:`reveal_openings`, their errors reported and otherwise ignored."""
+        try:
+            commits = self.commit_signed(project_id)
+        except ChainError as exc:
+            exc.add_note(f"project {project_id}: commit batch")
+            if on_error is not None:
+                on_error(exc)
+        else:
+            if commits is not None and on_batch is not None:
+                on_batch(commits)
         try:
             batch = self.reveal_openings(project_id)
         except (ChainError, StorageError) as exc:
@@ -384,7 +451,7 @@ class AggregatorNode:
         on_report: Callable[[RoundReport | RejectionsAnnounced], None] | None = None,
         until_done: bool = True,
         on_error: Callable[[Exception], None] | None = None,
-        on_batch: Callable[[RevealsBatched], None] | None = None,
+        on_batch: Callable[[CommitsBatched | RevealsBatched], None] | None = None,
     ) -> None:
         """Serves ``project_ids`` (default: every project it aggregates) until all have ended, or are
         skipped.
@@ -414,9 +481,10 @@ class AggregatorNode:
         A bad submission is not the project's trouble: :func:`collect_round` rejects it, with its reason,
         and the round is finalized without it.
 
-        Before each step it reveals the trainers' published openings in one batch when that is due
-        (:meth:`reveal_openings`, heard by ``on_batch``); what stops a batch is reported to ``on_error`` and
-        changes nothing else (the trainers reveal themselves)."""
+        Before each step it commits the trainers' signed commits (:meth:`commit_signed`) and reveals their
+        published openings (:meth:`reveal_openings`) in one batch each when that is due, heard by ``on_batch``;
+        what stops a batch is reported to ``on_error`` and changes nothing else (the trainers commit or reveal
+        themselves)."""
         skipped: set[int] = set()
         usable: set[int] = set()  # projects whose model name is an architecture (a project's name never changes)
         while True:

@@ -20,6 +20,14 @@ encrypted bytes, the commitment is the plaintext's as always. The key is read at
 published late applies from the trainer's next commit on. Its sender key is derived from its wallet, so a
 restarted trainer still reads its own update (to dispute a rejection).
 
+Who commits: the trainer itself, or first the aggregator, in one ``commitBatch`` for all its trainers (cheaper:
+:mod:`marketplace.protocol.signed_commit`) when the node is given the aggregator's commit inbox (``commit_inbox``,
+:mod:`marketplace.round.commit_inbox`). Then the trainer signs its commit (EIP-712) and hands it over; the update
+is still added to IPFS only once the commit is on chain, whoever sent it. If the commit is not on chain by half
+the commit period (the chain's clock, not the local one) it commits itself, so an aggregator that withholds the
+batch costs it the gas of its own commit, never the round; an inbox that refuses or does not answer makes it
+commit itself at once.
+
 Who reveals (:class:`RevealVia`): the trainer itself (``SELF``), or first the aggregator, in one
 ``revealBatch`` for all its trainers (``AGGREGATOR``, cheaper: :mod:`marketplace.protocol.opening`). Then the
 commit's note also points to the trainer's opening document, which the trainer adds to IPFS once the commit
@@ -42,13 +50,14 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.adapters.chain.market import Commit, MarketClient, Project, ProjectStatus
 from marketplace.adapters.chain.update_keys import UpdateKeysClient, recorded_update_keys
 from marketplace.adapters.ipfs.cid import compute_cid
@@ -71,7 +80,9 @@ from marketplace.protocol.envelope import (
 )
 from marketplace.protocol.opening import MAX_NOTE_BYTES, OpeningDocument, note_with_pointer, split_note
 from marketplace.protocol.seal import InvalidNote, RoundAddress, derive_salt, open_note, seal, seal_note
+from marketplace.protocol.signed_commit import SignedCommitDocument, sign_commit
 from marketplace.round.collect import ObjectOpener, fetch_update
+from marketplace.round.commit_inbox import CommitRefused, InboxUnavailable, hand_over
 from marketplace.round.prove import row_prover_for
 
 EMPTY = b"\0" * 32
@@ -147,12 +158,21 @@ class StepOutcome(StrEnum):
     NOTHING_TO_COPY = "nothing to copy yet"
     UNUSABLE_UPDATE_KEY = "the aggregator's update key cannot be encrypted to; not submitting"
     WAITING_FOR_AGGREGATOR = "opening published; waiting for the aggregator's reveal batch"
+    WAITING_FOR_COMMIT_BATCH = "commit signed and handed to the aggregator; waiting for its commit batch"
 
 
 class RevealVia(StrEnum):
     """Who reveals a trainer's commit: first the aggregator (in one batch for every trainer, from the opening
     the trainer publishes once the commit phase has closed; the trainer reveals itself if the batch has not
     revealed it by half the reveal period), or the trainer itself."""
+
+    AGGREGATOR = "aggregator"
+    SELF = "self"
+
+
+class CommitVia(StrEnum):
+    """Who sent a trainer's commit: the aggregator (its ``commitBatch`` of the commit the trainer signed and handed
+    to its inbox) or the trainer itself."""
 
     AGGREGATOR = "aggregator"
     SELF = "self"
@@ -172,9 +192,13 @@ class Committed:
     cid: str
     commitment: bytes
     update_norm: float
-    gas_used: int = 0  # of the commitUpdate transaction
-    #: seconds per phase: fetch (global model), train, commit (sketch + Poseidon), seal (commit mined), pin
+    gas_used: int = 0  # of the commitUpdate transaction (0: the aggregator's batch committed it)
+    #: seconds per phase: fetch (global model), train, commit (sketch + Poseidon), seal (commit mined or handed
+    #: over), pin
     timings: dict[str, float] = field(default_factory=dict)
+    committed_by: CommitVia = CommitVia.SELF
+    #: why the aggregator's inbox did not take the signed commit, when this trainer then committed itself at once
+    handover_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -213,7 +237,9 @@ class TrainerNode:
     ``LocalTraining(data, settings)``: training on its private data). ``update_keys`` is the market's
     ``UpdateKeys`` (default: the one recorded beside the market in the deployment records, see
     :func:`recorded_update_keys`); without one the trainer cannot know that a project is encrypted and pins
-    its updates in the clear. ``reveal_via`` says who reveals its commits first (:class:`RevealVia`)."""
+    its updates in the clear. ``reveal_via`` says who reveals its commits first (:class:`RevealVia`);
+    ``commit_inbox`` is the URL of the aggregator's commit inbox, which this trainer hands its signed commits to
+    (None: it commits itself)."""
 
     def __init__(
         self,
@@ -224,9 +250,11 @@ class TrainerNode:
         now: Callable[[], int] | None = None,
         update_keys: UpdateKeysClient | None = None,
         reveal_via: RevealVia = RevealVia.SELF,
+        commit_inbox: str | None = None,
     ) -> None:
         self.market = market
         self.reveal_via = reveal_via
+        self.commit_inbox = commit_inbox
         self.store = store
         self.source = source
         self.update_keys = update_keys if update_keys is not None else recorded_update_keys(market)
@@ -235,6 +263,8 @@ class TrainerNode:
         self._unpublished: dict[tuple[int, int], tuple[bytes, str]] = {}
         self._rows: dict[tuple[int, int], np.ndarray] = {}  # committed rows, by (project, round)
         self._openings: dict[tuple[int, int], tuple[bytes, str]] = {}  # opening documents not yet added
+        #: commits handed to the aggregator's inbox and not seen on chain yet: (seal, note, what was committed)
+        self._handed: dict[tuple[int, int], tuple[bytes, bytes, Committed]] = {}
 
     @property
     def address(self) -> str:
@@ -267,7 +297,17 @@ class TrainerNode:
         if self.market.committed_seal(project_id, round_, self.address) == EMPTY:
             if now > deadlines.commit or project.commits == project.trainer_count:
                 return StepOutcome.ROUND_CLOSED
-            return self._commit(project, progress)
+            handed = self._handed.get((project_id, round_))
+            if handed is None:
+                return self._commit(project, progress)
+            if self.market.chain.timestamp() < self._half_commit(project):
+                return StepOutcome.WAITING_FOR_COMMIT_BATCH
+            return self._send_commit(*handed)  # not batched by half the commit period: commit itself
+        handed = self._handed.pop((project_id, round_), None)
+        if handed is not None:  # the aggregator's batch committed it
+            self._publish(project_id, round_)
+            self._committed[(project_id, round_)] = handed[2]
+            return handed[2]
         self._publish(project_id, round_)  # the commit is on chain: the update may be fetched now
         if now < deadlines.reveal_opens:
             return StepOutcome.WAITING_FOR_REVEAL
@@ -330,18 +370,50 @@ class TrainerNode:
             if len(note_with_pointer(note, pointer)) <= MAX_NOTE_BYTES:
                 note = note_with_pointer(note, pointer)
                 self._openings[(project_id, round_)] = (document, pointer)
-        receipt = self.market.commit_update(project_id, round_, sealed, note)
-        lap("seal")
         # Published only once the commit is on chain: whoever fetches it then can commit a copy only after
         # this commit, and the rule keeps the earliest of near-identical updates. (Until then the CID is
-        # secret: sealed. If the commit is still pending, the next step publishes it.)
+        # secret: sealed. If the commit is still pending, or handed to the aggregator, a later step publishes it.)
         self._unpublished[(project_id, round_)] = (data, cid)
+        committed = Committed(project_id, round_, cid, commitment, float(np.linalg.norm(update)), 0, timings)
+        if self.commit_inbox is not None and self.market.chain.timestamp() < self._half_commit(project):
+            signed = sign_commit(account, where, sealed, note)
+            try:
+                hand_over(self.commit_inbox, SignedCommitDocument.of(where, signed))
+            except (CommitRefused, InboxUnavailable) as exc:  # commit itself at once
+                committed = replace(committed, handover_error=str(exc))
+            else:
+                lap("seal")
+                self._handed[(project_id, round_)] = (
+                    sealed,
+                    note,
+                    replace(committed, committed_by=CommitVia.AGGREGATOR),
+                )
+                return StepOutcome.WAITING_FOR_COMMIT_BATCH
+        return self._send_commit(sealed, note, committed)
+
+    @staticmethod
+    def _half_commit(project: Project) -> int:
+        """When this trainer stops waiting for the aggregator's commit batch: half the commit period."""
+        return project.round_start + project.submission_period // 2
+
+    def _send_commit(self, sealed: bytes, note: bytes, committed: Committed) -> Committed:
+        """Commits ``sealed`` (with ``note``) itself and publishes the update once the commit is on chain; what it
+        committed is ``committed`` with the gas (none if the aggregator's batch was mined first)."""
+        project_id, round_ = committed.project_id, committed.round
+        self._handed.pop((project_id, round_), None)
+        clock = time.perf_counter()
+        try:
+            gas, by = int(self.market.commit_update(project_id, round_, sealed, note)["gasUsed"]), CommitVia.SELF
+        except ContractRevert as exc:
+            if exc.name != "AlreadyCommitted" or self.market.committed_seal(project_id, round_, self.address) != sealed:
+                raise
+            gas, by = 0, CommitVia.AGGREGATOR  # the batch was mined first
+        committed.timings["seal"] = committed.timings.get("seal", 0.0) + time.perf_counter() - clock
+        clock = time.perf_counter()
         if self.market.committed_seal(project_id, round_, self.address) == sealed:
             self._publish(project_id, round_)
-        lap("pin")
-        committed = Committed(
-            project_id, round_, cid, commitment, float(np.linalg.norm(update)), int(receipt["gasUsed"]), timings
-        )
+        committed.timings["pin"] = time.perf_counter() - clock
+        committed = replace(committed, gas_used=gas, committed_by=by)
         self._committed[(project_id, round_)] = committed
         return committed
 
@@ -392,6 +464,9 @@ class TrainerNode:
         (the batch revealed it and the round was finalized, or the project ended, in between): what the batch
         revealed. A commit of such a round that nobody revealed is forgotten (the reveal was missed)."""
         ended = project.status in (ProjectStatus.FINISHED, ProjectStatus.CANCELLED)
+        for key in [k for k in self._handed if k[0] == project.project_id and (ended or k[1] < project.current_round)]:
+            self._handed.pop(key)  # handed over and never committed: the round closed without it
+            self._unpublished.pop(key, None)
         for project_id, round_ in sorted(self._committed):
             if project_id != project.project_id or not (ended or round_ < project.current_round):
                 continue
