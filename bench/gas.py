@@ -29,17 +29,26 @@ that commit). Both run through today's ``MarketClient`` (their function signatur
 
 Prints the tables and writes JSON plus a Markdown copy next to it.
 
-Measured (2026-11-29, ``python -m bench.gas``; gas does not depend on the machine), gas per trainer per round:
+Measured (2026-11-30, ``python -m bench.gas``; gas does not depend on the machine), gas per trainer per round
+("commit" and "reveal": the trainers' own transactions, mean over the rounds; "batched commit" and "batched
+reveal": a later round's ``commitBatch`` and ``revealBatch`` of every trainer / N; "later, batched": that round's
+batched commit + batched reveal + finalize / N):
 
-    N    join/R  commit  reveal  finalize/N  withdraw/R  per round  new/old  later round
-    4  old 32,059  67,733  85,482  79,190  14,799  279,263        211,480
-    4  new 30,179  51,345  59,680  65,896  14,702  221,801  0.79  146,303
-    16 old 30,355  67,157  85,481  54,334  14,799  252,127        189,601
-    16 new 28,780  51,296  59,679  43,137  14,702  197,593  0.78  127,052
-    32 old 30,071  67,061  85,483  50,195  14,799  247,609        185,958
-    32 new 28,547  51,288  59,681  39,348  14,702  193,565  0.78  123,849
-    64 old 29,929  67,012  85,483  48,132  14,799  245,356        184,142
-    64 new 28,430  51,283  59,681  37,463  14,702  191,558  0.78  122,254
+    N    join/R  commit  b.commit  reveal  b.reveal  finalize/N  withdraw/R  per round  new/old  later round  l.batched
+    4  old 32,059  67,733            85,482            79,190      14,799     279,263             211,480
+    4  new 30,179  51,376    32,423  59,745    30,779  65,904      14,709     221,912    0.79     146,407      110,670
+    16 old 30,355  67,157            85,481            54,334      14,799     252,127             189,601
+    16 new 28,780  51,327    27,126  59,744    24,340  43,138      14,709     197,698    0.78     127,150       79,729
+    32 old 30,071  67,061            85,483            50,195      14,799     247,609             185,958
+    32 new 28,547  51,319    26,249  59,746    23,270  39,349      14,709     193,670    0.78     123,946       74,586
+    64 old 29,929  67,012            85,483            48,132      14,799     245,356             184,142
+    64 new 28,430  51,314    25,812  59,746    22,739  37,463      14,709     191,662    0.78     122,351       72,028
+
+A later round's own commit is 45.6k (the first round's 62.7k writes new slots); inside ``commitBatch`` it is
+27.1k at N = 16 and 26.2k at N = 32 (an ``ecrecover`` and 65 bytes of signature instead of a transaction's 21k):
+-18.5k and -19.4k per trainer, as the design study predicted (docs/design/gas-per-trainer.md). Adding
+``commitBatch`` cost the trainers' own commits and reveals 31-65 gas (the shared commit path, one more selector
+to dispatch past).
 
 Reliability, gas per trainer, one batched ``recordRound`` vs one per trainer (saved): a project's first round
 old 24.6 / 30.7 / 31.7 / 32.2 %, new 28.5 / 35.6 / 36.8 / 37.4 % at N = 4 / 16 / 32 / 64 (a new record and a
@@ -72,7 +81,9 @@ today). Measured since with a prototype (docs/design/gas-per-trainer.md, ``resea
 batch costs 23.6k at N = 16 (22.5k at 32) instead of 54k, so 92.6k per trainer at N = 32 with the test verifier;
 with the zk verifier (44k more at N = 32, measured with real proofs) that is 137k, and the design study shows
 which further steps (batched signed commits, a circuit-specific verifier, or optimistic verification) reach the
-targets.
+targets. With both batches built (steps 3 and 4), a later round costs a trainer 79.7k at N = 16 and 74.6k at
+N = 32 with the test verifier; with the zk verifier's share (83.6k and 44.2k, the design study's measurement)
+163.3k and 118.8k: the circuit-specific verifier (step 1, -20.2k / -10.7k) is what remains to reach 150k / 110k.
 """
 
 from __future__ import annotations
@@ -99,6 +110,7 @@ from marketplace.adapters.chain.deploy import MARKET, REGISTRY, TEST_VERIFIER, d
 from marketplace.adapters.chain.market import Finalization, MarketClient, Opening, ProjectConfig
 from marketplace.adapters.toolchain import project_root
 from marketplace.protocol.seal import derive_salt, seal, seal_note
+from marketplace.protocol.signed_commit import sign_commit
 from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
 
 #: ``IReliabilityRegistry.Outcome``
@@ -135,6 +147,16 @@ class GasRow:
     reliability_first: tuple[int, int]  # (one recordRound for all, one per trainer) in a project's first round
     reliability_later: tuple[int, int]  # the same in a later round
     breakdown: dict[str, dict[str, int]] = field(default_factory=dict)  # a later round's transactions, by part
+    commit_batched: int | None = None  # a later round's commitBatch of every trainer's signed commit / N
+    finalize_batched: int | None = None  # that round's finalizeRound (after the batches) / N
+
+    @property
+    def later_batched(self) -> float | None:
+        """A later round with both batches (no transaction of the trainers'): commitBatch / N + revealBatch / N
+        + finalize / N; None without ``commitBatch``."""
+        if self.commit_batched is None or self.reveal_batched is None or self.finalize_batched is None:
+            return None
+        return self.commit_batched + self.reveal_batched + self.finalize_batched
 
     @property
     def join_share(self) -> float:
@@ -270,16 +292,17 @@ def measure(
             parts = {name: breakdown(admin, tx) for name, tx in (("commit", c[0]), ("reveal", r[0]), ("finalize", f))}
     owed = [t for t in trainers if t.withdrawable(pid, t.address) > 0]  # a flagged trainer lost its whole stake
     withdraws = [_gas(t.chain.transact(t.market.functions.withdraw(pid))) for t in owed]
-    batched = batched_reveal(url, artifacts, n, accounts) if "revealBatch" in _functions(artifacts) else None
+    batches = batched_round(url, artifacts, n, accounts) if "revealBatch" in _functions(artifacts) else None
     registries = reliability_registries(admin, artifacts)
     members = [t.address for t in trainers]
     first = reliability_gas(admin, registries, pid, 0, members, flags)
     later = reliability_gas(admin, registries, pid, 1, members, flags)
     return GasRow(
         impl=impl, trainers=n, rounds=ROUNDS, create=create, join=sum(joins) // n, largest_join=max(joins),
-        commit=commits, reveal=reveals, reveal_batched=batched, finalize=finalizes,
+        commit=commits, reveal=reveals, reveal_batched=batches.reveal if batches else None, finalize=finalizes,
         withdraw=sum(withdraws) // len(withdraws),
         reliability_first=first, reliability_later=later, breakdown=parts,
+        commit_batched=batches.commit if batches else None, finalize_batched=batches.finalize if batches else None,
     )  # fmt: skip
 
 
@@ -287,21 +310,45 @@ def _functions(artifacts: Artifacts) -> set[str]:
     return {f.get("name", "") for f in artifacts[MARKET].abi}
 
 
-def batched_reveal(url: str, artifacts: Artifacts, n: int, accounts: list[LocalAccount]) -> int:
-    """The gas per trainer of one ``revealBatch`` of all ``n`` trainers' openings in a later round (round 1 of a
-    new project on the same chain; round 0 one by one), as the aggregator sends it."""
+@dataclass(frozen=True)
+class BatchedRound:
+    """Gas per trainer of a later round run by the aggregator's batches: its ``commitBatch`` (None without one:
+    the trainers committed one by one), its ``revealBatch`` and its ``finalizeRound``, each divided by N."""
+
+    commit: int | None
+    reveal: int
+    finalize: int
+
+
+def batched_round(url: str, artifacts: Artifacts, n: int, accounts: list[LocalAccount]) -> BatchedRound:
+    """A later round (round 1 of a new project on the same chain; round 0 one by one) as the aggregator batches
+    it: one ``commitBatch`` of all ``n`` trainers' signed commits (with the note ``TrainerNode`` sends; if the
+    market has ``commitBatch``), one ``revealBatch`` of their openings, then the finalization."""
     p = open_project(url, artifacts, n, 2, accounts)
     flags = [False] * n
     play_round(p.owner, p.aggregator, p.trainers, p.project_id, 0, flags)
     where = p.owner.round_address(p.project_id, 1)
     commitments = [bytes(p.owner.chain.w3.keccak(text=f"update 1 {i}")) for i in range(n)]
     salts = [derive_salt(t.chain.account, where, c) for t, c in zip(p.trainers, commitments, strict=True)]
-    for t, c, s in zip(p.trainers, commitments, salts, strict=True):
-        t.commit_update(p.project_id, 1, seal(c, CID, t.address, where, s), seal_note(t.chain.account, where, c, CID))
+    seals = [seal(c, CID, t.address, where, s) for t, c, s in zip(p.trainers, commitments, salts, strict=True)]
+    notes = [seal_note(t.chain.account, where, c, CID) for t, c in zip(p.trainers, commitments, strict=True)]
+    commit_gas = None
+    if "commitBatch" in _functions(artifacts):
+        signed = [sign_commit(t.chain.account, where, s, m) for t, s, m in zip(p.trainers, seals, notes, strict=True)]
+        receipt = p.aggregator.commit_batch(p.project_id, 1, signed)
+        assert len(p.aggregator.batch_committed(receipt)) == n
+        commit_gas = _gas(receipt) // n
+    else:
+        for t, s, m in zip(p.trainers, seals, notes, strict=True):
+            t.commit_update(p.project_id, 1, s, m)
     openings = [Opening(t.address, CID, c, s) for t, c, s in zip(p.trainers, commitments, salts, strict=True)]
     receipt = p.aggregator.reveal_batch(p.project_id, 1, openings)
     assert len(p.aggregator.batch_revealed(receipt)) == n
-    return _gas(receipt) // n
+    reveal_gas = _gas(receipt) // n
+    scores = [1_000 + 37 * i for i in range(n)]
+    proof = local_hash_proof(*recorded_verifier_inputs(p.owner, p.project_id, 1, scores, flags, [False] * n))
+    finalized = p.aggregator.finalize_round(p.project_id, 1, Finalization(CID, CID, scores, flags, proof))
+    return BatchedRound(commit_gas, reveal_gas, _gas(finalized) // n)
 
 
 def play_round(
@@ -413,8 +460,8 @@ def run(sizes: Sequence[int], breakdown_at: int | None = None) -> list[GasRow]:
     return rows
 
 
-COMPONENTS = ["N", "", "join / R", "commit", "reveal", "batched reveal", "finalize / N", "withdraw / R",
-              "per round", "new / old", "later round"]  # fmt: skip
+COMPONENTS = ["N", "", "join / R", "commit", "batched commit", "reveal", "batched reveal", "finalize / N",
+              "withdraw / R", "per round", "new / old", "later round", "later, batched"]  # fmt: skip
 RELIABILITY = ["N", "", "first: batched", "one by one", "saved", "later: batched", "one by one", "saved"]
 
 
@@ -429,7 +476,9 @@ def component_cells(rows: list[GasRow], r: GasRow) -> list[str]:
     numbers = [r.join_share, r.commit_mean, r.reveal_mean, r.finalize_share, r.withdraw_share, r.per_round]
     cells = [f"{x:,.0f}" for x in numbers]
     cells.insert(3, "" if r.reveal_batched is None else f"{r.reveal_batched:,}")
-    return [str(r.trainers), r.impl, *cells, ratio, f"{r.later_round:,.0f}"]
+    cells.insert(2, "" if r.commit_batched is None else f"{r.commit_batched:,}")
+    batched = "" if r.later_batched is None else f"{r.later_batched:,.0f}"
+    return [str(r.trainers), r.impl, *cells, ratio, f"{r.later_round:,.0f}", batched]
 
 
 def reliability_cells(r: GasRow) -> list[str]:
@@ -482,8 +531,8 @@ def markdown(rows: list[GasRow]) -> str:
 def write(rows: list[GasRow], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     derived = [
-        {"per_round": r.per_round, "later_round": r.later_round, "saving_first": r.saving_first,
-         "saving_later": r.saving_later}
+        {"per_round": r.per_round, "later_round": r.later_round, "later_batched": r.later_batched,
+         "saving_first": r.saving_first, "saving_later": r.saving_later}
         for r in rows
     ]  # fmt: skip
     out.write_text(json.dumps([asdict(r) | d for r, d in zip(rows, derived, strict=True)], indent=2))

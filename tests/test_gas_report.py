@@ -39,6 +39,11 @@ def test_gas_report_old_beside_new_for_4_16_64_trainers() -> None:
         # trainers on (at 4, a quarter of the batch's 21k base fee is still 5k per trainer).
         assert old.reveal_batched is None and new.reveal_batched is not None, n
         assert new.reveal_batched < (0.6 if n == 4 else 0.5) * new.reveal[-1], n
+        # So does a commit inside its commitBatch (a signature check instead of a transaction's 21k), and a later
+        # round run by both batches is cheaper than the trainers' own transactions.
+        assert old.commit_batched is None and new.commit_batched is not None and new.later_batched is not None, n
+        assert new.commit_batched < (0.8 if n == 4 else 0.65) * new.commit[-1], n
+        assert new.later_batched < new.later_round, n
     # Issue 16: one batched recordRound is at least 75 % cheaper per trainer than one call per trainer in every
     # round after a project's first, from 16 trainers on (the old registry: 66 % and 70 %).
     assert by[(NEW, 16)].saving_later >= 0.75 and by[(NEW, 64)].saving_later >= 0.75
@@ -52,5 +57,8 @@ def test_gas_report_old_beside_new_for_4_16_64_trainers() -> None:
         (r.impl, r.trainers, r.per_round) for r in rows
     ]
     table = REPORT.with_suffix(".md").read_text()
-    assert "| join / R | commit | reveal | batched reveal | finalize / N | withdraw / R | per round |" in table
+    assert (
+        "| join / R | commit | batched commit | reveal | batched reveal | finalize / N | withdraw / R | per round |"
+        in table
+    )
     assert table.count("| 16 | new |") == 2  # in the per-trainer table and in the batching table
