@@ -243,9 +243,13 @@ class AggregatorNode:
         nothing was sent (no inbox, not the time, nothing held, or everything committed meanwhile:
         ``NothingCommitted``). The errors raised are this node's own (the chain unreachable)."""
         project = self.market.get_project(project_id)
-        if self.commit_inbox is None or project.status is not ProjectStatus.TRAINING:
+        if self.commit_inbox is None:
+            return None
+        if project.status is not ProjectStatus.TRAINING:
+            self.commit_inbox.drop(project_id, project.rounds, [])  # every round's: none is open any more
             return None
         round_, now = project.current_round, self._now()
+        self.commit_inbox.drop(project_id, round_, [])  # the closed rounds' leftovers
         held = self.commit_inbox.held(project_id, round_)
         half = project.round_start + project.submission_period // 2
         if not held:
