@@ -378,7 +378,7 @@ def _commit_in_batch(
     quarter = project.round_start + project.submission_period // 4
     batch = aggregator.commit_signed(pid)
     if batch is None and market.chain.timestamp() < quarter:  # a signed commit is missing: the batch waits
-        market.chain.increase_time(quarter - market.chain.timestamp())
+        _advance_to(market, quarter)
         batch = aggregator.commit_signed(pid)
     if batch is not None:
         console.print(
@@ -387,9 +387,7 @@ def _commit_in_batch(
         )
     waiting = [t for t in trainers if t.step(pid) is StepOutcome.WAITING_FOR_COMMIT_BATCH]  # each sees its commit
     if waiting:
-        half = project.round_start + project.submission_period // 2
-        if market.chain.timestamp() < half:
-            market.chain.increase_time(half - market.chain.timestamp())
+        _advance_to(market, project.round_start + project.submission_period // 2)
         for t in waiting:
             t.step(pid)
 
