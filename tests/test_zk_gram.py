@@ -225,6 +225,7 @@ def test_a_deciding_reference_changes_the_scores_as_the_integer_rule_does(spec: 
     with_ref, without = gram_rule_ref_int(rows, ref), gram_rule_int(rows)
     assert with_ref.stats["ref_ok"] and with_ref.scores.tolist() != without.scores.tolist()
     for sort in ("batcher", "topk"):
+        (tmp_path / sort).mkdir()
         p = _compile(tmp_path / sort, 8, 32, sort, hashed=False)
         assert _matches(p, rows, reference_q=ref)[1] == with_ref.scores.tolist()
         assert _matches(p, rows)[1] == without.scores.tolist()
