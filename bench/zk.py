@@ -32,6 +32,24 @@ wall s / CPU s:
 Every proof verified on anvil and its outputs equalled ``gram_rule_int``. Issue 16's targets are met
 in the quiet runs (32x32 twice: 29.3 and 29.4 s) and for memory everywhere; a loaded machine misses
 the time targets (the prover gets one core).
+
+With the owner's reference row (branch ``h-refcirc``; ``docs/design/robust-reference.md`` section 5),
+the same layouts; rows and logrows (``--count``) before -> with it, and the proofs measured since:
+
+    size   layout              rows before -> with ref   k   setup   prove wall / CPU (load)   peak RSS  verify gas
+    8x64   new Batcher 2 cols   21,994 ->  24,702        15   91 s    48.1 / 21.9 s (7.3)      1.25 GB  1,349,607
+    16x32  new Batcher 2 cols   25,618 ->  28,183        15   99 s   110.0 / 22.9 s (10.9)     1.26 GB  1,396,303
+    32x32  new TopK 2 cols      53,717 ->  57,959        16   (not re-proven)
+    64x32  new TopK 3 cols     124,374 -> 130,754        17   (not re-proven)
+
+Measured 2026-11-30 at load 7-11 (other sessions' tests): wall time says nothing there, CPU seconds
+compare: 21.9 against 21.3-21.5 s before at 8x64, 22.9 against 21.1-22.2 s at 16x32 (the same
+logrows, 2-8 % more); peak RSS, proving key and proof size unchanged; verify gas +600 and +1,100.
+32x32 and 64x32 keep their logrows, so their proving times should move as little (not re-proven
+here: 64x32 needs 6 GB and minutes the shared machine did not have).
+
+Since then ``old`` is counted only: its proofs have no reference instance, so today's adapter cannot
+verify them; its proofs' figures are those above.
 """
 
 from __future__ import annotations

@@ -277,7 +277,7 @@ def test_the_tag_passes_through_and_changes_nothing_else(compiled: CircuitKeys) 
     assert tag_chunks(other)[0] == 0xFFFF
     outputs = []
     for tag in (TAG, other):
-        data = [[float(v) for v in row] for row in rows] + [tag_input(tag)]
+        data = [[float(v) for v in row] for row in rows] + [[0.0] * (K + 2), tag_input(tag)]  # no reference
         (compiled.root / "in.json").write_text(json.dumps({"input_data": data}))
         ezkl.gen_witness(str(compiled.root / "in.json"), str(compiled.compiled), str(compiled.root / "w.json"))
         w = json.loads((compiled.root / "w.json").read_text())
@@ -285,7 +285,8 @@ def test_the_tag_passes_through_and_changes_nothing_else(compiled: CircuitKeys) 
         felts = [ezkl.float_to_felt(x, 13) for x in tag_input(tag)]
         assert [ezkl.felt_to_int(f) for f in felts] == tag_chunks(tag)
         poseidon = ezkl.poseidon_hash(felts)
-        assert w["processed_inputs"]["poseidon_hash"][N] == (poseidon[0] if isinstance(poseidon, list) else poseidon)
+        hashes = w["processed_inputs"]["poseidon_hash"]  # the rows', the reference's, then the tag's
+        assert hashes[N + 1] == (poseidon[0] if isinstance(poseidon, list) else poseidon)
         outputs.append(w["outputs"][:2])
     assert outputs[0] == outputs[1]
 
