@@ -32,6 +32,24 @@ wall s / CPU s:
 Every proof verified on anvil and its outputs equalled ``gram_rule_int``. Issue 16's targets are met
 in the quiet runs (32x32 twice: 29.3 and 29.4 s) and for memory everywhere; a loaded machine misses
 the time targets (the prover gets one core).
+
+With the owner's reference row (branch ``h-refcirc``; ``docs/design/robust-reference.md`` section 5),
+the same layouts; rows and logrows (``--count``) before -> with it, and the proofs measured since:
+
+    size   layout              rows before -> with ref   k   setup   prove wall / CPU (load)   peak RSS  verify gas
+    8x64   new Batcher 2 cols   21,994 ->  24,702        15   91 s    48.1 / 21.9 s (7.3)      1.25 GB  1,349,607
+    16x32  new Batcher 2 cols   25,618 ->  28,183        15   99 s   110.0 / 22.9 s (10.9)     1.26 GB  1,396,303
+    32x32  new TopK 2 cols      53,717 ->  57,959        16   (not re-proven)
+    64x32  new TopK 3 cols     124,374 -> 130,754        17   (not re-proven)
+
+Measured 2026-11-30 at load 7-11 (other sessions' tests): wall time says nothing there, CPU seconds
+compare: 21.9 against 21.3-21.5 s before at 8x64, 22.9 against 21.1-22.2 s at 16x32 (the same
+logrows, 2-8 % more); peak RSS, proving key and proof size unchanged; verify gas +600 and +1,100.
+32x32 and 64x32 keep their logrows, so their proving times should move as little (not re-proven
+here: 64x32 needs 6 GB and minutes the shared machine did not have).
+
+Since then ``old`` is counted only: its proofs have no reference instance, so today's adapter cannot
+verify them; its proofs' figures are those above.
 """
 
 from __future__ import annotations
@@ -40,7 +58,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -63,48 +80,12 @@ def _peak_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
 
 
-def _legacy_keys(n: int, k: int, *, build: bool) -> Any:
-    """The old circuit's keys (``.cache/zk/legacy/gram-n{n}-k{k}``), built if ``build`` and missing or
-    stale (stamped with the SHA-256 of ``research/zk_speed/legacy.py`` and the ezkl version)."""
-    import ezkl
-
-    from marketplace.adapters.ezkl.keys import (
-        CircuitKeys,
-        cache_dir,
-        compile_circuit,
-        evm_artifacts,
-        export_onnx,
-        generate_keys,
-        settings_for,
-        sha256_file,
-    )
-    from research.zk_speed import legacy
-
-    keys = CircuitKeys(n, k, cache_dir() / "legacy" / f"gram-n{n}-k{k}")
-    stamp = f"{sha256_file(Path(legacy.__file__))}/{ezkl.__version__}"
-    stamp_file = keys.root / "fingerprint"
-    if stamp_file.is_file() and stamp_file.read_text() == stamp and keys.vka.is_file():
-        return keys
-    if not build:
-        raise RuntimeError(f"no legacy keys for {n}x{k}: run the setup step first")
-    if keys.root.exists():
-        shutil.rmtree(keys.root)
-    keys.root.mkdir(parents=True)
-    circuit = legacy.GramCircuit(n, k)
-    export_onnx(circuit, n, k + 2, keys.onnx, tag_width=circuit.tag_width)
-    settings_for(keys.onnx, keys.settings)
-    compile_circuit(keys.onnx, keys.compiled, keys.settings)
-    generate_keys(keys)
-    evm_artifacts(keys)
-    stamp_file.write_text(stamp)
-    return keys
-
-
 def _keys(layout: str, n: int, k: int, *, build: bool) -> Any:
+    """The new circuit's keys (``setup`` if ``build``, else the cached ones); the old circuit has none here."""
     from marketplace.adapters.ezkl.keys import cached_keys, setup
 
-    if layout == "old":
-        return _legacy_keys(n, k, build=build)
+    if layout != "new":
+        raise ValueError("the old circuit is counted only (run_size)")
     if build:
         return setup(n, k)
     found = cached_keys(n, k)
@@ -137,19 +118,11 @@ def setup_step(layout: str, n: int, k: int) -> dict[str, object]:
     """Keys of one circuit, in this process: setup seconds (``cached`` if they were there) and peak RSS."""
     from marketplace.adapters.ezkl.keys import cached_keys
 
-    cached = bool(cached_keys(n, k)) if layout == "new" else _is_cached_legacy(n, k)
+    cached = bool(cached_keys(n, k))
     t0 = time.perf_counter()
     _keys(layout, n, k, build=True)
     return {"setup_s": "cached" if cached else round(time.perf_counter() - t0, 1),
             "setup_peak_rss_gb": None if cached else _peak_gb()}  # fmt: skip
-
-
-def _is_cached_legacy(n: int, k: int) -> bool:
-    try:
-        _legacy_keys(n, k, build=False)
-    except RuntimeError:
-        return False
-    return True
 
 
 def measure(layout: str, n: int, k: int) -> dict[str, object]:
@@ -165,6 +138,8 @@ def measure(layout: str, n: int, k: int) -> dict[str, object]:
     from marketplace.roles.verify import gas_to_succeed
     from marketplace.rule.gram import gram_rule_int
 
+    if layout != "new":
+        raise ValueError("only the new circuit is proven (run_size)")
     keys = _keys(layout, n, k, build=False)
     rng = np.random.default_rng(0)
     base = rng.normal(size=5_000)
@@ -172,6 +147,7 @@ def measure(layout: str, n: int, k: int) -> dict[str, object]:
     rows[-1, :k] *= -1  # one sign-flipped update
     tag = round_tag(31337, "0x" + "00" * 19 + "01", 1, 0)  # any tag: the adapter is called directly
     load = os.getloadavg()[0]
+    # no reference row (the zero row): what the adapter verifies today; the cost is the same with one
     t1, c1 = time.perf_counter(), _cpu()
     proof = prove_rows(keys, rows, tag)
     prove_s, prove_cpu = time.perf_counter() - t1, _cpu() - c1
@@ -191,7 +167,7 @@ def measure(layout: str, n: int, k: int) -> dict[str, object]:
         "layout": layout,
         "n": n,
         "k": k,
-        "sort": "batcher" if layout == "old" else _layout(n).sort,
+        "sort": _layout(n).sort,
         "cols": int(settings["run_args"]["num_inner_cols"]),
         "logrows": keys.logrows,
         "rows": settings["num_rows"],
@@ -225,9 +201,9 @@ def _run(*args: str) -> dict[str, object] | None:
 
 
 def run_size(layout: str, size: str) -> dict[str, object] | None:
-    """One layout at one size: rows only for the old 64-slot circuit (logrows 20), else setup then prove."""
-    n, _ = map(int, size.split("x"))
-    if layout == "old" and n >= 64:
+    """One layout at one size: rows only for the old circuit (its proofs have no reference instance, so
+    today's adapter cannot verify them; its measured proofs are in the module doc), else setup then prove."""
+    if layout == "old":
         return _run("--count", size, "--layout", layout)
     built = _run("--setup", size, "--layout", layout)
     if built is None:

@@ -22,7 +22,7 @@ from marketplace.adapters.chain.market import (
     VerifierInfo,
     encode_rule_version,
 )
-from marketplace.adapters.ezkl.prover import encode_round_proof
+from marketplace.adapters.ezkl.prover import encode_round_proof, round_instances
 from marketplace.protocol.round_tag import tag_chunks
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.round.prove import EzklProver, RuleVersionMismatch, UnknownProofSystem, prover_for, round_tag
@@ -48,10 +48,12 @@ def instances(
     tag: bytes = TAG,
     tag_hash: int = TAG_HASH,
 ) -> list[int]:
-    """``[h_0 .. h_{n-1}, h_tag | flags | scores | tag chunks]``, as ezkl's calldata orders them."""
+    """``[h_0 .. h_{n-1}, h_ref, h_tag | flags | scores | tag chunks]``, as ezkl's calldata orders them
+    (:func:`~marketplace.adapters.ezkl.prover.round_instances`, checked against real proofs in zk tests),
+    with the zero row's hash as ``h_ref``: the adapter takes no reference row yet."""
     hashes = [int.from_bytes(c, "big") or ZERO_ROW for c in commitments] + [ZERO_ROW] * (n - len(commitments))
-    pad = [0] * (n - len(commitments))
-    return hashes + [tag_hash] + [int(f) for f in flags] + pad + list(scores) + pad + tag_chunks(tag)
+    pad = [False] * (n - len(commitments))
+    return round_instances(hashes, ZERO_ROW, tag_hash, [*flags, *pad], [*scores, *[0] * len(pad)], tag_chunks(tag))
 
 
 def mock_proof(inst: list[int], tag_hash: int = TAG_HASH) -> bytes:
@@ -136,7 +138,8 @@ def test_the_round_tag_is_bound_by_its_chunks_and_the_provers_tag_hash(actors: A
     chain = actors.admin.chain
     commitments, flags, scores = [b"\x01" * 32, b"\x02" * 32], [False, True], [8192, 0]
     inst = instances(commitments, flags, scores)
-    assert inst[N] == TAG_HASH and inst[-8:] == [int.from_bytes(TAG[2 * j : 2 * j + 2], "big") for j in range(8)]
+    assert inst[N] == ZERO_ROW and inst[N + 1] == TAG_HASH  # no reference row, then h_tag
+    assert inst[-8:] == [int.from_bytes(TAG[2 * j : 2 * j + 2], "big") for j in range(8)]
     good = mock_proof(inst)
 
     def verify(tag: bytes, proof: bytes) -> bool:

@@ -162,6 +162,31 @@ def test_a_reference_against_most_trainers_is_ignored() -> None:
     assert along.stats["ref_ok"] and np.all(along.scores[:5] > 0) and along.scores[5] == 0
 
 
+def test_invalid_slots_do_not_move_the_references_median() -> None:
+    """``m_r`` is the median of ``g`` over the valid slots only: invalid slots (a present row that is not a
+    unit vector, here entries at -1 against the reference) are padded above every valid ``g``. Padded as
+    ``g + BIG`` instead, four such rows sorted below the three valid trainers and turned the reference off
+    (``m_r = 0``): flagged trainers deciding whether the reference counts."""
+    k = 16
+    v_r = np.full(k, ONE // 4)  # a unit vector (16 entries of 1/4)
+    rng = np.random.default_rng(0)
+    rows = np.zeros((7, k + 2), dtype=np.int64)
+    for i in range(3):  # valid trainers about along the reference
+        u = v_r / ONE + rng.normal(size=k) * 0.1
+        rows[i, :k] = np.round(u / np.linalg.norm(u) * ONE)
+    rows[3:, :k] = -ONE  # <v_i, v_r> = -4: present, not unit vectors (invalid, flagged)
+    rows[:, k + 1] = ONE
+    reference = np.concatenate([v_r, [0, ONE]])
+    res = gram_rule_ref_int(rows, reference)
+    valid = res.valid
+    assert valid.tolist() == [True] * 3 + [False] * 4
+    g = res.stats["ref_cos"]
+    assert int(res.stats["ref_med"]) == int(np.sort(g[valid])[1]) > 0  # the median of the 3 valid g
+    assert int(res.stats["ref_med"]) == int(gram_rule_ref_int(rows[:3], reference).stats["ref_med"])
+    float_res = gram_rule_ref_float(rows / ONE, reference / ONE)
+    assert abs(float(float_res.stats["ref_med"]) - int(res.stats["ref_med"]) / ONE) < 2e-3
+
+
 def test_hand_computed_reference() -> None:
     """Six unit rows in 3-D: four 'honest' rows ``(cos a, sin a, 0)`` at a = 1.2, 0.4, -0.4, -1.2 rad and two
     'flipped' rows ``(-cos 0.4, 0, +-sin 0.4)``; the reference e1.

@@ -6,24 +6,28 @@ in the same order cannot use, nor use up, the victim's proof).
 One small circuit (4 trainer slots, 32-wide sketches) is set up once and cached under
 ``.cache/zk``; each proof takes ~20 s on 2 cores. Development SRS (gen_srs): test only. ``heavy``:
 one proof of the TopK layout (the sort the circuits of 32 and 64 slots use: a shuffle argument in
-the EVM verifier) at 8 x 32, about a minute plus its setup."""
+the EVM verifier) at 8 x 32, about a minute plus its setup. A round with the owner's reference row
+proves the reference's scores, and ezkl's verifier accepts it on chain with the reference's
+commitment as the instance ``h_ref``; the adapter, which the market calls, takes no reference yet."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from web3.exceptions import ContractLogicError, Web3RPCError
 
 from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
 from marketplace.adapters.ezkl.evm import deploy_halo2_verifier, deploy_round_verifier
 from marketplace.adapters.ezkl.keys import CircuitKeys, setup
-from marketplace.adapters.ezkl.prover import CircuitProof, encode_round_proof, prove_rows
+from marketplace.adapters.ezkl.prover import CircuitProof, encode_round_proof, prove_rows, round_instances
 from marketplace.protocol import round_tag as tags
-from marketplace.protocol.commitment import commit_update, commitment_bytes, quantize
+from marketplace.protocol.commitment import commit_update, commitment_bytes, quantize, zero_row_commitment
 from marketplace.protocol.ordering import in_arrival_order
 from marketplace.round.prove import EzklProver, prover_for, round_tag
 from marketplace.rule.circuit import CircuitLayout
-from marketplace.rule.gram import gram_rule_int
+from marketplace.rule.gram import gram_rule_int, gram_rule_ref_int
 from tests.market_fixtures import Actors, commit, reveal_update, reverts
+from tests.zk_rounds import ONE, RoundSpec, build_reference, build_round
 
 N, K = 4, 32
 
@@ -194,6 +198,52 @@ def test_a_proof_is_bound_to_its_chain_market_project_and_round(actors: Actors, 
     with reverts("InvalidProof"):
         actors.aggregator.finalize_round(victim, 1, victims)
     assert attacker.get_project(copycat).current_round == 0
+
+
+def test_a_round_with_the_owners_reference_proves_its_scores_and_verifies_on_chain(
+    actors: Actors, zk_keys: CircuitKeys
+) -> None:
+    """A round where the owner's reference decides (it pays trainer 0, whom the rule's gate leaves unpaid):
+    the proof's scores are the reference rule's, its ``h_ref`` is the reference's commitment, and ezkl's
+    reusable verifier accepts it on chain under the circuit's VKA with exactly those instances (not with
+    the rule's scores without the reference, nor with the zero row's hash as ``h_ref``). The adapter puts
+    the zero row's hash in ``h_ref`` (the market records no reference yet), so it refuses this proof."""
+    spec = RoundSpec(44, ("honest", "honest", "flip", "honest"), reference="agree")
+    rows_q = build_round(spec, N, K)
+    ref_q = build_reference(spec, rows_q)
+    with_ref, without = gram_rule_ref_int(rows_q, ref_q), gram_rule_int(rows_q)
+    assert with_ref.stats["ref_ok"] and without.scores[0] == 0 < with_ref.scores[0]
+    tag = tags.round_tag(31337, "0x" + "00" * 19 + "01", 1, 0)  # any tag: the verifiers are called directly
+    proof = prove_rows(zk_keys, rows_q / ONE, tag, ref_q / ONE)
+    assert proof.flags == with_ref.flags.tolist() and proof.scores == with_ref.scores.tolist()
+    assert proof.reference_hash == int.from_bytes(commitment_bytes(ref_q / ONE), "big")
+
+    chain = actors.admin.chain
+    halo2 = deploy_halo2_verifier(chain, zk_keys)
+    adapter = deploy_round_verifier(chain, zk_keys, halo2.address)
+    digest = bytes(chain.call(adapter.functions.vkaDigest()))
+    words = zk_keys.vka_words()
+
+    def accepted(instances: list[int]) -> bool:
+        """ezkl's verifier (STATICCALL, as the adapter makes it): true and this circuit's VKA digest. Its
+        third return value is not decodable (IHalo2VerifierReusable), so only the first two words are read."""
+        data = halo2.functions.verifyProof(proof.halo2_proof, instances, words)._encode_transaction_data()
+        try:
+            raw = bytes(chain.w3.eth.call({"to": halo2.address, "data": data, "gas": 30_000_000}))
+        except (ContractLogicError, Web3RPCError):  # a revert is a refusal
+            return False
+        return int.from_bytes(raw[:32], "big") == 1 and raw[32:64] == digest
+
+    assert accepted(proof.instances)
+    zero = int.from_bytes(zero_row_commitment(K), "big")
+    assert not accepted(round_instances(proof.hashes, zero, proof.tag_hash, proof.flags, proof.scores, proof.tag))
+    base = [bool(f) for f in without.flags], without.scores.tolist()
+    assert not accepted(round_instances(proof.hashes, proof.reference_hash, proof.tag_hash, *base, proof.tag))
+    hashes = [h.to_bytes(32, "big") for h in proof.hashes]
+    assert not chain.call(adapter.functions.verifyRound(tag, hashes, proof.scores, proof.flags, proof.proof))
+    plain = prove_rows(zk_keys, rows_q / ONE, tag)  # no reference: the rule without it, through the adapter
+    assert plain.scores == without.scores.tolist() and plain.reference_hash == zero
+    assert chain.call(adapter.functions.verifyRound(tag, hashes, plain.scores, plain.flags, plain.proof))
 
 
 @pytest.mark.heavy

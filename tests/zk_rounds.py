@@ -4,7 +4,9 @@ hit exactly (duplicate distance, unit-norm tolerance, lazy and boost thresholds:
 threshold and one unit either side).
 
 A spec is independent of the circuit's size: its slot kinds repeat over the N slots, and numbers
-come from its seed, so one ``@example`` serves every size.
+come from its seed, so one ``@example`` serves every size. It also names the owner's reference row
+(:func:`build_reference`, :data:`REFERENCES`): none (the zero row), or one that agrees with the round,
+disagrees, is far, invalid, absent, at the unit-norm boundaries, or a mixture of the trainers' rows.
 """
 
 from __future__ import annotations
@@ -50,15 +52,29 @@ KINDS = (
 _DELTA = {"-1": -1, "": 0, "+1": 1}
 
 
+#: The owner's reference row (:func:`build_reference`). ``none``: the zero row (no reference);
+#: ``agree``: the unit vector along the round's base direction (the honest trainers' consensus);
+#: ``disagree``: its negation; ``far``: a random unit vector (about orthogonal to everyone);
+#: ``copy``: an exact copy of the first present slot's row; ``mix``: a random mixture of the present
+#: slots' sketches (weights in [-1, 1]), normalised; ``inactive``: ``agree`` with ``a_r = 0``;
+#: ``invalid``: ``agree`` scaled by 1.05 (present, not a unit vector); ``qlo*``/``qhi*``: ``agree``
+#: with ``q_r`` at ``1 - tol`` / ``1 + tol`` plus -1, 0, +1 units; ``worst``: entries at +-1.
+REFERENCES = (
+    "none", "agree", "disagree", "far", "copy", "mix", "inactive", "invalid",
+    "qlo-1", "qlo", "qlo+1", "qhi-1", "qhi", "qhi+1", "worst",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class RoundSpec:
-    """One round: ``kinds`` (repeated over the slots), ``seed`` (directions, noise, log-norms) and
+    """One round: ``kinds`` (repeated over the slots), ``seed`` (directions, noise, log-norms),
     ``valid_cap`` (if set: every valid slot after the first ``valid_cap`` becomes absent, for rounds
-    with 0-3 valid slots around ``min_valid``)."""
+    with 0-3 valid slots around ``min_valid``) and the owner's ``reference`` (:data:`REFERENCES`)."""
 
     seed: int
     kinds: tuple[str, ...]
     valid_cap: int | None = None
+    reference: str = "none"
 
 
 SPECS = st.builds(
@@ -66,6 +82,7 @@ SPECS = st.builds(
     seed=st.integers(0, 2**32 - 1),
     kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=12).map(tuple),
     valid_cap=st.none() | st.integers(0, 3),
+    reference=st.sampled_from(REFERENCES),
 )
 
 
@@ -181,6 +198,42 @@ def build_round(spec: RoundSpec, n: int, k: int) -> np.ndarray:
             edge = lam - _c(CFG.lazy_log2) if kind == "lazy" else lam + _c(CFG.boost_log2)
             rows[i, k] = int(np.clip(edge + delta, -_c(LOG_CLIP), _c(LOG_CLIP)))
     return rows
+
+
+def build_reference(spec: RoundSpec, rows: np.ndarray) -> np.ndarray:
+    """The owner's reference row of ``spec`` (``k + 2`` integers at scale ``2**13``) for the round
+    ``rows`` (:func:`build_round`'s): see :data:`REFERENCES`. The round's base direction is the one
+    :func:`build_round` drew from the same seed."""
+    k = rows.shape[1] - 2
+    kind, delta = _kind(spec.reference)
+    ref = np.zeros(k + 2, dtype=np.int64)
+    if kind == "none":
+        return ref
+    rng = np.random.default_rng(spec.seed)
+    base = rng.normal(size=k)  # build_round's first draw
+    rng = np.random.default_rng([spec.seed, 1])
+    present = np.flatnonzero(rows[:, k + 1])
+    v = _unit(base)
+    if kind == "disagree":
+        v = -v
+    elif kind == "far":
+        v = _unit(rng.normal(size=k))
+    elif kind == "copy" and present.size:
+        return rows[present[0]].copy()
+    elif kind == "mix" and present.size:
+        v = _unit(rng.uniform(-1, 1, size=present.size) @ (rows[present, :k] / ONE))
+    elif kind == "invalid":
+        v = np.clip(np.round(v * 1.05), -ONE, ONE).astype(np.int64)
+    elif kind == "worst":
+        v = np.where(rng.random(k) < 0.5, -ONE, ONE).astype(np.int64)
+    elif kind == "qlo":
+        v = _q_at(v, _c(1.0 - CFG.unit_tol) + delta)
+    elif kind == "qhi":
+        v = _q_at(v, _c(1.0 + CFG.unit_tol) + delta)
+    ref[:k] = v
+    ref[k] = _c(float(rng.uniform(-8, 8)))
+    ref[k + 1] = 0 if kind == "inactive" else ONE
+    return ref
 
 
 def worst_rows(n: int, k: int) -> np.ndarray:

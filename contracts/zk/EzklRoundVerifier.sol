@@ -16,10 +16,13 @@ import {IHalo2VerifierReusable} from "../interfaces/IHalo2VerifierReusable.sol";
  * calls {verifyRound}, which lays out the proof's public instances as the circuit defines them
  * (the order ezkl's calldata has them in),
  *
- *     [ h_0 .. h_{N-1}, h_tag | flag_0 .. flag_{N-1} | score_0 .. score_{N-1} | t_0 .. t_7 ]
+ *     [ h_0 .. h_{N-1}, h_ref, h_tag | flag_0 .. flag_{N-1} | score_0 .. score_{N-1} | t_0 .. t_7 ]
  *
  * where `h_i` is trainer i's on-chain commitment (the Poseidon hash of its committed vector),
  * or the hash of the all-zero vector for a trainer that did not submit and for padding rows,
+ * `h_ref` the commitment of the owner's reference row (the circuit's rule with a reference,
+ * `marketplace.rule.gram.gram_rule_ref_int`): the market records no reference yet, so it is the
+ * all-zero row's hash, with which the rule is the rule without a reference, bit for bit;
  * flags are 0/1, scores are fixed-point integers, `t_j` is the j-th 16-bit chunk of the round
  * tag's first 128 bits (big-endian) and `h_tag` the Poseidon hash of the circuit's tag input,
  * and asks the ezkl verifier.
@@ -234,14 +237,15 @@ contract EzklRoundVerifier is IRoundVerifier {
         uint256 n = commitments.length;
         uint256 size = circuitSize;
         if (n > size || scores.length != n || flags.length != n) return (false, instances);
-        instances = new uint256[](3 * size + 1 + TAG_CHUNKS);
+        instances = new uint256[](3 * size + 2 + TAG_CHUNKS);
+        instances[size] = zeroRowHash; // h_ref: no reference row (see the contract's notice)
         for (uint256 i = 0; i < size; ++i) {
             uint256 h = i < n ? uint256(commitments[i]) : 0;
             if (i < n) {
                 if (scores[i] >= FIELD_MODULUS) return (false, instances); // no aliasing modulo the field
                 if (h == 0 && (flags[i] || scores[i] != 0)) return (false, instances);
-                instances[size + 1 + i] = flags[i] ? 1 : 0;
-                instances[2 * size + 1 + i] = scores[i];
+                instances[size + 2 + i] = flags[i] ? 1 : 0;
+                instances[2 * size + 2 + i] = scores[i];
             }
             if (h == 0) h = zeroRowHash;
             if (h >= FIELD_MODULUS) return (false, instances);
@@ -263,7 +267,7 @@ contract EzklRoundVerifier is IRoundVerifier {
     function _verifyProof(bytes calldata proof, uint256[] memory instances) private view returns (bool) {
         (bool wellFormed, bytes calldata halo2Proof, uint256 tagHash) = _decodeProof(proof);
         if (!wellFormed || tagHash >= FIELD_MODULUS) return false;
-        instances[circuitSize] = tagHash;
+        instances[circuitSize + 1] = tagHash;
         return _verifyHalo2(halo2Proof, instances, _loadVka(_vkaPointer, _vkaLength), vkaDigest);
     }
 

@@ -96,14 +96,23 @@ class RoundProver(Protocol):
     them (zero for a trainer without a submission and for a rejected one), ``rows`` the committed
     rows hashing to them (zero rows for those slots), ``flags`` and ``scores`` the circuit's outputs.
     ``tag`` is the round's tag (:func:`round_tag`): the proof must verify only with it, so that it
-    is worthless for any other round, project, market or chain."""
+    is worthless for any other round, project, market or chain. ``reference`` is the owner's committed
+    reference row (K + 2 grid values, ``docs/design/robust-reference.md``) the scores were computed
+    with (:func:`marketplace.rule.gram.gram_rule_ref_int`), or None: no reference (the zero row; the
+    rule without one, bit for bit)."""
 
     name: str
 
     def prove(
-        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], tag: bytes
+        self,
+        commitments: list[bytes],
+        rows: np.ndarray,
+        scores: list[int],
+        flags: list[bool],
+        tag: bytes,
+        reference: np.ndarray | None = None,
     ) -> bytes:
-        """Returns the proof bytes for exactly these public values and this tag."""
+        """Returns the proof bytes for exactly these public values, this reference and this tag."""
         ...
 
     def prove_row(self, row: np.ndarray) -> bytes:
@@ -136,13 +145,27 @@ class HashProver:
         return cls()
 
     def prove(
-        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], tag: bytes
+        self,
+        commitments: list[bytes],
+        rows: np.ndarray,
+        scores: list[int],
+        flags: list[bool],
+        tag: bytes,
+        reference: np.ndarray | None = None,
     ) -> bytes:
+        """:func:`local_hash_proof`. Raises :class:`ReferenceUnsupported` for a ``reference`` other than
+        None or the zero row: the test verifier's hash does not cover one."""
+        if reference is not None and np.any(np.asarray(reference) != 0):
+            raise ReferenceUnsupported("the local test verifier takes no reference row")
         return local_hash_proof(tag, commitments, scores, flags)
 
     def prove_row(self, row: np.ndarray) -> bytes:
         """:func:`local_row_proof` (proves nothing)."""
         return local_row_proof(row)
+
+
+class ReferenceUnsupported(ValueError):
+    """A reference row was given to a prover whose verifier cannot check one."""
 
 
 class ProofMismatch(RuntimeError):
@@ -302,10 +325,17 @@ class EzklProver:
         return self._rows.prove_row(row)
 
     def prove(
-        self, commitments: list[bytes], rows: np.ndarray, scores: list[int], flags: list[bool], tag: bytes
+        self,
+        commitments: list[bytes],
+        rows: np.ndarray,
+        scores: list[int],
+        flags: list[bool],
+        tag: bytes,
+        reference: np.ndarray | None = None,
     ) -> bytes:
-        """A Halo2 proof with ``tag`` as the circuit's tag input (bound: see ``EzklRoundVerifier``);
-        raises :class:`ProofMismatch` unless its public outputs are exactly these values."""
+        """A Halo2 proof with ``tag`` as the circuit's tag input (bound: see ``EzklRoundVerifier``) and
+        ``reference`` as its reference row (None: the zero row); raises :class:`ProofMismatch` unless its
+        public outputs are exactly these values and its reference hash is ``reference``'s commitment."""
         from marketplace.adapters.ezkl.prover import prove_rows
         from marketplace.protocol.commitment import zero_row_commitment
 
@@ -315,12 +345,15 @@ class EzklProver:
             raise ValueError(f"the circuit takes up to {n} rows of {k + 2} values, got {rows.shape}")
         padded = np.zeros((n, k + 2))
         padded[: rows.shape[0]] = rows
-        proof = prove_rows(self.keys, padded, tag)
+        proof = prove_rows(self.keys, padded, tag, reference)
         used = len(commitments)
         zero = int.from_bytes(zero_row_commitment(k), "big")
         want_hashes = [int.from_bytes(c, "big") or zero for c in commitments]
         if proof.hashes[:used] != want_hashes:
             raise ProofMismatch("the committed rows do not hash to the commitments")
+        want_ref = zero if reference is None else int.from_bytes(commitment_bytes(np.asarray(reference)), "big")
+        if proof.reference_hash != want_ref:
+            raise ProofMismatch("the reference row does not hash to its commitment")
         if proof.flags[:used] != list(flags) or proof.scores[:used] != list(scores):
             raise ProofMismatch(f"circuit outputs {proof.flags[:used]}, {proof.scores[:used]} != {flags}, {scores}")
         return proof.proof

@@ -24,12 +24,25 @@ the layout below computes exactly these values)
     f    = 1/16 + relu((l - lam) - knots) @ slopes          size factor ~ 2**(l - lam)
     p    = c * f
 
+and with the owner's reference row ``x_r = (v_r, l_r, a_r)`` (``docs/design/robust-reference.md``;
+the zero row when the round has none: ``a_r = 0``, so ``ok = 0`` and the scores are ``p``, bit for
+bit)::
+
+    g    = V v_r,  q_r = v_r . v_r          (rescaled)
+    m_r  = median over P of g               (a third column of the M, lam sort: g P + BIG (1 - P))
+    ok   = [a_r > 1/2] [q_r >= 1 - tol] [q_r <= 1 + tol] [|P| >= 3] [m_r > 0] [m_r + (T - 1) >= T M]
+    R    = w [g > 0],   t = Gm R                                  (t: no rescale, R is 0/1)
+    keep = [p > 0] ([g > 0] or [m >= M]),   add = [p <= 0] R [t > 0]
+    p'   = keep p + add min(t, q) f,        min(t, q) = t - relu(t - q)
+    used = ok [sum p' > 0],   scores = p + used (p' - p)
+
 A median of ``c`` values is ``rescale(s[lo]/2 + s[hi]/2)`` of the ascending sorted column ``s`` with
 ``lo = (c-1)//2``, ``hi = c//2`` (:func:`marketplace.rule.networks.median_weights`); 0 if ``c <= 0``.
 
-Outputs ``flags`` (1, N) in {0, 1} and ``scores`` ``p`` (1, N) at scale 2**13. The integer
-reference is :func:`marketplace.rule.gram.gram_rule_int` (the paying scorer itself); the witness
-equals it bit for bit (``tests/test_zk_gram.py``, a property test over adversarial rounds per size).
+Outputs ``flags`` (1, N) in {0, 1} and ``scores`` (1, N) at scale 2**13. The integer reference is
+:func:`marketplace.rule.gram.gram_rule_ref_int` (:func:`~marketplace.rule.gram.gram_rule_int`, the
+paying scorer itself, without a reference); the witness equals it bit for bit
+(``tests/test_zk_gram.py``, a property test over adversarial rounds and references per size).
 
 Layout (what ezkl lays out; each point changes rows, never a value):
 
@@ -47,6 +60,16 @@ Layout (what ezkl lays out; each point changes rows, never a value):
   Freivalds' argument and rescales each entry), ``G`` is symmetric by construction, and only
   ``N (N + leaf) / 2`` entries (N a power of two; 2,112 of 4,096 at N = 64) are rescaled instead
   of ``N^2`` (about 23 rows each).
+- ``g`` and ``q_r`` ride on the top-level off-diagonal product, ``[V_hi; v_r] [V_lo; v_r]^T``
+  (:func:`_block_gram`). Why: the same rescaled dot products, checked by Freivalds' argument with
+  the block, instead of a product ``V v_r`` of its own (one free dimension of 1: no Freivalds, a
+  dot product laid out per entry).
+- ``or`` of two 0/1 values as ``a + b - a b``, and ``flag``'s ``[far + lazy + boost + dup > 1/2]``
+  as ``1 - (1 - far)(1 - lazy)(1 - boost)(1 - dup)`` with each ``1 -`` computed as the opposite
+  comparison and the ``1`` a scale-0 one. Why: the same 0/1 values at scale 0, a few products
+  instead of a comparison per slot.
+- ``keep p`` without ``[p > 0]``: ``p = 0`` wherever the slot is unpaid, so ``keep p`` is ``p``
+  exactly where ``p > 0`` and ``keep``, and 0 elsewhere.
 - ``q = diag(G)`` by a gather. Why: ``G_ii = rescale(sum_k v_ik^2)`` is the squared norm.
 - the mask as two broadcast products ``G * P * P^T``. Why: a 0/1 factor is exact; no outer
   product is needed.
@@ -70,13 +93,15 @@ Layout (what ezkl lays out; each point changes rows, never a value):
   ``dist_ij = q_i + q_j >= q_i >= 1 - tol > DUP`` for every valid ``i``, and ``dup_i`` only counts
   for valid ``i``.
 
-One more input, after the N rows, is the round tag (``TAG_CHUNKS`` values, see
+After the N rows comes the owner's reference row (``K + 2`` values, hashed like the rows: its
+Poseidon hash is a public instance, so the verifier fixes which reference was used; the zero row's
+hash for a round without one). One more input, last, is the round tag (``TAG_CHUNKS`` values, see
 :mod:`marketplace.protocol.round_tag`), and one more output is that input unchanged. The tag takes
 no part in the rule; it is passed through so that it is constrained: with hashed inputs the proof
 exposes the tag input's Poseidon hash and the tag output as public values, both tied to the same
 witness cells, so a proof verifies only with the tag it was made for. (An input that reaches no
 output could be pruned by ezkl and then bind nothing.) The ezkl instances are, in this order,
-``[h_0 .. h_{N-1}, h_tag | flags | scores | tag]``; they do not depend on the layout.
+``[h_0 .. h_{N-1}, h_ref, h_tag | flags | scores | tag]``; they do not depend on the layout.
 """
 
 from __future__ import annotations
@@ -133,44 +158,74 @@ def _lower_pairs(n: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(n) for j in range(i)]
 
 
-def _block_gram(n: int, leaf: int) -> tuple[list[tuple[list[int], list[int]]], list[int]]:
-    """(products, assemble): the row and column indices of each block product of ``G``, and for each
-    entry ``(i, j)`` of ``G`` (row-major) its index in the concatenation of the flattened products."""
+@dataclass(frozen=True)
+class BlockGram:
+    """How ``G = V V^T`` and the reference's ``g = V v_r``, ``q_r = v_r . v_r`` are assembled from block
+    products of the rows of ``[V; v_r]`` (row ``n`` is the reference): ``products`` are the row and
+    column indices of each product; ``assemble`` (row-major over ``G``), ``ref`` (``g_i`` per slot) and
+    ``ref_self`` (``q_r``) index the concatenation of the flattened products."""
+
+    products: list[tuple[list[int], list[int]]]
+    assemble: list[int]
+    ref: list[int]
+    ref_self: int
+
+
+def _block_gram(n: int, leaf: int) -> BlockGram:
+    """The :class:`BlockGram` of ``n`` slots with diagonal blocks of at most ``leaf`` rows. The
+    reference row ``n`` rides on the top-level off-diagonal product, ``[V_hi; v_r] [V_lo; v_r]^T``:
+    its extra row and column are ``g`` of the low and the high half and its corner is ``q_r``, so
+    ``g`` costs the rescale of its entries and no dot products of its own (ezkl checks a product
+    whose free dimensions both exceed 1 by Freivalds' argument). With no off-diagonal product
+    (``n <= leaf``) ``g`` and ``q_r`` are one product ``[V; v_r] v_r^T``."""
     products: list[tuple[list[int], list[int]]] = []
     where: dict[tuple[int, int], int] = {}
     offset = 0
 
-    def build(lo: int, hi: int) -> None:
+    def add(rows: list[int], cols: list[int]) -> None:
         nonlocal offset
+        products.append((rows, cols))
+        for a, i in enumerate(rows):
+            for b, j in enumerate(cols):
+                where.setdefault((i, j), offset + a * len(cols) + b)
+                where.setdefault((j, i), offset + a * len(cols) + b)
+        offset += len(rows) * len(cols)
+
+    def build(lo: int, hi: int) -> None:
         if hi - lo <= leaf:
-            products.append((list(range(lo, hi)), list(range(lo, hi))))
-            for a, i in enumerate(range(lo, hi)):
-                for b, j in enumerate(range(lo, hi)):
-                    where[(i, j)] = offset + a * (hi - lo) + b
-            offset += (hi - lo) ** 2
+            add(list(range(lo, hi)), list(range(lo, hi)))
             return
         mid = (lo + hi) // 2
         build(lo, mid)
         build(mid, hi)
-        products.append((list(range(mid, hi)), list(range(lo, mid))))
-        for a, i in enumerate(range(mid, hi)):
-            for b, j in enumerate(range(lo, mid)):
-                where[(i, j)] = where[(j, i)] = offset + a * (mid - lo) + b
-        offset += (hi - mid) * (mid - lo)
+        top = (lo, hi) == (0, n)
+        add(list(range(mid, hi)) + [n] * top, list(range(lo, mid)) + [n] * top)
 
     build(0, n)
-    return products, [where[(i, j)] for i in range(n) for j in range(n)]
+    if (n, n) not in where:
+        add(list(range(n + 1)), [n])
+    return BlockGram(products, [where[(i, j)] for i in range(n) for j in range(n)], [where[(i, n)] for i in range(n)],
+                     where[(n, n)])  # fmt: skip
+
+
+def _or(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a or b`` of two 0/1 tensors at scale 0, as ``a + b - a b`` (three cheap ops and no comparison;
+    scale 0 throughout)."""
+    return a + b - a * b
 
 
 class GramCircuit(nn.Module):
-    """Flags and scores from N committed rows of K + 2 values (Gram-matrix rule), and the round tag
-    passed through. Inputs: ``row0 .. row{N-1}`` (1, K + 2) and ``tag`` (1, :attr:`tag_width`).
+    """Flags and scores from N committed rows of K + 2 values and the owner's reference row (Gram-matrix
+    rule with the reference), and the round tag passed through. Inputs: ``row0 .. row{N-1}`` and
+    ``reference`` (1, K + 2), and ``tag`` (1, :attr:`tag_width`).
 
     ``sort``: ``"batcher"`` (N a power of two) or ``"topk"``; ``leaf``: the largest diagonal block of
     ``G`` computed as one product (module doc). Neither changes an output."""
 
     #: Values of the tag input (and output).
     tag_width = TAG_CHUNKS
+    #: It takes the owner's reference row after the N rows (:func:`~marketplace.adapters.ezkl.keys.export_onnx`).
+    takes_reference = True
 
     def __init__(self, n: int, k: int, cfg: GramConfig | None = None, *, sort: Sort = "batcher", leaf: int = 2) -> None:
         super().__init__()
@@ -186,7 +241,7 @@ class GramCircuit(nn.Module):
         self.register_buffer("ones_n", torch.ones(n, 1))
         self.register_buffer("knots", torch.tensor([SIZE_KNOTS], dtype=torch.float32))  # (1, 6)
         self.register_buffer("slopes", torch.tensor(SIZE_SLOPES, dtype=torch.float32).reshape(-1, 1))  # (6, 1)
-        self.products, self.assemble = _block_gram(n, leaf)
+        self.blocks = _block_gram(n, leaf)
         self.diag = [i * n + i for i in range(n)]
         # per-row medians: positions sorted per column (the off-diagonal n - 1 with TopK, all n with Batcher)
         self.row_positions = n - 1 if sort == "topk" else n
@@ -236,26 +291,34 @@ class GramCircuit(nn.Module):
             x = torch.cat([x, a - d, b + d], dim=0)[back]
         return x
 
-    def _gram(self, v: torch.Tensor) -> torch.Tensor:
-        """``G = V V^T`` (n, n), rescaled, from the block products (module doc)."""
-        parts = [(v[rows] @ v[cols].transpose(0, 1)).reshape(1, -1) for rows, cols in self.products]
-        return torch.cat(parts, dim=1)[:, self.assemble].reshape(self.n, self.n)
+    def _gram(self, v: torch.Tensor, v_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``G = V V^T`` (n, n), ``g = V v_r`` (n, 1) and ``q_r = v_r . v_r`` (1, 1), rescaled, from the block
+        products (module doc, :func:`_block_gram`)."""
+        ext = torch.cat([v, v_r], dim=0)  # (n + 1, k)
+        parts = [(ext[rows] @ ext[cols].transpose(0, 1)).reshape(1, -1) for rows, cols in self.blocks.products]
+        flat = torch.cat(parts, dim=1)
+        gram = flat[:, self.blocks.assemble].reshape(self.n, self.n)
+        # one gather, then slices of it (a slice costs rows in proportion to what it slices)
+        ref = flat[:, [*self.blocks.ref, self.blocks.ref_self]]  # (1, n + 1)
+        return gram, ref[:, : self.n].reshape(self.n, 1), ref[:, self.n :]
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``inputs`` = the N rows, then the tag; returns ``(flags, scores, tag)``."""
+        """``inputs`` = the N rows, the reference row, then the tag; returns ``(flags, scores, tag)``."""
         cfg, k, n = self.cfg, self.k, self.n
-        rows, tag = inputs[:n], inputs[n]
+        rows, ref, tag = inputs[:n], inputs[n], inputs[n + 1]
         x = torch.cat(rows, dim=0)  # (n, k+2)
         v = x[:, :k]
         lg = x[:, k : k + 1]  # (n, 1)
         act = (x[:, k + 1 : k + 2] > 0.5).float()  # (n, 1)
-        gram = self._gram(v)
+        v_r = ref[:, :k]  # (1, k): the reference row
+        gram, g, q_r = self._gram(v, v_r)  # g_i = <v_i, v_r>, q_r = <v_r, v_r>
         q = gram.reshape(1, -1)[:, self.diag].reshape(-1, 1)  # (n, 1) squared norms
         valid = act * (q >= 1.0 - cfg.unit_tol).float() * (q <= 1.0 + cfg.unit_tol).float()
         pool = valid.transpose(0, 1)  # (1, n)
         gm = gram * valid * pool  # invalid rows and columns zeroed
         count = pool @ self.ones_n  # (1, 1) = |P|, scale 0
         zero = (count < -0.5).float()  # (1, 1): 0 at scale 0
+        one = (count > -0.5).float()  # (1, 1): 1 at scale 0
         pad = cfg.big - valid * cfg.big  # (n, 1) = BIG (1 - P), scale 13
         # per-row median of the cosines to the other valid rows: column i of y holds G_ji
         if self.sort == "batcher":
@@ -264,29 +327,46 @@ class GramCircuit(nn.Module):
             y = gm.reshape(1, -1)[:, self.off].reshape(n - 1, n) + pad.reshape(1, -1)[:, self.off_row].reshape(n - 1, n)
         t_others = (count - 1.0 > self.steps_rows).float()
         m = median_weights(t_others, zero, self.gathers_rows) @ self._sort_cols(y)  # (1, n)
-        big2 = torch.cat([pad, cfg.big_log - valid * cfg.big_log], dim=1)  # (n, 2)
-        sorted_s = self._sort_cols(torch.cat([m.transpose(0, 1), lg], dim=1) + big2)
-        stats = median_weights((count > self.steps_n).float(), zero, self.gathers_n) @ sorted_s  # (1, 2)
+        # M, lam and m_r: medians over P of m, l and g, one sort of three columns padded with BIG (1 - P)
+        big3 = torch.cat([pad, cfg.big_log - valid * cfg.big_log, pad], dim=1)  # (n, 3)
+        sorted_s = self._sort_cols(torch.cat([m.transpose(0, 1), lg, g * valid], dim=1) + big3)
+        stats = median_weights((count > self.steps_n).float(), zero, self.gathers_n) @ sorted_s  # (1, 3)
         med_m = stats[:, 0:1]
         lam = stats[:, 1:2]
+        m_r = stats[:, 2:3]
         mc = m.transpose(0, 1)  # (n, 1)
-        far = (mc + (cfg.threshold - 1.0) < med_m * cfg.threshold).float()
-        lazy = (lg < lam - cfg.lazy_log2).float()
-        boost = (lg > lam + cfg.boost_log2).float()
+        t_med = med_m * cfg.threshold
+        # the negations of far, lazy, boost and dup (flagged if any of those holds)
+        near = (mc + (cfg.threshold - 1.0) >= t_med).float()
+        busy = (lg >= lam - cfg.lazy_log2).float()
+        tame = (lg <= lam + cfg.boost_log2).float()
         qr = q.reshape(1, -1)
         gp = gm.reshape(1, -1)[:, self.flat]  # (1, pairs): Gm_ij, j < i
         dist = qr[:, self.pi] + qr[:, self.pj] - (gp + gp)  # squared distances between unit vectors
         close = (dist <= cfg.dup_dist).float()  # (1, pairs), scale 0; no P_j factor: see the module doc
-        dup = (torch.cat([close, zero], dim=1)[:, self.back].reshape(n, n) @ self.ones_n > 0.5).float()  # (n, 1)
+        unique = (torch.cat([close, zero], dim=1)[:, self.back].reshape(n, n) @ self.ones_n < 0.5).float()  # (n, 1)
         enough = (count > cfg.min_valid - 0.5).float()
-        anyf = ((far + lazy + boost + dup) > 0.5).float()
+        anyf = one - near * busy * tame * unique
         flags = act - valid + valid * anyf * enough
         w = act - flags  # inliers
         total = gm @ w  # (n, 1) = |I| <v_i, g> with g the mean inlier unit vector
         several = (w.transpose(0, 1) @ self.ones_n > 1.5).float()  # (1, 1) = [|I| >= 2]
         # agrees with the other inliers on net (leave-one-out), or with most of the others (median cosine)
-        agree = (((total - q * several > 0.0).float() + (mc > 0.0).float()) > 0.5).float()
+        agree = _or((total - q * several > 0.0).float(), (mc > 0.0).float())
         c = torch.relu(total) * w * agree
         size = torch.relu(lg - lam - self.knots) @ self.slopes + SIZE_FLOOR  # (n, 1) ~ 2**(l_i - lam)
         p = c * size
-        return flags.reshape(1, -1), p.reshape(1, -1), tag  # the tag unchanged: see the module doc
+        # the reference's scores p' and whether they replace p (all masks 0/1 at scale 0)
+        a_r = (ref[:, k + 1 : k + 2] > 0.5).float()  # (1, 1)
+        ok = a_r * (q_r >= 1.0 - cfg.unit_tol).float() * (q_r <= 1.0 + cfg.unit_tol).float() * enough
+        ok = ok * (m_r > 0.0).float() * (m_r + (cfg.threshold - 1.0) >= t_med).float()  # agrees, and not far
+        pos = (g > 0.0).float()
+        agree_r = w * pos  # R: the inliers agreeing with the reference
+        t = gm @ agree_r  # (n, 1) agreement with them, scale 13 (a 0/1 vector: no rescale)
+        added = (t - torch.relu(t - q)) * size  # min(t, q) f(l - lam)
+        keep = _or(pos, (mc >= med_m).float())  # kept if paid (keep * p is 0 where p is)
+        add = (p <= 0.0).float() * agree_r * (t > 0.0).float()  # p >= 0: unpaid
+        p_ref = keep * p + add * added
+        used = ok * (p_ref.transpose(0, 1) @ self.ones_n > 0.0).float()  # (1, 1)
+        scores = p + used * (p_ref - p)
+        return flags.reshape(1, -1), scores.reshape(1, -1), tag  # the tag unchanged: see the module doc

@@ -317,7 +317,8 @@ def gram_rule_ref_int(rows_q: np.ndarray, reference_q: np.ndarray | None, cfg: G
     t = np.where(np.outer(valid, valid), _rescale(v @ v.T), 0) @ agree_r.astype(np.int64)
     added = _rescale(np.minimum(t, q) * size).astype(np.int64)
     count = int(valid.sum())
-    m_r = _median_int(np.where(valid, g, g + _c(cfg.big)), count)
+    # invalid slots padded with BIG, above every valid g when v_r is a unit vector (m_r is read only then)
+    m_r = _median_int(np.where(valid, g, _c(cfg.big)), count)
     q_r = int(_rescale(int(v_r @ v_r)))
     far_r = m_r + _c(cfg.threshold - 1.0) < int(_rescale(med_m * _c(cfg.threshold)))
     ok = a_r and _c(1.0 - cfg.unit_tol) <= q_r <= _c(1.0 + cfg.unit_tol) and count >= cfg.min_valid

@@ -26,6 +26,7 @@ from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import compile_contracts
 from marketplace.adapters.ezkl.keys import setup
+from marketplace.adapters.ezkl.prover import round_instances
 from marketplace.adapters.toolchain import install_svm_solc
 from research.gas.zk_trace import _trace, split
 
@@ -49,10 +50,12 @@ def dedicated_sol(keys_root: Path, out: Path) -> Path:
 
 def saved_proof(cache: Path, n: int, k: int) -> tuple[dict[str, Any], bytes, list[int]]:
     """The proof :mod:`research.gas.zk_trace` saved: its record, the Halo2 proof bytes and the public instances
-    in the circuit's order (``[h_0 .. h_{N-1}, h_tag | flags | scores | tag chunks]``)."""
+    in the circuit's order (``[h_0 .. h_{N-1}, h_ref, h_tag | flags | scores | tag chunks]``: ``round_instances``)."""
     saved = json.loads((cache / f"proof-n{n}-k{k}.json").read_text())
-    instances = [*saved["hashes"], saved["tag_hash"], *map(int, saved["flags"]), *saved["scores"]]
-    instances += [int(saved["tag"][4 * j : 4 * j + 4], 16) for j in range(8)]
+    tag = [int(saved["tag"][4 * j : 4 * j + 4], 16) for j in range(8)]
+    instances = round_instances(
+        saved["hashes"], saved["reference_hash"], saved["tag_hash"], saved["flags"], saved["scores"], tag
+    )
     return saved, bytes.fromhex(saved["halo2_proof"]), instances
 
 

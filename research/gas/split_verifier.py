@@ -128,7 +128,7 @@ def measure(n: int, k: int, cache: Path) -> dict[str, Any]:
         bad_proof = bytearray(proof)
         bad_proof[200] ^= 1
         bad_instances = list(instances)
-        bad_instances[n + 1] ^= 1  # a flag
+        bad_instances[n + 2] ^= 1  # a flag (after the hashes, h_ref and h_tag)
         for name, c in (("whole", w), ("split", s)):
             good = c.functions.verifyProof(proof, instances)
             out[name] = {

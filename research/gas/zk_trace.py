@@ -49,7 +49,8 @@ def prove(n: int, k: int, cache: Path) -> dict[str, Any]:
     proof = prove_rows(keys, rows, tag)
     out = {
         "n": n, "k": k, "tag": tag.hex(), "halo2_proof": proof.halo2_proof.hex(), "hashes": proof.hashes,
-        "tag_hash": proof.tag_hash, "flags": proof.flags, "scores": proof.scores,
+        "reference_hash": proof.reference_hash, "tag_hash": proof.tag_hash, "flags": proof.flags,
+        "scores": proof.scores,
         "vka_words": len(keys.vka_words()), "logrows": keys.logrows,
     }  # fmt: skip
     path.write_text(json.dumps(out))

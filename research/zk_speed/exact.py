@@ -98,7 +98,9 @@ def check(variant: str, n: int, k: int, rounds: int, seed: int = 0) -> dict[str,
         equal, first = 0, None
         for r in range(rounds):
             rows = worst_rows(n, k) if r == 0 else random_round(rng, n, k, r % 6)
-            data = [[float(v) for v in row] for row in rows] + [tag_input(TAG)]
+            data = [[float(v) for v in row] for row in rows]
+            data += [[0.0] * (k + 2)] if getattr(module, "takes_reference", False) else []  # no reference row
+            data += [tag_input(TAG)]
             (p.root / "in.json").write_text(json.dumps({"input_data": data}))
             ezkl.gen_witness(str(p.root / "in.json"), str(p.compiled), str(p.root / "w.json"))
             w = json.loads((p.root / "w.json").read_text())

@@ -57,7 +57,10 @@ def run(variant: str, n: int, k: int, cols: int, srs: Path | None) -> dict[str, 
             raise RuntimeError("setup failed")
         setup_s = time.perf_counter() - t0
         rows = random_round(np.random.default_rng(1), n, k, 2)
-        data = [[float(v) for v in row] for row in rows] + [tag_input(TAG)]
+        data = [[float(v) for v in row] for row in rows]
+        takes_reference = getattr(VARIANTS[variant](n, k), "takes_reference", False)
+        data += [[0.0] * (k + 2)] if takes_reference else []  # no reference row
+        data += [tag_input(TAG)]
         (p.root / "in.json").write_text(json.dumps({"input_data": data}))
         load = os.getloadavg()[0]
         t1 = time.perf_counter()

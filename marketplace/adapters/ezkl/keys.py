@@ -382,18 +382,26 @@ def export_onnx(
     path: Path,
     *,
     tag_width: int = 0,
+    reference: bool | None = None,
     inputs: tuple[str, ...] | None = None,
     outputs: tuple[str, ...] = ("flags", "scores"),
 ) -> None:
     """ONNX of a circuit module taking ``n`` inputs ``row0..row{n-1}`` (or the names ``inputs``) of
     shape (1, ``width``) and returning ``outputs`` (default ``(flags, scores)``): opset 17, the
     TorchScript exporter (``dynamo=False``), eval mode.
-    With ``tag_width``, the module takes one more input ``tag`` of shape (1, ``tag_width``) and
+    With ``reference`` (default: the module's ``takes_reference`` attribute, False if it has none), the
+    module takes one more input ``reference`` of shape (1, ``width``) after them (the owner's
+    reference row of :class:`~marketplace.rule.circuit.GramCircuit`).
+    With ``tag_width``, the module takes one more input ``tag`` of shape (1, ``tag_width``), last, and
     returns it as one more output (the round tag of :class:`~marketplace.rule.circuit.GramCircuit`)."""
     if inputs is not None and len(inputs) != n:
         raise ValueError(f"{len(inputs)} input names for {n} inputs")
     names = list(inputs) if inputs is not None else [f"row{i}" for i in range(n)]
-    zeros = [torch.zeros(1, width) for _ in range(n)] + ([torch.zeros(1, tag_width)] if tag_width else [])
+    if reference is None:
+        reference = bool(getattr(module, "takes_reference", False))
+    names += ["reference"] if reference else []
+    zeros = [torch.zeros(1, width) for _ in range(n + int(reference))]
+    zeros += [torch.zeros(1, tag_width)] if tag_width else []
     torch.onnx.export(
         module.eval(),
         tuple(zeros),

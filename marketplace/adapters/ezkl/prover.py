@@ -1,16 +1,20 @@
 """Proving with ezkl: a round (committed rows and the round tag in, proof bytes and public outputs
 out, :func:`prove_rows`) and a trainer's published row (:func:`prove_row`).
 
-The public instances of a proof of the Gram circuit (``n`` slots, the tag's ``TAG_CHUNKS`` chunks),
-in the order ezkl's ``encode_evm_calldata`` lays them out::
+The public instances of a proof of the Gram circuit (``n`` slots, the owner's reference row, the
+tag's ``TAG_CHUNKS`` chunks), in the order ezkl's ``encode_evm_calldata`` lays them out
+(:func:`round_instances`)::
 
-    [ h_0 .. h_{n-1}, h_tag | flag_0 .. flag_{n-1} | score_0 .. score_{n-1} | chunk_0 .. chunk_{T-1} ]
+    [ h_0 .. h_{n-1}, h_ref, h_tag | flag_0 .. flag_{n-1} | score_0 .. score_{n-1} | chunk_0 .. chunk_{T-1} ]
 
-``h_i`` is the Poseidon hash of slot ``i``'s row (the trainer's commitment), ``h_tag`` the Poseidon
-hash of the tag input, and the chunks are the tag's bound prefix
-(:func:`marketplace.protocol.round_tag.tag_chunks`). ``EzklRoundVerifier`` builds all of them from
-on-chain data except ``h_tag`` (Poseidon costs too much on chain): the prover hands it over inside
-the proof bytes, ``abi.encode(bytes halo2Proof, uint256 tagHash)`` (:func:`encode_round_proof`).
+``h_i`` is the Poseidon hash of slot ``i``'s row (the trainer's commitment), ``h_ref`` that of the
+owner's reference row (the zero row's hash when the round has no reference: the rule is then the
+rule without one, bit for bit), ``h_tag`` the Poseidon hash of the tag input, and the chunks are the
+tag's bound prefix (:func:`marketplace.protocol.round_tag.tag_chunks`). ``EzklRoundVerifier`` builds
+all of them from on-chain data except ``h_tag`` (Poseidon costs too much on chain): the prover hands
+it over inside the proof bytes, ``abi.encode(bytes halo2Proof, uint256 tagHash)``
+(:func:`encode_round_proof`). (Today's ``EzklRoundVerifier.verifyRound`` puts the zero row's hash in
+``h_ref``: the market records no reference yet, so it accepts proofs of rounds without one.)
 
 A proof of the row circuit (:mod:`marketplace.rule.row_circuit`) of width K has the instances
 ``[ h | x_0 .. x_{K+1} ]``: the row's Poseidon hash (the trainer's commitment) and the row's
@@ -97,6 +101,7 @@ class CircuitProof:
 
     halo2_proof: bytes  # ezkl's proof
     hashes: list[int]  # Poseidon commitment of each slot
+    reference_hash: int  # Poseidon commitment of the owner's reference row (the zero row's if none)
     tag_hash: int  # Poseidon hash of the tag input
     flags: list[bool]
     scores: list[int]  # fixed point at 2**13
@@ -107,33 +112,55 @@ class CircuitProof:
         """What ``TrainingMarket.finalizeRound`` passes on to the verifier (:func:`encode_round_proof`)."""
         return encode_round_proof(self.halo2_proof, self.tag_hash)
 
+    @property
+    def instances(self) -> list[int]:
+        """The public instances, in the circuit's order (:func:`round_instances`)."""
+        return round_instances(self.hashes, self.reference_hash, self.tag_hash, self.flags, self.scores, self.tag)
 
-def prove_rows(keys: CircuitKeys, rows: np.ndarray, tag: bytes) -> CircuitProof:
+
+def round_instances(
+    hashes: list[int], reference_hash: int, tag_hash: int, flags: list[bool], scores: list[int], tag: list[int]
+) -> list[int]:
+    """The Gram circuit's public instances (module doc): ``[hashes, reference_hash, tag_hash | flags |
+    scores | tag]``, what ezkl's Halo2 verifier takes and ``EzklRoundVerifier`` builds."""
+    if not len(hashes) == len(flags) == len(scores) or len(tag) != TAG_CHUNKS:
+        raise ValueError(f"{len(hashes)} hashes, {len(flags)} flags, {len(scores)} scores, {len(tag)} tag chunks")
+    return [*hashes, reference_hash, tag_hash, *(int(f) for f in flags), *scores, *tag]
+
+
+def prove_rows(keys: CircuitKeys, rows: np.ndarray, tag: bytes, reference: np.ndarray | None = None) -> CircuitProof:
     """Witness + proof for ``n`` committed rows (``n`` x ``k + 2``, in arrival order, zero rows for
-    empty slots) bound to the 32-byte round ``tag``. Raises :class:`ProvingFailed` if the rows have no
-    witness (values off the grid or out of range) or ezkl fails or panics otherwise."""
+    empty slots) and the owner's committed ``reference`` row (``k + 2`` values; None: the zero row,
+    no reference), bound to the 32-byte round ``tag``. Raises :class:`ProvingFailed` if the rows have
+    no witness (values off the grid or out of range) or ezkl fails or panics otherwise."""
     rows = np.asarray(rows, dtype=np.float64)
     if rows.shape != (keys.n, keys.k + 2):
         raise ValueError(f"expected {keys.n} rows of {keys.k + 2} values, got {rows.shape}")
+    ref = np.zeros(keys.k + 2) if reference is None else np.asarray(reference, dtype=np.float64).reshape(-1)
+    if ref.shape != (keys.k + 2,):
+        raise ValueError(f"expected a reference row of {keys.k + 2} values, got shape {np.shape(reference)}")
     chunks = tag_chunks(tag)
     what = f"proving a round of the {keys.n}-slot, {keys.k}-wide circuit"
     with tempfile.TemporaryDirectory(prefix="round-proof-") as tmp:
-        data = [[float(v) for v in row] for row in rows] + [tag_input(tag)]
+        data = [[float(v) for v in row] for row in rows] + [[float(v) for v in ref], tag_input(tag)]
         calldata = _prove(keys, data, Path(tmp), what)
     proof, instances = _decode_calldata(calldata, what)
     n = keys.n
-    if len(instances) != 3 * n + 1 + TAG_CHUNKS:
-        raise ProvingFailed(f"{len(instances)} public instances; the circuit of {n} slots has {3 * n + 1 + TAG_CHUNKS}")
+    if len(instances) != 3 * n + 2 + TAG_CHUNKS:
+        raise ProvingFailed(f"{len(instances)} public instances; the circuit of {n} slots has {3 * n + 2 + TAG_CHUNKS}")
     out = CircuitProof(
         halo2_proof=proof,
         hashes=list(instances[:n]),
-        tag_hash=int(instances[n]),
-        flags=[bool(v) for v in instances[n + 1 : 2 * n + 1]],
-        scores=list(instances[2 * n + 1 : 3 * n + 1]),
-        tag=list(instances[3 * n + 1 :]),
+        reference_hash=int(instances[n]),
+        tag_hash=int(instances[n + 1]),
+        flags=[bool(v) for v in instances[n + 2 : 2 * n + 2]],
+        scores=list(instances[2 * n + 2 : 3 * n + 2]),
+        tag=list(instances[3 * n + 2 :]),
     )
     if out.tag != chunks:
         raise ProvingFailed(f"the circuit's tag output {out.tag} is not the tag's chunks {chunks}")
+    if out.instances != instances:  # the layout above is the circuit's
+        raise ProvingFailed("the proof's public instances are not laid out as round_instances lays them out")
     return out
 
 
