@@ -124,3 +124,13 @@ def test_clients_sending_their_body_slowly_do_not_hold_the_inbox(actors: Actors,
     finally:
         for s in slow:
             s.close()
+
+
+def test_a_content_length_of_unicode_digits_is_answered_411(inbox: InboxServer) -> None:
+    """``"²".isdigit()`` is True and ``int("²")`` raises: the handler died without an answer (a traceback on the
+    aggregator's stderr per request) instead of answering 411."""
+    host, port = inbox.url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall("POST /commits HTTP/1.0\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"))
+        answer = s.recv(4096)
+    assert answer.startswith(b"HTTP/1.0 411"), answer[:80]
