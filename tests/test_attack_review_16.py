@@ -10,7 +10,7 @@ and the real HTTP inbox on 127.0.0.1. Each test is an attack found by the review
   never lands, and the trainer, told its commit is held, waits until half the commit period to commit itself.
 - A client that sends its body slowly holds no request slot: 16 such clients made the inbox answer 503 to everyone
   for hours (a body of 2,048 bytes at one byte per 9 s); the body is now read within one deadline, before a slot is
-  taken.
+  taken; a ``Content-Length`` of Unicode digits (``"²"``) is answered 411 (the handler died without an answer).
 """
 
 # ruff: noqa: F811  (the fixture imported from tests.ipfs_fixtures is used as a test argument)
