@@ -92,8 +92,13 @@ class SignedCommit:
         return self.r + self.s + bytes([self.v])
 
     def signer(self, where: RoundAddress) -> str | None:
-        """Who signed this commit for round ``where`` (checksummed); None for a signature that recovers no one
-        (``ecrecover`` would answer the zero address)."""
+        """Who signed this commit for round ``where`` (checksummed), as ``commitBatch``'s ``ecrecover`` finds it;
+        None for a signature that recovers no one there (``ecrecover`` answers the zero address). That includes a
+        ``v`` other than 27 or 28, which eth_account would still recover (0 and 1, and 35 to 38 as EIP-155 values):
+        such a twin of a trainer's signature, posted by anyone who saw it, would replace it in the commit inbox and
+        never land."""
+        if self.v not in (27, 28):
+            return None
         try:
             return str(Account.recover_message(commit_message(where, self.seal, self.note), signature=self.signature))
         except Exception:  # eth_keys' BadSignature, ValueError: the contract recovers no one either

@@ -159,6 +159,9 @@ class StepOutcome(StrEnum):
     UNUSABLE_UPDATE_KEY = "the aggregator's update key cannot be encrypted to; not submitting"
     WAITING_FOR_AGGREGATOR = "opening published; waiting for the aggregator's reveal batch"
     WAITING_FOR_COMMIT_BATCH = "commit signed and handed to the aggregator; waiting for its commit batch"
+    COMMITTED_ELSEWHERE = (
+        "another signed commit of this trainer was committed (one handed over before a restart): revealing that one"
+    )
 
 
 class RevealVia(StrEnum):
@@ -294,7 +297,8 @@ class TrainerNode:
             return disputed or self._revealed_by_batch(project_id, round_) or StepOutcome.ALREADY_SUBMITTED
         deadlines = self.market.round_deadlines(project_id)
         now = self._now()
-        if self.market.committed_seal(project_id, round_, self.address) == EMPTY:
+        on_chain = self.market.committed_seal(project_id, round_, self.address)
+        if on_chain == EMPTY:
             if now > deadlines.commit or project.commits == project.trainer_count:
                 return StepOutcome.ROUND_CLOSED
             handed = self._handed.get((project_id, round_))
@@ -304,6 +308,9 @@ class TrainerNode:
                 return StepOutcome.WAITING_FOR_COMMIT_BATCH
             return self._send_commit(*handed)  # not batched by half the commit period: commit itself
         handed = self._handed.pop((project_id, round_), None)
+        if handed is not None and handed[0] != on_chain:
+            self._forget_unsent(project_id, round_)
+            return StepOutcome.COMMITTED_ELSEWHERE
         if handed is not None:  # the aggregator's batch committed it
             self._publish(project_id, round_)
             self._committed[(project_id, round_)] = handed[2]
@@ -396,17 +403,22 @@ class TrainerNode:
         """When this trainer stops waiting for the aggregator's commit batch: half the commit period."""
         return project.round_start + project.submission_period // 2
 
-    def _send_commit(self, sealed: bytes, note: bytes, committed: Committed) -> Committed:
+    def _send_commit(self, sealed: bytes, note: bytes, committed: Committed) -> Committed | StepOutcome:
         """Commits ``sealed`` (with ``note``) itself and publishes the update once the commit is on chain; what it
-        committed is ``committed`` with the gas (none if the aggregator's batch was mined first)."""
+        committed is ``committed`` with the gas (none if the aggregator's batch was mined first).
+        :attr:`StepOutcome.COMMITTED_ELSEWHERE` if another commit of this trainer was mined first (see
+        :meth:`_forget_unsent`)."""
         project_id, round_ = committed.project_id, committed.round
         self._handed.pop((project_id, round_), None)
         clock = time.perf_counter()
         try:
             gas, by = int(self.market.commit_update(project_id, round_, sealed, note)["gasUsed"]), CommitVia.SELF
         except ContractRevert as exc:
-            if exc.name != "AlreadyCommitted" or self.market.committed_seal(project_id, round_, self.address) != sealed:
+            if exc.name != "AlreadyCommitted":
                 raise
+            if self.market.committed_seal(project_id, round_, self.address) != sealed:
+                self._forget_unsent(project_id, round_)
+                return StepOutcome.COMMITTED_ELSEWHERE
             gas, by = 0, CommitVia.AGGREGATOR  # the batch was mined first
         committed.timings["seal"] = committed.timings.get("seal", 0.0) + time.perf_counter() - clock
         clock = time.perf_counter()
@@ -416,6 +428,18 @@ class TrainerNode:
         committed = replace(committed, gas_used=gas, committed_by=by)
         self._committed[(project_id, round_)] = committed
         return committed
+
+    def _forget_unsent(self, project_id: int, round_: int) -> None:
+        """Forgets the update and opening of this node's commit of ``round_``: another commit of this trainer is on
+        chain instead, one it signed and handed over before a restart (a signed commit is valid until its round
+        closes, and anyone holding it may commit it). Only that commit can be revealed now: a later step reads what
+        it sealed from its note on chain (:meth:`_reveal`, :meth:`publish_opening`). The forgotten update is never
+        published (it was committed by nobody), and the row stays remembered: it is the committed one if this
+        node's update is the same as before the restart (only an envelope's nonce differed), for a dispute."""
+        key = (project_id, round_)
+        self._unpublished.pop(key, None)
+        self._openings.pop(key, None)
+        self._committed.pop(key, None)
 
     def _update_key(self, project_id: int) -> bytes | None:
         """The key this trainer encrypts its update of ``project_id`` to now (None: the project's updates are

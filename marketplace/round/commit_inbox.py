@@ -24,13 +24,17 @@ The channel is untrusted both ways, and nothing depends on it:
 
 from __future__ import annotations
 
+import io
 import json
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from eth_utils import to_checksum_address
 
@@ -43,12 +47,20 @@ from marketplace.protocol.signed_commit import (
     SignedCommitDocument,
 )
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 #: Where the inbox takes signed commits.
 INBOX_PATH = "/commits"
 #: Seconds a trainer waits for the inbox's answer, and the inbox for a request's bytes.
 HAND_OVER_SECONDS = 10.0
-#: Requests handled at once; more are answered 503 at once (a flood costs the aggregator threads, not memory).
+#: Requests checked against the chain at once; more are answered 503 at once (a flood costs the aggregator threads,
+#: not memory). A request takes its slot once its body has arrived: a client sending slowly holds none.
 MAX_CONCURRENT_REQUESTS = 16
+#: Seconds a request may take to arrive whole (request line, headers and body), however it trickles in: a
+#: connection past it is closed (attack review 16: 16 clients sending a byte every 9 s held every request slot,
+#: and the inbox answered 503 to everyone, for hours).
+REQUEST_SECONDS = HAND_OVER_SECONDS
 _EMPTY = b"\0" * 32
 
 
@@ -126,30 +138,55 @@ class CommitInbox:
                 held.pop(trainer, None)
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's incoming bytes until ``deadline`` (``time.monotonic()``); each read past it raises
+    :class:`TimeoutError`, which :class:`BaseHTTPRequestHandler` answers by closing the connection."""
+
+    def __init__(self, connection: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._connection = connection
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"the request took over {REQUEST_SECONDS:g} s to arrive")
+        self._connection.settimeout(left)
+        return self._connection.recv_into(buffer)
+
+
 class _Handler(BaseHTTPRequestHandler):
-    """``POST /commits``: one signed commit document; answers JSON (202 held, 4xx refused, 5xx try later)."""
+    """``POST /commits``: one signed commit document; answers JSON (202 held, 4xx refused, 5xx try later). The
+    request must arrive whole within :data:`REQUEST_SECONDS`."""
 
     server: InboxServer
-    timeout = HAND_OVER_SECONDS  # per socket operation: a slow client gives up its thread
+    timeout = HAND_OVER_SECONDS  # per socket operation (the answer's writes)
     protocol_version = "HTTP/1.0"  # one request per connection
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, time.monotonic() + REQUEST_SECONDS))
 
     def do_POST(self) -> None:
         if self.path != INBOX_PATH:
             return self._answer(404, {"error": f"signed commits are posted to {INBOX_PATH}"})
-        if not self.server.slots.acquire(blocking=False):
-            return self._answer(503, {"error": "busy: try again"})
-        try:
-            self._take()
-        finally:
-            self.server.slots.release()
-
-    def _take(self) -> None:
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        length = self.headers.get("Content-Length", "")
+        if not (length.isascii() and length.isdigit()):  # "²" is a digit to str.isdigit, not to int()
             return self._answer(411, {"error": "a Content-Length is required"})
         if int(length) > MAX_SIGNED_COMMIT_BYTES:
             return self._answer(413, {"error": f"a signed commit has at most {MAX_SIGNED_COMMIT_BYTES} bytes"})
-        raw = self.rfile.read(int(length))
+        raw = self.rfile.read(int(length))  # before taking a slot: within the request's deadline
+        if not self.server.slots.acquire(blocking=False):
+            return self._answer(503, {"error": "busy: try again"})
+        try:
+            self._take(raw)
+        finally:
+            self.server.slots.release()
+
+    def _take(self, raw: bytes) -> None:
         try:
             signed = self.server.inbox.accept(raw)
         except CommitRefused as exc:
