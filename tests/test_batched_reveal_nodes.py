@@ -11,6 +11,8 @@ malformed or forged opening is left out of the batch, never an error.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -38,7 +40,7 @@ from marketplace.roles.trainer import (
     Submitted,
     TrainerNode,
 )
-from marketplace.round.openings import opening_store
+from marketplace.round.openings import find_openings, opening_store
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
 from tests.market_fixtures import Actors, commitment_for
 from tests.update_sources import FixedUpdate, agreeing_updates
@@ -237,3 +239,45 @@ def test_an_opening_document_refuses_extra_fields_and_loose_types() -> None:
     assert compute_cid(good.to_bytes()) == compute_cid(OpeningDocument.parse(good.to_bytes()).to_bytes())
     assert split_note(b"\xa7\x01\xff" + b"x" * 10) == (None, b"\xa7\x01\xff" + b"x" * 10)
     assert split_note(note_with_pointer(b"n", "Qmabc")) == ("Qmabc", b"n")
+
+
+class _BatchMinedFirst(MarketClient):
+    """A trainer's market on which, just before its own reveal is sent, the aggregator's late reveal batch lands:
+    the race at half the reveal period, where the trainer saw no reveal on chain and sends its own."""
+
+    def __init__(self, market: MarketClient, batch: Callable[[], object]) -> None:
+        super().__init__(market.chain, market.market, market.registry, market.lens)
+        self.batch = batch
+
+    def reveal_update(self, project_id: int, round_: int, cid: str, commitment: bytes, salt: bytes) -> Any:
+        self.batch()
+        return super().reveal_update(project_id, round_, cid, commitment, salt)
+
+
+def test_a_trainer_whose_own_reveal_loses_the_race_to_a_late_batch_reports_the_batch(
+    actors: Actors, ipfs_node: LocalIpfsNode
+) -> None:
+    """The batch and a trainer's own reveal (sent at half the reveal period) race: the batch is mined first, so the
+    trainer's reveal reverts ``AlreadySubmitted``. The trainer reports that the batch revealed its commit (no
+    error, no reveal gas); it is paid like the others."""
+    store = store_of(ipfs_node)
+    pid = project(actors, store)
+    nodes = trainer_nodes(actors, store, seed=77)
+    commit_all(nodes, pid)
+    assert [n.step(pid) for n in nodes] == [StepOutcome.WAITING_FOR_AGGREGATOR] * N
+    found = find_openings(actors.aggregator, opening_store(store), pid, 0)
+    assert len(found.openings) == N  # the batch the aggregator sent before half the period, mined only now:
+    late = TrainerNode(
+        _BatchMinedFirst(nodes[0].market, lambda: actors.aggregator.reveal_batch(pid, 0, found.openings)),
+        store,
+        FixedUpdate(agreeing_updates(N, 77)[0]),
+        reveal_via=RevealVia.AGGREGATOR,
+    )  # the same trainer's node, restarted: it reads what it sealed from its note on chain
+    at_half_reveal(actors, pid)
+    outcome = late.step(pid)
+    assert isinstance(outcome, Submitted) and outcome.revealed_by is RevealVia.AGGREGATOR, outcome
+    assert outcome.commitment == actors.owner.commitment(pid, 0, late.address)
+    assert len({s.block_number for s in actors.owner.submissions(pid, 0)}) == 1  # all revealed by the batch
+    report = finalize(AggregatorNode(actors.aggregator, store), pid)
+    assert all(s > 0 for s in report.chain_scores)
+    assert actors.owner.trainer_info(pid, late.address).earned > 0

@@ -512,7 +512,9 @@ class TrainerNode:
         )  # fmt: skip
 
     def _reveal(self, project_id: int, round_: int) -> Submitted:
-        """Reveals this trainer's commit of ``round_`` (found in memory, else in its commit's note)."""
+        """Reveals this trainer's commit of ``round_`` (found in memory, else in its commit's note). If a reveal batch
+        sent late was mined first with this very commit (the race at half the reveal period), what the batch
+        revealed: the trainer's own reveal reverted ``AlreadySubmitted`` and cost it nothing here."""
         clock = time.perf_counter()
         where = self._where(project_id, round_)
         committed = self._committed.pop((project_id, round_), None)
@@ -521,10 +523,18 @@ class TrainerNode:
         else:
             commitment, cid = committed.commitment, committed.cid
         salt = derive_salt(self.market.chain.account, where, commitment)
-        receipt = self.market.reveal_update(project_id, round_, cid, commitment, salt)
+        norm, earlier_gas = (committed.update_norm, committed.gas_used) if committed else (None, 0)
+        try:
+            receipt = self.market.reveal_update(project_id, round_, cid, commitment, salt)
+        except ContractRevert as exc:  # a reveal batch sent late was mined first: it revealed this very commit
+            if exc.name != "AlreadySubmitted" or self.market.commitment(project_id, round_, self.address) != commitment:
+                raise
+            timings = {**(committed.timings if committed else {})}
+            return Submitted(
+                project_id, round_, cid, commitment, norm, earlier_gas, timings, revealed_by=RevealVia.AGGREGATOR
+            )
         timings = {**(committed.timings if committed else {}), "submit": time.perf_counter() - clock}
-        gas = int(receipt["gasUsed"]) + (committed.gas_used if committed else 0)
-        norm = committed.update_norm if committed else None
+        gas = int(receipt["gasUsed"]) + earlier_gas
         return Submitted(project_id, round_, cid, commitment, norm, gas, timings)
 
     def _dispute_if_rejected(self, project_id: int, round_: int) -> Disputed | None:
