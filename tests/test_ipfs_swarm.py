@@ -461,6 +461,7 @@ def clone_repo(template: Path, dest: Path, identity: dict[str, str]) -> Path:
     return dest
 
 
+@pytest.mark.heavy  # ~25 s: watches Kubo trim connections every 10 s, twice (make test-heavy, run by CI)
 def test_a_peer_given_with_peer_is_never_trimmed_by_the_connection_manager(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -616,6 +617,7 @@ def repeating_dag(node: LocalIpfsNode, leaf: str, leaf_size: int, fanouts: list[
     return normalize_cid(plant_block(node, repeating_node(child, 1, size, 1000)))
 
 
+@pytest.mark.heavy  # ~25 s: two nodes, DAGs of 2**40 bytes and 256 MiB refused (make test-heavy, run by CI)
 def test_a_dag_that_links_one_block_many_times_is_refused_by_the_file_it_makes(tmp_path: Path) -> None:
     """Attack review 14: the limits counted a DAG's distinct blocks, but Kubo's ``Download`` (what a fetch and a
     ``cat`` run) writes the file, every linked block as many times as it is linked, and ``has_dag`` walked every

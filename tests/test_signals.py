@@ -273,7 +273,9 @@ def processes_with(text: str) -> dict[int, str]:
     return found
 
 
-@pytest.mark.parametrize("signals", [(signal.SIGINT,), (signal.SIGTERM,)], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(  # SIGINT heavy: the same path as SIGTERM (make test-heavy, run by CI)
+    "signals", [pytest.param((signal.SIGINT,), marks=pytest.mark.heavy), (signal.SIGTERM,)], ids=["SIGINT", "SIGTERM"]
+)
 def test_a_demo_stopped_while_its_ipfs_nodes_start_leaves_none_of_them(
     tmp_path: Path, signals: tuple[signal.Signals, ...]
 ) -> None:
@@ -345,7 +347,11 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
                 os.environ[key] = value
 
 
-@pytest.mark.parametrize("signals", [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM,)], ids=["SIGINTx2", "SIGTERM"])
+@pytest.mark.parametrize(  # SIGTERM heavy (make test-heavy): SIGINTx2 takes the same way out and the second signal
+    "signals",
+    [(signal.SIGINT, signal.SIGINT), pytest.param((signal.SIGTERM,), marks=pytest.mark.heavy)],
+    ids=["SIGINTx2", "SIGTERM"],
+)
 def test_web_stops_after_a_burst(network: dict[str, str], signals: tuple[signal.Signals, ...]) -> None:
     web = marketplace("web", "--port", "0", "--db", str(Path(network["MARKETPLACE_STATE_DIR"]) / "web.db"), env=network)
     try:

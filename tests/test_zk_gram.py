@@ -4,7 +4,7 @@ the round tag passes through unchanged and hashed.
 
 Builds the production circuit of each size exactly as production does (:mod:`marketplace.adapters.ezkl.keys`:
 its layout from :func:`marketplace.rule.circuit.layout_for`, the same ONNX export, settings and
-compile; seconds, no keys): 8x64, 16x32 and 32x32 here, 64x32 ``heavy``. The property test draws
+compile; seconds, no keys): 8x64 and 16x32 here, 32x32 (TopK) and 64x32 ``heavy``. The property test draws
 adversarial rounds (``tests/zk_rounds.py``: absent slots, zero sketches, exact and near copies at
 the duplicate distance +-1 unit, sign flips, log-norms at the lazy/boost thresholds +-1 unit,
 non-unit rows at ``q = 1 +- tol`` +-1 unit, ties, 0-3 valid slots; the owner's reference row
@@ -47,8 +47,13 @@ from tests.zk_rounds import ONE, REFERENCES, SPECS, RoundSpec, build_reference, 
 
 N, K = 8, 64
 R = 21888242871839275222246405745257275088548364400416034343698204186575808495617  # BN254 scalar field
-#: The production sizes checked here (64 x 32: heavy, its compile and witnesses take minutes).
-SIZES = [(8, 64), (16, 32), (32, 32), pytest.param((64, 32), marks=pytest.mark.heavy, id="64x32")]
+#: The production sizes checked here (32 x 32 and 64 x 32: heavy, their compile and witnesses take minutes).
+SIZES = [
+    (8, 64),
+    (16, 32),
+    pytest.param((32, 32), marks=pytest.mark.heavy, id="32x32"),  # TopK in the default run: test_sort_layouts_agree
+    pytest.param((64, 32), marks=pytest.mark.heavy, id="64x32"),
+]
 
 
 def _compile(
