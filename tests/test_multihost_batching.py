@@ -6,7 +6,9 @@ in one private swarm. The aggregator starts first, serving its commit inbox on i
 (``aggregator run --commit-inbox HOST:PORT``); every trainer is given the URL it printed (``trainer run
 --commit-via URL``) and hands its openings over through its own IPFS node (``--reveal-via aggregator``). One
 trainer's host cannot reach the inbox: its routes drop every packet to the inbox's port (the swarm and the chain
-stay reachable), so its hand-over times out and it commits itself, within half the commit period.
+stay reachable), so its hand-over times out and it commits itself, within half the commit period. Before that, an
+inbox on every address of the aggregator's host (``--commit-inbox 0.0.0.0:PORT``) prints that host's URLs, the
+loopback one marked "this machine only", never the wildcard.
 
 What a user checks, from the chain: the job finishes; each round's commits are one ``commitBatch`` sent by the
 aggregator for the three trainers that reached it plus the fourth's own ``commitUpdate``, and its reveals one
@@ -120,7 +122,20 @@ def test_commits_and_reveals_are_batched_across_hosts_and_a_trainer_cut_off_from
         net.start_swarm([["owner"], ["aggregator"], [t.name for t in trainers]], swarm_key)
         _post_job(net, tmp_path)
 
-        # (a) The aggregator starts first, its inbox on its host's address, and prints the URL to hand out.
+        # (a) An inbox on every address of the aggregator's host gives out that host's addresses, never the
+        # wildcard (a trainer cannot dial 0.0.0.0). On its own host only: elsewhere it would bind this machine's.
+        if net.hosts.mode == "netns":
+            out = aggregator.cli(
+                *("aggregator", "run", "--project", "1", "--network", NETWORK, "--ipfs-api", aggregator.ipfs_api),
+                *("--once", "--commit-inbox", f"0.0.0.0:{INBOX_PORT}"),
+            )
+            assert re.findall(r"commit inbox: (\S+)", out) == [
+                f"http://{aggregator.host.address}:{INBOX_PORT}/commits",
+                f"http://127.0.0.1:{INBOX_PORT}/commits",
+            ], out
+            assert "/commits (this machine only)" in out and "0.0.0.0" not in out, out
+
+        # (b) The aggregator starts first, its inbox on its host's address, and prints the URL to hand out.
         port = INBOX_PORT if net.hosts.mode == "netns" else free_port()
         agg = aggregator.spawn(
             *("aggregator", "run", "--project", "1", "--network", NETWORK, "--ipfs-api", aggregator.ipfs_api),
@@ -141,7 +156,7 @@ def test_commits_and_reveals_are_batched_across_hosts_and_a_trainer_cut_off_from
         else:  # one machine: the blocked trainer is given a port nobody serves
             via = {t.name: inbox for t in trainers} | {blocked.name: f"http://127.0.0.1:{free_port()}/commits"}
 
-        # (b) The trainers join and run, each handing its signed commits to the inbox and its openings over IPFS.
+        # (c) The trainers join and run, each handing its signed commits to the inbox and its openings over IPFS.
         for t in trainers:
             assert "joined project 1" in t.cli("trainer", "join", "1", "--network", NETWORK)
         runs = [
@@ -166,10 +181,12 @@ def test_commits_and_reveals_are_batched_across_hosts_and_a_trainer_cut_off_from
             assert t.log().count("by the aggregator's batch (no reveal gas") == ROUNDS, t.log()
             assert "project ended" in t.log(), t.log()
 
-        # (c) The chain: per round, one commitBatch from the aggregator for the trainers that reached its inbox,
+        # (d) The chain: per round, one commitBatch from the aggregator for the trainers that reached its inbox,
         # the blocked trainer's own commitUpdate within half the commit period, and one revealBatch for everyone.
         others = sorted(t.address for t in trainers[:-1])
-        for round_, phases in enumerate(_transactions(owner, 1)):
+        transactions = _transactions(owner, 1)
+        (tmp_path / "transactions.json").write_text(json.dumps(transactions, indent=1))  # for whoever reads the run
+        for round_, phases in enumerate(transactions):
             commits = sorted(phases["commits"], key=lambda tx: tx["function"])
             assert [(tx["function"], tx["from"]) for tx in commits] == [
                 ("commitBatch", aggregator.address),
@@ -181,7 +198,7 @@ def test_commits_and_reveals_are_batched_across_hosts_and_a_trainer_cut_off_from
             assert (reveal["function"], reveal["from"]) == ("revealBatch", aggregator.address), (round_, phases)
             assert sorted(reveal["trainers"]) == sorted(t.address for t in trainers), (round_, phases)
 
-        # (d) Every trainer is paid (its stake back and a reward); everything escrowed is owed to someone.
+        # (e) Every trainer is paid (its stake back and a reward); everything escrowed is owed to someone.
         book = owner.ledger(1, owner.address, aggregator.address)
         assert book["status"] == "FINISHED" and [r["round"] for r in book["rounds"]] == list(range(ROUNDS))
         assert all(not any(r["flags"]) for r in book["rounds"]), book["rounds"]

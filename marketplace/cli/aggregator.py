@@ -66,7 +66,7 @@ def aggregator_run_cmd(
         RevealsBatched,
         RoundReport,
     )
-    from marketplace.round.commit_inbox import CommitInbox, InboxServer
+    from marketplace.round.commit_inbox import CommitInbox, InboxServer, inbox_url
     from marketplace.round.prove import ProverSelectionError
 
     market = connect_market(network, signing_account(network, keystore, dev_account))
@@ -125,7 +125,17 @@ def aggregator_run_cmd(
             server = InboxServer(inbox, host.strip("[]"), int(port))
         except OSError as exc:
             raise fail(f"cannot serve the commit inbox on {commit_inbox}: {exc}") from None
-        console.print(f"commit inbox: {server.url} (trainers: `marketplace trainer run ... --commit-via {server.url}`)")
+        url = server.url
+        if not server.bound.is_unspecified:
+            console.print(f"commit inbox: {url} (trainers: `marketplace trainer run ... --commit-via {url}`)")
+        else:  # every address: the trainers are given the one they reach
+            console.print(
+                f"commit inbox on every address of this host, port {server.port}; give your trainers the URL they "
+                "reach (`marketplace trainer run ... --commit-via URL`):"
+            )
+            for address in server.addresses():
+                local = "  (this machine only)" if address.is_loopback else ""
+                console.print(f"  commit inbox: {inbox_url(address, server.port)}{local}")
     try:
         with stops_on_signals():  # Ctrl-C or SIGTERM: "stopped", exit code 130 or 143
             if once:

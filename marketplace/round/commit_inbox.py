@@ -25,13 +25,14 @@ The channel is untrusted both ways, and nothing depends on it:
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -40,6 +41,7 @@ from eth_utils import to_checksum_address
 
 from marketplace.adapters.chain.errors import ChainError, ContractRevert
 from marketplace.adapters.chain.market import MarketClient, ProjectStatus
+from marketplace.adapters.host_interfaces import IpAddress, IpInterface, dialable_addresses
 from marketplace.protocol.signed_commit import (
     MAX_SIGNED_COMMIT_BYTES,
     InvalidSignedCommit,
@@ -214,11 +216,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 class InboxServer(ThreadingHTTPServer):
     """``inbox`` served over HTTP on ``host:port`` (port 0: a free one) in a background thread, from construction
-    until :meth:`close` (or the end of a ``with`` block). :attr:`url` is what trainers are given."""
+    until :meth:`close` (or the end of a ``with`` block). ``host`` is an IPv4 or IPv6 address (or a name of an IPv4
+    one); ``0.0.0.0`` or ``::`` serves every address of this host. :meth:`urls` are what trainers are given."""
 
     daemon_threads = True
 
     def __init__(self, inbox: CommitInbox, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), _Handler)
         self.inbox = inbox
         self.slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
@@ -226,9 +230,31 @@ class InboxServer(ThreadingHTTPServer):
         self._thread.start()
 
     @property
+    def bound(self) -> IpAddress:
+        """The address the inbox listens on (unspecified: every address of this host)."""
+        return ipaddress.ip_address(str(self.server_address[0]))
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}{INBOX_PATH}"
+        """The inbox's URL on the address it listens on; this machine's loopback one if it listens on every
+        address (:meth:`urls` lists the others)."""
+        loopback = ipaddress.ip_address("::1" if self.bound.version == 6 else "127.0.0.1")
+        return inbox_url(loopback if self.bound.is_unspecified else self.bound, self.port)
+
+    def addresses(self, interfaces: Sequence[IpInterface] | None = None) -> list[IpAddress]:
+        """The addresses trainers may dial the inbox at (:func:`dialable_addresses` of this host's ``interfaces``,
+        default its own): the one it listens on, or for an inbox on every address each of this host's, loopback
+        last."""
+        v6only = self.bound.version == 4 or self.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        return dialable_addresses(self.bound, interfaces, dual_stack=not v6only)
+
+    def urls(self, interfaces: Sequence[IpInterface] | None = None) -> list[str]:
+        """The URLs of :meth:`addresses`: what trainers are given (``trainer run --commit-via URL``)."""
+        return [inbox_url(address, self.port) for address in self.addresses(interfaces)]
 
     def close(self) -> None:
         self.shutdown()
@@ -240,6 +266,12 @@ class InboxServer(ThreadingHTTPServer):
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+def inbox_url(address: IpAddress, port: int) -> str:
+    """The URL of an inbox on ``address:port`` (an IPv6 address in brackets)."""
+    host = f"[{address}]" if address.version == 6 else str(address)
+    return f"http://{host}:{port}{INBOX_PATH}"
 
 
 def hand_over(url: str, document: SignedCommitDocument, timeout: float = HAND_OVER_SECONDS) -> None:

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import os
 import re
 import secrets
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +25,7 @@ from typing import Any
 
 from multiformats import multibase, multihash
 
+from marketplace.adapters.host_interfaces import interface_addresses
 from marketplace.adapters.ipfs.errors import StorageError
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -335,20 +333,7 @@ def swarm_config(cfg: dict[str, Any], settings: SwarmSettings) -> dict[str, Any]
 
 def interface_networks() -> list[IpNetwork]:
     """The subnets of this host's network interfaces (``ip -j addr``; empty if ``ip`` is missing)."""
-    ip = shutil.which("ip")
-    if ip is None:
-        return []
-    try:
-        out = subprocess.run([ip, "-j", "addr"], capture_output=True, text=True, timeout=10, check=True).stdout
-        links = json.loads(out)
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return []
-    nets: list[IpNetwork] = []
-    for link in links:
-        for info in link.get("addr_info", []):
-            if "local" in info and "prefixlen" in info:
-                nets.append(ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}").network)
-    return nets
+    return [address.network for address in interface_addresses()]
 
 
 def _resolve(addr: TcpAddr) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
