@@ -50,7 +50,8 @@ def aggregator_run_cmd(
         None,
         "--commit-inbox",
         metavar="HOST:PORT",
-        help="Serve a commit inbox on HOST:PORT (an address your trainers reach; port 0: any free one) and commit "
+        help="Serve a commit inbox on HOST:PORT (an address your trainers reach, IPv6 in brackets; 0.0.0.0: every "
+        "address, one URL printed per address; port 0: any free one) and commit "
         "the signed commits they hand in (`trainer run --commit-via URL`, the URL printed at start) in one "
         "transaction per round: you pay their commit gas. Everything posted is checked (size, JSON, this market, "
         "your project, its open round, a member's own signature) and each commit again with an eth_call before "
