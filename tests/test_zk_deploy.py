@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.deploy import HALO2_VERIFIER, ZkVerifierRecord, read_record
+from marketplace.adapters.ezkl import dedicated
 from marketplace.adapters.ezkl.dedicated import code_hash
 from marketplace.adapters.ezkl.keys import setup
 from marketplace.cli.main import app
@@ -157,6 +158,20 @@ def test_every_deployed_verifier_is_recorded_and_the_owner_only_deploys(local: C
     assert third.approved and third.round_verifier is None and third.quotient_helper is None
     out = run(local, "zk", "info", "--verifier", third.address)
     assert "rounds: the reusable Halo2 verifier under the circuit's VKA" in out and "codes compiled" not in out
+
+
+def test_a_size_whose_split_does_not_fit_falls_back_to_the_reusable_verifier(
+    local: CliRunner, dev_keys_4x32: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the 64 x 32 circuit does (its helper is 26,649 bytes): here the limit is lowered under the 4 x 32
+    helper's 19,342 bytes. `zk deploy` says so, deploys the reusable path and records no round verifier."""
+    monkeypatch.setattr(dedicated, "CODE_SIZE_LIMIT", 15_000)
+    out = run(local, "zk", "deploy", "--size", "4x32")
+    assert "the split verifier does not fit in 15,000 bytes per contract: Halo2QuotientEval" in out
+    assert "rounds will go through the reusable verifier under the VKA" in out
+    [entry] = _verifiers("local")
+    assert entry.approved and entry.round_verifier is None and entry.quotient_helper is None
+    assert "rounds go through the reusable Halo2 verifier under the circuit's VKA" in out
 
 
 def test_off_the_local_chain_size_srs_and_owner_are_required_first(
