@@ -136,6 +136,28 @@ def test_rounds_go_through_the_round_verifier_and_count_only_one_word_equal_to_o
     assert not chain.call(no_code.functions.verifyRound(TAG, commitments, scores, flags, good))
 
 
+#: The last commit whose EzklRoundVerifier had no ``roundVerifier()`` (rounds through the reusable verifier only).
+BEFORE_ROUND_VERIFIER = "4baec28022731e55cc372d86a62c88dc16c48cf2"
+
+
+def test_an_adapter_from_before_the_round_verifier_is_described_as_using_the_reusable_one(actors: Actors) -> None:
+    """Adapters deployed before ``roundVerifier()`` existed verify rounds through the reusable verifier: ``zk info``
+    (describe_verifier) and the code check say so instead of taking them for something else."""
+    from bench.gas import baseline_artifacts
+    from marketplace.adapters.ezkl.evm import describe_verifier, round_verifier_of
+
+    chain = actors.admin.chain
+    mock = chain.deploy(actors.artifacts["MockHalo2Verifier"])
+    words = [keccak(text=f"vka word {i}") for i in range(337)]
+    old = chain.deploy(
+        baseline_artifacts(BEFORE_ROUND_VERIFIER)["EzklRoundVerifier"],
+        mock.address, words, ROW_VKA, N, 32, ZERO_ROW, encode_rule_version(RULE_VERSION), *LABEL,
+    )  # fmt: skip
+    assert round_verifier_of(chain, old.address) is None
+    deployed = describe_verifier(actors.admin, old.address)
+    assert deployed.vka == words and deployed.round_verifier is None and deployed.quotient_helper is None
+
+
 def test_projects_larger_than_the_circuit_are_refused(actors: Actors) -> None:
     adapter, _, _ = deploy(actors)
     actors.admin.chain.transact(actors.admin.market.functions.setVerifierApproval(adapter.address, True))

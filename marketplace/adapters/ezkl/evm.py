@@ -194,10 +194,13 @@ def _deploy_round_verifier(
 
 def round_verifier_of(chain: ChainClient, adapter: str) -> tuple[str, str | None] | None:
     """(round verifier, its helper) an ``EzklRoundVerifier`` at ``adapter`` verifies rounds with; None when it uses
-    the reusable verifier (``roundVerifier() == 0``). The helper is None when the round verifier does not answer
-    ``helper()`` (it is not a split verifier)."""
+    the reusable verifier (``roundVerifier() == 0``, or an adapter deployed before it had a ``roundVerifier()``).
+    The helper is None when the round verifier does not answer ``helper()`` (it is not a split verifier)."""
     contract = chain.contract(compile_contracts()["EzklRoundVerifier"], adapter)
-    verifier = to_checksum_address(chain.call(contract.functions.roundVerifier()))
+    try:
+        verifier = to_checksum_address(chain.call(contract.functions.roundVerifier()))
+    except (ChainError, Web3Exception):  # an earlier adapter: rounds through the reusable verifier, under the VKA
+        return None
     if int(verifier, 16) == 0:
         return None
     try:
