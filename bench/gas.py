@@ -25,9 +25,14 @@ The old contracts are compiled from git (``git show <BASELINE_REV>:contracts/...
 beside the real ones, and the baseline is exactly what main held before (a clone needs its history back to
 that commit). Both run through today's ``MarketClient`` (their function signatures are the same).
 
-    python -m bench.gas [--trainers 4 16 32 64] [--breakdown 16] [--out reports/gas.json]
+    python -m bench.gas [--trainers 4 16 32 64] [--breakdown 16] [--out reports/gas.json] [--zk 16 32 [--zk-only]]
 
-Prints the tables and writes JSON plus a Markdown copy next to it.
+Prints the tables and writes JSON plus a Markdown copy next to it. ``--zk N ...`` adds whole rounds with real
+ezkl proofs (:mod:`bench.gas_zk`: minutes of proving): the circuit's own verifier split in two contracts (what
+``marketplace zk deploy`` deploys) beside the reusable verifier and the test verifier, in the same run. Measured
+2026-11-30, a later round per trainer (commit + reveal + finalize / N): 211,916 reusable -> 191,915 split at
+N = 16 (verification 1,336,673 -> 1,016,666 per round), 173,484 -> 162,468 at N = 32 (1,551,309 -> 1,198,788):
+20.0k and 11.0k per trainer saved (the figures: :mod:`bench.gas_zk`).
 
 Measured (2026-11-30, ``python -m bench.gas``; gas does not depend on the machine), gas per trainer per round
 ("commit" and "reveal": the trainers' own transactions, mean over the rounds; "batched commit" and "batched
@@ -528,15 +533,38 @@ def markdown(rows: list[GasRow]) -> str:
     return out
 
 
-def write(rows: list[GasRow], out: Path) -> None:
+def write(rows: list[GasRow], out: Path, zk_rows: Sequence[Any] = ()) -> None:
+    """``rows`` (and the zk section's ``zk_rows``, :class:`bench.gas_zk.ZkRow`) as JSON at ``out`` and Markdown next
+    to it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     derived = [
         {"per_round": r.per_round, "later_round": r.later_round, "later_batched": r.later_batched,
          "saving_first": r.saving_first, "saving_later": r.saving_later}
         for r in rows
     ]  # fmt: skip
-    out.write_text(json.dumps([asdict(r) | d for r, d in zip(rows, derived, strict=True)], indent=2))
-    out.with_suffix(".md").write_text("# Gas report\n\n" + markdown(rows))
+    data: list[dict[str, Any]] = [asdict(r) | d for r, d in zip(rows, derived, strict=True)]
+    data += [{"zk": True, **asdict(r), "later_round": r.later_round} for r in zk_rows]
+    out.write_text(json.dumps(data, indent=2))
+    text = "# Gas report\n\n" + (markdown(rows) if rows else "")
+    if zk_rows:
+        from bench import gas_zk
+
+        lines = [gas_zk.cells(list(zk_rows), r) for r in zk_rows]
+        text += f"\n{gas_zk.TITLE}:\n\n" + _markdown_table(gas_zk.COLUMNS, lines)
+    out.with_suffix(".md").write_text(text)
+
+
+def zk_tables(zk_sizes: Sequence[int]) -> tuple[list[Any], Table]:
+    """The zk section (:mod:`bench.gas_zk`): a later round with real proofs, split beside reusable verifier."""
+    from bench import gas_zk
+
+    zk_rows = [row for n in zk_sizes for row in gas_zk.measure(n)]
+    table = Table(title=gas_zk.TITLE)
+    for col in gas_zk.COLUMNS:
+        table.add_column(col, justify="right")
+    for r in zk_rows:
+        table.add_row(*gas_zk.cells(zk_rows, r))
+    return zk_rows, table
 
 
 def main() -> None:
@@ -544,12 +572,20 @@ def main() -> None:
     parser.add_argument("--trainers", type=int, nargs="+", default=[4, 16, 32, 64])
     parser.add_argument("--breakdown", type=int, default=16, help="trace the new contracts' later round at this N")
     parser.add_argument("--out", type=Path, default=Path("reports/gas.json"))
+    parser.add_argument(
+        "--zk", type=int, nargs="*", default=[], help="also whole rounds with real proofs at these N (16 32: minutes)"
+    )
+    parser.add_argument("--zk-only", action="store_true", help="only the zk section")
     args = parser.parse_args()
-    rows = run(args.trainers, args.breakdown)
+    rows = [] if args.zk_only else run(args.trainers, args.breakdown)
     console = Console(width=170)
-    for table in render(rows):
+    for table in render(rows) if rows else []:
         console.print(table)
-    write(rows, args.out)
+    zk_rows: list[Any] = []
+    if args.zk:
+        zk_rows, zk_table = zk_tables(args.zk)
+        console.print(zk_table)
+    write(rows, args.out, zk_rows)
     print(f"written {args.out} and {args.out.with_suffix('.md')}")
 
 

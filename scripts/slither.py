@@ -52,6 +52,7 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
     ("assembly", "EzklRoundVerifier", "_loadVka"): "SSTORE2 read (extcodecopy), memory-safe",
     ("assembly", "EzklRoundVerifier", "_storeAsCode"): "SSTORE2 write (create), memory-safe",
     ("low-level-calls", "TrainingMarket", "withdraw"): "pull payment to any wallet; nonReentrant, effects first",
+    ("low-level-calls", "EzklRoundVerifier", "_verifySpecific"): "staticcall: only one word equal to 1 counts",
     ("low-level-calls", "TrainingMarket", "createProject"): "burning the protocol fee: value to a codeless constant",
     ("timestamp", "TrainingMarket", "disputeRejection"): "dispute deadline; periods are minutes to days",
     ("timestamp", "TrainingMarket", "revealBatch"): "reveal phase (as _checkRevealWindow); minutes to days",

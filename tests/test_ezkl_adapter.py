@@ -22,6 +22,7 @@ from marketplace.adapters.chain.market import (
     VerifierInfo,
     encode_rule_version,
 )
+from marketplace.adapters.ezkl.evm import NO_ROUND_VERIFIER
 from marketplace.adapters.ezkl.prover import encode_round_proof, round_instances
 from marketplace.protocol.round_tag import tag_chunks
 from marketplace.roles.aggregator import AggregatorNode
@@ -61,13 +62,29 @@ def mock_proof(inst: list[int], tag_hash: int = TAG_HASH) -> bytes:
     return encode_round_proof(keccak(encode(["uint256[]"], [inst])), tag_hash)
 
 
-def deploy(actors: Actors, vka: list[bytes] | None = None, rule_version: str = RULE_VERSION):  # type: ignore[no-untyped-def]
+def deploy(  # type: ignore[no-untyped-def]
+    actors: Actors,
+    vka: list[bytes] | None = None,
+    rule_version: str = RULE_VERSION,
+    round_verifier: str = NO_ROUND_VERIFIER,
+):
+    """The adapter in front of the mock reusable verifier; rounds go through ``round_verifier`` (default: none, the
+    mock reusable verifier under the VKA)."""
     chain = actors.admin.chain
     mock = chain.deploy(actors.artifacts["MockHalo2Verifier"])
     words = vka or [keccak(text=f"vka word {i}") for i in range(337)]
     version = encode_rule_version(rule_version)
     adapter = chain.deploy(
-        actors.artifacts["EzklRoundVerifier"], mock.address, words, ROW_VKA, N, 32, ZERO_ROW, version, *LABEL
+        actors.artifacts["EzklRoundVerifier"],
+        mock.address,
+        words,
+        ROW_VKA,
+        N,
+        32,
+        ZERO_ROW,
+        version,
+        *LABEL,
+        round_verifier,
     )
     return adapter, mock, words
 
@@ -90,6 +107,57 @@ def test_a_proof_verified_under_another_vka_is_refused(actors: Actors) -> None:
     assert chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, good))
     chain.transact(mock.functions.setReportedDigest(keccak(text="another circuit")))
     assert not chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, good))
+
+
+def test_rounds_go_through_the_round_verifier_and_count_only_one_word_equal_to_one(actors: Actors) -> None:
+    """With a circuit-specific round verifier, rounds are its answer alone (not the reusable verifier's, nor the
+    VKA's): accepted only when the call succeeds and answers exactly one word, 1. A revert, an empty, short or long
+    answer, or another word (true-ish 2, a (1, digest) pair) is a refusal; rows still go through the reusable
+    verifier."""
+    chain = actors.admin.chain
+    specific = chain.deploy(actors.artifacts["MockRoundVerifier"])
+    adapter, _, _ = deploy(actors, round_verifier=specific.address)
+    assert chain.call(adapter.functions.roundVerifier()) == specific.address
+    commitments, flags, scores = [b"\x01" * 32], [False], [8192]
+    good = mock_proof(instances(commitments, flags, scores))  # what the reusable (mock) verifier would accept
+
+    def answers(answer: bytes, *, reverts: bool = False) -> bool:
+        chain.transact(specific.functions.setAnswer(answer, reverts))
+        return bool(chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, good)))
+
+    one, two = (1).to_bytes(32, "big"), (2).to_bytes(32, "big")
+    assert answers(one)
+    assert not answers(one, reverts=True)
+    assert not answers(b"")  # the reusable verifier would have accepted this proof: it is not asked
+    assert not answers(one[:31])
+    assert not answers(one + bytes(32))
+    assert not answers(two)
+    assert not answers(bytes(32))
+    assert not answers(one + keccak(text="a vka digest"))
+    no_code, _, _ = deploy(actors, round_verifier="0x" + "11" * 20)  # an address without code answers nothing
+    assert not chain.call(no_code.functions.verifyRound(TAG, commitments, scores, flags, good))
+
+
+#: The last commit whose EzklRoundVerifier had no ``roundVerifier()`` (rounds through the reusable verifier only).
+BEFORE_ROUND_VERIFIER = "4baec28022731e55cc372d86a62c88dc16c48cf2"
+
+
+def test_an_adapter_from_before_the_round_verifier_is_described_as_using_the_reusable_one(actors: Actors) -> None:
+    """Adapters deployed before ``roundVerifier()`` existed verify rounds through the reusable verifier: ``zk info``
+    (describe_verifier) and the code check say so instead of taking them for something else."""
+    from bench.gas import baseline_artifacts
+    from marketplace.adapters.ezkl.evm import describe_verifier, round_verifier_of
+
+    chain = actors.admin.chain
+    mock = chain.deploy(actors.artifacts["MockHalo2Verifier"])
+    words = [keccak(text=f"vka word {i}") for i in range(337)]
+    old = chain.deploy(
+        baseline_artifacts(BEFORE_ROUND_VERIFIER)["EzklRoundVerifier"],
+        mock.address, words, ROW_VKA, N, 32, ZERO_ROW, encode_rule_version(RULE_VERSION), *LABEL,
+    )  # fmt: skip
+    assert round_verifier_of(chain, old.address) is None
+    deployed = describe_verifier(actors.admin, old.address)
+    assert deployed.vka == words and deployed.round_verifier is None and deployed.quotient_helper is None
 
 
 def test_projects_larger_than_the_circuit_are_refused(actors: Actors) -> None:
@@ -246,7 +314,16 @@ def test_the_adapter_declares_ezkl_and_the_rule_version_it_was_deployed_for(
     assert calls == [(N, 32), (N, 32)]
     with reverts("InvalidSetup"):
         chain.deploy(
-            actors.artifacts["EzklRoundVerifier"], mock.address, words, ROW_VKA, N, 32, ZERO_ROW, b"\0" * 8, *LABEL
+            actors.artifacts["EzklRoundVerifier"],
+            mock.address,
+            words,
+            ROW_VKA,
+            N,
+            32,
+            ZERO_ROW,
+            b"\0" * 8,
+            *LABEL,
+            NO_ROUND_VERIFIER,
         )
 
 

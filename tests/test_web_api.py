@@ -53,6 +53,9 @@ from tests.web_fixtures import (  # noqa: F401
     web_settings,
 )
 
+#: An EzklRoundVerifier's `roundVerifier` when rounds go through the (mock) reusable verifier.
+NO_ROUND_VERIFIER = "0x" + "00" * 20
+
 
 def send_prepared(chain: ChainClient, account: LocalAccount, tx: dict[str, Any]) -> str:
     """Signs and sends an unsigned transaction from the API the way a wallet does; returns its hash."""
@@ -657,7 +660,16 @@ def test_a_job_without_a_verifier_gets_the_smallest_approved_one_that_proves_and
     version = encode_rule_version(RULE_VERSION)
     label = ("zk 4x32", "a 4x32 circuit")
     zk4 = chain.deploy(
-        actors.artifacts["EzklRoundVerifier"], mock.address, words, row_words, 4, 32, 12345, version, *label
+        actors.artifacts["EzklRoundVerifier"],
+        mock.address,
+        words,
+        row_words,
+        4,
+        32,
+        12345,
+        version,
+        *label,
+        NO_ROUND_VERIFIER,
     )
     chain.transact(actors.admin.market.functions.setVerifierApproval(zk4.address, True))
 

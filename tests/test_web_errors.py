@@ -28,6 +28,9 @@ from tests.market_fixtures import ETH, Actors
 from tests.test_web_api import form, job
 from tests.web_fixtures import client, ipfs_node, web_app, web_settings  # noqa: F401
 
+#: An EzklRoundVerifier's `roundVerifier` when rounds go through the (mock) reusable verifier.
+NO_ROUND_VERIFIER = "0x" + "00" * 20
+
 #: What must never reach people: a raw custom error, a JSON-RPC error object, the validation library's words.
 LEAKS = re.compile(
     r"\b[A-Z][A-Za-z]+\([a-zA-Z]*=|[A-Z][a-z]+[A-Z]\w*\(\)|\{'code'|nput should|Value error|decode error"
@@ -176,7 +179,16 @@ def test_a_verifier_too_small_for_the_job_highlights_the_maximum_trainers(client
     row_words = [keccak(text=f"row vka word {i}") for i in range(8)]
     label = ("zk 4x32", "a 4x32 circuit")
     zk4 = chain.deploy(
-        actors.artifacts["EzklRoundVerifier"], mock.address, words, row_words, 4, 32, 12345, version, *label
+        actors.artifacts["EzklRoundVerifier"],
+        mock.address,
+        words,
+        row_words,
+        4,
+        32,
+        12345,
+        version,
+        *label,
+        NO_ROUND_VERIFIER,
     )
     chain.transact(actors.admin.market.functions.setVerifierApproval(zk4.address, True))
     sender = actors.owner.address

@@ -38,6 +38,9 @@ from tests.web_fixtures import (  # noqa: F401
     web_settings,
 )
 
+#: An EzklRoundVerifier's `roundVerifier` when rounds go through the (mock) reusable verifier.
+NO_ROUND_VERIFIER = "0x" + "00" * 20
+
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_verifier"
 TEST_NAME = "Test verifier — proves nothing"
 
@@ -50,7 +53,17 @@ def zk_verifier(actors: Actors, name: str, description: str, n: int = 4, approve
     row = [keccak(text=f"row vka word {i}") for i in range(8)]
     version = encode_rule_version(RULE_VERSION)
     adapter = chain.deploy(
-        actors.artifacts["EzklRoundVerifier"], mock.address, words, row, n, 32, 12345, version, name, description
+        actors.artifacts["EzklRoundVerifier"],
+        mock.address,
+        words,
+        row,
+        n,
+        32,
+        12345,
+        version,
+        name,
+        description,
+        NO_ROUND_VERIFIER,
     )
     if approve:
         chain.transact(actors.admin.market.functions.setVerifierApproval(adapter.address, True))

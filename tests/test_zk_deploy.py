@@ -1,8 +1,9 @@
 """``marketplace zk deploy`` is safe (through the CLI, against real anvils): permissions are checked
 before anything is deployed, there is no default circuit size off the local chain, a development SRS
 goes elsewhere only with ``--allow-dev-srs`` and a loud warning, and the deployment record keeps
-every verifier ever deployed (size, rule version, SRS hash, address, approval); ``zk info`` and
-``zk revoke``.
+every verifier ever deployed (size, rule version, SRS hash, address, approval, and the circuit's split
+verifier and helper rounds go through, with their code hashes); ``zk info`` checks those codes against the
+keys; ``zk revoke``; ``--reusable`` verifies rounds with the reusable verifier instead.
 
 Deploys the 4 x 32 circuit's verifier with the development keys of tests/test_zk_onchain.py (set up
 once and cached in .cache/zk/dev-srs, about a minute the first time)."""
@@ -18,6 +19,8 @@ from typer.testing import CliRunner
 from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.deploy import HALO2_VERIFIER, ZkVerifierRecord, read_record
+from marketplace.adapters.ezkl import dedicated
+from marketplace.adapters.ezkl.dedicated import code_hash
 from marketplace.adapters.ezkl.keys import setup
 from marketplace.cli.main import app
 from marketplace.rule import RULE_VERSION
@@ -109,6 +112,10 @@ def test_every_deployed_verifier_is_recorded_and_the_owner_only_deploys(local: C
     record = read_record("local")
     assert record is not None and record.address("EzklRoundVerifier-n4-k32") == first.address
     assert record.address(HALO2_VERIFIER) == first.halo2_verifier
+    assert first.round_verifier and first.quotient_helper  # rounds go through the circuit's split verifier
+    assert first.round_verifier_codehash == code_hash(chain.code(first.round_verifier))
+    assert first.quotient_helper_codehash == code_hash(chain.code(first.quotient_helper))
+    assert f"rounds go through the circuit's own verifier {first.round_verifier}" in out
 
     out = run(local, "zk", "deploy", "--trainers", "4")  # the same keys again: nothing to do
     assert f"verifier {first.address} (4x32, rule {RULE_VERSION}) with these keys is already deployed" in out
@@ -126,6 +133,10 @@ def test_every_deployed_verifier_is_recorded_and_the_owner_only_deploys(local: C
         assert f"verifier {v.address}: ezkl-halo2-kzg, size 4x32, rule {RULE_VERSION} (this code's), approved" in out
     assert out.count(f"recorded: DEVELOPMENT SRS (sha256 {keys.srs_sha256}") == 2
     assert out.count(f"round circuit match: {keys.root}") == 2 and "none match" not in out
+    assert out.count("round verifier and helper: the codes compiled from these keys") == 2
+    assert f"rounds: the circuit's own verifier {first.round_verifier} (quotient helper {first.quotient_helper})" in out
+    assert second.round_verifier != first.round_verifier  # each verifier gets its own pair
+    assert second.quotient_helper_codehash == first.quotient_helper_codehash  # the same helper code
 
     assert "is not the owner" in run(local, "zk", "revoke", first.address, "--dev-account", "3", code=1)
     assert "no longer approved for new projects (its record updated)" in run(local, "zk", "revoke", first.address)
@@ -139,6 +150,28 @@ def test_every_deployed_verifier_is_recorded_and_the_owner_only_deploys(local: C
         local, "project", "create", "--initial-cid", CID, "--max-trainers", "4", "--verifier", first.address, code=1
     )
     assert "VerifierNotApproved" in out
+
+    # --reusable: rounds through the reusable verifier under the VKA (not a twin of the split ones).
+    out = run(local, "zk", "deploy", "--size", "4x32", "--reusable")
+    assert "rounds go through the reusable Halo2 verifier under the circuit's VKA" in out
+    third = _verifiers("local")[-1]
+    assert third.approved and third.round_verifier is None and third.quotient_helper is None
+    out = run(local, "zk", "info", "--verifier", third.address)
+    assert "rounds: the reusable Halo2 verifier under the circuit's VKA" in out and "codes compiled" not in out
+
+
+def test_a_size_whose_split_does_not_fit_falls_back_to_the_reusable_verifier(
+    local: CliRunner, dev_keys_4x32: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the 64 x 32 circuit does (its helper is 26,649 bytes): here the limit is lowered under the 4 x 32
+    helper's 19,342 bytes. `zk deploy` says so, deploys the reusable path and records no round verifier."""
+    monkeypatch.setattr(dedicated, "CODE_SIZE_LIMIT", 15_000)
+    out = run(local, "zk", "deploy", "--size", "4x32")
+    assert "the split verifier does not fit in 15,000 bytes per contract: Halo2QuotientEval" in out
+    assert "rounds will go through the reusable verifier under the VKA" in out
+    [entry] = _verifiers("local")
+    assert entry.approved and entry.round_verifier is None and entry.quotient_helper is None
+    assert "rounds go through the reusable Halo2 verifier under the circuit's VKA" in out
 
 
 def test_off_the_local_chain_size_srs_and_owner_are_required_first(

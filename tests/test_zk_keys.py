@@ -19,7 +19,7 @@ import pytest
 from web3.contract import Contract
 
 from marketplace.adapters.chain.market import encode_rule_version
-from marketplace.adapters.ezkl.evm import deploy_halo2_verifier
+from marketplace.adapters.ezkl.evm import NO_ROUND_VERIFIER, deploy_halo2_verifier
 from marketplace.adapters.ezkl.keys import (
     DEV_SRS,
     RowKeys,
@@ -133,6 +133,7 @@ def _adapter(actors: Actors, halo2: str, row_keys: RowKeys, stand_in: RowKeys) -
         encode_rule_version(RULE_VERSION),
         "row test verifier",
         "registers a real row circuit's VKA",
+        NO_ROUND_VERIFIER,
     )
     chain.transact(actors.admin.market.functions.setVerifierApproval(adapter.address, True))
     return adapter

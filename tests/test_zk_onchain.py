@@ -1,5 +1,7 @@
 """Real ezkl proofs of a round's scoring, verified on chain by TrainingMarket through the
-EzklRoundVerifier adapter and ezkl's reusable Halo2 verifier; a proof is bound to its chain,
+EzklRoundVerifier adapter and the circuit's own ezkl verifier, split in two contracts (what
+``deploy_round_verifier`` deploys by default; tests/test_zk_split.py tests the split itself and the
+reusable verifier's path); a proof is bound to its chain,
 market, project and round (issue 12 item 3: another project's sybils with the victim's commitments
 in the same order cannot use, nor use up, the victim's proof).
 
@@ -250,7 +252,7 @@ def test_a_round_with_the_owners_reference_proves_its_scores_and_verifies_on_cha
 def test_a_topk_layout_proof_verifies_on_chain(actors: Actors) -> None:
     """The TopK layout (ezkl's sort: a prover-supplied column pinned by a shuffle argument and
     neighbour comparisons, used from 32 slots on) proves a round with an absent slot, a sign-flipper and
-    a later copy at 8 x 32: its outputs are the integer rule's, the reusable verifier accepts it
+    a later copy at 8 x 32: its outputs are the integer rule's, the circuit's split verifier accepts it
     through the adapter, and a changed score or flag is refused."""
     keys = setup(8, 32, layout=CircuitLayout(32, "topk", 2))
     assert keys.root.name == "gram-n8-k32-topk2"  # not the production 8-slot layout's keys

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {IRoundVerifier} from "../interfaces/IRoundVerifier.sol";
 import {IHalo2VerifierReusable} from "../interfaces/IHalo2VerifierReusable.sol";
+import {IHalo2Verifier} from "../interfaces/IHalo2Verifier.sol";
 
 /**
  * @title EzklRoundVerifier
@@ -11,7 +12,8 @@ import {IHalo2VerifierReusable} from "../interfaces/IHalo2VerifierReusable.sol";
  * from exactly the sketches the trainers committed to on chain.
  *
  * How it is meant to be used: deploy one per circuit size (N trainers, sketch width K) with the
- * shared ezkl reusable verifier and the circuit's VKA; the market admin approves it; projects
+ * shared ezkl reusable verifier, the circuit's VKA and the circuit's own verifier ({roundVerifier});
+ * the market admin approves it; projects
  * whose trainer count is at most N name it as their verifier. `TrainingMarket.finalizeRound`
  * calls {verifyRound}, which lays out the proof's public instances as the circuit defines them
  * (the order ezkl's calldata has them in),
@@ -27,6 +29,18 @@ import {IHalo2VerifierReusable} from "../interfaces/IHalo2VerifierReusable.sol";
  * tag's first 128 bits (big-endian) and `h_tag` the Poseidon hash of the circuit's tag input,
  * and asks the ezkl verifier.
  *
+ * Which ezkl verifier checks rounds: {roundVerifier}, ezkl's circuit-specific verifier of the round
+ * circuit (its verifying key compiled into its code, `create_evm_verifier(reusable=False)`), split in
+ * two contracts under the 24,576-byte limit (`marketplace.adapters.ezkl.dedicated`: the entry point
+ * and the quotient-evaluation helper, an immutable address inside it); about 300k gas per round less
+ * than the reusable verifier, which interprets the VKA at run time. Its answer counts only if the call
+ * succeeds and returns exactly one word equal to 1. The round VKA is still registered with the
+ * reusable verifier and kept ({vka}): it identifies the circuit (provers find their keys by it), and
+ * `marketplace zk deploy` / `zk info` check that the deployed codes are those generated from the keys
+ * of that VKA. The market admin's approval of this adapter covers both codes. With
+ * `roundVerifier == address(0)` rounds go through the reusable verifier and the VKA (for a circuit
+ * whose specific verifier does not split).
+ *
  * Binding the round: the circuit takes the tag's chunks as an input and outputs them unchanged,
  * so the tag input is constrained twice: its Poseidon hash is the public `h_tag` and its values
  * are the public `t_j`, both tied to the same witness cells. The chunks are computed here from
@@ -38,8 +52,9 @@ import {IHalo2VerifierReusable} from "../interfaces/IHalo2VerifierReusable.sol";
  *
  * Disputes: it also checks proofs of the project's row circuit (`marketplace.rule.row_circuit`, the
  * same K), with which a rejected trainer shows that the row it publishes is the row behind its
- * commitment ({verifyRow}). The same reusable Halo2 verifier serves both circuits (its code does not
- * depend on the circuit); each circuit's VKA is registered, and a proof counts only under its own.
+ * commitment ({verifyRow}). Row proofs go through the reusable Halo2 verifier (its code does not
+ * depend on the circuit; disputes are rare) under the row circuit's VKA; both circuits' VKAs are
+ * registered, and a row proof counts only under its own.
  *
  * Its {proofSystem} is "ezkl-halo2-kzg"; its {ruleVersion} is the version of the scoring rule the
  * circuit (and so the VKA) was built from, given at deployment; so are its {name} and {description}
@@ -66,8 +81,10 @@ contract EzklRoundVerifier is IRoundVerifier {
     /// @notice Largest |l| of a published row: 32 at scale 2^13 (`LOG_CLIP`).
     int256 public constant ROW_MAX_LOG = 32 * 8192;
 
-    /// @notice The shared ezkl verifier.
+    /// @notice The shared ezkl verifier (the row circuit's proofs; rounds' when {roundVerifier} is 0).
     IHalo2VerifierReusable public immutable halo2Verifier;
+    /// @notice The round circuit's circuit-specific verifier (0: rounds go through {halo2Verifier}).
+    IHalo2Verifier public immutable roundVerifier;
     /// @notice Trainers the circuit takes (rounds with fewer are padded).
     uint256 public immutable circuitSize;
     /// @inheritdoc IRoundVerifier
@@ -106,6 +123,8 @@ contract EzklRoundVerifier is IRoundVerifier {
     /// @param ruleVersion_ the scoring rule's version the circuit was built from (`marketplace.rule.RULE_VERSION`)
     /// @param name_ {name}: 1 to MAX_NAME_BYTES bytes
     /// @param description_ {description}: 1 to MAX_DESCRIPTION_BYTES bytes
+    /// @param roundVerifier_ the round circuit's circuit-specific verifier, made from the keys of `vka_`
+    /// (0: rounds are verified by `verifier` under `vka_`)
     constructor(
         IHalo2VerifierReusable verifier,
         bytes32[] memory vka_,
@@ -115,7 +134,8 @@ contract EzklRoundVerifier is IRoundVerifier {
         uint256 zeroRowHash_,
         bytes8 ruleVersion_,
         string memory name_,
-        string memory description_
+        string memory description_,
+        IHalo2Verifier roundVerifier_
     ) {
         if (address(verifier) == address(0)) revert InvalidSetup("verifier");
         if (vka_.length == 0) revert InvalidSetup("vka");
@@ -130,6 +150,7 @@ contract EzklRoundVerifier is IRoundVerifier {
         _name = name_;
         _description = description_;
         halo2Verifier = verifier;
+        roundVerifier = roundVerifier_;
         circuitSize = n;
         sketchWidth = k;
         zeroRowHash = zeroRowHash_;
@@ -263,12 +284,22 @@ contract EzklRoundVerifier is IRoundVerifier {
         }
     }
 
-    /// @dev Completes the instances with the prover's `h_tag` and asks the ezkl verifier.
+    /// @dev Completes the instances with the prover's `h_tag` and asks {roundVerifier} (if set) or the
+    /// reusable verifier under the round VKA.
     function _verifyProof(bytes calldata proof, uint256[] memory instances) private view returns (bool) {
         (bool wellFormed, bytes calldata halo2Proof, uint256 tagHash) = _decodeProof(proof);
         if (!wellFormed || tagHash >= FIELD_MODULUS) return false;
         instances[circuitSize + 1] = tagHash;
+        if (address(roundVerifier) != address(0)) return _verifySpecific(halo2Proof, instances);
         return _verifyHalo2(halo2Proof, instances, _loadVka(_vkaPointer, _vkaLength), vkaDigest);
+    }
+
+    /// @dev Asks the circuit-specific verifier: true only if the call succeeds and answers exactly one
+    /// word, 1 (a revert, a short or long answer, or any other word is a refusal).
+    function _verifySpecific(bytes calldata halo2Proof, uint256[] memory instances) private view returns (bool) {
+        (bool ok, bytes memory answer) =
+            address(roundVerifier).staticcall(abi.encodeCall(IHalo2Verifier.verifyProof, (halo2Proof, instances)));
+        return ok && answer.length == 32 && abi.decode(answer, (uint256)) == 1;
     }
 
     /// @dev Asks the ezkl verifier; true only if the proof verifies and under the key of `digest`.

@@ -5,9 +5,14 @@ zero-knowledge round proofs.
   the keys of a circuit made with an SRS file (``--srs``), else with a development SRS.
 - ``deploy`` checks that the signer owns the market and that a development SRS goes on the local
   chain only (``--allow-dev-srs`` otherwise), before anything is deployed; it needs the circuit size
-  off the local chain; it records every verifier it deploys in the deployment record.
-- ``info`` shows, for each deployed verifier, its size, rule version, approval, recorded SRS and
-  whether cached keys here match it (and how to get keys that do).
+  off the local chain; it deploys the circuit's own verifier split in two contracts, which rounds go
+  through (with ``--reusable``, or when a part would not fit in 24,576 bytes as at 64 x 32, through the
+  reusable verifier and the VKA instead; a generated source the split does not recognise is refused),
+  checks that both deployed codes are those compiled from the keys before approving, and records every
+  verifier it deploys (with both parts' addresses and code hashes) in the deployment record.
+- ``info`` shows, for each deployed verifier, its size, rule version, approval, recorded SRS, what
+  rounds go through, whether cached keys here match it (and how to get keys that do) and whether the
+  deployed split verifier and helper are the codes compiled from those keys.
 - ``revoke`` withdraws a verifier's approval (projects already using it keep it).
 
 The commands import the ezkl adapters (ezkl, torch) inside their bodies, so that ``marketplace --help``
@@ -165,13 +170,23 @@ def zk_deploy_cmd(
     again: bool = typer.Option(
         False, "--again", help="Deploy even if an approved verifier with the same keys is already recorded."
     ),
+    reusable: bool = typer.Option(
+        False,
+        "--reusable",
+        help="Verify rounds with the reusable verifier and the VKA instead of the circuit's own split verifier "
+        "(about 300k gas more per round; chosen anyway when a part of the split would not fit in 24,576 bytes: "
+        "the 64 x 32 circuit).",
+    ),
     network: str = NETWORK,
     keystore: Path | None = KEYSTORE,
     dev_account: int | None = DEV_ACCOUNT,
 ) -> None:
-    """Deploy a circuit's on-chain verifier (an EzklRoundVerifier with the circuit's VKA, in front of the
-    reusable Halo2 verifier) and approve it in the market; you must be the market's owner (checked first).
-    Every deployed verifier is kept in deployments/<network>.json (`zk_verifiers`)."""
+    """Deploy a circuit's on-chain verifier (an EzklRoundVerifier with the circuit's VKA and, unless --reusable,
+    the circuit's own verifier split in two contracts, which rounds go through; row proofs go through the
+    reusable Halo2 verifier) and approve it in the market once both deployed codes are checked against the
+    keys; you must be the market's owner (checked first). Every deployed verifier is kept in
+    deployments/<network>.json (`zk_verifiers`)."""
+    from marketplace.adapters.ezkl.dedicated import DedicatedVerifierError, DoesNotFit, split_artifacts
     from marketplace.adapters.ezkl.evm import (
         DevelopmentSrsRefused,
         ZkDeployError,
@@ -200,8 +215,20 @@ def zk_deploy_cmd(
             console.print("development SRS (generated here): fine on the local chain, insecure anywhere else")
         with console.status(f"setting up the {n}x{k} circuit (about a minute the first time)"):
             keys = setup(n, k, srs=srs)
+        specific = not reusable
+        if specific:
+            with console.status("generating the circuit's own verifier, split in two contracts"):
+                try:
+                    split_artifacts(keys)
+                except DoesNotFit as exc:  # a measured limit (64 x 32), not a template change: fall back
+                    console.print(
+                        f"[yellow]{exc}[/yellow]: rounds will go through the reusable verifier under the VKA "
+                        "(about 300k gas more per round)",
+                        soft_wrap=True,
+                    )
+                    specific = False
         record = read_record(network)
-        twin = None if again or record is None else recorded_twin(market, record, keys)
+        twin = None if again or record is None else recorded_twin(market, record, keys, specific=specific)
         if twin is not None:
             console.print(
                 f"verifier {twin.address} ({twin.size}, rule {twin.rule_version}) with these keys is already "
@@ -211,8 +238,12 @@ def zk_deploy_cmd(
             return
         with console.status("deploying and approving the verifier"):
             entry = deploy_recorded_zk_verifier(
-                market, keys, network, halo2_verifier=halo2, allow_dev_srs=allow_dev_srs
+                market, keys, network, halo2_verifier=halo2, allow_dev_srs=allow_dev_srs, specific=specific
             )
+    except DedicatedVerifierError as exc:
+        raise fail(
+            f"{exc}: nothing approved; `--reusable` verifies rounds with the reusable verifier instead"
+        ) from None
     except (ConfigError, ChainError, ZkDeployError) as exc:
         raise fail(str(exc)) from None
     console.print(
@@ -225,6 +256,7 @@ def zk_deploy_cmd(
         f"{_srs_label(entry.srs_sha256, entry.development_srs)}",
         soft_wrap=True,
     )
+    console.print(f"rounds go through {_rounds_label(entry.round_verifier, entry.quotient_helper)}", soft_wrap=True)
     if not entry.development_srs:
         console.print(
             f"publish the SRS file (sha256 {entry.srs_sha256}) and the size {entry.size}: an aggregator gets "
@@ -232,6 +264,12 @@ def zk_deploy_cmd(
             soft_wrap=True,
         )
     _print_still_approved(network, entry)
+
+
+def _rounds_label(verifier: str | None, helper: str | None) -> str:
+    if verifier is None:
+        return "the reusable Halo2 verifier under the circuit's VKA"
+    return f"the circuit's own verifier {verifier} (quotient helper {helper})"
 
 
 def _print_still_approved(network: str, entry: ZkVerifierRecord) -> None:
@@ -256,7 +294,8 @@ def zk_info_cmd(
 ) -> None:
     """For each deployed zk verifier: its size, rule version, approval, the recorded SRS, and whether the
     keys cached here match it (else how to get keys that do)."""
-    from marketplace.adapters.ezkl.evm import describe_verifier, has_code
+    from marketplace.adapters.ezkl.dedicated import DedicatedVerifierError
+    from marketplace.adapters.ezkl.evm import check_round_verifier, describe_verifier, has_code
     from marketplace.adapters.ezkl.keys import cache_dir, find_keys, find_row_keys
 
     market = connect_market(network, read_only=True)
@@ -292,6 +331,12 @@ def zk_info_cmd(
             console.print("  not in the deployment record: ask its deployer for the SRS file (or its sha256)")
         if deployed.vka is None or deployed.row_vka is None:
             continue
+        console.print(f"  rounds: {_rounds_label(deployed.round_verifier, deployed.quotient_helper)}", soft_wrap=True)
+        if entry is not None and (entry.round_verifier, entry.quotient_helper) != (
+            deployed.round_verifier,
+            deployed.quotient_helper,
+        ):
+            console.print("  [bold red]the record names another round verifier or helper than the chain[/bold red]")
         keys = find_keys(info.max_trainers, info.sketch_width, deployed.vka)
         row_keys = find_row_keys(info.sketch_width, deployed.row_vka)
         console.print(
@@ -303,6 +348,12 @@ def zk_info_cmd(
             console.print(
                 f"  to get matching keys: `marketplace zk setup --srs {srs_hint} --size {size}`", soft_wrap=True
             )
+        if keys is not None and deployed.round_verifier is not None:
+            try:
+                check_round_verifier(market.chain, info.address, keys)
+                console.print("  round verifier and helper: the codes compiled from these keys")
+            except DedicatedVerifierError as exc:
+                console.print(f"  [bold red]round verifier NOT the keys': {exc}[/bold red]", soft_wrap=True)
 
 
 @zk_app.command("revoke")

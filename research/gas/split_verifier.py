@@ -11,7 +11,9 @@ the unsplit verifier; checks that one changed proof byte, instance or helper ans
 
     python -m research.gas.split_verifier 16x32 [--cache /tmp/hgas-zk]
 
-Not imported by the package or the tests.
+Not imported by the package or the tests. In production since: :mod:`marketplace.adapters.ezkl.dedicated` (the
+snapshot's size read from the generated layout, which ends above 0x2000 in the TopK circuits of 32 and 64 slots;
+stricter checks of the block; the code checked against the keys at deployment).
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ code's :data:`marketplace.rule.RULE_VERSION`), like a zk verifier (:mod:`marketp
 
 The deployment record (``deployments/<network>.json``, :class:`DeploymentRecord`) also lists every
 zk verifier deployed for the market (:class:`ZkVerifierRecord`: size, rule version, SRS, address,
-approval), appended by :func:`record_zk_verifier` and never overwritten, so that whoever runs a
-role elsewhere learns which SRS and circuit size its keys need.
+approval, and the circuit's split verifier and helper it verifies rounds with, with their code hashes),
+appended by :func:`record_zk_verifier` and never overwritten, so that whoever runs a role elsewhere learns
+which SRS and circuit size its keys need, and which codes the market admin approved.
 """
 
 from __future__ import annotations
@@ -186,6 +187,13 @@ class ZkVerifierRecord(BaseModel):
     block_number: int
     tx_hash: str | None = None
     deployed_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    # The circuit-specific verifier rounds go through (``roundVerifier()``) and the quotient-evaluation helper
+    # it calls, with the keccak256 of each deployed code; None: rounds go through ``halo2_verifier`` under the
+    # VKA (``zk deploy --reusable``, and records from before the split verifier).
+    round_verifier: str | None = None
+    round_verifier_codehash: str | None = None
+    quotient_helper: str | None = None
+    quotient_helper_codehash: str | None = None
 
     @property
     def size(self) -> str:

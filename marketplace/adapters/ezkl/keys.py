@@ -17,7 +17,10 @@ folder per SRS, and in it one folder per circuit::
     .cache/zk/srs-{sha256[:16]}/row-k{K}/
 
 (``gram-n{N}-k{K}`` is the circuit in its size's layout, :func:`gram_folder`; a layout chosen by
-hand, e.g. TopK sorts at N = 8 for a test, gets ``gram-n{N}-k{K}-{sort}{cols}``.)
+hand, e.g. TopK sorts at N = 8 for a test, gets ``gram-n{N}-k{K}-{sort}{cols}``.) A round circuit's
+folder also holds, from its first use, ezkl's circuit-specific verifier of its keys and that verifier
+split in two contracts (``dedicated/``, :mod:`marketplace.adapters.ezkl.dedicated`): they change with
+the keys and go with them.
 
 Keys are keyed by the SRS (:func:`srs_id`: the SHA-256 of the SRS file, or :data:`DEV_SRS`) and by
 a fingerprint of the rule (:data:`marketplace.rule.RULE_VERSION`), the circuit size and layout
