@@ -63,7 +63,7 @@ def proof(zk_keys: CircuitKeys) -> CircuitProof:
 
 def _instances(p: CircuitProof) -> list[int]:
     """The public instances in the circuit's order, as the adapter hands them to the round verifier."""
-    return [*p.hashes, p.tag_hash, *map(int, p.flags), *p.scores, *p.tag]
+    return p.instances
 
 
 def _accepts(chain: ChainClient, verifier: object, proof: bytes, instances: list[int]) -> bool:
@@ -146,7 +146,7 @@ def test_a_real_proof_verifies_through_the_split_verifier_and_a_wrong_helper_is_
     changed_byte = bytearray(proof.halo2_proof)
     changed_byte[200] ^= 1
     assert not _accepts(chain, verifier, bytes(changed_byte), instances)
-    for i in (0, N, N + 1, 2 * N + 1, len(instances) - 1):  # a hash, the tag hash, a flag, a score, a tag chunk
+    for i in (0, N, N + 1, N + 2, 2 * N + 2, len(instances) - 1):  # hash, h_ref, tag hash, flag, score, chunk
         other = list(instances)
         other[i] ^= 1
         assert not _accepts(chain, verifier, proof.halo2_proof, other), i
