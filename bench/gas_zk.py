@@ -43,15 +43,17 @@ from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
 from marketplace.adapters.chain.compile import compile_contracts
 from marketplace.adapters.chain.config import Deployment
 from marketplace.adapters.chain.deploy import TEST_VERIFIER
-from marketplace.adapters.chain.market import Finalization, MarketClient
+from marketplace.adapters.chain.market import Finalization, MarketClient, Opening
 from marketplace.protocol.round_tag import round_tag, tag_chunks
 from marketplace.protocol.seal import derive_salt, seal, seal_note
+from marketplace.protocol.signed_commit import sign_commit
 from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
 
 #: Rounds of the measured project (round 1 is the later round).
 ROUNDS = 2
-#: The verifiers compared, in the order they run.
-VERIFIERS = ("test", "reusable", "split")
+#: The verifiers compared, in the order they run; "batched" is the split verifier's project run by the
+#: aggregator's batches (one ``commitBatch`` of signed commits and one ``revealBatch`` of openings per round).
+VERIFIERS = ("test", "reusable", "split", "batched")
 
 
 @dataclass
@@ -104,7 +106,7 @@ def measure(n: int) -> list[ZkRow]:
         def verifier(base: MarketClient, deployment: Deployment, kind: str = kind) -> str:
             if kind == "test":
                 return deployment.address(TEST_VERIFIER)
-            return deploy_zk_verifier(base, keys, specific=kind == "split")[1]
+            return deploy_zk_verifier(base, keys, specific=kind in ("split", "batched"))[1]
 
         with AnvilNode() as node:
             p = open_project(node.url, compile_contracts(), n, ROUNDS, accounts, verifier)
@@ -114,15 +116,21 @@ def measure(n: int) -> list[ZkRow]:
                 commitments = [commitment_bytes(r) for r in rows[round_]]
                 where = owner.round_address(pid, round_)
                 salts = [derive_salt(t.chain.account, where, c) for t, c in zip(p.trainers, commitments, strict=True)]
-                commits.append(sum(
-                    _gas(t.commit_update(pid, round_, seal(c, CID, t.address, where, s),
-                                         seal_note(t.chain.account, where, c, CID)))
-                    for t, c, s in zip(p.trainers, commitments, salts, strict=True)
-                ) // n)  # fmt: skip
-                reveals.append(sum(
-                    _gas(t.reveal_update(pid, round_, CID, c, s))
-                    for t, c, s in zip(p.trainers, commitments, salts, strict=True)
-                ) // n)  # fmt: skip
+                if kind == "batched":
+                    commits.append(_commit_batch(p.aggregator, p.trainers, pid, round_, commitments, salts) // n)
+                    openings = [Opening(t.address, CID, c, s)
+                                for t, c, s in zip(p.trainers, commitments, salts, strict=True)]  # fmt: skip
+                    reveals.append(_gas(p.aggregator.reveal_batch(pid, round_, openings)) // n)
+                else:
+                    commits.append(sum(
+                        _gas(t.commit_update(pid, round_, seal(c, CID, t.address, where, s),
+                                             seal_note(t.chain.account, where, c, CID)))
+                        for t, c, s in zip(p.trainers, commitments, salts, strict=True)
+                    ) // n)  # fmt: skip
+                    reveals.append(sum(
+                        _gas(t.reveal_update(pid, round_, CID, c, s))
+                        for t, c, s in zip(p.trainers, commitments, salts, strict=True)
+                    ) // n)  # fmt: skip
                 tag = round_tag(owner.chain.chain_id, owner.market.address, pid, round_)
                 proof = proofs.get(round_)
                 if proof is None or proof.tag != tag_chunks(tag):
@@ -138,6 +146,26 @@ def measure(n: int) -> list[ZkRow]:
     return out
 
 
+def _commit_batch(
+    aggregator: MarketClient,
+    trainers: list[MarketClient],
+    pid: int,
+    round_: int,
+    commitments: list[bytes],
+    salts: list[bytes],
+) -> int:
+    """Gas of one ``commitBatch`` of every trainer's signed commit (the note ``TrainerNode`` sends)."""
+    where = aggregator.round_address(pid, round_)
+    signed = [
+        sign_commit(t.chain.account, where, seal(c, CID, t.address, where, s), note)
+        for t, c, s in zip(trainers, commitments, salts, strict=True)
+        for note in [seal_note(t.chain.account, where, c, CID)]
+    ]
+    receipt = aggregator.commit_batch(pid, round_, signed)
+    assert len(aggregator.batch_committed(receipt)) == len(trainers)
+    return _gas(receipt)
+
+
 COLUMNS = ["N", "verifier", "commit", "reveal", "finalize", "verification", "finalize / N", "later round",
            "saved / round", "saved / trainer"]  # fmt: skip
 
@@ -148,6 +176,8 @@ def cells(rows: list[ZkRow], r: ZkRow) -> list[str]:
     test = next(x for x in rows if x.trainers == r.trainers and x.verifier == "test")
     reusable = next((x for x in rows if x.trainers == r.trainers and x.verifier == "reusable"), None)
     saved = reusable.finalize[-1] - r.finalize[-1] if reusable is not None and r.verifier == "split" else None
+    if r.verifier == "batched" and reusable is not None:  # against the reusable verifier, one by one
+        saved = round(reusable.later_round * r.trainers - r.later_round * r.trainers)
     return [
         str(r.trainers), r.verifier, f"{r.commit[-1]:,}", f"{r.reveal[-1]:,}", f"{r.finalize[-1]:,}",
         "" if r.verifier == "test" else f"{r.finalize[-1] - test.finalize[-1]:,}",

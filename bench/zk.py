@@ -54,8 +54,9 @@ logrows, 2-8 % more); peak RSS, proving key and proof size unchanged; verify gas
 32x32 and 64x32 keep their logrows, so their proving times should move as little (not re-proven
 here: 64x32 needs 6 GB and minutes the shared machine did not have).
 
-Since then ``old`` is counted only: its proofs have no reference instance, so today's adapter cannot
-verify them; its proofs' figures are those above.
+Since the reference row, ``old`` proofs (no reference instance) are verified by ezkl off chain
+(``research/zk_speed/legacy_prove.py``): today's adapter cannot take them, so their verify gas is the
+column above's.
 """
 
 from __future__ import annotations
@@ -87,17 +88,29 @@ def _peak_gb() -> float:
 
 
 def _keys(layout: str, n: int, k: int, *, build: bool) -> Any:
-    """The new circuit's keys (``setup`` if ``build``, else the cached ones); the old circuit has none here."""
+    """The circuit's keys: built if ``build`` (``setup``; the old circuit's apart, ``legacy_keys``), else cached."""
     from marketplace.adapters.ezkl.keys import cached_keys, setup
+    from research.zk_speed.legacy_prove import legacy_keys
 
-    if layout != "new":
-        raise ValueError("the old circuit is counted only (run_size)")
+    if layout == "old":
+        return legacy_keys(n, k, build=build)
     if build:
         return setup(n, k)
     found = cached_keys(n, k)
     if not found:
         raise RuntimeError(f"no keys for {n}x{k}: run the setup step first")
     return found[0]
+
+
+def _cached(layout: str, n: int, k: int) -> bool:
+    from marketplace.adapters.ezkl.keys import cached_keys
+
+    if layout == "new":
+        return bool(cached_keys(n, k))
+    try:
+        return bool(_keys(layout, n, k, build=False))
+    except RuntimeError:
+        return False
 
 
 def count(layout: str, n: int, k: int) -> dict[str, object]:
@@ -122,9 +135,7 @@ def count(layout: str, n: int, k: int) -> dict[str, object]:
 
 def setup_step(layout: str, n: int, k: int) -> dict[str, object]:
     """Keys of one circuit, in this process: setup seconds (``cached`` if they were there) and peak RSS."""
-    from marketplace.adapters.ezkl.keys import cached_keys
-
-    cached = bool(cached_keys(n, k))
+    cached = _cached(layout, n, k)
     t0 = time.perf_counter()
     _keys(layout, n, k, build=True)
     return {"setup_s": "cached" if cached else round(time.perf_counter() - t0, 1),
@@ -145,8 +156,6 @@ def measure(layout: str, n: int, k: int) -> dict[str, object]:
     from marketplace.roles.verify import gas_to_succeed
     from marketplace.rule.gram import gram_rule_int
 
-    if layout != "new":
-        raise ValueError("only the new circuit is proven (run_size)")
     keys = _keys(layout, n, k, build=False)
     rng = np.random.default_rng(0)
     base = rng.normal(size=5_000)
@@ -154,6 +163,8 @@ def measure(layout: str, n: int, k: int) -> dict[str, object]:
     rows[-1, :k] *= -1  # one sign-flipped update
     tag = round_tag(31337, "0x" + "00" * 19 + "01", 1, 0)  # any tag: the adapter is called directly
     load = os.getloadavg()[0]
+    if layout == "old":
+        return _measure_old(keys, rows, tag, load)
     # no reference row (the zero row): what the adapter verifies today; the cost is the same with one
     t1, c1 = time.perf_counter(), _cpu()
     proof = prove_rows(keys, rows, tag)
@@ -202,6 +213,32 @@ def measure(layout: str, n: int, k: int) -> dict[str, object]:
     }
 
 
+def _measure_old(keys: Any, rows: np.ndarray, tag: bytes, load: float) -> dict[str, object]:
+    """The old circuit's proof of the same round: proven and verified by ezkl off chain (its instances predate the
+    reference row, so today's adapter cannot take them: no verify gas)."""
+    import ezkl
+
+    from marketplace.protocol.commitment import quantize
+    from marketplace.rule.gram import gram_rule_int
+    from research.zk_speed.legacy_prove import prove_legacy
+
+    t1, c1 = time.perf_counter(), _cpu()
+    proof = prove_legacy(keys, rows, tag)
+    prove_s, prove_cpu = time.perf_counter() - t1, _cpu() - c1
+    ref = gram_rule_int(quantize(rows))
+    settings = json.loads(keys.settings.read_text())
+    return {
+        "layout": "old", "n": keys.n, "k": keys.k, "sort": "batcher",
+        "cols": int(settings["run_args"]["num_inner_cols"]), "logrows": keys.logrows, "rows": settings["num_rows"],
+        "prove_s": round(prove_s, 1),
+        "prove_cpu_s": round(prove_cpu, 1), "load": round(load, 2), "peak_rss_gb": _peak_gb(),
+        "pk_gb": round(keys.pk.stat().st_size / 2**30, 2), "proof_bytes": proof.proof_bytes,
+        "verify_gas": "off chain", "verify_gas_split": "-", "valid_on_chain": proof.verified, "valid_split": None,
+        "exact": proof.flags == ref.flags.tolist() and proof.scores == ref.scores.tolist(),
+        "flagged": sum(proof.flags), "ezkl": ezkl.__version__,
+    }  # fmt: skip
+
+
 def _layout(n: int) -> Any:
     from marketplace.rule.circuit import layout_for
 
@@ -218,9 +255,9 @@ def _run(*args: str) -> dict[str, object] | None:
 
 
 def run_size(layout: str, size: str) -> dict[str, object] | None:
-    """One layout at one size: rows only for the old circuit (its proofs have no reference instance, so
-    today's adapter cannot verify them; its measured proofs are in the module doc), else setup then prove."""
-    if layout == "old":
+    """One layout at one size: rows only for the old 64-slot circuit (logrows 20), else setup then prove."""
+    n, _ = map(int, size.split("x"))
+    if layout == "old" and n >= 64:
         return _run("--count", size, "--layout", layout)
     built = _run("--setup", size, "--layout", layout)
     if built is None:
