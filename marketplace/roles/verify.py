@@ -50,11 +50,13 @@ def check_proof(
     commitments: list[bytes],
     scores: list[int],
     flags: list[bool],
+    reference: bytes,
     proof: bytes,
 ) -> tuple[bool, int | None, str | None]:
-    """(valid, gas, error) of ``verifyRound`` on ``verifier`` for the round ``tag`` and these values
-    (in ``verifyRound``'s order, as :func:`recorded_verifier_inputs` gives them), by eth_call."""
-    call = round_verifier(chain, verifier).functions.verifyRound(tag, commitments, scores, flags, proof)
+    """(valid, gas, error) of ``verifyRound`` on ``verifier`` for the round ``tag``, these values and the owner's
+    ``reference`` commitment (32 zero bytes: none) (in ``verifyRound``'s order, as :func:`recorded_verifier_inputs`
+    gives them), by eth_call."""
+    call = round_verifier(chain, verifier).functions.verifyRound(tag, commitments, scores, flags, reference, proof)
     try:
         valid = bool(chain.call(call))
         gas = gas_to_succeed(chain, call) if valid else None
