@@ -154,6 +154,7 @@ def measure(layout: str, n: int, k: int) -> dict[str, object]:
     from marketplace.protocol.commitment import commit_update, quantize
     from marketplace.protocol.round_tag import round_tag
     from marketplace.roles.verify import gas_to_succeed
+    from marketplace.round.prove import NO_REFERENCE
     from marketplace.rule.gram import gram_rule_int
 
     keys = _keys(layout, n, k, build=False)
@@ -176,7 +177,7 @@ def measure(layout: str, n: int, k: int) -> dict[str, object]:
         chain = ChainClient(node.url, dev_accounts(1)[0])
         halo2 = deploy_halo2_verifier(chain, keys)
         adapter = deploy_round_verifier(chain, keys, halo2.address, specific=False)
-        call = adapter.functions.verifyRound(tag, hashes, proof.scores, proof.flags, proof.proof)
+        call = adapter.functions.verifyRound(tag, hashes, proof.scores, proof.flags, NO_REFERENCE, proof.proof)
         valid = bool(chain.call(call))
         gas = gas_to_succeed(chain, call)
         try:  # the circuit's own verifier, split in two contracts (rounds go through it)
@@ -185,7 +186,7 @@ def measure(layout: str, n: int, k: int) -> dict[str, object]:
             split_gas: int | str = f"no: helper {exc.sizes['Halo2QuotientEval']:,} B"
             valid_split = None
         else:
-            call = split.functions.verifyRound(tag, hashes, proof.scores, proof.flags, proof.proof)
+            call = split.functions.verifyRound(tag, hashes, proof.scores, proof.flags, NO_REFERENCE, proof.proof)
             valid_split = bool(chain.call(call))
             split_gas = gas_to_succeed(chain, call)
     settings = json.loads(keys.settings.read_text())

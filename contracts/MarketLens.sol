@@ -5,18 +5,21 @@ import {TrainingMarket} from "./TrainingMarket.sol";
 
 /**
  * @title MarketLens
- * @notice The composite views of one {TrainingMarket}: a project, a trainer's standing, the open round's
- * deadlines and rejections, a trainer's seal and commitment, an aggregator's track record. They used to be
- * the market's own views; they live here to keep the market under the 24 KB code size limit. Each is computed
- * from the market's raw storage words ({TrainingMarket-extsload}) and answers exactly what the market's view
- * answered (a test compares both in every state of a project).
+ * @notice The views of one {TrainingMarket}: a project, its trainers, a trainer's standing, the open round's
+ * deadlines and rejections, a trainer's seal and commitment, the owner's reference row of a round, what an account
+ * may withdraw, a project's required track record and sketch seed, whether a verifier is approved, an aggregator's
+ * track record, and the seal and round tag the market computes. They used to be the market's own views; they live
+ * here to keep the market under the 24 KB code size limit. Each is computed from the market's raw storage words
+ * ({TrainingMarket-extsload}) or its address and chain, and answers exactly what the market's view answered (a test
+ * compares both in every state of a project).
  *
  * How it is meant to be used: deployed once per market (`marketplace deploy` records it as `MarketLens`);
  * read it instead of the market for these views. It holds no state and sends no transaction.
  *
  * WARNING: this contract follows the market's storage layout (the slots and field widths below). Any change of
  * {TrainingMarket}'s state variables or of its `Project`, `Trainer`, `Submission` or `AggregatorRecord`
- * structs must be mirrored here, or the lens answers wrong values; `UpdateKeys` trusts its `getProject`.
+ * structs, or of how it computes seals, round tags, sketch seeds, amounts owed or required track records, must be
+ * mirrored here, or the lens answers wrong values; `UpdateKeys` trusts its `getProject`.
  */
 contract MarketLens {
     /// @notice The market this lens reads.
@@ -27,7 +30,10 @@ contract MarketLens {
     uint256 private constant _TRAINER_LIST = 3; // mapping(uint256 => address[])
     uint256 private constant _TRAINERS = 4; // mapping(uint256 => mapping(address => Trainer))
     uint256 private constant _SUBMISSIONS = 5; // mapping(uint256 => mapping(address => Submission))
+    uint256 private constant _PROJECT_COUNT = 1; // uint256
+    uint256 private constant _APPROVED_VERIFIERS = 6; // mapping(address => bool)
     uint256 private constant _AGGREGATOR_RECORDS = 7; // mapping(address => AggregatorRecord)
+    uint256 private constant _REFERENCES = 8; // mapping(uint256 => mapping(uint256 => Submission))
     // `Project`'s words from its base slot: 0-2 roles and amounts, 3 the open round, 4 the configuration and
     // rejections, 5 disputes and rewards, 6 `slashed`, 7 `modelName`, 8 `latestModelCid`.
     uint256 private constant _PROJECT_WORDS = 9;
@@ -157,6 +163,123 @@ contract MarketLens {
         return (uint64(config >> 144), uint64(disputes), uint40(disputes >> 64));
     }
 
+    /// @notice Number of projects created; ids run from 1 to this.
+    function projectCount() external view returns (uint256) {
+        return _word(bytes32(_PROJECT_COUNT));
+    }
+
+    /// @notice The project's trainers in join order (the order of scores and flags).
+    function trainersOf(uint256 projectId) external view returns (address[] memory list) {
+        _projectWords(projectId); // reverts UnknownProject
+        bytes32 lengthSlot = keccak256(abi.encode(projectId, _TRAINER_LIST));
+        uint256 n = _word(lengthSlot);
+        uint256 data = uint256(keccak256(abi.encode(lengthSlot)));
+        bytes32[] memory slots = new bytes32[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            slots[i] = bytes32(data + i);
+        }
+        bytes32[] memory words = market.extsload(slots);
+        list = new address[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            list[i] = address(uint160(uint256(words[i])));
+        }
+    }
+
+    /// @notice What `account` could withdraw now from `projectId` (0 while the project runs), in all its roles: the
+    /// owner the unspent budget, rounding dust, unearned aggregator fee and slashed stakes, the aggregator its fee
+    /// for finalized rounds, a trainer its rewards and remaining stake; nothing once it withdrew.
+    function withdrawable(uint256 projectId, address account) external view returns (uint256 amount) {
+        uint256 base = _projectBase(projectId);
+        bytes32[] memory slots = new bytes32[](7);
+        slots[0] = bytes32(base);
+        slots[1] = bytes32(base + 1);
+        slots[2] = bytes32(base + 3);
+        slots[3] = bytes32(base + 4);
+        slots[4] = bytes32(base + 5);
+        slots[5] = bytes32(base + 6);
+        slots[6] = _slotOf(account, _TRAINERS, projectId);
+        bytes32[] memory w = market.extsload(slots);
+        uint256 w0 = uint256(w[0]);
+        if (address(uint160(w0)) == address(0)) revert UnknownProject(projectId);
+        TrainingMarket.Status status = TrainingMarket.Status(uint8(uint256(w[2])));
+        if (status != TrainingMarket.Status.Finished && status != TrainingMarket.Status.Cancelled) return 0;
+        uint256 w1 = uint256(w[1]);
+        uint256 config = uint256(w[3]);
+        uint256 fee = uint96(w1 >> 160);
+        uint256 aggregatorEarned = (fee * uint16(uint256(w[2]) >> 8)) / uint16(config);
+        if (account == address(uint160(w0)) && uint8(config >> 64) == 0) {
+            amount += uint96(w0 >> 160) - uint128(uint256(w[4]) >> 104) + fee - aggregatorEarned + uint128(uint256(w[5]));
+        }
+        if (account == address(uint160(w1)) && uint8(config >> 72) == 0) amount += aggregatorEarned;
+        uint256 t = uint256(w[6]);
+        if (uint8(t) != 0 && uint8(t >> 8) == 0) amount += uint96(t >> 144) + uint96(t >> 48);
+    }
+
+    /// @notice What a trainer must have earned in independent projects, and not reserved by another bar, to join
+    /// `projectId` if it sets a reliability bar (0 otherwise): its budget per guaranteed trainer (`minTrainers`)
+    /// divided by the protocol fee rate (see {TrainingMarket-PROTOCOL_FEE_BPS}).
+    function requiredTrackRecord(uint256 projectId) external view returns (uint256) {
+        uint256 base = _projectBase(projectId);
+        bytes32[] memory slots = new bytes32[](2);
+        slots[0] = bytes32(base);
+        slots[1] = bytes32(base + 4);
+        bytes32[] memory w = market.extsload(slots);
+        uint256 w0 = uint256(w[0]);
+        if (address(uint160(w0)) == address(0)) revert UnknownProject(projectId);
+        uint256 config = uint256(w[1]);
+        if (uint16(config >> 32) == 0) return 0;
+        return (uint256(uint96(w0 >> 160)) * 10_000) / (uint256(uint8(config >> 16)) * market.PROTOCOL_FEE_BPS());
+    }
+
+    /// @notice Public seed of the project's update sketches (a fixed random projection):
+    /// `keccak256(abi.encode(block.chainid, market, projectId))`.
+    function sketchSeed(uint256 projectId) external view returns (uint256) {
+        _projectWords(projectId); // reverts UnknownProject
+        return uint256(keccak256(abi.encode(block.chainid, address(market), projectId)));
+    }
+
+    /// @notice Whether `verifier` may be used by new projects of the market.
+    function isVerifierApproved(address verifier) external view returns (bool) {
+        return _word(keccak256(abi.encode(verifier, _APPROVED_VERIFIERS))) & 0xff != 0;
+    }
+
+    /// @notice The tag of `round` of `projectId` that `finalizeRound` hands the verifier:
+    /// `keccak256(abi.encode(block.chainid, market, projectId, round))`. A round's proof is made for its tag and
+    /// fails with any other (another round, project, market or chain).
+    function roundTag(uint256 projectId, uint256 round) external view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(market), projectId, round));
+    }
+
+    /// @notice The seal of a submission: `keccak256(abi.encode(commitment, keccak256(bytes(cid)), trainer,
+    /// block.chainid, market, projectId, round, salt))`, what `commitUpdate` stores and `revealUpdate` opens. It
+    /// binds the submission to its trainer, chain, market, project and round; the secret `salt` hides it until the
+    /// reveal. The owner's reference row is sealed the same way with an empty `cid` and the owner as `trainer`
+    /// (`commitReference`, `revealReference`).
+    function sealOf(
+        bytes32 commitment,
+        string calldata cid,
+        address trainer,
+        uint256 projectId,
+        uint256 round,
+        bytes32 salt
+    ) external view returns (bytes32) {
+        return keccak256(
+            abi.encode(commitment, keccak256(bytes(cid)), trainer, block.chainid, address(market), projectId, round, salt)
+        );
+    }
+
+    /// @notice The owner's reference row of `round` of `projectId`: the seal it committed ({TrainingMarket-
+    /// commitReference}) and the row commitment it revealed (`revealReference`), 0 for none. Kept for every round;
+    /// the rows themselves are in the `ReferenceRevealed` events.
+    function referenceOf(uint256 projectId, uint256 round) external view returns (bytes32 seal, bytes32 commitment) {
+        uint256 at = uint256(keccak256(abi.encode(round, keccak256(abi.encode(projectId, _REFERENCES)))));
+        bytes32[] memory slots = new bytes32[](2);
+        slots[0] = bytes32(at);
+        slots[1] = bytes32(at + 1);
+        bytes32[] memory w = market.extsload(slots);
+        return (w[0], w[1]);
+    }
+
     /// @notice `aggregator`'s track record over all projects of this market: rounds finalized, submissions
     /// it announced as rejected, disputes it lost (rejected trainers that published their committed row), and
     /// rejections that stood (the rest were withdrawn at finalization, or are pending).
@@ -181,6 +304,7 @@ contract MarketLens {
         return keccak256(abi.encode(account, keccak256(abi.encode(projectId, mappingSlot))));
     }
 
+    /// @dev The market's storage word at `slot`.
     function _word(bytes32 slot) private view returns (uint256) {
         bytes32[] memory slots = new bytes32[](1);
         slots[0] = slot;

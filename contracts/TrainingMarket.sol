@@ -22,7 +22,7 @@ import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
  * 3. Each round has a commit phase and a reveal phase (commit-reveal). While the commit phase is open
  *    (until the submission deadline, or until every trainer committed) each trainer calls
  *    {commitUpdate} once with a seal of its submission: a hash binding its update's IPFS CID, its row
- *    commitment, its own address, this chain, market, project and round, and a secret salt ({sealOf}) (or signs
+ *    commitment, its own address, this chain, market, project and round, and a secret salt ({MarketLens-sealOf}) (or signs
  *    the commit off chain and anyone, e.g. the aggregator, sends several trainers' signed commits at once with
  *    {commitBatch}; a trainer left out commits itself).
  *    Once the commit phase has closed, each trainer calls {revealUpdate} with the CID, commitment and
@@ -33,7 +33,7 @@ import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
  *    that committed and did not reveal is treated as flagged (no reward, stake slashed).
  * 4. The aggregator calls {finalizeRound} with the new global model, per-trainer contribution
  *    scores and outlier flags, and a proof that the verifier accepts for exactly the submitted
- *    commitments and these scores and flags, and for this round only ({roundTag}: chain, market,
+ *    commitments and these scores and flags, and for this round only ({MarketLens-roundTag}: chain, market,
  *    project, round; a proof of any other round fails). The round's share of the budget is credited to the
  *    unflagged trainers in proportion to their scores; flagged trainers get nothing and lose
  *    `slashBps` of their stake. The reliability registry records every trainer's outcome.
@@ -107,7 +107,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         string latestModelCid;
     }
 
-    /// @notice A trainer's opening of its seal ({sealOf}), for {revealBatch}.
+    /// @notice A trainer's opening of its seal ({MarketLens-sealOf}), for {revealBatch}.
     struct Opening {
         address trainer;
         string cid;
@@ -243,20 +243,21 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     uint256 public constant MAX_NOTE_LENGTH = 192;
     /// @notice The protocol fee, in basis points of a project's reward budget, burned when the project is
     /// created. It is what a track record costs to farm: rewards earned in self-dealt projects were escrowed
-    /// by the farmer, who burned this share of them ({requiredTrackRecord}).
+    /// by the farmer, who burned this share of them ({MarketLens-requiredTrackRecord}).
     uint256 public constant PROTOCOL_FEE_BPS = 200;
     /// @notice Where protocol fees go: an address nobody holds the key of.
     address public constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
     /// @notice Fewest accepted submissions the scoring rule flags among (`GramConfig.min_valid`): with fewer, it
     /// flags nobody, so standing rejections that leave fewer accepted shrink the round's pool ({finalizeRound}).
     uint256 public constant MIN_VALID_ROWS = 3;
-    /// @notice Largest absolute value of a published row's `v` entries: 1 at the circuit's scale 2^13
-    /// (`marketplace.protocol.commitment.MAX_UNIT_INT`); also the only accepted presence value `a`.
-    int256 public constant MAX_UNIT = 8192;
-    /// @notice Largest absolute value of a published row's `l`: 32 at scale 2^13 (`MAX_LOG_INT`).
-    int256 public constant MAX_LOG = 32 * 8192;
-    /// @notice Largest accepted contribution score (keeps reward arithmetic far from overflow).
-    uint256 public constant MAX_SCORE = type(uint128).max;
+    /// @dev Largest absolute value of a published row's `v` entries: 1 at the circuit's scale 2^13
+    /// (`marketplace.protocol.commitment.MAX_UNIT_INT`); also the only accepted presence value `a`. This constant and
+    /// the next two have no getter (the 24 KB limit): the verifier's `ROW_ONE` and `ROW_MAX_LOG` are the same box.
+    int256 internal constant MAX_UNIT = 8192;
+    /// @dev Largest absolute value of a published row's `l`: 32 at scale 2^13 (`MAX_LOG_INT`).
+    int256 internal constant MAX_LOG = 32 * 8192;
+    /// @dev Largest accepted contribution score, 2^128 - 1 (keeps reward arithmetic far from overflow).
+    uint256 internal constant MAX_SCORE = type(uint128).max;
     uint256 private constant BPS = 10_000;
     /// @dev EIP-712: the type hashes of {commitBatch}'s domain and message.
     bytes32 private constant _DOMAIN_TYPEHASH =
@@ -277,6 +278,9 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     mapping(uint256 projectId => mapping(address => Submission)) internal _submissions;
     mapping(address verifier => bool) internal _approvedVerifiers;
     mapping(address aggregator => AggregatorRecord) internal _aggregatorRecords;
+    /// @dev The owner's reference row of each round ({commitReference}, {revealReference}): its seal and the row
+    /// commitment it opened to (0: none revealed). One pair per round, never overwritten: {MarketLens-referenceOf}.
+    mapping(uint256 projectId => mapping(uint256 round => Submission)) internal _references;
 
     /// @notice The market admin approved or revoked a verifier for new projects.
     event VerifierApprovalChanged(address indexed verifier, bool approved);
@@ -335,6 +339,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice `trainer` disputed its rejection by publishing its committed `row` (integers at scale 2^13,
     /// checked against its commitment by the verifier): the round must be proven with this row.
     event RejectionDisputed(uint256 indexed projectId, uint256 indexed round, address indexed trainer, int256[] row);
+    /// @notice The project's owner committed the seal of its reference row for `round` ({commitReference}).
+    event ReferenceCommitted(uint256 indexed projectId, uint256 indexed round, bytes32 seal);
+    /// @notice The project's owner revealed its reference row for `round`: `row` (K + 2 integers at scale 2^13,
+    /// shown by the verifier to hash to `commitment`); the round is proven with it ({revealReference}).
+    event ReferenceRevealed(uint256 indexed projectId, uint256 indexed round, bytes32 commitment, int256[] row);
     /// @notice `trainer` lost `amount` of its stake for a flagged update in `round`.
     event StakeSlashed(uint256 indexed projectId, uint256 indexed round, address indexed trainer, uint256 amount);
     /// @notice All rounds are finalized; withdrawals are open.
@@ -510,7 +519,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (bar != 0) registry.reserve(projectId, msg.sender, _requiredTrackRecord(p));
     }
 
-    /// @notice Commits this trainer's sealed submission for `round` ({sealOf}), while the commit phase
+    /// @notice Commits this trainer's sealed submission for `round` ({MarketLens-sealOf}), while the commit phase
     /// is open: before the round's submission deadline and while some trainer has not committed.
     /// `note` (at most {MAX_NOTE_LENGTH} bytes) is emitted for the trainer itself, e.g. its submission
     /// encrypted under its own key so that it can reveal after a restart; the market ignores it.
@@ -547,8 +556,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         returns (uint256 committed)
     {
         Project storage p = _projects[projectId];
-        if (p.status != Status.Training) revert WrongStatus(projectId, Status.Training, _project(projectId).status);
-        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
+        _inRound(projectId, p, round);
         _checkCommitWindow(projectId, p, round);
         bytes32 domain = keccak256(
             abi.encode(_DOMAIN_TYPEHASH, keccak256("TrainingMarket"), keccak256("1"), block.chainid, address(this))
@@ -588,7 +596,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice Reveals this trainer's committed submission for `round`: the IPFS `cid` of its update,
     /// its row `commitment` and the `salt` of its seal. Allowed once the commit phase has closed and
     /// until the reveal deadline ({MarketLens-roundDeadlines}); the seal must open to exactly these values for
-    /// `msg.sender` ({sealOf}).
+    /// `msg.sender` ({MarketLens-sealOf}).
     function revealUpdate(uint256 projectId, uint256 round, string calldata cid, bytes32 commitment, bytes32 salt)
         external
     {
@@ -598,7 +606,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint64 bit = uint64(1) << (t.slot - 1);
         if (p.revealedMask & bit != 0) revert AlreadySubmitted(projectId, round, msg.sender);
         Submission storage sub = _submissions[projectId][msg.sender];
-        if (sealOf(commitment, cid, msg.sender, projectId, round, salt) != sub.seal) {
+        if (_seal(commitment, keccak256(bytes(cid)), msg.sender, projectId, round, salt) != sub.seal) {
             revert SealMismatch(projectId, round, msg.sender);
         }
         if (commitment == bytes32(0)) revert ZeroCommitment();
@@ -614,7 +622,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice Reveals several trainers' committed submissions of `round` in one transaction, as
     /// {revealUpdate} would one by one (the same checks and the same `UpdateSubmitted` events), during the
     /// reveal phase. Anyone may send it, e.g. the aggregator with the openings its trainers handed it: a seal
-    /// opens only to what its trainer committed ({sealOf} binds the trainer, chain, market, project and round),
+    /// opens only to what its trainer committed ({MarketLens-sealOf} binds the trainer, chain, market, project and round),
     /// so an opening can reveal nothing else, for nobody else, in no other round or project. An opening that
     /// reveals nothing is skipped, not a revert: one of a trainer that is not a member, did not commit in
     /// `round` or already revealed (by itself, or in an earlier batch: a trainer's own reveal cannot make the
@@ -633,11 +641,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         returns (uint256 revealed)
     {
         Project storage p = _projects[projectId];
-        if (p.status != Status.Training) revert WrongStatus(projectId, Status.Training, _project(projectId).status);
-        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
-        (, uint256 opens, uint256 closes) = _revealWindow(p);
-        if (block.timestamp < opens) revert RevealNotOpen(projectId, round, opens);
-        if (block.timestamp > closes) revert RevealClosed(projectId, round, closes);
+        _inRound(projectId, p, round);
+        _checkRevealOpen(projectId, p, round);
         uint64 mask = p.revealedMask;
         IRoundVerifier verifier = IRoundVerifier(p.verifier);
         for (uint256 i = 0; i < openings.length; ++i) {
@@ -665,7 +670,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (mask & bit != 0) return 0;
         Submission storage sub = _submissions[projectId][o.trainer];
         if (
-            sealOf(o.commitment, o.cid, o.trainer, projectId, round, o.salt) != sub.seal || o.commitment == bytes32(0)
+            _seal(o.commitment, keccak256(bytes(o.cid)), o.trainer, projectId, round, o.salt) != sub.seal || o.commitment == bytes32(0)
                 || !_isCid(o.cid) || !verifier.acceptsCommitment(o.commitment)
         ) return 0;
         sub.commitment = o.commitment;
@@ -734,11 +739,67 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         emit RejectionDisputed(projectId, round, msg.sender, row);
     }
 
+    // ------------------------------------------------------------------ the owner's reference row
+
+    /// @notice Commits the seal of the owner's reference row for `round` (docs/design/robust-reference.md): the
+    /// owner's own update on its validation data from the round's global model, committed like a trainer's row.
+    /// Only the project's owner, once per round, while the round's commit phase is open (before the submission
+    /// deadline and before every trainer committed: commit when the round opens, the reference needs nothing
+    /// else). The seal is {MarketLens-sealOf} with an empty CID and the owner as trainer: it binds the row commitment, the
+    /// owner, chain, market, project, round and a secret salt, and hides the row until {revealReference}.
+    /// WARNING: a revealed reference may move pay among the trainers the rule pays within the bounds of
+    /// docs/design/robust-reference.md section 3: it unpays only trainers below the median typicality, adds others
+    /// at most what a trainer agreeing only with itself scores, and counts only if it sides with most trainers; it
+    /// never flags, never slashes, and never unpays a round the rule without it pays. Not revealing it leaves the
+    /// round to the rule without a reference.
+    function commitReference(uint256 projectId, uint256 round, bytes32 seal) external {
+        Project storage p = _projects[projectId];
+        _ownerInRound(projectId, p, round);
+        (, uint256 opens,) = _revealWindow(p);
+        if (block.timestamp >= opens) revert SubmissionClosed(projectId, round, opens - 1);
+        if (seal == bytes32(0)) revert ZeroSeal();
+        Submission storage ref = _references[projectId][round];
+        if (ref.seal != bytes32(0)) revert AlreadyCommitted(projectId, round, msg.sender);
+        ref.seal = seal;
+        emit ReferenceCommitted(projectId, round, seal);
+    }
+
+    /// @notice Reveals the owner's reference row for `round`, in the reveal phase: the row `commitment` and `salt`
+    /// its seal opens to, and the row itself, K + 2 integers at scale 2^13 (checked like a disputed row: the box
+    /// and presence `a` = {MAX_UNIT}) with a `proof` that the project's verifier accepts for `commitment` and this
+    /// row ({IRoundVerifier-verifyRow}), so that the round stays provable. Once per round, only the owner, only
+    /// with a committed seal. The round's finalization waits for it (until the reveal deadline) and hands the
+    /// verifier `commitment`, so the aggregator can neither drop nor replace it. WARNING: as {commitReference}.
+    function revealReference(
+        uint256 projectId,
+        uint256 round,
+        bytes32 commitment,
+        bytes32 salt,
+        int256[] calldata row,
+        bytes calldata proof
+    ) external {
+        Project storage p = _projects[projectId];
+        _ownerInRound(projectId, p, round);
+        _checkRevealOpen(projectId, p, round);
+        Submission storage ref = _references[projectId][round];
+        if (ref.seal == bytes32(0)) revert NotCommitted(projectId, round, msg.sender);
+        if (ref.commitment != bytes32(0)) revert AlreadySubmitted(projectId, round, msg.sender);
+        if (_seal(commitment, keccak256(""), msg.sender, projectId, round, salt) != ref.seal) {
+            revert SealMismatch(projectId, round, msg.sender);
+        }
+        IRoundVerifier verifier = IRoundVerifier(p.verifier);
+        if (commitment == bytes32(0) || !verifier.acceptsCommitment(commitment)) revert CommitmentNotAccepted(commitment);
+        _checkRow(row, verifier.sketchWidth());
+        if (!verifier.verifyRow(commitment, row, proof)) revert InvalidRowProof(projectId, round, msg.sender);
+        ref.commitment = commitment;
+        emit ReferenceRevealed(projectId, round, commitment, row);
+    }
+
     /// @notice Finalizes `round`: records the new global model, credits rewards by contribution,
     /// slashes flagged trainers, and reports outcomes to the reliability registry.
     /// @dev Allowed once the reveal phase is over (every committed trainer revealed after the commit
     /// phase closed, or the reveal deadline passed), and until the aggregation deadline. Reverts unless the project's verifier accepts `result.proof` for the
-    /// submitted commitments, exactly these scores and flags, and this round's {roundTag}. A round is
+    /// submitted commitments, exactly these scores and flags, and this round's {MarketLens-roundTag}. A round is
     /// finalized once (the round counter moves on) and a proof of one round fails in every other
     /// round, project, market and chain, so no set of used proofs is kept: none that one project
     /// could fill to block another's finalization.
@@ -859,11 +920,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
 
     // ------------------------------------------------------------------ views
 
-    /// @notice Number of projects created; ids run from 1 to this.
-    function projectCount() external view returns (uint256) {
-        return _projectCount;
-    }
-
     /// @notice The words at `slots` of this contract's storage, in order. {MarketLens} computes the composite
     /// views (a project, a trainer's standing, the open round's deadlines and rejections, seals and commitments,
     /// an aggregator's record) from them, which keeps their code out of this contract (the 24 KB limit). Storage
@@ -880,62 +936,18 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         }
     }
 
-    /// @notice The project's trainers in join order (the order of scores and flags).
-    function trainersOf(uint256 projectId) external view returns (address[] memory) {
-        _project(projectId);
-        return _trainerList[projectId];
+    /// @dev A submission's seal ({MarketLens-sealOf}) from its CID's hash `cidHash` (the owner's reference: the hash of
+    /// the empty CID).
+    function _seal(bytes32 commitment, bytes32 cidHash, address trainer, uint256 projectId, uint256 round, bytes32 salt)
+        private
+        view
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(commitment, cidHash, trainer, block.chainid, address(this), projectId, round, salt));
     }
 
-    /// @notice The seal of a submission: `keccak256(abi.encode(commitment, keccak256(bytes(cid)), trainer,
-    /// block.chainid, address(this), projectId, round, salt))`. It binds the submission to its trainer,
-    /// chain, market, project and round; the secret `salt` hides it until the reveal.
-    function sealOf(
-        bytes32 commitment,
-        string calldata cid,
-        address trainer,
-        uint256 projectId,
-        uint256 round,
-        bytes32 salt
-    ) public view returns (bytes32) {
-        return keccak256(
-            abi.encode(commitment, keccak256(bytes(cid)), trainer, block.chainid, address(this), projectId, round, salt)
-        );
-    }
-
-    /// @notice What `account` could withdraw now (0 while the project runs).
-    function withdrawable(uint256 projectId, address account) external view returns (uint256) {
-        Project storage p = _project(projectId);
-        if (p.status != Status.Finished && p.status != Status.Cancelled) return 0;
-        return _owed(projectId, p, account);
-    }
-
-    /// @notice What a trainer must have earned in independent projects, and not reserved by another bar
-    /// ({IReliabilityRegistry-availableOf}), to join `projectId` if it sets a reliability bar (0 otherwise):
-    /// its budget per guaranteed trainer (`minTrainers`: the largest equal share a trainer can get) divided
-    /// by the protocol fee rate. Rewards earned in self-dealt projects were escrowed by the farmer with
-    /// {PROTOCOL_FEE_BPS} of them burned, so farming this record burns at least the value the bar protects.
-    /// Joining reserves it until the trainer withdraws; a round it is flagged in spends it (the registry
-    /// debits it from the record), so one farmed record opens one bar at a time and sabotage costs it.
-    function requiredTrackRecord(uint256 projectId) external view returns (uint256) {
-        Project storage p = _project(projectId);
-        return p.minReliabilityBps == 0 ? 0 : _requiredTrackRecord(p);
-    }
-
-    /// @notice Public seed of the project's update sketches (a fixed random projection).
-    function sketchSeed(uint256 projectId) external view returns (uint256) {
-        _project(projectId);
-        return uint256(keccak256(abi.encode(block.chainid, address(this), projectId)));
-    }
-
-    /// @notice Whether `verifier` may be used by new projects.
-    function isVerifierApproved(address verifier) external view returns (bool) {
-        return _approvedVerifiers[verifier];
-    }
-
-    /// @notice The tag of `round` of `projectId` that {finalizeRound} hands the verifier:
-    /// `keccak256(abi.encode(block.chainid, address(this), projectId, round))`. A round's proof is
-    /// made for its tag and fails with any other (another round, project, market or chain).
-    function roundTag(uint256 projectId, uint256 round) public view returns (bytes32) {
+    /// @dev The tag of `round` of `projectId` that {finalizeRound} hands the verifier ({MarketLens-roundTag}).
+    function _roundTag(uint256 projectId, uint256 round) private view returns (bytes32) {
         return keccak256(abi.encode(block.chainid, address(this), projectId, round));
     }
 
@@ -1039,10 +1051,22 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         view
         returns (Trainer storage t)
     {
-        if (p.status != Status.Training) revert WrongStatus(projectId, Status.Training, _project(projectId).status);
-        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
+        _inRound(projectId, p, round);
         t = _trainers[projectId][msg.sender];
         if (t.slot == 0) revert NotATrainer(projectId, msg.sender);
+    }
+
+    /// @dev The caller is project `projectId`'s owner, and the project is training in `round`, the open round.
+    function _ownerInRound(uint256 projectId, Project storage p, uint256 round) private view {
+        _inRound(projectId, p, round);
+        if (msg.sender != p.owner) revert Unauthorized(msg.sender);
+    }
+
+    /// @dev Project `projectId` is training, in `round`, the open round (reads the open round's slot only: `status`
+    /// is Training only for a project that exists).
+    function _inRound(uint256 projectId, Project storage p, uint256 round) private view {
+        if (p.status != Status.Training) revert WrongStatus(projectId, Status.Training, _project(projectId).status);
+        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
     }
 
     /// @dev The open round's commit phase has not passed its deadline (`round` is the open round).
@@ -1054,6 +1078,11 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @dev The caller (`t`) committed in `round`, and the reveal phase is open.
     function _checkRevealWindow(uint256 projectId, Project storage p, uint256 round, Trainer storage t) private view {
         if (t.committedRound != round + 1) revert NotCommitted(projectId, round, msg.sender);
+        _checkRevealOpen(projectId, p, round);
+    }
+
+    /// @dev The open round's (`round`'s) reveal phase is open.
+    function _checkRevealOpen(uint256 projectId, Project storage p, uint256 round) private view {
         (, uint256 opens, uint256 closes) = _revealWindow(p);
         if (block.timestamp < opens) revert RevealNotOpen(projectId, round, opens);
         if (block.timestamp > closes) revert RevealClosed(projectId, round, closes);
@@ -1084,10 +1113,13 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     }
 
     /// @dev A round may be finalized once its reveal phase is over (the phase opened and every trainer
-    /// that committed revealed, or the reveal deadline passed), and until its aggregation deadline.
+    /// that committed revealed, and the owner if it committed a reference, or the reveal deadline passed), and
+    /// until its aggregation deadline.
     function _checkTiming(uint256 projectId, Project storage p, uint256 round) private view {
         (, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline) = _deadlines(p);
-        bool revealsDone = block.timestamp >= revealOpens && p.submissions == p.commits;
+        Submission storage ref = _references[projectId][round]; // a committed reference is waited for too
+        bool revealsDone = block.timestamp >= revealOpens && p.submissions == p.commits
+            && (ref.commitment != bytes32(0) || ref.seal == bytes32(0));
         if (!revealsDone && block.timestamp <= revealDeadline) revert RoundStillOpen(projectId, round, revealDeadline);
         if (block.timestamp > aggregationDeadline) revert AggregationDeadlinePassed(projectId, round, aggregationDeadline);
     }
@@ -1131,14 +1163,16 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// order matters to the scoring rule: of two identical updates, only the first is paid.)
     /// A rejected submission keeps its place but is handed over as an empty slot (commitment 0, not
     /// flagged): the aggregator has no update to prove anything about; the market records it as flagged.
-    /// The verifier also gets the round's {roundTag}, so that the proof counts for this round only.
+    /// The verifier also gets the round's {MarketLens-roundTag}, so that the proof counts for this round only, and the owner's
+    /// revealed reference commitment (0: none revealed; the rule without a reference).
     function _verify(uint256 projectId, uint256 round, Project storage p, Tally memory r, bytes calldata proof)
         private
         view
         returns (bool)
     {
         (bytes32[] memory c, uint256[] memory s, bool[] memory f) = _inArrivalOrder(projectId, round, p.commits, r);
-        return IRoundVerifier(p.verifier).verifyRound(roundTag(projectId, round), c, s, f, proof);
+        bytes32 refCommitment = _references[projectId][round].commitment;
+        return IRoundVerifier(p.verifier).verifyRound(_roundTag(projectId, round), c, s, f, refCommitment, proof);
     }
 
     /// @dev The round's commitments, scores and flags in arrival order (`late`: the number of commits, where those
@@ -1241,8 +1275,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         emit TrainingStarted(projectId, trainers, block.timestamp + p.submissionPeriod);
     }
 
-    /// @dev The budget per guaranteed trainer over the protocol fee rate (see {requiredTrackRecord}).
-    function _requiredTrackRecord(Project storage p) private view returns (uint256) {
+    /// @dev The budget per guaranteed trainer over the protocol fee rate (see {MarketLens-requiredTrackRecord}).
+    function _requiredTrackRecord(Project storage p) internal view returns (uint256) {
         return (uint256(p.rewardBudget) * BPS) / (uint256(p.minTrainers) * PROTOCOL_FEE_BPS);
     }
 
@@ -1269,7 +1303,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         return (uint256(p.aggregatorFee) * p.currentRound) / p.rounds;
     }
 
-    function _owed(uint256 projectId, Project storage p, address account) private view returns (uint256 amount) {
+    function _owed(uint256 projectId, Project storage p, address account) internal view returns (uint256 amount) {
         if (account == p.owner && !p.ownerPaid) {
             amount += uint256(p.rewardBudget) - p.totalEarned + p.aggregatorFee - _aggregatorEarned(p) + p.slashed;
         }

@@ -26,7 +26,14 @@ from marketplace.adapters.ezkl.evm import NO_ROUND_VERIFIER
 from marketplace.adapters.ezkl.prover import encode_round_proof, round_instances
 from marketplace.protocol.round_tag import tag_chunks
 from marketplace.roles.aggregator import AggregatorNode
-from marketplace.round.prove import EzklProver, RuleVersionMismatch, UnknownProofSystem, prover_for, round_tag
+from marketplace.round.prove import (
+    NO_REFERENCE,
+    EzklProver,
+    RuleVersionMismatch,
+    UnknownProofSystem,
+    prover_for,
+    round_tag,
+)
 from marketplace.rule import RULE_VERSION
 from tests.market_fixtures import Actors, commit, commitment_for, reveal_update, reverts
 from tests.test_market import unreachable_store
@@ -48,13 +55,14 @@ def instances(
     n: int = N,
     tag: bytes = TAG,
     tag_hash: int = TAG_HASH,
+    reference: int = ZERO_ROW,
 ) -> list[int]:
     """``[h_0 .. h_{n-1}, h_ref, h_tag | flags | scores | tag chunks]``, as ezkl's calldata orders them
     (:func:`~marketplace.adapters.ezkl.prover.round_instances`, checked against real proofs in zk tests),
-    with the zero row's hash as ``h_ref``: the adapter takes no reference row yet."""
+    with ``reference`` as ``h_ref`` (the zero row's hash: no reference row)."""
     hashes = [int.from_bytes(c, "big") or ZERO_ROW for c in commitments] + [ZERO_ROW] * (n - len(commitments))
     pad = [False] * (n - len(commitments))
-    return round_instances(hashes, ZERO_ROW, tag_hash, [*flags, *pad], [*scores, *[0] * len(pad)], tag_chunks(tag))
+    return round_instances(hashes, reference, tag_hash, [*flags, *pad], [*scores, *[0] * len(pad)], tag_chunks(tag))
 
 
 def mock_proof(inst: list[int], tag_hash: int = TAG_HASH) -> bytes:
@@ -104,9 +112,9 @@ def test_a_proof_verified_under_another_vka_is_refused(actors: Actors) -> None:
     chain = actors.admin.chain
     commitments, flags, scores = [b"\x01" * 32], [False], [8192]
     good = mock_proof(instances(commitments, flags, scores))
-    assert chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, good))
+    assert chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, NO_REFERENCE, good))
     chain.transact(mock.functions.setReportedDigest(keccak(text="another circuit")))
-    assert not chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, good))
+    assert not chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, NO_REFERENCE, good))
 
 
 def test_rounds_go_through_the_round_verifier_and_count_only_one_word_equal_to_one(actors: Actors) -> None:
@@ -123,7 +131,7 @@ def test_rounds_go_through_the_round_verifier_and_count_only_one_word_equal_to_o
 
     def answers(answer: bytes, *, reverts: bool = False) -> bool:
         chain.transact(specific.functions.setAnswer(answer, reverts))
-        return bool(chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, good)))
+        return bool(chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, NO_REFERENCE, good)))
 
     one, two = (1).to_bytes(32, "big"), (2).to_bytes(32, "big")
     assert answers(one)
@@ -135,7 +143,7 @@ def test_rounds_go_through_the_round_verifier_and_count_only_one_word_equal_to_o
     assert not answers(bytes(32))
     assert not answers(one + keccak(text="a vka digest"))
     no_code, _, _ = deploy(actors, round_verifier="0x" + "11" * 20)  # an address without code answers nothing
-    assert not chain.call(no_code.functions.verifyRound(TAG, commitments, scores, flags, good))
+    assert not chain.call(no_code.functions.verifyRound(TAG, commitments, scores, flags, NO_REFERENCE, good))
 
 
 #: The last commit whose EzklRoundVerifier had no ``roundVerifier()`` (rounds through the reusable verifier only).
@@ -182,7 +190,7 @@ def test_instances_are_hashes_then_flags_then_scores_with_padding(actors: Actors
     good = mock_proof(instances(commitments, flags, scores))
 
     def verify(*args: object) -> object:
-        return adapter.functions.verifyRound(TAG, *args)
+        return adapter.functions.verifyRound(TAG, *args[:-1], NO_REFERENCE, args[-1])
 
     assert chain.call(verify(commitments, scores, flags, good))
     assert not chain.call(verify(commitments, [8193, 0, 0], flags, good))  # a score changed
@@ -199,6 +207,29 @@ def test_instances_are_hashes_then_flags_then_scores_with_padding(actors: Actors
     assert not chain.call(verify(commitments, scores, flags, b"not a proof"))
 
 
+def test_the_reference_commitment_is_h_ref_and_zero_stands_for_the_zero_row(actors: Actors) -> None:
+    """``verifyRound``'s reference commitment is the instance ``h_ref`` (index N): 0 (none revealed) is the
+    all-zero row's hash; a proof made with one reference fails with another, with none, and a reference
+    not below the field modulus is refused."""
+    adapter, _, _ = deploy(actors)
+    chain = actors.admin.chain
+    commitments, flags, scores = [b"\x01" * 32, b"\x02" * 32], [False, False], [8192, 4096]
+    ref = 424242
+    with_ref = mock_proof(instances(commitments, flags, scores, reference=ref))
+    without = mock_proof(instances(commitments, flags, scores))
+
+    def verify(reference: bytes, proof: bytes) -> bool:
+        return bool(chain.call(adapter.functions.verifyRound(TAG, commitments, scores, flags, reference, proof)))
+
+    assert verify(ref.to_bytes(32, "big"), with_ref)
+    assert not verify(NO_REFERENCE, with_ref)  # dropped
+    assert not verify((ref + 1).to_bytes(32, "big"), with_ref)  # replaced
+    assert verify(NO_REFERENCE, without) and verify(ZERO_ROW.to_bytes(32, "big"), without)  # 0 is the zero row
+    assert not verify(ref.to_bytes(32, "big"), without)  # a reference the proof was not made with
+    at_modulus = mock_proof(instances(commitments, flags, scores, reference=R))
+    assert not verify(R.to_bytes(32, "big"), at_modulus)
+
+
 def test_the_round_tag_is_bound_by_its_chunks_and_the_provers_tag_hash(actors: Actors) -> None:
     """The adapter fills in the tag's 8 chunks of 16 bits (its first 128 bits) from the tag the market
     passes and takes h_tag from the proof bytes, abi.encode(bytes halo2Proof, uint256 tagHash)."""
@@ -211,7 +242,7 @@ def test_the_round_tag_is_bound_by_its_chunks_and_the_provers_tag_hash(actors: A
     good = mock_proof(inst)
 
     def verify(tag: bytes, proof: bytes) -> bool:
-        return bool(chain.call(adapter.functions.verifyRound(tag, commitments, scores, flags, proof)))
+        return bool(chain.call(adapter.functions.verifyRound(tag, commitments, scores, flags, NO_REFERENCE, proof)))
 
     assert verify(TAG, good)
     value = int.from_bytes(TAG, "big")

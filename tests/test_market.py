@@ -46,7 +46,8 @@ from tests.market_fixtures import (
 def test_deployment_wires_market_registry_and_test_verifier(actors: Actors) -> None:
     market, registry = actors.admin.market, actors.admin.registry
     assert actors.admin.chain.call(registry.functions.isAuthorizedMarket(market.address))
-    assert actors.admin.chain.call(market.functions.isVerifierApproved(actors.deployment.address("TestRoundVerifier")))
+    lens = actors.admin.lens
+    assert actors.admin.chain.call(lens.functions.isVerifierApproved(actors.deployment.address("TestRoundVerifier")))
     assert actors.admin.chain.call(market.functions.registry()) == registry.address
     assert actors.admin.project_count() == 0
 
@@ -497,13 +498,14 @@ def test_finalize_reverts(actors: Actors) -> None:
 
 
 def test_the_round_tag_names_chain_market_project_and_round(actors: Actors) -> None:
-    """finalizeRound hands the verifier keccak256(abi.encode(chainid, market, project, round)); the
-    aggregator, `marketplace verify` and the web app compute the same tag (round.prove.round_tag)."""
+    """finalizeRound hands the verifier keccak256(abi.encode(chainid, market, project, round)) (the lens's
+    ``roundTag``; the proof tests below check what the market hands over); the aggregator, `marketplace verify` and
+    the web app compute the same tag (round.prove.round_tag)."""
     market = actors.owner.market
     chain_id, address = actors.chain.chain_id, market.address
     tags = set()
     for pid, round_ in [(1, 0), (1, 1), (2, 0), (2, 1)]:
-        on_chain = bytes(actors.chain.call(market.functions.roundTag(pid, round_)))
+        on_chain = bytes(actors.chain.call(actors.owner.lens.functions.roundTag(pid, round_)))
         assert on_chain == round_tag(actors.owner, pid, round_) == compute_round_tag(chain_id, address, pid, round_)
         tags.add(on_chain)
     assert len(tags) == 4

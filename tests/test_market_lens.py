@@ -4,8 +4,9 @@ the lens must answer exactly what the market's own views answered, in every stat
 The reference is ``tests/solidity/TrainingMarketWithViews.sol``: today's market with the views it had before, copied
 verbatim (over 24 KB: its own anvil, code size limit off). A lens deployed for it reads its raw storage
 (``extsload``), and every view is compared, for every trainer, a stranger and three rounds, on projects driven by
-hypothesis through their states: open, committing, revealing, rejections announced and one disputed, a round
-finalized with a flagged trainer, finished and withdrawn from, cancelled, and a project that does not exist.
+hypothesis through their states: open, committing (the owner's reference committed), revealing (and the reference
+revealed), rejections announced and one disputed, a round finalized with a flagged trainer, finished and withdrawn
+from, cancelled, one with a reliability bar, and a project that does not exist.
 Configurations vary (amounts up to 2^90 wei, model names and CIDs shorter and longer than a storage word).
 """
 
@@ -29,10 +30,15 @@ from marketplace.adapters.chain.market import Finalization, MarketClient, Projec
 from marketplace.adapters.toolchain import project_root
 from marketplace.protocol.commitment import commit_update, published_row
 from marketplace.round.prove import HashProver
+from marketplace.round.reference import commit_reference, reveal_reference
 from tests.market_fixtures import cid_for, commit, reveal_update, test_verifier_proof
 
 REFERENCE = "TrainingMarketWithViews"
-VIEWS = ("getProject", "roundDeadlines", "rejections", "trainerInfo", "committedSeal", "commitmentOf")
+VIEWS = (
+    "getProject", "roundDeadlines", "rejections", "trainerInfo", "committedSeal", "commitmentOf", "projectCount",
+    "trainersOf", "withdrawable", "requiredTrackRecord", "sketchSeed", "isVerifierApproved", "roundTag", "sealOf",
+    "referenceOf",
+)  # fmt: skip
 N = 4
 
 
@@ -76,14 +82,20 @@ def assert_same_views(owner: MarketClient, pids: list[int], accounts: list[str])
     """Every composite view of the reference market equals the lens's, for ``pids`` and ``accounts``."""
     market, lens, chain = owner.market.functions, owner.lens.functions, owner.chain
     calls: list[tuple[str, tuple[Any, ...]]] = []
+    calls.append(("projectCount", ()))
     for pid in pids:
-        calls += [("getProject", (pid,)), ("roundDeadlines", (pid,)), ("rejections", (pid,))]
+        calls += [("getProject", (pid,)), ("roundDeadlines", (pid,)), ("rejections", (pid,)), ("trainersOf", (pid,))]
+        calls += [("requiredTrackRecord", (pid,)), ("sketchSeed", (pid,))]
         for who in accounts:
-            calls.append(("trainerInfo", (pid, who)))
+            calls += [("trainerInfo", (pid, who)), ("withdrawable", (pid, who))]
             for round_ in range(3):
                 calls += [("committedSeal", (pid, round_, who)), ("commitmentOf", (pid, round_, who))]
+                calls.append(("sealOf", (bytes([round_ + 1]) * 32, "bafkreicid", who, pid, round_, b"\x07" * 32)))
+        for round_ in range(3):
+            calls += [("referenceOf", (pid, round_)), ("roundTag", (pid, round_))]
     for who in accounts:
-        calls.append(("aggregatorRecord", (who,)))
+        calls += [("aggregatorRecord", (who,)), ("isVerifierApproved", (who,))]
+    calls.append(("isVerifierApproved", (_test_verifier(owner),)))
     for name, args in calls:
         want = _answer(chain, market[name](*args))
         got = _answer(chain, lens[name](*args))
@@ -134,8 +146,9 @@ def _drive(owner: MarketClient, trainers: list[MarketClient], aggregator: Market
     )  # fmt: skip
     pid = owner.create_project(config)
     cancelled = owner.create_project(config)
+    barred = owner.create_project(config.model_copy(update={"min_reliability_bps": 5_000, "min_trainers": 3}))
     accounts = [t.address for t in trainers] + [owner.address, aggregator.address]
-    pids = [pid, cancelled, pid + 100]
+    pids = [pid, cancelled, barred, pid + 100]
 
     def check() -> None:
         assert_same_views(owner, pids, accounts)
@@ -149,6 +162,8 @@ def _drive(owner: MarketClient, trainers: list[MarketClient], aggregator: Market
     owner.start_training(pid)
     seed, k = owner.sketch_seed(pid), owner.sketch_width(pid)
     rng = np.random.default_rng(len(cfg["model_name"]))
+    reference = commit_reference(owner, pid, 0, commit_update(rng.normal(size=500), seed, k)[0])
+    check()  # the owner's reference committed
     rows, commitments = {}, {}
     for t in trainers[:3]:
         rows[t.address], commitments[t.address] = commit_update(rng.normal(size=500), seed, k)
@@ -158,7 +173,8 @@ def _drive(owner: MarketClient, trainers: list[MarketClient], aggregator: Market
     chain.increase_time(deadlines.reveal_opens - chain.timestamp())
     for t in trainers[:2]:
         reveal_update(t, pid, 0, cid_for(pid, 0, t.address), commitments[t.address])
-    check()  # reveal phase, two of three revealed
+    reveal_reference(owner, pid, 0, reference, HashProver())
+    check()  # reveal phase, two of three revealed, and the reference
     reveal_update(trainers[2], pid, 0, cid_for(pid, 0, trainers[2].address), commitments[trainers[2].address])
     aggregator.reject_submissions(pid, 0, [trainers[1].address, trainers[2].address])
     check()  # rejections announced
@@ -204,10 +220,11 @@ def test_a_recorded_lens_that_is_not_the_markets_is_refused(
 
 
 def test_the_market_is_under_the_size_limit_with_both_batches() -> None:
-    """The point of the lens: the market fits under EIP-170's 24,576 bytes, with ``revealBatch`` and
-    ``commitBatch`` (24,459 bytes when the commit batch landed)."""
+    """The point of the lens: the market fits under EIP-170's 24,576 bytes, with ``revealBatch``, ``commitBatch``
+    and the owner's reference (24,459 bytes when the commit batch landed; 24,462 with the reference, its views
+    and the seal, round tag, withdrawable amounts and the like moved here)."""
     artifacts = compile_contracts()
     assert artifacts[MARKET].deployed_size <= 24_576
     assert artifacts[LENS].deployed_size <= 24_576
     names = {f.get("name") for f in artifacts[MARKET].abi}
-    assert {"revealBatch", "commitBatch"} <= names and not names & set(VIEWS)
+    assert {"revealBatch", "commitBatch", "commitReference", "revealReference"} <= names and not names & set(VIEWS)

@@ -25,7 +25,7 @@ from marketplace.adapters.ezkl.prover import CircuitProof, encode_round_proof, p
 from marketplace.protocol import round_tag as tags
 from marketplace.protocol.commitment import commit_update, commitment_bytes, quantize, zero_row_commitment
 from marketplace.protocol.ordering import in_arrival_order
-from marketplace.round.prove import EzklProver, prover_for, round_tag
+from marketplace.round.prove import NO_REFERENCE, EzklProver, prover_for, round_tag
 from marketplace.rule.circuit import CircuitLayout
 from marketplace.rule.gram import gram_rule_int, gram_rule_ref_int
 from tests.market_fixtures import Actors, commit, reveal_update, reverts
@@ -184,7 +184,8 @@ def test_a_proof_is_bound_to_its_chain_market_project_and_round(actors: Actors, 
     commitments_in, scores_in, flags_in = (in_arrival_order(v, order) for v in (list(commitments), scores, flags))
 
     def verifies(tag_: bytes, proof_bytes: bytes = proof.proof) -> bool:
-        return bool(chain.call(adapter.functions.verifyRound(tag_, commitments_in, scores_in, flags_in, proof_bytes)))
+        call = adapter.functions.verifyRound(tag_, commitments_in, scores_in, flags_in, NO_REFERENCE, proof_bytes)
+        return bool(chain.call(call))
 
     market = actors.admin.market.address
     assert verifies(tags.round_tag(chain.chain_id, market, victim, 0))
@@ -208,8 +209,9 @@ def test_a_round_with_the_owners_reference_proves_its_scores_and_verifies_on_cha
     """A round where the owner's reference decides (it pays trainer 0, whom the rule's gate leaves unpaid):
     the proof's scores are the reference rule's, its ``h_ref`` is the reference's commitment, and ezkl's
     reusable verifier accepts it on chain under the circuit's VKA with exactly those instances (not with
-    the rule's scores without the reference, nor with the zero row's hash as ``h_ref``). The adapter puts
-    the zero row's hash in ``h_ref`` (the market records no reference yet), so it refuses this proof."""
+    the rule's scores without the reference, nor with the zero row's hash as ``h_ref``). Through the adapter
+    it verifies with the reference's commitment only: dropped (0, the zero row) or replaced, it is refused;
+    the proof without a reference verifies with 0 only."""
     spec = RoundSpec(44, ("honest", "honest", "flip", "honest"), reference="agree")
     rows_q = build_round(spec, N, K)
     ref_q = build_reference(spec, rows_q)
@@ -242,10 +244,19 @@ def test_a_round_with_the_owners_reference_proves_its_scores_and_verifies_on_cha
     base = [bool(f) for f in without.flags], without.scores.tolist()
     assert not accepted(round_instances(proof.hashes, proof.reference_hash, proof.tag_hash, *base, proof.tag))
     hashes = [h.to_bytes(32, "big") for h in proof.hashes]
-    assert not chain.call(adapter.functions.verifyRound(tag, hashes, proof.scores, proof.flags, proof.proof))
+    reference = proof.reference_hash.to_bytes(32, "big")
+
+    def verifies(ref: bytes, scores: list[int], flags: list[bool], proof_bytes: bytes) -> bool:
+        return bool(chain.call(adapter.functions.verifyRound(tag, hashes, scores, flags, ref, proof_bytes)))
+
+    assert verifies(reference, proof.scores, proof.flags, proof.proof)  # the adapter with the reference's hash
+    assert not verifies(NO_REFERENCE, proof.scores, proof.flags, proof.proof)  # the aggregator drops it
+    forged = commitment_bytes(np.roll(ref_q, 1) / ONE)
+    assert not verifies(forged, proof.scores, proof.flags, proof.proof)  # or replaces it
     plain = prove_rows(zk_keys, rows_q / ONE, tag)  # no reference: the rule without it, through the adapter
     assert plain.scores == without.scores.tolist() and plain.reference_hash == zero
-    assert chain.call(adapter.functions.verifyRound(tag, hashes, plain.scores, plain.flags, plain.proof))
+    assert verifies(NO_REFERENCE, plain.scores, plain.flags, plain.proof)
+    assert not verifies(reference, plain.scores, plain.flags, plain.proof)  # a reference added afterwards
 
 
 @pytest.mark.heavy
@@ -272,7 +283,7 @@ def test_a_topk_layout_proof_verifies_on_chain(actors: Actors) -> None:
     hashes = [h.to_bytes(32, "big") for h in proof.hashes]
 
     def verifies(scores: list[int], flags: list[bool]) -> bool:
-        return bool(chain.call(adapter.functions.verifyRound(tag, hashes, scores, flags, proof.proof)))
+        return bool(chain.call(adapter.functions.verifyRound(tag, hashes, scores, flags, NO_REFERENCE, proof.proof)))
 
     assert verifies(proof.scores, proof.flags)
     assert not verifies([proof.scores[0] + 1, *proof.scores[1:]], proof.flags)

@@ -26,7 +26,14 @@ from marketplace.adapters.ezkl.keys import CircuitKeys, RowKeys, setup, setup_ro
 from marketplace.adapters.ezkl.prover import FIELD_MODULUS, ProvingFailed, prove_row, prove_rows
 from marketplace.protocol.commitment import commit_update, commitment_bytes, published_row
 from marketplace.roles.verify import gas_to_succeed
-from marketplace.round.prove import EzklRowProver, HashProver, VerifyingKeyMismatch, local_row_proof, row_prover_for
+from marketplace.round.prove import (
+    NO_REFERENCE,
+    EzklRowProver,
+    HashProver,
+    VerifyingKeyMismatch,
+    local_row_proof,
+    row_prover_for,
+)
 from marketplace.rule import RULE_VERSION
 from tests.market_fixtures import Actors
 
@@ -116,8 +123,8 @@ def test_a_row_proof_verifies_on_chain_and_every_forgery_fails(
         assert not verifies(commitment, ints, as_row)
     hashes = [h.to_bytes(32, "big") for h in rp.hashes[:2]]
     assert hashes == [commitment, other_commitment]
-    assert chain.call(adapter.functions.verifyRound(tag, hashes, rp.scores[:2], rp.flags[:2], rp.proof))
-    assert not chain.call(adapter.functions.verifyRound(tag, hashes, rp.scores[:2], rp.flags[:2], proof))
+    assert chain.call(adapter.functions.verifyRound(tag, hashes, rp.scores[:2], rp.flags[:2], NO_REFERENCE, rp.proof))
+    assert not chain.call(adapter.functions.verifyRound(tag, hashes, rp.scores[:2], rp.flags[:2], NO_REFERENCE, proof))
 
 
 def test_rows_at_the_edges_of_the_box_prove(chain: ChainClient, adapter: Contract, row_keys: RowKeys) -> None:

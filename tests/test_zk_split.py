@@ -37,6 +37,7 @@ from marketplace.adapters.ezkl.keys import CIRCUIT_SIZES, CircuitKeys, setup
 from marketplace.adapters.ezkl.prover import CircuitProof, prove_rows
 from marketplace.protocol import round_tag as tags
 from marketplace.protocol.commitment import commit_update
+from marketplace.round.prove import NO_REFERENCE
 from tests.market_fixtures import Actors
 
 N, K = 4, 32
@@ -172,7 +173,7 @@ def test_a_real_proof_verifies_through_the_split_verifier_and_a_wrong_helper_is_
     hashes = [h.to_bytes(32, "big") for h in proof.hashes]
 
     def verifies(scores: list[int], flags: list[bool], proof_bytes: bytes = proof.proof) -> bool:
-        return bool(chain.call(adapter.functions.verifyRound(TAG, hashes, scores, flags, proof_bytes)))
+        return bool(chain.call(adapter.functions.verifyRound(TAG, hashes, scores, flags, NO_REFERENCE, proof_bytes)))
 
     assert verifies(proof.scores, proof.flags)
     assert not verifies([proof.scores[0] + 1, *proof.scores[1:]], proof.flags)
@@ -201,4 +202,5 @@ def test_a_real_proof_verifies_through_the_split_verifier_and_a_wrong_helper_is_
             check_round_verifier(chain, relayed.address, zk_keys)
     reusable = deploy_round_verifier(chain, zk_keys, halo2, specific=False)
     assert check_round_verifier(chain, reusable.address, zk_keys) is None
-    assert bool(chain.call(reusable.functions.verifyRound(TAG, hashes, proof.scores, proof.flags, proof.proof)))
+    call = reusable.functions.verifyRound(TAG, hashes, proof.scores, proof.flags, NO_REFERENCE, proof.proof)
+    assert bool(chain.call(call))

@@ -7,9 +7,10 @@ pragma solidity ^0.8.24;
  * from the commitments the trainers submitted on chain.
  *
  * `TrainingMarket` calls this from `finalizeRound` with the round's tag, the commitments, the
- * scores and flags the aggregator wants to record, and the proof bytes, the per-trainer values in
- * arrival order (see {verifyRound}). An implementation binds all four to the proof's public inputs
- * (for ezkl: the tag's chunks, the per-trainer Poseidon hashes and the circuit's public outputs)
+ * scores and flags the aggregator wants to record, the owner's reference commitment and the proof
+ * bytes, the per-trainer values in arrival order (see {verifyRound}). An implementation binds all five
+ * to the proof's public inputs (for ezkl: the tag's chunks, the per-trainer Poseidon hashes, the
+ * reference's hash and the circuit's public outputs)
  * and returns true only if the proof verifies against exactly these values.
  *
  * The tag names the round: `keccak256(abi.encode(block.chainid, market, projectId, round))`
@@ -32,17 +33,22 @@ interface IRoundVerifier {
     /// submitted, in the order their submissions were accepted, then the others (commitment 0)
     /// @param scores the contribution score of each trainer (same order), in fixed point
     /// @param flags true for each trainer flagged as an outlier (same order)
+    /// @param refCommitment the commitment of the owner's reference row the scores were computed with
+    /// (`TrainingMarket.revealReference`; docs/design/robust-reference.md), 0 for none: the rule without a
+    /// reference (for ezkl: the all-zero row's hash)
     /// @param proof the proof bytes
-    /// @return ok true when the proof verifies for exactly these public values and this tag
+    /// @return ok true when the proof verifies for exactly these public values, this reference and this tag
     ///
     /// WARNING: an implementation that ignores `roundTag` (or binds less of it than it can
     /// defend) lets a proof be replayed in another project whose commitments are the same: the
-    /// market relies on the verifier for this, it keeps no set of used proofs.
+    /// market relies on the verifier for this, it keeps no set of used proofs. One that ignores
+    /// `refCommitment` lets the aggregator drop or replace the owner's reference.
     function verifyRound(
         bytes32 roundTag,
         bytes32[] calldata commitments,
         uint256[] calldata scores,
         bool[] calldata flags,
+        bytes32 refCommitment,
         bytes calldata proof
     ) external view returns (bool ok);
 

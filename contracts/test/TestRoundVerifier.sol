@@ -6,9 +6,9 @@ import {IRoundVerifier} from "../interfaces/IRoundVerifier.sol";
 /**
  * @title TestRoundVerifier
  * @notice FOR LOCAL TESTS ONLY. Accepts a "proof" that is the keccak256 of the round tag and the
- * public values, `keccak256(abi.encode(roundTag, commitments, scores, flags))`, so tests can exercise
- * tampered results and proofs of other rounds without a zk prover: like a real proof, it is valid
- * for one round of one project only. It proves nothing about how the scores were computed. Its
+ * public values, `keccak256(abi.encode(roundTag, commitments, scores, flags, refCommitment))`, so tests can
+ * exercise tampered results, dropped or forged references and proofs of other rounds without a zk
+ * prover: like a real proof, it is valid for one round of one project, with one reference, only. It proves nothing about how the scores were computed. Its
  * {proofSystem} is "test-hash" (made by `marketplace.round.prove.HashProver`).
  * @dev Refuses to deploy on any chain but the local development chain id 31337, so it cannot be
  * approved on a public network by mistake.
@@ -65,10 +65,11 @@ contract TestRoundVerifier is IRoundVerifier {
         bytes32[] calldata commitments,
         uint256[] calldata scores,
         bool[] calldata flags,
+        bytes32 refCommitment,
         bytes calldata proof
     ) external pure returns (bool) {
         if (proof.length != 32) return false;
-        return bytes32(proof) == keccak256(abi.encode(roundTag, commitments, scores, flags));
+        return bytes32(proof) == keccak256(abi.encode(roundTag, commitments, scores, flags, refCommitment));
     }
 
     /// @inheritdoc IRoundVerifier

@@ -23,8 +23,9 @@ import {IHalo2Verifier} from "../interfaces/IHalo2Verifier.sol";
  * where `h_i` is trainer i's on-chain commitment (the Poseidon hash of its committed vector),
  * or the hash of the all-zero vector for a trainer that did not submit and for padding rows,
  * `h_ref` the commitment of the owner's reference row (the circuit's rule with a reference,
- * `marketplace.rule.gram.gram_rule_ref_int`): the market records no reference yet, so it is the
- * all-zero row's hash, with which the rule is the rule without a reference, bit for bit;
+ * `marketplace.rule.gram.gram_rule_ref_int`; `TrainingMarket.revealReference`), the `refCommitment` the
+ * market hands over, or the all-zero row's hash when it hands 0 (no reference revealed), with which
+ * the rule is the rule without a reference, bit for bit (a reference not below the field modulus is refused);
  * flags are 0/1, scores are fixed-point integers, `t_j` is the j-th 16-bit chunk of the round
  * tag's first 128 bits (big-endian) and `h_tag` the Poseidon hash of the circuit's tag input,
  * and asks the ezkl verifier.
@@ -172,9 +173,10 @@ contract EzklRoundVerifier is IRoundVerifier {
         bytes32[] calldata commitments,
         uint256[] calldata scores,
         bool[] calldata flags,
+        bytes32 refCommitment,
         bytes calldata proof
     ) external view returns (bool) {
-        (bool valid, uint256[] memory instances) = _instances(commitments, scores, flags);
+        (bool valid, uint256[] memory instances) = _instances(commitments, scores, flags, refCommitment);
         if (!valid) return false;
         _putTagChunks(instances, roundTag);
         return _verifyProof(proof, instances);
@@ -247,19 +249,21 @@ contract EzklRoundVerifier is IRoundVerifier {
         return _loadVka(_rowVkaPointer, _rowVkaLength);
     }
 
-    /// @dev The instances from the trainers' values (hashes, flags, scores; the tag's are filled in
-    /// by {_putTagChunks} and {_verifyProof});
+    /// @dev The instances from the trainers' values (hashes, flags, scores) and the reference's hash (0: the
+    /// all-zero row's); the tag's are filled in by {_putTagChunks} and {_verifyProof});
     /// `ok` is false if the values cannot be a round of this circuit.
-    function _instances(bytes32[] calldata commitments, uint256[] calldata scores, bool[] calldata flags)
-        private
-        view
-        returns (bool ok, uint256[] memory instances)
-    {
+    function _instances(
+        bytes32[] calldata commitments,
+        uint256[] calldata scores,
+        bool[] calldata flags,
+        bytes32 refCommitment
+    ) private view returns (bool ok, uint256[] memory instances) {
         uint256 n = commitments.length;
         uint256 size = circuitSize;
-        if (n > size || scores.length != n || flags.length != n) return (false, instances);
+        uint256 ref = uint256(refCommitment);
+        if (n > size || scores.length != n || flags.length != n || ref >= FIELD_MODULUS) return (false, instances);
         instances = new uint256[](3 * size + 2 + TAG_CHUNKS);
-        instances[size] = zeroRowHash; // h_ref: no reference row (see the contract's notice)
+        instances[size] = ref == 0 ? zeroRowHash : ref; // h_ref: the owner's reference row, or none
         for (uint256 i = 0; i < size; ++i) {
             uint256 h = i < n ? uint256(commitments[i]) : 0;
             if (i < n) {

@@ -49,6 +49,8 @@ class ProofDocument(BaseModel):
     published: dict[str, str] = Field(default_factory=dict, max_length=1024)
     """Trainer address -> why its update was rejected, for trainers that then published their committed row
     on chain (a dispute): scored and paid on that row, their update left out of the model."""
+    reference: str | None = Field(default=None, max_length=66)
+    """The owner's revealed reference commitment the round was scored and proven with (None: no reference)."""
     proof: str = Field(max_length=2 * MAX_PROOF_DOCUMENT_BYTES)
     model_cid: str = Field(max_length=128)
     accuracy: float | None = None
@@ -61,6 +63,13 @@ class ProofDocument(BaseModel):
         for c in value:
             if not _BYTES32.match(c):
                 raise ValueError(f"commitment {c[:80]!r} is not a 0x-prefixed bytes32")
+        return value
+
+    @field_validator("reference")
+    @classmethod
+    def _check_reference(cls, value: str | None) -> str | None:
+        if value is not None and not _BYTES32.match(value):
+            raise ValueError(f"reference {value[:80]!r} is not a 0x-prefixed bytes32")
         return value
 
     @field_validator("scores")

@@ -80,6 +80,13 @@ def seal(commitment: bytes, cid: str, trainer: str, where: RoundAddress, salt: b
     return keccak(encoded)
 
 
+def reference_seal(commitment: bytes, owner: str, where: RoundAddress, salt: bytes) -> bytes:
+    """The seal of the project owner's reference row (``TrainingMarket.commitReference``): :func:`seal` with an
+    empty CID (the row itself is revealed in calldata) and the owner in the trainer's place. No trainer's seal can
+    be one: a trainer is never the owner, and its CID is never empty."""
+    return seal(commitment, "", owner, where, salt)
+
+
 def _secret(account: LocalAccount, text: str) -> bytes:
     return keccak(account.sign_message(encode_defunct(text=text)).signature)
 
@@ -87,6 +94,11 @@ def _secret(account: LocalAccount, text: str) -> bytes:
 def derive_salt(account: LocalAccount, where: RoundAddress, commitment: bytes) -> bytes:
     """This trainer's secret salt for ``commitment`` in this round (the same every time it is asked)."""
     return _secret(account, where.message("reveal salt", commitment))
+
+
+def derive_reference_salt(account: LocalAccount, where: RoundAddress, commitment: bytes) -> bytes:
+    """The project owner's secret salt for its reference ``commitment`` in this round (the same every time)."""
+    return _secret(account, where.message("reference salt", commitment))
 
 
 def _keystream(key: bytes, length: int) -> bytes:

@@ -24,6 +24,12 @@ each checked off chain against its trainer's seal) and reveals them in one ``rev
 (:meth:`AggregatorNode.reveal_openings`). A trainer whose opening is missing or bad is left out, and reveals
 itself by half the reveal period; a batch never fails a round.
 
+The project owner's reference row (docs/design/robust-reference.md), when the owner revealed one in the round
+(``revealReference``), is read from its event and checked against the commitment the market recorded
+(:func:`~marketplace.round.reference.revealed_reference`); the round is scored with the reference-aware rule and
+proven with the row (the market hands the verifier its commitment). A round waits for a committed reference until
+the reveal deadline, as the market does.
+
 Restartable: everything is derived from the chain and IPFS, and the computation is
 deterministic, so after a crash the same round is recomputed to the same CIDs and proof; a
 round that was already finalized is recognized from the chain and not posted twice.
@@ -46,7 +52,7 @@ from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import available_models, param_spec, tensors_to_vector, vector_to_state
 from marketplace.fl.train import evaluate
-from marketplace.protocol.commitment import InvalidPublishedRow
+from marketplace.protocol.commitment import InvalidPublishedRow, commitment_bytes
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.envelope import UpdateKey, UpdateOrigin, is_envelope, update_key
 from marketplace.protocol.ordering import verifier_inputs
@@ -61,6 +67,7 @@ from marketplace.round.collect import (
 from marketplace.round.commit_inbox import CommitInbox
 from marketplace.round.openings import find_openings, opening_store
 from marketplace.round.prove import ProverSelectionError, RoundProver, prover_for, round_tag
+from marketplace.round.reference import ReferenceMismatch, revealed_reference
 from marketplace.round.score import new_model, score_round
 
 
@@ -232,6 +239,9 @@ class AggregatorNode:
         deadlines = self.market.round_deadlines(project.project_id)
         now = self._now()
         reveals_done = now >= deadlines.reveal_opens and project.submissions == project.commits
+        if reveals_done:  # the market waits for the owner's committed reference too (until the reveal deadline)
+            reference = self.market.reference_of(project.project_id, project.current_round)
+            reveals_done = reference.revealed or not reference.committed
         return (reveals_done or now > deadlines.reveal) and now <= deadlines.aggregation
 
     def commit_signed(self, project_id: int) -> CommitsBatched | None:
@@ -340,7 +350,8 @@ class AggregatorNode:
         self._collected.pop((pid, round_), None)
 
         t1 = time.perf_counter()
-        scored = score_round(inputs)
+        reference = revealed_reference(self.market, pid, round_, inputs.sketch_width)  # None: the owner revealed none
+        scored = score_round(inputs, reference=reference)
         flags, chain_scores = scored.flags, scored.chain_scores
         new_vec = new_model(global_vec, scored)
         timings["score"] = time.perf_counter() - t1
@@ -363,7 +374,7 @@ class AggregatorNode:
             inputs.commitments, chain_scores, flags, scored.rejected, order
         )
         tag = round_tag(self.market, pid, round_)  # the proof is valid for this round of this project only
-        proof = prover.prove(commitments, scored.rows[order], scores, proven_flags, tag=tag)
+        proof = prover.prove(commitments, scored.rows[order], scores, proven_flags, tag=tag, reference=reference)
         timings["prove"] = time.perf_counter() - t3
         document = ProofDocument(
             project=pid,
@@ -374,6 +385,7 @@ class AggregatorNode:
             flags=flags,
             rejected=dict(inputs.rejected),
             published=dict(inputs.published),
+            reference=None if reference is None else "0x" + commitment_bytes(reference).hex(),
             proof="0x" + proof.hex(),
             model_cid=model_cid,
             accuracy=accuracy,  # of the new model on the aggregator's held-out data (not proven)
@@ -469,7 +481,7 @@ class AggregatorNode:
           are not the CID's (:class:`IpfsError`, :class:`CidMismatch`), the prover failing (ezkl errors and
           panics: :class:`ProvingFailed`), or a row published on chain that no proof can contain (the project's
           verifier accepted a row proof that proves nothing: :class:`InvalidPublishedRow`,
-          :class:`PublishedRowMismatch`);
+          :class:`PublishedRowMismatch`, :class:`ReferenceMismatch` for the owner's reference row);
         Each error reported carries a note naming its project (``exc.__notes__``).
 
         - final for that project, reported once and the project skipped from then on (it no longer keeps
@@ -518,6 +530,7 @@ class AggregatorNode:
                     ProvingFailed,
                     InvalidPublishedRow,
                     PublishedRowMismatch,
+                    ReferenceMismatch,
                 ) as exc:
                     exc.add_note(f"project {pid}")
                     if on_error is not None:

@@ -41,6 +41,7 @@ from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.envelope import OVERHEAD, EnvelopeError, check_form, is_envelope
 from marketplace.roles.verify import ProofUnavailable, Verification, verify_round
 from marketplace.round.collect import UpdateOpener, collect_round, node_answers
+from marketplace.round.reference import revealed_reference
 from marketplace.round.score import ScoredRound, new_model, score_round
 
 #: What nobody without the project's secret update key can check in a round of an encrypted project.
@@ -118,7 +119,8 @@ def audit_round(
     project ``open_update`` opens the updates (with the project's secret update key)."""
     project = market.get_project(project_id)
     inputs = collect_round(market, store, project_id, round_, project.model_name, open_update)
-    scored = score_round(inputs)
+    reference = revealed_reference(market, project_id, round_, inputs.sketch_width)  # the owner's, if revealed
+    scored = score_round(inputs, reference=reference)
     recorded = next((r for r in market.finalized_rounds(project_id) if r.round == round_), None)
     n = len(inputs.trainers)
     rejected = set(market.rejected_trainers(project_id, round_)) if recorded else set()

@@ -23,7 +23,7 @@ from marketplace.adapters.chain.market import FinalizedRound, MarketClient, roun
 from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.protocol.proof_document import MAX_PROOF_DOCUMENT_BYTES, InvalidProofDocument, ProofDocument
-from marketplace.round.prove import recorded_verifier_inputs
+from marketplace.round.prove import NO_REFERENCE, recorded_verifier_inputs
 
 
 class ProofUnavailable(Exception):
@@ -50,11 +50,13 @@ def check_proof(
     commitments: list[bytes],
     scores: list[int],
     flags: list[bool],
+    reference: bytes,
     proof: bytes,
 ) -> tuple[bool, int | None, str | None]:
-    """(valid, gas, error) of ``verifyRound`` on ``verifier`` for the round ``tag`` and these values
-    (in ``verifyRound``'s order, as :func:`recorded_verifier_inputs` gives them), by eth_call."""
-    call = round_verifier(chain, verifier).functions.verifyRound(tag, commitments, scores, flags, proof)
+    """(valid, gas, error) of ``verifyRound`` on ``verifier`` for the round ``tag``, these values and the owner's
+    ``reference`` commitment (32 zero bytes: none) (in ``verifyRound``'s order, as :func:`recorded_verifier_inputs`
+    gives them), by eth_call."""
+    call = round_verifier(chain, verifier).functions.verifyRound(tag, commitments, scores, flags, reference, proof)
     try:
         valid = bool(chain.call(call))
         gas = gas_to_succeed(chain, call) if valid else None
@@ -114,8 +116,12 @@ def verify_round(market: MarketClient, project_id: int, round_: int, store: Mode
             doc = ProofDocument.parse(store.get_bytes(finalized.proof_cid, max_bytes=MAX_PROOF_DOCUMENT_BYTES))
             proof = doc.proof_bytes
             source = f"ipfs://{finalized.proof_cid}"
+            reference = market.reference_of(project_id, round_).commitment
             agrees = (
-                doc.commitment_bytes == commitments and doc.scores == finalized.scores and doc.flags == finalized.flags
+                doc.commitment_bytes == commitments
+                and doc.scores == finalized.scores
+                and doc.flags == finalized.flags
+                and (doc.reference or "0x" + NO_REFERENCE.hex()) == "0x" + reference.hex()
             )
         except (StorageError, InvalidProofDocument):
             proof = None

@@ -36,17 +36,25 @@ if TYPE_CHECKING:  # ezkl and torch are imported only when a proof is made
     from marketplace.adapters.ezkl.keys import RowKeys
 
 
-def local_hash_proof(tag: bytes, commitments: list[bytes], scores: list[int], flags: list[bool]) -> bytes:
-    """The "proof" the local-only ``TestRoundVerifier`` accepts: the keccak256 of the round ``tag``
-    and the public values (in arrival order, as :func:`recorded_verifier_inputs` gives them).
+#: The reference commitment ``finalizeRound`` hands the verifier when the owner revealed none.
+NO_REFERENCE = b"\0" * 32
+
+
+def local_hash_proof(
+    tag: bytes, commitments: list[bytes], scores: list[int], flags: list[bool], reference: bytes = NO_REFERENCE
+) -> bytes:
+    """The "proof" the local-only ``TestRoundVerifier`` accepts: the keccak256 of the round ``tag``,
+    the public values (in arrival order, as :func:`recorded_verifier_inputs` gives them) and the owner's
+    ``reference`` commitment (:data:`NO_REFERENCE` for none).
 
     It proves nothing about how scores were computed; it exists so that local runs and tests
-    exercise the finalize path (tampered values are still rejected). The tag (:func:`round_tag`)
-    makes it valid for one round of one project only, as a real proof is.
+    exercise the finalize path (tampered values, a dropped or forged reference are still rejected). The
+    tag (:func:`round_tag`) makes it valid for one round of one project only, as a real proof is.
     """
-    if len(tag) != 32:
-        raise ValueError(f"a round tag is 32 bytes, got {len(tag)}")
-    return keccak(abi_encode(["bytes32", "bytes32[]", "uint256[]", "bool[]"], [tag, commitments, scores, flags]))
+    if len(tag) != 32 or len(reference) != 32:
+        raise ValueError(f"a round tag and a reference are 32 bytes each, got {len(tag)} and {len(reference)}")
+    types = ["bytes32", "bytes32[]", "uint256[]", "bool[]", "bytes32"]
+    return keccak(abi_encode(types, [tag, commitments, scores, flags, reference]))
 
 
 def local_row_proof(row: np.ndarray) -> bytes:
@@ -69,23 +77,26 @@ def round_tag(market: MarketClient, project_id: int, round_: int) -> bytes:
 
 class VerifierInputs(NamedTuple):
     """What ``finalizeRound`` hands the verifier, in ``IRoundVerifier.verifyRound``'s argument order
-    (all but the proof): the round tag, then commitments, scores and flags in arrival order."""
+    (all but the proof): the round tag, then commitments, scores and flags in arrival order, then the
+    owner's revealed reference commitment (:data:`NO_REFERENCE` for none)."""
 
     tag: bytes
     commitments: list[bytes]
     scores: list[int]
     flags: list[bool]
+    reference: bytes = NO_REFERENCE
 
 
 def recorded_verifier_inputs(
     market: MarketClient, project_id: int, round_: int, scores: list[int], flags: list[bool], rejected: list[bool]
 ) -> VerifierInputs:
     """The public values ``finalizeRound`` hands the verifier for these trainer-order ``scores``,
-    ``flags`` and ``rejected`` marks, the round's on-chain commitments and arrival order, and the
-    round's tag."""
+    ``flags`` and ``rejected`` marks, the round's on-chain commitments and arrival order, the
+    round's tag, and the reference commitment the owner revealed in the round (``referenceOf``)."""
     commitments = market.round_commitments(project_id, round_)
     ordered = verifier_inputs(commitments, scores, flags, rejected, market.arrival_order(project_id, round_))
-    return VerifierInputs(round_tag(market, project_id, round_), *ordered)
+    reference = market.reference_of(project_id, round_).commitment
+    return VerifierInputs(round_tag(market, project_id, round_), *ordered, reference)
 
 
 class RoundProver(Protocol):
@@ -153,19 +164,13 @@ class HashProver:
         tag: bytes,
         reference: np.ndarray | None = None,
     ) -> bytes:
-        """:func:`local_hash_proof`. Raises :class:`ReferenceUnsupported` for a ``reference`` other than
-        None or the zero row: the test verifier's hash does not cover one."""
-        if reference is not None and np.any(np.asarray(reference) != 0):
-            raise ReferenceUnsupported("the local test verifier takes no reference row")
-        return local_hash_proof(tag, commitments, scores, flags)
+        """:func:`local_hash_proof` with ``reference``'s commitment (:data:`NO_REFERENCE` for None)."""
+        committed = NO_REFERENCE if reference is None else commitment_bytes(np.asarray(reference))
+        return local_hash_proof(tag, commitments, scores, flags, committed)
 
     def prove_row(self, row: np.ndarray) -> bytes:
         """:func:`local_row_proof` (proves nothing)."""
         return local_row_proof(row)
-
-
-class ReferenceUnsupported(ValueError):
-    """A reference row was given to a prover whose verifier cannot check one."""
 
 
 class ProofMismatch(RuntimeError):

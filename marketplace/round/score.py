@@ -27,16 +27,18 @@ class ScoredRound:
     rows: np.ndarray  # N x (K + 2), the rows scored: the ones to prove (zero rows if not valid)
 
 
-def score_round(inputs: RoundInputs, cfg: GramConfig | None = None) -> ScoredRound:
+def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: np.ndarray | None = None) -> ScoredRound:
     """The paying computation: the Gram rule's exact integer flags and scores on the committed
     rows, slots in arrival order (the circuit's computation), rejected submitters flagged, and
     the mean of the paid trainers' full updates (inliers with a positive score; a trainer paid for a
     row it published on chain has no update in the mean). The rows scored are the rows to prove
-    (``rows``: sanitised once, here), so what is proven is what is paid."""
+    (``rows``: sanitised once, here), so what is proven is what is paid. ``reference``: the owner's
+    revealed reference row (K + 2 grid values; :func:`marketplace.round.reference.revealed_reference`), scored
+    with the reference-aware rule (``gram_rule_ref_int``); None: the rule without a reference."""
     scorer = GramScorer(inputs.sketch_width, inputs.seed, cfg, arrival=inputs.arrival_order,
                         weighting="equal")  # fmt: skip
     rows, _ = sanitize_rows(inputs.rows)
-    res = scorer.evaluate(rows, inputs.valid)
+    res = scorer.evaluate(rows, inputs.valid, reference)
     rejected = inputs.rejected_mask
     flags = [bool(f) or r for f, r in zip(res.flags & inputs.valid, rejected, strict=True)]
     chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)

@@ -327,8 +327,8 @@ class VerifyResult(BaseModel):
 class RoundProof(BaseModel):
     """The public values and proof of a round, to verify it yourself (e.g. from the browser).
 
-    ``round_tag``, ``commitments``, ``scores`` and ``flags`` are exactly what ``finalizeRound`` passed
-    the verifier (``verifyRound``'s arguments before the proof; per-trainer values in arrival order);
+    ``round_tag``, ``commitments``, ``scores``, ``flags`` and ``reference`` are exactly what ``finalizeRound``
+    passed the verifier (``verifyRound``'s arguments before the proof; per-trainer values in arrival order);
     ``arrival_order[k]`` is the trainer index of position ``k``."""
 
     project_id: int
@@ -341,6 +341,10 @@ class RoundProof(BaseModel):
     commitments: list[str]
     scores: list[str]
     flags: list[bool]
+    reference: str = Field(
+        description="the owner's revealed reference commitment (docs/design/robust-reference.md), 32 zero bytes "
+        "for none: the rule without a reference"
+    )
     proof: str
     proof_source: str
     arrival_order: list[int] = []

@@ -173,11 +173,16 @@ def adapters(chain: ChainClient, keys: Any, saved: dict[str, Any], split_verifie
     result = {}
     for name, adapter in (("reusable", today), ("split", new)):
         call = adapter.functions.verifyRound(
-            tag, [h.to_bytes(32, "big") for h in saved["hashes"]], saved["scores"], saved["flags"], proof
+            tag,
+            [h.to_bytes(32, "big") for h in saved["hashes"]],
+            saved["scores"],
+            saved["flags"],
+            b"\0" * 32,
+            proof,
         )
         bad = adapter.functions.verifyRound(
             tag, [h.to_bytes(32, "big") for h in saved["hashes"]], saved["scores"], [not f for f in saved["flags"]],
-            proof,
+            b"\0" * 32, proof,
         )  # fmt: skip
         result[name] = {
             "accepts": bool(chain.call(call)),

@@ -109,7 +109,12 @@ def trace(n: int, k: int, cache: Path) -> dict[str, Any]:
         halo2 = deploy_halo2_verifier(chain, keys)
         adapter = deploy_round_verifier(chain, keys, halo2.address)
         call = adapter.functions.verifyRound(
-            bytes.fromhex(p["tag"]), [h.to_bytes(32, "big") for h in p["hashes"]], p["scores"], p["flags"], proof
+            bytes.fromhex(p["tag"]),
+            [h.to_bytes(32, "big") for h in p["hashes"]],
+            p["scores"],
+            p["flags"],
+            b"\0" * 32,
+            proof,
         )
         assert chain.call(call), "the proof does not verify"
         receipt = chain.transact(call, gas=5_000_000)

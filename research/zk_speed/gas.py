@@ -56,7 +56,12 @@ def measure(variant: str, n: int, k: int, cols: int, srs: Path | None) -> dict[s
             halo2 = deploy_halo2_verifier(chain, keys)
             adapter = deploy_round_verifier(chain, keys, halo2.address)
             call = adapter.functions.verifyRound(
-                tag, [h.to_bytes(32, "big") for h in proof.hashes], proof.scores, proof.flags, proof.proof
+                tag,
+                [h.to_bytes(32, "big") for h in proof.hashes],
+                proof.scores,
+                proof.flags,
+                b"\0" * 32,
+                proof.proof,
             )
             valid = bool(chain.call(call))
             gas = gas_to_succeed(chain, call)

@@ -7,7 +7,7 @@ import {IReliabilityRegistry} from "../../contracts/interfaces/IReliabilityRegis
 /**
  * @title TrainingMarketWithViews
  * @notice Test reference only (tests/test_market_lens.py): the market with the composite views it had before they
- * moved into {MarketLens}, copied verbatim. The test drives this market through a project's states and checks that
+ * moved into {MarketLens}, copied verbatim (and the owner's reference record read directly). The test drives this market through a project's states and checks that
  * the lens, reading its raw storage, answers exactly what these views answer. Over 24 KB: local chains only, with
  * the code size limit disabled.
  */
@@ -109,5 +109,65 @@ contract TrainingMarketWithViews is TrainingMarket {
     {
         AggregatorRecord storage r = _aggregatorRecords[aggregator];
         return (r.rounds, r.rejections, r.disputesLost, r.upheld);
+    }
+
+    /// @notice Number of projects created; ids run from 1 to this.
+    function projectCount() external view returns (uint256) {
+        return _projectCount;
+    }
+
+    /// @notice The project's trainers in join order (the order of scores and flags).
+    function trainersOf(uint256 projectId) external view returns (address[] memory) {
+        _project(projectId);
+        return _trainerList[projectId];
+    }
+
+    /// @notice What `account` could withdraw now (0 while the project runs).
+    function withdrawable(uint256 projectId, address account) external view returns (uint256) {
+        Project storage p = _project(projectId);
+        if (p.status != Status.Finished && p.status != Status.Cancelled) return 0;
+        return _owed(projectId, p, account);
+    }
+
+    /// @notice What a trainer must have earned in independent projects to join `projectId` (0 without a bar).
+    function requiredTrackRecord(uint256 projectId) external view returns (uint256) {
+        Project storage p = _project(projectId);
+        return p.minReliabilityBps == 0 ? 0 : _requiredTrackRecord(p);
+    }
+
+    /// @notice Public seed of the project's update sketches (a fixed random projection).
+    function sketchSeed(uint256 projectId) external view returns (uint256) {
+        _project(projectId);
+        return uint256(keccak256(abi.encode(block.chainid, address(this), projectId)));
+    }
+
+    /// @notice Whether `verifier` may be used by new projects.
+    function isVerifierApproved(address verifier) external view returns (bool) {
+        return _approvedVerifiers[verifier];
+    }
+
+    /// @notice The tag of `round` of `projectId` that {finalizeRound} hands the verifier.
+    function roundTag(uint256 projectId, uint256 round) external view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), projectId, round));
+    }
+
+    /// @notice The seal of a submission.
+    function sealOf(
+        bytes32 commitment,
+        string calldata cid,
+        address trainer,
+        uint256 projectId,
+        uint256 round,
+        bytes32 salt
+    ) external view returns (bytes32) {
+        return keccak256(
+            abi.encode(commitment, keccak256(bytes(cid)), trainer, block.chainid, address(this), projectId, round, salt)
+        );
+    }
+
+    /// @notice The owner's reference row of `round`: its seal and revealed commitment (0 for none).
+    function referenceOf(uint256 projectId, uint256 round) external view returns (bytes32 seal, bytes32 commitment) {
+        Submission storage ref = _references[projectId][round];
+        return (ref.seal, ref.commitment);
     }
 }

@@ -293,6 +293,35 @@ class DisputedRow:
 
 
 @dataclass(frozen=True)
+class ReferenceRecord:
+    """The owner's reference row of one round as the market keeps it (``MarketLens.referenceOf``): the seal it
+    committed and the row commitment it revealed (32 zero bytes for none)."""
+
+    seal: bytes
+    commitment: bytes
+
+    @property
+    def committed(self) -> bool:
+        return self.seal != EMPTY_COMMITMENT
+
+    @property
+    def revealed(self) -> bool:
+        return self.commitment != EMPTY_COMMITMENT
+
+
+@dataclass(frozen=True)
+class RevealedReference:
+    """One ``ReferenceRevealed`` event: the owner's reference row of a round, integers at scale 2^13 (untrusted:
+    parse with :func:`marketplace.protocol.commitment.row_from_ints` and check against the recorded commitment)."""
+
+    project_id: int
+    round: int
+    commitment: bytes
+    row: tuple[int, ...]
+    block_number: int
+
+
+@dataclass(frozen=True)
 class AggregatorRecord:
     """An aggregator's track record over every project of the market (``aggregatorRecord``)."""
 
@@ -552,6 +581,25 @@ class MarketClient:
         """Publishes this trainer's committed ``row`` (integers at scale 2^13) with its row ``proof``."""
         return self.chain.transact(self.market.functions.disputeRejection(project_id, round_, list(row), proof))
 
+    def commit_reference(self, project_id: int, round_: int, seal: bytes) -> Any:
+        """Commits the seal of the owner's reference row for ``round_`` (``TrainingMarket.commitReference``: the
+        project's owner only, once per round, in its commit phase). The seal is
+        :func:`marketplace.protocol.seal.seal` with an empty CID and the owner as trainer."""
+        if len(seal) != 32:
+            raise ValueError(f"a seal is 32 bytes, got {len(seal)}")
+        return self.chain.transact(self.market.functions.commitReference(project_id, round_, seal))
+
+    def reveal_reference(
+        self, project_id: int, round_: int, commitment: bytes, salt: bytes, row: Sequence[int], proof: bytes
+    ) -> Any:
+        """Reveals the owner's reference row of ``round_`` (``TrainingMarket.revealReference``, in the reveal phase):
+        its 32-byte ``commitment`` and the seal's ``salt``, the row's integers at scale 2^13
+        (:func:`marketplace.protocol.commitment.published_row`) and the verifier's row ``proof`` for them."""
+        if len(commitment) != 32 or len(salt) != 32:
+            raise ValueError("a commitment and a salt are 32 bytes each")
+        fn = self.market.functions.revealReference(project_id, round_, commitment, salt, [int(v) for v in row], proof)
+        return self.chain.transact(fn)
+
     def finalize_round(self, project_id: int, round_: int, result: Finalization) -> Any:
         return self.chain.transact(self.market.functions.finalizeRound(project_id, round_, result.as_abi_tuple()))
 
@@ -567,7 +615,7 @@ class MarketClient:
     # -------------------------------------------------------------- views
 
     def project_count(self) -> int:
-        return int(self.chain.call(self.market.functions.projectCount()))
+        return int(self.chain.call(self.lens.functions.projectCount()))
 
     def get_project(self, project_id: int) -> Project:
         v = self.chain.call(self.lens.functions.getProject(project_id))
@@ -583,7 +631,7 @@ class MarketClient:
         )
 
     def trainers(self, project_id: int) -> list[str]:
-        return list(self.chain.call(self.market.functions.trainersOf(project_id)))
+        return list(self.chain.call(self.lens.functions.trainersOf(project_id)))
 
     def trainer_info(self, project_id: int, trainer: str) -> TrainerInfo:
         member, index, stake_left, earned, withdrawn = self.chain.call(
@@ -610,8 +658,13 @@ class MarketClient:
         revealed = {s.trainer: s.commitment for s in self.submissions(project_id, round_)}
         return [revealed.get(t, EMPTY_COMMITMENT) for t in trainers]
 
+    def reference_of(self, project_id: int, round_: int) -> ReferenceRecord:
+        """The owner's reference row of ``round_`` as the market records it: seal and revealed commitment."""
+        seal_, commitment = self.chain.call(self.lens.functions.referenceOf(project_id, round_))
+        return ReferenceRecord(bytes(seal_), bytes(commitment))
+
     def withdrawable(self, project_id: int, account: str) -> int:
-        return int(self.chain.call(self.market.functions.withdrawable(project_id, to_checksum_address(account))))
+        return int(self.chain.call(self.lens.functions.withdrawable(project_id, to_checksum_address(account))))
 
     def committed_seal(self, project_id: int, round_: int, trainer: str) -> bytes:
         """The seal ``trainer`` committed for ``round_`` (32 zero bytes if none). The market keeps each trainer's
@@ -631,7 +684,7 @@ class MarketClient:
         return RoundAddress(self.chain.chain_id, self.market.address, project_id, round_)
 
     def sketch_seed(self, project_id: int) -> int:
-        return int(self.chain.call(self.market.functions.sketchSeed(project_id)))
+        return int(self.chain.call(self.lens.functions.sketchSeed(project_id)))
 
     def verifier(self, project_id: int) -> Contract:
         """The project's round verifier, seen through the ``IRoundVerifier`` interface."""
@@ -701,7 +754,7 @@ class MarketClient:
 
     def required_track_record(self, project_id: int) -> int:
         """Wei a trainer must have earned in independent projects to join ``project_id`` (0: no bar)."""
-        return int(self.chain.call(self.market.functions.requiredTrackRecord(project_id)))
+        return int(self.chain.call(self.lens.functions.requiredTrackRecord(project_id)))
 
     def record(self, trainer: str) -> tuple[int, int, int]:
         """(contributed, flagged, missed) rounds of ``trainer`` across all projects."""
@@ -831,6 +884,26 @@ class MarketClient:
                 int(e["args"]["projectId"]),
                 int(e["args"]["round"]),
                 e["args"]["trainer"],
+                tuple(int(v) for v in e["args"]["row"]),
+                int(e["block_number"]),
+            )
+            for e in logs
+        ]
+
+    def revealed_references(
+        self, project_id: int, round_: int | None = None, from_block: int | None = None
+    ) -> list[RevealedReference]:
+        """``ReferenceRevealed`` events of a project (one round, or all), oldest first."""
+        argument_filters: dict[str, Any] = {"projectId": project_id}
+        if round_ is not None:
+            argument_filters["round"] = round_
+        since = self._since(project_id, from_block)
+        logs = self.chain.get_logs(self.market, "ReferenceRevealed", since, argument_filters=argument_filters)
+        return [
+            RevealedReference(
+                int(e["args"]["projectId"]),
+                int(e["args"]["round"]),
+                bytes(e["args"]["commitment"]),
                 tuple(int(v) for v in e["args"]["row"]),
                 int(e["block_number"]),
             )

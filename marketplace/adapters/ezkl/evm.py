@@ -255,8 +255,8 @@ def deploy_zk_verifier(
 
 
 def is_approved(market: MarketClient, verifier: str) -> bool:
-    """Whether the market approves ``verifier`` for new projects (``isVerifierApproved``)."""
-    return bool(market.chain.call(market.market.functions.isVerifierApproved(to_checksum_address(verifier))))
+    """Whether the market approves ``verifier`` for new projects (``MarketLens.isVerifierApproved``)."""
+    return bool(market.chain.call(market.lens.functions.isVerifierApproved(to_checksum_address(verifier))))
 
 
 def recorded_twin(

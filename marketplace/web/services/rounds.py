@@ -50,7 +50,7 @@ class RoundService:
             project_id=project_id, round=round_, verifier=self.projects.project(project_id).verifier,
             round_tag="0x" + values.tag.hex(), commitments=["0x" + c.hex() for c in values.commitments],
             scores=[str(s) for s in values.scores],
-            flags=values.flags, proof="0x" + proof.hex(), proof_source=source,
+            flags=values.flags, reference="0x" + values.reference.hex(), proof="0x" + proof.hex(), proof_source=source,
             arrival_order=self.context.market.arrival_order(project_id, round_),
         )  # fmt: skip
 
@@ -87,8 +87,8 @@ class RoundService:
 
     def _recorded(self, project_id: int, round_: int) -> tuple[VerifierInputs, bytes, str]:
         """What ``finalizeRound`` handed the verifier (the round's tag, then in arrival order the
-        commitments, a rejected submission as an empty slot, scores and flags), and the proof with
-        where it was read from."""
+        commitments, a rejected submission as an empty slot, scores and flags, then the owner's reference
+        commitment), and the proof with where it was read from."""
         row = self._round_row(project_id, round_)
         market = self.context.market
         members = [m["trainer"] for m in self.context.indexer.trainers(project_id)]

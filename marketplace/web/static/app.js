@@ -54,7 +54,7 @@
     return `${v < 0 ? "-" : ""}${Math.floor(tenths / 10)}.${tenths % 10}%`;
   }
   window.marketplaceFormat = { ethExact, roundEth, amountHtml, bps, pct };
-  const VERIFIER_ABI = ["function verifyRound(bytes32 roundTag, bytes32[] commitments, uint256[] scores, bool[] flags, bytes proof) view returns (bool)"];
+  const VERIFIER_ABI = ["function verifyRound(bytes32 roundTag, bytes32[] commitments, uint256[] scores, bool[] flags, bytes32 refCommitment, bytes proof) view returns (bool)"];
 
   function describe(err) {
     if (err && (err.code === 4001 || err.code === "ACTION_REJECTED" || err?.info?.error?.code === 4001)) {
@@ -632,7 +632,7 @@
       const proof = await response.json();
       if (!response.ok) throw new Error(proof.detail);
       const iface = new ethers.Interface(VERIFIER_ABI);
-      const data = iface.encodeFunctionData("verifyRound", [proof.round_tag, proof.commitments, proof.scores, proof.flags, proof.proof]);
+      const data = iface.encodeFunctionData("verifyRound", [proof.round_tag, proof.commitments, proof.scores, proof.flags, proof.reference, proof.proof]);
       const raw = await window.ethereum.request({ method: "eth_call", params: [{ to: proof.verifier, data }, "latest"] });
       const [ok] = iface.decodeFunctionResult("verifyRound", raw);
       const label = $("#verifier-label");
