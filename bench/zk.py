@@ -57,6 +57,18 @@ here: 64x32 needs 6 GB and minutes the shared machine did not have).
 Since the reference row, ``old`` proofs (no reference instance) are verified by ezkl off chain
 (``research/zk_speed/legacy_prove.py``): today's adapter cannot take them, so their verify gas is the
 column above's.
+
+Old beside new in one run since the reference row and the split verifier (2026-11-30, ``--sizes 8x64 16x32``,
+load 1.9-2.1: about one core free; prove = wall / CPU s; verify gas: reusable -> split):
+
+    size   layout              k   rows     setup   prove          peak RSS  pk       verify gas
+    8x64   old Batcher         15  21,994   16.9 s  11.6 / 21.0 s  1.26 GB   0.49 GB  (off chain)
+    8x64   new Batcher 2 cols  15  24,702   cached  12.1 / 21.9 s  1.26 GB   0.49 GB  1,349,810 -> 1,035,132
+    16x32  old Batcher         16  33,125   31.7 s  22.3 / 41.4 s  2.23 GB   0.98 GB  (off chain)
+    16x32  new Batcher 2 cols  15  28,183   cached  13.4 / 23.9 s  1.25 GB   0.49 GB  1,395,195 -> 1,072,529
+
+N = 16 with the reference row: 13.4 s and 1.25 GB (targets 15 s, 2 GB: met at this load), the old circuit 22.3 s
+and 2.23 GB in the same run. Every proof's outputs equalled ``gram_rule_int`` (no reference: the zero row).
 """
 
 from __future__ import annotations
