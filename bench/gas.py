@@ -102,6 +102,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.table import Table
@@ -114,9 +115,10 @@ from marketplace.adapters.chain.config import Deployment
 from marketplace.adapters.chain.deploy import MARKET, REGISTRY, TEST_VERIFIER, deploy_marketplace, market_client
 from marketplace.adapters.chain.market import Finalization, MarketClient, Opening, ProjectConfig
 from marketplace.adapters.toolchain import project_root
+from marketplace.protocol.ordering import verifier_inputs
 from marketplace.protocol.seal import derive_salt, seal, seal_note
 from marketplace.protocol.signed_commit import sign_commit
-from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs
+from marketplace.round.prove import local_hash_proof, recorded_verifier_inputs, round_tag
 
 #: ``IReliabilityRegistry.Outcome``
 OUTCOME_CONTRIBUTED, OUTCOME_FLAGGED, OUTCOME_MISSED = 0, 1, 2
@@ -351,7 +353,7 @@ def batched_round(url: str, artifacts: Artifacts, n: int, accounts: list[LocalAc
     assert len(p.aggregator.batch_revealed(receipt)) == n
     reveal_gas = _gas(receipt) // n
     scores = [1_000 + 37 * i for i in range(n)]
-    proof = local_hash_proof(*recorded_verifier_inputs(p.owner, p.project_id, 1, scores, flags, [False] * n))
+    proof = hash_proof_of_round(p.owner, p.project_id, 1, scores, flags)
     finalized = p.aggregator.finalize_round(p.project_id, 1, Finalization(CID, CID, scores, flags, proof))
     return BatchedRound(commit_gas, reveal_gas, _gas(finalized) // n)
 
@@ -377,9 +379,22 @@ def play_round(
         t.reveal_update(pid, round_, CID, c, s) for t, c, s in zip(trainers, commitments, salts, strict=True)
     ]
     scores = [1_000 + 37 * i for i in range(len(trainers))]
-    proof = local_hash_proof(*recorded_verifier_inputs(owner, pid, round_, scores, flags, [False] * len(scores)))
+    proof = hash_proof_of_round(owner, pid, round_, scores, flags)
     finalized = aggregator.finalize_round(pid, round_, Finalization(CID, CID, scores, flags, proof))
     return commits, reveals, finalized
+
+
+def hash_proof_of_round(owner: MarketClient, pid: int, round_: int, scores: list[int], flags: list[bool]) -> bytes:
+    """The test verifier's "proof" of a round none of whose trainers is rejected; the contracts before the owner's
+    reference row (the baseline) hash the values without a reference commitment."""
+    rejected = [False] * len(scores)
+    if "commitReference" in {f.get("name", "") for f in owner.market.abi}:
+        return local_hash_proof(*recorded_verifier_inputs(owner, pid, round_, scores, flags, rejected))
+    ordered = verifier_inputs(
+        owner.round_commitments(pid, round_), scores, flags, rejected, owner.arrival_order(pid, round_)
+    )
+    values = [round_tag(owner, pid, round_), *ordered]
+    return bytes(owner.chain.w3.keccak(abi_encode(["bytes32", "bytes32[]", "uint256[]", "bool[]"], values)))
 
 
 def _gas(receipt: Any) -> int:

@@ -263,6 +263,13 @@ CUSTOM_ERRORS: dict[str, Words] = {
         ),
         conflict=True,
     ),
+    "NothingCommitted": Words(
+        lambda a, t: (
+            f"no signed commit in the batch committed anything in {_round(a)}: each trainer in it already "
+            "committed, is not a member, or its signature is not its own"
+        ),
+        conflict=True,
+    ),
     "ZeroSeal": Words(lambda a, t: "the seal is empty (all zeros)"),
     "NoteTooLong": Words(lambda a, t: f"the note is {a['length']} bytes long; at most {a['maxLength']} bytes"),
     "ZeroCommitment": Words(lambda a, t: "the commitment is empty (all zeros)"),
@@ -352,6 +359,12 @@ CUSTOM_ERRORS: dict[str, Words] = {
     "InvalidSetup": Words(lambda a, t: f"the verifier cannot be set up: {a['reason']}"),
     "TestVerifierOnLocalChainOnly": Words(
         lambda a, t: f"the test verifier proves nothing and runs only on a local chain (this is chain {a['chainId']})"
+    ),
+    "TestHelperOnLocalChainOnly": Words(
+        lambda a, t: (
+            "the test quotient helper of a split verifier proves nothing and runs only on a local chain "
+            f"(this is chain {a['chainId']})"
+        )
     ),
 }
 
