@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.adapters.chain.market import MarketClient, Project, ProjectStatus
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.fl.models import param_spec
@@ -40,7 +41,7 @@ class ReferenceOutcome(StrEnum):
     WAITING_FOR_REVEAL = "reference committed; waiting for the reveal phase"
     REVEALED = "reference revealed; waiting for the round to be finalized"
     COMMIT_CLOSED = "commit phase closed before the reference was committed: the round runs without it"
-    REVEAL_CLOSED = "reveal phase closed"
+    REVEAL_CLOSED = "reveal phase closed before the reference was revealed: the round runs without it"
     NOTHING_TO_COMMIT = "the update source made no update"
     CANNOT_REOPEN = "the reference made again does not open the committed seal (not deterministic): not revealed"
 
@@ -85,7 +86,11 @@ class OwnerReferenceNode:
 
     def step(self, project_id: int) -> ReferenceCommitted | ReferenceRevealed | ReferenceOutcome:
         """Commits the open round's reference while its commit phase is open, reveals it in its reveal phase;
-        otherwise says what it waits for. Reverts of the market propagate (:class:`ContractRevert`)."""
+        otherwise says what it waits for. A race this node cannot avoid is an outcome, not an error: its commit
+        landing after the commit phase closed (``SubmissionClosed``: the last trainer committed while the owner
+        trained; the early close waits for nobody) is :attr:`ReferenceOutcome.COMMIT_CLOSED`, its reveal landing
+        after the reveal deadline (``RevealClosed``: a slow row proof) :attr:`ReferenceOutcome.REVEAL_CLOSED`.
+        Other reverts of the market propagate (:class:`ContractRevert`)."""
         project = self.market.get_project(project_id)
         if project.owner != self.market.address:
             raise NotTheOwner(f"{self.market.address} is not the owner of project {project_id}")
@@ -103,7 +108,12 @@ class OwnerReferenceNode:
             row = self._row(project)
             if row is None:
                 return ReferenceOutcome.NOTHING_TO_COMMIT
-            sealed = commit_reference(self.market, project_id, round_, row)
+            try:
+                sealed = commit_reference(self.market, project_id, round_, row)
+            except ContractRevert as exc:
+                if exc.name == "SubmissionClosed":
+                    return ReferenceOutcome.COMMIT_CLOSED
+                raise
             self._sealed[(project_id, round_)] = sealed
             return ReferenceCommitted(project_id, round_, sealed.commitment)
         if record.revealed:
@@ -120,7 +130,12 @@ class OwnerReferenceNode:
             sealed = seal_reference(self.market.chain.account, self.market.round_address(project_id, round_), row)
         if sealed.seal != record.seal:
             return ReferenceOutcome.CANNOT_REOPEN
-        receipt = reveal_reference(self.market, project_id, round_, sealed, self._prover(project_id))
+        try:
+            receipt = reveal_reference(self.market, project_id, round_, sealed, self._prover(project_id))
+        except ContractRevert as exc:
+            if exc.name == "RevealClosed":
+                return ReferenceOutcome.REVEAL_CLOSED
+            raise
         tx = receipt["transactionHash"].to_0x_hex()
         return ReferenceRevealed(project_id, round_, sealed.commitment, tx, int(receipt["gasUsed"]))
 
