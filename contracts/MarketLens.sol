@@ -17,7 +17,7 @@ import {TrainingMarket} from "./TrainingMarket.sol";
  * read it instead of the market for these views. It holds no state and sends no transaction.
  *
  * WARNING: this contract follows the market's storage layout (the slots and field widths below). Any change of
- * {TrainingMarket}'s state variables or of its `Project`, `Trainer`, `Submission` or `AggregatorRecord`
+ * {TrainingMarket}'s state variables or of its `Project`, `Trainer`, `Submission`, `Reference` or `AggregatorRecord`
  * structs, or of how it computes seals, round tags, sketch seeds, amounts owed or required track records, must be
  * mirrored here, or the lens answers wrong values; `UpdateKeys` trusts its `getProject`.
  */
@@ -29,11 +29,11 @@ contract MarketLens {
     uint256 private constant _PROJECTS = 2; // mapping(uint256 => Project)
     uint256 private constant _TRAINER_LIST = 3; // mapping(uint256 => address[])
     uint256 private constant _TRAINERS = 4; // mapping(uint256 => mapping(address => Trainer))
-    uint256 private constant _SUBMISSIONS = 5; // mapping(uint256 => mapping(address => Submission))
+    uint256 private constant _SUBMISSIONS = 5; // mapping(uint256 => mapping(address => Submission)): one word
     uint256 private constant _PROJECT_COUNT = 1; // uint256
     uint256 private constant _APPROVED_VERIFIERS = 6; // mapping(address => bool)
     uint256 private constant _AGGREGATOR_RECORDS = 7; // mapping(address => AggregatorRecord)
-    uint256 private constant _REFERENCES = 8; // mapping(uint256 => mapping(uint256 => Submission))
+    uint256 private constant _REFERENCES = 8; // mapping(uint256 => mapping(uint256 => Reference))
     // `Project`'s words from its base slot: 0-2 roles and amounts, 3 the open round, 4 the configuration and
     // rejections, 5 disputes and rewards, 6 `slashed`, 7 `modelName`, 8 `latestModelCid`.
     uint256 private constant _PROJECT_WORDS = 9;
@@ -101,15 +101,21 @@ contract MarketLens {
         return (member, index, uint96(t >> 48), uint96(t >> 144), uint8(t >> 8) != 0);
     }
 
-    /// @notice The seal `trainer` committed for `round`, if that is the last round it committed in; 0 otherwise.
-    /// The market keeps each trainer's latest seal only: every round's are in the `UpdateCommitted` events.
+    /// @notice The seal `trainer` committed for `round`, while the market holds it: if `round` is the open round (or
+    /// the round its project was abandoned in), `trainer` committed in it and has not revealed; 0 otherwise. The
+    /// market keeps a trainer's seal until its reveal only (the commitment then takes its place): every round's are
+    /// in the `UpdateCommitted` events.
     function committedSeal(uint256 projectId, uint256 round, address trainer) external view returns (bytes32) {
-        bytes32[] memory slots = new bytes32[](2);
-        slots[0] = _slotOf(trainer, _TRAINERS, projectId);
-        slots[1] = _slotOf(trainer, _SUBMISSIONS, projectId); // Submission.seal
+        bytes32[] memory slots = new bytes32[](3);
+        slots[0] = bytes32(_projectBase(projectId) + 3);
+        slots[1] = _slotOf(trainer, _TRAINERS, projectId);
+        slots[2] = _slotOf(trainer, _SUBMISSIONS, projectId);
         bytes32[] memory w = market.extsload(slots);
-        if (uint16(uint256(w[0]) >> 32) != round + 1) return bytes32(0);
-        return w[1];
+        uint256 open = uint256(w[0]);
+        uint256 t = uint256(w[1]);
+        if (round != uint16(open >> 8) || uint16(t >> 32) != round + 1) return bytes32(0);
+        if ((uint64(open >> 192) >> (uint8(t) - 1)) & 1 != 0) return bytes32(0); // revealed: the commitment
+        return w[2];
     }
 
     /// @notice The row commitment `trainer` revealed in `round`, if `round` is the open round (or the round its
@@ -119,7 +125,7 @@ contract MarketLens {
         bytes32[] memory slots = new bytes32[](3);
         slots[0] = bytes32(_projectBase(projectId) + 3);
         slots[1] = _slotOf(trainer, _TRAINERS, projectId);
-        slots[2] = bytes32(uint256(_slotOf(trainer, _SUBMISSIONS, projectId)) + 1); // Submission.commitment
+        slots[2] = _slotOf(trainer, _SUBMISSIONS, projectId); // the commitment once revealed
         bytes32[] memory w = market.extsload(slots);
         uint256 open = uint256(w[0]);
         uint256 slot = uint8(uint256(w[1]));

@@ -127,6 +127,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
 
     /// @notice The arguments of {finalizeRound} besides the project and round.
     struct RoundResult {
+        address[] trainers; // the project's trainers in trainer order ({MarketLens-trainersOf}); checked, not trusted
         string modelCid; // IPFS CID of the new global model
         string proofCid; // IPFS CID where the proof (and its public inputs) is published
         uint256[] scores; // per trainer, in trainer order; 0 for non-submitters
@@ -218,20 +219,26 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint96 earned;
     }
 
-    /// @dev A trainer's latest seal and revealed commitment in a project: one pair per trainer, overwritten each
-    /// round (a slot written again costs 5k gas, a new one 22k). Whose round each belongs to is in {Trainer} and
-    /// {Project}'s `revealedMask`; every earlier round's are in the `UpdateCommitted` and `UpdateSubmitted` events.
+    /// @dev A trainer's submission word (see `_submissions`): a struct of one slot, so that a reveal reads and
+    /// writes it through one storage pointer.
     struct Submission {
+        bytes32 word; // its latest seal, then the commitment it opened to
+    }
+
+    /// @dev The owner's reference row of a round: its seal and the row commitment it opened to (0: none revealed).
+    struct Reference {
         bytes32 seal;
         bytes32 commitment;
     }
 
     /// @notice Most trainers per project (bounds every loop).
     uint256 public constant MAX_TRAINERS = 64;
-    /// @notice Most rounds per project.
-    uint256 public constant MAX_ROUNDS = 1000;
-    /// @notice Longest accepted CID string.
-    uint256 public constant MAX_CID_LENGTH = 128;
+    /// @dev Most rounds per project. This constant, the next two and `BURN_ADDRESS` have no getter (nothing reads
+    /// them through the market; the 24 KB limit): the client keeps the same values (`marketplace.adapters.chain.market`,
+    /// `marketplace.protocol.opening.MAX_NOTE_BYTES`).
+    uint256 internal constant MAX_ROUNDS = 1000;
+    /// @dev Longest accepted CID string.
+    uint256 internal constant MAX_CID_LENGTH = 128;
     /// @notice Longest accepted model name, in bytes (it is stored and emitted: unbounded, it cost
     /// its creator gas per byte and every reader of the project its size).
     uint256 public constant MAX_MODEL_NAME_LENGTH = 64;
@@ -239,14 +246,14 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// project's owner make honest trainers miss it: a one-second reveal window slashes every committer
     /// (they cannot reveal in time) and returns the budget and the stakes to the owner.
     uint256 public constant MIN_PHASE_PERIOD = 5 minutes;
-    /// @notice Longest accepted commit note (a trainer's own encrypted reminder of its submission).
-    uint256 public constant MAX_NOTE_LENGTH = 192;
+    /// @dev Longest accepted commit note (a trainer's own encrypted reminder of its submission).
+    uint256 internal constant MAX_NOTE_LENGTH = 192;
     /// @notice The protocol fee, in basis points of a project's reward budget, burned when the project is
     /// created. It is what a track record costs to farm: rewards earned in self-dealt projects were escrowed
     /// by the farmer, who burned this share of them ({MarketLens-requiredTrackRecord}).
     uint256 public constant PROTOCOL_FEE_BPS = 200;
-    /// @notice Where protocol fees go: an address nobody holds the key of.
-    address public constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
+    /// @dev Where protocol fees go: an address nobody holds the key of (0x…dEaD).
+    address internal constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
     /// @notice Fewest accepted submissions the scoring rule flags among (`GramConfig.min_valid`): with fewer, it
     /// flags nobody, so standing rejections that leave fewer accepted shrink the round's pool ({finalizeRound}).
     uint256 public constant MIN_VALID_ROWS = 3;
@@ -275,12 +282,19 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     mapping(uint256 projectId => Project) internal _projects;
     mapping(uint256 projectId => address[]) internal _trainerList;
     mapping(uint256 projectId => mapping(address => Trainer)) internal _trainers;
+    /// @dev A trainer's submission in a project, one word overwritten every round (a slot written again costs 5k gas,
+    /// a new one 22k): the seal of its latest commit, which its reveal replaces with the row commitment the seal
+    /// opened to (the seal is no longer needed, and the slot is warm: 2.1k gas less than a second slot). Which of the
+    /// two it holds: the commitment if the trainer revealed in the open round ({Project}'s `revealedMask`), the seal
+    /// of round `committedRound - 1` ({Trainer}) if it committed in the open round and has not revealed; for a
+    /// finalized round either, so nothing reads it then: every round's seals and commitments are in the
+    /// `UpdateCommitted` and `UpdateSubmitted` events.
     mapping(uint256 projectId => mapping(address => Submission)) internal _submissions;
     mapping(address verifier => bool) internal _approvedVerifiers;
     mapping(address aggregator => AggregatorRecord) internal _aggregatorRecords;
     /// @dev The owner's reference row of each round ({commitReference}, {revealReference}): its seal and the row
     /// commitment it opened to (0: none revealed). One pair per round, never overwritten: {MarketLens-referenceOf}.
-    mapping(uint256 projectId => mapping(uint256 round => Submission)) internal _references;
+    mapping(uint256 projectId => mapping(uint256 round => Reference)) internal _references;
 
     /// @notice The market admin approved or revoked a verifier for new projects.
     event VerifierApprovalChanged(address indexed verifier, bool approved);
@@ -385,6 +399,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     error RoundStillOpen(uint256 projectId, uint256 round, uint256 revealDeadline);
     error AggregationDeadlinePassed(uint256 projectId, uint256 round, uint256 deadline);
     error LengthMismatch(uint256 trainers, uint256 scores, uint256 flags, uint256 rejected);
+    error TrainerListMismatch(uint256 projectId, uint256 index);
     error InvalidRejection(uint256 projectId, uint256 round, address trainer);
     error RejectionsAlreadyAnnounced(uint256 projectId, uint256 round);
     error NotRejected(uint256 projectId, uint256 round, address trainer);
@@ -585,7 +600,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         bytes32 seal,
         bytes calldata note
     ) private {
-        _submissions[projectId][who].seal = seal;
+        _submissions[projectId][who].word = seal;
         uint256 arrival = ++p.commits;
         t.arrival = uint8(arrival);
         t.committedRound = uint16(round + 1);
@@ -606,14 +621,14 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint64 bit = uint64(1) << (t.slot - 1);
         if (p.revealedMask & bit != 0) revert AlreadySubmitted(projectId, round, msg.sender);
         Submission storage sub = _submissions[projectId][msg.sender];
-        if (_seal(commitment, keccak256(bytes(cid)), msg.sender, projectId, round, salt) != sub.seal) {
+        if (_seal(commitment, keccak256(bytes(cid)), msg.sender, projectId, round, salt) != sub.word) {
             revert SealMismatch(projectId, round, msg.sender);
         }
         if (commitment == bytes32(0)) revert ZeroCommitment();
         if (!IRoundVerifier(p.verifier).acceptsCommitment(commitment)) revert CommitmentNotAccepted(commitment);
         _checkCid(cid);
 
-        sub.commitment = commitment;
+        sub.word = commitment; // over the seal (see `_submissions`)
         ++p.submissions;
         p.revealedMask |= bit;
         emit UpdateSubmitted(projectId, round, msg.sender, cid, commitment, t.arrival);
@@ -670,10 +685,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (mask & bit != 0) return 0;
         Submission storage sub = _submissions[projectId][o.trainer];
         if (
-            _seal(o.commitment, keccak256(bytes(o.cid)), o.trainer, projectId, round, o.salt) != sub.seal || o.commitment == bytes32(0)
+            _seal(o.commitment, keccak256(bytes(o.cid)), o.trainer, projectId, round, o.salt) != sub.word || o.commitment == bytes32(0)
                 || !_isCid(o.cid) || !verifier.acceptsCommitment(o.commitment)
         ) return 0;
-        sub.commitment = o.commitment;
+        sub.word = o.commitment; // over the seal (see `_submissions`)
         emit UpdateSubmitted(projectId, round, o.trainer, o.cid, o.commitment, t.arrival);
     }
 
@@ -729,7 +744,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         if (block.timestamp > p.disputeDeadline) revert DisputeClosed(projectId, round, p.disputeDeadline);
         IRoundVerifier verifier = IRoundVerifier(p.verifier);
         _checkRow(row, verifier.sketchWidth());
-        if (!verifier.verifyRow(_submissions[projectId][msg.sender].commitment, row, proof)) {
+        // A rejected trainer revealed in the open round: its word holds its commitment.
+        if (!verifier.verifyRow(_submissions[projectId][msg.sender].word, row, proof)) {
             revert InvalidRowProof(projectId, round, msg.sender);
         }
 
@@ -758,7 +774,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         (, uint256 opens,) = _revealWindow(p);
         if (block.timestamp >= opens) revert SubmissionClosed(projectId, round, opens - 1);
         if (seal == bytes32(0)) revert ZeroSeal();
-        Submission storage ref = _references[projectId][round];
+        Reference storage ref = _references[projectId][round];
         if (ref.seal != bytes32(0)) revert AlreadyCommitted(projectId, round, msg.sender);
         ref.seal = seal;
         emit ReferenceCommitted(projectId, round, seal);
@@ -781,7 +797,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         Project storage p = _projects[projectId];
         _ownerInRound(projectId, p, round);
         _checkRevealOpen(projectId, p, round);
-        Submission storage ref = _references[projectId][round];
+        Reference storage ref = _references[projectId][round];
         if (ref.seal == bytes32(0)) revert NotCommitted(projectId, round, msg.sender);
         if (ref.commitment != bytes32(0)) revert AlreadySubmitted(projectId, round, msg.sender);
         if (_seal(commitment, keccak256(""), msg.sender, projectId, round, salt) != ref.seal) {
@@ -1117,7 +1133,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// until its aggregation deadline.
     function _checkTiming(uint256 projectId, Project storage p, uint256 round) private view {
         (, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline) = _deadlines(p);
-        Submission storage ref = _references[projectId][round]; // a committed reference is waited for too
+        Reference storage ref = _references[projectId][round]; // a committed reference is waited for too
         bool revealsDone = block.timestamp >= revealOpens && p.submissions == p.commits
             && (ref.commitment != bytes32(0) || ref.seal == bytes32(0));
         if (!revealsDone && block.timestamp <= revealDeadline) revert RoundStillOpen(projectId, round, revealDeadline);
@@ -1125,27 +1141,31 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     }
 
     /// @dev The open round's {Tally}: its trainers, their commitments and the result's columns; checks the result's
-    /// shape, that only submitters have a score or a flag, and that only announced, undisputed submissions are
-    /// rejected.
+    /// shape, that its trainers are the project's trainer list, that only submitters have a score or a flag, and that
+    /// only announced, undisputed submissions are rejected. The trainers come from the calldata, not from the stored
+    /// list (a cold read per trainer, 2.1k gas, against ~370 of calldata): `result.trainers[i]` is the project's
+    /// i-th trainer exactly when its slot (set once, when it joined) is i + 1, and the list's length is the count.
     function _collectCommitments(uint256 projectId, Project storage p, RoundResult calldata result)
         private
         view
         returns (Tally memory r)
     {
-        r.trainers = _trainerList[projectId];
-        uint256 n = r.trainers.length;
+        uint256 n = p.trainerCount; // the trainer list's length, fixed since training started
+        if (result.trainers.length != n) revert TrainerListMismatch(projectId, result.trainers.length);
         if (result.scores.length != n || result.flags.length != n || result.rejected.length != n) {
             revert LengthMismatch(n, result.scores.length, result.flags.length, result.rejected.length);
         }
-        (r.scores, r.flags, r.rejected) = (result.scores, result.flags, result.rejected);
+        (r.trainers, r.scores, r.flags, r.rejected) = (result.trainers, result.scores, result.flags, result.rejected);
         r.commitments = new bytes32[](n);
         uint256 rejectedMask = p.rejectedMask;
         uint256 revealed = p.revealedMask;
         mapping(address => Submission) storage submissions = _submissions[projectId];
+        mapping(address => Trainer) storage members = _trainers[projectId];
         for (uint256 i = 0; i < n; ++i) {
+            if (members[r.trainers[i]].slot != i + 1) revert TrainerListMismatch(projectId, i);
             uint256 score = r.scores[i];
             if (score > MAX_SCORE) revert ScoreTooLarge(i, score);
-            bytes32 c = (revealed >> i) & 1 == 0 ? bytes32(0) : submissions[r.trainers[i]].commitment;
+            bytes32 c = (revealed >> i) & 1 == 0 ? bytes32(0) : submissions[r.trainers[i]].word;
             if (c == bytes32(0) && (score != 0 || r.flags[i])) {
                 revert NoSubmission(projectId, p.currentRound, r.trainers[i]);
             }

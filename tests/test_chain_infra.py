@@ -27,6 +27,7 @@ from marketplace.adapters.chain.config import (
     resolve_network,
 )
 from marketplace.adapters.chain.config import write_deployment as save_deployment
+from marketplace.adapters.chain.deploy import REGISTRY
 from marketplace.adapters.chain.errors import ChainIdMismatch, ContractRevert, RpcUnavailable
 from marketplace.adapters.toolchain import install_svm_solc, solc_binary
 from marketplace.cli.main import app
@@ -175,6 +176,33 @@ def test_mined_transaction_revert_is_decoded(chain: ChainClient, probe: Contract
     assert info.value.message == "x too small"
     assert info.value.tx_hash is not None
     chain.transact(probe.functions.deposit("after"))  # nonce bookkeeping still right
+
+
+def test_an_access_list_is_declared_only_where_it_makes_the_transaction_cheaper(chain: ChainClient) -> None:
+    """``transact(access_list=True)`` (what the aggregator's batches and finalization use): a call that touches many
+    cold slots once, here a reliability registry recording 24 trainers, declares them (EIP-2930) and costs less than
+    the same call on a twin registry without, with the same effects; a call that touches one slot of the contract
+    it calls (whose declaration, 2,400 gas, buys nothing: it is warm) is sent without a list."""
+    artifact = compile_contracts()[REGISTRY]
+    me = chain.account.address
+    registries = [chain.deploy(artifact, me) for _ in range(2)]
+    authorized = [chain.transact(r.functions.setMarketAuthorization(me, True), access_list=True) for r in registries]
+    assert all(chain.get_transaction(a["transactionHash"]).get("accessList", []) == [] for a in authorized)
+    trainers = [Account.create().address for _ in range(24)]
+    owner, aggregator = "0x" + "11" * 20, "0x" + "22" * 20
+
+    def record(registry: Contract, access_list: bool) -> Any:
+        fn = registry.functions.recordRound(1, 0, owner, aggregator, trainers, [0] * 24, [10**15] * 24)
+        return chain.transact(fn, access_list=access_list)
+
+    plain, listed = record(registries[0], False), record(registries[1], True)
+    declared = chain.get_transaction(listed["transactionHash"])["accessList"]
+    assert chain.get_transaction(plain["transactionHash"]).get("accessList", []) == []
+    assert sum(len(entry["storageKeys"]) for entry in declared) >= 24
+    assert listed["gasUsed"] < plain["gasUsed"] - 24 * 100
+    assert [chain.call(registries[1].functions.trackRecordOf(t)) for t in trainers] == [
+        chain.call(registries[0].functions.trackRecordOf(t)) for t in trainers
+    ]
 
 
 def test_snapshot_revert_and_time(chain: ChainClient, probe: Contract) -> None:

@@ -60,7 +60,7 @@ def reveal_call(trainer: MarketClient, pid: int, round_: int = 0) -> ContractFun
 
 def finalize_call(actors: Actors, pid: int, scores: list[int]) -> ContractFunction:
     result = actors.result(pid, 0, scores)
-    return actors.aggregator.market.functions.finalizeRound(pid, 0, result.as_abi_tuple())
+    return actors.aggregator.market.functions.finalizeRound(pid, 0, result.as_abi_tuple(actors.owner.trainers(pid)))
 
 
 def commit_own(trainer: MarketClient, pid: int, round_: int = 0) -> object:

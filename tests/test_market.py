@@ -35,6 +35,7 @@ from tests.market_fixtures import (
     cid_for,
     commit,
     commitment_for,
+    own_seal,
     reveal_update,
     reverts,
     test_verifier_proof,
@@ -340,25 +341,37 @@ def test_commit_then_reveal_records_seal_commitment_and_events(actors: Actors) -
 def test_the_market_keeps_the_open_rounds_seals_and_commitments_and_the_events_keep_every_rounds(
     actors: Actors,
 ) -> None:
-    """A trainer's seal and commitment slots are written again every round (cheaper than new ones): the market
-    answers for the open round (and a trainer's latest seal), and the client reads an earlier round's from its
-    ``UpdateCommitted`` and ``UpdateSubmitted`` events, so a finalized round still verifies."""
+    """A trainer's submission is one word written again every round (cheaper than a new one): its seal from its
+    commit, replaced by its commitment when it reveals. The market answers for the open round (a seal until the
+    reveal, then the commitment), and the client reads everything else from the ``UpdateCommitted`` and
+    ``UpdateSubmitted`` events, so a finalized round still verifies."""
     pid = actors.training_project(2)
     t0, t1 = actors.trainers[:2]
-    first = actors.submit_all(pid, 0)
+    view = actors.owner.lens.functions
+    first = actors.submit_all(pid, 0, reveal=False)
     seal0 = actors.owner.committed_seal(pid, 0, t0.address)
+    assert bytes(actors.chain.call(view.committedSeal(pid, 0, t0.address))) == seal0 != b"\0" * 32  # held
+    assert bytes(actors.chain.call(view.commitmentOf(pid, 0, t0.address))) == b"\0" * 32  # not revealed
+    actors.open_reveals(pid)
+    for trainer, commitment in zip((t0, t1), first, strict=True):
+        reveal_update(trainer, pid, 0, cid_for(pid, 0, trainer.address), commitment)
+    assert bytes(actors.chain.call(view.committedSeal(pid, 0, t0.address))) == b"\0" * 32  # its commitment now
+    assert bytes(actors.chain.call(view.commitmentOf(pid, 0, t0.address))) == first[0]
+    assert actors.owner.committed_seal(pid, 0, t0.address) == seal0  # from the event
     finalized = actors.result(pid, 0, [1, 2])  # its proof: from the open round's commitments, as the market keeps them
     actors.aggregator.finalize_round(pid, 0, finalized)
     second = actors.submit_all(pid, 1, [t0])  # t1 sits round 1 out
-    view = actors.owner.lens.functions
     assert bytes(actors.chain.call(view.commitmentOf(pid, 0, t0.address))) == b"\0" * 32  # not kept
     assert bytes(actors.chain.call(view.commitmentOf(pid, 1, t0.address))) == second[0]
     assert bytes(actors.chain.call(view.committedSeal(pid, 0, t0.address))) == b"\0" * 32  # t0 committed since
-    assert bytes(actors.chain.call(view.committedSeal(pid, 0, t1.address))) != b"\0" * 32  # its latest seal
+    assert bytes(actors.chain.call(view.committedSeal(pid, 0, t1.address))) == b"\0" * 32  # a finalized round
     assert actors.owner.round_commitments(pid, 0) == first
     assert actors.owner.round_commitments(pid, 1) == [second[0], b"\0" * 32]
     assert [actors.owner.commitment(pid, 0, t.address) for t in (t0, t1)] == first
     assert actors.owner.committed_seal(pid, 0, t0.address) == seal0 != actors.owner.committed_seal(pid, 1, t0.address)
+    assert actors.owner.committed_seal(pid, 0, t1.address) == own_seal(
+        t1, pid, 0, cid_for(pid, 0, t1.address), first[1]
+    )
     assert actors.owner.committed_seal(pid, 1, t1.address) == b"\0" * 32
     actors.aggregator.finalize_round(pid, 1, actors.result(pid, 1, [1, 0]))
     assert actors.owner.round_commitments(pid, 1) == [second[0], b"\0" * 32]  # finished: all from the events
@@ -479,6 +492,16 @@ def test_finalize_reverts(actors: Actors) -> None:
         actors.aggregator.finalize_round(pid, 1, good)
     with reverts("LengthMismatch"):
         actors.aggregator.finalize_round(pid, 0, Finalization("bafkreim", "bafkreip", [1], [False], good.proof))
+    members = actors.owner.trainers(pid)
+    for listed in (
+        [members[1], members[0]],
+        [members[0], actors.stranger.address],
+        members[:1],
+        [*members, members[0]],
+    ):
+        with reverts("TrainerListMismatch"):  # the market checks the list the aggregator hands it against its members
+            fn = actors.aggregator.market.functions.finalizeRound(pid, 0, good.as_abi_tuple(listed))
+            actors.aggregator.chain.transact(fn)
     with reverts("InvalidProof"):  # a score changed after proving
         actors.aggregator.finalize_round(
             pid, 0, Finalization(good.model_cid, good.proof_cid, [1, 3], good.flags, good.proof)

@@ -287,6 +287,9 @@ CUSTOM_ERRORS: dict[str, Words] = {
         conflict=True,
     ),
     "LengthMismatch": Words(lambda a, t: f"the lists do not have one entry per trainer ({_listing(a)})"),
+    "TrainerListMismatch": Words(
+        lambda a, t: f"the trainers listed are not project {a['projectId']}'s trainer list (at entry {a['index']})"
+    ),
     "InvalidRejection": Words(
         lambda a, t: f"the submission of {a['trainer']} in {_round(a)} cannot be rejected (none, or not announced)"
     ),

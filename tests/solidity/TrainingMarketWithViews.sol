@@ -7,7 +7,8 @@ import {IReliabilityRegistry} from "../../contracts/interfaces/IReliabilityRegis
 /**
  * @title TrainingMarketWithViews
  * @notice Test reference only (tests/test_market_lens.py): the market with the composite views it had before they
- * moved into {MarketLens}, copied verbatim (and the owner's reference record read directly). The test drives this market through a project's states and checks that
+ * moved into {MarketLens}, copied verbatim (and the owner's reference record read directly; `committedSeal` and
+ * `commitmentOf` as they read the one word a reveal turns from the seal into the commitment). The test drives this market through a project's states and checks that
  * the lens, reading its raw storage, answers exactly what these views answer. Over 24 KB: local chains only, with
  * the code size limit disabled.
  */
@@ -56,11 +57,16 @@ contract TrainingMarketWithViews is TrainingMarket {
         return (member, index, t.stakeLeft, t.earned, t.withdrawn);
     }
 
-    /// @notice The seal `trainer` committed for `round`, if that is the last round it committed in; 0 otherwise.
-    /// The market keeps each trainer's latest seal only: every round's are in the `UpdateCommitted` events.
+    /// @notice The seal `trainer` committed for `round`, while the market holds it: if `round` is the open round (or
+    /// the round its project was abandoned in), `trainer` committed in it and has not revealed; 0 otherwise. The
+    /// market keeps a trainer's seal until its reveal only (the commitment then takes its place): every round's are
+    /// in the `UpdateCommitted` events.
     function committedSeal(uint256 projectId, uint256 round, address trainer) external view returns (bytes32) {
-        if (_trainers[projectId][trainer].committedRound != round + 1) return bytes32(0);
-        return _submissions[projectId][trainer].seal;
+        Project storage p = _projects[projectId];
+        Trainer storage t = _trainers[projectId][trainer];
+        if (round != p.currentRound || t.committedRound != round + 1) return bytes32(0);
+        if ((p.revealedMask >> (t.slot - 1)) & 1 == 1) return bytes32(0);
+        return _submissions[projectId][trainer].word;
     }
 
     /// @notice The row commitment `trainer` revealed in `round`, if `round` is the open round (or the round its
@@ -70,7 +76,7 @@ contract TrainingMarketWithViews is TrainingMarket {
         Project storage p = _projects[projectId];
         uint256 slot = _trainers[projectId][trainer].slot;
         if (round != p.currentRound || slot == 0 || (p.revealedMask >> (slot - 1)) & 1 == 0) return bytes32(0);
-        return _submissions[projectId][trainer].commitment;
+        return _submissions[projectId][trainer].word;
     }
 
     /// @notice The current round's deadlines (all 0 unless training): commits until `commitDeadline`
@@ -167,7 +173,7 @@ contract TrainingMarketWithViews is TrainingMarket {
 
     /// @notice The owner's reference row of `round`: its seal and revealed commitment (0 for none).
     function referenceOf(uint256 projectId, uint256 round) external view returns (bytes32 seal, bytes32 commitment) {
-        Submission storage ref = _references[projectId][round];
+        Reference storage ref = _references[projectId][round];
         return (ref.seal, ref.commitment);
     }
 }

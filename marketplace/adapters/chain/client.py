@@ -387,15 +387,29 @@ class ChainClient:
         contract = fn_call.w3.eth.contract(abi=[fn_call.abi])
         return contract.encode_abi(fn_call.fn_name, args=list(fn_call.args), kwargs=dict(fn_call.kwargs))
 
-    def transact(self, fn_call: FunctionCall, value: int = 0, gas: int | None = None) -> TxReceipt:
+    def transact(
+        self, fn_call: FunctionCall, value: int = 0, gas: int | None = None, access_list: bool = False
+    ) -> TxReceipt:
         """Sign and send ``fn_call`` from the client's account; wait for and return the receipt.
 
         Gas is estimated (+20%) unless given. Raises :class:`ContractRevert` if the estimate or
         the mined transaction reverts (never retried).
+
+        With ``access_list`` (and no ``gas`` given), the transaction declares the accounts and storage slots it
+        touches (EIP-2930, from the node's ``eth_createAccessList``) if that makes it cheaper: a declared slot costs
+        1,900 gas up front and an account 2,400, where a first touch costs 2,100 and 2,600, so a call that touches
+        many slots once (a batch of trainers' commits or reveals, a round's finalization) saves ~100-200 gas a slot,
+        and a small one (whose contract, declared too, is warm anyway) would pay more: it is sent without. Without
+        a list too when the node makes none. The list changes what the transaction pays, never what it does.
         """
         account = self.account
+        declared: list[dict[str, Any]] | None = None
         if gas is None:
-            gas = int(self.estimate_gas(fn_call, value) * GAS_MARGIN)
+            estimate = self.estimate_gas(fn_call, value)
+            listed = self.cheaper_access_list(fn_call, value, estimate) if access_list else None
+            if listed is not None:
+                declared, estimate = listed
+            gas = int(estimate * GAS_MARGIN)
         params: TxParams = {
             "from": account.address,
             "value": Wei(value),
@@ -403,6 +417,8 @@ class ChainClient:
             "chainId": self.chain_id,
             **self.fees(),  # type: ignore[typeddict-item]
         }
+        if declared is not None:
+            params["accessList"] = declared  # type: ignore[typeddict-item]
         with self._lock:
             nonce = self._allocate_nonce(account.address)
             params["nonce"] = nonce
@@ -423,6 +439,33 @@ class ChainClient:
         if receipt["status"] != 1:
             raise self.revert_reason(receipt)
         return receipt
+
+    def cheaper_access_list(
+        self, fn_call: FunctionCall, value: int, plain_gas: int
+    ) -> tuple[list[dict[str, Any]], int] | None:
+        """The EIP-2930 access list of ``fn_call`` sent from this client's account with ``value`` (the node's
+        ``eth_createAccessList``) and the gas estimated with it, if that is less than ``plain_gas`` (the estimate
+        without); None otherwise, or if the node makes no access lists."""
+        tx: TxParams = {
+            "from": self.account.address,
+            "to": to_checksum_address(fn_call.address),
+            "data": self.calldata(fn_call),
+            "value": Wei(value),
+        }
+        try:
+            made = self._rpc(lambda: self.w3.eth.create_access_list(tx))
+        except Web3RPCError:  # e.g. "method not found": the transaction goes without a list
+            return None
+        entries = [
+            {
+                "address": to_checksum_address(e["address"]),
+                "storageKeys": [HexBytes(k).to_0x_hex() for k in e["storageKeys"]],
+            }
+            for e in made["accessList"]
+        ]
+        with_list: TxParams = {**tx, "accessList": entries}  # type: ignore[typeddict-item]
+        gas = int(self._rpc(lambda: self.w3.eth.estimate_gas(with_list)))
+        return (entries, gas) if gas < plain_gas else None
 
     def _allocate_nonce(self, address: str) -> int:
         pending = int(self._rpc(lambda: self.w3.eth.get_transaction_count(address, "pending")))

@@ -409,9 +409,12 @@ class Finalization:
     proof: bytes
     rejected: list[bool] | None = None  # submitters whose update could not be fetched or checked
 
-    def as_abi_tuple(self) -> tuple[Any, ...]:
+    def as_abi_tuple(self, trainers: Sequence[str]) -> tuple[Any, ...]:
+        """The struct, with the project's ``trainers`` in trainer order (``MarketLens.trainersOf``: the market checks
+        the list against its members instead of reading it from storage)."""
         rejected = list(self.rejected) if self.rejected is not None else [False] * len(self.flags)
-        return (self.model_cid, self.proof_cid, list(self.scores), list(self.flags), rejected, self.proof)
+        listed = [to_checksum_address(t) for t in trainers]
+        return (listed, self.model_cid, self.proof_cid, list(self.scores), list(self.flags), rejected, self.proof)
 
 
 @dataclass(frozen=True)
@@ -534,9 +537,11 @@ class MarketClient:
         ``TrainingMarket.commitBatch``), in the given order (the round's arrival order): entries that commit
         nothing (a trainer already committed, a signature that is not its trainer's) are skipped by the market;
         ``NothingCommitted`` if none commits anything. The trainers committed are the receipt's
-        ``UpdateCommitted`` events (:meth:`batch_committed`)."""
+        ``UpdateCommitted`` events (:meth:`batch_committed`). Sent with an access list when that is cheaper
+        (:meth:`ChainClient.transact`: each trainer's slots are touched once)."""
         return self.chain.transact(
-            self.market.functions.commitBatch(project_id, round_, [c.as_abi_tuple() for c in commits])
+            self.market.functions.commitBatch(project_id, round_, [c.as_abi_tuple() for c in commits]),
+            access_list=True,
         )
 
     def batch_committed(self, receipt: Any) -> list[str]:
@@ -563,9 +568,11 @@ class MarketClient:
         """Reveals several trainers' committed submissions of ``round_`` in one transaction (anyone may send it;
         ``TrainingMarket.revealBatch``): openings that reveal nothing (a trainer already revealed, a seal they
         do not open) are skipped by the market; ``NothingRevealed`` if none reveals anything. The trainers
-        revealed are the receipt's ``UpdateSubmitted`` events (:meth:`batch_revealed`)."""
+        revealed are the receipt's ``UpdateSubmitted`` events (:meth:`batch_revealed`). Sent with an access list
+        when that is cheaper (:meth:`ChainClient.transact`)."""
         return self.chain.transact(
-            self.market.functions.revealBatch(project_id, round_, [o.as_abi_tuple() for o in openings])
+            self.market.functions.revealBatch(project_id, round_, [o.as_abi_tuple() for o in openings]),
+            access_list=True,
         )
 
     def batch_revealed(self, receipt: Any) -> list[str]:
@@ -601,7 +608,12 @@ class MarketClient:
         return self.chain.transact(fn)
 
     def finalize_round(self, project_id: int, round_: int, result: Finalization) -> Any:
-        return self.chain.transact(self.market.functions.finalizeRound(project_id, round_, result.as_abi_tuple()))
+        """Finalizes ``round_`` with ``result`` (``TrainingMarket.finalizeRound``, with the project's trainer list),
+        sent with an access list when that is cheaper (:meth:`ChainClient.transact`: every trainer's slots and
+        records are touched once)."""
+        result_tuple = result.as_abi_tuple(self.trainers(project_id))
+        fn = self.market.functions.finalizeRound(project_id, round_, result_tuple)
+        return self.chain.transact(fn, access_list=True)
 
     def abandon(self, project_id: int) -> Any:
         return self.chain.transact(self.market.functions.abandon(project_id))
@@ -667,12 +679,17 @@ class MarketClient:
         return int(self.chain.call(self.lens.functions.withdrawable(project_id, to_checksum_address(account))))
 
     def committed_seal(self, project_id: int, round_: int, trainer: str) -> bytes:
-        """The seal ``trainer`` committed for ``round_`` (32 zero bytes if none). The market keeps each trainer's
-        latest seal (``committedSeal``); an earlier one is read from its round's ``UpdateCommitted`` event."""
+        """The seal ``trainer`` committed for ``round_`` (32 zero bytes if none). The market keeps a trainer's seal
+        of the open round until it reveals (``committedSeal``; its commitment then takes the seal's place); any
+        other is read from its round's ``UpdateCommitted`` event."""
         trainer = to_checksum_address(trainer)
-        kept = bytes(self.chain.call(self.lens.functions.committedSeal(project_id, round_, trainer)))
-        if kept != EMPTY_COMMITMENT or self.get_project(project_id).current_round == round_:
+        lens = self.lens.functions
+        kept = bytes(self.chain.call(lens.committedSeal(project_id, round_, trainer)))
+        if kept != EMPTY_COMMITMENT:
             return kept
+        open_round = self.get_project(project_id).current_round == round_
+        if open_round and bytes(self.chain.call(lens.commitmentOf(project_id, round_, trainer))) == EMPTY_COMMITMENT:
+            return kept  # the open round, not revealed: not committed
         return next((c.seal for c in self.commits(project_id, round_) if c.trainer == trainer), kept)
 
     def round_deadlines(self, project_id: int) -> RoundDeadlines:
