@@ -34,20 +34,26 @@ ezkl proofs (:mod:`bench.gas_zk`: minutes of proving): the circuit's own verifie
 N = 16 (verification 1,336,673 -> 1,016,666 per round), 173,484 -> 162,468 at N = 32 (1,551,309 -> 1,198,788):
 20.0k and 11.0k per trainer saved (the figures: :mod:`bench.gas_zk`).
 
-Measured (2026-11-30, ``python -m bench.gas``; gas does not depend on the machine), gas per trainer per round
-("commit" and "reveal": the trainers' own transactions, mean over the rounds; "batched commit" and "batched
-reveal": a later round's ``commitBatch`` and ``revealBatch`` of every trainer / N; "later, batched": that round's
-batched commit + batched reveal + finalize / N):
+Measured (2026-11-30, ``python -m bench.gas``, after gas step 5; gas does not depend on the machine), gas per
+trainer per round ("commit" and "reveal": the trainers' own transactions, mean over the rounds; "batched commit" and
+"batched reveal": a later round's ``commitBatch`` and ``revealBatch`` of every trainer / N; "later, batched": that
+round's batched commit + batched reveal + finalize / N; the aggregator's batches and finalizations, the old
+contracts' too, declare an access list where that is cheaper):
 
     N    join/R  commit  b.commit  reveal  b.reveal  finalize/N  withdraw/R  per round  new/old  later round  l.batched
-    4  old 32,059  67,733            85,482            79,190      14,799     279,263             211,480
-    4  new 30,179  51,376    32,423  59,745    30,779  65,904      14,709     221,912    0.79     146,407      110,670
-    16 old 30,355  67,157            85,481            54,334      14,799     252,127             189,601
-    16 new 28,780  51,327    27,126  59,744    24,340  43,138      14,709     197,698    0.78     127,150       79,729
-    32 old 30,071  67,061            85,483            50,195      14,799     247,609             185,958
-    32 new 28,547  51,319    26,249  59,746    23,270  39,349      14,709     193,670    0.78     123,946       74,586
-    64 old 29,929  67,012            85,483            48,132      14,799     245,356             184,142
-    64 new 28,430  51,314    25,812  59,746    22,739  37,463      14,709     191,662    0.78     122,351       72,028
+    4  old 32,059  67,733            85,482            78,806      14,799     278,880             211,130
+    4  new 30,171  51,459    32,427  51,981    28,672  65,174      14,724     213,509    0.77     143,731      107,869
+    16 old 30,355  67,157            85,481            53,819      14,799     251,612             189,119
+    16 new 28,772  51,410    26,971  51,980    22,158  41,633      14,724     188,519    0.75     123,697       75,919
+    32 old 30,071  67,061            85,483            49,659      14,799     247,073             185,455
+    32 new 28,539  51,402    26,021  51,982    21,022  37,715      14,724     184,362    0.75     120,365       70,509
+    64 old 29,929  67,012            85,483            47,585      14,799     244,808             183,628
+    64 new 28,422  51,397    25,548  51,982    20,458  35,765      14,724     182,290    0.74     118,705       67,819
+
+Before step 5 (docs/design/gas-per-trainer.md) "later, batched" was 110,670 / 79,729 / 74,586 / 72,028 and a
+trainer's own reveal 59.7k mean (its first round wrote a second slot, 22k): the commitment now overwrites the seal
+(a warm word, -2.1k a reveal), ``finalizeRound`` reads the trainer list from its calldata, checked against the
+members' slots (-1.7k a trainer), and the batches and finalization declare access lists (-0.1k to -0.3k a slot).
 
 A later round's own commit is 45.6k (the first round's 62.7k writes new slots); inside ``commitBatch`` it is
 27.1k at N = 16 and 26.2k at N = 32 (an ``ecrecover`` and 65 bytes of signature instead of a transaction's 21k):
@@ -443,13 +449,15 @@ def reliability_gas(
 
 def breakdown(chain: ChainClient, receipt: Any) -> dict[str, int]:
     """Where a transaction's gas went (:data:`PARTS`), from the node's execution trace: the intrinsic gas
-    (21,000 and the calldata), storage reads and writes, logs, external calls (everything the callee spent
-    included) and the rest of the computation. The parts sum to the gas used (none of these transactions
-    earns a refund)."""
+    (21,000, the calldata and the access list if any), storage reads and writes, logs, external calls (everything
+    the callee spent included) and the rest of the computation. The parts sum to the gas used (none of these
+    transactions earns a refund)."""
     tx = chain.get_transaction(receipt["transactionHash"])
     data = bytes(tx["input"])
     zeros = data.count(0)
-    parts = Counter({"intrinsic": 21_000 + 4 * zeros + 16 * (len(data) - zeros)})
+    declared = tx.get("accessList") or []  # EIP-2930: 2,400 an account and 1,900 a slot, paid up front
+    listed = 2_400 * len(declared) + 1_900 * sum(len(entry["storageKeys"]) for entry in declared)
+    parts = Counter({"intrinsic": 21_000 + 4 * zeros + 16 * (len(data) - zeros) + listed})
     trace = chain.trace_transaction(receipt["transactionHash"])
     steps = trace["structLogs"]
     top = steps[0]["depth"]

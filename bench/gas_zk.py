@@ -23,6 +23,26 @@ included), saved = the reusable verifier's finalize - the split one's:
     32  reusable  45,505  54,261  2,358,989     1,551,309      73,718      173,484
     32  split     45,505  54,261  2,006,468     1,198,788      62,702      162,468      352,521         11,016
 
+Gas step 5 (docs/design/gas-per-trainer.md: the commitment written over the seal, the trainer list in
+``finalizeRound``'s calldata, access lists on the aggregator's batches and finalization), measured 2026-11-30 with
+the same command, the later round, old (the brief's run before it) beside new:
+
+    N   verifier  commit  reveal  finalize   verification  finalize/N  later round
+    16  test      45,716  51,987    433,924                    27,120      124,823
+    16  reusable  45,716  52,221  1,771,639     1,337,715     110,727      208,664
+    16  split     45,716  52,221  1,451,534     1,017,610      90,721      188,658  (191,915 before)
+    16  batched   26,977  22,394  1,451,534     1,017,610      90,721      140,092  (27,132 + 24,576 + 92,201 = 143,909)
+    32  test      45,707  51,985    756,400                    23,638      121,330
+    32  reusable  45,707  52,219  2,308,827     1,552,427      72,151      170,077
+    32  split     45,707  52,219  1,956,206     1,199,806      61,131      159,057  (162,468 before)
+    32  batched   26,023  21,255  1,956,206     1,199,806      61,131      108,409  (26,251 + 23,503 + 62,734 = 112,488)
+
+"batched": the split verifier's project run by the aggregator's ``commitBatch`` and ``revealBatch``. Issue 16's
+targets, a later round per trainer with on-chain verification: 140.1k <= 150k at N = 16 and **108.4k <= 110k at
+N = 32** (112.5k, 2.5k over, before step 5: -3.8k and -4.1k per trainer). Verification is unchanged (1.02M and
+1.20M per round); what step 5 saved is storage (a reveal's second cold slot, the stored trainer list's cold reads
+in the finalization) and cold-access surcharges (the access lists).
+
 The split verifier saves 320k per round at N = 16 and 353k at N = 32 (the TopK circuit of 32 slots has more
 columns, so more gates to interpret): 20.0k and 11.0k per trainer, as the design study predicted (20.2k /
 10.7k, docs/design/gas-per-trainer.md). A later round with the zk verifier and one-by-one reveals costs a

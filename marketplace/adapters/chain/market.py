@@ -409,12 +409,13 @@ class Finalization:
     proof: bytes
     rejected: list[bool] | None = None  # submitters whose update could not be fetched or checked
 
-    def as_abi_tuple(self, trainers: Sequence[str]) -> tuple[Any, ...]:
+    def as_abi_tuple(self, trainers: Sequence[str] | None) -> tuple[Any, ...]:
         """The struct, with the project's ``trainers`` in trainer order (``MarketLens.trainersOf``: the market checks
-        the list against its members instead of reading it from storage)."""
+        the list against its members instead of reading it from storage); None for a market whose struct has no
+        trainer list (before issue 16's gas step 5: the gas benchmark's baseline)."""
         rejected = list(self.rejected) if self.rejected is not None else [False] * len(self.flags)
-        listed = [to_checksum_address(t) for t in trainers]
-        return (listed, self.model_cid, self.proof_cid, list(self.scores), list(self.flags), rejected, self.proof)
+        fields = (self.model_cid, self.proof_cid, list(self.scores), list(self.flags), rejected, self.proof)
+        return fields if trainers is None else ([to_checksum_address(t) for t in trainers], *fields)
 
 
 @dataclass(frozen=True)
@@ -611,9 +612,18 @@ class MarketClient:
         """Finalizes ``round_`` with ``result`` (``TrainingMarket.finalizeRound``, with the project's trainer list),
         sent with an access list when that is cheaper (:meth:`ChainClient.transact`: every trainer's slots and
         records are touched once)."""
-        result_tuple = result.as_abi_tuple(self.trainers(project_id))
-        fn = self.market.functions.finalizeRound(project_id, round_, result_tuple)
+        fn = self.market.functions.finalizeRound(
+            project_id, round_, result.as_abi_tuple(self._trainer_list(project_id))
+        )
         return self.chain.transact(fn, access_list=True)
+
+    def _trainer_list(self, project_id: int) -> list[str] | None:
+        """The trainer list ``finalizeRound`` takes, None if this market's ``RoundResult`` has none (see
+        :meth:`Finalization.as_abi_tuple`)."""
+        (fn,) = (f for f in self.market.abi if f.get("type") == "function" and f.get("name") == "finalizeRound")
+        (result,) = (a for a in fn["inputs"] if a["name"] == "result")
+        listed = any(c["name"] == "trainers" for c in result["components"])
+        return self.trainers(project_id) if listed else None
 
     def abandon(self, project_id: int) -> Any:
         return self.chain.transact(self.market.functions.abandon(project_id))
