@@ -209,7 +209,9 @@ def test_the_dispute_window_and_the_deadlines_hold_to_the_second(actors: Actors)
         _at(a0 + 1, actors.stranger, abandon)
 
     def finalize(result: Finalization) -> ContractFunction:
-        return actors.aggregator.market.functions.finalizeRound(job.pid, 0, result.as_abi_tuple())
+        return actors.aggregator.market.functions.finalizeRound(
+            job.pid, 0, result.as_abi_tuple(actors.owner.trainers(job.pid))
+        )
 
     def dispute(trainer: MarketClient) -> ContractFunction:
         row = job.rows[(0, trainer.address)]
@@ -260,7 +262,9 @@ def test_a_last_second_dispute_is_mined_whatever_is_sent_to_front_run_it(actors:
     standing = _finalization(actors.aggregator, rnd, both, published=False)
     row = rnd.row_of(victim)
     dispute = victim.market.functions.disputeRejection(rnd.pid, 0, published_row(row), HashProver().prove_row(row))
-    finalize = actors.aggregator.market.functions.finalizeRound(rnd.pid, 0, standing.as_abi_tuple())
+    finalize = actors.aggregator.market.functions.finalizeRound(
+        rnd.pid, 0, standing.as_abi_tuple(actors.owner.trainers(rnd.pid))
+    )
 
     pool = Mempool(actors.chain)
     pool.automine(False)

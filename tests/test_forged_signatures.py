@@ -29,7 +29,7 @@ def finalize_tx(actors: Actors, pid: int, signer: LocalAccount, chain_id: int | 
     next nonce: the sender is the only thing that can make it fail."""
     chain = actors.chain
     result = actors.result(pid, 0, [600_000, 400_000, 0])
-    call = actors.admin.market.functions.finalizeRound(pid, 0, result.as_abi_tuple())
+    call = actors.admin.market.functions.finalizeRound(pid, 0, result.as_abi_tuple(actors.admin.trainers(pid)))
     return call.build_transaction({
         "chainId": chain.chain_id if chain_id is None else chain_id, "gas": GAS, "value": 0, **chain.fees(),
         "nonce": chain.w3.eth.get_transaction_count(signer.address, "pending"),
