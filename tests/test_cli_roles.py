@@ -1,5 +1,5 @@
-"""Trainers and an aggregator as separate processes, driven only through the command line, on a
-real local chain and IPFS node: the way people would run them on their own machines."""
+"""Trainers, an aggregator and the owner's reference node as separate processes, driven only through the command
+line, on a real local chain and IPFS node: the way people would run them on their own machines."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from marketplace.adapters.chain.config import resolve_network
+from marketplace.adapters.chain.deploy import connect
 from marketplace.cli.main import app
 from tests.web_fixtures import API_KEY, PASSWORD, KeyedRpcProxy
 
@@ -132,6 +133,54 @@ def test_trainers_and_aggregator_processes_complete_a_job(env: dict[str, str], t
     assert "withdrew" in out and "wei" in out
     out = cli("project", "withdraw", "1", code=1)  # nothing left
     assert "NothingToWithdraw" in out
+
+
+def test_the_owners_reference_process_commits_and_reveals_and_the_round_is_scored_with_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """``project reference run``: only the owner may run it; started before the trainers, it commits the round's
+    reference, reveals it once every trainer committed, and the aggregator finalizes the round with it (the
+    verifier gets its commitment: ``verify`` holds, the audit agrees)."""
+    cli("deploy")
+    shards = tmp_path / "shards"
+    cli("data", "partition", "--trainers", "3", "--out", str(shards))
+    cid = cli("model", "init", "--model", "mlp").strip()
+    cli(
+        "project", "create", "--initial-cid", cid, "--rounds", "1", "--min-trainers", "3", "--max-trainers", "3",
+        "--aggregator", "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",  # dev account 2; the owner is dev account 0
+    )  # fmt: skip
+    validation = str(shards / "validation.npz")
+    out = cli("project", "reference", "run", "1", "--data", validation, "--dev-account", "3", code=1)
+    assert "is not the owner of project 1" in " ".join(out.split()), out
+    assert "not training" in cli("project", "reference", "run", "1", "--data", validation, "--once")
+    for i in (3, 4, 5):
+        cli("trainer", "join", "1", "--dev-account", str(i))  # the third join starts training
+
+    owner = spawn(env, "project", "reference", "run", "1", "--data", validation, "--poll", "0.5")
+    market = connect("local", read_only=True)
+    deadline = time.monotonic() + 240
+    while not market.reference_of(1, 0).committed:  # the trainers' commits would close the commit phase early
+        assert owner.poll() is None and time.monotonic() < deadline, owner.communicate()[0]
+        time.sleep(0.5)
+    aggregator = spawn(env, "aggregator", "run", "--project", "1", "--dev-account", "2", "--poll", "0.5")
+    trainers = [
+        spawn(env, "trainer", "run", "1", "--data", str(shards / f"trainer_{i:03d}.npz"), "--dev-account", str(3 + i),
+              "--poll", "0.5")
+        for i in range(3)
+    ]  # fmt: skip
+    outputs = [" ".join(p.communicate(timeout=300)[0].split()) for p in [owner, aggregator, *trainers]]
+    assert [p.returncode for p in [owner, aggregator, *trainers]] == [0] * 5, outputs
+    reference = market.reference_of(1, 0)
+    assert reference.revealed
+    commitment = f"commitment 0x{reference.commitment.hex()}"
+    assert f"round 0: committed the reference ({commitment}" in outputs[0], outputs[0]
+    assert f"round 0: revealed the reference ({commitment}" in outputs[0] and "gas " in outputs[0], outputs[0]
+    assert outputs[0].index("committed the reference") < outputs[0].index("revealed the reference"), outputs[0]
+    assert "project 1 ended" in outputs[0], outputs[0]
+    assert "round 0 finalized" in outputs[1] and "the owner's reference was revealed and" in outputs[1], outputs[1]
+    out = cli("verify", "1", "0")  # the recorded inputs carry the reference's commitment: the proof holds with it
+    assert "valid" in out, out
+    assert "round 0 checks out" in cli("audit", "1", "0")
 
 
 def test_audit_and_verify_never_print_the_rpc_credentials(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

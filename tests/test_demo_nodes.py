@@ -1,7 +1,9 @@
 """The demo gives each participant its own IPFS node (real embedded Kubo nodes on loopback, in a private swarm
 made for the run): each trainer's update reaches the aggregator only through the swarm, the aggregator pins
 what it fetched, an auditor re-derives the round through a node of its own, and the demo prints each node's
-traffic; ``--shared-ipfs`` keeps one node for everyone."""
+traffic; ``--shared-ipfs`` keeps one node for everyone. The owner commits and reveals its reference row each round
+(from its validation set, through its own node), the round is scored with it and the demo says what it changed;
+``--no-reference`` turns it off."""
 
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ def test_each_update_reaches_the_aggregator_over_the_swarm_from_its_trainers_nod
         assert swarm.of(OWNER).fetched_bytes == 0  # the owner's node only served (the initial model)
         assert all(swarm.of(trainer_name(i)).fetched_bytes > 0 for i in range(TRAINERS))  # the initial model
         assert swarm.of(AUDITOR).fetched_bytes >= fetched and result.audit_agrees is True
+        # The owner's reference was revealed and the round scored with it (the auditor agreed with that too).
+        assert stack.admin.reference_of(result.project_id, 0).revealed and result.reports[0].reference is not None
     # Every node joined one swarm and is connected to both hubs at least.
     assert swarm.size == len(names) and all(set(HUBS) - {n.name} <= set(n.peers) for n in swarm.nodes)
     assert sum(result.payouts.values()) == result.escrowed
@@ -53,10 +57,12 @@ def test_each_update_reaches_the_aggregator_over_the_swarm_from_its_trainers_nod
     for name in names:
         assert re.search(rf"^│ {name} +│ Qm", out, re.MULTILINE), (name, out)
     assert "auditor (its own IPFS node): round 0 re-derived from the chain and the swarm" in out, out
+    assert "owner revealed its reference (gas " in out and "the owner's reference was revealed and " in out, out
 
 
 def test_shared_ipfs_keeps_one_node_for_everyone(tmp_path: Path) -> None:
-    args = ["demo", "--shared-ipfs", "--no-zk", "--no-web", "--honest", "--trainers", "2", "--rounds", "1"]
+    args = ["demo", "--shared-ipfs", "--no-zk", "--no-web", "--honest", "--trainers", "2", "--rounds", "1",
+            "--no-reference"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "MARKETPLACE_IPFS_API"}
     done = subprocess.run(
         [sys.executable, "-m", "marketplace.cli.main", *args, "--epochs", "1", "--plot", str(tmp_path / "demo.png")],
@@ -69,5 +75,6 @@ def test_shared_ipfs_keeps_one_node_for_everyone(tmp_path: Path) -> None:
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert "(one node shared by every participant: --shared-ipfs)" in out and "IPFS swarm" not in out, out
+    assert "reference" not in out, out  # --no-reference: the owner commits none
     total = re.search(r"│ total +│ +│ ([\d.]+) +│ escrowed ([\d.]+)", out)
     assert total and total.group(1) == total.group(2), out

@@ -49,7 +49,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 def test_two_round_job_flags_attackers_and_pays_honest_trainers(stack: LocalStack, tmp_path: Path) -> None:
-    """The demo's whole job, commit-reveal included: every trainer commits a sealed update, then reveals it; two
+    """The demo's whole job, commit-reveal and the owner's reference included: every trainer commits a sealed
+    update, then reveals it, and so does the owner its reference row (real ezkl proofs with it); two
     Sybils commit the same crafted update (shared off chain before anyone committed: nothing of the round is
     public to copy), the first committed is kept as the original and still flagged (it points against the
     others), the second is flagged as its copy; no honest trainer is flagged."""
@@ -67,6 +68,8 @@ def test_two_round_job_flags_attackers_and_pays_honest_trainers(stack: LocalStac
         check = verify_round(stack.admin, result.project_id, r.round, stack.store)
         assert check.valid and check.document_agrees and check.gas is not None and 1_000_000 < check.gas < 3_000_000
         assert audit_round(stack.admin, stack.store, result.project_id, r.round).agrees
+        # The demo's owner revealed its reference: this real proof, verified through finalizeRound, covers it.
+        assert stack.admin.reference_of(result.project_id, r.round).revealed and r.reference is not None
     honest = [a for a, role in result.roles.items() if role == "honest"]
     cheaters = [a for a, role in result.roles.items() if role != "honest"]
     for report in result.reports:

@@ -29,6 +29,7 @@ from marketplace.roles.aggregator import AggregatorNode, RoundReport
 from marketplace.roles.owner import OwnerReferenceNode, ReferenceCommitted, ReferenceOutcome, ReferenceRevealed
 from marketplace.roles.trainer import Committed, Submitted, TrainerNode, UpdateContext
 from marketplace.round.prove import HashProver
+from marketplace.round.score import ReferenceEffect
 from marketplace.rule.gram import GramResult, gram_rule_ref_int
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
 from tests.market_fixtures import Actors
@@ -144,6 +145,7 @@ def test_the_owners_reference_unpays_a_below_median_disagreeing_trainer_end_to_e
     assert order == list(range(n))  # trainer i committed i-th: slot i is trainer i
     base = s.outcome.stats["base_scores"]
     assert report.chain_scores == s.outcome.scores.tolist() and not any(report.flags)
+    assert report.reference == ReferenceEffect(used=True, unpaid=[AT], added=[])  # what the report tells people
     assert report.chain_scores[AT] == 0 < base[AT]  # unpaid only because of the reference
     median = int(s.outcome.stats["M"])
     above = [i for i in range(n) if s.outcome.med_cos[i] >= median]

@@ -133,6 +133,10 @@ def test_every_page_is_accessible_and_fits_a_phone_and_a_laptop(
     expect(page.locator("#round-1 .round-table .amount").first).to_have_attribute("data-wei", re.compile(r"^\d+$"))
     expect(page.locator("#flag-causes-title")).to_be_visible()  # the rule's causes (or why not) have come in
     problems += audit(page, "round-flagged")
+    expect(page.locator("#owner-reference")).to_contain_text("did not commit a reference")
+    visit(page, f"{base}{page.locator('#about-owner-reference').get_attribute('href')}")
+    expect(page.locator("#about-title")).to_have_text("The owner's reference")
+    problems += audit(page, "about-owner-reference")
 
     visit(page, f"{base}/projects/{disputed}")
     problems += audit(page, "project-disputes")

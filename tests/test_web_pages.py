@@ -1,6 +1,7 @@
 # ruff: noqa: F811  (fixtures imported from tests.web_fixtures are used as test arguments)
 """The project page as a summary, a finalized round's own page with the reasons of its flags, the live part
-polled while training, and the downloads (issue 15), on the session anvil and a real IPFS node.
+polled while training, and the downloads (issue 15), on the session anvil and a real IPFS node; a round's owner's
+reference row (issue 16): committed, revealed, its commitment, and the page saying what it is.
 
 The rule's causes are checked on real committed rows (:func:`rule_causes`): updates made far, lazy, boosted and
 duplicated are each named by the test that flags them.
@@ -16,14 +17,17 @@ from fastapi.testclient import TestClient
 
 from marketplace.adapters.chain.market import Finalization
 from marketplace.adapters.ipfs.ipfs import IpfsClient
-from marketplace.protocol.commitment import committed_rows
+from marketplace.protocol.commitment import commit_update, committed_rows
 from marketplace.protocol.sketch import sketch_rows
+from marketplace.round.prove import HashProver
+from marketplace.round.reference import commit_reference, reveal_reference
 from marketplace.web.services.flag_reasons import rule_causes
 from tests.market_fixtures import Actors
 from tests.test_web_a11y import disputed_project
 from tests.web_fixtures import (  # noqa: F401
     FinishedProject,
     client,
+    finalize,
     finished_project,
     ipfs,
     ipfs_node,
@@ -109,3 +113,45 @@ def test_the_rule_names_the_test_that_flags_each_update() -> None:
     # Arrival order decides which copy is the duplicate: the copy arriving first is not flagged as one.
     order = [8, *range(8), 9]
     assert "duplicate" not in rule_causes(rows, np.ones(len(ups), bool), order, 64)[8]
+
+
+def test_a_round_page_says_whether_the_owners_reference_was_committed_and_revealed(
+    client: TestClient, actors: Actors, ipfs: IpfsClient
+) -> None:
+    """Read from the chain (``referenceOf``): round 0 revealed (its commitment shown), round 1 committed and not
+    revealed, round 2 none; each in words, linking to the page that says what the reference is."""
+    pid = actors.training_project(3, rounds=3)
+    row = commit_update(np.random.default_rng(5).normal(size=300), actors.owner.sketch_seed(pid),
+                        actors.owner.sketch_width(pid))[0]  # fmt: skip
+    sealed = commit_reference(actors.owner, pid, 0, row)
+    actors.submit_all(pid, 0)
+    reveal_reference(actors.owner, pid, 0, sealed, HashProver())
+    finalize(actors, ipfs, pid, 0, [3, 2, 1], [False] * 3, 0.5)  # the test proof covers the revealed commitment
+    withheld = commit_reference(actors.owner, pid, 1, row)
+    actors.submit_all(pid, 1)
+    actors.chain.increase_time(actors.owner.round_deadlines(pid).reveal - actors.chain.timestamp() + 1)
+    finalize(actors, ipfs, pid, 1, [3, 2, 1], [False] * 3, 0.5)
+    actors.submit_all(pid, 2)
+    finalize(actors, ipfs, pid, 2, [3, 2, 1], [False] * 3, 0.5)
+
+    commitment = "0x" + sealed.commitment.hex()
+    seals = ["0x" + sealed.seal.hex(), "0x" + withheld.seal.hex(), None]
+    expected = {
+        0: (True, True, commitment, "committed a reference and revealed it: the round was scored and proven with it"),
+        1: (True, False, None, "committed a reference but did not reveal it: the round was scored without it"),
+        2: (False, False, None, "did not commit a reference: the round was scored by the rule alone"),
+    }
+    for round_, (committed, revealed, shown, words) in expected.items():
+        api = client.get(f"/api/projects/{pid}/rounds/{round_}/reference").json()
+        assert (api["committed"], api["revealed"], api["commitment"]) == (committed, revealed, shown), api
+        assert api["seal"] == seals[round_] and words in api["status"], api
+        html = client.get(f"/projects/{pid}/rounds/{round_}").text
+        cell = re.search(r'<dd id="owner-reference"(.*?)</dd>', html, re.S)
+        assert cell, html
+        assert f'data-committed="{str(committed).lower()}" data-revealed="{str(revealed).lower()}"' in cell[1]
+        assert words in " ".join(cell[1].split()), cell[1]
+        assert (f'data-copy="{commitment}"' in cell[1]) is revealed, cell[1]
+        assert 'href="/about/owner-reference"' in cell[1]
+    assert client.get(f"/api/projects/{pid}/rounds/3/reference").status_code == 404  # not finalized
+    about = client.get("/about/owner-reference")
+    assert about.status_code == 200 and "It flags nobody" in about.text and "robust-reference.md" in about.text

@@ -95,6 +95,8 @@ def aggregator_run_cmd(
             f"scores {[f'{s:.2f}' for s in r.scores]}, model {r.model_cid}\n"
             f"  proof {r.prover} ({took}); transaction {r.tx_hash or '-'}, gas {r.gas_used:,}"
         )
+        if r.reference is not None:  # the owner revealed a reference row: the round was scored with it
+            console.print(f"  {r.reference.summary([f'#{i} {t}' for i, t in enumerate(r.trainers)])}")
         for trainer, why in r.rejected.items():
             console.print(f"  rejected {trainer}: {why}")
         for trainer, why in r.published.items():

@@ -34,6 +34,13 @@ def demo_cmd(
     zk: bool = typer.Option(
         True, "--zk/--no-zk", help="Prove each round with ezkl, verified on chain (~20 s a round); --no-zk: no proof."
     ),
+    reference: bool = typer.Option(
+        True,
+        "--reference/--no-reference",
+        help="The owner commits and reveals a reference row each round from its validation data (one small "
+        "training and a row proof a round; it may unpay a below-median trainer that disagrees with it, or pay one "
+        "the rule drops, within bounds); --no-reference: the rule alone.",
+    ),
     web: bool = typer.Option(True, "--web/--no-web", help="Serve the web UI during and after the job (until Ctrl-C)."),
     port: int = typer.Option(8000, help="Web UI port on 127.0.0.1 (a free one if taken)."),
     ipfs_api: str | None = typer.Option(
@@ -68,6 +75,7 @@ def demo_cmd(
         zk=zk,
         ipfs_api=ipfs_api or None,
         shared_ipfs=shared_ipfs,
+        reference=reference,
     )
     try:
         with stops_on_signals():

@@ -4,6 +4,7 @@ Each round has a commit phase (``--submission-period``: trainers commit sealed u
 (``--reveal-period``: they reveal them) and an aggregation phase (``--aggregation-period``); ``project show``
 prints the open round's phase and deadlines (:mod:`marketplace.web.services.round_phase`), and whether the
 project's updates are encrypted to its aggregator (``marketplace aggregator publish-key``) or public.
+``project reference run`` (:mod:`marketplace.cli.reference`) commits and reveals the owner's reference row each round.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from marketplace.adapters.chain.deploy import read_record
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.chain.market import MarketClient, Project, ProjectConfig, ProjectStatus
 from marketplace.cli.common import NETWORK, connect_market, console, fail, fmt_eth, market_update_keys, to_wei
+from marketplace.cli.reference import reference_app
 from marketplace.web.services.round_phase import describe, round_phase
 
 project_app = typer.Typer(help="Create, inspect and settle training projects.", no_args_is_help=True)
+project_app.add_typer(reference_app, name="reference")
 
 
 @project_app.command("create")

@@ -4,10 +4,12 @@ Starts a local chain (anvil) and, on 127.0.0.1, one IPFS node per participant in
 (:mod:`marketplace.demo.swarm`; or one node for everyone: ``shared_ipfs``, or the node it is given),
 deploys the contracts, and then plays every role, each participant through its own node: the owner
 posts a job with escrow, trainers (some of them malicious) join, train on their private shards and
-submit round by round, the aggregator flags, scores, aggregates and finalizes each round, and
-finally everyone withdraws. Prints a table per round and a payout table; with a swarm, an auditor
-re-derives the last round through its own node and a table shows each node's swarm traffic.
-Writes a plot.
+submit round by round, the owner commits and reveals a reference row each round from its validation
+data (unless ``reference`` is off: docs/design/robust-reference.md), the aggregator flags, scores
+(with the owner's reference), aggregates and finalizes each round, and finally everyone withdraws.
+Prints a table per round (and what the owner's reference changed) and a payout table; with a swarm,
+an auditor re-derives the last round through its own node and a table shows each node's swarm
+traffic. Writes a plot.
 """
 
 from __future__ import annotations
@@ -45,15 +47,17 @@ from marketplace.demo.swarm import (
     swarm_table,
     trainer_name,
 )
-from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
+from marketplace.fl.data import TEST_FILE, VALIDATION_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model
 from marketplace.fl.train import evaluate
 from marketplace.protocol.model_card import ModelCard, card_metadata
 from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
 from marketplace.roles.audit import audit_round
+from marketplace.roles.owner import OwnerReferenceNode, ReferenceCommitted, ReferenceOutcome, ReferenceRevealed
 from marketplace.roles.trainer import (
     Committed,
     Disputed,
+    LocalTraining,
     RevealVia,
     StepOutcome,
     Submitted,
@@ -61,6 +65,7 @@ from marketplace.roles.trainer import (
     TrainingSettings,
 )
 from marketplace.round.commit_inbox import CommitInbox, InboxServer
+from marketplace.round.score import ReferenceEffect
 
 ETH = 10**18
 
@@ -87,6 +92,7 @@ class DemoConfig:
     zk: bool = True  # real ezkl proofs checked on chain; False: the local test verifier (no proof)
     ipfs_api: str | None = None  # the Kubo RPC URL of an IPFS node for everyone; None: start local node(s)
     shared_ipfs: bool = False  # one local node for every participant; False: one node each, in a private swarm
+    reference: bool = True  # the owner commits and reveals a reference row each round (its validation data)
 
     @property
     def shared(self) -> bool:
@@ -295,12 +301,15 @@ def _play(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path
     aggregator = AggregatorNode(
         aggregator_client, stack.store_of(AGGREGATOR), evaluation=test, commit_inbox=inbox.inbox
     )
+    reference = _reference_node(config, stack, owner, workdir, console)
 
     reports: list[RoundReport] = []
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
     for round_ in range(config.rounds):
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task(f"round {round_}: local training and commits", total=2 * n)
+            if reference is not None:  # the owner commits its reference as the round opens
+                _reference_step(reference, pid, console)
             for t in trainers:  # commit phase: every trainer seals its submission and hands its signed commit over
                 outcome = t.step(pid)
                 if not isinstance(outcome, Committed) and outcome is not StepOutcome.WAITING_FOR_COMMIT_BATCH:
@@ -315,6 +324,8 @@ def _play(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path
                     console.print(f"  trainer {t.address[:10]}…: {outcome}")
                 progress.advance(task)
             _reveal_in_batch(aggregator, owner, pid, trainers, console)
+            if reference is not None:  # the reveal phase is open: the owner reveals its reference
+                _reference_step(reference, pid, console)
             progress.update(task, description=f"round {round_}: scoring{' and proving' if config.zk else ''}")
             report = aggregator.step(pid)
             if isinstance(report, RejectionsAnnounced):
@@ -329,6 +340,8 @@ def _play(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path
             raise RuntimeError(f"round {round_} was not due for aggregation")
         reports.append(report)
         console.print(_round_table(report, roles))
+        if reference is not None:
+            console.print(f"  {_reference_words(report, roles)}")
 
     payouts = {}
     for client in [owner, aggregator_client, *(t.market for t in trainers)]:
@@ -346,6 +359,38 @@ def _play(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path
     if plot:
         console.print(f"plot written to [bold]{plot}[/bold]")
     return DemoResult(pid, reports, payouts, escrowed, roles, initial_accuracy, plot, swarm, audit_agrees)
+
+
+def _reference_node(
+    config: DemoConfig, stack: LocalStack, owner: MarketClient, workdir: Path, console: Console
+) -> OwnerReferenceNode | None:
+    """The owner's reference node, training on the owner's validation set as the trainers train (None if
+    ``config.reference`` is off)."""
+    if not config.reference:
+        return None
+    validation = load_npz(workdir / "shards" / VALIDATION_FILE)
+    settings = TrainingSettings(epochs=config.epochs, lr=config.lr, seed=config.seed + 10_000)
+    console.print(
+        f"owner: commits a reference row each round from its {len(validation)} validation samples "
+        "(it may unpay a below-median trainer that disagrees with it, or pay one the rule drops; --no-reference: off)"
+    )
+    return OwnerReferenceNode(owner, stack.store_of(OWNER), LocalTraining(validation, settings))
+
+
+def _reference_step(node: OwnerReferenceNode, pid: int, console: Console) -> None:
+    """One step of the owner's reference node, said on ``console`` unless it committed or revealed as planned."""
+    outcome = node.step(pid)
+    if isinstance(outcome, ReferenceRevealed):
+        console.print(f"  owner revealed its reference (gas {outcome.gas_used:,})")
+    elif not isinstance(outcome, ReferenceCommitted) and outcome is not ReferenceOutcome.REVEALED:
+        console.print(f"  owner's reference: {outcome}")
+
+
+def _reference_words(report: RoundReport, roles: dict[str, str]) -> str:
+    """What the owner's reference did in the round, naming trainers as the round table does."""
+    if report.reference is None:
+        return "the owner revealed no reference: paid by the rule without it"
+    return report.reference.summary([f"#{i} ({roles.get(t, '?')})" for i, t in enumerate(report.trainers)])
 
 
 def _audit(stack: LocalStack, pid: int, round_: int, console: Console) -> bool:
@@ -465,14 +510,24 @@ def _round_table(report: RoundReport, roles: dict[str, str]) -> Table:
     )
     for col in ["#", "trainer", "role", "submitted", "flagged", "contribution", "note"]:
         table.add_column(col)
+    ref = report.reference
     for i, addr in enumerate(report.trainers):
         flagged = "[red]FLAGGED[/red]" if report.flags[i] else ""
         share = f"{report.scores[i]:.1%}" if report.submitted[i] and not report.flags[i] else "-"
         table.add_row(
             str(i), _short(addr), roles.get(addr, "?"), "yes" if report.submitted[i] else "no", flagged, share,
-            report.rejected.get(addr, ""),
+            report.rejected.get(addr, "") or _moved(ref, i),
         )  # fmt: skip
     return table
+
+
+def _moved(reference: ReferenceEffect | None, i: int) -> str:
+    """The round table's note for trainer ``i`` on what the owner's reference changed for it ("" if nothing)."""
+    if reference is None:
+        return ""
+    if i in reference.unpaid:
+        return "unpaid by the owner's reference"
+    return "paid thanks to the owner's reference" if i in reference.added else ""
 
 
 def _eth(wei: int) -> str:

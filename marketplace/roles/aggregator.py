@@ -27,7 +27,8 @@ itself by half the reveal period; a batch never fails a round.
 The project owner's reference row (docs/design/robust-reference.md), when the owner revealed one in the round
 (``revealReference``), is read from its event and checked against the commitment the market recorded
 (:func:`~marketplace.round.reference.revealed_reference`); the round is scored with the reference-aware rule and
-proven with the row (the market hands the verifier its commitment). A round waits for a committed reference until
+proven with the row (the market hands the verifier its commitment); the round's report says whom the reference
+unpaid or added (:class:`~marketplace.round.score.ReferenceEffect`). A round waits for a committed reference until
 the reveal deadline, as the market does.
 
 Restartable: everything is derived from the chain and IPFS, and the computation is
@@ -68,7 +69,7 @@ from marketplace.round.commit_inbox import CommitInbox
 from marketplace.round.openings import find_openings, opening_store
 from marketplace.round.prove import ProverSelectionError, RoundProver, prover_for, round_tag
 from marketplace.round.reference import ReferenceMismatch, revealed_reference
-from marketplace.round.score import new_model, score_round
+from marketplace.round.score import ReferenceEffect, new_model, score_round
 
 
 @dataclass
@@ -94,6 +95,8 @@ class RoundReport:
     timings: dict[str, float] = field(default_factory=dict)
     #: trainer -> why its update was rejected, for rejected trainers that published their row (scored on it)
     published: dict[str, str] = field(default_factory=dict)
+    #: what the owner's revealed reference row changed (None: the owner revealed none, the rule without it)
+    reference: ReferenceEffect | None = None
 
 
 @dataclass(frozen=True)
@@ -396,7 +399,7 @@ class AggregatorNode:
         report = RoundReport(
             pid, round_, inputs.trainers, inputs.submitted, flags, scored.scores, chain_scores, inputs.rejected,
             model_cid, proof_cid, accuracy=accuracy, loss=loss, timings=timings, prover=prover.name,
-            published=dict(inputs.published),
+            published=dict(inputs.published), reference=scored.reference,
         )  # fmt: skip
         t4 = time.perf_counter()
         try:

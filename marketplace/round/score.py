@@ -5,6 +5,7 @@ the new global model with the very function the aggregator built it with."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,32 @@ from marketplace.protocol.commitment import sanitize_rows
 from marketplace.round.collect import RoundInputs
 from marketplace.rule.gram import GramConfig, shares
 from marketplace.rule.scorer import GramScorer
+
+
+@dataclass(frozen=True)
+class ReferenceEffect:
+    """What the owner's revealed reference row did to a round's pay (trainer indices, trainer order):
+    ``used``, whether the reference-aware rule decided the scores (the reference passed its checks and left
+    someone paid; otherwise the round is paid as without it); ``unpaid``, the trainers the rule without the
+    reference pays and the reference left unpaid; ``added``, those it paid that the rule without it does not."""
+
+    used: bool
+    unpaid: list[int]
+    added: list[int]
+
+    def summary(self, names: Sequence[str]) -> str:
+        """In words, naming trainer ``i`` as ``names[i]``: whether the reference decided the pay, and whom it
+        unpaid or added."""
+        if not self.used:
+            return (
+                "the owner's reference was revealed and ignored (it did not side with most trainers, or would have "
+                "paid nobody): paid as without it"
+            )
+        if not self.unpaid and not self.added:
+            return "the owner's reference was revealed and used: it changed nobody's pay"
+        moved = [f"unpaid {', '.join(names[i] for i in self.unpaid)}" if self.unpaid else "",
+                 f"added {', '.join(names[i] for i in self.added)}" if self.added else ""]  # fmt: skip
+        return "the owner's reference was revealed and used: it " + " and ".join(m for m in moved if m)
 
 
 @dataclass
@@ -25,6 +52,7 @@ class ScoredRound:
     chain_scores: list[int]  # the circuit's integer scores (fixed point 2**13), 0 if flagged
     aggregate: np.ndarray | None  # mean of the paid (score > 0) full updates; None = nobody paid
     rows: np.ndarray  # N x (K + 2), the rows scored: the ones to prove (zero rows if not valid)
+    reference: ReferenceEffect | None = None  # None: scored without a reference (the owner revealed none)
 
 
 def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: np.ndarray | None = None) -> ScoredRound:
@@ -34,7 +62,8 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     row it published on chain has no update in the mean). The rows scored are the rows to prove
     (``rows``: sanitised once, here), so what is proven is what is paid. ``reference``: the owner's
     revealed reference row (K + 2 grid values; :func:`marketplace.round.reference.revealed_reference`), scored
-    with the reference-aware rule (``gram_rule_ref_int``); None: the rule without a reference."""
+    with the reference-aware rule (``gram_rule_ref_int``), what it changed in ``reference``
+    (:class:`ReferenceEffect`); None: the rule without a reference."""
     scorer = GramScorer(inputs.sketch_width, inputs.seed, cfg, arrival=inputs.arrival_order,
                         weighting="equal")  # fmt: skip
     rows, _ = sanitize_rows(inputs.rows)
@@ -50,7 +79,14 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
         chain_scores=chain_scores,
         aggregate=aggregate,
         rows=rows,
+        reference=None if reference is None else _effect(res.stats),
     )
+
+
+def _effect(stats: dict[str, np.ndarray]) -> ReferenceEffect:
+    """The :class:`ReferenceEffect` of the reference-aware rule's statistics (trainer order)."""
+    unpaid, added = np.flatnonzero(stats["ref_excluded"]), np.flatnonzero(stats["ref_included"])
+    return ReferenceEffect(bool(stats["ref_ok"]), [int(i) for i in unpaid], [int(i) for i in added])
 
 
 def new_model(previous: np.ndarray, scored: ScoredRound) -> np.ndarray:

@@ -311,6 +311,23 @@ class ProjectDetail(BaseModel):
     )
 
 
+class OwnerReference(BaseModel):
+    """The project owner's reference row of a round as the market records it (``MarketLens.referenceOf``;
+    docs/design/robust-reference.md): whether the owner committed one and revealed it, and its seal and row
+    commitment. A revealed reference is what the round was scored and proven with."""
+
+    project_id: int
+    round: int
+    committed: bool
+    revealed: bool
+    seal: str | None = Field(description="the seal the owner committed (0x hex), null if it committed none")
+    commitment: str | None = Field(
+        description="the reference row's commitment it revealed (0x hex; the verifier's h_ref), null if it revealed "
+        "none: the round was scored by the rule without a reference"
+    )
+    status: str = Field(description="what this means for the round, in words")
+
+
 class VerifyResult(BaseModel):
     """The verifier's answer to an ``eth_call`` of ``verifyRound`` with the round's on-chain values."""
 

@@ -1,5 +1,6 @@
 """A finalized round's own page (``/projects/{id}/rounds/{n}``: scores as shares, rewards, every flag with its
-reasons, the verify buttons), the reasons the rule gives for its flags recomputed from public data (an htmx
+reasons, the owner's reference row, the verify buttons), the page saying what the owner's reference is
+(``/about/owner-reference``), the reasons the rule gives for its flags recomputed from public data (an htmx
 partial: the recomputation fetches the round's updates), the project page's live part (polled by htmx while the
 project is open or training) and the downloads: a round's proof document and model, the project's latest model.
 
@@ -17,7 +18,16 @@ from fastapi.responses import Response
 
 from marketplace.adapters.ipfs.tensors import DEFAULT_MAX_BYTES
 from marketplace.protocol.proof_document import MAX_PROOF_DOCUMENT_BYTES
-from marketplace.web.deps import ClientDep, FetchesDep, PageDep, ProjectsDep, SettingsDep, Synced, VerifiersDep
+from marketplace.web.deps import (
+    ClientDep,
+    FetchesDep,
+    PageDep,
+    ProjectsDep,
+    RoundsDep,
+    SettingsDep,
+    Synced,
+    VerifiersDep,
+)
 from marketplace.web.errors import retry_headers
 from marketplace.web.filters import when
 from marketplace.web.page_cache import mark_chain_time
@@ -59,8 +69,11 @@ def _finalized(detail: ProjectDetail, round_: int) -> RoundView:
 
 
 @pages.get("/projects/{project_id}/rounds/{round_}")
-def round_page(page: PageDep, svc: ProjectsDep, labels: VerifiersDep, project_id: int, round_: int) -> Response:
-    """One finalized round: every trainer's commit, reveal, flag and its reasons, score share and reward."""
+def round_page(
+    page: PageDep, svc: ProjectsDep, rounds: RoundsDep, labels: VerifiersDep, project_id: int, round_: int
+) -> Response:
+    """One finalized round: every trainer's commit, reveal, flag and its reasons, score share and reward, and
+    whether the owner's reference row was committed and revealed (linking to what it is)."""
     detail = svc.detail(project_id)
     view = _finalized(detail, round_)
     row = next(r for r in svc.indexer.rounds(project_id) if r["round"] == round_)
@@ -69,6 +82,7 @@ def round_page(page: PageDep, svc: ProjectsDep, labels: VerifiersDep, project_id
     before, after = neighbours(detail, round_)
     context = {"d": detail, "p": detail.project, "r": view, "causes": causes, "before": before, "after": after}
     context["verifier"] = labels.label(detail.project.verifier)
+    context["reference"] = rounds.reference(project_id, round_)
     return page.render("round.html", context)
 
 
@@ -88,6 +102,12 @@ def flag_causes(
     response = page.render("_flag_causes.html", {"r": view, "result": result}, status)
     response.headers.update(headers or {})
     return response
+
+
+@pages.get("/about/owner-reference")
+def about_owner_reference(page: PageDep) -> Response:
+    """What the owner's reference row is, what it can and cannot change (docs/design/robust-reference.md)."""
+    return page.render("about_reference.html", {})
 
 
 def _download(fetches: WebFetches, client: str, cid: str, max_bytes: int, filename: str, media_type: str) -> Response:

@@ -1,6 +1,6 @@
-"""A project's finalized rounds: as JSON, with a round's proof, and its verification by the project's
-verifier (as JSON, and as the inline answer next to a round's button on the project page). A verifier
-call that failed is reported with its error, the RPC URL in it without credentials."""
+"""A project's finalized rounds: as JSON, with a round's proof and its owner's reference row, and its verification
+by the project's verifier (as JSON, and as the inline answer next to a round's button on the project page). A
+verifier call that failed is reported with its error, the RPC URL in it without credentials."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from marketplace.adapters.chain.redact import redact_urls
 from marketplace.web.deps import PageDep, RoundsDep, VerifiersDep
 from marketplace.web.routes.paging import PAGE_SIZE, Limit, Offset, page_of
-from marketplace.web.schemas import Paged, RoundProof, RoundView, VerifyResult
+from marketplace.web.schemas import OwnerReference, Paged, RoundProof, RoundView, VerifyResult
 from marketplace.web.services.errors import Rejected
 
 api = APIRouter()
@@ -33,6 +33,12 @@ def round_(svc: RoundsDep, project_id: int, round_: int) -> RoundView:
 def round_proof(svc: RoundsDep, project_id: int, round_: int) -> RoundProof:
     """The public values recorded on chain and the proof bytes (from the finalize transaction's calldata)."""
     return svc.round_proof(project_id, round_)
+
+
+@api.get("/projects/{project_id}/rounds/{round_}/reference", response_model=OwnerReference)
+def round_reference(svc: RoundsDep, project_id: int, round_: int) -> OwnerReference:
+    """Whether the project's owner committed and revealed a reference row in the round, and its commitment."""
+    return svc.reference(project_id, round_)
 
 
 @api.post("/projects/{project_id}/rounds/{round_}/verify", response_model=VerifyResult)

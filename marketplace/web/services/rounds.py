@@ -1,7 +1,8 @@
 """Read model of finalized rounds: the rounds of a project, one round's public values and proof as
 recorded on chain, and the project's verifier's answer for them (an ``eth_call``, costs nothing).
 The values are those ``finalizeRound`` handed the verifier, the round's tag among them, computed
-by the function the aggregator proves with (:func:`marketplace.round.prove.recorded_verifier_inputs`).
+by the function the aggregator proves with (:func:`marketplace.round.prove.recorded_verifier_inputs`). A round's
+owner's reference row (:meth:`RoundService.reference`) is read from the chain too (``MarketLens.referenceOf``).
 
 The proof bytes come from the calldata of the transaction that finalized the round, so a round
 can be checked without IPFS.
@@ -15,11 +16,11 @@ from eth_utils import keccak
 from web3.exceptions import Web3RPCError
 
 from marketplace.adapters.chain.errors import ChainError
-from marketplace.adapters.chain.market import FinalizedRound, round_verifier
+from marketplace.adapters.chain.market import FinalizedRound, ReferenceRecord, round_verifier
 from marketplace.roles.verify import ProofUnavailable, check_proof, proof_from_calldata
 from marketplace.round.prove import VerifierInputs, recorded_verifier_inputs
 from marketplace.web.errors import Attempt, refusal
-from marketplace.web.schemas import RoundProof, RoundView, VerifyResult
+from marketplace.web.schemas import OwnerReference, RoundProof, RoundView, VerifyResult
 from marketplace.web.services.context import MarketContext
 from marketplace.web.services.errors import NotFound, Rejected
 from marketplace.web.services.projects import ProjectService
@@ -52,6 +53,17 @@ class RoundService:
             scores=[str(s) for s in values.scores],
             flags=values.flags, reference="0x" + values.reference.hex(), proof="0x" + proof.hex(), proof_source=source,
             arrival_order=self.context.market.arrival_order(project_id, round_),
+        )  # fmt: skip
+
+    def reference(self, project_id: int, round_: int) -> OwnerReference:
+        """The owner's reference row of a finalized round as the market records it, said in words
+        (:class:`NotFound` if the round is not finalized)."""
+        self._round_row(project_id, round_)
+        record = self.context.market.reference_of(project_id, round_)
+        return OwnerReference(
+            project_id=project_id, round=round_, committed=record.committed, revealed=record.revealed,
+            seal="0x" + record.seal.hex() if record.committed else None,
+            commitment="0x" + record.commitment.hex() if record.revealed else None, status=reference_status(record),
         )  # fmt: skip
 
     def verify_round(self, project_id: int, round_: int) -> VerifyResult:
@@ -112,3 +124,19 @@ class RoundService:
             return proof_from_calldata(self.context.market, finalized), f"calldata of {tx_hash}"
         except ProofUnavailable as exc:
             raise Rejected(f"{exc}; cannot read the proof from its calldata") from None
+
+
+def reference_status(record: ReferenceRecord) -> str:
+    """What the owner's reference ``record`` of a finalized round means for the round, in words."""
+    if record.revealed:
+        return (
+            "The project's owner committed a reference and revealed it: the round was scored and proven with it. "
+            "It may have moved pay among the trainers, within fixed bounds; it flags and slashes nobody, and the "
+            "rule ignores a reference that does not side with most trainers."
+        )
+    if record.committed:
+        return (
+            "The project's owner committed a reference but did not reveal it: the round was scored without it, "
+            "as if there were none."
+        )
+    return "The project's owner did not commit a reference: the round was scored by the rule alone."
