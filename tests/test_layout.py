@@ -6,7 +6,7 @@ The layers, lowest first (README, "Layout: the data path")::
 
     protocol            what every party agrees on (constants, committed rows, ordering, documents)
     rule, fl            the scoring rule in every form; models, data and local training
-    adapters/*          chain, IPFS, ezkl, toolchain (talk to the outside world)
+    adapters/*          chain, IPFS, ezkl, toolchain, processes, host interfaces (talk to the outside world)
     round               collect -> score -> prove, shared by the aggregator and the audit
     roles               trainer, aggregator, audit, verify
     web                 the web UI and API
@@ -24,7 +24,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "marketplace"
 
-_ADAPTERS = {"adapters.chain", "adapters.ipfs", "adapters.ezkl", "adapters.toolchain", "adapters.processes"}
+_ADAPTERS = {
+    "adapters.chain",
+    "adapters.ipfs",
+    "adapters.ezkl",
+    "adapters.toolchain",
+    "adapters.processes",
+    "adapters.host_interfaces",
+}
 _BELOW_ROUND = {"protocol", "rule", "fl"} | _ADAPTERS
 #: What each folder may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
@@ -34,8 +41,9 @@ ALLOWED: dict[str, set[str]] = {
     "fl": set(),
     "adapters.toolchain": set(),
     "adapters.processes": set(),
+    "adapters.host_interfaces": set(),  # this host's network interfaces (IPFS swarm filters, the commit inbox's URLs)
     "adapters.chain": {"protocol", "rule", "adapters.toolchain", "adapters.processes"},
-    "adapters.ipfs": {"protocol", "adapters.toolchain", "adapters.processes"},
+    "adapters.ipfs": {"protocol", "adapters.toolchain", "adapters.processes", "adapters.host_interfaces"},
     "adapters.ezkl": {"protocol", "rule", "adapters.chain", "adapters.toolchain"},
     "round": _BELOW_ROUND,
     "roles": _BELOW_ROUND | {"round"},
