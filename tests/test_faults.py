@@ -573,8 +573,16 @@ class ProvesAnotherRound(HashProver):
     """A prover whose proofs are for another round than the one being finalized: ``finalizeRound``
     reverts (``InvalidProof``), as it did when another project had used the round's proof up."""
 
-    def prove(self, commitments: list[bytes], rows: Any, scores: list[int], flags: list[bool], tag: bytes) -> bytes:
-        return super().prove(commitments, rows, scores, flags, keccak(tag))
+    def prove(
+        self,
+        commitments: list[bytes],
+        rows: Any,
+        scores: list[int],
+        flags: list[bool],
+        tag: bytes,
+        reference: Any = None,
+    ) -> bytes:
+        return super().prove(commitments, rows, scores, flags, keccak(tag), reference)
 
 
 def test_the_aggregator_loop_survives_a_revert_in_one_project_and_keeps_serving_the_others(
