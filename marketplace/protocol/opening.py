@@ -27,9 +27,9 @@ import json
 import re
 
 from eth_utils import is_checksum_address, to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from marketplace.protocol.safejson import loads_bounded
+from marketplace.protocol.safejson import parse_flat_document
 from marketplace.protocol.seal import RoundAddress, seal
 
 #: Largest opening document read, in bytes (one is about 400).
@@ -126,20 +126,9 @@ class OpeningDocument(BaseModel):
     @classmethod
     def parse(cls, raw: bytes) -> OpeningDocument:
         """The document in ``raw``; raises :class:`InvalidOpening` saying what is wrong."""
-        if len(raw) > MAX_OPENING_BYTES:
-            raise InvalidOpening(f"{len(raw)} bytes: an opening document has at most {MAX_OPENING_BYTES}")
-        try:
-            data = loads_bounded(raw, max_depth=1)
-        except ValueError as exc:  # not UTF-8 JSON, nested, NaN/Infinity literals
-            raise InvalidOpening(f"not a JSON opening document: {exc}") from None
-        if not isinstance(data, dict):
-            raise InvalidOpening("not a JSON object")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "document"
-            raise InvalidOpening(f"{where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+        return parse_flat_document(
+            cls, raw, max_bytes=MAX_OPENING_BYTES, error=InvalidOpening, what="an opening document"
+        )
 
 
 def note_with_pointer(note: bytes, pointer: str) -> bytes:

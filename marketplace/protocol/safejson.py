@@ -5,15 +5,20 @@ nested text raises ``RecursionError``, but ``py_ecc`` (imported by web3 and eth-
 limit to 100,000 for the whole process, and then ``[[[[...]]]]`` a few hundred KB long overflows the
 C stack and kills the process (a segmentation fault, nothing to catch). :func:`loads_bounded`
 measures the nesting first, iteratively, and refuses anything deeper than the caller's documents.
+:func:`parse_flat_document` reads the small flat documents parties hand each other (openings, signed commits)
+through it into a pydantic model, with one error type per document.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 #: JSON strings (with escapes): brackets inside them do not nest.
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -47,3 +52,23 @@ def loads_bounded(text: bytes | str, max_depth: int = 32, **kwargs: Any) -> Any:
     if depth > max_depth:
         raise TooDeeplyNested(f"JSON nested {depth} levels deep (at most {max_depth} expected)")
     return json.loads(text, **kwargs)
+
+
+def parse_flat_document(model: type[M], raw: bytes, *, max_bytes: int, error: type[Exception], what: str) -> M:
+    """``raw`` as one flat JSON object (no nesting) validated by the pydantic ``model``; raises ``error`` saying
+    what is wrong: more than ``max_bytes``, not UTF-8 JSON, nested, NaN/Infinity literals, not an object, or the
+    first field ``model`` refuses (with the number of problems). ``what`` names the document in the messages."""
+    if len(raw) > max_bytes:
+        raise error(f"{len(raw)} bytes: {what} has at most {max_bytes}")
+    try:
+        data = loads_bounded(raw, max_depth=1)
+    except ValueError as exc:  # not UTF-8 JSON, nested, NaN/Infinity literals
+        raise error(f"not a JSON {what.removeprefix('a ').removeprefix('an ')}: {exc}") from None
+    if not isinstance(data, dict):
+        raise error("not a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        raise error(f"{where}: {first['msg']} ({exc.error_count()} problem(s))") from None

@@ -27,10 +27,10 @@ from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_checksum_address, keccak, to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from marketplace.protocol.opening import MAX_NOTE_BYTES
-from marketplace.protocol.safejson import loads_bounded
+from marketplace.protocol.safejson import parse_flat_document
 from marketplace.protocol.seal import RoundAddress
 
 #: Largest signed commit document read, in bytes (one with the longest note is about 900).
@@ -189,17 +189,6 @@ class SignedCommitDocument(BaseModel):
     @classmethod
     def parse(cls, raw: bytes) -> SignedCommitDocument:
         """The document in ``raw``; raises :class:`InvalidSignedCommit` saying what is wrong."""
-        if len(raw) > MAX_SIGNED_COMMIT_BYTES:
-            raise InvalidSignedCommit(f"{len(raw)} bytes: a signed commit has at most {MAX_SIGNED_COMMIT_BYTES}")
-        try:
-            data = loads_bounded(raw, max_depth=1)
-        except ValueError as exc:  # not UTF-8 JSON, nested, NaN/Infinity literals
-            raise InvalidSignedCommit(f"not a JSON signed commit: {exc}") from None
-        if not isinstance(data, dict):
-            raise InvalidSignedCommit("not a JSON object")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "document"
-            raise InvalidSignedCommit(f"{where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+        return parse_flat_document(
+            cls, raw, max_bytes=MAX_SIGNED_COMMIT_BYTES, error=InvalidSignedCommit, what="a signed commit"
+        )
