@@ -129,9 +129,10 @@ def rewind(stack: Stack) -> Iterator[None]:
     stack.chain.revert(snapshot)
 
 
-def _raw_call_data(client: MarketClient, function: str, args: list[Any]) -> bytes:
-    """Calldata of ``function(*args)`` on the market with every ``string`` argument given as raw bytes."""
-    abi = next(a for a in client.market.abi if a.get("type") == "function" and a["name"] == function)
+def _raw_call_data(client: MarketClient, function: str, args: list[Any], *, lens: bool = False) -> bytes:
+    """Calldata of ``function(*args)`` on the market (or its lens) with every ``string`` argument as raw bytes."""
+    contract = client.lens if lens else client.market
+    abi = next(a for a in contract.abi if a.get("type") == "function" and a["name"] == function)
     types = [collapse_if_tuple(dict(i)).replace("string", "bytes") for i in abi["inputs"]]
     return function_abi_to_4byte_selector(abi) + encode(types, args)
 
@@ -190,8 +191,8 @@ def test_an_update_cid_that_is_not_utf8_is_rejected_and_the_aggregator_keeps_run
     assert isinstance(node.step(pid), Committed)
 
     commitment, salt = keccak(text="the cheater's row"), keccak(text="the cheater's salt")
-    seal_of = _raw_call_data(cheater, "sealOf", [commitment, BAD_CID, cheater.address, pid, 0, salt])
-    (seal,) = decode(["bytes32"], cheater.chain.w3.eth.call({"to": cheater.market.address, "data": seal_of}))
+    seal_of = _raw_call_data(cheater, "sealOf", [commitment, BAD_CID, cheater.address, pid, 0, salt], lens=True)
+    (seal,) = decode(["bytes32"], cheater.chain.w3.eth.call({"to": cheater.lens.address, "data": seal_of}))
     cheater.commit_update(pid, 0, seal)  # everyone committed: the reveal phase opens
     assert isinstance(node.step(pid), Submitted)
     send_raw(cheater, "revealUpdate", [pid, 0, BAD_CID, commitment, salt])
