@@ -141,11 +141,15 @@
         box.textContent = "";
       }
     },
-    /** Offers "Switch network" while the wallet is on another chain than this page's. */
+    /** Offers "Switch network" while the wallet is on another chain than this page's. Checks overlap when the
+     * wallet changes account and chain in quick succession: only the latest one's answer is shown (an earlier one
+     * answering last would hide the button while the wallet is on another chain). */
     async checkChain() {
+      const check = (this.chainChecks = (this.chainChecks || 0) + 1);
       try {
         const have = BigInt(await window.ethereum.request({ method: "eth_chainId" }));
         const other = have !== CHAIN_ID;
+        if (check !== this.chainChecks) return !other; // a later check shows its own answer
         $("#wallet-switch").hidden = !other;
         if (other) showError(`Your wallet is on chain ${have}; this market is on chain ${CHAIN_ID} (${document.body.dataset.network}). Use "Switch network".`);
         return !other;
