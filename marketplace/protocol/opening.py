@@ -29,7 +29,7 @@ import re
 from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from marketplace.protocol.safejson import parse_flat_document
+from marketplace.protocol.safejson import parse_document
 from marketplace.protocol.seal import RoundAddress, seal
 
 #: Largest opening document read, in bytes (one is about 400).
@@ -126,9 +126,7 @@ class OpeningDocument(BaseModel):
     @classmethod
     def parse(cls, raw: bytes) -> OpeningDocument:
         """The document in ``raw``; raises :class:`InvalidOpening` saying what is wrong."""
-        return parse_flat_document(
-            cls, raw, max_bytes=MAX_OPENING_BYTES, error=InvalidOpening, what="an opening document"
-        )
+        return parse_document(cls, raw, max_bytes=MAX_OPENING_BYTES, error=InvalidOpening, what="an opening document")
 
 
 def note_with_pointer(note: bytes, pointer: str) -> bytes:

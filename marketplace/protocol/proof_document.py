@@ -14,9 +14,9 @@ import json
 import math
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from marketplace.protocol.safejson import loads_bounded
+from marketplace.protocol.safejson import parse_document
 
 #: Largest proof document read, in bytes (proofs are 5-10 KB; 64 trainers' values a few KB more).
 MAX_PROOF_DOCUMENT_BYTES = 4 * 1024 * 1024
@@ -122,17 +122,7 @@ class ProofDocument(BaseModel):
     @classmethod
     def parse(cls, raw: bytes) -> ProofDocument:
         """The document in ``raw``; raises :class:`InvalidProofDocument` saying what is wrong."""
-        if len(raw) > MAX_PROOF_DOCUMENT_BYTES:
-            raise InvalidProofDocument(f"{len(raw)} bytes: a proof document has at most {MAX_PROOF_DOCUMENT_BYTES}")
-        try:
-            data = loads_bounded(raw, max_depth=MAX_PROOF_DOCUMENT_DEPTH)
-        except ValueError as exc:  # not UTF-8 JSON, too deeply nested, NaN/Infinity literals
-            raise InvalidProofDocument(f"not a JSON proof document: {exc}") from None
-        if not isinstance(data, dict):
-            raise InvalidProofDocument("not a JSON object")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "document"
-            raise InvalidProofDocument(f"{where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+        return parse_document(
+            cls, raw, max_bytes=MAX_PROOF_DOCUMENT_BYTES, error=InvalidProofDocument, what="a proof document",
+            max_depth=MAX_PROOF_DOCUMENT_DEPTH,
+        )  # fmt: skip

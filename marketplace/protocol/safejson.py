@@ -5,7 +5,7 @@ nested text raises ``RecursionError``, but ``py_ecc`` (imported by web3 and eth-
 limit to 100,000 for the whole process, and then ``[[[[...]]]]`` a few hundred KB long overflows the
 C stack and kills the process (a segmentation fault, nothing to catch). :func:`loads_bounded`
 measures the nesting first, iteratively, and refuses anything deeper than the caller's documents.
-:func:`parse_flat_document` reads the small flat documents parties hand each other (openings, signed commits)
+:func:`parse_document` reads the documents parties hand each other (openings, signed commits, proof documents)
 through it into a pydantic model, with one error type per document.
 """
 
@@ -54,15 +54,18 @@ def loads_bounded(text: bytes | str, max_depth: int = 32, **kwargs: Any) -> Any:
     return json.loads(text, **kwargs)
 
 
-def parse_flat_document(model: type[M], raw: bytes, *, max_bytes: int, error: type[Exception], what: str) -> M:
-    """``raw`` as one flat JSON object (no nesting) validated by the pydantic ``model``; raises ``error`` saying
-    what is wrong: more than ``max_bytes``, not UTF-8 JSON, nested, NaN/Infinity literals, not an object, or the
-    first field ``model`` refuses (with the number of problems). ``what`` names the document in the messages."""
+def parse_document(
+    model: type[M], raw: bytes, *, max_bytes: int, error: type[Exception], what: str, max_depth: int = 1
+) -> M:
+    """``raw`` as one JSON object nesting at most ``max_depth`` levels (1: flat) validated by the pydantic
+    ``model``; raises ``error`` saying what is wrong: more than ``max_bytes``, not UTF-8 JSON, nested deeper,
+    NaN/Infinity literals, not an object, or the first field ``model`` refuses (with the number of problems).
+    ``what`` names the document in the messages ("an opening document")."""
     if len(raw) > max_bytes:
         raise error(f"{len(raw)} bytes: {what} has at most {max_bytes}")
     try:
-        data = loads_bounded(raw, max_depth=1)
-    except ValueError as exc:  # not UTF-8 JSON, nested, NaN/Infinity literals
+        data = loads_bounded(raw, max_depth=max_depth)
+    except ValueError as exc:  # not UTF-8 JSON, too deeply nested, NaN/Infinity literals
         raise error(f"not a JSON {what.removeprefix('a ').removeprefix('an ')}: {exc}") from None
     if not isinstance(data, dict):
         raise error("not a JSON object")

@@ -30,7 +30,7 @@ from eth_utils import is_checksum_address, keccak, to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from marketplace.protocol.opening import MAX_NOTE_BYTES
-from marketplace.protocol.safejson import parse_flat_document
+from marketplace.protocol.safejson import parse_document
 from marketplace.protocol.seal import RoundAddress
 
 #: Largest signed commit document read, in bytes (one with the longest note is about 900).
@@ -189,6 +189,6 @@ class SignedCommitDocument(BaseModel):
     @classmethod
     def parse(cls, raw: bytes) -> SignedCommitDocument:
         """The document in ``raw``; raises :class:`InvalidSignedCommit` saying what is wrong."""
-        return parse_flat_document(
+        return parse_document(
             cls, raw, max_bytes=MAX_SIGNED_COMMIT_BYTES, error=InvalidSignedCommit, what="a signed commit"
         )
