@@ -17,9 +17,10 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractFunction
 
-from marketplace.adapters.chain.anvil import AnvilNode
+from marketplace.adapters.chain.anvil import AnvilNode, dev_accounts
 from marketplace.adapters.chain.client import ChainClient
-from marketplace.adapters.chain.market import MarketClient
+from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace, market_client
+from marketplace.adapters.chain.market import MarketClient, ProjectConfig
 
 GWEI = 10**9
 
@@ -111,3 +112,42 @@ def fee_ordered_anvil() -> Iterator[AnvilNode]:
     """A fresh anvil that orders pending transactions by priority fee (automine is switched off by the test)."""
     with AnvilNode(extra_args=("--order", "fees")) as node:
         yield node
+
+
+@dataclass
+class Race:
+    """A training project on a fee-ordered anvil, for front-running tests: the chain's admin and its
+    :class:`Mempool`, the project's owner, aggregator and trainers, a copier (no role) and the project id."""
+
+    admin: ChainClient
+    mempool: Mempool
+    owner: MarketClient
+    aggregator: MarketClient
+    trainers: list[MarketClient]
+    copier: MarketClient
+    pid: int
+
+
+@contextmanager
+def race_project(n: int) -> Iterator[Race]:
+    """A fresh fee-ordered anvil (:func:`fee_ordered_anvil`) with one training project of ``n`` trainers, all
+    joined (round 0, nobody committed yet); the test verifier; every account funded with 1,000 ETH."""
+    eth = 10**18
+    accounts = dev_accounts(n + 4)
+    with fee_ordered_anvil() as anvil:
+        admin = ChainClient(anvil.url, accounts[0])
+        for account in accounts:
+            admin.set_balance(account.address, 1_000 * eth)
+        deployment = deploy_marketplace(admin)
+        base = market_client(admin, deployment)
+        owner, aggregator = base.as_account(accounts[1]), base.as_account(accounts[2])
+        trainers = [base.as_account(a) for a in accounts[3 : 3 + n]]
+        cfg = ProjectConfig(
+            aggregator=aggregator.address, verifier=deployment.address(TEST_VERIFIER), reward_budget=10 * eth,
+            aggregator_fee=eth, stake=eth // 10, rounds=1, min_trainers=n, max_trainers=n, model_name="mlp",
+            initial_model_cid="bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+        )  # fmt: skip
+        pid = owner.create_project(cfg)
+        for t in trainers:
+            t.join(pid)
+        yield Race(admin, Mempool(admin), owner, aggregator, trainers, base.as_account(accounts[n + 3]), pid)

@@ -11,17 +11,14 @@ own commit, or a copy of the pending batch, is mined first, and the batch still 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 
-from marketplace.adapters.chain.anvil import dev_accounts
-from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace, market_client
-from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
+from marketplace.adapters.chain.market import Finalization, MarketClient
 from marketplace.protocol.signed_commit import SignedCommit, sign_commit
 from tests.market_fixtures import (
-    ETH,
     Actors,
     cid_for,
     commit,
@@ -31,7 +28,7 @@ from tests.market_fixtures import (
     reverts,
     test_verifier_proof,
 )
-from tests.mempool import Mempool, fee_ordered_anvil
+from tests.mempool import Race, race_project
 
 N = 4
 
@@ -172,38 +169,11 @@ def test_a_trainer_left_out_of_the_batch_commits_itself_and_is_paid(actors: Acto
 
 
 # ------------------------------------------------------------------ front-running, fee-ordered mempool
-@dataclass
-class Race:
-    admin: ChainClient
-    mempool: Mempool
-    owner: MarketClient
-    aggregator: MarketClient
-    trainers: list[MarketClient]
-    copier: MarketClient
-    pid: int
-
-
 @pytest.fixture
 def race() -> Iterator[Race]:
     """A fee-ordered anvil with one training project of ``N`` trainers (round 0, nobody committed yet)."""
-    accounts = dev_accounts(N + 4)
-    with fee_ordered_anvil() as anvil:
-        admin = ChainClient(anvil.url, accounts[0])
-        for account in accounts:
-            admin.set_balance(account.address, 1_000 * ETH)
-        deployment = deploy_marketplace(admin)
-        base = market_client(admin, deployment)
-        owner, aggregator = base.as_account(accounts[1]), base.as_account(accounts[2])
-        trainers = [base.as_account(a) for a in accounts[3 : 3 + N]]
-        cfg = ProjectConfig(
-            aggregator=aggregator.address, verifier=deployment.address(TEST_VERIFIER), reward_budget=10 * ETH,
-            aggregator_fee=ETH, stake=ETH // 10, rounds=1, min_trainers=N, max_trainers=N, model_name="mlp",
-            initial_model_cid="bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
-        )  # fmt: skip
-        pid = owner.create_project(cfg)
-        for t in trainers:
-            t.join(pid)
-        yield Race(admin, Mempool(admin), owner, aggregator, trainers, base.as_account(accounts[N + 3]), pid)
+    with race_project(N) as r:
+        yield r
 
 
 def _revealed_and_paid(race: Race) -> list[int]:

@@ -10,17 +10,12 @@ own reveal, or a copy of the pending batch, is mined first, and the batch still 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-from marketplace.adapters.chain.anvil import dev_accounts
-from marketplace.adapters.chain.client import ChainClient
-from marketplace.adapters.chain.deploy import TEST_VERIFIER, deploy_marketplace, market_client
-from marketplace.adapters.chain.market import Finalization, MarketClient, Opening, ProjectConfig
+from marketplace.adapters.chain.market import Finalization, MarketClient, Opening
 from marketplace.protocol.seal import derive_salt
 from tests.market_fixtures import (
-    ETH,
     Actors,
     cid_for,
     commit,
@@ -29,7 +24,7 @@ from tests.market_fixtures import (
     reverts,
     test_verifier_proof,
 )
-from tests.mempool import Mempool, fee_ordered_anvil
+from tests.mempool import Race, race_project
 
 N = 4
 
@@ -135,40 +130,13 @@ def test_a_batch_is_refused_outside_the_reveal_phase(actors: Actors) -> None:
 
 
 # ------------------------------------------------------------------ front-running, fee-ordered mempool
-@dataclass
-class Race:
-    admin: ChainClient
-    mempool: Mempool
-    owner: MarketClient
-    aggregator: MarketClient
-    trainers: list[MarketClient]
-    copier: MarketClient
-    pid: int
-
-
 @pytest.fixture
 def race() -> Iterator[Race]:
     """A fee-ordered anvil with one project of ``N`` trainers that all committed (round 0, reveal phase open)."""
-    accounts = dev_accounts(N + 4)
-    with fee_ordered_anvil() as anvil:
-        admin = ChainClient(anvil.url, accounts[0])
-        for account in accounts:
-            admin.set_balance(account.address, 1_000 * ETH)
-        deployment = deploy_marketplace(admin)
-        base = market_client(admin, deployment)
-        owner, aggregator = base.as_account(accounts[1]), base.as_account(accounts[2])
-        trainers = [base.as_account(a) for a in accounts[3 : 3 + N]]
-        cfg = ProjectConfig(
-            aggregator=aggregator.address, verifier=deployment.address(TEST_VERIFIER), reward_budget=10 * ETH,
-            aggregator_fee=ETH, stake=ETH // 10, rounds=1, min_trainers=N, max_trainers=N, model_name="mlp",
-            initial_model_cid="bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
-        )  # fmt: skip
-        pid = owner.create_project(cfg)
-        for t in trainers:
-            t.join(pid)
-        for t in trainers:
-            commit(t, pid, 0, cid_for(pid, 0, t.address), commitment_for(pid, 0, t.address))
-        yield Race(admin, Mempool(admin), owner, aggregator, trainers, base.as_account(accounts[N + 3]), pid)
+    with race_project(N) as r:
+        for t in r.trainers:
+            commit(t, r.pid, 0, cid_for(r.pid, 0, t.address), commitment_for(r.pid, 0, t.address))
+        yield r
 
 
 def _paid_all(race: Race) -> list[int]:
