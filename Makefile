@@ -8,6 +8,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 PYTEST_ARGS ?=
+# The default suite runs on two pytest-xdist workers, a test file per worker at a time (module fixtures stay
+# shared); most tests wait on anvil, IPFS or a browser, so two workers fit two cores. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
 
 .PHONY: install install-python install-node install-browser vendor-js demo test test-heavy lint compile clean install-bench bench
 
@@ -43,7 +46,7 @@ demo: install
 	$(VENV)/bin/marketplace demo
 
 test: install install-browser
-	$(PY) -m pytest -q -m "not heavy" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not heavy" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-heavy: install install-browser
 	$(PY) -m pytest -q -m heavy $(PYTEST_ARGS)

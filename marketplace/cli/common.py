@@ -37,7 +37,9 @@ from marketplace.adapters.ipfs.manager import resolve_api_url
 from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.adapters.processes import Interrupted, stop_on_signals
 
-console = Console()
+#: soft wrap: the terminal wraps long lines, rich never breaks a path, CID or key it prints (copied from a narrow
+#: terminal or a log, it stays whole)
+console = Console(soft_wrap=True)
 
 NETWORK = typer.Option(
     "local",
