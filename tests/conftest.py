@@ -35,6 +35,30 @@ def chain(anvil: AnvilNode) -> ChainClient:
     return ChainClient(anvil.url, dev_accounts(1)[0], expected_chain_id=anvil.chain_id)
 
 
+#: The longest test files (seconds, serial run of 2026-11-30), scheduled first: `make test` hands whole files to two
+#: workers in collection order, so a long file collected last would run alone at the end.
+LONGEST_FIRST = (
+    "test_market_lens.py",  # 131 s
+    "test_zk_onchain.py",  # 103 s
+    "test_e2e_job.py",  # 99 s
+    "test_signals.py",  # 89 s
+    "test_zk_gram.py",  # 62 s
+    "test_gas_report.py",  # 61 s
+    "test_web_ipfs_fetches.py",  # 53 s
+    "test_web_browser.py",  # 45 s
+    "test_zk_keys.py",  # 42 s
+    "test_faults.py",  # 37 s
+    "test_cli_roles.py",  # 37 s
+    "test_escrow_stateful.py",  # 35 s
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of :data:`LONGEST_FIRST` first, in its order; the rest keep their order (a stable sort)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the reports the run wrote (gas report, ...), so they show up in CI logs."""
     for path in sorted((ROOT / "reports").glob("*.md")):
