@@ -170,7 +170,7 @@ from marketplace.fl.data import TEST_FILE, VALIDATION_FILE, LocalData, load_npz,
 from marketplace.fl.models import build_model, param_spec, state_to_vector, vector_to_state
 from marketplace.fl.train import evaluate, train_local
 from marketplace.protocol.commitment import sanitize_rows
-from marketplace.rule.aggregate import apply_update, fedavg
+from marketplace.rule.aggregate import agreeing_clipped_mean, apply_update, fedavg
 from marketplace.rule.gram import GramConfig
 from marketplace.rule.scorer import GramScorer
 from research.simulate import collect_updates
@@ -182,14 +182,23 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the bench extras
     raise SystemExit(f"this benchmark needs Flower ({exc}); run `make install-bench` first") from exc
 
-AGGREGATORS = ("ours", "ref", "fedavg", "krum", "trimmed", "oracle")
-SHORT = {"ours": "ours", "ref": "+ref", "fedavg": "FedAvg", "krum": "Krum", "trimmed": "trimmed", "oracle": "honest"}
+AGGREGATORS = ("ours", "ref", "agree", "agree_step", "fedavg", "krum", "trimmed", "oracle")
+SHORT = {
+    "ours": "ours", "ref": "+ref", "agree": "+agree", "agree_step": "+agree+step", "fedavg": "FedAvg", "krum": "Krum",
+    "trimmed": "trimmed", "oracle": "honest",
+}  # fmt: skip
 """Column names of the markdown tables (Krum and trimmed mean are Flower's, honest = honest-only FedAvg)."""
 RULES = ("ours", "ref")
 """The aggregators that are the paying rule (they report flags and who is paid)."""
+ADMITTING = ("agree", "agree_step")
+"""The aggregators whose model also takes unpaid agreeing updates (they report the attackers' updates taken)."""
+AGREE_MAX_STEP = 1.5
+"""``agree_step``'s ``max_step`` (:func:`marketplace.rule.aggregate.agreeing_clipped_mean`)."""
 LABELS = {
     "ours": "ours",
     "ref": "ours + reference",
+    "agree": "ours + agreeing unpaid",
+    "agree_step": "ours + agreeing + step",
     "fedavg": "FedAvg",
     "krum": "Krum (flwr)",
     "trimmed": "trimmed mean (flwr)",
@@ -241,10 +250,14 @@ class Trajectory:
     """attacker-rounds paid (and so averaged into the model; the rules only)."""
     honest_unpaid: int = 0
     """honest-rounds not paid, flagged or not (the rules only)."""
+    attackers_admitted: int = 0
+    """attacker-rounds unpaid whose update the model took anyway (the admitting aggregators only)."""
 
 
-Aggregate = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]]
-"""``(global vector, N x D updates, sample counts) -> (new global vector, (flags, paid) or None)``."""
+Outcome = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray] | None
+"""``(flags, paid)`` of a rule, ``(flags, paid, admitted)`` of an admitting aggregator, None of the others."""
+Aggregate = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, Outcome]]
+"""``(global vector, N x D updates, sample counts) -> (new global vector, outcome)``."""
 
 
 class _Layers:
@@ -323,6 +336,17 @@ def make_aggregators(task: Task, seed: int, bad: np.ndarray, validation: LocalDa
         res = ours.run_round(updates, num_samples=num_samples, reference=reference)
         return apply_update(global_vec, res.aggregate), (res.flags, res.scores > 0)
 
+    def admitting(max_step: float) -> Aggregate:
+        """ours' pay; the model also takes the unpaid updates agreeing with the paid ones, clipped."""
+
+        def run(global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray) -> tuple[np.ndarray, Outcome]:
+            res = ours.run_round(updates, num_samples=num_samples)
+            paid = np.asarray(res.scores) > 0
+            step, admitted = agreeing_clipped_mean(updates, paid, np.ones(len(paid), bool), max_step)
+            return apply_update(global_vec, step), (res.flags, paid, admitted)
+
+        return run
+
     def run_fedavg(global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray) -> tuple[np.ndarray, None]:
         n = updates.shape[0]
         return apply_update(global_vec, fedavg(updates, np.ones(n, bool), np.zeros(n, bool))), None
@@ -335,6 +359,8 @@ def make_aggregators(task: Task, seed: int, bad: np.ndarray, validation: LocalDa
     return {
         "ours": run_ours,
         "ref": run_ref,
+        "agree": admitting(1.0),
+        "agree_step": admitting(AGREE_MAX_STEP),
         "fedavg": run_fedavg,
         "krum": _flower(krum, layers),
         "trimmed": _flower(trimmed, layers),
@@ -372,7 +398,9 @@ def run_scenario(
             _, acc = evaluate(task.model, vector_to_state(states[name], task.model), test.x, test.y)
             out[name].accuracy.append(acc)
             if outcome is not None:
-                flags, paid = outcome
+                flags, paid = outcome[0], outcome[1]
+                if len(outcome) == 3:
+                    out[name].attackers_admitted += int((outcome[2] & bad).sum())
                 out[name].attackers_flagged += int((flags & bad).sum())
                 out[name].honest_flagged += int((flags & ~bad).sum())
                 out[name].attackers_paid += int((paid & bad).sum())
@@ -399,6 +427,8 @@ class Row:
     """per rule (ours, ref): share of attacker-rounds paid (so averaged into the model)."""
     honest_unpaid: dict[str, float]
     """per rule: share of honest-rounds not paid (flagged, or left unpaid)."""
+    attackers_admitted: dict[str, float]
+    """per admitting aggregator: share of attacker-rounds whose (unpaid) update the model took."""
     curves: dict[str, list[list[float]]]
     """per aggregator, per seed, accuracy after each round."""
 
@@ -441,6 +471,7 @@ def run_partition(task: Task, attacks: Sequence[Attack], seeds: Sequence[int], c
                 honest_flagged=sum(t.honest_flagged for t in ours) / ((task.trainers - k) * task.rounds * len(ours)),
                 attackers_paid={n: sum(s[n].attackers_paid for s in per_seed) / bad_rounds for n in RULES},
                 honest_unpaid={n: sum(s[n].honest_unpaid for s in per_seed) / honest_rounds for n in RULES},
+                attackers_admitted={n: sum(s[n].attackers_admitted for s in per_seed) / bad_rounds for n in ADMITTING},
                 curves={n: [s[n].accuracy for s in per_seed] for n in AGGREGATORS},
             )
         )
@@ -466,6 +497,7 @@ def table(rows: list[Row], task: Task, seeds: Sequence[int]) -> Table:
         "flags: bad / hon",
         "paid bad: ours / +ref",
         "unpaid hon: ours / +ref",
+        "bad unpaid in model: agree / +step",
     ]
     for col in cols:
         t.add_column(col, justify="right")
@@ -479,6 +511,7 @@ def table(rows: list[Row], task: Task, seeds: Sequence[int]) -> Table:
         vs_oracle = " / ".join(f"{100 * (r.mean(n) - r.mean('oracle')):+.1f}" for n in RULES)
         paid_bad = " / ".join(f"{r.attackers_paid[n]:.0%}" for n in RULES) if r.n_attackers else "-"
         unpaid = " / ".join(f"{r.honest_unpaid[n]:.0%}" for n in RULES)
+        taken = " / ".join(f"{r.attackers_admitted[n]:.0%}" for n in ADMITTING) if r.n_attackers else "-"
         t.add_row(
             r.attack,
             f"{r.fraction:.0%}",
@@ -488,19 +521,26 @@ def table(rows: list[Row], task: Task, seeds: Sequence[int]) -> Table:
             f"{caught} / {r.honest_flagged:.0%}",
             paid_bad,
             unpaid,
+            taken,
         )
     return t
 
 
 def markdown(rows: list[Row]) -> str:
     """The rows as the README's and the docstring's markdown table (accuracy %, means over seeds)."""
-    head = ["attack", "bad", *(SHORT[n] for n in AGGREGATORS), "flags bad/hon", "paid bad: ours/+ref"]
+    head = [
+        "attack", "bad", *(SHORT[n] for n in AGGREGATORS), "flags bad/hon", "paid bad: ours/+ref",
+        "bad taken: agree/+step",
+    ]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in rows:
         paid_bad = " / ".join(f"{r.attackers_paid[n]:.0%}" for n in RULES) if r.n_attackers else "-"
         caught = f"{r.attackers_flagged:.0%}" if r.n_attackers else "-"
         cells = [r.attack, f"{r.fraction:.0%}", *(_pct(r.mean(n)) for n in AGGREGATORS)]
-        lines.append("| " + " | ".join([*cells, f"{caught}/{r.honest_flagged:.0%}", paid_bad.replace(" ", "")]) + " |")
+        taken = "/".join(f"{r.attackers_admitted[n]:.0%}" for n in ADMITTING) if r.n_attackers else "-"
+        lines.append(
+            "| " + " | ".join([*cells, f"{caught}/{r.honest_flagged:.0%}", paid_bad.replace(" ", ""), taken]) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -519,6 +559,22 @@ def target_verdict(rows: list[Row]) -> tuple[bool, list[str]]:
                 f"attacker-rounds flagged {r.attackers_flagged:.0%})"
             )
     return ok, lines
+
+
+def flower_verdict(rows: list[Row]) -> list[str]:
+    """Per rule and admitting aggregator: in how many rows it is at least as good as every Flower strategy
+    (Krum, trimmed mean), and the rows where it is not."""
+    lines = []
+    for name in (*RULES, *ADMITTING):
+        behind = [r for r in rows if max(r.mean("krum"), r.mean("trimmed")) > r.mean(name)]
+        where = "; ".join(
+            f"{r.partition} {r.rounds} {r.attack} {r.fraction:.0%} {_pct(r.mean(name))} < "
+            f"{_pct(max(r.mean('krum'), r.mean('trimmed')))}"
+            for r in behind
+        )
+        lines.append(f"{LABELS[name]}: >= every Flower strategy in {len(rows) - len(behind)} of {len(rows)} rows"
+                     + (f" (behind: {where})" if behind else ""))  # fmt: skip
+    return lines
 
 
 def skew_verdict(rows: list[Row]) -> tuple[bool, list[str]]:
@@ -717,6 +773,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(Dirichlet), clean runs at most {CLEAN_POINTS:g} below ours, never behind Krum or trimmed mean"
     )
     console.print(f"{status}: issue 16 = {goal}")
+    flower_lines = flower_verdict(all_rows)
+    for line in flower_lines:
+        console.print(f"  {line}")
     console.print(f"{elapsed:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -728,6 +787,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "target": {"passed": verdict_ok if verdict_lines else None, "details": verdict_lines},
         "horizon": {"passed": horizon_ok if horizon_lines else None, "details": horizon_lines},
         "skew": {"passed": skew_ok if skew_measured else None, "details": skew_lines},
+        "flower": flower_lines,
+        "agree_max_step": AGREE_MAX_STEP,
         "seconds": round(elapsed, 1),
         "rows": [asdict(r) | {"mean": {n: r.mean(n) for n in AGGREGATORS}} for r in all_rows],
         "markdown": {
