@@ -13,6 +13,12 @@ trainers (so a ``free_rider_copy`` copies trainer 0, who submitted first) and ru
   :func:`marketplace.rule.gram.gram_rule_ref_int`, docs/design/robust-reference.md): the owner's update on
   its validation data (the held-out 15 %, 270 digits) from the round's global model, the trainers'
   recipe; not live yet (no circuit or contract carries it);
+* **ours + agreeing unpaid** (``+agree``, research, issue 16): ours' flags and pay, and a model step that
+  also takes the unpaid updates whose direction agrees with the paid ones, clipped to the paid updates'
+  median norm (:func:`marketplace.rule.aggregate.agreeing_clipped_mean`, ``max_step=1``): the attackers
+  it takes still earn nothing and are still slashed; nothing live uses it;
+* **ours + agreeing + step** (``+step``): the same with the step lengthened towards the paid
+  updates' median norm, at most ``AGREE_MAX_STEP`` = 1.5 times (a server step size from the paid norms);
 * **FedAvg**: the plain mean of all updates;
 * **Krum** and **trimmed mean**: Flower's own strategies (``flwr.server.strategy.Krum`` and
   ``FedTrimmedAvg``, their ``aggregate_fit`` on ``FitRes`` carrying the trainers' new parameters),
@@ -28,7 +34,8 @@ set of updates). Numbers are means over ``--seeds`` (a seed picks the data split
 the batch order and the attack noise); the test set is the owner's held-out 15 % (270 digits, so one
 test sample is 0.37 points). "flags bad / hon": share of attacker-rounds / honest-rounds the rule
 flagged (the reference never changes a flag); "paid bad": attacker-rounds paid, and so averaged into
-the model, without / with the reference. Two more tables rerun sign-flip, noise and label-flip for 15
+the model, without / with the reference; "taken": attacker-rounds left unpaid whose update the
+``+agree`` / ``+step`` model took anyway (clipped). Two more tables rerun sign-flip, noise and label-flip for 15
 rounds (``--horizon``) on both partitions.
 
 The adversarial owner (``--owner``, :mod:`bench.owner_reference`): the owner knows every row before it
@@ -45,71 +52,85 @@ attackers. Issue 16: on Dirichlet(0.5) shards at 40 % sign-flip or label-flip at
 points of honest-only FedAvg, clean runs unchanged (here: at most 0.5 point below ours), and at least as
 good as every Flower strategy in every row.
 
-Measured (``python -m bench.robustness``: Gram rule with T = 2.25, seeds 0-4, 341 s on 2 cores shared
-with other sessions; the ``ours`` columns equal the run before the reference existed, 524 s), final
-test accuracy %. IID, 5 rounds (the demo task)::
+Measured (``python -m bench.robustness --no-owner``: Gram rule with T = 2.25, seeds 0-4, 424 s at nice 19 on 2
+cores shared with a CI run; the ``ours`` and ``+ref`` columns equal, value for value, the run before the
+``+agree`` columns existed; the owner's table below is that earlier run's), final test accuracy %; "flags":
+bad / honest, "paid bad": ours / +ref, "taken": +agree / +step. IID, 5 rounds (the demo task)::
 
-    | attack | bad | ours | +ref | FedAvg | Krum | trimmed | honest | flags bad/hon | paid bad: ours/+ref |
-    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 87.8 | 87.8 | 87.8 | 78.7 | 87.2 | 87.8 | -/0% | - |
-    | sign_flip | 20% | 87.3 | 87.3 | 76.9 | 77.9 | 84.4 | 87.3 | 100%/0% | 0%/0% |
-    | sign_flip | 40% | 85.9 | 85.9 | 43.0 | 81.2 | 76.3 | 85.9 | 100%/0% | 0%/0% |
-    | scaled | 20% | 87.3 | 87.3 | 42.1 | 77.9 | 88.1 | 87.3 | 100%/0% | 0%/0% |
-    | scaled | 40% | 85.9 | 85.9 | 22.1 | 81.2 | 89.9 | 85.9 | 100%/0% | 0%/0% |
-    | gaussian | 20% | 87.3 | 87.3 | 88.1 | 77.9 | 87.0 | 87.3 | 100%/0% | 0%/0% |
-    | gaussian | 40% | 85.9 | 85.9 | 87.8 | 81.2 | 86.6 | 85.9 | 100%/0% | 0%/0% |
-    | label_flip | 20% | 87.3 | 87.3 | 86.1 | 77.9 | 86.6 | 87.3 | 98%/0% | 2%/2% |
-    | label_flip | 40% | 85.1 | 85.2 | 79.3 | 81.2 | 82.1 | 85.9 | 84%/0% | 11%/6% |
-    | free_rider_zero | 20% | 87.3 | 87.3 | 85.5 | 77.9 | 85.9 | 87.3 | 100%/0% | 0%/0% |
-    | free_rider_zero | 40% | 85.9 | 85.9 | 78.5 | 8.4 | 78.6 | 85.9 | 100%/0% | 0%/0% |
-    | free_rider_copy | 20% | 87.3 | 87.3 | 87.0 | 71.8 | 85.6 | 87.3 | 100%/0% | 0%/0% |
-    | free_rider_copy | 40% | 84.9 | 84.9 | 83.5 | 71.8 | 76.1 | 85.9 | 100%/5% | 0%/0% |
-    | sybil | 20% | 87.3 | 87.3 | 81.8 | 77.9 | 85.5 | 87.3 | 100%/0% | 0%/0% |
-    | sybil | 40% | 85.9 | 85.9 | 46.8 | 81.2 | 78.1 | 85.9 | 100%/0% | 0%/0% |
+    | attack | bad | ours | +ref | +agree | +step | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | none | 0% | 87.8 | 87.8 | 87.8 | 88.6 | 87.8 | 78.7 | 87.2 | 87.8 | -/0% | - | - |
+    | sign_flip | 20% | 87.3 | 87.3 | 87.3 | 88.0 | 76.9 | 77.9 | 84.4 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | sign_flip | 40% | 85.9 | 85.9 | 85.9 | 86.9 | 43.0 | 81.2 | 76.3 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
+    | scaled | 20% | 87.3 | 87.3 | 87.0 | 87.9 | 42.1 | 77.9 | 88.1 | 87.3 | 100%/0% | 0%/0% | 66%/64% |
+    | scaled | 40% | 85.9 | 85.9 | 87.3 | 88.0 | 22.1 | 81.2 | 89.9 | 85.9 | 100%/0% | 0%/0% | 38%/39% |
+    | gaussian | 20% | 87.3 | 87.3 | 87.3 | 88.0 | 88.1 | 77.9 | 87.0 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | gaussian | 40% | 85.9 | 85.9 | 85.9 | 86.9 | 87.8 | 81.2 | 86.6 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
+    | label_flip | 20% | 87.3 | 87.3 | 87.3 | 88.1 | 86.1 | 77.9 | 86.6 | 87.3 | 98%/0% | 2%/2% | 0%/0% |
+    | label_flip | 40% | 85.1 | 85.2 | 85.1 | 86.7 | 79.3 | 81.2 | 82.1 | 85.9 | 84%/0% | 11%/6% | 0%/0% |
+    | free_rider_zero | 20% | 87.3 | 87.3 | 87.3 | 88.0 | 85.5 | 77.9 | 85.9 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_zero | 40% | 85.9 | 85.9 | 85.9 | 86.9 | 78.5 | 8.4 | 78.6 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_copy | 20% | 87.3 | 87.3 | 87.3 | 88.0 | 87.0 | 71.8 | 85.6 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_copy | 40% | 84.9 | 84.9 | 84.9 | 85.6 | 83.5 | 71.8 | 76.1 | 85.9 | 100%/5% | 0%/0% | 0%/0% |
+    | sybil | 20% | 87.3 | 87.3 | 87.3 | 88.0 | 81.8 | 77.9 | 85.5 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | sybil | 40% | 85.9 | 85.9 | 85.9 | 86.9 | 46.8 | 81.2 | 78.1 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
 
 Dirichlet(0.5), 5 rounds::
 
-    | attack | bad | ours | +ref | FedAvg | Krum | trimmed | honest | flags bad/hon | paid bad: ours/+ref |
-    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 83.6 | 84.1 | 83.6 | 36.4 | 64.6 | 83.6 | -/0% | - |
-    | sign_flip | 20% | 77.9 | 80.7 | 58.7 | 33.9 | 46.2 | 81.3 | 0%/0% | 8%/2% |
-    | sign_flip | 40% | 52.0 | 69.4 | 30.5 | 36.6 | 26.7 | 73.0 | 0%/0% | 21%/15% |
-    | scaled | 20% | 80.7 | 81.1 | 40.2 | 36.4 | 72.9 | 81.3 | 100%/0% | 0%/0% |
-    | scaled | 40% | 73.9 | 74.7 | 25.9 | 52.3 | 76.8 | 73.0 | 100%/0% | 0%/0% |
-    | gaussian | 20% | 81.1 | 81.9 | 83.0 | 36.4 | 67.5 | 81.3 | 84%/0% | 12%/12% |
-    | gaussian | 40% | 74.8 | 74.6 | 82.5 | 52.3 | 67.9 | 73.0 | 72%/0% | 22%/23% |
-    | label_flip | 20% | 78.1 | 80.4 | 77.0 | 37.3 | 59.8 | 81.3 | 0%/0% | 56%/52% |
-    | label_flip | 40% | 66.4 | 67.3 | 63.3 | 32.7 | 51.2 | 73.0 | 0%/0% | 64%/51% |
-    | free_rider_zero | 20% | 80.6 | 81.1 | 77.4 | 8.4 | 50.8 | 81.3 | 100%/0% | 0%/0% |
-    | free_rider_zero | 40% | 73.9 | 74.7 | 63.3 | 8.4 | 36.7 | 73.0 | 100%/1% | 0%/0% |
-    | free_rider_copy | 20% | 80.6 | 81.1 | 77.0 | 42.1 | 61.4 | 81.3 | 100%/0% | 0%/0% |
-    | free_rider_copy | 40% | 70.8 | 71.1 | 66.5 | 40.3 | 42.7 | 73.0 | 100%/14% | 0%/0% |
-    | sybil | 20% | 78.1 | 81.1 | 68.1 | 36.4 | 44.0 | 81.3 | 52%/0% | 0%/0% |
-    | sybil | 40% | 69.2 | 74.7 | 5.8 | 10.8 | 14.2 | 73.0 | 75%/2% | 0%/0% |
+    | attack | bad | ours | +ref | +agree | +step | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | none | 0% | 83.6 | 84.1 | 83.6 | 86.9 | 83.6 | 36.4 | 64.6 | 83.6 | -/0% | - | - |
+    | sign_flip | 20% | 77.9 | 80.7 | 77.9 | 80.6 | 58.7 | 33.9 | 46.2 | 81.3 | 0%/0% | 8%/2% | 0%/0% |
+    | sign_flip | 40% | 52.0 | 69.4 | 54.5 | 58.4 | 30.5 | 36.6 | 26.7 | 73.0 | 0%/0% | 21%/15% | 1%/1% |
+    | scaled | 20% | 80.7 | 81.1 | 82.1 | 86.1 | 40.2 | 36.4 | 72.9 | 81.3 | 100%/0% | 0%/0% | 52%/52% |
+    | scaled | 40% | 73.9 | 74.7 | 78.4 | 77.8 | 25.9 | 52.3 | 76.8 | 73.0 | 100%/0% | 0%/0% | 35%/32% |
+    | gaussian | 20% | 81.1 | 81.9 | 81.3 | 84.6 | 83.0 | 36.4 | 67.5 | 81.3 | 84%/0% | 12%/12% | 0%/0% |
+    | gaussian | 40% | 74.8 | 74.6 | 74.8 | 79.6 | 82.5 | 52.3 | 67.9 | 73.0 | 72%/0% | 22%/23% | 0%/0% |
+    | label_flip | 20% | 78.1 | 80.4 | 78.7 | 81.2 | 77.0 | 37.3 | 59.8 | 81.3 | 0%/0% | 56%/52% | 0%/0% |
+    | label_flip | 40% | 66.4 | 67.3 | 66.4 | 67.3 | 63.3 | 32.7 | 51.2 | 73.0 | 0%/0% | 64%/51% | 0%/0% |
+    | free_rider_zero | 20% | 80.6 | 81.1 | 80.8 | 83.6 | 77.4 | 8.4 | 50.8 | 81.3 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_zero | 40% | 73.9 | 74.7 | 73.9 | 76.9 | 63.3 | 8.4 | 36.7 | 73.0 | 100%/1% | 0%/0% | 0%/0% |
+    | free_rider_copy | 20% | 80.6 | 81.1 | 80.8 | 83.5 | 77.0 | 42.1 | 61.4 | 81.3 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_copy | 40% | 70.8 | 71.1 | 70.8 | 75.1 | 66.5 | 40.3 | 42.7 | 73.0 | 100%/14% | 0%/0% | 0%/0% |
+    | sybil | 20% | 78.1 | 81.1 | 78.4 | 82.3 | 68.1 | 36.4 | 44.0 | 81.3 | 52%/0% | 0%/0% | 0%/0% |
+    | sybil | 40% | 69.2 | 74.7 | 69.2 | 72.4 | 5.8 | 10.8 | 14.2 | 73.0 | 75%/2% | 0%/0% | 0%/0% |
 
 IID, 15 rounds::
 
-    | attack | bad | ours | +ref | FedAvg | Krum | trimmed | honest | flags bad/hon | paid bad: ours/+ref |
-    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 94.1 | 94.0 | 94.3 | 91.3 | 94.1 | 94.3 | -/0% | - |
-    | sign_flip | 20% | 94.0 | 94.0 | 91.9 | 90.6 | 93.0 | 94.0 | 49%/0% | 1%/1% |
-    | sign_flip | 40% | 93.2 | 92.9 | 67.0 | 90.9 | 89.1 | 93.7 | 40%/0% | 5%/6% |
-    | gaussian | 20% | 93.8 | 93.9 | 94.4 | 90.6 | 94.1 | 94.0 | 100%/0% | 0%/0% |
-    | gaussian | 40% | 93.6 | 93.6 | 94.4 | 90.9 | 94.1 | 93.7 | 99%/0% | 1%/1% |
-    | label_flip | 20% | 93.7 | 93.9 | 94.0 | 90.6 | 94.3 | 94.0 | 99%/0% | 1%/1% |
-    | label_flip | 40% | 93.8 | 93.7 | 91.0 | 90.9 | 93.6 | 93.7 | 95%/0% | 4%/2% |
+    | attack | bad | ours | +ref | +agree | +step | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | none | 0% | 94.1 | 94.0 | 94.1 | 94.5 | 94.3 | 91.3 | 94.1 | 94.3 | -/0% | - | - |
+    | sign_flip | 20% | 94.0 | 94.0 | 94.0 | 94.5 | 91.9 | 90.6 | 93.0 | 94.0 | 49%/0% | 1%/1% | 0%/0% |
+    | sign_flip | 40% | 93.2 | 92.9 | 93.3 | 92.6 | 67.0 | 90.9 | 89.1 | 93.7 | 40%/0% | 5%/6% | 0%/1% |
+    | gaussian | 20% | 93.8 | 93.9 | 93.8 | 95.0 | 94.4 | 90.6 | 94.1 | 94.0 | 100%/0% | 0%/0% | 0%/0% |
+    | gaussian | 40% | 93.6 | 93.6 | 93.6 | 93.5 | 94.4 | 90.9 | 94.1 | 93.7 | 99%/0% | 1%/1% | 0%/0% |
+    | label_flip | 20% | 93.7 | 93.9 | 93.7 | 94.5 | 94.0 | 90.6 | 94.3 | 94.0 | 99%/0% | 1%/1% | 0%/0% |
+    | label_flip | 40% | 93.8 | 93.7 | 93.8 | 93.3 | 91.0 | 90.9 | 93.6 | 93.7 | 95%/0% | 4%/2% | 0%/0% |
 
 Dirichlet(0.5), 15 rounds::
 
-    | attack | bad | ours | +ref | FedAvg | Krum | trimmed | honest | flags bad/hon | paid bad: ours/+ref |
-    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 89.2 | 91.6 | 92.4 | 61.3 | 87.7 | 92.4 | -/4% | - |
-    | sign_flip | 20% | 89.1 | 89.2 | 79.6 | 59.0 | 79.1 | 90.7 | 10%/4% | 11%/10% |
-    | sign_flip | 40% | 71.6 | 84.8 | 27.2 | 53.6 | 54.8 | 88.6 | 2%/3% | 27%/21% |
-    | gaussian | 20% | 90.1 | 92.0 | 93.1 | 63.9 | 90.7 | 90.7 | 90%/3% | 8%/9% |
-    | gaussian | 40% | 90.3 | 91.8 | 91.9 | 65.9 | 90.0 | 88.6 | 71%/2% | 22%/23% |
-    | label_flip | 20% | 90.7 | 90.4 | 90.4 | 64.0 | 88.2 | 90.7 | 58%/3% | 21%/19% |
-    | label_flip | 40% | 83.3 | 89.3 | 85.5 | 58.7 | 79.1 | 88.6 | 28%/1% | 38%/28% |
+    | attack | bad | ours | +ref | +agree | +step | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | none | 0% | 89.2 | 91.6 | 90.9 | 91.0 | 92.4 | 61.3 | 87.7 | 92.4 | -/4% | - | - |
+    | sign_flip | 20% | 89.1 | 89.2 | 88.8 | 89.5 | 79.6 | 59.0 | 79.1 | 90.7 | 10%/4% | 11%/10% | 0%/0% |
+    | sign_flip | 40% | 71.6 | 84.8 | 67.0 | 81.6 | 27.2 | 53.6 | 54.8 | 88.6 | 2%/3% | 27%/21% | 5%/4% |
+    | gaussian | 20% | 90.1 | 92.0 | 90.3 | 89.2 | 93.1 | 63.9 | 90.7 | 90.7 | 90%/3% | 8%/9% | 3%/3% |
+    | gaussian | 40% | 90.3 | 91.8 | 89.6 | 89.9 | 91.9 | 65.9 | 90.0 | 88.6 | 71%/2% | 22%/23% | 1%/0% |
+    | label_flip | 20% | 90.7 | 90.4 | 90.8 | 90.1 | 90.4 | 64.0 | 88.2 | 90.7 | 58%/3% | 21%/19% | 0%/1% |
+    | label_flip | 40% | 83.3 | 89.3 | 86.1 | 87.8 | 85.5 | 58.7 | 79.1 | 88.6 | 28%/1% | 38%/28% | 2%/6% |
+
+"At least as good as every Flower strategy" (this run, 44 rows): ours 36, ours + reference 36, ``+agree``
+36, ``+step`` 38. ``+agree`` closes Dirichlet 5 rounds scaled 40 % (78.4 against trimmed mean's 76.8;
+ours 73.9) and leaves the IID scaled and noise rows behind (scaled 40 %: 87.3 against 89.9; the noise
+updates never agree enough to be taken: 0 % taken), and costs Dirichlet 15 rounds sign-flip 40 % 4.6 points
+(67.0 against 71.6: with flippers among the paid, the paid mean is poisoned and 5 % of the flagged
+flipper-rounds agree with it). ``+step`` is above ours in 36 of 44 rows, clean runs included (IID +0.8,
+Dirichlet +3.3 at 5 rounds): the 5-round task is under-trained and any longer step helps; on round 0 of IID
+scaled 40 % trimmed mean's step is 1.37-1.38 times the honest mean's length at cosine 0.97-0.98 with it
+(seeds 0, 1), which is where its 89.9 comes from, and no step bounded by the honest updates' own lengths
+(the median norm is 1.13-1.16 times the honest mean's there) reaches it. The rows the "step" alone was
+screened on (``max_step`` unbounded) lost 12 points on Dirichlet label-flip 40 % (66.4 -> 54.4: the paid
+mean of conflicting updates is short, and lengthening it amplifies the conflict); the 1.5 cap removes that.
 
 The adversarial owner, 5 rounds::
 
@@ -184,7 +205,7 @@ except ImportError as exc:  # pragma: no cover - depends on the bench extras
 
 AGGREGATORS = ("ours", "ref", "agree", "agree_step", "fedavg", "krum", "trimmed", "oracle")
 SHORT = {
-    "ours": "ours", "ref": "+ref", "agree": "+agree", "agree_step": "+agree+step", "fedavg": "FedAvg", "krum": "Krum",
+    "ours": "ours", "ref": "+ref", "agree": "+agree", "agree_step": "+step", "fedavg": "FedAvg", "krum": "Krum",
     "trimmed": "trimmed", "oracle": "honest",
 }  # fmt: skip
 """Column names of the markdown tables (Krum and trimmed mean are Flower's, honest = honest-only FedAvg)."""
@@ -528,10 +549,7 @@ def table(rows: list[Row], task: Task, seeds: Sequence[int]) -> Table:
 
 def markdown(rows: list[Row]) -> str:
     """The rows as the README's and the docstring's markdown table (accuracy %, means over seeds)."""
-    head = [
-        "attack", "bad", *(SHORT[n] for n in AGGREGATORS), "flags bad/hon", "paid bad: ours/+ref",
-        "bad taken: agree/+step",
-    ]  # fmt: skip
+    head = ["attack", "bad", *(SHORT[n] for n in AGGREGATORS), "flags", "paid bad", "taken"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in rows:
         paid_bad = " / ".join(f"{r.attackers_paid[n]:.0%}" for n in RULES) if r.n_attackers else "-"
