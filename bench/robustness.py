@@ -256,6 +256,8 @@ class Task:
     alpha: float = 0.5
     assumed_fraction: float = 0.4
     """What Krum (``num_malicious_clients``) and trimmed mean (``beta``) are told to expect."""
+    admit_on: str = "ours"
+    """Whose pay the ``agree`` / ``agree_step`` columns start from: ``"ours"`` or ``"ref"`` (ours + reference)."""
 
 
 @dataclass
@@ -358,10 +360,17 @@ def make_aggregators(task: Task, seed: int, bad: np.ndarray, validation: LocalDa
         return apply_update(global_vec, res.aggregate), (res.flags, res.scores > 0)
 
     def admitting(max_step: float) -> Aggregate:
-        """ours' pay; the model also takes the unpaid updates agreeing with the paid ones, clipped."""
+        """ours' (or ours + reference's, ``task.admit_on``) pay; the model also takes the unpaid updates
+        agreeing with the paid ones, clipped."""
+        admit_round = 0
 
         def run(global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray) -> tuple[np.ndarray, Outcome]:
-            res = ours.run_round(updates, num_samples=num_samples)
+            nonlocal admit_round
+            reference = None
+            if task.admit_on == "ref":
+                reference = owner_reference(task, global_vec, validation, seed, admit_round)
+            admit_round += 1
+            res = ours.run_round(updates, num_samples=num_samples, reference=reference)
             paid = np.asarray(res.scores) > 0
             step, admitted = agreeing_clipped_mean(updates, paid, np.ones(len(paid), bool), max_step)
             return apply_update(global_vec, step), (res.flags, paid, admitted)
@@ -729,6 +738,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the adversarial owner's scenarios (default: yes, quick: no)",
     )  # fmt: skip
     parser.add_argument("--assumed-fraction", type=float, default=0.4, help="Krum's f / N and trimmed mean's beta")
+    parser.add_argument(
+        "--admit-on", choices=["ours", "ref"], default="ours",
+        help="whose pay the +agree / +step columns start from (ref: ours + reference)",
+    )  # fmt: skip
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     parser.add_argument("--out", type=Path, default=Path("reports/robustness.json"))
     args = parser.parse_args(argv)
@@ -740,10 +753,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     partitions = args.partitions or (["iid"] if args.quick else ["iid", "dirichlet"])
     owner = args.owner if args.owner is not None else not args.quick
     attacks = [Attack(a) for a in args.attacks] if args.attacks else QUICK_ATTACKS if args.quick else ATTACKS
-    runs = [(Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction), attacks) for p in partitions]
+    runs = [
+        (Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction, admit_on=args.admit_on), attacks)
+        for p in partitions
+    ]
     if horizon:
         runs += [
-            (Task(rounds=horizon, partition=p, assumed_fraction=args.assumed_fraction), list(HORIZON_ATTACKS))
+            (
+                Task(rounds=horizon, partition=p, assumed_fraction=args.assumed_fraction, admit_on=args.admit_on),
+                list(HORIZON_ATTACKS),
+            )
             for p in args.horizon_partitions
         ]
     all_rows: list[Row] = []
@@ -759,7 +778,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif task.partition == "iid" and task.rounds == horizon:
             horizon_ok, horizon_lines = target_verdict(rows)
     owner_rows = [
-        run_owner(Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction), a, f, seeds, console)
+        run_owner(
+            Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction, admit_on=args.admit_on),
+            a,
+            f,
+            seeds,
+            console,
+        )
         for p in (partitions if owner else [])
         for a, f in OWNER_SCENARIOS
     ]
@@ -797,7 +822,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(f"{elapsed:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
-        "task": asdict(Task(rounds=rounds, assumed_fraction=args.assumed_fraction)) | {"partitions": partitions},
+        "task": asdict(Task(rounds=rounds, assumed_fraction=args.assumed_fraction, admit_on=args.admit_on))
+        | {"partitions": partitions},
         "horizon_rounds": horizon,
         "seeds": seeds,
         "aggregators": LABELS,
