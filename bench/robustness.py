@@ -6,19 +6,19 @@ shards (the demo's default) and on Dirichlet(0.5) label-skewed shards. The attac
 trainers (so a ``free_rider_copy`` copies trainer 0, who submitted first) and run every attack of
 ``marketplace/demo/attacks.py``. Aggregators:
 
-* **ours**: ``GramScorer(sketch_dim=64, seed, weighting="equal")`` - the paying rule (the one the zk
-  circuit proves) and its FedAvg of the paid updates, as the aggregator node runs a round (K = 64; live
-  projects with more than 8 trainers use the 32-wide verifier);
-* **ours + reference**: the same scorer given the owner's reference update (``run_round(reference=)``,
+* **ours**: ``GramScorer(sketch_dim=64, seed, weighting="equal").run_round`` - the live rule as the
+  aggregator node runs a round: the paying rule (the one the zk circuit proves; K = 64, live projects with
+  more than 8 trainers use the 32-wide verifier) and the protocol's model step
+  (:func:`marketplace.rule.aggregate.agreeing_clipped_mean`): the paid updates and the unpaid ones whose
+  direction agrees with them, clipped to the paid updates' median norm, the mean lengthened towards that
+  norm at most ``MAX_STEP`` = 1.5 times; the attackers it takes earn nothing and are slashed when flagged;
+* **ours + reference** (``+ref``): the same given the owner's reference update (``run_round(reference=)``,
   :func:`marketplace.rule.gram.gram_rule_ref_int`, docs/design/robust-reference.md): the owner's update on
-  its validation data (the held-out 15 %, 270 digits) from the round's global model, the trainers'
-  recipe; not live yet (no circuit or contract carries it);
-* **ours + agreeing unpaid** (``+agree``, research, issue 16): ours' flags and pay, and a model step that
-  also takes the unpaid updates whose direction agrees with the paid ones, clipped to the paid updates'
-  median norm (:func:`marketplace.rule.aggregate.agreeing_clipped_mean`, ``max_step=1``): the attackers
-  it takes still earn nothing and are still slashed; nothing live uses it;
-* **ours + agreeing + step** (``+step``): the same with the step lengthened towards the paid
-  updates' median norm, at most ``AGREE_MAX_STEP`` = 1.5 times (a server step size from the paid norms);
+  its validation data (the held-out 15 %, 270 digits) from the round's global model, the trainers' recipe
+  (live: the owner commits and reveals it, ``marketplace project reference run``);
+* **old** and **old + reference** (``old``, ``old+ref``): the same pay with the step before issue 16's, the
+  equal-weight mean of the paid updates alone (:func:`marketplace.rule.aggregate.fedavg` of the paid) - the
+  new design beside the old one in the same run;
 * **FedAvg**: the plain mean of all updates;
 * **Krum** and **trimmed mean**: Flower's own strategies (``flwr.server.strategy.Krum`` and
   ``FedTrimmedAvg``, their ``aggregate_fit`` on ``FitRes`` carrying the trainers' new parameters),
@@ -34,8 +34,8 @@ set of updates). Numbers are means over ``--seeds`` (a seed picks the data split
 the batch order and the attack noise); the test set is the owner's held-out 15 % (270 digits, so one
 test sample is 0.37 points). "flags bad / hon": share of attacker-rounds / honest-rounds the rule
 flagged (the reference never changes a flag); "paid bad": attacker-rounds paid, and so averaged into
-the model, without / with the reference; "taken": attacker-rounds left unpaid whose update the
-``+agree`` / ``+step`` model took anyway (clipped). Two more tables rerun sign-flip, noise and label-flip for 15
+the model, without / with the reference (ours, +ref); "taken": attacker-rounds left unpaid whose update the
+model took anyway, clipped (ours, +ref). Two more tables rerun sign-flip, noise and label-flip for 15
 rounds (``--horizon``) on both partitions.
 
 The adversarial owner (``--owner``, :mod:`bench.owner_reference`): the owner knows every row before it
@@ -49,126 +49,129 @@ losses" is the sum of the shares the non-colluders lose one by one (money moved 
 
 Targets. Issue 6: ours within 1 point of its clean run at 40 % sign-flip or noise (``gaussian``)
 attackers. Issue 16: on Dirichlet(0.5) shards at 40 % sign-flip or label-flip attackers, within 5
-points of honest-only FedAvg, clean runs unchanged (here: at most 0.5 point below ours), and at least as
-good as every Flower strategy in every row.
+points of honest-only FedAvg, clean runs unchanged (here: at most 0.5 point below the old step's), and at
+least as good as every Flower strategy in every row.
 
-Measured (``python -m bench.robustness --no-owner``: Gram rule with T = 2.25, seeds 0-4, 424 s at nice 19 on 2
-cores shared with a CI run; the ``ours`` and ``+ref`` columns equal, value for value, the run before the
-``+agree`` columns existed; the owner's table below is that earlier run's), final test accuracy %; "flags":
-bad / honest, "paid bad": ours / +ref, "taken": +agree / +step. IID, 5 rounds (the demo task)::
+Measured (``python -m bench.robustness --no-owner``: Gram rule with T = 2.25, ``MAX_STEP`` = 1.5, seeds 0-4,
+636 s at nice 19 on 2 cores shared with test runs; ``old`` and ``old+ref`` equal, value for value, the run
+before the new step was live, when they were ``ours`` and ``+ref``; ``ours`` and ``+ref`` equal the research
+run's ``+step`` and ``ref+step``, docs/design/robust-reference.md section 8), final test accuracy %; "flags":
+bad / honest (ours), "paid bad": ours / +ref, "taken": ours / +ref. IID, 5 rounds (the demo task)::
 
-    | attack | bad | ours | +ref | +agree | +step | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    | attack | bad | ours | +ref | old | old+ref | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
     |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 87.8 | 87.8 | 87.8 | 88.6 | 87.8 | 78.7 | 87.2 | 87.8 | -/0% | - | - |
-    | sign_flip | 20% | 87.3 | 87.3 | 87.3 | 88.0 | 76.9 | 77.9 | 84.4 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
-    | sign_flip | 40% | 85.9 | 85.9 | 85.9 | 86.9 | 43.0 | 81.2 | 76.3 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
-    | scaled | 20% | 87.3 | 87.3 | 87.0 | 87.9 | 42.1 | 77.9 | 88.1 | 87.3 | 100%/0% | 0%/0% | 66%/64% |
-    | scaled | 40% | 85.9 | 85.9 | 87.3 | 88.0 | 22.1 | 81.2 | 89.9 | 85.9 | 100%/0% | 0%/0% | 38%/39% |
-    | gaussian | 20% | 87.3 | 87.3 | 87.3 | 88.0 | 88.1 | 77.9 | 87.0 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
-    | gaussian | 40% | 85.9 | 85.9 | 85.9 | 86.9 | 87.8 | 81.2 | 86.6 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
-    | label_flip | 20% | 87.3 | 87.3 | 87.3 | 88.1 | 86.1 | 77.9 | 86.6 | 87.3 | 98%/0% | 2%/2% | 0%/0% |
-    | label_flip | 40% | 85.1 | 85.2 | 85.1 | 86.7 | 79.3 | 81.2 | 82.1 | 85.9 | 84%/0% | 11%/6% | 0%/0% |
-    | free_rider_zero | 20% | 87.3 | 87.3 | 87.3 | 88.0 | 85.5 | 77.9 | 85.9 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
-    | free_rider_zero | 40% | 85.9 | 85.9 | 85.9 | 86.9 | 78.5 | 8.4 | 78.6 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
-    | free_rider_copy | 20% | 87.3 | 87.3 | 87.3 | 88.0 | 87.0 | 71.8 | 85.6 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
-    | free_rider_copy | 40% | 84.9 | 84.9 | 84.9 | 85.6 | 83.5 | 71.8 | 76.1 | 85.9 | 100%/5% | 0%/0% | 0%/0% |
-    | sybil | 20% | 87.3 | 87.3 | 87.3 | 88.0 | 81.8 | 77.9 | 85.5 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
-    | sybil | 40% | 85.9 | 85.9 | 85.9 | 86.9 | 46.8 | 81.2 | 78.1 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
+    | none | 0% | 88.6 | 88.6 | 87.8 | 87.8 | 87.8 | 78.7 | 87.2 | 87.8 | -/0% | - | - |
+    | sign_flip | 20% | 88.0 | 88.0 | 87.3 | 87.3 | 76.9 | 77.9 | 84.4 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | sign_flip | 40% | 86.9 | 86.9 | 85.9 | 85.9 | 43.0 | 81.2 | 76.3 | 85.9 | 93%/0% | 0%/0% | 0%/0% |
+    | scaled | 20% | 87.9 | 87.9 | 87.3 | 87.3 | 42.1 | 77.9 | 88.1 | 87.3 | 100%/0% | 0%/0% | 64%/64% |
+    | scaled | 40% | 88.0 | 88.0 | 85.9 | 85.9 | 22.1 | 81.2 | 89.9 | 85.9 | 100%/0% | 0%/0% | 39%/39% |
+    | gaussian | 20% | 88.0 | 88.0 | 87.3 | 87.3 | 88.1 | 77.9 | 87.0 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | gaussian | 40% | 86.9 | 86.9 | 85.9 | 85.9 | 87.8 | 81.2 | 86.6 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
+    | label_flip | 20% | 88.1 | 88.1 | 87.3 | 87.3 | 86.1 | 77.9 | 86.6 | 87.3 | 98%/0% | 2%/2% | 0%/0% |
+    | label_flip | 40% | 86.7 | 86.6 | 85.1 | 85.2 | 79.3 | 81.2 | 82.1 | 85.9 | 87%/0% | 10%/6% | 0%/0% |
+    | free_rider_zero | 20% | 88.0 | 88.0 | 87.3 | 87.3 | 85.5 | 77.9 | 85.9 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_zero | 40% | 86.9 | 86.9 | 85.9 | 85.9 | 78.5 | 8.4 | 78.6 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_copy | 20% | 88.0 | 88.0 | 87.3 | 87.3 | 87.0 | 71.8 | 85.6 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_copy | 40% | 85.6 | 85.6 | 84.9 | 84.9 | 83.5 | 71.8 | 76.1 | 85.9 | 100%/5% | 0%/0% | 0%/0% |
+    | sybil | 20% | 88.0 | 88.0 | 87.3 | 87.3 | 81.8 | 77.9 | 85.5 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | sybil | 40% | 86.9 | 86.9 | 85.9 | 85.9 | 46.8 | 81.2 | 78.1 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
 
 Dirichlet(0.5), 5 rounds::
 
-    | attack | bad | ours | +ref | +agree | +step | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    | attack | bad | ours | +ref | old | old+ref | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
     |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 83.6 | 84.1 | 83.6 | 86.9 | 83.6 | 36.4 | 64.6 | 83.6 | -/0% | - | - |
-    | sign_flip | 20% | 77.9 | 80.7 | 77.9 | 80.6 | 58.7 | 33.9 | 46.2 | 81.3 | 0%/0% | 8%/2% | 0%/0% |
-    | sign_flip | 40% | 52.0 | 69.4 | 54.5 | 58.4 | 30.5 | 36.6 | 26.7 | 73.0 | 0%/0% | 21%/15% | 1%/1% |
-    | scaled | 20% | 80.7 | 81.1 | 82.1 | 86.1 | 40.2 | 36.4 | 72.9 | 81.3 | 100%/0% | 0%/0% | 52%/52% |
-    | scaled | 40% | 73.9 | 74.7 | 78.4 | 77.8 | 25.9 | 52.3 | 76.8 | 73.0 | 100%/0% | 0%/0% | 35%/32% |
-    | gaussian | 20% | 81.1 | 81.9 | 81.3 | 84.6 | 83.0 | 36.4 | 67.5 | 81.3 | 84%/0% | 12%/12% | 0%/0% |
-    | gaussian | 40% | 74.8 | 74.6 | 74.8 | 79.6 | 82.5 | 52.3 | 67.9 | 73.0 | 72%/0% | 22%/23% | 0%/0% |
-    | label_flip | 20% | 78.1 | 80.4 | 78.7 | 81.2 | 77.0 | 37.3 | 59.8 | 81.3 | 0%/0% | 56%/52% | 0%/0% |
-    | label_flip | 40% | 66.4 | 67.3 | 66.4 | 67.3 | 63.3 | 32.7 | 51.2 | 73.0 | 0%/0% | 64%/51% | 0%/0% |
-    | free_rider_zero | 20% | 80.6 | 81.1 | 80.8 | 83.6 | 77.4 | 8.4 | 50.8 | 81.3 | 100%/0% | 0%/0% | 0%/0% |
-    | free_rider_zero | 40% | 73.9 | 74.7 | 73.9 | 76.9 | 63.3 | 8.4 | 36.7 | 73.0 | 100%/1% | 0%/0% | 0%/0% |
-    | free_rider_copy | 20% | 80.6 | 81.1 | 80.8 | 83.5 | 77.0 | 42.1 | 61.4 | 81.3 | 100%/0% | 0%/0% | 0%/0% |
-    | free_rider_copy | 40% | 70.8 | 71.1 | 70.8 | 75.1 | 66.5 | 40.3 | 42.7 | 73.0 | 100%/14% | 0%/0% | 0%/0% |
-    | sybil | 20% | 78.1 | 81.1 | 78.4 | 82.3 | 68.1 | 36.4 | 44.0 | 81.3 | 52%/0% | 0%/0% | 0%/0% |
-    | sybil | 40% | 69.2 | 74.7 | 69.2 | 72.4 | 5.8 | 10.8 | 14.2 | 73.0 | 75%/2% | 0%/0% | 0%/0% |
+    | none | 0% | 86.9 | 86.1 | 83.6 | 84.1 | 83.6 | 36.4 | 64.6 | 83.6 | -/1% | - | - |
+    | sign_flip | 20% | 80.6 | 82.7 | 77.9 | 80.7 | 58.7 | 33.9 | 46.2 | 81.3 | 0%/0% | 8%/2% | 0%/0% |
+    | sign_flip | 40% | 58.4 | 71.6 | 52.0 | 69.4 | 30.5 | 36.6 | 26.7 | 73.0 | 0%/1% | 13%/18% | 1%/0% |
+    | scaled | 20% | 86.1 | 85.6 | 80.7 | 81.1 | 40.2 | 36.4 | 72.9 | 81.3 | 100%/0% | 0%/0% | 52%/56% |
+    | scaled | 40% | 77.8 | 79.7 | 73.9 | 74.7 | 25.9 | 52.3 | 76.8 | 73.0 | 100%/0% | 0%/0% | 32%/34% |
+    | gaussian | 20% | 84.6 | 83.7 | 81.1 | 81.9 | 83.0 | 36.4 | 67.5 | 81.3 | 86%/0% | 8%/10% | 0%/0% |
+    | gaussian | 40% | 79.6 | 81.0 | 74.8 | 74.6 | 82.5 | 52.3 | 67.9 | 73.0 | 66%/1% | 25%/26% | 0%/0% |
+    | label_flip | 20% | 81.2 | 83.0 | 78.1 | 80.4 | 77.0 | 37.3 | 59.8 | 81.3 | 14%/1% | 40%/36% | 0%/0% |
+    | label_flip | 40% | 67.3 | 68.7 | 66.4 | 67.3 | 63.3 | 32.7 | 51.2 | 73.0 | 0%/0% | 69%/48% | 0%/2% |
+    | free_rider_zero | 20% | 83.6 | 83.2 | 80.6 | 81.1 | 77.4 | 8.4 | 50.8 | 81.3 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_zero | 40% | 76.9 | 80.1 | 73.9 | 74.7 | 63.3 | 8.4 | 36.7 | 73.0 | 100%/1% | 0%/0% | 0%/0% |
+    | free_rider_copy | 20% | 83.5 | 83.3 | 80.6 | 81.1 | 77.0 | 42.1 | 61.4 | 81.3 | 100%/2% | 0%/0% | 0%/0% |
+    | free_rider_copy | 40% | 75.1 | 75.1 | 70.8 | 71.1 | 66.5 | 40.3 | 42.7 | 73.0 | 100%/17% | 0%/0% | 0%/0% |
+    | sybil | 20% | 82.3 | 83.2 | 78.1 | 81.1 | 68.1 | 36.4 | 44.0 | 81.3 | 52%/2% | 0%/0% | 0%/0% |
+    | sybil | 40% | 72.4 | 74.9 | 69.2 | 74.7 | 5.8 | 10.8 | 14.2 | 73.0 | 75%/3% | 0%/0% | 0%/0% |
 
 IID, 15 rounds::
 
-    | attack | bad | ours | +ref | +agree | +step | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    | attack | bad | ours | +ref | old | old+ref | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
     |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 94.1 | 94.0 | 94.1 | 94.5 | 94.3 | 91.3 | 94.1 | 94.3 | -/0% | - | - |
-    | sign_flip | 20% | 94.0 | 94.0 | 94.0 | 94.5 | 91.9 | 90.6 | 93.0 | 94.0 | 49%/0% | 1%/1% | 0%/0% |
-    | sign_flip | 40% | 93.2 | 92.9 | 93.3 | 92.6 | 67.0 | 90.9 | 89.1 | 93.7 | 40%/0% | 5%/6% | 0%/1% |
-    | gaussian | 20% | 93.8 | 93.9 | 93.8 | 95.0 | 94.4 | 90.6 | 94.1 | 94.0 | 100%/0% | 0%/0% | 0%/0% |
-    | gaussian | 40% | 93.6 | 93.6 | 93.6 | 93.5 | 94.4 | 90.9 | 94.1 | 93.7 | 99%/0% | 1%/1% | 0%/0% |
-    | label_flip | 20% | 93.7 | 93.9 | 93.7 | 94.5 | 94.0 | 90.6 | 94.3 | 94.0 | 99%/0% | 1%/1% | 0%/0% |
-    | label_flip | 40% | 93.8 | 93.7 | 93.8 | 93.3 | 91.0 | 90.9 | 93.6 | 93.7 | 95%/0% | 4%/2% | 0%/0% |
+    | none | 0% | 94.5 | 94.5 | 94.1 | 94.0 | 94.3 | 91.3 | 94.1 | 94.3 | -/0% | - | - |
+    | sign_flip | 20% | 94.5 | 94.3 | 94.0 | 94.0 | 91.9 | 90.6 | 93.0 | 94.0 | 43%/0% | 1%/3% | 0%/0% |
+    | sign_flip | 40% | 92.6 | 92.1 | 93.2 | 92.9 | 67.0 | 90.9 | 89.1 | 93.7 | 36%/0% | 6%/7% | 1%/0% |
+    | gaussian | 20% | 95.0 | 94.2 | 93.8 | 93.9 | 94.4 | 90.6 | 94.1 | 94.0 | 100%/0% | 0%/0% | 0%/0% |
+    | gaussian | 40% | 93.5 | 93.4 | 93.6 | 93.6 | 94.4 | 90.9 | 94.1 | 93.7 | 99%/0% | 1%/1% | 0%/0% |
+    | label_flip | 20% | 94.5 | 94.5 | 93.7 | 93.9 | 94.0 | 90.6 | 94.3 | 94.0 | 99%/0% | 1%/1% | 0%/0% |
+    | label_flip | 40% | 93.3 | 93.4 | 93.8 | 93.7 | 91.0 | 90.9 | 93.6 | 93.7 | 96%/0% | 3%/2% | 0%/0% |
 
 Dirichlet(0.5), 15 rounds::
 
-    | attack | bad | ours | +ref | +agree | +step | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    | attack | bad | ours | +ref | old | old+ref | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
     |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 89.2 | 91.6 | 90.9 | 91.0 | 92.4 | 61.3 | 87.7 | 92.4 | -/4% | - | - |
-    | sign_flip | 20% | 89.1 | 89.2 | 88.8 | 89.5 | 79.6 | 59.0 | 79.1 | 90.7 | 10%/4% | 11%/10% | 0%/0% |
-    | sign_flip | 40% | 71.6 | 84.8 | 67.0 | 81.6 | 27.2 | 53.6 | 54.8 | 88.6 | 2%/3% | 27%/21% | 5%/4% |
-    | gaussian | 20% | 90.1 | 92.0 | 90.3 | 89.2 | 93.1 | 63.9 | 90.7 | 90.7 | 90%/3% | 8%/9% | 3%/3% |
-    | gaussian | 40% | 90.3 | 91.8 | 89.6 | 89.9 | 91.9 | 65.9 | 90.0 | 88.6 | 71%/2% | 22%/23% | 1%/0% |
-    | label_flip | 20% | 90.7 | 90.4 | 90.8 | 90.1 | 90.4 | 64.0 | 88.2 | 90.7 | 58%/3% | 21%/19% | 0%/1% |
-    | label_flip | 40% | 83.3 | 89.3 | 86.1 | 87.8 | 85.5 | 58.7 | 79.1 | 88.6 | 28%/1% | 38%/28% | 2%/6% |
+    | none | 0% | 91.0 | 92.0 | 89.2 | 91.6 | 92.4 | 61.3 | 87.7 | 92.4 | -/4% | - | - |
+    | sign_flip | 20% | 89.5 | 90.8 | 89.1 | 89.2 | 79.6 | 59.0 | 79.1 | 90.7 | 11%/3% | 12%/12% | 0%/1% |
+    | sign_flip | 40% | 81.6 | 82.3 | 71.6 | 84.8 | 27.2 | 53.6 | 54.8 | 88.6 | 9%/4% | 22%/24% | 4%/3% |
+    | gaussian | 20% | 89.2 | 90.0 | 90.1 | 92.0 | 93.1 | 63.9 | 90.7 | 90.7 | 90%/3% | 8%/7% | 3%/10% |
+    | gaussian | 40% | 89.9 | 91.4 | 90.3 | 91.8 | 91.9 | 65.9 | 90.0 | 88.6 | 66%/2% | 25%/25% | 0%/8% |
+    | label_flip | 20% | 90.1 | 90.3 | 90.7 | 90.4 | 90.4 | 64.0 | 88.2 | 90.7 | 69%/4% | 14%/12% | 1%/4% |
+    | label_flip | 40% | 87.8 | 91.0 | 83.3 | 89.3 | 85.5 | 58.7 | 79.1 | 88.6 | 42%/1% | 36%/22% | 6%/3% |
 
-"At least as good as every Flower strategy" (this run, 44 rows): ours 36, ours + reference 36, ``+agree``
-36, ``+step`` 38. ``+agree`` closes Dirichlet 5 rounds scaled 40 % (78.4 against trimmed mean's 76.8;
-ours 73.9) and leaves the IID scaled and noise rows behind (scaled 40 %: 87.3 against 89.9; the noise
-updates never agree enough to be taken: 0 % taken), and costs Dirichlet 15 rounds sign-flip 40 % 4.6 points
-(67.0 against 71.6: with flippers among the paid, the paid mean is poisoned and 5 % of the flagged
-flipper-rounds agree with it). ``+step`` is above ours in 36 of 44 rows, clean runs included (IID +0.8,
-Dirichlet +3.3 at 5 rounds): the 5-round task is under-trained and any longer step helps; on round 0 of IID
-scaled 40 % trimmed mean's step is 1.37-1.38 times the honest mean's length at cosine 0.97-0.98 with it
-(seeds 0, 1), which is where its 89.9 comes from, and no step bounded by the honest updates' own lengths
-(the median norm is 1.13-1.16 times the honest mean's there) reaches it. The rows the "step" alone was
-screened on (``max_step`` unbounded) lost 12 points on Dirichlet label-flip 40 % (66.4 -> 54.4: the paid
-mean of conflicting updates is short, and lengthening it amplifies the conflict); the 1.5 cap removes that.
-With ``--admit-on ref`` (the columns start from ours + reference's pay; 387 s): ``+agree`` 38 of 44 rows,
-``+step`` 39 (IID 5 rounds scaled 20 % and 40 %, 87.9 and 88.0; IID 15 rounds noise 40 % and label-flip 40 %,
-93.4 and 93.4; Dirichlet 15 rounds noise 20 %, 90.0 against 90.7), Dirichlet 40 % at 5 rounds within
-5 points of honest-only for both sign-flip (71.6 / 73.0) and label-flip (68.7 / 73.0), and the sign-flip
-loss above gone (84.1 against +ref's 84.8). Every row: docs/design/robust-reference.md section 8.
+"At least as good as every Flower strategy" (44 rows): ours 38, ours + reference 39, old 36, old + reference
+36. ``+ref`` is behind in IID 5 rounds scaled 20 % and 40 % (87.9 / 88.1, 88.0 / 89.9), IID 15 rounds noise
+40 % and label-flip 40 % (93.4 / 94.1, 93.4 / 93.6) and Dirichlet 15 rounds noise 20 % (90.0 / 90.7). The
+IID 5-round scaled 40 % row is out of reach of any step bounded by the honest updates' own lengths: on its
+round 0 trimmed mean's step is 1.37-1.38 times the honest mean's length at cosine 0.97-0.98 with it (seeds 0,
+1), which is where its 89.9 comes from, while the paid median norm is only 1.13-1.16 times the honest mean's
+there (the step is lengthened towards ``r``, so it reaches about 1.16 times the honest mean's length, not 1.38);
+coordinate-wise trimming keeps part of the 10x attackers' step, which a rule clipping every admitted update to
+the paid median norm must not. The new step takes 32-64 % of the scaled attacker-rounds (clipped: they move
+the model no more than one paid update), noise 0-10 %, sign-flip and label-flip 0-6 %, free riders and Sybils
+0 %. It is a server step size as well: it lifts clean runs (IID 87.8 -> 88.6 at 5 rounds, 94.1 -> 94.5 at
+15; Dirichlet 83.6 -> 86.9 and 84.1 -> 86.1 with the reference at 5, 89.2 -> 91.0 and 91.6 -> 92.0 at
+15), so part of its gain is the 5-round task being under-trained. It costs two 40 % sign-flip rows at 15
+rounds: IID 93.2 -> 92.6 (92.9 -> 92.1 with the reference), Dirichlet with the reference 84.8 -> 82.3 (without
+it 71.6 -> 81.6); there 22-24 % of the flipper-rounds are paid, so the paid mean the step lengthens is
+poisoned, and 3-4 % are taken.
+Unbounded (``max_step`` = infinity, screened once) it lost 12 points on Dirichlet label-flip 40 % (66.4 ->
+54.4: the paid mean of conflicting updates is short, lengthening it amplifies the conflict); 1.5 removes that.
 
-The adversarial owner, 5 rounds::
+The adversarial owner, 5 rounds (``--attacks sign_flip --horizon 0 --owner``, 40 s; the model follows the
+live step; "kept": budget kept, "honest ref.": what the honest owner's reference moved on the same rows)::
 
-    | partition | attackers | colluders | others' losses | bound | colluders' share | colluders' gain | budget kept |
-    |---|---|---|---:|---:|---:|---:|---:|
-    | iid | none | 0 | 7.6 / 46.0 | 41.4 / 49.6 | 10.2 / 12.1 | 1.2 / 9.1 | 0 |
-    | iid | sign_flip 40% | 6,7,8,9 | 0.0 / 0.0 | 0.0 / 0.0 | 0.0 / 0.0 | 0.0 / 0.0 | 0 |
-    | dirichlet | none | 0 | 35.7 / 49.2 | 35.7 / 49.2 | 10.2 / 16.1 | 5.8 / 11.0 | 0 |
-    | dirichlet | sign_flip 40% | 6,7,8,9 | 22.3 / 78.3 | 6.8 / 36.2 | 6.6 / 37.1 | 9.8 / 25.7 | 0 |
+    | partition | attackers | colluders | others' losses | bound | colluders' share | their gain | kept | honest ref. |
+    |---|---|---|---:|---:|---:|---:|---:|---:|
+    | iid | none | 0 | 10.8 / 49.1 | 41.1 / 51.1 | 10.2 / 12.2 | 1.7 / 9.1 | 0 | 0.0 / 0.0 |
+    | iid | sign_flip 40% | 6,7,8,9 | 0.0 / 0.0 | 0.0 / 0.0 | 0.0 / 0.0 | 0.0 / 0.0 | 0 | 0.0 / 0.0 |
+    | dirichlet | none | 0 | 35.2 / 50.7 | 35.2 / 50.7 | 9.7 / 16.1 | 5.5 / 10.6 | 0 | 0.2 / 2.7 |
+    | dirichlet | sign_flip 40% | 6,7,8,9 | 23.7 / 78.3 | 4.4 / 41.2 | 9.0 / 37.1 | 8.9 / 23.5 | 0 | 18.0 / 78.0 |
 
-Issue 6, **FAIL** on the demo task (IID, 5 rounds): 40 % sign-flip and 40 % noise are both -1.9 points
-from clean - but every attacker is flagged in every round there and ours *is* honest-only FedAvg. The
--1.9 is the price of training on 6 shards instead of 10 for only 5 rounds; no filtering aggregator can
-meet the target on this task. At 15 rounds it is **met**: sign-flip -1.0 (oracle -0.4; the far test
-flags 40 % of the flipper-rounds once honest updates decorrelate, ``M < (T - 1) / (T + 1) = 0.38``, and
-the score's leave-one-out gate pays almost all the others nothing: 5 % of flipper-rounds paid), noise
--0.5.
+Issue 6, **FAIL**. On the demo task (IID, 5 rounds) 40 % sign-flip and 40 % noise are both -1.7 points
+from clean (88.6) - every attacker but a few sign-flip rounds is flagged and the honest-only oracle is
+-2.7 from that clean run: the price of training on 6 shards instead of 10 for only 5 rounds, which no
+filtering aggregator avoids. At 15 rounds noise is -1.0 (met) and sign-flip -1.9 (92.6 against 94.5; the
+old step met it, -1.0): the far test flags 36 % of the flipper-rounds once honest updates decorrelate
+(``M < (T - 1) / (T + 1) = 0.38``), the leave-one-out gate leaves 6 % of them paid, and the lengthened step
+carries that further while it lifts the clean run by 0.4.
 
-Issue 16, **FAIL** as a whole. Met, Dirichlet, 40 %: sign-flip at 5 rounds 69.4 against honest-only
-73.0 (-3.6; the rule alone -21.0) and at 15 rounds -3.8 (the rule alone -17.0); label-flip at 15 rounds
-+0.7 (the rule alone -5.3); clean runs (Dirichlet 83.6 -> 84.1 at 5 rounds and 89.2 -> 91.6 at 15, IID
-unchanged at 5 and 94.1 -> 94.0 at 15). Missed: label-flip at 5 rounds, by 0.7 (-5.7; the rule alone
--6.6; with another batch order of the owner's training -4.3). "Never behind Flower": 36 of 44 rows; in 7 of the other 8
-trimmed mean beats the honest-only oracle itself (scaled and noise attackers: coordinate-wise trimming
-keeps part of the attackers' shards or a 10x step, which no rule dropping whole updates can), the 8th
-is IID 15 rounds clean, 94.0 against 94.1. The owner: never any budget back; on Dirichlet it can take
-the below-median trainers' pay (35.7 % of a round on average, exactly the bound) but it goes to all the
-remaining paid trainers, so one colluder gains 5.8 points on average; with the 40 % flippers it gets
-them 9.8 % more on average on top of the 6.6 % they get today (honest, they would earn about 40 %).
+Issue 16, **FAIL** as a whole. Met, Dirichlet, 40 %, with the reference: at 5 rounds sign-flip 71.6 against
+honest-only 73.0 (-1.4; old step -3.6, the rule alone -21.0) and label-flip 68.7 (-4.3; old step -5.7, now
+within 5 points), at 15 rounds label-flip 91.0 (+2.4); clean runs are never below the old step's (every one
+higher: IID +0.8 / +0.4-0.5, Dirichlet +2.0 / +0.4 with the reference). Missed: sign-flip at 15 rounds, -6.3
+(82.3 against 88.6; the old step -3.8), and "never behind Flower" in 5 of 44 rows (above). Without the
+reference the new step alone is -14.6 / -5.6 at 5 rounds (old -21.0 / -6.6) and -7.0 / -0.8 at 15. The owner:
+never any budget back; on Dirichlet it can take the below-median trainers' pay (35.2 % of a round on average,
+exactly the bound) but it goes to all the remaining paid trainers, so one colluder gains 5.5 points on
+average; with the 40 % flippers it gets them 8.9 % more on average on top of the 9.0 % they get without it
+(honest, they would earn about 40 %). Unpaying buys it no model either: what it unpays moves to the paid
+trainers, and an unpaid update that agrees is in the model all the same.
 
 Run: ``.venv/bin/python -m bench.robustness [--quick] [--seeds 0 1 2] [--partitions iid dirichlet]
 [--attacks sign_flip ...] [--rounds 5] [--horizon 15] [--horizon-partitions iid dirichlet]
-[--owner/--no-owner] [--admit-on ours|ref] [--strict]`` (needs ``make install-bench`` for Flower). Writes
+[--owner/--no-owner] [--strict]`` (needs ``make install-bench`` for Flower). Writes
 ``reports/robustness.json`` (per seed: final accuracies and accuracy curves; the tables as markdown;
 the owner's rounds).
 """
@@ -196,7 +199,7 @@ from marketplace.fl.data import TEST_FILE, VALIDATION_FILE, LocalData, load_npz,
 from marketplace.fl.models import build_model, param_spec, state_to_vector, vector_to_state
 from marketplace.fl.train import evaluate, train_local
 from marketplace.protocol.commitment import sanitize_rows
-from marketplace.rule.aggregate import agreeing_clipped_mean, apply_update, fedavg
+from marketplace.rule.aggregate import MAX_STEP, apply_update, fedavg
 from marketplace.rule.gram import GramConfig
 from marketplace.rule.scorer import GramScorer
 from research.simulate import collect_updates
@@ -208,23 +211,21 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the bench extras
     raise SystemExit(f"this benchmark needs Flower ({exc}); run `make install-bench` first") from exc
 
-AGGREGATORS = ("ours", "ref", "agree", "agree_step", "fedavg", "krum", "trimmed", "oracle")
+AGGREGATORS = ("ours", "ref", "old", "old_ref", "fedavg", "krum", "trimmed", "oracle")
 SHORT = {
-    "ours": "ours", "ref": "+ref", "agree": "+agree", "agree_step": "+step", "fedavg": "FedAvg", "krum": "Krum",
+    "ours": "ours", "ref": "+ref", "old": "old", "old_ref": "old+ref", "fedavg": "FedAvg", "krum": "Krum",
     "trimmed": "trimmed", "oracle": "honest",
 }  # fmt: skip
 """Column names of the markdown tables (Krum and trimmed mean are Flower's, honest = honest-only FedAvg)."""
 RULES = ("ours", "ref")
-"""The aggregators that are the paying rule (they report flags and who is paid)."""
-ADMITTING = ("agree", "agree_step")
-"""The aggregators whose model also takes unpaid agreeing updates (they report the attackers' updates taken)."""
-AGREE_MAX_STEP = 1.5
-"""``agree_step``'s ``max_step`` (:func:`marketplace.rule.aggregate.agreeing_clipped_mean`)."""
+"""The live rule, without and with the reference (they report flags, who is paid and the attackers taken)."""
+OLD = {"ours": "old", "ref": "old_ref"}
+"""Each live column's counterpart with the old step (the paid mean alone)."""
 LABELS = {
-    "ours": "ours",
+    "ours": "ours (live)",
     "ref": "ours + reference",
-    "agree": "ours + agreeing unpaid",
-    "agree_step": "ours + agreeing + step",
+    "old": "old step",
+    "old_ref": "old step + reference",
     "fedavg": "FedAvg",
     "krum": "Krum (flwr)",
     "trimmed": "trimmed mean (flwr)",
@@ -261,8 +262,6 @@ class Task:
     alpha: float = 0.5
     assumed_fraction: float = 0.4
     """What Krum (``num_malicious_clients``) and trimmed mean (``beta``) are told to expect."""
-    admit_on: str = "ours"
-    """Whose pay the ``agree`` / ``agree_step`` columns start from: ``"ours"`` or ``"ref"`` (ours + reference)."""
 
 
 @dataclass
@@ -279,11 +278,11 @@ class Trajectory:
     honest_unpaid: int = 0
     """honest-rounds not paid, flagged or not (the rules only)."""
     attackers_admitted: int = 0
-    """attacker-rounds unpaid whose update the model took anyway (the admitting aggregators only)."""
+    """attacker-rounds unpaid whose update the model took anyway (the rules only)."""
 
 
-Outcome = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray] | None
-"""``(flags, paid)`` of a rule, ``(flags, paid, admitted)`` of an admitting aggregator, None of the others."""
+Outcome = tuple[np.ndarray, np.ndarray, np.ndarray] | None
+"""``(flags, paid, admitted)`` of the live rule, None of the others."""
 Aggregate = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, Outcome]]
 """``(global vector, N x D updates, sample counts) -> (new global vector, outcome)``."""
 
@@ -347,38 +346,22 @@ def make_aggregators(task: Task, seed: int, bad: np.ndarray, validation: LocalDa
     layers = _Layers(task.model)
     n_bad = round(task.assumed_fraction * task.trainers)
     ours = GramScorer(sketch_dim=64, seed=seed, weighting="equal")
-    ref_round = 0
 
-    def run_ours(
-        global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        res = ours.run_round(updates, num_samples=num_samples)
-        return apply_update(global_vec, res.aggregate), (res.flags, res.scores > 0)
-
-    def run_ref(
-        global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        nonlocal ref_round
-        reference = owner_reference(task, global_vec, validation, seed, ref_round)
-        ref_round += 1
-        res = ours.run_round(updates, num_samples=num_samples, reference=reference)
-        return apply_update(global_vec, res.aggregate), (res.flags, res.scores > 0)
-
-    def admitting(max_step: float) -> Aggregate:
-        """ours' (or ours + reference's, ``task.admit_on``) pay; the model also takes the unpaid updates
-        agreeing with the paid ones, clipped."""
-        admit_round = 0
+    def rule(with_reference: bool, live: bool) -> Aggregate:
+        """The paying rule (with the owner's reference, trained from this trajectory's global model, or without);
+        its live step (``run_round``'s aggregate), or the old one: the equal-weight mean of the paid updates."""
+        round_ = 0
 
         def run(global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray) -> tuple[np.ndarray, Outcome]:
-            nonlocal admit_round
-            reference = None
-            if task.admit_on == "ref":
-                reference = owner_reference(task, global_vec, validation, seed, admit_round)
-            admit_round += 1
-            res = ours.run_round(updates, num_samples=num_samples, reference=reference)
+            nonlocal round_
+            reference = owner_reference(task, global_vec, validation, seed, round_) if with_reference else None
+            round_ += 1
+            res = ours.run_round(updates, reference=reference)
             paid = np.asarray(res.scores) > 0
-            step, admitted = agreeing_clipped_mean(updates, paid, np.ones(len(paid), bool), max_step)
-            return apply_update(global_vec, step), (res.flags, paid, admitted)
+            if not live:
+                return apply_update(global_vec, fedavg(updates, np.ones(len(paid), bool), ~paid)), None
+            admitted = np.zeros(len(paid), bool) if res.admitted is None else res.admitted
+            return apply_update(global_vec, res.aggregate), (res.flags, paid, admitted)
 
         return run
 
@@ -392,10 +375,10 @@ def make_aggregators(task: Task, seed: int, bad: np.ndarray, validation: LocalDa
     krum = Krum(num_malicious_clients=n_bad, num_clients_to_keep=0, fit_metrics_aggregation_fn=_no_metrics)
     trimmed = FedTrimmedAvg(beta=task.assumed_fraction, fit_metrics_aggregation_fn=_no_metrics)
     return {
-        "ours": run_ours,
-        "ref": run_ref,
-        "agree": admitting(1.0),
-        "agree_step": admitting(AGREE_MAX_STEP),
+        "ours": rule(with_reference=False, live=True),
+        "ref": rule(with_reference=True, live=True),
+        "old": rule(with_reference=False, live=False),
+        "old_ref": rule(with_reference=True, live=False),
         "fedavg": run_fedavg,
         "krum": _flower(krum, layers),
         "trimmed": _flower(trimmed, layers),
@@ -433,9 +416,8 @@ def run_scenario(
             _, acc = evaluate(task.model, vector_to_state(states[name], task.model), test.x, test.y)
             out[name].accuracy.append(acc)
             if outcome is not None:
-                flags, paid = outcome[0], outcome[1]
-                if len(outcome) == 3:
-                    out[name].attackers_admitted += int((outcome[2] & bad).sum())
+                flags, paid, admitted = outcome
+                out[name].attackers_admitted += int((admitted & bad).sum())
                 out[name].attackers_flagged += int((flags & bad).sum())
                 out[name].honest_flagged += int((flags & ~bad).sum())
                 out[name].attackers_paid += int((paid & bad).sum())
@@ -463,7 +445,7 @@ class Row:
     honest_unpaid: dict[str, float]
     """per rule: share of honest-rounds not paid (flagged, or left unpaid)."""
     attackers_admitted: dict[str, float]
-    """per admitting aggregator: share of attacker-rounds whose (unpaid) update the model took."""
+    """per rule: share of attacker-rounds whose (unpaid) update the model took."""
     curves: dict[str, list[list[float]]]
     """per aggregator, per seed, accuracy after each round."""
 
@@ -506,7 +488,7 @@ def run_partition(task: Task, attacks: Sequence[Attack], seeds: Sequence[int], c
                 honest_flagged=sum(t.honest_flagged for t in ours) / ((task.trainers - k) * task.rounds * len(ours)),
                 attackers_paid={n: sum(s[n].attackers_paid for s in per_seed) / bad_rounds for n in RULES},
                 honest_unpaid={n: sum(s[n].honest_unpaid for s in per_seed) / honest_rounds for n in RULES},
-                attackers_admitted={n: sum(s[n].attackers_admitted for s in per_seed) / bad_rounds for n in ADMITTING},
+                attackers_admitted={n: sum(s[n].attackers_admitted for s in per_seed) / bad_rounds for n in RULES},
                 curves={n: [s[n].accuracy for s in per_seed] for n in AGGREGATORS},
             )
         )
@@ -532,7 +514,7 @@ def table(rows: list[Row], task: Task, seeds: Sequence[int]) -> Table:
         "flags: bad / hon",
         "paid bad: ours / +ref",
         "unpaid hon: ours / +ref",
-        "bad unpaid in model: agree / +step",
+        "bad unpaid in model: ours / +ref",
     ]
     for col in cols:
         t.add_column(col, justify="right")
@@ -546,7 +528,7 @@ def table(rows: list[Row], task: Task, seeds: Sequence[int]) -> Table:
         vs_oracle = " / ".join(f"{100 * (r.mean(n) - r.mean('oracle')):+.1f}" for n in RULES)
         paid_bad = " / ".join(f"{r.attackers_paid[n]:.0%}" for n in RULES) if r.n_attackers else "-"
         unpaid = " / ".join(f"{r.honest_unpaid[n]:.0%}" for n in RULES)
-        taken = " / ".join(f"{r.attackers_admitted[n]:.0%}" for n in ADMITTING) if r.n_attackers else "-"
+        taken = " / ".join(f"{r.attackers_admitted[n]:.0%}" for n in RULES) if r.n_attackers else "-"
         t.add_row(
             r.attack,
             f"{r.fraction:.0%}",
@@ -569,7 +551,7 @@ def markdown(rows: list[Row]) -> str:
         paid_bad = " / ".join(f"{r.attackers_paid[n]:.0%}" for n in RULES) if r.n_attackers else "-"
         caught = f"{r.attackers_flagged:.0%}" if r.n_attackers else "-"
         cells = [r.attack, f"{r.fraction:.0%}", *(_pct(r.mean(n)) for n in AGGREGATORS)]
-        taken = "/".join(f"{r.attackers_admitted[n]:.0%}" for n in ADMITTING) if r.n_attackers else "-"
+        taken = "/".join(f"{r.attackers_admitted[n]:.0%}" for n in RULES) if r.n_attackers else "-"
         lines.append(
             "| " + " | ".join([*cells, f"{caught}/{r.honest_flagged:.0%}", paid_bad.replace(" ", ""), taken]) + " |"
         )
@@ -594,10 +576,10 @@ def target_verdict(rows: list[Row]) -> tuple[bool, list[str]]:
 
 
 def flower_verdict(rows: list[Row]) -> list[str]:
-    """Per rule and admitting aggregator: in how many rows it is at least as good as every Flower strategy
-    (Krum, trimmed mean), and the rows where it is not."""
+    """Per rule, new step and old: in how many rows it is at least as good as every Flower strategy (Krum,
+    trimmed mean), and the rows where it is not."""
     lines = []
-    for name in (*RULES, *ADMITTING):
+    for name in (*RULES, *OLD.values()):
         behind = [r for r in rows if max(r.mean("krum"), r.mean("trimmed")) > r.mean(name)]
         where = "; ".join(
             f"{r.partition} {r.rounds} {r.attack} {r.fraction:.0%} {_pct(r.mean(name))} < "
@@ -611,19 +593,24 @@ def flower_verdict(rows: list[Row]) -> list[str]:
 
 def skew_verdict(rows: list[Row]) -> tuple[bool, list[str]]:
     """Issue 16: ``ref`` within ``SKEW_POINTS`` of honest-only FedAvg at 40 % sign-flip / label-flip on
-    Dirichlet shards, its clean runs at most ``CLEAN_POINTS`` below those of ``ours``, and in every row at
-    least as good as every Flower strategy."""
+    Dirichlet shards, clean runs at most ``CLEAN_POINTS`` below the old step's (ours against old, ours +
+    reference against old + reference), and in every row at least as good as every Flower strategy."""
     ok, lines = True, []
     for r in rows:
         where = f"{r.partition}, {r.rounds} rounds, {r.attack} {r.fraction:.0%}"
         if r.partition == "dirichlet" and Attack(r.attack) in SKEW_ATTACKS and r.fraction == TARGET_FRACTION:
             gap = 100 * (r.mean("ref") - r.mean("oracle"))
             ok &= gap >= -SKEW_POINTS
-            lines.append(f"{where}: ours + reference - honest-only = {gap:+.1f} points (ours: "
-                         f"{100 * (r.mean('ours') - r.mean('oracle')):+.1f})")  # fmt: skip
-        if r.fraction == 0.0 and r.mean("ref") < r.mean("ours") - CLEAN_POINTS / 100:
-            ok = False
-            lines.append(f"{where}: the clean run is worse ({_pct(r.mean('ours'))} -> {_pct(r.mean('ref'))})")
+            others = ", ".join(
+                f"{SHORT[n]} {100 * (r.mean(n) - r.mean('oracle')):+.1f}" for n in ("ours", *OLD.values())
+            )
+            lines.append(f"{where}: ours + reference - honest-only = {gap:+.1f} points ({others})")
+        if r.fraction == 0.0:
+            moved = ", ".join(f"{SHORT[o]} {_pct(r.mean(o))} -> {SHORT[n]} {_pct(r.mean(n))}" for n, o in OLD.items())
+            lines.append(f"{where}: clean run, old step -> new: {moved}")
+            if any(r.mean(n) < r.mean(o) - CLEAN_POINTS / 100 for n, o in OLD.items()):
+                ok = False
+                lines.append(f"{where}: a clean run is more than {CLEAN_POINTS:g} point below the old step's")
         behind = [LABELS[n] for n in ("krum", "trimmed") if r.mean(n) > r.mean("ref")]
         if behind:
             ok = False
@@ -688,8 +675,7 @@ def run_owner(task: Task, attack: Attack, fraction: float, seeds: Sequence[int],
             honest_row = scorer.reference_row(owner_reference(task, state, validation, seed, r))
             row.adversarial.append(pay_moved(adv, col))
             row.honest.append(pay_moved(scorer.evaluate(rows, active, honest_row), col))
-            _, agg = scorer.aggregate_paid(ru.updates, active, adv.scores)
-            state = apply_update(state, agg)
+            state = apply_update(state, scorer.aggregate_paid(ru.updates, active, adv.scores).step)
         row.final.append(evaluate(task.model, vector_to_state(state, task.model), test.x, test.y)[1])
         console.log(
             f"owner {task.partition} seed {seed} {attack.value} {fraction:.0%}: {time.perf_counter() - t0:.1f} s"
@@ -743,10 +729,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the adversarial owner's scenarios (default: yes, quick: no)",
     )  # fmt: skip
     parser.add_argument("--assumed-fraction", type=float, default=0.4, help="Krum's f / N and trimmed mean's beta")
-    parser.add_argument(
-        "--admit-on", choices=["ours", "ref"], default="ours",
-        help="whose pay the +agree / +step columns start from (ref: ours + reference)",
-    )  # fmt: skip
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     parser.add_argument("--out", type=Path, default=Path("reports/robustness.json"))
     args = parser.parse_args(argv)
@@ -758,14 +740,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     partitions = args.partitions or (["iid"] if args.quick else ["iid", "dirichlet"])
     owner = args.owner if args.owner is not None else not args.quick
     attacks = [Attack(a) for a in args.attacks] if args.attacks else QUICK_ATTACKS if args.quick else ATTACKS
-    runs = [
-        (Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction, admit_on=args.admit_on), attacks)
-        for p in partitions
-    ]
+    runs = [(Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction), attacks) for p in partitions]
     if horizon:
         runs += [
             (
-                Task(rounds=horizon, partition=p, assumed_fraction=args.assumed_fraction, admit_on=args.admit_on),
+                Task(rounds=horizon, partition=p, assumed_fraction=args.assumed_fraction),
                 list(HORIZON_ATTACKS),
             )
             for p in args.horizon_partitions
@@ -784,7 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             horizon_ok, horizon_lines = target_verdict(rows)
     owner_rows = [
         run_owner(
-            Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction, admit_on=args.admit_on),
+            Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction),
             a,
             f,
             seeds,
@@ -818,7 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = status if skew_measured else "[bold]NOT MEASURED[/bold] (no Dirichlet 40 % sign_flip / label_flip run)"
     goal = (
         f"ours + reference within {SKEW_POINTS:g} points of honest-only at 40 % sign_flip / label_flip "
-        f"(Dirichlet), clean runs at most {CLEAN_POINTS:g} below ours, never behind Krum or trimmed mean"
+        f"(Dirichlet), clean runs at most {CLEAN_POINTS:g} below the old step's, never behind Krum or trimmed mean"
     )
     console.print(f"{status}: issue 16 = {goal}")
     flower_lines = flower_verdict(all_rows)
@@ -827,8 +806,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(f"{elapsed:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
-        "task": asdict(Task(rounds=rounds, assumed_fraction=args.assumed_fraction, admit_on=args.admit_on))
-        | {"partitions": partitions},
+        "task": asdict(Task(rounds=rounds, assumed_fraction=args.assumed_fraction)) | {"partitions": partitions},
         "horizon_rounds": horizon,
         "seeds": seeds,
         "aggregators": LABELS,
@@ -837,7 +815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "horizon": {"passed": horizon_ok if horizon_lines else None, "details": horizon_lines},
         "skew": {"passed": skew_ok if skew_measured else None, "details": skew_lines},
         "flower": flower_lines,
-        "agree_max_step": AGREE_MAX_STEP,
+        "max_step": MAX_STEP,
         "seconds": round(elapsed, 1),
         "rows": [asdict(r) | {"mean": {n: r.mean(n) for n in AGGREGATORS}} for r in all_rows],
         "markdown": {
