@@ -23,6 +23,7 @@ from marketplace.rule.aggregate import (
     agreeing_clipped_mean,
     fedavg,
     fixed_dot,
+    step_cap,
 )
 
 
@@ -110,7 +111,8 @@ def test_every_admitted_term_is_clipped_and_the_server_step_is_bounded(
     case: tuple[np.ndarray, np.ndarray], max_step: float
 ) -> None:
     """The step is the mean of the paid updates and the admitted ones clipped to the paid median norm,
-    lengthened by clip(r / |mean|, 1, max_step): never shortened, at most max_step times."""
+    lengthened by clip(r / |mean|, 1, max(1, max_step sqrt(n / N))), n the updates in the mean and N all of them
+    (every one is at hand): never shortened, at most max_step times."""
     u, paid = case
     u64 = u.astype(np.float64)
     result = agreeing_clipped_mean(u, paid, ~paid, max_step)
@@ -119,11 +121,45 @@ def test_every_admitted_term_is_clipped_and_the_server_step_is_bounded(
     rows += [u64[j] * min(1.0, radius / np.linalg.norm(u64[j])) for j in np.flatnonzero(result.admitted)]
     mean = np.mean(rows, axis=0)
     length = float(np.linalg.norm(mean))
-    factor = float(np.clip(radius / length, 1.0, max_step)) if length > 0 else 1.0
+    cap = max(1.0, max_step * math.sqrt(len(rows) / len(u)))
+    factor = float(np.clip(radius / length, 1.0, cap)) if length > 0 else 1.0
     assert result.step is not None
     np.testing.assert_allclose(result.step, mean * factor, rtol=1e-5, atol=1e-5 * max(radius, 1e-3))
     assert result.stretch == pytest.approx(factor, rel=1e-9)
     np.testing.assert_allclose(result.weights @ u64, mean, rtol=1e-9, atol=1e-12)
+
+
+def test_a_step_that_leaves_updates_out_is_lengthened_less() -> None:
+    """Ten updates along e0 with orthogonal noise (norm 2, the paid mean 1.13 long: lengthened alone it would
+    reach the 1.5 cap). All paid: 1.5 times. Six paid and four sign flips at hand, unpaid (none admitted): at
+    most 1.5 sqrt(6 / 10) = 1.16 times; the same six with the four not at hand (not candidates): 1.5 again.
+    Three paid of ten (the other honest ones agree with their mean less than they do: none admitted): not
+    lengthened, the step is the paid mean bit for bit."""
+    d = 12
+    u = np.zeros((10, d), dtype=np.float32)
+    for i in range(10):
+        u[i, 0] = 1.0
+        u[i, 1 + i] = math.sqrt(3.0)  # norm 2, orthogonal noise: the mean of n is sqrt(1 + 3 / n) long
+    everyone = agreeing_clipped_mean(u, np.ones(10, dtype=bool), np.zeros(10, dtype=bool))
+    assert everyone.stretch == MAX_STEP
+    attacked = u.copy()
+    attacked[6:] *= -1
+    paid = np.arange(10) < 6
+    six = agreeing_clipped_mean(attacked, paid, ~paid)
+    assert not six.admitted.any()
+    assert six.stretch == step_cap(6, 10) == MAX_STEP * math.sqrt(0.6)
+    assert 1.16 < six.stretch < 1.17
+    alone = agreeing_clipped_mean(attacked, paid, np.zeros(10, dtype=bool))
+    assert alone.stretch == MAX_STEP  # 2 / sqrt(1.5) = 1.63, capped at 1.5
+    few = np.arange(10) < 3
+    three = agreeing_clipped_mean(attacked, few, ~few)
+    expected = fedavg(attacked, np.ones(10, dtype=bool), ~few)
+    assert not three.admitted.any() and three.stretch == 1.0 and step_cap(3, 10) == 1.0
+    assert three.step is not None and expected is not None and three.step.tobytes() == expected.tobytes()
+    with pytest.raises(ValueError, match="updates at hand"):
+        step_cap(0, 10)
+    with pytest.raises(ValueError, match="updates at hand"):
+        step_cap(11, 10)
 
 
 @settings(max_examples=200, deadline=None)

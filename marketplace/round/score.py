@@ -68,7 +68,8 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     full update here (a trainer paid for a row it published on chain has no update in the step); candidates the
     unpaid trainers whose update was revealed, fetched and matched its commitment (``has_update``), admitted
     (``admitted``) when they agree with the paid ones, clipped to the paid median norm, the step lengthened
-    at most :data:`~marketplace.rule.aggregate.MAX_STEP` times. The rows scored are the rows to prove
+    at most :data:`~marketplace.rule.aggregate.MAX_STEP` times, less when it leaves updates here out
+    (:func:`~marketplace.rule.aggregate.step_cap`). The rows scored are the rows to prove
     (``rows``: sanitised once, here), so what is proven is what is paid. ``reference``: the owner's
     revealed reference row (K + 2 grid values; :func:`marketplace.round.reference.revealed_reference`), scored
     with the reference-aware rule (``gram_rule_ref_int``), what it changed in ``reference``

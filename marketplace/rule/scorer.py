@@ -102,7 +102,8 @@ class GramScorer(InlierFedAvg, RoundScorer):
         """The round's model step (:func:`~marketplace.rule.aggregate.agreeing_clipped_mean`): the paid updates
         (integer score > 0, the full update here: flagged and gated trainers score 0, a row paid without its
         update has none) and the unpaid updates here that agree with them, clipped to the paid median norm,
-        lengthened at most ``max_step`` times. Equal weights whatever :attr:`weighting` says (it is
+        lengthened at most ``max_step`` times (less when it leaves updates here out:
+        :func:`~marketplace.rule.aggregate.step_cap`). Equal weights whatever :attr:`weighting` says (it is
         :meth:`aggregate`'s, the generic step): sample counts are the trainers' word. ``step`` None: nobody was
         paid."""
         has = np.asarray(has_update, dtype=bool)
