@@ -6,13 +6,20 @@ shards (the demo's default) and on Dirichlet(0.5) label-skewed shards. The attac
 trainers (so a ``free_rider_copy`` copies trainer 0, who submitted first) and run every attack of
 ``marketplace/demo/attacks.py``. Aggregators:
 
-* **ours**: ``GramScorer(sketch_dim=64, seed, weighting="equal")`` - the paying rule (the one the zk
-  circuit proves) and its FedAvg of the paid updates, as the aggregator node runs a round (K = 64; live
-  projects with more than 8 trainers use the 32-wide verifier);
-* **ours + reference**: the same scorer given the owner's reference update (``run_round(reference=)``,
+* **ours**: ``GramScorer(sketch_dim=64, seed, weighting="equal").run_round`` - the live rule as the
+  aggregator node runs a round: the paying rule (the one the zk circuit proves; K = 64, live projects with
+  more than 8 trainers use the 32-wide verifier) and the protocol's model step
+  (:func:`marketplace.rule.aggregate.agreeing_clipped_mean`): the paid updates and the unpaid ones whose
+  direction agrees with them, clipped to the paid updates' median norm, the mean lengthened towards that
+  norm at most ``MAX_STEP`` = 1.5 times, and at most ``1.5 sqrt(n / h)`` times when it takes n of the h updates
+  (:func:`marketplace.rule.aggregate.step_cap`); the attackers it takes earn nothing and are slashed when flagged;
+* **ours + reference** (``+ref``): the same given the owner's reference update (``run_round(reference=)``,
   :func:`marketplace.rule.gram.gram_rule_ref_int`, docs/design/robust-reference.md): the owner's update on
-  its validation data (the held-out 15 %, 270 digits) from the round's global model, the trainers'
-  recipe; not live yet (no circuit or contract carries it);
+  its validation data (the held-out 15 %, 270 digits) from the round's global model, the trainers' recipe
+  (live: the owner commits and reveals it, ``marketplace project reference run``);
+* **old** and **old + reference** (``old``, ``old+ref``): the same pay with the step before issue 16's, the
+  equal-weight mean of the paid updates alone (:func:`marketplace.rule.aggregate.fedavg` of the paid) - the
+  new design beside the old one in the same run;
 * **FedAvg**: the plain mean of all updates;
 * **Krum** and **trimmed mean**: Flower's own strategies (``flwr.server.strategy.Krum`` and
   ``FedTrimmedAvg``, their ``aggregate_fit`` on ``FitRes`` carrying the trainers' new parameters),
@@ -28,7 +35,8 @@ set of updates). Numbers are means over ``--seeds`` (a seed picks the data split
 the batch order and the attack noise); the test set is the owner's held-out 15 % (270 digits, so one
 test sample is 0.37 points). "flags bad / hon": share of attacker-rounds / honest-rounds the rule
 flagged (the reference never changes a flag); "paid bad": attacker-rounds paid, and so averaged into
-the model, without / with the reference. Two more tables rerun sign-flip, noise and label-flip for 15
+the model, without / with the reference (ours, +ref); "taken": attacker-rounds left unpaid whose update the
+model took anyway, clipped (ours, +ref). Two more tables rerun sign-flip, noise and label-flip for 15
 rounds (``--horizon``) on both partitions.
 
 The adversarial owner (``--owner``, :mod:`bench.owner_reference`): the owner knows every row before it
@@ -42,103 +50,135 @@ losses" is the sum of the shares the non-colluders lose one by one (money moved 
 
 Targets. Issue 6: ours within 1 point of its clean run at 40 % sign-flip or noise (``gaussian``)
 attackers. Issue 16: on Dirichlet(0.5) shards at 40 % sign-flip or label-flip attackers, within 5
-points of honest-only FedAvg, clean runs unchanged (here: at most 0.5 point below ours), and at least as
-good as every Flower strategy in every row.
+points of honest-only FedAvg, clean runs unchanged (here: at most 0.5 point below the old step's), and at
+least as good as every Flower strategy in every row.
 
-Measured (``python -m bench.robustness``: Gram rule with T = 2.25, seeds 0-4, 341 s on 2 cores shared
-with other sessions; the ``ours`` columns equal the run before the reference existed, 524 s), final
-test accuracy %. IID, 5 rounds (the demo task)::
+Measured (``python -m bench.robustness``: Gram rule with T = 2.25, ``MAX_STEP`` = 1.5 capped by ``step_cap``,
+seeds 0-4, 541 s at nice 19 on 2 cores shared with test runs, the owner's table included; ``old`` and
+``old+ref`` equal, value for value, the runs before the new step was live; ``ours`` and ``+ref`` equal, on the
+rows it screens, ``bench/step_screen.py``'s ``cap 1.5``), final test accuracy %; "flags": bad / honest (ours),
+"paid bad": ours / +ref, "taken": ours / +ref. IID, 5 rounds (the demo task)::
 
-    | attack | bad | ours | +ref | FedAvg | Krum | trimmed | honest | flags bad/hon | paid bad: ours/+ref |
-    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 87.8 | 87.8 | 87.8 | 78.7 | 87.2 | 87.8 | -/0% | - |
-    | sign_flip | 20% | 87.3 | 87.3 | 76.9 | 77.9 | 84.4 | 87.3 | 100%/0% | 0%/0% |
-    | sign_flip | 40% | 85.9 | 85.9 | 43.0 | 81.2 | 76.3 | 85.9 | 100%/0% | 0%/0% |
-    | scaled | 20% | 87.3 | 87.3 | 42.1 | 77.9 | 88.1 | 87.3 | 100%/0% | 0%/0% |
-    | scaled | 40% | 85.9 | 85.9 | 22.1 | 81.2 | 89.9 | 85.9 | 100%/0% | 0%/0% |
-    | gaussian | 20% | 87.3 | 87.3 | 88.1 | 77.9 | 87.0 | 87.3 | 100%/0% | 0%/0% |
-    | gaussian | 40% | 85.9 | 85.9 | 87.8 | 81.2 | 86.6 | 85.9 | 100%/0% | 0%/0% |
-    | label_flip | 20% | 87.3 | 87.3 | 86.1 | 77.9 | 86.6 | 87.3 | 98%/0% | 2%/2% |
-    | label_flip | 40% | 85.1 | 85.2 | 79.3 | 81.2 | 82.1 | 85.9 | 84%/0% | 11%/6% |
-    | free_rider_zero | 20% | 87.3 | 87.3 | 85.5 | 77.9 | 85.9 | 87.3 | 100%/0% | 0%/0% |
-    | free_rider_zero | 40% | 85.9 | 85.9 | 78.5 | 8.4 | 78.6 | 85.9 | 100%/0% | 0%/0% |
-    | free_rider_copy | 20% | 87.3 | 87.3 | 87.0 | 71.8 | 85.6 | 87.3 | 100%/0% | 0%/0% |
-    | free_rider_copy | 40% | 84.9 | 84.9 | 83.5 | 71.8 | 76.1 | 85.9 | 100%/5% | 0%/0% |
-    | sybil | 20% | 87.3 | 87.3 | 81.8 | 77.9 | 85.5 | 87.3 | 100%/0% | 0%/0% |
-    | sybil | 40% | 85.9 | 85.9 | 46.8 | 81.2 | 78.1 | 85.9 | 100%/0% | 0%/0% |
+    | attack | bad | ours | +ref | old | old+ref | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | none | 0% | 88.6 | 88.6 | 87.8 | 87.8 | 87.8 | 78.7 | 87.2 | 87.8 | -/0% | - | - |
+    | sign_flip | 20% | 88.0 | 88.0 | 87.3 | 87.3 | 76.9 | 77.9 | 84.4 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | sign_flip | 40% | 87.0 | 87.0 | 85.9 | 85.9 | 43.0 | 81.2 | 76.3 | 85.9 | 93%/0% | 0%/0% | 0%/0% |
+    | scaled | 20% | 87.9 | 87.9 | 87.3 | 87.3 | 42.1 | 77.9 | 88.1 | 87.3 | 100%/0% | 0%/0% | 64%/64% |
+    | scaled | 40% | 88.0 | 88.0 | 85.9 | 85.9 | 22.1 | 81.2 | 89.9 | 85.9 | 100%/0% | 0%/0% | 39%/39% |
+    | gaussian | 20% | 88.0 | 88.0 | 87.3 | 87.3 | 88.1 | 77.9 | 87.0 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | gaussian | 40% | 87.0 | 87.0 | 85.9 | 85.9 | 87.8 | 81.2 | 86.6 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
+    | label_flip | 20% | 88.1 | 88.1 | 87.3 | 87.3 | 86.1 | 77.9 | 86.6 | 87.3 | 98%/0% | 2%/2% | 0%/0% |
+    | label_flip | 40% | 86.4 | 86.7 | 85.1 | 85.2 | 79.3 | 81.2 | 82.1 | 85.9 | 87%/0% | 10%/6% | 0%/0% |
+    | free_rider_zero | 20% | 88.0 | 88.0 | 87.3 | 87.3 | 85.5 | 77.9 | 85.9 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_zero | 40% | 87.0 | 87.0 | 85.9 | 85.9 | 78.5 | 8.4 | 78.6 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_copy | 20% | 88.0 | 88.0 | 87.3 | 87.3 | 87.0 | 71.8 | 85.6 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_copy | 40% | 85.9 | 85.9 | 84.9 | 84.9 | 83.5 | 71.8 | 76.1 | 85.9 | 100%/5% | 0%/0% | 0%/0% |
+    | sybil | 20% | 88.0 | 88.0 | 87.3 | 87.3 | 81.8 | 77.9 | 85.5 | 87.3 | 100%/0% | 0%/0% | 0%/0% |
+    | sybil | 40% | 87.0 | 87.0 | 85.9 | 85.9 | 46.8 | 81.2 | 78.1 | 85.9 | 100%/0% | 0%/0% | 0%/0% |
 
 Dirichlet(0.5), 5 rounds::
 
-    | attack | bad | ours | +ref | FedAvg | Krum | trimmed | honest | flags bad/hon | paid bad: ours/+ref |
-    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 83.6 | 84.1 | 83.6 | 36.4 | 64.6 | 83.6 | -/0% | - |
-    | sign_flip | 20% | 77.9 | 80.7 | 58.7 | 33.9 | 46.2 | 81.3 | 0%/0% | 8%/2% |
-    | sign_flip | 40% | 52.0 | 69.4 | 30.5 | 36.6 | 26.7 | 73.0 | 0%/0% | 21%/15% |
-    | scaled | 20% | 80.7 | 81.1 | 40.2 | 36.4 | 72.9 | 81.3 | 100%/0% | 0%/0% |
-    | scaled | 40% | 73.9 | 74.7 | 25.9 | 52.3 | 76.8 | 73.0 | 100%/0% | 0%/0% |
-    | gaussian | 20% | 81.1 | 81.9 | 83.0 | 36.4 | 67.5 | 81.3 | 84%/0% | 12%/12% |
-    | gaussian | 40% | 74.8 | 74.6 | 82.5 | 52.3 | 67.9 | 73.0 | 72%/0% | 22%/23% |
-    | label_flip | 20% | 78.1 | 80.4 | 77.0 | 37.3 | 59.8 | 81.3 | 0%/0% | 56%/52% |
-    | label_flip | 40% | 66.4 | 67.3 | 63.3 | 32.7 | 51.2 | 73.0 | 0%/0% | 64%/51% |
-    | free_rider_zero | 20% | 80.6 | 81.1 | 77.4 | 8.4 | 50.8 | 81.3 | 100%/0% | 0%/0% |
-    | free_rider_zero | 40% | 73.9 | 74.7 | 63.3 | 8.4 | 36.7 | 73.0 | 100%/1% | 0%/0% |
-    | free_rider_copy | 20% | 80.6 | 81.1 | 77.0 | 42.1 | 61.4 | 81.3 | 100%/0% | 0%/0% |
-    | free_rider_copy | 40% | 70.8 | 71.1 | 66.5 | 40.3 | 42.7 | 73.0 | 100%/14% | 0%/0% |
-    | sybil | 20% | 78.1 | 81.1 | 68.1 | 36.4 | 44.0 | 81.3 | 52%/0% | 0%/0% |
-    | sybil | 40% | 69.2 | 74.7 | 5.8 | 10.8 | 14.2 | 73.0 | 75%/2% | 0%/0% |
+    | attack | bad | ours | +ref | old | old+ref | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | none | 0% | 87.2 | 86.6 | 83.6 | 84.1 | 83.6 | 36.4 | 64.6 | 83.6 | -/1% | - | - |
+    | sign_flip | 20% | 80.4 | 83.3 | 77.9 | 80.7 | 58.7 | 33.9 | 46.2 | 81.3 | 0%/0% | 6%/4% | 0%/0% |
+    | sign_flip | 40% | 54.8 | 69.7 | 52.0 | 69.4 | 30.5 | 36.6 | 26.7 | 73.0 | 0%/1% | 21%/18% | 1%/0% |
+    | scaled | 20% | 86.3 | 85.9 | 80.7 | 81.1 | 40.2 | 36.4 | 72.9 | 81.3 | 100%/0% | 0%/0% | 52%/56% |
+    | scaled | 40% | 79.0 | 79.4 | 73.9 | 74.7 | 25.9 | 52.3 | 76.8 | 73.0 | 100%/0% | 0%/0% | 32%/36% |
+    | gaussian | 20% | 81.9 | 84.7 | 81.1 | 81.9 | 83.0 | 36.4 | 67.5 | 81.3 | 88%/0% | 8%/10% | 0%/0% |
+    | gaussian | 40% | 78.4 | 76.5 | 74.8 | 74.6 | 82.5 | 52.3 | 67.9 | 73.0 | 71%/0% | 21%/22% | 0%/0% |
+    | label_flip | 20% | 83.6 | 83.9 | 78.1 | 80.4 | 77.0 | 37.3 | 59.8 | 81.3 | 10%/0% | 42%/40% | 0%/0% |
+    | label_flip | 40% | 68.7 | 70.2 | 66.4 | 67.3 | 63.3 | 32.7 | 51.2 | 73.0 | 0%/0% | 69%/48% | 0%/1% |
+    | free_rider_zero | 20% | 83.3 | 83.4 | 80.6 | 81.1 | 77.4 | 8.4 | 50.8 | 81.3 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_zero | 40% | 76.8 | 76.3 | 73.9 | 74.7 | 63.3 | 8.4 | 36.7 | 73.0 | 100%/1% | 0%/0% | 0%/0% |
+    | free_rider_copy | 20% | 83.3 | 83.7 | 80.6 | 81.1 | 77.0 | 42.1 | 61.4 | 81.3 | 100%/0% | 0%/0% | 0%/0% |
+    | free_rider_copy | 40% | 73.0 | 72.4 | 70.8 | 71.1 | 66.5 | 40.3 | 42.7 | 73.0 | 100%/13% | 0%/0% | 0%/0% |
+    | sybil | 20% | 81.2 | 83.4 | 78.1 | 81.1 | 68.1 | 36.4 | 44.0 | 81.3 | 52%/1% | 0%/0% | 0%/0% |
+    | sybil | 40% | 76.1 | 76.3 | 69.2 | 74.7 | 5.8 | 10.8 | 14.2 | 73.0 | 75%/3% | 0%/0% | 0%/0% |
 
 IID, 15 rounds::
 
-    | attack | bad | ours | +ref | FedAvg | Krum | trimmed | honest | flags bad/hon | paid bad: ours/+ref |
-    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 94.1 | 94.0 | 94.3 | 91.3 | 94.1 | 94.3 | -/0% | - |
-    | sign_flip | 20% | 94.0 | 94.0 | 91.9 | 90.6 | 93.0 | 94.0 | 49%/0% | 1%/1% |
-    | sign_flip | 40% | 93.2 | 92.9 | 67.0 | 90.9 | 89.1 | 93.7 | 40%/0% | 5%/6% |
-    | gaussian | 20% | 93.8 | 93.9 | 94.4 | 90.6 | 94.1 | 94.0 | 100%/0% | 0%/0% |
-    | gaussian | 40% | 93.6 | 93.6 | 94.4 | 90.9 | 94.1 | 93.7 | 99%/0% | 1%/1% |
-    | label_flip | 20% | 93.7 | 93.9 | 94.0 | 90.6 | 94.3 | 94.0 | 99%/0% | 1%/1% |
-    | label_flip | 40% | 93.8 | 93.7 | 91.0 | 90.9 | 93.6 | 93.7 | 95%/0% | 4%/2% |
+    | attack | bad | ours | +ref | old | old+ref | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | none | 0% | 94.4 | 94.5 | 94.1 | 94.0 | 94.3 | 91.3 | 94.1 | 94.3 | -/0% | - | - |
+    | sign_flip | 20% | 94.7 | 94.7 | 94.0 | 94.0 | 91.9 | 90.6 | 93.0 | 94.0 | 43%/0% | 0%/2% | 0%/0% |
+    | sign_flip | 40% | 93.2 | 92.4 | 93.2 | 92.9 | 67.0 | 90.9 | 89.1 | 93.7 | 36%/0% | 6%/7% | 0%/0% |
+    | gaussian | 20% | 94.7 | 94.6 | 93.8 | 93.9 | 94.4 | 90.6 | 94.1 | 94.0 | 100%/0% | 0%/0% | 0%/0% |
+    | gaussian | 40% | 93.7 | 93.9 | 93.6 | 93.6 | 94.4 | 90.9 | 94.1 | 93.7 | 99%/0% | 1%/1% | 0%/0% |
+    | label_flip | 20% | 94.4 | 94.7 | 93.7 | 93.9 | 94.0 | 90.6 | 94.3 | 94.0 | 99%/0% | 1%/1% | 0%/0% |
+    | label_flip | 40% | 94.1 | 93.9 | 93.8 | 93.7 | 91.0 | 90.9 | 93.6 | 93.7 | 96%/0% | 3%/2% | 0%/0% |
 
 Dirichlet(0.5), 15 rounds::
 
-    | attack | bad | ours | +ref | FedAvg | Krum | trimmed | honest | flags bad/hon | paid bad: ours/+ref |
-    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-    | none | 0% | 89.2 | 91.6 | 92.4 | 61.3 | 87.7 | 92.4 | -/4% | - |
-    | sign_flip | 20% | 89.1 | 89.2 | 79.6 | 59.0 | 79.1 | 90.7 | 10%/4% | 11%/10% |
-    | sign_flip | 40% | 71.6 | 84.8 | 27.2 | 53.6 | 54.8 | 88.6 | 2%/3% | 27%/21% |
-    | gaussian | 20% | 90.1 | 92.0 | 93.1 | 63.9 | 90.7 | 90.7 | 90%/3% | 8%/9% |
-    | gaussian | 40% | 90.3 | 91.8 | 91.9 | 65.9 | 90.0 | 88.6 | 71%/2% | 22%/23% |
-    | label_flip | 20% | 90.7 | 90.4 | 90.4 | 64.0 | 88.2 | 90.7 | 58%/3% | 21%/19% |
-    | label_flip | 40% | 83.3 | 89.3 | 85.5 | 58.7 | 79.1 | 88.6 | 28%/1% | 38%/28% |
+    | attack | bad | ours | +ref | old | old+ref | FedAvg | Krum | trimmed | honest | flags | paid bad | taken |
+    |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+    | none | 0% | 91.9 | 92.7 | 89.2 | 91.6 | 92.4 | 61.3 | 87.7 | 92.4 | -/4% | - | - |
+    | sign_flip | 20% | 90.0 | 90.0 | 89.1 | 89.2 | 79.6 | 59.0 | 79.1 | 90.7 | 11%/4% | 13%/11% | 0%/1% |
+    | sign_flip | 40% | 67.5 | 86.1 | 71.6 | 84.8 | 27.2 | 53.6 | 54.8 | 88.6 | 3%/3% | 24%/22% | 7%/3% |
+    | gaussian | 20% | 90.5 | 92.1 | 90.1 | 92.0 | 93.1 | 63.9 | 90.7 | 90.7 | 94%/2% | 5%/6% | 4%/8% |
+    | gaussian | 40% | 88.7 | 91.7 | 90.3 | 91.8 | 91.9 | 65.9 | 90.0 | 88.6 | 70%/2% | 22%/23% | 2%/5% |
+    | label_flip | 20% | 90.5 | 91.2 | 90.7 | 90.4 | 90.4 | 64.0 | 88.2 | 90.7 | 67%/3% | 16%/13% | 0%/1% |
+    | label_flip | 40% | 87.9 | 87.3 | 83.3 | 89.3 | 85.5 | 58.7 | 79.1 | 88.6 | 37%/1% | 35%/23% | 3%/5% |
 
-The adversarial owner, 5 rounds::
+"At least as good as every Flower strategy" (44 rows): ours 39, ours + reference 41, old 36, old + reference
+36. ``+ref`` is behind in IID 5 rounds scaled 20 % and 40 % (87.9 / 88.1, 88.0 / 89.9) and IID 15 rounds noise
+40 % (93.9 / 94.1); ``ours`` also in Dirichlet 15 rounds noise 20 % and 40 % (90.5 / 90.7, 88.7 / 90.0). The
+IID 5-round scaled 40 % row is out of reach of any step bounded by the honest updates' own lengths: on its
+round 0 trimmed mean's step is 1.37-1.38 times the honest mean's length at cosine 0.97-0.98 with it (seeds 0,
+1), which is where its 89.9 comes from, while the paid median norm is only 1.13-1.16 times the honest mean's
+there (the step is lengthened towards ``r``, so it reaches about 1.16 times the honest mean's length, not 1.38);
+coordinate-wise trimming keeps part of the 10x attackers' step, which a rule clipping every admitted update to
+the paid median norm must not. The new step takes 32-64 % of the scaled attacker-rounds (clipped: they move
+the model no more than one paid update), noise 0-8 %, sign-flip 0-7 %, label-flip 0-5 %, free riders and
+Sybils 0 %. It is a server step size as well: it lifts clean runs (IID 87.8 -> 88.6 at 5 rounds, 94.1 -> 94.4
+and 94.0 -> 94.5 with the reference at 15; Dirichlet 83.6 -> 87.2 and 84.1 -> 86.6 at 5, 89.2 -> 91.9 and
+91.6 -> 92.7 at 15), so part of its gain is the 5-round task being under-trained.
 
-    | partition | attackers | colluders | others' losses | bound | colluders' share | colluders' gain | budget kept |
-    |---|---|---|---:|---:|---:|---:|---:|
-    | iid | none | 0 | 7.6 / 46.0 | 41.4 / 49.6 | 10.2 / 12.1 | 1.2 / 9.1 | 0 |
-    | iid | sign_flip 40% | 6,7,8,9 | 0.0 / 0.0 | 0.0 / 0.0 | 0.0 / 0.0 | 0.0 / 0.0 | 0 |
-    | dirichlet | none | 0 | 35.7 / 49.2 | 35.7 / 49.2 | 10.2 / 16.1 | 5.8 / 11.0 | 0 |
-    | dirichlet | sign_flip 40% | 6,7,8,9 | 22.3 / 78.3 | 6.8 / 36.2 | 6.6 / 37.1 | 9.8 / 25.7 | 0 |
+The cap (``step_cap``, docs/design/robust-reference.md section 8, ``bench/step_screen.py``): the first live
+step, lengthened up to 1.5 times whatever it left out, cost the 40 % sign-flip rows at 15 rounds (IID 93.2 ->
+92.6 and 92.9 -> 92.1 with the reference, Dirichlet with the reference 84.8 -> 82.3): late in training a round
+where the gate pays 2-3 of the 10 trainers was lengthened as much as a full one, noise and all. Capped at
+``1.5 sqrt(n / h)`` those rows are 93.2, 92.4 and 86.1, and 5-round Dirichlet 40 % label-flip with the reference
+rises to 70.2 (first live step 68.7). No screened variant (flat 1.0, 1.25, 1.5, the cap at 1.5 or 1.25) stays
+within 0.2 point of the old step in every screened 15-round row; this one misses two: IID sign-flip 40 % with
+the reference (92.4 against 92.9) and Dirichlet sign-flip 40 % without it (67.5 against 71.6; admitting
+agreeing updates without any lengthening is 67.0 there, and one seed moves that row by 5 points). Off the
+screened rows it is behind the old step in Dirichlet 15 rounds noise 40 % (88.7 against 90.3) and label-flip
+40 % with the reference (87.3 against 89.3), one seed each (81.1 against 91.9, 68.5 against 83.7); on seeds
+5-9 it is ahead of the old step in both (91.8 against 89.2, 92.0 against 90.7).
+Unbounded (``max_step`` = infinity, screened once) the lengthening lost 12 points on Dirichlet label-flip 40 %
+(66.4 -> 54.4: the paid mean of conflicting updates is short, lengthening it amplifies the conflict).
 
-Issue 6, **FAIL** on the demo task (IID, 5 rounds): 40 % sign-flip and 40 % noise are both -1.9 points
-from clean - but every attacker is flagged in every round there and ours *is* honest-only FedAvg. The
--1.9 is the price of training on 6 shards instead of 10 for only 5 rounds; no filtering aggregator can
-meet the target on this task. At 15 rounds it is **met**: sign-flip -1.0 (oracle -0.4; the far test
-flags 40 % of the flipper-rounds once honest updates decorrelate, ``M < (T - 1) / (T + 1) = 0.38``, and
-the score's leave-one-out gate pays almost all the others nothing: 5 % of flipper-rounds paid), noise
--0.5.
+The adversarial owner, 5 rounds (the same run; the model follows the live step; "kept": budget kept, "honest
+ref.": what the honest owner's reference moved on the same rows)::
 
-Issue 16, **FAIL** as a whole. Met, Dirichlet, 40 %: sign-flip at 5 rounds 69.4 against honest-only
-73.0 (-3.6; the rule alone -21.0) and at 15 rounds -3.8 (the rule alone -17.0); label-flip at 15 rounds
-+0.7 (the rule alone -5.3); clean runs (Dirichlet 83.6 -> 84.1 at 5 rounds and 89.2 -> 91.6 at 15, IID
-unchanged at 5 and 94.1 -> 94.0 at 15). Missed: label-flip at 5 rounds, by 0.7 (-5.7; the rule alone
--6.6; with another batch order of the owner's training -4.3). "Never behind Flower": 36 of 44 rows; in 7 of the other 8
-trimmed mean beats the honest-only oracle itself (scaled and noise attackers: coordinate-wise trimming
-keeps part of the attackers' shards or a 10x step, which no rule dropping whole updates can), the 8th
-is IID 15 rounds clean, 94.0 against 94.1. The owner: never any budget back; on Dirichlet it can take
-the below-median trainers' pay (35.7 % of a round on average, exactly the bound) but it goes to all the
-remaining paid trainers, so one colluder gains 5.8 points on average; with the 40 % flippers it gets
-them 9.8 % more on average on top of the 6.6 % they get today (honest, they would earn about 40 %).
+    | partition | attackers | colluders | others' losses | bound | colluders' share | their gain | kept | honest ref. |
+    |---|---|---|---:|---:|---:|---:|---:|---:|
+    | iid | none | 0 | 10.8 / 49.1 | 41.1 / 51.1 | 10.2 / 12.2 | 1.7 / 9.1 | 0 | 0.0 / 0.0 |
+    | iid | sign_flip 40% | 6,7,8,9 | 0.0 / 0.0 | 0.0 / 0.0 | 0.0 / 0.0 | 0.0 / 0.0 | 0 | 0.0 / 0.0 |
+    | dirichlet | none | 0 | 35.1 / 47.3 | 35.1 / 47.3 | 10.1 / 16.1 | 5.5 / 10.5 | 0 | 0.2 / 3.2 |
+    | dirichlet | sign_flip 40% | 6,7,8,9 | 24.2 / 78.3 | 5.0 / 41.2 | 7.9 / 37.1 | 9.0 / 26.2 | 0 | 18.3 / 78.0 |
+
+Issue 6, **FAIL**. On the demo task (IID, 5 rounds) 40 % sign-flip and 40 % noise are both -1.6 points
+from clean (88.6) - every attacker but a few sign-flip rounds is flagged and the honest-only oracle is
+-2.7 from that clean run: the price of training on 6 shards instead of 10 for only 5 rounds, which no
+filtering aggregator avoids. At 15 rounds noise is -0.7 (met) and sign-flip -1.2 (93.2 against 94.4; the
+old step had the same 93.2 against its clean 94.1, -0.9): the far test flags 36 % of the flipper-rounds once
+honest updates decorrelate (``M < (T - 1) / (T + 1) = 0.38``), the leave-one-out gate leaves 6 % of them
+paid, and the step lifts the clean run by 0.3 where the flipper row stays.
+
+Issue 16, **FAIL** as a whole. Met, Dirichlet, 40 %, with the reference, within 5 points of honest-only at 5
+and 15 rounds: sign-flip 69.7 against 73.0 (-3.3; old step -3.6, the rule alone -21.0) and 86.1 against 88.6
+(-2.5; old step -3.8), label-flip 70.2 (-2.7; old step -5.7) and 87.3 (-1.3; old step +0.7); clean runs are
+never below the old step's (every one higher: IID +0.8 / +0.3-0.5, Dirichlet +3.6 / +2.5 at 5 rounds and
++2.7 / +1.1 at 15). Missed: "never behind Flower" in 3 of 44 rows with the reference (above). Without the
+reference the new step alone is -18.1 / -4.2 at 5 rounds (old -21.0 / -6.6) and -21.1 / -0.7 at 15 (old -17.0
+/ -5.3). The owner: never any budget back; on Dirichlet it can take the below-median trainers' pay (35.1 % of
+a round on average, exactly the bound) but it goes to all the remaining paid trainers, so one colluder gains
+5.5 points on average; with the 40 % flippers it gets them 9.0 % more on average on top of the 7.9 % they get
+without it (honest, they would earn about 40 %). Unpaying buys it no model either: what it unpays moves to the
+paid trainers, and an unpaid update that agrees is in the model all the same.
 
 Run: ``.venv/bin/python -m bench.robustness [--quick] [--seeds 0 1 2] [--partitions iid dirichlet]
 [--attacks sign_flip ...] [--rounds 5] [--horizon 15] [--horizon-partitions iid dirichlet]
@@ -170,7 +210,7 @@ from marketplace.fl.data import TEST_FILE, VALIDATION_FILE, LocalData, load_npz,
 from marketplace.fl.models import build_model, param_spec, state_to_vector, vector_to_state
 from marketplace.fl.train import evaluate, train_local
 from marketplace.protocol.commitment import sanitize_rows
-from marketplace.rule.aggregate import apply_update, fedavg
+from marketplace.rule.aggregate import MAX_STEP, apply_update, fedavg
 from marketplace.rule.gram import GramConfig
 from marketplace.rule.scorer import GramScorer
 from research.simulate import collect_updates
@@ -182,14 +222,21 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the bench extras
     raise SystemExit(f"this benchmark needs Flower ({exc}); run `make install-bench` first") from exc
 
-AGGREGATORS = ("ours", "ref", "fedavg", "krum", "trimmed", "oracle")
-SHORT = {"ours": "ours", "ref": "+ref", "fedavg": "FedAvg", "krum": "Krum", "trimmed": "trimmed", "oracle": "honest"}
+AGGREGATORS = ("ours", "ref", "old", "old_ref", "fedavg", "krum", "trimmed", "oracle")
+SHORT = {
+    "ours": "ours", "ref": "+ref", "old": "old", "old_ref": "old+ref", "fedavg": "FedAvg", "krum": "Krum",
+    "trimmed": "trimmed", "oracle": "honest",
+}  # fmt: skip
 """Column names of the markdown tables (Krum and trimmed mean are Flower's, honest = honest-only FedAvg)."""
 RULES = ("ours", "ref")
-"""The aggregators that are the paying rule (they report flags and who is paid)."""
+"""The live rule, without and with the reference (they report flags, who is paid and the attackers taken)."""
+OLD = {"ours": "old", "ref": "old_ref"}
+"""Each live column's counterpart with the old step (the paid mean alone)."""
 LABELS = {
-    "ours": "ours",
+    "ours": "ours (live)",
     "ref": "ours + reference",
+    "old": "old step",
+    "old_ref": "old step + reference",
     "fedavg": "FedAvg",
     "krum": "Krum (flwr)",
     "trimmed": "trimmed mean (flwr)",
@@ -241,10 +288,14 @@ class Trajectory:
     """attacker-rounds paid (and so averaged into the model; the rules only)."""
     honest_unpaid: int = 0
     """honest-rounds not paid, flagged or not (the rules only)."""
+    attackers_admitted: int = 0
+    """attacker-rounds unpaid whose update the model took anyway (the rules only)."""
 
 
-Aggregate = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]]
-"""``(global vector, N x D updates, sample counts) -> (new global vector, (flags, paid) or None)``."""
+Outcome = tuple[np.ndarray, np.ndarray, np.ndarray] | None
+"""``(flags, paid, admitted)`` of the live rule, None of the others."""
+Aggregate = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, Outcome]]
+"""``(global vector, N x D updates, sample counts) -> (new global vector, outcome)``."""
 
 
 class _Layers:
@@ -306,22 +357,24 @@ def make_aggregators(task: Task, seed: int, bad: np.ndarray, validation: LocalDa
     layers = _Layers(task.model)
     n_bad = round(task.assumed_fraction * task.trainers)
     ours = GramScorer(sketch_dim=64, seed=seed, weighting="equal")
-    ref_round = 0
 
-    def run_ours(
-        global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        res = ours.run_round(updates, num_samples=num_samples)
-        return apply_update(global_vec, res.aggregate), (res.flags, res.scores > 0)
+    def rule(with_reference: bool, live: bool) -> Aggregate:
+        """The paying rule (with the owner's reference, trained from this trajectory's global model, or without);
+        its live step (``run_round``'s aggregate), or the old one: the equal-weight mean of the paid updates."""
+        round_ = 0
 
-    def run_ref(
-        global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        nonlocal ref_round
-        reference = owner_reference(task, global_vec, validation, seed, ref_round)
-        ref_round += 1
-        res = ours.run_round(updates, num_samples=num_samples, reference=reference)
-        return apply_update(global_vec, res.aggregate), (res.flags, res.scores > 0)
+        def run(global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray) -> tuple[np.ndarray, Outcome]:
+            nonlocal round_
+            reference = owner_reference(task, global_vec, validation, seed, round_) if with_reference else None
+            round_ += 1
+            res = ours.run_round(updates, reference=reference)
+            paid = np.asarray(res.scores) > 0
+            if not live:
+                return apply_update(global_vec, fedavg(updates, np.ones(len(paid), bool), ~paid)), None
+            admitted = np.zeros(len(paid), bool) if res.admitted is None else res.admitted
+            return apply_update(global_vec, res.aggregate), (res.flags, paid, admitted)
+
+        return run
 
     def run_fedavg(global_vec: np.ndarray, updates: np.ndarray, num_samples: np.ndarray) -> tuple[np.ndarray, None]:
         n = updates.shape[0]
@@ -333,8 +386,10 @@ def make_aggregators(task: Task, seed: int, bad: np.ndarray, validation: LocalDa
     krum = Krum(num_malicious_clients=n_bad, num_clients_to_keep=0, fit_metrics_aggregation_fn=_no_metrics)
     trimmed = FedTrimmedAvg(beta=task.assumed_fraction, fit_metrics_aggregation_fn=_no_metrics)
     return {
-        "ours": run_ours,
-        "ref": run_ref,
+        "ours": rule(with_reference=False, live=True),
+        "ref": rule(with_reference=True, live=True),
+        "old": rule(with_reference=False, live=False),
+        "old_ref": rule(with_reference=True, live=False),
         "fedavg": run_fedavg,
         "krum": _flower(krum, layers),
         "trimmed": _flower(trimmed, layers),
@@ -349,11 +404,13 @@ def run_scenario(
     validation: LocalData,
     attackers: dict[int, Attack],
     seed: int,
+    make: Callable[[Task, int, np.ndarray, LocalData], dict[str, Aggregate]] | None = None,
 ) -> dict[str, Trajectory]:
-    """All the aggregators on one (attack, fraction, seed), each on its own trajectory."""
+    """All the aggregators on one (attack, fraction, seed), each on its own trajectory; ``make`` builds them
+    (default :func:`make_aggregators`; ``bench/step_screen.py`` passes its step variants)."""
     bad = np.zeros(task.trainers, dtype=bool)
     bad[list(attackers)] = True
-    aggregators = make_aggregators(task, seed, bad, validation)
+    aggregators = (make or make_aggregators)(task, seed, bad, validation)
     init = state_to_vector(build_model(task.model, seed).state_dict())
     states = {name: init.copy() for name in aggregators}
     out = {name: Trajectory() for name in aggregators}
@@ -372,7 +429,8 @@ def run_scenario(
             _, acc = evaluate(task.model, vector_to_state(states[name], task.model), test.x, test.y)
             out[name].accuracy.append(acc)
             if outcome is not None:
-                flags, paid = outcome
+                flags, paid, admitted = outcome
+                out[name].attackers_admitted += int((admitted & bad).sum())
                 out[name].attackers_flagged += int((flags & bad).sum())
                 out[name].honest_flagged += int((flags & ~bad).sum())
                 out[name].attackers_paid += int((paid & bad).sum())
@@ -399,6 +457,8 @@ class Row:
     """per rule (ours, ref): share of attacker-rounds paid (so averaged into the model)."""
     honest_unpaid: dict[str, float]
     """per rule: share of honest-rounds not paid (flagged, or left unpaid)."""
+    attackers_admitted: dict[str, float]
+    """per rule: share of attacker-rounds whose (unpaid) update the model took."""
     curves: dict[str, list[list[float]]]
     """per aggregator, per seed, accuracy after each round."""
 
@@ -441,6 +501,7 @@ def run_partition(task: Task, attacks: Sequence[Attack], seeds: Sequence[int], c
                 honest_flagged=sum(t.honest_flagged for t in ours) / ((task.trainers - k) * task.rounds * len(ours)),
                 attackers_paid={n: sum(s[n].attackers_paid for s in per_seed) / bad_rounds for n in RULES},
                 honest_unpaid={n: sum(s[n].honest_unpaid for s in per_seed) / honest_rounds for n in RULES},
+                attackers_admitted={n: sum(s[n].attackers_admitted for s in per_seed) / bad_rounds for n in RULES},
                 curves={n: [s[n].accuracy for s in per_seed] for n in AGGREGATORS},
             )
         )
@@ -466,6 +527,7 @@ def table(rows: list[Row], task: Task, seeds: Sequence[int]) -> Table:
         "flags: bad / hon",
         "paid bad: ours / +ref",
         "unpaid hon: ours / +ref",
+        "bad unpaid in model: ours / +ref",
     ]
     for col in cols:
         t.add_column(col, justify="right")
@@ -479,6 +541,7 @@ def table(rows: list[Row], task: Task, seeds: Sequence[int]) -> Table:
         vs_oracle = " / ".join(f"{100 * (r.mean(n) - r.mean('oracle')):+.1f}" for n in RULES)
         paid_bad = " / ".join(f"{r.attackers_paid[n]:.0%}" for n in RULES) if r.n_attackers else "-"
         unpaid = " / ".join(f"{r.honest_unpaid[n]:.0%}" for n in RULES)
+        taken = " / ".join(f"{r.attackers_admitted[n]:.0%}" for n in RULES) if r.n_attackers else "-"
         t.add_row(
             r.attack,
             f"{r.fraction:.0%}",
@@ -488,19 +551,23 @@ def table(rows: list[Row], task: Task, seeds: Sequence[int]) -> Table:
             f"{caught} / {r.honest_flagged:.0%}",
             paid_bad,
             unpaid,
+            taken,
         )
     return t
 
 
 def markdown(rows: list[Row]) -> str:
     """The rows as the README's and the docstring's markdown table (accuracy %, means over seeds)."""
-    head = ["attack", "bad", *(SHORT[n] for n in AGGREGATORS), "flags bad/hon", "paid bad: ours/+ref"]
+    head = ["attack", "bad", *(SHORT[n] for n in AGGREGATORS), "flags", "paid bad", "taken"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in rows:
         paid_bad = " / ".join(f"{r.attackers_paid[n]:.0%}" for n in RULES) if r.n_attackers else "-"
         caught = f"{r.attackers_flagged:.0%}" if r.n_attackers else "-"
         cells = [r.attack, f"{r.fraction:.0%}", *(_pct(r.mean(n)) for n in AGGREGATORS)]
-        lines.append("| " + " | ".join([*cells, f"{caught}/{r.honest_flagged:.0%}", paid_bad.replace(" ", "")]) + " |")
+        taken = "/".join(f"{r.attackers_admitted[n]:.0%}" for n in RULES) if r.n_attackers else "-"
+        lines.append(
+            "| " + " | ".join([*cells, f"{caught}/{r.honest_flagged:.0%}", paid_bad.replace(" ", ""), taken]) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -521,21 +588,42 @@ def target_verdict(rows: list[Row]) -> tuple[bool, list[str]]:
     return ok, lines
 
 
+def flower_verdict(rows: list[Row]) -> list[str]:
+    """Per rule, new step and old: in how many rows it is at least as good as every Flower strategy (Krum,
+    trimmed mean), and the rows where it is not."""
+    lines = []
+    for name in (*RULES, *OLD.values()):
+        behind = [r for r in rows if max(r.mean("krum"), r.mean("trimmed")) > r.mean(name)]
+        where = "; ".join(
+            f"{r.partition} {r.rounds} {r.attack} {r.fraction:.0%} {_pct(r.mean(name))} < "
+            f"{_pct(max(r.mean('krum'), r.mean('trimmed')))}"
+            for r in behind
+        )
+        lines.append(f"{LABELS[name]}: >= every Flower strategy in {len(rows) - len(behind)} of {len(rows)} rows"
+                     + (f" (behind: {where})" if behind else ""))  # fmt: skip
+    return lines
+
+
 def skew_verdict(rows: list[Row]) -> tuple[bool, list[str]]:
     """Issue 16: ``ref`` within ``SKEW_POINTS`` of honest-only FedAvg at 40 % sign-flip / label-flip on
-    Dirichlet shards, its clean runs at most ``CLEAN_POINTS`` below those of ``ours``, and in every row at
-    least as good as every Flower strategy."""
+    Dirichlet shards, clean runs at most ``CLEAN_POINTS`` below the old step's (ours against old, ours +
+    reference against old + reference), and in every row at least as good as every Flower strategy."""
     ok, lines = True, []
     for r in rows:
         where = f"{r.partition}, {r.rounds} rounds, {r.attack} {r.fraction:.0%}"
         if r.partition == "dirichlet" and Attack(r.attack) in SKEW_ATTACKS and r.fraction == TARGET_FRACTION:
             gap = 100 * (r.mean("ref") - r.mean("oracle"))
             ok &= gap >= -SKEW_POINTS
-            lines.append(f"{where}: ours + reference - honest-only = {gap:+.1f} points (ours: "
-                         f"{100 * (r.mean('ours') - r.mean('oracle')):+.1f})")  # fmt: skip
-        if r.fraction == 0.0 and r.mean("ref") < r.mean("ours") - CLEAN_POINTS / 100:
-            ok = False
-            lines.append(f"{where}: the clean run is worse ({_pct(r.mean('ours'))} -> {_pct(r.mean('ref'))})")
+            others = ", ".join(
+                f"{SHORT[n]} {100 * (r.mean(n) - r.mean('oracle')):+.1f}" for n in ("ours", *OLD.values())
+            )
+            lines.append(f"{where}: ours + reference - honest-only = {gap:+.1f} points ({others})")
+        if r.fraction == 0.0:
+            moved = ", ".join(f"{SHORT[o]} {_pct(r.mean(o))} -> {SHORT[n]} {_pct(r.mean(n))}" for n, o in OLD.items())
+            lines.append(f"{where}: clean run, old step -> new: {moved}")
+            if any(r.mean(n) < r.mean(o) - CLEAN_POINTS / 100 for n, o in OLD.items()):
+                ok = False
+                lines.append(f"{where}: a clean run is more than {CLEAN_POINTS:g} point below the old step's")
         behind = [LABELS[n] for n in ("krum", "trimmed") if r.mean(n) > r.mean("ref")]
         if behind:
             ok = False
@@ -600,8 +688,7 @@ def run_owner(task: Task, attack: Attack, fraction: float, seeds: Sequence[int],
             honest_row = scorer.reference_row(owner_reference(task, state, validation, seed, r))
             row.adversarial.append(pay_moved(adv, col))
             row.honest.append(pay_moved(scorer.evaluate(rows, active, honest_row), col))
-            _, agg = scorer.aggregate_paid(ru.updates, active, adv.scores)
-            state = apply_update(state, agg)
+            state = apply_update(state, scorer.aggregate_paid(ru.updates, active, adv.scores).step)
         row.final.append(evaluate(task.model, vector_to_state(state, task.model), test.x, test.y)[1])
         console.log(
             f"owner {task.partition} seed {seed} {attack.value} {fraction:.0%}: {time.perf_counter() - t0:.1f} s"
@@ -669,7 +756,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [(Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction), attacks) for p in partitions]
     if horizon:
         runs += [
-            (Task(rounds=horizon, partition=p, assumed_fraction=args.assumed_fraction), list(HORIZON_ATTACKS))
+            (
+                Task(rounds=horizon, partition=p, assumed_fraction=args.assumed_fraction),
+                list(HORIZON_ATTACKS),
+            )
             for p in args.horizon_partitions
         ]
     all_rows: list[Row] = []
@@ -685,7 +775,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif task.partition == "iid" and task.rounds == horizon:
             horizon_ok, horizon_lines = target_verdict(rows)
     owner_rows = [
-        run_owner(Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction), a, f, seeds, console)
+        run_owner(
+            Task(rounds=rounds, partition=p, assumed_fraction=args.assumed_fraction),
+            a,
+            f,
+            seeds,
+            console,
+        )
         for p in (partitions if owner else [])
         for a, f in OWNER_SCENARIOS
     ]
@@ -714,9 +810,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = status if skew_measured else "[bold]NOT MEASURED[/bold] (no Dirichlet 40 % sign_flip / label_flip run)"
     goal = (
         f"ours + reference within {SKEW_POINTS:g} points of honest-only at 40 % sign_flip / label_flip "
-        f"(Dirichlet), clean runs at most {CLEAN_POINTS:g} below ours, never behind Krum or trimmed mean"
+        f"(Dirichlet), clean runs at most {CLEAN_POINTS:g} below the old step's, never behind Krum or trimmed mean"
     )
     console.print(f"{status}: issue 16 = {goal}")
+    flower_lines = flower_verdict(all_rows)
+    for line in flower_lines:
+        console.print(f"  {line}")
     console.print(f"{elapsed:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -728,6 +827,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "target": {"passed": verdict_ok if verdict_lines else None, "details": verdict_lines},
         "horizon": {"passed": horizon_ok if horizon_lines else None, "details": horizon_lines},
         "skew": {"passed": skew_ok if skew_measured else None, "details": skew_lines},
+        "flower": flower_lines,
+        "max_step": MAX_STEP,
         "seconds": round(elapsed, 1),
         "rows": [asdict(r) | {"mean": {n: r.mean(n) for n in AGGREGATORS}} for r in all_rows],
         "markdown": {

@@ -30,6 +30,7 @@ from marketplace.roles.trainer import Committed, Disputed, StepOutcome, Submitte
 from marketplace.round.collect import RoundInputs, apply_published_rows
 from marketplace.round.prove import HashProver, local_hash_proof, recorded_verifier_inputs
 from marketplace.round.score import score_round
+from marketplace.rule.aggregate import MAX_STEP
 from marketplace.rule.gram import GramConfig
 from tests.disputes import close_disputes
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
@@ -418,12 +419,17 @@ def test_the_nodes_dispute_a_false_rejection_end_to_end(actors: Actors, ipfs_nod
     assert not report.flags[v] and report.chain_scores[v] > 0
     assert actors.owner.trainer_info(pid, victim.address).stake_left == STAKE
     assert actors.owner.trainer_info(pid, victim.address).earned > 0
-    # The model is the previous one plus the mean of the three updates the aggregator had.
+    # The model is the previous one plus the step of the three updates the aggregator had (their mean, lengthened
+    # towards their median norm at most MAX_STEP times); the victim's update is not in it, even unpaid.
     spec = param_spec("mlp")
     new = tensors_to_vector(store.get_tensors(report.model_cid, expected=spec), spec)
     old = tensors_to_vector(store.get_tensors(initial, expected=spec), spec)
     paid = [u for i, u in enumerate(updates) if i != 3 and report.chain_scores[report.trainers.index(nodes[i].address)]]
-    assert np.allclose(new - old, np.mean(paid, axis=0), atol=1e-6)
+    assert not any(report.admitted)
+    mean = np.mean(np.array(paid, dtype=np.float64), axis=0)
+    radius = float(np.median(np.linalg.norm(np.array(paid, dtype=np.float64), axis=1)))
+    stretch = min(max(radius / float(np.linalg.norm(mean)), 1.0), MAX_STEP)
+    assert np.allclose(new - old, stretch * mean, atol=1e-6)
     audit = audit_round(actors.owner, store, pid, 0)
     assert audit.agrees, audit
     record = actors.owner.aggregator_record(actors.aggregator.address)

@@ -15,6 +15,7 @@ from rich.console import Console
 from marketplace.adapters.chain.deploy import TEST_VERIFIER
 from marketplace.adapters.chain.market import Finalization, ProjectConfig, ProjectStatus
 from marketplace.adapters.ipfs.tensors import dumps
+from marketplace.cli.audit import step_words
 from marketplace.demo.adversaries import CopyUpdate
 from marketplace.demo.attacks import Attack
 from marketplace.demo.job import DemoConfig, LocalStack, deploy_zk_round_verifier, local_stack, run_demo
@@ -22,6 +23,7 @@ from marketplace.fl.data import TEST_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model, num_params, param_spec, tensors_to_vector, vector_to_state
 from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.ordering import EMPTY_COMMITMENT
+from marketplace.protocol.proof_document import ProofDocument
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.roles.audit import audit_round
 from marketplace.roles.trainer import (
@@ -36,8 +38,10 @@ from marketplace.roles.verify import verify_round
 from marketplace.round.collect import collect_round
 from marketplace.round.prove import recorded_verifier_inputs
 from marketplace.round.score import new_model, score_round
+from marketplace.rule.aggregate import MAX_STEP
 from tests.disputes import step_through_disputes
 from tests.market_fixtures import commit, reveal_update, test_verifier_proof
+from tests.update_sources import FixedUpdate
 
 ETH = 10**18
 
@@ -255,6 +259,53 @@ def test_audit_catches_a_new_model_that_is_not_the_mean_of_the_paid_updates(stac
             assert f"1 of {honest.size} parameters differ" in audit.model.problem
         else:
             assert "not a valid mlp model" in audit.model.problem and "NotSafetensors" in audit.model.problem
+
+
+def test_an_unpaid_update_that_agrees_is_in_the_model_clipped_and_the_audit_names_it(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Issue 16's model step live: three honest-looking updates (a common direction plus noise) and a fourth
+    along the same direction, 8 times as long. The rule flags the fourth (boosted: norm above twice the median)
+    and pays it nothing, and it is slashed; its update agrees with the paid ones more than the least agreeing of
+    them, so the new model takes it, clipped to the paid median norm. The round's report and proof document name
+    it, the new model is previous + stretch x (u0 + u1 + u2 + clipped u3) / 4, and the audit recomputes that bit
+    for bit and names it in its model line."""
+    d = num_params("mlp")
+    rng = np.random.default_rng(16)
+    base = rng.normal(size=d) * 0.01
+    honest = [base + 0.5 * rng.normal(size=d) * 0.01 for _ in range(3)]
+    boosted = 8 * (base + 0.1 * rng.normal(size=d) * 0.01)  # cosine 0.96 with their sum; theirs 0.93
+    updates = np.stack([*honest, boosted]).astype(np.float32)
+    sources: dict[int, UpdateSource] = {i: FixedUpdate(u) for i, u in enumerate(updates)}
+    pid, trainers, aggregator = _project(stack, 4, tmp_path, sources=sources)
+    start = stack.admin.get_project(pid).latest_model_cid
+    commit_and_reveal(trainers, pid)
+    report = step_through_disputes(aggregator, pid)
+    assert report is not None and report.tx_hash
+    assert report.flags == [False, False, False, True] and report.chain_scores[3] == 0
+    assert all(s > 0 for s in report.chain_scores[:3])
+    assert report.admitted == [False, False, False, True]
+    document = ProofDocument.parse(stack.store.get_bytes(report.proof_cid))
+    assert document.admitted == [trainers[3].address]
+
+    spec = param_spec("mlp")
+    u = updates.astype(np.float64)
+    norms = np.linalg.norm(u, axis=1)
+    radius = float(np.median(norms[:3]))
+    mean = (u[0] + u[1] + u[2] + u[3] * radius / norms[3]) / 4
+    stretch = min(max(radius / float(np.linalg.norm(mean)), 1.0), MAX_STEP)
+    previous = tensors_to_vector(stack.store.get_tensors(start, expected=spec), spec)
+    recorded = tensors_to_vector(stack.store.get_tensors(report.model_cid, expected=spec), spec)
+    np.testing.assert_allclose(recorded - previous, stretch * mean, rtol=1e-4, atol=1e-7)
+
+    audit = audit_round(stack.admin, stack.store, pid, 0)
+    assert audit.agrees and audit.model is not None
+    assert audit.model.paid == 3 and audit.model.admitted == (trainers[3].address,)
+    assert audit.model.stretch == pytest.approx(stretch, rel=1e-9)
+    assert [t.admitted for t in audit.trainers] == [False, False, False, True]
+    words = step_words(audit.model, audit.trainers)
+    taken = f"(in the model, unpaid, clipped: #3 {trainers[3].address})"
+    assert words.endswith(f"mean of 3 paid update(s) and 1 agreeing unpaid one(s) {taken}"), words
 
 
 def test_aggregator_restart_does_not_double_post(stack: LocalStack, tmp_path: Path) -> None:

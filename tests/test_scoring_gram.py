@@ -19,6 +19,7 @@ from marketplace.demo.attacks import Attack
 from marketplace.fl.data import LocalData, load_npz, partition_digits
 from marketplace.protocol.commitment import committed_row, committed_rows, quantize, sanitize_rows
 from marketplace.protocol.constants import LOG_CLIP
+from marketplace.rule.aggregate import MAX_STEP, step_cap
 from marketplace.rule.gram import GramConfig, gram_rule_float, gram_rule_int, shares
 from marketplace.rule.scorer import GramScorer
 from marketplace.rule.strategy import RoundResult
@@ -91,7 +92,9 @@ def test_sign_flippers_the_far_test_misses_are_paid_nothing_and_left_out_of_the_
     and 4 sign-flippers among 6 honest trainers are no longer ``far``. They still point against the
     other inliers on net, so the leave-one-out gate pays them 0 and the new model leaves them out;
     an honest trainer may be too (its own agreement with the others is drowned by the flippers' and the
-    64-wide sketch's noise), but most are paid and the model is the mean of the paid updates."""
+    64-wide sketch's noise), but most are paid and the model's step is the mean of the paid updates (lengthened
+    at most ``MAX_STEP * sqrt(n / 10)`` times, n the updates in it, below ``MAX_STEP``: the four flippers at hand
+    are left out): no flipper's update agrees with it, so none is taken unpaid."""
     rng = np.random.default_rng(3)
     d = 4_000
     base = rng.normal(size=d)
@@ -104,8 +107,13 @@ def test_sign_flippers_the_far_test_misses_are_paid_nothing_and_left_out_of_the_
     assert (res.details["int_scores"][6:] == 0).all() and (res.scores[6:] == 0).all()
     paid = res.scores > 0
     assert paid[:6].sum() >= 4
-    np.testing.assert_allclose(res.weights, paid / paid.sum())
-    np.testing.assert_allclose(res.aggregate, updates[paid].mean(axis=0), rtol=1e-5, atol=1e-5)
+    assert res.admitted is not None and not res.admitted[6:].any()
+    count = int(paid.sum() + res.admitted.sum())
+    stretch = float(res.weights[paid][0] * count)
+    assert 1.0 <= stretch <= step_cap(count, 10) < MAX_STEP
+    np.testing.assert_allclose(res.weights[paid], stretch / count)
+    assert not res.weights[~paid & ~res.admitted].any()
+    np.testing.assert_allclose(res.aggregate, res.weights @ updates, rtol=1e-5, atol=1e-5)
     # The same verdict from the float rule on the committed rows (the circuit proves the int rule).
     assert ((gram_rule_float(scorer.summarize(updates)).scores > 0) == paid).all()
 

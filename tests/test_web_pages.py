@@ -67,6 +67,37 @@ def test_a_round_page_gives_each_flag_its_reasons(client: TestClient, actors: Ac
     assert client.get(f"/projects/{pid}/rounds/1").status_code == 404
 
 
+def test_a_round_lists_the_unpaid_trainers_whose_update_is_in_the_model(
+    client: TestClient, actors: Actors, ipfs: IpfsClient
+) -> None:
+    """The proof document names the unpaid trainers whose update the new model takes (issue 16: agreeing with the
+    paid updates, clipped): the round's JSON lists them, each one's entry says so and the page says it in words,
+    next to its update too. What the document may claim is bounded: a paid trainer, a stranger and a value that is
+    no address, named there as well, are not shown."""
+    pid = actors.training_project(3, rounds=2)
+    members = actors.owner.trainers(pid)
+    scores, flags = [500_000, 300_000, 0], [False, False, True]
+    claimed = [members[2].lower(), members[0], "0x" + "11" * 20, "nobody"]
+    actors.submit_all(pid, 0)
+    doc = proof_document(actors, pid, 0, scores, flags, 0.5).model_copy(update={"admitted": claimed})
+    finalize(actors, ipfs, pid, 0, scores, flags, 0.5, document=doc.to_bytes())
+    actors.submit_all(pid, 1)
+    finalize(actors, ipfs, pid, 1, scores, flags, 0.5)  # the document names nobody
+
+    api = client.get(f"/api/projects/{pid}/rounds/0").json()
+    assert api["admitted"] == [members[2]], api
+    assert [t["admitted"] for t in api["trainers"]] == [False, False, True]
+    html = client.get(f"/projects/{pid}/rounds/0").text
+    cell = re.search(r'<dd id="admitted-trainers">(.*?)</dd>', html, re.S)
+    assert cell and members[2] in cell[1] and members[0] not in cell[1], html
+    assert "in the new model although unpaid, clipped to the paid updates" in " ".join(cell[1].split())
+    row = re.search(rf'<tr role="row" class="flagged" data-trainer="{members[2]}">(.*?)</tr>', html, re.S)
+    assert row and 'data-admitted="true">in the model, unpaid, clipped<' in row[1], html
+    assert html.count('data-admitted="true"') == 1
+    assert client.get(f"/api/projects/{pid}/rounds/1").json()["admitted"] == []
+    assert 'id="admitted-trainers"' not in client.get(f"/projects/{pid}/rounds/1").text
+
+
 def test_a_training_project_polls_its_live_part_and_shows_its_initial_model(client: TestClient, actors: Actors) -> None:
     pid = actors.training_project(2, rounds=1)
     page = client.get(f"/projects/{pid}").text

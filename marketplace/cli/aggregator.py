@@ -97,6 +97,9 @@ def aggregator_run_cmd(
         )
         if r.reference is not None:  # the owner revealed a reference row: the round was scored with it
             console.print(f"  {r.reference.summary([f'#{i} {t}' for i, t in enumerate(r.trainers)])}")
+        taken = [f"#{i} {t}" for i, (t, a) in enumerate(zip(r.trainers, r.admitted, strict=False)) if a]
+        if taken:
+            console.print(f"  in the model, unpaid, clipped (agrees with the paid updates): {', '.join(taken)}")
         for trainer, why in r.rejected.items():
             console.print(f"  rejected {trainer}: {why}")
         for trainer, why in r.published.items():

@@ -29,7 +29,7 @@ from marketplace.protocol.envelope import UpdateKey, UpdateOrigin, is_envelope
 from marketplace.roles.verify import ProofUnavailable, verify_round
 
 if TYPE_CHECKING:
-    from marketplace.roles.audit import EncryptedAuditReport
+    from marketplace.roles.audit import EncryptedAuditReport, ModelAudit, TrainerAudit
     from marketplace.round.collect import UpdateOpener
 
 #: Exit code of an audit of an encrypted project without its key: what the public can check agrees, the rest
@@ -53,7 +53,8 @@ def audit_cmd(
 ) -> None:
     """Re-check a finalized round from public data: every update against its commitment, the recorded
     flags and scores against a recomputation, and the recorded new model against the previous model
-    plus the mean of the paid updates (bit for bit; nothing is pinned). Exit code 1 if anything disagrees.
+    plus the round's step (the paid updates and the unpaid ones that agree with them, clipped; bit for bit;
+    nothing is pinned), naming the unpaid trainers whose update is in it. Exit code 1 if anything disagrees.
 
     A project whose updates are encrypted to its aggregator can only be checked in part without its secret
     update key (--update-key): the proof against the verifier, the recorded model's form, every revealed
@@ -84,6 +85,8 @@ def audit_cmd(
             update += "; rejected by the aggregator"
         if t.row_only:
             update = f"[yellow]paid for the row it published in a dispute; update not in the model: {t.row_only}[/]"
+        if t.admitted:
+            update += "; in the model, unpaid, clipped"
         mark = "[green]ok[/green]" if t.agrees else "[red]DIFFERS[/red]"
         table.add_row(
             str(i), t.trainer, update, f"{t.recorded_flag} / {t.recomputed_flag}",
@@ -94,7 +97,7 @@ def audit_cmd(
         raise fail(f"round {round_} of project {project_id} is not finalized")
     model = report.model
     console.print(
-        f"new model {model.recorded_cid} (recorded) = {model.previous_cid} + mean of {model.paid} paid update(s): "
+        f"new model {model.recorded_cid} (recorded) = {model.previous_cid} + {step_words(model, report.trainers)}: "
         + ("[green]recomputed bit for bit[/green]" if model.agrees else f"[red]DIFFERS[/red]: {model.problem}"),
         soft_wrap=True,
     )
@@ -106,6 +109,18 @@ def audit_cmd(
         f"[green]round {round_} checks out[/green]: {len(report.invalid_updates)} invalid update(s), "
         "all flags and scores recomputed exactly, the new model recomputed bit for bit"
     )
+
+
+def step_words(model: ModelAudit, trainers: list[TrainerAudit]) -> str:
+    """The recomputed step in words: how much longer than the mean it is, of how many paid updates, and which unpaid
+    trainers' updates are in it (clipped), named ``#index address`` as in the table."""
+    index = {t.trainer: i for i, t in enumerate(trainers)}
+    words = f"{model.stretch:.3g} x " if model.stretch != 1.0 else ""
+    words += f"mean of {model.paid} paid update(s)"
+    if model.admitted:
+        names = ", ".join(f"#{index[t]} {t}" for t in model.admitted)
+        words += f" and {len(model.admitted)} agreeing unpaid one(s) (in the model, unpaid, clipped: {names})"
+    return words
 
 
 def _published_key(market: MarketClient, project_id: int) -> bytes | None:

@@ -514,9 +514,10 @@ def _round_table(report: RoundReport, roles: dict[str, str]) -> Table:
     for i, addr in enumerate(report.trainers):
         flagged = "[red]FLAGGED[/red]" if report.flags[i] else ""
         share = f"{report.scores[i]:.1%}" if report.submitted[i] and not report.flags[i] else "-"
+        taken = "in the model, unpaid, clipped" if i < len(report.admitted) and report.admitted[i] else ""
+        note = "; ".join(n for n in (report.rejected.get(addr, "") or _moved(ref, i), taken) if n)
         table.add_row(
-            str(i), _short(addr), roles.get(addr, "?"), "yes" if report.submitted[i] else "no", flagged, share,
-            report.rejected.get(addr, "") or _moved(ref, i),
+            str(i), _short(addr), roles.get(addr, "?"), "yes" if report.submitted[i] else "no", flagged, share, note,
         )  # fmt: skip
     return table
 

@@ -1,8 +1,9 @@
 """The round's proof document: what the aggregator pins to IPFS next to ``finalizeRound``.
 
 It repeats the public values the proof was made for (commitments, scores and flags in trainer
-order), says why submissions were rejected, carries the proof bytes and the new model's CID, and
-reports the new model's accuracy on the aggregator's own held-out data (not proven). Its CID is
+order), says why submissions were rejected, carries the proof bytes and the new model's CID, names the
+unpaid trainers whose update is in the new model (``admitted``: the aggregator's word, which ``marketplace
+audit`` recomputes), and reports the new model's accuracy on the aggregator's own held-out data (not proven). Its CID is
 recorded on chain with the round, so anyone can fetch it; everything in it is attacker-controlled
 input for whoever reads it: :meth:`ProofDocument.parse` bounds the size and nesting, checks every
 type, and refuses non-finite numbers, so one bad document is a typed error, never a crash.
@@ -49,6 +50,9 @@ class ProofDocument(BaseModel):
     published: dict[str, str] = Field(default_factory=dict, max_length=1024)
     """Trainer address -> why its update was rejected, for trainers that then published their committed row
     on chain (a dispute): scored and paid on that row, their update left out of the model."""
+    admitted: list[str] = Field(default_factory=list, max_length=1024)
+    """Trainer addresses whose update is in the new model although they are not paid (it agrees with the paid
+    updates; clipped to their median norm: :func:`marketplace.rule.aggregate.agreeing_clipped_mean`)."""
     reference: str | None = Field(default=None, max_length=66)
     """The owner's revealed reference commitment the round was scored and proven with (None: no reference)."""
     proof: str = Field(max_length=2 * MAX_PROOF_DOCUMENT_BYTES)

@@ -97,6 +97,8 @@ class RoundReport:
     published: dict[str, str] = field(default_factory=dict)
     #: what the owner's revealed reference row changed (None: the owner revealed none, the rule without it)
     reference: ReferenceEffect | None = None
+    #: per trainer, unpaid and its update in the new model all the same (it agrees with the paid ones; clipped)
+    admitted: list[bool] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -389,6 +391,7 @@ class AggregatorNode:
             rejected=dict(inputs.rejected),
             published=dict(inputs.published),
             reference=None if reference is None else "0x" + commitment_bytes(reference).hex(),
+            admitted=[t for t, taken in zip(inputs.trainers, scored.admitted, strict=True) if taken],
             proof="0x" + proof.hex(),
             model_cid=model_cid,
             accuracy=accuracy,  # of the new model on the aggregator's held-out data (not proven)
@@ -399,7 +402,7 @@ class AggregatorNode:
         report = RoundReport(
             pid, round_, inputs.trainers, inputs.submitted, flags, scored.scores, chain_scores, inputs.rejected,
             model_cid, proof_cid, accuracy=accuracy, loss=loss, timings=timings, prover=prover.name,
-            published=dict(inputs.published), reference=scored.reference,
+            published=dict(inputs.published), reference=scored.reference, admitted=list(scored.admitted),
         )  # fmt: skip
         t4 = time.perf_counter()
         try:

@@ -7,8 +7,10 @@ the aggregator runs and compares it with what was recorded on chain, including w
 aggregator rejected (the one thing the proof cannot cover: see ``TrainingMarket.finalizeRound``).
 
 Last, the new global model, which no proof covers either: it recomputes it from the model the round
-started from (the previous round's recorded model, or the project's initial model) plus the mean of
-the paid updates, with the function the aggregator built it with (:func:`~marketplace.round.score.new_model`),
+started from (the previous round's recorded model, or the project's initial model) plus the round's step
+(the paid updates and the unpaid ones that agree with them, clipped:
+:func:`~marketplace.rule.aggregate.agreeing_clipped_mean`), with the function the aggregator built it with
+(:func:`~marketplace.round.score.new_model`), naming the unpaid trainers whose update is in it,
 fetches the model recorded on chain (checked against its CID, like every download) and compares the
 two tensor by tensor, bit for bit. Nothing is pinned. A recorded model that cannot be fetched or is not
 a model of the project's architecture is a mismatch too; so is a round whose starting model cannot be
@@ -27,7 +29,8 @@ project's architecture.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,7 +51,7 @@ from marketplace.round.score import ScoredRound, new_model, score_round
 NOT_CHECKED_WHEN_ENCRYPTED = (
     "that each encrypted update matches its trainer's commitment",
     "that the aggregator's rejections of encrypted updates were due",
-    "that the new model is the previous model plus the mean of the paid updates",
+    "that the new model is the previous model plus the step of the paid updates and the agreeing unpaid ones",
 )
 
 
@@ -68,6 +71,8 @@ class TrainerAudit:
     #: why its update could not be used, when it is paid for the row it published in a dispute instead ("" if
     #: not): its update is not in the new model
     row_only: str = ""
+    #: unpaid, and its update is in the recomputed model all the same (it agrees with the paid ones; clipped)
+    admitted: bool = False
 
     @property
     def agrees(self) -> bool:
@@ -84,8 +89,11 @@ class ModelAudit:
 
     previous_cid: str  # the model the round started from (previous round's, or the project's initial model)
     recorded_cid: str  # the ``modelCid`` finalizeRound recorded
-    paid: int  # updates averaged into the recomputed model
+    paid: int  # paid updates averaged into the recomputed model
     problem: str = ""  # why the recorded model is not the recomputed one ("" when equal bit for bit)
+    #: unpaid trainers whose update is in the recomputed model (it agrees with the paid ones; clipped)
+    admitted: tuple[str, ...] = ()
+    stretch: float = 1.0  # the factor the step's mean was lengthened by (``MAX_STEP`` at most)
 
     @property
     def agrees(self) -> bool:
@@ -138,6 +146,7 @@ def audit_round(
             recomputed_score=scored.chain_scores[i],
             recorded_rejected=t in rejected,
             row_only=inputs.published.get(t, ""),
+            admitted=scored.admitted[i],
         )
         for i, t in enumerate(inputs.trainers)
     ]
@@ -145,24 +154,33 @@ def audit_round(
     if recorded is not None:
         previous = _starting_model_cid(market, project_id, round_)
         averaged = sum(1 for s, full in zip(scored.chain_scores, inputs.has_update, strict=True) if s > 0 and full)
-        model = audit_model(store, project.model_name, previous, recorded.model_cid, scored, averaged)
+        admitted = [t for t, taken in zip(inputs.trainers, scored.admitted, strict=True) if taken]
+        model = audit_model(store, project.model_name, previous, recorded.model_cid, scored, averaged, admitted)
     return AuditReport(project_id, round_, recorded is not None, lines, model)
 
 
 def audit_model(
-    store: ModelStore, model_name: str, previous_cid: str, recorded_cid: str, scored: ScoredRound, paid: int
+    store: ModelStore,
+    model_name: str,
+    previous_cid: str,
+    recorded_cid: str,
+    scored: ScoredRound,
+    paid: int,
+    admitted: Sequence[str] = (),
 ) -> ModelAudit:
     """Recomputes the new model from ``previous_cid`` and ``scored`` (:func:`new_model`) and compares it with
     the model at ``recorded_cid``, bit for bit; ``paid`` is the number of full updates ``scored`` averages (a
-    row paid without its update is not one). Raises only when the IPFS node itself does not answer."""
+    row paid without its update is not one), ``admitted`` the unpaid trainers whose update its step takes too.
+    Raises only when the IPFS node itself does not answer."""
     spec = param_spec(model_name)
+    audit = ModelAudit(previous_cid, recorded_cid, paid, admitted=tuple(admitted), stretch=scored.stretch)
     try:
         previous = _model_vector(store, previous_cid, spec)
     except (IpfsConnectionError, IpfsTimeout):
         raise  # our IPFS node is down: that says nothing about the round
     except StorageError as exc:
         problem = f"the round's starting model {previous_cid} cannot be read ({type(exc).__name__}: {exc})"
-        return ModelAudit(previous_cid, recorded_cid, paid, problem)
+        return replace(audit, problem=problem)
     expected = new_model(previous, scored)
     try:
         recorded = _model_vector(store, recorded_cid, spec)
@@ -170,22 +188,23 @@ def audit_model(
         raise
     except StorageError as exc:
         problem = f"the recorded model is not a valid {model_name} model ({type(exc).__name__}: {exc})"
-        return ModelAudit(previous_cid, recorded_cid, paid, problem)
+        return replace(audit, problem=problem)
     differing = [
         name
         for name, (start, stop) in _offsets(spec).items()
         if expected[start:stop].tobytes() != recorded[start:stop].tobytes()
     ]
     if not differing:
-        return ModelAudit(previous_cid, recorded_cid, paid)
+        return audit
     with np.errstate(invalid="ignore", over="ignore"):
         largest = float(np.max(np.abs(expected.astype(np.float64) - recorded.astype(np.float64))))
     count = int(np.count_nonzero(expected.view(np.uint32) != recorded.view(np.uint32)))
+    taken = f" and {len(admitted)} admitted unpaid one(s)" if admitted else ""
     problem = (
-        f"the recorded model is not the previous model plus the mean of the {paid} paid update(s): "
+        f"the recorded model is not the previous model plus the step of the {paid} paid update(s){taken}: "
         f"{count} of {expected.size} parameters differ (largest difference {largest:.3g}) in {', '.join(differing)}"
     )
-    return ModelAudit(previous_cid, recorded_cid, paid, problem)
+    return replace(audit, problem=problem)
 
 
 def _model_vector(store: ModelStore, cid: str, spec: ParamSpec) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The paying computation of a round: the Gram rule's exact integer flags and scores on the
 committed rows in arrival order (what the circuit proves), and the new model from the paid
-updates (:func:`new_model`). Shared by the aggregator and ``marketplace audit``: the audit recomputes
-the new global model with the very function the aggregator built it with."""
+updates and the unpaid ones that agree with them (:func:`new_model`). Shared by the aggregator and
+``marketplace audit``: the audit recomputes the new global model with the very function the aggregator built
+it with."""
 
 from __future__ import annotations
 
@@ -50,16 +51,25 @@ class ScoredRound:
     rejected: list[bool]  # submitted, but the update could not be fetched or checked
     scores: list[float]  # shares in [0, 1]
     chain_scores: list[int]  # the circuit's integer scores (fixed point 2**13), 0 if flagged
-    aggregate: np.ndarray | None  # mean of the paid (score > 0) full updates; None = nobody paid
+    #: the model step (:func:`~marketplace.rule.aggregate.agreeing_clipped_mean`): the paid (score > 0) full updates
+    #: and the admitted ones, clipped; None = nobody paid
+    aggregate: np.ndarray | None
+    #: unpaid trainers whose full update is in the step all the same (it agrees with the paid ones; clipped)
+    admitted: list[bool]
     rows: np.ndarray  # N x (K + 2), the rows scored: the ones to prove (zero rows if not valid)
     reference: ReferenceEffect | None = None  # None: scored without a reference (the owner revealed none)
+    stretch: float = 1.0  # the factor the step's mean was lengthened by, in [1, MAX_STEP]
 
 
 def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: np.ndarray | None = None) -> ScoredRound:
     """The paying computation: the Gram rule's exact integer flags and scores on the committed
     rows, slots in arrival order (the circuit's computation), rejected submitters flagged, and
-    the mean of the paid trainers' full updates (inliers with a positive score; a trainer paid for a
-    row it published on chain has no update in the mean). The rows scored are the rows to prove
+    the model step (:meth:`GramScorer.aggregate_paid`): paid are the inliers with a positive score and their
+    full update here (a trainer paid for a row it published on chain has no update in the step); candidates the
+    unpaid trainers whose update was revealed, fetched and matched its commitment (``has_update``), admitted
+    (``admitted``) when they agree with the paid ones, clipped to the paid median norm, the step lengthened
+    at most :data:`~marketplace.rule.aggregate.MAX_STEP` times, less when it leaves updates here out
+    (:func:`~marketplace.rule.aggregate.step_cap`). The rows scored are the rows to prove
     (``rows``: sanitised once, here), so what is proven is what is paid. ``reference``: the owner's
     revealed reference row (K + 2 grid values; :func:`marketplace.round.reference.revealed_reference`), scored
     with the reference-aware rule (``gram_rule_ref_int``), what it changed in ``reference``
@@ -71,15 +81,17 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     rejected = inputs.rejected_mask
     flags = [bool(f) or r for f, r in zip(res.flags & inputs.valid, rejected, strict=True)]
     chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)
-    _, aggregate = scorer.aggregate_paid(inputs.updates, inputs.has_update, np.array(chain_scores))
+    step = scorer.aggregate_paid(inputs.updates, inputs.has_update, np.array(chain_scores))
     return ScoredRound(
         flags=flags,
         rejected=rejected,
         scores=[float(s) for s in shares(np.array(chain_scores))],
         chain_scores=chain_scores,
-        aggregate=aggregate,
+        aggregate=step.step,
+        admitted=[bool(a) for a in step.admitted],
         rows=rows,
         reference=None if reference is None else _effect(res.stats),
+        stretch=step.stretch,
     )
 
 
@@ -91,8 +103,9 @@ def _effect(stats: dict[str, np.ndarray]) -> ReferenceEffect:
 
 def new_model(previous: np.ndarray, scored: ScoredRound) -> np.ndarray:
     """The round's new global model (flat, float32, the architecture's parameter order): ``previous``
-    plus the mean of the paid trainers' full updates (``scored.aggregate``), or ``previous`` itself
-    when nobody was paid. Deterministic: the same inputs give the same bits."""
+    plus the round's step (``scored.aggregate``: the paid trainers' full updates and the admitted ones,
+    clipped), or ``previous`` itself when nobody was paid. Deterministic: the same inputs give the same bits,
+    on any machine (the step's sums are in an order its code fixes)."""
     if scored.aggregate is None:
         return previous
     return previous + scored.aggregate.astype(np.float32)

@@ -6,7 +6,9 @@
   and its layout per size (``CIRCUIT_LAYOUTS``: sort and inner columns; it changes rows, never a
   value, and lives here so that the fingerprint covers it);
 - :mod:`~marketplace.rule.strategy`, :mod:`~marketplace.rule.scorer`, :mod:`~marketplace.rule.aggregate`:
-  the rule as a round scorer (flag -> score -> aggregate the paid updates).
+  the rule as a round scorer (flag -> score -> the model's step: the paid updates and the unpaid ones that
+  agree with them, clipped; its constants ``MAX_STEP`` and ``COPY_COS`` live in ``aggregate``, audited, not
+  proven: no circuit reads them).
 
 :func:`rule_fingerprint` identifies the rule: a hash of the code of every module in this folder and
 of the protocol modules it reads (fixed point, committed rows), with docstrings and comments left

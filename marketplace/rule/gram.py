@@ -32,16 +32,18 @@ Rule (over the slots in submission order; ``[.]`` is 0/1)
     share_i = p_i / sum_j p_j
 
 The ``agree`` gate is leave-one-out: an inlier is paid only if it agrees with the *other* inliers on
-net, so an update that the ``far`` test lets through but that points against the others (a
-sign-flipper once honest updates decorrelate late in training, when ``far`` no longer separates it)
-scores 0, and the aggregate (:meth:`GramScorer.run_round`, ``score_round``) averages the paid updates
-only (score > 0). Without the gate, each inlier's own ``G_ii = 1`` counted: four sign-flippers among
-six honest trainers with typical cosine ``M < 1/3`` were paid and averaged in (IID, 15 rounds: 90.0 %
-accuracy against 93.7 % for honest-only FedAvg). Paying the leave-one-out sum itself (no self term)
-ranked honest trainers worse against exact Shapley (Spearman 0.77 against 0.94 in the label-noise test).
-The ``m_i > 0`` alternative keeps one unflagged attacker from cancelling weakly agreeing honest
-trainers' sums (with the net test alone, a sign-flipper among 3 honest trainers with 0-80 % label
-noise left nobody paid and the model unchanged); ``m_i`` is a median, so a minority cannot push it.
+net, so an update that the ``far`` test lets through but that points against the others (a sign-flipper
+once honest updates decorrelate late in training, when ``far`` no longer separates it) scores 0, and the
+model's step (:meth:`GramScorer.run_round`, ``score_round``) takes the paid updates (score > 0) and,
+clipped, only the unpaid ones that agree with them
+(:func:`~marketplace.rule.aggregate.agreeing_clipped_mean`), which such a flipper does not. Without the
+gate, each inlier's own ``G_ii = 1`` counted: four sign-flippers among six honest trainers with typical
+cosine ``M < 1/3`` were paid and averaged in (IID, 15 rounds: 90.0 % accuracy against 93.7 % for
+honest-only FedAvg). Paying the leave-one-out sum itself (no self term) ranked honest trainers worse
+against exact Shapley (Spearman 0.77 against 0.94 in the label-noise test). The ``m_i > 0`` alternative
+keeps one unflagged attacker from cancelling weakly agreeing honest trainers' sums (with the net test
+alone, a sign-flipper among 3 honest trainers with 0-80 % label noise left nobody paid and the model
+unchanged); ``m_i`` is a median, so a minority cannot push it.
 
 ``f`` interpolates ``2**x`` linearly between the integers -4..1 and is flat outside
 (``f = 1/16`` below -4, ``2`` above 1): ``f(x) = 1/16 + sum_t s_t relu(x - t)`` with knots

@@ -12,6 +12,7 @@ import numpy as np
 from marketplace.protocol.commitment import committed_rows, quantize, sanitize_rows
 from marketplace.protocol.constants import SCALE
 from marketplace.protocol.sketch import sketch_rows
+from marketplace.rule.aggregate import MAX_STEP, ModelStep, agreeing_clipped_mean
 from marketplace.rule.gram import GramConfig, GramResult, gram_rule_int, gram_rule_ref_int, shares
 from marketplace.rule.strategy import InlierFedAvg, RoundResult, RoundScorer
 
@@ -26,7 +27,8 @@ class GramScorer(InlierFedAvg, RoundScorer):
         arrival: the trainer indices in arrival order (:func:`marketplace.protocol.ordering.arrival_order`):
             slot ``s`` holds trainer ``arrival[s]`` (the duplicate rule keeps the earliest copy);
             without it, trainer order is the slot order.
-        weighting: FedAvg weights, ``"samples"`` (reported counts) or ``"equal"``.
+        weighting: :meth:`aggregate`'s FedAvg weights (the generic step 3), ``"samples"`` (reported counts) or
+            ``"equal"``; the protocol's step (:meth:`aggregate_paid`, :meth:`run_round`) weighs equally.
     """
 
     def __init__(
@@ -95,15 +97,18 @@ class GramScorer(InlierFedAvg, RoundScorer):
         return details
 
     def aggregate_paid(
-        self,
-        updates: np.ndarray,
-        active_mask: np.ndarray,
-        int_scores: np.ndarray,
-        num_samples: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """FedAvg of the paid updates (integer score > 0; flagged and gated trainers score 0): an update
-        counts in the model exactly when it is paid. ``None`` aggregate: nobody was paid."""
-        return self.aggregate(updates, active_mask, np.asarray(int_scores) <= 0, num_samples)
+        self, updates: np.ndarray, has_update: np.ndarray, int_scores: np.ndarray, max_step: float = MAX_STEP
+    ) -> ModelStep:
+        """The round's model step (:func:`~marketplace.rule.aggregate.agreeing_clipped_mean`): the paid updates
+        (integer score > 0, the full update here: flagged and gated trainers score 0, a row paid without its
+        update has none) and the unpaid updates here that agree with them, clipped to the paid median norm,
+        lengthened at most ``max_step`` times (less when it leaves updates here out:
+        :func:`~marketplace.rule.aggregate.step_cap`). Equal weights whatever :attr:`weighting` says (it is
+        :meth:`aggregate`'s, the generic step): sample counts are the trainers' word. ``step`` None: nobody was
+        paid."""
+        has = np.asarray(has_update, dtype=bool)
+        paid = has & (np.asarray(int_scores) > 0)
+        return agreeing_clipped_mean(updates, paid, has & ~paid, max_step)
 
     def run_round(
         self,
@@ -112,15 +117,17 @@ class GramScorer(InlierFedAvg, RoundScorer):
         num_samples: np.ndarray | None = None,
         reference: np.ndarray | None = None,
     ) -> RoundResult:
-        """As :meth:`RoundScorer.run_round`, evaluating the rule once (not for flags, scores and details apart).
+        """As :meth:`RoundScorer.run_round`, evaluating the rule once (not for flags, scores and details apart), with
+        the protocol's model step (:meth:`aggregate_paid`: ``num_samples`` is not used; ``weights`` are each
+        update's coefficient in the step, ``admitted`` the unpaid updates it takes).
 
         ``reference``: the owner's flat reference update (length D), or ``None`` for the rule without it."""
         u, active, summaries = self._prepare(updates, active_mask)
         ref_row = None if reference is None else self.reference_row(reference)
         res = self.evaluate(summaries, active, ref_row)
         flags = res.flags & active
-        weights, agg = self.aggregate_paid(u, active, res.scores, num_samples)
+        step = self.aggregate_paid(u, active, res.scores)
         return RoundResult(
-            flags=flags, scores=shares(res.scores), weights=weights, aggregate=agg,
-            details=self._details(summaries, res),
+            flags=flags, scores=shares(res.scores), weights=step.weights * step.stretch, aggregate=step.step,
+            details=self._details(summaries, res), admitted=step.admitted,
         )  # fmt: skip

@@ -23,9 +23,12 @@ class RoundResult:
     Attributes:
         flags: bool (N,), True = flagged outlier (never True for inactive rows).
         scores: float64 (N,), paying score shares (>= 0, 0 for flagged/inactive, sum 1 or 0).
-        weights: float64 (N,), the normalised FedAvg weights actually used.
+        weights: float64 (N,), each update's coefficient in the aggregate (normalised FedAvg weights, or the
+            protocol step's weights times its stretch).
         aggregate: float32 (D,) aggregated update, or None = no update this round.
         details: diagnostics (e.g. distances to the median), not part of the protocol.
+        admitted: bool (N,), unpaid updates the aggregate takes too (the protocol's step,
+            :meth:`~marketplace.rule.scorer.GramScorer.run_round`), or None: a scorer whose aggregate takes none.
     """
 
     flags: np.ndarray
@@ -33,6 +36,7 @@ class RoundResult:
     weights: np.ndarray
     aggregate: np.ndarray | None
     details: dict[str, np.ndarray] = field(default_factory=dict)
+    admitted: np.ndarray | None = None
 
 
 class RoundScorer(ABC):

@@ -41,7 +41,9 @@ per trainer, with the end of the dispute window); a rejected trainer may publish
 :class:`Dispute` state per round. The published row itself is not kept (it is on chain); it is checked to be
 a row the market could have accepted (at most :data:`MAX_ROW_LENGTH` values, inside the committed rows' box).
 A proof document's reasons for its rejections (``rejected`` and ``published``: the aggregator's word, bounded
-to :data:`MAX_REASON_CHARS` printable characters) are kept with the round's accuracy.
+to :data:`MAX_REASON_CHARS` printable characters) are kept with the round's accuracy, and so are the trainers it
+says are in the new model unpaid (``admitted``: addresses only, the aggregator's word; ``marketplace audit``
+recomputes it).
 
 Concurrency: one connection, its queries guarded by a lock; :meth:`Indexer.sync` takes that lock only to read
 and write the database, never while it waits on the chain or on IPFS (the logs, the blocks, ``getProject`` of a
@@ -95,8 +97,9 @@ from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 #: (``RejectionAnnounced``), ``disputes`` (``RejectionDisputed``), the rejection reasons of a round's proof
 #: document, ``skipped`` events); 5: indexes by project on the per-project tables; 6: ``cards`` (the model card
 #: of each project's initial weights); 7: ``reliability`` rows from the registry's ``RoundRecorded`` (one event per
-#: round, one row per trainer in it). An index of an older version is rebuilt.
-SCHEMA_VERSION = 7
+#: round, one row per trainer in it); 8: the admitted (in the model, unpaid) trainers of a round's proof document.
+#: An index of an older version is rebuilt.
+SCHEMA_VERSION = 8
 KEPT_HEADS = 32
 #: Proof documents read from IPFS per sync at most (the rest on later syncs).
 DOCS_PER_SYNC = 16
@@ -147,7 +150,7 @@ CREATE TABLE reveals_missed (
 );
 CREATE TABLE rounds (
     project_id INTEGER, round INTEGER, model_cid TEXT, proof_cid TEXT, scores TEXT, flags TEXT, rewards TEXT,
-    block INTEGER, log_index INTEGER, tx_hash TEXT, accuracy REAL, doc_state TEXT, reasons TEXT,
+    block INTEGER, log_index INTEGER, tx_hash TEXT, accuracy REAL, doc_state TEXT, reasons TEXT, admitted TEXT,
     PRIMARY KEY (project_id, round)
 );
 CREATE TABLE rejections (
@@ -579,7 +582,7 @@ class Indexer:
 
     def _on_RoundFinalized(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
+            "INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)",
             (
                 int(a["projectId"]), int(a["round"]), a["modelCid"], a["proofCid"],
                 json.dumps([str(s) for s in a["scores"]]), json.dumps([bool(f) for f in a["flags"]]),
@@ -653,17 +656,24 @@ class Indexer:
                 log.info("round %d of project %d: proof document %s is invalid, skipped", round_, pid, cid)
                 self._set_doc_state(pid, round_, "invalid", None)
             else:
-                self._set_doc_state(pid, round_, "ok", doc.accuracy, _reasons(doc))
+                self._set_doc_state(pid, round_, "ok", doc.accuracy, _reasons(doc), _admitted(doc))
         return len(pending)
 
     def _set_doc_state(
-        self, pid: int, round_: int, state: str, accuracy: float | None, reasons: dict[str, str] | None = None
+        self,
+        pid: int,
+        round_: int,
+        state: str,
+        accuracy: float | None,
+        reasons: dict[str, str] | None = None,
+        admitted: list[str] | None = None,
     ) -> None:
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.execute(
-                "UPDATE rounds SET accuracy = ?, doc_state = ?, reasons = ? WHERE project_id = ? AND round = ?",
-                (accuracy, state, json.dumps(reasons or {}), pid, round_),
+                "UPDATE rounds SET accuracy = ?, doc_state = ?, reasons = ?, admitted = ? "
+                "WHERE project_id = ? AND round = ?",
+                (accuracy, state, json.dumps(reasons or {}), json.dumps(admitted or []), pid, round_),
             )
 
     # ------------------------------------------------------------------ model cards (IPFS)
@@ -770,6 +780,7 @@ class Indexer:
             row["flags"] = json.loads(row["flags"])
             row["rewards"] = [int(r) for r in json.loads(row["rewards"])]
             row["reasons"] = json.loads(row["reasons"] or "{}")
+            row["admitted"] = json.loads(row["admitted"] or "[]")
         return rows
 
     def rejections(self, project_id: int) -> dict[int, set[str]]:
@@ -886,6 +897,17 @@ def _check_row(row: object) -> None:
         row_from_ints(row, len(row) - 2)
     except InvalidPublishedRow as exc:
         raise MalformedEvent(str(exc)) from None
+
+
+def _admitted(doc: ProofDocument) -> list[str]:
+    """The trainers the proof document says are in the new model unpaid (``admitted``: the aggregator's word), as
+    checksummed addresses, each once, in the document's order; entries that are not addresses are dropped."""
+    out: list[str] = []
+    given = getattr(doc, "admitted", None)
+    for trainer in given[:1024] if isinstance(given, list) else []:
+        if isinstance(trainer, str) and is_address(trainer) and to_checksum_address(trainer) not in out:
+            out.append(to_checksum_address(trainer))
+    return out
 
 
 def _reasons(doc: ProofDocument) -> dict[str, str]:

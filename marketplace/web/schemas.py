@@ -147,6 +147,12 @@ class TrainerEntry(BaseModel):
         description="why the trainer is flagged, rejected or disputed, in words (a rejection's cause is the "
         "aggregator's word from its proof document)",
     )
+    admitted: bool = Field(
+        default=False,
+        description="unpaid, and its update is in the round's new model all the same: it agrees with the paid "
+        "updates, clipped to their median norm (the aggregator's word from its proof document; `marketplace audit` "
+        "recomputes it)",
+    )
 
     @property
     def share(self) -> float:
@@ -207,6 +213,11 @@ class RoundView(BaseModel):
     block: int
     tx_hash: str
     trainers: list[TrainerEntry]
+    admitted: list[str] = Field(
+        default_factory=list,
+        description="the unpaid trainers whose update is in the new model (clipped, agreeing with the paid updates), "
+        "in trainer order: the aggregator's word from its proof document, which `marketplace audit` recomputes",
+    )
 
 
 class Payout(BaseModel):

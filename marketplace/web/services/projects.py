@@ -276,6 +276,7 @@ class ProjectService:
         arrivals = {c["trainer"]: int(c["arrival"]) for c in self.indexer.commits(row["project_id"], row["round"])}
         scores, flags, rewards = row["scores"], row["flags"], row["rewards"]
         total = sum(s for s, f in zip(scores, flags, strict=False) if not f)
+        claimed = set(row.get("admitted") or [])  # the proof document's word: only unpaid members can be admitted
         entries = []
         for m in members:
             i = m["idx"]
@@ -301,10 +302,11 @@ class ProjectService:
                     slashed=str(slashed_by.get((row["round"], m["trainer"]), 0)),
                     slashed_eth=eth(slashed_by.get((row["round"], m["trainer"]), 0)),
                     dispute=dispute.state if dispute else None, dispute_deadline=dispute.deadline if dispute else None,
-                    reason=reason,
+                    reason=reason, admitted=m["trainer"] in claimed and sub is not None and (flagged or scores[i] == 0),
                 )
             )  # fmt: skip
         return RoundView(
             round=row["round"], model_cid=row["model_cid"], proof_cid=row["proof_cid"], accuracy=row["accuracy"],
             block=row["block"], tx_hash=row["tx_hash"], trainers=entries,
+            admitted=[e.trainer for e in entries if e.admitted],
         )  # fmt: skip

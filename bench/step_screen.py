@@ -1,0 +1,197 @@
+"""Screening of the model step's lengthening (docs/design/robust-reference.md, section 8): which cap on the
+factor the round's mean is lengthened by keeps the 5-round gains without a loss at 15 rounds.
+
+Each variant replaces only the lengthening of :func:`marketplace.rule.aggregate.agreeing_clipped_mean` (the
+same admission, clip and mean, its ``max_step = 1`` form): the mean is multiplied by
+``variant(r / |mean|, n, h)``, ``r`` the paid median norm, ``n`` the updates in the mean and ``h`` those at hand.
+Every variant runs as ``bench/robustness.py``'s ``ours`` and ``+ref`` do (the same pay, its own trajectory,
+:func:`bench.robustness.run_scenario`), next to the old step (the paid mean alone) and the honest-only oracle, on
+the decisive rows only: Dirichlet(0.5) 5 rounds label-flip and sign-flip 40 %, 15 rounds sign-flip 40 %, IID
+15 rounds sign-flip, label-flip and noise 40 %, and the clean runs of both partitions at 5 and 15 rounds.
+``cap 1.5`` is the live step (:func:`marketplace.rule.aggregate.step_cap`), bit for bit.
+
+Run: ``.venv/bin/python -m bench.step_screen [--seeds 0 1 2 3 4] [--variants 1.0 1.25 ...]`` (needs ``make
+install-bench`` for Flower; about 150 s per three variants at nice 19 on 2 shared cores). Writes
+``reports/step_screen.json`` (per row and aggregator: per-seed final accuracy) and prints the markdown table
+(ours / +ref per variant; "15-round misses": comparisons more than 0.2 point below the old step's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.robustness import Aggregate, Task, owner_reference, run_scenario
+from marketplace.demo.attacks import Attack
+from marketplace.fl.data import TEST_FILE, VALIDATION_FILE, LocalData, load_npz, partition_digits
+from marketplace.rule.aggregate import agreeing_clipped_mean, apply_update, fedavg, fixed_dot
+from marketplace.rule.scorer import GramScorer
+
+Stretch = Callable[[float, int, int], float]
+"""``(r / |mean|, n in the mean, h at hand) -> factor``."""
+
+
+def _flat(m: float) -> Stretch:
+    return lambda ratio, n, h: min(max(ratio, 1.0), m)
+
+
+def _capped(m: float) -> Stretch:
+    return lambda ratio, n, h: min(max(ratio, 1.0), max(1.0, m * math.sqrt(n / h)))
+
+
+VARIANTS: dict[str, Stretch] = {
+    "1.0": _flat(1.0),
+    "1.25": _flat(1.25),
+    "1.5": _flat(1.5),
+    "cap 1.5": _capped(1.5),
+    "cap 1.25": _capped(1.25),
+}
+"""Flat: ``clip(r / |mean|, 1, m)`` (1.5 was the first live step). Cap: the same with ``m sqrt(n / h)``, never
+below 1."""
+ROWS = (
+    ("dirichlet", 5, Attack.LABEL_FLIP, 0.4),
+    ("dirichlet", 5, Attack.SIGN_FLIP, 0.4),
+    ("dirichlet", 15, Attack.SIGN_FLIP, 0.4),
+    ("iid", 15, Attack.SIGN_FLIP, 0.4),
+    ("iid", 15, Attack.LABEL_FLIP, 0.4),
+    ("iid", 15, Attack.GAUSSIAN, 0.4),
+    ("dirichlet", 5, Attack.NONE, 0.0),
+    ("dirichlet", 15, Attack.NONE, 0.0),
+    ("iid", 5, Attack.NONE, 0.0),
+    ("iid", 15, Attack.NONE, 0.0),
+)
+MISS_POINTS = 0.2
+
+
+@dataclass
+class ScreenRow:
+    """One screened row: per aggregator, the final test accuracy per seed."""
+
+    partition: str
+    rounds: int
+    attack: str
+    fraction: float
+    final: dict[str, list[float]]
+
+    def mean(self, name: str) -> float:
+        return 100 * float(np.mean(self.final[name]))
+
+
+def lengthened(u: np.ndarray, paid: np.ndarray, stretch: Stretch) -> np.ndarray | None:
+    """The live step's mean (every unpaid update a candidate) lengthened by ``stretch``, summed as it sums."""
+    base = agreeing_clipped_mean(u, paid, ~paid, max_step=1.0)
+    if base.step is None:
+        return None
+    total = np.zeros(u.shape[1], dtype=np.float64)
+    for i in np.flatnonzero(paid | base.admitted):
+        total += base.weights[i] * u[i]
+    norms = sorted(math.sqrt(fixed_dot(u[i], u[i])) for i in np.flatnonzero(paid))
+    mid = len(norms) // 2
+    radius = norms[mid] if len(norms) % 2 else (norms[mid - 1] + norms[mid]) / 2
+    length = math.sqrt(fixed_dot(total, total))
+    factor = stretch(radius / length, int(paid.sum() + base.admitted.sum()), len(paid)) if length > 0 else 1.0
+    if factor != 1.0:
+        total *= factor
+    return total.astype(np.float32)
+
+
+def screening_aggregators(
+    variants: dict[str, Stretch],
+) -> Callable[[Task, int, np.ndarray, LocalData], dict[str, Aggregate]]:
+    """Per variant ``name`` and ``name +ref`` (the rule's pay without and with the owner's reference), and
+    ``old``, ``old +ref`` and ``honest``."""
+
+    def make(task: Task, seed: int, bad: np.ndarray, validation: LocalData) -> dict[str, Aggregate]:
+        scorer = GramScorer(sketch_dim=64, seed=seed, weighting="equal")
+
+        def rule(with_reference: bool, stretch: Stretch | None) -> Aggregate:
+            round_ = 0
+
+            def run(global_vec: np.ndarray, updates: np.ndarray, _n: np.ndarray) -> tuple[np.ndarray, None]:
+                nonlocal round_
+                reference = owner_reference(task, global_vec, validation, seed, round_) if with_reference else None
+                round_ += 1
+                paid = np.asarray(scorer.run_round(updates, reference=reference).scores) > 0
+                if stretch is None:
+                    return apply_update(global_vec, fedavg(updates, np.ones(len(paid), bool), ~paid)), None
+                return apply_update(global_vec, lengthened(np.asarray(updates), paid, stretch)), None
+
+            return run
+
+        def honest(global_vec: np.ndarray, updates: np.ndarray, _n: np.ndarray) -> tuple[np.ndarray, None]:
+            return apply_update(global_vec, fedavg(updates, np.ones(len(bad), bool), bad)), None
+
+        out = {f"{name}{ref}": rule(bool(ref), fn) for name, fn in variants.items() for ref in ("", " +ref")}
+        return out | {"old": rule(False, None), "old +ref": rule(True, None), "honest": honest}
+
+    return make
+
+
+def screen(variants: dict[str, Stretch], seeds: Sequence[int]) -> list[ScreenRow]:
+    torch.set_num_threads(1)
+    make = screening_aggregators(variants)
+    rows = []
+    for partition, rounds, attack, fraction in ROWS:
+        task = Task(rounds=rounds, partition=partition)
+        finals: dict[str, list[float]] = {}
+        t0 = time.perf_counter()
+        for seed in seeds:
+            with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
+                paths = partition_digits(task.trainers, partition, alpha=task.alpha, seed=seed, out_dir=tmp)
+                shards = [load_npz(p) for p in paths]
+                test = load_npz(Path(tmp) / TEST_FILE)
+                validation = load_npz(Path(tmp) / VALIDATION_FILE)
+            attackers = {task.trainers - 1 - j: attack for j in range(round(fraction * task.trainers))}
+            for name, traj in run_scenario(task, shards, test, validation, attackers, seed, make).items():
+                finals.setdefault(name, []).append(traj.accuracy[-1])
+        rows.append(ScreenRow(partition, rounds, attack.value, fraction, finals))
+        print(f"{partition} {rounds} {attack.value} {fraction:.0%}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return rows
+
+
+def markdown(rows: list[ScreenRow], variants: Sequence[str]) -> str:
+    """Ours / +ref per variant and the old step, the oracle, and per variant its 15-round misses."""
+    head = ["rounds", "part", "attack", "bad", "old", *variants, "honest"]
+    lines = ["| " + " | ".join(head) + " |", "|---:|---|---|---:|" + "---:|" * (len(head) - 4)]
+    misses = dict.fromkeys(variants, 0)
+    for r in rows:
+        cells = [str(r.rounds), r.partition[:3], r.attack, f"{r.fraction:.0%}"]
+        cells += [f"{r.mean(name):.1f} / {r.mean(name + ' +ref'):.1f}" for name in ("old", *variants)]
+        lines.append("| " + " | ".join([*cells, f"{r.mean('honest'):.1f}"]) + " |")
+        if r.rounds == 15:
+            for name in variants:
+                for ref in ("", " +ref"):
+                    misses[name] += r.mean(name + ref) < r.mean("old" + ref) - MISS_POINTS
+    lines.append("| | | 15-round misses | | - | " + " | ".join(str(misses[n]) for n in variants) + " | |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=Path("reports/step_screen.json"))
+    args = parser.parse_args(argv)
+    variants = {name: VARIANTS[name] for name in args.variants}
+    rows = screen(variants, args.seeds)
+    table = markdown(rows, list(variants))
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps({"seeds": args.seeds, "rows": [asdict(r) for r in rows], "markdown": table}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
