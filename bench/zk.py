@@ -70,15 +70,15 @@ load 1.9-2.1: about one core free; prove = wall / CPU s; verify gas: reusable ->
 N = 16 with the reference row: 13.4 s and 1.25 GB (targets 15 s, 2 GB: met at this load), the old circuit 22.3 s
 and 2.23 GB in the same run. Every proof's outputs equalled ``gram_rule_int`` (no reference: the zero row).
 
-32x32 and 64x32 with the circuit's reference row, old beside new (2026-11-30, ``--sizes 32x32 64x32``, load 2.6-4.4: other
-sessions' benchmarks at nice 19 and tests; wall time is not a quiet figure, CPU seconds compare with the quiet
+32x32 and 64x32 with the circuit's reference row, old beside new (2026-11-30, ``--sizes 32x32 64x32``, load
+2.6-4.4: other sessions' benchmarks at nice 19 and tests; wall time is not a quiet figure, CPU seconds compare with the quiet
 runs above):
 
-    size   layout              k   rows      setup   prove wall / CPU   peak RSS  pk       verify gas (reusable -> split)
+    size   layout              k   rows      setup   prove wall / CPU   peak RSS  pk       verify gas: reusable -> split
     32x32  old Batcher         17  128,653   79.2 s  108.8 / 92.4 s     4.16 GB   1.97 GB  (off chain)
     32x32  new TopK 2 cols     16   57,961   cached   53.1 / 53.1 s     2.58 GB   1.10 GB  1,628,523 -> 1,272,331
     64x32  old Batcher         20  564,221   (rows only)
-    64x32  new TopK 3 cols     17  130,754   cached  201.1 / 151.1 s    6.19 GB   2.79 GB  2,159,376 (split helper 26,649 B)
+    64x32  new TopK 3 cols     17  130,754   cached  201.1 / 151.1 s    6.19 GB   2.79 GB  2,159,376 (helper: 26.6 KB)
 
 With the reference row the provers' CPU seconds are 53.1 at 32x32 (53.3 quiet before it: the quiet wall was 29.3 s)
 and 151.1 at 64x32 (139.2 before, +8 %; the quiet wall was 75.5 s, so about 82 s expected quiet against the 90 s
