@@ -71,8 +71,8 @@ N = 16 with the reference row: 13.4 s and 1.25 GB (targets 15 s, 2 GB: met at th
 and 2.23 GB in the same run. Every proof's outputs equalled ``gram_rule_int`` (no reference: the zero row).
 
 32x32 and 64x32 with the circuit's reference row, old beside new (2026-11-30, ``--sizes 32x32 64x32``, load
-2.6-4.4: other sessions' benchmarks at nice 19 and tests; wall time is not a quiet figure, CPU seconds compare with the quiet
-runs above):
+2.6-4.4: other sessions' benchmarks at nice 19 and tests; wall time is not a quiet figure, CPU seconds compare
+with the quiet runs above):
 
     size   layout              k   rows      setup   prove wall / CPU   peak RSS  pk       verify gas: reusable -> split
     32x32  old Batcher         17  128,653   79.2 s  108.8 / 92.4 s     4.16 GB   1.97 GB  (off chain)
