@@ -10,6 +10,8 @@ a strict xfail that says why.
 - A paid update is taken as it is, and the rule only sees its CountSketch (public seed): a component in the
   sketch's null space has the same commitment, flags and score, and enters the model at any norm (strict xfail,
   against anvil and IPFS).
+- The owner's reference could unpay an honest trainer and keep its update in the model (free work, its share moved to
+  a colluding paid trainer that also sets the admission bar): fixed, a trainer the reference unpaid is no candidate.
 - Audit determinism on untrusted floats: the step is its plain-Python specification bit for bit on subnormals,
   ``-0.0``, zeros and magnitudes up to 1e38 (float32 products in float64 whatever numpy's promotion rules); in a
   thread that flushes subnormals (FTZ/DAZ) the step refuses to run rather than compute other bits (fixed).
@@ -27,11 +29,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.owner_reference import adversarial_reference, colluder_mask, pay_moved
 from marketplace.adapters.chain.deploy import TEST_VERIFIER
 from marketplace.adapters.chain.market import ProjectConfig
 from marketplace.demo.job import LocalStack, local_stack
 from marketplace.fl.models import build_model, num_params, param_spec, tensors_to_vector
-from marketplace.protocol.commitment import commit_update
+from marketplace.protocol.commitment import commit_update, sanitize_rows
 from marketplace.protocol.sketch import sketch, sketch_params
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.roles.audit import audit_round
@@ -47,6 +50,7 @@ from marketplace.rule.aggregate import (
     agreeing_clipped_mean,
     fixed_dot,
 )
+from marketplace.rule.scorer import GramScorer
 from tests.disputes import step_through_disputes
 from tests.update_sources import FixedUpdate, agreeing_updates
 
@@ -140,6 +144,42 @@ def test_a_copy_dodges_the_copy_test_with_an_eighth_of_noise_and_its_admission_c
     assert [s.admitted[4] for s in scored] == [True, False]
     assert scored[0].flags == scored[1].flags and scored[0].chain_scores == scored[1].chain_scores
     assert scored[0].flags[4] and scored[0].chain_scores[4] == 0  # the 5x copy: boosted, flagged, unpaid
+
+
+# --------------------------------------------------------------------------- the owner's reference
+
+
+def test_the_owners_reference_cannot_unpay_a_trainer_and_keep_its_update() -> None:
+    """The owner colludes with trainer 0 (the noisiest update: it is paid, and as the least agreeing paid update it
+    sets the admission bar low) and commits the reference row that moves the most pay to it
+    (``bench.owner_reference.adversarial_reference``, knowing every row). The reference unpays honest trainers 2
+    and 5 (their shares go to the paid ones, trainer 0's from 13.0 % to 17.5 % of the round); trainer 2's update
+    agrees with the paid mean more than trainer 0's, and the step used to take it all the same: the owner had its
+    work for nothing. A trainer the reference unpaid is now no candidate: its update stays out, as it did before
+    issue 16, so unpaying costs the owner the update (what the rule itself leaves unpaid still enters)."""
+    rng = np.random.default_rng(6)
+    d, k, seed = num_params("mlp"), 32, 5
+    base = rng.normal(size=d)
+    levels = [1.2, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    u = np.stack([0.01 * (base + level * rng.normal(size=d)) for level in levels]).astype(np.float32)
+    n = len(u)
+    rows, _ = sanitize_rows(GramScorer(sketch_dim=k, seed=seed).summarize(u))
+    colluder = colluder_mask(n, [0])
+    reference = adversarial_reference(rows, colluder)
+    trainers = [f"0x{i:040x}" for i in range(n)]
+    inputs = RoundInputs(1, 0, seed, k, trainers, {}, [], u, rows, np.ones(n, dtype=bool), {})
+    scored = score_round(inputs, reference=reference)
+    assert scored.reference is not None and scored.reference.used and scored.reference.unpaid == [2, 5]
+    res = GramScorer(sketch_dim=k, seed=seed).evaluate(rows, np.ones(n, dtype=bool), reference)
+    moved = pay_moved(res, colluder)
+    assert (round(moved.colluder_before, 3), round(moved.colluder_before + moved.colluder_gain, 3)) == (0.13, 0.175)
+    paid = np.array(scored.chain_scores) > 0
+    before_fix = agreeing_admitted(u, paid, ~paid)  # every unpaid update a candidate, as before the fix
+    assert before_fix[2] and not before_fix[5]
+    assert not any(scored.admitted[i] for i in scored.reference.unpaid)
+    assert not any(scored.admitted)
+    run = GramScorer(sketch_dim=k, seed=seed, weighting="equal").run_round(u)  # no reference: nothing excluded
+    assert run.admitted is not None and not run.admitted[paid].any()
 
 
 # --------------------------------------------------------------------------- audit determinism
