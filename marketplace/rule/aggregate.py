@@ -47,7 +47,7 @@ def fedavg(
     # accumulate only the inliers, in float64, to keep D = 1e7 cheap and exact-ish
     total = np.zeros(u.shape[1], dtype=np.float64)
     for i in rows:
-        total += w[i] * u[i]
+        total += np.multiply(u[i], w[i], dtype=np.float64)  # float64 whatever numpy's promotion rules
     return total.astype(np.float32)
 
 
@@ -103,6 +103,29 @@ def fixed_dot(a: np.ndarray, b: np.ndarray) -> float:
     return math.fsum(acc.tolist())
 
 
+class FloatEnvironmentError(RuntimeError):
+    """This thread flushes subnormal floats to zero (the x86 FTZ / DAZ modes: ``torch.set_flush_denormal(True)``, or
+    a shared library built with ``-ffast-math`` loaded into the process): the model step would not be the bits
+    that a machine in IEEE 754's default mode computes, and the audit would report a model that was computed
+    faithfully as differing. An update is untrusted input: one made of float32 subnormals (finite, so accepted)
+    has squared norm 0 in those modes and a positive one otherwise, and so is admitted by one machine only."""
+
+
+def require_ieee_subnormals() -> None:
+    """Raises :class:`FloatEnvironmentError` unless this thread keeps subnormal inputs and results, in float32 and
+    float64 (IEEE 754's default, numpy's unless something changed the thread's floating-point control word).
+    Costs a few microseconds; :func:`agreeing_admitted` and :func:`agreeing_clipped_mean` call it first."""
+    smallest = np.array([2.0**-149], dtype=np.float32)  # the smallest float32 subnormal
+    kept_in = np.multiply(smallest, smallest, dtype=np.float64)[0] != 0.0  # DAZ reads it as 0
+    kept_out = (np.array([2.0**-126], dtype=np.float32) * np.float32(0.5))[0] != 0.0  # FTZ flushes the result
+    kept_64 = (np.array([2.0**-1022]) * 0.5)[0] != 0.0
+    if not (kept_in and kept_out and kept_64):
+        raise FloatEnvironmentError(
+            "this thread flushes subnormal floats to zero (FTZ/DAZ, e.g. torch.set_flush_denormal(True)); the "
+            "model step would differ from other machines': run it with IEEE 754's default floating-point mode"
+        )
+
+
 @dataclass(frozen=True)
 class ModelStep:
     """A round's model step (:func:`agreeing_clipped_mean`).
@@ -132,13 +155,15 @@ def agreeing_admitted(updates: np.ndarray, paid: np.ndarray, candidates: np.ndar
     enters; a scaled copy of an honest update enters exactly when that update's direction would; nothing enters
     when nobody is paid or the paid updates sum to 0.
 
-    Bit-exact on every machine: ``S`` is summed elementwise in trainer order (float64), every dot product and
-    squared norm is :func:`fixed_dot`, and every comparison is made exactly, in rationals, on those floats
-    (``cos_j > cos_i`` as ``<u_j, S>^2 |u_i|^2 > <u_i, S>^2 |u_j|^2`` with both dots positive; a copy as
-    ``<u_j, u_k> > 0`` and ``<u_j, u_k>^2 >= COPY_COS^2 |u_j|^2 |u_k|^2``): no square root or division
-    decides an admission. Cost: :func:`fixed_dot` twice per paid or candidate update, and once per (admissible
-    candidate, paid or earlier admitted update) pair for the copy test.
+    Bit-exact on every machine in IEEE 754's default mode (:class:`FloatEnvironmentError` otherwise): ``S`` is
+    summed elementwise in trainer order (float64), every dot product and squared norm is :func:`fixed_dot`, and
+    every comparison is made exactly, in rationals, on those floats (``cos_j > cos_i`` as
+    ``<u_j, S>^2 |u_i|^2 > <u_i, S>^2 |u_j|^2`` with both dots positive; a copy as ``<u_j, u_k> > 0`` and
+    ``<u_j, u_k>^2 >= COPY_COS^2 |u_j|^2 |u_k|^2``): no square root or division decides an admission.
+    Cost: :func:`fixed_dot` twice per paid or candidate update, and once per (admissible candidate, paid or earlier
+    admitted update) pair for the copy test.
     """
+    require_ieee_subnormals()
     return _admission(np.asarray(updates), np.asarray(paid, dtype=bool), np.asarray(candidates, dtype=bool))[0]
 
 
@@ -210,7 +235,9 @@ def agreeing_clipped_mean(
     median length, never shortened, at most ``max_step`` times and less when the step leaves updates at hand
     out: :func:`step_cap`; the updates at hand are the paid ones and the unpaid candidates C), then rounded to
     float32; None when nobody is paid. Norms are square roots of :func:`fixed_dot` and the median and factors
-    plain float arithmetic, so the step is the same bits on every machine. Pay is not this function's business:
+    plain float arithmetic, so the step is the same bits on every machine in IEEE 754's default floating-point
+    mode; in a thread that flushes subnormals to zero it raises :class:`FloatEnvironmentError`
+    (:func:`require_ieee_subnormals`) rather than compute other bits. Pay is not this function's business:
     admitted updates earn nothing.
 
     Equal weights, as the live path (``round.score.score_round``) has always averaged the paid updates: sample
@@ -225,6 +252,7 @@ def agreeing_clipped_mean(
     """
     if not max_step >= 1.0:
         raise ValueError("max_step must be >= 1")
+    require_ieee_subnormals()
     u = np.asarray(updates)
     paid = np.asarray(paid, dtype=bool)
     candidates = np.asarray(candidates, dtype=bool)
@@ -244,7 +272,7 @@ def agreeing_clipped_mean(
         weights[j] = min(1.0, radius / math.sqrt(sq[int(j)])) / count
     total = np.zeros(u.shape[1], dtype=np.float64)
     for i in np.flatnonzero(paid | admitted):
-        total += weights[i] * u[i]  # a float64 weight times the float32 row, as fedavg sums
+        total += np.multiply(u[i], weights[i], dtype=np.float64)  # the float32 row times a float64 weight, as fedavg
     stretch = 1.0
     cap = step_cap(count, int((paid | candidates).sum()), max_step)
     if cap > 1.0:

@@ -97,7 +97,12 @@ class GramScorer(InlierFedAvg, RoundScorer):
         return details
 
     def aggregate_paid(
-        self, updates: np.ndarray, has_update: np.ndarray, int_scores: np.ndarray, max_step: float = MAX_STEP
+        self,
+        updates: np.ndarray,
+        has_update: np.ndarray,
+        int_scores: np.ndarray,
+        max_step: float = MAX_STEP,
+        unpaid_by_reference: np.ndarray | None = None,
     ) -> ModelStep:
         """The round's model step (:func:`~marketplace.rule.aggregate.agreeing_clipped_mean`): the paid updates
         (integer score > 0, the full update here: flagged and gated trainers score 0, a row paid without its
@@ -105,10 +110,18 @@ class GramScorer(InlierFedAvg, RoundScorer):
         lengthened at most ``max_step`` times (less when it leaves updates here out:
         :func:`~marketplace.rule.aggregate.step_cap`). Equal weights whatever :attr:`weighting` says (it is
         :meth:`aggregate`'s, the generic step): sample counts are the trainers' word. ``step`` None: nobody was
-        paid."""
+        paid.
+
+        ``unpaid_by_reference``: bool (N,), the trainers the rule pays and the owner's reference left unpaid (the
+        reference-aware rule's ``ref_excluded``); they are no candidates: an owner who unpays a trainer with its
+        reference does not get that trainer's update in its model either (else unpaying would be free work for
+        it, its share going to a colluding paid trainer)."""
         has = np.asarray(has_update, dtype=bool)
         paid = has & (np.asarray(int_scores) > 0)
-        return agreeing_clipped_mean(updates, paid, has & ~paid, max_step)
+        candidates = has & ~paid
+        if unpaid_by_reference is not None:
+            candidates &= ~np.asarray(unpaid_by_reference, dtype=bool)
+        return agreeing_clipped_mean(updates, paid, candidates, max_step)
 
     def run_round(
         self,
@@ -126,7 +139,7 @@ class GramScorer(InlierFedAvg, RoundScorer):
         ref_row = None if reference is None else self.reference_row(reference)
         res = self.evaluate(summaries, active, ref_row)
         flags = res.flags & active
-        step = self.aggregate_paid(u, active, res.scores)
+        step = self.aggregate_paid(u, active, res.scores, unpaid_by_reference=res.stats.get("ref_excluded"))
         return RoundResult(
             flags=flags, scores=shares(res.scores), weights=step.weights * step.stretch, aggregate=step.step,
             details=self._details(summaries, res), admitted=step.admitted,
