@@ -93,7 +93,7 @@ def test_an_update_seen_on_ipfs_before_its_commit_cannot_be_committed_first_by_a
         pid = owner.create_project(cfg)
         for t in trainers:
             t.join(pid)
-        updates = agreeing_updates(4, seed=11)
+        updates = agreeing_updates(4, seed=171)  # an update no other test pins (the test diffs the pins)
         for t, u in zip(honest, updates[1:], strict=True):
             assert isinstance(TrainerNode(t, store, FixedUpdate(u)).step(pid), Committed)
 

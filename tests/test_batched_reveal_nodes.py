@@ -152,7 +152,7 @@ def test_a_trainer_never_publishes_its_opening_while_the_commit_phase_is_open(
 ) -> None:
     store = store_of(ipfs_node)
     pid = project(actors, store, n=2)
-    honest = trainer_nodes(actors, store, n=2, seed=11)[0]  # an update no other test pins
+    honest = trainer_nodes(actors, store, n=2, seed=172)[0]  # an update no other test pins
     opens_at = 0
 
     def lying_clock() -> int:  # says the reveal phase is open, while the chain says commits are
