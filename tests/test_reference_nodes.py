@@ -109,6 +109,24 @@ def _nodes(actors: Actors, store: ModelStore, updates: list[np.ndarray]) -> list
     return [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers, updates, strict=False)]
 
 
+def reference_round(actors: Actors, store: ModelStore) -> tuple[int, Scenario]:
+    """A finished one-round project of ``HONEST + 1`` trainers, committed in trainer order, whose round the owner's
+    reference decided (:func:`scenario`): the trainer at :data:`AT` unpaid by it. Run by the nodes: the owner
+    commits, the trainers commit and reveal, the owner reveals, the aggregator finalizes."""
+    pid = project(actors, store, n=HONEST + 1)
+    s = scenario(actors.owner.sketch_seed(pid), actors.owner.sketch_width(pid))
+    trainers = _nodes(actors, store, s.updates)
+    owner = OwnerReferenceNode(actors.owner, store, FixedUpdate(s.reference))
+    assert isinstance(owner.step(pid), ReferenceCommitted)
+    for node in trainers:
+        assert isinstance(node.step(pid), Committed)
+    for node in trainers:
+        assert isinstance(node.step(pid), Submitted)
+    assert isinstance(owner.step(pid), ReferenceRevealed)
+    assert isinstance(AggregatorNode(actors.aggregator, store).step(pid), RoundReport)
+    return pid, s
+
+
 def _withdraw_everyone(actors: Actors, pid: int, trainers: list[MarketClient]) -> int:
     return sum(c.withdraw(pid) for c in [actors.owner, actors.aggregator, *trainers])
 

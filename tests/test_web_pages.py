@@ -150,14 +150,17 @@ def test_a_round_page_says_whether_the_owners_reference_was_committed_and_reveal
     client: TestClient, actors: Actors, ipfs: IpfsClient
 ) -> None:
     """Read from the chain (``referenceOf``): round 0 revealed (its commitment shown), round 1 committed and not
-    revealed, round 2 none; each in words, linking to the page that says what the reference is."""
+    revealed, round 2 none; each in words, linking to the page that says what the reference is. What the reference
+    changed: nothing where it was not revealed (no partial on the page); in round 0 the trainers' updates are not on
+    IPFS (made-up CIDs), so their rows, on chain only as hashes, cannot be made again: the JSON and the page's partial
+    say so, and name the one unflagged trainer paid nothing (by the rule's own test or by the reference)."""
     pid = actors.training_project(3, rounds=3)
     row = commit_update(np.random.default_rng(5).normal(size=300), actors.owner.sketch_seed(pid),
                         actors.owner.sketch_width(pid))[0]  # fmt: skip
     sealed = commit_reference(actors.owner, pid, 0, row)
     actors.submit_all(pid, 0)
     reveal_reference(actors.owner, pid, 0, sealed, HashProver())
-    finalize(actors, ipfs, pid, 0, [3, 2, 1], [False] * 3, 0.5)  # the test proof covers the revealed commitment
+    finalize(actors, ipfs, pid, 0, [3, 2, 0], [False] * 3, 0.5)  # the test proof covers the revealed commitment
     withheld = commit_reference(actors.owner, pid, 1, row)
     actors.submit_all(pid, 1)
     actors.chain.increase_time(actors.owner.round_deadlines(pid).reveal - actors.chain.timestamp() + 1)
@@ -183,6 +186,22 @@ def test_a_round_page_says_whether_the_owners_reference_was_committed_and_reveal
         assert words in " ".join(cell[1].split()), cell[1]
         assert (f'data-copy="{commitment}"' in cell[1]) is revealed, cell[1]
         assert 'href="/about/owner-reference"' in cell[1]
+        effect = api["effect"]
+        assert effect["state"] == ("unavailable" if revealed else "none"), effect
+        assert effect["unpaid"] == effect["added"] == [], effect
+        assert (f"/projects/{pid}/rounds/{round_}/reference-changes" in html) is revealed
+    members = actors.owner.trainers(pid)
+    effect = client.get(f"/api/projects/{pid}/rounds/0/reference").json()["effect"]
+    assert "3 revealed update(s) cannot be read by the public" in effect["unavailable"], effect
+    summary = effect["summary"]
+    assert "cannot be recomputed from public data" in summary and "on chain only as hashes" in summary, summary
+    assert effect["undecided"] == [members[2]]  # unflagged, paid nothing: by the rule's test or by the reference
+    assert "1 unflagged trainer(s) were paid nothing (#2)" in summary, summary
+    part = client.get(f"/projects/{pid}/rounds/0/reference-changes", headers={"HX-Request": "true"})
+    assert part.status_code == 200 and 'data-state="unavailable"' in part.text
+    assert "cannot be recomputed from public data" in part.text
+    listed = re.search(r'<ul id="reference-undecided"[^>]*>(.*?)</ul>', part.text, re.S)
+    assert listed and re.findall(r'data-trainer="(0x[0-9a-fA-F]{40})"', listed[1]) == [members[2]], part.text
     assert client.get(f"/api/projects/{pid}/rounds/3/reference").status_code == 404  # not finalized
     about = client.get("/about/owner-reference")
     assert about.status_code == 200 and "It flags nobody" in about.text and "robust-reference.md" in about.text

@@ -13,7 +13,7 @@ import numpy as np
 
 from marketplace.protocol.commitment import sanitize_rows
 from marketplace.round.collect import RoundInputs
-from marketplace.rule.gram import GramConfig, shares
+from marketplace.rule.gram import GramConfig, GramResult, shares
 from marketplace.rule.scorer import GramScorer
 
 
@@ -27,6 +27,12 @@ class ReferenceEffect:
     used: bool
     unpaid: list[int]
     added: list[int]
+
+    @classmethod
+    def of(cls, stats: dict[str, np.ndarray]) -> ReferenceEffect:
+        """The effect the reference-aware rule's statistics (trainer order: :func:`rule_result`) record."""
+        unpaid, added = np.flatnonzero(stats["ref_excluded"]), np.flatnonzero(stats["ref_included"])
+        return cls(bool(stats["ref_ok"]), [int(i) for i in unpaid], [int(i) for i in added])
 
     def summary(self, names: Sequence[str]) -> str:
         """In words, naming trainer ``i`` as ``names[i]``: whether the reference decided the pay, and whom it
@@ -74,14 +80,12 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     reference row (K + 2 grid values; :func:`marketplace.round.reference.revealed_reference`), scored with the
     reference-aware rule (``gram_rule_ref_int``), what it changed in ``reference`` (:class:`ReferenceEffect`);
     None: the rule without a reference."""
-    scorer = GramScorer(inputs.sketch_width, inputs.seed, cfg, arrival=inputs.arrival_order,
-                        weighting="equal")  # fmt: skip
     rows, _ = sanitize_rows(inputs.rows)
-    res = scorer.evaluate(rows, inputs.valid, reference)
+    res = rule_result(inputs, cfg, reference)
     rejected = inputs.rejected_mask
     flags = [bool(f) or r for f, r in zip(res.flags & inputs.valid, rejected, strict=True)]
     chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)
-    step = scorer.aggregate_paid(
+    step = _scorer(inputs, cfg).aggregate_paid(
         inputs.updates, inputs.has_update, np.array(chain_scores), unpaid_by_reference=res.stats.get("ref_excluded")
     )
     return ScoredRound(
@@ -92,15 +96,23 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
         aggregate=step.step,
         admitted=[bool(a) for a in step.admitted],
         rows=rows,
-        reference=None if reference is None else _effect(res.stats),
+        reference=None if reference is None else ReferenceEffect.of(res.stats),
         stretch=step.stretch,
     )
 
 
-def _effect(stats: dict[str, np.ndarray]) -> ReferenceEffect:
-    """The :class:`ReferenceEffect` of the reference-aware rule's statistics (trainer order)."""
-    unpaid, added = np.flatnonzero(stats["ref_excluded"]), np.flatnonzero(stats["ref_included"])
-    return ReferenceEffect(bool(stats["ref_ok"]), [int(i) for i in unpaid], [int(i) for i in added])
+def rule_result(inputs: RoundInputs, cfg: GramConfig | None = None, reference: np.ndarray | None = None) -> GramResult:
+    """The Gram rule's exact integer result on the round's committed rows (sanitised, slots in arrival order),
+    mapped back to trainer order, with the owner's ``reference`` row if given: the flags and scores
+    :func:`score_round` pays with (before rejected submitters are flagged) and the rule's statistics, those of the
+    reference-aware rule included (``base_scores``: the rule without the reference)."""
+    rows, _ = sanitize_rows(inputs.rows)
+    return _scorer(inputs, cfg).evaluate(rows, inputs.valid, reference)
+
+
+def _scorer(inputs: RoundInputs, cfg: GramConfig | None) -> GramScorer:
+    """The round's scorer: its sketch width and seed, its arrival order, the protocol's equal weights."""
+    return GramScorer(inputs.sketch_width, inputs.seed, cfg, arrival=inputs.arrival_order, weighting="equal")
 
 
 def new_model(previous: np.ndarray, scored: ScoredRound) -> np.ndarray:

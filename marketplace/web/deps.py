@@ -23,6 +23,7 @@ from marketplace.web.services.context import MarketContext
 from marketplace.web.services.ipfs_fetches import WebFetches
 from marketplace.web.services.models import ModelService
 from marketplace.web.services.projects import ProjectService
+from marketplace.web.services.round_recompute import RecomputeService
 from marketplace.web.services.rounds import RoundService
 from marketplace.web.services.trainers import TrainerService
 from marketplace.web.services.transactions import TransactionService
@@ -61,6 +62,10 @@ def get_projects(services: Synced) -> ProjectService:
 
 def get_rounds(services: Synced) -> RoundService:
     return services.rounds
+
+
+def get_recomputations(services: Synced) -> RecomputeService:
+    return services.recomputations
 
 
 def get_trainers(services: Synced) -> TrainerService:
@@ -102,6 +107,7 @@ SettingsDep = Annotated[WebSettings, Depends(get_settings)]
 ContextDep = Annotated[MarketContext, Depends(get_context)]
 ProjectsDep = Annotated[ProjectService, Depends(get_projects)]
 RoundsDep = Annotated[RoundService, Depends(get_rounds)]
+RecomputeDep = Annotated[RecomputeService, Depends(get_recomputations)]
 TrainersDep = Annotated[TrainerService, Depends(get_trainers)]
 AggregatorsDep = Annotated[AggregatorService, Depends(get_aggregators)]
 TransactionsDep = Annotated[TransactionService, Depends(get_transactions)]

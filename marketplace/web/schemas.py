@@ -4,6 +4,7 @@
   ``<name>_eth``, the same amount in ETH, exact, as a decimal string; a request takes either;
 * **percentages**: basis points, integers (``*_bps``; 1 bps = 0.01 %, 10,000 = 100 %), in and out; the one
   fraction is a round's ``accuracy``, the aggregator's own figure (0 to 1) from its proof document;
+* **cosines**: floats from -1 to 1 (the rule's statistics behind what a round's owner's reference changed);
 * **periods**: seconds (``*_period``), in and out; points in time: unix seconds (``*_deadline``, ``now``);
 * **lists**: paginated (:class:`Paged`: ``items``, ``total``, ``limit``, ``offset``).
 
@@ -337,6 +338,77 @@ class OwnerReference(BaseModel):
         "none: the round was scored by the rule without a reference"
     )
     status: str = Field(description="what this means for the round, in words")
+
+
+class ReferenceMove(BaseModel):
+    """One trainer whose pay the owner's reference changed: its score by the rule without the reference and as
+    recorded (with it), its share of the round both ways, and the two cosines the rule decided on."""
+
+    index: int = Field(description="the trainer's index in the project")
+    trainer: str
+    score_without: str = Field(
+        description="the score the rule without the reference gives it (an integer, fixed point 2^13, a decimal string)"
+    )
+    score_with: str = Field(description="the score recorded on chain: the rule with the reference (a decimal string)")
+    share_without_bps: Bps = Field(description="its share of the round's reward without the reference, basis points")
+    share_with_bps: Bps = Field(
+        description="its share of the round's reward as recorded (with the reference), basis points"
+    )
+    reference_cosine: float = Field(
+        description="g: the cosine of its committed sketch to the reference's (positive: it agrees with the reference)"
+    )
+    typicality: float = Field(
+        description="m: its median cosine to the other trainers; the reference may unpay only a trainer below the "
+        "round's median of these (median_typicality)"
+    )
+
+
+class ReferenceChanges(BaseModel):
+    """What the owner's revealed reference changed in a round's pay (docs/design/robust-reference.md, section 2),
+    recomputed from public data: the revealed row (``ReferenceRevealed``, checked against ``referenceOf``) and the
+    trainers' committed rows, made again from their revealed updates on IPFS and checked against their on-chain
+    commitments (a row published in a dispute as it is on chain), the rule run with and without the reference. It
+    never changes a flag, and a trainer paid both ways is paid the very same score; the others' shares move only
+    because the round's total does."""
+
+    state: Literal["none", "used", "ignored", "unavailable"] = Field(
+        description="none: the owner revealed no reference, the round was scored by the rule alone; used: the "
+        "reference decided the scores (unpaid and added say whom it moved, maybe nobody); ignored: revealed, and the "
+        "rule set it aside (it did not side with most trainers, or would have paid nobody), so the round was paid as "
+        "without it; unavailable: the rule without the reference cannot be recomputed from public data (see "
+        "unavailable)"
+    )
+    summary: str = Field(description="what the reference changed, in words")
+    unpaid: list[ReferenceMove] = Field(
+        default_factory=list,
+        description="unpaid by the reference: the trainers the rule without it pays and the recorded round does not",
+    )
+    added: list[ReferenceMove] = Field(
+        default_factory=list,
+        description="added by the reference: the trainers the recorded round pays and the rule without it does not",
+    )
+    median_typicality: float | None = Field(
+        default=None, description="M: the round's median of the trainers' typicality (recomputed states only)"
+    )
+    reference_median: float | None = Field(
+        default=None,
+        description="m_r: the reference's median cosine to the trainers (recomputed states only); the rule uses the "
+        "reference only if it is positive",
+    )
+    unavailable: str | None = Field(default=None, description="why it cannot be recomputed (state unavailable)")
+    undecided: list[str] = Field(
+        default_factory=list,
+        description="state unavailable: the unflagged trainers the round paid nothing, each unpaid by the rule's "
+        "own test or by the reference, which public data cannot tell apart",
+    )
+
+
+class RoundReference(OwnerReference):
+    """A round's owner's reference as the market records it and what it changed in the round's pay."""
+
+    effect: ReferenceChanges = Field(
+        description="what the reference changed in the round's pay, recomputed from public data"
+    )
 
 
 class VerifyResult(BaseModel):

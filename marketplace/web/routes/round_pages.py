@@ -1,8 +1,10 @@
 """A finalized round's own page (``/projects/{id}/rounds/{n}``: scores as shares, rewards, every flag with its
 reasons, the owner's reference row, the verify buttons), the page saying what the owner's reference is
-(``/about/owner-reference``), the reasons the rule gives for its flags recomputed from public data (an htmx
-partial: the recomputation fetches the round's updates), the project page's live part (polled by htmx while the
-project is open or training) and the downloads: a round's proof document and model, the project's latest model.
+(``/about/owner-reference``), the reasons the rule gives for its flags and what the owner's reference changed in
+the round's pay, both recomputed from public data (two htmx partials sharing one recomputation, which fetches the
+round's updates: :mod:`~marketplace.web.services.round_recompute`), the project page's live part (polled by htmx
+while the project is open or training) and the downloads: a round's proof document and model, the project's latest
+model.
 
 Downloads are fetched through the server's IPFS node and checked against their CID before they are served; these
 fetches, and the recomputation's, are cached and bounded (:mod:`~marketplace.web.services.ipfs_fetches`): a
@@ -11,9 +13,7 @@ request beyond the bounds gets 503 with ``Retry-After``.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from marketplace.adapters.ipfs.tensors import DEFAULT_MAX_BYTES
@@ -23,9 +23,8 @@ from marketplace.web.deps import (
     FetchesDep,
     PageDep,
     ProjectsDep,
+    RecomputeDep,
     RoundsDep,
-    SettingsDep,
-    Synced,
     VerifiersDep,
 )
 from marketplace.web.errors import retry_headers
@@ -33,24 +32,13 @@ from marketplace.web.filters import when
 from marketplace.web.page_cache import mark_chain_time
 from marketplace.web.schemas import ProjectDetail, RoundView
 from marketplace.web.services.errors import NotFound, Unavailable
-from marketplace.web.services.flag_reasons import FlagReasonService, Recomputed, chain_causes, public_recompute
+from marketplace.web.services.flag_reasons import chain_causes
 from marketplace.web.services.ipfs_fetches import WebFetches
 from marketplace.web.services.project_pages import neighbours, project_context
+from marketplace.web.services.reference_effects import not_now
+from marketplace.web.services.round_recompute import Recomputed
 
 pages = APIRouter(include_in_schema=False)
-
-
-def get_flag_reasons(request: Request, services: Synced, settings: SettingsDep) -> FlagReasonService:
-    """The app's :class:`FlagReasonService` (made on first use, kept in ``app.state``)."""
-    state = request.app.state
-    if getattr(state, "flag_reasons", None) is None:
-        recompute = public_recompute(services.context.market, services.fetches)
-        state.flag_reasons = FlagReasonService(recompute, settings.ipfs_failure_ttl)
-    service: FlagReasonService = state.flag_reasons
-    return service
-
-
-FlagReasonsDep = Annotated[FlagReasonService, Depends(get_flag_reasons)]
 
 
 @pages.get("/projects/{project_id}/live")
@@ -88,20 +76,43 @@ def round_page(
 
 @pages.get("/projects/{project_id}/rounds/{round_}/flag-causes")
 def flag_causes(
-    page: PageDep, svc: ProjectsDep, reasons: FlagReasonsDep, client: ClientDep, project_id: int, round_: int
+    page: PageDep, svc: ProjectsDep, recomputations: RecomputeDep, client: ClientDep, project_id: int, round_: int
 ) -> Response:
     """The rule's causes of the round's flags, recomputed from the revealed updates (htmx partial). When the server
     runs all the IPFS fetches it allows for visitors, the partial says so, with 503 and ``Retry-After`` (an error
     page would be swapped into the round's page)."""
     view = _finalized(svc.detail(project_id), round_)
     try:
-        result, status, headers = reasons.causes(project_id, round_, client), 200, None
+        result, status, headers = recomputations.get(project_id, round_, client), 200, None
     except Unavailable as exc:
-        words = str(exc).rstrip(".")
-        result, status, headers = Recomputed({}, words[:1].lower() + words[1:]), 503, retry_headers(exc)
+        result, status, headers = Recomputed({}, _lower(exc)), 503, retry_headers(exc)
     response = page.render("_flag_causes.html", {"r": view, "result": result}, status)
     response.headers.update(headers or {})
     return response
+
+
+@pages.get("/projects/{project_id}/rounds/{round_}/reference-changes")
+def reference_changes(
+    page: PageDep, svc: ProjectsDep, rounds: RoundsDep, client: ClientDep, project_id: int, round_: int
+) -> Response:
+    """What the owner's reference changed in the round's pay, recomputed from public data (htmx partial): whom it
+    left unpaid that the rule without it pays, whom it paid that the rule without it does not. When the server runs
+    all the IPFS fetches it allows for visitors, the partial says so, with 503 and ``Retry-After``."""
+    detail = svc.detail(project_id)
+    view = _finalized(detail, round_)
+    try:
+        changes, status, headers = rounds.reference_changes(project_id, round_, client), 200, None
+    except Unavailable as exc:
+        changes, status, headers = not_now(_lower(exc)), 503, retry_headers(exc)
+    response = page.render("_reference_changes.html", {"p": detail.project, "r": view, "changes": changes}, status)
+    response.headers.update(headers or {})
+    return response
+
+
+def _lower(exc: Exception) -> str:
+    """The sentence of ``exc`` to go on after a colon: lower-case first letter, no final full stop."""
+    words = str(exc).rstrip(".")
+    return words[:1].lower() + words[1:]
 
 
 @pages.get("/about/owner-reference")

@@ -1,6 +1,7 @@
-"""A project's finalized rounds: as JSON, with a round's proof and its owner's reference row, and its verification
-by the project's verifier (as JSON, and as the inline answer next to a round's button on the project page). A
-verifier call that failed is reported with its error, the RPC URL in it without credentials."""
+"""A project's finalized rounds: as JSON, with a round's proof and its owner's reference row (and what it changed in
+the round's pay), and its verification by the project's verifier (as JSON, and as the inline answer next to a round's
+button on the project page). A verifier call that failed is reported with its error, the RPC URL in it without
+credentials."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from marketplace.adapters.chain.redact import redact_urls
-from marketplace.web.deps import PageDep, RoundsDep, VerifiersDep
+from marketplace.web.deps import ClientDep, PageDep, RoundsDep, VerifiersDep
 from marketplace.web.routes.paging import PAGE_SIZE, Limit, Offset, page_of
-from marketplace.web.schemas import OwnerReference, Paged, RoundProof, RoundView, VerifyResult
+from marketplace.web.schemas import Paged, RoundProof, RoundReference, RoundView, VerifyResult
 from marketplace.web.services.errors import Rejected
 
 api = APIRouter()
@@ -35,10 +36,13 @@ def round_proof(svc: RoundsDep, project_id: int, round_: int) -> RoundProof:
     return svc.round_proof(project_id, round_)
 
 
-@api.get("/projects/{project_id}/rounds/{round_}/reference", response_model=OwnerReference)
-def round_reference(svc: RoundsDep, project_id: int, round_: int) -> OwnerReference:
-    """Whether the project's owner committed and revealed a reference row in the round, and its commitment."""
-    return svc.reference(project_id, round_)
+@api.get("/projects/{project_id}/rounds/{round_}/reference", response_model=RoundReference)
+def round_reference(svc: RoundsDep, client: ClientDep, project_id: int, round_: int) -> RoundReference:
+    """Whether the project's owner committed and revealed a reference row in the round, its commitment, and what it
+    changed in the round's pay (``effect``): whom it left unpaid that the rule without it pays, whom it paid that the
+    rule without it does not, recomputed from public data (the round's updates fetched from IPFS, once: 503 with
+    ``Retry-After`` when the server runs all the fetches it allows for visitors now)."""
+    return svc.reference_with_changes(project_id, round_, client)
 
 
 @api.post("/projects/{project_id}/rounds/{round_}/verify", response_model=VerifyResult)

@@ -10,6 +10,7 @@ from marketplace.web.services.ipfs_fetches import WebFetches
 from marketplace.web.services.models import ModelService, model_registry
 from marketplace.web.services.pin_limits import PinLimiter
 from marketplace.web.services.projects import ProjectService
+from marketplace.web.services.round_recompute import RecomputeService, public_recompute
 from marketplace.web.services.rounds import RoundService
 from marketplace.web.services.trainers import TrainerService
 from marketplace.web.services.transactions import TransactionService
@@ -28,20 +29,27 @@ class Services:
     aggregators: AggregatorService
     verifiers: VerifierService
     fetches: WebFetches
+    recomputations: RecomputeService
 
     @classmethod
-    def over(cls, context: MarketContext, models: ModelService, fetches: WebFetches) -> Services:
+    def over(
+        cls, context: MarketContext, models: ModelService, fetches: WebFetches, failure_ttl: float = 60.0
+    ) -> Services:
+        """The services over ``context``; a round that could not be recomputed from public data is tried again after
+        ``failure_ttl`` seconds."""
         projects = ProjectService(context)
+        recomputations = RecomputeService(public_recompute(context.market, fetches), failure_ttl)
         return cls(
             context=context,
             projects=projects,
-            rounds=RoundService(context, projects),
+            rounds=RoundService(context, projects, recomputations),
             trainers=TrainerService(context, projects),
             transactions=TransactionService(context, projects),
             models=models,
             aggregators=AggregatorService(context),
             verifiers=VerifierService(context),
             fetches=fetches,
+            recomputations=recomputations,
         )
 
     @classmethod
@@ -57,4 +65,4 @@ class Services:
             failure_ttl=settings.ipfs_failure_ttl,
             cache_bytes=settings.ipfs_cache_bytes,
         )
-        return cls.over(connect(settings), models, fetches)
+        return cls.over(connect(settings), models, fetches, settings.ipfs_failure_ttl)

@@ -5,12 +5,13 @@ Two sources, each public:
 * **the chain** (through the event index): a missed reveal (``RevealMissed``), a rejection announced by the
   aggregator and where its dispute stands (``RejectionAnnounced``, ``RejectionDisputed``, ``SubmissionRejected``),
   with the aggregator's stated cause from the round's proof document (its word, not proven);
-* **the rule, recomputed** (:func:`rule_causes`, :meth:`FlagReasonService.recompute`): the revealed updates are
-  fetched from IPFS and checked against their on-chain commitments exactly as ``marketplace audit`` does
-  (:func:`~marketplace.round.collect.collect_round`), and the Gram rule is run on their committed rows in arrival
-  order; which of its tests fired for each flagged slot is the cause: ``far``, ``lazy``, ``boosted``,
-  ``duplicate`` or ``malformed`` (a row that is not a unit vector). Only attributed when the recomputed flags are
-  the recorded ones; an encrypted project's updates cannot be read by the public, and then no rule cause is shown.
+* **the rule, recomputed** (:func:`rule_causes`, :func:`flag_causes`; the round is read by
+  :mod:`~marketplace.web.services.round_recompute`): the revealed updates are fetched from IPFS and checked against
+  their on-chain commitments exactly as ``marketplace audit`` does (:func:`~marketplace.round.collect.collect_round`),
+  and the Gram rule is run on their committed rows in arrival order; which of its tests fired for each flagged slot
+  is the cause: ``far``, ``lazy``, ``boosted``, ``duplicate`` or ``malformed`` (a row that is not a unit vector).
+  Only attributed when the recomputed flags are the recorded ones; an encrypted project's updates cannot be read by
+  the public, and then no rule cause is shown.
 
 Each cause is a :class:`FlagCause`: a code, a word for it and a one-sentence explanation with the rule's
 constants (:class:`~marketplace.rule.gram.GramConfig`).
@@ -19,29 +20,24 @@ constants (:class:`~marketplace.rule.gram.GramConfig`).
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from marketplace.adapters.chain.market import MarketClient
-from marketplace.adapters.ipfs.errors import StorageError
-from marketplace.adapters.ipfs.store import ModelStore
 from marketplace.protocol.commitment import sanitize_rows
 from marketplace.rule.gram import GramConfig
 from marketplace.rule.scorer import GramScorer
 from marketplace.web.schemas import TrainerEntry
-from marketplace.web.services.ipfs_fetches import FailureMemory, WebFetches
+
+if TYPE_CHECKING:  # it imports torch (the model architectures): imported when a round is recomputed
+    from marketplace.round.collect import RoundInputs
 
 CauseCode = Literal["far", "lazy", "boosted", "duplicate", "malformed", "missed_reveal", "rejected", "disputed"]
 #: The rule's tests in the order they are reported, by the key of :func:`gram_rule_int`'s statistics.
 RULE_TESTS: tuple[tuple[str, CauseCode], ...] = (("far", "far"), ("lazy", "lazy"), ("boost", "boosted"),
                                                  ("dup", "duplicate"))  # fmt: skip
-#: Finalized rounds whose recomputation is kept in memory (a finalized round never changes).
-CACHE_ROUNDS = 256
 
 
 @dataclass(frozen=True)
@@ -124,87 +120,14 @@ def chain_causes(entry: TrainerEntry, aggregator_word: str | None, when: Callabl
     return out
 
 
-@dataclass(frozen=True)
-class Recomputed:
-    """A finalized round's rule recomputed from public data: ``causes`` by trainer address (only flagged trainers
-    whose recorded flag the recomputation reproduced), or why it could not be done (``unavailable``)."""
-
-    causes: dict[str, list[FlagCause]]
-    unavailable: str | None = None
-
-
-#: Recomputes one finalized round for a client: ``(project_id, round_, client) -> Recomputed`` (see
-#: :class:`FlagReasonService`).
-Recompute = Callable[[int, int, str], Recomputed]
-
-
-class FlagReasonService:
-    """The rule's causes of each finalized round's flags, recomputed once per round and kept (bounded); a round
-    that could not be recomputed is not tried again for ``failure_ttl`` seconds."""
-
-    def __init__(
-        self, recompute: Recompute, failure_ttl: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._recompute = recompute
-        self._cache: dict[tuple[int, int], Recomputed] = {}
-        self._failures = FailureMemory(failure_ttl, clock)
-        self._lock = threading.Lock()
-
-    def causes(self, project_id: int, round_: int, client: str = "") -> Recomputed:
-        """The rule's causes of round ``round_`` of ``project_id``, computed on first use (for ``client``: the
-        recomputation's IPFS fetches count as one of its own, :class:`~.ipfs_fetches.WebFetches`). An unavailable
-        answer (IPFS down, an update nobody serves) is remembered for ``failure_ttl`` seconds: asking again within
-        that time gets it from memory, without a fetch; later, the round is recomputed. :class:`Unavailable`
-        (not remembered) when the server runs all the IPFS fetches it allows for visitors now."""
-        key = (project_id, round_)
-        with self._lock:
-            if key in self._cache:
-                return self._cache[key]
-        recalled = self._failures.recall(key)
-        if recalled is not None:
-            reason, age, left = recalled
-            return Recomputed({}, f"{reason} ({age} seconds ago: this server tries again in {left} seconds)")
-        result = self._recompute(project_id, round_, client)
-        if result.unavailable is None:
-            with self._lock:
-                if len(self._cache) >= CACHE_ROUNDS:
-                    self._cache.pop(next(iter(self._cache)))
-                self._cache[key] = result
-        else:
-            self._failures.remember(key, result.unavailable)
-        return result
-
-
-def public_recompute(market: MarketClient, fetches: WebFetches) -> Recompute:
-    """A :data:`Recompute` that reads the chain through ``market`` and the updates through ``fetches`` (one of
-    its slots for the whole recomputation; no node: every round is unavailable)."""
-
-    def recompute(project_id: int, round_: int, client: str) -> Recomputed:
-        if fetches.ipfs_api is None:
-            return Recomputed({}, "this server has no IPFS node to fetch the round's updates from")
-        from marketplace.round.collect import collect_round  # lazy: it imports torch (the model architectures)
-
-        recorded = next((r for r in market.finalized_rounds(project_id) if r.round == round_), None)
-        if recorded is None:
-            return Recomputed({}, f"round {round_} of project {project_id} is not finalized")
-        model = market.get_project(project_id).model_name
-        rejected_on_chain = set(market.rejected_trainers(project_id, round_))
-        try:
-            with fetches.slot(client), fetches.client() as ipfs:
-                inputs = collect_round(market, ModelStore(ipfs), project_id, round_, model)
-        except (StorageError, KeyError, ValueError) as exc:
-            return Recomputed({}, f"the updates could not be read ({type(exc).__name__}: {exc})")
-        unread = set(inputs.rejected) - rejected_on_chain
-        if unread:
-            return Recomputed({}, f"{len(unread)} revealed update(s) cannot be read by the public (encrypted to the "
-                                  "aggregator, or no longer served): the rule cannot be recomputed")  # fmt: skip
-        codes = rule_causes(inputs.rows, inputs.valid, inputs.arrival_order, inputs.sketch_width)
-        words = rule_explanations()
-        causes: dict[str, list[FlagCause]] = {}
-        for i, trainer in enumerate(inputs.trainers):
-            if not codes[i] or not recorded.flags[i]:
-                continue  # not flagged by the rule, or the recorded flag differs: nothing to attribute
-            causes[trainer] = [FlagCause(c, *words[c], "rule") for c in codes[i]]
-        return Recomputed(causes)
-
-    return recompute
+def flag_causes(inputs: RoundInputs, recorded_flags: Sequence[bool]) -> dict[str, list[FlagCause]]:
+    """The rule's causes of the flags of the round of ``inputs`` (its committed rows as the public rebuilds them),
+    by trainer address: only the trainers the chain records flagged (``recorded_flags``, trainer order) whose flag the
+    rule reproduces (:func:`rule_causes`); a recorded flag the rule does not reproduce gets no cause."""
+    codes = rule_causes(inputs.rows, inputs.valid, inputs.arrival_order, inputs.sketch_width)
+    words = rule_explanations()
+    return {
+        trainer: [FlagCause(c, *words[c], "rule") for c in codes[i]]
+        for i, trainer in enumerate(inputs.trainers)
+        if codes[i] and recorded_flags[i]
+    }

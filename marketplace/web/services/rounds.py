@@ -2,7 +2,10 @@
 recorded on chain, and the project's verifier's answer for them (an ``eth_call``, costs nothing).
 The values are those ``finalizeRound`` handed the verifier, the round's tag among them, computed
 by the function the aggregator proves with (:func:`marketplace.round.prove.recorded_verifier_inputs`). A round's
-owner's reference row (:meth:`RoundService.reference`) is read from the chain too (``MarketLens.referenceOf``).
+owner's reference row (:meth:`RoundService.reference`) is read from the chain too (``MarketLens.referenceOf``), and
+what it changed in the round's pay (:meth:`RoundService.reference_changes`) is recomputed from public data
+(:mod:`~marketplace.web.services.reference_effects`, through the round's one recomputation,
+:class:`~marketplace.web.services.round_recompute.RecomputeService`).
 
 The proof bytes come from the calldata of the transaction that finalized the round, so a round
 can be checked without IPFS.
@@ -20,18 +23,28 @@ from marketplace.adapters.chain.market import FinalizedRound, ReferenceRecord, r
 from marketplace.roles.verify import ProofUnavailable, check_proof, proof_from_calldata
 from marketplace.round.prove import VerifierInputs, recorded_verifier_inputs
 from marketplace.web.errors import Attempt, refusal
-from marketplace.web.schemas import OwnerReference, RoundProof, RoundView, VerifyResult
+from marketplace.web.schemas import (
+    OwnerReference,
+    ReferenceChanges,
+    RoundProof,
+    RoundReference,
+    RoundView,
+    VerifyResult,
+)
 from marketplace.web.services.context import MarketContext
 from marketplace.web.services.errors import NotFound, Rejected
 from marketplace.web.services.projects import ProjectService
+from marketplace.web.services.reference_effects import no_reference, unavailable, undecided
+from marketplace.web.services.round_recompute import RecomputeService
 
 
 class RoundService:
     """Finalized rounds of one deployment's projects."""
 
-    def __init__(self, context: MarketContext, projects: ProjectService) -> None:
+    def __init__(self, context: MarketContext, projects: ProjectService, recomputations: RecomputeService) -> None:
         self.context = context
         self.projects = projects
+        self.recomputations = recomputations
 
     def rounds(self, project_id: int) -> list[RoundView]:
         """The finalized rounds of a project (:class:`NotFound` for an unknown project)."""
@@ -65,6 +78,33 @@ class RoundService:
             seal="0x" + record.seal.hex() if record.committed else None,
             commitment="0x" + record.commitment.hex() if record.revealed else None, status=reference_status(record),
         )  # fmt: skip
+
+    def reference_changes(self, project_id: int, round_: int, client: str = "") -> ReferenceChanges:
+        """What the owner's reference changed in the pay of a finalized round, recomputed from public data for
+        ``client`` (:class:`NotFound` if the round is not finalized; state ``none`` without any IPFS fetch if the
+        owner revealed no reference; :class:`~.errors.Unavailable` when the server runs all the IPFS fetches it
+        allows for visitors now)."""
+        return self._changes(self.reference(project_id, round_), client)
+
+    def reference_with_changes(self, project_id: int, round_: int, client: str = "") -> RoundReference:
+        """:meth:`reference` and :meth:`reference_changes` in one answer."""
+        record = self.reference(project_id, round_)
+        return RoundReference(**record.model_dump(), effect=self._changes(record, client))
+
+    def _changes(self, record: OwnerReference, client: str) -> ReferenceChanges:
+        """What the reference of ``record`` changed: nothing if it was not revealed; else from the round's
+        recomputation, or, where that cannot be had, what public data says (the unflagged trainers paid nothing)."""
+        if not record.revealed:
+            return no_reference(record)
+        result = self.recomputations.get(record.project_id, record.round, client)
+        if result.unavailable is not None or result.reference is None:
+            why = result.unavailable or "the owner's revealed reference row was not found on chain"
+            return unavailable(why, self.round(record.project_id, record.round))
+        if result.reference.state == "unavailable":  # the rows are public, the reference's outcome is not said
+            return result.reference.model_copy(
+                update={"undecided": undecided(self.round(record.project_id, record.round))}
+            )
+        return result.reference
 
     def verify_round(self, project_id: int, round_: int) -> VerifyResult:
         """``eth_call``s the project's verifier with the round's on-chain values (its tag among them) and proof."""
