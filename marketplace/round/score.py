@@ -80,12 +80,13 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     reference row (K + 2 grid values; :func:`marketplace.round.reference.revealed_reference`), scored with the
     reference-aware rule (``gram_rule_ref_int``), what it changed in ``reference`` (:class:`ReferenceEffect`);
     None: the rule without a reference."""
+    scorer = _scorer(inputs, cfg)
     rows, _ = sanitize_rows(inputs.rows)
-    res = rule_result(inputs, cfg, reference)
+    res = scorer.evaluate(rows, inputs.valid, reference)  # = rule_result(inputs, cfg, reference), rows sanitised once
     rejected = inputs.rejected_mask
     flags = [bool(f) or r for f, r in zip(res.flags & inputs.valid, rejected, strict=True)]
     chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)
-    step = _scorer(inputs, cfg).aggregate_paid(
+    step = scorer.aggregate_paid(
         inputs.updates, inputs.has_update, np.array(chain_scores), unpaid_by_reference=res.stats.get("ref_excluded")
     )
     return ScoredRound(

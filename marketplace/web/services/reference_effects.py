@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from marketplace.protocol.constants import SCALE
+from marketplace.rule.gram import shares
 from marketplace.web.schemas import OwnerReference, ReferenceChanges, ReferenceMove, RoundView, to_bps
 
 if TYPE_CHECKING:  # collect and score import torch (the model architectures): imported when a round is recomputed
@@ -50,13 +51,12 @@ def reference_changes(inputs: RoundInputs, reference: np.ndarray, recorded_score
     without = [int(s) for s in stats["base_scores"]]
     effect = ReferenceEffect.of(stats)
     cosines, typical = np.asarray(stats["ref_cos"]) / 2.0**SCALE, np.asarray(res.med_cos) / 2.0**SCALE
-    total_without, total_with = sum(without), sum(with_ref)
+    share_without, share_with = shares(np.array(without)), shares(np.array(with_ref))
 
     def move(i: int) -> ReferenceMove:
         return ReferenceMove(
             index=i, trainer=inputs.trainers[i], score_without=str(without[i]), score_with=str(with_ref[i]),
-            share_without_bps=to_bps(without[i] / total_without) if total_without else 0,
-            share_with_bps=to_bps(with_ref[i] / total_with) if total_with else 0,
+            share_without_bps=to_bps(float(share_without[i])), share_with_bps=to_bps(float(share_with[i])),
             reference_cosine=float(cosines[i]), typicality=float(typical[i]),
         )  # fmt: skip
 
