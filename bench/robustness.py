@@ -216,10 +216,10 @@ from marketplace.fl.data import TEST_FILE, VALIDATION_FILE, LocalData, load_npz,
 from marketplace.fl.models import build_model, param_spec, state_to_vector, vector_to_state
 from marketplace.fl.train import evaluate, train_local
 from marketplace.protocol.commitment import sanitize_rows
-from marketplace.rule.aggregate import MAX_STEP, apply_update, fedavg
+from marketplace.rule.aggregate import MAX_STEP, fedavg
 from marketplace.rule.gram import GramConfig
 from marketplace.rule.scorer import GramScorer
-from research.simulate import collect_updates
+from research.simulate import apply_update, collect_updates
 
 try:
     from flwr.common import Code, FitRes, Scalar, Status, ndarrays_to_parameters, parameters_to_ndarrays
@@ -694,7 +694,8 @@ def run_owner(task: Task, attack: Attack, fraction: float, seeds: Sequence[int],
             honest_row = scorer.reference_row(owner_reference(task, state, validation, seed, r))
             row.adversarial.append(pay_moved(adv, col))
             row.honest.append(pay_moved(scorer.evaluate(rows, active, honest_row), col))
-            state = apply_update(state, scorer.aggregate_paid(ru.updates, active, adv.scores).step)
+            step = scorer.aggregate_paid(ru.updates, active, adv.scores, log_norms=rows[:, scorer.sketch_dim]).step
+            state = apply_update(state, step)
         row.final.append(evaluate(task.model, vector_to_state(state, task.model), test.x, test.y)[1])
         console.log(
             f"owner {task.partition} seed {seed} {attack.value} {fraction:.0%}: {time.perf_counter() - t0:.1f} s"

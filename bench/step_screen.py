@@ -34,8 +34,9 @@ import torch
 from bench.robustness import Aggregate, Task, owner_reference, run_scenario
 from marketplace.demo.attacks import Attack
 from marketplace.fl.data import TEST_FILE, VALIDATION_FILE, LocalData, load_npz, partition_digits
-from marketplace.rule.aggregate import agreeing_clipped_mean, apply_update, fedavg, fixed_dot
+from marketplace.rule.aggregate import agreeing_clipped_mean, fedavg, fixed_dot
 from marketplace.rule.scorer import GramScorer
+from research.simulate import apply_update
 
 Stretch = Callable[[float, int, int], float]
 """``(r / |mean|, n in the mean, h at hand) -> factor``."""

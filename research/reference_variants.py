@@ -38,9 +38,9 @@ from marketplace.fl.train import evaluate, train_local
 from marketplace.protocol.commitment import committed_rows, quantize
 from marketplace.protocol.constants import SCALE
 from marketplace.protocol.sketch import sketch_rows
-from marketplace.rule.aggregate import apply_update, fedavg
+from marketplace.rule.aggregate import fedavg
 from marketplace.rule.gram import gram_rule_int
-from research.simulate import collect_updates
+from research.simulate import apply_update, collect_updates
 
 VARIANTS = ("rule", "oracle", "exclude", "decide", "resum", "add_total", "chosen", "add_above", "half")
 

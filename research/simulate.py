@@ -11,8 +11,13 @@ from marketplace.demo.attacks import Attack, AttackConfig, attack_data, attack_u
 from marketplace.fl.data import LocalData
 from marketplace.fl.models import StateDict, build_model, state_to_vector, vector_to_state
 from marketplace.fl.train import train_local
-from marketplace.rule.aggregate import apply_update
 from marketplace.rule.strategy import RoundResult, RoundScorer
+
+
+def apply_update(global_vector: np.ndarray, update: np.ndarray | None) -> np.ndarray:
+    """New flat global vector ``global + update`` (unchanged copy when ``update is None``)."""
+    g = np.asarray(global_vector, dtype=np.float32)
+    return g.copy() if update is None else (g + update).astype(np.float32)
 
 
 @dataclass(frozen=True)

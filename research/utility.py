@@ -10,8 +10,9 @@ from torch import nn
 
 from marketplace.fl.models import StateDict, state_to_vector, vector_to_state
 from marketplace.fl.train import load_state
-from marketplace.rule.aggregate import apply_update, fedavg
+from marketplace.rule.aggregate import fedavg
 from research.baselines.contribution import Utility
+from research.simulate import apply_update
 
 
 def fedavg_utility(

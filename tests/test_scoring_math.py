@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from marketplace.protocol.sketch import sketch, sketch_params, sketch_rows
-from marketplace.rule.aggregate import aggregation_weights, apply_update, fedavg
+from marketplace.rule.aggregate import aggregation_weights, fedavg
+from research.simulate import apply_update
 
 
 def test_fedavg_by_hand() -> None:

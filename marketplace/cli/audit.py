@@ -27,6 +27,7 @@ from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.cli.common import IPFS_API, NETWORK, connect_market, console, fail, open_store, open_store_if_reachable
 from marketplace.protocol.envelope import UpdateKey, UpdateOrigin, is_envelope
 from marketplace.roles.verify import ProofUnavailable, verify_round
+from marketplace.rule.aggregate import PAID_CLIP
 
 if TYPE_CHECKING:
     from marketplace.roles.audit import EncryptedAuditReport, ModelAudit, TrainerAudit
@@ -87,6 +88,8 @@ def audit_cmd(
             update = f"[yellow]paid for the row it published in a dispute; update not in the model: {t.row_only}[/]"
         if t.admitted:
             update += "; in the model, unpaid, clipped"
+        if t.clipped:
+            update += f"; [yellow]longer than {PAID_CLIP:g} x its committed sketch: in the model shortened to that[/]"
         mark = "[green]ok[/green]" if t.agrees else "[red]DIFFERS[/red]"
         table.add_row(
             str(i), t.trainer, update, f"{t.recorded_flag} / {t.recomputed_flag}",
@@ -117,6 +120,9 @@ def step_words(model: ModelAudit, trainers: list[TrainerAudit]) -> str:
     index = {t.trainer: i for i, t in enumerate(trainers)}
     words = f"{model.stretch:.3g} x " if model.stretch != 1.0 else ""
     words += f"mean of {model.paid} paid update(s)"
+    shortened = [f"#{i}" for i, t in enumerate(trainers) if t.clipped]
+    if shortened:
+        words += f" ({', '.join(shortened)} shortened to {PAID_CLIP:g} x its committed sketch's norm)"
     if model.admitted:
         names = ", ".join(f"#{index[t]} {t}" for t in model.admitted)
         words += f" and {len(model.admitted)} agreeing unpaid one(s) (in the model, unpaid, clipped: {names})"

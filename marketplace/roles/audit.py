@@ -73,6 +73,9 @@ class TrainerAudit:
     row_only: str = ""
     #: unpaid, and its update is in the recomputed model all the same (it agrees with the paid ones; clipped)
     admitted: bool = False
+    #: paid, and its update is longer than ``PAID_CLIP`` times its committed sketch's norm: in the recomputed model
+    #: shortened to that (:func:`~marketplace.rule.aggregate.committed_norm_caps`)
+    clipped: bool = False
 
     @property
     def agrees(self) -> bool:
@@ -147,6 +150,7 @@ def audit_round(
             recorded_rejected=t in rejected,
             row_only=inputs.published.get(t, ""),
             admitted=scored.admitted[i],
+            clipped=scored.clipped[i],
         )
         for i, t in enumerate(inputs.trainers)
     ]

@@ -62,6 +62,9 @@ class ScoredRound:
     aggregate: np.ndarray | None
     #: unpaid trainers whose full update is in the step all the same (it agrees with the paid ones; clipped)
     admitted: list[bool]
+    #: paid trainers whose update was longer than ``PAID_CLIP`` times its committed sketch's norm: in the step
+    #: shortened to that (:func:`~marketplace.rule.aggregate.committed_norm_caps`)
+    clipped: list[bool]
     rows: np.ndarray  # N x (K + 2), the rows scored: the ones to prove (zero rows if not valid)
     reference: ReferenceEffect | None = None  # None: scored without a reference (the owner revealed none)
     stretch: float = 1.0  # the factor the step's mean was lengthened by, in [1, MAX_STEP]
@@ -71,7 +74,8 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     """The paying computation: the Gram rule's exact integer flags and scores on the committed
     rows, slots in arrival order (the circuit's computation), rejected submitters flagged, and
     the model step (:meth:`GramScorer.aggregate_paid`): paid are the inliers with a positive score and their
-    full update here (a trainer paid for a row it published on chain has no update in the step); candidates the
+    full update here (a trainer paid for a row it published on chain has no update in the step), each shortened to
+    at most ``PAID_CLIP`` times its committed sketch's norm ``2**l`` (``clipped``); candidates the
     unpaid trainers whose update was revealed, fetched and matched its commitment (``has_update``) and that the
     owner's reference did not unpay, admitted (``admitted``) when they agree with the paid ones, clipped to the
     paid median norm, the step lengthened at most :data:`~marketplace.rule.aggregate.MAX_STEP` times, less when it
@@ -87,8 +91,9 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     flags = [bool(f) or r for f, r in zip(res.flags & inputs.valid, rejected, strict=True)]
     chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)
     step = scorer.aggregate_paid(
-        inputs.updates, inputs.has_update, np.array(chain_scores), unpaid_by_reference=res.stats.get("ref_excluded")
-    )
+        inputs.updates, inputs.has_update, np.array(chain_scores), unpaid_by_reference=res.stats.get("ref_excluded"),
+        log_norms=rows[:, inputs.sketch_width],
+    )  # fmt: skip
     return ScoredRound(
         flags=flags,
         rejected=rejected,
@@ -96,6 +101,7 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
         chain_scores=chain_scores,
         aggregate=step.step,
         admitted=[bool(a) for a in step.admitted],
+        clipped=[bool(c) for c in step.clipped],
         rows=rows,
         reference=None if reference is None else ReferenceEffect.of(res.stats),
         stretch=step.stretch,

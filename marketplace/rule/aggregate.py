@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal, localcontext
 from fractions import Fraction
 
 import numpy as np
@@ -51,12 +52,6 @@ def fedavg(
     return total.astype(np.float32)
 
 
-def apply_update(global_vector: np.ndarray, update: np.ndarray | None) -> np.ndarray:
-    """New flat global vector ``global + update`` (unchanged copy when ``update is None``)."""
-    g = np.asarray(global_vector, dtype=np.float32)
-    return g.copy() if update is None else (g + update).astype(np.float32)
-
-
 # --------------------------------------------------------------------------- the protocol's model step
 
 #: The round's step is lengthened towards the paid updates' median norm by at most this factor, reached when every
@@ -72,6 +67,15 @@ MAX_STEP = 1.5
 #: cosine ``>= 1 - 2**-7``, the rule's duplicate distance (``GramConfig.dup_dist`` = ``||u - v||^2 <= 2**-6``
 #: on unit vectors).
 COPY_COS = 1.0 - 2.0**-7
+
+#: A paid update enters the step at most this many times as long as its committed sketch (``PAID_CLIP * 2**l``,
+#: :func:`committed_norm_caps`). The rule scores a CountSketch of each update, so a component in the sketch's null
+#: space (the seed is public) changes neither the commitment nor the flags nor the score: unclipped, a paid update
+#: could carry it into the model at any norm. Honest updates are about as long as their sketches (``|u| / |s|``
+#: 0.83-1.28 over 240 updates of the robustness bench's task, IID and Dirichlet, rounds 0-5: the sketch keeps
+#: norms in expectation), so 1.5 shortens no honest update there and bounds what any paid update adds to
+#: ``1.5 * 2**l``, ``l`` at most ``lam + 1`` (longer is flagged ``boost``): three median sketch norms.
+PAID_CLIP = 1.5
 
 #: Width of the lane accumulator of :func:`fixed_dot`.
 LANES = 4096
@@ -133,15 +137,36 @@ class ModelStep:
     Attributes:
         step: float32 (D,), ``stretch * sum_i weights_i u_i`` (summed as specified there), or None: nobody is paid.
         admitted: bool (N,), the unpaid updates the step takes (:func:`agreeing_admitted`).
-        weights: float64 (N,), each update's coefficient in the mean before the stretch: ``1 / (|P| + |A|)`` for a
-            paid one, ``min(1, r / |u_j|) / (|P| + |A|)`` for an admitted one, 0 elsewhere.
+        weights: float64 (N,), each update's coefficient in the mean before the stretch: ``min(1, c_i / |u_i|) /
+            (|P| + |A|)`` for a paid one (``c_i`` its cap, infinite without caps), ``min(1, r / |u_j|) / (|P| + |A|)``
+            for an admitted one, 0 elsewhere.
+        clipped: bool (N,), the paid updates longer than their cap, shortened to it.
         stretch: the factor the mean was lengthened by, in ``[1, step_cap(...)]`` (at most ``max_step``).
     """
 
     step: np.ndarray | None
     admitted: np.ndarray
     weights: np.ndarray
+    clipped: np.ndarray
     stretch: float = 1.0
+
+
+def committed_norm_caps(log_norms: np.ndarray, factor: float = PAID_CLIP) -> np.ndarray:
+    """``factor * 2**l_i`` for each committed log-norm ``l_i`` (float64, the rows' column ``K``: a value on the
+    ``2**-13`` grid in ``[-32, 32]``), the most a paid update enters the step with (:data:`PAID_CLIP`).
+
+    The same bits on every machine: ``2**l`` is computed in decimal arithmetic at 40 significant digits (software,
+    no platform ``pow``) and rounded once to float64, then multiplied by ``factor`` (one IEEE rounding). Raises
+    ValueError for a non-finite ``l``."""
+    values = np.asarray(log_norms, dtype=np.float64).reshape(-1)
+    if not np.isfinite(values).all():
+        raise ValueError("committed log-norms must be finite")
+    caps = np.empty(values.shape[0], dtype=np.float64)
+    with localcontext() as ctx:
+        ctx.prec = 40
+        for i, lg in enumerate(values.tolist()):
+            caps[i] = factor * float(Decimal(2) ** Decimal(lg))
+    return caps
 
 
 def agreeing_admitted(updates: np.ndarray, paid: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -164,22 +189,60 @@ def agreeing_admitted(updates: np.ndarray, paid: np.ndarray, candidates: np.ndar
     admitted update) pair for the copy test.
     """
     require_ieee_subnormals()
-    return _admission(np.asarray(updates), np.asarray(paid, dtype=bool), np.asarray(candidates, dtype=bool))[0]
+    u = np.asarray(updates)
+    paid = np.asarray(paid, dtype=bool)
+    terms = _paid_terms(u, paid, None)
+    return _admission(u, paid, np.asarray(candidates, dtype=bool), terms)[0]
 
 
-def _admission(u: np.ndarray, paid: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, dict[int, float]]:
-    """:func:`agreeing_admitted`'s mask, and the squared norms (:func:`fixed_dot`) it computed, by row."""
+@dataclass(frozen=True)
+class _PaidTerms:
+    """The paid updates as the step takes them: squared norms (:func:`fixed_dot`), scale factors (1 or
+    ``cap / |u_i|``), norms as taken (``|u_i|`` or the cap) and their scaled sum ``S`` (float64, elementwise in
+    trainer order)."""
+
+    sq: dict[int, float]
+    scale: dict[int, float]
+    norm: dict[int, float]
+    total: np.ndarray
+
+
+def _paid_terms(u: np.ndarray, paid: np.ndarray, caps: np.ndarray | None) -> _PaidTerms:
+    """Each paid update's squared norm and scale (shortened to its cap when longer: decided exactly, ``|u|^2 >
+    cap^2`` in rationals), and the sum of the paid updates so scaled."""
+    sq: dict[int, float] = {}
+    scale: dict[int, float] = {}
+    norm: dict[int, float] = {}
+    total = np.zeros(u.shape[1], dtype=np.float64)
+    for i in map(int, np.flatnonzero(paid)):
+        sq[i] = fixed_dot(u[i], u[i])
+        cap = math.inf if caps is None else float(caps[i])
+        if cap != math.inf and Fraction(sq[i]) > Fraction(cap) ** 2:
+            scale[i], norm[i] = cap / math.sqrt(sq[i]), cap
+            total += np.multiply(u[i], scale[i], dtype=np.float64)
+        else:
+            scale[i], norm[i] = 1.0, math.sqrt(sq[i])
+            total += u[i]
+    return _PaidTerms(sq, scale, norm, total)
+
+
+def _admission(
+    u: np.ndarray, paid: np.ndarray, candidates: np.ndarray, terms: _PaidTerms
+) -> tuple[np.ndarray, dict[int, float]]:
+    """:func:`agreeing_admitted`'s mask against the (scaled) paid sum of ``terms``, and the squared norms
+    (:func:`fixed_dot`) of the paid and candidate rows."""
     cand = candidates & ~paid
     admitted = np.zeros(u.shape[0], dtype=bool)
+    sq = dict(terms.sq)
     if not paid.any() or not cand.any():
-        return admitted, {}
-    total = np.zeros(u.shape[1], dtype=np.float64)
-    for i in np.flatnonzero(paid):
-        total += u[i]
+        return admitted, sq
+    total = terms.total
     if fixed_dot(total, total) == 0.0:
-        return admitted, {}
+        return admitted, sq
     rows = [int(i) for i in np.flatnonzero(paid | cand)]
-    sq = {i: fixed_dot(u[i], u[i]) for i in rows}
+    for i in rows:
+        if i not in sq:
+            sq[i] = fixed_dot(u[i], u[i])
     agreement = {i: _agreement(fixed_dot(u[i], total), sq[i]) for i in rows}
     bar = min(agreement[int(i)] for i in np.flatnonzero(paid))
     kept = [int(i) for i in np.flatnonzero(paid)]
@@ -223,27 +286,38 @@ def step_cap(in_step: int, at_hand: int, max_step: float = MAX_STEP) -> float:
 
 
 def agreeing_clipped_mean(
-    updates: np.ndarray, paid: np.ndarray, candidates: np.ndarray, max_step: float = MAX_STEP
+    updates: np.ndarray,
+    paid: np.ndarray,
+    candidates: np.ndarray,
+    max_step: float = MAX_STEP,
+    paid_caps: np.ndarray | None = None,
 ) -> ModelStep:
     """The round's model step: the paid updates and the unpaid ones that agree with them (issue 16).
 
-    ``admitted`` is :func:`agreeing_admitted`; with ``r`` the median norm of the paid updates, the step is the
-    equal-weight mean over the paid updates ``u_i`` as they are and the admitted ones clipped to norm ``r``
-    (``u_j min(1, r / |u_j|)``), summed elementwise in float64 in trainer order (each term a float64 weight
-    times the float32 row, as :func:`fedavg` sums), then, when ``max_step > 1``, lengthened by
-    ``clip(r / |mean|, 1, step_cap(|P| + |A|, |P| + |C|, max_step))`` (a server step towards the paid updates'
-    median length, never shortened, at most ``max_step`` times and less when the step leaves updates at hand
-    out: :func:`step_cap`; the updates at hand are the paid ones and the unpaid candidates C), then rounded to
-    float32; None when nobody is paid. Norms are square roots of :func:`fixed_dot` and the median and factors
-    plain float arithmetic, so the step is the same bits on every machine in IEEE 754's default floating-point
-    mode; in a thread that flushes subnormals to zero it raises :class:`FloatEnvironmentError`
+    ``paid_caps`` (float64 (N,), :func:`committed_norm_caps` of the committed rows: ``PAID_CLIP * 2**l_i``) bounds
+    each paid update: one longer than its cap is taken shortened to it (``u_i c_i / |u_i|``; ``clipped``), so that
+    a component the committed sketch does not see cannot enter the model at a norm the rule never judged. None
+    (or an infinite cap): the paid updates are taken as they are; a NaN or negative cap is a ValueError.
+
+    ``admitted`` is :func:`agreeing_admitted` against the sum ``S`` of the paid updates as the step takes them
+    (capped); with ``r`` the median norm of those paid updates, the step is the equal-weight mean over the paid
+    updates (capped) and the admitted ones clipped to norm ``r`` (``u_j min(1, r / |u_j|)``), summed elementwise
+    in float64 in trainer order (each term a float64 weight times the float32 row, as :func:`fedavg` sums), then,
+    when ``max_step > 1``, lengthened by ``clip(r / |mean|, 1, step_cap(|P| + |A|, |P| + |C|, max_step))`` (a
+    server step towards the paid updates' median length, never shortened, at most ``max_step`` times and less
+    when the step leaves updates at hand out: :func:`step_cap`; the updates at hand are the paid ones and the
+    unpaid candidates C), then rounded to float32; None when nobody is paid. Norms are square roots of
+    :func:`fixed_dot`, a cap is compared exactly (``|u_i|^2 > c_i^2`` in rationals), and the median and factors
+    are plain float arithmetic, so the step is the same bits on every machine in IEEE 754's default
+    floating-point mode; in a thread that flushes subnormals to zero it raises :class:`FloatEnvironmentError`
     (:func:`require_ieee_subnormals`) rather than compute other bits. Pay is not this function's business:
-    admitted updates earn nothing.
+    admitted updates earn nothing, and a clipped paid update is paid as its committed row says.
 
     Equal weights, as the live path (``round.score.score_round``) has always averaged the paid updates: sample
     counts are the trainers' word, and one claiming many would weigh the model at will; equal weights also
-    bound every admitted term's norm by ``r / (|P| + |A|)`` (P paid, A admitted) whatever its own norm. With
-    nothing admitted and ``max_step = 1`` the step is :func:`fedavg` of the paid updates, bit for bit.
+    bound every admitted term's norm by ``r / (|P| + |A|)`` (P paid, A admitted) whatever its own norm, and with
+    caps every paid term's by ``c_i / (|P| + |A|)``. With nothing admitted, nothing clipped and ``max_step = 1``
+    the step is :func:`fedavg` of the paid updates, bit for bit.
 
     Cost at D = 1e7, N = 16 (float32 rows, 2 cores shared with other work): every update paid 0.55-0.60 s
     (:func:`fedavg` of the same rows 0.32 s; the rest is 17 :func:`fixed_dot` for the norms); 8 paid and 8
@@ -256,18 +330,24 @@ def agreeing_clipped_mean(
     u = np.asarray(updates)
     paid = np.asarray(paid, dtype=bool)
     candidates = np.asarray(candidates, dtype=bool)
-    admitted, sq = _admission(u, paid, candidates)
+    caps = None if paid_caps is None else np.asarray(paid_caps, dtype=np.float64)
+    if caps is not None and (caps.shape != (u.shape[0],) or np.isnan(caps).any() or (caps < 0).any()):
+        raise ValueError(f"paid_caps must be {u.shape[0]} numbers >= 0 (inf: no cap)")
+    terms = _paid_terms(u, paid, caps)
+    admitted, sq = _admission(u, paid, candidates, terms)
     weights = np.zeros(u.shape[0], dtype=np.float64)
+    clipped = np.zeros(u.shape[0], dtype=bool)
     if not paid.any():
-        return ModelStep(None, admitted, weights)
+        return ModelStep(None, admitted, weights, clipped)
     count = int(paid.sum() + admitted.sum())
     radius = 0.0
     if admitted.any() or max_step > 1.0:
-        norms = sorted(math.sqrt(sq[i] if i in sq else fixed_dot(u[i], u[i])) for i in map(int, np.flatnonzero(paid)))
+        norms = sorted(terms.norm.values())
         mid = len(norms) // 2
         radius = norms[mid] if len(norms) % 2 else (norms[mid - 1] + norms[mid]) / 2
-    for i in np.flatnonzero(paid):
-        weights[i] = 1.0 / count
+    for i, factor in terms.scale.items():
+        weights[i] = factor / count
+        clipped[i] = factor != 1.0
     for j in np.flatnonzero(admitted):
         weights[j] = min(1.0, radius / math.sqrt(sq[int(j)])) / count
     total = np.zeros(u.shape[1], dtype=np.float64)
@@ -281,4 +361,4 @@ def agreeing_clipped_mean(
             stretch = min(max(radius / length, 1.0), cap)
         if stretch != 1.0:
             total *= stretch
-    return ModelStep(total.astype(np.float32), admitted, weights, stretch)
+    return ModelStep(total.astype(np.float32), admitted, weights, clipped, stretch)

@@ -12,7 +12,7 @@ import numpy as np
 from marketplace.protocol.commitment import committed_rows, quantize, sanitize_rows
 from marketplace.protocol.constants import SCALE
 from marketplace.protocol.sketch import sketch_rows
-from marketplace.rule.aggregate import MAX_STEP, ModelStep, agreeing_clipped_mean
+from marketplace.rule.aggregate import MAX_STEP, ModelStep, agreeing_clipped_mean, committed_norm_caps
 from marketplace.rule.gram import GramConfig, GramResult, gram_rule_int, gram_rule_ref_int, shares
 from marketplace.rule.strategy import InlierFedAvg, RoundResult, RoundScorer
 
@@ -103,6 +103,7 @@ class GramScorer(InlierFedAvg, RoundScorer):
         int_scores: np.ndarray,
         max_step: float = MAX_STEP,
         unpaid_by_reference: np.ndarray | None = None,
+        log_norms: np.ndarray | None = None,
     ) -> ModelStep:
         """The round's model step (:func:`~marketplace.rule.aggregate.agreeing_clipped_mean`): the paid updates
         (integer score > 0, the full update here: flagged and gated trainers score 0, a row paid without its
@@ -115,13 +116,18 @@ class GramScorer(InlierFedAvg, RoundScorer):
         ``unpaid_by_reference``: bool (N,), the trainers the rule pays and the owner's reference left unpaid (the
         reference-aware rule's ``ref_excluded``); they are no candidates: an owner who unpays a trainer with its
         reference does not get that trainer's update in its model either (else unpaying would be free work for
-        it, its share going to a colluding paid trainer)."""
+        it, its share going to a colluding paid trainer).
+
+        ``log_norms``: float (N,), the committed rows' log-norms ``l`` (column ``K``); each paid update enters the
+        step at most ``PAID_CLIP * 2**l`` long (:func:`~marketplace.rule.aggregate.committed_norm_caps`): what the
+        committed sketch does not see cannot enter at a norm the rule never judged. None: paid updates uncapped."""
         has = np.asarray(has_update, dtype=bool)
         paid = has & (np.asarray(int_scores) > 0)
         candidates = has & ~paid
         if unpaid_by_reference is not None:
             candidates &= ~np.asarray(unpaid_by_reference, dtype=bool)
-        return agreeing_clipped_mean(updates, paid, candidates, max_step)
+        caps = None if log_norms is None else committed_norm_caps(log_norms)
+        return agreeing_clipped_mean(updates, paid, candidates, max_step, paid_caps=caps)
 
     def run_round(
         self,
@@ -139,7 +145,10 @@ class GramScorer(InlierFedAvg, RoundScorer):
         ref_row = None if reference is None else self.reference_row(reference)
         res = self.evaluate(summaries, active, ref_row)
         flags = res.flags & active
-        step = self.aggregate_paid(u, active, res.scores, unpaid_by_reference=res.stats.get("ref_excluded"))
+        step = self.aggregate_paid(
+            u, active, res.scores, unpaid_by_reference=res.stats.get("ref_excluded"),
+            log_norms=np.asarray(summaries)[:, self.sketch_dim],
+        )  # fmt: skip
         return RoundResult(
             flags=flags, scores=shares(res.scores), weights=step.weights * step.stretch, aggregate=step.step,
             details=self._details(summaries, res), admitted=step.admitted,
