@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from fractions import Fraction
 
 import numpy as np
+
+from marketplace.protocol.constants import LOG_CLIP
 
 
 def aggregation_weights(
@@ -74,7 +76,8 @@ COPY_COS = 1.0 - 2.0**-7
 #: could carry it into the model at any norm. Honest updates are about as long as their sketches (``|u| / |s|``
 #: 0.83-1.28 over 240 updates of the robustness bench's task, IID and Dirichlet, rounds 0-5: the sketch keeps
 #: norms in expectation), so 1.5 shortens no honest update there and bounds what any paid update adds to
-#: ``1.5 * 2**l``, ``l`` at most ``lam + 1`` (longer is flagged ``boost``): three median sketch norms.
+#: ``1.5 * 2**l``, ``l`` at most ``lam + 1`` (longer is flagged ``boost``): three median sketch norms. Not with
+#: fewer than ``min_valid`` valid rows: the rule flags nobody there, and ``l`` is bounded by the box only.
 PAID_CLIP = 1.5
 
 #: Width of the lane accumulator of :func:`fixed_dot`.
@@ -155,18 +158,33 @@ def committed_norm_caps(log_norms: np.ndarray, factor: float = PAID_CLIP) -> np.
     """``factor * 2**l_i`` for each committed log-norm ``l_i`` (float64, the rows' column ``K``: a value on the
     ``2**-13`` grid in ``[-32, 32]``), the most a paid update enters the step with (:data:`PAID_CLIP`).
 
-    The same bits on every machine: ``2**l`` is computed in decimal arithmetic at 40 significant digits (software,
-    no platform ``pow``) and rounded once to float64, then multiplied by ``factor`` (one IEEE rounding). Raises
-    ValueError for a non-finite ``l``."""
+    The same bits on every machine and in every process: ``2**l`` is computed in decimal arithmetic at 40
+    significant digits (software, no platform ``pow``) in a context of this function's own (:func:`_cap_context`:
+    never the thread's, which a caller may have set to trap ``Inexact`` or to overflow to infinity at a small
+    ``Emax``), rounded once to float64, then multiplied by ``factor`` (one IEEE rounding). On the grid the float64
+    does not depend on the 40th digit (every ``2**l`` there is more than ``1e-5`` float64 units from a rounding
+    boundary), so a decimal library that rounds its last digit otherwise gets the same caps. Raises ValueError for
+    a non-finite ``l`` or one outside ``[-LOG_CLIP, LOG_CLIP]`` (no committed row has it; its cap could be
+    infinite)."""
     values = np.asarray(log_norms, dtype=np.float64).reshape(-1)
-    if not np.isfinite(values).all():
-        raise ValueError("committed log-norms must be finite")
+    if not (np.isfinite(values).all() and (np.abs(values) <= LOG_CLIP).all()):
+        raise ValueError(f"committed log-norms must be finite and within [-{LOG_CLIP:g}, {LOG_CLIP:g}]")
+    ctx = _cap_context()
+    two = Decimal(2)
     caps = np.empty(values.shape[0], dtype=np.float64)
-    with localcontext() as ctx:
-        ctx.prec = 40
-        for i, lg in enumerate(values.tolist()):
-            caps[i] = factor * float(Decimal(2) ** Decimal(lg))
+    for i, lg in enumerate(values.tolist()):
+        caps[i] = factor * float(ctx.power(two, Decimal(lg)))  # Decimal(float) and float(Decimal): exact, no context
     return caps
+
+
+def _cap_context() -> Context:
+    """A fresh decimal context with every field given (``Context()`` copies the unset ones from
+    ``decimal.DefaultContext``, which any code in the process may change): 40 digits, round half even, exponents
+    far beyond ``2**±32``, invalid operations, division by zero and overflow trapped."""
+    return Context(
+        prec=40, rounding=ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999, capitals=1, clamp=0, flags=[],
+        traps=[InvalidOperation, DivisionByZero, Overflow],
+    )  # fmt: skip
 
 
 def agreeing_admitted(updates: np.ndarray, paid: np.ndarray, candidates: np.ndarray) -> np.ndarray:
