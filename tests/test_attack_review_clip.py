@@ -21,22 +21,30 @@ import _pydecimal
 import decimal
 import math
 import threading
+from collections.abc import Iterator
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 
 import numpy as np
 import pytest
 
-from marketplace.adapters.chain.market import Commit
-from marketplace.fl.models import num_params
+from marketplace.adapters.chain.deploy import TEST_VERIFIER
+from marketplace.adapters.chain.market import Commit, ProjectConfig
+from marketplace.demo.job import LocalStack, local_stack
+from marketplace.fl.models import build_model, num_params
 from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.sketch import sketch
+from marketplace.roles.aggregator import AggregatorNode, RoundReport
+from marketplace.roles.audit import audit_round
+from marketplace.roles.trainer import Committed, Submitted, TrainerNode
 from marketplace.round.collect import RoundInputs
 from marketplace.round.score import ScoredRound, score_round
 from marketplace.rule.aggregate import MAX_STEP, PAID_CLIP, agreeing_clipped_mean, committed_norm_caps, fixed_dot
+from tests.disputes import step_through_disputes
 from tests.test_attack_review_agreeing import SketchHiddenPoison, _invisible, _unit
-from tests.update_sources import agreeing_updates
+from tests.update_sources import FixedUpdate, agreeing_updates
 
 SEED, K = 11, 32
+ETH = 10**18
 
 
 def _inputs(updates: list[np.ndarray], arrival: list[int] | None = None) -> RoundInputs:
@@ -265,3 +273,57 @@ def test_a_round_with_two_valid_rows_bounds_a_paid_update_by_its_partners_sketch
     along = float(scored.aggregate.astype(np.float64) @ _unit(_invisible(poison, SEED, K)))
     partner = float(np.linalg.norm(sketch(honest[0], K, SEED)))
     assert along <= MAX_STEP * PAID_CLIP * 2 * partner / 2, f"the poison moved the model {along / partner:.3g} |s_0|"
+
+
+# --------------------------------------------------------------------------- against anvil and IPFS
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with local_stack(tmp_path_factory.mktemp("stack"), 8) as s:
+        yield s
+
+
+def test_an_aggregator_whose_process_traps_inexact_finalizes_the_round_the_audit_recomputes(stack: LocalStack) -> None:
+    """Four trainers on anvil and IPFS, the fourth hiding 30 times its norm of a poison (clipped). The aggregator's
+    node runs in a thread whose decimal context traps ``Inexact`` (money code sharing its process). Before the fix
+    the caps inherited that context: ``score_round`` raised ``decimal.Inexact`` and the round could not be finalized
+    (the audit, in the default context, computes it). Now it finalizes, and the audit in the default context agrees
+    bit for bit and names the fourth update clipped."""
+    honest = agreeing_updates(4, seed=47)
+    attacker = SketchHiddenPoison(honest[3], np.random.default_rng(48).normal(size=num_params("mlp")), 30.0)
+    owner = stack.admin.as_account(stack.accounts[1])
+    agg = stack.admin.as_account(stack.accounts[2])
+    initial = stack.store.put_tensors(build_model("mlp", seed=1).state_dict(), {"kind": "model"})
+    pid = owner.create_project(
+        ProjectConfig(
+            aggregator=agg.address, verifier=stack.deployment.address(TEST_VERIFIER), reward_budget=ETH,
+            stake=ETH // 10, rounds=1, min_trainers=4, max_trainers=4, model_name="mlp", initial_model_cid=initial,
+        )
+    )  # fmt: skip
+    sources = [FixedUpdate(honest[0]), FixedUpdate(honest[1]), FixedUpdate(honest[2]), attacker]
+    trainers = [
+        TrainerNode(stack.admin.as_account(stack.accounts[3 + i]), stack.store, s) for i, s in enumerate(sources)
+    ]
+    for t in trainers:
+        t.join(pid)
+    assert all(isinstance(t.step(pid), Committed) for t in trainers)
+    assert all(isinstance(t.step(pid), Submitted) for t in trainers)
+    outcome: list[RoundReport | BaseException | None] = []
+
+    def aggregate() -> None:
+        decimal.getcontext().traps[decimal.Inexact] = True  # this thread's context only
+        try:
+            outcome.append(step_through_disputes(AggregatorNode(agg, stack.store), pid))
+        except BaseException as exc:  # reported below, with its type
+            outcome.append(exc)
+
+    worker = threading.Thread(target=aggregate)
+    worker.start()
+    worker.join(timeout=600)
+    assert len(outcome) == 1, "the aggregator's step did not end in 600 s"
+    report = outcome[0]
+    assert isinstance(report, RoundReport) and report.tx_hash, f"the aggregator failed: {report!r}"
+    audit = audit_round(stack.admin, stack.store, pid, 0)
+    assert audit.agrees
+    assert [t.clipped for t in audit.trainers] == [False, False, False, True]
