@@ -19,10 +19,13 @@ from marketplace.rule.aggregate import (
     COPY_COS,
     LANES,
     MAX_STEP,
+    PAID_CLIP,
     agreeing_admitted,
     agreeing_clipped_mean,
+    committed_norm_caps,
     fedavg,
     fixed_dot,
+    paid_log_norms,
     step_cap,
 )
 
@@ -285,3 +288,18 @@ def test_an_admission_a_hairs_breadth_from_the_bar_decides_as_exact_arithmetic_d
     for j in (2, 3):
         assert 1e-14 < abs(_cos_gap(u[j], u[0], total)) < Decimal("1e-12")
     assert agreeing_admitted(u, paid, ~paid).tolist() == [False, False, *exact]
+
+
+def test_a_paid_caps_log_norm_is_counted_at_most_one_above_the_paid_lower_median() -> None:
+    """``paid_log_norms``: the lower median of the paid ``l`` plus ``PAID_LOG_SPREAD`` bounds every row's ``l`` (with
+    two paid, the shorter's plus one), unpaid rows do not set the median, nobody paid changes nothing, and the
+    caps follow: a paid update 2**20 times as long as its partner is capped at 1.5 * 2 times its partner's."""
+    logs = np.array([0.5, 20.5, -3.0, 7.0])
+    both = paid_log_norms(logs, np.array([True, True, False, False]))
+    assert both.tolist() == [0.5, 1.5, -3.0, 1.5]
+    three = paid_log_norms(logs, np.array([True, True, False, True]))  # sorted paid 0.5, 7, 20.5: lower median 7
+    assert three.tolist() == [0.5, 8.0, -3.0, 7.0]
+    assert paid_log_norms(logs, np.zeros(4, dtype=bool)).tolist() == logs.tolist()
+    assert committed_norm_caps(both)[:2].tolist() == [PAID_CLIP * 2**0.5, PAID_CLIP * 2**1.5]
+    with pytest.raises(ValueError, match="4 log-norms for 3"):
+        paid_log_norms(logs, np.ones(3, dtype=bool))

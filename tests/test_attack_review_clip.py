@@ -11,8 +11,9 @@ xfail that says why and how to fix it.
   row paid without its update carries nothing into the step whatever sits in its update slot.
 - A coalition (a paid trainer hiding 30 or 1000 times its norm of a poison, boosted Sybils carrying it) moves the
   step along the poison within ``MAX_STEP (PAID_CLIP 2**l + k r) / (|P| + |A|)`` and clips no honest update.
-- A round with fewer than three valid rows flags nobody, so nothing bounds ``l`` but the box ``[-32, 32]``: there
-  a paid update enters up to ``1.5 * 2**32`` long (strict xfail).
+- A round with fewer than three valid rows flags nobody, so nothing bounded ``l`` but the box ``[-32, 32]``: there
+  a paid update entered up to ``1.5 * 2**32`` long. Fixed: a cap counts ``l`` at most ``PAID_LOG_SPREAD`` above the
+  paid updates' lower median.
 """
 
 from __future__ import annotations
@@ -251,24 +252,20 @@ def test_a_paid_hidden_poison_and_sybils_move_the_step_within_the_cap_and_clip_n
         assert float(uncapped.astype(np.float64) @ poison) > 3 * radius > 5 * along
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with fewer than min_valid = 3 valid rows the rule flags nobody (no boost), so l is bounded by the box "
-    "only and a paid update enters up to 1.5 * 2**32 long; fix: in such a round cap each paid update at "
-    "PAID_CLIP * 2**min(l_i, min over the paid l + boost_log2) (the boost rule as a clip), or take no step",
-)
 def test_a_round_with_two_valid_rows_bounds_a_paid_update_by_its_partners_sketch() -> None:
     """Two trainers (a project may have ``minTrainers`` 2, or the others may not reveal): the second sends an
     agreeing update 2**20 times as long, plus as much again of a poison its sketch does not see (``|u| = 1.41 |s|``:
     under its cap). With fewer than three valid rows the rule flags nobody, so it is paid (its size factor at most
-    2) and its cap is ``1.5 * 2**l`` with ``l`` 20 above its partner's: the step moves 5.4e5 times the partner's
-    sketch norm along the poison. Promised (docs/security.md): ``l`` at most the median plus one, a hidden component
-    no longer than an unflagged update's, so at most ``MAX_STEP * PAID_CLIP * 2 * |s_0| / 2``."""
+    2). Its cap counted ``l`` as it is (``1.5 * 2**l``, ``l`` 20 above its partner's): the step moved 5.4e5 times the
+    partner's sketch norm along the poison. Fixed: the cap counts ``l`` at most ``PAID_LOG_SPREAD`` above the paid
+    updates' lower median (here the partner's), so the update is clipped to ``1.5 * 2 * |s_0|`` and the step moves
+    at most ``MAX_STEP * PAID_CLIP * 2 * |s_0| / 2`` along the poison; the partner is not clipped."""
     honest = agreeing_updates(2, seed=45)
     poison = np.random.default_rng(46).normal(size=num_params("mlp"))
     attacker = SketchHiddenPoison((2.0**20 * honest[1]).astype(np.float32), poison, 1.0).at(SEED, K)
     scored = score_round(_inputs([honest[0], attacker]))
-    assert not any(scored.flags) and all(s > 0 for s in scored.chain_scores) and not any(scored.clipped)
+    assert not any(scored.flags) and all(s > 0 for s in scored.chain_scores)
+    assert scored.clipped == [False, True]
     assert scored.aggregate is not None
     along = float(scored.aggregate.astype(np.float64) @ _unit(_invisible(poison, SEED, K)))
     partner = float(np.linalg.norm(sketch(honest[0], K, SEED)))

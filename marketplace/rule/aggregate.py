@@ -76,9 +76,17 @@ COPY_COS = 1.0 - 2.0**-7
 #: could carry it into the model at any norm. Honest updates are about as long as their sketches (``|u| / |s|``
 #: 0.83-1.28 over 240 updates of the robustness bench's task, IID and Dirichlet, rounds 0-5: the sketch keeps
 #: norms in expectation), so 1.5 shortens no honest update there and bounds what any paid update adds to
-#: ``1.5 * 2**l``, ``l`` at most ``lam + 1`` (longer is flagged ``boost``): three median sketch norms. Not with
-#: fewer than ``min_valid`` valid rows: the rule flags nobody there, and ``l`` is bounded by the box only.
+#: ``1.5 * 2**l``, with ``l`` taken at most :data:`PAID_LOG_SPREAD` above the paid updates' lower median
+#: (:func:`paid_log_norms`): three median sketch norms.
 PAID_CLIP = 1.5
+
+#: A paid update's cap counts its committed log-norm at most this much above the paid updates' lower median
+#: log-norm (:func:`paid_log_norms`): the rule's ``boost`` bound (``GramConfig.boost_log2``: twice the median norm),
+#: as a clip. With three or more valid rows the rule already flags a longer update (against the median of all valid
+#: rows), so this rarely binds; with fewer it flags nobody, and without it a paid update's cap was bounded by the
+#: row's box only (``1.5 * 2**32``: two trainers, one 2**20 times as long as its partner, moved the model 5.4e5
+#: partner sketch norms along a hidden poison).
+PAID_LOG_SPREAD = 1.0
 
 #: Width of the lane accumulator of :func:`fixed_dot`.
 LANES = 4096
@@ -152,6 +160,21 @@ class ModelStep:
     weights: np.ndarray
     clipped: np.ndarray
     stretch: float = 1.0
+
+
+def paid_log_norms(log_norms: np.ndarray, paid: np.ndarray, spread: float = PAID_LOG_SPREAD) -> np.ndarray:
+    """The log-norms the paid updates' caps count: ``min(l_i, m + spread)``, ``m`` the lower median of the paid
+    ``l`` (the ``(n - 1) // 2``-th smallest of ``n``: with two paid, the shorter's), for every row (unpaid rows
+    too, though no cap of theirs is used); ``log_norms`` unchanged when nobody is paid. Exact: ``l`` is on the
+    ``2**-13`` grid and ``m + spread`` is a float64 sum of grid values."""
+    values = np.asarray(log_norms, dtype=np.float64).reshape(-1)
+    mask = np.asarray(paid, dtype=bool).reshape(-1)
+    if mask.shape != values.shape:
+        raise ValueError(f"{values.shape[0]} log-norms for {mask.shape[0]} paid flags")
+    if not mask.any():
+        return values.copy()
+    ordered = np.sort(values[mask])
+    return np.minimum(values, ordered[(ordered.shape[0] - 1) // 2] + spread)
 
 
 def committed_norm_caps(log_norms: np.ndarray, factor: float = PAID_CLIP) -> np.ndarray:

@@ -12,7 +12,13 @@ import numpy as np
 from marketplace.protocol.commitment import committed_rows, quantize, sanitize_rows
 from marketplace.protocol.constants import SCALE
 from marketplace.protocol.sketch import sketch_rows
-from marketplace.rule.aggregate import MAX_STEP, ModelStep, agreeing_clipped_mean, committed_norm_caps
+from marketplace.rule.aggregate import (
+    MAX_STEP,
+    ModelStep,
+    agreeing_clipped_mean,
+    committed_norm_caps,
+    paid_log_norms,
+)
 from marketplace.rule.gram import GramConfig, GramResult, gram_rule_int, gram_rule_ref_int, shares
 from marketplace.rule.strategy import InlierFedAvg, RoundResult, RoundScorer
 
@@ -119,14 +125,16 @@ class GramScorer(InlierFedAvg, RoundScorer):
         it, its share going to a colluding paid trainer).
 
         ``log_norms``: float (N,), the committed rows' log-norms ``l`` (column ``K``); each paid update enters the
-        step at most ``PAID_CLIP * 2**l`` long (:func:`~marketplace.rule.aggregate.committed_norm_caps`): what the
-        committed sketch does not see cannot enter at a norm the rule never judged. None: paid updates uncapped."""
+        step at most ``PAID_CLIP * 2**l`` long, ``l`` counted at most ``PAID_LOG_SPREAD`` above the paid updates'
+        lower median (:func:`~marketplace.rule.aggregate.committed_norm_caps` of
+        :func:`~marketplace.rule.aggregate.paid_log_norms`): what the committed sketch does not see cannot enter at
+        a norm the rule never judged. None: paid updates uncapped."""
         has = np.asarray(has_update, dtype=bool)
         paid = has & (np.asarray(int_scores) > 0)
         candidates = has & ~paid
         if unpaid_by_reference is not None:
             candidates &= ~np.asarray(unpaid_by_reference, dtype=bool)
-        caps = None if log_norms is None else committed_norm_caps(log_norms)
+        caps = None if log_norms is None else committed_norm_caps(paid_log_norms(log_norms, paid))
         return agreeing_clipped_mean(updates, paid, candidates, max_step, paid_caps=caps)
 
     def run_round(
