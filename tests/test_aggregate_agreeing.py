@@ -20,6 +20,7 @@ from marketplace.rule.aggregate import (
     LANES,
     MAX_STEP,
     PAID_CLIP,
+    STEP_TARGET,
     agreeing_admitted,
     agreeing_clipped_mean,
     committed_norm_caps,
@@ -114,8 +115,8 @@ def test_every_admitted_term_is_clipped_and_the_server_step_is_bounded(
     case: tuple[np.ndarray, np.ndarray], max_step: float
 ) -> None:
     """The step is the mean of the paid updates and the admitted ones clipped to the paid median norm,
-    lengthened by clip(r / |mean|, 1, max(1, max_step sqrt(n / N))), n the updates in the mean and N all of them
-    (every one is at hand): never shortened, at most max_step times."""
+    lengthened by clip(STEP_TARGET r / |mean|, 1, max(1, max_step sqrt(n / N))), n the updates in the mean and N all
+    of them (every one is at hand): never shortened, at most max_step times."""
     u, paid = case
     u64 = u.astype(np.float64)
     result = agreeing_clipped_mean(u, paid, ~paid, max_step)
@@ -125,7 +126,7 @@ def test_every_admitted_term_is_clipped_and_the_server_step_is_bounded(
     mean = np.mean(rows, axis=0)
     length = float(np.linalg.norm(mean))
     cap = max(1.0, max_step * math.sqrt(len(rows) / len(u)))
-    factor = float(np.clip(radius / length, 1.0, cap)) if length > 0 else 1.0
+    factor = float(np.clip(STEP_TARGET * radius / length, 1.0, cap)) if length > 0 else 1.0
     assert result.step is not None
     np.testing.assert_allclose(result.step, mean * factor, rtol=1e-5, atol=1e-5 * max(radius, 1e-3))
     assert result.stretch == pytest.approx(factor, rel=1e-9)
@@ -215,8 +216,8 @@ def test_an_agreeing_scaled_update_enters_clipped_and_its_sign_flip_stays_out() 
     clipped = 2 * (e[0] + 0.2 * e[1]) / np.linalg.norm(e[0] + 0.2 * e[1])
     assert result.step is not None
     np.testing.assert_allclose(result.step, (u[0] + u[1] + u[2] + clipped) / 4, rtol=1e-6)
-    lengthened = agreeing_clipped_mean(u, paid, ~paid)  # the mean is 1.86 long, the median norm 2
-    assert lengthened.step is not None and lengthened.stretch == pytest.approx(2 / np.linalg.norm(result.step))
+    lengthened = agreeing_clipped_mean(u, paid, ~paid)  # the mean is 1.86 long, 1.25 times the median norm 2.5
+    assert lengthened.step is not None and lengthened.stretch == pytest.approx(2.5 / np.linalg.norm(result.step))
     nobody = agreeing_clipped_mean(u, np.zeros(5, dtype=bool), np.ones(5, dtype=bool))
     assert nobody.step is None and not nobody.admitted.any()
     with pytest.raises(ValueError, match="max_step"):

@@ -30,7 +30,7 @@ from marketplace.roles.trainer import Committed, Disputed, StepOutcome, Submitte
 from marketplace.round.collect import RoundInputs, apply_published_rows
 from marketplace.round.prove import HashProver, local_hash_proof, recorded_verifier_inputs
 from marketplace.round.score import score_round
-from marketplace.rule.aggregate import MAX_STEP
+from marketplace.rule.aggregate import MAX_STEP, STEP_TARGET
 from marketplace.rule.gram import GramConfig
 from tests.disputes import close_disputes
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
@@ -428,7 +428,7 @@ def test_the_nodes_dispute_a_false_rejection_end_to_end(actors: Actors, ipfs_nod
     assert not any(report.admitted)
     mean = np.mean(np.array(paid, dtype=np.float64), axis=0)
     radius = float(np.median(np.linalg.norm(np.array(paid, dtype=np.float64), axis=1)))
-    stretch = min(max(radius / float(np.linalg.norm(mean)), 1.0), MAX_STEP)
+    stretch = min(max(STEP_TARGET * radius / float(np.linalg.norm(mean)), 1.0), MAX_STEP)
     assert np.allclose(new - old, stretch * mean, atol=1e-6)
     audit = audit_round(actors.owner, store, pid, 0)
     assert audit.agrees, audit

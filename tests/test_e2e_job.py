@@ -38,7 +38,7 @@ from marketplace.roles.verify import verify_round
 from marketplace.round.collect import collect_round
 from marketplace.round.prove import recorded_verifier_inputs
 from marketplace.round.score import new_model, score_round
-from marketplace.rule.aggregate import MAX_STEP
+from marketplace.rule.aggregate import MAX_STEP, STEP_TARGET
 from tests.disputes import step_through_disputes
 from tests.market_fixtures import commit, reveal_update, test_verifier_proof
 from tests.update_sources import FixedUpdate
@@ -293,7 +293,7 @@ def test_an_unpaid_update_that_agrees_is_in_the_model_clipped_and_the_audit_name
     norms = np.linalg.norm(u, axis=1)
     radius = float(np.median(norms[:3]))
     mean = (u[0] + u[1] + u[2] + u[3] * radius / norms[3]) / 4
-    stretch = min(max(radius / float(np.linalg.norm(mean)), 1.0), MAX_STEP)
+    stretch = min(max(STEP_TARGET * radius / float(np.linalg.norm(mean)), 1.0), MAX_STEP)
     previous = tensors_to_vector(stack.store.get_tensors(start, expected=spec), spec)
     recorded = tensors_to_vector(stack.store.get_tensors(report.model_cid, expected=spec), spec)
     np.testing.assert_allclose(recorded - previous, stretch * mean, rtol=1e-4, atol=1e-7)
