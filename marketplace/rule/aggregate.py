@@ -56,13 +56,13 @@ def fedavg(
 
 # --------------------------------------------------------------------------- the protocol's model step
 
-#: The round's step is lengthened towards the paid updates' median norm by at most this factor, reached when every
-#: update at hand is in the step, and by at most :func:`step_cap` when some are left out (a protocol constant, like
-#: :class:`~marketplace.rule.gram.GramConfig`'s, but no circuit reads it: the step is audited, not proven). 1.5 with
-#: the cap is what ``bench/robustness.py`` measured best (docs/design/robust-reference.md, section 8): unbounded,
-#: the step amplified conflicting paid updates (Dirichlet 40 % label-flip 66.4 -> 54.4 % accuracy); a flat 1.5
-#: lengthened the mean of the few updates left in attacked rounds late in training (IID 15 rounds, 40 %
-#: sign-flip, 93.2 -> 92.6).
+#: The round's step is lengthened towards :data:`STEP_TARGET` times the paid updates' median norm by at most this
+#: factor, reached when every update at hand is in the step, and by at most :func:`step_cap` when some are left out
+#: (a protocol constant, like :class:`~marketplace.rule.gram.GramConfig`'s, but no circuit reads it: the step is
+#: audited, not proven). 1.5 with the cap is what ``bench/robustness.py`` measured best
+#: (docs/design/robust-reference.md, section 8): unbounded, the step amplified conflicting paid updates (Dirichlet
+#: 40 % label-flip 66.4 -> 54.4 % accuracy); a flat 1.5 lengthened the mean of the few updates left in attacked rounds
+#: late in training (IID 15 rounds, 40 % sign-flip, 93.2 -> 92.6).
 MAX_STEP = 1.5
 
 #: The round's mean is lengthened towards this many times the paid updates' median norm ``r`` (within
