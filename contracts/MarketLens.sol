@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {MarketState} from "./MarketState.sol";
 import {TrainingMarket} from "./TrainingMarket.sol";
 
 /**
@@ -17,8 +18,8 @@ import {TrainingMarket} from "./TrainingMarket.sol";
  * read it instead of the market for these views. It holds no state and sends no transaction.
  *
  * WARNING: this contract follows the market's storage layout (the slots and field widths below). Any change of
- * {TrainingMarket}'s state variables or of its `Project`, `Trainer`, `Submission`, `Reference` or `AggregatorRecord`
- * structs, or of how it computes seals, round tags, sketch seeds, amounts owed or required track records, must be
+ * the market's state variables or of its `Project`, `Trainer`, `Submission`, `Reference` or `AggregatorRecord`
+ * structs (all in {MarketState}), or of how it computes seals, round tags, sketch seeds, amounts owed or required track records, must be
  * mirrored here, or the lens answers wrong values; `UpdateKeys` trusts its `getProject`.
  */
 contract MarketLens {
@@ -67,7 +68,7 @@ contract MarketLens {
         v.aggregatorFee = uint96(w1 >> 160);
         v.verifier = address(uint160(w2));
         v.stake = uint96(w2 >> 160);
-        v.status = TrainingMarket.Status(uint8(w3));
+        v.status = MarketState.Status(uint8(w3));
         v.currentRound = uint16(w3 >> 8);
         v.commits = uint8(w3 >> 32);
         v.submissions = uint8(w3 >> 40);
@@ -145,7 +146,7 @@ contract MarketLens {
         returns (uint256 commitDeadline, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline)
     {
         (uint256 open, uint256 config, uint256 disputes) = _projectWords(projectId);
-        if (TrainingMarket.Status(uint8(open)) != TrainingMarket.Status.Training) return (0, 0, 0, 0);
+        if (MarketState.Status(uint8(open)) != MarketState.Status.Training) return (0, 0, 0, 0);
         commitDeadline = uint256(uint40(open >> 48)) + uint32(open >> 128);
         uint256 closedAt = uint40(open >> 88);
         bool allCommitted = uint8(open >> 32) == uint8(open >> 24) && closedAt != 0;
@@ -207,8 +208,8 @@ contract MarketLens {
         bytes32[] memory w = market.extsload(slots);
         uint256 w0 = uint256(w[0]);
         if (address(uint160(w0)) == address(0)) revert UnknownProject(projectId);
-        TrainingMarket.Status status = TrainingMarket.Status(uint8(uint256(w[2])));
-        if (status != TrainingMarket.Status.Finished && status != TrainingMarket.Status.Cancelled) return 0;
+        MarketState.Status status = MarketState.Status(uint8(uint256(w[2])));
+        if (status != MarketState.Status.Finished && status != MarketState.Status.Cancelled) return 0;
         uint256 w1 = uint256(w[1]);
         uint256 config = uint256(w[3]);
         uint256 fee = uint96(w1 >> 160);
