@@ -75,6 +75,7 @@ contract MarketLens {
         v.roundStart = uint40(w3 >> 48);
         v.submissionPeriod = uint32(w3 >> 128);
         v.revealPeriod = uint32(w3 >> 160);
+        v.referenceExpected = uint8(w3 >> 120) != 0;
         v.rounds = uint16(w4);
         v.minTrainers = uint8(w4 >> 16);
         v.maxTrainers = uint8(w4 >> 24);
@@ -137,9 +138,11 @@ contract MarketLens {
     }
 
     /// @notice The current round's deadlines (all 0 unless training): commits until `commitDeadline`
-    /// (or until every trainer committed); reveals from `revealOpens` until `revealDeadline`;
-    /// finalization until `aggregationDeadline`, once every committed trainer revealed or the reveal
-    /// deadline passed. `revealOpens` is the moment the last trainer committed, if all did in time.
+    /// (or until every trainer committed, and the owner's reference if the project expects one); reveals from
+    /// `revealOpens` until `revealDeadline`; finalization until `aggregationDeadline`, once every committed trainer
+    /// revealed (and the owner, if it committed a reference) or the reveal deadline passed. `revealOpens` is the moment
+    /// the commit phase closed early, if it did (the last of the trainers' and the expected reference's commits), else
+    /// one second after `commitDeadline`.
     function roundDeadlines(uint256 projectId)
         external
         view
@@ -148,7 +151,7 @@ contract MarketLens {
         (uint256 open, uint256 config, uint256 disputes) = _projectWords(projectId);
         if (MarketState.Status(uint8(open)) != MarketState.Status.Training) return (0, 0, 0, 0);
         commitDeadline = uint256(uint40(open >> 48)) + uint32(open >> 128);
-        uint256 closedAt = uint40(open >> 88);
+        uint256 closedAt = uint32(open >> 88);
         bool allCommitted = uint8(open >> 32) == uint8(open >> 24) && closedAt != 0;
         uint256 revealStart = allCommitted ? closedAt : commitDeadline;
         revealOpens = allCommitted ? revealStart : commitDeadline + 1;

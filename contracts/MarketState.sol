@@ -24,9 +24,9 @@ abstract contract MarketState is Ownable {
 
     /// @dev Laid out so that a trainer's commit and reveal read and write one slot of it (the open round's),
     /// besides the verifier's for a reveal. Widths: at most {TrainingMarket-MAX_TRAINERS} trainers (8 bits, a 64-bit
-    /// mask), `MAX_ROUNDS` rounds (16 bits), the open round's times in 40 bits (until the year 36812; the join deadline
-    /// in 32, until 2106, as before), amounts of ether in 96 bits (more than all ether there is), sums of them in
-    /// 128.
+    /// mask), `MAX_ROUNDS` rounds (16 bits), the open round's start in 40 bits (until the year 36812; the join
+    /// deadline and the moment the commit phase closed early in 32, until 2106), amounts of ether in 96 bits (more than
+    /// all ether there is), sums of them in 128.
     struct Project {
         address owner;
         uint96 rewardBudget;
@@ -41,7 +41,8 @@ abstract contract MarketState is Ownable {
         uint8 commits; // commits in the current round
         uint8 submissions; // reveals in the current round
         uint40 roundStart;
-        uint40 commitsClosedAt; // when the last trainer committed (0 while some have not)
+        uint32 commitsClosedAt; // when the commit phase closed early: every trainer committed (and the reference)
+        bool referenceExpected; // the commit phase waits for the owner's reference ({TrainingMarket-expectReference})
         uint32 submissionPeriod;
         uint32 revealPeriod;
         uint64 revealedMask; // bit i: trainer i revealed in the open round

@@ -22,7 +22,8 @@ import {MarketDisputes} from "./MarketDisputes.sol";
  *    is full, or with {startTraining} once enough trainers joined (the owner may start early,
  *    anyone after the join deadline).
  * 3. Each round has a commit phase and a reveal phase (commit-reveal). While the commit phase is open
- *    (until the submission deadline, or until every trainer committed) each trainer calls
+ *    (until the submission deadline, or until every trainer committed, and the owner's reference if the project
+ *    expects one: {expectReference}) each trainer calls
  *    {commitUpdate} once with a seal of its submission: a hash binding its update's IPFS CID, its row
  *    commitment, its own address, this chain, market, project and round, and a secret salt ({MarketLens-sealOf}) (or signs
  *    the commit off chain and anyone, e.g. the aggregator, sends several trainers' signed commits at once with
@@ -99,6 +100,7 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
         uint256 slashed; // stake taken from flagged trainers so far
         string modelName;
         string latestModelCid;
+        bool referenceExpected; // the commit phase waits for the owner's reference ({expectReference})
     }
 
     /// @notice A trainer's opening of its seal ({MarketLens-sealOf}), for {revealBatch}.
@@ -243,6 +245,8 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
     /// @notice The aggregator rejected `trainer`'s update of `round` (not available on IPFS, malformed,
     /// or not matching its commitment): it is recorded as flagged and the proof treats it as absent.
     event SubmissionRejected(uint256 indexed projectId, uint256 indexed round, address indexed trainer);
+    /// @notice The project's owner set whether every round's commit phase waits for its reference ({expectReference}).
+    event ReferenceExpected(uint256 indexed projectId, bool expected);
     /// @notice The project's owner committed the seal of its reference row for `round` ({commitReference}).
     event ReferenceCommitted(uint256 indexed projectId, uint256 indexed round, bytes32 seal);
     /// @notice The project's owner revealed its reference row for `round`: `row` (K + 2 integers at scale 2^13,
@@ -351,6 +355,25 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
         emit ProjectCancelled(projectId, msg.sender);
     }
 
+    /// @notice Sets whether the project expects its owner's reference row ({commitReference}) in every round: if it
+    /// does, a round's commit phase no longer closes the moment every trainer committed, but once every trainer and
+    /// the owner committed, or at the submission deadline, so that nobody (the last trainer, or whoever sends a batch
+    /// of every trainer's commits) can close it before the owner's pending reference commit lands. Only the project's
+    /// owner, and only while the project is open (`WrongStatus` once training started): it is fixed before the first
+    /// round's commit phase opens, so nobody can switch it in the middle of a round, and trainers see it when they
+    /// join ({MarketLens-getProject}: `referenceExpected`).
+    /// WARNING: an owner that expects a reference and does not commit one holds every round's commit phase open until
+    /// the submission deadline (the reveals then open a second later, as when a trainer does not commit): the round
+    /// runs as without a reference, only later. That is all it can do: it changes no deadline, no payment and no
+    /// flag.
+    function expectReference(uint256 projectId, bool expected) external {
+        Project storage p = _project(projectId);
+        if (msg.sender != p.owner) revert Unauthorized(msg.sender);
+        _expectStatus(projectId, p, Status.Open);
+        p.referenceExpected = expected;
+        emit ReferenceExpected(projectId, expected);
+    }
+
     /// @notice Starts training once at least `minTrainers` joined: the owner may start early,
     /// anyone after the join deadline. A full project starts by itself.
     function startTraining(uint256 projectId) external {
@@ -394,7 +417,7 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
     }
 
     /// @notice Commits this trainer's sealed submission for `round` ({MarketLens-sealOf}), while the commit phase
-    /// is open: before the round's submission deadline and while some trainer has not committed.
+    /// is open: before the round's submission deadline (once every trainer committed, nobody is left to commit).
     /// `note` (at most {MAX_NOTE_LENGTH} bytes) is emitted for the trainer itself, e.g. its submission
     /// encrypted under its own key so that it can reveal after a restart; the market ignores it.
     function commitUpdate(uint256 projectId, uint256 round, bytes32 seal, bytes calldata note) external {
@@ -463,7 +486,10 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
         uint256 arrival = ++p.commits;
         t.arrival = uint8(arrival);
         t.committedRound = uint16(round + 1);
-        if (arrival == p.trainerCount) p.commitsClosedAt = uint40(block.timestamp);
+        // The last trainer's commit closes the phase, unless the owner's expected reference is still to come.
+        if (arrival == p.trainerCount && (!p.referenceExpected || _references[projectId][round].seal != bytes32(0))) {
+            p.commitsClosedAt = uint32(block.timestamp);
+        }
         emit UpdateCommitted(projectId, round, who, seal, arrival, note);
     }
 
@@ -555,9 +581,10 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
 
     /// @notice Commits the seal of the owner's reference row for `round` (docs/design/robust-reference.md): the
     /// owner's own update on its validation data from the round's global model, committed like a trainer's row.
-    /// Only the project's owner, once per round, while the round's commit phase is open (before the submission
-    /// deadline and before every trainer committed: commit when the round opens, the reference needs nothing
-    /// else). The seal is {MarketLens-sealOf} with an empty CID and the owner as trainer: it binds the row commitment, the
+    /// Only the project's owner, once per round, while the round's commit phase is open: before the submission
+    /// deadline and, unless the project expects the reference ({expectReference}), before every trainer committed
+    /// (commit when the round opens, the reference needs nothing else). In a project that expects it, the phase
+    /// waits for it: committed after every trainer, it closes the phase (the reveals open at once). The seal is {MarketLens-sealOf} with an empty CID and the owner as trainer: it binds the row commitment, the
     /// owner, chain, market, project, round and a secret salt, and hides the row until {revealReference}.
     /// WARNING: a revealed reference may move pay among the trainers the rule pays within the bounds of
     /// docs/design/robust-reference.md section 3: it unpays only trainers below the median typicality, adds others
@@ -573,6 +600,8 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
         Reference storage ref = _references[projectId][round];
         if (ref.seal != bytes32(0)) revert AlreadyCommitted(projectId, round, msg.sender);
         ref.seal = seal;
+        // Every trainer committed and the phase is still open: the project expects the reference, which closes it.
+        if (p.commits == p.trainerCount) p.commitsClosedAt = uint32(block.timestamp);
         emit ReferenceCommitted(projectId, round, seal);
     }
 

@@ -46,6 +46,7 @@ contract TrainingMarketWithViews is TrainingMarket {
         v.slashed = p.slashed;
         v.modelName = p.modelName;
         v.latestModelCid = p.latestModelCid;
+        v.referenceExpected = p.referenceExpected;
     }
 
     /// @notice A trainer's standing in a project.
