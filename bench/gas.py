@@ -50,6 +50,16 @@ contracts' too, declare an access list where that is cheaper):
     64 old 29,929  67,012            85,483            47,585      14,799     244,808             183,628
     64 new 28,422  51,397    25,548  51,982    20,458  35,765      14,724     182,290    0.74     118,705       67,819
 
+The owner's expected reference and the disputes module (2026-11-30, ``python -m bench.gas --trainers 16 32``, before
+-> after): the rejections and disputes moved to ``MarketDisputes`` (the market's fallback, DELEGATECALL) and the last
+trainer's commit reads one more flag (``referenceExpected``, only when it is the last) before it closes the phase.
+At N = 16 commit 51,410 -> 51,397, batched commit 26,971 -> 26,983, reveal 51,980 -> 51,982, batched reveal 22,158
+-> 22,165, finalize / N 41,633 -> 41,632, later round 123,697 -> 123,681, later, batched 75,919 -> 75,938 (+19); at
+N = 32 commit 51,402 -> 51,384, batched commit 26,021 -> 26,026, reveal 51,982 -> 51,982, batched reveal 21,022 ->
+21,024, finalize / N unchanged, later round 120,365 -> 120,345, later, batched 70,509 -> 70,516 (+7). The dispatcher
+moved with the functions (a trainer's own commit is 13-18 gas cheaper, a batch's entries a few gas dearer); the
+zk figures above move by the same amounts (verification is unchanged): ~140.1k and ~108.4k per trainer.
+
 Before step 5 (docs/design/gas-per-trainer.md) "later, batched" was 110,670 / 79,729 / 74,586 / 72,028 and a
 trainer's own reveal 59.7k mean (its first round wrote a second slot, 22k): the commitment now overwrites the seal
 (a warm word, -2.1k a reveal), ``finalizeRound`` reads the trainer list from its calldata, checked against the

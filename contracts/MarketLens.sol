@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {MarketState} from "./MarketState.sol";
 import {TrainingMarket} from "./TrainingMarket.sol";
 
 /**
@@ -17,8 +18,8 @@ import {TrainingMarket} from "./TrainingMarket.sol";
  * read it instead of the market for these views. It holds no state and sends no transaction.
  *
  * WARNING: this contract follows the market's storage layout (the slots and field widths below). Any change of
- * {TrainingMarket}'s state variables or of its `Project`, `Trainer`, `Submission`, `Reference` or `AggregatorRecord`
- * structs, or of how it computes seals, round tags, sketch seeds, amounts owed or required track records, must be
+ * the market's state variables or of its `Project`, `Trainer`, `Submission`, `Reference` or `AggregatorRecord`
+ * structs (all in {MarketState}), or of how it computes seals, round tags, sketch seeds, amounts owed or required track records, must be
  * mirrored here, or the lens answers wrong values; `UpdateKeys` trusts its `getProject`.
  */
 contract MarketLens {
@@ -67,13 +68,14 @@ contract MarketLens {
         v.aggregatorFee = uint96(w1 >> 160);
         v.verifier = address(uint160(w2));
         v.stake = uint96(w2 >> 160);
-        v.status = TrainingMarket.Status(uint8(w3));
+        v.status = MarketState.Status(uint8(w3));
         v.currentRound = uint16(w3 >> 8);
         v.commits = uint8(w3 >> 32);
         v.submissions = uint8(w3 >> 40);
         v.roundStart = uint40(w3 >> 48);
         v.submissionPeriod = uint32(w3 >> 128);
         v.revealPeriod = uint32(w3 >> 160);
+        v.referenceExpected = uint8(w3 >> 120) != 0;
         v.rounds = uint16(w4);
         v.minTrainers = uint8(w4 >> 16);
         v.maxTrainers = uint8(w4 >> 24);
@@ -136,18 +138,20 @@ contract MarketLens {
     }
 
     /// @notice The current round's deadlines (all 0 unless training): commits until `commitDeadline`
-    /// (or until every trainer committed); reveals from `revealOpens` until `revealDeadline`;
-    /// finalization until `aggregationDeadline`, once every committed trainer revealed or the reveal
-    /// deadline passed. `revealOpens` is the moment the last trainer committed, if all did in time.
+    /// (or until every trainer committed, and the owner's reference if the project expects one); reveals from
+    /// `revealOpens` until `revealDeadline`; finalization until `aggregationDeadline`, once every committed trainer
+    /// revealed (and the owner, if it committed a reference) or the reveal deadline passed. `revealOpens` is the moment
+    /// the commit phase closed early, if it did (the last of the trainers' and the expected reference's commits), else
+    /// one second after `commitDeadline`.
     function roundDeadlines(uint256 projectId)
         external
         view
         returns (uint256 commitDeadline, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline)
     {
         (uint256 open, uint256 config, uint256 disputes) = _projectWords(projectId);
-        if (TrainingMarket.Status(uint8(open)) != TrainingMarket.Status.Training) return (0, 0, 0, 0);
+        if (MarketState.Status(uint8(open)) != MarketState.Status.Training) return (0, 0, 0, 0);
         commitDeadline = uint256(uint40(open >> 48)) + uint32(open >> 128);
-        uint256 closedAt = uint40(open >> 88);
+        uint256 closedAt = uint32(open >> 88);
         bool allCommitted = uint8(open >> 32) == uint8(open >> 24) && closedAt != 0;
         uint256 revealStart = allCommitted ? closedAt : commitDeadline;
         revealOpens = allCommitted ? revealStart : commitDeadline + 1;
@@ -207,8 +211,8 @@ contract MarketLens {
         bytes32[] memory w = market.extsload(slots);
         uint256 w0 = uint256(w[0]);
         if (address(uint160(w0)) == address(0)) revert UnknownProject(projectId);
-        TrainingMarket.Status status = TrainingMarket.Status(uint8(uint256(w[2])));
-        if (status != TrainingMarket.Status.Finished && status != TrainingMarket.Status.Cancelled) return 0;
+        MarketState.Status status = MarketState.Status(uint8(uint256(w[2])));
+        if (status != MarketState.Status.Finished && status != MarketState.Status.Cancelled) return 0;
         uint256 w1 = uint256(w[1]);
         uint256 config = uint256(w[3]);
         uint256 fee = uint96(w1 >> 160);

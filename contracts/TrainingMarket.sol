@@ -5,6 +5,8 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IReliabilityRegistry} from "./interfaces/IReliabilityRegistry.sol";
 import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
+import {MarketState} from "./MarketState.sol";
+import {MarketDisputes} from "./MarketDisputes.sol";
 
 /**
  * @title TrainingMarket
@@ -20,7 +22,8 @@ import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
  *    is full, or with {startTraining} once enough trainers joined (the owner may start early,
  *    anyone after the join deadline).
  * 3. Each round has a commit phase and a reveal phase (commit-reveal). While the commit phase is open
- *    (until the submission deadline, or until every trainer committed) each trainer calls
+ *    (until the submission deadline, or until every trainer committed, and the owner's reference if the project
+ *    expects one: {expectReference}) each trainer calls
  *    {commitUpdate} once with a seal of its submission: a hash binding its update's IPFS CID, its row
  *    commitment, its own address, this chain, market, project and round, and a secret salt ({MarketLens-sealOf}) (or signs
  *    the commit off chain and anyone, e.g. the aggregator, sends several trainers' signed commits at once with
@@ -50,15 +53,7 @@ import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
  * WARNING: a project is only as trustworthy as its verifier; the market admin must approve only
  * verifiers that really check proofs (a test verifier refuses to deploy outside local chains).
  */
-contract TrainingMarket is Ownable, ReentrancyGuardTransient {
-    /// @notice Lifecycle of a project.
-    enum Status {
-        Open, // trainers may join
-        Training, // rounds are running
-        Finished, // all rounds finalized; withdrawals open
-        Cancelled // cancelled or abandoned; withdrawals open
-    }
-
+contract TrainingMarket is MarketState, ReentrancyGuardTransient {
     /// @notice Parameters of a new project.
     struct ProjectConfig {
         address aggregator; // who finalizes rounds
@@ -105,6 +100,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 slashed; // stake taken from flagged trainers so far
         string modelName;
         string latestModelCid;
+        bool referenceExpected; // the commit phase waits for the owner's reference ({expectReference})
     }
 
     /// @notice A trainer's opening of its seal ({MarketLens-sealOf}), for {revealBatch}.
@@ -136,50 +132,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         bytes proof; // checked by the project's verifier
     }
 
-    /// @dev Laid out so that a trainer's commit and reveal read and write one slot of it (the open round's),
-    /// besides the verifier's for a reveal. Widths: at most {MAX_TRAINERS} trainers (8 bits, a 64-bit mask),
-    /// {MAX_ROUNDS} rounds (16 bits), the open round's times in 40 bits (until the year 36812; the join deadline
-    /// in 32, until 2106, as before), amounts of ether in 96 bits (more than all ether there is), sums of them in
-    /// 128.
-    struct Project {
-        address owner;
-        uint96 rewardBudget;
-        address aggregator;
-        uint96 aggregatorFee;
-        address verifier;
-        uint96 stake;
-        // The open round (one slot):
-        Status status;
-        uint16 currentRound;
-        uint8 trainerCount; // set when training starts (the trainer list is fixed from then on)
-        uint8 commits; // commits in the current round
-        uint8 submissions; // reveals in the current round
-        uint40 roundStart;
-        uint40 commitsClosedAt; // when the last trainer committed (0 while some have not)
-        uint32 submissionPeriod;
-        uint32 revealPeriod;
-        uint64 revealedMask; // bit i: trainer i revealed in the open round
-        // The configuration and the open round's rejections (one slot):
-        uint16 rounds;
-        uint8 minTrainers;
-        uint8 maxTrainers;
-        uint16 minReliabilityBps;
-        uint16 slashBps;
-        bool ownerPaid;
-        bool aggregatorPaid;
-        uint32 joinDeadline;
-        uint32 aggregationPeriod;
-        uint64 rejectedMask; // bit i: trainer i's submission is rejected in the open round (announced, undisputed)
-        // The open round's disputes and the rewards credited (one slot: a dispute rewrites the slot its deadline,
-        // set by the announcement, made non-zero; the mask first, so that the deadline does not fit the slot above):
-        uint64 disputedMask; // bit i: trainer i disputed its rejection in the open round
-        uint40 disputeDeadline; // end of the open round's dispute window (0: no rejections announced)
-        uint128 totalEarned;
-        uint128 slashed;
-        string modelName;
-        string latestModelCid;
-    }
-
     /// @dev A round being finalized, in trainer order: the trainers, their commitments (0: no reveal) and memory
     /// copies of the result's columns (each read several times: from memory at a fraction of the cost of a read
     /// through the calldata struct).
@@ -197,38 +149,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 roundReward;
         uint256 totalScore;
         uint256 cut;
-    }
-
-    /// @notice An aggregator's track record over every project of this market ({MarketLens-aggregatorRecord}).
-    struct AggregatorRecord {
-        uint64 rounds; // rounds it finalized
-        uint64 rejections; // submissions it announced as rejected
-        uint64 disputesLost; // of those, the ones whose trainer published its committed row
-        uint64 upheld; // of those, the ones that stood (rejected at finalization or abandonment)
-    }
-
-    /// @dev One slot per trainer and project, read by its commit and reveal and written by its commit.
-    /// `earned` is at most the project's budget (a uint96).
-    struct Trainer {
-        uint8 slot; // index + 1 in the trainer list; 0 = not a member
-        bool withdrawn;
-        bool reserved; // the project's reliability bar reserved part of its record (released when it withdraws)
-        uint8 arrival; // 1 + position of its commit in round `committedRound - 1`
-        uint16 committedRound; // 1 + the last round it committed in (0: none)
-        uint96 stakeLeft;
-        uint96 earned;
-    }
-
-    /// @dev A trainer's submission word (see `_submissions`): a struct of one slot, so that a reveal reads and
-    /// writes it through one storage pointer.
-    struct Submission {
-        bytes32 word; // its latest seal, then the commitment it opened to
-    }
-
-    /// @dev The owner's reference row of a round: its seal and the row commitment it opened to (0: none revealed).
-    struct Reference {
-        bytes32 seal;
-        bytes32 commitment;
     }
 
     /// @notice Most trainers per project (bounds every loop).
@@ -257,12 +177,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice Fewest accepted submissions the scoring rule flags among (`GramConfig.min_valid`): with fewer, it
     /// flags nobody, so standing rejections that leave fewer accepted shrink the round's pool ({finalizeRound}).
     uint256 public constant MIN_VALID_ROWS = 3;
-    /// @dev Largest absolute value of a published row's `v` entries: 1 at the circuit's scale 2^13
-    /// (`marketplace.protocol.commitment.MAX_UNIT_INT`); also the only accepted presence value `a`. This constant and
-    /// the next two have no getter (the 24 KB limit): the verifier's `ROW_ONE` and `ROW_MAX_LOG` are the same box.
-    int256 internal constant MAX_UNIT = 8192;
-    /// @dev Largest absolute value of a published row's `l`: 32 at scale 2^13 (`MAX_LOG_INT`).
-    int256 internal constant MAX_LOG = 32 * 8192;
     /// @dev Largest accepted contribution score, 2^128 - 1 (keeps reward arithmetic far from overflow).
     uint256 internal constant MAX_SCORE = type(uint128).max;
     uint256 private constant BPS = 10_000;
@@ -277,24 +191,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
 
     /// @notice Where trainers' reliability is kept.
     IReliabilityRegistry public immutable registry;
-
-    uint256 internal _projectCount;
-    mapping(uint256 projectId => Project) internal _projects;
-    mapping(uint256 projectId => address[]) internal _trainerList;
-    mapping(uint256 projectId => mapping(address => Trainer)) internal _trainers;
-    /// @dev A trainer's submission in a project, one word overwritten every round (a slot written again costs 5k gas,
-    /// a new one 22k): the seal of its latest commit, which its reveal replaces with the row commitment the seal
-    /// opened to (the seal is no longer needed, and the slot is warm: 2.1k gas less than a second slot). Which of the
-    /// two it holds: the commitment if the trainer revealed in the open round ({Project}'s `revealedMask`), the seal
-    /// of round `committedRound - 1` ({Trainer}) if it committed in the open round and has not revealed; for a
-    /// finalized round either, so nothing reads it then: every round's seals and commitments are in the
-    /// `UpdateCommitted` and `UpdateSubmitted` events.
-    mapping(uint256 projectId => mapping(address => Submission)) internal _submissions;
-    mapping(address verifier => bool) internal _approvedVerifiers;
-    mapping(address aggregator => AggregatorRecord) internal _aggregatorRecords;
-    /// @dev The owner's reference row of each round ({commitReference}, {revealReference}): its seal and the row
-    /// commitment it opened to (0: none revealed). One pair per round, never overwritten: {MarketLens-referenceOf}.
-    mapping(uint256 projectId => mapping(uint256 round => Reference)) internal _references;
+    /// @notice The module that runs the rejections and their disputes in this market's storage ({MarketDisputes}:
+    /// `rejectSubmissions`, `disputeRejection`): this market's fallback hands it every call of a function this
+    /// contract does not have, with DELEGATECALL. Fixed at deployment.
+    MarketDisputes public immutable disputes;
 
     /// @notice The market admin approved or revoked a verifier for new projects.
     event VerifierApprovalChanged(address indexed verifier, bool approved);
@@ -345,14 +245,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice The aggregator rejected `trainer`'s update of `round` (not available on IPFS, malformed,
     /// or not matching its commitment): it is recorded as flagged and the proof treats it as absent.
     event SubmissionRejected(uint256 indexed projectId, uint256 indexed round, address indexed trainer);
-    /// @notice The aggregator announced that it will reject `trainer`'s submission in `round`; the trainer
-    /// may dispute it ({disputeRejection}) until `disputeDeadline`.
-    event RejectionAnnounced(
-        uint256 indexed projectId, uint256 indexed round, address indexed trainer, uint256 disputeDeadline
-    );
-    /// @notice `trainer` disputed its rejection by publishing its committed `row` (integers at scale 2^13,
-    /// checked against its commitment by the verifier): the round must be proven with this row.
-    event RejectionDisputed(uint256 indexed projectId, uint256 indexed round, address indexed trainer, int256[] row);
+    /// @notice The project's owner set whether every round's commit phase waits for its reference ({expectReference}).
+    event ReferenceExpected(uint256 indexed projectId, bool expected);
     /// @notice The project's owner committed the seal of its reference row for `round` ({commitReference}).
     event ReferenceCommitted(uint256 indexed projectId, uint256 indexed round, bytes32 seal);
     /// @notice The project's owner revealed its reference row for `round`: `row` (K + 2 integers at scale 2^13,
@@ -367,61 +261,30 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     /// @notice `account` withdrew `amount` from the project.
     event Withdrawn(uint256 indexed projectId, address indexed account, uint256 amount);
 
-    error ZeroAddress();
-    error VerifierNotApproved(address verifier);
-    error InvalidConfig(string reason);
-    error InvalidCid();
-    error ModelNameTooLong(uint256 length, uint256 maxLength);
-    error UnknownProject(uint256 projectId);
-    error WrongStatus(uint256 projectId, Status expected, Status actual);
-    error JoinClosed(uint256 projectId, uint256 joinDeadline);
-    error AlreadyJoined(uint256 projectId, address trainer);
-    error RoleConflict(address account);
-    error WrongStake(uint256 expected, uint256 sent);
-    error ReliabilityTooLow(address trainer, uint256 reliabilityBps, uint256 requiredBps);
-    error NotEnoughTrainers(uint256 joined, uint256 required);
-    error NotAllowedYet(uint256 projectId, uint256 notBefore);
-    error Unauthorized(address caller);
-    error NotATrainer(uint256 projectId, address caller);
-    error WrongRound(uint256 projectId, uint256 expected, uint256 given);
-    error SubmissionClosed(uint256 projectId, uint256 round, uint256 deadline);
-    error AlreadySubmitted(uint256 projectId, uint256 round, address trainer);
-    error AlreadyCommitted(uint256 projectId, uint256 round, address trainer);
-    error NotCommitted(uint256 projectId, uint256 round, address trainer);
-    error RevealNotOpen(uint256 projectId, uint256 round, uint256 opensAt);
-    error RevealClosed(uint256 projectId, uint256 round, uint256 deadline);
-    error SealMismatch(uint256 projectId, uint256 round, address trainer);
-    error ZeroSeal();
-    error NoteTooLong(uint256 length, uint256 maxLength);
-    error InvalidModelName();
-    error ZeroCommitment();
-    error CommitmentNotAccepted(bytes32 commitment);
-    error RoundStillOpen(uint256 projectId, uint256 round, uint256 revealDeadline);
-    error AggregationDeadlinePassed(uint256 projectId, uint256 round, uint256 deadline);
-    error LengthMismatch(uint256 trainers, uint256 scores, uint256 flags, uint256 rejected);
-    error TrainerListMismatch(uint256 projectId, uint256 index);
-    error InvalidRejection(uint256 projectId, uint256 round, address trainer);
-    error RejectionsAlreadyAnnounced(uint256 projectId, uint256 round);
-    error NotRejected(uint256 projectId, uint256 round, address trainer);
-    error DisputeClosed(uint256 projectId, uint256 round, uint256 deadline);
-    error DisputeWindowOpen(uint256 projectId, uint256 round, uint256 deadline);
-    error InvalidRowLength(uint256 length, uint256 expected);
-    error InvalidRowValue(uint256 index, int256 value);
-    error InvalidRowProof(uint256 projectId, uint256 round, address trainer);
-    error VerifierTooSmall(uint256 maxTrainers, uint256 verifierMaxTrainers);
-    error ScoreTooLarge(uint256 index, uint256 score);
-    error NoSubmission(uint256 projectId, uint256 round, address trainer);
-    error InvalidProof(uint256 projectId, uint256 round);
-    error NothingToWithdraw(uint256 projectId, address account);
-    error TransferFailed(address to, uint256 amount);
-    error NothingRevealed(uint256 projectId, uint256 round);
-    error NothingCommitted(uint256 projectId, uint256 round);
-
     /// @param admin who approves verifiers
     /// @param reliabilityRegistry the registry this market reports outcomes to (it must authorize this market)
-    constructor(address admin, IReliabilityRegistry reliabilityRegistry) Ownable(admin) {
-        if (address(reliabilityRegistry) == address(0)) revert ZeroAddress();
+    /// @param disputesModule the {MarketDisputes} this market hands the rejections and their disputes to
+    constructor(address admin, IReliabilityRegistry reliabilityRegistry, MarketDisputes disputesModule)
+        Ownable(admin)
+    {
+        if (address(reliabilityRegistry) == address(0) || address(disputesModule).code.length == 0) revert ZeroAddress();
         registry = reliabilityRegistry;
+        disputes = disputesModule;
+    }
+
+    /// @notice Runs every call of a function this contract does not have in {disputes} (the rejections and their
+    /// disputes: {MarketDisputes-rejectSubmissions}, {MarketDisputes-disputeRejection}) with DELEGATECALL, in this
+    /// market's storage, as if this contract had the function, and returns or reverts with what it returned. Not
+    /// payable: those functions take no ether, and any other call reverts in the module (it has no fallback).
+    fallback() external {
+        address module = address(disputes);
+        assembly {
+            calldatacopy(0, 0, calldatasize())
+            let ok := delegatecall(gas(), module, 0, calldatasize(), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
     }
 
     // ------------------------------------------------------------------ admin
@@ -492,6 +355,25 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         emit ProjectCancelled(projectId, msg.sender);
     }
 
+    /// @notice Sets whether the project expects its owner's reference row ({commitReference}) in every round: if it
+    /// does, a round's commit phase no longer closes the moment every trainer committed, but once every trainer and
+    /// the owner committed, or at the submission deadline, so that nobody (the last trainer, or whoever sends a batch
+    /// of every trainer's commits) can close it before the owner's pending reference commit lands. Only the project's
+    /// owner, and only while the project is open (`WrongStatus` once training started): it is fixed before the first
+    /// round's commit phase opens, so nobody can switch it in the middle of a round, and trainers see it when they
+    /// join ({MarketLens-getProject}: `referenceExpected`).
+    /// WARNING: an owner that expects a reference and does not commit one holds every round's commit phase open until
+    /// the submission deadline (the reveals then open a second later, as when a trainer does not commit): the round
+    /// runs as without a reference, only later. That is all it can do: it changes no deadline, no payment and no
+    /// flag.
+    function expectReference(uint256 projectId, bool expected) external {
+        Project storage p = _project(projectId);
+        if (msg.sender != p.owner) revert Unauthorized(msg.sender);
+        _expectStatus(projectId, p, Status.Open);
+        p.referenceExpected = expected;
+        emit ReferenceExpected(projectId, expected);
+    }
+
     /// @notice Starts training once at least `minTrainers` joined: the owner may start early,
     /// anyone after the join deadline. A full project starts by itself.
     function startTraining(uint256 projectId) external {
@@ -535,7 +417,7 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
     }
 
     /// @notice Commits this trainer's sealed submission for `round` ({MarketLens-sealOf}), while the commit phase
-    /// is open: before the round's submission deadline and while some trainer has not committed.
+    /// is open: before the round's submission deadline (once every trainer committed, nobody is left to commit).
     /// `note` (at most {MAX_NOTE_LENGTH} bytes) is emitted for the trainer itself, e.g. its submission
     /// encrypted under its own key so that it can reveal after a restart; the market ignores it.
     function commitUpdate(uint256 projectId, uint256 round, bytes32 seal, bytes calldata note) external {
@@ -604,7 +486,13 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         uint256 arrival = ++p.commits;
         t.arrival = uint8(arrival);
         t.committedRound = uint16(round + 1);
-        if (arrival == p.trainerCount) p.commitsClosedAt = uint40(block.timestamp);
+        if (arrival == p.trainerCount) {
+            // The last trainer's commit closes the phase, unless the owner's expected reference is still to come
+            // (nested: the other trainers' commits test nothing more, 22 gas a commit in a batch).
+            if (!p.referenceExpected || _references[projectId][round].seal != bytes32(0)) {
+                p.commitsClosedAt = uint32(block.timestamp);
+            }
+        }
         emit UpdateCommitted(projectId, round, who, seal, arrival, note);
     }
 
@@ -692,76 +580,14 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         emit UpdateSubmitted(projectId, round, o.trainer, o.cid, o.commitment, t.arrival);
     }
 
-    // ------------------------------------------------------------------ aggregator
-
-    /// @notice Announces the submissions of `round` that the aggregator will reject (updates it could not
-    /// fetch, or whose rows do not match their commitments), once per round, after the reveal phase and
-    /// before the aggregation deadline. It opens a dispute window of `revealPeriod` seconds, during which
-    /// each of these trainers may publish its committed row ({disputeRejection}); the aggregation deadline
-    /// moves to `aggregationPeriod` after the window closes. Only announced, undisputed submissions can be
-    /// rejected in {finalizeRound}.
-    function rejectSubmissions(uint256 projectId, uint256 round, address[] calldata trainers) external {
-        Project storage p = _project(projectId);
-        _expectStatus(projectId, p, Status.Training);
-        if (msg.sender != p.aggregator) revert Unauthorized(msg.sender);
-        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
-        _checkTiming(projectId, p, round);
-        if (p.disputeDeadline != 0) revert RejectionsAlreadyAnnounced(projectId, round);
-        if (trainers.length == 0) revert InvalidRejection(projectId, round, address(0));
-
-        uint256 deadline = block.timestamp + p.revealPeriod;
-        uint64 mask = 0;
-        for (uint256 i = 0; i < trainers.length; ++i) {
-            address who = trainers[i];
-            uint256 slot = _trainers[projectId][who].slot;
-            uint64 bit = slot == 0 ? 0 : uint64(1) << (slot - 1);
-            if (bit == 0 || mask & bit != 0 || p.revealedMask & bit == 0) {
-                revert InvalidRejection(projectId, round, who);
-            }
-            mask |= bit;
-            emit RejectionAnnounced(projectId, round, who, deadline);
-        }
-        p.rejectedMask = mask;
-        p.disputeDeadline = uint40(deadline);
-        _aggregatorRecords[msg.sender].rejections += uint64(trainers.length);
-    }
-
-    /// @notice Disputes the caller's announced rejection in `round` by publishing its committed `row`: K + 2
-    /// integers at scale 2^13 (`v` entries and `l` within {MAX_UNIT} and {MAX_LOG}, presence `a` = {MAX_UNIT}),
-    /// with a `proof` that the project's verifier accepts for the caller's commitment and this row
-    /// ({IRoundVerifier-verifyRow}). Until the dispute deadline. The rejection is lifted: the round must
-    /// be proven with this row (it is scored like any other, and paid if the rule pays it), and the
-    /// aggregator's record counts a lost dispute.
-    /// WARNING: send it with the gas `eth_estimateGas` gives (about 1M with the zk verifier): with much less,
-    /// the verifier's own call runs out of gas, reports the proof as invalid, and the dispute reverts with
-    /// {InvalidRowProof}, as for a bad proof (it can be sent again with more gas until the deadline).
-    function disputeRejection(uint256 projectId, uint256 round, int256[] calldata row, bytes calldata proof)
-        external
-    {
-        Project storage p = _projects[projectId];
-        uint64 bit = uint64(1) << (_memberInRound(projectId, p, round).slot - 1);
-        if (p.rejectedMask & bit == 0) revert NotRejected(projectId, round, msg.sender);
-        if (block.timestamp > p.disputeDeadline) revert DisputeClosed(projectId, round, p.disputeDeadline);
-        IRoundVerifier verifier = IRoundVerifier(p.verifier);
-        _checkRow(row, verifier.sketchWidth());
-        // A rejected trainer revealed in the open round: its word holds its commitment.
-        if (!verifier.verifyRow(_submissions[projectId][msg.sender].word, row, proof)) {
-            revert InvalidRowProof(projectId, round, msg.sender);
-        }
-
-        p.rejectedMask &= ~bit;
-        p.disputedMask |= bit;
-        ++_aggregatorRecords[p.aggregator].disputesLost;
-        emit RejectionDisputed(projectId, round, msg.sender, row);
-    }
-
     // ------------------------------------------------------------------ the owner's reference row
 
     /// @notice Commits the seal of the owner's reference row for `round` (docs/design/robust-reference.md): the
     /// owner's own update on its validation data from the round's global model, committed like a trainer's row.
-    /// Only the project's owner, once per round, while the round's commit phase is open (before the submission
-    /// deadline and before every trainer committed: commit when the round opens, the reference needs nothing
-    /// else). The seal is {MarketLens-sealOf} with an empty CID and the owner as trainer: it binds the row commitment, the
+    /// Only the project's owner, once per round, while the round's commit phase is open: before the submission
+    /// deadline and, unless the project expects the reference ({expectReference}), before every trainer committed
+    /// (commit when the round opens, the reference needs nothing else). In a project that expects it, the phase
+    /// waits for it: committed after every trainer, it closes the phase (the reveals open at once). The seal is {MarketLens-sealOf} with an empty CID and the owner as trainer: it binds the row commitment, the
     /// owner, chain, market, project, round and a secret salt, and hides the row until {revealReference}.
     /// WARNING: a revealed reference may move pay among the trainers the rule pays within the bounds of
     /// docs/design/robust-reference.md section 3: it unpays only trainers below the median typicality, adds others
@@ -777,6 +603,8 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         Reference storage ref = _references[projectId][round];
         if (ref.seal != bytes32(0)) revert AlreadyCommitted(projectId, round, msg.sender);
         ref.seal = seal;
+        // Every trainer committed and the phase is still open: the project expects the reference, which closes it.
+        if (p.commits == p.trainerCount) p.commitsClosedAt = uint32(block.timestamp);
         emit ReferenceCommitted(projectId, round, seal);
     }
 
@@ -994,15 +822,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         _checkCid(cfg.initialModelCid);
     }
 
-    function _project(uint256 projectId) internal view returns (Project storage p) {
-        p = _projects[projectId];
-        if (p.owner == address(0)) revert UnknownProject(projectId);
-    }
-
-    function _expectStatus(uint256 projectId, Project storage p, Status expected) private view {
-        if (p.status != expected) revert WrongStatus(projectId, expected, p.status);
-    }
-
     /// @dev A CID is 1 to {MAX_CID_LENGTH} letters and digits (base58btc, base32 and base36 CIDs all are):
     /// anything else could not be a CID and would be a string every reader must survive.
     function _checkCid(string calldata cid) private pure {
@@ -1048,41 +867,10 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev A published row is `k + 2` integers inside the box every committed row lies in (outside it the
-    /// round circuit has no witness: the round would become unprovable).
-    function _checkRow(int256[] calldata row, uint256 k) private pure {
-        if (row.length != k + 2) revert InvalidRowLength(row.length, k + 2);
-        for (uint256 i = 0; i < k; ++i) {
-            if (row[i] > MAX_UNIT || row[i] < -MAX_UNIT) revert InvalidRowValue(i, row[i]);
-        }
-        if (row[k] > MAX_LOG || row[k] < -MAX_LOG) revert InvalidRowValue(k, row[k]);
-        if (row[k + 1] != MAX_UNIT) revert InvalidRowValue(k + 1, row[k + 1]);
-    }
-
-    /// @dev The caller's standing in project `projectId`, once it is a trainer of it, training, in `round`, the
-    /// open round. Reads the open round's slot of the project (not its owner's: `status` is Training only for a
-    /// project that exists).
-    function _memberInRound(uint256 projectId, Project storage p, uint256 round)
-        private
-        view
-        returns (Trainer storage t)
-    {
-        _inRound(projectId, p, round);
-        t = _trainers[projectId][msg.sender];
-        if (t.slot == 0) revert NotATrainer(projectId, msg.sender);
-    }
-
     /// @dev The caller is project `projectId`'s owner, and the project is training in `round`, the open round.
     function _ownerInRound(uint256 projectId, Project storage p, uint256 round) private view {
         _inRound(projectId, p, round);
         if (msg.sender != p.owner) revert Unauthorized(msg.sender);
-    }
-
-    /// @dev Project `projectId` is training, in `round`, the open round (reads the open round's slot only: `status`
-    /// is Training only for a project that exists).
-    function _inRound(uint256 projectId, Project storage p, uint256 round) private view {
-        if (p.status != Status.Training) revert WrongStatus(projectId, Status.Training, _project(projectId).status);
-        if (round != p.currentRound) revert WrongRound(projectId, p.currentRound, round);
     }
 
     /// @dev The open round's commit phase has not passed its deadline (`round` is the open round).
@@ -1102,42 +890,6 @@ contract TrainingMarket is Ownable, ReentrancyGuardTransient {
         (, uint256 opens, uint256 closes) = _revealWindow(p);
         if (block.timestamp < opens) revert RevealNotOpen(projectId, round, opens);
         if (block.timestamp > closes) revert RevealClosed(projectId, round, closes);
-    }
-
-    /// @dev The open round's commit deadline and reveal phase (see {MarketLens-roundDeadlines}), from its slot alone.
-    function _revealWindow(Project storage p)
-        internal
-        view
-        returns (uint256 commitDeadline, uint256 revealOpens, uint256 revealDeadline)
-    {
-        commitDeadline = uint256(p.roundStart) + p.submissionPeriod;
-        bool allCommitted = p.commits == p.trainerCount && p.commitsClosedAt != 0;
-        uint256 revealStart = allCommitted ? uint256(p.commitsClosedAt) : commitDeadline;
-        revealOpens = allCommitted ? revealStart : commitDeadline + 1;
-        revealDeadline = revealStart + p.revealPeriod;
-    }
-
-    /// @dev The open round's deadlines (see {MarketLens-roundDeadlines}).
-    function _deadlines(Project storage p)
-        internal
-        view
-        returns (uint256 commitDeadline, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline)
-    {
-        (commitDeadline, revealOpens, revealDeadline) = _revealWindow(p);
-        uint256 settleFrom = p.disputeDeadline > revealDeadline ? p.disputeDeadline : revealDeadline;
-        aggregationDeadline = settleFrom + p.aggregationPeriod; // a dispute window moves it on
-    }
-
-    /// @dev A round may be finalized once its reveal phase is over (the phase opened and every trainer
-    /// that committed revealed, and the owner if it committed a reference, or the reveal deadline passed), and
-    /// until its aggregation deadline.
-    function _checkTiming(uint256 projectId, Project storage p, uint256 round) private view {
-        (, uint256 revealOpens, uint256 revealDeadline, uint256 aggregationDeadline) = _deadlines(p);
-        Reference storage ref = _references[projectId][round]; // a committed reference is waited for too
-        bool revealsDone = block.timestamp >= revealOpens && p.submissions == p.commits
-            && (ref.commitment != bytes32(0) || ref.seal == bytes32(0));
-        if (!revealsDone && block.timestamp <= revealDeadline) revert RoundStillOpen(projectId, round, revealDeadline);
-        if (block.timestamp > aggregationDeadline) revert AggregationDeadlinePassed(projectId, round, aggregationDeadline);
     }
 
     /// @dev The open round's {Tally}: its trainers, their commitments and the result's columns; checks the result's

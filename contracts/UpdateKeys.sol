@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {MarketLens} from "./MarketLens.sol";
+import {MarketState} from "./MarketState.sol";
 import {TrainingMarket} from "./TrainingMarket.sol";
 
 /**
@@ -46,7 +47,7 @@ contract UpdateKeys {
     /// @notice The zero key would mean "not encrypted".
     error ZeroKey(uint256 projectId);
     /// @notice Keys are published only while the project is open or training.
-    error ProjectNotActive(uint256 projectId, TrainingMarket.Status status);
+    error ProjectNotActive(uint256 projectId, MarketState.Status status);
 
     constructor(MarketLens lens_) {
         lens = lens_;
@@ -61,7 +62,7 @@ contract UpdateKeys {
         if (published != bytes32(0)) revert KeyAlreadyPublished(projectId, published);
         TrainingMarket.ProjectView memory p = lens.getProject(projectId);
         if (msg.sender != p.aggregator) revert NotTheAggregator(projectId, msg.sender, p.aggregator);
-        if (p.status != TrainingMarket.Status.Open && p.status != TrainingMarket.Status.Training) {
+        if (p.status != MarketState.Status.Open && p.status != MarketState.Status.Training) {
             revert ProjectNotActive(projectId, p.status);
         }
         _keys[projectId] = publicKey;

@@ -1,7 +1,8 @@
 // Deploy the marketplace with Hardhat (for people who use Hardhat; `marketplace deploy` does the
 // same from Python). Needs `npm install --no-save hardhat@2.29.1 @nomicfoundation/hardhat-ethers@3 ethers@6`.
 //   npx hardhat run scripts/deploy.js --network testnet
-// Deploys ReliabilityRegistry and TrainingMarket (the signer becomes admin of both) and
+// Deploys ReliabilityRegistry, MarketDisputes (the market's rejections and disputes, run in the market's storage)
+// and TrainingMarket (the signer becomes admin of the registry and the market) and
 // authorizes the market in the registry. It never deploys the test verifier: approve a real
 // verifier with TrainingMarket.setVerifierApproval once it is deployed.
 const hre = require("hardhat");
@@ -17,7 +18,13 @@ async function main() {
   console.log(`deploying from ${admin.address} on chain ${chainId}`);
   const registry = await hre.ethers.deployContract("ReliabilityRegistry", [admin.address]);
   await registry.waitForDeployment();
-  const market = await hre.ethers.deployContract("TrainingMarket", [admin.address, await registry.getAddress()]);
+  const disputes = await hre.ethers.deployContract("MarketDisputes", []);
+  await disputes.waitForDeployment();
+  const market = await hre.ethers.deployContract("TrainingMarket", [
+    admin.address,
+    await registry.getAddress(),
+    await disputes.getAddress(),
+  ]);
   await market.waitForDeployment();
   await (await registry.setMarketAuthorization(await market.getAddress(), true)).wait();
   // The block each contract was created in (its creation receipt), where event queries start.
@@ -27,6 +34,7 @@ async function main() {
     chain_id: Number(chainId),
     contracts: {
       ReliabilityRegistry: { address: await registry.getAddress(), block_number: await createdIn(registry) },
+      MarketDisputes: { address: await disputes.getAddress(), block_number: await createdIn(disputes) },
       TrainingMarket: { address: await market.getAddress(), block_number: await createdIn(market) },
     },
   };

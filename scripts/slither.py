@@ -29,6 +29,7 @@ from marketplace.adapters.toolchain import ToolchainError, project_root, solc_bi
 #: The contracts that get deployed (test-only contracts and ezkl's generated verifier are not analysed).
 PRODUCTION_SOURCES: tuple[str, ...] = (
     "contracts/TrainingMarket.sol",
+    "contracts/MarketDisputes.sol",
     "contracts/ReliabilityRegistry.sol",
     "contracts/zk/EzklRoundVerifier.sol",
     "contracts/UpdateKeys.sol",
@@ -49,13 +50,23 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
     ("timestamp", "TrainingMarket", "commitReference"): "commit phase (the owner's reference); minutes to days",
     ("timestamp", "TrainingMarket", "finalizeRound"): "flags `round + 1 == p.rounds` (struct taint)",
     ("timestamp", "TrainingMarket", "abandon"): "aggregation deadline; periods are minutes to days",
-    ("timestamp", "TrainingMarket", "_checkTiming"): "round deadlines; periods are minutes to days",
+    ("timestamp", "MarketState", "_checkTiming"): "round deadlines; periods are minutes to days",
     ("assembly", "EzklRoundVerifier", "_loadVka"): "SSTORE2 read (extcodecopy), memory-safe",
     ("assembly", "EzklRoundVerifier", "_storeAsCode"): "SSTORE2 write (create), memory-safe",
     ("low-level-calls", "TrainingMarket", "withdraw"): "pull payment to any wallet; nonReentrant, effects first",
     ("low-level-calls", "EzklRoundVerifier", "_verifySpecific"): "staticcall: only one word equal to 1 counts",
     ("low-level-calls", "TrainingMarket", "createProject"): "burning the protocol fee: value to a codeless constant",
-    ("timestamp", "TrainingMarket", "disputeRejection"): "dispute deadline; periods are minutes to days",
+    ("timestamp", "MarketDisputes", "disputeRejection"): "dispute deadline; periods are minutes to days",
+    ("assembly", "TrainingMarket", "fallback"): "DELEGATECALL to the immutable disputes module, OpenZeppelin Proxy's",
+    # The disputes module shares the market's storage (MarketState) and runs in it by DELEGATECALL: analysed on
+    # its own it never writes what the market writes.
+    ("uninitialized-state", "MarketState", "_trainers"): "written by the market (join); the module runs in it",
+    ("uninitialized-state", "MarketState", "_submissions"): "written by the market (commits, reveals)",
+    ("uninitialized-state", "MarketState", "_references"): "written by the market (commitReference)",
+    ("unused-state", "MarketState", "_projectCount"): "used by the market; the module shares its layout",
+    ("unused-state", "MarketState", "_trainerList"): "used by the market; the module shares its layout",
+    ("unused-state", "MarketState", "_approvedVerifiers"): "used by the market; the module shares its layout",
+    ("constable-states", "MarketState", "_projectCount"): "incremented by the market's createProject",
     ("calls-loop", "TrainingMarket", "_revealOpening"): "view call to the project's approved verifier, per opening",
     ("assembly", "TrainingMarket", "extsload"): "sload of the asked slots (read-only view), memory-safe",
     ("assembly", "MarketLens", "_string"): "mstore into the array it allocated, memory-safe",

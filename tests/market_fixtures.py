@@ -97,11 +97,14 @@ class Actors:
     def create(self, **overrides: Any) -> int:
         return self.owner.create_project(self.config(**overrides))
 
-    def training_project(self, n_trainers: int = 4, **overrides: Any) -> int:
-        """A project with ``n_trainers`` joined and training started (round 0 open)."""
+    def training_project(self, n_trainers: int = 4, *, expect_reference: bool = False, **overrides: Any) -> int:
+        """A project with ``n_trainers`` joined and training started (round 0 open); with ``expect_reference`` its
+        owner set it to expect its reference row (``expectReference``) before anyone joined."""
         overrides.setdefault("max_trainers", n_trainers)
         overrides.setdefault("min_trainers", min(2, n_trainers))
         pid = self.create(**overrides)
+        if expect_reference:
+            self.owner.expect_reference(pid)
         for trainer in self.trainers[:n_trainers]:
             trainer.join(pid)
         if self.owner.get_project(pid).status == 0:

@@ -129,9 +129,10 @@ class Race:
 
 
 @contextmanager
-def race_project(n: int) -> Iterator[Race]:
+def race_project(n: int, *, expect_reference: bool = False) -> Iterator[Race]:
     """A fresh fee-ordered anvil (:func:`fee_ordered_anvil`) with one training project of ``n`` trainers, all
-    joined (round 0, nobody committed yet); the test verifier; every account funded with 1,000 ETH."""
+    joined (round 0, nobody committed yet); the test verifier; every account funded with 1,000 ETH. With
+    ``expect_reference`` the owner set the project to expect its reference row before the trainers joined."""
     eth = 10**18
     accounts = dev_accounts(n + 4)
     with fee_ordered_anvil() as anvil:
@@ -148,6 +149,8 @@ def race_project(n: int) -> Iterator[Race]:
             initial_model_cid="bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
         )  # fmt: skip
         pid = owner.create_project(cfg)
+        if expect_reference:
+            owner.expect_reference(pid)
         for t in trainers:
             t.join(pid)
         yield Race(admin, Mempool(admin), owner, aggregator, trainers, base.as_account(accounts[n + 3]), pid)

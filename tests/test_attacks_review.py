@@ -5,8 +5,8 @@ would check: that it is paid, keeps its stake, and that the attacker earns nothi
 
 1. An update pinned before its commit is public before its author is bound to it: a trainer watching the
    IPFS node sees the new pin, fetches the update and commits it first with a higher tip (fee-ordered
-   mempool); arrival is commit order, so the rule flags the original as the copy.
-   (strict xfail: pin only once the commit phase is closed, see the test.)
+   mempool); arrival is commit order, so the rule flags the original as the copy. (Fixed: a trainer node pins
+   its update only once its own commit is on chain, so a copy arrives after the original and is the one flagged.)
 2. A revealed CID nobody serves stalled the aggregator: an online IPFS node searches the network for it
    and answers nothing, the fetch timed out, ``collect_round`` took that for its own node being down and
    re-raised, so the round was never finalized; after the aggregation deadline the project is abandoned
@@ -14,7 +14,8 @@ would check: that it is paid, keeps its stake, and that the attacker earns nothi
    times out while the node answers a probe is the update's fault and the update is rejected.)
 3. An owner who sets a reveal period shorter than a block interval takes every stake: the honest
    trainers' reveals land after the deadline, they are slashed as non-revealers and the slashed stakes go
-   to the owner. (strict xfail: a floor on the reveal period, see the test.)
+   to the owner. (Fixed: the market refuses any phase shorter than ``MIN_PHASE_PERIOD``, 5 minutes, and at that
+   floor honest trainers revealing one per block are all in time and paid.)
 """
 
 # ruff: noqa: F811  (the fixture imported from tests.ipfs_fixtures is used as a test argument)

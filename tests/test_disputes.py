@@ -15,9 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from web3.exceptions import ContractLogicError
 
+from marketplace.adapters.chain.compile import compile_contracts
+from marketplace.adapters.chain.deploy import DISPUTES, MARKET
 from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectStatus
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
@@ -171,6 +175,31 @@ def test_announcing_rejections_checks_caller_timing_and_trainers(actors: Actors)
     with reverts("RejectionsAlreadyAnnounced"):
         actors.aggregator.reject_submissions(pid, 0, [trainers[1].address])
     assert actors.owner.aggregator_record(actors.aggregator.address).rejected == 2
+
+
+def test_the_disputes_run_in_the_markets_storage_and_their_module_alone_does_nothing(actors: Actors) -> None:
+    """The rejections and their disputes live in the market's ``MarketDisputes`` module (the market's 24 KB limit):
+    the market's fallback runs exactly those two functions in its own storage (the test above announced through it),
+    its ``disputes`` is the module deployed with it, and the module called directly finds no project; nothing else
+    reaches it (an unknown selector, or ether, sent to the market reverts)."""
+    artifacts = compile_contracts()
+    own = {f["name"] for f in artifacts[MARKET].abi if f.get("type") == "function"}
+    added = {f["name"] for f in artifacts[DISPUTES].abi if f.get("type") == "function"} - own
+    assert added == {"rejectSubmissions", "disputeRejection"}
+    module = actors.deployment.address(DISPUTES)
+    assert actors.chain.call(actors.owner.market.functions.disputes()) == module
+    pid = actors.training_project(N, rounds=1)
+    actors.submit_all(pid, 0)
+    direct = actors.aggregator.chain.contract(artifacts[DISPUTES], module)
+    with reverts("UnknownProject"):  # its own storage holds no project
+        actors.aggregator.chain.transact(direct.functions.rejectSubmissions(pid, 0, [actors.trainers[0].address]))
+    assert actors.owner.rejections(pid).dispute_deadline == 0
+    market = actors.deployment.address(MARKET)
+    for tx in ({"data": "0x12345678"}, {"value": 1}, {"data": "0x12345678", "value": 1}):
+        with pytest.raises(ContractLogicError):
+            actors.chain.w3.eth.call({"from": actors.stranger.address, "to": market, **tx})
+    actors.aggregator.reject_submissions(pid, 0, [actors.trainers[0].address])  # through the market: announced
+    assert actors.owner.rejections(pid).rejected == [actors.trainers[0].address]
 
 
 def test_a_rejected_trainer_disputes_within_the_window_and_must_then_be_scored(actors: Actors) -> None:

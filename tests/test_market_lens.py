@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from marketplace.adapters.chain.anvil import AnvilNode
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.compile import Artifacts, compile_contracts
-from marketplace.adapters.chain.deploy import LENS, MARKET, UnexpectedLens, deploy_marketplace, market_client
+from marketplace.adapters.chain.deploy import DISPUTES, LENS, MARKET, UnexpectedLens, deploy_marketplace, market_client
 from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectConfig
 from marketplace.adapters.toolchain import project_root
@@ -154,6 +154,8 @@ def _drive(owner: MarketClient, trainers: list[MarketClient], aggregator: Market
         assert_same_views(owner, pids, accounts)
 
     check()  # open, nobody joined
+    owner.expect_reference(pid)
+    check()  # every round of `pid` waits for the owner's reference
     for t in trainers:
         t.join(pid, cfg["stake"])
     trainers[0].join(cancelled, cfg["stake"])
@@ -188,8 +190,12 @@ def _drive(owner: MarketClient, trainers: list[MarketClient], aggregator: Market
     check()  # round 1 open: rewards credited, a standing rejection slashed, a trainer that missed the round
     for t in trainers:
         commit(t, pid, 1, cid_for(pid, 1, t.address), commitments.get(t.address, b"\x01" * 32))
+    check()  # every trainer committed; the phase waits for the owner's expected reference
+    reference = commit_reference(owner, pid, 1, commit_update(rng.normal(size=500), seed, k)[0])
+    check()  # the owner's commit closed it
     for t in trainers:
         reveal_update(t, pid, 1, cid_for(pid, 1, t.address), commitments.get(t.address, b"\x01" * 32))
+    reveal_reference(owner, pid, 1, reference, HashProver())
     scores, flags = [1, 2, 3, 4], [False, False, False, True]
     proof = test_verifier_proof(owner, pid, 1, scores, flags)
     aggregator.finalize_round(pid, 1, Finalization("bafkreimodel1", "bafkreiproof1", scores, flags, proof))
@@ -222,9 +228,12 @@ def test_a_recorded_lens_that_is_not_the_markets_is_refused(
 def test_the_market_is_under_the_size_limit_with_both_batches() -> None:
     """The point of the lens: the market fits under EIP-170's 24,576 bytes, with ``revealBatch``, ``commitBatch``
     and the owner's reference (24,459 bytes when the commit batch landed; 24,462 with the reference, its views
-    and the seal, round tag, withdrawable amounts and the like moved here)."""
+    and the seal, round tag, withdrawable amounts and the like moved here; 23,241 with ``expectReference`` once the
+    rejections and their disputes moved to the ``MarketDisputes`` module, which fits too)."""
     artifacts = compile_contracts()
     assert artifacts[MARKET].deployed_size <= 24_576
     assert artifacts[LENS].deployed_size <= 24_576
+    assert artifacts[DISPUTES].deployed_size <= 24_576
     names = {f.get("name") for f in artifacts[MARKET].abi}
-    assert {"revealBatch", "commitBatch", "commitReference", "revealReference"} <= names and not names & set(VIEWS)
+    wanted = {"revealBatch", "commitBatch", "commitReference", "revealReference", "expectReference"}
+    assert wanted <= names and not names & set(VIEWS)

@@ -43,7 +43,7 @@ def project_create_cmd(
         600,
         min=1,
         help="Seconds per round in which trainers commit sealed updates (the commit phase; it ends "
-        "early once every trainer committed).",
+        "early once every trainer committed, and the owner's reference with --expect-reference).",
     ),
     reveal_period: int = typer.Option(
         600,
@@ -53,6 +53,12 @@ def project_create_cmd(
     ),
     aggregation_period: int = typer.Option(600, min=1, help="Seconds after the reveal deadline to finalize."),
     aggregator: str | None = typer.Option(None, help="Aggregator address (default: you)."),
+    expect_reference: bool = typer.Option(
+        False,
+        help="Every round waits for your reference row (`project reference run`): the commit phase stays open "
+        "after every trainer committed until you commit it (or until the commit deadline), so no trainer can shut "
+        "it out. Fixed once training starts.",
+    ),
     verifier: str | None = typer.Option(
         None,
         help="Approved verifier (default: the smallest approved zk verifier recorded for the network that fits "
@@ -102,6 +108,12 @@ def project_create_cmd(
         f"project [bold]{pid}[/bold] created, {fmt_eth(config.escrow)} escrowed, "
         f"{fmt_eth(config.protocol_fee)} protocol fee burned"
     )
+    if expect_reference:
+        try:
+            market.expect_reference(pid)
+        except ChainError as exc:  # e.g. trainers filled the project first: it trains without the setting
+            raise fail(f"project {pid} was created, but expecting your reference failed: {exc}") from None
+        console.print("every round's commit phase waits for your reference (`project reference run`)")
 
 
 def _when(ts: int) -> str:
@@ -140,11 +152,13 @@ def _round_lines(market: MarketClient, p: Project) -> str:
     lines = (
         f"  each round: commit {_duration(p.submission_period)}, reveal {_duration(p.reveal_period)}, "
         f"aggregation {_duration(p.aggregation_period)}"
+        + ("; the commit phase waits for the owner's reference" if p.reference_expected else "")
     )
     if p.status is not ProjectStatus.TRAINING:
         return lines
     d = market.round_deadlines(p.project_id)
-    phase = round_phase(market.chain.timestamp(), d, p.trainer_count, p.commits, p.submissions)
+    awaits = market.awaits_reference(p)
+    phase = round_phase(market.chain.timestamp(), d, p.trainer_count, p.commits, p.submissions, awaits)
     return "\n".join(
         [
             lines,

@@ -181,7 +181,8 @@ class OpenRoundTrainer(BaseModel):
 class OpenRound(BaseModel):
     """The round open now (training projects): its commit-reveal phase, deadlines and who did what so far.
 
-    ``phase`` is ``commit`` (sealed commits until ``commit_deadline`` or until every trainer committed),
+    ``phase`` is ``commit`` (sealed commits until ``commit_deadline`` or until every trainer committed, and the
+    owner's reference in a project that expects one: ``awaits_reference`` while it is still to come),
     ``reveal`` (from ``reveal_opens`` until ``reveal_deadline``), ``aggregation`` (every committed trainer
     revealed, or the reveal deadline passed: the aggregator may finalize until ``aggregation_deadline``) or
     ``overdue`` (anyone may abandon). Times are unix seconds of the chain's clock."""
@@ -196,6 +197,11 @@ class OpenRound(BaseModel):
     aggregation_deadline: int
     commits: int
     reveals: int
+    awaits_reference: bool = Field(
+        default=False,
+        description="the project expects its owner's reference row and the owner has not committed it in this round: "
+        "the commit phase stays open after every trainer committed, until the owner commits or the commit deadline",
+    )
     dispute_deadline: int | None = Field(
         default=None,
         description="if the aggregator announced rejections in this round: until when the rejected trainers may "

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {TrainingMarket} from "../../contracts/TrainingMarket.sol";
+import {MarketDisputes} from "../../contracts/MarketDisputes.sol";
 import {IReliabilityRegistry} from "../../contracts/interfaces/IReliabilityRegistry.sol";
 
 /**
@@ -13,7 +14,9 @@ import {IReliabilityRegistry} from "../../contracts/interfaces/IReliabilityRegis
  * the code size limit disabled.
  */
 contract TrainingMarketWithViews is TrainingMarket {
-    constructor(address admin, IReliabilityRegistry registry_) TrainingMarket(admin, registry_) {}
+    constructor(address admin, IReliabilityRegistry registry_, MarketDisputes disputes_)
+        TrainingMarket(admin, registry_, disputes_)
+    {}
 
     /// @notice Everything about a project.
     function getProject(uint256 projectId) external view returns (ProjectView memory v) {
@@ -43,6 +46,7 @@ contract TrainingMarketWithViews is TrainingMarket {
         v.slashed = p.slashed;
         v.modelName = p.modelName;
         v.latestModelCid = p.latestModelCid;
+        v.referenceExpected = p.referenceExpected;
     }
 
     /// @notice A trainer's standing in a project.

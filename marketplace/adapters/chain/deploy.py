@@ -1,4 +1,5 @@
-"""Deploy the marketplace contracts: registry, market, the market's ``MarketLens`` (its composite views, read
+"""Deploy the marketplace contracts: registry, market (with its ``MarketDisputes`` module: the rejections and their
+disputes, run in the market's storage through its fallback), the market's ``MarketLens`` (its composite views, read
 from its storage), the market's ``UpdateKeys`` (the keys encrypted projects'
 updates are encrypted to, :mod:`marketplace.adapters.chain.update_keys`), and (on local chains) a test verifier.
 
@@ -45,6 +46,9 @@ REGISTRY = "ReliabilityRegistry"
 MARKET = "TrainingMarket"
 #: The record's name of the market's lens (its composite views: ``getProject``, ``roundDeadlines``, ...).
 LENS = "MarketLens"
+#: The record's name of the market's disputes module (``rejectSubmissions``, ``disputeRejection``: called at the
+#: market's address, which hands them to the module with DELEGATECALL).
+DISPUTES = "MarketDisputes"
 TEST_VERIFIER = "TestRoundVerifier"
 #: The record's name of the reusable Halo2 verifier (one per chain, shared by every zk verifier).
 HALO2_VERIFIER = "Halo2VerifierReusable"
@@ -61,6 +65,17 @@ def _deploy(chain: ChainClient, artifact: Artifact, *args: Any) -> tuple[Contrac
     return contract, record
 
 
+def market_abi(artifacts: Artifacts) -> list[dict[str, Any]]:
+    """The ABI a client calls the market with: the market's own, plus the functions of its :data:`DISPUTES` module
+    (the market's fallback runs them in its storage; their events and errors are the market's already). An earlier
+    contract set without the module (the gas bench's baseline) is its market's ABI alone."""
+    abi = list(artifacts[MARKET].abi)
+    if DISPUTES not in artifacts:
+        return abi
+    own = {f["name"] for f in abi if f.get("type") == "function"}
+    return abi + [f for f in artifacts[DISPUTES].abi if f.get("type") == "function" and f["name"] not in own]
+
+
 def deploy_marketplace(
     chain: ChainClient,
     artifacts: Artifacts | None = None,
@@ -69,7 +84,8 @@ def deploy_marketplace(
     with_test_verifier: bool | None = None,
     rule_version: str = RULE_VERSION,
 ) -> Deployment:
-    """Deploys ReliabilityRegistry and TrainingMarket from ``chain``'s account (the admin of both),
+    """Deploys ReliabilityRegistry and TrainingMarket (after its ``MarketDisputes`` module) from ``chain``'s account
+    (the admin of both),
     authorizes the market in the registry and deploys the market's ``MarketLens`` and ``UpdateKeys``. On the local chain
     (id 31337) it also deploys and approves the ``TestRoundVerifier`` (declaring ``rule_version``, 16 hex
     digits) unless ``with_test_verifier`` is False; elsewhere that verifier is refused (it proves nothing).
@@ -83,9 +99,13 @@ def deploy_marketplace(
 
     admin = chain.account.address
     registry, registry_record = _deploy(chain, artifacts[REGISTRY], admin)
-    market, market_record = _deploy(chain, artifacts[MARKET], admin, registry.address)
+    contracts = {REGISTRY: registry_record}
+    if DISPUTES in artifacts:
+        disputes, contracts[DISPUTES] = _deploy(chain, artifacts[DISPUTES])
+        market, contracts[MARKET] = _deploy(chain, artifacts[MARKET], admin, registry.address, disputes.address)
+    else:  # an earlier contract set (the gas bench's baseline): the market has the disputes itself
+        market, contracts[MARKET] = _deploy(chain, artifacts[MARKET], admin, registry.address)
     chain.transact(registry.functions.setMarketAuthorization(market.address, True))
-    contracts = {REGISTRY: registry_record, MARKET: market_record}
     if LENS in artifacts:
         lens, contracts[LENS] = _deploy(chain, artifacts[LENS], market.address)
         _, contracts[UPDATE_KEYS] = _deploy(chain, artifacts[UPDATE_KEYS], lens.address)
@@ -106,7 +126,7 @@ def market_client(chain: ChainClient, deployment: Deployment, artifacts: Artifac
     ``artifacts`` of an earlier contract set without ``MarketLens`` (the gas bench's baseline), whose market has
     its own views, use the market as its lens."""
     artifacts = artifacts or compile_contracts()
-    market = chain.contract(artifacts[MARKET], deployment.address(MARKET))
+    market = chain.contract(market_abi(artifacts), deployment.address(MARKET))
     if LENS not in artifacts:
         lens = market
     elif LENS not in deployment.contracts:

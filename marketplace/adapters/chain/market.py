@@ -183,6 +183,9 @@ class Project:
     slashed: int
     model_name: str
     latest_model_cid: str
+    #: Every round's commit phase waits for the owner's reference (``expectReference``: set while the project is
+    #: open, fixed once it trains); False on a market without the setting.
+    reference_expected: bool = False
 
     @property
     def rounds_done(self) -> int:
@@ -250,8 +253,8 @@ class Opening:
 class RoundDeadlines:
     """The open round's deadlines (unix seconds; all 0 unless training), see ``MarketLens.roundDeadlines``."""
 
-    commit: int  # commits until then (or until every trainer committed)
-    reveal_opens: int  # reveals from then (when the last trainer committed, if all did in time)
+    commit: int  # commits until then (or until every trainer committed, and the owner's reference if expected)
+    reveal_opens: int  # reveals from then (when the commit phase closed early, if it did; else ``commit + 1``)
     reveal: int  # reveals until then
     aggregation: int  # finalization until then, once every committed trainer revealed or ``reveal`` passed
 
@@ -597,6 +600,19 @@ class MarketClient:
             raise ValueError(f"a seal is 32 bytes, got {len(seal)}")
         return self.chain.transact(self.market.functions.commitReference(project_id, round_, seal))
 
+    def expect_reference(self, project_id: int, expected: bool = True) -> Any:
+        """Sets whether every round of the project waits for the owner's reference before its commit phase closes
+        early (``TrainingMarket.expectReference``: the project's owner only, while the project is open)."""
+        return self.chain.transact(self.market.functions.expectReference(project_id, expected))
+
+    def awaits_reference(self, project: Project) -> bool:
+        """Whether the open round of ``project`` (a :meth:`get_project` answer) waits for the owner's reference:
+        the project expects one and the owner has not committed it in this round, so the commit phase stays open
+        after every trainer committed, until the owner commits or the commit deadline passes."""
+        if not project.reference_expected or project.status is not ProjectStatus.TRAINING:
+            return False
+        return not self.reference_of(project.project_id, project.current_round).committed
+
     def reveal_reference(
         self, project_id: int, round_: int, commitment: bytes, salt: bytes, row: Sequence[int], proof: bytes
     ) -> Any:
@@ -650,6 +666,7 @@ class MarketClient:
             *[int(x) for x in v[4:23]],
             v[23],
             v[24],
+            bool(v[25]) if len(v) > 25 else False,  # an earlier market (the gas bench's baseline) has no setting
         )
 
     def trainers(self, project_id: int) -> list[str]:

@@ -83,6 +83,14 @@ class ChainReads:
         """``MarketLens.roundDeadlines``."""
         return self._read(("round_deadlines", project_id), lambda: self.market.round_deadlines(project_id))
 
+    def awaits_reference(self, project_id: int) -> bool:
+        """Whether the open round waits for the owner's reference (:meth:`MarketClient.awaits_reference`: the
+        project expects it, ``getProject``, and the owner has not committed it, ``referenceOf``)."""
+        market = self.market
+        return self._read(
+            ("awaits_reference", project_id), lambda: market.awaits_reference(market.get_project(project_id))
+        )
+
     def reliability(self, trainer: str) -> int:
         """``ReliabilityRegistry.reliabilityOf``."""
         return self._read(("reliability", trainer), lambda: self.market.reliability(trainer))

@@ -235,7 +235,8 @@ class ProjectService:
         commits = {c["trainer"]: int(c["arrival"]) for c in self.indexer.commits(pid, round_)}
         revealed = {s["trainer"] for s in self.indexer.submissions(pid, round_)}
         disputes = self.indexer.disputes(pid).get(round_, {})
-        phase = round_phase(now, deadlines, len(detail.trainers), len(commits), len(revealed))
+        awaits = self.context.reads.awaits_reference(pid)
+        phase = round_phase(now, deadlines, len(detail.trainers), len(commits), len(revealed), awaits)
         trainers = []
         for m in detail.trainers:
             arrival = commits.get(m.trainer)
@@ -260,7 +261,7 @@ class ProjectService:
             round=round_, phase=phase.name, summary=describe(phase, when), now=now, commit_deadline=deadlines.commit,
             reveal_opens=deadlines.reveal_opens, reveal_deadline=deadlines.reveal,
             aggregation_deadline=deadlines.aggregation, commits=len(commits), reveals=len(revealed),
-            dispute_deadline=deadline, trainers=trainers,
+            awaits_reference=phase.awaits_reference, dispute_deadline=deadline, trainers=trainers,
         )  # fmt: skip
 
     def _round_view(

@@ -4,7 +4,8 @@ the round's deadlines (``MarketLens.roundDeadlines``) and how many trainers comm
 A round has three phases, then an overdue state:
 
 * ``commit``: trainers commit sealed submissions (``commitUpdate``) until the commit deadline, or until
-  every trainer committed; nothing of the round is public yet. Exactly while ``now < reveal_opens``.
+  every trainer committed (and the owner's reference, in a project that expects one: the round then waits for
+  it, :attr:`RoundPhase.awaits_reference`); nothing of the round is public yet. Exactly while ``now < reveal_opens``.
 * ``reveal``: the commit phase has closed; trainers that committed reveal their update's CID and
   commitment (``revealUpdate``) until the reveal deadline, while some reveal is outstanding.
 * ``aggregation``: every committed trainer revealed (or the reveal deadline passed); the aggregator may
@@ -38,10 +39,14 @@ class RoundPhase:
     trainers: int  # members of the project
     commits: int  # commits in the open round
     reveals: int  # reveals in the open round
+    awaits_reference: bool = False  # the project expects the owner's reference and it is not committed yet
 
 
-def round_phase(now: int, deadlines: RoundDeadlines, trainers: int, commits: int, reveals: int) -> RoundPhase:
-    """The phase of the open round at chain time ``now`` (see the module docstring)."""
+def round_phase(
+    now: int, deadlines: RoundDeadlines, trainers: int, commits: int, reveals: int, awaits_reference: bool = False
+) -> RoundPhase:
+    """The phase of the open round at chain time ``now`` (see the module docstring); ``awaits_reference``:
+    :meth:`marketplace.adapters.chain.market.MarketClient.awaits_reference`."""
     name: PhaseName
     if now > deadlines.aggregation:
         name = "overdue"
@@ -51,12 +56,18 @@ def round_phase(now: int, deadlines: RoundDeadlines, trainers: int, commits: int
         name = "reveal"
     else:
         name = "aggregation"
-    return RoundPhase(name, now, deadlines, trainers, commits, reveals)
+    return RoundPhase(name, now, deadlines, trainers, commits, reveals, awaits_reference and name == "commit")
 
 
 def describe(phase: RoundPhase, when: Callable[[int], str]) -> str:
     """One sentence for people: the phase, until when, and who is being waited for (``when`` formats a time)."""
     d = phase.deadlines
+    if phase.name == "commit" and phase.awaits_reference:
+        return (
+            f"Commit phase: trainers commit sealed updates ({phase.commits} of {phase.trainers} so far) and the "
+            f"round waits for the owner's reference: the phase closes once all {phase.trainers} trainers and the "
+            f"owner have committed, or at {when(d.commit)}; nothing is revealed yet"
+        )
     if phase.name == "commit":
         return (
             f"Commit phase: trainers commit sealed updates until {when(d.commit)} or until all {phase.trainers} "
