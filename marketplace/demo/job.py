@@ -267,6 +267,9 @@ def _play(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path
         initial_model_cid=initial_cid,
     )
     pid = owner.create_project(cfg)
+    if config.reference:  # every round's commit phase waits for the owner's reference (no trainer can shut it out)
+        owner.expect_reference(pid)
+        console.print("owner: every round's commit phase waits for its reference (expectReference)")
     console.print(
         f"owner {owner.address[:10]}… posted project [bold]{pid}[/bold]: {config.rounds} rounds of {config.model}, "
         f"{config.budget_eth} ETH budget + {config.fee_eth} ETH aggregator fee escrowed "
