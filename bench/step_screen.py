@@ -91,12 +91,8 @@ def _flat(m: float) -> Stretch:
     return lambda ratio, n, h: min(max(ratio, 1.0), m)
 
 
-def _capped(m: float) -> Stretch:
-    return lambda ratio, n, h: min(max(ratio, 1.0), max(1.0, m * math.sqrt(n / h)))
-
-
-def _capped_towards(m: float, target: float) -> Stretch:
-    """As :func:`_capped`, lengthened towards ``target`` times the paid median norm instead of the median norm."""
+def _capped(m: float, target: float = 1.0) -> Stretch:
+    """``clip(target r / |mean|, 1, max(1, m sqrt(n / h)))``: towards ``target`` times the paid median norm."""
     return lambda ratio, n, h: min(max(target * ratio, 1.0), max(1.0, m * math.sqrt(n / h)))
 
 
@@ -106,8 +102,8 @@ VARIANTS: dict[str, Stretch] = {
     "1.5": _flat(1.5),
     "cap 1.5": _capped(1.5),
     "cap 1.25": _capped(1.25),
-    "cap 1.5 to 1.25r": _capped_towards(1.5, 1.25),
-    "cap 2 to 1.5r": _capped_towards(2.0, 1.5),
+    "cap 1.5 to 1.25r": _capped(1.5, 1.25),
+    "cap 2 to 1.5r": _capped(2.0, 1.5),
 }
 """Flat: ``clip(r / |mean|, 1, m)`` (1.5 was the first live step). Cap: the same with ``m sqrt(n / h)``, never
 below 1 (``cap 1.5`` was live until ``STEP_TARGET``). ``to t r``: lengthened towards ``t r`` (``cap 1.5 to 1.25r`` is

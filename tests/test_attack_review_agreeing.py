@@ -31,15 +31,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.owner_reference import adversarial_reference, colluder_mask, pay_moved
-from marketplace.adapters.chain.deploy import TEST_VERIFIER
-from marketplace.adapters.chain.market import ProjectConfig
 from marketplace.demo.job import LocalStack, local_stack
-from marketplace.fl.models import build_model, num_params, param_spec, tensors_to_vector
+from marketplace.fl.models import num_params, param_spec, tensors_to_vector
 from marketplace.protocol.commitment import commit_update, sanitize_rows
 from marketplace.protocol.sketch import sketch, sketch_params
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.roles.audit import audit_round
-from marketplace.roles.trainer import Committed, Submitted, TrainerNode, UpdateContext
+from marketplace.roles.trainer import UpdateContext
 from marketplace.round.collect import RoundInputs
 from marketplace.round.score import score_round
 from marketplace.rule.aggregate import (
@@ -55,9 +53,8 @@ from marketplace.rule.aggregate import (
 )
 from marketplace.rule.scorer import GramScorer
 from tests.disputes import step_through_disputes
+from tests.small_rounds import revealed_round
 from tests.update_sources import FixedUpdate, agreeing_updates
-
-ETH = 10**18
 
 
 def _invisible(p: np.ndarray, seed: int, k: int) -> np.ndarray:
@@ -402,23 +399,9 @@ def test_a_paid_update_carries_a_component_the_sketch_does_not_see_no_longer_tha
     honest = agreeing_updates(4, seed=41)
     poison = np.random.default_rng(42).normal(size=num_params("mlp"))
     attacker = SketchHiddenPoison(honest[3], poison, factor=30.0)
-    owner = stack.admin.as_account(stack.accounts[1])
-    agg = stack.admin.as_account(stack.accounts[2])
-    initial = stack.store.put_tensors(build_model("mlp", seed=1).state_dict(), {"kind": "model"})
-    pid = owner.create_project(
-        ProjectConfig(
-            aggregator=agg.address, verifier=stack.deployment.address(TEST_VERIFIER), reward_budget=ETH,
-            stake=ETH // 10, rounds=1, min_trainers=4, max_trainers=4, model_name="mlp", initial_model_cid=initial,
-        )
-    )  # fmt: skip
     sources = [FixedUpdate(honest[0]), FixedUpdate(honest[1]), FixedUpdate(honest[2]), attacker]
-    trainers = [
-        TrainerNode(stack.admin.as_account(stack.accounts[3 + i]), stack.store, s) for i, s in enumerate(sources)
-    ]
-    for t in trainers:
-        t.join(pid)
-    assert all(isinstance(t.step(pid), Committed) for t in trainers)
-    assert all(isinstance(t.step(pid), Submitted) for t in trainers)
+    rnd = revealed_round(stack, sources)
+    pid, initial, agg = rnd.pid, rnd.initial, rnd.aggregator
     report = step_through_disputes(AggregatorNode(agg, stack.store), pid)
     assert report is not None and report.tx_hash
     seed, k = stack.admin.sketch_seed(pid), stack.admin.sketch_width(pid)

@@ -28,24 +28,22 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 import numpy as np
 import pytest
 
-from marketplace.adapters.chain.deploy import TEST_VERIFIER
-from marketplace.adapters.chain.market import Commit, ProjectConfig
+from marketplace.adapters.chain.market import Commit
 from marketplace.demo.job import LocalStack, local_stack
-from marketplace.fl.models import build_model, num_params
+from marketplace.fl.models import num_params
 from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.sketch import sketch
 from marketplace.roles.aggregator import AggregatorNode, RoundReport
 from marketplace.roles.audit import audit_round
-from marketplace.roles.trainer import Committed, Submitted, TrainerNode
 from marketplace.round.collect import RoundInputs
 from marketplace.round.score import ScoredRound, score_round
 from marketplace.rule.aggregate import MAX_STEP, PAID_CLIP, agreeing_clipped_mean, committed_norm_caps, fixed_dot
 from tests.disputes import step_through_disputes
+from tests.small_rounds import revealed_round
 from tests.test_attack_review_agreeing import SketchHiddenPoison, _invisible, _unit
 from tests.update_sources import FixedUpdate, agreeing_updates
 
 SEED, K = 11, 32
-ETH = 10**18
 
 
 def _inputs(updates: list[np.ndarray], arrival: list[int] | None = None) -> RoundInputs:
@@ -290,23 +288,9 @@ def test_an_aggregator_whose_process_traps_inexact_finalizes_the_round_the_audit
     bit for bit and names the fourth update clipped."""
     honest = agreeing_updates(4, seed=47)
     attacker = SketchHiddenPoison(honest[3], np.random.default_rng(48).normal(size=num_params("mlp")), 30.0)
-    owner = stack.admin.as_account(stack.accounts[1])
-    agg = stack.admin.as_account(stack.accounts[2])
-    initial = stack.store.put_tensors(build_model("mlp", seed=1).state_dict(), {"kind": "model"})
-    pid = owner.create_project(
-        ProjectConfig(
-            aggregator=agg.address, verifier=stack.deployment.address(TEST_VERIFIER), reward_budget=ETH,
-            stake=ETH // 10, rounds=1, min_trainers=4, max_trainers=4, model_name="mlp", initial_model_cid=initial,
-        )
-    )  # fmt: skip
     sources = [FixedUpdate(honest[0]), FixedUpdate(honest[1]), FixedUpdate(honest[2]), attacker]
-    trainers = [
-        TrainerNode(stack.admin.as_account(stack.accounts[3 + i]), stack.store, s) for i, s in enumerate(sources)
-    ]
-    for t in trainers:
-        t.join(pid)
-    assert all(isinstance(t.step(pid), Committed) for t in trainers)
-    assert all(isinstance(t.step(pid), Submitted) for t in trainers)
+    rnd = revealed_round(stack, sources)
+    pid, agg = rnd.pid, rnd.aggregator
     outcome: list[RoundReport | BaseException | None] = []
 
     def aggregate() -> None:
