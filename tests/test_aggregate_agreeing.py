@@ -6,6 +6,7 @@ decides it)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from decimal import Decimal, getcontext
 from fractions import Fraction
 
@@ -137,8 +138,10 @@ def test_a_step_that_leaves_updates_out_is_lengthened_less() -> None:
     """Ten updates along e0 with orthogonal noise (norm 2, the paid mean 1.13 long: lengthened alone it would
     reach the 1.5 cap). All paid: 1.5 times. Six paid and four sign flips at hand, unpaid (none admitted): at
     most 1.5 sqrt(6 / 10) = 1.16 times; the same six with the four not at hand (not candidates): 1.5 again.
-    Three paid of ten (the other honest ones agree with their mean less than they do: none admitted): not
-    lengthened, the step is the paid mean bit for bit."""
+    Three paid of ten: the three other honest updates agree with the paid sum more than a paid one agrees with the
+    other two (the bar compares each paid update with the rest of the paid sum), so they are admitted and six are
+    in the step; with only the four flips at hand besides the three, none admitted: not lengthened (1.5 sqrt(3 / 7)
+    < 1), the step is the paid mean bit for bit."""
     d = 12
     u = np.zeros((10, d), dtype=np.float32)
     for i in range(10):
@@ -156,9 +159,11 @@ def test_a_step_that_leaves_updates_out_is_lengthened_less() -> None:
     alone = agreeing_clipped_mean(attacked, paid, np.zeros(10, dtype=bool))
     assert alone.stretch == MAX_STEP  # 2 / sqrt(1.5) = 1.63, capped at 1.5
     few = np.arange(10) < 3
-    three = agreeing_clipped_mean(attacked, few, ~few)
+    joined = agreeing_clipped_mean(attacked, few, ~few)
+    assert joined.admitted.tolist() == [False] * 3 + [True] * 3 + [False] * 4
+    three = agreeing_clipped_mean(attacked, few, np.arange(10) >= 6)
     expected = fedavg(attacked, np.ones(10, dtype=bool), ~few)
-    assert not three.admitted.any() and three.stretch == 1.0 and step_cap(3, 10) == 1.0
+    assert not three.admitted.any() and three.stretch == 1.0 and step_cap(3, 7) == 1.0
     assert three.step is not None and expected is not None and three.step.tobytes() == expected.tobytes()
     with pytest.raises(ValueError, match="updates at hand"):
         step_cap(0, 10)
@@ -251,44 +256,63 @@ def test_the_order_fixed_dot_is_its_specification_bit_for_bit(length: int) -> No
         fixed_dot(a, b[:-1] if length > 1 else np.zeros(2, dtype=np.float32))
 
 
-def _exact_cos_squared(u: np.ndarray, total: list[Fraction]) -> Fraction:
-    """``sign(<u, S>) cos(u, S)^2 |S|^2`` in exact rationals on the float32 entries (ordered as the cosine)."""
+def _exact_cos(u: np.ndarray, total: list[Fraction]) -> Fraction:
+    """``sign(<u, S>) cos(u, S)^2`` in exact rationals on the float32 entries (ordered as the cosine)."""
     entries = [Fraction(x) for x in u.tolist()]
     dot = sum((x * s for x, s in zip(entries, total, strict=True)), Fraction(0))
     sq = sum((x * x for x in entries), Fraction(0))
-    return (dot * dot / sq) * (1 if dot > 0 else -1)
-
-
-def _cos_gap(u: np.ndarray, v: np.ndarray, total: list[Fraction]) -> Decimal:
-    """cos(u, S) - cos(v, S) to 60 digits (to show how close to the bar a case is)."""
-    getcontext().prec = 60
     norm = sum((s * s for s in total), Fraction(0))
+    return (dot * dot / (sq * norm)) * (1 if dot > 0 else -1)
 
-    def cos(w: np.ndarray) -> Decimal:
-        key = _exact_cos_squared(w, total) / norm
-        return (Decimal(abs(key.numerator)) / Decimal(key.denominator)).sqrt() * (1 if key > 0 else -1)
 
-    return cos(u) - cos(v)
+def _as_decimal_cos(key: Fraction) -> Decimal:
+    """The cosine a key of :func:`_exact_cos` stands for, to 60 digits."""
+    getcontext().prec = 60
+    return (Decimal(abs(key.numerator)) / Decimal(key.denominator)).sqrt() * (1 if key > 0 else -1)
 
 
 @pytest.mark.parametrize("tail", [0, 3 * LANES + 1])
 def test_an_admission_a_hairs_breadth_from_the_bar_decides_as_exact_arithmetic_does(tail: int) -> None:
-    """Paid (1, x, 0, 0, e) and (1, -x, 0, 0, -e) (cosine 1 / sqrt(1 + x^2 + e^2) with their sum); candidates
-    (1, 0, x, 0, 0) and (1, 0, -x, 1.5 e, 0), 3e-13 above and 4e-13 below the bar (e = 2^-20); with ``tail``, every
-    vector shares the same 12,289 more entries, so every dot is a rounded sum over lanes. The exact decision (exact
-    rationals on the float32 entries) is the function's: the first is admitted, the second is not."""
+    """Paid (1, x, 0, 0, e) and (1, -x, 0, 0, -e): the bar is the least of their cosines with the rest of the paid
+    sum, here each other. Candidates (h, 0, 4, f, 0): h the smallest float32 that puts (h, 0, 4, 0, 0) above the
+    bar, then f set (bisection in exact rationals) so that one candidate is 3e-13 above the bar and one 4e-13 below
+    it; with ``tail``, every vector shares the same 12,289 more entries, so every dot is a rounded sum over lanes.
+    The exact decision is the function's: the one just above the bar is admitted, the one just below is not."""
     x, e = np.float32(0.5), np.float32(2.0**-20)
-    head = np.array([[1, x, 0, 0, e], [1, -x, 0, 0, -e], [1, 0, x, 0, 0], [1, 0, -x, 1.5 * e, 0]], dtype=np.float32)
     common = (np.random.default_rng(7).normal(size=tail) * 1e-3).astype(np.float32)
-    u = np.concatenate([head, np.tile(common, (4, 1))], axis=1)
+
+    def row(head: list[float]) -> np.ndarray:
+        return np.concatenate([np.array(head, dtype=np.float32), common])
+
+    paid_rows = [row([1, x, 0, 0, e]), row([1, -x, 0, 0, -e])]
+    as_fractions = [[Fraction(v) for v in r.tolist()] for r in paid_rows]
+    total = [a + b for a, b in zip(*as_fractions, strict=True)]
+    bar = min(_exact_cos(paid_rows[i], as_fractions[1 - i]) for i in (0, 1))  # S less its own term: the other
+
+    def gap(head: list[float]) -> Decimal:
+        """The candidate's cosine with the paid sum less the bar, to 60 digits."""
+        return _as_decimal_cos(_exact_cos(row(head), total)) - _as_decimal_cos(bar)
+
+    def crossing(make: Callable[[np.float32], list[float]], top: float, target: Decimal) -> np.float32:
+        """The smallest float32 v in [0, top] whose gap is on the other side of ``target`` than v = 0's (positive
+        floats order as their bits)."""
+        lo, hi = np.float32(0.0).view(np.int32), np.float32(top).view(np.int32)
+        side = gap(make(lo.view(np.float32))) > target
+        assert side != (gap(make(hi.view(np.float32))) > target)
+        while hi - lo > 1:
+            mid = np.int32((int(lo) + int(hi)) // 2)
+            lo, hi = (mid, hi) if (gap(make(mid.view(np.float32))) > target) == side else (lo, mid)
+        return hi.view(np.float32)
+
+    h = crossing(lambda v: [v, 0, 4, 0, 0], 64.0, Decimal(0))  # coarse: the smallest h above the bar
+    # fine: a small orthogonal f lowers the cosine; the first f under +3e-13 from the bar, and under -4e-13
+    f_above = crossing(lambda v: [h, 0, 4, v, 0], 1.0, Decimal("3e-13"))
+    f_below = crossing(lambda v: [h, 0, 4, v, 0], 1.0, Decimal("-4e-13"))
+    gaps = [gap([h, 0, 4, f, 0]) for f in (f_above, f_below)]
+    assert Decimal("1e-14") < gaps[0] < Decimal("1e-12") and -Decimal("1e-12") < gaps[1] < -Decimal("1e-14")
+    u = np.stack([*paid_rows, row([h, 0, 4, f_below, 0]), row([h, 0, 4, f_above, 0])])
     paid = np.array([True, True, False, False])
-    total = [Fraction(a) + Fraction(b) for a, b in zip(u[0].tolist(), u[1].tolist(), strict=True)]
-    bar = min(_exact_cos_squared(u[i], total) for i in (0, 1))
-    exact = [bool(_exact_cos_squared(u[j], total) > max(bar, 0)) for j in (2, 3)]
-    assert exact == [True, False]
-    for j in (2, 3):
-        assert 1e-14 < abs(_cos_gap(u[j], u[0], total)) < Decimal("1e-12")
-    assert agreeing_admitted(u, paid, ~paid).tolist() == [False, False, *exact]
+    assert agreeing_admitted(u, paid, ~paid).tolist() == [False, False, False, True]
 
 
 def test_a_paid_caps_log_norm_is_counted_at_most_one_above_the_paid_lower_median() -> None:
