@@ -58,7 +58,8 @@ At N = 16 commit 51,410 -> 51,397, batched commit 26,971 -> 26,983, reveal 51,98
 N = 32 commit 51,402 -> 51,384, batched commit 26,021 -> 26,026, reveal 51,982 -> 51,982, batched reveal 21,022 ->
 21,024, finalize / N unchanged, later round 120,365 -> 120,345, later, batched 70,509 -> 70,516 (+7). The dispatcher
 moved with the functions (a trainer's own commit is 13-18 gas cheaper, a batch's entries a few gas dearer); the
-zk figures above move by the same amounts (verification is unchanged): ~140.1k and ~108.4k per trainer.
+zk figures moved as much (``--zk 16 32 --zk-only`` rerun after the change: batched later round with the split
+verifier 140,092 -> 140,102 at N = 16 and 108,409 -> 108,417 at N = 32; verification unchanged).
 
 Before step 5 (docs/design/gas-per-trainer.md) "later, batched" was 110,670 / 79,729 / 74,586 / 72,028 and a
 trainer's own reveal 59.7k mean (its first round wrote a second slot, 22k): the commitment now overwrites the seal
