@@ -267,15 +267,15 @@ def _play(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path
         initial_model_cid=initial_cid,
     )
     pid = owner.create_project(cfg)
-    if config.reference:  # every round's commit phase waits for the owner's reference (no trainer can shut it out)
-        owner.expect_reference(pid)
-        console.print("owner: every round's commit phase waits for its reference (expectReference)")
     console.print(
         f"owner {owner.address[:10]}… posted project [bold]{pid}[/bold]: {config.rounds} rounds of {config.model}, "
         f"{config.budget_eth} ETH budget + {config.fee_eth} ETH aggregator fee escrowed "
         f"({_eth(cfg.protocol_fee)} ETH protocol fee burned); "
         f"initial test accuracy {initial_accuracy:.1%}"
     )
+    if config.reference:  # every round's commit phase waits for the owner's reference (no trainer can shut it out)
+        owner.expect_reference(pid)
+        console.print("owner: every round's commit phase waits for its reference (expectReference)")
 
     trainer_accounts = stack.accounts[3 : 3 + n]
     sybil_group: dict[tuple[int, int], np.ndarray] = {}  # the Sybils' crafted updates, shared off chain
