@@ -83,17 +83,33 @@ from marketplace.rule.aggregate import agreeing_clipped_mean, fedavg, fixed_dot
 from marketplace.rule.scorer import GramScorer
 from research.simulate import apply_update
 
-Stretch = Callable[[float, int, int], float]
-"""``(r / |mean|, n in the mean, h at hand) -> factor``."""
+
+@dataclass(frozen=True)
+class AtHand:
+    """The updates at hand, counted three ways: all (``h``), less the flagged ones the step leaves out
+    (``kept``), and each one left out weighted by its squared cosine with the paid sum over the paid updates' median
+    leave-one-out squared cosine, clamped to [0, 1] (``weighted``: an inverse-variance count were updates a common
+    direction plus noise)."""
+
+    h: int
+    kept: int
+    weighted: float
+    linear: float  # the same with the cosine ratio, not its square
+    by_bar: float  # the squared-cosine ratio over the least paid leave-one-out one (the admission bar)
+
+
+Stretch = Callable[[float, int, AtHand], float]
+"""``(r / |mean|, n in the mean, the updates at hand) -> factor``."""
 
 
 def _flat(m: float) -> Stretch:
-    return lambda ratio, n, h: min(max(ratio, 1.0), m)
+    return lambda ratio, n, at: min(max(ratio, 1.0), m)
 
 
-def _capped(m: float, target: float = 1.0) -> Stretch:
-    """``clip(target r / |mean|, 1, max(1, m sqrt(n / h)))``: towards ``target`` times the paid median norm."""
-    return lambda ratio, n, h: min(max(target * ratio, 1.0), max(1.0, m * math.sqrt(n / h)))
+def _capped(m: float, target: float = 1.0, count: str = "h") -> Stretch:
+    """``clip(target r / |mean|, 1, max(1, m sqrt(n / h)))``: towards ``target`` times the paid median norm;
+    ``count``: which :class:`AtHand` count is ``h``."""
+    return lambda ratio, n, at: min(max(target * ratio, 1.0), max(1.0, m * math.sqrt(n / getattr(at, count))))
 
 
 VARIANTS: dict[str, Stretch] = {
@@ -104,6 +120,14 @@ VARIANTS: dict[str, Stretch] = {
     "cap 1.25": _capped(1.25),
     "cap 1.5 to 1.25r": _capped(1.5, 1.25),
     "cap 2 to 1.5r": _capped(2.0, 1.5),
+    "cap 1.5 to 1.25r, flagged out": _capped(1.5, 1.25, "kept"),
+    "cap 1.5 to 1.5r, flagged out": _capped(1.5, 1.5, "kept"),
+    "cap 1.5 to 1.4r, flagged out": _capped(1.5, 1.4, "kept"),
+    "cap 1.5 to 1.25r, weighted": _capped(1.5, 1.25, "weighted"),
+    "cap 1.5 to 1.5r, weighted": _capped(1.5, 1.5, "weighted"),
+    "cap 1.5 to 1.25r, linear": _capped(1.5, 1.25, "linear"),
+    "cap 1.5 to 1.25r, by bar": _capped(1.5, 1.25, "by_bar"),
+    "cap 1.5 to 1.5r": _capped(1.5, 1.5),
 }
 """Flat: ``clip(r / |mean|, 1, m)`` (1.5 was the first live step). Cap: the same with ``m sqrt(n / h)``, never
 below 1 (``cap 1.5`` was live until ``STEP_TARGET``). ``to t r``: lengthened towards ``t r`` (``cap 1.5 to 1.25r`` is
@@ -140,7 +164,7 @@ class ScreenRow:
         return 100 * float(np.mean(self.final[name]))
 
 
-def lengthened(u: np.ndarray, paid: np.ndarray, stretch: Stretch) -> np.ndarray | None:
+def lengthened(u: np.ndarray, paid: np.ndarray, flagged: np.ndarray, stretch: Stretch) -> np.ndarray | None:
     """The live step's mean (every unpaid update a candidate) lengthened by ``stretch``, summed as it sums."""
     base = agreeing_clipped_mean(u, paid, ~paid, max_step=1.0)
     if base.step is None:
@@ -152,10 +176,32 @@ def lengthened(u: np.ndarray, paid: np.ndarray, stretch: Stretch) -> np.ndarray 
     mid = len(norms) // 2
     radius = norms[mid] if len(norms) % 2 else (norms[mid - 1] + norms[mid]) / 2
     length = math.sqrt(fixed_dot(total, total))
-    factor = stretch(radius / length, int(paid.sum() + base.admitted.sum()), len(paid)) if length > 0 else 1.0
+    n = int(paid.sum() + base.admitted.sum())
+    factor = stretch(radius / length, n, at_hand(u, paid, base.admitted, flagged)) if length > 0 else 1.0
     if factor != 1.0:
         total *= factor
     return total.astype(np.float32)
+
+
+def at_hand(u: np.ndarray, paid: np.ndarray, admitted: np.ndarray, flagged: np.ndarray) -> AtHand:
+    """:class:`AtHand` of a round (floats: a screen, not the rule)."""
+    out = ~paid & ~admitted
+    total = np.zeros(u.shape[1], dtype=np.float64)
+    for i in np.flatnonzero(paid):
+        total += u[i]
+
+    def sq_cos(a: np.ndarray, b: np.ndarray) -> float:
+        d, na, nb = fixed_dot(a, b), fixed_dot(a, a), fixed_dot(b, b)
+        return 0.0 if na == 0 or nb == 0 or d <= 0 else d * d / (na * nb)
+
+    loo = [sq_cos(u[i], total - u[i]) for i in np.flatnonzero(paid)] if paid.sum() > 1 else [0.0]
+    typical, bar = float(np.median(loo)), min(loo)
+    keys = [sq_cos(u[j], total) for j in np.flatnonzero(out)]
+    weights = [min(1.0, a / typical) if typical > 0 else 1.0 for a in keys]
+    by_bar = [min(1.0, a / bar) if bar > 0 else 1.0 for a in keys]
+    n = int(paid.sum() + admitted.sum())
+    linear = [math.sqrt(w) for w in weights]
+    return AtHand(len(paid), len(paid) - int((flagged & out).sum()), n + sum(weights), n + sum(linear), n + sum(by_bar))
 
 
 def screening_aggregators(
@@ -174,10 +220,12 @@ def screening_aggregators(
                 nonlocal round_
                 reference = owner_reference(task, global_vec, validation, seed, round_) if with_reference else None
                 round_ += 1
-                paid = np.asarray(scorer.run_round(updates, reference=reference).scores) > 0
+                result = scorer.run_round(updates, reference=reference)
+                paid = np.asarray(result.scores) > 0
                 if stretch is None:
                     return apply_update(global_vec, fedavg(updates, np.ones(len(paid), bool), ~paid)), None
-                return apply_update(global_vec, lengthened(np.asarray(updates), paid, stretch)), None
+                flagged = np.asarray(result.flags, dtype=bool)
+                return apply_update(global_vec, lengthened(np.asarray(updates), paid, flagged, stretch)), None
 
             return run
 

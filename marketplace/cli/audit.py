@@ -27,7 +27,7 @@ from marketplace.adapters.ipfs.errors import StorageError
 from marketplace.cli.common import IPFS_API, NETWORK, connect_market, console, fail, open_store, open_store_if_reachable
 from marketplace.protocol.envelope import UpdateKey, UpdateOrigin, is_envelope
 from marketplace.roles.verify import ProofUnavailable, verify_round
-from marketplace.rule.aggregate import PAID_CLIP
+from marketplace.rule.aggregate import PAID_CLIP, PAID_LOG_SPREAD
 
 if TYPE_CHECKING:
     from marketplace.roles.audit import EncryptedAuditReport, ModelAudit, TrainerAudit
@@ -89,7 +89,10 @@ def audit_cmd(
         if t.admitted:
             update += "; in the model, unpaid, clipped"
         if t.clipped:
-            update += f"; [yellow]longer than {PAID_CLIP:g} x its committed sketch: in the model shortened to that[/]"
+            update += (
+                f"; [yellow]longer than its cap ({PAID_CLIP:g} x its committed sketch's norm, counted at most "
+                f"{PAID_LOG_SPREAD:g} doubling above the paid lower median): in the model shortened to that[/]"
+            )
         mark = "[green]ok[/green]" if t.agrees else "[red]DIFFERS[/red]"
         table.add_row(
             str(i), t.trainer, update, f"{t.recorded_flag} / {t.recomputed_flag}",
@@ -122,7 +125,7 @@ def step_words(model: ModelAudit, trainers: list[TrainerAudit]) -> str:
     words += f"mean of {model.paid} paid update(s)"
     shortened = [f"#{i}" for i, t in enumerate(trainers) if t.clipped]
     if shortened:
-        words += f" ({', '.join(shortened)} shortened to {PAID_CLIP:g} x its committed sketch's norm)"
+        words += f" ({', '.join(shortened)} shortened to its cap, at most {PAID_CLIP:g} x its committed sketch's norm)"
     if model.admitted:
         names = ", ".join(f"#{index[t]} {t}" for t in model.admitted)
         words += f" and {len(model.admitted)} agreeing unpaid one(s) (in the model, unpaid, clipped: {names})"

@@ -73,8 +73,9 @@ class TrainerAudit:
     row_only: str = ""
     #: unpaid, and its update is in the recomputed model all the same (it agrees with the paid ones; clipped)
     admitted: bool = False
-    #: paid, and its update is longer than ``PAID_CLIP`` times its committed sketch's norm: in the recomputed model
-    #: shortened to that (:func:`~marketplace.rule.aggregate.committed_norm_caps`)
+    #: paid, and its update is longer than its cap (``PAID_CLIP`` times ``2**l``, its committed log-norm ``l``
+    #: counted at most ``PAID_LOG_SPREAD`` above the paid lower median): in the recomputed model shortened to that
+    #: (:func:`~marketplace.rule.aggregate.committed_norm_caps` of :func:`~marketplace.rule.aggregate.paid_log_norms`)
     clipped: bool = False
 
     @property

@@ -62,8 +62,11 @@ class ScoredRound:
     aggregate: np.ndarray | None
     #: unpaid trainers whose full update is in the step all the same (it agrees with the paid ones; clipped)
     admitted: list[bool]
-    #: paid trainers whose update was longer than ``PAID_CLIP`` times its committed sketch's norm: in the step
-    #: shortened to that (:func:`~marketplace.rule.aggregate.committed_norm_caps`)
+    #: paid trainers whose update was longer than its cap: in the step shortened to that. The cap is ``PAID_CLIP``
+    #: times ``2**l``, ``l`` its committed sketch's log-norm counted at most ``PAID_LOG_SPREAD`` above the paid
+    #: lower median (:func:`~marketplace.rule.aggregate.committed_norm_caps` of
+    #: :func:`~marketplace.rule.aggregate.paid_log_norms`), so a very long one is shortened further than ``PAID_CLIP``
+    #: times its own sketch's norm
     clipped: list[bool]
     rows: np.ndarray  # N x (K + 2), the rows scored: the ones to prove (zero rows if not valid)
     reference: ReferenceEffect | None = None  # None: scored without a reference (the owner revealed none)
@@ -75,7 +78,8 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     rows, slots in arrival order (the circuit's computation), rejected submitters flagged, and
     the model step (:meth:`GramScorer.aggregate_paid`): paid are the inliers with a positive score and their
     full update here (a trainer paid for a row it published on chain has no update in the step), each shortened to
-    at most ``PAID_CLIP`` times its committed sketch's norm ``2**l`` (``clipped``); candidates the
+    at most ``PAID_CLIP`` times its committed sketch's norm ``2**l``, ``l`` counted at most ``PAID_LOG_SPREAD`` above
+    the paid lower median (``clipped``); candidates the
     unpaid trainers whose update was revealed, fetched and matched its commitment (``has_update``) and that the
     owner's reference did not unpay, admitted (``admitted``) when they agree with the paid ones, clipped to the
     paid median norm, the step lengthened at most :data:`~marketplace.rule.aggregate.MAX_STEP` times, less when it

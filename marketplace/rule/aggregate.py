@@ -293,12 +293,12 @@ def _admission(
     if not paid.any() or not cand.any():
         return admitted, sq
     total = terms.total
-    if fixed_dot(total, total) == 0.0:
+    total_sq = Fraction(fixed_dot(total, total))
+    if total_sq == 0:
         return admitted, sq
     paid_rows = [int(i) for i in np.flatnonzero(paid)]
     if len(paid_rows) < 2:  # no other paid update to agree with: no bar
         return admitted, sq
-    total_sq = Fraction(fixed_dot(total, total))
     dots = {i: Fraction(fixed_dot(u[i], total)) for i in paid_rows}
     bar = min(_loo_agreement(dots[i], Fraction(terms.scale[i]), Fraction(sq[i]), total_sq) for i in paid_rows)
     kept = list(paid_rows)
