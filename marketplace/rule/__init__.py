@@ -12,8 +12,12 @@
 
 :func:`rule_fingerprint` identifies the rule: a hash of the code of every module in this folder and
 of the protocol modules it reads (fixed point, committed rows), with docstrings and comments left
-out so that only a change of behaviour changes it. Proving keys are cached under it
-(:mod:`marketplace.adapters.ezkl.keys`), and :data:`RULE_VERSION` is its short form.
+out so that only a change of behaviour changes it. :data:`RULE_VERSION` is its short form: a round
+verifier declares it on chain and the aggregator proves only for a verifier that declares its own.
+:data:`CIRCUIT_VERSION` is the same hash over the circuits' code only (:func:`circuit_sources`: the round
+and row circuits and every module of this folder or the protocol they import, transitively): proving
+keys are cached under it (:mod:`marketplace.adapters.ezkl.keys`), so a change of what no circuit reads
+(the model step, the scorer) changes the rule's version but rebuilds no key.
 """
 
 from __future__ import annotations
@@ -28,9 +32,50 @@ PROTOCOL_DIR = RULE_DIR.parent / "protocol"
 
 
 def rule_sources(rule_dir: Path = RULE_DIR, protocol_dir: Path = PROTOCOL_DIR) -> list[Path]:
-    """The files whose code is the rule: every module of ``rule_dir`` and the protocol's constants
-    and committed rows."""
-    return [*sorted(rule_dir.glob("*.py")), protocol_dir / "constants.py", protocol_dir / "commitment.py"]
+    """The files whose code is the rule: every module of ``rule_dir`` and every module of ``protocol_dir`` they
+    import, transitively (the fixed point, the committed rows, the sketch)."""
+    return _imported_closure(sorted(rule_dir.glob("*.py")), rule_dir, protocol_dir)
+
+
+#: The modules whose code is a circuit ezkl proves (the round's and the row's).
+CIRCUIT_MODULES = ("circuit", "row_circuit")
+
+
+def circuit_sources(rule_dir: Path = RULE_DIR, protocol_dir: Path = PROTOCOL_DIR) -> list[Path]:
+    """The files whose code is the circuits: :data:`CIRCUIT_MODULES` of ``rule_dir`` and every module of
+    ``rule_dir`` or ``protocol_dir`` they import, transitively (a subset of :func:`rule_sources`)."""
+    return _imported_closure([rule_dir / f"{name}.py" for name in CIRCUIT_MODULES], rule_dir, protocol_dir)
+
+
+def _imported_closure(starts: list[Path], rule_dir: Path, protocol_dir: Path) -> list[Path]:
+    """``starts`` and every module of ``rule_dir`` or ``protocol_dir`` they import (``from marketplace.rule.X
+    import ...``, ``import marketplace.protocol.Y``), transitively, sorted by folder and name. A module they
+    import from elsewhere in the package is a ValueError: no fingerprint would see it."""
+    folders = {"rule": rule_dir, "protocol": protocol_dir}
+    seen: set[Path] = set()
+    todo = list(starts)
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in _package_imports(path.read_text()):
+            parts = module.split(".")
+            if len(parts) != 3 or parts[1] not in folders:
+                raise ValueError(f"{path.name} imports {module}: the rule reads marketplace.rule and .protocol only")
+            todo.append(folders[parts[1]] / f"{parts[2]}.py")
+    return sorted(seen, key=lambda p: (p.parent.name != rule_dir.name, p.parent.name, p.name))
+
+
+def _package_imports(source: str) -> set[str]:
+    """The ``marketplace.*`` modules a module's code imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m == "marketplace" or m.startswith("marketplace.")}
 
 
 def _is_string_statement(node: ast.AST) -> bool:
@@ -60,3 +105,6 @@ def rule_fingerprint(files: Iterable[Path] | None = None) -> str:
 
 #: The rule this code implements: the first 16 hex digits of :func:`rule_fingerprint`.
 RULE_VERSION = rule_fingerprint()[:16]
+
+#: The circuits this code proves: the first 16 hex digits of :func:`rule_fingerprint` of :func:`circuit_sources`.
+CIRCUIT_VERSION = rule_fingerprint(circuit_sources())[:16]

@@ -23,9 +23,10 @@ split in two contracts (``dedicated/``, :mod:`marketplace.adapters.ezkl.dedicate
 the keys and go with them.
 
 Keys are keyed by the SRS (:func:`srs_id`: the SHA-256 of the SRS file, or :data:`DEV_SRS`) and by
-a fingerprint of the rule (:data:`marketplace.rule.RULE_VERSION`), the circuit size and layout
-(sort and inner columns), the ezkl version and that SRS identity, so keys made with one SRS are
-never returned for another and a changed rule is rebuilt, never silently reused. A circuit is
+a fingerprint of the circuits' code (:data:`marketplace.rule.CIRCUIT_VERSION`: not the rule's parts
+that no circuit reads, such as the model step), the circuit size and layout (sort and inner columns),
+the ezkl version and that SRS identity, so keys made with one SRS are never returned for another and
+a changed circuit is rebuilt, never silently reused. A circuit is
 built in a temporary folder next to its place and moved there when complete: a reader never sees
 half-built keys.
 
@@ -57,7 +58,7 @@ from torch import nn
 
 from marketplace.adapters.toolchain import install_svm_solc, project_root
 from marketplace.protocol.constants import SCALE
-from marketplace.rule import RULE_VERSION
+from marketplace.rule import CIRCUIT_VERSION
 from marketplace.rule.circuit import CIRCUIT_LAYOUTS, CircuitLayout, GramCircuit, layout_for
 from marketplace.rule.row_circuit import ROW_DECOMP_BASE, ROW_DECOMP_LEGS, RowCircuit
 
@@ -195,22 +196,23 @@ def srs_dir(srs: str, root: Path | None = None) -> Path:
 
 
 def fingerprint(
-    n: int, k: int, rule_version: str = RULE_VERSION, *, srs: str = DEV_SRS, layout: CircuitLayout | None = None
+    n: int, k: int, circuit_version: str = CIRCUIT_VERSION, *, srs: str = DEV_SRS, layout: CircuitLayout | None = None
 ) -> str:
-    """Changes whenever the rule (:data:`marketplace.rule.RULE_VERSION`: the code of the rule's
-    folder, its constants, the committed rows and the layout table), the circuit's size, its layout
+    """Changes whenever the circuits' code (:data:`marketplace.rule.CIRCUIT_VERSION`: the circuit, what it
+    imports from the rule's folder and the protocol, among them its constants, the committed rows and the
+    layout table), the circuit's size, its layout
     (``layout``, default :func:`~marketplace.rule.circuit.layout_for` ``(n)``: the sort and the inner
     columns, named here too so that a layout chosen by hand is never taken for the size's own), the
     ezkl version or the SRS (``srs``: :func:`srs_id`) changes."""
     lay = layout or layout_for(n)
-    text = f"{n}/{k}/{lay.sort}/{lay.cols}/{ezkl.__version__}/{rule_version}/{srs}"
+    text = f"{n}/{k}/{lay.sort}/{lay.cols}/{ezkl.__version__}/{circuit_version}/{srs}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def row_fingerprint(k: int, rule_version: str = RULE_VERSION, *, srs: str = DEV_SRS) -> str:
+def row_fingerprint(k: int, circuit_version: str = CIRCUIT_VERSION, *, srs: str = DEV_SRS) -> str:
     """:func:`fingerprint` of the row circuit of width ``k`` (the rule's folder holds the row circuit
-    and its decomposition constants, so :data:`~marketplace.rule.RULE_VERSION` covers them)."""
-    return hashlib.sha256(f"row/{k}/{ezkl.__version__}/{rule_version}/{srs}".encode()).hexdigest()[:16]
+    and its decomposition constants, so :data:`~marketplace.rule.CIRCUIT_VERSION` covers them)."""
+    return hashlib.sha256(f"row/{k}/{ezkl.__version__}/{circuit_version}/{srs}".encode()).hexdigest()[:16]
 
 
 def run_args(logrows: int | None = None, cols: int = 2, legs: int = 2, base: int | None = None) -> ezkl.PyRunArgs:
