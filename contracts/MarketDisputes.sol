@@ -83,13 +83,16 @@ contract MarketDisputes is MarketState {
         if (block.timestamp > p.disputeDeadline) revert DisputeClosed(projectId, round, p.disputeDeadline);
         // A rejected trainer revealed in the open round: its word holds its commitment.
         bytes32 commitment = _submissions[projectId][msg.sender].word;
-        uint256 first = _publishedRows[projectId][commitment]; // 1 + the round it was first published in, or 0
+        mapping(bytes32 => uint256) storage published = _publishedRows[projectId];
+        uint256 first = published[commitment]; // 1 + the round it was first published in, or 0
         if (first != 0 && first <= round) revert RowAlreadyPublished(projectId, commitment, first - 1);
+        // Recorded before the verifier's calls (a refused row reverts it): the work left after `verifyRow` stays
+        // small, so too little gas still makes the verifier's own call fail first (the WARNING above).
+        if (first == 0) published[commitment] = round + 1;
         IRoundVerifier verifier = IRoundVerifier(p.verifier);
         _checkRow(row, verifier.sketchWidth());
         if (!verifier.verifyRow(commitment, row, proof)) revert InvalidRowProof(projectId, round, msg.sender);
 
-        if (first == 0) _publishedRows[projectId][commitment] = round + 1;
         p.rejectedMask &= ~bit;
         p.disputedMask |= bit;
         ++_aggregatorRecords[p.aggregator].disputesLost;
