@@ -60,9 +60,20 @@ contract MarketDisputes is MarketState {
     /// ({IRoundVerifier-verifyRow}). Until the dispute deadline. The rejection is lifted: the round must
     /// be proven with this row (it is scored like any other, and paid if the rule pays it), and the
     /// aggregator's record counts a lost dispute.
+    /// A row already published on chain in an earlier round of this project (by a dispute or as the owner's
+    /// reference) cannot be published again: the dispute reverts {RowAlreadyPublished} and the rejection stands
+    /// (the row proof binds the commitment and the row, not the trainer or the round, so the published calldata
+    /// would otherwise pay a later commit of the same commitment for a stale row, without any update). In the
+    /// round of its first publication it can (a copy committed in the same round is the rule's: of identical
+    /// updates only the first is paid), so nobody can make a fresh row's dispute revert by publishing it first.
+    /// A fresh row is recorded as published in this round (`_publishedRows`; the `RejectionDisputed` event shows
+    /// it, with the trainer's `UpdateSubmitted` commitment).
     /// WARNING: send it with the gas `eth_estimateGas` gives (about 1M with the zk verifier): with much less,
     /// the verifier's own call runs out of gas, reports the proof as invalid, and the dispute reverts with
     /// {InvalidRowProof}, as for a bad proof (it can be sent again with more gas until the deadline).
+    /// WARNING: only rows published on chain are recorded: a trainer that commits again a row never published (its
+    /// own earlier row, or one computed from a clear update revealed earlier) is not refused here (docs/security.md,
+    /// "Copies"), nor is a row published in another project (`_publishedRows`: per project on purpose).
     function disputeRejection(uint256 projectId, uint256 round, int256[] calldata row, bytes calldata proof)
         external
     {
@@ -70,12 +81,17 @@ contract MarketDisputes is MarketState {
         uint64 bit = uint64(1) << (_memberInRound(projectId, p, round).slot - 1);
         if (p.rejectedMask & bit == 0) revert NotRejected(projectId, round, msg.sender);
         if (block.timestamp > p.disputeDeadline) revert DisputeClosed(projectId, round, p.disputeDeadline);
+        // A rejected trainer revealed in the open round: its word holds its commitment.
+        bytes32 commitment = _submissions[projectId][msg.sender].word;
+        mapping(bytes32 => uint256) storage published = _publishedRows[projectId];
+        uint256 first = published[commitment]; // 1 + the round it was first published in, or 0
+        if (first != 0 && first <= round) revert RowAlreadyPublished(projectId, commitment, first - 1);
+        // Recorded before the verifier's calls (a refused row reverts it): the work left after `verifyRow` stays
+        // small, so too little gas still makes the verifier's own call fail first (the WARNING above).
+        if (first == 0) published[commitment] = round + 1;
         IRoundVerifier verifier = IRoundVerifier(p.verifier);
         _checkRow(row, verifier.sketchWidth());
-        // A rejected trainer revealed in the open round: its word holds its commitment.
-        if (!verifier.verifyRow(_submissions[projectId][msg.sender].word, row, proof)) {
-            revert InvalidRowProof(projectId, round, msg.sender);
-        }
+        if (!verifier.verifyRow(commitment, row, proof)) revert InvalidRowProof(projectId, round, msg.sender);
 
         p.rejectedMask &= ~bit;
         p.disputedMask |= bit;

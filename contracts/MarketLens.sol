@@ -35,6 +35,7 @@ contract MarketLens {
     uint256 private constant _APPROVED_VERIFIERS = 6; // mapping(address => bool)
     uint256 private constant _AGGREGATOR_RECORDS = 7; // mapping(address => AggregatorRecord)
     uint256 private constant _REFERENCES = 8; // mapping(uint256 => mapping(uint256 => Reference))
+    // Slot 9, `_publishedRows` (mapping(uint256 => mapping(bytes32 => uint256))), has no view here.
     // `Project`'s words from its base slot: 0-2 roles and amounts, 3 the open round, 4 the configuration and
     // rejections, 5 disputes and rewards, 6 `slashed`, 7 `modelName`, 8 `latestModelCid`.
     uint256 private constant _PROJECT_WORDS = 9;

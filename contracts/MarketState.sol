@@ -123,6 +123,23 @@ abstract contract MarketState is Ownable {
     /// @dev The owner's reference row of each round ({commitReference}, {revealReference}): its seal and the row
     /// commitment it opened to (0: none revealed). One pair per round, never overwritten: {MarketLens-referenceOf}.
     mapping(uint256 projectId => mapping(uint256 round => Reference)) internal _references;
+    /// @dev The rows published on chain in each project, by row commitment: 1 + the first round whose transaction
+    /// published the row behind it (0: never published), by a trainer's dispute ({MarketDisputes-disputeRejection},
+    /// event `RejectionDisputed`) or by the owner's reference ({TrainingMarket-revealReference}, event
+    /// `ReferenceRevealed`); written once, never cleared. A row proof binds the commitment and the row only (not the
+    /// trainer, not the round), and a published row and its proof are anyone's to copy: without this record a trainer
+    /// could commit a published row's commitment in a later round, serve nothing, and dispute its rejection with the
+    /// published calldata, paid for a stale row without any update. So a dispute in a later round of the same
+    /// project reverts {RowAlreadyPublished}; in the round of the first publication it does not (see
+    /// {MarketDisputes-disputeRejection}). No event of its own: those two events are the publications (the
+    /// commitment of a `RejectionDisputed` row is its trainer's `UpdateSubmitted` commitment of that round).
+    /// Appended last: the market and its disputes module share this layout ({MarketLens} has no view of it).
+    /// WARNING: per project on purpose, so a row published in another project blocks nothing here: one set over
+    /// every project would let anyone who learned a trainer's commitment and row (a clear update is public once
+    /// revealed) publish that row first in a project of its own and make the honest trainer's dispute revert
+    /// (griefing). The price: a row replayed from another project is not refused; it is scored there by the
+    /// rule with that project's rows, as any copy of an update revealed elsewhere.
+    mapping(uint256 projectId => mapping(bytes32 commitment => uint256 roundPlusOne)) internal _publishedRows;
 
     /// @notice The aggregator announced that it will reject `trainer`'s submission in `round`; the trainer
     /// may dispute it ({disputeRejection}) until `disputeDeadline`.
@@ -174,6 +191,9 @@ abstract contract MarketState is Ownable {
     error InvalidRowLength(uint256 length, uint256 expected);
     error InvalidRowValue(uint256 index, int256 value);
     error InvalidRowProof(uint256 projectId, uint256 round, address trainer);
+    /// @notice The row behind `commitment` was published on chain in an earlier `round` of project `projectId`
+    /// (a dispute or the owner's reference): a dispute cannot publish it again (`_publishedRows`).
+    error RowAlreadyPublished(uint256 projectId, bytes32 commitment, uint256 round);
     error VerifierTooSmall(uint256 maxTrainers, uint256 verifierMaxTrainers);
     error ScoreTooLarge(uint256 index, uint256 score);
     error NoSubmission(uint256 projectId, uint256 round, address trainer);

@@ -614,6 +614,11 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
     /// row ({IRoundVerifier-verifyRow}), so that the round stays provable. Once per round, only the owner, only
     /// with a committed seal. The round's finalization waits for it (until the reveal deadline) and hands the
     /// verifier `commitment`, so the aggregator can neither drop nor replace it. WARNING: as {commitReference}.
+    /// The row is recorded as published in the project (`_publishedRows`, shown by the `ReferenceRevealed` event): a
+    /// trainer that commits its commitment in a later round cannot dispute its rejection with this row
+    /// ({RowAlreadyPublished}). A reference whose row was published in an earlier round (its own, or a trainer's
+    /// disputed row) is not refused: a reference is the owner's word, any row in the box, and a stale one moves pay
+    /// no further than any other row within the bounds above; refusing it would protect nobody.
     function revealReference(
         uint256 projectId,
         uint256 round,
@@ -636,6 +641,8 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
         _checkRow(row, verifier.sketchWidth());
         if (!verifier.verifyRow(commitment, row, proof)) revert InvalidRowProof(projectId, round, msg.sender);
         ref.commitment = commitment;
+        mapping(bytes32 => uint256) storage published = _publishedRows[projectId];
+        if (published[commitment] == 0) published[commitment] = round + 1; // no trainer disputes with it later
         emit ReferenceRevealed(projectId, round, commitment, row);
     }
 

@@ -17,15 +17,21 @@ rejected one; an owner filled a project with Sybils that serve nothing) — the 
 fewer than 3 accepted submissions remain; abandonment ignored standing rejections — now they are slashed and
 unpaid there too; the aggregator's record counted announcements as upheld — it counts rejections that stood;
 a restarted aggregator lost the updates of its first pass — it pins every update it used; on the test
-verifier a published row that is not the committed one stopped the whole daemon — it stops only its project.
+verifier a published row that is not the committed one stopped the whole daemon — it stops only its project;
+a published row and its row proof are bound to the commitment only, so any trainer could replay them, with the
+very calldata of the original dispute (or of the owner's reference reveal), in a later round, and was paid
+without an update — the market now records every row published in a project and refuses a dispute that
+publishes one again in a later round (``RowAlreadyPublished``; per project, and not in the round of the first
+publication, so that nobody can make a fresh row's dispute revert by publishing it first).
 
-What does not hold is a strict xfail that asserts the safe outcome (each says why it fails today, and
+What does not hold is a strict xfail that asserts the safe outcome (it says why it fails today, and
 docs/security.md lists it as not promised):
 
-- disputing costs the falsely rejected trainer its gas (about 1M with the zk verifier), nothing reimburses it;
-- a published row and its row proof are bound to the commitment only: any trainer can replay them, with the
-  very calldata of the original dispute, in a later round, and is paid without an update (the cross-round
-  replay gap: any update revealed in an earlier round can be replayed the same way).
+- disputing costs the falsely rejected trainer its gas (about 1M with the zk verifier), nothing reimburses it.
+
+(A row never published on chain, e.g. one computed from a clear update revealed in an earlier round, can still
+be committed again: the cross-round replay gap,
+``test_a_replay_of_an_update_revealed_in_an_earlier_round_earns_nothing``.)
 
 Rows are committed rows of random updates with their Poseidon commitments, finalizations are the paying
 computation itself (``apply_published_rows`` + ``score_round``), through the local test verifier.
@@ -56,9 +62,10 @@ from marketplace.protocol.commitment import (
     published_row,
 )
 from marketplace.roles.aggregator import AggregatorNode, RejectionsAnnounced, RoundReport
-from marketplace.roles.trainer import Committed, Disputed, Submitted, TrainerNode
+from marketplace.roles.trainer import Committed, Disputed, DisputeRefused, StepOutcome, Submitted, TrainerNode
 from marketplace.round.collect import PublishedRowMismatch, RoundInputs, apply_published_rows
 from marketplace.round.prove import HashProver, local_hash_proof, recorded_verifier_inputs
+from marketplace.round.reference import commit_reference, reveal_reference
 from marketplace.round.score import score_round
 from tests.disputes import close_disputes
 from tests.ipfs_fixtures import ipfs_node  # noqa: F401
@@ -443,34 +450,110 @@ def test_disputing_a_false_rejection_costs_the_trainer_nothing(actors: Actors) -
     assert all(payouts[a] - _fee(r) >= honest[a] for a, r in receipts.items())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: the row proof binds (commitment, row) and the commitment binds the row only (not the trainer "
-    "or the round): a row published in a dispute is replayed two rounds later by another trainer with the very "
-    "calldata of the original dispute, and the Gram rule pays the stale row like a fresh one, without any "
-    "update (the planned previous-round duplicate test would not see a row two rounds old)",
-)
-def test_a_row_published_in_a_dispute_cannot_be_replayed_for_pay_in_a_later_round(actors: Actors) -> None:
+def _calldata(actors: Actors, receipt: Any) -> dict[str, Any]:
+    """The arguments of the market call mined in ``receipt``, as anyone reads them from the chain."""
+    tx = actors.chain.get_transaction(receipt["transactionHash"])
+    _, args = actors.owner.market.decode_function_input(tx["input"])
+    return args
+
+
+def _refused_replay(actors: Actors, job: Job, round_: int, replayer: MarketClient, published: dict[str, Any]) -> int:
+    """``replayer`` committed, in ``round_``, the commitment of a row ``published`` on chain (the calldata that
+    published it) and served nothing: the aggregator rejects it, its dispute with that very calldata is refused
+    (``RowAlreadyPublished``), the rejection stands and the round is finalized; its reward for the round."""
+    actors.aggregator.reject_submissions(job.pid, round_, [replayer.address])  # its CID is served by nobody
+    with reverts("RowAlreadyPublished") as refused:
+        replayer.dispute_rejection(job.pid, round_, list(published["row"]), bytes(published["proof"]))
+    assert refused.value.args["commitment"] == commitment_bytes(job.rows[(round_, replayer.address)])
+    close_disputes(actors.owner, job.pid)
+    receipt = actors.aggregator.finalize_round(job.pid, round_, _settle(actors.owner, job, round_, {replayer.address}))
+    assert actors.owner.rejected_trainers(job.pid, round_) == [replayer.address]  # the rejection stood
+    return _rewards(actors, receipt)[job.index(replayer)]
+
+
+@pytest.mark.parametrize("replayer_index", [4, 0], ids=["another_trainer", "its_author"])
+def test_a_row_published_in_a_dispute_cannot_be_replayed_for_pay_in_a_later_round(
+    actors: Actors, replayer_index: int
+) -> None:
+    """The row published by a dispute in round 0 (its first dispute, with a fresh row, succeeds) is committed
+    again two rounds later, by another trainer or by its author, and disputed with the original calldata: the
+    market refuses, and the replayer is paid nothing for the round."""
     job = _start(actors, rounds=3)
-    author, replayer = job.trainers[0], job.trainers[4]
+    author, replayer = job.trainers[0], job.trainers[replayer_index]
     rows0 = _round_rows(actors, job, 0)
     _play(actors, job, 0, rows0)
     actors.aggregator.reject_submissions(job.pid, 0, [author.address])
     original = _publish(author, job, 0)
+    assert actors.owner.rejections(job.pid).disputed == [author.address]  # a first dispute of a fresh row
     actors.aggregator.finalize_round(job.pid, 0, _settle(actors.owner, job, 0, set()))
     _play(actors, job, 1, _round_rows(actors, job, 1))
     actors.aggregator.finalize_round(job.pid, 1, _settle(actors.owner, job, 1, set()))
 
-    tx = actors.chain.get_transaction(original["transactionHash"])
-    _, args = actors.owner.market.decode_function_input(tx["input"])
     rows2 = _round_rows(actors, job, 2)
     rows2[replayer.address] = rows0[author.address]  # it commits the published row's commitment
     _play(actors, job, 2, rows2)
-    actors.aggregator.reject_submissions(job.pid, 2, [replayer.address])  # its CID is served by nobody
-    replayer.dispute_rejection(job.pid, 2, list(args["row"]), bytes(args["proof"]))  # accepted
-    receipt = actors.aggregator.finalize_round(job.pid, 2, _settle(actors.owner, job, 2, set()))
-    i = job.index(replayer)
-    assert _rewards(actors, receipt)[i] == 0
+    assert _refused_replay(actors, job, 2, replayer, _calldata(actors, original)) == 0
+
+
+def test_the_owners_revealed_reference_row_cannot_be_replayed_by_a_trainers_dispute(actors: Actors) -> None:
+    """The owner's reference row of round 0 is on chain (``revealReference``'s calldata, row and row proof): a
+    trainer that commits its commitment in round 1 and serves nothing cannot dispute with it."""
+    job = _start(actors, rounds=2)
+    replayer = job.trainers[2]
+    seed, k = actors.owner.sketch_seed(job.pid), actors.owner.sketch_width(job.pid)
+    reference = commit_update(np.random.default_rng(7).normal(size=DIM), seed, k)[0]
+    sealed = commit_reference(actors.owner, job.pid, 0, reference)
+    _play(actors, job, 0, _round_rows(actors, job, 0))
+    revealed = reveal_reference(actors.owner, job.pid, 0, sealed, HashProver())
+    actors.aggregator.finalize_round(job.pid, 0, _settle(actors.owner, job, 0, set()))
+
+    rows1 = _round_rows(actors, job, 1)
+    rows1[replayer.address] = reference  # it commits the reference's commitment
+    _play(actors, job, 1, rows1)
+    assert _refused_replay(actors, job, 1, replayer, _calldata(actors, revealed)) == 0
+
+
+def test_a_row_published_in_another_project_does_not_block_a_dispute_here(actors: Actors) -> None:
+    """The record of published rows is per project: a row published by a dispute in another project (anyone can
+    publish there first what it learned) does not make a dispute of the same commitment in a later round of this
+    project revert; it is accepted and the rejection is lifted."""
+    job = _start(actors, rounds=2)
+    _play(actors, job, 0, _round_rows(actors, job, 0))
+    actors.aggregator.finalize_round(job.pid, 0, _settle(actors.owner, job, 0, set()))
+
+    elsewhere = _start(actors)
+    rows = _round_rows(actors, elsewhere, 0)
+    _play(actors, elsewhere, 0, rows)
+    actors.aggregator.reject_submissions(elsewhere.pid, 0, [elsewhere.trainers[0].address])
+    published = _calldata(actors, _publish(elsewhere.trainers[0], elsewhere, 0))
+
+    trainer = job.trainers[3]
+    rows1 = _round_rows(actors, job, 1)
+    rows1[trainer.address] = rows[elsewhere.trainers[0].address]
+    _play(actors, job, 1, rows1)
+    actors.aggregator.reject_submissions(job.pid, 1, [trainer.address])
+    receipt = trainer.dispute_rejection(job.pid, 1, list(published["row"]), bytes(published["proof"]))
+    (event,) = actors.events(receipt, "RejectionDisputed")
+    assert (event["projectId"], event["round"], event["trainer"]) == (job.pid, 1, trainer.address)
+    state = actors.owner.rejections(job.pid)
+    assert state.disputed == [trainer.address] and state.rejected == []
+
+
+def test_a_row_first_published_in_this_round_does_not_block_another_dispute_of_the_round(actors: Actors) -> None:
+    """Two trainers committed the same row in one round (the second copied it), both are rejected, and the copier
+    disputes first: the author's dispute still goes through (nobody can make a fresh row's dispute revert by
+    publishing it first), and of the two identical rows only the earlier commit is paid."""
+    job = _start(actors)
+    author, copier = job.trainers[0], job.trainers[1]
+    rows = _round_rows(actors, job, 0)
+    rows[copier.address] = rows[author.address]
+    _play(actors, job, 0, rows)  # the author commits first
+    actors.aggregator.reject_submissions(job.pid, 0, [author.address, copier.address])
+    _publish(copier, job, 0)
+    _publish(author, job, 0)
+    assert sorted(actors.owner.rejections(job.pid).disputed) == sorted([author.address, copier.address])
+    rewards = _rewards(actors, actors.aggregator.finalize_round(job.pid, 0, _settle(actors.owner, job, 0, set())))
+    assert rewards[job.index(author)] > 0 and rewards[job.index(copier)] == 0
 
 
 def test_an_aggregators_record_counts_as_upheld_only_rejections_that_stood(actors: Actors) -> None:
@@ -590,3 +673,35 @@ def test_a_mismatching_published_row_on_the_test_verifier_stops_only_its_own_pro
     with pytest.raises(_Served):
         node.run([poisoned, other], poll_seconds=0.05, on_report=served, on_error=errors.append)
     assert any(isinstance(e, PublishedRowMismatch) for e in errors)
+
+
+def test_a_trainer_node_replaying_its_published_row_reports_the_refused_dispute_once(
+    actors: Actors, ipfs_node: LocalIpfsNode
+) -> None:
+    """A node that sends the same update every round and serves none of them: rejected in round 0, it disputes and
+    its row is published; rejected again in round 1 with the same row, its dispute is refused. Its step reports
+    that once (``DisputeRefused``: the commitment and the round the row was published in) and does not raise or
+    try again; the aggregator node finalizes the round with the rejection standing, the node unpaid."""
+    store = ModelStore(ipfs_node.client())
+    initial = store.put_tensors(build_model("mlp", seed=6).state_dict(), {"kind": "model"})
+    pid = actors.training_project(4, rounds=2, initial_model_cid=initial)
+    updates = agreeing_updates(4, seed=23)
+    lazy = TrainerNode(actors.trainers[3], _UnpublishedStore(ipfs_node.client()), FixedUpdate(updates[3]))
+    nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers[:3], updates[:3], strict=True)]
+    aggregator = AggregatorNode(actors.aggregator, ModelStore(IpfsClient(ipfs_node.api_url, timeout=2.0, retries=0)))
+
+    _submit([*nodes, lazy], pid)
+    assert isinstance(aggregator.step(pid), RejectionsAnnounced)
+    assert isinstance(lazy.step(pid), Disputed)
+    assert isinstance(aggregator.step(pid), RoundReport)  # every rejected trainer disputed: no waiting
+
+    submitted = _submit([*nodes, lazy], pid)
+    assert isinstance(aggregator.step(pid), RejectionsAnnounced)
+    refused = lazy.step(pid)
+    assert refused == DisputeRefused(pid, 1, submitted[3].commitment, 0)
+    assert lazy.step(pid) is StepOutcome.ALREADY_SUBMITTED  # reported once, not sent again
+    close_disputes(actors.owner, pid)
+    report = aggregator.step(pid)
+    assert isinstance(report, RoundReport) and list(report.rejected) == [lazy.address]
+    assert report.chain_scores[report.trainers.index(lazy.address)] == 0
+    assert actors.owner.trainer_info(pid, lazy.address).stake_left < actors.owner.get_project(pid).stake  # slashed

@@ -114,6 +114,7 @@ def trainer_run_cmd(
         Committed,
         CommitVia,
         Disputed,
+        DisputeRefused,
         RevealVia,
         StepOutcome,
         Submitted,
@@ -186,6 +187,13 @@ def trainer_run_cmd(
             console.print(
                 f"round {outcome.round}: the aggregator rejected this submission; disputed it by publishing the "
                 f"committed row on chain (gas {outcome.gas_used:,}): the round must be scored with it"
+            )
+        elif isinstance(outcome, DisputeRefused):
+            console.print(
+                f"[red]round {outcome.round}: the aggregator rejected this submission and the market refuses its "
+                f"dispute:[/red] the row behind its commitment 0x{outcome.commitment.hex()} was published on chain in "
+                f"round {outcome.published_in} already (RowAlreadyPublished: a published row cannot be paid again); "
+                "the rejection stands"
             )
         elif outcome != last:
             console.print(f"{outcome}")

@@ -57,6 +57,7 @@ from marketplace.roles.owner import OwnerReferenceNode, ReferenceCommitted, Refe
 from marketplace.roles.trainer import (
     Committed,
     Disputed,
+    DisputeRefused,
     LocalTraining,
     RevealVia,
     StepOutcome,
@@ -337,6 +338,11 @@ def _play(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path
                     outcome = t.step(pid)
                     if isinstance(outcome, Disputed):
                         console.print(f"  trainer {t.address[:10]}… disputed its rejection: published its row")
+                    elif isinstance(outcome, DisputeRefused):
+                        console.print(
+                            f"  trainer {t.address[:10]}…: its dispute is refused, its row was published in round "
+                            f"{outcome.published_in} already; the rejection stands"
+                        )
                 close_disputes(owner, pid)
                 report = aggregator.step(pid)
         if not isinstance(report, RoundReport):

@@ -38,7 +38,9 @@ withholds the batch costs it the gas of its own reveal, never the round.
 If the aggregator announces that it rejects this trainer's submission, the trainer disputes the
 rejection within the dispute window: it publishes its committed row on chain with a proof that the row
 hashes to its commitment (:meth:`TrainerNode.step` returns :class:`Disputed`), so the round is scored
-with its row and a false rejection takes neither its reward nor its stake.
+with its row and a false rejection takes neither its reward nor its stake. A submission whose row was published on
+chain in an earlier round of the project (a replay) cannot be disputed: the market refuses, and the step returns
+:class:`DisputeRefused` once.
 
 :meth:`TrainerNode.step` does whatever is due now and returns at once; :meth:`TrainerNode.run`
 loops over it until the project ends. Everything it needs to know comes from the chain, so a
@@ -230,6 +232,20 @@ class Disputed:
     gas_used: int = 0
 
 
+@dataclass(frozen=True)
+class DisputeRefused:
+    """What :meth:`TrainerNode.step` did when the aggregator rejected this trainer's submission and the market
+    refuses its dispute for good: the row behind the submission's commitment was published on chain in an earlier
+    round of the project (``RowAlreadyPublished``: the submission replays a published row, a dispute's or the
+    owner's reference). Nothing was sent (the gas estimate reverted) and the node does not try again in this round:
+    the rejection stands (flagged, unpaid, slashed for the round)."""
+
+    project_id: int
+    round: int
+    commitment: bytes  # the submission's commitment
+    published_in: int  # the round the row behind it was first published in
+
+
 class OwnRowMismatch(RuntimeError):
     """This trainer's own update (fetched by its revealed CID) does not hash to its on-chain commitment:
     it has no row it could publish."""
@@ -265,6 +281,7 @@ class TrainerNode:
         self._committed: dict[tuple[int, int], Committed] = {}
         self._unpublished: dict[tuple[int, int], tuple[bytes, str]] = {}
         self._rows: dict[tuple[int, int], np.ndarray] = {}  # committed rows, by (project, round)
+        self._refused: set[tuple[int, int]] = set()  # (project, round) whose dispute the market refuses for good
         self._openings: dict[tuple[int, int], tuple[bytes, str]] = {}  # opening documents not yet added
         #: commits handed to the aggregator's inbox and not seen on chain yet: (seal, note, what was committed)
         self._handed: dict[tuple[int, int], tuple[bytes, bytes, Committed]] = {}
@@ -277,10 +294,13 @@ class TrainerNode:
         """Joins with the project's stake (reverts with a clear error if not allowed)."""
         self.market.join(project_id)
 
-    def step(self, project_id: int, progress: Progress | None = None) -> StepOutcome | Committed | Submitted | Disputed:
+    def step(
+        self, project_id: int, progress: Progress | None = None
+    ) -> StepOutcome | Committed | Submitted | Disputed | DisputeRefused:
         """Does what is due in the open round: commits if this trainer has not yet and the commit phase
         is open, reveals if it committed and the reveal phase is open, disputes its rejection if the
-        aggregator announced one; else says why not (:attr:`StepOutcome.UNUSABLE_UPDATE_KEY`: the project's
+        aggregator announced one (:class:`DisputeRefused`, once, if the market refuses the dispute for good); else
+        says why not (:attr:`StepOutcome.UNUSABLE_UPDATE_KEY`: the project's
         update key is a point nothing can be encrypted to, so this trainer does not submit rather than publish
         its update)."""
         project = self.market.get_project(project_id)
@@ -537,16 +557,26 @@ class TrainerNode:
         gas = int(receipt["gasUsed"]) + earlier_gas
         return Submitted(project_id, round_, cid, commitment, norm, gas, timings)
 
-    def _dispute_if_rejected(self, project_id: int, round_: int) -> Disputed | None:
+    def _dispute_if_rejected(self, project_id: int, round_: int) -> Disputed | DisputeRefused | None:
         """Disputes this trainer's announced rejection in ``round_`` while the window is open (None if
-        there is nothing to dispute)."""
+        there is nothing to dispute, or the market refused this round's dispute for good at an earlier step).
+        A refusal for good (``RowAlreadyPublished``) is returned once as :class:`DisputeRefused`; any other revert
+        is raised (the next step tries again)."""
         rejections = self.market.rejections(project_id)
         if self.address not in rejections.rejected or self._now() > rejections.dispute_deadline:
+            return None
+        if (project_id, round_) in self._refused:
             return None
         row = self._own_row(project_id, round_)
         proof = row_prover_for(self.market, project_id).prove_row(row)
         ints = published_row(row)
-        receipt = self.market.dispute_rejection(project_id, round_, ints, proof)
+        try:
+            receipt = self.market.dispute_rejection(project_id, round_, ints, proof)
+        except ContractRevert as exc:
+            if exc.name != "RowAlreadyPublished":
+                raise
+            self._refused.add((project_id, round_))
+            return DisputeRefused(project_id, round_, bytes(exc.args["commitment"]), int(exc.args["round"]))
         return Disputed(project_id, round_, ints, int(receipt["gasUsed"]))
 
     def _own_row(self, project_id: int, round_: int) -> np.ndarray:

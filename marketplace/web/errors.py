@@ -315,6 +315,13 @@ CUSTOM_ERRORS: dict[str, Words] = {
     "InvalidRowProof": Words(
         lambda a, t: f"the row {a['trainer']} published does not match its commitment in {_round(a)}"
     ),
+    "RowAlreadyPublished": Words(
+        lambda a, t: (
+            f"the row behind commitment 0x{bytes(a['commitment']).hex()} was published on chain in {_round(a)} "
+            "already (a dispute or the owner's reference): it cannot be published again in a later round of the "
+            "project, so the rejection of a submission committed to it stands"
+        )
+    ),
     "ScoreTooLarge": Words(lambda a, t: f"score {a['index']} ({a['score']}) is larger than the market accepts"),
     "NoSubmission": Words(lambda a, t: f"{a['trainer']} submitted nothing in {_round(a)}"),
     "InvalidProof": Words(lambda a, t: f"the project's verifier rejected the proof of {_round(a)}"),
