@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IRoundVerifier} from "./interfaces/IRoundVerifier.sol";
 import {MarketState} from "./MarketState.sol";
 
@@ -16,11 +17,45 @@ import {MarketState} from "./MarketState.sol";
  *
  * How it is meant to be used: deployed once, before the market, whose constructor takes its address
  * (`marketplace deploy` does both). Call the market, never this contract: its own storage holds no project, so every
- * function called here directly reverts (`UnknownProject`, `WrongStatus`). It holds no ether and no state of its own
- * (the `Ownable` owner of its own storage, its deployer, can do nothing with it).
+ * function called here directly reverts (`UnknownProject`, `WrongStatus`, `NoBondToWithdraw`). It holds no ether and
+ * no state of its own (the `Ownable` owner of its own storage, its deployer, can do nothing with it).
+ *
+ * Rejection bonds (optimistic-rollup style): an announcement posts {rejectionBond} wei per rejected trainer. A trainer
+ * that disputes its rejection successfully is awarded its bond (so a false rejection pays for the dispute it forces);
+ * the bonds of the rejections nobody disputed go back to the aggregator once the round's dispute window is over
+ * ({reclaimBonds}). Both are credits, withdrawn with {withdrawBonds} (pull payment). The market's ether is always
+ * what it owes: its projects' escrow, the bonds held for rounds ({bondsHeld}) and the bonds credited ({bondCredit}).
+ * Only {rejectSubmissions} takes ether: every other function of this module is non-payable, and so reverts when the
+ * market's call carries any (DELEGATECALL keeps the call's value); a call of a function neither has reverts here.
  */
-contract MarketDisputes is MarketState {
-    constructor() Ownable(msg.sender) {}
+contract MarketDisputes is MarketState, ReentrancyGuardTransient {
+    /// @notice The bond, in wei, an aggregator posts per trainer whose rejection it announces ({rejectSubmissions}).
+    /// Fixed at deployment for every project of the market (an immutable: no owner, of the market or of a project,
+    /// can lower it for an aggregator it colludes with).
+    uint256 public immutable rejectionBond;
+
+    /// @notice The aggregator posted `amount` (the bond times the rejections announced) for `round`'s rejections.
+    event BondPosted(uint256 indexed projectId, uint256 indexed round, address indexed aggregator, uint256 amount);
+    /// @notice `trainer` disputed its rejection in `round` successfully and was credited its bond `amount`.
+    event BondAwarded(uint256 indexed projectId, uint256 indexed round, address indexed trainer, uint256 amount);
+    /// @notice The bonds of `round`'s undisputed rejections, `amount`, were credited back to `aggregator`.
+    event BondReturned(uint256 indexed projectId, uint256 indexed round, address indexed aggregator, uint256 amount);
+    /// @notice `account` withdrew `amount` of bonds credited to it.
+    event BondWithdrawn(address indexed account, uint256 amount);
+
+    /// @notice {rejectSubmissions} was sent `sent` wei; it takes exactly `expected` (the bond per rejected trainer).
+    error WrongBond(uint256 expected, uint256 sent);
+    /// @notice `round`'s dispute window is still open (disputes may still be awarded bonds) until `deadline`.
+    error BondsStillAtStake(uint256 projectId, uint256 round, uint256 deadline);
+    /// @notice No bond is held for `round` of project `projectId` (none posted, or returned already).
+    error NoBondsHeld(uint256 projectId, uint256 round);
+    /// @notice No bond is credited to `account`.
+    error NoBondToWithdraw(address account);
+
+    /// @param bondPerRejection the {rejectionBond}, in wei (0 turns bonds off: announcements are free again)
+    constructor(uint256 bondPerRejection) Ownable(msg.sender) {
+        rejectionBond = bondPerRejection;
+    }
 
     /// @notice Announces the submissions of `round` that the aggregator will reject (updates it could not
     /// fetch, or whose rows do not match their commitments), once per round, after the reveal phase and
@@ -28,7 +63,13 @@ contract MarketDisputes is MarketState {
     /// each of these trainers may publish its committed row ({disputeRejection}); the aggregation deadline
     /// moves to `aggregationPeriod` after the window closes. Only announced, undisputed submissions can be
     /// rejected in {finalizeRound}.
-    function rejectSubmissions(uint256 projectId, uint256 round, address[] calldata trainers) external {
+    /// Takes exactly {rejectionBond} wei per rejected trainer ({WrongBond} otherwise), held for the round
+    /// ({bondsHeld}): a trainer that disputes successfully is awarded its bond, the rest comes back to the
+    /// aggregator after the window ({reclaimBonds}).
+    /// WARNING: the bond of each rejection its trainer disputes successfully is lost to that trainer, whether the
+    /// rejection was false or the update merely late to reach the aggregator's IPFS node: announce only the
+    /// submissions it could not fetch or check, after retrying.
+    function rejectSubmissions(uint256 projectId, uint256 round, address[] calldata trainers) external payable {
         Project storage p = _project(projectId);
         _expectStatus(projectId, p, Status.Training);
         if (msg.sender != p.aggregator) revert Unauthorized(msg.sender);
@@ -36,6 +77,8 @@ contract MarketDisputes is MarketState {
         _checkTiming(projectId, p, round);
         if (p.disputeDeadline != 0) revert RejectionsAlreadyAnnounced(projectId, round);
         if (trainers.length == 0) revert InvalidRejection(projectId, round, address(0));
+        uint256 bonds = rejectionBond * trainers.length;
+        if (msg.value != bonds) revert WrongBond(bonds, msg.value);
 
         uint256 deadline = block.timestamp + p.revealPeriod;
         uint64 mask = 0;
@@ -52,6 +95,10 @@ contract MarketDisputes is MarketState {
         p.rejectedMask = mask;
         p.disputeDeadline = uint40(deadline);
         _aggregatorRecords[msg.sender].rejections += uint64(trainers.length);
+        if (bonds != 0) {
+            _bondsHeld[projectId][round] = bonds; // announced once per round: nothing held for it before
+            emit BondPosted(projectId, round, msg.sender, bonds);
+        }
     }
 
     /// @notice Disputes the caller's announced rejection in `round` by publishing its committed `row`: K + 2
@@ -74,6 +121,8 @@ contract MarketDisputes is MarketState {
     /// WARNING: only rows published on chain are recorded: a trainer that commits again a row never published (its
     /// own earlier row, or one computed from a clear update revealed earlier) is not refused here (docs/security.md,
     /// "Copies"), nor is a row published in another project (`_publishedRows`: per project on purpose).
+    /// A successful dispute credits the caller the {rejectionBond} the aggregator posted for its rejection
+    /// (`BondAwarded`; withdrawn with {withdrawBonds}), which pays for the dispute's gas at the deployment's gas price.
     function disputeRejection(uint256 projectId, uint256 round, int256[] calldata row, bytes calldata proof)
         external
     {
@@ -97,5 +146,55 @@ contract MarketDisputes is MarketState {
         p.disputedMask |= bit;
         ++_aggregatorRecords[p.aggregator].disputesLost;
         emit RejectionDisputed(projectId, round, msg.sender, row);
+        uint256 bond = rejectionBond;
+        if (bond != 0) {
+            _bondsHeld[projectId][round] -= bond; // posted with the announcement, one per rejected trainer
+            _bondCredits[msg.sender] += bond;
+            emit BondAwarded(projectId, round, msg.sender, bond);
+        }
+    }
+
+    /// @notice Credits the aggregator of project `projectId` the bonds still held for `round` (those of the
+    /// rejections nobody disputed: they stood, or the aggregator withdrew them at finalization), once the round's
+    /// dispute window is over: the round was finalized, the project abandoned, or the window's deadline passed.
+    /// Anyone may call it (the credit is the aggregator's whoever calls); once per round ({NoBondsHeld} after).
+    /// The aggregator withdraws the credit with {withdrawBonds}.
+    function reclaimBonds(uint256 projectId, uint256 round) external {
+        Project storage p = _project(projectId);
+        if (p.status == Status.Training && round == p.currentRound && block.timestamp <= p.disputeDeadline) {
+            revert BondsStillAtStake(projectId, round, p.disputeDeadline);
+        }
+        uint256 amount = _bondsHeld[projectId][round];
+        if (amount == 0) revert NoBondsHeld(projectId, round);
+
+        _bondsHeld[projectId][round] = 0;
+        _bondCredits[p.aggregator] += amount;
+        emit BondReturned(projectId, round, p.aggregator, amount);
+    }
+
+    /// @notice Pays the caller every bond credited to it, over every project of the market (awarded for its
+    /// successful disputes, returned for its undisputed rejections). Pull payment: the credit is zeroed before the
+    /// transfer ({TransferFailed} if the caller does not accept it: the credit stays). `nonReentrant` with the
+    /// market's own guard (the same transient slot, at the market's address: DELEGATECALL).
+    function withdrawBonds() external nonReentrant {
+        uint256 amount = _bondCredits[msg.sender];
+        if (amount == 0) revert NoBondToWithdraw(msg.sender);
+
+        _bondCredits[msg.sender] = 0;
+        emit BondWithdrawn(msg.sender, amount);
+
+        (bool ok,) = payable(msg.sender).call{value: amount}("");
+        if (!ok) revert TransferFailed(msg.sender, amount);
+    }
+
+    /// @notice The bonds held for `round` of project `projectId`: posted with its announcement, less those awarded
+    /// to disputing trainers; 0 once returned ({reclaimBonds}).
+    function bondsHeld(uint256 projectId, uint256 round) external view returns (uint256) {
+        return _bondsHeld[projectId][round];
+    }
+
+    /// @notice The bonds `account` may withdraw now ({withdrawBonds}).
+    function bondCredit(address account) external view returns (uint256) {
+        return _bondCredits[account];
     }
 }

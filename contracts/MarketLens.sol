@@ -174,6 +174,12 @@ contract MarketLens {
         return (uint64(config >> 144), uint64(disputes), uint40(disputes >> 64));
     }
 
+    /// @notice The bond, in wei, the market's aggregators post per rejected trainer ({MarketDisputes-rejectionBond}:
+    /// fixed at deployment, in the market's disputes module); a successful dispute is awarded it.
+    function rejectionBond() external view returns (uint256) {
+        return market.disputes().rejectionBond();
+    }
+
     /// @notice Number of projects created; ids run from 1 to this.
     function projectCount() external view returns (uint256) {
         return _word(bytes32(_PROJECT_COUNT));

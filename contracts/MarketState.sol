@@ -140,6 +140,13 @@ abstract contract MarketState is Ownable {
     /// (griefing). The price: a row replayed from another project is not refused; it is scored there by the
     /// rule with that project's rows, as any copy of an update revealed elsewhere.
     mapping(uint256 projectId => mapping(bytes32 commitment => uint256 roundPlusOne)) internal _publishedRows;
+    /// @dev The rejection bonds still held for each round ({MarketDisputes-rejectSubmissions}): what the aggregator
+    /// posted, less the bonds awarded to the trainers that disputed; credited back to the aggregator once, after the
+    /// round's dispute window ({MarketDisputes-reclaimBonds}), which zeroes it. Appended last (the shared layout).
+    mapping(uint256 projectId => mapping(uint256 round => uint256 amount)) internal _bondsHeld;
+    /// @dev Bonds each account may withdraw ({MarketDisputes-withdrawBonds}), over every project: awarded to a trainer
+    /// that disputed its rejection, returned to an aggregator whose rejections were not disputed. Appended last.
+    mapping(address account => uint256 amount) internal _bondCredits;
 
     /// @notice The aggregator announced that it will reject `trainer`'s submission in `round`; the trainer
     /// may dispute it ({disputeRejection}) until `disputeDeadline`.

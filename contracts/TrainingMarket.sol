@@ -274,9 +274,11 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
 
     /// @notice Runs every call of a function this contract does not have in {disputes} (the rejections and their
     /// disputes: {MarketDisputes-rejectSubmissions}, {MarketDisputes-disputeRejection}) with DELEGATECALL, in this
-    /// market's storage, as if this contract had the function, and returns or reverts with what it returned. Not
-    /// payable: those functions take no ether, and any other call reverts in the module (it has no fallback).
-    fallback() external {
+    /// market's storage, as if this contract had the function, and returns or reverts with what it returned.
+    /// Payable for {MarketDisputes-rejectSubmissions} (its bonds): the module's other functions are non-payable and
+    /// revert when sent ether (DELEGATECALL keeps the value), and any other call reverts in the module (it has no
+    /// fallback and no receive function), so no ether stays here but the bonds.
+    fallback() external payable {
         address module = address(disputes);
         assembly {
             calldatacopy(0, 0, calldatasize())

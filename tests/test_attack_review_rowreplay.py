@@ -120,14 +120,17 @@ def _published_round_0(actors: Actors, job: Job) -> np.ndarray:
 def test_the_market_and_its_disputes_module_lay_out_their_storage_alike() -> None:
     """The disputes module runs in the market's storage (DELEGATECALL): every variable either declares must sit at
     the same slot, offset and type in both, and the record of published rows is the last, in both at the slot this
-    file reads (no variable of the market after ``MarketState``'s: transient storage takes no slot)."""
+    file reads, followed only by the rejection bonds' records (no variable of the market after ``MarketState``'s:
+    transient storage takes no slot)."""
     layouts = _storage_layouts()
 
     def shape(name: str) -> list[tuple[str, str, int, str]]:
         return [(e["label"], e["slot"], e["offset"], e["type"]) for e in layouts[name]]
 
     assert shape("TrainingMarket") == shape("MarketDisputes")
-    assert shape("TrainingMarket")[-1][:2] == ("_publishedRows", str(PUBLISHED_ROWS_SLOT))
+    last = [e[:2] for e in shape("TrainingMarket")[-3:]]  # the rejection bonds' two records appended after it
+    slots = PUBLISHED_ROWS_SLOT, PUBLISHED_ROWS_SLOT + 1, PUBLISHED_ROWS_SLOT + 2
+    assert last == list(zip(("_publishedRows", "_bondsHeld", "_bondCredits"), map(str, slots), strict=True))
 
 
 # ---------------------------------------------------------------- griefing an honest dispute (holds)

@@ -24,10 +24,10 @@ without an update — the market now records every row published in a project an
 publishes one again in a later round (``RowAlreadyPublished``; per project, and not in the round of the first
 publication, so that nobody can make a fresh row's dispute revert by publishing it first).
 
-What does not hold is a strict xfail that asserts the safe outcome (it says why it fails today, and
-docs/security.md lists it as not promised):
-
-- disputing costs the falsely rejected trainer its gas (about 1M with the zk verifier), nothing reimburses it.
+Disputing used to cost a falsely rejected trainer its gas (about 1M with the zk verifier) while the aggregator
+paid one announcement: now the aggregator posts a bond per rejected trainer (``MarketDisputes.rejectionBond``),
+awarded to each trainer that disputes successfully and returned to the aggregator for the rejections nobody
+disputed (``reclaimBonds`` after the window; ``withdrawBonds`` pays the credits out, once).
 
 (A row never published on chain, e.g. one computed from a clear update revealed in an earlier round, can still
 be committed again: the cross-round replay gap,
@@ -48,7 +48,9 @@ import pytest
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractCustomError, ContractLogicError
 
+from marketplace.adapters.chain.deploy import DEFAULT_REJECTION_BOND
 from marketplace.adapters.chain.market import Finalization, MarketClient, ProjectStatus
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
@@ -175,11 +177,11 @@ def _rewards(actors: Actors, receipt: Any) -> list[int]:
     return list(finalized["rewards"])
 
 
-def _at(timestamp: int, client: MarketClient, call: ContractFunction) -> Any:
-    """Sends ``call`` from ``client`` in a block mined at exactly ``timestamp`` (fixed gas: an estimate would run
-    at the latest block's time); a revert raises the decoded ContractRevert."""
+def _at(timestamp: int, client: MarketClient, call: ContractFunction, value: int = 0) -> Any:
+    """Sends ``call`` (with ``value`` wei) from ``client`` in a block mined at exactly ``timestamp`` (fixed gas: an
+    estimate would run at the latest block's time); a revert raises the decoded ContractRevert."""
     client.chain.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
-    return client.chain.transact(call, gas=2_000_000)
+    return client.chain.transact(call, value=value, gas=2_000_000)
 
 
 def _fee(receipt: Any) -> int:
@@ -204,11 +206,12 @@ def test_the_dispute_window_and_the_deadlines_hold_to_the_second(actors: Actors)
     reject = actors.aggregator.market.functions.rejectSubmissions(job.pid, 0, [victim.address, silent.address])
     abandon = actors.stranger.market.functions.abandon(job.pid)
 
+    bonds = 2 * actors.owner.rejection_bond()
     snapshot = actors.chain.snapshot()
     with reverts("AggregationDeadlinePassed"):
-        _at(a0 + 1, actors.aggregator, reject)
+        _at(a0 + 1, actors.aggregator, reject, bonds)
     actors.chain.revert(snapshot)
-    _at(a0, actors.aggregator, reject)  # the last second
+    _at(a0, actors.aggregator, reject, bonds)  # the last second
     deadline = actors.owner.rejections(job.pid).dispute_deadline
     a1 = actors.owner.round_deadlines(job.pid).aggregation
     assert deadline == a0 + project.reveal_period and a1 == deadline + project.aggregation_period
@@ -363,8 +366,14 @@ def test_everything_escrowed_is_withdrawn_once_through_disputes_rejections_and_a
     project = actors.owner.get_project(job.pid)
     withdrawn_total = sum(c.withdraw(job.pid) for c in everyone)
     assert withdrawn_total == project.reward_budget + project.aggregator_fee + N * STAKE
+    bond = actors.owner.rejection_bond()
+    bonds = {c.address: c.collect_bonds(job.pid) for c in everyone}  # four posted, one disputed
+    assert bonds[disputer.address] == bond and bonds[actors.aggregator.address] == 3 * bond
+    assert sum(bonds.values()) == 4 * bond
     assert actors.chain.balance(actors.deployment.address("TrainingMarket")) == before
     assert all(actors.owner.withdrawable(job.pid, c.address) == 0 for c in everyone)
+    assert all(actors.owner.bond_credit(c.address) == 0 for c in everyone)
+    assert [actors.owner.bonds_held(job.pid, r) for r in (0, 1)] == [0, 0]
 
 
 # ---------------------------------------------------------------- economic holes (strict xfails)
@@ -429,25 +438,100 @@ def test_stalling_after_a_rejection_stood_pays_the_rejected_trainer_nothing(acto
     assert stalled[free_rider] <= STAKE - STAKE // 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole (documented as not promised): a falsely rejected trainer pays for its dispute (here the test "
-    "verifier's ~60k gas; verifyRow alone is ~0.9M with the zk verifier, plus proving the row), the aggregator "
-    "only for one announcement, and nothing reimburses the trainer",
-)
 def test_disputing_a_false_rejection_costs_the_trainer_nothing(actors: Actors) -> None:
+    """An aggregator rejects every trainer falsely; each disputes. The escrow ends as after the honest
+    finalization, and each trainer, paid the aggregator's bond for its rejection, ends at least as well off as
+    after the honest round once its dispute's fee is counted; the bonds leave the aggregator's wallet for good."""
     rnd = _training_round(actors)
     honest, _ = _honest_payouts(actors, rnd)
+    bond = actors.owner.rejection_bond()
+    spent = actors.chain.balance(actors.aggregator.address)
     announce = actors.aggregator.reject_submissions(rnd.pid, 0, [t.address for t in rnd.trainers])
+    assert spent - actors.chain.balance(actors.aggregator.address) == N * bond + _fee(announce)
     receipts = {t.address: _dispute(t, rnd) for t in rnd.trainers}
     actors.aggregator.finalize_round(rnd.pid, 0, _finalization(actors.aggregator, rnd, set()))
     payouts = _payouts(actors, rnd.pid)
     print(
-        f"griefing a round of {N}: the aggregator's announcement {announce['gasUsed']} gas, the trainers' "
-        f"disputes {sum(int(r['gasUsed']) for r in receipts.values())} gas"
+        f"griefing a round of {N}: the aggregator's announcement {announce['gasUsed']} gas and {N * bond} wei of "
+        f"bonds, the trainers' disputes {sum(int(r['gasUsed']) for r in receipts.values())} gas"
     )
     assert payouts == honest  # the escrow ends as after the honest finalization
-    assert all(payouts[a] - _fee(r) >= honest[a] for a, r in receipts.items())
+    bonds = {t.address: t.withdraw_bonds() for t in rnd.trainers}
+    assert bonds == {a: bond for a in receipts}
+    assert all(payouts[a] + bonds[a] - _fee(r) >= honest[a] for a, r in receipts.items())
+    assert actors.aggregator.reclaim_bonds(rnd.pid, 0) == 0  # nothing left to return: every rejection was disputed
+
+
+def test_the_aggregator_gets_back_the_bonds_of_rejections_that_stood_once(actors: Actors) -> None:
+    """Two rejections: one disputed (its bond goes to the trainer), one standing. The standing one's bond stays at
+    stake until the window closes, comes back to the aggregator once (anyone may trigger the return), and is
+    withdrawn once."""
+    rnd = _training_round(actors)
+    bond = actors.owner.rejection_bond()
+    disputer, stood = rnd.trainers[0], rnd.trainers[1]
+    announce = actors.aggregator.reject_submissions(rnd.pid, 0, [disputer.address, stood.address])
+    assert actors.owner.bonds_held(rnd.pid, 0) == 2 * bond
+    (posted,) = actors.events(announce, "BondPosted")
+    assert posted["amount"] == 2 * bond and posted["aggregator"] == actors.aggregator.address
+    _dispute(disputer, rnd)
+    assert actors.owner.bonds_held(rnd.pid, 0) == bond and actors.owner.bond_credit(disputer.address) == bond
+    reclaim = actors.stranger.market.functions.reclaimBonds(rnd.pid, 0)
+    with reverts("BondsStillAtStake"):
+        actors.stranger.chain.transact(reclaim)
+    close_disputes(actors.owner, rnd.pid)
+    actors.aggregator.finalize_round(rnd.pid, 0, _finalization(actors.aggregator, rnd, {stood.address}))
+    assert actors.stranger.reclaim_bonds(rnd.pid, 0) == bond  # anyone may; the credit is the aggregator's
+    assert actors.owner.bond_credit(actors.aggregator.address) == bond
+    with reverts("NoBondsHeld"):
+        actors.stranger.chain.transact(reclaim)
+    wallet = actors.chain.balance(actors.aggregator.address)
+    receipt = actors.aggregator.chain.transact(actors.aggregator.market.functions.withdrawBonds())
+    assert actors.chain.balance(actors.aggregator.address) == wallet + bond - _fee(receipt)
+    with reverts("NoBondToWithdraw"):
+        actors.aggregator.chain.transact(actors.aggregator.market.functions.withdrawBonds())
+    assert disputer.withdraw_bonds() == bond and disputer.withdraw_bonds() == 0
+
+
+def test_an_announcement_takes_exactly_the_bond_per_rejected_trainer(actors: Actors) -> None:
+    rnd = _training_round(actors)
+    bond = actors.owner.rejection_bond()
+    assert bond == DEFAULT_REJECTION_BOND > 0
+    who = [t.address for t in rnd.trainers[:2]]
+    call = actors.aggregator.market.functions.rejectSubmissions(rnd.pid, 0, who)
+    for sent in (0, bond, 2 * bond - 1, 2 * bond + 1, 3 * bond):
+        with reverts("WrongBond") as caught:
+            actors.aggregator.chain.transact(call, value=sent)
+        assert caught.value.args == {"expected": 2 * bond, "sent": sent}
+    assert actors.owner.rejections(rnd.pid).dispute_deadline == 0
+    actors.aggregator.chain.transact(call, value=2 * bond)
+    assert actors.owner.bonds_held(rnd.pid, 0) == 2 * bond
+
+
+def test_ether_sent_with_any_other_call_of_the_module_is_refused(actors: Actors) -> None:
+    """Only ``rejectSubmissions`` takes ether through the market's (payable) fallback: the module's other functions,
+    an unknown selector and a plain transfer revert with value, so no ether is stranded in the market."""
+    rnd = _training_round(actors)
+    actors.aggregator.reject_submissions(rnd.pid, 0, [rnd.trainers[0].address])
+    fns = actors.owner.market.functions
+    row = rnd.row_of(rnd.trainers[0])
+    calls = [
+        fns.disputeRejection(rnd.pid, 0, published_row(row), HashProver().prove_row(row)),
+        fns.reclaimBonds(rnd.pid, 0),
+        fns.withdrawBonds(),
+        fns.bondsHeld(rnd.pid, 0),
+        fns.rejectionBond(),
+    ]
+    market = actors.deployment.address("TrainingMarket")
+    sender = rnd.trainers[0].address
+    for call in calls:
+        tx = {"from": sender, "to": market, "data": call._encode_transaction_data(), "value": 1}
+        with pytest.raises(ContractLogicError) as refused:
+            actors.chain.w3.eth.call(tx)  # type: ignore[arg-type]
+        assert not isinstance(refused.value, ContractCustomError)  # the call value check, before anything else
+    for tx in ({"value": 1}, {"data": "0x12345678", "value": 1}):
+        with pytest.raises(ContractLogicError):
+            actors.chain.w3.eth.call({"from": sender, "to": market, **tx})  # type: ignore[arg-type]
+    assert actors.owner.bonds_held(rnd.pid, 0) == actors.owner.rejection_bond()
 
 
 def _calldata(actors: Actors, receipt: Any) -> dict[str, Any]:

@@ -185,7 +185,10 @@ def test_the_disputes_run_in_the_markets_storage_and_their_module_alone_does_not
     artifacts = compile_contracts()
     own = {f["name"] for f in artifacts[MARKET].abi if f.get("type") == "function"}
     added = {f["name"] for f in artifacts[DISPUTES].abi if f.get("type") == "function"} - own
-    assert added == {"rejectSubmissions", "disputeRejection"}
+    assert added == {
+        "rejectSubmissions", "disputeRejection", "reclaimBonds", "withdrawBonds", "bondsHeld", "bondCredit",
+        "rejectionBond",
+    }  # fmt: skip
     module = actors.deployment.address(DISPUTES)
     assert actors.chain.call(actors.owner.market.functions.disputes()) == module
     pid = actors.training_project(N, rounds=1)

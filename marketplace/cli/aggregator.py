@@ -23,6 +23,7 @@ from marketplace.cli.common import (
     connect_market,
     console,
     fail,
+    fmt_eth,
     market_update_keys,
     open_store,
     signing_account,
@@ -81,7 +82,8 @@ def aggregator_run_cmd(
             until = datetime.fromtimestamp(r.dispute_deadline, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             console.print(
                 f"project {r.project_id} round {r.round}: announced {len(r.rejected)} rejection(s); "
-                f"the rejected trainers may publish their rows until {until}, then the round is finalized"
+                f"the rejected trainers may publish their rows until {until}, then the round is finalized "
+                "(a bond was posted per rejection: a trainer that disputes is paid it, the rest comes back)"
             )
             for trainer, why in r.rejected.items():
                 console.print(f"  rejecting {trainer}: {why}")
@@ -104,6 +106,11 @@ def aggregator_run_cmd(
             console.print(f"  rejected {trainer}: {why}")
         for trainer, why in r.published.items():
             console.print(f"  disputed {trainer}: its update was rejected ({why}); scored on the row it published")
+        if r.bonds_returned:
+            console.print(
+                f"  rejection bonds returned (undisputed): {fmt_eth(r.bonds_returned)} "
+                f"(`marketplace project withdraw {r.project_id}` pays them out)"
+            )
 
     def show_batch(b: CommitsBatched | RevealsBatched) -> None:
         if isinstance(b, CommitsBatched):

@@ -9,10 +9,10 @@ from rich.table import Table
 
 from marketplace.adapters.chain.compile import CODE_SIZE_LIMIT, CompilationError, compile_contracts
 from marketplace.adapters.chain.config import ConfigError, deployment_path, resolve_network, write_deployment
-from marketplace.adapters.chain.deploy import deploy_marketplace
+from marketplace.adapters.chain.deploy import DEFAULT_REJECTION_BOND, deploy_marketplace
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.toolchain import ToolchainError
-from marketplace.cli.common import NETWORK, console, fail
+from marketplace.cli.common import NETWORK, console, fail, fmt_eth, to_wei
 
 
 def compile_cmd(
@@ -53,11 +53,20 @@ def compile_cmd(
         raise fail(f"a contract exceeds the {CODE_SIZE_LIMIT:,}-byte limit (EIP-170)")
 
 
-def deploy_cmd(network: str = NETWORK) -> None:
+def deploy_cmd(
+    network: str = NETWORK,
+    rejection_bond: str = typer.Option(
+        fmt_eth(DEFAULT_REJECTION_BOND).split()[0],
+        "--rejection-bond",
+        help="ETH an aggregator posts per rejected trainer, fixed for the market's life: paid to a trainer that "
+        "disputes its rejection, returned to the aggregator otherwise. The default pays a zk dispute (~1M gas) at "
+        "5 gwei.",
+    ),
+) -> None:
     """Compile and deploy the registry and market (plus the test verifier on the local chain)."""
     try:
         chain = resolve_network(network).client()
-        deployment = deploy_marketplace(chain, network=network)
+        deployment = deploy_marketplace(chain, network=network, rejection_bond=to_wei(rejection_bond))
     except (ConfigError, ChainError, CompilationError, ValueError) as exc:
         raise fail(str(exc)) from None
     write_deployment(deployment)

@@ -276,6 +276,11 @@ def _settle(action: str, project_id: int, network: str) -> None:
     market = connect_market(network)
     try:
         if action == "withdraw":
+            bonds = market.collect_bonds(project_id)  # rejection bonds: awarded, or returned to the aggregator
+            if bonds:
+                console.print(f"withdrew {fmt_eth(bonds)} of rejection bonds")
+            if bonds and market.withdrawable(project_id, market.address) == 0:
+                return  # the project owes nothing (yet): the bonds were all
             console.print(f"withdrew {fmt_eth(market.withdraw(project_id))}")
             return
         getattr(market, action)(project_id)
@@ -304,5 +309,6 @@ def project_abandon_cmd(project_id: int, network: str = NETWORK) -> None:
 
 @project_app.command("withdraw")
 def project_withdraw_cmd(project_id: int, network: str = NETWORK) -> None:
-    """Withdraw everything the project owes you (rewards, stake, fee or refund)."""
+    """Withdraw everything the project owes you (rewards, stake, fee or refund), and every rejection bond credited to
+    you (awarded for a dispute you won, or returned for your undisputed rejections)."""
     _settle("withdraw", project_id, network)

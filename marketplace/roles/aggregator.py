@@ -99,6 +99,9 @@ class RoundReport:
     reference: ReferenceEffect | None = None
     #: per trainer, unpaid and its update in the new model all the same (it agrees with the paid ones; clipped)
     admitted: list[bool] = field(default_factory=list)
+    #: wei of rejection bonds credited back to the aggregator for the round's undisputed rejections (its
+    #: ``withdraw`` pays them out with the project's fee)
+    bonds_returned: int = 0
 
 
 @dataclass(frozen=True)
@@ -416,6 +419,7 @@ class AggregatorNode:
                 report.already_finalized = True
             else:
                 raise
+        report.bonds_returned = self.market.reclaim_bonds(pid, round_)  # finalized: the window is over
         timings["finalize"] = time.perf_counter() - t4
         return report
 

@@ -236,6 +236,24 @@ CUSTOM_ERRORS: dict[str, Words] = {
         conflict=True,
     ),
     "TransferFailed": Words(lambda a, t: f"sending {eth(int(a['amount']))} ETH to {a['to']} failed"),
+    # ---- rejection bonds
+    "WrongBond": Words(
+        lambda a, t: (
+            f"announcing these rejections takes a bond of exactly {eth(int(a['expected']))} ETH (the market's bond "
+            f"per rejected trainer), and {eth(int(a['sent']))} ETH was sent"
+        )
+    ),
+    "BondsStillAtStake": Words(
+        lambda a, t: (
+            f"the bonds of {_round(a)} come back only after its dispute window, open until {when(int(a['deadline']))}"
+        ),
+        conflict=True,
+    ),
+    "NoBondsHeld": Words(
+        lambda a, t: f"no rejection bond is held for {_round(a)} (none was posted, or it was returned already)",
+        conflict=True,
+    ),
+    "NoBondToWithdraw": Words(lambda a, t: f"no rejection bond is credited to {a['account']}", conflict=True),
     # ---- rounds: commit, reveal, rejections and disputes, finalization
     "WrongRound": Words(
         lambda a, t: f"round {a['given']} is not the open round of project {a['projectId']} ({a['expected']} is)",

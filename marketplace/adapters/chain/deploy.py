@@ -52,6 +52,11 @@ DISPUTES = "MarketDisputes"
 TEST_VERIFIER = "TestRoundVerifier"
 #: The record's name of the reusable Halo2 verifier (one per chain, shared by every zk verifier).
 HALO2_VERIFIER = "Halo2VerifierReusable"
+#: The bond an aggregator posts per rejected trainer (``MarketDisputes.rejectionBond``, wei), unless the deployment
+#: says otherwise: 0.005 ETH, the gas of a dispute with the zk verifier (about 1M: ``verifyRow`` alone is ~0.9M) at
+#: 5 gwei, a few times a testnet's usual price; with the test verifier a dispute takes ~160k gas. A falsely rejected
+#: trainer is paid it for its dispute; the aggregator gets back the bonds of the rejections nobody disputed.
+DEFAULT_REJECTION_BOND = 1_000_000 * 5 * 10**9
 
 
 def _deploy(chain: ChainClient, artifact: Artifact, *args: Any) -> tuple[Contract, DeployedContract]:
@@ -66,14 +71,18 @@ def _deploy(chain: ChainClient, artifact: Artifact, *args: Any) -> tuple[Contrac
 
 
 def market_abi(artifacts: Artifacts) -> list[dict[str, Any]]:
-    """The ABI a client calls the market with: the market's own, plus the functions of its :data:`DISPUTES` module
-    (the market's fallback runs them in its storage; their events and errors are the market's already). An earlier
-    contract set without the module (the gas bench's baseline) is its market's ABI alone."""
+    """The ABI a client calls the market with: the market's own, plus the functions, events and errors of its
+    :data:`DISPUTES` module that the market's ABI lacks (the market's fallback runs them in its storage and they
+    emit from the market's address: the rejection bonds' functions, events and errors are the module's alone). An
+    earlier contract set without the module (the gas bench's baseline) is its market's ABI alone."""
     abi = list(artifacts[MARKET].abi)
     if DISPUTES not in artifacts:
         return abi
-    own = {f["name"] for f in abi if f.get("type") == "function"}
-    return abi + [f for f in artifacts[DISPUTES].abi if f.get("type") == "function" and f["name"] not in own]
+    own = {(f.get("type"), f.get("name")) for f in abi}
+    kinds = ("function", "event", "error")
+    return abi + [
+        f for f in artifacts[DISPUTES].abi if f.get("type") in kinds and (f.get("type"), f.get("name")) not in own
+    ]
 
 
 def deploy_marketplace(
@@ -83,13 +92,18 @@ def deploy_marketplace(
     network: str = "local",
     with_test_verifier: bool | None = None,
     rule_version: str = RULE_VERSION,
+    rejection_bond: int = DEFAULT_REJECTION_BOND,
 ) -> Deployment:
     """Deploys ReliabilityRegistry and TrainingMarket (after its ``MarketDisputes`` module) from ``chain``'s account
     (the admin of both),
     authorizes the market in the registry and deploys the market's ``MarketLens`` and ``UpdateKeys``. On the local chain
     (id 31337) it also deploys and approves the ``TestRoundVerifier`` (declaring ``rule_version``, 16 hex
     digits) unless ``with_test_verifier`` is False; elsewhere that verifier is refused (it proves nothing).
+    ``rejection_bond`` is the module's bond per rejected trainer, in wei, fixed for the market's life
+    (:data:`DEFAULT_REJECTION_BOND`; a negative one is refused with ValueError, 0 turns bonds off).
     """
+    if rejection_bond < 0:
+        raise ValueError(f"the rejection bond is a number of wei, at least 0; got {rejection_bond}")
     artifacts = artifacts or compile_contracts()
     local = chain.chain_id == LOCAL_CHAIN_ID
     if with_test_verifier is None:
@@ -101,7 +115,7 @@ def deploy_marketplace(
     registry, registry_record = _deploy(chain, artifacts[REGISTRY], admin)
     contracts = {REGISTRY: registry_record}
     if DISPUTES in artifacts:
-        disputes, contracts[DISPUTES] = _deploy(chain, artifacts[DISPUTES])
+        disputes, contracts[DISPUTES] = _deploy(chain, artifacts[DISPUTES], rejection_bond)
         market, contracts[MARKET] = _deploy(chain, artifacts[MARKET], admin, registry.address, disputes.address)
     else:  # an earlier contract set (the gas bench's baseline): the market has the disputes itself
         market, contracts[MARKET] = _deploy(chain, artifacts[MARKET], admin, registry.address)

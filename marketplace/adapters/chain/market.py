@@ -584,9 +584,57 @@ class MarketClient:
         return [e["args"]["trainer"] for e in self.chain.events(receipt, self.market, "UpdateSubmitted")]
 
     def reject_submissions(self, project_id: int, round_: int, trainers: list[str]) -> Any:
-        """Announces the submissions of ``round_`` the aggregator will reject; opens the dispute window."""
+        """Announces the submissions of ``round_`` the aggregator will reject; opens the dispute window. Posts the
+        market's :meth:`rejection_bond` per trainer (read from the chain): each trainer that disputes successfully is
+        awarded its bond, the rest comes back with :meth:`reclaim_bonds` after the window."""
         who = [to_checksum_address(t) for t in trainers]
-        return self.chain.transact(self.market.functions.rejectSubmissions(project_id, round_, who))
+        bonds = self.rejection_bond() * len(who)
+        return self.chain.transact(self.market.functions.rejectSubmissions(project_id, round_, who), value=bonds)
+
+    def rejection_bond(self) -> int:
+        """The bond, in wei, an aggregator posts per rejected trainer (``MarketDisputes.rejectionBond``, fixed at
+        deployment; 0 for an earlier contract set without bonds: the gas bench's baseline)."""
+        if not any(f.get("name") == "rejectionBond" for f in self.lens.abi):
+            return 0
+        return int(self.chain.call(self.lens.functions.rejectionBond()))
+
+    def bonds_held(self, project_id: int, round_: int) -> int:
+        """Wei of rejection bonds still held for ``round_`` (posted, less those awarded to disputing trainers)."""
+        return int(self.chain.call(self.market.functions.bondsHeld(project_id, round_)))
+
+    def bond_credit(self, account: str) -> int:
+        """Wei of bonds ``account`` can withdraw now (:meth:`withdraw_bonds`), over every project."""
+        return int(self.chain.call(self.market.functions.bondCredit(to_checksum_address(account))))
+
+    def reclaim_bonds(self, project_id: int, round_: int) -> int:
+        """Credits the project's aggregator the bonds still held for ``round_`` (its undisputed rejections), once
+        the round's dispute window is over; returns the wei credited, 0 without a transaction if none is held."""
+        if self.bonds_held(project_id, round_) == 0:
+            return 0
+        receipt = self.chain.transact(self.market.functions.reclaimBonds(project_id, round_))
+        (event,) = self.chain.events(receipt, self.market, "BondReturned")
+        return int(event["args"]["amount"])
+
+    def collect_bonds(self, project_id: int) -> int:
+        """Credits the aggregator the bonds of every round of the project whose dispute window is over (anyone may:
+        :meth:`reclaim_bonds`), then withdraws every bond credited to this account (:meth:`withdraw_bonds`: over
+        every project, awarded for its disputes or returned for its rejections); returns the wei withdrawn."""
+        project = self.get_project(project_id)
+        open_window = project.status is ProjectStatus.TRAINING and self.chain.timestamp() <= (
+            self.rejections(project_id).dispute_deadline
+        )
+        last = project.current_round - (1 if open_window else 0)
+        for round_ in range(min(last, project.rounds - 1) + 1):
+            self.reclaim_bonds(project_id, round_)
+        return self.withdraw_bonds()
+
+    def withdraw_bonds(self) -> int:
+        """Withdraws every bond credited to this account; returns the wei, 0 without a transaction if none."""
+        if self.bond_credit(self.address) == 0:
+            return 0
+        receipt = self.chain.transact(self.market.functions.withdrawBonds())
+        (event,) = self.chain.events(receipt, self.market, "BondWithdrawn")
+        return int(event["args"]["amount"])
 
     def dispute_rejection(self, project_id: int, round_: int, row: list[int], proof: bytes) -> Any:
         """Publishes this trainer's committed ``row`` (integers at scale 2^13) with its row ``proof``."""
