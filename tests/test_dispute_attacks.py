@@ -788,4 +788,7 @@ def test_a_trainer_node_replaying_its_published_row_reports_the_refused_dispute_
     report = aggregator.step(pid)
     assert isinstance(report, RoundReport) and list(report.rejected) == [lazy.address]
     assert report.chain_scores[report.trainers.index(lazy.address)] == 0
+    bond = actors.owner.rejection_bond()  # round 0's went to the disputer, round 1's stood: back to the aggregator
+    assert report.bonds_returned == bond and actors.owner.bond_credit(actors.aggregator.address) == bond
+    assert actors.owner.bond_credit(lazy.address) == bond and actors.owner.bonds_held(pid, 1) == 0
     assert actors.owner.trainer_info(pid, lazy.address).stake_left < actors.owner.get_project(pid).stake  # slashed

@@ -447,6 +447,8 @@ def test_the_nodes_dispute_a_false_rejection_end_to_end(actors: Actors, ipfs_nod
     report = aggregator.step(pid)  # every rejected trainer disputed: no need to wait for the window
     assert isinstance(report, RoundReport) and report.tx_hash
     assert report.rejected == {} and victim.address in report.published
+    assert report.bonds_returned == 0  # the one rejection was disputed: its bond is the victim's
+    assert actors.owner.bond_credit(victim.address) == actors.owner.rejection_bond() > 0
     v = report.trainers.index(victim.address)
     assert not report.flags[v] and report.chain_scores[v] > 0
     assert actors.owner.trainer_info(pid, victim.address).stake_left == STAKE

@@ -53,10 +53,10 @@ TEST_VERIFIER = "TestRoundVerifier"
 #: The record's name of the reusable Halo2 verifier (one per chain, shared by every zk verifier).
 HALO2_VERIFIER = "Halo2VerifierReusable"
 #: The bond an aggregator posts per rejected trainer (``MarketDisputes.rejectionBond``, wei), unless the deployment
-#: says otherwise: 0.005 ETH, the gas of a dispute with the zk verifier (about 1M: ``verifyRow`` alone is ~0.9M) at
-#: 5 gwei, a few times a testnet's usual price; with the test verifier a dispute takes ~160k gas. A falsely rejected
+#: says otherwise: 0.006 ETH, 1.2M gas at 5 gwei (a few times a testnet's usual price): a dispute with the zk verifier
+#: takes ~1.01M (``verifyRow`` alone ~0.9M, the bond's credit ~29k), with the test verifier ~187k. A falsely rejected
 #: trainer is paid it for its dispute; the aggregator gets back the bonds of the rejections nobody disputed.
-DEFAULT_REJECTION_BOND = 1_000_000 * 5 * 10**9
+DEFAULT_REJECTION_BOND = 1_200_000 * 5 * 10**9
 
 
 def _deploy(chain: ChainClient, artifact: Artifact, *args: Any) -> tuple[Contract, DeployedContract]:
