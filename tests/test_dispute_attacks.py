@@ -478,6 +478,8 @@ def test_the_aggregator_gets_back_the_bonds_of_rejections_that_stood_once(actors
     reclaim = actors.stranger.market.functions.reclaimBonds(rnd.pid, 0)
     with reverts("BondsStillAtStake"):
         actors.stranger.chain.transact(reclaim)
+    assert actors.aggregator.collect_bonds(rnd.pid) == 0  # the client leaves the open window's bonds alone
+    assert actors.owner.bonds_held(rnd.pid, 0) == bond
     close_disputes(actors.owner, rnd.pid)
     actors.aggregator.finalize_round(rnd.pid, 0, _finalization(actors.aggregator, rnd, {stood.address}))
     assert actors.stranger.reclaim_bonds(rnd.pid, 0) == bond  # anyone may; the credit is the aggregator's
