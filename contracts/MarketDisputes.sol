@@ -34,9 +34,26 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// can lower it for an aggregator it colludes with).
     uint256 public immutable rejectionBond;
 
+    /// @notice Gas of a dispute that {disputeRejection} cannot measure with `gasleft()`, added to what it measures:
+    /// the transaction's 21,000 intrinsic gas, the market's dispatch and DELEGATECALL to this module before the
+    /// measurement starts, and the work after it ends (the held bond's storage update, the award's event, the
+    /// return): ~21,000 + ~3,500 + ~5,000 (the held bond's update) + ~2,900 (the credit's update) + ~2,100 (the event)
+    /// + the rest; measured 36,241 on anvil (Prague) for a dispute without an access list, rounded up. The credit's
+    /// zero-to-nonzero extra is added apart ({NEW_CREDIT_GAS}); the calldata at 16 gas a byte, the most a byte costs
+    /// (a zero byte costs 4: the slack a trainer is overpaid, 12 gas a zero byte, is a few % of a dispute).
+    /// An access list's entries (2,400 / 1,900 gas, intrinsic) are not counted: a disputer declaring one is
+    /// reimbursed less than its cost by about that much.
+    uint256 public constant DISPUTE_GAS_OVERHEAD = 36_300;
+    /// @notice The extra gas of the award's credit when the trainer had none (a zero slot set: 22,100 instead of
+    /// 5,000), added to a dispute's reimbursed gas in that case only.
+    uint256 public constant NEW_CREDIT_GAS = 17_100;
+    /// @notice The most priority fee per gas, in wei, a dispute's reimbursement pays above the block's base fee.
+    uint256 public constant MAX_REIMBURSED_TIP = 2 gwei;
+
     /// @notice The aggregator posted `amount` (the bond times the rejections announced) for `round`'s rejections.
     event BondPosted(uint256 indexed projectId, uint256 indexed round, address indexed aggregator, uint256 amount);
-    /// @notice `trainer` disputed its rejection in `round` successfully and was credited its bond `amount`.
+    /// @notice `trainer` disputed its rejection in `round` successfully and was credited `amount` of its bond: its
+    /// dispute's gas cost ({disputeRejection}), at most the bond; the rest stays held for the aggregator.
     event BondAwarded(uint256 indexed projectId, uint256 indexed round, address indexed trainer, uint256 amount);
     /// @notice The bonds of `round`'s undisputed rejections, `amount`, were credited back to `aggregator`.
     event BondReturned(uint256 indexed projectId, uint256 indexed round, address indexed aggregator, uint256 amount);
@@ -121,11 +138,22 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// WARNING: only rows published on chain are recorded: a trainer that commits again a row never published (its
     /// own earlier row, or one computed from a clear update revealed earlier) is not refused here (docs/security.md,
     /// "Copies"), nor is a row published in another project (`_publishedRows`: per project on purpose).
-    /// A successful dispute credits the caller the {rejectionBond} the aggregator posted for its rejection
-    /// (`BondAwarded`; withdrawn with {withdrawBonds}), which pays for the dispute's gas at the deployment's gas price.
+    /// A successful dispute reimburses the caller its own gas cost out of the {rejectionBond} the aggregator posted
+    /// for its rejection, never more (`BondAwarded`; withdrawn with {withdrawBonds}): the gas measured with
+    /// `gasleft()` plus {DISPUTE_GAS_OVERHEAD} (plus {NEW_CREDIT_GAS} for a first credit) plus 16 gas per calldata
+    /// byte (an upper bound of its cost), at `min(tx.gasprice, block.basefee + MAX_REIMBURSED_TIP)` per gas, capped
+    /// by the bond; the rest of the bond stays held and returns to the aggregator ({reclaimBonds}). So a false
+    /// rejection costs the trainer nothing in gas up to the bond, and a trainer that withholds its update to be
+    /// rejected and then disputes earns nothing from the bond (at most the calldata bound's slack). Under the market's
+    /// DELEGATECALL `gasleft()`, `tx.gasprice` and `block.basefee` are the disputing transaction's.
+    /// WARNING: a trainer colluding with the block's builder can pay it a tip above its real cost (refunded off
+    /// chain); only {MAX_REIMBURSED_TIP} per gas of a tip is reimbursed, so it recovers at most `used *
+    /// MAX_REIMBURSED_TIP` above the base fee this way. Gas above the bond (a zk dispute at a high base fee) and
+    /// the row proof's computation are not reimbursed.
     function disputeRejection(uint256 projectId, uint256 round, int256[] calldata row, bytes calldata proof)
         external
     {
+        uint256 gasAtStart = gasleft();
         Project storage p = _projects[projectId];
         uint64 bit = uint64(1) << (_memberInRound(projectId, p, round).slot - 1);
         if (p.rejectedMask & bit == 0) revert NotRejected(projectId, round, msg.sender);
@@ -146,12 +174,23 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
         p.disputedMask |= bit;
         ++_aggregatorRecords[p.aggregator].disputesLost;
         emit RejectionDisputed(projectId, round, msg.sender, row);
-        uint256 bond = rejectionBond;
-        if (bond != 0) {
-            _bondsHeld[projectId][round] -= bond; // posted with the announcement, one per rejected trainer
-            _bondCredits[msg.sender] += bond;
-            emit BondAwarded(projectId, round, msg.sender, bond);
-        }
+        if (rejectionBond != 0) _awardBond(projectId, round, gasAtStart);
+    }
+
+    /// @dev Credits the disputing caller its dispute's cost out of its rejection's bond, at most the bond: the gas
+    /// used since `gasAtStart`, plus {DISPUTE_GAS_OVERHEAD} ({NEW_CREDIT_GAS} too if it had no credit) and 16 gas
+    /// per calldata byte, at `min(tx.gasprice, block.basefee + MAX_REIMBURSED_TIP)` per gas.
+    function _awardBond(uint256 projectId, uint256 round, uint256 gasAtStart) private {
+        uint256 credit = _bondCredits[msg.sender];
+        uint256 used = gasAtStart - gasleft() + DISPUTE_GAS_OVERHEAD + 16 * msg.data.length;
+        if (credit == 0) used += NEW_CREDIT_GAS;
+        uint256 price = block.basefee + MAX_REIMBURSED_TIP;
+        if (tx.gasprice < price) price = tx.gasprice;
+        uint256 award = used * price;
+        if (award > rejectionBond) award = rejectionBond;
+        _bondsHeld[projectId][round] -= award; // posted with the announcement, one bond per rejected trainer
+        _bondCredits[msg.sender] = credit + award;
+        emit BondAwarded(projectId, round, msg.sender, award);
     }
 
     /// @notice Credits the aggregator of project `projectId` the bonds still held for `round` (those of the

@@ -88,6 +88,9 @@ from tests.test_disputes import (
 from tests.update_sources import FixedUpdate, agreeing_updates
 
 DIM = 3_000  # parameters of the random updates (the sketch takes any length)
+GWEI = 10**9
+MAX_TIP = 2 * GWEI  # MarketDisputes.MAX_REIMBURSED_TIP
+OVERHEAD_SLACK = 200  # gas: DISPUTE_GAS_OVERHEAD rounds the measured 36,241 up to 36,300 (its NatSpec)
 
 
 @dataclass
@@ -348,7 +351,7 @@ def test_everything_escrowed_is_withdrawn_once_through_disputes_rejections_and_a
     disputer, standing, withdrawn, stalled = job.trainers[0], job.trainers[1], job.trainers[2], job.trainers[3]
     _play(actors, job, 0, _round_rows(actors, job, 0))
     actors.aggregator.reject_submissions(job.pid, 0, [disputer.address, standing.address, withdrawn.address])
-    _publish(disputer, job, 0)
+    award = _award(actors, _publish(disputer, job, 0))
     close_disputes(actors.owner, job.pid)
     rewards = _rewards(
         actors, actors.aggregator.finalize_round(job.pid, 0, _settle(actors.owner, job, 0, {standing.address}))
@@ -367,8 +370,8 @@ def test_everything_escrowed_is_withdrawn_once_through_disputes_rejections_and_a
     withdrawn_total = sum(c.withdraw(job.pid) for c in everyone)
     assert withdrawn_total == project.reward_budget + project.aggregator_fee + N * STAKE
     bond = actors.owner.rejection_bond()
-    bonds = {c.address: c.collect_bonds(job.pid) for c in everyone}  # four posted, one disputed
-    assert bonds[disputer.address] == bond and bonds[actors.aggregator.address] == 3 * bond
+    bonds = {c.address: c.collect_bonds(job.pid) for c in everyone}  # four posted, one disputed: its cost awarded
+    assert bonds[disputer.address] == award and bonds[actors.aggregator.address] == 4 * bond - award
     assert sum(bonds.values()) == 4 * bond
     assert actors.chain.balance(actors.deployment.address("TrainingMarket")) == before
     assert all(actors.owner.withdrawable(job.pid, c.address) == 0 for c in everyone)
@@ -456,10 +459,93 @@ def test_disputing_a_false_rejection_costs_the_trainer_nothing(actors: Actors) -
         f"bonds, the trainers' disputes {sum(int(r['gasUsed']) for r in receipts.values())} gas"
     )
     assert payouts == honest  # the escrow ends as after the honest finalization
+    awards = {a: _award(actors, r) for a, r in receipts.items()}
+    assert all(int(r["effectiveGasPrice"]) - _base_fee(actors, r) <= MAX_TIP for r in receipts.values())
     bonds = {t.address: t.withdraw_bonds() for t in rnd.trainers}
-    assert bonds == {a: bond for a in receipts}
+    assert bonds == awards and all(0 < award < bond for award in awards.values())
     assert all(payouts[a] + bonds[a] - _fee(r) >= honest[a] for a, r in receipts.items())
-    assert actors.aggregator.reclaim_bonds(rnd.pid, 0) == 0  # nothing left to return: every rejection was disputed
+    returned = actors.aggregator.reclaim_bonds(rnd.pid, 0)  # the bonds less the disputes' costs
+    assert returned == N * bond - sum(awards.values())
+
+
+def _base_fee(actors: Actors, receipt: Any) -> int:
+    """The base fee per gas of the block that mined ``receipt``'s transaction."""
+    return int(actors.chain.w3.eth.get_block(receipt["blockNumber"])["baseFeePerGas"])
+
+
+def _award(actors: Actors, receipt: Any) -> int:
+    """The bond credited by the dispute of ``receipt`` (its ``BondAwarded`` event)."""
+    (event,) = actors.events(receipt, "BondAwarded")
+    return int(event["amount"])
+
+
+def _calldata_slack(actors: Actors, receipt: Any) -> int:
+    """Gas a dispute's reimbursement may count above the transaction's real gas: the contract counts 16 gas for
+    every calldata byte, the chain 4 for a zero byte, so 12 per zero byte of the transaction's data, plus
+    ``OVERHEAD_SLACK`` for the constant overhead's rounding."""
+    data = bytes(actors.chain.w3.eth.get_transaction(receipt["transactionHash"])["input"])
+    return 12 * data.count(0) + OVERHEAD_SLACK
+
+
+def test_a_trainer_that_withholds_its_update_and_disputes_gains_nothing_from_the_bond(actors: Actors) -> None:
+    """A trainer serves no update: the honest aggregator must reject it (it cannot build its row), and the trainer
+    disputes with its committed row. It is paid its share like everyone, and the bond only reimburses its dispute's
+    fee: the credit less the fee is at most the calldata bound's slack (a few thousand gas at the block's price),
+    never the bond; the rest of the bond goes back to the aggregator."""
+    rnd = _training_round(actors)
+    honest, _ = _honest_payouts(actors, rnd)
+    bond = actors.owner.rejection_bond()
+    withholder = rnd.trainers[2]
+    actors.aggregator.reject_submissions(rnd.pid, 0, [withholder.address])
+    receipt = _dispute(withholder, rnd)
+    actors.aggregator.finalize_round(rnd.pid, 0, _finalization(actors.aggregator, rnd, set()))
+    assert _payouts(actors, rnd.pid) == honest  # paid for its row like everyone
+    award, fee = _award(actors, receipt), _fee(receipt)
+    slack = _calldata_slack(actors, receipt) * int(receipt["effectiveGasPrice"])
+    print(f"withholding: dispute {receipt['gasUsed']} gas, fee {fee} wei, award {award} wei, slack {slack} wei")
+    assert 0 <= award - fee <= slack and slack < bond // 50
+    assert withholder.withdraw_bonds() == award
+    assert actors.aggregator.reclaim_bonds(rnd.pid, 0) == bond - award
+
+
+def test_an_inflated_tip_is_reimbursed_only_up_to_the_cap(actors: Actors) -> None:
+    """A trainer pays a 100 gwei priority fee (a builder it colludes with could refund it off chain): its award
+    counts at most ``basefee + MAX_REIMBURSED_TIP`` per gas, far below its fee; the aggregator gets the rest back."""
+    assert actors.chain.call(actors.owner.market.functions.MAX_REIMBURSED_TIP()) == MAX_TIP
+    rnd = _training_round(actors)
+    bond = actors.owner.rejection_bond()
+    trainer = rnd.trainers[0]
+    actors.aggregator.reject_submissions(rnd.pid, 0, [trainer.address])
+    row = rnd.row_of(trainer)
+    call = trainer.market.functions.disputeRejection(rnd.pid, 0, published_row(row), HashProver().prove_row(row))
+    receipt = _send_with_tip(trainer, call, 100 * GWEI)
+    capped = _base_fee(actors, receipt) + MAX_TIP
+    assert int(receipt["effectiveGasPrice"]) > capped
+    award, gas = _award(actors, receipt), int(receipt["gasUsed"])
+    assert gas * capped <= award <= (gas + _calldata_slack(actors, receipt)) * capped < _fee(receipt)
+    close_disputes(actors.owner, rnd.pid)
+    actors.aggregator.finalize_round(rnd.pid, 0, _finalization(actors.aggregator, rnd, set()))
+    assert actors.aggregator.reclaim_bonds(rnd.pid, 0) == bond - award
+
+
+def _send_with_tip(client: MarketClient, call: ContractFunction, tip: int) -> Any:
+    """Sends ``call`` from ``client`` with a priority fee of ``tip`` wei per gas; returns the receipt."""
+    w3 = client.chain.w3
+    base = int(w3.eth.get_block("latest")["baseFeePerGas"])
+    tx = call.build_transaction(
+        {
+            "from": client.address,
+            "gas": 2_000_000,
+            "maxPriorityFeePerGas": tip,  # type: ignore[typeddict-item]
+            "maxFeePerGas": 2 * base + tip,  # type: ignore[typeddict-item]
+            "nonce": w3.eth.get_transaction_count(client.address),
+            "chainId": client.chain.chain_id,
+        }
+    )
+    signed = client.chain.account.sign_transaction(tx)
+    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
+    assert receipt["status"] == 1
+    return receipt
 
 
 def test_the_aggregator_gets_back_the_bonds_of_rejections_that_stood_once(actors: Actors) -> None:
@@ -473,25 +559,27 @@ def test_the_aggregator_gets_back_the_bonds_of_rejections_that_stood_once(actors
     assert actors.owner.bonds_held(rnd.pid, 0) == 2 * bond
     (posted,) = actors.events(announce, "BondPosted")
     assert posted["amount"] == 2 * bond and posted["aggregator"] == actors.aggregator.address
-    _dispute(disputer, rnd)
-    assert actors.owner.bonds_held(rnd.pid, 0) == bond and actors.owner.bond_credit(disputer.address) == bond
+    award = _award(actors, _dispute(disputer, rnd))  # the dispute's cost, out of its bond
+    assert 0 < award < bond and actors.owner.bond_credit(disputer.address) == award
+    assert actors.owner.bonds_held(rnd.pid, 0) == 2 * bond - award
     reclaim = actors.stranger.market.functions.reclaimBonds(rnd.pid, 0)
     with reverts("BondsStillAtStake"):
         actors.stranger.chain.transact(reclaim)
     assert actors.aggregator.collect_bonds(rnd.pid) == 0  # the client leaves the open window's bonds alone
-    assert actors.owner.bonds_held(rnd.pid, 0) == bond
+    assert actors.owner.bonds_held(rnd.pid, 0) == 2 * bond - award
     close_disputes(actors.owner, rnd.pid)
     actors.aggregator.finalize_round(rnd.pid, 0, _finalization(actors.aggregator, rnd, {stood.address}))
-    assert actors.stranger.reclaim_bonds(rnd.pid, 0) == bond  # anyone may; the credit is the aggregator's
-    assert actors.owner.bond_credit(actors.aggregator.address) == bond
+    returned = 2 * bond - award  # the standing rejection's bond and what the dispute's cost left of the other
+    assert actors.stranger.reclaim_bonds(rnd.pid, 0) == returned  # anyone may; the credit is the aggregator's
+    assert actors.owner.bond_credit(actors.aggregator.address) == returned
     with reverts("NoBondsHeld"):
         actors.stranger.chain.transact(reclaim)
     wallet = actors.chain.balance(actors.aggregator.address)
     receipt = actors.aggregator.chain.transact(actors.aggregator.market.functions.withdrawBonds())
-    assert actors.chain.balance(actors.aggregator.address) == wallet + bond - _fee(receipt)
+    assert actors.chain.balance(actors.aggregator.address) == wallet + returned - _fee(receipt)
     with reverts("NoBondToWithdraw"):
         actors.aggregator.chain.transact(actors.aggregator.market.functions.withdrawBonds())
-    assert disputer.withdraw_bonds() == bond and disputer.withdraw_bonds() == 0
+    assert disputer.withdraw_bonds() == award and disputer.withdraw_bonds() == 0
 
 
 def test_an_announcement_takes_exactly_the_bond_per_rejected_trainer(actors: Actors) -> None:
@@ -790,7 +878,8 @@ def test_a_trainer_node_replaying_its_published_row_reports_the_refused_dispute_
     report = aggregator.step(pid)
     assert isinstance(report, RoundReport) and list(report.rejected) == [lazy.address]
     assert report.chain_scores[report.trainers.index(lazy.address)] == 0
-    bond = actors.owner.rejection_bond()  # round 0's went to the disputer, round 1's stood: back to the aggregator
-    assert report.bonds_returned == bond and actors.owner.bond_credit(actors.aggregator.address) == bond
-    assert actors.owner.bond_credit(lazy.address) == bond and actors.owner.bonds_held(pid, 1) == 0
+    # round 0's bond paid the dispute's cost (the rest went back to the aggregator), round 1's stood: back too
+    bond, award = actors.owner.rejection_bond(), actors.owner.bond_credit(lazy.address)
+    assert 0 < award < bond and report.bonds_returned == bond and actors.owner.bonds_held(pid, 1) == 0
+    assert actors.owner.bond_credit(actors.aggregator.address) == 2 * bond - award
     assert actors.owner.trainer_info(pid, lazy.address).stake_left < actors.owner.get_project(pid).stake  # slashed

@@ -83,7 +83,8 @@ def aggregator_run_cmd(
             console.print(
                 f"project {r.project_id} round {r.round}: announced {len(r.rejected)} rejection(s); "
                 f"the rejected trainers may publish their rows until {until}, then the round is finalized "
-                "(a bond was posted per rejection: a trainer that disputes is paid it, the rest comes back)"
+                "(a bond was posted per rejection: a trainer that disputes is reimbursed its dispute's gas out of it, "
+                "the rest comes back)"
             )
             for trainer, why in r.rejected.items():
                 console.print(f"  rejecting {trainer}: {why}")
@@ -108,7 +109,7 @@ def aggregator_run_cmd(
             console.print(f"  disputed {trainer}: its update was rejected ({why}); scored on the row it published")
         if r.bonds_returned:
             console.print(
-                f"  rejection bonds returned (undisputed): {fmt_eth(r.bonds_returned)} "
+                f"  rejection bonds returned (undisputed, and what disputes' gas left): {fmt_eth(r.bonds_returned)} "
                 f"(`marketplace project withdraw {r.project_id}` pays them out)"
             )
 

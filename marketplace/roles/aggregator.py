@@ -99,7 +99,8 @@ class RoundReport:
     reference: ReferenceEffect | None = None
     #: per trainer, unpaid and its update in the new model all the same (it agrees with the paid ones; clipped)
     admitted: list[bool] = field(default_factory=list)
-    #: wei of rejection bonds credited back to the aggregator for the round's undisputed rejections (its
+    #: wei of rejection bonds credited back to the aggregator for the round: the undisputed rejections' bonds and
+    #: what the disputed ones' left after reimbursing the disputes' gas (its
     #: ``withdraw`` pays them out with the project's fee)
     bonds_returned: int = 0
 

@@ -374,10 +374,13 @@ class ChainClient:
 
     def estimate_gas(self, fn_call: FunctionCall, value: int = 0) -> int:
         """Gas estimate for ``fn_call`` from the client's account, if it has one (reverts raise
-        ContractRevert)."""
+        ContractRevert). With an account, at the fees :meth:`transact` sends: a node estimates a call without fee
+        fields at a zero gas price and base fee, and a dispute's gas depends on them (``MarketDisputes`` reimburses
+        it at the transaction's price: at zero it skips the credit's storage write, ~22k gas)."""
         params: TxParams = {"value": Wei(value)}
         if self._account is not None:
             params["from"] = self._account.address
+            params.update(self.fees())  # type: ignore[typeddict-item]
         return int(self._rpc(lambda: fn_call.estimate_gas(params)))
 
     @staticmethod
