@@ -21,7 +21,8 @@ import {MarketState} from "./MarketState.sol";
  * no state of its own (the `Ownable` owner of its own storage, its deployer, can do nothing with it).
  *
  * Rejection bonds (optimistic-rollup style): an announcement posts {rejectionBond} wei per rejected trainer. A trainer
- * that disputes its rejection successfully is awarded its bond (so a false rejection pays for the dispute it forces);
+ * that disputes its rejection successfully is reimbursed its dispute's gas out of its bond, never more (so a false
+ * rejection pays for the dispute it forces, and withholding an update to be rejected earns nothing);
  * the bonds of the rejections nobody disputed go back to the aggregator once the round's dispute window is over
  * ({reclaimBonds}). Both are credits, withdrawn with {withdrawBonds} (pull payment). The market's ether is always
  * what it owes: its projects' escrow, the bonds held for rounds ({bondsHeld}) and the bonds credited ({bondCredit}).
@@ -81,11 +82,11 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// moves to `aggregationPeriod` after the window closes. Only announced, undisputed submissions can be
     /// rejected in {finalizeRound}.
     /// Takes exactly {rejectionBond} wei per rejected trainer ({WrongBond} otherwise), held for the round
-    /// ({bondsHeld}): a trainer that disputes successfully is awarded its bond, the rest comes back to the
-    /// aggregator after the window ({reclaimBonds}).
-    /// WARNING: the bond of each rejection its trainer disputes successfully is lost to that trainer, whether the
-    /// rejection was false or the update merely late to reach the aggregator's IPFS node: announce only the
-    /// submissions it could not fetch or check, after retrying.
+    /// ({bondsHeld}): a trainer that disputes successfully is reimbursed its dispute's gas out of its bond, the rest
+    /// comes back to the aggregator after the window ({reclaimBonds}).
+    /// WARNING: the part of a bond that reimburses a successful dispute's gas (up to the whole bond) is lost to that
+    /// trainer, whether the rejection was false or the update merely late to reach the aggregator's IPFS node:
+    /// announce only the submissions it could not fetch or check, after retrying.
     function rejectSubmissions(uint256 projectId, uint256 round, address[] calldata trainers) external payable {
         Project storage p = _project(projectId);
         _expectStatus(projectId, p, Status.Training);

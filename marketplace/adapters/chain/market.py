@@ -586,7 +586,8 @@ class MarketClient:
     def reject_submissions(self, project_id: int, round_: int, trainers: list[str]) -> Any:
         """Announces the submissions of ``round_`` the aggregator will reject; opens the dispute window. Posts the
         market's :meth:`rejection_bond` per trainer (read from the chain): each trainer that disputes successfully is
-        awarded its bond, the rest comes back with :meth:`reclaim_bonds` after the window."""
+        reimbursed its dispute's gas out of its bond (never more), the rest comes back with :meth:`reclaim_bonds`
+        after the window."""
         who = [to_checksum_address(t) for t in trainers]
         bonds = self.rejection_bond() * len(who)
         return self.chain.transact(self.market.functions.rejectSubmissions(project_id, round_, who), value=bonds)
