@@ -175,7 +175,8 @@ contract MarketLens {
     }
 
     /// @notice The bond, in wei, the market's aggregators post per rejected trainer ({MarketDisputes-rejectionBond}:
-    /// fixed at deployment, in the market's disputes module); a successful dispute is awarded it.
+    /// fixed at deployment, in the market's disputes module); a successful dispute is reimbursed its gas out of it,
+    /// never more.
     function rejectionBond() external view returns (uint256) {
         return market.disputes().rejectionBond();
     }
