@@ -472,6 +472,8 @@ class Row:
     """per rule: share of attacker-rounds whose (unpaid) update the model took."""
     curves: dict[str, list[list[float]]]
     """per aggregator, per seed, accuracy after each round."""
+    test_images: int = 0
+    """the test set's size (one image is ``100 / test_images`` points)."""
 
     def mean(self, name: str) -> float:
         return float(np.mean(self.final[name]))
@@ -480,12 +482,14 @@ class Row:
 def run_partition(task: Task, attacks: Sequence[Attack], seeds: Sequence[int], console: Console) -> list[Row]:
     scenarios: list[tuple[Attack, float]] = [(Attack.NONE, 0.0)] + [(a, f) for a in attacks for f in FRACTIONS]
     runs: dict[tuple[Attack, float], list[dict[str, Trajectory]]] = {s: [] for s in scenarios}
+    test_images = 0
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="bench-robustness-") as tmp:
             paths = partition_digits(task.trainers, task.partition, alpha=task.alpha, seed=seed, out_dir=tmp)
             shards = [load_npz(p) for p in paths]
             test = load_npz(Path(tmp) / TEST_FILE)
             validation = load_npz(Path(tmp) / VALIDATION_FILE)
+        test_images = len(test.y)
         for attack, fraction in scenarios:
             k = round(fraction * task.trainers)
             attackers = {task.trainers - 1 - j: attack for j in range(k)}
@@ -514,6 +518,7 @@ def run_partition(task: Task, attacks: Sequence[Attack], seeds: Sequence[int], c
                 honest_unpaid={n: sum(s[n].honest_unpaid for s in per_seed) / honest_rounds for n in RULES},
                 attackers_admitted={n: sum(s[n].attackers_admitted for s in per_seed) / bad_rounds for n in RULES},
                 curves={n: [s[n].accuracy for s in per_seed] for n in AGGREGATORS},
+                test_images=test_images,
             )
         )
     return rows
@@ -599,19 +604,33 @@ def target_verdict(rows: list[Row]) -> tuple[bool, list[str]]:
     return ok, lines
 
 
+def paired_gap(row: Row, name: str) -> tuple[float, float, str]:
+    """``name`` against the row's better Flower strategy (by mean), seed by seed: the mean difference in points,
+    its paired t statistic (nan for one seed or identical differences) and that strategy's name."""
+    best = max(("krum", "trimmed"), key=row.mean)
+    diff = 100 * (np.asarray(row.final[name]) - np.asarray(row.final[best]))
+    spread = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
+    t = float(diff.mean()) / (spread / np.sqrt(diff.size)) if spread > 0 else float("nan")
+    return float(diff.mean()), t, best
+
+
 def flower_verdict(rows: list[Row]) -> list[str]:
     """Per rule, new step and old: in how many rows it is at least as good as every Flower strategy (Krum,
-    trimmed mean), and the rows where it is not."""
+    trimmed mean), and the rows where it is not, each with its paired per-seed gap (mean points, t, and in
+    test images per seed: whether the seeds measure the rule or the draw)."""
     lines = []
     for name in (*RULES, *OLD.values()):
         behind = [r for r in rows if max(r.mean("krum"), r.mean("trimmed")) > r.mean(name)]
-        where = "; ".join(
-            f"{r.partition} {r.rounds} {r.attack} {r.fraction:.0%} {_pct(r.mean(name))} < "
-            f"{_pct(max(r.mean('krum'), r.mean('trimmed')))}"
-            for r in behind
-        )
+        parts = []
+        for r in behind:
+            gap, t, best = paired_gap(r, name)
+            parts.append(
+                f"{r.partition} {r.rounds} {r.attack} {r.fraction:.0%} {_pct(r.mean(name))} < {LABELS[best]} "
+                f"{_pct(r.mean(best))}: {gap:+.2f} points over {len(r.final[name])} seeds, t = {t:+.1f}, "
+                f"{gap * r.test_images / 100:+.2f} test images per seed"
+            )
         lines.append(f"{LABELS[name]}: >= every Flower strategy in {len(rows) - len(behind)} of {len(rows)} rows"
-                     + (f" (behind: {where})" if behind else ""))  # fmt: skip
+                     + (f" (behind: {'; '.join(parts)})" if behind else ""))  # fmt: skip
     return lines
 
 
