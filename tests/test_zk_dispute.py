@@ -27,6 +27,7 @@ from web3.contract import Contract
 from web3.exceptions import Web3RPCError
 
 from marketplace.adapters.chain.client import GAS_MARGIN, ChainClient
+from marketplace.adapters.chain.deploy import DEFAULT_REJECTION_BOND
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.chain.market import Finalization, MarketClient
 from marketplace.adapters.ezkl.evm import deploy_halo2_verifier, deploy_round_verifier
@@ -154,6 +155,11 @@ def test_a_false_rejection_is_disputed_with_a_real_row_proof_and_the_round_prove
     receipt = victim.dispute_rejection(pid, 0, ints, proof)  # gas estimated (+20 %), not given
     dispute_gas = int(receipt["gasUsed"])
     assert dispute_gas <= estimate
+    # The rejection bond's award is in it (README, docs/security.md: ~1.018M gas): the default bond reimburses this
+    # dispute in full up to a gas price of ~5.9 gwei.
+    (award,) = actors.events(receipt, "BondAwarded")
+    assert 0 < award["amount"] < actors.owner.rejection_bond() == DEFAULT_REJECTION_BOND
+    assert DEFAULT_REJECTION_BOND // dispute_gas >= 5_800_000_000
     (event,) = actors.events(receipt, "RejectionDisputed")
     assert event["trainer"] == victim.address and list(event["row"]) == ints
     state = actors.owner.rejections(pid)

@@ -60,7 +60,7 @@ def deploy_cmd(
         "--rejection-bond",
         help="ETH an aggregator posts per rejected trainer, fixed for the market's life: paid to a trainer that "
         "disputes its rejection up to its dispute's gas cost (at base fee + at most 2 gwei tip), the rest returned "
-        "to the aggregator. The default, 1.2M gas at 5 gwei, covers a zk dispute (~1.02M gas) up to ~5.9 gwei.",
+        "to the aggregator. The default, 1.2M gas at 5 gwei, covers a zk dispute (~1.018M gas) up to ~5.9 gwei.",
     ),
 ) -> None:
     """Compile and deploy the registry and market (plus the test verifier on the local chain)."""

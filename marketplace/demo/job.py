@@ -6,8 +6,10 @@ deploys the contracts, and then plays every role, each participant through its o
 posts a job with escrow, trainers (some of them malicious) join, train on their private shards and
 submit round by round, the owner commits and reveals a reference row each round from its validation
 data (unless ``reference`` is off: docs/design/robust-reference.md), the aggregator flags, scores
-(with the owner's reference), aggregates and finalizes each round, and finally everyone withdraws.
-Prints a table per round (and what the owner's reference changed) and a payout table; with a swarm,
+(with the owner's reference), aggregates and finalizes each round, and finally everyone withdraws what the
+project owes it and the rejection bonds credited to it (a disputing trainer's reimbursement, the aggregator's
+returned bonds), as ``marketplace project withdraw`` does. Prints a table per round (and what the owner's reference
+changed) and a payout table, whose totals add up: escrow + bonds posted = paid out + bonds withdrawn; with a swarm,
 an auditor re-derives the last round through its own node and a table shows each node's swarm
 traffic. Writes a plot.
 """
@@ -116,6 +118,8 @@ class DemoResult:
     plot: Path | None
     swarm: SwarmReport | None = None  # the swarm at the end; None with one shared node
     audit_agrees: bool | None = None  # whether the auditor's re-derivation of the last round agreed
+    bonds: dict[str, int] = field(default_factory=dict)  # rejection bonds each withdrew (reimbursed, returned)
+    bonds_posted: int = 0  # rejection bonds the aggregator posted: sum(bonds.values()) once every round is over
 
 
 @dataclass
@@ -352,12 +356,11 @@ def _play(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path
         if reference is not None:
             console.print(f"  {_reference_words(report, roles)}")
 
-    payouts = {}
-    for client in [owner, aggregator_client, *(t.market for t in trainers)]:
-        owed = client.withdrawable(pid, client.address)
-        payouts[client.address] = client.withdraw(pid) if owed > 0 else 0
+    payouts, bonds = _withdraw_all(pid, [owner, aggregator_client, *(t.market for t in trainers)])
     escrowed = cfg.escrow + n * cfg.stake
-    console.print(_payout_table(stack, pid, payouts, roles, owner.address, aggregator_client.address, escrowed))
+    posted = stack.admin.bonds_posted(pid)
+    parties = Parties(roles, owner.address, aggregator_client.address)
+    console.print(payout_table(stack, pid, payouts, bonds, parties, escrowed, posted))
     audit_agrees = (
         _audit(stack, pid, reports[-1].round, console) if stack.swarm and AUDITOR in stack.swarm.participants else None
     )
@@ -367,7 +370,21 @@ def _play(config: DemoConfig, console: Console, stack: LocalStack, workdir: Path
     plot = _plot(config.plot, reports, roles, initial_accuracy) if config.plot else None
     if plot:
         console.print(f"plot written to [bold]{plot}[/bold]")
-    return DemoResult(pid, reports, payouts, escrowed, roles, initial_accuracy, plot, swarm, audit_agrees)
+    return DemoResult(
+        pid, reports, payouts, escrowed, roles, initial_accuracy, plot, swarm, audit_agrees, bonds, posted
+    )
+
+
+def _withdraw_all(pid: int, clients: Sequence[MarketClient]) -> tuple[dict[str, int], dict[str, int]]:
+    """Everyone withdraws, as ``marketplace project withdraw`` does: the rejection bonds credited to it (the project's
+    held bonds of rounds over returned to the aggregator first: :meth:`MarketClient.collect_bonds`), then what the
+    project owes it. Returns the wei each withdrew from the project and in bonds, by address."""
+    payouts, bonds = {}, {}
+    for client in clients:
+        bonds[client.address] = client.collect_bonds(pid)
+        owed = client.withdrawable(pid, client.address)
+        payouts[client.address] = client.withdraw(pid) if owed > 0 else 0
+    return payouts, bonds
 
 
 def _reference_node(
@@ -544,18 +561,45 @@ def _eth(wei: int) -> str:
     return f"{wei / ETH:.4f}"
 
 
-def _payout_table(
-    stack: LocalStack, pid: int, payouts: dict[str, int], roles: dict[str, str], owner: str, agg: str, escrowed: int
+@dataclass(frozen=True)
+class Parties:
+    """Who is who in the payout table: the trainers' roles (honest or their attack), the owner, the aggregator."""
+
+    roles: dict[str, str]
+    owner: str
+    aggregator: str
+
+    def role(self, address: str) -> str:
+        if address == self.owner:
+            return "owner (refund)"
+        if address == self.aggregator:
+            return "aggregator (fee; bonds returned)"
+        return f"trainer: {self.roles[address]}"
+
+
+def payout_table(
+    stack: LocalStack,
+    pid: int,
+    payouts: dict[str, int],
+    bonds: dict[str, int],
+    parties: Parties,
+    escrowed: int,
+    bonds_posted: int,
 ) -> Table:
+    """Everyone's withdrawals: from the project (``withdrawn``) and in rejection bonds (``bonds``: a disputing
+    trainer's reimbursement, the aggregator's returned bonds), with the totals against what came in: the escrow and
+    the bonds posted (``escrow + bonds posted = paid out + bonds withdrawn`` once everyone withdrew)."""
     table = Table(title=f"Payouts of project {pid} (ETH)", title_justify="left")
-    for col in ["who", "role", "withdrawn", "reliability"]:
+    for col in ["who", "role", "withdrawn", "bonds", "reliability"]:
         table.add_column(col)
     for addr, amount in payouts.items():
-        role = "owner (refund)" if addr == owner else "aggregator (fee)" if addr == agg else f"trainer: {roles[addr]}"
-        rel = f"{stack.admin.reliability(addr) / 100:.0f}%" if addr in roles else ""
-        table.add_row(_short(addr), role, _eth(amount), rel)
-    total = sum(payouts.values())
-    table.add_row("[bold]total[/bold]", "", f"[bold]{_eth(total)}[/bold]", f"escrowed {_eth(escrowed)}")
+        rel = f"{stack.admin.reliability(addr) / 100:.0f}%" if addr in parties.roles else ""
+        table.add_row(_short(addr), parties.role(addr), _eth(amount), _eth(bonds.get(addr, 0)), rel)
+    total, bonds_total = sum(payouts.values()), sum(bonds.values())
+    table.add_row(
+        "[bold]total[/bold]", "", f"[bold]{_eth(total)}[/bold]", f"[bold]{_eth(bonds_total)}[/bold]",
+        f"escrowed {_eth(escrowed)} + bonds posted {_eth(bonds_posted)}",
+    )  # fmt: skip
     return table
 
 

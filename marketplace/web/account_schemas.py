@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from marketplace.web.schemas import ReliabilityPoint, TrackRecord
+from marketplace.web.schemas import Eth, ReliabilityPoint, TrackRecord, TxStep, Wei
 
 Role = Literal["owner", "aggregator", "trainer"]
 
@@ -41,6 +41,51 @@ class AccountProject(BaseModel):
     )
 
 
+class AccountBondRound(BaseModel):
+    """A round whose rejection bonds concern the account: as the aggregator that posted them, or as a trainer whose
+    bond reimbursed its dispute's gas."""
+
+    project_id: int
+    round: int
+    role: Literal["aggregator", "trainer"]
+    posted: Wei = Field(
+        description="wei of bonds: those the aggregator posted for the round; for a trainer, its rejection's bond"
+    )
+    posted_eth: Eth
+    credited: Wei = Field(
+        description="wei of them credited to the account: returned to the aggregator, reimbursed to the trainer"
+    )
+    credited_eth: Eth
+    held: Wei = Field(
+        description="wei of the aggregator's bonds still held for the round (0 for a trainer): returned to it once the "
+        "round's dispute window is over"
+    )
+    held_eth: Eth
+    summary: str = Field(description="the round's bonds as they concern the account, in words")
+
+
+class AccountBonds(BaseModel):
+    """The account's rejection bonds: its credit (withdrawable now, over every project), what it withdrew, the bonds
+    it posted as an aggregator that are still held, and the transactions that withdraw them."""
+
+    address: str
+    credit: Wei = Field(description="wei of bonds credited to it, withdrawable now (live bondCredit)")
+    credit_eth: Eth
+    withdrawn: Wei = Field(description="wei of bond credits it withdrew so far (BondWithdrawn)")
+    withdrawn_eth: Eth
+    held: Wei = Field(description="wei of the bonds it posted as an aggregator still held for their rounds")
+    held_eth: Eth
+    reclaimable: Wei = Field(
+        description="wei of those held whose rounds' dispute windows are over: returned to its credit by reclaimBonds "
+        "(live)"
+    )
+    reclaimable_eth: Eth
+    rounds: list[AccountBondRound] = Field(description="the rounds whose bonds concern it, oldest first")
+    withdraw_steps: list[TxStep] = Field(
+        description="the transactions that withdraw its bonds: the reclaimable rounds' returned, then its credit"
+    )
+
+
 class AccountView(BaseModel):
     """An account across this market: its projects by role, its money, its reliability and how it was earned."""
 
@@ -58,3 +103,4 @@ class AccountView(BaseModel):
     )
     track_record: TrackRecord
     history: list[ReliabilityPoint] = Field(description="its reliability after each recorded round, oldest first")
+    bonds: AccountBonds = Field(description="its rejection bonds: credit, withdrawn, held (not in the projects' sums)")

@@ -1,7 +1,7 @@
 """FastAPI dependencies: the settings, the services and the page renderer, taken from ``request.app.state``
 (which :func:`marketplace.web.main.create_app` fills); routes never import the app.
 
-The services come in two kinds: those that read the index (projects, rounds, trainers, aggregators,
+The services come in two kinds: those that read the index (projects, rounds, trainers, aggregators, bonds,
 transactions, the context) have it synced first when the app syncs in requests
 (:meth:`~marketplace.web.services.context.MarketContext.sync_for_request`: throttled to once per ``sync_interval``,
 and once per request however many of them a route takes, since FastAPI caches a dependency within a request; a
@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from marketplace.web.services.aggregators import AggregatorService
+from marketplace.web.services.bonds import BondService
 from marketplace.web.services.client_keys import client_key
 from marketplace.web.services.container import Services
 from marketplace.web.services.context import MarketContext
@@ -76,6 +77,10 @@ def get_aggregators(services: Synced) -> AggregatorService:
     return services.aggregators
 
 
+def get_bonds(services: Synced) -> BondService:
+    return services.bonds
+
+
 def get_transactions(services: Synced) -> TransactionService:
     return services.transactions
 
@@ -111,6 +116,7 @@ RecomputeDep = Annotated[RecomputeService, Depends(get_recomputations)]
 TrainersDep = Annotated[TrainerService, Depends(get_trainers)]
 AggregatorsDep = Annotated[AggregatorService, Depends(get_aggregators)]
 TransactionsDep = Annotated[TransactionService, Depends(get_transactions)]
+BondsDep = Annotated[BondService, Depends(get_bonds)]
 VerifiersDep = Annotated[VerifierService, Depends(get_verifiers)]
 ModelsDep = Annotated[ModelService, Depends(get_models)]
 FetchesDep = Annotated[WebFetches, Depends(get_fetches)]

@@ -61,6 +61,12 @@ Commit-reveal: each round a trainer first commits a seal (``UpdateCommitted``: t
 position, which is the round's order; the trainer's opaque note is not kept), then reveals its CID and
 commitment (``UpdateSubmitted``, in the ``submissions`` table with the same arrival). A trainer that committed
 and did not reveal is named by ``RevealMissed`` when the round is finalized (:meth:`Indexer.reveals_missed`).
+
+Rejection bonds (``MarketDisputes``, at the market's address): ``BondPosted`` (the aggregator's bonds for a round's
+announced rejections), ``BondAwarded`` (a disputing trainer reimbursed its dispute's gas out of its bond),
+``BondReturned`` (what was left of a round's bonds credited back to the aggregator) and ``BondWithdrawn`` (an
+account withdrew its credits, over every project) are kept in one ``bonds`` table (:meth:`Indexer.bonds`,
+:meth:`Indexer.bond_withdrawals`).
 """
 
 from __future__ import annotations
@@ -97,9 +103,9 @@ from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 #: (``RejectionAnnounced``), ``disputes`` (``RejectionDisputed``), the rejection reasons of a round's proof
 #: document, ``skipped`` events); 5: indexes by project on the per-project tables; 6: ``cards`` (the model card
 #: of each project's initial weights); 7: ``reliability`` rows from the registry's ``RoundRecorded`` (one event per
-#: round, one row per trainer in it); 8: the admitted (in the model, unpaid) trainers of a round's proof document.
-#: An index of an older version is rebuilt.
-SCHEMA_VERSION = 8
+#: round, one row per trainer in it); 8: the admitted (in the model, unpaid) trainers of a round's proof document;
+#: 9: ``bonds`` (the rejection bonds' events). An index of an older version is rebuilt.
+SCHEMA_VERSION = 9
 KEPT_HEADS = 32
 #: Proof documents read from IPFS per sync at most (the rest on later syncs).
 DOCS_PER_SYNC = 16
@@ -115,6 +121,8 @@ MAX_STORED_INT = 2**63 - 1
 MAX_REASON_CHARS = 160
 
 DisputeState = Literal["announced", "disputed", "upheld", "withdrawn"]
+#: A row of the ``bonds`` table: ``BondPosted``, ``BondAwarded``, ``BondReturned`` or ``BondWithdrawn``.
+BondKind = Literal["posted", "awarded", "returned", "withdrawn"]
 CardState = Literal["described", "none", "missing", "unread"]
 
 log = logging.getLogger(__name__)
@@ -170,6 +178,10 @@ CREATE TABLE slashes (
 CREATE TABLE withdrawals (
     project_id INTEGER, account TEXT, amount TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
 );
+CREATE TABLE bonds (
+    kind TEXT, project_id INTEGER, round INTEGER, account TEXT, amount TEXT, block INTEGER, log_index INTEGER,
+    tx_hash TEXT
+);
 CREATE TABLE reliability (
     trainer TEXT, market TEXT, project_id INTEGER, round INTEGER, outcome INTEGER, reliability_bps INTEGER,
     block INTEGER, log_index INTEGER, tx_hash TEXT
@@ -187,10 +199,12 @@ CREATE INDEX announcements_by_project ON announcements (project_id);
 CREATE INDEX disputes_by_project ON disputes (project_id);
 CREATE INDEX slashes_by_project ON slashes (project_id);
 CREATE INDEX withdrawals_by_project ON withdrawals (project_id);
+CREATE INDEX bonds_by_project ON bonds (project_id);
+CREATE INDEX bonds_by_account ON bonds (account);
 """
 _EVENT_TABLES = (
     "projects", "lifecycle", "trainers", "commits", "submissions", "reveals_missed", "rounds", "rejections",
-    "announcements", "disputes", "skipped", "slashes", "withdrawals", "reliability", "verifiers", "cards",
+    "announcements", "disputes", "skipped", "slashes", "withdrawals", "reliability", "verifiers", "cards", "bonds",
 )  # fmt: skip
 
 
@@ -620,6 +634,28 @@ class Indexer:
             (int(a["projectId"]), a["account"], str(a["amount"]), *where),
         )
 
+    def _bond(self, kind: BondKind, a: dict[str, Any], who: str, where: tuple[int, int, str]) -> None:
+        """Stores a bond event of a project's round: its ``projectId``, ``round``, the account ``a[who]`` (the
+        aggregator, or the awarded trainer) and its ``amount`` (:class:`MalformedEvent` if any is out of bounds)."""
+        values = (
+            kind, _stored_int(a["projectId"], "projectId"), _stored_int(a["round"], "round"), _address(a[who]),
+            str(_amount(a["amount"])),
+        )  # fmt: skip
+        self._db.execute("INSERT INTO bonds VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*values, *where))
+
+    def _on_BondPosted(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._bond("posted", a, "aggregator", where)
+
+    def _on_BondAwarded(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._bond("awarded", a, "trainer", where)
+
+    def _on_BondReturned(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        self._bond("returned", a, "aggregator", where)
+
+    def _on_BondWithdrawn(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        values = ("withdrawn", None, None, _address(a["account"]), str(_amount(a["amount"])))
+        self._db.execute("INSERT INTO bonds VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*values, *where))
+
     def _on_RoundRecorded(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
         for what in ("projectId", "round"):
             _stored_int(a[what], what)  # raises MalformedEvent (the event is skipped)
@@ -834,6 +870,27 @@ class Indexer:
     def withdrawals(self, project_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM withdrawals WHERE project_id = ? ORDER BY block, log_index", (project_id,))
 
+    def bonds(self, project_id: int) -> list[dict[str, Any]]:
+        """The rejection bonds' events of a project's rounds in chain order: ``kind`` (``posted``, ``awarded``,
+        ``returned``), ``round``, ``account`` (the aggregator; the trainer for ``awarded``), ``amount`` (wei, a
+        decimal string), ``block``, ``log_index``, ``tx_hash``."""
+        return self._rows("SELECT * FROM bonds WHERE project_id = ? ORDER BY block, log_index", (project_id,))
+
+    def bonds_of(self, account: str) -> list[dict[str, Any]]:
+        """The rejection bonds' events of every project's rounds that name ``account`` (posted and returned to it as
+        an aggregator, awarded to it as a disputing trainer), in chain order, as :meth:`bonds` gives them."""
+        return self._rows(
+            "SELECT * FROM bonds WHERE account = ? AND kind != 'withdrawn' ORDER BY block, log_index",
+            (to_checksum_address(account),),
+        )
+
+    def bond_withdrawals(self, account: str) -> list[dict[str, Any]]:
+        """``BondWithdrawn`` of ``account`` (its bond credits withdrawn, over every project), oldest first."""
+        return self._rows(
+            "SELECT * FROM bonds WHERE kind = 'withdrawn' AND account = ? ORDER BY block, log_index",
+            (to_checksum_address(account),),
+        )
+
     def reliability_history(self, trainer: str) -> list[dict[str, Any]]:
         """Every round the registry recorded for ``trainer`` (``RoundRecorded``, any market), oldest first."""
         return self._rows(
@@ -874,6 +931,13 @@ def _stored_int(value: object, what: str) -> int:
     """``value`` if it is an integer SQLite stores (0 to 2**63 - 1), else :class:`MalformedEvent`."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_STORED_INT:
         raise MalformedEvent(f"{what} {str(value)[:80]!r} is not an integer in [0, 2**63)")
+    return value
+
+
+def _amount(value: object) -> int:
+    """``value`` if it is a uint256 amount (as decoded from an event), else :class:`MalformedEvent`."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**256:
+        raise MalformedEvent(f"amount {str(value)[:80]!r} is not a uint256")
     return value
 
 

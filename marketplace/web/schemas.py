@@ -111,6 +111,50 @@ class ProjectSummary(BaseModel):
 DisputeStateName = Literal["announced", "disputed", "upheld", "withdrawn"]
 
 
+class TrainerBond(BaseModel):
+    """The rejection bond the aggregator posted for one trainer's announced rejection, and where it went: the part
+    reimbursed to the trainer for its dispute's gas (``BondAwarded``), the rest returned to the aggregator
+    (``BondReturned``, once the round's dispute window is over) or still held."""
+
+    bond: Wei = Field(description="wei the aggregator posted for this rejection (the market's rejectionBond)")
+    bond_eth: Eth
+    reimbursed: Wei = Field(
+        description="wei of the bond credited to the trainer for its dispute's gas (0 unless it disputed)"
+    )
+    reimbursed_eth: Eth
+    returned: Wei | None = Field(
+        default=None,
+        description="wei of the bond credited back to the aggregator (the bond less the reimbursement); null while the "
+        "round's bonds are still held",
+    )
+    returned_eth: Eth | None = None
+    summary: str = Field(description="the bond and where it went, in words")
+
+
+class RoundBonds(BaseModel):
+    """The rejection bonds of one round (``MarketDisputes``, from the index): posted by the aggregator with its
+    announcement, one per rejected trainer; reimbursed to the trainers that disputed (their disputes' gas, at most
+    their bonds); returned to the aggregator once the round's dispute window is over (``reclaimBonds``); the rest
+    held. ``posted = reimbursed + returned + held``."""
+
+    round: int
+    aggregator: str
+    rejections: int = Field(description="rejections the aggregator announced in the round, a bond each")
+    bond: Wei = Field(description="wei posted per rejection")
+    bond_eth: Eth
+    posted: Wei = Field(description="wei posted for the round's rejections (BondPosted)")
+    posted_eth: Eth
+    reimbursed: Wei = Field(description="wei reimbursed to disputing trainers for their disputes' gas (BondAwarded)")
+    reimbursed_eth: Eth
+    returned: Wei = Field(description="wei credited back to the aggregator (BondReturned)")
+    returned_eth: Eth
+    held: Wei = Field(
+        description="wei still held for the round: returned to the aggregator once its dispute window is over"
+    )
+    held_eth: Eth
+    summary: str = Field(description="the round's bonds in words")
+
+
 class TrainerEntry(BaseModel):
     """One trainer's part in one finalized round (commit, reveal, outcome)."""
 
@@ -154,6 +198,10 @@ class TrainerEntry(BaseModel):
         "updates, clipped to their median norm (the aggregator's word from its proof document; `marketplace audit` "
         "recomputes it)",
     )
+    bond: TrainerBond | None = Field(
+        default=None,
+        description="if the aggregator announced this trainer's rejection with a bond: the bond and where it went",
+    )
 
     @property
     def share(self) -> float:
@@ -175,6 +223,9 @@ class OpenRoundTrainer(BaseModel):
     )
     dispute: DisputeStateName | None = Field(
         default=None, description="announced (may dispute until dispute_deadline) or disputed (published its row)"
+    )
+    bond: TrainerBond | None = Field(
+        default=None, description="the bond the aggregator posted for this trainer's announced rejection, if any"
     )
 
 
@@ -224,6 +275,9 @@ class RoundView(BaseModel):
         default_factory=list,
         description="the unpaid trainers whose update is in the new model (clipped, agreeing with the paid updates), "
         "in trainer order: the aggregator's word from its proof document, which `marketplace audit` recomputes",
+    )
+    bonds: RoundBonds | None = Field(
+        default=None, description="the rejection bonds of the round, if the aggregator announced rejections with bonds"
     )
 
 
@@ -327,6 +381,13 @@ class ProjectDetail(BaseModel):
         description="described (model_card is set); none (the initial weights carry no card that can be read); "
         "missing (the server's IPFS node did not deliver them); unread (not read yet, or the server has no IPFS node)",
     )
+    bonds: list[RoundBonds] = Field(
+        default_factory=list,
+        description="the rejection bonds of every round the aggregator announced rejections in with bonds, oldest "
+        "first (finalized, open or abandoned); not the project's escrow",
+    )
+    bonds_held: Wei = Field(default="0", description="wei of rejection bonds still held for the project's rounds")
+    bonds_held_eth: Eth = "0"
 
 
 class OwnerReference(BaseModel):
@@ -492,6 +553,22 @@ class TxRequest(BaseModel):
 
 #: Project transactions anyone's wallet may send besides create and join (``POST /api/tx/{action}``).
 Action = Literal["withdraw", "abandon", "start", "cancel"]
+#: The transactions that withdraw what an account is owed: return a round's held rejection bonds to its aggregator
+#: (``POST /api/tx/reclaim-bonds``), withdraw the account's bond credits (``POST /api/tx/withdraw-bonds``), withdraw
+#: from a project (``POST /api/tx/withdraw``).
+StepAction = Literal["reclaim-bonds", "withdraw-bonds", "withdraw"]
+
+
+class TxStep(BaseModel):
+    """One transaction of a withdrawal, in the order to send them: ``POST /api/tx/{action}`` with ``project_id``
+    and ``round`` (where not null) and the sender gives it unsigned."""
+
+    action: StepAction
+    project_id: int | None = None
+    round: int | None = None
+    amount: Wei = Field(description="wei it moves: returned to the aggregator's credit, or paid to the sender")
+    amount_eth: Eth
+    summary: str
 
 
 class ActionState(BaseModel):
@@ -515,6 +592,18 @@ class ProjectActions(BaseModel):
         default=None, description="training: after this time anyone may abandon the project"
     )
     actions: list[ActionState]
+    bond_credit: Wei = Field(
+        default="0",
+        description="wei of rejection bonds credited to the account, over every project (live bondCredit): awarded for "
+        "disputes it won, returned for its undisputed rejections",
+    )
+    bond_credit_eth: Eth = "0"
+    withdraw_steps: list[TxStep] = Field(
+        default_factory=list,
+        description="the transactions that withdraw everything the account is owed here, in order: the project's "
+        "bonds held for rounds whose dispute window is over returned (its aggregator only), its bond credits, its "
+        "payout from the project (settled projects); what `marketplace project withdraw` does",
+    )
 
 
 class ModelInit(BaseModel):
@@ -696,6 +785,20 @@ class CreateProjectRequest(StrictBody):
 class JoinRequest(StrictBody):
     project_id: int
     sender: str | None = Field(default=None, description="the trainer's wallet; the transaction is simulated")
+
+
+class ReclaimBondsRequest(StrictBody):
+    project_id: int
+    round: int = Field(ge=0, le=2**32 - 1, description="the round whose held bonds go back to the aggregator")
+    sender: str | None = Field(
+        default=None, description="the wallet that will sign (anyone may); the transaction is simulated"
+    )
+
+
+class WithdrawBondsRequest(StrictBody):
+    sender: str = Field(
+        description="the wallet whose rejection bond credits are withdrawn; the transaction is simulated"
+    )
 
 
 class ActionRequest(StrictBody):

@@ -54,9 +54,9 @@ TEST_VERIFIER = "TestRoundVerifier"
 HALO2_VERIFIER = "Halo2VerifierReusable"
 #: The bond an aggregator posts per rejected trainer (``MarketDisputes.rejectionBond``, wei), unless the deployment
 #: says otherwise: 0.006 ETH, 1.2M gas at 5 gwei (a few times a testnet's usual price): a dispute with the zk verifier
-#: takes ~1.01M (``verifyRow`` alone ~0.9M, the bond's credit ~29k), with the test verifier ~187k. A falsely rejected
-#: trainer is reimbursed its dispute's gas out of it (never more); the aggregator gets back the rest and the bonds of
-#: the rejections nobody disputed.
+#: takes ~1.018M (tests/test_zk_dispute.py; ``verifyRow`` alone ~0.9M, the bond's award ~30k), with the test verifier
+#: 188,129. A falsely rejected trainer is reimbursed its dispute's gas out of it (never more); the aggregator gets back
+#: the rest and the bonds of the rejections nobody disputed.
 DEFAULT_REJECTION_BOND = 1_200_000 * 5 * 10**9
 
 

@@ -629,6 +629,15 @@ class MarketClient:
             self.reclaim_bonds(project_id, round_)
         return self.withdraw_bonds()
 
+    def bonds_posted(self, project_id: int, from_block: int | None = None) -> int:
+        """Wei of rejection bonds the project's aggregator posted with its announcements, over every round
+        (``BondPosted`` events; 0 on a market without bonds)."""
+        if not any(f.get("type") == "event" and f.get("name") == "BondPosted" for f in self.market.abi):
+            return 0
+        since = self._since(project_id, from_block)
+        logs = self.chain.get_logs(self.market, "BondPosted", since, argument_filters={"projectId": project_id})
+        return sum(int(e["args"]["amount"]) for e in logs)
+
     def withdraw_bonds(self) -> int:
         """Withdraws every bond credited to this account; returns the wei, 0 without a transaction if none."""
         if self.bond_credit(self.address) == 0:

@@ -1,13 +1,14 @@
 """Accounts: what one address has in this market (projects by role, earnings, what it can withdraw now,
-reliability and its record), as JSON and as a page, and the form that opens one."""
+reliability and its record, its rejection bonds), as JSON and as a page, and the form that opens one; and its
+rejection bonds alone, with the transactions that withdraw them."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
-from marketplace.web.account_schemas import AccountView
-from marketplace.web.deps import PageDep, Synced
+from marketplace.web.account_schemas import AccountBonds, AccountView
+from marketplace.web.deps import BondsDep, PageDep, Synced
 from marketplace.web.services.accounts import AccountService
 
 api = APIRouter()
@@ -15,7 +16,7 @@ pages = APIRouter(include_in_schema=False)
 
 
 def _service(services: Synced) -> AccountService:
-    return AccountService(services.context, services.projects, services.trainers)
+    return AccountService(services.context, services.projects, services.trainers, services.bonds)
 
 
 @api.get("/accounts/{address}", response_model=AccountView)
@@ -23,6 +24,15 @@ def account(services: Synced, address: str) -> AccountView:
     """An account's projects (owned, joined, aggregated) with what it earned, is owed, withdrew and can withdraw
     now (live) in each, and its reliability with the track record (live) and history behind it."""
     return _service(services).account(address)
+
+
+@api.get("/accounts/{address}/bonds", response_model=AccountBonds)
+def account_bonds(bonds: BondsDep, address: str) -> AccountBonds:
+    """An account's rejection bonds: its credit (withdrawable now, live), what it withdrew, the bonds it posted as an
+    aggregator still held and those of them returnable now (live), the rounds they concern, and the transactions
+    that withdraw them (``withdraw_steps``: ``POST /api/tx/reclaim-bonds`` per returnable round, then
+    ``POST /api/tx/withdraw-bonds``)."""
+    return bonds.account_bonds(address)
 
 
 @pages.get("/accounts")

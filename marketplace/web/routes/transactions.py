@@ -1,6 +1,7 @@
-"""Transactions for the user's wallet (``/api/tx``): unsigned ``createProject``, ``join`` and project actions
-(withdraw, abandon, start, cancel), what the connected account may do with a project now, and where a
-sent transaction is. The server never signs."""
+"""Transactions for the user's wallet (``/api/tx``): unsigned ``createProject``, ``join``, project actions
+(withdraw, abandon, start, cancel) and rejection bonds' (``reclaimBonds``, ``withdrawBonds``), what the connected
+account may do with a project now (and the transactions that withdraw what it is owed), and where a sent transaction
+is. The server never signs."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from marketplace.web.schemas import (
     CreateProjectRequest,
     JoinRequest,
     ProjectActions,
+    ReclaimBondsRequest,
     TxRequest,
     TxStatus,
+    WithdrawBondsRequest,
 )
 
 api = APIRouter()
@@ -30,7 +33,9 @@ def project_actions(
     project_id: int,
     account: Annotated[str | None, Query(description="the connected wallet")] = None,
 ) -> ProjectActions:
-    """What ``account`` may do now (withdraw and how much, abandon, start, cancel), simulated with ``eth_call``."""
+    """What ``account`` may do now (withdraw and how much, abandon, start, cancel), simulated with ``eth_call``; its
+    rejection bond credit, and the transactions that withdraw everything it is owed here, in order
+    (``withdraw_steps``: held bonds returned if it is the aggregator, its bond credits, its payout)."""
     return svc.actions(project_id, account)
 
 
@@ -61,6 +66,22 @@ def join_tx(svc: TransactionsDep, body: JoinRequest) -> TxRequest:
     closed (the project is not open, or its join deadline passed), 422 when the sender may not join (the
     project's owner or aggregator, already joined, below the reliability bar)."""
     return svc.join_tx(body.project_id, body.sender)
+
+
+@api.post("/tx/reclaim-bonds", response_model=TxRequest, responses={**BAD_BODY, **CONFLICT})
+def reclaim_bonds_tx(svc: TransactionsDep, body: ReclaimBondsRequest) -> TxRequest:
+    """An unsigned ``reclaimBonds``: the rejection bonds still held for a round credited back to the project's
+    aggregator (anyone may send it; simulated): 409 while the round's dispute window is open (``BondsStillAtStake``)
+    or when nothing is held (``NoBondsHeld``)."""
+    return svc.reclaim_bonds_tx(body.project_id, body.round, body.sender)
+
+
+@api.post("/tx/withdraw-bonds", response_model=TxRequest, responses={**BAD_BODY, **CONFLICT})
+def withdraw_bonds_tx(svc: TransactionsDep, body: WithdrawBondsRequest) -> TxRequest:
+    """An unsigned ``withdrawBonds``: every rejection bond credited to the sender, over every project (awarded for
+    its disputes, returned for its undisputed rejections; simulated): 409 when nothing is credited to it
+    (``NoBondToWithdraw``)."""
+    return svc.withdraw_bonds_tx(body.sender)
 
 
 @api.post("/tx/{action}", response_model=TxRequest, responses={**BAD_BODY, **CONFLICT})

@@ -1,7 +1,8 @@
 """Read model of an account: the projects it owns, joined and aggregates (index), what it earned, is owed and
 withdrew in each (index, as the project page computes it), what it can withdraw now (live, ``withdrawable``), and
 its reliability with the track record and history behind it (live registry and index, as the trainer page shows
-them).
+them), and its rejection bonds (:mod:`~marketplace.web.services.bonds`: its credit live, what it withdrew, what it
+posted as an aggregator that is still held), which are not part of any project's sums.
 
 :func:`account_project` and :func:`account_view` are pure: they put what was read together.
 :class:`AccountService` reads it.
@@ -9,8 +10,9 @@ them).
 
 from __future__ import annotations
 
-from marketplace.web.account_schemas import AccountProject, AccountView, Role
+from marketplace.web.account_schemas import AccountBonds, AccountProject, AccountView, Role
 from marketplace.web.schemas import ProjectDetail, ReliabilityPoint, TrackRecord, eth
+from marketplace.web.services.bonds import BondService
 from marketplace.web.services.context import MarketContext, account_address
 from marketplace.web.services.projects import ProjectService
 from marketplace.web.services.trainers import TrainerService
@@ -58,9 +60,10 @@ def account_view(
     reliability_bps: int,
     track_record: TrackRecord,
     history: list[ReliabilityPoint],
+    bonds: AccountBonds,
 ) -> AccountView:
     """The account page of ``address`` from its ``projects`` (any order; shown newest first), with the totals
-    and the lists of project ids per role."""
+    and the lists of project ids per role, and its ``bonds`` (apart from the projects' totals)."""
     ordered = sorted(projects, key=lambda p: p.project_id, reverse=True)
     earned = sum(int(p.earned) for p in ordered)
     withdrawable = sum(int(p.withdrawable) for p in ordered)
@@ -72,17 +75,20 @@ def account_view(
         projects=ordered,
         earned=str(earned), earned_eth=eth(earned),
         withdrawable=str(withdrawable), withdrawable_eth=eth(withdrawable),
-        reliability_bps=reliability_bps, track_record=track_record, history=history,
+        reliability_bps=reliability_bps, track_record=track_record, history=history, bonds=bonds,
     )  # fmt: skip
 
 
 class AccountService:
     """Accounts of one deployment."""
 
-    def __init__(self, context: MarketContext, projects: ProjectService, trainers: TrainerService) -> None:
+    def __init__(
+        self, context: MarketContext, projects: ProjectService, trainers: TrainerService, bonds: BondService
+    ) -> None:
         self.context = context
         self.projects = projects
         self.trainers = trainers
+        self.bonds = bonds
 
     def project_ids(self, address: str) -> list[int]:
         """Ids of the projects ``address`` (checksummed) owns, aggregates or joined, from the index."""
@@ -93,7 +99,8 @@ class AccountService:
 
     def account(self, address: str) -> AccountView:
         """``address``'s account; :class:`NotFound` for a malformed address. One ``withdrawable`` call per
-        project, the reliability and track record live (as the trainer page reads them)."""
+        project, the reliability and track record live (as the trainer page reads them), its bonds
+        (:meth:`BondService.account_bonds`: the credit live)."""
         address = account_address(address)
         market, indexer = self.context.market, self.context.indexer
         parts = []
@@ -103,4 +110,5 @@ class AccountService:
                 account_project(address, self.projects.detail(pid), withdrawn, market.withdrawable(pid, address))
             )
         profile = self.trainers.trainer(address)
-        return account_view(address, parts, profile.reliability_bps, profile.track_record, profile.history)
+        bonds = self.bonds.account_bonds(address)
+        return account_view(address, parts, profile.reliability_bps, profile.track_record, profile.history, bonds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from marketplace.web.services.aggregators import AggregatorService
+from marketplace.web.services.bonds import BondService
 from marketplace.web.services.context import MarketContext, connect
 from marketplace.web.services.ipfs_fetches import WebFetches
 from marketplace.web.services.models import ModelService, model_registry
@@ -30,6 +31,7 @@ class Services:
     verifiers: VerifierService
     fetches: WebFetches
     recomputations: RecomputeService
+    bonds: BondService
 
     @classmethod
     def over(
@@ -39,17 +41,19 @@ class Services:
         ``failure_ttl`` seconds."""
         projects = ProjectService(context)
         recomputations = RecomputeService(public_recompute(context.market, fetches), failure_ttl)
+        bonds = BondService(context, projects)
         return cls(
             context=context,
             projects=projects,
             rounds=RoundService(context, projects, recomputations),
             trainers=TrainerService(context, projects),
-            transactions=TransactionService(context, projects),
+            transactions=TransactionService(context, projects, bonds),
             models=models,
             aggregators=AggregatorService(context),
             verifiers=VerifierService(context),
             fetches=fetches,
             recomputations=recomputations,
+            bonds=bonds,
         )
 
     @classmethod

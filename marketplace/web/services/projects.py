@@ -35,6 +35,7 @@ from marketplace.web.schemas import (
     to_bps,
 )
 from marketplace.web.services.aggregators import aggregator_record
+from marketplace.web.services.bond_ledger import Ledger, announced_trainers, ledgers, round_bonds, trainer_bond
 from marketplace.web.services.context import MarketContext
 from marketplace.web.services.disputes import describe_dispute, flag_reason
 from marketplace.web.services.errors import NotFound
@@ -156,10 +157,11 @@ class ProjectService:
         rejections = self.indexer.rejections(project_id)
         missed = self.indexer.reveals_missed(project_id)
         disputes = self.indexer.disputes(project_id)
+        bonds = ledgers(self.indexer.bonds(project_id), announced_trainers(disputes))
         round_views = [
             self._round_view(
                 r, members, slashed_by, rejections.get(r["round"], set()), missed.get(r["round"], set()),
-                disputes.get(r["round"], {}),
+                disputes.get(r["round"], {}), bonds.get(r["round"]),
             )
             for r in rounds
         ]  # fmt: skip
@@ -193,6 +195,7 @@ class ProjectService:
         pending = len(self.indexer.submissions(project_id, current)) if training else 0
         commits = len(self.indexer.commits(project_id, current)) if training else 0
         card_state, card = self.indexer.model_card(project_id)
+        held = sum(b.held for b in bonds.values())
         return ProjectDetail(
             project=project,
             trainers=trainers,
@@ -205,6 +208,9 @@ class ProjectService:
             pending_commits=commits,
             model_card=card,
             model_card_state=card_state,
+            bonds=[round_bonds(b) for b in bonds.values()],
+            bonds_held=str(held),
+            bonds_held_eth=eth(held),
         )
 
     def project_detail(self, project_id: int) -> ProjectDetail:
@@ -234,7 +240,9 @@ class ProjectService:
         now = self.context.now()
         commits = {c["trainer"]: int(c["arrival"]) for c in self.indexer.commits(pid, round_)}
         revealed = {s["trainer"] for s in self.indexer.submissions(pid, round_)}
-        disputes = self.indexer.disputes(pid).get(round_, {})
+        all_disputes = self.indexer.disputes(pid)
+        disputes = all_disputes.get(round_, {})
+        bonds = ledgers(self.indexer.bonds(pid), announced_trainers(all_disputes)).get(round_)
         awaits = self.context.reads.awaits_reference(pid)
         phase = round_phase(now, deadlines, len(detail.trainers), len(commits), len(revealed), awaits)
         trainers = []
@@ -250,10 +258,11 @@ class ProjectService:
             dispute = disputes.get(m.trainer)
             if dispute is not None:
                 state += f"; {describe_dispute(dispute, when, now)}"
+            bond = trainer_bond(bonds, m.trainer)
             trainers.append(
                 OpenRoundTrainer(
                     index=m.index, trainer=m.trainer, committed=arrival is not None, arrival=arrival,
-                    revealed=m.trainer in revealed, state=state, dispute=dispute.state if dispute else None,
+                    revealed=m.trainer in revealed, state=state, dispute=dispute.state if dispute else None, bond=bond,
                 )
             )  # fmt: skip
         deadline = max((d.deadline for d in disputes.values() if d.deadline is not None), default=None)
@@ -272,6 +281,7 @@ class ProjectService:
         rejected: set[str],
         reveal_missed: set[str],
         disputes: dict[str, Dispute],
+        bonds: Ledger | None = None,
     ) -> RoundView:
         subs = {s["trainer"]: s for s in self.indexer.submissions(row["project_id"], row["round"])}
         arrivals = {c["trainer"]: int(c["arrival"]) for c in self.indexer.commits(row["project_id"], row["round"])}
@@ -304,10 +314,11 @@ class ProjectService:
                     slashed_eth=eth(slashed_by.get((row["round"], m["trainer"]), 0)),
                     dispute=dispute.state if dispute else None, dispute_deadline=dispute.deadline if dispute else None,
                     reason=reason, admitted=m["trainer"] in claimed and sub is not None and (flagged or scores[i] == 0),
+                    bond=trainer_bond(bonds, m["trainer"]),
                 )
             )  # fmt: skip
         return RoundView(
             round=row["round"], model_cid=row["model_cid"], proof_cid=row["proof_cid"], accuracy=row["accuracy"],
             block=row["block"], tx_hash=row["tx_hash"], trainers=entries,
-            admitted=[e.trainer for e in entries if e.admitted],
+            admitted=[e.trainer for e in entries if e.admitted], bonds=round_bonds(bonds) if bonds else None,
         )  # fmt: skip

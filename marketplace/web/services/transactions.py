@@ -1,6 +1,12 @@
 """Transactions for the user's wallet: unsigned ``createProject``, ``join``, ``withdraw``, ``abandon``,
-``startTraining`` and ``cancel`` (``to``, ``data``, ``value``), what an account may send now, and where
-a sent transaction is.
+``startTraining``, ``cancel``, ``reclaimBonds`` and ``withdrawBonds`` (``to``, ``data``, ``value``), what an account
+may send now, and where a sent transaction is.
+
+A withdrawal is one to three kinds of transactions, as ``marketplace project withdraw`` makes it
+(:meth:`TransactionService.actions` lists them in order, ``withdraw_steps``): the project's rejection bonds held for
+rounds whose dispute window is over returned to its aggregator (for the aggregator only:
+:mod:`~marketplace.web.services.bonds`), the account's bond credits withdrawn, its payout from the project withdrawn.
+The wallet sends each one as it sends any other (``POST /api/tx/{action}``).
 
 The server never signs. Given the sender, a transaction is simulated first (``eth_call`` from the
 sender's address) so that a doomed one is explained before the wallet pops up: the contract's
@@ -26,7 +32,18 @@ from marketplace.adapters.chain.errors import ChainError, ContractRevert
 from marketplace.adapters.chain.market import PROTOCOL_FEE_BPS, ProjectConfig
 from marketplace.web.errors import Attempt, Refusal, refusal, revert_words
 from marketplace.web.filters import bps
-from marketplace.web.schemas import Action, ActionState, JobCosts, ProjectActions, TxRequest, TxStatus, eth
+from marketplace.web.schemas import (
+    Action,
+    ActionState,
+    JobCosts,
+    ProjectActions,
+    TxRequest,
+    TxStatus,
+    TxStep,
+    eth,
+)
+from marketplace.web.services.bond_ledger import reclaim_summary, withdraw_bonds_summary
+from marketplace.web.services.bonds import BondService
 from marketplace.web.services.context import MarketContext, account_address
 from marketplace.web.services.errors import InvalidInput, NotFound
 from marketplace.web.services.projects import ProjectService
@@ -53,7 +70,7 @@ ACTIONS: dict[Action, ActionSpec] = {
 #: Events a transaction status names (of the market and the registry).
 STATUS_EVENTS = (
     "ProjectCreated", "TrainerJoined", "TrainingStarted", "ProjectCancelled", "ProjectAbandoned", "RoundRecorded",
-    "Withdrawn", "RecordReserved", "RecordReleased", "RecordSpent",
+    "Withdrawn", "RecordReserved", "RecordReleased", "RecordSpent", "BondReturned", "BondWithdrawn",
 )  # fmt: skip
 
 
@@ -79,9 +96,10 @@ def job_costs(config: ProjectConfig) -> JobCosts:
 class TransactionService:
     """Unsigned transactions against one deployment's market, and their status."""
 
-    def __init__(self, context: MarketContext, projects: ProjectService) -> None:
+    def __init__(self, context: MarketContext, projects: ProjectService, bonds: BondService) -> None:
         self.context = context
         self.projects = projects
+        self.bonds = bonds
         self.chain = context.chain
         self.market = context.market
 
@@ -162,13 +180,43 @@ class TransactionService:
             summary = f"Withdraw {eth(self.market.withdrawable(project_id, who))} ETH from project {project_id}"
         return self._tx(fn, 0, summary)
 
+    def reclaim_bonds_tx(self, project_id: int, round_: int, sender: str | None = None) -> TxRequest:
+        """An unsigned ``reclaimBonds(projectId, round)``: the rejection bonds still held for the round credited back
+        to the project's aggregator (anyone may send it). Simulated from ``sender`` (else from the aggregator: who
+        sends it does not matter): :class:`Conflict` (409) while the round's dispute window is open
+        (``BondsStillAtStake``) or when nothing is held (``NoBondsHeld``); :class:`NotFound` for an unknown
+        project."""
+        project = self.projects.project(project_id)
+        fn = self.market.market.functions.reclaimBonds(project_id, round_)
+        attempt = Attempt(f"return the rejection bonds of round {round_} of project {project_id}", project_id)
+        revert = self._revert(fn, account_address(sender) if sender else project.aggregator, attempt)
+        if revert is not None:
+            raise revert_words(revert, attempt).rejected(attempt)
+        held = self.market.bonds_held(project_id, round_)
+        return self._tx(fn, 0, reclaim_summary(project_id, round_, held, project.aggregator))
+
+    def withdraw_bonds_tx(self, sender: str) -> TxRequest:
+        """An unsigned ``withdrawBonds()`` of ``sender``'s rejection bond credits (over every project), simulated
+        from it: :class:`Conflict` (409) when nothing is credited to it (``NoBondToWithdraw``), :class:`NotFound`
+        for a malformed address."""
+        who = account_address(sender)
+        fn = self.market.market.functions.withdrawBonds()
+        attempt = Attempt("withdraw your rejection bonds")
+        revert = self._revert(fn, who, attempt)
+        if revert is not None:
+            raise revert_words(revert, attempt).rejected(attempt)
+        return self._tx(fn, 0, withdraw_bonds_summary(self.market.bond_credit(who), who))
+
     def actions(self, project_id: int, account: str | None = None) -> ProjectActions:
-        """What ``account`` may do with the project now: each action its status allows, simulated from it."""
+        """What ``account`` may do with the project now: each action its status allows, simulated from it; its bond
+        credit, and the transactions that withdraw everything it is owed (:meth:`withdraw_steps`). A withdrawal is
+        allowed when any of them is to be sent: the project's payout, or bonds only."""
         status = self._status(project_id)
         who = account_address(account) if account else None
         withdrawable = self.market.withdrawable(project_id, who) if who else 0
         deadline = self.market.round_deadlines(project_id).aggregation if status == "training" else None
-        states = []
+        credit = self.market.bond_credit(who) if who else 0
+        states, steps = [], []
         for action, spec in ACTIONS.items():
             if status not in spec.statuses:
                 continue
@@ -178,11 +226,27 @@ class TransactionService:
                 fn = getattr(self.market.market.functions, spec.function)(project_id)
                 revert = self._revert(fn, who, attempt)
                 reason = revert_words(revert, attempt).sentence if revert is not None else None
+            if action == "withdraw" and who is not None:
+                steps = self.withdraw_steps(project_id, who, payout=reason is None, credit=credit)
+                reason = None if steps else reason
             states.append(ActionState(action=action, label=spec.label, allowed=reason is None, reason=reason))
         return ProjectActions(
             project_id=project_id, status=status, account=who, withdrawable=str(withdrawable),
             withdrawable_eth=eth(withdrawable), aggregation_deadline=deadline, actions=states,
+            bond_credit=str(credit), bond_credit_eth=eth(credit), withdraw_steps=steps,
         )  # fmt: skip
+
+    def withdraw_steps(self, project_id: int, who: str, payout: bool, credit: int | None = None) -> list[TxStep]:
+        """The transactions that withdraw everything ``who`` is owed in the project, in order: the bond transactions
+        (:meth:`BondService.bond_steps`: the project's held bonds returned if ``who`` is its aggregator, then its
+        bond credits), then its payout if ``payout`` (the project's ``withdraw`` would go through)."""
+        steps = self.bonds.bond_steps(who, [project_id], credit)
+        if payout:
+            owed = self.market.withdrawable(project_id, who)
+            summary = f"Withdraw {eth(owed)} ETH from project {project_id}"
+            steps.append(TxStep(action="withdraw", project_id=project_id, amount=str(owed), amount_eth=eth(owed),
+                                summary=summary))  # fmt: skip
+        return steps
 
     def tx_status(self, tx_hash: str) -> TxStatus:
         """Where a transaction is: pending, confirmed (with its decoded events) or failed (with the reason)."""

@@ -359,6 +359,33 @@
     return body;
   }
 
+  /** Sends the transactions of a withdrawal in order, as the server lists them (`withdraw_steps`: a project's held
+   * rejection bonds returned to its aggregator, the bond credits withdrawn, the project's payout), each asked for
+   * unsigned (`POST /api/tx/{action}`) and followed through its lifecycle in `el` like any other; resolves with the
+   * summaries of those confirmed and the last one's status. */
+  async function sendSteps(steps, el, onSent = () => {}) {
+    const summaries = [];
+    let result = null;
+    for (const step of steps) {
+      const body = { sender: wallet.account };
+      if (step.project_id !== null && step.project_id !== undefined) body.project_id = step.project_id;
+      if (step.round !== null && step.round !== undefined) body.round = step.round;
+      const tx = await postJson(`/api/tx/${step.action}`, body);
+      result = await sendTx(tx, el, onSent);
+      summaries.push(tx.summary);
+    }
+    return { summaries, result };
+  }
+
+  /** The withdrawal of everything `account` is owed in project `pid` (the server's `withdraw_steps`, read now). */
+  async function withdrawPlan(pid, account) {
+    const response = await fetch(`/api/projects/${pid}/actions?account=${account}`);
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+    if (!body.withdraw_steps.length) throw new Error("There is nothing to withdraw now.");
+    return body.withdraw_steps;
+  }
+
   // ---------------------------------------------------------------- post a job
   /** Signs and sends the reviewed job. Once the wallet sent it, "Edit" and the button go (the job cannot be posted
    * twice); a rejection in the wallet leaves both. */
@@ -488,8 +515,13 @@
         button.title = state.reason || "";
         if (state.action !== "withdraw") button.hidden = !state.allowed;
         else if (amount) {
+          // The payout, and the rejection bonds credited to the account (over every project) that Withdraw collects too.
+          const parts = [];
+          if (BigInt(body.withdrawable) > 0n) parts.push(`<strong id="withdrawable">${amountHtml(body.withdrawable)}</strong>`);
+          const bonds = body.withdraw_steps.find((s) => s.action === "withdraw-bonds");
+          if (bonds) parts.push(`<strong id="withdrawable-bonds">${amountHtml(bonds.amount)}</strong> of rejection bonds credited to you`);
           amount.innerHTML = state.allowed
-            ? `You can withdraw <strong id="withdrawable">${amountHtml(body.withdrawable)}</strong> as <code>${escapeHtml(short(account))}</code>.`
+            ? `You can withdraw ${parts.join(" and ")} as <code>${escapeHtml(short(account))}</code>.`
             : `<span class="empty">${escapeHtml(state.reason)}</span>`;
         }
       }
@@ -500,12 +532,21 @@
       try {
         const sender = wallet.account || (await wallet.connect());
         showError("");
-        const tx = await postJson(`/api/tx/${action}`, { project_id: pid, sender });
-        const result = await sendTx(tx, statusOf(action));
-        // The server re-indexed when it saw the receipt: re-render status, owner actions and payouts.
-        await refreshSections(["project-status", "rounds-done", "project-state", "payouts-section"]);
+        let summary, result;
+        if (action === "withdraw") { // the payout and the bonds, as `marketplace project withdraw` collects them
+          const sent = await sendSteps(await withdrawPlan(pid, sender), statusOf(action));
+          summary = sent.summaries.join("; ");
+          result = sent.result;
+        } else {
+          const tx = await postJson(`/api/tx/${action}`, { project_id: pid, sender });
+          result = await sendTx(tx, statusOf(action));
+          summary = tx.summary;
+        }
+        // The server re-indexed when it saw the receipt: re-render status, owner actions, payouts and bonds.
+        await refreshSections(["project-status", "rounds-done", "project-state", "payouts-section", "bonds-section"]);
         await load(wallet.account);
-        statusOf(action).innerHTML = `<span class="ok" id="action-done" data-action="${escapeHtml(action)}">✓ ${escapeHtml(tx.summary)}: confirmed in block ${result.block_number}.</span>`;
+        statusOf(action).innerHTML = `<span class="ok" id="action-done" data-action="${escapeHtml(action)}">✓ ${escapeHtml(summary)}: confirmed in block ${result.block_number}.</span>`;
+        wallet.showBalance();
       } catch (err) {
         const box = statusOf(action);
         if (!box.dataset.state || box.dataset.state === "confirmed") txState(box, "failed", `✗ ${escapeHtml(describe(err))}`);
@@ -527,9 +568,11 @@
   function initAccount(title) {
     const address = title.dataset.address;
     const status = () => $("#account-withdraw-status");
+    const buttons = () => $$("[data-account-withdraw], [data-account-withdraw-bonds]");
+    const sections = ["account-summary", "account-projects", "account-withdraw-note", "account-bond-rounds"];
     function show(account) {
       const mine = !!account && account.toLowerCase() === address.toLowerCase();
-      $$("[data-account-withdraw]").forEach((b) => { b.hidden = !mine; });
+      buttons().forEach((b) => { b.hidden = !mine; });
       const note = $("#account-withdraw-note");
       if (!note) return;
       note.hidden = mine;
@@ -537,30 +580,49 @@
         ? `Your wallet is connected as ${short(account)}: only this account's own wallet can withdraw its funds.`
         : "Connect this account's wallet to withdraw here.";
     }
-    async function withdraw(button) {
-      const pid = Number(button.dataset.projectId);
-      const box = status();
-      $$("[data-account-withdraw]").forEach((b) => { b.disabled = true; });
+    /** Sends `steps` (a project's withdrawal, or the bonds alone) from the status box `box`; `done` is the id of the
+     * confirmation, which names the transactions sent and the last one's hash. */
+    async function run(button, steps, box, done) {
+      buttons().forEach((b) => { b.disabled = true; });
       try {
         showError("");
-        const tx = await postJson("/api/tx/withdraw", { project_id: pid, sender: wallet.account });
-        const result = await sendTx(tx, box, () => { button.hidden = true; });
-        // The server re-indexed when it saw the receipt: the totals and the table show the withdrawal.
-        await refreshSections(["account-summary", "account-projects", "account-withdraw-note"]);
-        txState(box, box.dataset.state, `<span id="account-withdraw-done" data-project-id="${pid}">✓ ${escapeHtml(tx.summary)}: ` +
-          `confirmed in block ${result.block_number} (transaction ${txLink(result.hash)}).</span>`, "ok");
+        const sent = await sendSteps(await steps(), box, () => { button.hidden = true; });
+        // The server re-indexed when it saw the receipts: the totals, the tables and the bonds show the withdrawal.
+        const summary = sent.summaries.join("; ");
+        await refreshSections(sections);
+        const fresh = document.getElementById(box.id) || box; // the bonds' box is re-rendered with the summary
+        txState(fresh, box.dataset.state, `<span id="${done}" data-project-id="${escapeHtml(button.dataset.projectId || "")}">` +
+          `✓ ${escapeHtml(summary)}: confirmed in block ${sent.result.block_number} (transaction ${txLink(sent.result.hash)}).</span>`, "ok");
         wallet.showBalance();
       } catch (err) {
         if (!box.dataset.state || box.dataset.state === "confirmed") txState(box, "failed", `✗ ${escapeHtml(describe(err))}`);
       } finally {
-        $$("[data-account-withdraw]").forEach((b) => { b.disabled = false; });
+        buttons().forEach((b) => { b.disabled = false; });
         show(wallet.account);
       }
     }
+    /** A project's Withdraw: its payout and the bonds, as the project page's Withdraw sends them. */
+    function withdraw(button) {
+      const pid = Number(button.dataset.projectId);
+      return run(button, () => withdrawPlan(pid, wallet.account), status(), "account-withdraw-done");
+    }
+    /** "Withdraw bonds": the account's bonds alone (its held bonds returned where their windows are over, its credit). */
+    function withdrawBonds(button) {
+      const steps = async () => {
+        const response = await fetch(`/api/accounts/${address}/bonds`);
+        const body = await response.json();
+        if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+        if (!body.withdraw_steps.length) throw new Error("No rejection bond is credited to this account now.");
+        return body.withdraw_steps;
+      };
+      return run(button, steps, $("#account-bonds-status"), "account-bonds-done");
+    }
     document.addEventListener("wallet:changed", (e) => show(e.detail));
     document.addEventListener("click", (e) => {
-      const button = e.target.closest("[data-account-withdraw]");
-      if (button && !button.disabled && !button.hidden) withdraw(button);
+      const button = e.target.closest("[data-account-withdraw], [data-account-withdraw-bonds]");
+      if (!button || button.disabled || button.hidden) return;
+      if (button.matches("[data-account-withdraw-bonds]")) withdrawBonds(button);
+      else withdraw(button);
     });
     show(wallet.account);
   }
