@@ -35,16 +35,28 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// can lower it for an aggregator it colludes with).
     uint256 public immutable rejectionBond;
 
-    /// @notice Gas of a dispute that {disputeRejection} cannot measure with `gasleft()`, added to what it measures:
-    /// the transaction's 21,000 intrinsic gas, the market's dispatch and DELEGATECALL to this module before the
-    /// measurement starts, and the work after it ends (the held bond's storage update, the award's event, the
-    /// return): ~21,000 + ~3,500 + ~5,000 (the held bond's update) + ~2,900 (the credit's update) + ~2,100 (the event)
-    /// + the rest; measured 36,241 on anvil (Prague) for a dispute without an access list, rounded up. The credit's
-    /// zero-to-nonzero extra is added apart ({NEW_CREDIT_GAS}); the calldata at 16 gas a byte, the most a byte costs
-    /// (a zero byte costs 4: the slack a trainer is overpaid, 12 gas a zero byte, is a few % of a dispute).
-    /// An access list's entries (2,400 / 1,900 gas, intrinsic) are not counted: a disputer declaring one is
-    /// reimbursed less than its cost by about that much.
-    uint256 public constant DISPUTE_GAS_OVERHEAD = 36_300;
+    /// @notice Gas of a dispute sent as its own transaction by a plain account that {disputeRejection} cannot measure
+    /// with `gasleft()`, added to what it measures: the transaction's 21,000 intrinsic gas, the market's dispatch
+    /// and DELEGATECALL to this module before the measurement starts, and the work after it ends (the held bond's
+    /// update, the award's event, the return): ~21,000 + ~3,500 + ~5,000 (the held bond's update) + ~2,900 (the
+    /// credit's update) + ~2,100 (the event) + the rest; measured 36,071 on anvil (1.7) for a test-verifier
+    /// dispute (2,340 calldata bytes: the dispatch's copy of a longer one costs a little more) without an access
+    /// list, rounded up. The credit's zero-to-nonzero extra is added apart ({NEW_CREDIT_GAS}); the calldata at 16
+    /// gas a byte, the most a byte costs, over the arguments' ABI encoding only: bytes sent after it (4 gas each if
+    /// zero) count for nothing. Within it a zero byte costs 4: the slack a trainer is overpaid, 12 gas a zero byte
+    /// of its arguments' encoding (~12.4k gas, ~6 %, for a test-verifier dispute; counting them here would cost
+    /// ~9k of it).
+    /// An access list's entries are not counted: one declaring the module and the held bond's slot gains ~200 gas
+    /// (an entry costs 2,400 / 1,900 up front where the first touch costs 2,600 / 2,100); any other entry loses.
+    uint256 public constant DISPUTE_GAS_OVERHEAD = 36_100;
+    /// @notice Gas added to what {disputeRejection} measures for a dispute that is not its own transaction's only
+    /// call by a plain account (a contract, an account delegating to code (EIP-7702), or any call whose sender is
+    /// not `tx.origin`): the least the work after the measurement costs (the held bond's write, 2,900 and at least
+    /// 100 to read it; the credit's, at least 100; the event's 2,131), rounded down. Such a call may share its
+    /// transaction's intrinsic gas with other calls and build its calldata in memory, so neither is reimbursed, nor
+    /// {NEW_CREDIT_GAS} (its credit may have been emptied earlier in the transaction): it is reimbursed less than it
+    /// costs, never more.
+    uint256 public constant RELAYED_DISPUTE_GAS_OVERHEAD = 5_000;
     /// @notice The extra gas of the award's credit when the trainer had none (a zero slot set: 22,100 instead of
     /// 5,000), added to a dispute's reimbursed gas in that case only.
     uint256 public constant NEW_CREDIT_GAS = 17_100;
@@ -141,12 +153,18 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// "Copies"), nor is a row published in another project (`_publishedRows`: per project on purpose).
     /// A successful dispute reimburses the caller its own gas cost out of the {rejectionBond} the aggregator posted
     /// for its rejection, never more (`BondAwarded`; withdrawn with {withdrawBonds}): the gas measured with
-    /// `gasleft()` plus {DISPUTE_GAS_OVERHEAD} (plus {NEW_CREDIT_GAS} for a first credit) plus 16 gas per calldata
-    /// byte (an upper bound of its cost), at `min(tx.gasprice, block.basefee + MAX_REIMBURSED_TIP)` per gas, capped
-    /// by the bond; the rest of the bond stays held and returns to the aggregator ({reclaimBonds}). So a false
-    /// rejection costs the trainer nothing in gas up to the bond, and a trainer that withholds its update to be
-    /// rejected and then disputes earns nothing from the bond (at most the calldata bound's slack). Under the market's
-    /// DELEGATECALL `gasleft()`, `tx.gasprice` and `block.basefee` are the disputing transaction's.
+    /// `gasleft()`, plus, for a dispute sent as its own transaction by a plain account (`msg.sender == tx.origin`,
+    /// without code), {DISPUTE_GAS_OVERHEAD} (plus {NEW_CREDIT_GAS} for a first credit) and 16 gas per byte of its
+    /// arguments' ABI encoding (an upper bound of their calldata's cost; bytes sent after the encoding count for
+    /// nothing), or, for any other caller, only {RELAYED_DISPUTE_GAS_OVERHEAD}; at
+    /// `min(tx.gasprice, block.basefee + MAX_REIMBURSED_TIP)` per gas, capped by the bond; the rest of the bond
+    /// stays held and returns to the aggregator ({reclaimBonds}). So a false rejection costs a plain account's
+    /// trainer nothing in gas up to the bond, and a trainer that withholds its update to be rejected and then
+    /// disputes earns nothing from the bond (at most the calldata bound's slack). Under the market's DELEGATECALL
+    /// `gasleft()`, `tx.gasprice`, `tx.origin` and `block.basefee` are the disputing transaction's.
+    /// WARNING: a trainer that disputes through code (a contract wallet, an EIP-7702 delegation) is reimbursed less
+    /// than its dispute costs (the intrinsic gas, the calldata, the first credit's extra: ~90k of a test-verifier
+    /// dispute's ~195k gas): dispute from the plain account itself.
     /// WARNING: a trainer colluding with the block's builder can pay it a tip above its real cost (refunded off
     /// chain); only {MAX_REIMBURSED_TIP} per gas of a tip is reimbursed, so it recovers at most `used *
     /// MAX_REIMBURSED_TIP` above the base fee this way. Gas above the bond (a zk dispute at a high base fee) and
@@ -175,16 +193,27 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
         p.disputedMask |= bit;
         ++_aggregatorRecords[p.aggregator].disputesLost;
         emit RejectionDisputed(projectId, round, msg.sender, row);
-        if (rejectionBond != 0) _awardBond(projectId, round, gasAtStart);
+        // The length of the arguments' ABI encoding: the selector, four head words, the row's length and entries,
+        // the proof's length and its bytes in whole words.
+        if (rejectionBond != 0) {
+            _awardBond(projectId, round, gasAtStart, 0xc4 + 32 * row.length + ((proof.length + 31) & ~uint256(31)));
+        }
     }
 
     /// @dev Credits the disputing caller its dispute's cost out of its rejection's bond, at most the bond: the gas
-    /// used since `gasAtStart`, plus {DISPUTE_GAS_OVERHEAD} ({NEW_CREDIT_GAS} too if it had no credit) and 16 gas
-    /// per calldata byte, at `min(tx.gasprice, block.basefee + MAX_REIMBURSED_TIP)` per gas.
-    function _awardBond(uint256 projectId, uint256 round, uint256 gasAtStart) private {
+    /// used since `gasAtStart`, plus {DISPUTE_GAS_OVERHEAD} ({NEW_CREDIT_GAS} too if it had no credit) and 16 gas for
+    /// each of the first `argumentsLength` calldata bytes if the caller is a plain account sending its own
+    /// transaction (then this call is the transaction's only one, and its data the transaction's), else
+    /// {RELAYED_DISPUTE_GAS_OVERHEAD}; at `min(tx.gasprice, block.basefee + MAX_REIMBURSED_TIP)` per gas.
+    function _awardBond(uint256 projectId, uint256 round, uint256 gasAtStart, uint256 argumentsLength) private {
         uint256 credit = _bondCredits[msg.sender];
-        uint256 used = gasAtStart - gasleft() + DISPUTE_GAS_OVERHEAD + 16 * msg.data.length;
-        if (credit == 0) used += NEW_CREDIT_GAS;
+        uint256 used = RELAYED_DISPUTE_GAS_OVERHEAD;
+        if (msg.sender == tx.origin && msg.sender.code.length == 0) {
+            uint256 paid = argumentsLength < msg.data.length ? argumentsLength : msg.data.length;
+            used = DISPUTE_GAS_OVERHEAD + 16 * paid;
+            if (credit == 0) used += NEW_CREDIT_GAS;
+        }
+        used += gasAtStart - gasleft();
         uint256 price = block.basefee + MAX_REIMBURSED_TIP;
         if (tx.gasprice < price) price = tx.gasprice;
         uint256 award = used * price;

@@ -187,7 +187,7 @@ def test_the_disputes_run_in_the_markets_storage_and_their_module_alone_does_not
     added = {f["name"] for f in artifacts[DISPUTES].abi if f.get("type") == "function"} - own
     assert added == {
         "rejectSubmissions", "disputeRejection", "reclaimBonds", "withdrawBonds", "bondsHeld", "bondCredit",
-        "rejectionBond", "DISPUTE_GAS_OVERHEAD", "NEW_CREDIT_GAS", "MAX_REIMBURSED_TIP",
+        "rejectionBond", "DISPUTE_GAS_OVERHEAD", "RELAYED_DISPUTE_GAS_OVERHEAD", "NEW_CREDIT_GAS", "MAX_REIMBURSED_TIP",
     }  # fmt: skip
     module = actors.deployment.address(DISPUTES)
     assert actors.chain.call(actors.owner.market.functions.disputes()) == module
