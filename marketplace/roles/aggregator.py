@@ -381,7 +381,7 @@ class AggregatorNode:
         history = self._history.setdefault(inputs.project_id, [])
         if any(e.round == inputs.round for e in history):
             return
-        history.extend(EarlierRow(inputs.round, i, inputs.rows[i].copy()) for i in np.flatnonzero(inputs.valid))
+        history.extend(EarlierRow(inputs.round, int(i), inputs.rows[i].copy()) for i in np.flatnonzero(inputs.valid))
         if reference is not None:
             history.append(EarlierRow(inputs.round, REFERENCE_AUTHOR, np.asarray(reference, dtype=np.float64)))
 

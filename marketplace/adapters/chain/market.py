@@ -320,12 +320,12 @@ class StaleEvidence:
         """The ``StaleEvidence`` struct as the ABI encoder takes it."""
         return (
             to_checksum_address(self.trainer),
-            list(self.row),
+            [int(v) for v in self.row],
             self.proof,
-            self.earlier_round,
-            self.author,
+            int(self.earlier_round),
+            int(self.author),
             list(self.commitments),
-            list(self.earlier_row),
+            [int(v) for v in self.earlier_row],
             self.earlier_proof,
         )
 
