@@ -28,12 +28,55 @@ import {MarketState} from "./MarketState.sol";
  * what it owes: its projects' escrow, the bonds held for rounds ({bondsHeld}) and the bonds credited ({bondCredit}).
  * Only {rejectSubmissions} takes ether: every other function of this module is non-payable, and so reverts when the
  * market's call carries any (DELEGATECALL keeps the call's value); a call of a function neither has reverts here.
+ *
+ * Stale challenges ({challengeStale}): the scoring rule compares a round's rows with each other only, so a trainer
+ * that replays a row revealed in an earlier round of the project (another trainer's, or its own) would be paid like
+ * an honest one. Anyone may show such a replay before the round is finalized: the replayed row and the earlier one,
+ * each with its row proof, and where the earlier one was revealed (the round's recorded commitments, or the owner's
+ * reference of that round); the market checks the near-copy test in integers and then treats the submission as a
+ * rejection nobody can dispute (unpaid, flagged, slashed; the proof sees an empty slot). Every round stays open to
+ * challenges for {challengePeriod} seconds after its latest reveal ({TrainingMarket-finalizeRound} waits).
  */
 contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// @notice The bond, in wei, an aggregator posts per trainer whose rejection it announces ({rejectSubmissions}).
     /// Fixed at deployment for every project of the market (an immutable: no owner, of the market or of a project,
     /// can lower it for an aggregator it colludes with).
     uint256 public immutable rejectionBond;
+    /// @notice Seconds a round stays open to stale challenges ({challengeStale}) after its latest reveal:
+    /// {TrainingMarket-finalizeRound} reverts `ChallengeWindowOpen` before. Fixed at deployment for every project of
+    /// the market, at most {MAX_CHALLENGE_PERIOD} (so that a round revealed at its reveal deadline can still be
+    /// finalized within the shortest aggregation period). 0: no guaranteed window (a colluding aggregator may
+    /// finalize at once, before anyone could challenge).
+    uint256 public immutable challengePeriod;
+    /// @notice The longest {challengePeriod}: 4 minutes, a minute under the shortest aggregation period.
+    uint256 public constant MAX_CHALLENGE_PERIOD = 4 minutes;
+    /// @notice The near-copy bar of a stale challenge against another trainer's (or the owner's) earlier row: the
+    /// scoring rule's `dup_dist` (`GramConfig.dup_dist`, 2^-6 on unit rows) as a squared distance of rows at scale
+    /// 2^13, i.e. 2^-6 * 2^26: `sum((a_k - b_k)^2)` over the K sketch entries at most this. Honest rows of different
+    /// trainers in different rounds measured at cosine 0.936 at most (squared distance >= 0.128 = 2^-2.97).
+    uint256 public constant NEAR_COPY_DIST = 2 ** 20;
+    /// @notice The bar against the trainer's own earlier row: 2^-10 at scale 2^26 (cosine above ~0.9995). A trainer's
+    /// honest rows of successive rounds can be close (measured cosine up to 0.990, Dirichlet data), so only an
+    /// (almost) identical row counts as its replay.
+    uint256 public constant OWN_COPY_DIST = 2 ** 16;
+    /// @notice {StaleEvidence-author} naming the owner's reference row of the earlier round.
+    uint256 public constant REFERENCE_AUTHOR = type(uint256).max;
+    /// @notice Gas of a stale challenge that {challengeStale} cannot measure (intrinsic gas, dispatch, the credit's
+    /// update, the event, the return), added like {DISPUTE_GAS_OVERHEAD}; measured on anvil, rounded up.
+    uint256 public constant CHALLENGE_GAS_OVERHEAD = 36_300;
+
+    /// @notice What {challengeStale} is shown: trainer `trainer`'s row of the open round and an earlier row of the
+    /// project it nearly copies.
+    struct StaleEvidence {
+        address trainer; // the challenged trainer, X: it revealed in the open round
+        int256[] row; // X's committed row of the open round (K + 2 integers at scale 2^13)
+        bytes proof; // a row proof of `row` for X's revealed commitment ({IRoundVerifier-verifyRow})
+        uint256 earlierRound; // r' < the open round: where the earlier row was revealed
+        uint256 author; // its author: an index in the trainer list, or {REFERENCE_AUTHOR} (the owner's reference)
+        bytes32[] commitments; // round r''s commitments in trainer order (0: no reveal); empty for the reference
+        int256[] earlierRow; // the earlier row (K + 2 integers at scale 2^13)
+        bytes earlierProof; // a row proof of `earlierRow` for its commitment
+    }
 
     /// @notice Gas of a dispute sent as its own transaction by a plain account that {disputeRejection} cannot measure
     /// with `gasleft()`, added to what it measures: the transaction's 21,000 intrinsic gas, the market's dispatch
@@ -72,6 +115,20 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     event BondReturned(uint256 indexed projectId, uint256 indexed round, address indexed aggregator, uint256 amount);
     /// @notice `account` withdrew `amount` of bonds credited to it.
     event BondWithdrawn(address indexed account, uint256 amount);
+    /// @notice `challenger` showed that `trainer`'s submission in `round` nearly copies the row behind `earlier`,
+    /// revealed in `earlierRound` by trainer number `author` (index in the trainer list; {REFERENCE_AUTHOR}: the
+    /// owner's reference): the submission is rejected, beyond dispute. `award` (wei, out of the trainer's stake) was
+    /// credited to the challenger for its gas ({withdrawBonds}).
+    event StaleChallenged(
+        uint256 indexed projectId,
+        uint256 indexed round,
+        address indexed trainer,
+        address challenger,
+        uint256 earlierRound,
+        uint256 author,
+        bytes32 earlier,
+        uint256 award
+    );
 
     /// @notice {rejectSubmissions} was sent `sent` wei; it takes exactly `expected` (the bond per rejected trainer).
     error WrongBond(uint256 expected, uint256 sent);
@@ -81,10 +138,32 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     error NoBondsHeld(uint256 projectId, uint256 round);
     /// @notice No bond is credited to `account`.
     error NoBondToWithdraw(address account);
+    /// @notice `trainer`'s submission in `round` was already shown stale: it cannot be challenged again, nor its
+    /// rejection disputed.
+    error AlreadyShownStale(uint256 projectId, uint256 round, address trainer);
+    /// @notice `trainer`'s submission in `round` is rejected already (announced by the aggregator, undisputed): it is
+    /// not paid, there is nothing to challenge.
+    error AlreadyRejected(uint256 projectId, uint256 round, address trainer);
+    /// @notice The open round `round` can no longer be challenged: its aggregation deadline `deadline` passed.
+    error ChallengeClosed(uint256 projectId, uint256 round, uint256 deadline);
+    /// @notice `earlierRound` is not a finalized round before `round` (challenges compare with earlier rounds only).
+    error NotAnEarlierRound(uint256 projectId, uint256 round, uint256 earlierRound);
+    /// @notice The commitments given for `earlierRound` hash to `given`, not to the round's record `recorded`.
+    error RoundCommitmentsMismatch(uint256 projectId, uint256 earlierRound, bytes32 recorded, bytes32 given);
+    /// @notice Nothing was revealed in `earlierRound` by `author` (a trainer index, or {REFERENCE_AUTHOR}).
+    error NotRevealedEarlier(uint256 projectId, uint256 earlierRound, uint256 author);
+    /// @notice The earlier row's proof does not show it behind `commitment`, revealed in `earlierRound`.
+    error InvalidEarlierRowProof(uint256 projectId, uint256 earlierRound, bytes32 commitment);
+    /// @notice The two rows' squared distance `distance` (scale 2^26) is above the near-copy bar `bar`
+    /// ({NEAR_COPY_DIST}, or {OWN_COPY_DIST} against the trainer's own earlier row).
+    error NotANearCopy(uint256 distance, uint256 bar);
 
     /// @param bondPerRejection the {rejectionBond}, in wei (0 turns bonds off: announcements are free again)
-    constructor(uint256 bondPerRejection) Ownable(msg.sender) {
+    /// @param challengeSeconds the {challengePeriod}, at most {MAX_CHALLENGE_PERIOD} (`InvalidConfig` otherwise)
+    constructor(uint256 bondPerRejection, uint256 challengeSeconds) Ownable(msg.sender) {
+        if (challengeSeconds > MAX_CHALLENGE_PERIOD) revert InvalidConfig("challengePeriod");
         rejectionBond = bondPerRejection;
+        challengePeriod = challengeSeconds;
     }
 
     /// @notice Announces the submissions of `round` that the aggregator will reject (updates it could not
@@ -111,7 +190,7 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
         if (msg.value != bonds) revert WrongBond(bonds, msg.value);
 
         uint256 deadline = block.timestamp + p.revealPeriod;
-        uint64 mask = 0;
+        uint64 mask = p.rejectedMask; // before the announcement: the submissions shown stale only
         for (uint256 i = 0; i < trainers.length; ++i) {
             address who = trainers[i];
             uint256 slot = _trainers[projectId][who].slot;
@@ -176,6 +255,7 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
         Project storage p = _projects[projectId];
         uint64 bit = uint64(1) << (_memberInRound(projectId, p, round).slot - 1);
         if (p.rejectedMask & bit == 0) revert NotRejected(projectId, round, msg.sender);
+        if (p.staleMask & bit != 0) revert AlreadyShownStale(projectId, round, msg.sender);
         if (block.timestamp > p.disputeDeadline) revert DisputeClosed(projectId, round, p.disputeDeadline);
         // A rejected trainer revealed in the open round: its word holds its commitment.
         bytes32 commitment = _submissions[projectId][msg.sender].word;
@@ -207,20 +287,157 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// {RELAYED_DISPUTE_GAS_OVERHEAD}; at `min(tx.gasprice, block.basefee + MAX_REIMBURSED_TIP)` per gas.
     function _awardBond(uint256 projectId, uint256 round, uint256 gasAtStart, uint256 argumentsLength) private {
         uint256 credit = _bondCredits[msg.sender];
-        uint256 used = RELAYED_DISPUTE_GAS_OVERHEAD;
-        if (msg.sender == tx.origin && msg.sender.code.length == 0) {
-            uint256 paid = argumentsLength < msg.data.length ? argumentsLength : msg.data.length;
-            used = DISPUTE_GAS_OVERHEAD + 16 * paid;
-            if (credit == 0) used += NEW_CREDIT_GAS;
-        }
-        used += gasAtStart - gasleft();
-        uint256 price = block.basefee + MAX_REIMBURSED_TIP;
-        if (tx.gasprice < price) price = tx.gasprice;
-        uint256 award = used * price;
+        uint256 award = _gasCost(gasAtStart, DISPUTE_GAS_OVERHEAD, credit == 0, argumentsLength);
         if (award > rejectionBond) award = rejectionBond;
         _bondsHeld[projectId][round] -= award; // posted with the announcement, one bond per rejected trainer
         _bondCredits[msg.sender] = credit + award;
         emit BondAwarded(projectId, round, msg.sender, award);
+    }
+
+    /// @dev The caller's cost of this transaction, in wei, at `min(tx.gasprice, block.basefee + MAX_REIMBURSED_TIP)`
+    /// per gas: the gas used since `gasAtStart`, plus, if the caller is a plain account sending its own transaction
+    /// (then this call is the transaction's only one, and its data the transaction's), `overhead`
+    /// ({NEW_CREDIT_GAS} too if `newCredit`) and 16 gas for each of the first `argumentsLength` calldata bytes; else
+    /// only {RELAYED_DISPUTE_GAS_OVERHEAD} (a call inside another transaction may share its intrinsic gas, build its
+    /// calldata in memory and have emptied its credit earlier in it: reimbursed less than it costs, never more).
+    function _gasCost(uint256 gasAtStart, uint256 overhead, bool newCredit, uint256 argumentsLength)
+        private
+        view
+        returns (uint256)
+    {
+        uint256 used = RELAYED_DISPUTE_GAS_OVERHEAD;
+        if (msg.sender == tx.origin && msg.sender.code.length == 0) {
+            uint256 paid = argumentsLength < msg.data.length ? argumentsLength : msg.data.length;
+            used = overhead + 16 * paid;
+            if (newCredit) used += NEW_CREDIT_GAS;
+        }
+        used += gasAtStart - gasleft();
+        uint256 price = block.basefee + MAX_REIMBURSED_TIP;
+        if (tx.gasprice < price) price = tx.gasprice;
+        return used * price;
+    }
+
+    /// @notice Shows that `e.trainer`'s submission in `round` (the open round of project `projectId`) replays a row
+    /// revealed in an earlier round of the project: anyone may call it, from the trainer's reveal until the round is
+    /// finalized (which waits {challengePeriod} after the latest reveal) or its aggregation deadline passes
+    /// ({ChallengeClosed}). The evidence ({StaleEvidence}): the trainer's row with a row proof for its revealed
+    /// commitment, and an earlier row with a row proof for the commitment revealed in `e.earlierRound` by trainer
+    /// number `e.author` (the round's commitments in trainer order, which must hash to the round's record,
+    /// {RoundCommitmentsMismatch}) or, with {REFERENCE_AUTHOR}, for the owner's reference of that round. The rows must
+    /// be near copies in the scoring rule's sense, in exact integers: `sum((a_k - b_k)^2) <= NEAR_COPY_DIST` over
+    /// the K sketch entries, or `<= OWN_COPY_DIST` when the earlier row is the trainer's own ({NotANearCopy}).
+    /// On success the submission is rejected as an announced rejection nobody disputed is (flagged, unpaid, slashed
+    /// at finalization, an empty slot for the proof, its part of the round going to the others through the proof),
+    /// and it cannot be disputed ({AlreadyShownStale}); the aggregator's record counts it as a rejection that stands.
+    /// Its row is recorded as published (`_publishedRows`). The caller is credited its gas cost (as
+    /// {disputeRejection}'s, with {CHALLENGE_GAS_OVERHEAD}) out of the trainer's remaining stake, at most that
+    /// stake ({withdrawBonds}).
+    /// Reverts `NoSubmission` for a trainer that did not reveal in the round, {AlreadyRejected} for a rejected one,
+    /// {AlreadyShownStale} for a second challenge, `InvalidRowProof` / {InvalidEarlierRowProof} for a bad proof,
+    /// {NotAnEarlierRound}, {NotRevealedEarlier} for an earlier row nobody revealed there.
+    /// WARNING: like a dispute it calls the verifier twice (about 2M gas with the zk verifier): send it with the
+    /// gas `eth_estimateGas` gives. A copy with enough noise to pass the rule's own copy test passes this one too.
+    function challengeStale(uint256 projectId, uint256 round, StaleEvidence calldata e) external {
+        uint256 gasAtStart = gasleft();
+        Project storage p = _projects[projectId];
+        uint256 index = _challengeable(projectId, round, p, e.trainer);
+        (bytes32 commitment, bytes32 earlier) = _checkEvidence(projectId, round, p, e, index);
+
+        uint64 bit = uint64(1) << index;
+        p.staleMask |= bit;
+        p.rejectedMask |= bit;
+        ++_aggregatorRecords[p.aggregator].rejections;
+        mapping(bytes32 => uint256) storage published = _publishedRows[projectId];
+        if (published[commitment] == 0) published[commitment] = round + 1;
+        uint256 award = _reimburseFromStake(projectId, e.trainer, gasAtStart);
+        emit StaleChallenged(projectId, round, e.trainer, msg.sender, e.earlierRound, e.author, earlier, award);
+    }
+
+    /// @dev The index of `trainer` in the trainer list, once its submission in `round`, the open round, may be
+    /// challenged: revealed, neither shown stale nor rejected, before the aggregation deadline.
+    function _challengeable(uint256 projectId, uint256 round, Project storage p, address trainer)
+        private
+        view
+        returns (uint256 index)
+    {
+        _inRound(projectId, p, round);
+        uint256 slot = _trainers[projectId][trainer].slot;
+        if (slot == 0) revert NotATrainer(projectId, trainer);
+        index = slot - 1;
+        if ((p.revealedMask >> index) & 1 == 0) revert NoSubmission(projectId, round, trainer);
+        if ((p.staleMask >> index) & 1 != 0) revert AlreadyShownStale(projectId, round, trainer);
+        if ((p.rejectedMask >> index) & 1 != 0) revert AlreadyRejected(projectId, round, trainer);
+        (,,, uint256 deadline) = _deadlines(p);
+        if (block.timestamp > deadline) revert ChallengeClosed(projectId, round, deadline);
+    }
+
+    /// @dev Checks `e` against trainer number `index`'s revealed commitment (returned, with the earlier row's): both
+    /// rows in the box, near copies, each proven behind its commitment.
+    function _checkEvidence(
+        uint256 projectId,
+        uint256 round,
+        Project storage p,
+        StaleEvidence calldata e,
+        uint256 index
+    ) private view returns (bytes32 commitment, bytes32 earlier) {
+        earlier = _earlierCommitment(projectId, round, e);
+        IRoundVerifier verifier = IRoundVerifier(p.verifier);
+        uint256 k = verifier.sketchWidth();
+        _checkRow(e.row, k);
+        _checkRow(e.earlierRow, k);
+        uint256 distance = _squaredDistance(e.row, e.earlierRow, k);
+        uint256 bar = e.author == index ? OWN_COPY_DIST : NEAR_COPY_DIST;
+        if (distance > bar) revert NotANearCopy(distance, bar);
+        commitment = _submissions[projectId][e.trainer].word; // revealed in the open round: its commitment
+        if (!verifier.verifyRow(commitment, e.row, e.proof)) revert InvalidRowProof(projectId, round, e.trainer);
+        if (!verifier.verifyRow(earlier, e.earlierRow, e.earlierProof)) {
+            revert InvalidEarlierRowProof(projectId, e.earlierRound, earlier);
+        }
+    }
+
+    /// @dev Credits the caller its challenge's gas cost ({_gasCost} with {CHALLENGE_GAS_OVERHEAD}) out of `trainer`'s
+    /// remaining stake, at most all of it; returns the award.
+    function _reimburseFromStake(uint256 projectId, address trainer, uint256 gasAtStart)
+        private
+        returns (uint256 award)
+    {
+        Trainer storage t = _trainers[projectId][trainer];
+        uint256 credit = _bondCredits[msg.sender];
+        // The whole calldata is counted (a struct's encoding is not summed here): a challenger padding it can only
+        // move more of the stale trainer's stake to itself, never anyone else's money.
+        award = _gasCost(gasAtStart, CHALLENGE_GAS_OVERHEAD, credit == 0, msg.data.length);
+        uint256 left = t.stakeLeft;
+        if (award > left) award = left;
+        t.stakeLeft = uint96(left - award);
+        _bondCredits[msg.sender] = credit + award;
+    }
+
+    /// @dev The commitment of the earlier row of `e`: revealed in `e.earlierRound` (before `round`) by trainer number
+    /// `e.author` (the given commitments hashing to the round's record), or the owner's reference of that round.
+    function _earlierCommitment(uint256 projectId, uint256 round, StaleEvidence calldata e)
+        private
+        view
+        returns (bytes32 c)
+    {
+        uint256 r = e.earlierRound;
+        if (r >= round) revert NotAnEarlierRound(projectId, round, r);
+        if (e.author == REFERENCE_AUTHOR) {
+            c = _references[projectId][r].commitment;
+        } else {
+            bytes32 recorded = _roundCommitments[projectId][r];
+            bytes32 given = keccak256(abi.encodePacked(e.commitments));
+            if (given != recorded) revert RoundCommitmentsMismatch(projectId, r, recorded, given);
+            if (e.author < e.commitments.length) c = e.commitments[e.author];
+        }
+        if (c == bytes32(0)) revert NotRevealedEarlier(projectId, r, e.author);
+    }
+
+    /// @dev `sum((a_k - b_k)^2)` over the first `k` entries (inside the box: each term below 2^29, no overflow).
+    function _squaredDistance(int256[] calldata a, int256[] calldata b, uint256 k) private pure returns (uint256 d) {
+        for (uint256 i = 0; i < k; ++i) {
+            int256 diff = a[i] - b[i];
+            d += uint256(diff * diff);
+        }
     }
 
     /// @notice Credits the aggregator of project `projectId` the bonds still held for `round` (those of the

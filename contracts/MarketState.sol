@@ -62,7 +62,11 @@ abstract contract MarketState is Ownable {
         uint64 disputedMask; // bit i: trainer i disputed its rejection in the open round
         uint40 disputeDeadline; // end of the open round's dispute window (0: no rejections announced)
         uint128 totalEarned;
+        // The stake slashed, and the open round's stale-challenge window (one slot: `slashed` is written at every
+        // finalization, the window is read then; a reveal writes its time):
         uint128 slashed;
+        uint32 lastRevealAt; // when the open round's latest reveal landed (0: none in the project yet)
+        uint64 staleMask; // bit i: trainer i's submission in the open round was shown stale (challengeStale)
         string modelName;
         string latestModelCid;
     }
@@ -147,6 +151,13 @@ abstract contract MarketState is Ownable {
     /// @dev Bonds each account may withdraw ({MarketDisputes-withdrawBonds}), over every project: awarded to a trainer
     /// that disputed its rejection, returned to an aggregator whose rejections were not disputed. Appended last.
     mapping(address account => uint256 amount) internal _bondCredits;
+    /// @dev Every finalized round's revealed commitments, as `keccak256(abi.encodePacked(c))` of the round's
+    /// commitments in trainer order (`c[i]`: trainer i's `UpdateSubmitted` commitment, 0 if it did not reveal;
+    /// a rejected submission's commitment too), written once by {TrainingMarket-finalizeRound}. It is what a stale
+    /// challenge ({MarketDisputes-challengeStale}) shows an earlier row against: the challenger hands the round's
+    /// commitments (from the events) and the contract hashes them, one new word per round (22.1k gas, ~1.4k per
+    /// trainer at N = 16) instead of a word per reveal. Appended last (the shared layout).
+    mapping(uint256 projectId => mapping(uint256 round => bytes32 hash)) internal _roundCommitments;
 
     /// @notice The aggregator announced that it will reject `trainer`'s submission in `round`; the trainer
     /// may dispute it ({disputeRejection}) until `disputeDeadline`.
@@ -201,6 +212,12 @@ abstract contract MarketState is Ownable {
     /// @notice The row behind `commitment` was published on chain in an earlier `round` of project `projectId`
     /// (a dispute or the owner's reference): a dispute cannot publish it again (`_publishedRows`).
     error RowAlreadyPublished(uint256 projectId, bytes32 commitment, uint256 round);
+    /// @notice `round`'s stale-challenge window is open until `until` (its latest reveal plus the market's
+    /// `challengePeriod`): the round cannot be finalized before.
+    error ChallengeWindowOpen(uint256 projectId, uint256 round, uint256 until);
+    /// @notice `trainer`'s submission in `round` was shown stale ({MarketDisputes-challengeStale}): the round's
+    /// result must reject it.
+    error StaleNotRejected(uint256 projectId, uint256 round, address trainer);
     error VerifierTooSmall(uint256 maxTrainers, uint256 verifierMaxTrainers);
     error ScoreTooLarge(uint256 index, uint256 score);
     error NoSubmission(uint256 projectId, uint256 round, address trainer);

@@ -195,6 +195,9 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
     /// `rejectSubmissions`, `disputeRejection`): this market's fallback hands it every call of a function this
     /// contract does not have, with DELEGATECALL. Fixed at deployment.
     MarketDisputes public immutable disputes;
+    /// @dev The module's `challengePeriod` (read once, at deployment): a round is finalized no sooner than this many
+    /// seconds after its latest reveal, so that anyone may show a revealed row stale before it is paid.
+    uint256 private immutable _challengePeriod;
 
     /// @notice The market admin approved or revoked a verifier for new projects.
     event VerifierApprovalChanged(address indexed verifier, bool approved);
@@ -270,6 +273,7 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
         if (address(reliabilityRegistry) == address(0) || address(disputesModule).code.length == 0) revert ZeroAddress();
         registry = reliabilityRegistry;
         disputes = disputesModule;
+        _challengePeriod = disputesModule.challengePeriod();
     }
 
     /// @notice Runs every call of a function this contract does not have in {disputes} (the rejections and their
@@ -521,6 +525,7 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
         sub.word = commitment; // over the seal (see `_submissions`)
         ++p.submissions;
         p.revealedMask |= bit;
+        p.lastRevealAt = uint32(block.timestamp);
         emit UpdateSubmitted(projectId, round, msg.sender, cid, commitment, t.arrival);
     }
 
@@ -559,6 +564,7 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
         if (revealed == 0) revert NothingRevealed(projectId, round);
         p.submissions += uint8(revealed); // at most the trainers' count: each bit is set once
         p.revealedMask = mask;
+        p.lastRevealAt = uint32(block.timestamp);
     }
 
     /// @dev Reveals opening `o` of {revealBatch} if it reveals something (see there) given the trainers revealed
@@ -663,6 +669,10 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
     /// round's share paid to trainers shrinks to the accepted part (`share * accepted / revealed`; the rest
     /// stays with the owner), so that suppressing rows never lets a shrunken round pay one trainer the
     /// whole round; otherwise the rejected trainers' part goes to the others, as a non-submitter's does.
+    /// A submission shown stale ({MarketDisputes-challengeStale}) must be rejected ({StaleNotRejected} otherwise),
+    /// and the round is finalized no sooner than the market's `challengePeriod` after its latest reveal
+    /// ({ChallengeWindowOpen}), so that a challenge cannot be cut off by finalizing at once. The round's revealed
+    /// commitments are recorded (`_roundCommitments`) for the stale challenges of later rounds.
     /// WARNING: an undisputed rejection is still the aggregator's word (whether an update was served
     /// cannot be proven either way): a trainer that does not dispute within the window loses the round.
     function finalizeRound(uint256 projectId, uint256 round, RoundResult calldata result) external {
@@ -674,10 +684,17 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
         if (p.rejectedMask != 0 && block.timestamp <= p.disputeDeadline) {
             revert DisputeWindowOpen(projectId, round, p.disputeDeadline);
         }
+        uint256 challengeEnd = uint256(p.lastRevealAt) + _challengePeriod;
+        if (block.timestamp < challengeEnd) revert ChallengeWindowOpen(projectId, round, challengeEnd);
         _checkCid(result.modelCid);
         _checkCid(result.proofCid);
         Tally memory tally = _collectCommitments(projectId, p, result);
+        uint256 stale = p.staleMask;
+        for (uint256 i = 0; stale >> i != 0; ++i) {
+            if ((stale >> i) & 1 == 1 && !tally.rejected[i]) revert StaleNotRejected(projectId, round, tally.trainers[i]);
+        }
         if (!_verify(projectId, round, p, tally, result.proof)) revert InvalidProof(projectId, round);
+        _roundCommitments[projectId][round] = keccak256(abi.encodePacked(tally.commitments));
 
         // Effects.
         (IReliabilityRegistry.Outcome[] memory outcomes, uint256[] memory rewards) =
@@ -689,10 +706,11 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
         p.commitsClosedAt = 0;
         p.revealedMask = 0;
         p.roundStart = uint40(block.timestamp);
-        if (p.disputeDeadline != 0) {
+        if (p.disputeDeadline != 0 || stale != 0) {
             p.rejectedMask = 0;
             p.disputedMask = 0;
             p.disputeDeadline = 0;
+            p.staleMask = 0;
         }
         ++_aggregatorRecords[msg.sender].rounds;
         emit RoundFinalized(projectId, round, result.modelCid, result.proofCid, tally.scores, tally.flags, rewards);

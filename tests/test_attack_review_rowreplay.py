@@ -14,12 +14,9 @@ What holds (the tests pass):
 - the market and its disputes module lay their storage out alike, the record last, in the same slot;
 - a trainer node whose dispute was refused, even restarted, reports it and trains on in the next round.
 
-What does not hold is a strict xfail asserting the safe outcome (docs/security.md lists both as not promised):
-
-- a published row changed by one grid unit (one ``v`` entry or ``l``) is another commitment: the record does not
-  see it, and the stale row is paid again in a later round as if fresh;
-- a published row's commitment revealed again normally (with an update that hashes to it, e.g. the disputing
-  trainer's own served update) is not refused: only ``disputeRejection`` reads the record.
+- the record does not see a published row changed by one grid unit (another commitment), nor a published row's
+  commitment revealed again normally (only ``disputeRejection`` reads it); both are near copies of a row revealed
+  in an earlier round, which anyone shows on chain (``challengeStale``): the replay is then rejected, unpaid.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from marketplace.adapters.chain.compile import build_settings, collect_sources
-from marketplace.adapters.chain.market import MarketClient
+from marketplace.adapters.chain.market import MarketClient, StaleEvidence
 from marketplace.adapters.ipfs.cid import normalize_cid
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
@@ -128,9 +125,10 @@ def test_the_market_and_its_disputes_module_lay_out_their_storage_alike() -> Non
         return [(e["label"], e["slot"], e["offset"], e["type"]) for e in layouts[name]]
 
     assert shape("TrainingMarket") == shape("MarketDisputes")
-    last = [e[:2] for e in shape("TrainingMarket")[-3:]]  # the rejection bonds' two records appended after it
-    slots = PUBLISHED_ROWS_SLOT, PUBLISHED_ROWS_SLOT + 1, PUBLISHED_ROWS_SLOT + 2
-    assert last == list(zip(("_publishedRows", "_bondsHeld", "_bondCredits"), map(str, slots), strict=True))
+    last = [e[:2] for e in shape("TrainingMarket")[-4:]]  # the bonds' two records and the rounds' commitments after
+    slots = [str(PUBLISHED_ROWS_SLOT + i) for i in range(4)]
+    names = ("_publishedRows", "_bondsHeld", "_bondCredits", "_roundCommitments")
+    assert last == list(zip(names, slots, strict=True))
 
 
 # ---------------------------------------------------------------- griefing an honest dispute (holds)
@@ -270,7 +268,18 @@ def test_a_published_row_has_no_second_encoding(actors: Actors) -> None:
         assert actors.owner.rejected_trainers(job.pid, round_) == [replayer.address]
 
 
-# ---------------------------------------------------------------- replays the record does not see (strict xfails)
+# ---------------------------------------------------------------- replays the record does not see: stale challenges
+
+
+def _challenge_stale(actors: Actors, job: Job, replayer: MarketClient, row: np.ndarray, round_: int = 1) -> Any:
+    """Anyone (here the owner) shows that ``replayer``'s row of ``round_`` nearly copies trainer 0's row of round 0."""
+    earlier = job.rows[(0, job.trainers[0].address)]
+    evidence = StaleEvidence(
+        replayer.address, tuple(published_row(row)), HashProver().prove_row(row), 0, 0,
+        tuple(actors.owner.round_commitments(job.pid, 0)), tuple(published_row(earlier)),
+        HashProver().prove_row(earlier),
+    )  # fmt: skip
+    return actors.owner.challenge_stale(job.pid, round_, evidence)
 
 
 def _one_unit_off(row: np.ndarray, where: str) -> np.ndarray:
@@ -282,17 +291,11 @@ def _one_unit_off(row: np.ndarray, where: str) -> np.ndarray:
     return tweaked
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the record holds exact commitments: a published row one grid unit off is another commitment, "
-    "disputed with a proof of its own and paid again as a fresh row; a fix needs the rule to see earlier rounds' "
-    "rows (a cross-round near-duplicate test in the circuit, the published rows' commitments as hashed inputs)",
-)
 @pytest.mark.parametrize("where", ["v", "l"])
 def test_a_published_row_one_grid_unit_off_is_not_paid_again_in_a_later_round(actors: Actors, where: str) -> None:
     """Round 0's row published by a dispute, changed by one unit of one ``v`` entry or of ``l``, is committed in
-    round 1 by another trainer that serves nothing; rejected, it disputes with that row: nothing should pay it."""
+    round 1 by another trainer that serves nothing; rejected, it disputes with that row (the record does not see it:
+    another commitment); anyone then shows it a near copy of round 0's row, and nothing pays it."""
     job = _start(actors, rounds=2)
     published = _published_round_0(actors, job)
     replayer = job.trainers[3]
@@ -305,22 +308,17 @@ def test_a_published_row_one_grid_unit_off_is_not_paid_again_in_a_later_round(ac
     except Exception as exc:  # the safe outcome: the market refuses the near-copy
         assert "RowAlreadyPublished" in str(exc)
         return
-    receipt = actors.aggregator.finalize_round(job.pid, 1, _settle(actors.owner, job, 1, set()))
+    _challenge_stale(actors, job, replayer, tweaked)
+    close_disputes(actors.owner, job.pid)
+    result = _settle(actors.owner, job, 1, {replayer.address}, published=False)
+    receipt = actors.aggregator.finalize_round(job.pid, 1, result)
     assert _rewards(actors, receipt)[job.index(replayer)] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="only disputeRejection reads the record: revealUpdate accepts a published row's commitment, so a "
-    "trainer that reveals it with an update hashing to it (the disputing trainer's own update, served in the "
-    "clear when its rejection was false) is scored on the stale row and paid; refusing it in revealUpdate costs "
-    "every reveal a cold read (2.1k gas) and a near-copy passes anyway (the one-unit xfail above)",
-)
 def test_a_published_rows_commitment_revealed_again_with_an_update_is_not_paid(actors: Actors) -> None:
     """Round 0's published row is committed and revealed normally in round 1 by another trainer (its update, the
-    disputing trainer's own, fetched from IPFS and matching): nothing should pay it (the market refusing the
-    reveal would be safe too)."""
+    disputing trainer's own, fetched from IPFS and matching): anyone shows it a copy of round 0's row (distance 0),
+    and nothing pays it."""
     job = _start(actors, rounds=2)
     published = _published_round_0(actors, job)
     replayer = job.trainers[3]
@@ -329,7 +327,8 @@ def test_a_published_rows_commitment_revealed_again_with_an_update_is_not_paid(a
     except Exception as exc:  # the safe outcome: the market refuses the replayed commitment
         assert "RowAlreadyPublished" in str(exc)
         return
-    receipt = actors.aggregator.finalize_round(job.pid, 1, _settle(actors.owner, job, 1, set()))
+    _challenge_stale(actors, job, replayer, published)
+    receipt = actors.aggregator.finalize_round(job.pid, 1, _settle(actors.owner, job, 1, {replayer.address}))
     assert _rewards(actors, receipt)[job.index(replayer)] == 0
 
 
@@ -381,6 +380,8 @@ def test_a_refused_trainer_node_restarted_reports_once_and_trains_on_in_the_next
     assert isinstance(lazy.step(pid), Disputed)
     assert isinstance(aggregator.step(pid), RoundReport)
 
+    for node, update in zip(nodes, agreeing_updates(4, seed=31)[:3], strict=True):
+        node.source = FixedUpdate(update)  # honest nodes train afresh (the same update again is a stale replay)
     submit_all()
     assert isinstance(aggregator.step(pid), RejectionsAnnounced)
     assert isinstance(lazy.step(pid), DisputeRefused)

@@ -870,6 +870,8 @@ def test_a_trainer_node_replaying_its_published_row_reports_the_refused_dispute_
     assert isinstance(lazy.step(pid), Disputed)
     assert isinstance(aggregator.step(pid), RoundReport)  # every rejected trainer disputed: no waiting
 
+    for node, update in zip(nodes, agreeing_updates(4, seed=24)[:3], strict=True):
+        node.source = FixedUpdate(update)  # honest nodes train afresh (the same update again is a stale replay)
     submitted = _submit([*nodes, lazy], pid)
     assert isinstance(aggregator.step(pid), RejectionsAnnounced)
     refused = lazy.step(pid)

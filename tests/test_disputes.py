@@ -188,6 +188,8 @@ def test_the_disputes_run_in_the_markets_storage_and_their_module_alone_does_not
     assert added == {
         "rejectSubmissions", "disputeRejection", "reclaimBonds", "withdrawBonds", "bondsHeld", "bondCredit",
         "rejectionBond", "DISPUTE_GAS_OVERHEAD", "RELAYED_DISPUTE_GAS_OVERHEAD", "NEW_CREDIT_GAS", "MAX_REIMBURSED_TIP",
+        "challengeStale", "challengePeriod", "MAX_CHALLENGE_PERIOD", "NEAR_COPY_DIST", "OWN_COPY_DIST",
+        "REFERENCE_AUTHOR", "CHALLENGE_GAS_OVERHEAD",
     }  # fmt: skip
     module = actors.deployment.address(DISPUTES)
     assert actors.chain.call(actors.owner.market.functions.disputes()) == module

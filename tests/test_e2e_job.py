@@ -466,16 +466,24 @@ def test_a_copier_has_nothing_to_copy_while_commits_are_sealed(stack: LocalStack
     assert all(stack.admin.trainer_info(pid, t.address).earned > 0 for t in trainers[:4])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 12 item 1): a free rider that replays an update revealed in an earlier round is "
-    "neither flagged nor left unpaid by the Gram rule (it has no notion of staleness)",
-)
 def test_a_replay_of_an_update_revealed_in_an_earlier_round_earns_nothing(stack: LocalStack, tmp_path: Path) -> None:
     """The copier's only option under commit-reveal: replay another trainer's update of the previous round
-    (revealed, so public). Copying must not earn: it should be flagged or scored 0."""
+    (revealed, so public). The rule compares a round's rows with each other only; the aggregator node, which saw
+    round 0's rows, shows the replay on chain (``challengeStale``) before it finalizes: the copier's submission is
+    rejected beyond dispute, flagged, unpaid and slashed, and the honest trainers share the whole round."""
     pid, trainers, aggregator = _copier_misses_round_0(stack, tmp_path)
+    copier = trainers[4].address
+    earned_before = {t.address: stack.admin.trainer_info(pid, t.address).earned for t in trainers[:4]}
     commit_and_reveal(trainers, pid)
     report = aggregator.step(pid)
     assert report is not None and report.tx_hash
-    assert report.flags[4] or report.chain_scores[4] == 0
+    assert report.flags[4] and report.chain_scores[4] == 0 and copier in report.rejected
+    (challenge,) = stack.admin.stale_challenges(pid, 1)
+    assert (challenge.trainer, challenge.challenger, challenge.earlier_round) == (copier, aggregator.address, 0)
+    assert challenge.author in range(4)
+    info = stack.admin.trainer_info(pid, copier)
+    assert info.earned == 0 and info.stake_left < ETH // 10  # the challenger's gas, then the slash
+    project = stack.admin.get_project(pid)
+    share = project.reward_budget - project.reward_budget // 2  # round 1's share of a 2-round budget
+    paid = sum(stack.admin.trainer_info(pid, t.address).earned - earned_before[t.address] for t in trainers[:4])
+    assert share - 4 <= paid <= share  # the whole round to the honest four (rounding dust aside)

@@ -9,7 +9,12 @@ from rich.table import Table
 
 from marketplace.adapters.chain.compile import CODE_SIZE_LIMIT, CompilationError, compile_contracts
 from marketplace.adapters.chain.config import ConfigError, deployment_path, resolve_network, write_deployment
-from marketplace.adapters.chain.deploy import DEFAULT_REJECTION_BOND, deploy_marketplace
+from marketplace.adapters.chain.deploy import (
+    DEFAULT_CHALLENGE_PERIOD,
+    DEFAULT_REJECTION_BOND,
+    MAX_CHALLENGE_PERIOD,
+    deploy_marketplace,
+)
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.toolchain import ToolchainError
 from marketplace.cli.common import NETWORK, console, fail, fmt_eth, to_wei
@@ -62,11 +67,22 @@ def deploy_cmd(
         "disputes its rejection up to its dispute's gas cost (at base fee + at most 2 gwei tip), the rest returned "
         "to the aggregator. The default, 1.2M gas at 5 gwei, covers a zk dispute (~1.018M gas) up to ~5.9 gwei.",
     ),
+    challenge_period: int = typer.Option(
+        DEFAULT_CHALLENGE_PERIOD,
+        "--challenge-period",
+        min=0,
+        max=MAX_CHALLENGE_PERIOD,
+        help="Seconds every round stays open to stale challenges after its latest reveal (`marketplace project "
+        "challenge-stale`: anyone shows a revealed update replays an earlier round's row) before it can be finalized; "
+        "fixed for the market's life. 0: no guaranteed window (a colluding aggregator may finalize at once).",
+    ),
 ) -> None:
     """Compile and deploy the registry and market (plus the test verifier on the local chain)."""
     try:
         chain = resolve_network(network).client()
-        deployment = deploy_marketplace(chain, network=network, rejection_bond=to_wei(rejection_bond))
+        deployment = deploy_marketplace(
+            chain, network=network, rejection_bond=to_wei(rejection_bond), challenge_period=challenge_period
+        )
     except (ConfigError, ChainError, CompilationError, ValueError) as exc:
         raise fail(str(exc)) from None
     write_deployment(deployment)

@@ -18,12 +18,14 @@ from rich.table import Table
 from marketplace.adapters.chain.deploy import read_record
 from marketplace.adapters.chain.errors import ChainError
 from marketplace.adapters.chain.market import MarketClient, Project, ProjectConfig, ProjectStatus
+from marketplace.cli.challenge import challenge_stale_cmd
 from marketplace.cli.common import NETWORK, connect_market, console, fail, fmt_eth, market_update_keys, to_wei
 from marketplace.cli.reference import reference_app
 from marketplace.web.services.round_phase import describe, round_phase
 
 project_app = typer.Typer(help="Create, inspect and settle training projects.", no_args_is_help=True)
 project_app.add_typer(reference_app, name="reference")
+project_app.command("challenge-stale")(challenge_stale_cmd)
 
 
 @project_app.command("create")

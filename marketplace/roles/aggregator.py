@@ -38,14 +38,17 @@ round that was already finalized is recognized from the chain and not posted twi
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from marketplace.adapters.chain.errors import ChainError, ContractRevert
-from marketplace.adapters.chain.market import Finalization, MarketClient, Project, ProjectStatus
+from marketplace.adapters.chain.market import REFERENCE_AUTHOR, Finalization, MarketClient, Project, ProjectStatus
 from marketplace.adapters.chain.update_keys import UpdateKeysClient, recorded_update_keys
 from marketplace.adapters.ezkl.errors import ProvingFailed
 from marketplace.adapters.ipfs.errors import CidMismatch, IpfsError, StorageError
@@ -64,12 +67,16 @@ from marketplace.round.collect import (
     UpdateOpener,
     apply_published_rows,
     collect_round,
+    mark_stale,
 )
 from marketplace.round.commit_inbox import CommitInbox
 from marketplace.round.openings import find_openings, opening_store
-from marketplace.round.prove import ProverSelectionError, RoundProver, prover_for, round_tag
+from marketplace.round.prove import ProverSelectionError, RoundProver, RowProver, prover_for, round_tag
 from marketplace.round.reference import ReferenceMismatch, revealed_reference
 from marketplace.round.score import ReferenceEffect, new_model, score_round
+from marketplace.round.stale import EarlierRow, find_stale, stale_evidence
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -196,6 +203,10 @@ class AggregatorNode:
         self._collected: dict[tuple[int, int], RoundInputs] = {}
         self._opening_store = opening_store(store)
         self._batched: set[tuple[int, int]] = set()  # (project, round) whose reveal batch is done
+        #: project -> the rows revealed in its finalized rounds (and the owner's references) that this node saw: what
+        #: a later round's rows are checked against for stale copies (:meth:`challenge_stale`)
+        self._history: dict[int, list[EarlierRow]] = {}
+        self._challenge_period: int | None = None
 
     @property
     def address(self) -> str:
@@ -333,7 +344,46 @@ class AggregatorNode:
         rejections = self.market.rejections(project_id)
         if rejections.rejected and self._now() <= rejections.dispute_deadline:
             return None  # the rejected trainers may still publish their rows
+        if self._challenge_window_open(project_id):
+            return None  # anyone may still show a revealed row stale (finalizeRound reverts ChallengeWindowOpen)
         return self.finalize(project)
+
+    def _challenge_window_open(self, project_id: int) -> bool:
+        """Whether the open round's stale-challenge window is still open (the market's period after its latest
+        reveal; a market deployed without one never waits)."""
+        if self._challenge_period is None:
+            self._challenge_period = self.market.challenge_period()
+        return self._challenge_period > 0 and self._now() < self.market.challenge_window_end(project_id)
+
+    def challenge_stale(self, project: Project, inputs: RoundInputs, prover: RowProver) -> RoundInputs:
+        """Shows on chain every valid row of the open round that nearly copies a row this node saw revealed in an
+        earlier round of the project (:func:`find_stale`), and returns ``inputs`` with those, and the ones anyone else
+        showed stale (``StaleChallenged`` events), rejected (:func:`mark_stale`). A challenge the market refuses is
+        left out (the row is then scored as usual), never a reason to stall the round."""
+        pid, round_ = project.project_id, project.current_round
+        stale = {
+            c.trainer: f"stale: a near copy of a row revealed in round {c.earlier_round} (shown by {c.challenger})"
+            for c in self.market.stale_challenges(pid, round_)
+        }
+        candidates = inputs.valid & np.array([t not in stale for t in inputs.trainers], dtype=bool)
+        for match in find_stale(inputs.trainers, inputs.rows, candidates, self._history.get(pid, [])):
+            try:
+                self.market.challenge_stale(pid, round_, stale_evidence(self.market, pid, match, prover))
+            except ContractRevert as exc:
+                log.warning("stale challenge of %s in round %d refused: %s", match.trainer, round_, exc)
+                continue
+            earlier = match.earlier
+            stale[match.trainer] = f"stale: a near copy of a row revealed in round {earlier.round} (shown by this node)"
+        return mark_stale(inputs, stale) if stale else inputs
+
+    def _remember(self, inputs: RoundInputs, reference: np.ndarray | None) -> None:
+        """Keeps the finalized round's valid rows (and the owner's reference) for later rounds' stale checks."""
+        history = self._history.setdefault(inputs.project_id, [])
+        if any(e.round == inputs.round for e in history):
+            return
+        history.extend(EarlierRow(inputs.round, int(i), inputs.rows[i].copy()) for i in np.flatnonzero(inputs.valid))
+        if reference is not None:
+            history.append(EarlierRow(inputs.round, REFERENCE_AUTHOR, np.asarray(reference, dtype=np.float64)))
 
     def finalize(self, project: Project) -> RoundReport | RejectionsAnnounced:
         """Fetch -> check -> flag -> score -> aggregate -> pin -> prove -> finalize, for the open round.
@@ -347,11 +397,12 @@ class AggregatorNode:
         global_vec = tensors_to_vector(
             self.store.get_tensors(project.latest_model_cid, expected=spec, max_bytes=MAX_UPDATE_BYTES), spec
         )
-        inputs = self._inputs(project)
+        inputs = self.challenge_stale(project, self._inputs(project), prover)
         self._pin_updates(inputs)
         timings["fetch"] = time.perf_counter() - t0
-        if inputs.rejected and not self.market.rejections(pid).announced:
-            receipt = self.market.reject_submissions(pid, round_, list(inputs.rejected))
+        announce = [t for t in inputs.rejected if t not in inputs.stale]  # stale ones are rejected already
+        if announce and not self.market.rejections(pid).announced:
+            receipt = self.market.reject_submissions(pid, round_, announce)
             self._collected[(pid, round_)] = inputs
             deadline = self.market.rejections(pid).dispute_deadline
             tx = receipt["transactionHash"].to_0x_hex()
@@ -420,6 +471,7 @@ class AggregatorNode:
                 report.already_finalized = True
             else:
                 raise
+        self._remember(inputs, reference)
         report.bonds_returned = self.market.reclaim_bonds(pid, round_)  # finalized: the window is over
         timings["finalize"] = time.perf_counter() - t4
         return report

@@ -47,6 +47,9 @@ class RoundInputs:
     #: trainer -> why its update was rejected, for trainers that then published their committed row: the row
     #: is scored and paid like any other, the update (if any) stays out of the model
     published: dict[str, str] = field(default_factory=dict)
+    #: trainer -> why its submission was shown stale on chain (``challengeStale``): also in ``rejected`` (the market
+    #: treats it as a rejection nobody can dispute), never announced
+    stale: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_update(self) -> np.ndarray:
@@ -182,6 +185,20 @@ def apply_published_rows(inputs: RoundInputs, published: list[DisputedRow]) -> R
         rows[i], valid[i] = row, True
         now_published[event.trainer] = rejected.pop(event.trainer)
     return replace(inputs, rows=rows, valid=valid, rejected=rejected, published=now_published)
+
+
+def mark_stale(inputs: RoundInputs, stale: dict[str, str]) -> RoundInputs:
+    """``inputs`` with each trainer of ``stale`` (shown stale on chain, with the reason) rejected: its row and update
+    out of the round (a zero row, not valid), as for a rejection that stands. Idempotent; ``inputs`` is unchanged."""
+    rows, valid = inputs.rows.copy(), inputs.valid.copy()
+    rejected, published = dict(inputs.rejected), dict(inputs.published)
+    for trainer, why in stale.items():
+        i = inputs.trainers.index(trainer)
+        rows[i], valid[i] = 0.0, False
+        rejected[trainer] = why
+        published.pop(trainer, None)
+    now_stale = {**inputs.stale, **stale}
+    return replace(inputs, rows=rows, valid=valid, rejected=rejected, published=published, stale=now_stale)
 
 
 def node_answers(store: ModelStore) -> bool:

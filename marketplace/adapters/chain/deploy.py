@@ -58,6 +58,11 @@ HALO2_VERIFIER = "Halo2VerifierReusable"
 #: 188,129. A falsely rejected trainer is reimbursed its dispute's gas out of it (never more); the aggregator gets back
 #: the rest and the bonds of the rejections nobody disputed.
 DEFAULT_REJECTION_BOND = 1_200_000 * 5 * 10**9
+#: The longest stale-challenge window the market accepts (``MarketDisputes.MAX_CHALLENGE_PERIOD``), in seconds.
+MAX_CHALLENGE_PERIOD = 240
+#: ``marketplace deploy``'s stale-challenge window: two minutes after a round's latest reveal for anyone to show a
+#: revealed row stale (fetch the update, sketch it, prove two rows: seconds) before the round can be finalized.
+DEFAULT_CHALLENGE_PERIOD = 120
 
 
 def _deploy(chain: ChainClient, artifact: Artifact, *args: Any) -> tuple[Contract, DeployedContract]:
@@ -94,6 +99,7 @@ def deploy_marketplace(
     with_test_verifier: bool | None = None,
     rule_version: str = RULE_VERSION,
     rejection_bond: int = DEFAULT_REJECTION_BOND,
+    challenge_period: int = 0,
 ) -> Deployment:
     """Deploys ReliabilityRegistry and TrainingMarket (after its ``MarketDisputes`` module) from ``chain``'s account
     (the admin of both),
@@ -102,9 +108,15 @@ def deploy_marketplace(
     digits) unless ``with_test_verifier`` is False; elsewhere that verifier is refused (it proves nothing).
     ``rejection_bond`` is the module's bond per rejected trainer, in wei, fixed for the market's life
     (:data:`DEFAULT_REJECTION_BOND`; a negative one is refused with ValueError, 0 turns bonds off).
+    ``challenge_period`` is the module's stale-challenge window, in seconds after a round's latest reveal, fixed for
+    the market's life (0 to :data:`MAX_CHALLENGE_PERIOD`, else ValueError): 0, the default here (local stacks and
+    tests finalize at once), gives no guaranteed window; ``marketplace deploy`` defaults to
+    :data:`DEFAULT_CHALLENGE_PERIOD`.
     """
     if rejection_bond < 0:
         raise ValueError(f"the rejection bond is a number of wei, at least 0; got {rejection_bond}")
+    if not 0 <= challenge_period <= MAX_CHALLENGE_PERIOD:
+        raise ValueError(f"the challenge period is 0 to {MAX_CHALLENGE_PERIOD} seconds; got {challenge_period}")
     artifacts = artifacts or compile_contracts()
     local = chain.chain_id == LOCAL_CHAIN_ID
     if with_test_verifier is None:
@@ -116,7 +128,9 @@ def deploy_marketplace(
     registry, registry_record = _deploy(chain, artifacts[REGISTRY], admin)
     contracts = {REGISTRY: registry_record}
     if DISPUTES in artifacts:
-        disputes, contracts[DISPUTES] = _deploy(chain, artifacts[DISPUTES], rejection_bond)
+        takes = len(next((f.get("inputs", []) for f in artifacts[DISPUTES].abi if f.get("type") == "constructor"), []))
+        args = (rejection_bond, challenge_period)[:takes]  # an earlier module (the gas bench's baseline) takes one
+        disputes, contracts[DISPUTES] = _deploy(chain, artifacts[DISPUTES], *args)
         market, contracts[MARKET] = _deploy(chain, artifacts[MARKET], admin, registry.address, disputes.address)
     else:  # an earlier contract set (the gas bench's baseline): the market has the disputes itself
         market, contracts[MARKET] = _deploy(chain, artifacts[MARKET], admin, registry.address)

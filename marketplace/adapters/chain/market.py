@@ -295,6 +295,57 @@ class DisputedRow:
     block_number: int
 
 
+#: ``MarketDisputes.REFERENCE_AUTHOR``: a stale challenge's earlier row is the owner's reference of its round.
+REFERENCE_AUTHOR = 2**256 - 1
+
+
+@dataclass(frozen=True)
+class StaleEvidence:
+    """What ``MarketDisputes.challengeStale`` is shown: ``trainer``'s committed row of the open round (``row``,
+    integers at scale 2^13, with its row ``proof``) and an earlier row of the project it nearly copies
+    (``earlier_row`` with ``earlier_proof``), revealed in ``earlier_round`` by trainer number ``author`` (its index
+    in the trainer list; :data:`REFERENCE_AUTHOR`: the owner's reference), with that round's ``commitments`` in
+    trainer order (:meth:`MarketClient.round_commitments`; empty for the reference)."""
+
+    trainer: str
+    row: tuple[int, ...]
+    proof: bytes
+    earlier_round: int
+    author: int
+    commitments: tuple[bytes, ...]
+    earlier_row: tuple[int, ...]
+    earlier_proof: bytes
+
+    def as_abi_tuple(self) -> tuple[Any, ...]:
+        """The ``StaleEvidence`` struct as the ABI encoder takes it."""
+        return (
+            to_checksum_address(self.trainer),
+            [int(v) for v in self.row],
+            self.proof,
+            int(self.earlier_round),
+            int(self.author),
+            list(self.commitments),
+            [int(v) for v in self.earlier_row],
+            self.earlier_proof,
+        )
+
+
+@dataclass(frozen=True)
+class StaleChallenge:
+    """One ``StaleChallenged`` event: ``trainer``'s submission in ``round`` was shown to nearly copy the row behind
+    ``earlier`` revealed in ``earlier_round`` by trainer number ``author``; it is rejected beyond dispute, and
+    ``challenger`` was credited ``award`` wei of the trainer's stake for its gas."""
+
+    project_id: int
+    round: int
+    trainer: str
+    challenger: str
+    earlier_round: int
+    author: int
+    earlier: bytes
+    award: int
+
+
 @dataclass(frozen=True)
 class ReferenceRecord:
     """The owner's reference row of one round as the market keeps it (``MarketLens.referenceOf``): the seal it
@@ -649,6 +700,60 @@ class MarketClient:
     def dispute_rejection(self, project_id: int, round_: int, row: list[int], proof: bytes) -> Any:
         """Publishes this trainer's committed ``row`` (integers at scale 2^13) with its row ``proof``."""
         return self.chain.transact(self.market.functions.disputeRejection(project_id, round_, list(row), proof))
+
+    def challenge_stale(self, project_id: int, round_: int, evidence: StaleEvidence) -> Any:
+        """Shows ``evidence.trainer``'s submission in ``round_`` (the open round) stale
+        (``MarketDisputes.challengeStale``): it is rejected beyond dispute, and this account is credited its gas out of
+        the trainer's stake (:meth:`withdraw_bonds`). Reverts (:class:`ContractRevert`) with the market's error for
+        evidence it refuses."""
+        call = self.market.functions.challengeStale(project_id, round_, evidence.as_abi_tuple())
+        return self.chain.transact(call)
+
+    def challenge_period(self) -> int:
+        """Seconds a round stays open to stale challenges after its latest reveal (``MarketDisputes.challengePeriod``,
+        fixed at deployment; 0 for a contract set without challenges)."""
+        if not any(f.get("name") == "challengePeriod" for f in self.market.abi):
+            return 0
+        return int(self.chain.call(self.market.functions.challengePeriod()))
+
+    def challenge_window_end(self, project_id: int) -> int:
+        """When the open round's stale-challenge window closes (its latest reveal's block time plus
+        :meth:`challenge_period`): ``finalizeRound`` reverts ``ChallengeWindowOpen`` before. 0 without a period or a
+        reveal."""
+        period = self.challenge_period()
+        if period == 0:
+            return 0
+        reveals = self.submissions(project_id, self.get_project(project_id).current_round)
+        if not reveals:
+            return 0
+        last = max(r.block_number for r in reveals)
+        return int(self.chain.w3.eth.get_block(last)["timestamp"]) + period
+
+    def stale_challenges(
+        self, project_id: int, round_: int | None = None, from_block: int | None = None
+    ) -> list[StaleChallenge]:
+        """``StaleChallenged`` events of a project (one round, or all), oldest first (none on a contract set
+        without challenges)."""
+        if not any(f.get("type") == "event" and f.get("name") == "StaleChallenged" for f in self.market.abi):
+            return []
+        argument_filters: dict[str, Any] = {"projectId": project_id}
+        if round_ is not None:
+            argument_filters["round"] = round_
+        since = self._since(project_id, from_block)
+        logs = self.chain.get_logs(self.market, "StaleChallenged", since, argument_filters=argument_filters)
+        return [
+            StaleChallenge(
+                int(e["args"]["projectId"]),
+                int(e["args"]["round"]),
+                e["args"]["trainer"],
+                e["args"]["challenger"],
+                int(e["args"]["earlierRound"]),
+                int(e["args"]["author"]),
+                bytes(e["args"]["earlier"]),
+                int(e["args"]["award"]),
+            )
+            for e in logs
+        ]
 
     def commit_reference(self, project_id: int, round_: int, seal: bytes) -> Any:
         """Commits the seal of the owner's reference row for ``round_`` (``TrainingMarket.commitReference``: the

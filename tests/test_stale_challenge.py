@@ -1,0 +1,188 @@
+"""Stale challenges (``MarketDisputes.challengeStale``) on a real anvil with the local test verifier: anyone shows that
+a trainer's revealed row nearly copies a row revealed in an earlier round of the project; the submission is then
+rejected beyond dispute, unpaid, slashed, and the honest trainers share the whole round. Every bad challenge is
+refused with its own error, and a market deployed with a challenge period cannot finalize a round before it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.deploy import deploy_marketplace
+from marketplace.adapters.chain.market import REFERENCE_AUTHOR, StaleEvidence
+from marketplace.protocol.commitment import published_row
+from marketplace.round.prove import HashProver
+from marketplace.round.stale import OWN_COPY_DIST, squared_distance
+from tests.market_fixtures import Actors, market_client, reverts
+from tests.test_dispute_attacks import Job, _play, _publish, _rewards, _round_rows, _settle, _start
+
+ROW_PROVER = HashProver()
+
+
+def _evidence(actors: Actors, job: Job, who: str, row: np.ndarray, author: int = 0, earlier_round: int = 0) -> Any:
+    """Evidence that ``who``'s ``row`` of the open round copies trainer ``author``'s row of ``earlier_round``."""
+    earlier = job.rows[(earlier_round, job.trainers[author].address)]
+    return StaleEvidence(
+        who, tuple(published_row(row)), ROW_PROVER.prove_row(row), earlier_round, author,
+        tuple(actors.owner.round_commitments(job.pid, earlier_round)), tuple(published_row(earlier)),
+        ROW_PROVER.prove_row(earlier),
+    )  # fmt: skip
+
+
+def _replay(actors: Actors, *, rounds: int = 2, own: bool = False) -> tuple[Job, Any, np.ndarray]:
+    """Round 0 played and finalized; in round 1 trainer 3 replays trainer 0's round-0 row (its own with ``own``)."""
+    job = _start(actors, rounds=rounds)
+    _play(actors, job, 0, _round_rows(actors, job, 0))
+    actors.aggregator.finalize_round(job.pid, 0, _settle(actors.owner, job, 0, set()))
+    replayer = job.trainers[3]
+    rows = _round_rows(actors, job, 1)
+    source = replayer if own else job.trainers[0]
+    rows[replayer.address] = job.rows[(0, source.address)]
+    _play(actors, job, 1, rows)
+    return job, replayer, rows[replayer.address]
+
+
+def test_a_replay_is_shown_stale_unpaid_slashed_and_the_others_share_the_whole_round(actors: Actors) -> None:
+    """Anyone (a stranger) challenges: the replayer is rejected beyond dispute, paid nothing, slashed after paying the
+    challenger's gas out of its stake; the honest three share the round's whole share; the escrow balances."""
+    job, replayer, row = _replay(actors)
+    receipt = actors.stranger.challenge_stale(job.pid, 1, _evidence(actors, job, replayer.address, row))
+    (event,) = actors.events(receipt, "StaleChallenged")
+    assert (event["trainer"], event["challenger"], event["earlierRound"]) == (
+        replayer.address,
+        actors.stranger.address,
+        0,
+    )
+    award = event["award"]
+    assert 0 < award <= int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"]) * 2
+    assert actors.owner.bond_credit(actors.stranger.address) == award
+    print(f"\nchallengeStale gas (test verifier): {receipt['gasUsed']}")
+    with reverts("AlreadyShownStale"):  # nor can it dispute its rejection
+        _publish(replayer, job, 1)
+    with reverts("StaleNotRejected"):  # the aggregator cannot ignore it
+        actors.aggregator.finalize_round(job.pid, 1, _settle(actors.owner, job, 1, set()))
+    receipt = actors.aggregator.finalize_round(job.pid, 1, _settle(actors.owner, job, 1, {replayer.address}))
+    rewards = _rewards(actors, receipt)
+    project = actors.owner.get_project(job.pid)
+    share = project.reward_budget - project.reward_budget // 2
+    assert rewards[job.index(replayer)] == 0 and share - 3 <= sum(rewards) <= share
+    info = actors.owner.trainer_info(job.pid, replayer.address)
+    left = project.stake - award
+    assert info.stake_left == left - min(left, project.stake * project.slash_bps // 10_000)
+    paid_out = sum(actors.owner.withdrawable(job.pid, t.address) for t in job.trainers)
+    owner_part = actors.owner.withdrawable(job.pid, actors.owner.address)
+    fee = actors.owner.withdrawable(job.pid, actors.aggregator.address)
+    escrowed = project.reward_budget + project.aggregator_fee + len(job.trainers) * project.stake
+    assert paid_out + owner_part + fee + award == escrowed  # the award left the project as a bond credit
+
+
+def test_an_honest_round_pays_as_without_challenges(actors: Actors) -> None:
+    """No challenge: the round's rewards are what the rule pays, every trainer paid, the whole share out."""
+    job = _start(actors, rounds=2)
+    _play(actors, job, 0, _round_rows(actors, job, 0))
+    actors.aggregator.finalize_round(job.pid, 0, _settle(actors.owner, job, 0, set()))
+    _play(actors, job, 1, _round_rows(actors, job, 1))
+    result = _settle(actors.owner, job, 1, set())
+    rewards = _rewards(actors, actors.aggregator.finalize_round(job.pid, 1, result))
+    project = actors.owner.get_project(job.pid)
+    assert all(r > 0 for r in rewards)
+    total = sum(result.scores)
+    share = project.reward_budget - project.reward_budget // 2
+    assert rewards == [share * s // total for s in result.scores]
+
+
+def test_bad_challenges_are_refused_each_with_its_error(actors: Actors) -> None:
+    """A row that is not the trainer's revealed one, an earlier row not revealed there, the wrong round's commitments,
+    a round that is not earlier, a non-near-copy, an absent slot, a rejected one, a second challenge: each refused."""
+    job, replayer, row = _replay(actors)
+    honest = job.trainers[1]
+    good = _evidence(actors, job, replayer.address, row)
+    other = job.rows[(1, honest.address)]
+    near = row.copy()
+    near[0] += 1 / 8192  # one grid unit off: a near copy of both, but neither's committed row
+    shown = {"row": tuple(published_row(near)), "proof": ROW_PROVER.prove_row(near)}
+    with reverts("InvalidRowProof"):  # another row than the one the replayer's commitment hides
+        actors.stranger.challenge_stale(job.pid, 1, replace(good, **shown))
+    earlier = {"earlier_row": tuple(published_row(near)), "earlier_proof": ROW_PROVER.prove_row(near)}
+    with reverts("InvalidEarlierRowProof"):  # an earlier row nobody revealed under that commitment
+        actors.stranger.challenge_stale(job.pid, 1, replace(good, **earlier))
+    forged = (bytes(32), *good.commitments[1:])
+    with reverts("RoundCommitmentsMismatch"):
+        actors.stranger.challenge_stale(job.pid, 1, replace(good, commitments=forged))
+    with reverts("NotAnEarlierRound"):
+        actors.stranger.challenge_stale(job.pid, 1, replace(good, earlier_round=1))
+    with reverts("NotRevealedEarlier"):
+        actors.stranger.challenge_stale(job.pid, 1, replace(good, author=REFERENCE_AUTHOR))  # no reference there
+    with reverts("NotANearCopy"):  # an honest row is far from every earlier row of another trainer
+        actors.stranger.challenge_stale(job.pid, 1, _evidence(actors, job, honest.address, other))
+    actors.aggregator.reject_submissions(job.pid, 1, [job.trainers[2].address])
+    with reverts("AlreadyRejected"):
+        t2 = job.trainers[2].address
+        actors.stranger.challenge_stale(job.pid, 1, _evidence(actors, job, t2, job.rows[(1, t2)]))
+    actors.stranger.challenge_stale(job.pid, 1, good)
+    with reverts("AlreadyShownStale"):
+        actors.stranger.challenge_stale(job.pid, 1, good)
+
+
+def test_an_absent_slot_and_a_finalized_round_cannot_be_challenged(actors: Actors) -> None:
+    """A trainer that did not reveal has no row to show (``NoSubmission``); once the round is finalized, or its
+    aggregation deadline passed, it is too late (``WrongRound``, ``ChallengeClosed``)."""
+    job, replayer, row = _replay(actors, rounds=3)
+    good = _evidence(actors, job, replayer.address, row)
+    actors.aggregator.finalize_round(job.pid, 1, _settle(actors.owner, job, 1, set()))
+    with reverts("WrongRound"):
+        actors.stranger.challenge_stale(job.pid, 1, good)
+    absent = job.trainers[1]
+    with reverts("NoSubmission"):  # round 2: nobody revealed yet
+        actors.stranger.challenge_stale(job.pid, 2, replace(good, trainer=absent.address))
+    _play(actors, job, 2, {**_round_rows(actors, job, 2), replayer.address: job.rows[(0, job.trainers[0].address)]})
+    deadline = actors.owner.round_deadlines(job.pid).aggregation
+    actors.chain.w3.provider.make_request("evm_setNextBlockTimestamp", [deadline + 1])  # type: ignore[arg-type]
+    actors.chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    with reverts("ChallengeClosed"):
+        actors.stranger.challenge_stale(job.pid, 2, good)
+
+
+def test_the_own_earlier_row_counts_only_almost_equal(actors: Actors) -> None:
+    """Against its own earlier row a trainer's row is stale only within 2^-10: its exact replay is, a row one
+    2^-6-sized step away (a near copy of another's) is not (``NotANearCopy`` with the own bar)."""
+    job, replayer, row = _replay(actors, own=True)
+    own = job.index(replayer)
+    shifted = row.copy()
+    shifted[0] += 0.05  # a squared distance of 0.0025 * 2^26: over 2^16, under 2^20
+    assert squared_distance(row, shifted) > OWN_COPY_DIST
+    evidence = _evidence(actors, job, replayer.address, row, author=own)
+    tampered = replace(evidence, earlier_row=tuple(published_row(shifted)), earlier_proof=ROW_PROVER.prove_row(shifted))
+    with reverts("NotANearCopy"):
+        actors.stranger.challenge_stale(job.pid, 1, tampered)
+    actors.stranger.challenge_stale(job.pid, 1, evidence)
+
+
+def test_a_market_with_a_challenge_period_finalizes_no_sooner(actors: Actors, accounts: list[Any]) -> None:
+    """Deployed with a 120 s window, a round whose reveals are all in cannot be finalized for 120 s after the latest
+    reveal (``ChallengeWindowOpen``), so a colluding aggregator cannot cut a challenge off; then it can."""
+    deployment = deploy_marketplace(actors.admin.chain, actors.artifacts, challenge_period=120)
+    base = market_client(actors.admin.chain, deployment, actors.artifacts)
+    windowed = replace(
+        actors, admin=base, owner=base.as_account(accounts[1]), aggregator=base.as_account(accounts[2]),
+        trainers=[base.as_account(a) for a in accounts[3:11]], stranger=base.as_account(accounts[11]),
+        deployment=deployment,
+    )  # fmt: skip
+    assert windowed.owner.challenge_period() == 120
+    job = _start(windowed, rounds=1)
+    _play(windowed, job, 0, _round_rows(windowed, job, 0))
+    result = _settle(windowed.owner, job, 0, set())
+    end = windowed.owner.challenge_window_end(job.pid)
+    with reverts("ChallengeWindowOpen"):
+        windowed.aggregator.finalize_round(job.pid, 0, result)
+    chain: ChainClient = windowed.chain
+    chain.w3.provider.make_request("evm_setNextBlockTimestamp", [end - 1])  # type: ignore[arg-type]
+    chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    with reverts("ChallengeWindowOpen"):  # a second before the end
+        windowed.aggregator.finalize_round(job.pid, 0, result)
+    chain.w3.provider.make_request("evm_setNextBlockTimestamp", [end])  # type: ignore[arg-type]
+    chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    windowed.aggregator.finalize_round(job.pid, 0, result)
