@@ -50,14 +50,17 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     uint256 public immutable challengePeriod;
     /// @notice The longest {challengePeriod}: 4 minutes, a minute under the shortest aggregation period.
     uint256 public constant MAX_CHALLENGE_PERIOD = 4 minutes;
-    /// @notice The near-copy bar of a stale challenge against another trainer's (or the owner's) earlier row: the
+    /// @notice The near-copy bar of a stale challenge against another trainer's earlier row: the
     /// scoring rule's `dup_dist` (`GramConfig.dup_dist`, 2^-6 on unit rows) as a squared distance of rows at scale
     /// 2^13, i.e. 2^-6 * 2^26: `sum((a_k - b_k)^2)` over the K sketch entries at most this. Honest rows of different
     /// trainers in different rounds measured at cosine 0.936 at most (squared distance >= 0.128 = 2^-2.97).
     uint256 public constant NEAR_COPY_DIST = 2 ** 20;
-    /// @notice The bar against the trainer's own earlier row: 2^-10 at scale 2^26 (cosine above ~0.9995). A trainer's
-    /// honest rows of successive rounds can be close (measured cosine up to 0.990, Dirichlet data), so only an
-    /// (almost) identical row counts as its replay.
+    /// @notice The bar against the trainer's own earlier row, and against the owner's reference: 2^-10 at scale 2^26
+    /// (cosine above ~0.9995). A trainer's honest rows of successive rounds can be close (measured cosine up to
+    /// 0.990, Dirichlet data), so only an (almost) identical row counts as its replay. The owner's reference costs
+    /// its owner nothing and can be any row: with the looser bar an owner could publish an honest trainer's earlier
+    /// row (or a prediction of its next one) as its reference and have the trainer's next rows shown stale, the
+    /// slash its own; against the reference only an almost identical replay counts.
     uint256 public constant OWN_COPY_DIST = 2 ** 16;
     /// @notice {StaleEvidence-author} naming the owner's reference row of the earlier round.
     uint256 public constant REFERENCE_AUTHOR = type(uint256).max;
@@ -141,9 +144,6 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// @notice `trainer`'s submission in `round` was already shown stale: it cannot be challenged again, nor its
     /// rejection disputed.
     error AlreadyShownStale(uint256 projectId, uint256 round, address trainer);
-    /// @notice `trainer`'s submission in `round` is rejected already (announced by the aggregator, undisputed): it is
-    /// not paid, there is nothing to challenge.
-    error AlreadyRejected(uint256 projectId, uint256 round, address trainer);
     /// @notice The open round `round` can no longer be challenged: its aggregation deadline `deadline` passed.
     error ChallengeClosed(uint256 projectId, uint256 round, uint256 deadline);
     /// @notice `earlierRound` is not a finalized round before `round` (challenges compare with earlier rounds only).
@@ -325,14 +325,16 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// number `e.author` (the round's commitments in trainer order, which must hash to the round's record,
     /// {RoundCommitmentsMismatch}) or, with {REFERENCE_AUTHOR}, for the owner's reference of that round. The rows must
     /// be near copies in the scoring rule's sense, in exact integers: `sum((a_k - b_k)^2) <= NEAR_COPY_DIST` over
-    /// the K sketch entries, or `<= OWN_COPY_DIST` when the earlier row is the trainer's own ({NotANearCopy}).
+    /// the K sketch entries, or `<= OWN_COPY_DIST` when the earlier row is the trainer's own or the owner's reference
+    /// ({NotANearCopy}). An announced rejection may be challenged too (so that a stale trainer cannot escape by
+    /// disputing it after the window, the aggregator finalizing at once): it then stands, beyond dispute.
     /// On success the submission is rejected as an announced rejection nobody disputed is (flagged, unpaid, slashed
     /// at finalization, an empty slot for the proof, its part of the round going to the others through the proof),
     /// and it cannot be disputed ({AlreadyShownStale}); the aggregator's record counts it as a rejection that stands.
     /// Its row is recorded as published (`_publishedRows`). The caller is credited its gas cost (as
-    /// {disputeRejection}'s, with {CHALLENGE_GAS_OVERHEAD}) out of the trainer's remaining stake, at most that
-    /// stake ({withdrawBonds}).
-    /// Reverts `NoSubmission` for a trainer that did not reveal in the round, {AlreadyRejected} for a rejected one,
+    /// {disputeRejection}'s, with {CHALLENGE_GAS_OVERHEAD}, 16 gas per byte of the arguments' ABI encoding only) out
+    /// of the trainer's remaining stake, at most that stake ({withdrawBonds}).
+    /// Reverts `NoSubmission` for a trainer that did not reveal in the round,
     /// {AlreadyShownStale} for a second challenge, `InvalidRowProof` / {InvalidEarlierRowProof} for a bad proof,
     /// {NotAnEarlierRound}, {NotRevealedEarlier} for an earlier row nobody revealed there.
     /// WARNING: like a dispute it calls the verifier twice (about 2M gas with the zk verifier): send it with the
@@ -345,16 +347,19 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
 
         uint64 bit = uint64(1) << index;
         p.staleMask |= bit;
-        p.rejectedMask |= bit;
-        ++_aggregatorRecords[p.aggregator].rejections;
+        if (p.rejectedMask & bit == 0) {
+            p.rejectedMask |= bit;
+            ++_aggregatorRecords[p.aggregator].rejections;
+        } // else announced already (and counted): the rejection now stands beyond dispute
         mapping(bytes32 => uint256) storage published = _publishedRows[projectId];
         if (published[commitment] == 0) published[commitment] = round + 1;
-        uint256 award = _reimburseFromStake(projectId, e.trainer, gasAtStart);
+        uint256 award = _reimburseFromStake(projectId, e.trainer, gasAtStart, _evidenceLength(e));
         emit StaleChallenged(projectId, round, e.trainer, msg.sender, e.earlierRound, e.author, earlier, award);
     }
 
     /// @dev The index of `trainer` in the trainer list, once its submission in `round`, the open round, may be
-    /// challenged: revealed, neither shown stale nor rejected, before the aggregation deadline.
+    /// challenged: revealed, not shown stale, before the aggregation deadline. An announced rejection does not stop
+    /// a challenge: its trainer could dispute it after the challenge window, and the aggregator finalize at once.
     function _challengeable(uint256 projectId, uint256 round, Project storage p, address trainer)
         private
         view
@@ -366,7 +371,6 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
         index = slot - 1;
         if ((p.revealedMask >> index) & 1 == 0) revert NoSubmission(projectId, round, trainer);
         if ((p.staleMask >> index) & 1 != 0) revert AlreadyShownStale(projectId, round, trainer);
-        if ((p.rejectedMask >> index) & 1 != 0) revert AlreadyRejected(projectId, round, trainer);
         (,,, uint256 deadline) = _deadlines(p);
         if (block.timestamp > deadline) revert ChallengeClosed(projectId, round, deadline);
     }
@@ -386,7 +390,7 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
         _checkRow(e.row, k);
         _checkRow(e.earlierRow, k);
         uint256 distance = _squaredDistance(e.row, e.earlierRow, k);
-        uint256 bar = e.author == index ? OWN_COPY_DIST : NEAR_COPY_DIST;
+        uint256 bar = e.author == index || e.author == REFERENCE_AUTHOR ? OWN_COPY_DIST : NEAR_COPY_DIST;
         if (distance > bar) revert NotANearCopy(distance, bar);
         commitment = _submissions[projectId][e.trainer].word; // revealed in the open round: its commitment
         if (!verifier.verifyRow(commitment, e.row, e.proof)) revert InvalidRowProof(projectId, round, e.trainer);
@@ -397,19 +401,30 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
 
     /// @dev Credits the caller its challenge's gas cost ({_gasCost} with {CHALLENGE_GAS_OVERHEAD}) out of `trainer`'s
     /// remaining stake, at most all of it; returns the award.
-    function _reimburseFromStake(uint256 projectId, address trainer, uint256 gasAtStart)
+    function _reimburseFromStake(uint256 projectId, address trainer, uint256 gasAtStart, uint256 argumentsLength)
         private
         returns (uint256 award)
     {
         Trainer storage t = _trainers[projectId][trainer];
         uint256 credit = _bondCredits[msg.sender];
-        // The whole calldata is counted (a struct's encoding is not summed here): a challenger padding it can only
-        // move more of the stale trainer's stake to itself, never anyone else's money.
-        award = _gasCost(gasAtStart, CHALLENGE_GAS_OVERHEAD, credit == 0, msg.data.length);
+        award = _gasCost(gasAtStart, CHALLENGE_GAS_OVERHEAD, credit == 0, argumentsLength);
         uint256 left = t.stakeLeft;
         if (award > left) award = left;
         t.stakeLeft = uint96(left - award);
         _bondCredits[msg.sender] = credit + award;
+    }
+
+    /// @dev The length of {challengeStale}'s arguments' ABI encoding: the selector, three head words, the evidence's
+    /// eight head words and five length words, its arrays' entries and its proofs' bytes in whole words. Only these
+    /// bytes are reimbursed (16 gas each, as {disputeRejection}'s): zero bytes sent after them (4 gas each on chain,
+    /// 10 under EIP-7623's floor) would otherwise earn 12 (6) gas apiece out of the stale trainer's stake, which the
+    /// finalization's slash would have paid the owner (and a stale trainer's own Sybil would recover its stake so).
+    /// The owner's reference needs no commitments: a list sent with it is not counted.
+    function _evidenceLength(StaleEvidence calldata e) private pure returns (uint256) {
+        uint256 words = e.row.length + e.earlierRow.length;
+        if (e.author != REFERENCE_AUTHOR) words += e.commitments.length;
+        return 0x204 + 32 * words + ((e.proof.length + 31) & ~uint256(31))
+            + ((e.earlierProof.length + 31) & ~uint256(31));
     }
 
     /// @dev The commitment of the earlier row of `e`: revealed in `e.earlierRound` (before `round`) by trainer number

@@ -96,7 +96,8 @@ def test_an_honest_round_pays_as_without_challenges(actors: Actors) -> None:
 
 def test_bad_challenges_are_refused_each_with_its_error(actors: Actors) -> None:
     """A row that is not the trainer's revealed one, an earlier row not revealed there, the wrong round's commitments,
-    a round that is not earlier, a non-near-copy, an absent slot, a rejected one, a second challenge: each refused."""
+    a round that is not earlier, a non-near-copy, a second challenge: each refused (an announced rejection may be
+    challenged: ``tests/test_attack_review_stale.py``)."""
     job, replayer, row = _replay(actors)
     honest = job.trainers[1]
     good = _evidence(actors, job, replayer.address, row)
@@ -118,10 +119,6 @@ def test_bad_challenges_are_refused_each_with_its_error(actors: Actors) -> None:
         actors.stranger.challenge_stale(job.pid, 1, replace(good, author=REFERENCE_AUTHOR))  # no reference there
     with reverts("NotANearCopy"):  # an honest row is far from every earlier row of another trainer
         actors.stranger.challenge_stale(job.pid, 1, _evidence(actors, job, honest.address, other))
-    actors.aggregator.reject_submissions(job.pid, 1, [job.trainers[2].address])
-    with reverts("AlreadyRejected"):
-        t2 = job.trainers[2].address
-        actors.stranger.challenge_stale(job.pid, 1, _evidence(actors, job, t2, job.rows[(1, t2)]))
     actors.stranger.challenge_stale(job.pid, 1, good)
     with reverts("AlreadyShownStale"):
         actors.stranger.challenge_stale(job.pid, 1, good)

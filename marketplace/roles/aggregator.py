@@ -359,22 +359,32 @@ class AggregatorNode:
         """Shows on chain every valid row of the open round that nearly copies a row this node saw revealed in an
         earlier round of the project (:func:`find_stale`), and returns ``inputs`` with those, and the ones anyone else
         showed stale (``StaleChallenged`` events), rejected (:func:`mark_stale`). A challenge the market refuses is
-        left out (the row is then scored as usual), never a reason to stall the round."""
+        left out (the row is then scored as usual), never a reason to stall the round; the challenges are read again
+        after a refusal (another challenger's, mined first, refuses this node's with ``AlreadyShownStale``: the round
+        must still reject that row)."""
         pid, round_ = project.project_id, project.current_round
-        stale = {
-            c.trainer: f"stale: a near copy of a row revealed in round {c.earlier_round} (shown by {c.challenger})"
-            for c in self.market.stale_challenges(pid, round_)
-        }
+        stale = self._shown_stale(pid, round_)
         candidates = inputs.valid & np.array([t not in stale for t in inputs.trainers], dtype=bool)
+        refused = False
         for match in find_stale(inputs.trainers, inputs.rows, candidates, self._history.get(pid, [])):
             try:
                 self.market.challenge_stale(pid, round_, stale_evidence(self.market, pid, match, prover))
             except ContractRevert as exc:
                 log.warning("stale challenge of %s in round %d refused: %s", match.trainer, round_, exc)
+                refused = True
                 continue
             earlier = match.earlier
             stale[match.trainer] = f"stale: a near copy of a row revealed in round {earlier.round} (shown by this node)"
+        if refused:
+            stale = self._shown_stale(pid, round_) | stale
         return mark_stale(inputs, stale) if stale else inputs
+
+    def _shown_stale(self, project_id: int, round_: int) -> dict[str, str]:
+        """The trainers shown stale in ``round_`` so far (``StaleChallenged`` events), each with why."""
+        return {
+            c.trainer: f"stale: a near copy of a row revealed in round {c.earlier_round} (shown by {c.challenger})"
+            for c in self.market.stale_challenges(project_id, round_)
+        }
 
     def _remember(self, inputs: RoundInputs, reference: np.ndarray | None) -> None:
         """Keeps the finalized round's valid rows (and the owner's reference) for later rounds' stale checks."""

@@ -6,8 +6,9 @@ anyone show such a replay before the round is finalized; this module finds them 
 
 The test is the contract's, in exact integers at scale ``2**13`` (:func:`published_row`): over the K sketch entries,
 ``sum((a_k - b_k)**2) <= NEAR_COPY_DIST`` (``2**20``, the rule's ``dup_dist = 2**-6`` at scale ``2**26``) against
-another author's row, ``<= OWN_COPY_DIST`` (``2**16``: ``2**-10``) against the trainer's own earlier row (a trainer's
-honest rows of successive rounds measured at cosine up to 0.990: only an almost identical one counts).
+another trainer's row, ``<= OWN_COPY_DIST`` (``2**16``: ``2**-10``) against the trainer's own earlier row (a trainer's
+honest rows of successive rounds measured at cosine up to 0.990: only an almost identical one counts) and against the
+owner's reference.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ def squared_distance(a: np.ndarray, b: np.ndarray) -> int:
 
 
 def near_copy_bar(index: int, author: int) -> int:
-    """The contract's bar for trainer number ``index`` against a row of ``author``."""
-    return OWN_COPY_DIST if author == index else NEAR_COPY_DIST
+    """The contract's bar for trainer number ``index`` against a row of ``author``: the own bar against its own row
+    and against the owner's reference (which costs the owner nothing: with the looser bar it could launder an honest
+    trainer's earlier row into evidence against its later ones)."""
+    return OWN_COPY_DIST if author in (index, REFERENCE_AUTHOR) else NEAR_COPY_DIST
 
 
 def stale_match(trainer: str, index: int, row: np.ndarray, history: Iterable[EarlierRow]) -> StaleMatch | None:
