@@ -34,21 +34,21 @@ ezkl proofs (:mod:`bench.gas_zk`: minutes of proving): the circuit's own verifie
 N = 16 (verification 1,336,673 -> 1,016,666 per round), 173,484 -> 162,468 at N = 32 (1,551,309 -> 1,198,788):
 20.0k and 11.0k per trainer saved (the figures: :mod:`bench.gas_zk`).
 
-Measured (2026-11-30, ``python -m bench.gas``, after gas step 5; gas does not depend on the machine), gas per
-trainer per round ("commit" and "reveal": the trainers' own transactions, mean over the rounds; "batched commit" and
-"batched reveal": a later round's ``commitBatch`` and ``revealBatch`` of every trainer / N; "later, batched": that
-round's batched commit + batched reveal + finalize / N; the aggregator's batches and finalizations, the old
+Measured (2026-11-30, ``python -m bench.gas``, after the stale challenges; gas does not depend on the machine), gas
+per trainer per round ("commit" and "reveal": the trainers' own transactions, mean over the rounds; "batched commit"
+and "batched reveal": a later round's ``commitBatch`` and ``revealBatch`` of every trainer / N; "later, batched":
+that round's batched commit + batched reveal + finalize / N; the aggregator's batches and finalizations, the old
 contracts' too, declare an access list where that is cheaper):
 
     N    join/R  commit  b.commit  reveal  b.reveal  finalize/N  withdraw/R  per round  new/old  later round  l.batched
     4  old 32,059  67,733            85,482            78,806      14,799     278,880             211,130
-    4  new 30,171  51,459    32,427  51,981    28,672  65,174      14,724     213,509    0.77     143,731      107,869
+    4  new 30,172  51,479    32,478  56,361    29,248  69,539      14,724     222,275    0.80     152,487      114,289
     16 old 30,355  67,157            85,481            53,819      14,799     251,612             189,119
-    16 new 28,772  51,410    26,971  51,980    22,158  41,633      14,724     188,519    0.75     123,697       75,919
+    16 new 28,772  51,397    26,983  54,826    22,473  42,793      14,724     192,512    0.77     127,803       77,763
     32 old 30,071  67,061            85,483            49,659      14,799     247,073             185,455
-    32 new 28,539  51,402    26,021  51,982    21,022  37,715      14,724     184,362    0.75     120,365       70,509
+    32 new 28,539  51,384    26,026  54,648    21,178  38,343      14,724     187,637    0.76     123,667       71,476
     64 old 29,929  67,012            85,483            47,585      14,799     244,808             183,628
-    64 new 28,422  51,397    25,548  51,982    20,458  35,765      14,724     182,290    0.74     118,705       67,819
+    64 new 28,422  51,378    25,549  54,647    20,536  36,127      14,724     185,298    0.76     121,784       68,348
 
 The owner's expected reference and the disputes module (2026-11-30, ``python -m bench.gas --trainers 16 32``, before
 -> after): the rejections and disputes moved to ``MarketDisputes`` (the market's fallback, DELEGATECALL) and the last
@@ -60,6 +60,18 @@ N = 32 commit 51,402 -> 51,384, batched commit 26,021 -> 26,026, reveal 51,982 -
 moved with the functions (a trainer's own commit is 13-18 gas cheaper, a batch's entries a few gas dearer); the
 zk figures moved as much (``--zk 16 32 --zk-only`` rerun after the change: batched later round with the split
 verifier 140,092 -> 140,102 at N = 16 and 108,409 -> 108,417 at N = 32; verification unchanged).
+
+The stale challenges (``MarketDisputes.challengeStale``; 2026-11-30, ``python -m bench.gas --trainers 16 32`` on the
+merge that added them, beside the figures above it): a reveal writes the round's latest reveal time
+(``lastRevealAt``, in the word of ``slashed``: a cold read, 2.1k, and a write, 2.9k, when its block's time is new,
+100 when it is not: a trainer's own reveal 51,982 -> 54,826 at N = 16 and 54,648 at N = 32 mean, 57,032 in the
+traced later round, 51,977 before), and ``finalizeRound`` checks the window, hashes the round's commitments and
+writes them in a new word (the traced later round at N = 16: 415,919 -> 440,190, +24,271: writes +20,000, the
+access list's entry +1,900, reads +200, computation +2,171). At N = 16 batched reveal 22,165 -> 22,473, finalize / N
+41,632 -> 42,793, later round 123,681 -> 127,803, later, batched 75,938 -> 77,763 (+1,825); at N = 32 batched
+reveal 21,024 -> 21,178, finalize / N 37,715 -> 38,343, later round 120,345 -> 123,667, later, batched 70,516 ->
+71,476 (+960). Commits and batched commits unchanged. A trainer's own reveal varies by ~0.1k between runs (how many
+reveals share a block time). The zk section: :mod:`bench.gas_zk` (141.9k / 109.4k, the targets met).
 
 Before step 5 (docs/design/gas-per-trainer.md) "later, batched" was 110,670 / 79,729 / 74,586 / 72,028 and a
 trainer's own reveal 59.7k mean (its first round wrote a second slot, 22k): the commitment now overwrites the seal

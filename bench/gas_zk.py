@@ -43,6 +43,23 @@ N = 32** (112.5k, 2.5k over, before step 5: -3.8k and -4.1k per trainer). Verifi
 1.20M per round); what step 5 saved is storage (a reveal's second cold slot, the stored trainer list's cold reads
 in the finalization) and cold-access surcharges (the access lists).
 
+Stale challenges (``MarketDisputes.challengeStale``), measured 2026-11-30 with the same command on the merge that
+added them, the later round, before -> after: a reveal also writes the round's latest reveal time (``lastRevealAt``,
+in the slot of ``slashed``, cold for the reveal: +2.1k read, +2.9k write when the block time changed), and
+``finalizeRound`` checks the window, hashes the round's commitments and records them in a new word (+20.0k write,
++1.9k the access list's entry for it, +0.2k reads, +2.2k hashing and checks: +24.3k / +25.4k per round):
+
+    N   verifier  commit  reveal  finalize   verification  finalize/N  later round
+    16  split     45,703  54,649  1,475,770     1,017,578      92,236      192,588  (188,640 before)
+    16  batched   26,987  22,704  1,475,770     1,017,578      92,236      141,927  (26,987 + 22,397 + 90,718 = 140,102)
+    32  split     45,690  54,650  1,981,622     1,199,454      61,926      162,266  (159,042 before)
+    32  batched   26,027  21,412  1,981,622     1,199,454      61,926      109,365  (26,027 + 21,258 + 61,132 = 108,417)
+
+A batched later round costs a trainer +1,825 gas at N = 16 (batched reveal +307, finalize / N +1,518) and +948 at
+N = 32 (+154, +794): **141.9k <= 150k and 109.4k <= 110k**, 0.6k of margin left at N = 32. Verification is
+unchanged. A trainer's own reveal costs +2.4k on average here (+5.1k when its block's time differs from the
+previous reveal's, ``bench.gas --breakdown``).
+
 The split verifier saves 320k per round at N = 16 and 353k at N = 32 (the TopK circuit of 32 slots has more
 columns, so more gates to interpret): 20.0k and 11.0k per trainer, as the design study predicted (20.2k /
 10.7k, docs/design/gas-per-trainer.md). A later round with the zk verifier and one-by-one reveals costs a

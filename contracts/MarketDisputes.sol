@@ -64,9 +64,17 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     uint256 public constant OWN_COPY_DIST = 2 ** 16;
     /// @notice {StaleEvidence-author} naming the owner's reference row of the earlier round.
     uint256 public constant REFERENCE_AUTHOR = type(uint256).max;
-    /// @notice Gas of a stale challenge that {challengeStale} cannot measure (intrinsic gas, dispatch, the credit's
-    /// update, the event, the return), added like {DISPUTE_GAS_OVERHEAD}; measured on anvil, rounded up.
-    uint256 public constant CHALLENGE_GAS_OVERHEAD = 36_300;
+    /// @notice Gas of a stale challenge sent as its own transaction by a plain account that {challengeStale} cannot
+    /// measure with `gasleft()`, added to what it measures and to its calldata's cost (counted exactly, 4 gas a zero
+    /// byte and 16 a non-zero one, so that padding earns nothing): the transaction's 21,000 intrinsic gas, the
+    /// market's dispatch (its copy of the calldata into memory, the DELEGATECALL to this module) before the
+    /// measurement, and the work after it (the trainer's stake and the credit updated, the event, the return).
+    /// Measured on anvil (1.7) as the receipt's gas less the calldata, the gas measured and the first credit's
+    /// {NEW_CREDIT_GAS}: 35,550 for a test-verifier challenge of 4,964 calldata bytes (K = 64, five trainers), and
+    /// ~0.21 gas more per further byte (the dispatch's copy: 36,407 at 8,964 bytes). Rounded down to what a challenge
+    /// of ~2.4 KB costs, so that a challenge is reimbursed at most its fee (a longer one, as every challenge with
+    /// two rows of K >= 32, a little less: 550 gas, 0.2 %, at 4,964 bytes; `tests/test_stale_challenge.py`).
+    uint256 public constant CHALLENGE_GAS_OVERHEAD = 35_000;
 
     /// @notice What {challengeStale} is shown: trainer `trainer`'s row of the open round and an earlier row of the
     /// project it nearly copies.
@@ -287,7 +295,7 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// {RELAYED_DISPUTE_GAS_OVERHEAD}; at `min(tx.gasprice, block.basefee + MAX_REIMBURSED_TIP)` per gas.
     function _awardBond(uint256 projectId, uint256 round, uint256 gasAtStart, uint256 argumentsLength) private {
         uint256 credit = _bondCredits[msg.sender];
-        uint256 award = _gasCost(gasAtStart, DISPUTE_GAS_OVERHEAD, credit == 0, argumentsLength);
+        uint256 award = _gasCost(gasAtStart, DISPUTE_GAS_OVERHEAD, credit == 0, argumentsLength, false);
         if (award > rejectionBond) award = rejectionBond;
         _bondsHeld[projectId][round] -= award; // posted with the announcement, one bond per rejected trainer
         _bondCredits[msg.sender] = credit + award;
@@ -297,24 +305,58 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// @dev The caller's cost of this transaction, in wei, at `min(tx.gasprice, block.basefee + MAX_REIMBURSED_TIP)`
     /// per gas: the gas used since `gasAtStart`, plus, if the caller is a plain account sending its own transaction
     /// (then this call is the transaction's only one, and its data the transaction's), `overhead`
-    /// ({NEW_CREDIT_GAS} too if `newCredit`) and 16 gas for each of the first `argumentsLength` calldata bytes; else
+    /// ({NEW_CREDIT_GAS} too if `newCredit`) and the calldata: with `exactCalldata` what the whole calldata cost
+    /// ({_calldataGas}), else 16 gas for each of the first `argumentsLength` calldata bytes; for any other caller
     /// only {RELAYED_DISPUTE_GAS_OVERHEAD} (a call inside another transaction may share its intrinsic gas, build its
     /// calldata in memory and have emptied its credit earlier in it: reimbursed less than it costs, never more).
-    function _gasCost(uint256 gasAtStart, uint256 overhead, bool newCredit, uint256 argumentsLength)
-        private
-        view
-        returns (uint256)
-    {
+    function _gasCost(
+        uint256 gasAtStart,
+        uint256 overhead,
+        bool newCredit,
+        uint256 argumentsLength,
+        bool exactCalldata
+    ) private view returns (uint256) {
         uint256 used = RELAYED_DISPUTE_GAS_OVERHEAD;
         if (msg.sender == tx.origin && msg.sender.code.length == 0) {
             uint256 paid = argumentsLength < msg.data.length ? argumentsLength : msg.data.length;
-            used = overhead + 16 * paid;
+            used = overhead + (exactCalldata ? _calldataGas(paid) : 16 * paid);
             if (newCredit) used += NEW_CREDIT_GAS;
         }
         used += gasAtStart - gasleft();
         uint256 price = block.basefee + MAX_REIMBURSED_TIP;
         if (tx.gasprice < price) price = tx.gasprice;
         return used * price;
+    }
+
+    /// @dev What the first `length` bytes of this call's calldata cost as a transaction's data (EIP-2028): 4 gas a zero
+    /// byte, 16 a non-zero one.
+    /// Counted four words a step, a flag per non-zero byte and one multiplication to sum them (~70 gas a word: ~10.6k
+    /// for a test-verifier challenge's 4,964 bytes). The bytes past the end that `calldataload` pads with are zeros,
+    /// not counted; the last step may count up to 127 non-zero bytes sent after the first `length` (at most ~1.5k gas
+    /// over what those cost, out of the stale trainer's stake).
+    function _calldataGas(uint256 length) private pure returns (uint256) {
+        uint256 nonZero;
+        assembly ("memory-safe") {
+            let low := 0x7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f
+            let high := 0x8080808080808080808080808080808080808080808080808080808080808080
+            let ones := 0x0101010101010101010101010101010101010101010101010101010101010101
+            let end := length
+            // Four words a step (past the end `calldataload` reads zeros). Bit 7 of each byte of
+            // `or(add(and(w, low), low), w)` is set iff the byte is not zero; the flags of four words add up to at
+            // most 4 a byte, summed over the bytes by one multiplication (at most 128: the top byte holds it).
+            for { let i := 0 } lt(i, end) { i := add(i, 128) } {
+                let w := calldataload(i)
+                let f := shr(7, and(high, or(add(and(w, low), low), w)))
+                w := calldataload(add(i, 32))
+                f := add(f, shr(7, and(high, or(add(and(w, low), low), w))))
+                w := calldataload(add(i, 64))
+                f := add(f, shr(7, and(high, or(add(and(w, low), low), w))))
+                w := calldataload(add(i, 96))
+                f := add(f, shr(7, and(high, or(add(and(w, low), low), w))))
+                nonZero := add(nonZero, shr(248, mul(f, ones)))
+            }
+        }
+        return 4 * length + 12 * nonZero;
     }
 
     /// @notice Shows that `e.trainer`'s submission in `round` (the open round of project `projectId`) replays a row
@@ -331,9 +373,11 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     /// On success the submission is rejected as an announced rejection nobody disputed is (flagged, unpaid, slashed
     /// at finalization, an empty slot for the proof, its part of the round going to the others through the proof),
     /// and it cannot be disputed ({AlreadyShownStale}); the aggregator's record counts it as a rejection that stands.
-    /// Its row is recorded as published (`_publishedRows`). The caller is credited its gas cost (as
-    /// {disputeRejection}'s, with {CHALLENGE_GAS_OVERHEAD}, 16 gas per byte of the arguments' ABI encoding only) out
-    /// of the trainer's remaining stake, at most that stake ({withdrawBonds}).
+    /// Its row is recorded as published (`_publishedRows`). The caller is credited its gas cost out of the trainer's
+    /// remaining stake, at most that stake ({withdrawBonds}): as {disputeRejection}'s, with {CHALLENGE_GAS_OVERHEAD}
+    /// and its arguments' ABI encoding at what it cost (4 gas a zero byte, 16 a non-zero one; bytes sent after it not
+    /// counted) for a plain account sending its
+    /// own transaction, so at most its fee and within ~1 % of it at base fee + at most {MAX_REIMBURSED_TIP}.
     /// Reverts `NoSubmission` for a trainer that did not reveal in the round,
     /// {AlreadyShownStale} for a second challenge, `InvalidRowProof` / {InvalidEarlierRowProof} for a bad proof,
     /// {NotAnEarlierRound}, {NotRevealedEarlier} for an earlier row nobody revealed there.
@@ -407,7 +451,8 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
     {
         Trainer storage t = _trainers[projectId][trainer];
         uint256 credit = _bondCredits[msg.sender];
-        award = _gasCost(gasAtStart, CHALLENGE_GAS_OVERHEAD, credit == 0, argumentsLength);
+        // The arguments' encoding is counted at what it cost (zero bytes at 4 gas); bytes sent after it not at all.
+        award = _gasCost(gasAtStart, CHALLENGE_GAS_OVERHEAD, credit == 0, argumentsLength, true);
         uint256 left = t.stakeLeft;
         if (award > left) award = left;
         t.stakeLeft = uint96(left - award);
@@ -416,7 +461,7 @@ contract MarketDisputes is MarketState, ReentrancyGuardTransient {
 
     /// @dev The length of {challengeStale}'s arguments' ABI encoding: the selector, three head words, the evidence's
     /// eight head words and five length words, its arrays' entries and its proofs' bytes in whole words. Only these
-    /// bytes are reimbursed (16 gas each, as {disputeRejection}'s): zero bytes sent after them (4 gas each on chain,
+    /// bytes are reimbursed (at what they cost, {_calldataGas}): zero bytes sent after them (4 gas each on chain,
     /// 10 under EIP-7623's floor) would otherwise earn 12 (6) gas apiece out of the stale trainer's stake, which the
     /// finalization's slash would have paid the owner (and a stale trainer's own Sybil would recover its stake so).
     /// The owner's reference needs no commitments: a list sent with it is not counted.

@@ -17,9 +17,13 @@ from marketplace.protocol.commitment import published_row
 from marketplace.round.prove import HashProver
 from marketplace.round.stale import OWN_COPY_DIST, squared_distance
 from tests.market_fixtures import Actors, market_client, reverts
-from tests.test_dispute_attacks import Job, _play, _publish, _rewards, _round_rows, _settle, _start
+from tests.test_attack_review_bonds import _data, _send
+from tests.test_dispute_attacks import Job, _fee, _play, _publish, _rewards, _round_rows, _settle, _start
 
 ROW_PROVER = HashProver()
+#: How much less than its fee a plain account's challenge may be credited: ``CHALLENGE_GAS_OVERHEAD`` is rounded down
+#: to a ~2.4 KB challenge's, and the market's copy of longer calldata costs ~0.21 gas a byte more (its NatSpec).
+UNDERPAID = 0.01
 
 
 def _evidence(actors: Actors, job: Job, who: str, row: np.ndarray, author: int = 0, earlier_round: int = 0) -> Any:
@@ -57,7 +61,7 @@ def test_a_replay_is_shown_stale_unpaid_slashed_and_the_others_share_the_whole_r
         0,
     )
     award = event["award"]
-    assert 0 < award <= int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"]) * 2
+    assert 0 < award <= _fee(receipt)
     assert actors.owner.bond_credit(actors.stranger.address) == award
     print(f"\nchallengeStale gas (test verifier): {receipt['gasUsed']}")
     with reverts("AlreadyShownStale"):  # nor can it dispute its rejection
@@ -183,3 +187,37 @@ def test_a_market_with_a_challenge_period_finalizes_no_sooner(actors: Actors, ac
     chain.w3.provider.make_request("evm_setNextBlockTimestamp", [end])  # type: ignore[arg-type]
     chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     windowed.aggregator.finalize_round(job.pid, 0, result)
+
+
+def _challenge_padded(actors: Actors, padding: bytes) -> tuple[Any, int]:
+    """A fresh project's replay challenged by the stranger's own transaction, ``padding`` appended to the calldata
+    (the ABI decoder ignores it); returns the receipt and the award."""
+    job, replayer, row = _replay(actors)
+    call = actors.stranger.market.functions.challengeStale(
+        job.pid, 1, _evidence(actors, job, replayer.address, row).as_abi_tuple()
+    )
+    receipt = _send(actors.stranger, actors.stranger.market.address, _data(call) + padding)
+    assert receipt["status"] == 1
+    (event,) = actors.events(receipt, "StaleChallenged")
+    return receipt, int(event["award"])
+
+
+def test_a_plain_accounts_challenge_is_credited_at_most_its_fee_and_nearly_all_of_it(actors: Actors) -> None:
+    """The stranger challenges from its plain account, a first credit then a second one: each is credited its fee
+    less at most 1 % (the gas measured, the calldata at its real price, ``CHALLENGE_GAS_OVERHEAD``, the first
+    credit's extra). Zero bytes appended to the calldata earn nothing: a few KB are reimbursed what they cost, 100 KB
+    (EIP-7623's floor: 10 gas each) less than they cost."""
+    overhead = int(actors.chain.call(actors.owner.market.functions.CHALLENGE_GAS_OVERHEAD()))
+    for i, padding in enumerate((b"", b"", bytes(4_000), bytes(100_000))):
+        receipt, award = _challenge_padded(actors, padding)
+        fee, price = _fee(receipt), int(receipt["effectiveGasPrice"])  # a 1 gwei tip: under the reimbursed cap
+        measured_overhead = int(receipt["gasUsed"]) - award // price + overhead
+        credit = "a first" if i == 0 else "a second"
+        print(
+            f"\nchallengeStale (test verifier, {credit} credit, {len(padding)} bytes appended): {receipt['gasUsed']}"
+            f" gas, fee {fee} wei, award {award} wei ({award / fee:.4f} of the fee),"
+            f" overhead measured {measured_overhead}"
+        )
+        assert award <= fee
+        if len(padding) < 10_000:
+            assert award >= (1 - UNDERPAID) * fee
