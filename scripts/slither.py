@@ -56,14 +56,16 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
     ("low-level-calls", "TrainingMarket", "withdraw"): "pull payment to any wallet; nonReentrant, effects first",
     ("low-level-calls", "MarketDisputes", "withdrawBonds"): "pull payment of bonds; nonReentrant, effects first",
     ("timestamp", "MarketDisputes", "reclaimBonds"): "dispute deadline; periods are minutes to days",
+    ("timestamp", "MarketDisputes", "_challengeable"): "aggregation deadline; periods are minutes to days",
+    ("assembly", "MarketDisputes", "_calldataGas"): "calldataload of the arguments to count non-zero bytes, pure",
+    ("uninitialized-state", "MarketState", "_roundCommitments"): "written by the market (finalizeRound)",
     ("low-level-calls", "EzklRoundVerifier", "_verifySpecific"): "staticcall: only one word equal to 1 counts",
     ("low-level-calls", "TrainingMarket", "createProject"): "burning the protocol fee: value to a codeless constant",
     ("timestamp", "MarketDisputes", "disputeRejection"): "dispute deadline; periods are minutes to days",
     ("assembly", "TrainingMarket", "fallback"): "DELEGATECALL to the immutable disputes module, OpenZeppelin Proxy's",
     # The disputes module shares the market's storage (MarketState) and runs in it by DELEGATECALL: analysed on
     # its own it never writes what the market writes.
-    ("uninitialized-state", "MarketState", "_trainers"): "written by the market (join); the module runs in it",
-    ("uninitialized-state", "MarketState", "_submissions"): "written by the market (commits, reveals)",
+    ("uninitialized-state", "MarketState", "_submissions"): "written by the market (commits, reveals); the module runs in it",
     ("uninitialized-state", "MarketState", "_references"): "written by the market (commitReference)",
     ("unused-state", "MarketState", "_projectCount"): "used by the market; the module shares its layout",
     ("unused-state", "MarketState", "_trainerList"): "used by the market; the module shares its layout",

@@ -78,7 +78,7 @@ def wait_for_port(port: int, process: subprocess.Popen[str], seconds: float = 18
 
 
 def test_trainers_and_aggregator_processes_complete_a_job(env: dict[str, str], tmp_path: Path) -> None:
-    cli("deploy")
+    cli("deploy", "--challenge-period", "0")
     cli("data", "partition", "--trainers", "3", "--out", str(tmp_path / "shards"))
     assert "mlp: 2,410 parameters" in cli("model", "list")
     cli("model", "init", "--model", "resnet", code=1)
@@ -141,7 +141,7 @@ def test_the_owners_reference_process_commits_and_reveals_and_the_round_is_score
     """``project reference run``: only the owner may run it; started before the trainers, it commits the round's
     reference, reveals it once every trainer committed, and the aggregator finalizes the round with it (the
     verifier gets its commitment: ``verify`` holds, the audit agrees)."""
-    cli("deploy")
+    cli("deploy", "--challenge-period", "0")
     shards = tmp_path / "shards"
     cli("data", "partition", "--trainers", "3", "--out", str(shards))
     cid = cli("model", "init", "--model", "mlp").strip()
@@ -186,7 +186,7 @@ def test_the_owners_reference_process_commits_and_reveals_and_the_round_is_score
 def test_audit_and_verify_never_print_the_rpc_credentials(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """A provider's RPC URL carries its API key (and sometimes a password): when the provider refuses the
     key, ``marketplace audit`` and ``verify`` say which endpoint failed without printing the credentials."""
-    cli("deploy")
+    cli("deploy", "--challenge-period", "0")
     deployments = Path(env["MARKETPLACE_DEPLOYMENTS_DIR"])
     shutil.copy(deployments / "local.json", deployments / "remote.json")  # the same chain, through a provider
     proxy = KeyedRpcProxy(resolve_network("local").rpc_url)

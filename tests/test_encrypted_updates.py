@@ -134,7 +134,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         cli("chain", "up", "--port", "0")
         try:
             cli("ipfs", "up")
-            assert UPDATE_KEYS in cli("deploy")
+            assert UPDATE_KEYS in cli("deploy", "--challenge-period", "0")
             accounts = dev_accounts(10)
             yield Env(accounts, connect("local", accounts[ADMIN]), ModelStore(IpfsClient(resolve_api_url(None))))
         finally:

@@ -14,15 +14,16 @@ contract DisputeRelay {
     uint256 public reentryAttempts;
     uint256 public reentrySuccesses;
 
-    /// @notice Call `index` of {relay} failed with `reason`.
-    error RelayedCallFailed(uint256 index, bytes reason);
-
     /// @notice Calls `target` with each of `calls`, in order, each followed by `padding` zero bytes; reverts with the
-    /// first failure.
+    /// first failure's own revert data.
     function relay(address target, bytes[] calldata calls, uint256 padding) external {
         for (uint256 i = 0; i < calls.length; ++i) {
             (bool ok, bytes memory reason) = target.call(bytes.concat(calls[i], new bytes(padding)));
-            if (!ok) revert RelayedCallFailed(i, reason);
+            if (!ok) {
+                assembly ("memory-safe") {
+                    revert(add(reason, 32), mload(reason)) // the failed call's own revert data
+                }
+            }
         }
     }
 

@@ -340,6 +340,59 @@ CUSTOM_ERRORS: dict[str, Words] = {
             "project, so the rejection of a submission committed to it stands"
         )
     ),
+    # ---- stale challenges
+    "AlreadyShownStale": Words(
+        lambda a, t: (
+            f"{a['trainer']}'s submission in {_round(a)} was shown stale already: it cannot be disputed or "
+            "challenged again"
+        ),
+        conflict=True,
+    ),
+    "ChallengeClosed": Words(
+        lambda a, t: (
+            f"{_round(a)} can no longer be challenged: its aggregation deadline passed at {when(int(a['deadline']))}"
+        ),
+        conflict=True,
+    ),
+    "ChallengeWindowOpen": Words(
+        lambda a, t: (
+            f"{_round(a)} cannot be finalized before {when(int(a['until']))}: anyone may still show a "
+            "revealed row stale until then"
+        ),
+        conflict=True,
+    ),
+    "NotAnEarlierRound": Words(
+        lambda a, t: (
+            f"round {a['earlierRound']} is not earlier than {_round(a)}: only an earlier round's row can show a replay"
+        )
+    ),
+    "RoundCommitmentsMismatch": Words(
+        lambda a, t: (
+            f"the commitments given for round {a['earlierRound']} of project {a['projectId']} are not the ones "
+            f"recorded at its finalization (recorded 0x{bytes(a['recorded']).hex()}, given 0x{bytes(a['given']).hex()})"
+        )
+    ),
+    "NotRevealedEarlier": Words(
+        lambda a, t: (
+            f"trainer number {a['author']} revealed nothing in round {a['earlierRound']} of project "
+            f"{a['projectId']} (or that round has no owner's reference)"
+        )
+    ),
+    "InvalidEarlierRowProof": Words(
+        lambda a, t: (
+            f"the earlier row does not match commitment 0x{bytes(a['commitment']).hex()} revealed in round "
+            f"{a['earlierRound']} of project {a['projectId']}"
+        )
+    ),
+    "NotANearCopy": Words(
+        lambda a, t: (
+            f"the two rows are not near copies: their squared distance {a['distance']} is over the bar "
+            f"{a['bar']} (scale 2^26)"
+        )
+    ),
+    "StaleNotRejected": Words(
+        lambda a, t: f"{a['trainer']} was shown stale in {_round(a)}: the round's result must leave it out"
+    ),
     "ScoreTooLarge": Words(lambda a, t: f"score {a['index']} ({a['score']}) is larger than the market accepts"),
     "NoSubmission": Words(lambda a, t: f"{a['trainer']} submitted nothing in {_round(a)}"),
     "InvalidProof": Words(lambda a, t: f"the project's verifier rejected the proof of {_round(a)}"),
