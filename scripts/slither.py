@@ -65,7 +65,7 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
     ("assembly", "TrainingMarket", "fallback"): "DELEGATECALL to the immutable disputes module, OpenZeppelin Proxy's",
     # The disputes module shares the market's storage (MarketState) and runs in it by DELEGATECALL: analysed on
     # its own it never writes what the market writes.
-    ("uninitialized-state", "MarketState", "_submissions"): "written by the market (commits, reveals); the module runs in it",
+    ("uninitialized-state", "MarketState", "_submissions"): "written by the market (commits, reveals)",
     ("uninitialized-state", "MarketState", "_references"): "written by the market (commitReference)",
     ("unused-state", "MarketState", "_projectCount"): "used by the market; the module shares its layout",
     ("unused-state", "MarketState", "_trainerList"): "used by the market; the module shares its layout",
