@@ -480,6 +480,8 @@ def test_a_replay_of_an_update_revealed_in_an_earlier_round_earns_nothing(stack:
     assert report.flags[4] and report.chain_scores[4] == 0 and copier in report.rejected
     (challenge,) = stack.admin.stale_challenges(pid, 1)
     assert (challenge.trainer, challenge.challenger, challenge.earlier_round) == (copier, aggregator.address, 0)
+    audit = audit_round(stack.admin, stack.store, pid, 1)  # the public audit reads the challenge from the chain
+    assert audit.agrees and audit.trainers[4].problem.startswith("stale:")
     assert challenge.author in range(4)
     info = stack.admin.trainer_info(pid, copier)
     assert info.earned == 0 and info.stake_left < ETH // 10  # the challenger's gas, then the slash

@@ -43,7 +43,7 @@ from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.constants import MAX_UPDATE_BYTES
 from marketplace.protocol.envelope import OVERHEAD, EnvelopeError, check_form, is_envelope
 from marketplace.roles.verify import ProofUnavailable, Verification, verify_round
-from marketplace.round.collect import UpdateOpener, collect_round, node_answers
+from marketplace.round.collect import UpdateOpener, collect_round, mark_stale, node_answers
 from marketplace.round.reference import revealed_reference
 from marketplace.round.score import ScoredRound, new_model, score_round
 
@@ -131,6 +131,13 @@ def audit_round(
     project ``open_update`` opens the updates (with the project's secret update key)."""
     project = market.get_project(project_id)
     inputs = collect_round(market, store, project_id, round_, project.model_name, open_update)
+    shown_stale = {  # submissions shown stale on chain (``challengeStale``) are out of the round, as rejections
+        c.trainer: f"stale: a near copy of a row revealed in round {c.earlier_round} (shown by {c.challenger})"
+        for c in market.stale_challenges(project_id, round_)
+        if c.trainer in inputs.trainers
+    }
+    if shown_stale:
+        inputs = mark_stale(inputs, shown_stale)
     reference = revealed_reference(market, project_id, round_, inputs.sketch_width)  # the owner's, if revealed
     scored = score_round(inputs, reference=reference)
     recorded = next((r for r in market.finalized_rounds(project_id) if r.round == round_), None)
