@@ -92,7 +92,7 @@ def _connects(party: Party, address: str, port: int) -> bool:
 def _post_job(net: Lan, tmp_path: Path) -> None:
     """The owner deploys the market, publishes its record and posts a job for the aggregator; the data is split."""
     owner, aggregator = net["owner"], net["aggregator"]
-    owner.cli("deploy", "--network", NETWORK)
+    owner.cli("deploy", "--network", NETWORK, "--challenge-period", "0")
     for party in net.parties.values():
         if party is not owner:
             party.receive_record(owner)

@@ -36,7 +36,7 @@ def _post_job_and_join(net: Lan, tmp_path: Path) -> None:
     partitions the data (shards in ``tmp_path/shards``); every trainer joins."""
     owner, aggregator = net["owner"], net["aggregator"]
     trainers = [net[f"trainer{i}"] for i in range(TRAINERS)]
-    owner.cli("deploy", "--network", NETWORK)
+    owner.cli("deploy", "--network", NETWORK, "--challenge-period", "0")
     for party in (aggregator, *trainers):
         party.receive_record(owner)
     cid = owner.cli("model", "init", "--model", "mlp", "--ipfs-api", owner.ipfs_api).split()[-1]

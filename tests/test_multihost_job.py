@@ -107,7 +107,7 @@ def test_a_job_whose_parties_are_separate_hosts(prover: str, tmp_path: Path) -> 
         assert aggregator.multiaddr in ident, ident  # what a participant hands the others for their --peer
 
         # (a) The owner deploys, pins the initial model on its own node and posts the job.
-        owner.cli("deploy", "--network", NETWORK)
+        owner.cli("deploy", "--network", NETWORK, "--challenge-period", "0")
         if prover == "ezkl-gram":
             out = owner.cli("zk", "deploy", "--network", NETWORK, "--max-trainers", str(TRAINERS), timeout=900)
             assert "approved" in out, out

@@ -329,7 +329,7 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     try:
         cli("chain", "up", "--port", "0")
         cli("ipfs", "up")
-        cli("deploy")
+        cli("deploy", "--challenge-period", "0")
         cli("data", "partition", "--trainers", "2", "--out", str(tmp / "shards"))
         cid = cli("model", "init", "--model", "mlp").strip()
         aggregator = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # dev account 2

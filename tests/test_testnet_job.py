@@ -149,7 +149,7 @@ def test_a_whole_job_on_a_testnet_as_separate_parties(
             reader.init_network(proxy.url, keystore=False)
 
             # (a) The admin deploys the market and a zk verifier with the ceremony SRS, and publishes the record.
-            assert "TestRoundVerifier" not in admin.cli("deploy", "--network", NETWORK)
+            assert "TestRoundVerifier" not in admin.cli("deploy", "--network", NETWORK, "--challenge-period", "0")
             admin.cli("zk", "setup", "--srs", str(ceremony), "--max-trainers", "4")
             out = admin.cli("zk", "deploy", "--network", NETWORK, "--max-trainers", "4", "--srs", str(ceremony))
             assert "DEVELOPMENT" not in out and "approved" in out
