@@ -74,7 +74,7 @@ from marketplace.round.openings import find_openings, opening_store
 from marketplace.round.prove import ProverSelectionError, RoundProver, RowProver, prover_for, round_tag
 from marketplace.round.reference import ReferenceMismatch, revealed_reference
 from marketplace.round.score import ReferenceEffect, new_model, score_round
-from marketplace.round.stale import EarlierRow, find_stale, stale_evidence
+from marketplace.round.stale import EarlierRow, find_stale, shown_stale, stale_evidence
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +363,7 @@ class AggregatorNode:
         after a refusal (another challenger's, mined first, refuses this node's with ``AlreadyShownStale``: the round
         must still reject that row)."""
         pid, round_ = project.project_id, project.current_round
-        stale = self._shown_stale(pid, round_)
+        stale = shown_stale(self.market, pid, round_)
         candidates = inputs.valid & np.array([t not in stale for t in inputs.trainers], dtype=bool)
         refused = False
         for match in find_stale(inputs.trainers, inputs.rows, candidates, self._history.get(pid, [])):
@@ -376,15 +376,8 @@ class AggregatorNode:
             earlier = match.earlier
             stale[match.trainer] = f"stale: a near copy of a row revealed in round {earlier.round} (shown by this node)"
         if refused:
-            stale = self._shown_stale(pid, round_) | stale
+            stale = shown_stale(self.market, pid, round_) | stale
         return mark_stale(inputs, stale) if stale else inputs
-
-    def _shown_stale(self, project_id: int, round_: int) -> dict[str, str]:
-        """The trainers shown stale in ``round_`` so far (``StaleChallenged`` events), each with why."""
-        return {
-            c.trainer: f"stale: a near copy of a row revealed in round {c.earlier_round} (shown by {c.challenger})"
-            for c in self.market.stale_challenges(project_id, round_)
-        }
 
     def _remember(self, inputs: RoundInputs, reference: np.ndarray | None) -> None:
         """Keeps the finalized round's valid rows (and the owner's reference) for later rounds' stale checks."""

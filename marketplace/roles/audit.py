@@ -46,6 +46,7 @@ from marketplace.roles.verify import ProofUnavailable, Verification, verify_roun
 from marketplace.round.collect import UpdateOpener, collect_round, mark_stale, node_answers
 from marketplace.round.reference import revealed_reference
 from marketplace.round.score import ScoredRound, new_model, score_round
+from marketplace.round.stale import shown_stale
 
 #: What nobody without the project's secret update key can check in a round of an encrypted project.
 NOT_CHECKED_WHEN_ENCRYPTED = (
@@ -131,13 +132,9 @@ def audit_round(
     project ``open_update`` opens the updates (with the project's secret update key)."""
     project = market.get_project(project_id)
     inputs = collect_round(market, store, project_id, round_, project.model_name, open_update)
-    shown_stale = {  # submissions shown stale on chain (``challengeStale``) are out of the round, as rejections
-        c.trainer: f"stale: a near copy of a row revealed in round {c.earlier_round} (shown by {c.challenger})"
-        for c in market.stale_challenges(project_id, round_)
-        if c.trainer in inputs.trainers
-    }
-    if shown_stale:
-        inputs = mark_stale(inputs, shown_stale)
+    stale = {t: why for t, why in shown_stale(market, project_id, round_).items() if t in inputs.trainers}
+    if stale:  # shown stale on chain (``challengeStale``): out of the round, as the aggregator had them
+        inputs = mark_stale(inputs, stale)
     reference = revealed_reference(market, project_id, round_, inputs.sketch_width)  # the owner's, if revealed
     scored = score_round(inputs, reference=reference)
     recorded = next((r for r in market.finalized_rounds(project_id) if r.round == round_), None)

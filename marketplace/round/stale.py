@@ -103,3 +103,13 @@ def stale_evidence(market: MarketClient, project_id: int, match: StaleMatch, pro
         earlier_row=tuple(published_row(earlier.row)),
         earlier_proof=prover.prove_row(earlier.row),
     )
+
+
+def shown_stale(market: MarketClient, project_id: int, round_: int) -> dict[str, str]:
+    """The trainers shown stale on chain in ``round_`` of ``project_id`` (``StaleChallenged`` events), each with why:
+    out of the round as a rejection that stands (:func:`~marketplace.round.collect.mark_stale`), for the aggregator
+    that finalizes it and for the audit that re-derives it alike."""
+    return {
+        c.trainer: f"stale: a near copy of a row revealed in round {c.earlier_round} (shown by {c.challenger})"
+        for c in market.stale_challenges(project_id, round_)
+    }
