@@ -27,32 +27,20 @@ from marketplace.demo.attacks import Attack
 from marketplace.fl.data import TEST_FILE, VALIDATION_FILE, load_npz, partition_digits
 from marketplace.fl.models import build_model, state_to_vector, vector_to_state
 from marketplace.fl.train import evaluate
-from marketplace.rule.aggregate import MAX_STEP, agreeing_clipped_mean
+from marketplace.rule.aggregate import REFERENCE_STEP_BAR
 from marketplace.rule.scorer import GramScorer
 from research.simulate import apply_update, collect_updates
 
 
-def guarded_step(
-    updates: np.ndarray, reference: np.ndarray, paid: np.ndarray, flags: np.ndarray, bar: float
-) -> np.ndarray | None:
-    """The step over the paid updates and unflagged candidates whose cosine with ``reference`` is above ``bar``."""
-    u = updates.astype(np.float64)
-    r = reference.astype(np.float64)
-    agree = (u @ r) / (np.linalg.norm(u, axis=1) * np.linalg.norm(r) + 1e-30) > bar
-    kept = paid & agree
-    if not kept.any():
-        return None
-    return agreeing_clipped_mean(updates, kept, ~paid & ~flags & agree, MAX_STEP).step
-
-
 def final_accuracy(task: Task, attack: Attack, fraction: float, seed: int, bar: float | None) -> float:
-    """``+ref``'s final test accuracy on one seed; ``bar`` None: the live step."""
+    """``+ref``'s final test accuracy on one seed, the step screened by the reference at ``bar`` (None: no
+    screen, the step before stop 20)."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = partition_digits(task.trainers, task.partition, alpha=task.alpha, seed=seed, out_dir=tmp)
         shards = [load_npz(p) for p in paths]
         test, validation = load_npz(Path(tmp) / TEST_FILE), load_npz(Path(tmp) / VALIDATION_FILE)
     attackers = {task.trainers - 1 - j: attack for j in range(round(fraction * task.trainers))}
-    scorer = GramScorer(sketch_dim=64, seed=seed, weighting="equal")
+    scorer = GramScorer(sketch_dim=64, seed=seed, weighting="equal", reference_bar=bar)
     state = state_to_vector(build_model(task.model, seed).state_dict())
     for r in range(task.rounds):
         ru = collect_updates(
@@ -60,13 +48,7 @@ def final_accuracy(task: Task, attack: Attack, fraction: float, seed: int, bar: 
             task.epochs, task.lr, task.batch_size, seed=seed * 1000 + r,
         )  # fmt: skip
         reference = owner_reference(task, state, validation, seed, r)
-        res = scorer.run_round(ru.updates, reference=reference)
-        step = res.aggregate
-        if bar is not None:
-            paid = np.asarray(res.scores) > 0
-            guarded = guarded_step(ru.updates, reference, paid, np.asarray(res.flags, bool), bar)
-            step = step if guarded is None else guarded
-        state = apply_update(state, step)
+        state = apply_update(state, scorer.run_round(ru.updates, reference=reference).aggregate)
     return 100 * evaluate(task.model, vector_to_state(state, task.model), test.x, test.y)[1]
 
 
@@ -76,8 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("attack", choices=[a.value for a in Attack])
     parser.add_argument("fraction", type=float, help="share of attackers, e.g. 0.4 (0 for a clean run)")
     parser.add_argument("rounds", type=int)
-    parser.add_argument("--bar", type=float, default=-0.3, help="cosine with the reference at or under which an "
-                        "update is left out of the step (default -0.3)")  # fmt: skip
+    parser.add_argument(
+        "--bar", type=float, default=REFERENCE_STEP_BAR,
+        help=f"cosine of a committed row with the reference row at or under which its update is left out of the step "
+        f"(default {REFERENCE_STEP_BAR:g})",
+    )  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -86,10 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in args.seeds:
         live.append(final_accuracy(task, Attack(args.attack), args.fraction, seed, None))
         guarded.append(final_accuracy(task, Attack(args.attack), args.fraction, seed, args.bar))
-        print(f"seed {seed}: live {live[-1]:.1f}, guarded {guarded[-1]:.1f}", flush=True)
+        print(f"seed {seed}: unscreened {live[-1]:.1f}, screened {guarded[-1]:.1f}", flush=True)
     print(
         f"{args.partition} {args.attack} {args.fraction:.0%} {args.rounds} rounds, bar {args.bar:g}: "
-        f"live {np.mean(live):.2f}, guarded {np.mean(guarded):.2f} (means over seeds {args.seeds})"
+        f"unscreened {np.mean(live):.2f}, screened {np.mean(guarded):.2f} (means over seeds {args.seeds})"
     )
     return 0
 

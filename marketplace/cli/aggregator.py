@@ -103,6 +103,10 @@ def aggregator_run_cmd(
         taken = [f"#{i} {t}" for i, (t, a) in enumerate(zip(r.trainers, r.admitted, strict=False)) if a]
         if taken:
             console.print(f"  in the model, unpaid, clipped (agrees with the paid updates): {', '.join(taken)}")
+        kept_out = [f"#{i} {t}" for i, (t, s) in enumerate(zip(r.trainers, r.screened, strict=False)) if s]
+        if kept_out:
+            against = "not in the model, paid as scored (points against the owner's reference)"
+            console.print(f"  {against}: {', '.join(kept_out)}")
         for trainer, why in r.rejected.items():
             console.print(f"  rejected {trainer}: {why}")
         for trainer, why in r.published.items():

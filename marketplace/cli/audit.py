@@ -88,6 +88,8 @@ def audit_cmd(
             update = f"[yellow]paid for the row it published in a dispute; update not in the model: {t.row_only}[/]"
         if t.admitted:
             update += "; in the model, unpaid, clipped"
+        if t.screened:
+            update += "; not in the model (points against the owner's reference), paid as scored"
         if t.clipped:
             update += (
                 f"; [yellow]longer than its cap ({PAID_CLIP:g} x its committed sketch's norm, counted at most "
@@ -129,6 +131,9 @@ def step_words(model: ModelAudit, trainers: list[TrainerAudit]) -> str:
     if model.admitted:
         names = ", ".join(f"#{index[t]} {t}" for t in model.admitted)
         words += f" and {len(model.admitted)} agreeing unpaid one(s) (in the model, unpaid, clipped: {names})"
+    kept_out = [f"#{i}" for i, t in enumerate(trainers) if t.screened]
+    if kept_out:
+        words += f", without {', '.join(kept_out)} (against the owner's reference; paid as scored)"
     return words
 
 

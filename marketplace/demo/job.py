@@ -541,6 +541,8 @@ def _round_table(report: RoundReport, roles: dict[str, str]) -> Table:
         flagged = "[red]FLAGGED[/red]" if report.flags[i] else ""
         share = f"{report.scores[i]:.1%}" if report.submitted[i] and not report.flags[i] else "-"
         taken = "in the model, unpaid, clipped" if i < len(report.admitted) and report.admitted[i] else ""
+        if i < len(report.screened) and report.screened[i]:
+            taken = "not in the model (against the owner's reference)"
         note = "; ".join(n for n in (report.rejected.get(addr, "") or _moved(ref, i), taken) if n)
         table.add_row(
             str(i), _short(addr), roles.get(addr, "?"), "yes" if report.submitted[i] else "no", flagged, share, note,

@@ -106,6 +106,9 @@ class RoundReport:
     reference: ReferenceEffect | None = None
     #: per trainer, unpaid and its update in the new model all the same (it agrees with the paid ones; clipped)
     admitted: list[bool] = field(default_factory=list)
+    #: per trainer, its update kept out of the new model by the owner's reference (pay unchanged: it points against
+    #: the reference, ``ScoredRound.screened``)
+    screened: list[bool] = field(default_factory=list)
     #: wei of rejection bonds credited back to the aggregator for the round: the undisputed rejections' bonds and
     #: what the disputed ones' left after reimbursing the disputes' gas (its
     #: ``withdraw`` pays them out with the project's fee)
@@ -461,6 +464,7 @@ class AggregatorNode:
             pid, round_, inputs.trainers, inputs.submitted, flags, scored.scores, chain_scores, inputs.rejected,
             model_cid, proof_cid, accuracy=accuracy, loss=loss, timings=timings, prover=prover.name,
             published=dict(inputs.published), reference=scored.reference, admitted=list(scored.admitted),
+            screened=list(scored.screened),
         )  # fmt: skip
         t4 = time.perf_counter()
         try:

@@ -78,6 +78,9 @@ class TrainerAudit:
     #: counted at most ``PAID_LOG_SPREAD`` above the paid lower median): in the recomputed model shortened to that
     #: (:func:`~marketplace.rule.aggregate.committed_norm_caps` of :func:`~marketplace.rule.aggregate.paid_log_norms`)
     clipped: bool = False
+    #: its update kept out of the recomputed model by the owner's reference (its committed row points against the
+    #: reference row: :func:`~marketplace.rule.scorer.reference_screen`); its pay is the rule's, unchanged
+    screened: bool = False
 
     @property
     def agrees(self) -> bool:
@@ -156,13 +159,18 @@ def audit_round(
             row_only=inputs.published.get(t, ""),
             admitted=scored.admitted[i],
             clipped=scored.clipped[i],
+            screened=scored.screened[i],
         )
         for i, t in enumerate(inputs.trainers)
     ]
     model = None
     if recorded is not None:
         previous = _starting_model_cid(market, project_id, round_)
-        averaged = sum(1 for s, full in zip(scored.chain_scores, inputs.has_update, strict=True) if s > 0 and full)
+        averaged = sum(
+            1
+            for s, full, out in zip(scored.chain_scores, inputs.has_update, scored.screened, strict=True)
+            if s > 0 and full and not out
+        )
         admitted = [t for t, taken in zip(inputs.trainers, scored.admitted, strict=True) if taken]
         model = audit_model(store, project.model_name, previous, recorded.model_cid, scored, averaged, admitted)
     return AuditReport(project_id, round_, recorded is not None, lines, model)
@@ -179,8 +187,8 @@ def audit_model(
 ) -> ModelAudit:
     """Recomputes the new model from ``previous_cid`` and ``scored`` (:func:`new_model`) and compares it with
     the model at ``recorded_cid``, bit for bit; ``paid`` is the number of full updates ``scored`` averages (a
-    row paid without its update is not one), ``admitted`` the unpaid trainers whose update its step takes too.
-    Raises only when the IPFS node itself does not answer."""
+    row paid without its update is not one, nor one the owner's reference screened out), ``admitted`` the unpaid
+    trainers whose update its step takes too. Raises only when the IPFS node itself does not answer."""
     spec = param_spec(model_name)
     audit = ModelAudit(previous_cid, recorded_cid, paid, admitted=tuple(admitted), stretch=scored.stretch)
     try:

@@ -7,14 +7,14 @@ it with."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from marketplace.protocol.commitment import sanitize_rows
 from marketplace.round.collect import RoundInputs
 from marketplace.rule.gram import GramConfig, GramResult, shares
-from marketplace.rule.scorer import GramScorer
+from marketplace.rule.scorer import GramScorer, reference_screen
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,10 @@ class ScoredRound:
     rows: np.ndarray  # N x (K + 2), the rows scored: the ones to prove (zero rows if not valid)
     reference: ReferenceEffect | None = None  # None: scored without a reference (the owner revealed none)
     stretch: float = 1.0  # the factor the step's mean was lengthened by, in [1, MAX_STEP]
+    #: trainers whose update the owner's reference kept out of the step, paid or not (their committed row's cosine
+    #: with the reference row at most ``REFERENCE_STEP_BAR``; :func:`~marketplace.rule.scorer.reference_screen`):
+    #: their pay is the rule's, unchanged. All False without a reference the rule used
+    screened: list[bool] = field(default_factory=list)
 
 
 def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: np.ndarray | None = None) -> ScoredRound:
@@ -83,7 +87,10 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     unpaid trainers whose update was revealed, fetched and matched its commitment (``has_update``) and that the
     owner's reference did not unpay, admitted (``admitted``) when they agree with the paid ones, clipped to the
     paid median norm, the step lengthened at most :data:`~marketplace.rule.aggregate.MAX_STEP` times, less when it
-    leaves updates here out (:func:`~marketplace.rule.aggregate.step_cap`). The rows scored are the rows to prove
+    leaves updates here out (:func:`~marketplace.rule.aggregate.step_cap`); when the rule used the owner's
+    reference, the updates whose committed row points against it (cosine at most
+    :data:`~marketplace.rule.aggregate.REFERENCE_STEP_BAR`) are left out of the step, pay unchanged (``screened``;
+    :func:`~marketplace.rule.scorer.reference_screen`). The rows scored are the rows to prove
     (``rows``: sanitised once, here), so what is proven is what is paid. ``reference``: the owner's revealed
     reference row (K + 2 grid values; :func:`marketplace.round.reference.revealed_reference`), scored with the
     reference-aware rule (``gram_rule_ref_int``), what it changed in ``reference`` (:class:`ReferenceEffect`);
@@ -96,8 +103,9 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
     chain_scores = [int(s) for s in res.scores]  # 0 for flagged and rejected slots (no inlier weight)
     step = scorer.aggregate_paid(
         inputs.updates, inputs.has_update, np.array(chain_scores), unpaid_by_reference=res.stats.get("ref_excluded"),
-        log_norms=rows[:, inputs.sketch_width],
+        log_norms=rows[:, inputs.sketch_width], screened=reference_screen(res.stats, scorer.reference_bar),
     )  # fmt: skip
+    screened = step.screened if step.screened is not None else np.zeros(len(chain_scores), dtype=bool)
     return ScoredRound(
         flags=flags,
         rejected=rejected,
@@ -109,6 +117,7 @@ def score_round(inputs: RoundInputs, cfg: GramConfig | None = None, reference: n
         rows=rows,
         reference=None if reference is None else ReferenceEffect.of(res.stats),
         stretch=step.stretch,
+        screened=[bool(x) for x in screened],
     )
 
 

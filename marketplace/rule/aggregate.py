@@ -96,6 +96,18 @@ PAID_CLIP = 1.5
 #: partner sketch norms along a hidden poison).
 PAID_LOG_SPREAD = 1.0
 
+#: An update whose committed row points this far against the owner's revealed reference row (cosine of the unit
+#: sketches at most this, the reference-aware rule's ``g`` at scale ``2**13``: ``g <= REFERENCE_STEP_BAR * 2**13``)
+#: is left out of the model step when the reference is used; its pay is the rule's, unchanged
+#: (:func:`~marketplace.rule.scorer.reference_screen`). The paying rule keeps a paid update that points against the
+#: reference when it is typical of the round (its median cosine at least the median), which late in training on
+#: skewed shards is a bloc of sign-flippers: Dirichlet(0.5) 15 rounds, 40 % sign-flip, seed 8 round 14, three of
+#: four flippers paid and the step at cosine -0.51 with the honest mean. -0.3 rather than 0: at 0 the clean runs
+#: lose 1.2 points (honest skewed updates often point slightly against the owner's); at -0.3 they lose at most 0.4
+#: (``bench/reference_guard.py``, docs/design/robust-reference.md section 8). Audited, not proven, like
+#: :data:`MAX_STEP`.
+REFERENCE_STEP_BAR = -0.3
+
 #: Width of the lane accumulator of :func:`fixed_dot`.
 LANES = 4096
 #: Entries :func:`fixed_dot` multiplies at once (a multiple of :data:`LANES`; it changes memory use, not the sum).
@@ -161,6 +173,8 @@ class ModelStep:
             for an admitted one, 0 elsewhere.
         clipped: bool (N,), the paid updates longer than their cap, shortened to it.
         stretch: the factor the mean was lengthened by, in ``[1, step_cap(...)]`` (at most ``max_step``).
+        screened: bool (N,), the updates the owner's reference kept out of the step, paid or not
+            (:meth:`~marketplace.rule.scorer.GramScorer.aggregate_paid`), or None: no screen applied.
     """
 
     step: np.ndarray | None
@@ -168,6 +182,7 @@ class ModelStep:
     weights: np.ndarray
     clipped: np.ndarray
     stretch: float = 1.0
+    screened: np.ndarray | None = None
 
 
 def paid_log_norms(log_norms: np.ndarray, paid: np.ndarray, spread: float = PAID_LOG_SPREAD) -> np.ndarray:

@@ -4,7 +4,8 @@ owner's reference row (:func:`~marketplace.rule.gram.gram_rule_ref_int`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -14,6 +15,7 @@ from marketplace.protocol.constants import SCALE
 from marketplace.protocol.sketch import sketch_rows
 from marketplace.rule.aggregate import (
     MAX_STEP,
+    REFERENCE_STEP_BAR,
     ModelStep,
     agreeing_clipped_mean,
     committed_norm_caps,
@@ -21,6 +23,18 @@ from marketplace.rule.aggregate import (
 )
 from marketplace.rule.gram import GramConfig, GramResult, gram_rule_int, gram_rule_ref_int, shares
 from marketplace.rule.strategy import InlierFedAvg, RoundResult, RoundScorer
+
+
+def reference_screen(stats: Mapping[str, np.ndarray], bar: float | None = REFERENCE_STEP_BAR) -> np.ndarray | None:
+    """The updates the owner's reference keeps out of the model step (bool (N,), trainer order): those whose
+    committed row's cosine with the reference row, the reference-aware rule's ``ref_cos`` (scale ``2**13``), is at
+    most ``bar`` (:data:`~marketplace.rule.aggregate.REFERENCE_STEP_BAR`), when the rule used the reference
+    (``ref_ok``: it passed its checks); None when it did not (no reference, or one the rule ignored, whose cosines
+    mean nothing) or ``bar`` is None. Exact: integers compared with ``bar * 2**13`` (a float times a power of two).
+    Pay is not this function's business: a screened trainer is paid as the rule says."""
+    if bar is None or not bool(stats.get("ref_ok", False)):
+        return None
+    return np.asarray(stats["ref_cos"], dtype=np.int64) <= bar * 2.0**SCALE
 
 
 class GramScorer(InlierFedAvg, RoundScorer):
@@ -35,6 +49,8 @@ class GramScorer(InlierFedAvg, RoundScorer):
             without it, trainer order is the slot order.
         weighting: :meth:`aggregate`'s FedAvg weights (the generic step 3), ``"samples"`` (reported counts) or
             ``"equal"``; the protocol's step (:meth:`aggregate_paid`, :meth:`run_round`) weighs equally.
+        reference_bar: :meth:`run_round`'s screen (:func:`reference_screen`); None: no screen (the step before
+            stop 20, for benchmarks beside the protocol's).
     """
 
     def __init__(
@@ -44,12 +60,14 @@ class GramScorer(InlierFedAvg, RoundScorer):
         cfg: GramConfig | None = None,
         arrival: Sequence[int] | None = None,
         weighting: Literal["samples", "equal"] = "samples",
+        reference_bar: float | None = REFERENCE_STEP_BAR,
     ) -> None:
         self.sketch_dim = sketch_dim
         self.seed = seed
         self.cfg = cfg or GramConfig()
         self.arrival = arrival
         self.weighting = weighting
+        self.reference_bar = reference_bar
 
     def summarize(self, updates: np.ndarray) -> np.ndarray:
         """The committed rows (N, K + 2) of the updates' sketches."""
@@ -99,7 +117,8 @@ class GramScorer(InlierFedAvg, RoundScorer):
             "valid": res.valid,
         }
         if "ref_ok" in res.stats:  # the reference-aware rule: what the reference changed
-            details.update({key: res.stats[key] for key in ("ref_ok", "ref_excluded", "ref_included", "base_scores")})
+            keys = ("ref_ok", "ref_cos", "ref_excluded", "ref_included", "base_scores")
+            details.update({key: res.stats[key] for key in keys})
         return details
 
     def aggregate_paid(
@@ -110,6 +129,7 @@ class GramScorer(InlierFedAvg, RoundScorer):
         max_step: float = MAX_STEP,
         unpaid_by_reference: np.ndarray | None = None,
         log_norms: np.ndarray | None = None,
+        screened: np.ndarray | None = None,
     ) -> ModelStep:
         """The round's model step (:func:`~marketplace.rule.aggregate.agreeing_clipped_mean`): the paid updates
         (integer score > 0, the full update here: flagged and gated trainers score 0, a row paid without its
@@ -128,14 +148,25 @@ class GramScorer(InlierFedAvg, RoundScorer):
         step at most ``PAID_CLIP * 2**l`` long, ``l`` counted at most ``PAID_LOG_SPREAD`` above the paid updates'
         lower median (:func:`~marketplace.rule.aggregate.committed_norm_caps` of
         :func:`~marketplace.rule.aggregate.paid_log_norms`): what the committed sketch does not see cannot enter at
-        a norm the rule never judged. None: paid updates uncapped."""
+        a norm the rule never judged. None: paid updates uncapped.
+
+        ``screened``: bool (N,), the updates the owner's reference keeps out (:func:`reference_screen`): neither in
+        the step as paid nor candidates, their pay unchanged (the step's ``screened``: those of them that were paid
+        or candidates); ignored when it would leave no paid update in the step (a reference against every paid
+        update is not one to steer by). Caps and the step's cap count the updates left."""
         has = np.asarray(has_update, dtype=bool)
         paid = has & (np.asarray(int_scores) > 0)
         candidates = has & ~paid
         if unpaid_by_reference is not None:
             candidates &= ~np.asarray(unpaid_by_reference, dtype=bool)
+        kept_out = None
+        if screened is not None:
+            out = np.asarray(screened, dtype=bool) & (paid | candidates)
+            if (paid & ~out).any():
+                paid, candidates, kept_out = paid & ~out, candidates & ~out, out
         caps = None if log_norms is None else committed_norm_caps(paid_log_norms(log_norms, paid))
-        return agreeing_clipped_mean(updates, paid, candidates, max_step, paid_caps=caps)
+        step = agreeing_clipped_mean(updates, paid, candidates, max_step, paid_caps=caps)
+        return step if kept_out is None else replace(step, screened=kept_out)
 
     def run_round(
         self,
@@ -145,8 +176,9 @@ class GramScorer(InlierFedAvg, RoundScorer):
         reference: np.ndarray | None = None,
     ) -> RoundResult:
         """As :meth:`RoundScorer.run_round`, evaluating the rule once (not for flags, scores and details apart), with
-        the protocol's model step (:meth:`aggregate_paid`: ``num_samples`` is not used; ``weights`` are each
-        update's coefficient in the step, ``admitted`` the unpaid updates it takes).
+        the protocol's model step (:meth:`aggregate_paid`, screened by the reference: :func:`reference_screen`;
+        ``num_samples`` is not used; ``weights`` are each update's coefficient in the step, ``admitted`` the unpaid
+        updates it takes; ``details["screened"]`` the updates the reference kept out, when it kept any).
 
         ``reference``: the owner's flat reference update (length D), or ``None`` for the rule without it."""
         u, active, summaries = self._prepare(updates, active_mask)
@@ -156,8 +188,12 @@ class GramScorer(InlierFedAvg, RoundScorer):
         step = self.aggregate_paid(
             u, active, res.scores, unpaid_by_reference=res.stats.get("ref_excluded"),
             log_norms=np.asarray(summaries)[:, self.sketch_dim],
+            screened=reference_screen(res.stats, self.reference_bar),
         )  # fmt: skip
+        details = self._details(summaries, res)
+        if step.screened is not None:
+            details["screened"] = step.screened
         return RoundResult(
             flags=flags, scores=shares(res.scores), weights=step.weights * step.stretch, aggregate=step.step,
-            details=self._details(summaries, res), admitted=step.admitted,
+            details=details, admitted=step.admitted,
         )  # fmt: skip
