@@ -6,6 +6,7 @@ with nothing to copy while commits are sealed, and an aggregator restart."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from marketplace.fl.models import build_model, num_params, param_spec, tensors_t
 from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.ordering import EMPTY_COMMITMENT
 from marketplace.protocol.proof_document import ProofDocument
+from marketplace.protocol.sketch import sketch_params
 from marketplace.roles.aggregator import AggregatorNode
 from marketplace.roles.audit import audit_round
 from marketplace.roles.trainer import (
@@ -32,11 +34,13 @@ from marketplace.roles.trainer import (
     StepOutcome,
     Submitted,
     TrainerNode,
+    UpdateContext,
     UpdateSource,
 )
 from marketplace.roles.verify import verify_round
 from marketplace.round.collect import collect_round
-from marketplace.round.prove import recorded_verifier_inputs
+from marketplace.round.prove import HashProver, recorded_verifier_inputs
+from marketplace.round.reference import commit_reference, reveal_reference
 from marketplace.round.score import new_model, score_round
 from marketplace.rule.aggregate import MAX_STEP, STEP_TARGET
 from tests.disputes import step_through_disputes
@@ -286,7 +290,7 @@ def test_an_unpaid_update_that_agrees_is_in_the_model_clipped_and_the_audit_name
     assert all(s > 0 for s in report.chain_scores[:3])
     assert report.admitted == [False, False, False, True]
     document = ProofDocument.parse(stack.store.get_bytes(report.proof_cid))
-    assert document.admitted == [trainers[3].address]
+    assert document.admitted == [trainers[3].address] and document.screened == []  # no reference, no screen
 
     spec = param_spec("mlp")
     u = updates.astype(np.float64)
@@ -306,6 +310,72 @@ def test_an_unpaid_update_that_agrees_is_in_the_model_clipped_and_the_audit_name
     words = step_words(audit.model, audit.trainers)
     taken = f"(in the model, unpaid, clipped: #3 {trainers[3].address})"
     assert words.endswith(f"mean of 3 paid update(s) and 1 agreeing unpaid one(s) {taken}"), words
+
+
+def fan_update(degrees: float, seed: int, dim: int, k: int) -> np.ndarray:
+    """A flat update of ``dim`` values whose CountSketch ``(seed, dim, k)`` is exactly 0.01 times the unit vector at
+    ``degrees`` from the first sketch axis, in the plane of the first two: each bucket's value spread evenly over
+    its coordinates. Its committed row is the test's, whatever the project's seed."""
+    target = np.zeros(k)
+    target[:2] = 0.01 * np.cos(np.radians(degrees)), 0.01 * np.sin(np.radians(degrees))
+    buckets, signs = sketch_params(seed, dim, k)
+    per_bucket = np.bincount(buckets, minlength=k).astype(np.float64)
+    return (signs * (target / per_bucket)[buckets]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FanUpdate:
+    """An update source: :func:`fan_update` at ``degrees`` for the project's seed and sketch width."""
+
+    degrees: float
+
+    def make_update(self, ctx: UpdateContext) -> np.ndarray:
+        market, pid = ctx.market, ctx.project_id
+        return fan_update(self.degrees, market.sketch_seed(pid), num_params(ctx.model_name), market.sketch_width(pid))
+
+
+def test_updates_pointing_against_the_owners_reference_are_paid_out_of_the_model_and_the_document_names_them(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """The reference screen live: seven trainers whose committed rows fan out at 10, 30, 50, 75, 110, 120 and 130
+    degrees from the owner's revealed reference row. The reference is used and leaves the 130-degree trainer unpaid
+    (against it, and less typical than the median); the 110- and 120-degree ones point against it too (cosine
+    -0.34 and -0.5, at most -0.3) but are at least as typical as the median trainer, so the rule pays them, and the
+    screen keeps their updates out of the new model: it moves along the four others' mean. The round's report and
+    proof document name the two, and the audit recomputes the same."""
+    degrees = [10, 30, 50, 75, 110, 120, 130]
+    sources: dict[int, UpdateSource] = {i: FanUpdate(d) for i, d in enumerate(degrees)}
+    pid, trainers, aggregator = _project(stack, len(degrees), tmp_path, sources=sources)
+    owner = stack.admin.as_account(stack.accounts[1])
+    seed, k, dim = owner.sketch_seed(pid), owner.sketch_width(pid), num_params("mlp")
+    sealed = commit_reference(owner, pid, 0, commit_update(fan_update(0, seed, dim, k), seed, k)[0])
+    start = stack.admin.get_project(pid).latest_model_cid
+    commit_and_reveal(trainers, pid)
+    reveal_reference(owner, pid, 0, sealed, HashProver())
+    report = step_through_disputes(aggregator, pid)
+    assert report is not None and report.tx_hash
+    assert report.reference is not None and report.reference.used and report.reference.unpaid == [6]
+    assert [s > 0 for s in report.chain_scores] == [True] * 6 + [False] and not any(report.flags)
+    assert report.screened == [False] * 4 + [True, True, False]
+    document = ProofDocument.parse(stack.store.get_bytes(report.proof_cid))
+    assert document.screened == [trainers[4].address, trainers[5].address] and document.admitted == []
+
+    spec = param_spec("mlp")
+    previous = tensors_to_vector(stack.store.get_tensors(start, expected=spec), spec).astype(np.float64)
+    step = tensors_to_vector(stack.store.get_tensors(report.model_cid, expected=spec), spec) - previous
+    fans = np.stack([fan_update(d, seed, dim, k) for d in degrees]).astype(np.float64)
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> float:
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    assert cosine(step, fans[:4].mean(axis=0)) > 0.9999  # the in-model updates' mean
+    assert cosine(step, fans[:6].mean(axis=0)) < 0.97  # not the mean of all the paid ones
+
+    audit = audit_round(stack.admin, stack.store, pid, 0)
+    assert audit.agrees and audit.model is not None and audit.model.paid == 4
+    assert [t.screened for t in audit.trainers] == report.screened
+    words = step_words(audit.model, audit.trainers)
+    assert words.endswith(", without #4, #5 (against the owner's reference; paid as scored)"), words
 
 
 def test_aggregator_restart_does_not_double_post(stack: LocalStack, tmp_path: Path) -> None:

@@ -130,10 +130,14 @@ def test_foreign_or_corrupt_database_is_rebuilt(actors: Actors, tmp_path: Path) 
 
 
 def test_accuracy_comes_from_the_proof_document(actors: Actors, tmp_path: Path) -> None:
+    """The accuracy and the trainers kept out of the model by the owner's reference (``screened``: checksummed,
+    each once, no value that is not an address) are read from the round's proof document, once; an index file of
+    the schema before ``screened`` is rebuilt, not misread."""
     pid = actors.training_project(2, rounds=2)
+    trainer = actors.owner.trainers(pid)[1]
     document = ProofDocument(
         project=pid, round=0, prover="test-hash", commitments=[], scores=[], flags=[], proof="0x", model_cid="m",
-        accuracy=0.9,
+        accuracy=0.9, screened=[trainer.lower(), trainer, "nobody"],
     )  # fmt: skip
     docs = {f"bafkreiproof{pid}r0": document}  # round 1's document is unavailable
     seen: list[str] = []
@@ -151,9 +155,21 @@ def test_accuracy_comes_from_the_proof_document(actors: Actors, tmp_path: Path) 
     index.sync()
     rounds = index.rounds(pid)
     assert rounds[0]["accuracy"] == 0.9 and rounds[0]["doc_state"] == "ok"
-    assert rounds[1]["accuracy"] is None and rounds[1]["doc_state"] == "missing"
+    assert rounds[0]["screened"] == [trainer] and rounds[0]["admitted"] == []
+    assert rounds[1]["accuracy"] is None and rounds[1]["doc_state"] == "missing" and rounds[1]["screened"] == []
     index.sync()
     assert len(seen) == 2  # each document is read once
+    index.close()
+
+    old = sqlite3.connect(tmp_path / "i.sqlite")
+    old.execute("ALTER TABLE rounds DROP COLUMN screened")  # as written before the reference's screen
+    old.execute("UPDATE meta SET value = '9' WHERE key = 'schema'")
+    old.commit()
+    old.close()
+    again = make_indexer(actors, tmp_path / "i.sqlite", proof_docs=reader)
+    assert again.rounds(pid) == [] and again.rebuilds == 0  # thrown away on opening
+    again.sync()
+    assert again.rounds(pid)[0]["screened"] == [trainer]
 
 
 def test_model_cards_are_read_once_newest_first_and_never_stop_the_index(

@@ -71,18 +71,25 @@ def test_a_round_lists_the_unpaid_trainers_whose_update_is_in_the_model(
     client: TestClient, actors: Actors, ipfs: IpfsClient
 ) -> None:
     """The proof document names the unpaid trainers whose update the new model takes (issue 16: agreeing with the
-    paid updates, clipped): the round's JSON lists them, each one's entry says so and the page says it in words,
-    next to its update too. What the document may claim is bounded: a paid trainer, a stranger and a value that is
-    no address, named there as well, are not shown."""
+    paid updates, clipped) and the trainers whose update the owner's reference kept out of it, paid as scored: the
+    round's JSON lists them, each one's entry says so and the page says it in words, next to its update too. What
+    the document may claim is bounded: a paid trainer named admitted, an unpaid one named screened (its update is
+    out of the model anyway), a stranger and a value that is no address are not shown. A document without the
+    lists (as made before them) names nobody."""
     pid = actors.training_project(3, rounds=2)
     members = actors.owner.trainers(pid)
     scores, flags = [500_000, 300_000, 0], [False, False, True]
     claimed = [members[2].lower(), members[0], "0x" + "11" * 20, "nobody"]
+    kept_out = [members[1].lower(), members[2], "0x" + "22" * 20, "nobody"]
     actors.submit_all(pid, 0)
-    doc = proof_document(actors, pid, 0, scores, flags, 0.5).model_copy(update={"admitted": claimed})
+    doc = proof_document(actors, pid, 0, scores, flags, 0.5).model_copy(
+        update={"admitted": claimed, "screened": kept_out}
+    )
     finalize(actors, ipfs, pid, 0, scores, flags, 0.5, document=doc.to_bytes())
     actors.submit_all(pid, 1)
-    finalize(actors, ipfs, pid, 1, scores, flags, 0.5)  # the document names nobody
+    older = json.loads(proof_document(actors, pid, 1, scores, flags, 0.5).to_bytes())
+    del older["admitted"], older["screened"]  # a document from before the lists: names nobody
+    finalize(actors, ipfs, pid, 1, scores, flags, 0.5, document=json.dumps(older).encode())
 
     api = client.get(f"/api/projects/{pid}/rounds/0").json()
     assert api["admitted"] == [members[2]], api
@@ -94,8 +101,21 @@ def test_a_round_lists_the_unpaid_trainers_whose_update_is_in_the_model(
     row = re.search(rf'<tr role="row" class="flagged" data-trainer="{members[2]}">(.*?)</tr>', html, re.S)
     assert row and 'data-admitted="true">in the model, unpaid, clipped<' in row[1], html
     assert html.count('data-admitted="true"') == 1
-    assert client.get(f"/api/projects/{pid}/rounds/1").json()["admitted"] == []
-    assert 'id="admitted-trainers"' not in client.get(f"/projects/{pid}/rounds/1").text
+
+    assert api["screened"] == [members[1]], api
+    assert [t["screened"] for t in api["trainers"]] == [False, True, False]
+    cell = re.search(r'<dd id="screened-trainers">(.*?)</dd>', html, re.S)
+    assert cell and members[1] in cell[1] and members[2] not in cell[1], html
+    words = " ".join(cell[1].split())
+    assert "its committed row points against the owner's reference, so its update is kept out of the new model" in words
+    assert "it is paid as the rule scores it" in words, words
+    row = re.search(rf'<tr role="row" class="" data-trainer="{members[1]}">(.*?)</tr>', html, re.S)
+    assert row and 'data-screened="true">not in the model, paid: against the owner' in row[1], html
+    assert html.count('data-screened="true"') == 1
+    later = client.get(f"/api/projects/{pid}/rounds/1").json()
+    assert later["admitted"] == later["screened"] == [] and later["trainers"][1]["screened"] is False, later
+    html = client.get(f"/projects/{pid}/rounds/1").text
+    assert 'id="admitted-trainers"' not in html and 'id="screened-trainers"' not in html
 
 
 def test_a_training_project_polls_its_live_part_and_shows_its_initial_model(client: TestClient, actors: Actors) -> None:
@@ -205,3 +225,7 @@ def test_a_round_page_says_whether_the_owners_reference_was_committed_and_reveal
     assert client.get(f"/api/projects/{pid}/rounds/3/reference").status_code == 404  # not finalized
     about = client.get("/about/owner-reference")
     assert about.status_code == 200 and "It flags nobody" in about.text and "robust-reference.md" in about.text
+    screen = re.search(r'<p id="reference-screen">(.*?)</p>', about.text, re.S)
+    words = " ".join(screen[1].split()) if screen else about.text
+    assert "(a cosine of \u22120.3 or less) is kept out of the round's new model" in words, words
+    assert "the same with it as without it, so an owner cannot use it to take anyone's pay" in words, words

@@ -2,8 +2,9 @@
 
 It repeats the public values the proof was made for (commitments, scores and flags in trainer
 order), says why submissions were rejected, carries the proof bytes and the new model's CID, names the
-unpaid trainers whose update is in the new model (``admitted``: the aggregator's word, which ``marketplace
-audit`` recomputes), and reports the new model's accuracy on the aggregator's own held-out data (not proven). Its CID is
+unpaid trainers whose update is in the new model (``admitted``) and the trainers whose update the owner's
+reference kept out of it, paid as scored (``screened``) (both the aggregator's word, which ``marketplace audit``
+recomputes), and reports the new model's accuracy on the aggregator's own held-out data (not proven). Its CID is
 recorded on chain with the round, so anyone can fetch it; everything in it is attacker-controlled
 input for whoever reads it: :meth:`ProofDocument.parse` bounds the size and nesting, checks every
 type, and refuses non-finite numbers, so one bad document is a typed error, never a crash.
@@ -53,6 +54,10 @@ class ProofDocument(BaseModel):
     admitted: list[str] = Field(default_factory=list, max_length=1024)
     """Trainer addresses whose update is in the new model although they are not paid (it agrees with the paid
     updates; clipped to their median norm: :func:`marketplace.rule.aggregate.agreeing_clipped_mean`)."""
+    screened: list[str] = Field(default_factory=list, max_length=1024)
+    """Trainer addresses whose update the owner's reference kept out of the new model, their pay the rule's
+    (the committed row points against the reference row: :func:`marketplace.rule.scorer.reference_screen`);
+    absent from documents made before the screen (read as empty)."""
     reference: str | None = Field(default=None, max_length=66)
     """The owner's revealed reference commitment the round was scored and proven with (None: no reference)."""
     proof: str = Field(max_length=2 * MAX_PROOF_DOCUMENT_BYTES)

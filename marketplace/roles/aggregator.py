@@ -453,6 +453,7 @@ class AggregatorNode:
             published=dict(inputs.published),
             reference=None if reference is None else "0x" + commitment_bytes(reference).hex(),
             admitted=[t for t, taken in zip(inputs.trainers, scored.admitted, strict=True) if taken],
+            screened=[t for t, out in zip(inputs.trainers, scored.screened, strict=True) if out],
             proof="0x" + proof.hex(),
             model_cid=model_cid,
             accuracy=accuracy,  # of the new model on the aggregator's held-out data (not proven)

@@ -42,8 +42,8 @@ per trainer, with the end of the dispute window); a rejected trainer may publish
 a row the market could have accepted (at most :data:`MAX_ROW_LENGTH` values, inside the committed rows' box).
 A proof document's reasons for its rejections (``rejected`` and ``published``: the aggregator's word, bounded
 to :data:`MAX_REASON_CHARS` printable characters) are kept with the round's accuracy, and so are the trainers it
-says are in the new model unpaid (``admitted``: addresses only, the aggregator's word; ``marketplace audit``
-recomputes it).
+says are in the new model unpaid (``admitted``) and those whose update the owner's reference kept out of it, paid
+as scored (``screened``): addresses only, the aggregator's word; ``marketplace audit`` recomputes both.
 
 Concurrency: one connection, its queries guarded by a lock; :meth:`Indexer.sync` takes that lock only to read
 and write the database, never while it waits on the chain or on IPFS (the logs, the blocks, ``getProject`` of a
@@ -104,8 +104,9 @@ from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 #: document, ``skipped`` events); 5: indexes by project on the per-project tables; 6: ``cards`` (the model card
 #: of each project's initial weights); 7: ``reliability`` rows from the registry's ``RoundRecorded`` (one event per
 #: round, one row per trainer in it); 8: the admitted (in the model, unpaid) trainers of a round's proof document;
-#: 9: ``bonds`` (the rejection bonds' events). An index of an older version is rebuilt.
-SCHEMA_VERSION = 9
+#: 9: ``bonds`` (the rejection bonds' events); 10: the screened (kept out of the model by the owner's reference,
+#: paid as scored) trainers of a round's proof document. An index of an older version is rebuilt.
+SCHEMA_VERSION = 10
 KEPT_HEADS = 32
 #: Proof documents read from IPFS per sync at most (the rest on later syncs).
 DOCS_PER_SYNC = 16
@@ -159,7 +160,7 @@ CREATE TABLE reveals_missed (
 CREATE TABLE rounds (
     project_id INTEGER, round INTEGER, model_cid TEXT, proof_cid TEXT, scores TEXT, flags TEXT, rewards TEXT,
     block INTEGER, log_index INTEGER, tx_hash TEXT, accuracy REAL, doc_state TEXT, reasons TEXT, admitted TEXT,
-    PRIMARY KEY (project_id, round)
+    screened TEXT, PRIMARY KEY (project_id, round)
 );
 CREATE TABLE rejections (
     project_id INTEGER, round INTEGER, trainer TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
@@ -596,7 +597,7 @@ class Indexer:
 
     def _on_RoundFinalized(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)",
+            "INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL)",
             (
                 int(a["projectId"]), int(a["round"]), a["modelCid"], a["proofCid"],
                 json.dumps([str(s) for s in a["scores"]]), json.dumps([bool(f) for f in a["flags"]]),
@@ -692,7 +693,8 @@ class Indexer:
                 log.info("round %d of project %d: proof document %s is invalid, skipped", round_, pid, cid)
                 self._set_doc_state(pid, round_, "invalid", None)
             else:
-                self._set_doc_state(pid, round_, "ok", doc.accuracy, _reasons(doc), _admitted(doc))
+                named = _addresses(doc, "admitted"), _addresses(doc, "screened")
+                self._set_doc_state(pid, round_, "ok", doc.accuracy, _reasons(doc), *named)
         return len(pending)
 
     def _set_doc_state(
@@ -703,14 +705,18 @@ class Indexer:
         accuracy: float | None,
         reasons: dict[str, str] | None = None,
         admitted: list[str] | None = None,
+        screened: list[str] | None = None,
     ) -> None:
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.execute(
-                "UPDATE rounds SET accuracy = ?, doc_state = ?, reasons = ?, admitted = ? "
+                "UPDATE rounds SET accuracy = ?, doc_state = ?, reasons = ?, admitted = ?, screened = ? "
                 "WHERE project_id = ? AND round = ?",
-                (accuracy, state, json.dumps(reasons or {}), json.dumps(admitted or []), pid, round_),
-            )
+                (
+                    accuracy, state, json.dumps(reasons or {}), json.dumps(admitted or []),
+                    json.dumps(screened or []), pid, round_,
+                ),
+            )  # fmt: skip
 
     # ------------------------------------------------------------------ model cards (IPFS)
 
@@ -817,6 +823,7 @@ class Indexer:
             row["rewards"] = [int(r) for r in json.loads(row["rewards"])]
             row["reasons"] = json.loads(row["reasons"] or "{}")
             row["admitted"] = json.loads(row["admitted"] or "[]")
+            row["screened"] = json.loads(row["screened"] or "[]")
         return rows
 
     def rejections(self, project_id: int) -> dict[int, set[str]]:
@@ -963,11 +970,12 @@ def _check_row(row: object) -> None:
         raise MalformedEvent(str(exc)) from None
 
 
-def _admitted(doc: ProofDocument) -> list[str]:
-    """The trainers the proof document says are in the new model unpaid (``admitted``: the aggregator's word), as
-    checksummed addresses, each once, in the document's order; entries that are not addresses are dropped."""
+def _addresses(doc: ProofDocument, field: Literal["admitted", "screened"]) -> list[str]:
+    """The trainers the proof document names in ``field`` (the aggregator's word): ``admitted``, in the new model
+    unpaid; ``screened``, kept out of it by the owner's reference, paid as scored. As checksummed addresses, each
+    once, in the document's order, at most 1024; entries that are not addresses are dropped."""
     out: list[str] = []
-    given = getattr(doc, "admitted", None)
+    given = getattr(doc, field, None)
     for trainer in given[:1024] if isinstance(given, list) else []:
         if isinstance(trainer, str) and is_address(trainer) and to_checksum_address(trainer) not in out:
             out.append(to_checksum_address(trainer))

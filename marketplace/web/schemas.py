@@ -198,6 +198,12 @@ class TrainerEntry(BaseModel):
         "updates, clipped to their median norm (the aggregator's word from its proof document; `marketplace audit` "
         "recomputes it)",
     )
+    screened: bool = Field(
+        default=False,
+        description="paid, and its update is not in the round's new model: its committed row points against the "
+        "owner's reference, so the update is kept out; it is paid as the rule scores it (the aggregator's word from "
+        "its proof document; `marketplace audit` recomputes it)",
+    )
     bond: TrainerBond | None = Field(
         default=None,
         description="if the aggregator announced this trainer's rejection with a bond: the bond and where it went",
@@ -275,6 +281,12 @@ class RoundView(BaseModel):
         default_factory=list,
         description="the unpaid trainers whose update is in the new model (clipped, agreeing with the paid updates), "
         "in trainer order: the aggregator's word from its proof document, which `marketplace audit` recomputes",
+    )
+    screened: list[str] = Field(
+        default_factory=list,
+        description="the paid trainers whose update the owner's reference kept out of the new model (their committed "
+        "row points against the reference row; paid as the rule scores them), in trainer order: the aggregator's "
+        "word from its proof document, which `marketplace audit` recomputes",
     )
     bonds: RoundBonds | None = Field(
         default=None, description="the rejection bonds of the round, if the aggregator announced rejections with bonds"

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from marketplace.adapters.ipfs.tensors import DEFAULT_MAX_BYTES
 from marketplace.protocol.proof_document import MAX_PROOF_DOCUMENT_BYTES
+from marketplace.rule.aggregate import REFERENCE_STEP_BAR
 from marketplace.web.deps import (
     ClientDep,
     FetchesDep,
@@ -117,8 +118,9 @@ def _lower(exc: Exception) -> str:
 
 @pages.get("/about/owner-reference")
 def about_owner_reference(page: PageDep) -> Response:
-    """What the owner's reference row is, what it can and cannot change (docs/design/robust-reference.md)."""
-    return page.render("about_reference.html", {})
+    """What the owner's reference row is, what it can and cannot change, what it keeps out of the model (the
+    screen's bar, :data:`~marketplace.rule.aggregate.REFERENCE_STEP_BAR`; docs/design/robust-reference.md)."""
+    return page.render("about_reference.html", {"step_bar": REFERENCE_STEP_BAR})
 
 
 def _download(fetches: WebFetches, client: str, cid: str, max_bytes: int, filename: str, media_type: str) -> Response:

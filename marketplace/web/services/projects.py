@@ -288,6 +288,9 @@ class ProjectService:
         scores, flags, rewards = row["scores"], row["flags"], row["rewards"]
         total = sum(s for s, f in zip(scores, flags, strict=False) if not f)
         claimed = set(row.get("admitted") or [])  # the proof document's word: only unpaid members can be admitted
+        # Its word too: shown only for members paid on their own update (an unpaid update kept out is simply not in
+        # the model, and a member paid on the row it published in a dispute has no update in it either way).
+        kept_out = set(row.get("screened") or [])
         entries = []
         for m in members:
             i = m["idx"]
@@ -298,6 +301,8 @@ class ProjectService:
             # treated as flagged by the market: slashed, recorded flagged in the registry.
             flagged = flags[i] or m["trainer"] in reveal_missed
             dispute = disputes.get(m["trainer"])
+            disputed = dispute is not None and dispute.state == "disputed"
+            paid_update = not flagged and scores[i] > 0 and sub is not None and not disputed
             reason = flag_reason(
                 flagged, m["trainer"] in reveal_missed, dispute, when, row["reasons"].get(m["trainer"])
             )
@@ -314,11 +319,13 @@ class ProjectService:
                     slashed_eth=eth(slashed_by.get((row["round"], m["trainer"]), 0)),
                     dispute=dispute.state if dispute else None, dispute_deadline=dispute.deadline if dispute else None,
                     reason=reason, admitted=m["trainer"] in claimed and sub is not None and (flagged or scores[i] == 0),
+                    screened=m["trainer"] in kept_out and paid_update,
                     bond=trainer_bond(bonds, m["trainer"]),
                 )
             )  # fmt: skip
         return RoundView(
             round=row["round"], model_cid=row["model_cid"], proof_cid=row["proof_cid"], accuracy=row["accuracy"],
             block=row["block"], tx_hash=row["tx_hash"], trainers=entries,
-            admitted=[e.trainer for e in entries if e.admitted], bonds=round_bonds(bonds) if bonds else None,
+            admitted=[e.trainer for e in entries if e.admitted], screened=[e.trainer for e in entries if e.screened],
+            bonds=round_bonds(bonds) if bonds else None,
         )  # fmt: skip
