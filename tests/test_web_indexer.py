@@ -1,6 +1,6 @@
 """The SQLite event index: incremental sync, reorgs (evm_revert), rebuilds for foreign or corrupt files,
-proof documents (missing, invalid, non-finite numbers), strings on chain that are not UTF-8, and chart data
-that stays strict JSON."""
+proof documents (missing, invalid, non-finite numbers), strings on chain that are not UTF-8, chart data
+that stays strict JSON, and stale challenges (``StaleChallenged``: a real one indexed, junk ones skipped)."""
 
 # ruff: noqa: F811  (fixtures imported from tests.web_fixtures are used as test arguments)
 from __future__ import annotations
@@ -8,15 +8,19 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_abi import encode
+from eth_utils import event_abi_to_log_topic
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hexbytes import HexBytes
 
 from marketplace.adapters.chain.client import ChainClient
+from marketplace.adapters.chain.market import Finalization
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.protocol.model_card import ModelCard
 from marketplace.protocol.proof_document import ProofDocument
@@ -25,6 +29,9 @@ from marketplace.web.indexer import Indexer
 from marketplace.web.model_cards import CardUnavailable
 from marketplace.web.proof_docs import ProofDocUnavailable
 from tests.market_fixtures import ETH, Actors, cid_for, commit, commitment_for, reveal_update
+from tests.test_dispute_attacks import Job, _settle
+from tests.test_stale_challenge import _evidence, _replay
+from tests.test_web_disputes import InjectingChain, by_trainer
 from tests.web_fixtures import client, finalize, ipfs, ipfs_node, proof_document, web_app, web_settings  # noqa: F401
 
 
@@ -337,3 +344,140 @@ def test_an_accuracy_that_is_not_a_finite_fraction_is_not_charted(
     assert match is not None
     chart = strict_json(match.group(1))
     assert chart["accuracy"] == [None, None, None, 0.25]
+
+
+@dataclass
+class StaleRound:
+    """Round 1 of a two-round project in which trainer 3 (``replayer``) revealed trainer 0's (``copied``) round-0 row
+    and the stranger (``challenger``) showed it stale: ``award`` wei of the replayer's stake refunded its gas."""
+
+    job: Job
+    replayer: str
+    copied: str
+    challenger: str
+    award: int
+    earlier: bytes
+    tx_hash: str
+    block: int
+
+    @property
+    def pid(self) -> int:
+        return self.job.pid
+
+
+def challenge_replay(actors: Actors) -> StaleRound:
+    """A real ``StaleChallenged`` on the session anvil (:func:`tests.test_stale_challenge._replay`); round 1 stays
+    open (:func:`finalize_stale_round` finalizes it)."""
+    job, replayer, row = _replay(actors)
+    receipt = actors.stranger.challenge_stale(job.pid, 1, _evidence(actors, job, replayer.address, row))
+    (event,) = actors.events(receipt, "StaleChallenged")
+    tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
+    return StaleRound(
+        job, replayer.address, job.trainers[0].address, actors.stranger.address, int(event["award"]),
+        bytes(event["earlier"]), tx_hash, int(receipt["blockNumber"]),
+    )  # fmt: skip
+
+
+def finalize_stale_round(actors: Actors, ipfs: IpfsClient, stale: StaleRound, why: str = "") -> Finalization:
+    """Finalizes round 1 with the replayer rejected, as the market demands, its proof document pinned (``why``: the
+    aggregator's stated reason for the rejection in it, if any)."""
+    result = _settle(actors.owner, stale.job, 1, {stale.replayer})
+    doc = proof_document(actors, stale.pid, 1, result.scores, result.flags, 0.8)
+    if why:
+        doc = doc.model_copy(update={"rejected": {stale.replayer: why}})
+    pinned = replace(result, proof_cid=ipfs.add(doc.to_bytes()))
+    actors.aggregator.finalize_round(stale.pid, 1, pinned)
+    return pinned
+
+
+def test_stale_challenges_are_indexed_and_an_index_from_before_them_is_rebuilt(actors: Actors, tmp_path: Path) -> None:
+    """The challenge's values as the event gives them: the challenged round and trainer, the challenger, the earlier
+    round and the author of the row copied, its commitment, the refund out of the stake; the trainer's stale rounds.
+    An index file of the schema before stale challenges is thrown away on opening and rebuilt with them."""
+    stale = challenge_replay(actors)
+    index = make_indexer(actors, tmp_path / "i.sqlite")
+    index.sync()
+    shown = index.stale_challenges(stale.pid)
+    assert list(shown) == [1] and list(shown[1]) == [stale.replayer], shown
+    row = shown[1][stale.replayer]
+    assert (row["challenger"], row["earlier_round"], row["author"]) == (stale.challenger, 0, 0), row
+    assert (row["earlier"], row["award"]) == ("0x" + stale.earlier.hex(), str(stale.award)), row
+    assert row["tx_hash"] == stale.tx_hash, row
+    assert stale.award > 0 and index.skipped_events() == []
+    assert index.stale_rounds_of(stale.replayer) == {(stale.pid, 1)} and index.stale_rounds_of(stale.copied) == set()
+    index.close()
+
+    old = sqlite3.connect(tmp_path / "i.sqlite")
+    old.execute("DROP TABLE stale")  # as written before stale challenges
+    old.execute("UPDATE meta SET value = '10' WHERE key = 'schema'")
+    old.commit()
+    old.close()
+    again = make_indexer(actors, tmp_path / "i.sqlite")
+    assert again.projects() == [] and again.rebuilds == 0  # thrown away on opening
+    again.sync()
+    assert again.stale_challenges(stale.pid) == shown
+
+
+def test_junk_stale_challenges_are_skipped_and_never_shown(
+    actors: Actors, ipfs: IpfsClient, web_app: FastAPI, client: TestClient
+) -> None:
+    """Logs served next to a real ``StaleChallenged``, each naming an honest trainer (trainer 1) stale in a way the
+    market cannot: an earlier round that is not earlier, an author that is no member's index, a refund above the
+    stake, a round beyond 64 bits, undecodable data, and a trainer that is not a member. Each is skipped, logged and
+    listed; the real challenge is indexed; the round's JSON and page show the replayer stale and nobody else."""
+    stale = challenge_replay(actors)
+    market = actors.admin.market
+    topic = {abi["name"]: HexBytes(event_abi_to_log_topic(abi)) for abi in market.abi if abi.get("type") == "event"}
+    logs = actors.chain.get_logs_raw({"fromBlock": stale.block, "toBlock": stale.block, "address": market.address})
+    (real,) = [e for e in logs if HexBytes(e["topics"][0]) == topic["StaleChallenged"]]
+    honest = stale.job.trainers[1].address
+    stake = int(actors.owner.get_project(stale.pid).stake)
+
+    def log(index: int, earlier_round: int = 0, author: int = 0, award: int = 1, **topics: str | int) -> dict[str, Any]:
+        """A ``StaleChallenged`` of ``honest`` in round 1 (``topics`` override ``round`` or ``trainer``)."""
+        data = encode(["address", "uint256", "uint256", "bytes32", "uint256"],
+                      [stale.challenger, earlier_round, author, stale.earlier, award])  # fmt: skip
+        trainer = HexBytes(encode(["address"], [topics.get("trainer", honest)]))
+        round_ = HexBytes(encode(["uint256"], [topics.get("round", 1)]))
+        return {**real, "topics": [real["topics"][0], real["topics"][1], round_, trainer], "data": HexBytes(data),
+                "logIndex": 100 + index}  # fmt: skip
+
+    bad = [
+        log(0, earlier_round=1),
+        log(1, author=len(stale.job.trainers)),
+        log(2, award=stake + 1),
+        log(3, round=2**64),
+        {**log(4), "data": HexBytes(b"\x01\x02\x03")},
+        log(5, trainer=actors.stranger.address),
+    ]
+    indexer: Indexer = web_app.state.services.context.indexer
+    indexer.chain = InjectingChain(indexer.chain, bad)  # type: ignore[assignment]
+    finalize_stale_round(actors, ipfs, stale)
+
+    round_ = client.get(f"/api/projects/{stale.pid}/rounds/1")
+    assert round_.status_code == 200, round_.text
+    assert round_.json()["stale"] == [stale.replayer], round_.json()
+    entries = by_trainer(round_.json()["trainers"])
+    assert entries[stale.replayer]["stale"]["challenger"] == stale.challenger
+    assert [t for t, e in entries.items() if e["stale"] is not None] == [stale.replayer]
+    skipped = indexer.skipped_events()
+    assert [(s["name"], s["block"], s["log_index"]) for s in skipped] == [
+        ("StaleChallenged", stale.block, b["logIndex"]) for b in bad
+    ]
+    reasons = [s["reason"] for s in skipped]
+    assert "earlierRound 1 is not before the challenged round 1" in reasons[0], reasons
+    assert f"author '{len(stale.job.trainers)}' is neither a trainer's index" in reasons[1], reasons
+    assert f"award {stake + 1} is more than project {stale.pid}'s stake" in reasons[2], reasons
+    assert "round" in reasons[3] and "cannot be decoded" in reasons[4], reasons
+    assert f"{actors.stranger.address} is not a trainer of project {stale.pid}" in reasons[5], reasons
+    page = client.get(f"/projects/{stale.pid}/rounds/1").text
+    assert page.count(">STALE<") == 1 and page.count('class="stale-note"') == 1
+    assert client.get("/api/status").json()["skipped_events"] == len(bad)
+    project = client.get(f"/projects/{stale.pid}").text
+    members = re.search(r'<table class="stack" role="table" id="members">(.*?)</table>', project, re.S)
+    assert members and members[1].count("stale-mark") == 1, project  # the replayer's row only
+    assert re.search(rf'data-trainer="{honest}">(?:(?!</tr>).)*stale-mark', members[1], re.S) is None
+    for url in (f"/accounts/{honest}", f"/trainers/{honest}"):
+        html = client.get(url)
+        assert html.status_code == 200 and "stale-mark" not in html.text, url
+    assert indexer.sync() == 0 and len(indexer.skipped_events()) == len(bad)  # each one once

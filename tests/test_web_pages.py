@@ -4,7 +4,8 @@ polled while training, and the downloads (issue 15), on the session anvil and a 
 reference row (issue 16): committed, revealed, its commitment, and the page saying what it is.
 
 The rule's causes are checked on real committed rows (:func:`rule_causes`): updates made far, lazy, boosted and
-duplicated are each named by the test that flags them.
+duplicated are each named by the test that flags them. A submission shown stale on chain (``StaleChallenged``) is
+marked and explained on the open round, its round's JSON and page, the project page and its trainer's pages.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 
 import numpy as np
 from fastapi.testclient import TestClient
+from markupsafe import escape
 
 from marketplace.adapters.chain.market import Finalization
 from marketplace.adapters.ipfs.ipfs import IpfsClient
@@ -21,9 +23,14 @@ from marketplace.protocol.commitment import commit_update, committed_rows
 from marketplace.protocol.sketch import sketch_rows
 from marketplace.round.prove import HashProver
 from marketplace.round.reference import commit_reference, reveal_reference
+from marketplace.web.filters import short
+from marketplace.web.schemas import eth
 from marketplace.web.services.flag_reasons import rule_causes
+from marketplace.web.services.stale import project_roles, stale_shown
 from tests.market_fixtures import Actors
 from tests.test_web_a11y import disputed_project
+from tests.test_web_disputes import by_trainer
+from tests.test_web_indexer import challenge_replay, finalize_stale_round
 from tests.web_fixtures import (  # noqa: F401
     FinishedProject,
     client,
@@ -229,3 +236,99 @@ def test_a_round_page_says_whether_the_owners_reference_was_committed_and_reveal
     words = " ".join(screen[1].split()) if screen else about.text
     assert "(a cosine of \u22120.3 or less) is kept out of the round's new model" in words, words
     assert "the same with it as without it, so an owner cannot use it to take anyone's pay" in words, words
+
+
+def _row(html: str, trainer: str) -> str:
+    """The table row of ``trainer`` in ``html`` (the first one)."""
+    found = re.search(rf'<tr role="row"[^>]*data-trainer="{trainer}">(.*?)</tr>', html, re.S)
+    assert found, html
+    return found[1]
+
+
+def _history_outcomes(html: str, table: str) -> dict[int, str]:
+    """Round -> the Outcome cell of each row of the history table ``table`` (one project)."""
+    body = re.search(rf'id="{table}">(.*?)</table>', html, re.S)
+    assert body, html
+    cells = re.findall(r'data-label="Round">(\d+)</td><td role="cell" data-label="Outcome">(.*?)</td>', body[1], re.S)
+    return {int(round_): outcome for round_, outcome in cells}
+
+
+def test_a_submission_shown_stale_is_marked_and_explained(client: TestClient, actors: Actors, ipfs: IpfsClient) -> None:
+    """Trainer 3 replays trainer 0's round-0 row in round 1 and the stranger shows it stale on chain. While the round
+    is open, its line says so; once finalized, the round's JSON and page mark it STALE and say which earlier row it
+    copies (round, whose), who showed it and the refund taken from its stake, as a rejection nobody can dispute (not
+    the aggregator's word, though its proof document gives one), with how to avoid it; the payout is the stake less
+    the refund and the slash, as the market owes it; the project page counts it in the round's line and the trainer's,
+    and the trainer's history (account and trainer pages) marks that round, not the one before."""
+    stale = challenge_replay(actors)
+    opened = by_trainer(client.get(f"/api/projects/{stale.pid}").json()["open_round"]["trainers"])
+    assert [t for t, e in opened.items() if e["stale"]] == [stale.replayer], opened
+    assert "shown stale by " + short(stale.challenger) in opened[stale.replayer]["state"]
+    live = re.search(r'id="open-round-trainers">(.*?)</table>', client.get(f"/projects/{stale.pid}").text, re.S)
+    assert live and live[1].count(">STALE<") == 1 and ">STALE<" in _row(live[1], stale.replayer)
+    finalize_stale_round(actors, ipfs, stale, why="stale: a near copy of a row revealed in round 0")
+
+    api = client.get(f"/api/projects/{stale.pid}/rounds/1").json()
+    assert api["stale"] == [stale.replayer], api
+    entry = by_trainer(api["trainers"])[stale.replayer]
+    shown = entry["stale"]
+    assert (shown["earlier_round"], shown["author"], shown["author_address"]) == (0, 0, stale.copied), shown
+    assert (shown["own"], shown["challenger"], shown["tx_hash"]) == (False, stale.challenger, stale.tx_hash), shown
+    assert shown["refund"] == str(stale.award) and shown["refund_eth"] == eth(stale.award), shown
+    summary = shown["summary"]
+    said = [f"shown stale by {short(stale.challenger)}", f"the row of trainer #0 ({short(stale.copied)})",
+            "revealed in round 0", "rejected beyond dispute",
+            f"{eth(stale.award)} ETH of its stake refunded"]  # fmt: skip
+    assert all(words in summary for words in said), summary
+    assert entry["flagged"] and entry["rejected"] and entry["reward"] == "0" and entry["reason"] == summary, entry
+    slashed = int(entry["slashed"])
+    project = client.get(f"/api/projects/{stale.pid}").json()
+    (payout,) = [p for p in project["payouts"] if p["account"] == stale.replayer]
+    (member,) = [m for m in project["trainers"] if m["trainer"] == stale.replayer]
+    kept = int(project["project"]["stake"]) - stale.award - slashed  # round 0's reward besides
+    owed = actors.owner.withdrawable(stale.pid, stale.replayer)
+    assert int(payout["entitled"]) == owed == kept + int(member["earned"]), (payout, member)
+
+    html = client.get(f"/projects/{stale.pid}/rounds/1").text
+    assert html.count(">STALE<") == 1 and html.count('data-cause="stale"') == 1, html
+    row = _row(html, stale.replayer)
+    assert ">STALE<" in row and ">REJECTED<" not in row and 'data-cause="rejected"' not in row, row
+    assert "rejected by the aggregator" not in row and str(escape(summary)) in row, row
+    words = " ".join(row.split())
+    assert "cannot be disputed" in words and "submit a fresh update each round" in words, words
+    assert f'data-challenger="{stale.challenger}" data-refund="{stale.award}"' in row, row
+    assert f'href="/projects/{stale.pid}/rounds/0">round 0</a>' in row, row
+
+    page = client.get(f"/projects/{stale.pid}").text
+    line = re.search(r'id="round-line-1"(.*?)</tr>', page, re.S)
+    assert line and "(1 stale)" in line[1] and "stale" not in re.search(r'id="round-line-0"(.*?)</tr>', page, re.S)[1]
+    assert "(1 stale)" in _row(page, stale.replayer)
+    histories = {f"/accounts/{stale.replayer}": "account-history", f"/trainers/{stale.replayer}": "reliability-history"}
+    for url, table in histories.items():
+        outcomes = _history_outcomes(client.get(url).text, table)
+        assert "stale-mark" in outcomes[1] and "stale-mark" not in outcomes[0], (url, outcomes)
+    credit = client.get(f"/accounts/{stale.challenger}").text
+    assert f'id="account-bond-credit" data-wei="{stale.award}"' in credit
+    assert "refunded for its stale challenges" in credit
+
+
+def test_a_stale_challenge_names_the_copied_row_and_the_challenger() -> None:
+    """Whose earlier row: another trainer's (its index and address), the trainer's own, the owner's reference; who
+    challenged: an account, or the project's aggregator or owner by role."""
+    owner, aggregator, a, b = ("0x" + c * 40 for c in "0ab1")
+    members = {0: a, 1: b}
+    roles = project_roles(owner, aggregator)
+    row = {"earlier_round": 2, "author": 0, "challenger": b, "award": "3000000000000000", "tx_hash": "0x" + "5" * 64}
+    other = stale_shown(row, b, members, roles)
+    assert other.author_address == a and not other.own and other.refund_eth == "0.003"
+    assert other.summary.startswith(f"shown stale by the trainer itself ({short(b)}): its row nearly copies the row of "
+                                    f"trainer #0 ({short(a)}) revealed in round 2"), other.summary  # fmt: skip
+    own = stale_shown({**row, "challenger": aggregator}, a, members, roles)
+    assert own.own, own
+    assert f"shown stale by the aggregator ({short(aggregator)}): its row nearly copies its own row" in own.summary
+    reference = stale_shown({**row, "author": None, "challenger": owner}, a, members, roles)
+    assert reference.author is None and reference.author_address is None and not reference.own
+    assert f"by the owner ({short(owner)}): its row nearly copies the owner's reference row revealed in round 2" in (
+        reference.summary
+    )
+    assert "0.003 ETH of its stake refunded the challenger's gas" in reference.summary

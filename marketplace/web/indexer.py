@@ -67,6 +67,14 @@ announced rejections), ``BondAwarded`` (a disputing trainer reimbursed its dispu
 ``BondReturned`` (what was left of a round's bonds credited back to the aggregator) and ``BondWithdrawn`` (an
 account withdrew its credits, over every project) are kept in one ``bonds`` table (:meth:`Indexer.bonds`,
 :meth:`Indexer.bond_withdrawals`).
+
+Stale challenges (``MarketDisputes``): ``StaleChallenged`` (anyone showed that a trainer's revealed row of the open
+round nearly copies a row revealed in an earlier round of the project: the submission is rejected beyond dispute and
+the challenger credited its gas out of the trainer's stake) is kept in the ``stale`` table
+(:meth:`Indexer.stale_challenges`, :meth:`Indexer.stale_rounds_of`). Its values are checked as the market could have
+emitted them: an earlier round before the challenged one, a challenged trainer that is a member of the project, an
+author that is a member's index or ``REFERENCE_AUTHOR`` (the owner's reference, stored as NULL), a 32-byte earlier
+commitment, an award no larger than the project's stake.
 """
 
 from __future__ import annotations
@@ -91,7 +99,7 @@ from web3.types import FilterParams
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.lenient_abi import lenient_contract
-from marketplace.adapters.chain.market import round_records
+from marketplace.adapters.chain.market import REFERENCE_AUTHOR, round_records
 from marketplace.protocol.commitment import InvalidPublishedRow, row_from_ints
 from marketplace.protocol.model_card import ModelCard
 from marketplace.protocol.proof_document import ProofDocument
@@ -105,8 +113,9 @@ from marketplace.web.proof_docs import ProofDocReader, ProofDocUnavailable
 #: of each project's initial weights); 7: ``reliability`` rows from the registry's ``RoundRecorded`` (one event per
 #: round, one row per trainer in it); 8: the admitted (in the model, unpaid) trainers of a round's proof document;
 #: 9: ``bonds`` (the rejection bonds' events); 10: the screened (kept out of the model by the owner's reference,
-#: paid as scored) trainers of a round's proof document. An index of an older version is rebuilt.
-SCHEMA_VERSION = 10
+#: paid as scored) trainers of a round's proof document; 11: ``stale`` (``StaleChallenged``). An index of an older
+#: version is rebuilt.
+SCHEMA_VERSION = 11
 KEPT_HEADS = 32
 #: Proof documents read from IPFS per sync at most (the rest on later syncs).
 DOCS_PER_SYNC = 16
@@ -183,6 +192,10 @@ CREATE TABLE bonds (
     kind TEXT, project_id INTEGER, round INTEGER, account TEXT, amount TEXT, block INTEGER, log_index INTEGER,
     tx_hash TEXT
 );
+CREATE TABLE stale (
+    project_id INTEGER, round INTEGER, trainer TEXT, challenger TEXT, earlier_round INTEGER, author INTEGER,
+    earlier TEXT, award TEXT, block INTEGER, log_index INTEGER, tx_hash TEXT
+);
 CREATE TABLE reliability (
     trainer TEXT, market TEXT, project_id INTEGER, round INTEGER, outcome INTEGER, reliability_bps INTEGER,
     block INTEGER, log_index INTEGER, tx_hash TEXT
@@ -202,10 +215,13 @@ CREATE INDEX slashes_by_project ON slashes (project_id);
 CREATE INDEX withdrawals_by_project ON withdrawals (project_id);
 CREATE INDEX bonds_by_project ON bonds (project_id);
 CREATE INDEX bonds_by_account ON bonds (account);
+CREATE INDEX stale_by_project ON stale (project_id);
+CREATE INDEX stale_by_trainer ON stale (trainer);
 """
 _EVENT_TABLES = (
     "projects", "lifecycle", "trainers", "commits", "submissions", "reveals_missed", "rounds", "rejections",
     "announcements", "disputes", "skipped", "slashes", "withdrawals", "reliability", "verifiers", "cards", "bonds",
+    "stale",
 )  # fmt: skip
 
 
@@ -657,6 +673,24 @@ class Indexer:
         values = ("withdrawn", None, None, _address(a["account"]), str(_amount(a["amount"])))
         self._db.execute("INSERT INTO bonds VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*values, *where))
 
+    def _on_StaleChallenged(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
+        """Stores a stale challenge once its values are what the market could have emitted (:class:`MalformedEvent`
+        otherwise: the event is skipped)."""
+        pid, round_ = _stored_int(a["projectId"], "projectId"), _stored_int(a["round"], "round")
+        trainer, earlier_round = _address(a["trainer"]), _stored_int(a["earlierRound"], "earlierRound")
+        if earlier_round >= round_:
+            raise MalformedEvent(f"earlierRound {earlier_round} is not before the challenged round {round_}")
+        members = [r[0] for r in self._db.execute("SELECT trainer FROM trainers WHERE project_id = ?", (pid,))]
+        if trainer not in members:
+            raise MalformedEvent(f"{trainer} is not a trainer of project {pid}")
+        author = _stale_author(a["author"], len(members))
+        stake = self._db.execute("SELECT stake FROM projects WHERE project_id = ?", (pid,)).fetchone()
+        award = _amount(a["award"])
+        if stake is None or award > int(stake[0]):
+            raise MalformedEvent(f"award {award} is more than project {pid}'s stake")
+        values = (pid, round_, trainer, _address(a["challenger"]), earlier_round, author, _bytes32(a["earlier"]))
+        self._db.execute("INSERT INTO stale VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, str(award), *where))
+
     def _on_RoundRecorded(self, a: dict[str, Any], where: tuple[int, int, str]) -> None:
         for what in ("projectId", "round"):
             _stored_int(a[what], what)  # raises MalformedEvent (the event is skipped)
@@ -898,6 +932,21 @@ class Indexer:
             (to_checksum_address(account),),
         )
 
+    def stale_challenges(self, project_id: int) -> dict[int, dict[str, dict[str, Any]]]:
+        """Round -> trainer -> its stale challenge (``StaleChallenged``, the first in chain order): ``challenger``,
+        ``earlier_round``, ``author`` (the index of the earlier row's trainer; None: the owner's reference),
+        ``earlier`` (that row's commitment, hex), ``award`` (wei out of the trainer's stake, a decimal string),
+        ``block``, ``log_index``, ``tx_hash``."""
+        out: dict[int, dict[str, dict[str, Any]]] = {}
+        for row in self._of_rounds("stale", project_id, None):
+            out.setdefault(row["round"], {}).setdefault(row["trainer"], row)
+        return out
+
+    def stale_rounds_of(self, trainer: str) -> set[tuple[int, int]]:
+        """(project id, round) of every submission of ``trainer`` shown stale (this market's projects)."""
+        rows = self._rows("SELECT project_id, round FROM stale WHERE trainer = ?", (to_checksum_address(trainer),))
+        return {(r["project_id"], r["round"]) for r in rows}
+
     def reliability_history(self, trainer: str) -> list[dict[str, Any]]:
         """Every round the registry recorded for ``trainer`` (``RoundRecorded``, any market), oldest first."""
         return self._rows(
@@ -952,6 +1001,23 @@ def _address(value: object) -> str:
     """``value`` if it is a checksummed address (as decoded from an event), else :class:`MalformedEvent`."""
     if not isinstance(value, str) or not is_checksum_address(value):
         raise MalformedEvent(f"{str(value)[:80]!r} is not an address")
+    return value
+
+
+def _bytes32(value: object) -> str:
+    """``value`` as 0x-hex if it is 32 bytes (a decoded ``bytes32``), else :class:`MalformedEvent`."""
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise MalformedEvent(f"{str(value)[:80]!r} is not 32 bytes")
+    return "0x" + value.hex()
+
+
+def _stale_author(value: object, members: int) -> int | None:
+    """A stale challenge's ``author``: None for ``REFERENCE_AUTHOR`` (the owner's reference), else the index of one
+    of the project's ``members`` trainers; :class:`MalformedEvent` for anything else."""
+    if value == REFERENCE_AUTHOR and isinstance(value, int) and not isinstance(value, bool):
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < members:
+        raise MalformedEvent(f"author {str(value)[:80]!r} is neither a trainer's index (< {members}) nor the reference")
     return value
 
 

@@ -131,6 +131,24 @@ class TrainerBond(BaseModel):
     summary: str = Field(description="the bond and where it went, in words")
 
 
+class StaleShown(BaseModel):
+    """A trainer's submission shown stale on chain (``StaleChallenged``, ``MarketDisputes.challengeStale``): its
+    revealed row nearly copies a row revealed in an earlier round of the project, so it is rejected beyond dispute
+    (unpaid, flagged, slashed), and the challenger was credited its gas out of the trainer's stake."""
+
+    earlier_round: int = Field(description="the earlier round in which the copied row was revealed")
+    author: int | None = Field(
+        description="the index of the trainer that revealed the copied row; null: the owner's reference row"
+    )
+    author_address: str | None = Field(description="that trainer's address; null for the owner's reference")
+    own: bool = Field(description="the copied row is the trainer's own earlier row")
+    challenger: str = Field(description="the account that showed the copy on chain")
+    refund: Wei = Field(description="wei taken from the trainer's stake and credited to the challenger for its gas")
+    refund_eth: Eth
+    tx_hash: str = Field(description="the challenge's transaction")
+    summary: str = Field(description="the challenge in words")
+
+
 class RoundBonds(BaseModel):
     """The rejection bonds of one round (``MarketDisputes``, from the index): posted by the aggregator with its
     announcement, one per rejected trainer; reimbursed to the trainers that disputed (their disputes' gas, at most
@@ -208,6 +226,12 @@ class TrainerEntry(BaseModel):
         default=None,
         description="if the aggregator announced this trainer's rejection with a bond: the bond and where it went",
     )
+    stale: StaleShown | None = Field(
+        default=None,
+        description="if its submission was shown stale on chain (a near copy of a row revealed in an earlier round): "
+        "which row, who showed it and what of its stake paid the challenger's gas; such a rejection cannot be "
+        "disputed",
+    )
 
     @property
     def share(self) -> float:
@@ -232,6 +256,11 @@ class OpenRoundTrainer(BaseModel):
     )
     bond: TrainerBond | None = Field(
         default=None, description="the bond the aggregator posted for this trainer's announced rejection, if any"
+    )
+    stale: StaleShown | None = Field(
+        default=None,
+        description="if its submission was shown stale on chain in this round: rejected beyond dispute (see "
+        "TrainerEntry.stale)",
     )
 
 
@@ -291,6 +320,11 @@ class RoundView(BaseModel):
     bonds: RoundBonds | None = Field(
         default=None, description="the rejection bonds of the round, if the aggregator announced rejections with bonds"
     )
+    stale: list[str] = Field(
+        default_factory=list,
+        description="the trainers whose submission was shown stale on chain (StaleChallenged), in trainer order: "
+        "rejected beyond dispute",
+    )
 
 
 class Payout(BaseModel):
@@ -315,6 +349,9 @@ class Member(BaseModel):
     slashed: Wei
     slashed_eth: Eth
     flagged_rounds: int
+    stale_rounds: int = Field(
+        default=0, description="finalized rounds in which its submission was shown stale (counted in flagged_rounds)"
+    )
 
 
 class AggregatorRecord(BaseModel):
@@ -646,6 +683,9 @@ class ReliabilityPoint(BaseModel):
     reliability_bps: Bps
     block: int
     tx_hash: str
+    stale: bool = Field(
+        default=False, description="its submission in this round was shown stale on chain (this market's projects)"
+    )
 
 
 class TrainerProject(BaseModel):

@@ -44,15 +44,19 @@ def flag_reason(
     dispute: Dispute | None,
     when: Callable[[int], str],
     reason: str | None = None,
+    stale: str | None = None,
 ) -> str | None:
     """Why a trainer of a finalized round is flagged, rejected or disputed, in words; None when it is none of
-    these. A missed reveal, then the rejection (:func:`describe_dispute`), then a flag of the scoring rule
-    (a flag that is not the market's for a missed reveal or a rejection that stands)."""
+    these. A missed reveal, then the rejection: ``stale`` (its stale challenge in words, :mod:`.stale`: a rejection
+    nobody can dispute, shown on chain, in place of the aggregator's) or :func:`describe_dispute`, then a flag of
+    the scoring rule (a flag that is not the market's for a missed reveal or a rejection that stands)."""
     parts = []
     if reveal_missed:
         parts.append("committed and did not reveal in time")
-    if dispute is not None:
+    if stale is not None:
+        parts.append(stale)
+    elif dispute is not None:
         parts.append(describe_dispute(dispute, when, reason=reason))
-    if flagged and not reveal_missed and (dispute is None or dispute.state != "upheld"):
+    if flagged and not reveal_missed and stale is None and (dispute is None or dispute.state != "upheld"):
         parts.append("flagged by the scoring rule")
     return "; ".join(parts) or None

@@ -2,7 +2,8 @@
 
 Two sources, each public:
 
-* **the chain** (through the event index): a missed reveal (``RevealMissed``), a rejection announced by the
+* **the chain** (through the event index): a missed reveal (``RevealMissed``), a submission shown stale
+  (``StaleChallenged``: a near copy of an earlier round's row, rejected beyond dispute), a rejection announced by the
   aggregator and where its dispute stands (``RejectionAnnounced``, ``RejectionDisputed``, ``SubmissionRejected``),
   with the aggregator's stated cause from the round's proof document (its word, not proven);
 * **the rule, recomputed** (:func:`rule_causes`, :func:`flag_causes`; the round is read by
@@ -30,11 +31,14 @@ from marketplace.protocol.commitment import sanitize_rows
 from marketplace.rule.gram import GramConfig
 from marketplace.rule.scorer import GramScorer
 from marketplace.web.schemas import TrainerEntry
+from marketplace.web.services.stale import STALE_ADVICE
 
 if TYPE_CHECKING:  # it imports torch (the model architectures): imported when a round is recomputed
     from marketplace.round.collect import RoundInputs
 
-CauseCode = Literal["far", "lazy", "boosted", "duplicate", "malformed", "missed_reveal", "rejected", "disputed"]
+CauseCode = Literal[
+    "far", "lazy", "boosted", "duplicate", "malformed", "missed_reveal", "stale", "rejected", "disputed"
+]
 #: The rule's tests in the order they are reported, by the key of :func:`gram_rule_int`'s statistics.
 RULE_TESTS: tuple[tuple[str, CauseCode], ...] = (("far", "far"), ("lazy", "lazy"), ("boost", "boosted"),
                                                  ("dup", "duplicate"))  # fmt: skip
@@ -99,12 +103,16 @@ def rule_causes(
 
 
 def chain_causes(entry: TrainerEntry, aggregator_word: str | None, when: Callable[[int], str]) -> list[FlagCause]:
-    """The causes the chain records for ``entry`` (a trainer's line of a finalized round): a missed reveal, an
-    upheld rejection (with the aggregator's stated cause, if any, as a cause of its own) or a disputed one."""
+    """The causes the chain records for ``entry`` (a trainer's line of a finalized round): a missed reveal, a
+    submission shown stale (which no dispute can undo, and the aggregator's word is not needed for), an upheld
+    rejection (with the aggregator's stated cause, if any, as a cause of its own) or a disputed one."""
     out: list[FlagCause] = []
     if entry.reveal_missed:
         out.append(FlagCause("missed_reveal", "missed reveal", "committed a sealed update and did not reveal it "
                              "in time: treated as flagged and its stake slashed", "chain"))  # fmt: skip
+    if entry.stale is not None:
+        out.append(FlagCause("stale", "stale", STALE_ADVICE, "chain"))
+        return out
     if entry.dispute == "upheld" or (entry.rejected and entry.dispute is None):
         deadline = f" before {when(entry.dispute_deadline)}" if entry.dispute_deadline is not None else ""
         out.append(FlagCause("rejected", "rejected", "the aggregator declared its update unavailable or not matching "

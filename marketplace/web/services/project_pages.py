@@ -27,6 +27,7 @@ class RoundLine:
     paid: int  # trainers with a reward
     flagged: int  # trainers flagged (rule, rejection or missed reveal)
     disputed: int  # rejections the trainer disputed
+    stale: int  # submissions shown stale on chain (rejected beyond dispute; counted in flagged)
     reward: int  # wei paid to trainers in the round
     model_cid: str
     proof_cid: str
@@ -37,9 +38,10 @@ def round_lines(detail: ProjectDetail) -> list[RoundLine]:
     return [
         RoundLine(
             round=r.round, accuracy=r.accuracy, paid=sum(1 for e in r.trainers if int(e.reward) > 0),
-            flagged=sum(1 for e in r.trainers if e.flagged), disputed=sum(1 for e in r.trainers
-                                                                        if e.dispute == "disputed"),
-            reward=sum(int(e.reward) for e in r.trainers), model_cid=r.model_cid, proof_cid=r.proof_cid,
+            flagged=sum(1 for e in r.trainers if e.flagged),
+            disputed=sum(1 for e in r.trainers if e.dispute == "disputed"),
+            stale=sum(1 for e in r.trainers if e.stale), reward=sum(int(e.reward) for e in r.trainers),
+            model_cid=r.model_cid, proof_cid=r.proof_cid,
         )
         for r in reversed(detail.rounds)
     ]  # fmt: skip

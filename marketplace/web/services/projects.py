@@ -1,6 +1,7 @@
 """Read model of projects: the list (filtered, sorted), one project, and its detail (trainers, rounds
-with each trainer's commit, reveal (or missed reveal), score, flag, rejection and its dispute, the reason
-for a flag in words, reward and slash, and everyone's payout), all from the event index; plus, for a
+with each trainer's commit, reveal (or missed reveal), score, flag, rejection and its dispute, a stale challenge
+(:mod:`~marketplace.web.services.stale`), the reason for a flag in words, reward and slash, and everyone's payout),
+all from the event index; plus, for a
 training project, the open round's commit-reveal phase, deadlines and announced rejections
 (:mod:`~marketplace.web.services.round_phase`), the aggregator's track record
 (:mod:`~marketplace.web.services.aggregators`) and what the project's reliability bar asks of a trainer
@@ -8,7 +9,8 @@ training project, the open round's commit-reveal phase, deadlines and announced 
 :mod:`~marketplace.web.services.chain_reads`.
 
 Payouts mirror the contract's ``_owed``: what each account is entitled to once the project is
-settled, and what it withdrew so far.
+settled (a stale trainer's stake less what its stale challenges refunded their challengers), and what it withdrew so
+far.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from marketplace.web.schemas import (
     ProjectSummary,
     ReliabilityBar,
     RoundView,
+    StaleShown,
     TrainerEntry,
     eth,
     to_bps,
@@ -40,6 +43,7 @@ from marketplace.web.services.context import MarketContext
 from marketplace.web.services.disputes import describe_dispute, flag_reason
 from marketplace.web.services.errors import NotFound
 from marketplace.web.services.round_phase import describe, round_phase
+from marketplace.web.services.stale import project_roles, stale_shown
 from marketplace.web.services.track_records import project_bar
 
 #: Sort orders of the project list: name -> (key, descending).
@@ -67,9 +71,15 @@ def summary(row: dict[str, Any]) -> ProjectSummary:
 
 
 def payouts(
-    project: ProjectSummary, trainers: list[Member], earned: dict[str, int], slashed: dict[str, int]
+    project: ProjectSummary,
+    trainers: list[Member],
+    earned: dict[str, int],
+    slashed: dict[str, int],
+    refunded: dict[str, int] | None = None,
 ) -> list[Payout]:
-    """Everyone's entitlement, mirroring the contract's ``_owed`` (before any withdrawal)."""
+    """Everyone's entitlement, mirroring the contract's ``_owed`` (before any withdrawal): a trainer's stake less
+    its slashes and what its stale challenges ``refunded`` their challengers (credited to them apart, as bonds)."""
+    refunded = refunded or {}
     entitled: dict[str, int] = defaultdict(int)
     roles: dict[str, list[str]] = defaultdict(list)
     total_earned = sum(earned.values())
@@ -82,7 +92,7 @@ def payouts(
     entitled[project.aggregator] += aggregator_earned
     roles[project.aggregator].append("aggregator")
     for m in trainers:
-        entitled[m.trainer] += int(m.stake) - slashed[m.trainer] + earned[m.trainer]
+        entitled[m.trainer] += int(m.stake) - slashed[m.trainer] - refunded.get(m.trainer, 0) + earned[m.trainer]
         roles[m.trainer].append("trainer")
     return [
         Payout(account=a, roles=roles[a], entitled=str(v), entitled_eth=eth(v), withdrawn="0", withdrawn_eth="0")
@@ -158,20 +168,28 @@ class ProjectService:
         missed = self.indexer.reveals_missed(project_id)
         disputes = self.indexer.disputes(project_id)
         bonds = ledgers(self.indexer.bonds(project_id), announced_trainers(disputes))
+        stale = self.indexer.stale_challenges(project_id)
+        shown = self._stale_views(project, members, stale)
         round_views = [
             self._round_view(
                 r, members, slashed_by, rejections.get(r["round"], set()), missed.get(r["round"], set()),
-                disputes.get(r["round"], {}), bonds.get(r["round"]),
+                disputes.get(r["round"], {}), bonds.get(r["round"]), shown.get(r["round"], {}),
             )
             for r in rounds
         ]  # fmt: skip
+        refunded: dict[str, int] = defaultdict(int)
+        for challenged in stale.values():
+            for trainer, row in challenged.items():
+                refunded[trainer] += int(row["award"])
 
         earned: dict[str, int] = defaultdict(int)
         flagged: dict[str, int] = defaultdict(int)
+        stale_rounds: dict[str, int] = defaultdict(int)
         for view in round_views:
             for entry in view.trainers:
                 earned[entry.trainer] += int(entry.reward)
                 flagged[entry.trainer] += int(entry.flagged)
+                stale_rounds[entry.trainer] += int(entry.stale is not None)
         abandoned = next((e["data"] for e in lifecycle if e["kind"] == "abandoned"), None)
         if abandoned is not None:
             for sub in self.indexer.submissions(project_id, abandoned["round"]):
@@ -185,7 +203,7 @@ class ProjectService:
                 index=m["idx"], trainer=m["trainer"], stake=m["stake"], stake_eth=eth(m["stake"]),
                 joined_block=m["block"], earned=str(earned[m["trainer"]]), earned_eth=eth(earned[m["trainer"]]),
                 slashed=str(slashed_total[m["trainer"]]), slashed_eth=eth(slashed_total[m["trainer"]]),
-                flagged_rounds=flagged[m["trainer"]],
+                flagged_rounds=flagged[m["trainer"]], stale_rounds=stale_rounds[m["trainer"]],
             )
             for m in members
         ]  # fmt: skip
@@ -200,7 +218,7 @@ class ProjectService:
             project=project,
             trainers=trainers,
             rounds=round_views,
-            payouts=payouts(project, trainers, earned, slashed_total),
+            payouts=payouts(project, trainers, earned, slashed_total, refunded),
             escrowed=str(escrowed),
             escrowed_eth=eth(escrowed),
             settled=project.status in ("finished", "cancelled"),
@@ -243,6 +261,8 @@ class ProjectService:
         all_disputes = self.indexer.disputes(pid)
         disputes = all_disputes.get(round_, {})
         bonds = ledgers(self.indexer.bonds(pid), announced_trainers(all_disputes)).get(round_)
+        members = self.indexer.trainers(pid)
+        stale = self._stale_views(project, members, self.indexer.stale_challenges(pid)).get(round_, {})
         awaits = self.context.reads.awaits_reference(pid)
         phase = round_phase(now, deadlines, len(detail.trainers), len(commits), len(revealed), awaits)
         trainers = []
@@ -256,13 +276,17 @@ class ProjectService:
             else:
                 state = "waiting to commit" if phase.name == "commit" else "did not commit (missed this round)"
             dispute = disputes.get(m.trainer)
-            if dispute is not None:
+            shown = stale.get(m.trainer)
+            if shown is not None:
+                state += f"; {shown.summary}"
+            elif dispute is not None:
                 state += f"; {describe_dispute(dispute, when, now)}"
             bond = trainer_bond(bonds, m.trainer)
             trainers.append(
                 OpenRoundTrainer(
                     index=m.index, trainer=m.trainer, committed=arrival is not None, arrival=arrival,
                     revealed=m.trainer in revealed, state=state, dispute=dispute.state if dispute else None, bond=bond,
+                    stale=shown,
                 )
             )  # fmt: skip
         deadline = max((d.deadline for d in disputes.values() if d.deadline is not None), default=None)
@@ -273,6 +297,18 @@ class ProjectService:
             awaits_reference=phase.awaits_reference, dispute_deadline=deadline, trainers=trainers,
         )  # fmt: skip
 
+    @staticmethod
+    def _stale_views(
+        project: ProjectSummary, members: list[dict[str, Any]], stale: dict[int, dict[str, dict[str, Any]]]
+    ) -> dict[int, dict[str, StaleShown]]:
+        """Round -> trainer -> its stale challenge as the API shows it (:func:`stale_shown`)."""
+        by_index = {m["idx"]: m["trainer"] for m in members}
+        roles = project_roles(project.owner, project.aggregator)
+        return {
+            round_: {trainer: stale_shown(row, trainer, by_index, roles) for trainer, row in challenged.items()}
+            for round_, challenged in stale.items()
+        }
+
     def _round_view(
         self,
         row: dict[str, Any],
@@ -282,6 +318,7 @@ class ProjectService:
         reveal_missed: set[str],
         disputes: dict[str, Dispute],
         bonds: Ledger | None = None,
+        stale: dict[str, StaleShown] | None = None,
     ) -> RoundView:
         subs = {s["trainer"]: s for s in self.indexer.submissions(row["project_id"], row["round"])}
         arrivals = {c["trainer"]: int(c["arrival"]) for c in self.indexer.commits(row["project_id"], row["round"])}
@@ -291,6 +328,7 @@ class ProjectService:
         # Its word too: shown only for members paid on their own update (an unpaid update kept out is simply not in
         # the model, and a member paid on the row it published in a dispute has no update in it either way).
         kept_out = set(row.get("screened") or [])
+        stale = stale or {}
         entries = []
         for m in members:
             i = m["idx"]
@@ -303,9 +341,11 @@ class ProjectService:
             dispute = disputes.get(m["trainer"])
             disputed = dispute is not None and dispute.state == "disputed"
             paid_update = not flagged and scores[i] > 0 and sub is not None and not disputed
+            shown = stale.get(m["trainer"])
             reason = flag_reason(
-                flagged, m["trainer"] in reveal_missed, dispute, when, row["reasons"].get(m["trainer"])
-            )
+                flagged, m["trainer"] in reveal_missed, dispute, when, row["reasons"].get(m["trainer"]),
+                shown.summary if shown else None,
+            )  # fmt: skip
             entries.append(
                 TrainerEntry(
                     index=i, trainer=m["trainer"], committed=m["trainer"] in arrivals,
@@ -320,12 +360,12 @@ class ProjectService:
                     dispute=dispute.state if dispute else None, dispute_deadline=dispute.deadline if dispute else None,
                     reason=reason, admitted=m["trainer"] in claimed and sub is not None and (flagged or scores[i] == 0),
                     screened=m["trainer"] in kept_out and paid_update,
-                    bond=trainer_bond(bonds, m["trainer"]),
+                    bond=trainer_bond(bonds, m["trainer"]), stale=shown,
                 )
             )  # fmt: skip
         return RoundView(
             round=row["round"], model_cid=row["model_cid"], proof_cid=row["proof_cid"], accuracy=row["accuracy"],
             block=row["block"], tx_hash=row["tx_hash"], trainers=entries,
             admitted=[e.trainer for e in entries if e.admitted], screened=[e.trainer for e in entries if e.screened],
-            bonds=round_bonds(bonds) if bonds else None,
+            bonds=round_bonds(bonds) if bonds else None, stale=[e.trainer for e in entries if e.stale],
         )  # fmt: skip

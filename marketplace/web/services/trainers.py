@@ -1,6 +1,7 @@
 """Read model of a trainer: its reliability now and what it is made of (live from the registry: rounds by outcome,
 independent projects, distinct owners, wei earned, how much of it the bars of its projects hold reserved and how
-much is available), its reliability history across projects (events) and what it staked, earned and had flagged
+much is available), its reliability history across projects (events; a round in which this market showed its
+submission stale is marked so) and what it staked, earned and had flagged
 in each project it joined, whether that project counts in its record (its owner is not its aggregator) and what
 of its record that project's bar holds reserved (live)."""
 
@@ -26,11 +27,12 @@ class TrainerService:
         address = account_address(address)
         market, indexer = self.context.reads, self.context.indexer
         record = track_record(market, address)
+        here, stale = indexer.market.address, indexer.stale_rounds_of(address)
         history = [
             ReliabilityPoint(
                 market=r["market"], project_id=r["project_id"], round=r["round"],
                 outcome=Outcome(r["outcome"]).name.lower(), reliability_bps=r["reliability_bps"], block=r["block"],
-                tx_hash=r["tx_hash"],
+                tx_hash=r["tx_hash"], stale=r["market"] == here and (r["project_id"], r["round"]) in stale,
             )
             for r in indexer.reliability_history(address)
         ]  # fmt: skip
