@@ -58,7 +58,8 @@ NO_ROUND_VERIFIER = "0x" + "00" * 20
 
 
 def send_prepared(chain: ChainClient, account: LocalAccount, tx: dict[str, Any]) -> str:
-    """Signs and sends an unsigned transaction from the API the way a wallet does; returns its hash."""
+    """Signs and sends an unsigned transaction from the API the way a wallet does, and waits until it is mined
+    (the wallet's "confirmed": on a loaded machine anvil's receipt can lag the send); returns its hash."""
     w3 = chain.w3
     params: dict[str, Any] = {
         "from": account.address, "to": tx["to"], "data": tx["data"], "value": int(tx["value"]),
@@ -67,7 +68,9 @@ def send_prepared(chain: ChainClient, account: LocalAccount, tx: dict[str, Any])
     params["gas"] = int(w3.eth.estimate_gas(params) * 1.2)  # type: ignore[arg-type]
     params.update(chain.fees())
     raw = account.sign_transaction(params).raw_transaction
-    return w3.eth.send_raw_transaction(raw).to_0x_hex()
+    tx_hash = w3.eth.send_raw_transaction(raw)
+    w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60)
+    return tx_hash.to_0x_hex()
 
 
 def job(actors: Actors, **overrides: Any) -> dict[str, Any]:
