@@ -17,7 +17,10 @@ Holes the review found, fixed since (the tests pass):
   (2^-6): an owner could publish an honest trainer's earlier row as its reference and have the trainer's later rows
   within 2^-6 of it shown stale, the slash its own. Now the reference is evidence only within the own bar (2^-10);
 - the aggregator node's own challenge, refused because another challenger's was mined first (``AlreadyShownStale``),
-  left the row scored as valid: the finalization reverted ``StaleNotRejected``. Now it reads the challenges again.
+  left the row scored as valid: the finalization reverted ``StaleNotRejected``. Now it reads the challenges again;
+- the aggregator node kept the earlier rounds' rows in memory only: restarted mid-project (a crash, a redeploy) it
+  knew none, and a replay of a row revealed before the restart was paid. Now a node without them rebuilds them once
+  from the chain and IPFS (``AggregatorNode.stale_history``), opening encrypted updates with its key.
 
 Still open (strict xfail): a colluding *trainer* can launder an honest trainer's row the same way (its own
 submission, a copy of the honest row, is itself stale but nobody has to challenge it); measured on the robustness
@@ -32,16 +35,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+import typer
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.errors import ContractRevert
 from marketplace.adapters.chain.market import REFERENCE_AUTHOR, MarketClient, StaleEvidence
+from marketplace.adapters.chain.update_keys import UpdateKeysClient, update_keys_client
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.store import ModelStore
+from marketplace.cli.challenge import _challenge
 from marketplace.fl.models import build_model
 from marketplace.protocol.commitment import commit_update, published_row
-from marketplace.roles.aggregator import AggregatorNode, RoundReport
+from marketplace.protocol.envelope import is_envelope
+from marketplace.roles.aggregator import AggregatorNode, RoundReport, publish_update_key
 from marketplace.roles.trainer import Committed, TrainerNode
 from marketplace.round.prove import HashProver
 from marketplace.round.reference import commit_reference, reveal_reference
@@ -369,3 +376,97 @@ def test_the_aggregator_node_finalizes_when_another_challenger_is_mined_first(
     assert isinstance(report, RoundReport) and list(report.rejected) == [nodes[3].address]
     (challenge,) = actors.owner.stale_challenges(pid, 1)
     assert challenge.challenger == actors.stranger.address
+
+
+def _keys(actors: Actors, client: MarketClient) -> UpdateKeysClient:
+    """The deployment's ``UpdateKeys`` acting as ``client``'s account."""
+    keys = update_keys_client(client.chain, actors.deployment, actors.artifacts)
+    assert keys is not None
+    return keys
+
+
+def _aggregator_process(actors: Actors, ipfs_node: LocalIpfsNode, keys: UpdateKeysClient | None) -> AggregatorNode:
+    """A fresh aggregator node of ``actors``' aggregator (``keys``: its ``UpdateKeys``), as ``marketplace aggregator
+    run`` starts one: nothing in memory."""
+    store = ModelStore(IpfsClient(ipfs_node.api_url, timeout=2.0, retries=0))
+    return AggregatorNode(actors.aggregator, store, update_keys=keys)
+
+
+def _replayed_after_round_0(
+    actors: Actors, ipfs_node: LocalIpfsNode, *, encrypted: bool = False
+) -> tuple[int, list[TrainerNode]]:
+    """Real nodes, four trainers: one aggregator node finalizes round 0 (everyone paid) and its process ends; in round
+    1 trainer 3 replays trainer 0's round-0 update (in an encrypted project sealed anew for its own submission, so
+    it opens) and everyone reveals. Returns the project and the trainer nodes."""
+    store = ModelStore(ipfs_node.client())
+    initial = store.put_tensors(build_model("mlp", seed=8).state_dict(), {"kind": "model"})
+    pid = actors.training_project(4, rounds=2, initial_model_cid=initial)
+    keys = {c.address: _keys(actors, c) for c in (actors.aggregator, *actors.trainers[:4])} if encrypted else {}
+    if encrypted:
+        publish_update_key(actors.aggregator, keys[actors.aggregator.address], pid)
+    updates = agreeing_updates(4, seed=29)
+    nodes = [
+        TrainerNode(t, store, FixedUpdate(u), update_keys=keys.get(t.address))
+        for t, u in zip(actors.trainers[:4], updates, strict=True)
+    ]
+
+    def submit_all() -> None:
+        for n in nodes:
+            assert isinstance(n.step(pid), Committed)
+        for n in nodes:
+            n.step(pid)
+
+    submit_all()
+    first = _aggregator_process(actors, ipfs_node, keys.get(actors.aggregator.address)).step(pid)
+    assert isinstance(first, RoundReport) and first.rejected == {} and all(s > 0 for s in first.chain_scores)
+    if encrypted:  # what round 0 revealed is sealed: only the aggregator's key opens it
+        assert all(is_envelope(store.get_bytes(s.cid)) for s in actors.owner.submissions(pid, 0))
+    for node, update in zip(nodes[:3], agreeing_updates(4, seed=31)[:3], strict=True):
+        node.source = FixedUpdate(update)
+    nodes[3].source = FixedUpdate(updates[0])  # a replay of trainer 0's round-0 update
+    submit_all()
+    return pid, nodes
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["public", "encrypted"])
+def test_a_restarted_aggregator_node_challenges_a_replay_of_a_row_revealed_before_the_restart(
+    actors: Actors, ipfs_node: LocalIpfsNode, encrypted: bool
+) -> None:
+    """Round 0 finalized by one aggregator node, trainer 3 replaying trainer 0's round-0 update in round 1
+    (:func:`_replayed_after_round_0`); a new node (the same account, nothing in memory: a restart) serves round 1.
+    It rebuilds the project's earlier rows from the chain and IPFS (opening encrypted updates with its key) and shows
+    the replay stale itself: rejected, scored 0, unpaid; the others paid."""
+    pid, nodes = _replayed_after_round_0(actors, ipfs_node, encrypted=encrypted)
+    replayer = nodes[3]
+    earned = {n.address: actors.owner.trainer_info(pid, n.address).earned for n in nodes}
+    keys = _keys(actors, actors.aggregator) if encrypted else None
+    report = _aggregator_process(actors, ipfs_node, keys).step(pid)
+    assert isinstance(report, RoundReport) and report.tx_hash
+    assert list(report.rejected) == [replayer.address] and report.rejected[replayer.address].startswith("stale:")
+    (challenge,) = actors.owner.stale_challenges(pid, 1)
+    assert (challenge.trainer, challenge.challenger) == (replayer.address, actors.aggregator.address)
+    assert (challenge.earlier_round, challenge.author) == (0, 0)
+    assert report.chain_scores[3] == 0 and all(s > 0 for s in report.chain_scores[:3])
+    paid = {n.address: actors.owner.trainer_info(pid, n.address).earned - earned[n.address] for n in nodes}
+    assert paid[replayer.address] == 0 and all(paid[n.address] > 0 for n in nodes[:3])
+
+
+def test_the_challenge_stale_command_finds_a_replay_in_the_rebuilt_history(
+    actors: Actors, ipfs_node: LocalIpfsNode
+) -> None:
+    """``marketplace project challenge-stale`` (its body, as the stranger): it rebuilds round 0's rows from the chain
+    and IPFS, finds trainer 3's round-1 row an exact copy of trainer 0's and shows it stale, credited its gas; the
+    aggregator node then finalizes the round without it. An honest trainer's row is refused with the closest
+    distance, nothing sent."""
+    pid, nodes = _replayed_after_round_0(actors, ipfs_node)
+    replayer = nodes[3].address
+    with pytest.raises(typer.Exit):
+        _challenge(actors.stranger, pid, nodes[1].address, ipfs_node.api_url)
+    assert actors.owner.stale_challenges(pid, 1) == []
+    message = _challenge(actors.stranger, pid, replayer, ipfs_node.api_url)
+    assert f"{replayer}'s submission of round 1 shown stale" in message and "trainer #0's row of round 0" in message
+    (challenge,) = actors.owner.stale_challenges(pid, 1)
+    assert (challenge.trainer, challenge.challenger, challenge.earlier_round) == (replayer, actors.stranger.address, 0)
+    assert actors.owner.bond_credit(actors.stranger.address) == challenge.award > 0
+    report = _aggregator_process(actors, ipfs_node, None).step(pid)
+    assert isinstance(report, RoundReport) and list(report.rejected) == [replayer]

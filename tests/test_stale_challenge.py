@@ -1,21 +1,35 @@
 """Stale challenges (``MarketDisputes.challengeStale``) on a real anvil with the local test verifier: anyone shows that
 a trainer's revealed row nearly copies a row revealed in an earlier round of the project; the submission is then
 rejected beyond dispute, unpaid, slashed, and the honest trainers share the whole round. Every bad challenge is
-refused with its own error, and a market deployed with a challenge period cannot finalize a round before it."""
+refused with its own error, and a market deployed with a challenge period cannot finalize a round before it. The
+history a round is checked against is rebuilt from the chain (``project_history``): published rows, references and
+stale rows as the market takes them."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import pytest
 
 from marketplace.adapters.chain.client import ChainClient
 from marketplace.adapters.chain.deploy import deploy_marketplace
-from marketplace.adapters.chain.market import REFERENCE_AUTHOR, StaleEvidence
+from marketplace.adapters.chain.market import REFERENCE_AUTHOR, MarketClient, StaleEvidence
 from marketplace.protocol.commitment import published_row
+from marketplace.round.collect import RoundInputs
 from marketplace.round.prove import HashProver
-from marketplace.round.stale import OWN_COPY_DIST, squared_distance
+from marketplace.round.reference import commit_reference, reveal_reference
+from marketplace.round.stale import (
+    OWN_COPY_DIST,
+    RoundCollector,
+    project_history,
+    squared_distance,
+    stale_evidence,
+    stale_match,
+)
+from tests.disputes import close_disputes
 from tests.market_fixtures import Actors, market_client, reverts
 from tests.test_attack_review_bonds import _data, _send
 from tests.test_dispute_attacks import Job, _fee, _play, _publish, _rewards, _round_rows, _settle, _start
@@ -226,3 +240,68 @@ def test_a_plain_accounts_challenge_is_credited_at_most_its_fee_and_nearly_all_o
         else:
             assert award >= (1 - UNDERPAID) * fee
             unpadded = award // price
+
+
+def _collector(market: MarketClient, job: Job, unusable: dict[int, set[str]], asked: list[int]) -> RoundCollector:
+    """What an aggregator collects from ``job``'s rounds when it could not use the updates of ``unusable[round]``
+    (rejected, rows published since not added; nothing marked stale); each round asked is appended to ``asked``."""
+
+    def collect(round_: int) -> RoundInputs:
+        asked.append(round_)
+        pid, trainers, k = job.pid, market.trainers(job.pid), market.sketch_width(job.pid)
+        subs = {s.trainer: s for s in market.submissions(pid, round_)}
+        bad = unusable.get(round_, set())
+        rows, valid = np.zeros((len(trainers), k + 2)), np.array([t in subs and t not in bad for t in trainers])
+        for i in np.flatnonzero(valid):
+            rows[i] = job.rows[(round_, trainers[i])]
+        return RoundInputs(
+            pid, round_, market.sketch_seed(pid), k, trainers, subs, market.commits(pid, round_),
+            np.zeros((len(trainers), 1), np.float32), rows, valid, {t: "unavailable" for t in bad},
+        )  # fmt: skip
+
+    return collect
+
+
+def test_the_project_history_holds_what_the_market_takes_as_earlier_rows(
+    actors: Actors, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Round 0: trainers 1 and 2 rejected, 1 publishes its row in its dispute. Round 1: the owner's reference, and
+    trainer 3 replays trainer 0's round-0 row (shown stale). Round 2 open, with a reference too. The history of
+    rounds 0-1, rebuilt by a collector that adds no published row: round 0's usable rows and trainer 1's published
+    one, round 1's rows but the stale one, round 1's reference; not trainer 2's unknown row (a warning names it), nor
+    anything of round 2. A replay of the published row in round 2 is found in it, and the market takes the evidence."""
+    job = _start(actors, rounds=3)
+    t = job.trainers
+    _play(actors, job, 0, _round_rows(actors, job, 0))
+    actors.aggregator.reject_submissions(job.pid, 0, [t[1].address, t[2].address])
+    _publish(t[1], job, 0)
+    close_disputes(actors.owner, job.pid)
+    actors.aggregator.finalize_round(job.pid, 0, _settle(actors.owner, job, 0, {t[1].address, t[2].address}))
+    references = {r: _round_rows(actors, job, 10 + r)[t[0].address] for r in (1, 2)}  # rows of their own
+    sealed = commit_reference(actors.owner, job.pid, 1, references[1])
+    _play(actors, job, 1, {**_round_rows(actors, job, 1), t[3].address: job.rows[(0, t[0].address)]})
+    reveal_reference(actors.owner, job.pid, 1, sealed, ROW_PROVER)
+    actors.stranger.challenge_stale(job.pid, 1, _evidence(actors, job, t[3].address, job.rows[(0, t[0].address)]))
+    actors.aggregator.finalize_round(job.pid, 1, _settle(actors.owner, job, 1, {t[3].address}))
+    sealed = commit_reference(actors.owner, job.pid, 2, references[2])
+    replay = job.rows[(0, t[1].address)]  # trainer 1's row, known from its dispute only
+    _play(actors, job, 2, {**_round_rows(actors, job, 2), t[4].address: replay})
+    reveal_reference(actors.owner, job.pid, 2, sealed, ROW_PROVER)
+
+    asked: list[int] = []
+    collect = _collector(actors.stranger, job, {0: {t[1].address, t[2].address}}, asked)
+    with caplog.at_level(logging.WARNING, logger="marketplace.round.stale"):
+        history = project_history(actors.stranger, collect, job.pid, 2, actors.owner.sketch_width(job.pid))
+    assert asked == [0, 1]
+    assert [(e.round, e.author) for e in history] == [(0, 0), (0, 1), (0, 3), (0, 4), (1, 0), (1, 1), (1, 2), (1, 4),
+                                                      (1, REFERENCE_AUTHOR)]  # fmt: skip
+    for e in history:
+        expected = references[1] if e.author == REFERENCE_AUTHOR else job.rows[(e.round, t[e.author].address)]
+        assert squared_distance(e.row, expected) == 0
+    (warning,) = [r for r in caplog.records if r.name == "marketplace.round.stale"]
+    assert t[2].address in warning.getMessage() and "round 0" in warning.getMessage()
+    match = stale_match(t[4].address, 4, replay, history)
+    assert match is not None and (match.earlier.round, match.earlier.author, match.distance) == (0, 1, 0)
+    receipt = actors.stranger.challenge_stale(job.pid, 2, stale_evidence(actors.stranger, job.pid, match, ROW_PROVER))
+    (event,) = actors.events(receipt, "StaleChallenged")
+    assert (event["trainer"], event["earlierRound"], event["author"]) == (t[4].address, 0, 1)

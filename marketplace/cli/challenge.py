@@ -36,10 +36,11 @@ def challenge_stale_cmd(
     """Show on chain that TRAINER's update revealed in the open round nearly copies a row revealed in an earlier round
     of the project (another trainer's, the owner's reference, or its own: then almost exactly). Anyone may, until the
     round is finalized: it waits the market's challenge period after its latest reveal. Fetches the round's and the
-    earlier rounds' updates from IPFS, finds the closest earlier row under the rule's copy bar (squared distance at
-    most 2^-6; 2^-10 against the trainer's own row), proves both rows and sends `challengeStale`. The trainer's
-    submission is then rejected beyond dispute (unpaid, slashed) and your gas is credited to you out of its stake
-    (`marketplace project withdraw` collects it). Encrypted projects' updates only their aggregator can read."""
+    earlier rounds' updates from IPFS (an earlier row published in a dispute counts too, a row shown stale does not),
+    finds the closest earlier row under the rule's copy bar (squared distance at most 2^-6; 2^-10 against the
+    trainer's own row), proves both rows and sends `challengeStale`. The trainer's submission is then rejected beyond
+    dispute (unpaid, slashed) and your gas is credited to you out of its stake (`marketplace project withdraw`
+    collects it). Encrypted projects' updates only their aggregator can read."""
     if not is_address(trainer):
         raise fail(f"{trainer!r} is not an address")
     market = connect_market(network, signing_account(network, keystore, dev_account))
@@ -53,10 +54,9 @@ def challenge_stale_cmd(
 def _challenge(market: MarketClient, project_id: int, trainer: str, ipfs_api: str | None) -> str:
     """Finds the earlier row ``trainer``'s open-round row nearly copies and challenges it; returns what happened.
     Raises :class:`typer.Exit` (via :func:`fail`) when there is nothing to challenge."""
-    from marketplace.protocol.commitment import row_from_ints  # heavy: numpy, torch (the fetch)
-    from marketplace.round.collect import collect_round
+    from marketplace.round.collect import RoundInputs, collect_round  # heavy: numpy, torch (the fetch)
     from marketplace.round.prove import row_prover_for
-    from marketplace.round.stale import EarlierRow, squared_distance, stale_evidence, stale_match
+    from marketplace.round.stale import project_history, squared_distance, stale_evidence, stale_match
 
     project = market.get_project(project_id)
     if project.status is not ProjectStatus.TRAINING:
@@ -72,13 +72,11 @@ def _challenge(market: MarketClient, project_id: int, trainer: str, ipfs_api: st
     if not current.valid[i]:
         why = current.rejected.get(trainer)
         raise fail(f"{trainer}'s update of round {round_} cannot be used ({why}): its row is unknown here")
-    history: list[EarlierRow] = []
-    for r in range(round_):
-        earlier = collect_round(market, store, project_id, r, project.model_name)
-        history += [EarlierRow(r, int(j), earlier.rows[j]) for j in range(len(earlier.trainers)) if earlier.valid[j]]
-    for ref in market.revealed_references(project_id):
-        if ref.round < round_:
-            history.append(EarlierRow(ref.round, REFERENCE_AUTHOR, row_from_ints(ref.row, current.sketch_width)))
+
+    def collect(earlier: int) -> RoundInputs:
+        return collect_round(market, store, project_id, earlier, project.model_name)
+
+    history = project_history(market, collect, project_id, round_, current.sketch_width)
     match = stale_match(trainer, i, current.rows[i], history)
     if match is None:
         closest = min((squared_distance(current.rows[i], e.row) for e in history), default=None)

@@ -33,7 +33,9 @@ the reveal deadline, as the market does.
 
 Restartable: everything is derived from the chain and IPFS, and the computation is
 deterministic, so after a crash the same round is recomputed to the same CIDs and proof; a
-round that was already finalized is recognized from the chain and not posted twice.
+round that was already finalized is recognized from the chain and not posted twice. The rows of earlier rounds that
+a round's rows are checked against for stale copies (``challengeStale``) are kept in memory as rounds are finalized;
+a node started mid-project rebuilds them once from the chain and IPFS (:meth:`AggregatorNode.stale_history`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from marketplace.adapters.chain.errors import ChainError, ContractRevert
-from marketplace.adapters.chain.market import REFERENCE_AUTHOR, Finalization, MarketClient, Project, ProjectStatus
+from marketplace.adapters.chain.market import Finalization, MarketClient, Project, ProjectStatus
 from marketplace.adapters.chain.update_keys import UpdateKeysClient, recorded_update_keys
 from marketplace.adapters.ezkl.errors import ProvingFailed
 from marketplace.adapters.ipfs.errors import CidMismatch, IpfsError, StorageError
@@ -74,7 +76,7 @@ from marketplace.round.openings import find_openings, opening_store
 from marketplace.round.prove import ProverSelectionError, RoundProver, RowProver, prover_for, round_tag
 from marketplace.round.reference import ReferenceMismatch, revealed_reference
 from marketplace.round.score import ReferenceEffect, new_model, score_round
-from marketplace.round.stale import EarlierRow, find_stale, shown_stale, stale_evidence
+from marketplace.round.stale import EarlierRow, earlier_rows, find_stale, project_history, shown_stale, stale_evidence
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +208,8 @@ class AggregatorNode:
         self._collected: dict[tuple[int, int], RoundInputs] = {}
         self._opening_store = opening_store(store)
         self._batched: set[tuple[int, int]] = set()  # (project, round) whose reveal batch is done
-        #: project -> the rows revealed in its finalized rounds (and the owner's references) that this node saw: what
-        #: a later round's rows are checked against for stale copies (:meth:`challenge_stale`)
+        #: project -> the rows revealed in its finalized rounds (and the owner's references): what a later round's
+        #: rows are checked against for stale copies (:meth:`stale_history`)
         self._history: dict[int, list[EarlierRow]] = {}
         self._challenge_period: int | None = None
 
@@ -358,18 +360,44 @@ class AggregatorNode:
             self._challenge_period = self.market.challenge_period()
         return self._challenge_period > 0 and self._now() < self.market.challenge_window_end(project_id)
 
+    def stale_history(self, project: Project, sketch_width: int) -> list[EarlierRow]:
+        """The rows revealed in the earlier rounds of ``project`` that its open round's rows are checked against:
+        those this node kept from the rounds it finalized (:func:`earlier_rows`) or, when it kept none and the open
+        round is not the first (a fresh process: restarted, redeployed), the project's history rebuilt once from the
+        chain and IPFS (:func:`project_history`, rows of ``sketch_width`` + 2 values), the old rounds' updates
+        fetched and opened as :meth:`_inputs` does. An old update that cannot be fetched or opened now only leaves
+        its row out (logged); this node's own IPFS node down raises as for the open round, and the rebuild is tried
+        again on the next step."""
+        pid, round_ = project.project_id, project.current_round
+        history = self._history.get(pid)
+        if history is not None or round_ == 0:
+            return history or []
+        t0 = time.perf_counter()
+        opener = self.update_opener(pid)
+
+        def collect(earlier: int) -> RoundInputs:
+            return collect_round(self.market, self.store, pid, earlier, project.model_name, opener)
+
+        history = self._history[pid] = project_history(self.market, collect, pid, round_, sketch_width)
+        log.info(
+            "project %d: stale history of rounds 0-%d rebuilt: %d rows in %.1f s",
+            pid, round_ - 1, len(history), time.perf_counter() - t0,
+        )  # fmt: skip
+        return history
+
     def challenge_stale(self, project: Project, inputs: RoundInputs, prover: RowProver) -> RoundInputs:
-        """Shows on chain every valid row of the open round that nearly copies a row this node saw revealed in an
-        earlier round of the project (:func:`find_stale`), and returns ``inputs`` with those, and the ones anyone else
-        showed stale (``StaleChallenged`` events), rejected (:func:`mark_stale`). A challenge the market refuses is
-        left out (the row is then scored as usual), never a reason to stall the round; the challenges are read again
-        after a refusal (another challenger's, mined first, refuses this node's with ``AlreadyShownStale``: the round
-        must still reject that row)."""
+        """Shows on chain every valid row of the open round that nearly copies a row revealed in an earlier round
+        of the project (:meth:`stale_history`, :func:`find_stale`), and returns ``inputs`` with those, and the ones
+        anyone else showed stale (``StaleChallenged`` events), rejected (:func:`mark_stale`). A challenge the market
+        refuses is left out (the row is then scored as usual), never a reason to stall the round; the challenges are
+        read again after a refusal (another challenger's, mined first, refuses this node's with
+        ``AlreadyShownStale``: the round must still reject that row)."""
         pid, round_ = project.project_id, project.current_round
         stale = shown_stale(self.market, pid, round_)
         candidates = inputs.valid & np.array([t not in stale for t in inputs.trainers], dtype=bool)
         refused = False
-        for match in find_stale(inputs.trainers, inputs.rows, candidates, self._history.get(pid, [])):
+        history = self.stale_history(project, inputs.sketch_width)
+        for match in find_stale(inputs.trainers, inputs.rows, candidates, history):
             try:
                 self.market.challenge_stale(pid, round_, stale_evidence(self.market, pid, match, prover))
             except ContractRevert as exc:
@@ -387,9 +415,7 @@ class AggregatorNode:
         history = self._history.setdefault(inputs.project_id, [])
         if any(e.round == inputs.round for e in history):
             return
-        history.extend(EarlierRow(inputs.round, int(i), inputs.rows[i].copy()) for i in np.flatnonzero(inputs.valid))
-        if reference is not None:
-            history.append(EarlierRow(inputs.round, REFERENCE_AUTHOR, np.asarray(reference, dtype=np.float64)))
+        history.extend(earlier_rows(inputs, reference))
 
     def finalize(self, project: Project) -> RoundReport | RejectionsAnnounced:
         """Fetch -> check -> flag -> score -> aggregate -> pin -> prove -> finalize, for the open round.
