@@ -82,13 +82,18 @@ def test_a_round_lists_the_unpaid_trainers_whose_update_is_in_the_model(
     round's JSON lists them, each one's entry says so and the page says it in words, next to its update too. What
     the document may claim is bounded: a paid trainer named admitted, an unpaid one named screened (its update is
     out of the model anyway), a stranger and a value that is no address are not shown. A document without the
-    lists (as made before them) names nobody."""
+    lists (as made before them) names nobody. (The owner revealed its reference in round 0: without one the page
+    shows no screened trainer, ``tests/test_attack_review_screen.py``.)"""
     pid = actors.training_project(3, rounds=2)
     members = actors.owner.trainers(pid)
     scores, flags = [500_000, 300_000, 0], [False, False, True]
     claimed = [members[2].lower(), members[0], "0x" + "11" * 20, "nobody"]
     kept_out = [members[1].lower(), members[2], "0x" + "22" * 20, "nobody"]
+    row = commit_update(np.random.default_rng(5).normal(size=300), actors.owner.sketch_seed(pid),
+                        actors.owner.sketch_width(pid))[0]  # fmt: skip
+    sealed = commit_reference(actors.owner, pid, 0, row)
     actors.submit_all(pid, 0)
+    reveal_reference(actors.owner, pid, 0, sealed, HashProver())
     doc = proof_document(actors, pid, 0, scores, flags, 0.5).model_copy(
         update={"admitted": claimed, "screened": kept_out}
     )

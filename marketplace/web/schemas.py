@@ -220,7 +220,8 @@ class TrainerEntry(BaseModel):
         default=False,
         description="paid, and its update is not in the round's new model: its committed row points against the "
         "owner's reference, so the update is kept out; it is paid as the rule scores it (the aggregator's word from "
-        "its proof document; `marketplace audit` recomputes it)",
+        "its proof document, shown only in a round whose owner revealed a reference; `marketplace audit` recomputes "
+        "it)",
     )
     bond: TrainerBond | None = Field(
         default=None,
@@ -315,7 +316,8 @@ class RoundView(BaseModel):
         default_factory=list,
         description="the paid trainers whose update the owner's reference kept out of the new model (their committed "
         "row points against the reference row; paid as the rule scores them), in trainer order: the aggregator's "
-        "word from its proof document, which `marketplace audit` recomputes",
+        "word from its proof document, which `marketplace audit` recomputes; empty in a round whose owner revealed "
+        "no reference (`referenceOf`), whatever the document says",
     )
     bonds: RoundBonds | None = Field(
         default=None, description="the rejection bonds of the round, if the aggregator announced rejections with bonds"

@@ -91,6 +91,12 @@ class ChainReads:
             ("awaits_reference", project_id), lambda: market.awaits_reference(market.get_project(project_id))
         )
 
+    def reference_revealed(self, project_id: int, round_: int) -> bool:
+        """Whether the owner revealed its reference row in ``round_`` (``MarketLens.referenceOf``: a revealed
+        commitment). Only a revealed reference can screen an update out of a round's model."""
+        key = ("reference_revealed", project_id, round_)
+        return self._read(key, lambda: self.market.reference_of(project_id, round_).revealed)
+
     def reliability(self, trainer: str) -> int:
         """``ReliabilityRegistry.reliabilityOf``."""
         return self._read(("reliability", trainer), lambda: self.market.reliability(trainer))

@@ -326,8 +326,12 @@ class ProjectService:
         total = sum(s for s, f in zip(scores, flags, strict=False) if not f)
         claimed = set(row.get("admitted") or [])  # the proof document's word: only unpaid members can be admitted
         # Its word too: shown only for members paid on their own update (an unpaid update kept out is simply not in
-        # the model, and a member paid on the row it published in a dispute has no update in it either way).
+        # the model, and a member paid on the row it published in a dispute has no update in it either way), and only
+        # in a round whose owner revealed its reference (``referenceOf``): without one nothing is screened, and a
+        # document that names someone there is false on the chain's own record (read only when it names someone).
         kept_out = set(row.get("screened") or [])
+        if kept_out and not self.context.reads.reference_revealed(row["project_id"], row["round"]):
+            kept_out = set()
         stale = stale or {}
         entries = []
         for m in members:
