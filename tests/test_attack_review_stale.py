@@ -44,7 +44,7 @@ from marketplace.adapters.chain.update_keys import UpdateKeysClient, update_keys
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.adapters.ipfs.manager import LocalIpfsNode
 from marketplace.adapters.ipfs.store import ModelStore
-from marketplace.cli.challenge import _challenge
+from marketplace.cli.challenge import challenge_open_round
 from marketplace.fl.models import build_model
 from marketplace.protocol.commitment import commit_update, published_row
 from marketplace.protocol.envelope import is_envelope
@@ -360,22 +360,24 @@ def test_the_aggregator_node_finalizes_when_another_challenger_is_mined_first(
     market = _FrontRun(actors.aggregator, actors.stranger)
     aggregator = AggregatorNode(market, ModelStore(IpfsClient(ipfs_node.api_url, timeout=2.0, retries=0)))
 
-    def submit_all() -> None:
-        for n in nodes:
-            assert isinstance(n.step(pid), Committed)
-        for n in nodes:
-            n.step(pid)
-
-    submit_all()
+    submit_all(nodes, pid)
     assert isinstance(aggregator.step(pid), RoundReport)
     for node, update in zip(nodes[:3], agreeing_updates(4, seed=31)[:3], strict=True):
         node.source = FixedUpdate(update)
     nodes[3].source = FixedUpdate(updates[0])  # a replay of trainer 0's round-0 update
-    submit_all()
+    submit_all(nodes, pid)
     report = aggregator.step(pid)
     assert isinstance(report, RoundReport) and list(report.rejected) == [nodes[3].address]
     (challenge,) = actors.owner.stale_challenges(pid, 1)
     assert challenge.challenger == actors.stranger.address
+
+
+def submit_all(nodes: list[TrainerNode], pid: int) -> None:
+    """A round as the trainers play it: every node commits, then every node reveals."""
+    for n in nodes:
+        assert isinstance(n.step(pid), Committed)
+    for n in nodes:
+        n.step(pid)
 
 
 def _keys(actors: Actors, client: MarketClient) -> UpdateKeysClient:
@@ -410,13 +412,7 @@ def _replayed_after_round_0(
         for t, u in zip(actors.trainers[:4], updates, strict=True)
     ]
 
-    def submit_all() -> None:
-        for n in nodes:
-            assert isinstance(n.step(pid), Committed)
-        for n in nodes:
-            n.step(pid)
-
-    submit_all()
+    submit_all(nodes, pid)
     first = _aggregator_process(actors, ipfs_node, keys.get(actors.aggregator.address)).step(pid)
     assert isinstance(first, RoundReport) and first.rejected == {} and all(s > 0 for s in first.chain_scores)
     if encrypted:  # what round 0 revealed is sealed: only the aggregator's key opens it
@@ -424,7 +420,7 @@ def _replayed_after_round_0(
     for node, update in zip(nodes[:3], agreeing_updates(4, seed=31)[:3], strict=True):
         node.source = FixedUpdate(update)
     nodes[3].source = FixedUpdate(updates[0])  # a replay of trainer 0's round-0 update
-    submit_all()
+    submit_all(nodes, pid)
     return pid, nodes
 
 
@@ -461,9 +457,9 @@ def test_the_challenge_stale_command_finds_a_replay_in_the_rebuilt_history(
     pid, nodes = _replayed_after_round_0(actors, ipfs_node)
     replayer = nodes[3].address
     with pytest.raises(typer.Exit):
-        _challenge(actors.stranger, pid, nodes[1].address, ipfs_node.api_url)
+        challenge_open_round(actors.stranger, pid, nodes[1].address, ipfs_node.api_url)
     assert actors.owner.stale_challenges(pid, 1) == []
-    message = _challenge(actors.stranger, pid, replayer, ipfs_node.api_url)
+    message = challenge_open_round(actors.stranger, pid, replayer, ipfs_node.api_url)
     assert f"{replayer}'s submission of round 1 shown stale" in message and "trainer #0's row of round 0" in message
     (challenge,) = actors.owner.stale_challenges(pid, 1)
     assert (challenge.trainer, challenge.challenger, challenge.earlier_round) == (replayer, actors.stranger.address, 0)

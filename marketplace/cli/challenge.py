@@ -45,13 +45,13 @@ def challenge_stale_cmd(
         raise fail(f"{trainer!r} is not an address")
     market = connect_market(network, signing_account(network, keystore, dev_account))
     try:
-        message = _challenge(market, project_id, to_checksum_address(trainer), ipfs_api)
+        message = challenge_open_round(market, project_id, to_checksum_address(trainer), ipfs_api)
     except (ChainError, IpfsError, StorageError) as exc:
         raise fail(str(exc)) from None
     console.print(message)
 
 
-def _challenge(market: MarketClient, project_id: int, trainer: str, ipfs_api: str | None) -> str:
+def challenge_open_round(market: MarketClient, project_id: int, trainer: str, ipfs_api: str | None) -> str:
     """Finds the earlier row ``trainer``'s open-round row nearly copies and challenges it; returns what happened.
     Raises :class:`typer.Exit` (via :func:`fail`) when there is nothing to challenge."""
     from marketplace.round.collect import RoundInputs, collect_round  # heavy: numpy, torch (the fetch)
