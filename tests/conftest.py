@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+#: Threads of OpenMP, OpenBLAS and MKL (torch's training, numpy's products) per pytest-xdist worker, and in the
+#: processes tests start, when several workers share the machine (``make test``: two on two cores). Their default,
+#: one thread per core in every worker, oversubscribes the cores, and a busy-waiting OpenMP team then waits for
+#: the other worker's threads: training tests ran 2-5x slower at load 4-6. The environment can set them.
+XDIST_THREADS = "1"
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, XDIST_THREADS)
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
