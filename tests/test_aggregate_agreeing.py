@@ -265,6 +265,25 @@ def _exact_cos(u: np.ndarray, total: list[Fraction]) -> Fraction:
     return (dot * dot / (sq * norm)) * (1 if dot > 0 else -1)
 
 
+class _CosWithTail:
+    """:func:`_exact_cos` against ``total`` for vectors that all end in ``tail``: the tail's exact sums (its dot with
+    ``total``'s end, its square) and ``total``'s square are summed once, each call sums only the head."""
+
+    def __init__(self, total: list[Fraction], tail: np.ndarray) -> None:
+        self.total, self.tail, self.head = total, tail, len(total) - len(tail)
+        entries = [Fraction(x) for x in tail.tolist()]
+        self.dot = sum((x * s for x, s in zip(entries, total[self.head :], strict=True)), Fraction(0))
+        self.sq = sum((x * x for x in entries), Fraction(0))
+        self.norm = sum((s * s for s in total), Fraction(0))
+
+    def __call__(self, u: np.ndarray) -> Fraction:
+        assert len(u) == len(self.total) and np.array_equal(u[self.head :], self.tail)
+        entries = [Fraction(x) for x in u[: self.head].tolist()]
+        dot = sum((x * s for x, s in zip(entries, self.total, strict=False)), self.dot)
+        sq = sum((x * x for x in entries), self.sq)
+        return (dot * dot / (sq * self.norm)) * (1 if dot > 0 else -1)
+
+
 def _as_decimal_cos(key: Fraction) -> Decimal:
     """The cosine a key of :func:`_exact_cos` stands for, to 60 digits."""
     getcontext().prec = 60
@@ -288,10 +307,11 @@ def test_an_admission_a_hairs_breadth_from_the_bar_decides_as_exact_arithmetic_d
     as_fractions = [[Fraction(v) for v in r.tolist()] for r in paid_rows]
     total = [a + b for a, b in zip(*as_fractions, strict=True)]
     bar = min(_exact_cos(paid_rows[i], as_fractions[1 - i]) for i in (0, 1))  # S less its own term: the other
+    cos_with_total = _CosWithTail(total, common)  # the bisections' cosines: the shared tail summed once
 
     def gap(head: list[float]) -> Decimal:
         """The candidate's cosine with the paid sum less the bar, to 60 digits."""
-        return _as_decimal_cos(_exact_cos(row(head), total)) - _as_decimal_cos(bar)
+        return _as_decimal_cos(cos_with_total(row(head))) - _as_decimal_cos(bar)
 
     def crossing(make: Callable[[np.float32], list[float]], top: float, target: Decimal) -> np.float32:
         """The smallest float32 v in [0, top] whose gap is on the other side of ``target`` than v = 0's (positive
@@ -309,6 +329,8 @@ def test_an_admission_a_hairs_breadth_from_the_bar_decides_as_exact_arithmetic_d
     f_above = crossing(lambda v: [h, 0, 4, v, 0], 1.0, Decimal("3e-13"))
     f_below = crossing(lambda v: [h, 0, 4, v, 0], 1.0, Decimal("-4e-13"))
     gaps = [gap([h, 0, 4, f, 0]) for f in (f_above, f_below)]
+    for f in (f_above, f_below):  # the tail summed once is the whole sum
+        assert cos_with_total(row([h, 0, 4, f, 0])) == _exact_cos(row([h, 0, 4, f, 0]), total)
     assert Decimal("1e-14") < gaps[0] < Decimal("1e-12") and -Decimal("1e-12") < gaps[1] < -Decimal("1e-14")
     u = np.stack([*paid_rows, row([h, 0, 4, f_below, 0]), row([h, 0, 4, f_above, 0])])
     paid = np.array([True, True, False, False])

@@ -8,6 +8,8 @@ hypothesis through their states: open, committing (the owner's reference committ
 revealed), rejections announced and one disputed, a round finalized with a flagged trainer, finished and withdrawn
 from, cancelled, one with a reliability bar, and a project that does not exist.
 Configurations vary (amounts up to 2^90 wei, model names and CIDs shorter and longer than a storage word).
+Both contracts are asked the same calldata at the same block in one JSON-RPC batch each, and must answer the same
+bytes, returned or reverted (the views' input and output types are checked to be the same in both ABIs).
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import string
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
+from eth_abi import encode as abi_encode
+from eth_utils import collapse_if_tuple, function_abi_to_4byte_selector
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -71,18 +76,16 @@ def world(reference_artifacts: Artifacts) -> Iterator[tuple[MarketClient, list[M
         )
 
 
-def _answer(chain: ChainClient, call: Any) -> Any:
+def _answer(chain: ChainClient, call: Any, block: int | str = "latest") -> Any:
     try:
-        return ("ok", chain.call(call))
+        return ("ok", chain.call(call, block))
     except ContractRevert as exc:
         return ("revert", exc.name, exc.args)
 
 
-def assert_same_views(owner: MarketClient, pids: list[int], accounts: list[str]) -> None:
-    """Every composite view of the reference market equals the lens's, for ``pids`` and ``accounts``."""
-    market, lens, chain = owner.market.functions, owner.lens.functions, owner.chain
-    calls: list[tuple[str, tuple[Any, ...]]] = []
-    calls.append(("projectCount", ()))
+def view_calls(pids: list[int], accounts: list[str], verifier: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """Every composite view the lens took over, for ``pids``, ``accounts`` and three rounds."""
+    calls: list[tuple[str, tuple[Any, ...]]] = [("projectCount", ())]
     for pid in pids:
         calls += [("getProject", (pid,)), ("roundDeadlines", (pid,)), ("rejections", (pid,)), ("trainersOf", (pid,))]
         calls += [("requiredTrackRecord", (pid,)), ("sketchSeed", (pid,))]
@@ -95,11 +98,69 @@ def assert_same_views(owner: MarketClient, pids: list[int], accounts: list[str])
             calls += [("referenceOf", (pid, round_)), ("roundTag", (pid, round_))]
     for who in accounts:
         calls += [("aggregatorRecord", (who,)), ("isVerifierApproved", (who,))]
-    calls.append(("isVerifierApproved", (_test_verifier(owner),)))
+    calls.append(("isVerifierApproved", (verifier,)))
+    return calls
+
+
+def _types(entry: dict[str, Any]) -> tuple[list[str], list[str], str]:
+    """A function's ABI input and output types (tuples spelled out) and its mutability."""
+    inputs = [collapse_if_tuple(i) for i in entry["inputs"]]
+    return inputs, [collapse_if_tuple(o) for o in entry["outputs"]], entry["stateMutability"]
+
+
+def encoded_calls(owner: MarketClient, calls: list[tuple[str, tuple[Any, ...]]]) -> list[str]:
+    """The calldata of each call, encoded once for both contracts: every view named has the same input and output
+    types and mutability in the market and the lens, so the same bytes ask both the same question and the same
+    answer bytes decode to the same values."""
+    market = {f["name"]: f for f in owner.market.abi if f.get("type") == "function"}
+    lens = {f["name"]: f for f in owner.lens.abi if f.get("type") == "function"}
+    encoded = []
     for name, args in calls:
-        want = _answer(chain, market[name](*args))
-        got = _answer(chain, lens[name](*args))
-        assert got == want, f"{name}{args}: the lens answers {got}, the market's view {want}"
+        inputs, outputs, mutability = _types(market[name])
+        assert _types(lens[name]) == (inputs, outputs, mutability), f"{name}: {lens[name]} vs {market[name]}"
+        encoded.append("0x" + (function_abi_to_4byte_selector(market[name]) + abi_encode(inputs, list(args))).hex())
+    return encoded
+
+
+def raw_answers(chain: ChainClient, to: str, data: list[str], block: int) -> list[tuple[str, str]]:
+    """``to``'s answer to each calldata at ``block``, from the chain's account, asked in one JSON-RPC batch:
+    ("ok", return data) or ("revert", revert data); any other error fails the test."""
+    sender = chain.address
+    batch = [
+        {"jsonrpc": "2.0", "id": i, "method": "eth_call", "params": [{"from": sender, "to": to, "data": d}, hex(block)]}
+        for i, d in enumerate(data)
+    ]
+    response = httpx.post(chain.rpc_url, json=batch, timeout=120)
+    response.raise_for_status()
+    by_id = {r["id"]: r for r in response.json()}
+    answers = []
+    for i in range(len(data)):
+        reply = by_id[i]
+        if "error" not in reply:
+            answers.append(("ok", reply["result"]))
+            continue
+        error = reply["error"]
+        assert str(error.get("message", "")).startswith("execution reverted"), f"call {i} to {to}: {error}"
+        answers.append(("revert", error.get("data") or "0x"))
+    return answers
+
+
+def assert_same_views(owner: MarketClient, calls: list[tuple[str, tuple[Any, ...]]], data: list[str]) -> None:
+    """Every composite view of the reference market answers ``calls`` (encoded as ``data``) with the same bytes as
+    the lens, returned or reverted, at the same block."""
+    chain = owner.chain
+    block = chain.block_number()
+    want = raw_answers(chain, owner.market.address, data, block)
+    got = raw_answers(chain, owner.lens.address, data, block)
+    for (name, args), w, g in zip(calls, want, got, strict=True):
+        assert g == w, _mismatch(owner, name, args, block)
+
+
+def _mismatch(owner: MarketClient, name: str, args: tuple[Any, ...], block: int) -> str:
+    """What the lens and the market answer to ``name(*args)`` at ``block``, decoded (for a failure's message)."""
+    got = _answer(owner.chain, owner.lens.functions[name](*args), block)
+    want = _answer(owner.chain, owner.market.functions[name](*args), block)
+    return f"{name}{args}: the lens answers {got}, the market's view {want}"
 
 
 _NAME = string.ascii_letters + string.digits + "_-."
@@ -149,9 +210,11 @@ def _drive(owner: MarketClient, trainers: list[MarketClient], aggregator: Market
     barred = owner.create_project(config.model_copy(update={"min_reliability_bps": 5_000, "min_trainers": 3}))
     accounts = [t.address for t in trainers] + [owner.address, aggregator.address]
     pids = [pid, cancelled, barred, pid + 100]
+    calls = view_calls(pids, accounts, _test_verifier(owner))
+    data = encoded_calls(owner, calls)
 
     def check() -> None:
-        assert_same_views(owner, pids, accounts)
+        assert_same_views(owner, calls, data)
 
     check()  # open, nobody joined
     owner.expect_reference(pid)
