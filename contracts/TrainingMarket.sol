@@ -835,8 +835,11 @@ contract TrainingMarket is MarketState, ReentrancyGuardTransient {
         uint256 verifierMax = IRoundVerifier(cfg.verifier).maxTrainers();
         if (cfg.maxTrainers > verifierMax) revert VerifierTooSmall(cfg.maxTrainers, verifierMax);
         if (cfg.minReliabilityBps > BPS || cfg.slashBps > BPS) revert InvalidConfig("bps");
+        // The join deadline is stored in 32 bits: a join period reaching past 2^32 - 1 would wrap it into the past
+        // and leave a project nobody can ever join (its budget escrowed until the owner cancels).
         if (
-            cfg.joinPeriod == 0 || cfg.submissionPeriod < MIN_PHASE_PERIOD || cfg.revealPeriod < MIN_PHASE_PERIOD
+            cfg.joinPeriod == 0 || block.timestamp + cfg.joinPeriod > type(uint32).max
+                || cfg.submissionPeriod < MIN_PHASE_PERIOD || cfg.revealPeriod < MIN_PHASE_PERIOD
                 || cfg.aggregationPeriod < MIN_PHASE_PERIOD
         ) revert InvalidConfig("periods");
         if (msg.value <= cfg.aggregatorFee || msg.value - cfg.aggregatorFee > type(uint96).max) {

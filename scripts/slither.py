@@ -45,6 +45,7 @@ JUSTIFIED: dict[tuple[str, str, str], str] = {
     ("timestamp", "TrainingMarket", "cancel"): "join deadline; periods are minutes to days",
     ("timestamp", "TrainingMarket", "startTraining"): "join deadline; periods are minutes to days",
     ("timestamp", "TrainingMarket", "join"): "join deadline; periods are minutes to days",
+    ("timestamp", "TrainingMarket", "_checkConfig"): "the join deadline must fit 32 bits; seconds cannot matter",
     ("timestamp", "TrainingMarket", "_checkCommitWindow"): "commit deadline; periods are minutes to days",
     ("timestamp", "TrainingMarket", "_checkRevealOpen"): "reveal phase (reveals, batches, reference); minutes to days",
     ("timestamp", "TrainingMarket", "commitReference"): "commit phase (the owner's reference); minutes to days",

@@ -157,6 +157,22 @@ def test_create_project_rejects_bad_config(actors: Actors, overrides: dict, erro
         actors.owner.create_project(cfg)
 
 
+def test_a_join_period_past_the_32_bit_deadline_is_refused(actors: Actors) -> None:
+    """The join deadline is stored in 32 bits: a join period ending after 2**32 - 1 wrapped into the past (a project
+    created, its budget escrowed, nobody able to join: ``JoinClosed``). Now refused; the longest that fits is kept."""
+    now = actors.chain.timestamp()
+    too_long = actors.config().model_copy(update={"join_period": 2**32 - 1})  # bypass client-side validation
+    with reverts("InvalidConfig") as info:
+        actors.owner.create_project(too_long)
+    assert info.value.args_dict == {"reason": "periods"}
+    longest = 2**32 - 1 - (now + 60)  # the next block's timestamp is later than now, by less than a minute here
+    pid = actors.owner.create_project(actors.config().model_copy(update={"join_period": longest}))
+    project = actors.owner.get_project(pid)
+    assert project.join_deadline > now and project.join_deadline <= 2**32 - 1
+    actors.trainers[0].join(pid)  # joinable
+    assert actors.trainers[0].address in actors.owner.trainers(pid)
+
+
 def test_model_name_is_at_most_64_bytes_on_chain_and_in_the_client(actors: Actors) -> None:
     """A 4 KB model name cost its creator 3.1M gas and every reader its size (issue 12 item 5):
     the contract refuses names over MAX_MODEL_NAME_LENGTH bytes, and so does ProjectConfig, in bytes."""

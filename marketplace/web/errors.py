@@ -155,7 +155,8 @@ CONFIG_REASONS: dict[str, tuple[str | None, str]] = {
     "bps": ("min_reliability_bps", "the minimum reliability and the slash must be from 0 to 100 %"),
     "periods": (
         "submission_period",
-        "the join period must be longer than 0 and the commit, reveal and aggregation periods at least 5 minutes",
+        "the join period must be longer than 0 and end before 2106 (the market's 32-bit deadline), and the commit, "
+        "reveal and aggregation periods at least 5 minutes",
     ),
     "modelName": ("model_name", "the model name must not be empty"),
 }
