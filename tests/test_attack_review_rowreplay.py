@@ -365,7 +365,10 @@ def test_a_refused_trainer_node_restarted_reports_once_and_trains_on_in_the_next
     pid = actors.training_project(4, rounds=3, initial_model_cid=initial)
     updates = agreeing_updates(4, seed=29)
     lazy_store = _KeptLocally(ipfs_node.client())
-    lazy = TrainerNode(actors.trainers[3], lazy_store, FixedUpdate(updates[3]))
+    # bytes no other test pins: the session's IPFS node is shared, and another test's trainer 3 may have pinned
+    # updates[3] of seed 29 in a project 1 round 0 too (the same bytes, the same CID: the aggregator fetched it)
+    kept = (updates[3] * np.float32(1 + 2**-10)).astype(np.float32)
+    lazy = TrainerNode(actors.trainers[3], lazy_store, FixedUpdate(kept))
     nodes = [TrainerNode(t, store, FixedUpdate(u)) for t, u in zip(actors.trainers[:3], updates[:3], strict=True)]
     aggregator = AggregatorNode(actors.aggregator, ModelStore(IpfsClient(ipfs_node.api_url, timeout=2.0, retries=0)))
 
@@ -385,7 +388,7 @@ def test_a_refused_trainer_node_restarted_reports_once_and_trains_on_in_the_next
     submit_all()
     assert isinstance(aggregator.step(pid), RejectionsAnnounced)
     assert isinstance(lazy.step(pid), DisputeRefused)
-    restarted = TrainerNode(actors.trainers[3], lazy_store, FixedUpdate(updates[3]))
+    restarted = TrainerNode(actors.trainers[3], lazy_store, FixedUpdate(kept))
     assert isinstance(restarted.step(pid), DisputeRefused)
     assert restarted.step(pid) is StepOutcome.ALREADY_SUBMITTED
     close_disputes(actors.owner, pid)
@@ -395,7 +398,7 @@ def test_a_refused_trainer_node_restarted_reports_once_and_trains_on_in_the_next
     left = actors.owner.trainer_info(pid, restarted.address).stake_left
     assert left == project.stake - project.stake * project.slash_bps // 10_000  # slashed once, for round 1
 
-    lazy.source = FixedUpdate(updates[3] * 0.9)  # a fresh update: a fresh row
+    lazy.source = FixedUpdate(kept * 0.9)  # a fresh update: a fresh row
     restarted.source = lazy.source
     nodes.append(restarted)
     for n in nodes:
