@@ -1,16 +1,20 @@
-"""A one-round project on the local stack whose trainers have committed and revealed, for attack tests that then
-run the aggregator their own way."""
+"""Small rounds for attack tests: a one-round project on the local stack whose trainers have committed and revealed
+(the tests then run the aggregator their own way), and a round's inputs made offline from updates."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from marketplace.adapters.chain.deploy import TEST_VERIFIER
-from marketplace.adapters.chain.market import MarketClient, ProjectConfig
+from marketplace.adapters.chain.market import Commit, MarketClient, ProjectConfig
 from marketplace.demo.job import LocalStack
 from marketplace.fl.models import build_model
+from marketplace.protocol.commitment import commit_update
 from marketplace.roles.trainer import Committed, Submitted, TrainerNode, UpdateSource
+from marketplace.round.collect import RoundInputs
 
 ETH = 10**18
 
@@ -46,3 +50,19 @@ def revealed_round(stack: LocalStack, sources: Sequence[UpdateSource], model: st
     assert all(isinstance(t.step(pid), Committed) for t in trainers)
     assert all(isinstance(t.step(pid), Submitted) for t in trainers)
     return RevealedRound(pid, initial, aggregator, trainers)
+
+
+def offline_round(
+    updates: Iterable[np.ndarray], seed: int, k: int, arrival: Sequence[int] | None = None
+) -> RoundInputs:
+    """A round of these updates in trainer order (project 1, round 0, no chain), every one valid with the row
+    ``collect_round`` makes (:func:`commit_update`'s), committed in ``arrival`` order (trainer indices; None: trainer
+    order)."""
+    u = np.stack(list(updates)).astype(np.float32)
+    n = len(u)
+    trainers = [f"0x{i:040x}" for i in range(n)]
+    commits = [
+        Commit(1, 0, trainers[t], b"\0" * 32, position + 1, b"", 1) for position, t in enumerate(arrival or range(n))
+    ]
+    rows = np.stack([commit_update(x, seed, k)[0] for x in u])
+    return RoundInputs(1, 0, seed, k, trainers, {}, commits, u, rows, np.ones(n, dtype=bool), {})

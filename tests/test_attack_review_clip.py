@@ -28,10 +28,8 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 import numpy as np
 import pytest
 
-from marketplace.adapters.chain.market import Commit
 from marketplace.demo.job import LocalStack, local_stack
 from marketplace.fl.models import num_params
-from marketplace.protocol.commitment import commit_update
 from marketplace.protocol.sketch import sketch
 from marketplace.roles.aggregator import AggregatorNode, RoundReport
 from marketplace.roles.audit import audit_round
@@ -39,7 +37,7 @@ from marketplace.round.collect import RoundInputs
 from marketplace.round.score import ScoredRound, score_round
 from marketplace.rule.aggregate import MAX_STEP, PAID_CLIP, agreeing_clipped_mean, committed_norm_caps, fixed_dot
 from tests.disputes import step_through_disputes
-from tests.small_rounds import revealed_round
+from tests.small_rounds import offline_round, revealed_round
 from tests.test_attack_review_agreeing import SketchHiddenPoison, _invisible, _unit
 from tests.update_sources import FixedUpdate, agreeing_updates
 
@@ -47,16 +45,8 @@ SEED, K = 11, 32
 
 
 def _inputs(updates: list[np.ndarray], arrival: list[int] | None = None) -> RoundInputs:
-    """A round of these updates in trainer order, every one valid (its row :func:`commit_update`'s, as
-    ``collect_round`` makes it), committed in ``arrival`` order (trainer indices; None: trainer order)."""
-    u = np.stack(updates).astype(np.float32)
-    n = len(u)
-    trainers = [f"0x{i:040x}" for i in range(n)]
-    commits = [
-        Commit(1, 0, trainers[t], b"\0" * 32, position + 1, b"", 1) for position, t in enumerate(arrival or range(n))
-    ]
-    rows = np.stack([commit_update(x, SEED, K)[0] for x in u])
-    return RoundInputs(1, 0, SEED, K, trainers, {}, commits, u, rows, np.ones(n, dtype=bool), {})
+    """:func:`offline_round` of these updates with this file's sketch seed and width."""
+    return offline_round(updates, SEED, K, arrival)
 
 
 def _hidden_poison_round(factor: float = 30.0) -> tuple[RoundInputs, np.ndarray]:

@@ -45,7 +45,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from bench.screen_targeting import K, dirichlet_data, round_inputs, targeting_reference, trajectory
-from marketplace.adapters.chain.market import Commit
 from marketplace.adapters.ipfs.ipfs import IpfsClient
 from marketplace.fl.models import build_model, num_params, state_to_vector
 from marketplace.fl.train import train_local
@@ -67,6 +66,7 @@ from marketplace.rule.aggregate import (
 from marketplace.rule.scorer import GramScorer, reference_screen
 from research.simulate import collect_updates
 from tests.market_fixtures import Actors
+from tests.small_rounds import offline_round
 from tests.test_attack_review_agreeing import _invisible, _unit
 from tests.update_sources import agreeing_updates
 from tests.web_fixtures import (  # noqa: F401
@@ -85,16 +85,8 @@ SEED = 7
 def _inputs(
     updates: list[np.ndarray] | np.ndarray, seed: int = SEED, k: int = K, arrival: list[int] | None = None
 ) -> RoundInputs:
-    """A round of these updates in trainer order, every one valid with the row ``collect_round`` makes, committed in
-    ``arrival`` order (trainer indices; None: trainer order)."""
-    u = np.stack(list(updates)).astype(np.float32)
-    n = len(u)
-    trainers = [f"0x{i:040x}" for i in range(n)]
-    commits = [
-        Commit(1, 0, trainers[t], b"\0" * 32, position + 1, b"", 1) for position, t in enumerate(arrival or range(n))
-    ]
-    rows = np.stack([commit_update(x, seed, k)[0] for x in u])
-    return RoundInputs(1, 0, seed, k, trainers, {}, commits, u, rows, np.ones(n, dtype=bool), {})
+    """:func:`offline_round` of these updates (this file's sketch seed and width by default)."""
+    return offline_round(updates, seed, k, arrival)
 
 
 def _reference_row(update: np.ndarray, seed: int = SEED, k: int = K) -> np.ndarray:
